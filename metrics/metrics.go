@@ -1,0 +1,182 @@
+// Package metrics holds puaside's Prometheus collectors. One *Metrics is
+// built in main and handed to every component; all methods are safe on a nil
+// receiver, so tests may pass nil. The management interface serves the
+// registry at /metrics.
+package metrics
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics is the set of puaside's collectors.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests       *prometheus.CounterVec   // method, event, status
+	latency        *prometheus.HistogramVec // method, event
+	notifies       *prometheus.CounterVec   // event, code
+	ingest         *prometheus.CounterVec   // input, kind, result
+	drops          *prometheus.CounterVec   // input, reason
+	queueDepth     *prometheus.GaugeVec     // queue
+	storeFlush     prometheus.Histogram
+	storeFailures  prometheus.Counter
+	trackerEvents  *prometheus.CounterVec // tracker, what
+	inflight       prometheus.Gauge
+	stateCollector []prometheus.Collector
+}
+
+// New builds the collectors and registers them, with the Go and process
+// collectors, on a fresh registry.
+func New() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "puaside_sip_requests_total",
+		Help: "PUBLISH and SUBSCRIBE transactions sent, by method, event and final status (timeout, error for no reply).",
+	}, []string{"method", "event", "status"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "puaside_sip_request_duration_seconds",
+		Help:    "Time from sending a PUBLISH or SUBSCRIBE to its final reply.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 32},
+	}, []string{"method", "event"})
+	m.notifies = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "puaside_notify_received_total",
+		Help: "NOTIFY requests received, by event and the status puaside answered.",
+	}, []string{"event", "code"})
+	m.ingest = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "puaside_ingest_messages_total",
+		Help: "Mirrored messages and JSON events received, by input, kind and result.",
+	}, []string{"input", "kind", "result"})
+	m.drops = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "puaside_ingest_dropped_total",
+		Help: "Input dropped, by input and reason.",
+	}, []string{"input", "reason"})
+	m.queueDepth = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "puaside_queue_depth",
+		Help: "Items waiting in an internal queue.",
+	}, []string{"queue"})
+	m.storeFlush = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "puaside_store_flush_duration_seconds",
+		Help:    "Duration of write-behind flushes to the database.",
+		Buckets: prometheus.DefBuckets,
+	})
+	m.storeFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "puaside_store_flush_failures_total",
+		Help: "Write-behind flushes that failed (the records stay dirty and are retried).",
+	})
+	m.trackerEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "puaside_tracker_events_total",
+		Help: "Tracker events by tracker and what happened (e.g. usrloc contact_added, dialoginfo ignored_unknown_call).",
+	}, []string{"tracker", "what"})
+	m.inflight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "puaside_sip_requests_in_flight",
+		Help: "PUBLISH and SUBSCRIBE transactions waiting for a final reply.",
+	})
+	m.reg.MustRegister(m.requests, m.latency, m.notifies, m.ingest, m.drops, m.queueDepth,
+		m.storeFlush, m.storeFailures, m.trackerEvents, m.inflight,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry returns the registry to serve at /metrics.
+func (m *Metrics) Registry() *prometheus.Registry {
+	if m == nil {
+		return nil
+	}
+	return m.reg
+}
+
+// Register adds a further collector (e.g. a gauge function over engine state).
+func (m *Metrics) Register(c prometheus.Collector) error {
+	if m == nil {
+		return nil
+	}
+	return m.reg.Register(c)
+}
+
+// StatusLabel renders a SIP status for the status label: the code, or
+// "timeout"/"error" when no reply arrived.
+func StatusLabel(status int, timeout bool) string {
+	switch {
+	case status > 0:
+		return strconv.Itoa(status)
+	case timeout:
+		return "timeout"
+	}
+	return "error"
+}
+
+// Request counts a finished PUBLISH/SUBSCRIBE transaction and its latency.
+// status is a StatusLabel value.
+func (m *Metrics) Request(method, event, status string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(method, event, status).Inc()
+	m.latency.WithLabelValues(method, event).Observe(d.Seconds())
+}
+
+// InFlight adds delta to the number of transactions waiting for a reply.
+func (m *Metrics) InFlight(delta int) {
+	if m == nil {
+		return
+	}
+	m.inflight.Add(float64(delta))
+}
+
+// Notify counts a received NOTIFY and the code answered.
+func (m *Metrics) Notify(event string, code int) {
+	if m == nil {
+		return
+	}
+	m.notifies.WithLabelValues(event, strconv.Itoa(code)).Inc()
+}
+
+// Ingest counts one input message by input (replicate, trace, hep, json),
+// kind (register, register_reply, call, event, other) and result (accepted,
+// duplicate, ignored, error).
+func (m *Metrics) Ingest(input, kind, result string) {
+	if m == nil {
+		return
+	}
+	m.ingest.WithLabelValues(input, kind, result).Inc()
+}
+
+// Drop counts input dropped before processing, with the reason
+// (untrusted, parse_error, oversize, queue_full, hep_auth, ...).
+func (m *Metrics) Drop(input, reason string) {
+	if m == nil {
+		return
+	}
+	m.drops.WithLabelValues(input, reason).Inc()
+}
+
+// QueueDepth sets the depth of a named queue.
+func (m *Metrics) QueueDepth(queue string, n int) {
+	if m == nil {
+		return
+	}
+	m.queueDepth.WithLabelValues(queue).Set(float64(n))
+}
+
+// StoreFlush records a write-behind flush and whether it failed.
+func (m *Metrics) StoreFlush(d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	m.storeFlush.Observe(d.Seconds())
+	if err != nil {
+		m.storeFailures.Inc()
+	}
+}
+
+// Tracker counts a tracker event.
+func (m *Metrics) Tracker(tracker, what string) {
+	if m == nil {
+		return
+	}
+	m.trackerEvents.WithLabelValues(tracker, what).Inc()
+}

@@ -1,0 +1,200 @@
+package pua
+
+import (
+	"context"
+	"time"
+)
+
+// Key identifies a publication: presentity URI, event package and the
+// caller-chosen id (Kamailio's pres_id), e.g. "usrloc".
+type Key struct {
+	PresURI string
+	Event   string
+	ID      string
+}
+
+// SubKey identifies a subscription: presentity URI, watcher URI, event
+// package and the caller-chosen id.
+type SubKey struct {
+	PresURI    string
+	WatcherURI string
+	Event      string
+	ID         string
+}
+
+// Header is one extra SIP header added to a request.
+type Header struct {
+	Name  string
+	Value string
+}
+
+// Source flags: which component owns a record. The values are Kamailio's
+// `flag` column bits (pua hash.h), so the pua table stays Kamailio-compatible.
+const (
+	FlagUsrloc        = 1    // UL_PUBLISH
+	FlagBLAPublish    = 2    // BLA_PUBLISH
+	FlagBLASubscribe  = 4    // BLA_SUBSCRIBE
+	FlagRPCPublish    = 64   // RPC_PUBLISH
+	FlagRPCSubscribe  = 256  // RPC_SUBSCRIBE
+	FlagDialogPublish = 1024 // DIALOG_PUBLISH
+)
+
+// PublishRequest is the desired state of a publication. The engine makes
+// the presence server converge to it: initial PUBLISH, then modify or
+// refresh, coalescing changes made while a request is in flight.
+type PublishRequest struct {
+	Key
+	// Body is the event state document. It must not be empty.
+	Body []byte
+	// ContentType overrides the event's default content type.
+	ContentType string
+	// Expires is the Expires value asked for on each PUBLISH; 0 means the
+	// engine's default_expires.
+	Expires time.Duration
+	// Lifetime bounds how long the publication is kept alive by refreshes;
+	// 0 means until Remove.
+	Lifetime time.Duration
+	// ExtraHeaders are added to every PUBLISH of this record (e.g. Sender).
+	ExtraHeaders []Header
+	// OutboundProxy overrides the engine's outbound_proxy for this record.
+	OutboundProxy string
+	// Flag is the owner's source flag (FlagUsrloc, ...).
+	Flag int
+}
+
+// SubscribeRequest asks the engine to hold a subscription open until
+// Unsubscribe.
+type SubscribeRequest struct {
+	SubKey
+	// Target is the Request-URI of the initial SUBSCRIBE; empty means PresURI.
+	Target string
+	// Expires is the requested subscription duration; 0 means default_expires.
+	Expires time.Duration
+	// OutboundProxy overrides the engine's outbound_proxy for this record.
+	OutboundProxy string
+	// ExtraHeaders are added to every SUBSCRIBE of this record.
+	ExtraHeaders []Header
+	// Flag is the owner's source flag; NOTIFYs go to the handler registered
+	// for this flag (see Engine.HandleNotify).
+	Flag int
+}
+
+// Notify is a NOTIFY received within one of the engine's subscriptions.
+type Notify struct {
+	Key SubKey
+	// State is the Subscription-State value: active, pending or terminated.
+	State string
+	// Reason is the Subscription-State reason parameter, if any.
+	Reason string
+	// Expires is the Subscription-State expires parameter; -1 if absent.
+	Expires int
+	// ContentType and Body are the NOTIFY's body.
+	ContentType string
+	Body        []byte
+	// Contact is the NOTIFY's Contact URI (the notifier's address).
+	Contact string
+	// From and To are the NOTIFY's From and To URIs.
+	From, To string
+	// Headers gives access to any other header of the NOTIFY (case-insensitive name).
+	Headers func(name string) string
+}
+
+// NotifyHandler is called for each NOTIFY of a subscription owned by the
+// registered flag. It returns the SIP status code and reason phrase that the
+// engine sends back (200 "OK" in the common case; 409 for a refused BLA
+// seize; 400 for a malformed body). It must not block for long.
+type NotifyHandler func(ctx context.Context, n Notify) (code int, reason string)
+
+// Result is the outcome of one PUBLISH or SUBSCRIBE transaction.
+type Result struct {
+	// Status and Reason are the final SIP response (0 when none arrived).
+	Status int
+	Reason string
+	// ETag is the SIP-ETag of a 2xx to PUBLISH.
+	ETag string
+	// Expires is the granted Expires of a 2xx.
+	Expires time.Duration
+	// Err is a transport error or timeout, if any.
+	Err error
+}
+
+// State of a record as shown by listings and metrics.
+const (
+	StatePending  = "pending"  // not yet accepted by the server
+	StateActive   = "active"   // accepted, refreshed before expiry
+	StateRetrying = "retrying" // failed transiently, backing off
+	StateFailed   = "failed"   // refused by the server, waiting for the next change
+	StateRemoving = "removing" // removal in flight
+)
+
+// PublicationInfo is a snapshot of one publication record.
+type PublicationInfo struct {
+	Key          Key
+	Flag         int
+	ContentType  string
+	Body         []byte
+	ETag         string
+	State        string
+	LastStatus   int
+	LastReason   string
+	Expires      time.Time // when the server's copy expires
+	NextRefresh  time.Time
+	ExtraHeaders []Header
+}
+
+// SubscriptionInfo is a snapshot of one subscription record.
+type SubscriptionInfo struct {
+	Key           SubKey
+	Flag          int
+	Target        string
+	State         string
+	LastStatus    int
+	LastReason    string
+	Expires       time.Time
+	CallID        string
+	LocalTag      string
+	RemoteTag     string
+	LastNotify    time.Time
+	LastNotifyCT  string
+	LastNotifyDoc []byte
+}
+
+// Record is one row of the `pua` table (Kamailio's columns, table version 7,
+// plus body, content_type, event_name and outbound_proxy). Publications leave
+// the subscription columns empty and vice versa.
+type Record struct {
+	PresURI        string `db:"pres_uri"`
+	PresID         string `db:"pres_id"`
+	Event          int    `db:"event"`           // Kamailio event bit (0 for events Kamailio lacks)
+	EventName      string `db:"event_name"`      // the event package name, e.g. "dialog;sla"
+	Expires        int64  `db:"expires"`         // absolute Unix time
+	DesiredExpires int64  `db:"desired_expires"` // absolute Unix time, 0 = forever
+	Flag           int    `db:"flag"`
+	ETag           string `db:"etag"`
+	TupleID        string `db:"tuple_id"`
+	WatcherURI     string `db:"watcher_uri"`
+	CallID         string `db:"call_id"`
+	ToTag          string `db:"to_tag"`
+	FromTag        string `db:"from_tag"`
+	CSeq           int    `db:"cseq"`
+	RecordRoute    string `db:"record_route"`
+	Contact        string `db:"contact"`
+	RemoteContact  string `db:"remote_contact"`
+	Version        int    `db:"version"`
+	ExtraHeaders   string `db:"extra_headers"` // CRLF-separated "Name: value" lines
+	Body           []byte `db:"body"`
+	ContentType    string `db:"content_type"`
+	OutboundProxy  string `db:"outbound_proxy"`
+}
+
+// IsSubscription reports whether the record is a subscription.
+func (r Record) IsSubscription() bool { return r.WatcherURI != "" }
+
+// Store persists engine records. Implemented by package store.
+// The record identity is (pres_uri, pres_id, event_name, flag, watcher_uri).
+type Store interface {
+	// LoadRecords returns every stored record.
+	LoadRecords(ctx context.Context) ([]Record, error)
+	// SaveRecords upserts and deletes records in one transaction.
+	SaveRecords(ctx context.Context, upsert []Record, remove []Record) error
+}

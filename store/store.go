@@ -1,0 +1,162 @@
+// Package store is the only package that touches SQL. It opens the database
+// named by db_url (sqlite://PATH, the default, through the pure-Go
+// modernc.org/sqlite driver; or mysql://user:pass@host:port/db through
+// go-sql-driver/mysql), applies the embedded schema, and implements the
+// persistence interfaces of the pua engine and the trackers.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jmoiron/sqlx"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/puaside/puaside/schema"
+)
+
+// Dialects.
+const (
+	SQLite = "sqlite"
+	MySQL  = "mysql"
+)
+
+// ErrUnknownScheme is returned for a db_url whose scheme is neither sqlite nor mysql.
+var ErrUnknownScheme = errors.New("unknown db_url scheme")
+
+// DB is an open puaside database.
+type DB struct {
+	// X is the sqlx handle. Queries must be written with ? placeholders
+	// (both dialects accept them).
+	X *sqlx.DB
+	// Dialect is SQLite or MySQL.
+	Dialect string
+	// Table is the name of the pua table (config db_table, default "pua").
+	Table string
+}
+
+// ParseURL turns a db_url into a driver name and DSN.
+func ParseURL(dbURL string) (driver, dsn string, err error) {
+	scheme, rest, ok := strings.Cut(dbURL, "://")
+	if !ok {
+		return "", "", fmt.Errorf("store: db_url %q: missing scheme (want sqlite://PATH or mysql://user:pass@host:port/db): %w", dbURL, ErrUnknownScheme)
+	}
+	switch scheme {
+	case "sqlite":
+		if rest == "" {
+			return "", "", fmt.Errorf("store: db_url %q: empty sqlite path", dbURL)
+		}
+		q := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+		if rest == ":memory:" {
+			return SQLite, "file::memory:?" + q, nil
+		}
+		return SQLite, "file:" + rest + "?" + q, nil
+	case "mysql":
+		u, err := url.Parse(dbURL)
+		if err != nil {
+			return "", "", fmt.Errorf("store: db_url %q: %w", dbURL, err)
+		}
+		cfg := mysql.NewConfig()
+		cfg.User = u.User.Username()
+		cfg.Passwd, _ = u.User.Password()
+		cfg.Net = "tcp"
+		cfg.Addr = u.Host
+		if u.Port() == "" {
+			cfg.Addr = u.Hostname() + ":3306"
+		}
+		cfg.DBName = strings.TrimPrefix(u.Path, "/")
+		if cfg.DBName == "" {
+			return "", "", fmt.Errorf("store: db_url %q: missing database name", dbURL)
+		}
+		cfg.ParseTime = true
+		cfg.Timeout = 5 * time.Second
+		return MySQL, cfg.FormatDSN(), nil
+	}
+	return "", "", fmt.Errorf("store: db_url %q: scheme %q: %w", dbURL, scheme, ErrUnknownScheme)
+}
+
+// Open connects to db_url and checks that the database answers. table is the
+// pua table name ("" means "pua").
+func Open(ctx context.Context, dbURL, table string) (*DB, error) {
+	driver, dsn, err := ParseURL(dbURL)
+	if err != nil {
+		return nil, err
+	}
+	x, err := sqlx.Open(driver, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", driver, err)
+	}
+	if driver == SQLite {
+		// One writer at a time; the busy timeout covers the rest.
+		x.SetMaxOpenConns(1)
+	} else {
+		x.SetMaxOpenConns(16)
+		x.SetConnMaxLifetime(5 * time.Minute)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := x.PingContext(pctx); err != nil {
+		x.Close()
+		return nil, fmt.Errorf("store: connect to %s database: %w", driver, err)
+	}
+	if table == "" {
+		table = "pua"
+	}
+	return &DB{X: x, Dialect: driver, Table: table}, nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error { return db.X.Close() }
+
+// Ping checks the database answers (for /readyz).
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.X.PingContext(ctx); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// Migrate applies every embedded migration not yet applied, in order, and
+// returns the names it applied.
+func (db *DB) Migrate(ctx context.Context) ([]string, error) {
+	migs, err := schema.Migrations(db.Dialect)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.X.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS puaside_migrations (
+		name VARCHAR(255) NOT NULL PRIMARY KEY,
+		applied_at BIGINT NOT NULL)`); err != nil {
+		return nil, fmt.Errorf("store: create puaside_migrations: %w", err)
+	}
+	var done []string
+	if err := db.X.SelectContext(ctx, &done, `SELECT name FROM puaside_migrations`); err != nil {
+		return nil, fmt.Errorf("store: read puaside_migrations: %w", err)
+	}
+	have := make(map[string]bool, len(done))
+	for _, n := range done {
+		have[n] = true
+	}
+	var applied []string
+	for _, m := range migs {
+		if have[m.Name] {
+			continue
+		}
+		for _, st := range m.Statements {
+			st = strings.ReplaceAll(st, "{{pua}}", db.Table)
+			if _, err := db.X.ExecContext(ctx, st); err != nil {
+				return applied, fmt.Errorf("store: migration %s: %w", m.Name, err)
+			}
+		}
+		if _, err := db.X.ExecContext(ctx, `INSERT INTO puaside_migrations (name, applied_at) VALUES (?, ?)`,
+			m.Name, time.Now().Unix()); err != nil {
+			return applied, fmt.Errorf("store: record migration %s: %w", m.Name, err)
+		}
+		applied = append(applied, m.Name)
+	}
+	return applied, nil
+}
