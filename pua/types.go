@@ -60,6 +60,10 @@ type PublishRequest struct {
 	OutboundProxy string
 	// Flag is the owner's source flag (FlagUsrloc, ...).
 	Flag int
+	// IfMatch, when set, must equal the record's current ETag (management
+	// API callers that name an etag, as pua_mi allows); otherwise the request
+	// is refused with ErrWrongETag.
+	IfMatch string
 }
 
 // SubscribeRequest asks the engine to hold a subscription open until

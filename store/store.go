@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
+	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/schema"
 )
 
@@ -29,6 +31,10 @@ const (
 // ErrUnknownScheme is returned for a db_url whose scheme is neither sqlite nor mysql.
 var ErrUnknownScheme = errors.New("unknown db_url scheme")
 
+// ErrBadTable is returned by Open for a pua table name that is not a plain
+// SQL identifier of at most 32 characters (the size of version.table_name).
+var ErrBadTable = errors.New("bad pua table name")
+
 // DB is an open puaside database.
 type DB struct {
 	// X is the sqlx handle. Queries must be written with ? placeholders
@@ -38,13 +44,58 @@ type DB struct {
 	Dialect string
 	// Table is the name of the pua table (config db_table, default "pua").
 	Table string
+	// Log receives warnings about stored rows that cannot be loaded; nil
+	// means slog.Default().
+	Log *slog.Logger
+	// Metrics counts such rows (input "store", reason "bad_row"); may be nil.
+	Metrics *metrics.Metrics
+}
+
+// logger returns db.Log or the default logger.
+func (db *DB) logger() *slog.Logger {
+	if db.Log != nil {
+		return db.Log
+	}
+	return slog.Default()
+}
+
+// validTable reports whether name is a plain SQL identifier that fits
+// version.table_name.
+func validTable(name string) bool {
+	if name == "" || len(name) > 32 {
+		return false
+	}
+	for i, c := range name {
+		switch {
+		case c == '_', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case c >= '0' && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// redact returns db_url with any password hidden, for error messages.
+func redact(dbURL string) string {
+	u, err := url.Parse(dbURL)
+	if err != nil || u.User == nil {
+		if at := strings.LastIndex(dbURL, "@"); at >= 0 {
+			if scheme, _, ok := strings.Cut(dbURL, "://"); ok {
+				return scheme + "://xxxxx" + dbURL[at:]
+			}
+			return "xxxxx" + dbURL[at:]
+		}
+		return dbURL
+	}
+	return u.Redacted()
 }
 
 // ParseURL turns a db_url into a driver name and DSN.
 func ParseURL(dbURL string) (driver, dsn string, err error) {
 	scheme, rest, ok := strings.Cut(dbURL, "://")
 	if !ok {
-		return "", "", fmt.Errorf("store: db_url %q: missing scheme (want sqlite://PATH or mysql://user:pass@host:port/db): %w", dbURL, ErrUnknownScheme)
+		return "", "", fmt.Errorf("store: db_url %q: missing scheme (want sqlite://PATH or mysql://user:pass@host:port/db): %w", redact(dbURL), ErrUnknownScheme)
 	}
 	switch scheme {
 	case "sqlite":
@@ -59,7 +110,7 @@ func ParseURL(dbURL string) (driver, dsn string, err error) {
 	case "mysql":
 		u, err := url.Parse(dbURL)
 		if err != nil {
-			return "", "", fmt.Errorf("store: db_url %q: %w", dbURL, err)
+			return "", "", fmt.Errorf("store: db_url %q: %w", redact(dbURL), err)
 		}
 		cfg := mysql.NewConfig()
 		cfg.User = u.User.Username()
@@ -71,18 +122,26 @@ func ParseURL(dbURL string) (driver, dsn string, err error) {
 		}
 		cfg.DBName = strings.TrimPrefix(u.Path, "/")
 		if cfg.DBName == "" {
-			return "", "", fmt.Errorf("store: db_url %q: missing database name", dbURL)
+			return "", "", fmt.Errorf("store: db_url %q: missing database name", redact(dbURL))
 		}
 		cfg.ParseTime = true
 		cfg.Timeout = 5 * time.Second
 		return MySQL, cfg.FormatDSN(), nil
 	}
-	return "", "", fmt.Errorf("store: db_url %q: scheme %q: %w", dbURL, scheme, ErrUnknownScheme)
+	return "", "", fmt.Errorf("store: db_url %q: scheme %q (want sqlite or mysql): %w", redact(dbURL), scheme, ErrUnknownScheme)
 }
 
 // Open connects to db_url and checks that the database answers. table is the
-// pua table name ("" means "pua").
+// pua table name ("" means "pua"). An unknown scheme gives ErrUnknownScheme,
+// a bad table name ErrBadTable, and a database that does not answer within
+// 10 s an error naming the URL (password hidden).
 func Open(ctx context.Context, dbURL, table string) (*DB, error) {
+	if table == "" {
+		table = "pua"
+	}
+	if !validTable(table) {
+		return nil, fmt.Errorf("store: db_table %q: want letters, digits and _, at most 32: %w", table, ErrBadTable)
+	}
 	driver, dsn, err := ParseURL(dbURL)
 	if err != nil {
 		return nil, err
@@ -102,10 +161,7 @@ func Open(ctx context.Context, dbURL, table string) (*DB, error) {
 	defer cancel()
 	if err := x.PingContext(pctx); err != nil {
 		x.Close()
-		return nil, fmt.Errorf("store: connect to %s database: %w", driver, err)
-	}
-	if table == "" {
-		table = "pua"
+		return nil, fmt.Errorf("store: connect to %s database %s: %w", driver, redact(dbURL), err)
 	}
 	return &DB{X: x, Dialect: driver, Table: table}, nil
 }

@@ -1,0 +1,53 @@
+-- The pua table: Kamailio's pua table (table version 7, column for column,
+-- with its unique key and indexes), plus four puaside columns so that a
+-- restart can re-send state: body, content_type, event_name (the event
+-- package name; Kamailio only keeps the event bit, 0 for a package it does
+-- not know) and outbound_proxy. The added columns are nullable or have
+-- defaults, so Kamailio's own INSERTs still work.
+--
+-- The unique key pua_idx (etag, tuple_id, call_id, from_tag) is kept. A record
+-- not yet accepted by the server has an empty etag and a publication has
+-- empty call_id and from_tag, so two pending publications would collide on
+-- it. puaside therefore never stores an empty tuple_id: a record without a
+-- tuple id of its own gets one derived from its identity (pres_uri, pres_id,
+-- event_name, flag, watcher_uri), "ps:" followed by 32 hex digits of a
+-- SHA-256, unique per record; loading turns it back into an empty tuple id.
+--
+-- utf8mb4 with a binary collation: Call-IDs, tags and etags are
+-- case-sensitive, as they are in SQLite. ROW_FORMAT=DYNAMIC allows index
+-- keys up to 3072 bytes (MySQL >= 5.7, MariaDB >= 10.2): pua_idx takes
+-- (128+64+255+128)*4 = 2300 bytes; identity_idx uses a prefix of pres_id to
+-- stay at (255+128+64+255)*4+4 = 2812 bytes.
+CREATE TABLE `{{pua}}` (
+    `id` INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL,
+    `pres_uri` VARCHAR(255) NOT NULL,
+    `pres_id` VARCHAR(255) NOT NULL,
+    `event` INT(11) NOT NULL,
+    `expires` INT(11) NOT NULL,
+    `desired_expires` INT(11) NOT NULL,
+    `flag` INT(11) NOT NULL,
+    `etag` VARCHAR(128) NOT NULL,
+    `tuple_id` VARCHAR(64),
+    `watcher_uri` VARCHAR(255) NOT NULL,
+    `call_id` VARCHAR(255) NOT NULL,
+    `to_tag` VARCHAR(128) NOT NULL,
+    `from_tag` VARCHAR(128) NOT NULL,
+    `cseq` INT(11) NOT NULL,
+    `record_route` TEXT,
+    `contact` VARCHAR(255) NOT NULL,
+    `remote_contact` VARCHAR(255) NOT NULL,
+    `version` INT(11) NOT NULL,
+    `extra_headers` TEXT NOT NULL,
+    `body` LONGBLOB,
+    `content_type` VARCHAR(255) NOT NULL DEFAULT '',
+    `event_name` VARCHAR(64) NOT NULL DEFAULT '',
+    `outbound_proxy` VARCHAR(255) NOT NULL DEFAULT '',
+    CONSTRAINT pua_idx UNIQUE (`etag`, `tuple_id`, `call_id`, `from_tag`)
+) ENGINE=InnoDB ROW_FORMAT=DYNAMIC DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE INDEX expires_idx ON `{{pua}}` (`expires`);
+CREATE INDEX dialog1_idx ON `{{pua}}` (`pres_id`, `pres_uri`);
+CREATE INDEX dialog2_idx ON `{{pua}}` (`call_id`, `from_tag`);
+CREATE INDEX record_idx ON `{{pua}}` (`pres_id`);
+-- puaside's lookup by record identity.
+CREATE INDEX identity_idx ON `{{pua}}` (`pres_uri`, `pres_id`(128), `event_name`, `flag`, `watcher_uri`);
+INSERT IGNORE INTO version (table_name, table_version) VALUES ('{{pua}}', 7);

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine (Kamailio with its
+# presence and database modules, sipp, MariaDB running on 127.0.0.1:3306)
+# and runs every test of the project. Run it as root or with sudo available.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v kamailio >/dev/null 2>&1 || need_pkgs+=(kamailio)
+for p in kamailio-presence-modules kamailio-sqlite-modules kamailio-mysql-modules sip-tester; do
+  dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
+done
+if ! command -v mariadbd >/dev/null 2>&1 && ! command -v mysqld >/dev/null 2>&1; then
+  need_pkgs+=(mariadb-server)
+fi
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "installing: ${need_pkgs[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_pkgs[@]}"
+fi
+
+# The store tests run against MariaDB on 127.0.0.1:3306 (root, no password).
+if ! (echo > /dev/tcp/127.0.0.1/3306) >/dev/null 2>&1; then
+  echo "starting MariaDB"
+  $SUDO mkdir -p /run/mysqld && $SUDO chown mysql:mysql /run/mysqld 2>/dev/null || true
+  $SUDO start-stop-daemon --start --oknodo --background --exec "$(command -v mariadbd || command -v mysqld)" -- --user=mysql
+  for _ in $(seq 1 60); do
+    (echo > /dev/tcp/127.0.0.1/3306) >/dev/null 2>&1 && break
+    sleep 1
+  done
+fi
+
+go mod download
+go vet ./...
+go test -count=1 -timeout 20m "$@" ./...

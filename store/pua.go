@@ -1,0 +1,556 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/puaside/puaside/pua"
+)
+
+// *DB persists the pua engine's records in the pua table.
+var _ pua.Store = (*DB)(nil)
+
+// recordColumnList names the columns of the pua table written and read for
+// a record, in the order of recordArgs and rowRecord.
+const recordColumnList = "pres_uri, pres_id, event, expires, desired_expires, flag, " +
+	"etag, tuple_id, watcher_uri, call_id, to_tag, from_tag, " +
+	"cseq, record_route, contact, remote_contact, version, " +
+	"extra_headers, body, content_type, event_name, outbound_proxy"
+
+// numRecordColumns is the number of columns in recordColumnList.
+const numRecordColumns = 22
+
+// bodyColumn is the position of body in recordColumnList.
+const bodyColumn = 18
+
+// recordColumns returns the names of recordColumnList.
+func recordColumns() []string { return strings.Split(recordColumnList, ", ") }
+
+// kamailioEventName maps a Kamailio event bit (pua hash.h) to its event
+// package name, "" for none; it names the event of a row whose event_name is
+// empty (a row written by Kamailio itself).
+func kamailioEventName(bit int64) string {
+	switch bit {
+	case 1:
+		return "presence"
+	case 2:
+		return "presence.winfo"
+	case 4:
+		return "dialog;sla"
+	case 8:
+		return "message-summary"
+	case 16:
+		return "conference"
+	case 32:
+		return "dialog"
+	case 64:
+		return "reg"
+	case 128:
+		return "xcap-diff"
+	case 256:
+		return "as-feature-event"
+	}
+	return ""
+}
+
+// columnLimit is the size of a text column in characters (MySQL refuses
+// longer values; SQLite would keep them, so both are checked alike before
+// writing).
+type columnLimit struct {
+	name  string
+	value string
+	max   int
+}
+
+// columnLimits returns r's bounded text columns with their sizes.
+func columnLimits(r *pua.Record) []columnLimit {
+	return []columnLimit{
+		{"pres_uri", r.PresURI, 255},
+		{"pres_id", r.PresID, 255},
+		{"etag", r.ETag, 128},
+		{"tuple_id", r.TupleID, 64},
+		{"watcher_uri", r.WatcherURI, 255},
+		{"call_id", r.CallID, 255},
+		{"to_tag", r.ToTag, 128},
+		{"from_tag", r.FromTag, 128},
+		{"contact", r.Contact, 255},
+		{"remote_contact", r.RemoteContact, 255},
+		{"event_name", r.EventName, 64},
+		{"content_type", r.ContentType, 255},
+		{"outbound_proxy", r.OutboundProxy, 255},
+	}
+}
+
+// textLimit is the size of a MySQL TEXT column in bytes (record_route,
+// extra_headers).
+const textLimit = 65535
+
+// Batch sizes: pres_uris per identity lookup, rows per multi-row INSERT and
+// ids per DELETE. They keep statements well under both dialects' limits on
+// placeholders.
+const (
+	lookupBatch = 500
+	insertBatch = 50
+	deleteBatch = 500
+)
+
+// BadRow is a row of the pua table that cannot be turned into a record.
+type BadRow struct {
+	// ID is the row's id column.
+	ID int64
+	// Reason says what is wrong with the row.
+	Reason string
+}
+
+// identity is the record identity: (pres_uri, pres_id, event_name, flag,
+// watcher_uri).
+type identity struct {
+	presURI, presID, event string
+	flag                   int64
+	watcherURI             string
+}
+
+func recordIdentity(r *pua.Record) identity {
+	return identity{r.PresURI, r.PresID, r.EventName, int64(r.Flag), r.WatcherURI}
+}
+
+func (id identity) String() string {
+	s := fmt.Sprintf("pres_uri=%q pres_id=%q event=%q flag=%d", id.presURI, id.presID, id.event, id.flag)
+	if id.watcherURI != "" {
+		s += fmt.Sprintf(" watcher_uri=%q", id.watcherURI)
+	}
+	return s
+}
+
+// syntheticTupleID is the tuple_id stored for a record that has none: unique
+// per identity, so Kamailio's unique key (etag, tuple_id, call_id, from_tag)
+// never collides for records that are still pending (empty etag) or are
+// publications (empty call_id and from_tag).
+func (id identity) syntheticTupleID() string {
+	h := sha256.New()
+	var n [8]byte
+	for _, s := range []string{id.presURI, id.presID, id.event, strconv.FormatInt(id.flag, 10), id.watcherURI} {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	return "ps:" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// LoadRecords returns every good record of the pua table (pua.Store).
+//
+// A row that cannot be turned into a record (a NULL where a value is
+// required, a negative number, no event name and no known Kamailio event
+// bit, a second row with the identity of a later one, ...) does not make it
+// fail: the row is skipped, logged at warning level with its id and the
+// reason, counted in metrics, and left in the table untouched. Loading never
+// deletes or changes a row. ReadRecords returns the skipped rows to callers
+// that want them. The error is only for a failed query.
+func (db *DB) LoadRecords(ctx context.Context) ([]pua.Record, error) {
+	recs, bad, err := db.ReadRecords(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range bad {
+		db.logger().Warn("store: skipping bad row", "table", db.Table, "row_id", b.ID, "reason", b.Reason)
+		db.Metrics.Drop("store", "bad_row")
+	}
+	return recs, nil
+}
+
+// ReadRecords reads the pua table: the good records, in row order, and the
+// rows that cannot be turned into a record with the reason. When several
+// rows have the same identity, the last one (highest id) is the record and
+// the others are reported as bad rows. Nothing is written.
+func (db *DB) ReadRecords(ctx context.Context) ([]pua.Record, []BadRow, error) {
+	q := "SELECT id, " + recordColumnList + " FROM " + db.quotedTable() + " ORDER BY id"
+	rows, err := db.X.QueryContext(ctx, q)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: load %s: %w", db.Table, err)
+	}
+	defer rows.Close()
+	names := recordColumns()
+	var (
+		recs  []pua.Record
+		ids   []int64
+		bad   []BadRow
+		index = map[identity]int{} // identity -> position in recs
+	)
+	for rows.Next() {
+		var (
+			id   int64
+			cols [numRecordColumns]sql.NullString
+			body []byte
+		)
+		dest := make([]any, 0, len(cols)+1)
+		dest = append(dest, &id)
+		for i := range cols {
+			if i == bodyColumn {
+				dest = append(dest, &body)
+				continue
+			}
+			dest = append(dest, &cols[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			// The id is scanned first; a row whose values cannot even be
+			// scanned as text is reported, not fatal.
+			bad = append(bad, BadRow{ID: id, Reason: "unreadable row: " + err.Error()})
+			continue
+		}
+		rec, reason := rowRecord(names, cols[:], body)
+		if reason != "" {
+			bad = append(bad, BadRow{ID: id, Reason: reason})
+			continue
+		}
+		ident := recordIdentity(&rec)
+		if i, dup := index[ident]; dup {
+			bad = append(bad, BadRow{ID: ids[i], Reason: fmt.Sprintf("same identity as row %d (%s)", id, ident)})
+			recs[i], ids[i] = rec, id
+			continue
+		}
+		index[ident] = len(recs)
+		recs = append(recs, rec)
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("store: load %s: %w", db.Table, err)
+	}
+	sort.Slice(bad, func(i, j int) bool { return bad[i].ID < bad[j].ID })
+	return recs, bad, nil
+}
+
+// rowRecord checks a scanned row and builds its record; reason is non-empty
+// for a bad row.
+func rowRecord(names []string, cols []sql.NullString, body []byte) (rec pua.Record, reason string) {
+	var problems []string
+	str := func(i int, nullable bool) string {
+		if !cols[i].Valid && !nullable {
+			problems = append(problems, names[i]+" is NULL")
+		}
+		return cols[i].String
+	}
+	num := func(i int) int64 {
+		if !cols[i].Valid {
+			problems = append(problems, names[i]+" is NULL")
+			return 0
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(cols[i].String), 10, 64)
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("%s %q is not an integer", names[i], cols[i].String))
+		case n < 0:
+			problems = append(problems, fmt.Sprintf("negative %s %d", names[i], n))
+		case n > math.MaxInt32:
+			problems = append(problems, fmt.Sprintf("%s %d out of range", names[i], n))
+		}
+		return n
+	}
+	rec.PresURI = str(0, false)
+	rec.PresID = str(1, false)
+	rec.Event = int(num(2))
+	rec.Expires = num(3)
+	rec.DesiredExpires = num(4)
+	rec.Flag = int(num(5))
+	rec.ETag = str(6, false)
+	rec.TupleID = str(7, true)
+	rec.WatcherURI = str(8, false)
+	rec.CallID = str(9, false)
+	rec.ToTag = str(10, false)
+	rec.FromTag = str(11, false)
+	rec.CSeq = int(num(12))
+	rec.RecordRoute = str(13, true)
+	rec.Contact = str(14, false)
+	rec.RemoteContact = str(15, false)
+	rec.Version = int(num(16))
+	rec.ExtraHeaders = str(17, false)
+	if len(body) > 0 {
+		rec.Body = body
+	}
+	rec.ContentType = str(19, true)
+	rec.EventName = str(20, true)
+	rec.OutboundProxy = str(21, true)
+	if rec.PresURI == "" && cols[0].Valid {
+		problems = append(problems, "empty pres_uri")
+	}
+	if rec.EventName == "" {
+		if name := kamailioEventName(int64(rec.Event)); name != "" {
+			rec.EventName = name
+		} else if cols[2].Valid {
+			problems = append(problems, fmt.Sprintf("unknown event: empty event_name and event bit %d is not a Kamailio event", rec.Event))
+		}
+	}
+	if len(problems) > 0 {
+		return pua.Record{}, strings.Join(problems, "; ")
+	}
+	if rec.TupleID == recordIdentity(&rec).syntheticTupleID() {
+		rec.TupleID = ""
+	}
+	return rec, ""
+}
+
+// validateRecord checks that a record can be stored as it is on both
+// dialects.
+func validateRecord(r *pua.Record) error {
+	if r.PresURI == "" {
+		return errors.New("empty pres_uri")
+	}
+	if r.EventName == "" {
+		return errors.New("empty event_name")
+	}
+	for _, c := range columnLimits(r) {
+		v := c.value
+		if !utf8.ValidString(v) {
+			return fmt.Errorf("%s is not valid UTF-8", c.name)
+		}
+		if n := utf8.RuneCountInString(v); n > c.max {
+			return fmt.Errorf("%s is %d characters long, the column holds %d", c.name, n, c.max)
+		}
+	}
+	for _, c := range []struct {
+		name, v string
+	}{{"record_route", r.RecordRoute}, {"extra_headers", r.ExtraHeaders}} {
+		if !utf8.ValidString(c.v) {
+			return fmt.Errorf("%s is not valid UTF-8", c.name)
+		}
+		if len(c.v) > textLimit {
+			return fmt.Errorf("%s is %d bytes long, the column holds %d", c.name, len(c.v), textLimit)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		v    int64
+	}{
+		{"event", int64(r.Event)}, {"expires", r.Expires}, {"desired_expires", r.DesiredExpires},
+		{"flag", int64(r.Flag)}, {"cseq", int64(r.CSeq)}, {"version", int64(r.Version)},
+	} {
+		if c.v < 0 || c.v > math.MaxInt32 {
+			return fmt.Errorf("%s %d out of range 0..%d", c.name, c.v, math.MaxInt32)
+		}
+	}
+	return nil
+}
+
+// recordArgs are the values of recordColumns for r.
+func recordArgs(r *pua.Record) []any {
+	tuple := r.TupleID
+	if tuple == "" {
+		tuple = recordIdentity(r).syntheticTupleID()
+	}
+	var body any
+	if len(r.Body) > 0 {
+		body = r.Body
+	}
+	return []any{
+		r.PresURI, r.PresID, r.Event, r.Expires, r.DesiredExpires, r.Flag,
+		r.ETag, tuple, r.WatcherURI, r.CallID, r.ToTag, r.FromTag,
+		r.CSeq, r.RecordRoute, r.Contact, r.RemoteContact, r.Version,
+		r.ExtraHeaders, body, r.ContentType, r.EventName, r.OutboundProxy,
+	}
+}
+
+// SaveRecords writes records in one transaction (pua.Store): the rows of
+// remove are deleted, then each record of upsert updates the row with its
+// identity (pres_uri, pres_id, event_name, flag, watcher_uri) or is inserted.
+// When upsert names an identity twice, the last one wins. The Kamailio event
+// bit column is written from Record.Event.
+//
+// Every record is checked first (non-empty pres_uri and event_name, values
+// that fit their columns); if one does not pass, nothing is written and the
+// error names it. On any error the transaction is rolled back.
+func (db *DB) SaveRecords(ctx context.Context, upsert, remove []pua.Record) (err error) {
+	if len(upsert) == 0 && len(remove) == 0 {
+		return nil
+	}
+	for i := range upsert {
+		if err := validateRecord(&upsert[i]); err != nil {
+			return fmt.Errorf("store: save %s: record %s: %w", db.Table, recordIdentity(&upsert[i]), err)
+		}
+	}
+	tx, err := db.X.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: save %s: begin: %w", db.Table, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+
+	uris := make([]string, 0, len(upsert)+len(remove))
+	for i := range remove {
+		uris = append(uris, remove[i].PresURI)
+	}
+	for i := range upsert {
+		uris = append(uris, upsert[i].PresURI)
+	}
+	existing, err := db.lookupIDs(ctx, tx, uris)
+	if err != nil {
+		return err
+	}
+
+	var gone []int64
+	for i := range remove {
+		ident := recordIdentity(&remove[i])
+		gone = append(gone, existing[ident]...)
+		delete(existing, ident)
+	}
+	if err := db.deleteIDs(ctx, tx, gone); err != nil {
+		return err
+	}
+
+	// Last one wins for an identity named twice.
+	last := make(map[identity]int, len(upsert))
+	for i := range upsert {
+		last[recordIdentity(&upsert[i])] = i
+	}
+	var update *sql.Stmt
+	var fresh []*pua.Record
+	for i := range upsert {
+		r := &upsert[i]
+		ident := recordIdentity(r)
+		if last[ident] != i {
+			continue
+		}
+		ids := existing[ident]
+		if len(ids) == 0 {
+			fresh = append(fresh, r)
+			continue
+		}
+		if update == nil {
+			q := "UPDATE " + db.quotedTable() + " SET " + strings.Join(recordColumns(), " = ?, ") + " = ? WHERE id = ?"
+			if update, err = tx.PrepareContext(ctx, q); err != nil {
+				return fmt.Errorf("store: save %s: prepare update: %w", db.Table, err)
+			}
+			defer update.Close()
+		}
+		// Several rows with one identity (written by hand or by another
+		// program): the newest is the record, as LoadRecords reads it.
+		if _, err := update.ExecContext(ctx, append(recordArgs(r), ids[len(ids)-1])...); err != nil {
+			return fmt.Errorf("store: save %s: update record %s: %w", db.Table, ident, err)
+		}
+	}
+	if err := db.insertRecords(ctx, tx, fresh); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: save %s: commit: %w", db.Table, err)
+	}
+	return nil
+}
+
+// lookupIDs returns the ids of the rows of the given pres_uris by identity,
+// in ascending order. Rows whose identity columns are unreadable are left
+// out (they are no record's row).
+func (db *DB) lookupIDs(ctx context.Context, tx *sql.Tx, uris []string) (map[identity][]int64, error) {
+	sort.Strings(uris)
+	uniq := uris[:0]
+	for i, u := range uris {
+		if i == 0 || u != uris[i-1] {
+			uniq = append(uniq, u)
+		}
+	}
+	out := make(map[identity][]int64)
+	for start := 0; start < len(uniq); start += lookupBatch {
+		chunk := uniq[start:min(start+lookupBatch, len(uniq))]
+		args := make([]any, len(chunk))
+		for i, u := range chunk {
+			args[i] = u
+		}
+		q := "SELECT id, pres_uri, pres_id, event, event_name, flag, watcher_uri FROM " + db.quotedTable() +
+			" WHERE pres_uri IN (" + placeholders(len(chunk)) + ") ORDER BY id"
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
+		}
+		for rows.Next() {
+			var (
+				id                                 int64
+				presURI, presID, event, name, flag sql.NullString
+				watcher                            sql.NullString
+			)
+			if err := rows.Scan(&id, &presURI, &presID, &event, &name, &flag, &watcher); err != nil {
+				continue
+			}
+			f, ferr := strconv.ParseInt(flag.String, 10, 64)
+			if !presURI.Valid || !presID.Valid || !watcher.Valid || ferr != nil {
+				continue
+			}
+			ev := name.String
+			if ev == "" {
+				bit, _ := strconv.ParseInt(event.String, 10, 64)
+				ev = kamailioEventName(bit)
+			}
+			ident := identity{presURI.String, presID.String, ev, f, watcher.String}
+			out[ident] = append(out[ident], id)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
+		}
+	}
+	return out, nil
+}
+
+// deleteIDs deletes the rows with the given ids.
+func (db *DB) deleteIDs(ctx context.Context, tx *sql.Tx, ids []int64) error {
+	for start := 0; start < len(ids); start += deleteBatch {
+		chunk := ids[start:min(start+deleteBatch, len(ids))]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		q := "DELETE FROM " + db.quotedTable() + " WHERE id IN (" + placeholders(len(chunk)) + ")"
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("store: save %s: delete records: %w", db.Table, err)
+		}
+	}
+	return nil
+}
+
+// insertRecords inserts new records with multi-row INSERTs.
+func (db *DB) insertRecords(ctx context.Context, tx *sql.Tx, recs []*pua.Record) error {
+	row := "(" + placeholders(numRecordColumns) + ")"
+	for start := 0; start < len(recs); start += insertBatch {
+		chunk := recs[start:min(start+insertBatch, len(recs))]
+		var q strings.Builder
+		q.WriteString("INSERT INTO " + db.quotedTable() + " (" + recordColumnList + ") VALUES ")
+		args := make([]any, 0, len(chunk)*numRecordColumns)
+		for i, r := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(row)
+			args = append(args, recordArgs(r)...)
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			if len(chunk) == 1 {
+				return fmt.Errorf("store: save %s: insert record %s: %w", db.Table, recordIdentity(chunk[0]), err)
+			}
+			return fmt.Errorf("store: save %s: insert %d records (first %s): %w", db.Table, len(chunk), recordIdentity(chunk[0]), err)
+		}
+	}
+	return nil
+}
+
+// placeholders returns "?, ?, ..." with n marks.
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}
+
+// quotedTable is the pua table name quoted for both dialects (SQLite accepts
+// MySQL's backquotes).
+func (db *DB) quotedTable() string { return "`" + db.Table + "`" }
