@@ -1,0 +1,200 @@
+package bla
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Event packages a shared line can use.
+const (
+	EventSLA = "dialog;sla" // draft-anil-sipping-bla-02/-03 (Polycom, Kamailio pua_bla)
+	EventMA  = "dialog;ma"  // draft-anil-sipping-bla-04
+)
+
+// DefaultMaxBodySize is the default cap on a phone's NOTIFY body.
+const DefaultMaxBodySize = 64 << 10
+
+// Config is the `bla` section of the YAML file: Polycom-style bridged line
+// appearance, the work of Kamailio's pua_bla plus seize arbitration.
+//
+// Durations are plain time.Duration fields, as in package pua: yaml.v3
+// decodes "3600s" or "1h" natively.
+type Config struct {
+	// DefaultDomain is appended to a line AoR or member written without a
+	// domain ("100" → sip:100@DefaultDomain).
+	DefaultDomain string `yaml:"default_domain"`
+	// HeaderName is the header added to each PUBLISH with the phone's
+	// contact URI, so that the presence server does not echo the state back
+	// to the phone that sent it (Kamailio: handle_publish("$hdr(Sender)")).
+	HeaderName string `yaml:"header_name"`
+	// OutboundProxy is the next hop for the SUBSCRIBEs sent to the phones.
+	// Empty: the contact's received address (NAT) if the registration has
+	// one, else the engine's default next hop for the record.
+	OutboundProxy string `yaml:"outbound_proxy"`
+	// ServerAddress overrides the Contact URI of our SUBSCRIBEs to the
+	// phones (pua_bla's server_address). Empty: the engine's own Contact.
+	// The phones send their NOTIFYs there; the dialog, not the Contact user,
+	// identifies the subscription, so the line user need not appear in it.
+	// (The "Contact user = line user" rule of Kamailio's presence server
+	// concerns the phones' own dialog;sla SUBSCRIBEs to the presence server.)
+	// When set it is passed to the engine as an extra "Contact" header.
+	ServerAddress string `yaml:"server_address"`
+	// Lines are the statically configured shared lines. Lines can also be
+	// added at run time through the management API (kept in the database).
+	Lines []LineConfig `yaml:"lines"`
+	// Arbitration answers 409 Conflict to a phone seizing (NOTIFY with a
+	// `trying` dialog) a line index that another phone of the line holds.
+	Arbitration bool `yaml:"arbitration"`
+	// SubscribeExpires is the Expires of our SUBSCRIBEs to the phones, capped
+	// by the contact's remaining registration lifetime; also the publication
+	// expiry when a NOTIFY's Subscription-State has no expires parameter.
+	SubscribeExpires time.Duration `yaml:"subscribe_expires"`
+	// Event is the event package subscribed to and published: dialog;sla
+	// (default) or dialog;ma.
+	Event string `yaml:"event"`
+	// MaxBodySize caps a phone's NOTIFY body in bytes (larger: 413).
+	MaxBodySize int `yaml:"max_body_size"`
+}
+
+// LineConfig is one shared line.
+type LineConfig struct {
+	// AoR is the shared line's address of record, e.g. sip:100@example.com.
+	AoR string `yaml:"aor"`
+	// Members optionally restricts the line to these phones (contact URIs,
+	// matched on user, host and port when given). Empty: every registered
+	// contact of the AoR is a member.
+	Members []string `yaml:"members"`
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		HeaderName:       "Sender",
+		Arbitration:      true,
+		SubscribeExpires: 3600 * time.Second,
+		Event:            EventSLA,
+		MaxBodySize:      DefaultMaxBodySize,
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.HeaderName == "" || strings.ContainsAny(c.HeaderName, ": \t\r\n") {
+		return fmt.Errorf("bla: header_name %q: must be a header name", c.HeaderName)
+	}
+	switch c.Event {
+	case EventSLA, EventMA:
+	default:
+		return fmt.Errorf("bla: event %q: must be %s or %s", c.Event, EventSLA, EventMA)
+	}
+	if c.SubscribeExpires < time.Second {
+		return fmt.Errorf("bla: subscribe_expires %v: must be at least 1s", c.SubscribeExpires)
+	}
+	if c.MaxBodySize < 512 {
+		return fmt.Errorf("bla: max_body_size %d: must be at least 512", c.MaxBodySize)
+	}
+	for _, u := range []struct{ name, val string }{{"outbound_proxy", c.OutboundProxy}, {"server_address", c.ServerAddress}} {
+		if u.val != "" && !hasSIPScheme(u.val) {
+			return fmt.Errorf("bla: %s %q: must be a sip: or sips: URI", u.name, u.val)
+		}
+	}
+	seen := make(map[string]bool, len(c.Lines))
+	for i, l := range c.Lines {
+		aor, err := normalizeAoR(l.AoR, c.DefaultDomain)
+		if err != nil {
+			return fmt.Errorf("bla: lines[%d]: %w", i, err)
+		}
+		if seen[aor] {
+			return fmt.Errorf("bla: lines[%d]: %s configured twice", i, aor)
+		}
+		seen[aor] = true
+		for j, m := range l.Members {
+			if _, err := normalizeAoR(m, c.DefaultDomain); err != nil {
+				return fmt.Errorf("bla: lines[%d].members[%d]: %w", i, j, err)
+			}
+		}
+	}
+	return nil
+}
+
+func hasSIPScheme(s string) bool {
+	l := strings.ToLower(s)
+	return strings.HasPrefix(l, "sip:") || strings.HasPrefix(l, "sips:")
+}
+
+// normalizeAoR turns "100", "100@example.com", "<sip:100@example.com;x=y>"
+// into "sip:100@example.com" (URI parameters and headers dropped, host
+// lower-cased, default domain added when there is none).
+func normalizeAoR(s, defaultDomain string) (string, error) {
+	u := stripURI(s)
+	if u == "" {
+		return "", fmt.Errorf("empty URI")
+	}
+	scheme := "sip"
+	if hasSIPScheme(u) {
+		var rest string
+		scheme, rest, _ = strings.Cut(u, ":")
+		scheme = strings.ToLower(scheme)
+		u = rest
+	} else if otherScheme(u) {
+		return "", fmt.Errorf("%q: not a sip URI", s)
+	}
+	user, host, ok := strings.Cut(u, "@")
+	if !ok {
+		user, host = u, defaultDomain
+		if host == "" {
+			return "", fmt.Errorf("%q: no domain and no default_domain", s)
+		}
+	}
+	if user == "" || host == "" || strings.ContainsAny(user+host, " \t\r\n<>\"") {
+		return "", fmt.Errorf("%q: malformed URI", s)
+	}
+	return scheme + ":" + user + "@" + strings.ToLower(host), nil
+}
+
+// stripURI removes angle brackets, a display name, URI parameters and
+// headers: `"Bob" <sip:bob@h;transport=tcp>;expires=5` → "sip:bob@h".
+func stripURI(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '<'); i >= 0 {
+		if j := strings.IndexByte(s[i:], '>'); j >= 0 {
+			s = s[i+1 : i+j]
+		} else {
+			s = s[i+1:]
+		}
+	}
+	if i := strings.IndexAny(s, ";?"); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
+}
+
+// otherScheme reports whether u starts with a URI scheme (tel:, http:)
+// before any '@'.
+func otherScheme(u string) bool {
+	i := strings.IndexByte(u, ':')
+	if i <= 0 || strings.Contains(u[:i], "@") {
+		return false
+	}
+	for _, r := range u[:i] {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// bareURI removes the angle brackets (and anything outside them) of a
+// name-addr, keeping URI parameters:
+// `<sip:pol1@h:5100;transport=tcp>;expires=5` → "sip:pol1@h:5100;transport=tcp".
+func bareURI(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '<'); i >= 0 {
+		if j := strings.IndexByte(s[i:], '>'); j >= 0 {
+			return strings.TrimSpace(s[i+1 : i+j])
+		}
+		return strings.TrimSpace(s[i+1:])
+	}
+	return s
+}

@@ -1,0 +1,228 @@
+package bla
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Parse errors. ParseDialogInfo wraps them with detail.
+var (
+	// ErrEmptyBody is returned for an empty document.
+	ErrEmptyBody = errors.New("empty dialog-info body")
+	// ErrTooLarge is returned for a document over the size cap.
+	ErrTooLarge = errors.New("dialog-info body too large")
+	// ErrDoctype is returned for a document with a DOCTYPE or another
+	// markup declaration (entity definitions are never expanded).
+	ErrDoctype = errors.New("dialog-info body has a DOCTYPE")
+	// ErrMalformed is returned for a document that is not well-formed XML or
+	// not a dialog-info document.
+	ErrMalformed = errors.New("malformed dialog-info body")
+)
+
+// Document states (the dialog-info `state` attribute).
+const (
+	DocFull    = "full"
+	DocPartial = "partial"
+)
+
+// maxDepth bounds element nesting; dialog-info needs 5 levels.
+const maxDepth = 32
+
+// DialogInfo is the part of an RFC 4235 dialog-info document that a BLA
+// agent needs.
+type DialogInfo struct {
+	// Version is the document version.
+	Version uint64
+	// State is DocFull or DocPartial.
+	State string
+	// Entity is the monitored URI.
+	Entity string
+	// Dialogs are the document's dialogs, in document order.
+	Dialogs []Dialog
+}
+
+// Dialog is one <dialog> element.
+type Dialog struct {
+	// ID is the dialog id attribute (required).
+	ID string
+	// CallID, LocalTag, RemoteTag and Direction are the optional attributes.
+	CallID, LocalTag, RemoteTag, Direction string
+	// State is the lower-cased <state> text: trying, proceeding, early,
+	// confirmed or terminated (other tokens are kept as they are).
+	State string
+	// LineID is the line (appearance) index: the x-line-id param of
+	// <local><target> (pval or pvalue spelling), else an <appearance>
+	// child of <dialog> (draft-anil-sipping-bla-04, RFC 7463). Empty: none.
+	LineID string
+	// Held is true when <local><target> has +sip.rendering = no.
+	Held bool
+}
+
+// Holds reports whether the dialog occupies its line index: it is trying,
+// proceeding, early or confirmed.
+func (d Dialog) Holds() bool {
+	switch d.State {
+	case "trying", "proceeding", "early", "confirmed":
+		return true
+	}
+	return false
+}
+
+// ParseDialogInfo parses a dialog-info document of at most maxSize bytes.
+// It rejects DOCTYPEs and other declarations outright, so no entity is ever
+// defined or expanded, and requires the root element dialog-info and an id
+// and a state for each dialog. Errors wrap ErrEmptyBody, ErrTooLarge,
+// ErrDoctype or ErrMalformed.
+func ParseDialogInfo(body []byte, maxSize int) (*DialogInfo, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, ErrEmptyBody
+	}
+	if maxSize > 0 && len(body) > maxSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), maxSize)
+	}
+	dec := xml.NewDecoder(bytes.NewReader(body))
+	dec.Strict = true
+	// CharsetReader stays nil: a non-UTF-8 encoding declaration is an error.
+	var (
+		info     DialogInfo
+		stack    []string
+		cur      *Dialog
+		text     strings.Builder
+		inText   bool
+		sawRoot  bool
+		rootDone bool
+	)
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		switch t := tok.(type) {
+		case xml.Directive:
+			return nil, ErrDoctype
+		case xml.StartElement:
+			if rootDone {
+				return nil, fmt.Errorf("%w: content after the root element", ErrMalformed)
+			}
+			if len(stack) >= maxDepth {
+				return nil, fmt.Errorf("%w: nesting deeper than %d", ErrMalformed, maxDepth)
+			}
+			name := t.Name.Local
+			stack = append(stack, name)
+			switch {
+			case len(stack) == 1:
+				if name != "dialog-info" {
+					return nil, fmt.Errorf("%w: root element is <%s>, want <dialog-info>", ErrMalformed, name)
+				}
+				sawRoot = true
+				if err := info.setAttrs(t.Attr); err != nil {
+					return nil, err
+				}
+			case len(stack) == 2 && name == "dialog":
+				info.Dialogs = append(info.Dialogs, Dialog{})
+				cur = &info.Dialogs[len(info.Dialogs)-1]
+				for _, a := range t.Attr {
+					switch a.Name.Local {
+					case "id":
+						cur.ID = a.Value
+					case "call-id":
+						cur.CallID = a.Value
+					case "local-tag":
+						cur.LocalTag = a.Value
+					case "remote-tag":
+						cur.RemoteTag = a.Value
+					case "direction":
+						cur.Direction = a.Value
+					}
+				}
+				if cur.ID == "" {
+					return nil, fmt.Errorf("%w: <dialog> without id", ErrMalformed)
+				}
+			case cur != nil && len(stack) == 3 && (name == "state" || name == "appearance"):
+				text.Reset()
+				inText = true
+			case cur != nil && len(stack) == 5 && name == "param" && stack[2] == "local" && stack[3] == "target":
+				var pname, pval string
+				for _, a := range t.Attr {
+					switch a.Name.Local {
+					case "pname":
+						pname = a.Value
+					case "pval", "pvalue":
+						pval = a.Value
+					}
+				}
+				switch strings.ToLower(strings.TrimSpace(pname)) {
+				case "x-line-id":
+					cur.LineID = strings.TrimSpace(pval)
+				case "+sip.rendering":
+					cur.Held = strings.EqualFold(strings.TrimSpace(pval), "no")
+				}
+			}
+		case xml.CharData:
+			if inText {
+				text.Write(t)
+			} else if len(stack) == 0 && len(bytes.TrimSpace(t)) != 0 {
+				return nil, fmt.Errorf("%w: text outside the root element", ErrMalformed)
+			}
+		case xml.EndElement:
+			if len(stack) == 0 {
+				return nil, fmt.Errorf("%w: unbalanced end element", ErrMalformed)
+			}
+			if inText && len(stack) == 3 {
+				v := strings.TrimSpace(text.String())
+				if stack[2] == "state" {
+					cur.State = strings.ToLower(v)
+				} else if cur.LineID == "" {
+					cur.LineID = v
+				}
+				inText = false
+			}
+			if len(stack) == 2 && stack[1] == "dialog" && cur != nil {
+				if cur.State == "" {
+					return nil, fmt.Errorf("%w: dialog %q without <state>", ErrMalformed, cur.ID)
+				}
+				cur = nil
+			}
+			stack = stack[:len(stack)-1]
+			if len(stack) == 0 {
+				rootDone = true
+			}
+		}
+	}
+	if !sawRoot || !rootDone {
+		return nil, fmt.Errorf("%w: no complete <dialog-info> element", ErrMalformed)
+	}
+	return &info, nil
+}
+
+func (info *DialogInfo) setAttrs(attrs []xml.Attr) error {
+	info.State = DocFull
+	for _, a := range attrs {
+		switch a.Name.Local {
+		case "version":
+			v, err := strconv.ParseUint(strings.TrimSpace(a.Value), 10, 64)
+			if err != nil {
+				return fmt.Errorf("%w: version %q", ErrMalformed, a.Value)
+			}
+			info.Version = v
+		case "state":
+			switch s := strings.ToLower(strings.TrimSpace(a.Value)); s {
+			case DocFull, DocPartial:
+				info.State = s
+			default:
+				return fmt.Errorf("%w: document state %q", ErrMalformed, a.Value)
+			}
+		case "entity":
+			info.Entity = a.Value
+		}
+	}
+	return nil
+}

@@ -1,0 +1,888 @@
+package bla
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/puaside/puaside/metrics"
+	"github.com/puaside/puaside/pua"
+	"gopkg.in/yaml.v3"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
+
+// fakeEngine records Subscribe/Unsubscribe/Publish/Remove calls and keeps
+// the current publications.
+type fakeEngine struct {
+	mu      sync.Mutex
+	calls   []string
+	subs    map[pua.SubKey]pua.SubscribeRequest
+	pubs    map[pua.Key]pua.PublishRequest
+	last    pua.PublishRequest
+	failSub bool
+}
+
+func newFakeEngine() *fakeEngine {
+	return &fakeEngine{subs: map[pua.SubKey]pua.SubscribeRequest{}, pubs: map[pua.Key]pua.PublishRequest{}}
+}
+
+func (f *fakeEngine) Subscribe(r pua.SubscribeRequest) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failSub {
+		return errors.New("fake: refused")
+	}
+	f.calls = append(f.calls, "subscribe "+r.Target)
+	f.subs[r.SubKey] = r
+	return nil
+}
+
+func (f *fakeEngine) Unsubscribe(k pua.SubKey) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "unsubscribe "+k.ID)
+	delete(f.subs, k)
+	return nil
+}
+
+func (f *fakeEngine) Publish(r pua.PublishRequest) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "publish "+r.ID)
+	f.pubs[r.Key] = r
+	f.last = r
+	return nil
+}
+
+func (f *fakeEngine) Remove(k pua.Key) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "remove "+k.ID)
+	delete(f.pubs, k)
+	return nil
+}
+
+// takeCalls returns and clears the recorded calls.
+func (f *fakeEngine) takeCalls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.calls
+	f.calls = nil
+	return c
+}
+
+type fixture struct {
+	m     *Manager
+	eng   *fakeEngine
+	met   *metrics.Metrics
+	now   time.Time
+	store *memStore
+}
+
+const (
+	phoneA  = "sip:100@10.0.0.1:5100"
+	phoneB  = "sip:100@10.0.0.2:5100"
+	lineAoR = "sip:100@example.com"
+)
+
+func newFixture(t testing.TB, mod func(*Config)) *fixture {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.DefaultDomain = "example.com"
+	cfg.Lines = []LineConfig{{AoR: "100"}}
+	if mod != nil {
+		mod(&cfg)
+	}
+	fx := &fixture{eng: newFakeEngine(), met: metrics.New(), now: time.Unix(1_800_000_000, 0), store: newMemStore()}
+	m, err := New(cfg, Options{Subscriber: fx.eng, Publisher: fx.eng, Store: fx.store, Metrics: fx.met,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Now: func() time.Time { return fx.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.m = m
+	return fx
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// register reports the line's contacts (each for 120 s).
+func (fx *fixture) register(contacts ...string) {
+	cs := make([]Contact, len(contacts))
+	for i, c := range contacts {
+		cs[i] = Contact{URI: "<" + c + ">", Expires: fx.now.Add(120 * time.Second)}
+	}
+	fx.m.ContactsChanged(context.Background(), lineAoR, cs)
+}
+
+// notify sends a phone's NOTIFY with a testdata body.
+func (fx *fixture) notify(t testing.TB, contact, state string, expires int, file string) (int, string) {
+	t.Helper()
+	var body []byte
+	if file != "" {
+		body = readTestdata(t, file)
+	}
+	return fx.m.HandleNotify(context.Background(), fx.notifyMsg(contact, state, expires, body))
+}
+
+func (fx *fixture) notifyMsg(contact, state string, expires int, body []byte) pua.Notify {
+	return pua.Notify{
+		Key:         pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: ContactID(contact)},
+		State:       state,
+		Expires:     expires,
+		ContentType: ContentType,
+		Body:        body,
+		Contact:     "<" + contact + ">",
+		From:        lineAoR, To: lineAoR,
+		Headers: func(name string) string {
+			if strings.EqualFold(name, "Call-ID") {
+				return "call-" + contact
+			}
+			return ""
+		},
+	}
+}
+
+// count returns the bla tracker counter for what.
+func (fx *fixture) count(t testing.TB, what string) float64 {
+	t.Helper()
+	mfs, err := fx.met.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "puaside_tracker_events_total" {
+			continue
+		}
+		for _, mm := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range mm.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["tracker"] == "bla" && labels["what"] == what {
+				return mm.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func TestContactsChanged(t *testing.T) {
+	fx := newFixture(t, nil)
+	idA, idB := ContactID(phoneA), ContactID(phoneB)
+
+	// Two phones register: two subscriptions.
+	fx.register(phoneA, phoneB)
+	if got, want := fx.eng.takeCalls(), []string{"subscribe " + phoneA, "subscribe " + phoneB}; !sameSet(got, want) {
+		t.Fatalf("calls %v, want %v", got, want)
+	}
+	wantA := pua.SubscribeRequest{
+		SubKey:  pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: idA},
+		Target:  phoneA,
+		Expires: 120 * time.Second, // capped by the contact's lifetime
+		Flag:    pua.FlagBLASubscribe,
+	}
+	if got := fx.eng.subs[wantA.SubKey]; !reflect.DeepEqual(got, wantA) {
+		t.Errorf("subscribe A = %+v\nwant %+v", got, wantA)
+	}
+
+	// Re-registration of the same contacts: nothing (idempotent).
+	fx.now = fx.now.Add(60 * time.Second)
+	fx.register(phoneA, phoneB)
+	if got := fx.eng.takeCalls(); len(got) != 0 {
+		t.Fatalf("re-register: calls %v, want none", got)
+	}
+
+	// Phone A publishes, then its contact goes: unsubscribe and remove.
+	if code, _ := fx.notify(t, phoneA, "active", 3600, "notify/a_confirmed_1.xml"); code != 200 {
+		t.Fatalf("notify A = %d", code)
+	}
+	fx.eng.takeCalls()
+	fx.register(phoneB)
+	if got, want := fx.eng.takeCalls(), []string{"unsubscribe " + idA, "remove " + idA}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("contact gone: calls %v, want %v", got, want)
+	}
+
+	// Other AoRs are ignored; unknown syntax too.
+	fx.m.ContactsChanged(context.Background(), "sip:200@example.com", []Contact{{URI: "sip:200@10.0.0.9"}})
+	fx.m.ContactsChanged(context.Background(), "", nil)
+	if got := fx.eng.takeCalls(); len(got) != 0 {
+		t.Fatalf("other aor: calls %v", got)
+	}
+
+	// An expired contact counts as gone; "100" normalises to the line.
+	fx.m.ContactsChanged(context.Background(), "100", []Contact{{URI: phoneB, Expires: fx.now.Add(-time.Second)}})
+	if got, want := fx.eng.takeCalls(), []string{"unsubscribe " + idB}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("expired: calls %v, want %v", got, want)
+	}
+	if fx.count(t, "subscribe") != 2 || fx.count(t, "unsubscribe") != 2 {
+		t.Errorf("subscribe/unsubscribe counts %v/%v", fx.count(t, "subscribe"), fx.count(t, "unsubscribe"))
+	}
+}
+
+func TestSubscribeOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		mod       func(*Config)
+		contact   Contact
+		wantProxy string
+		wantExp   time.Duration
+		wantHdr   []pua.Header
+	}{
+		{"received", nil, Contact{URI: phoneA, Received: "192.0.2.7:40000"}, "sip:192.0.2.7:40000", 3600 * time.Second, nil},
+		{"received uri", nil, Contact{URI: phoneA, Received: "sip:192.0.2.7:40000;transport=tcp"},
+			"sip:192.0.2.7:40000;transport=tcp", 3600 * time.Second, nil},
+		{"outbound proxy wins", func(c *Config) { c.OutboundProxy = "sip:proxy.example.com" },
+			Contact{URI: phoneA, Received: "192.0.2.7:40000"}, "sip:proxy.example.com", 3600 * time.Second, nil},
+		{"short registration", func(c *Config) { c.SubscribeExpires = 300 * time.Second },
+			Contact{URI: phoneA, Expires: time.Unix(1_800_000_000, 0).Add(90500 * time.Millisecond)}, "", 91 * time.Second, nil},
+		{"long registration", func(c *Config) { c.SubscribeExpires = 300 * time.Second },
+			Contact{URI: phoneA, Expires: time.Unix(1_800_000_000, 0).Add(time.Hour)}, "", 300 * time.Second, nil},
+		{"server address", func(c *Config) { c.ServerAddress = "sip:bla@192.0.2.1:5080" },
+			Contact{URI: phoneA}, "", 3600 * time.Second, []pua.Header{{Name: "Contact", Value: "<sip:bla@192.0.2.1:5080>"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t, tc.mod)
+			fx.m.ContactsChanged(context.Background(), lineAoR, []Contact{tc.contact})
+			r, ok := fx.eng.subs[pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: ContactID(phoneA)}]
+			if !ok {
+				t.Fatal("no subscription")
+			}
+			if r.OutboundProxy != tc.wantProxy || r.Expires != tc.wantExp || !reflect.DeepEqual(r.ExtraHeaders, tc.wantHdr) {
+				t.Errorf("got proxy %q expires %v headers %v; want %q %v %v", r.OutboundProxy, r.Expires, r.ExtraHeaders,
+					tc.wantProxy, tc.wantExp, tc.wantHdr)
+			}
+		})
+	}
+}
+
+func TestReceivedChangeResubscribes(t *testing.T) {
+	fx := newFixture(t, nil)
+	fx.m.ContactsChanged(context.Background(), lineAoR, []Contact{{URI: phoneA, Received: "192.0.2.7:1000"}})
+	fx.m.ContactsChanged(context.Background(), lineAoR, []Contact{{URI: phoneA, Received: "192.0.2.7:2000"}})
+	if got := fx.eng.takeCalls(); len(got) != 2 {
+		t.Fatalf("calls %v, want two subscribes", got)
+	}
+}
+
+func TestMembers(t *testing.T) {
+	fx := newFixture(t, func(c *Config) {
+		c.Lines = []LineConfig{{AoR: "sip:100@example.com", Members: []string{"sip:100@10.0.0.1", "100@10.0.0.3:5100"}}}
+	})
+	fx.register(phoneA, phoneB, "sip:100@10.0.0.3:5100;transport=udp", "sip:100@10.0.0.3:5200")
+	want := []string{"subscribe " + phoneA, "subscribe sip:100@10.0.0.3:5100;transport=udp"}
+	if got := fx.eng.takeCalls(); !sameSet(got, want) {
+		t.Fatalf("calls %v, want %v", got, want)
+	}
+}
+
+func TestSubscribeFailureRetriedOnNextChange(t *testing.T) {
+	fx := newFixture(t, nil)
+	fx.eng.failSub = true
+	fx.register(phoneA)
+	if fx.count(t, "subscribe_error") != 1 {
+		t.Fatal("subscribe error not counted")
+	}
+	fx.eng.failSub = false
+	fx.register(phoneA)
+	if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneA}) {
+		t.Fatalf("calls %v", got)
+	}
+}
+
+// goldenPublish compares a PublishRequest with testdata/golden/NAME.json.
+func goldenPublish(t *testing.T, name string, r pua.PublishRequest) {
+	t.Helper()
+	type golden struct {
+		Key          pua.Key
+		Body         string
+		ContentType  string
+		Expires      string
+		Lifetime     string
+		ExtraHeaders []pua.Header
+		Flag         int
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(golden{r.Key, string(r.Body), r.ContentType, r.Expires.String(),
+		r.Lifetime.String(), r.ExtraHeaders, r.Flag}); err != nil {
+		t.Fatal(err)
+	}
+	got := buf.Bytes()
+	path := filepath.Join("testdata", "golden", name+".json")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("PUBLISH request differs from %s:\n%s\nwant:\n%s", path, got, want)
+	}
+}
+
+func TestRelayWire(t *testing.T) {
+	// The NOTIFY of the Kamailio pua_bla capture: relayed byte for byte,
+	// Sender = the NOTIFY Contact URI (bare, as pua_bla writes it).
+	fx := newFixture(t, func(c *Config) { c.Lines = []LineConfig{{AoR: lineAoR}} })
+	fx.register(phoneA)
+	code, reason := fx.notify(t, phoneA, "active", 3600, "notify/wire_trying.xml")
+	if code != 200 || reason != "OK" {
+		t.Fatalf("reply %d %s", code, reason)
+	}
+	r := fx.eng.pubs[pua.Key{PresURI: lineAoR, Event: EventSLA, ID: ContactID(phoneA)}]
+	if !bytes.Equal(r.Body, readTestdata(t, "notify/wire_trying.xml")) {
+		t.Errorf("body changed")
+	}
+	want := pua.PublishRequest{
+		Key:          pua.Key{PresURI: lineAoR, Event: EventSLA, ID: ContactID(phoneA)},
+		Body:         readTestdata(t, "notify/wire_trying.xml"),
+		ContentType:  ContentType,
+		Expires:      3600 * time.Second,
+		ExtraHeaders: []pua.Header{{Name: "Sender", Value: phoneA}},
+		Flag:         pua.FlagBLAPublish,
+	}
+	if !reflect.DeepEqual(r, want) {
+		t.Errorf("publish = %+v\nwant %+v", r, want)
+	}
+	goldenPublish(t, "relay_wire_trying", r)
+	if fx.count(t, "relayed") != 1 {
+		t.Errorf("relayed = %v", fx.count(t, "relayed"))
+	}
+}
+
+func TestRelayGolden(t *testing.T) {
+	for _, tc := range []struct {
+		golden  string
+		file    string
+		expires int
+		mod     func(*Config)
+	}{
+		{"relay_a_confirmed_1", "notify/a_confirmed_1.xml", 1800, nil},
+		{"relay_full_two", "notify/a_full_two.xml", 3600, nil},
+		{"relay_sipxsaa", "notify/sipxsaa_confirmed_0.xml", 600, nil},
+		{"relay_missing_expires", "notify/a_trying_1.xml", -1, func(c *Config) { c.SubscribeExpires = 900 * time.Second }},
+		{"relay_dialog_ma", "notify/ma_trying_1.xml", 300, func(c *Config) { c.Event = EventMA; c.HeaderName = "X-BLA-Sender" }},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			fx := newFixture(t, tc.mod)
+			fx.register(phoneA)
+			n := fx.notifyMsg(phoneA, "active", tc.expires, readTestdata(t, tc.file))
+			n.Key.Event = fx.m.cfg.Event
+			if code, reason := fx.m.HandleNotify(context.Background(), n); code != 200 {
+				t.Fatalf("reply %d %s", code, reason)
+			}
+			goldenPublish(t, tc.golden, fx.eng.last)
+		})
+	}
+}
+
+func TestTwoPhonesTwoPublications(t *testing.T) {
+	fx := newFixture(t, nil)
+	fx.register(phoneA, phoneB)
+	if code, _ := fx.notify(t, phoneA, "active", 3600, "notify/a_confirmed_1.xml"); code != 200 {
+		t.Fatal(code)
+	}
+	if code, _ := fx.notify(t, phoneB, "active", 3600, "notify/b_trying_2.xml"); code != 200 {
+		t.Fatal(code)
+	}
+	if len(fx.eng.pubs) != 2 {
+		t.Fatalf("publications: %d, want 2", len(fx.eng.pubs))
+	}
+	a := fx.eng.pubs[pua.Key{PresURI: lineAoR, Event: EventSLA, ID: ContactID(phoneA)}]
+	b := fx.eng.pubs[pua.Key{PresURI: lineAoR, Event: EventSLA, ID: ContactID(phoneB)}]
+	if a.ExtraHeaders[0].Value != phoneA || b.ExtraHeaders[0].Value != phoneB {
+		t.Errorf("senders %v %v", a.ExtraHeaders, b.ExtraHeaders)
+	}
+	if !bytes.Equal(a.Body, readTestdata(t, "notify/a_confirmed_1.xml")) || !bytes.Equal(b.Body, readTestdata(t, "notify/b_trying_2.xml")) {
+		t.Error("bodies mixed up")
+	}
+}
+
+func TestArbitration(t *testing.T) {
+	steps := []struct {
+		name     string
+		phone    string
+		state    string
+		file     string
+		wantCode int
+		wantPub  bool // a publish or remove call is expected
+		seized   []string
+	}{
+		{"A seizes 1", phoneA, "active", "notify/a_trying_1.xml", 200, true, []string{"1:" + phoneA}},
+		{"B seizes 1 while A holds it", phoneB, "active", "notify/b_trying_1.xml", 409, false, []string{"1:" + phoneA}},
+		{"B seizes 2", phoneB, "active", "notify/b_trying_2.xml", 200, true, []string{"1:" + phoneA, "2:" + phoneB}},
+		{"A connects on 1", phoneA, "active", "notify/a_confirmed_1.xml", 200, true, []string{"1:" + phoneA, "2:" + phoneB}},
+		{"B seizes 1 again", phoneB, "active", "notify/b_trying_1.xml", 409, false, []string{"1:" + phoneA, "2:" + phoneB}},
+		{"A hangs up 1", phoneA, "active", "notify/a_terminated_1.xml", 200, true, []string{"2:" + phoneB}},
+		{"B seizes freed 1", phoneB, "active", "notify/b_trying_1.xml", 200, true, []string{"1:" + phoneB, "2:" + phoneB}},
+		{"A re-seizes 1", phoneA, "active", "notify/a_trying_1.xml", 409, false, []string{"1:" + phoneB, "2:" + phoneB}},
+		{"B's subscription ends", phoneB, "terminated", "", 200, true, nil},
+		{"A seizes 1 after B left", phoneA, "active", "notify/a_trying_1.xml", 200, true, []string{"1:" + phoneA}},
+	}
+	fx := newFixture(t, nil)
+	fx.register(phoneA, phoneB)
+	fx.eng.takeCalls()
+	conflicts := 0
+	for _, st := range steps {
+		before := fmt.Sprint(fx.eng.pubs)
+		code, reason := fx.notify(t, st.phone, st.state, 3600, st.file)
+		if code != st.wantCode {
+			t.Fatalf("%s: reply %d %s, want %d", st.name, code, reason, st.wantCode)
+		}
+		calls := fx.eng.takeCalls()
+		if st.wantPub != (len(calls) == 1) {
+			t.Fatalf("%s: engine calls %v", st.name, calls)
+		}
+		if code == 409 {
+			conflicts++
+			if reason != "Conflict" || fmt.Sprint(fx.eng.pubs) != before {
+				t.Fatalf("%s: refused seize changed publications or reason %q", st.name, reason)
+			}
+		}
+		if got := seized(fx.m); !reflect.DeepEqual(got, st.seized) {
+			t.Fatalf("%s: seized %v, want %v", st.name, got, st.seized)
+		}
+	}
+	if got := fx.count(t, "seize_conflict"); got != float64(conflicts) {
+		t.Errorf("seize_conflict = %v, want %d", got, conflicts)
+	}
+}
+
+func TestArbitrationOff(t *testing.T) {
+	fx := newFixture(t, func(c *Config) { c.Arbitration = false })
+	fx.register(phoneA, phoneB)
+	fx.notify(t, phoneA, "active", 3600, "notify/a_trying_1.xml")
+	if code, _ := fx.notify(t, phoneB, "active", 3600, "notify/b_trying_1.xml"); code != 200 {
+		t.Fatalf("reply %d with arbitration off", code)
+	}
+}
+
+func TestPartialAndFullMerge(t *testing.T) {
+	fx := newFixture(t, nil)
+	fx.register(phoneA, phoneB)
+	// A full document with dialogs on 1 (held) and 3; then a partial one
+	// adding nothing on those indexes keeps them.
+	fx.notify(t, phoneA, "active", 3600, "notify/a_full_two.xml")
+	if got, want := seized(fx.m), []string{"1:" + phoneA, "3:" + phoneA}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after full: %v", got)
+	}
+	// B's dialog;ma-style seize of index 1 (appearance element) conflicts.
+	n := fx.notifyMsg(phoneB, "active", 3600, readTestdata(t, "notify/ma_trying_1.xml"))
+	if code, _ := fx.m.HandleNotify(context.Background(), n); code != 409 {
+		t.Fatalf("appearance seize: %d", code)
+	}
+	// A partial update for another dialog keeps the others.
+	fx.notify(t, phoneA, "active", 3600, "notify/sipxsaa_confirmed_0.xml")
+	if got, want := seized(fx.m), []string{"0:" + phoneA, "1:" + phoneA, "3:" + phoneA}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after partial: %v", got)
+	}
+	// An empty full document clears everything.
+	fx.notify(t, phoneA, "active", 3600, "notify/a_full_empty.xml")
+	if got := seized(fx.m); got != nil {
+		t.Fatalf("after empty full: %v", got)
+	}
+	if code, _ := fx.m.HandleNotify(context.Background(), n); code != 200 {
+		t.Fatalf("appearance seize after clear: %d", code)
+	}
+}
+
+func TestTerminatedSubscription(t *testing.T) {
+	fx := newFixture(t, nil)
+	fx.register(phoneA)
+	fx.notify(t, phoneA, "active", 3600, "notify/wire_trying.xml")
+	fx.eng.takeCalls()
+	n := fx.notifyMsg(phoneA, "terminated", -1, readTestdata(t, "notify/wire_terminated.xml"))
+	n.Reason = "timeout"
+	if code, _ := fx.m.HandleNotify(context.Background(), n); code != 200 {
+		t.Fatalf("reply %d", code)
+	}
+	if got, want := fx.eng.takeCalls(), []string{"remove " + ContactID(phoneA)}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("calls %v, want %v", got, want)
+	}
+	// A second terminated NOTIFY removes nothing more.
+	fx.m.HandleNotify(context.Background(), n)
+	if got := fx.eng.takeCalls(); len(got) != 0 {
+		t.Fatalf("calls %v", got)
+	}
+}
+
+func TestBadNotify(t *testing.T) {
+	huge := bytes.Repeat([]byte("x"), 1<<20)
+	for _, tc := range []struct {
+		name   string
+		edit   func(*pua.Notify)
+		code   int
+		reason string
+		what   string
+	}{
+		{"empty body", func(n *pua.Notify) { n.Body = nil }, 400, "Empty dialog-info body", "rejected_empty_body"},
+		{"non-XML", func(n *pua.Notify) { n.Body = []byte("hello, world") }, 400, "Malformed dialog-info body", "rejected_malformed"},
+		{"billion laughs", func(n *pua.Notify) { n.Body = readTestdata(t, "bad/billion_laughs.xml") }, 400, "Malformed dialog-info body", "rejected_doctype"},
+		{"external entity", func(n *pua.Notify) { n.Body = readTestdata(t, "bad/external_entity.xml") }, 400, "Malformed dialog-info body", "rejected_doctype"},
+		{"megabyte", func(n *pua.Notify) { n.Body = huge }, 413, "Request Entity Too Large", "rejected_too_large"},
+		{"content type", func(n *pua.Notify) { n.ContentType = "application/pidf+xml" }, 415, "Unsupported Media Type", "rejected_content_type"},
+		{"no content type", func(n *pua.Notify) { n.ContentType = "" }, 415, "Unsupported Media Type", "rejected_content_type"},
+		{"bad state", func(n *pua.Notify) { n.State = "" }, 400, "Bad Subscription-State", "rejected_bad_state"},
+		{"no contact", func(n *pua.Notify) { n.Contact = ""; n.Key.ID = "unknown-phone" }, 400, "Missing Contact", "rejected_no_contact"},
+		{"unknown line", func(n *pua.Notify) { n.Key.PresURI = "sip:999@example.com" }, 481, "Subscription Does Not Exist", "rejected_unknown_line"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t, nil)
+			fx.register(phoneA)
+			if code, _ := fx.notify(t, phoneA, "active", 3600, "notify/a_confirmed_1.xml"); code != 200 {
+				t.Fatal(code)
+			}
+			fx.eng.takeCalls()
+			before := fmt.Sprint(fx.eng.pubs)
+			seizedBefore := seized(fx.m)
+			n := fx.notifyMsg(phoneA, "active", 3600, readTestdata(t, "notify/a_terminated_1.xml"))
+			tc.edit(&n)
+			code, reason := fx.m.HandleNotify(context.Background(), n)
+			if code != tc.code || reason != tc.reason {
+				t.Fatalf("reply %d %q, want %d %q", code, reason, tc.code, tc.reason)
+			}
+			if calls := fx.eng.takeCalls(); len(calls) != 0 || fmt.Sprint(fx.eng.pubs) != before {
+				t.Fatalf("publication changed: %v", calls)
+			}
+			if !reflect.DeepEqual(seized(fx.m), seizedBefore) {
+				t.Fatalf("dialog state changed")
+			}
+			if fx.count(t, tc.what) != 1 {
+				t.Errorf("%s not counted", tc.what)
+			}
+		})
+	}
+}
+
+func TestMissingExpiresTolerated(t *testing.T) {
+	fx := newFixture(t, func(c *Config) { c.SubscribeExpires = 1200 * time.Second })
+	fx.register(phoneA)
+	if code, _ := fx.notify(t, phoneA, "active", -1, "notify/a_trying_1.xml"); code != 200 {
+		t.Fatal(code)
+	}
+	if fx.eng.last.Expires != 1200*time.Second || fx.count(t, "missing_expires") != 1 {
+		t.Errorf("expires %v, counted %v", fx.eng.last.Expires, fx.count(t, "missing_expires"))
+	}
+}
+
+func TestPendingWithoutBody(t *testing.T) {
+	fx := newFixture(t, nil)
+	fx.register(phoneA)
+	fx.eng.takeCalls()
+	if code, _ := fx.notify(t, phoneA, "pending", 3600, ""); code != 200 {
+		t.Fatal(code)
+	}
+	if calls := fx.eng.takeCalls(); len(calls) != 0 {
+		t.Fatalf("calls %v", calls)
+	}
+}
+
+func TestLinesAPI(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t, nil)
+	if err := fx.m.AddLine(ctx, "sip:200@example.com", []string{"sip:200@10.0.0.5"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fx.m.AddLine(ctx, "100", nil); !errors.Is(err, ErrStaticLine) {
+		t.Errorf("add static: %v", err)
+	}
+	if err := fx.m.RemoveLine(ctx, "100"); !errors.Is(err, ErrStaticLine) {
+		t.Errorf("remove static: %v", err)
+	}
+	if err := fx.m.RemoveLine(ctx, "300"); !errors.Is(err, ErrUnknownLine) {
+		t.Errorf("remove unknown: %v", err)
+	}
+	if err := fx.m.AddLine(ctx, "tel:+123", nil); err == nil {
+		t.Error("tel URI accepted")
+	}
+	fx.m.ContactsChanged(ctx, "sip:200@example.com", []Contact{{URI: "sip:200@10.0.0.5"}, {URI: "sip:200@10.0.0.6"}})
+	if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe sip:200@10.0.0.5"}) {
+		t.Fatalf("calls %v", got)
+	}
+	// Changing the members re-evaluates the known contacts at once.
+	if err := fx.m.AddLine(ctx, "sip:200@example.com", []string{"sip:200@10.0.0.6"}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"unsubscribe " + ContactID("sip:200@10.0.0.5"), "subscribe sip:200@10.0.0.6"}
+	if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("calls %v, want %v", got, want)
+	}
+	fx.register(phoneA)
+	fx.notify(t, phoneA, "active", 3600, "notify/a_trying_1.xml")
+
+	got := fx.m.Lines()
+	if len(got) != 2 || got[0].AoR != lineAoR || got[0].Source != SourceConfig || got[1].Source != SourceDB {
+		t.Fatalf("lines %+v", got)
+	}
+	if p := got[0].Phones; len(p) != 1 || p[0].Contact != phoneA || !p[0].Published || !p[0].Subscribed || p[0].Dialogs != 1 {
+		t.Errorf("phones %+v", p)
+	}
+	if s := got[0].Seized; len(s) != 1 || s[0] != (SeizedIndex{Index: "1", PhoneID: ContactID(phoneA), Contact: phoneA, DialogID: "a1", State: "trying"}) {
+		t.Errorf("seized %+v", s)
+	}
+	if !reflect.DeepEqual(got[1].Members, []string{"sip:200@10.0.0.6"}) || len(got[1].Phones) != 1 {
+		t.Errorf("line 200: %+v", got[1])
+	}
+
+	// A restarted manager loads the stored line.
+	m2, err := New(fx.m.cfg, Options{Subscriber: fx.eng, Publisher: fx.eng, Store: fx.store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l := m2.Lines(); len(l) != 2 || l[1].AoR != "sip:200@example.com" {
+		t.Fatalf("reloaded %+v", l)
+	}
+
+	fx.eng.takeCalls()
+	if err := fx.m.RemoveLine(ctx, "sip:200@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"unsubscribe " + ContactID("sip:200@10.0.0.6")}) {
+		t.Fatalf("calls %v", got)
+	}
+	if _, ok := fx.store.lines["sip:200@example.com"]; ok || len(fx.m.Lines()) != 1 {
+		t.Fatal("line not removed")
+	}
+}
+
+func TestRestoreSubscriptions(t *testing.T) {
+	fx := newFixture(t, nil)
+	idA := ContactID(phoneA)
+	fx.m.RestoreSubscriptions([]pua.SubscriptionInfo{
+		{Key: pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: idA}, Flag: pua.FlagBLASubscribe, Target: phoneA},
+		{Key: pua.SubKey{PresURI: "sip:gone@example.com", WatcherURI: "sip:gone@example.com", Event: EventSLA, ID: "x"}, Flag: pua.FlagBLASubscribe},
+		{Key: pua.SubKey{PresURI: lineAoR, Event: "presence", ID: "y"}, Flag: pua.FlagRPCSubscribe},
+	})
+	if got, want := fx.eng.takeCalls(), []string{"unsubscribe x", "remove x"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("restore calls %v, want %v", got, want)
+	}
+	// The restored phone is kept while registered, and dropped when its
+	// contact is gone.
+	fx.register(phoneA)
+	if got := fx.eng.takeCalls(); len(got) != 0 {
+		t.Fatalf("calls %v", got)
+	}
+	fx.register(phoneB)
+	if got := fx.eng.takeCalls(); !sameSet(got, []string{"unsubscribe " + idA, "subscribe " + phoneB}) {
+		t.Fatalf("calls %v", got)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		ok   bool
+	}{
+		{"default", func(*Config) {}, true},
+		{"dialog;ma", func(c *Config) { c.Event = EventMA }, true},
+		{"bad event", func(c *Config) { c.Event = "presence" }, false},
+		{"no header", func(c *Config) { c.HeaderName = "" }, false},
+		{"header with colon", func(c *Config) { c.HeaderName = "Sender:" }, false},
+		{"zero expires", func(c *Config) { c.SubscribeExpires = 0 }, false},
+		{"bad proxy", func(c *Config) { c.OutboundProxy = "10.0.0.1" }, false},
+		{"bad server address", func(c *Config) { c.ServerAddress = "http://x" }, false},
+		{"lineAoR without domain", func(c *Config) { c.Lines = []LineConfig{{AoR: "100"}} }, false},
+		{"lineAoR with default domain", func(c *Config) { c.DefaultDomain = "example.com"; c.Lines = []LineConfig{{AoR: "100"}} }, true},
+		{"duplicate lineAoR", func(c *Config) {
+			c.Lines = []LineConfig{{AoR: "sip:100@example.com"}, {AoR: "<sip:100@EXAMPLE.com>"}}
+		}, false},
+		{"bad member", func(c *Config) {
+			c.Lines = []LineConfig{{AoR: "sip:100@example.com", Members: []string{"tel:123"}}}
+		}, false},
+		{"tiny body cap", func(c *Config) { c.MaxBodySize = 10 }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tc.mod(&c)
+			if err := c.Validate(); (err == nil) != tc.ok {
+				t.Errorf("Validate() = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
+func TestNormalizeAoR(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"100", "sip:100@example.com"},
+		{"100@Example.COM", "sip:100@example.com"},
+		{`"Line" <sip:100@example.com;transport=tcp>;expires=5`, "sip:100@example.com"},
+		{"sips:100@example.com", "sips:100@example.com"},
+		{"SIP:100@10.0.0.1:5100", "sip:100@10.0.0.1:5100"},
+		{"tel:+1", ""},
+		{"", ""},
+		{"@example.com", ""},
+	} {
+		got, err := normalizeAoR(tc.in, "example.com")
+		if got != tc.want || (err != nil) != (tc.want == "") {
+			t.Errorf("normalizeAoR(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestContactIDStable(t *testing.T) {
+	if ContactID(phoneA) != ContactID("<"+phoneA+">") || ContactID(phoneA) == ContactID(phoneB) {
+		t.Error("contact id not stable or not distinct")
+	}
+	if got := ContactID(phoneA); got != "bla-"+got[4:] || len(got) != 20 {
+		t.Errorf("id %q", got)
+	}
+}
+
+// seized lists the line's seized indexes as "index:contact".
+func seized(m *Manager) []string {
+	var out []string
+	for _, l := range m.Lines() {
+		if l.AoR != lineAoR {
+			continue
+		}
+		for _, s := range l.Seized {
+			out = append(out, s.Index+":"+s.Contact)
+		}
+	}
+	return out
+}
+
+func sameSet(a, b []string) bool {
+	a, b = append([]string{}, a...), append([]string{}, b...)
+	sort.Strings(a)
+	sort.Strings(b)
+	return reflect.DeepEqual(a, b)
+}
+
+// memStore is an in-memory LineStore.
+type memStore struct {
+	lines map[string][]string
+}
+
+func newMemStore() *memStore { return &memStore{lines: map[string][]string{}} }
+
+func (s *memStore) LoadSharedLines(context.Context) (map[string][]string, error) {
+	out := make(map[string][]string, len(s.lines))
+	for k, v := range s.lines {
+		out[k] = append([]string{}, v...)
+	}
+	return out, nil
+}
+
+func (s *memStore) SaveSharedLine(_ context.Context, aor string, members []string) error {
+	s.lines[aor] = append([]string{}, members...)
+	return nil
+}
+
+func (s *memStore) DeleteSharedLine(_ context.Context, aor string) (bool, error) {
+	_, ok := s.lines[aor]
+	delete(s.lines, aor)
+	return ok, nil
+}
+
+func BenchmarkHandleNotify(b *testing.B) {
+	fx := newFixture(b, nil)
+	fx.m.log = slog.New(slog.DiscardHandler)
+	fx.register(phoneA)
+	body := readTestdata(b, "notify/a_confirmed_1.xml")
+	n := fx.notifyMsg(phoneA, "active", 3600, body)
+	pub := noopPublisher{}
+	fx.m.pub = pub
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		if code, _ := fx.m.HandleNotify(ctx, n); code != 200 {
+			b.Fatal(code)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "relays/s")
+}
+
+type noopPublisher struct{}
+
+func (noopPublisher) Publish(pua.PublishRequest) error { return nil }
+func (noopPublisher) Remove(pua.Key) error             { return nil }
+
+func TestConfigYAML(t *testing.T) {
+	src := []byte(`
+default_domain: example.com
+header_name: Sender
+outbound_proxy: sip:10.0.0.254:5060
+lines:
+  - aor: "100"
+    members: ["sip:100@10.0.0.1", "sip:100@10.0.0.2:5100"]
+arbitration: false
+subscribe_expires: 30m
+event: dialog;sla
+`)
+	cfg := DefaultConfig()
+	if err := yaml.Unmarshal(src, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{DefaultDomain: "example.com", HeaderName: "Sender", OutboundProxy: "sip:10.0.0.254:5060",
+		Lines:       []LineConfig{{AoR: "100", Members: []string{"sip:100@10.0.0.1", "sip:100@10.0.0.2:5100"}}},
+		Arbitration: false, SubscribeExpires: 30 * time.Minute, Event: EventSLA, MaxBodySize: DefaultMaxBodySize}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	fx := newFixture(t, nil)
+	fx.register(phoneA, phoneB)
+	bodyA := readTestdata(t, "notify/a_confirmed_1.xml")
+	bodyB := readTestdata(t, "notify/b_trying_2.xml")
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				switch (g + i) % 4 {
+				case 0:
+					fx.m.HandleNotify(context.Background(), fx.notifyMsg(phoneA, "active", 3600, bodyA))
+				case 1:
+					fx.m.HandleNotify(context.Background(), fx.notifyMsg(phoneB, "active", 3600, bodyB))
+				case 2:
+					fx.m.ContactsChanged(context.Background(), lineAoR, []Contact{{URI: phoneA}, {URI: phoneB}})
+				default:
+					_ = fx.m.Lines()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got := len(fx.m.Lines()[0].Phones); got != 2 {
+		t.Fatalf("phones %d", got)
+	}
+}

@@ -1,0 +1,114 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Config is the ingest section of the puaside configuration.
+//
+// Durations are time.Duration values; in YAML they are written as strings
+// such as "32s" (yaml.v3 decodes and encodes time.Duration that way).
+type Config struct {
+	// ReplicateListen lists the sockets receiving t_replicate copies, as
+	// "udp:host:port" or "tcp:host:port". Requests received here are
+	// answered with a stateless 200 OK. Empty disables the input.
+	ReplicateListen []string `yaml:"replicate_listen"`
+	// TraceListen lists the sockets receiving siptrace/tracer plain copies
+	// ("udp:host:port", "tcp:host:port"). Nothing received here is ever
+	// answered. Empty disables the input.
+	TraceListen []string `yaml:"trace_listen"`
+	// HEPListen lists the sockets receiving HEPv3 packets ("udp:host:port",
+	// "tcp:host:port"). Empty disables HEP.
+	HEPListen []string `yaml:"hep_listen"`
+	// HEPAuthKey, when not empty, is the auth key (chunk 0x000e) every HEP
+	// packet must carry; packets without it or with another key are dropped.
+	HEPAuthKey string `yaml:"hep_auth_key"`
+	// TrustedSources are the CIDRs allowed to send on every input (SIP,
+	// HEP and JSON events). Anything else is dropped and counted.
+	TrustedSources []string `yaml:"trusted_sources"`
+	// QueueSize bounds the number of items waiting for the trackers; when
+	// the queue is full new input is dropped (never blocks a socket).
+	QueueSize int `yaml:"queue_size"`
+	// DedupWindow is how long a message key is remembered to drop the
+	// second copy of a traced message and retransmissions.
+	DedupWindow time.Duration `yaml:"dedup_window"`
+	// MaxMessageSize is the largest SIP message or HEP packet accepted, in
+	// bytes; larger input is dropped as oversize.
+	MaxMessageSize int `yaml:"max_message_size"`
+}
+
+// DefaultConfig returns the defaults: loopback listeners, loopback trust,
+// a 10000-item queue, a 32 s dedup window and 64 KiB messages.
+func DefaultConfig() Config {
+	return Config{
+		ReplicateListen: []string{"udp:127.0.0.1:5090", "tcp:127.0.0.1:5090"},
+		TraceListen:     []string{"udp:127.0.0.1:5091"},
+		HEPListen:       []string{"udp:127.0.0.1:9060"},
+		TrustedSources:  []string{"127.0.0.0/8", "::1/128"},
+		QueueSize:       10000,
+		DedupWindow:     32 * time.Second,
+		MaxMessageSize:  65535,
+	}
+}
+
+// maxSize is the hard upper bound of MaxMessageSize: the HEP total length
+// and the UDP payload are 16-bit.
+const maxSize = 65535
+
+// Validate checks the configuration and reports every problem found.
+func (c Config) Validate() error {
+	var errs []error
+	for _, l := range [][]string{c.ReplicateListen, c.TraceListen, c.HEPListen} {
+		for _, a := range l {
+			if _, _, err := splitListen(a); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if _, err := parsePrefixes(c.TrustedSources); err != nil {
+		errs = append(errs, err)
+	}
+	if c.QueueSize < 1 {
+		errs = append(errs, fmt.Errorf("ingest: queue_size %d: must be at least 1", c.QueueSize))
+	}
+	if c.DedupWindow < 0 {
+		errs = append(errs, fmt.Errorf("ingest: dedup_window %s: must not be negative", c.DedupWindow))
+	}
+	if c.MaxMessageSize < 64 || c.MaxMessageSize > maxSize {
+		errs = append(errs, fmt.Errorf("ingest: max_message_size %d: must be in [64, %d]", c.MaxMessageSize, maxSize))
+	}
+	return errors.Join(errs...)
+}
+
+// splitListen splits "udp:host:port" into the network ("udp" or "tcp")
+// and the address.
+func splitListen(s string) (network, addr string, err error) {
+	n, a, ok := strings.Cut(s, ":")
+	n = strings.ToLower(n)
+	if !ok || (n != "udp" && n != "tcp") || a == "" {
+		return "", "", fmt.Errorf("ingest: listen address %q: want udp:host:port or tcp:host:port", s)
+	}
+	return n, a, nil
+}
+
+// parsePrefixes parses CIDRs; a bare address is taken as a single host.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("ingest: trusted_sources %q: not a CIDR or address", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}

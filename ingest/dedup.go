@@ -1,0 +1,115 @@
+package ingest
+
+import (
+	"hash/maphash"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// dedupMaxEntries caps the keys remembered by the deduplicator; when full
+// the oldest key is forgotten early, so memory stays bounded under a flood.
+const dedupMaxEntries = 1 << 17
+
+// dedup remembers message keys for a window. A key is a 64-bit hash of
+// (input, Call-ID, CSeq number and method, request method or status,
+// From-tag, To-tag); keys are kept in a map and a FIFO ring in arrival
+// order, which is also expiry order because the window is fixed.
+type dedup struct {
+	mu     sync.Mutex
+	seed   maphash.Seed
+	window time.Duration
+	seen   map[uint64]uint64 // key -> sequence number of its ring entry
+	ring   []dedupEntry
+	head   int // oldest entry
+	n      int // entries in ring
+	seq    uint64
+}
+
+type dedupEntry struct {
+	key uint64
+	seq uint64
+	at  time.Time
+}
+
+func newDedup(window time.Duration, capacity int) *dedup {
+	if capacity < 1 {
+		capacity = 1
+	}
+	return &dedup{
+		seed:   maphash.MakeSeed(),
+		window: window,
+		seen:   make(map[uint64]uint64),
+		ring:   make([]dedupEntry, capacity),
+	}
+}
+
+// key hashes the identity of a mirrored message within an input.
+func (d *dedup) key(input string, m *mirrored) uint64 {
+	var h maphash.Hash
+	h.SetSeed(d.seed)
+	h.WriteString(input)
+	h.WriteByte(0)
+	h.WriteString(m.callID)
+	h.WriteByte(0)
+	var buf [24]byte
+	h.Write(strconv.AppendUint(buf[:0], uint64(m.cseq), 10))
+	h.WriteByte(' ')
+	h.WriteString(string(m.method))
+	h.WriteByte(0)
+	if m.status != 0 {
+		h.Write(strconv.AppendInt(buf[:0], int64(m.status), 10))
+	} else {
+		h.WriteString(string(m.req.Method))
+	}
+	h.WriteByte(0)
+	h.WriteString(m.fromTag)
+	h.WriteByte(0)
+	h.WriteString(m.toTag)
+	return h.Sum64()
+}
+
+// seenBefore records key at now and reports whether it was already
+// recorded within the window. A zero window disables deduplication.
+func (d *dedup) seenBefore(key uint64, now time.Time) bool {
+	if d.window <= 0 {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.expire(now)
+	if _, ok := d.seen[key]; ok {
+		return true
+	}
+	if d.n == len(d.ring) {
+		d.pop()
+	}
+	d.seq++
+	d.ring[(d.head+d.n)%len(d.ring)] = dedupEntry{key: key, seq: d.seq, at: now}
+	d.n++
+	d.seen[key] = d.seq
+	return false
+}
+
+func (d *dedup) expire(now time.Time) {
+	for d.n > 0 && now.Sub(d.ring[d.head].at) >= d.window {
+		d.pop()
+	}
+}
+
+func (d *dedup) pop() {
+	e := d.ring[d.head]
+	if d.seen[e.key] == e.seq {
+		delete(d.seen, e.key)
+	}
+	d.ring[d.head] = dedupEntry{}
+	d.head = (d.head + 1) % len(d.ring)
+	d.n--
+}
+
+// len reports the number of remembered keys.
+func (d *dedup) len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.seen)
+}

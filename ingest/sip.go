@@ -1,0 +1,179 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Kinds of input, the "kind" label of the ingest metrics.
+const (
+	kindRegister      = "register"
+	kindRegisterReply = "register_reply"
+	kindCall          = "call"
+	kindEvent         = "event"
+	kindOther         = "other"
+)
+
+// errMissingHeader is wrapped by parseMirror when a basic header is absent.
+var errMissingHeader = errors.New("missing header")
+
+// mirrored is a parsed, validated SIP copy with the fields the pipeline
+// needs, all read before the message is handed to a worker (sipgo parses
+// some headers lazily, so reading them later from two goroutines would race).
+type mirrored struct {
+	msg    sip.Message
+	req    *sip.Request // nil for a response
+	callID string
+	cseq   uint32
+	method sip.RequestMethod // CSeq method
+	status int               // 0 for a request
+	// fromTag and toTag are the dialog tags; aor is the To URI without
+	// parameters (the key of REGISTER ordering).
+	fromTag, toTag, aor string
+	kind                string
+}
+
+// parseMirror parses one raw SIP message and checks that the headers every
+// consumer relies on (Via, From, To, Call-ID, CSeq) are present. A panic in
+// the parser is turned into an error: a copy never takes the process down.
+func parseMirror(p *sip.Parser, b []byte) (m *mirrored, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			m, err = nil, fmt.Errorf("sip parser panic: %v", r)
+		}
+	}()
+	msg, err := p.ParseSIP(b)
+	if err != nil {
+		return nil, err
+	}
+	return inspect(msg)
+}
+
+func inspect(msg sip.Message) (*mirrored, error) {
+	m := &mirrored{msg: msg}
+	via := msg.Via()
+	from, to := msg.From(), msg.To()
+	cid, cseq := msg.CallID(), msg.CSeq()
+	switch {
+	case via == nil:
+		return nil, fmt.Errorf("%w: Via", errMissingHeader)
+	case from == nil:
+		return nil, fmt.Errorf("%w: From", errMissingHeader)
+	case to == nil:
+		return nil, fmt.Errorf("%w: To", errMissingHeader)
+	case cid == nil || cid.Value() == "":
+		return nil, fmt.Errorf("%w: Call-ID", errMissingHeader)
+	case cseq == nil || cseq.MethodName == "":
+		return nil, fmt.Errorf("%w: CSeq", errMissingHeader)
+	}
+	m.callID = cid.Value()
+	m.cseq = cseq.SeqNo
+	m.method = cseq.MethodName
+	m.fromTag, _ = from.Params.Get("tag")
+	m.toTag, _ = to.Params.Get("tag")
+	m.aor = aorKey(to.Address)
+	switch v := msg.(type) {
+	case *sip.Request:
+		m.req = v
+		if v.Method != m.method {
+			return nil, fmt.Errorf("CSeq method %s does not match request method %s", m.method, v.Method)
+		}
+		// Force the lazy parse of the first Contact now, for the same
+		// reason as above.
+		_ = v.Contact()
+	case *sip.Response:
+		m.status = v.StatusCode
+	default:
+		return nil, fmt.Errorf("unexpected message type %T", msg)
+	}
+	m.kind = classify(m.method, m.status != 0)
+	return m, nil
+}
+
+// aorKey is the AoR used to order REGISTER traffic: user@host of the To URI.
+func aorKey(u sip.Uri) string {
+	return strings.ToLower(u.User + "@" + u.Host)
+}
+
+// classify maps the CSeq method to a metric kind.
+func classify(method sip.RequestMethod, response bool) string {
+	switch method {
+	case sip.REGISTER:
+		if response {
+			return kindRegisterReply
+		}
+		return kindRegister
+	case sip.INVITE, sip.ACK, sip.CANCEL, sip.BYE, sip.UPDATE, sip.PRACK:
+		return kindCall
+	}
+	return kindOther
+}
+
+// orderKey is the key whose messages must reach the handlers in order.
+func (m *mirrored) orderKey() string {
+	if m.method == sip.REGISTER {
+		return m.aor
+	}
+	return m.callID
+}
+
+// applyXHeaders sets src/dst/time from Kamailio's X-Siptrace-* headers
+// (siptrace xheaders_write=1), when present and well formed.
+func applyXHeaders(msg sip.Message, src, dst *netip.AddrPort, t *time.Time) {
+	if h := header(msg, "X-Siptrace-Fromip"); h != nil {
+		if a, ok := parseTraceAddr(h.Value()); ok {
+			*src = a
+		}
+	}
+	if h := header(msg, "X-Siptrace-Toip"); h != nil {
+		if a, ok := parseTraceAddr(h.Value()); ok {
+			*dst = a
+		}
+	}
+	if h := header(msg, "X-Siptrace-Time"); h != nil {
+		sec, usec, _ := strings.Cut(strings.TrimSpace(h.Value()), " ")
+		s, err1 := strconv.ParseInt(sec, 10, 64)
+		u, err2 := strconv.ParseInt(strings.TrimSpace(usec), 10, 64)
+		if err1 == nil && s > 0 && (usec == "" || (err2 == nil && u >= 0 && u < 1000000)) {
+			*t = time.Unix(s, u*1000).UTC()
+		}
+	}
+}
+
+// parseTraceAddr parses "udp:1.2.3.4:5060" or "tcp:[2001:db8::1]:5060".
+func parseTraceAddr(v string) (netip.AddrPort, bool) {
+	v = strings.TrimSpace(v)
+	if i := strings.IndexByte(v, ':'); i > 0 && i < 6 && !strings.ContainsAny(v[:i], ".[") {
+		v = v[i+1:]
+	}
+	a, err := netip.ParseAddrPort(v)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()), true
+}
+
+// statelessOK builds the 200 OK answering a replicated request: Via, From,
+// To (with a tag added), Call-ID and CSeq copied, no body. src is where the
+// copy came from (used for rport/received).
+func statelessOK(req *sip.Request, src string) []byte {
+	req.SetSource(src)
+	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+	var sb strings.Builder
+	res.StringWrite(&sb)
+	return []byte(sb.String())
+}
+
+// header returns the first header called name (case-insensitive) or nil.
+func header(msg sip.Message, name string) sip.Header {
+	if hs := msg.GetHeaders(name); len(hs) > 0 {
+		return hs[0]
+	}
+	return nil
+}

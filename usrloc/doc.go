@@ -1,0 +1,22 @@
+// Package usrloc tracks the registrations puaside sees and publishes them as
+// presence, the job Kamailio's pua_usrloc does beside a registrar.
+//
+// In the flow ingest → trackers (usrloc, dialoginfo, bla) → pua engine → SIP
+// and store, the Tracker sits in the middle: ingest hands it mirrored
+// REGISTER requests and replies (event.SIP) and JSON registration events
+// (event.Registration); the Tracker keeps the contacts of every address of
+// record (AoR) with their absolute expiry, expires them on its own timers,
+// persists them through a Store, and asks the pua engine (through the small
+// Publisher interface) to keep one PIDF publication per AoR up to date:
+// "open" with one tuple per bound contact, "closed" when the last contact
+// goes, then removed after closed_linger. A change feed (Options.OnChange)
+// gives the BLA manager every AoR's binding set when it changes.
+//
+// How inputs are trusted (design §4):
+//   - a t_replicate copy (event.SourceReplicate) is a statement and is
+//     applied at once;
+//   - a traced or HEP copy of a REGISTER request is only remembered; its
+//     traced 2xx reply is authoritative (the complete binding set with the
+//     granted expiries); a non-2xx reply changes nothing;
+//   - a JSON event is a statement.
+package usrloc

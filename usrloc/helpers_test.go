@@ -1,0 +1,269 @@
+package usrloc
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/pua"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// readSIP loads a fixture and gives it CRLF line ends, as on the wire.
+func readSIP(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "sip", name+".sip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
+	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
+}
+
+// loadSIP parses a fixture.
+func loadSIP(t testing.TB, name string) sip.Message {
+	t.Helper()
+	m, err := sip.ParseMessage(readSIP(t, name))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return m
+}
+
+// golden compares got with testdata/<path>, rewriting it with -update.
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	p := filepath.Join("testdata", path)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", p, got, want)
+	}
+}
+
+// fakeClock is a manual clock.
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters []fakeTimer
+}
+
+type fakeTimer struct {
+	at time.Time
+	c  chan time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1800000000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Timer(d time.Duration) (<-chan time.Time, func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	c.waiters = append(c.waiters, fakeTimer{at: c.now.Add(d), c: ch})
+	return ch, func() bool { return true }
+}
+
+// Advance moves the clock and fires the timers that are due.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if !w.at.After(c.now) {
+			w.c <- c.now
+			continue
+		}
+		kept = append(kept, w)
+	}
+	c.waiters = kept
+}
+
+// pubOp is one call seen by the fake publisher.
+type pubOp struct {
+	Remove bool
+	Req    pua.PublishRequest
+	Key    pua.Key
+}
+
+// fakePub records Publish and Remove calls.
+type fakePub struct {
+	mu   sync.Mutex
+	ops  []pubOp
+	pubs []pua.PublicationInfo // returned by Publications when lister is set
+}
+
+func (p *fakePub) Publish(r pua.PublishRequest) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ops = append(p.ops, pubOp{Req: r, Key: r.Key})
+	return nil
+}
+
+func (p *fakePub) Remove(k pua.Key) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ops = append(p.ops, pubOp{Remove: true, Key: k})
+	return nil
+}
+
+// take returns and forgets the recorded calls.
+func (p *fakePub) take() []pubOp {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	o := p.ops
+	p.ops = nil
+	return o
+}
+
+// listerPub is a fakePub that also lists publications.
+type listerPub struct{ *fakePub }
+
+func (p listerPub) Publications() []pua.PublicationInfo { return p.pubs }
+
+// memStore is an in-memory Store.
+type memStore struct {
+	mu       sync.Mutex
+	contacts map[string][]Binding
+	flags    map[string]bool
+	saves    int
+}
+
+func newMemStore() *memStore {
+	return &memStore{contacts: map[string][]Binding{}, flags: map[string]bool{}}
+}
+
+func (s *memStore) LoadContacts(context.Context) (map[string][]Binding, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]Binding{}
+	for k, v := range s.contacts {
+		out[k] = append([]Binding(nil), v...)
+	}
+	return out, nil
+}
+
+func (s *memStore) SaveContacts(_ context.Context, m map[string][]Binding) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.saves++
+	for k, v := range m {
+		if len(v) == 0 {
+			delete(s.contacts, k)
+			continue
+		}
+		s.contacts[k] = append([]Binding(nil), v...)
+	}
+	return nil
+}
+
+func (s *memStore) LoadFlags(context.Context) (map[string]bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]bool{}
+	for k, v := range s.flags {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (s *memStore) SetFlag(_ context.Context, aor string, on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flags[aor] = on
+	return nil
+}
+
+func (s *memStore) DeleteFlag(_ context.Context, aor string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.flags, aor)
+	return nil
+}
+
+// rig is a tracker with fakes.
+type rig struct {
+	t       *Tracker
+	pub     *fakePub
+	clock   *fakeClock
+	store   *memStore
+	changes []string
+}
+
+func newRig(t *testing.T, cfg Config, st *memStore, pub Publisher) *rig {
+	t.Helper()
+	r := &rig{clock: newFakeClock(), store: st}
+	if pub == nil {
+		r.pub = &fakePub{}
+		pub = r.pub
+	} else if lp, ok := pub.(listerPub); ok {
+		r.pub = lp.fakePub
+	}
+	tr, err := New(cfg, Options{Publisher: pub, Store: st, Clock: r.clock,
+		OnChange: func(aor string, cs []Binding) {
+			s := aor + ":"
+			for _, c := range cs {
+				s += " " + c.URI
+			}
+			r.changes = append(r.changes, s)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.t = tr
+	return r
+}
+
+// feed passes a fixture to HandleSIP from the given source.
+func (r *rig) feed(t *testing.T, name string, src event.Source) {
+	t.Helper()
+	r.t.HandleSIP(context.Background(), event.SIP{Msg: loadSIP(t, name), Source: src})
+}
+
+// contacts returns "uri expires-in-seconds q" lines of an AoR.
+func (r *rig) contacts(aor string) []string {
+	in, ok := r.t.Registration(aor)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, b := range in.Contacts {
+		out = append(out, b.URI+" "+b.Expires.Sub(r.clock.Now()).String()+" q="+formatQ(b.Q))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func formatQ(q float64) string {
+	if q < 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(q, 'f', -1, 64)
+}

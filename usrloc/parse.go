@@ -1,0 +1,291 @@
+package usrloc
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/event"
+)
+
+// Reasons a REGISTER (or its reply) is rejected. Each is a metric label
+// (rejected_<reason>) and a log value.
+var (
+	ErrNotRegister = errors.New("not_register")
+	ErrNoTo        = errors.New("no_to")
+	ErrToNotSIP    = errors.New("to_not_sip")
+	ErrToNoUser    = errors.New("to_no_user")
+	ErrNoDomain    = errors.New("no_domain")
+	ErrNoContact   = errors.New("no_contact")
+	ErrBadContact  = errors.New("bad_contact")
+	ErrWildcard    = errors.New("bad_wildcard")
+	ErrBadExpires  = errors.New("bad_expires")
+	ErrNoCallID    = errors.New("no_call_id")
+)
+
+// Register is what a REGISTER request or its 2xx reply says, parsed and
+// normalised but not yet applied.
+type Register struct {
+	// AoR is the normalised address of record: "sip:user@host" with the
+	// host lowercased, without port or parameters.
+	AoR string
+	// CallID and CSeq identify the transaction.
+	CallID string
+	CSeq   uint32
+	// Expires is the Expires header value; -1 when absent.
+	Expires int
+	// Wildcard is true for "Contact: *" (with Expires: 0): remove all.
+	Wildcard bool
+	// Contacts are the Contact entries in order; Expires is the contact's
+	// expires parameter, -1 when absent; Q is -1 when absent.
+	Contacts []event.Contact
+	// Publish is the per-user publishing flag carried by the request, nil
+	// when the header is absent.
+	Publish *bool
+	// UserAgent is the User-Agent header of a request.
+	UserAgent string
+}
+
+// NormalizeAoR turns "sip:User@Host:5060;p", "user@host" or "user" into
+// "sip:User@host". sips: becomes sip: (one AoR either way), the host is
+// lowercased, port and parameters are dropped; the user part keeps its case
+// (SIP users are case-sensitive). A bare user gets defaultDomain.
+func NormalizeAoR(s, defaultDomain string) (string, error) {
+	s = strings.TrimSpace(s)
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">")
+	low := strings.ToLower(s)
+	switch {
+	case strings.HasPrefix(low, "sip:"):
+		s = s[4:]
+	case strings.HasPrefix(low, "sips:"):
+		s = s[5:]
+	case strings.Contains(low, ":") && !strings.Contains(low, "@"):
+		return "", ErrToNotSIP
+	}
+	if i := strings.IndexAny(s, ";?>"); i >= 0 {
+		s = s[:i]
+	}
+	user, host, ok := strings.Cut(s, "@")
+	if !ok {
+		host = ""
+	}
+	if user == "" {
+		return "", ErrToNoUser
+	}
+	if host == "" {
+		if defaultDomain == "" {
+			return "", ErrNoDomain
+		}
+		host = defaultDomain
+	}
+	return buildAoR(user, host)
+}
+
+// buildAoR checks and joins the parts of an AoR.
+func buildAoR(user, host string) (string, error) {
+	if user == "" {
+		return "", ErrToNoUser
+	}
+	if strings.HasPrefix(host, "[") {
+		if i := strings.Index(host, "]"); i > 0 {
+			host = host[:i+1]
+		}
+	} else if i := strings.LastIndex(host, ":"); i >= 0 {
+		host = host[:i]
+	}
+	host = strings.ToLower(host)
+	if host == "" {
+		return "", ErrNoDomain
+	}
+	if strings.ContainsAny(user+host, " \t\r\n<>\"") {
+		return "", ErrToNoUser
+	}
+	return "sip:" + user + "@" + host, nil
+}
+
+// aorFromURI normalises a parsed To URI.
+func aorFromURI(u sip.Uri) (string, error) {
+	sch := strings.ToLower(u.Scheme)
+	if sch != "sip" && sch != "sips" {
+		return "", ErrToNotSIP
+	}
+	return buildAoR(u.User, u.Host)
+}
+
+// ParseRegister parses a REGISTER request. publishHeader is the name of
+// the per-user flag header ("" = none). A request without To, or without
+// Contact (a binding query), or with a malformed Contact is rejected with
+// one of the Err* reasons.
+func ParseRegister(req *sip.Request, publishHeader string) (Register, error) {
+	if req == nil || req.Method != sip.REGISTER {
+		return Register{}, ErrNotRegister
+	}
+	r, err := parseCommon(req)
+	if err != nil {
+		return r, err
+	}
+	if h := req.GetHeader("Expires"); h != nil {
+		v, err := parseSeconds(h.Value())
+		if err != nil {
+			return r, ErrBadExpires
+		}
+		r.Expires = v
+	}
+	if h := req.GetHeader("User-Agent"); h != nil {
+		r.UserAgent = h.Value()
+	}
+	if publishHeader != "" {
+		if h := req.GetHeader(publishHeader); h != nil {
+			on := flagValue(h.Value())
+			r.Publish = &on
+		}
+	}
+	if err := parseContacts(req, &r); err != nil {
+		return r, err
+	}
+	if r.Wildcard {
+		if len(r.Contacts) > 0 || r.Expires != 0 {
+			return r, ErrWildcard
+		}
+		return r, nil
+	}
+	if len(r.Contacts) == 0 {
+		return r, ErrNoContact
+	}
+	for i := range r.Contacts {
+		r.Contacts[i].UserAgent = r.UserAgent
+	}
+	return r, nil
+}
+
+// ParseRegisterReply parses a 2xx reply to REGISTER: its Contact list is
+// the complete binding set (possibly empty) with the granted expiries.
+func ParseRegisterReply(res *sip.Response) (Register, error) {
+	if res == nil {
+		return Register{}, ErrNotRegister
+	}
+	r, err := parseCommon(res)
+	if err != nil {
+		return r, err
+	}
+	if h := res.GetHeader("Expires"); h != nil {
+		if v, err := parseSeconds(h.Value()); err == nil {
+			r.Expires = v
+		}
+	}
+	if err := parseContacts(res, &r); err != nil {
+		return r, err
+	}
+	if r.Wildcard {
+		return r, ErrWildcard
+	}
+	return r, nil
+}
+
+// parseCommon reads To, Call-ID and CSeq.
+func parseCommon(m sip.Message) (Register, error) {
+	r := Register{Expires: -1}
+	cs := m.CSeq()
+	if cs == nil || cs.MethodName != sip.REGISTER {
+		return r, ErrNotRegister
+	}
+	r.CSeq = cs.SeqNo
+	cid := m.CallID()
+	if cid == nil || cid.Value() == "" {
+		return r, ErrNoCallID
+	}
+	r.CallID = cid.Value()
+	to := m.To()
+	if to == nil {
+		return r, ErrNoTo
+	}
+	aor, err := aorFromURI(to.Address)
+	if err != nil {
+		return r, err
+	}
+	r.AoR = aor
+	return r, nil
+}
+
+// parseContacts reads every Contact header entry.
+func parseContacts(m sip.Message, r *Register) error {
+	for _, h := range m.GetHeaders("Contact") {
+		ch, ok := h.(*sip.ContactHeader)
+		if !ok {
+			return ErrBadContact
+		}
+		if ch.Address.Wildcard {
+			r.Wildcard = true
+			continue
+		}
+		uri := ch.Address.String()
+		if ch.Address.Host == "" || uri == "" || strings.ContainsAny(uri, " \t\r\n<>") {
+			return ErrBadContact
+		}
+		c := event.Contact{URI: uri, Expires: -1, Q: -1, CallID: r.CallID, CSeq: r.CSeq}
+		for _, kv := range ch.Params {
+			switch strings.ToLower(kv.K) {
+			case "expires":
+				v, err := parseSeconds(kv.V)
+				if err != nil {
+					return ErrBadExpires
+				}
+				c.Expires = v
+			case "q":
+				q, err := strconv.ParseFloat(strings.TrimSpace(kv.V), 64)
+				if err != nil || math.IsNaN(q) || q < 0 || q > 1 {
+					return ErrBadContact
+				}
+				c.Q = math.Round(q*1000) / 1000
+			case "received":
+				c.Received = strings.Trim(kv.V, "\"")
+			case "+sip.instance":
+				c.Instance = strings.Trim(kv.V, "\"")
+			}
+		}
+		r.Contacts = append(r.Contacts, c)
+	}
+	return nil
+}
+
+// maxSeconds bounds an expiry value (about 136 years would overflow
+// nothing, but no registrar grants more than a few days).
+const maxSeconds = 1 << 31
+
+// parseSeconds reads a delta-seconds value.
+func parseSeconds(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("usrloc: delta-seconds %q: %w", s, ErrBadExpires)
+	}
+	if v > maxSeconds {
+		v = maxSeconds
+	}
+	return int(v), nil
+}
+
+// flagValue reads the publishing flag header: "0", "no", "off", "false"
+// turn it off, anything else on.
+func flagValue(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "0", "no", "off", "false":
+		return false
+	}
+	return true
+}
+
+// reason returns the metric/log label of a rejection error.
+func reason(err error) string {
+	for _, e := range []error{ErrNotRegister, ErrNoTo, ErrToNotSIP, ErrToNoUser, ErrNoDomain, ErrNoContact,
+		ErrBadContact, ErrWildcard, ErrBadExpires, ErrNoCallID} {
+		if errors.Is(err, e) {
+			return e.Error()
+		}
+	}
+	return "invalid"
+}

@@ -1,0 +1,400 @@
+package usrloc
+
+import (
+	"context"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/metrics"
+	"github.com/puaside/puaside/pua"
+)
+
+// counter reads puaside_tracker_events_total{tracker="usrloc",what}.
+func counter(t *testing.T, m *metrics.Metrics, what string) float64 {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "puaside_tracker_events_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["tracker"] == "usrloc" && labels["what"] == what {
+				return mt.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// describe renders publisher calls compactly: "publish <aor> open|closed" or "remove <aor>".
+func describe(ops []pubOp) []string {
+	var out []string
+	for _, o := range ops {
+		if o.Remove {
+			out = append(out, "remove "+o.Key.PresURI)
+			continue
+		}
+		state := "open"
+		if strings.Contains(string(o.Req.Body), "<basic>closed</basic>") {
+			state = "closed"
+		}
+		out = append(out, "publish "+o.Key.PresURI+" "+state)
+	}
+	return out
+}
+
+func expectOps(t *testing.T, step string, got []pubOp, want ...string) {
+	t.Helper()
+	if d := describe(got); !reflect.DeepEqual(d, want) && !(len(d) == 0 && len(want) == 0) {
+		t.Fatalf("%s: publisher calls\n got %q\nwant %q", step, d, want)
+	}
+}
+
+func expectContacts(t *testing.T, step string, r *rig, aor string, want ...string) {
+	t.Helper()
+	if got := r.contacts(aor); !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
+		t.Fatalf("%s: contacts of %s\n got %q\nwant %q", step, aor, got, want)
+	}
+}
+
+func TestReplicateAndExpiry(t *testing.T) {
+	r := newRig(t, DefaultConfig(), newMemStore(), nil)
+	const aor = "sip:user0001@harness.test"
+	r.feed(t, "replicate_user0001", event.SourceReplicate)
+	expectContacts(t, "register", r, aor, "sip:user0001@127.0.0.1:5111 1m0s q=-")
+	ops := r.pub.take()
+	expectOps(t, "register", ops, "publish "+aor+" open")
+	req := ops[0].Req
+	if req.Key != (pua.Key{PresURI: aor, Event: "presence", ID: "usrloc"}) || req.Flag != pua.FlagUsrloc ||
+		req.ContentType != ContentTypePIDF || req.Expires != time.Hour {
+		t.Fatalf("publish request %+v", req)
+	}
+	golden(t, filepath.Join("flow", "replicate_open.xml"), req.Body)
+
+	r.clock.Advance(10 * time.Second)
+	r.feed(t, "replicate_user0001_cseq2", event.SourceReplicate)
+	expectOps(t, "re-register", r.pub.take())
+	expectContacts(t, "re-register", r, aor, "sip:user0001@127.0.0.1:5111 1m0s q=-")
+	// A late retransmission of CSeq 1 does not shorten the binding.
+	r.clock.Advance(10 * time.Second)
+	r.feed(t, "replicate_user0001", event.SourceReplicate)
+	expectContacts(t, "stale copy", r, aor, "sip:user0001@127.0.0.1:5111 50s q=-")
+
+	r.clock.Advance(50 * time.Second)
+	if more := r.t.expireDue(); more {
+		t.Fatal("expireDue: more work reported")
+	}
+	ops = r.pub.take()
+	expectOps(t, "expiry", ops, "publish "+aor+" closed")
+	golden(t, filepath.Join("flow", "closed_user0001.xml"), ops[0].Req.Body)
+	in, ok := r.t.Registration(aor)
+	if !ok || in.State != "closed" || len(in.Contacts) != 0 {
+		t.Fatalf("after expiry: %+v %v", in, ok)
+	}
+	r.clock.Advance(29 * time.Second)
+	r.t.expireDue()
+	expectOps(t, "linger not over", r.pub.take())
+	r.clock.Advance(time.Second)
+	r.t.expireDue()
+	expectOps(t, "linger over", r.pub.take(), "remove "+aor)
+	if _, ok := r.t.Registration(aor); ok {
+		t.Fatal("AoR still listed after removal")
+	}
+	want := []string{aor + ": sip:user0001@127.0.0.1:5111", aor + ":"}
+	if !reflect.DeepEqual(r.changes, want) {
+		t.Fatalf("OnChange: got %q want %q", r.changes, want)
+	}
+}
+
+func TestReturnDuringLinger(t *testing.T) {
+	r := newRig(t, DefaultConfig(), nil, nil)
+	const aor = "sip:user0001@harness.test"
+	r.feed(t, "replicate_user0001", event.SourceReplicate)
+	r.clock.Advance(61 * time.Second)
+	r.t.expireDue()
+	r.clock.Advance(10 * time.Second)
+	r.feed(t, "replicate_user0001_cseq2", event.SourceReplicate)
+	r.clock.Advance(25 * time.Second)
+	r.t.expireDue()
+	expectOps(t, "back during linger", r.pub.take(), "publish "+aor+" open", "publish "+aor+" closed", "publish "+aor+" open")
+}
+
+func TestCraftedReplicate(t *testing.T) {
+	m := metrics.New()
+	r := newRig(t, DefaultConfig(), nil, nil)
+	r.t.m = m
+	const alice = "sip:alice@example.com"
+	for _, name := range []string{"crafted_no_contact", "crafted_no_to", "crafted_to_tel", "crafted_bad_expires", "crafted_star_bad_expires"} {
+		r.feed(t, name, event.SourceReplicate)
+	}
+	expectOps(t, "rejected", r.pub.take())
+	if len(r.t.Registrations()) != 0 {
+		t.Fatalf("rejected input changed state: %+v", r.t.Registrations())
+	}
+	for what, n := range map[string]float64{"rejected_no_contact": 1, "rejected_no_to": 1, "rejected_to_not_sip": 1,
+		"rejected_bad_expires": 1, "rejected_bad_wildcard": 1} {
+		if got := counter(t, m, what); got != n {
+			t.Errorf("%s = %v want %v", what, got, n)
+		}
+	}
+
+	r.feed(t, "crafted_multi", event.SourceReplicate)
+	expectContacts(t, "multi", r, alice,
+		"sip:alice@10.0.0.1:5060;ob 5m0s q=0.5",
+		"sip:alice@10.0.0.2;transport=tcp 10m0s q=1",
+		"sip:alice@10.0.0.3?x=a&y=b 10m0s q=-")
+	ops := r.pub.take()
+	expectOps(t, "multi", ops, "publish "+alice+" open")
+	golden(t, filepath.Join("flow", "multi_open.xml"), ops[0].Req.Body)
+	if got := counter(t, m, "contact_added"); got != 3 {
+		t.Errorf("contact_added = %v", got)
+	}
+
+	r.feed(t, "crafted_star", event.SourceReplicate)
+	expectContacts(t, "star", r, alice)
+	expectOps(t, "star", r.pub.take(), "publish "+alice+" closed")
+	if got := counter(t, m, "contact_removed"); got != 3 {
+		t.Errorf("contact_removed = %v", got)
+	}
+}
+
+func TestTracePath(t *testing.T) {
+	r := newRig(t, DefaultConfig(), nil, nil)
+	const carol = "sip:carol@example.com"
+	r.feed(t, "crafted_trace_req", event.SourceTrace)
+	expectOps(t, "request alone", r.pub.take())
+	expectContacts(t, "request alone", r, carol)
+	r.feed(t, "crafted_trace_401", event.SourceTrace)
+	expectOps(t, "401", r.pub.take())
+	expectContacts(t, "401", r, carol)
+	if len(r.t.Flags()) != 0 {
+		t.Fatalf("401 set a flag: %v", r.t.Flags())
+	}
+
+	r.feed(t, "crafted_trace_req", event.SourceHEP)
+	r.feed(t, "crafted_trace_200", event.SourceHEP)
+	expectContacts(t, "2xx", r, carol, "sip:carol@10.0.0.5 30m0s q=0.8", "sip:carol@10.0.0.6 2m0s q=-")
+	ops := r.pub.take()
+	expectOps(t, "2xx", ops, "publish "+carol+" open")
+	golden(t, filepath.Join("flow", "trace_open.xml"), ops[0].Req.Body)
+	if f := r.t.Flags(); !f[carol] {
+		t.Fatalf("flag from the remembered request: %v", f)
+	}
+
+	r.feed(t, "crafted_trace_200_nocontact", event.SourceTrace)
+	expectContacts(t, "2xx without contact", r, carol)
+	expectOps(t, "2xx without contact", r.pub.take(), "publish "+carol+" closed")
+
+	// The real siptrace sample: register, then unregister.
+	const u1 = "sip:user0001@harness.test"
+	r.feed(t, "trace_reg_user0001", event.SourceTrace)
+	expectContacts(t, "sample request", r, u1)
+	r.feed(t, "trace_200_user0001", event.SourceTrace)
+	expectContacts(t, "sample 200", r, u1, "sip:user0001@127.0.0.1:5111 1m0s q=-")
+	r.feed(t, "trace_unreg_user0001", event.SourceTrace)
+	expectContacts(t, "sample unregister request", r, u1, "sip:user0001@127.0.0.1:5111 1m0s q=-")
+	r.feed(t, "trace_200_unreg_user0001", event.SourceTrace)
+	expectContacts(t, "sample unregister 200", r, u1)
+	expectOps(t, "sample", r.pub.take(), "publish "+u1+" open", "publish "+u1+" closed")
+}
+
+func TestFlags(t *testing.T) {
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.PublishDefault = false
+	cfg.PublishPatterns = []string{"user0001@*"}
+	st := newMemStore()
+	r := newRig(t, cfg, st, nil)
+	const u1, u2, alice, bob = "sip:user0001@harness.test", "sip:user0002@harness.test", "sip:alice@example.com", "sip:bob@example.com"
+	r.feed(t, "replicate_user0001", event.SourceReplicate)
+	r.feed(t, "replicate_user0002", event.SourceReplicate)
+	expectOps(t, "pattern", r.pub.take(), "publish "+u1+" open")
+
+	if err := r.t.SetFlag(ctx, "user0002@harness.test", true); err != nil {
+		t.Fatal(err)
+	}
+	expectOps(t, "api on", r.pub.take(), "publish "+u2+" open")
+	if err := r.t.SetFlag(ctx, u2, false); err != nil {
+		t.Fatal(err)
+	}
+	expectOps(t, "api off", r.pub.take(), "remove "+u2)
+	if err := r.t.SetFlag(ctx, u1, false); err != nil {
+		t.Fatal(err)
+	}
+	expectOps(t, "pattern beats flag", r.pub.take())
+	if err := r.t.ClearFlag(ctx, u2); err != nil {
+		t.Fatal(err)
+	}
+	expectOps(t, "clear", r.pub.take())
+	if _, ok := st.flags[u2]; ok {
+		t.Fatal("ClearFlag left the stored flag")
+	}
+	if err := r.t.SetFlag(ctx, "tel:1", true); err == nil {
+		t.Fatal("SetFlag accepted a tel: AoR")
+	}
+
+	r.feed(t, "crafted_multi", event.SourceReplicate) // X-Puaside-Publish: yes
+	expectOps(t, "header on", r.pub.take(), "publish "+alice+" open")
+	r.feed(t, "crafted_flag_off_unreg", event.SourceReplicate)
+	expectOps(t, "header off", r.pub.take())
+	if err := r.t.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{alice: true, bob: false, u1: false}
+	if !reflect.DeepEqual(st.flags, want) {
+		t.Fatalf("stored flags %v want %v", st.flags, want)
+	}
+	if in, _ := r.t.Registration(alice); !in.Publish || in.Flag == nil || !*in.Flag || in.State != "open" {
+		t.Fatalf("info %+v", in)
+	}
+}
+
+func TestApplyRegistration(t *testing.T) {
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.DefaultDomain = "pbx.example.com"
+	r := newRig(t, cfg, nil, nil)
+	const dave = "sip:dave@pbx.example.com"
+	err := r.t.ApplyRegistration(ctx, event.Registration{AoR: "dave", Contacts: []event.Contact{
+		{URI: "sip:dave@10.0.0.1", Expires: 5, Q: -1},
+		{URI: "sip:dave@10.0.0.2", Expires: 100000, Q: 0.1},
+		{URI: "sip:dave@10.0.0.3", Expires: -1, Q: -1},
+	}, Source: event.SourceJSON})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectContacts(t, "clamped", r, dave,
+		"sip:dave@10.0.0.1 1m0s q=-", "sip:dave@10.0.0.2 2h0m0s q=0.1", "sip:dave@10.0.0.3 1h0m0s q=-")
+	if err := r.t.ApplyRegistration(ctx, event.Registration{AoR: "dave", Complete: true,
+		Contacts: []event.Contact{{URI: "sip:dave@10.0.0.2", Expires: 60, Q: 0.1}}}); err != nil {
+		t.Fatal(err)
+	}
+	expectContacts(t, "complete", r, dave, "sip:dave@10.0.0.2 1m0s q=0.1")
+	off := false
+	if err := r.t.ApplyRegistration(ctx, event.Registration{AoR: "dave", Publish: &off}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.t.ApplyRegistration(ctx, event.Registration{AoR: "dave", RemoveAll: true}); err != nil {
+		t.Fatal(err)
+	}
+	expectContacts(t, "remove all", r, dave)
+	expectOps(t, "json", r.pub.take(), "publish "+dave+" open", "publish "+dave+" open", "remove "+dave)
+	for _, bad := range []event.Registration{
+		{AoR: "tel:+1"}, {AoR: "x", Contacts: []event.Contact{{URI: ""}}}, {AoR: "x", Contacts: []event.Contact{{URI: "sip:a@b", Q: 2}}},
+	} {
+		if err := r.t.ApplyRegistration(ctx, bad); err == nil {
+			t.Errorf("accepted %+v", bad)
+		}
+	}
+}
+
+func TestRestart(t *testing.T) {
+	ctx := context.Background()
+	st := newMemStore()
+	r1 := newRig(t, DefaultConfig(), st, nil)
+	r1.feed(t, "replicate_user0001", event.SourceReplicate) // 60 s
+	r1.feed(t, "replicate_user0002", event.SourceReplicate) // 120 s
+	if err := r1.t.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const u1, u2 = "sip:user0001@harness.test", "sip:user0002@harness.test"
+
+	// Restart 10 s later: nothing changed, nothing is published.
+	r2 := newRig(t, DefaultConfig(), st, nil)
+	r2.clock.Advance(10 * time.Second)
+	if err := r2.t.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expectOps(t, "restart unchanged", r2.pub.take())
+	expectContacts(t, "restart unchanged", r2, u1, "sip:user0001@127.0.0.1:5111 50s q=-")
+	r2.feed(t, "replicate_user0001_cseq2", event.SourceReplicate)
+	expectOps(t, "re-register after restart", r2.pub.take())
+	r2.clock.Advance(61 * time.Second)
+	r2.t.expireDue()
+	expectOps(t, "expiry after restart", r2.pub.take(), "publish "+u1+" closed")
+
+	// Restart 90 s after the registrations: user0001 lapsed while down.
+	r3 := newRig(t, DefaultConfig(), st, nil)
+	r3.clock.Advance(90 * time.Second)
+	if err := r3.t.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expectOps(t, "restart after lapse", r3.pub.take(), "publish "+u1+" closed")
+	expectContacts(t, "restart after lapse", r3, u2, "sip:user0002@127.0.0.1:5112 30s q=-")
+	if err := r3.t.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.contacts[u1]; ok {
+		t.Fatal("lapsed contacts still stored")
+	}
+
+	// With an engine that lists its publications: compare with those, and
+	// close an orphan.
+	lp := listerPub{&fakePub{}}
+	open2 := BuildPIDF(u2, []Binding{{URI: "sip:user0002@127.0.0.1:5112", Q: -1}})
+	lp.pubs = []pua.PublicationInfo{
+		{Key: pua.Key{PresURI: u2, Event: "presence", ID: "usrloc"}, Flag: pua.FlagUsrloc, Body: open2},
+		{Key: pua.Key{PresURI: "sip:ghost@x", Event: "presence", ID: "usrloc"}, Flag: pua.FlagUsrloc, Body: []byte("<presence/>")},
+		{Key: pua.Key{PresURI: "sip:other@x", Event: "presence", ID: "UL_PUBLISH.1"}, Flag: pua.FlagUsrloc, Body: []byte("x")},
+	}
+	r4 := newRig(t, DefaultConfig(), st, lp)
+	r4.clock.Advance(20 * time.Second)
+	if err := r4.t.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expectOps(t, "lister", r4.pub.take(), "publish sip:ghost@x closed")
+	r4.clock.Advance(30 * time.Second)
+	r4.t.expireDue()
+	expectOps(t, "orphan linger", r4.pub.take(), "remove sip:ghost@x")
+}
+
+func TestRunLoop(t *testing.T) {
+	st := newMemStore()
+	r := newRig(t, DefaultConfig(), st, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var runErr error
+	go func() { runErr = r.t.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return")
+		}
+	})
+	r.feed(t, "replicate_user0001", event.SourceReplicate)
+	var seen []string
+	for i := 0; i < 400 && len(seen) < 3; i++ {
+		r.clock.Advance(time.Second)
+		time.Sleep(2 * time.Millisecond)
+		seen = append(seen, describe(r.pub.take())...)
+	}
+	want := []string{"publish sip:user0001@harness.test open", "publish sip:user0001@harness.test closed", "remove sip:user0001@harness.test"}
+	if !reflect.DeepEqual(seen, want) {
+		t.Fatalf("Run: got %q want %q", seen, want)
+	}
+	cancel()
+	select {
+	case <-done:
+		if runErr != nil {
+			t.Fatal(runErr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if st.saves == 0 || len(st.contacts) != 0 {
+		t.Fatalf("store after run: saves=%d contacts=%v", st.saves, st.contacts)
+	}
+}
