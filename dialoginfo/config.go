@@ -1,0 +1,114 @@
+package dialoginfo
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Config is the dialoginfo section of the YAML configuration. Durations are
+// time.Duration fields written as YAML strings ("120s", "4h"), like the pua
+// section.
+type Config struct {
+	// IncludeCallID adds the call-id attribute to each <dialog> (pua_dialoginfo include_callid).
+	IncludeCallID bool `yaml:"include_callid"`
+	// IncludeTags adds local-tag and remote-tag (from the entity's own view) when known.
+	IncludeTags bool `yaml:"include_tags"`
+	// IncludeLocalRemote adds the <local> and <remote> participant elements.
+	IncludeLocalRemote bool `yaml:"include_localremote"`
+	// CallerConfirmed shows the caller as confirmed instead of early while the
+	// callee rings (workaround for phones whose lamp blinks on early).
+	CallerConfirmed bool `yaml:"caller_confirmed"`
+	// CalleeTrying also publishes trying/proceeding for the callee (by default
+	// the callee is first published on the first provisional with a to-tag).
+	CalleeTrying bool `yaml:"callee_trying"`
+	// OverrideLifetime is the Expires asked on every PUBLISH of this tracker;
+	// 0 means PublishExpires.
+	OverrideLifetime time.Duration `yaml:"override_lifetime"`
+	// DisableCallerPublish never publishes the caller (From) entity.
+	DisableCallerPublish bool `yaml:"disable_caller_publish"`
+	// DisableCalleePublish never publishes the callee (To or Request-URI) entity.
+	DisableCalleePublish bool `yaml:"disable_callee_publish"`
+	// IncludeReqURI takes the callee entity from the Request-URI of the first
+	// INVITE seen (as received by the proxy) instead of the To header.
+	IncludeReqURI bool `yaml:"include_req_uri"`
+	// Domains lists the local domains: only entities whose AoR host is in the
+	// list are published (case-insensitive). Empty means every entity is
+	// published; set it on a proxy that also carries calls to or from foreign
+	// domains, or watchers of foreign users will be fed by us.
+	Domains []string `yaml:"domains"`
+	// LifetimeCap ends a dialog (terminated, event="timeout") when nothing
+	// about it was seen for this long: no BYE, no re-INVITE/UPDATE. Default 4h.
+	LifetimeCap time.Duration `yaml:"lifetime_cap"`
+	// RingTimeout ends the dialogs of a call that got no final answer this long
+	// after its INVITE (terminated, event="timeout"). Default 120s.
+	RingTimeout time.Duration `yaml:"ring_timeout"`
+	// TerminatedLinger is how long a terminated document stays published before
+	// the publication is removed. Default 10s (pua_dialoginfo's terminated Expires).
+	TerminatedLinger time.Duration `yaml:"terminated_linger"`
+	// PublishExpires is the Expires asked on PUBLISH. Default 3600s.
+	PublishExpires time.Duration `yaml:"publish_expires"`
+	// PresIDPrefix prefixes the dialog id to form the publication id (pres_id).
+	// Default "DIALOG_PUBLISH." as in Kamailio.
+	PresIDPrefix string `yaml:"pres_id_prefix"`
+	// FlushInterval is the write-behind period of active dialogs and versions
+	// to the store. Default 1s.
+	FlushInterval time.Duration `yaml:"flush_interval"`
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		IncludeCallID:      true,
+		IncludeTags:        true,
+		IncludeLocalRemote: true,
+		LifetimeCap:        4 * time.Hour,
+		RingTimeout:        120 * time.Second,
+		TerminatedLinger:   10 * time.Second,
+		PublishExpires:     3600 * time.Second,
+		PresIDPrefix:       "DIALOG_PUBLISH.",
+		FlushInterval:      time.Second,
+	}
+}
+
+// Validate checks the configuration and fills zero durations with defaults.
+func (c *Config) Validate() error {
+	d := DefaultConfig()
+	for _, f := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"lifetime_cap", &c.LifetimeCap, d.LifetimeCap},
+		{"ring_timeout", &c.RingTimeout, d.RingTimeout},
+		{"terminated_linger", &c.TerminatedLinger, d.TerminatedLinger},
+		{"publish_expires", &c.PublishExpires, d.PublishExpires},
+		{"flush_interval", &c.FlushInterval, d.FlushInterval},
+	} {
+		if *f.v < 0 {
+			return fmt.Errorf("dialoginfo: %s: must not be negative, got %s", f.name, *f.v)
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	if c.OverrideLifetime < 0 {
+		return fmt.Errorf("dialoginfo: override_lifetime: must not be negative, got %s", c.OverrideLifetime)
+	}
+	for i, dom := range c.Domains {
+		dom = strings.ToLower(strings.TrimSpace(dom))
+		if dom == "" || strings.ContainsAny(dom, " @:;<>") {
+			return fmt.Errorf("dialoginfo: domains[%d]: %q is not a domain", i, c.Domains[i])
+		}
+		c.Domains[i] = dom
+	}
+	return nil
+}
+
+// expires is the Expires asked on each PUBLISH.
+func (c *Config) expires() time.Duration {
+	if c.OverrideLifetime > 0 {
+		return c.OverrideLifetime
+	}
+	return c.PublishExpires
+}

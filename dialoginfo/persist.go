@@ -1,0 +1,170 @@
+package dialoginfo
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+)
+
+// Record is one stored active call (all its dialogs), as kept in the
+// puaside_dialogs table.
+type Record struct {
+	// ID is the call's stable id (dialog id of its trying dialog).
+	ID string `db:"id"`
+	// CallID and FromTag identify the call.
+	CallID  string `db:"call_id"`
+	FromTag string `db:"from_tag"`
+	// Caller and Callee are the entities (for operators reading the table).
+	Caller string `db:"caller"`
+	Callee string `db:"callee"`
+	// State is the most advanced state of the call's dialogs.
+	State string `db:"state"`
+	// Data is the tracker's JSON encoding of the call.
+	Data []byte `db:"data"`
+	// Updated is the Unix time of the last change.
+	Updated int64 `db:"updated"`
+}
+
+// Store persists active calls and per-entity document versions.
+// Implemented by *store.DB.
+type Store interface {
+	// LoadDialogs returns every stored call.
+	LoadDialogs(ctx context.Context) ([]Record, error)
+	// SaveDialogs upserts and deletes (by ID) calls in one transaction.
+	SaveDialogs(ctx context.Context, upsert []Record, remove []string) error
+	// LoadDialogVersions returns the last document version of each entity.
+	LoadDialogVersions(ctx context.Context) (map[string]uint64, error)
+	// SaveDialogVersions upserts entity versions.
+	SaveDialogVersions(ctx context.Context, versions map[string]uint64) error
+}
+
+func (c *call) record() (Record, error) {
+	data, err := json.Marshal(c)
+	if err != nil {
+		return Record{}, fmt.Errorf("dialoginfo: encode call %s: %w", c.CallID, err)
+	}
+	var top dstate
+	for _, b := range c.Branches {
+		if b.State != stTerminated && b.State > top || top == 0 {
+			top = b.State
+		}
+	}
+	return Record{
+		ID: dialogID(c.CallID, c.FromTag, ""), CallID: c.CallID, FromTag: c.FromTag,
+		Caller: c.Caller, Callee: c.Callee, State: top.String(), Data: data, Updated: c.Active / 1e9,
+	}, nil
+}
+
+// Start loads stored calls and versions and re-arms their timers. Nothing
+// is re-published: the pua engine keeps its own publications across restarts.
+func (t *Tracker) Start(ctx context.Context) error {
+	if t.store == nil {
+		return nil
+	}
+	vers, err := t.store.LoadDialogVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("dialoginfo: load versions: %w", err)
+	}
+	recs, err := t.store.LoadDialogs(ctx)
+	if err != nil {
+		return fmt.Errorf("dialoginfo: load dialogs: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for e, v := range vers {
+		if v > t.versions[e] {
+			t.versions[e] = v
+		}
+	}
+	for _, r := range recs {
+		var c call
+		if err := json.Unmarshal(r.Data, &c); err != nil || c.CallID == "" || c.FromTag == "" || len(c.Branches) == 0 {
+			t.count("load_bad_record")
+			t.log.Warn("dialoginfo: stored dialog skipped", "call_id", r.CallID, "err", err)
+			t.dirty[callKey(r.CallID, r.FromTag)] = nil
+			continue
+		}
+		ok := true
+		for _, b := range c.Branches {
+			if b == nil || b.ID == "" || b.State < stTrying || b.State > stTerminated {
+				ok = false
+			}
+		}
+		if !ok {
+			t.count("load_bad_record")
+			t.log.Warn("dialoginfo: stored dialog skipped", "call_id", r.CallID, "err", "bad branch")
+			continue
+		}
+		c.key = callKey(c.CallID, c.FromTag)
+		t.calls[c.key] = &c
+		t.schedule(&c)
+		t.count("loaded")
+	}
+	return nil
+}
+
+// Flush writes changed calls and versions to the store.
+func (t *Tracker) Flush(ctx context.Context) error {
+	if t.store == nil {
+		return nil
+	}
+	t.mu.Lock()
+	var upsert []Record
+	var remove []string
+	var encErr error
+	for k, c := range t.dirty {
+		if c == nil {
+			callID, fromTag := splitKey(k)
+			remove = append(remove, dialogID(callID, fromTag, ""))
+			continue
+		}
+		r, err := c.record()
+		if err != nil {
+			encErr = err
+			continue
+		}
+		upsert = append(upsert, r)
+	}
+	vers := make(map[string]uint64, len(t.dirtyVer))
+	for e := range t.dirtyVer {
+		vers[e] = t.versions[e]
+	}
+	dirty, dirtyVer := t.dirty, t.dirtyVer
+	t.dirty, t.dirtyVer = make(map[string]*call), make(map[string]struct{})
+	t.mu.Unlock()
+	sort.Slice(upsert, func(i, j int) bool { return upsert[i].ID < upsert[j].ID })
+	sort.Strings(remove)
+	err := t.store.SaveDialogs(ctx, upsert, remove)
+	if err == nil && len(vers) > 0 {
+		err = t.store.SaveDialogVersions(ctx, vers)
+	}
+	if err != nil {
+		// Put the changes back (newer ones, made meanwhile, win).
+		t.mu.Lock()
+		for k, c := range dirty {
+			if _, ok := t.dirty[k]; !ok {
+				if c != nil && t.calls[k] != c {
+					c = nil
+				}
+				t.dirty[k] = c
+			}
+		}
+		for e := range dirtyVer {
+			t.dirtyVer[e] = struct{}{}
+		}
+		t.mu.Unlock()
+		t.count("store_error")
+		return fmt.Errorf("dialoginfo: flush: %w", err)
+	}
+	return encErr
+}
+
+func splitKey(k string) (string, string) {
+	for i := 0; i < len(k); i++ {
+		if k[i] == 0 {
+			return k[:i], k[i+1:]
+		}
+	}
+	return k, ""
+}

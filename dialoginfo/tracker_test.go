@@ -1,0 +1,256 @@
+package dialoginfo
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/event"
+)
+
+// memStore is an in-memory Store.
+type memStore struct {
+	mu       sync.Mutex
+	rows     map[string]Record
+	versions map[string]uint64
+	fail     bool
+}
+
+func newMemStore() *memStore {
+	return &memStore{rows: make(map[string]Record), versions: make(map[string]uint64)}
+}
+
+func (s *memStore) LoadDialogs(context.Context) ([]Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Record
+	for _, r := range s.rows {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (s *memStore) SaveDialogs(_ context.Context, up []Record, rm []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail {
+		return errors.New("db down")
+	}
+	for _, id := range rm {
+		delete(s.rows, id)
+	}
+	for _, r := range up {
+		s.rows[r.ID] = r
+	}
+	return nil
+}
+
+func (s *memStore) LoadDialogVersions(context.Context) (map[string]uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]uint64)
+	for k, v := range s.versions {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (s *memStore) SaveDialogVersions(_ context.Context, v map[string]uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, n := range v {
+		if n > s.versions[k] {
+			s.versions[k] = n
+		}
+	}
+	return nil
+}
+
+// feed sends fixture files of a testdata case to a tracker.
+func feed(t *testing.T, tr *Tracker, dir string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		m := parseSIP(t, loadSIP(t, filepath.Join("testdata", dir, n)))
+		tr.HandleSIP(context.Background(), event.SIP{Msg: m, Source: event.SourceTrace})
+	}
+}
+
+// TestRestartMidCall: a call confirmed before a restart still ends at BYE
+// after it, with versions continuing, and nothing is re-published at start.
+func TestRestartMidCall(t *testing.T) {
+	st := newMemStore()
+	clk := newFakeClock()
+	pub1 := newFakePub()
+	tr1, err := New(DefaultConfig(), Options{Publisher: pub1, Store: st, Now: clk.Now, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed(t, tr1, "basic", "01.sip", "02.sip", "03.sip", "04.sip", "05.sip", "06.sip", "07.sip", "08.sip")
+	if err := tr1.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := pub1.take()
+	if len(st.rows) != 1 {
+		t.Fatalf("stored %d calls, want 1", len(st.rows))
+	}
+
+	pub2 := newFakePub()
+	tr2, err := New(DefaultConfig(), Options{Publisher: pub2, Store: st, Now: clk.Now, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ops := pub2.take(); len(ops) != 0 {
+		t.Fatalf("start re-published %d times", len(ops))
+	}
+	if ds := tr2.Dialogs(); len(ds) != 1 || ds[0].State != "confirmed" {
+		t.Fatalf("after restart: %+v", ds)
+	}
+	// A duplicate 200 changes nothing; the BYE ends the lamp.
+	feed(t, tr2, "basic", "07.sip", "09.sip")
+	ops := pub2.take()
+	if len(ops) != 2 {
+		t.Fatalf("BYE after restart gave %d operations, want 2", len(ops))
+	}
+	val := newValidator()
+	for _, op := range before {
+		if err := val.check(op.key.PresURI, op.req.Body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, op := range ops {
+		if err := val.check(op.key.PresURI, op.req.Body); err != nil {
+			t.Fatalf("after restart: %v", err) // version must continue
+		}
+	}
+	tr2.Expire(clk.Advance(time.Minute))
+	if ops := pub2.take(); len(ops) != 2 || !ops[0].remove || !ops[1].remove {
+		t.Fatalf("linger removal: %+v", ops)
+	}
+	if err := tr2.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.rows) != 0 {
+		t.Fatalf("ended call still stored: %v", st.rows)
+	}
+}
+
+// TestRestartRearmsTimers: an early dialog stored before a restart still
+// times out after it.
+func TestRestartRearmsTimers(t *testing.T) {
+	st := newMemStore()
+	clk := newFakeClock()
+	tr1, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Store: st, Now: clk.Now, Logger: quietLog()})
+	feed(t, tr1, "ring-timeout", "01.sip", "02.sip")
+	if err := tr1.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pub := newFakePub()
+	tr2, _ := New(DefaultConfig(), Options{Publisher: pub, Store: st, Now: clk.Now, Logger: quietLog()})
+	if err := tr2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tr2.Expire(clk.Advance(2 * time.Minute))
+	tr2.Expire(clk.Advance(time.Minute))
+	ops := pub.take()
+	if len(ops) != 4 || ops[0].remove || !ops[3].remove {
+		t.Fatalf("want 2 timeout publishes and 2 removals, got %d ops", len(ops))
+	}
+	if len(tr2.calls) != 0 {
+		t.Fatalf("call still tracked")
+	}
+}
+
+func TestFlushFailureKeepsChanges(t *testing.T) {
+	st := newMemStore()
+	st.fail = true
+	tr, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Store: st, Now: newFakeClock().Now, Logger: quietLog()})
+	feed(t, tr, "basic", "01.sip")
+	if err := tr.Flush(context.Background()); err == nil {
+		t.Fatal("flush error not reported")
+	}
+	st.fail = false
+	if err := tr.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.rows) != 1 || st.versions["sip:user0001@harness.test"] != 1 {
+		t.Fatalf("changes lost after a failed flush: %v %v", st.rows, st.versions)
+	}
+}
+
+func TestStartSkipsBadRecords(t *testing.T) {
+	st := newMemStore()
+	st.rows["x"] = Record{ID: "x", CallID: "c", FromTag: "f", Data: []byte("{not json")}
+	st.rows["y"] = Record{ID: "y", CallID: "c2", FromTag: "f", Data: []byte(`{"call_id":"c2","from_tag":"f","branches":[{"id":"","state":9}]}`)}
+	tr, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Store: st, Logger: quietLog()})
+	if err := tr.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.calls) != 0 {
+		t.Fatalf("bad records loaded: %d", len(tr.calls))
+	}
+}
+
+func TestApplyDialogStateErrors(t *testing.T) {
+	tr, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Logger: quietLog()})
+	ctx := context.Background()
+	for _, d := range []event.DialogState{
+		{State: "early"},
+		{CallID: "c", FromTag: "f", State: "ringing"},
+		{CallID: "c", FromTag: "f", State: "terminated", Event: "exploded"},
+		{CallID: "c", FromTag: "f", State: "trying"}, // no From/To for a new call
+	} {
+		if err := tr.ApplyDialogState(ctx, d); !errors.Is(err, ErrBadEvent) {
+			t.Errorf("ApplyDialogState(%+v) = %v, want ErrBadEvent", d, err)
+		}
+	}
+}
+
+func TestDialogsListing(t *testing.T) {
+	tr, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Now: newFakeClock().Now, Logger: quietLog()})
+	feed(t, tr, "forking", "01.sip", "03.sip", "04.sip")
+	ds := tr.Dialogs()
+	if len(ds) != 2 || ds[0].State != "early" || ds[1].State != "early" || ds[0].ToTag == ds[1].ToTag {
+		t.Fatalf("listing: %+v", ds)
+	}
+	feed(t, tr, "forking", "05.sip")
+	states := map[string]string{}
+	for _, d := range tr.Dialogs() {
+		states[d.ToTag] = d.State + "/" + d.Event
+	}
+	if states["mobile"] != "confirmed/" || states["desk"] != "terminated/cancelled" {
+		t.Fatalf("after answer: %v", states)
+	}
+}
+
+func TestNewNeedsPublisher(t *testing.T) {
+	if _, err := New(DefaultConfig(), Options{}); err == nil {
+		t.Fatal("New without publisher accepted")
+	}
+}
+
+func TestSelfCallKeepsPublicationsApart(t *testing.T) {
+	pub := newFakePub()
+	tr, _ := New(DefaultConfig(), Options{Publisher: pub, Logger: quietLog()})
+	raw := "INVITE sip:a@x SIP/2.0\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\nFrom: <sip:a@x>;tag=1\nTo: <sip:a@x>\nCall-ID: self\nCSeq: 1 INVITE\n\n"
+	m, err := sip.ParseMessage(fixSIP([]byte(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.HandleSIP(context.Background(), event.SIP{Msg: m})
+	res := "SIP/2.0 180 Ringing\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\nFrom: <sip:a@x>;tag=1\nTo: <sip:a@x>;tag=2\nCall-ID: self\nCSeq: 1 INVITE\n\n"
+	m, _ = sip.ParseMessage(fixSIP([]byte(res)))
+	tr.HandleSIP(context.Background(), event.SIP{Msg: m})
+	if len(pub.live) != 2 {
+		t.Fatalf("self call: %d live publications, want 2", len(pub.live))
+	}
+}

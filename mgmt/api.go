@@ -1,0 +1,702 @@
+package mgmt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/pua"
+)
+
+// Pagination bounds of the listings.
+const (
+	defaultLimit = 100
+	maxLimit     = 10000
+)
+
+// ---- publish and subscribe (shared by the JSON API and JSON-RPC) ----
+
+func checkSIPURI(field, s string) *apiError {
+	if s == "" {
+		return badField(field, "required")
+	}
+	if strings.ContainsAny(s, " \t\r\n<>\"") {
+		return badField(field, "not a SIP URI: %q", s)
+	}
+	ls := strings.ToLower(s)
+	if !strings.HasPrefix(ls, "sip:") && !strings.HasPrefix(ls, "sips:") {
+		return badField(field, "not a SIP URI (sip: or sips:): %q", s)
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(s, &u); err != nil || u.Host == "" {
+		return badField(field, "not a SIP URI: %q", s)
+	}
+	return nil
+}
+
+func parseHeaders(field string, lines []string) ([]pua.Header, *apiError) {
+	var out []pua.Header
+	for _, l := range lines {
+		name, value, ok := strings.Cut(l, ":")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if !ok || name == "" || !isToken(name) {
+			return nil, badField(field, "not a \"Name: value\" header: %q", l)
+		}
+		if strings.ContainsAny(value, "\r\n\x00") {
+			return nil, badField(field, "header %s: value contains a line break", name)
+		}
+		out = append(out, pua.Header{Name: name, Value: value})
+	}
+	return out, nil
+}
+
+// isToken reports whether s is an RFC 3261 token (a header name).
+func isToken(s string) bool {
+	for _, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("-.!%*_+`'~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+func checkExpires(field string, e *int) (time.Duration, *apiError) {
+	if e == nil {
+		return 0, nil
+	}
+	if *e < 0 || *e > 1<<31-1 {
+		return 0, badField(field, "must be between 0 and 2147483647 seconds, got %d", *e)
+	}
+	return time.Duration(*e) * time.Second, nil
+}
+
+func (s *Server) findPublication(key pua.Key) (pua.PublicationInfo, bool) {
+	for _, p := range s.deps.Engine.Publications() {
+		if p.Key == key {
+			return p, true
+		}
+	}
+	return pua.PublicationInfo{}, false
+}
+
+// publish validates p and runs it through the engine, waiting for the final
+// reply when wait is set.
+func (s *Server) publish(ctx context.Context, p PublishParams, wait bool) (SIPResult, *apiError) {
+	if s.deps.Engine == nil {
+		return SIPResult{}, notEnabled("pua engine")
+	}
+	if e := checkSIPURI("presentity_uri", p.PresentityURI); e != nil {
+		return SIPResult{}, e
+	}
+	if p.Event == "" {
+		return SIPResult{}, badField("event", "required")
+	}
+	if strings.ContainsAny(p.Event, " \t\r\n") {
+		return SIPResult{}, badField("event", "not an event package name: %q", p.Event)
+	}
+	exp, e := checkExpires("expires", p.Expires)
+	if e != nil {
+		return SIPResult{}, e
+	}
+	hdrs, e := parseHeaders("extra_headers", p.ExtraHeaders)
+	if e != nil {
+		return SIPResult{}, e
+	}
+	if p.OutboundProxy != "" {
+		if e := checkSIPURI("outbound_proxy", p.OutboundProxy); e != nil {
+			return SIPResult{}, e
+		}
+	}
+	if strings.ContainsAny(p.ContentType, "\r\n") {
+		return SIPResult{}, badField("content_type", "contains a line break")
+	}
+	if strings.ContainsAny(p.ETag, "\r\n \t") {
+		return SIPResult{}, badField("etag", "not an entity tag: %q", p.ETag)
+	}
+	key := pua.Key{PresURI: p.PresentityURI, Event: p.Event, ID: p.ID}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WaitTimeout)
+	defer cancel()
+
+	if p.Expires != nil && *p.Expires == 0 {
+		if p.ETag != "" {
+			if cur, ok := s.findPublication(key); !ok || p.ETag != cur.ETag {
+				return SIPResult{}, wrongETag()
+			}
+		}
+		if !wait {
+			// Fire and forget: the engine removes in order with the rest;
+			// the outcome is logged.
+			go func() {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.WaitTimeout)
+				defer cancel()
+				if _, err := s.deps.Engine.RemoveWait(ctx, key); err != nil {
+					s.log.Warn("mgmt: remove failed", "aor", key.PresURI, "event", key.Event, "err", err)
+				}
+			}()
+			return SIPResult{}, nil
+		}
+		res, err := s.deps.Engine.RemoveWait(ctx, key)
+		return resultOf(ctx, res, err)
+	}
+
+	body, ct := []byte(p.Body), p.ContentType
+	if len(body) == 0 {
+		if p.ETag == "" {
+			return SIPResult{}, badField("body", "required (it may be left out only with the etag of an existing publication)")
+		}
+		cur, ok := s.findPublication(key)
+		if !ok || cur.ETag != p.ETag {
+			return SIPResult{}, wrongETag()
+		}
+		body = cur.Body
+		if ct == "" {
+			ct = cur.ContentType
+		}
+	}
+	req := pua.PublishRequest{
+		Key:           key,
+		Body:          body,
+		ContentType:   ct,
+		Expires:       exp,
+		ExtraHeaders:  hdrs,
+		OutboundProxy: p.OutboundProxy,
+		Flag:          pua.FlagRPCPublish,
+		IfMatch:       p.ETag,
+	}
+	if !wait {
+		if err := s.deps.Engine.Publish(req); err != nil {
+			return SIPResult{}, engineError(err)
+		}
+		return SIPResult{}, nil
+	}
+	res, err := s.deps.Engine.PublishWait(ctx, req)
+	return resultOf(ctx, res, err)
+}
+
+func wrongETag() *apiError {
+	return &apiError{code: http.StatusPreconditionFailed, field: "etag", msg: "etag: Wrong ETag (not the publication's current entity tag)"}
+}
+
+func (s *Server) subscribe(ctx context.Context, p SubscribeParams) (SIPResult, *apiError) {
+	if s.deps.Engine == nil {
+		return SIPResult{}, notEnabled("pua engine")
+	}
+	if e := checkSIPURI("presentity_uri", p.PresentityURI); e != nil {
+		return SIPResult{}, e
+	}
+	if e := checkSIPURI("watcher_uri", p.WatcherURI); e != nil {
+		return SIPResult{}, e
+	}
+	if p.Event == "" {
+		return SIPResult{}, badField("event", "required")
+	}
+	if strings.ContainsAny(p.Event, " \t\r\n") {
+		return SIPResult{}, badField("event", "not an event package name: %q", p.Event)
+	}
+	exp, e := checkExpires("expires", p.Expires)
+	if e != nil {
+		return SIPResult{}, e
+	}
+	key := pua.SubKey{PresURI: p.PresentityURI, WatcherURI: p.WatcherURI, Event: p.Event, ID: p.ID}
+	if p.Expires != nil && *p.Expires == 0 {
+		if err := s.deps.Engine.Unsubscribe(key); err != nil {
+			return SIPResult{}, engineError(err)
+		}
+		return SIPResult{Status: 200, Reason: "Unsubscribed"}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WaitTimeout)
+	defer cancel()
+	res, err := s.deps.Engine.SubscribeWait(ctx, pua.SubscribeRequest{SubKey: key, Expires: exp, Flag: pua.FlagRPCSubscribe})
+	return resultOf(ctx, res, err)
+}
+
+// isTimeout reports whether err means no final reply arrived in time.
+func isTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sip.ErrTransactionTimeout) ||
+		errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// engineError maps an error returned by an engine or tracker call (not a
+// SIP reply) to an answer.
+func engineError(err error) *apiError {
+	switch {
+	case isTimeout(err):
+		return &apiError{code: http.StatusGatewayTimeout, msg: "no final reply in time: " + err.Error()}
+	case errors.Is(err, pua.ErrUnknownEvent):
+		return &apiError{code: http.StatusBadRequest, field: "event", msg: "event: " + err.Error()}
+	case errors.Is(err, pua.ErrWrongETag):
+		e := wrongETag()
+		e.msg = "etag: " + err.Error()
+		return e
+	case errors.Is(err, pua.ErrNotFound), errors.Is(err, ErrNotFound):
+		return &apiError{code: http.StatusNotFound, msg: err.Error()}
+	case errors.Is(err, pua.ErrStopped), errors.Is(err, context.Canceled):
+		return &apiError{code: http.StatusServiceUnavailable, msg: err.Error()}
+	case errors.Is(err, ErrInvalid):
+		return &apiError{code: http.StatusBadRequest, msg: err.Error()}
+	}
+	return &apiError{code: http.StatusInternalServerError, msg: err.Error()}
+}
+
+// resultOf maps a waited-for engine outcome to an answer: 2xx → result;
+// SIP failure → 502 with the SIP status; no reply → 504.
+func resultOf(ctx context.Context, res pua.Result, err error) (SIPResult, *apiError) {
+	if err != nil && res.Err == nil {
+		return SIPResult{}, engineError(err) // refused before sending, or no outcome in time
+	}
+	if res.Err != nil { // the engine returns (res, res.Err) for a transport failure
+		if isTimeout(res.Err) || ctx.Err() != nil {
+			return SIPResult{}, &apiError{code: http.StatusGatewayTimeout, sip: res.Status, reason: res.Reason, msg: "no final reply in time: " + res.Err.Error()}
+		}
+		return SIPResult{}, &apiError{code: http.StatusBadGateway, sip: res.Status, reason: res.Reason, msg: "sending failed: " + res.Err.Error()}
+	}
+	switch {
+	case res.Status >= 200 && res.Status < 300:
+		return SIPResult{Status: res.Status, Reason: res.Reason, ETag: res.ETag, Expires: int(res.Expires / time.Second)}, nil
+	case res.Status >= 300:
+		return SIPResult{}, &apiError{code: http.StatusBadGateway, sip: res.Status, reason: res.Reason,
+			msg: fmt.Sprintf("presence server answered %d %s", res.Status, res.Reason)}
+	}
+	return SIPResult{}, &apiError{code: http.StatusGatewayTimeout, msg: "no final reply"}
+}
+
+func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
+	var p PublishParams
+	if e := decodeJSON(r.Body, &p, s.cfg.MaxBody); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	res, e := s.publish(r.Context(), p, true)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) handleSubscribe(w http.ResponseWriter, r *http.Request) {
+	var p SubscribeParams
+	if e := decodeJSON(r.Body, &p, s.cfg.MaxBody); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	res, e := s.subscribe(r.Context(), p)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// ---- listings ----
+
+// page reads limit and offset.
+func page(r *http.Request) (limit, offset int, e *apiError) {
+	limit, offset = defaultLimit, 0
+	q := r.URL.Query()
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > maxLimit {
+			return 0, 0, badField("limit", "must be an integer between 0 and %d, got %q", maxLimit, v)
+		}
+		limit = n
+	}
+	if v := q.Get("offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return 0, 0, badField("offset", "must be a non-negative integer, got %q", v)
+		}
+		offset = n
+	}
+	return limit, offset, nil
+}
+
+func paginate[T any](items []T, limit, offset int) List[T] {
+	total := len(items)
+	if offset > total {
+		offset = total
+	}
+	end := min(offset+limit, total)
+	out := items[offset:end]
+	if out == nil {
+		out = []T{}
+	}
+	return List[T]{Items: out, Total: total}
+}
+
+// checkQuery refuses query parameters not in allowed, naming the first.
+func checkQuery(r *http.Request, allowed ...string) *apiError {
+	for k := range r.URL.Query() {
+		ok := false
+		for _, a := range allowed {
+			ok = ok || k == a
+		}
+		if !ok {
+			return badField(k, "unknown query parameter (allowed: %s)", strings.Join(allowed, ", "))
+		}
+	}
+	return nil
+}
+
+func (s *Server) handleListPublications(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Engine == nil {
+		s.fail(w, r, notEnabled("pua engine"))
+		return
+	}
+	if e := checkQuery(r, "presentity", "event", "state", "owner", "id", "limit", "offset"); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	limit, offset, e := page(r)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	q := r.URL.Query()
+	var items []Publication
+	for _, p := range s.deps.Engine.Publications() {
+		pub := publicationOf(p)
+		if match(q, "presentity", pub.PresentityURI) && match(q, "event", pub.Event) && match(q, "state", pub.State) &&
+			match(q, "owner", pub.Owner) && match(q, "id", pub.ID) {
+			items = append(items, pub)
+		}
+	}
+	sort.Slice(items, func(i, j int) bool {
+		a, b := items[i], items[j]
+		if a.PresentityURI != b.PresentityURI {
+			return a.PresentityURI < b.PresentityURI
+		}
+		if a.Event != b.Event {
+			return a.Event < b.Event
+		}
+		return a.ID < b.ID
+	})
+	writeJSON(w, http.StatusOK, paginate(items, limit, offset))
+}
+
+func (s *Server) handleListSubscriptions(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Engine == nil {
+		s.fail(w, r, notEnabled("pua engine"))
+		return
+	}
+	if e := checkQuery(r, "presentity", "watcher", "event", "state", "owner", "id", "limit", "offset"); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	limit, offset, e := page(r)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	q := r.URL.Query()
+	var items []Subscription
+	for _, si := range s.deps.Engine.Subscriptions() {
+		sub := subscriptionOf(si)
+		if match(q, "presentity", sub.PresentityURI) && match(q, "watcher", sub.WatcherURI) && match(q, "event", sub.Event) &&
+			match(q, "state", sub.State) && match(q, "owner", sub.Owner) && match(q, "id", sub.ID) {
+			items = append(items, sub)
+		}
+	}
+	sort.Slice(items, func(i, j int) bool {
+		a, b := items[i], items[j]
+		if a.PresentityURI != b.PresentityURI {
+			return a.PresentityURI < b.PresentityURI
+		}
+		if a.WatcherURI != b.WatcherURI {
+			return a.WatcherURI < b.WatcherURI
+		}
+		if a.Event != b.Event {
+			return a.Event < b.Event
+		}
+		return a.ID < b.ID
+	})
+	writeJSON(w, http.StatusOK, paginate(items, limit, offset))
+}
+
+// match reports whether the filter named name is absent or equals v.
+func match(q map[string][]string, name, v string) bool {
+	f, ok := q[name]
+	return !ok || len(f) == 0 || f[0] == "" || f[0] == v
+}
+
+func (s *Server) handleDeletePublication(w http.ResponseWriter, r *http.Request) {
+	if e := checkQuery(r, "presentity_uri", "event", "id", "etag"); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	q := r.URL.Query()
+	zero := 0
+	res, e := s.publish(r.Context(), PublishParams{PresentityURI: q.Get("presentity_uri"), Event: q.Get("event"),
+		ID: q.Get("id"), ETag: q.Get("etag"), Expires: &zero}, true)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) handleDeleteSubscription(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Engine == nil {
+		s.fail(w, r, notEnabled("pua engine"))
+		return
+	}
+	if e := checkQuery(r, "presentity_uri", "watcher_uri", "event", "id"); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	q := r.URL.Query()
+	key := pua.SubKey{PresURI: q.Get("presentity_uri"), WatcherURI: q.Get("watcher_uri"), Event: q.Get("event"), ID: q.Get("id")}
+	for _, f := range []struct{ name, v string }{{"presentity_uri", key.PresURI}, {"watcher_uri", key.WatcherURI}, {"event", key.Event}} {
+		if f.v == "" {
+			s.fail(w, r, badField(f.name, "required"))
+			return
+		}
+	}
+	found := false
+	for _, si := range s.deps.Engine.Subscriptions() {
+		found = found || si.Key == key
+	}
+	if !found {
+		s.fail(w, r, &apiError{code: http.StatusNotFound, msg: fmt.Sprintf("no subscription of %s to %s event %s id %q", key.WatcherURI, key.PresURI, key.Event, key.ID)})
+		return
+	}
+	if err := s.deps.Engine.Unsubscribe(key); err != nil {
+		s.fail(w, r, engineError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, SIPResult{Status: 200, Reason: "Unsubscribed"})
+}
+
+// rawItems turns a tracker's listing into raw JSON items.
+func rawItems(v any) ([]json.RawMessage, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("mgmt: encode listing: %w", err)
+	}
+	if string(b) == "null" {
+		return nil, nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(b, &items); err != nil {
+		return []json.RawMessage{b}, nil // a single object
+	}
+	return items, nil
+}
+
+// rawMatch applies the presentity and event filters to a tracker item by
+// its conventional field names.
+func rawMatch(q map[string][]string, item json.RawMessage) bool {
+	if !match(q, "presentity", "x") || !match(q, "event", "x") {
+		var m map[string]any
+		if json.Unmarshal(item, &m) != nil {
+			return false
+		}
+		str := func(keys ...string) string {
+			for _, k := range keys {
+				if v, ok := m[k].(string); ok {
+					return v
+				}
+			}
+			return ""
+		}
+		return match(q, "presentity", str("aor", "presentity_uri", "presentity", "line")) && match(q, "event", str("event"))
+	}
+	return true
+}
+
+func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request, v any) {
+	if e := checkQuery(r, "presentity", "event", "limit", "offset"); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	limit, offset, e := page(r)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	items, err := rawItems(v)
+	if err != nil {
+		s.fail(w, r, &apiError{code: http.StatusInternalServerError, msg: err.Error()})
+		return
+	}
+	q := r.URL.Query()
+	var kept []json.RawMessage
+	for _, it := range items {
+		if rawMatch(q, it) {
+			kept = append(kept, it)
+		}
+	}
+	writeJSON(w, http.StatusOK, paginate(kept, limit, offset))
+}
+
+func (s *Server) handleListRegistrations(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Registrations == nil {
+		s.fail(w, r, notEnabled("usrloc"))
+		return
+	}
+	s.serveRaw(w, r, s.deps.Registrations.Registrations())
+}
+
+func checkAoR(aor string) *apiError {
+	if aor == "" {
+		return badField("aor", "required")
+	}
+	if strings.ContainsAny(aor, " \t\r\n\x00<>\"") || len(aor) > 512 {
+		return badField("aor", "not an address of record: %q", aor)
+	}
+	return nil
+}
+
+func (s *Server) handleGetRegistration(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Registrations == nil {
+		s.fail(w, r, notEnabled("usrloc"))
+		return
+	}
+	aor := r.PathValue("aor")
+	if e := checkAoR(aor); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	v, ok := s.deps.Registrations.Registration(aor)
+	if !ok {
+		s.fail(w, r, &apiError{code: http.StatusNotFound, msg: "no registration for " + aor})
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) handleListFlags(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Registrations == nil {
+		s.fail(w, r, notEnabled("usrloc"))
+		return
+	}
+	s.serveRaw(w, r, s.deps.Registrations.Flags())
+}
+
+func (s *Server) handleSetFlag(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Registrations == nil {
+		s.fail(w, r, notEnabled("usrloc"))
+		return
+	}
+	aor := r.PathValue("aor")
+	if e := checkAoR(aor); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	var p FlagParams
+	if r.ContentLength != 0 {
+		if e := decodeOptionalJSON(r, &p, s.cfg.MaxBody); e != nil {
+			s.fail(w, r, e)
+			return
+		}
+	}
+	on := p.Enabled == nil || *p.Enabled
+	if err := s.deps.Registrations.SetFlag(r.Context(), aor, on); err != nil {
+		s.fail(w, r, engineError(fmt.Errorf("set flag of %s: %w", aor, err)))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"aor": aor, "enabled": on})
+}
+
+// decodeOptionalJSON decodes a body that may be empty.
+func decodeOptionalJSON(r *http.Request, v any, maxBody int64) *apiError {
+	e := decodeJSON(r.Body, v, maxBody)
+	if e != nil && e.msg == "empty request body" {
+		return nil
+	}
+	return e
+}
+
+func (s *Server) handleClearFlag(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Registrations == nil {
+		s.fail(w, r, notEnabled("usrloc"))
+		return
+	}
+	aor := r.PathValue("aor")
+	if e := checkAoR(aor); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	if err := s.deps.Registrations.ClearFlag(r.Context(), aor); err != nil {
+		s.fail(w, r, engineError(fmt.Errorf("clear flag of %s: %w", aor, err)))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"aor": aor, "cleared": true})
+}
+
+func (s *Server) handleListDialogs(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Dialogs == nil {
+		s.fail(w, r, notEnabled("dialoginfo"))
+		return
+	}
+	s.serveRaw(w, r, s.deps.Dialogs.Dialogs())
+}
+
+func (s *Server) handleListLines(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Lines == nil {
+		s.fail(w, r, notEnabled("bla"))
+		return
+	}
+	s.serveRaw(w, r, s.deps.Lines.Lines())
+}
+
+func (s *Server) handlePutLine(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Lines == nil {
+		s.fail(w, r, notEnabled("bla"))
+		return
+	}
+	aor := r.PathValue("aor")
+	if e := checkAoR(aor); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	var p LineParams
+	if e := decodeOptionalJSON(r, &p, s.cfg.MaxBody); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	for i, m := range p.Members {
+		if e := checkSIPURI(fmt.Sprintf("members[%d]", i), m); e != nil {
+			s.fail(w, r, e)
+			return
+		}
+	}
+	if err := s.deps.Lines.AddLine(r.Context(), aor, p.Members); err != nil {
+		s.fail(w, r, engineError(fmt.Errorf("add line %s: %w", aor, err)))
+		return
+	}
+	members := p.Members
+	if members == nil {
+		members = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"aor": aor, "members": members})
+}
+
+func (s *Server) handleDeleteLine(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Lines == nil {
+		s.fail(w, r, notEnabled("bla"))
+		return
+	}
+	aor := r.PathValue("aor")
+	if e := checkAoR(aor); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	if err := s.deps.Lines.RemoveLine(r.Context(), aor); err != nil {
+		s.fail(w, r, engineError(fmt.Errorf("remove line %s: %w", aor, err)))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"aor": aor, "removed": true})
+}

@@ -1,0 +1,58 @@
+package mgmt
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// stateCollector exports the engine's records by event and state, read at
+// scrape time.
+type stateCollector struct {
+	eng  Engine
+	pubs *prometheus.Desc
+	subs *prometheus.Desc
+}
+
+func newStateCollector(eng Engine) *stateCollector {
+	return &stateCollector{
+		eng: eng,
+		pubs: prometheus.NewDesc("puaside_publications",
+			"Publications held by the pua engine, by event package and state.", []string{"event", "state"}, nil),
+		subs: prometheus.NewDesc("puaside_subscriptions",
+			"Subscriptions held by the pua engine, by event package and state.", []string{"event", "state"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.pubs
+	ch <- c.subs
+}
+
+// Collect implements prometheus.Collector.
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	type es struct{ event, state string }
+	pubs := map[es]int{}
+	for _, p := range c.eng.Publications() {
+		pubs[es{p.Key.Event, p.State}]++
+	}
+	for k, n := range pubs {
+		ch <- constGauge(c.pubs, n, k.event, k.state)
+	}
+	subs := map[es]int{}
+	for _, s := range c.eng.Subscriptions() {
+		subs[es{s.Key.Event, s.State}]++
+	}
+	for k, n := range subs {
+		ch <- constGauge(c.subs, n, k.event, k.state)
+	}
+}
+
+// constGauge builds a gauge sample; bad label values (not UTF-8) give an
+// invalid metric, reported by the scrape, rather than a panic.
+func constGauge(d *prometheus.Desc, n int, labels ...string) prometheus.Metric {
+	m, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, float64(n), labels...)
+	if err != nil {
+		return prometheus.NewInvalidMetric(d, err)
+	}
+	return m
+}

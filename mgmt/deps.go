@@ -1,0 +1,87 @@
+package mgmt
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/puaside/puaside/pua"
+)
+
+// Sentinel errors that adapters of Registrations and Lines wrap so the API
+// answers with the right status.
+var (
+	// ErrNotFound: the named AoR, line or record does not exist (HTTP 404).
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid: the request was refused as invalid (HTTP 400).
+	ErrInvalid = errors.New("invalid request")
+)
+
+// Engine is the part of the pua engine the API drives. *pua.Engine
+// implements it.
+type Engine interface {
+	// Publish queues a publication without waiting for the reply.
+	Publish(req pua.PublishRequest) error
+	// PublishWait publishes and waits for the final reply.
+	PublishWait(ctx context.Context, req pua.PublishRequest) (pua.Result, error)
+	// RemoveWait removes a publication (PUBLISH Expires: 0) and waits.
+	RemoveWait(ctx context.Context, key pua.Key) (pua.Result, error)
+	// SubscribeWait opens a subscription and waits for the SUBSCRIBE's reply.
+	SubscribeWait(ctx context.Context, req pua.SubscribeRequest) (pua.Result, error)
+	// Unsubscribe ends a subscription.
+	Unsubscribe(key pua.SubKey) error
+	// Publications and Subscriptions return snapshots of the records.
+	Publications() []pua.PublicationInfo
+	Subscriptions() []pua.SubscriptionInfo
+}
+
+// Registrations is the usrloc tracker as the API sees it: listings of
+// registrations and the per-user publishing flag. The listing values must be
+// JSON-serialisable; Registrations and Flags should return JSON arrays.
+type Registrations interface {
+	// Registrations lists every AoR with its contacts.
+	Registrations() any
+	// Registration returns one AoR; false when unknown.
+	Registration(aor string) (any, bool)
+	// SetFlag stores the publishing flag of aor in the database (on or off).
+	SetFlag(ctx context.Context, aor string, on bool) error
+	// ClearFlag removes the stored flag of aor (back to header and patterns).
+	ClearFlag(ctx context.Context, aor string) error
+	// Flags lists the stored flags.
+	Flags() any
+}
+
+// Dialogs is the dialoginfo tracker: a JSON array of the active dialogs.
+type Dialogs interface {
+	Dialogs() any
+}
+
+// Lines is the bla manager: the shared lines and their members.
+type Lines interface {
+	// Lines lists the shared lines (a JSON array).
+	Lines() any
+	// AddLine creates or replaces a shared line.
+	AddLine(ctx context.Context, aor string, members []string) error
+	// RemoveLine deletes a shared line; ErrNotFound when unknown.
+	RemoveLine(ctx context.Context, aor string) error
+}
+
+// ReadyCheck is one readiness condition for /readyz (database ping,
+// listeners bound).
+type ReadyCheck struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// Deps are the components the API exposes. Any field may be nil when the
+// feature is off; its endpoints then answer 404 "feature not enabled".
+type Deps struct {
+	Engine        Engine
+	Registrations Registrations
+	Dialogs       Dialogs
+	Lines         Lines
+	// Events handles POST /v1/events (the JSON event input of ingest).
+	Events http.Handler
+	// Ready are the checks of /readyz, run in order.
+	Ready []ReadyCheck
+}

@@ -1,0 +1,414 @@
+package mgmt
+
+import (
+	"context"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/puaside/puaside/metrics"
+)
+
+//go:embed openapi.yaml
+var openAPISpec []byte
+
+// Options are the server's collaborators.
+type Options struct {
+	// Logger receives request errors; nil discards.
+	Logger *slog.Logger
+	// Metrics is served at /metrics; nil disables the endpoint.
+	Metrics *metrics.Metrics
+}
+
+// Server is the management HTTP server.
+type Server struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	routes  []route
+	handler http.Handler
+
+	mu   sync.Mutex
+	srv  *http.Server
+	ln   net.Listener
+	done chan struct{}
+}
+
+// route is one registered endpoint.
+type route struct {
+	method, path string
+	h            http.HandlerFunc
+}
+
+// New builds the server. It registers the engine state gauges on
+// opts.Metrics when both the engine and the metrics are present.
+func New(cfg Config, deps Deps, opts Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, deps: deps, log: opts.Logger, metrics: opts.Metrics}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if deps.Engine != nil && opts.Metrics != nil {
+		if err := opts.Metrics.Register(newStateCollector(deps.Engine)); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("mgmt: register state gauges: %w", err)
+			}
+		}
+	}
+	s.routes = s.buildRoutes()
+	mux := http.NewServeMux()
+	for _, rt := range s.routes {
+		mux.HandleFunc(rt.method+" "+rt.path, rt.h)
+	}
+	mux.HandleFunc("/", s.fallback(mux))
+	s.handler = s.recoverer(s.auth(s.limitBody(mux)))
+	return s, nil
+}
+
+func (s *Server) buildRoutes() []route {
+	return []route{
+		{"GET", "/healthz", s.handleHealthz},
+		{"GET", "/readyz", s.handleReadyz},
+		{"GET", "/metrics", s.handleMetrics},
+		{"GET", "/v1/openapi.yaml", s.handleOpenAPI},
+		{"POST", "/RPC", s.handleRPC},
+		{"POST", "/v1/publish", s.handlePublish},
+		{"POST", "/v1/subscribe", s.handleSubscribe},
+		{"GET", "/v1/publications", s.handleListPublications},
+		{"DELETE", "/v1/publications", s.handleDeletePublication},
+		{"GET", "/v1/subscriptions", s.handleListSubscriptions},
+		{"DELETE", "/v1/subscriptions", s.handleDeleteSubscription},
+		{"GET", "/v1/registrations", s.handleListRegistrations},
+		{"GET", "/v1/registrations/{aor}", s.handleGetRegistration},
+		{"GET", "/v1/flags", s.handleListFlags},
+		{"PUT", "/v1/flags/{aor}", s.handleSetFlag},
+		{"DELETE", "/v1/flags/{aor}", s.handleClearFlag},
+		{"GET", "/v1/dialogs", s.handleListDialogs},
+		{"GET", "/v1/lines", s.handleListLines},
+		{"PUT", "/v1/lines/{aor}", s.handlePutLine},
+		{"DELETE", "/v1/lines/{aor}", s.handleDeleteLine},
+		{"POST", "/v1/events", s.handleEvents},
+	}
+}
+
+// Routes lists the registered endpoints as "METHOD /path" (path patterns
+// use {name} for path parameters, as in the OpenAPI description).
+func (s *Server) Routes() []string {
+	out := make([]string, 0, len(s.routes))
+	for _, rt := range s.routes {
+		out = append(out, rt.method+" "+rt.path)
+	}
+	return out
+}
+
+// Handler returns the server's HTTP handler (all endpoints, with the token
+// check and body limit), for embedding or tests.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Start binds http_listen and serves until Stop or ctx ends.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		return errors.New("mgmt: already started")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.HTTPListen)
+	if err != nil {
+		return fmt.Errorf("mgmt: listen %s: %w", s.cfg.HTTPListen, err)
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	s.srv, s.ln, s.done = srv, ln, make(chan struct{})
+	done := s.done
+	go func() {
+		defer close(done)
+		var err error
+		if s.cfg.TLSCert != "" {
+			err = srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+		} else {
+			err = srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("mgmt: http server stopped", "err", err)
+		}
+	}()
+	s.log.Info("mgmt: listening", "addr", ln.Addr().String(), "tls", s.cfg.TLSCert != "")
+	return nil
+}
+
+// Addr returns the bound address (useful with port 0), or "" before Start.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Stop shuts the server down gracefully, waiting for requests in progress
+// until ctx ends.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	srv, done := s.srv, s.done
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	err := srv.Shutdown(ctx)
+	if err != nil {
+		_ = srv.Close()
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	if err != nil {
+		return fmt.Errorf("mgmt: shutdown: %w", err)
+	}
+	return nil
+}
+
+// ---- middleware ----
+
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("mgmt: handler panic", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
+				writeError(w, &apiError{code: http.StatusInternalServerError, msg: "internal error"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	if s.cfg.Token == "" {
+		return next
+	}
+	want := []byte("Bearer " + s.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="puaside"`)
+			s.log.Warn("mgmt: unauthorised request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			writeError(w, &apiError{code: http.StatusUnauthorized, msg: "missing or wrong bearer token"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > s.cfg.MaxBody {
+			writeError(w, tooLarge(s.cfg.MaxBody))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func tooLarge(limit int64) *apiError {
+	return &apiError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body larger than max_body (%d bytes)", limit)}
+}
+
+// fallback answers requests no route matched: 405 with Allow when the path
+// exists for other methods, else 404.
+func (s *Server) fallback(mux *http.ServeMux) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{"GET", "POST", "PUT", "DELETE"} {
+			r2 := r.Clone(r.Context())
+			r2.Method = m
+			if _, pat := mux.Handler(r2); pat != "" && pat != "/" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, &apiError{code: http.StatusMethodNotAllowed, msg: fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", "))})
+			return
+		}
+		writeError(w, &apiError{code: http.StatusNotFound, msg: "no such endpoint: " + r.URL.Path})
+	}
+}
+
+// ---- errors and JSON ----
+
+// apiError is an error answer: HTTP status, message, field at fault and,
+// for a refused SIP request, the SIP status and reason.
+type apiError struct {
+	code   int
+	msg    string
+	field  string
+	sip    int
+	reason string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badField(field, format string, args ...any) *apiError {
+	return &apiError{code: http.StatusBadRequest, field: field, msg: field + ": " + fmt.Sprintf(format, args...)}
+}
+
+func notEnabled(feature string) *apiError {
+	return &apiError{code: http.StatusNotFound, msg: "feature not enabled: " + feature}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		b = []byte(`{"error":"cannot encode response"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.code, ErrorBody{Error: e.msg, Field: e.field, Status: e.sip, Reason: e.reason})
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, e *apiError) {
+	lvl := slog.LevelInfo
+	if e.code >= 500 {
+		lvl = slog.LevelWarn
+	}
+	s.log.Log(r.Context(), lvl, "mgmt: request refused", "method", r.Method, "path", r.URL.Path,
+		"code", e.code, "field", e.field, "err", e.msg)
+	writeError(w, e)
+}
+
+// decodeJSON reads exactly one JSON value into v, refusing unknown fields,
+// wrong types and trailing data, naming the field at fault.
+func decodeJSON(r io.Reader, v any, maxBody int64) *apiError {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err, maxBody)
+	}
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return jsonError(err, maxBody)
+		}
+		return &apiError{code: http.StatusBadRequest, msg: "malformed JSON: data after the request object"}
+	}
+	return nil
+}
+
+func jsonError(err error, maxBody int64) *apiError {
+	var mbe *http.MaxBytesError
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe):
+		return tooLarge(maxBody)
+	case errors.Is(err, io.EOF):
+		return &apiError{code: http.StatusBadRequest, msg: "empty request body"}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &apiError{code: http.StatusBadRequest, msg: "malformed JSON: unexpected end of input"}
+	case errors.As(err, &se):
+		return &apiError{code: http.StatusBadRequest, msg: fmt.Sprintf("malformed JSON at byte %d: %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "))}
+	case errors.As(err, &te):
+		if te.Field == "" {
+			return &apiError{code: http.StatusBadRequest, msg: fmt.Sprintf("request must be a JSON object, got %s", te.Value)}
+		}
+		return badField(te.Field, "wrong type: expected %s, got %s", jsonTypeName(te.Type.String()), te.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return badField(f, "unknown field")
+	}
+	return &apiError{code: http.StatusBadRequest, msg: "malformed JSON: " + strings.TrimPrefix(err.Error(), "json: ")}
+}
+
+func jsonTypeName(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "[]"):
+		return "array"
+	case strings.Contains(goType, "int") || strings.Contains(goType, "float"):
+		return "number"
+	case strings.Contains(goType, "string"):
+		return "string"
+	case strings.Contains(goType, "bool"):
+		return "boolean"
+	}
+	return goType
+}
+
+// ---- health, readiness, metrics, openapi ----
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "alive"})
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	for _, c := range s.deps.Ready {
+		if c.Check == nil {
+			continue
+		}
+		if err := c.Check(ctx); err != nil {
+			s.log.Warn("mgmt: not ready", "check", c.Name, "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "check": c.Name, "error": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.metrics == nil {
+		s.fail(w, r, notEnabled("metrics"))
+		return
+	}
+	promhttp.HandlerFor(s.metrics.Registry(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}).ServeHTTP(w, r)
+}
+
+func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(openAPISpec)
+}
+
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Events == nil {
+		s.fail(w, r, notEnabled("events"))
+		return
+	}
+	s.deps.Events.ServeHTTP(w, r)
+}

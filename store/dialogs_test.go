@@ -1,0 +1,110 @@
+package store_test
+
+import (
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/dialoginfo"
+	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/dbtest"
+	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/store"
+)
+
+func TestDialogsSaveLoadDelete(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		a := dialoginfo.Record{ID: "a1", CallID: "c1", FromTag: "f1", Caller: "sip:a@x", Callee: "sip:b@x", State: "early", Data: []byte(`{"x":1}`), Updated: 10}
+		b := dialoginfo.Record{ID: "b2", CallID: "c2", FromTag: "f2", State: "trying", Data: []byte(`{}`), Updated: 11}
+		if err := db.SaveDialogs(ctx, []dialoginfo.Record{a, b}, nil); err != nil {
+			t.Fatal(err)
+		}
+		a.State, a.Data = "confirmed", []byte(`{"x":2}`)
+		if err := db.SaveDialogs(ctx, []dialoginfo.Record{a}, []string{"b2", "missing"}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.LoadDialogs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || !reflect.DeepEqual(got[0], a) {
+			t.Fatalf("loaded %+v, want %+v", got, a)
+		}
+		if err := db.SaveDialogs(ctx, []dialoginfo.Record{{CallID: "x"}}, nil); err == nil {
+			t.Fatal("record without id accepted")
+		}
+	})
+}
+
+func TestDialogVersionsNeverGoDown(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if err := db.SaveDialogVersions(ctx, map[string]uint64{"sip:a@x": 5, "sip:b@x": 1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SaveDialogVersions(ctx, map[string]uint64{"sip:a@x": 3, "sip:b@x": 7}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.LoadDialogVersions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]uint64{"sip:a@x": 5, "sip:b@x": 7}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("versions %v, want %v", got, want)
+		}
+	})
+}
+
+type recPub struct{ ops []string }
+
+func (p *recPub) Publish(r pua.PublishRequest) error {
+	p.ops = append(p.ops, "publish "+r.Key.PresURI+" "+string(r.Body))
+	return nil
+}
+func (p *recPub) Remove(k pua.Key) error { p.ops = append(p.ops, "remove "+k.PresURI); return nil }
+
+func sipMsg(t *testing.T, s string) sip.Message {
+	t.Helper()
+	m, err := sip.ParseMessage([]byte(strings.ReplaceAll(s, "\n", "\r\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestDialogRestartThroughDB: a call confirmed before a restart ends at BYE
+// after it, on both databases.
+func TestDialogRestartThroughDB(t *testing.T) {
+	const hdr = "From: <sip:alice@example.com>;tag=ft\nCall-ID: restart-1\n"
+	dbtest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		p1 := &recPub{}
+		tr1, err := dialoginfo.New(dialoginfo.DefaultConfig(), dialoginfo.Options{Publisher: p1, Store: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr1.HandleSIP(ctx, event.SIP{Msg: sipMsg(t, "INVITE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\n"+hdr+"To: <sip:bob@example.com>\nCSeq: 1 INVITE\nContent-Length: 0\n\n")})
+		tr1.HandleSIP(ctx, event.SIP{Msg: sipMsg(t, "SIP/2.0 200 OK\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\n"+hdr+"To: <sip:bob@example.com>;tag=tt\nCSeq: 1 INVITE\nContact: <sip:bob@10.0.0.2>\nContent-Length: 0\n\n")})
+		if err := tr1.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		p2 := &recPub{}
+		tr2, err := dialoginfo.New(dialoginfo.DefaultConfig(), dialoginfo.Options{Publisher: p2, Store: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr2.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		tr2.HandleSIP(ctx, event.SIP{Msg: sipMsg(t, "BYE sip:bob@10.0.0.2 SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK2\n"+hdr+"To: <sip:bob@example.com>;tag=tt\nCSeq: 2 BYE\nContent-Length: 0\n\n")})
+		if len(p2.ops) != 2 || !strings.Contains(p2.ops[0], `version="3"`) || !strings.Contains(p2.ops[0], `event="local-bye"`) ||
+			!strings.Contains(p2.ops[1], `version="2"`) || !strings.Contains(p2.ops[1], `event="remote-bye"`) {
+			t.Fatalf("after restart: %q", p2.ops)
+		}
+	})
+}
