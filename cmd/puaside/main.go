@@ -1,0 +1,172 @@
+// Command puaside is a presence sidecar for SIP platforms: beside a Kamailio
+// or OpenSIPS registrar/proxy it turns mirrored registrations and calls, and
+// shared-line phones' NOTIFYs, into PUBLISHes to a presence server.
+//
+//	puaside [run] [-config FILE]   run the daemon (the default subcommand)
+//	puaside migrate [-config FILE] apply the database schema and exit
+//	puaside version                print the version
+//	puaside publish|subscribe|ls|flag|line ...   talk to a running daemon
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/puaside/puaside/config"
+	"github.com/puaside/puaside/internal/daemon"
+	"github.com/puaside/puaside/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches the subcommand and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	name := "run"
+	if len(args) > 0 && (len(args[0]) == 0 || args[0][0] != '-') {
+		name, args = args[0], args[1:]
+	}
+	if _, ok := cliCommands()[name]; ok {
+		return runCLI(name, args, stdout, stderr)
+	}
+	switch name {
+	case "run":
+		return runDaemon(args, stderr)
+	case "migrate":
+		return runMigrate(args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "puaside", versionString())
+		return exitOK
+	case "help", "-h", "--help":
+		usage(stdout)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "puaside: unknown subcommand %q\n\n", name)
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: puaside [subcommand] [flags]
+
+  run       run the daemon (default); -config FILE (env PUASIDE_CONFIG)
+  migrate   apply the database schema and exit; -config FILE
+  version   print the version
+`)
+	cmds := cliCommands()
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n])
+	}
+	fmt.Fprint(w, "\nRun 'puaside SUBCOMMAND -h' for the flags of a subcommand.\n")
+}
+
+func versionString() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}
+
+// loadConfig parses -config from args.
+func loadConfig(name string, args []string, stderr io.Writer) (config.Config, int) {
+	fs := flag.NewFlagSet("puaside "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", os.Getenv("PUASIDE_CONFIG"), "YAML configuration `file` (empty: built-in defaults)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return config.Config{}, exitOK
+		}
+		return config.Config{}, exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "puaside %s: unexpected argument %q\n", name, fs.Arg(0))
+		return config.Config{}, exitUsage
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "puaside: %v\n", err)
+		return config.Config{}, exitUsage
+	}
+	return cfg, -1
+}
+
+// newLogger builds the process logger from the configuration.
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func runDaemon(args []string, stderr io.Writer) int {
+	cfg, code := loadConfig("run", args, stderr)
+	if code >= 0 {
+		return code
+	}
+	log := newLogger(cfg, stderr)
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	d, err := daemon.New(ctx, cfg, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return exitRemote
+	}
+	if err := d.Run(ctx, 15*time.Second); err != nil {
+		log.Error("stopped with an error", "err", err)
+		return exitRemote
+	}
+	return exitOK
+}
+
+func runMigrate(args []string, stdout, stderr io.Writer) int {
+	cfg, code := loadConfig("migrate", args, stderr)
+	if code >= 0 {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := store.Open(ctx, cfg.DBURL, cfg.DBTable)
+	if err != nil {
+		fmt.Fprintf(stderr, "puaside migrate: %v\n", err)
+		return exitRemote
+	}
+	defer db.Close()
+	applied, err := db.Migrate(ctx)
+	for _, n := range applied {
+		fmt.Fprintln(stdout, "applied", n)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "puaside migrate: %v\n", err)
+		return exitRemote
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(stdout, "schema up to date")
+	}
+	return exitOK
+}

@@ -1,0 +1,308 @@
+// Package daemon wires puaside's components together: the store, the pua
+// engine, the trackers (usrloc, dialoginfo, bla), ingest and the management
+// server. It owns their start order and their graceful stop:
+//
+//	ingest → trackers (usrloc, dialoginfo, bla) → pua engine → SIP and store
+//
+// cmd/puaside runs one Daemon; end-to-end tests run one in-process.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/puaside/puaside/bla"
+	"github.com/puaside/puaside/config"
+	"github.com/puaside/puaside/dialoginfo"
+	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/ingest"
+	"github.com/puaside/puaside/metrics"
+	"github.com/puaside/puaside/mgmt"
+	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/store"
+	"github.com/puaside/puaside/usrloc"
+)
+
+// Daemon is one running puaside.
+type Daemon struct {
+	cfg config.Config
+	log *slog.Logger
+	m   *metrics.Metrics
+
+	db  *store.DB
+	eng *pua.Engine
+	ul  *usrloc.Tracker
+	di  *dialoginfo.Tracker
+	bl  *bla.Manager
+	in  *ingest.Ingest
+	api *mgmt.Server
+
+	cancelTrackers context.CancelFunc
+	trackers       sync.WaitGroup
+	stopOnce       sync.Once
+	stopErr        error
+}
+
+// New opens the database, applies the schema and builds every component.
+// Nothing listens until Start.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	d := &Daemon{cfg: cfg, log: log, m: metrics.New()}
+	db, err := store.Open(ctx, cfg.DBURL, cfg.DBTable)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	db.Log, db.Metrics = log, d.m
+	if _, err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	d.db = db
+
+	d.eng, err = pua.New(cfg.PUA, pua.Options{Logger: log, Store: db, Metrics: d.m})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	if cfg.Features.BLA {
+		d.bl, err = bla.New(cfg.BLA, bla.Options{Subscriber: d.eng, Publisher: d.eng, Store: db, Logger: log, Metrics: d.m})
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		d.eng.HandleNotify(pua.FlagBLASubscribe, d.bl.HandleNotify)
+	}
+	if cfg.Features.Usrloc {
+		opts := usrloc.Options{Publisher: d.eng, Store: db, Logger: log, Metrics: d.m}
+		if d.bl != nil {
+			bl := d.bl
+			opts.OnChange = func(aor string, bs []usrloc.Binding) {
+				bl.ContactsChanged(context.Background(), aor, blaContacts(bs))
+			}
+		}
+		d.ul, err = usrloc.New(cfg.Usrloc, opts)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+	}
+	if cfg.Features.Dialoginfo {
+		d.di, err = dialoginfo.New(cfg.Dialoginfo, dialoginfo.Options{Publisher: d.eng, Store: db, Logger: log, Metrics: d.m})
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+	}
+
+	h := ingest.Handlers{}
+	if d.ul != nil {
+		ul := d.ul
+		h.Register = ul.HandleSIP
+		h.Registration = func(ctx context.Context, r event.Registration) {
+			if err := ul.ApplyRegistration(ctx, r); err != nil {
+				log.Warn("usrloc: registration event refused", "aor", r.AoR, "err", err)
+			}
+		}
+	}
+	if d.di != nil {
+		di := d.di
+		h.Call = di.HandleSIP
+		h.Dialog = func(ctx context.Context, s event.DialogState) {
+			if err := di.ApplyDialogState(ctx, s); err != nil {
+				log.Warn("dialoginfo: dialog event refused", "call_id", s.CallID, "err", err)
+			}
+		}
+	}
+	d.in, err = ingest.New(cfg.Ingest, h, ingest.Options{Logger: log, Metrics: d.m})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+
+	deps := mgmt.Deps{
+		Engine: d.eng,
+		Events: d.in.EventsHandler(),
+		Ready: []mgmt.ReadyCheck{
+			{Name: "database", Check: db.Ping},
+			{Name: "listeners", Check: d.listening},
+		},
+	}
+	if d.ul != nil {
+		deps.Registrations = registrations{d.ul}
+	}
+	if d.di != nil {
+		deps.Dialogs = dialogs{d.di}
+	}
+	if d.bl != nil {
+		deps.Lines = lines{d.bl}
+	}
+	d.api, err = mgmt.New(cfg.HTTP, deps, mgmt.Options{Logger: log, Metrics: d.m})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	return d, nil
+}
+
+// listening is the /readyz check that every listener is bound.
+func (d *Daemon) listening(context.Context) error {
+	if d.in == nil || len(d.in.Addrs()) == 0 {
+		return errors.New("ingest listeners not bound")
+	}
+	return nil
+}
+
+// Start binds every listener and loads the stored state, in dependency
+// order: engine, trackers, ingest, management.
+func (d *Daemon) Start(ctx context.Context) error {
+	if err := d.eng.Start(ctx); err != nil {
+		return fmt.Errorf("daemon: start engine: %w", err)
+	}
+	tctx, cancel := context.WithCancel(context.Background())
+	d.cancelTrackers = cancel
+	if d.bl != nil {
+		if err := d.bl.Load(ctx); err != nil {
+			return d.abort(ctx, fmt.Errorf("daemon: start bla: %w", err))
+		}
+		d.bl.RestoreSubscriptions(d.eng.Subscriptions())
+	}
+	if d.ul != nil {
+		if err := d.ul.Start(ctx); err != nil {
+			return d.abort(ctx, fmt.Errorf("daemon: start usrloc: %w", err))
+		}
+		if d.bl != nil {
+			for _, r := range d.ul.Registrations() {
+				d.bl.ContactsChanged(ctx, r.AoR, blaContacts(r.Contacts))
+			}
+		}
+		d.run("usrloc", func() error { return d.ul.Run(tctx) })
+	}
+	if d.di != nil {
+		if err := d.di.Start(ctx); err != nil {
+			return d.abort(ctx, fmt.Errorf("daemon: start dialoginfo: %w", err))
+		}
+		d.run("dialoginfo", func() error { return d.di.Run(tctx) })
+	}
+	if err := d.in.Start(ctx); err != nil {
+		return d.abort(ctx, fmt.Errorf("daemon: start ingest: %w", err))
+	}
+	if err := d.api.Start(ctx); err != nil {
+		return d.abort(ctx, fmt.Errorf("daemon: start management server: %w", err))
+	}
+	d.log.Info("puaside started", "sip", d.eng.ContactURI(), "http", d.api.Addr(), "db", d.db.Dialect)
+	return nil
+}
+
+// run starts a tracker loop.
+func (d *Daemon) run(name string, fn func() error) {
+	d.trackers.Add(1)
+	go func() {
+		defer d.trackers.Done()
+		if err := fn(); err != nil && !errors.Is(err, context.Canceled) {
+			d.log.Error("tracker stopped", "tracker", name, "err", err)
+		}
+	}()
+}
+
+// abort stops what was started and returns err.
+func (d *Daemon) abort(ctx context.Context, err error) error {
+	_ = d.Stop(ctx)
+	return err
+}
+
+// Stop stops in reverse order: management, ingest (its queue drains into the
+// trackers), the trackers (they flush their tables), the engine (it flushes
+// the pua table), then closes the database. It is safe to call twice.
+func (d *Daemon) Stop(ctx context.Context) error {
+	d.stopOnce.Do(func() {
+		var errs []error
+		if err := d.api.Stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		d.in.Stop()
+		if d.cancelTrackers != nil {
+			d.cancelTrackers()
+		}
+		d.trackers.Wait()
+		if err := d.eng.Stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		if err := d.db.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		d.stopErr = errors.Join(errs...)
+		d.log.Info("puaside stopped")
+	})
+	return d.stopErr
+}
+
+// Run starts the daemon, waits for ctx to end, then stops it gracefully
+// within timeout.
+func (d *Daemon) Run(ctx context.Context, timeout time.Duration) error {
+	if err := d.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return d.Stop(sctx)
+}
+
+// Engine returns the pua engine (for tests and diagnostics).
+func (d *Daemon) Engine() *pua.Engine { return d.eng }
+
+// Addrs returns the bound addresses: "sip" (our Contact), "http", and the
+// ingest inputs ("replicate", "trace", "hep").
+func (d *Daemon) Addrs() map[string][]string {
+	out := map[string][]string{"sip": {d.eng.ContactURI()}, "http": {d.api.Addr()}}
+	for k, v := range d.in.Addrs() {
+		out[k] = v
+	}
+	return out
+}
+
+// blaContacts adapts usrloc's bindings to the BLA manager's contacts.
+func blaContacts(bs []usrloc.Binding) []bla.Contact {
+	out := make([]bla.Contact, 0, len(bs))
+	for _, b := range bs {
+		out = append(out, bla.Contact{URI: b.URI, Expires: b.Expires, Received: b.Received})
+	}
+	return out
+}
+
+// registrations adapts the usrloc tracker to the management API.
+type registrations struct{ t *usrloc.Tracker }
+
+func (r registrations) Registrations() any { return r.t.Registrations() }
+func (r registrations) Registration(aor string) (any, bool) {
+	return r.t.Registration(aor)
+}
+func (r registrations) SetFlag(ctx context.Context, aor string, on bool) error {
+	return r.t.SetFlag(ctx, aor, on)
+}
+func (r registrations) ClearFlag(ctx context.Context, aor string) error {
+	return r.t.ClearFlag(ctx, aor)
+}
+func (r registrations) Flags() any { return r.t.Flags() }
+
+// dialogs adapts the dialoginfo tracker to the management API.
+type dialogs struct{ t *dialoginfo.Tracker }
+
+func (d dialogs) Dialogs() any { return d.t.Dialogs() }
+
+// lines adapts the BLA manager to the management API.
+type lines struct{ m *bla.Manager }
+
+func (l lines) Lines() any { return l.m.Lines() }
+func (l lines) AddLine(ctx context.Context, aor string, members []string) error {
+	return l.m.AddLine(ctx, aor, members)
+}
+func (l lines) RemoveLine(ctx context.Context, aor string) error {
+	return l.m.RemoveLine(ctx, aor)
+}
