@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -98,9 +99,17 @@ func Load(path string) (Config, error) {
 // Parse decodes YAML over the defaults, strictly, and validates the result.
 func Parse(b []byte) (Config, error) {
 	c := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+	var root yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("invalid configuration: %s", cleanYAMLError(err))
+	}
+	if root.Kind == 0 {
+		return c, c.Validate() // empty file: the defaults
+	}
+	if errs := checkNode(&root, reflect.TypeOf(c), ""); len(errs) > 0 {
+		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(errs, "; "))
+	}
+	if err := root.Decode(&c); err != nil {
 		return Config{}, fmt.Errorf("invalid configuration: %s", cleanYAMLError(err))
 	}
 	if err := c.Validate(); err != nil {

@@ -1,0 +1,57 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseEmptyIsDefault(t *testing.T) {
+	for _, in := range []string{"", "# only a comment\n"} {
+		c, err := Parse([]byte(in))
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", in, err)
+		}
+		if c.DBURL != "sqlite://puaside.db" || !c.Features.Usrloc {
+			t.Fatalf("defaults not applied: %+v", c)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     []string
+	}{
+		{"unknown top key", "log_levl: debug\n", []string{`line 1: unknown key "log_levl" in the top level`}},
+		{"unknown nested key", "pua:\n  listen: []\n  listn: []\n", []string{`line 3: unknown key "listn" in pua`}},
+		{"two unknown keys", "usrloc:\n  foo: 1\nbar: 2\n", []string{`line 2: unknown key "foo" in usrloc`, `line 3: unknown key "bar"`}},
+		{"wrong type", "pua:\n  hash_size: many\n", []string{"line 2", "many"}},
+		{"bad duration", "pua:\n  update_period: soon\n", []string{"line 2", "soon"}},
+		{"bad scheme", "db_url: postgres://x/y\n", []string{"db_url", "postgres"}},
+		{"bad level", "log_level: loud\n", []string{"log_level", "loud"}},
+		{"not yaml", "pua: [\n", []string{"invalid configuration"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.in))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDurationsAcceptSeconds(t *testing.T) {
+	c, err := Parse([]byte("pua:\n  default_expires: 600\n  update_period: 1m\n  min_expires: 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PUA.DefaultExpires != 600*time.Second || c.PUA.UpdatePeriod != time.Minute || c.PUA.MinExpires != 0 {
+		t.Fatalf("durations: %v %v %v", c.PUA.DefaultExpires, c.PUA.UpdatePeriod, c.PUA.MinExpires)
+	}
+}
