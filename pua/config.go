@@ -1,0 +1,165 @@
+package pua
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Config is the engine's configuration (the `pua` section of the YAML file).
+//
+// Durations are plain time.Duration fields: gopkg.in/yaml.v3 decodes a
+// duration string such as "30s" or "1m30s" into a time.Duration natively and
+// rejects a bare integer, so no wrapper type is needed.
+type Config struct {
+	// Listen lists the SIP sockets as "transport:host:port" (udp or tcp).
+	// They receive replies to our requests and NOTIFYs.
+	Listen []string `yaml:"listen"`
+	// AdvertisedAddress is the host:port put in Via and Contact. Empty means
+	// the first listen address (with the port actually bound); it is required
+	// when that address is a wildcard (0.0.0.0 or ::).
+	AdvertisedAddress string `yaml:"advertised_address"`
+	// ServerAddress is the presence server's SIP URI (e.g. sip:127.0.0.1:5060).
+	// PUBLISHes are addressed to the presentity (Request-URI, To, From) and
+	// sent to OutboundProxy if set, else to this address, else resolved from
+	// the presentity URI.
+	ServerAddress string `yaml:"server_address"`
+	// OutboundProxy is the SIP URI of the next hop for every request, unless a
+	// request names its own.
+	OutboundProxy string `yaml:"outbound_proxy"`
+	// MinExpires is the smallest Expires the engine asks for.
+	MinExpires time.Duration `yaml:"min_expires"`
+	// DefaultExpires is the Expires asked for when a request gives none.
+	DefaultExpires time.Duration `yaml:"default_expires"`
+	// HashSize is the number of lock shards as a power of two (Kamailio's
+	// hash_size: 9 means 512); values below 2 mean 9.
+	HashSize int `yaml:"hash_size"`
+	// MaxOutstanding caps the transactions waiting for a reply from the far
+	// end; further work queues inside the engine (at most one entry per record).
+	MaxOutstanding int `yaml:"max_outstanding"`
+	// RetryMin and RetryMax bound the exponential backoff after a timeout,
+	// 408, 5xx or transport error.
+	RetryMin time.Duration `yaml:"retry_min"`
+	RetryMax time.Duration `yaml:"retry_max"`
+	// AuthUsername and AuthPassword answer 401/407 digest challenges.
+	AuthUsername string `yaml:"auth_username"`
+	AuthPassword string `yaml:"auth_password"`
+	// UpdatePeriod is the write-behind period of records to the store.
+	UpdatePeriod time.Duration `yaml:"update_period"`
+	// RequestTimeout bounds one transaction (no final reply → timeout).
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		Listen:         []string{"udp:127.0.0.1:5080", "tcp:127.0.0.1:5080"},
+		MinExpires:     0,
+		DefaultExpires: 3600 * time.Second,
+		HashSize:       9,
+		MaxOutstanding: 256,
+		RetryMin:       time.Second,
+		RetryMax:       60 * time.Second,
+		UpdatePeriod:   30 * time.Second,
+		RequestTimeout: 32 * time.Second,
+	}
+}
+
+// listenAddr is one parsed `listen` entry.
+type listenAddr struct {
+	network string // "udp" or "tcp"
+	addr    string // host:port
+}
+
+// parseListen parses "udp:127.0.0.1:5080".
+func parseListen(s string) (listenAddr, error) {
+	netw, addr, ok := strings.Cut(strings.TrimSpace(s), ":")
+	if !ok {
+		return listenAddr{}, fmt.Errorf("pua: listen %q: want transport:host:port", s)
+	}
+	netw = strings.ToLower(netw)
+	if netw != "udp" && netw != "tcp" {
+		return listenAddr{}, fmt.Errorf("pua: listen %q: transport must be udp or tcp", s)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return listenAddr{}, fmt.Errorf("pua: listen %q: %w", s, err)
+	}
+	return listenAddr{network: netw, addr: addr}, nil
+}
+
+// isWildcard reports whether host is empty or an unspecified address.
+func isWildcard(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
+// Validate checks the configuration and fills zero values with defaults.
+func (c *Config) Validate() error {
+	d := DefaultConfig()
+	if len(c.Listen) == 0 {
+		return fmt.Errorf("pua: listen: at least one address is required")
+	}
+	for _, l := range c.Listen {
+		if _, err := parseListen(l); err != nil {
+			return err
+		}
+	}
+	if c.AdvertisedAddress != "" {
+		h, _, err := net.SplitHostPort(c.AdvertisedAddress)
+		if err != nil {
+			return fmt.Errorf("pua: advertised_address %q: %w", c.AdvertisedAddress, err)
+		}
+		if isWildcard(h) {
+			return fmt.Errorf("pua: advertised_address %q: must not be a wildcard address", c.AdvertisedAddress)
+		}
+	} else {
+		first, _ := parseListen(c.Listen[0])
+		h, _, _ := net.SplitHostPort(first.addr)
+		if isWildcard(h) {
+			return fmt.Errorf("pua: advertised_address is required when listening on %q", c.Listen[0])
+		}
+	}
+	for name, u := range map[string]string{"server_address": c.ServerAddress, "outbound_proxy": c.OutboundProxy} {
+		if u == "" {
+			continue
+		}
+		var uri sip.Uri
+		if err := sip.ParseUri(u, &uri); err != nil || uri.Host == "" {
+			return fmt.Errorf("pua: %s %q: not a SIP URI", name, u)
+		}
+	}
+	if c.MinExpires < 0 {
+		c.MinExpires = 0
+	}
+	if c.DefaultExpires <= 0 {
+		c.DefaultExpires = d.DefaultExpires
+	}
+	if c.HashSize < 2 || c.HashSize > 16 {
+		c.HashSize = d.HashSize
+	}
+	if c.MaxOutstanding <= 0 {
+		c.MaxOutstanding = d.MaxOutstanding
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = d.RetryMin
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = max(d.RetryMax, c.RetryMin)
+	}
+	if c.UpdatePeriod <= 0 {
+		c.UpdatePeriod = d.UpdatePeriod
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = d.RequestTimeout
+	}
+	if (c.AuthUsername == "") != (c.AuthPassword == "") {
+		return fmt.Errorf("pua: auth_username and auth_password must be set together")
+	}
+	return nil
+}

@@ -1,0 +1,64 @@
+package pua
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		mod     func(*Config)
+		wantErr string
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"no listen", func(c *Config) { c.Listen = nil }, "listen"},
+		{"bad transport", func(c *Config) { c.Listen = []string{"sctp:127.0.0.1:5080"} }, "transport"},
+		{"no port", func(c *Config) { c.Listen = []string{"udp:127.0.0.1"} }, "listen"},
+		{"wildcard without advertised", func(c *Config) { c.Listen = []string{"udp:0.0.0.0:5080"} }, "advertised_address"},
+		{"wildcard advertised", func(c *Config) { c.AdvertisedAddress = "0.0.0.0:5080" }, "wildcard"},
+		{"bad server", func(c *Config) { c.ServerAddress = "not a uri" }, "server_address"},
+		{"half auth", func(c *Config) { c.AuthUsername = "u" }, "auth_password"},
+		{"wildcard with advertised", func(c *Config) {
+			c.Listen = []string{"udp:0.0.0.0:5080"}
+			c.AdvertisedAddress = "192.0.2.1:5080"
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tc.mod(&c)
+			err := c.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want one naming %q", err, tc.wantErr)
+			}
+		})
+	}
+	c := Config{Listen: []string{"udp:127.0.0.1:5080"}}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.DefaultExpires != time.Hour || c.MaxOutstanding != 256 || c.HashSize != 9 || c.RetryMax != time.Minute ||
+		c.UpdatePeriod != 30*time.Second || c.RequestTimeout != 32*time.Second {
+		t.Fatalf("zero values not defaulted: %+v", c)
+	}
+}
+
+func TestContactURI(t *testing.T) {
+	c := DefaultConfig()
+	c.Listen = []string{"udp:0.0.0.0:5080"}
+	c.AdvertisedAddress = "192.0.2.1:5099"
+	e, err := New(c, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.ContactURI(); got != "sip:puaside@192.0.2.1:5099" {
+		t.Fatalf("contact %q", got)
+	}
+}

@@ -1,0 +1,337 @@
+package pua
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/puaside/puaside/metrics"
+)
+
+// Options are the engine's collaborators.
+type Options struct {
+	// Logger receives the engine's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Store persists records; nil means no persistence.
+	Store Store
+	// Metrics receives counters; nil is allowed.
+	Metrics *metrics.Metrics
+	// Clock drives refreshes, backoff, lifetimes and write-behind; nil means
+	// the real clock.
+	Clock Clock
+}
+
+// shard is one lock domain of the record tables.
+type shard struct {
+	mu   sync.Mutex
+	pubs map[Key]*pubRec
+	subs map[SubKey]*subRec
+}
+
+// dialogKey finds a subscription from a NOTIFY: Call-ID and our tag.
+type dialogKey struct {
+	callID   string
+	localTag string
+}
+
+// Engine is the presence user agent: it owns every publication and
+// subscription record and the SIP user agent that carries them.
+type Engine struct {
+	cfg   Config
+	log   *slog.Logger
+	store Store
+	m     *metrics.Metrics
+	clock Clock
+	ev    *events
+	seed  maphash.Seed
+
+	shards []shard
+	sched  *scheduler
+	queue  *readyQueue
+
+	dmu     sync.Mutex
+	dialogs map[dialogKey]*subRec
+
+	hmu      sync.RWMutex
+	handlers map[int]NotifyHandler
+
+	wmu       sync.Mutex // write-behind state
+	dirty     []tasker
+	removed   []Record
+	flushT    Timer
+	flushBusy sync.Mutex
+
+	sip *sipStack
+
+	lmu      sync.Mutex // lifecycle
+	started  bool
+	stopped  bool
+	workers  sync.WaitGroup
+	stopCtx  context.Context
+	stopFunc context.CancelFunc
+}
+
+// New builds an engine; nothing is bound until Start.
+func New(cfg Config, opts Options) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg:      cfg,
+		log:      opts.Logger,
+		store:    opts.Store,
+		m:        opts.Metrics,
+		clock:    opts.Clock,
+		ev:       newEvents(),
+		seed:     maphash.MakeSeed(),
+		dialogs:  make(map[dialogKey]*subRec),
+		handlers: make(map[int]NotifyHandler),
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	if e.clock == nil {
+		e.clock = realClock{}
+	}
+	e.shards = make([]shard, 1<<cfg.HashSize)
+	for i := range e.shards {
+		e.shards[i].pubs = make(map[Key]*pubRec)
+		e.shards[i].subs = make(map[SubKey]*subRec)
+	}
+	e.queue = newReadyQueue(func(n int) { e.m.QueueDepth("pua_pending", n) })
+	e.sched = newScheduler(e.clock, e.queue.push)
+	e.stopCtx, e.stopFunc = context.WithCancel(context.Background())
+	s, err := newSIPStack(e)
+	if err != nil {
+		return nil, err
+	}
+	e.sip = s
+	return e, nil
+}
+
+func (e *Engine) pubShard(k Key) *shard {
+	var h maphash.Hash
+	h.SetSeed(e.seed)
+	h.WriteString(k.PresURI)
+	h.WriteString(k.Event)
+	h.WriteString(k.ID)
+	return &e.shards[h.Sum64()&uint64(len(e.shards)-1)]
+}
+
+func (e *Engine) subShard(k SubKey) *shard {
+	var h maphash.Hash
+	h.SetSeed(e.seed)
+	h.WriteString(k.PresURI)
+	h.WriteString(k.WatcherURI)
+	h.WriteString(k.Event)
+	h.WriteString(k.ID)
+	return &e.shards[h.Sum64()&uint64(len(e.shards)-1)]
+}
+
+// Start binds the SIP listeners, loads stored records and starts the
+// workers and timers. Records loaded carry on with their stored ETags and
+// dialogs.
+func (e *Engine) Start(ctx context.Context) error {
+	e.lmu.Lock()
+	defer e.lmu.Unlock()
+	if e.started {
+		return fmt.Errorf("pua: start: already started")
+	}
+	if e.stopped {
+		return ErrStopped
+	}
+	if err := e.sip.start(ctx); err != nil {
+		return err
+	}
+	if err := e.load(ctx); err != nil {
+		e.sip.close()
+		return err
+	}
+	e.started = true
+	for range e.cfg.MaxOutstanding {
+		e.workers.Add(1)
+		go e.worker()
+	}
+	if e.store != nil {
+		e.armFlush()
+	}
+	e.log.Info("pua engine started", "contact", e.ContactURI(), "server", e.cfg.ServerAddress)
+	return nil
+}
+
+// Stop stops the timers and workers (waiting, within ctx, for the
+// transactions in flight), flushes the store and closes the SIP stack.
+func (e *Engine) Stop(ctx context.Context) error {
+	e.lmu.Lock()
+	if e.stopped {
+		e.lmu.Unlock()
+		return nil
+	}
+	e.stopped = true
+	started := e.started
+	e.lmu.Unlock()
+
+	e.sched.stop()
+	e.queue.close()
+	e.wmu.Lock()
+	if e.flushT != nil {
+		e.flushT.Stop()
+	}
+	e.wmu.Unlock()
+
+	done := make(chan struct{})
+	go func() { e.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		e.stopFunc() // abort transactions still in flight
+		<-done
+	}
+	e.stopFunc()
+	var err error
+	if started && e.store != nil {
+		err = e.flush(ctx)
+	}
+	e.sip.close()
+	e.failWaiters()
+	return err
+}
+
+// worker runs queued records, one transaction at a time; there are
+// max_outstanding workers, which caps the transactions in flight.
+func (e *Engine) worker() {
+	defer e.workers.Done()
+	for {
+		t, ok := e.queue.pop()
+		if !ok {
+			return
+		}
+		switch r := t.(type) {
+		case *pubRec:
+			e.runPublish(r)
+		case *subRec:
+			e.runSubscribe(r)
+		}
+	}
+}
+
+// isStopped reports whether Stop was called.
+func (e *Engine) isStopped() bool {
+	e.lmu.Lock()
+	defer e.lmu.Unlock()
+	return e.stopped
+}
+
+// failWaiters releases Wait callers of records left unfinished at Stop.
+func (e *Engine) failWaiters() {
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.Lock()
+		for _, r := range s.pubs {
+			resolveWaiters(&r.waiters, ^uint64(0), Result{Err: ErrStopped})
+		}
+		for _, r := range s.subs {
+			resolveWaiters(&r.waiters, ^uint64(0), Result{Err: ErrStopped})
+		}
+		s.mu.Unlock()
+	}
+}
+
+// HandleNotify registers the handler for NOTIFYs of subscriptions owned by
+// flag (replacing any earlier one).
+func (e *Engine) HandleNotify(flag int, h NotifyHandler) {
+	e.hmu.Lock()
+	defer e.hmu.Unlock()
+	if h == nil {
+		delete(e.handlers, flag)
+		return
+	}
+	e.handlers[flag] = h
+}
+
+func (e *Engine) handler(flag int) NotifyHandler {
+	e.hmu.RLock()
+	defer e.hmu.RUnlock()
+	return e.handlers[flag]
+}
+
+// RegisterEvent adds an event package with its default content type and
+// Kamailio event bit (0 if Kamailio has none). Registering an existing name
+// again with the same values is a no-op.
+func (e *Engine) RegisterEvent(name, contentType string, kamailioBit int) error {
+	return e.ev.register(name, contentType, kamailioBit)
+}
+
+// ContactURI returns the Contact put in our SUBSCRIBEs
+// (sip:puaside@host:port).
+func (e *Engine) ContactURI() string { return e.sip.contactURI() }
+
+// waiter is a Wait caller expecting the result of the transaction that
+// carries generation gen of a record's desired state.
+type waiter struct {
+	gen uint64
+	ch  chan Result
+}
+
+// resolveWaiters hands res to every waiter for a generation up to gen.
+func resolveWaiters(ws *[]waiter, gen uint64, res Result) {
+	if len(*ws) == 0 {
+		return
+	}
+	keep := (*ws)[:0]
+	for _, w := range *ws {
+		if w.gen <= gen {
+			w.ch <- res
+			continue
+		}
+		keep = append(keep, w)
+	}
+	clear((*ws)[len(keep):])
+	*ws = keep
+	if len(keep) == 0 {
+		*ws = nil
+	}
+}
+
+// wait blocks for a waiter's result.
+func wait(ctx context.Context, ch chan Result) (Result, error) {
+	select {
+	case res := <-ch:
+		return res, res.Err
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("pua: wait: %w", ctx.Err())
+	}
+}
+
+// backoff returns the delay before retry number attempt (1-based):
+// retry_min·2^(attempt-1) capped at retry_max, with jitter in [d/2, d].
+func (e *Engine) backoff(attempt int) time.Duration {
+	d := e.cfg.RetryMin
+	for i := 1; i < attempt && d < e.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, e.cfg.RetryMax)
+	half := d / 2
+	if half <= 0 {
+		return d
+	}
+	return half + rand.N(half+1)
+}
+
+// refreshAt returns when to refresh a grant of granted starting at now:
+// granted − max(5 s, 10 %), minus a little jitter, and never later than
+// half-way for very short grants.
+func refreshAt(now time.Time, granted time.Duration) time.Time {
+	margin := max(5*time.Second, granted/10)
+	if margin > granted/2 {
+		margin = granted / 2
+	}
+	if j := margin / 5; j > 0 {
+		margin += rand.N(j)
+	}
+	return now.Add(granted - margin)
+}

@@ -1,0 +1,91 @@
+package pua
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+)
+
+// eventInfo describes one event package known to the engine.
+type eventInfo struct {
+	name        string
+	contentType string
+	bit         int // Kamailio's `event` column value; 0 if Kamailio has none
+}
+
+// events is the per-engine registry of event packages.
+type events struct {
+	mu     sync.RWMutex
+	byName map[string]*eventInfo
+}
+
+// newEvents returns a registry with Kamailio's default events and bits.
+func newEvents() *events {
+	ev := &events{byName: make(map[string]*eventInfo)}
+	for _, e := range []eventInfo{
+		{"presence", "application/pidf+xml", 1},
+		{"presence.winfo", "application/watcherinfo+xml", 2},
+		{"dialog;sla", "application/dialog-info+xml", 4},
+		{"message-summary", "application/simple-message-summary", 8},
+		{"dialog", "application/dialog-info+xml", 32},
+		{"reg", "application/reginfo+xml", 64},
+	} {
+		e := e
+		ev.byName[e.name] = &e
+	}
+	return ev
+}
+
+// normEvent canonicalises an Event header value for lookup: lower case,
+// no blanks ("dialog; sla" → "dialog;sla").
+func normEvent(name string) string {
+	return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(name), " ", ""))
+}
+
+// get returns the event named name.
+func (ev *events) get(name string) (*eventInfo, error) {
+	ev.mu.RLock()
+	e := ev.byName[normEvent(name)]
+	ev.mu.RUnlock()
+	if e == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownEvent, name)
+	}
+	return e, nil
+}
+
+// byBit returns the event with Kamailio bit b (for stored records without an
+// event name).
+func (ev *events) byBit(b int) *eventInfo {
+	ev.mu.RLock()
+	defer ev.mu.RUnlock()
+	for _, e := range ev.byName {
+		if e.bit == b && b != 0 {
+			return e
+		}
+	}
+	return nil
+}
+
+// register adds an event package.
+func (ev *events) register(name, contentType string, bit int) error {
+	n := normEvent(name)
+	if n == "" || strings.ContainsAny(n, "\r\n,") {
+		return fmt.Errorf("pua: register event %q: invalid name", name)
+	}
+	if contentType == "" || strings.ContainsAny(contentType, "\r\n") {
+		return fmt.Errorf("pua: register event %q: invalid content type %q", name, contentType)
+	}
+	if bit < 0 {
+		return fmt.Errorf("pua: register event %q: negative bit %d", name, bit)
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if old, ok := ev.byName[n]; ok {
+		if old.contentType == contentType && old.bit == bit {
+			return nil
+		}
+		return fmt.Errorf("pua: register event %q: already registered with %s/%d", name, old.contentType, old.bit)
+	}
+	ev.byName[n] = &eventInfo{name: n, contentType: contentType, bit: bit}
+	return nil
+}

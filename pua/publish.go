@@ -1,0 +1,522 @@
+package pua
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// pubRec is one publication: the desired state given by its owner and the
+// state accepted by the server. Guarded by its shard's mutex.
+type pubRec struct {
+	task
+	key   Key
+	shard *shard
+	ev    *eventInfo
+	flag  int
+
+	// desired state
+	body    []byte
+	ctype   string
+	expires time.Duration
+	endAt   int64 // Unix seconds the lifetime ends; 0 = until removed
+	hdrs    []Header
+	proxy   string
+	remove  bool
+	gen     uint64
+
+	// server state
+	etag       string
+	srvExpires int64 // Unix seconds the server's copy expires
+	sentGen    uint64
+	minExp     time.Duration
+	version    int32
+
+	// control
+	inFlight     bool
+	failed       bool
+	backingOff   bool
+	forceInitial bool
+	attempt      int32
+	deleted      bool
+	dirty        bool
+	storedFlag   int // flag of the stored row, -1 if none
+	nextRefresh  int64
+	state        string
+	lastStatus   int
+	lastReason   string
+	waiters      []waiter
+}
+
+func (r *pubRec) base() *task { return &r.task }
+
+// pubKind is the RFC 3903 operation of a PUBLISH.
+type pubKind uint8
+
+const (
+	pubNone pubKind = iota
+	pubInitial
+	pubRefresh
+	pubModify
+	pubRemove
+)
+
+func (k pubKind) String() string {
+	return [...]string{"none", "initial", "refresh", "modify", "remove"}[k]
+}
+
+// pubOp is a snapshot of what one PUBLISH carries.
+type pubOp struct {
+	kind    pubKind
+	gen     uint64
+	presURI string
+	event   string
+	etag    string
+	body    []byte
+	ctype   string
+	expires int // seconds
+	hdrs    []Header
+	proxy   string
+}
+
+// validateKey checks a publication key and returns its event.
+func (e *Engine) validateKey(k Key) (*eventInfo, error) {
+	ev, err := e.ev.get(k.Event)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkURI(k.PresURI); err != nil {
+		return nil, fmt.Errorf("pua: presentity %q: %w", k.PresURI, err)
+	}
+	return ev, nil
+}
+
+// checkURI accepts a sip: or sips: URI with a host.
+func checkURI(s string) error {
+	var u sip.Uri
+	if err := sip.ParseUri(s, &u); err != nil {
+		return fmt.Errorf("invalid SIP URI: %w", err)
+	}
+	if (u.Scheme != "sip" && u.Scheme != "sips") || u.Host == "" {
+		return errors.New("invalid SIP URI: want sip:user@host")
+	}
+	return nil
+}
+
+// checkHeaders refuses extra headers that would break the request.
+func checkHeaders(hs []Header) error {
+	for _, h := range hs {
+		if h.Name == "" || bytes.ContainsAny([]byte(h.Name+h.Value), "\r\n") || bytes.ContainsAny([]byte(h.Name), ": ") {
+			return fmt.Errorf("pua: extra header %q: invalid", h.Name)
+		}
+	}
+	return nil
+}
+
+// Publish sets the desired state of a publication. It returns at once; the
+// engine sends the PUBLISH (coalescing changes while one is in flight). An
+// error means the request itself was refused: unknown event
+// (ErrUnknownEvent), bad presentity URI, empty body, or an IfMatch that is
+// not the current ETag (ErrWrongETag).
+func (e *Engine) Publish(req PublishRequest) error {
+	_, err := e.publish(req, false)
+	return err
+}
+
+// PublishWait is Publish, then waits for the final reply of the transaction
+// that carried this state (or a later one that superseded it).
+func (e *Engine) PublishWait(ctx context.Context, req PublishRequest) (Result, error) {
+	ch, err := e.publish(req, true)
+	if err != nil {
+		return Result{}, err
+	}
+	return wait(ctx, ch)
+}
+
+func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, error) {
+	ev, err := e.validateKey(req.Key)
+	if err != nil {
+		e.log.Warn("publish refused", "aor", req.PresURI, "event", req.Event, "err", err)
+		return nil, err
+	}
+	if len(req.Body) == 0 {
+		e.log.Warn("publish refused: empty body", "aor", req.PresURI, "event", req.Event)
+		return nil, fmt.Errorf("pua: publish %s %s: empty body", req.PresURI, req.Event)
+	}
+	if err := checkHeaders(req.ExtraHeaders); err != nil {
+		return nil, err
+	}
+	if req.Expires < 0 || req.Lifetime < 0 {
+		return nil, fmt.Errorf("pua: publish %s %s: negative expires or lifetime", req.PresURI, req.Event)
+	}
+	if e.isStopped() {
+		return nil, ErrStopped
+	}
+	key := req.Key
+	key.Event = ev.name
+	s := e.pubShard(key)
+	now := e.clock.Now()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.pubs[key]
+	if req.IfMatch != "" && (r == nil || r.etag != req.IfMatch) {
+		return nil, fmt.Errorf("%w: %q", ErrWrongETag, req.IfMatch)
+	}
+	if r == nil {
+		r = &pubRec{task: task{hidx: -1}, key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending}
+		s.pubs[key] = r
+	} else if !r.remove && !r.failed && r.flag == req.Flag && bytes.Equal(r.body, req.Body) &&
+		r.ctype == req.ContentType && r.expires == req.Expires && r.proxy == req.OutboundProxy &&
+		slices.Equal(r.hdrs, req.ExtraHeaders) && req.Lifetime == 0 && r.endAt == 0 {
+		// Same state again: nothing to send.
+		return r.addWaiter(withWaiter, now), nil
+	}
+	r.flag = req.Flag
+	r.body = bytes.Clone(req.Body)
+	r.ctype = req.ContentType
+	r.expires = req.Expires
+	r.hdrs = slices.Clone(req.ExtraHeaders)
+	r.proxy = req.OutboundProxy
+	r.endAt = 0
+	if req.Lifetime > 0 {
+		r.endAt = now.Add(req.Lifetime).Unix()
+	}
+	r.remove = false
+	r.failed = false
+	r.gen++
+	e.markDirty(r, &r.dirty)
+	ch := r.addWaiter(withWaiter, now)
+	e.kickPub(r)
+	return ch, nil
+}
+
+// addWaiter registers a waiter for the current generation; if that
+// generation is already settled at the server it is answered at once.
+func (r *pubRec) addWaiter(want bool, now time.Time) chan Result {
+	if !want {
+		return nil
+	}
+	ch := make(chan Result, 1)
+	if !r.inFlight && r.sentGen == r.gen && r.etag != "" && !r.remove {
+		ch <- Result{Status: r.lastStatus, Reason: r.lastReason, ETag: r.etag,
+			Expires: time.Duration(r.srvExpires-now.Unix()) * time.Second}
+		return ch
+	}
+	r.waiters = append(r.waiters, waiter{gen: r.gen, ch: ch})
+	return ch
+}
+
+// kickPub queues r for its worker unless a request is in flight or it is
+// waiting out a backoff. Called with the shard locked.
+func (e *Engine) kickPub(r *pubRec) {
+	if r.inFlight || r.backingOff {
+		return
+	}
+	e.queue.push(r)
+}
+
+// Remove withdraws a publication (PUBLISH Expires: 0 with its ETag). A
+// publication the server never accepted is dropped without sending
+// anything. Removing an unknown key is not an error.
+func (e *Engine) Remove(key Key) error {
+	_, err := e.remove(key, false)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// RemoveWait is Remove, then waits for the final reply of the removal.
+// It returns ErrNotFound for an unknown key and a zero Result when nothing
+// had to be sent.
+func (e *Engine) RemoveWait(ctx context.Context, key Key) (Result, error) {
+	ch, err := e.remove(key, true)
+	if err != nil {
+		return Result{}, err
+	}
+	return wait(ctx, ch)
+}
+
+func (e *Engine) remove(key Key, withWaiter bool) (chan Result, error) {
+	ev, err := e.ev.get(key.Event)
+	if err != nil {
+		return nil, err
+	}
+	key.Event = ev.name
+	s := e.pubShard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.pubs[key]
+	if r == nil {
+		return nil, fmt.Errorf("%w: %s %s %s", ErrNotFound, key.PresURI, key.Event, key.ID)
+	}
+	var ch chan Result
+	if withWaiter {
+		ch = make(chan Result, 1)
+	}
+	if !r.remove {
+		r.remove = true
+		r.failed = false
+		r.gen++
+	}
+	if withWaiter {
+		r.waiters = append(r.waiters, waiter{gen: r.gen, ch: ch})
+	}
+	if r.etag == "" && !r.inFlight {
+		e.dropPub(r, Result{})
+		return ch, nil
+	}
+	e.kickPub(r)
+	return ch, nil
+}
+
+// dropPub deletes r from the table and the store. Shard locked.
+func (e *Engine) dropPub(r *pubRec, res Result) {
+	if r.deleted {
+		return
+	}
+	r.deleted = true
+	r.state = StateRemoving
+	delete(r.shard.pubs, r.key)
+	e.sched.cancel(r)
+	if r.storedFlag >= 0 {
+		e.markRemoved(Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: r.storedFlag})
+	}
+	resolveWaiters(&r.waiters, ^uint64(0), res)
+}
+
+// nextPubOp decides what r needs now. Shard locked.
+func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
+	if r.deleted || r.inFlight {
+		return pubOp{}
+	}
+	if !r.remove && r.endAt != 0 && now.Unix() >= r.endAt {
+		r.remove = true
+		r.gen++
+	}
+	op := pubOp{gen: r.gen, presURI: r.key.PresURI, event: r.key.Event, hdrs: r.hdrs, proxy: r.proxy}
+	switch {
+	case r.remove:
+		if r.etag == "" {
+			e.dropPub(r, Result{})
+			return pubOp{}
+		}
+		op.kind, op.etag = pubRemove, r.etag
+		return op
+	case r.failed:
+		return pubOp{}
+	case r.etag == "" || r.forceInitial:
+		op.kind = pubInitial
+	case r.gen > r.sentGen:
+		op.kind, op.etag = pubModify, r.etag
+	case now.Unix() >= r.nextRefresh || r.nextRefresh == 0:
+		op.kind, op.etag = pubRefresh, r.etag
+	default:
+		return pubOp{}
+	}
+	if op.kind != pubRefresh {
+		op.body = r.body
+		op.ctype = r.ctype
+		if op.ctype == "" {
+			op.ctype = r.ev.contentType
+		}
+	}
+	exp := r.expires
+	if exp <= 0 {
+		exp = e.cfg.DefaultExpires
+	}
+	if r.endAt != 0 {
+		exp = min(exp, time.Duration(r.endAt-now.Unix())*time.Second)
+	}
+	exp = max(exp, e.cfg.MinExpires, r.minExp, time.Second)
+	op.expires = int((exp + time.Second - 1) / time.Second)
+	return op
+}
+
+// runPublish sends the PUBLISH r needs, if any, and applies the reply.
+func (e *Engine) runPublish(r *pubRec) {
+	s := r.shard
+	now := e.clock.Now()
+	s.mu.Lock()
+	r.backingOff = false
+	op := e.nextPubOp(r, now)
+	if op.kind == pubNone {
+		if !r.deleted && !r.inFlight && !r.failed && !r.backingOff && r.etag != "" {
+			e.schedulePubRefresh(r)
+		}
+		s.mu.Unlock()
+		return
+	}
+	r.inFlight = true
+	if op.kind == pubRemove {
+		r.state = StateRemoving
+	}
+	s.mu.Unlock()
+
+	res := e.sendPublish(op)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r.inFlight = false
+	e.applyPublishResult(r, op, res)
+}
+
+// applyPublishResult moves r's state machine on the reply. Shard locked.
+func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
+	now := e.clock.Now()
+	r.lastStatus, r.lastReason = res.Status, res.Reason
+	if res.Err != nil && res.Status == 0 {
+		r.lastReason = res.Err.Error()
+	}
+	log := e.log.With("aor", op.presURI, "event", op.event, "id", r.key.ID, "op", op.kind.String())
+	switch {
+	case res.Status >= 200 && res.Status < 300:
+		if op.kind == pubRemove {
+			r.etag = ""
+			if r.remove && r.gen == op.gen {
+				e.dropPub(r, res)
+				return
+			}
+			break // changed again since: publish anew
+		}
+		if res.ETag == "" {
+			err := fmt.Errorf("pua: %d reply to PUBLISH without SIP-ETag", res.Status)
+			log.Error("publish failed", "status", res.Status, "err", err)
+			res.Err = err
+			r.failed, r.state, r.lastReason = true, StateFailed, "2xx without SIP-ETag"
+			resolveWaiters(&r.waiters, op.gen, res)
+			return
+		}
+		granted := res.Expires
+		if granted <= 0 {
+			granted = time.Duration(op.expires) * time.Second
+		}
+		r.etag = res.ETag
+		r.srvExpires = now.Add(granted).Unix()
+		r.nextRefresh = refreshAt(now, granted).Unix()
+		if op.kind != pubRefresh {
+			r.sentGen = op.gen
+			r.version++
+		}
+		r.forceInitial, r.attempt, r.state = false, 0, StateActive
+		e.markDirty(r, &r.dirty)
+		log.Debug("publish accepted", "etag", r.etag, "expires", granted)
+		resolveWaiters(&r.waiters, op.gen, res)
+	case res.Status == 412:
+		if op.kind == pubRemove {
+			r.etag = ""
+			if r.remove && r.gen == op.gen {
+				e.dropPub(r, res)
+				return
+			}
+			break
+		}
+		if op.kind == pubInitial {
+			r.failed, r.state = true, StateFailed
+			log.Warn("publish failed: 412 to an initial PUBLISH", "status", res.Status)
+			resolveWaiters(&r.waiters, op.gen, res)
+			return
+		}
+		log.Info("publication unknown at the server, publishing anew", "etag", op.etag)
+		r.etag, r.forceInitial = "", true
+		e.markDirty(r, &r.dirty)
+	case res.Status == 423:
+		if res.Expires > time.Duration(op.expires)*time.Second {
+			r.minExp = res.Expires
+			log.Info("interval too brief, retrying with Min-Expires", "min_expires", res.Expires)
+			break
+		}
+		log.Warn("publish failed: 423 without a usable Min-Expires", "status", res.Status)
+		r.failed, r.state = true, StateFailed
+		resolveWaiters(&r.waiters, op.gen, res)
+		return
+	case retryable(res):
+		r.attempt++
+		d := e.backoff(int(r.attempt))
+		r.state, r.backingOff = StateRetrying, true
+		log.Warn("publish failed, retrying", "status", res.Status, "err", res.Err, "retry_in", d)
+		resolveWaiters(&r.waiters, op.gen, res)
+		e.sched.schedule(r, now.Add(d))
+		return
+	default:
+		log.Warn("publish refused", "status", res.Status, "reason", res.Reason, "err", res.Err)
+		resolveWaiters(&r.waiters, op.gen, res)
+		if op.kind == pubRemove {
+			e.dropPub(r, res)
+			return
+		}
+		r.failed, r.state = true, StateFailed
+		return
+	}
+	if r.remove || r.gen > r.sentGen || r.forceInitial || r.etag == "" {
+		e.queue.push(r)
+		return
+	}
+	e.schedulePubRefresh(r)
+}
+
+// schedulePubRefresh arms r's refresh (or lifetime end). Shard locked.
+func (e *Engine) schedulePubRefresh(r *pubRec) {
+	at := r.nextRefresh
+	if r.endAt != 0 && r.endAt < at {
+		at = r.endAt
+	}
+	e.sched.schedule(r, time.Unix(at, 0))
+}
+
+// retryable reports a transient failure: timeout, transport error, 408, 5xx.
+func retryable(res Result) bool {
+	return res.Status == 0 || res.Status == 408 || res.Status >= 500
+}
+
+// Publication returns a snapshot of one publication.
+func (e *Engine) Publication(key Key) (PublicationInfo, bool) {
+	if ev, err := e.ev.get(key.Event); err == nil {
+		key.Event = ev.name
+	}
+	s := e.pubShard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.pubs[key]
+	if r == nil {
+		return PublicationInfo{}, false
+	}
+	return r.info(), true
+}
+
+// Publications returns a snapshot of every publication.
+func (e *Engine) Publications() []PublicationInfo {
+	var out []PublicationInfo
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.Lock()
+		for _, r := range s.pubs {
+			out = append(out, r.info())
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
+
+func (r *pubRec) info() PublicationInfo {
+	ct := r.ctype
+	if ct == "" {
+		ct = r.ev.contentType
+	}
+	pi := PublicationInfo{Key: r.key, Flag: r.flag, ContentType: ct, Body: bytes.Clone(r.body),
+		ETag: r.etag, State: r.state, LastStatus: r.lastStatus, LastReason: r.lastReason,
+		ExtraHeaders: slices.Clone(r.hdrs)}
+	if r.srvExpires != 0 {
+		pi.Expires = time.Unix(r.srvExpires, 0)
+	}
+	if r.nextRefresh != 0 && r.state == StateActive {
+		pi.NextRefresh = time.Unix(r.nextRefresh, 0)
+	}
+	return pi
+}

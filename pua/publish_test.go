@@ -1,0 +1,496 @@
+package pua
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+const alice = "sip:alice@example.com"
+
+var presKey = Key{PresURI: alice, Event: "presence", ID: "usrloc"}
+
+func pidf(note string) []byte {
+	return []byte(`<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:alice@example.com"><tuple id="t1"><status><basic>open</basic></status><note>` + note + `</note></tuple></presence>`)
+}
+
+func pubReq(note string) PublishRequest {
+	return PublishRequest{Key: presKey, Body: pidf(note), Flag: FlagUsrloc}
+}
+
+func mustWait(t *testing.T, e *Engine, req PublishRequest) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := e.PublishWait(ctx, req)
+	if err != nil {
+		t.Fatalf("PublishWait: %v (%+v)", err, res)
+	}
+	return res
+}
+
+// wire describes what one PUBLISH on the wire must look like.
+type wire struct {
+	ifMatch string // "" = absent
+	body    string // "" = no body
+	expires string
+}
+
+func checkPublish(t *testing.T, req *sip.Request, w wire) {
+	t.Helper()
+	if req.Method != sip.PUBLISH {
+		t.Fatalf("method %s", req.Method)
+	}
+	if got := req.Recipient.String(); got != alice {
+		t.Errorf("R-URI %q, want %q", got, alice)
+	}
+	if got := req.To().Address.String(); got != alice {
+		t.Errorf("To %q", got)
+	}
+	if got := req.From().Address.String(); got != alice {
+		t.Errorf("From %q", got)
+	}
+	if tag, _ := req.From().Params.Get("tag"); tag == "" {
+		t.Errorf("From without tag")
+	}
+	if got := headerValue(req, "Event"); got != "presence" {
+		t.Errorf("Event %q", got)
+	}
+	if got := headerValue(req, "Expires"); got != w.expires {
+		t.Errorf("Expires %q, want %q", got, w.expires)
+	}
+	if got := headerValue(req, "SIP-If-Match"); got != w.ifMatch {
+		t.Errorf("SIP-If-Match %q, want %q", got, w.ifMatch)
+	}
+	if got := string(req.Body()); got != w.body {
+		t.Errorf("body %q, want %q", got, w.body)
+	}
+	ct := headerValue(req, "Content-Type")
+	if w.body != "" && ct != "application/pidf+xml" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	if w.body == "" && ct != "" {
+		t.Errorf("Content-Type %q on a body-less PUBLISH", ct)
+	}
+	if via := req.Via(); via.Host != "127.0.0.1" || via.Port == 0 {
+		t.Errorf("Via sent-by %s:%d", via.Host, via.Port)
+	}
+}
+
+func nreq(fs *fakeServer) func() bool {
+	return func() bool { return len(fs.requests()) > 0 }
+}
+
+func countIs(fs *fakeServer, n int) func() bool {
+	return func() bool { return len(fs.requests()) >= n }
+}
+
+func TestPublishLifecycle(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+
+	res := mustWait(t, e, pubReq("one"))
+	if res.Status != 200 || res.ETag != "etag1" || res.Expires != time.Hour {
+		t.Fatalf("initial result %+v", res)
+	}
+	res = mustWait(t, e, pubReq("two"))
+	if res.ETag != "etag2" {
+		t.Fatalf("modify result %+v", res)
+	}
+	// Refresh before expiry: at 3600 − 360 s (10 %) minus jitter.
+	info, _ := e.Publication(presKey)
+	if d := info.NextRefresh.Sub(clk.Now()); d > 3240*time.Second || d < 3100*time.Second {
+		t.Fatalf("next refresh in %v", d)
+	}
+	clk.Advance(3241 * time.Second)
+	waitFor(t, "refresh", countIs(fs, 3))
+	waitFor(t, "refresh accepted", func() bool { p, _ := e.Publication(presKey); return p.ETag == "etag3" })
+	rres, err := e.RemoveWait(context.Background(), presKey)
+	if err != nil || rres.Status != 200 {
+		t.Fatalf("remove: %v %+v", err, rres)
+	}
+	reqs := fs.requests()
+	if len(reqs) != 4 {
+		t.Fatalf("%d requests, want 4", len(reqs))
+	}
+	checkPublish(t, reqs[0], wire{body: string(pidf("one")), expires: "3600"})
+	checkPublish(t, reqs[1], wire{ifMatch: "etag1", body: string(pidf("two")), expires: "3600"})
+	checkPublish(t, reqs[2], wire{ifMatch: "etag2", expires: "3600"})
+	checkPublish(t, reqs[3], wire{ifMatch: "etag3", expires: "0"})
+	if _, ok := e.Publication(presKey); ok {
+		t.Fatal("publication still listed after remove")
+	}
+	if len(e.Publications()) != 0 {
+		t.Fatal("Publications not empty")
+	}
+}
+
+func TestPublishCoalescesWhileInFlight(t *testing.T) {
+	fs := newFakeServer(t)
+	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
+	fs.push(reply{code: 200, hold: true})
+	if err := e.Publish(pubReq("1")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first PUBLISH", nreq(fs))
+	for _, n := range []string{"2", "3"} {
+		if err := e.Publish(pubReq(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := e.PublishWait(context.Background(), pubReq("4"))
+		done <- res
+	}()
+	waitFor(t, "waiter registered", func() bool {
+		s := e.pubShard(presKey)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.pubs[presKey].waiters) == 1
+	})
+	if n := len(fs.requests()); n != 1 {
+		t.Fatalf("%d requests while the first is held", n)
+	}
+	fs.release()
+	select {
+	case res := <-done:
+		if res.Status != 200 {
+			t.Fatalf("result %+v", res)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no result")
+	}
+	reqs := fs.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2 (coalesced)", len(reqs))
+	}
+	checkPublish(t, reqs[1], wire{ifMatch: "etag1", body: string(pidf("4")), expires: "3600"})
+	for k, n := range fs.maxConc {
+		if n != 1 {
+			t.Errorf("%s: %d requests in flight at once", k, n)
+		}
+	}
+}
+
+func TestPublish412StartsAnew(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	mustWait(t, e, pubReq("a"))
+	fs.push(reply{code: 412})
+	res := mustWait(t, e, pubReq("b"))
+	if res.Status != 200 || res.ETag != "etag2" {
+		t.Fatalf("result %+v", res)
+	}
+	// 412 on a refresh too: the full body goes out again.
+	fs.push(reply{code: 412})
+	clk.Advance(time.Hour)
+	waitFor(t, "refresh and new initial", countIs(fs, 5))
+	reqs := fs.requests()
+	checkPublish(t, reqs[1], wire{ifMatch: "etag1", body: string(pidf("b")), expires: "3600"})
+	checkPublish(t, reqs[2], wire{body: string(pidf("b")), expires: "3600"})
+	checkPublish(t, reqs[3], wire{ifMatch: "etag2", expires: "3600"})
+	checkPublish(t, reqs[4], wire{body: string(pidf("b")), expires: "3600"})
+}
+
+func TestPublish423UsesMinExpires(t *testing.T) {
+	fs := newFakeServer(t)
+	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
+	fs.push(reply{code: 423, minExpires: 7200})
+	req := pubReq("x")
+	req.Expires = 60 * time.Second
+	res := mustWait(t, e, req)
+	if res.Status != 200 {
+		t.Fatalf("result %+v", res)
+	}
+	reqs := fs.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests", len(reqs))
+	}
+	checkPublish(t, reqs[0], wire{body: string(pidf("x")), expires: "60"})
+	checkPublish(t, reqs[1], wire{body: string(pidf("x")), expires: "7200"})
+}
+
+func TestPublishBackoffKeepsLatest(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		first reply
+	}{
+		{"500", reply{code: 500}},
+		{"408", reply{code: 408}},
+		{"no reply", reply{drop: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFakeServer(t)
+			clk := newFakeClock()
+			e := newTestEngine(t, fs, clk, nil, nil)
+			fs.push(tc.first)
+			res, err := e.PublishWait(context.Background(), pubReq("old"))
+			if tc.first.drop {
+				if err == nil || res.Status != 0 {
+					t.Fatalf("want a timeout, got %v %+v", err, res)
+				}
+			} else if res.Status != tc.first.code {
+				t.Fatalf("result %+v %v", res, err)
+			}
+			if p, _ := e.Publication(presKey); p.State != StateRetrying {
+				t.Fatalf("state %q", p.State)
+			}
+			if err := e.Publish(pubReq("new")); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(fs.requests()); n != 1 {
+				t.Fatalf("%d requests during backoff", n)
+			}
+			clk.Advance(e.cfg.RetryMax)
+			waitFor(t, "retry", countIs(fs, 2))
+			waitFor(t, "active", func() bool { p, _ := e.Publication(presKey); return p.State == StateActive })
+			reqs := fs.requests()
+			checkPublish(t, reqs[1], wire{body: string(pidf("new")), expires: "3600"})
+		})
+	}
+}
+
+func TestPublishRefusedWaitsForChange(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	fs.push(reply{code: 403})
+	res, _ := e.PublishWait(context.Background(), pubReq("a"))
+	if res.Status != 403 {
+		t.Fatalf("result %+v", res)
+	}
+	p, _ := e.Publication(presKey)
+	if p.State != StateFailed || p.LastStatus != 403 {
+		t.Fatalf("info %+v", p)
+	}
+	clk.Advance(2 * time.Hour)
+	res = mustWait(t, e, pubReq("b"))
+	if res.Status != 200 {
+		t.Fatalf("result %+v", res)
+	}
+	if n := len(fs.requests()); n != 2 {
+		t.Fatalf("%d requests, want 2 (no retry before the change)", n)
+	}
+}
+
+func TestPublishShortGrantRefreshedInTime(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	fs.push(reply{code: 200, expires: 30})
+	res := mustWait(t, e, pubReq("a"))
+	if res.Expires != 30*time.Second {
+		t.Fatalf("granted %v", res.Expires)
+	}
+	p, _ := e.Publication(presKey)
+	if d := p.NextRefresh.Sub(clk.Now()); d < 23*time.Second || d > 25*time.Second {
+		t.Fatalf("refresh in %v for a 30 s grant", d)
+	}
+	clk.Advance(25 * time.Second)
+	waitFor(t, "refresh", countIs(fs, 2))
+	checkPublish(t, fs.requests()[1], wire{ifMatch: "etag1", expires: "3600"})
+}
+
+func TestPublishLifetimeEnds(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	req := pubReq("a")
+	req.Lifetime = 100 * time.Second
+	mustWait(t, e, req)
+	clk.Advance(100 * time.Second)
+	waitFor(t, "remove", countIs(fs, 2))
+	checkPublish(t, fs.requests()[0], wire{body: string(pidf("a")), expires: "100"})
+	checkPublish(t, fs.requests()[1], wire{ifMatch: "etag1", expires: "0"})
+	waitFor(t, "record gone", func() bool { _, ok := e.Publication(presKey); return !ok })
+}
+
+func TestPublishRefusedRequests(t *testing.T) {
+	fs := newFakeServer(t)
+	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
+	mustWait(t, e, pubReq("a"))
+	for _, tc := range []struct {
+		name string
+		mod  func(*PublishRequest)
+		is   error
+	}{
+		{"unknown event", func(r *PublishRequest) { r.Event = "nope" }, ErrUnknownEvent},
+		{"bad uri", func(r *PublishRequest) { r.PresURI = "alice" }, nil},
+		{"tel uri", func(r *PublishRequest) { r.PresURI = "tel:+123" }, nil},
+		{"empty body", func(r *PublishRequest) { r.Body = nil }, nil},
+		{"wrong etag", func(r *PublishRequest) { r.IfMatch = "other" }, ErrWrongETag},
+		{"header injection", func(r *PublishRequest) { r.ExtraHeaders = []Header{{"X", "a\r\nB: c"}} }, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := pubReq("b")
+			tc.mod(&r)
+			err := e.Publish(r)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Fatalf("error %v, want %v", err, tc.is)
+			}
+		})
+	}
+	r := pubReq("c")
+	r.IfMatch = "etag1"
+	if res := mustWait(t, e, r); res.ETag != "etag2" {
+		t.Fatalf("IfMatch publish %+v", res)
+	}
+	if n := len(fs.requests()); n != 2 {
+		t.Fatalf("%d requests, want 2", n)
+	}
+	if err := e.RegisterEvent("as-feature-event", "application/x-as-feature-event+xml", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Publish(PublishRequest{Key: Key{PresURI: alice, Event: "as-feature-event"}, Body: []byte("x")}); err != nil {
+		t.Fatalf("registered event refused: %v", err)
+	}
+}
+
+func TestRemoveNeverAcceptedSendsNothing(t *testing.T) {
+	fs := newFakeServer(t)
+	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
+	fs.push(reply{code: 403})
+	e.PublishWait(context.Background(), pubReq("a"))
+	res, err := e.RemoveWait(context.Background(), presKey)
+	if err != nil || res.Status != 0 {
+		t.Fatalf("remove: %v %+v", err, res)
+	}
+	if n := len(fs.requests()); n != 1 {
+		t.Fatalf("%d requests, want 1", n)
+	}
+	if _, err := e.RemoveWait(context.Background(), presKey); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second remove: %v", err)
+	}
+	if err := e.Remove(presKey); err != nil {
+		t.Fatalf("Remove of unknown key: %v", err)
+	}
+}
+
+func TestPublishWithoutETagFails(t *testing.T) {
+	fs := newFakeServer(t)
+	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
+	fs.push(reply{code: 200, etag: "-"})
+	res, err := e.PublishWait(context.Background(), pubReq("a"))
+	if err == nil || !strings.Contains(err.Error(), "SIP-ETag") {
+		t.Fatalf("want an error naming SIP-ETag, got %v %+v", err, res)
+	}
+	if p, _ := e.Publication(presKey); p.State != StateFailed {
+		t.Fatalf("state %q", p.State)
+	}
+}
+
+func TestPublishLargeBodyOverTCP(t *testing.T) {
+	fs := newFakeServer(t)
+	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
+	body := bytes.Repeat([]byte("<dialog id=\"x\"><state>confirmed</state></dialog>\n"), 8192/48)
+	res := mustWait(t, e, PublishRequest{Key: Key{PresURI: alice, Event: "dialog"}, Body: body})
+	if res.Status != 200 {
+		t.Fatalf("result %+v", res)
+	}
+	req := fs.requests()[0]
+	if req.Transport() != "TCP" || !bytes.Equal(req.Body(), body) {
+		t.Fatalf("transport %s, body %d bytes", req.Transport(), len(req.Body()))
+	}
+	if ct := headerValue(req, "Content-Type"); ct != "application/dialog-info+xml" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+}
+
+func TestRestartRefreshesStoredETag(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	e1 := newTestEngine(t, fs, clk, st, nil)
+	req := pubReq("a")
+	req.ExtraHeaders = []Header{{"Sender", "sip:phone@10.0.0.1"}}
+	mustWait(t, e1, req)
+	if err := e1.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.rows) != 1 {
+		t.Fatalf("%d stored rows", len(st.rows))
+	}
+	for _, r := range st.rows {
+		if r.ETag != "etag1" || r.Event != 1 || r.Flag != FlagUsrloc || r.EventName != "presence" ||
+			r.Expires != clk.Now().Add(time.Hour).Unix() || !bytes.Equal(r.Body, pidf("a")) ||
+			r.ExtraHeaders != "Sender: sip:phone@10.0.0.1\r\n" {
+			t.Fatalf("stored %+v", r)
+		}
+	}
+	// A second, expired row is dropped at load.
+	st.rows[identity{presURI: "sip:bob@example.com", presID: "x", event: "presence", flag: 1}] = Record{
+		PresURI: "sip:bob@example.com", PresID: "x", EventName: "presence", Event: 1, Flag: 1,
+		ETag: "old", Expires: clk.Now().Add(-time.Second).Unix(), Body: pidf("bob")}
+
+	e2 := newTestEngine(t, fs, clk, st, nil)
+	waitFor(t, "refresh after restart", countIs(fs, 2))
+	reqs := fs.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests", len(reqs))
+	}
+	checkPublish(t, reqs[1], wire{ifMatch: "etag1", expires: "3600"})
+	if got := headerValue(reqs[1], "Sender"); got != "sip:phone@10.0.0.1" {
+		t.Fatalf("Sender %q", got)
+	}
+	waitFor(t, "refresh accepted", func() bool { p, _ := e2.Publication(presKey); return p.ETag == "etag2" })
+	// A change after restart is a modify with the stored state's ETag.
+	mustWait(t, e2, pubReq("b"))
+	checkPublish(t, fs.requests()[2], wire{ifMatch: "etag2", body: string(pidf("b")), expires: "3600"})
+	if err := e2.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.rows) != 1 {
+		t.Fatalf("%d stored rows after the second stop (expired row kept?)", len(st.rows))
+	}
+}
+
+func TestWriteBehind(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	e := newTestEngine(t, fs, clk, st, nil)
+	mustWait(t, e, pubReq("a"))
+	clk.Advance(e.cfg.UpdatePeriod)
+	waitFor(t, "flush", func() bool { st.mu.Lock(); defer st.mu.Unlock(); return len(st.rows) == 1 })
+	if _, err := e.RemoveWait(context.Background(), presKey); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(e.cfg.UpdatePeriod)
+	waitFor(t, "flush of removal", func() bool { st.mu.Lock(); defer st.mu.Unlock(); return len(st.rows) == 0 })
+}
+
+func TestPublishDigestAuth(t *testing.T) {
+	fs := newFakeServer(t)
+	e := newTestEngine(t, fs, newFakeClock(), nil, func(c *Config) {
+		c.AuthUsername, c.AuthPassword = "puaside", "secret"
+	})
+	fs.mu.Lock()
+	fs.def = reply{code: 200, challenge: true}
+	fs.mu.Unlock()
+	res := mustWait(t, e, pubReq("a"))
+	if res.Status != 200 {
+		t.Fatalf("result %+v", res)
+	}
+	reqs := fs.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want challenge + authorised", len(reqs))
+	}
+	auth := headerValue(reqs[1], "Authorization")
+	if !strings.Contains(auth, `username="puaside"`) || !strings.Contains(auth, `realm="example.com"`) {
+		t.Fatalf("Authorization %q", auth)
+	}
+	if reqs[1].CSeq().SeqNo != reqs[0].CSeq().SeqNo+1 {
+		t.Fatalf("CSeq %d after %d", reqs[1].CSeq().SeqNo, reqs[0].CSeq().SeqNo)
+	}
+}

@@ -1,0 +1,425 @@
+package pua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/metrics"
+)
+
+// maxUDPRequest is the request size above which we send over TCP
+// (RFC 3261 §18.1.1; sipgo refuses UDP messages above UDPMTUSize-200).
+const maxUDPRequest = 1300
+
+// sipStack is the engine's sipgo user agent: a Server on each listen
+// address (NOTIFY in; everything else 405) and a Client for our requests.
+//
+// No sip.* package variable is changed: sipgo's loggers are replaced through
+// the UA options, and oversized requests are moved to TCP instead of raising
+// sip.UDPMTUSize.
+type sipStack struct {
+	e       *Engine
+	listens []listenAddr
+
+	mu      sync.RWMutex
+	ua      *sipgo.UserAgent
+	srv     *sipgo.Server
+	cl      *sipgo.Client
+	closers []io.Closer
+	host    string
+	ports   map[string]int // "UDP"/"TCP" → advertised port
+	contact string
+}
+
+func newSIPStack(e *Engine) (*sipStack, error) {
+	st := &sipStack{e: e, ports: make(map[string]int)}
+	for _, l := range e.cfg.Listen {
+		la, err := parseListen(l)
+		if err != nil {
+			return nil, err
+		}
+		st.listens = append(st.listens, la)
+	}
+	// Until Start binds, the contact is the configured address.
+	host, port := st.advertised()
+	st.setAddress(host, port, map[string]int{})
+	return st, nil
+}
+
+// advertised returns the configured advertised host and port.
+func (st *sipStack) advertised() (string, int) {
+	addr := st.e.cfg.AdvertisedAddress
+	if addr == "" {
+		addr = st.listens[0].addr
+	}
+	h, p, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(p)
+	return h, port
+}
+
+// setAddress fixes Via/Contact host and ports.
+func (st *sipStack) setAddress(host string, port int, bound map[string]int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.host = host
+	first := strings.ToUpper(st.listens[0].network)
+	for _, tr := range []string{"UDP", "TCP"} {
+		p := port
+		if st.e.cfg.AdvertisedAddress == "" {
+			if b, ok := bound[tr]; ok {
+				p = b
+			} else if b, ok := bound[first]; ok {
+				p = b
+			}
+		}
+		st.ports[tr] = p
+	}
+	c := "sip:puaside@" + net.JoinHostPort(host, strconv.Itoa(st.ports[first]))
+	if first == "TCP" {
+		c += ";transport=tcp"
+	}
+	st.contact = c
+}
+
+func (st *sipStack) contactURI() string {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.contact
+}
+
+// start creates the UA and serves every listen address.
+func (st *sipStack) start(ctx context.Context) error {
+	log := st.e.log.With("component", "sip")
+	host, port := st.advertised()
+	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgent("puaside"),
+		sipgo.WithUserAgentHostname(host),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerLogger(log),
+			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {
+				log.Debug("stray response (late retransmission)", "status", r.StatusCode, "call_id", callID(r))
+			}),
+		),
+	)
+	if err != nil {
+		return fmt.Errorf("pua: sip user agent: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log))
+	if err != nil {
+		ua.Close()
+		return fmt.Errorf("pua: sip server: %w", err)
+	}
+	srv.OnNotify(st.e.onNotify)
+	srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
+		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
+		res.AppendHeader(sip.NewHeader("Allow", "NOTIFY"))
+		if err := tx.Respond(res); err != nil {
+			log.Debug("reply 405", "err", err)
+		}
+	})
+	cl, err := sipgo.NewClient(ua, sipgo.WithClientLogger(log), sipgo.WithClientHostname(host))
+	if err != nil {
+		ua.Close()
+		return fmt.Errorf("pua: sip client: %w", err)
+	}
+	bound := map[string]int{}
+	var closers []io.Closer
+	fail := func(err error) error {
+		for _, c := range closers {
+			c.Close()
+		}
+		ua.Close()
+		return err
+	}
+	var lc net.ListenConfig
+	for _, l := range st.listens {
+		tr := strings.ToUpper(l.network)
+		switch l.network {
+		case "udp":
+			pc, err := lc.ListenPacket(ctx, "udp", l.addr)
+			if err != nil {
+				return fail(fmt.Errorf("pua: listen udp %s: %w", l.addr, err))
+			}
+			closers = append(closers, pc)
+			if _, ok := bound[tr]; !ok {
+				bound[tr] = pc.LocalAddr().(*net.UDPAddr).Port
+			}
+			go func() {
+				if err := srv.ServeUDP(pc); err != nil && !errors.Is(err, net.ErrClosed) {
+					log.Debug("udp listener ended", "addr", l.addr, "err", err)
+				}
+			}()
+		case "tcp":
+			ln, err := lc.Listen(ctx, "tcp", l.addr)
+			if err != nil {
+				return fail(fmt.Errorf("pua: listen tcp %s: %w", l.addr, err))
+			}
+			closers = append(closers, ln)
+			if _, ok := bound[tr]; !ok {
+				bound[tr] = ln.Addr().(*net.TCPAddr).Port
+			}
+			go func() {
+				if err := srv.ServeTCP(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+					log.Debug("tcp listener ended", "addr", l.addr, "err", err)
+				}
+			}()
+		}
+	}
+	st.setAddress(host, port, bound)
+	st.mu.Lock()
+	st.ua, st.srv, st.cl, st.closers = ua, srv, cl, closers
+	st.mu.Unlock()
+	return nil
+}
+
+// close shuts the listeners and the UA.
+func (st *sipStack) close() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ua != nil {
+		st.ua.Close() // closes the served listeners too
+		st.ua = nil
+	}
+	for _, c := range st.closers {
+		c.Close()
+	}
+	st.closers = nil
+}
+
+// nextHop parses the URI of the next hop into host:port and transport.
+func nextHop(uri string) (dest, transport string, err error) {
+	if uri == "" {
+		return "", "", nil
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(uri, &u); err != nil || u.Host == "" {
+		return "", "", fmt.Errorf("pua: next hop %q: not a SIP URI", uri)
+	}
+	if t, ok := u.UriParams.Get("transport"); ok {
+		transport = strings.ToUpper(t)
+	}
+	port := u.Port
+	if port == 0 {
+		port = 5060
+		if u.Scheme == "sips" {
+			port = 5061
+		}
+	}
+	return net.JoinHostPort(u.Host, strconv.Itoa(port)), transport, nil
+}
+
+// finish adds the Via (our advertised address, never a wildcard), picks the
+// transport (TCP when the request is too large for UDP) and the destination.
+func (st *sipStack) finish(req *sip.Request, hop string) error {
+	dest, tr, err := nextHop(hop)
+	if err != nil {
+		return err
+	}
+	if tr == "" {
+		tr = "UDP"
+		if t, ok := req.Recipient.UriParams.Get("transport"); ok {
+			tr = strings.ToUpper(t)
+		}
+		if r := req.Route(); r != nil && hop == "" {
+			if t, ok := r.Address.UriParams.Get("transport"); ok {
+				tr = strings.ToUpper(t)
+			}
+		}
+	}
+	if tr == "UDP" && requestSize(req)+120 > maxUDPRequest {
+		tr = "TCP"
+	}
+	if tr != "UDP" && tr != "TCP" {
+		return fmt.Errorf("pua: transport %s not supported", tr)
+	}
+	st.mu.RLock()
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tr,
+		Host: st.host, Port: st.ports[tr], Params: sip.NewParams()}
+	st.mu.RUnlock()
+	via.Params.Add("branch", sip.GenerateBranchN(16))
+	req.PrependHeader(via)
+	req.SetTransport(tr)
+	if dest != "" {
+		req.SetDestination(dest)
+	}
+	return nil
+}
+
+// requestSize returns the size of req on the wire, or an upper estimate
+// when that is clearly below the UDP limit (rendering costs more than the
+// estimate).
+func requestSize(req *sip.Request) int {
+	n := len(req.Body()) + 64 + 2*len(req.Recipient.User+req.Recipient.Host)
+	for _, h := range req.Headers() {
+		n += len(h.Name()) + 4
+		switch h.(type) {
+		case *sip.FromHeader, *sip.ToHeader, *sip.ContactHeader, *sip.RouteHeader, *sip.ViaHeader:
+			n += 200
+		default:
+			n += len(h.Value())
+		}
+	}
+	if n < 700 {
+		return n
+	}
+	return len(req.String())
+}
+
+// txOutcome is the final reply (or error) of one transaction.
+type txOutcome struct {
+	res     *sip.Response
+	err     error
+	cseq    uint32 // CSeq finally used (digest auth increments it)
+	timeout bool
+}
+
+// do runs one client transaction with request_timeout, answering one
+// digest challenge when credentials are configured.
+func (st *sipStack) do(req *sip.Request, event string) txOutcome {
+	e := st.e
+	st.mu.RLock()
+	cl := st.cl
+	st.mu.RUnlock()
+	method := string(req.Method)
+	if cl == nil {
+		return txOutcome{err: fmt.Errorf("pua: %s: engine not started", method)}
+	}
+	ctx, cancel := context.WithTimeout(e.stopCtx, e.cfg.RequestTimeout)
+	defer cancel()
+	start := time.Now()
+	e.m.InFlight(1)
+	res, err := cl.Do(ctx, req)
+	if err == nil && (res.StatusCode == 401 || res.StatusCode == 407) && e.cfg.AuthUsername != "" {
+		res, err = cl.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: e.cfg.AuthUsername, Password: e.cfg.AuthPassword})
+	}
+	e.m.InFlight(-1)
+	out := txOutcome{res: res, err: err}
+	if cs := req.CSeq(); cs != nil {
+		out.cseq = cs.SeqNo
+	}
+	status := 0
+	if err != nil {
+		out.res = nil
+		out.timeout = errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sip.ErrTransactionTimeout)
+		out.err = fmt.Errorf("pua: %s %s: %w", method, req.Recipient.String(), err)
+	} else {
+		status = res.StatusCode
+	}
+	e.m.Request(method, event, metrics.StatusLabel(status, out.timeout), time.Since(start))
+	return out
+}
+
+// result turns a transaction outcome into a Result. Expires is the granted
+// Expires of a 2xx, or the Min-Expires of a 423.
+func (o txOutcome) result() Result {
+	if o.res == nil {
+		return Result{Err: o.err}
+	}
+	res := Result{Status: o.res.StatusCode, Reason: o.res.Reason}
+	if h := o.res.GetHeader("SIP-ETag"); h != nil {
+		res.ETag = strings.TrimSpace(h.Value())
+	}
+	name := "Expires"
+	if res.Status == 423 {
+		name = "Min-Expires"
+	}
+	if h := o.res.GetHeader(name); h != nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {
+			res.Expires = time.Duration(n) * time.Second
+		}
+	}
+	return res
+}
+
+// newRequest builds a fresh request (never reused: sipgo would resend the
+// same Via branch) with our own Call-ID and CSeq.
+func newRequest(method sip.RequestMethod, ruri sip.Uri, from, to sip.Uri, fromTag, toTag, cid string, cseq uint32) *sip.Request {
+	req := sip.NewRequest(method, ruri)
+	f := &sip.FromHeader{Address: from, Params: sip.NewParams()}
+	f.Params.Add("tag", fromTag)
+	t := &sip.ToHeader{Address: to, Params: sip.NewParams()}
+	if toTag != "" {
+		t.Params.Add("tag", toTag)
+	}
+	c := sip.CallIDHeader(cid)
+	cs := &sip.CSeqHeader{SeqNo: cseq, MethodName: method}
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(f)
+	req.AppendHeader(t)
+	req.AppendHeader(&c)
+	req.AppendHeader(cs)
+	req.AppendHeader(&mf)
+	return req
+}
+
+// setBody sets the body and its Content-Type.
+func setBody(req *sip.Request, ctype string, body []byte) {
+	if len(body) > 0 {
+		ct := sip.ContentTypeHeader(ctype)
+		req.AppendHeader(&ct)
+	}
+	req.SetBody(body)
+}
+
+// sendPublish builds and sends one PUBLISH.
+func (e *Engine) sendPublish(op pubOp) Result {
+	var uri sip.Uri
+	if err := sip.ParseUri(op.presURI, &uri); err != nil {
+		return Result{Err: fmt.Errorf("pua: PUBLISH %s: %w", op.presURI, err)}
+	}
+	aor := sip.Uri{Scheme: uri.Scheme, User: uri.User, Host: uri.Host, Port: uri.Port}
+	req := newRequest(sip.PUBLISH, aor, aor, aor, sip.GenerateTagN(16), "", sip.GenerateTagN(24), 1)
+	req.AppendHeader(sip.NewHeader("Event", op.event))
+	exp := sip.ExpiresHeader(op.expires)
+	if op.kind == pubRemove {
+		exp = 0
+	}
+	req.AppendHeader(&exp)
+	if op.etag != "" {
+		req.AppendHeader(sip.NewHeader("SIP-If-Match", op.etag))
+	}
+	for _, h := range op.hdrs {
+		req.AppendHeader(sip.NewHeader(h.Name, h.Value))
+	}
+	setBody(req, op.ctype, op.body)
+	hop := op.proxy
+	if hop == "" {
+		hop = e.cfg.OutboundProxy
+	}
+	if hop == "" {
+		hop = e.cfg.ServerAddress
+	}
+	if err := e.sip.finish(req, hop); err != nil {
+		return Result{Err: err}
+	}
+	return e.sip.do(req, op.event).result()
+}
+
+// callID returns a message's Call-ID or "".
+func callID(m interface{ CallID() *sip.CallIDHeader }) string {
+	if c := m.CallID(); c != nil {
+		return c.Value()
+	}
+	return ""
+}
+
+// headerValue returns a header's value, trying the compact form too.
+func headerValue(m interface{ GetHeader(string) sip.Header }, names ...string) string {
+	for _, n := range names {
+		if h := m.GetHeader(n); h != nil {
+			return strings.TrimSpace(h.Value())
+		}
+	}
+	return ""
+}

@@ -1,0 +1,303 @@
+package pua
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// markDirty queues a record for the next write-behind. Shard locked.
+func (e *Engine) markDirty(t tasker, dirty *bool) {
+	if e.store == nil || *dirty {
+		return
+	}
+	*dirty = true
+	e.wmu.Lock()
+	e.dirty = append(e.dirty, t)
+	e.wmu.Unlock()
+}
+
+// markRemoved queues the deletion of a stored row.
+func (e *Engine) markRemoved(id Record) {
+	if e.store == nil {
+		return
+	}
+	e.wmu.Lock()
+	e.removed = append(e.removed, id)
+	e.wmu.Unlock()
+}
+
+// armFlush schedules the next write-behind.
+func (e *Engine) armFlush() {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	e.flushT = e.clock.AfterFunc(e.cfg.UpdatePeriod, func() {
+		if e.isStopped() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(e.stopCtx, e.cfg.UpdatePeriod)
+		if err := e.flush(ctx); err != nil {
+			e.log.Error("store write-behind failed", "err", err)
+		}
+		cancel()
+		if !e.isStopped() {
+			e.armFlush()
+		}
+	})
+}
+
+// identity is a stored row's identity.
+type identity struct {
+	presURI, presID, event, watcher string
+	flag                            int
+}
+
+func idOf(r Record) identity {
+	return identity{r.PresURI, r.PresID, r.EventName, r.WatcherURI, r.Flag}
+}
+
+// flush writes every dirty record and deletes removed ones in one batch.
+// On failure the batch stays pending for the next flush.
+func (e *Engine) flush(ctx context.Context) error {
+	if e.store == nil {
+		return nil
+	}
+	e.flushBusy.Lock()
+	defer e.flushBusy.Unlock()
+	e.wmu.Lock()
+	dirty, removed := e.dirty, e.removed
+	e.dirty, e.removed = nil, nil
+	e.wmu.Unlock()
+	if len(dirty) == 0 && len(removed) == 0 {
+		return nil
+	}
+	start := time.Now()
+	now := e.clock.Now()
+	upsert := make([]Record, 0, len(dirty))
+	seen := make(map[identity]bool, len(dirty))
+	var saved []tasker
+	for _, t := range dirty {
+		switch r := t.(type) {
+		case *pubRec:
+			r.shard.mu.Lock()
+			if !r.deleted {
+				if r.storedFlag >= 0 && r.storedFlag != r.flag {
+					removed = append(removed, Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: r.storedFlag})
+				}
+				rec := e.pubRecord(r, now)
+				r.storedFlag = r.flag // a later removal must delete this row
+				upsert = append(upsert, rec)
+				seen[idOf(rec)] = true
+				saved = append(saved, r)
+			}
+			r.dirty = false
+			r.shard.mu.Unlock()
+		case *subRec:
+			r.shard.mu.Lock()
+			if !r.deleted {
+				if r.storedFlag >= 0 && r.storedFlag != r.flag {
+					removed = append(removed, Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event,
+						Flag: r.storedFlag, WatcherURI: r.key.WatcherURI})
+				}
+				rec := e.subRecord(r)
+				r.storedFlag = r.flag
+				upsert = append(upsert, rec)
+				seen[idOf(rec)] = true
+				saved = append(saved, r)
+			}
+			r.dirty = false
+			r.shard.mu.Unlock()
+		}
+	}
+	rm := removed[:0:0]
+	for _, id := range removed {
+		if !seen[idOf(id)] {
+			rm = append(rm, id)
+		}
+	}
+	err := e.store.SaveRecords(ctx, upsert, rm)
+	e.m.StoreFlush(time.Since(start), err)
+	if err != nil {
+		for _, t := range saved {
+			switch r := t.(type) {
+			case *pubRec:
+				r.shard.mu.Lock()
+				if !r.deleted {
+					e.markDirty(r, &r.dirty)
+				}
+				r.shard.mu.Unlock()
+			case *subRec:
+				r.shard.mu.Lock()
+				if !r.deleted {
+					e.markDirty(r, &r.dirty)
+				}
+				r.shard.mu.Unlock()
+			}
+		}
+		e.wmu.Lock()
+		e.removed = append(e.removed, rm...)
+		e.wmu.Unlock()
+		return fmt.Errorf("pua: store flush: %w", err)
+	}
+	return nil
+}
+
+// joinHeaders renders extra headers as CRLF-separated "Name: value" lines.
+func joinHeaders(hs []Header) string {
+	var b strings.Builder
+	for _, h := range hs {
+		b.WriteString(h.Name)
+		b.WriteString(": ")
+		b.WriteString(h.Value)
+		b.WriteString("\r\n")
+	}
+	return b.String()
+}
+
+// splitHeaders parses joinHeaders' output, skipping malformed lines.
+func splitHeaders(s string) []Header {
+	var hs []Header
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimRight(line, "\r")
+		name, val, ok := strings.Cut(line, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			continue
+		}
+		hs = append(hs, Header{Name: name, Value: strings.TrimSpace(val)})
+	}
+	return hs
+}
+
+// pubRecord maps a publication to a row. Shard locked.
+func (e *Engine) pubRecord(r *pubRec, now time.Time) Record {
+	ct := r.ctype
+	if ct == "" {
+		ct = r.ev.contentType
+	}
+	return Record{
+		PresURI: r.key.PresURI, PresID: r.key.ID, Event: r.ev.bit, EventName: r.key.Event,
+		Expires: r.srvExpires, DesiredExpires: r.endAt, Flag: r.flag, ETag: r.etag,
+		Version: int(r.version), ExtraHeaders: joinHeaders(r.hdrs), Body: r.body, ContentType: ct,
+		OutboundProxy: r.proxy,
+	}
+}
+
+// subRecord maps a subscription to a row. Shard locked.
+func (e *Engine) subRecord(r *subRec) Record {
+	return Record{
+		PresURI: r.key.PresURI, PresID: r.key.ID, Event: r.ev.bit, EventName: r.key.Event,
+		Expires: r.srvExpires, Flag: r.flag, WatcherURI: r.key.WatcherURI,
+		CallID: r.callID, FromTag: r.localTag, ToTag: r.remoteTag, CSeq: int(r.cseq),
+		RecordRoute: strings.Join(r.routes, ","), Contact: r.contact, RemoteContact: r.remoteTarget,
+		Version: int(r.version), ExtraHeaders: joinHeaders(r.hdrs), OutboundProxy: r.proxy,
+	}
+}
+
+// load restores stored records: live publications are refreshed with their
+// stored ETag, live subscriptions refreshed in-dialog; expired ones are
+// dropped (and deleted from the store). Records not yet accepted by the
+// server (no ETag) are published anew while their lifetime lasts.
+func (e *Engine) load(ctx context.Context) error {
+	if e.store == nil {
+		return nil
+	}
+	recs, err := e.store.LoadRecords(ctx)
+	if err != nil {
+		return fmt.Errorf("pua: load records: %w", err)
+	}
+	now := e.clock.Now()
+	var kept, dropped int
+	for _, rec := range recs {
+		ev := e.eventOf(rec)
+		expired := rec.DesiredExpires != 0 && rec.DesiredExpires <= now.Unix()
+		if rec.IsSubscription() {
+			expired = expired || rec.CallID == "" || rec.Expires <= now.Unix()
+		} else if rec.ETag != "" {
+			expired = expired || rec.Expires <= now.Unix()
+		} else {
+			expired = expired || len(rec.Body) == 0
+		}
+		if ev == nil || expired || checkURI(rec.PresURI) != nil {
+			e.markRemoved(rec)
+			dropped++
+			continue
+		}
+		if rec.IsSubscription() {
+			e.loadSub(rec, ev)
+		} else {
+			e.loadPub(rec, ev)
+		}
+		kept++
+	}
+	e.log.Info("pua records loaded", "kept", kept, "dropped", dropped)
+	return nil
+}
+
+// eventOf finds a stored record's event by name, else by Kamailio bit.
+func (e *Engine) eventOf(rec Record) *eventInfo {
+	if rec.EventName != "" {
+		ev, err := e.ev.get(rec.EventName)
+		if err != nil {
+			return nil
+		}
+		return ev
+	}
+	return e.ev.byBit(rec.Event)
+}
+
+func (e *Engine) loadPub(rec Record, ev *eventInfo) {
+	key := Key{PresURI: rec.PresURI, Event: ev.name, ID: rec.PresID}
+	s := e.pubShard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.pubs[key]; old != nil {
+		if old.etag == "" && !old.inFlight {
+			old.etag, old.srvExpires = rec.ETag, rec.Expires
+		}
+		return
+	}
+	ct := rec.ContentType
+	if ct == ev.contentType {
+		ct = ""
+	}
+	r := &pubRec{task: task{hidx: -1}, key: key, shard: s, ev: ev, flag: rec.Flag, storedFlag: rec.Flag,
+		body: rec.Body, ctype: ct, endAt: rec.DesiredExpires, hdrs: splitHeaders(rec.ExtraHeaders),
+		proxy: rec.OutboundProxy, gen: 1, etag: rec.ETag, srvExpires: rec.Expires,
+		version: int32(rec.Version), state: StatePending}
+	if r.etag != "" {
+		r.sentGen, r.state = 1, StateActive
+	}
+	s.pubs[key] = r
+	e.queue.push(r)
+}
+
+func (e *Engine) loadSub(rec Record, ev *eventInfo) {
+	key := SubKey{PresURI: rec.PresURI, WatcherURI: rec.WatcherURI, Event: ev.name, ID: rec.PresID}
+	s := e.subShard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.subs[key] != nil {
+		return
+	}
+	r := &subRec{task: task{hidx: -1}, key: key, shard: s, ev: ev, flag: rec.Flag, storedFlag: rec.Flag,
+		target: rec.RemoteContact, proxy: rec.OutboundProxy, hdrs: splitHeaders(rec.ExtraHeaders), gen: 1, sentGen: 1,
+		callID: rec.CallID, localTag: rec.FromTag, remoteTag: rec.ToTag, cseq: uint32(max(rec.CSeq, 0)),
+		remoteTarget: rec.RemoteContact, contact: rec.Contact, srvExpires: rec.Expires,
+		confirmed: rec.ToTag != "", version: int32(rec.Version), state: StateActive}
+	if rec.RecordRoute != "" {
+		for _, rt := range strings.Split(rec.RecordRoute, ",") {
+			if rt = strings.TrimSpace(rt); rt != "" {
+				r.routes = append(r.routes, rt)
+			}
+		}
+	}
+	if !r.confirmed {
+		r.callID, r.localTag, r.remoteTag, r.cseq = "", "", "", 0
+	} else {
+		e.registerDialog(r)
+	}
+	s.subs[key] = r
+	e.queue.push(r)
+}

@@ -1,0 +1,626 @@
+package pua
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// subRec is one subscription with the dialog the engine keeps for it.
+// Guarded by its shard's mutex (the dialog index by Engine.dmu).
+type subRec struct {
+	task
+	key   SubKey
+	shard *shard
+	ev    *eventInfo
+	flag  int
+
+	// desired state
+	target  string
+	expires time.Duration
+	proxy   string
+	hdrs    []Header
+	unsub   bool
+	gen     uint64
+
+	// dialog
+	callID       string
+	localTag     string
+	remoteTag    string
+	cseq         uint32
+	routes       []string
+	remoteTarget string
+	confirmed    bool // a 2xx was received: refreshes go in-dialog
+	contact      string
+
+	// control
+	srvExpires  int64
+	nextRefresh int64
+	sentGen     uint64
+	minExp      time.Duration
+	inFlight    bool
+	failed      bool
+	backingOff  bool
+	attempt     int32
+	deleted     bool
+	dirty       bool
+	storedFlag  int
+	version     int32
+	state       string
+	lastStatus  int
+	lastReason  string
+	lastNotify  int64
+	lastCT      string
+	lastDoc     []byte
+	waiters     []waiter
+}
+
+func (r *subRec) base() *task { return &r.task }
+
+// subKind is the kind of SUBSCRIBE.
+type subKind uint8
+
+const (
+	subNone subKind = iota
+	subInitial
+	subRefresh
+	subUnsub
+)
+
+func (k subKind) String() string { return [...]string{"none", "initial", "refresh", "unsubscribe"}[k] }
+
+// subOp is a snapshot of what one SUBSCRIBE carries.
+type subOp struct {
+	kind      subKind
+	gen       uint64
+	key       SubKey
+	ruri      string
+	callID    string
+	localTag  string
+	remoteTag string
+	cseq      uint32
+	routes    []string
+	contact   string
+	expires   int
+	hdrs      []Header
+	proxy     string
+}
+
+// Subscribe asks the engine to hold a subscription open (refreshing it)
+// until Unsubscribe or a terminating NOTIFY. Calling it again for the same
+// key updates the parameters (refreshing in-dialog) and re-arms a failed
+// subscription.
+func (e *Engine) Subscribe(req SubscribeRequest) error {
+	_, err := e.subscribe(req, false)
+	return err
+}
+
+// SubscribeWait is Subscribe, then waits for the final reply of the
+// SUBSCRIBE that carried this request.
+func (e *Engine) SubscribeWait(ctx context.Context, req SubscribeRequest) (Result, error) {
+	ch, err := e.subscribe(req, true)
+	if err != nil {
+		return Result{}, err
+	}
+	return wait(ctx, ch)
+}
+
+func (e *Engine) subscribe(req SubscribeRequest, withWaiter bool) (chan Result, error) {
+	ev, err := e.ev.get(req.Event)
+	if err != nil {
+		e.log.Warn("subscribe refused", "aor", req.PresURI, "event", req.Event, "err", err)
+		return nil, err
+	}
+	for what, u := range map[string]string{"presentity": req.PresURI, "watcher": req.WatcherURI, "target": req.Target} {
+		if u == "" && what == "target" {
+			continue
+		}
+		if err := checkURI(u); err != nil {
+			e.log.Warn("subscribe refused", "aor", req.PresURI, "event", req.Event, "err", err)
+			return nil, fmt.Errorf("pua: subscribe: %s %q: %w", what, u, err)
+		}
+	}
+	if err := checkHeaders(req.ExtraHeaders); err != nil {
+		return nil, err
+	}
+	if req.Expires < 0 {
+		return nil, fmt.Errorf("pua: subscribe %s: negative expires", req.PresURI)
+	}
+	if e.isStopped() {
+		return nil, ErrStopped
+	}
+	key := req.SubKey
+	key.Event = ev.name
+	s := e.subShard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.subs[key]
+	var ch chan Result
+	if withWaiter {
+		ch = make(chan Result, 1)
+	}
+	if r == nil {
+		r = &subRec{task: task{hidx: -1}, key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending}
+		s.subs[key] = r
+	} else if !r.unsub && !r.failed && r.flag == req.Flag && r.target == req.Target && r.expires == req.Expires &&
+		r.proxy == req.OutboundProxy && slices.Equal(r.hdrs, req.ExtraHeaders) {
+		if withWaiter {
+			if r.confirmed && !r.inFlight && r.sentGen == r.gen {
+				ch <- Result{Status: r.lastStatus, Reason: r.lastReason,
+					Expires: time.Duration(r.srvExpires-e.clock.Now().Unix()) * time.Second}
+			} else {
+				r.waiters = append(r.waiters, waiter{gen: r.gen, ch: ch})
+			}
+		}
+		return ch, nil
+	}
+	r.flag, r.target, r.expires, r.proxy = req.Flag, req.Target, req.Expires, req.OutboundProxy
+	r.hdrs = slices.Clone(req.ExtraHeaders)
+	r.unsub, r.failed = false, false
+	r.gen++
+	if withWaiter {
+		r.waiters = append(r.waiters, waiter{gen: r.gen, ch: ch})
+	}
+	e.markDirty(r, &r.dirty)
+	e.kickSub(r)
+	return ch, nil
+}
+
+func (e *Engine) kickSub(r *subRec) {
+	if r.inFlight || r.backingOff {
+		return
+	}
+	e.queue.push(r)
+}
+
+// Unsubscribe ends a subscription (in-dialog SUBSCRIBE with Expires: 0).
+// Unknown keys are ignored.
+func (e *Engine) Unsubscribe(key SubKey) error {
+	ev, err := e.ev.get(key.Event)
+	if err != nil {
+		return err
+	}
+	key.Event = ev.name
+	s := e.subShard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.subs[key]
+	if r == nil {
+		return nil
+	}
+	if !r.unsub {
+		r.unsub = true
+		r.failed = false
+		r.gen++
+	}
+	if !r.inFlight && (r.callID == "" || r.remoteTag == "") {
+		e.dropSub(r, Result{})
+		return nil
+	}
+	r.backingOff = false
+	e.queue.push(r)
+	return nil
+}
+
+// registerDialog indexes r by Call-ID and our tag. Shard locked.
+func (e *Engine) registerDialog(r *subRec) {
+	e.dmu.Lock()
+	e.dialogs[dialogKey{r.callID, r.localTag}] = r
+	e.dmu.Unlock()
+}
+
+// resetDialog forgets r's dialog; the next SUBSCRIBE is a new initial one.
+func (e *Engine) resetDialog(r *subRec) {
+	if r.callID != "" {
+		e.dmu.Lock()
+		if e.dialogs[dialogKey{r.callID, r.localTag}] == r {
+			delete(e.dialogs, dialogKey{r.callID, r.localTag})
+		}
+		e.dmu.Unlock()
+	}
+	r.callID, r.localTag, r.remoteTag, r.remoteTarget = "", "", "", ""
+	r.routes, r.confirmed, r.cseq = nil, false, 0
+	e.markDirty(r, &r.dirty)
+}
+
+// dropSub deletes r. Shard locked.
+func (e *Engine) dropSub(r *subRec, res Result) {
+	if r.deleted {
+		return
+	}
+	e.resetDialog(r)
+	r.deleted = true
+	r.state = StateRemoving
+	delete(r.shard.subs, r.key)
+	e.sched.cancel(r)
+	if r.storedFlag >= 0 {
+		e.markRemoved(Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event,
+			Flag: r.storedFlag, WatcherURI: r.key.WatcherURI})
+	}
+	resolveWaiters(&r.waiters, ^uint64(0), res)
+}
+
+// nextSubOp decides what r needs now. Shard locked.
+func (e *Engine) nextSubOp(r *subRec, now time.Time) subOp {
+	if r.deleted || r.inFlight {
+		return subOp{}
+	}
+	op := subOp{gen: r.gen, key: r.key, hdrs: r.hdrs, proxy: r.proxy, contact: e.ContactURI()}
+	switch {
+	case r.unsub:
+		if r.callID == "" || r.remoteTag == "" {
+			e.dropSub(r, Result{})
+			return subOp{}
+		}
+		op.kind = subUnsub
+	case r.failed:
+		return subOp{}
+	case r.callID == "":
+		r.callID = sip.GenerateTagN(24)
+		r.localTag = sip.GenerateTagN(16)
+		r.cseq = 0
+		r.contact = op.contact
+		e.registerDialog(r)
+		op.kind = subInitial
+	case !r.confirmed:
+		// A dialog from NOTIFY only: wait for the initial reply (in flight) –
+		// should not happen when not in flight; start over.
+		e.resetDialog(r)
+		return e.nextSubOp(r, now)
+	case r.gen > r.sentGen || now.Unix() >= r.nextRefresh:
+		op.kind = subRefresh
+	default:
+		return subOp{}
+	}
+	r.cseq++
+	op.callID, op.localTag, op.remoteTag, op.cseq = r.callID, r.localTag, r.remoteTag, r.cseq
+	op.routes = r.routes
+	op.ruri = r.target
+	if op.ruri == "" {
+		op.ruri = r.key.PresURI
+	}
+	if op.kind != subInitial && r.remoteTarget != "" {
+		op.ruri = r.remoteTarget
+	}
+	exp := r.expires
+	if exp <= 0 {
+		exp = e.cfg.DefaultExpires
+	}
+	exp = max(exp, e.cfg.MinExpires, r.minExp, time.Second)
+	op.expires = int((exp + time.Second - 1) / time.Second)
+	if op.kind == subUnsub {
+		op.expires = 0
+	}
+	return op
+}
+
+// runSubscribe sends the SUBSCRIBE r needs, if any, and applies the reply.
+func (e *Engine) runSubscribe(r *subRec) {
+	s := r.shard
+	now := e.clock.Now()
+	s.mu.Lock()
+	r.backingOff = false
+	op := e.nextSubOp(r, now)
+	if op.kind == subNone {
+		if !r.deleted && !r.inFlight && !r.failed && r.confirmed {
+			e.sched.schedule(r, time.Unix(r.nextRefresh, 0))
+		}
+		s.mu.Unlock()
+		return
+	}
+	r.inFlight = true
+	s.mu.Unlock()
+
+	out := e.sendSubscribe(op)
+	res := out.result()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r.inFlight = false
+	if out.cseq > r.cseq && r.callID == op.callID {
+		r.cseq = out.cseq
+	}
+	e.applySubscribeResult(r, op, out, res)
+}
+
+// applySubscribeResult moves r's state on the reply. Shard locked.
+func (e *Engine) applySubscribeResult(r *subRec, op subOp, out txOutcome, res Result) {
+	if r.deleted {
+		return
+	}
+	now := e.clock.Now()
+	r.lastStatus, r.lastReason = res.Status, res.Reason
+	if res.Err != nil && res.Status == 0 {
+		r.lastReason = res.Err.Error()
+	}
+	log := e.log.With("aor", op.key.PresURI, "watcher", op.key.WatcherURI, "event", op.key.Event,
+		"call_id", op.callID, "op", op.kind.String())
+	if op.kind == subUnsub {
+		log.Debug("unsubscribed", "status", res.Status, "err", res.Err)
+		if r.unsub && r.gen == op.gen {
+			e.dropSub(r, res)
+			return
+		}
+		e.resetDialog(r) // subscribed again meanwhile
+		e.queue.push(r)
+		return
+	}
+	if r.callID != op.callID {
+		return // dialog replaced meanwhile (terminated NOTIFY, reset)
+	}
+	switch {
+	case res.Status >= 200 && res.Status < 300:
+		granted := time.Duration(op.expires) * time.Second
+		if h := out.res.GetHeader("Expires"); h != nil {
+			granted = res.Expires
+		}
+		if granted <= 0 {
+			log.Warn("subscription accepted with Expires: 0, subscribing anew")
+			e.resetDialog(r)
+			e.retrySub(r, res, op.gen, now, log)
+			return
+		}
+		if op.kind == subInitial {
+			if r.remoteTag == "" {
+				if to := out.res.To(); to != nil {
+					r.remoteTag, _ = to.Params.Get("tag")
+				}
+			}
+			if r.routes == nil {
+				rr := out.res.GetHeaders("Record-Route")
+				for i := len(rr) - 1; i >= 0; i-- {
+					r.routes = append(r.routes, "<"+routeURI(rr[i])+">")
+				}
+			}
+		}
+		if c := out.res.Contact(); c != nil && (r.remoteTarget == "" || op.kind == subRefresh) {
+			r.remoteTarget = c.Address.String()
+		}
+		r.confirmed = true
+		r.sentGen = op.gen
+		r.srvExpires = now.Add(granted).Unix()
+		r.nextRefresh = refreshAt(now, granted).Unix()
+		r.attempt, r.state = 0, StateActive
+		r.version++
+		e.markDirty(r, &r.dirty)
+		resolveWaiters(&r.waiters, op.gen, res)
+		if r.unsub || r.gen > r.sentGen {
+			e.queue.push(r)
+			return
+		}
+		e.sched.schedule(r, time.Unix(r.nextRefresh, 0))
+	case res.Status == 423 && res.Expires > time.Duration(op.expires)*time.Second:
+		r.minExp = res.Expires
+		log.Info("interval too brief, retrying with Min-Expires", "min_expires", res.Expires)
+		if op.kind == subInitial {
+			e.resetDialog(r)
+		}
+		e.queue.push(r)
+	case op.kind == subInitial && !retryable(res) && res.Status != 481:
+		log.Warn("subscribe refused", "status", res.Status, "reason", res.Reason)
+		e.resetDialog(r)
+		r.failed, r.state = true, StateFailed
+		resolveWaiters(&r.waiters, op.gen, res)
+	default:
+		// Timeout, 408, 481, 5xx, or any failure of an in-dialog refresh:
+		// the dialog is gone; start a new one after a backoff.
+		log.Warn("subscription lost, subscribing anew", "status", res.Status, "err", res.Err)
+		e.resetDialog(r)
+		e.retrySub(r, res, op.gen, now, log)
+	}
+}
+
+// retrySub arms a backoff before the next initial SUBSCRIBE.
+func (e *Engine) retrySub(r *subRec, res Result, gen uint64, now time.Time, log interface {
+	Debug(string, ...any)
+}) {
+	r.attempt++
+	d := e.backoff(int(r.attempt))
+	r.state, r.backingOff = StateRetrying, true
+	resolveWaiters(&r.waiters, gen, res)
+	log.Debug("subscribe retry scheduled", "retry_in", d)
+	e.sched.schedule(r, now.Add(d))
+}
+
+// routeURI extracts the URI of a Record-Route/Route header.
+func routeURI(h sip.Header) string {
+	switch v := h.(type) {
+	case *sip.RecordRouteHeader:
+		return v.Address.String()
+	case *sip.RouteHeader:
+		return v.Address.String()
+	}
+	return strings.Trim(strings.TrimSpace(h.Value()), "<>")
+}
+
+// sendSubscribe builds and sends one SUBSCRIBE.
+func (e *Engine) sendSubscribe(op subOp) txOutcome {
+	var ruri, to, from sip.Uri
+	for _, p := range []struct {
+		s string
+		u *sip.Uri
+	}{{op.ruri, &ruri}, {op.key.PresURI, &to}, {op.key.WatcherURI, &from}} {
+		if err := sip.ParseUri(p.s, p.u); err != nil {
+			return txOutcome{err: fmt.Errorf("pua: SUBSCRIBE %s: %w", p.s, err)}
+		}
+	}
+	req := newRequest(sip.SUBSCRIBE, ruri, from, to, op.localTag, op.remoteTag, op.callID, op.cseq)
+	for _, rt := range op.routes {
+		var u sip.Uri
+		if err := sip.ParseUri(strings.Trim(rt, "<>"), &u); err == nil {
+			req.AppendHeader(&sip.RouteHeader{Address: u})
+		}
+	}
+	var contact sip.Uri
+	if err := sip.ParseUri(op.contact, &contact); err == nil {
+		req.AppendHeader(&sip.ContactHeader{Address: contact})
+	}
+	req.AppendHeader(sip.NewHeader("Event", op.key.Event))
+	exp := sip.ExpiresHeader(op.expires)
+	req.AppendHeader(&exp)
+	for _, h := range op.hdrs {
+		req.AppendHeader(sip.NewHeader(h.Name, h.Value))
+	}
+	req.SetBody(nil)
+	hop := op.proxy
+	if hop == "" {
+		hop = e.cfg.OutboundProxy
+	}
+	if err := e.sip.finish(req, hop); err != nil {
+		return txOutcome{err: err}
+	}
+	return e.sip.do(req, op.key.Event)
+}
+
+// onNotify answers a NOTIFY: 481 when it matches no subscription, 400 for a
+// missing or broken Subscription-State, else the owner's handler's code
+// (200 without handler).
+func (e *Engine) onNotify(req *sip.Request, tx sip.ServerTransaction) {
+	event := normEvent(headerValue(req, "Event", "o"))
+	cid := callID(req)
+	respond := func(code int, reason string) {
+		e.m.Notify(event, code)
+		res := sip.NewResponseFromRequest(req, code, reason, nil)
+		if err := tx.Respond(res); err != nil {
+			e.log.Debug("notify reply failed", "call_id", cid, "err", err)
+		}
+	}
+	var toTag string
+	if to := req.To(); to != nil {
+		toTag, _ = to.Params.Get("tag")
+	}
+	e.dmu.Lock()
+	r := e.dialogs[dialogKey{cid, toTag}]
+	e.dmu.Unlock()
+	if r == nil || toTag == "" {
+		e.log.Debug("notify for no subscription", "call_id", cid, "event", event)
+		respond(sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	ss, err := ParseSubscriptionState(headerValue(req, "Subscription-State"))
+	if err != nil {
+		e.log.Warn("notify refused", "call_id", cid, "event", event, "err", err)
+		respond(sip.StatusBadRequest, "Bad Subscription-State")
+		return
+	}
+	var fromTag string
+	if f := req.From(); f != nil {
+		fromTag, _ = f.Params.Get("tag")
+	}
+	now := e.clock.Now()
+	s := r.shard
+	s.mu.Lock()
+	if r.deleted || r.callID != cid || r.localTag != toTag || (r.remoteTag != "" && r.remoteTag != fromTag && r.confirmed) {
+		s.mu.Unlock()
+		respond(sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	if r.remoteTag == "" {
+		r.remoteTag = fromTag
+	}
+	if c := req.Contact(); c != nil {
+		r.remoteTarget = c.Address.String()
+	}
+	if !r.confirmed && r.routes == nil {
+		for _, h := range req.GetHeaders("Record-Route") {
+			r.routes = append(r.routes, "<"+routeURI(h)+">")
+		}
+	}
+	body := bytes.Clone(req.Body())
+	ct := ""
+	if h := req.ContentType(); h != nil {
+		ct = h.Value()
+	}
+	r.lastNotify, r.lastCT, r.lastDoc = now.Unix(), ct, body
+	if ss.State != "terminated" && ss.Expires > 0 && r.confirmed && !r.inFlight {
+		if at := refreshAt(now, time.Duration(ss.Expires)*time.Second).Unix(); at < r.nextRefresh {
+			r.nextRefresh = at
+			e.sched.schedule(r, time.Unix(at, 0))
+		}
+	}
+	if ss.State == "pending" {
+		r.state = StatePending
+	}
+	e.markDirty(r, &r.dirty)
+	n := Notify{Key: r.key, State: ss.State, Reason: ss.Reason, Expires: ss.Expires, ContentType: ct, Body: body,
+		Headers: func(name string) string { return headerValue(req, name) }}
+	if c := req.Contact(); c != nil {
+		n.Contact = c.Address.String()
+	}
+	if f := req.From(); f != nil {
+		n.From = f.Address.String()
+	}
+	if t := req.To(); t != nil {
+		n.To = t.Address.String()
+	}
+	flag := r.flag
+	if ss.State == "terminated" {
+		e.log.Info("subscription terminated by notifier", "aor", r.key.PresURI, "event", r.key.Event,
+			"call_id", cid, "reason", ss.Reason)
+		e.dropSub(r, Result{Status: 200, Reason: "terminated"})
+	}
+	s.mu.Unlock()
+
+	code, reason := 200, "OK"
+	if h := e.handler(flag); h != nil {
+		code, reason = h(e.stopCtx, n)
+		if code < 200 || code > 699 {
+			e.log.Warn("notify handler returned an invalid code", "code", code, "call_id", cid)
+			code, reason = 500, "Server Internal Error"
+		}
+		if reason == "" {
+			reason = "OK"
+			if code >= 300 {
+				reason = "Error"
+			}
+		}
+	}
+	respond(code, reason)
+}
+
+// Subscriptions returns a snapshot of every subscription.
+func (e *Engine) Subscriptions() []SubscriptionInfo {
+	var out []SubscriptionInfo
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.Lock()
+		for _, r := range s.subs {
+			out = append(out, r.info())
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// Subscription returns a snapshot of one subscription.
+func (e *Engine) Subscription(key SubKey) (SubscriptionInfo, bool) {
+	if ev, err := e.ev.get(key.Event); err == nil {
+		key.Event = ev.name
+	}
+	s := e.subShard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.subs[key]
+	if r == nil {
+		return SubscriptionInfo{}, false
+	}
+	return r.info(), true
+}
+
+func (r *subRec) info() SubscriptionInfo {
+	si := SubscriptionInfo{Key: r.key, Flag: r.flag, Target: r.target, State: r.state, LastStatus: r.lastStatus,
+		LastReason: r.lastReason, CallID: r.callID, LocalTag: r.localTag, RemoteTag: r.remoteTag,
+		LastNotifyCT: r.lastCT, LastNotifyDoc: bytes.Clone(r.lastDoc)}
+	if r.srvExpires != 0 {
+		si.Expires = time.Unix(r.srvExpires, 0)
+	}
+	if r.lastNotify != 0 {
+		si.LastNotify = time.Unix(r.lastNotify, 0)
+	}
+	return si
+}

@@ -1,0 +1,261 @@
+package pua
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+var slaKey = SubKey{PresURI: "sip:line1@example.com", WatcherURI: "sip:line1@example.com", Event: "dialog;sla", ID: "phone1"}
+
+func slaReq() SubscribeRequest {
+	return SubscribeRequest{SubKey: slaKey, Target: "sip:line1@10.0.0.9:5062", Expires: 120 * time.Second, Flag: FlagBLASubscribe}
+}
+
+// notifyLog records what the owner's handler saw.
+type notifyLog struct {
+	mu   sync.Mutex
+	seen []Notify
+	code int
+}
+
+func (l *notifyLog) handler(ctx context.Context, n Notify) (int, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seen = append(l.seen, n)
+	if l.code != 0 {
+		return l.code, "Conflict"
+	}
+	return 200, "OK"
+}
+
+func (l *notifyLog) all() []Notify {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Notify(nil), l.seen...)
+}
+
+// subEngine starts an engine whose SUBSCRIBEs go to fs (outbound proxy).
+func subEngine(t *testing.T, fs *fakeServer, clk Clock) (*Engine, *notifyLog) {
+	e := newTestEngine(t, fs, clk, nil, func(c *Config) { c.OutboundProxy = fs.uri() })
+	nl := &notifyLog{}
+	e.HandleNotify(FlagBLASubscribe, nl.handler)
+	return e, nl
+}
+
+func TestSubscribeNotifyBefore2xx(t *testing.T) {
+	fs := newFakeServer(t)
+	e, nl := subEngine(t, fs, newFakeClock())
+	fs.push(reply{code: 200, hold: true, expires: 120})
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := e.SubscribeWait(context.Background(), slaReq())
+		done <- res
+	}()
+	waitFor(t, "SUBSCRIBE", nreq(fs))
+	sub := fs.requests()[0]
+	if sub.Method != sip.SUBSCRIBE || sub.Recipient.String() != "sip:line1@10.0.0.9:5062" ||
+		sub.To().Address.String() != slaKey.PresURI || sub.From().Address.String() != slaKey.WatcherURI ||
+		headerValue(sub, "Event") != "dialog;sla" || headerValue(sub, "Expires") != "120" ||
+		sub.Contact() == nil || sub.Contact().Address.String() != e.ContactURI() {
+		t.Fatalf("SUBSCRIBE on the wire:\n%s", sub.String())
+	}
+	if tag, _ := sub.To().Params.Get("tag"); tag != "" {
+		t.Fatalf("initial SUBSCRIBE with To tag %q", tag)
+	}
+	body := []byte(`<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="0" state="full" entity="sip:line1@example.com"/>`)
+	if code := fs.notify(sub, "nt1", "active;expires=120", "application/dialog-info+xml", body); code != 200 {
+		t.Fatalf("NOTIFY before 2xx answered %d", code)
+	}
+	fs.release()
+	res := <-done
+	if res.Status != 200 {
+		t.Fatalf("result %+v", res)
+	}
+	seen := nl.all()
+	if len(seen) != 1 || seen[0].State != "active" || seen[0].Expires != 120 || string(seen[0].Body) != string(body) ||
+		seen[0].ContentType != "application/dialog-info+xml" || seen[0].Key != slaKey {
+		t.Fatalf("handler saw %+v", seen)
+	}
+	info := e.Subscriptions()
+	if len(info) != 1 || info[0].RemoteTag != "nt1" || info[0].State != StateActive || string(info[0].LastNotifyDoc) != string(body) {
+		t.Fatalf("subscriptions %+v", info)
+	}
+	// The owner's code is what the notifier gets.
+	nl.mu.Lock()
+	nl.code = 409
+	nl.mu.Unlock()
+	if code := fs.notify(sub, "nt1", "active;expires=100", "application/dialog-info+xml", body); code != 409 {
+		t.Fatalf("NOTIFY answered %d, want the handler's 409", code)
+	}
+}
+
+func TestNotifyErrors(t *testing.T) {
+	fs := newFakeServer(t)
+	e, nl := subEngine(t, fs, newFakeClock())
+	if res, err := e.SubscribeWait(context.Background(), slaReq()); err != nil || res.Status != 200 {
+		t.Fatalf("subscribe: %v %+v", err, res)
+	}
+	sub := fs.requests()[0]
+	for _, tc := range []struct {
+		name  string
+		state string
+		want  int
+	}{
+		{"missing state", "", 400},
+		{"broken state", "bogus;expires=1", 400},
+		{"bad expires", "active;expires=soon", 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if code := fs.notify(sub, "nt1", tc.state, "", nil); code != tc.want {
+				t.Fatalf("answered %d, want %d", code, tc.want)
+			}
+		})
+	}
+	t.Run("unknown dialog", func(t *testing.T) {
+		other := sub.Clone()
+		cid := sip.CallIDHeader("no-such-call")
+		other.ReplaceHeader(&cid)
+		if code := fs.notify(other, "nt1", "active", "", nil); code != 481 {
+			t.Fatalf("answered %d, want 481", code)
+		}
+	})
+	if n := len(nl.all()); n != 0 {
+		t.Fatalf("handler called %d times for bad NOTIFYs", n)
+	}
+}
+
+func TestSubscribeRefreshInDialog(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e, _ := subEngine(t, fs, clk)
+	fs.push(reply{code: 200, expires: 60})
+	if _, err := e.SubscribeWait(context.Background(), slaReq()); err != nil {
+		t.Fatal(err)
+	}
+	first := fs.requests()[0]
+	var toTag string
+	// The 2xx To tag is the fake's response tag: read it from the engine.
+	info := e.Subscriptions()[0]
+	toTag = info.RemoteTag
+	if toTag == "" {
+		t.Fatal("no remote tag after 2xx")
+	}
+	fs.push(reply{code: 200, expires: 60})
+	clk.Advance(55 * time.Second)
+	waitFor(t, "refresh", countIs(fs, 2))
+	ref := fs.requests()[1]
+	if ref.CallID().Value() != first.CallID().Value() {
+		t.Fatalf("refresh Call-ID %s, want %s", ref.CallID().Value(), first.CallID().Value())
+	}
+	if ref.CSeq().SeqNo != first.CSeq().SeqNo+1 {
+		t.Fatalf("refresh CSeq %d after %d", ref.CSeq().SeqNo, first.CSeq().SeqNo)
+	}
+	ft, _ := first.From().Params.Get("tag")
+	rt, _ := ref.From().Params.Get("tag")
+	tt, _ := ref.To().Params.Get("tag")
+	if ft != rt || tt != toTag {
+		t.Fatalf("tags from %s/%s to %s/%s", ft, rt, tt, toTag)
+	}
+	// R-URI is the remote target from the 2xx Contact.
+	if got := ref.Recipient.String(); got != "sip:notifier@127.0.0.1:"+strconv.Itoa(fs.port) {
+		t.Fatalf("refresh R-URI %s", got)
+	}
+
+	// 481 on the next refresh: a new initial SUBSCRIBE after a backoff.
+	fs.push(reply{code: 481})
+	clk.Advance(55 * time.Second)
+	waitFor(t, "refresh answered 481", func() bool {
+		s, _ := e.Subscription(slaKey)
+		return s.State == StateRetrying
+	})
+	clk.Advance(e.cfg.RetryMax)
+	waitFor(t, "new initial", countIs(fs, 4))
+	ini := fs.requests()[3]
+	if tag, _ := ini.To().Params.Get("tag"); tag != "" || ini.CallID().Value() == first.CallID().Value() ||
+		ini.Recipient.String() != "sip:line1@10.0.0.9:5062" {
+		t.Fatalf("not a new initial SUBSCRIBE:\n%s", ini.String())
+	}
+	waitFor(t, "active again", func() bool { s, _ := e.Subscription(slaKey); return s.State == StateActive })
+
+	// Unsubscribe: in-dialog, Expires 0.
+	if err := e.Unsubscribe(slaKey); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "unsubscribe", countIs(fs, 5))
+	un := fs.requests()[4]
+	if headerValue(un, "Expires") != "0" || un.CallID().Value() != ini.CallID().Value() || un.CSeq().SeqNo != ini.CSeq().SeqNo+1 {
+		t.Fatalf("unsubscribe:\n%s", un.String())
+	}
+	waitFor(t, "record gone", func() bool { return len(e.Subscriptions()) == 0 })
+}
+
+func TestNotifyTerminatedDropsSubscription(t *testing.T) {
+	fs := newFakeServer(t)
+	e, nl := subEngine(t, fs, newFakeClock())
+	if _, err := e.SubscribeWait(context.Background(), slaReq()); err != nil {
+		t.Fatal(err)
+	}
+	sub := fs.requests()[0]
+	tag := e.Subscriptions()[0].RemoteTag
+	if code := fs.notify(sub, tag, "terminated;reason=noresource", "", nil); code != 200 {
+		t.Fatalf("answered %d", code)
+	}
+	seen := nl.all()
+	if len(seen) != 1 || seen[0].State != "terminated" || seen[0].Reason != "noresource" {
+		t.Fatalf("handler saw %+v", seen)
+	}
+	if len(e.Subscriptions()) != 0 {
+		t.Fatal("subscription kept after terminated")
+	}
+	if code := fs.notify(sub, tag, "active", "", nil); code != 481 {
+		t.Fatalf("NOTIFY after termination answered %d", code)
+	}
+}
+
+func TestOtherMethods405(t *testing.T) {
+	fs := newFakeServer(t)
+	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
+	var u sip.Uri
+	if err := sip.ParseUri(e.ContactURI(), &u); err != nil {
+		t.Fatal(err)
+	}
+	req := sip.NewRequest(sip.OPTIONS, u)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := fs.cl.Do(ctx, req)
+	if err != nil || res.StatusCode != 405 {
+		t.Fatalf("OPTIONS: %v %v", err, res)
+	}
+}
+
+func TestSubscriptionSurvivesRestart(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	e1 := newTestEngine(t, fs, clk, st, func(c *Config) { c.OutboundProxy = fs.uri() })
+	if _, err := e1.SubscribeWait(context.Background(), slaReq()); err != nil {
+		t.Fatal(err)
+	}
+	tag := e1.Subscriptions()[0].RemoteTag
+	if err := e1.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e2 := newTestEngine(t, fs, clk, st, func(c *Config) { c.OutboundProxy = fs.uri() })
+	waitFor(t, "refresh after restart", countIs(fs, 2))
+	first, ref := fs.requests()[0], fs.requests()[1]
+	tt, _ := ref.To().Params.Get("tag")
+	if ref.CallID().Value() != first.CallID().Value() || ref.CSeq().SeqNo != first.CSeq().SeqNo+1 || tt != tag {
+		t.Fatalf("not an in-dialog refresh:\n%s", ref.String())
+	}
+	// NOTIFYs of the restored dialog are still matched.
+	nl := &notifyLog{}
+	e2.HandleNotify(FlagBLASubscribe, nl.handler)
+	if code := fs.notify(ref, tag, "active;expires=60", "", nil); code != 200 || len(nl.all()) != 1 {
+		t.Fatalf("NOTIFY after restart answered %d", code)
+	}
+}
