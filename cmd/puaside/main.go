@@ -31,11 +31,11 @@ import (
 var version = "dev"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run dispatches the subcommand and returns the exit status.
-func run(args []string, stdout, stderr io.Writer) int {
+// runMain dispatches the subcommand and returns the exit status.
+func runMain(args []string, stdout, stderr io.Writer) int {
 	name := "run"
 	if len(args) > 0 && (len(args[0]) == 0 || args[0][0] != '-') {
 		name, args = args[0], args[1:]
