@@ -349,9 +349,7 @@ func (m *Manager) reconcile(ctx context.Context, ln *line) {
 			OutboundProxy: proxy,
 			Flag:          pua.FlagBLASubscribe,
 		}
-		if m.cfg.ServerAddress != "" {
-			req.ExtraHeaders = []pua.Header{{Name: "Contact", Value: "<" + m.cfg.ServerAddress + ">"}}
-		}
+		req.Contact = m.cfg.ServerAddress
 		if p == nil {
 			p = &phone{id: id, dialogs: map[string]Dialog{}}
 			ln.phones[id] = p

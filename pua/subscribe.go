@@ -25,6 +25,7 @@ type subRec struct {
 	expires time.Duration
 	proxy   string
 	hdrs    []Header
+	ourURI  string // Contact override; "" means the engine's ContactURI
 	unsub   bool
 	gen     uint64
 
@@ -148,7 +149,7 @@ func (e *Engine) subscribe(req SubscribeRequest, withWaiter bool) (chan Result, 
 		r = &subRec{task: task{hidx: -1}, key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending}
 		s.subs[key] = r
 	} else if !r.unsub && !r.failed && r.flag == req.Flag && r.target == req.Target && r.expires == req.Expires &&
-		r.proxy == req.OutboundProxy && slices.Equal(r.hdrs, req.ExtraHeaders) {
+		r.proxy == req.OutboundProxy && r.ourURI == req.Contact && slices.Equal(r.hdrs, req.ExtraHeaders) {
 		if withWaiter {
 			if r.confirmed && !r.inFlight && r.sentGen == r.gen {
 				ch <- Result{Status: r.lastStatus, Reason: r.lastReason,
@@ -161,6 +162,7 @@ func (e *Engine) subscribe(req SubscribeRequest, withWaiter bool) (chan Result, 
 	}
 	r.flag, r.target, r.expires, r.proxy = req.Flag, req.Target, req.Expires, req.OutboundProxy
 	r.hdrs = slices.Clone(req.ExtraHeaders)
+	r.ourURI = req.Contact
 	r.unsub, r.failed = false, false
 	r.gen++
 	if withWaiter {
@@ -251,6 +253,9 @@ func (e *Engine) nextSubOp(r *subRec, now time.Time) subOp {
 		return subOp{}
 	}
 	op := subOp{gen: r.gen, key: r.key, hdrs: r.hdrs, proxy: r.proxy, contact: e.ContactURI()}
+	if r.ourURI != "" {
+		op.contact = r.ourURI
+	}
 	switch {
 	case r.unsub:
 		if r.callID == "" || r.remoteTag == "" {

@@ -259,3 +259,18 @@ func TestSubscriptionSurvivesRestart(t *testing.T) {
 		t.Fatalf("NOTIFY after restart answered %d", code)
 	}
 }
+
+func TestSubscribeContactOverride(t *testing.T) {
+	fs := newFakeServer(t)
+	e, _ := subEngine(t, fs, newFakeClock())
+	fs.push(reply{code: 200, expires: 120})
+	req := slaReq()
+	req.Contact = "sip:line1@127.0.0.1:5999"
+	if _, err := e.SubscribeWait(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	sub := fs.requests()[0]
+	if cs := sub.GetHeaders("Contact"); len(cs) != 1 || sub.Contact().Address.String() != req.Contact {
+		t.Fatalf("want one Contact %s:\n%s", req.Contact, sub.String())
+	}
+}

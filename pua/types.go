@@ -78,6 +78,9 @@ type SubscribeRequest struct {
 	OutboundProxy string
 	// ExtraHeaders are added to every SUBSCRIBE of this record.
 	ExtraHeaders []Header
+	// Contact overrides the engine's ContactURI in this record's SUBSCRIBEs
+	// (pua_bla's server_address); NOTIFYs must still reach a listen socket.
+	Contact string
 	// Flag is the owner's source flag; NOTIFYs go to the handler registered
 	// for this flag (see Engine.HandleNotify).
 	Flag int
