@@ -55,3 +55,18 @@ func TestDurationsAcceptSeconds(t *testing.T) {
 		t.Fatalf("durations: %v %v %v", c.PUA.DefaultExpires, c.PUA.UpdatePeriod, c.PUA.MinExpires)
 	}
 }
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"", "log_level: debug\n", "pua:\n  listen: [udp:127.0.0.1:0]\n  default_expires: 600\n",
+		"bla:\n  lines:\n    - aor: sip:line1@example.com\n", "db_url: mysql://u:p@h:1/d\n", "a: [\n", "pua: {hash_size: -1}\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse(b)
+		if err == nil {
+			if verr := c.Validate(); verr != nil {
+				t.Fatalf("Parse accepted a config that does not validate: %v", verr)
+			}
+		}
+	})
+}
