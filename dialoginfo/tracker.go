@@ -521,25 +521,25 @@ func hashDialog(d *Dialog) uint64 {
 // DialogInfo is one tracked dialog (branch) for the management API.
 type DialogInfo struct {
 	// ID is the dialog id used in documents and publication ids.
-	ID      string
-	CallID  string
-	FromTag string
-	ToTag   string
+	ID      string `json:"id"`
+	CallID  string `json:"call_id"`
+	FromTag string `json:"from_tag"`
+	ToTag   string `json:"to_tag"`
 	// Caller and Callee are the entities' AoRs.
-	Caller string
-	Callee string
+	Caller string `json:"caller"`
+	Callee string `json:"callee"`
 	// State is the RFC 4235 state; Event and Code qualify terminated.
-	State string
-	Event string
-	Code  int
+	State string `json:"state"`
+	Event string `json:"event,omitempty"`
+	Code  int    `json:"code,omitempty"`
 	// CallerHold and CalleeHold say which side put the call on hold.
-	CallerHold bool
-	CalleeHold bool
+	CallerHold bool `json:"caller_hold"`
+	CalleeHold bool `json:"callee_hold"`
 	// Created is when the INVITE was seen; LastActive the last sign of life;
 	// Ended when the dialog terminated (zero while active).
-	Created    time.Time
-	LastActive time.Time
-	Ended      time.Time
+	Created    time.Time `json:"created"`
+	LastActive time.Time `json:"last_active"`
+	Ended      time.Time `json:"ended,omitempty"`
 }
 
 // Dialogs lists the tracked dialogs (terminated ones until their
