@@ -42,6 +42,7 @@ type pubRec struct {
 	failed       bool
 	backingOff   bool
 	forceInitial bool
+	forceRefresh bool // an explicit refresh was asked for (IfMatch, same state)
 	attempt      int32
 	deleted      bool
 	dirty        bool
@@ -174,8 +175,18 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 	} else if !r.remove && !r.failed && r.flag == req.Flag && bytes.Equal(r.body, req.Body) &&
 		r.ctype == req.ContentType && r.expires == req.Expires && r.proxy == req.OutboundProxy &&
 		slices.Equal(r.hdrs, req.ExtraHeaders) && req.Lifetime == 0 && r.endAt == 0 {
-		// Same state again: nothing to send.
-		return r.addWaiter(withWaiter, now), nil
+		if req.IfMatch == "" || r.sentGen != r.gen {
+			// Same state again (or that state is still to be sent):
+			// nothing more to send.
+			return r.addWaiter(withWaiter, now), nil
+		}
+		// A caller naming the ETag without a change asks for a refresh
+		// now (pua_mi / pua.publish with an etag and no new body).
+		r.gen++
+		r.forceRefresh = true
+		ch := r.addWaiter(withWaiter, now)
+		e.kickPub(r)
+		return ch, nil
 	}
 	r.flag = req.Flag
 	r.body = bytes.Clone(req.Body)
@@ -313,6 +324,9 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 		return pubOp{}
 	case r.etag == "" || r.forceInitial:
 		op.kind = pubInitial
+	case r.forceRefresh:
+		r.forceRefresh = false
+		op.kind, op.etag = pubRefresh, r.etag
 	case r.gen > r.sentGen:
 		op.kind, op.etag = pubModify, r.etag
 	case now.Unix() >= r.nextRefresh || r.nextRefresh == 0:
@@ -403,6 +417,9 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		if op.kind != pubRefresh {
 			r.sentGen = op.gen
 			r.version++
+		} else if op.gen > r.sentGen {
+			// A forced refresh carried the unchanged state of op.gen.
+			r.sentGen = op.gen
 		}
 		r.forceInitial, r.attempt, r.state = false, 0, StateActive
 		e.markDirty(r, &r.dirty)

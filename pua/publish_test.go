@@ -494,3 +494,25 @@ func TestPublishDigestAuth(t *testing.T) {
 		t.Fatalf("CSeq %d after %d", reqs[1].CSeq().SeqNo, reqs[0].CSeq().SeqNo)
 	}
 }
+
+func TestPublishIfMatchSameStateRefreshes(t *testing.T) {
+	fs := newFakeServer(t)
+	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
+	mustWait(t, e, pubReq("one"))
+	again := pubReq("one")
+	again.IfMatch = "etag1"
+	res := mustWait(t, e, again)
+	if res.Status != 200 || res.ETag != "etag2" {
+		t.Fatalf("refresh result %+v", res)
+	}
+	reqs := fs.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2", len(reqs))
+	}
+	checkPublish(t, reqs[1], wire{ifMatch: "etag1", expires: "3600"})
+	// Without IfMatch the same state sends nothing.
+	mustWait(t, e, pubReq("one"))
+	if n := len(fs.requests()); n != 2 {
+		t.Fatalf("%d requests after an unchanged publish, want 2", n)
+	}
+}

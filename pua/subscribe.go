@@ -476,6 +476,11 @@ func (e *Engine) sendSubscribe(op subOp) txOutcome {
 	if hop == "" {
 		hop = e.cfg.OutboundProxy
 	}
+	if hop == "" && len(op.routes) == 0 && op.ruri == op.key.PresURI {
+		// A subscription to a presentity (no target of its own) goes to
+		// the presence server, as PUBLISHes do.
+		hop = e.cfg.ServerAddress
+	}
 	if err := e.sip.finish(req, hop); err != nil {
 		return txOutcome{err: err}
 	}

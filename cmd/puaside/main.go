@@ -37,6 +37,10 @@ func main() {
 // runMain dispatches the subcommand and returns the exit status.
 func runMain(args []string, stdout, stderr io.Writer) int {
 	name := "run"
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		usage(stdout)
+		return exitOK
+	}
 	if len(args) > 0 && (len(args[0]) == 0 || args[0][0] != '-') {
 		name, args = args[0], args[1:]
 	}
@@ -51,7 +55,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, "puaside", versionString())
 		return exitOK
-	case "help", "-h", "--help":
+	case "help":
 		usage(stdout)
 		return exitOK
 	}
