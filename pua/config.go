@@ -23,9 +23,10 @@ type Config struct {
 	// when that address is a wildcard (0.0.0.0 or ::).
 	AdvertisedAddress string `yaml:"advertised_address"`
 	// ServerAddress is the presence server's SIP URI (e.g. sip:127.0.0.1:5060).
-	// PUBLISHes are addressed to the presentity (Request-URI, To, From) and
-	// sent to OutboundProxy if set, else to this address, else resolved from
-	// the presentity URI.
+	// PUBLISHes, and SUBSCRIBEs to a presentity, are addressed to the
+	// presentity (Request-URI, To, From) and sent to OutboundProxy if set,
+	// else to this address, else resolved from the presentity URI.
+	// SUBSCRIBEs to a phone (BLA) go to the phone's contact.
 	ServerAddress string `yaml:"server_address"`
 	// OutboundProxy is the SIP URI of the next hop for every request, unless a
 	// request names its own.
