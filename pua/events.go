@@ -11,6 +11,11 @@ type eventInfo struct {
 	name        string
 	contentType string
 	bit         int // Kamailio's `event` column value; 0 if Kamailio has none
+	// bodyAlways sends the current body on refreshes and removals too.
+	// Kamailio's presence module parses the body of every PUBLISH that
+	// updates a dialog;sla presentity and answers 500 without one, so for
+	// that event a body-less RFC 3903 refresh or removal never succeeds.
+	bodyAlways bool
 }
 
 // events is the per-engine registry of event packages.
@@ -23,12 +28,12 @@ type events struct {
 func newEvents() *events {
 	ev := &events{byName: make(map[string]*eventInfo)}
 	for _, e := range []eventInfo{
-		{"presence", "application/pidf+xml", 1},
-		{"presence.winfo", "application/watcherinfo+xml", 2},
-		{"dialog;sla", "application/dialog-info+xml", 4},
-		{"message-summary", "application/simple-message-summary", 8},
-		{"dialog", "application/dialog-info+xml", 32},
-		{"reg", "application/reginfo+xml", 64},
+		{"presence", "application/pidf+xml", 1, false},
+		{"presence.winfo", "application/watcherinfo+xml", 2, false},
+		{"dialog;sla", "application/dialog-info+xml", 4, true},
+		{"message-summary", "application/simple-message-summary", 8, false},
+		{"dialog", "application/dialog-info+xml", 32, false},
+		{"reg", "application/reginfo+xml", 64, false},
 	} {
 		e := e
 		ev.byName[e.name] = &e

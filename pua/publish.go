@@ -319,6 +319,12 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 			return pubOp{}
 		}
 		op.kind, op.etag = pubRemove, r.etag
+		if r.ev.bodyAlways && len(r.body) > 0 {
+			op.body, op.ctype = r.body, r.ctype
+			if op.ctype == "" {
+				op.ctype = r.ev.contentType
+			}
+		}
 		return op
 	case r.failed:
 		return pubOp{}
@@ -334,7 +340,7 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 	default:
 		return pubOp{}
 	}
-	if op.kind != pubRefresh {
+	if op.kind != pubRefresh || r.ev.bodyAlways {
 		op.body = r.body
 		op.ctype = r.ctype
 		if op.ctype == "" {

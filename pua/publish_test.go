@@ -516,3 +516,29 @@ func TestPublishIfMatchSameStateRefreshes(t *testing.T) {
 		t.Fatalf("%d requests after an unchanged publish, want 2", n)
 	}
 }
+
+// Kamailio's presence module refuses a dialog;sla refresh or removal without
+// a body (500), so for that event both carry the current document.
+func TestSLARefreshAndRemoveCarryBody(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	key := Key{PresURI: alice, Event: "dialog;sla", ID: "phone1"}
+	doc := `<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="0" state="full" entity="sip:alice@example.com"/>`
+	mustWait(t, e, PublishRequest{Key: key, Body: []byte(doc), Flag: FlagBLAPublish})
+	clk.Advance(time.Hour)
+	waitFor(t, "refresh", countIs(fs, 2))
+	waitFor(t, "refresh accepted", func() bool { p, _ := e.Publication(key); return p.ETag == "etag2" })
+	if res, err := e.RemoveWait(context.Background(), key); err != nil || res.Status != 200 {
+		t.Fatalf("remove: %+v %v", res, err)
+	}
+	reqs := fs.requests()
+	for i, w := range []wire{{ifMatch: "etag1", body: doc, expires: "3600"}, {ifMatch: "etag2", body: doc, expires: "0"}} {
+		r := reqs[i+1]
+		if headerValue(r, "Event") != "dialog;sla" || headerValue(r, "SIP-If-Match") != w.ifMatch ||
+			headerValue(r, "Expires") != w.expires || string(r.Body()) != w.body ||
+			headerValue(r, "Content-Type") != "application/dialog-info+xml" {
+			t.Fatalf("request %d on the wire:\n%s", i+1, r.String())
+		}
+	}
+}
