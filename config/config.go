@@ -119,7 +119,7 @@ func Parse(b []byte) (Config, error) {
 }
 
 // Validate checks values that decoding cannot.
-func (c Config) Validate() error {
+func (c *Config) Validate() error {
 	var errs []error
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -140,7 +140,7 @@ func (c Config) Validate() error {
 	for _, v := range []struct {
 		name string
 		val  any
-	}{{"pua", c.PUA}, {"ingest", c.Ingest}, {"usrloc", c.Usrloc}, {"dialoginfo", c.Dialoginfo}, {"bla", c.BLA}, {"http", c.HTTP}} {
+	}{{"pua", &c.PUA}, {"ingest", &c.Ingest}, {"usrloc", &c.Usrloc}, {"dialoginfo", &c.Dialoginfo}, {"bla", &c.BLA}, {"http", &c.HTTP}} {
 		if vv, ok := v.val.(interface{ Validate() error }); ok {
 			if err := vv.Validate(); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", v.name, err))

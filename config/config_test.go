@@ -70,3 +70,15 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestSectionsAreValidated(t *testing.T) {
+	for _, in := range []string{
+		"pua:\n  listen: [bogus]\n",
+		"dialoginfo:\n  ring_timeout: -1s\n",
+		"ingest:\n  trusted_sources: [not-a-cidr]\n",
+	} {
+		if _, err := Parse([]byte(in)); err == nil {
+			t.Errorf("Parse(%q) accepted an invalid section", in)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
 
@@ -289,7 +290,21 @@ func (r registrations) SetFlag(ctx context.Context, aor string, on bool) error {
 func (r registrations) ClearFlag(ctx context.Context, aor string) error {
 	return r.t.ClearFlag(ctx, aor)
 }
-func (r registrations) Flags() any { return r.t.Flags() }
+func (r registrations) Flags() any {
+	m := r.t.Flags()
+	out := make([]flagItem, 0, len(m))
+	for aor, on := range m {
+		out = append(out, flagItem{AoR: aor, Publish: on})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].AoR < out[j].AoR })
+	return out
+}
+
+// flagItem is one stored per-user publishing flag, as the API lists it.
+type flagItem struct {
+	AoR     string `json:"aor"`
+	Publish bool   `json:"publish"`
+}
 
 // dialogs adapts the dialoginfo tracker to the management API.
 type dialogs struct{ t *dialoginfo.Tracker }
