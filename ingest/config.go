@@ -39,6 +39,11 @@ type Config struct {
 	// MaxMessageSize is the largest SIP message or HEP packet accepted, in
 	// bytes; larger input is dropped as oversize.
 	MaxMessageSize int `yaml:"max_message_size"`
+	// UDPReadBuffer is the receive buffer (SO_RCVBUF) asked for on every UDP
+	// input, in bytes, so that a burst of copies waits in the kernel rather
+	// than being dropped there (the kernel may grant less: net.core.rmem_max).
+	// 0 keeps the system default.
+	UDPReadBuffer int `yaml:"udp_read_buffer"`
 }
 
 // DefaultConfig returns the defaults: loopback listeners, loopback trust,
@@ -52,6 +57,7 @@ func DefaultConfig() Config {
 		QueueSize:       10000,
 		DedupWindow:     32 * time.Second,
 		MaxMessageSize:  65535,
+		UDPReadBuffer:   4 << 20,
 	}
 }
 
@@ -80,6 +86,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMessageSize < 64 || c.MaxMessageSize > maxSize {
 		errs = append(errs, fmt.Errorf("ingest: max_message_size %d: must be in [64, %d]", c.MaxMessageSize, maxSize))
+	}
+	if c.UDPReadBuffer < 0 {
+		errs = append(errs, fmt.Errorf("ingest: udp_read_buffer %d: must not be negative", c.UDPReadBuffer))
 	}
 	return errors.Join(errs...)
 }

@@ -216,6 +216,11 @@ func (in *Ingest) Start(ctx context.Context) error {
 					closeAll()
 					return fmt.Errorf("ingest: listen %s %s: %w", l.input, a, err)
 				}
+				if in.cfg.UDPReadBuffer > 0 {
+					if err := b.pc.SetReadBuffer(in.cfg.UDPReadBuffer); err != nil {
+						in.log.Warn("ingest: cannot set the UDP receive buffer", "input", l.input, "addr", a, "err", err)
+					}
+				}
 				in.addrs[l.input] = append(in.addrs[l.input], "udp:"+b.pc.LocalAddr().String())
 			} else {
 				b.ln, err = net.Listen("tcp", addr)
