@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+
+	"github.com/puaside/puaside/pua"
 )
 
 // Record is one stored active call (all its dialogs), as kept in the
@@ -56,11 +58,31 @@ func (c *call) record() (Record, error) {
 	}, nil
 }
 
-// Start loads stored calls and versions and re-arms their timers. Nothing
-// is re-published: the pua engine keeps its own publications across restarts.
+// PublicationLister is optionally implemented by the Publisher (the pua
+// engine does). At Start the tracker compares the engine's publications with
+// the calls it loaded: a publication of a live dialog that the engine no
+// longer holds (it expired while puaside was down, or the engine's table
+// lagged behind at a crash) is published again.
+type PublicationLister interface {
+	Publications() []pua.PublicationInfo
+}
+
+// Start loads stored calls and versions and re-arms their timers. A dialog
+// whose publication the engine still holds is not re-published (the engine
+// keeps refreshing it); one it lost is published again when the Publisher
+// can list its publications.
 func (t *Tracker) Start(ctx context.Context) error {
 	if t.store == nil {
 		return nil
+	}
+	var held map[pua.Key]bool
+	if l, ok := t.pub.(PublicationLister); ok {
+		held = map[pua.Key]bool{}
+		for _, p := range l.Publications() {
+			if p.Key.Event == "dialog" && p.Flag&pua.FlagDialogPublish != 0 {
+				held[p.Key] = true
+			}
+		}
 	}
 	vers, err := t.store.LoadDialogVersions(ctx)
 	if err != nil {
@@ -98,6 +120,10 @@ func (t *Tracker) Start(ctx context.Context) error {
 		}
 		c.key = callKey(c.CallID, c.FromTag)
 		t.calls[c.key] = &c
+		if held != nil && t.forgetLost(&c, held) {
+			t.count("republished_after_restart")
+			t.sync(&c)
+		}
 		t.schedule(&c)
 		t.count("loaded")
 	}
@@ -167,4 +193,30 @@ func splitKey(k string) (string, string) {
 		}
 	}
 	return k, ""
+}
+
+// forgetLost clears the sent-document marks of live dialogs whose
+// publication the engine does not hold, so that sync publishes them again.
+// It reports whether there was any.
+func (t *Tracker) forgetLost(c *call, held map[pua.Key]bool) bool {
+	lost := false
+	for _, b := range c.Branches {
+		if b.Removed || b.State == stTerminated {
+			continue
+		}
+		for s := sideCaller; s <= sideCallee; s++ {
+			if !b.Published[s] {
+				continue
+			}
+			entity := c.Caller
+			if s == sideCallee {
+				entity = c.Callee
+			}
+			if !held[pua.Key{PresURI: entity, Event: "dialog", ID: t.presID(c, b, s)}] {
+				b.Sent[s] = 0
+				lost = true
+			}
+		}
+	}
+	return lost
 }

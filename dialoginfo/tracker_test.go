@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/pua"
 )
 
 // memStore is an in-memory Store.
@@ -252,5 +254,65 @@ func TestSelfCallKeepsPublicationsApart(t *testing.T) {
 	tr.HandleSIP(context.Background(), event.SIP{Msg: m})
 	if len(pub.live) != 2 {
 		t.Fatalf("self call: %d live publications, want 2", len(pub.live))
+	}
+}
+
+// listingPub is a publisher that can list what it holds, as the engine does.
+type listingPub struct {
+	*fakePub
+	held []pua.PublicationInfo
+}
+
+func (p listingPub) Publications() []pua.PublicationInfo { return p.held }
+
+// TestRestartRepublishesLostDialogs: a dialog whose publication the engine
+// no longer holds after a restart (it expired while puaside was down, or the
+// engine's table lagged at a crash) is published again; one it holds is not.
+func TestRestartRepublishesLostDialogs(t *testing.T) {
+	st := newMemStore()
+	clk := newFakeClock()
+	pub1 := newFakePub()
+	tr1, _ := New(DefaultConfig(), Options{Publisher: pub1, Store: st, Now: clk.Now, Logger: quietLog()})
+	feed(t, tr1, "basic", "01.sip", "02.sip", "03.sip", "04.sip", "05.sip", "06.sip", "07.sip", "08.sip")
+	if err := tr1.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var held []pua.PublicationInfo
+	for k := range pub1.live {
+		held = append(held, pua.PublicationInfo{Key: k, Flag: pua.FlagDialogPublish})
+	}
+	if len(held) != 2 {
+		t.Fatalf("%d live publications before restart, want 2", len(held))
+	}
+
+	// The engine still holds both: nothing is sent.
+	kept := listingPub{fakePub: newFakePub(), held: held}
+	tr2, _ := New(DefaultConfig(), Options{Publisher: kept, Store: st, Now: clk.Now, Logger: quietLog()})
+	if err := tr2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ops := kept.take(); len(ops) != 0 {
+		t.Fatalf("start re-published %d times although the engine holds the dialogs", len(ops))
+	}
+
+	// The engine lost the callee's publication: it alone is sent again.
+	lost := listingPub{fakePub: newFakePub(), held: held[:0:0]}
+	for _, h := range held {
+		if !strings.Contains(h.Key.PresURI, "user0002") && !strings.Contains(h.Key.PresURI, "callee") {
+			lost.held = append(lost.held, h)
+		}
+	}
+	tr3, _ := New(DefaultConfig(), Options{Publisher: lost, Store: st, Now: clk.Now, Logger: quietLog()})
+	if err := tr3.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ops := lost.take()
+	if len(ops) != len(held)-len(lost.held) || len(ops) == 0 {
+		t.Fatalf("restart sent %d operations, want %d", len(ops), len(held)-len(lost.held))
+	}
+	for _, op := range ops {
+		if op.remove || !strings.Contains(string(op.req.Body), "<state>confirmed</state>") {
+			t.Fatalf("re-published %+v", op)
+		}
 	}
 }

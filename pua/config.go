@@ -48,7 +48,11 @@ type Config struct {
 	// AuthUsername and AuthPassword answer 401/407 digest challenges.
 	AuthUsername string `yaml:"auth_username"`
 	AuthPassword string `yaml:"auth_password"`
-	// UpdatePeriod is the write-behind period of records to the store.
+	// UpdatePeriod is the write-behind period of records to the store
+	// (Kamailio's update_period, which defaults to 100 s). Short by default
+	// so that a crash loses at most this much of the ETags and dialogs: keep
+	// it at or below the trackers' flush_interval, or after a crash the
+	// trackers may know a state whose publication the engine forgot.
 	UpdatePeriod time.Duration `yaml:"update_period"`
 	// RequestTimeout bounds one transaction (no final reply → timeout).
 	RequestTimeout time.Duration `yaml:"request_timeout"`
@@ -64,7 +68,7 @@ func DefaultConfig() Config {
 		MaxOutstanding: 256,
 		RetryMin:       time.Second,
 		RetryMax:       60 * time.Second,
-		UpdatePeriod:   30 * time.Second,
+		UpdatePeriod:   time.Second,
 		RequestTimeout: 32 * time.Second,
 	}
 }

@@ -45,7 +45,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.DefaultExpires != time.Hour || c.MaxOutstanding != 256 || c.HashSize != 9 || c.RetryMax != time.Minute ||
-		c.UpdatePeriod != 30*time.Second || c.RequestTimeout != 32*time.Second {
+		c.UpdatePeriod != time.Second || c.RequestTimeout != 32*time.Second {
 		t.Fatalf("zero values not defaulted: %+v", c)
 	}
 }

@@ -23,7 +23,10 @@
 //
 // Records are written behind to a Store every update_period and flushed on
 // Stop; Start loads them and carries on with the stored ETags and dialogs,
-// so a restart never leaves a duplicate publication at the server.
+// so a graceful restart never leaves a duplicate publication at the server.
+// After a crash (SIGKILL, power loss) the changes of the last update_period
+// are lost: a publication whose new ETag was not yet written is published
+// anew, and the server keeps the lost one until it expires.
 //
 // Consumers should not depend on *Engine directly: they define a small
 // interface with the methods they call and test against a fake.

@@ -1,0 +1,735 @@
+// Command puaside-load measures the registration path of puaside end to end:
+// mirrored REGISTER copy in → PUBLISH out (ingest → usrloc tracker → pua
+// engine → SIP).
+//
+// In one process it starts
+//   - a fake presence server on 127.0.0.1 (sipgo's parser; every PUBLISH is
+//     answered statelessly with 200, a SIP-ETag and Expires, and the arrival
+//     time of the first PUBLISH of each AoR is recorded),
+//   - puaside itself (internal/daemon, usrloc only, SQLite in a temporary
+//     directory or the database given with -db) publishing to that server,
+//   - a sender playing the proxy's t_replicate(): one REGISTER copy per
+//     distinct AoR, over UDP to puaside's replicate_listen, paced at -rate.
+//
+// For every AoR the latency is the time from sending its copy to the
+// arrival of its PUBLISH at the fake server. The report gives the copies
+// sent and answered, the AoRs published and lost, the achieved throughput,
+// latency percentiles and the process's resident memory (VmRSS, VmHWM)
+// with all AoRs still registered. Everything binds to 127.0.0.1 only, is
+// bounded by -users, -duration, -drain and -settle, and the tool stops by
+// itself.
+//
+// Usage:
+//
+//	puaside-load [-rate N] [-users N] [-duration D] [-drain D] [-settle D]
+//	             [-db URL] [-cpuprofile FILE] [-memprofile FILE] [-latfile FILE] [-json] [-v]
+//
+// Examples:
+//
+//	puaside-load -rate 1000 -users 10000 -duration 10s     # latency at 1,000/s
+//	puaside-load -rate 10000 -users 100000 -duration 10s   # throughput
+//	puaside-load -rate 4000 -users 100000 -duration 60s -settle 40s   # RSS at 100,000 AoRs
+//
+// -rate 0 sends as fast as the sender can; copies the kernel drops on a
+// full socket buffer are never retransmitted here (Kamailio's tm would) and
+// show as lost.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/config"
+	"github.com/puaside/puaside/internal/daemon"
+)
+
+// Bounds of the flags, so that a run always ends.
+const (
+	maxUsers    = 1_000_000
+	maxDuration = 10 * time.Minute
+	maxRate     = 1_000_000
+	// domain is the AoRs' domain; users are named u0, u1, ...
+	domain = "load.example"
+)
+
+// options are the command-line settings of one run.
+type options struct {
+	Rate       int           // copies per second; 0 = unpaced
+	Users      int           // distinct AoRs, one copy each
+	Duration   time.Duration // bound of the sending phase
+	Drain      time.Duration // bound of the wait for outstanding PUBLISHes
+	DBURL      string        // empty: SQLite in a temporary directory
+	CPUProfile string        // write a CPU profile of the whole run
+	MemProfile string        // write a heap profile after Settle
+	Settle     time.Duration // wait before the memory reading (transactions end)
+	LatFile    string        // write "send offset ms, latency ms" per AoR
+	Log        io.Writer     // puaside's warnings and errors; nil discards
+}
+
+// result is what one run measured.
+type result struct {
+	Rate         int     `json:"rate"`
+	Users        int     `json:"users"`
+	Sent         int     `json:"sent"`
+	Answered     int64   `json:"answered"`
+	Published    int     `json:"published"`
+	Lost         int     `json:"lost"`
+	SendSeconds  float64 `json:"send_seconds"`
+	SendRate     float64 `json:"send_rate"`
+	TotalSeconds float64 `json:"total_seconds"`
+	Throughput   float64 `json:"throughput"`
+	P50ms        float64 `json:"p50_ms"`
+	P90ms        float64 `json:"p90_ms"`
+	P99ms        float64 `json:"p99_ms"`
+	Maxms        float64 `json:"max_ms"`
+	PublishTotal int64   `json:"publish_total"`
+	RSSEndMiB    float64 `json:"rss_end_mib"` // right after the drain
+	RSSMiB       float64 `json:"rss_mib"`     // after -settle and a GC
+	HWMMiB       float64 `json:"hwm_mib"`
+	HeapMiB      float64 `json:"heap_inuse_mib"`
+	GOMAXPROCS   int     `json:"gomaxprocs"`
+	// CPUSeconds is the process's CPU time (user+system) from the first
+	// copy to the end of the drain: puaside, the fake server and the sender.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// CPUPerRegisterUs is CPUSeconds per published AoR, in microseconds.
+	CPUPerRegisterUs float64 `json:"cpu_per_register_us"`
+	// KernelDrops is the growth of the host's UDP RcvbufErrors during the
+	// run (datagrams dropped on a full socket buffer, any socket).
+	KernelDrops int64 `json:"kernel_udp_drops"`
+	// SocketDrops is the kernel's drop count per socket of the run
+	// (/proc/net/udp): replicate (puaside's input), pua (puaside's SIP
+	// socket), presence (the fake server), sender.
+	SocketDrops map[string]int64 `json:"socket_drops"`
+	// IngestDrops is puaside's puaside_ingest_dropped_total by reason.
+	IngestDrops map[string]float64 `json:"ingest_drops"`
+	// PublishStatus is puaside's puaside_sip_requests_total for PUBLISH by status.
+	PublishStatus map[string]float64 `json:"publish_status"`
+}
+
+func main() {
+	var o options
+	var asJSON, verbose bool
+	fs := flag.NewFlagSet("puaside-load", flag.ExitOnError)
+	fs.IntVar(&o.Rate, "rate", 1000, "mirrored REGISTER copies per second (0 = as fast as possible)")
+	fs.IntVar(&o.Users, "users", 10000, "distinct AoRs (one copy each)")
+	fs.DurationVar(&o.Duration, "duration", 30*time.Second, "longest sending phase")
+	fs.DurationVar(&o.Drain, "drain", 30*time.Second, "longest wait for outstanding PUBLISHes after sending")
+	fs.StringVar(&o.DBURL, "db", "", "puaside db_url (default: SQLite in a temporary directory)")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile to this file")
+	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile to this file (after -settle)")
+	fs.StringVar(&o.LatFile, "latfile", "", "write one line per published AoR: send offset (ms) and latency (ms)")
+	fs.DurationVar(&o.Settle, "settle", 0, "wait this long after the drain, then GC, before reading memory")
+	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	fs.BoolVar(&verbose, "v", false, "show puaside's warnings")
+	_ = fs.Parse(os.Args[1:])
+	if verbose {
+		o.Log = os.Stderr
+	} else {
+		// The SIP stack logs through the default logger.
+		slog.SetDefault(slog.New(slog.DiscardHandler))
+	}
+	ctx := context.Background()
+	r, err := run(ctx, o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "puaside-load:", err)
+		os.Exit(1)
+	}
+	if asJSON {
+		_ = json.NewEncoder(os.Stdout).Encode(r)
+		return
+	}
+	r.print(os.Stdout)
+}
+
+// validate checks the bounds of o.
+func (o *options) validate() error {
+	switch {
+	case o.Rate < 0 || o.Rate > maxRate:
+		return fmt.Errorf("-rate %d: want 0..%d", o.Rate, maxRate)
+	case o.Users < 1 || o.Users > maxUsers:
+		return fmt.Errorf("-users %d: want 1..%d", o.Users, maxUsers)
+	case o.Duration <= 0 || o.Duration > maxDuration:
+		return fmt.Errorf("-duration %s: want (0, %s]", o.Duration, maxDuration)
+	case o.Drain <= 0 || o.Drain > maxDuration:
+		return fmt.Errorf("-drain %s: want (0, %s]", o.Drain, maxDuration)
+	case o.Settle < 0 || o.Settle > maxDuration:
+		return fmt.Errorf("-settle %s: want [0, %s]", o.Settle, maxDuration)
+	}
+	return nil
+}
+
+// run performs one measurement.
+func run(ctx context.Context, o options) (result, error) {
+	if err := o.validate(); err != nil {
+		return result{}, err
+	}
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return result{}, fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return result{}, fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	srv, err := startFakePresence(o.Users)
+	if err != nil {
+		return result{}, err
+	}
+	defer srv.close()
+
+	dir, err := os.MkdirTemp("", "puaside-load-")
+	if err != nil {
+		return result{}, fmt.Errorf("temp dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	cfg := loadConfig(o, dir, srv.addr())
+	logw := o.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	d, err := daemon.New(sctx, cfg, log)
+	if err != nil {
+		return result{}, fmt.Errorf("puaside: %w", err)
+	}
+	if err := d.Start(sctx); err != nil {
+		return result{}, fmt.Errorf("puaside: %w", err)
+	}
+	defer func() {
+		stctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = d.Stop(stctx)
+	}()
+	target, err := replicateAddr(d.Addrs())
+	if err != nil {
+		return result{}, err
+	}
+
+	snd, err := newSender(target, o.Users)
+	if err != nil {
+		return result{}, err
+	}
+	defer snd.close()
+
+	drops0, _ := udpRcvbufErrors()
+	cpu0 := cpuTime()
+	start := time.Now()
+	sent := snd.send(ctx, o.Rate, o.Duration)
+	sendDur := time.Since(start)
+
+	// Wait until every sent AoR was published, or the drain bound.
+	deadline := time.Now().Add(o.Drain)
+	for srv.published.Load() < int64(sent) && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Let the 200s of the last copies arrive.
+	for snd.answered.Load() < int64(sent) && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	cpu := cpuTime() - cpu0
+	r := result{Rate: o.Rate, Users: o.Users, Sent: sent, Answered: snd.answered.Load(),
+		PublishTotal: srv.total.Load(), GOMAXPROCS: runtime.GOMAXPROCS(0)}
+	if drops1, err := udpRcvbufErrors(); err == nil {
+		r.KernelDrops = drops1 - drops0
+	}
+	r.SocketDrops = map[string]int64{}
+	for name, a := range map[string]string{"replicate": target.String(), "pua": puaAddr(d.Engine().ContactURI()),
+		"presence": srv.addr(), "sender": snd.local.String()} {
+		if n, err := socketDrops(a); err == nil {
+			r.SocketDrops[name] = n
+		}
+	}
+	if h := d.Addrs()["http"]; len(h) > 0 {
+		r.IngestDrops, r.PublishStatus = scrape(ctx, h[0])
+	}
+	r.SendSeconds = sendDur.Seconds()
+	if r.SendSeconds > 0 {
+		r.SendRate = float64(sent) / r.SendSeconds
+	}
+	lat := make([]time.Duration, 0, sent)
+	var last int64
+	var lf strings.Builder
+	for i := range sent {
+		a := srv.arrival[i].Load()
+		if a == 0 {
+			continue
+		}
+		last = max(last, a)
+		lat = append(lat, time.Duration(a-snd.sentAt[i]))
+		if o.LatFile != "" {
+			fmt.Fprintf(&lf, "%.3f %.3f\n", ms(time.Duration(snd.sentAt[i]-start.UnixNano())), ms(time.Duration(a-snd.sentAt[i])))
+		}
+	}
+	if o.LatFile != "" {
+		if err := os.WriteFile(o.LatFile, []byte(lf.String()), 0o644); err != nil {
+			return result{}, fmt.Errorf("latfile: %w", err)
+		}
+	}
+	r.Published = len(lat)
+	r.CPUSeconds = cpu.Seconds()
+	if r.Published > 0 {
+		r.CPUPerRegisterUs = float64(cpu.Microseconds()) / float64(r.Published)
+	}
+	r.Lost = sent - len(lat)
+	if last > 0 {
+		r.TotalSeconds = time.Duration(last - start.UnixNano()).Seconds()
+		r.Throughput = float64(r.Published) / r.TotalSeconds
+	}
+	slices.Sort(lat)
+	r.P50ms, r.P90ms, r.P99ms = pct(lat, 50), pct(lat, 90), pct(lat, 99)
+	if len(lat) > 0 {
+		r.Maxms = ms(lat[len(lat)-1])
+	}
+	r.RSSEndMiB, _, _ = procMemory()
+	if o.Settle > 0 {
+		select {
+		case <-time.After(o.Settle):
+		case <-ctx.Done():
+		}
+		debug.FreeOSMemory()
+	}
+	if o.MemProfile != "" {
+		if err := writeHeapProfile(o.MemProfile); err != nil {
+			return r, err
+		}
+	}
+	runtime.GC()
+	var msx runtime.MemStats
+	runtime.ReadMemStats(&msx)
+	r.HeapMiB = float64(msx.HeapInuse) / (1 << 20)
+	r.RSSMiB, r.HWMMiB, err = procMemory()
+	if err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// loadConfig is puaside's configuration for a run: usrloc only, every
+// socket on a free 127.0.0.1 port, the fake presence server as server.
+func loadConfig(o options, dir, server string) config.Config {
+	cfg := config.Default()
+	cfg.LogLevel = "warn"
+	cfg.DBURL = o.DBURL
+	if cfg.DBURL == "" {
+		cfg.DBURL = "sqlite://" + filepath.Join(dir, "puaside.db")
+	}
+	cfg.Features = config.Features{Usrloc: true}
+	cfg.PUA.Listen = []string{"udp:127.0.0.1:0"}
+	cfg.PUA.ServerAddress = "sip:" + server
+	cfg.Ingest.ReplicateListen = []string{"udp:127.0.0.1:0"}
+	cfg.Ingest.TraceListen = nil
+	cfg.Ingest.HEPListen = nil
+	cfg.HTTP.HTTPListen = "127.0.0.1:0"
+	return cfg
+}
+
+// replicateAddr finds puaside's bound UDP replicate_listen.
+func replicateAddr(addrs map[string][]string) (*net.UDPAddr, error) {
+	for _, a := range addrs["replicate"] {
+		if hp, ok := strings.CutPrefix(a, "udp:"); ok {
+			ua, err := net.ResolveUDPAddr("udp4", hp)
+			if err != nil {
+				return nil, fmt.Errorf("replicate_listen %q: %w", a, err)
+			}
+			return ua, nil
+		}
+	}
+	return nil, fmt.Errorf("no UDP replicate_listen among %v", addrs)
+}
+
+// writeHeapProfile writes the heap profile to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("memprofile: %w", err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		return fmt.Errorf("memprofile: %w", err)
+	}
+	return nil
+}
+
+// cpuTime returns the CPU time (user+system) used by this process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// udpRcvbufErrors reads the host's UDP RcvbufErrors counter.
+func udpRcvbufErrors() (int64, error) {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return 0, err
+	}
+	var names []string
+	for l := range strings.Lines(string(b)) {
+		f := strings.Fields(l)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "RcvbufErrors" && i < len(f) {
+				return strconv.ParseInt(f[i], 10, 64)
+			}
+		}
+	}
+	return 0, errors.New("no Udp RcvbufErrors in /proc/net/snmp")
+}
+
+// puaAddr turns the engine's Contact URI into "host:port".
+func puaAddr(contact string) string {
+	var u sip.Uri
+	if err := sip.ParseUri(contact, &u); err != nil {
+		return ""
+	}
+	return net.JoinHostPort(u.Host, strconv.Itoa(u.Port))
+}
+
+// socketDrops reads the drop counter of the UDP socket bound to addr
+// ("127.0.0.1:port") from /proc/net/udp.
+func socketDrops(addr string) (int64, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
+		return 0, fmt.Errorf("socket %q: not an IPv4 address", addr)
+	}
+	ip := ap.Addr().As4()
+	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return 0, err
+	}
+	for l := range strings.Lines(string(b)) {
+		f := strings.Fields(l)
+		if len(f) > 12 && f[1] == want {
+			return strconv.ParseInt(f[len(f)-1], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("socket %s not in /proc/net/udp", addr)
+}
+
+// scrape reads puaside's ingest drops and PUBLISH statuses from /metrics.
+func scrape(ctx context.Context, addr string) (drops, publish map[string]float64) {
+	drops, publish = map[string]float64{}, map[string]float64{}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		l := sc.Text()
+		series, val, ok := strings.Cut(l, " ")
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(series, "puaside_ingest_dropped_total{"):
+			drops[label(series, "input")+"/"+label(series, "reason")] += f
+		case strings.HasPrefix(series, "puaside_sip_requests_total{") && label(series, "method") == "PUBLISH":
+			publish[label(series, "status")] += f
+		}
+	}
+	return drops, publish
+}
+
+// label returns the value of label k in a Prometheus series name.
+func label(series, k string) string {
+	_, rest, ok := strings.Cut(series, k+`="`)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, `"`)
+	return v
+}
+
+// pct returns the p-th percentile of sorted durations in milliseconds.
+func pct(sorted []time.Duration, p int) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (len(sorted)*p + 99) / 100
+	return ms(sorted[max(0, min(i, len(sorted))-1)])
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// procMemory reads VmRSS and VmHWM of this process in MiB.
+func procMemory() (rss, hwm float64, err error) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, 0, fmt.Errorf("memory: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (k != "VmRSS" && k != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("memory: %s %q: %w", k, v, err)
+		}
+		if k == "VmRSS" {
+			rss = kb / 1024
+		} else {
+			hwm = kb / 1024
+		}
+	}
+	return rss, hwm, sc.Err()
+}
+
+// print writes the result for people.
+func (r result) print(w io.Writer) {
+	rate := "unpaced"
+	if r.Rate > 0 {
+		rate = fmt.Sprintf("%d/s", r.Rate)
+	}
+	fmt.Fprintf(w, "rate %s, users %d, GOMAXPROCS %d\n", rate, r.Users, r.GOMAXPROCS)
+	fmt.Fprintf(w, "copies sent %d in %.2fs (%.0f/s), answered 200: %d\n", r.Sent, r.SendSeconds, r.SendRate, r.Answered)
+	fmt.Fprintf(w, "AoRs published %d, lost %d, PUBLISH requests %d\n", r.Published, r.Lost, r.PublishTotal)
+	fmt.Fprintf(w, "throughput %.0f REGISTER→PUBLISH/s (first copy to last PUBLISH %.2fs)\n", r.Throughput, r.TotalSeconds)
+	fmt.Fprintf(w, "latency copy→PUBLISH: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.P50ms, r.P90ms, r.P99ms, r.Maxms)
+	fmt.Fprintf(w, "CPU: %.2f s for the run, %.0f µs per published REGISTER (all in-process parts)\n", r.CPUSeconds, r.CPUPerRegisterUs)
+	fmt.Fprintf(w, "drops: kernel UDP receive buffer %d (per socket %v), puaside ingest %v; puaside PUBLISH by status %v\n", r.KernelDrops, r.SocketDrops, r.IngestDrops, r.PublishStatus)
+	fmt.Fprintf(w, "memory: VmRSS after drain %.0f MiB, after settle %.0f MiB, VmHWM %.0f MiB, Go heap in use %.0f MiB\n", r.RSSEndMiB, r.RSSMiB, r.HWMMiB, r.HeapMiB)
+}
+
+// fakePresence is a stateless presence server: every PUBLISH gets a 200
+// with a SIP-ETag and the Expires asked for.
+type fakePresence struct {
+	conn      *net.UDPConn
+	parser    *sip.Parser
+	arrival   []atomic.Int64 // first PUBLISH per user index, Unix ns
+	published atomic.Int64   // users with a PUBLISH
+	total     atomic.Int64   // all PUBLISH requests
+	etag      atomic.Uint64
+	wg        sync.WaitGroup
+}
+
+// startFakePresence listens on a free 127.0.0.1 port for up to users AoRs.
+// Two readers share the socket so that parsing keeps up.
+func startFakePresence(users int) (*fakePresence, error) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, fmt.Errorf("fake presence server: %w", err)
+	}
+	_ = c.SetReadBuffer(8 << 20)
+	f := &fakePresence{conn: c, parser: sip.NewParser(), arrival: make([]atomic.Int64, users)}
+	for range 2 {
+		f.wg.Add(1)
+		go f.serve()
+	}
+	return f, nil
+}
+
+func (f *fakePresence) addr() string { return f.conn.LocalAddr().String() }
+
+func (f *fakePresence) close() {
+	f.conn.Close()
+	f.wg.Wait()
+}
+
+// serve answers PUBLISH requests until the socket is closed.
+func (f *fakePresence) serve() {
+	defer f.wg.Done()
+	buf := make([]byte, 65536)
+	var sb strings.Builder
+	for {
+		n, from, err := f.conn.ReadFromUDPAddrPort(buf)
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			time.Sleep(time.Millisecond) // a persistent error must not spin
+			continue
+		}
+		now := time.Now().UnixNano()
+		msg, err := f.parser.ParseSIP(buf[:n])
+		if err != nil {
+			continue
+		}
+		req, ok := msg.(*sip.Request)
+		if !ok || req.Method == sip.ACK {
+			continue
+		}
+		code, reason := 200, "OK"
+		if req.Method != sip.PUBLISH {
+			code, reason = 405, "Method Not Allowed"
+		} else {
+			f.total.Add(1)
+			f.record(req.Recipient.User, now)
+		}
+		res := sip.NewResponseFromRequest(req, code, reason, nil)
+		if code == 200 {
+			exp := "3600"
+			if h := req.GetHeader("Expires"); h != nil {
+				exp = h.Value()
+			}
+			res.AppendHeader(sip.NewHeader("SIP-ETag", "e"+strconv.FormatUint(f.etag.Add(1), 36)))
+			res.AppendHeader(sip.NewHeader("Expires", exp))
+		}
+		sb.Reset()
+		res.StringWrite(&sb)
+		_, _ = f.conn.WriteToUDPAddrPort([]byte(sb.String()), from)
+	}
+}
+
+// record notes the first PUBLISH of user "u<index>".
+func (f *fakePresence) record(user string, now int64) {
+	i, err := strconv.Atoi(strings.TrimPrefix(user, "u"))
+	if err != nil || i < 0 || i >= len(f.arrival) {
+		return
+	}
+	if f.arrival[i].CompareAndSwap(0, now) {
+		f.published.Add(1)
+	}
+}
+
+// sender plays the proxy's t_replicate(): one REGISTER copy per AoR.
+type sender struct {
+	conn     *net.UDPConn
+	local    netip.AddrPort
+	sentAt   []int64
+	answered atomic.Int64
+	wg       sync.WaitGroup
+}
+
+func newSender(target *net.UDPAddr, users int) (*sender, error) {
+	c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, target)
+	if err != nil {
+		return nil, fmt.Errorf("sender: %w", err)
+	}
+	_ = c.SetWriteBuffer(8 << 20)
+	_ = c.SetReadBuffer(8 << 20)
+	s := &sender{conn: c, local: c.LocalAddr().(*net.UDPAddr).AddrPort(), sentAt: make([]int64, users)}
+	s.wg.Add(1)
+	go s.readAnswers()
+	return s, nil
+}
+
+func (s *sender) close() {
+	s.conn.Close()
+	s.wg.Wait()
+}
+
+// readAnswers counts the 200s puaside sends back.
+func (s *sender) readAnswers() {
+	defer s.wg.Done()
+	buf := make([]byte, 65536)
+	for {
+		n, err := s.conn.Read(buf)
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if strings.HasPrefix(string(buf[:min(n, 16)]), "SIP/2.0 200") {
+			s.answered.Add(1)
+		}
+	}
+}
+
+// copyOf is the t_replicate copy of user i's REGISTER, with the proxy's
+// Via on top as Kamailio sends it.
+func (s *sender) copyOf(b []byte, i int) []byte {
+	u := "u" + strconv.Itoa(i)
+	port := 10000 + i%50000
+	b = b[:0]
+	b = fmt.Appendf(b, "REGISTER sip:%s SIP/2.0\r\n", domain)
+	b = fmt.Appendf(b, "Via: SIP/2.0/UDP %s;branch=z9hG4bKload%d.0\r\n", s.local, i)
+	b = fmt.Appendf(b, "Via: SIP/2.0/UDP 10.1.%d.%d:%d;rport=%d;received=10.1.%d.%d;branch=z9hG4bKph%d\r\n",
+		i/250%250, i%250+1, port, port, i/250%250, i%250+1, i)
+	b = fmt.Appendf(b, "Max-Forwards: 69\r\n")
+	b = fmt.Appendf(b, "From: <sip:%s@%s>;tag=f%d\r\n", u, domain, i)
+	b = fmt.Appendf(b, "To: <sip:%s@%s>\r\n", u, domain)
+	b = fmt.Appendf(b, "Call-ID: reg-%d@load\r\n", i)
+	b = fmt.Appendf(b, "CSeq: 1 REGISTER\r\n")
+	b = fmt.Appendf(b, "Contact: <sip:%s@10.1.%d.%d:%d>\r\n", u, i/250%250, i%250+1, port)
+	b = fmt.Appendf(b, "Expires: 3600\r\n")
+	b = fmt.Appendf(b, "User-Agent: puaside-load\r\n")
+	b = fmt.Appendf(b, "Content-Length: 0\r\n\r\n")
+	return b
+}
+
+// send sends one copy per user, paced at rate per second (0: unpaced),
+// until every user is sent, duration passes or ctx ends. It returns how
+// many were sent (users 0..n-1).
+func (s *sender) send(ctx context.Context, rate int, duration time.Duration) int {
+	start := time.Now()
+	end := start.Add(duration)
+	buf := make([]byte, 0, 1024)
+	n := 0
+	for n < len(s.sentAt) && ctx.Err() == nil {
+		now := time.Now()
+		if !now.Before(end) {
+			break
+		}
+		due := len(s.sentAt)
+		if rate > 0 {
+			due = min(due, int(now.Sub(start).Seconds()*float64(rate))+1)
+			if due <= n {
+				time.Sleep(min(time.Millisecond, time.Duration(float64(n+1-due)/float64(rate)*float64(time.Second))+time.Microsecond))
+				continue
+			}
+		}
+		// At most 256 copies between two readings of the clock.
+		for stop := min(due, n+256); n < stop; n++ {
+			buf = s.copyOf(buf, n)
+			s.sentAt[n] = time.Now().UnixNano()
+			_, _ = s.conn.Write(buf) // a lost copy shows as lost
+		}
+	}
+	return n
+}
