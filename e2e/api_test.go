@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -44,20 +40,14 @@ type apiFakeSub struct {
 	NotifyStatus int
 }
 
-// apiFakePS is an in-process SIP presence server on 127.0.0.1 (UDP):
-// it answers PUBLISH with a code chosen per presentity user (200 with
-// SIP-ETag and Expires; 489 for "bad"; never for "slow") and SUBSCRIBE
-// with 200, followed by a NOTIFY with a body in the dialog.
+// apiFakePS is a fake presence server (fakePS) that answers PUBLISH with a
+// code chosen per presentity user (200 with SIP-ETag and Expires; 489 for
+// "bad"; never for "slow") and SUBSCRIBE with 200, followed by a NOTIFY
+// with a body in the dialog.
 type apiFakePS struct {
-	t    *testing.T
-	addr string // 127.0.0.1:port
-	port int
-	cl   *sipgo.Client
-	done chan struct{}
-	wg   sync.WaitGroup
+	*fakePS
 
 	mu       sync.Mutex
-	etagSeq  int
 	notifSeq uint32
 	pubs     []apiFakePub
 	subs     []*apiFakeSub
@@ -73,52 +63,15 @@ func apiNotifyBody(user string) string {
 // startAPIFakePS starts the fake; it stops when the test ends.
 func startAPIFakePS(t *testing.T) *apiFakePS {
 	t.Helper()
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("fake presence: %v", err)
-	}
-	f := &apiFakePS{t: t, addr: conn.LocalAddr().String(), port: conn.LocalAddr().(*net.UDPAddr).Port, done: make(chan struct{})}
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("fakeps"), sipgo.WithUserAgentHostname("127.0.0.1"))
-	if err != nil {
-		t.Fatalf("fake presence: %v", err)
-	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatalf("fake presence: %v", err)
-	}
-	f.cl, err = sipgo.NewClient(ua, sipgo.WithClientConnectionAddr(f.addr), sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatalf("fake presence: %v", err)
-	}
-	srv.OnPublish(f.onPublish)
-	srv.OnSubscribe(f.onSubscribe)
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		_ = srv.ServeUDP(conn)
-	}()
-	t.Cleanup(func() {
-		close(f.done)
-		_ = ua.Close()
-		_ = conn.Close()
-		f.wg.Wait()
-	})
+	f := &apiFakePS{}
+	f.fakePS = newFakePS(t, "fakeps")
+	f.serve(t, fakePSHandlers{publish: f.onPublish, subscribe: f.onSubscribe})
 	return f
 }
 
-// URI is the fake's SIP URI, for pua.server_address.
-func (f *apiFakePS) URI() string { return "sip:" + f.addr }
-
-func apiHdr(req *sip.Request, name string) string {
-	if h := req.GetHeader(name); h != nil {
-		return strings.TrimSpace(h.Value())
-	}
-	return ""
-}
-
 func (f *apiFakePS) onPublish(req *sip.Request, tx sip.ServerTransaction) {
-	p := apiFakePub{User: req.Recipient.User, IfMatch: apiHdr(req, "SIP-If-Match"), Expires: apiHdr(req, "Expires"),
-		Event: apiHdr(req, "Event"), Body: string(req.Body())}
+	p := apiFakePub{User: req.Recipient.User, IfMatch: fakeHdr(req, "SIP-If-Match"), Expires: fakeHdr(req, "Expires"),
+		Event: fakeHdr(req, "Event"), Body: string(req.Body())}
 	switch p.User {
 	case "slow":
 		f.record(p)
@@ -132,20 +85,12 @@ func (f *apiFakePS) onPublish(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 489, "Bad Event", nil))
 		return
 	}
-	exp := p.Expires
-	if exp == "" {
-		exp = "3600"
-	}
 	f.mu.Lock()
-	f.etagSeq++
-	p.ETag = fmt.Sprintf("fake%d", f.etagSeq)
+	p.ETag = f.nextETag("fake")
 	p.Answered = 200
 	f.pubs = append(f.pubs, p)
 	f.mu.Unlock()
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	res.AppendHeader(sip.NewHeader("SIP-ETag", p.ETag))
-	res.AppendHeader(sip.NewHeader("Expires", exp))
-	_ = tx.Respond(res)
+	fakeAcceptPublish(req, tx, p.ETag)
 }
 
 func (f *apiFakePS) record(p apiFakePub) {
@@ -155,17 +100,14 @@ func (f *apiFakePS) record(p apiFakePub) {
 }
 
 func (f *apiFakePS) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
-	s := &apiFakeSub{User: req.Recipient.User, Expires: apiHdr(req, "Expires"), Event: apiHdr(req, "Event")}
+	s := &apiFakeSub{User: req.Recipient.User, Expires: fakeHdr(req, "Expires"), Event: fakeHdr(req, "Event")}
 	if c := req.Contact(); c != nil {
 		s.Contact = c.Address.String()
 	}
 	f.mu.Lock()
 	f.subs = append(f.subs, s)
 	f.mu.Unlock()
-	exp := s.Expires
-	if exp == "" {
-		exp = "3600"
-	}
+	exp := fakeExpires(req)
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Expires", exp))
 	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: f.port}})

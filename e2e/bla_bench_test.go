@@ -110,7 +110,7 @@ func newBLABench(b *testing.B) *blaBench {
 	}
 	sipPort, rp := port(), port()
 	cfg.PUA.Listen = []string{fmt.Sprintf("udp:127.0.0.1:%d", sipPort)}
-	cfg.PUA.ServerAddress = fake.uri()
+	cfg.PUA.ServerAddress = fake.URI()
 	cfg.Ingest.ReplicateListen = []string{fmt.Sprintf("udp:127.0.0.1:%d", rp)}
 	cfg.Ingest.TraceListen = nil
 	cfg.Ingest.HEPListen = nil
@@ -174,6 +174,21 @@ func (bb *blaBench) relay(ctx context.Context, i int) (*blaRelayWait, error) {
 	return w, nil
 }
 
+// timedRelay relays one NOTIFY through phone i and returns the NOTIFY →
+// PUBLISH latency; what names the NOTIFY in an error.
+func (bb *blaBench) timedRelay(ctx context.Context, i int, what string) (time.Duration, error) {
+	w, err := bb.relay(ctx, i)
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case d := <-w.done:
+		return d, nil
+	case <-time.After(benchRelayWait):
+		return 0, fmt.Errorf("%s: no PUBLISH within %v", what, benchRelayWait)
+	}
+}
+
 // BenchmarkBLARelay measures NOTIFY → PUBLISH relays per second through
 // the daemon: every phone runs a closed loop (NOTIFY, wait for the PUBLISH
 // at the fake presence server, next NOTIFY), so each NOTIFY becomes exactly
@@ -182,45 +197,21 @@ func BenchmarkBLARelay(b *testing.B) {
 	bb := newBLABench(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	var (
-		next    atomic.Int64
-		mu      sync.Mutex
-		lat     = make([]time.Duration, 0, b.N)
-		wg      sync.WaitGroup
-		failure atomic.Value
-	)
-	b.ResetTimer()
+	var next atomic.Int64
+	run := newBLARelayRun(b)
 	cpu0 := blaCPUTime()
-	start := time.Now()
 	for i := range bb.phones {
-		wg.Add(1)
+		run.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(b.N) && failure.Load() == nil {
-				w, err := bb.relay(ctx, i)
-				if err != nil {
-					failure.Store(err)
-					return
-				}
-				select {
-				case d := <-w.done:
-					mu.Lock()
-					lat = append(lat, d)
-					mu.Unlock()
-				case <-time.After(benchRelayWait):
-					failure.Store(fmt.Errorf("phone %d: no PUBLISH within %v", i, benchRelayWait))
+			defer run.wg.Done()
+			for next.Add(1) <= int64(b.N) && run.failure.Load() == nil {
+				if !run.record(bb.timedRelay(ctx, i, fmt.Sprintf("phone %d", i))) {
 					return
 				}
 			}
 		}()
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if err, ok := failure.Load().(error); ok {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "relays/s")
+	lat := run.finish()
 	if cpu := blaCPUTime() - cpu0; cpu0 >= 0 && len(lat) > 0 {
 		// Process CPU (daemon, phones and fake server together) per relay:
 		// the figure that does not depend on what else the machine runs.
@@ -240,44 +231,64 @@ func BenchmarkBLARelayLatencyAt200(b *testing.B) {
 	bb := newBLABench(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	var (
-		mu      sync.Mutex
-		lat     = make([]time.Duration, 0, b.N)
-		wg      sync.WaitGroup
-		failure atomic.Value
-	)
-	b.ResetTimer()
-	start := time.Now()
-	for n := 0; n < b.N && failure.Load() == nil; n++ {
+	run := newBLARelayRun(b)
+	for n := 0; n < b.N && run.failure.Load() == nil; n++ {
 		// Paced on the start time, so that a late wake-up does not
 		// lower the offered rate.
-		time.Sleep(time.Until(start.Add(time.Duration(n) * time.Second / benchRate)))
-		wg.Add(1)
+		time.Sleep(time.Until(run.start.Add(time.Duration(n) * time.Second / benchRate)))
+		run.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			w, err := bb.relay(ctx, n%len(bb.phones))
-			if err != nil {
-				failure.Store(err)
-				return
-			}
-			select {
-			case d := <-w.done:
-				mu.Lock()
-				lat = append(lat, d)
-				mu.Unlock()
-			case <-time.After(benchRelayWait):
-				failure.Store(fmt.Errorf("NOTIFY %d: no PUBLISH within %v", n, benchRelayWait))
-			}
+			defer run.wg.Done()
+			run.record(bb.timedRelay(ctx, n%len(bb.phones), fmt.Sprintf("NOTIFY %d", n)))
 		}()
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if err, ok := failure.Load().(error); ok {
-		b.Fatal(err)
+	blaReportLatency(b, run.finish())
+}
+
+// blaRelayRun collects the latencies of a benchmark's relays, sent from
+// goroutines counted in wg, and the first failure.
+type blaRelayRun struct {
+	b       *testing.B
+	start   time.Time
+	wg      sync.WaitGroup
+	failure atomic.Value
+
+	mu  sync.Mutex
+	lat []time.Duration
+}
+
+// newBLARelayRun resets the benchmark's timer and starts the clock.
+func newBLARelayRun(b *testing.B) *blaRelayRun {
+	r := &blaRelayRun{b: b, lat: make([]time.Duration, 0, b.N)}
+	b.ResetTimer()
+	r.start = time.Now()
+	return r
+}
+
+// record keeps one relay's latency, or its error; it reports whether the
+// relay succeeded.
+func (r *blaRelayRun) record(d time.Duration, err error) bool {
+	if err != nil {
+		r.failure.Store(err)
+		return false
 	}
-	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "relays/s")
-	blaReportLatency(b, lat)
+	r.mu.Lock()
+	r.lat = append(r.lat, d)
+	r.mu.Unlock()
+	return true
+}
+
+// finish waits for the relays, stops the timer, fails the benchmark on a
+// failure, reports the rate achieved and returns the latencies.
+func (r *blaRelayRun) finish() []time.Duration {
+	r.wg.Wait()
+	elapsed := time.Since(r.start)
+	r.b.StopTimer()
+	if err, ok := r.failure.Load().(error); ok {
+		r.b.Fatal(err)
+	}
+	r.b.ReportMetric(float64(len(r.lat))/elapsed.Seconds(), "relays/s")
+	return r.lat
 }
 
 // blaCPUTime is the process's user+system CPU time so far (-1 if unknown).

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,21 +115,7 @@ func newPolycom(tb testing.TB, user, domain string) *polycom {
 	p.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
 	})
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		_ = p.srv.ServeUDP(conn)
-	}()
-	// Requests reuse the listening socket only once it is in the pool.
-	for i := 0; ; i++ {
-		if c, err := p.ua.TransportLayer().GetConnection("udp", conn.LocalAddr().String()); err == nil && c != nil {
-			break
-		}
-		if i == 1000 {
-			tb.Fatalf("polycom: listener %s not ready", conn.LocalAddr())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	serveUDP(tb, "polycom", p.ua, p.srv, conn, &p.wg)
 	tb.Cleanup(p.close)
 	return p
 }
@@ -471,62 +456,18 @@ func blaDoc(entity string, version int, docState string, dialogs ...blaDialog) s
 	return b.String()
 }
 
-// blaFakePresence is an in-process presence server for benchmarks: it answers
-// every PUBLISH with 200, a SIP-ETag and the asked Expires, and reports each
-// PUBLISH with its arrival time.
-type blaFakePresence struct {
-	ua   *sipgo.UserAgent
-	srv  *sipgo.Server
-	conn net.PacketConn
-	wg   sync.WaitGroup
-	seq  atomic.Uint64
-	on   func(req *sip.Request, at time.Time)
-}
-
-// newBLAFakePresence starts the fake server on 127.0.0.1 (UDP, free port);
-// on is called for each PUBLISH before it is answered.
-func newBLAFakePresence(tb testing.TB, on func(req *sip.Request, at time.Time)) *blaFakePresence {
+// newBLAFakePresence starts a fake presence server (fakePS) that answers
+// every PUBLISH with 200, a SIP-ETag and the asked Expires; on is called
+// with each PUBLISH and its arrival time before it is answered.
+func newBLAFakePresence(tb testing.TB, on func(req *sip.Request, at time.Time)) *fakePS {
 	tb.Helper()
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("fake presence: listen: %v", err)
-	}
-	f := &blaFakePresence{conn: conn, on: on}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if f.ua, err = sipgo.NewUA(sipgo.WithUserAgent("fake-presence"),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) {}))); err != nil {
-		conn.Close()
-		tb.Fatalf("fake presence: ua: %v", err)
-	}
-	if f.srv, err = sipgo.NewServer(f.ua, sipgo.WithServerLogger(log)); err != nil {
-		tb.Fatalf("fake presence: server: %v", err)
-	}
-	f.srv.OnPublish(func(req *sip.Request, tx sip.ServerTransaction) {
+	f := newFakePS(tb, "fake-presence")
+	f.serve(tb, fakePSHandlers{publish: func(req *sip.Request, tx sip.ServerTransaction) {
 		now := time.Now()
-		if f.on != nil {
-			f.on(req, now)
+		if on != nil {
+			on(req, now)
 		}
-		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
-		res.AppendHeader(sip.NewHeader("SIP-ETag", "e"+strconv.FormatUint(f.seq.Add(1), 10)))
-		exp := "3600"
-		if h := req.GetHeader("Expires"); h != nil {
-			exp = strings.TrimSpace(h.Value())
-		}
-		res.AppendHeader(sip.NewHeader("Expires", exp))
-		_ = tx.Respond(res)
-	})
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		_ = f.srv.ServeUDP(conn)
-	}()
-	tb.Cleanup(func() {
-		_ = f.ua.Close()
-		_ = f.conn.Close()
-		f.wg.Wait()
-	})
+		fakeAcceptPublish(req, tx, f.nextETag("e"))
+	}})
 	return f
 }
-
-// uri is the fake server's SIP URI.
-func (f *blaFakePresence) uri() string { return "sip:" + f.conn.LocalAddr().String() }

@@ -1,17 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,159 +14,18 @@ import (
 	"github.com/puaside/puaside/store"
 )
 
-// cliBuildLimit bounds the build of the binary.
-const cliBuildLimit = 5 * time.Minute
-
-// buildCLI builds ./cmd/puaside into dir and returns the binary's path.
-func buildCLI(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "puaside")
-	ctx, cancel := context.WithTimeout(context.Background(), cliBuildLimit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/puaside")
-	cmd.Dir = ".." // the module root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/puaside: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// cliResult is the outcome of one run of the binary.
-type cliResult struct {
-	stdout, stderr string
-	code           int
-}
-
-// runBinary runs the binary with args (bounded by waitLimit) and returns
-// its output and exit status.
-func runBinary(t *testing.T, bin string, args ...string) cliResult {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), "PUASIDE_API=", "PUASIDE_TOKEN=", "PUASIDE_CONFIG=")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	res := cliResult{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee) && ctx.Err() == nil:
-		res.code = ee.ExitCode()
-	default:
-		t.Fatalf("puaside %s: %v\nstderr: %s", strings.Join(args, " "), err, res.stderr)
-	}
-	return res
-}
-
-// lockedBuffer is a bytes.Buffer safe for a writer goroutine and readers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// daemonProc is `puaside run` as a subprocess in its own process group.
-type daemonProc struct {
-	cmd    *exec.Cmd
-	logs   *lockedBuffer
-	exited chan struct{}
-	err    error // Wait's result, once exited is closed
-	api    string
-}
-
 // cliDaemonConfig writes a configuration file for a daemon whose every
-// listener is on a free loopback port, with its SQLite database in dir and
-// the presence server at server; it returns the file and the API's URL.
-func cliDaemonConfig(t *testing.T, dir, server string) (path, api, dbPath string) {
+// listener is on a free loopback port, with its SQLite database in the
+// test's directory and the presence server at server; it returns the file,
+// the API's host:port and the database file.
+func cliDaemonConfig(t *testing.T, server string) (path, httpAddr, dbPath string) {
 	t.Helper()
-	sip, rep := freePort(t), freePort(t)
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	dbPath = filepath.Join(dir, "puaside.db")
-	yml := fmt.Sprintf(`log_level: debug
-db_url: sqlite://%s
-pua:
-  listen: [udp:127.0.0.1:%d, tcp:127.0.0.1:%d]
-  server_address: %s
-  request_timeout: 2s
-  retry_min: 200ms
-  retry_max: 2s
-  update_period: 1h
-ingest:
-  replicate_listen: [udp:127.0.0.1:%d, tcp:127.0.0.1:%d]
-  trace_listen: [udp:127.0.0.1:%d]
-  hep_listen: [udp:127.0.0.1:%d]
-http:
-  http_listen: %s
-  wait_timeout: 5s
-`, dbPath, sip, sip, server, rep, rep, freePort(t), freePort(t), httpAddr)
-	path = filepath.Join(dir, "puaside.yaml")
-	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, "http://" + httpAddr, dbPath
-}
-
-// startDaemonProc starts `bin run -config cfgPath` and waits until /readyz
-// answers 200. The process group is killed when the test ends if the
-// process is still running.
-func startDaemonProc(t *testing.T, bin, cfgPath, api string) *daemonProc {
-	t.Helper()
-	p := &daemonProc{logs: &lockedBuffer{}, exited: make(chan struct{}), api: api}
-	p.cmd = exec.Command(bin, "run", "-config", cfgPath)
-	p.cmd.Env = append(os.Environ(), "PUASIDE_CONFIG=")
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start daemon: %v", err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-			return
-		default:
-		}
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.exited
-		if t.Failed() && os.Getenv("PUASIDE_TEST_QUIET") == "" {
-			t.Logf("daemon output:\n%s", p.logs.String())
-		}
-	})
-	hc := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(waitLimit)
-	for {
-		select {
-		case <-p.exited:
-			t.Fatalf("daemon exited before ready (%v):\n%s", p.err, p.logs.String())
-		default:
-		}
-		if resp, err := hc.Get(api + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon not ready in %s:\n%s", waitLimit, p.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	cfg := baseConfig(t, nil)
+	cfg.PUA.ServerAddress = server
+	cfg.PUA.RequestTimeout = 2 * time.Second
+	cfg.PUA.UpdatePeriod = time.Hour
+	cfg.HTTP.WaitTimeout = 5 * time.Second
+	return writeDaemonConfig(t, cfg), cfg.HTTP.HTTPListen, strings.TrimPrefix(cfg.DBURL, "sqlite://")
 }
 
 // TestCLIAgainstDaemon runs the built binary: the daemon as a subprocess
@@ -180,11 +33,12 @@ func startDaemonProc(t *testing.T, bin, cfgPath, api string) *daemonProc {
 // subcommands against it; then it stops the daemon with SIGTERM and checks
 // that it exited 0 having flushed its publications to SQLite.
 func TestCLIAgainstDaemon(t *testing.T) {
-	bin := buildCLI(t, t.TempDir())
+	bin := puasideBinary(t)
 	fake := startAPIFakePS(t)
 	dir := t.TempDir()
-	cfgPath, api, dbPath := cliDaemonConfig(t, dir, fake.URI())
-	d := startDaemonProc(t, bin, cfgPath, api)
+	cfgPath, httpAddr, dbPath := cliDaemonConfig(t, fake.URI())
+	api := "http://" + httpAddr
+	d := startDaemonProc(t, "daemon", bin, cfgPath, httpAddr)
 
 	bodyFile := filepath.Join(dir, "alice.pidf")
 	if err := os.WriteFile(bodyFile, []byte(apiPIDF("alice")), 0o600); err != nil {
@@ -395,7 +249,7 @@ func TestCLIAgainstDaemon(t *testing.T) {
 // TestCLITopLevelHelpListsSubcommands: `puaside -h` (and --help) exits 0 and
 // shows the usage with the subcommands, as `puaside help` does.
 func TestCLITopLevelHelpListsSubcommands(t *testing.T) {
-	bin := buildCLI(t, t.TempDir())
+	bin := puasideBinary(t)
 	for _, flag := range []string{"-h", "--help"} {
 		r := runBinary(t, bin, flag)
 		out := r.stdout + r.stderr

@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/config"
@@ -147,14 +146,13 @@ func newDlgBenchCall(n int) dlgBenchCall {
 // dlgBenchPhaseState is the caller's dialog state each phase must publish.
 var dlgBenchPhaseState = [4]string{"trying", "early", "confirmed", "terminated"}
 
-// dlgPresence is an in-process presence server (sipgo) for the benchmarks:
-// it answers every PUBLISH 200 with SIP-ETag and Expires and reports, per
+// dlgPresence is a fake presence server (fakePS) for the benchmarks: it
+// answers every PUBLISH 200 with SIP-ETag and Expires and reports, per
 // Call-ID, the states of the caller's (initiator) dialog it receives.
 type dlgPresence struct {
-	addr     string
+	*fakePS
 	publish  atomic.Int64
 	removals atomic.Int64
-	etag     atomic.Int64
 
 	mu      sync.Mutex
 	waiters map[string]chan dlgSeen
@@ -168,51 +166,19 @@ type dlgSeen struct {
 
 func newDlgPresence(b *testing.B) *dlgPresence {
 	b.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("bench-presence"),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log),
-			sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) {})))
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	p := &dlgPresence{addr: pc.LocalAddr().String(), waiters: map[string]chan dlgSeen{}}
-	srv.OnPublish(p.handle)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.ServeUDP(pc)
-	}()
-	b.Cleanup(func() {
-		ua.Close()
-		pc.Close()
-		<-done
-	})
+	p := &dlgPresence{waiters: map[string]chan dlgSeen{}}
+	p.fakePS = newFakePS(b, "bench-presence")
+	p.serve(b, fakePSHandlers{publish: p.handle})
 	return p
 }
 
 func (p *dlgPresence) handle(req *sip.Request, tx sip.ServerTransaction) {
 	at := time.Now()
 	p.publish.Add(1)
-	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
-	exp := "3600"
-	if h := req.GetHeader("Expires"); h != nil {
-		exp = h.Value()
-	}
-	if exp == "0" {
+	if fakeExpires(req) == "0" {
 		p.removals.Add(1)
 	}
-	res.AppendHeader(sip.NewHeader("SIP-ETag", "e"+strconv.FormatInt(p.etag.Add(1), 36)))
-	res.AppendHeader(sip.NewHeader("Expires", exp))
-	_ = tx.Respond(res)
+	fakeAcceptPublish(req, tx, p.nextETag("e"))
 	if callID, state, ok := dlgInitiatorState(req.Body()); ok {
 		p.mu.Lock()
 		ch := p.waiters[callID]
@@ -287,7 +253,7 @@ func dlgBenchDaemon(b *testing.B, srv *dlgPresence) (*daemon.Daemon, config.Conf
 	cfg.DBURL = "sqlite://" + filepath.Join(b.TempDir(), "puaside.db")
 	cfg.Features = config.Features{Dialoginfo: true}
 	cfg.PUA.Listen = []string{fmt.Sprintf("udp:127.0.0.1:%d", port())}
-	cfg.PUA.ServerAddress = "sip:" + srv.addr
+	cfg.PUA.ServerAddress = srv.URI()
 	cfg.PUA.RequestTimeout = 5 * time.Second
 	cfg.Ingest.ReplicateListen = nil
 	cfg.Ingest.HEPListen = nil

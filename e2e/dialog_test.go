@@ -106,18 +106,9 @@ func dlgWaitState(ctx context.Context, t *testing.T, w *sipphone.Watcher, who, c
 		return false
 	})
 	if err != nil {
-		t.Fatalf("%s's watcher never saw call %s %s: %v\nNOTIFY bodies:\n%s", who, callID, state, err, dlgNotifyBodies(w))
+		t.Fatalf("%s's watcher never saw call %s %s: %v\nNOTIFY bodies:\n%s", who, callID, state, err, notifyBodies(w))
 	}
 	return found
-}
-
-// dlgNotifyBodies renders every NOTIFY body of w for a failure message.
-func dlgNotifyBodies(w *sipphone.Watcher) string {
-	var b strings.Builder
-	for i, n := range w.Notifications() {
-		fmt.Fprintf(&b, "--- #%d (%s)\n%s\n", i, n.State, n.Body)
-	}
-	return b.String()
 }
 
 // dlgCheckProgress checks that across w's NOTIFYs the dialogs of callID
@@ -133,7 +124,7 @@ func dlgCheckProgress(t *testing.T, w *sipphone.Watcher, who, callID, direction 
 				t.Errorf("%s NOTIFY #%d: unknown state %q", who, i, it.State.Value)
 			}
 			if r < best {
-				t.Errorf("%s NOTIFY #%d: state %q after a later state\n%s", who, i, it.State.Value, dlgNotifyBodies(w))
+				t.Errorf("%s NOTIFY #%d: state %q after a later state\n%s", who, i, it.State.Value, notifyBodies(w))
 			}
 			if r > best {
 				best = r
@@ -146,7 +137,7 @@ func dlgCheckProgress(t *testing.T, w *sipphone.Watcher, who, callID, direction 
 	}
 	for _, s := range want {
 		if !seen[s] {
-			t.Errorf("%s's watcher never saw %s for call %s\n%s", who, s, callID, dlgNotifyBodies(w))
+			t.Errorf("%s's watcher never saw %s for call %s\n%s", who, s, callID, notifyBodies(w))
 		}
 	}
 	if last := want[len(want)-1]; best != dlgStateRank(last) {
@@ -176,7 +167,7 @@ func dlgCheckNoLitLamp(t *testing.T, w *sipphone.Watcher, who string) {
 	}
 	for _, it := range d.Dialogs {
 		if dlgStateRank(it.State.Value) != dlgStateRank("terminated") {
-			t.Errorf("%s's lamp still lit: dialog %s (call %s) %s\n%s", who, it.ID, it.CallID, it.State.Value, dlgNotifyBodies(w))
+			t.Errorf("%s's lamp still lit: dialog %s (call %s) %s\n%s", who, it.ID, it.CallID, it.State.Value, notifyBodies(w))
 		}
 	}
 }

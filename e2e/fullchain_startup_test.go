@@ -27,7 +27,7 @@ func fcClosedPort(t *testing.T) int {
 // use exits non-zero at once, with a message naming what is wrong (and
 // never the database password), and does not come up.
 func TestDaemonStartupErrors(t *testing.T) {
-	bin := fcBuild(t)
+	bin := puasideBinary(t)
 	for _, tc := range []struct {
 		name string
 		yaml func(t *testing.T) string
@@ -60,7 +60,7 @@ func TestDaemonStartupErrors(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.yaml(t)), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			out, code := fcRun(t, bin, "run", "-config", path)
+			out, code := runCombined(t, bin, "run", "-config", path)
 			if code == 0 {
 				t.Fatalf("exit status 0, want non-zero; output:\n%s", out)
 			}

@@ -60,49 +60,6 @@ func fcRank(s string) int {
 	return map[string]int{"trying": 1, "proceeding": 2, "early": 3, "confirmed": 4, "terminated": 5}[s]
 }
 
-// fcNotifies renders a watcher's NOTIFYs for a failure message.
-func fcNotifies(w *sipphone.Watcher) string {
-	var b strings.Builder
-	for i, n := range w.Notifications() {
-		fmt.Fprintf(&b, "--- #%d (%s)\n%s\n", i, n.State, n.Body)
-	}
-	return b.String()
-}
-
-// fcWait waits, at most limit, for the next NOTIFY of w whose body matches.
-func fcWait(ctx context.Context, t *testing.T, w *sipphone.Watcher, limit time.Duration, what string, match func(string) bool) {
-	t.Helper()
-	wctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	if _, err := w.WaitFor(wctx, match); err != nil {
-		t.Fatalf("%s not seen within %s: %v\nNOTIFYs:\n%s", what, limit, err, fcNotifies(w))
-	}
-}
-
-// fcExpect is fcWait that marks the test failed and carries on.
-func fcExpect(ctx context.Context, t *testing.T, w *sipphone.Watcher, limit time.Duration, what string, match func(string) bool) {
-	t.Helper()
-	wctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	if _, err := w.WaitFor(wctx, match); err != nil {
-		t.Errorf("%s not seen within %s: %v\nNOTIFYs:\n%s", what, limit, err, fcNotifies(w))
-	}
-}
-
-// fcOpen matches a PIDF showing ph's contact online.
-func fcOpen(ph *sipphone.Phone) func(string) bool {
-	u := ph.ContactURI(ph.User)
-	contact := u.String()
-	return func(b string) bool {
-		return strings.Contains(b, "<basic>open</basic>") && strings.Contains(b, contact)
-	}
-}
-
-// fcClosed matches a PIDF showing the presentity offline.
-func fcClosed(b string) bool {
-	return strings.Contains(b, "<basic>closed</basic>") && !strings.Contains(b, "<basic>open</basic>")
-}
-
 // fcDialogIn matches a dialog-info body showing callID, every dialog of
 // it in state (a lamp is right only when no publication says otherwise).
 func fcDialogIn(callID, state string) func(string) bool {
@@ -126,7 +83,7 @@ func fcCheckDialogOrder(t *testing.T, w *sipphone.Watcher, who, callID string, w
 		for _, s := range fcDialogStates(n.Body, callID) {
 			r := fcRank(s)
 			if r == 0 || r < best {
-				t.Errorf("%s NOTIFY #%d: state %q out of order\n%s", who, i, s, fcNotifies(w))
+				t.Errorf("%s NOTIFY #%d: state %q out of order\n%s", who, i, s, notifyBodies(w))
 			}
 			best = max(best, r)
 			seen[s] = true
@@ -134,7 +91,7 @@ func fcCheckDialogOrder(t *testing.T, w *sipphone.Watcher, who, callID string, w
 	}
 	for _, s := range want {
 		if !seen[s] {
-			t.Errorf("%s never saw %s for call %s\n%s", who, s, callID, fcNotifies(w))
+			t.Errorf("%s never saw %s for call %s\n%s", who, s, callID, notifyBodies(w))
 		}
 	}
 }
@@ -204,7 +161,7 @@ type fcRig struct {
 	bin, cfgPath, dbURL string
 	cfg                 config.Config
 	presence, reg       *kamailiotest.Instance
-	proc                *fcProc
+	proc                *daemonProc
 	alice, bob          *sipphone.Phone
 	presAlice, presBob  *sipphone.Watcher
 	dlgAlice, dlgBob    *sipphone.Watcher
@@ -218,7 +175,7 @@ type fcRig struct {
 // nil, changes the daemon's configuration first.
 func newFCRig(ctx context.Context, t *testing.T, tweak func(*config.Config)) *fcRig {
 	t.Helper()
-	r := &fcRig{bin: fcBuild(t)}
+	r := &fcRig{bin: puasideBinary(t)}
 	r.dbURL = dbtest.URL(t, store.MySQL)
 	r.presence = presenceServer(t)
 	cfg := baseConfig(t, r.presence)
@@ -238,9 +195,9 @@ func newFCRig(ctx context.Context, t *testing.T, tweak func(*config.Config)) *fc
 		tweak(&cfg)
 	}
 	r.cfg = cfg
-	r.cfgPath = fcWriteConfig(t, cfg)
+	r.cfgPath = writeDaemonConfig(t, cfg)
 
-	r.proc = fcStart(t, "puaside#1", r.bin, r.cfgPath, cfg.HTTP.HTTPListen)
+	r.proc = startDaemonProc(t, "puaside#1", r.bin, r.cfgPath, cfg.HTTP.HTTPListen)
 	r.reg = registrar(t, "WITH_SIPTRACE", cfg)
 
 	r.alice = sipphone.NewPhone(t, "alice", "example.com")
@@ -266,8 +223,8 @@ func newFCRig(ctx context.Context, t *testing.T, tweak func(*config.Config)) *fc
 			t.Fatalf("register %s: %v %v", ph.User, res, err)
 		}
 	}
-	fcWait(ctx, t, r.presAlice, waitLimit, "alice open", fcOpen(r.alice))
-	fcWait(ctx, t, r.presBob, waitLimit, "bob open", fcOpen(r.bob))
+	waitNotify(ctx, t, r.presAlice, waitLimit, "alice open", pidfOpen(r.alice))
+	waitNotify(ctx, t, r.presBob, waitLimit, "bob open", pidfOpen(r.bob))
 
 	// alice calls bob: bob's lamp early, then confirmed.
 	r.bob.SetPolicy(sipphone.KeepRinging)
@@ -286,13 +243,13 @@ func newFCRig(ctx context.Context, t *testing.T, tweak func(*config.Config)) *fc
 			t.Fatal("bob never rang")
 		}
 	}
-	fcWait(ctx, t, r.dlgBob, waitLimit, "bob early", fcDialogIn(r.callID, "early"))
+	waitNotify(ctx, t, r.dlgBob, waitLimit, "bob early", fcDialogIn(r.callID, "early"))
 	r.in.Answer()
 	if err := call.WaitAnswer(ctx); err != nil {
 		t.Fatalf("answer: %v", err)
 	}
-	fcWait(ctx, t, r.dlgBob, waitLimit, "bob confirmed", fcDialogIn(r.callID, "confirmed"))
-	fcWait(ctx, t, r.dlgAlice, waitLimit, "alice confirmed", fcDialogIn(r.callID, "confirmed"))
+	waitNotify(ctx, t, r.dlgBob, waitLimit, "bob confirmed", fcDialogIn(r.callID, "confirmed"))
+	waitNotify(ctx, t, r.dlgAlice, waitLimit, "alice confirmed", fcDialogIn(r.callID, "confirmed"))
 	fcCheckPresentities(ctx, t, r.presence, "in call", map[string]int{"presence": 1, "dialog": 1})
 	return r
 }
@@ -305,7 +262,7 @@ func (r *fcRig) restart(ctx context.Context, t *testing.T, down time.Duration) t
 	r.proc.kill()
 	t.Logf("pua table after SIGKILL:\n%s", fcPUARows(ctx, t, r.dbURL))
 	time.Sleep(down)
-	r.proc = fcStart(t, "puaside#2", r.bin, r.cfgPath, r.cfg.HTTP.HTTPListen)
+	r.proc = startDaemonProc(t, "puaside#2", r.bin, r.cfgPath, r.cfg.HTTP.HTTPListen)
 	restartedAt := time.Now()
 	// Whatever the restarted daemon sends first (refreshes with the stored
 	// ETags, re-publications) has been answered well within this; the
@@ -329,9 +286,9 @@ func (r *fcRig) hangUpAndCheck(ctx context.Context, t *testing.T, restartedAt ti
 		t.Fatalf("unregister alice: %v %v", res, err)
 	}
 	changedAt := time.Now()
-	fcWait(ctx, t, r.dlgBob, fcRefresh, "bob terminated after the restart", fcDialogIn(r.callID, "terminated"))
-	fcWait(ctx, t, r.dlgAlice, fcRefresh, "alice terminated after the restart", fcDialogIn(r.callID, "terminated"))
-	fcWait(ctx, t, r.presAlice, fcRefresh, "alice closed after the restart", fcClosed)
+	waitNotify(ctx, t, r.dlgBob, fcRefresh, "bob terminated after the restart", fcDialogIn(r.callID, "terminated"))
+	waitNotify(ctx, t, r.dlgAlice, fcRefresh, "alice terminated after the restart", fcDialogIn(r.callID, "terminated"))
+	waitNotify(ctx, t, r.presAlice, fcRefresh, "alice closed after the restart", pidfClosed)
 	t.Logf("lamps converged %s after the hang-up", time.Since(changedAt).Round(time.Millisecond))
 	fcCheckDialogOrder(t, r.dlgBob, "bob's dialog watcher", r.callID, "early", "confirmed", "terminated")
 	fcCheckDialogOrder(t, r.dlgAlice, "alice's dialog watcher", r.callID, "confirmed", "terminated")
@@ -351,11 +308,11 @@ func (r *fcRig) hangUpAndCheck(ctx context.Context, t *testing.T, restartedAt ti
 	if n, err := r.presence.Count(ctx, "presentity", "username = ? AND event = ?", "bob", "presence"); err != nil || n != 1 {
 		t.Errorf("bob's presence rows: %d (%v), want 1", n, err)
 	}
-	if ns := r.presBob.Notifications(); len(ns) == 0 || !fcOpen(r.bob)(ns[len(ns)-1].Body) {
-		t.Errorf("bob's last presence NOTIFY is not open:\n%s", fcNotifies(r.presBob))
+	if ns := r.presBob.Notifications(); len(ns) == 0 || !pidfOpen(r.bob)(ns[len(ns)-1].Body) {
+		t.Errorf("bob's last presence NOTIFY is not open:\n%s", notifyBodies(r.presBob))
 	}
-	if ns := r.presAlice.Notifications(); len(ns) == 0 || !fcClosed(ns[len(ns)-1].Body) {
-		t.Errorf("alice's last presence NOTIFY is not closed:\n%s", fcNotifies(r.presAlice))
+	if ns := r.presAlice.Notifications(); len(ns) == 0 || !pidfClosed(ns[len(ns)-1].Body) {
+		t.Errorf("alice's last presence NOTIFY is not closed:\n%s", notifyBodies(r.presAlice))
 	}
 	for _, w := range []*sipphone.Watcher{r.dlgAlice, r.dlgBob, r.presAlice, r.presBob} {
 		for _, n := range w.Notifications() {
@@ -368,7 +325,7 @@ func (r *fcRig) hangUpAndCheck(ctx context.Context, t *testing.T, restartedAt ti
 		ns := w.Notifications()
 		for _, s := range fcDialogStates(ns[len(ns)-1].Body, r.callID) {
 			if s != "terminated" {
-				t.Errorf("a dialog lamp is still lit (%s):\n%s", s, fcNotifies(w))
+				t.Errorf("a dialog lamp is still lit (%s):\n%s", s, notifyBodies(w))
 			}
 		}
 	}
@@ -398,10 +355,10 @@ func TestFullChainKamailioMariaDB(t *testing.T) {
 	// crash and restart never showed him offline.
 	opened := false
 	for i, n := range r.presBob.Notifications() {
-		if fcOpen(r.bob)(n.Body) {
+		if pidfOpen(r.bob)(n.Body) {
 			opened = true
 		} else if opened {
-			t.Errorf("bob's presence NOTIFY #%d after open is not open:\n%s", i, fcNotifies(r.presBob))
+			t.Errorf("bob's presence NOTIFY #%d after open is not open:\n%s", i, notifyBodies(r.presBob))
 		}
 	}
 }
@@ -422,16 +379,16 @@ func TestFullChainLongOutageRepublishesCall(t *testing.T) {
 	time.Sleep(fcPersisted)
 	r.proc.kill()
 	// Every publication expires at the server: bob's dialog lamp goes dark.
-	fcWait(ctx, t, r.dlgBob, fcRefresh+15*time.Second, "bob's lamp dark after expiry at the server", func(b string) bool {
+	waitNotify(ctx, t, r.dlgBob, fcRefresh+15*time.Second, "bob's lamp dark after expiry at the server", func(b string) bool {
 		return len(fcDialogStates(b, r.callID)) == 0
 	})
-	fcWait(ctx, t, r.presBob, waitLimit, "bob not open after expiry at the server", func(b string) bool { return !fcOpen(r.bob)(b) })
-	r.proc = fcStart(t, "puaside#2", r.bin, r.cfgPath, r.cfg.HTTP.HTTPListen)
+	waitNotify(ctx, t, r.presBob, waitLimit, "bob not open after expiry at the server", func(b string) bool { return !pidfOpen(r.bob)(b) })
+	r.proc = startDaemonProc(t, "puaside#2", r.bin, r.cfgPath, r.cfg.HTTP.HTTPListen)
 	restartedAt := time.Now()
 
 	// Both checks run before either fails, then the hang-up still runs.
-	fcExpect(ctx, t, r.presBob, fcRefresh, "bob open again after the restart", fcOpen(r.bob))
-	fcExpect(ctx, t, r.dlgBob, fcRefresh, "bob's call confirmed again after the restart", fcDialogIn(r.callID, "confirmed"))
+	expectNotify(ctx, t, r.presBob, fcRefresh, "bob open again after the restart", pidfOpen(r.bob))
+	expectNotify(ctx, t, r.dlgBob, fcRefresh, "bob's call confirmed again after the restart", fcDialogIn(r.callID, "confirmed"))
 	r.hangUpAndCheck(ctx, t, restartedAt)
 }
 

@@ -70,12 +70,13 @@ func TestEnginePublishesToKamailio(t *testing.T) {
 	if info.State != pua.StateActive || info.LastStatus != 200 {
 		t.Fatalf("publication after refreshes: %+v", info)
 	}
-	etagBefore := info.ETag
 
 	// Restart: the stored record (ETag included) is flushed at stop and
 	// loaded at start; the next request is a refresh of the same
-	// publication, not a new one.
+	// publication, not a new one. (A refresh may happen until the stop,
+	// so the ETag to compare is the one the stopped engine holds.)
 	ps.stop()
+	etagBefore := publication(t, ps, key).ETag
 	ps = startPuaside(t, cfg)
 	restored := publication(t, ps, key)
 	if restored.ETag != etagBefore {

@@ -21,7 +21,7 @@ func TestREADMERunCommandWithDefaults(t *testing.T) {
 		t.Fatalf("unshare (util-linux) is needed: %v", err)
 	}
 	dir := t.TempDir()
-	bin := buildCLI(t, dir)
+	bin := puasideBinary(t)
 	work := filepath.Join(dir, "work")
 	if err := os.Mkdir(work, 0o755); err != nil {
 		t.Fatal(err)

@@ -101,30 +101,6 @@ func (s *usrlocSetup) register(ctx context.Context, t *testing.T, ph *sipphone.P
 	}
 }
 
-// ulIsOpen matches a PIDF showing the phone's contact online.
-func ulIsOpen(ph *sipphone.Phone) func(string) bool {
-	u := ph.ContactURI(ph.User)
-	contact := u.String()
-	return func(b string) bool {
-		return strings.Contains(b, "<basic>open</basic>") && strings.Contains(b, contact)
-	}
-}
-
-// ulIsClosed matches a PIDF showing the presentity offline.
-func ulIsClosed(b string) bool {
-	return strings.Contains(b, "<basic>closed</basic>") && !strings.Contains(b, "<basic>open</basic>")
-}
-
-// ulWaitBody waits for the watcher's next NOTIFY whose body matches.
-func ulWaitBody(ctx context.Context, t *testing.T, w *sipphone.Watcher, what string, match func(string) bool) {
-	t.Helper()
-	wctx, cancel := context.WithTimeout(ctx, waitLimit)
-	defer cancel()
-	if _, err := w.WaitFor(wctx, match); err != nil {
-		t.Fatalf("watcher never saw %s: %v; notifications: %+v", what, err, w.Notifications())
-	}
-}
-
 // ulCheckReplies asserts what puaside sent back on its mirror input:
 // for t_replicate copies exactly one 200 per copy and no retransmitted
 // copy (Kamailio's tm retransmits an unanswered copy after 500 ms); for
@@ -199,14 +175,14 @@ func TestUsrlocPresenceFromRegistrar(t *testing.T) {
 			wb := s.watch(ctx, t, "bob")
 
 			s.register(ctx, t, alice, 300)
-			ulWaitBody(ctx, t, wa, "alice open", ulIsOpen(alice))
+			waitNotify(ctx, t, wa, waitLimit, "alice open", pidfOpen(alice))
 			s.register(ctx, t, alice, 0)
-			ulWaitBody(ctx, t, wa, "alice closed after unregister", ulIsClosed)
+			waitNotify(ctx, t, wa, waitLimit, "alice closed after unregister", pidfClosed)
 
 			// bob registers for 2 s and is never refreshed.
 			s.register(ctx, t, bob, 2)
-			ulWaitBody(ctx, t, wb, "bob open", ulIsOpen(bob))
-			ulWaitBody(ctx, t, wb, "bob closed after expiry", ulIsClosed)
+			waitNotify(ctx, t, wb, waitLimit, "bob open", pidfOpen(bob))
+			waitNotify(ctx, t, wb, waitLimit, "bob closed after expiry", pidfClosed)
 
 			m := ulScrape(t, s.cfg)
 			// alice 300, alice 0, bob 2; traced inputs also carry the 200s.
@@ -247,7 +223,7 @@ func TestUsrlocRestartNoFlap(t *testing.T) {
 			alice := sipphone.NewPhone(t, "alice", "example.com")
 			wa := s.watch(ctx, t, "alice")
 			s.register(ctx, t, alice, 300)
-			ulWaitBody(ctx, t, wa, "alice open", ulIsOpen(alice))
+			waitNotify(ctx, t, wa, waitLimit, "alice open", pidfOpen(alice))
 
 			s.ps.stop()
 			s.ps = startPuaside(t, s.cfg)
@@ -264,15 +240,15 @@ func TestUsrlocRestartNoFlap(t *testing.T) {
 
 			before := len(wa.Notifications())
 			s.register(ctx, t, alice, 0)
-			ulWaitBody(ctx, t, wa, "alice closed after unregister", ulIsClosed)
+			waitNotify(ctx, t, wa, waitLimit, "alice closed after unregister", pidfClosed)
 
 			notes := wa.Notifications()[:before]
 			seenOpen := false
 			for i, n := range notes {
 				switch {
-				case ulIsOpen(alice)(n.Body):
+				case pidfOpen(alice)(n.Body):
 					seenOpen = true
-				case seenOpen && (n.Terminated() || !ulIsOpen(alice)(n.Body)):
+				case seenOpen && (n.Terminated() || !pidfOpen(alice)(n.Body)):
 					t.Fatalf("notification %d between open and the unregister is not open (flap): %+v", i, n)
 				}
 			}
