@@ -3,6 +3,10 @@ package store
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
 
 	"github.com/puaside/puaside/dialoginfo"
 )
@@ -20,45 +24,80 @@ func (db *DB) LoadDialogs(ctx context.Context) ([]dialoginfo.Record, error) {
 	return rows, nil
 }
 
-// SaveDialogs upserts and deletes (by id) dialoginfo calls in one transaction.
+// Batch sizes of the dialog tables: ids or entities per DELETE or SELECT,
+// rows per multi-row INSERT (8 values a row for puaside_dialogs).
+const (
+	dialogKeyBatch    = 500
+	dialogInsertBatch = 100
+)
+
+// SaveDialogs upserts and deletes (by id) dialoginfo calls in one
+// transaction. An id both removed and upserted is upserted; an id upserted
+// twice keeps the last record. The rows are deleted with one statement per
+// 500 ids and written with multi-row INSERTs. A record without an id fails
+// the call before anything is written.
 func (db *DB) SaveDialogs(ctx context.Context, upsert []dialoginfo.Record, remove []string) error {
 	if len(upsert) == 0 && len(remove) == 0 {
 		return nil
+	}
+	last := make(map[string]int, len(upsert))
+	for i, r := range upsert {
+		if r.ID == "" {
+			return fmt.Errorf("store: save dialog of call %q: empty id", r.CallID)
+		}
+		last[r.ID] = i
+	}
+	ids := make([]string, 0, len(remove)+len(last))
+	seen := make(map[string]bool, len(remove)+len(last))
+	for _, id := range remove {
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	rows := make([]*dialoginfo.Record, 0, len(last))
+	for i := range upsert {
+		r := &upsert[i]
+		if last[r.ID] != i {
+			continue
+		}
+		rows = append(rows, r)
+		if !seen[r.ID] {
+			seen[r.ID] = true
+			ids = append(ids, r.ID)
+		}
 	}
 	tx, err := db.X.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: save dialogs: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	del, err := tx.PreparexContext(ctx, `DELETE FROM puaside_dialogs WHERE id = ?`)
-	if err != nil {
-		return fmt.Errorf("store: save dialogs: prepare delete: %w", err)
-	}
-	defer del.Close()
-	ins, err := tx.PreparexContext(ctx, `INSERT INTO puaside_dialogs
-		(id, call_id, from_tag, caller, callee, state, data, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return fmt.Errorf("store: save dialogs: prepare insert: %w", err)
-	}
-	defer ins.Close()
-	for _, id := range remove {
-		if _, err := del.ExecContext(ctx, id); err != nil {
-			return fmt.Errorf("store: delete dialog %s: %w", id, err)
+	args := make([]any, 0, dialogInsertBatch*8)
+	for start := 0; start < len(ids); start += dialogKeyBatch {
+		chunk := ids[start:min(start+dialogKeyBatch, len(ids))]
+		args = args[:0]
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM puaside_dialogs WHERE id IN (`+placeholders(len(chunk))+`)`,
+			args...); err != nil {
+			return fmt.Errorf("store: delete %d dialogs (first %s): %w", len(chunk), chunk[0], err)
 		}
 	}
-	for _, r := range upsert {
-		if r.ID == "" {
-			return fmt.Errorf("store: save dialog of call %q: empty id", r.CallID)
+	for start := 0; start < len(rows); start += dialogInsertBatch {
+		chunk := rows[start:min(start+dialogInsertBatch, len(rows))]
+		args = args[:0]
+		for _, r := range chunk {
+			data := r.Data
+			if data == nil {
+				data = []byte{}
+			}
+			args = append(args, r.ID, r.CallID, r.FromTag, r.Caller, r.Callee, r.State, data, r.Updated)
 		}
-		if _, err := del.ExecContext(ctx, r.ID); err != nil {
-			return fmt.Errorf("store: replace dialog %s: %w", r.ID, err)
-		}
-		data := r.Data
-		if data == nil {
-			data = []byte{}
-		}
-		if _, err := ins.ExecContext(ctx, r.ID, r.CallID, r.FromTag, r.Caller, r.Callee, r.State, data, r.Updated); err != nil {
-			return fmt.Errorf("store: insert dialog %s: %w", r.ID, err)
+		q := `INSERT INTO puaside_dialogs (id, call_id, from_tag, caller, callee, state, data, updated) VALUES ` +
+			strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?), ", len(chunk)-1) + "(?, ?, ?, ?, ?, ?, ?, ?)"
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("store: insert %d dialogs (first %s): %w", len(chunk), chunk[0].ID, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -84,29 +123,76 @@ func (db *DB) LoadDialogVersions(ctx context.Context) (map[string]uint64, error)
 }
 
 // SaveDialogVersions upserts entity versions in one transaction. A stored
-// version is never lowered.
+// version is never lowered. The stored versions are read with one SELECT
+// per 500 entities; new entities are inserted with multi-row INSERTs and
+// raised ones updated with one prepared statement.
 func (db *DB) SaveDialogVersions(ctx context.Context, versions map[string]uint64) error {
 	if len(versions) == 0 {
 		return nil
 	}
+	entities := make([]string, 0, len(versions))
+	for e := range versions {
+		entities = append(entities, e)
+	}
+	sort.Strings(entities)
 	tx, err := db.X.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: save dialog versions: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	for e, v := range versions {
-		var cur []uint64
-		if err := tx.SelectContext(ctx, &cur, `SELECT version FROM puaside_dialog_versions WHERE entity = ?`, e); err != nil {
-			return fmt.Errorf("store: read dialog version of %s: %w", e, err)
+	stored := make(map[string]uint64, len(entities))
+	for start := 0; start < len(entities); start += dialogKeyBatch {
+		chunk := entities[start:min(start+dialogKeyBatch, len(entities))]
+		args := make([]any, len(chunk))
+		for i, e := range chunk {
+			args[i] = e
 		}
+		var rows []struct {
+			Entity  string `db:"entity"`
+			Version uint64 `db:"version"`
+		}
+		if err := tx.SelectContext(ctx, &rows, `SELECT entity, version FROM puaside_dialog_versions WHERE entity IN (`+
+			placeholders(len(chunk))+`)`, args...); err != nil {
+			return fmt.Errorf("store: read dialog versions (first %s): %w", chunk[0], err)
+		}
+		for _, r := range rows {
+			stored[r.Entity] = r.Version
+		}
+	}
+	var fresh []string
+	var update *sqlx.Stmt
+	defer func() {
+		if update != nil {
+			update.Close()
+		}
+	}()
+	for _, e := range entities {
+		v := versions[e]
+		cur, ok := stored[e]
 		switch {
-		case len(cur) == 0:
-			_, err = tx.ExecContext(ctx, `INSERT INTO puaside_dialog_versions (entity, version) VALUES (?, ?)`, e, v)
-		case cur[0] < v:
-			_, err = tx.ExecContext(ctx, `UPDATE puaside_dialog_versions SET version = ? WHERE entity = ?`, v, e)
+		case !ok:
+			fresh = append(fresh, e)
+		case cur < v:
+			if update == nil {
+				if update, err = tx.PreparexContext(ctx, `UPDATE puaside_dialog_versions SET version = ? WHERE entity = ?`); err != nil {
+					return fmt.Errorf("store: save dialog versions: prepare update: %w", err)
+				}
+			}
+			if _, err := update.ExecContext(ctx, v, e); err != nil {
+				return fmt.Errorf("store: save dialog version of %s: %w", e, err)
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("store: save dialog version of %s: %w", e, err)
+	}
+	for start := 0; start < len(fresh); start += dialogKeyBatch {
+		chunk := fresh[start:min(start+dialogKeyBatch, len(fresh))]
+		args := make([]any, 0, 2*len(chunk))
+		for _, e := range chunk {
+			args = append(args, e, versions[e])
+		}
+		q := `INSERT INTO puaside_dialog_versions (entity, version) VALUES ` +
+			strings.Repeat("(?, ?), ", len(chunk)-1) + "(?, ?)"
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("store: save dialog versions: insert %d (first %s): %w", len(chunk), chunk[0], err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

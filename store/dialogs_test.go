@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -105,6 +106,72 @@ func TestDialogRestartThroughDB(t *testing.T) {
 		if len(p2.ops) != 2 || !strings.Contains(p2.ops[0], `version="3"`) || !strings.Contains(p2.ops[0], `event="local-bye"`) ||
 			!strings.Contains(p2.ops[1], `version="2"`) || !strings.Contains(p2.ops[1], `event="remote-bye"`) {
 			t.Fatalf("after restart: %q", p2.ops)
+		}
+	})
+}
+
+// TestDialogsMany saves more calls and versions than one statement holds,
+// with an id upserted twice and one both removed and upserted.
+func TestDialogsMany(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		const n = 1234
+		var recs []dialoginfo.Record
+		versions := map[string]uint64{}
+		for i := range n {
+			recs = append(recs, dialoginfo.Record{ID: fmt.Sprintf("id-%04d", i), CallID: fmt.Sprintf("c%d", i),
+				FromTag: "f", State: "early", Data: []byte(fmt.Sprint(i)), Updated: int64(i)})
+			versions[fmt.Sprintf("sip:u%d@x", i)] = uint64(i)
+		}
+		if err := db.SaveDialogs(ctx, recs, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SaveDialogVersions(ctx, versions); err != nil {
+			t.Fatal(err)
+		}
+		// Remove the first 600, upsert id-0001 twice (the last wins) and
+		// id-0002 while removing it.
+		var remove []string
+		for i := range 600 {
+			remove = append(remove, recs[i].ID)
+		}
+		first, second := recs[1], recs[1]
+		first.State, second.State = "trying", "confirmed"
+		again := recs[2]
+		again.State = "terminated"
+		if err := db.SaveDialogs(ctx, []dialoginfo.Record{first, again, second}, remove); err != nil {
+			t.Fatal(err)
+		}
+		wantCalls := append([]dialoginfo.Record{second, again}, recs[600:]...)
+		got, err := db.LoadDialogs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, wantCalls) {
+			t.Fatalf("loaded %d calls, want %d", len(got), len(wantCalls))
+		}
+		// Raise every odd version, lower every even one, add one entity.
+		update := map[string]uint64{"sip:new@x": 3}
+		want := map[string]uint64{"sip:new@x": 3}
+		for e, v := range versions {
+			switch {
+			case v%2 == 1:
+				update[e], want[e] = v+10, v+10
+			case v > 0:
+				update[e], want[e] = v-1, v // lowered: the stored value stays
+			default:
+				want[e] = v
+			}
+		}
+		if err := db.SaveDialogVersions(ctx, update); err != nil {
+			t.Fatal(err)
+		}
+		gotV, err := db.LoadDialogVersions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(gotV, want) {
+			t.Fatalf("versions differ: %d stored, want %d", len(gotV), len(want))
 		}
 	})
 }

@@ -393,7 +393,7 @@ func (db *DB) SaveRecords(ctx context.Context, upsert, remove []pua.Record) (err
 	for i := range upsert {
 		uris = append(uris, upsert[i].PresURI)
 	}
-	existing, err := db.lookupIDs(ctx, tx, uris)
+	existing, stored, err := db.lookupIDs(ctx, tx, uris)
 	if err != nil {
 		return err
 	}
@@ -413,7 +413,12 @@ func (db *DB) SaveRecords(ctx context.Context, upsert, remove []pua.Record) (err
 	for i := range upsert {
 		last[recordIdentity(&upsert[i])] = i
 	}
-	var update *sql.Stmt
+	updates := make(map[uint32]*sql.Stmt)
+	defer func() {
+		for _, s := range updates {
+			s.Close()
+		}
+	}()
 	var fresh []*pua.Record
 	for i := range upsert {
 		r := &upsert[i]
@@ -426,16 +431,10 @@ func (db *DB) SaveRecords(ctx context.Context, upsert, remove []pua.Record) (err
 			fresh = append(fresh, r)
 			continue
 		}
-		if update == nil {
-			q := "UPDATE " + db.quotedTable() + " SET " + strings.Join(recordColumns(), " = ?, ") + " = ? WHERE id = ?"
-			if update, err = tx.PrepareContext(ctx, q); err != nil {
-				return fmt.Errorf("store: save %s: prepare update: %w", db.Table, err)
-			}
-			defer update.Close()
-		}
 		// Several rows with one identity (written by hand or by another
 		// program): the newest is the record, as LoadRecords reads it.
-		if _, err := update.ExecContext(ctx, append(recordArgs(r), ids[len(ids)-1])...); err != nil {
+		id := ids[len(ids)-1]
+		if err := db.updateRecord(ctx, tx, updates, r, id, stored[id]); err != nil {
 			return fmt.Errorf("store: save %s: update record %s: %w", db.Table, ident, err)
 		}
 	}
@@ -448,10 +447,28 @@ func (db *DB) SaveRecords(ctx context.Context, upsert, remove []pua.Record) (err
 	return nil
 }
 
+// indexedColumns has a bit for each position in recordColumnList of the columns that
+// are part of an index of the pua table. updateRecord leaves such a column
+// out of an UPDATE when the row already holds the value, so that SQLite does
+// not rewrite the index entries (it rewrites every index on a column named
+// in SET, changed or not).
+// The bits are: pres_uri, pres_id, expires, flag, etag, tuple_id,
+// watcher_uri, call_id, from_tag, event_name.
+const indexedColumns uint32 = 1<<0 | 1<<1 | 1<<3 | 1<<5 | 1<<6 | 1<<7 | 1<<8 | 1<<9 | 1<<11 | 1<<20
+
+// lookupColumns are the columns lookupIDs reads after id: the identity
+// columns plus the other indexed ones, in the order of storedRow.
+const lookupColumns = "pres_uri, pres_id, event, event_name, flag, watcher_uri, expires, etag, tuple_id, call_id, from_tag"
+
+// storedRow holds the stored values of a row's indexed columns by position
+// in recordColumnList (only the positions of indexedColumns are set).
+type storedRow [numRecordColumns]sql.NullString
+
 // lookupIDs returns the ids of the rows of the given pres_uris by identity,
-// in ascending order. Rows whose identity columns are unreadable are left
-// out (they are no record's row).
-func (db *DB) lookupIDs(ctx context.Context, tx *sql.Tx, uris []string) (map[identity][]int64, error) {
+// in ascending order, and the indexed columns of each such row by id. Rows
+// whose identity columns are unreadable are left out (they are no record's
+// row).
+func (db *DB) lookupIDs(ctx context.Context, tx *sql.Tx, uris []string) (map[identity][]int64, map[int64]*storedRow, error) {
 	sort.Strings(uris)
 	uniq := uris[:0]
 	for i, u := range uris {
@@ -460,27 +477,30 @@ func (db *DB) lookupIDs(ctx context.Context, tx *sql.Tx, uris []string) (map[ide
 		}
 	}
 	out := make(map[identity][]int64)
+	stored := make(map[int64]*storedRow)
 	for start := 0; start < len(uniq); start += lookupBatch {
 		chunk := uniq[start:min(start+lookupBatch, len(uniq))]
 		args := make([]any, len(chunk))
 		for i, u := range chunk {
 			args[i] = u
 		}
-		q := "SELECT id, pres_uri, pres_id, event, event_name, flag, watcher_uri FROM " + db.quotedTable() +
+		q := "SELECT id, " + lookupColumns + " FROM " + db.quotedTable() +
 			" WHERE pres_uri IN (" + placeholders(len(chunk)) + ") ORDER BY id"
 		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
-			return nil, fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
+			return nil, nil, fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
 		}
 		for rows.Next() {
 			var (
-				id                                 int64
-				presURI, presID, event, name, flag sql.NullString
-				watcher                            sql.NullString
+				id    int64
+				event sql.NullString
+				s     storedRow
 			)
-			if err := rows.Scan(&id, &presURI, &presID, &event, &name, &flag, &watcher); err != nil {
+			// Positions in recordColumnList, see lookupColumns.
+			if err := rows.Scan(&id, &s[0], &s[1], &event, &s[20], &s[5], &s[8], &s[3], &s[6], &s[7], &s[9], &s[11]); err != nil {
 				continue
 			}
+			presURI, presID, name, flag, watcher := s[0], s[1], s[20], s[5], s[8]
 			f, ferr := strconv.ParseInt(flag.String, 10, 64)
 			if !presURI.Valid || !presID.Valid || !watcher.Valid || ferr != nil {
 				continue
@@ -492,14 +512,74 @@ func (db *DB) lookupIDs(ctx context.Context, tx *sql.Tx, uris []string) (map[ide
 			}
 			ident := identity{presURI.String, presID.String, ev, f, watcher.String}
 			out[ident] = append(out[ident], id)
+			stored[id] = &s
 		}
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return nil, fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
+			return nil, nil, fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
 		}
 	}
-	return out, nil
+	return out, stored, nil
+}
+
+// updateRecord writes r over the row id. Indexed columns whose stored value
+// (old) is already r's are left out of the UPDATE; the statement for each
+// set of columns is prepared once per transaction and kept in stmts.
+func (db *DB) updateRecord(ctx context.Context, tx *sql.Tx, stmts map[uint32]*sql.Stmt, r *pua.Record, id int64, old *storedRow) error {
+	all := recordArgs(r)
+	var skip uint32
+	if old != nil {
+		for c := range all {
+			if indexedColumns&(1<<c) == 0 || !old[c].Valid {
+				continue
+			}
+			if v, ok := argText(all[c]); ok && v == old[c].String {
+				skip |= 1 << c
+			}
+		}
+	}
+	args := make([]any, 0, len(all)+1)
+	for c, a := range all {
+		if skip&(1<<c) == 0 {
+			args = append(args, a)
+		}
+	}
+	args = append(args, id)
+	st := stmts[skip]
+	if st == nil {
+		var set []string
+		for c, name := range recordColumns() {
+			if skip&(1<<c) == 0 {
+				set = append(set, name+" = ?")
+			}
+		}
+		q := "UPDATE " + db.quotedTable() + " SET " + strings.Join(set, ", ") + " WHERE id = ?"
+		var err error
+		if st, err = tx.PrepareContext(ctx, q); err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		stmts[skip] = st
+	}
+	if _, err := st.ExecContext(ctx, args...); err != nil {
+		return err
+	}
+	return nil
+}
+
+// argText is the text of a column value as recordArgs gives it (a string
+// or an integer), as the stored value reads back; ok is false for any other
+// type.
+func argText(a any) (text string, ok bool) {
+	switch v := a.(type) {
+	case string:
+		return v, true
+	case int:
+		return strconv.Itoa(v), true
+	case int64:
+		return strconv.FormatInt(v, 10), true
+	}
+	return "", false
 }
 
 // deleteIDs deletes the rows with the given ids.
@@ -518,22 +598,38 @@ func (db *DB) deleteIDs(ctx context.Context, tx *sql.Tx, ids []int64) error {
 	return nil
 }
 
-// insertRecords inserts new records with multi-row INSERTs.
+// insertRecords inserts new records with multi-row INSERTs; the statement
+// for full-size batches is prepared once.
 func (db *DB) insertRecords(ctx context.Context, tx *sql.Tx, recs []*pua.Record) error {
 	row := "(" + placeholders(numRecordColumns) + ")"
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	args := make([]any, 0, min(len(recs), insertBatch)*numRecordColumns)
 	for start := 0; start < len(recs); start += insertBatch {
 		chunk := recs[start:min(start+insertBatch, len(recs))]
-		var q strings.Builder
-		q.WriteString("INSERT INTO " + db.quotedTable() + " (" + recordColumnList + ") VALUES ")
-		args := make([]any, 0, len(chunk)*numRecordColumns)
-		for i, r := range chunk {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString(row)
+		args = args[:0]
+		for _, r := range chunk {
 			args = append(args, recordArgs(r)...)
 		}
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		q := "INSERT INTO " + db.quotedTable() + " (" + recordColumnList + ") VALUES " +
+			strings.Repeat(row+", ", len(chunk)-1) + row
+		var err error
+		switch {
+		case len(chunk) < insertBatch:
+			_, err = tx.ExecContext(ctx, q, args...)
+		case full == nil:
+			if full, err = tx.PrepareContext(ctx, q); err != nil {
+				return fmt.Errorf("store: save %s: prepare insert: %w", db.Table, err)
+			}
+			fallthrough
+		default:
+			_, err = full.ExecContext(ctx, args...)
+		}
+		if err != nil {
 			if len(chunk) == 1 {
 				return fmt.Errorf("store: save %s: insert record %s: %w", db.Table, recordIdentity(chunk[0]), err)
 			}

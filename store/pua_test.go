@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -199,6 +200,93 @@ func TestUpsertUpdatesInPlace(t *testing.T) {
 		r2.ETag = "etag-last"
 		mustSave(t, db, []pua.Record{r, r2}, nil)
 		checkEqual(t, mustLoad(t, db), []pua.Record{r2, s})
+	})
+}
+
+// TestUpdateChangesEachColumn changes one column at a time (the indexed
+// ones are left out of an UPDATE when unchanged) and checks that the stored
+// row is exactly the record, in place.
+func TestUpdateChangesEachColumn(t *testing.T) {
+	steps := []struct {
+		name   string
+		change func(r *pua.Record)
+	}{
+		{"nothing", func(r *pua.Record) {}},
+		{"etag", func(r *pua.Record) { r.ETag = "etag-changed" }},
+		{"expires", func(r *pua.Record) { r.Expires += 60 }},
+		{"tuple_id", func(r *pua.Record) { r.TupleID = "tuple-changed" }},
+		{"tuple_id emptied", func(r *pua.Record) { r.TupleID = "" }},
+		{"call_id", func(r *pua.Record) { r.CallID = "call-changed" }},
+		{"from_tag", func(r *pua.Record) { r.FromTag = "from-changed" }},
+		{"event bit", func(r *pua.Record) { r.Event = 0 }},
+		{"etag and body", func(r *pua.Record) { r.ETag, r.Body = "etag-2", []byte("<b/>") }},
+		{"etag back", func(r *pua.Record) { r.ETag = "etag-changed" }},
+		{"everything but the identity", func(r *pua.Record) {
+			r.Expires, r.DesiredExpires, r.ETag, r.TupleID, r.CallID, r.ToTag = 1, 2, "e-"+r.PresURI, "t", "c", "tt"
+			r.FromTag, r.CSeq, r.RecordRoute, r.Contact, r.RemoteContact, r.Version = "f", 3, "", "x", "y", 4
+			r.ExtraHeaders, r.Body, r.ContentType, r.OutboundProxy = "", nil, "", ""
+		}},
+	}
+	dbtest.Each(t, func(t *testing.T, db *store.DB) {
+		recs := []pua.Record{publication(1), subscription(1)}
+		mustSave(t, db, recs, nil)
+		ids := map[string]int64{}
+		for _, r := range recs {
+			var id int64
+			if err := db.X.Get(&id, "SELECT id FROM pua WHERE pres_uri = ?", r.PresURI); err != nil {
+				t.Fatal(err)
+			}
+			ids[r.PresURI] = id
+		}
+		for _, s := range steps {
+			for i := range recs {
+				s.change(&recs[i])
+			}
+			if err := db.SaveRecords(context.Background(), recs, nil); err != nil {
+				t.Fatalf("%s: %v", s.name, err)
+			}
+			checkEqual(t, mustLoad(t, db), recs)
+			if n := countRows(t, db); n != len(recs) {
+				t.Fatalf("%s: %d rows, want %d", s.name, n, len(recs))
+			}
+			for _, r := range recs {
+				var id int64
+				if err := db.X.Get(&id, "SELECT id FROM pua WHERE pres_uri = ?", r.PresURI); err != nil {
+					t.Fatal(err)
+				}
+				if id != ids[r.PresURI] {
+					t.Errorf("%s: row of %s moved from id %d to %d", s.name, r.PresURI, ids[r.PresURI], id)
+				}
+			}
+		}
+	})
+}
+
+// TestUpdateKamailioRow updates a row written by Kamailio (no event_name,
+// NULL tuple_id): the row is taken over in place and gets the event name.
+func TestUpdateKamailioRow(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *store.DB) {
+		r := publication(1)
+		r.TupleID = ""
+		id := insertRow(t, db, kamailioCols, r.PresURI, r.PresID, r.Event, r.Expires, r.DesiredExpires, r.Flag,
+			r.ETag, nil, "", "", "", "", 0, nil, "", "", 1, "")
+		r.Version, r.ExtraHeaders = 1, ""
+		r.Body, r.ContentType, r.OutboundProxy = nil, "", ""
+		checkEqual(t, mustLoad(t, db), []pua.Record{r})
+		r.ETag, r.Body = "etag-new", []byte("<x/>")
+		mustSave(t, db, []pua.Record{r}, nil)
+		checkEqual(t, mustLoad(t, db), []pua.Record{r})
+		var got struct {
+			ID        int64          `db:"id"`
+			EventName string         `db:"event_name"`
+			TupleID   sql.NullString `db:"tuple_id"`
+		}
+		if err := db.X.Get(&got, "SELECT id, event_name, tuple_id FROM pua"); err != nil {
+			t.Fatal(err)
+		}
+		if got.ID != id || got.EventName != "presence" || !got.TupleID.Valid || got.TupleID.String == "" {
+			t.Errorf("row after update: %+v, want id %d, event_name presence and a tuple_id", got, id)
+		}
 	})
 }
 

@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
+	"strings"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 
 	"github.com/puaside/puaside/usrloc"
 )
@@ -51,34 +55,118 @@ func (db *DB) LoadContacts(ctx context.Context) (map[string][]usrloc.Binding, er
 	return out, nil
 }
 
+// Batch sizes of SaveContacts: AoRs per DELETE and rows per multi-row
+// INSERT (9 values a row), well under both dialects' placeholder limits.
+const (
+	contactDeleteBatch = 500
+	contactInsertBatch = 100
+	contactColumns     = 9
+)
+
+// contactInsert is the head of the multi-row INSERT of SaveContacts.
+const contactInsert = `INSERT INTO puaside_contacts
+	(aor, contact, expires, q, received, call_id, cseq, instance, user_agent) VALUES `
+
 // SaveContacts replaces the rows of each AoR in aors with its bindings (an
-// empty slice deletes them), all in one transaction.
+// empty slice deletes them), all in one transaction. The AoRs' rows are
+// deleted with one statement per 500 AoRs, then the bindings are inserted
+// with multi-row INSERTs of up to 100 rows; the full-size statements are
+// prepared once per call. An empty AoR fails the call before anything is
+// written.
 func (db *DB) SaveContacts(ctx context.Context, aors map[string][]usrloc.Binding) error {
+	if len(aors) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(aors))
+	rows := 0
+	for aor, bs := range aors {
+		if aor == "" {
+			return fmt.Errorf("store: save contacts: %w", ErrEmptyUsrlocAoR)
+		}
+		keys = append(keys, aor)
+		rows += len(bs)
+	}
+	// A stable order: rows of an AoR keep their binding order (ids grow),
+	// and concurrent writers take row locks in the same order.
+	sort.Strings(keys)
 	tx, err := db.X.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: save contacts: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	for aor, bs := range aors {
-		if aor == "" {
-			return fmt.Errorf("store: save contacts: %w", ErrEmptyUsrlocAoR)
+
+	// Full-size batches run one prepared statement each (parsed once per
+	// call); the last, shorter batch runs as a plain statement.
+	var stmts []*sqlx.Stmt
+	defer func() {
+		for _, s := range stmts {
+			s.Close()
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM puaside_contacts WHERE aor = ?`, aor); err != nil {
-			return fmt.Errorf("store: save contacts %s: delete: %w", aor, err)
+	}()
+	exec := func(stmt **sqlx.Stmt, full bool, q string, args []any) error {
+		if !full {
+			_, err := tx.ExecContext(ctx, q, args...)
+			return err
 		}
-		for _, b := range bs {
+		if *stmt == nil {
+			s, err := tx.PreparexContext(ctx, q)
+			if err != nil {
+				return fmt.Errorf("prepare: %w", err)
+			}
+			*stmt = s
+			stmts = append(stmts, s)
+		}
+		_, err := (*stmt).ExecContext(ctx, args...)
+		return err
+	}
+	var del, ins *sqlx.Stmt
+	args := make([]any, 0, contactDeleteBatch)
+	for start := 0; start < len(keys); start += contactDeleteBatch {
+		chunk := keys[start:min(start+contactDeleteBatch, len(keys))]
+		args = args[:0]
+		for _, aor := range chunk {
+			args = append(args, aor)
+		}
+		q := `DELETE FROM puaside_contacts WHERE aor IN (` + placeholders(len(chunk)) + `)`
+		if err := exec(&del, len(chunk) == contactDeleteBatch, q, args); err != nil {
+			return fmt.Errorf("store: save contacts: delete %d AoRs (first %s): %w", len(chunk), chunk[0], err)
+		}
+	}
+
+	args = make([]any, 0, min(rows, contactInsertBatch)*contactColumns)
+	n, first := 0, ""
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		q := contactInsert + strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?), ", n-1) + "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		if err := exec(&ins, n == contactInsertBatch, q, args); err != nil {
+			return fmt.Errorf("store: save contacts: insert %d rows (first AoR %s): %w", n, first, err)
+		}
+		args, n = args[:0], 0
+		return nil
+	}
+	for _, aor := range keys {
+		for _, b := range aors[aor] {
 			q := -1
 			if b.Q >= 0 {
 				q = int(math.Round(b.Q * 1000))
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO puaside_contacts
-				(aor, contact, expires, q, received, call_id, cseq, instance, user_agent)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				aor, b.URI, b.Expires.Unix(), q, clip(b.Received), clip(b.CallID), int64(b.CSeq),
-				clip(b.Instance), clip(b.UserAgent)); err != nil {
-				return fmt.Errorf("store: save contacts %s: insert %s: %w", aor, b.URI, err)
+			if n == 0 {
+				first = aor
+			}
+			args = append(args, aor, b.URI, b.Expires.Unix(), q, clip(b.Received), clip(b.CallID), int64(b.CSeq),
+				clip(b.Instance), clip(b.UserAgent))
+			n++
+			if n == contactInsertBatch {
+				if err := flush(); err != nil {
+					return err
+				}
 			}
 		}
+	}
+	if err := flush(); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: save contacts: commit: %w", err)

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -56,6 +57,57 @@ func TestUsrlocContacts(t *testing.T) {
 	})
 }
 
+// TestUsrlocContactsMany saves more AoRs and rows than one statement holds
+// (full-size batches and a shorter last one), then replaces, shrinks and
+// deletes some of them.
+func TestUsrlocContactsMany(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		exp := time.Unix(1800000000, 0)
+		want := map[string][]usrloc.Binding{}
+		for i := range 1234 {
+			aor := fmt.Sprintf("sip:u%d@example.com", i)
+			for j := range 1 + i%3 {
+				want[aor] = append(want[aor], usrloc.Binding{URI: fmt.Sprintf("sip:u%d-%d@10.0.0.1", i, j),
+					Expires: exp.Add(time.Duration(i) * time.Second), Q: float64(j) / 10, CallID: fmt.Sprint(i), CSeq: uint32(j)})
+			}
+		}
+		if err := db.SaveContacts(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		change := map[string][]usrloc.Binding{}
+		for i := range 700 {
+			aor := fmt.Sprintf("sip:u%d@example.com", i)
+			switch i % 3 {
+			case 0:
+				change[aor] = nil
+				delete(want, aor)
+			case 1:
+				change[aor] = want[aor][1:]
+				want[aor] = want[aor][1:]
+			case 2:
+				bs := append([]usrloc.Binding{{URI: "sip:new@10.0.0.9", Expires: exp, Q: -1}}, want[aor]...)
+				change[aor], want[aor] = bs, bs
+			}
+		}
+		if err := db.SaveContacts(ctx, change); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.LoadContacts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("loaded %d AoRs, want %d", len(got), len(want))
+		}
+		for aor, bs := range want {
+			if !reflect.DeepEqual(got[aor], bs) {
+				t.Fatalf("%s:\n got %+v\nwant %+v", aor, got[aor], bs)
+			}
+		}
+	})
+}
+
 func TestUsrlocFlags(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -96,4 +148,42 @@ func TestUsrlocFlags(t *testing.T) {
 			t.Fatalf("empty AoR: got %v", err)
 		}
 	})
+}
+
+// BenchmarkSaveContacts measures one usrloc write-behind flush on SQLite:
+// 1,000 AoRs re-registered (new expiry and CSeq), one AoR in ten with two
+// contacts, over a table already holding their rows.
+func BenchmarkSaveContacts(b *testing.B) {
+	db := dbtest.Open(b, store.SQLite)
+	ctx := context.Background()
+	exp := time.Unix(1800000000, 0)
+	aors := make(map[string][]usrloc.Binding, 1000)
+	for i := range 1000 {
+		aor := fmt.Sprintf("sip:u%d@load.example", i)
+		n := 1
+		if i%10 == 0 {
+			n = 2
+		}
+		for j := range n {
+			aors[aor] = append(aors[aor], usrloc.Binding{
+				URI: fmt.Sprintf("sip:u%d@10.0.%d.%d:5060;transport=udp", i, j, i%250), Expires: exp, Q: -1,
+				Received: "sip:192.0.2.1:5060", CallID: fmt.Sprintf("call-%d-%d", i, j), CSeq: 1,
+				UserAgent: "load",
+			})
+		}
+	}
+	if err := db.SaveContacts(ctx, aors); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		for _, bs := range aors {
+			for j := range bs {
+				bs[j].Expires = bs[j].Expires.Add(time.Second)
+				bs[j].CSeq++
+			}
+		}
+		if err := db.SaveContacts(ctx, aors); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
