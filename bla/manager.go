@@ -323,7 +323,9 @@ func (m *Manager) reconcile(ctx context.Context, ln *line) {
 	want := make(map[string]Contact)
 	for _, c := range ln.contacts {
 		uri := bareURI(c.URI)
-		if uri == "" || (!c.Expires.IsZero() && !c.Expires.After(now)) || !ln.isMember(uri) {
+		// Expiry is usrloc's job (it reports expired contacts as gone); the
+		// Expires seen here is not updated by plain re-registrations.
+		if uri == "" || !ln.isMember(uri) {
 			continue
 		}
 		c.URI = uri
@@ -419,7 +421,7 @@ func (m *Manager) subscribeExpires(exp, now time.Time) time.Duration {
 	}
 	rem := exp.Sub(now)
 	rem = (rem + time.Second - 1).Truncate(time.Second)
-	if rem < d {
+	if rem > 0 && rem < d {
 		return rem
 	}
 	return d
@@ -547,9 +549,19 @@ func (m *Manager) terminated(ctx context.Context, n pua.Notify) (int, string) {
 	}
 	p.published = false
 	p.dialogs = map[string]Dialog{}
+	p.subscribed = false // the engine dropped the subscription
 	m.m.Tracker("bla", "terminated")
 	m.log.LogAttrs(ctx, slog.LevelInfo, "bla: phone ended its subscription", slog.String("aor", ln.aor),
 		slog.String("contact", p.contact), slog.String("reason", n.Reason))
+	switch n.Reason {
+	case "rejected", "noresource", "invariant":
+		// RFC 6665 §4.2.2: do not subscribe again.
+	default:
+		// deactivated, timeout, probation, giveup or none: while the phone
+		// stays registered, subscribe again (a rebooted phone re-registers
+		// with the same contact, which usrloc does not report as a change).
+		m.reconcile(ctx, ln)
+	}
 	return 200, "OK"
 }
 
