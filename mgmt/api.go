@@ -560,13 +560,8 @@ func checkAoR(aor string) *apiError {
 }
 
 func (s *Server) handleGetRegistration(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Registrations == nil {
-		s.fail(w, r, notEnabled("usrloc"))
-		return
-	}
-	aor := r.PathValue("aor")
-	if e := checkAoR(aor); e != nil {
-		s.fail(w, r, e)
+	aor, ok := s.aorParam(w, r, s.deps.Registrations != nil, "usrloc")
+	if !ok {
 		return
 	}
 	v, ok := s.deps.Registrations.Registration(aor)
@@ -586,13 +581,8 @@ func (s *Server) handleListFlags(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleSetFlag(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Registrations == nil {
-		s.fail(w, r, notEnabled("usrloc"))
-		return
-	}
-	aor := r.PathValue("aor")
-	if e := checkAoR(aor); e != nil {
-		s.fail(w, r, e)
+	aor, ok := s.aorParam(w, r, s.deps.Registrations != nil, "usrloc")
+	if !ok {
 		return
 	}
 	var p FlagParams
@@ -620,13 +610,8 @@ func decodeOptionalJSON(r *http.Request, v any, maxBody int64) *apiError {
 }
 
 func (s *Server) handleClearFlag(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Registrations == nil {
-		s.fail(w, r, notEnabled("usrloc"))
-		return
-	}
-	aor := r.PathValue("aor")
-	if e := checkAoR(aor); e != nil {
-		s.fail(w, r, e)
+	aor, ok := s.aorParam(w, r, s.deps.Registrations != nil, "usrloc")
+	if !ok {
 		return
 	}
 	if err := s.deps.Registrations.ClearFlag(r.Context(), aor); err != nil {
@@ -653,13 +638,8 @@ func (s *Server) handleListLines(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handlePutLine(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Lines == nil {
-		s.fail(w, r, notEnabled("bla"))
-		return
-	}
-	aor := r.PathValue("aor")
-	if e := checkAoR(aor); e != nil {
-		s.fail(w, r, e)
+	aor, ok := s.aorParam(w, r, s.deps.Lines != nil, "bla")
+	if !ok {
 		return
 	}
 	var p LineParams
@@ -685,13 +665,8 @@ func (s *Server) handlePutLine(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleDeleteLine(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Lines == nil {
-		s.fail(w, r, notEnabled("bla"))
-		return
-	}
-	aor := r.PathValue("aor")
-	if e := checkAoR(aor); e != nil {
-		s.fail(w, r, e)
+	aor, ok := s.aorParam(w, r, s.deps.Lines != nil, "bla")
+	if !ok {
 		return
 	}
 	if err := s.deps.Lines.RemoveLine(r.Context(), aor); err != nil {
@@ -699,4 +674,19 @@ func (s *Server) handleDeleteLine(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"aor": aor, "removed": true})
+}
+
+// aorParam returns the {aor} path value of a request to a feature, or
+// answers "feature not enabled" or the AoR's error and returns false.
+func (s *Server) aorParam(w http.ResponseWriter, r *http.Request, enabled bool, feature string) (string, bool) {
+	if !enabled {
+		s.fail(w, r, notEnabled(feature))
+		return "", false
+	}
+	aor := r.PathValue("aor")
+	if e := checkAoR(aor); e != nil {
+		s.fail(w, r, e)
+		return "", false
+	}
+	return aor, true
 }
