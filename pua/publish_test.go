@@ -414,6 +414,7 @@ func TestRestartRefreshesStoredETag(t *testing.T) {
 	e1 := newTestEngine(t, fs, clk, st, nil)
 	req := pubReq("a")
 	req.ExtraHeaders = []Header{{"Sender", "sip:phone@10.0.0.1"}}
+	req.Expires = 10 * time.Minute
 	mustWait(t, e1, req)
 	if err := e1.Stop(context.Background()); err != nil {
 		t.Fatal(err)
@@ -423,7 +424,7 @@ func TestRestartRefreshesStoredETag(t *testing.T) {
 	}
 	for _, r := range st.rows {
 		if r.ETag != "etag1" || r.Event != 1 || r.Flag != FlagUsrloc || r.EventName != "presence" ||
-			r.Expires != clk.Now().Add(time.Hour).Unix() || !bytes.Equal(r.Body, pidf("a")) ||
+			r.Expires != clk.Now().Add(10*time.Minute).Unix() || r.ReqExpires != 600 || !bytes.Equal(r.Body, pidf("a")) ||
 			r.ExtraHeaders != "Sender: sip:phone@10.0.0.1\r\n" {
 			t.Fatalf("stored %+v", r)
 		}
@@ -439,7 +440,8 @@ func TestRestartRefreshesStoredETag(t *testing.T) {
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests", len(reqs))
 	}
-	checkPublish(t, reqs[1], wire{ifMatch: "etag1", expires: "3600"})
+	// The requested Expires survives the restart.
+	checkPublish(t, reqs[1], wire{ifMatch: "etag1", expires: "600"})
 	if got := headerValue(reqs[1], "Sender"); got != "sip:phone@10.0.0.1" {
 		t.Fatalf("Sender %q", got)
 	}

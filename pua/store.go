@@ -180,7 +180,7 @@ func (e *Engine) pubRecord(r *pubRec, now time.Time) Record {
 		PresURI: r.key.PresURI, PresID: r.key.ID, Event: r.ev.bit, EventName: r.key.Event,
 		Expires: r.srvExpires, DesiredExpires: r.endAt, Flag: r.flag, ETag: r.etag,
 		Version: int(r.version), ExtraHeaders: joinHeaders(r.hdrs), Body: r.body, ContentType: ct,
-		OutboundProxy: r.proxy,
+		OutboundProxy: r.proxy, ReqExpires: int64(r.expires / time.Second),
 	}
 }
 
@@ -192,6 +192,7 @@ func (e *Engine) subRecord(r *subRec) Record {
 		CallID: r.callID, FromTag: r.localTag, ToTag: r.remoteTag, CSeq: int(r.cseq),
 		RecordRoute: strings.Join(r.routes, ","), Contact: r.contact, RemoteContact: r.remoteTarget,
 		Version: int(r.version), ExtraHeaders: joinHeaders(r.hdrs), OutboundProxy: r.proxy,
+		ReqExpires: int64(r.expires / time.Second),
 	}
 }
 
@@ -265,6 +266,7 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 	r := &pubRec{task: task{hidx: -1}, key: key, shard: s, ev: ev, flag: rec.Flag, storedFlag: rec.Flag,
 		body: rec.Body, ctype: ct, endAt: rec.DesiredExpires, hdrs: splitHeaders(rec.ExtraHeaders),
 		proxy: rec.OutboundProxy, gen: 1, etag: rec.ETag, srvExpires: rec.Expires,
+		expires: time.Duration(rec.ReqExpires) * time.Second,
 		version: int32(rec.Version), state: StatePending}
 	if r.etag != "" {
 		r.sentGen, r.state = 1, StateActive
@@ -285,7 +287,8 @@ func (e *Engine) loadSub(rec Record, ev *eventInfo) {
 		target: rec.RemoteContact, proxy: rec.OutboundProxy, hdrs: splitHeaders(rec.ExtraHeaders), gen: 1, sentGen: 1,
 		callID: rec.CallID, localTag: rec.FromTag, remoteTag: rec.ToTag, cseq: uint32(max(rec.CSeq, 0)),
 		remoteTarget: rec.RemoteContact, contact: rec.Contact, srvExpires: rec.Expires,
-		confirmed: rec.ToTag != "", version: int32(rec.Version), state: StateActive}
+		confirmed: rec.ToTag != "", version: int32(rec.Version), state: StateActive,
+		expires: time.Duration(rec.ReqExpires) * time.Second}
 	if rec.RecordRoute != "" {
 		for _, rt := range strings.Split(rec.RecordRoute, ",") {
 			if rt = strings.TrimSpace(rt); rt != "" {

@@ -192,6 +192,7 @@ type Record struct {
 	Body           []byte `db:"body"`
 	ContentType    string `db:"content_type"`
 	OutboundProxy  string `db:"outbound_proxy"`
+	ReqExpires     int64  `db:"req_expires"` // Expires asked on each request, seconds (0 = default)
 }
 
 // IsSubscription reports whether the record is a subscription.

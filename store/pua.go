@@ -25,10 +25,10 @@ var _ pua.Store = (*DB)(nil)
 const recordColumnList = "pres_uri, pres_id, event, expires, desired_expires, flag, " +
 	"etag, tuple_id, watcher_uri, call_id, to_tag, from_tag, " +
 	"cseq, record_route, contact, remote_contact, version, " +
-	"extra_headers, body, content_type, event_name, outbound_proxy"
+	"extra_headers, body, content_type, event_name, outbound_proxy, req_expires"
 
 // numRecordColumns is the number of columns in recordColumnList.
-const numRecordColumns = 22
+const numRecordColumns = 23
 
 // bodyColumn is the position of body in recordColumnList.
 const bodyColumn = 18
@@ -279,6 +279,9 @@ func rowRecord(names []string, cols []sql.NullString, body []byte) (rec pua.Reco
 	rec.ContentType = str(19, true)
 	rec.EventName = str(20, true)
 	rec.OutboundProxy = str(21, true)
+	if cols[22].Valid { // puaside's own column: NULL (a hand-made table) means unset
+		rec.ReqExpires = num(22)
+	}
 	if rec.PresURI == "" && cols[0].Valid {
 		problems = append(problems, "empty pres_uri")
 	}
@@ -354,7 +357,7 @@ func recordArgs(r *pua.Record) []any {
 		r.PresURI, r.PresID, r.Event, r.Expires, r.DesiredExpires, r.Flag,
 		r.ETag, tuple, r.WatcherURI, r.CallID, r.ToTag, r.FromTag,
 		r.CSeq, r.RecordRoute, r.Contact, r.RemoteContact, r.Version,
-		r.ExtraHeaders, body, r.ContentType, r.EventName, r.OutboundProxy,
+		r.ExtraHeaders, body, r.ContentType, r.EventName, r.OutboundProxy, r.ReqExpires,
 	}
 }
 

@@ -43,6 +43,7 @@ func publication(i int) pua.Record {
 		Body:           []byte(fmt.Sprintf("<presence entity=\"sip:user%d@example.com\"/>", i)),
 		ContentType:    "application/pidf+xml",
 		OutboundProxy:  "sip:10.0.0.1:5060;transport=tcp",
+		ReqExpires:     600,
 	}
 }
 
@@ -271,7 +272,7 @@ func TestUpdateKamailioRow(t *testing.T) {
 		id := insertRow(t, db, kamailioCols, r.PresURI, r.PresID, r.Event, r.Expires, r.DesiredExpires, r.Flag,
 			r.ETag, nil, "", "", "", "", 0, nil, "", "", 1, "")
 		r.Version, r.ExtraHeaders = 1, ""
-		r.Body, r.ContentType, r.OutboundProxy = nil, "", ""
+		r.Body, r.ContentType, r.OutboundProxy, r.ReqExpires = nil, "", "", 0
 		checkEqual(t, mustLoad(t, db), []pua.Record{r})
 		r.ETag, r.Body = "etag-new", []byte("<x/>")
 		mustSave(t, db, []pua.Record{r}, nil)
@@ -516,7 +517,7 @@ func TestNullColumnsReported(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *store.DB) {
 		// A pua table whose NOT NULL constraints were dropped by hand.
 		loose := &store.DB{X: db.X, Dialect: db.Dialect, Table: "pua_loose"}
-		cols := strings.Split(kamailioCols+", body, content_type, event_name, outbound_proxy", ", ")
+		cols := strings.Split(kamailioCols+", body, content_type, event_name, outbound_proxy, req_expires", ", ")
 		idCol := "id INTEGER PRIMARY KEY"
 		if db.Dialect == store.MySQL {
 			idCol = "id INT AUTO_INCREMENT PRIMARY KEY"
