@@ -46,6 +46,11 @@ type Config struct {
 	// Arbitration answers 409 Conflict to a phone seizing (NOTIFY with a
 	// `trying` dialog) a line index that another phone of the line holds.
 	Arbitration bool `yaml:"arbitration"`
+	// SeizeTimeout ends arbitration's respect for a seize: a line index held
+	// only by a dialog that has stayed `trying` (seized, not dialled through)
+	// longer than this no longer blocks another phone, so a phone that
+	// crashed off-hook cannot lock a line forever. 0 means never.
+	SeizeTimeout time.Duration `yaml:"seize_timeout"`
 	// SubscribeExpires is the Expires of our SUBSCRIBEs to the phones, capped
 	// by the contact's remaining registration lifetime; also the publication
 	// expiry when a NOTIFY's Subscription-State has no expires parameter.
@@ -72,6 +77,7 @@ func DefaultConfig() Config {
 	return Config{
 		HeaderName:       "Sender",
 		Arbitration:      true,
+		SeizeTimeout:     2 * time.Minute,
 		SubscribeExpires: 3600 * time.Second,
 		Event:            EventSLA,
 		MaxBodySize:      DefaultMaxBodySize,

@@ -166,6 +166,7 @@ type phone struct {
 	published  bool
 	lastNotify time.Time
 	dialogs    map[string]Dialog
+	seizedAt   map[string]time.Time // dialog id → when it was first seen trying
 }
 
 // New returns a Manager for the configured lines. Call Load to add the
@@ -486,7 +487,7 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		return m.reject(ctx, n, 400, "Missing Contact", "no_contact", errors.New("NOTIFY without Contact"))
 	}
 	if m.cfg.Arbitration {
-		if d, holder, ok := ln.conflict(id, doc); ok {
+		if d, holder, ok := ln.conflict(id, doc, m.now(), m.cfg.SeizeTimeout); ok {
 			m.m.Tracker("bla", "seize_conflict")
 			m.log.LogAttrs(ctx, slog.LevelInfo, "bla: seize refused, line index in use",
 				slog.String("aor", aor), slog.String("call_id", headerOf(n, "Call-ID")),
@@ -513,7 +514,7 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		p = &phone{id: id, contact: sender, subscribed: true, dialogs: map[string]Dialog{}}
 		ln.phones[id] = p
 	}
-	p.apply(doc)
+	p.apply(doc, m.now())
 	p.published = true
 	p.lastNotify = m.now()
 	m.m.Tracker("bla", "relayed")
@@ -576,7 +577,7 @@ func (m *Manager) reject(ctx context.Context, n pua.Notify, code int, reason, wh
 
 // conflict finds a trying dialog of the document that seizes a line index
 // held by another phone of the line. m.mu is held.
-func (ln *line) conflict(id string, doc *DialogInfo) (Dialog, string, bool) {
+func (ln *line) conflict(id string, doc *DialogInfo, now time.Time, seizeTimeout time.Duration) (Dialog, string, bool) {
 	for _, d := range doc.Dialogs {
 		if d.State != "trying" || d.LineID == "" {
 			continue
@@ -586,9 +587,13 @@ func (ln *line) conflict(id string, doc *DialogInfo) (Dialog, string, bool) {
 				continue
 			}
 			for _, h := range p.dialogs {
-				if h.LineID == d.LineID && h.Holds() {
-					return d, p.contact, true
+				if h.LineID != d.LineID || !h.Holds() {
+					continue
 				}
+				if h.State == "trying" && seizeTimeout > 0 && now.Sub(p.seizedAt[h.ID]) > seizeTimeout {
+					continue // a stale seize (the phone never dialled through)
+				}
+				return d, p.contact, true
 			}
 		}
 	}
@@ -598,11 +603,24 @@ func (ln *line) conflict(id string, doc *DialogInfo) (Dialog, string, bool) {
 // apply merges a document into the phone's dialogs: a full document
 // replaces them, a partial one updates the dialogs it names. Terminated
 // dialogs are dropped.
-func (p *phone) apply(doc *DialogInfo) {
+func (p *phone) apply(doc *DialogInfo, now time.Time) {
 	if doc.State == DocFull {
 		p.dialogs = make(map[string]Dialog, len(doc.Dialogs))
 	}
+	if p.seizedAt == nil {
+		p.seizedAt = map[string]time.Time{}
+	}
+	for id := range p.seizedAt {
+		if d, ok := p.dialogs[id]; !ok || d.State != "trying" {
+			delete(p.seizedAt, id)
+		}
+	}
 	for _, d := range doc.Dialogs {
+		if d.State != "trying" {
+			delete(p.seizedAt, d.ID)
+		} else if _, ok := p.seizedAt[d.ID]; !ok {
+			p.seizedAt[d.ID] = now
+		}
 		if d.State == "terminated" {
 			delete(p.dialogs, d.ID)
 			continue

@@ -853,6 +853,7 @@ lines:
   - aor: "100"
     members: ["sip:100@10.0.0.1", "sip:100@10.0.0.2:5100"]
 arbitration: false
+seize_timeout: 45s
 subscribe_expires: 30m
 event: dialog;sla
 `)
@@ -865,7 +866,8 @@ event: dialog;sla
 	}
 	want := Config{DefaultDomain: "example.com", HeaderName: "Sender", OutboundProxy: "sip:10.0.0.254:5060",
 		Lines:       []LineConfig{{AoR: "100", Members: []string{"sip:100@10.0.0.1", "sip:100@10.0.0.2:5100"}}},
-		Arbitration: false, SubscribeExpires: 30 * time.Minute, Event: EventSLA, MaxBodySize: DefaultMaxBodySize}
+		Arbitration: false, SeizeTimeout: 45 * time.Second, SubscribeExpires: 30 * time.Minute, Event: EventSLA,
+		MaxBodySize: DefaultMaxBodySize}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v\nwant %+v", cfg, want)
 	}
@@ -898,5 +900,33 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if got := len(fx.m.Lines()[0].Phones); got != 2 {
 		t.Fatalf("phones %d", got)
+	}
+}
+
+// TestStaleSeizeExpires: a seize that never dials through stops blocking the
+// line index after seize_timeout; a confirmed call keeps blocking it.
+func TestStaleSeizeExpires(t *testing.T) {
+	fx := newFixture(t, func(c *Config) { c.SeizeTimeout = time.Minute })
+	fx.register(phoneA, phoneB)
+	if code, _ := fx.notify(t, phoneA, "active", 3600, "notify/a_trying_1.xml"); code != 200 {
+		t.Fatalf("A seizes: %d", code)
+	}
+	fx.now = fx.now.Add(59 * time.Second)
+	if code, _ := fx.notify(t, phoneB, "active", 3600, "notify/b_trying_1.xml"); code != 409 {
+		t.Fatalf("B seizes within the timeout: %d, want 409", code)
+	}
+	fx.now = fx.now.Add(2 * time.Second)
+	if code, _ := fx.notify(t, phoneB, "active", 3600, "notify/b_trying_1.xml"); code != 200 {
+		t.Fatalf("B seizes after A's stale seize: %d, want 200", code)
+	}
+	// Now B holds index 1 by a fresh seize; A's confirmed call on it later
+	// is not a seize, and B's later seize of a confirmed index is refused
+	// whatever the time.
+	if code, _ := fx.notify(t, phoneA, "active", 3600, "notify/a_confirmed_1.xml"); code != 200 {
+		t.Fatalf("A confirmed: %d", code)
+	}
+	fx.now = fx.now.Add(time.Hour)
+	if code, _ := fx.notify(t, phoneB, "active", 3600, "notify/b_trying_1.xml"); code != 409 {
+		t.Fatalf("B seizes an index in a confirmed call: %d, want 409", code)
 	}
 }
