@@ -288,7 +288,11 @@ func (m *Manager) RestoreSubscriptions(subs []pua.SubscriptionInfo) {
 		if _, ok := ln.phones[s.Key.ID]; ok {
 			continue
 		}
-		ln.phones[s.Key.ID] = &phone{id: s.Key.ID, contact: s.Target, subscribed: true, dialogs: map[string]Dialog{}}
+		// With a server_address Contact override, let the next reconcile
+		// hand the engine the full request again (the override is not
+		// stored): the engine refreshes the dialog in place with it.
+		ln.phones[s.Key.ID] = &phone{id: s.Key.ID, contact: s.Target, subscribed: m.cfg.ServerAddress == "",
+			dialogs: map[string]Dialog{}}
 	}
 }
 

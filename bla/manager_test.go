@@ -930,3 +930,21 @@ func TestStaleSeizeExpires(t *testing.T) {
 		t.Fatalf("B seizes an index in a confirmed call: %d, want 409", code)
 	}
 }
+
+// With a server_address override the restored phone is subscribed again
+// (same key: the engine refreshes the dialog in place) so the override is
+// back in the SUBSCRIBEs after a restart.
+func TestRestoreWithServerAddress(t *testing.T) {
+	fx := newFixture(t, func(c *Config) { c.ServerAddress = "sip:100@192.0.2.1:5080" })
+	idA := ContactID(phoneA)
+	fx.m.RestoreSubscriptions([]pua.SubscriptionInfo{
+		{Key: pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: idA}, Flag: pua.FlagBLASubscribe, Target: phoneA},
+	})
+	fx.register(phoneA)
+	if got, want := fx.eng.takeCalls(), []string{"subscribe " + phoneA}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("calls %v, want %v", got, want)
+	}
+	if r := fx.eng.subs[pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: idA}]; r.Contact != "sip:100@192.0.2.1:5080" {
+		t.Fatalf("Contact %q", r.Contact)
+	}
+}
