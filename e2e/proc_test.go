@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/puaside/puaside/config"
+	"github.com/puaside/puaside/internal/kamailiotest"
 )
 
 // The puaside binary as a subprocess: built once per test binary, run to
@@ -76,29 +76,11 @@ func procEnv() []string {
 	return append(os.Environ(), "PUASIDE_API=", "PUASIDE_TOKEN=", "PUASIDE_CONFIG=")
 }
 
-// lockedBuffer is a bytes.Buffer safe for a writer goroutine and readers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // runProc runs bin with args to completion (bounded by waitLimit, its
 // process group killed at the limit), its output going to stdout and
 // stderr (which may be the same buffer), and returns its exit status. A
 // run that cannot start or does not end in time fails the test.
-func runProc(t *testing.T, bin string, stdout, stderr *lockedBuffer, args ...string) int {
+func runProc(t *testing.T, bin string, stdout, stderr *kamailiotest.SyncBuffer, args ...string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
@@ -132,7 +114,7 @@ type cliResult struct {
 // its output and exit status.
 func runBinary(t *testing.T, bin string, args ...string) cliResult {
 	t.Helper()
-	var out, errb lockedBuffer
+	var out, errb kamailiotest.SyncBuffer
 	code := runProc(t, bin, &out, &errb, args...)
 	return cliResult{stdout: out.String(), stderr: errb.String(), code: code}
 }
@@ -141,7 +123,7 @@ func runBinary(t *testing.T, bin string, args ...string) cliResult {
 // its combined output and exit status.
 func runCombined(t *testing.T, bin string, args ...string) (string, int) {
 	t.Helper()
-	var out lockedBuffer
+	var out kamailiotest.SyncBuffer
 	code := runProc(t, bin, &out, &out, args...)
 	return out.String(), code
 }
@@ -151,7 +133,7 @@ type daemonProc struct {
 	t      *testing.T
 	name   string
 	cmd    *exec.Cmd
-	logs   *lockedBuffer
+	logs   *kamailiotest.SyncBuffer
 	exited chan struct{}
 	err    error // Wait's result, valid once exited is closed
 }
@@ -162,7 +144,7 @@ type daemonProc struct {
 // logged if the test failed.
 func startDaemonProc(t *testing.T, name, bin, cfgPath, httpAddr string) *daemonProc {
 	t.Helper()
-	p := &daemonProc{t: t, name: name, logs: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &daemonProc{t: t, name: name, logs: &kamailiotest.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, "run", "-config", cfgPath)
 	p.cmd.Env = procEnv()
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs

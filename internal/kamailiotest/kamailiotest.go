@@ -87,7 +87,7 @@ type Instance struct {
 	dbURL string
 	db    *sql.DB
 	cmd   *exec.Cmd
-	logs  *syncBuffer
+	logs  *SyncBuffer
 	done  chan struct{}
 	once  sync.Once
 	opts  Options
@@ -122,7 +122,7 @@ func Start(t testing.TB, o Options) *Instance {
 	if o.Workers <= 0 {
 		o.Workers = 1
 	}
-	in := &Instance{opts: o, dir: t.TempDir(), logs: &syncBuffer{}, done: make(chan struct{})}
+	in := &Instance{opts: o, dir: t.TempDir(), logs: &SyncBuffer{}, done: make(chan struct{})}
 
 	switch o.DB {
 	case NoDB:
@@ -459,18 +459,22 @@ func sortedKeys(m map[string]string) []string {
 	return ks
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for one writer goroutine and concurrent
+// readers (process logs captured by tests).
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
