@@ -121,6 +121,28 @@ func fcPresentities(ctx context.Context, t *testing.T, ps *kamailiotest.Instance
 	return out
 }
 
+// fcPresentityRows lists the presence server's presentity rows (for
+// diagnostics).
+func fcPresentityRows(ctx context.Context, t *testing.T, ps *kamailiotest.Instance) string {
+	t.Helper()
+	rows, err := ps.DB().QueryContext(ctx, "SELECT username, event, etag, expires, body FROM presentity")
+	if err != nil {
+		return fmt.Sprintf("presentity rows: %v", err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	fmt.Fprintf(&b, "now %d\n", time.Now().Unix())
+	for rows.Next() {
+		var user, ev, etag, body string
+		var exp int64
+		if err := rows.Scan(&user, &ev, &etag, &exp, &body); err != nil {
+			return fmt.Sprintf("presentity rows: %v", err)
+		}
+		fmt.Fprintf(&b, "%s %s etag=%s expires=%d\n%s\n", user, ev, etag, exp, body)
+	}
+	return b.String()
+}
+
 // fcCheckPresentities fails when any (user, event) has more than max rows
 // for the events given.
 func fcCheckPresentities(ctx context.Context, t *testing.T, ps *kamailiotest.Instance, when string, limit map[string]int) {
@@ -294,10 +316,17 @@ func (r *fcRig) hangUpAndCheck(ctx context.Context, t *testing.T, restartedAt ti
 	fcCheckDialogOrder(t, r.dlgAlice, "alice's dialog watcher", r.callID, "confirmed", "terminated")
 
 	// No dialog row left beyond the linger (and Kamailio's clean period).
-	eventually(t, "dialog presentities gone after the linger", func() bool {
+	deadline := time.Now().Add(waitLimit)
+	for {
 		n, err := r.presence.Count(ctx, "presentity", "event = ?", "dialog")
-		return err == nil && n == 0
-	})
+		if err == nil && n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dialog presentities left %s after the linger (%v):\n%s", waitLimit, err, fcPresentityRows(ctx, t, r.presence))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	// Past one refresh period after the restart, bob's publication (carried
 	// over by the restarted daemon) is still open and single.

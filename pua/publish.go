@@ -398,6 +398,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 	switch {
 	case res.Status >= 200 && res.Status < 300:
 		if op.kind == pubRemove {
+			log.Debug("publication removed", "status", res.Status)
 			r.etag = ""
 			if r.remove && r.gen == op.gen {
 				e.dropPub(r, res)
@@ -433,6 +434,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		resolveWaiters(&r.waiters, op.gen, res)
 	case res.Status == 412:
 		if op.kind == pubRemove {
+			log.Debug("publication already gone at the server", "status", res.Status, "etag", op.etag)
 			r.etag = ""
 			if r.remove && r.gen == op.gen {
 				e.dropPub(r, res)

@@ -10,6 +10,8 @@
 // number), gets its own fresh database (an SQLite file in a temporary
 // directory, or a new MariaDB database) created from Kamailio's own SQL
 // scripts, and is killed with its whole process group when the test ends.
+// Its log goes to the test log when the test fails, or always when
+// PUASIDE_TEST_KAMAILIO_LOGS is set.
 package kamailiotest
 
 import (
@@ -179,7 +181,7 @@ func Start(t testing.TB, o Options) *Instance {
 	}()
 	t.Cleanup(func() {
 		in.Stop()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("PUASIDE_TEST_KAMAILIO_LOGS") != "" {
 			t.Logf("kamailiotest: kamailio %s log:\n%s", filepath.Base(o.Config), in.Logs())
 		}
 	})
@@ -316,6 +318,13 @@ func (in *Instance) createSQLite(t testing.TB) {
 	}
 	t.Cleanup(func() { db.Close() })
 	in.loadSchemas(t, db, "db_sqlite")
+	// WAL (persistent in the file, so Kamailio opens it so too): the
+	// tests' reads must never make a write of Kamailio fail, and db_sqlite
+	// has no busy timeout, so in the default rollback mode a DELETE that
+	// meets a reader fails with "database is locked" and the row stays.
+	if _, err := db.Exec("PRAGMA journal_mode=WAL"); err != nil {
+		t.Fatalf("kamailiotest: sqlite WAL: %v", err)
+	}
 	in.db = db
 	in.dbURL = "sqlite:///" + path // Kamailio: "sqlite://" + "/" + absolute path
 }
