@@ -217,8 +217,8 @@ func daemonConfigYAML(cfg config.Config) string {
 	fmt.Fprintf(&b, "features:\n  usrloc: %t\n  dialoginfo: %t\n  bla: %t\n",
 		cfg.Features.Usrloc, cfg.Features.Dialoginfo, cfg.Features.BLA)
 	fmt.Fprintf(&b, "pua:\n  listen: %s\n  server_address: %s\n", yamlList(cfg.PUA.Listen), strconv.Quote(cfg.PUA.ServerAddress))
-	fmt.Fprintf(&b, "  default_expires: %s\n  update_period: %s\n  retry_min: %s\n  retry_max: %s\n  request_timeout: %s\n",
-		cfg.PUA.DefaultExpires, cfg.PUA.UpdatePeriod, cfg.PUA.RetryMin, cfg.PUA.RetryMax, cfg.PUA.RequestTimeout)
+	fmt.Fprintf(&b, "  default_expires: %s\n  update_period: %s\n  sync_etags: %t\n  retry_min: %s\n  retry_max: %s\n  request_timeout: %s\n",
+		cfg.PUA.DefaultExpires, cfg.PUA.UpdatePeriod, cfg.PUA.SyncETags, cfg.PUA.RetryMin, cfg.PUA.RetryMax, cfg.PUA.RequestTimeout)
 	fmt.Fprintf(&b, "ingest:\n  replicate_listen: %s\n  trace_listen: %s\n  hep_listen: %s\n",
 		yamlList(cfg.Ingest.ReplicateListen), yamlList(cfg.Ingest.TraceListen), yamlList(cfg.Ingest.HEPListen))
 	fmt.Fprintf(&b, "usrloc:\n  publish_expires: %s\n  closed_linger: %s\n  flush_interval: %s\n  min_expires: %d\n",
@@ -238,7 +238,7 @@ func writeDaemonConfig(t *testing.T, cfg config.Config) string {
 	if err != nil {
 		t.Fatalf("configuration file does not load: %v\n%s", err, yml)
 	}
-	if got.DBURL != cfg.DBURL || got.PUA.UpdatePeriod != cfg.PUA.UpdatePeriod || got.HTTP.WaitTimeout != cfg.HTTP.WaitTimeout ||
+	if got.DBURL != cfg.DBURL || got.PUA.UpdatePeriod != cfg.PUA.UpdatePeriod || got.PUA.SyncETags != cfg.PUA.SyncETags || got.HTTP.WaitTimeout != cfg.HTTP.WaitTimeout ||
 		got.Usrloc.PublishExpires != cfg.Usrloc.PublishExpires || got.Dialoginfo.PublishExpires != cfg.Dialoginfo.PublishExpires {
 		t.Fatalf("configuration file reads back differently:\n%s", yml)
 	}

@@ -49,11 +49,21 @@ type Config struct {
 	AuthUsername string `yaml:"auth_username"`
 	AuthPassword string `yaml:"auth_password"`
 	// UpdatePeriod is the write-behind period of records to the store
-	// (Kamailio's update_period, which defaults to 100 s). Short by default
-	// so that a crash loses at most this much of the ETags and dialogs: keep
-	// it at or below the trackers' flush_interval, or after a crash the
-	// trackers may know a state whose publication the engine forgot.
+	// (Kamailio's update_period, which defaults to 100 s): what sync_etags
+	// does not write at once (subscriptions' CSeq and expiry) waits at most
+	// this long. Short by default so that a crash loses at most this much
+	// of it; with sync_etags off, keep it at or below the trackers'
+	// flush_interval, or after a crash the trackers may know a state whose
+	// publication the engine forgot.
 	UpdatePeriod time.Duration `yaml:"update_period"`
+	// SyncETags writes a publication to the store as soon as the server
+	// grants it a new ETag, and a removal as soon as it is done, instead of
+	// at the next update_period: writes are grouped (the changes of 10 ms
+	// go in one transaction, one transaction at a time), so a crash loses
+	// no ETag the server granted more than a few milliseconds before, and
+	// leaves no orphaned publication there. Turn it off to trade that for
+	// fewer database writes.
+	SyncETags bool `yaml:"sync_etags"`
 	// RequestTimeout bounds one transaction (no final reply → timeout).
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 }
@@ -69,6 +79,7 @@ func DefaultConfig() Config {
 		RetryMin:       time.Second,
 		RetryMax:       60 * time.Second,
 		UpdatePeriod:   time.Second,
+		SyncETags:      true,
 		RequestTimeout: 32 * time.Second,
 	}
 }

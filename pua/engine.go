@@ -59,11 +59,15 @@ type Engine struct {
 	hmu      sync.RWMutex
 	handlers map[int]NotifyHandler
 
-	wmu       sync.Mutex // write-behind state
-	dirty     []tasker
-	removed   []Record
-	flushT    Timer
-	flushBusy sync.Mutex
+	wmu        sync.Mutex // write-behind state
+	dirty      []tasker
+	removed    []Record
+	flushT     Timer
+	flushBusy  sync.Mutex
+	syncing    bool // a prompt write is running
+	syncAgain  bool // and another is wanted after it
+	syncClosed bool // Stop: no more prompt writes
+	syncWG     sync.WaitGroup
 
 	sip *sipStack
 
@@ -192,6 +196,10 @@ func (e *Engine) Stop(ctx context.Context) error {
 		<-done
 	}
 	e.stopFunc()
+	e.wmu.Lock()
+	e.syncClosed = true
+	e.wmu.Unlock()
+	e.syncWG.Wait()
 	var err error
 	if started && e.store != nil {
 		err = e.flush(ctx)

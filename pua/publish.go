@@ -430,6 +430,11 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		}
 		r.forceInitial, r.attempt, r.state = false, 0, StateActive
 		e.markDirty(r, &r.dirty)
+		if e.cfg.SyncETags {
+			// The server's row now carries this ETag only: losing it in a
+			// crash would leave that row orphaned until it expires.
+			e.flushSoon()
+		}
 		log.Debug("publish accepted", "etag", r.etag, "expires", granted)
 		resolveWaiters(&r.waiters, op.gen, res)
 	case res.Status == 412:

@@ -457,19 +457,56 @@ func TestRestartRefreshesStoredETag(t *testing.T) {
 	}
 }
 
+// TestWriteBehind: with sync_etags off, records reach the store only at
+// the update_period tick.
 func TestWriteBehind(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
 	st := newMemStore()
-	e := newTestEngine(t, fs, clk, st, nil)
+	e := newTestEngine(t, fs, clk, st, func(c *Config) { c.SyncETags = false })
+	rows := func() int { st.mu.Lock(); defer st.mu.Unlock(); return len(st.rows) }
 	mustWait(t, e, pubReq("a"))
+	time.Sleep(100 * time.Millisecond)
+	if n := rows(); n != 0 {
+		t.Fatalf("%d rows written before the update_period tick", n)
+	}
 	clk.Advance(e.cfg.UpdatePeriod)
-	waitFor(t, "flush", func() bool { st.mu.Lock(); defer st.mu.Unlock(); return len(st.rows) == 1 })
+	waitFor(t, "flush", func() bool { return rows() == 1 })
 	if _, err := e.RemoveWait(context.Background(), presKey); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(100 * time.Millisecond)
+	if n := rows(); n != 1 {
+		t.Fatalf("%d rows before the update_period tick after removal", n)
+	}
 	clk.Advance(e.cfg.UpdatePeriod)
-	waitFor(t, "flush of removal", func() bool { st.mu.Lock(); defer st.mu.Unlock(); return len(st.rows) == 0 })
+	waitFor(t, "flush of removal", func() bool { return rows() == 0 })
+}
+
+// TestSyncETags: with sync_etags on (the default), every ETag the server
+// grants and every removal reach the store without waiting for the
+// update_period tick (the fake clock never moves here).
+func TestSyncETags(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	e := newTestEngine(t, fs, clk, st, nil)
+	stored := func() string {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		for _, r := range st.rows {
+			return r.ETag
+		}
+		return "none"
+	}
+	res := mustWait(t, e, pubReq("a"))
+	waitFor(t, "initial ETag stored", func() bool { return stored() == res.ETag })
+	res = mustWait(t, e, pubReq("b"))
+	waitFor(t, "modified ETag stored", func() bool { return stored() == res.ETag })
+	if _, err := e.RemoveWait(context.Background(), presKey); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "removal stored", func() bool { return stored() == "none" })
 }
 
 func TestPublishDigestAuth(t *testing.T) {

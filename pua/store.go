@@ -18,7 +18,9 @@ func (e *Engine) markDirty(t tasker, dirty *bool) {
 	e.wmu.Unlock()
 }
 
-// markRemoved queues the deletion of a stored row.
+// markRemoved queues the deletion of a stored row, written at once when
+// sync_etags is on (a row left behind would be refreshed after a crash
+// with an ETag the server no longer knows, and published anew).
 func (e *Engine) markRemoved(id Record) {
 	if e.store == nil {
 		return
@@ -26,6 +28,56 @@ func (e *Engine) markRemoved(id Record) {
 	e.wmu.Lock()
 	e.removed = append(e.removed, id)
 	e.wmu.Unlock()
+	if e.cfg.SyncETags {
+		e.flushSoon()
+	}
+}
+
+// syncGather is how long a prompt write waits for more changes to join
+// it: one transaction per syncGather at most, instead of one per PUBLISH.
+const syncGather = 10 * time.Millisecond
+
+// flushSoon writes the pending records within syncGather (group commit):
+// at most one such write runs; records dirtied while it runs are written
+// by one more right after it. A failed write leaves its records to the
+// periodic write-behind, so a broken database costs no busy loop.
+func (e *Engine) flushSoon() {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	if e.syncing {
+		e.syncAgain = true
+		return
+	}
+	if e.syncClosed {
+		return
+	}
+	e.syncing = true
+	e.syncWG.Add(1)
+	go func() {
+		defer e.syncWG.Done()
+		gather := time.NewTimer(syncGather)
+		defer gather.Stop()
+		for {
+			select {
+			case <-gather.C:
+				ctx, cancel := context.WithTimeout(e.stopCtx, e.cfg.UpdatePeriod+5*time.Second)
+				if err := e.flush(ctx); err != nil && e.stopCtx.Err() == nil {
+					e.log.Error("store write failed", "err", err)
+				}
+				cancel()
+			case <-e.stopCtx.Done(): // Stop's own flush writes what is pending
+			}
+			e.wmu.Lock()
+			if !e.syncAgain || e.syncClosed {
+				e.syncing, e.syncAgain = false, false
+				e.wmu.Unlock()
+				return
+			}
+			e.syncAgain = false
+			e.wmu.Unlock()
+			gather.Reset(syncGather)
+		}
+	}()
 }
 
 // armFlush schedules the next write-behind.

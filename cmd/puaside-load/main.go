@@ -86,6 +86,7 @@ type options struct {
 	MemProfile string        // write a heap profile after Settle
 	Settle     time.Duration // wait before the memory reading (transactions end)
 	LatFile    string        // write "send offset ms, latency ms" per AoR
+	NoSync     bool          // pua.sync_etags off: ETags only written behind
 	Log        io.Writer     // puaside's warnings and errors; nil discards
 }
 
@@ -142,6 +143,7 @@ func main() {
 	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile to this file (after -settle)")
 	fs.StringVar(&o.LatFile, "latfile", "", "write one line per published AoR: send offset (ms) and latency (ms)")
 	fs.DurationVar(&o.Settle, "settle", 0, "wait this long after the drain, then GC, before reading memory")
+	fs.BoolVar(&o.NoSync, "no-sync-etags", false, "run puaside with pua.sync_etags off (ETags written only every update_period)")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&verbose, "v", false, "show puaside's warnings")
 	_ = fs.Parse(os.Args[1:])
@@ -344,6 +346,7 @@ func loadConfig(o options, dir, server string) config.Config {
 		cfg.DBURL = "sqlite://" + filepath.Join(dir, "puaside.db")
 	}
 	cfg.Features = config.Features{Usrloc: true}
+	cfg.PUA.SyncETags = !o.NoSync
 	cfg.PUA.Listen = []string{"udp:127.0.0.1:0"}
 	cfg.PUA.ServerAddress = "sip:" + server
 	cfg.Ingest.ReplicateListen = []string{"udp:127.0.0.1:0"}
