@@ -56,8 +56,9 @@ func blaKey(p *polycom) pua.Key {
 // dialog;sla state and relays every NOTIFY as a PUBLISH (Sender = the
 // phone) to the Kamailio presence server, where each phone watches the
 // line. A seize of a line index held by the other phone gets 409 and is not
-// published; a phone never gets its own state back; an unregistered phone
-// loses its subscription and its publication.
+// published; a phone never gets its own state back; a phone's next call
+// after a hang-up reaches the other; an unregistered phone loses its
+// subscription and its publication.
 func TestBLASharedLineKamailio(t *testing.T) {
 	presence := presenceServer(t)
 	cfg := baseConfig(t, presence)
@@ -189,6 +190,15 @@ func TestBLASharedLineKamailio(t *testing.T) {
 	}
 	if refused := slices.Index(b.responses(), 409); refused < 0 {
 		t.Errorf("phone B codes %v: no 409", b.responses())
+	}
+
+	// A's next call: the presence server holds A's document with only a
+	// terminated dialog, which Kamailio never updates; puaside replaces it,
+	// so B sees the new seize.
+	send(a, "A", blaDoc(blaLine, 4, "partial", blaDialog{"a-call-2", "trying", "2"}), 200)
+	waitB("A's second call", func(n polNote) bool { return blaDialogState(n.Body, "a-call-2") == "trying" })
+	if strings.Contains(presence.Logs(), "already terminated") {
+		t.Errorf("the presence server skipped an update of A's document")
 	}
 
 	// A unregisters: puaside ends its subscription (Expires 0) and removes

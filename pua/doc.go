@@ -14,7 +14,9 @@
 //     nothing reaches the server out of order. 412 starts a new initial
 //     publication with the full body, 423 retries with Min-Expires,
 //     408/5xx/timeouts back off exponentially, other failures wait for the
-//     next change.
+//     next change. A dialog publication whose document shows only
+//     terminated dialogs is replaced (remove, then initial) instead of
+//     modified or refreshed, because Kamailio never updates one.
 //   - Subscriptions follow RFC 6665: the engine keeps the dialog itself
 //     (Call-ID, tags, CSeq, route set, remote target), accepts NOTIFYs that
 //     arrive before the 2xx, refreshes in-dialog and starts over with a new
@@ -22,11 +24,13 @@
 //     owner's NotifyHandler, registered per source flag.
 //
 // Records are written behind to a Store every update_period and flushed on
-// Stop; Start loads them and carries on with the stored ETags and dialogs,
-// so a graceful restart never leaves a duplicate publication at the server.
-// After a crash (SIGKILL, power loss) the changes of the last update_period
-// are lost: a publication whose new ETag was not yet written is published
-// anew, and the server keeps the lost one until it expires.
+// Stop; with sync_etags (the default) every new ETag and every removal is
+// written within 10 ms (group commit). Start loads them and carries on with
+// the stored ETags and dialogs, so a restart, graceful or not, leaves no
+// duplicate publication at the server. What a crash can still lose is a
+// write still running (a few milliseconds), or with sync_etags off the
+// changes of the last update_period: such a publication is published anew
+// and the server keeps the lost one until it expires.
 //
 // Consumers should not depend on *Engine directly: they define a small
 // interface with the methods they call and test against a fake.

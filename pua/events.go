@@ -16,6 +16,10 @@ type eventInfo struct {
 	// updates a dialog;sla presentity and answers 500 without one, so for
 	// that event a body-less RFC 3903 refresh or removal never succeeds.
 	bodyAlways bool
+	// dialog marks the dialog event packages (dialog, dialog;sla, any
+	// "dialog;..."), whose all-terminated documents Kamailio never updates
+	// (see terminatedDoc).
+	dialog bool
 }
 
 // events is the per-engine registry of event packages.
@@ -28,14 +32,15 @@ type events struct {
 func newEvents() *events {
 	ev := &events{byName: make(map[string]*eventInfo)}
 	for _, e := range []eventInfo{
-		{"presence", "application/pidf+xml", 1, false},
-		{"presence.winfo", "application/watcherinfo+xml", 2, false},
-		{"dialog;sla", "application/dialog-info+xml", 4, true},
-		{"message-summary", "application/simple-message-summary", 8, false},
-		{"dialog", "application/dialog-info+xml", 32, false},
-		{"reg", "application/reginfo+xml", 64, false},
+		{name: "presence", contentType: "application/pidf+xml", bit: 1},
+		{name: "presence.winfo", contentType: "application/watcherinfo+xml", bit: 2},
+		{name: "dialog;sla", contentType: "application/dialog-info+xml", bit: 4, bodyAlways: true},
+		{name: "message-summary", contentType: "application/simple-message-summary", bit: 8},
+		{name: "dialog", contentType: "application/dialog-info+xml", bit: 32},
+		{name: "reg", contentType: "application/reginfo+xml", bit: 64},
 	} {
 		e := e
+		e.dialog = isDialogEvent(e.name)
 		ev.byName[e.name] = &e
 	}
 	return ev
@@ -45,6 +50,12 @@ func newEvents() *events {
 // no blanks ("dialog; sla" → "dialog;sla").
 func normEvent(name string) string {
 	return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(name), " ", ""))
+}
+
+// isDialogEvent reports whether a normalised event name is the dialog
+// package, with or without parameters.
+func isDialogEvent(n string) bool {
+	return n == "dialog" || strings.HasPrefix(n, "dialog;")
 }
 
 // get returns the event named name.
@@ -91,6 +102,6 @@ func (ev *events) register(name, contentType string, bit int) error {
 		}
 		return fmt.Errorf("pua: register event %q: already registered with %s/%d", name, old.contentType, old.bit)
 	}
-	ev.byName[n] = &eventInfo{name: n, contentType: contentType, bit: bit}
+	ev.byName[n] = &eventInfo{name: n, contentType: contentType, bit: bit, dialog: isDialogEvent(n)}
 	return nil
 }

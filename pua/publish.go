@@ -36,6 +36,9 @@ type pubRec struct {
 	sentGen    uint64
 	minExp     time.Duration
 	version    int32
+	// srvTerminated: the server holds a dialog document with only
+	// terminated dialogs, which Kamailio never updates (terminatedDoc).
+	srvTerminated bool
 
 	// control
 	inFlight     bool
@@ -83,6 +86,7 @@ type pubOp struct {
 	expires int // seconds
 	hdrs    []Header
 	proxy   string
+	replace bool // a removal that makes way for a new initial PUBLISH
 }
 
 // validateKey checks a publication key and returns its event.
@@ -330,6 +334,18 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 		return pubOp{}
 	case r.etag == "" || r.forceInitial:
 		op.kind = pubInitial
+	case r.srvTerminated && (r.forceRefresh || r.gen > r.sentGen || now.Unix() >= r.nextRefresh || r.nextRefresh == 0):
+		// Replace, do not update, a terminated dialog document: remove it
+		// now, publish the current state anew after the reply.
+		r.forceRefresh = false
+		op.kind, op.etag, op.replace = pubRemove, r.etag, true
+		if r.ev.bodyAlways && len(r.body) > 0 {
+			op.body, op.ctype = r.body, r.ctype
+			if op.ctype == "" {
+				op.ctype = r.ev.contentType
+			}
+		}
+		return op
 	case r.forceRefresh:
 		r.forceRefresh = false
 		op.kind, op.etag = pubRefresh, r.etag
@@ -398,8 +414,8 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 	switch {
 	case res.Status >= 200 && res.Status < 300:
 		if op.kind == pubRemove {
-			log.Debug("publication removed", "status", res.Status)
-			r.etag = ""
+			log.Debug("publication removed", "status", res.Status, "replaced", op.replace)
+			r.etag, r.srvTerminated = "", false
 			if r.remove && r.gen == op.gen {
 				e.dropPub(r, res)
 				return
@@ -424,6 +440,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		if op.kind != pubRefresh {
 			r.sentGen = op.gen
 			r.version++
+			r.srvTerminated = r.ev.dialog && terminatedDoc(op.body)
 		} else if op.gen > r.sentGen {
 			// A forced refresh carried the unchanged state of op.gen.
 			r.sentGen = op.gen
@@ -440,7 +457,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 	case res.Status == 412:
 		if op.kind == pubRemove {
 			log.Debug("publication already gone at the server", "status", res.Status, "etag", op.etag)
-			r.etag = ""
+			r.etag, r.srvTerminated = "", false
 			if r.remove && r.gen == op.gen {
 				e.dropPub(r, res)
 				return
@@ -454,7 +471,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			return
 		}
 		log.Info("publication unknown at the server, publishing anew", "etag", op.etag)
-		r.etag, r.forceInitial = "", true
+		r.etag, r.forceInitial, r.srvTerminated = "", true, false
 		e.markDirty(r, &r.dirty)
 	case res.Status == 423:
 		if res.Expires > time.Duration(op.expires)*time.Second {
@@ -474,6 +491,11 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		resolveWaiters(&r.waiters, op.gen, res)
 		e.sched.schedule(r, now.Add(d))
 		return
+	case op.replace:
+		// The old document could not be removed: publish the current
+		// state anew all the same (the old one expires at the server).
+		log.Warn("removal of a terminated dialog document refused, publishing anew", "status", res.Status, "reason", res.Reason, "err", res.Err)
+		r.etag, r.forceInitial, r.srvTerminated = "", true, false
 	default:
 		log.Warn("publish refused", "status", res.Status, "reason", res.Reason, "err", res.Err)
 		resolveWaiters(&r.waiters, op.gen, res)

@@ -39,6 +39,7 @@ type wire struct {
 	ifMatch string // "" = absent
 	body    string // "" = no body
 	expires string
+	event   string // "" = presence
 }
 
 func checkPublish(t *testing.T, req *sip.Request, w wire) {
@@ -58,8 +59,12 @@ func checkPublish(t *testing.T, req *sip.Request, w wire) {
 	if tag, _ := req.From().Params.Get("tag"); tag == "" {
 		t.Errorf("From without tag")
 	}
-	if got := headerValue(req, "Event"); got != "presence" {
-		t.Errorf("Event %q", got)
+	event, ctype := "presence", "application/pidf+xml"
+	if w.event != "" {
+		event, ctype = w.event, "application/dialog-info+xml"
+	}
+	if got := headerValue(req, "Event"); got != event {
+		t.Errorf("Event %q, want %q", got, event)
 	}
 	if got := headerValue(req, "Expires"); got != w.expires {
 		t.Errorf("Expires %q, want %q", got, w.expires)
@@ -71,7 +76,7 @@ func checkPublish(t *testing.T, req *sip.Request, w wire) {
 		t.Errorf("body %q, want %q", got, w.body)
 	}
 	ct := headerValue(req, "Content-Type")
-	if w.body != "" && ct != "application/pidf+xml" {
+	if w.body != "" && ct != ctype {
 		t.Errorf("Content-Type %q", ct)
 	}
 	if w.body == "" && ct != "" {

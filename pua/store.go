@@ -322,6 +322,7 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 		version: int32(rec.Version), state: StatePending}
 	if r.etag != "" {
 		r.sentGen, r.state = 1, StateActive
+		r.srvTerminated = ev.dialog && terminatedDoc(r.body)
 	}
 	s.pubs[key] = r
 	e.queue.push(r)

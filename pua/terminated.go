@@ -1,0 +1,68 @@
+package pua
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"io"
+	"strings"
+)
+
+// terminatedDoc reports whether body is a dialog-info document whose
+// dialogs all carry the state "terminated" (at least one dialog with a
+// state). Kamailio's presence module (5.x, update_presentity) does not
+// update a stored dialog publication holding such a document: it answers a
+// modify or refresh 200 with a fresh SIP-ETag that it never stores and
+// keeps the old document and expiry, so the new state never reaches the
+// watchers and the next request meets 412. The engine therefore replaces
+// such a publication (removal, then a new initial PUBLISH) instead of
+// modifying or refreshing it.
+//
+// The rule follows Kamailio's (state elements of the root's dialog
+// children), with surrounding blanks and case ignored so that a document
+// Kamailio counts as terminated is never missed. Anything unparsable is not
+// terminated.
+func terminatedDoc(body []byte) bool {
+	if len(body) == 0 || !bytes.Contains(bytes.ToLower(body), []byte("terminated")) {
+		return false
+	}
+	d := xml.NewDecoder(bytes.NewReader(body))
+	d.Strict = false
+	depth, seen := 0, false
+	inDialog, inState := false, false
+	var state strings.Builder
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return seen
+		}
+		if err != nil {
+			return false
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			depth++
+			// depth 1 root, 2 dialog, 3 state.
+			if depth == 2 {
+				inDialog = t.Name.Local == "dialog"
+			}
+			if depth == 3 && inDialog && t.Name.Local == "state" {
+				inState = true
+				state.Reset()
+			}
+		case xml.EndElement:
+			if depth == 3 && inState {
+				inState = false
+				if !strings.EqualFold(strings.TrimSpace(state.String()), "terminated") {
+					return false
+				}
+				seen = true
+			}
+			depth--
+		case xml.CharData:
+			if inState && state.Len() < 64 {
+				state.Write(t)
+			}
+		}
+	}
+}
