@@ -42,6 +42,9 @@ const syncGather = 10 * time.Millisecond
 // by one more right after it. A failed write leaves its records to the
 // periodic write-behind, so a broken database costs no busy loop.
 func (e *Engine) flushSoon() {
+	if e.store == nil {
+		return
+	}
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
 	if e.syncing {
