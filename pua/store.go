@@ -65,7 +65,9 @@ func (e *Engine) flushSoon() {
 			case <-gather.C:
 				ctx, cancel := context.WithTimeout(e.stopCtx, e.cfg.UpdatePeriod+5*time.Second)
 				if err := e.flush(ctx); err != nil && e.stopCtx.Err() == nil {
-					e.log.Error("store write failed", "err", err)
+					// The periodic write-behind retries these records and
+					// logs the failure at error level, once per period.
+					e.log.Debug("prompt store write failed", "err", err)
 				}
 				cancel()
 			case <-e.stopCtx.Done(): // Stop's own flush writes what is pending
