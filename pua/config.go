@@ -16,7 +16,9 @@ import (
 // rejects a bare integer, so no wrapper type is needed.
 type Config struct {
 	// Listen lists the SIP sockets as "transport:host:port" (udp or tcp).
-	// They receive replies to our requests and NOTIFYs.
+	// They receive replies to our requests and NOTIFYs; UDP requests are
+	// sent from the first UDP socket (TCP ones from an ephemeral port, as
+	// TCP clients do).
 	Listen []string `yaml:"listen"`
 	// AdvertisedAddress is the host:port put in Via and Contact. Empty means
 	// the first listen address (with the port actually bound); it is required

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -584,5 +586,45 @@ func TestSLARefreshAndRemoveCarryBody(t *testing.T) {
 			headerValue(r, "Content-Type") != "application/dialog-info+xml" {
 			t.Fatalf("request %d on the wire:\n%s", i+1, r.String())
 		}
+	}
+}
+
+// TestRequestsFromListenPort: UDP requests leave from the listen socket
+// (the port in our Contact), not from an ephemeral port.
+func TestRequestsFromListenPort(t *testing.T) {
+	fs := newFakeServer(t)
+	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
+	mustWait(t, e, pubReq("a"))
+	var u sip.Uri
+	if err := sip.ParseUri(e.ContactURI(), &u); err != nil {
+		t.Fatal(err)
+	}
+	req := fs.requests()[0]
+	if want := fmt.Sprintf("127.0.0.1:%d", u.Port); req.Source() != want {
+		t.Fatalf("PUBLISH sent from %s, want the listen socket %s", req.Source(), want)
+	}
+}
+
+// TestRequestsFromWildcardListen: a listener on 0.0.0.0 (advertised as
+// 127.0.0.1) sends from its own port too.
+func TestRequestsFromWildcardListen(t *testing.T) {
+	fs := newFakeServer(t)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	e := newTestEngine(t, fs, newFakeClock(), nil, func(c *Config) {
+		c.Listen = []string{fmt.Sprintf("udp:0.0.0.0:%d", free)}
+		c.AdvertisedAddress = fmt.Sprintf("127.0.0.1:%d", free)
+	})
+	mustWait(t, e, pubReq("a"))
+	e.sip.mu.RLock()
+	port := e.sip.udpLaddr.Port
+	e.sip.mu.RUnlock()
+	req := fs.requests()[0]
+	if want := fmt.Sprintf("127.0.0.1:%d", free); port != free || req.Source() != want {
+		t.Fatalf("PUBLISH sent from %s, want the listen socket's port %d", req.Source(), port)
 	}
 }

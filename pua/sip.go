@@ -39,6 +39,10 @@ type sipStack struct {
 	host    string
 	ports   map[string]int // "UDP"/"TCP" → advertised port
 	contact string
+	// udpLaddr is the first UDP listener's socket: UDP requests are sent
+	// from it (symmetric signalling, one socket), not from an ephemeral
+	// port. Zero when it is not known to the transport layer.
+	udpLaddr sip.Addr
 }
 
 func newSIPStack(e *Engine) (*sipStack, error) {
@@ -134,6 +138,8 @@ func (st *sipStack) start(ctx context.Context) error {
 		return fmt.Errorf("pua: sip client: %w", err)
 	}
 	bound := map[string]int{}
+	var udpListener string
+	var udpAddr *net.UDPAddr
 	var closers []io.Closer
 	fail := func(err error) error {
 		for _, c := range closers {
@@ -153,7 +159,9 @@ func (st *sipStack) start(ctx context.Context) error {
 			}
 			closers = append(closers, pc)
 			if _, ok := bound[tr]; !ok {
-				bound[tr] = pc.LocalAddr().(*net.UDPAddr).Port
+				udpAddr = pc.LocalAddr().(*net.UDPAddr)
+				udpListener = pc.LocalAddr().String()
+				bound[tr] = udpAddr.Port
 			}
 			go func() {
 				if err := srv.ServeUDP(pc); err != nil && !errors.Is(err, net.ErrClosed) {
@@ -177,10 +185,35 @@ func (st *sipStack) start(ctx context.Context) error {
 		}
 	}
 	st.setAddress(host, port, bound)
+	var laddr sip.Addr
+	if udpAddr != nil {
+		if waitListener(ctx, ua, udpListener) {
+			laddr = sip.Addr{IP: udpAddr.IP, Port: udpAddr.Port}
+		} else {
+			log.Warn("UDP listener not ready: requests go out from an ephemeral port", "addr", udpListener)
+		}
+	}
 	st.mu.Lock()
-	st.ua, st.srv, st.cl, st.closers = ua, srv, cl, closers
+	st.ua, st.srv, st.cl, st.closers, st.udpLaddr = ua, srv, cl, closers, laddr
 	st.mu.Unlock()
 	return nil
+}
+
+// waitListener waits (up to 2 s) until the transport layer serves the UDP
+// listener key: a request bound to it before that would make sipgo try to
+// bind the same address again and fail.
+func waitListener(ctx context.Context, ua *sipgo.UserAgent, key string) bool {
+	tl := ua.TransportLayer()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if c, err := tl.GetConnection("udp", key); err == nil && c != nil {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // close shuts the listeners and the UA.
@@ -246,8 +279,11 @@ func (st *sipStack) finish(req *sip.Request, hop string) error {
 	st.mu.RLock()
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tr,
 		Host: st.host, Port: st.ports[tr], Params: sip.NewParams()}
-	st.mu.RUnlock()
 	via.Params.Add("branch", sip.GenerateBranchN(16))
+	if tr == "UDP" && st.udpLaddr.IP != nil {
+		st.udpLaddr.Copy(&req.Laddr)
+	}
+	st.mu.RUnlock()
 	req.PrependHeader(via)
 	req.SetTransport(tr)
 	if dest != "" {
