@@ -322,14 +322,7 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 			e.dropPub(r, Result{})
 			return pubOp{}
 		}
-		op.kind, op.etag = pubRemove, r.etag
-		if r.ev.bodyAlways && len(r.body) > 0 {
-			op.body, op.ctype = r.body, r.ctype
-			if op.ctype == "" {
-				op.ctype = r.ev.contentType
-			}
-		}
-		return op
+		return r.removalOp(op, false)
 	case r.failed:
 		return pubOp{}
 	case r.etag == "" || r.forceInitial:
@@ -338,14 +331,7 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 		// Replace, do not update, a terminated dialog document: remove it
 		// now, publish the current state anew after the reply.
 		r.forceRefresh = false
-		op.kind, op.etag, op.replace = pubRemove, r.etag, true
-		if r.ev.bodyAlways && len(r.body) > 0 {
-			op.body, op.ctype = r.body, r.ctype
-			if op.ctype == "" {
-				op.ctype = r.ev.contentType
-			}
-		}
-		return op
+		return r.removalOp(op, true)
 	case r.forceRefresh:
 		r.forceRefresh = false
 		op.kind, op.etag = pubRefresh, r.etag
@@ -357,11 +343,7 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 		return pubOp{}
 	}
 	if op.kind != pubRefresh || r.ev.bodyAlways {
-		op.body = r.body
-		op.ctype = r.ctype
-		if op.ctype == "" {
-			op.ctype = r.ev.contentType
-		}
+		r.setBody(&op)
 	}
 	exp := r.expires
 	if exp <= 0 {
@@ -373,6 +355,25 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 	exp = max(exp, e.cfg.MinExpires, r.minExp, time.Second)
 	op.expires = int((exp + time.Second - 1) / time.Second)
 	return op
+}
+
+// removalOp makes op the removal (Expires: 0) of r's publication; replace
+// marks one that makes way for a new initial PUBLISH. For a dialog;sla
+// publication it carries the document (see eventInfo.bodyAlways).
+func (r *pubRec) removalOp(op pubOp, replace bool) pubOp {
+	op.kind, op.etag, op.replace = pubRemove, r.etag, replace
+	if r.ev.bodyAlways && len(r.body) > 0 {
+		r.setBody(&op)
+	}
+	return op
+}
+
+// setBody puts r's current document, with its content type, on op.
+func (r *pubRec) setBody(op *pubOp) {
+	op.body, op.ctype = r.body, r.ctype
+	if op.ctype == "" {
+		op.ctype = r.ev.contentType
+	}
 }
 
 // runPublish sends the PUBLISH r needs, if any, and applies the reply.
@@ -447,11 +448,9 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		}
 		r.forceInitial, r.attempt, r.state = false, 0, StateActive
 		e.markDirty(r, &r.dirty)
-		if e.cfg.SyncETags {
-			// The server's row now carries this ETag only: losing it in a
-			// crash would leave that row orphaned until it expires.
-			e.flushSoon()
-		}
+		// The server's row now carries this ETag only: losing it in a
+		// crash would leave that row orphaned until it expires.
+		e.flushSoon()
 		log.Debug("publish accepted", "etag", r.etag, "expires", granted)
 		resolveWaiters(&r.waiters, op.gen, res)
 	case res.Status == 412:

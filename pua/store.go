@@ -19,7 +19,7 @@ func (e *Engine) markDirty(t tasker, dirty *bool) {
 }
 
 // markRemoved queues the deletion of a stored row, written at once when
-// sync_etags is on (a row left behind would be refreshed after a crash
+// sync_etags is on (flushSoon) (a row left behind would be refreshed after a crash
 // with an ETag the server no longer knows, and published anew).
 func (e *Engine) markRemoved(id Record) {
 	if e.store == nil {
@@ -28,9 +28,7 @@ func (e *Engine) markRemoved(id Record) {
 	e.wmu.Lock()
 	e.removed = append(e.removed, id)
 	e.wmu.Unlock()
-	if e.cfg.SyncETags {
-		e.flushSoon()
-	}
+	e.flushSoon()
 }
 
 // syncGather is how long a prompt write waits for more changes to join
@@ -40,9 +38,10 @@ const syncGather = 10 * time.Millisecond
 // flushSoon writes the pending records within syncGather (group commit):
 // at most one such write runs; records dirtied while it runs are written
 // by one more right after it. A failed write leaves its records to the
-// periodic write-behind, so a broken database costs no busy loop.
+// periodic write-behind, so a broken database costs no busy loop. It does
+// nothing with sync_etags off or without a store.
 func (e *Engine) flushSoon() {
-	if e.store == nil {
+	if !e.cfg.SyncETags || e.store == nil {
 		return
 	}
 	e.wmu.Lock()
