@@ -68,6 +68,25 @@ type Config struct {
 	SyncETags bool `yaml:"sync_etags"`
 	// RequestTimeout bounds one transaction (no final reply → timeout).
 	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// InitialExpires caps the Expires asked for a publication until its
+	// first ETag is written to the store: a crash before that write leaves
+	// at the server a publication nobody knows, which then lives at most
+	// this long. The first refresh after the write asks for the full
+	// Expires. Only used with a store.
+	InitialExpires time.Duration `yaml:"initial_expires"`
+	// ClaimTimeout bounds the claims at start: the records loaded from the
+	// store belong to their owner (usrloc, dialoginfo, bla publications, bla
+	// subscriptions, by the flag column); each owner claims what it still
+	// wants, and once every owner has finished, or after this long, what
+	// nobody claimed is removed at the server (PUBLISH Expires: 0,
+	// SUBSCRIBE Expires: 0). Records of the management API (pua.publish,
+	// /v1/publish, ...) have no owner to claim them: they are kept until
+	// their own lifetime ends or the API removes them.
+	ClaimTimeout time.Duration `yaml:"claim_timeout"`
+	// StopFlushTimeout bounds the final store write at stop. It has a
+	// deadline of its own, so that it runs even when the stop budget was
+	// spent waiting for transactions still in flight.
+	StopFlushTimeout time.Duration `yaml:"stop_flush_timeout"`
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -83,6 +102,10 @@ func DefaultConfig() Config {
 		UpdatePeriod:   time.Second,
 		SyncETags:      true,
 		RequestTimeout: 32 * time.Second,
+
+		InitialExpires:   60 * time.Second,
+		ClaimTimeout:     30 * time.Second,
+		StopFlushTimeout: 5 * time.Second,
 	}
 }
 
@@ -175,6 +198,15 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = d.RequestTimeout
+	}
+	if c.InitialExpires <= 0 {
+		c.InitialExpires = d.InitialExpires
+	}
+	if c.ClaimTimeout <= 0 {
+		c.ClaimTimeout = d.ClaimTimeout
+	}
+	if c.StopFlushTimeout <= 0 {
+		c.StopFlushTimeout = d.StopFlushTimeout
 	}
 	if (c.AuthUsername == "") != (c.AuthPassword == "") {
 		return fmt.Errorf("pua: auth_username and auth_password must be set together")

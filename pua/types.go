@@ -193,6 +193,10 @@ type Record struct {
 	ContentType    string `db:"content_type"`
 	OutboundProxy  string `db:"outbound_proxy"`
 	ReqExpires     int64  `db:"req_expires"` // Expires asked on each request, seconds (0 = default)
+	// Removing marks a record whose removal (PUBLISH Expires: 0, or
+	// SUBSCRIBE Expires: 0) was decided but not yet answered: a restarted
+	// engine finishes it instead of refreshing the record.
+	Removing bool `db:"removing"`
 }
 
 // IsSubscription reports whether the record is a subscription.
