@@ -55,12 +55,12 @@ type pubRec struct {
 	unclaimed bool
 	// durable: an ETag of this publication has been written to the store,
 	// so the full Expires may be asked (see Config.InitialExpires).
-	durable bool
-	nextRefresh  int64
-	state        string
-	lastStatus   int
-	lastReason   string
-	waiters      []waiter
+	durable     bool
+	nextRefresh int64
+	state       string
+	lastStatus  int
+	lastReason  string
+	waiters     []waiter
 }
 
 func (r *pubRec) base() *task { return &r.task }

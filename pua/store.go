@@ -370,7 +370,7 @@ func (e *Engine) loadSub(rec Record, ev *eventInfo) {
 		callID: rec.CallID, localTag: rec.FromTag, remoteTag: rec.ToTag, cseq: uint32(max(rec.CSeq, 0)),
 		remoteTarget: rec.RemoteContact, contact: rec.Contact, srvExpires: rec.Expires,
 		confirmed: rec.ToTag != "", version: int32(rec.Version), state: StateActive,
-		expires: time.Duration(rec.ReqExpires) * time.Second,
+		expires:   time.Duration(rec.ReqExpires) * time.Second,
 		unclaimed: !rec.Removing && e.ownerFlag(rec.Flag)}
 	if rec.Removing {
 		r.unsub, r.gen = true, 2
