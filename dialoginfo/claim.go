@@ -14,9 +14,11 @@ type Claimer interface {
 	ClaimsDone(flag int)
 }
 
-// claimLoaded claims the publications of every loaded call. Must hold mu.
+// claimLoaded claims the publications of every loaded call; those the
+// engine no longer holds are published again. Must hold mu.
 func (t *Tracker) claimLoaded(cl Claimer) {
 	for _, c := range t.calls {
+		lost := false
 		for _, b := range c.Branches {
 			if b.Removed {
 				continue
@@ -29,8 +31,14 @@ func (t *Tracker) claimLoaded(cl Claimer) {
 				if s == sideCallee {
 					entity = c.Callee
 				}
-				cl.Claim(pua.Key{PresURI: entity, Event: "dialog", ID: t.presID(c, b, s)})
+				if !cl.Claim(pua.Key{PresURI: entity, Event: "dialog", ID: t.presID(c, b, s)}) {
+					b.Sent[s] = 0
+					lost = true
+				}
 			}
+		}
+		if lost {
+			t.sync(c)
 		}
 	}
 }

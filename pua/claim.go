@@ -88,8 +88,10 @@ func (e *Engine) ClaimsOpen() bool {
 }
 
 // Claim keeps a loaded publication that its owner still wants, unchanged:
-// the engine goes on refreshing it. It reports whether the engine holds the
-// publication. Publish of the same key claims it too.
+// the engine goes on refreshing it. A removal still pending (stored by an
+// earlier run whose owner's own state did not keep it) is called off. It
+// reports whether the engine holds the publication; when it does not, the
+// owner must publish it again. Publish of the same key claims it too.
 func (e *Engine) Claim(key Key) bool {
 	if ev, err := e.ev.get(key.Event); err == nil {
 		key.Event = ev.name
@@ -98,16 +100,22 @@ func (e *Engine) Claim(key Key) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.pubs[key]
-	if r == nil || r.remove {
+	if r == nil {
 		return false
+	}
+	if r.remove {
+		r.remove, r.failed = false, false
+		r.gen++
+		e.markDirty(r, &r.dirty)
+		e.kickPub(r)
 	}
 	e.claimPub(r)
 	return true
 }
 
 // ClaimSubscription keeps a loaded subscription that its owner still
-// wants, unchanged. It reports whether the engine holds the subscription.
-// Subscribe of the same key claims it too.
+// wants, unchanged; a pending un-SUBSCRIBE is called off. It reports whether
+// the engine holds the subscription. Subscribe of the same key claims it too.
 func (e *Engine) ClaimSubscription(key SubKey) bool {
 	if ev, err := e.ev.get(key.Event); err == nil {
 		key.Event = ev.name
@@ -116,8 +124,17 @@ func (e *Engine) ClaimSubscription(key SubKey) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.subs[key]
-	if r == nil || r.unsub {
+	if r == nil {
 		return false
+	}
+	if r.unsub {
+		r.unsub, r.failed = false, false
+		r.gen++
+		e.markDirty(r, &r.dirty)
+		if !r.inFlight {
+			r.backingOff = false
+			e.queue.push(r)
+		}
 	}
 	e.claimSub(r)
 	return true

@@ -13,12 +13,15 @@ type Claimer interface {
 	ClaimsDone(flag int)
 }
 
-// claimLoaded claims the publication of every AoR still published. Must
-// hold mu.
+// claimLoaded claims the publication of every AoR still published; one
+// the engine no longer holds is published again. Must hold mu.
 func (t *Tracker) claimLoaded(cl Claimer) {
+	now := t.clock.Now()
 	for aor, st := range t.aors {
-		if st.published {
-			cl.Claim(t.key(aor))
+		if st.published && !cl.Claim(t.key(aor)) {
+			st.published, st.digest = false, [32]byte{}
+			t.syncPublication(st, now)
+			t.schedule(st)
 		}
 	}
 }
