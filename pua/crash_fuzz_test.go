@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -92,8 +93,15 @@ type crashHarness struct {
 }
 
 func newCrashHarness(t *testing.T) *crashHarness {
+	// Not t.TempDir: a fuzz seed's directory name has a '#', which a
+	// db_url would read as a fragment.
+	dir, err := os.MkdirTemp("", "puaside-crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	h := &crashHarness{t: t, clk: &stepClock{now: time.Unix(1_700_000_000, 0)},
-		dbPath: filepath.Join(t.TempDir(), "pua.db")}
+		dbPath: filepath.Join(dir, "pua.db")}
 	h.srv = newPresenceServer(t, h.clk)
 	for i, flag := range []int{pua.FlagUsrloc, pua.FlagDialogPublish} {
 		h.owners = append(h.owners, &owner{flag: flag, id: "o" + strconv.Itoa(i),

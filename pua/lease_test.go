@@ -116,3 +116,30 @@ func TestStopFlushOwnDeadline(t *testing.T) {
 		t.Fatal("the desired state was not written at stop")
 	}
 }
+
+// TestPendingModifySurvivesRestart: a change the server has not accepted
+// at stop is sent by the next engine as a modify, not lost behind a refresh
+// of the older document.
+func TestPendingModifySurvivesRestart(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	e1 := newTestEngine(t, fs, clk, st, nil)
+	mustWait(t, e1, pubReq("a"))
+	waitFor(t, "ETag stored", func() bool { r, _ := st.row(presKey, FlagUsrloc); return r.ETag == "etag1" })
+	fs.push(reply{drop: true})
+	if err := e1.Publish(pubReq("b")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "modify sent", countIs(fs, 2))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_ = e1.Stop(ctx)
+	if r, _ := st.row(presKey, FlagUsrloc); !r.Modified || r.ETag != "etag1" {
+		t.Fatalf("row after stop %+v", r)
+	}
+	newTestEngine(t, fs, clk, st, nil)
+	waitFor(t, "modify after restart", countIs(fs, 3))
+	checkPublish(t, fs.requests()[2], wire{ifMatch: "etag1", body: string(pidf("b")), expires: "3600"})
+	waitFor(t, "accepted and stored", func() bool { r, _ := st.row(presKey, FlagUsrloc); return r.ETag == "etag2" && !r.Modified })
+}

@@ -249,6 +249,7 @@ func (e *Engine) pubRecord(r *pubRec, now time.Time) Record {
 		Expires: r.srvExpires, DesiredExpires: r.endAt, Flag: r.flag, ETag: r.etag,
 		Version: int(r.version), ExtraHeaders: joinHeaders(r.hdrs), Body: r.body, ContentType: ct,
 		OutboundProxy: r.proxy, ReqExpires: int64(r.expires / time.Second), Removing: r.remove,
+		Modified: r.etag != "" && (r.gen > r.sentGen || r.forceInitial),
 	}
 }
 
@@ -349,6 +350,10 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 	if r.etag != "" {
 		r.sentGen, r.state = 1, StateActive
 		r.srvTerminated = ev.dialog && terminatedDoc(r.body)
+		if rec.Modified {
+			// The server holds an older document: send this one.
+			r.sentGen, r.srvTerminated = 0, false
+		}
 	}
 	if rec.Removing {
 		r.remove, r.gen = true, 2

@@ -25,10 +25,10 @@ var _ pua.Store = (*DB)(nil)
 const recordColumnList = "pres_uri, pres_id, event, expires, desired_expires, flag, " +
 	"etag, tuple_id, watcher_uri, call_id, to_tag, from_tag, " +
 	"cseq, record_route, contact, remote_contact, version, " +
-	"extra_headers, body, content_type, event_name, outbound_proxy, req_expires, removing"
+	"extra_headers, body, content_type, event_name, outbound_proxy, req_expires, removing, modified"
 
 // numRecordColumns is the number of columns in recordColumnList.
-const numRecordColumns = 24
+const numRecordColumns = 25
 
 // bodyColumn is the position of body in recordColumnList.
 const bodyColumn = 18
@@ -285,6 +285,9 @@ func rowRecord(names []string, cols []sql.NullString, body []byte) (rec pua.Reco
 	if cols[23].Valid { // puaside's own column: NULL means not being removed
 		rec.Removing = num(23) != 0
 	}
+	if cols[24].Valid { // puaside's own column: NULL means accepted as stored
+		rec.Modified = num(24) != 0
+	}
 	if rec.PresURI == "" && cols[0].Valid {
 		problems = append(problems, "empty pres_uri")
 	}
@@ -360,7 +363,7 @@ func recordArgs(r *pua.Record) []any {
 		r.PresURI, r.PresID, r.Event, r.Expires, r.DesiredExpires, r.Flag,
 		r.ETag, tuple, r.WatcherURI, r.CallID, r.ToTag, r.FromTag,
 		r.CSeq, r.RecordRoute, r.Contact, r.RemoteContact, r.Version,
-		r.ExtraHeaders, body, r.ContentType, r.EventName, r.OutboundProxy, r.ReqExpires, boolInt(r.Removing),
+		r.ExtraHeaders, body, r.ContentType, r.EventName, r.OutboundProxy, r.ReqExpires, boolInt(r.Removing), boolInt(r.Modified),
 	}
 }
 
