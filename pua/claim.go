@@ -1,6 +1,9 @@
 package pua
 
-import "time"
+import (
+	"regexp"
+	"time"
+)
 
 // Claims at start. Every record carries its owner's flag. The records
 // loaded from the store are unclaimed until their owner publishes or
@@ -179,6 +182,9 @@ func (e *Engine) sweep() {
 			pubs++
 			e.log.Debug("removing unclaimed publication", "aor", r.key.PresURI, "event", r.key.Event,
 				"id", r.key.ID, "flag", r.flag)
+			if r.etag != "" && e.endDialogs(r) {
+				continue
+			}
 			r.remove, r.failed = true, false
 			r.gen++
 			if r.etag == "" && !r.inFlight {
@@ -220,4 +226,30 @@ func (e *Engine) sweep() {
 	e.flushSoon()
 	e.log.Info("claims done: unclaimed records removed", "publications", pubs, "subscriptions", subs,
 		"took", time.Since(start))
+}
+
+// sweepLinger is how long the terminated document of a swept dialog
+// publication is shown before its removal.
+const sweepLinger = 2 * time.Second
+
+// dialogState matches the state element of a dialog in a dialog-info
+// document (RFC 4235: <state> is a child of <dialog> only).
+var dialogState = regexp.MustCompile(`(<state(?:\s[^>]*)?>)[^<]*(</state>)`)
+
+// endDialogs turns a swept dialog publication into its terminated document
+// for sweepLinger, after which the lifetime's end removes it: Kamailio keeps
+// notifying the last document of a removed dialog publication, so a lamp
+// goes dark only through a terminated one. It reports false for any other
+// publication (removed at once). Shard locked.
+func (e *Engine) endDialogs(r *pubRec) bool {
+	if !r.ev.dialog || r.ev.bodyAlways || r.srvTerminated || !dialogState.Match(r.body) {
+		return false
+	}
+	r.body = dialogState.ReplaceAll(r.body, []byte("${1}terminated${2}"))
+	r.endAt = e.clock.Now().Add(sweepLinger).Unix()
+	r.failed = false
+	r.gen++
+	e.markDirty(r, &r.dirty)
+	e.kickPub(r)
+	return true
 }

@@ -2,6 +2,7 @@ package pua
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -210,4 +211,31 @@ func (f *failingStore) SaveRecords(ctx context.Context, up, rm []Record) error {
 		return err
 	}
 	return f.memStore.SaveRecords(ctx, up, rm)
+}
+
+// TestSweepEndsDialogsFirst: an unclaimed dialog publication is first
+// modified to its terminated document (Kamailio keeps notifying the last
+// document of a removed one), then removed.
+func TestSweepEndsDialogsFirst(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	doc := `<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="3" state="full" entity="sip:bob@example.com">` +
+		`<dialog id="d1" direction="recipient"><state>confirmed</state></dialog></dialog-info>`
+	st.put(storedPub(clk, "sip:bob@example.com", "dialog", "d1", "e1", FlagDialogPublish, []byte(doc)))
+	e := newTestEngineOwners(t, fs, clk, st, nil, []int{FlagDialogPublish})
+	waitFor(t, "refresh of the loaded publication", countIs(fs, 1))
+	e.ClaimsDone(FlagDialogPublish)
+	waitFor(t, "terminated document", countIs(fs, 2))
+	mod := fs.requests()[1]
+	if !strings.Contains(string(mod.Body()), "<state>terminated</state>") || strings.Contains(string(mod.Body()), "confirmed") ||
+		headerValue(mod, "Expires") == "0" {
+		t.Fatalf("sweep sent %s Expires %s:\n%s", mod.Method, headerValue(mod, "Expires"), mod.Body())
+	}
+	clk.Advance(sweepLinger)
+	waitFor(t, "removal", countIs(fs, 3))
+	if got := headerValue(fs.requests()[2], "Expires"); got != "0" {
+		t.Fatalf("third request Expires %s, want the removal", got)
+	}
+	waitFor(t, "record gone", func() bool { return len(e.Publications()) == 0 })
 }
