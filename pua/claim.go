@@ -228,28 +228,35 @@ func (e *Engine) sweep() {
 		"took", time.Since(start))
 }
 
-// sweepLinger is how long the terminated document of a swept dialog
-// publication is shown before its removal.
-const sweepLinger = 2 * time.Second
-
 // dialogState matches the state element of a dialog in a dialog-info
 // document (RFC 4235: <state> is a child of <dialog> only).
 var dialogState = regexp.MustCompile(`(<state(?:\s[^>]*)?>)[^<]*(</state>)`)
 
-// endDialogs turns a swept dialog publication into its terminated document
-// for sweepLinger, after which the lifetime's end removes it: Kamailio keeps
-// notifying the last document of a removed dialog publication, so a lamp
-// goes dark only through a terminated one. It reports false for any other
-// publication (removed at once). Shard locked.
+// endDialogs turns a swept dialog publication into its terminated
+// document, removed as soon as the server accepts it (see sweepDone):
+// Kamailio keeps notifying the last document of a removed dialog
+// publication, so a lamp goes dark only through a terminated one. It
+// reports false for any other publication (removed at once). Shard locked.
 func (e *Engine) endDialogs(r *pubRec) bool {
 	if !r.ev.dialog || r.ev.bodyAlways || r.srvTerminated || !dialogState.Match(r.body) {
 		return false
 	}
 	r.body = dialogState.ReplaceAll(r.body, []byte("${1}terminated${2}"))
-	r.endAt = e.clock.Now().Add(sweepLinger).Unix()
-	r.failed = false
+	r.sweepRemove, r.failed = true, false
 	r.gen++
 	e.markDirty(r, &r.dirty)
 	e.kickPub(r)
 	return true
+}
+
+// sweepDone turns a swept dialog publication whose terminated document the
+// server has just accepted into its removal. Shard locked.
+func (e *Engine) sweepDone(r *pubRec) {
+	if !r.sweepRemove || r.remove || r.sentGen != r.gen {
+		return
+	}
+	r.sweepRemove = false
+	r.remove = true
+	r.gen++
+	e.markDirty(r, &r.dirty)
 }

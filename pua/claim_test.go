@@ -232,7 +232,6 @@ func TestSweepEndsDialogsFirst(t *testing.T) {
 		headerValue(mod, "Expires") == "0" {
 		t.Fatalf("sweep sent %s Expires %s:\n%s", mod.Method, headerValue(mod, "Expires"), mod.Body())
 	}
-	clk.Advance(sweepLinger)
 	waitFor(t, "removal", countIs(fs, 3))
 	if got := headerValue(fs.requests()[2], "Expires"); got != "0" {
 		t.Fatalf("third request Expires %s, want the removal", got)

@@ -55,7 +55,10 @@ type pubRec struct {
 	unclaimed bool
 	// durable: an ETag of this publication has been written to the store,
 	// so the full Expires may be asked (see Config.InitialExpires).
-	durable     bool
+	durable bool
+	// sweepRemove: swept while showing a dialog; removed once its
+	// terminated document is accepted (see Engine.endDialogs).
+	sweepRemove bool
 	nextRefresh int64
 	state       string
 	lastStatus  int
@@ -208,7 +211,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 	if req.Lifetime > 0 {
 		r.endAt = now.Add(req.Lifetime).Unix()
 	}
-	r.remove = false
+	r.remove, r.sweepRemove = false, false
 	r.failed = false
 	r.gen++
 	e.markDirty(r, &r.dirty)
@@ -471,6 +474,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		e.flushSoon()
 		log.Debug("publish accepted", "etag", r.etag, "expires", granted)
 		resolveWaiters(&r.waiters, op.gen, res)
+		e.sweepDone(r)
 	case res.Status == 412:
 		if op.kind == pubRemove {
 			log.Debug("publication already gone at the server", "status", res.Status, "etag", op.etag)
