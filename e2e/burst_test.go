@@ -164,7 +164,14 @@ func TestSIGKILLMidRegisterBurst(t *testing.T) {
 	defer cancel()
 
 	bin := puasideBinary(t)
-	presence := presenceServer(t)
+	// Kamailio's default 64 MiB of shared memory does not hold the
+	// transactions of such a burst.
+	shm := []string{"-m", "256"}
+	presence := kamailiotest.Start(t, kamailiotest.Options{
+		Config: kamailiotest.ConfigPath(t, "presence.cfg"),
+		DB:     kamailiotest.SQLite,
+		Args:   shm,
+	})
 	cfg := baseConfig(t, presence)
 	cfg.LogLevel = "info"
 	cfg.Features.BLA, cfg.Features.Dialoginfo = false, false
@@ -177,6 +184,7 @@ func TestSIGKILLMidRegisterBurst(t *testing.T) {
 		Config:  kamailiotest.ConfigPath(t, "registrar.cfg"),
 		DB:      kamailiotest.NoDB,
 		Workers: 4,
+		Args:    shm,
 		Defines: map[string]string{
 			"WITH_REPLICATE":        "",
 			"PUASIDE_REPLICATE_URI": kamailiotest.Str("sip:" + hostPort(cfg.Ingest.ReplicateListen[0])),
