@@ -114,6 +114,7 @@ func (t *Tracker) HandleSIP(ctx context.Context, m event.SIP) {
 // the callee's (its From carries the callee's tag).
 func (t *Tracker) lookup(h *dialogHeaders) (*call, *branch, int) {
 	if c := t.calls[callKey(h.callID, h.fromTag)]; c != nil {
+		c.touched = t.now().UnixNano()
 		if h.toTag == "" {
 			return c, nil, sideCaller
 		}
@@ -121,6 +122,7 @@ func (t *Tracker) lookup(h *dialogHeaders) (*call, *branch, int) {
 	}
 	if h.toTag != "" {
 		if c := t.calls[callKey(h.callID, h.toTag)]; c != nil {
+			c.touched = t.now().UnixNano()
 			return c, c.branchByTag(h.fromTag), sideCallee
 		}
 	}

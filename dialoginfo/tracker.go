@@ -143,8 +143,9 @@ type call struct {
 	Answered      bool      `json:"answered,omitempty"`
 	Branches      []*branch `json:"branches"`
 
-	key    string
-	queued int64 // earliest heap entry, unix ns (0 = none)
+	key     string
+	queued  int64 // earliest heap entry, unix ns (0 = none)
+	touched int64 // last message or change seen, unix ns (not stored)
 }
 
 func callKey(callID, fromTag string) string { return callID + "\x00" + fromTag }
@@ -320,7 +321,11 @@ func (t *Tracker) terminate(c *call, b *branch, callerEv, calleeEv string, code 
 	b.Event = [2]string{callerEv, calleeEv}
 	b.Code = code
 	b.Ended = now
-	t.count("terminated_" + callerEv)
+	if callerEv == "" {
+		t.count("terminated_without_event")
+	} else {
+		t.count("terminated_" + callerEv)
+	}
 }
 
 // answer confirms a branch and ends the other early branches.
@@ -341,6 +346,7 @@ func (t *Tracker) answer(c *call, b *branch, contact string, now int64) {
 // sync publishes what changed for a call, schedules its timers and marks it
 // for the store.
 func (t *Tracker) sync(c *call) {
+	c.touched = t.now().UnixNano()
 	for _, b := range c.Branches {
 		if b.Removed {
 			continue

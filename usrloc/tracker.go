@@ -170,6 +170,7 @@ type Tracker struct {
 	dirty      map[string]struct{}
 	dirtyFlags map[string]*bool // nil value = delete
 	pending    map[string]pendingReq
+	inputs     map[string]time.Time // last input per AoR (CorrectBindings)
 	ring       []string
 	ringPos    int
 	seq        uint64
@@ -195,7 +196,7 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 		cfg: cfg, patterns: pats, pub: opts.Publisher, store: opts.Store, log: opts.Logger,
 		m: opts.Metrics, clock: opts.Clock, onChange: opts.OnChange,
 		aors: map[string]*aorState{}, flags: map[string]bool{}, dirty: map[string]struct{}{},
-		dirtyFlags: map[string]*bool{}, pending: map[string]pendingReq{},
+		dirtyFlags: map[string]*bool{}, pending: map[string]pendingReq{}, inputs: map[string]time.Time{},
 		ring: make([]string, cfg.PendingMax), wake: make(chan struct{}, 1),
 	}
 	if t.log == nil {
@@ -437,6 +438,7 @@ func (t *Tracker) expiresFor(contact, header int) int {
 // removed, and removeAll drops every binding. Must hold mu.
 func (t *Tracker) applyStatement(now time.Time, aor string, contacts []event.Contact, hdrExpires int,
 	removeAll, complete bool, flag *bool, ch *[]change) {
+	t.noteInput(aor, now)
 	st := t.aors[aor]
 	if st == nil {
 		st = &aorState{aor: aor, idx: -1}
@@ -803,6 +805,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 			if err := t.Flush(ctx); err != nil {
 				t.log.Error("usrloc: flush", "err", err)
 			}
+			t.pruneInputs()
 			nextFlush = now.Add(t.cfg.FlushInterval)
 		}
 		t.mu.Lock()
