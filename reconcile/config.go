@@ -37,8 +37,8 @@ type Config struct {
 	ULTable string `yaml:"ul_table"`
 	// DefaultDomain is appended to the registrar's AoRs that have no domain
 	// (Kamailio usrloc use_domain=0 keys bindings by user only). Empty: the
-	// usrloc section's default_domain. With neither, such a table is not
-	// reconciled.
+	// usrloc section's default_domain. With neither, such AoRs are skipped
+	// and no AoR is taken as gone.
 	DefaultDomain string `yaml:"default_domain"`
 	// Registrations corrects the usrloc tracker from ul.dump.
 	Registrations bool `yaml:"registrations"`

@@ -23,7 +23,9 @@ import (
 	"github.com/puaside/puaside/ingest"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/mgmt"
+	"github.com/puaside/puaside/proxyrpc"
 	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/reconcile"
 	"github.com/puaside/puaside/store"
 	"github.com/puaside/puaside/usrloc"
 )
@@ -41,6 +43,7 @@ type Daemon struct {
 	bl  *bla.Manager
 	in  *ingest.Ingest
 	api *mgmt.Server
+	rec *reconcile.Reconciler // nil unless reconcile.enabled
 
 	cancelTrackers context.CancelFunc
 	trackers       sync.WaitGroup
@@ -126,6 +129,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 
+	if cfg.Reconcile.Enabled {
+		if d.rec, err = newReconciler(cfg, d.ul, d.di, log, d.m); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+	}
+
 	deps := mgmt.Deps{
 		Engine: d.eng,
 		Events: d.in.EventsHandler(),
@@ -196,8 +206,35 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err := d.api.Start(ctx); err != nil {
 		return d.abort(ctx, fmt.Errorf("daemon: start management server: %w", err))
 	}
+	if d.rec != nil {
+		d.run("reconcile", func() error { return d.rec.Run(tctx) })
+	}
 	d.log.Info("puaside started", "sip", d.eng.ContactURI(), "http", d.api.Addr(), "db", d.db.Dialect)
 	return nil
+}
+
+// newReconciler builds the reconciliation with the proxy, feeding the
+// trackers that are on.
+func newReconciler(cfg config.Config, ul *usrloc.Tracker, di *dialoginfo.Tracker, log *slog.Logger, m *metrics.Metrics) (*reconcile.Reconciler, error) {
+	rc := cfg.Reconcile
+	if rc.DefaultDomain == "" {
+		rc.DefaultDomain = cfg.Usrloc.DefaultDomain
+	}
+	client := proxyrpc.NewClient(rc.RPCURL, proxyrpc.Options{Timeout: rc.Timeout, MaxResponse: rc.MaxResponseSize})
+	o := reconcile.Options{
+		Source:           proxyrpc.Kamailio{Client: client, Table: rc.ULTable},
+		PermanentExpires: cfg.Usrloc.DefaultExpires,
+		CallMaxAge:       cfg.Dialoginfo.LifetimeCap,
+		Logger:           log,
+		Metrics:          m,
+	}
+	if ul != nil {
+		o.Registrations = ul
+	}
+	if di != nil {
+		o.Calls = di
+	}
+	return reconcile.New(rc, o)
 }
 
 // run starts a tracker loop.
