@@ -9,9 +9,10 @@ import "time"
 // removed after terminated_linger, as after a BYE.
 //
 // It changes nothing, and returns false, when the call is unknown, already
-// over, or when anything about it was seen after asOf (the time the proxy
-// was asked): a call still in the ingest queue when the proxy answered, or
-// one that came alive since, is not the proxy's past.
+// over, or when this process received anything about it after asOf (the
+// time the proxy was asked): a call still in the ingest queue when the
+// proxy answered, or one that came alive since, is not the proxy's past.
+// What was loaded from the store at start is older than any answer.
 func (t *Tracker) EndCall(callID, fromTag string, asOf time.Time) bool {
 	at := asOf.UnixNano()
 	t.mu.Lock()
@@ -20,7 +21,7 @@ func (t *Tracker) EndCall(callID, fromTag string, asOf time.Time) bool {
 	if c == nil || c.over() {
 		return false
 	}
-	if c.Created > at || c.Active > at || c.touched > at {
+	if c.touched > at {
 		t.count("reconcile_skipped_newer")
 		return false
 	}

@@ -82,3 +82,38 @@ func TestEndCallKeepsNewerCalls(t *testing.T) {
 		t.Fatal("refused EndCalls published")
 	}
 }
+
+// TestEndCallRightAfterRestart: a call loaded from the store at start was
+// last heard of by the previous process, so the first answer of the proxy
+// after the restart may end it at once (the BYE passed while down).
+func TestEndCallRightAfterRestart(t *testing.T) {
+	st := newMemStore()
+	clk := newFakeClock()
+	tr1, err := New(DefaultConfig(), Options{Publisher: newFakePub(), Store: st, Now: clk.Now, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed(t, tr1, "basic", "01.sip", "02.sip", "03.sip", "04.sip", "05.sip", "06.sip", "07.sip", "08.sip")
+	if err := tr1.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pub2 := newFakePub()
+	tr2, err := New(DefaultConfig(), Options{Publisher: pub2, Store: st, Now: clk.Now, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ds := tr2.Dialogs()
+	if len(ds) != 1 || ds[0].State != "confirmed" {
+		t.Fatalf("after restart: %+v", ds)
+	}
+	// The proxy is asked within the grace of the call's last activity.
+	if !tr2.EndCall(ds[0].CallID, ds[0].FromTag, clk.Now().Add(-5*time.Second)) {
+		t.Fatal("a call loaded at start was protected as if it were new input")
+	}
+	if ops := pub2.take(); len(ops) != 2 {
+		t.Fatalf("ops %+v, want two terminated documents", ops)
+	}
+}

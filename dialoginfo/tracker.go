@@ -145,7 +145,7 @@ type call struct {
 
 	key     string
 	queued  int64 // earliest heap entry, unix ns (0 = none)
-	touched int64 // last message or change seen, unix ns (not stored)
+	touched int64 // last input about the call in this process, unix ns (not stored)
 }
 
 func callKey(callID, fromTag string) string { return callID + "\x00" + fromTag }
@@ -261,6 +261,7 @@ func (t *Tracker) newCall(callID, fromTag, caller, callerDisplay, callerContact,
 		CSeq:          cseq,
 		Created:       now,
 		Active:        now,
+		touched:       now,
 	}
 	c.Pub[sideCaller] = !t.cfg.DisableCallerPublish && t.local(caller)
 	c.Pub[sideCallee] = !t.cfg.DisableCalleePublish && t.local(callee)
@@ -346,7 +347,6 @@ func (t *Tracker) answer(c *call, b *branch, contact string, now int64) {
 // sync publishes what changed for a call, schedules its timers and marks it
 // for the store.
 func (t *Tracker) sync(c *call) {
-	c.touched = t.now().UnixNano()
 	for _, b := range c.Branches {
 		if b.Removed {
 			continue
@@ -623,6 +623,7 @@ func (t *Tracker) ApplyDialogState(ctx context.Context, d event.DialogState) err
 			return nil
 		}
 	}
+	c.touched = now
 	if c.over() {
 		t.ignore("after_final", d.CallID, "json "+d.State)
 		return nil
