@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/puaside/puaside/config"
+	"github.com/puaside/puaside/internal/sipphone"
+)
+
+// reconcileLimit is how soon after a restart the presence server must show
+// what happened at the proxy while puaside was down (issue: "a lamp whose
+// call ended while puaside was down is dark within 30 s of the restart").
+const reconcileLimit = 30 * time.Second
+
+// TestReconcileAfterCrash: the full chain (Kamailio registrar with the
+// dialog module, mirroring with siptrace, and serving jsonrpcs with
+// WITH_RPC; the puaside binary on MariaDB; a Kamailio presence server)
+// with reconciliation on. alice calls bob, the call is answered, puaside is
+// killed with SIGKILL, and while it is down bob hangs up (the BYE passes
+// through the proxy and its copy is lost), alice unregisters and carol
+// registers. puaside is started again: within 30 s both parties' dialog
+// lamps are dark, alice is closed and carol open at the presence server,
+// learned from the registrar's ul.dump and dlg.list. Without
+// reconciliation the lamps stay confirmed for dialoginfo.lifetime_cap,
+// alice open until her contact expires and carol unknown until she
+// refreshes.
+func TestReconcileAfterCrash(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	r := newFCRig(ctx, t, func(c *config.Config) {
+		c.Reconcile.Enabled = true
+		c.Reconcile.RPCURL = fmt.Sprintf("http://127.0.0.1:%d/RPC", freePort(t))
+		c.Reconcile.DefaultDomain = "example.com" // registrar.cfg keeps usrloc's use_domain=0
+		c.Reconcile.Interval = time.Minute        // only the pass at start can make the deadline
+	})
+	carol := sipphone.NewPhone(t, "carol", "example.com")
+	watcher := sipphone.NewPhone(t, "watcher2", "example.com")
+	presCarol, err := watcher.Watch(ctx, r.presence.Addr(), carol.AoR(), "presence", sipphone.WatchOptions{Expires: 3600})
+	if err != nil {
+		t.Fatalf("watch carol: %v", err)
+	}
+
+	time.Sleep(fcPersisted)
+	r.proc.kill()
+
+	// While puaside is down.
+	if err := r.in.Bye(ctx); err != nil {
+		t.Fatalf("bob's BYE: %v", err)
+	}
+	if res, err := r.alice.Unregister(ctx, r.reg.Addr()); err != nil || res.StatusCode != 200 {
+		t.Fatalf("unregister alice: %v %v", res, err)
+	}
+	if res, err := carol.Register(ctx, r.reg.Addr(), 600); err != nil || res.StatusCode != 200 {
+		t.Fatalf("register carol: %v %v", res, err)
+	}
+
+	r.proc = startDaemonProc(t, "puaside#2", r.bin, r.cfgPath, r.cfg.HTTP.HTTPListen)
+	restartedAt := time.Now()
+	left := func() time.Duration { return time.Until(restartedAt.Add(reconcileLimit)) }
+
+	expectNotify(ctx, t, r.dlgBob, left(), "bob's lamp terminated after the restart", fcDialogIn(r.callID, "terminated"))
+	expectNotify(ctx, t, r.dlgAlice, left(), "alice's lamp terminated after the restart", fcDialogIn(r.callID, "terminated"))
+	expectNotify(ctx, t, r.presAlice, left(), "alice closed after the restart", pidfClosed)
+	expectNotify(ctx, t, presCarol, left(), "carol open after the restart", pidfOpen(carol))
+	t.Logf("presence server corrected %s after the restart", time.Since(restartedAt).Round(time.Millisecond))
+	if t.Failed() {
+		return
+	}
+	fcCheckDialogOrder(t, r.dlgBob, "bob's dialog watcher", r.callID, "early", "confirmed", "terminated")
+	fcCheckDialogOrder(t, r.dlgAlice, "alice's dialog watcher", r.callID, "confirmed", "terminated")
+
+	// The terminated documents go after the linger: no dialog row is left,
+	// and bob stays open (his registration is still at the registrar).
+	deadline := time.Now().Add(waitLimit)
+	for {
+		n, err := r.presence.Count(ctx, "presentity", "event = ?", "dialog")
+		if err == nil && n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dialog presentities left %s after the linger (%v):\n%s", waitLimit, err, fcPresentityRows(ctx, t, r.presence))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ns := r.presBob.Notifications(); len(ns) == 0 || !pidfOpen(r.bob)(ns[len(ns)-1].Body) {
+		t.Errorf("bob's last presence NOTIFY is not open:\n%s", notifyBodies(r.presBob))
+	}
+	fcCheckPresentities(ctx, t, r.presence, "after reconciliation", map[string]int{"presence": 1, "dialog": 0})
+}
