@@ -227,8 +227,8 @@ func daemonConfigYAML(cfg config.Config) string {
 		cfg.Dialoginfo.PublishExpires, cfg.Dialoginfo.TerminatedLinger, cfg.Dialoginfo.FlushInterval)
 	fmt.Fprintf(&b, "http:\n  http_listen: %s\n  wait_timeout: %s\n", strconv.Quote(cfg.HTTP.HTTPListen), cfg.HTTP.WaitTimeout)
 	if rc := cfg.Reconcile; rc.Enabled {
-		fmt.Fprintf(&b, "reconcile:\n  enabled: true\n  rpc_url: %s\n  interval: %s\n  grace: %s\n  default_domain: %s\n",
-			strconv.Quote(rc.RPCURL), rc.Interval, rc.Grace, strconv.Quote(rc.DefaultDomain))
+		fmt.Fprintf(&b, "reconcile:\n  enabled: true\n  rpc_url: %s\n  interval: %s\n  timeout: %s\n  grace: %s\n  default_domain: %s\n",
+			strconv.Quote(rc.RPCURL), rc.Interval, rc.Timeout, rc.Grace, strconv.Quote(rc.DefaultDomain))
 	}
 	return b.String()
 }

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
+	"net/http"
 	"testing"
 	"time"
 
@@ -34,7 +36,7 @@ func TestReconcileAfterCrash(t *testing.T) {
 		c.Reconcile.Enabled = true
 		c.Reconcile.RPCURL = fmt.Sprintf("http://127.0.0.1:%d/RPC", freePort(t))
 		c.Reconcile.DefaultDomain = "example.com" // registrar.cfg keeps usrloc's use_domain=0
-		c.Reconcile.Interval = time.Minute        // only the pass at start can make the deadline
+		c.Reconcile.Interval, c.Reconcile.Timeout = 2*time.Second, 2*time.Second
 	})
 	carol := sipphone.NewPhone(t, "carol", "example.com")
 	watcher := sipphone.NewPhone(t, "watcher2", "example.com")
@@ -89,4 +91,33 @@ func TestReconcileAfterCrash(t *testing.T) {
 		t.Errorf("bob's last presence NOTIFY is not open:\n%s", notifyBodies(r.presBob))
 	}
 	fcCheckPresentities(ctx, t, r.presence, "after reconciliation", map[string]int{"presence": 1, "dialog": 0})
+
+	// Once corrected, further passes find nothing to correct: the
+	// registrar's contacts, expiries and calls read as puaside keeps them.
+	api := &apiCaller{t: t, base: "http://" + r.cfg.HTTP.HTTPListen, hc: &http.Client{Timeout: waitLimit}}
+	counts := func() (passes float64, fixes map[string]float64) {
+		mfs := api.scrape()
+		fixes = map[string]float64{}
+		for _, w := range []string{"aor_added", "aor_removed", "aor_changed", "aor_gone", "call_ended", "call_adopted"} {
+			fixes[w] = apiCounter(mfs, "puaside_tracker_events_total", map[string]string{"tracker": "reconcile", "what": w})
+		}
+		return apiCounter(mfs, "puaside_tracker_events_total", map[string]string{"tracker": "reconcile", "what": "pass"}), fixes
+	}
+	p0, f0 := counts()
+	t.Logf("after %v passes: %v", p0, f0)
+	if f0["aor_added"] != 1 || f0["aor_gone"] != 1 || f0["call_ended"] != 1 || f0["aor_removed"] != 0 || f0["call_adopted"] != 0 {
+		t.Errorf("corrections %v, want carol added, alice gone, one call ended", f0)
+	}
+	for deadline := time.Now().Add(waitLimit); ; time.Sleep(200 * time.Millisecond) {
+		p, f := counts()
+		if p >= p0+2 {
+			if !maps.Equal(f, f0) {
+				t.Errorf("passes over an unchanged proxy corrected again: %v, then %v", f0, f)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %v passes in %s with a 2 s interval", p-p0, waitLimit)
+		}
+	}
 }

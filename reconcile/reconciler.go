@@ -24,7 +24,7 @@ type Source interface {
 // Registrations is the part of the usrloc tracker the reconciler uses.
 type Registrations interface {
 	Registrations() []usrloc.AoRInfo
-	CorrectBindings(aor string, contacts []event.Contact, asOf time.Time) bool
+	CorrectBindings(aor string, contacts []event.Contact, asked time.Time, grace time.Duration) bool
 }
 
 // Calls is the part of the dialoginfo tracker the reconciler uses.
@@ -188,9 +188,8 @@ func (r *Reconciler) bindings(ctx context.Context, res *Result) error {
 			"skipped_records", snap.Skipped, "aors_without_domain", plan.Unusable,
 			"hint", "set reconcile.default_domain when the registrar keys AoRs by user only (use_domain=0)")
 	}
-	cutoff := asOf.Add(-r.cfg.Grace)
 	for _, f := range plan.Fixes {
-		if !r.regs.CorrectBindings(f.AoR, f.Contacts, cutoff) {
+		if !r.regs.CorrectBindings(f.AoR, f.Contacts, asOf, r.cfg.Grace) {
 			res.Yielded++
 			continue
 		}

@@ -266,3 +266,25 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestPassAddedAoRIsStable: an AoR added from the registrar's answer reads
+// back the same on the next pass, whatever the grace (the expiry counts
+// from when the registrar was asked, not from the grace's cutoff).
+func TestPassAddedAoRIsStable(t *testing.T) {
+	g := newRig(t)
+	cfg := DefaultConfig()
+	cfg.Enabled, cfg.DefaultDomain, cfg.Grace = true, "example.com", 5*time.Second
+	r, err := New(cfg, Options{Source: g.px, Registrations: g.ul, Calls: g.di})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.px.bindings = proxyrpc.Bindings{AoRs: []proxyrpc.AoR{
+		{Name: "alice", Contacts: []proxyrpc.Contact{{URI: "sip:alice@10.0.0.1", Remaining: 300, Q: -1}}},
+	}}
+	if res := r.Pass(context.Background()); res.Added != 1 {
+		t.Fatalf("first pass %+v", res)
+	}
+	if res := r.Pass(context.Background()); res.Added+res.Changed+res.Removed+res.Gone != 0 {
+		t.Fatalf("second pass over the same answer %+v", res)
+	}
+}

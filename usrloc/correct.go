@@ -24,10 +24,10 @@ const inputHorizon = 2 * time.Minute
 // newer than the registrar's answer. Changes are counted as
 // contact_added / contact_removed_reconciled, published and passed to
 // OnChange as any other change.
-func (t *Tracker) CorrectBindings(aor string, contacts []event.Contact, asOf time.Time) bool {
+func (t *Tracker) CorrectBindings(aor string, contacts []event.Contact, asked time.Time, grace time.Duration) bool {
 	applied := false
 	t.update(func(now time.Time, ch *[]change) {
-		if last, ok := t.inputs[aor]; ok && last.After(asOf) {
+		if last, ok := t.inputs[aor]; ok && last.After(asked.Add(-grace)) {
 			t.count("reconcile_skipped_newer")
 			return
 		}
@@ -46,7 +46,7 @@ func (t *Tracker) CorrectBindings(aor string, contacts []event.Contact, asOf tim
 			if t.cfg.MaxExpires > 0 && exp > t.cfg.MaxExpires {
 				exp = t.cfg.MaxExpires
 			}
-			next = append(next, Binding{URI: c.URI, Expires: asOf.Add(time.Duration(exp) * time.Second), Q: c.Q,
+			next = append(next, Binding{URI: c.URI, Expires: asked.Add(time.Duration(exp) * time.Second), Q: c.Q,
 				Received: c.Received, CallID: c.CallID, CSeq: c.CSeq, Instance: c.Instance, UserAgent: c.UserAgent})
 		}
 		slices.SortFunc(next, func(a, b Binding) int { return strings.Compare(a.URI, b.URI) })

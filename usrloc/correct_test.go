@@ -14,7 +14,7 @@ func TestCorrectBindingsAddsAndRemoves(t *testing.T) {
 	asOf := r.clock.Now()
 	r.clock.Advance(time.Second)
 	aor := "sip:alice@example.com"
-	if !r.t.CorrectBindings(aor, []event.Contact{{URI: "sip:alice@10.0.0.1", Expires: 300, Q: -1}}, asOf) {
+	if !r.t.CorrectBindings(aor, []event.Contact{{URI: "sip:alice@10.0.0.1", Expires: 300, Q: -1}}, asOf, 0) {
 		t.Fatal("correction of an unknown AoR refused")
 	}
 	// The remaining lifetime counts from the time the registrar was asked,
@@ -31,7 +31,7 @@ func TestCorrectBindingsAddsAndRemoves(t *testing.T) {
 	}
 
 	asOf = r.clock.Now()
-	if !r.t.CorrectBindings(aor, nil, asOf) {
+	if !r.t.CorrectBindings(aor, nil, asOf, 0) {
 		t.Fatal("removal refused")
 	}
 	ops = r.pub.take()
@@ -54,15 +54,20 @@ func TestCorrectBindingsYieldsToNewerInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.pub.take()
-	if r.t.CorrectBindings(aor, nil, asOf) {
+	if r.t.CorrectBindings(aor, nil, asOf, 0) {
 		t.Fatal("an older snapshot removed a newer registration")
 	}
 	if len(r.contacts(aor)) != 1 || len(r.pub.take()) != 0 {
 		t.Fatal("the refused correction changed something")
 	}
+	// A grace reaches further back.
+	r.clock.Advance(time.Second)
+	if r.t.CorrectBindings(aor, nil, r.clock.Now(), 2*time.Second) {
+		t.Fatal("input within the grace before the snapshot was overruled")
+	}
 	// Later snapshots apply.
 	r.clock.Advance(time.Second)
-	if !r.t.CorrectBindings(aor, nil, r.clock.Now()) {
+	if !r.t.CorrectBindings(aor, nil, r.clock.Now(), 0) {
 		t.Fatal("a newer snapshot was refused")
 	}
 }
@@ -73,14 +78,14 @@ func TestCorrectBindingsCapsAndRefreshes(t *testing.T) {
 	r := newRig(t, cfg, nil, nil)
 	aor := "sip:bob@example.com"
 	now := r.clock.Now()
-	r.t.CorrectBindings(aor, []event.Contact{{URI: "sip:bob@h", Expires: 5000, Q: 0.5}, {URI: "sip:bob@gone", Expires: 0}}, now)
+	r.t.CorrectBindings(aor, []event.Contact{{URI: "sip:bob@h", Expires: 5000, Q: 0.5}, {URI: "sip:bob@gone", Expires: 0}}, now, 0)
 	if got := r.contacts(aor); len(got) != 1 || got[0] != "sip:bob@h 10m0s q=0.5" {
 		t.Fatalf("contacts %v", got)
 	}
 	r.pub.take()
 	// A refresh the tracker missed only moves the expiry: nothing is published.
 	r.clock.Advance(time.Minute)
-	r.t.CorrectBindings(aor, []event.Contact{{URI: "sip:bob@h", Expires: 600, Q: 0.5}}, r.clock.Now())
+	r.t.CorrectBindings(aor, []event.Contact{{URI: "sip:bob@h", Expires: 600, Q: 0.5}}, r.clock.Now(), 0)
 	if got := r.contacts(aor); len(got) != 1 || got[0] != "sip:bob@h 10m0s q=0.5" {
 		t.Fatalf("contacts after refresh %v", got)
 	}
