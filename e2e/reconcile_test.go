@@ -23,12 +23,13 @@ const reconcileLimit = 30 * time.Second
 // with reconciliation on. alice calls bob, the call is answered, puaside is
 // killed with SIGKILL, and while it is down bob hangs up (the BYE passes
 // through the proxy and its copy is lost), alice unregisters and carol
-// registers. puaside is started again: within 30 s both parties' dialog
-// lamps are dark, alice is closed and carol open at the presence server,
-// learned from the registrar's ul.dump and dlg.list. Without
-// reconciliation the lamps stay confirmed for dialoginfo.lifetime_cap,
-// alice open until her contact expires and carol unknown until she
-// refreshes.
+// registers and calls bob, who answers. puaside is started again: within
+// 30 s both parties' lamps of the first call are dark, alice is closed,
+// carol open and the lamps of carol's call confirmed at the presence server,
+// learned from the registrar's ul.dump and dlg.list; carol's hang-up, seen
+// by puaside as usual, then ends the adopted call. Without reconciliation
+// the first call's lamps stay confirmed for dialoginfo.lifetime_cap, alice
+// open until her contact expires, and carol and her call unknown.
 func TestReconcileAfterCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -44,6 +45,11 @@ func TestReconcileAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatalf("watch carol: %v", err)
 	}
+	dlgCarol, err := watcher.Watch(ctx, r.presence.Addr(), carol.AoR(), "dialog",
+		sipphone.WatchOptions{Expires: 3600, Accept: "application/dialog-info+xml"})
+	if err != nil {
+		t.Fatalf("watch carol's dialogs: %v", err)
+	}
 
 	time.Sleep(fcPersisted)
 	r.proc.kill()
@@ -58,6 +64,27 @@ func TestReconcileAfterCrash(t *testing.T) {
 	if res, err := carol.Register(ctx, r.reg.Addr(), 600); err != nil || res.StatusCode != 200 {
 		t.Fatalf("register carol: %v %v", res, err)
 	}
+	second, err := carol.Invite(ctx, r.reg.Addr(), r.bob.AoR())
+	if err != nil {
+		t.Fatalf("carol's invite: %v", err)
+	}
+	for answered := false; !answered; {
+		select {
+		case ic := <-r.bob.Incoming():
+			if ic.Request.CallID().Value() == second.CallID() {
+				ic.Answer()
+				answered = true
+			}
+		case <-ctx.Done():
+			t.Fatal("bob never rang for carol")
+		}
+	}
+	if err := second.WaitAnswer(ctx); err != nil {
+		t.Fatalf("carol's call: %v", err)
+	}
+	// The proxy's times are whole seconds: the adopted call must be older
+	// than the grace when the restarted daemon asks.
+	time.Sleep(r.cfg.Reconcile.Grace + time.Second)
 
 	r.proc = startDaemonProc(t, "puaside#2", r.bin, r.cfgPath, r.cfg.HTTP.HTTPListen)
 	restartedAt := time.Now()
@@ -67,12 +94,20 @@ func TestReconcileAfterCrash(t *testing.T) {
 	expectNotify(ctx, t, r.dlgAlice, left(), "alice's lamp terminated after the restart", fcDialogIn(r.callID, "terminated"))
 	expectNotify(ctx, t, r.presAlice, left(), "alice closed after the restart", pidfClosed)
 	expectNotify(ctx, t, presCarol, left(), "carol open after the restart", pidfOpen(carol))
+	expectNotify(ctx, t, dlgCarol, left(), "carol's call confirmed after the restart", fcDialogIn(second.CallID(), "confirmed"))
+	expectNotify(ctx, t, r.dlgBob, left(), "bob's lamp of carol's call confirmed after the restart", fcDialogIn(second.CallID(), "confirmed"))
 	t.Logf("presence server corrected %s after the restart", time.Since(restartedAt).Round(time.Millisecond))
 	if t.Failed() {
 		return
 	}
 	fcCheckDialogOrder(t, r.dlgBob, "bob's dialog watcher", r.callID, "early", "confirmed", "terminated")
 	fcCheckDialogOrder(t, r.dlgAlice, "alice's dialog watcher", r.callID, "confirmed", "terminated")
+
+	if err := second.Bye(ctx); err != nil {
+		t.Fatalf("carol's BYE: %v", err)
+	}
+	waitNotify(ctx, t, dlgCarol, waitLimit, "carol's call terminated", fcDialogIn(second.CallID(), "terminated"))
+	waitNotify(ctx, t, r.dlgBob, waitLimit, "bob's lamp of carol's call terminated", fcDialogIn(second.CallID(), "terminated"))
 
 	// The terminated documents go after the linger: no dialog row is left,
 	// and bob stays open (his registration is still at the registrar).
@@ -105,8 +140,8 @@ func TestReconcileAfterCrash(t *testing.T) {
 	}
 	p0, f0 := counts()
 	t.Logf("after %v passes: %v", p0, f0)
-	if f0["aor_added"] != 1 || f0["aor_gone"] != 1 || f0["call_ended"] != 1 || f0["aor_removed"] != 0 || f0["call_adopted"] != 0 {
-		t.Errorf("corrections %v, want carol added, alice gone, one call ended", f0)
+	if f0["aor_added"] != 1 || f0["aor_gone"] != 1 || f0["call_ended"] != 1 || f0["aor_removed"] != 0 || f0["call_adopted"] != 1 {
+		t.Errorf("corrections %v, want carol added, alice gone, one call ended, one adopted", f0)
 	}
 	for deadline := time.Now().Add(waitLimit); ; time.Sleep(200 * time.Millisecond) {
 		p, f := counts()
