@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -40,6 +41,10 @@ func FuzzParseULDump(f *testing.F) {
 		b, err := ParseULDump(in, "location")
 		if err != nil {
 			return
+		}
+		// The one-pass decoding and the entry-by-entry one agree.
+		if l, err := parseULDumpLenient(in, "location"); err != nil || !reflect.DeepEqual(l, b) {
+			t.Fatalf("one pass %+v, entry by entry %+v (%v)", b, l, err)
 		}
 		for _, a := range b.AoRs {
 			if !uriOK(a.Name) {

@@ -53,7 +53,9 @@ type Contact struct {
 	Instance  string
 }
 
-// ulDump is the shape of Kamailio 5.6's ul.dump result.
+// ulDump is the shape of Kamailio 5.6's ul.dump result, decoded leniently:
+// each record and contact is kept raw and read on its own, so that one bad
+// entry does not hide the others.
 type ulDump struct {
 	Domains []struct {
 		Domain struct {
@@ -61,6 +63,24 @@ type ulDump struct {
 			AoRs   []json.RawMessage `json:"AoRs"`
 		} `json:"Domain"`
 	} `json:"Domains"`
+}
+
+// ulDumpTyped is the same shape decoded in one pass (the common case: a
+// well-formed answer).
+type ulDumpTyped struct {
+	Domains []struct {
+		Domain struct {
+			Domain string       `json:"Domain"`
+			AoRs   []ulAoRTyped `json:"AoRs"`
+		} `json:"Domain"`
+	} `json:"Domains"`
+}
+
+type ulAoRTyped struct {
+	Info struct {
+		AoR      *string     `json:"AoR"`
+		Contacts []ulContact `json:"Contacts"`
+	} `json:"Info"`
 }
 
 type ulAoR struct {
@@ -71,7 +91,7 @@ type ulAoR struct {
 }
 
 type ulContact struct {
-	Contact struct {
+	Contact *struct {
 		Address   string          `json:"Address"`
 		Expires   json.RawMessage `json:"Expires"`
 		Q         *float64        `json:"Q"`
@@ -88,6 +108,34 @@ type ulContact struct {
 // "location"). A result that is not a ul.dump at all is an error; a record
 // or contact that cannot be read is skipped and counted.
 func ParseULDump(result []byte, table string) (Bindings, error) {
+	var typed ulDumpTyped
+	if err := json.Unmarshal(result, &typed); err == nil {
+		if typed.Domains == nil {
+			return Bindings{}, fmt.Errorf("%w: ul.dump: no Domains", ErrProtocol)
+		}
+		found := false
+		var out Bindings
+		for _, dom := range typed.Domains {
+			if dom.Domain.Domain != table {
+				continue
+			}
+			found = true
+			for _, r := range dom.Domain.AoRs {
+				out.add(r.Info.AoR, len(r.Info.Contacts), r.Info.Contacts == nil, func(i int) (ulContact, bool) {
+					return r.Info.Contacts[i], true
+				})
+			}
+		}
+		if !found {
+			return Bindings{}, fmt.Errorf("%w: ul.dump: no table %q", ErrProtocol, table)
+		}
+		return out, nil
+	}
+	return parseULDumpLenient(result, table)
+}
+
+// parseULDumpLenient reads a ul.dump that does not decode in one pass.
+func parseULDumpLenient(result []byte, table string) (Bindings, error) {
 	var d ulDump
 	if err := json.Unmarshal(result, &d); err != nil {
 		return Bindings{}, fmt.Errorf("%w: ul.dump: %v", ErrProtocol, err)
@@ -103,13 +151,16 @@ func ParseULDump(result []byte, table string) (Bindings, error) {
 		}
 		found = true
 		for _, raw := range dom.Domain.AoRs {
-			a, lapsed, ok := parseAoR(raw)
-			out.Lapsed += lapsed
-			if !ok {
+			var r ulAoR
+			if err := json.Unmarshal(raw, &r); err != nil {
 				out.Skipped++
 				continue
 			}
-			out.AoRs = append(out.AoRs, a)
+			out.add(r.Info.AoR, len(r.Info.Contacts), r.Info.Contacts == nil, func(i int) (ulContact, bool) {
+				var c ulContact
+				err := json.Unmarshal(r.Info.Contacts[i], &c)
+				return c, err == nil
+			})
 		}
 	}
 	if !found {
@@ -118,29 +169,33 @@ func ParseULDump(result []byte, table string) (Bindings, error) {
 	return out, nil
 }
 
-// parseAoR reads one record; ok is false when it has no usable AoR.
-func parseAoR(raw json.RawMessage) (a AoR, lapsed int, ok bool) {
-	var r ulAoR
-	if err := json.Unmarshal(raw, &r); err != nil || r.Info.AoR == nil || !uriOK(*r.Info.AoR) {
-		return AoR{}, 0, false
+// add appends one record: name is its AoR, contact(i) its i-th of n
+// contacts (false when unreadable). noContacts is true when the record has
+// no contact list at all (the brief form).
+func (b *Bindings) add(name *string, n int, noContacts bool, contact func(int) (ulContact, bool)) {
+	if name == nil || !uriOK(*name) {
+		b.Skipped++
+		return
 	}
-	a.Name = *r.Info.AoR
-	if r.Info.Contacts == nil {
-		// The brief form lists no contacts: nothing is known about them.
-		a.Incomplete = true
-	}
-	for _, rc := range r.Info.Contacts {
-		c, state, ok := parseContact(rc)
+	// The brief form lists no contacts: nothing is known about them.
+	a := AoR{Name: *name, Incomplete: noContacts}
+	for i := 0; i < n; i++ {
+		rc, ok := contact(i)
+		var c Contact
+		state := contactLive
+		if ok {
+			c, state, ok = parseContact(rc)
+		}
 		switch {
 		case !ok:
 			a.Incomplete = true
 		case state == contactLapsed:
-			lapsed++
+			b.Lapsed++
 		default:
 			a.Contacts = append(a.Contacts, c)
 		}
 	}
-	return a, lapsed, true
+	b.AoRs = append(b.AoRs, a)
 }
 
 const (
@@ -148,10 +203,9 @@ const (
 	contactLapsed
 )
 
-// parseContact reads one contact.
-func parseContact(raw json.RawMessage) (Contact, int, bool) {
-	var r ulContact
-	if err := json.Unmarshal(raw, &r); err != nil {
+// parseContact checks one contact.
+func parseContact(r ulContact) (Contact, int, bool) {
+	if r.Contact == nil {
 		return Contact{}, 0, false
 	}
 	rc := r.Contact
@@ -174,8 +228,11 @@ func parseContact(raw json.RawMessage) (Contact, int, bool) {
 	}
 	// Expires is the remaining lifetime in seconds, or one of the words
 	// "permanent", "expired", "deleted".
-	var word string
-	if err := json.Unmarshal(rc.Expires, &word); err == nil {
+	if len(rc.Expires) > 0 && rc.Expires[0] == '"' {
+		var word string
+		if err := json.Unmarshal(rc.Expires, &word); err != nil {
+			return Contact{}, 0, false
+		}
 		switch word {
 		case "permanent":
 			c.Permanent = true
