@@ -132,7 +132,13 @@ func wanted(theirs []proxyrpc.Contact, live []usrloc.Binding, now time.Time, per
 			if math.Abs(b.Q-c.Q) > 0.001 {
 				why = worse(why, "changed")
 			}
-			if !c.Permanent {
+			if c.Permanent {
+				// Refreshed before half of its lifetime is gone, so that
+				// the tracker never lets it lapse between two passes.
+				if b.Expires.Sub(now) < time.Duration(permanent)*time.Second/2 {
+					why = worse(why, "changed")
+				}
+			} else {
 				d := b.Expires.Sub(now.Add(time.Duration(rem) * time.Second))
 				if d > expiryTolerance || d < -expiryTolerance {
 					why = worse(why, "changed")

@@ -31,6 +31,8 @@ func TestPlanBindings(t *testing.T) {
 		{Name: "dave", Contacts: nil}, // all lapsed
 		{Name: "erin", Contacts: []proxyrpc.Contact{{URI: "sip:erin@new", Remaining: 60, Q: 0.5}}},  // moved phone
 		{Name: "frank", Contacts: []proxyrpc.Contact{{URI: "sip:frank@h", Permanent: true, Q: -1}}}, // static
+		{Name: "kim", Contacts: []proxyrpc.Contact{{URI: "sip:kim@h", Permanent: true, Q: -1}}},     // static, fresh here
+		{Name: "lou", Contacts: []proxyrpc.Contact{{URI: "sip:lou@h", Permanent: true, Q: -1}}},     // static, half gone here
 		{Name: "gina", Contacts: []proxyrpc.Contact{{URI: "sip:gina@h", Remaining: 60, Q: -1}}, Incomplete: true},
 	}}
 	mine := []usrloc.AoRInfo{
@@ -39,6 +41,8 @@ func TestPlanBindings(t *testing.T) {
 		{AoR: "sip:dave@example.com", Contacts: []usrloc.Binding{binding("sip:dave@h", time.Hour, -1)}},
 		{AoR: "sip:erin@example.com", Contacts: []usrloc.Binding{binding("sip:erin@old", time.Hour, -1)}},
 		{AoR: "sip:gina@example.com", Contacts: []usrloc.Binding{binding("sip:gina@other", time.Hour, -1)}},
+		{AoR: "sip:kim@example.com", Contacts: []usrloc.Binding{binding("sip:kim@h", 50*time.Minute, -1)}},
+		{AoR: "sip:lou@example.com", Contacts: []usrloc.Binding{binding("sip:lou@h", 20*time.Minute, -1)}},
 		{AoR: "sip:hank@example.com", Contacts: []usrloc.Binding{binding("sip:hank@h", time.Hour, -1)}},  // unregistered while down
 		{AoR: "sip:ivy@example.com", Contacts: []usrloc.Binding{binding("sip:ivy@h", -time.Second, -1)}}, // already expired here
 		{AoR: "sip:jack@example.com", State: "closed"},                                                   // lingering closed
@@ -55,6 +59,7 @@ func TestPlanBindings(t *testing.T) {
 		"sip:erin@example.com":  "removed",
 		"sip:frank@example.com": "added",
 		"sip:hank@example.com":  "gone",
+		"sip:lou@example.com":   "changed",
 	}
 	if len(got) != len(want) {
 		t.Errorf("fixes %+v", plan.Fixes)
