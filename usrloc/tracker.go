@@ -176,7 +176,8 @@ type Tracker struct {
 	armed      time.Time // deadline the Run loop sleeps until (zero = none)
 	wake       chan struct{}
 
-	cbMu sync.Mutex // serialises OnChange deliveries
+	cbMu    sync.Mutex // serialises OnChange deliveries
+	domains domainIndex
 }
 
 // New builds a tracker. Call Start to load the stored state, then Run.
@@ -440,7 +441,7 @@ func (t *Tracker) applyStatement(now time.Time, aor string, contacts []event.Con
 	st := t.aors[aor]
 	if st == nil {
 		st = &aorState{aor: aor, idx: -1}
-		t.aors[aor] = st
+		t.putAoR(st)
 	}
 	old := st.contacts
 	var next []Binding
@@ -645,7 +646,7 @@ func (t *Tracker) schedule(st *aorState) {
 			heap.Remove(&t.heap, st.idx)
 		}
 		if len(st.contacts) == 0 && !st.published {
-			delete(t.aors, st.aor)
+			t.dropAoR(st)
 		}
 		return
 	}
@@ -750,7 +751,7 @@ func (t *Tracker) Start(ctx context.Context) error {
 	}
 	for aor, bs := range stored {
 		st := &aorState{aor: aor, idx: -1}
-		t.aors[aor] = st
+		t.putAoR(st)
 		sort.Slice(bs, func(i, j int) bool { return bs[i].URI < bs[j].URI })
 		var live []Binding
 		for _, b := range bs {
@@ -780,7 +781,7 @@ func (t *Tracker) Start(ctx context.Context) error {
 		// still lingering at shutdown): close it and let it go.
 		st := &aorState{aor: aor, idx: -1, published: true, digest: sha256.Sum256(p.Body)}
 		st.closed = st.digest == closedDigest(aor)
-		t.aors[aor] = st
+		t.putAoR(st)
 		t.syncPublication(st, now)
 		t.schedule(st)
 	}
