@@ -332,3 +332,51 @@ func sipEvent(t *testing.T, s string) event.SIP {
 	t.Helper()
 	return event.SIP{Msg: sipMsg(t, s), Source: event.SourceReplicate}
 }
+
+// TestKeysAreCaseSensitive: SIP users are case-sensitive, so AoRs and
+// entities differing only in case are different rows on both databases.
+func TestKeysAreCaseSensitive(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *store.DB) {
+		m, _ := watch(db)
+		ctx := context.Background()
+		if err := db.SaveDialogVersions(ctx, map[string]uint64{"sip:Alice@x": 3, "sip:alice@x": 5}); err != nil {
+			t.Fatal(err)
+		}
+		vers, err := db.LoadDialogVersions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(vers) != 2 || vers["sip:Alice@x"] != 3 || vers["sip:alice@x"] != 5 {
+			t.Errorf("versions %v", vers)
+		}
+		if err := db.SetFlag(ctx, "sip:Bob@x", true); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SetFlag(ctx, "sip:bob@x", false); err != nil {
+			t.Fatal(err)
+		}
+		flags, err := db.LoadFlags(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(flags) != 2 || !flags["sip:Bob@x"] || flags["sip:bob@x"] {
+			t.Errorf("flags %v", flags)
+		}
+		if err := db.SaveSharedLine(ctx, "sip:Line@x", []string{"sip:A@1", "sip:a@1"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SaveSharedLine(ctx, "sip:line@x", nil); err != nil {
+			t.Fatal(err)
+		}
+		lines, err := db.LoadSharedLines(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(lines) != 2 || len(lines["sip:Line@x"]) != 2 {
+			t.Errorf("lines %v", lines)
+		}
+		if n := quarantined(t, m, "puaside_dialog_versions"); n != 0 {
+			t.Errorf("%v versions set aside", n)
+		}
+	})
+}
