@@ -59,7 +59,9 @@ type Store interface {
 	// LoadContacts returns every stored binding by AoR.
 	LoadContacts(ctx context.Context) (map[string][]Binding, error)
 	// SaveContacts replaces, in one transaction, the stored bindings of
-	// each AoR in aors (an empty slice deletes them).
+	// each AoR in aors (an empty slice deletes them). An AoR the database
+	// cannot hold is set aside by the store and the call succeeds for the
+	// others; an error means the whole call must be retried.
 	SaveContacts(ctx context.Context, aors map[string][]Binding) error
 	// LoadFlags returns the per-user publishing flags.
 	LoadFlags(ctx context.Context) (map[string]bool, error)
