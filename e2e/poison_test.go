@@ -13,7 +13,8 @@ import (
 	"github.com/puaside/puaside/store"
 )
 
-// TestHostileInputDoesNotBlockTheStore: on MariaDB in strict mode, behind
+// TestHostileInputDoesNotBlockTheStore: on MariaDB in strict mode and on
+// SQLite, behind
 // a real Kamailio registrar, a phone registering with a User-Agent of
 // invalid UTF-8 and 300 multi-byte characters, a registration event for a
 // 300-character AoR, and a 300-character user calling bob block no
@@ -21,11 +22,17 @@ import (
 // fitted to its column), the rows that cannot be stored are set aside and
 // counted, and bob's lamp and its stored publication follow the call.
 func TestHostileInputDoesNotBlockTheStore(t *testing.T) {
+	for _, backend := range []string{store.MySQL, store.SQLite} {
+		t.Run(backend, func(t *testing.T) { hostileInput(t, backend) })
+	}
+}
+
+func hostileInput(t *testing.T, backend string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	presence := presenceServer(t)
 	cfg := baseConfig(t, presence)
-	cfg.DBURL = dbtest.URL(t, store.MySQL)
+	cfg.DBURL = dbtest.URL(t, backend)
 	cfg.Features.BLA = false
 	cfg.Usrloc.MinExpires = 1
 	cfg.Usrloc.FlushInterval = 200 * time.Millisecond
