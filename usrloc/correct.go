@@ -35,7 +35,7 @@ func (t *Tracker) CorrectBindings(aor string, contacts []event.Contact, asked ti
 		st := t.aors[aor]
 		if st == nil {
 			st = &aorState{aor: aor, idx: -1}
-			t.aors[aor] = st
+			t.putAoR(st)
 		}
 		next := make([]Binding, 0, len(contacts))
 		for _, c := range contacts {

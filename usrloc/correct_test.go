@@ -93,3 +93,21 @@ func TestCorrectBindingsCapsAndRefreshes(t *testing.T) {
 		t.Fatalf("a refresh published %+v", ops)
 	}
 }
+
+// TestCorrectBindingsKeepsDomainIndex: an AoR learned from the registrar
+// makes its domain local (dialoginfo's domains: [] follows the registered
+// users), and forgetting it again unmakes it.
+func TestCorrectBindingsKeepsDomainIndex(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ClosedLinger = 0
+	r := newRig(t, cfg, nil, nil)
+	aor := "sip:alice@branch.example.com"
+	r.t.CorrectBindings(aor, []event.Contact{{URI: "sip:alice@10.0.0.1", Expires: 300, Q: -1}}, r.clock.Now(), 0)
+	if !r.t.HasDomain("branch.example.com") {
+		t.Fatal("the domain of an AoR added by reconciliation is not known")
+	}
+	r.t.CorrectBindings(aor, nil, r.clock.Now(), 0)
+	if r.t.HasDomain("branch.example.com") {
+		t.Fatal("the domain of an AoR gone at the registrar is still known")
+	}
+}
