@@ -1,0 +1,151 @@
+package pua
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// notifySeq sends a NOTIFY with the given CSeq within the dialog of
+// SUBSCRIBE sub (toTag is the notifier's tag) and returns the reply.
+func (fs *fakeServer) notifySeq(sub *sip.Request, toTag, state string, seq uint32) *sip.Response {
+	fs.t.Helper()
+	var contact sip.Uri
+	if c := sub.Contact(); c != nil {
+		contact = c.Address
+	}
+	req := sip.NewRequest(sip.NOTIFY, contact)
+	from := sub.To().AsFrom()
+	from.Params = sip.NewParams()
+	from.Params.Add("tag", toTag)
+	to := sub.From().AsTo()
+	req.AppendHeader(&from)
+	req.AppendHeader(&to)
+	req.AppendHeader(sub.CallID())
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.NOTIFY})
+	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "notifier", Host: "127.0.0.1", Port: fs.port}})
+	req.AppendHeader(sip.NewHeader("Event", headerValue(sub, "Event")))
+	req.AppendHeader(sip.NewHeader("Subscription-State", state))
+	req.SetBody(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := fs.cl.Do(ctx, req)
+	if err != nil {
+		fs.t.Errorf("notify cseq %d: %v", seq, err)
+		return nil
+	}
+	return res
+}
+
+// seqs returns the CSeq numbers of the NOTIFYs a handler saw.
+func seqs(ns []Notify) []string {
+	out := make([]string, len(ns))
+	for i, n := range ns {
+		out[i] = n.Headers("CSeq")
+	}
+	return out
+}
+
+func TestNotifyOlderCSeqRefused(t *testing.T) {
+	fs := newFakeServer(t)
+	e, nl := subEngine(t, fs, newFakeClock())
+	if _, err := e.SubscribeWait(context.Background(), slaReq()); err != nil {
+		t.Fatal(err)
+	}
+	sub := fs.requests()[0]
+	tag := e.Subscriptions()[0].RemoteTag
+	for _, tc := range []struct {
+		seq  uint32
+		want int
+	}{{5, 200}, {3, 500}, {4, 500}, {5, 200}, {9, 200}, {6, 500}} {
+		res := fs.notifySeq(sub, tag, "active;expires=100", tc.seq)
+		if res == nil || res.StatusCode != tc.want {
+			t.Fatalf("NOTIFY CSeq %d answered %v, want %d", tc.seq, res, tc.want)
+		}
+		if tc.want == 500 && headerValue(res, "Retry-After") == "" {
+			t.Fatalf("500 to an old NOTIFY without Retry-After:\n%s", res.String())
+		}
+	}
+	if got, want := seqs(nl.all()), []string{"5 NOTIFY", "5 NOTIFY", "9 NOTIFY"}; !slices.Equal(got, want) {
+		t.Fatalf("handler saw CSeqs %v, want %v", got, want)
+	}
+	// The subscription survives the refusals.
+	if s, ok := e.Subscription(slaKey); !ok || s.State != StateActive {
+		t.Fatalf("subscription after refusals: %+v %v", s, ok)
+	}
+	// A new dialog starts a new remote sequence.
+	if res := fs.notifySeq(sub, tag, "terminated;reason=timeout", 10); res == nil || res.StatusCode != 200 {
+		t.Fatalf("terminated NOTIFY answered %v", res)
+	}
+	if _, err := e.SubscribeWait(context.Background(), slaReq()); err != nil {
+		t.Fatal(err)
+	}
+	sub2 := fs.requests()[len(fs.requests())-1]
+	tag2 := e.Subscriptions()[0].RemoteTag
+	if res := fs.notifySeq(sub2, tag2, "active", 1); res == nil || res.StatusCode != 200 {
+		t.Fatalf("first NOTIFY of a new dialog answered %v", res)
+	}
+}
+
+func TestNotifiesOfOneDialogReachHandlerInOrder(t *testing.T) {
+	fs := newFakeServer(t)
+	e := newTestEngine(t, fs, newFakeClock(), nil, func(c *Config) { c.OutboundProxy = fs.uri() })
+	var (
+		mu      sync.Mutex
+		inside  int
+		maxIn   int
+		order   []string
+		entered = make(chan struct{}, 4)
+		release = make(chan struct{})
+	)
+	e.HandleNotify(FlagBLASubscribe, func(ctx context.Context, n Notify) (int, string) {
+		mu.Lock()
+		inside++
+		maxIn = max(maxIn, inside)
+		order = append(order, n.Headers("CSeq"))
+		first := len(order) == 1
+		mu.Unlock()
+		entered <- struct{}{}
+		if first {
+			<-release
+		}
+		mu.Lock()
+		inside--
+		mu.Unlock()
+		return 200, "OK"
+	})
+	if _, err := e.SubscribeWait(context.Background(), slaReq()); err != nil {
+		t.Fatal(err)
+	}
+	sub := fs.requests()[0]
+	tag := e.Subscriptions()[0].RemoteTag
+	codes := make(chan int, 2)
+	send := func(seq uint32) {
+		res := fs.notifySeq(sub, tag, "active", seq)
+		if res == nil {
+			codes <- 0
+			return
+		}
+		codes <- res.StatusCode
+	}
+	go send(10)
+	<-entered // the first NOTIFY is in the handler, which holds it
+	go send(11)
+	// Give the second NOTIFY every chance to overtake the first one.
+	time.Sleep(200 * time.Millisecond)
+	close(release)
+	for range 2 {
+		if c := <-codes; c != 200 {
+			t.Fatalf("NOTIFY answered %d", c)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if maxIn != 1 || !slices.Equal(order, []string{"10 NOTIFY", "11 NOTIFY"}) {
+		t.Fatalf("handler ran %d at once, order %v", maxIn, order)
+	}
+}
