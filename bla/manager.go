@@ -144,6 +144,12 @@ type Manager struct {
 	m     *metrics.Metrics
 	now   func() time.Time
 
+	// loaded is closed when the lines of the database are in lines (at
+	// once without a LineStore): a NOTIFY for a line not known yet waits
+	// for it rather than being refused.
+	loaded   chan struct{}
+	loadOnce sync.Once
+
 	mu    sync.Mutex
 	lines map[string]*line
 }
@@ -179,14 +185,18 @@ func New(cfg Config, opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("bla: new: Subscriber and Publisher are required")
 	}
 	m := &Manager{
-		cfg:   cfg,
-		sub:   opts.Subscriber,
-		pub:   opts.Publisher,
-		store: opts.Store,
-		log:   opts.Logger,
-		m:     opts.Metrics,
-		now:   opts.Now,
-		lines: make(map[string]*line),
+		cfg:    cfg,
+		sub:    opts.Subscriber,
+		pub:    opts.Publisher,
+		store:  opts.Store,
+		log:    opts.Logger,
+		m:      opts.Metrics,
+		now:    opts.Now,
+		lines:  make(map[string]*line),
+		loaded: make(chan struct{}),
+	}
+	if m.store == nil {
+		m.markLoaded()
 	}
 	if m.log == nil {
 		m.log = slog.Default()
@@ -236,11 +246,14 @@ func (ln *line) setMembers(members []string, defaultDomain string) error {
 }
 
 // Load adds the lines kept in the database. A database line with the AoR of
-// a configured line is ignored (the YAML file wins) with a warning.
+// a configured line is ignored (the YAML file wins) with a warning. Until
+// Load returns, a NOTIFY for a line that is not configured in the YAML file
+// waits (see HandleNotify).
 func (m *Manager) Load(ctx context.Context) error {
 	if m.store == nil {
 		return nil
 	}
+	defer m.markLoaded()
 	stored, err := m.store.LoadSharedLines(ctx)
 	if err != nil {
 		return fmt.Errorf("bla: load lines: %w", err)
@@ -476,9 +489,11 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 			slog.String("aor", aor), slog.String("call_id", headerOf(n, "Call-ID")), slog.Duration("expires", expires))
 	}
 
-	m.mu.Lock()
+	ln, err := m.lockLine(ctx, aor)
 	defer m.mu.Unlock()
-	ln := m.lines[aor]
+	if err != nil {
+		return m.reject(ctx, n, 500, "Server Internal Error", "lines_not_loaded", err)
+	}
 	if ln == nil {
 		return m.reject(ctx, n, 481, "Subscription Does Not Exist", "unknown_line", ErrUnknownLine)
 	}

@@ -112,6 +112,9 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	fx.m = m
 	return fx
 }
