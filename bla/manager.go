@@ -86,6 +86,9 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// AfterFunc runs f in its own goroutine after d and returns a function
+	// that cancels it (reporting whether it did); nil means time.AfterFunc.
+	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 }
 
 // LineInfo is a snapshot of one shared line for the management API.
@@ -118,6 +121,9 @@ type PhoneInfo struct {
 	LastNotify time.Time `json:"last_notify,omitzero"`
 	// Dialogs is the number of live dialogs the phone reports.
 	Dialogs int `json:"dialogs"`
+	// SubscriptionState is the engine's state of the phone's subscription
+	// (pending, active, retrying, failed), empty when there is none.
+	SubscriptionState string `json:"subscription_state,omitempty"`
 }
 
 // SeizedIndex is a line index held by a phone.
@@ -143,6 +149,7 @@ type Manager struct {
 	log   *slog.Logger
 	m     *metrics.Metrics
 	now   func() time.Time
+	after func(d time.Duration, f func()) (stop func() bool)
 
 	// loaded is closed when the lines of the database are in lines (at
 	// once without a LineStore): a NOTIFY for a line not known yet waits
@@ -170,9 +177,30 @@ type phone struct {
 	expires    time.Time
 	subscribed bool
 	published  bool
-	lastNotify time.Time
-	dialogs    map[string]Dialog
-	seizedAt   map[string]time.Time // dialog id → when it was first seen trying
+	// mayBePublished is set for a phone restored at start: a publication
+	// of it made before the restart may still be refreshed by the engine.
+	mayBePublished bool
+	lastNotify     time.Time
+	dialogs        map[string]Dialog
+	seizedAt       map[string]time.Time // dialog id → when it was first seen trying
+
+	// The subscription's dialog-info sequence: the Call-ID of the dialog
+	// the last document came in, its version (valid when haveVersion).
+	subCallID   string
+	version     uint64
+	haveVersion bool
+	// haveBase is set once a document of the dialog was applied: dialogs
+	// is then the state a partial document updates.
+	haveBase bool
+
+	// noResubscribe is set when the phone ended its subscription with a
+	// reason that forbids subscribing again (rejected, noresource,
+	// invariant); it holds while the contact stays registered.
+	noResubscribe bool
+	// resubscribeAt is when a subscription ended with probation or giveup
+	// is tried again (zero: not waiting); stopRetry cancels that timer.
+	resubscribeAt time.Time
+	stopRetry     func() bool
 }
 
 // New returns a Manager for the configured lines. Call Load to add the
@@ -192,6 +220,7 @@ func New(cfg Config, opts Options) (*Manager, error) {
 		log:    opts.Logger,
 		m:      opts.Metrics,
 		now:    opts.Now,
+		after:  opts.AfterFunc,
 		lines:  make(map[string]*line),
 		loaded: make(chan struct{}),
 	}
@@ -203,6 +232,9 @@ func New(cfg Config, opts Options) (*Manager, error) {
 	}
 	if m.now == nil {
 		m.now = time.Now
+	}
+	if m.after == nil {
+		m.after = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 	}
 	for _, lc := range cfg.Lines {
 		ln, err := m.newLine(lc.AoR, lc.Members, SourceConfig)
@@ -305,7 +337,7 @@ func (m *Manager) RestoreSubscriptions(subs []pua.SubscriptionInfo) {
 		// hand the engine the full request again (the override is not
 		// stored): the engine refreshes the dialog in place with it.
 		ln.phones[s.Key.ID] = &phone{id: s.Key.ID, contact: s.Target, subscribed: m.cfg.ServerAddress == "",
-			dialogs: map[string]Dialog{}}
+			mayBePublished: true, dialogs: map[string]Dialog{}}
 	}
 }
 
@@ -358,9 +390,19 @@ func (m *Manager) reconcile(ctx context.Context, ln *line) {
 		c := want[id]
 		proxy := m.proxyFor(c)
 		p := ln.phones[id]
-		if p != nil && p.subscribed && p.proxy == proxy {
+		if p != nil && (p.noResubscribe || !p.resubscribeAt.IsZero()) {
+			// Ended by the phone: not again (rejected), or not yet (probation).
 			p.expires = c.Expires
 			continue
+		}
+		if p != nil && p.subscribed && p.proxy == proxy {
+			if !m.subscriptionLost(ln.aor, id) {
+				p.expires = c.Expires
+				continue
+			}
+			m.m.Tracker("bla", "resubscribe_failed")
+			m.log.LogAttrs(ctx, slog.LevelInfo, "bla: subscription refused or lost, subscribing again",
+				slog.String("aor", ln.aor), slog.String("contact", c.URI))
 		}
 		req := pua.SubscribeRequest{
 			SubKey:        m.subKey(ln.aor, id),
@@ -391,18 +433,14 @@ func (m *Manager) reconcile(ctx context.Context, ln *line) {
 
 // dropPhone ends a phone's subscription and publication. m.mu is held.
 func (m *Manager) dropPhone(ln *line, p *phone, why string) {
+	m.cancelResubscribe(p)
 	if p.subscribed {
 		if err := m.sub.Unsubscribe(m.subKey(ln.aor, p.id)); err != nil {
 			m.log.Warn("bla: unsubscribe failed", "aor", ln.aor, "contact", p.contact, "err", err)
 		}
 		m.m.Tracker("bla", "unsubscribe")
 	}
-	if p.published {
-		if err := m.pub.Remove(m.pubKey(ln.aor, p.id)); err != nil {
-			m.log.Warn("bla: remove publication failed", "aor", ln.aor, "contact", p.contact, "err", err)
-		}
-		m.m.Tracker("bla", "removed")
-	}
+	m.removePublication(ln, p)
 	m.log.Debug("bla: phone dropped", "aor", ln.aor, "contact", p.contact, "reason", why)
 	delete(ln.phones, p.id)
 }
@@ -505,6 +543,18 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 	if sender == "" {
 		return m.reject(ctx, n, 400, "Missing Contact", "no_contact", errors.New("NOTIFY without Contact"))
 	}
+	callID := headerOf(n, "Call-ID")
+	if p != nil && p.subCallID != callID {
+		p.subCallID = callID // a new subscription dialog: a new sequence
+		p.haveVersion, p.haveBase = false, false
+	}
+	if p != nil && p.haveVersion && doc.HasVersion && doc.Version <= p.version {
+		m.m.Tracker("bla", "ignored_old_version")
+		m.log.LogAttrs(ctx, slog.LevelInfo, "bla: NOTIFY ignored, dialog-info version not newer",
+			slog.String("aor", aor), slog.String("call_id", callID), slog.String("contact", sender),
+			slog.Uint64("version", doc.Version), slog.Uint64("last_version", p.version))
+		return 200, "OK"
+	}
 	if m.cfg.Arbitration {
 		if d, holder, ok := ln.conflict(id, doc, m.now(), m.cfg.SeizeTimeout); ok {
 			m.m.Tracker("bla", "seize_conflict")
@@ -515,9 +565,22 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 			return 409, "Conflict"
 		}
 	}
+	body := bytes.Clone(n.Body)
+	gap := false
+	if doc.State == DocPartial {
+		// RFC 4235 §4.1: a partial document carries the changed dialogs
+		// only; the publication must be the phone's whole state.
+		var known map[string]Dialog
+		if p != nil && p.haveBase {
+			known = p.dialogs
+			gap = p.haveVersion && doc.HasVersion && doc.Version > p.version+1
+		}
+		body = doc.FullDocument(mergeDialogs(known, doc.Dialogs))
+		m.m.Tracker("bla", "merged_partial")
+	}
 	req := pua.PublishRequest{
 		Key:          m.pubKey(aor, id),
-		Body:         bytes.Clone(n.Body),
+		Body:         body,
 		ContentType:  ContentType,
 		Expires:      expires,
 		ExtraHeaders: []pua.Header{{Name: m.cfg.HeaderName, Value: sender}},
@@ -530,13 +593,23 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		return 500, "Server Internal Error"
 	}
 	if p == nil { // subscription restored by the engine, contact not reported yet
-		p = &phone{id: id, contact: sender, subscribed: true, dialogs: map[string]Dialog{}}
+		p = &phone{id: id, contact: sender, subscribed: true, dialogs: map[string]Dialog{}, subCallID: callID}
 		ln.phones[id] = p
 	}
+	if !p.haveBase {
+		p.dialogs = map[string]Dialog{} // what an earlier dialog said is not the base
+	}
 	p.apply(doc, m.now())
-	p.published = true
+	p.haveBase = true
+	p.published, p.mayBePublished = true, false
 	p.lastNotify = m.now()
+	if doc.HasVersion {
+		p.version, p.haveVersion = doc.Version, true
+	}
 	m.m.Tracker("bla", "relayed")
+	if gap {
+		m.askFullState(ctx, ln, p, doc.Version)
+	}
 	return 200, "OK"
 }
 
@@ -561,21 +634,20 @@ func (m *Manager) terminated(ctx context.Context, n pua.Notify) (int, string) {
 	if p == nil {
 		return 200, "OK"
 	}
-	if p.published {
-		if err := m.pub.Remove(m.pubKey(ln.aor, p.id)); err != nil {
-			m.log.Warn("bla: remove publication failed", "aor", ln.aor, "contact", p.contact, "err", err)
-		}
-		m.m.Tracker("bla", "removed")
-	}
-	p.published = false
+	m.removePublication(ln, p)
 	p.dialogs = map[string]Dialog{}
 	p.subscribed = false // the engine dropped the subscription
+	p.haveVersion, p.haveBase = false, false
 	m.m.Tracker("bla", "terminated")
 	m.log.LogAttrs(ctx, slog.LevelInfo, "bla: phone ended its subscription", slog.String("aor", ln.aor),
 		slog.String("contact", p.contact), slog.String("reason", n.Reason))
 	switch n.Reason {
 	case "rejected", "noresource", "invariant":
-		// RFC 6665 §4.2.2: do not subscribe again.
+		// RFC 6665 §4.2.2: do not subscribe again (while the contact stays).
+		p.noResubscribe = true
+	case "probation", "giveup":
+		// RFC 6665 §4.2.2: subscribe again later, after retry-after.
+		m.resubscribeLater(ln, p, m.retryAfter(n))
 	default:
 		// deactivated, timeout, probation, giveup or none: while the phone
 		// stays registered, subscribe again (a rebooted phone re-registers
@@ -644,6 +716,7 @@ func (p *phone) apply(doc *DialogInfo, now time.Time) {
 			delete(p.dialogs, d.ID)
 			continue
 		}
+		d.Raw = bytes.Clone(d.Raw)
 		p.dialogs[d.ID] = d
 	}
 }
@@ -696,8 +769,14 @@ func (m *Manager) Lines() []LineInfo {
 			Phones: []PhoneInfo{}, Seized: []SeizedIndex{}}
 		for _, id := range sortedKeys(ln.phones) {
 			p := ln.phones[id]
-			li.Phones = append(li.Phones, PhoneInfo{ID: id, Contact: p.contact, Expires: p.expires,
-				Subscribed: p.subscribed, Published: p.published, LastNotify: p.lastNotify, Dialogs: len(p.dialogs)})
+			pi := PhoneInfo{ID: id, Contact: p.contact, Expires: p.expires,
+				Subscribed: p.subscribed, Published: p.published, LastNotify: p.lastNotify, Dialogs: len(p.dialogs)}
+			if sl, ok := m.sub.(subscriptionLookup); ok {
+				if info, ok := sl.Subscription(m.subKey(aor, id)); ok {
+					pi.SubscriptionState = info.State
+				}
+			}
+			li.Phones = append(li.Phones, pi)
 			for _, did := range sortedKeys(p.dialogs) {
 				d := p.dialogs[did]
 				if d.LineID != "" && d.Holds() {

@@ -220,6 +220,29 @@ func (e *Engine) Unsubscribe(key SubKey) error {
 	return nil
 }
 
+// Refresh sends an in-dialog refresh of an established subscription now;
+// the notifier answers it with a NOTIFY of its full state (RFC 6665
+// §4.2.1.2), which an owner asks for when it missed a notification. Unknown
+// keys and subscriptions not established are left alone.
+func (e *Engine) Refresh(key SubKey) error {
+	ev, err := e.ev.get(key.Event)
+	if err != nil {
+		return err
+	}
+	key.Event = ev.name
+	s := e.subShard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.subs[key]
+	if r == nil || r.unsub || r.failed || !r.confirmed {
+		return nil
+	}
+	r.gen++
+	e.markDirty(r, &r.dirty)
+	e.kickSub(r)
+	return nil
+}
+
 // registerDialog indexes r by Call-ID and our tag. Shard locked.
 func (e *Engine) registerDialog(r *subRec) {
 	e.dmu.Lock()
