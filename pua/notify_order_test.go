@@ -149,3 +149,24 @@ func TestNotifiesOfOneDialogReachHandlerInOrder(t *testing.T) {
 		t.Fatalf("handler ran %d at once, order %v", maxIn, order)
 	}
 }
+
+func TestRefreshSendsInDialogSubscribe(t *testing.T) {
+	fs := newFakeServer(t)
+	e, _ := subEngine(t, fs, newFakeClock())
+	if err := e.Refresh(slaKey); err != nil { // unknown: nothing to do
+		t.Fatal(err)
+	}
+	if _, err := e.SubscribeWait(context.Background(), slaReq()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Refresh(slaKey); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "refresh", countIs(fs, 2))
+	first, ref := fs.requests()[0], fs.requests()[1]
+	if tag, _ := ref.To().Params.Get("tag"); tag == "" || ref.CallID().Value() != first.CallID().Value() ||
+		ref.CSeq().SeqNo != first.CSeq().SeqNo+1 {
+		t.Fatalf("not an in-dialog refresh:\n%s", ref.String())
+	}
+	waitFor(t, "active", func() bool { s, _ := e.Subscription(slaKey); return s.State == StateActive })
+}
