@@ -562,6 +562,10 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 				slog.String("aor", aor), slog.String("call_id", headerOf(n, "Call-ID")),
 				slog.String("contact", sender), slog.String("line_id", d.LineID),
 				slog.String("dialog", d.ID), slog.String("holder", holder))
+			if p != nil && doc.HasVersion {
+				// Refused, but received: not a gap before the next one.
+				p.version, p.haveVersion = doc.Version, true
+			}
 			return 409, "Conflict"
 		}
 	}

@@ -163,3 +163,35 @@ func TestPartialAfterGapAsksForFullState(t *testing.T) {
 		t.Errorf("version_gap = %v", got)
 	}
 }
+
+// A document refused for a seize conflict was still received: the next one
+// is no gap and asks for no full state.
+func TestRefusedSeizeIsNoVersionGap(t *testing.T) {
+	fx := newFixture(t, nil)
+	re := refreshEngine{fx.eng}
+	m, err := New(fx.m.cfg, Options{Subscriber: re, Publisher: re, Metrics: fx.met, Now: fx.m.now, Logger: fx.m.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.m = m
+	fx.register(phoneA, phoneB)
+	fx.notify(t, phoneA, "active", 3600, "notify/a_trying_1.xml") // A seizes 1
+	send := func(body []byte) int {
+		n := fx.notifyMsg(phoneB, "active", 3600, body)
+		code, _ := fx.m.HandleNotify(context.Background(), n)
+		return code
+	}
+	if code := send(doc(0, "full")); code != 200 {
+		t.Fatalf("B's first document: %d", code)
+	}
+	if code := send(bytes.ReplaceAll(doc(1, "partial", "b1:trying:1"), []byte(phoneA), []byte(phoneB))); code != 409 {
+		t.Fatalf("B's seize of 1: %d, want 409", code)
+	}
+	fx.eng.takeCalls()
+	if code := send(doc(2, "partial", "b2:trying:2")); code != 200 {
+		t.Fatalf("B's seize of 2: %d", code)
+	}
+	if calls := fx.eng.takeCalls(); len(calls) != 1 || !strings.HasPrefix(calls[0], "publish ") {
+		t.Fatalf("calls %v, want one publish and no refresh", calls)
+	}
+}
