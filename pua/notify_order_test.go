@@ -170,3 +170,77 @@ func TestRefreshSendsInDialogSubscribe(t *testing.T) {
 	}
 	waitFor(t, "active", func() bool { s, _ := e.Subscription(slaKey); return s.State == StateActive })
 }
+
+// blockingStore is a memStore whose LoadRecords waits for release.
+type blockingStore struct {
+	*memStore
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingStore) LoadRecords(ctx context.Context) ([]Record, error) {
+	close(b.entered)
+	<-b.release
+	return b.memStore.LoadRecords(ctx)
+}
+
+// A NOTIFY of a stored subscription that arrives while the engine loads
+// its records waits for them instead of being answered 481.
+func TestNotifyDuringLoadWaits(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	e1 := newTestEngine(t, fs, clk, st, func(c *Config) { c.OutboundProxy = fs.uri() })
+	if _, err := e1.SubscribeWait(context.Background(), slaReq()); err != nil {
+		t.Fatal(err)
+	}
+	tag := e1.Subscriptions()[0].RemoteTag
+	if err := e1.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	bs := &blockingStore{memStore: st, entered: make(chan struct{}), release: make(chan struct{})}
+	cfg := DefaultConfig()
+	cfg.Listen = []string{"udp:127.0.0.1:0"}
+	cfg.ServerAddress, cfg.OutboundProxy = fs.uri(), fs.uri()
+	cfg.RequestTimeout = 400 * time.Millisecond
+	e2, err := New(cfg, Options{Logger: e1.log, Clock: clk, Store: bs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl := &notifyLog{}
+	e2.HandleNotify(FlagBLASubscribe, nl.handler)
+	started := make(chan error, 1)
+	go func() { started <- e2.Start(context.Background()) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e2.Stop(ctx)
+	})
+	<-bs.entered // listening, records not loaded yet
+
+	sub := fs.requests()[0].Clone()
+	var contact sip.Uri
+	if err := sip.ParseUri(e2.ContactURI(), &contact); err != nil {
+		t.Fatal(err)
+	}
+	sub.RemoveHeader("Contact")
+	sub.AppendHeader(&sip.ContactHeader{Address: contact})
+	code := make(chan int, 1)
+	go func() {
+		res := fs.notifySeq(sub, tag, "active;expires=60", 7)
+		if res == nil {
+			code <- 0
+			return
+		}
+		code <- res.StatusCode
+	}()
+	time.Sleep(100 * time.Millisecond) // time for the NOTIFY to be answered early
+	close(bs.release)
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	if c := <-code; c != 200 || len(nl.all()) != 1 {
+		t.Fatalf("NOTIFY during the load answered %d (handler saw %d)", c, len(nl.all()))
+	}
+}

@@ -544,6 +544,10 @@ func (e *Engine) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	if to := req.To(); to != nil {
 		toTag, _ = to.Params.Get("tag")
 	}
+	select {
+	case <-e.loaded: // restored dialogs are indexed
+	case <-e.stopCtx.Done():
+	}
 	e.dmu.Lock()
 	r := e.dialogs[dialogKey{cid, toTag}]
 	e.dmu.Unlock()
