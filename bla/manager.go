@@ -201,6 +201,9 @@ type phone struct {
 	// is tried again (zero: not waiting); stopRetry cancels that timer.
 	resubscribeAt time.Time
 	stopRetry     func() bool
+	// lastTerminated is when the phone last ended its subscription with a
+	// reason that allows subscribing again at once.
+	lastTerminated time.Time
 }
 
 // New returns a Manager for the configured lines. Call Load to add the
@@ -580,6 +583,11 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 			gap = p.haveVersion && doc.HasVersion && doc.Version > p.version+1
 		}
 		body = doc.FullDocument(mergeDialogs(known, doc.Dialogs))
+		if len(body) > m.cfg.MaxBodySize {
+			return m.reject(ctx, n, 413, "Request Entity Too Large", "merged_too_large",
+				fmt.Errorf("%w: the phone's state merged from partial documents is %d bytes, limit %d",
+					ErrTooLarge, len(body), m.cfg.MaxBodySize))
+		}
 		m.m.Tracker("bla", "merged_partial")
 	}
 	req := pua.PublishRequest{
@@ -653,9 +661,17 @@ func (m *Manager) terminated(ctx context.Context, n pua.Notify) (int, string) {
 		// RFC 6665 §4.2.2: subscribe again later, after retry-after.
 		m.resubscribeLater(ln, p, m.retryAfter(n))
 	default:
-		// deactivated, timeout, probation, giveup or none: while the phone
-		// stays registered, subscribe again (a rebooted phone re-registers
-		// with the same contact, which usrloc does not report as a change).
+		// deactivated, timeout or none: while the phone stays registered,
+		// subscribe again (a rebooted phone re-registers with the same
+		// contact, which usrloc does not report as a change) – at once,
+		// unless its previous subscription ended moments ago too: a phone
+		// that ends every subscription is not subscribed in a loop.
+		if now := m.now(); !p.lastTerminated.IsZero() && now.Sub(p.lastTerminated) < m.cfg.ResubscribeDelay {
+			p.lastTerminated = now
+			m.resubscribeLater(ln, p, m.cfg.ResubscribeDelay)
+			return 200, "OK"
+		}
+		p.lastTerminated = m.now()
 		m.reconcile(ctx, ln)
 	}
 	return 200, "OK"

@@ -97,6 +97,8 @@ type fixture struct {
 	// versions numbers each phone's documents sent by notify (the testdata
 	// files are reused in any order; the manager ignores old versions).
 	versions map[string]int
+	// timers are the manager's timers (resubscribe after a delay).
+	timers *fakeTimers
 }
 
 const (
@@ -114,9 +116,10 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 		mod(&cfg)
 	}
 	fx := &fixture{eng: newFakeEngine(), met: metrics.New(), now: time.Unix(1_800_000_000, 0), store: newMemStore(),
-		versions: map[string]int{}}
+		versions: map[string]int{}, timers: &fakeTimers{}}
 	m, err := New(cfg, Options{Subscriber: fx.eng, Publisher: fx.eng, Store: fx.store, Metrics: fx.met,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Now: func() time.Time { return fx.now }})
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Now: func() time.Time { return fx.now },
+		AfterFunc: fx.timers.afterFunc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -555,7 +558,22 @@ func TestTerminatedSubscription(t *testing.T) {
 	if got, want := fx.eng.takeCalls(), []string{"remove " + ContactID(phoneA), "subscribe " + phoneA}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("calls %v, want %v", got, want)
 	}
-	// A second terminated NOTIFY removes nothing more.
+	// A second terminated NOTIFY removes nothing more; so soon after the
+	// first one, the phone is subscribed again after resubscribe_delay,
+	// not at once: a phone ending every subscription is not looped on.
+	fx.m.HandleNotify(context.Background(), n)
+	if got := fx.eng.takeCalls(); len(got) != 0 {
+		t.Fatalf("calls %v at once after a second termination", got)
+	}
+	if got := fx.timers.delays(); !reflect.DeepEqual(got, []time.Duration{30 * time.Second}) {
+		t.Fatalf("resubscribe armed for %v", got)
+	}
+	fx.timers.fire()
+	if got, want := fx.eng.takeCalls(), []string{"subscribe " + phoneA}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("calls %v, want %v", got, want)
+	}
+	// Terminated again, well after the last termination: at once.
+	fx.now = fx.now.Add(time.Minute)
 	fx.m.HandleNotify(context.Background(), n)
 	if got, want := fx.eng.takeCalls(), []string{"subscribe " + phoneA}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("calls %v, want %v", got, want)

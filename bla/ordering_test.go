@@ -140,7 +140,8 @@ func (r refreshEngine) Refresh(k pua.SubKey) error {
 func TestPartialAfterGapAsksForFullState(t *testing.T) {
 	fx := newFixture(t, nil)
 	re := refreshEngine{fx.eng}
-	m, err := New(fx.m.cfg, Options{Subscriber: re, Publisher: re, Metrics: fx.met, Now: fx.m.now, Logger: fx.m.log})
+	m, err := New(fx.m.cfg, Options{Subscriber: re, Publisher: re, Metrics: fx.met, Now: fx.m.now, Logger: fx.m.log,
+		AfterFunc: fx.timers.afterFunc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,8 @@ func TestPartialAfterGapAsksForFullState(t *testing.T) {
 func TestRefusedSeizeIsNoVersionGap(t *testing.T) {
 	fx := newFixture(t, nil)
 	re := refreshEngine{fx.eng}
-	m, err := New(fx.m.cfg, Options{Subscriber: re, Publisher: re, Metrics: fx.met, Now: fx.m.now, Logger: fx.m.log})
+	m, err := New(fx.m.cfg, Options{Subscriber: re, Publisher: re, Metrics: fx.met, Now: fx.m.now, Logger: fx.m.log,
+		AfterFunc: fx.timers.afterFunc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,5 +195,33 @@ func TestRefusedSeizeIsNoVersionGap(t *testing.T) {
 	}
 	if calls := fx.eng.takeCalls(); len(calls) != 1 || !strings.HasPrefix(calls[0], "publish ") {
 		t.Fatalf("calls %v, want one publish and no refresh", calls)
+	}
+}
+
+// Partial documents that keep adding dialogs cannot grow the phone's
+// merged state past max_body_size.
+func TestMergedStateBounded(t *testing.T) {
+	fx := newFixture(t, func(c *Config) { c.MaxBodySize = 1024 })
+	fx.register(phoneA)
+	fx.relay(t, "sub-1", doc(0, "full"))
+	refused := 0
+	for v := 1; v <= 20; v++ {
+		n := fx.notifyMsg(phoneA, "active", 3600, doc(v, "partial", fmt.Sprintf("d%d:confirmed:%d", v, v)))
+		n.Headers = func(string) string { return "sub-1" }
+		code, _ := fx.m.HandleNotify(context.Background(), n)
+		switch {
+		case code == 413:
+			refused++
+		case code != 200:
+			t.Fatalf("version %d answered %d", v, code)
+		case refused > 0:
+			t.Fatalf("version %d accepted after a refusal", v)
+		}
+		if len(fx.eng.last.Body) > 1024 {
+			t.Fatalf("published %d bytes", len(fx.eng.last.Body))
+		}
+	}
+	if refused == 0 || refused == 20 || fx.count(t, "rejected_merged_too_large") != float64(refused) {
+		t.Fatalf("refused %d of 20 (counted %v)", refused, fx.count(t, "rejected_merged_too_large"))
 	}
 }

@@ -86,8 +86,7 @@ func TestResubscribeAfterRetryAfter(t *testing.T) {
 	} {
 		t.Run(tc.subState, func(t *testing.T) {
 			fx := newFixture(t, nil)
-			ft := &fakeTimers{}
-			fx.m.after = ft.afterFunc
+			ft := fx.timers
 			fx.register(phoneA)
 			fx.notify(t, phoneA, "active", 3600, "notify/a_trying_1.xml")
 			fx.eng.takeCalls()
@@ -113,8 +112,7 @@ func TestResubscribeAfterRetryAfter(t *testing.T) {
 
 func TestResubscribeCancelledWhenContactGoes(t *testing.T) {
 	fx := newFixture(t, nil)
-	ft := &fakeTimers{}
-	fx.m.after = ft.afterFunc
+	ft := fx.timers
 	fx.register(phoneA)
 	fx.terminate(t, "terminated;reason=probation;retry-after=60")
 	fx.register()
@@ -169,7 +167,8 @@ func (l lookupEngine) Subscription(k pua.SubKey) (pua.SubscriptionInfo, bool) {
 func TestRefusedSubscriptionTriedAgain(t *testing.T) {
 	fx := newFixture(t, nil)
 	le := lookupEngine{fakeEngine: fx.eng, failed: map[string]bool{}}
-	m, err := New(fx.m.cfg, Options{Subscriber: le, Publisher: le, Metrics: fx.met, Now: fx.m.now, Logger: fx.m.log})
+	m, err := New(fx.m.cfg, Options{Subscriber: le, Publisher: le, Metrics: fx.met, Now: fx.m.now, Logger: fx.m.log,
+		AfterFunc: fx.timers.afterFunc})
 	if err != nil {
 		t.Fatal(err)
 	}
