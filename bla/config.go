@@ -62,8 +62,10 @@ type Config struct {
 	MaxBodySize int `yaml:"max_body_size"`
 	// ResubscribeDelay is how long to wait before subscribing again to a
 	// phone that ended its subscription with reason probation or giveup and
-	// no retry-after parameter (RFC 6665 §4.2.2). A retry-after is
-	// honoured, up to subscribe_expires. 0 means at once.
+	// no retry-after parameter (RFC 6665 §4.2.2; a retry-after is honoured,
+	// up to subscribe_expires), or that ended it, with any other reason
+	// allowing a new one, less than this after the previous end. 0 means at
+	// once.
 	ResubscribeDelay time.Duration `yaml:"resubscribe_delay"`
 }
 
