@@ -26,6 +26,7 @@ type Metrics struct {
 	storeFailures  prometheus.Counter
 	trackerEvents  *prometheus.CounterVec // tracker, what
 	inflight       prometheus.Gauge
+	outage         *outageMetrics
 	stateCollector []prometheus.Collector
 }
 
@@ -75,6 +76,7 @@ func New() *Metrics {
 		Name: "puaside_sip_requests_in_flight",
 		Help: "PUBLISH and SUBSCRIBE transactions waiting for a final reply.",
 	})
+	m.outage = newOutageMetrics(m.reg)
 	m.reg.MustRegister(m.requests, m.latency, m.notifies, m.ingest, m.drops, m.queueDepth,
 		m.storeFlush, m.storeFailures, m.trackerEvents, m.inflight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
