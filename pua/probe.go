@@ -24,6 +24,7 @@ type reachability struct {
 	holdUntil time.Time // a 503's Retry-After: no retry before
 	probeT    Timer     // the next probe, while down
 	probing   bool      // a probe is armed or in flight
+	probeGen  uint64    // the current probe chain; older ones stop
 }
 
 // serverHop is the SIP URI requests to the presence server are sent to
@@ -106,16 +107,15 @@ func (e *Engine) armProbeLocked(now time.Time) {
 	if hold := rc.holdUntil.Sub(now); hold > d {
 		d = hold
 	}
-	rc.probeT = e.clock.AfterFunc(d, func() { go e.probe() })
+	rc.probeGen++
+	gen := rc.probeGen
+	rc.probeT = e.clock.AfterFunc(d, func() { go e.probe(gen) })
 }
 
 // probe sends one OPTIONS to the presence server; a reply of any status
 // but 408, 502, 503 and 504 marks it up, else the next probe is armed.
-func (e *Engine) probe() {
+func (e *Engine) probe(gen uint64) {
 	if e.stopCtx.Err() != nil || !e.reach.down.Load() {
-		e.reach.mu.Lock()
-		e.reach.probing = false
-		e.reach.mu.Unlock()
 		return
 	}
 	res := e.sendOptions()
@@ -139,9 +139,8 @@ func (e *Engine) probe() {
 	rc := &e.reach
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	if !rc.down.Load() {
-		rc.probing = false
-		return // a reply to another request came first
+	if !rc.down.Load() || gen != rc.probeGen {
+		return // a reply to another request came first; or a newer chain runs
 	}
 	e.armProbeLocked(now)
 }
@@ -194,6 +193,7 @@ func (e *Engine) serverIsBack(now time.Time) {
 		rc.probeT = nil
 	}
 	rc.probing = false
+	rc.probeGen++ // a probe in flight does not arm another
 	outage := now.Sub(rc.since)
 	at := now
 	if rc.holdUntil.After(at) {
