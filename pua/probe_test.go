@@ -200,3 +200,39 @@ func TestStoreWritesReadiness(t *testing.T) {
 		t.Fatalf("ready after a successful write: %v", err)
 	}
 }
+
+// A subscription to a presentity at the presence server backing off is
+// sent again on the server's return too; a BLA subscription to a phone
+// that does not answer says nothing of the presence server.
+func TestServerOutageSubscriptions(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, outageConfig)
+	phone := SubscribeRequest{SubKey: slaKey, Target: "sip:line1@127.0.0.1:9", Expires: 120 * time.Second, Flag: FlagBLASubscribe}
+	if err := e.Subscribe(phone); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "phone unreachable", func() bool { s, _ := e.Subscription(slaKey); return s.State == StateRetrying })
+	if err := e.ServerReady(context.Background()); err != nil {
+		t.Fatalf("a phone's timeout made the presence server unready: %v", err)
+	}
+
+	fs.setOptions(503)
+	fs.push(reply{drop: true})
+	key := SubKey{PresURI: alice, WatcherURI: "sip:watcher@example.com", Event: "presence", ID: "rpc"}
+	if err := e.Subscribe(SubscribeRequest{SubKey: key, Flag: FlagRPCSubscribe}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "timeout", func() bool { s, _ := e.Subscription(key); return s.State == StateRetrying })
+	if e.ServerReady(context.Background()) == nil {
+		t.Fatal("ready while the presence server does not answer")
+	}
+	fs.setOptions(200)
+	n := fs.optionsSeen()
+	clk.Advance(e.cfg.ProbeInterval)
+	waitFor(t, "probe", func() bool { return fs.optionsSeen() > n })
+	waitFor(t, "subscribed on return", func() bool { s, _ := e.Subscription(key); return s.State == StateActive })
+	if s, _ := e.Subscription(slaKey); s.State != StateRetrying {
+		t.Fatalf("the phone's subscription was flushed too: %+v", s)
+	}
+}
