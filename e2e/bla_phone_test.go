@@ -39,6 +39,9 @@ type polycom struct {
 	// initialNotify is sent after a new subscription is accepted; false
 	// leaves the first NOTIFY to the test.
 	initialNotify bool
+	// refuse lists the codes answered to the next out-of-dialog
+	// SUBSCRIBEs, one each (a phone still booting), before accepting.
+	refuse []int
 
 	mu      sync.Mutex
 	changed chan struct{}
@@ -235,6 +238,8 @@ func (p *polycom) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	switch {
 	case !strings.EqualFold(strings.ReplaceAll(rec.Event, " ", ""), polSLA):
 		code = 489
+	case !rec.InDialog && len(p.refuse) > 0:
+		code, p.refuse = p.refuse[0], p.refuse[1:]
 	case !rec.InDialog:
 		tag, _ := res.To().Params.Get("tag")
 		d := &polDialog{callID: rec.CallID, localTag: tag, remoteTag: rec.FromTag,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/bla"
 	"github.com/puaside/puaside/internal/sipphone"
 	"github.com/puaside/puaside/pua"
 )
@@ -93,5 +94,50 @@ func TestRefusedPublicationRetried(t *testing.T) {
 	}
 	if n := m.sum("puaside_pua_refused_retries_total", "method", "PUBLISH"); n != 2 {
 		t.Errorf("puaside_pua_refused_retries_total %v, want 2", n)
+	}
+}
+
+// TestBLAPhoneBootingRefusesSubscribe: a Polycom still booting answers
+// puaside's dialog;sla SUBSCRIBE 489 once. Nothing asks for the
+// subscription again (the phone's registration does not change), yet the
+// engine's refused backoff subscribes again, and the phone's state reaches
+// the presence server.
+func TestBLAPhoneBootingRefusesSubscribe(t *testing.T) {
+	presence := presenceServer(t)
+	cfg := baseConfig(t, presence)
+	cfg.Features.Dialoginfo = false
+	cfg.BLA.Lines = []bla.LineConfig{{AoR: blaLine}}
+	cfg.BLA.ServerAddress = ""
+	cfg.PUA.RefusedRetryMin = time.Second
+	cfg.PUA.RefusedRetryMax = 4 * time.Second
+	reg := registrar(t, "WITH_REPLICATE", cfg)
+	ps := startPuaside(t, cfg)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a := newPolycom(t, "line100", "example.com")
+	a.mu.Lock()
+	a.refuse = []int{489}
+	a.mu.Unlock()
+	if res, err := a.register(ctx, reg.Addr(), 300); err != nil || res.StatusCode != 200 {
+		t.Fatalf("register: %v %v", res, err)
+	}
+	if err := a.waitUntil(ctx, "a SUBSCRIBE accepted and its NOTIFY answered", func() bool { return len(a.codes) >= 1 }); err != nil {
+		t.Fatalf("%v; SUBSCRIBEs %+v", err, a.subscribes())
+	}
+	subs := a.subscribes()
+	if len(subs) != 2 || subs[0].Answer || !subs[1].Answer || subs[1].InDialog {
+		t.Fatalf("SUBSCRIBEs %+v: want a refused one, then a new accepted one", subs)
+	}
+	if c := a.responses()[0]; c != 200 {
+		t.Fatalf("initial NOTIFY answered %d", c)
+	}
+	eventually(t, "the phone's state published", func() bool {
+		p, ok := lookup(ps, blaKey(a))
+		return ok && p.State == pua.StateActive && p.LastStatus == 200
+	})
+	m := ulScrape(t, cfg)
+	if n := m.sum("puaside_pua_refused_total", "method", "SUBSCRIBE", "status", "489"); n != 1 {
+		t.Errorf("puaside_pua_refused_total{SUBSCRIBE,489} %v, want 1", n)
 	}
 }
