@@ -190,16 +190,20 @@ func outReadyz(t *testing.T, cfg config.Config) (int, string) {
 	return res.StatusCode, string(b)
 }
 
-// outageConfig is puaside's configuration for the outage tests: long
-// backoffs (retry_max 60 s, the default), so that only the flush on the
-// server's return can bring it up to date within outageCatchUp.
+// outageConfig is puaside's configuration for the outage tests: requests
+// time out after 5 s and backoffs start at 5 s, so that during a 60 s
+// outage they grow to the default retry_max (60 s) and only the flush on
+// the server's return can bring it up to date within outageCatchUp. (With
+// the default request_timeout of 32 s, a 60 s outage leaves most records
+// in a transaction whose UDP retransmission the returning server answers;
+// longer outages end as here.) The probe runs every 2 s, its default.
 func outageConfig(t *testing.T, presence *kamailiotest.Instance) config.Config {
 	cfg := baseConfig(t, presence)
 	cfg.Features.BLA = false
 	cfg.PUA.RetryMin = 5 * time.Second
-	cfg.PUA.RetryMax = 60 * time.Second
+	cfg.PUA.RetryMax = pua.DefaultConfig().RetryMax
 	cfg.PUA.RequestTimeout = 5 * time.Second
-	cfg.PUA.ProbeInterval = 2 * time.Second
+	cfg.PUA.ProbeInterval = pua.DefaultConfig().ProbeInterval
 	cfg.Usrloc.MinExpires = 1
 	return cfg
 }
@@ -245,10 +249,15 @@ func TestPresenceServerOutage(t *testing.T) {
 	outRegister(ctx, t, reg, ph["u5"])
 	call45, _ := outCall(ctx, t, reg, ph["u4"], ph["u5"])
 
-	eventually(t, "/readyz reporting the presence server", func() bool {
-		code, body := outReadyz(t, cfg)
-		return code != http.StatusOK && strings.Contains(body, "presence server")
-	})
+	// The first requests time out after request_timeout.
+	for deadline := stoppedAt.Add(outageDown); ; time.Sleep(100 * time.Millisecond) {
+		if code, body := outReadyz(t, cfg); code != http.StatusOK && strings.Contains(body, "presence server") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never reported the presence server during its outage")
+		}
+	}
 	time.Sleep(time.Until(stoppedAt.Add(outageDown)))
 	presence.StartAgain(t)
 	t.Log("presence server started again")
