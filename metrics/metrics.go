@@ -24,6 +24,7 @@ type Metrics struct {
 	queueDepth     *prometheus.GaugeVec     // queue
 	storeFlush     prometheus.Histogram
 	storeFailures  prometheus.Counter
+	quarantined    *prometheus.CounterVec // table
 	trackerEvents  *prometheus.CounterVec // tracker, what
 	inflight       prometheus.Gauge
 	outage         *outageMetrics
@@ -68,6 +69,10 @@ func New() *Metrics {
 		Name: "puaside_store_flush_failures_total",
 		Help: "Write-behind flushes that failed (the records stay dirty and are retried).",
 	})
+	m.quarantined = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "puaside_store_rows_quarantined_total",
+		Help: "Rows the database refused and the store set aside (not written, not retried), by table.",
+	}, []string{"table"})
 	m.trackerEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "puaside_tracker_events_total",
 		Help: "Tracker events by tracker and what happened (e.g. usrloc contact_added, dialoginfo ignored_unknown_call).",
@@ -78,7 +83,7 @@ func New() *Metrics {
 	})
 	m.outage = newOutageMetrics(m.reg)
 	m.reg.MustRegister(m.requests, m.latency, m.notifies, m.ingest, m.drops, m.queueDepth,
-		m.storeFlush, m.storeFailures, m.trackerEvents, m.inflight,
+		m.storeFlush, m.storeFailures, m.quarantined, m.trackerEvents, m.inflight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -173,6 +178,15 @@ func (m *Metrics) StoreFlush(d time.Duration, err error) {
 	if err != nil {
 		m.storeFailures.Inc()
 	}
+}
+
+// StoreQuarantined counts a row set aside by the store because the
+// database refused it (or it can never fit its columns).
+func (m *Metrics) StoreQuarantined(table string) {
+	if m == nil {
+		return
+	}
+	m.quarantined.WithLabelValues(table).Inc()
 }
 
 // Tracker counts a tracker event.

@@ -94,7 +94,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 	}
 	if cfg.Features.Dialoginfo {
-		d.di, err = dialoginfo.New(cfg.Dialoginfo, dialoginfo.Options{Publisher: d.eng, Store: db, Logger: log, Metrics: d.m})
+		dopts := dialoginfo.Options{Publisher: d.eng, Store: db, Logger: log, Metrics: d.m}
+		if d.ul != nil {
+			dopts.LocalDomains = d.ul // domains: [] means the registered users' domains
+		}
+		d.di, err = dialoginfo.New(cfg.Dialoginfo, dopts)
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("daemon: %w", err)
