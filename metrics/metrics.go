@@ -27,6 +27,7 @@ type Metrics struct {
 	quarantined    *prometheus.CounterVec // table
 	trackerEvents  *prometheus.CounterVec // tracker, what
 	inflight       prometheus.Gauge
+	outage         *outageMetrics
 	stateCollector []prometheus.Collector
 }
 
@@ -80,6 +81,7 @@ func New() *Metrics {
 		Name: "puaside_sip_requests_in_flight",
 		Help: "PUBLISH and SUBSCRIBE transactions waiting for a final reply.",
 	})
+	m.outage = newOutageMetrics(m.reg)
 	m.reg.MustRegister(m.requests, m.latency, m.notifies, m.ingest, m.drops, m.queueDepth,
 		m.storeFlush, m.storeFailures, m.quarantined, m.trackerEvents, m.inflight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
