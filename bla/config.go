@@ -1,6 +1,7 @@
 package bla
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -129,13 +130,17 @@ func hasSIPScheme(s string) bool {
 	return strings.HasPrefix(l, "sip:") || strings.HasPrefix(l, "sips:")
 }
 
+// ErrBadAoR is returned (wrapped) for an AoR or member URI that is not a
+// usable SIP URI.
+var ErrBadAoR = errors.New("not a SIP address of record")
+
 // normalizeAoR turns "100", "100@example.com", "<sip:100@example.com;x=y>"
 // into "sip:100@example.com" (URI parameters and headers dropped, host
 // lower-cased, default domain added when there is none).
 func normalizeAoR(s, defaultDomain string) (string, error) {
 	u := stripURI(s)
 	if u == "" {
-		return "", fmt.Errorf("empty URI")
+		return "", fmt.Errorf("%w: empty URI", ErrBadAoR)
 	}
 	scheme := "sip"
 	if hasSIPScheme(u) {
@@ -144,17 +149,17 @@ func normalizeAoR(s, defaultDomain string) (string, error) {
 		scheme = strings.ToLower(scheme)
 		u = rest
 	} else if otherScheme(u) {
-		return "", fmt.Errorf("%q: not a sip URI", s)
+		return "", fmt.Errorf("%w: %q: not a sip URI", ErrBadAoR, s)
 	}
 	user, host, ok := strings.Cut(u, "@")
 	if !ok {
 		user, host = u, defaultDomain
 		if host == "" {
-			return "", fmt.Errorf("%q: no domain and no default_domain", s)
+			return "", fmt.Errorf("%w: %q: no domain and no default_domain", ErrBadAoR, s)
 		}
 	}
 	if user == "" || host == "" || strings.ContainsAny(user+host, " \t\r\n<>\"") {
-		return "", fmt.Errorf("%q: malformed URI", s)
+		return "", fmt.Errorf("%w: %q: malformed URI", ErrBadAoR, s)
 	}
 	return scheme + ":" + user + "@" + strings.ToLower(host), nil
 }

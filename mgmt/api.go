@@ -257,6 +257,8 @@ func engineError(err error) *apiError {
 		return &apiError{code: http.StatusServiceUnavailable, msg: err.Error()}
 	case errors.Is(err, ErrInvalid):
 		return &apiError{code: http.StatusBadRequest, msg: err.Error()}
+	case errors.Is(err, ErrConflict):
+		return &apiError{code: http.StatusConflict, msg: err.Error()}
 	}
 	return &apiError{code: http.StatusInternalServerError, msg: err.Error()}
 }
