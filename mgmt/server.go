@@ -1,6 +1,7 @@
 package mgmt
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	_ "embed"
@@ -397,16 +398,23 @@ func notEnabled(feature string) *apiError {
 	return &apiError{code: http.StatusNotFound, msg: "feature not enabled: " + feature}
 }
 
+// writeJSON answers v as JSON. XML documents in bodies stay readable: <, >
+// and & are not escaped (the answer is application/json with nosniff,
+// never HTML).
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	b := []byte(`{"error":"cannot encode response"}` + "\n")
+	if err := enc.Encode(v); err != nil {
 		code = http.StatusInternalServerError
-		b = []byte(`{"error":"cannot encode response"}`)
+	} else {
+		b = buf.Bytes()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {

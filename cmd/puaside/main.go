@@ -41,6 +41,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return exitOK
 	}
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "-V") {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	if len(args) > 0 && (len(args[0]) == 0 || args[0][0] != '-') {
 		name, args = args[0], args[1:]
 	}
@@ -53,6 +56,10 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	case "migrate":
 		return runMigrate(args, stdout, stderr)
 	case "version":
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "puaside version: unexpected argument %q\n", args[0])
+			return exitUsage
+		}
 		fmt.Fprintln(stdout, "puaside", versionString())
 		return exitOK
 	case "help":
@@ -69,7 +76,7 @@ func usage(w io.Writer) {
 
   run       run the daemon (default); -config FILE (env PUASIDE_CONFIG)
   migrate   apply the database schema and exit; -config FILE
-  version   print the version
+  version   print the version (also --version)
 `)
 	cmds := cliCommands()
 	names := make([]string, 0, len(cmds))
