@@ -24,8 +24,8 @@ type Config struct {
 	// loopback (a wildcard such as 0.0.0.0:8080 included) is refused at start
 	// unless a token is set or allow_insecure is true.
 	HTTPListen string `yaml:"http_listen"`
-	// Token, when set, is required as "Authorization: Bearer <token>" on
-	// every endpoint of http_listen except /healthz.
+	// Token is the bearer token: when set, "Authorization: Bearer <token>"
+	// is required on every endpoint of http_listen except /healthz.
 	Token string `yaml:"token"`
 	// AllowInsecure lets http_listen be an address other than loopback
 	// without a token, e.g. inside a container whose port is published on
@@ -38,15 +38,17 @@ type Config struct {
 	// /metrics and the health checks are not restricted (the token guards
 	// them); POST /v1/events follows ingest.trusted_sources.
 	TrustedSources []string `yaml:"trusted_sources"`
-	// MetricsListen, when set, is a further host:port serving only /metrics,
-	// /healthz and /readyz, without the token: a Prometheus scraper can
-	// reach it without reaching the control endpoints. /metrics stays on
-	// http_listen too. Empty means no such listener.
+	// MetricsListen is a further host:port serving only /metrics, /healthz
+	// and /readyz, without the token (and with TLS when tls_cert is set): a
+	// Prometheus scraper can reach it without reaching the control
+	// endpoints. /metrics stays on http_listen too. Empty means no such
+	// listener.
 	MetricsListen string `yaml:"metrics_listen"`
-	// TLSCert and TLSKey are PEM file paths; when both are set the server
-	// speaks HTTPS.
+	// TLSCert is the PEM certificate file; with tls_key set too, the
+	// server speaks HTTPS.
 	TLSCert string `yaml:"tls_cert"`
-	TLSKey  string `yaml:"tls_key"`
+	// TLSKey is the PEM private key file of tls_cert.
+	TLSKey string `yaml:"tls_key"`
 	// MaxBody is the largest request body accepted, in bytes; larger bodies
 	// get 413.
 	MaxBody int64 `yaml:"max_body"`
