@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/puaside/puaside/pua"
 )
 
 // Event packages a shared line can use.
@@ -89,6 +91,9 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if c.HeaderName == "" || strings.ContainsAny(c.HeaderName, ": \t\r\n") {
 		return fmt.Errorf("bla: header_name %q: must be a header name", c.HeaderName)
+	}
+	if canon, reserved := pua.ReservedHeader(c.HeaderName); reserved {
+		return fmt.Errorf("bla: header_name %q: %s is set by the engine itself; use another header (Sender by default)", c.HeaderName, canon)
 	}
 	switch c.Event {
 	case EventSLA, EventMA:
