@@ -63,6 +63,13 @@ type Config struct {
 	Event string `yaml:"event"`
 	// MaxBodySize caps a phone's NOTIFY body in bytes (larger: 413).
 	MaxBodySize int `yaml:"max_body_size"`
+	// ResubscribeDelay is how long to wait before subscribing again to a
+	// phone that ended its subscription with reason probation or giveup and
+	// no retry-after parameter (RFC 6665 §4.2.2; a retry-after is honoured,
+	// up to subscribe_expires), or that ended it, with any other reason
+	// allowing a new one, less than this after the previous end. 0 means at
+	// once.
+	ResubscribeDelay time.Duration `yaml:"resubscribe_delay"`
 }
 
 // LineConfig is one shared line.
@@ -84,6 +91,7 @@ func DefaultConfig() Config {
 		SubscribeExpires: 3600 * time.Second,
 		Event:            EventSLA,
 		MaxBodySize:      DefaultMaxBodySize,
+		ResubscribeDelay: 30 * time.Second,
 	}
 }
 
@@ -102,6 +110,9 @@ func (c Config) Validate() error {
 	}
 	if c.SubscribeExpires < time.Second {
 		return fmt.Errorf("bla: subscribe_expires %v: must be at least 1s", c.SubscribeExpires)
+	}
+	if c.ResubscribeDelay < 0 {
+		return fmt.Errorf("bla: resubscribe_delay %v: must not be negative", c.ResubscribeDelay)
 	}
 	if c.MaxBodySize < 512 {
 		return fmt.Errorf("bla: max_body_size %d: must be at least 512", c.MaxBodySize)

@@ -198,6 +198,9 @@ func (t *Tracker) initialInvite(req *sip.Request, h *dialogHeaders, now int64) {
 		t.ignore("bad_uri", h.callID, "INVITE")
 		return
 	}
+	if t.callCapped(h.callID, "INVITE") {
+		return
+	}
 	c := t.newCall(h.callID, h.fromTag, caller, h.from.DisplayName, contactOf(req), callee, h.to.DisplayName, h.cseq.SeqNo, now)
 	if c == nil {
 		t.ignore("not_local", h.callID, "INVITE")
@@ -321,6 +324,8 @@ func (t *Tracker) inviteResponse(c *call, res *sip.Response, h *dialogHeaders, c
 		case b == nil && c.Answered:
 			t.ignore("late_provisional", h.callID, what)
 			return
+		case b == nil && t.branchCapped(c, h.toTag, what):
+			return
 		case b == nil:
 			b = c.branchFor(h.toTag)
 		case b.State >= stEarly:
@@ -348,6 +353,10 @@ func (t *Tracker) inviteResponse(c *call, res *sip.Response, h *dialogHeaders, c
 		}
 		b := c.branchByTag(h.toTag)
 		switch {
+		case b == nil && c.Answered && t.branchCapped(c, h.toTag, what):
+			// Another fork answering past the cap. The first answer of
+			// the call is always taken, past the cap or not.
+			return
 		case b == nil:
 			b = c.branchFor(h.toTag)
 		case b.State == stConfirmed:

@@ -17,7 +17,8 @@ func TestDropReasonsPrecreated(t *testing.T) {
 	kinds := []string{kindRegister, kindRegisterReply, kindCall, kindEvent, kindOther}
 	results := []string{resultAccepted, resultDuplicate, resultIgnored, resultError}
 	reasons := []string{reasonUntrusted, reasonOversize, reasonParse, reasonHEPDecode, reasonHEPAuth,
-		reasonQueueFull, reasonStopped, reasonFraming, reasonTooManyConn}
+		reasonQueueFull, reasonStopped, reasonFraming, reasonTooManyConn,
+		reasonURITooLong, reasonCallIDTooLong, reasonTagTooLong, reasonHeaderTooLong}
 	n, err := testutil.GatherAndCount(m.Registry(), "puaside_ingest_messages_total")
 	if err != nil || n != len(inputs)*len(kinds)*len(results) {
 		t.Errorf("puaside_ingest_messages_total: %d series at start (%v), want %d", n, err, len(inputs)*len(kinds)*len(results))

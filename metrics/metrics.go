@@ -24,6 +24,7 @@ type Metrics struct {
 	queueDepth     *prometheus.GaugeVec     // queue
 	storeFlush     prometheus.Histogram
 	storeFailures  prometheus.Counter
+	quarantined    *prometheus.CounterVec // table
 	trackerEvents  *prometheus.CounterVec // tracker, what
 	inflight       prometheus.Gauge
 	httpRefused    *prometheus.CounterVec // reason
@@ -52,7 +53,8 @@ func ingestKinds() []string {
 }
 func ingestResults() []string { return []string{"accepted", "duplicate", "ignored", "error"} }
 func dropReasons() []string {
-	return []string{"untrusted", "oversize", "parse_error", "hep_decode", "hep_auth", "queue_full", "stopped", "framing", "too_many_conns"}
+	return []string{"untrusted", "oversize", "parse_error", "hep_decode", "hep_auth", "queue_full", "stopped", "framing", "too_many_conns",
+		"uri_too_long", "callid_too_long", "tag_too_long", "header_too_long"}
 }
 func refusedReasons() []string {
 	return []string{RefusedUnauthorised, RefusedUntrusted, RefusedReservedHeader}
@@ -96,6 +98,10 @@ func New() *Metrics {
 		Name: "puaside_store_flush_failures_total",
 		Help: "Write-behind flushes that failed (the records stay dirty and are retried).",
 	})
+	m.quarantined = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "puaside_store_rows_quarantined_total",
+		Help: "Rows the database refused and the store set aside (not written, not retried), by table.",
+	}, []string{"table"})
 	m.trackerEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "puaside_tracker_events_total",
 		Help: "Tracker events by tracker and what happened (e.g. usrloc contact_added, dialoginfo ignored_unknown_call).",
@@ -109,7 +115,7 @@ func New() *Metrics {
 		Help: "Management API requests refused by the token check, the trusted-source check of control endpoints, or the reserved-header check, by reason.",
 	}, []string{"reason"})
 	m.reg.MustRegister(m.requests, m.latency, m.notifies, m.ingest, m.drops, m.queueDepth,
-		m.storeFlush, m.storeFailures, m.trackerEvents, m.inflight, m.httpRefused,
+		m.storeFlush, m.storeFailures, m.quarantined, m.trackerEvents, m.inflight, m.httpRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.precreate()
 	return m
@@ -231,6 +237,15 @@ func (m *Metrics) StoreFlush(d time.Duration, err error) {
 	if err != nil {
 		m.storeFailures.Inc()
 	}
+}
+
+// StoreQuarantined counts a row set aside by the store because the
+// database refused it (or it can never fit its columns).
+func (m *Metrics) StoreQuarantined(table string) {
+	if m == nil {
+		return
+	}
+	m.quarantined.WithLabelValues(table).Inc()
 }
 
 // Tracker counts a tracker event.

@@ -20,6 +20,7 @@ func TestNilIsSafe(t *testing.T) {
 	m.StoreFlush(time.Millisecond, errors.New("x"))
 	m.Tracker("usrloc", "published")
 	m.HTTPRefused(RefusedUntrusted)
+	m.StoreQuarantined("pua")
 	if m.Registry() != nil || m.Register(nil) != nil {
 		t.Fatal("nil metrics must have no registry")
 	}
@@ -32,6 +33,10 @@ func TestCountersMove(t *testing.T) {
 	m.Drop("replicate", "untrusted")
 	m.Drop("replicate", "untrusted")
 	m.StoreFlush(time.Millisecond, errors.New("db down"))
+	m.StoreQuarantined("puaside_contacts")
+	if got := testutil.ToFloat64(m.quarantined.WithLabelValues("puaside_contacts")); got != 1 {
+		t.Errorf("quarantined %v", got)
+	}
 	if got := testutil.ToFloat64(m.requests.WithLabelValues("PUBLISH", "presence", "200")); got != 1 {
 		t.Errorf("200 count %v", got)
 	}

@@ -59,6 +59,12 @@ type Engine struct {
 	hmu      sync.RWMutex
 	handlers map[int]NotifyHandler
 
+	// loaded is closed once Start has loaded the stored records (or failed
+	// to): a NOTIFY waits for it, since the SIP listeners are up before the
+	// dialogs of restored subscriptions are known.
+	loaded     chan struct{}
+	loadedOnce sync.Once
+
 	wmu        sync.Mutex // write-behind state
 	dirty      []tasker
 	removed    []Record
@@ -94,6 +100,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		seed:     maphash.MakeSeed(),
 		dialogs:  make(map[dialogKey]*subRec),
 		handlers: make(map[int]NotifyHandler),
+		loaded:   make(chan struct{}),
 	}
 	if e.log == nil {
 		e.log = slog.Default()
@@ -151,7 +158,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.sip.start(ctx); err != nil {
 		return err
 	}
-	if err := e.load(ctx); err != nil {
+	err := e.load(ctx)
+	e.loadedOnce.Do(func() { close(e.loaded) })
+	if err != nil {
 		e.sip.close()
 		return err
 	}

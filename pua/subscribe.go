@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -38,6 +39,16 @@ type subRec struct {
 	remoteTarget string
 	confirmed    bool // a 2xx was received: refreshes go in-dialog
 	contact      string
+	// remoteCSeq is the CSeq of the last NOTIFY accepted in the dialog
+	// (RFC 3261 §12.2.2), valid when haveRemoteCSeq. It lives in memory
+	// only: the pua table has no column for it (its cseq is ours), so the
+	// first NOTIFY after a restart sets it again.
+	remoteCSeq     uint32
+	haveRemoteCSeq bool
+	// notifyMu serialises the NOTIFYs of the dialog from the CSeq check to
+	// the owner's handler, so that the owner sees them in CSeq order. It is
+	// taken before, never under, the shard mutex.
+	notifyMu sync.Mutex
 
 	// control
 	srvExpires  int64
@@ -209,6 +220,29 @@ func (e *Engine) Unsubscribe(key SubKey) error {
 	return nil
 }
 
+// Refresh sends an in-dialog refresh of an established subscription now;
+// the notifier answers it with a NOTIFY of its full state (RFC 6665
+// §4.2.1.2), which an owner asks for when it missed a notification. Unknown
+// keys and subscriptions not established are left alone.
+func (e *Engine) Refresh(key SubKey) error {
+	ev, err := e.ev.get(key.Event)
+	if err != nil {
+		return err
+	}
+	key.Event = ev.name
+	s := e.subShard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.subs[key]
+	if r == nil || r.unsub || r.failed || !r.confirmed {
+		return nil
+	}
+	r.gen++
+	e.markDirty(r, &r.dirty)
+	e.kickSub(r)
+	return nil
+}
+
 // registerDialog indexes r by Call-ID and our tag. Shard locked.
 func (e *Engine) registerDialog(r *subRec) {
 	e.dmu.Lock()
@@ -227,6 +261,7 @@ func (e *Engine) resetDialog(r *subRec) {
 	}
 	r.callID, r.localTag, r.remoteTag, r.remoteTarget = "", "", "", ""
 	r.routes, r.confirmed, r.cseq = nil, false, 0
+	r.remoteCSeq, r.haveRemoteCSeq = 0, false
 	e.markDirty(r, &r.dirty)
 }
 
@@ -488,14 +523,19 @@ func (e *Engine) sendSubscribe(op subOp) txOutcome {
 }
 
 // onNotify answers a NOTIFY: 481 when it matches no subscription, 400 for a
-// missing or broken Subscription-State, else the owner's handler's code
-// (200 without handler).
+// missing or broken Subscription-State, 500 for one older than the last
+// NOTIFY of the dialog (RFC 3261 §12.2.2), else the owner's handler's code
+// (200 without handler). The NOTIFYs of one dialog reach the handler one at
+// a time, in CSeq order.
 func (e *Engine) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	event := normEvent(headerValue(req, "Event", "o"))
 	cid := callID(req)
-	respond := func(code int, reason string) {
+	respond := func(code int, reason string, hdrs ...sip.Header) {
 		e.m.Notify(event, code)
 		res := sip.NewResponseFromRequest(req, code, reason, nil)
+		for _, h := range hdrs {
+			res.AppendHeader(h)
+		}
 		if err := tx.Respond(res); err != nil {
 			e.log.Debug("notify reply failed", "call_id", cid, "err", err)
 		}
@@ -503,6 +543,10 @@ func (e *Engine) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	var toTag string
 	if to := req.To(); to != nil {
 		toTag, _ = to.Params.Get("tag")
+	}
+	select {
+	case <-e.loaded: // restored dialogs are indexed
+	case <-e.stopCtx.Done():
 	}
 	e.dmu.Lock()
 	r := e.dialogs[dialogKey{cid, toTag}]
@@ -522,6 +566,12 @@ func (e *Engine) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	if f := req.From(); f != nil {
 		fromTag, _ = f.Params.Get("tag")
 	}
+	var seq uint32
+	if cs := req.CSeq(); cs != nil {
+		seq = cs.SeqNo
+	}
+	r.notifyMu.Lock()
+	defer r.notifyMu.Unlock()
 	now := e.clock.Now()
 	s := r.shard
 	s.mu.Lock()
@@ -530,6 +580,18 @@ func (e *Engine) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 		respond(sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
+	if r.haveRemoteCSeq && seq < r.remoteCSeq && (r.remoteTag == "" || r.remoteTag == fromTag) {
+		last := r.remoteCSeq
+		s.mu.Unlock()
+		e.log.Info("notify refused", "call_id", cid, "event", event, "reason", "out of order",
+			"cseq", seq, "last_cseq", last)
+		// Retry-After keeps the subscription alive at the notifier
+		// (RFC 6665 §4.2.2: a failed NOTIFY without it ends the subscription).
+		ra := sip.NewHeader("Retry-After", "1")
+		respond(sip.StatusInternalServerError, "Server Internal Error", ra)
+		return
+	}
+	r.remoteCSeq, r.haveRemoteCSeq = seq, true
 	if r.remoteTag == "" {
 		r.remoteTag = fromTag
 	}

@@ -203,6 +203,9 @@ func (r Record) IsSubscription() bool { return r.WatcherURI != "" }
 type Store interface {
 	// LoadRecords returns every stored record.
 	LoadRecords(ctx context.Context) ([]Record, error)
-	// SaveRecords upserts and deletes records in one transaction.
+	// SaveRecords upserts and deletes records in one transaction. A record
+	// the database cannot hold is set aside by the store (logged and
+	// counted, not written) and the call succeeds for the others: an error
+	// means nothing could be written and the whole call must be retried.
 	SaveRecords(ctx context.Context, upsert []Record, remove []Record) error
 }

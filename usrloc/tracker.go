@@ -59,7 +59,9 @@ type Store interface {
 	// LoadContacts returns every stored binding by AoR.
 	LoadContacts(ctx context.Context) (map[string][]Binding, error)
 	// SaveContacts replaces, in one transaction, the stored bindings of
-	// each AoR in aors (an empty slice deletes them).
+	// each AoR in aors (an empty slice deletes them). An AoR the database
+	// cannot hold is set aside by the store and the call succeeds for the
+	// others; an error means the whole call must be retried.
 	SaveContacts(ctx context.Context, aors map[string][]Binding) error
 	// LoadFlags returns the per-user publishing flags.
 	LoadFlags(ctx context.Context) (map[string]bool, error)
@@ -176,7 +178,8 @@ type Tracker struct {
 	armed      time.Time // deadline the Run loop sleeps until (zero = none)
 	wake       chan struct{}
 
-	cbMu sync.Mutex // serialises OnChange deliveries
+	cbMu    sync.Mutex // serialises OnChange deliveries
+	domains domainIndex
 }
 
 // New builds a tracker. Call Start to load the stored state, then Run.
@@ -440,7 +443,7 @@ func (t *Tracker) applyStatement(now time.Time, aor string, contacts []event.Con
 	st := t.aors[aor]
 	if st == nil {
 		st = &aorState{aor: aor, idx: -1}
-		t.aors[aor] = st
+		t.putAoR(st)
 	}
 	old := st.contacts
 	var next []Binding
@@ -645,7 +648,7 @@ func (t *Tracker) schedule(st *aorState) {
 			heap.Remove(&t.heap, st.idx)
 		}
 		if len(st.contacts) == 0 && !st.published {
-			delete(t.aors, st.aor)
+			t.dropAoR(st)
 		}
 		return
 	}
@@ -750,7 +753,7 @@ func (t *Tracker) Start(ctx context.Context) error {
 	}
 	for aor, bs := range stored {
 		st := &aorState{aor: aor, idx: -1}
-		t.aors[aor] = st
+		t.putAoR(st)
 		sort.Slice(bs, func(i, j int) bool { return bs[i].URI < bs[j].URI })
 		var live []Binding
 		for _, b := range bs {
@@ -780,7 +783,7 @@ func (t *Tracker) Start(ctx context.Context) error {
 		// still lingering at shutdown): close it and let it go.
 		st := &aorState{aor: aor, idx: -1, published: true, digest: sha256.Sum256(p.Body)}
 		st.closed = st.digest == closedDigest(aor)
-		t.aors[aor] = st
+		t.putAoR(st)
 		t.syncPublication(st, now)
 		t.schedule(st)
 	}

@@ -94,7 +94,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 	}
 	if cfg.Features.Dialoginfo {
-		d.di, err = dialoginfo.New(cfg.Dialoginfo, dialoginfo.Options{Publisher: d.eng, Store: db, Logger: log, Metrics: d.m})
+		dopts := dialoginfo.Options{Publisher: d.eng, Store: db, Logger: log, Metrics: d.m}
+		if d.ul != nil {
+			dopts.LocalDomains = d.ul // domains: [] means the registered users' domains
+		}
+		d.di, err = dialoginfo.New(cfg.Dialoginfo, dopts)
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("daemon: %w", err)
@@ -172,17 +176,20 @@ func (d *Daemon) listening(context.Context) error {
 }
 
 // Start binds every listener and loads the stored state, in dependency
-// order: engine, trackers, ingest, management.
+// order: the shared lines of the database (a NOTIFY can reach the engine as
+// soon as it listens), engine, trackers, ingest, management.
 func (d *Daemon) Start(ctx context.Context) error {
-	if err := d.eng.Start(ctx); err != nil {
-		return fmt.Errorf("daemon: start engine: %w", err)
-	}
-	tctx, cancel := context.WithCancel(context.Background())
-	d.cancelTrackers = cancel
 	if d.bl != nil {
 		if err := d.bl.Load(ctx); err != nil {
 			return d.abort(ctx, fmt.Errorf("daemon: start bla: %w", err))
 		}
+	}
+	if err := d.eng.Start(ctx); err != nil {
+		return d.abort(ctx, fmt.Errorf("daemon: start engine: %w", err))
+	}
+	tctx, cancel := context.WithCancel(context.Background())
+	d.cancelTrackers = cancel
+	if d.bl != nil {
 		d.bl.RestoreSubscriptions(d.eng.Subscriptions())
 	}
 	if d.ul != nil {
