@@ -36,7 +36,8 @@ type Config struct {
 	// control endpoints: POST /v1/publish, /v1/subscribe and /RPC, and every
 	// PUT and DELETE. Others get 403, whatever their token. Listings,
 	// /metrics and the health checks are not restricted (the token guards
-	// them); POST /v1/events follows ingest.trusted_sources.
+	// them); POST /v1/events follows ingest.trusted_sources. An empty list
+	// closes the control endpoints to everyone.
 	TrustedSources []string `yaml:"trusted_sources"`
 	// MetricsListen is a further host:port serving only /metrics, /healthz
 	// and /readyz, without the token (and with TLS when tls_cert is set): a
