@@ -28,6 +28,7 @@ type Metrics struct {
 	trackerEvents  *prometheus.CounterVec // tracker, what
 	inflight       prometheus.Gauge
 	httpRefused    *prometheus.CounterVec // reason
+	outage         *outageMetrics
 	stateCollector []prometheus.Collector
 }
 
@@ -114,6 +115,7 @@ func New() *Metrics {
 		Name: "puaside_http_refused_total",
 		Help: "Management API requests refused by the token check, the trusted-source check of control endpoints, or the reserved-header check, by reason.",
 	}, []string{"reason"})
+	m.outage = newOutageMetrics(m.reg)
 	m.reg.MustRegister(m.requests, m.latency, m.notifies, m.ingest, m.drops, m.queueDepth,
 		m.storeFlush, m.storeFailures, m.quarantined, m.trackerEvents, m.inflight, m.httpRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

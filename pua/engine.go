@@ -77,6 +77,9 @@ type Engine struct {
 
 	sip *sipStack
 
+	reach  reachability // the presence server's, per replies and probes (probe.go)
+	writes storeHealth  // recent store writes (ready.go)
+
 	lmu      sync.Mutex // lifecycle
 	started  bool
 	stopped  bool
@@ -327,16 +330,7 @@ func wait(ctx context.Context, ch chan Result) (Result, error) {
 // backoff returns the delay before retry number attempt (1-based):
 // retry_min·2^(attempt-1) capped at retry_max, with jitter in [d/2, d].
 func (e *Engine) backoff(attempt int) time.Duration {
-	d := e.cfg.RetryMin
-	for i := 1; i < attempt && d < e.cfg.RetryMax; i++ {
-		d *= 2
-	}
-	d = min(d, e.cfg.RetryMax)
-	half := d / 2
-	if half <= 0 {
-		return d
-	}
-	return half + rand.N(half+1)
+	return expBackoff(e.cfg.RetryMin, e.cfg.RetryMax, attempt)
 }
 
 // refreshAt returns when to refresh a grant of granted starting at now:

@@ -59,6 +59,8 @@ type subRec struct {
 	failed      bool
 	backingOff  bool
 	attempt     int32
+	refusals    int32 // refusals in a row (refused.go)
+	retryAt     int64 // Unix nanoseconds a refused subscription is tried again; 0 = none
 	deleted     bool
 	dirty       bool
 	storedFlag  int
@@ -175,6 +177,7 @@ func (e *Engine) subscribe(req SubscribeRequest, withWaiter bool) (chan Result, 
 	r.hdrs = slices.Clone(req.ExtraHeaders)
 	r.ourURI = req.Contact
 	r.unsub, r.failed = false, false
+	r.clearRefusal()
 	r.gen++
 	if withWaiter {
 		r.waiters = append(r.waiters, waiter{gen: r.gen, ch: ch})
@@ -209,6 +212,7 @@ func (e *Engine) Unsubscribe(key SubKey) error {
 	if !r.unsub {
 		r.unsub = true
 		r.failed = false
+		r.clearRefusal()
 		r.gen++
 	}
 	if !r.inFlight && (r.callID == "" || r.remoteTag == "") {
@@ -345,6 +349,7 @@ func (e *Engine) runSubscribe(r *subRec) {
 	now := e.clock.Now()
 	s.mu.Lock()
 	r.backingOff = false
+	e.retryRefusedSub(r, now)
 	op := e.nextSubOp(r, now)
 	if op.kind == subNone {
 		if !r.deleted && !r.inFlight && !r.failed && r.confirmed {
@@ -390,6 +395,9 @@ func (e *Engine) applySubscribeResult(r *subRec, op subOp, out txOutcome, res Re
 		e.queue.push(r)
 		return
 	}
+	if e.subServerBound(r) {
+		e.noteServerResult(res, now)
+	}
 	if r.callID != op.callID {
 		return // dialog replaced meanwhile (terminated NOTIFY, reset)
 	}
@@ -426,6 +434,7 @@ func (e *Engine) applySubscribeResult(r *subRec, op subOp, out txOutcome, res Re
 		r.srvExpires = now.Add(granted).Unix()
 		r.nextRefresh = refreshAt(now, granted).Unix()
 		r.attempt, r.state = 0, StateActive
+		r.clearRefusal()
 		r.version++
 		e.markDirty(r, &r.dirty)
 		resolveWaiters(&r.waiters, op.gen, res)
@@ -444,7 +453,7 @@ func (e *Engine) applySubscribeResult(r *subRec, op subOp, out txOutcome, res Re
 	case op.kind == subInitial && !retryable(res) && res.Status != 481:
 		log.Warn("subscribe refused", "status", res.Status, "reason", res.Reason)
 		e.resetDialog(r)
-		r.failed, r.state = true, StateFailed
+		e.refuseSub(r, res.Status, now, log)
 		resolveWaiters(&r.waiters, op.gen, res)
 	default:
 		// Timeout, 408, 481, 5xx, or any failure of an in-dialog refresh:
@@ -461,6 +470,9 @@ func (e *Engine) retrySub(r *subRec, res Result, gen uint64, now time.Time, log 
 }) {
 	r.attempt++
 	d := e.backoff(int(r.attempt))
+	if e.subServerBound(r) {
+		d = e.holdOff(now, d)
+	}
 	r.state, r.backingOff = StateRetrying, true
 	resolveWaiters(&r.waiters, gen, res)
 	log.Debug("subscribe retry scheduled", "retry_in", d)
@@ -694,5 +706,9 @@ func (r *subRec) info() SubscriptionInfo {
 	if r.lastNotify != 0 {
 		si.LastNotify = time.Unix(r.lastNotify, 0)
 	}
+	if r.failed && r.retryAt != 0 {
+		si.NextRetry = time.Unix(0, r.retryAt)
+	}
+	si.Refusals = int(r.refusals)
 	return si
 }

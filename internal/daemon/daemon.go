@@ -136,6 +136,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		Ready: []mgmt.ReadyCheck{
 			{Name: "database", Check: db.Ping},
 			{Name: "listeners", Check: d.listening},
+			{Name: "presence server", Check: d.eng.ServerReady},
+			{Name: "store writes", Check: d.eng.StoreReady},
 		},
 	}
 	if d.ul != nil {
