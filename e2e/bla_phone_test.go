@@ -39,9 +39,6 @@ type polycom struct {
 	// initialNotify is sent after a new subscription is accepted; false
 	// leaves the first NOTIFY to the test.
 	initialNotify bool
-	// refuse lists the codes answered to the next out-of-dialog
-	// SUBSCRIBEs, one each (a phone still booting), before accepting.
-	refuse []int
 
 	mu sync.Mutex
 	// refuse are the codes answered to the next new subscriptions (a
