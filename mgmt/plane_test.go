@@ -87,6 +87,18 @@ func TestControlEndpointsNeedTrustedSource(t *testing.T) {
 	if got := refused(t, f, "untrusted_source"); got != float64(len(control)) {
 		t.Errorf("untrusted_source refusals counted %v, want %d", got, len(control))
 	}
+	// Every registered route that is not a GET (nor the JSON event input,
+	// guarded by ingest) is a control endpoint, including future ones.
+	for _, rt := range f.srv.Routes() {
+		method, path, _ := strings.Cut(rt, " ")
+		if method == "GET" || path == "/v1/events" {
+			continue
+		}
+		a := do(t, method, f.base+strings.ReplaceAll(path, "{aor}", "sip:x@example.com"), "{}", nil)
+		if a.code != 403 {
+			t.Errorf("%s from an untrusted source: %d %s, want 403", rt, a.code, a.raw)
+		}
+	}
 	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/v1/publications", "/v1/registrations", "/v1/lines", "/v1/openapi.yaml"} {
 		if a := do(t, "GET", f.base+p, "", nil); a.code != 200 {
 			t.Errorf("GET %s: %d %s", p, a.code, a.raw)
