@@ -115,11 +115,16 @@ func checkURI(s string) error {
 	return nil
 }
 
-// checkHeaders refuses extra headers that would break the request.
+// checkHeaders refuses extra headers that would break the request: names
+// that are not a token, line breaks, and the headers the engine sets itself
+// (ReservedHeader).
 func checkHeaders(hs []Header) error {
 	for _, h := range hs {
-		if h.Name == "" || bytes.ContainsAny([]byte(h.Name+h.Value), "\r\n") || bytes.ContainsAny([]byte(h.Name), ": ") {
+		if h.Name == "" || bytes.ContainsAny([]byte(h.Name+h.Value), "\r\n\x00") || bytes.ContainsAny([]byte(h.Name), ": \t") {
 			return fmt.Errorf("pua: extra header %q: invalid", h.Name)
+		}
+		if canon, ok := ReservedHeader(h.Name); ok {
+			return fmt.Errorf("%w: %s (%q) is set by the engine", ErrReservedHeader, canon, h.Name)
 		}
 	}
 	return nil
@@ -156,6 +161,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 		return nil, fmt.Errorf("pua: publish %s %s: empty body", req.PresURI, req.Event)
 	}
 	if err := checkHeaders(req.ExtraHeaders); err != nil {
+		e.log.Warn("publish refused", "aor", req.PresURI, "event", req.Event, "err", err)
 		return nil, err
 	}
 	if req.Expires < 0 || req.Lifetime < 0 {

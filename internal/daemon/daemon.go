@@ -167,10 +167,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	return d, nil
 }
 
-// listening is the /readyz check that every listener is bound.
+// listening is the /readyz check that every configured ingest listener is
+// bound. With no SIP or HEP input configured (JSON events only) there is
+// nothing to wait for.
 func (d *Daemon) listening(context.Context) error {
-	if d.in == nil || len(d.in.Addrs()) == 0 {
-		return errors.New("ingest listeners not bound")
+	want := len(d.cfg.Ingest.ReplicateListen) + len(d.cfg.Ingest.TraceListen) + len(d.cfg.Ingest.HEPListen)
+	if want == 0 {
+		return nil
+	}
+	got := 0
+	if d.in != nil {
+		for _, a := range d.in.Addrs() {
+			got += len(a)
+		}
+	}
+	if got < want {
+		return fmt.Errorf("ingest listeners not bound (%d of %d)", got, want)
 	}
 	return nil
 }
@@ -304,10 +316,14 @@ func (d *Daemon) Run(ctx context.Context, timeout time.Duration) error {
 // Engine returns the pua engine (for tests and diagnostics).
 func (d *Daemon) Engine() *pua.Engine { return d.eng }
 
-// Addrs returns the bound addresses: "sip" (our Contact), "http", and the
-// ingest inputs ("replicate", "trace", "hep").
+// Addrs returns the bound addresses: "sip" (our Contact), "http", "metrics"
+// (when metrics_listen is set), and the ingest inputs ("replicate",
+// "trace", "hep").
 func (d *Daemon) Addrs() map[string][]string {
 	out := map[string][]string{"sip": {d.eng.ContactURI()}, "http": {d.api.Addr()}}
+	if a := d.api.MetricsAddr(); a != "" {
+		out["metrics"] = []string{a}
+	}
 	for k, v := range d.in.Addrs() {
 		out[k] = v
 	}
@@ -331,10 +347,25 @@ func (r registrations) Registration(aor string) (any, bool) {
 	return r.t.Registration(aor)
 }
 func (r registrations) SetFlag(ctx context.Context, aor string, on bool) error {
-	return r.t.SetFlag(ctx, aor, on)
+	return aorError(r.t.SetFlag(ctx, aor, on))
 }
 func (r registrations) ClearFlag(ctx context.Context, aor string) error {
-	return r.t.ClearFlag(ctx, aor)
+	return aorError(r.t.ClearFlag(ctx, aor))
+}
+
+// aorError marks usrloc's refusals of an address of record as invalid
+// requests (HTTP 400) for the API; other errors (the database) pass as
+// they are.
+func aorError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, usrloc.ErrNoDomain):
+		return fmt.Errorf("%w: %w (the AoR has no domain and usrloc.default_domain is not set)", mgmt.ErrInvalid, err)
+	case errors.Is(err, usrloc.ErrToNotSIP), errors.Is(err, usrloc.ErrToNoUser):
+		return fmt.Errorf("%w: %w", mgmt.ErrInvalid, err)
+	}
+	return err
 }
 func (r registrations) Flags() any {
 	m := r.t.Flags()
@@ -362,8 +393,24 @@ type lines struct{ m *bla.Manager }
 
 func (l lines) Lines() any { return l.m.Lines() }
 func (l lines) AddLine(ctx context.Context, aor string, members []string) error {
-	return l.m.AddLine(ctx, aor, members)
+	return lineError(l.m.AddLine(ctx, aor, members))
 }
 func (l lines) RemoveLine(ctx context.Context, aor string) error {
-	return l.m.RemoveLine(ctx, aor)
+	return lineError(l.m.RemoveLine(ctx, aor))
+}
+
+// lineError maps the BLA manager's refusals to the API's statuses: unknown
+// line 404, bad AoR 400, a line of the YAML file 409.
+func lineError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, bla.ErrUnknownLine):
+		return fmt.Errorf("%w: %w", mgmt.ErrNotFound, err)
+	case errors.Is(err, bla.ErrBadAoR):
+		return fmt.Errorf("%w: %w", mgmt.ErrInvalid, err)
+	case errors.Is(err, bla.ErrStaticLine):
+		return fmt.Errorf("%w: %w", mgmt.ErrConflict, err)
+	}
+	return err
 }
