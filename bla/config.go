@@ -1,9 +1,12 @@
 package bla
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/puaside/puaside/pua"
 )
 
 // Event packages a shared line can use.
@@ -60,6 +63,13 @@ type Config struct {
 	Event string `yaml:"event"`
 	// MaxBodySize caps a phone's NOTIFY body in bytes (larger: 413).
 	MaxBodySize int `yaml:"max_body_size"`
+	// ResubscribeDelay is how long to wait before subscribing again to a
+	// phone that ended its subscription with reason probation or giveup and
+	// no retry-after parameter (RFC 6665 §4.2.2; a retry-after is honoured,
+	// up to subscribe_expires), or that ended it, with any other reason
+	// allowing a new one, less than this after the previous end. 0 means at
+	// once.
+	ResubscribeDelay time.Duration `yaml:"resubscribe_delay"`
 }
 
 // LineConfig is one shared line.
@@ -81,6 +91,7 @@ func DefaultConfig() Config {
 		SubscribeExpires: 3600 * time.Second,
 		Event:            EventSLA,
 		MaxBodySize:      DefaultMaxBodySize,
+		ResubscribeDelay: 30 * time.Second,
 	}
 }
 
@@ -89,6 +100,9 @@ func (c Config) Validate() error {
 	if c.HeaderName == "" || strings.ContainsAny(c.HeaderName, ": \t\r\n") {
 		return fmt.Errorf("bla: header_name %q: must be a header name", c.HeaderName)
 	}
+	if canon, reserved := pua.ReservedHeader(c.HeaderName); reserved {
+		return fmt.Errorf("bla: header_name %q: %s is set by the engine itself; use another header (Sender by default)", c.HeaderName, canon)
+	}
 	switch c.Event {
 	case EventSLA, EventMA:
 	default:
@@ -96,6 +110,9 @@ func (c Config) Validate() error {
 	}
 	if c.SubscribeExpires < time.Second {
 		return fmt.Errorf("bla: subscribe_expires %v: must be at least 1s", c.SubscribeExpires)
+	}
+	if c.ResubscribeDelay < 0 {
+		return fmt.Errorf("bla: resubscribe_delay %v: must not be negative", c.ResubscribeDelay)
 	}
 	if c.MaxBodySize < 512 {
 		return fmt.Errorf("bla: max_body_size %d: must be at least 512", c.MaxBodySize)
@@ -129,13 +146,17 @@ func hasSIPScheme(s string) bool {
 	return strings.HasPrefix(l, "sip:") || strings.HasPrefix(l, "sips:")
 }
 
+// ErrBadAoR is returned (wrapped) for an AoR or member URI that is not a
+// usable SIP URI.
+var ErrBadAoR = errors.New("not a SIP address of record")
+
 // normalizeAoR turns "100", "100@example.com", "<sip:100@example.com;x=y>"
 // into "sip:100@example.com" (URI parameters and headers dropped, host
 // lower-cased, default domain added when there is none).
 func normalizeAoR(s, defaultDomain string) (string, error) {
 	u := stripURI(s)
 	if u == "" {
-		return "", fmt.Errorf("empty URI")
+		return "", fmt.Errorf("%w: empty URI", ErrBadAoR)
 	}
 	scheme := "sip"
 	if hasSIPScheme(u) {
@@ -144,17 +165,17 @@ func normalizeAoR(s, defaultDomain string) (string, error) {
 		scheme = strings.ToLower(scheme)
 		u = rest
 	} else if otherScheme(u) {
-		return "", fmt.Errorf("%q: not a sip URI", s)
+		return "", fmt.Errorf("%w: %q: not a sip URI", ErrBadAoR, s)
 	}
 	user, host, ok := strings.Cut(u, "@")
 	if !ok {
 		user, host = u, defaultDomain
 		if host == "" {
-			return "", fmt.Errorf("%q: no domain and no default_domain", s)
+			return "", fmt.Errorf("%w: %q: no domain and no default_domain", ErrBadAoR, s)
 		}
 	}
 	if user == "" || host == "" || strings.ContainsAny(user+host, " \t\r\n<>\"") {
-		return "", fmt.Errorf("%q: malformed URI", s)
+		return "", fmt.Errorf("%w: %q: malformed URI", ErrBadAoR, s)
 	}
 	return scheme + ":" + user + "@" + strings.ToLower(host), nil
 }

@@ -38,12 +38,19 @@ const maxDepth = 32
 type DialogInfo struct {
 	// Version is the document version.
 	Version uint64
+	// HasVersion is false when the root has no version attribute (required
+	// by RFC 4235, but then versions cannot be compared).
+	HasVersion bool
 	// State is DocFull or DocPartial.
 	State string
 	// Entity is the monitored URI.
 	Entity string
 	// Dialogs are the document's dialogs, in document order.
 	Dialogs []Dialog
+
+	// root is the root element's start tag as written, rootName its name.
+	root     []byte
+	rootName string
 }
 
 // Dialog is one <dialog> element.
@@ -61,6 +68,8 @@ type Dialog struct {
 	LineID string
 	// Held is true when <local><target> has +sip.rendering = no.
 	Held bool
+	// Raw is the <dialog> element as written in the document.
+	Raw []byte
 }
 
 // Holds reports whether the dialog occupies its line index: it is trying,
@@ -96,8 +105,10 @@ func ParseDialogInfo(body []byte, maxSize int) (*DialogInfo, error) {
 		inText   bool
 		sawRoot  bool
 		rootDone bool
+		dlgStart int64
 	)
 	for {
+		off := dec.InputOffset()
 		tok, err := dec.Token()
 		if err == io.EOF {
 			break
@@ -126,7 +137,10 @@ func ParseDialogInfo(body []byte, maxSize int) (*DialogInfo, error) {
 				if err := info.setAttrs(t.Attr); err != nil {
 					return nil, err
 				}
+				info.root = body[off:dec.InputOffset()]
+				info.rootName = rawName(info.root)
 			case len(stack) == 2 && name == "dialog":
+				dlgStart = off
 				info.Dialogs = append(info.Dialogs, Dialog{})
 				cur = &info.Dialogs[len(info.Dialogs)-1]
 				for _, a := range t.Attr {
@@ -189,6 +203,7 @@ func ParseDialogInfo(body []byte, maxSize int) (*DialogInfo, error) {
 				if cur.State == "" {
 					return nil, fmt.Errorf("%w: dialog %q without <state>", ErrMalformed, cur.ID)
 				}
+				cur.Raw = body[dlgStart:dec.InputOffset()]
 				cur = nil
 			}
 			stack = stack[:len(stack)-1]
@@ -212,7 +227,7 @@ func (info *DialogInfo) setAttrs(attrs []xml.Attr) error {
 			if err != nil {
 				return fmt.Errorf("%w: version %q", ErrMalformed, a.Value)
 			}
-			info.Version = v
+			info.Version, info.HasVersion = v, true
 		case "state":
 			switch s := strings.ToLower(strings.TrimSpace(a.Value)); s {
 			case DocFull, DocPartial:

@@ -51,6 +51,16 @@ func TestParseDialogInfo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if !got.HasVersion {
+				t.Errorf("version attribute not seen")
+			}
+			for i := range got.Dialogs {
+				if !bytes.HasPrefix(got.Dialogs[i].Raw, []byte("<dialog ")) || !bytes.HasSuffix(got.Dialogs[i].Raw, []byte("</dialog>")) {
+					t.Errorf("dialog %d raw element %q", i, got.Dialogs[i].Raw)
+				}
+				got.Dialogs[i].Raw = nil
+			}
+			got.HasVersion, got.root, got.rootName = false, nil, ""
 			if !reflect.DeepEqual(*got, tc.want) {
 				t.Errorf("got  %+v\nwant %+v", *got, tc.want)
 			}

@@ -86,6 +86,9 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// AfterFunc runs f in its own goroutine after d and returns a function
+	// that cancels it (reporting whether it did); nil means time.AfterFunc.
+	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 }
 
 // LineInfo is a snapshot of one shared line for the management API.
@@ -118,6 +121,9 @@ type PhoneInfo struct {
 	LastNotify time.Time `json:"last_notify,omitzero"`
 	// Dialogs is the number of live dialogs the phone reports.
 	Dialogs int `json:"dialogs"`
+	// SubscriptionState is the engine's state of the phone's subscription
+	// (pending, active, retrying, failed), empty when there is none.
+	SubscriptionState string `json:"subscription_state,omitempty"`
 }
 
 // SeizedIndex is a line index held by a phone.
@@ -143,6 +149,13 @@ type Manager struct {
 	log   *slog.Logger
 	m     *metrics.Metrics
 	now   func() time.Time
+	after func(d time.Duration, f func()) (stop func() bool)
+
+	// loaded is closed when the lines of the database are in lines (at
+	// once without a LineStore): a NOTIFY for a line not known yet waits
+	// for it rather than being refused.
+	loaded   chan struct{}
+	loadOnce sync.Once
 
 	mu    sync.Mutex
 	lines map[string]*line
@@ -164,9 +177,33 @@ type phone struct {
 	expires    time.Time
 	subscribed bool
 	published  bool
-	lastNotify time.Time
-	dialogs    map[string]Dialog
-	seizedAt   map[string]time.Time // dialog id → when it was first seen trying
+	// mayBePublished is set for a phone restored at start: a publication
+	// of it made before the restart may still be refreshed by the engine.
+	mayBePublished bool
+	lastNotify     time.Time
+	dialogs        map[string]Dialog
+	seizedAt       map[string]time.Time // dialog id → when it was first seen trying
+
+	// The subscription's dialog-info sequence: the Call-ID of the dialog
+	// the last document came in, its version (valid when haveVersion).
+	subCallID   string
+	version     uint64
+	haveVersion bool
+	// haveBase is set once a document of the dialog was applied: dialogs
+	// is then the state a partial document updates.
+	haveBase bool
+
+	// noResubscribe is set when the phone ended its subscription with a
+	// reason that forbids subscribing again (rejected, noresource,
+	// invariant); it holds while the contact stays registered.
+	noResubscribe bool
+	// resubscribeAt is when a subscription ended with probation or giveup
+	// is tried again (zero: not waiting); stopRetry cancels that timer.
+	resubscribeAt time.Time
+	stopRetry     func() bool
+	// lastTerminated is when the phone last ended its subscription with a
+	// reason that allows subscribing again at once.
+	lastTerminated time.Time
 }
 
 // New returns a Manager for the configured lines. Call Load to add the
@@ -179,20 +216,28 @@ func New(cfg Config, opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("bla: new: Subscriber and Publisher are required")
 	}
 	m := &Manager{
-		cfg:   cfg,
-		sub:   opts.Subscriber,
-		pub:   opts.Publisher,
-		store: opts.Store,
-		log:   opts.Logger,
-		m:     opts.Metrics,
-		now:   opts.Now,
-		lines: make(map[string]*line),
+		cfg:    cfg,
+		sub:    opts.Subscriber,
+		pub:    opts.Publisher,
+		store:  opts.Store,
+		log:    opts.Logger,
+		m:      opts.Metrics,
+		now:    opts.Now,
+		after:  opts.AfterFunc,
+		lines:  make(map[string]*line),
+		loaded: make(chan struct{}),
+	}
+	if m.store == nil {
+		m.markLoaded()
 	}
 	if m.log == nil {
 		m.log = slog.Default()
 	}
 	if m.now == nil {
 		m.now = time.Now
+	}
+	if m.after == nil {
+		m.after = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 	}
 	for _, lc := range cfg.Lines {
 		ln, err := m.newLine(lc.AoR, lc.Members, SourceConfig)
@@ -236,11 +281,14 @@ func (ln *line) setMembers(members []string, defaultDomain string) error {
 }
 
 // Load adds the lines kept in the database. A database line with the AoR of
-// a configured line is ignored (the YAML file wins) with a warning.
+// a configured line is ignored (the YAML file wins) with a warning. Until
+// Load returns, a NOTIFY for a line that is not configured in the YAML file
+// waits (see HandleNotify).
 func (m *Manager) Load(ctx context.Context) error {
 	if m.store == nil {
 		return nil
 	}
+	defer m.markLoaded()
 	stored, err := m.store.LoadSharedLines(ctx)
 	if err != nil {
 		return fmt.Errorf("bla: load lines: %w", err)
@@ -292,7 +340,7 @@ func (m *Manager) RestoreSubscriptions(subs []pua.SubscriptionInfo) {
 		// hand the engine the full request again (the override is not
 		// stored): the engine refreshes the dialog in place with it.
 		ln.phones[s.Key.ID] = &phone{id: s.Key.ID, contact: s.Target, subscribed: m.cfg.ServerAddress == "",
-			dialogs: map[string]Dialog{}}
+			mayBePublished: true, dialogs: map[string]Dialog{}}
 	}
 }
 
@@ -345,9 +393,19 @@ func (m *Manager) reconcile(ctx context.Context, ln *line) {
 		c := want[id]
 		proxy := m.proxyFor(c)
 		p := ln.phones[id]
-		if p != nil && p.subscribed && p.proxy == proxy {
+		if p != nil && (p.noResubscribe || !p.resubscribeAt.IsZero()) {
+			// Ended by the phone: not again (rejected), or not yet (probation).
 			p.expires = c.Expires
 			continue
+		}
+		if p != nil && p.subscribed && p.proxy == proxy {
+			if !m.subscriptionLost(ln.aor, id) {
+				p.expires = c.Expires
+				continue
+			}
+			m.m.Tracker("bla", "resubscribe_failed")
+			m.log.LogAttrs(ctx, slog.LevelInfo, "bla: subscription refused or lost, subscribing again",
+				slog.String("aor", ln.aor), slog.String("contact", c.URI))
 		}
 		req := pua.SubscribeRequest{
 			SubKey:        m.subKey(ln.aor, id),
@@ -378,18 +436,14 @@ func (m *Manager) reconcile(ctx context.Context, ln *line) {
 
 // dropPhone ends a phone's subscription and publication. m.mu is held.
 func (m *Manager) dropPhone(ln *line, p *phone, why string) {
+	m.cancelResubscribe(p)
 	if p.subscribed {
 		if err := m.sub.Unsubscribe(m.subKey(ln.aor, p.id)); err != nil {
 			m.log.Warn("bla: unsubscribe failed", "aor", ln.aor, "contact", p.contact, "err", err)
 		}
 		m.m.Tracker("bla", "unsubscribe")
 	}
-	if p.published {
-		if err := m.pub.Remove(m.pubKey(ln.aor, p.id)); err != nil {
-			m.log.Warn("bla: remove publication failed", "aor", ln.aor, "contact", p.contact, "err", err)
-		}
-		m.m.Tracker("bla", "removed")
-	}
+	m.removePublication(ln, p)
 	m.log.Debug("bla: phone dropped", "aor", ln.aor, "contact", p.contact, "reason", why)
 	delete(ln.phones, p.id)
 }
@@ -476,9 +530,11 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 			slog.String("aor", aor), slog.String("call_id", headerOf(n, "Call-ID")), slog.Duration("expires", expires))
 	}
 
-	m.mu.Lock()
+	ln, err := m.lockLine(ctx, aor)
 	defer m.mu.Unlock()
-	ln := m.lines[aor]
+	if err != nil {
+		return m.reject(ctx, n, 500, "Server Internal Error", "lines_not_loaded", err)
+	}
 	if ln == nil {
 		return m.reject(ctx, n, 481, "Subscription Does Not Exist", "unknown_line", ErrUnknownLine)
 	}
@@ -490,6 +546,18 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 	if sender == "" {
 		return m.reject(ctx, n, 400, "Missing Contact", "no_contact", errors.New("NOTIFY without Contact"))
 	}
+	callID := headerOf(n, "Call-ID")
+	if p != nil && p.subCallID != callID {
+		p.subCallID = callID // a new subscription dialog: a new sequence
+		p.haveVersion, p.haveBase = false, false
+	}
+	if p != nil && p.haveVersion && doc.HasVersion && doc.Version <= p.version {
+		m.m.Tracker("bla", "ignored_old_version")
+		m.log.LogAttrs(ctx, slog.LevelInfo, "bla: NOTIFY ignored, dialog-info version not newer",
+			slog.String("aor", aor), slog.String("call_id", callID), slog.String("contact", sender),
+			slog.Uint64("version", doc.Version), slog.Uint64("last_version", p.version))
+		return 200, "OK"
+	}
 	if m.cfg.Arbitration {
 		if d, holder, ok := ln.conflict(id, doc, m.now(), m.cfg.SeizeTimeout); ok {
 			m.m.Tracker("bla", "seize_conflict")
@@ -497,12 +565,34 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 				slog.String("aor", aor), slog.String("call_id", headerOf(n, "Call-ID")),
 				slog.String("contact", sender), slog.String("line_id", d.LineID),
 				slog.String("dialog", d.ID), slog.String("holder", holder))
+			if p != nil && doc.HasVersion {
+				// Refused, but received: not a gap before the next one.
+				p.version, p.haveVersion = doc.Version, true
+			}
 			return 409, "Conflict"
 		}
 	}
+	body := bytes.Clone(n.Body)
+	gap := false
+	if doc.State == DocPartial {
+		// RFC 4235 §4.1: a partial document carries the changed dialogs
+		// only; the publication must be the phone's whole state.
+		var known map[string]Dialog
+		if p != nil && p.haveBase {
+			known = p.dialogs
+			gap = p.haveVersion && doc.HasVersion && doc.Version > p.version+1
+		}
+		body = doc.FullDocument(mergeDialogs(known, doc.Dialogs))
+		if len(body) > m.cfg.MaxBodySize {
+			return m.reject(ctx, n, 413, "Request Entity Too Large", "merged_too_large",
+				fmt.Errorf("%w: the phone's state merged from partial documents is %d bytes, limit %d",
+					ErrTooLarge, len(body), m.cfg.MaxBodySize))
+		}
+		m.m.Tracker("bla", "merged_partial")
+	}
 	req := pua.PublishRequest{
 		Key:          m.pubKey(aor, id),
-		Body:         bytes.Clone(n.Body),
+		Body:         body,
 		ContentType:  ContentType,
 		Expires:      expires,
 		ExtraHeaders: []pua.Header{{Name: m.cfg.HeaderName, Value: sender}},
@@ -515,13 +605,23 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		return 500, "Server Internal Error"
 	}
 	if p == nil { // subscription restored by the engine, contact not reported yet
-		p = &phone{id: id, contact: sender, subscribed: true, dialogs: map[string]Dialog{}}
+		p = &phone{id: id, contact: sender, subscribed: true, dialogs: map[string]Dialog{}, subCallID: callID}
 		ln.phones[id] = p
 	}
+	if !p.haveBase {
+		p.dialogs = map[string]Dialog{} // what an earlier dialog said is not the base
+	}
 	p.apply(doc, m.now())
-	p.published = true
+	p.haveBase = true
+	p.published, p.mayBePublished = true, false
 	p.lastNotify = m.now()
+	if doc.HasVersion {
+		p.version, p.haveVersion = doc.Version, true
+	}
 	m.m.Tracker("bla", "relayed")
+	if gap {
+		m.askFullState(ctx, ln, p, doc.Version)
+	}
 	return 200, "OK"
 }
 
@@ -546,25 +646,32 @@ func (m *Manager) terminated(ctx context.Context, n pua.Notify) (int, string) {
 	if p == nil {
 		return 200, "OK"
 	}
-	if p.published {
-		if err := m.pub.Remove(m.pubKey(ln.aor, p.id)); err != nil {
-			m.log.Warn("bla: remove publication failed", "aor", ln.aor, "contact", p.contact, "err", err)
-		}
-		m.m.Tracker("bla", "removed")
-	}
-	p.published = false
+	m.removePublication(ln, p)
 	p.dialogs = map[string]Dialog{}
 	p.subscribed = false // the engine dropped the subscription
+	p.haveVersion, p.haveBase = false, false
 	m.m.Tracker("bla", "terminated")
 	m.log.LogAttrs(ctx, slog.LevelInfo, "bla: phone ended its subscription", slog.String("aor", ln.aor),
 		slog.String("contact", p.contact), slog.String("reason", n.Reason))
 	switch n.Reason {
 	case "rejected", "noresource", "invariant":
-		// RFC 6665 §4.2.2: do not subscribe again.
+		// RFC 6665 §4.2.2: do not subscribe again (while the contact stays).
+		p.noResubscribe = true
+	case "probation", "giveup":
+		// RFC 6665 §4.2.2: subscribe again later, after retry-after.
+		m.resubscribeLater(ln, p, m.retryAfter(n))
 	default:
-		// deactivated, timeout, probation, giveup or none: while the phone
-		// stays registered, subscribe again (a rebooted phone re-registers
-		// with the same contact, which usrloc does not report as a change).
+		// deactivated, timeout or none: while the phone stays registered,
+		// subscribe again (a rebooted phone re-registers with the same
+		// contact, which usrloc does not report as a change) – at once,
+		// unless its previous subscription ended moments ago too: a phone
+		// that ends every subscription is not subscribed in a loop.
+		if now := m.now(); !p.lastTerminated.IsZero() && now.Sub(p.lastTerminated) < m.cfg.ResubscribeDelay {
+			p.lastTerminated = now
+			m.resubscribeLater(ln, p, m.cfg.ResubscribeDelay)
+			return 200, "OK"
+		}
+		p.lastTerminated = m.now()
 		m.reconcile(ctx, ln)
 	}
 	return 200, "OK"
@@ -629,6 +736,7 @@ func (p *phone) apply(doc *DialogInfo, now time.Time) {
 			delete(p.dialogs, d.ID)
 			continue
 		}
+		d.Raw = bytes.Clone(d.Raw)
 		p.dialogs[d.ID] = d
 	}
 }
@@ -681,8 +789,14 @@ func (m *Manager) Lines() []LineInfo {
 			Phones: []PhoneInfo{}, Seized: []SeizedIndex{}}
 		for _, id := range sortedKeys(ln.phones) {
 			p := ln.phones[id]
-			li.Phones = append(li.Phones, PhoneInfo{ID: id, Contact: p.contact, Expires: p.expires,
-				Subscribed: p.subscribed, Published: p.published, LastNotify: p.lastNotify, Dialogs: len(p.dialogs)})
+			pi := PhoneInfo{ID: id, Contact: p.contact, Expires: p.expires,
+				Subscribed: p.subscribed, Published: p.published, LastNotify: p.lastNotify, Dialogs: len(p.dialogs)}
+			if sl, ok := m.sub.(subscriptionLookup); ok {
+				if info, ok := sl.Subscription(m.subKey(aor, id)); ok {
+					pi.SubscriptionState = info.State
+				}
+			}
+			li.Phones = append(li.Phones, pi)
 			for _, did := range sortedKeys(p.dialogs) {
 				d := p.dialogs[did]
 				if d.LineID != "" && d.Holds() {

@@ -22,6 +22,7 @@ import (
 	"github.com/puaside/puaside/ingest"
 	"github.com/puaside/puaside/mgmt"
 	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/reconcile"
 	"github.com/puaside/puaside/usrloc"
 )
 
@@ -50,6 +51,9 @@ type Config struct {
 	BLA bla.Config `yaml:"bla"`
 	// HTTP is the management API, JSON events, metrics and health checks.
 	HTTP mgmt.Config `yaml:"http"`
+	// Reconcile asks the proxy for its bindings and dialogs (at start and
+	// periodically) to correct what puaside missed while it was down.
+	Reconcile reconcile.Config `yaml:"reconcile"`
 }
 
 // Features switches the trackers on and off.
@@ -76,6 +80,7 @@ func Default() Config {
 		Dialoginfo: dialoginfo.DefaultConfig(),
 		BLA:        bla.DefaultConfig(),
 		HTTP:       mgmt.DefaultConfig(),
+		Reconcile:  reconcile.DefaultConfig(),
 	}
 }
 
@@ -140,7 +145,7 @@ func (c *Config) Validate() error {
 	for _, v := range []struct {
 		name string
 		val  any
-	}{{"pua", &c.PUA}, {"ingest", &c.Ingest}, {"usrloc", &c.Usrloc}, {"dialoginfo", &c.Dialoginfo}, {"bla", &c.BLA}, {"http", &c.HTTP}} {
+	}{{"pua", &c.PUA}, {"ingest", &c.Ingest}, {"usrloc", &c.Usrloc}, {"dialoginfo", &c.Dialoginfo}, {"bla", &c.BLA}, {"http", &c.HTTP}, {"reconcile", &c.Reconcile}} {
 		if vv, ok := v.val.(interface{ Validate() error }); ok {
 			if err := vv.Validate(); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", v.name, err))

@@ -1082,7 +1082,7 @@ func TestOperatorGuide(t *testing.T) {
 	// Every dotted configuration key named in the text exists.
 	keys := map[string]bool{}
 	configKeys(reflect.TypeOf(config.Config{}), "", keys)
-	sections := []string{"features", "pua", "ingest", "usrloc", "dialoginfo", "bla", "http"}
+	sections := []string{"features", "pua", "ingest", "usrloc", "dialoginfo", "bla", "http", "reconcile"}
 	for _, m := range regexp.MustCompile("`([a-z_]+(\\.[a-z_]+)+)`").FindAllStringSubmatch(md, -1) {
 		sec, _, _ := strings.Cut(m[1], ".")
 		if slices.Contains(sections, sec) && !keys[m[1]] {

@@ -33,10 +33,25 @@ type Config struct {
 	// INVITE seen (as received by the proxy) instead of the To header.
 	IncludeReqURI bool `yaml:"include_req_uri"`
 	// Domains lists the local domains: only entities whose AoR host is in the
-	// list are published (case-insensitive). Empty means every entity is
-	// published; set it on a proxy that also carries calls to or from foreign
-	// domains, or watchers of foreign users will be fed by us.
+	// list are published (case-insensitive); a call to or from a foreign
+	// domain publishes only its local side. Empty means the domains of the
+	// users registered through puaside: the domain of any AoR the usrloc
+	// tracker knows (registered now or restored at start) and
+	// usrloc.default_domain, so that a proxy also carrying calls to or from
+	// foreign domains does not publish for foreign users. With the list
+	// empty and features.usrloc off, every entity is published (a warning
+	// says so at start).
 	Domains []string `yaml:"domains"`
+	// MaxBranches caps the dialogs (forked branches, one per To-tag) kept
+	// for one call. A provisional response with a new To-tag past the cap
+	// is ignored (counted as dialoginfo ignored_branch_cap, logged at most
+	// once a minute); the first 2xx of an unanswered call is still taken.
+	// 0 means the default, 16.
+	MaxBranches int `yaml:"max_branches"`
+	// MaxCalls caps the calls tracked at once. A new call past the cap is
+	// not tracked (counted as dialoginfo ignored_call_cap, logged at most
+	// once a minute). 0 means the default, 50000.
+	MaxCalls int `yaml:"max_calls"`
 	// LifetimeCap ends a dialog (terminated, event="timeout") when nothing
 	// about it was seen for this long: no BYE, no re-INVITE/UPDATE. Default 4h.
 	LifetimeCap time.Duration `yaml:"lifetime_cap"`
@@ -68,6 +83,8 @@ func DefaultConfig() Config {
 		PublishExpires:     3600 * time.Second,
 		PresIDPrefix:       "DIALOG_PUBLISH.",
 		FlushInterval:      time.Second,
+		MaxBranches:        16,
+		MaxCalls:           50000,
 	}
 }
 
@@ -87,6 +104,18 @@ func (c *Config) Validate() error {
 	} {
 		if *f.v < 0 {
 			return fmt.Errorf("dialoginfo: %s: must not be negative, got %s", f.name, *f.v)
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    *int
+		def  int
+	}{{"max_branches", &c.MaxBranches, d.MaxBranches}, {"max_calls", &c.MaxCalls, d.MaxCalls}} {
+		if *f.v < 0 {
+			return fmt.Errorf("dialoginfo: %s: must not be negative, got %d", f.name, *f.v)
 		}
 		if *f.v == 0 {
 			*f.v = f.def

@@ -33,7 +33,9 @@ type Record struct {
 type Store interface {
 	// LoadDialogs returns every stored call.
 	LoadDialogs(ctx context.Context) ([]Record, error)
-	// SaveDialogs upserts and deletes (by ID) calls in one transaction.
+	// SaveDialogs upserts and deletes (by ID) calls in one transaction. A
+	// call the database cannot hold is set aside by the store and the call
+	// succeeds for the others; an error means it must be retried whole.
 	SaveDialogs(ctx context.Context, upsert []Record, remove []string) error
 	// LoadDialogVersions returns the last document version of each entity.
 	LoadDialogVersions(ctx context.Context) (map[string]uint64, error)

@@ -92,7 +92,8 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := DefaultConfig()
-	if c.RingTimeout != d.RingTimeout || c.LifetimeCap != d.LifetimeCap || c.TerminatedLinger != d.TerminatedLinger || c.PublishExpires != d.PublishExpires {
+	if c.RingTimeout != d.RingTimeout || c.LifetimeCap != d.LifetimeCap || c.TerminatedLinger != d.TerminatedLinger || c.PublishExpires != d.PublishExpires ||
+		c.MaxBranches != d.MaxBranches || c.MaxCalls != d.MaxCalls {
 		t.Errorf("zero durations not defaulted: %+v", c)
 	}
 	for _, bad := range []Config{
@@ -100,6 +101,8 @@ func TestConfigValidate(t *testing.T) {
 		{OverrideLifetime: -1},
 		{Domains: []string{"bad domain"}},
 		{Domains: []string{""}},
+		{MaxBranches: -1},
+		{MaxCalls: -1},
 	} {
 		if err := bad.Validate(); err == nil {
 			t.Errorf("Validate(%+v) accepted", bad)

@@ -114,6 +114,7 @@ func (t *Tracker) HandleSIP(ctx context.Context, m event.SIP) {
 // the callee's (its From carries the callee's tag).
 func (t *Tracker) lookup(h *dialogHeaders) (*call, *branch, int) {
 	if c := t.calls[callKey(h.callID, h.fromTag)]; c != nil {
+		c.touched = t.now().UnixNano()
 		if h.toTag == "" {
 			return c, nil, sideCaller
 		}
@@ -121,6 +122,7 @@ func (t *Tracker) lookup(h *dialogHeaders) (*call, *branch, int) {
 	}
 	if h.toTag != "" {
 		if c := t.calls[callKey(h.callID, h.toTag)]; c != nil {
+			c.touched = t.now().UnixNano()
 			return c, c.branchByTag(h.fromTag), sideCallee
 		}
 	}
@@ -196,6 +198,9 @@ func (t *Tracker) initialInvite(req *sip.Request, h *dialogHeaders, now int64) {
 	}
 	if caller == "" || callee == "" {
 		t.ignore("bad_uri", h.callID, "INVITE")
+		return
+	}
+	if t.callCapped(h.callID, "INVITE") {
 		return
 	}
 	c := t.newCall(h.callID, h.fromTag, caller, h.from.DisplayName, contactOf(req), callee, h.to.DisplayName, h.cseq.SeqNo, now)
@@ -321,6 +326,8 @@ func (t *Tracker) inviteResponse(c *call, res *sip.Response, h *dialogHeaders, c
 		case b == nil && c.Answered:
 			t.ignore("late_provisional", h.callID, what)
 			return
+		case b == nil && t.branchCapped(c, h.toTag, what):
+			return
 		case b == nil:
 			b = c.branchFor(h.toTag)
 		case b.State >= stEarly:
@@ -348,6 +355,10 @@ func (t *Tracker) inviteResponse(c *call, res *sip.Response, h *dialogHeaders, c
 		}
 		b := c.branchByTag(h.toTag)
 		switch {
+		case b == nil && c.Answered && t.branchCapped(c, h.toTag, what):
+			// Another fork answering past the cap. The first answer of
+			// the call is always taken, past the cap or not.
+			return
 		case b == nil:
 			b = c.branchFor(h.toTag)
 		case b.State == stConfirmed:

@@ -39,6 +39,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now. Tests inject a fake one.
 	Now func() time.Time
+	// LocalDomains tells the local domains when Config.Domains is empty
+	// (the usrloc tracker in production); nil then publishes every entity.
+	LocalDomains DomainSet
+}
+
+// DomainSet reports whether a domain (a lower-case host, no port) is local.
+// Implemented by *usrloc.Tracker. It is called with the tracker's lock held
+// and must not call back into the tracker.
+type DomainSet interface {
+	HasDomain(host string) bool
 }
 
 // ErrBadEvent is returned by ApplyDialogState for an event that cannot be applied.
@@ -143,8 +153,9 @@ type call struct {
 	Answered      bool      `json:"answered,omitempty"`
 	Branches      []*branch `json:"branches"`
 
-	key    string
-	queued int64 // earliest heap entry, unix ns (0 = none)
+	key     string
+	queued  int64 // earliest heap entry, unix ns (0 = none)
+	touched int64 // last input about the call in this process, unix ns (not stored)
 }
 
 func callKey(callID, fromTag string) string { return callID + "\x00" + fromTag }
@@ -198,8 +209,10 @@ type Tracker struct {
 	m     *metrics.Metrics
 	log   *slog.Logger
 	now   func() time.Time
+	doms  DomainSet
 
 	mu       sync.Mutex
+	capLog   map[string]int64 // reason → unix ns of the last cap log line
 	calls    map[string]*call
 	versions map[string]uint64
 	timers   timerHeap
@@ -222,6 +235,8 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 		m:        opts.Metrics,
 		log:      opts.Logger,
 		now:      opts.Now,
+		doms:     opts.LocalDomains,
+		capLog:   make(map[string]int64),
 		calls:    make(map[string]*call),
 		versions: make(map[string]uint64),
 		dirty:    make(map[string]*call),
@@ -233,6 +248,9 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 	if t.now == nil {
 		t.now = time.Now
 	}
+	if len(cfg.Domains) == 0 && t.doms == nil {
+		t.log.Warn("dialoginfo: domains is empty and no registrations are followed: every entity of every call is published, foreign ones included")
+	}
 	return t, nil
 }
 
@@ -243,6 +261,42 @@ func (t *Tracker) count(what string) { t.m.Tracker("dialoginfo", what) }
 func (t *Tracker) ignore(reason, callID, what string) {
 	t.count("ignored_" + reason)
 	t.log.Debug("dialoginfo: message ignored", "reason", reason, "call_id", callID, "message", what)
+}
+
+// capLogInterval is the least time between two log lines about one cap.
+const capLogInterval = time.Minute
+
+// capped counts a message refused by max_calls or max_branches and logs it
+// at most once a minute per cap. Must hold mu.
+func (t *Tracker) capped(reason, callID, what string, limit int) {
+	t.count("ignored_" + reason)
+	now := t.now().UnixNano()
+	if last, ok := t.capLog[reason]; ok && now-last < int64(capLogInterval) {
+		return
+	}
+	t.capLog[reason] = now
+	t.log.Warn("dialoginfo: cap reached, message ignored", "cap", reason, "limit", limit, "call_id", callID, "message", what,
+		"calls", len(t.calls))
+}
+
+// callCapped reports (and counts) that max_calls leaves no room for a new
+// call. Must hold mu.
+func (t *Tracker) callCapped(callID, what string) bool {
+	if len(t.calls) < t.cfg.MaxCalls {
+		return false
+	}
+	t.capped("call_cap", callID, what, t.cfg.MaxCalls)
+	return true
+}
+
+// branchCapped reports (and counts) that the to-tag would need a new branch
+// past max_branches. Must hold mu.
+func (t *Tracker) branchCapped(c *call, tag, what string) bool {
+	if c.branchByTag(tag) != nil || c.pending() != nil || len(c.Branches) < t.cfg.MaxBranches {
+		return false
+	}
+	t.capped("branch_cap", c.CallID, what, t.cfg.MaxBranches)
+	return true
 }
 
 // ---- state changes -------------------------------------------------------
@@ -260,6 +314,7 @@ func (t *Tracker) newCall(callID, fromTag, caller, callerDisplay, callerContact,
 		CSeq:          cseq,
 		Created:       now,
 		Active:        now,
+		touched:       now,
 	}
 	c.Pub[sideCaller] = !t.cfg.DisableCallerPublish && t.local(caller)
 	c.Pub[sideCallee] = !t.cfg.DisableCalleePublish && t.local(callee)
@@ -278,7 +333,7 @@ func (t *Tracker) local(aor string) bool {
 	if aor == "" {
 		return false
 	}
-	if len(t.cfg.Domains) == 0 {
+	if len(t.cfg.Domains) == 0 && t.doms == nil {
 		return true
 	}
 	host := aor
@@ -288,6 +343,9 @@ func (t *Tracker) local(aor string) bool {
 		host = host[i+1:]
 	}
 	host = strings.ToLower(host)
+	if len(t.cfg.Domains) == 0 {
+		return t.doms.HasDomain(host)
+	}
 	for _, d := range t.cfg.Domains {
 		if d == host {
 			return true
@@ -320,7 +378,11 @@ func (t *Tracker) terminate(c *call, b *branch, callerEv, calleeEv string, code 
 	b.Event = [2]string{callerEv, calleeEv}
 	b.Code = code
 	b.Ended = now
-	t.count("terminated_" + callerEv)
+	if callerEv == "" {
+		t.count("terminated_without_event")
+	} else {
+		t.count("terminated_" + callerEv)
+	}
 }
 
 // answer confirms a branch and ends the other early branches.
@@ -611,12 +673,16 @@ func (t *Tracker) ApplyDialogState(ctx context.Context, d event.DialogState) err
 			t.ignore("bad_event", d.CallID, "json without from/to")
 			return fmt.Errorf("%w: from and to URIs are required for a new call", ErrBadEvent)
 		}
+		if t.callCapped(d.CallID, "json "+d.State) {
+			return nil
+		}
 		c = t.newCall(d.CallID, d.FromTag, caller, d.FromDisplay, "", callee, d.ToDisplay, 0, now)
 		if c == nil {
 			t.ignore("not_local", d.CallID, "json")
 			return nil
 		}
 	}
+	c.touched = now
 	if c.over() {
 		t.ignore("after_final", d.CallID, "json "+d.State)
 		return nil
@@ -628,6 +694,9 @@ func (t *Tracker) ApplyDialogState(ctx context.Context, d event.DialogState) err
 		if b == nil {
 			if st < stEarly || c.Answered && st < stConfirmed {
 				t.ignore("late_provisional", d.CallID, "json "+d.State)
+				return nil
+			}
+			if (st != stConfirmed || c.Answered) && t.branchCapped(c, d.ToTag, "json "+d.State) {
 				return nil
 			}
 			b = c.branchFor(d.ToTag)

@@ -40,7 +40,10 @@ type polycom struct {
 	// leaves the first NOTIFY to the test.
 	initialNotify bool
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// refuse are the codes answered to the next new subscriptions (a
+	// booting Polycom answers 489), then they are accepted.
+	refuse  []int
 	changed chan struct{}
 	subs    []polSubscribe
 	dlg     *polDialog
@@ -235,6 +238,8 @@ func (p *polycom) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	switch {
 	case !strings.EqualFold(strings.ReplaceAll(rec.Event, " ", ""), polSLA):
 		code = 489
+	case !rec.InDialog && len(p.refuse) > 0:
+		code, p.refuse = p.refuse[0], p.refuse[1:]
 	case !rec.InDialog:
 		tag, _ := res.To().Params.Get("tag")
 		d := &polDialog{callID: rec.CallID, localTag: tag, remoteTag: rec.FromTag,

@@ -201,6 +201,21 @@ func TestBLASharedLineKamailio(t *testing.T) {
 		t.Errorf("the presence server skipped an update of A's document")
 	}
 
+	// A partial document names only what changed; the presence server,
+	// which replaces a publication's document, must get A's whole state:
+	// B sees the call on index 2 along with the new one on 3.
+	send(a, "A", blaDoc(blaLine, 5, "partial", blaDialog{"a-call-3", "trying", "3"}), 200)
+	n := waitB("A's third call", func(n polNote) bool { return blaDialogState(n.Body, "a-call-3") == "trying" })
+	if got := blaDialogState(n.Body, "a-call-2"); got != "trying" {
+		t.Errorf("after A's partial document B sees a-call-2 %q, want trying:\n%s", got, n.Body)
+	}
+	// A document not newer than the last one of the subscription is
+	// answered but not published.
+	send(a, "A", blaDoc(blaLine, 4, "partial", blaDialog{"a-call-old", "trying", "4"}), 200)
+	if got := publication(t, ps, blaKey(a)); strings.Contains(string(got.Body), "a-call-old") {
+		t.Errorf("an old document of A was published: %s", got.Body)
+	}
+
 	// A unregisters: puaside ends its subscription (Expires 0) and removes
 	// its publication; B's stays.
 	res, err := a.register(ctx, reg.Addr(), 0)

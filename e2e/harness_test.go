@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,15 @@ func registrar(t *testing.T, variant string, cfg config.Config) *kamailiotest.In
 	}
 	if len(cfg.Ingest.HEPListen) > 0 {
 		defs["PUASIDE_HEP_URI"] = kamailiotest.Str("sip:" + hostPort(cfg.Ingest.HEPListen[0]))
+	}
+	if cfg.Reconcile.Enabled {
+		// The registrar serves the JSON-RPC puaside's reconciliation asks.
+		u, err := url.Parse(cfg.Reconcile.RPCURL)
+		if err != nil || u.Port() == "" {
+			t.Fatalf("reconcile.rpc_url %q: no port", cfg.Reconcile.RPCURL)
+		}
+		defs["WITH_RPC"] = ""
+		defs["RPC_PORT"] = u.Port()
 	}
 	return kamailiotest.Start(t, kamailiotest.Options{
 		Config:  kamailiotest.ConfigPath(t, "registrar.cfg"),

@@ -232,6 +232,10 @@ func daemonConfigYAML(cfg config.Config) string {
 	fmt.Fprintf(&b, "dialoginfo:\n  publish_expires: %s\n  terminated_linger: %s\n  flush_interval: %s\n",
 		cfg.Dialoginfo.PublishExpires, cfg.Dialoginfo.TerminatedLinger, cfg.Dialoginfo.FlushInterval)
 	fmt.Fprintf(&b, "http:\n  http_listen: %s\n  wait_timeout: %s\n", strconv.Quote(cfg.HTTP.HTTPListen), cfg.HTTP.WaitTimeout)
+	if rc := cfg.Reconcile; rc.Enabled {
+		fmt.Fprintf(&b, "reconcile:\n  enabled: true\n  rpc_url: %s\n  interval: %s\n  timeout: %s\n  grace: %s\n  default_domain: %s\n",
+			strconv.Quote(rc.RPCURL), rc.Interval, rc.Timeout, rc.Grace, strconv.Quote(rc.DefaultDomain))
+	}
 	return b.String()
 }
 
@@ -245,7 +249,8 @@ func writeDaemonConfig(t *testing.T, cfg config.Config) string {
 		t.Fatalf("configuration file does not load: %v\n%s", err, yml)
 	}
 	if got.DBURL != cfg.DBURL || got.PUA.UpdatePeriod != cfg.PUA.UpdatePeriod || got.PUA.SyncETags != cfg.PUA.SyncETags || got.HTTP.WaitTimeout != cfg.HTTP.WaitTimeout ||
-		got.Usrloc.PublishExpires != cfg.Usrloc.PublishExpires || got.Dialoginfo.PublishExpires != cfg.Dialoginfo.PublishExpires {
+		got.Usrloc.PublishExpires != cfg.Usrloc.PublishExpires || got.Dialoginfo.PublishExpires != cfg.Dialoginfo.PublishExpires ||
+		got.Reconcile != cfg.Reconcile {
 		t.Fatalf("configuration file reads back differently:\n%s", yml)
 	}
 	path := filepath.Join(t.TempDir(), "puaside.yaml")

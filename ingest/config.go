@@ -39,6 +39,26 @@ type Config struct {
 	// MaxMessageSize is the largest SIP message or HEP packet accepted, in
 	// bytes; larger input is dropped as oversize.
 	MaxMessageSize int `yaml:"max_message_size"`
+	// MaxURILength is the longest URI accepted, in bytes: the Request-URI
+	// and the From, To and Contact URIs of SIP copies, and the URIs of
+	// JSON events. Longer input is dropped (reason uri_too_long). The
+	// default is the width of Kamailio's location.contact column. 0
+	// disables the bound.
+	MaxURILength int `yaml:"max_uri_length"`
+	// MaxCallIDLength is the longest Call-ID accepted, in bytes (the width
+	// of Kamailio's callid columns by default); longer input is dropped
+	// (reason callid_too_long). 0 disables the bound.
+	MaxCallIDLength int `yaml:"max_callid_length"`
+	// MaxTagLength is the longest From or To tag accepted, in bytes (the
+	// width of Kamailio's tag columns by default); longer input is dropped
+	// (reason tag_too_long). 0 disables the bound.
+	MaxTagLength int `yaml:"max_tag_length"`
+	// MaxHeaderLength is the longest header line accepted in a SIP copy, in
+	// bytes, name and folded continuation lines included; it also bounds
+	// the free-text values of JSON events (user_agent, instance, display
+	// names). Longer input is dropped (reason header_too_long). 0 disables
+	// the bound.
+	MaxHeaderLength int `yaml:"max_header_length"`
 	// UDPReadBuffer is the receive buffer (SO_RCVBUF) asked for on every UDP
 	// input, in bytes, so that a burst of copies waits in the kernel rather
 	// than being dropped there (the kernel may grant less: net.core.rmem_max).
@@ -47,7 +67,8 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: loopback listeners, loopback trust,
-// a 10000-item queue, a 32 s dedup window and 64 KiB messages.
+// a 10000-item queue, a 32 s dedup window, 64 KiB messages, and URIs,
+// Call-IDs, tags and header lines bounded to 512, 255, 128 and 4096 bytes.
 func DefaultConfig() Config {
 	return Config{
 		ReplicateListen: []string{"udp:127.0.0.1:5090", "tcp:127.0.0.1:5090"},
@@ -57,9 +78,17 @@ func DefaultConfig() Config {
 		QueueSize:       10000,
 		DedupWindow:     32 * time.Second,
 		MaxMessageSize:  65535,
+		MaxURILength:    512,
+		MaxCallIDLength: 255,
+		MaxTagLength:    128,
+		MaxHeaderLength: 4096,
 		UDPReadBuffer:   4 << 20,
 	}
 }
+
+// minBound is the smallest length bound accepted (max_uri_length, ...):
+// below it ordinary traffic would be dropped.
+const minBound = 16
 
 // maxSize is the hard upper bound of MaxMessageSize: the HEP total length
 // and the UDP payload are 16-bit.
@@ -86,6 +115,17 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMessageSize < 64 || c.MaxMessageSize > maxSize {
 		errs = append(errs, fmt.Errorf("ingest: max_message_size %d: must be in [64, %d]", c.MaxMessageSize, maxSize))
+	}
+	for _, b := range []struct {
+		name string
+		v    int
+	}{
+		{"max_uri_length", c.MaxURILength}, {"max_callid_length", c.MaxCallIDLength},
+		{"max_tag_length", c.MaxTagLength}, {"max_header_length", c.MaxHeaderLength},
+	} {
+		if b.v < 0 || (b.v > 0 && b.v < minBound) {
+			errs = append(errs, fmt.Errorf("ingest: %s %d: must be 0 (no bound) or at least %d", b.name, b.v, minBound))
+		}
 	}
 	if c.UDPReadBuffer < 0 {
 		errs = append(errs, fmt.Errorf("ingest: udp_read_buffer %d: must not be negative", c.UDPReadBuffer))

@@ -11,7 +11,9 @@
 //     OpenSIPS E_UL_CONTACT_* and E_DLG_STATE_CHANGED), see EVENTS.md.
 //
 // Every input goes through the same pipeline: trust check (trusted_sources)
-// → parse → deduplication → classification → a bounded queue. Worker
+// → parse → length bounds (max_uri_length, max_callid_length,
+// max_tag_length, max_header_length) → deduplication → classification → a
+// bounded queue. Worker
 // goroutines take items from the queue and hand normalised events
 // (event.SIP, event.Registration, event.DialogState) to the Handlers that
 // the wiring code supplies: the usrloc, dialoginfo and bla trackers, which in

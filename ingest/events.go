@@ -29,6 +29,8 @@ var dialogStates = map[string]bool{
 type eventError struct {
 	Field string `json:"field,omitempty"`
 	Msg   string `json:"error"`
+	// reason is the drop reason counted for it; "" means parse_error.
+	reason string
 }
 
 func (e *eventError) Error() string {
@@ -117,11 +119,15 @@ func (in *Ingest) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	items, err := in.parseEvents(body)
 	if err != nil {
-		in.bad(InputJSON, reasonParse, src, err)
 		var ee *eventError
 		if !errors.As(err, &ee) {
 			ee = &eventError{Msg: err.Error()}
 		}
+		reason := reasonParse
+		if ee.reason != "" {
+			reason = ee.reason
+		}
+		in.bad(InputJSON, reason, src, err)
 		writeJSON(w, http.StatusBadRequest, ee)
 		return
 	}
@@ -180,9 +186,25 @@ func (in *Ingest) parseEvents(body []byte) ([]queued, error) {
 		if err != nil {
 			return nil, err
 		}
+		if e := in.eventBounds(q); e != nil {
+			return nil, &eventError{Field: prefix, Msg: e.Error(), reason: e.reason}
+		}
 		out = append(out, q)
 	}
 	return out, nil
+}
+
+// eventBounds applies the length bounds to a parsed event.
+func (in *Ingest) eventBounds(q queued) *tooLong {
+	switch {
+	case q.it == nil:
+		return nil
+	case q.it.reg != nil:
+		return in.cfg.checkRegistration(q.it.reg)
+	case q.it.dlg != nil:
+		return in.cfg.checkDialog(q.it.dlg)
+	}
+	return nil
 }
 
 func joinField(prefix, f string) string {

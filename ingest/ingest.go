@@ -395,18 +395,42 @@ func (in *Ingest) handleSIP(input string, src netip.AddrPort, b []byte, reply fu
 		in.bad(input, reasonParse, src, err)
 		return
 	}
+	answer := input == InputReplicate && reply != nil && m.req != nil && m.req.Method != sip.ACK
+	if !in.bounded(input, src, b, m) {
+		// Dropped on purpose: answered all the same, so that the proxy
+		// does not retransmit a copy that will never be taken.
+		if answer {
+			reply(statelessOK(m.req, src.String()))
+		}
+		return
+	}
 	ev := event.SIP{Msg: m.msg, Source: event.SourceTrace, Src: src, Time: in.now()}
 	if input == InputReplicate {
 		ev.Source = event.SourceReplicate
 	}
 	applyXHeaders(m.msg, &ev.Src, &ev.Dst, &ev.Time)
 	var res []byte
-	if input == InputReplicate && reply != nil && m.req != nil && m.req.Method != sip.ACK {
+	if answer {
 		res = statelessOK(m.req, src.String())
 	}
 	if in.process(input, m, ev) && res != nil {
 		reply(res)
 	}
+}
+
+// bounded applies the length bounds to a parsed copy (raw is its bytes);
+// over-long input is counted with its reason, logged (rate-limited) and
+// refused.
+func (in *Ingest) bounded(input string, src netip.AddrPort, raw []byte, m *mirrored) bool {
+	e := in.cfg.checkHeaderLines(raw)
+	if e == nil {
+		e = in.cfg.checkMirror(m)
+	}
+	if e == nil {
+		return true
+	}
+	in.bad(input, e.reason, src, e)
+	return false
 }
 
 // process dedups, classifies and queues a parsed copy. It reports whether
@@ -451,6 +475,9 @@ func (in *Ingest) handleHEP(src netip.AddrPort, b []byte) {
 	m, err := parseMirror(in.parser, p.Payload)
 	if err != nil {
 		in.bad(InputHEP, reasonParse, src, err)
+		return
+	}
+	if !in.bounded(InputHEP, src, p.Payload, m) {
 		return
 	}
 	ev := event.SIP{Msg: m.msg, Source: event.SourceHEP, Src: p.Src, Dst: p.Dst, Time: p.Time}

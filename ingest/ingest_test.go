@@ -581,6 +581,10 @@ func TestConfigValidate(t *testing.T) {
 		{"queue", func(c *Config) { c.QueueSize = 0 }, "queue_size"},
 		{"size", func(c *Config) { c.MaxMessageSize = 70000 }, "max_message_size"},
 		{"window", func(c *Config) { c.DedupWindow = -time.Second }, "dedup_window"},
+		{"uri bound", func(c *Config) { c.MaxURILength = -1 }, "max_uri_length"},
+		{"tiny call-id bound", func(c *Config) { c.MaxCallIDLength = 3 }, "max_callid_length"},
+		{"tag bound", func(c *Config) { c.MaxTagLength = -5 }, "max_tag_length"},
+		{"header bound", func(c *Config) { c.MaxHeaderLength = 10 }, "max_header_length"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

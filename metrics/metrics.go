@@ -24,9 +24,41 @@ type Metrics struct {
 	queueDepth     *prometheus.GaugeVec     // queue
 	storeFlush     prometheus.Histogram
 	storeFailures  prometheus.Counter
+	quarantined    *prometheus.CounterVec // table
 	trackerEvents  *prometheus.CounterVec // tracker, what
 	inflight       prometheus.Gauge
+	httpRefused    *prometheus.CounterVec // reason
+	outage         *outageMetrics
 	stateCollector []prometheus.Collector
+}
+
+// Reasons of puaside_http_refused_total: requests the management plane
+// did not let through.
+const (
+	// RefusedUnauthorised: missing or wrong bearer token (401).
+	RefusedUnauthorised = "unauthorised"
+	// RefusedUntrusted: a control endpoint called from outside
+	// http.trusted_sources (403).
+	RefusedUntrusted = "untrusted_source"
+	// RefusedReservedHeader: extra_headers naming a header the engine
+	// builds itself, such as Via or Call-ID (400).
+	RefusedReservedHeader = "reserved_header"
+)
+
+// The label values the ingest counters are created with at start, so that
+// every series exists at zero before the first message (an alert on "no
+// mirrored traffic" needs the series). Further values appear on first use.
+func ingestInputs() []string { return []string{"replicate", "trace", "hep", "json"} }
+func ingestKinds() []string {
+	return []string{"register", "register_reply", "call", "event", "other"}
+}
+func ingestResults() []string { return []string{"accepted", "duplicate", "ignored", "error"} }
+func dropReasons() []string {
+	return []string{"untrusted", "oversize", "parse_error", "hep_decode", "hep_auth", "queue_full", "stopped", "framing", "too_many_conns",
+		"uri_too_long", "callid_too_long", "tag_too_long", "header_too_long"}
+}
+func refusedReasons() []string {
+	return []string{RefusedUnauthorised, RefusedUntrusted, RefusedReservedHeader}
 }
 
 // New builds the collectors and registers them, with the Go and process
@@ -67,6 +99,10 @@ func New() *Metrics {
 		Name: "puaside_store_flush_failures_total",
 		Help: "Write-behind flushes that failed (the records stay dirty and are retried).",
 	})
+	m.quarantined = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "puaside_store_rows_quarantined_total",
+		Help: "Rows the database refused and the store set aside (not written, not retried), by table.",
+	}, []string{"table"})
 	m.trackerEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "puaside_tracker_events_total",
 		Help: "Tracker events by tracker and what happened (e.g. usrloc contact_added, dialoginfo ignored_unknown_call).",
@@ -75,10 +111,42 @@ func New() *Metrics {
 		Name: "puaside_sip_requests_in_flight",
 		Help: "PUBLISH and SUBSCRIBE transactions waiting for a final reply.",
 	})
+	m.httpRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "puaside_http_refused_total",
+		Help: "Management API requests refused by the token check, the trusted-source check of control endpoints, or the reserved-header check, by reason.",
+	}, []string{"reason"})
+	m.outage = newOutageMetrics(m.reg)
 	m.reg.MustRegister(m.requests, m.latency, m.notifies, m.ingest, m.drops, m.queueDepth,
-		m.storeFlush, m.storeFailures, m.trackerEvents, m.inflight,
+		m.storeFlush, m.storeFailures, m.quarantined, m.trackerEvents, m.inflight, m.httpRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.precreate()
 	return m
+}
+
+// precreate creates the labelled counters' known series at zero.
+func (m *Metrics) precreate() {
+	for _, in := range ingestInputs() {
+		for _, k := range ingestKinds() {
+			for _, r := range ingestResults() {
+				m.ingest.WithLabelValues(in, k, r)
+			}
+		}
+		for _, r := range dropReasons() {
+			m.drops.WithLabelValues(in, r)
+		}
+	}
+	for _, r := range refusedReasons() {
+		m.httpRefused.WithLabelValues(r)
+	}
+}
+
+// HTTPRefused counts a management request refused for reason (one of the
+// Refused* constants).
+func (m *Metrics) HTTPRefused(reason string) {
+	if m == nil {
+		return
+	}
+	m.httpRefused.WithLabelValues(reason).Inc()
 }
 
 // Registry returns the registry to serve at /metrics.
@@ -171,6 +239,15 @@ func (m *Metrics) StoreFlush(d time.Duration, err error) {
 	if err != nil {
 		m.storeFailures.Inc()
 	}
+}
+
+// StoreQuarantined counts a row set aside by the store because the
+// database refused it (or it can never fit its columns).
+func (m *Metrics) StoreQuarantined(table string) {
+	if m == nil {
+		return
+	}
+	m.quarantined.WithLabelValues(table).Inc()
 }
 
 // Tracker counts a tracker event.

@@ -19,6 +19,8 @@ func TestNilIsSafe(t *testing.T) {
 	m.QueueDepth("ingest", 3)
 	m.StoreFlush(time.Millisecond, errors.New("x"))
 	m.Tracker("usrloc", "published")
+	m.HTTPRefused(RefusedUntrusted)
+	m.StoreQuarantined("pua")
 	if m.Registry() != nil || m.Register(nil) != nil {
 		t.Fatal("nil metrics must have no registry")
 	}
@@ -31,6 +33,10 @@ func TestCountersMove(t *testing.T) {
 	m.Drop("replicate", "untrusted")
 	m.Drop("replicate", "untrusted")
 	m.StoreFlush(time.Millisecond, errors.New("db down"))
+	m.StoreQuarantined("puaside_contacts")
+	if got := testutil.ToFloat64(m.quarantined.WithLabelValues("puaside_contacts")); got != 1 {
+		t.Errorf("quarantined %v", got)
+	}
 	if got := testutil.ToFloat64(m.requests.WithLabelValues("PUBLISH", "presence", "200")); got != 1 {
 		t.Errorf("200 count %v", got)
 	}
@@ -50,11 +56,39 @@ func TestCountersMove(t *testing.T) {
 	if StatusLabel(0, false) != "error" {
 		t.Error("no reply without timeout must be error")
 	}
-	if err := testutil.CollectAndCompare(m.drops, strings.NewReader(`
-# HELP puaside_ingest_dropped_total Input dropped, by input and reason.
-# TYPE puaside_ingest_dropped_total counter
-puaside_ingest_dropped_total{input="replicate",reason="untrusted"} 2
-`)); err != nil {
+	if got := testutil.ToFloat64(m.drops.WithLabelValues("replicate", "oversize")); got != 0 {
+		t.Errorf("pre-created drops %v", got)
+	}
+}
+
+// TestCountersExistAtZero: the ingest and refusal counters are exported
+// before anything happened, so "stays at 0" alerts can fire.
+func TestCountersExistAtZero(t *testing.T) {
+	m := New()
+	for _, c := range []struct {
+		name string
+		min  int
+	}{
+		{"puaside_ingest_messages_total", len(ingestInputs()) * len(ingestKinds()) * len(ingestResults())},
+		{"puaside_ingest_dropped_total", len(ingestInputs()) * len(dropReasons())},
+		{"puaside_http_refused_total", len(refusedReasons())},
+	} {
+		n, err := testutil.GatherAndCount(m.Registry(), c.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n < c.min {
+			t.Errorf("%s: %d series at start, want at least %d", c.name, n, c.min)
+		}
+	}
+	m.HTTPRefused(RefusedUntrusted)
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(`
+# HELP puaside_http_refused_total Management API requests refused by the token check, the trusted-source check of control endpoints, or the reserved-header check, by reason.
+# TYPE puaside_http_refused_total counter
+puaside_http_refused_total{reason="reserved_header"} 0
+puaside_http_refused_total{reason="unauthorised"} 0
+puaside_http_refused_total{reason="untrusted_source"} 1
+`), "puaside_http_refused_total"); err != nil {
 		t.Error(err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
 )
 
@@ -53,6 +54,11 @@ func parseHeaders(field string, lines []string) ([]pua.Header, *apiError) {
 		}
 		if strings.ContainsAny(value, "\r\n\x00") {
 			return nil, badField(field, "header %s: value contains a line break", name)
+		}
+		if canon, reserved := pua.ReservedHeader(name); reserved {
+			e := badField(field, "header %s: %s is set by puaside itself and cannot be an extra header", name, canon)
+			e.refusal = metrics.RefusedReservedHeader
+			return nil, e
 		}
 		out = append(out, pua.Header{Name: name, Value: value})
 	}
@@ -112,6 +118,9 @@ func (s *Server) publish(ctx context.Context, p PublishParams, wait bool) (SIPRe
 	}
 	hdrs, e := parseHeaders("extra_headers", p.ExtraHeaders)
 	if e != nil {
+		if e.refusal != "" {
+			s.metrics.HTTPRefused(e.refusal)
+		}
 		return SIPResult{}, e
 	}
 	if p.OutboundProxy != "" {
@@ -234,6 +243,8 @@ func engineError(err error) *apiError {
 	switch {
 	case isTimeout(err):
 		return &apiError{code: http.StatusGatewayTimeout, msg: "no final reply in time: " + err.Error()}
+	case errors.Is(err, pua.ErrReservedHeader):
+		return &apiError{code: http.StatusBadRequest, field: "extra_headers", msg: "extra_headers: " + err.Error()}
 	case errors.Is(err, pua.ErrUnknownEvent):
 		return &apiError{code: http.StatusBadRequest, field: "event", msg: "event: " + err.Error()}
 	case errors.Is(err, pua.ErrWrongETag):
@@ -246,6 +257,8 @@ func engineError(err error) *apiError {
 		return &apiError{code: http.StatusServiceUnavailable, msg: err.Error()}
 	case errors.Is(err, ErrInvalid):
 		return &apiError{code: http.StatusBadRequest, msg: err.Error()}
+	case errors.Is(err, ErrConflict):
+		return &apiError{code: http.StatusConflict, msg: err.Error()}
 	}
 	return &apiError{code: http.StatusInternalServerError, msg: err.Error()}
 }

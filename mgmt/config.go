@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -18,15 +20,36 @@ const (
 // configuration file).
 type Config struct {
 	// HTTPListen is the host:port the API, /metrics and the JSON event input
-	// listen on. It binds to loopback by default: expose it with care.
+	// listen on. It binds to loopback by default; an address other than
+	// loopback (a wildcard such as 0.0.0.0:8080 included) is refused at start
+	// unless a token is set or allow_insecure is true.
 	HTTPListen string `yaml:"http_listen"`
-	// Token, when set, is required as "Authorization: Bearer <token>" on
-	// every endpoint except /healthz.
+	// Token is the bearer token: when set, "Authorization: Bearer <token>"
+	// is required on every endpoint of http_listen except /healthz.
 	Token string `yaml:"token"`
-	// TLSCert and TLSKey are PEM file paths; when both are set the server
-	// speaks HTTPS.
+	// AllowInsecure lets http_listen be an address other than loopback
+	// without a token, e.g. inside a container whose port is published on
+	// the host's loopback only. The control endpoints still answer only to
+	// trusted_sources.
+	AllowInsecure bool `yaml:"allow_insecure"`
+	// TrustedSources are the CIDRs (or single addresses) allowed to call the
+	// control endpoints: POST /v1/publish, /v1/subscribe and /RPC, and every
+	// PUT and DELETE. Others get 403, whatever their token. Listings,
+	// /metrics and the health checks are not restricted (the token guards
+	// them); POST /v1/events follows ingest.trusted_sources. An empty list
+	// closes the control endpoints to everyone.
+	TrustedSources []string `yaml:"trusted_sources"`
+	// MetricsListen is a further host:port serving only /metrics, /healthz
+	// and /readyz, without the token (and with TLS when tls_cert is set): a
+	// Prometheus scraper can reach it without reaching the control
+	// endpoints. /metrics stays on http_listen too. Empty means no such
+	// listener.
+	MetricsListen string `yaml:"metrics_listen"`
+	// TLSCert is the PEM certificate file; with tls_key set too, the
+	// server speaks HTTPS.
 	TLSCert string `yaml:"tls_cert"`
-	TLSKey  string `yaml:"tls_key"`
+	// TLSKey is the PEM private key file of tls_cert.
+	TLSKey string `yaml:"tls_key"`
 	// MaxBody is the largest request body accepted, in bytes; larger bodies
 	// get 413.
 	MaxBody int64 `yaml:"max_body"`
@@ -38,9 +61,10 @@ type Config struct {
 // DefaultConfig returns the configuration used when the file says nothing.
 func DefaultConfig() Config {
 	return Config{
-		HTTPListen:  DefaultHTTPListen,
-		MaxBody:     DefaultMaxBody,
-		WaitTimeout: DefaultWaitTimeout,
+		HTTPListen:     DefaultHTTPListen,
+		TrustedSources: []string{"127.0.0.0/8", "::1/128"},
+		MaxBody:        DefaultMaxBody,
+		WaitTimeout:    DefaultWaitTimeout,
 	}
 }
 
@@ -49,8 +73,24 @@ func (c Config) Validate() error {
 	if c.HTTPListen == "" {
 		return errors.New("mgmt: http_listen: must not be empty")
 	}
-	if _, _, err := net.SplitHostPort(c.HTTPListen); err != nil {
+	host, _, err := net.SplitHostPort(c.HTTPListen)
+	if err != nil {
 		return fmt.Errorf("mgmt: http_listen %q: %w", c.HTTPListen, err)
+	}
+	if !isLoopbackHost(host) && c.Token == "" && !c.AllowInsecure {
+		return fmt.Errorf("mgmt: http_listen %q is not a loopback address: set token (or allow_insecure: true to serve the API there without one)", c.HTTPListen)
+	}
+	if c.MetricsListen != "" {
+		_, port, err := net.SplitHostPort(c.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("mgmt: metrics_listen %q: %w", c.MetricsListen, err)
+		}
+		if c.MetricsListen == c.HTTPListen && port != "0" {
+			return fmt.Errorf("mgmt: metrics_listen %q: must differ from http_listen", c.MetricsListen)
+		}
+	}
+	if _, err := parseSources(c.TrustedSources); err != nil {
+		return err
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("mgmt: tls_cert and tls_key must be set together")
@@ -62,4 +102,34 @@ func (c Config) Validate() error {
 		return fmt.Errorf("mgmt: wait_timeout: must be positive, got %s", c.WaitTimeout)
 	}
 	return nil
+}
+
+// isLoopbackHost reports whether the host part of a listen address can only
+// be reached from this machine: "localhost" or a loopback IP. An empty host
+// or a wildcard listens on every interface.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// parseSources parses trusted_sources: CIDRs or single addresses.
+func parseSources(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("mgmt: trusted_sources %q: not a CIDR or address", s)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

@@ -15,6 +15,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrInvalid: the request was refused as invalid (HTTP 400).
 	ErrInvalid = errors.New("invalid request")
+	// ErrConflict: the request contradicts the configuration, e.g. changing
+	// a shared line defined in the YAML file (HTTP 409).
+	ErrConflict = errors.New("conflict")
 )
 
 // Engine is the part of the pua engine the API drives. *pua.Engine

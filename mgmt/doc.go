@@ -13,4 +13,10 @@
 // The server depends only on the small interfaces in Deps; each may be nil,
 // and the endpoints of a missing dependency answer 404 "feature not enabled".
 // Every error is a JSON object {"error": "...", "field": "..."}.
+//
+// The control endpoints (publish, subscribe, JSON-RPC, every PUT and DELETE)
+// answer only to Config.TrustedSources; an address other than loopback
+// needs a token (or AllowInsecure); extra headers may not name a header the
+// engine builds (pua.ReservedHeader); MetricsListen serves /metrics and the
+// health checks alone. Each refusal is counted by reason.
 package mgmt

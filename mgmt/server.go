@@ -1,6 +1,7 @@
 package mgmt
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	_ "embed"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -38,19 +40,31 @@ type Server struct {
 	deps    Deps
 	log     *slog.Logger
 	metrics *metrics.Metrics
+	trusted []netip.Prefix
+	logLim  *limiter
 	routes  []route
 	handler http.Handler
+	// metricsHandler serves metrics_listen: /metrics and the health checks.
+	metricsHandler http.Handler
 
-	mu   sync.Mutex
+	mu        sync.Mutex
+	listeners []*listener
+}
+
+// listener is one bound socket and the HTTP server on it.
+type listener struct {
+	name string
 	srv  *http.Server
 	ln   net.Listener
 	done chan struct{}
 }
 
-// route is one registered endpoint.
+// route is one registered endpoint. A control route changes state or sends
+// SIP: it answers only to trusted_sources.
 type route struct {
 	method, path string
 	h            http.HandlerFunc
+	control      bool
 }
 
 // New builds the server. It registers the engine state gauges on
@@ -59,7 +73,11 @@ func New(cfg Config, deps Deps, opts Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, deps: deps, log: opts.Logger, metrics: opts.Metrics}
+	trusted, err := parseSources(cfg.TrustedSources)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, deps: deps, log: opts.Logger, metrics: opts.Metrics, trusted: trusted, logLim: newLimiter(time.Minute)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -74,36 +92,48 @@ func New(cfg Config, deps Deps, opts Options) (*Server, error) {
 	s.routes = s.buildRoutes()
 	mux := http.NewServeMux()
 	for _, rt := range s.routes {
-		mux.HandleFunc(rt.method+" "+rt.path, rt.h)
+		h := rt.h
+		if rt.control {
+			h = s.trustedOnly(h)
+		}
+		mux.HandleFunc(rt.method+" "+rt.path, h)
 	}
 	mux.HandleFunc("/", s.fallback(mux))
 	s.handler = s.recoverer(s.auth(s.limitBody(mux)))
+
+	mmux := http.NewServeMux()
+	mmux.HandleFunc("GET /metrics", s.handleMetrics)
+	mmux.HandleFunc("GET /healthz", s.handleHealthz)
+	mmux.HandleFunc("GET /readyz", s.handleReadyz)
+	mmux.HandleFunc("/", s.fallback(mmux))
+	s.metricsHandler = s.recoverer(mmux)
 	return s, nil
 }
 
 func (s *Server) buildRoutes() []route {
 	return []route{
-		{"GET", "/healthz", s.handleHealthz},
-		{"GET", "/readyz", s.handleReadyz},
-		{"GET", "/metrics", s.handleMetrics},
-		{"GET", "/v1/openapi.yaml", s.handleOpenAPI},
-		{"POST", "/RPC", s.handleRPC},
-		{"POST", "/v1/publish", s.handlePublish},
-		{"POST", "/v1/subscribe", s.handleSubscribe},
-		{"GET", "/v1/publications", s.handleListPublications},
-		{"DELETE", "/v1/publications", s.handleDeletePublication},
-		{"GET", "/v1/subscriptions", s.handleListSubscriptions},
-		{"DELETE", "/v1/subscriptions", s.handleDeleteSubscription},
-		{"GET", "/v1/registrations", s.handleListRegistrations},
-		{"GET", "/v1/registrations/{aor}", s.handleGetRegistration},
-		{"GET", "/v1/flags", s.handleListFlags},
-		{"PUT", "/v1/flags/{aor}", s.handleSetFlag},
-		{"DELETE", "/v1/flags/{aor}", s.handleClearFlag},
-		{"GET", "/v1/dialogs", s.handleListDialogs},
-		{"GET", "/v1/lines", s.handleListLines},
-		{"PUT", "/v1/lines/{aor}", s.handlePutLine},
-		{"DELETE", "/v1/lines/{aor}", s.handleDeleteLine},
-		{"POST", "/v1/events", s.handleEvents},
+		{"GET", "/healthz", s.handleHealthz, false},
+		{"GET", "/readyz", s.handleReadyz, false},
+		{"GET", "/metrics", s.handleMetrics, false},
+		{"GET", "/v1/openapi.yaml", s.handleOpenAPI, false},
+		{"POST", "/RPC", s.handleRPC, true},
+		{"POST", "/v1/publish", s.handlePublish, true},
+		{"POST", "/v1/subscribe", s.handleSubscribe, true},
+		{"GET", "/v1/publications", s.handleListPublications, false},
+		{"DELETE", "/v1/publications", s.handleDeletePublication, true},
+		{"GET", "/v1/subscriptions", s.handleListSubscriptions, false},
+		{"DELETE", "/v1/subscriptions", s.handleDeleteSubscription, true},
+		{"GET", "/v1/registrations", s.handleListRegistrations, false},
+		{"GET", "/v1/registrations/{aor}", s.handleGetRegistration, false},
+		{"GET", "/v1/flags", s.handleListFlags, false},
+		{"PUT", "/v1/flags/{aor}", s.handleSetFlag, true},
+		{"DELETE", "/v1/flags/{aor}", s.handleClearFlag, true},
+		{"GET", "/v1/dialogs", s.handleListDialogs, false},
+		{"GET", "/v1/lines", s.handleListLines, false},
+		{"PUT", "/v1/lines/{aor}", s.handlePutLine, true},
+		{"DELETE", "/v1/lines/{aor}", s.handleDeleteLine, true},
+		// The JSON event input checks ingest.trusted_sources itself.
+		{"POST", "/v1/events", s.handleEvents, false},
 	}
 }
 
@@ -121,29 +151,54 @@ func (s *Server) Routes() []string {
 // check and body limit), for embedding or tests.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Start binds http_listen and serves until Stop or ctx ends.
+// Start binds http_listen (and metrics_listen when set) and serves until
+// Stop or ctx ends.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.srv != nil {
+	if s.listeners != nil {
 		return errors.New("mgmt: already started")
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.HTTPListen)
-	if err != nil {
-		return fmt.Errorf("mgmt: listen %s: %w", s.cfg.HTTPListen, err)
+	binds := []struct {
+		name, addr string
+		h          http.Handler
+	}{{"http_listen", s.cfg.HTTPListen, s.handler}}
+	if s.cfg.MetricsListen != "" {
+		binds = append(binds, struct {
+			name, addr string
+			h          http.Handler
+		}{"metrics_listen", s.cfg.MetricsListen, s.metricsHandler})
 	}
+	var lc net.ListenConfig
+	var lns []net.Listener
+	for _, b := range binds {
+		ln, err := lc.Listen(ctx, "tcp", b.addr)
+		if err != nil {
+			for _, l := range lns {
+				_ = l.Close()
+			}
+			return fmt.Errorf("mgmt: %s %s: %w", b.name, b.addr, err)
+		}
+		lns = append(lns, ln)
+	}
+	for i, b := range binds {
+		s.listeners = append(s.listeners, s.serve(ctx, b.name, lns[i], b.h))
+	}
+	return nil
+}
+
+// serve runs an HTTP server on ln until Stop.
+func (s *Server) serve(ctx context.Context, name string, ln net.Listener, h http.Handler) *listener {
 	srv := &http.Server{
-		Handler:           s.handler,
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	s.srv, s.ln, s.done = srv, ln, make(chan struct{})
-	done := s.done
+	l := &listener{name: name, srv: srv, ln: ln, done: make(chan struct{})}
 	go func() {
-		defer close(done)
+		defer close(l.done)
 		var err error
 		if s.cfg.TLSCert != "" {
 			err = srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
@@ -151,44 +206,51 @@ func (s *Server) Start(ctx context.Context) error {
 			err = srv.Serve(ln)
 		}
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("mgmt: http server stopped", "err", err)
+			s.log.Error("mgmt: http server stopped", "listener", name, "err", err)
 		}
 	}()
-	s.log.Info("mgmt: listening", "addr", ln.Addr().String(), "tls", s.cfg.TLSCert != "")
-	return nil
+	s.log.Info("mgmt: listening", "listener", name, "addr", ln.Addr().String(), "tls", s.cfg.TLSCert != "")
+	return l
 }
 
-// Addr returns the bound address (useful with port 0), or "" before Start.
-func (s *Server) Addr() string {
+// Addr returns the bound address of http_listen (useful with port 0), or ""
+// before Start.
+func (s *Server) Addr() string { return s.addr("http_listen") }
+
+// MetricsAddr returns the bound address of metrics_listen, or "" when it is
+// not configured or before Start.
+func (s *Server) MetricsAddr() string { return s.addr("metrics_listen") }
+
+func (s *Server) addr(name string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ln == nil {
-		return ""
+	for _, l := range s.listeners {
+		if l.name == name {
+			return l.ln.Addr().String()
+		}
 	}
-	return s.ln.Addr().String()
+	return ""
 }
 
 // Stop shuts the server down gracefully, waiting for requests in progress
 // until ctx ends.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	srv, done := s.srv, s.done
+	ls := s.listeners
 	s.mu.Unlock()
-	if srv == nil {
-		return nil
+	var errs []error
+	for _, l := range ls {
+		err := l.srv.Shutdown(ctx)
+		if err != nil {
+			_ = l.srv.Close()
+			errs = append(errs, fmt.Errorf("mgmt: shutdown %s: %w", l.name, err))
+		}
+		select {
+		case <-l.done:
+		case <-ctx.Done():
+		}
 	}
-	err := srv.Shutdown(ctx)
-	if err != nil {
-		_ = srv.Close()
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-	if err != nil {
-		return fmt.Errorf("mgmt: shutdown: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // ---- middleware ----
@@ -221,12 +283,59 @@ func (s *Server) auth(next http.Handler) http.Handler {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="puaside"`)
-			s.log.Warn("mgmt: unauthorised request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-			writeError(w, &apiError{code: http.StatusUnauthorized, msg: "missing or wrong bearer token"})
+			s.refuse(w, r, metrics.RefusedUnauthorised, &apiError{code: http.StatusUnauthorized, msg: "missing or wrong bearer token"})
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// trustedOnly answers 403 to a control request from a source outside
+// trusted_sources.
+func (s *Server) trustedOnly(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.trustedSource(r.RemoteAddr) {
+			s.refuse(w, r, metrics.RefusedUntrusted, &apiError{code: http.StatusForbidden,
+				msg: fmt.Sprintf("%s %s is a control endpoint: source %s is not in http.trusted_sources", r.Method, r.URL.Path, remoteHost(r.RemoteAddr))})
+			return
+		}
+		next(w, r)
+	}
+}
+
+// trustedSource reports whether the peer address (host:port) is in
+// trusted_sources.
+func (s *Server) trustedSource(remote string) bool {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	for _, p := range s.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func remoteHost(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		return h
+	}
+	return remote
+}
+
+// refuse answers a request the management plane does not let through
+// (wrong token, untrusted source, reserved header): it is counted by reason
+// and logged, at most once a minute per source and reason.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, reason string, e *apiError) {
+	s.metrics.HTTPRefused(reason)
+	if s.logLim.allow(reason+" "+remoteHost(r.RemoteAddr), time.Now()) {
+		s.log.Warn("mgmt: request refused", "reason", reason, "method", r.Method, "path", r.URL.Path,
+			"remote", r.RemoteAddr, "code", e.code, "err", e.msg)
+	}
+	writeError(w, e)
 }
 
 func (s *Server) limitBody(next http.Handler) http.Handler {
@@ -275,6 +384,8 @@ type apiError struct {
 	field  string
 	sip    int
 	reason string
+	// refusal, when set, is the puaside_http_refused_total reason.
+	refusal string
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -287,16 +398,23 @@ func notEnabled(feature string) *apiError {
 	return &apiError{code: http.StatusNotFound, msg: "feature not enabled: " + feature}
 }
 
+// writeJSON answers v as JSON. XML documents in bodies stay readable: <, >
+// and & are not escaped (the answer is application/json with nosniff,
+// never HTML).
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	b := []byte(`{"error":"cannot encode response"}` + "\n")
+	if err := enc.Encode(v); err != nil {
 		code = http.StatusInternalServerError
-		b = []byte(`{"error":"cannot encode response"}`)
+	} else {
+		b = buf.Bytes()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {

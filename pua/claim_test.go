@@ -186,21 +186,21 @@ func TestNoOwnersNoSweep(t *testing.T) {
 	}
 }
 
-// failingStore refuses every write while fail is set and honours the
-// context like a database does.
-type failingStore struct {
+// ctxStore refuses every write while fail is set and, like a database,
+// fails a write whose context has ended.
+type ctxStore struct {
 	*memStore
 	mu   sync.Mutex
 	fail bool
 }
 
-func (f *failingStore) setFail(b bool) {
+func (f *ctxStore) setFail(b bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fail = b
 }
 
-func (f *failingStore) SaveRecords(ctx context.Context, up, rm []Record) error {
+func (f *ctxStore) SaveRecords(ctx context.Context, up, rm []Record) error {
 	f.mu.Lock()
 	fail := f.fail
 	f.mu.Unlock()

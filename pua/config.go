@@ -47,6 +47,24 @@ type Config struct {
 	// 408, 5xx or transport error.
 	RetryMin time.Duration `yaml:"retry_min"`
 	RetryMax time.Duration `yaml:"retry_max"`
+	// RefusedRetryMin and RefusedRetryMax bound the slow exponential
+	// backoff of a refused publication or subscription (a 4xx other than
+	// 412/423, a 6xx, a 2xx to PUBLISH without SIP-ETag): it is tried again
+	// after refused_retry_min, then twice as long each time up to
+	// refused_retry_max, until accepted or changed by its owner (a phone
+	// answering 489 while it boots gets its subscription later). A
+	// Retry-After on a 503 is honoured up to refused_retry_max.
+	RefusedRetryMin time.Duration `yaml:"refused_retry_min"`
+	RefusedRetryMax time.Duration `yaml:"refused_retry_max"`
+	// ProbeInterval is the period of the SIP OPTIONS probe sent to the
+	// presence server (outbound_proxy if set, else server_address) while it
+	// looks down: after a timeout, a transport error, a 408, 502, 503 or 504
+	// to a request sent there. The first reply to a probe (or to any request
+	// sent there) marks it up again, and every record backing off towards
+	// it is sent at once instead of waiting out its backoff. While it is
+	// down, /readyz reports it. Each probe waits at most this long (and at
+	// most request_timeout) for its reply.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
 	// AuthUsername and AuthPassword answer 401/407 digest challenges.
 	AuthUsername string `yaml:"auth_username"`
 	AuthPassword string `yaml:"auth_password"`
@@ -106,6 +124,9 @@ func DefaultConfig() Config {
 		InitialExpires:   60 * time.Second,
 		ClaimTimeout:     30 * time.Second,
 		StopFlushTimeout: 5 * time.Second,
+		RefusedRetryMin:  30 * time.Second,
+		RefusedRetryMax:  10 * time.Minute,
+		ProbeInterval:    2 * time.Second,
 	}
 }
 
@@ -192,6 +213,15 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryMax < c.RetryMin {
 		c.RetryMax = max(d.RetryMax, c.RetryMin)
+	}
+	if c.RefusedRetryMin <= 0 {
+		c.RefusedRetryMin = d.RefusedRetryMin
+	}
+	if c.RefusedRetryMax < c.RefusedRetryMin {
+		c.RefusedRetryMax = max(d.RefusedRetryMax, c.RefusedRetryMin)
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = d.ProbeInterval
 	}
 	if c.UpdatePeriod <= 0 {
 		c.UpdatePeriod = d.UpdatePeriod

@@ -21,7 +21,10 @@
 //     (Call-ID, tags, CSeq, route set, remote target), accepts NOTIFYs that
 //     arrive before the 2xx, refreshes in-dialog and starts over with a new
 //     initial SUBSCRIBE when the dialog is lost. NOTIFYs are handed to the
-//     owner's NotifyHandler, registered per source flag.
+//     owner's NotifyHandler, registered per source flag, one at a time per
+//     dialog and in CSeq order: one older than the last of its dialog gets
+//     500 with Retry-After (RFC 3261 §12.2.2), and one received while Start
+//     loads the stored dialogs waits for them.
 //
 // Records are written behind to a Store every update_period and flushed on
 // Stop; with sync_etags (the default) every new ETag and every removal is

@@ -64,6 +64,12 @@ type Engine struct {
 	hmu      sync.RWMutex
 	handlers map[int]NotifyHandler
 
+	// loaded is closed once Start has loaded the stored records (or failed
+	// to): a NOTIFY waits for it, since the SIP listeners are up before the
+	// dialogs of restored subscriptions are known.
+	loaded     chan struct{}
+	loadedOnce sync.Once
+
 	wmu        sync.Mutex // write-behind state
 	dirty      []tasker
 	removed    []Record
@@ -79,6 +85,9 @@ type Engine struct {
 	owners map[int]struct{} // flags whose records are claimed at start
 	cmu    sync.Mutex
 	claims claimState
+
+	reach  reachability // the presence server's, per replies and probes (probe.go)
+	writes storeHealth  // recent store writes (ready.go)
 
 	lmu      sync.Mutex // lifecycle
 	started  bool
@@ -104,6 +113,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		dialogs:  make(map[dialogKey]*subRec),
 		handlers: make(map[int]NotifyHandler),
 		owners:   make(map[int]struct{}, len(opts.Owners)),
+		loaded:   make(chan struct{}),
 	}
 	for _, f := range opts.Owners {
 		e.owners[f] = struct{}{}
@@ -164,7 +174,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.sip.start(ctx); err != nil {
 		return err
 	}
-	if err := e.load(ctx); err != nil {
+	err := e.load(ctx)
+	e.loadedOnce.Do(func() { close(e.loaded) })
+	if err != nil {
 		e.sip.close()
 		return err
 	}
@@ -342,16 +354,7 @@ func wait(ctx context.Context, ch chan Result) (Result, error) {
 // backoff returns the delay before retry number attempt (1-based):
 // retry_min·2^(attempt-1) capped at retry_max, with jitter in [d/2, d].
 func (e *Engine) backoff(attempt int) time.Duration {
-	d := e.cfg.RetryMin
-	for i := 1; i < attempt && d < e.cfg.RetryMax; i++ {
-		d *= 2
-	}
-	d = min(d, e.cfg.RetryMax)
-	half := d / 2
-	if half <= 0 {
-		return d
-	}
-	return half + rand.N(half+1)
+	return expBackoff(e.cfg.RetryMin, e.cfg.RetryMax, attempt)
 }
 
 // refreshAt returns when to refresh a grant of granted starting at now:

@@ -12,6 +12,9 @@ var (
 	// ErrNotFound is returned when removing or unsubscribing a record that does
 	// not exist.
 	ErrNotFound = errors.New("pua: no such record")
+	// ErrReservedHeader is returned for an extra header that the engine sets
+	// itself (Via, Call-ID, CSeq, From, To, Expires, ...; see ReservedHeader).
+	ErrReservedHeader = errors.New("pua: reserved header")
 	// ErrStopped is returned for requests made after Stop.
 	ErrStopped = errors.New("pua: engine stopped")
 )

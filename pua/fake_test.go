@@ -94,6 +94,7 @@ type reply struct {
 	drop       bool   // never answer
 	challenge  bool   // 401 unless the request carries Authorization
 	hold       bool   // wait for release() before answering
+	retryAfter int    // Retry-After (seconds) on the reply, 0 = none
 }
 
 // fakeServer is an in-process presence server / notifier: it records every
@@ -116,6 +117,8 @@ type fakeServer struct {
 	nHeld   int
 	quiet   bool // do not record (benchmarks)
 	count   int
+	optCode int // status answered to OPTIONS (0 → 200)
+	optN    int // OPTIONS received
 }
 
 func newFakeServer(t testing.TB) *fakeServer {
@@ -135,6 +138,7 @@ func newFakeServer(t testing.TB) *fakeServer {
 	fs.cl, _ = sipgo.NewClient(ua, sipgo.WithClientLogger(log), sipgo.WithClientHostname("127.0.0.1"))
 	fs.srv.OnPublish(fs.handle)
 	fs.srv.OnSubscribe(fs.handle)
+	fs.srv.OnOptions(fs.options)
 	var pc net.PacketConn
 	var ln net.Listener
 	for range 50 {
@@ -270,6 +274,9 @@ func (fs *fakeServer) handle(req *sip.Request, tx sip.ServerTransaction) {
 		if req.Method == sip.SUBSCRIBE {
 			res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "notifier", Host: "127.0.0.1", Port: fs.port}})
 		}
+	}
+	if rep.retryAfter > 0 {
+		res.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(rep.retryAfter)))
 	}
 	if rep.code == 423 {
 		res.AppendHeader(sip.NewHeader("Min-Expires", strconv.Itoa(rep.minExpires)))

@@ -47,6 +47,8 @@ type pubRec struct {
 	forceInitial bool
 	forceRefresh bool // an explicit refresh was asked for (IfMatch, same state)
 	attempt      int32
+	refusals     int32 // refusals in a row (refused.go)
+	retryAt      int64 // Unix nanoseconds a refused record is tried again; 0 = none
 	deleted      bool
 	dirty        bool
 	storedFlag   int // flag of the stored row, -1 if none
@@ -122,11 +124,16 @@ func checkURI(s string) error {
 	return nil
 }
 
-// checkHeaders refuses extra headers that would break the request.
+// checkHeaders refuses extra headers that would break the request: names
+// that are not a token, line breaks, and the headers the engine sets itself
+// (ReservedHeader).
 func checkHeaders(hs []Header) error {
 	for _, h := range hs {
-		if h.Name == "" || bytes.ContainsAny([]byte(h.Name+h.Value), "\r\n") || bytes.ContainsAny([]byte(h.Name), ": ") {
+		if h.Name == "" || bytes.ContainsAny([]byte(h.Name+h.Value), "\r\n\x00") || bytes.ContainsAny([]byte(h.Name), ": \t") {
 			return fmt.Errorf("pua: extra header %q: invalid", h.Name)
+		}
+		if canon, ok := ReservedHeader(h.Name); ok {
+			return fmt.Errorf("%w: %s (%q) is set by the engine", ErrReservedHeader, canon, h.Name)
 		}
 	}
 	return nil
@@ -163,6 +170,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 		return nil, fmt.Errorf("pua: publish %s %s: empty body", req.PresURI, req.Event)
 	}
 	if err := checkHeaders(req.ExtraHeaders); err != nil {
+		e.log.Warn("publish refused", "aor", req.PresURI, "event", req.Event, "err", err)
 		return nil, err
 	}
 	if req.Expires < 0 || req.Lifetime < 0 {
@@ -213,6 +221,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 	}
 	r.remove, r.sweepRemove = false, false
 	r.failed = false
+	r.clearRefusal()
 	r.gen++
 	e.markDirty(r, &r.dirty)
 	ch := r.addWaiter(withWaiter, now)
@@ -287,6 +296,7 @@ func (e *Engine) remove(key Key, withWaiter bool) (chan Result, error) {
 	if !r.remove {
 		r.remove = true
 		r.failed = false
+		r.clearRefusal()
 		r.gen++
 	}
 	r.unclaimed = false
@@ -403,6 +413,7 @@ func (e *Engine) runPublish(r *pubRec) {
 	now := e.clock.Now()
 	s.mu.Lock()
 	r.backingOff = false
+	e.retryRefusedPub(r, now)
 	op := e.nextPubOp(r, now)
 	if op.kind == pubNone {
 		if !r.deleted && !r.inFlight && !r.failed && !r.backingOff && r.etag != "" {
@@ -433,6 +444,9 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		r.lastReason = res.Err.Error()
 	}
 	log := e.log.With("aor", op.presURI, "event", op.event, "id", r.key.ID, "op", op.kind.String())
+	if e.pubServerBound(r) {
+		e.noteServerResult(res, now)
+	}
 	switch {
 	case res.Status >= 200 && res.Status < 300:
 		if op.kind == pubRemove {
@@ -448,7 +462,8 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			err := fmt.Errorf("pua: %d reply to PUBLISH without SIP-ETag", res.Status)
 			log.Error("publish failed", "status", res.Status, "err", err)
 			res.Err = err
-			r.failed, r.state, r.lastReason = true, StateFailed, "2xx without SIP-ETag"
+			r.lastReason = "2xx without SIP-ETag"
+			e.refusePub(r, res.Status, now, log)
 			resolveWaiters(&r.waiters, op.gen, res)
 			return
 		}
@@ -468,6 +483,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			r.sentGen = op.gen
 		}
 		r.forceInitial, r.attempt, r.state = false, 0, StateActive
+		r.clearRefusal()
 		e.markDirty(r, &r.dirty)
 		// The server's row now carries this ETag only: losing it in a
 		// crash would leave that row orphaned until it expires.
@@ -486,8 +502,8 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			break
 		}
 		if op.kind == pubInitial {
-			r.failed, r.state = true, StateFailed
 			log.Warn("publish failed: 412 to an initial PUBLISH", "status", res.Status)
+			e.refusePub(r, res.Status, now, log)
 			resolveWaiters(&r.waiters, op.gen, res)
 			return
 		}
@@ -501,12 +517,15 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			break
 		}
 		log.Warn("publish failed: 423 without a usable Min-Expires", "status", res.Status)
-		r.failed, r.state = true, StateFailed
+		e.refusePub(r, res.Status, now, log)
 		resolveWaiters(&r.waiters, op.gen, res)
 		return
 	case retryable(res):
 		r.attempt++
 		d := e.backoff(int(r.attempt))
+		if e.pubServerBound(r) {
+			d = e.holdOff(now, d)
+		}
 		r.state, r.backingOff = StateRetrying, true
 		log.Warn("publish failed, retrying", "status", res.Status, "err", res.Err, "retry_in", d)
 		resolveWaiters(&r.waiters, op.gen, res)
@@ -524,7 +543,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			e.dropPub(r, res)
 			return
 		}
-		r.failed, r.state = true, StateFailed
+		e.refusePub(r, res.Status, now, log)
 		return
 	}
 	if r.remove || r.gen > r.sentGen || r.forceInitial || r.etag == "" {
@@ -591,5 +610,9 @@ func (r *pubRec) info() PublicationInfo {
 	if r.nextRefresh != 0 && r.state == StateActive {
 		pi.NextRefresh = time.Unix(r.nextRefresh, 0)
 	}
+	if r.failed && r.retryAt != 0 {
+		pi.NextRetry = time.Unix(0, r.retryAt)
+	}
+	pi.Refusals = int(r.refusals)
 	return pi
 }

@@ -265,29 +265,6 @@ func TestPublishBackoffKeepsLatest(t *testing.T) {
 	}
 }
 
-func TestPublishRefusedWaitsForChange(t *testing.T) {
-	fs := newFakeServer(t)
-	clk := newFakeClock()
-	e := newTestEngine(t, fs, clk, nil, nil)
-	fs.push(reply{code: 403})
-	res, _ := e.PublishWait(context.Background(), pubReq("a"))
-	if res.Status != 403 {
-		t.Fatalf("result %+v", res)
-	}
-	p, _ := e.Publication(presKey)
-	if p.State != StateFailed || p.LastStatus != 403 {
-		t.Fatalf("info %+v", p)
-	}
-	clk.Advance(2 * time.Hour)
-	res = mustWait(t, e, pubReq("b"))
-	if res.Status != 200 {
-		t.Fatalf("result %+v", res)
-	}
-	if n := len(fs.requests()); n != 2 {
-		t.Fatalf("%d requests, want 2 (no retry before the change)", n)
-	}
-}
-
 func TestPublishShortGrantRefreshedInTime(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()

@@ -375,7 +375,30 @@ func (o txOutcome) result() Result {
 			res.Expires = time.Duration(n) * time.Second
 		}
 	}
+	if res.Status == 503 {
+		if h := o.res.GetHeader("Retry-After"); h != nil {
+			res.RetryAfter = retryAfter(h.Value())
+		}
+	}
 	return res
+}
+
+// retryAfter parses a Retry-After value in its seconds form
+// ("120", "120 (maintenance);duration=60"); 0 when it is not one.
+func retryAfter(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	i := 0
+	for i < len(v) && i < 10 && v[i] >= '0' && v[i] <= '9' {
+		i++
+	}
+	if i == 0 || (i < len(v) && v[i] != ' ' && v[i] != '\t' && v[i] != '(' && v[i] != ';') {
+		return 0
+	}
+	n, err := strconv.Atoi(v[:i])
+	if err != nil {
+		return 0
+	}
+	return time.Duration(n) * time.Second
 }
 
 // newRequest builds a fresh request (never reused: sipgo would resend the

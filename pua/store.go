@@ -177,6 +177,7 @@ func (e *Engine) flush(ctx context.Context) error {
 	}
 	err := e.store.SaveRecords(ctx, upsert, rm)
 	e.m.StoreFlush(time.Since(start), err)
+	e.noteStoreWrite(err)
 	if err != nil {
 		for _, t := range saved {
 			switch r := t.(type) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -38,6 +39,16 @@ type subRec struct {
 	remoteTarget string
 	confirmed    bool // a 2xx was received: refreshes go in-dialog
 	contact      string
+	// remoteCSeq is the CSeq of the last NOTIFY accepted in the dialog
+	// (RFC 3261 §12.2.2), valid when haveRemoteCSeq. It lives in memory
+	// only: the pua table has no column for it (its cseq is ours), so the
+	// first NOTIFY after a restart sets it again.
+	remoteCSeq     uint32
+	haveRemoteCSeq bool
+	// notifyMu serialises the NOTIFYs of the dialog from the CSeq check to
+	// the owner's handler, so that the owner sees them in CSeq order. It is
+	// taken before, never under, the shard mutex.
+	notifyMu sync.Mutex
 
 	// control
 	srvExpires  int64
@@ -48,6 +59,8 @@ type subRec struct {
 	failed      bool
 	backingOff  bool
 	attempt     int32
+	refusals    int32 // refusals in a row (refused.go)
+	retryAt     int64 // Unix nanoseconds a refused subscription is tried again; 0 = none
 	deleted     bool
 	dirty       bool
 	storedFlag  int
@@ -165,6 +178,7 @@ func (e *Engine) subscribe(req SubscribeRequest, withWaiter bool) (chan Result, 
 	r.hdrs = slices.Clone(req.ExtraHeaders)
 	r.ourURI = req.Contact
 	r.unsub, r.failed = false, false
+	r.clearRefusal()
 	r.gen++
 	if withWaiter {
 		r.waiters = append(r.waiters, waiter{gen: r.gen, ch: ch})
@@ -199,6 +213,7 @@ func (e *Engine) Unsubscribe(key SubKey) error {
 	if !r.unsub {
 		r.unsub = true
 		r.failed = false
+		r.clearRefusal()
 		r.gen++
 	}
 	r.unclaimed = false
@@ -211,6 +226,29 @@ func (e *Engine) Unsubscribe(key SubKey) error {
 	e.flushSoon()
 	r.backingOff = false
 	e.queue.push(r)
+	return nil
+}
+
+// Refresh sends an in-dialog refresh of an established subscription now;
+// the notifier answers it with a NOTIFY of its full state (RFC 6665
+// §4.2.1.2), which an owner asks for when it missed a notification. Unknown
+// keys and subscriptions not established are left alone.
+func (e *Engine) Refresh(key SubKey) error {
+	ev, err := e.ev.get(key.Event)
+	if err != nil {
+		return err
+	}
+	key.Event = ev.name
+	s := e.subShard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.subs[key]
+	if r == nil || r.unsub || r.failed || !r.confirmed {
+		return nil
+	}
+	r.gen++
+	e.markDirty(r, &r.dirty)
+	e.kickSub(r)
 	return nil
 }
 
@@ -232,6 +270,7 @@ func (e *Engine) resetDialog(r *subRec) {
 	}
 	r.callID, r.localTag, r.remoteTag, r.remoteTarget = "", "", "", ""
 	r.routes, r.confirmed, r.cseq = nil, false, 0
+	r.remoteCSeq, r.haveRemoteCSeq = 0, false
 	e.markDirty(r, &r.dirty)
 }
 
@@ -317,6 +356,7 @@ func (e *Engine) runSubscribe(r *subRec) {
 	now := e.clock.Now()
 	s.mu.Lock()
 	r.backingOff = false
+	e.retryRefusedSub(r, now)
 	op := e.nextSubOp(r, now)
 	if op.kind == subNone {
 		if !r.deleted && !r.inFlight && !r.failed && r.confirmed {
@@ -362,6 +402,9 @@ func (e *Engine) applySubscribeResult(r *subRec, op subOp, out txOutcome, res Re
 		e.queue.push(r)
 		return
 	}
+	if e.subServerBound(r) {
+		e.noteServerResult(res, now)
+	}
 	if r.callID != op.callID {
 		return // dialog replaced meanwhile (terminated NOTIFY, reset)
 	}
@@ -398,6 +441,7 @@ func (e *Engine) applySubscribeResult(r *subRec, op subOp, out txOutcome, res Re
 		r.srvExpires = now.Add(granted).Unix()
 		r.nextRefresh = refreshAt(now, granted).Unix()
 		r.attempt, r.state = 0, StateActive
+		r.clearRefusal()
 		r.version++
 		e.markDirty(r, &r.dirty)
 		resolveWaiters(&r.waiters, op.gen, res)
@@ -416,7 +460,7 @@ func (e *Engine) applySubscribeResult(r *subRec, op subOp, out txOutcome, res Re
 	case op.kind == subInitial && !retryable(res) && res.Status != 481:
 		log.Warn("subscribe refused", "status", res.Status, "reason", res.Reason)
 		e.resetDialog(r)
-		r.failed, r.state = true, StateFailed
+		e.refuseSub(r, res.Status, now, log)
 		resolveWaiters(&r.waiters, op.gen, res)
 	default:
 		// Timeout, 408, 481, 5xx, or any failure of an in-dialog refresh:
@@ -433,6 +477,9 @@ func (e *Engine) retrySub(r *subRec, res Result, gen uint64, now time.Time, log 
 }) {
 	r.attempt++
 	d := e.backoff(int(r.attempt))
+	if e.subServerBound(r) {
+		d = e.holdOff(now, d)
+	}
 	r.state, r.backingOff = StateRetrying, true
 	resolveWaiters(&r.waiters, gen, res)
 	log.Debug("subscribe retry scheduled", "retry_in", d)
@@ -495,14 +542,19 @@ func (e *Engine) sendSubscribe(op subOp) txOutcome {
 }
 
 // onNotify answers a NOTIFY: 481 when it matches no subscription, 400 for a
-// missing or broken Subscription-State, else the owner's handler's code
-// (200 without handler).
+// missing or broken Subscription-State, 500 for one older than the last
+// NOTIFY of the dialog (RFC 3261 §12.2.2), else the owner's handler's code
+// (200 without handler). The NOTIFYs of one dialog reach the handler one at
+// a time, in CSeq order.
 func (e *Engine) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	event := normEvent(headerValue(req, "Event", "o"))
 	cid := callID(req)
-	respond := func(code int, reason string) {
+	respond := func(code int, reason string, hdrs ...sip.Header) {
 		e.m.Notify(event, code)
 		res := sip.NewResponseFromRequest(req, code, reason, nil)
+		for _, h := range hdrs {
+			res.AppendHeader(h)
+		}
 		if err := tx.Respond(res); err != nil {
 			e.log.Debug("notify reply failed", "call_id", cid, "err", err)
 		}
@@ -510,6 +562,10 @@ func (e *Engine) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	var toTag string
 	if to := req.To(); to != nil {
 		toTag, _ = to.Params.Get("tag")
+	}
+	select {
+	case <-e.loaded: // restored dialogs are indexed
+	case <-e.stopCtx.Done():
 	}
 	e.dmu.Lock()
 	r := e.dialogs[dialogKey{cid, toTag}]
@@ -529,6 +585,12 @@ func (e *Engine) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	if f := req.From(); f != nil {
 		fromTag, _ = f.Params.Get("tag")
 	}
+	var seq uint32
+	if cs := req.CSeq(); cs != nil {
+		seq = cs.SeqNo
+	}
+	r.notifyMu.Lock()
+	defer r.notifyMu.Unlock()
 	now := e.clock.Now()
 	s := r.shard
 	s.mu.Lock()
@@ -537,6 +599,18 @@ func (e *Engine) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 		respond(sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
+	if r.haveRemoteCSeq && seq < r.remoteCSeq && (r.remoteTag == "" || r.remoteTag == fromTag) {
+		last := r.remoteCSeq
+		s.mu.Unlock()
+		e.log.Info("notify refused", "call_id", cid, "event", event, "reason", "out of order",
+			"cseq", seq, "last_cseq", last)
+		// Retry-After keeps the subscription alive at the notifier
+		// (RFC 6665 §4.2.2: a failed NOTIFY without it ends the subscription).
+		ra := sip.NewHeader("Retry-After", "1")
+		respond(sip.StatusInternalServerError, "Server Internal Error", ra)
+		return
+	}
+	r.remoteCSeq, r.haveRemoteCSeq = seq, true
 	if r.remoteTag == "" {
 		r.remoteTag = fromTag
 	}
@@ -639,5 +713,9 @@ func (r *subRec) info() SubscriptionInfo {
 	if r.lastNotify != 0 {
 		si.LastNotify = time.Unix(r.lastNotify, 0)
 	}
+	if r.failed && r.retryAt != 0 {
+		si.NextRetry = time.Unix(0, r.retryAt)
+	}
+	si.Refusals = int(r.refusals)
 	return si
 }

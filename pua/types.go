@@ -121,6 +121,8 @@ type Result struct {
 	ETag string
 	// Expires is the granted Expires of a 2xx.
 	Expires time.Duration
+	// RetryAfter is the Retry-After of a 503 (seconds form), 0 if none.
+	RetryAfter time.Duration
 	// Err is a transport error or timeout, if any.
 	Err error
 }
@@ -130,7 +132,7 @@ const (
 	StatePending  = "pending"  // not yet accepted by the server
 	StateActive   = "active"   // accepted, refreshed before expiry
 	StateRetrying = "retrying" // failed transiently, backing off
-	StateFailed   = "failed"   // refused by the server, waiting for the next change
+	StateFailed   = "failed"   // refused by the server, tried again after refused_retry_min..max or at the next change
 	StateRemoving = "removing" // removal in flight
 )
 
@@ -147,6 +149,12 @@ type PublicationInfo struct {
 	Expires      time.Time // when the server's copy expires
 	NextRefresh  time.Time
 	ExtraHeaders []Header
+	// NextRetry is when a refused (failed) publication is tried again;
+	// zero otherwise.
+	NextRetry time.Time
+	// Refusals counts the refusals in a row since the last acceptance or
+	// change of state.
+	Refusals int
 }
 
 // SubscriptionInfo is a snapshot of one subscription record.
@@ -164,6 +172,12 @@ type SubscriptionInfo struct {
 	LastNotify    time.Time
 	LastNotifyCT  string
 	LastNotifyDoc []byte
+	// NextRetry is when a refused (failed) subscription is tried again;
+	// zero otherwise.
+	NextRetry time.Time
+	// Refusals counts the refusals in a row since the last acceptance or
+	// change of parameters.
+	Refusals int
 }
 
 // Record is one row of the `pua` table (Kamailio's columns, table version 7,
@@ -211,6 +225,9 @@ func (r Record) IsSubscription() bool { return r.WatcherURI != "" }
 type Store interface {
 	// LoadRecords returns every stored record.
 	LoadRecords(ctx context.Context) ([]Record, error)
-	// SaveRecords upserts and deletes records in one transaction.
+	// SaveRecords upserts and deletes records in one transaction. A record
+	// the database cannot hold is set aside by the store (logged and
+	// counted, not written) and the call succeeds for the others: an error
+	// means nothing could be written and the whole call must be retried.
 	SaveRecords(ctx context.Context, upsert []Record, remove []Record) error
 }

@@ -31,40 +31,94 @@ const (
 	dialogInsertBatch = 100
 )
 
+// Tables of the dialoginfo tracker.
+const (
+	dialogsTable  = "puaside_dialogs"
+	versionsTable = "puaside_dialog_versions"
+)
+
 // SaveDialogs upserts and deletes (by id) dialoginfo calls in one
 // transaction. An id both removed and upserted is upserted; an id upserted
 // twice keeps the last record. The rows are deleted with one statement per
-// 500 ids and written with multi-row INSERTs. A record without an id fails
-// the call before anything is written.
+// 500 ids and written with multi-row INSERTs.
+//
+// Text values are made valid UTF-8 and cut to their columns' widths, never
+// inside a character (a 300-character Call-ID is stored cut; the call's
+// data keeps it whole). A record whose id is empty or does not fit, or
+// that the database refuses, is set aside: logged, counted in
+// puaside_store_rows_quarantined_total and not written, while every other
+// record is (the transaction is split until the record at fault is found).
+// Any other error is returned and the caller retries.
 func (db *DB) SaveDialogs(ctx context.Context, upsert []dialoginfo.Record, remove []string) error {
 	if len(upsert) == 0 && len(remove) == 0 {
 		return nil
 	}
 	last := make(map[string]int, len(upsert))
 	for i, r := range upsert {
-		if r.ID == "" {
-			return fmt.Errorf("store: save dialog of call %q: empty id", r.CallID)
-		}
 		last[r.ID] = i
 	}
-	ids := make([]string, 0, len(remove)+len(last))
-	seen := make(map[string]bool, len(remove)+len(last))
+	var gone []string
+	seen := make(map[string]bool, len(remove))
+	for _, id := range remove {
+		f := db.row(dialogsTable)
+		if f.key("id", id); f.err == nil && !seen[id] {
+			seen[id] = true
+			gone = append(gone, id)
+		}
+	}
+	rows := make([]dialoginfo.Record, 0, len(last))
+	for i := range upsert {
+		r := upsert[i]
+		if last[r.ID] != i {
+			continue
+		}
+		f := db.row(dialogsTable)
+		if r.ID == "" {
+			f.err = fmt.Errorf("%w: empty id", errUnstorable)
+		}
+		f.key("id", r.ID)
+		if f.err != nil {
+			db.setAside(dialogsTable, "id="+r.ID+" call_id="+r.CallID, f.err)
+			continue
+		}
+		r.CallID = f.clip("call_id", r.CallID)
+		r.FromTag = f.clip("from_tag", r.FromTag)
+		r.Caller = f.clip("caller", r.Caller)
+		r.Callee = f.clip("callee", r.Callee)
+		r.State = f.clip("state", r.State)
+		rows = append(rows, r)
+	}
+	err := db.saveDialogs(ctx, rows, gone)
+	if err == nil || !rowError(err) || ctx.Err() != nil {
+		return err
+	}
+	if err := db.saveDialogs(ctx, nil, gone); err != nil {
+		return err
+	}
+	return isolate(ctx, rows, func(part []dialoginfo.Record) error { return db.saveDialogs(ctx, part, nil) },
+		func(r dialoginfo.Record, err error) { db.setAside(dialogsTable, "id="+r.ID+" call_id="+r.CallID, err) })
+}
+
+// saveDialogs deletes the rows of remove and of every record of upsert,
+// then inserts upsert (unique ids), in one transaction.
+func (db *DB) saveDialogs(ctx context.Context, upsert []dialoginfo.Record, remove []string) error {
+	if len(upsert) == 0 && len(remove) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(remove)+len(upsert))
+	seen := make(map[string]bool, len(remove)+len(upsert))
 	for _, id := range remove {
 		if !seen[id] {
 			seen[id] = true
 			ids = append(ids, id)
 		}
 	}
-	rows := make([]*dialoginfo.Record, 0, len(last))
+	rows := make([]*dialoginfo.Record, 0, len(upsert))
 	for i := range upsert {
-		r := &upsert[i]
-		if last[r.ID] != i {
-			continue
-		}
-		rows = append(rows, r)
-		if !seen[r.ID] {
-			seen[r.ID] = true
-			ids = append(ids, r.ID)
+		rows = append(rows, &upsert[i])
+		if !seen[upsert[i].ID] {
+			seen[upsert[i].ID] = true
+			ids = append(ids, upsert[i].ID)
 		}
 	}
 	tx, err := db.X.BeginTxx(ctx, nil)
@@ -125,16 +179,38 @@ func (db *DB) LoadDialogVersions(ctx context.Context) (map[string]uint64, error)
 // SaveDialogVersions upserts entity versions in one transaction. A stored
 // version is never lowered. The stored versions are read with one SELECT
 // per 500 entities; new entities are inserted with multi-row INSERTs and
-// raised ones updated with one prepared statement.
+// raised ones updated with one prepared statement. An entity that does not
+// fit its column as it is, or that the database refuses, is set aside
+// (logged, counted, not written) and the others are written; any other
+// error is returned.
 func (db *DB) SaveDialogVersions(ctx context.Context, versions map[string]uint64) error {
 	if len(versions) == 0 {
 		return nil
 	}
 	entities := make([]string, 0, len(versions))
 	for e := range versions {
+		f := db.row(versionsTable)
+		if f.key("entity", e); f.err != nil {
+			db.setAside(versionsTable, e, f.err)
+			continue
+		}
 		entities = append(entities, e)
 	}
 	sort.Strings(entities)
+	err := db.saveDialogVersions(ctx, entities, versions)
+	if err == nil || !rowError(err) || ctx.Err() != nil {
+		return err
+	}
+	return isolate(ctx, entities, func(part []string) error { return db.saveDialogVersions(ctx, part, versions) },
+		func(e string, err error) { db.setAside(versionsTable, e, err) })
+}
+
+// saveDialogVersions writes the versions of entities (sorted) in one
+// transaction.
+func (db *DB) saveDialogVersions(ctx context.Context, entities []string, versions map[string]uint64) error {
+	if len(entities) == 0 {
+		return nil
+	}
 	tx, err := db.X.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: save dialog versions: begin: %w", err)

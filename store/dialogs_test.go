@@ -35,8 +35,11 @@ func TestDialogsSaveLoadDelete(t *testing.T) {
 		if len(got) != 1 || !reflect.DeepEqual(got[0], a) {
 			t.Fatalf("loaded %+v, want %+v", got, a)
 		}
-		if err := db.SaveDialogs(ctx, []dialoginfo.Record{{CallID: "x"}}, nil); err == nil {
-			t.Fatal("record without id accepted")
+		if err := db.SaveDialogs(ctx, []dialoginfo.Record{{CallID: "x"}}, nil); err != nil {
+			t.Fatalf("record without id: %v, want it set aside", err)
+		}
+		if got, err := db.LoadDialogs(ctx); err != nil || len(got) != 1 {
+			t.Fatalf("after a record without id: %d rows, %v", len(got), err)
 		}
 	})
 }

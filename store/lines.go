@@ -38,10 +38,21 @@ func (db *DB) LoadSharedLines(ctx context.Context) (map[string][]string, error) 
 
 // SaveSharedLine creates or replaces the shared line aor with exactly the
 // given members (none: every registered contact of the AoR is a member), in
-// one transaction. Duplicate and empty members are ignored.
+// one transaction. Duplicate and empty members are ignored. An AoR or
+// member that does not fit its column as it is (or is not valid UTF-8) is
+// refused with an error and nothing is written.
 func (db *DB) SaveSharedLine(ctx context.Context, aor string, members []string) error {
 	if aor == "" {
 		return fmt.Errorf("store: save shared line: %w", ErrEmptyAoR)
+	}
+	rows := uniqueNonEmpty(members)
+	f := db.row("puaside_shared_lines")
+	f.key("aor", aor)
+	for _, m := range rows {
+		f.key("member", m)
+	}
+	if f.err != nil {
+		return fmt.Errorf("store: save shared line %s: %w", aor, f.err)
 	}
 	tx, err := db.X.BeginTxx(ctx, nil)
 	if err != nil {
@@ -52,7 +63,6 @@ func (db *DB) SaveSharedLine(ctx context.Context, aor string, members []string) 
 		return fmt.Errorf("store: save shared line %s: delete old rows: %w", aor, err)
 	}
 	now := time.Now().Unix()
-	rows := uniqueNonEmpty(members)
 	if len(rows) == 0 {
 		rows = []string{""}
 	}

@@ -6,13 +6,11 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math"
 	"sort"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/puaside/puaside/pua"
 )
@@ -62,38 +60,6 @@ func kamailioEventName(bit int64) string {
 	}
 	return ""
 }
-
-// columnLimit is the size of a text column in characters (MySQL refuses
-// longer values; SQLite would keep them, so both are checked alike before
-// writing).
-type columnLimit struct {
-	name  string
-	value string
-	max   int
-}
-
-// columnLimits returns r's bounded text columns with their sizes.
-func columnLimits(r *pua.Record) []columnLimit {
-	return []columnLimit{
-		{"pres_uri", r.PresURI, 255},
-		{"pres_id", r.PresID, 255},
-		{"etag", r.ETag, 128},
-		{"tuple_id", r.TupleID, 64},
-		{"watcher_uri", r.WatcherURI, 255},
-		{"call_id", r.CallID, 255},
-		{"to_tag", r.ToTag, 128},
-		{"from_tag", r.FromTag, 128},
-		{"contact", r.Contact, 255},
-		{"remote_contact", r.RemoteContact, 255},
-		{"event_name", r.EventName, 64},
-		{"content_type", r.ContentType, 255},
-		{"outbound_proxy", r.OutboundProxy, 255},
-	}
-}
-
-// textLimit is the size of a MySQL TEXT column in bytes (record_route,
-// extra_headers).
-const textLimit = 65535
 
 // Batch sizes: pres_uris per identity lookup, rows per multi-row INSERT and
 // ids per DELETE. They keep statements well under both dialects' limits on
@@ -307,33 +273,19 @@ func rowRecord(names []string, cols []sql.NullString, body []byte) (rec pua.Reco
 	return rec, ""
 }
 
-// validateRecord checks that a record can be stored as it is on both
-// dialects.
-func validateRecord(r *pua.Record) error {
+// fitRecord returns r as the pua table can hold it (a copy; r is not
+// changed): the identity columns (pres_uri, pres_id, event_name,
+// watcher_uri) must fit as they are, or the record is refused, since a cut
+// identity would name another presentity; the other text columns are made
+// valid UTF-8 and cut to their widths (width.fit). Empty pres_uri or
+// event_name and numbers outside 0..2^31-1 are refused too. The error wraps
+// errUnstorable.
+func (db *DB) fitRecord(r *pua.Record) (pua.Record, error) {
 	if r.PresURI == "" {
-		return errors.New("empty pres_uri")
+		return pua.Record{}, fmt.Errorf("%w: empty pres_uri", errUnstorable)
 	}
 	if r.EventName == "" {
-		return errors.New("empty event_name")
-	}
-	for _, c := range columnLimits(r) {
-		v := c.value
-		if !utf8.ValidString(v) {
-			return fmt.Errorf("%s is not valid UTF-8", c.name)
-		}
-		if n := utf8.RuneCountInString(v); n > c.max {
-			return fmt.Errorf("%s is %d characters long, the column holds %d", c.name, n, c.max)
-		}
-	}
-	for _, c := range []struct {
-		name, v string
-	}{{"record_route", r.RecordRoute}, {"extra_headers", r.ExtraHeaders}} {
-		if !utf8.ValidString(c.v) {
-			return fmt.Errorf("%s is not valid UTF-8", c.name)
-		}
-		if len(c.v) > textLimit {
-			return fmt.Errorf("%s is %d bytes long, the column holds %d", c.name, len(c.v), textLimit)
-		}
+		return pua.Record{}, fmt.Errorf("%w: empty event_name", errUnstorable)
 	}
 	for _, c := range []struct {
 		name string
@@ -341,12 +293,44 @@ func validateRecord(r *pua.Record) error {
 	}{
 		{"event", int64(r.Event)}, {"expires", r.Expires}, {"desired_expires", r.DesiredExpires},
 		{"flag", int64(r.Flag)}, {"cseq", int64(r.CSeq)}, {"version", int64(r.Version)},
+		{"req_expires", r.ReqExpires},
 	} {
 		if c.v < 0 || c.v > math.MaxInt32 {
-			return fmt.Errorf("%s %d out of range 0..%d", c.name, c.v, math.MaxInt32)
+			return pua.Record{}, fmt.Errorf("%w: %s %d out of range 0..%d", errUnstorable, c.name, c.v, math.MaxInt32)
 		}
 	}
-	return nil
+	f := db.row(puaTemplate)
+	out := *r
+	f.key("pres_uri", r.PresURI)
+	f.key("pres_id", r.PresID)
+	f.key("event_name", r.EventName)
+	f.key("watcher_uri", r.WatcherURI)
+	if f.err != nil {
+		return pua.Record{}, f.err
+	}
+	out.ETag = f.clip("etag", r.ETag)
+	out.TupleID = f.clip("tuple_id", r.TupleID)
+	out.CallID = f.clip("call_id", r.CallID)
+	out.ToTag = f.clip("to_tag", r.ToTag)
+	out.FromTag = f.clip("from_tag", r.FromTag)
+	out.RecordRoute = f.clip("record_route", r.RecordRoute)
+	out.Contact = f.clip("contact", r.Contact)
+	out.RemoteContact = f.clip("remote_contact", r.RemoteContact)
+	out.ExtraHeaders = f.clip("extra_headers", r.ExtraHeaders)
+	out.ContentType = f.clip("content_type", r.ContentType)
+	out.OutboundProxy = f.clip("outbound_proxy", r.OutboundProxy)
+	return out, nil
+}
+
+// storableIdentity reports whether a record's identity can be in the table
+// at all (a removal of one that cannot is a no-op).
+func (db *DB) storableIdentity(r *pua.Record) bool {
+	f := db.row(puaTemplate)
+	f.key("pres_uri", r.PresURI)
+	f.key("pres_id", r.PresID)
+	f.key("event_name", r.EventName)
+	f.key("watcher_uri", r.WatcherURI)
+	return f.err == nil
 }
 
 // recordArgs are the values of recordColumns for r.
@@ -367,23 +351,58 @@ func recordArgs(r *pua.Record) []any {
 	}
 }
 
-// SaveRecords writes records in one transaction (pua.Store): the rows of
-// remove are deleted, then each record of upsert updates the row with its
-// identity (pres_uri, pres_id, event_name, flag, watcher_uri) or is inserted.
-// When upsert names an identity twice, the last one wins. The Kamailio event
-// bit column is written from Record.Event.
+// SaveRecords writes records (pua.Store): the rows of remove are deleted,
+// then each record of upsert updates the row with its identity (pres_uri,
+// pres_id, event_name, flag, watcher_uri) or is inserted. When upsert names
+// an identity twice, the last one wins. The Kamailio event bit column is
+// written from Record.Event.
 //
-// Every record is checked first (non-empty pres_uri and event_name, values
-// that fit their columns); if one does not pass, nothing is written and the
-// error names it. On any error the transaction is rolled back.
-func (db *DB) SaveRecords(ctx context.Context, upsert, remove []pua.Record) (err error) {
+// Text values are made valid UTF-8 and cut to their columns' widths (never
+// inside a character), except the identity columns, which must fit as they
+// are. A record that cannot be stored (an identity too long, an empty
+// pres_uri or event_name, a number out of range) or that the database
+// refuses (strict mode, a unique key collision) is set aside: logged with
+// its identity and the reason, counted in
+// puaside_store_rows_quarantined_total, and not written; every other record
+// is written and SaveRecords succeeds, so the caller does not retry the bad
+// one forever. The batch is one transaction; when the database refuses a
+// row, it is split until the row is found. Any other error (the database is
+// unreachable, ...) is returned, and the caller retries.
+func (db *DB) SaveRecords(ctx context.Context, upsert, remove []pua.Record) error {
 	if len(upsert) == 0 && len(remove) == 0 {
 		return nil
 	}
+	fitted := make([]pua.Record, 0, len(upsert))
 	for i := range upsert {
-		if err := validateRecord(&upsert[i]); err != nil {
-			return fmt.Errorf("store: save %s: record %s: %w", db.Table, recordIdentity(&upsert[i]), err)
+		r, err := db.fitRecord(&upsert[i])
+		if err != nil {
+			db.setAside(db.Table, recordIdentity(&upsert[i]).String(), err)
+			continue
 		}
+		fitted = append(fitted, r)
+	}
+	gone := make([]pua.Record, 0, len(remove))
+	for i := range remove {
+		if db.storableIdentity(&remove[i]) {
+			gone = append(gone, remove[i])
+		}
+	}
+	err := db.saveRecords(ctx, fitted, gone)
+	if err == nil || !rowError(err) || ctx.Err() != nil {
+		return err
+	}
+	if err := db.saveRecords(ctx, nil, gone); err != nil {
+		return err
+	}
+	return isolate(ctx, fitted, func(part []pua.Record) error { return db.saveRecords(ctx, part, nil) },
+		func(r pua.Record, err error) { db.setAside(db.Table, recordIdentity(&r).String(), err) })
+}
+
+// saveRecords writes fitted records and removals in one transaction, rolled
+// back on any error.
+func (db *DB) saveRecords(ctx context.Context, upsert, remove []pua.Record) (err error) {
+	if len(upsert) == 0 && len(remove) == 0 {
+		return nil
 	}
 	tx, err := db.X.BeginTx(ctx, nil)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -47,8 +48,32 @@ type DB struct {
 	// Log receives warnings about stored rows that cannot be loaded; nil
 	// means slog.Default().
 	Log *slog.Logger
-	// Metrics counts such rows (input "store", reason "bad_row"); may be nil.
+	// Metrics counts such rows (input "store", reason "bad_row") and the
+	// rows set aside when saving (puaside_store_rows_quarantined_total);
+	// may be nil.
 	Metrics *metrics.Metrics
+
+	colsOnce   sync.Once
+	cols       columns // text column widths of the schema
+	quarantine quarantine
+}
+
+// columns returns the text column widths of the dialect's schema, read once.
+func (db *DB) columns() columns {
+	db.colsOnce.Do(func() {
+		c, err := schemaColumns(db.Dialect)
+		if err != nil {
+			db.logger().Error("store: column widths unknown, values are written unclipped", "err", err)
+			c = columns{}
+		}
+		db.cols = c
+	})
+	return db.cols
+}
+
+// row returns a fitter for one row of table (puaTemplate for the pua table).
+func (db *DB) row(table string) *row {
+	return &row{cols: db.columns(), table: table}
 }
 
 // logger returns db.Log or the default logger.

@@ -67,28 +67,72 @@ const (
 const contactInsert = `INSERT INTO puaside_contacts
 	(aor, contact, expires, q, received, call_id, cseq, instance, user_agent) VALUES `
 
+// contactsTable is the table of SaveContacts.
+const contactsTable = "puaside_contacts"
+
 // SaveContacts replaces the rows of each AoR in aors with its bindings (an
 // empty slice deletes them), all in one transaction. The AoRs' rows are
 // deleted with one statement per 500 AoRs, then the bindings are inserted
 // with multi-row INSERTs of up to 100 rows; the full-size statements are
 // prepared once per call. An empty AoR fails the call before anything is
 // written.
+//
+// Text values are made valid UTF-8 and cut to their columns' widths, never
+// inside a character (a User-Agent of invalid UTF-8 or 300 characters is
+// stored fitted). An AoR that does not fit its column as it is, or whose
+// rows the database refuses, is set aside: logged, counted in
+// puaside_store_rows_quarantined_total and not written, while every other
+// AoR is (the transaction is split until the AoR at fault is found). Any
+// other error is returned and the caller retries.
 func (db *DB) SaveContacts(ctx context.Context, aors map[string][]usrloc.Binding) error {
 	if len(aors) == 0 {
 		return nil
 	}
 	keys := make([]string, 0, len(aors))
-	rows := 0
+	fitted := make(map[string][]usrloc.Binding, len(aors))
 	for aor, bs := range aors {
 		if aor == "" {
 			return fmt.Errorf("store: save contacts: %w", ErrEmptyUsrlocAoR)
 		}
+		f := db.row(contactsTable)
+		f.key("aor", aor)
+		if f.err != nil {
+			db.setAside(contactsTable, aor, f.err)
+			continue
+		}
+		out := make([]usrloc.Binding, len(bs))
+		for i, b := range bs {
+			b.URI = f.clip("contact", b.URI)
+			b.Received = f.clip("received", b.Received)
+			b.CallID = f.clip("call_id", b.CallID)
+			b.Instance = f.clip("instance", b.Instance)
+			b.UserAgent = f.clip("user_agent", b.UserAgent)
+			out[i] = b
+		}
 		keys = append(keys, aor)
-		rows += len(bs)
+		fitted[aor] = out
 	}
 	// A stable order: rows of an AoR keep their binding order (ids grow),
 	// and concurrent writers take row locks in the same order.
 	sort.Strings(keys)
+	err := db.saveContacts(ctx, keys, fitted)
+	if err == nil || !rowError(err) || ctx.Err() != nil {
+		return err
+	}
+	return isolate(ctx, keys, func(part []string) error { return db.saveContacts(ctx, part, fitted) },
+		func(aor string, err error) { db.setAside(contactsTable, aor, err) })
+}
+
+// saveContacts replaces the rows of the AoRs keys (sorted) with their
+// bindings in aors, in one transaction.
+func (db *DB) saveContacts(ctx context.Context, keys []string, aors map[string][]usrloc.Binding) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	rows := 0
+	for _, aor := range keys {
+		rows += len(aors[aor])
+	}
 	tx, err := db.X.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: save contacts: begin: %w", err)
@@ -155,8 +199,8 @@ func (db *DB) SaveContacts(ctx context.Context, aors map[string][]usrloc.Binding
 			if n == 0 {
 				first = aor
 			}
-			args = append(args, aor, b.URI, b.Expires.Unix(), q, clip(b.Received), clip(b.CallID), int64(b.CSeq),
-				clip(b.Instance), clip(b.UserAgent))
+			args = append(args, aor, b.URI, b.Expires.Unix(), q, b.Received, b.CallID, int64(b.CSeq),
+				b.Instance, b.UserAgent)
 			n++
 			if n == contactInsertBatch {
 				if err := flush(); err != nil {
@@ -172,14 +216,6 @@ func (db *DB) SaveContacts(ctx context.Context, aors map[string][]usrloc.Binding
 		return fmt.Errorf("store: save contacts: commit: %w", err)
 	}
 	return nil
-}
-
-// clip cuts a value to the 255-character columns.
-func clip(s string) string {
-	if len(s) > 255 {
-		return s[:255]
-	}
-	return s
 }
 
 // LoadFlags returns the per-user publishing flags (puaside_publish_flags).
@@ -198,11 +234,34 @@ func (db *DB) LoadFlags(ctx context.Context) (map[string]bool, error) {
 	return out, nil
 }
 
-// SetFlag stores the publishing flag of an AoR.
+// flagsTable is the table of SetFlag and DeleteFlag.
+const flagsTable = "puaside_publish_flags"
+
+// SetFlag stores the publishing flag of an AoR. An AoR that does not fit
+// its column as it is (or that the database refuses) is set aside: logged,
+// counted, not written, and SetFlag returns nil so that the caller does not
+// retry it forever.
 func (db *DB) SetFlag(ctx context.Context, aor string, on bool) error {
 	if aor == "" {
 		return fmt.Errorf("store: set publish flag: %w", ErrEmptyUsrlocAoR)
 	}
+	f := db.row(flagsTable)
+	if f.key("aor", aor); f.err != nil {
+		db.setAside(flagsTable, aor, f.err)
+		return nil
+	}
+	if err := db.setFlag(ctx, aor, on); err != nil {
+		if rowError(err) && ctx.Err() == nil {
+			db.setAside(flagsTable, aor, err)
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// setFlag writes the flag row of an AoR in one transaction.
+func (db *DB) setFlag(ctx context.Context, aor string, on bool) error {
 	v := 0
 	if on {
 		v = 1
@@ -225,8 +284,13 @@ func (db *DB) SetFlag(ctx context.Context, aor string, on bool) error {
 	return nil
 }
 
-// DeleteFlag removes the publishing flag of an AoR (no error if none).
+// DeleteFlag removes the publishing flag of an AoR (no error if none, nor
+// for an AoR that cannot be stored).
 func (db *DB) DeleteFlag(ctx context.Context, aor string) error {
+	f := db.row(flagsTable)
+	if f.key("aor", aor); f.err != nil {
+		return nil
+	}
 	if _, err := db.X.ExecContext(ctx, `DELETE FROM puaside_publish_flags WHERE aor = ?`, aor); err != nil {
 		return fmt.Errorf("store: delete publish flag %s: %w", aor, err)
 	}

@@ -59,7 +59,9 @@ type Store interface {
 	// LoadContacts returns every stored binding by AoR.
 	LoadContacts(ctx context.Context) (map[string][]Binding, error)
 	// SaveContacts replaces, in one transaction, the stored bindings of
-	// each AoR in aors (an empty slice deletes them).
+	// each AoR in aors (an empty slice deletes them). An AoR the database
+	// cannot hold is set aside by the store and the call succeeds for the
+	// others; an error means the whole call must be retried.
 	SaveContacts(ctx context.Context, aors map[string][]Binding) error
 	// LoadFlags returns the per-user publishing flags.
 	LoadFlags(ctx context.Context) (map[string]bool, error)
@@ -171,13 +173,15 @@ type Tracker struct {
 	dirty      map[string]struct{}
 	dirtyFlags map[string]*bool // nil value = delete
 	pending    map[string]pendingReq
+	inputs     map[string]time.Time // last input per AoR (CorrectBindings)
 	ring       []string
 	ringPos    int
 	seq        uint64
 	armed      time.Time // deadline the Run loop sleeps until (zero = none)
 	wake       chan struct{}
 
-	cbMu sync.Mutex // serialises OnChange deliveries
+	cbMu    sync.Mutex // serialises OnChange deliveries
+	domains domainIndex
 }
 
 // New builds a tracker. Call Start to load the stored state, then Run.
@@ -196,7 +200,7 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 		cfg: cfg, patterns: pats, pub: opts.Publisher, store: opts.Store, log: opts.Logger,
 		m: opts.Metrics, clock: opts.Clock, onChange: opts.OnChange,
 		aors: map[string]*aorState{}, flags: map[string]bool{}, dirty: map[string]struct{}{},
-		dirtyFlags: map[string]*bool{}, pending: map[string]pendingReq{},
+		dirtyFlags: map[string]*bool{}, pending: map[string]pendingReq{}, inputs: map[string]time.Time{},
 		ring: make([]string, cfg.PendingMax), wake: make(chan struct{}, 1),
 	}
 	if t.log == nil {
@@ -438,10 +442,11 @@ func (t *Tracker) expiresFor(contact, header int) int {
 // removed, and removeAll drops every binding. Must hold mu.
 func (t *Tracker) applyStatement(now time.Time, aor string, contacts []event.Contact, hdrExpires int,
 	removeAll, complete bool, flag *bool, ch *[]change) {
+	t.noteInput(aor, now)
 	st := t.aors[aor]
 	if st == nil {
 		st = &aorState{aor: aor, idx: -1}
-		t.aors[aor] = st
+		t.putAoR(st)
 	}
 	old := st.contacts
 	var next []Binding
@@ -647,7 +652,7 @@ func (t *Tracker) schedule(st *aorState) {
 			heap.Remove(&t.heap, st.idx)
 		}
 		if len(st.contacts) == 0 && !st.published {
-			delete(t.aors, st.aor)
+			t.dropAoR(st)
 		}
 		return
 	}
@@ -762,7 +767,7 @@ func (t *Tracker) Start(ctx context.Context) error {
 	}
 	for aor, bs := range stored {
 		st := &aorState{aor: aor, idx: -1}
-		t.aors[aor] = st
+		t.putAoR(st)
 		sort.Slice(bs, func(i, j int) bool { return bs[i].URI < bs[j].URI })
 		var live []Binding
 		for _, b := range bs {
@@ -792,7 +797,7 @@ func (t *Tracker) Start(ctx context.Context) error {
 		// still lingering at shutdown): close it and let it go.
 		st := &aorState{aor: aor, idx: -1, published: true, digest: sha256.Sum256(p.Body)}
 		st.closed = st.digest == closedDigest(aor)
-		t.aors[aor] = st
+		t.putAoR(st)
 		t.syncPublication(st, now)
 		t.schedule(st)
 	}
@@ -815,6 +820,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 			if err := t.Flush(ctx); err != nil {
 				t.log.Error("usrloc: flush", "err", err)
 			}
+			t.pruneInputs()
 			nextFlush = now.Add(t.cfg.FlushInterval)
 		}
 		t.mu.Lock()

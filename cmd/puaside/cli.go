@@ -155,12 +155,15 @@ func (c *cli) remoteErr(err error) int {
 }
 
 func (c *cli) printJSON(v any) {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // XML bodies as they are, not \u003c
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
 		fmt.Fprintf(c.env.stderr, "puaside %s: %v\n", c.name, err)
 		return
 	}
-	fmt.Fprintln(c.env.stdout, string(b))
+	_, _ = c.env.stdout.Write(buf.Bytes())
 }
 
 func (c *cli) printResult(r mgmt.SIPResult) {
@@ -385,7 +388,9 @@ func objectKeys(raw json.RawMessage) ([]string, error) {
 	return keys, nil
 }
 
-// cell renders one value for the table.
+// cell renders one value for the table: times in RFC 3339 to the second
+// ("-" for the zero time), a list as its cells joined by commas, an object
+// naming a URI (a contact) as that URI.
 func cell(v json.RawMessage) string {
 	if len(v) == 0 || string(v) == "null" {
 		return "-"
@@ -394,6 +399,12 @@ func cell(v json.RawMessage) string {
 	if json.Unmarshal(v, &s) == nil {
 		if s == "" {
 			return "-"
+		}
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			if t.IsZero() {
+				return "-"
+			}
+			return t.Format(time.RFC3339)
 		}
 		return strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(s)
 	}
@@ -407,6 +418,14 @@ func cell(v json.RawMessage) string {
 			return "-"
 		}
 		return strings.Join(parts, ",")
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(v, &obj) == nil {
+		for k, raw := range obj {
+			if strings.EqualFold(k, "uri") {
+				return cell(raw)
+			}
+		}
 	}
 	var buf bytes.Buffer
 	if json.Compact(&buf, v) == nil {

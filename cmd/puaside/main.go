@@ -41,6 +41,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return exitOK
 	}
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "-V") {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	if len(args) > 0 && (len(args[0]) == 0 || args[0][0] != '-') {
 		name, args = args[0], args[1:]
 	}
@@ -53,6 +56,10 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	case "migrate":
 		return runMigrate(args, stdout, stderr)
 	case "version":
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "puaside version: unexpected argument %q\n", args[0])
+			return exitUsage
+		}
 		fmt.Fprintln(stdout, "puaside", versionString())
 		return exitOK
 	case "help":
@@ -69,7 +76,7 @@ func usage(w io.Writer) {
 
   run       run the daemon (default); -config FILE (env PUASIDE_CONFIG)
   migrate   apply the database schema and exit; -config FILE
-  version   print the version
+  version   print the version (also --version)
 `)
 	cmds := cliCommands()
 	names := make([]string, 0, len(cmds))
@@ -95,31 +102,40 @@ func versionString() string {
 
 // loadConfig parses -config from args.
 func loadConfig(name string, args []string, stderr io.Writer) (config.Config, int) {
+	cfg, _, code := loadConfigPath(name, args, stderr)
+	return cfg, code
+}
+
+// loadConfigPath is loadConfig that also returns the file's path ("" for
+// the built-in defaults).
+func loadConfigPath(name string, args []string, stderr io.Writer) (config.Config, string, int) {
 	fs := flag.NewFlagSet("puaside "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", os.Getenv("PUASIDE_CONFIG"), "YAML configuration `file` (empty: built-in defaults)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return config.Config{}, exitOK
+			return config.Config{}, "", exitOK
 		}
-		return config.Config{}, exitUsage
+		return config.Config{}, "", exitUsage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "puaside %s: unexpected argument %q\n", name, fs.Arg(0))
-		return config.Config{}, exitUsage
+		return config.Config{}, "", exitUsage
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "puaside: %v\n", err)
-		return config.Config{}, exitUsage
+		return config.Config{}, "", exitUsage
 	}
-	return cfg, -1
+	return cfg, *path, -1
 }
 
-// newLogger builds the process logger from the configuration.
-func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+// newLogger builds the process logger from the configuration; its level
+// is lvl, set from the configuration, so that a reload can change it.
+func newLogger(cfg config.Config, w io.Writer, lvl *slog.LevelVar) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(cfg.LogLevel))
+	lvl.Set(l)
 	opts := &slog.HandlerOptions{Level: lvl}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
@@ -128,14 +144,22 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 }
 
 func runDaemon(args []string, stderr io.Writer) int {
-	cfg, code := loadConfig("run", args, stderr)
+	// SIGHUP is caught from the start: its default action would kill the
+	// daemon without a flush.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	cfg, path, code := loadConfigPath("run", args, stderr)
 	if code >= 0 {
 		return code
 	}
-	log := newLogger(cfg, stderr)
+	lvl := new(slog.LevelVar)
+	log := newLogger(cfg, stderr, lvl)
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	r := &reloader{path: path, cur: cfg, level: lvl, log: log}
+	go r.run(ctx, hup)
 	d, err := daemon.New(ctx, cfg, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)

@@ -23,7 +23,9 @@ import (
 	"github.com/puaside/puaside/ingest"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/mgmt"
+	"github.com/puaside/puaside/proxyrpc"
 	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/reconcile"
 	"github.com/puaside/puaside/store"
 	"github.com/puaside/puaside/usrloc"
 )
@@ -41,6 +43,7 @@ type Daemon struct {
 	bl  *bla.Manager
 	in  *ingest.Ingest
 	api *mgmt.Server
+	rec *reconcile.Reconciler // nil unless reconcile.enabled
 
 	cancelTrackers context.CancelFunc
 	trackers       sync.WaitGroup
@@ -99,7 +102,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 	}
 	if cfg.Features.Dialoginfo {
-		d.di, err = dialoginfo.New(cfg.Dialoginfo, dialoginfo.Options{Publisher: d.eng, Store: db, Logger: log, Metrics: d.m})
+		dopts := dialoginfo.Options{Publisher: d.eng, Store: db, Logger: log, Metrics: d.m}
+		if d.ul != nil {
+			dopts.LocalDomains = d.ul // domains: [] means the registered users' domains
+		}
+		d.di, err = dialoginfo.New(cfg.Dialoginfo, dopts)
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("daemon: %w", err)
@@ -131,12 +138,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 
+	if cfg.Reconcile.Enabled {
+		if d.rec, err = newReconciler(cfg, d.ul, d.di, log, d.m); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+	}
+
 	deps := mgmt.Deps{
 		Engine: d.eng,
 		Events: d.in.EventsHandler(),
 		Ready: []mgmt.ReadyCheck{
 			{Name: "database", Check: db.Ping},
 			{Name: "listeners", Check: d.listening},
+			{Name: "presence server", Check: d.eng.ServerReady},
+			{Name: "store writes", Check: d.eng.StoreReady},
 		},
 	}
 	if d.ul != nil {
@@ -161,19 +177,37 @@ func ownerFlags() []int {
 	return []int{pua.FlagUsrloc, pua.FlagDialogPublish, pua.FlagBLAPublish, pua.FlagBLASubscribe}
 }
 
-// listening is the /readyz check that every listener is bound.
+// listening is the /readyz check that every configured ingest listener is
+// bound. With no SIP or HEP input configured (JSON events only) there is
+// nothing to wait for.
 func (d *Daemon) listening(context.Context) error {
-	if d.in == nil || len(d.in.Addrs()) == 0 {
-		return errors.New("ingest listeners not bound")
+	want := len(d.cfg.Ingest.ReplicateListen) + len(d.cfg.Ingest.TraceListen) + len(d.cfg.Ingest.HEPListen)
+	if want == 0 {
+		return nil
+	}
+	got := 0
+	if d.in != nil {
+		for _, a := range d.in.Addrs() {
+			got += len(a)
+		}
+	}
+	if got < want {
+		return fmt.Errorf("ingest listeners not bound (%d of %d)", got, want)
 	}
 	return nil
 }
 
 // Start binds every listener and loads the stored state, in dependency
-// order: engine, trackers, ingest, management.
+// order: the shared lines of the database (a NOTIFY can reach the engine as
+// soon as it listens), engine, trackers, ingest, management.
 func (d *Daemon) Start(ctx context.Context) error {
+	if d.bl != nil {
+		if err := d.bl.Load(ctx); err != nil {
+			return d.abort(ctx, fmt.Errorf("daemon: start bla: %w", err))
+		}
+	}
 	if err := d.eng.Start(ctx); err != nil {
-		return fmt.Errorf("daemon: start engine: %w", err)
+		return d.abort(ctx, fmt.Errorf("daemon: start engine: %w", err))
 	}
 	// The owners that are not enabled claim nothing.
 	if d.ul == nil {
@@ -189,9 +223,6 @@ func (d *Daemon) Start(ctx context.Context) error {
 	tctx, cancel := context.WithCancel(context.Background())
 	d.cancelTrackers = cancel
 	if d.bl != nil {
-		if err := d.bl.Load(ctx); err != nil {
-			return d.abort(ctx, fmt.Errorf("daemon: start bla: %w", err))
-		}
 		d.bl.RestoreSubscriptions(d.eng.Subscriptions())
 	}
 	if d.ul != nil {
@@ -220,8 +251,35 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err := d.api.Start(ctx); err != nil {
 		return d.abort(ctx, fmt.Errorf("daemon: start management server: %w", err))
 	}
+	if d.rec != nil {
+		d.run("reconcile", func() error { return d.rec.Run(tctx) })
+	}
 	d.log.Info("puaside started", "sip", d.eng.ContactURI(), "http", d.api.Addr(), "db", d.db.Dialect)
 	return nil
+}
+
+// newReconciler builds the reconciliation with the proxy, feeding the
+// trackers that are on.
+func newReconciler(cfg config.Config, ul *usrloc.Tracker, di *dialoginfo.Tracker, log *slog.Logger, m *metrics.Metrics) (*reconcile.Reconciler, error) {
+	rc := cfg.Reconcile
+	if rc.DefaultDomain == "" {
+		rc.DefaultDomain = cfg.Usrloc.DefaultDomain
+	}
+	client := proxyrpc.NewClient(rc.RPCURL, proxyrpc.Options{Timeout: rc.Timeout, MaxResponse: rc.MaxResponseSize})
+	o := reconcile.Options{
+		Source:           proxyrpc.Kamailio{Client: client, Table: rc.ULTable},
+		PermanentExpires: cfg.Usrloc.DefaultExpires,
+		CallMaxAge:       cfg.Dialoginfo.LifetimeCap,
+		Logger:           log,
+		Metrics:          m,
+	}
+	if ul != nil {
+		o.Registrations = ul
+	}
+	if di != nil {
+		o.Calls = di
+	}
+	return reconcile.New(rc, o)
 }
 
 // run starts a tracker loop.
@@ -282,10 +340,14 @@ func (d *Daemon) Run(ctx context.Context, timeout time.Duration) error {
 // Engine returns the pua engine (for tests and diagnostics).
 func (d *Daemon) Engine() *pua.Engine { return d.eng }
 
-// Addrs returns the bound addresses: "sip" (our Contact), "http", and the
-// ingest inputs ("replicate", "trace", "hep").
+// Addrs returns the bound addresses: "sip" (our Contact), "http", "metrics"
+// (when metrics_listen is set), and the ingest inputs ("replicate",
+// "trace", "hep").
 func (d *Daemon) Addrs() map[string][]string {
 	out := map[string][]string{"sip": {d.eng.ContactURI()}, "http": {d.api.Addr()}}
+	if a := d.api.MetricsAddr(); a != "" {
+		out["metrics"] = []string{a}
+	}
 	for k, v := range d.in.Addrs() {
 		out[k] = v
 	}
@@ -309,10 +371,25 @@ func (r registrations) Registration(aor string) (any, bool) {
 	return r.t.Registration(aor)
 }
 func (r registrations) SetFlag(ctx context.Context, aor string, on bool) error {
-	return r.t.SetFlag(ctx, aor, on)
+	return aorError(r.t.SetFlag(ctx, aor, on))
 }
 func (r registrations) ClearFlag(ctx context.Context, aor string) error {
-	return r.t.ClearFlag(ctx, aor)
+	return aorError(r.t.ClearFlag(ctx, aor))
+}
+
+// aorError marks usrloc's refusals of an address of record as invalid
+// requests (HTTP 400) for the API; other errors (the database) pass as
+// they are.
+func aorError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, usrloc.ErrNoDomain):
+		return fmt.Errorf("%w: %w (the AoR has no domain and usrloc.default_domain is not set)", mgmt.ErrInvalid, err)
+	case errors.Is(err, usrloc.ErrToNotSIP), errors.Is(err, usrloc.ErrToNoUser):
+		return fmt.Errorf("%w: %w", mgmt.ErrInvalid, err)
+	}
+	return err
 }
 func (r registrations) Flags() any {
 	m := r.t.Flags()
@@ -340,8 +417,24 @@ type lines struct{ m *bla.Manager }
 
 func (l lines) Lines() any { return l.m.Lines() }
 func (l lines) AddLine(ctx context.Context, aor string, members []string) error {
-	return l.m.AddLine(ctx, aor, members)
+	return lineError(l.m.AddLine(ctx, aor, members))
 }
 func (l lines) RemoveLine(ctx context.Context, aor string) error {
-	return l.m.RemoveLine(ctx, aor)
+	return lineError(l.m.RemoveLine(ctx, aor))
+}
+
+// lineError maps the BLA manager's refusals to the API's statuses: unknown
+// line 404, bad AoR 400, a line of the YAML file 409.
+func lineError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, bla.ErrUnknownLine):
+		return fmt.Errorf("%w: %w", mgmt.ErrNotFound, err)
+	case errors.Is(err, bla.ErrBadAoR):
+		return fmt.Errorf("%w: %w", mgmt.ErrInvalid, err)
+	case errors.Is(err, bla.ErrStaticLine):
+		return fmt.Errorf("%w: %w", mgmt.ErrConflict, err)
+	}
+	return err
 }

@@ -94,6 +94,8 @@ type Instance struct {
 	once  sync.Once
 	opts  Options
 	dir   string
+	bin   string   // the kamailio executable
+	args  []string // its command line (StartAgain runs it again)
 }
 
 // Str quotes s as a Kamailio string define value: Str("sip:a") is `"sip:a"`.
@@ -165,20 +167,8 @@ func Start(t testing.TB, o Options) *Instance {
 		}
 	}
 	args = append(args, o.Args...)
-
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = in.dir
-	cmd.Stdout = in.logs
-	cmd.Stderr = in.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("kamailiotest: start %s: %v", bin, err)
-	}
-	in.cmd = cmd
-	go func() {
-		_ = cmd.Wait()
-		close(in.done)
-	}()
+	in.bin, in.args = bin, args
+	in.launch(t)
 	t.Cleanup(func() {
 		in.Stop()
 		if t.Failed() || os.Getenv("PUASIDE_TEST_KAMAILIO_LOGS") != "" {
@@ -193,6 +183,25 @@ func Start(t testing.TB, o Options) *Instance {
 			filepath.Base(o.Config), port, err, bin, strings.Join(args, " "), in.Logs())
 	}
 	return in
+}
+
+// launch starts the Kamailio process of in.bin and in.args.
+func (in *Instance) launch(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(in.bin, in.args...)
+	cmd.Dir = in.dir
+	cmd.Stdout = in.logs
+	cmd.Stderr = in.logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("kamailiotest: start %s: %v", in.bin, err)
+	}
+	in.cmd = cmd
+	done := in.done
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
 }
 
 // Addr returns "127.0.0.1:port" (UDP and TCP).

@@ -65,11 +65,12 @@ type Phone struct {
 
 	incoming chan *IncomingCall
 
-	mu       sync.Mutex
-	policy   Policy
-	reg      regState
-	watchers map[string]*Watcher // by Call-ID
-	wg       sync.WaitGroup
+	mu        sync.Mutex
+	policy    Policy
+	userAgent string // User-Agent of REGISTER ("" = "sipphone")
+	reg       regState
+	watchers  map[string]*Watcher // by Call-ID
+	wg        sync.WaitGroup
 }
 
 type regState struct {
@@ -169,6 +170,14 @@ func (p *Phone) SetPolicy(pol Policy) {
 // delivered when the buffer is full but are still handled by the policy).
 func (p *Phone) Incoming() <-chan *IncomingCall { return p.incoming }
 
+// SetUserAgent sets the User-Agent header of the phone's REGISTERs (any
+// bytes, for tests of hostile input).
+func (p *Phone) SetUserAgent(ua string) {
+	p.mu.Lock()
+	p.userAgent = ua
+	p.mu.Unlock()
+}
+
 // Register sends REGISTER for the phone's AoR to registrar ("host:port")
 // with Expires expires and returns the final response. Successive calls
 // share one Call-ID with increasing CSeq.
@@ -179,7 +188,11 @@ func (p *Phone) Register(ctx context.Context, registrar string, expires int) (*s
 	}
 	p.reg.cseq++
 	st := p.reg
+	ua := p.userAgent
 	p.mu.Unlock()
+	if ua == "" {
+		ua = "sipphone"
+	}
 
 	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: p.Domain})
 	aor := p.AoR()
@@ -193,7 +206,7 @@ func (p *Phone) Register(ctx context.Context, registrar string, expires int) (*s
 	req.AppendHeader(&sip.ContactHeader{Address: p.ContactURI(p.User)})
 	exp := sip.ExpiresHeader(expires)
 	req.AppendHeader(&exp)
-	req.AppendHeader(sip.NewHeader("User-Agent", "sipphone"))
+	req.AppendHeader(sip.NewHeader("User-Agent", ua))
 	req.SetDestination(registrar)
 	return p.do(ctx, req)
 }

@@ -1,0 +1,201 @@
+package bla
+
+import (
+	"context"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/puaside/puaside/pua"
+)
+
+// fakeTimers is an AfterFunc whose timers run when the test fires them.
+type fakeTimers struct {
+	mu     sync.Mutex
+	armed  []time.Duration
+	funcs  []func()
+	active []bool
+}
+
+func (ft *fakeTimers) afterFunc(d time.Duration, f func()) func() bool {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	i := len(ft.funcs)
+	ft.armed, ft.funcs, ft.active = append(ft.armed, d), append(ft.funcs, f), append(ft.active, true)
+	return func() bool {
+		ft.mu.Lock()
+		defer ft.mu.Unlock()
+		was := ft.active[i]
+		ft.active[i] = false
+		return was
+	}
+}
+
+// fire runs the active timers.
+func (ft *fakeTimers) fire() {
+	ft.mu.Lock()
+	var run []func()
+	for i, f := range ft.funcs {
+		if ft.active[i] {
+			ft.active[i] = false
+			run = append(run, f)
+		}
+	}
+	ft.mu.Unlock()
+	for _, f := range run {
+		f()
+	}
+}
+
+func (ft *fakeTimers) delays() []time.Duration {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return append([]time.Duration(nil), ft.armed...)
+}
+
+// terminate sends phoneA's terminated NOTIFY with a Subscription-State.
+func (fx *fixture) terminate(t *testing.T, subState string) {
+	t.Helper()
+	n := fx.notifyMsg(phoneA, "terminated", -1, nil)
+	ss, err := pua.ParseSubscriptionState(subState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Reason = ss.Reason
+	n.Headers = func(name string) string {
+		if strings.EqualFold(name, "Subscription-State") {
+			return subState
+		}
+		return ""
+	}
+	if code, _ := fx.m.HandleNotify(context.Background(), n); code != 200 {
+		t.Fatalf("terminated NOTIFY answered %d", code)
+	}
+}
+
+func TestResubscribeAfterRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		subState string
+		want     time.Duration
+	}{
+		{"terminated;reason=probation;retry-after=120", 120 * time.Second},
+		{"terminated;reason=giveup", 30 * time.Second},
+		{"terminated;reason=probation;retry-after=99999", time.Hour}, // capped at subscribe_expires
+	} {
+		t.Run(tc.subState, func(t *testing.T) {
+			fx := newFixture(t, nil)
+			ft := fx.timers
+			fx.register(phoneA)
+			fx.notify(t, phoneA, "active", 3600, "notify/a_trying_1.xml")
+			fx.eng.takeCalls()
+			fx.terminate(t, tc.subState)
+			if got, want := fx.eng.takeCalls(), []string{"remove " + ContactID(phoneA)}; !reflect.DeepEqual(got, want) {
+				t.Fatalf("calls %v, want %v (no subscribe yet)", got, want)
+			}
+			if got := ft.delays(); !reflect.DeepEqual(got, []time.Duration{tc.want}) {
+				t.Fatalf("resubscribe armed for %v, want %v", got, tc.want)
+			}
+			// A registration change meanwhile does not subscribe early.
+			fx.register(phoneA, phoneB)
+			if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneB}) {
+				t.Fatalf("calls on a change while waiting %v", got)
+			}
+			ft.fire()
+			if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneA}) {
+				t.Fatalf("calls after retry-after %v", got)
+			}
+		})
+	}
+}
+
+func TestResubscribeCancelledWhenContactGoes(t *testing.T) {
+	fx := newFixture(t, nil)
+	ft := fx.timers
+	fx.register(phoneA)
+	fx.terminate(t, "terminated;reason=probation;retry-after=60")
+	fx.register()
+	fx.eng.takeCalls()
+	ft.fire()
+	if got := fx.eng.takeCalls(); len(got) != 0 {
+		t.Fatalf("calls after the contact went %v", got)
+	}
+}
+
+func TestNoResubscribeAfterRejected(t *testing.T) {
+	for _, reason := range []string{"rejected", "noresource", "invariant"} {
+		t.Run(reason, func(t *testing.T) {
+			fx := newFixture(t, nil)
+			fx.register(phoneA)
+			fx.eng.takeCalls()
+			fx.terminate(t, "terminated;reason="+reason)
+			// Not at once, nor on a later change of the line.
+			fx.register(phoneA, phoneB)
+			if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneB}) {
+				t.Fatalf("calls %v", got)
+			}
+			// A contact that goes and comes back is a new phone.
+			fx.register(phoneB)
+			fx.register(phoneA, phoneB)
+			if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneA}) {
+				t.Fatalf("calls after re-registration %v", got)
+			}
+		})
+	}
+}
+
+// lookupEngine is the fake engine with Engine.Subscription: subscriptions
+// are active unless failed says otherwise.
+type lookupEngine struct {
+	*fakeEngine
+	failed map[string]bool
+}
+
+func (l lookupEngine) Subscription(k pua.SubKey) (pua.SubscriptionInfo, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.subs[k]; !ok {
+		return pua.SubscriptionInfo{}, false
+	}
+	if l.failed[k.ID] {
+		return pua.SubscriptionInfo{Key: k, State: pua.StateFailed}, true
+	}
+	return pua.SubscriptionInfo{Key: k, State: pua.StateActive}, true
+}
+
+func TestRefusedSubscriptionTriedAgain(t *testing.T) {
+	fx := newFixture(t, nil)
+	le := lookupEngine{fakeEngine: fx.eng, failed: map[string]bool{}}
+	m, err := New(fx.m.cfg, Options{Subscriber: le, Publisher: le, Metrics: fx.met, Now: fx.m.now, Logger: fx.m.log,
+		AfterFunc: fx.timers.afterFunc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.m = m
+	fx.register(phoneA)
+	fx.eng.takeCalls()
+	// The phone answers 489 while booting: the engine's record is failed.
+	le.mu.Lock()
+	le.failed[ContactID(phoneA)] = true
+	le.mu.Unlock()
+	if ps := fx.m.Lines()[0].Phones; len(ps) != 1 || ps[0].SubscriptionState != pua.StateFailed {
+		t.Fatalf("phones %+v", ps)
+	}
+	// The next change of the line subscribes it again (the engine re-arms
+	// a failed subscription on Subscribe); the active one of B is left be.
+	fx.register(phoneA, phoneB)
+	if got := fx.eng.takeCalls(); !sameSet(got, []string{"subscribe " + phoneA, "subscribe " + phoneB}) {
+		t.Fatalf("calls %v", got)
+	}
+	le.mu.Lock()
+	le.failed[ContactID(phoneA)] = false
+	le.mu.Unlock()
+	fx.register(phoneA, phoneB)
+	if got := fx.eng.takeCalls(); len(got) != 0 {
+		t.Fatalf("calls with both active %v", got)
+	}
+	if got := fx.count(t, "resubscribe_failed"); got != 1 {
+		t.Errorf("resubscribe_failed = %v", got)
+	}
+}

@@ -1,0 +1,142 @@
+package pua
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// A refused publication is tried again after refused_retry_min, then
+// after twice as long, until accepted; the refusals are counted and
+// visible while they last.
+func TestPublishRefusedRetriedSlowly(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e, m := newMeteredEngine(t, fs, clk, nil, func(c *Config) {
+		c.RefusedRetryMin = 30 * time.Second
+		c.RefusedRetryMax = 10 * time.Minute
+	})
+	fs.push(reply{code: 403}, reply{code: 489})
+	res, _ := e.PublishWait(context.Background(), pubReq("a"))
+	if res.Status != 403 {
+		t.Fatalf("result %+v", res)
+	}
+	p, _ := e.Publication(presKey)
+	start := clk.Now()
+	if p.State != StateFailed || p.LastStatus != 403 || p.Refusals != 1 ||
+		p.NextRetry.Before(start.Add(15*time.Second)) || p.NextRetry.After(start.Add(30*time.Second)) {
+		t.Fatalf("after one refusal: %+v", p)
+	}
+	if v := metricValue(t, m, "puaside_pua_refused_total", map[string]string{"method": "PUBLISH", "status": "403"}); v != 1 {
+		t.Fatalf("refused_total %v, want 1", v)
+	}
+	clk.Advance(14 * time.Second)
+	time.Sleep(50 * time.Millisecond)
+	if n := fs.publishes(); n != 1 {
+		t.Fatalf("%d PUBLISHes before refused_retry_min/2, want 1", n)
+	}
+	clk.Advance(16 * time.Second)
+	waitFor(t, "first retry", countIs(fs, 2))
+	waitFor(t, "second refusal", func() bool { p, _ := e.Publication(presKey); return p.Refusals == 2 })
+	p, _ = e.Publication(presKey)
+	now := clk.Now()
+	if p.State != StateFailed || p.LastStatus != 489 ||
+		p.NextRetry.Before(now.Add(30*time.Second)) || p.NextRetry.After(now.Add(60*time.Second)) {
+		t.Fatalf("after two refusals (backoff doubles): %+v", p)
+	}
+	clk.Advance(60 * time.Second)
+	waitFor(t, "second retry accepted", func() bool { p, _ := e.Publication(presKey); return p.State == StateActive })
+	p, _ = e.Publication(presKey)
+	if p.Refusals != 0 || !p.NextRetry.IsZero() || p.ETag == "" {
+		t.Fatalf("accepted: %+v", p)
+	}
+	checkPublish(t, fs.requests()[2], wire{body: string(pidf("a")), expires: "3600"})
+	if v := metricValue(t, m, "puaside_pua_refused_retries_total", map[string]string{"method": "PUBLISH"}); v != 2 {
+		t.Fatalf("refused_retries_total %v, want 2", v)
+	}
+}
+
+// The refused backoff stops growing at refused_retry_max.
+func TestPublishRefusedBackoffCapped(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, func(c *Config) {
+		c.RefusedRetryMin = 10 * time.Second
+		c.RefusedRetryMax = 40 * time.Second
+	})
+	fs.mu.Lock()
+	fs.def = reply{code: 404}
+	fs.mu.Unlock()
+	if err := e.Publish(pubReq("a")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 6; i++ {
+		waitFor(t, "refusal", func() bool { p, _ := e.Publication(presKey); return p.Refusals == i })
+		p, _ := e.Publication(presKey)
+		if d := p.NextRetry.Sub(clk.Now()); d > 40*time.Second || d <= 0 {
+			t.Fatalf("refusal %d: retry in %v, want (0, 40s]", i, d)
+		}
+		clk.Advance(40 * time.Second)
+	}
+}
+
+// A 2xx without SIP-ETag is a refusal too: retried later.
+func TestPublishWithoutETagRetried(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	fs.push(reply{code: 200, etag: "-"})
+	if _, err := e.PublishWait(context.Background(), pubReq("a")); err == nil {
+		t.Fatal("want an error for a 2xx without SIP-ETag")
+	}
+	clk.Advance(e.cfg.RefusedRetryMin)
+	waitFor(t, "accepted on retry", func() bool { p, _ := e.Publication(presKey); return p.State == StateActive && p.ETag != "" })
+}
+
+// A new state from the owner of a refused publication is sent at once and
+// restarts the refused backoff.
+func TestPublishRefusedChangeSentAtOnce(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	fs.push(reply{code: 403})
+	if res, _ := e.PublishWait(context.Background(), pubReq("a")); res.Status != 403 {
+		t.Fatalf("result %+v", res)
+	}
+	res := mustWait(t, e, pubReq("b"))
+	if res.Status != 200 || len(fs.requests()) != 2 {
+		t.Fatalf("result %+v after %d requests", res, len(fs.requests()))
+	}
+	if p, _ := e.Publication(presKey); p.Refusals != 0 || !p.NextRetry.IsZero() {
+		t.Fatalf("info %+v", p)
+	}
+}
+
+// A phone answering 489 to the BLA SUBSCRIBE while it boots gets the
+// subscription later, without its owner asking again.
+func TestSubscribeRefusedRetried(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e, _ := subEngine(t, fs, clk)
+	fs.push(reply{code: 489})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, _ := e.SubscribeWait(ctx, slaReq())
+	if res.Status != 489 {
+		t.Fatalf("result %+v", res)
+	}
+	s, _ := e.Subscription(slaKey)
+	if s.State != StateFailed || s.Refusals != 1 || s.NextRetry.IsZero() {
+		t.Fatalf("after the refusal: %+v", s)
+	}
+	clk.Advance(e.cfg.RefusedRetryMin)
+	waitFor(t, "new SUBSCRIBE", countIs(fs, 2))
+	waitFor(t, "active", func() bool { s, _ := e.Subscription(slaKey); return s.State == StateActive })
+	s, _ = e.Subscription(slaKey)
+	if s.Refusals != 0 || !s.NextRetry.IsZero() {
+		t.Fatalf("accepted: %+v", s)
+	}
+	if got := fs.requests()[1].Recipient.String(); got != "sip:line1@10.0.0.9:5062" {
+		t.Fatalf("retry R-URI %s", got)
+	}
+}

@@ -1,0 +1,290 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/puaside/puaside/dialoginfo"
+	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/proxyrpc"
+	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/usrloc"
+)
+
+// proxy is a Source with settable snapshots.
+type proxy struct {
+	mu       sync.Mutex
+	bindings proxyrpc.Bindings
+	dialogs  proxyrpc.Dialogs
+	err      error
+	asked    int
+}
+
+func (p *proxy) Bindings(context.Context) (proxyrpc.Bindings, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.asked++
+	return p.bindings, p.err
+}
+
+func (p *proxy) Dialogs(context.Context) (proxyrpc.Dialogs, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dialogs, p.err
+}
+
+// server is a publisher that keeps the live documents, like a presence server.
+type server struct {
+	mu   sync.Mutex
+	live map[pua.Key]string
+}
+
+func (s *server) Publish(r pua.PublishRequest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.live[r.Key] = string(r.Body)
+	return nil
+}
+
+func (s *server) Remove(k pua.Key) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.live, k)
+	return nil
+}
+
+func (s *server) doc(presURI, ev string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var b strings.Builder
+	for k, v := range s.live {
+		if k.PresURI == presURI && k.Event == ev {
+			b.WriteString(v)
+		}
+	}
+	return b.String()
+}
+
+type rig struct {
+	px  *proxy
+	srv *server
+	ul  *usrloc.Tracker
+	di  *dialoginfo.Tracker
+	r   *Reconciler
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	g := &rig{px: &proxy{}, srv: &server{live: map[pua.Key]string{}}}
+	var err error
+	if g.ul, err = usrloc.New(usrloc.DefaultConfig(), usrloc.Options{Publisher: g.srv}); err != nil {
+		t.Fatal(err)
+	}
+	if g.di, err = dialoginfo.New(dialoginfo.DefaultConfig(), dialoginfo.Options{Publisher: g.srv}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Enabled, cfg.DefaultDomain, cfg.Grace = true, "example.com", 0
+	if g.r, err = New(cfg, Options{Source: g.px, Registrations: g.ul, Calls: g.di}); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func TestPassCorrectsTrackers(t *testing.T) {
+	g := newRig(t)
+	ctx := context.Background()
+	// puaside knows bob (registered) and a call alice → bob.
+	if err := g.ul.ApplyRegistration(ctx, event.Registration{AoR: "sip:bob@example.com",
+		Contacts: []event.Contact{{URI: "sip:bob@10.0.0.2", Expires: 600, Q: -1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.di.ApplyDialogState(ctx, event.DialogState{CallID: "c1", FromTag: "ft", ToTag: "tt",
+		From: "sip:alice@example.com", To: "sip:bob@example.com", State: "confirmed"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond) // the snapshot is taken after what puaside saw
+	// While puaside was "down": bob unregistered, alice registered, the call ended.
+	g.px.bindings = proxyrpc.Bindings{AoRs: []proxyrpc.AoR{
+		{Name: "alice", Contacts: []proxyrpc.Contact{{URI: "sip:alice@10.0.0.1", Remaining: 300, Q: -1}}},
+	}}
+	res := g.r.Pass(ctx)
+	if res.Err != nil || res.Added != 1 || res.Gone != 1 || res.Ended != 1 {
+		t.Fatalf("pass %+v", res)
+	}
+	if d := g.srv.doc("sip:alice@example.com", "presence"); !strings.Contains(d, "<basic>open</basic>") {
+		t.Errorf("alice's presence %q, want open", d)
+	}
+	if d := g.srv.doc("sip:bob@example.com", "presence"); !strings.Contains(d, "<basic>closed</basic>") {
+		t.Errorf("bob's presence %q, want closed", d)
+	}
+	for _, who := range []string{"sip:alice@example.com", "sip:bob@example.com"} {
+		if d := g.srv.doc(who, "dialog"); !strings.Contains(d, "<state>terminated</state>") {
+			t.Errorf("%s's dialog %q, want terminated", who, d)
+		}
+	}
+	// A second pass over the same state changes nothing.
+	if res := g.r.Pass(ctx); res.Added+res.Removed+res.Changed+res.Gone+res.Ended+res.Adopted != 0 {
+		t.Fatalf("second pass %+v", res)
+	}
+}
+
+func TestPassAdoptsAnsweredCall(t *testing.T) {
+	g := newRig(t)
+	answered := time.Now().Add(-time.Minute)
+	g.px.bindings = proxyrpc.Bindings{}
+	g.px.dialogs = proxyrpc.Dialogs{Dialogs: []proxyrpc.Dialog{{CallID: "c2", FromTag: "ft", ToTag: "tt",
+		FromURI: "sip:carol@example.com", ToURI: "sip:dave@example.com", State: proxyrpc.DialogConfirmed,
+		Created: answered, Answered: answered}}}
+	if res := g.r.Pass(context.Background()); res.Adopted != 1 {
+		t.Fatalf("pass %+v", res)
+	}
+	for _, who := range []string{"sip:carol@example.com", "sip:dave@example.com"} {
+		if d := g.srv.doc(who, "dialog"); !strings.Contains(d, "<state>confirmed</state>") {
+			t.Errorf("%s's dialog %q, want confirmed", who, d)
+		}
+	}
+	// Then the proxy loses it: it is ended.
+	g.px.dialogs = proxyrpc.Dialogs{}
+	time.Sleep(2 * time.Millisecond)
+	if res := g.r.Pass(context.Background()); res.Ended != 1 {
+		t.Fatalf("pass after the end %+v", res)
+	}
+}
+
+func TestPassYieldsToNewerInput(t *testing.T) {
+	g := newRig(t)
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.Enabled, cfg.DefaultDomain, cfg.Grace = true, "example.com", time.Minute
+	r, err := New(cfg, Options{Source: g.px, Registrations: g.ul, Calls: g.di})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Input seen within the grace before the proxy was asked wins.
+	if err := g.ul.ApplyRegistration(ctx, event.Registration{AoR: "sip:bob@example.com",
+		Contacts: []event.Contact{{URI: "sip:bob@10.0.0.2", Expires: 600, Q: -1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.di.ApplyDialogState(ctx, event.DialogState{CallID: "c1", FromTag: "ft", ToTag: "tt",
+		From: "sip:alice@example.com", To: "sip:bob@example.com", State: "confirmed"}); err != nil {
+		t.Fatal(err)
+	}
+	res := r.Pass(ctx)
+	if res.Gone != 0 || res.Ended != 0 || res.Yielded != 2 {
+		t.Fatalf("pass %+v, want both corrections refused", res)
+	}
+	if d := g.srv.doc("sip:bob@example.com", "presence"); !strings.Contains(d, "<basic>open</basic>") {
+		t.Errorf("bob's presence %q, want still open", d)
+	}
+}
+
+func TestPassRPCErrorChangesNothing(t *testing.T) {
+	g := newRig(t)
+	ctx := context.Background()
+	if err := g.ul.ApplyRegistration(ctx, event.Registration{AoR: "sip:bob@example.com",
+		Contacts: []event.Contact{{URI: "sip:bob@10.0.0.2", Expires: 600, Q: -1}}}); err != nil {
+		t.Fatal(err)
+	}
+	g.px.err = errors.New("connection refused")
+	if res := g.r.Pass(ctx); res.Err == nil || res.Gone != 0 {
+		t.Fatalf("pass %+v", res)
+	}
+	if d := g.srv.doc("sip:bob@example.com", "presence"); !strings.Contains(d, "<basic>open</basic>") {
+		t.Errorf("bob's presence %q after a failed pass", d)
+	}
+}
+
+func TestRunAsksAtStartAndEveryInterval(t *testing.T) {
+	g := newRig(t)
+	asked := func() int {
+		g.px.mu.Lock()
+		defer g.px.mu.Unlock()
+		return g.px.asked
+	}
+	waitAsked := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); asked() < n; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("asked %d times, want %d", asked(), n)
+			}
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Enabled, cfg.Interval, cfg.Timeout = true, time.Second, time.Second
+	r, err := New(cfg, Options{Source: g.px, Registrations: g.ul})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	waitAsked(3) // at start, then every interval
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v", err)
+	}
+
+	// With an interval of an hour, the first pass still runs at once.
+	g.px.mu.Lock()
+	g.px.asked = 0
+	g.px.mu.Unlock()
+	cfg.Interval, cfg.Timeout = time.Hour, time.Second
+	if r, err = New(cfg, Options{Source: g.px, Registrations: g.ul}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go func() { done <- r.Run(ctx) }()
+	waitAsked(1)
+	cancel()
+	<-done
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := DefaultConfig()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(*Config){
+		"kind":     func(c *Config) { c.Kind = "opensips" },
+		"url":      func(c *Config) { c.RPCURL = "127.0.0.1:5071" },
+		"interval": func(c *Config) { c.Interval = 0 },
+		"timeout":  func(c *Config) { c.Timeout = time.Hour },
+		"grace":    func(c *Config) { c.Grace = time.Hour },
+		"size":     func(c *Config) { c.MaxResponseSize = 10 },
+		"table":    func(c *Config) { c.ULTable = "" },
+	} {
+		c := DefaultConfig()
+		mod(&c)
+		if err := c.Validate(); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: %v, want ErrConfig", name, err)
+		}
+	}
+}
+
+// TestPassAddedAoRIsStable: an AoR added from the registrar's answer reads
+// back the same on the next pass, whatever the grace (the expiry counts
+// from when the registrar was asked, not from the grace's cutoff).
+func TestPassAddedAoRIsStable(t *testing.T) {
+	g := newRig(t)
+	cfg := DefaultConfig()
+	cfg.Enabled, cfg.DefaultDomain, cfg.Grace = true, "example.com", 5*time.Second
+	r, err := New(cfg, Options{Source: g.px, Registrations: g.ul, Calls: g.di})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.px.bindings = proxyrpc.Bindings{AoRs: []proxyrpc.AoR{
+		{Name: "alice", Contacts: []proxyrpc.Contact{{URI: "sip:alice@10.0.0.1", Remaining: 300, Q: -1}}},
+	}}
+	if res := r.Pass(context.Background()); res.Added != 1 {
+		t.Fatalf("first pass %+v", res)
+	}
+	if res := r.Pass(context.Background()); res.Added+res.Changed+res.Removed+res.Gone != 0 {
+		t.Fatalf("second pass over the same answer %+v", res)
+	}
+}

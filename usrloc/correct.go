@@ -1,0 +1,73 @@
+package usrloc
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/puaside/puaside/event"
+)
+
+// inputHorizon is how long the time of an AoR's last input is remembered
+// for CorrectBindings; corrections older than this are not protected.
+const inputHorizon = 2 * time.Minute
+
+// CorrectBindings replaces the bindings of aor ("sip:user@domain") with
+// contacts, the complete set the registrar itself holds (for example from
+// Kamailio's ul.dump): contacts not listed are gone, listed ones are added
+// or updated. Each contact's Expires is its remaining lifetime in seconds
+// at asOf (the time the registrar was asked), capped by max_expires; a
+// contact with Expires <= 0 is left out.
+//
+// It changes nothing, and returns false, when the tracker received input
+// about aor (a REGISTER copy, a JSON event) after asOf: that input is
+// newer than the registrar's answer. Changes are counted as
+// contact_added / contact_removed_reconciled, published and passed to
+// OnChange as any other change.
+func (t *Tracker) CorrectBindings(aor string, contacts []event.Contact, asked time.Time, grace time.Duration) bool {
+	applied := false
+	t.update(func(now time.Time, ch *[]change) {
+		if last, ok := t.inputs[aor]; ok && last.After(asked.Add(-grace)) {
+			t.count("reconcile_skipped_newer")
+			return
+		}
+		applied = true
+		st := t.aors[aor]
+		if st == nil {
+			st = &aorState{aor: aor, idx: -1}
+			t.putAoR(st)
+		}
+		next := make([]Binding, 0, len(contacts))
+		for _, c := range contacts {
+			exp := c.Expires
+			if exp <= 0 || findBinding(next, c.URI) >= 0 {
+				continue
+			}
+			if t.cfg.MaxExpires > 0 && exp > t.cfg.MaxExpires {
+				exp = t.cfg.MaxExpires
+			}
+			next = append(next, Binding{URI: c.URI, Expires: asked.Add(time.Duration(exp) * time.Second), Q: c.Q,
+				Received: c.Received, CallID: c.CallID, CSeq: c.CSeq, Instance: c.Instance, UserAgent: c.UserAgent})
+		}
+		slices.SortFunc(next, func(a, b Binding) int { return strings.Compare(a.URI, b.URI) })
+		t.setContacts(st, next, now, "contact_removed_reconciled", false, ch)
+	})
+	return applied
+}
+
+// noteInput records that aor received input now. Must hold mu.
+func (t *Tracker) noteInput(aor string, now time.Time) {
+	t.inputs[aor] = now
+}
+
+// pruneInputs forgets input times older than inputHorizon.
+func (t *Tracker) pruneInputs() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	limit := t.clock.Now().Add(-inputHorizon)
+	for aor, at := range t.inputs {
+		if at.Before(limit) {
+			delete(t.inputs, aor)
+		}
+	}
+}
