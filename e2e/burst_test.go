@@ -20,6 +20,10 @@ const (
 	burstUsers = 10_000
 	burstRate  = 1_000 // REGISTERs per second
 	burstKill  = 5 * time.Second
+	// burstLeases bounds the wait for the publications the crash left
+	// unknown: their first lease (pua.initial_expires, 60 s by default),
+	// then the presence server's clean period (10 s), with a margin.
+	burstLeases = 90 * time.Second
 )
 
 // regBlaster plays many phones registering at a registrar over UDP from one
@@ -221,7 +225,7 @@ func TestSIGKILLMidRegisterBurst(t *testing.T) {
 	// Once the first leases of the publications the crash left unknown are
 	// over (initial_expires, then the server's clean period), one
 	// presentity per registered user.
-	deadline := time.Now().Add(cfg.PUA.InitialExpires + 45*time.Second)
+	deadline := killedAt.Add(burstLeases)
 	var dups, missing int
 	for {
 		rows, _ := burstPresentities(ctx, t, presence)
