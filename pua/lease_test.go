@@ -143,3 +143,23 @@ func TestPendingModifySurvivesRestart(t *testing.T) {
 	checkPublish(t, fs.requests()[2], wire{ifMatch: "etag1", body: string(pidf("b")), expires: "3600"})
 	waitFor(t, "accepted and stored", func() bool { r, _ := st.row(presKey, FlagUsrloc); return r.ETag == "etag2" && !r.Modified })
 }
+
+// TestDurableUnsubscribe: a subscription stored while its un-SUBSCRIBE was
+// unanswered is ended by the next engine, not refreshed.
+func TestDurableUnsubscribe(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	st.put(Record{PresURI: "sip:line@example.com", WatcherURI: "sip:line@example.com", PresID: "bla-1",
+		EventName: "dialog;sla", Event: 4, Flag: FlagBLASubscribe, CallID: "c1", FromTag: "f1", ToTag: "t1",
+		CSeq: 3, RemoteContact: "sip:phone@" + fs.uri()[len("sip:"):], Expires: clk.Now().Add(time.Hour).Unix(),
+		Removing: true})
+	e := newTestEngine(t, fs, clk, st, nil)
+	waitFor(t, "un-SUBSCRIBE", countIs(fs, 1))
+	r := fs.requests()[0]
+	if r.Method != "SUBSCRIBE" || headerValue(r, "Expires") != "0" || r.CallID().Value() != "c1" {
+		t.Fatalf("sent %s Expires %s Call-ID %s", r.Method, headerValue(r, "Expires"), r.CallID().Value())
+	}
+	waitFor(t, "subscription gone", func() bool { return len(e.Subscriptions()) == 0 })
+	waitFor(t, "row deleted", func() bool { st.mu.Lock(); defer st.mu.Unlock(); return len(st.rows) == 0 })
+}
