@@ -154,10 +154,11 @@ func burstPresentities(ctx context.Context, t *testing.T, ps *kamailiotest.Insta
 // Kamailio registrar that mirrors each REGISTER to puaside with
 // t_replicate after save(); puaside is killed (SIGKILL) 5 s into the burst
 // and started again at once. Publications whose ETag was never stored had
-// a short first lease (initial_expires) and those the usrloc tracker never
-// wrote are swept, so once those leases are over every user has exactly
-// one presentity at the presence server; then every phone unregisters, and
-// within two minutes no user is open there.
+// a short first lease (initial_expires), those of contacts the usrloc
+// tracker never wrote are swept and published again once reconciliation
+// has learned the contacts from the registrar, so once those leases are
+// over every user has exactly one presentity at the presence server; then
+// every phone unregisters, and within two minutes no user is open there.
 func TestSIGKILLMidRegisterBurst(t *testing.T) {
 	if testing.Short() {
 		t.Skip("burst of 10,000 REGISTERs")
@@ -182,6 +183,14 @@ func TestSIGKILLMidRegisterBurst(t *testing.T) {
 	cfg.PUA.RequestTimeout = 5 * time.Second
 	cfg.PUA.RetryMax = 5 * time.Second
 	cfg.Usrloc.ClosedLinger = 5 * time.Second
+	// The contacts usrloc received in its last flush_interval before the
+	// SIGKILL are lost with it (the registrar got its 200 and does not send
+	// them again): reconciliation learns them from the registrar.
+	rpcPort := freePort(t)
+	cfg.Reconcile.Enabled = true
+	cfg.Reconcile.RPCURL = fmt.Sprintf("http://127.0.0.1:%d/RPC", rpcPort)
+	cfg.Reconcile.DefaultDomain = "example.com" // registrar.cfg keeps usrloc's use_domain=0
+	cfg.Reconcile.Interval, cfg.Reconcile.Timeout = 10*time.Second, 10*time.Second
 	cfgPath := writeDaemonConfig(t, cfg)
 	proc := startDaemonProc(t, "puaside#1", bin, cfgPath, cfg.HTTP.HTTPListen)
 	reg := kamailiotest.Start(t, kamailiotest.Options{
@@ -191,6 +200,8 @@ func TestSIGKILLMidRegisterBurst(t *testing.T) {
 		Args:    shm,
 		Defines: map[string]string{
 			"WITH_REPLICATE":        "",
+			"WITH_RPC":              "",
+			"RPC_PORT":              strconv.Itoa(rpcPort),
 			"PUASIDE_REPLICATE_URI": kamailiotest.Str("sip:" + hostPort(cfg.Ingest.ReplicateListen[0])),
 		},
 	})
