@@ -766,7 +766,7 @@ func buildPuaside(t *testing.T) string {
 		args[i+1] = bin
 	}
 	for i, a := range args {
-		args[i] = strings.ReplaceAll(a, "${VERSION}", "deploy-test")
+		args[i] = strings.NewReplacer("${VERSION}", "deploy-test", "${REVISION}", "0123abc").Replace(a)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = root
@@ -793,8 +793,8 @@ func TestDockerBuildCommandMakesStaticBinary(t *testing.T) {
 		t.Errorf("the binary links %v", libs)
 	}
 	out, err := exec.Command(bin, "version").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "deploy-test") {
-		t.Errorf("version: %v %s (the -X main.version flag did not apply)", err, out)
+	if err != nil || !strings.Contains(string(out), "deploy-test (revision 0123abc, go") {
+		t.Errorf("version: %v %s (the -X buildinfo.version/revision flags did not apply)", err, out)
 	}
 }
 

@@ -17,18 +17,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"sort"
 	"syscall"
 	"time"
 
 	"github.com/puaside/puaside/config"
+	"github.com/puaside/puaside/internal/buildinfo"
 	"github.com/puaside/puaside/internal/daemon"
 	"github.com/puaside/puaside/store"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
@@ -60,7 +57,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "puaside version: unexpected argument %q\n", args[0])
 			return exitUsage
 		}
-		fmt.Fprintln(stdout, "puaside", versionString())
+		fmt.Fprintln(stdout, "puaside", buildinfo.Get())
 		return exitOK
 	case "help":
 		usage(stdout)
@@ -88,16 +85,6 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n])
 	}
 	fmt.Fprint(w, "\nRun 'puaside SUBCOMMAND -h' for the flags of a subcommand.\n")
-}
-
-func versionString() string {
-	if version != "dev" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return version
 }
 
 // loadConfig parses -config from args.
