@@ -1061,6 +1061,7 @@ func exercisedCommands() []string {
 		"puaside flag set", "puaside flag clear", "puaside line add", "puaside line rm", "puaside publish",
 		"curl -fsS http://127.0.0.1:8080/metrics", "curl -fsS http://127.0.0.1:8080/readyz",
 		"curl -fsS http://127.0.0.1:8080/healthz",
+		"deploy/kamailio/presence-db.sh",
 	}
 }
 

@@ -17,7 +17,8 @@ import (
 // prefix, with that test's name.
 func guideElsewhere() map[string]string {
 	return map[string]string{
-		"scripts/stack.sh": "TestStack runs the stack script's commands on free ports",
+		"scripts/stack.sh":               "TestStack runs the stack script's commands on free ports",
+		"deploy/kamailio/presence-db.sh": "TestPresenceCfgSQLiteDefault runs it in a mount namespace with a fresh /var/lib",
 	}
 }
 
@@ -37,7 +38,7 @@ func guideNotRunnable() map[string]string {
 
 // guideCommandWords are the first words of the lines the guide's code
 // blocks present as commands to run.
-var guideCommandWords = regexp.MustCompile(`^(puaside|curl|install|systemctl|docker|dpkg|apt-get|apt|go|scripts/[a-z-]+\.sh|sqlite3|mkdir|chown|kamailio|kamctl|journalctl|mysql|useradd|sudo|git)$`)
+var guideCommandWords = regexp.MustCompile(`^(puaside|curl|install|systemctl|docker|dpkg|apt-get|apt|go|scripts/[a-z-]+\.sh|deploy/kamailio/[a-z-]+\.sh|sqlite3|mkdir|chown|kamailio|kamctl|journalctl|mysql|useradd|sudo|git)$`)
 
 // guideCommand returns the command of a code-block line without leading
 // VAR=value assignments, and whether the line is a command at all.
