@@ -481,9 +481,18 @@ func TestComposeWiring(t *testing.T) {
 	if !published {
 		t.Errorf("puaside: HTTP port %s not published (%v)", httpPort, ps.Ports)
 	}
+	// The healthcheck asks /readyz (it covers the database) on
+	// metrics_listen, which answers without the token.
 	hc := ps.Healthcheck.Test
-	if i := slices.Index(hc, "--api"); i < 0 || i+1 >= len(hc) || hc[i+1] != "http://127.0.0.1:"+httpPort {
-		t.Errorf("puaside healthcheck %q: want --api http://127.0.0.1:%s", hc, httpPort)
+	mhost, mport, err := net.SplitHostPort(cfg.HTTP.MetricsListen)
+	if err != nil || mhost != "127.0.0.1" {
+		t.Errorf("puaside: http.metrics_listen %q, want a loopback socket for the healthcheck", cfg.HTTP.MetricsListen)
+	}
+	if len(hc) < 3 || hc[2] != "ready" {
+		t.Errorf("puaside healthcheck %q: want `puaside ready` (/readyz: database, listeners, presence server)", hc)
+	}
+	if i := slices.Index(hc, "--api"); i < 0 || i+1 >= len(hc) || hc[i+1] != "http://127.0.0.1:"+mport {
+		t.Errorf("puaside healthcheck %q: want --api http://127.0.0.1:%s (metrics_listen, no token needed)", hc, mport)
 	}
 }
 
