@@ -26,13 +26,18 @@ func guideElsewhere() map[string]string {
 // runs here, each with the reason.
 func guideNotRunnable() map[string]string {
 	return map[string]string{
-		"docker compose up -d --build":                      "no Docker engine on the test machines; TestCompose* check the compose file and TestDockerBuildCommandMakesStaticBinary its build",
-		"PUASIDE_MIRROR=WITH_HEP docker compose up -d":      "no Docker engine on the test machines",
-		"docker compose ps":                                 "no Docker engine on the test machines",
-		"docker compose logs -f puaside":                    "no Docker engine on the test machines",
-		"install -m 0755 puaside /usr/local/bin/puaside":    "installs over the machine's binary; TestDebianPackage installs the packaged one",
-		"systemctl restart puaside":                         "systemd is not PID 1 on the test machines; TestDebianPackage runs the installed unit's command line and systemd-analyze verifies the unit",
-		"puaside migrate -config /etc/puaside/puaside.yaml": "the same line is in an sh block, walked by TestDebianPackage",
+		"docker compose up -d --build":                             "no Docker engine on the test machines; TestCompose* check the compose file and TestDockerBuildCommandMakesStaticBinary its build",
+		"PUASIDE_MIRROR=WITH_HEP docker compose up -d":             "no Docker engine on the test machines",
+		"docker compose ps":                                        "no Docker engine on the test machines",
+		"docker compose logs -f puaside":                           "no Docker engine on the test machines",
+		"install -m 0755 puaside /usr/local/bin/puaside":           "installs over the machine's binary; TestDebianPackage installs the packaged one",
+		"systemctl restart puaside":                                "systemd is not PID 1 on the test machines; TestDebianPackage runs the installed unit's command line and systemd-analyze verifies the unit",
+		"puaside migrate -config /etc/puaside/puaside.yaml":        "the same line is in an sh block, walked by TestDebianPackage",
+		"go build -o puaside ./cmd/puaside":                        "writes into the checkout; TestDockerBuildCommandMakesStaticBinary and the e2e tests run the same build with an output elsewhere",
+		"go install github.com/puaside/puaside/cmd/puaside@latest": "needs the module from the network; the local build is the same package",
+		"scripts/build-deb.sh":                                     "TestDebianPackage runs it, writing to a temporary directory (-o) with a test version (-v)",
+		"dpkg -i dist/puaside_*.deb":                               "TestDebianPackage installs the package it built with dpkg -i",
+		"systemctl enable --now puaside":                           "systemd is not PID 1 on the test machines; TestDebianPackage runs the installed unit's ExecStart as its user and systemd-analyze verifies the unit",
 	}
 }
 
