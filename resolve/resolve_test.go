@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/puaside/puaside/internal/dnstest"
 	"strings"
 	"sync"
 	"testing"
@@ -24,9 +25,9 @@ func ctx(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return c
 }
-func resolver(t *testing.T, d *testDNS, clk *fakeNow) *Resolver {
+func resolver(t *testing.T, d *dnstest.Server, clk *fakeNow) *Resolver {
 	t.Helper()
-	r, err := New(Config{Server: d.addr, Timeout: time.Second, Now: clk.now})
+	r, err := New(Config{Server: d.Addr, Timeout: time.Second, Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ var zone = []string{
 }
 
 func TestLookupNAPTRSRVA(t *testing.T) {
-	d := startDNS(t, zone...)
+	d := dnstest.Start(t, zone...)
 	r := resolver(t, d, newClock())
 	got, err := r.Lookup(ctx(t), Name{Host: "example.test"})
 	if err != nil {
@@ -72,7 +73,7 @@ func TestLookupNAPTRSRVA(t *testing.T) {
 }
 
 func TestLookupTransportAndSecure(t *testing.T) {
-	d := startDNS(t, zone...)
+	d := dnstest.Start(t, zone...)
 	r := resolver(t, d, newClock())
 	for _, c := range []struct {
 		n    Name
@@ -103,7 +104,7 @@ func TestLookupTransportAndSecure(t *testing.T) {
 }
 
 func TestLookupHonoursTTL(t *testing.T) {
-	d := startDNS(t,
+	d := dnstest.Start(t,
 		`_sip._udp.ttl.example.test. 30 IN SRV 10 0 5060 a.ttl.example.test.`,
 		`a.ttl.example.test. 10 IN A 127.0.0.21`)
 	clk := newClock()
@@ -113,38 +114,38 @@ func TestLookupHonoursTTL(t *testing.T) {
 	if err != nil || addrs(first) != "UDP 127.0.0.21:5060" {
 		t.Fatalf("first lookup %s, %v", addrs(first), err)
 	}
-	d.set(t,
+	d.Set(t,
 		`_sip._udp.ttl.example.test. 30 IN SRV 10 0 5060 a.ttl.example.test.`,
 		`a.ttl.example.test. 10 IN A 127.0.0.22`)
-	q := d.queries.Load()
+	q := d.Queries.Load()
 	clk.add(9 * time.Second)
-	if got, _ := r.Lookup(ctx(t), n); addrs(got) != "UDP 127.0.0.21:5060" || d.queries.Load() != q {
-		t.Fatalf("within TTL: %s after %d new queries, want the cached answer and none", addrs(got), d.queries.Load()-q)
+	if got, _ := r.Lookup(ctx(t), n); addrs(got) != "UDP 127.0.0.21:5060" || d.Queries.Load() != q {
+		t.Fatalf("within TTL: %s after %d new queries, want the cached answer and none", addrs(got), d.Queries.Load()-q)
 	}
 	clk.add(2 * time.Second)
 	if got, _ := r.Lookup(ctx(t), n); addrs(got) != "UDP 127.0.0.22:5060" {
 		t.Fatalf("after the A record's TTL: %s, want the new address", addrs(got))
 	}
-	if d.queries.Load()-q != 2 { // A and AAAA of the target; the SRV is still cached
-		t.Fatalf("after the A TTL: %d queries, want 2 (A, AAAA)", d.queries.Load()-q)
+	if d.Queries.Load()-q != 2 { // A and AAAA of the target; the SRV is still cached
+		t.Fatalf("after the A TTL: %d queries, want 2 (A, AAAA)", d.Queries.Load()-q)
 	}
 }
 
 func TestLookupNegativeCache(t *testing.T) {
-	d := startDNS(t, `a.neg.example.test. 60 IN A 127.0.0.5`)
+	d := dnstest.Start(t, `a.neg.example.test. 60 IN A 127.0.0.5`)
 	clk := newClock()
 	r := resolver(t, d, clk)
 	if _, err := r.Lookup(ctx(t), Name{Host: "gone.example.test"}); !errors.Is(err, ErrNotFound) {
 		t.Fatal(err)
 	}
-	q := d.queries.Load()
+	q := d.Queries.Load()
 	r.Lookup(ctx(t), Name{Host: "gone.example.test"})
-	if d.queries.Load() != q {
-		t.Fatalf("negative answer not cached: %d new queries", d.queries.Load()-q)
+	if d.Queries.Load() != q {
+		t.Fatalf("negative answer not cached: %d new queries", d.Queries.Load()-q)
 	}
 	clk.add(11 * time.Second) // the SOA minimum of the test zone is 10s
 	r.Lookup(ctx(t), Name{Host: "gone.example.test"})
-	if d.queries.Load() == q {
+	if d.Queries.Load() == q {
 		t.Fatal("negative answer cached beyond the SOA minimum")
 	}
 }
@@ -163,7 +164,7 @@ func TestLookupBadAnswers(t *testing.T) {
 		zone = append(zone, fmt.Sprintf("c%d.example.test. 60 IN CNAME c%d.example.test.", i, i+1))
 	}
 	zone = append(zone, "c12.example.test. 60 IN A 127.0.0.9", "c3.example.test. 60 IN TXT x")
-	d := startDNS(t, zone...)
+	d := dnstest.Start(t, zone...)
 	r := resolver(t, d, newClock())
 	for _, c := range []struct{ host, want string }{
 		{"huge.example.test", "more than the 64 accepted"},
@@ -188,7 +189,7 @@ func TestLookupMaxTargetsAndDeadServer(t *testing.T) {
 		z = append(z, fmt.Sprintf("_sip._udp.many.example.test. 60 IN SRV %d 0 5060 h%d.example.test.", i, i),
 			fmt.Sprintf("h%d.example.test. 60 IN A 127.0.1.%d", i, i+1))
 	}
-	d := startDNS(t, z...)
+	d := dnstest.Start(t, z...)
 	r := resolver(t, d, newClock())
 	got, err := r.Lookup(ctx(t), Name{Host: "many.example.test", Transport: "udp"})
 	if err != nil || len(got) != defaultMaxTargets {

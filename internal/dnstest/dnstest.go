@@ -1,4 +1,6 @@
-package resolve
+// Package dnstest runs a small authoritative DNS server on loopback for
+// tests of DNS-based SIP routing (RFC 3263).
+package dnstest
 
 import (
 	"net"
@@ -10,20 +12,22 @@ import (
 	"github.com/miekg/dns"
 )
 
-// testDNS is a small authoritative DNS server on loopback (UDP and TCP)
+// Server is a small authoritative DNS server on loopback (UDP and TCP)
 // serving the records it is given.
-type testDNS struct {
-	addr    string
+type Server struct {
+	// Addr is the "ip:port" the server answers on (UDP and TCP).
+	Addr    string
 	mu      sync.Mutex
 	records map[string][]dns.RR // lower-case FQDN → records (any type)
-	queries atomic.Int64
+	// Queries counts the queries received.
+	Queries atomic.Int64
 }
 
-// startDNS starts the server; it stops when the test ends.
-func startDNS(t testing.TB, zone ...string) *testDNS {
+// Start starts the server; it stops when the test ends.
+func Start(t testing.TB, zone ...string) *Server {
 	t.Helper()
-	d := &testDNS{records: map[string][]dns.RR{}}
-	d.set(t, zone...)
+	d := &Server{records: map[string][]dns.RR{}}
+	d.Set(t, zone...)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +37,7 @@ func startDNS(t testing.TB, zone ...string) *testDNS {
 		pc.Close()
 		t.Fatal(err)
 	}
-	d.addr = pc.LocalAddr().String()
+	d.Addr = pc.LocalAddr().String()
 	udp := &dns.Server{PacketConn: pc, Handler: d}
 	tcp := &dns.Server{Listener: ln, Handler: d}
 	go udp.ActivateAndServe()
@@ -43,7 +47,7 @@ func startDNS(t testing.TB, zone ...string) *testDNS {
 }
 
 // set replaces the zone with the given records (zone-file lines).
-func (d *testDNS) set(t testing.TB, zone ...string) {
+func (d *Server) Set(t testing.TB, zone ...string) {
 	t.Helper()
 	recs := map[string][]dns.RR{}
 	for _, line := range zone {
@@ -61,8 +65,8 @@ func (d *testDNS) set(t testing.TB, zone ...string) {
 
 // ServeDNS answers from the records: those of the asked type, else a
 // CNAME, else NODATA (name known) or NXDOMAIN, with an SOA.
-func (d *testDNS) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
-	d.queries.Add(1)
+func (d *Server) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
+	d.Queries.Add(1)
 	m := new(dns.Msg)
 	m.SetReply(q)
 	m.Authoritative = true
