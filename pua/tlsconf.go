@@ -11,13 +11,14 @@ import (
 // and phones when a destination asks for TLS (a sips: URI,
 // ;transport=tls, or a NAPTR/SRV record for TLS).
 type TLSConfig struct {
-	// CertFile and KeyFile are the PEM certificate (chain) and private key
-	// presented on the `tls:` listeners and, when a server asks for one, as
-	// client certificate. Both files are read again when they change (checked
-	// at most once a second at a handshake), so a renewed certificate is used
-	// without a restart. Required when a `tls:` listener is configured.
+	// CertFile is the PEM certificate (chain) presented on the `tls:`
+	// listeners and, when a server asks for one, as client certificate. It
+	// and key_file are read again when they change (checked at most once a
+	// second, at a handshake), so a renewed certificate is used without a
+	// restart. Required when a `tls:` listener is configured.
 	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
+	// KeyFile is the PEM private key of cert_file.
+	KeyFile string `yaml:"key_file"`
 	// CAFile is a PEM bundle of the certificate authorities trusted for the
 	// far end's certificate; empty means the system's. Read again when it
 	// changes, as the certificate is.
