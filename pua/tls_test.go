@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
+	"github.com/puaside/puaside/internal/testpki"
 	"net"
 	"os"
 	"strings"
@@ -36,12 +36,12 @@ func tlsEngine(t *testing.T, fs *fakeServer, server string, mod func(*Config)) *
 }
 
 func TestPublishOverTLS(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := testpki.NewCA(t, "test CA")
 	fs := newFakeServer(t)
-	sc, sk := ca.valid(t, "127.0.0.1")
-	server := fs.serveTLS(t, tlsServerConfig(t, sc, sk))
-	ours, ourKey := ca.valid(t, "127.0.0.1")
-	f := writeFiles(t, t.TempDir(), map[string][]byte{"ca.pem": ca.pem, "cert.pem": ours, "key.pem": ourKey})
+	sc, sk := ca.Valid(t, "127.0.0.1")
+	server := fs.serveTLS(t, testpki.ServerConfig(t, sc, sk))
+	ours, ourKey := ca.Valid(t, "127.0.0.1")
+	f := testpki.WriteFiles(t, t.TempDir(), map[string][]byte{"ca.pem": ca.PEM, "cert.pem": ours, "key.pem": ourKey})
 	e := tlsEngine(t, fs, server, func(c *Config) {
 		c.Listen = []string{"tls:127.0.0.1:0", "udp:127.0.0.1:0"}
 		c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile = f["ca.pem"], f["cert.pem"], f["key.pem"]
@@ -60,9 +60,9 @@ func TestPublishOverTLS(t *testing.T) {
 }
 
 func TestTLSRefusesBadServerCertificates(t *testing.T) {
-	ca := newTestCA(t, "test CA")
-	other := newTestCA(t, "other CA")
-	caFile := writeFiles(t, t.TempDir(), map[string][]byte{"ca.pem": ca.pem})["ca.pem"]
+	ca := testpki.NewCA(t, "test CA")
+	other := testpki.NewCA(t, "other CA")
+	caFile := testpki.WriteFiles(t, t.TempDir(), map[string][]byte{"ca.pem": ca.PEM})["ca.pem"]
 	now := time.Now()
 	for _, c := range []struct {
 		name       string
@@ -77,14 +77,14 @@ func TestTLSRefusesBadServerCertificates(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			switch c.name {
 			case "unknown CA":
-				c.cert, c.key = other.valid(t, "127.0.0.1")
+				c.cert, c.key = other.Valid(t, "127.0.0.1")
 			case "expired":
-				c.cert, c.key = ca.leaf(t, now.Add(-48*time.Hour), now.Add(-24*time.Hour), "127.0.0.1")
+				c.cert, c.key = ca.Leaf(t, now.Add(-48*time.Hour), now.Add(-24*time.Hour), "127.0.0.1")
 			default:
-				c.cert, c.key = ca.valid(t, "127.0.0.1")
+				c.cert, c.key = ca.Valid(t, "127.0.0.1")
 			}
 			fs := newFakeServer(t)
-			server := fs.serveTLS(t, tlsServerConfig(t, c.cert, c.key))
+			server := fs.serveTLS(t, testpki.ServerConfig(t, c.cert, c.key))
 			e := tlsEngine(t, fs, server, func(cf *Config) {
 				cf.TLS.CAFile, cf.TLS.ServerName = caFile, c.serverName
 				cf.RetryMin, cf.RetryMax = time.Hour, time.Hour
@@ -122,9 +122,9 @@ func TestTLSStalledHandshakes(t *testing.T) {
 		}
 	}()
 	fs := newFakeServer(t)
-	ca := newTestCA(t, "test CA")
-	cert, key := ca.valid(t, "127.0.0.1")
-	f := writeFiles(t, t.TempDir(), map[string][]byte{"cert.pem": cert, "key.pem": key})
+	ca := testpki.NewCA(t, "test CA")
+	cert, key := ca.Valid(t, "127.0.0.1")
+	f := testpki.WriteFiles(t, t.TempDir(), map[string][]byte{"cert.pem": cert, "key.pem": key})
 	e := tlsEngine(t, fs, fmt.Sprintf("sips:%s", ln.Addr()), func(c *Config) {
 		c.Listen = []string{"udp:127.0.0.1:0", "tls:127.0.0.1:0"}
 		c.TLS.CertFile, c.TLS.KeyFile = f["cert.pem"], f["key.pem"]
@@ -161,10 +161,10 @@ func isTimeout(err error) bool {
 }
 
 func TestTLSCertificateReload(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := testpki.NewCA(t, "test CA")
 	fs := newFakeServer(t)
-	cert1, key1 := ca.valid(t, "127.0.0.1")
-	f := writeFiles(t, t.TempDir(), map[string][]byte{"cert.pem": cert1, "key.pem": key1})
+	cert1, key1 := ca.Valid(t, "127.0.0.1")
+	f := testpki.WriteFiles(t, t.TempDir(), map[string][]byte{"cert.pem": cert1, "key.pem": key1})
 	e := tlsEngine(t, fs, fs.uri(), func(c *Config) {
 		c.Listen = []string{"udp:127.0.0.1:0", "tls:127.0.0.1:0"}
 		c.TLS.CertFile, c.TLS.KeyFile = f["cert.pem"], f["key.pem"]
@@ -172,8 +172,7 @@ func TestTLSCertificateReload(t *testing.T) {
 	e.sip.mu.RLock()
 	addr := fmt.Sprintf("127.0.0.1:%d", e.sip.ports["TLS"])
 	e.sip.mu.RUnlock()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca.pem)
+	pool := ca.Pool()
 	served := func() []byte {
 		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
 		if err != nil {
@@ -183,7 +182,7 @@ func TestTLSCertificateReload(t *testing.T) {
 		return c.ConnectionState().PeerCertificates[0].Raw
 	}
 	first := served()
-	cert2, key2 := ca.valid(t, "127.0.0.1")
+	cert2, key2 := ca.Valid(t, "127.0.0.1")
 	time.Sleep(1100 * time.Millisecond) // files are checked at most once a second
 	if err := os.WriteFile(f["key.pem"], key2, 0o600); err != nil {
 		t.Fatal(err)
