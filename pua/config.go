@@ -196,6 +196,14 @@ func (c *Config) Validate() error {
 		if err := sip.ParseUri(u, &uri); err != nil || uri.Host == "" {
 			return fmt.Errorf("pua: %s %q: not a SIP URI", name, u)
 		}
+		if tr, _ := uri.UriParams.Get("transport"); tr != "" {
+			switch t := strings.ToLower(tr); {
+			case t != "udp" && t != "tcp" && t != "tls":
+				return fmt.Errorf("pua: %s %q: transport %s not supported (udp, tcp or tls)", name, u, tr)
+			case uri.Scheme == "sips" && t == "udp":
+				return fmt.Errorf("pua: %s %q: a sips: URI needs TLS, not UDP", name, u)
+			}
+		}
 	}
 	if c.MinExpires < 0 {
 		c.MinExpires = 0
