@@ -29,6 +29,7 @@ type tlsPhone struct {
 	mu      sync.Mutex
 	resps   chan *sip.Response
 	subs    []*sip.Request
+	toTag   string // of our 200 to the first SUBSCRIBE
 	got     chan *sip.Request
 }
 
@@ -66,6 +67,9 @@ func (p *tlsPhone) read() {
 					res.AppendHeader(sip.NewHeader("Expires", headerOr(m, "Expires", "300")))
 					p.mu.Lock()
 					p.subs = append(p.subs, m)
+					if p.toTag == "" {
+						p.toTag, _ = res.To().Params.Get("tag")
+					}
 					p.mu.Unlock()
 				}
 				_, _ = p.conn.Write([]byte(res.String()))
@@ -112,11 +116,58 @@ func (p *tlsPhone) register(ctx context.Context) int {
 	return 0
 }
 
+// notify sends a NOTIFY in the dialog of sub along its Record-Route (back
+// through the registrar) and returns the final status.
+func (p *tlsPhone) notify(ctx context.Context, sub *sip.Request, body string) int {
+	p.t.Helper()
+	p.mu.Lock()
+	toTag := p.toTag
+	p.mu.Unlock()
+	fromTag, _ := sub.From().Params.Get("tag")
+	var routes strings.Builder
+	for _, h := range sub.GetHeaders("Record-Route") {
+		fmt.Fprintf(&routes, "Route: %s\r\n", h.Value())
+	}
+	la := p.conn.LocalAddr().(*net.TCPAddr)
+	msg := fmt.Sprintf("NOTIFY %s SIP/2.0\r\n"+
+		"Via: SIP/2.0/TLS 127.0.0.1:%d;branch=z9hG4bK-%s;rport\r\n"+
+		"%s"+
+		"From: <%s>;tag=%s\r\n"+
+		"To: <%s>;tag=%s\r\n"+
+		"Call-ID: %s\r\n"+
+		"CSeq: 1 NOTIFY\r\n"+
+		"Contact: <%s>\r\n"+
+		"Event: %s\r\n"+
+		"Subscription-State: active;expires=300\r\n"+
+		"Content-Type: application/dialog-info+xml\r\n"+
+		"Max-Forwards: 70\r\n"+
+		"Content-Length: %d\r\n\r\n%s",
+		sub.Contact().Address.String(), la.Port, sip.GenerateTagN(10), routes.String(),
+		sub.To().Address.String(), toTag, sub.From().Address.String(), fromTag, sub.CallID().Value(),
+		p.contact, polSLA, len(body), body)
+	if _, err := p.conn.Write([]byte(msg)); err != nil {
+		p.t.Fatalf("phone: write NOTIFY: %v", err)
+	}
+	for {
+		select {
+		case r := <-p.resps:
+			if r.CSeq() != nil && r.CSeq().MethodName == sip.NOTIFY && r.StatusCode >= 200 {
+				return r.StatusCode
+			}
+		case <-ctx.Done():
+			p.t.Fatal("phone: no final reply to NOTIFY")
+			return 0
+		}
+	}
+}
+
 // TestBLAPhoneOverTLSThroughRegistrar: a shared-line phone registered over
 // TLS (its Contact port closed) gets puaside's dialog;sla SUBSCRIBE over
 // its own TLS connection: puaside sends it to the registrar (TLS, verified
 // against the test's CA), which finds the phone's flow from its
-// registration and never opens a new connection.
+// registration and never opens a new connection. The phone's NOTIFY, sent
+// back on the same connection along the Record-Route, is published to the
+// presence server.
 func TestBLAPhoneOverTLSThroughRegistrar(t *testing.T) {
 	ca := testpki.NewCA(t, "e2e CA")
 	cert, key := ca.Valid(t, "127.0.0.1")
@@ -130,7 +181,7 @@ func TestBLAPhoneOverTLSThroughRegistrar(t *testing.T) {
 	cfg.PUA.TLS.CAFile = f["ca.pem"]
 	tlsPort := freePort(t)
 	cfg.BLA.OutboundProxy = fmt.Sprintf("sip:127.0.0.1:%d;transport=tls", tlsPort)
-	reg := kamailiotest.Start(t, kamailiotest.Options{
+	kamailiotest.Start(t, kamailiotest.Options{
 		Config: kamailiotest.ConfigPath(t, "registrar.cfg"),
 		Defines: map[string]string{
 			"WITH_REPLICATE":        "",
@@ -140,7 +191,6 @@ func TestBLAPhoneOverTLSThroughRegistrar(t *testing.T) {
 			"TLS_CONFIG":            kamailiotest.Str(kamailiotest.WriteTLSConfig(t, kamailiotest.TLSFiles{Cert: f["cert.pem"], Key: f["key.pem"]})),
 		},
 	})
-	_ = reg
 	ps := startPuaside(t, cfg)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -176,5 +226,14 @@ func TestBLAPhoneOverTLSThroughRegistrar(t *testing.T) {
 			}
 		}
 		return false
+	})
+
+	body := blaDoc(blaLine, 1, "full", blaDialog{"tls-call-1", "confirmed", "1"})
+	if code := phone.notify(ctx, sub, body); code != 200 {
+		t.Fatalf("NOTIFY back through the registrar: %d", code)
+	}
+	eventually(t, "the phone's dialog;sla state published to the presence server", func() bool {
+		n, err := presence.Count(ctx, "presentity", "username = ? AND domain = ? AND event = ?", "line100", "example.com", polSLA)
+		return err == nil && n == 1
 	})
 }
