@@ -98,14 +98,26 @@ func (r *Resolver) exchange(ctx context.Context, name string, qt uint16) ([]dns.
 	m.SetQuestion(name, qt)
 	m.RecursionDesired = true
 	m.SetEdns0(dns.DefaultMsgSize, false)
+	qs := strings.TrimSuffix(name, ".") + " " + dns.TypeToString[qt]
+	r.mu.Lock()
+	down := r.now().Before(r.downUntil)
+	r.mu.Unlock()
+	if down {
+		return nil, fmt.Errorf("resolve: %s: DNS server %s did not answer a moment ago", qs, r.server)
+	}
 	in, _, err := r.client.ExchangeContext(ctx, m, r.server)
 	if err == nil && in.Truncated {
 		tcp := *r.client
 		tcp.Net = "tcp"
 		in, _, err = tcp.ExchangeContext(ctx, m, r.server)
 	}
-	qs := strings.TrimSuffix(name, ".") + " " + dns.TypeToString[qt]
 	if err != nil {
+		if ctx.Err() == nil {
+			// Do not make every request wait for a server that is not there.
+			r.mu.Lock()
+			r.downUntil = r.now().Add(serverDownFor)
+			r.mu.Unlock()
+		}
 		return nil, fmt.Errorf("resolve: %s: asking %s: %w", qs, r.server, err)
 	}
 	switch in.Rcode {

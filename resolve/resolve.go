@@ -28,6 +28,9 @@ const (
 	maxNegativeTTL = 5 * time.Minute
 	// defaultNegativeTTL is used when a negative answer carries no SOA.
 	defaultNegativeTTL = 30 * time.Second
+	// serverDownFor is how long the DNS server is not asked after it did
+	// not answer: lookups fail at once meanwhile.
+	serverDownFor = 5 * time.Second
 	// maxCacheEntries bounds the cache; when full, expired entries are
 	// dropped, and if none were, the whole cache.
 	maxCacheEntries = 4096
@@ -81,8 +84,9 @@ type Resolver struct {
 	maxT   int
 	now    func() time.Time
 
-	mu    sync.Mutex
-	cache map[cacheKey]cacheEntry
+	mu        sync.Mutex
+	cache     map[cacheKey]cacheEntry
+	downUntil time.Time // the server is not asked before
 }
 
 type cacheKey struct {

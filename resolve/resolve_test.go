@@ -202,4 +202,8 @@ func TestLookupMaxTargetsAndDeadServer(t *testing.T) {
 	if _, err := dead.Lookup(ctx(t), Name{Host: "many.example.test"}); err == nil || !strings.Contains(err.Error(), "asking 127.0.0.1:1") {
 		t.Fatalf("dead DNS server: %v", err)
 	}
+	// Right after, the dead server is not asked again: the lookup fails at once.
+	if _, err := dead.Lookup(ctx(t), Name{Host: "many.example.test"}); err == nil || !strings.Contains(err.Error(), "did not answer") {
+		t.Fatalf("dead DNS server, second lookup: %v", err)
+	}
 }
