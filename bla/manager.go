@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/puaside/puaside/aor"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
 )
@@ -165,7 +166,7 @@ type line struct {
 	aor      string
 	source   string
 	members  []string
-	match    []uriParts
+	match    []aor.Address
 	contacts []Contact
 	phones   map[string]*phone
 }
@@ -250,7 +251,7 @@ func New(cfg Config, opts Options) (*Manager, error) {
 }
 
 func (m *Manager) newLine(aor string, members []string, source string) (*line, error) {
-	naor, err := normalizeAoR(aor, m.cfg.DefaultDomain)
+	naor, err := lineKey(aor, m.cfg.DefaultDomain)
 	if err != nil {
 		return nil, fmt.Errorf("line %q: %w", aor, err)
 	}
@@ -266,16 +267,17 @@ func (ln *line) setMembers(members []string, defaultDomain string) error {
 	ln.match = ln.match[:0]
 	seen := make(map[string]bool)
 	for _, mem := range members {
-		n, err := normalizeAoR(mem, defaultDomain)
+		a, err := memberAddress(mem, defaultDomain)
 		if err != nil {
 			return fmt.Errorf("member %q: %w", mem, err)
 		}
+		n := a.String()
 		if seen[n] {
 			continue
 		}
 		seen[n] = true
 		ln.members = append(ln.members, n)
-		ln.match = append(ln.match, splitURI(n))
+		ln.match = append(ln.match, a)
 	}
 	return nil
 }
@@ -347,7 +349,7 @@ func (m *Manager) RestoreSubscriptions(subs []pua.SubscriptionInfo) {
 // ContactID is the stable id of a phone contact: the pres_id of its
 // subscription and publication.
 func ContactID(contactURI string) string {
-	sum := sha256.Sum256([]byte(bareURI(contactURI)))
+	sum := sha256.Sum256([]byte(aor.AddrSpec(contactURI)))
 	return "bla-" + hex.EncodeToString(sum[:8])
 }
 
@@ -356,7 +358,7 @@ func ContactID(contactURI string) string {
 // gets a subscription, and contacts that are gone lose theirs and their
 // publication. Contacts that stay are left alone.
 func (m *Manager) ContactsChanged(ctx context.Context, aor string, contacts []Contact) {
-	naor, err := normalizeAoR(aor, m.cfg.DefaultDomain)
+	naor, err := lineKey(aor, m.cfg.DefaultDomain)
 	if err != nil {
 		return
 	}
@@ -375,7 +377,7 @@ func (m *Manager) reconcile(ctx context.Context, ln *line) {
 	now := m.now()
 	want := make(map[string]Contact)
 	for _, c := range ln.contacts {
-		uri := bareURI(c.URI)
+		uri := aor.AddrSpec(c.URI)
 		// Expiry is usrloc's job (it reports expired contacts as gone); the
 		// Expires seen here is not updated by plain re-registrations.
 		if uri == "" || !ln.isMember(uri) {
@@ -491,7 +493,7 @@ func (m *Manager) subscribeExpires(exp, now time.Time) time.Duration {
 // precise code (400 malformed, 413 too large, 415 wrong content type, 409
 // seize conflict, 481 unknown line).
 func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, reason string) {
-	aor, id := n.Key.PresURI, n.Key.ID
+	lineURI, id := n.Key.PresURI, n.Key.ID
 	st := strings.ToLower(strings.TrimSpace(n.State))
 	switch st {
 	case "terminated":
@@ -527,10 +529,10 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		expires = m.cfg.SubscribeExpires
 		m.m.Tracker("bla", "missing_expires")
 		m.log.LogAttrs(ctx, slog.LevelInfo, "bla: NOTIFY without Subscription-State expires, using subscribe_expires",
-			slog.String("aor", aor), slog.String("call_id", headerOf(n, "Call-ID")), slog.Duration("expires", expires))
+			slog.String("aor", lineURI), slog.String("call_id", headerOf(n, "Call-ID")), slog.Duration("expires", expires))
 	}
 
-	ln, err := m.lockLine(ctx, aor)
+	ln, err := m.lockLine(ctx, lineURI)
 	defer m.mu.Unlock()
 	if err != nil {
 		return m.reject(ctx, n, 500, "Server Internal Error", "lines_not_loaded", err)
@@ -539,7 +541,7 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		return m.reject(ctx, n, 481, "Subscription Does Not Exist", "unknown_line", ErrUnknownLine)
 	}
 	p := ln.phones[id]
-	sender := bareURI(n.Contact)
+	sender := aor.AddrSpec(n.Contact)
 	if sender == "" && p != nil {
 		sender = p.contact
 	}
@@ -554,7 +556,7 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 	if p != nil && p.haveVersion && doc.HasVersion && doc.Version <= p.version {
 		m.m.Tracker("bla", "ignored_old_version")
 		m.log.LogAttrs(ctx, slog.LevelInfo, "bla: NOTIFY ignored, dialog-info version not newer",
-			slog.String("aor", aor), slog.String("call_id", callID), slog.String("contact", sender),
+			slog.String("aor", lineURI), slog.String("call_id", callID), slog.String("contact", sender),
 			slog.Uint64("version", doc.Version), slog.Uint64("last_version", p.version))
 		return 200, "OK"
 	}
@@ -562,7 +564,7 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		if d, holder, ok := ln.conflict(id, doc, m.now(), m.cfg.SeizeTimeout); ok {
 			m.m.Tracker("bla", "seize_conflict")
 			m.log.LogAttrs(ctx, slog.LevelInfo, "bla: seize refused, line index in use",
-				slog.String("aor", aor), slog.String("call_id", headerOf(n, "Call-ID")),
+				slog.String("aor", lineURI), slog.String("call_id", headerOf(n, "Call-ID")),
 				slog.String("contact", sender), slog.String("line_id", d.LineID),
 				slog.String("dialog", d.ID), slog.String("holder", holder))
 			if p != nil && doc.HasVersion {
@@ -591,7 +593,7 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		m.m.Tracker("bla", "merged_partial")
 	}
 	req := pua.PublishRequest{
-		Key:          m.pubKey(aor, id),
+		Key:          m.pubKey(lineURI, id),
 		Body:         body,
 		ContentType:  ContentType,
 		Expires:      expires,
@@ -601,7 +603,7 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 	if err := m.pub.Publish(req); err != nil {
 		m.m.Tracker("bla", "publish_error")
 		m.log.LogAttrs(ctx, slog.LevelError, "bla: publish refused by the engine",
-			slog.String("aor", aor), slog.String("event", m.cfg.Event), slog.Any("err", err))
+			slog.String("aor", lineURI), slog.String("event", m.cfg.Event), slog.Any("err", err))
 		return 500, "Server Internal Error"
 	}
 	if p == nil { // subscription restored by the engine, contact not reported yet
@@ -746,36 +748,16 @@ func (ln *line) isMember(contact string) bool {
 	if len(ln.match) == 0 {
 		return true
 	}
-	c := splitURI(stripURI(contact))
+	c, err := aor.Parse(contact, "")
+	if err != nil {
+		return false
+	}
 	for _, mm := range ln.match {
-		if mm.user == c.user && strings.EqualFold(mm.host, c.host) && (mm.port == "" || mm.port == c.port) {
+		if mm.Matches(c) {
 			return true
 		}
 	}
 	return false
-}
-
-// uriParts are the user, host and port of a sip URI.
-type uriParts struct{ user, host, port string }
-
-func splitURI(u string) uriParts {
-	if _, rest, ok := strings.Cut(u, ":"); ok && hasSIPScheme(u) {
-		u = rest
-	}
-	var p uriParts
-	hp := u
-	if at := strings.LastIndexByte(u, '@'); at >= 0 {
-		p.user, hp = u[:at], u[at+1:]
-	}
-	if strings.HasPrefix(hp, "[") {
-		if end := strings.IndexByte(hp, ']'); end >= 0 {
-			p.host = hp[:end+1]
-			p.port = strings.TrimPrefix(hp[end+1:], ":")
-			return p
-		}
-	}
-	p.host, p.port, _ = strings.Cut(hp, ":")
-	return p
 }
 
 // Lines returns a snapshot of the shared lines, by AoR.
@@ -848,7 +830,7 @@ func (m *Manager) RemoveLine(ctx context.Context, aor string) error {
 	if m.store == nil {
 		return fmt.Errorf("bla: remove line %s: %w", aor, ErrNoStore)
 	}
-	naor, err := normalizeAoR(aor, m.cfg.DefaultDomain)
+	naor, err := lineKey(aor, m.cfg.DefaultDomain)
 	if err != nil {
 		return fmt.Errorf("bla: remove line: %w", err)
 	}

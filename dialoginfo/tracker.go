@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/puaside/puaside/aor"
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
@@ -662,10 +663,10 @@ func (t *Tracker) ApplyDialogState(ctx context.Context, d event.DialogState) err
 			t.ignore("unknown_call", d.CallID, "json terminated")
 			return nil
 		}
-		caller, _ := aorOf(d.From)
-		callee, _ := aorOf(d.To)
+		caller, _ := aor.Normalize(d.From, "")
+		callee, _ := aor.Normalize(d.To, "")
 		if t.cfg.IncludeReqURI && d.RequestURI != "" {
-			if a, ok := aorOf(d.RequestURI); ok {
+			if a, err := aor.Normalize(d.RequestURI, ""); err == nil {
 				callee = a
 			}
 		}
