@@ -15,12 +15,13 @@ import (
 	"time"
 
 	"github.com/puaside/puaside/aor"
+	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
 )
 
 // ContentType is the content type of dialog;sla bodies.
-const ContentType = "application/dialog-info+xml"
+const ContentType = dialogdoc.ContentType
 
 // Errors of the management API.
 var (
@@ -182,7 +183,7 @@ type phone struct {
 	// of it made before the restart may still be refreshed by the engine.
 	mayBePublished bool
 	lastNotify     time.Time
-	dialogs        map[string]Dialog
+	dialogs        map[string]dialogdoc.Dialog
 	seizedAt       map[string]time.Time // dialog id → when it was first seen trying
 
 	// The subscription's dialog-info sequence: the Call-ID of the dialog
@@ -342,7 +343,7 @@ func (m *Manager) RestoreSubscriptions(subs []pua.SubscriptionInfo) {
 		// hand the engine the full request again (the override is not
 		// stored): the engine refreshes the dialog in place with it.
 		ln.phones[s.Key.ID] = &phone{id: s.Key.ID, contact: s.Target, subscribed: m.cfg.ServerAddress == "",
-			mayBePublished: true, dialogs: map[string]Dialog{}}
+			mayBePublished: true, dialogs: map[string]dialogdoc.Dialog{}}
 	}
 }
 
@@ -418,7 +419,7 @@ func (m *Manager) reconcile(ctx context.Context, ln *line) {
 		}
 		req.Contact = m.cfg.ServerAddress
 		if p == nil {
-			p = &phone{id: id, dialogs: map[string]Dialog{}}
+			p = &phone{id: id, dialogs: map[string]dialogdoc.Dialog{}}
 			ln.phones[id] = p
 		}
 		p.contact, p.proxy, p.expires = c.URI, proxy, c.Expires
@@ -506,20 +507,20 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		if st == "pending" {
 			return 200, "OK" // no state to show yet
 		}
-		return m.reject(ctx, n, 400, "Empty dialog-info body", "empty_body", ErrEmptyBody)
+		return m.reject(ctx, n, 400, "Empty dialog-info body", "empty_body", dialogdoc.ErrEmptyBody)
 	}
 	if len(n.Body) > m.cfg.MaxBodySize {
 		return m.reject(ctx, n, 413, "Request Entity Too Large", "too_large",
-			fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(n.Body), m.cfg.MaxBodySize))
+			fmt.Errorf("%w: %d bytes, limit %d", dialogdoc.ErrTooLarge, len(n.Body), m.cfg.MaxBodySize))
 	}
 	if mt, _, err := mime.ParseMediaType(n.ContentType); err != nil || mt != ContentType {
 		return m.reject(ctx, n, 415, "Unsupported Media Type", "content_type",
 			fmt.Errorf("content type %q, want %s", n.ContentType, ContentType))
 	}
-	doc, err := ParseDialogInfo(n.Body, m.cfg.MaxBodySize)
+	doc, err := dialogdoc.Parse(n.Body, m.cfg.MaxBodySize)
 	if err != nil {
 		what := "malformed"
-		if errors.Is(err, ErrDoctype) {
+		if errors.Is(err, dialogdoc.ErrDoctype) {
 			what = "doctype"
 		}
 		return m.reject(ctx, n, 400, "Malformed dialog-info body", what, err)
@@ -576,19 +577,19 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 	}
 	body := bytes.Clone(n.Body)
 	gap := false
-	if doc.State == DocPartial {
+	if doc.State == dialogdoc.DocPartial {
 		// RFC 4235 §4.1: a partial document carries the changed dialogs
 		// only; the publication must be the phone's whole state.
-		var known map[string]Dialog
+		var known map[string]dialogdoc.Dialog
 		if p != nil && p.haveBase {
 			known = p.dialogs
 			gap = p.haveVersion && doc.HasVersion && doc.Version > p.version+1
 		}
-		body = doc.FullDocument(mergeDialogs(known, doc.Dialogs))
+		body = doc.FullDocument(dialogdoc.Merge(known, doc.Dialogs))
 		if len(body) > m.cfg.MaxBodySize {
 			return m.reject(ctx, n, 413, "Request Entity Too Large", "merged_too_large",
 				fmt.Errorf("%w: the phone's state merged from partial documents is %d bytes, limit %d",
-					ErrTooLarge, len(body), m.cfg.MaxBodySize))
+					dialogdoc.ErrTooLarge, len(body), m.cfg.MaxBodySize))
 		}
 		m.m.Tracker("bla", "merged_partial")
 	}
@@ -607,11 +608,11 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		return 500, "Server Internal Error"
 	}
 	if p == nil { // subscription restored by the engine, contact not reported yet
-		p = &phone{id: id, contact: sender, subscribed: true, dialogs: map[string]Dialog{}, subCallID: callID}
+		p = &phone{id: id, contact: sender, subscribed: true, dialogs: map[string]dialogdoc.Dialog{}, subCallID: callID}
 		ln.phones[id] = p
 	}
 	if !p.haveBase {
-		p.dialogs = map[string]Dialog{} // what an earlier dialog said is not the base
+		p.dialogs = map[string]dialogdoc.Dialog{} // what an earlier dialog said is not the base
 	}
 	p.apply(doc, m.now())
 	p.haveBase = true
@@ -649,7 +650,7 @@ func (m *Manager) terminated(ctx context.Context, n pua.Notify) (int, string) {
 		return 200, "OK"
 	}
 	m.removePublication(ln, p)
-	p.dialogs = map[string]Dialog{}
+	p.dialogs = map[string]dialogdoc.Dialog{}
 	p.subscribed = false // the engine dropped the subscription
 	p.haveVersion, p.haveBase = false, false
 	m.m.Tracker("bla", "terminated")
@@ -690,7 +691,7 @@ func (m *Manager) reject(ctx context.Context, n pua.Notify, code int, reason, wh
 
 // conflict finds a trying dialog of the document that seizes a line index
 // held by another phone of the line. m.mu is held.
-func (ln *line) conflict(id string, doc *DialogInfo, now time.Time, seizeTimeout time.Duration) (Dialog, string, bool) {
+func (ln *line) conflict(id string, doc *dialogdoc.Document, now time.Time, seizeTimeout time.Duration) (dialogdoc.Dialog, string, bool) {
 	for _, d := range doc.Dialogs {
 		if d.State != "trying" || d.LineID == "" {
 			continue
@@ -710,15 +711,15 @@ func (ln *line) conflict(id string, doc *DialogInfo, now time.Time, seizeTimeout
 			}
 		}
 	}
-	return Dialog{}, "", false
+	return dialogdoc.Dialog{}, "", false
 }
 
 // apply merges a document into the phone's dialogs: a full document
 // replaces them, a partial one updates the dialogs it names. Terminated
 // dialogs are dropped.
-func (p *phone) apply(doc *DialogInfo, now time.Time) {
-	if doc.State == DocFull {
-		p.dialogs = make(map[string]Dialog, len(doc.Dialogs))
+func (p *phone) apply(doc *dialogdoc.Document, now time.Time) {
+	if doc.State == dialogdoc.DocFull {
+		p.dialogs = make(map[string]dialogdoc.Dialog, len(doc.Dialogs))
 	}
 	if p.seizedAt == nil {
 		p.seizedAt = map[string]time.Time{}

@@ -1024,3 +1024,12 @@ func TestRestoreWithServerAddress(t *testing.T) {
 		t.Fatalf("Contact %q", r.Contact)
 	}
 }
+
+func readTestdata(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
