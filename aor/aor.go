@@ -225,3 +225,12 @@ func KeyOfURI(u *sip.Uri) string {
 	}
 	return strings.ToLower(u.User + "@" + u.Host)
 }
+
+// Domain is the host of an AoR produced by this package ("sip:user@host"
+// gives "host"); "" when it has none.
+func Domain(a string) string {
+	if i := strings.LastIndexByte(a, '@'); i >= 0 {
+		return strings.ToLower(a[i+1:])
+	}
+	return ""
+}

@@ -598,8 +598,8 @@ func TestBadNotify(t *testing.T) {
 	}{
 		{"empty body", func(n *pua.Notify) { n.Body = nil }, 400, "Empty dialog-info body", "rejected_empty_body"},
 		{"non-XML", func(n *pua.Notify) { n.Body = []byte("hello, world") }, 400, "Malformed dialog-info body", "rejected_malformed"},
-		{"billion laughs", func(n *pua.Notify) { n.Body = readTestdata(t, "bad/billion_laughs.xml") }, 400, "Malformed dialog-info body", "rejected_doctype"},
-		{"external entity", func(n *pua.Notify) { n.Body = readTestdata(t, "bad/external_entity.xml") }, 400, "Malformed dialog-info body", "rejected_doctype"},
+		{"billion laughs", func(n *pua.Notify) { n.Body = readTestdata(t, "../../dialogdoc/testdata/bad/billion_laughs.xml") }, 400, "Malformed dialog-info body", "rejected_doctype"},
+		{"external entity", func(n *pua.Notify) { n.Body = readTestdata(t, "../../dialogdoc/testdata/bad/external_entity.xml") }, 400, "Malformed dialog-info body", "rejected_doctype"},
 		{"megabyte", func(n *pua.Notify) { n.Body = huge }, 413, "Request Entity Too Large", "rejected_too_large"},
 		{"content type", func(n *pua.Notify) { n.ContentType = "application/pidf+xml" }, 415, "Unsupported Media Type", "rejected_content_type"},
 		{"no content type", func(n *pua.Notify) { n.ContentType = "" }, 415, "Unsupported Media Type", "rejected_content_type"},

@@ -331,20 +331,14 @@ func (t *Tracker) newCall(callID, fromTag, caller, callerDisplay, callerContact,
 }
 
 // local reports whether an AoR belongs to a configured domain.
-func (t *Tracker) local(aor string) bool {
-	if aor == "" {
+func (t *Tracker) local(a string) bool {
+	if a == "" {
 		return false
 	}
 	if len(t.cfg.Domains) == 0 && t.doms == nil {
 		return true
 	}
-	host := aor
-	if i := strings.LastIndexByte(host, '@'); i >= 0 {
-		host = host[i+1:]
-	} else if i := strings.IndexByte(host, ':'); i >= 0 {
-		host = host[i+1:]
-	}
-	host = strings.ToLower(host)
+	host := aor.Domain(a)
 	if len(t.cfg.Domains) == 0 {
 		return t.doms.HasDomain(host)
 	}
