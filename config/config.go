@@ -117,6 +117,7 @@ func Parse(b []byte) (Config, error) {
 	if err := root.Decode(&c); err != nil {
 		return Config{}, fmt.Errorf("invalid configuration: %s", cleanYAMLError(err))
 	}
+	c.ShareDefaultDomain()
 	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}

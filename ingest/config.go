@@ -14,7 +14,8 @@ import (
 // such as "32s" (yaml.v3 decodes and encodes time.Duration that way).
 type Config struct {
 	// ReplicateListen lists the sockets receiving t_replicate copies, as
-	// "udp:host:port" or "tcp:host:port". Requests received here are
+	// "udp:host:port", "tcp:host:port" or "tls:host:port" (TLS needs
+	// tls_cert and tls_key; Kamailio: t_replicate("sip:host:port;transport=tls")). Requests received here are
 	// answered with a stateless 200 OK. Empty disables the input.
 	ReplicateListen []string `yaml:"replicate_listen"`
 	// TraceListen lists the sockets receiving siptrace/tracer plain copies
@@ -22,11 +23,15 @@ type Config struct {
 	// answered. Empty disables the input.
 	TraceListen []string `yaml:"trace_listen"`
 	// HEPListen lists the sockets receiving HEPv3 packets ("udp:host:port",
-	// "tcp:host:port"). Empty disables HEP.
+	// "tcp:host:port", "tls:host:port"). Empty disables HEP.
 	HEPListen []string `yaml:"hep_listen"`
 	// HEPAuthKey, when not empty, is the auth key (chunk 0x000e) every HEP
 	// packet must carry; packets without it or with another key are dropped.
 	HEPAuthKey string `yaml:"hep_auth_key"`
+	// TLSCert is the PEM certificate file of the tls: inputs.
+	TLSCert string `yaml:"tls_cert"`
+	// TLSKey is the PEM private key file of tls_cert.
+	TLSKey string `yaml:"tls_key"`
 	// TrustedSources are the CIDRs allowed to send on every input (SIP,
 	// HEP and JSON events). Anything else is dropped and counted.
 	TrustedSources []string `yaml:"trusted_sources"`
@@ -97,12 +102,20 @@ const maxSize = 65535
 // Validate checks the configuration and reports every problem found.
 func (c Config) Validate() error {
 	var errs []error
+	needTLS := false
 	for _, l := range [][]string{c.ReplicateListen, c.TraceListen, c.HEPListen} {
 		for _, a := range l {
-			if _, _, err := splitListen(a); err != nil {
+			n, _, err := splitListen(a)
+			if err != nil {
 				errs = append(errs, err)
 			}
+			needTLS = needTLS || n == "tls"
 		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("ingest: tls_cert and tls_key must be set together"))
+	} else if needTLS && c.TLSCert == "" {
+		errs = append(errs, errors.New("ingest: a tls: input needs tls_cert and tls_key"))
 	}
 	if _, err := parsePrefixes(c.TrustedSources); err != nil {
 		errs = append(errs, err)
@@ -133,13 +146,13 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// splitListen splits "udp:host:port" into the network ("udp" or "tcp")
-// and the address.
+// splitListen splits "udp:host:port" into the network ("udp", "tcp" or
+// "tls") and the address.
 func splitListen(s string) (network, addr string, err error) {
 	n, a, ok := strings.Cut(s, ":")
 	n = strings.ToLower(n)
-	if !ok || (n != "udp" && n != "tcp") || a == "" {
-		return "", "", fmt.Errorf("ingest: listen address %q: want udp:host:port or tcp:host:port", s)
+	if !ok || (n != "udp" && n != "tcp" && n != "tls") || a == "" {
+		return "", "", fmt.Errorf("ingest: listen address %q: want udp:host:port, tcp:host:port or tls:host:port", s)
 	}
 	return n, a, nil
 }
