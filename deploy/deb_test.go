@@ -34,8 +34,8 @@ var packagePaths = []string{
 	"/var/lib/puaside", "/usr/share/doc/puaside",
 }
 
-// run runs a command with a deadline and returns its combined output.
-func run(t *testing.T, timeout time.Duration, name string, args ...string) (string, error) {
+// runCmd runs a command with a deadline and returns its combined output.
+func runCmd(t *testing.T, timeout time.Duration, name string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -43,10 +43,10 @@ func run(t *testing.T, timeout time.Duration, name string, args ...string) (stri
 	return string(out), err
 }
 
-// mustRun is run that fails the test on an error.
-func mustRun(t *testing.T, timeout time.Duration, name string, args ...string) string {
+// mustRunCmd is runCmd that fails the test on an error.
+func mustRunCmd(t *testing.T, timeout time.Duration, name string, args ...string) string {
 	t.Helper()
-	out, err := run(t, timeout, name, args...)
+	out, err := runCmd(t, timeout, name, args...)
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
@@ -56,7 +56,7 @@ func mustRun(t *testing.T, timeout time.Duration, name string, args ...string) s
 // installedVersion is the installed version of the puaside package, "" if
 // it is not installed.
 func installedVersion(t *testing.T) string {
-	out, err := run(t, 30*time.Second, "dpkg-query", "-W", "-f", "${db:Status-Status} ${Version}", "puaside")
+	out, err := runCmd(t, 30*time.Second, "dpkg-query", "-W", "-f", "${db:Status-Status} ${Version}", "puaside")
 	if err != nil {
 		return ""
 	}
@@ -92,11 +92,11 @@ func TestDebianPackage(t *testing.T) {
 	lockMachine(t)
 	switch v := installedVersion(t); {
 	case v == debTestVersion:
-		mustRun(t, 2*time.Minute, "dpkg", "-P", "puaside")
+		mustRunCmd(t, 2*time.Minute, "dpkg", "-P", "puaside")
 	case v != "":
 		t.Skipf("puaside %s is installed on this machine; the test does not replace it", v)
 	}
-	if _, err := run(t, 10*time.Second, "getent", "passwd", "puaside"); err == nil {
+	if _, err := runCmd(t, 10*time.Second, "getent", "passwd", "puaside"); err == nil {
 		t.Skip("a puaside user exists without the package; the test's purge would remove it")
 	}
 
@@ -116,21 +116,21 @@ func TestDebianPackage(t *testing.T) {
 
 	t.Cleanup(func() {
 		if installedVersion(t) == debTestVersion {
-			if out, err := run(t, 2*time.Minute, "dpkg", "-P", "puaside"); err != nil {
+			if out, err := runCmd(t, 2*time.Minute, "dpkg", "-P", "puaside"); err != nil {
 				t.Errorf("cleanup: dpkg -P puaside: %v\n%s", err, out)
 			}
 		}
 	})
-	mustRun(t, 2*time.Minute, "dpkg", "-i", deb)
+	mustRunCmd(t, 2*time.Minute, "dpkg", "-i", deb)
 	checkInstalled(t)
 	// The maintainer scripts are idempotent: installing the same package
 	// again (prerm upgrade, postinst configure) keeps everything as it is.
-	mustRun(t, 2*time.Minute, "dpkg", "-i", deb)
+	mustRunCmd(t, 2*time.Minute, "dpkg", "-i", deb)
 	checkInstalled(t)
 
 	// The installed configuration is valid.
-	if help, _ := run(t, 10*time.Second, "/usr/bin/puaside", "help"); regexp.MustCompile(`(?m)^\s+check\s`).MatchString(help) {
-		mustRun(t, 30*time.Second, "/usr/bin/puaside", "check", "-config", "/etc/puaside/puaside.yaml")
+	if help, _ := runCmd(t, 10*time.Second, "/usr/bin/puaside", "help"); regexp.MustCompile(`(?m)^\s+check\s`).MatchString(help) {
+		mustRunCmd(t, 30*time.Second, "/usr/bin/puaside", "check", "-config", "/etc/puaside/puaside.yaml")
 	}
 	cfg, err := config.Load("/etc/puaside/puaside.yaml")
 	if err != nil {
@@ -141,13 +141,13 @@ func TestDebianPackage(t *testing.T) {
 	}
 
 	// systemd's own checks of the installed unit (any output is a finding).
-	if out, err := run(t, time.Minute, "systemd-analyze", "verify", "/lib/systemd/system/puaside.service"); err != nil || strings.TrimSpace(out) != "" {
+	if out, err := runCmd(t, time.Minute, "systemd-analyze", "verify", "/lib/systemd/system/puaside.service"); err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 
 	walkGuide(t, root)
 
-	mustRun(t, 2*time.Minute, "dpkg", "-r", "puaside")
+	mustRunCmd(t, 2*time.Minute, "dpkg", "-r", "puaside")
 	for _, p := range []string{"/usr/bin/puaside", "/lib/systemd/system/puaside.service"} {
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("dpkg -r left %s", p)
@@ -156,14 +156,14 @@ func TestDebianPackage(t *testing.T) {
 	if _, err := os.Stat("/etc/puaside/puaside.yaml"); err != nil {
 		t.Errorf("dpkg -r removed the configuration (a conffile stays until purge): %v", err)
 	}
-	mustRun(t, 2*time.Minute, "dpkg", "-P", "puaside")
+	mustRunCmd(t, 2*time.Minute, "dpkg", "-P", "puaside")
 	for _, p := range packagePaths {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("dpkg -P left %s", p)
 		}
 	}
 	for _, db := range []string{"passwd", "group"} {
-		if _, err := run(t, 10*time.Second, "getent", db, "puaside"); err == nil {
+		if _, err := runCmd(t, 10*time.Second, "getent", db, "puaside"); err == nil {
 			t.Errorf("dpkg -P left the puaside entry in %s", db)
 		}
 	}
@@ -174,7 +174,7 @@ func TestDebianPackage(t *testing.T) {
 
 // debArch is Debian's name of the architecture the Go toolchain targets.
 func debArch(t *testing.T) string {
-	out := mustRun(t, 10*time.Second, "dpkg", "--print-architecture")
+	out := mustRunCmd(t, 10*time.Second, "dpkg", "--print-architecture")
 	return strings.TrimSpace(out)
 }
 
@@ -182,13 +182,13 @@ func debArch(t *testing.T) string {
 // package's installation leaves.
 func checkInstalled(t *testing.T) {
 	t.Helper()
-	if out := mustRun(t, 10*time.Second, "/usr/bin/puaside", "version"); !strings.HasPrefix(out, "puaside "+debTestVersion+" (revision ") {
+	if out := mustRunCmd(t, 10*time.Second, "/usr/bin/puaside", "version"); !strings.HasPrefix(out, "puaside "+debTestVersion+" (revision ") {
 		t.Errorf("installed puaside version: %q", out)
 	}
-	if out := mustRun(t, 10*time.Second, "/usr/bin/puaside", "--version"); !strings.HasPrefix(out, "puaside "+debTestVersion+" ") {
+	if out := mustRunCmd(t, 10*time.Second, "/usr/bin/puaside", "--version"); !strings.HasPrefix(out, "puaside "+debTestVersion+" ") {
 		t.Errorf("installed puaside --version: %q", out)
 	}
-	pw := strings.Split(strings.TrimSpace(mustRun(t, 10*time.Second, "getent", "passwd", "puaside")), ":")
+	pw := strings.Split(strings.TrimSpace(mustRunCmd(t, 10*time.Second, "getent", "passwd", "puaside")), ":")
 	if len(pw) != 7 || pw[5] != "/var/lib/puaside" || pw[6] != "/usr/sbin/nologin" {
 		t.Errorf("puaside user: %v", pw)
 	}
@@ -207,7 +207,7 @@ func checkInstalled(t *testing.T) {
 		{"/usr/bin/puaside", "root:root", 0o755},
 		{"/lib/systemd/system/puaside.service", "root:root", 0o644},
 	} {
-		out, err := run(t, 10*time.Second, "stat", "-c", "%U:%G", c.path)
+		out, err := runCmd(t, 10*time.Second, "stat", "-c", "%U:%G", c.path)
 		fi, serr := os.Stat(c.path)
 		if err != nil || serr != nil {
 			t.Errorf("%s: %v %v", c.path, err, serr)
@@ -217,7 +217,7 @@ func checkInstalled(t *testing.T) {
 			t.Errorf("%s: %s %v, want %s %v", c.path, strings.TrimSpace(out), fi.Mode(), c.owner, c.mode)
 		}
 	}
-	if out := mustRun(t, 10*time.Second, "dpkg-query", "-W", "-f", "${Conffiles}", "puaside"); !strings.Contains(out, "/etc/puaside/puaside.yaml ") {
+	if out := mustRunCmd(t, 10*time.Second, "dpkg-query", "-W", "-f", "${Conffiles}", "puaside"); !strings.Contains(out, "/etc/puaside/puaside.yaml ") {
 		t.Errorf("the configuration is not a conffile: %q", out)
 	}
 	unit := readFile(t, "/lib/systemd/system/puaside.service")

@@ -209,7 +209,7 @@ echo $? >"$DIR/daemon.exit"
 	if !re.Match(metrics) {
 		t.Errorf("/metrics has no puaside_build_info for %s:\n%s", debTestVersion, grepLines(string(metrics), "build_info"))
 	}
-	if out, err := run(t, 10*time.Second, "stat", "-c", "%U", "/var/lib/puaside/puaside.db"); err != nil || strings.TrimSpace(out) != "puaside" {
+	if out, err := runCmd(t, 10*time.Second, "stat", "-c", "%U", "/var/lib/puaside/puaside.db"); err != nil || strings.TrimSpace(out) != "puaside" {
 		t.Errorf("the SQLite database is not the puaside user's file in the state directory: %v %s", err, out)
 	}
 }
