@@ -95,50 +95,54 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate checks the configuration.
+// Validate checks the configuration without changing it and reports every
+// problem, each starting with its key ("lines[0].aor: ...").
 func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.HeaderName == "" || strings.ContainsAny(c.HeaderName, ": \t\r\n") {
-		return fmt.Errorf("bla: header_name %q: must be a header name", c.HeaderName)
-	}
-	if canon, reserved := pua.ReservedHeader(c.HeaderName); reserved {
-		return fmt.Errorf("bla: header_name %q: %s is set by the engine itself; use another header (Sender by default)", c.HeaderName, canon)
+		bad("header_name: %q: must be a header name", c.HeaderName)
+	} else if canon, reserved := pua.ReservedHeader(c.HeaderName); reserved {
+		bad("header_name: %q: %s is set by the engine itself; use another header (Sender by default)", c.HeaderName, canon)
 	}
 	switch c.Event {
 	case EventSLA, EventMA:
 	default:
-		return fmt.Errorf("bla: event %q: must be %s or %s", c.Event, EventSLA, EventMA)
+		bad("event: %q: must be %s or %s", c.Event, EventSLA, EventMA)
 	}
 	if c.SubscribeExpires < time.Second {
-		return fmt.Errorf("bla: subscribe_expires %v: must be at least 1s", c.SubscribeExpires)
+		bad("subscribe_expires: %s: must be at least 1s", c.SubscribeExpires)
+	}
+	if c.SeizeTimeout < 0 {
+		bad("seize_timeout: %s: must not be negative", c.SeizeTimeout)
 	}
 	if c.ResubscribeDelay < 0 {
-		return fmt.Errorf("bla: resubscribe_delay %v: must not be negative", c.ResubscribeDelay)
+		bad("resubscribe_delay: %s: must not be negative", c.ResubscribeDelay)
 	}
 	if c.MaxBodySize < 512 {
-		return fmt.Errorf("bla: max_body_size %d: must be at least 512", c.MaxBodySize)
+		bad("max_body_size: %d: must be at least 512", c.MaxBodySize)
 	}
 	for _, u := range []struct{ name, val string }{{"outbound_proxy", c.OutboundProxy}, {"server_address", c.ServerAddress}} {
 		if u.val != "" && !hasSIPScheme(u.val) {
-			return fmt.Errorf("bla: %s %q: must be a sip: or sips: URI", u.name, u.val)
+			bad("%s: %q: must be a sip: or sips: URI", u.name, u.val)
 		}
 	}
 	seen := make(map[string]bool, len(c.Lines))
 	for i, l := range c.Lines {
 		aor, err := normalizeAoR(l.AoR, c.DefaultDomain)
 		if err != nil {
-			return fmt.Errorf("bla: lines[%d]: %w", i, err)
-		}
-		if seen[aor] {
-			return fmt.Errorf("bla: lines[%d]: %s configured twice", i, aor)
+			bad("lines[%d].aor: %w", i, err)
+		} else if seen[aor] {
+			bad("lines[%d].aor: %s configured twice", i, aor)
 		}
 		seen[aor] = true
 		for j, m := range l.Members {
 			if _, err := normalizeAoR(m, c.DefaultDomain); err != nil {
-				return fmt.Errorf("bla: lines[%d].members[%d]: %w", i, j, err)
+				bad("lines[%d].members[%d]: %w", i, j, err)
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func hasSIPScheme(s string) bool {

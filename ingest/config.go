@@ -3,6 +3,7 @@ package ingest
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -97,24 +98,29 @@ const maxSize = 65535
 // Validate checks the configuration and reports every problem found.
 func (c Config) Validate() error {
 	var errs []error
-	for _, l := range [][]string{c.ReplicateListen, c.TraceListen, c.HEPListen} {
-		for _, a := range l {
+	for _, l := range []struct {
+		name  string
+		addrs []string
+	}{{"replicate_listen", c.ReplicateListen}, {"trace_listen", c.TraceListen}, {"hep_listen", c.HEPListen}} {
+		for i, a := range l.addrs {
 			if _, _, err := splitListen(a); err != nil {
-				errs = append(errs, err)
+				errs = append(errs, fmt.Errorf("%s[%d]: %w", l.name, i, err))
 			}
 		}
 	}
-	if _, err := parsePrefixes(c.TrustedSources); err != nil {
-		errs = append(errs, err)
+	for i, s := range c.TrustedSources {
+		if _, err := parsePrefixes([]string{s}); err != nil {
+			errs = append(errs, fmt.Errorf("trusted_sources[%d]: %w", i, err))
+		}
 	}
 	if c.QueueSize < 1 {
-		errs = append(errs, fmt.Errorf("ingest: queue_size %d: must be at least 1", c.QueueSize))
+		errs = append(errs, fmt.Errorf("queue_size: %d: must be at least 1", c.QueueSize))
 	}
 	if c.DedupWindow < 0 {
-		errs = append(errs, fmt.Errorf("ingest: dedup_window %s: must not be negative", c.DedupWindow))
+		errs = append(errs, fmt.Errorf("dedup_window: %s: must not be negative", c.DedupWindow))
 	}
 	if c.MaxMessageSize < 64 || c.MaxMessageSize > maxSize {
-		errs = append(errs, fmt.Errorf("ingest: max_message_size %d: must be in [64, %d]", c.MaxMessageSize, maxSize))
+		errs = append(errs, fmt.Errorf("max_message_size: %d: must be between 64 and %d", c.MaxMessageSize, maxSize))
 	}
 	for _, b := range []struct {
 		name string
@@ -124,11 +130,11 @@ func (c Config) Validate() error {
 		{"max_tag_length", c.MaxTagLength}, {"max_header_length", c.MaxHeaderLength},
 	} {
 		if b.v < 0 || (b.v > 0 && b.v < minBound) {
-			errs = append(errs, fmt.Errorf("ingest: %s %d: must be 0 (no bound) or at least %d", b.name, b.v, minBound))
+			errs = append(errs, fmt.Errorf("%s: %d: must be 0 (no bound) or at least %d", b.name, b.v, minBound))
 		}
 	}
 	if c.UDPReadBuffer < 0 {
-		errs = append(errs, fmt.Errorf("ingest: udp_read_buffer %d: must not be negative", c.UDPReadBuffer))
+		errs = append(errs, fmt.Errorf("udp_read_buffer: %d: must not be negative", c.UDPReadBuffer))
 	}
 	return errors.Join(errs...)
 }
@@ -139,7 +145,10 @@ func splitListen(s string) (network, addr string, err error) {
 	n, a, ok := strings.Cut(s, ":")
 	n = strings.ToLower(n)
 	if !ok || (n != "udp" && n != "tcp") || a == "" {
-		return "", "", fmt.Errorf("ingest: listen address %q: want udp:host:port or tcp:host:port", s)
+		return "", "", fmt.Errorf("%q: want udp:host:port or tcp:host:port", s)
+	}
+	if _, _, err := net.SplitHostPort(a); err != nil {
+		return "", "", fmt.Errorf("%q: %w", s, err)
 	}
 	return n, a, nil
 }
@@ -155,7 +164,7 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 		}
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("ingest: trusted_sources %q: not a CIDR or address", s)
+			return nil, fmt.Errorf("%q: not a CIDR or address", s)
 		}
 		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 	}

@@ -1,6 +1,7 @@
 package pua
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -118,14 +119,14 @@ type listenAddr struct {
 func parseListen(s string) (listenAddr, error) {
 	netw, addr, ok := strings.Cut(strings.TrimSpace(s), ":")
 	if !ok {
-		return listenAddr{}, fmt.Errorf("pua: listen %q: want transport:host:port", s)
+		return listenAddr{}, fmt.Errorf("%q: want transport:host:port", s)
 	}
 	netw = strings.ToLower(netw)
 	if netw != "udp" && netw != "tcp" {
-		return listenAddr{}, fmt.Errorf("pua: listen %q: transport must be udp or tcp", s)
+		return listenAddr{}, fmt.Errorf("%q: transport must be udp or tcp", s)
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return listenAddr{}, fmt.Errorf("pua: listen %q: %w", s, err)
+		return listenAddr{}, fmt.Errorf("%q: %w", s, err)
 	}
 	return listenAddr{network: netw, addr: addr}, nil
 }
@@ -139,76 +140,97 @@ func isWildcard(host string) bool {
 	return ip != nil && ip.IsUnspecified()
 }
 
-// Validate checks the configuration and fills zero values with defaults.
-func (c *Config) Validate() error {
+// WithDefaults returns c with the zero values documented as "0 means the
+// default" replaced by the defaults. It is the only step that fills values;
+// Validate never does.
+func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
-	if len(c.Listen) == 0 {
-		return fmt.Errorf("pua: listen: at least one address is required")
+	setDefault(&c.DefaultExpires, d.DefaultExpires)
+	setDefault(&c.HashSize, d.HashSize)
+	setDefault(&c.MaxOutstanding, d.MaxOutstanding)
+	setDefault(&c.RetryMin, d.RetryMin)
+	setDefault(&c.RetryMax, max(d.RetryMax, c.RetryMin))
+	setDefault(&c.RefusedRetryMin, d.RefusedRetryMin)
+	setDefault(&c.RefusedRetryMax, max(d.RefusedRetryMax, c.RefusedRetryMin))
+	setDefault(&c.ProbeInterval, d.ProbeInterval)
+	setDefault(&c.UpdatePeriod, d.UpdatePeriod)
+	setDefault(&c.RequestTimeout, d.RequestTimeout)
+	return c
+}
+
+// setDefault replaces a zero *v with def.
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
 	}
-	for _, l := range c.Listen {
+}
+
+// Validate checks the configuration without changing it and reports every
+// problem, each starting with its key ("retry_max: ...").
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if len(c.Listen) == 0 {
+		bad("listen: at least one address is required")
+	}
+	for i, l := range c.Listen {
 		if _, err := parseListen(l); err != nil {
-			return err
+			bad("listen[%d]: %w", i, err)
 		}
 	}
 	if c.AdvertisedAddress != "" {
 		h, _, err := net.SplitHostPort(c.AdvertisedAddress)
 		if err != nil {
-			return fmt.Errorf("pua: advertised_address %q: %w", c.AdvertisedAddress, err)
+			bad("advertised_address: %q: %w", c.AdvertisedAddress, err)
+		} else if isWildcard(h) {
+			bad("advertised_address: %q: must not be a wildcard address", c.AdvertisedAddress)
 		}
-		if isWildcard(h) {
-			return fmt.Errorf("pua: advertised_address %q: must not be a wildcard address", c.AdvertisedAddress)
-		}
-	} else {
-		first, _ := parseListen(c.Listen[0])
-		h, _, _ := net.SplitHostPort(first.addr)
-		if isWildcard(h) {
-			return fmt.Errorf("pua: advertised_address is required when listening on %q", c.Listen[0])
+	} else if len(c.Listen) > 0 {
+		if first, err := parseListen(c.Listen[0]); err == nil {
+			if h, _, _ := net.SplitHostPort(first.addr); isWildcard(h) {
+				bad("advertised_address: required when listening on %q", c.Listen[0])
+			}
 		}
 	}
-	for name, u := range map[string]string{"server_address": c.ServerAddress, "outbound_proxy": c.OutboundProxy} {
-		if u == "" {
+	for _, u := range []struct{ name, val string }{{"server_address", c.ServerAddress}, {"outbound_proxy", c.OutboundProxy}} {
+		if u.val == "" {
 			continue
 		}
 		var uri sip.Uri
-		if err := sip.ParseUri(u, &uri); err != nil || uri.Host == "" {
-			return fmt.Errorf("pua: %s %q: not a SIP URI", name, u)
+		if err := sip.ParseUri(u.val, &uri); err != nil || uri.Host == "" {
+			bad("%s: %q: not a SIP URI", u.name, u.val)
 		}
 	}
 	if c.MinExpires < 0 {
-		c.MinExpires = 0
+		bad("min_expires: %s: must not be negative", c.MinExpires)
 	}
-	if c.DefaultExpires <= 0 {
-		c.DefaultExpires = d.DefaultExpires
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"default_expires", c.DefaultExpires}, {"retry_min", c.RetryMin}, {"retry_max", c.RetryMax},
+		{"refused_retry_min", c.RefusedRetryMin}, {"refused_retry_max", c.RefusedRetryMax},
+		{"probe_interval", c.ProbeInterval}, {"update_period", c.UpdatePeriod}, {"request_timeout", c.RequestTimeout},
+	} {
+		if d.v <= 0 {
+			bad("%s: %s: must be positive", d.name, d.v)
+		}
+	}
+	if c.RetryMin > 0 && c.RetryMax < c.RetryMin {
+		bad("retry_max: %s: must not be below retry_min (%s)", c.RetryMax, c.RetryMin)
+	}
+	if c.RefusedRetryMin > 0 && c.RefusedRetryMax < c.RefusedRetryMin {
+		bad("refused_retry_max: %s: must not be below refused_retry_min (%s)", c.RefusedRetryMax, c.RefusedRetryMin)
 	}
 	if c.HashSize < 2 || c.HashSize > 16 {
-		c.HashSize = d.HashSize
+		bad("hash_size: %d: must be between 2 and 16", c.HashSize)
 	}
 	if c.MaxOutstanding <= 0 {
-		c.MaxOutstanding = d.MaxOutstanding
-	}
-	if c.RetryMin <= 0 {
-		c.RetryMin = d.RetryMin
-	}
-	if c.RetryMax < c.RetryMin {
-		c.RetryMax = max(d.RetryMax, c.RetryMin)
-	}
-	if c.RefusedRetryMin <= 0 {
-		c.RefusedRetryMin = d.RefusedRetryMin
-	}
-	if c.RefusedRetryMax < c.RefusedRetryMin {
-		c.RefusedRetryMax = max(d.RefusedRetryMax, c.RefusedRetryMin)
-	}
-	if c.ProbeInterval <= 0 {
-		c.ProbeInterval = d.ProbeInterval
-	}
-	if c.UpdatePeriod <= 0 {
-		c.UpdatePeriod = d.UpdatePeriod
-	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = d.RequestTimeout
+		bad("max_outstanding: %d: must be positive", c.MaxOutstanding)
 	}
 	if (c.AuthUsername == "") != (c.AuthPassword == "") {
-		return fmt.Errorf("pua: auth_username and auth_password must be set together")
+		bad("auth_password: must be set together with auth_username")
 	}
-	return nil
+	return errors.Join(errs...)
 }
