@@ -1,14 +1,10 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"reflect"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Checker is a further check of a parsed configuration that this package
@@ -22,18 +18,22 @@ type Checker func(Config) Errors
 // `puaside check` runs. The error is an Errors, every problem with its
 // key path and, when the key is written in the file, its line.
 func Check(b []byte, more ...Checker) (Config, error) {
-	c, err := Parse(b)
+	c, lines, err := decode(b)
 	if err != nil {
-		return c, err
+		return Config{}, err
 	}
-	errs := c.checkFiles()
+	var errs Errors
+	if err := c.Validate(); err != nil && !errors.As(err, &errs) {
+		return Config{}, err
+	}
+	errs = append(errs, c.checkFiles()...)
 	for _, m := range more {
 		errs = append(errs, m(c)...)
 	}
-	if len(errs) == 0 {
-		return c, nil
+	if len(errs) > 0 {
+		return Config{}, errs.withLines(lines)
 	}
-	return c, errs.withLines(keyLines(b))
+	return c, nil
 }
 
 // files lists the keys naming a file the daemon reads at start.
@@ -68,15 +68,4 @@ func (c Config) checkFiles() Errors {
 		}
 	}
 	return errs
-}
-
-// keyLines returns the line of every key path written in a file that
-// parses (Parse has already reported any that does not).
-func keyLines(b []byte) map[string]int {
-	lines := map[string]int{}
-	var root yaml.Node
-	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&root); err == nil {
-		checkNode(&root, reflect.TypeOf(Config{}), "", lines)
-	}
-	return lines
 }

@@ -115,30 +115,44 @@ func Load(path string) (Config, error) {
 // Parse decodes YAML over the defaults, strictly, applies the defaults of
 // zero values and validates the result. Its error is an Errors.
 func Parse(b []byte) (Config, error) {
-	c := Default()
-	var root yaml.Node
-	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&root); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, yamlErrors(err, nil)
-	}
-	if root.Kind == 0 {
-		return c, c.Validate() // empty file: the defaults
-	}
-	lines := map[string]int{}
-	if errs := checkNode(&root, reflect.TypeOf(c), "", lines); len(errs) > 0 {
-		return Config{}, errs
-	}
-	if err := root.Decode(&c); err != nil {
-		return Config{}, yamlErrors(err, lines)
-	}
-	c = c.WithDefaults()
-	if err := c.Validate(); err != nil {
-		var errs Errors
-		if errors.As(err, &errs) {
-			return Config{}, errs.withLines(lines)
-		}
+	c, lines, err := decode(b)
+	if err != nil {
 		return Config{}, err
 	}
+	if err := c.Validate(); err != nil {
+		return Config{}, withLines(err, lines)
+	}
 	return c, nil
+}
+
+// decode decodes YAML over the defaults, strictly, and applies the
+// defaults of zero values. It returns the line of every key path written.
+func decode(b []byte) (Config, map[string]int, error) {
+	c := Default()
+	lines := map[string]int{}
+	var root yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, nil, yamlErrors(err, nil)
+	}
+	if root.Kind == 0 {
+		return c, lines, nil // empty file: the defaults
+	}
+	if errs := checkNode(&root, reflect.TypeOf(c), "", lines); len(errs) > 0 {
+		return Config{}, nil, errs
+	}
+	if err := root.Decode(&c); err != nil {
+		return Config{}, nil, yamlErrors(err, lines)
+	}
+	return c.WithDefaults(), lines, nil
+}
+
+// withLines gives the problems of an Errors their lines.
+func withLines(err error, lines map[string]int) error {
+	var errs Errors
+	if errors.As(err, &errs) {
+		return errs.withLines(lines)
+	}
+	return err
 }
 
 // sectionCheck is one section of the file and its check.

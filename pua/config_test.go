@@ -22,7 +22,7 @@ func TestConfigValidate(t *testing.T) {
 		{"half auth", func(c *Config) { c.AuthUsername = "u" }, "auth_password"},
 		{"hash_size above 16", func(c *Config) { c.HashSize = 17 }, "hash_size: 17: must be between 2 and 16"},
 		{"hash_size 1", func(c *Config) { c.HashSize = 1 }, "hash_size"},
-		{"retry_max below retry_min", func(c *Config) { c.RetryMin, c.RetryMax = 10 * time.Second, 5 * time.Second }, "retry_max: 5s: must not be below retry_min"},
+		{"retry_max below retry_min", func(c *Config) { c.RetryMin, c.RetryMax = 10*time.Second, 5*time.Second }, "retry_max: 5s: must not be below retry_min"},
 		{"negative retry_min", func(c *Config) { c.RetryMin = -time.Second }, "retry_min"},
 		{"wildcard with advertised", func(c *Config) {
 			c.Listen = []string{"udp:0.0.0.0:5080"}
