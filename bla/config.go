@@ -21,11 +21,12 @@ const DefaultMaxBodySize = 64 << 10
 // Config is the `bla` section of the YAML file: Polycom-style bridged line
 // appearance, the work of Kamailio's pua_bla plus seize arbitration.
 //
-// Durations are plain time.Duration fields, as in package pua: yaml.v3
-// decodes "3600s" or "1h" natively.
+// Durations are plain time.Duration fields, as in package pua: "3600s" or
+// "1h" (a bare integer is seconds).
 type Config struct {
 	// DefaultDomain is appended to a line AoR or member written without a
-	// domain ("100" → sip:100@DefaultDomain).
+	// domain (with default_domain example.com, "100" is
+	// sip:100@example.com).
 	DefaultDomain string `yaml:"default_domain"`
 	// HeaderName is the header added to each PUBLISH with the phone's
 	// contact URI, so that the presence server does not echo the state back

@@ -8,8 +8,8 @@ import (
 )
 
 // Config is the dialoginfo section of the YAML configuration. Durations are
-// time.Duration fields written as YAML strings ("120s", "4h"), like the pua
-// section.
+// time.Duration fields written as "120s" or "4h" (a bare integer is
+// seconds), like the pua section.
 type Config struct {
 	// IncludeCallID adds the call-id attribute to each <dialog> (pua_dialoginfo include_callid).
 	IncludeCallID bool `yaml:"include_callid"`
@@ -24,7 +24,7 @@ type Config struct {
 	// the callee is first published on the first provisional with a to-tag).
 	CalleeTrying bool `yaml:"callee_trying"`
 	// OverrideLifetime is the Expires asked on every PUBLISH of this tracker;
-	// 0 means PublishExpires.
+	// 0 means publish_expires.
 	OverrideLifetime time.Duration `yaml:"override_lifetime"`
 	// DisableCallerPublish never publishes the caller (From) entity.
 	DisableCallerPublish bool `yaml:"disable_caller_publish"`

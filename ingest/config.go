@@ -11,8 +11,8 @@ import (
 
 // Config is the ingest section of the puaside configuration.
 //
-// Durations are time.Duration values; in YAML they are written as strings
-// such as "32s" (yaml.v3 decodes and encodes time.Duration that way).
+// Durations are time.Duration values written as "32s" (a bare integer is
+// seconds).
 type Config struct {
 	// ReplicateListen lists the sockets receiving t_replicate copies, as
 	// "udp:host:port" or "tcp:host:port". Requests received here are
@@ -25,7 +25,7 @@ type Config struct {
 	// HEPListen lists the sockets receiving HEPv3 packets ("udp:host:port",
 	// "tcp:host:port"). Empty disables HEP.
 	HEPListen []string `yaml:"hep_listen"`
-	// HEPAuthKey, when not empty, is the auth key (chunk 0x000e) every HEP
+	// HEPAuthKey is, when not empty, the auth key (chunk 0x000e) every HEP
 	// packet must carry; packets without it or with another key are dropped.
 	HEPAuthKey string `yaml:"hep_auth_key"`
 	// TrustedSources are the CIDRs allowed to send on every input (SIP,

@@ -12,9 +12,8 @@ import (
 
 // Config is the engine's configuration (the `pua` section of the YAML file).
 //
-// Durations are plain time.Duration fields: gopkg.in/yaml.v3 decodes a
-// duration string such as "30s" or "1m30s" into a time.Duration natively and
-// rejects a bare integer, so no wrapper type is needed.
+// Durations are plain time.Duration fields: the file writes them as "30s"
+// or "1m30s", and package config reads a bare integer as seconds.
 type Config struct {
 	// Listen lists the SIP sockets as "transport:host:port" (udp or tcp).
 	// They receive replies to our requests and NOTIFYs; UDP requests are
@@ -27,7 +26,7 @@ type Config struct {
 	AdvertisedAddress string `yaml:"advertised_address"`
 	// ServerAddress is the presence server's SIP URI (e.g. sip:127.0.0.1:5060).
 	// PUBLISHes, and SUBSCRIBEs to a presentity, are addressed to the
-	// presentity (Request-URI, To, From) and sent to OutboundProxy if set,
+	// presentity (Request-URI, To, From) and sent to outbound_proxy if set,
 	// else to this address, else resolved from the presentity URI.
 	// SUBSCRIBEs to a phone (BLA) go to the phone's contact.
 	ServerAddress string `yaml:"server_address"`
@@ -37,25 +36,33 @@ type Config struct {
 	// MinExpires is the smallest Expires the engine asks for.
 	MinExpires time.Duration `yaml:"min_expires"`
 	// DefaultExpires is the Expires asked for when a request gives none.
+	// 0 means 1h.
 	DefaultExpires time.Duration `yaml:"default_expires"`
 	// HashSize is the number of lock shards as a power of two (Kamailio's
-	// hash_size: 9 means 512); values below 2 mean 9.
+	// hash_size: 9 means 512), from 2 to 16; 0 means 9.
 	HashSize int `yaml:"hash_size"`
 	// MaxOutstanding caps the transactions waiting for a reply from the far
-	// end; further work queues inside the engine (at most one entry per record).
+	// end; further work queues inside the engine (at most one entry per
+	// record). 0 means 256.
 	MaxOutstanding int `yaml:"max_outstanding"`
-	// RetryMin and RetryMax bound the exponential backoff after a timeout,
-	// 408, 5xx or transport error.
+	// RetryMin is the base of the exponential backoff after a timeout, 408,
+	// 5xx or transport error: the n-th retry waits a random time between
+	// half and all of retry_min × 2^(n-1), capped at retry_max, so the
+	// first retry comes after retry_min/2 to retry_min. 0 means 1s.
 	RetryMin time.Duration `yaml:"retry_min"`
+	// RetryMax caps that backoff (the wait is then between half and all of
+	// it); it must not be below retry_min. 0 means 60s.
 	RetryMax time.Duration `yaml:"retry_max"`
-	// RefusedRetryMin and RefusedRetryMax bound the slow exponential
-	// backoff of a refused publication or subscription (a 4xx other than
-	// 412/423, a 6xx, a 2xx to PUBLISH without SIP-ETag): it is tried again
-	// after refused_retry_min, then twice as long each time up to
-	// refused_retry_max, until accepted or changed by its owner (a phone
-	// answering 489 while it boots gets its subscription later). A
-	// Retry-After on a 503 is honoured up to refused_retry_max.
+	// RefusedRetryMin is the base of the slow exponential backoff of a
+	// refused publication or subscription (a 4xx other than 412/423, a 6xx,
+	// a 2xx to PUBLISH without SIP-ETag): it is tried again after a random
+	// time between half and all of refused_retry_min, then of twice as long
+	// each time up to refused_retry_max, until accepted or changed by its
+	// owner (a phone answering 489 while it boots gets its subscription
+	// later). 0 means 30s.
 	RefusedRetryMin time.Duration `yaml:"refused_retry_min"`
+	// RefusedRetryMax caps that backoff; a Retry-After on a 503 is honoured
+	// up to it. It must not be below refused_retry_min. 0 means 10m.
 	RefusedRetryMax time.Duration `yaml:"refused_retry_max"`
 	// ProbeInterval is the period of the SIP OPTIONS probe sent to the
 	// presence server (outbound_proxy if set, else server_address) while it
@@ -64,10 +71,13 @@ type Config struct {
 	// sent there) marks it up again, and every record backing off towards
 	// it is sent at once instead of waiting out its backoff. While it is
 	// down, /readyz reports it. Each probe waits at most this long (and at
-	// most request_timeout) for its reply.
+	// most request_timeout) for its reply. 0 means 2s.
 	ProbeInterval time.Duration `yaml:"probe_interval"`
-	// AuthUsername and AuthPassword answer 401/407 digest challenges.
+	// AuthUsername is the user name answering 401/407 digest challenges,
+	// set together with auth_password.
 	AuthUsername string `yaml:"auth_username"`
+	// AuthPassword is the password of auth_username (masked by
+	// `puaside config`).
 	AuthPassword string `yaml:"auth_password"`
 	// UpdatePeriod is the write-behind period of records to the store
 	// (Kamailio's update_period, which defaults to 100 s): what sync_etags
@@ -75,7 +85,7 @@ type Config struct {
 	// this long. Short by default so that a crash loses at most this much
 	// of it; with sync_etags off, keep it at or below the trackers'
 	// flush_interval, or after a crash the trackers may know a state whose
-	// publication the engine forgot.
+	// publication the engine forgot. 0 means 1s.
 	UpdatePeriod time.Duration `yaml:"update_period"`
 	// SyncETags writes a publication to the store as soon as the server
 	// grants it a new ETag, and a removal as soon as it is done, instead of
@@ -86,6 +96,7 @@ type Config struct {
 	// fewer database writes.
 	SyncETags bool `yaml:"sync_etags"`
 	// RequestTimeout bounds one transaction (no final reply → timeout).
+	// 0 means 32s.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 }
 

@@ -9,8 +9,8 @@ import (
 )
 
 // Config is the usrloc section of the YAML configuration. Durations are
-// plain time.Duration fields, as in package pua: gopkg.in/yaml.v3 decodes a
-// duration string such as "30s" natively.
+// plain time.Duration fields, as in package pua: the file writes them as
+// "30s" or "1h", and package config reads a bare integer as seconds.
 type Config struct {
 	// DefaultDomain is appended as "@domain" to AoRs that have no domain
 	// (JSON events naming a bare user, registrars with use_domain=0), as
