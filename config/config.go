@@ -85,11 +85,13 @@ func Default() Config {
 }
 
 // WithDefaults returns c with the zero values that mean "the default"
-// replaced by it (pua's hash_size: 0 is 9, ...). It is the only step that
-// fills values; Validate never does.
+// replaced by it (pua's hash_size: 0 is 9, ...) and the default domain
+// shared (ShareDefaultDomain). It is the only step that fills values;
+// Validate never does.
 func (c Config) WithDefaults() Config {
 	c.PUA = c.PUA.WithDefaults()
 	c.Dialoginfo = c.Dialoginfo.WithDefaults()
+	c.ShareDefaultDomain()
 	return c
 }
 

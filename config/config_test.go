@@ -82,3 +82,22 @@ func TestSectionsAreValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestOneDefaultDomain: usrloc's default_domain serves the bla and
+// reconcile sections; a section's own key still wins.
+func TestOneDefaultDomain(t *testing.T) {
+	c, err := Parse([]byte("usrloc:\n  default_domain: example.com\nbla:\n  lines:\n    - aor: \"100\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BLA.DefaultDomain != "example.com" || c.Reconcile.DefaultDomain != "example.com" {
+		t.Errorf("bla %q, reconcile %q; want example.com", c.BLA.DefaultDomain, c.Reconcile.DefaultDomain)
+	}
+	c, err = Parse([]byte("usrloc:\n  default_domain: example.com\nbla:\n  default_domain: lines.example.com\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BLA.DefaultDomain != "lines.example.com" {
+		t.Errorf("bla %q; the section's own key must win", c.BLA.DefaultDomain)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/puaside/puaside/dialogdoc"
 )
 
 // markDirty queues a record for the next write-behind. Shard locked.
@@ -327,7 +329,7 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 		version: int32(rec.Version), state: StatePending}
 	if r.etag != "" {
 		r.sentGen, r.state = 1, StateActive
-		r.srvTerminated = ev.dialog && terminatedDoc(r.body)
+		r.srvTerminated = ev.dialog && dialogdoc.AllTerminated(r.body)
 	}
 	s.pubs[key] = r
 	e.queue.push(r)

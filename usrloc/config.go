@@ -14,7 +14,9 @@ import (
 type Config struct {
 	// DefaultDomain is appended as "@domain" to AoRs that have no domain
 	// (JSON events naming a bare user, registrars with use_domain=0), as
-	// pua_usrloc's default_domain does. Empty: such AoRs are rejected.
+	// pua_usrloc's default_domain does. It is the daemon's default domain:
+	// the bla and reconcile sections use it unless they set their own.
+	// Empty: such AoRs are rejected.
 	DefaultDomain string `yaml:"default_domain"`
 	// EntityPrefix builds the PIDF entity as "<prefix>:<user@domain>", as
 	// pua_usrloc's entity_prefix does (e.g. "pres"). Empty: the entity is the

@@ -366,7 +366,7 @@ func grantedFallback(uri string, req *Register, replyExpires int) int {
 
 // ApplyRegistration applies a JSON registration event (a statement).
 func (t *Tracker) ApplyRegistration(ctx context.Context, r event.Registration) error {
-	aor, err := NormalizeAoR(r.AoR, t.cfg.DefaultDomain)
+	aor, err := userAoR(r.AoR, t.cfg.DefaultDomain)
 	if err != nil {
 		t.reject(err, event.SourceJSON, "")
 		return fmt.Errorf("usrloc: registration %q: %w", r.AoR, err)
@@ -906,7 +906,7 @@ func (t *Tracker) Registrations() []AoRInfo {
 // Registration returns one AoR ("sip:user@domain", "user@domain" or a bare
 // user with default_domain).
 func (t *Tracker) Registration(aor string) (AoRInfo, bool) {
-	a, err := NormalizeAoR(aor, t.cfg.DefaultDomain)
+	a, err := userAoR(aor, t.cfg.DefaultDomain)
 	if err != nil {
 		return AoRInfo{}, false
 	}
@@ -937,7 +937,7 @@ func (t *Tracker) info(st *aorState) AoRInfo {
 // SetFlag stores the per-user publishing flag of an AoR (written to the
 // store at once) and publishes or removes its presence accordingly.
 func (t *Tracker) SetFlag(ctx context.Context, aor string, on bool) error {
-	a, err := NormalizeAoR(aor, t.cfg.DefaultDomain)
+	a, err := userAoR(aor, t.cfg.DefaultDomain)
 	if err != nil {
 		return fmt.Errorf("usrloc: set flag %q: %w", aor, err)
 	}
@@ -957,7 +957,7 @@ func (t *Tracker) SetFlag(ctx context.Context, aor string, on bool) error {
 // ClearFlag forgets the per-user flag of an AoR: patterns and
 // publish_default decide again.
 func (t *Tracker) ClearFlag(ctx context.Context, aor string) error {
-	a, err := NormalizeAoR(aor, t.cfg.DefaultDomain)
+	a, err := userAoR(aor, t.cfg.DefaultDomain)
 	if err != nil {
 		return fmt.Errorf("usrloc: clear flag %q: %w", aor, err)
 	}
