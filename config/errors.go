@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -46,6 +47,19 @@ func (e Errors) Error() string {
 	return "invalid configuration: " + strings.Join(parts, "; ")
 }
 
+// sorted orders the problems by line, those of keys not written in the
+// file last, keeping the order of the checks otherwise.
+func (e Errors) sorted() Errors {
+	sort.SliceStable(e, func(i, j int) bool {
+		a, b := e[i].Line, e[j].Line
+		if a == 0 || b == 0 {
+			return a != 0 && b == 0
+		}
+		return a < b
+	})
+	return e
+}
+
 // withLines sets each problem's line from the key lines of the file: the
 // line of its key or, when that key is not written, of the nearest written
 // key above it (a missing "aor" of lines[0] points at lines[0], a missing
@@ -62,7 +76,7 @@ func (e Errors) withLines(lines map[string]int) Errors {
 			}
 		}
 	}
-	return e
+	return e.sorted()
 }
 
 // parentKey strips the last component of a key path: "a.b[0]" → "a.b",
