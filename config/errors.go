@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -105,9 +106,23 @@ func sectionProblems(section string, err error) Errors {
 			out = append(out, Problem{Key: section, Msg: line})
 			continue
 		}
-		out = append(out, Problem{Key: section + "." + key, Msg: msg})
+		out = append(out, Problem{Key: section + "." + key, Msg: shortenDurations(msg)})
 	}
 	return out
+}
+
+// longDuration matches Go's spelling of a duration with zero parts: 1h0m0s, 2m0s.
+var longDuration = regexp.MustCompile(`\b[0-9]+h[0-9]+m0s\b|\b[0-9]+m0s\b`)
+
+// shortenDurations rewrites the durations of a message as FormatDuration does.
+func shortenDurations(msg string) string {
+	return longDuration.ReplaceAllStringFunc(msg, func(s string) string {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return s
+		}
+		return FormatDuration(d)
+	})
 }
 
 // typeMismatch matches yaml.v3's "line 2: cannot unmarshal !!str `many` into int".

@@ -46,7 +46,7 @@ func TestCheckShippedConfigs(t *testing.T) {
 	}
 	for _, w := range []string{
 		bad + ": line 2: pua.hash_size: 20: must be between 2 and 16",
-		bad + ": line 4: usrloc.max_expires: 10s: must be 0 (no cap) or at least min_expires (1m0s)",
+		bad + ": line 4: usrloc.max_expires: 10s: must be 0 (no cap) or at least min_expires (1m)",
 	} {
 		if !strings.Contains(r.stderr, w) {
 			t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
