@@ -469,6 +469,10 @@ func (m *Manager) proxyFor(c Contact) string {
 		return ""
 	}
 	if !hasSIPScheme(r) {
+		// A sips: contact is reached over TLS only, at its received address too.
+		if strings.HasPrefix(strings.ToLower(strings.TrimLeft(c.URI, "<")), "sips:") {
+			return "sips:" + r
+		}
 		r = "sip:" + r
 	}
 	return r

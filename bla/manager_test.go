@@ -255,6 +255,21 @@ func TestContactsChanged(t *testing.T) {
 	}
 }
 
+// TestSubscribeSIPSContactReceived: the received address of a sips:
+// contact becomes a sips: next hop, so the SUBSCRIBE goes over TLS.
+func TestSubscribeSIPSContactReceived(t *testing.T) {
+	const phone = "sips:polycom@192.0.2.9:5061"
+	fx := newFixture(t, nil)
+	fx.m.ContactsChanged(context.Background(), lineAoR, []Contact{{URI: phone, Received: "192.0.2.9:40001"}})
+	r, ok := fx.eng.subs[pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: ContactID(phone)}]
+	if !ok {
+		t.Fatal("no subscription to the sips: contact")
+	}
+	if r.Target != phone || r.OutboundProxy != "sips:192.0.2.9:40001" {
+		t.Fatalf("target %q via %q, want %q via sips:192.0.2.9:40001", r.Target, r.OutboundProxy, phone)
+	}
+}
+
 func TestSubscribeOptions(t *testing.T) {
 	for _, tc := range []struct {
 		name      string

@@ -39,6 +39,11 @@ func Check(b []byte, more ...Checker) (Config, error) {
 // files lists the keys naming a file the daemon reads at start.
 func (c Config) files() []struct{ key, path string } {
 	return []struct{ key, path string }{
+		{"pua.tls.cert_file", c.PUA.TLS.CertFile},
+		{"pua.tls.key_file", c.PUA.TLS.KeyFile},
+		{"pua.tls.ca_file", c.PUA.TLS.CAFile},
+		{"ingest.tls_cert", c.Ingest.TLSCert},
+		{"ingest.tls_key", c.Ingest.TLSKey},
 		{"http.tls_cert", c.HTTP.TLSCert},
 		{"http.tls_key", c.HTTP.TLSKey},
 	}

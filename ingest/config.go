@@ -15,19 +15,25 @@ import (
 // seconds).
 type Config struct {
 	// ReplicateListen lists the sockets receiving t_replicate copies, as
-	// "udp:host:port" or "tcp:host:port". Requests received here are
-	// answered with a stateless 200 OK. Empty disables the input.
+	// "udp:host:port", "tcp:host:port" or "tls:host:port" (TLS needs
+	// tls_cert and tls_key; Kamailio:
+	// t_replicate("sip:host:port;transport=tls")). Requests received here
+	// are answered with a stateless 200 OK. Empty disables the input.
 	ReplicateListen []string `yaml:"replicate_listen"`
 	// TraceListen lists the sockets receiving siptrace/tracer plain copies
 	// ("udp:host:port", "tcp:host:port"). Nothing received here is ever
 	// answered. Empty disables the input.
 	TraceListen []string `yaml:"trace_listen"`
 	// HEPListen lists the sockets receiving HEPv3 packets ("udp:host:port",
-	// "tcp:host:port"). Empty disables HEP.
+	// "tcp:host:port", "tls:host:port"). Empty disables HEP.
 	HEPListen []string `yaml:"hep_listen"`
 	// HEPAuthKey is, when not empty, the auth key (chunk 0x000e) every HEP
 	// packet must carry; packets without it or with another key are dropped.
 	HEPAuthKey string `yaml:"hep_auth_key"`
+	// TLSCert is the PEM certificate file of the tls: inputs.
+	TLSCert string `yaml:"tls_cert"`
+	// TLSKey is the PEM private key file of tls_cert.
+	TLSKey string `yaml:"tls_key"`
 	// TrustedSources are the CIDRs allowed to send on every input (SIP,
 	// HEP and JSON events). Anything else is dropped and counted.
 	TrustedSources []string `yaml:"trusted_sources"`
@@ -95,18 +101,30 @@ const minBound = 16
 // and the UDP payload are 16-bit.
 const maxSize = 65535
 
-// Validate checks the configuration and reports every problem found.
+// Validate checks the configuration without changing it and reports every
+// problem, each starting with its key ("queue_size: ...").
 func (c Config) Validate() error {
 	var errs []error
+	needTLS := false
 	for _, l := range []struct {
 		name  string
 		addrs []string
 	}{{"replicate_listen", c.ReplicateListen}, {"trace_listen", c.TraceListen}, {"hep_listen", c.HEPListen}} {
 		for i, a := range l.addrs {
-			if _, _, err := splitListen(a); err != nil {
+			n, _, err := splitListen(a)
+			if err != nil {
 				errs = append(errs, fmt.Errorf("%s[%d]: %w", l.name, i, err))
 			}
+			needTLS = needTLS || n == "tls"
 		}
+	}
+	switch {
+	case c.TLSCert == "" && c.TLSKey != "":
+		errs = append(errs, errors.New("tls_cert: must be set together with tls_key"))
+	case c.TLSCert != "" && c.TLSKey == "":
+		errs = append(errs, errors.New("tls_key: must be set together with tls_cert"))
+	case needTLS && c.TLSCert == "":
+		errs = append(errs, errors.New("tls_cert: a tls: input needs tls_cert and tls_key"))
 	}
 	for i, s := range c.TrustedSources {
 		if _, err := parsePrefixes([]string{s}); err != nil {
@@ -139,13 +157,13 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// splitListen splits "udp:host:port" into the network ("udp" or "tcp")
-// and the address.
+// splitListen splits "udp:host:port" into the network ("udp", "tcp" or
+// "tls") and the address.
 func splitListen(s string) (network, addr string, err error) {
 	n, a, ok := strings.Cut(s, ":")
 	n = strings.ToLower(n)
-	if !ok || (n != "udp" && n != "tcp") || a == "" {
-		return "", "", fmt.Errorf("%q: want udp:host:port or tcp:host:port", s)
+	if !ok || (n != "udp" && n != "tcp" && n != "tls") || a == "" {
+		return "", "", fmt.Errorf("%q: want udp:host:port, tcp:host:port or tls:host:port", s)
 	}
 	if _, _, err := net.SplitHostPort(a); err != nil {
 		return "", "", fmt.Errorf("%q: %w", s, err)

@@ -54,7 +54,7 @@ func ingestKinds() []string {
 }
 func ingestResults() []string { return []string{"accepted", "duplicate", "ignored", "error"} }
 func dropReasons() []string {
-	return []string{"untrusted", "oversize", "parse_error", "hep_decode", "hep_auth", "queue_full", "stopped", "framing", "too_many_conns",
+	return []string{"untrusted", "oversize", "parse_error", "hep_decode", "hep_auth", "queue_full", "stopped", "framing", "too_many_conns", "tls_handshake",
 		"uri_too_long", "callid_too_long", "tag_too_long", "header_too_long"}
 }
 func refusedReasons() []string {

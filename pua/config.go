@@ -15,16 +15,20 @@ import (
 // Durations are plain time.Duration fields: the file writes them as "30s"
 // or "1m30s", and package config reads a bare integer as seconds.
 type Config struct {
-	// Listen lists the SIP sockets as "transport:host:port" (udp or tcp).
-	// They receive replies to our requests and NOTIFYs; UDP requests are
-	// sent from the first UDP socket (TCP ones from an ephemeral port, as
-	// TCP clients do).
+	// Listen lists the SIP sockets as "transport:host:port" (udp, tcp or
+	// tls; tls needs tls.cert_file and tls.key_file). They receive replies
+	// to our requests and NOTIFYs; UDP requests are sent from the first UDP
+	// socket (TCP and TLS ones from an ephemeral port, as TCP clients do).
 	Listen []string `yaml:"listen"`
 	// AdvertisedAddress is the host:port put in Via and Contact. Empty means
 	// the first listen address (with the port actually bound); it is required
 	// when that address is a wildcard (0.0.0.0 or ::).
 	AdvertisedAddress string `yaml:"advertised_address"`
-	// ServerAddress is the presence server's SIP URI (e.g. sip:127.0.0.1:5060).
+	// ServerAddress is the presence server's SIP URI (e.g. sip:127.0.0.1:5060,
+	// sips:presence.example.com). A host name is resolved as RFC 3263 says
+	// (NAPTR, SRV, A/AAAA, with their TTLs); a request that times out, fails
+	// to connect or gets a 503 is sent to the next target found. A sips: URI
+	// or ;transport=tls is sent over TLS only.
 	// PUBLISHes, and SUBSCRIBEs to a presentity, are addressed to the
 	// presentity (Request-URI, To, From) and sent to outbound_proxy if set,
 	// else to this address, else resolved from the presentity URI.
@@ -33,6 +37,13 @@ type Config struct {
 	// OutboundProxy is the SIP URI of the next hop for every request, unless a
 	// request names its own.
 	OutboundProxy string `yaml:"outbound_proxy"`
+	// DNSServer is the "host:port" of the DNS server asked for the NAPTR,
+	// SRV and A/AAAA records of destinations given as names; empty means the
+	// first nameserver of /etc/resolv.conf. When it gives no answer, the
+	// name is resolved by the system (A/AAAA, /etc/hosts).
+	DNSServer string `yaml:"dns_server"`
+	// TLS configures SIP over TLS.
+	TLS TLSConfig `yaml:"tls"`
 	// MinExpires is the smallest Expires the engine asks for.
 	MinExpires time.Duration `yaml:"min_expires"`
 	// DefaultExpires is the Expires asked for when a request gives none.
@@ -117,12 +128,13 @@ func DefaultConfig() Config {
 		RefusedRetryMin: 30 * time.Second,
 		RefusedRetryMax: 10 * time.Minute,
 		ProbeInterval:   2 * time.Second,
+		TLS:             DefaultTLSConfig(),
 	}
 }
 
 // listenAddr is one parsed `listen` entry.
 type listenAddr struct {
-	network string // "udp" or "tcp"
+	network string // "udp", "tcp" or "tls"
 	addr    string // host:port
 }
 
@@ -133,8 +145,8 @@ func parseListen(s string) (listenAddr, error) {
 		return listenAddr{}, fmt.Errorf("%q: want transport:host:port", s)
 	}
 	netw = strings.ToLower(netw)
-	if netw != "udp" && netw != "tcp" {
-		return listenAddr{}, fmt.Errorf("%q: transport must be udp or tcp", s)
+	if netw != "udp" && netw != "tcp" && netw != "tls" {
+		return listenAddr{}, fmt.Errorf("%q: transport must be udp, tcp or tls", s)
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return listenAddr{}, fmt.Errorf("%q: %w", s, err)
@@ -166,6 +178,7 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.ProbeInterval, d.ProbeInterval)
 	setDefault(&c.UpdatePeriod, d.UpdatePeriod)
 	setDefault(&c.RequestTimeout, d.RequestTimeout)
+	c.TLS = c.TLS.withDefaults()
 	return c
 }
 
@@ -185,9 +198,19 @@ func (c Config) Validate() error {
 	if len(c.Listen) == 0 {
 		bad("listen: at least one address is required")
 	}
+	needCert := false
 	for i, l := range c.Listen {
-		if _, err := parseListen(l); err != nil {
+		la, err := parseListen(l)
+		if err != nil {
 			bad("listen[%d]: %w", i, err)
+			continue
+		}
+		needCert = needCert || la.network == "tls"
+	}
+	errs = append(errs, c.TLS.validate(needCert)...)
+	if c.DNSServer != "" {
+		if _, _, err := net.SplitHostPort(c.DNSServer); err != nil {
+			bad("dns_server: %q: want host:port: %w", c.DNSServer, err)
 		}
 	}
 	if c.AdvertisedAddress != "" {
@@ -211,6 +234,15 @@ func (c Config) Validate() error {
 		var uri sip.Uri
 		if err := sip.ParseUri(u.val, &uri); err != nil || uri.Host == "" {
 			bad("%s: %q: not a SIP URI", u.name, u.val)
+			continue
+		}
+		if tr, _ := uri.UriParams.Get("transport"); tr != "" {
+			switch t := strings.ToLower(tr); {
+			case t != "udp" && t != "tcp" && t != "tls":
+				bad("%s: %q: transport %s not supported (udp, tcp or tls)", u.name, u.val, tr)
+			case uri.Scheme == "sips" && t == "udp":
+				bad("%s: %q: a sips: URI needs TLS, not UDP", u.name, u.val)
+			}
 		}
 	}
 	if c.MinExpires < 0 {

@@ -12,7 +12,7 @@ import (
 )
 
 // domainTerms are field names that are also the words operators use.
-var domainTerms = map[string]bool{"AoR": true, "PUA": true, "BLA": true, "HTTP": true}
+var domainTerms = map[string]bool{"AoR": true, "PUA": true, "BLA": true, "HTTP": true, "TLS": true}
 
 // goFieldNames returns the names of the fields of the configuration's
 // struct types that read as Go identifiers (an upper-case letter past the
