@@ -22,12 +22,13 @@ const DefaultMaxBodySize = 64 << 10
 // Config is the `bla` section of the YAML file: Polycom-style bridged line
 // appearance, the work of Kamailio's pua_bla plus seize arbitration.
 //
-// Durations are plain time.Duration fields, as in package pua: yaml.v3
-// decodes "3600s" or "1h" natively.
+// Durations are plain time.Duration fields, as in package pua: "3600s" or
+// "1h" (a bare integer is seconds).
 type Config struct {
 	// DefaultDomain is appended to a line AoR or member written without a
-	// domain ("100" → sip:100@DefaultDomain). Empty: usrloc's
-	// default_domain, the daemon's one default domain.
+	// domain (with default_domain example.com, "100" is
+	// sip:100@example.com). Empty: usrloc's default_domain, the daemon's
+	// one default domain.
 	DefaultDomain string `yaml:"default_domain"`
 	// HeaderName is the header added to each PUBLISH with the phone's
 	// contact URI, so that the presence server does not echo the state back
@@ -97,50 +98,54 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate checks the configuration.
+// Validate checks the configuration without changing it and reports every
+// problem, each starting with its key ("lines[0].aor: ...").
 func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.HeaderName == "" || strings.ContainsAny(c.HeaderName, ": \t\r\n") {
-		return fmt.Errorf("bla: header_name %q: must be a header name", c.HeaderName)
-	}
-	if canon, reserved := pua.ReservedHeader(c.HeaderName); reserved {
-		return fmt.Errorf("bla: header_name %q: %s is set by the engine itself; use another header (Sender by default)", c.HeaderName, canon)
+		bad("header_name: %q: must be a header name", c.HeaderName)
+	} else if canon, reserved := pua.ReservedHeader(c.HeaderName); reserved {
+		bad("header_name: %q: %s is set by the engine itself; use another header (Sender by default)", c.HeaderName, canon)
 	}
 	switch c.Event {
 	case EventSLA, EventMA:
 	default:
-		return fmt.Errorf("bla: event %q: must be %s or %s", c.Event, EventSLA, EventMA)
+		bad("event: %q: must be %s or %s", c.Event, EventSLA, EventMA)
 	}
 	if c.SubscribeExpires < time.Second {
-		return fmt.Errorf("bla: subscribe_expires %v: must be at least 1s", c.SubscribeExpires)
+		bad("subscribe_expires: %s: must be at least 1s", c.SubscribeExpires)
+	}
+	if c.SeizeTimeout < 0 {
+		bad("seize_timeout: %s: must not be negative", c.SeizeTimeout)
 	}
 	if c.ResubscribeDelay < 0 {
-		return fmt.Errorf("bla: resubscribe_delay %v: must not be negative", c.ResubscribeDelay)
+		bad("resubscribe_delay: %s: must not be negative", c.ResubscribeDelay)
 	}
 	if c.MaxBodySize < 512 {
-		return fmt.Errorf("bla: max_body_size %d: must be at least 512", c.MaxBodySize)
+		bad("max_body_size: %d: must be at least 512", c.MaxBodySize)
 	}
 	for _, u := range []struct{ name, val string }{{"outbound_proxy", c.OutboundProxy}, {"server_address", c.ServerAddress}} {
 		if u.val != "" && !hasSIPScheme(u.val) {
-			return fmt.Errorf("bla: %s %q: must be a sip: or sips: URI", u.name, u.val)
+			bad("%s: %q: must be a sip: or sips: URI", u.name, u.val)
 		}
 	}
 	seen := make(map[string]bool, len(c.Lines))
 	for i, l := range c.Lines {
 		key, err := lineKey(l.AoR, c.DefaultDomain)
 		if err != nil {
-			return fmt.Errorf("bla: lines[%d]: %w", i, err)
-		}
-		if seen[key] {
-			return fmt.Errorf("bla: lines[%d]: %s configured twice", i, key)
+			bad("lines[%d].aor: %w", i, err)
+		} else if seen[key] {
+			bad("lines[%d].aor: %s configured twice", i, key)
 		}
 		seen[key] = true
 		for j, m := range l.Members {
 			if _, err := memberAddress(m, c.DefaultDomain); err != nil {
-				return fmt.Errorf("bla: lines[%d].members[%d]: %w", i, j, err)
+				bad("lines[%d].members[%d]: %w", i, j, err)
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func hasSIPScheme(s string) bool {

@@ -212,7 +212,7 @@ type phone struct {
 // lines kept in the database.
 func New(cfg Config, opts Options) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bla: %w", err)
 	}
 	if opts.Subscriber == nil || opts.Publisher == nil {
 		return nil, fmt.Errorf("bla: new: Subscriber and Publisher are required")

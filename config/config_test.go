@@ -101,3 +101,25 @@ func TestOneDefaultDomain(t *testing.T) {
 		t.Errorf("bla %q; the section's own key must win", c.BLA.DefaultDomain)
 	}
 }
+
+// TestDefaultsAreOneStep: Validate changes nothing and rejects a zero that
+// only WithDefaults turns into the default; Parse applies WithDefaults, so
+// a written 0 documented as "0 means 9" is 9.
+func TestDefaultsAreOneStep(t *testing.T) {
+	c := Default()
+	c.PUA.HashSize = 0
+	c.Dialoginfo.RingTimeout = 0
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "pua.hash_size: 0: must be between 2 and 16") {
+		t.Fatalf("Validate of a zero hash_size: %v", err)
+	}
+	if c.PUA.HashSize != 0 || c.Dialoginfo.RingTimeout != 0 {
+		t.Fatalf("Validate changed the configuration: %d %v", c.PUA.HashSize, c.Dialoginfo.RingTimeout)
+	}
+	if d := c.WithDefaults(); d.PUA.HashSize != 9 || d.Dialoginfo.RingTimeout != 120*time.Second || d.Validate() != nil {
+		t.Fatalf("WithDefaults: %d %v %v", d.PUA.HashSize, d.Dialoginfo.RingTimeout, d.Validate())
+	}
+	p, err := Parse([]byte("pua:\n  hash_size: 0\nusrloc:\n  default_expires: 90\n  max_expires: 2h\n"))
+	if err != nil || p.PUA.HashSize != 9 || p.Usrloc.DefaultExpires != 90*time.Second || p.Usrloc.MaxExpires != 2*time.Hour {
+		t.Fatalf("Parse: %v %d %v %v", err, p.PUA.HashSize, p.Usrloc.DefaultExpires, p.Usrloc.MaxExpires)
+	}
+}

@@ -1167,7 +1167,7 @@ func TestOperatorGuide(t *testing.T) {
 	}
 
 	// Subcommands named anywhere exist.
-	subs := []string{"run", "migrate", "version", "help", "publish", "subscribe", "ls", "flag", "line", "ready"}
+	subs := []string{"run", "migrate", "check", "config", "version", "help", "publish", "subscribe", "ls", "flag", "line", "ready"}
 	for _, m := range regexp.MustCompile("`puaside ([a-z]+)").FindAllStringSubmatch(md, -1) {
 		if !slices.Contains(subs, m[1]) {
 			t.Errorf("the guide names `puaside %s`, which is not a subcommand", m[1])

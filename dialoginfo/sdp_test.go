@@ -89,7 +89,7 @@ func TestBuildEscapesAndParses(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	c := Config{}
+	c := Config{}.WithDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -110,8 +110,14 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("Validate(%+v) accepted", bad)
 		}
 	}
-	c = Config{Domains: []string{" Example.COM "}}
-	if err := c.Validate(); err != nil || c.Domains[0] != "example.com" {
-		t.Errorf("domain normalisation: %v %v", c.Domains, err)
+	in := []string{" Example.COM "}
+	c = Config{Domains: in}.WithDefaults()
+	if err := c.Validate(); err != nil || c.Domains[0] != "example.com" || in[0] != " Example.COM " {
+		t.Errorf("domain normalisation: %v (caller's list %v) %v", c.Domains, in, err)
+	}
+	before := Config{RingTimeout: -1}
+	_ = before.Validate()
+	if before.RingTimeout != -1 {
+		t.Errorf("Validate changed the configuration: %+v", before)
 	}
 }

@@ -222,10 +222,12 @@ type Tracker struct {
 	dirtyVer map[string]struct{}
 }
 
-// New builds a tracker. cfg is validated (zero durations get defaults).
+// New builds a tracker. Zero durations and caps of cfg get the defaults,
+// then cfg is validated.
 func New(cfg Config, opts Options) (*Tracker, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dialoginfo: %w", err)
 	}
 	if opts.Publisher == nil {
 		return nil, fmt.Errorf("dialoginfo: new: a publisher is required")

@@ -134,7 +134,7 @@ type Ingest struct {
 // New checks cfg and builds an Ingest. Nothing is bound until Start.
 func New(cfg Config, h Handlers, opts Options) (*Ingest, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	prefixes, _ := parsePrefixes(cfg.TrustedSources)
 	in := &Ingest{

@@ -28,7 +28,7 @@ type TLSConfig struct {
 	// resolved from, else its IP address), "chain" (chain only, any name) or
 	// "none" (not checked at all, for tests only).
 	Verify string `yaml:"verify"`
-	// ServerName, if set, is sent as SNI and is the name every server
+	// ServerName is, if set, sent as SNI and is the name every server
 	// certificate must carry, instead of the destination's own name.
 	ServerName string `yaml:"server_name"`
 	// MinVersion is the oldest TLS version accepted: "1.2" or "1.3".
@@ -44,33 +44,48 @@ func DefaultTLSConfig() TLSConfig {
 	return TLSConfig{Verify: "full", MinVersion: "1.2", HandshakeTimeout: 10 * time.Second}
 }
 
-// validate checks c and fills defaults; needCert is true when a `tls:`
-// listener is configured.
-func (c *TLSConfig) validate(needCert bool) error {
+// withDefaults returns c with an empty verify, min_version and a zero
+// handshake_timeout replaced by the defaults, verify lower-cased.
+func (c TLSConfig) withDefaults() TLSConfig {
 	d := DefaultTLSConfig()
 	c.Verify = strings.ToLower(strings.TrimSpace(c.Verify))
-	switch c.Verify {
-	case "":
+	if c.Verify == "" {
 		c.Verify = d.Verify
-	case "full", "chain", "none":
-	default:
-		return fmt.Errorf("pua: tls.verify %q: want full, chain or none", c.Verify)
 	}
-	switch strings.TrimSpace(c.MinVersion) {
-	case "":
+	c.MinVersion = strings.TrimSpace(c.MinVersion)
+	if c.MinVersion == "" {
 		c.MinVersion = d.MinVersion
-	case "1.2", "1.3":
-	default:
-		return fmt.Errorf("pua: tls.min_version %q: want 1.2 or 1.3", c.MinVersion)
 	}
-	if c.HandshakeTimeout <= 0 {
+	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = d.HandshakeTimeout
 	}
-	if (c.CertFile == "") != (c.KeyFile == "") {
-		return fmt.Errorf("pua: tls.cert_file and tls.key_file must be set together")
+	return c
+}
+
+// validate checks c without changing it; needCert is true when a `tls:`
+// listener is configured. Each problem starts with its key ("tls.verify: ...").
+func (c TLSConfig) validate(needCert bool) []error {
+	var errs []error
+	switch strings.ToLower(strings.TrimSpace(c.Verify)) {
+	case "full", "chain", "none":
+	default:
+		errs = append(errs, fmt.Errorf("tls.verify: %q: want full, chain or none", c.Verify))
 	}
-	if needCert && c.CertFile == "" {
-		return fmt.Errorf("pua: a tls: listener needs tls.cert_file and tls.key_file")
+	switch strings.TrimSpace(c.MinVersion) {
+	case "1.2", "1.3":
+	default:
+		errs = append(errs, fmt.Errorf("tls.min_version: %q: want 1.2 or 1.3", c.MinVersion))
 	}
-	return nil
+	if c.HandshakeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("tls.handshake_timeout: %s: must be positive", c.HandshakeTimeout))
+	}
+	switch {
+	case c.CertFile == "" && c.KeyFile != "":
+		errs = append(errs, fmt.Errorf("tls.cert_file: must be set together with tls.key_file"))
+	case c.CertFile != "" && c.KeyFile == "":
+		errs = append(errs, fmt.Errorf("tls.key_file: must be set together with tls.cert_file"))
+	case needCert && c.CertFile == "":
+		errs = append(errs, fmt.Errorf("tls.cert_file: a tls: listener needs tls.cert_file and tls.key_file"))
+	}
+	return errs
 }

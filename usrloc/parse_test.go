@@ -159,7 +159,7 @@ func TestConfigValidate(t *testing.T) {
 	bad := []func(*Config){
 		func(c *Config) { c.DefaultExpires = 0 },
 		func(c *Config) { c.MinExpires = -1 },
-		func(c *Config) { c.MaxExpires = 10 },
+		func(c *Config) { c.MaxExpires = 10 * time.Second },
 		func(c *Config) { c.PresID = "" },
 		func(c *Config) { c.PublishPatterns = []string{"re:("} },
 		func(c *Config) { c.DefaultDomain = "a@b" },

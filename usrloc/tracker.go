@@ -186,7 +186,7 @@ type Tracker struct {
 // New builds a tracker. Call Start to load the stored state, then Run.
 func New(cfg Config, opts Options) (*Tracker, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("usrloc: %w", err)
 	}
 	if opts.Publisher == nil {
 		return nil, errors.New("usrloc: new: a Publisher is required")
@@ -422,16 +422,16 @@ func (t *Tracker) expiresFor(contact, header int) int {
 		e = header
 	}
 	if e < 0 {
-		e = t.cfg.DefaultExpires
+		e = seconds(t.cfg.DefaultExpires)
 	}
 	if e == 0 {
 		return 0
 	}
-	if e < t.cfg.MinExpires {
-		e = t.cfg.MinExpires
+	if e < seconds(t.cfg.MinExpires) {
+		e = seconds(t.cfg.MinExpires)
 	}
-	if t.cfg.MaxExpires > 0 && e > t.cfg.MaxExpires {
-		e = t.cfg.MaxExpires
+	if maxE := seconds(t.cfg.MaxExpires); maxE > 0 && e > maxE {
+		e = maxE
 	}
 	return e
 }

@@ -4,6 +4,8 @@
 //
 //	puaside [run] [-config FILE]   run the daemon (the default subcommand)
 //	puaside migrate [-config FILE] apply the database schema and exit
+//	puaside check [-config FILE]   validate a configuration file (exit 0 good, 2 bad)
+//	puaside config [-config FILE]  print the effective configuration, secrets masked
 //	puaside version                print the version
 //	puaside publish|subscribe|ls|flag|line ...   talk to a running daemon
 package main
@@ -52,6 +54,10 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return runDaemon(args, stderr)
 	case "migrate":
 		return runMigrate(args, stdout, stderr)
+	case "check":
+		return runCheck(args, stdout, stderr)
+	case "config":
+		return runConfig(args, stdout, stderr)
 	case "version":
 		if len(args) > 0 {
 			fmt.Fprintf(stderr, "puaside version: unexpected argument %q\n", args[0])
@@ -73,6 +79,8 @@ func usage(w io.Writer) {
 
   run       run the daemon (default); -config FILE (env PUASIDE_CONFIG)
   migrate   apply the database schema and exit; -config FILE
+  check     validate a configuration file and exit (0 good, 2 bad); -config FILE
+  config    print the effective configuration, secrets masked; -config FILE
   version   print the version (also --version)
 `)
 	cmds := cliCommands()

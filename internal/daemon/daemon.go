@@ -242,7 +242,7 @@ func newReconciler(cfg config.Config, ul *usrloc.Tracker, di *dialoginfo.Tracker
 	client := proxyrpc.NewClient(rc.RPCURL, proxyrpc.Options{Timeout: rc.Timeout, MaxResponse: rc.MaxResponseSize})
 	o := reconcile.Options{
 		Source:           proxyrpc.Kamailio{Client: client, Table: rc.ULTable},
-		PermanentExpires: cfg.Usrloc.DefaultExpires,
+		PermanentExpires: int(cfg.Usrloc.DefaultExpires / time.Second),
 		CallMaxAge:       cfg.Dialoginfo.LifetimeCap,
 		Logger:           log,
 		Metrics:          m,
