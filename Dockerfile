@@ -19,9 +19,10 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
+ARG REVISION=unknown
 # CGO_ENABLED=0: a static binary (the SQLite driver is pure Go), so the
 # final image needs no libc.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/puaside ./cmd/puaside \
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/puaside/puaside/internal/buildinfo.version=${VERSION} -X github.com/puaside/puaside/internal/buildinfo.revision=${REVISION}" -o /out/puaside ./cmd/puaside \
  && mkdir -p /out/state
 
 ############################ final stage ####################################

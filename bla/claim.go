@@ -1,6 +1,9 @@
 package bla
 
-import "github.com/puaside/puaside/pua"
+import (
+	"github.com/puaside/puaside/aor"
+	"github.com/puaside/puaside/pua"
+)
 
 // Claimer is the part of the pua engine that takes the claims of its
 // owners at start (implemented by *pua.Engine).
@@ -22,11 +25,11 @@ type Claimer interface {
 func (m *Manager) ClaimRestored(cl Claimer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, aor := range sortedKeys(m.lines) {
-		ln := m.lines[aor]
+	for _, key := range sortedKeys(m.lines) {
+		ln := m.lines[key]
 		live := make(map[string]bool, len(ln.contacts))
 		for _, c := range ln.contacts {
-			if uri := bareURI(c.URI); uri != "" && ln.isMember(uri) {
+			if uri := aor.AddrSpec(c.URI); uri != "" && ln.isMember(uri) {
 				live[ContactID(uri)] = true
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/puaside/puaside/aor"
 	"github.com/puaside/puaside/pua"
 )
 
@@ -21,11 +22,13 @@ const DefaultMaxBodySize = 64 << 10
 // Config is the `bla` section of the YAML file: Polycom-style bridged line
 // appearance, the work of Kamailio's pua_bla plus seize arbitration.
 //
-// Durations are plain time.Duration fields, as in package pua: yaml.v3
-// decodes "3600s" or "1h" natively.
+// Durations are plain time.Duration fields, as in package pua: "3600s" or
+// "1h" (a bare integer is seconds).
 type Config struct {
 	// DefaultDomain is appended to a line AoR or member written without a
-	// domain ("100" → sip:100@DefaultDomain).
+	// domain (with default_domain example.com, "100" is
+	// sip:100@example.com). Empty: usrloc's default_domain, the daemon's
+	// one default domain.
 	DefaultDomain string `yaml:"default_domain"`
 	// HeaderName is the header added to each PUBLISH with the phone's
 	// contact URI, so that the presence server does not echo the state back
@@ -95,50 +98,54 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate checks the configuration.
+// Validate checks the configuration without changing it and reports every
+// problem, each starting with its key ("lines[0].aor: ...").
 func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.HeaderName == "" || strings.ContainsAny(c.HeaderName, ": \t\r\n") {
-		return fmt.Errorf("bla: header_name %q: must be a header name", c.HeaderName)
-	}
-	if canon, reserved := pua.ReservedHeader(c.HeaderName); reserved {
-		return fmt.Errorf("bla: header_name %q: %s is set by the engine itself; use another header (Sender by default)", c.HeaderName, canon)
+		bad("header_name: %q: must be a header name", c.HeaderName)
+	} else if canon, reserved := pua.ReservedHeader(c.HeaderName); reserved {
+		bad("header_name: %q: %s is set by the engine itself; use another header (Sender by default)", c.HeaderName, canon)
 	}
 	switch c.Event {
 	case EventSLA, EventMA:
 	default:
-		return fmt.Errorf("bla: event %q: must be %s or %s", c.Event, EventSLA, EventMA)
+		bad("event: %q: must be %s or %s", c.Event, EventSLA, EventMA)
 	}
 	if c.SubscribeExpires < time.Second {
-		return fmt.Errorf("bla: subscribe_expires %v: must be at least 1s", c.SubscribeExpires)
+		bad("subscribe_expires: %s: must be at least 1s", c.SubscribeExpires)
+	}
+	if c.SeizeTimeout < 0 {
+		bad("seize_timeout: %s: must not be negative", c.SeizeTimeout)
 	}
 	if c.ResubscribeDelay < 0 {
-		return fmt.Errorf("bla: resubscribe_delay %v: must not be negative", c.ResubscribeDelay)
+		bad("resubscribe_delay: %s: must not be negative", c.ResubscribeDelay)
 	}
 	if c.MaxBodySize < 512 {
-		return fmt.Errorf("bla: max_body_size %d: must be at least 512", c.MaxBodySize)
+		bad("max_body_size: %d: must be at least 512", c.MaxBodySize)
 	}
 	for _, u := range []struct{ name, val string }{{"outbound_proxy", c.OutboundProxy}, {"server_address", c.ServerAddress}} {
 		if u.val != "" && !hasSIPScheme(u.val) {
-			return fmt.Errorf("bla: %s %q: must be a sip: or sips: URI", u.name, u.val)
+			bad("%s: %q: must be a sip: or sips: URI", u.name, u.val)
 		}
 	}
 	seen := make(map[string]bool, len(c.Lines))
 	for i, l := range c.Lines {
-		aor, err := normalizeAoR(l.AoR, c.DefaultDomain)
+		key, err := lineKey(l.AoR, c.DefaultDomain)
 		if err != nil {
-			return fmt.Errorf("bla: lines[%d]: %w", i, err)
+			bad("lines[%d].aor: %w", i, err)
+		} else if seen[key] {
+			bad("lines[%d].aor: %s configured twice", i, key)
 		}
-		if seen[aor] {
-			return fmt.Errorf("bla: lines[%d]: %s configured twice", i, aor)
-		}
-		seen[aor] = true
+		seen[key] = true
 		for j, m := range l.Members {
-			if _, err := normalizeAoR(m, c.DefaultDomain); err != nil {
-				return fmt.Errorf("bla: lines[%d].members[%d]: %w", i, j, err)
+			if _, err := memberAddress(m, c.DefaultDomain); err != nil {
+				bad("lines[%d].members[%d]: %w", i, j, err)
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func hasSIPScheme(s string) bool {
@@ -150,78 +157,23 @@ func hasSIPScheme(s string) bool {
 // usable SIP URI.
 var ErrBadAoR = errors.New("not a SIP address of record")
 
-// normalizeAoR turns "100", "100@example.com", "<sip:100@example.com;x=y>"
-// into "sip:100@example.com" (URI parameters and headers dropped, host
-// lower-cased, default domain added when there is none).
-func normalizeAoR(s, defaultDomain string) (string, error) {
-	u := stripURI(s)
-	if u == "" {
-		return "", fmt.Errorf("%w: empty URI", ErrBadAoR)
+// lineKey is the AoR of a line by the daemon's one rule (package aor):
+// "100", "100@Example.com", "sips:100@example.com:5061;transport=tls" all
+// give "sip:100@example.com", the AoR usrloc reports.
+func lineKey(s, defaultDomain string) (string, error) {
+	a, err := aor.Normalize(s, defaultDomain)
+	if err != nil {
+		return "", fmt.Errorf("%w: %q: %w", ErrBadAoR, s, err)
 	}
-	scheme := "sip"
-	if hasSIPScheme(u) {
-		var rest string
-		scheme, rest, _ = strings.Cut(u, ":")
-		scheme = strings.ToLower(scheme)
-		u = rest
-	} else if otherScheme(u) {
-		return "", fmt.Errorf("%w: %q: not a sip URI", ErrBadAoR, s)
-	}
-	user, host, ok := strings.Cut(u, "@")
-	if !ok {
-		user, host = u, defaultDomain
-		if host == "" {
-			return "", fmt.Errorf("%w: %q: no domain and no default_domain", ErrBadAoR, s)
-		}
-	}
-	if user == "" || host == "" || strings.ContainsAny(user+host, " \t\r\n<>\"") {
-		return "", fmt.Errorf("%w: %q: malformed URI", ErrBadAoR, s)
-	}
-	return scheme + ":" + user + "@" + strings.ToLower(host), nil
+	return a, nil
 }
 
-// stripURI removes angle brackets, a display name, URI parameters and
-// headers: `"Bob" <sip:bob@h;transport=tcp>;expires=5` → "sip:bob@h".
-func stripURI(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '<'); i >= 0 {
-		if j := strings.IndexByte(s[i:], '>'); j >= 0 {
-			s = s[i+1 : i+j]
-		} else {
-			s = s[i+1:]
-		}
+// memberAddress parses a line member. Unlike a line AoR it keeps its scheme
+// and port: a member with a port matches the contacts at that port only.
+func memberAddress(s, defaultDomain string) (aor.Address, error) {
+	a, err := aor.Parse(s, defaultDomain)
+	if err != nil {
+		return aor.Address{}, fmt.Errorf("%w: %q: %w", ErrBadAoR, s, err)
 	}
-	if i := strings.IndexAny(s, ";?"); i >= 0 {
-		s = s[:i]
-	}
-	return strings.TrimSpace(s)
-}
-
-// otherScheme reports whether u starts with a URI scheme (tel:, http:)
-// before any '@'.
-func otherScheme(u string) bool {
-	i := strings.IndexByte(u, ':')
-	if i <= 0 || strings.Contains(u[:i], "@") {
-		return false
-	}
-	for _, r := range u[:i] {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
-			return false
-		}
-	}
-	return true
-}
-
-// bareURI removes the angle brackets (and anything outside them) of a
-// name-addr, keeping URI parameters:
-// `<sip:pol1@h:5100;transport=tcp>;expires=5` → "sip:pol1@h:5100;transport=tcp".
-func bareURI(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '<'); i >= 0 {
-		if j := strings.IndexByte(s[i:], '>'); j >= 0 {
-			return strings.TrimSpace(s[i+1 : i+j])
-		}
-		return strings.TrimSpace(s[i+1:])
-	}
-	return s
+	return a, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/pua"
 )
 
@@ -125,7 +126,7 @@ func (p *sipPeer) notify(sub *sip.Request, toTag string) {
 	req.AppendHeader(sip.NewHeader("Subscription-State", "active;expires=600"))
 	ct := sip.ContentTypeHeader(ContentType)
 	req.AppendHeader(&ct)
-	req.SetBody(doc(0, DocFull, "c1:confirmed:1"))
+	req.SetBody(doc(0, dialogdoc.DocFull, "c1:confirmed:1"))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	res, err := p.cl.Do(ctx, req)

@@ -14,12 +14,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/puaside/puaside/aor"
+	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
 )
 
 // ContentType is the content type of dialog;sla bodies.
-const ContentType = "application/dialog-info+xml"
+const ContentType = dialogdoc.ContentType
 
 // Errors of the management API.
 var (
@@ -165,7 +167,7 @@ type line struct {
 	aor      string
 	source   string
 	members  []string
-	match    []uriParts
+	match    []aor.Address
 	contacts []Contact
 	phones   map[string]*phone
 }
@@ -181,7 +183,7 @@ type phone struct {
 	// of it made before the restart may still be refreshed by the engine.
 	mayBePublished bool
 	lastNotify     time.Time
-	dialogs        map[string]Dialog
+	dialogs        map[string]dialogdoc.Dialog
 	seizedAt       map[string]time.Time // dialog id → when it was first seen trying
 
 	// The subscription's dialog-info sequence: the Call-ID of the dialog
@@ -210,7 +212,7 @@ type phone struct {
 // lines kept in the database.
 func New(cfg Config, opts Options) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bla: %w", err)
 	}
 	if opts.Subscriber == nil || opts.Publisher == nil {
 		return nil, fmt.Errorf("bla: new: Subscriber and Publisher are required")
@@ -250,7 +252,7 @@ func New(cfg Config, opts Options) (*Manager, error) {
 }
 
 func (m *Manager) newLine(aor string, members []string, source string) (*line, error) {
-	naor, err := normalizeAoR(aor, m.cfg.DefaultDomain)
+	naor, err := lineKey(aor, m.cfg.DefaultDomain)
 	if err != nil {
 		return nil, fmt.Errorf("line %q: %w", aor, err)
 	}
@@ -266,16 +268,17 @@ func (ln *line) setMembers(members []string, defaultDomain string) error {
 	ln.match = ln.match[:0]
 	seen := make(map[string]bool)
 	for _, mem := range members {
-		n, err := normalizeAoR(mem, defaultDomain)
+		a, err := memberAddress(mem, defaultDomain)
 		if err != nil {
 			return fmt.Errorf("member %q: %w", mem, err)
 		}
+		n := a.String()
 		if seen[n] {
 			continue
 		}
 		seen[n] = true
 		ln.members = append(ln.members, n)
-		ln.match = append(ln.match, splitURI(n))
+		ln.match = append(ln.match, a)
 	}
 	return nil
 }
@@ -340,14 +343,14 @@ func (m *Manager) RestoreSubscriptions(subs []pua.SubscriptionInfo) {
 		// hand the engine the full request again (the override is not
 		// stored): the engine refreshes the dialog in place with it.
 		ln.phones[s.Key.ID] = &phone{id: s.Key.ID, contact: s.Target, subscribed: m.cfg.ServerAddress == "",
-			mayBePublished: true, dialogs: map[string]Dialog{}}
+			mayBePublished: true, dialogs: map[string]dialogdoc.Dialog{}}
 	}
 }
 
 // ContactID is the stable id of a phone contact: the pres_id of its
 // subscription and publication.
 func ContactID(contactURI string) string {
-	sum := sha256.Sum256([]byte(bareURI(contactURI)))
+	sum := sha256.Sum256([]byte(aor.AddrSpec(contactURI)))
 	return "bla-" + hex.EncodeToString(sum[:8])
 }
 
@@ -356,7 +359,7 @@ func ContactID(contactURI string) string {
 // gets a subscription, and contacts that are gone lose theirs and their
 // publication. Contacts that stay are left alone.
 func (m *Manager) ContactsChanged(ctx context.Context, aor string, contacts []Contact) {
-	naor, err := normalizeAoR(aor, m.cfg.DefaultDomain)
+	naor, err := lineKey(aor, m.cfg.DefaultDomain)
 	if err != nil {
 		return
 	}
@@ -375,7 +378,7 @@ func (m *Manager) reconcile(ctx context.Context, ln *line) {
 	now := m.now()
 	want := make(map[string]Contact)
 	for _, c := range ln.contacts {
-		uri := bareURI(c.URI)
+		uri := aor.AddrSpec(c.URI)
 		// Expiry is usrloc's job (it reports expired contacts as gone); the
 		// Expires seen here is not updated by plain re-registrations.
 		if uri == "" || !ln.isMember(uri) {
@@ -416,7 +419,7 @@ func (m *Manager) reconcile(ctx context.Context, ln *line) {
 		}
 		req.Contact = m.cfg.ServerAddress
 		if p == nil {
-			p = &phone{id: id, dialogs: map[string]Dialog{}}
+			p = &phone{id: id, dialogs: map[string]dialogdoc.Dialog{}}
 			ln.phones[id] = p
 		}
 		p.contact, p.proxy, p.expires = c.URI, proxy, c.Expires
@@ -466,6 +469,10 @@ func (m *Manager) proxyFor(c Contact) string {
 		return ""
 	}
 	if !hasSIPScheme(r) {
+		// A sips: contact is reached over TLS only, at its received address too.
+		if strings.HasPrefix(strings.ToLower(strings.TrimLeft(c.URI, "<")), "sips:") {
+			return "sips:" + r
+		}
 		r = "sip:" + r
 	}
 	return r
@@ -491,7 +498,7 @@ func (m *Manager) subscribeExpires(exp, now time.Time) time.Duration {
 // precise code (400 malformed, 413 too large, 415 wrong content type, 409
 // seize conflict, 481 unknown line).
 func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, reason string) {
-	aor, id := n.Key.PresURI, n.Key.ID
+	lineURI, id := n.Key.PresURI, n.Key.ID
 	st := strings.ToLower(strings.TrimSpace(n.State))
 	switch st {
 	case "terminated":
@@ -504,20 +511,20 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		if st == "pending" {
 			return 200, "OK" // no state to show yet
 		}
-		return m.reject(ctx, n, 400, "Empty dialog-info body", "empty_body", ErrEmptyBody)
+		return m.reject(ctx, n, 400, "Empty dialog-info body", "empty_body", dialogdoc.ErrEmptyBody)
 	}
 	if len(n.Body) > m.cfg.MaxBodySize {
 		return m.reject(ctx, n, 413, "Request Entity Too Large", "too_large",
-			fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(n.Body), m.cfg.MaxBodySize))
+			fmt.Errorf("%w: %d bytes, limit %d", dialogdoc.ErrTooLarge, len(n.Body), m.cfg.MaxBodySize))
 	}
 	if mt, _, err := mime.ParseMediaType(n.ContentType); err != nil || mt != ContentType {
 		return m.reject(ctx, n, 415, "Unsupported Media Type", "content_type",
 			fmt.Errorf("content type %q, want %s", n.ContentType, ContentType))
 	}
-	doc, err := ParseDialogInfo(n.Body, m.cfg.MaxBodySize)
+	doc, err := dialogdoc.Parse(n.Body, m.cfg.MaxBodySize)
 	if err != nil {
 		what := "malformed"
-		if errors.Is(err, ErrDoctype) {
+		if errors.Is(err, dialogdoc.ErrDoctype) {
 			what = "doctype"
 		}
 		return m.reject(ctx, n, 400, "Malformed dialog-info body", what, err)
@@ -527,10 +534,10 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		expires = m.cfg.SubscribeExpires
 		m.m.Tracker("bla", "missing_expires")
 		m.log.LogAttrs(ctx, slog.LevelInfo, "bla: NOTIFY without Subscription-State expires, using subscribe_expires",
-			slog.String("aor", aor), slog.String("call_id", headerOf(n, "Call-ID")), slog.Duration("expires", expires))
+			slog.String("aor", lineURI), slog.String("call_id", headerOf(n, "Call-ID")), slog.Duration("expires", expires))
 	}
 
-	ln, err := m.lockLine(ctx, aor)
+	ln, err := m.lockLine(ctx, lineURI)
 	defer m.mu.Unlock()
 	if err != nil {
 		return m.reject(ctx, n, 500, "Server Internal Error", "lines_not_loaded", err)
@@ -539,7 +546,7 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		return m.reject(ctx, n, 481, "Subscription Does Not Exist", "unknown_line", ErrUnknownLine)
 	}
 	p := ln.phones[id]
-	sender := bareURI(n.Contact)
+	sender := aor.AddrSpec(n.Contact)
 	if sender == "" && p != nil {
 		sender = p.contact
 	}
@@ -554,7 +561,7 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 	if p != nil && p.haveVersion && doc.HasVersion && doc.Version <= p.version {
 		m.m.Tracker("bla", "ignored_old_version")
 		m.log.LogAttrs(ctx, slog.LevelInfo, "bla: NOTIFY ignored, dialog-info version not newer",
-			slog.String("aor", aor), slog.String("call_id", callID), slog.String("contact", sender),
+			slog.String("aor", lineURI), slog.String("call_id", callID), slog.String("contact", sender),
 			slog.Uint64("version", doc.Version), slog.Uint64("last_version", p.version))
 		return 200, "OK"
 	}
@@ -562,7 +569,7 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		if d, holder, ok := ln.conflict(id, doc, m.now(), m.cfg.SeizeTimeout); ok {
 			m.m.Tracker("bla", "seize_conflict")
 			m.log.LogAttrs(ctx, slog.LevelInfo, "bla: seize refused, line index in use",
-				slog.String("aor", aor), slog.String("call_id", headerOf(n, "Call-ID")),
+				slog.String("aor", lineURI), slog.String("call_id", headerOf(n, "Call-ID")),
 				slog.String("contact", sender), slog.String("line_id", d.LineID),
 				slog.String("dialog", d.ID), slog.String("holder", holder))
 			if p != nil && doc.HasVersion {
@@ -574,24 +581,24 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 	}
 	body := bytes.Clone(n.Body)
 	gap := false
-	if doc.State == DocPartial {
+	if doc.State == dialogdoc.DocPartial {
 		// RFC 4235 §4.1: a partial document carries the changed dialogs
 		// only; the publication must be the phone's whole state.
-		var known map[string]Dialog
+		var known map[string]dialogdoc.Dialog
 		if p != nil && p.haveBase {
 			known = p.dialogs
 			gap = p.haveVersion && doc.HasVersion && doc.Version > p.version+1
 		}
-		body = doc.FullDocument(mergeDialogs(known, doc.Dialogs))
+		body = doc.FullDocument(dialogdoc.Merge(known, doc.Dialogs))
 		if len(body) > m.cfg.MaxBodySize {
 			return m.reject(ctx, n, 413, "Request Entity Too Large", "merged_too_large",
 				fmt.Errorf("%w: the phone's state merged from partial documents is %d bytes, limit %d",
-					ErrTooLarge, len(body), m.cfg.MaxBodySize))
+					dialogdoc.ErrTooLarge, len(body), m.cfg.MaxBodySize))
 		}
 		m.m.Tracker("bla", "merged_partial")
 	}
 	req := pua.PublishRequest{
-		Key:          m.pubKey(aor, id),
+		Key:          m.pubKey(lineURI, id),
 		Body:         body,
 		ContentType:  ContentType,
 		Expires:      expires,
@@ -601,15 +608,15 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 	if err := m.pub.Publish(req); err != nil {
 		m.m.Tracker("bla", "publish_error")
 		m.log.LogAttrs(ctx, slog.LevelError, "bla: publish refused by the engine",
-			slog.String("aor", aor), slog.String("event", m.cfg.Event), slog.Any("err", err))
+			slog.String("aor", lineURI), slog.String("event", m.cfg.Event), slog.Any("err", err))
 		return 500, "Server Internal Error"
 	}
 	if p == nil { // subscription restored by the engine, contact not reported yet
-		p = &phone{id: id, contact: sender, subscribed: true, dialogs: map[string]Dialog{}, subCallID: callID}
+		p = &phone{id: id, contact: sender, subscribed: true, dialogs: map[string]dialogdoc.Dialog{}, subCallID: callID}
 		ln.phones[id] = p
 	}
 	if !p.haveBase {
-		p.dialogs = map[string]Dialog{} // what an earlier dialog said is not the base
+		p.dialogs = map[string]dialogdoc.Dialog{} // what an earlier dialog said is not the base
 	}
 	p.apply(doc, m.now())
 	p.haveBase = true
@@ -647,7 +654,7 @@ func (m *Manager) terminated(ctx context.Context, n pua.Notify) (int, string) {
 		return 200, "OK"
 	}
 	m.removePublication(ln, p)
-	p.dialogs = map[string]Dialog{}
+	p.dialogs = map[string]dialogdoc.Dialog{}
 	p.subscribed = false // the engine dropped the subscription
 	p.haveVersion, p.haveBase = false, false
 	m.m.Tracker("bla", "terminated")
@@ -688,7 +695,7 @@ func (m *Manager) reject(ctx context.Context, n pua.Notify, code int, reason, wh
 
 // conflict finds a trying dialog of the document that seizes a line index
 // held by another phone of the line. m.mu is held.
-func (ln *line) conflict(id string, doc *DialogInfo, now time.Time, seizeTimeout time.Duration) (Dialog, string, bool) {
+func (ln *line) conflict(id string, doc *dialogdoc.Document, now time.Time, seizeTimeout time.Duration) (dialogdoc.Dialog, string, bool) {
 	for _, d := range doc.Dialogs {
 		if d.State != "trying" || d.LineID == "" {
 			continue
@@ -708,15 +715,15 @@ func (ln *line) conflict(id string, doc *DialogInfo, now time.Time, seizeTimeout
 			}
 		}
 	}
-	return Dialog{}, "", false
+	return dialogdoc.Dialog{}, "", false
 }
 
 // apply merges a document into the phone's dialogs: a full document
 // replaces them, a partial one updates the dialogs it names. Terminated
 // dialogs are dropped.
-func (p *phone) apply(doc *DialogInfo, now time.Time) {
-	if doc.State == DocFull {
-		p.dialogs = make(map[string]Dialog, len(doc.Dialogs))
+func (p *phone) apply(doc *dialogdoc.Document, now time.Time) {
+	if doc.State == dialogdoc.DocFull {
+		p.dialogs = make(map[string]dialogdoc.Dialog, len(doc.Dialogs))
 	}
 	if p.seizedAt == nil {
 		p.seizedAt = map[string]time.Time{}
@@ -746,36 +753,16 @@ func (ln *line) isMember(contact string) bool {
 	if len(ln.match) == 0 {
 		return true
 	}
-	c := splitURI(stripURI(contact))
+	c, err := aor.Parse(contact, "")
+	if err != nil {
+		return false
+	}
 	for _, mm := range ln.match {
-		if mm.user == c.user && strings.EqualFold(mm.host, c.host) && (mm.port == "" || mm.port == c.port) {
+		if mm.Matches(c) {
 			return true
 		}
 	}
 	return false
-}
-
-// uriParts are the user, host and port of a sip URI.
-type uriParts struct{ user, host, port string }
-
-func splitURI(u string) uriParts {
-	if _, rest, ok := strings.Cut(u, ":"); ok && hasSIPScheme(u) {
-		u = rest
-	}
-	var p uriParts
-	hp := u
-	if at := strings.LastIndexByte(u, '@'); at >= 0 {
-		p.user, hp = u[:at], u[at+1:]
-	}
-	if strings.HasPrefix(hp, "[") {
-		if end := strings.IndexByte(hp, ']'); end >= 0 {
-			p.host = hp[:end+1]
-			p.port = strings.TrimPrefix(hp[end+1:], ":")
-			return p
-		}
-	}
-	p.host, p.port, _ = strings.Cut(hp, ":")
-	return p
 }
 
 // Lines returns a snapshot of the shared lines, by AoR.
@@ -848,7 +835,7 @@ func (m *Manager) RemoveLine(ctx context.Context, aor string) error {
 	if m.store == nil {
 		return fmt.Errorf("bla: remove line %s: %w", aor, ErrNoStore)
 	}
-	naor, err := normalizeAoR(aor, m.cfg.DefaultDomain)
+	naor, err := lineKey(aor, m.cfg.DefaultDomain)
 	if err != nil {
 		return fmt.Errorf("bla: remove line: %w", err)
 	}

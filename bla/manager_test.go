@@ -255,6 +255,21 @@ func TestContactsChanged(t *testing.T) {
 	}
 }
 
+// TestSubscribeSIPSContactReceived: the received address of a sips:
+// contact becomes a sips: next hop, so the SUBSCRIBE goes over TLS.
+func TestSubscribeSIPSContactReceived(t *testing.T) {
+	const phone = "sips:polycom@192.0.2.9:5061"
+	fx := newFixture(t, nil)
+	fx.m.ContactsChanged(context.Background(), lineAoR, []Contact{{URI: phone, Received: "192.0.2.9:40001"}})
+	r, ok := fx.eng.subs[pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: ContactID(phone)}]
+	if !ok {
+		t.Fatal("no subscription to the sips: contact")
+	}
+	if r.Target != phone || r.OutboundProxy != "sips:192.0.2.9:40001" {
+		t.Fatalf("target %q via %q, want %q via sips:192.0.2.9:40001", r.Target, r.OutboundProxy, phone)
+	}
+}
+
 func TestSubscribeOptions(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -598,8 +613,8 @@ func TestBadNotify(t *testing.T) {
 	}{
 		{"empty body", func(n *pua.Notify) { n.Body = nil }, 400, "Empty dialog-info body", "rejected_empty_body"},
 		{"non-XML", func(n *pua.Notify) { n.Body = []byte("hello, world") }, 400, "Malformed dialog-info body", "rejected_malformed"},
-		{"billion laughs", func(n *pua.Notify) { n.Body = readTestdata(t, "bad/billion_laughs.xml") }, 400, "Malformed dialog-info body", "rejected_doctype"},
-		{"external entity", func(n *pua.Notify) { n.Body = readTestdata(t, "bad/external_entity.xml") }, 400, "Malformed dialog-info body", "rejected_doctype"},
+		{"billion laughs", func(n *pua.Notify) { n.Body = readTestdata(t, "../../dialogdoc/testdata/bad/billion_laughs.xml") }, 400, "Malformed dialog-info body", "rejected_doctype"},
+		{"external entity", func(n *pua.Notify) { n.Body = readTestdata(t, "../../dialogdoc/testdata/bad/external_entity.xml") }, 400, "Malformed dialog-info body", "rejected_doctype"},
 		{"megabyte", func(n *pua.Notify) { n.Body = huge }, 413, "Request Entity Too Large", "rejected_too_large"},
 		{"content type", func(n *pua.Notify) { n.ContentType = "application/pidf+xml" }, 415, "Unsupported Media Type", "rejected_content_type"},
 		{"no content type", func(n *pua.Notify) { n.ContentType = "" }, 415, "Unsupported Media Type", "rejected_content_type"},
@@ -788,21 +803,48 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestNormalizeAoR(t *testing.T) {
+func TestLineKey(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"100", "sip:100@example.com"},
 		{"100@Example.COM", "sip:100@example.com"},
 		{`"Line" <sip:100@example.com;transport=tcp>;expires=5`, "sip:100@example.com"},
-		{"sips:100@example.com", "sips:100@example.com"},
-		{"SIP:100@10.0.0.1:5100", "sip:100@10.0.0.1:5100"},
+		{"sips:100@example.com", "sip:100@example.com"},
+		{"SIP:100@10.0.0.1:5100", "sip:100@10.0.0.1"},
 		{"tel:+1", ""},
 		{"", ""},
 		{"@example.com", ""},
 	} {
-		got, err := normalizeAoR(tc.in, "example.com")
-		if got != tc.want || (err != nil) != (tc.want == "") {
-			t.Errorf("normalizeAoR(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		got, err := lineKey(tc.in, "example.com")
+		if got != tc.want || (err != nil) != (tc.want == "") || (err != nil && !errors.Is(err, ErrBadAoR)) {
+			t.Errorf("lineKey(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
+	}
+}
+
+// TestLineSpellingsSubscribe: however the operator spells a line's AoR, the
+// AoR usrloc reports for its registrations (sip:100@example.com) finds the
+// line and its phone gets a subscription.
+func TestLineSpellingsSubscribe(t *testing.T) {
+	for _, spelling := range []string{
+		"sip:100@example.com", "sip:100@example.com:5060", "sips:100@example.com",
+		"sip:100@EXAMPLE.COM", "sip:100@example.com;transport=tcp",
+	} {
+		t.Run(spelling, func(t *testing.T) {
+			fx := newFixture(t, func(c *Config) { c.Lines = []LineConfig{{AoR: spelling}} })
+			fx.m.ContactsChanged(context.Background(), lineAoR, []Contact{{URI: phoneA}})
+			subs := 0
+			for _, c := range fx.eng.takeCalls() {
+				if strings.HasPrefix(c, "subscribe ") {
+					subs++
+				}
+			}
+			if subs != 1 {
+				t.Errorf("line %q: %d subscriptions, want 1", spelling, subs)
+			}
+			if got := fx.m.Lines(); len(got) != 1 || got[0].AoR != lineAoR {
+				t.Errorf("line %q listed as %+v, want %s", spelling, got, lineAoR)
+			}
+		})
 	}
 }
 
@@ -996,4 +1038,13 @@ func TestRestoreWithServerAddress(t *testing.T) {
 	if r := fx.eng.subs[pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: idA}]; r.Contact != "sip:100@192.0.2.1:5080" {
 		t.Fatalf("Contact %q", r.Contact)
 	}
+}
+
+func readTestdata(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

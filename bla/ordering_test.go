@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/pua"
 )
 
@@ -51,7 +52,7 @@ func (fx *fixture) relay(t *testing.T, callID string, body []byte) []byte {
 // dialogsOf parses a published body and returns its state and "id:state".
 func dialogsOf(t *testing.T, body []byte) (string, []string) {
 	t.Helper()
-	info, err := ParseDialogInfo(body, DefaultMaxBodySize)
+	info, err := dialogdoc.Parse(body, DefaultMaxBodySize)
 	if err != nil {
 		t.Fatalf("published body: %v\n%s", err, body)
 	}
@@ -101,7 +102,7 @@ func TestPartialRelayedAsFullState(t *testing.T) {
 	// whole state.
 	body := fx.relay(t, "sub-1", doc(11, "partial", "a0:trying:0"))
 	st, ds := dialogsOf(t, body)
-	if st != DocFull || !reflect.DeepEqual(ds, []string{"a0:trying", "a1:confirmed", "a3:early"}) {
+	if st != dialogdoc.DocFull || !reflect.DeepEqual(ds, []string{"a0:trying", "a1:confirmed", "a3:early"}) {
 		t.Fatalf("after partial: %s %v\n%s", st, ds, body)
 	}
 	if !bytes.Contains(body, []byte(`version="11"`)) {

@@ -84,7 +84,20 @@ func Default() Config {
 	}
 }
 
-// Load reads and validates the file at path. An empty path returns the defaults.
+// WithDefaults returns c with the zero values that mean "the default"
+// replaced by it (pua's hash_size: 0 is 9, ...) and the default domain
+// shared (ShareDefaultDomain). It is the only step that fills values;
+// Validate never does.
+func (c Config) WithDefaults() Config {
+	c.PUA = c.PUA.WithDefaults()
+	c.Dialoginfo = c.Dialoginfo.WithDefaults()
+	c.ShareDefaultDomain()
+	return c
+}
+
+// Load reads and validates the file at path. An empty path returns the
+// defaults. A configuration error is an Errors, every problem with its key
+// path and line.
 func Load(path string) (Config, error) {
 	if path == "" {
 		c := Default()
@@ -96,78 +109,94 @@ func Load(path string) (Config, error) {
 	}
 	c, err := Parse(b)
 	if err != nil {
-		return Config{}, fmt.Errorf("config: %s: %w", path, err)
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
 }
 
-// Parse decodes YAML over the defaults, strictly, and validates the result.
+// Parse decodes YAML over the defaults, strictly, applies the defaults of
+// zero values and validates the result. Its error is an Errors.
 func Parse(b []byte) (Config, error) {
-	c := Default()
-	var root yaml.Node
-	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&root); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("invalid configuration: %s", cleanYAMLError(err))
-	}
-	if root.Kind == 0 {
-		return c, c.Validate() // empty file: the defaults
-	}
-	if errs := checkNode(&root, reflect.TypeOf(c), ""); len(errs) > 0 {
-		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(errs, "; "))
-	}
-	if err := root.Decode(&c); err != nil {
-		return Config{}, fmt.Errorf("invalid configuration: %s", cleanYAMLError(err))
-	}
-	if err := c.Validate(); err != nil {
+	c, lines, err := decode(b)
+	if err != nil {
 		return Config{}, err
 	}
+	if err := c.Validate(); err != nil {
+		return Config{}, withLines(err, lines)
+	}
 	return c, nil
 }
 
-// Validate checks values that decoding cannot.
-func (c *Config) Validate() error {
-	var errs []error
+// decode decodes YAML over the defaults, strictly, and applies the
+// defaults of zero values. It returns the line of every key path written.
+func decode(b []byte) (Config, map[string]int, error) {
+	c := Default()
+	lines := map[string]int{}
+	var root yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, nil, yamlErrors(err, nil)
+	}
+	if root.Kind == 0 {
+		return c, lines, nil // empty file: the defaults
+	}
+	if errs := checkNode(&root, reflect.TypeOf(c), "", lines); len(errs) > 0 {
+		return Config{}, nil, errs
+	}
+	if err := root.Decode(&c); err != nil {
+		return Config{}, nil, yamlErrors(err, lines)
+	}
+	return c.WithDefaults(), lines, nil
+}
+
+// withLines gives the problems of an Errors their lines.
+func withLines(err error, lines map[string]int) error {
+	var errs Errors
+	if errors.As(err, &errs) {
+		return errs.withLines(lines)
+	}
+	return err
+}
+
+// sectionCheck is one section of the file and its check.
+type sectionCheck struct {
+	name     string
+	validate func() error
+}
+
+// Validate checks values that decoding cannot, without changing c. It
+// returns nil or an Errors naming every problem by its key path.
+func (c Config) Validate() error {
+	var errs Errors
+	add := func(key, format string, args ...any) {
+		errs = append(errs, Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, fmt.Errorf("log_level: %q is not one of debug, info, warn, error", c.LogLevel))
+		add("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
 	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:
-		errs = append(errs, fmt.Errorf("log_format: %q is not one of text, json", c.LogFormat))
+		add("log_format", "%q is not one of text, json", c.LogFormat)
 	}
 	if !strings.HasPrefix(c.DBURL, "sqlite://") && !strings.HasPrefix(c.DBURL, "mysql://") {
-		errs = append(errs, fmt.Errorf("db_url: %q: scheme must be sqlite:// or mysql://", c.DBURL))
+		add("db_url", "%q: scheme must be sqlite:// or mysql://", redactURL(c.DBURL))
 	}
 	if c.DBTable == "" || strings.ContainsAny(c.DBTable, " `'\";") {
-		errs = append(errs, fmt.Errorf("db_table: %q is not a valid table name", c.DBTable))
+		add("db_table", "%q is not a valid table name", c.DBTable)
 	}
-	for _, v := range []struct {
-		name string
-		val  any
-	}{{"pua", &c.PUA}, {"ingest", &c.Ingest}, {"usrloc", &c.Usrloc}, {"dialoginfo", &c.Dialoginfo}, {"bla", &c.BLA}, {"http", &c.HTTP}, {"reconcile", &c.Reconcile}} {
-		if vv, ok := v.val.(interface{ Validate() error }); ok {
-			if err := vv.Validate(); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", v.name, err))
-			}
+	for _, s := range []sectionCheck{
+		{"pua", c.PUA.Validate}, {"ingest", c.Ingest.Validate}, {"usrloc", c.Usrloc.Validate},
+		{"dialoginfo", c.Dialoginfo.Validate}, {"bla", c.BLA.Validate}, {"http", c.HTTP.Validate},
+		{"reconcile", c.Reconcile.Validate},
+	} {
+		if err := s.validate(); err != nil {
+			errs = append(errs, sectionProblems(s.name, err)...)
 		}
 	}
-	return errors.Join(errs...)
-}
-
-// cleanYAMLError turns yaml.v3's "field x not found in type config.Config"
-// into an operator-facing message naming the key and its line.
-func cleanYAMLError(err error) string {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return err.Error()
+	if len(errs) == 0 {
+		return nil
 	}
-	msgs := make([]string, 0, len(te.Errors))
-	for _, m := range te.Errors {
-		if i := strings.Index(m, " not found in type "); i >= 0 && strings.Contains(m, "field ") {
-			m = strings.Replace(m[:i], "field ", "unknown key ", 1)
-		}
-		msgs = append(msgs, m)
-	}
-	return strings.Join(msgs, "; ")
+	return errs
 }

@@ -82,3 +82,44 @@ func TestSectionsAreValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestOneDefaultDomain: usrloc's default_domain serves the bla and
+// reconcile sections; a section's own key still wins.
+func TestOneDefaultDomain(t *testing.T) {
+	c, err := Parse([]byte("usrloc:\n  default_domain: example.com\nbla:\n  lines:\n    - aor: \"100\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BLA.DefaultDomain != "example.com" || c.Reconcile.DefaultDomain != "example.com" {
+		t.Errorf("bla %q, reconcile %q; want example.com", c.BLA.DefaultDomain, c.Reconcile.DefaultDomain)
+	}
+	c, err = Parse([]byte("usrloc:\n  default_domain: example.com\nbla:\n  default_domain: lines.example.com\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BLA.DefaultDomain != "lines.example.com" {
+		t.Errorf("bla %q; the section's own key must win", c.BLA.DefaultDomain)
+	}
+}
+
+// TestDefaultsAreOneStep: Validate changes nothing and rejects a zero that
+// only WithDefaults turns into the default; Parse applies WithDefaults, so
+// a written 0 documented as "0 means 9" is 9.
+func TestDefaultsAreOneStep(t *testing.T) {
+	c := Default()
+	c.PUA.HashSize = 0
+	c.Dialoginfo.RingTimeout = 0
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "pua.hash_size: 0: must be between 2 and 16") {
+		t.Fatalf("Validate of a zero hash_size: %v", err)
+	}
+	if c.PUA.HashSize != 0 || c.Dialoginfo.RingTimeout != 0 {
+		t.Fatalf("Validate changed the configuration: %d %v", c.PUA.HashSize, c.Dialoginfo.RingTimeout)
+	}
+	if d := c.WithDefaults(); d.PUA.HashSize != 9 || d.Dialoginfo.RingTimeout != 120*time.Second || d.Validate() != nil {
+		t.Fatalf("WithDefaults: %d %v %v", d.PUA.HashSize, d.Dialoginfo.RingTimeout, d.Validate())
+	}
+	p, err := Parse([]byte("pua:\n  hash_size: 0\nusrloc:\n  default_expires: 90\n  max_expires: 2h\n"))
+	if err != nil || p.PUA.HashSize != 9 || p.Usrloc.DefaultExpires != 90*time.Second || p.Usrloc.MaxExpires != 2*time.Hour {
+		t.Fatalf("Parse: %v %d %v %v", err, p.PUA.HashSize, p.Usrloc.DefaultExpires, p.Usrloc.MaxExpires)
+	}
+}

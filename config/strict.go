@@ -16,15 +16,16 @@ var durationType = reflect.TypeOf(time.Duration(0))
 // a duration field as that many seconds: Kamailio's modparams of the same
 // names (min_expires, default_expires, update_period, ...) are seconds, so
 // `default_expires: 3600` means what an operator expects, as does "1h".
-func checkNode(n *yaml.Node, t reflect.Type, path string) []string {
+// It records the line of every key path written in lines.
+func checkNode(n *yaml.Node, t reflect.Type, path string, lines map[string]int) Errors {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	switch n.Kind {
 	case yaml.DocumentNode:
-		var errs []string
+		var errs Errors
 		for _, c := range n.Content {
-			errs = append(errs, checkNode(c, t, path)...)
+			errs = append(errs, checkNode(c, t, path, lines)...)
 		}
 		return errs
 	case yaml.ScalarNode:
@@ -37,30 +38,36 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) []string {
 		if t.Kind() != reflect.Slice && t.Kind() != reflect.Array {
 			return nil // the decoder reports the type error with its line
 		}
-		var errs []string
+		var errs Errors
 		for i, c := range n.Content {
-			errs = append(errs, checkNode(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+			p := fmt.Sprintf("%s[%d]", path, i)
+			lines[p] = c.Line
+			errs = append(errs, checkNode(c, t.Elem(), p, lines)...)
 		}
 		return errs
 	case yaml.MappingNode:
 		switch t.Kind() {
 		case reflect.Map:
-			var errs []string
+			var errs Errors
 			for i := 0; i+1 < len(n.Content); i += 2 {
-				errs = append(errs, checkNode(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value))...)
+				p := join(path, n.Content[i].Value)
+				lines[p] = n.Content[i].Line
+				errs = append(errs, checkNode(n.Content[i+1], t.Elem(), p, lines)...)
 			}
 			return errs
 		case reflect.Struct:
 			fields := yamlFields(t)
-			var errs []string
+			var errs Errors
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k := n.Content[i]
 				ft, ok := fields[k.Value]
 				if !ok {
-					errs = append(errs, fmt.Sprintf("line %d: unknown key %q in %s", k.Line, k.Value, section(path)))
+					errs = append(errs, Problem{Line: k.Line, Msg: fmt.Sprintf("unknown key %q in %s", k.Value, section(path))})
 					continue
 				}
-				errs = append(errs, checkNode(n.Content[i+1], ft, join(path, k.Value))...)
+				p := join(path, k.Value)
+				lines[p] = k.Line
+				errs = append(errs, checkNode(n.Content[i+1], ft, p, lines)...)
 			}
 			return errs
 		}

@@ -481,9 +481,18 @@ func TestComposeWiring(t *testing.T) {
 	if !published {
 		t.Errorf("puaside: HTTP port %s not published (%v)", httpPort, ps.Ports)
 	}
+	// The healthcheck asks /readyz (it covers the database) on
+	// metrics_listen, which answers without the token.
 	hc := ps.Healthcheck.Test
-	if i := slices.Index(hc, "--api"); i < 0 || i+1 >= len(hc) || hc[i+1] != "http://127.0.0.1:"+httpPort {
-		t.Errorf("puaside healthcheck %q: want --api http://127.0.0.1:%s", hc, httpPort)
+	mhost, mport, err := net.SplitHostPort(cfg.HTTP.MetricsListen)
+	if err != nil || mhost != "127.0.0.1" {
+		t.Errorf("puaside: http.metrics_listen %q, want a loopback socket for the healthcheck", cfg.HTTP.MetricsListen)
+	}
+	if len(hc) < 3 || hc[2] != "ready" {
+		t.Errorf("puaside healthcheck %q: want `puaside ready` (/readyz: database, listeners, presence server)", hc)
+	}
+	if i := slices.Index(hc, "--api"); i < 0 || i+1 >= len(hc) || hc[i+1] != "http://127.0.0.1:"+mport {
+		t.Errorf("puaside healthcheck %q: want --api http://127.0.0.1:%s (metrics_listen, no token needed)", hc, mport)
 	}
 }
 
@@ -766,7 +775,7 @@ func buildPuaside(t *testing.T) string {
 		args[i+1] = bin
 	}
 	for i, a := range args {
-		args[i] = strings.ReplaceAll(a, "${VERSION}", "deploy-test")
+		args[i] = strings.NewReplacer("${VERSION}", "deploy-test", "${REVISION}", "0123abc").Replace(a)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = root
@@ -793,8 +802,8 @@ func TestDockerBuildCommandMakesStaticBinary(t *testing.T) {
 		t.Errorf("the binary links %v", libs)
 	}
 	out, err := exec.Command(bin, "version").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "deploy-test") {
-		t.Errorf("version: %v %s (the -X main.version flag did not apply)", err, out)
+	if err != nil || !strings.Contains(string(out), "deploy-test (revision 0123abc, go") {
+		t.Errorf("version: %v %s (the -X buildinfo.version/revision flags did not apply)", err, out)
 	}
 }
 
@@ -1061,6 +1070,7 @@ func exercisedCommands() []string {
 		"puaside flag set", "puaside flag clear", "puaside line add", "puaside line rm", "puaside publish",
 		"curl -fsS http://127.0.0.1:8080/metrics", "curl -fsS http://127.0.0.1:8080/readyz",
 		"curl -fsS http://127.0.0.1:8080/healthz",
+		"deploy/kamailio/presence-db.sh",
 	}
 }
 
@@ -1092,7 +1102,7 @@ func TestOperatorGuide(t *testing.T) {
 
 	// Every metric named exists in the code.
 	var src strings.Builder
-	for _, f := range []string{"metrics/metrics.go", "mgmt/collector.go"} {
+	for _, f := range []string{"metrics/metrics.go", "metrics/buildinfo.go", "mgmt/collector.go"} {
 		src.WriteString(readFile(t, filepath.Join(root, f)))
 	}
 	// Code blocks hold configuration, not metrics ("[puaside_hep]").
@@ -1157,7 +1167,7 @@ func TestOperatorGuide(t *testing.T) {
 	}
 
 	// Subcommands named anywhere exist.
-	subs := []string{"run", "migrate", "version", "help", "publish", "subscribe", "ls", "flag", "line"}
+	subs := []string{"run", "migrate", "check", "config", "version", "help", "publish", "subscribe", "ls", "flag", "line", "ready"}
 	for _, m := range regexp.MustCompile("`puaside ([a-z]+)").FindAllStringSubmatch(md, -1) {
 		if !slices.Contains(subs, m[1]) {
 			t.Errorf("the guide names `puaside %s`, which is not a subcommand", m[1])

@@ -1,14 +1,15 @@
 package dialoginfo
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 )
 
 // Config is the dialoginfo section of the YAML configuration. Durations are
-// time.Duration fields written as YAML strings ("120s", "4h"), like the pua
-// section.
+// time.Duration fields written as "120s" or "4h" (a bare integer is
+// seconds), like the pua section.
 type Config struct {
 	// IncludeCallID adds the call-id attribute to each <dialog> (pua_dialoginfo include_callid).
 	IncludeCallID bool `yaml:"include_callid"`
@@ -23,7 +24,7 @@ type Config struct {
 	// the callee is first published on the first provisional with a to-tag).
 	CalleeTrying bool `yaml:"callee_trying"`
 	// OverrideLifetime is the Expires asked on every PUBLISH of this tracker;
-	// 0 means PublishExpires.
+	// 0 means publish_expires.
 	OverrideLifetime time.Duration `yaml:"override_lifetime"`
 	// DisableCallerPublish never publishes the caller (From) entity.
 	DisableCallerPublish bool `yaml:"disable_caller_publish"`
@@ -88,50 +89,66 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate checks the configuration and fills zero durations with defaults.
-func (c *Config) Validate() error {
+// WithDefaults returns c with zero durations and caps replaced by the
+// defaults and the domains lower-cased. It is the only step that fills
+// values; Validate never does.
+func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
-	for _, f := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
-	}{
-		{"lifetime_cap", &c.LifetimeCap, d.LifetimeCap},
-		{"ring_timeout", &c.RingTimeout, d.RingTimeout},
-		{"terminated_linger", &c.TerminatedLinger, d.TerminatedLinger},
-		{"publish_expires", &c.PublishExpires, d.PublishExpires},
-		{"flush_interval", &c.FlushInterval, d.FlushInterval},
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&c.LifetimeCap, &d.LifetimeCap}, {&c.RingTimeout, &d.RingTimeout},
+		{&c.TerminatedLinger, &d.TerminatedLinger}, {&c.PublishExpires, &d.PublishExpires},
+		{&c.FlushInterval, &d.FlushInterval},
 	} {
-		if *f.v < 0 {
-			return fmt.Errorf("dialoginfo: %s: must not be negative, got %s", f.name, *f.v)
-		}
 		if *f.v == 0 {
-			*f.v = f.def
+			*f.v = *f.def
+		}
+	}
+	if c.MaxBranches == 0 {
+		c.MaxBranches = d.MaxBranches
+	}
+	if c.MaxCalls == 0 {
+		c.MaxCalls = d.MaxCalls
+	}
+	if c.Domains != nil {
+		doms := make([]string, len(c.Domains))
+		for i, dom := range c.Domains {
+			doms[i] = strings.ToLower(strings.TrimSpace(dom))
+		}
+		c.Domains = doms
+	}
+	return c
+}
+
+// Validate checks the configuration without changing it and reports every
+// problem, each starting with its key ("ring_timeout: ...").
+func (c Config) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"lifetime_cap", c.LifetimeCap}, {"ring_timeout", c.RingTimeout},
+		{"terminated_linger", c.TerminatedLinger}, {"publish_expires", c.PublishExpires},
+		{"flush_interval", c.FlushInterval}, {"override_lifetime", c.OverrideLifetime},
+	} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: %s: must not be negative", f.name, f.v))
 		}
 	}
 	for _, f := range []struct {
 		name string
-		v    *int
-		def  int
-	}{{"max_branches", &c.MaxBranches, d.MaxBranches}, {"max_calls", &c.MaxCalls, d.MaxCalls}} {
-		if *f.v < 0 {
-			return fmt.Errorf("dialoginfo: %s: must not be negative, got %d", f.name, *f.v)
+		v    int
+	}{{"max_branches", c.MaxBranches}, {"max_calls", c.MaxCalls}} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: %d: must not be negative", f.name, f.v))
 		}
-		if *f.v == 0 {
-			*f.v = f.def
-		}
-	}
-	if c.OverrideLifetime < 0 {
-		return fmt.Errorf("dialoginfo: override_lifetime: must not be negative, got %s", c.OverrideLifetime)
 	}
 	for i, dom := range c.Domains {
-		dom = strings.ToLower(strings.TrimSpace(dom))
-		if dom == "" || strings.ContainsAny(dom, " @:;<>") {
-			return fmt.Errorf("dialoginfo: domains[%d]: %q is not a domain", i, c.Domains[i])
+		if d := strings.TrimSpace(dom); d == "" || strings.ContainsAny(d, " @:;<>") {
+			errs = append(errs, fmt.Errorf("domains[%d]: %q is not a domain", i, dom))
 		}
-		c.Domains[i] = dom
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // expires is the Expires asked on each PUBLISH.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/event"
 )
 
@@ -55,7 +56,7 @@ func goldenRun(t *testing.T, dir string, dup bool) (string, [][]byte) {
 			}
 			docs = append(docs, op.req.Body)
 			fmt.Fprintf(&log, "%s publish %s %s flag=%d expires=%s -> %03d.xml\n", step, op.key.PresURI, op.key.ID, op.req.Flag, op.req.Expires, len(docs))
-			if op.req.ContentType != ContentType || op.key.Event != "dialog" {
+			if op.req.ContentType != dialogdoc.ContentType || op.key.Event != "dialog" {
 				t.Errorf("%s: content type %q event %q", step, op.req.ContentType, op.key.Event)
 			}
 			if err := val.check(op.key.PresURI, op.req.Body); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/pua"
 )
 
@@ -165,7 +166,7 @@ func (v *validator) check(presURI string, doc []byte) error {
 		}
 		switch e := tok.(type) {
 		case xml.StartElement:
-			if e.Name.Space != Namespace {
+			if e.Name.Space != dialogdoc.Namespace {
 				return fmt.Errorf("element %s in namespace %q", e.Name.Local, e.Name.Space)
 			}
 			parent := ""

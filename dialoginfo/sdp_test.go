@@ -5,6 +5,8 @@ import (
 	"encoding/xml"
 	"strings"
 	"testing"
+
+	"github.com/puaside/puaside/dialogdoc"
 )
 
 func TestSDPDirection(t *testing.T) {
@@ -62,11 +64,11 @@ func FuzzSDPDirection(f *testing.F) {
 
 func TestBuildEscapesAndParses(t *testing.T) {
 	hostile := "a\"b<c>&d'\x00\x01\xff" + "]]>"
-	doc := Build(Document{Version: 7, Entity: "sip:" + hostile, Dialogs: []Dialog{{
+	doc := dialogdoc.Build(dialogdoc.Document{Version: 7, Entity: "sip:" + hostile, Dialogs: []dialogdoc.Dialog{{
 		ID: hostile, CallID: hostile, LocalTag: hostile, RemoteTag: hostile, Direction: "initiator",
 		State: "terminated", Event: "rejected", Code: 486,
-		Local:  &Participant{Identity: hostile, Display: hostile, Target: hostile, Rendering: "no"},
-		Remote: &Participant{Identity: "sip:b@x", Target: "sip:b@x"},
+		Local:  &dialogdoc.Participant{Identity: hostile, Display: hostile, Target: hostile, Rendering: "no"},
+		Remote: &dialogdoc.Participant{Identity: "sip:b@x", Target: "sip:b@x"},
 	}}})
 	var v struct {
 		XMLName xml.Name `xml:"urn:ietf:params:xml:ns:dialog-info dialog-info"`
@@ -87,7 +89,7 @@ func TestBuildEscapesAndParses(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	c := Config{}
+	c := Config{}.WithDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -108,8 +110,14 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("Validate(%+v) accepted", bad)
 		}
 	}
-	c = Config{Domains: []string{" Example.COM "}}
-	if err := c.Validate(); err != nil || c.Domains[0] != "example.com" {
-		t.Errorf("domain normalisation: %v %v", c.Domains, err)
+	in := []string{" Example.COM "}
+	c = Config{Domains: in}.WithDefaults()
+	if err := c.Validate(); err != nil || c.Domains[0] != "example.com" || in[0] != " Example.COM " {
+		t.Errorf("domain normalisation: %v (caller's list %v) %v", c.Domains, in, err)
+	}
+	before := Config{RingTimeout: -1}
+	_ = before.Validate()
+	if before.RingTimeout != -1 {
+		t.Errorf("Validate changed the configuration: %+v", before)
 	}
 }

@@ -4,47 +4,18 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/aor"
 	"github.com/puaside/puaside/event"
 )
 
-// aorOf reduces a SIP URI string to its AoR (scheme:user@host, host
-// lower-cased, no port or parameters).
-func aorOf(s string) (string, bool) {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '<'); i >= 0 {
-		s = s[i+1:]
-		if j := strings.IndexByte(s, '>'); j >= 0 {
-			s = s[:j]
-		}
-	}
-	var u sip.Uri
-	if err := sip.ParseUri(s, &u); err != nil {
-		return "", false
-	}
-	return uriAoR(&u), true
-}
-
-// uriAoR renders the AoR of a parsed URI; "" when it has no host.
-func uriAoR(u *sip.Uri) string {
-	if u == nil || u.Host == "" || u.Wildcard {
-		return ""
-	}
-	scheme := strings.ToLower(u.Scheme)
-	if scheme == "" {
-		scheme = "sip"
-	}
-	aor := scheme + ":" + strings.ToLower(u.Host)
-	if u.User != "" {
-		aor = scheme + ":" + u.User + "@" + strings.ToLower(u.Host)
-	}
-	if !utf8.ValidString(aor) || strings.ContainsFunc(aor, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return "" // not usable as a presentity URI
-	}
-	return aor
+// uriUser is the AoR of a From, To or Request-URI by the daemon's rule
+// (package aor); "" when it names no user at a host.
+func uriUser(u *sip.Uri) string {
+	a, _ := aor.FromURI(u)
+	return a
 }
 
 // contactOf returns the Contact URI of a message (no params), or "".
@@ -189,10 +160,10 @@ func (t *Tracker) initialInvite(req *sip.Request, h *dialogHeaders, now int64) {
 		}
 		return
 	}
-	caller := uriAoR(&h.from.Address)
-	callee := uriAoR(&h.to.Address)
+	caller := uriUser(&h.from.Address)
+	callee := uriUser(&h.to.Address)
 	if t.cfg.IncludeReqURI {
-		if a := uriAoR(&req.Recipient); a != "" {
+		if a := uriUser(&req.Recipient); a != "" {
 			callee = a
 		}
 	}

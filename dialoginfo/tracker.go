@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/puaside/puaside/aor"
+	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
@@ -220,10 +222,12 @@ type Tracker struct {
 	dirtyVer map[string]struct{}
 }
 
-// New builds a tracker. cfg is validated (zero durations get defaults).
+// New builds a tracker. Zero durations and caps of cfg get the defaults,
+// then cfg is validated.
 func New(cfg Config, opts Options) (*Tracker, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dialoginfo: %w", err)
 	}
 	if opts.Publisher == nil {
 		return nil, fmt.Errorf("dialoginfo: new: a publisher is required")
@@ -329,20 +333,14 @@ func (t *Tracker) newCall(callID, fromTag, caller, callerDisplay, callerContact,
 }
 
 // local reports whether an AoR belongs to a configured domain.
-func (t *Tracker) local(aor string) bool {
-	if aor == "" {
+func (t *Tracker) local(a string) bool {
+	if a == "" {
 		return false
 	}
 	if len(t.cfg.Domains) == 0 && t.doms == nil {
 		return true
 	}
-	host := aor
-	if i := strings.LastIndexByte(host, '@'); i >= 0 {
-		host = host[i+1:]
-	} else if i := strings.IndexByte(host, ':'); i >= 0 {
-		host = host[i+1:]
-	}
-	host = strings.ToLower(host)
+	host := aor.Domain(a)
 	if len(t.cfg.Domains) == 0 {
 		return t.doms.HasDomain(host)
 	}
@@ -416,29 +414,29 @@ func (t *Tracker) sync(c *call) {
 }
 
 // view returns the dialog as seen by one side, or false if that side shows nothing.
-func (t *Tracker) view(c *call, b *branch, s int) (string, Dialog, bool) {
+func (t *Tracker) view(c *call, b *branch, s int) (string, dialogdoc.Dialog, bool) {
 	if !c.Pub[s] {
-		return "", Dialog{}, false
+		return "", dialogdoc.Dialog{}, false
 	}
 	st := b.State
 	if s == sideCallee && !b.Published[s] && (st == stTerminated || (st < stEarly && !t.cfg.CalleeTrying)) {
-		return "", Dialog{}, false
+		return "", dialogdoc.Dialog{}, false
 	}
 	if s == sideCaller && !b.Published[s] && st == stTerminated {
-		return "", Dialog{}, false
+		return "", dialogdoc.Dialog{}, false
 	}
 	if s == sideCaller && st == stEarly && t.cfg.CallerConfirmed {
 		st = stConfirmed
 	}
-	d := Dialog{ID: b.ID, State: st.String()}
+	d := dialogdoc.Dialog{ID: b.ID, State: st.String()}
 	if st == stTerminated {
 		d.Event, d.Code = b.Event[s], b.Code
 	}
 	if t.cfg.IncludeCallID {
 		d.CallID = c.CallID
 	}
-	callerP := &Participant{Identity: c.Caller, Display: c.CallerDisplay, Target: c.CallerContact}
-	calleeP := &Participant{Identity: c.Callee, Display: c.CalleeDisplay, Target: b.Contact}
+	callerP := &dialogdoc.Participant{Identity: c.Caller, Display: c.CallerDisplay, Target: c.CallerContact}
+	calleeP := &dialogdoc.Participant{Identity: c.Callee, Display: c.CalleeDisplay, Target: b.Contact}
 	if callerP.Target == "" {
 		callerP.Target = c.Caller
 	}
@@ -490,11 +488,11 @@ func (t *Tracker) syncSide(c *call, b *branch, s int) {
 		return
 	}
 	v := t.versions[entity] + 1
-	body := Build(Document{Version: v, Entity: entity, Dialogs: []Dialog{d}})
+	body := dialogdoc.Build(dialogdoc.Document{Version: v, Entity: entity, Dialogs: []dialogdoc.Dialog{d}})
 	err := t.pub.Publish(pua.PublishRequest{
 		Key:         pua.Key{PresURI: entity, Event: "dialog", ID: t.presID(c, b, s)},
 		Body:        body,
-		ContentType: ContentType,
+		ContentType: dialogdoc.ContentType,
 		Expires:     t.cfg.expires(),
 		Flag:        pua.FlagDialogPublish,
 	})
@@ -551,7 +549,7 @@ func (t *Tracker) markDirty(c *call) {
 }
 
 // hashDialog hashes the content of a dialog (everything but the version).
-func hashDialog(d *Dialog) uint64 {
+func hashDialog(d *dialogdoc.Dialog) uint64 {
 	h := fnv.New64a()
 	w := func(s string) {
 		h.Write([]byte(s))
@@ -565,7 +563,7 @@ func hashDialog(d *Dialog) uint64 {
 	w(d.State)
 	w(d.Event)
 	w(strconv.Itoa(d.Code))
-	for _, p := range []*Participant{d.Local, d.Remote} {
+	for _, p := range []*dialogdoc.Participant{d.Local, d.Remote} {
 		if p == nil {
 			w("-")
 			continue
@@ -662,10 +660,10 @@ func (t *Tracker) ApplyDialogState(ctx context.Context, d event.DialogState) err
 			t.ignore("unknown_call", d.CallID, "json terminated")
 			return nil
 		}
-		caller, _ := aorOf(d.From)
-		callee, _ := aorOf(d.To)
+		caller, _ := aor.Normalize(d.From, "")
+		callee, _ := aor.Normalize(d.To, "")
 		if t.cfg.IncludeReqURI && d.RequestURI != "" {
-			if a, ok := aorOf(d.RequestURI); ok {
+			if a, err := aor.Normalize(d.RequestURI, ""); err == nil {
 				callee = a
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/puaside/puaside/bla"
+	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/pua"
 )
 
@@ -18,7 +19,7 @@ const blaLine = "sip:line100@example.com"
 // line index idx (trying, proceeding, early or confirmed); ok is false when
 // the body does not parse.
 func blaHolders(body, idx string) (ids []string, ok bool) {
-	doc, err := bla.ParseDialogInfo([]byte(body), 1<<20)
+	doc, err := dialogdoc.Parse([]byte(body), 1<<20)
 	if err != nil {
 		return nil, false
 	}
@@ -33,7 +34,7 @@ func blaHolders(body, idx string) (ids []string, ok bool) {
 // blaDialogState returns the state of dialog id in a dialog-info body ("" if
 // absent or unparsable).
 func blaDialogState(body, id string) string {
-	doc, err := bla.ParseDialogInfo([]byte(body), 1<<20)
+	doc, err := dialogdoc.Parse([]byte(body), 1<<20)
 	if err != nil {
 		return ""
 	}

@@ -209,7 +209,7 @@ func newFCRig(ctx context.Context, t *testing.T, tweak func(*config.Config)) *fc
 	cfg.Usrloc.PublishExpires = fcRefresh
 	cfg.Usrloc.ClosedLinger = fcClosedLinger
 	cfg.Usrloc.FlushInterval = fcUpdatePeriod
-	cfg.Usrloc.MinExpires = 1
+	cfg.Usrloc.MinExpires = time.Second
 	cfg.Dialoginfo.PublishExpires = fcRefresh
 	cfg.Dialoginfo.TerminatedLinger = fcDialogLinger
 	cfg.Dialoginfo.FlushInterval = fcUpdatePeriod

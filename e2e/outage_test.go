@@ -204,7 +204,7 @@ func outageConfig(t *testing.T, presence *kamailiotest.Instance) config.Config {
 	cfg.PUA.RetryMax = pua.DefaultConfig().RetryMax
 	cfg.PUA.RequestTimeout = 5 * time.Second
 	cfg.PUA.ProbeInterval = pua.DefaultConfig().ProbeInterval
-	cfg.Usrloc.MinExpires = 1
+	cfg.Usrloc.MinExpires = time.Second
 	return cfg
 }
 

@@ -34,7 +34,7 @@ func hostileInput(t *testing.T, backend string) {
 	cfg := baseConfig(t, presence)
 	cfg.DBURL = dbtest.URL(t, backend)
 	cfg.Features.BLA = false
-	cfg.Usrloc.MinExpires = 1
+	cfg.Usrloc.MinExpires = time.Second
 	cfg.Usrloc.FlushInterval = 200 * time.Millisecond
 	cfg.Dialoginfo.FlushInterval = 200 * time.Millisecond
 	startPuaside(t, cfg)

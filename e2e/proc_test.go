@@ -227,7 +227,7 @@ func daemonConfigYAML(cfg config.Config) string {
 	}
 	fmt.Fprintf(&b, "ingest:\n  replicate_listen: %s\n  trace_listen: %s\n  hep_listen: %s\n",
 		yamlList(cfg.Ingest.ReplicateListen), yamlList(cfg.Ingest.TraceListen), yamlList(cfg.Ingest.HEPListen))
-	fmt.Fprintf(&b, "usrloc:\n  publish_expires: %s\n  closed_linger: %s\n  flush_interval: %s\n  min_expires: %d\n",
+	fmt.Fprintf(&b, "usrloc:\n  publish_expires: %s\n  closed_linger: %s\n  flush_interval: %s\n  min_expires: %s\n",
 		cfg.Usrloc.PublishExpires, cfg.Usrloc.ClosedLinger, cfg.Usrloc.FlushInterval, cfg.Usrloc.MinExpires)
 	fmt.Fprintf(&b, "dialoginfo:\n  publish_expires: %s\n  terminated_linger: %s\n  flush_interval: %s\n",
 		cfg.Dialoginfo.PublishExpires, cfg.Dialoginfo.TerminatedLinger, cfg.Dialoginfo.FlushInterval)

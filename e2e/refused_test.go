@@ -49,7 +49,7 @@ func TestRefusedPublicationRetried(t *testing.T) {
 	cfg.PUA.RefusedRetryMax = 4 * time.Second
 	cfg.Features.BLA = false
 	cfg.Features.Dialoginfo = false
-	cfg.Usrloc.MinExpires = 1
+	cfg.Usrloc.MinExpires = time.Second
 	ps := startPuaside(t, cfg)
 	reg := registrar(t, "WITH_SIPTRACE", cfg)
 

@@ -56,7 +56,7 @@ func newUsrlocSetup(t *testing.T, v ulVariant) *usrlocSetup {
 	s.cfg = baseConfig(t, s.presence)
 	s.cfg.Features.Dialoginfo = false
 	s.cfg.Features.BLA = false
-	s.cfg.Usrloc.MinExpires = 1
+	s.cfg.Usrloc.MinExpires = time.Second
 	s.cfg.Usrloc.ClosedLinger = time.Minute
 	s.ps = startPuaside(t, s.cfg)
 

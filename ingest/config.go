@@ -3,6 +3,7 @@ package ingest
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -10,23 +11,29 @@ import (
 
 // Config is the ingest section of the puaside configuration.
 //
-// Durations are time.Duration values; in YAML they are written as strings
-// such as "32s" (yaml.v3 decodes and encodes time.Duration that way).
+// Durations are time.Duration values written as "32s" (a bare integer is
+// seconds).
 type Config struct {
 	// ReplicateListen lists the sockets receiving t_replicate copies, as
-	// "udp:host:port" or "tcp:host:port". Requests received here are
-	// answered with a stateless 200 OK. Empty disables the input.
+	// "udp:host:port", "tcp:host:port" or "tls:host:port" (TLS needs
+	// tls_cert and tls_key; Kamailio:
+	// t_replicate("sip:host:port;transport=tls")). Requests received here
+	// are answered with a stateless 200 OK. Empty disables the input.
 	ReplicateListen []string `yaml:"replicate_listen"`
 	// TraceListen lists the sockets receiving siptrace/tracer plain copies
 	// ("udp:host:port", "tcp:host:port"). Nothing received here is ever
 	// answered. Empty disables the input.
 	TraceListen []string `yaml:"trace_listen"`
 	// HEPListen lists the sockets receiving HEPv3 packets ("udp:host:port",
-	// "tcp:host:port"). Empty disables HEP.
+	// "tcp:host:port", "tls:host:port"). Empty disables HEP.
 	HEPListen []string `yaml:"hep_listen"`
-	// HEPAuthKey, when not empty, is the auth key (chunk 0x000e) every HEP
+	// HEPAuthKey is, when not empty, the auth key (chunk 0x000e) every HEP
 	// packet must carry; packets without it or with another key are dropped.
 	HEPAuthKey string `yaml:"hep_auth_key"`
+	// TLSCert is the PEM certificate file of the tls: inputs.
+	TLSCert string `yaml:"tls_cert"`
+	// TLSKey is the PEM private key file of tls_cert.
+	TLSKey string `yaml:"tls_key"`
 	// TrustedSources are the CIDRs allowed to send on every input (SIP,
 	// HEP and JSON events). Anything else is dropped and counted.
 	TrustedSources []string `yaml:"trusted_sources"`
@@ -94,27 +101,44 @@ const minBound = 16
 // and the UDP payload are 16-bit.
 const maxSize = 65535
 
-// Validate checks the configuration and reports every problem found.
+// Validate checks the configuration without changing it and reports every
+// problem, each starting with its key ("queue_size: ...").
 func (c Config) Validate() error {
 	var errs []error
-	for _, l := range [][]string{c.ReplicateListen, c.TraceListen, c.HEPListen} {
-		for _, a := range l {
-			if _, _, err := splitListen(a); err != nil {
-				errs = append(errs, err)
+	needTLS := false
+	for _, l := range []struct {
+		name  string
+		addrs []string
+	}{{"replicate_listen", c.ReplicateListen}, {"trace_listen", c.TraceListen}, {"hep_listen", c.HEPListen}} {
+		for i, a := range l.addrs {
+			n, _, err := splitListen(a)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s[%d]: %w", l.name, i, err))
 			}
+			needTLS = needTLS || n == "tls"
 		}
 	}
-	if _, err := parsePrefixes(c.TrustedSources); err != nil {
-		errs = append(errs, err)
+	switch {
+	case c.TLSCert == "" && c.TLSKey != "":
+		errs = append(errs, errors.New("tls_cert: must be set together with tls_key"))
+	case c.TLSCert != "" && c.TLSKey == "":
+		errs = append(errs, errors.New("tls_key: must be set together with tls_cert"))
+	case needTLS && c.TLSCert == "":
+		errs = append(errs, errors.New("tls_cert: a tls: input needs tls_cert and tls_key"))
+	}
+	for i, s := range c.TrustedSources {
+		if _, err := parsePrefixes([]string{s}); err != nil {
+			errs = append(errs, fmt.Errorf("trusted_sources[%d]: %w", i, err))
+		}
 	}
 	if c.QueueSize < 1 {
-		errs = append(errs, fmt.Errorf("ingest: queue_size %d: must be at least 1", c.QueueSize))
+		errs = append(errs, fmt.Errorf("queue_size: %d: must be at least 1", c.QueueSize))
 	}
 	if c.DedupWindow < 0 {
-		errs = append(errs, fmt.Errorf("ingest: dedup_window %s: must not be negative", c.DedupWindow))
+		errs = append(errs, fmt.Errorf("dedup_window: %s: must not be negative", c.DedupWindow))
 	}
 	if c.MaxMessageSize < 64 || c.MaxMessageSize > maxSize {
-		errs = append(errs, fmt.Errorf("ingest: max_message_size %d: must be in [64, %d]", c.MaxMessageSize, maxSize))
+		errs = append(errs, fmt.Errorf("max_message_size: %d: must be between 64 and %d", c.MaxMessageSize, maxSize))
 	}
 	for _, b := range []struct {
 		name string
@@ -124,22 +148,25 @@ func (c Config) Validate() error {
 		{"max_tag_length", c.MaxTagLength}, {"max_header_length", c.MaxHeaderLength},
 	} {
 		if b.v < 0 || (b.v > 0 && b.v < minBound) {
-			errs = append(errs, fmt.Errorf("ingest: %s %d: must be 0 (no bound) or at least %d", b.name, b.v, minBound))
+			errs = append(errs, fmt.Errorf("%s: %d: must be 0 (no bound) or at least %d", b.name, b.v, minBound))
 		}
 	}
 	if c.UDPReadBuffer < 0 {
-		errs = append(errs, fmt.Errorf("ingest: udp_read_buffer %d: must not be negative", c.UDPReadBuffer))
+		errs = append(errs, fmt.Errorf("udp_read_buffer: %d: must not be negative", c.UDPReadBuffer))
 	}
 	return errors.Join(errs...)
 }
 
-// splitListen splits "udp:host:port" into the network ("udp" or "tcp")
-// and the address.
+// splitListen splits "udp:host:port" into the network ("udp", "tcp" or
+// "tls") and the address.
 func splitListen(s string) (network, addr string, err error) {
 	n, a, ok := strings.Cut(s, ":")
 	n = strings.ToLower(n)
-	if !ok || (n != "udp" && n != "tcp") || a == "" {
-		return "", "", fmt.Errorf("ingest: listen address %q: want udp:host:port or tcp:host:port", s)
+	if !ok || (n != "udp" && n != "tcp" && n != "tls") || a == "" {
+		return "", "", fmt.Errorf("%q: want udp:host:port, tcp:host:port or tls:host:port", s)
+	}
+	if _, _, err := net.SplitHostPort(a); err != nil {
+		return "", "", fmt.Errorf("%q: %w", s, err)
 	}
 	return n, a, nil
 }
@@ -155,7 +182,7 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 		}
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("ingest: trusted_sources %q: not a CIDR or address", s)
+			return nil, fmt.Errorf("%q: not a CIDR or address", s)
 		}
 		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 	}

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
+	"github.com/puaside/puaside/aor"
 	"github.com/puaside/puaside/event"
 )
 
@@ -342,7 +342,7 @@ func (in *Ingest) nativeRegistration(raw json.RawMessage, prefix string) (queued
 		}
 		reg.Contacts = append(reg.Contacts, ct)
 	}
-	return queued{key: aorKeyString(reg.AoR), it: &item{input: InputJSON, kind: kindEvent, reg: &reg}}, nil
+	return queued{key: aor.Key(reg.AoR), it: &item{input: InputJSON, kind: kindEvent, reg: &reg}}, nil
 }
 
 func (in *Ingest) nativeDialog(raw json.RawMessage, prefix string) (queued, error) {
@@ -369,24 +369,6 @@ func (in *Ingest) nativeDialog(raw json.RawMessage, prefix string) (queued, erro
 		State: j.State, Event: j.Event, Code: j.Code, Hold: j.Hold, Source: event.SourceJSON, Time: t,
 	}
 	return queued{key: d.CallID, it: &item{input: InputJSON, kind: kindEvent, dlg: &d}}, nil
-}
-
-// aorKeyString normalises an AoR string to the ordering key used for
-// REGISTER copies (user@host, lowercase), so that JSON events and SIP
-// copies of one AoR are delivered by the same worker.
-func aorKeyString(aor string) string {
-	s := strings.TrimSpace(aor)
-	s = strings.TrimPrefix(strings.TrimSuffix(s, ">"), "<")
-	if strings.HasPrefix(strings.ToLower(s), "sip:") || strings.HasPrefix(strings.ToLower(s), "sips:") {
-		var u sip.Uri
-		if err := sip.ParseUri(s, &u); err == nil {
-			return aorKey(u)
-		}
-	}
-	if !strings.Contains(s, "@") {
-		return strings.ToLower(s) + "@"
-	}
-	return strings.ToLower(s)
 }
 
 // OpenSIPS dialog states (modules/dialog/dlg_hash.h).
@@ -457,7 +439,7 @@ func (in *Ingest) openSIPSEvent(name, field string, params map[string]json.RawMe
 	now := in.now()
 	switch name {
 	case "E_UL_CONTACT_INSERT", "E_UL_CONTACT_UPDATE", "E_UL_CONTACT_DELETE":
-		aor, err := o.str("aor")
+		aorText, err := o.str("aor")
 		if err != nil {
 			return queued{}, err
 		}
@@ -465,7 +447,7 @@ func (in *Ingest) openSIPSEvent(name, field string, params map[string]json.RawMe
 		if err != nil {
 			return queued{}, err
 		}
-		if aor == "" {
+		if aorText == "" {
 			return queued{}, errField(joinField(prefix, "params.aor"), "required")
 		}
 		if uri == "" {
@@ -514,18 +496,18 @@ func (in *Ingest) openSIPSEvent(name, field string, params map[string]json.RawMe
 		default:
 			return queued{}, errField(joinField(prefix, "params.expires"), "negative")
 		}
-		reg := event.Registration{AoR: aor, Contacts: []event.Contact{c}, Source: event.SourceJSON, Time: now}
-		return queued{key: aorKeyString(aor), it: &item{input: InputJSON, kind: kindEvent, reg: &reg}}, nil
+		reg := event.Registration{AoR: aorText, Contacts: []event.Contact{c}, Source: event.SourceJSON, Time: now}
+		return queued{key: aor.Key(reg.AoR), it: &item{input: InputJSON, kind: kindEvent, reg: &reg}}, nil
 	case "E_UL_AOR_DELETE":
-		aor, err := o.str("aor")
+		aorText, err := o.str("aor")
 		if err != nil {
 			return queued{}, err
 		}
-		if aor == "" {
+		if aorText == "" {
 			return queued{}, errField(joinField(prefix, "params.aor"), "required")
 		}
-		reg := event.Registration{AoR: aor, RemoveAll: true, Source: event.SourceJSON, Time: now}
-		return queued{key: aorKeyString(aor), it: &item{input: InputJSON, kind: kindEvent, reg: &reg}}, nil
+		reg := event.Registration{AoR: aorText, RemoveAll: true, Source: event.SourceJSON, Time: now}
+		return queued{key: aor.Key(reg.AoR), it: &item{input: InputJSON, kind: kindEvent, reg: &reg}}, nil
 	case "E_UL_AOR_INSERT", "E_UL_AOR_CREATE":
 		// Nothing to do: the contact events that follow carry the bindings.
 		return queued{}, nil

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -27,15 +28,16 @@ const (
 
 // Drop reasons (the "reason" label of puaside_ingest_dropped_total).
 const (
-	reasonUntrusted   = "untrusted"
-	reasonOversize    = "oversize"
-	reasonParse       = "parse_error"
-	reasonHEPDecode   = "hep_decode"
-	reasonHEPAuth     = "hep_auth"
-	reasonQueueFull   = "queue_full"
-	reasonStopped     = "stopped"
-	reasonFraming     = "framing"
-	reasonTooManyConn = "too_many_conns"
+	reasonUntrusted    = "untrusted"
+	reasonOversize     = "oversize"
+	reasonParse        = "parse_error"
+	reasonHEPDecode    = "hep_decode"
+	reasonHEPAuth      = "hep_auth"
+	reasonQueueFull    = "queue_full"
+	reasonStopped      = "stopped"
+	reasonFraming      = "framing"
+	reasonTooManyConn  = "too_many_conns"
+	reasonTLSHandshake = "tls_handshake"
 )
 
 // Ingest results (the "result" label of puaside_ingest_messages_total).
@@ -132,7 +134,7 @@ type Ingest struct {
 // New checks cfg and builds an Ingest. Nothing is bound until Start.
 func New(cfg Config, h Handlers, opts Options) (*Ingest, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	prefixes, _ := parsePrefixes(cfg.TrustedSources)
 	in := &Ingest{
@@ -228,7 +230,15 @@ func (in *Ingest) Start(ctx context.Context) error {
 					closeAll()
 					return fmt.Errorf("ingest: listen %s %s: %w", l.input, a, err)
 				}
-				in.addrs[l.input] = append(in.addrs[l.input], "tcp:"+b.ln.Addr().String())
+				in.addrs[l.input] = append(in.addrs[l.input], network+":"+b.ln.Addr().String())
+				if network == "tls" {
+					conf, err := in.tlsConfig()
+					if err != nil {
+						closeAll()
+						return err
+					}
+					b.ln = tls.NewListener(b.ln, conf)
+				}
 			}
 			all = append(all, b)
 		}

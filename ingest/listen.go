@@ -3,6 +3,8 @@ package ingest
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -58,6 +60,18 @@ func (in *Ingest) serveUDP(input string, pc *net.UDPConn) {
 	}
 }
 
+// tlsHandshakeTimeout bounds the TLS handshake of a tls: input connection.
+const tlsHandshakeTimeout = 10 * time.Second
+
+// tlsConfig loads the certificate of the tls: inputs.
+func (in *Ingest) tlsConfig() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(in.cfg.TLSCert, in.cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: tls_cert %s: %w", in.cfg.TLSCert, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
 // serveTCP accepts connections until the listener is closed.
 func (in *Ingest) serveTCP(input string, ln net.Listener) {
 	defer in.readers.Done()
@@ -97,6 +111,16 @@ func (in *Ingest) serveTCP(input string, ln net.Listener) {
 				<-sem
 				in.readers.Done()
 			}()
+			if tc, ok := c.(*tls.Conn); ok {
+				// A peer that stalls the handshake is cut off.
+				ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+				err := tc.HandshakeContext(ctx)
+				cancel()
+				if err != nil {
+					in.bad(input, reasonTLSHandshake, src, err)
+					return
+				}
+			}
 			if input == InputHEP {
 				in.serveHEPStream(c, src)
 			} else {

@@ -17,7 +17,7 @@ func TestDropReasonsPrecreated(t *testing.T) {
 	kinds := []string{kindRegister, kindRegisterReply, kindCall, kindEvent, kindOther}
 	results := []string{resultAccepted, resultDuplicate, resultIgnored, resultError}
 	reasons := []string{reasonUntrusted, reasonOversize, reasonParse, reasonHEPDecode, reasonHEPAuth,
-		reasonQueueFull, reasonStopped, reasonFraming, reasonTooManyConn,
+		reasonQueueFull, reasonStopped, reasonFraming, reasonTooManyConn, reasonTLSHandshake,
 		reasonURITooLong, reasonCallIDTooLong, reasonTagTooLong, reasonHeaderTooLong}
 	n, err := testutil.GatherAndCount(m.Registry(), "puaside_ingest_messages_total")
 	if err != nil || n != len(inputs)*len(kinds)*len(results) {

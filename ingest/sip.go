@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/aor"
 )
 
 // Kinds of input, the "kind" label of the ingest metrics.
@@ -77,7 +79,7 @@ func inspect(msg sip.Message) (*mirrored, error) {
 	m.method = cseq.MethodName
 	m.fromTag, _ = from.Params.Get("tag")
 	m.toTag, _ = to.Params.Get("tag")
-	m.aor = aorKey(to.Address)
+	m.aor = aor.KeyOfURI(&to.Address)
 	switch v := msg.(type) {
 	case *sip.Request:
 		m.req = v
@@ -94,11 +96,6 @@ func inspect(msg sip.Message) (*mirrored, error) {
 	}
 	m.kind = classify(m.method, m.status != 0)
 	return m, nil
-}
-
-// aorKey is the AoR used to order REGISTER traffic: user@host of the To URI.
-func aorKey(u sip.Uri) string {
-	return strings.ToLower(u.User + "@" + u.Host)
 }
 
 // classify maps the CSeq method to a metric kind.

@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/puaside/puaside/internal/buildinfo"
 )
 
 // Metrics is the set of puaside's collectors.
@@ -54,7 +56,7 @@ func ingestKinds() []string {
 }
 func ingestResults() []string { return []string{"accepted", "duplicate", "ignored", "error"} }
 func dropReasons() []string {
-	return []string{"untrusted", "oversize", "parse_error", "hep_decode", "hep_auth", "queue_full", "stopped", "framing", "too_many_conns",
+	return []string{"untrusted", "oversize", "parse_error", "hep_decode", "hep_auth", "queue_full", "stopped", "framing", "too_many_conns", "tls_handshake",
 		"uri_too_long", "callid_too_long", "tag_too_long", "header_too_long"}
 }
 func refusedReasons() []string {
@@ -118,7 +120,8 @@ func New() *Metrics {
 	m.outage = newOutageMetrics(m.reg)
 	m.reg.MustRegister(m.requests, m.latency, m.notifies, m.ingest, m.drops, m.queueDepth,
 		m.storeFlush, m.storeFailures, m.quarantined, m.trackerEvents, m.inflight, m.httpRefused,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newBuildInfo(buildinfo.Get()))
 	m.precreate()
 	return m
 }

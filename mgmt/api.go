@@ -14,6 +14,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/aor"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
 )
@@ -562,12 +563,15 @@ func (s *Server) handleListRegistrations(w http.ResponseWriter, r *http.Request)
 	s.serveRaw(w, r, s.deps.Registrations.Registrations())
 }
 
-func checkAoR(aor string) *apiError {
-	if aor == "" {
+// checkAddress refuses an {aor} that no tracker could know: not a SIP
+// address by the daemon's rule (package aor). A bare user is accepted: the
+// tracker adds its default domain.
+func checkAddress(s string) *apiError {
+	if s == "" {
 		return badField("aor", "required")
 	}
-	if strings.ContainsAny(aor, " \t\r\n\x00<>\"") || len(aor) > 512 {
-		return badField("aor", "not an address of record: %q", aor)
+	if _, err := aor.Parse(s, ""); err != nil && !errors.Is(err, aor.ErrNoDomain) {
+		return badField("aor", "not an address of record: %q", s)
 	}
 	return nil
 }
@@ -697,7 +701,7 @@ func (s *Server) aorParam(w http.ResponseWriter, r *http.Request, enabled bool, 
 		return "", false
 	}
 	aor := r.PathValue("aor")
-	if e := checkAoR(aor); e != nil {
+	if e := checkAddress(aor); e != nil {
 		s.fail(w, r, e)
 		return "", false
 	}

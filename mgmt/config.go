@@ -68,40 +68,43 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate checks the configuration and returns the first problem found.
+// Validate checks the configuration without changing it and reports every
+// problem, each starting with its key ("http_listen: ...").
 func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.HTTPListen == "" {
-		return errors.New("mgmt: http_listen: must not be empty")
-	}
-	host, _, err := net.SplitHostPort(c.HTTPListen)
-	if err != nil {
-		return fmt.Errorf("mgmt: http_listen %q: %w", c.HTTPListen, err)
-	}
-	if !isLoopbackHost(host) && c.Token == "" && !c.AllowInsecure {
-		return fmt.Errorf("mgmt: http_listen %q is not a loopback address: set token (or allow_insecure: true to serve the API there without one)", c.HTTPListen)
+		bad("http_listen: must not be empty")
+	} else if host, _, err := net.SplitHostPort(c.HTTPListen); err != nil {
+		bad("http_listen: %q: %w", c.HTTPListen, err)
+	} else if !isLoopbackHost(host) && c.Token == "" && !c.AllowInsecure {
+		bad("http_listen: %q is not a loopback address: set token (or allow_insecure: true to serve the API there without one)", c.HTTPListen)
 	}
 	if c.MetricsListen != "" {
-		_, port, err := net.SplitHostPort(c.MetricsListen)
-		if err != nil {
-			return fmt.Errorf("mgmt: metrics_listen %q: %w", c.MetricsListen, err)
-		}
-		if c.MetricsListen == c.HTTPListen && port != "0" {
-			return fmt.Errorf("mgmt: metrics_listen %q: must differ from http_listen", c.MetricsListen)
+		if _, port, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			bad("metrics_listen: %q: %w", c.MetricsListen, err)
+		} else if c.MetricsListen == c.HTTPListen && port != "0" {
+			bad("metrics_listen: %q: must differ from http_listen", c.MetricsListen)
 		}
 	}
-	if _, err := parseSources(c.TrustedSources); err != nil {
-		return err
+	for i, s := range c.TrustedSources {
+		if _, err := parseSources([]string{s}); err != nil {
+			bad("trusted_sources[%d]: %w", i, err)
+		}
 	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		return errors.New("mgmt: tls_cert and tls_key must be set together")
+	if c.TLSCert == "" && c.TLSKey != "" {
+		bad("tls_cert: must be set together with tls_key")
+	}
+	if c.TLSCert != "" && c.TLSKey == "" {
+		bad("tls_key: must be set together with tls_cert")
 	}
 	if c.MaxBody <= 0 {
-		return fmt.Errorf("mgmt: max_body: must be positive, got %d", c.MaxBody)
+		bad("max_body: %d: must be positive", c.MaxBody)
 	}
 	if c.WaitTimeout <= 0 {
-		return fmt.Errorf("mgmt: wait_timeout: must be positive, got %s", c.WaitTimeout)
+		bad("wait_timeout: %s: must be positive", c.WaitTimeout)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // isLoopbackHost reports whether the host part of a listen address can only
@@ -126,7 +129,7 @@ func parseSources(list []string) ([]netip.Prefix, error) {
 		}
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("mgmt: trusted_sources %q: not a CIDR or address", s)
+			return nil, fmt.Errorf("%q: not a CIDR or address", s)
 		}
 		a = a.Unmap()
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))

@@ -123,6 +123,8 @@ func TestOpenAPIStatusCodes(t *testing.T) {
 		{f, "GET /v1/registrations", "GET", "/v1/registrations", "", 200},
 		{f, "GET /v1/registrations/{aor}", "GET", "/v1/registrations/sip:alice@example.com", "", 200},
 		{f, "GET /v1/registrations/{aor}", "GET", "/v1/registrations/sip:nobody@example.com", "", 404},
+		{f, "GET /v1/registrations/{aor}", "GET", "/v1/registrations/tel:+15550100", "", 400},
+		{f, "GET /v1/registrations/{aor}", "GET", "/v1/registrations/sip:@example.com", "", 400},
 		{f, "GET /v1/flags", "GET", "/v1/flags", "", 200},
 		{f, "PUT /v1/flags/{aor}", "PUT", "/v1/flags/sip:bob@example.com", `{"enabled":false}`, 200},
 		{f, "PUT /v1/flags/{aor}", "PUT", "/v1/flags/sip:bob@example.com", `{"enabled":"no"}`, 400},

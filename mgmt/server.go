@@ -71,7 +71,7 @@ type route struct {
 // opts.Metrics when both the engine and the metrics are present.
 func New(cfg Config, deps Deps, opts Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mgmt: %w", err)
 	}
 	trusted, err := parseSources(cfg.TrustedSources)
 	if err != nil {

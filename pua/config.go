@@ -1,6 +1,7 @@
 package pua
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -11,50 +12,68 @@ import (
 
 // Config is the engine's configuration (the `pua` section of the YAML file).
 //
-// Durations are plain time.Duration fields: gopkg.in/yaml.v3 decodes a
-// duration string such as "30s" or "1m30s" into a time.Duration natively and
-// rejects a bare integer, so no wrapper type is needed.
+// Durations are plain time.Duration fields: the file writes them as "30s"
+// or "1m30s", and package config reads a bare integer as seconds.
 type Config struct {
-	// Listen lists the SIP sockets as "transport:host:port" (udp or tcp).
-	// They receive replies to our requests and NOTIFYs; UDP requests are
-	// sent from the first UDP socket (TCP ones from an ephemeral port, as
-	// TCP clients do).
+	// Listen lists the SIP sockets as "transport:host:port" (udp, tcp or
+	// tls; tls needs tls.cert_file and tls.key_file). They receive replies
+	// to our requests and NOTIFYs; UDP requests are sent from the first UDP
+	// socket (TCP and TLS ones from an ephemeral port, as TCP clients do).
 	Listen []string `yaml:"listen"`
 	// AdvertisedAddress is the host:port put in Via and Contact. Empty means
 	// the first listen address (with the port actually bound); it is required
 	// when that address is a wildcard (0.0.0.0 or ::).
 	AdvertisedAddress string `yaml:"advertised_address"`
-	// ServerAddress is the presence server's SIP URI (e.g. sip:127.0.0.1:5060).
+	// ServerAddress is the presence server's SIP URI (e.g. sip:127.0.0.1:5060,
+	// sips:presence.example.com). A host name is resolved as RFC 3263 says
+	// (NAPTR, SRV, A/AAAA, with their TTLs); a request that times out, fails
+	// to connect or gets a 503 is sent to the next target found. A sips: URI
+	// or ;transport=tls is sent over TLS only.
 	// PUBLISHes, and SUBSCRIBEs to a presentity, are addressed to the
-	// presentity (Request-URI, To, From) and sent to OutboundProxy if set,
+	// presentity (Request-URI, To, From) and sent to outbound_proxy if set,
 	// else to this address, else resolved from the presentity URI.
 	// SUBSCRIBEs to a phone (BLA) go to the phone's contact.
 	ServerAddress string `yaml:"server_address"`
 	// OutboundProxy is the SIP URI of the next hop for every request, unless a
 	// request names its own.
 	OutboundProxy string `yaml:"outbound_proxy"`
+	// DNSServer is the "host:port" of the DNS server asked for the NAPTR,
+	// SRV and A/AAAA records of destinations given as names; empty means the
+	// first nameserver of /etc/resolv.conf. When it gives no answer, the
+	// name is resolved by the system (A/AAAA, /etc/hosts).
+	DNSServer string `yaml:"dns_server"`
+	// TLS configures SIP over TLS.
+	TLS TLSConfig `yaml:"tls"`
 	// MinExpires is the smallest Expires the engine asks for.
 	MinExpires time.Duration `yaml:"min_expires"`
 	// DefaultExpires is the Expires asked for when a request gives none.
+	// 0 means 1h.
 	DefaultExpires time.Duration `yaml:"default_expires"`
 	// HashSize is the number of lock shards as a power of two (Kamailio's
-	// hash_size: 9 means 512); values below 2 mean 9.
+	// hash_size: 9 means 512), from 2 to 16; 0 means 9.
 	HashSize int `yaml:"hash_size"`
 	// MaxOutstanding caps the transactions waiting for a reply from the far
-	// end; further work queues inside the engine (at most one entry per record).
+	// end; further work queues inside the engine (at most one entry per
+	// record). 0 means 256.
 	MaxOutstanding int `yaml:"max_outstanding"`
-	// RetryMin and RetryMax bound the exponential backoff after a timeout,
-	// 408, 5xx or transport error.
+	// RetryMin is the base of the exponential backoff after a timeout, 408,
+	// 5xx or transport error: the n-th retry waits a random time between
+	// half and all of retry_min × 2^(n-1), capped at retry_max, so the
+	// first retry comes after retry_min/2 to retry_min. 0 means 1s.
 	RetryMin time.Duration `yaml:"retry_min"`
+	// RetryMax caps that backoff (the wait is then between half and all of
+	// it); it must not be below retry_min. 0 means 60s.
 	RetryMax time.Duration `yaml:"retry_max"`
-	// RefusedRetryMin and RefusedRetryMax bound the slow exponential
-	// backoff of a refused publication or subscription (a 4xx other than
-	// 412/423, a 6xx, a 2xx to PUBLISH without SIP-ETag): it is tried again
-	// after refused_retry_min, then twice as long each time up to
-	// refused_retry_max, until accepted or changed by its owner (a phone
-	// answering 489 while it boots gets its subscription later). A
-	// Retry-After on a 503 is honoured up to refused_retry_max.
+	// RefusedRetryMin is the base of the slow exponential backoff of a
+	// refused publication or subscription (a 4xx other than 412/423, a 6xx,
+	// a 2xx to PUBLISH without SIP-ETag): it is tried again after a random
+	// time between half and all of refused_retry_min, then of twice as long
+	// each time up to refused_retry_max, until accepted or changed by its
+	// owner (a phone answering 489 while it boots gets its subscription
+	// later). 0 means 30s.
 	RefusedRetryMin time.Duration `yaml:"refused_retry_min"`
+	// RefusedRetryMax caps that backoff; a Retry-After on a 503 is honoured
+	// up to it. It must not be below refused_retry_min. 0 means 10m.
 	RefusedRetryMax time.Duration `yaml:"refused_retry_max"`
 	// ProbeInterval is the period of the SIP OPTIONS probe sent to the
 	// presence server (outbound_proxy if set, else server_address) while it
@@ -63,10 +82,13 @@ type Config struct {
 	// sent there) marks it up again, and every record backing off towards
 	// it is sent at once instead of waiting out its backoff. While it is
 	// down, /readyz reports it. Each probe waits at most this long (and at
-	// most request_timeout) for its reply.
+	// most request_timeout) for its reply. 0 means 2s.
 	ProbeInterval time.Duration `yaml:"probe_interval"`
-	// AuthUsername and AuthPassword answer 401/407 digest challenges.
+	// AuthUsername is the user name answering 401/407 digest challenges,
+	// set together with auth_password.
 	AuthUsername string `yaml:"auth_username"`
+	// AuthPassword is the password of auth_username (masked by
+	// `puaside config`).
 	AuthPassword string `yaml:"auth_password"`
 	// UpdatePeriod is the write-behind period of records to the store
 	// (Kamailio's update_period, which defaults to 100 s): what sync_etags
@@ -74,7 +96,7 @@ type Config struct {
 	// this long. Short by default so that a crash loses at most this much
 	// of it; with sync_etags off, keep it at or below the trackers'
 	// flush_interval, or after a crash the trackers may know a state whose
-	// publication the engine forgot.
+	// publication the engine forgot. 0 means 1s.
 	UpdatePeriod time.Duration `yaml:"update_period"`
 	// SyncETags writes a publication to the store as soon as the server
 	// grants it a new ETag, and a removal as soon as it is done, instead of
@@ -85,12 +107,13 @@ type Config struct {
 	// fewer database writes.
 	SyncETags bool `yaml:"sync_etags"`
 	// RequestTimeout bounds one transaction (no final reply → timeout).
+	// 0 means 32s.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// InitialExpires caps the Expires asked for a publication until its
 	// first ETag is written to the store: a crash before that write leaves
 	// at the server a publication nobody knows, which then lives at most
 	// this long. The first refresh after the write asks for the full
-	// Expires. Only used with a store.
+	// Expires. Only used with a store. 0 means 60s.
 	InitialExpires time.Duration `yaml:"initial_expires"`
 	// ClaimTimeout bounds the claims at start: the records loaded from the
 	// store belong to their owner (usrloc, dialoginfo, bla publications, bla
@@ -99,11 +122,11 @@ type Config struct {
 	// nobody claimed is removed at the server (PUBLISH Expires: 0,
 	// SUBSCRIBE Expires: 0). Records of the management API (pua.publish,
 	// /v1/publish, ...) have no owner to claim them: they are kept until
-	// their own lifetime ends or the API removes them.
+	// their own lifetime ends or the API removes them. 0 means 30s.
 	ClaimTimeout time.Duration `yaml:"claim_timeout"`
 	// StopFlushTimeout bounds the final store write at stop. It has a
 	// deadline of its own, so that it runs even when the stop budget was
-	// spent waiting for transactions still in flight.
+	// spent waiting for transactions still in flight. 0 means 5s.
 	StopFlushTimeout time.Duration `yaml:"stop_flush_timeout"`
 }
 
@@ -127,12 +150,13 @@ func DefaultConfig() Config {
 		RefusedRetryMin:  30 * time.Second,
 		RefusedRetryMax:  10 * time.Minute,
 		ProbeInterval:    2 * time.Second,
+		TLS:              DefaultTLSConfig(),
 	}
 }
 
 // listenAddr is one parsed `listen` entry.
 type listenAddr struct {
-	network string // "udp" or "tcp"
+	network string // "udp", "tcp" or "tls"
 	addr    string // host:port
 }
 
@@ -140,14 +164,14 @@ type listenAddr struct {
 func parseListen(s string) (listenAddr, error) {
 	netw, addr, ok := strings.Cut(strings.TrimSpace(s), ":")
 	if !ok {
-		return listenAddr{}, fmt.Errorf("pua: listen %q: want transport:host:port", s)
+		return listenAddr{}, fmt.Errorf("%q: want transport:host:port", s)
 	}
 	netw = strings.ToLower(netw)
-	if netw != "udp" && netw != "tcp" {
-		return listenAddr{}, fmt.Errorf("pua: listen %q: transport must be udp or tcp", s)
+	if netw != "udp" && netw != "tcp" && netw != "tls" {
+		return listenAddr{}, fmt.Errorf("%q: transport must be udp, tcp or tls", s)
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return listenAddr{}, fmt.Errorf("pua: listen %q: %w", s, err)
+		return listenAddr{}, fmt.Errorf("%q: %w", s, err)
 	}
 	return listenAddr{network: netw, addr: addr}, nil
 }
@@ -161,85 +185,121 @@ func isWildcard(host string) bool {
 	return ip != nil && ip.IsUnspecified()
 }
 
-// Validate checks the configuration and fills zero values with defaults.
-func (c *Config) Validate() error {
+// WithDefaults returns c with the zero values documented as "0 means the
+// default" replaced by the defaults. It is the only step that fills values;
+// Validate never does.
+func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
-	if len(c.Listen) == 0 {
-		return fmt.Errorf("pua: listen: at least one address is required")
+	setDefault(&c.DefaultExpires, d.DefaultExpires)
+	setDefault(&c.HashSize, d.HashSize)
+	setDefault(&c.MaxOutstanding, d.MaxOutstanding)
+	setDefault(&c.RetryMin, d.RetryMin)
+	setDefault(&c.RetryMax, max(d.RetryMax, c.RetryMin))
+	setDefault(&c.RefusedRetryMin, d.RefusedRetryMin)
+	setDefault(&c.RefusedRetryMax, max(d.RefusedRetryMax, c.RefusedRetryMin))
+	setDefault(&c.ProbeInterval, d.ProbeInterval)
+	setDefault(&c.UpdatePeriod, d.UpdatePeriod)
+	setDefault(&c.RequestTimeout, d.RequestTimeout)
+	setDefault(&c.InitialExpires, d.InitialExpires)
+	setDefault(&c.ClaimTimeout, d.ClaimTimeout)
+	setDefault(&c.StopFlushTimeout, d.StopFlushTimeout)
+	c.TLS = c.TLS.withDefaults()
+	return c
+}
+
+// setDefault replaces a zero *v with def.
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
 	}
-	for _, l := range c.Listen {
-		if _, err := parseListen(l); err != nil {
-			return err
+}
+
+// Validate checks the configuration without changing it and reports every
+// problem, each starting with its key ("retry_max: ...").
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if len(c.Listen) == 0 {
+		bad("listen: at least one address is required")
+	}
+	needCert := false
+	for i, l := range c.Listen {
+		la, err := parseListen(l)
+		if err != nil {
+			bad("listen[%d]: %w", i, err)
+			continue
+		}
+		needCert = needCert || la.network == "tls"
+	}
+	errs = append(errs, c.TLS.validate(needCert)...)
+	if c.DNSServer != "" {
+		if _, _, err := net.SplitHostPort(c.DNSServer); err != nil {
+			bad("dns_server: %q: want host:port: %w", c.DNSServer, err)
 		}
 	}
 	if c.AdvertisedAddress != "" {
 		h, _, err := net.SplitHostPort(c.AdvertisedAddress)
 		if err != nil {
-			return fmt.Errorf("pua: advertised_address %q: %w", c.AdvertisedAddress, err)
+			bad("advertised_address: %q: %w", c.AdvertisedAddress, err)
+		} else if isWildcard(h) {
+			bad("advertised_address: %q: must not be a wildcard address", c.AdvertisedAddress)
 		}
-		if isWildcard(h) {
-			return fmt.Errorf("pua: advertised_address %q: must not be a wildcard address", c.AdvertisedAddress)
-		}
-	} else {
-		first, _ := parseListen(c.Listen[0])
-		h, _, _ := net.SplitHostPort(first.addr)
-		if isWildcard(h) {
-			return fmt.Errorf("pua: advertised_address is required when listening on %q", c.Listen[0])
+	} else if len(c.Listen) > 0 {
+		if first, err := parseListen(c.Listen[0]); err == nil {
+			if h, _, _ := net.SplitHostPort(first.addr); isWildcard(h) {
+				bad("advertised_address: required when listening on %q", c.Listen[0])
+			}
 		}
 	}
-	for name, u := range map[string]string{"server_address": c.ServerAddress, "outbound_proxy": c.OutboundProxy} {
-		if u == "" {
+	for _, u := range []struct{ name, val string }{{"server_address", c.ServerAddress}, {"outbound_proxy", c.OutboundProxy}} {
+		if u.val == "" {
 			continue
 		}
 		var uri sip.Uri
-		if err := sip.ParseUri(u, &uri); err != nil || uri.Host == "" {
-			return fmt.Errorf("pua: %s %q: not a SIP URI", name, u)
+		if err := sip.ParseUri(u.val, &uri); err != nil || uri.Host == "" {
+			bad("%s: %q: not a SIP URI", u.name, u.val)
+			continue
+		}
+		if tr, _ := uri.UriParams.Get("transport"); tr != "" {
+			switch t := strings.ToLower(tr); {
+			case t != "udp" && t != "tcp" && t != "tls":
+				bad("%s: %q: transport %s not supported (udp, tcp or tls)", u.name, u.val, tr)
+			case uri.Scheme == "sips" && t == "udp":
+				bad("%s: %q: a sips: URI needs TLS, not UDP", u.name, u.val)
+			}
 		}
 	}
 	if c.MinExpires < 0 {
-		c.MinExpires = 0
+		bad("min_expires: %s: must not be negative", c.MinExpires)
 	}
-	if c.DefaultExpires <= 0 {
-		c.DefaultExpires = d.DefaultExpires
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"default_expires", c.DefaultExpires}, {"retry_min", c.RetryMin}, {"retry_max", c.RetryMax},
+		{"refused_retry_min", c.RefusedRetryMin}, {"refused_retry_max", c.RefusedRetryMax},
+		{"probe_interval", c.ProbeInterval}, {"update_period", c.UpdatePeriod}, {"request_timeout", c.RequestTimeout},
+		{"initial_expires", c.InitialExpires}, {"claim_timeout", c.ClaimTimeout}, {"stop_flush_timeout", c.StopFlushTimeout},
+	} {
+		if d.v <= 0 {
+			bad("%s: %s: must be positive", d.name, d.v)
+		}
+	}
+	if c.RetryMin > 0 && c.RetryMax < c.RetryMin {
+		bad("retry_max: %s: must not be below retry_min (%s)", c.RetryMax, c.RetryMin)
+	}
+	if c.RefusedRetryMin > 0 && c.RefusedRetryMax < c.RefusedRetryMin {
+		bad("refused_retry_max: %s: must not be below refused_retry_min (%s)", c.RefusedRetryMax, c.RefusedRetryMin)
 	}
 	if c.HashSize < 2 || c.HashSize > 16 {
-		c.HashSize = d.HashSize
+		bad("hash_size: %d: must be between 2 and 16", c.HashSize)
 	}
 	if c.MaxOutstanding <= 0 {
-		c.MaxOutstanding = d.MaxOutstanding
-	}
-	if c.RetryMin <= 0 {
-		c.RetryMin = d.RetryMin
-	}
-	if c.RetryMax < c.RetryMin {
-		c.RetryMax = max(d.RetryMax, c.RetryMin)
-	}
-	if c.RefusedRetryMin <= 0 {
-		c.RefusedRetryMin = d.RefusedRetryMin
-	}
-	if c.RefusedRetryMax < c.RefusedRetryMin {
-		c.RefusedRetryMax = max(d.RefusedRetryMax, c.RefusedRetryMin)
-	}
-	if c.ProbeInterval <= 0 {
-		c.ProbeInterval = d.ProbeInterval
-	}
-	if c.UpdatePeriod <= 0 {
-		c.UpdatePeriod = d.UpdatePeriod
-	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = d.RequestTimeout
-	}
-	if c.InitialExpires <= 0 {
-		c.InitialExpires = d.InitialExpires
-	}
-	if c.ClaimTimeout <= 0 {
-		c.ClaimTimeout = d.ClaimTimeout
-	}
-	if c.StopFlushTimeout <= 0 {
-		c.StopFlushTimeout = d.StopFlushTimeout
+		bad("max_outstanding: %d: must be positive", c.MaxOutstanding)
 	}
 	if (c.AuthUsername == "") != (c.AuthPassword == "") {
-		return fmt.Errorf("pua: auth_username and auth_password must be set together")
+		bad("auth_password: must be set together with auth_username")
 	}
-	return nil
+	return errors.Join(errs...)
 }

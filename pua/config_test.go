@@ -20,6 +20,22 @@ func TestConfigValidate(t *testing.T) {
 		{"wildcard advertised", func(c *Config) { c.AdvertisedAddress = "0.0.0.0:5080" }, "wildcard"},
 		{"bad server", func(c *Config) { c.ServerAddress = "not a uri" }, "server_address"},
 		{"half auth", func(c *Config) { c.AuthUsername = "u" }, "auth_password"},
+		{"hash_size above 16", func(c *Config) { c.HashSize = 17 }, "hash_size: 17: must be between 2 and 16"},
+		{"hash_size 1", func(c *Config) { c.HashSize = 1 }, "hash_size"},
+		{"retry_max below retry_min", func(c *Config) { c.RetryMin, c.RetryMax = 10*time.Second, 5*time.Second }, "retry_max: 5s: must not be below retry_min"},
+		{"negative retry_min", func(c *Config) { c.RetryMin = -time.Second }, "retry_min"},
+		{"tls listener without certificate", func(c *Config) { c.Listen = []string{"tls:127.0.0.1:5081"} }, "cert_file"},
+		{"tls listener", func(c *Config) {
+			c.Listen = []string{"tls:127.0.0.1:5081"}
+			c.TLS.CertFile, c.TLS.KeyFile = "/etc/puaside/cert.pem", "/etc/puaside/key.pem"
+		}, ""},
+		{"half certificate", func(c *Config) { c.TLS.CertFile = "/etc/puaside/cert.pem" }, "key_file"},
+		{"bad verify", func(c *Config) { c.TLS.Verify = "sometimes" }, "tls.verify"},
+		{"bad min version", func(c *Config) { c.TLS.MinVersion = "1.0" }, "tls.min_version"},
+		{"sips over udp", func(c *Config) { c.ServerAddress = "sips:presence.example.com;transport=udp" }, "needs TLS"},
+		{"unknown transport", func(c *Config) { c.OutboundProxy = "sip:proxy.example.com;transport=sctp" }, "not supported"},
+		{"sips server", func(c *Config) { c.ServerAddress = "sips:presence.example.com" }, ""},
+		{"bad dns server", func(c *Config) { c.DNSServer = "10.0.0.53" }, "dns_server"},
 		{"wildcard with advertised", func(c *Config) {
 			c.Listen = []string{"udp:0.0.0.0:5080"}
 			c.AdvertisedAddress = "192.0.2.1:5080"
@@ -40,7 +56,7 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
-	c := Config{Listen: []string{"udp:127.0.0.1:5080"}}
+	c := Config{Listen: []string{"udp:127.0.0.1:5080"}}.WithDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

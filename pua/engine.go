@@ -99,8 +99,9 @@ type Engine struct {
 
 // New builds an engine; nothing is bound until Start.
 func New(cfg Config, opts Options) (*Engine, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pua: %w", err)
 	}
 	e := &Engine{
 		cfg:      cfg,

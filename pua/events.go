@@ -18,7 +18,7 @@ type eventInfo struct {
 	bodyAlways bool
 	// dialog marks the dialog event packages (dialog, dialog;sla, any
 	// "dialog;..."), whose all-terminated documents Kamailio never updates
-	// (see terminatedDoc).
+	// (see dialogdoc.AllTerminated).
 	dialog bool
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/dialogdoc"
 )
 
 // pubRec is one publication: the desired state given by its owner and the
@@ -37,7 +39,7 @@ type pubRec struct {
 	minExp     time.Duration
 	version    int32
 	// srvTerminated: the server holds a dialog document with only
-	// terminated dialogs, which Kamailio never updates (terminatedDoc).
+	// terminated dialogs, which Kamailio never updates (dialogdoc.AllTerminated).
 	srvTerminated bool
 
 	// control
@@ -477,7 +479,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		if op.kind != pubRefresh {
 			r.sentGen = op.gen
 			r.version++
-			r.srvTerminated = r.ev.dialog && terminatedDoc(op.body)
+			r.srvTerminated = r.ev.dialog && dialogdoc.AllTerminated(op.body)
 		} else if op.gen > r.sentGen {
 			// A forced refresh carried the unchanged state of op.gen.
 			r.sentGen = op.gen

@@ -15,6 +15,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/metrics"
+	"github.com/puaside/puaside/resolve"
 )
 
 // maxUDPRequest is the request size above which we send over TCP
@@ -30,6 +31,9 @@ const maxUDPRequest = 1300
 type sipStack struct {
 	e       *Engine
 	listens []listenAddr
+	tls     *tlsFiles
+	res     *resolve.Resolver // nil: names are resolved by sipgo (system resolver)
+	failed  failedTargets
 
 	mu      sync.RWMutex
 	ua      *sipgo.UserAgent
@@ -37,7 +41,7 @@ type sipStack struct {
 	cl      *sipgo.Client
 	closers []io.Closer
 	host    string
-	ports   map[string]int // "UDP"/"TCP" → advertised port
+	ports   map[string]int // "UDP"/"TCP"/"TLS" → advertised port
 	contact string
 	// udpLaddr is the first UDP listener's socket: UDP requests are sent
 	// from it (symmetric signalling, one socket), not from an ephemeral
@@ -53,6 +57,16 @@ func newSIPStack(e *Engine) (*sipStack, error) {
 			return nil, err
 		}
 		st.listens = append(st.listens, la)
+	}
+	tf, err := newTLSFiles(e.cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	st.tls = tf
+	if r, err := resolve.New(resolve.Config{Server: e.cfg.DNSServer}); err == nil {
+		st.res = r
+	} else {
+		e.log.Warn("no DNS server for RFC 3263 lookups: names are resolved by the system (A/AAAA only)", "err", err)
 	}
 	// Until Start binds, the contact is the configured address.
 	host, port := st.advertised()
@@ -77,7 +91,7 @@ func (st *sipStack) setAddress(host string, port int, bound map[string]int) {
 	defer st.mu.Unlock()
 	st.host = host
 	first := strings.ToUpper(st.listens[0].network)
-	for _, tr := range []string{"UDP", "TCP"} {
+	for _, tr := range []string{"UDP", "TCP", "TLS"} {
 		p := port
 		if st.e.cfg.AdvertisedAddress == "" {
 			if b, ok := bound[tr]; ok {
@@ -89,8 +103,8 @@ func (st *sipStack) setAddress(host string, port int, bound map[string]int) {
 		st.ports[tr] = p
 	}
 	c := "sip:puaside@" + net.JoinHostPort(host, strconv.Itoa(st.ports[first]))
-	if first == "TCP" {
-		c += ";transport=tcp"
+	if first != "UDP" {
+		c += ";transport=" + strings.ToLower(first)
 	}
 	st.contact = c
 }
@@ -108,6 +122,7 @@ func (st *sipStack) start(ctx context.Context) error {
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("puaside"),
 		sipgo.WithUserAgentHostname(host),
+		sipgo.WithUserAgenTLSConfig(st.tls.clientConfig()),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(log),
@@ -168,18 +183,23 @@ func (st *sipStack) start(ctx context.Context) error {
 					log.Debug("udp listener ended", "addr", l.addr, "err", err)
 				}
 			}()
-		case "tcp":
+		case "tcp", "tls":
 			ln, err := lc.Listen(ctx, "tcp", l.addr)
 			if err != nil {
-				return fail(fmt.Errorf("pua: listen tcp %s: %w", l.addr, err))
+				return fail(fmt.Errorf("pua: listen %s %s: %w", l.network, l.addr, err))
 			}
 			closers = append(closers, ln)
 			if _, ok := bound[tr]; !ok {
 				bound[tr] = ln.Addr().(*net.TCPAddr).Port
 			}
+			serve := srv.ServeTCP
+			if l.network == "tls" {
+				ln = &tlsListener{Listener: ln, conf: st.tls.serverConfig(), timeout: st.e.cfg.TLS.HandshakeTimeout}
+				serve = srv.ServeTLS
+			}
 			go func() {
-				if err := srv.ServeTCP(ln); err != nil && !errors.Is(err, net.ErrClosed) {
-					log.Debug("tcp listener ended", "addr", l.addr, "err", err)
+				if err := serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+					log.Debug("listener ended", "transport", l.network, "addr", l.addr, "err", err)
 				}
 			}()
 		}
@@ -230,68 +250,6 @@ func (st *sipStack) close() {
 	st.closers = nil
 }
 
-// nextHop parses the URI of the next hop into host:port and transport.
-func nextHop(uri string) (dest, transport string, err error) {
-	if uri == "" {
-		return "", "", nil
-	}
-	var u sip.Uri
-	if err := sip.ParseUri(uri, &u); err != nil || u.Host == "" {
-		return "", "", fmt.Errorf("pua: next hop %q: not a SIP URI", uri)
-	}
-	if t, ok := u.UriParams.Get("transport"); ok {
-		transport = strings.ToUpper(t)
-	}
-	port := u.Port
-	if port == 0 {
-		port = 5060
-		if u.Scheme == "sips" {
-			port = 5061
-		}
-	}
-	return net.JoinHostPort(u.Host, strconv.Itoa(port)), transport, nil
-}
-
-// finish adds the Via (our advertised address, never a wildcard), picks the
-// transport (TCP when the request is too large for UDP) and the destination.
-func (st *sipStack) finish(req *sip.Request, hop string) error {
-	dest, tr, err := nextHop(hop)
-	if err != nil {
-		return err
-	}
-	if tr == "" {
-		tr = "UDP"
-		if t, ok := req.Recipient.UriParams.Get("transport"); ok {
-			tr = strings.ToUpper(t)
-		}
-		if r := req.Route(); r != nil && hop == "" {
-			if t, ok := r.Address.UriParams.Get("transport"); ok {
-				tr = strings.ToUpper(t)
-			}
-		}
-	}
-	if tr == "UDP" && requestSize(req)+120 > maxUDPRequest {
-		tr = "TCP"
-	}
-	if tr != "UDP" && tr != "TCP" {
-		return fmt.Errorf("pua: transport %s not supported", tr)
-	}
-	st.mu.RLock()
-	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tr,
-		Host: st.host, Port: st.ports[tr], Params: sip.NewParams()}
-	via.Params.Add("branch", sip.GenerateBranchN(16))
-	if tr == "UDP" && st.udpLaddr.IP != nil {
-		st.udpLaddr.Copy(&req.Laddr)
-	}
-	st.mu.RUnlock()
-	req.PrependHeader(via)
-	req.SetTransport(tr)
-	if dest != "" {
-		req.SetDestination(dest)
-	}
-	return nil
-}
-
 // requestSize returns the size of req on the wire, or an upper estimate
 // when that is clearly below the UDP limit (rendering costs more than the
 // estimate).
@@ -323,6 +281,11 @@ type txOutcome struct {
 // do runs one client transaction with request_timeout, answering one
 // digest challenge when credentials are configured.
 func (st *sipStack) do(req *sip.Request, event string) txOutcome {
+	return st.doCtx(st.e.stopCtx, req, event)
+}
+
+// doCtx is do within ctx.
+func (st *sipStack) doCtx(parent context.Context, req *sip.Request, event string) txOutcome {
 	e := st.e
 	st.mu.RLock()
 	cl := st.cl
@@ -331,7 +294,7 @@ func (st *sipStack) do(req *sip.Request, event string) txOutcome {
 	if cl == nil {
 		return txOutcome{err: fmt.Errorf("pua: %s: engine not started", method)}
 	}
-	ctx, cancel := context.WithTimeout(e.stopCtx, e.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(parent, e.cfg.RequestTimeout)
 	defer cancel()
 	start := time.Now()
 	e.m.InFlight(1)
@@ -459,10 +422,7 @@ func (e *Engine) sendPublish(op pubOp) Result {
 	if hop == "" {
 		hop = e.cfg.ServerAddress
 	}
-	if err := e.sip.finish(req, hop); err != nil {
-		return Result{Err: err}
-	}
-	return e.sip.do(req, op.event).result()
+	return e.sip.send(req, hop, op.event).result()
 }
 
 // callID returns a message's Call-ID or "".

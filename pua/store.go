@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/puaside/puaside/dialogdoc"
 )
 
 // markDirty queues a record for the next write-behind. Shard locked.
@@ -350,7 +352,7 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 		durable: rec.ETag != "", unclaimed: !rec.Removing && e.ownerFlag(rec.Flag)}
 	if r.etag != "" {
 		r.sentGen, r.state = 1, StateActive
-		r.srvTerminated = ev.dialog && terminatedDoc(r.body)
+		r.srvTerminated = ev.dialog && dialogdoc.AllTerminated(r.body)
 		if rec.Modified {
 			// The server holds an older document: send this one.
 			r.sentGen, r.srvTerminated = 0, false

@@ -535,10 +535,7 @@ func (e *Engine) sendSubscribe(op subOp) txOutcome {
 		// the presence server, as PUBLISHes do.
 		hop = e.cfg.ServerAddress
 	}
-	if err := e.sip.finish(req, hop); err != nil {
-		return txOutcome{err: err}
-	}
-	return e.sip.do(req, op.key.Event)
+	return e.sip.send(req, hop, op.key.Event)
 }
 
 // onNotify answers a NOTIFY: 481 when it matches no subscription, 400 for a

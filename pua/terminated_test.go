@@ -14,42 +14,6 @@ func dlgDoc(states ...string) []byte {
 	return []byte(b + `</dialog-info>`)
 }
 
-func TestTerminatedDoc(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		body []byte
-		want bool
-	}{
-		{"one terminated", dlgDoc("terminated"), true},
-		{"all terminated", dlgDoc("terminated", "terminated"), true},
-		{"blanks and case", dlgDoc("\n  Terminated "), true},
-		{"one confirmed", dlgDoc("terminated", "confirmed"), false},
-		{"confirmed", dlgDoc("confirmed"), false},
-		{"no dialog", dlgDoc(), false},
-		{"empty", nil, false},
-		{"dialog without state", []byte(`<dialog-info><dialog id="x"/></dialog-info>`), false},
-		{"state outside a dialog", []byte(`<dialog-info><x><state>terminated</state></x></dialog-info>`), false},
-		{"nested deeper", []byte(`<dialog-info><dialog><local><state>terminated</state></local></dialog></dialog-info>`), false},
-		{"broken", []byte(`<dialog-info><dialog><state>terminated</state>`), false},
-		{"not xml", []byte(`terminated`), false},
-	} {
-		if got := terminatedDoc(tc.body); got != tc.want {
-			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
-		}
-	}
-}
-
-func FuzzTerminatedDoc(f *testing.F) {
-	for _, b := range [][]byte{dlgDoc("terminated"), dlgDoc("early", "terminated"), dlgDoc(), []byte("<a><dialog><state>terminated")} {
-		f.Add(b)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if terminatedDoc(b) && len(b) < len("<a><dialog><state>terminated</state></dialog></a>")-2 {
-			t.Fatalf("%q: too short to be a terminated document", b)
-		}
-	})
-}
-
 // TestTerminatedDialogReplaced: once the server holds a dialog document
 // with only terminated dialogs, a change or a refresh is sent as a removal
 // followed by a new initial PUBLISH (Kamailio never updates such a

@@ -73,30 +73,42 @@ var ErrConfig = errors.New("reconcile: invalid config")
 // recent input for two minutes).
 const maxGrace = time.Minute
 
-// Validate checks the configuration. A disabled section is checked too, so
-// that turning it on does not reveal old mistakes.
-func (c *Config) Validate() error {
+// configError is a Validate error: its text is the problems found, and it
+// matches ErrConfig.
+type configError struct{ err error }
+
+func (e configError) Error() string   { return e.err.Error() }
+func (e configError) Unwrap() []error { return []error{ErrConfig, e.err} }
+
+// Validate checks the configuration without changing it and reports every
+// problem, each starting with its key ("interval: ..."). A disabled section
+// is checked too, so that turning it on does not reveal old mistakes.
+func (c Config) Validate() error {
 	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.Kind != "kamailio" {
-		errs = append(errs, fmt.Errorf("%w: kind: %q is not kamailio (the only RPC dialect implemented; see the operator guide for OpenSIPS)", ErrConfig, c.Kind))
+		bad("kind: %q is not kamailio (the only RPC dialect implemented; see the operator guide for OpenSIPS)", c.Kind)
 	}
 	if u, err := url.Parse(c.RPCURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("%w: rpc_url: %q is not an http:// or https:// URL", ErrConfig, c.RPCURL))
+		bad("rpc_url: %q is not an http:// or https:// URL", c.RPCURL)
 	}
 	if c.Interval < time.Second {
-		errs = append(errs, fmt.Errorf("%w: interval: %v is below 1s", ErrConfig, c.Interval))
+		bad("interval: %s: must be at least 1s", c.Interval)
 	}
 	if c.Timeout <= 0 || c.Timeout > c.Interval {
-		errs = append(errs, fmt.Errorf("%w: timeout: %v must be above 0 and at most interval (%v)", ErrConfig, c.Timeout, c.Interval))
+		bad("timeout: %s: must be above 0 and at most interval (%s)", c.Timeout, c.Interval)
 	}
 	if c.Grace < 0 || c.Grace > maxGrace {
-		errs = append(errs, fmt.Errorf("%w: grace: %v must be between 0 and %v", ErrConfig, c.Grace, maxGrace))
+		bad("grace: %s: must be between 0 and %s", c.Grace, maxGrace)
 	}
 	if c.MaxResponseSize < 1024 {
-		errs = append(errs, fmt.Errorf("%w: max_response_size: %d is below 1024 bytes", ErrConfig, c.MaxResponseSize))
+		bad("max_response_size: %d: must be at least 1024 bytes", c.MaxResponseSize)
 	}
 	if c.ULTable == "" {
-		errs = append(errs, fmt.Errorf("%w: ul_table is empty", ErrConfig))
+		bad("ul_table: must not be empty")
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return configError{errors.Join(errs...)}
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/puaside/puaside/aor"
 	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/proxyrpc"
@@ -44,15 +45,15 @@ func planBindings(snap proxyrpc.Bindings, mine []usrloc.AoRInfo, domain string, 
 	theirs := map[string][]proxyrpc.Contact{}
 	incomplete := map[string]bool{}
 	for _, a := range snap.AoRs {
-		aor, err := usrloc.NormalizeAoR(a.Name, domain)
+		key, err := aor.Normalize(a.Name, domain)
 		if err != nil {
 			plan.Unusable++
 			plan.Partial = true
 			continue
 		}
-		theirs[aor] = append(theirs[aor], a.Contacts...)
+		theirs[key] = append(theirs[key], a.Contacts...)
 		if a.Incomplete {
-			incomplete[aor] = true
+			incomplete[key] = true
 		}
 	}
 	known := make(map[string]usrloc.AoRInfo, len(mine))

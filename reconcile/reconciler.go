@@ -89,7 +89,7 @@ type Reconciler struct {
 // New builds a reconciler; cfg is validated.
 func New(cfg Config, o Options) (*Reconciler, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reconcile: %w", err)
 	}
 	if o.Source == nil {
 		return nil, errors.New("reconcile: new: a Source is required")

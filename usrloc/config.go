@@ -9,24 +9,27 @@ import (
 )
 
 // Config is the usrloc section of the YAML configuration. Durations are
-// plain time.Duration fields, as in package pua: gopkg.in/yaml.v3 decodes a
-// duration string such as "30s" natively.
+// plain time.Duration fields, as in package pua: the file writes them as
+// "30s" or "1h", and package config reads a bare integer as seconds.
 type Config struct {
 	// DefaultDomain is appended as "@domain" to AoRs that have no domain
 	// (JSON events naming a bare user, registrars with use_domain=0), as
-	// pua_usrloc's default_domain does. Empty: such AoRs are rejected.
+	// pua_usrloc's default_domain does. It is the daemon's default domain:
+	// the bla and reconcile sections use it unless they set their own.
+	// Empty: such AoRs are rejected.
 	DefaultDomain string `yaml:"default_domain"`
 	// EntityPrefix builds the PIDF entity as "<prefix>:<user@domain>", as
 	// pua_usrloc's entity_prefix does (e.g. "pres"). Empty: the entity is the
 	// sip: AoR.
 	EntityPrefix string `yaml:"entity_prefix"`
-	// DefaultExpires (seconds) is used for a contact whose REGISTER states no
-	// expiry (no Contact expires param, no Expires header).
-	DefaultExpires int `yaml:"default_expires"`
-	// MinExpires (seconds): shorter non-zero expiries are raised to it.
-	MinExpires int `yaml:"min_expires"`
-	// MaxExpires (seconds): longer expiries are lowered to it; 0 = no cap.
-	MaxExpires int `yaml:"max_expires"`
+	// DefaultExpires is the lifetime of a contact whose REGISTER states no
+	// expiry (no Contact expires parameter, no Expires header), in whole
+	// seconds.
+	DefaultExpires time.Duration `yaml:"default_expires"`
+	// MinExpires raises shorter non-zero expiries to it; 0 means no floor.
+	MinExpires time.Duration `yaml:"min_expires"`
+	// MaxExpires lowers longer expiries to it; 0 means no cap.
+	MaxExpires time.Duration `yaml:"max_expires"`
 	// PublishHeader is the request header that turns the per-user publishing
 	// flag on (any value but "0", "no", "off", "false") or off ("0", "no",
 	// "off", "false"). The flag is remembered (database) until changed.
@@ -61,9 +64,9 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		DefaultExpires: 3600,
-		MinExpires:     60,
-		MaxExpires:     7200,
+		DefaultExpires: time.Hour,
+		MinExpires:     time.Minute,
+		MaxExpires:     2 * time.Hour,
 		PublishHeader:  "X-Puaside-Publish",
 		PublishDefault: true,
 		ClosedLinger:   30 * time.Second,
@@ -77,41 +80,54 @@ func DefaultConfig() Config {
 // ErrConfig is wrapped by every configuration error.
 var ErrConfig = errors.New("usrloc: invalid config")
 
-// Validate checks the configuration.
+// configError is a Validate error: its text is the problems found, and it
+// matches ErrConfig.
+type configError struct{ err error }
+
+func (e configError) Error() string   { return e.err.Error() }
+func (e configError) Unwrap() []error { return []error{ErrConfig, e.err} }
+
+// seconds returns d in whole seconds, the unit of SIP expiries.
+func seconds(d time.Duration) int { return int(d / time.Second) }
+
+// Validate checks the configuration without changing it and reports every
+// problem, each starting with its key ("min_expires: ...").
 func (c Config) Validate() error {
 	var errs []error
-	if c.DefaultExpires <= 0 {
-		errs = append(errs, fmt.Errorf("default_expires %d: must be > 0", c.DefaultExpires))
+	if c.DefaultExpires < time.Second {
+		errs = append(errs, fmt.Errorf("default_expires: %s: must be at least 1s", c.DefaultExpires))
 	}
 	if c.MinExpires < 0 {
-		errs = append(errs, fmt.Errorf("min_expires %d: must be >= 0", c.MinExpires))
+		errs = append(errs, fmt.Errorf("min_expires: %s: must not be negative", c.MinExpires))
 	}
 	if c.MaxExpires < 0 || (c.MaxExpires > 0 && c.MaxExpires < c.MinExpires) {
-		errs = append(errs, fmt.Errorf("max_expires %d: must be 0 or >= min_expires", c.MaxExpires))
+		errs = append(errs, fmt.Errorf("max_expires: %s: must be 0 (no cap) or at least min_expires (%s)", c.MaxExpires, c.MinExpires))
 	}
 	if c.PresID == "" {
 		errs = append(errs, errors.New("pres_id: must not be empty"))
 	}
 	if c.ClosedLinger < 0 {
-		errs = append(errs, errors.New("closed_linger: must be >= 0"))
+		errs = append(errs, fmt.Errorf("closed_linger: %s: must not be negative", c.ClosedLinger))
 	}
 	if c.PublishExpires < 0 {
-		errs = append(errs, errors.New("publish_expires: must be >= 0"))
+		errs = append(errs, fmt.Errorf("publish_expires: %s: must not be negative", c.PublishExpires))
 	}
 	if c.FlushInterval <= 0 {
-		errs = append(errs, errors.New("flush_interval: must be > 0"))
+		errs = append(errs, fmt.Errorf("flush_interval: %s: must be positive", c.FlushInterval))
 	}
 	if c.PendingMax <= 0 {
-		errs = append(errs, errors.New("pending_max: must be > 0"))
+		errs = append(errs, fmt.Errorf("pending_max: %d: must be positive", c.PendingMax))
 	}
 	if strings.ContainsAny(c.DefaultDomain, "@:;<> ") {
-		errs = append(errs, fmt.Errorf("default_domain %q: must be a bare domain", c.DefaultDomain))
+		errs = append(errs, fmt.Errorf("default_domain: %q: must be a bare domain", c.DefaultDomain))
 	}
-	if _, err := compilePatterns(c.PublishPatterns); err != nil {
-		errs = append(errs, err)
+	for i, p := range c.PublishPatterns {
+		if _, err := compilePatterns([]string{p}); err != nil {
+			errs = append(errs, fmt.Errorf("publish_patterns[%d]: %w", i, err))
+		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+		return configError{errors.Join(errs...)}
 	}
 	return nil
 }
@@ -141,7 +157,7 @@ func compilePatterns(pats []string) ([]*regexp.Regexp, error) {
 		}
 		re, err := regexp.Compile(expr)
 		if err != nil {
-			return nil, fmt.Errorf("publish_patterns %q: %w", p, err)
+			return nil, fmt.Errorf("%q: %w", p, err)
 		}
 		out = append(out, re)
 	}

@@ -43,8 +43,8 @@ func (t *Tracker) CorrectBindings(aor string, contacts []event.Contact, asked ti
 			if exp <= 0 || findBinding(next, c.URI) >= 0 {
 				continue
 			}
-			if t.cfg.MaxExpires > 0 && exp > t.cfg.MaxExpires {
-				exp = t.cfg.MaxExpires
+			if maxE := seconds(t.cfg.MaxExpires); maxE > 0 && exp > maxE {
+				exp = maxE
 			}
 			next = append(next, Binding{URI: c.URI, Expires: asked.Add(time.Duration(exp) * time.Second), Q: c.Q,
 				Received: c.Received, CallID: c.CallID, CSeq: c.CSeq, Instance: c.Instance, UserAgent: c.UserAgent})

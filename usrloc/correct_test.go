@@ -74,7 +74,7 @@ func TestCorrectBindingsYieldsToNewerInput(t *testing.T) {
 
 func TestCorrectBindingsCapsAndRefreshes(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.MaxExpires = 600
+	cfg.MaxExpires = 600 * time.Second
 	r := newRig(t, cfg, nil, nil)
 	aor := "sip:bob@example.com"
 	now := r.clock.Now()

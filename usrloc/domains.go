@@ -3,6 +3,8 @@ package usrloc
 import (
 	"strings"
 	"sync"
+
+	"github.com/puaside/puaside/aor"
 )
 
 // domainIndex counts the known AoRs of each domain, for HasDomain. It has
@@ -12,25 +14,17 @@ type domainIndex struct {
 	count map[string]int
 }
 
-// aorDomain is the host of an AoR "sip:user@host".
-func aorDomain(aor string) string {
-	if i := strings.LastIndexByte(aor, '@'); i >= 0 {
-		return aor[i+1:]
-	}
-	return ""
-}
-
-func (d *domainIndex) add(aor string) {
+func (d *domainIndex) add(a string) {
 	d.mu.Lock()
 	if d.count == nil {
 		d.count = map[string]int{}
 	}
-	d.count[aorDomain(aor)]++
+	d.count[aor.Domain(a)]++
 	d.mu.Unlock()
 }
 
-func (d *domainIndex) remove(aor string) {
-	host := aorDomain(aor)
+func (d *domainIndex) remove(a string) {
+	host := aor.Domain(a)
 	d.mu.Lock()
 	if d.count[host] <= 1 {
 		delete(d.count, host)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/aor"
 	"github.com/puaside/puaside/event"
 )
 
@@ -50,70 +51,24 @@ type Register struct {
 	UserAgent string
 }
 
-// NormalizeAoR turns "sip:User@Host:5060;p", "user@host" or "user" into
-// "sip:User@host". sips: becomes sip: (one AoR either way), the host is
-// lowercased, port and parameters are dropped; the user part keeps its case
-// (SIP users are case-sensitive). A bare user gets defaultDomain.
-func NormalizeAoR(s, defaultDomain string) (string, error) {
-	s = strings.TrimSpace(s)
-	s = strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">")
-	low := strings.ToLower(s)
+// userAoR applies the AoR rule (package aor) with usrloc's default domain
+// and reports a refusal as one of usrloc's reasons.
+func userAoR(s, defaultDomain string) (string, error) {
+	a, err := aor.Normalize(s, defaultDomain)
+	return a, aorReason(err)
+}
+
+// aorReason maps a refusal of package aor to the reason usrloc counts.
+func aorReason(err error) error {
 	switch {
-	case strings.HasPrefix(low, "sip:"):
-		s = s[4:]
-	case strings.HasPrefix(low, "sips:"):
-		s = s[5:]
-	case strings.Contains(low, ":") && !strings.Contains(low, "@"):
-		return "", ErrToNotSIP
+	case err == nil:
+		return nil
+	case errors.Is(err, aor.ErrNotSIP):
+		return ErrToNotSIP
+	case errors.Is(err, aor.ErrNoDomain):
+		return ErrNoDomain
 	}
-	if i := strings.IndexAny(s, ";?>"); i >= 0 {
-		s = s[:i]
-	}
-	user, host, ok := strings.Cut(s, "@")
-	if !ok {
-		host = ""
-	}
-	if user == "" {
-		return "", ErrToNoUser
-	}
-	if host == "" {
-		if defaultDomain == "" {
-			return "", ErrNoDomain
-		}
-		host = defaultDomain
-	}
-	return buildAoR(user, host)
-}
-
-// buildAoR checks and joins the parts of an AoR.
-func buildAoR(user, host string) (string, error) {
-	if user == "" {
-		return "", ErrToNoUser
-	}
-	if strings.HasPrefix(host, "[") {
-		if i := strings.Index(host, "]"); i > 0 {
-			host = host[:i+1]
-		}
-	} else if i := strings.LastIndex(host, ":"); i >= 0 {
-		host = host[:i]
-	}
-	host = strings.ToLower(host)
-	if host == "" {
-		return "", ErrNoDomain
-	}
-	if strings.ContainsAny(user+host, " \t\r\n<>\"") {
-		return "", ErrToNoUser
-	}
-	return "sip:" + user + "@" + host, nil
-}
-
-// aorFromURI normalises a parsed To URI.
-func aorFromURI(u sip.Uri) (string, error) {
-	sch := strings.ToLower(u.Scheme)
-	if sch != "sip" && sch != "sips" {
-		return "", ErrToNotSIP
-	}
-	return buildAoR(u.User, u.Host)
+	return ErrToNoUser
 }
 
 // ParseRegister parses a REGISTER request. publishHeader is the name of
@@ -203,11 +158,12 @@ func parseCommon(m sip.Message) (Register, error) {
 	if to == nil {
 		return r, ErrNoTo
 	}
-	aor, err := aorFromURI(to.Address)
+	a, err := aor.FromURI(&to.Address)
+	err = aorReason(err)
 	if err != nil {
 		return r, err
 	}
-	r.AoR = aor
+	r.AoR = a
 	return r, nil
 }
 

@@ -52,7 +52,7 @@ func TestParseGolden(t *testing.T) {
 	}
 }
 
-func TestNormalizeAoR(t *testing.T) {
+func TestUserAoRReasons(t *testing.T) {
 	tests := []struct {
 		in, dom, want string
 		err           error
@@ -71,9 +71,9 @@ func TestNormalizeAoR(t *testing.T) {
 		{"sip:a b@example.com", "", "", ErrToNoUser},
 	}
 	for _, tc := range tests {
-		got, err := NormalizeAoR(tc.in, tc.dom)
+		got, err := userAoR(tc.in, tc.dom)
 		if got != tc.want || !errors.Is(err, tc.err) {
-			t.Errorf("NormalizeAoR(%q, %q) = %q, %v; want %q, %v", tc.in, tc.dom, got, err, tc.want, tc.err)
+			t.Errorf("userAoR(%q, %q) = %q, %v; want %q, %v", tc.in, tc.dom, got, err, tc.want, tc.err)
 		}
 	}
 }
@@ -159,7 +159,7 @@ func TestConfigValidate(t *testing.T) {
 	bad := []func(*Config){
 		func(c *Config) { c.DefaultExpires = 0 },
 		func(c *Config) { c.MinExpires = -1 },
-		func(c *Config) { c.MaxExpires = 10 },
+		func(c *Config) { c.MaxExpires = 10 * time.Second },
 		func(c *Config) { c.PresID = "" },
 		func(c *Config) { c.PublishPatterns = []string{"re:("} },
 		func(c *Config) { c.DefaultDomain = "a@b" },

@@ -1,16 +1,16 @@
 package usrloc
 
 import (
-	"bytes"
-	"encoding/xml"
 	"hash/fnv"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/puaside/puaside/pidf"
 )
 
 // ContentTypePIDF is the content type of the published documents.
-const ContentTypePIDF = "application/pidf+xml"
+const ContentTypePIDF = pidf.ContentType
 
 // Entity returns the PIDF entity of an AoR ("sip:user@domain"): the AoR
 // itself, or "<prefix>:user@domain" when prefix is set (pua_usrloc's
@@ -35,16 +35,8 @@ func TupleID(s string) string {
 // when contacts is empty, the "closed" document (one tuple). The output is
 // deterministic: the same binding set always gives the same bytes.
 func BuildPIDF(entity string, contacts []Binding) []byte {
-	var b bytes.Buffer
-	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
-	b.WriteString(`<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="`)
-	escape(&b, entity)
-	b.WriteString("\">\n")
 	if len(contacts) == 0 {
-		b.WriteString(`  <tuple id="` + TupleID(entity) + "\">\n")
-		b.WriteString("    <status>\n      <basic>closed</basic>\n    </status>\n  </tuple>\n")
-		b.WriteString("</presence>\n")
-		return b.Bytes()
+		return pidf.Build(pidf.Document{Entity: entity, Tuples: []pidf.Tuple{{ID: TupleID(entity), Basic: pidf.Closed, Priority: -1}}})
 	}
 	cs := append([]Binding(nil), contacts...)
 	sort.Slice(cs, func(i, j int) bool {
@@ -53,19 +45,11 @@ func BuildPIDF(entity string, contacts []Binding) []byte {
 		}
 		return cs[i].URI < cs[j].URI
 	})
+	d := pidf.Document{Entity: entity, Tuples: make([]pidf.Tuple, 0, len(cs))}
 	for _, c := range cs {
-		b.WriteString(`  <tuple id="` + TupleID(c.URI) + "\">\n")
-		b.WriteString("    <status>\n      <basic>open</basic>\n    </status>\n")
-		b.WriteString("    <contact")
-		if c.Q >= 0 {
-			b.WriteString(` priority="` + strconv.FormatFloat(c.Q, 'f', -1, 64) + `"`)
-		}
-		b.WriteString(">")
-		escape(&b, c.URI)
-		b.WriteString("</contact>\n  </tuple>\n")
+		d.Tuples = append(d.Tuples, pidf.Tuple{ID: TupleID(c.URI), Basic: pidf.Open, Contact: c.URI, Priority: c.Q})
 	}
-	b.WriteString("</presence>\n")
-	return b.Bytes()
+	return pidf.Build(d)
 }
 
 // effQ orders an unstated q (-1) as 1.0, the RFC 3261 default preference.
@@ -74,9 +58,4 @@ func effQ(q float64) float64 {
 		return 1
 	}
 	return q
-}
-
-// escape writes s with XML escaping (valid in text and in a "-quoted attribute).
-func escape(b *bytes.Buffer, s string) {
-	_ = xml.EscapeText(b, []byte(s)) // writes to a bytes.Buffer never fail
 }

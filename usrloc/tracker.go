@@ -187,7 +187,7 @@ type Tracker struct {
 // New builds a tracker. Call Start to load the stored state, then Run.
 func New(cfg Config, opts Options) (*Tracker, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("usrloc: %w", err)
 	}
 	if opts.Publisher == nil {
 		return nil, errors.New("usrloc: new: a Publisher is required")
@@ -367,7 +367,7 @@ func grantedFallback(uri string, req *Register, replyExpires int) int {
 
 // ApplyRegistration applies a JSON registration event (a statement).
 func (t *Tracker) ApplyRegistration(ctx context.Context, r event.Registration) error {
-	aor, err := NormalizeAoR(r.AoR, t.cfg.DefaultDomain)
+	aor, err := userAoR(r.AoR, t.cfg.DefaultDomain)
 	if err != nil {
 		t.reject(err, event.SourceJSON, "")
 		return fmt.Errorf("usrloc: registration %q: %w", r.AoR, err)
@@ -423,16 +423,16 @@ func (t *Tracker) expiresFor(contact, header int) int {
 		e = header
 	}
 	if e < 0 {
-		e = t.cfg.DefaultExpires
+		e = seconds(t.cfg.DefaultExpires)
 	}
 	if e == 0 {
 		return 0
 	}
-	if e < t.cfg.MinExpires {
-		e = t.cfg.MinExpires
+	if e < seconds(t.cfg.MinExpires) {
+		e = seconds(t.cfg.MinExpires)
 	}
-	if t.cfg.MaxExpires > 0 && e > t.cfg.MaxExpires {
-		e = t.cfg.MaxExpires
+	if maxE := seconds(t.cfg.MaxExpires); maxE > 0 && e > maxE {
+		e = maxE
 	}
 	return e
 }
@@ -918,7 +918,7 @@ func (t *Tracker) Registrations() []AoRInfo {
 // Registration returns one AoR ("sip:user@domain", "user@domain" or a bare
 // user with default_domain).
 func (t *Tracker) Registration(aor string) (AoRInfo, bool) {
-	a, err := NormalizeAoR(aor, t.cfg.DefaultDomain)
+	a, err := userAoR(aor, t.cfg.DefaultDomain)
 	if err != nil {
 		return AoRInfo{}, false
 	}
@@ -949,7 +949,7 @@ func (t *Tracker) info(st *aorState) AoRInfo {
 // SetFlag stores the per-user publishing flag of an AoR (written to the
 // store at once) and publishes or removes its presence accordingly.
 func (t *Tracker) SetFlag(ctx context.Context, aor string, on bool) error {
-	a, err := NormalizeAoR(aor, t.cfg.DefaultDomain)
+	a, err := userAoR(aor, t.cfg.DefaultDomain)
 	if err != nil {
 		return fmt.Errorf("usrloc: set flag %q: %w", aor, err)
 	}
@@ -969,7 +969,7 @@ func (t *Tracker) SetFlag(ctx context.Context, aor string, on bool) error {
 // ClearFlag forgets the per-user flag of an AoR: patterns and
 // publish_default decide again.
 func (t *Tracker) ClearFlag(ctx context.Context, aor string) error {
-	a, err := NormalizeAoR(aor, t.cfg.DefaultDomain)
+	a, err := userAoR(aor, t.cfg.DefaultDomain)
 	if err != nil {
 		return fmt.Errorf("usrloc: clear flag %q: %w", aor, err)
 	}

@@ -44,6 +44,7 @@ func cliCommands() map[string]string {
 		"ls":        "list publications, subscriptions, registrations, dialogs, lines or flags",
 		"flag":      "set, clear or list users' stored publishing flags",
 		"line":      "add, remove or list shared lines (BLA)",
+		"ready":     "exit 0 when the daemon is ready (/readyz); for health checks",
 	}
 }
 
@@ -73,6 +74,8 @@ func runCLIEnv(env cliEnv, name string, args []string) int {
 		return c.flag(args)
 	case "line":
 		return c.line(args)
+	case "ready":
+		return c.ready(args)
 	}
 	fmt.Fprintf(env.stderr, "puaside: unknown command %q\n", name)
 	return exitUsage

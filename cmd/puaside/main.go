@@ -4,6 +4,8 @@
 //
 //	puaside [run] [-config FILE]   run the daemon (the default subcommand)
 //	puaside migrate [-config FILE] apply the database schema and exit
+//	puaside check [-config FILE]   validate a configuration file (exit 0 good, 2 bad)
+//	puaside config [-config FILE]  print the effective configuration, secrets masked
 //	puaside version                print the version
 //	puaside publish|subscribe|ls|flag|line ...   talk to a running daemon
 package main
@@ -17,18 +19,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"sort"
 	"syscall"
 	"time"
 
 	"github.com/puaside/puaside/config"
+	"github.com/puaside/puaside/internal/buildinfo"
 	"github.com/puaside/puaside/internal/daemon"
 	"github.com/puaside/puaside/store"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
@@ -55,12 +54,16 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return runDaemon(args, stderr)
 	case "migrate":
 		return runMigrate(args, stdout, stderr)
+	case "check":
+		return runCheck(args, stdout, stderr)
+	case "config":
+		return runConfig(args, stdout, stderr)
 	case "version":
 		if len(args) > 0 {
 			fmt.Fprintf(stderr, "puaside version: unexpected argument %q\n", args[0])
 			return exitUsage
 		}
-		fmt.Fprintln(stdout, "puaside", versionString())
+		fmt.Fprintln(stdout, "puaside", buildinfo.Get())
 		return exitOK
 	case "help":
 		usage(stdout)
@@ -76,6 +79,8 @@ func usage(w io.Writer) {
 
   run       run the daemon (default); -config FILE (env PUASIDE_CONFIG)
   migrate   apply the database schema and exit; -config FILE
+  check     validate a configuration file and exit (0 good, 2 bad); -config FILE
+  config    print the effective configuration, secrets masked; -config FILE
   version   print the version (also --version)
 `)
 	cmds := cliCommands()
@@ -88,16 +93,6 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n])
 	}
 	fmt.Fprint(w, "\nRun 'puaside SUBCOMMAND -h' for the flags of a subcommand.\n")
-}
-
-func versionString() string {
-	if version != "dev" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return version
 }
 
 // loadConfig parses -config from args.

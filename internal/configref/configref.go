@@ -133,7 +133,7 @@ func walk(v reflect.Value, path string, depth int, pkg string, docs map[string]s
 // render returns a value as a one-line YAML flow scalar or sequence.
 func render(v reflect.Value) string {
 	if v.Type() == durationType {
-		return v.Interface().(time.Duration).String()
+		return config.FormatDuration(v.Interface().(time.Duration))
 	}
 	if v.Kind() == reflect.Slice && v.Len() == 0 {
 		return "[]"

@@ -57,6 +57,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	if log == nil {
 		log = slog.Default()
 	}
+	cfg.ShareDefaultDomain()
 	d := &Daemon{cfg: cfg, log: log, m: metrics.New()}
 	db, err := store.Open(ctx, cfg.DBURL, cfg.DBTable)
 	if err != nil {
@@ -262,13 +263,10 @@ func (d *Daemon) Start(ctx context.Context) error {
 // trackers that are on.
 func newReconciler(cfg config.Config, ul *usrloc.Tracker, di *dialoginfo.Tracker, log *slog.Logger, m *metrics.Metrics) (*reconcile.Reconciler, error) {
 	rc := cfg.Reconcile
-	if rc.DefaultDomain == "" {
-		rc.DefaultDomain = cfg.Usrloc.DefaultDomain
-	}
 	client := proxyrpc.NewClient(rc.RPCURL, proxyrpc.Options{Timeout: rc.Timeout, MaxResponse: rc.MaxResponseSize})
 	o := reconcile.Options{
 		Source:           proxyrpc.Kamailio{Client: client, Table: rc.ULTable},
-		PermanentExpires: cfg.Usrloc.DefaultExpires,
+		PermanentExpires: int(cfg.Usrloc.DefaultExpires / time.Second),
 		CallMaxAge:       cfg.Dialoginfo.LifetimeCap,
 		Logger:           log,
 		Metrics:          m,

@@ -1,4 +1,4 @@
-package bla
+package dialogdoc
 
 import (
 	"bytes"
@@ -19,35 +19,35 @@ func readTestdata(t testing.TB, name string) []byte {
 	return b
 }
 
-func TestParseDialogInfo(t *testing.T) {
+func TestParse(t *testing.T) {
 	for _, tc := range []struct {
 		file string
-		want DialogInfo
+		want Document
 	}{
-		{"notify/wire_trying.xml", DialogInfo{Version: 1, State: DocPartial, Entity: "sip:pol1@example.com",
+		{"notify/wire_trying.xml", Document{Version: 1, State: DocPartial, Entity: "sip:pol1@example.com",
 			Dialogs: []Dialog{{ID: "d1", Direction: "initiator", State: "trying", LineID: "0"}}}},
-		{"notify/wire_terminated.xml", DialogInfo{Version: 1, State: DocPartial, Entity: "sip:pol1@example.com",
+		{"notify/wire_terminated.xml", Document{Version: 1, State: DocPartial, Entity: "sip:pol1@example.com",
 			Dialogs: []Dialog{{ID: "d1", Direction: "initiator", State: "terminated", LineID: "0"}}}},
-		{"notify/a_trying_1.xml", DialogInfo{Version: 3, State: DocPartial, Entity: "sip:100@example.com",
+		{"notify/a_trying_1.xml", Document{Version: 3, State: DocPartial, Entity: "sip:100@example.com",
 			Dialogs: []Dialog{{ID: "a1", Direction: "initiator", State: "trying", LineID: "1"}}}},
-		{"notify/a_confirmed_1.xml", DialogInfo{Version: 4, State: DocPartial, Entity: "sip:100@example.com",
+		{"notify/a_confirmed_1.xml", Document{Version: 4, State: DocPartial, Entity: "sip:100@example.com",
 			Dialogs: []Dialog{{ID: "a1", CallID: "call-a1@10.0.0.1", LocalTag: "la1", RemoteTag: "ra1",
 				Direction: "initiator", State: "confirmed", LineID: "1"}}}},
-		{"notify/a_full_two.xml", DialogInfo{Version: 10, State: DocFull, Entity: "sip:100@example.com",
+		{"notify/a_full_two.xml", Document{Version: 10, State: DocFull, Entity: "sip:100@example.com",
 			Dialogs: []Dialog{
 				{ID: "a1", CallID: "c1@10.0.0.1", LocalTag: "l1", RemoteTag: "r1", Direction: "recipient",
 					State: "confirmed", LineID: "1", Held: true},
 				{ID: "a3", Direction: "initiator", State: "early", LineID: "3"},
 			}}},
-		{"notify/a_full_empty.xml", DialogInfo{Version: 11, State: DocFull, Entity: "sip:100@example.com"}},
-		{"notify/sipxsaa_confirmed_0.xml", DialogInfo{Version: 0, State: DocPartial, Entity: "sip:321@177.0.0.1:54140",
+		{"notify/a_full_empty.xml", Document{Version: 11, State: DocFull, Entity: "sip:100@example.com"}},
+		{"notify/sipxsaa_confirmed_0.xml", Document{Version: 0, State: DocPartial, Entity: "sip:321@177.0.0.1:54140",
 			Dialogs: []Dialog{{ID: "1", CallID: "call-1116603513-890@10.1.1.153", LocalTag: "264460498",
 				RemoteTag: "1c10982", Direction: "recipient", State: "confirmed", LineID: "0"}}}},
-		{"notify/ma_trying_1.xml", DialogInfo{Version: 2, State: DocPartial, Entity: "sip:100@example.com",
+		{"notify/ma_trying_1.xml", Document{Version: 2, State: DocPartial, Entity: "sip:100@example.com",
 			Dialogs: []Dialog{{ID: "m1", Direction: "initiator", State: "trying", LineID: "1"}}}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			got, err := ParseDialogInfo(readTestdata(t, tc.file), DefaultMaxBodySize)
+			got, err := Parse(readTestdata(t, tc.file), DefaultMaxSize)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +68,7 @@ func TestParseDialogInfo(t *testing.T) {
 	}
 }
 
-func TestParseDialogInfoBad(t *testing.T) {
+func TestParseBad(t *testing.T) {
 	big := append([]byte(`<dialog-info version="1" state="full" entity="sip:a@b">`),
 		bytes.Repeat([]byte(" "), 1<<20)...)
 	big = append(big, []byte(`</dialog-info>`)...)
@@ -96,7 +96,7 @@ func TestParseDialogInfoBad(t *testing.T) {
 		{"deep nesting", []byte(`<dialog-info>` + deep + `</dialog-info>`), ErrMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseDialogInfo(tc.body, DefaultMaxBodySize)
+			got, err := Parse(tc.body, DefaultMaxSize)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v (doc %+v)", err, tc.want, got)
 			}
@@ -105,41 +105,4 @@ func TestParseDialogInfoBad(t *testing.T) {
 			}
 		})
 	}
-}
-
-func FuzzParseDialogInfo(f *testing.F) {
-	for _, dir := range []string{"testdata/notify", "testdata/bad"} {
-		files, err := filepath.Glob(filepath.Join(dir, "*"))
-		if err != nil {
-			f.Fatal(err)
-		}
-		for _, p := range files {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				f.Fatal(err)
-			}
-			f.Add(b)
-		}
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		doc, err := ParseDialogInfo(body, DefaultMaxBodySize)
-		if err != nil {
-			if doc != nil {
-				t.Fatalf("document and error: %v", err)
-			}
-			if !errors.Is(err, ErrEmptyBody) && !errors.Is(err, ErrTooLarge) &&
-				!errors.Is(err, ErrDoctype) && !errors.Is(err, ErrMalformed) {
-				t.Fatalf("unclassified error %v", err)
-			}
-			return
-		}
-		if doc.State != DocFull && doc.State != DocPartial {
-			t.Fatalf("document state %q", doc.State)
-		}
-		for _, d := range doc.Dialogs {
-			if d.ID == "" || d.State == "" {
-				t.Fatalf("dialog without id or state: %+v", d)
-			}
-		}
-	})
 }

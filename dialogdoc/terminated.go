@@ -1,4 +1,4 @@
-package pua
+package dialogdoc
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// terminatedDoc reports whether body is a dialog-info document whose
+// AllTerminated reports whether body is a dialog-info document whose
 // dialogs all carry the state "terminated" (at least one dialog with a
 // state). Kamailio's presence module (5.x, update_presentity) does not
 // update a stored dialog publication holding such a document: it answers a
@@ -18,16 +18,19 @@ import (
 // such a publication (removal, then a new initial PUBLISH) instead of
 // modifying or refreshing it.
 //
+// The reader is lenient, as Kamailio's libxml2 is, but keeps the package's
+// limits: a document over DefaultMaxSize, nested deeper than MaxDepth or
+// with a declaration is not terminated.
+//
 // The rule follows Kamailio's (state elements of the root's dialog
 // children), with surrounding blanks and case ignored so that a document
 // Kamailio counts as terminated is never missed. Anything unparsable is not
 // terminated.
-func terminatedDoc(body []byte) bool {
-	if len(body) == 0 || !bytes.Contains(bytes.ToLower(body), []byte("terminated")) {
+func AllTerminated(body []byte) bool {
+	if len(body) == 0 || len(body) > DefaultMaxSize || !bytes.Contains(bytes.ToLower(body), []byte("terminated")) {
 		return false
 	}
-	d := xml.NewDecoder(bytes.NewReader(body))
-	d.Strict = false
+	d := newDecoder(body, false)
 	depth, seen := 0, false
 	inDialog, inState := false, false
 	var state strings.Builder
@@ -40,8 +43,13 @@ func terminatedDoc(body []byte) bool {
 			return false
 		}
 		switch t := tok.(type) {
+		case xml.Directive:
+			return false
 		case xml.StartElement:
 			depth++
+			if depth > MaxDepth {
+				return false
+			}
 			// depth 1 root, 2 dialog, 3 state.
 			if depth == 2 {
 				inDialog = t.Name.Local == "dialog"

@@ -1,8 +1,9 @@
-package bla
+package dialogdoc
 
 import (
 	"bytes"
 	"regexp"
+	"sort"
 )
 
 // stateAttr matches the state attribute of a dialog-info start tag.
@@ -22,7 +23,7 @@ func rawName(tag []byte) string {
 // root element of info, with state="full", and the given dialogs as they
 // were written. It is how a partial document is relayed once merged into
 // the state it updates: namespace declarations and version come from info.
-func (info *DialogInfo) FullDocument(dialogs []Dialog) []byte {
+func (info *Document) FullDocument(dialogs []Dialog) []byte {
 	root := bytes.TrimSpace(info.root)
 	root = bytes.TrimSuffix(bytes.TrimSuffix(root, []byte(">")), []byte("/"))
 	if stateAttr.Match(root) {
@@ -42,10 +43,10 @@ func (info *DialogInfo) FullDocument(dialogs []Dialog) []byte {
 	return b.Bytes()
 }
 
-// mergeDialogs applies the dialogs of a partial document to the known
-// state: a dialog it names replaces the known one (a terminated one is
-// shown this once), the others stay. The result is sorted by dialog id.
-func mergeDialogs(known map[string]Dialog, changed []Dialog) []Dialog {
+// Merge applies the dialogs of a partial document to the known state: a
+// dialog it names replaces the known one (a terminated one is shown this
+// once), the others stay. The result is sorted by dialog id.
+func Merge(known map[string]Dialog, changed []Dialog) []Dialog {
 	byID := make(map[string]Dialog, len(known)+len(changed))
 	for id, d := range known {
 		byID[id] = d
@@ -54,8 +55,9 @@ func mergeDialogs(known map[string]Dialog, changed []Dialog) []Dialog {
 		byID[d.ID] = d
 	}
 	out := make([]Dialog, 0, len(byID))
-	for _, id := range sortedKeys(byID) {
-		out = append(out, byID[id])
+	for _, d := range byID {
+		out = append(out, d)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }

@@ -1,4 +1,4 @@
-package dialoginfo
+package dialogdoc
 
 import (
 	"bytes"
@@ -6,53 +6,7 @@ import (
 	"strconv"
 )
 
-// ContentType is the media type of the documents built by Build.
-const ContentType = "application/dialog-info+xml"
-
-// Namespace is the RFC 4235 XML namespace.
-const Namespace = "urn:ietf:params:xml:ns:dialog-info"
-
-// Document is one dialog-info document (state="full") for one entity.
-type Document struct {
-	// Version is the document version for the entity.
-	Version uint64
-	// Entity is the AoR the document is about.
-	Entity string
-	// Dialogs are the entity's dialogs (a tracker document holds one).
-	Dialogs []Dialog
-}
-
-// Dialog is one <dialog> element.
-type Dialog struct {
-	// ID is the dialog id (required).
-	ID string
-	// CallID, LocalTag and RemoteTag are rendered when not empty.
-	CallID    string
-	LocalTag  string
-	RemoteTag string
-	// Direction is "initiator" or "recipient" (omitted when empty).
-	Direction string
-	// State is trying, proceeding, early, confirmed or terminated.
-	State string
-	// Event and Code qualify the state (omitted when empty / 0).
-	Event string
-	Code  int
-	// Local and Remote are the participants; nil omits the element.
-	Local, Remote *Participant
-}
-
-// Participant is a <local> or <remote> element.
-type Participant struct {
-	// Identity is the participant's AoR; Display its display name (optional).
-	Identity string
-	Display  string
-	// Target is the target URI (Contact when known, else the AoR).
-	Target string
-	// Rendering, when not empty, adds <param pname="+sip.rendering" pval=.../>.
-	Rendering string
-}
-
-// Build renders a document. All attribute values and texts are escaped with
+// Build renders a full-state document (State is ignored). All attribute values and texts are escaped with
 // encoding/xml, so any input yields well-formed XML.
 func Build(d Document) []byte {
 	var b bytes.Buffer

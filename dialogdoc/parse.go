@@ -1,4 +1,4 @@
-package bla
+package dialogdoc
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// Parse errors. ParseDialogInfo wraps them with detail.
+// Parse errors. Parse wraps them with detail.
 var (
 	// ErrEmptyBody is returned for an empty document.
 	ErrEmptyBody = errors.New("empty dialog-info body")
@@ -24,81 +24,25 @@ var (
 	ErrMalformed = errors.New("malformed dialog-info body")
 )
 
-// Document states (the dialog-info `state` attribute).
-const (
-	DocFull    = "full"
-	DocPartial = "partial"
-)
-
-// maxDepth bounds element nesting; dialog-info needs 5 levels.
-const maxDepth = 32
-
-// DialogInfo is the part of an RFC 4235 dialog-info document that a BLA
-// agent needs.
-type DialogInfo struct {
-	// Version is the document version.
-	Version uint64
-	// HasVersion is false when the root has no version attribute (required
-	// by RFC 4235, but then versions cannot be compared).
-	HasVersion bool
-	// State is DocFull or DocPartial.
-	State string
-	// Entity is the monitored URI.
-	Entity string
-	// Dialogs are the document's dialogs, in document order.
-	Dialogs []Dialog
-
-	// root is the root element's start tag as written, rootName its name.
-	root     []byte
-	rootName string
-}
-
-// Dialog is one <dialog> element.
-type Dialog struct {
-	// ID is the dialog id attribute (required).
-	ID string
-	// CallID, LocalTag, RemoteTag and Direction are the optional attributes.
-	CallID, LocalTag, RemoteTag, Direction string
-	// State is the lower-cased <state> text: trying, proceeding, early,
-	// confirmed or terminated (other tokens are kept as they are).
-	State string
-	// LineID is the line (appearance) index: the x-line-id param of
-	// <local><target> (pval or pvalue spelling), else an <appearance>
-	// child of <dialog> (draft-anil-sipping-bla-04, RFC 7463). Empty: none.
-	LineID string
-	// Held is true when <local><target> has +sip.rendering = no.
-	Held bool
-	// Raw is the <dialog> element as written in the document.
-	Raw []byte
-}
-
-// Holds reports whether the dialog occupies its line index: it is trying,
-// proceeding, early or confirmed.
-func (d Dialog) Holds() bool {
-	switch d.State {
-	case "trying", "proceeding", "early", "confirmed":
-		return true
-	}
-	return false
-}
-
-// ParseDialogInfo parses a dialog-info document of at most maxSize bytes.
+// Parse parses a dialog-info document of at most maxSize bytes (0:
+// DefaultMaxSize).
 // It rejects DOCTYPEs and other declarations outright, so no entity is ever
 // defined or expanded, and requires the root element dialog-info and an id
 // and a state for each dialog. Errors wrap ErrEmptyBody, ErrTooLarge,
 // ErrDoctype or ErrMalformed.
-func ParseDialogInfo(body []byte, maxSize int) (*DialogInfo, error) {
+func Parse(body []byte, maxSize int) (*Document, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, ErrEmptyBody
 	}
-	if maxSize > 0 && len(body) > maxSize {
+	if maxSize <= 0 {
+		maxSize = DefaultMaxSize
+	}
+	if len(body) > maxSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), maxSize)
 	}
-	dec := xml.NewDecoder(bytes.NewReader(body))
-	dec.Strict = true
-	// CharsetReader stays nil: a non-UTF-8 encoding declaration is an error.
+	dec := newDecoder(body, true)
 	var (
-		info     DialogInfo
+		info     Document
 		stack    []string
 		cur      *Dialog
 		text     strings.Builder
@@ -123,8 +67,8 @@ func ParseDialogInfo(body []byte, maxSize int) (*DialogInfo, error) {
 			if rootDone {
 				return nil, fmt.Errorf("%w: content after the root element", ErrMalformed)
 			}
-			if len(stack) >= maxDepth {
-				return nil, fmt.Errorf("%w: nesting deeper than %d", ErrMalformed, maxDepth)
+			if len(stack) >= MaxDepth {
+				return nil, fmt.Errorf("%w: nesting deeper than %d", ErrMalformed, MaxDepth)
 			}
 			name := t.Name.Local
 			stack = append(stack, name)
@@ -218,7 +162,7 @@ func ParseDialogInfo(body []byte, maxSize int) (*DialogInfo, error) {
 	return &info, nil
 }
 
-func (info *DialogInfo) setAttrs(attrs []xml.Attr) error {
+func (info *Document) setAttrs(attrs []xml.Attr) error {
 	info.State = DocFull
 	for _, a := range attrs {
 		switch a.Name.Local {
@@ -240,4 +184,15 @@ func (info *DialogInfo) setAttrs(attrs []xml.Attr) error {
 		}
 	}
 	return nil
+}
+
+// newDecoder is the XML reader every part of the package uses. Go's
+// decoder never expands external entities and knows only the five
+// predefined ones; CharsetReader stays nil, so a non-UTF-8 encoding
+// declaration is an error. strict is false only where a lenient peer's
+// reading must be matched (AllTerminated).
+func newDecoder(body []byte, strict bool) *xml.Decoder {
+	dec := xml.NewDecoder(bytes.NewReader(body))
+	dec.Strict = strict
+	return dec
 }

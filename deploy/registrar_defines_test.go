@@ -1,0 +1,37 @@
+package deploy_test
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestRegistrarDefinesCombine runs `kamailio -c` on registrar.cfg with every
+// combination of its mirroring defines, with and without WITH_RPC: the
+// defines are independent switches, so any set of them must parse (with
+// WITH_SIPTRACE and WITH_HEP both set, the copies are HEPv3).
+func TestRegistrarDefinesCombine(t *testing.T) {
+	bin, err := exec.LookPath("kamailio")
+	if err != nil {
+		t.Fatalf("kamailio is needed (scripts/test.sh installs it): %v", err)
+	}
+	cfg := filepath.Join(repoRoot(t), "deploy", "kamailio", "registrar.cfg")
+	mirrors := []string{"WITH_REPLICATE", "WITH_SIPTRACE", "WITH_HEP"}
+	for set := 1; set < 1<<len(mirrors); set++ {
+		for _, rpc := range []bool{false, true} {
+			args := []string{"-c", "-f", cfg}
+			for i, m := range mirrors {
+				if set&(1<<i) != 0 {
+					args = append(args, "-A", m)
+				}
+			}
+			if rpc {
+				args = append(args, "-A", "WITH_RPC")
+			}
+			if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+				t.Errorf("kamailio %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		}
+	}
+}

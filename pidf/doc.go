@@ -1,0 +1,20 @@
+// Package pidf is the codec for RFC 3863 presence documents, beside
+// dialogdoc for dialog-info. usrloc builds the registration state it
+// publishes with it (one tuple per bound contact, or one closed tuple);
+// the types carry notes (RFC 3863 <note>) so that documents composed from
+// several publications can be expressed with them.
+//
+// The package imports only the standard library.
+package pidf
+
+// ContentType is the media type of PIDF documents.
+const ContentType = "application/pidf+xml"
+
+// Namespace is the RFC 3863 XML namespace.
+const Namespace = "urn:ietf:params:xml:ns:pidf"
+
+// Basic statuses of a tuple.
+const (
+	Open   = "open"
+	Closed = "closed"
+)

@@ -1,0 +1,75 @@
+package pua
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/puaside/puaside/internal/dnstest"
+)
+
+// deadTCPPort returns a loopback port nothing listens on.
+func deadTCPPort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return p
+}
+
+func TestServerAddressSRVFailover(t *testing.T) {
+	fs := newFakeServer(t)
+	dead := deadTCPPort(t)
+	d := dnstest.Start(t,
+		fmt.Sprintf("_sip._tcp.presence.test. 60 IN SRV 10 0 %d dead.presence.test.", dead),
+		fmt.Sprintf("_sip._tcp.presence.test. 60 IN SRV 20 0 %d live.presence.test.", fs.port),
+		"dead.presence.test. 60 IN A 127.0.0.1",
+		"live.presence.test. 60 IN A 127.0.0.1")
+	e := newTestEngine(t, fs, nil, nil, func(c *Config) {
+		c.ServerAddress = "sip:presence.test;transport=tcp"
+		c.DNSServer = d.Addr
+	})
+	if res := mustWait(t, e, pubReq("a")); res.Status != 200 {
+		t.Fatalf("PUBLISH via SRV failover: %+v", res)
+	}
+	if v := fs.requests()[0].Via(); v.Transport != "TCP" {
+		t.Fatalf("transport %s, want TCP (from the SRV name)", v.Transport)
+	}
+}
+
+func TestServerAddress503Failover(t *testing.T) {
+	busy, fs := newFakeServer(t), newFakeServer(t)
+	busy.mu.Lock()
+	busy.def = reply{code: 503}
+	busy.mu.Unlock()
+	d := dnstest.Start(t,
+		`presence.test. 60 IN NAPTR 10 10 "s" "SIP+D2U" "" _sip._udp.presence.test.`,
+		fmt.Sprintf("_sip._udp.presence.test. 60 IN SRV 10 0 %d a.presence.test.", busy.port),
+		fmt.Sprintf("_sip._udp.presence.test. 60 IN SRV 20 0 %d b.presence.test.", fs.port),
+		"a.presence.test. 60 IN A 127.0.0.1",
+		"b.presence.test. 60 IN A 127.0.0.1")
+	e := newTestEngine(t, fs, nil, nil, func(c *Config) {
+		c.ServerAddress = "sip:presence.test"
+		c.DNSServer = d.Addr
+		c.RequestTimeout = 2 * time.Second
+	})
+	if res := mustWait(t, e, pubReq("a")); res.Status != 200 {
+		t.Fatalf("PUBLISH after a 503: %+v", res)
+	}
+	if n := len(busy.requests()); n != 1 {
+		t.Fatalf("busy server got %d requests, want 1", n)
+	}
+	// The busy target is tried last for a while.
+	if res := mustWait(t, e, pubReq("b")); res.Status != 200 {
+		t.Fatalf("second PUBLISH: %+v", res)
+	}
+	if n := len(busy.requests()); n != 1 {
+		t.Fatalf("busy server got %d requests, want it skipped after failing", n)
+	}
+	if n := len(fs.requests()); n != 2 {
+		t.Fatalf("live server got %d requests, want 2", n)
+	}
+}
