@@ -250,6 +250,7 @@ func TestSIGKILLMidRegisterBurst(t *testing.T) {
 			}
 		}
 		if dups == 0 && missing == 0 {
+			t.Logf("one presentity per user %s after the SIGKILL", time.Since(killedAt).Round(time.Second))
 			break
 		}
 		if time.Now().After(deadline) {
@@ -259,7 +260,6 @@ func TestSIGKILLMidRegisterBurst(t *testing.T) {
 		}
 		time.Sleep(2 * time.Second)
 	}
-	t.Logf("one presentity per user %s after the SIGKILL", time.Since(killedAt).Round(time.Second))
 
 	// Everyone unregisters; those not answered are sent again.
 	pending := users
