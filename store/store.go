@@ -7,6 +7,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -227,17 +228,45 @@ func (db *DB) Migrate(ctx context.Context) ([]string, error) {
 		if have[m.Name] {
 			continue
 		}
-		for _, st := range m.Statements {
-			st = strings.ReplaceAll(st, "{{pua}}", db.Table)
-			if _, err := db.X.ExecContext(ctx, st); err != nil {
-				return applied, fmt.Errorf("store: migration %s: %w", m.Name, err)
-			}
-		}
-		if _, err := db.X.ExecContext(ctx, `INSERT INTO puaside_migrations (name, applied_at) VALUES (?, ?)`,
-			m.Name, time.Now().Unix()); err != nil {
-			return applied, fmt.Errorf("store: record migration %s: %w", m.Name, err)
+		if err := db.apply(ctx, m); err != nil {
+			return applied, err
 		}
 		applied = append(applied, m.Name)
 	}
 	return applied, nil
+}
+
+// apply runs one migration and records it: in one transaction on SQLite,
+// step by idempotent step on MySQL (which commits each DDL statement), so
+// that a run cut short is finished by the next one.
+func (db *DB) apply(ctx context.Context, m schema.Migration) (err error) {
+	var q execQuerier = db.X
+	var tx *sql.Tx
+	if db.Dialect == SQLite {
+		if tx, err = db.X.BeginTx(ctx, nil); err != nil {
+			return fmt.Errorf("store: migration %s: begin: %w", m.Name, err)
+		}
+		defer func() {
+			if err != nil {
+				_ = tx.Rollback()
+			}
+		}()
+		q = tx
+	}
+	for _, st := range m.Statements {
+		st = strings.ReplaceAll(st, "{{pua}}", db.Table)
+		if err := db.step(ctx, q, st); err != nil {
+			return fmt.Errorf("store: migration %s: %w", m.Name, err)
+		}
+	}
+	if _, err := q.ExecContext(ctx, `INSERT INTO puaside_migrations (name, applied_at) VALUES (?, ?)`,
+		m.Name, time.Now().Unix()); err != nil {
+		return fmt.Errorf("store: record migration %s: %w", m.Name, err)
+	}
+	if tx != nil {
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("store: migration %s: commit: %w", m.Name, err)
+		}
+	}
+	return nil
 }
