@@ -13,7 +13,8 @@ import (
 // every loaded record of those owners that nobody claimed. Until then an
 // unclaimed record that the server holds is refreshed as usual, and one the
 // server never accepted is not sent at all. Records of other flags (the
-// management API's) are never swept.
+// management API's) are never swept, nor is a publication the server holds
+// whose lifetime is bounded (desired_expires): it ends with its lifetime.
 
 // claimState is the engine's claim window. Guarded by Engine.cmu.
 type claimState struct {
@@ -177,6 +178,15 @@ func (e *Engine) sweep() {
 			}
 			r.unclaimed = false
 			if r.remove {
+				continue
+			}
+			if r.etag != "" && r.endAt != 0 {
+				// Its lifetime was bounded by whoever published it (a
+				// publication adopted from Kamailio's pua_usrloc lasts as
+				// long as the registration it stood for): it is left to
+				// end then, unless its owner claims it before.
+				e.log.Debug("unclaimed publication left to end with its lifetime", "aor", r.key.PresURI,
+					"event", r.key.Event, "id", r.key.ID, "flag", r.flag, "end", time.Unix(r.endAt, 0))
 				continue
 			}
 			pubs++

@@ -173,6 +173,12 @@ func TestAdoptKamailioPublications(t *testing.T) {
 			if r := got["etag-a1"]; !r.Removing || r.PresID == "usrloc" {
 				t.Errorf("alice's second publication = %+v, want removing", r)
 			}
+			if r := got["etag-a2"]; r.DesiredExpires != r.Expires {
+				t.Errorf("alice's kept publication ends at %d, want its expiry %d", r.DesiredExpires, r.Expires)
+			}
+			if r := got["etag-d1"]; r.DesiredExpires != 0 {
+				t.Errorf("bob's dialog publication ends at %d, want 0 (swept unless claimed)", r.DesiredExpires)
+			}
 			if r := got["etag-b1"]; r.PresID != "usrloc" || r.Removing {
 				t.Errorf("bob's publication = %+v", r)
 			}

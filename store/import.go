@@ -56,13 +56,16 @@ type AdoptResult struct {
 
 // kamailioRow is a row written by Kamailio's pua module.
 type kamailioRow struct {
-	ID         int64  `db:"id"`
-	PresURI    string `db:"pres_uri"`
-	PresID     string `db:"pres_id"`
-	Event      int64  `db:"event"`
-	Flag       int64  `db:"flag"`
-	Expires    int64  `db:"expires"`
-	WatcherURI string `db:"watcher_uri"`
+	ID      int64  `db:"id"`
+	PresURI string `db:"pres_uri"`
+	PresID  string `db:"pres_id"`
+	Event   int64  `db:"event"`
+	Flag    int64  `db:"flag"`
+	Expires int64  `db:"expires"`
+	// DesiredExpires is the end of the publication's lifetime (Unix
+	// seconds, 0 = until removed).
+	DesiredExpires int64  `db:"desired_expires"`
+	WatcherURI     string `db:"watcher_uri"`
 }
 
 // AdoptKamailio takes over the rows Kamailio's pua module left in the pua
@@ -84,16 +87,16 @@ func (db *DB) AdoptKamailio(ctx context.Context, opts AdoptOptions) (res AdoptRe
 	}()
 	t := db.quotedTable()
 	var rows []kamailioRow
-	if err := tx.SelectContext(ctx, &rows, `SELECT id, pres_uri, pres_id, event, flag, expires, watcher_uri
+	if err := tx.SelectContext(ctx, &rows, `SELECT id, pres_uri, pres_id, event, flag, expires, desired_expires, watcher_uri
 		FROM `+t+` WHERE event_name = '' OR event_name IS NULL ORDER BY id`); err != nil {
 		return res, fmt.Errorf("store: adopt kamailio rows: read: %w", err)
 	}
 	if len(rows) == 0 {
 		return res, tx.Commit()
 	}
-	set := func(id int64, presID, eventName, contentType string, removing bool) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE `+t+` SET pres_id = ?, event_name = ?, content_type = ?, removing = ?
-			WHERE id = ?`, presID, eventName, contentType, boolInt(removing), id); err != nil {
+	set := func(id int64, presID, eventName, contentType string, removing bool, end int64) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE `+t+` SET pres_id = ?, event_name = ?, content_type = ?, removing = ?,
+			desired_expires = ? WHERE id = ?`, presID, eventName, contentType, boolInt(removing), end, id); err != nil {
 			return fmt.Errorf("store: adopt kamailio row %d: %w", id, err)
 		}
 		return nil
@@ -112,7 +115,11 @@ func (db *DB) AdoptKamailio(ctx context.Context, opts AdoptOptions) (res AdoptRe
 		case opts.UsrlocPresID != "" && r.Flag == pua.FlagUsrloc && name == "presence" && r.WatcherURI == "":
 			usrloc[r.PresURI] = append(usrloc[r.PresURI], r)
 		default:
-			if err := set(r.ID, r.PresID, name, contentTypeOf(name), false); err != nil {
+			end := r.DesiredExpires
+			if trackerFlag(r.Flag) {
+				end = 0 // refreshed until the sweep, unless its tracker claims it
+			}
+			if err := set(r.ID, r.PresID, name, contentTypeOf(name), false, end); err != nil {
 				return res, err
 			}
 			res.Adopted++
@@ -127,11 +134,11 @@ func (db *DB) AdoptKamailio(ctx context.Context, opts AdoptOptions) (res AdoptRe
 		sort.SliceStable(group, func(i, j int) bool { return group[i].Expires > group[j].Expires })
 		for i, r := range group {
 			keep := i == 0 && !have
-			presID := r.PresID
+			presID, end := r.PresID, int64(0)
 			if keep {
-				presID = opts.UsrlocPresID
+				presID, end = opts.UsrlocPresID, r.Expires
 			}
-			if err := set(r.ID, presID, "presence", contentTypeOf("presence"), !keep); err != nil {
+			if err := set(r.ID, presID, "presence", contentTypeOf("presence"), !keep, end); err != nil {
 				return res, err
 			}
 			if keep {
@@ -145,6 +152,16 @@ func (db *DB) AdoptKamailio(ctx context.Context, opts AdoptOptions) (res AdoptRe
 		return res, fmt.Errorf("store: adopt kamailio rows: commit: %w", err)
 	}
 	return res, nil
+}
+
+// trackerFlag reports whether flag is that of one of puaside's trackers,
+// which claim their publications at start.
+func trackerFlag(flag int64) bool {
+	switch flag {
+	case pua.FlagUsrloc, pua.FlagBLAPublish, pua.FlagBLASubscribe, pua.FlagDialogPublish:
+		return true
+	}
+	return false
 }
 
 // contentTypeOf is the body type Kamailio's pua uses for an event.

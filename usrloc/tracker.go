@@ -793,6 +793,14 @@ func (t *Tracker) Start(ctx context.Context) error {
 		t.schedule(st)
 	}
 	for aor, p := range pubs {
+		if len(p.Body) == 0 {
+			// A publication puaside did not write (one adopted from
+			// Kamailio's pua_usrloc, whose body Kamailio never keeps):
+			// its registration is unknown here, not gone. The engine
+			// keeps it until its lifetime ends; the next REGISTER of
+			// the AoR (or reconciliation) publishes over it.
+			continue
+		}
 		// A publication without stored contacts (e.g. a closed document
 		// still lingering at shutdown): close it and let it go.
 		st := &aorState{aor: aor, idx: -1, published: true, digest: sha256.Sum256(p.Body)}

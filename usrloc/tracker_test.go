@@ -347,6 +347,8 @@ func TestRestart(t *testing.T) {
 		{Key: pua.Key{PresURI: u2, Event: "presence", ID: "usrloc"}, Flag: pua.FlagUsrloc, Body: open2},
 		{Key: pua.Key{PresURI: "sip:ghost@x", Event: "presence", ID: "usrloc"}, Flag: pua.FlagUsrloc, Body: []byte("<presence/>")},
 		{Key: pua.Key{PresURI: "sip:other@x", Event: "presence", ID: "UL_PUBLISH.1"}, Flag: pua.FlagUsrloc, Body: []byte("x")},
+		// Adopted from Kamailio's pua_usrloc: no body, registration unknown.
+		{Key: pua.Key{PresURI: "sip:adopted@x", Event: "presence", ID: "usrloc"}, Flag: pua.FlagUsrloc},
 	}
 	r4 := newRig(t, DefaultConfig(), st, lp)
 	r4.clock.Advance(20 * time.Second)

@@ -3,7 +3,7 @@
 // shared-line phones' NOTIFYs, into PUBLISHes to a presence server.
 //
 //	puaside [run] [-config FILE]   run the daemon (the default subcommand)
-//	puaside migrate [-config FILE] apply the database schema and exit
+//	puaside migrate [-config FILE] apply the database schema, adopt Kamailio's pua rows, and exit
 //	puaside check [-config FILE]   validate a configuration file (exit 0 good, 2 bad)
 //	puaside config [-config FILE]  print the effective configuration, secrets masked
 //	puaside version                print the version
@@ -78,7 +78,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: puaside [subcommand] [flags]
 
   run       run the daemon (default); -config FILE (env PUASIDE_CONFIG)
-  migrate   apply the database schema and exit; -config FILE
+  migrate   apply the database schema (adopting Kamailio's pua table and
+            publications) and exit; -config FILE
   check     validate a configuration file and exit (0 good, 2 bad); -config FILE
   config    print the effective configuration, secrets masked; -config FILE
   version   print the version (also --version)
@@ -190,6 +191,15 @@ func runMigrate(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(applied) == 0 {
 		fmt.Fprintln(stdout, "schema up to date")
+	}
+	res, err := daemon.Adopt(ctx, db, cfg, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "puaside migrate: %v\n", err)
+		return exitRemote
+	}
+	if res != (store.AdoptResult{}) {
+		fmt.Fprintf(stdout, "adopted %d publications of Kamailio's pua (%d duplicates to remove at start, %d expired deleted, %d with an unknown event)\n",
+			res.Adopted, res.Removing, res.Expired, res.Skipped)
 	}
 	return exitOK
 }

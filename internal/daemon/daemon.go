@@ -68,6 +68,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		db.Close()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
+	if _, err := Adopt(ctx, db, cfg, log); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
 	d.db = db
 
 	// Every tracker flag is an owner: the enabled trackers claim their
