@@ -30,9 +30,12 @@ type Config struct {
 	// sip:100@example.com). Empty: usrloc's default_domain, the daemon's
 	// one default domain.
 	DefaultDomain string `yaml:"default_domain"`
-	// HeaderName is the header added to each PUBLISH with the phone's
-	// contact URI, so that the presence server does not echo the state back
-	// to the phone that sent it (Kamailio: handle_publish("$hdr(Sender)")).
+	// HeaderName is the header added to a line's composed PUBLISH with the
+	// contact URI of the phone whose NOTIFY changed the line, so that the
+	// presence server need not notify that phone of its own change
+	// (Kamailio: handle_publish("$hdr(Sender)")). Every document a phone
+	// gets is the whole line, so its view is right either way. A PUBLISH no
+	// phone caused (a phone leaving the line) carries no such header.
 	HeaderName string `yaml:"header_name"`
 	// OutboundProxy is the next hop for the SUBSCRIBEs sent to the phones.
 	// Empty: the contact's received address (NAT) if the registration has

@@ -343,9 +343,8 @@ func (m *Manager) RestoreSubscriptions(subs []pua.SubscriptionInfo) {
 			continue
 		}
 		// A phone's own publication, as made before the line's state was
-		// composed, would show the presence server's watchers a stale part
-		// of the line: removed (removing an unknown key is not an error).
-		_ = m.pub.Remove(m.legacyPubKey(s.Key.PresURI, s.Key.ID))
+		// composed, is claimed by nobody: the engine's sweep at start
+		// removes it at the presence server.
 		ln.mayBePublished = true
 		if _, ok := ln.phones[s.Key.ID]; ok {
 			continue
@@ -611,11 +610,11 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		ns = mergeNS(p.namespaces, ns)
 	}
 	ch := &change{phoneID: id, dialogs: nextDialogs(known, doc), namespaces: ns}
+	shown := map[string]bool{}
 	for _, d := range doc.Dialogs {
-		if d.State == "terminated" {
-			if _, live := ch.dialogs[d.ID]; !live {
-				ch.ended = append(ch.ended, d)
-			}
+		if _, live := ch.dialogs[d.ID]; d.State == "terminated" && !live && !shown[d.ID] {
+			shown[d.ID] = true
+			ch.ended = append(ch.ended, d) // shown once, terminated
 		}
 	}
 	if err := m.publishLine(ctx, ln, ch, sender, expires); err != nil {
