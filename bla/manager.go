@@ -458,8 +458,10 @@ func (m *Manager) dropPhone(ln *line, p *phone, why string) {
 	}
 	m.log.Debug("bla: phone dropped", "aor", ln.aor, "contact", p.contact, "reason", why)
 	delete(ln.phones, p.id)
-	if p.haveBase || len(p.dialogs) > 0 || !ln.hasState() {
-		m.lineChanged(context.Background(), ln, why) // its dialogs leave the line's document
+	if p.haveBase || len(p.dialogs) > 0 || len(ln.phones) == 0 {
+		// Its dialogs leave the line's document. (A line restored at start
+		// keeps its publication until a remaining phone reports.)
+		m.lineChanged(context.Background(), ln, why)
 	}
 }
 
@@ -673,7 +675,7 @@ func (m *Manager) terminated(ctx context.Context, n pua.Notify) (int, string) {
 	p.dialogs = map[string]dialogdoc.Dialog{}
 	p.subscribed, p.published = false, false // the engine dropped the subscription
 	p.haveVersion, p.haveBase = false, false
-	if hadState || !ln.hasState() {
+	if hadState {
 		m.lineChanged(ctx, ln, "subscription ended") // its dialogs leave the line's document
 	}
 	m.m.Tracker("bla", "terminated")

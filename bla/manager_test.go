@@ -730,8 +730,8 @@ func TestRestoreSubscriptions(t *testing.T) {
 		t.Fatalf("calls %v", got)
 	}
 	fx.register(phoneB)
-	// The line's publication from before the restart goes too, though
-	// this run never published it: no phone has reported state yet.
+	// The line's publication from before the restart goes with its last
+	// phone, though this run never published it.
 	if got := fx.eng.takeCalls(); !sameSet(got, []string{"unsubscribe " + idA, "remove " + LinePublicationID, "subscribe " + phoneB}) {
 		t.Fatalf("calls %v", got)
 	}
