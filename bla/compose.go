@@ -172,7 +172,7 @@ func (m *Manager) publishLine(ctx context.Context, ln *line, ch *change, sender 
 		Expires:     expires,
 		Flag:        pua.FlagBLAPublish,
 	}
-	if sender != "" {
+	if sender != "" && m.cfg.HeaderName != "" {
 		req.ExtraHeaders = []pua.Header{{Name: m.cfg.HeaderName, Value: sender}}
 	}
 	if err := m.pub.Publish(req); err != nil {

@@ -58,7 +58,7 @@ var (
 // calls, each phone's part its latest state, with its own increasing
 // version; a phone's hang-up leaves the other's call.
 func TestComposeTwoPhones(t *testing.T) {
-	fx := newFixture(t, nil)
+	fx := newFixture(t, func(c *Config) { c.HeaderName = "Sender" })
 	fx.register(phoneA, phoneB)
 	if c := fx.send(t, phoneA, "a", doc(1, "full", "1:confirmed:1")); c != 200 {
 		t.Fatal(c)
@@ -142,7 +142,7 @@ func TestComposeStalePhones(t *testing.T) {
 		t.Fatalf("after B's subscription ended: %v", ds)
 	}
 	if len(fx.eng.last.ExtraHeaders) != 0 {
-		t.Errorf("headers %v, want none (no phone changed the line)", fx.eng.last.ExtraHeaders)
+		t.Errorf("headers %v, want none (by default, and no phone changed the line)", fx.eng.last.ExtraHeaders)
 	}
 
 	// A's contact goes: nothing is left to show, the publication goes.

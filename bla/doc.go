@@ -26,13 +26,14 @@
 // whose subscription ends or whose contact goes leaves the document at
 // once; when no phone has state left, the publication is removed.
 //
-// Sender: the composed PUBLISH caused by a phone's NOTIFY carries
-// header_name (Sender) with that phone's contact; one caused by no phone
-// (a phone leaving) carries none. With Kamailio's
-// handle_publish("$hdr(Sender)") the phone whose change it is does not get
-// that document: it knows its own change, and every document it does get
-// is the whole line as of then (the others' state and its own), so its view
-// stays right with or without the header (see the operator guide).
+// Sender: by default the composed PUBLISH carries no Sender header, so the
+// presence server tells every phone of the line every document, the
+// phone's own calls included (a composed document holds them anyway): each
+// phone's last view is the line as it is. With header_name set, a PUBLISH
+// caused by a phone's NOTIFY names that phone (pua_bla's Sender); a
+// presence server using handle_publish("$hdr(Sender)") then never tells
+// that phone the line after its own change, so after its own hang-up its
+// last view shows its call still up (see the operator guide).
 //
 // Contract with an embedded presence server (package pa), which composes
 // dialog;sla at NOTIFY time from a line's publications: bla is the one

@@ -183,6 +183,7 @@ func TestBLAComposedLineThreePhones(t *testing.T) {
 func TestBLAComposedLineUnregisterMidCall(t *testing.T) {
 	r := newLineRig(t, 2, nil)
 	r.call(0, "a-call", "confirmed")
+	r.waitLine(r.watcher, "A's call", "a-call")
 	r.call(1, "b-call", "confirmed")
 	r.waitLine(r.watcher, "both calls", "a-call", "b-call")
 	if res, err := r.phones[1].register(r.ctx, r.reg, 0); err != nil || res.StatusCode != 200 {
@@ -192,4 +193,49 @@ func TestBLAComposedLineUnregisterMidCall(t *testing.T) {
 	r.call(0, "a-call", "terminated")
 	r.waitLine(r.watcher, "the line idle")
 	r.checkViews(r.watcher, "the watcher", []string{"a-call"}, []string{"a-call", "b-call"}, []string{"a-call"}, []string{})
+}
+
+// TestBLAComposedLineSender pins down what a phone of the line is told of
+// the line, watching it at Kamailio like a Polycom phone, with the Sender
+// header that Kamailio's handle_publish("$hdr(Sender)") uses to leave the
+// phone whose change it is out, and without it (the header under another
+// name, which the project's presence.cfg does not look at).
+func TestBLAComposedLineSender(t *testing.T) {
+	run := func(t *testing.T, header string) (a, b [][]string) {
+		r := newLineRig(t, 2, func(c *config.Config) { c.BLA.HeaderName = header })
+		r.call(0, "a-call", "confirmed")
+		r.waitLine(r.watcher, "A's call", "a-call")
+		r.call(1, "b-call", "confirmed")
+		r.waitLine(r.watcher, "both calls", "a-call", "b-call")
+		r.call(1, "b-call", "terminated")
+		r.waitLine(r.watcher, "A's call only", "a-call")
+		r.call(0, "a-call", "terminated")
+		r.waitLine(r.watcher, "the line idle")
+		// The phones' NOTIFYs are sent before the watcher's (one
+		// transaction each at the presence server); settle for a moment.
+		time.Sleep(300 * time.Millisecond)
+		return views(t, r.phones[0]), views(t, r.phones[1])
+	}
+	t.Run("Sender", func(t *testing.T) {
+		a, b := run(t, "Sender")
+		// Each phone misses the documents of its own changes: A never
+		// hears of the line idle after its own hang-up, its last view
+		// shows its own ended call up. That is why bla sends no Sender
+		// by default.
+		if got, want := fmt.Sprint(a), "[[a-call b-call] [a-call]]"; got != want {
+			t.Errorf("phone A saw %s, want %s", got, want)
+		}
+		if got, want := fmt.Sprint(b), "[[a-call] []]"; got != want {
+			t.Errorf("phone B saw %s, want %s", got, want)
+		}
+	})
+	t.Run("none", func(t *testing.T) {
+		a, b := run(t, "X-Line-Sender")
+		// Every phone is told every document: each one's last view is the
+		// line as it is.
+		want := "[[a-call] [a-call b-call] [a-call] []]"
+		if fmt.Sprint(a) != want || fmt.Sprint(b) != want {
+			t.Errorf("phones saw A %v, B %v; want both %s", a, b, want)
+		}
+	})
 }
