@@ -30,7 +30,7 @@ type Config struct {
 	// sip:100@example.com). Empty: usrloc's default_domain, the daemon's
 	// one default domain.
 	DefaultDomain string `yaml:"default_domain"`
-	// HeaderName, when set, is a header added to a line's composed PUBLISH
+	// header_name, when set, is a header added to a line's composed PUBLISH
 	// with the contact URI of the phone whose NOTIFY changed the line
 	// (pua_bla's Sender). Empty (the default): no such header. A presence
 	// server that leaves that phone out of the NOTIFYs (Kamailio:
