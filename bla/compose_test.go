@@ -2,11 +2,14 @@ package bla
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/pua"
@@ -234,3 +237,52 @@ func FuzzCompose(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkComposedRelay8Phones: NOTIFY → composed PUBLISH through the
+// manager with 8 phones on one line, each holding one confirmed call; each
+// NOTIFY is a phone's next partial document, in turn, and each publication
+// is the whole line (8 dialogs).
+func BenchmarkComposedRelay8Phones(b *testing.B) {
+	const phones = 8
+	fx := newFixture(b, nil)
+	fx.m.log = slog.New(slog.DiscardHandler)
+	contacts := make([]string, phones)
+	for i := range contacts {
+		contacts[i] = fmt.Sprintf("sip:100@10.0.1.%d:5100", i+1)
+	}
+	fx.register(contacts...)
+	ctx := context.Background()
+	versions := make([]int, phones)
+	notes := make([]pua.Notify, phones)
+	for i, c := range contacts {
+		notes[i] = fx.notifyMsg(c, "active", 3600, nil)
+		notes[i].Headers = func(string) string { return "sub" }
+	}
+	var size int
+	fx.m.pub = benchPublisher{size: &size}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	i := 0
+	for b.Loop() {
+		p := i % phones
+		i++
+		versions[p]++
+		state := "confirmed"
+		if versions[p]%2 == 0 {
+			state = "early"
+		}
+		notes[p].Body = doc(versions[p], "partial", fmt.Sprintf("c%d:%s:%d", p, state, p+1))
+		if code, _ := fx.m.HandleNotify(ctx, notes[p]); code != 200 {
+			b.Fatal(code)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "relays/s")
+	b.ReportMetric(float64(size), "doc-bytes")
+}
+
+// benchPublisher records the size of the last composed document.
+type benchPublisher struct{ size *int }
+
+func (p benchPublisher) Publish(r pua.PublishRequest) error { *p.size = len(r.Body); return nil }
+func (benchPublisher) Remove(pua.Key) error                 { return nil }
