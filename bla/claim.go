@@ -18,10 +18,13 @@ type Claimer interface {
 
 // ClaimRestored ends the start of the manager, after RestoreSubscriptions
 // and the first ContactsChanged of every registered AoR: it claims the
-// subscription and the publication of every phone whose contact is still
-// registered, forgets the restored phones whose contact was not reported
-// (the engine removes their subscription and publication), then says the
-// claims of pua.FlagBLASubscribe and pua.FlagBLAPublish are done.
+// subscription of every phone whose contact is still registered and the
+// composed publication of every line with such a phone, forgets the
+// restored phones whose contact was not reported (the engine removes their
+// subscriptions, and the publication of a line left without phones), then
+// says the claims of pua.FlagBLASubscribe and pua.FlagBLAPublish are done.
+// The per-phone publications of earlier versions are claimed by nobody:
+// the sweep removes them.
 func (m *Manager) ClaimRestored(cl Claimer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -40,7 +43,11 @@ func (m *Manager) ClaimRestored(cl Claimer) {
 				continue
 			}
 			cl.ClaimSubscription(m.subKey(ln.aor, id))
-			cl.Claim(m.pubKey(ln.aor, id))
+		}
+		if len(ln.phones) > 0 {
+			cl.Claim(m.linePubKey(ln.aor))
+		} else {
+			ln.mayBePublished = false // left to the sweep
 		}
 	}
 	cl.ClaimsDone(pua.FlagBLASubscribe)

@@ -22,7 +22,7 @@ func (c *claimRecorder) ClaimSubscription(k pua.SubKey) bool {
 func (c *claimRecorder) ClaimsDone(flag int) { c.done = append(c.done, flag) }
 
 // TestClaimRestored: the phones still registered after a restart are
-// claimed (subscription and publication); a restored phone whose contact
+// claimed (subscription, and the line's publication); a restored phone whose contact
 // was not reported is forgotten and left to the engine's sweep.
 func TestClaimRestored(t *testing.T) {
 	fx := newFixture(t, nil)
@@ -36,8 +36,8 @@ func TestClaimRestored(t *testing.T) {
 	cr := &claimRecorder{}
 	fx.m.ClaimRestored(cr)
 	sort.Strings(cr.pubs)
-	if !reflect.DeepEqual(cr.subs, []string{idA}) || !reflect.DeepEqual(cr.pubs, []string{idA}) {
-		t.Fatalf("claimed subscriptions %q, publications %q; want only %s", cr.subs, cr.pubs, idA)
+	if !reflect.DeepEqual(cr.subs, []string{idA}) || !reflect.DeepEqual(cr.pubs, []string{LinePublicationID}) {
+		t.Fatalf("claimed subscriptions %q, publications %q; want only %s and the line's", cr.subs, cr.pubs, idA)
 	}
 	if !reflect.DeepEqual(cr.done, []int{pua.FlagBLASubscribe, pua.FlagBLAPublish}) {
 		t.Fatalf("claims done %v", cr.done)

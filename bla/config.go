@@ -30,9 +30,15 @@ type Config struct {
 	// sip:100@example.com). Empty: usrloc's default_domain, the daemon's
 	// one default domain.
 	DefaultDomain string `yaml:"default_domain"`
-	// HeaderName is the header added to each PUBLISH with the phone's
-	// contact URI, so that the presence server does not echo the state back
-	// to the phone that sent it (Kamailio: handle_publish("$hdr(Sender)")).
+	// header_name, when set, is a header added to a line's composed PUBLISH
+	// with the contact URI of the phone whose NOTIFY changed the line
+	// (pua_bla's Sender). Empty (the default): no such header. A presence
+	// server that leaves that phone out of the NOTIFYs (Kamailio:
+	// handle_publish("$hdr(Sender)")) never tells it the line's state after
+	// its own change, so after its own hang-up its last view shows its call
+	// up; without the header every phone gets every document of the line,
+	// its own calls included, and its view is the line as it is. A PUBLISH
+	// no phone caused (a phone leaving the line) never carries the header.
 	HeaderName string `yaml:"header_name"`
 	// OutboundProxy is the next hop for the SUBSCRIBEs sent to the phones.
 	// Empty: the contact's received address (NAT) if the registration has
@@ -88,7 +94,6 @@ type LineConfig struct {
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{
-		HeaderName:       "Sender",
 		Arbitration:      true,
 		SeizeTimeout:     2 * time.Minute,
 		SubscribeExpires: 3600 * time.Second,
@@ -103,7 +108,9 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.HeaderName == "" || strings.ContainsAny(c.HeaderName, ": \t\r\n") {
+	if c.HeaderName == "" {
+		// no header
+	} else if strings.ContainsAny(c.HeaderName, ": \t\r\n") {
 		bad("header_name: %q: must be a header name", c.HeaderName)
 	} else if canon, reserved := pua.ReservedHeader(c.HeaderName); reserved {
 		bad("header_name: %q: %s is set by the engine itself; use another header (Sender by default)", c.HeaderName, canon)

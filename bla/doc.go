@@ -9,9 +9,42 @@
 // contact, To/From = the line AoR). The phones' NOTIFYs come back through the
 // engine to HandleNotify, which validates the dialog-info body, arbitrates
 // line seizes (a phone seizing a line index held by another phone of the
-// same line gets 409 Conflict), and relays the phone's state as a PUBLISH
-// `dialog;sla` for the line AoR with a Sender header naming the phone, one
-// publication per phone so phones never overwrite each other.
+// same line gets 409 Conflict), and publishes the line's state.
+//
+// One document per line: Kamailio's presence server does not compose
+// dialog;sla publications (it sends a watcher the newest one), so the
+// Manager, which holds every phone's latest state, is the line's state
+// agent. It publishes one `dialog;sla` publication per line (pres_id
+// LinePublicationID): a full document of the line AoR with its own
+// version (the clock in seconds at the line's first document, then one
+// more per document) holding every phone's live dialogs as the phone wrote
+// them (x-line-id or appearance, local target naming the phone), phones in
+// ContactID order. Dialog ids are qualified by the phone ("a1~3f2c9d10",
+// the first 8 hex digits of its ContactID), so phones using one id never
+// merge; an id a phone writes back in its qualified form is mapped to its
+// own. A dialog a phone's NOTIFY ends is shown once, terminated. A phone
+// whose subscription ends or whose contact goes leaves the document at
+// once; when no phone has state left, the publication is removed.
+//
+// Sender: by default the composed PUBLISH carries no Sender header, so the
+// presence server tells every phone of the line every document, the
+// phone's own calls included (a composed document holds them anyway): each
+// phone's last view is the line as it is. With header_name set, a PUBLISH
+// caused by a phone's NOTIFY names that phone (pua_bla's Sender); a
+// presence server using handle_publish("$hdr(Sender)") then never tells
+// that phone the line after its own change, so after its own hang-up its
+// last view shows its call still up (see the operator guide).
+//
+// Contract with an embedded presence server (package pa), which composes
+// dialog;sla at NOTIFY time from a line's publications: bla is the one
+// source of truth. It hands pa exactly one publication per line, already
+// the whole line; pa must treat it as the line's complete state (the
+// composition of one publication is that publication) and must not also
+// compose the phones' per-phone state, which bla never publishes.
+//
+// Upgrade: the per-phone publications of earlier versions (pres_id =
+// ContactID) are claimed by nobody at start; the engine's sweep removes
+// them at the presence server.
 //
 // Ordering (RFC 4235 §4.1): the engine hands a dialog's NOTIFYs over one at
 // a time in CSeq order; a document whose version is not newer than the last
@@ -32,14 +65,12 @@
 // line. A phone restored at start may have a publication from before the
 // restart: it is removed with the phone.
 //
-// Differences from pua_bla: one publication per phone instead of one per
-// line; a missing Subscription-State expires is tolerated; every bad NOTIFY
-// gets a precise 4xx reply (never silence); seize arbitration; a full
-// document is relayed byte for byte and a partial one as the merged full
-// state (pua_bla re-serialises each with its own version counter). Version numbers are the phone's: each publication carries one
-// phone's document stream, whose versions the phone keeps monotonic within
-// a subscription; the presence server builds and numbers the documents its
-// watchers see.
+// Differences from pua_bla: one composed document per line built from
+// every phone's state (pua_bla publishes each phone's document as the
+// line's, so phones overwrite each other); a missing Subscription-State
+// expires is tolerated; every bad NOTIFY gets a precise 4xx reply (never
+// silence); seize arbitration; a phone's partial documents are merged into
+// its full state.
 //
 // Shared lines come from the YAML file (Config.Lines) and from the database
 // (table puaside_shared_lines, managed with AddLine and RemoveLine).

@@ -207,7 +207,7 @@ func TestRefusedPhoneSubscribedAgainWithEngine(t *testing.T) {
 		t.Fatal("no NOTIFY sent")
 	}
 	waitUntil(t, "the phone's state published", func() bool {
-		p, ok := eng.Publication(pua.Key{PresURI: lineAoR, Event: EventSLA, ID: key.ID})
+		p, ok := eng.Publication(pua.Key{PresURI: lineAoR, Event: EventSLA, ID: LinePublicationID})
 		return ok && p.State == pua.StateActive
 	})
 }

@@ -170,6 +170,13 @@ type line struct {
 	match    []aor.Address
 	contacts []Contact
 	phones   map[string]*phone
+
+	// version is the version of the line's last composed document.
+	version uint64
+	// published is set while the line's composed document is published;
+	// mayBePublished for a line restored at start, whose publication from
+	// before the restart may still be refreshed by the engine.
+	published, mayBePublished bool
 }
 
 type phone struct {
@@ -179,12 +186,10 @@ type phone struct {
 	expires    time.Time
 	subscribed bool
 	published  bool
-	// mayBePublished is set for a phone restored at start: a publication
-	// of it made before the restart may still be refreshed by the engine.
-	mayBePublished bool
-	lastNotify     time.Time
-	dialogs        map[string]dialogdoc.Dialog
-	seizedAt       map[string]time.Time // dialog id → when it was first seen trying
+	lastNotify time.Time
+	dialogs    map[string]dialogdoc.Dialog // by the phone's own dialog id
+	namespaces map[string]string           // of the phone's documents' roots
+	seizedAt   map[string]time.Time        // dialog id → when it was first seen trying
 
 	// The subscription's dialog-info sequence: the Call-ID of the dialog
 	// the last document came in, its version (valid when haveVersion).
@@ -333,9 +338,14 @@ func (m *Manager) RestoreSubscriptions(subs []pua.SubscriptionInfo) {
 			if err := m.sub.Unsubscribe(s.Key); err != nil {
 				m.log.Warn("bla: unsubscribe", "aor", s.Key.PresURI, "err", err)
 			}
-			_ = m.pub.Remove(m.pubKey(s.Key.PresURI, s.Key.ID)) // may not exist
+			_ = m.pub.Remove(m.legacyPubKey(s.Key.PresURI, s.Key.ID)) // may not exist
+			_ = m.pub.Remove(m.linePubKey(s.Key.PresURI))
 			continue
 		}
+		// A phone's own publication, as made before the line's state was
+		// composed, is claimed by nobody: the engine's sweep at start
+		// removes it at the presence server.
+		ln.mayBePublished = true
 		if _, ok := ln.phones[s.Key.ID]; ok {
 			continue
 		}
@@ -343,7 +353,7 @@ func (m *Manager) RestoreSubscriptions(subs []pua.SubscriptionInfo) {
 		// hand the engine the full request again (the override is not
 		// stored): the engine refreshes the dialog in place with it.
 		ln.phones[s.Key.ID] = &phone{id: s.Key.ID, contact: s.Target, subscribed: m.cfg.ServerAddress == "",
-			mayBePublished: true, dialogs: map[string]dialogdoc.Dialog{}}
+			dialogs: map[string]dialogdoc.Dialog{}}
 	}
 }
 
@@ -446,17 +456,17 @@ func (m *Manager) dropPhone(ln *line, p *phone, why string) {
 		}
 		m.m.Tracker("bla", "unsubscribe")
 	}
-	m.removePublication(ln, p)
 	m.log.Debug("bla: phone dropped", "aor", ln.aor, "contact", p.contact, "reason", why)
 	delete(ln.phones, p.id)
+	if p.haveBase || len(p.dialogs) > 0 || len(ln.phones) == 0 {
+		// Its dialogs leave the line's document. (A line restored at start
+		// keeps its publication until a remaining phone reports.)
+		m.lineChanged(context.Background(), ln, why)
+	}
 }
 
 func (m *Manager) subKey(aor, id string) pua.SubKey {
 	return pua.SubKey{PresURI: aor, WatcherURI: aor, Event: m.cfg.Event, ID: id}
-}
-
-func (m *Manager) pubKey(aor, id string) pua.Key {
-	return pua.Key{PresURI: aor, Event: m.cfg.Event, ID: id}
 }
 
 // proxyFor is the next hop for the SUBSCRIBEs to a contact.
@@ -529,6 +539,12 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		}
 		return m.reject(ctx, n, 400, "Malformed dialog-info body", what, err)
 	}
+	for i, d := range doc.Dialogs {
+		// An id the phone took from a composed document is its own again.
+		if own := unqualifyID(id, d.ID); own != d.ID {
+			doc.Dialogs[i] = d.WithID(own)
+		}
+	}
 	expires := time.Duration(n.Expires) * time.Second
 	if n.Expires <= 0 {
 		expires = m.cfg.SubscribeExpires
@@ -579,33 +595,34 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 			return 409, "Conflict"
 		}
 	}
-	body := bytes.Clone(n.Body)
 	gap := false
+	var known map[string]dialogdoc.Dialog
+	if p != nil && p.haveBase {
+		known = p.dialogs
+		gap = doc.State == dialogdoc.DocPartial && p.haveVersion && doc.HasVersion && doc.Version > p.version+1
+	}
 	if doc.State == dialogdoc.DocPartial {
-		// RFC 4235 §4.1: a partial document carries the changed dialogs
-		// only; the publication must be the phone's whole state.
-		var known map[string]dialogdoc.Dialog
-		if p != nil && p.haveBase {
-			known = p.dialogs
-			gap = p.haveVersion && doc.HasVersion && doc.Version > p.version+1
-		}
-		body = doc.FullDocument(dialogdoc.Merge(known, doc.Dialogs))
-		if len(body) > m.cfg.MaxBodySize {
-			return m.reject(ctx, n, 413, "Request Entity Too Large", "merged_too_large",
-				fmt.Errorf("%w: the phone's state merged from partial documents is %d bytes, limit %d",
-					dialogdoc.ErrTooLarge, len(body), m.cfg.MaxBodySize))
-		}
 		m.m.Tracker("bla", "merged_partial")
 	}
-	req := pua.PublishRequest{
-		Key:          m.pubKey(lineURI, id),
-		Body:         body,
-		ContentType:  ContentType,
-		Expires:      expires,
-		ExtraHeaders: []pua.Header{{Name: m.cfg.HeaderName, Value: sender}},
-		Flag:         pua.FlagBLAPublish,
+	// The line's document is composed from every phone's latest state,
+	// this phone's after this document (RFC 4235 §4.1: a partial document
+	// updates the state it follows).
+	ns := doc.Namespaces()
+	if known != nil && doc.State == dialogdoc.DocPartial {
+		ns = mergeNS(p.namespaces, ns)
 	}
-	if err := m.pub.Publish(req); err != nil {
+	ch := &change{phoneID: id, dialogs: nextDialogs(known, doc), namespaces: ns}
+	shown := map[string]bool{}
+	for _, d := range doc.Dialogs {
+		if _, live := ch.dialogs[d.ID]; d.State == "terminated" && !live && !shown[d.ID] {
+			shown[d.ID] = true
+			ch.ended = append(ch.ended, d) // shown once, terminated
+		}
+	}
+	if err := m.publishLine(ctx, ln, ch, sender, expires); err != nil {
+		if errors.Is(err, dialogdoc.ErrTooLarge) {
+			return m.reject(ctx, n, 413, "Request Entity Too Large", "composed_too_large", err)
+		}
 		m.m.Tracker("bla", "publish_error")
 		m.log.LogAttrs(ctx, slog.LevelError, "bla: publish refused by the engine",
 			slog.String("aor", lineURI), slog.String("event", m.cfg.Event), slog.Any("err", err))
@@ -619,8 +636,9 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		p.dialogs = map[string]dialogdoc.Dialog{} // what an earlier dialog said is not the base
 	}
 	p.apply(doc, m.now())
+	p.namespaces = ch.namespaces
 	p.haveBase = true
-	p.published, p.mayBePublished = true, false
+	p.published = true
 	p.lastNotify = m.now()
 	if doc.HasVersion {
 		p.version, p.haveVersion = doc.Version, true
@@ -653,10 +671,13 @@ func (m *Manager) terminated(ctx context.Context, n pua.Notify) (int, string) {
 	if p == nil {
 		return 200, "OK"
 	}
-	m.removePublication(ln, p)
+	hadState := p.haveBase || len(p.dialogs) > 0
 	p.dialogs = map[string]dialogdoc.Dialog{}
-	p.subscribed = false // the engine dropped the subscription
+	p.subscribed, p.published = false, false // the engine dropped the subscription
 	p.haveVersion, p.haveBase = false, false
+	if hadState {
+		m.lineChanged(ctx, ln, "subscription ended") // its dialogs leave the line's document
+	}
 	m.m.Tracker("bla", "terminated")
 	m.log.LogAttrs(ctx, slog.LevelInfo, "bla: phone ended its subscription", slog.String("aor", ln.aor),
 		slog.String("contact", p.contact), slog.String("reason", n.Reason))

@@ -102,19 +102,19 @@ func TestPartialRelayedAsFullState(t *testing.T) {
 	// whole state.
 	body := fx.relay(t, "sub-1", doc(11, "partial", "a0:trying:0"))
 	st, ds := dialogsOf(t, body)
-	if st != dialogdoc.DocFull || !reflect.DeepEqual(ds, []string{"a0:trying", "a1:confirmed", "a3:early"}) {
+	if st != dialogdoc.DocFull || !reflect.DeepEqual(ds, []string{"a0~7d8a9aa8:trying", "a1~7d8a9aa8:confirmed", "a3~7d8a9aa8:early"}) {
 		t.Fatalf("after partial: %s %v\n%s", st, ds, body)
 	}
-	if !bytes.Contains(body, []byte(`version="11"`)) {
-		t.Errorf("version of the merged document:\n%s", body)
+	if d, err := dialogdoc.Parse(body, 0); err != nil || d.Version <= 1_800_000_000 {
+		t.Errorf("version of the composed document: the line's own, from the clock:\n%s", body)
 	}
 	// A terminated dialog is shown once, then gone.
 	_, ds = dialogsOf(t, fx.relay(t, "sub-1", doc(12, "partial", "a3:terminated:3")))
-	if !reflect.DeepEqual(ds, []string{"a0:trying", "a1:confirmed", "a3:terminated"}) {
+	if !reflect.DeepEqual(ds, []string{"a0~7d8a9aa8:trying", "a1~7d8a9aa8:confirmed", "a3~7d8a9aa8:terminated"}) {
 		t.Fatalf("after terminating a3: %v", ds)
 	}
 	_, ds = dialogsOf(t, fx.relay(t, "sub-1", doc(13, "partial", "a0:confirmed:0")))
-	if !reflect.DeepEqual(ds, []string{"a0:confirmed", "a1:confirmed"}) {
+	if !reflect.DeepEqual(ds, []string{"a0~7d8a9aa8:confirmed", "a1~7d8a9aa8:confirmed"}) {
 		t.Fatalf("after a0 confirmed: %v", ds)
 	}
 	if got := fx.count(t, "merged_partial"); got != 3 {
@@ -123,7 +123,7 @@ func TestPartialRelayedAsFullState(t *testing.T) {
 
 	// A partial document of a new subscription has no base: only what it says.
 	_, ds = dialogsOf(t, fx.relay(t, "sub-2", doc(0, "partial", "b1:trying:1")))
-	if !reflect.DeepEqual(ds, []string{"b1:trying"}) {
+	if !reflect.DeepEqual(ds, []string{"b1~7d8a9aa8:trying"}) {
 		t.Fatalf("first partial of a new subscription: %v", ds)
 	}
 }
@@ -155,10 +155,10 @@ func TestPartialAfterGapAsksForFullState(t *testing.T) {
 		t.Fatalf("NOTIFY answered %d", code)
 	}
 	calls := fx.eng.takeCalls()
-	if len(calls) != 2 || calls[0] != "publish "+ContactID(phoneA) || calls[1] != "refresh "+ContactID(phoneA) {
+	if len(calls) != 2 || calls[0] != "publish "+LinePublicationID || calls[1] != "refresh "+ContactID(phoneA) {
 		t.Fatalf("calls %v, want publish then refresh", calls)
 	}
-	if _, ds := dialogsOf(t, fx.eng.last.Body); !reflect.DeepEqual(ds, []string{"a1:confirmed", "a2:trying"}) {
+	if _, ds := dialogsOf(t, fx.eng.last.Body); !reflect.DeepEqual(ds, []string{"a1~7d8a9aa8:confirmed", "a2~7d8a9aa8:trying"}) {
 		t.Fatalf("merged %v", ds)
 	}
 	if got := fx.count(t, "version_gap"); got != 1 {
@@ -222,7 +222,7 @@ func TestMergedStateBounded(t *testing.T) {
 			t.Fatalf("published %d bytes", len(fx.eng.last.Body))
 		}
 	}
-	if refused == 0 || refused == 20 || fx.count(t, "rejected_merged_too_large") != float64(refused) {
-		t.Fatalf("refused %d of 20 (counted %v)", refused, fx.count(t, "rejected_merged_too_large"))
+	if refused == 0 || refused == 20 || fx.count(t, "rejected_composed_too_large") != float64(refused) {
+		t.Fatalf("refused %d of 20 (counted %v)", refused, fx.count(t, "rejected_composed_too_large"))
 	}
 }

@@ -34,21 +34,6 @@ func (m *Manager) subscriptionLost(aor, id string) bool {
 	return !ok || info.State == pua.StateFailed
 }
 
-// removePublication ends the phone's publication, if it has (or may have,
-// after a restart) one. m.mu is held.
-func (m *Manager) removePublication(ln *line, p *phone) {
-	if !p.published && !p.mayBePublished {
-		return
-	}
-	if err := m.pub.Remove(m.pubKey(ln.aor, p.id)); err != nil {
-		m.log.Warn("bla: remove publication failed", "aor", ln.aor, "contact", p.contact, "err", err)
-	}
-	if p.published {
-		m.m.Tracker("bla", "removed")
-	}
-	p.published, p.mayBePublished = false, false
-}
-
 // retryAfter is how long to wait before subscribing again after a
 // subscription ended with probation or giveup: the retry-after parameter of
 // the Subscription-State, else resubscribe_delay, at most subscribe_expires.

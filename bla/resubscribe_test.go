@@ -91,7 +91,7 @@ func TestResubscribeAfterRetryAfter(t *testing.T) {
 			fx.notify(t, phoneA, "active", 3600, "notify/a_trying_1.xml")
 			fx.eng.takeCalls()
 			fx.terminate(t, tc.subState)
-			if got, want := fx.eng.takeCalls(), []string{"remove " + ContactID(phoneA)}; !reflect.DeepEqual(got, want) {
+			if got, want := fx.eng.takeCalls(), []string{"remove " + LinePublicationID}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("calls %v, want %v (no subscribe yet)", got, want)
 			}
 			if got := ft.delays(); !reflect.DeepEqual(got, []time.Duration{tc.want}) {

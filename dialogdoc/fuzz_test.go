@@ -58,5 +58,24 @@ func FuzzDocument(f *testing.F) {
 		if again.Partial() || len(again.Dialogs) != len(doc.Dialogs) {
 			t.Fatalf("full document: state %q, %d dialogs, want full and %d", again.State, len(again.Dialogs), len(doc.Dialogs))
 		}
+		// Composed with every id qualified, as a shared line's document,
+		// it parses again with the same dialogs under the new ids.
+		q := make([]Dialog, len(doc.Dialogs))
+		for i, d := range doc.Dialogs {
+			q[i] = d.WithID(d.ID + "~t")
+		}
+		composed, _ := Compose("sip:line@example.com", 7, []Part{{Dialogs: q, Namespaces: doc.Namespaces()}})
+		c, err := Parse(composed, 2*DefaultMaxSize)
+		if err != nil {
+			t.Fatalf("composed document does not parse: %v\n%s", err, composed)
+		}
+		if c.Partial() || c.Version != 7 || len(c.Dialogs) != len(doc.Dialogs) {
+			t.Fatalf("composed document: state %q version %d, %d dialogs, want full, 7, %d", c.State, c.Version, len(c.Dialogs), len(doc.Dialogs))
+		}
+		for i := range c.Dialogs {
+			if c.Dialogs[i].ID != doc.Dialogs[i].ID+"~t" || c.Dialogs[i].State != doc.Dialogs[i].State || c.Dialogs[i].LineID != doc.Dialogs[i].LineID {
+				t.Fatalf("composed dialog %d: %+v, from %+v", i, c.Dialogs[i], doc.Dialogs[i])
+			}
+		}
 	})
 }

@@ -165,6 +165,14 @@ func Parse(body []byte, maxSize int) (*Document, error) {
 func (info *Document) setAttrs(attrs []xml.Attr) error {
 	info.State = DocFull
 	for _, a := range attrs {
+		switch {
+		case a.Name.Space == "xmlns":
+			info.addNamespace(a.Name.Local, a.Value)
+			continue
+		case a.Name.Space == "" && a.Name.Local == "xmlns":
+			info.addNamespace("", a.Value)
+			continue
+		}
 		switch a.Name.Local {
 		case "version":
 			v, err := strconv.ParseUint(strings.TrimSpace(a.Value), 10, 64)
@@ -184,6 +192,13 @@ func (info *Document) setAttrs(attrs []xml.Attr) error {
 		}
 	}
 	return nil
+}
+
+func (info *Document) addNamespace(prefix, uri string) {
+	if info.namespaces == nil {
+		info.namespaces = map[string]string{}
+	}
+	info.namespaces[prefix] = uri
 }
 
 // newDecoder is the XML reader every part of the package uses. Go's

@@ -60,7 +60,10 @@ func TestParse(t *testing.T) {
 				}
 				got.Dialogs[i].Raw = nil
 			}
-			got.HasVersion, got.root, got.rootName = false, nil, ""
+			if ns := got.Namespaces(); ns[""] != Namespace {
+				t.Errorf("default namespace %q, want %s", ns[""], Namespace)
+			}
+			got.HasVersion, got.root, got.rootName, got.namespaces = false, nil, "", nil
 			if !reflect.DeepEqual(*got, tc.want) {
 				t.Errorf("got  %+v\nwant %+v", *got, tc.want)
 			}

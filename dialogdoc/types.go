@@ -19,7 +19,14 @@ type Document struct {
 	// name.
 	root     []byte
 	rootName string
+	// namespaces are the namespace declarations of a parsed root.
+	namespaces map[string]string
 }
+
+// Namespaces returns the namespace declarations of a parsed document's root
+// element (prefix → URI; "" is the default namespace), which its dialogs'
+// elements may rely on: Compose declares them again. Nil for none.
+func (d *Document) Namespaces() map[string]string { return d.namespaces }
 
 // Dialog is one <dialog> element. Parse fills the fields a reader needs
 // (ids, direction, state, line index, hold, the element as written); Build

@@ -25,17 +25,19 @@ import (
 // Benchmark shape: phones on shared lines, each subscribed to by puaside.
 const (
 	benchPhones        = 32              // emulated phones
-	benchPhonesPerLine = 4               // phones sharing one line
+	benchPhonesPerLine = 8               // phones sharing one line
 	benchRelayWait     = 5 * time.Second // longest wait for one PUBLISH
 	benchRate          = 200             // NOTIFY/s of the latency benchmark
 )
 
-// blaRelayClock matches each NOTIFY (by the dialog id of its body, relayed byte
-// for byte) to the PUBLISH it becomes at the fake presence server.
+// blaRelayClock matches each NOTIFY (by the dialog id of its body) to the
+// line's composed PUBLISH that first carries that dialog (its id qualified
+// by the phone) at the fake presence server.
 type blaRelayClock struct {
 	mu      sync.Mutex
 	pending map[string]*blaRelayWait
-	stray   atomic.Int64 // dialog;sla PUBLISHes of no pending NOTIFY
+	known   map[string]bool // every marker expected so far
+	stray   atomic.Int64    // dialog;sla PUBLISHes carrying a dialog of no NOTIFY
 }
 
 type blaRelayWait struct {
@@ -48,6 +50,7 @@ func (c *blaRelayClock) expect(marker string) *blaRelayWait {
 	w := &blaRelayWait{sent: time.Now(), done: make(chan time.Duration, 1)}
 	c.mu.Lock()
 	c.pending[marker] = w
+	c.known[marker] = true
 	c.mu.Unlock()
 	return w
 }
@@ -65,20 +68,27 @@ func (c *blaRelayClock) onPublish(req *sip.Request, at time.Time) {
 		return
 	}
 	body := string(req.Body())
-	i := strings.Index(body, `<dialog id="`)
-	if i < 0 {
-		return // a phone's initial, empty document
+	unknown := false
+	for {
+		i := strings.Index(body, `<dialog id="`)
+		if i < 0 {
+			break
+		}
+		body = body[i+len(`<dialog id="`):]
+		id, _, _ := strings.Cut(body, `"`)
+		marker, _, _ := strings.Cut(id, "~")
+		c.mu.Lock()
+		w := c.pending[marker]
+		delete(c.pending, marker)
+		unknown = unknown || !c.known[marker]
+		c.mu.Unlock()
+		if w != nil {
+			w.done <- at.Sub(w.sent)
+		}
 	}
-	marker, _, _ := strings.Cut(body[i+len(`<dialog id="`):], `"`)
-	c.mu.Lock()
-	w := c.pending[marker]
-	delete(c.pending, marker)
-	c.mu.Unlock()
-	if w == nil {
+	if unknown {
 		c.stray.Add(1)
-		return
 	}
-	w.done <- at.Sub(w.sent)
 }
 
 // blaBench is puaside with shared-line phones subscribed to, relaying to an
@@ -95,7 +105,7 @@ type blaBench struct {
 // until puaside has subscribed to each of them.
 func newBLABench(b *testing.B) *blaBench {
 	b.Helper()
-	bb := &blaBench{clock: &blaRelayClock{pending: map[string]*blaRelayWait{}}}
+	bb := &blaBench{clock: &blaRelayClock{pending: map[string]*blaRelayWait{}, known: map[string]bool{}}}
 	fake := newBLAFakePresence(b, bb.clock.onPublish)
 
 	cfg := config.Default()

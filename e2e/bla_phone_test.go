@@ -474,5 +474,21 @@ func newBLAFakePresence(tb testing.TB, on func(req *sip.Request, at time.Time)) 
 		}
 		fakeAcceptPublish(req, tx, f.nextETag("e"))
 	}})
+	// A line's composed document outgrows a UDP datagram (RFC 3261
+	// §18.1.1: over 1300 bytes a request goes over TCP): listen on TCP at
+	// the same port too.
+	ln, err := net.Listen("tcp4", f.addr)
+	if err != nil {
+		tb.Fatalf("fake presence: listen tcp: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = f.srv.ServeTCP(ln)
+	}()
+	tb.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+	})
 	return f
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,13 +54,21 @@ func TestBLARefusedPhoneSubscribedAgain(t *testing.T) {
 	if c := a.responses()[0]; c != 200 {
 		t.Fatalf("phone A: initial NOTIFY answered %d", c)
 	}
-	eventually(t, "A's state published", func() bool {
+	// The line's document, composed with A's state, reaches the server.
+	eventually(t, "the line's state published", func() bool {
 		p, ok := lookup(ps, blaKey(a))
 		return ok && p.State == pua.StateActive && p.LastStatus == 200
 	})
-	eventually(t, "A's presentity row", func() bool {
-		n, err := presence.Count(ctx, "presentity", "username = ? AND domain = ? AND event = ? AND sender = ?",
-			"line100", "example.com", polSLA, a.contactString())
+	eventually(t, "the line's presentity row", func() bool {
+		n, err := presence.Count(ctx, "presentity", "username = ? AND domain = ? AND event = ?",
+			"line100", "example.com", polSLA)
 		return err == nil && n == 1
+	})
+	if code, err := a.notify(ctx, "active;expires=300", blaDoc(blaLine, 1, "partial", blaDialog{"a-call", "confirmed", "1"})); err != nil || code != 200 {
+		t.Fatalf("phone A: NOTIFY of a call: %d %v", code, err)
+	}
+	eventually(t, "A's call accepted by the presence server", func() bool {
+		p, ok := lookup(ps, blaKey(a))
+		return ok && p.LastStatus == 200 && p.State == pua.StateActive && strings.Contains(string(p.Body), "a-call")
 	})
 }
