@@ -153,19 +153,38 @@ func runDaemon(args []string, stderr io.Writer) int {
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	r := &reloader{path: path, cur: cfg, level: lvl, log: log}
-	go r.run(ctx, hup)
+	sd := newNotifier()
 	d, err := daemon.New(ctx, cfg, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return exitRemote
 	}
-	if err := d.Run(ctx, 15*time.Second); err != nil {
+	if err := d.Start(ctx); err != nil {
+		log.Error("cannot start", "err", err)
+		return exitRemote
+	}
+	if err := sd.ready(); err != nil {
+		log.Warn("cannot notify systemd", "err", err)
+	}
+	r := &reloader{path: path, cur: cfg, level: lvl, log: log, target: d, notify: sd}
+	go r.run(ctx, hup)
+	<-ctx.Done()
+	log.Info("stopping: draining and flushing", "timeout", stopTimeout)
+	if err := sd.stopping(); err != nil {
+		log.Warn("cannot notify systemd", "err", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if err := d.Stop(sctx); err != nil {
 		log.Error("stopped with an error", "err", err)
 		return exitRemote
 	}
 	return exitOK
 }
+
+// stopTimeout bounds the graceful stop after SIGTERM: the unit's
+// TimeoutStopSec leaves room beyond it.
+const stopTimeout = 15 * time.Second
 
 func runMigrate(args []string, stdout, stderr io.Writer) int {
 	cfg, code := loadConfig("migrate", args, stderr)

@@ -45,6 +45,7 @@ type Daemon struct {
 	api *mgmt.Server
 	rec *reconcile.Reconciler // nil unless reconcile.enabled
 
+	reloadMu       sync.Mutex // one Reload at a time; guards cfg's reloadable keys
 	cancelTrackers context.CancelFunc
 	trackers       sync.WaitGroup
 	stopOnce       sync.Once
