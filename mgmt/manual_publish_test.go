@@ -118,7 +118,10 @@ func realEngine(t *testing.T, srv *scriptedServer) *pua.Engine {
 
 type testLog struct{ t *testing.T }
 
-func (w testLog) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // waitGone waits (20 s at most) until the engine holds no publication.
 func waitGone(t *testing.T, eng *pua.Engine, what string) {
