@@ -715,7 +715,7 @@ func TestAPIAgainstDaemon(t *testing.T) {
 		if sub < 2 {
 			t.Errorf("SUBSCRIBE 200 counted %v times, want >= 2", sub)
 		}
-		if n := apiCounter(after, "puaside_notify_received_total", map[string]string{"event": "presence", "code": "200"}); n < 2 {
+		if n := apiCounter(after, "puaside_notify_received_total", map[string]string{"event": "presence", "status": "200"}); n < 2 {
 			t.Errorf("puaside_notify_received_total{presence,200} = %v, want >= 2", n)
 		}
 		if _, ok := after["go_goroutines"]; !ok {

@@ -166,6 +166,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		db.Close()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
+	if err := d.registerGauges(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	d.m.KnownTable(cfg.DBTable)
 	return d, nil
 }
 
