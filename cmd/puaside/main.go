@@ -127,15 +127,27 @@ func loadConfigPath(name string, args []string, stderr io.Writer) (config.Config
 
 // newLogger builds the process logger from the configuration; its level
 // is lvl, set from the configuration, so that a reload can change it.
+// With log_syslog the lines go to syslog as well; a syslog that cannot be
+// reached leaves stderr alone, and says so there.
 func newLogger(cfg config.Config, w io.Writer, lvl *slog.LevelVar) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(cfg.LogLevel))
 	lvl.Set(l)
 	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	if cfg.LogSyslog == "" {
+		return slog.New(h)
+	}
+	sw, err := dialSyslog(cfg.LogSyslog)
+	if err != nil {
+		log := slog.New(h)
+		log.Warn("logging to stderr only", "err", err)
+		return log
+	}
+	return slog.New(teeHandler{h, newSyslogHandler(sw, lvl)})
 }
 
 func runDaemon(args []string, stderr io.Writer) int {
