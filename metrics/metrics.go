@@ -187,6 +187,7 @@ func (m *Metrics) precreate() {
 				m.outage.refused.WithLabelValues(meth, ev, st)
 			}
 			m.outage.retries.WithLabelValues(meth, ev)
+			m.latency.WithLabelValues(meth, ev)
 		}
 	}
 	for _, ev := range notifyEvents() {

@@ -51,6 +51,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- constGauge(c.pubs, n, k.event, k.state)
 	}
 	subs := map[es]int{}
+	for _, ev := range []string{"presence", "dialog;sla"} {
+		for _, st := range pubStates {
+			subs[es{ev, st}] = 0
+		}
+	}
 	for _, s := range c.eng.Subscriptions() {
 		subs[es{s.Key.Event, s.State}]++
 	}
