@@ -72,8 +72,18 @@ type PublicationLister interface {
 // Start loads stored calls and versions and re-arms their timers. A dialog
 // whose publication the engine still holds is not re-published (the engine
 // keeps refreshing it); one it lost is published again when the Publisher
-// can list its publications.
+// can list its publications. When the Publisher is a Claimer, the
+// publications of the loaded calls are claimed and the claims are done when
+// Start returns, even on error.
 func (t *Tracker) Start(ctx context.Context) error {
+	if cl, ok := t.pub.(Claimer); ok {
+		defer cl.ClaimsDone(pua.FlagDialogPublish)
+		defer func() {
+			t.mu.Lock()
+			t.claimLoaded(cl)
+			t.mu.Unlock()
+		}()
+	}
 	if t.store == nil {
 		return nil
 	}

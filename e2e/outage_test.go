@@ -314,7 +314,6 @@ func TestRemovalsPendingDuringOutageSurviveRestart(t *testing.T) {
 		outWaitGone(ctx, t, presence, "u1", outTruth{open: []string{"u2"}, offline: []string{"u1"}})
 	})
 	t.Run("api", func(t *testing.T) {
-		t.Skip("needs removals made durable in the store (issue 10, item 1 of \"found by reading\"): an engine restarted with a removal pending refreshes the stored publication instead")
 		presence := presenceServer(t)
 		cfg := outageConfig(t, presence)
 		cfg.Features.Dialoginfo = false

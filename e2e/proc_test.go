@@ -219,6 +219,12 @@ func daemonConfigYAML(cfg config.Config) string {
 	fmt.Fprintf(&b, "pua:\n  listen: %s\n  server_address: %s\n", yamlList(cfg.PUA.Listen), strconv.Quote(cfg.PUA.ServerAddress))
 	fmt.Fprintf(&b, "  default_expires: %s\n  update_period: %s\n  sync_etags: %t\n  retry_min: %s\n  retry_max: %s\n  request_timeout: %s\n",
 		cfg.PUA.DefaultExpires, cfg.PUA.UpdatePeriod, cfg.PUA.SyncETags, cfg.PUA.RetryMin, cfg.PUA.RetryMax, cfg.PUA.RequestTimeout)
+	if cfg.PUA.InitialExpires > 0 {
+		fmt.Fprintf(&b, "  initial_expires: %s\n", cfg.PUA.InitialExpires)
+	}
+	if cfg.PUA.ClaimTimeout > 0 {
+		fmt.Fprintf(&b, "  claim_timeout: %s\n", cfg.PUA.ClaimTimeout)
+	}
 	fmt.Fprintf(&b, "ingest:\n  replicate_listen: %s\n  trace_listen: %s\n  hep_listen: %s\n",
 		yamlList(cfg.Ingest.ReplicateListen), yamlList(cfg.Ingest.TraceListen), yamlList(cfg.Ingest.HEPListen))
 	fmt.Fprintf(&b, "usrloc:\n  publish_expires: %s\n  closed_linger: %s\n  flush_interval: %s\n  min_expires: %s\n",

@@ -109,6 +109,25 @@ type Config struct {
 	// RequestTimeout bounds one transaction (no final reply → timeout).
 	// 0 means 32s.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// InitialExpires caps the Expires asked for a publication until its
+	// first ETag is written to the store: a crash before that write leaves
+	// at the server a publication nobody knows, which then lives at most
+	// this long. The first refresh after the write asks for the full
+	// Expires. Only used with a store. 0 means 60s.
+	InitialExpires time.Duration `yaml:"initial_expires"`
+	// ClaimTimeout bounds the claims at start: the records loaded from the
+	// store belong to their owner (usrloc, dialoginfo, bla publications, bla
+	// subscriptions, by the flag column); each owner claims what it still
+	// wants, and once every owner has finished, or after this long, what
+	// nobody claimed is removed at the server (PUBLISH Expires: 0,
+	// SUBSCRIBE Expires: 0). Records of the management API (pua.publish,
+	// /v1/publish, ...) have no owner to claim them: they are kept until
+	// their own lifetime ends or the API removes them. 0 means 30s.
+	ClaimTimeout time.Duration `yaml:"claim_timeout"`
+	// StopFlushTimeout bounds the final store write at stop. It has a
+	// deadline of its own, so that it runs even when the stop budget was
+	// spent waiting for transactions still in flight. 0 means 5s.
+	StopFlushTimeout time.Duration `yaml:"stop_flush_timeout"`
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -125,10 +144,13 @@ func DefaultConfig() Config {
 		SyncETags:      true,
 		RequestTimeout: 32 * time.Second,
 
-		RefusedRetryMin: 30 * time.Second,
-		RefusedRetryMax: 10 * time.Minute,
-		ProbeInterval:   2 * time.Second,
-		TLS:             DefaultTLSConfig(),
+		InitialExpires:   60 * time.Second,
+		ClaimTimeout:     30 * time.Second,
+		StopFlushTimeout: 5 * time.Second,
+		RefusedRetryMin:  30 * time.Second,
+		RefusedRetryMax:  10 * time.Minute,
+		ProbeInterval:    2 * time.Second,
+		TLS:              DefaultTLSConfig(),
 	}
 }
 
@@ -178,6 +200,9 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.ProbeInterval, d.ProbeInterval)
 	setDefault(&c.UpdatePeriod, d.UpdatePeriod)
 	setDefault(&c.RequestTimeout, d.RequestTimeout)
+	setDefault(&c.InitialExpires, d.InitialExpires)
+	setDefault(&c.ClaimTimeout, d.ClaimTimeout)
+	setDefault(&c.StopFlushTimeout, d.StopFlushTimeout)
 	c.TLS = c.TLS.withDefaults()
 	return c
 }
@@ -255,6 +280,7 @@ func (c Config) Validate() error {
 		{"default_expires", c.DefaultExpires}, {"retry_min", c.RetryMin}, {"retry_max", c.RetryMax},
 		{"refused_retry_min", c.RefusedRetryMin}, {"refused_retry_max", c.RefusedRetryMax},
 		{"probe_interval", c.ProbeInterval}, {"update_period", c.UpdatePeriod}, {"request_timeout", c.RequestTimeout},
+		{"initial_expires", c.InitialExpires}, {"claim_timeout", c.ClaimTimeout}, {"stop_flush_timeout", c.StopFlushTimeout},
 	} {
 		if d.v <= 0 {
 			bad("%s: %s: must be positive", d.name, d.v)

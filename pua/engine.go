@@ -23,6 +23,11 @@ type Options struct {
 	// Clock drives refreshes, backoff, lifetimes and write-behind; nil means
 	// the real clock.
 	Clock Clock
+	// Owners are the flags (FlagUsrloc, ...) whose owners claim their
+	// loaded records at start and then call ClaimsDone; the loaded records
+	// of these flags that nobody claims are removed at the server (see
+	// Claim). Records of other flags are kept.
+	Owners []int
 }
 
 // shard is one lock domain of the record tables.
@@ -77,6 +82,10 @@ type Engine struct {
 
 	sip *sipStack
 
+	owners map[int]struct{} // flags whose records are claimed at start
+	cmu    sync.Mutex
+	claims claimState
+
 	reach  reachability // the presence server's, per replies and probes (probe.go)
 	writes storeHealth  // recent store writes (ready.go)
 
@@ -104,7 +113,11 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		seed:     maphash.MakeSeed(),
 		dialogs:  make(map[dialogKey]*subRec),
 		handlers: make(map[int]NotifyHandler),
+		owners:   make(map[int]struct{}, len(opts.Owners)),
 		loaded:   make(chan struct{}),
+	}
+	for _, f := range opts.Owners {
+		e.owners[f] = struct{}{}
 	}
 	if e.log == nil {
 		e.log = slog.Default()
@@ -169,6 +182,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		return err
 	}
 	e.started = true
+	e.openClaims()
 	for range e.cfg.MaxOutstanding {
 		e.workers.Add(1)
 		go e.worker()
@@ -181,7 +195,9 @@ func (e *Engine) Start(ctx context.Context) error {
 }
 
 // Stop stops the timers and workers (waiting, within ctx, for the
-// transactions in flight), flushes the store and closes the SIP stack.
+// transactions in flight), flushes the store and closes the SIP stack. The
+// final flush has a deadline of its own (stop_flush_timeout), so it runs
+// even when ctx ended while transactions were still waiting.
 func (e *Engine) Stop(ctx context.Context) error {
 	e.lmu.Lock()
 	if e.stopped {
@@ -194,6 +210,12 @@ func (e *Engine) Stop(ctx context.Context) error {
 
 	e.sched.stop()
 	e.queue.close()
+	e.cmu.Lock()
+	if e.claims.timer != nil {
+		e.claims.timer.Stop()
+	}
+	e.claims.open = false
+	e.cmu.Unlock()
 	e.wmu.Lock()
 	if e.flushT != nil {
 		e.flushT.Stop()
@@ -215,7 +237,9 @@ func (e *Engine) Stop(ctx context.Context) error {
 	e.syncWG.Wait()
 	var err error
 	if started && e.store != nil {
-		err = e.flush(ctx)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.StopFlushTimeout)
+		err = e.flush(fctx)
+		cancel()
 	}
 	e.sip.close()
 	e.failWaiters()

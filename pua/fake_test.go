@@ -370,15 +370,23 @@ func (m *memStore) SaveRecords(_ context.Context, up, rm []Record) error {
 // newTestEngine starts an engine against fs with a fake clock.
 func newTestEngine(t testing.TB, fs *fakeServer, clk Clock, st Store, mod func(*Config)) *Engine {
 	t.Helper()
+	return newTestEngineOwners(t, fs, clk, st, mod, nil)
+}
+
+// newTestEngineOwners is newTestEngine with owners that claim at start.
+func newTestEngineOwners(t testing.TB, fs *fakeServer, clk Clock, st Store, mod func(*Config), owners []int) *Engine {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Listen = []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}
 	cfg.ServerAddress = fs.uri()
 	cfg.RequestTimeout = 400 * time.Millisecond
 	cfg.MaxOutstanding = 8
+	// Tests of the short lease set it themselves (see lease_test.go).
+	cfg.InitialExpires = 24 * time.Hour
 	if mod != nil {
 		mod(&cfg)
 	}
-	opts := Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: clk}
+	opts := Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: clk, Owners: owners}
 	if st != nil {
 		opts.Store = st
 	}

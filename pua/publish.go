@@ -54,11 +54,20 @@ type pubRec struct {
 	deleted      bool
 	dirty        bool
 	storedFlag   int // flag of the stored row, -1 if none
-	nextRefresh  int64
-	state        string
-	lastStatus   int
-	lastReason   string
-	waiters      []waiter
+	// unclaimed: loaded from the store and not yet claimed by its owner
+	// (see Claim); one the server never accepted is held until claimed.
+	unclaimed bool
+	// durable: an ETag of this publication has been written to the store,
+	// so the full Expires may be asked (see Config.InitialExpires).
+	durable bool
+	// sweepRemove: swept while showing a dialog; removed once its
+	// terminated document is accepted (see Engine.endDialogs).
+	sweepRemove bool
+	nextRefresh int64
+	state       string
+	lastStatus  int
+	lastReason  string
+	waiters     []waiter
 }
 
 func (r *pubRec) base() *task { return &r.task }
@@ -186,7 +195,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 	if r == nil {
 		r = &pubRec{task: task{hidx: -1}, key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending}
 		s.pubs[key] = r
-	} else if !r.remove && !r.failed && r.flag == req.Flag && bytes.Equal(r.body, req.Body) &&
+	} else if e.claimPub(r); !r.remove && !r.failed && r.flag == req.Flag && bytes.Equal(r.body, req.Body) &&
 		r.ctype == req.ContentType && r.expires == req.Expires && r.proxy == req.OutboundProxy &&
 		slices.Equal(r.hdrs, req.ExtraHeaders) && req.Lifetime == 0 && r.endAt == 0 {
 		if req.IfMatch == "" || r.sentGen != r.gen {
@@ -212,7 +221,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 	if req.Lifetime > 0 {
 		r.endAt = now.Add(req.Lifetime).Unix()
 	}
-	r.remove = false
+	r.remove, r.sweepRemove = false, false
 	r.failed = false
 	r.clearRefusal()
 	r.gen++
@@ -292,6 +301,7 @@ func (e *Engine) remove(key Key, withWaiter bool) (chan Result, error) {
 		r.clearRefusal()
 		r.gen++
 	}
+	r.unclaimed = false
 	if withWaiter {
 		r.waiters = append(r.waiters, waiter{gen: r.gen, ch: ch})
 	}
@@ -299,6 +309,10 @@ func (e *Engine) remove(key Key, withWaiter bool) (chan Result, error) {
 		e.dropPub(r, Result{})
 		return ch, nil
 	}
+	// The intent is stored before the removal is answered: a restart
+	// finishes it instead of refreshing the publication.
+	e.markDirty(r, &r.dirty)
+	e.flushSoon()
 	e.kickPub(r)
 	return ch, nil
 }
@@ -337,8 +351,11 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 		return r.removalOp(op, false)
 	case r.failed:
 		return pubOp{}
+	case r.unclaimed && r.etag == "":
+		return pubOp{} // its owner may not want it any more: wait for the claims
 	case r.etag == "" || r.forceInitial:
 		op.kind = pubInitial
+		r.durable = false // a new publication: its ETag is not stored yet
 	case r.srvTerminated && (r.forceRefresh || r.gen > r.sentGen || now.Unix() >= r.nextRefresh || r.nextRefresh == 0):
 		// Replace, do not update, a terminated dialog document: remove it
 		// now, publish the current state anew after the reply.
@@ -363,6 +380,10 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 	}
 	if r.endAt != 0 {
 		exp = min(exp, time.Duration(r.endAt-now.Unix())*time.Second)
+	}
+	if e.store != nil && !r.durable {
+		// Short lease until an ETag is stored (see Config.InitialExpires).
+		exp = min(exp, e.cfg.InitialExpires)
 	}
 	exp = max(exp, e.cfg.MinExpires, r.minExp, time.Second)
 	op.expires = int((exp + time.Second - 1) / time.Second)
@@ -471,6 +492,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		e.flushSoon()
 		log.Debug("publish accepted", "etag", r.etag, "expires", granted)
 		resolveWaiters(&r.waiters, op.gen, res)
+		e.sweepDone(r)
 	case res.Status == 412:
 		if op.kind == pubRemove {
 			log.Debug("publication already gone at the server", "status", res.Status, "etag", op.etag)

@@ -135,6 +135,7 @@ func (e *Engine) flush(ctx context.Context) error {
 	upsert := make([]Record, 0, len(dirty))
 	seen := make(map[identity]bool, len(dirty))
 	var saved []tasker
+	var etags []string // per saved record: the ETag written ("" for subscriptions)
 	for _, t := range dirty {
 		switch r := t.(type) {
 		case *pubRec:
@@ -148,6 +149,7 @@ func (e *Engine) flush(ctx context.Context) error {
 				upsert = append(upsert, rec)
 				seen[idOf(rec)] = true
 				saved = append(saved, r)
+				etags = append(etags, rec.ETag)
 			}
 			r.dirty = false
 			r.shard.mu.Unlock()
@@ -163,6 +165,7 @@ func (e *Engine) flush(ctx context.Context) error {
 				upsert = append(upsert, rec)
 				seen[idOf(rec)] = true
 				saved = append(saved, r)
+				etags = append(etags, "")
 			}
 			r.dirty = false
 			r.shard.mu.Unlock()
@@ -198,6 +201,15 @@ func (e *Engine) flush(ctx context.Context) error {
 		e.removed = append(e.removed, rm...)
 		e.wmu.Unlock()
 		return fmt.Errorf("pua: store flush: %w", err)
+	}
+	for i, t := range saved {
+		if r, ok := t.(*pubRec); ok && etags[i] != "" {
+			r.shard.mu.Lock()
+			if r.etag == etags[i] {
+				r.durable = true // the next refresh may ask for the full Expires
+			}
+			r.shard.mu.Unlock()
+		}
 	}
 	return nil
 }
@@ -239,7 +251,8 @@ func (e *Engine) pubRecord(r *pubRec, now time.Time) Record {
 		PresURI: r.key.PresURI, PresID: r.key.ID, Event: r.ev.bit, EventName: r.key.Event,
 		Expires: r.srvExpires, DesiredExpires: r.endAt, Flag: r.flag, ETag: r.etag,
 		Version: int(r.version), ExtraHeaders: joinHeaders(r.hdrs), Body: r.body, ContentType: ct,
-		OutboundProxy: r.proxy, ReqExpires: int64(r.expires / time.Second),
+		OutboundProxy: r.proxy, ReqExpires: int64(r.expires / time.Second), Removing: r.remove,
+		Modified: r.etag != "" && (r.gen > r.sentGen || r.forceInitial),
 	}
 }
 
@@ -251,14 +264,17 @@ func (e *Engine) subRecord(r *subRec) Record {
 		CallID: r.callID, FromTag: r.localTag, ToTag: r.remoteTag, CSeq: int(r.cseq),
 		RecordRoute: strings.Join(r.routes, ","), Contact: r.contact, RemoteContact: r.remoteTarget,
 		Version: int(r.version), ExtraHeaders: joinHeaders(r.hdrs), OutboundProxy: r.proxy,
-		ReqExpires: int64(r.expires / time.Second),
+		ReqExpires: int64(r.expires / time.Second), Removing: r.unsub,
 	}
 }
 
 // load restores stored records: live publications are refreshed with their
 // stored ETag, live subscriptions refreshed in-dialog; expired ones are
 // dropped (and deleted from the store). Records not yet accepted by the
-// server (no ETag) are published anew while their lifetime lasts.
+// server (no ETag) are published anew while their lifetime lasts (once
+// claimed, for an owner's record). A record marked as being removed, or a
+// publication whose lifetime ended while the server still holds it, is
+// removed at the server.
 func (e *Engine) load(ctx context.Context) error {
 	if e.store == nil {
 		return nil
@@ -271,13 +287,19 @@ func (e *Engine) load(ctx context.Context) error {
 	var kept, dropped int
 	for _, rec := range recs {
 		ev := e.eventOf(rec)
-		expired := rec.DesiredExpires != 0 && rec.DesiredExpires <= now.Unix()
-		if rec.IsSubscription() {
+		ended := rec.DesiredExpires != 0 && rec.DesiredExpires <= now.Unix()
+		expired := ended
+		switch {
+		case rec.IsSubscription():
 			expired = expired || rec.CallID == "" || rec.Expires <= now.Unix()
-		} else if rec.ETag != "" {
-			expired = expired || rec.Expires <= now.Unix()
-		} else {
-			expired = expired || len(rec.Body) == 0
+			expired = expired || (rec.Removing && rec.ToTag == "")
+		case rec.ETag != "":
+			// The server still holds it: a lifetime that ended is a
+			// removal still to be done.
+			expired = rec.Expires <= now.Unix()
+			rec.Removing = rec.Removing || ended
+		default:
+			expired = expired || len(rec.Body) == 0 || rec.Removing
 		}
 		if ev == nil || expired || checkURI(rec.PresURI) != nil {
 			e.markRemoved(rec)
@@ -326,10 +348,18 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 		body: rec.Body, ctype: ct, endAt: rec.DesiredExpires, hdrs: splitHeaders(rec.ExtraHeaders),
 		proxy: rec.OutboundProxy, gen: 1, etag: rec.ETag, srvExpires: rec.Expires,
 		expires: time.Duration(rec.ReqExpires) * time.Second,
-		version: int32(rec.Version), state: StatePending}
+		version: int32(rec.Version), state: StatePending,
+		durable: rec.ETag != "", unclaimed: !rec.Removing && e.ownerFlag(rec.Flag)}
 	if r.etag != "" {
 		r.sentGen, r.state = 1, StateActive
 		r.srvTerminated = ev.dialog && dialogdoc.AllTerminated(r.body)
+		if rec.Modified {
+			// The server holds an older document: send this one.
+			r.sentGen, r.srvTerminated = 0, false
+		}
+	}
+	if rec.Removing {
+		r.remove, r.gen = true, 2
 	}
 	s.pubs[key] = r
 	e.queue.push(r)
@@ -348,7 +378,11 @@ func (e *Engine) loadSub(rec Record, ev *eventInfo) {
 		callID: rec.CallID, localTag: rec.FromTag, remoteTag: rec.ToTag, cseq: uint32(max(rec.CSeq, 0)),
 		remoteTarget: rec.RemoteContact, contact: rec.Contact, srvExpires: rec.Expires,
 		confirmed: rec.ToTag != "", version: int32(rec.Version), state: StateActive,
-		expires: time.Duration(rec.ReqExpires) * time.Second}
+		expires:   time.Duration(rec.ReqExpires) * time.Second,
+		unclaimed: !rec.Removing && e.ownerFlag(rec.Flag)}
+	if rec.Removing {
+		r.unsub, r.gen = true, 2
+	}
 	if rec.RecordRoute != "" {
 		for _, rt := range strings.Split(rec.RecordRoute, ",") {
 			if rt = strings.TrimSpace(rt); rt != "" {

@@ -64,6 +64,7 @@ type subRec struct {
 	deleted     bool
 	dirty       bool
 	storedFlag  int
+	unclaimed   bool // loaded and not yet claimed by its owner (see ClaimSubscription)
 	version     int32
 	state       string
 	lastStatus  int
@@ -161,7 +162,7 @@ func (e *Engine) subscribe(req SubscribeRequest, withWaiter bool) (chan Result, 
 	if r == nil {
 		r = &subRec{task: task{hidx: -1}, key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending}
 		s.subs[key] = r
-	} else if !r.unsub && !r.failed && r.flag == req.Flag && r.target == req.Target && r.expires == req.Expires &&
+	} else if e.claimSub(r); !r.unsub && !r.failed && r.flag == req.Flag && r.target == req.Target && r.expires == req.Expires &&
 		r.proxy == req.OutboundProxy && r.ourURI == req.Contact && slices.Equal(r.hdrs, req.ExtraHeaders) {
 		if withWaiter {
 			if r.confirmed && !r.inFlight && r.sentGen == r.gen {
@@ -215,10 +216,14 @@ func (e *Engine) Unsubscribe(key SubKey) error {
 		r.clearRefusal()
 		r.gen++
 	}
+	r.unclaimed = false
 	if !r.inFlight && (r.callID == "" || r.remoteTag == "") {
 		e.dropSub(r, Result{})
 		return nil
 	}
+	// Stored before it is answered: a restart finishes it.
+	e.markDirty(r, &r.dirty)
+	e.flushSoon()
 	r.backingOff = false
 	e.queue.push(r)
 	return nil
@@ -304,6 +309,8 @@ func (e *Engine) nextSubOp(r *subRec, now time.Time) subOp {
 		op.kind = subUnsub
 	case r.failed:
 		return subOp{}
+	case r.unclaimed && r.callID == "":
+		return subOp{} // its owner may not want it any more: wait for the claims
 	case r.callID == "":
 		r.callID = sip.GenerateTagN(24)
 		r.localTag = sip.GenerateTagN(16)

@@ -207,6 +207,14 @@ type Record struct {
 	ContentType    string `db:"content_type"`
 	OutboundProxy  string `db:"outbound_proxy"`
 	ReqExpires     int64  `db:"req_expires"` // Expires asked on each request, seconds (0 = default)
+	// Removing marks a record whose removal (PUBLISH Expires: 0, or
+	// SUBSCRIBE Expires: 0) was decided but not yet answered: a restarted
+	// engine finishes it instead of refreshing the record.
+	Removing bool `db:"removing"`
+	// Modified marks a publication whose stored body the server has not
+	// yet accepted under the stored ETag: a restarted engine sends it as a
+	// modify instead of refreshing the server's older document.
+	Modified bool `db:"modified"`
 }
 
 // IsSubscription reports whether the record is a subscription.

@@ -23,10 +23,10 @@ var _ pua.Store = (*DB)(nil)
 const recordColumnList = "pres_uri, pres_id, event, expires, desired_expires, flag, " +
 	"etag, tuple_id, watcher_uri, call_id, to_tag, from_tag, " +
 	"cseq, record_route, contact, remote_contact, version, " +
-	"extra_headers, body, content_type, event_name, outbound_proxy, req_expires"
+	"extra_headers, body, content_type, event_name, outbound_proxy, req_expires, removing, modified"
 
 // numRecordColumns is the number of columns in recordColumnList.
-const numRecordColumns = 23
+const numRecordColumns = 25
 
 // bodyColumn is the position of body in recordColumnList.
 const bodyColumn = 18
@@ -248,6 +248,12 @@ func rowRecord(names []string, cols []sql.NullString, body []byte) (rec pua.Reco
 	if cols[22].Valid { // puaside's own column: NULL (a hand-made table) means unset
 		rec.ReqExpires = num(22)
 	}
+	if cols[23].Valid { // puaside's own column: NULL means not being removed
+		rec.Removing = num(23) != 0
+	}
+	if cols[24].Valid { // puaside's own column: NULL means accepted as stored
+		rec.Modified = num(24) != 0
+	}
 	if rec.PresURI == "" && cols[0].Valid {
 		problems = append(problems, "empty pres_uri")
 	}
@@ -341,7 +347,7 @@ func recordArgs(r *pua.Record) []any {
 		r.PresURI, r.PresID, r.Event, r.Expires, r.DesiredExpires, r.Flag,
 		r.ETag, tuple, r.WatcherURI, r.CallID, r.ToTag, r.FromTag,
 		r.CSeq, r.RecordRoute, r.Contact, r.RemoteContact, r.Version,
-		r.ExtraHeaders, body, r.ContentType, r.EventName, r.OutboundProxy, r.ReqExpires,
+		r.ExtraHeaders, body, r.ContentType, r.EventName, r.OutboundProxy, r.ReqExpires, boolInt(r.Removing), boolInt(r.Modified),
 	}
 }
 
@@ -659,6 +665,14 @@ func (db *DB) insertRecords(ctx context.Context, tx *sql.Tx, recs []*pua.Record)
 		}
 	}
 	return nil
+}
+
+// boolInt is a flag column's value.
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // placeholders returns "?, ?, ..." with n marks.

@@ -132,7 +132,13 @@ func TestRecordsRoundTrip(t *testing.T) {
 		dialog.ContentType = "application/dialog-info+xml"
 		custom := publication(5)
 		custom.Event, custom.EventName = 0, "x-custom;param=1"
-		want := []pua.Record{withBinary, noTuple, pending, dialog, custom, subscription(1), subscription(2)}
+		removing := publication(6)
+		removing.Removing = true
+		modified := publication(7)
+		modified.Modified = true
+		unsub := subscription(3)
+		unsub.Removing = true
+		want := []pua.Record{withBinary, noTuple, pending, dialog, custom, removing, modified, subscription(1), subscription(2), unsub}
 		mustSave(t, db, want, nil)
 		checkEqual(t, mustLoad(t, db), want)
 		if n := countRows(t, db); n != len(want) {
@@ -222,6 +228,8 @@ func TestUpdateChangesEachColumn(t *testing.T) {
 		{"event bit", func(r *pua.Record) { r.Event = 0 }},
 		{"etag and body", func(r *pua.Record) { r.ETag, r.Body = "etag-2", []byte("<b/>") }},
 		{"etag back", func(r *pua.Record) { r.ETag = "etag-changed" }},
+		{"removing", func(r *pua.Record) { r.Removing = true }},
+		{"modified", func(r *pua.Record) { r.Modified = true }},
 		{"everything but the identity", func(r *pua.Record) {
 			r.Expires, r.DesiredExpires, r.ETag, r.TupleID, r.CallID, r.ToTag = 1, 2, "e-"+r.PresURI, "t", "c", "tt"
 			r.FromTag, r.CSeq, r.RecordRoute, r.Contact, r.RemoteContact, r.Version = "f", 3, "", "x", "y", 4
@@ -542,7 +550,7 @@ func TestNullColumnsReported(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *store.DB) {
 		// A pua table whose NOT NULL constraints were dropped by hand.
 		loose := &store.DB{X: db.X, Dialect: db.Dialect, Table: "pua_loose"}
-		cols := strings.Split(kamailioCols+", body, content_type, event_name, outbound_proxy, req_expires", ", ")
+		cols := strings.Split(kamailioCols+", body, content_type, event_name, outbound_proxy, req_expires, removing, modified", ", ")
 		idCol := "id INTEGER PRIMARY KEY"
 		if db.Dialect == store.MySQL {
 			idCol = "id INT AUTO_INCREMENT PRIMARY KEY"

@@ -135,10 +135,11 @@ type aorState struct {
 	// whether a publication exists at all.
 	digest    [32]byte
 	published bool
-	closed    bool      // the published document is the closed one
-	linger    time.Time // when a closed publication is removed
-	due       time.Time // timer heap deadline
-	idx       int       // index in the heap, -1 when not in it
+	closed    bool          // the published document is the closed one
+	asked     time.Duration // Expires asked for the published document (0 = unknown)
+	linger    time.Time     // when a closed publication is removed
+	due       time.Time     // timer heap deadline
+	idx       int           // index in the heap, -1 when not in it
 }
 
 // pendingReq is a traced REGISTER waiting for its reply.
@@ -580,13 +581,13 @@ func (t *Tracker) syncPublication(st *aorState, now time.Time) {
 	switch {
 	case on && len(st.contacts) > 0:
 		st.linger = time.Time{}
-		t.publishDoc(st, BuildPIDF(Entity(st.aor, t.cfg.EntityPrefix), st.contacts), false)
+		t.publishDoc(st, BuildPIDF(Entity(st.aor, t.cfg.EntityPrefix), st.contacts), false, now)
 	case on && st.published && !st.closed:
 		if t.cfg.ClosedLinger <= 0 {
 			t.remove(st)
 			return
 		}
-		t.publishDoc(st, BuildPIDF(Entity(st.aor, t.cfg.EntityPrefix), nil), true)
+		t.publishDoc(st, BuildPIDF(Entity(st.aor, t.cfg.EntityPrefix), nil), true, now)
 		st.linger = now.Add(t.cfg.ClosedLinger)
 	case on && st.published && st.closed:
 		if st.linger.IsZero() {
@@ -601,22 +602,23 @@ func (t *Tracker) syncPublication(st *aorState, now time.Time) {
 }
 
 // publishDoc hands doc to the publisher unless it is the one already
-// published.
-func (t *Tracker) publishDoc(st *aorState, doc []byte, closed bool) {
+// published with a lease that still fits its contacts (see publishExpires).
+func (t *Tracker) publishDoc(st *aorState, doc []byte, closed bool, now time.Time) {
 	d := sha256.Sum256(doc)
-	if st.published && d == st.digest {
+	exp := t.publishExpires(st, now, closed)
+	if st.published && d == st.digest && !leaseTooShort(st.asked, exp) {
 		return
 	}
 	err := t.pub.Publish(pua.PublishRequest{
 		Key: t.key(st.aor), Body: doc, ContentType: ContentTypePIDF,
-		Expires: t.cfg.PublishExpires, Flag: pua.FlagUsrloc,
+		Expires: exp, Flag: pua.FlagUsrloc,
 	})
 	if err != nil {
 		t.count("publish_error")
 		t.log.Error("usrloc: publish", "aor", st.aor, "err", err)
 		return
 	}
-	st.digest, st.published, st.closed = d, true, closed
+	st.digest, st.published, st.closed, st.asked = d, true, closed, exp
 	if closed {
 		t.count("closed")
 	} else {
@@ -724,7 +726,17 @@ func (t *Tracker) setFlagLocked(aor string, on bool) bool {
 // not change while puaside was down: the engine still holds and refreshes
 // that publication. When the Publisher is a PublicationLister, its stored
 // publications are compared with the loaded state (and orphans closed).
+// When the Publisher is a Claimer, the publications of the loaded AoRs are
+// claimed and the claims are done when Start returns, even on error.
 func (t *Tracker) Start(ctx context.Context) error {
+	if cl, ok := t.pub.(Claimer); ok {
+		defer cl.ClaimsDone(pua.FlagUsrloc)
+		defer func() {
+			t.mu.Lock()
+			t.claimLoaded(cl)
+			t.mu.Unlock()
+		}()
+	}
 	var stored map[string][]Binding
 	flags := map[string]bool{}
 	if t.store != nil {

@@ -77,7 +77,7 @@ func TestReplicateAndExpiry(t *testing.T) {
 	expectOps(t, "register", ops, "publish "+aor+" open")
 	req := ops[0].Req
 	if req.Key != (pua.Key{PresURI: aor, Event: "presence", ID: "usrloc"}) || req.Flag != pua.FlagUsrloc ||
-		req.ContentType != ContentTypePIDF || req.Expires != time.Hour {
+		req.ContentType != ContentTypePIDF || req.Expires != 61*time.Second { // the contact's 60 s + 1 s
 		t.Fatalf("publish request %+v", req)
 	}
 	golden(t, filepath.Join("flow", "replicate_open.xml"), req.Body)

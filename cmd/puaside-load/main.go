@@ -22,7 +22,8 @@
 // Usage:
 //
 //	puaside-load [-rate N] [-users N] [-duration D] [-drain D] [-settle D]
-//	             [-db URL] [-cpuprofile FILE] [-memprofile FILE] [-latfile FILE] [-json] [-v]
+//	             [-db URL] [-no-sync-etags] [-initial-expires D]
+//	             [-cpuprofile FILE] [-memprofile FILE] [-latfile FILE] [-json] [-v]
 //
 // Examples:
 //
@@ -87,6 +88,7 @@ type options struct {
 	Settle     time.Duration // wait before the memory reading (transactions end)
 	LatFile    string        // write "send offset ms, latency ms" per AoR
 	NoSync     bool          // pua.sync_etags off: ETags only written behind
+	InitialExp time.Duration // pua.initial_expires; 0 = puaside's default
 	Log        io.Writer     // puaside's warnings and errors; nil discards
 }
 
@@ -144,6 +146,7 @@ func main() {
 	fs.StringVar(&o.LatFile, "latfile", "", "write one line per published AoR: send offset (ms) and latency (ms)")
 	fs.DurationVar(&o.Settle, "settle", 0, "wait this long after the drain, then GC, before reading memory")
 	fs.BoolVar(&o.NoSync, "no-sync-etags", false, "run puaside with pua.sync_etags off (ETags written only every update_period)")
+	fs.DurationVar(&o.InitialExp, "initial-expires", 0, "run puaside with this pua.initial_expires (0: its default; at least the publications' Expires: no short first lease)")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&verbose, "v", false, "show puaside's warnings")
 	_ = fs.Parse(os.Args[1:])
@@ -347,6 +350,9 @@ func loadConfig(o options, dir, server string) config.Config {
 	}
 	cfg.Features = config.Features{Usrloc: true}
 	cfg.PUA.SyncETags = !o.NoSync
+	if o.InitialExp > 0 {
+		cfg.PUA.InitialExpires = o.InitialExp
+	}
 	cfg.PUA.Listen = []string{"udp:127.0.0.1:0"}
 	cfg.PUA.ServerAddress = "sip:" + server
 	cfg.Ingest.ReplicateListen = []string{"udp:127.0.0.1:0"}

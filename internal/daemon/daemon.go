@@ -71,7 +71,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	}
 	d.db = db
 
-	d.eng, err = pua.New(cfg.PUA, pua.Options{Logger: log, Store: db, Metrics: d.m})
+	// Every tracker flag is an owner: the enabled trackers claim their
+	// records at start, a disabled one claims nothing (Start says it is
+	// done at once), so the publications of a feature turned off are
+	// removed rather than refreshed forever. Records of the management API
+	// have no owner and are kept.
+	d.eng, err = pua.New(cfg.PUA, pua.Options{Logger: log, Store: db, Metrics: d.m, Owners: ownerFlags()})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("daemon: %w", err)
@@ -174,6 +179,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	return d, nil
 }
 
+// ownerFlags are the flags of the records owned by a tracker.
+func ownerFlags() []int {
+	return []int{pua.FlagUsrloc, pua.FlagDialogPublish, pua.FlagBLAPublish, pua.FlagBLASubscribe}
+}
+
 // listening is the /readyz check that every configured ingest listener is
 // bound. With no SIP or HEP input configured (JSON events only) there is
 // nothing to wait for.
@@ -206,6 +216,17 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err := d.eng.Start(ctx); err != nil {
 		return d.abort(ctx, fmt.Errorf("daemon: start engine: %w", err))
 	}
+	// The owners that are not enabled claim nothing.
+	if d.ul == nil {
+		d.eng.ClaimsDone(pua.FlagUsrloc)
+	}
+	if d.di == nil {
+		d.eng.ClaimsDone(pua.FlagDialogPublish)
+	}
+	if d.bl == nil {
+		d.eng.ClaimsDone(pua.FlagBLAPublish)
+		d.eng.ClaimsDone(pua.FlagBLASubscribe)
+	}
 	tctx, cancel := context.WithCancel(context.Background())
 	d.cancelTrackers = cancel
 	if d.bl != nil {
@@ -221,6 +242,9 @@ func (d *Daemon) Start(ctx context.Context) error {
 			}
 		}
 		d.run("usrloc", func() error { return d.ul.Run(tctx) })
+	}
+	if d.bl != nil {
+		d.bl.ClaimRestored(d.eng)
 	}
 	if d.di != nil {
 		if err := d.di.Start(ctx); err != nil {

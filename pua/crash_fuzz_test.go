@@ -1,0 +1,540 @@
+package pua_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/store"
+)
+
+// FuzzCrashRecovery feeds random publish and remove operations of two
+// tracker-like owners, random store writes, time steps and kill points
+// through the engine and a SQLite store to a stateful in-process presence
+// server. After the last restart, the claims and the sweep, and once the
+// leases of publications nobody refreshes have run out, the publications at
+// the server must be exactly what the owners want: one per wanted
+// presentity, with the wanted document, and nothing else.
+//
+// Each pair of input bytes is one operation (see crashHarness.step).
+func FuzzCrashRecovery(f *testing.F) {
+	f.Add([]byte{0, 0, 4, 0, 6, 0})                   // publish, owner writes, crash before the ETag is stored
+	f.Add([]byte{0, 0, 5, 0, 4, 0, 3, 0, 6, 0})       // removal forgotten by the crash
+	f.Add([]byte{0, 0, 5, 0, 3, 0, 5, 0, 6, 0})       // removal stored, owner never wrote it
+	f.Add([]byte{0, 1, 4, 0, 5, 0, 1, 1, 6, 0, 7, 0}) // modify lost by the crash
+	f.Add([]byte{0, 2, 0, 5, 4, 0, 5, 0, 7, 0, 6, 0, 3, 2, 4, 0, 6, 0})
+	f.Add([]byte{0, 5, 5, 0, 6, 0})                         // stored publication its owner never wrote
+	f.Add([]byte{0, 0, 5, 0, 4, 0, 2, 0, 3, 0, 5, 0, 6, 0}) // removal during an outage, then a crash
+	f.Add([]byte{0, 0, 2, 0, 1, 0, 4, 0, 7, 0, 5, 0, 2, 0, 7, 0, 6, 0})
+	f.Fuzz(runCrashOps)
+}
+
+// runCrashOps runs one input of FuzzCrashRecovery.
+func runCrashOps(t *testing.T, ops []byte) {
+	if len(ops) > 40 {
+		ops = ops[:40]
+	}
+	h := newCrashHarness(t)
+	for i := 0; i+1 < len(ops); i += 2 {
+		h.step(ops[i], ops[i+1])
+	}
+	// The last kill point comes after a store write, so that what the
+	// engine stores is the server's current state (a refresh's new ETag
+	// lost by a crash leaves a publication nobody can remove, which only
+	// its lease ends; settle waits for that too).
+	h.step(5, 0)
+	h.crash()
+	h.restart()
+	h.settle()
+	h.check()
+}
+
+// TestCrashUnwrittenOwnerState: a publication stored by the engine whose
+// owner never wrote it is removed after the restart.
+func TestCrashUnwrittenOwnerState(t *testing.T) {
+	runCrashOps(t, []byte{0, 5, 5, 0, 6, 0})
+}
+
+// owner is a tracker-like owner: what it wants in memory, and what it has
+// written to its own table (a crash loses the rest).
+type owner struct {
+	flag      int
+	id        string
+	mem       map[string]string // presentity → document
+	persisted map[string]string
+}
+
+func (o *owner) key(uri string) pua.Key { return pua.Key{PresURI: uri, Event: "presence", ID: o.id} }
+
+type crashHarness struct {
+	t      *testing.T
+	clk    *stepClock
+	srv    *presenceServer
+	dbPath string
+	st     *killableStore
+	db     *store.DB
+	eng    *pua.Engine
+	owners []*owner
+	ver    int
+}
+
+func newCrashHarness(t *testing.T) *crashHarness {
+	// Not t.TempDir: a fuzz seed's directory name has a '#', which a
+	// db_url would read as a fragment.
+	dir, err := os.MkdirTemp("", "puaside-crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	h := &crashHarness{t: t, clk: &stepClock{now: time.Unix(1_700_000_000, 0)},
+		dbPath: filepath.Join(dir, "pua.db")}
+	h.srv = newPresenceServer(t, h.clk)
+	for i, flag := range []int{pua.FlagUsrloc, pua.FlagDialogPublish} {
+		h.owners = append(h.owners, &owner{flag: flag, id: "o" + strconv.Itoa(i),
+			mem: map[string]string{}, persisted: map[string]string{}})
+	}
+	h.start()
+	t.Cleanup(func() { h.stopEngine() })
+	return h
+}
+
+// start opens the store and starts an engine; the owners then claim.
+func (h *crashHarness) start() {
+	ctx := context.Background()
+	db, err := store.Open(ctx, "sqlite://"+h.dbPath, "pua")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := db.Migrate(ctx); err != nil {
+		h.t.Fatal(err)
+	}
+	h.db = db
+	h.st = &killableStore{Store: db}
+	cfg := pua.DefaultConfig()
+	cfg.Listen = []string{"udp:127.0.0.1:0"}
+	cfg.ServerAddress = h.srv.uri()
+	cfg.SyncETags = false // store writes happen at the steps that tick the clock
+	cfg.UpdatePeriod = time.Second
+	cfg.RequestTimeout = time.Second
+	cfg.DefaultExpires = 10 * time.Minute
+	cfg.InitialExpires = time.Minute
+	cfg.ClaimTimeout = 30 * time.Second
+	var flags []int
+	for _, o := range h.owners {
+		flags = append(flags, o.flag)
+	}
+	e, err := pua.New(cfg, pua.Options{Store: h.st, Clock: h.clk, Owners: flags,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := e.Start(ctx); err != nil {
+		h.t.Fatal(err)
+	}
+	h.eng = e
+}
+
+func (h *crashHarness) stopEngine() {
+	if h.eng == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = h.eng.Stop(ctx)
+	h.db.Close()
+	h.eng = nil
+}
+
+// step runs one operation: op selects it, arg its owner and presentity.
+func (h *crashHarness) step(op, arg byte) {
+	o := h.owners[int(arg>>2)%len(h.owners)]
+	uri := fmt.Sprintf("sip:%s-%d@example.com", o.id, arg&3)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	down := h.srv.isDown()
+	switch op % 8 {
+	case 0, 1: // the owner publishes a new document
+		h.ver++
+		doc := fmt.Sprintf("doc %s v%d", uri, h.ver)
+		req := pua.PublishRequest{Key: o.key(uri), Body: []byte(doc), Flag: o.flag}
+		var err error
+		if down {
+			err = h.eng.Publish(req)
+		} else {
+			_, err = h.eng.PublishWait(ctx, req)
+		}
+		if err != nil {
+			h.t.Fatalf("publish %s: %v", uri, err)
+		}
+		o.mem[uri] = doc
+	case 2: // the presence server stops answering, or answers again
+		h.srv.setDown(!down)
+	case 3: // the owner removes it
+		if _, ok := o.mem[uri]; !ok {
+			return
+		}
+		var err error
+		if down {
+			err = h.eng.Remove(o.key(uri))
+		} else {
+			_, err = h.eng.RemoveWait(ctx, o.key(uri))
+		}
+		if err != nil {
+			h.t.Fatalf("remove %s: %v", uri, err)
+		}
+		delete(o.mem, uri)
+	case 4: // the owner writes its table
+		o.persisted = clone(o.mem)
+	case 5: // the engine's write-behind tick
+		h.clk.Advance(time.Second)
+		h.quiesce()
+	case 6: // kill -9 and restart at once
+		h.crash()
+		h.restart()
+	case 7: // time passes: refreshes
+		h.clk.Advance(20 * time.Second)
+		h.quiesce()
+	}
+}
+
+// crash kills the engine: from now on it writes nothing and the server
+// hears nothing from it; the owners lose what they did not write. The
+// server is back, if it was down.
+func (h *crashHarness) crash() {
+	h.st.dead.Store(true)
+	h.srv.deafTo(h.eng.ContactURI())
+	h.stopEngine()
+	for _, o := range h.owners {
+		o.mem = clone(o.persisted)
+	}
+	h.srv.setDown(false)
+}
+
+// restart starts a new engine on the same database; each owner publishes
+// what the engine lost or changed and claims the rest, then is done.
+func (h *crashHarness) restart() {
+	h.start()
+	held := map[pua.Key]string{}
+	for _, p := range h.eng.Publications() {
+		held[p.Key] = string(p.Body)
+	}
+	for _, o := range h.owners {
+		for uri, doc := range o.mem {
+			if held[o.key(uri)] == doc {
+				h.eng.Claim(o.key(uri))
+				continue
+			}
+			if err := h.eng.Publish(pua.PublishRequest{Key: o.key(uri), Body: []byte(doc), Flag: o.flag}); err != nil {
+				h.t.Fatalf("publish at restart: %v", err)
+			}
+		}
+		h.eng.ClaimsDone(o.flag)
+	}
+	h.quiesce()
+}
+
+// settle lets time pass well beyond the longest lease, in steps short
+// enough for every refresh to be on time.
+func (h *crashHarness) settle() {
+	for range 34 {
+		h.clk.Advance(20 * time.Second)
+		h.quiesce()
+	}
+}
+
+// quiesce waits until the server has heard nothing for a while.
+func (h *crashHarness) quiesce() {
+	deadline := time.Now().Add(10 * time.Second)
+	last, since := h.srv.requests(), time.Now()
+	for time.Since(since) < 30*time.Millisecond {
+		if time.Now().After(deadline) {
+			h.t.Fatal("the engine never went quiet")
+		}
+		time.Sleep(5 * time.Millisecond)
+		if n := h.srv.requests(); n != last {
+			last, since = n, time.Now()
+		}
+	}
+}
+
+// check compares the server's live publications with what the owners want.
+func (h *crashHarness) check() {
+	want := map[string]string{}
+	for _, o := range h.owners {
+		for uri, doc := range o.mem {
+			want[uri] = doc
+		}
+	}
+	got := h.srv.live()
+	var problems []string
+	for uri, docs := range got {
+		switch {
+		case want[uri] == "":
+			problems = append(problems, fmt.Sprintf("%s: %d publication(s) nobody wants: %q", uri, len(docs), docs))
+		case len(docs) != 1 || docs[0] != want[uri]:
+			problems = append(problems, fmt.Sprintf("%s: publications %q, want one %q", uri, docs, want[uri]))
+		}
+	}
+	for uri, doc := range want {
+		if len(got[uri]) == 0 {
+			problems = append(problems, fmt.Sprintf("%s: not published, want %q", uri, doc))
+		}
+	}
+	sort.Strings(problems)
+	for _, p := range problems {
+		h.t.Error(p)
+	}
+}
+
+func clone(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// killableStore refuses every write once dead (the process is gone).
+type killableStore struct {
+	pua.Store
+	dead atomic.Bool
+}
+
+func (k *killableStore) SaveRecords(ctx context.Context, up, rm []pua.Record) error {
+	if k.dead.Load() {
+		return fmt.Errorf("killed")
+	}
+	return k.Store.SaveRecords(ctx, up, rm)
+}
+
+// stepClock is a fake pua.Clock moved by Advance.
+type stepClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*stepTimer
+}
+
+type stepTimer struct {
+	c  *stepClock
+	at time.Time
+	f  func()
+}
+
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *stepClock) AfterFunc(d time.Duration, f func()) pua.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &stepTimer{c: c, at: c.now.Add(d), f: f}
+	if d <= 0 {
+		go f()
+		return t
+	}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+func (t *stepTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	for i, x := range t.c.timers {
+		if x == t {
+			t.c.timers = append(t.c.timers[:i], t.c.timers[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// Advance moves time forward and runs the timers that became due.
+func (c *stepClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due, keep []*stepTimer
+	for _, t := range c.timers {
+		if !t.at.After(c.now) {
+			due = append(due, t)
+		} else {
+			keep = append(keep, t)
+		}
+	}
+	c.timers = keep
+	c.mu.Unlock()
+	sort.Slice(due, func(i, j int) bool { return due[i].at.Before(due[j].at) })
+	for _, t := range due {
+		t.f()
+	}
+}
+
+// presenceServer is an in-process RFC 3903 state agent: it keeps each
+// publication under its current ETag until it expires (on the test clock,
+// with a grace of a few seconds as a real server's timer has) or is
+// removed, answers 412 for an unknown ETag, and gives a new ETag on every
+// successful PUBLISH.
+type presenceServer struct {
+	clk   *stepClock
+	port  int
+	mu    sync.Mutex
+	pubs  map[string]*publication // by ETag
+	etagN int
+	n     int
+	deaf  map[string]bool // Via sent-by of dead engines
+	down  bool            // answer nothing (an outage)
+}
+
+func (ps *presenceServer) setDown(b bool) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.down = b
+}
+
+func (ps *presenceServer) isDown() bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.down
+}
+
+type publication struct {
+	uri, doc string
+	expires  time.Time
+}
+
+const serverGrace = 10 * time.Second
+
+func newPresenceServer(t *testing.T, clk *stepClock) *presenceServer {
+	ps := &presenceServer{clk: clk, pubs: map[string]*publication{}, deaf: map[string]bool{}}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ua, err := sipgo.NewUA(sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.OnPublish(ps.handle)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps.port = pc.LocalAddr().(*net.UDPAddr).Port
+	go srv.ServeUDP(pc)
+	t.Cleanup(func() {
+		ua.Close()
+		pc.Close()
+	})
+	return ps
+}
+
+func (ps *presenceServer) uri() string { return fmt.Sprintf("sip:127.0.0.1:%d", ps.port) }
+
+func (ps *presenceServer) requests() int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.n
+}
+
+// deafTo drops every later request of the engine with this Contact.
+func (ps *presenceServer) deafTo(contact string) {
+	var u sip.Uri
+	if err := sip.ParseUri(contact, &u); err != nil {
+		return
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.deaf[net.JoinHostPort(u.Host, strconv.Itoa(u.Port))] = true
+}
+
+// live returns the documents of the live publications by presentity.
+func (ps *presenceServer) live() map[string][]string {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.purge()
+	out := map[string][]string{}
+	for _, p := range ps.pubs {
+		out[p.uri] = append(out[p.uri], p.doc)
+	}
+	return out
+}
+
+// purge forgets expired publications. ps.mu held.
+func (ps *presenceServer) purge() {
+	now := ps.clk.Now()
+	for etag, p := range ps.pubs {
+		if now.After(p.expires.Add(serverGrace)) {
+			delete(ps.pubs, etag)
+		}
+	}
+}
+
+func (ps *presenceServer) handle(req *sip.Request, tx sip.ServerTransaction) {
+	via := req.Via()
+	ps.mu.Lock()
+	if via != nil && ps.deaf[net.JoinHostPort(via.Host, strconv.Itoa(via.Port))] {
+		ps.mu.Unlock()
+		return
+	}
+	ps.n++
+	if ps.down {
+		ps.mu.Unlock()
+		return
+	}
+	ps.purge()
+	exp := 3600
+	if h := req.GetHeader("Expires"); h != nil {
+		exp, _ = strconv.Atoi(h.Value())
+	}
+	var ifMatch string
+	if h := req.GetHeader("SIP-If-Match"); h != nil {
+		ifMatch = h.Value()
+	}
+	code, etag := 200, ""
+	switch p := ps.pubs[ifMatch]; {
+	case ifMatch != "" && p == nil:
+		code = 412
+	case exp == 0:
+		delete(ps.pubs, ifMatch)
+	default:
+		if p == nil {
+			p = &publication{uri: req.Recipient.String()}
+		} else {
+			delete(ps.pubs, ifMatch)
+		}
+		if body := req.Body(); len(body) > 0 {
+			p.doc = string(body)
+		}
+		p.expires = ps.clk.Now().Add(time.Duration(exp) * time.Second)
+		ps.etagN++
+		etag = "e" + strconv.Itoa(ps.etagN)
+		ps.pubs[etag] = p
+	}
+	ps.mu.Unlock()
+	res := sip.NewResponseFromRequest(req, code, "Reply", nil)
+	if code == 200 {
+		if etag != "" {
+			res.AppendHeader(sip.NewHeader("SIP-ETag", etag))
+		}
+		e := sip.ExpiresHeader(exp)
+		res.AppendHeader(&e)
+	}
+	_ = tx.Respond(res)
+}
