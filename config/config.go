@@ -32,6 +32,12 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is text or json.
 	LogFormat string `yaml:"log_format"`
+	// LogSyslog sends the log lines to syslog as well as to stderr (tag
+	// puaside, facility daemon, the level as the priority): "local" for the
+	// local syslog socket (/dev/log, which journald also reads), or
+	// "udp://host:port" / "tcp://host:port" for a remote syslog server.
+	// Empty: stderr only. Under systemd stderr already goes to the journal.
+	LogSyslog string `yaml:"log_syslog"`
 	// DBURL selects the database: sqlite://PATH (default) or
 	// mysql://user:pass@host:port/db (Kamailio's form).
 	DBURL string `yaml:"db_url"`
@@ -179,6 +185,9 @@ func (c Config) Validate() error {
 	case "text", "json":
 	default:
 		add("log_format", "%q is not one of text, json", c.LogFormat)
+	}
+	if err := checkSyslog(c.LogSyslog); err != nil {
+		add("log_syslog", "%v", err)
 	}
 	if !strings.HasPrefix(c.DBURL, "sqlite://") && !strings.HasPrefix(c.DBURL, "mysql://") {
 		add("db_url", "%q: scheme must be sqlite:// or mysql://", redactURL(c.DBURL))

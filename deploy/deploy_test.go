@@ -1102,7 +1102,7 @@ func TestOperatorGuide(t *testing.T) {
 
 	// Every metric named exists in the code.
 	var src strings.Builder
-	for _, f := range []string{"metrics/metrics.go", "metrics/buildinfo.go", "mgmt/collector.go"} {
+	for _, f := range []string{"metrics/metrics.go", "metrics/outage.go", "metrics/buildinfo.go", "mgmt/collector.go", "internal/daemon/gauges.go"} {
 		src.WriteString(readFile(t, filepath.Join(root, f)))
 	}
 	// Code blocks hold configuration, not metrics ("[puaside_hep]").

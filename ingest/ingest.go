@@ -110,7 +110,7 @@ type Ingest struct {
 	log     *slog.Logger
 	m       *metrics.Metrics
 	now     func() time.Time
-	trust   trust
+	trust   *trust
 	parser  *sip.Parser
 	dedup   *dedup
 	logLim  *limiter
@@ -143,7 +143,7 @@ func New(cfg Config, h Handlers, opts Options) (*Ingest, error) {
 		log:    opts.Logger,
 		m:      opts.Metrics,
 		now:    opts.Now,
-		trust:  trust{prefixes: prefixes},
+		trust:  newTrust(prefixes),
 		parser: sip.NewParser(),
 		logLim: newLimiter(logInterval),
 		seed:   maphash.MakeSeed(),

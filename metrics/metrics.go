@@ -20,7 +20,7 @@ type Metrics struct {
 
 	requests       *prometheus.CounterVec   // method, event, status
 	latency        *prometheus.HistogramVec // method, event
-	notifies       *prometheus.CounterVec   // event, code
+	notifies       *prometheus.CounterVec   // event, status
 	ingest         *prometheus.CounterVec   // input, kind, result
 	drops          *prometheus.CounterVec   // input, reason
 	queueDepth     *prometheus.GaugeVec     // queue
@@ -63,6 +63,43 @@ func refusedReasons() []string {
 	return []string{RefusedUnauthorised, RefusedUntrusted, RefusedReservedHeader}
 }
 
+// The methods and event packages of the SIP counters created at start;
+// further values appear on first use.
+func sipMethods() []string { return []string{"PUBLISH", "SUBSCRIBE"} }
+func sipEvents() []string  { return []string{"presence", "dialog", "dialog;sla"} }
+
+// sipOutcomes are the status values of puaside_sip_requests_total created
+// at start: success and the two outcomes without a reply.
+func sipOutcomes() []string { return []string{"200", "timeout", "error"} }
+
+// refusedStatuses are the refusals of puaside_pua_refused_total created at
+// start (200 is a 2xx to PUBLISH without SIP-ETag).
+func refusedStatuses() []string {
+	return []string{"200", "400", "403", "404", "405", "415", "480", "489", "603"}
+}
+
+// notifyEvents are the NOTIFYs puaside receives: dialog;sla from the
+// shared-line phones, presence for manual subscriptions.
+func notifyEvents() []string { return []string{"presence", "dialog", "dialog;sla"} }
+
+// storeTables are the tables whose quarantine counter exists at start;
+// the pua table's name (db_table) is added by KnownTable.
+func storeTables() []string {
+	return []string{"pua", "puaside_contacts", "puaside_publish_flags", "puaside_dialogs", "puaside_dialog_versions", "puaside_shared_lines"}
+}
+
+// trackerWhats are the main tracker events created at start, by tracker.
+func trackerWhats() map[string][]string {
+	return map[string][]string{
+		"usrloc":     {"contact_added", "contact_expired", "published", "removed", "publish_error", "store_error"},
+		"dialoginfo": {"call_created", "call_ended", "publish_error", "remove_error", "store_error"},
+		"bla":        {"subscribe", "unsubscribe", "subscribe_error", "relayed", "publish_error", "seize_conflict"},
+	}
+}
+
+// probeResults are the results of puaside_presence_server_probes_total.
+func probeResults() []string { return []string{"reply", "timeout", "error"} }
+
 // New builds the collectors and registers them, with the Go and process
 // collectors, on a fresh registry.
 func New() *Metrics {
@@ -79,7 +116,7 @@ func New() *Metrics {
 	m.notifies = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "puaside_notify_received_total",
 		Help: "NOTIFY requests received, by event and the status puaside answered.",
-	}, []string{"event", "code"})
+	}, []string{"event", "status"})
 	m.ingest = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "puaside_ingest_messages_total",
 		Help: "Mirrored messages and JSON events received, by input, kind and result.",
@@ -141,6 +178,42 @@ func (m *Metrics) precreate() {
 	for _, r := range refusedReasons() {
 		m.httpRefused.WithLabelValues(r)
 	}
+	for _, meth := range sipMethods() {
+		for _, ev := range sipEvents() {
+			for _, st := range sipOutcomes() {
+				m.requests.WithLabelValues(meth, ev, st)
+			}
+			for _, st := range refusedStatuses() {
+				m.outage.refused.WithLabelValues(meth, ev, st)
+			}
+			m.outage.retries.WithLabelValues(meth, ev)
+			m.latency.WithLabelValues(meth, ev)
+		}
+	}
+	for _, ev := range notifyEvents() {
+		m.notifies.WithLabelValues(ev, "200")
+	}
+	for _, t := range storeTables() {
+		m.quarantined.WithLabelValues(t)
+	}
+	for tr, whats := range trackerWhats() {
+		for _, w := range whats {
+			m.trackerEvents.WithLabelValues(tr, w)
+		}
+	}
+	for _, r := range probeResults() {
+		m.outage.probes.WithLabelValues(r)
+	}
+	m.queueDepth.WithLabelValues("ingest")
+}
+
+// KnownTable creates the quarantine counter of a table at zero (the pua
+// table under its configured name, db_table).
+func (m *Metrics) KnownTable(table string) {
+	if m == nil {
+		return
+	}
+	m.quarantined.WithLabelValues(table)
 }
 
 // HTTPRefused counts a management request refused for reason (one of the

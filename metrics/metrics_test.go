@@ -50,7 +50,7 @@ func TestCountersMove(t *testing.T) {
 		t.Errorf("store failures %v", got)
 	}
 	n, err := testutil.GatherAndCount(m.Registry(), "puaside_sip_request_duration_seconds")
-	if err != nil || n != 1 {
+	if err != nil || n != len(sipMethods())*len(sipEvents()) { // created at start
 		t.Errorf("latency series %d, %v", n, err)
 	}
 	if StatusLabel(0, false) != "error" {
@@ -90,5 +90,49 @@ puaside_http_refused_total{reason="unauthorised"} 0
 puaside_http_refused_total{reason="untrusted_source"} 1
 `), "puaside_http_refused_total"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestEveryCounterExistsAtStart: every counter puaside exports has series
+// (at zero) before anything happened, so that rate() sees the first event
+// and "stays at 0" alerts can fire. A counter added to New must be added
+// here and get its pre-created label values.
+func TestEveryCounterExistsAtStart(t *testing.T) {
+	m := New()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = len(mf.GetMetric())
+	}
+	for _, name := range []string{
+		"puaside_sip_requests_total", "puaside_notify_received_total",
+		"puaside_ingest_messages_total", "puaside_ingest_dropped_total",
+		"puaside_store_flush_failures_total", "puaside_store_rows_quarantined_total",
+		"puaside_tracker_events_total", "puaside_http_refused_total",
+		"puaside_pua_refused_total", "puaside_pua_refused_retries_total",
+		"puaside_presence_server_probes_total", "puaside_presence_server_return_flushed_total",
+		"puaside_queue_depth", "puaside_presence_server_up", "puaside_sip_requests_in_flight",
+	} {
+		if got[name] == 0 {
+			t.Errorf("%s has no series at start", name)
+		}
+	}
+	for name := range got {
+		if strings.HasPrefix(name, "puaside_") && strings.HasSuffix(name, "_total") && got[name] == 0 {
+			t.Errorf("%s exported without series", name)
+		}
+	}
+}
+
+// TestNotifyLabelIsStatus: one label name for a SIP status, "status",
+// on every metric (notify_received_total used "code").
+func TestNotifyLabelIsStatus(t *testing.T) {
+	m := New()
+	m.Notify("dialog;sla", 489)
+	if got := testutil.ToFloat64(m.notifies.With(map[string]string{"event": "dialog;sla", "status": "489"})); got != 1 {
+		t.Fatalf("notify{status=489} = %v", got)
 	}
 }

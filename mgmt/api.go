@@ -192,7 +192,34 @@ func (s *Server) publish(ctx context.Context, p PublishParams, wait bool) (SIPRe
 		return SIPResult{}, nil
 	}
 	res, err := s.deps.Engine.PublishWait(ctx, req)
-	return resultOf(ctx, res, err)
+	out, e := resultOf(ctx, res, err)
+	if e != nil {
+		s.endManualPublish(key, res, e, p.KeepOnTimeout)
+	}
+	return out, e
+}
+
+// endManualPublish ends a manual publication that did not succeed, so
+// that it neither retries in the background forever nor keeps the entity
+// tag of a state it no longer holds: after a refusal (the presence server
+// answered 3xx-6xx) always, after a timeout or a transport failure unless
+// keep is set. The removal withdraws the publication's accepted state at
+// the server, if any; one never accepted is dropped without a request.
+func (s *Server) endManualPublish(key pua.Key, res pua.Result, e *apiError, keep bool) {
+	refused := res.Err == nil && res.Status >= 300
+	sent := refused || e.code == http.StatusGatewayTimeout || e.code == http.StatusBadGateway
+	if !sent || (keep && !refused) {
+		return
+	}
+	why := "no final reply in time"
+	if refused {
+		why = fmt.Sprintf("refused with %d", res.Status)
+	}
+	if err := s.deps.Engine.Remove(key); err != nil {
+		s.log.Warn("mgmt: manual publish failed and could not be ended", "aor", key.PresURI, "event", key.Event, "id", key.ID, "why", why, "err", err)
+		return
+	}
+	s.log.Info("mgmt: manual publish failed, publication ended", "aor", key.PresURI, "event", key.Event, "id", key.ID, "why", why)
 }
 
 func wrongETag() *apiError {

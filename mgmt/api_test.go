@@ -138,14 +138,15 @@ func TestPublishAndErrors(t *testing.T) {
 	}{
 		{name: "ok", body: ok, wantCode: 200, wantSIP: 200, wantCalls: 1},
 		{name: "sip 489", body: ok, reply: func(pua.PublishRequest) pua.Result { return pua.Result{Status: 489, Reason: "Bad Event"} },
-			wantCode: 502, wantSIP: 489, wantCalls: 1},
+			wantCode: 502, wantSIP: 489, wantCalls: 2}, // PublishWait, then Remove: a refusal ends it
 		{name: "transaction timeout", body: ok, reply: func(pua.PublishRequest) pua.Result {
 			return pua.Result{Status: 408, Reason: "Request Timeout", Err: fmt.Errorf("publish: %w", sip.ErrTransactionTimeout)}
-		}, wantCode: 504, wantSIP: 408, wantCalls: 1},
-		{name: "no reply before wait_timeout", body: ok, block: true, wantCode: 504, wantCalls: 1},
+		}, wantCode: 504, wantSIP: 408, wantCalls: 2},
+		{name: "no reply before wait_timeout", body: ok, block: true, wantCode: 504, wantCalls: 2},
+		{name: "timeout kept", body: strings.TrimSuffix(ok, "}") + `,"keep_on_timeout":true}`, block: true, wantCode: 504, wantCalls: 1},
 		{name: "transport error", body: ok, reply: func(pua.PublishRequest) pua.Result {
 			return pua.Result{Err: fmt.Errorf("dial: connection refused")}
-		}, wantCode: 502, wantCalls: 1},
+		}, wantCode: 502, wantCalls: 2},
 		{name: "unknown event", body: `{"presentity_uri":"sip:a@example.com","event":"nosuch","body":"x"}`, wantCode: 400, wantField: "event", wantCalls: 1},
 		{name: "missing event", body: `{"presentity_uri":"sip:a@example.com","body":"x"}`, wantCode: 400, wantField: "event"},
 		{name: "bad uri", body: `{"presentity_uri":"alice","event":"presence","body":"x"}`, wantCode: 400, wantField: "presentity_uri"},

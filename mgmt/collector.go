@@ -2,7 +2,12 @@ package mgmt
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/puaside/puaside/pua"
 )
+
+// pubStates are the states of a publication (package pua).
+var pubStates = []string{pua.StatePending, pua.StateActive, pua.StateRetrying, pua.StateFailed, pua.StateRemoving}
 
 // stateCollector exports the engine's records by event and state, read at
 // scrape time.
@@ -32,6 +37,13 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	type es struct{ event, state string }
 	pubs := map[es]int{}
+	// Every state of the usual events exists at zero, so that a state
+	// appearing (failed, retrying) is a change a graph or alert sees.
+	for _, ev := range []string{"presence", "dialog"} {
+		for _, st := range pubStates {
+			pubs[es{ev, st}] = 0
+		}
+	}
 	for _, p := range c.eng.Publications() {
 		pubs[es{p.Key.Event, p.State}]++
 	}
@@ -39,6 +51,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- constGauge(c.pubs, n, k.event, k.state)
 	}
 	subs := map[es]int{}
+	for _, ev := range []string{"presence", "dialog;sla"} {
+		for _, st := range pubStates {
+			subs[es{ev, st}] = 0
+		}
+	}
 	for _, s := range c.eng.Subscriptions() {
 		subs[es{s.Key.Event, s.State}]++
 	}

@@ -27,6 +27,9 @@ type Engine interface {
 	Publish(req pua.PublishRequest) error
 	// PublishWait publishes and waits for the final reply.
 	PublishWait(ctx context.Context, req pua.PublishRequest) (pua.Result, error)
+	// Remove withdraws a publication without waiting (PUBLISH Expires: 0
+	// with its entity tag; one the server never accepted is dropped).
+	Remove(key pua.Key) error
 	// RemoveWait removes a publication (PUBLISH Expires: 0) and waits.
 	RemoveWait(ctx context.Context, key pua.Key) (pua.Result, error)
 	// SubscribeWait opens a subscription and waits for the SUBSCRIBE's reply.

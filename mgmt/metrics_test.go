@@ -43,7 +43,9 @@ func TestMetricsPublicationGauge(t *testing.T) {
 				for _, l := range m.GetLabel() {
 					key += "," + l.GetName() + "=" + l.GetValue()
 				}
-				out[key] = m.GetGauge().GetValue()
+				if v := m.GetGauge().GetValue(); v != 0 { // the zero states are checked apart
+					out[key] = v
+				}
 			}
 		}
 		if _, ok := fams["puaside_sip_requests_in_flight"]; !ok {
@@ -71,5 +73,20 @@ func TestMetricsPublicationGauge(t *testing.T) {
 	got = scrape()
 	if got["puaside_publications,event=presence,state=active"] != 3 || got["puaside_publications,event=presence,state=failed"] != 0 {
 		t.Errorf("after change: %v", got)
+	}
+}
+
+// TestPublicationStatesExistAtZero: with no publication at all, every
+// state of presence and dialog is exported at 0.
+func TestPublicationStatesExistAtZero(t *testing.T) {
+	f := newFixture(t, nil)
+	a := do(t, "GET", f.base+"/metrics", "", nil)
+	for _, st := range []string{"pending", "active", "retrying", "failed", "removing"} {
+		for _, ev := range []string{"presence", "dialog"} {
+			want := `puaside_publications{event="` + ev + `",state="` + st + `"} 0`
+			if !strings.Contains(a.raw, want) {
+				t.Errorf("no %s in /metrics", want)
+			}
+		}
 	}
 }

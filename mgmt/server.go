@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,7 +42,8 @@ type Server struct {
 	deps    Deps
 	log     *slog.Logger
 	metrics *metrics.Metrics
-	trusted []netip.Prefix
+	access  atomic.Pointer[access] // token and trusted_sources, replaced by a reload
+	certs   *certFiles             // nil without tls_cert
 	logLim  *limiter
 	routes  []route
 	handler http.Handler
@@ -77,7 +80,13 @@ func New(cfg Config, deps Deps, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, deps: deps, log: opts.Logger, metrics: opts.Metrics, trusted: trusted, logLim: newLimiter(time.Minute)}
+	s := &Server{cfg: cfg, deps: deps, log: opts.Logger, metrics: opts.Metrics, logLim: newLimiter(time.Minute)}
+	s.access.Store(&access{token: cfg.Token, trusted: trusted})
+	if cfg.TLSCert != "" {
+		if s.certs, err = newCertFiles(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return nil, fmt.Errorf("mgmt: %w", err)
+		}
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -200,8 +209,9 @@ func (s *Server) serve(ctx context.Context, name string, ln net.Listener, h http
 	go func() {
 		defer close(l.done)
 		var err error
-		if s.cfg.TLSCert != "" {
-			err = srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+		if s.certs != nil {
+			srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.certs.get}
+			err = srv.ServeTLS(ln, "", "")
 		} else {
 			err = srv.Serve(ln)
 		}
@@ -271,15 +281,13 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 }
 
 func (s *Server) auth(next http.Handler) http.Handler {
-	if s.cfg.Token == "" {
-		return next
-	}
-	want := []byte("Bearer " + s.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" {
+		token := s.access.Load().token
+		if token == "" || r.URL.Path == "/healthz" {
 			next.ServeHTTP(w, r)
 			return
 		}
+		want := []byte("Bearer " + token)
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="puaside"`)
@@ -311,7 +319,7 @@ func (s *Server) trustedSource(remote string) bool {
 		return false
 	}
 	a := ap.Addr().Unmap()
-	for _, p := range s.trusted {
+	for _, p := range s.access.Load().trusted {
 		if p.Contains(a) {
 			return true
 		}

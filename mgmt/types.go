@@ -29,6 +29,11 @@ type PublishParams struct {
 	ID string `json:"id,omitempty"`
 	// OutboundProxy overrides the engine's outbound proxy.
 	OutboundProxy string `json:"outbound_proxy,omitempty"`
+	// KeepOnTimeout keeps a publication whose PUBLISH got no final reply
+	// in time: the engine goes on retrying it in the background. Without
+	// it a timeout (504) ends the manual publication. A publication the
+	// presence server refused always ends, its old entity tag with it.
+	KeepOnTimeout bool `json:"keep_on_timeout,omitempty"`
 }
 
 // SubscribeParams is the body of POST /v1/subscribe.

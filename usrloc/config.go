@@ -36,13 +36,14 @@ type Config struct {
 	// Empty: no header is looked at.
 	PublishHeader string `yaml:"publish_header"`
 	// PublishPatterns are AoRs (written "user@domain", no scheme) that are
-	// always published. A pattern is a glob ("*" any run of characters, "?"
+	// published unless their per-user flag (header, management API) is
+	// explicitly off: an explicit flag always wins over a pattern. A pattern is a glob ("*" any run of characters, "?"
 	// one character; e.g. "*@example.com", "10??@pbx.example.com"), or, with
 	// the prefix "re:", a Go regular expression that must match the whole
 	// "user@domain" (e.g. "re:^[0-9]{4}@example\\.com$").
 	PublishPatterns []string `yaml:"publish_patterns"`
-	// PublishDefault publishes every AoR for which neither a pattern nor a
-	// per-user flag (header, management API) says otherwise. Default true:
+	// PublishDefault publishes every AoR for which neither a per-user flag
+	// (header, management API) nor a pattern says otherwise. Default true:
 	// beside a registrar every registered user is expected to show presence.
 	PublishDefault bool `yaml:"publish_default"`
 	// ClosedLinger is how long the "closed" document stays published after

@@ -555,17 +555,18 @@ func bindingsEqual(a, b []Binding) bool {
 	return true
 }
 
-// publishOn is the effective publishing decision for an AoR: a pattern
-// always publishes; else the per-user flag; else publish_default.
+// publishOn is the effective publishing decision for an AoR: an explicit
+// per-user flag (header, management API) wins; else a matching pattern
+// publishes; else publish_default decides.
 func (t *Tracker) publishOn(aor string) bool {
+	if on, ok := t.flags[aor]; ok {
+		return on
+	}
 	bare := strings.TrimPrefix(aor, "sip:")
 	for _, re := range t.patterns {
 		if re.MatchString(bare) {
 			return true
 		}
-	}
-	if on, ok := t.flags[aor]; ok {
-		return on
 	}
 	return t.cfg.PublishDefault
 }

@@ -232,7 +232,18 @@ func TestFlags(t *testing.T) {
 	if err := r.t.SetFlag(ctx, u1, false); err != nil {
 		t.Fatal(err)
 	}
-	expectOps(t, "pattern beats flag", r.pub.take())
+	expectOps(t, "explicit flag beats pattern", r.pub.take(), "remove "+u1)
+	if in, _ := r.t.Registration(u1); in.Publish || in.Flag == nil || *in.Flag {
+		t.Fatalf("flag off on a pattern AoR: info %+v, want Publish false Flag false", in)
+	}
+	if err := r.t.ClearFlag(ctx, u1); err != nil {
+		t.Fatal(err)
+	}
+	expectOps(t, "cleared flag, pattern again", r.pub.take(), "publish "+u1+" open")
+	if err := r.t.SetFlag(ctx, u1, false); err != nil {
+		t.Fatal(err)
+	}
+	r.pub.take()
 	if err := r.t.ClearFlag(ctx, u2); err != nil {
 		t.Fatal(err)
 	}
@@ -399,4 +410,39 @@ func TestRunLoop(t *testing.T) {
 	if st.saves == 0 || len(st.contacts) != 0 {
 		t.Fatalf("store after run: saves=%d contacts=%v", st.saves, st.contacts)
 	}
+}
+
+// TestSetPublishingReload changes the patterns and the default at run time:
+// AoRs that become published are published, those that stop are removed,
+// and an explicit flag still wins.
+func TestSetPublishingReload(t *testing.T) {
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.PublishDefault = false
+	st := newMemStore()
+	r := newRig(t, cfg, st, nil)
+	const u1, u2 = "sip:user0001@harness.test", "sip:user0002@harness.test"
+	r.feed(t, "replicate_user0001", event.SourceReplicate)
+	r.feed(t, "replicate_user0002", event.SourceReplicate)
+	expectOps(t, "nothing published", r.pub.take())
+	if err := r.t.SetFlag(ctx, u2, false); err != nil {
+		t.Fatal(err)
+	}
+	r.pub.take()
+	if err := r.t.SetPublishing([]string{"*@harness.test"}, false); err != nil {
+		t.Fatal(err)
+	}
+	expectOps(t, "pattern added", r.pub.take(), "publish "+u1+" open")
+	if err := r.t.SetPublishing(nil, false); err != nil {
+		t.Fatal(err)
+	}
+	expectOps(t, "pattern removed", r.pub.take(), "remove "+u1)
+	if err := r.t.SetPublishing([]string{"re:("}, true); err == nil {
+		t.Fatal("a bad pattern was accepted")
+	}
+	expectOps(t, "bad pattern changes nothing", r.pub.take())
+	if err := r.t.SetPublishing(nil, true); err != nil {
+		t.Fatal(err)
+	}
+	expectOps(t, "default on", r.pub.take(), "publish "+u1+" open")
 }

@@ -221,6 +221,7 @@ func (c *cli) publish(args []string) int {
 	fs.StringVar(&p.OutboundProxy, "outbound-proxy", "", "outbound proxy URI for this publication")
 	fs.Var(&headers, "header", "extra header 'Name: value' (repeatable)")
 	fs.StringVar(&body, "body", "", "body: text, @file, or - for stdin")
+	fs.BoolVar(&p.KeepOnTimeout, "keep", false, "on a timeout keep the publication and let the daemon retry it (default: a timeout ends it)")
 	pos, code, done := c.parse(fs, args)
 	if done {
 		return code

@@ -128,15 +128,27 @@ func loadConfigPath(name string, args []string, stderr io.Writer) (config.Config
 
 // newLogger builds the process logger from the configuration; its level
 // is lvl, set from the configuration, so that a reload can change it.
+// With log_syslog the lines go to syslog as well; a syslog that cannot be
+// reached leaves stderr alone, and says so there.
 func newLogger(cfg config.Config, w io.Writer, lvl *slog.LevelVar) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(cfg.LogLevel))
 	lvl.Set(l)
 	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	if cfg.LogSyslog == "" {
+		return slog.New(h)
+	}
+	sw, err := dialSyslog(cfg.LogSyslog)
+	if err != nil {
+		log := slog.New(h)
+		log.Warn("logging to stderr only", "err", err)
+		return log
+	}
+	return slog.New(teeHandler{h, newSyslogHandler(sw, lvl)})
 }
 
 func runDaemon(args []string, stderr io.Writer) int {
@@ -154,19 +166,38 @@ func runDaemon(args []string, stderr io.Writer) int {
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	r := &reloader{path: path, cur: cfg, level: lvl, log: log}
-	go r.run(ctx, hup)
+	sd := newNotifier()
 	d, err := daemon.New(ctx, cfg, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return exitRemote
 	}
-	if err := d.Run(ctx, 15*time.Second); err != nil {
+	if err := d.Start(ctx); err != nil {
+		log.Error("cannot start", "err", err)
+		return exitRemote
+	}
+	if err := sd.ready(); err != nil {
+		log.Warn("cannot notify systemd", "err", err)
+	}
+	r := &reloader{path: path, cur: cfg, level: lvl, log: log, target: d, notify: sd}
+	go r.run(ctx, hup)
+	<-ctx.Done()
+	log.Info("stopping: draining and flushing", "timeout", stopTimeout)
+	if err := sd.stopping(); err != nil {
+		log.Warn("cannot notify systemd", "err", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if err := d.Stop(sctx); err != nil {
 		log.Error("stopped with an error", "err", err)
 		return exitRemote
 	}
 	return exitOK
 }
+
+// stopTimeout bounds the graceful stop after SIGTERM: the unit's
+// TimeoutStopSec leaves room beyond it.
+const stopTimeout = 15 * time.Second
 
 func runMigrate(args []string, stdout, stderr io.Writer) int {
 	cfg, code := loadConfig("migrate", args, stderr)

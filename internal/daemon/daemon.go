@@ -45,6 +45,7 @@ type Daemon struct {
 	api *mgmt.Server
 	rec *reconcile.Reconciler // nil unless reconcile.enabled
 
+	reloadMu       sync.Mutex // one Reload at a time; guards cfg's reloadable keys
 	cancelTrackers context.CancelFunc
 	trackers       sync.WaitGroup
 	stopOnce       sync.Once
@@ -174,6 +175,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		db.Close()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
+	if err := d.registerGauges(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	d.m.KnownTable(cfg.DBTable)
 	return d, nil
 }
 

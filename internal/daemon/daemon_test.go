@@ -128,3 +128,26 @@ func TestAPIStatusCodesWithRealTrackers(t *testing.T) {
 		}
 	}
 }
+
+// TestReadyForEveryInputCombination: /readyz answers ready once the
+// configured inputs are bound, for every combination of the SIP and HEP
+// inputs (none of them: JSON events only), over UDP and TCP.
+func TestReadyForEveryInputCombination(t *testing.T) {
+	for mask := 0; mask < 8; mask++ {
+		cfg := testConfig(t)
+		pick := func(bit int, l []string) []string {
+			if mask&bit == 0 {
+				return []string{}
+			}
+			return l
+		}
+		cfg.Ingest.ReplicateListen = pick(1, []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"})
+		cfg.Ingest.TraceListen = pick(2, []string{"tcp:127.0.0.1:0"})
+		cfg.Ingest.HEPListen = pick(4, []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"})
+		base := startDaemon(t, cfg)
+		if code, body := call(t, "GET", base+"/readyz", ""); code != 200 {
+			t.Errorf("inputs replicate %v trace %v hep %v: /readyz %d %s",
+				cfg.Ingest.ReplicateListen, cfg.Ingest.TraceListen, cfg.Ingest.HEPListen, code, body)
+		}
+	}
+}

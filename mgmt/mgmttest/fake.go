@@ -205,6 +205,15 @@ func (e *Engine) RemoveWait(ctx context.Context, key pua.Key) (pua.Result, error
 	return pua.Result{Status: 200, Reason: "OK"}, nil
 }
 
+// Remove implements mgmt.Engine: the publication is gone at once.
+func (e *Engine) Remove(key pua.Key) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.record("Remove %s %s", key.Event, key.PresURI)
+	delete(e.pubs, key)
+	return nil
+}
+
 // SubscribeWait implements mgmt.Engine.
 func (e *Engine) SubscribeWait(ctx context.Context, req pua.SubscribeRequest) (pua.Result, error) {
 	e.mu.Lock()
