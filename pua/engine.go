@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/puaside/puaside/clock"
 	"github.com/puaside/puaside/metrics"
+	"github.com/puaside/puaside/sched"
 )
 
 // Options are the engine's collaborators.
@@ -55,7 +57,7 @@ type Engine struct {
 	seed  maphash.Seed
 
 	shards []shard
-	sched  *scheduler
+	sched  *sched.Scheduler[tasker]
 	queue  *readyQueue
 
 	dmu     sync.Mutex
@@ -123,7 +125,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		e.log = slog.Default()
 	}
 	if e.clock == nil {
-		e.clock = realClock{}
+		e.clock = clock.Real{}
 	}
 	e.shards = make([]shard, 1<<cfg.HashSize)
 	for i := range e.shards {
@@ -208,7 +210,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	started := e.started
 	e.lmu.Unlock()
 
-	e.sched.stop()
+	e.sched.Stop()
 	e.queue.close()
 	e.cmu.Lock()
 	if e.claims.timer != nil {

@@ -344,7 +344,7 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 	if ct == ev.contentType {
 		ct = ""
 	}
-	r := &pubRec{task: task{hidx: -1}, key: key, shard: s, ev: ev, flag: rec.Flag, storedFlag: rec.Flag,
+	r := &pubRec{key: key, shard: s, ev: ev, flag: rec.Flag, storedFlag: rec.Flag,
 		body: rec.Body, ctype: ct, endAt: rec.DesiredExpires, hdrs: splitHeaders(rec.ExtraHeaders),
 		proxy: rec.OutboundProxy, gen: 1, etag: rec.ETag, srvExpires: rec.Expires,
 		expires: time.Duration(rec.ReqExpires) * time.Second,
@@ -373,7 +373,7 @@ func (e *Engine) loadSub(rec Record, ev *eventInfo) {
 	if s.subs[key] != nil {
 		return
 	}
-	r := &subRec{task: task{hidx: -1}, key: key, shard: s, ev: ev, flag: rec.Flag, storedFlag: rec.Flag,
+	r := &subRec{key: key, shard: s, ev: ev, flag: rec.Flag, storedFlag: rec.Flag,
 		target: rec.RemoteContact, proxy: rec.OutboundProxy, hdrs: splitHeaders(rec.ExtraHeaders), gen: 1, sentGen: 1,
 		callID: rec.CallID, localTag: rec.FromTag, remoteTag: rec.ToTag, cseq: uint32(max(rec.CSeq, 0)),
 		remoteTarget: rec.RemoteContact, contact: rec.Contact, srvExpires: rec.Expires,
