@@ -2,6 +2,7 @@ package pua
 
 import (
 	"sync"
+	"time"
 
 	"github.com/puaside/puaside/sched"
 )
@@ -25,7 +26,7 @@ type tasker interface {
 // newScheduler returns the engine's timer heap: due records go to fire (the
 // ready queue).
 func newScheduler(c Clock, fire func(tasker)) *sched.Scheduler[tasker] {
-	return sched.New(c, func(due []tasker) {
+	return sched.New(c, func(_ time.Time, due []tasker) {
 		for _, t := range due {
 			fire(t)
 		}

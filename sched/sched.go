@@ -67,12 +67,12 @@ type Scheduler[T Item] struct {
 	timer   clock.Timer
 	timerAt int64
 	stopped bool
-	fire    func(due []T)
+	fire    func(now time.Time, due []T)
 }
 
 // New returns a scheduler on c (nil is the wall clock) that hands due
-// records to fire.
-func New[T Item](c clock.Clock, fire func(due []T)) *Scheduler[T] {
+// records to fire with the time they were found due at.
+func New[T Item](c clock.Clock, fire func(now time.Time, due []T)) *Scheduler[T] {
 	return &Scheduler[T]{clock: clock.OrReal(c), fire: fire}
 }
 
@@ -129,7 +129,7 @@ func (s *Scheduler[T]) Len() int {
 func (s *Scheduler[T]) RunDue(now time.Time) int {
 	due := s.popDue(now.UnixNano())
 	if len(due) > 0 {
-		s.fire(due)
+		s.fire(now, due)
 	}
 	return len(due)
 }

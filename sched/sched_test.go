@@ -20,7 +20,7 @@ type recorder struct {
 	fired []string
 }
 
-func (r *recorder) fire(due []*rec) {
+func (r *recorder) fire(_ time.Time, due []*rec) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, x := range due {
@@ -112,7 +112,7 @@ func TestRunDueAndStop(t *testing.T) {
 
 func BenchmarkScheduleFire(b *testing.B) {
 	c := clocktest.New(time.Unix(1_700_000_000, 0))
-	s := New(c, func([]*rec) {})
+	s := New(c, func(time.Time, []*rec) {})
 	rs := make([]*rec, 1024)
 	for i := range rs {
 		rs[i] = &rec{}
