@@ -306,11 +306,11 @@ func (e *Engine) handler(flag int) NotifyHandler {
 	return e.handlers[flag]
 }
 
-// RegisterEvent adds an event package with its default content type and
-// Kamailio event bit (0 if Kamailio has none). Registering an existing name
-// again with the same values is a no-op.
-func (e *Engine) RegisterEvent(name, contentType string, kamailioBit int) error {
-	return e.ev.register(name, contentType, kamailioBit)
+// RegisterEvent adds an event package with its default content type.
+// Registering an existing name again with the same content type is a no-op.
+// (The store writes Kamailio's event bit of a known package name.)
+func (e *Engine) RegisterEvent(name, contentType string) error {
+	return e.ev.register(name, contentType)
 }
 
 // ContactURI returns the Contact put in our SUBSCRIBEs
