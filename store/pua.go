@@ -480,17 +480,12 @@ func (db *DB) lookupIDs(ctx context.Context, tx *sql.Tx, uris []string) (map[ide
 	}
 	out := make(map[identity][]int64)
 	stored := make(map[int64]*storedRow)
-	for start := 0; start < len(uniq); start += lookupBatch {
-		chunk := uniq[start:min(start+lookupBatch, len(uniq))]
-		args := make([]any, len(chunk))
-		for i, u := range chunk {
-			args[i] = u
-		}
+	err := inBatches(uniq, lookupBatch, func(chunk []string) error {
 		q := "SELECT id, " + lookupColumns + " FROM " + db.quotedTable() +
 			" WHERE pres_uri IN (" + placeholders(len(chunk)) + ") ORDER BY id"
-		rows, err := tx.QueryContext(ctx, q, args...)
+		rows, err := tx.QueryContext(ctx, q, anys(chunk)...)
 		if err != nil {
-			return nil, nil, fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
+			return fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
 		}
 		for rows.Next() {
 			var (
@@ -519,8 +514,12 @@ func (db *DB) lookupIDs(ctx context.Context, tx *sql.Tx, uris []string) (map[ide
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return nil, nil, fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
+			return fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	return out, stored, nil
 }
@@ -586,59 +585,36 @@ func argText(a any) (text string, ok bool) {
 
 // deleteIDs deletes the rows with the given ids.
 func (db *DB) deleteIDs(ctx context.Context, tx *sql.Tx, ids []int64) error {
-	for start := 0; start < len(ids); start += deleteBatch {
-		chunk := ids[start:min(start+deleteBatch, len(ids))]
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
-			args[i] = id
-		}
+	return inBatches(ids, deleteBatch, func(chunk []int64) error {
 		q := "DELETE FROM " + db.quotedTable() + " WHERE id IN (" + placeholders(len(chunk)) + ")"
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, q, anys(chunk)...); err != nil {
 			return fmt.Errorf("store: save %s: delete records: %w", db.Table, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // insertRecords inserts new records with multi-row INSERTs; the statement
 // for full-size batches is prepared once.
 func (db *DB) insertRecords(ctx context.Context, tx *sql.Tx, recs []*puaRow) error {
-	row := "(" + placeholders(numRecordColumns) + ")"
-	var full *sql.Stmt
-	defer func() {
-		if full != nil {
-			full.Close()
-		}
-	}()
+	bt := newBatcher(ctx, tx)
+	defer bt.close()
 	args := make([]any, 0, min(len(recs), insertBatch)*numRecordColumns)
-	for start := 0; start < len(recs); start += insertBatch {
-		chunk := recs[start:min(start+insertBatch, len(recs))]
+	return inBatches(recs, insertBatch, func(chunk []*puaRow) error {
 		args = args[:0]
 		for _, r := range chunk {
 			args = append(args, recordArgs(r)...)
 		}
 		q := "INSERT INTO " + db.quotedTable() + " (" + recordColumnList + ") VALUES " +
-			strings.Repeat(row+", ", len(chunk)-1) + row
-		var err error
-		switch {
-		case len(chunk) < insertBatch:
-			_, err = tx.ExecContext(ctx, q, args...)
-		case full == nil:
-			if full, err = tx.PrepareContext(ctx, q); err != nil {
-				return fmt.Errorf("store: save %s: prepare insert: %w", db.Table, err)
-			}
-			fallthrough
-		default:
-			_, err = full.ExecContext(ctx, args...)
-		}
-		if err != nil {
+			valuesList(len(chunk), numRecordColumns)
+		if err := bt.exec(q, len(chunk) == insertBatch, args); err != nil {
 			if len(chunk) == 1 {
 				return fmt.Errorf("store: save %s: insert record %s: %w", db.Table, recordIdentity(&chunk[0].Record), err)
 			}
 			return fmt.Errorf("store: save %s: insert %d records (first %s): %w", db.Table, len(chunk), recordIdentity(&chunk[0].Record), err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // boolInt is a flag column's value.
