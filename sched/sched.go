@@ -134,7 +134,8 @@ func (s *Scheduler[T]) RunDue(now time.Time) int {
 	return len(due)
 }
 
-// rearmLocked points the clock timer at the earliest entry.
+// rearmLocked makes sure the clock timer fires no later than the earliest
+// entry (and stops it when the heap is empty).
 func (s *Scheduler[T]) rearmLocked() {
 	if len(s.h) == 0 || s.stopped {
 		if s.timer != nil {
@@ -144,7 +145,9 @@ func (s *Scheduler[T]) rearmLocked() {
 		return
 	}
 	at := s.h[0].SchedEntry().due
-	if s.timer != nil && s.timerAt == at {
+	if s.timer != nil && s.timerAt <= at {
+		// Armed no later than needed: when it fires it finds what is due
+		// and re-arms, so moving the earliest entry later costs no timer.
 		return
 	}
 	if s.timer != nil {
@@ -165,10 +168,6 @@ func (s *Scheduler[T]) popDue(now int64) []T {
 	var due []T
 	for len(s.h) > 0 && s.h[0].SchedEntry().due <= now {
 		due = append(due, heap.Pop(&s.h).(T))
-	}
-	if s.timer != nil && (len(s.h) == 0 || s.timerAt != s.h[0].SchedEntry().due) {
-		s.timer.Stop()
-		s.timer = nil
 	}
 	s.rearmLocked()
 	return due

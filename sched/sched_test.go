@@ -125,3 +125,28 @@ func BenchmarkScheduleFire(b *testing.B) {
 		}
 	}
 }
+
+// TestMovingEarliestLaterKeepsTheTimer: a record moved later fires at its
+// new time, and the timer armed for its old time is reused, not replaced.
+func TestMovingEarliestLaterKeepsTheTimer(t *testing.T) {
+	c := clocktest.New(time.Unix(1_700_000_000, 0))
+	var r recorder
+	s := New(c, r.fire)
+	a := &rec{name: "a"}
+	now := c.Now()
+	s.Schedule(a, now.Add(time.Second))
+	for i := 2; i <= 10; i++ {
+		s.Schedule(a, now.Add(time.Duration(i)*time.Second))
+	}
+	if c.Pending() != 1 {
+		t.Fatalf("%d timers armed, want 1", c.Pending())
+	}
+	c.Advance(time.Second) // the old timer fires, nothing is due, it re-arms
+	if got := r.take(); len(got) != 0 || c.Pending() != 1 {
+		t.Fatalf("at 1 s fired %v with %d timers, want nothing and 1", got, c.Pending())
+	}
+	c.Advance(9 * time.Second)
+	if got := r.take(); len(got) != 1 {
+		t.Fatalf("at 10 s fired %v, want [a]", got)
+	}
+}
