@@ -357,6 +357,9 @@ func TestAPIAgainstDaemon(t *testing.T) {
 	cfg := baseConfig(t, nil)
 	cfg.PUA.ServerAddress = fake.URI()
 	cfg.PUA.RequestTimeout = time.Second
+	// The API's Expires must reach the wire as given: the short first
+	// lease (initial_expires) has tests of its own.
+	cfg.PUA.InitialExpires = time.Hour
 	cfg.HTTP.WaitTimeout = 4 * time.Second
 	cfg.HTTP.Token = apiToken
 	ps := startPuaside(t, cfg)

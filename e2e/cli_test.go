@@ -24,6 +24,9 @@ func cliDaemonConfig(t *testing.T, server string) (path, httpAddr, dbPath string
 	cfg.PUA.ServerAddress = server
 	cfg.PUA.RequestTimeout = 2 * time.Second
 	cfg.PUA.UpdatePeriod = time.Hour
+	// The commands' Expires must reach the wire as given: the short first
+	// lease (initial_expires) has tests of its own.
+	cfg.PUA.InitialExpires = time.Hour
 	cfg.HTTP.WaitTimeout = 5 * time.Second
 	return writeDaemonConfig(t, cfg), cfg.HTTP.HTTPListen, strings.TrimPrefix(cfg.DBURL, "sqlite://")
 }

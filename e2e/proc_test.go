@@ -199,6 +199,24 @@ func (p *daemonProc) kill() {
 	}
 }
 
+// term sends SIGTERM to the daemon (not its group) and waits, bounded, for
+// a clean exit: status 0 and the "puaside stopped" log line.
+func (p *daemonProc) term() {
+	p.t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(waitLimit):
+		p.t.Fatalf("%s: still running %s after SIGTERM", p.name, waitLimit)
+	}
+	if p.err != nil {
+		p.t.Fatalf("%s: exit after SIGTERM: %v\n%s", p.name, p.err, p.logs.String())
+	}
+	if !strings.Contains(p.logs.String(), "puaside stopped") {
+		p.t.Fatalf("%s: no \"puaside stopped\" line after SIGTERM:\n%s", p.name, p.logs.String())
+	}
+}
+
 // yamlList renders strings as a YAML flow sequence of quoted scalars.
 func yamlList(vs []string) string {
 	q := make([]string, len(vs))

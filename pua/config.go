@@ -124,6 +124,14 @@ type Config struct {
 	// /v1/publish, ...) have no owner to claim them: they are kept until
 	// their own lifetime ends or the API removes them. 0 means 30s.
 	ClaimTimeout time.Duration `yaml:"claim_timeout"`
+	// MaxPublications caps the live publications of one owner (usrloc,
+	// dialoginfo, bla, the management API): a new publication past it is
+	// refused, counted (puaside_tracker_events_total{tracker="pua",
+	// what="publication_cap"}) and logged at most once a minute, so one
+	// flooding source cannot exhaust memory or the presence server; the
+	// publications already held are kept and changed as usual. 0 means
+	// 500000.
+	MaxPublications int `yaml:"max_publications"`
 	// StopFlushTimeout bounds the final store write at stop. It has a
 	// deadline of its own, so that it runs even when the stop budget was
 	// spent waiting for transactions still in flight. 0 means 5s.
@@ -147,6 +155,7 @@ func DefaultConfig() Config {
 		InitialExpires:   60 * time.Second,
 		ClaimTimeout:     30 * time.Second,
 		StopFlushTimeout: 5 * time.Second,
+		MaxPublications:  500000,
 		RefusedRetryMin:  30 * time.Second,
 		RefusedRetryMax:  10 * time.Minute,
 		ProbeInterval:    2 * time.Second,
@@ -193,6 +202,7 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.DefaultExpires, d.DefaultExpires)
 	setDefault(&c.HashSize, d.HashSize)
 	setDefault(&c.MaxOutstanding, d.MaxOutstanding)
+	setDefault(&c.MaxPublications, d.MaxPublications)
 	setDefault(&c.RetryMin, d.RetryMin)
 	setDefault(&c.RetryMax, max(d.RetryMax, c.RetryMin))
 	setDefault(&c.RefusedRetryMin, d.RefusedRetryMin)
@@ -297,6 +307,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxOutstanding <= 0 {
 		bad("max_outstanding: %d: must be positive", c.MaxOutstanding)
+	}
+	if c.MaxPublications < 0 {
+		bad("max_publications: %d: must not be negative", c.MaxPublications)
 	}
 	if (c.AuthUsername == "") != (c.AuthPassword == "") {
 		bad("auth_password: must be set together with auth_username")

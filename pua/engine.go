@@ -49,6 +49,7 @@ type dialogKey struct {
 // subscription record and the SIP user agent that carries them.
 type Engine struct {
 	cfg   Config
+	owned ownerCounts // live publications per owner flag
 	log   *slog.Logger
 	store Store
 	m     *metrics.Metrics

@@ -15,6 +15,9 @@ var (
 	// ErrReservedHeader is returned for an extra header that the engine sets
 	// itself (Via, Call-ID, CSeq, From, To, Expires, ...; see ReservedHeader).
 	ErrReservedHeader = errors.New("pua: reserved header")
+	// ErrTooManyPublications is returned for a new publication of an owner
+	// that already holds max_publications.
+	ErrTooManyPublications = errors.New("pua: too many publications for this owner")
 	// ErrStopped is returned for requests made after Stop.
 	ErrStopped = errors.New("pua: engine stopped")
 )

@@ -57,6 +57,8 @@ type pubRec struct {
 	// unclaimed: loaded from the store and not yet claimed by its owner
 	// (see Claim); one the server never accepted is held until claimed.
 	unclaimed bool
+	// countedFlag is the owner flag r is counted under (max_publications).
+	countedFlag int
 	// durable: an ETag of this publication has been written to the store,
 	// so the full Expires may be asked (see Config.InitialExpires).
 	durable bool
@@ -193,7 +195,15 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 		return nil, fmt.Errorf("%w: %q", ErrWrongETag, req.IfMatch)
 	}
 	if r == nil {
-		r = &pubRec{key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending}
+		if !e.owned.take(req.Flag, e.cfg.MaxPublications, false) {
+			e.m.Tracker("pua", "publication_cap")
+			if e.owned.logDue(now) {
+				e.log.Warn("publish refused: owner holds max_publications", "aor", req.PresURI, "event", req.Event,
+					"flag", req.Flag, "max_publications", e.cfg.MaxPublications)
+			}
+			return nil, fmt.Errorf("%w: %d held", ErrTooManyPublications, e.cfg.MaxPublications)
+		}
+		r = &pubRec{key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending, countedFlag: req.Flag}
 		s.pubs[key] = r
 	} else if e.claimPub(r); !r.remove && !r.failed && r.flag == req.Flag && bytes.Equal(r.body, req.Body) &&
 		r.ctype == req.ContentType && r.expires == req.Expires && r.proxy == req.OutboundProxy &&
@@ -325,6 +335,7 @@ func (e *Engine) dropPub(r *pubRec, res Result) {
 	r.deleted = true
 	r.state = StateRemoving
 	delete(r.shard.pubs, r.key)
+	e.owned.release(r.countedFlag)
 	e.sched.Cancel(r)
 	if r.storedFlag >= 0 {
 		e.markRemoved(Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: r.storedFlag})

@@ -333,6 +333,8 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 	if rec.Removing {
 		r.remove, r.gen = true, 2
 	}
+	r.countedFlag = rec.Flag
+	e.owned.take(rec.Flag, 0, true)
 	s.pubs[key] = r
 	e.queue.push(r)
 }
