@@ -54,7 +54,7 @@ func BenchmarkCallSetupTeardown(b *testing.B) {
 		calls[i] = callMsgs(b, i)
 	}
 	clk := newFakeClock()
-	tr, err := New(DefaultConfig(), Options{Publisher: nopPub{}, Now: clk.Now, Logger: quietLog()})
+	tr, err := New(DefaultConfig(), Options{Publisher: nopPub{}, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func BenchmarkActiveCallHeap(b *testing.B) {
 		for j := range msgs {
 			msgs[j] = callMsgs(b, j)[:5] // up to the ACK: the call stays up
 		}
-		tr, err := New(DefaultConfig(), Options{Publisher: nopPub{}, Now: newFakeClock().Now, Logger: quietLog()})
+		tr, err := New(DefaultConfig(), Options{Publisher: nopPub{}, Clock: newFakeClock(), Logger: quietLog()})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -46,7 +46,7 @@ func TestMaxBranches(t *testing.T) {
 	pub := newFakePub()
 	clk := newFakeClock()
 	cfg := DefaultConfig()
-	tr, err := New(cfg, Options{Publisher: pub, Now: clk.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	tr, err := New(cfg, Options{Publisher: pub, Clock: clk, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestMaxCalls(t *testing.T) {
 	clk := newFakeClock()
 	cfg := DefaultConfig()
 	cfg.MaxCalls = 3
-	tr, err := New(cfg, Options{Publisher: pub, Now: clk.Now, Logger: quietLog()})
+	tr, err := New(cfg, Options{Publisher: pub, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

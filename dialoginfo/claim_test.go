@@ -29,7 +29,7 @@ func TestStartClaimsLoadedCalls(t *testing.T) {
 	st := newMemStore()
 	clk := newFakeClock()
 	pub1 := newFakePub()
-	tr1, err := New(DefaultConfig(), Options{Publisher: pub1, Store: st, Now: clk.Now, Logger: quietLog()})
+	tr1, err := New(DefaultConfig(), Options{Publisher: pub1, Store: st, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestStartClaimsLoadedCalls(t *testing.T) {
 	}
 
 	cp := &claimPub{fakePub: newFakePub()}
-	tr2, err := New(DefaultConfig(), Options{Publisher: cp, Store: st, Now: clk.Now, Logger: quietLog()})
+	tr2, err := New(DefaultConfig(), Options{Publisher: cp, Store: st, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestStartClaimsLoadedCalls(t *testing.T) {
 
 	// Without stored calls nothing is claimed, and the claims are done.
 	cp3 := &claimPub{fakePub: newFakePub()}
-	tr3, _ := New(DefaultConfig(), Options{Publisher: cp3, Store: newMemStore(), Now: clk.Now, Logger: quietLog()})
+	tr3, _ := New(DefaultConfig(), Options{Publisher: cp3, Store: newMemStore(), Clock: clk, Logger: quietLog()})
 	if err := tr3.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

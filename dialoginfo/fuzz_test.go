@@ -33,7 +33,7 @@ func FuzzHandleSIP(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		clk := newFakeClock()
 		pub := newFakePub()
-		tr, err := New(DefaultConfig(), Options{Publisher: pub, Now: clk.Now, Logger: quietLog()})
+		tr, err := New(DefaultConfig(), Options{Publisher: pub, Clock: clk, Logger: quietLog()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,8 +58,8 @@ func FuzzHandleSIP(f *testing.F) {
 				t.Fatalf("invalid document: %v\n%s", err, op.req.Body)
 			}
 		}
-		if len(tr.calls) != 0 || len(pub.live) != 0 || len(tr.timers) != 0 {
-			t.Fatalf("stuck: %d calls, %d publications, %d timers", len(tr.calls), len(pub.live), len(tr.timers))
+		if len(tr.calls) != 0 || len(pub.live) != 0 || tr.sched.Len() != 0 {
+			t.Fatalf("stuck: %d calls, %d publications, %d timers", len(tr.calls), len(pub.live), tr.sched.Len())
 		}
 	})
 }

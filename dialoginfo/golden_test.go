@@ -30,7 +30,7 @@ func goldenRun(t *testing.T, dir string, dup bool) (string, [][]byte) {
 	}
 	clk := newFakeClock()
 	pub := newFakePub()
-	tr, err := New(cfg, Options{Publisher: pub, Now: clk.Now, Logger: quietLog()})
+	tr, err := New(cfg, Options{Publisher: pub, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

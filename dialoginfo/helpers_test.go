@@ -16,6 +16,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/pua"
 )
@@ -64,26 +65,10 @@ func (f *fakePub) take() []pubOp {
 }
 
 // fakeClock is an injectable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = clocktest.Fake
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-	return c.t
+	return clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 var contentLengthRe = regexp.MustCompile(`(?im)^(content-length|l)[ \t]*:.*$`)

@@ -9,23 +9,23 @@ import (
 	"github.com/puaside/puaside/pua"
 )
 
-// Record is one stored active call (all its dialogs), as kept in the
-// puaside_dialogs table.
+// Record is the tracker's snapshot of one active call (all its dialogs),
+// as it hands it to the Store (which keeps it in puaside_dialogs).
 type Record struct {
 	// ID is the call's stable id (dialog id of its trying dialog).
-	ID string `db:"id"`
+	ID string
 	// CallID and FromTag identify the call.
-	CallID  string `db:"call_id"`
-	FromTag string `db:"from_tag"`
+	CallID  string
+	FromTag string
 	// Caller and Callee are the entities (for operators reading the table).
-	Caller string `db:"caller"`
-	Callee string `db:"callee"`
+	Caller string
+	Callee string
 	// State is the most advanced state of the call's dialogs.
-	State string `db:"state"`
+	State string
 	// Data is the tracker's JSON encoding of the call.
-	Data []byte `db:"data"`
+	Data []byte
 	// Updated is the Unix time of the last change.
-	Updated int64 `db:"updated"`
+	Updated int64
 }
 
 // Store persists active calls and per-entity document versions.

@@ -14,7 +14,7 @@ func confirmedCall(t *testing.T) (*Tracker, *fakePub, *fakeClock) {
 	t.Helper()
 	clk := newFakeClock()
 	pub := newFakePub()
-	tr, err := New(DefaultConfig(), Options{Publisher: pub, Now: clk.Now, Logger: quietLog()})
+	tr, err := New(DefaultConfig(), Options{Publisher: pub, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestEndCallKeepsNewerCalls(t *testing.T) {
 func TestEndCallRightAfterRestart(t *testing.T) {
 	st := newMemStore()
 	clk := newFakeClock()
-	tr1, err := New(DefaultConfig(), Options{Publisher: newFakePub(), Store: st, Now: clk.Now, Logger: quietLog()})
+	tr1, err := New(DefaultConfig(), Options{Publisher: newFakePub(), Store: st, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestEndCallRightAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub2 := newFakePub()
-	tr2, err := New(DefaultConfig(), Options{Publisher: pub2, Store: st, Now: clk.Now, Logger: quietLog()})
+	tr2, err := New(DefaultConfig(), Options{Publisher: pub2, Store: st, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

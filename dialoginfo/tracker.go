@@ -1,7 +1,6 @@
 package dialoginfo
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -14,10 +13,12 @@ import (
 	"time"
 
 	"github.com/puaside/puaside/aor"
+	"github.com/puaside/puaside/clock"
 	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/sched"
 )
 
 // Publisher receives the tracker's desired publications (the pua engine in
@@ -39,8 +40,9 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
-	// Now is the clock; nil means time.Now. Tests inject a fake one.
-	Now func() time.Time
+	// Clock drives ring timeouts, lifetime caps and lingers; nil is the
+	// wall clock. Tests inject clocktest.Fake.
+	Clock clock.Clock
 	// LocalDomains tells the local domains when Config.Domains is empty
 	// (the usrloc tracker in production); nil then publishes every entity.
 	LocalDomains DomainSet
@@ -156,8 +158,8 @@ type call struct {
 	Branches      []*branch `json:"branches"`
 
 	key     string
-	queued  int64 // earliest heap entry, unix ns (0 = none)
-	touched int64 // last input about the call in this process, unix ns (not stored)
+	timer   sched.Entry // next ring timeout, lifetime cap or linger end
+	touched int64       // last input about the call in this process, unix ns (not stored)
 }
 
 func callKey(callID, fromTag string) string { return callID + "\x00" + fromTag }
@@ -212,12 +214,12 @@ type Tracker struct {
 	log   *slog.Logger
 	now   func() time.Time
 	doms  DomainSet
+	sched *sched.Scheduler[*call]
 
 	mu       sync.Mutex
 	capLog   map[string]int64 // reason → unix ns of the last cap log line
 	calls    map[string]*call
 	versions map[string]uint64
-	timers   timerHeap
 	dirty    map[string]*call // key → call (nil = deleted)
 	dirtyVer map[string]struct{}
 }
@@ -238,7 +240,7 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 		store:    opts.Store,
 		m:        opts.Metrics,
 		log:      opts.Logger,
-		now:      opts.Now,
+		now:      clock.OrReal(opts.Clock).Now,
 		doms:     opts.LocalDomains,
 		capLog:   make(map[string]int64),
 		calls:    make(map[string]*call),
@@ -249,9 +251,7 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 	if t.log == nil {
 		t.log = slog.Default()
 	}
-	if t.now == nil {
-		t.now = time.Now
-	}
+	t.sched = sched.New(opts.Clock, t.expireDue)
 	if len(cfg.Domains) == 0 && t.doms == nil {
 		t.log.Warn("dialoginfo: domains is empty and no registrations are followed: every entity of every call is published, foreign ones included")
 	}
@@ -536,6 +536,7 @@ func (t *Tracker) removeBranch(c *call, b *branch) {
 // dropCall forgets a call whose branches are all removed.
 func (t *Tracker) dropCall(c *call) {
 	delete(t.calls, c.key)
+	t.sched.Cancel(c)
 	if t.store != nil {
 		t.dirty[c.key] = nil
 	}
@@ -731,24 +732,8 @@ func (t *Tracker) ApplyDialogState(ctx context.Context, d event.DialogState) err
 
 // ---- timers -----------------------------------------------------------------
 
-type timerEntry struct {
-	at int64
-	c  *call
-}
-
-type timerHeap []timerEntry
-
-func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timerEntry)) }
-func (h *timerHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = timerEntry{}
-	*h = old[:len(old)-1]
-	return e
-}
+// SchedEntry is the call's place in the tracker's timer heap.
+func (c *call) SchedEntry() *sched.Entry { return &c.timer }
 
 // deadline is the next time something is due for a call (0 = nothing).
 func (t *Tracker) deadline(c *call) int64 {
@@ -773,30 +758,30 @@ func (t *Tracker) deadline(c *call) int64 {
 	return next
 }
 
+// schedule arms the call's timer for its next deadline. Must hold mu.
 func (t *Tracker) schedule(c *call) {
-	d := t.deadline(c)
-	if d == 0 || (c.queued != 0 && c.queued <= d) {
-		return
+	if d := t.deadline(c); d != 0 {
+		t.sched.Schedule(c, time.Unix(0, d))
+	} else {
+		t.sched.Cancel(c)
 	}
-	c.queued = d
-	heap.Push(&t.timers, timerEntry{at: d, c: c})
 }
 
 // Expire runs every timer due at now: ring timeouts, lifetime caps and the
-// removal of lingering terminated documents. Run calls it every second;
-// tests call it with a fake clock.
+// removal of lingering terminated documents. The tracker's clock runs it
+// when the earliest is due; tests may call it directly.
 func (t *Tracker) Expire(now time.Time) {
+	t.sched.RunDue(now)
+}
+
+// expireDue handles the calls whose timers fired at now.
+func (t *Tracker) expireDue(now time.Time, due []*call) {
 	n := now.UnixNano()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for len(t.timers) > 0 && t.timers[0].at <= n {
-		e := heap.Pop(&t.timers).(timerEntry)
-		c := e.c
+	for _, c := range due {
 		if t.calls[c.key] != c {
 			continue // call already gone
-		}
-		if c.queued == e.at {
-			c.queued = 0
 		}
 		t.expireCall(c, n)
 	}
@@ -841,11 +826,10 @@ func (t *Tracker) expireCall(c *call, n int64) {
 	t.schedule(c)
 }
 
-// Run expires timers every second and flushes the store every
-// flush_interval until ctx ends, then flushes once more.
+// Run flushes the store every flush_interval until ctx ends, then flushes
+// once more and stops the timers. Timers fire on the tracker's clock.
 func (t *Tracker) Run(ctx context.Context) error {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	defer t.sched.Stop()
 	flush := time.NewTicker(t.cfg.FlushInterval)
 	defer flush.Stop()
 	for {
@@ -855,8 +839,6 @@ func (t *Tracker) Run(ctx context.Context) error {
 			err := t.Flush(fctx)
 			cancel()
 			return err
-		case <-tick.C:
-			t.Expire(t.now())
 		case <-flush.C:
 			if err := t.Flush(ctx); err != nil {
 				t.log.Warn("dialoginfo: store flush failed (retried)", "err", err)

@@ -90,7 +90,7 @@ func TestRestartMidCall(t *testing.T) {
 	st := newMemStore()
 	clk := newFakeClock()
 	pub1 := newFakePub()
-	tr1, err := New(DefaultConfig(), Options{Publisher: pub1, Store: st, Now: clk.Now, Logger: quietLog()})
+	tr1, err := New(DefaultConfig(), Options{Publisher: pub1, Store: st, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestRestartMidCall(t *testing.T) {
 	}
 
 	pub2 := newFakePub()
-	tr2, err := New(DefaultConfig(), Options{Publisher: pub2, Store: st, Now: clk.Now, Logger: quietLog()})
+	tr2, err := New(DefaultConfig(), Options{Publisher: pub2, Store: st, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,13 +151,13 @@ func TestRestartMidCall(t *testing.T) {
 func TestRestartRearmsTimers(t *testing.T) {
 	st := newMemStore()
 	clk := newFakeClock()
-	tr1, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Store: st, Now: clk.Now, Logger: quietLog()})
+	tr1, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Store: st, Clock: clk, Logger: quietLog()})
 	feed(t, tr1, "ring-timeout", "01.sip", "02.sip")
 	if err := tr1.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	pub := newFakePub()
-	tr2, _ := New(DefaultConfig(), Options{Publisher: pub, Store: st, Now: clk.Now, Logger: quietLog()})
+	tr2, _ := New(DefaultConfig(), Options{Publisher: pub, Store: st, Clock: clk, Logger: quietLog()})
 	if err := tr2.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestRestartRearmsTimers(t *testing.T) {
 func TestFlushFailureKeepsChanges(t *testing.T) {
 	st := newMemStore()
 	st.fail = true
-	tr, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Store: st, Now: newFakeClock().Now, Logger: quietLog()})
+	tr, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Store: st, Clock: newFakeClock(), Logger: quietLog()})
 	feed(t, tr, "basic", "01.sip")
 	if err := tr.Flush(context.Background()); err == nil {
 		t.Fatal("flush error not reported")
@@ -218,7 +218,7 @@ func TestApplyDialogStateErrors(t *testing.T) {
 }
 
 func TestDialogsListing(t *testing.T) {
-	tr, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Now: newFakeClock().Now, Logger: quietLog()})
+	tr, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Clock: newFakeClock(), Logger: quietLog()})
 	feed(t, tr, "forking", "01.sip", "03.sip", "04.sip")
 	ds := tr.Dialogs()
 	if len(ds) != 2 || ds[0].State != "early" || ds[1].State != "early" || ds[0].ToTag == ds[1].ToTag {
@@ -272,7 +272,7 @@ func TestRestartRepublishesLostDialogs(t *testing.T) {
 	st := newMemStore()
 	clk := newFakeClock()
 	pub1 := newFakePub()
-	tr1, _ := New(DefaultConfig(), Options{Publisher: pub1, Store: st, Now: clk.Now, Logger: quietLog()})
+	tr1, _ := New(DefaultConfig(), Options{Publisher: pub1, Store: st, Clock: clk, Logger: quietLog()})
 	feed(t, tr1, "basic", "01.sip", "02.sip", "03.sip", "04.sip", "05.sip", "06.sip", "07.sip", "08.sip")
 	if err := tr1.Flush(context.Background()); err != nil {
 		t.Fatal(err)
@@ -287,7 +287,7 @@ func TestRestartRepublishesLostDialogs(t *testing.T) {
 
 	// The engine still holds both: nothing is sent.
 	kept := listingPub{fakePub: newFakePub(), held: held}
-	tr2, _ := New(DefaultConfig(), Options{Publisher: kept, Store: st, Now: clk.Now, Logger: quietLog()})
+	tr2, _ := New(DefaultConfig(), Options{Publisher: kept, Store: st, Clock: clk, Logger: quietLog()})
 	if err := tr2.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func TestRestartRepublishesLostDialogs(t *testing.T) {
 			lost.held = append(lost.held, h)
 		}
 	}
-	tr3, _ := New(DefaultConfig(), Options{Publisher: lost, Store: st, Now: clk.Now, Logger: quietLog()})
+	tr3, _ := New(DefaultConfig(), Options{Publisher: lost, Store: st, Clock: clk, Logger: quietLog()})
 	if err := tr3.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

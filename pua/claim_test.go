@@ -12,11 +12,7 @@ import (
 
 // storedPub is a stored publication row as an engine would have left it.
 func storedPub(clk *fakeClock, uri, event, id, etag string, flag int, body []byte) Record {
-	bit := 1
-	if event == "dialog" {
-		bit = 32
-	}
-	return Record{PresURI: uri, PresID: id, EventName: event, Event: bit, Flag: flag, ETag: etag,
+	return Record{PresURI: uri, PresID: id, EventName: event, Flag: flag, ETag: etag,
 		Expires: clk.Now().Add(time.Hour).Unix(), Body: body, ReqExpires: 3600}
 }
 
@@ -143,7 +139,7 @@ func TestClaimTimeoutSweeps(t *testing.T) {
 	st := newMemStore()
 	st.put(storedPub(clk, alice, "presence", "usrloc", "e1", FlagUsrloc, pidf("a")))
 	sub := Record{PresURI: "sip:line@example.com", WatcherURI: "sip:line@example.com", PresID: "bla-1",
-		EventName: "dialog;sla", Event: 4, Flag: FlagBLASubscribe, CallID: "c1", FromTag: "f1", ToTag: "t1",
+		EventName: "dialog;sla", Flag: FlagBLASubscribe, CallID: "c1", FromTag: "f1", ToTag: "t1",
 		CSeq: 3, RemoteContact: "sip:phone@" + fs.uri()[len("sip:"):], Expires: clk.Now().Add(time.Hour).Unix()}
 	st.put(sub)
 	e := newTestEngineOwners(t, fs, clk, st, func(c *Config) { c.ClaimTimeout = 10 * time.Second },

@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/puaside/puaside/clock"
 	"github.com/puaside/puaside/metrics"
+	"github.com/puaside/puaside/sched"
 )
 
 // Options are the engine's collaborators.
@@ -56,7 +58,7 @@ type Engine struct {
 	seed  maphash.Seed
 
 	shards []shard
-	sched  *scheduler
+	sched  *sched.Scheduler[tasker]
 	queue  *readyQueue
 
 	dmu     sync.Mutex
@@ -124,7 +126,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		e.log = slog.Default()
 	}
 	if e.clock == nil {
-		e.clock = realClock{}
+		e.clock = clock.Real{}
 	}
 	e.shards = make([]shard, 1<<cfg.HashSize)
 	for i := range e.shards {
@@ -209,7 +211,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	started := e.started
 	e.lmu.Unlock()
 
-	e.sched.stop()
+	e.sched.Stop()
 	e.queue.close()
 	e.cmu.Lock()
 	if e.claims.timer != nil {
@@ -305,11 +307,11 @@ func (e *Engine) handler(flag int) NotifyHandler {
 	return e.handlers[flag]
 }
 
-// RegisterEvent adds an event package with its default content type and
-// Kamailio event bit (0 if Kamailio has none). Registering an existing name
-// again with the same values is a no-op.
-func (e *Engine) RegisterEvent(name, contentType string, kamailioBit int) error {
-	return e.ev.register(name, contentType, kamailioBit)
+// RegisterEvent adds an event package with its default content type.
+// Registering an existing name again with the same content type is a no-op.
+// (The store writes Kamailio's event bit of a known package name.)
+func (e *Engine) RegisterEvent(name, contentType string) error {
+	return e.ev.register(name, contentType)
 }
 
 // ContactURI returns the Contact put in our SUBSCRIBEs

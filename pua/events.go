@@ -10,7 +10,6 @@ import (
 type eventInfo struct {
 	name        string
 	contentType string
-	bit         int // Kamailio's `event` column value; 0 if Kamailio has none
 	// bodyAlways sends the current body on refreshes and removals too.
 	// Kamailio's presence module parses the body of every PUBLISH that
 	// updates a dialog;sla presentity and answers 500 without one, so for
@@ -28,16 +27,16 @@ type events struct {
 	byName map[string]*eventInfo
 }
 
-// newEvents returns a registry with Kamailio's default events and bits.
+// newEvents returns a registry with Kamailio's default events.
 func newEvents() *events {
 	ev := &events{byName: make(map[string]*eventInfo)}
 	for _, e := range []eventInfo{
-		{name: "presence", contentType: "application/pidf+xml", bit: 1},
-		{name: "presence.winfo", contentType: "application/watcherinfo+xml", bit: 2},
-		{name: "dialog;sla", contentType: "application/dialog-info+xml", bit: 4, bodyAlways: true},
-		{name: "message-summary", contentType: "application/simple-message-summary", bit: 8},
-		{name: "dialog", contentType: "application/dialog-info+xml", bit: 32},
-		{name: "reg", contentType: "application/reginfo+xml", bit: 64},
+		{name: "presence", contentType: "application/pidf+xml"},
+		{name: "presence.winfo", contentType: "application/watcherinfo+xml"},
+		{name: "dialog;sla", contentType: "application/dialog-info+xml", bodyAlways: true},
+		{name: "message-summary", contentType: "application/simple-message-summary"},
+		{name: "dialog", contentType: "application/dialog-info+xml"},
+		{name: "reg", contentType: "application/reginfo+xml"},
 	} {
 		e := e
 		e.dialog = isDialogEvent(e.name)
@@ -69,21 +68,8 @@ func (ev *events) get(name string) (*eventInfo, error) {
 	return e, nil
 }
 
-// byBit returns the event with Kamailio bit b (for stored records without an
-// event name).
-func (ev *events) byBit(b int) *eventInfo {
-	ev.mu.RLock()
-	defer ev.mu.RUnlock()
-	for _, e := range ev.byName {
-		if e.bit == b && b != 0 {
-			return e
-		}
-	}
-	return nil
-}
-
 // register adds an event package.
-func (ev *events) register(name, contentType string, bit int) error {
+func (ev *events) register(name, contentType string) error {
 	n := normEvent(name)
 	if n == "" || strings.ContainsAny(n, "\r\n,") {
 		return fmt.Errorf("pua: register event %q: invalid name", name)
@@ -91,17 +77,14 @@ func (ev *events) register(name, contentType string, bit int) error {
 	if contentType == "" || strings.ContainsAny(contentType, "\r\n") {
 		return fmt.Errorf("pua: register event %q: invalid content type %q", name, contentType)
 	}
-	if bit < 0 {
-		return fmt.Errorf("pua: register event %q: negative bit %d", name, bit)
-	}
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	if old, ok := ev.byName[n]; ok {
-		if old.contentType == contentType && old.bit == bit {
+		if old.contentType == contentType {
 			return nil
 		}
-		return fmt.Errorf("pua: register event %q: already registered with %s/%d", name, old.contentType, old.bit)
+		return fmt.Errorf("pua: register event %q: already registered with %s", name, old.contentType)
 	}
-	ev.byName[n] = &eventInfo{name: n, contentType: contentType, bit: bit, dialog: isDialogEvent(n)}
+	ev.byName[n] = &eventInfo{name: n, contentType: contentType, dialog: isDialogEvent(n)}
 	return nil
 }

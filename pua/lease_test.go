@@ -151,7 +151,7 @@ func TestDurableUnsubscribe(t *testing.T) {
 	clk := newFakeClock()
 	st := newMemStore()
 	st.put(Record{PresURI: "sip:line@example.com", WatcherURI: "sip:line@example.com", PresID: "bla-1",
-		EventName: "dialog;sla", Event: 4, Flag: FlagBLASubscribe, CallID: "c1", FromTag: "f1", ToTag: "t1",
+		EventName: "dialog;sla", Flag: FlagBLASubscribe, CallID: "c1", FromTag: "f1", ToTag: "t1",
 		CSeq: 3, RemoteContact: "sip:phone@" + fs.uri()[len("sip:"):], Expires: clk.Now().Add(time.Hour).Unix(),
 		Removing: true})
 	e := newTestEngine(t, fs, clk, st, nil)

@@ -50,13 +50,6 @@ func (fs *fakeServer) publishes() int {
 	return n
 }
 
-// pending returns how many fake timers are armed.
-func (c *fakeClock) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.timers)
-}
-
 // metricValue returns the sum of the samples of a counter or gauge whose
 // labels include want.
 func metricValue(t *testing.T, m *metrics.Metrics, name string, want map[string]string) float64 {

@@ -217,13 +217,13 @@ func (e *Engine) resendBackingOff(at time.Time) int {
 		s.mu.Lock()
 		for _, r := range s.pubs {
 			if r.backingOff && !r.deleted && !r.inFlight && e.pubServerBound(r) {
-				e.sched.schedule(r, at)
+				e.sched.Schedule(r, at)
 				n++
 			}
 		}
 		for _, r := range s.subs {
 			if r.backingOff && !r.deleted && !r.inFlight && e.subServerBound(r) {
-				e.sched.schedule(r, at)
+				e.sched.Schedule(r, at)
 				n++
 			}
 		}

@@ -25,7 +25,7 @@ func advanceProbe(t *testing.T, clk *fakeClock, fs *fakeServer, e *Engine, want 
 	n := fs.optionsSeen()
 	clk.Advance(e.cfg.ProbeInterval)
 	waitFor(t, "probe", func() bool { return fs.optionsSeen() > n })
-	waitFor(t, "probe handled", func() bool { return !e.reach.down.Load() || clk.pending() == want })
+	waitFor(t, "probe handled", func() bool { return !e.reach.down.Load() || clk.Pending() == want })
 }
 
 // While the presence server does not answer, it is probed with OPTIONS

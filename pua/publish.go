@@ -65,7 +65,7 @@ type pubRec struct {
 	// sweepRemove: swept while showing a dialog; removed once its
 	// terminated document is accepted (see Engine.endDialogs).
 	sweepRemove bool
-	nextRefresh int64
+	nextRefresh int64 // Unix nanoseconds, so refreshes keep their spread
 	state       string
 	lastStatus  int
 	lastReason  string
@@ -203,7 +203,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 			}
 			return nil, fmt.Errorf("%w: %d held", ErrTooManyPublications, e.cfg.MaxPublications)
 		}
-		r = &pubRec{task: task{hidx: -1}, key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending, countedFlag: req.Flag}
+		r = &pubRec{key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending, countedFlag: req.Flag}
 		s.pubs[key] = r
 	} else if e.claimPub(r); !r.remove && !r.failed && r.flag == req.Flag && bytes.Equal(r.body, req.Body) &&
 		r.ctype == req.ContentType && r.expires == req.Expires && r.proxy == req.OutboundProxy &&
@@ -336,7 +336,7 @@ func (e *Engine) dropPub(r *pubRec, res Result) {
 	r.state = StateRemoving
 	delete(r.shard.pubs, r.key)
 	e.owned.release(r.countedFlag)
-	e.sched.cancel(r)
+	e.sched.Cancel(r)
 	if r.storedFlag >= 0 {
 		e.markRemoved(Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: r.storedFlag})
 	}
@@ -367,7 +367,7 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 	case r.etag == "" || r.forceInitial:
 		op.kind = pubInitial
 		r.durable = false // a new publication: its ETag is not stored yet
-	case r.srvTerminated && (r.forceRefresh || r.gen > r.sentGen || now.Unix() >= r.nextRefresh || r.nextRefresh == 0):
+	case r.srvTerminated && (r.forceRefresh || r.gen > r.sentGen || now.UnixNano() >= r.nextRefresh || r.nextRefresh == 0):
 		// Replace, do not update, a terminated dialog document: remove it
 		// now, publish the current state anew after the reply.
 		r.forceRefresh = false
@@ -377,7 +377,7 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 		op.kind, op.etag = pubRefresh, r.etag
 	case r.gen > r.sentGen:
 		op.kind, op.etag = pubModify, r.etag
-	case now.Unix() >= r.nextRefresh || r.nextRefresh == 0:
+	case now.UnixNano() >= r.nextRefresh || r.nextRefresh == 0:
 		op.kind, op.etag = pubRefresh, r.etag
 	default:
 		return pubOp{}
@@ -486,7 +486,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		}
 		r.etag = res.ETag
 		r.srvExpires = now.Add(granted).Unix()
-		r.nextRefresh = refreshAt(now, granted).Unix()
+		r.nextRefresh = refreshAt(now, granted).UnixNano()
 		if op.kind != pubRefresh {
 			r.sentGen = op.gen
 			r.version++
@@ -542,7 +542,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		r.state, r.backingOff = StateRetrying, true
 		log.Warn("publish failed, retrying", "status", res.Status, "err", res.Err, "retry_in", d)
 		resolveWaiters(&r.waiters, op.gen, res)
-		e.sched.schedule(r, now.Add(d))
+		e.sched.Schedule(r, now.Add(d))
 		return
 	case op.replace:
 		// The old document could not be removed: publish the current
@@ -568,11 +568,11 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 
 // schedulePubRefresh arms r's refresh (or lifetime end). Shard locked.
 func (e *Engine) schedulePubRefresh(r *pubRec) {
-	at := r.nextRefresh
-	if r.endAt != 0 && r.endAt < at {
-		at = r.endAt
+	at := time.Unix(0, r.nextRefresh)
+	if end := time.Unix(r.endAt, 0); r.endAt != 0 && end.Before(at) {
+		at = end
 	}
-	e.sched.schedule(r, time.Unix(at, 0))
+	e.sched.Schedule(r, at)
 }
 
 // retryable reports a transient failure: timeout, transport error, 408, 5xx.
@@ -621,7 +621,7 @@ func (r *pubRec) info() PublicationInfo {
 		pi.Expires = time.Unix(r.srvExpires, 0)
 	}
 	if r.nextRefresh != 0 && r.state == StateActive {
-		pi.NextRefresh = time.Unix(r.nextRefresh, 0)
+		pi.NextRefresh = time.Unix(0, r.nextRefresh)
 	}
 	if r.failed && r.retryAt != 0 {
 		pi.NextRetry = time.Unix(0, r.retryAt)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -333,7 +334,7 @@ func TestPublishRefusedRequests(t *testing.T) {
 	if n := len(fs.requests()); n != 2 {
 		t.Fatalf("%d requests, want 2", n)
 	}
-	if err := e.RegisterEvent("as-feature-event", "application/x-as-feature-event+xml", 0); err != nil {
+	if err := e.RegisterEvent("as-feature-event", "application/x-as-feature-event+xml"); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Publish(PublishRequest{Key: Key{PresURI: alice, Event: "as-feature-event"}, Body: []byte("x")}); err != nil {
@@ -407,15 +408,15 @@ func TestRestartRefreshesStoredETag(t *testing.T) {
 		t.Fatalf("%d stored rows", len(st.rows))
 	}
 	for _, r := range st.rows {
-		if r.ETag != "etag1" || r.Event != 1 || r.Flag != FlagUsrloc || r.EventName != "presence" ||
+		if r.ETag != "etag1" || r.Flag != FlagUsrloc || r.EventName != "presence" ||
 			r.Expires != clk.Now().Add(10*time.Minute).Unix() || r.ReqExpires != 600 || !bytes.Equal(r.Body, pidf("a")) ||
-			r.ExtraHeaders != "Sender: sip:phone@10.0.0.1\r\n" {
+			!slices.Equal(r.ExtraHeaders, []Header{{"Sender", "sip:phone@10.0.0.1"}}) {
 			t.Fatalf("stored %+v", r)
 		}
 	}
 	// A second, expired row is dropped at load.
 	st.rows[identity{presURI: "sip:bob@example.com", presID: "x", event: "presence", flag: 1}] = Record{
-		PresURI: "sip:bob@example.com", PresID: "x", EventName: "presence", Event: 1, Flag: 1,
+		PresURI: "sip:bob@example.com", PresID: "x", EventName: "presence", Flag: 1,
 		ETag: "old", Expires: clk.Now().Add(-time.Second).Unix(), Body: pidf("bob")}
 
 	e2 := newTestEngine(t, fs, clk, st, nil)

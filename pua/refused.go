@@ -43,7 +43,7 @@ func (e *Engine) refusePub(r *pubRec, status int, now time.Time, log *slog.Logge
 	r.retryAt = at.UnixNano()
 	e.m.Refused("PUBLISH", r.key.Event, status)
 	log.Info("refused publication will be tried again", "status", status, "refusals", r.refusals, "retry_in", d)
-	e.sched.schedule(r, at)
+	e.sched.Schedule(r, at)
 }
 
 // retryRefusedPub re-arms a refused publication whose retry time has
@@ -70,7 +70,7 @@ func (e *Engine) refuseSub(r *subRec, status int, now time.Time, log *slog.Logge
 	r.retryAt = at.UnixNano()
 	e.m.Refused("SUBSCRIBE", r.key.Event, status)
 	log.Info("refused subscription will be tried again", "status", status, "refusals", r.refusals, "retry_in", d)
-	e.sched.schedule(r, at)
+	e.sched.Schedule(r, at)
 }
 
 // retryRefusedSub re-arms a refused subscription whose retry time has

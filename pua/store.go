@@ -3,6 +3,7 @@ package pua
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -214,33 +215,6 @@ func (e *Engine) flush(ctx context.Context) error {
 	return nil
 }
 
-// joinHeaders renders extra headers as CRLF-separated "Name: value" lines.
-func joinHeaders(hs []Header) string {
-	var b strings.Builder
-	for _, h := range hs {
-		b.WriteString(h.Name)
-		b.WriteString(": ")
-		b.WriteString(h.Value)
-		b.WriteString("\r\n")
-	}
-	return b.String()
-}
-
-// splitHeaders parses joinHeaders' output, skipping malformed lines.
-func splitHeaders(s string) []Header {
-	var hs []Header
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimRight(line, "\r")
-		name, val, ok := strings.Cut(line, ":")
-		name = strings.TrimSpace(name)
-		if !ok || name == "" || strings.ContainsAny(name, " \t") {
-			continue
-		}
-		hs = append(hs, Header{Name: name, Value: strings.TrimSpace(val)})
-	}
-	return hs
-}
-
 // pubRecord maps a publication to a row. Shard locked.
 func (e *Engine) pubRecord(r *pubRec, now time.Time) Record {
 	ct := r.ctype
@@ -248,9 +222,9 @@ func (e *Engine) pubRecord(r *pubRec, now time.Time) Record {
 		ct = r.ev.contentType
 	}
 	return Record{
-		PresURI: r.key.PresURI, PresID: r.key.ID, Event: r.ev.bit, EventName: r.key.Event,
+		PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event,
 		Expires: r.srvExpires, DesiredExpires: r.endAt, Flag: r.flag, ETag: r.etag,
-		Version: int(r.version), ExtraHeaders: joinHeaders(r.hdrs), Body: r.body, ContentType: ct,
+		Version: int(r.version), ExtraHeaders: slices.Clone(r.hdrs), Body: r.body, ContentType: ct,
 		OutboundProxy: r.proxy, ReqExpires: int64(r.expires / time.Second), Removing: r.remove,
 		Modified: r.etag != "" && (r.gen > r.sentGen || r.forceInitial),
 	}
@@ -259,11 +233,11 @@ func (e *Engine) pubRecord(r *pubRec, now time.Time) Record {
 // subRecord maps a subscription to a row. Shard locked.
 func (e *Engine) subRecord(r *subRec) Record {
 	return Record{
-		PresURI: r.key.PresURI, PresID: r.key.ID, Event: r.ev.bit, EventName: r.key.Event,
+		PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event,
 		Expires: r.srvExpires, Flag: r.flag, WatcherURI: r.key.WatcherURI,
 		CallID: r.callID, FromTag: r.localTag, ToTag: r.remoteTag, CSeq: int(r.cseq),
 		RecordRoute: strings.Join(r.routes, ","), Contact: r.contact, RemoteContact: r.remoteTarget,
-		Version: int(r.version), ExtraHeaders: joinHeaders(r.hdrs), OutboundProxy: r.proxy,
+		Version: int(r.version), ExtraHeaders: slices.Clone(r.hdrs), OutboundProxy: r.proxy,
 		ReqExpires: int64(r.expires / time.Second), Removing: r.unsub,
 	}
 }
@@ -317,16 +291,14 @@ func (e *Engine) load(ctx context.Context) error {
 	return nil
 }
 
-// eventOf finds a stored record's event by name, else by Kamailio bit.
+// eventOf finds a stored record's event by name (the store names the
+// event of a row Kamailio wrote from its bit); nil if unknown.
 func (e *Engine) eventOf(rec Record) *eventInfo {
-	if rec.EventName != "" {
-		ev, err := e.ev.get(rec.EventName)
-		if err != nil {
-			return nil
-		}
-		return ev
+	ev, err := e.ev.get(rec.EventName)
+	if err != nil {
+		return nil
 	}
-	return e.ev.byBit(rec.Event)
+	return ev
 }
 
 func (e *Engine) loadPub(rec Record, ev *eventInfo) {
@@ -344,8 +316,8 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 	if ct == ev.contentType {
 		ct = ""
 	}
-	r := &pubRec{task: task{hidx: -1}, key: key, shard: s, ev: ev, flag: rec.Flag, storedFlag: rec.Flag,
-		body: rec.Body, ctype: ct, endAt: rec.DesiredExpires, hdrs: splitHeaders(rec.ExtraHeaders),
+	r := &pubRec{key: key, shard: s, ev: ev, flag: rec.Flag, storedFlag: rec.Flag,
+		body: rec.Body, ctype: ct, endAt: rec.DesiredExpires, hdrs: rec.ExtraHeaders,
 		proxy: rec.OutboundProxy, gen: 1, etag: rec.ETag, srvExpires: rec.Expires,
 		expires: time.Duration(rec.ReqExpires) * time.Second,
 		version: int32(rec.Version), state: StatePending,
@@ -375,8 +347,8 @@ func (e *Engine) loadSub(rec Record, ev *eventInfo) {
 	if s.subs[key] != nil {
 		return
 	}
-	r := &subRec{task: task{hidx: -1}, key: key, shard: s, ev: ev, flag: rec.Flag, storedFlag: rec.Flag,
-		target: rec.RemoteContact, proxy: rec.OutboundProxy, hdrs: splitHeaders(rec.ExtraHeaders), gen: 1, sentGen: 1,
+	r := &subRec{key: key, shard: s, ev: ev, flag: rec.Flag, storedFlag: rec.Flag,
+		target: rec.RemoteContact, proxy: rec.OutboundProxy, hdrs: rec.ExtraHeaders, gen: 1, sentGen: 1,
 		callID: rec.CallID, localTag: rec.FromTag, remoteTag: rec.ToTag, cseq: uint32(max(rec.CSeq, 0)),
 		remoteTarget: rec.RemoteContact, contact: rec.Contact, srvExpires: rec.Expires,
 		confirmed: rec.ToTag != "", version: int32(rec.Version), state: StateActive,

@@ -52,7 +52,7 @@ type subRec struct {
 
 	// control
 	srvExpires  int64
-	nextRefresh int64
+	nextRefresh int64 // Unix nanoseconds, so refreshes keep their spread
 	sentGen     uint64
 	minExp      time.Duration
 	inFlight    bool
@@ -160,7 +160,7 @@ func (e *Engine) subscribe(req SubscribeRequest, withWaiter bool) (chan Result, 
 		ch = make(chan Result, 1)
 	}
 	if r == nil {
-		r = &subRec{task: task{hidx: -1}, key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending}
+		r = &subRec{key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending}
 		s.subs[key] = r
 	} else if e.claimSub(r); !r.unsub && !r.failed && r.flag == req.Flag && r.target == req.Target && r.expires == req.Expires &&
 		r.proxy == req.OutboundProxy && r.ourURI == req.Contact && slices.Equal(r.hdrs, req.ExtraHeaders) {
@@ -283,7 +283,7 @@ func (e *Engine) dropSub(r *subRec, res Result) {
 	r.deleted = true
 	r.state = StateRemoving
 	delete(r.shard.subs, r.key)
-	e.sched.cancel(r)
+	e.sched.Cancel(r)
 	if r.storedFlag >= 0 {
 		e.markRemoved(Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event,
 			Flag: r.storedFlag, WatcherURI: r.key.WatcherURI})
@@ -323,7 +323,7 @@ func (e *Engine) nextSubOp(r *subRec, now time.Time) subOp {
 		// should not happen when not in flight; start over.
 		e.resetDialog(r)
 		return e.nextSubOp(r, now)
-	case r.gen > r.sentGen || now.Unix() >= r.nextRefresh:
+	case r.gen > r.sentGen || now.UnixNano() >= r.nextRefresh:
 		op.kind = subRefresh
 	default:
 		return subOp{}
@@ -360,7 +360,7 @@ func (e *Engine) runSubscribe(r *subRec) {
 	op := e.nextSubOp(r, now)
 	if op.kind == subNone {
 		if !r.deleted && !r.inFlight && !r.failed && r.confirmed {
-			e.sched.schedule(r, time.Unix(r.nextRefresh, 0))
+			e.sched.Schedule(r, time.Unix(0, r.nextRefresh))
 		}
 		s.mu.Unlock()
 		return
@@ -439,7 +439,7 @@ func (e *Engine) applySubscribeResult(r *subRec, op subOp, out txOutcome, res Re
 		r.confirmed = true
 		r.sentGen = op.gen
 		r.srvExpires = now.Add(granted).Unix()
-		r.nextRefresh = refreshAt(now, granted).Unix()
+		r.nextRefresh = refreshAt(now, granted).UnixNano()
 		r.attempt, r.state = 0, StateActive
 		r.clearRefusal()
 		r.version++
@@ -449,7 +449,7 @@ func (e *Engine) applySubscribeResult(r *subRec, op subOp, out txOutcome, res Re
 			e.queue.push(r)
 			return
 		}
-		e.sched.schedule(r, time.Unix(r.nextRefresh, 0))
+		e.sched.Schedule(r, time.Unix(0, r.nextRefresh))
 	case res.Status == 423 && res.Expires > time.Duration(op.expires)*time.Second:
 		r.minExp = res.Expires
 		log.Info("interval too brief, retrying with Min-Expires", "min_expires", res.Expires)
@@ -483,7 +483,7 @@ func (e *Engine) retrySub(r *subRec, res Result, gen uint64, now time.Time, log 
 	r.state, r.backingOff = StateRetrying, true
 	resolveWaiters(&r.waiters, gen, res)
 	log.Debug("subscribe retry scheduled", "retry_in", d)
-	e.sched.schedule(r, now.Add(d))
+	e.sched.Schedule(r, now.Add(d))
 }
 
 // routeURI extracts the URI of a Record-Route/Route header.
@@ -626,9 +626,9 @@ func (e *Engine) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	r.lastNotify, r.lastCT, r.lastDoc = now.Unix(), ct, body
 	if ss.State != "terminated" && ss.Expires > 0 && r.confirmed && !r.inFlight {
-		if at := refreshAt(now, time.Duration(ss.Expires)*time.Second).Unix(); at < r.nextRefresh {
+		if at := refreshAt(now, time.Duration(ss.Expires)*time.Second).UnixNano(); at < r.nextRefresh {
 			r.nextRefresh = at
-			e.sched.schedule(r, time.Unix(at, 0))
+			e.sched.Schedule(r, time.Unix(0, at))
 		}
 	}
 	if ss.State == "pending" {

@@ -180,41 +180,42 @@ type SubscriptionInfo struct {
 	Refusals int
 }
 
-// Record is one row of the `pua` table (Kamailio's columns, table version 7,
-// plus body, content_type, event_name and outbound_proxy). Publications leave
-// the subscription columns empty and vice versa.
+// Record is the engine's snapshot of one publication or subscription, as
+// it hands it to the Store and gets it back after a restart. Publications
+// leave the subscription fields empty and vice versa. How it maps to the
+// columns of Kamailio's pua table (event bits, header lines) is the store's
+// business.
 type Record struct {
-	PresURI        string `db:"pres_uri"`
-	PresID         string `db:"pres_id"`
-	Event          int    `db:"event"`           // Kamailio event bit (0 for events Kamailio lacks)
-	EventName      string `db:"event_name"`      // the event package name, e.g. "dialog;sla"
-	Expires        int64  `db:"expires"`         // absolute Unix time
-	DesiredExpires int64  `db:"desired_expires"` // absolute Unix time, 0 = forever
-	Flag           int    `db:"flag"`
-	ETag           string `db:"etag"`
-	TupleID        string `db:"tuple_id"`
-	WatcherURI     string `db:"watcher_uri"`
-	CallID         string `db:"call_id"`
-	ToTag          string `db:"to_tag"`
-	FromTag        string `db:"from_tag"`
-	CSeq           int    `db:"cseq"`
-	RecordRoute    string `db:"record_route"`
-	Contact        string `db:"contact"`
-	RemoteContact  string `db:"remote_contact"`
-	Version        int    `db:"version"`
-	ExtraHeaders   string `db:"extra_headers"` // CRLF-separated "Name: value" lines
-	Body           []byte `db:"body"`
-	ContentType    string `db:"content_type"`
-	OutboundProxy  string `db:"outbound_proxy"`
-	ReqExpires     int64  `db:"req_expires"` // Expires asked on each request, seconds (0 = default)
+	PresURI        string
+	PresID         string
+	EventName      string // the event package name, e.g. "dialog;sla"
+	Expires        int64  // absolute Unix time
+	DesiredExpires int64  // absolute Unix time, 0 = forever
+	Flag           int
+	ETag           string
+	TupleID        string
+	WatcherURI     string
+	CallID         string
+	ToTag          string
+	FromTag        string
+	CSeq           int
+	RecordRoute    string
+	Contact        string
+	RemoteContact  string
+	Version        int
+	ExtraHeaders   []Header
+	Body           []byte
+	ContentType    string
+	OutboundProxy  string
+	ReqExpires     int64 // Expires asked on each request, seconds (0 = default)
 	// Removing marks a record whose removal (PUBLISH Expires: 0, or
 	// SUBSCRIBE Expires: 0) was decided but not yet answered: a restarted
 	// engine finishes it instead of refreshing the record.
-	Removing bool `db:"removing"`
+	Removing bool
 	// Modified marks a publication whose stored body the server has not
 	// yet accepted under the stored ETag: a restarted engine sends it as a
 	// modify instead of refreshing the server's older document.
-	Modified bool `db:"modified"`
+	Modified bool
 }
 
 // IsSubscription reports whether the record is a subscription.

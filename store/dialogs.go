@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/jmoiron/sqlx"
 
@@ -14,14 +13,37 @@ import (
 // The dialoginfo tracker's tables (schema 020_dialoginfo.sql).
 var _ dialoginfo.Store = (*DB)(nil)
 
+// dialogRow is a row of puaside_dialogs; it converts to and from
+// dialoginfo.Record (the same fields without the column names).
+type dialogRow struct {
+	ID      string `db:"id"`
+	CallID  string `db:"call_id"`
+	FromTag string `db:"from_tag"`
+	Caller  string `db:"caller"`
+	Callee  string `db:"callee"`
+	State   string `db:"state"`
+	Data    []byte `db:"data"`
+	Updated int64  `db:"updated"`
+}
+
+// dialogColumnList names the columns of dialogRow in INSERT order.
+const dialogColumnList = "id, call_id, from_tag, caller, callee, state, data, updated"
+
+// dialogColumns is the number of columns in dialogColumnList.
+const dialogColumns = 8
+
 // LoadDialogs returns every active call stored by the dialoginfo tracker.
 func (db *DB) LoadDialogs(ctx context.Context) ([]dialoginfo.Record, error) {
-	var rows []dialoginfo.Record
+	var rows []dialogRow
 	if err := db.X.SelectContext(ctx, &rows,
-		`SELECT id, call_id, from_tag, caller, callee, state, data, updated FROM puaside_dialogs ORDER BY id`); err != nil {
+		`SELECT `+dialogColumnList+` FROM puaside_dialogs ORDER BY id`); err != nil {
 		return nil, fmt.Errorf("store: load dialogs: %w", err)
 	}
-	return rows, nil
+	out := make([]dialoginfo.Record, len(rows))
+	for i, r := range rows {
+		out[i] = dialoginfo.Record(r)
+	}
+	return out, nil
 }
 
 // Batch sizes of the dialog tables: ids or entities per DELETE or SELECT,
@@ -126,20 +148,19 @@ func (db *DB) saveDialogs(ctx context.Context, upsert []dialoginfo.Record, remov
 		return fmt.Errorf("store: save dialogs: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	args := make([]any, 0, dialogInsertBatch*8)
-	for start := 0; start < len(ids); start += dialogKeyBatch {
-		chunk := ids[start:min(start+dialogKeyBatch, len(ids))]
-		args = args[:0]
-		for _, id := range chunk {
-			args = append(args, id)
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM puaside_dialogs WHERE id IN (`+placeholders(len(chunk))+`)`,
-			args...); err != nil {
+	bt := newBatcher(ctx, tx.Tx)
+	defer bt.close()
+	if err := inBatches(ids, dialogKeyBatch, func(chunk []string) error {
+		q := `DELETE FROM puaside_dialogs WHERE id IN (` + placeholders(len(chunk)) + `)`
+		if err := bt.exec(q, len(chunk) == dialogKeyBatch, anys(chunk)); err != nil {
 			return fmt.Errorf("store: delete %d dialogs (first %s): %w", len(chunk), chunk[0], err)
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
-	for start := 0; start < len(rows); start += dialogInsertBatch {
-		chunk := rows[start:min(start+dialogInsertBatch, len(rows))]
+	args := make([]any, 0, min(len(rows), dialogInsertBatch)*dialogColumns)
+	if err := inBatches(rows, dialogInsertBatch, func(chunk []*dialoginfo.Record) error {
 		args = args[:0]
 		for _, r := range chunk {
 			data := r.Data
@@ -148,11 +169,13 @@ func (db *DB) saveDialogs(ctx context.Context, upsert []dialoginfo.Record, remov
 			}
 			args = append(args, r.ID, r.CallID, r.FromTag, r.Caller, r.Callee, r.State, data, r.Updated)
 		}
-		q := `INSERT INTO puaside_dialogs (id, call_id, from_tag, caller, callee, state, data, updated) VALUES ` +
-			strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?), ", len(chunk)-1) + "(?, ?, ?, ?, ?, ?, ?, ?)"
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		q := `INSERT INTO puaside_dialogs (` + dialogColumnList + `) VALUES ` + valuesList(len(chunk), dialogColumns)
+		if err := bt.exec(q, len(chunk) == dialogInsertBatch, args); err != nil {
 			return fmt.Errorf("store: insert %d dialogs (first %s): %w", len(chunk), chunk[0].ID, err)
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: save dialogs: commit: %w", err)
@@ -217,23 +240,21 @@ func (db *DB) saveDialogVersions(ctx context.Context, entities []string, version
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	stored := make(map[string]uint64, len(entities))
-	for start := 0; start < len(entities); start += dialogKeyBatch {
-		chunk := entities[start:min(start+dialogKeyBatch, len(entities))]
-		args := make([]any, len(chunk))
-		for i, e := range chunk {
-			args[i] = e
-		}
+	if err := inBatches(entities, dialogKeyBatch, func(chunk []string) error {
 		var rows []struct {
 			Entity  string `db:"entity"`
 			Version uint64 `db:"version"`
 		}
 		if err := tx.SelectContext(ctx, &rows, `SELECT entity, version FROM puaside_dialog_versions WHERE entity IN (`+
-			placeholders(len(chunk))+`)`, args...); err != nil {
+			placeholders(len(chunk))+`)`, anys(chunk)...); err != nil {
 			return fmt.Errorf("store: read dialog versions (first %s): %w", chunk[0], err)
 		}
 		for _, r := range rows {
 			stored[r.Entity] = r.Version
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	var fresh []string
 	var update *sqlx.Stmt
@@ -259,17 +280,18 @@ func (db *DB) saveDialogVersions(ctx context.Context, entities []string, version
 			}
 		}
 	}
-	for start := 0; start < len(fresh); start += dialogKeyBatch {
-		chunk := fresh[start:min(start+dialogKeyBatch, len(fresh))]
+	if err := inBatches(fresh, dialogKeyBatch, func(chunk []string) error {
 		args := make([]any, 0, 2*len(chunk))
 		for _, e := range chunk {
 			args = append(args, e, versions[e])
 		}
-		q := `INSERT INTO puaside_dialog_versions (entity, version) VALUES ` +
-			strings.Repeat("(?, ?), ", len(chunk)-1) + "(?, ?)"
+		q := `INSERT INTO puaside_dialog_versions (entity, version) VALUES ` + valuesList(len(chunk), 2)
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("store: save dialog versions: insert %d (first %s): %w", len(chunk), chunk[0], err)
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: save dialog versions: commit: %w", err)

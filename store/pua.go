@@ -34,33 +34,6 @@ const bodyColumn = 18
 // recordColumns returns the names of recordColumnList.
 func recordColumns() []string { return strings.Split(recordColumnList, ", ") }
 
-// kamailioEventName maps a Kamailio event bit (pua hash.h) to its event
-// package name, "" for none; it names the event of a row whose event_name is
-// empty (a row written by Kamailio itself).
-func kamailioEventName(bit int64) string {
-	switch bit {
-	case 1:
-		return "presence"
-	case 2:
-		return "presence.winfo"
-	case 4:
-		return "dialog;sla"
-	case 8:
-		return "message-summary"
-	case 16:
-		return "conference"
-	case 32:
-		return "dialog"
-	case 64:
-		return "reg"
-	case 128:
-		return "xcap-diff"
-	case 256:
-		return "as-feature-event"
-	}
-	return ""
-}
-
 // Batch sizes: pres_uris per identity lookup, rows per multi-row INSERT and
 // ids per DELETE. They keep statements well under both dialects' limits on
 // placeholders.
@@ -223,7 +196,7 @@ func rowRecord(names []string, cols []sql.NullString, body []byte) (rec pua.Reco
 	}
 	rec.PresURI = str(0, false)
 	rec.PresID = str(1, false)
-	rec.Event = int(num(2))
+	bit := num(2)
 	rec.Expires = num(3)
 	rec.DesiredExpires = num(4)
 	rec.Flag = int(num(5))
@@ -238,7 +211,7 @@ func rowRecord(names []string, cols []sql.NullString, body []byte) (rec pua.Reco
 	rec.Contact = str(14, false)
 	rec.RemoteContact = str(15, false)
 	rec.Version = int(num(16))
-	rec.ExtraHeaders = str(17, false)
+	rec.ExtraHeaders = splitHeaders(str(17, false))
 	if len(body) > 0 {
 		rec.Body = body
 	}
@@ -258,10 +231,10 @@ func rowRecord(names []string, cols []sql.NullString, body []byte) (rec pua.Reco
 		problems = append(problems, "empty pres_uri")
 	}
 	if rec.EventName == "" {
-		if name := kamailioEventName(int64(rec.Event)); name != "" {
+		if name := kamailioEventName(bit); name != "" {
 			rec.EventName = name
 		} else if cols[2].Valid {
-			problems = append(problems, fmt.Sprintf("unknown event: empty event_name and event bit %d is not a Kamailio event", rec.Event))
+			problems = append(problems, fmt.Sprintf("unknown event: empty event_name and event bit %d is not a Kamailio event", bit))
 		}
 	}
 	if len(problems) > 0 {
@@ -280,33 +253,33 @@ func rowRecord(names []string, cols []sql.NullString, body []byte) (rec pua.Reco
 // valid UTF-8 and cut to their widths (width.fit). Empty pres_uri or
 // event_name and numbers outside 0..2^31-1 are refused too. The error wraps
 // errUnstorable.
-func (db *DB) fitRecord(r *pua.Record) (pua.Record, error) {
+func (db *DB) fitRecord(r *pua.Record) (puaRow, error) {
 	if r.PresURI == "" {
-		return pua.Record{}, fmt.Errorf("%w: empty pres_uri", errUnstorable)
+		return puaRow{}, fmt.Errorf("%w: empty pres_uri", errUnstorable)
 	}
 	if r.EventName == "" {
-		return pua.Record{}, fmt.Errorf("%w: empty event_name", errUnstorable)
+		return puaRow{}, fmt.Errorf("%w: empty event_name", errUnstorable)
 	}
 	for _, c := range []struct {
 		name string
 		v    int64
 	}{
-		{"event", int64(r.Event)}, {"expires", r.Expires}, {"desired_expires", r.DesiredExpires},
+		{"expires", r.Expires}, {"desired_expires", r.DesiredExpires},
 		{"flag", int64(r.Flag)}, {"cseq", int64(r.CSeq)}, {"version", int64(r.Version)},
 		{"req_expires", r.ReqExpires},
 	} {
 		if c.v < 0 || c.v > math.MaxInt32 {
-			return pua.Record{}, fmt.Errorf("%w: %s %d out of range 0..%d", errUnstorable, c.name, c.v, math.MaxInt32)
+			return puaRow{}, fmt.Errorf("%w: %s %d out of range 0..%d", errUnstorable, c.name, c.v, math.MaxInt32)
 		}
 	}
 	f := db.row(puaTemplate)
-	out := *r
+	out := puaRow{Record: *r, eventBit: kamailioEventBit(r.EventName)}
 	f.key("pres_uri", r.PresURI)
 	f.key("pres_id", r.PresID)
 	f.key("event_name", r.EventName)
 	f.key("watcher_uri", r.WatcherURI)
 	if f.err != nil {
-		return pua.Record{}, f.err
+		return puaRow{}, f.err
 	}
 	out.ETag = f.clip("etag", r.ETag)
 	out.TupleID = f.clip("tuple_id", r.TupleID)
@@ -316,7 +289,7 @@ func (db *DB) fitRecord(r *pua.Record) (pua.Record, error) {
 	out.RecordRoute = f.clip("record_route", r.RecordRoute)
 	out.Contact = f.clip("contact", r.Contact)
 	out.RemoteContact = f.clip("remote_contact", r.RemoteContact)
-	out.ExtraHeaders = f.clip("extra_headers", r.ExtraHeaders)
+	out.headerLines = f.clip("extra_headers", joinHeaders(r.ExtraHeaders))
 	out.ContentType = f.clip("content_type", r.ContentType)
 	out.OutboundProxy = f.clip("outbound_proxy", r.OutboundProxy)
 	return out, nil
@@ -334,20 +307,20 @@ func (db *DB) storableIdentity(r *pua.Record) bool {
 }
 
 // recordArgs are the values of recordColumns for r.
-func recordArgs(r *pua.Record) []any {
+func recordArgs(r *puaRow) []any {
 	tuple := r.TupleID
 	if tuple == "" {
-		tuple = recordIdentity(r).syntheticTupleID()
+		tuple = recordIdentity(&r.Record).syntheticTupleID()
 	}
 	var body any
 	if len(r.Body) > 0 {
 		body = r.Body
 	}
 	return []any{
-		r.PresURI, r.PresID, r.Event, r.Expires, r.DesiredExpires, r.Flag,
+		r.PresURI, r.PresID, r.eventBit, r.Expires, r.DesiredExpires, r.Flag,
 		r.ETag, tuple, r.WatcherURI, r.CallID, r.ToTag, r.FromTag,
 		r.CSeq, r.RecordRoute, r.Contact, r.RemoteContact, r.Version,
-		r.ExtraHeaders, body, r.ContentType, r.EventName, r.OutboundProxy, r.ReqExpires, boolInt(r.Removing), boolInt(r.Modified),
+		r.headerLines, body, r.ContentType, r.EventName, r.OutboundProxy, r.ReqExpires, boolInt(r.Removing), boolInt(r.Modified),
 	}
 }
 
@@ -355,7 +328,8 @@ func recordArgs(r *pua.Record) []any {
 // then each record of upsert updates the row with its identity (pres_uri,
 // pres_id, event_name, flag, watcher_uri) or is inserted. When upsert names
 // an identity twice, the last one wins. The Kamailio event bit column is
-// written from Record.Event.
+// written from the event name (0 for an event Kamailio lacks), the extra
+// headers as CRLF-separated lines.
 //
 // Text values are made valid UTF-8 and cut to their columns' widths (never
 // inside a character), except the identity columns, which must fit as they
@@ -372,7 +346,7 @@ func (db *DB) SaveRecords(ctx context.Context, upsert, remove []pua.Record) erro
 	if len(upsert) == 0 && len(remove) == 0 {
 		return nil
 	}
-	fitted := make([]pua.Record, 0, len(upsert))
+	fitted := make([]puaRow, 0, len(upsert))
 	for i := range upsert {
 		r, err := db.fitRecord(&upsert[i])
 		if err != nil {
@@ -394,13 +368,13 @@ func (db *DB) SaveRecords(ctx context.Context, upsert, remove []pua.Record) erro
 	if err := db.saveRecords(ctx, nil, gone); err != nil {
 		return err
 	}
-	return isolate(ctx, fitted, func(part []pua.Record) error { return db.saveRecords(ctx, part, nil) },
-		func(r pua.Record, err error) { db.setAside(db.Table, recordIdentity(&r).String(), err) })
+	return isolate(ctx, fitted, func(part []puaRow) error { return db.saveRecords(ctx, part, nil) },
+		func(r puaRow, err error) { db.setAside(db.Table, recordIdentity(&r.Record).String(), err) })
 }
 
 // saveRecords writes fitted records and removals in one transaction, rolled
 // back on any error.
-func (db *DB) saveRecords(ctx context.Context, upsert, remove []pua.Record) (err error) {
+func (db *DB) saveRecords(ctx context.Context, upsert []puaRow, remove []pua.Record) (err error) {
 	if len(upsert) == 0 && len(remove) == 0 {
 		return nil
 	}
@@ -439,7 +413,7 @@ func (db *DB) saveRecords(ctx context.Context, upsert, remove []pua.Record) (err
 	// Last one wins for an identity named twice.
 	last := make(map[identity]int, len(upsert))
 	for i := range upsert {
-		last[recordIdentity(&upsert[i])] = i
+		last[recordIdentity(&upsert[i].Record)] = i
 	}
 	updates := make(map[uint32]*sql.Stmt)
 	defer func() {
@@ -447,10 +421,10 @@ func (db *DB) saveRecords(ctx context.Context, upsert, remove []pua.Record) (err
 			s.Close()
 		}
 	}()
-	var fresh []*pua.Record
+	var fresh []*puaRow
 	for i := range upsert {
 		r := &upsert[i]
-		ident := recordIdentity(r)
+		ident := recordIdentity(&r.Record)
 		if last[ident] != i {
 			continue
 		}
@@ -506,17 +480,12 @@ func (db *DB) lookupIDs(ctx context.Context, tx *sql.Tx, uris []string) (map[ide
 	}
 	out := make(map[identity][]int64)
 	stored := make(map[int64]*storedRow)
-	for start := 0; start < len(uniq); start += lookupBatch {
-		chunk := uniq[start:min(start+lookupBatch, len(uniq))]
-		args := make([]any, len(chunk))
-		for i, u := range chunk {
-			args[i] = u
-		}
+	err := inBatches(uniq, lookupBatch, func(chunk []string) error {
 		q := "SELECT id, " + lookupColumns + " FROM " + db.quotedTable() +
 			" WHERE pres_uri IN (" + placeholders(len(chunk)) + ") ORDER BY id"
-		rows, err := tx.QueryContext(ctx, q, args...)
+		rows, err := tx.QueryContext(ctx, q, anys(chunk)...)
 		if err != nil {
-			return nil, nil, fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
+			return fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
 		}
 		for rows.Next() {
 			var (
@@ -545,8 +514,12 @@ func (db *DB) lookupIDs(ctx context.Context, tx *sql.Tx, uris []string) (map[ide
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return nil, nil, fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
+			return fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	return out, stored, nil
 }
@@ -554,7 +527,7 @@ func (db *DB) lookupIDs(ctx context.Context, tx *sql.Tx, uris []string) (map[ide
 // updateRecord writes r over the row id. Indexed columns whose stored value
 // (old) is already r's are left out of the UPDATE; the statement for each
 // set of columns is prepared once per transaction and kept in stmts.
-func (db *DB) updateRecord(ctx context.Context, tx *sql.Tx, stmts map[uint32]*sql.Stmt, r *pua.Record, id int64, old *storedRow) error {
+func (db *DB) updateRecord(ctx context.Context, tx *sql.Tx, stmts map[uint32]*sql.Stmt, r *puaRow, id int64, old *storedRow) error {
 	all := recordArgs(r)
 	var skip uint32
 	if old != nil {
@@ -612,59 +585,36 @@ func argText(a any) (text string, ok bool) {
 
 // deleteIDs deletes the rows with the given ids.
 func (db *DB) deleteIDs(ctx context.Context, tx *sql.Tx, ids []int64) error {
-	for start := 0; start < len(ids); start += deleteBatch {
-		chunk := ids[start:min(start+deleteBatch, len(ids))]
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
-			args[i] = id
-		}
+	return inBatches(ids, deleteBatch, func(chunk []int64) error {
 		q := "DELETE FROM " + db.quotedTable() + " WHERE id IN (" + placeholders(len(chunk)) + ")"
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, q, anys(chunk)...); err != nil {
 			return fmt.Errorf("store: save %s: delete records: %w", db.Table, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // insertRecords inserts new records with multi-row INSERTs; the statement
 // for full-size batches is prepared once.
-func (db *DB) insertRecords(ctx context.Context, tx *sql.Tx, recs []*pua.Record) error {
-	row := "(" + placeholders(numRecordColumns) + ")"
-	var full *sql.Stmt
-	defer func() {
-		if full != nil {
-			full.Close()
-		}
-	}()
+func (db *DB) insertRecords(ctx context.Context, tx *sql.Tx, recs []*puaRow) error {
+	bt := newBatcher(ctx, tx)
+	defer bt.close()
 	args := make([]any, 0, min(len(recs), insertBatch)*numRecordColumns)
-	for start := 0; start < len(recs); start += insertBatch {
-		chunk := recs[start:min(start+insertBatch, len(recs))]
+	return inBatches(recs, insertBatch, func(chunk []*puaRow) error {
 		args = args[:0]
 		for _, r := range chunk {
 			args = append(args, recordArgs(r)...)
 		}
 		q := "INSERT INTO " + db.quotedTable() + " (" + recordColumnList + ") VALUES " +
-			strings.Repeat(row+", ", len(chunk)-1) + row
-		var err error
-		switch {
-		case len(chunk) < insertBatch:
-			_, err = tx.ExecContext(ctx, q, args...)
-		case full == nil:
-			if full, err = tx.PrepareContext(ctx, q); err != nil {
-				return fmt.Errorf("store: save %s: prepare insert: %w", db.Table, err)
-			}
-			fallthrough
-		default:
-			_, err = full.ExecContext(ctx, args...)
-		}
-		if err != nil {
+			valuesList(len(chunk), numRecordColumns)
+		if err := bt.exec(q, len(chunk) == insertBatch, args); err != nil {
 			if len(chunk) == 1 {
-				return fmt.Errorf("store: save %s: insert record %s: %w", db.Table, recordIdentity(chunk[0]), err)
+				return fmt.Errorf("store: save %s: insert record %s: %w", db.Table, recordIdentity(&chunk[0].Record), err)
 			}
-			return fmt.Errorf("store: save %s: insert %d records (first %s): %w", db.Table, len(chunk), recordIdentity(chunk[0]), err)
+			return fmt.Errorf("store: save %s: insert %d records (first %s): %w", db.Table, len(chunk), recordIdentity(&chunk[0].Record), err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // boolInt is a flag column's value.

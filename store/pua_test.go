@@ -31,7 +31,6 @@ func publication(i int) pua.Record {
 	return pua.Record{
 		PresURI:        fmt.Sprintf("sip:user%d@example.com", i),
 		PresID:         fmt.Sprintf("UL_PUBLISH.reg-%d", i),
-		Event:          1,
 		EventName:      "presence",
 		Expires:        1_700_000_000 + int64(i),
 		DesiredExpires: 1_700_003_600,
@@ -39,7 +38,7 @@ func publication(i int) pua.Record {
 		ETag:           fmt.Sprintf("etag-%d", i),
 		TupleID:        fmt.Sprintf("tuple-%d", i),
 		Version:        3,
-		ExtraHeaders:   "Sender: sip:proxy@example.com\r\nX-Note: caf\u00e9 \u2603\r\n",
+		ExtraHeaders:   []pua.Header{{Name: "Sender", Value: "sip:proxy@example.com"}, {Name: "X-Note", Value: "caf\u00e9 \u2603"}},
 		Body:           []byte(fmt.Sprintf("<presence entity=\"sip:user%d@example.com\"/>", i)),
 		ContentType:    "application/pidf+xml",
 		OutboundProxy:  "sip:10.0.0.1:5060;transport=tcp",
@@ -51,7 +50,6 @@ func subscription(i int) pua.Record {
 	return pua.Record{
 		PresURI:        fmt.Sprintf("sip:line%d@example.com", i),
 		PresID:         "BLA_SUBSCRIBE",
-		Event:          4,
 		EventName:      "dialog;sla",
 		Expires:        1_700_000_100,
 		DesiredExpires: 0,
@@ -65,7 +63,7 @@ func subscription(i int) pua.Record {
 		Contact:        "sip:puaside@10.0.0.2:5070",
 		RemoteContact:  "sip:presence@10.0.0.3:5060",
 		Version:        0,
-		ExtraHeaders:   "X-A: 1\r\n",
+		ExtraHeaders:   []pua.Header{{Name: "X-A", Value: "1"}},
 		OutboundProxy:  "",
 	}
 }
@@ -128,10 +126,10 @@ func TestRecordsRoundTrip(t *testing.T) {
 		pending := publication(3)
 		pending.ETag, pending.TupleID, pending.Body = "", "", nil
 		dialog := publication(4)
-		dialog.Event, dialog.EventName, dialog.Flag = 32, "dialog", pua.FlagDialogPublish
+		dialog.EventName, dialog.Flag = "dialog", pua.FlagDialogPublish
 		dialog.ContentType = "application/dialog-info+xml"
 		custom := publication(5)
-		custom.Event, custom.EventName = 0, "x-custom;param=1"
+		custom.EventName = "x-custom;param=1"
 		removing := publication(6)
 		removing.Removing = true
 		modified := publication(7)
@@ -225,7 +223,7 @@ func TestUpdateChangesEachColumn(t *testing.T) {
 		{"tuple_id emptied", func(r *pua.Record) { r.TupleID = "" }},
 		{"call_id", func(r *pua.Record) { r.CallID = "call-changed" }},
 		{"from_tag", func(r *pua.Record) { r.FromTag = "from-changed" }},
-		{"event bit", func(r *pua.Record) { r.Event = 0 }},
+		{"extra headers", func(r *pua.Record) { r.ExtraHeaders = append(r.ExtraHeaders, pua.Header{Name: "X-B", Value: "2"}) }},
 		{"etag and body", func(r *pua.Record) { r.ETag, r.Body = "etag-2", []byte("<b/>") }},
 		{"etag back", func(r *pua.Record) { r.ETag = "etag-changed" }},
 		{"removing", func(r *pua.Record) { r.Removing = true }},
@@ -233,7 +231,7 @@ func TestUpdateChangesEachColumn(t *testing.T) {
 		{"everything but the identity", func(r *pua.Record) {
 			r.Expires, r.DesiredExpires, r.ETag, r.TupleID, r.CallID, r.ToTag = 1, 2, "e-"+r.PresURI, "t", "c", "tt"
 			r.FromTag, r.CSeq, r.RecordRoute, r.Contact, r.RemoteContact, r.Version = "f", 3, "", "x", "y", 4
-			r.ExtraHeaders, r.Body, r.ContentType, r.OutboundProxy = "", nil, "", ""
+			r.ExtraHeaders, r.Body, r.ContentType, r.OutboundProxy = nil, nil, "", ""
 		}},
 	}
 	dbtest.Each(t, func(t *testing.T, db *store.DB) {
@@ -277,9 +275,9 @@ func TestUpdateKamailioRow(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *store.DB) {
 		r := publication(1)
 		r.TupleID = ""
-		id := insertRow(t, db, kamailioCols, r.PresURI, r.PresID, r.Event, r.Expires, r.DesiredExpires, r.Flag,
+		id := insertRow(t, db, kamailioCols, r.PresURI, r.PresID, 1, r.Expires, r.DesiredExpires, r.Flag,
 			r.ETag, nil, "", "", "", "", 0, nil, "", "", 1, "")
-		r.Version, r.ExtraHeaders = 1, ""
+		r.Version, r.ExtraHeaders = 1, nil
 		r.Body, r.ContentType, r.OutboundProxy, r.ReqExpires = nil, "", "", 0
 		checkEqual(t, mustLoad(t, db), []pua.Record{r})
 		r.ETag, r.Body = "etag-new", []byte("<x/>")
@@ -423,9 +421,15 @@ func TestSaveFitsValues(t *testing.T) {
 		check func(*pua.Record) bool
 	}{
 		{"long tuple_id", func(r *pua.Record) { r.TupleID = long[:65] }, func(r *pua.Record) bool { return r.TupleID == long[:64] }},
-		{"invalid utf-8", func(r *pua.Record) { r.ExtraHeaders = "X: \xff\r\n" }, func(r *pua.Record) bool { return r.ExtraHeaders == "X: \uFFFD\r\n" }},
-		{"huge extra headers", func(r *pua.Record) { r.ExtraHeaders = strings.Repeat("X: y\r\n", 20000) },
-			func(r *pua.Record) bool { return len(r.ExtraHeaders) == 65535 }},
+		{"invalid utf-8", func(r *pua.Record) { r.ExtraHeaders = []pua.Header{{Name: "X", Value: "\xff"}} },
+			func(r *pua.Record) bool { return len(r.ExtraHeaders) == 1 && r.ExtraHeaders[0].Value == "\uFFFD" }},
+		{"huge extra headers", func(r *pua.Record) {
+			r.ExtraHeaders = nil
+			for range 20000 {
+				r.ExtraHeaders = append(r.ExtraHeaders, pua.Header{Name: "X", Value: "y"})
+			}
+		}, // 120,000 bytes of "X: y\r\n" cut at 65,535: 10,922 lines and "X: "
+			func(r *pua.Record) bool { return len(r.ExtraHeaders) == 65535/len("X: y\r\n")+1 }},
 		{"long etag", func(r *pua.Record) { r.ETag = long }, func(r *pua.Record) bool { return r.ETag == long[:128] }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -507,11 +511,11 @@ func TestCorruptRowsReportedAndKept(t *testing.T) {
 			}
 		}
 		kamRec := pua.Record{
-			PresURI: "sip:alice@example.com", PresID: "UL_PUBLISH.reg-alice-818023325", Event: 1,
+			PresURI: "sip:alice@example.com", PresID: "UL_PUBLISH.reg-alice-818023325",
 			EventName: "presence", Expires: 1_700_000_000, DesiredExpires: 1_700_003_600, Flag: 1,
 			ETag: "etag1", TupleID: "0x7fe0547f85e0",
 		}
-		dup := pua.Record{PresURI: "sip:dup@example.com", PresID: "d", Event: 32, EventName: "dialog",
+		dup := pua.Record{PresURI: "sip:dup@example.com", PresID: "d", EventName: "dialog",
 			Expires: 200, Flag: 1024, ETag: "new", TupleID: "td2"}
 		want := append(append([]pua.Record(nil), good...), kamRec, dup)
 		checkEqual(t, recs, want)

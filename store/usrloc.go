@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strings"
 	"time"
-
-	"github.com/jmoiron/sqlx"
 
 	"github.com/puaside/puaside/usrloc"
 )
@@ -139,52 +136,26 @@ func (db *DB) saveContacts(ctx context.Context, keys []string, aors map[string][
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 
-	// Full-size batches run one prepared statement each (parsed once per
-	// call); the last, shorter batch runs as a plain statement.
-	var stmts []*sqlx.Stmt
-	defer func() {
-		for _, s := range stmts {
-			s.Close()
-		}
-	}()
-	exec := func(stmt **sqlx.Stmt, full bool, q string, args []any) error {
-		if !full {
-			_, err := tx.ExecContext(ctx, q, args...)
-			return err
-		}
-		if *stmt == nil {
-			s, err := tx.PreparexContext(ctx, q)
-			if err != nil {
-				return fmt.Errorf("prepare: %w", err)
-			}
-			*stmt = s
-			stmts = append(stmts, s)
-		}
-		_, err := (*stmt).ExecContext(ctx, args...)
-		return err
-	}
-	var del, ins *sqlx.Stmt
-	args := make([]any, 0, contactDeleteBatch)
-	for start := 0; start < len(keys); start += contactDeleteBatch {
-		chunk := keys[start:min(start+contactDeleteBatch, len(keys))]
-		args = args[:0]
-		for _, aor := range chunk {
-			args = append(args, aor)
-		}
+	bt := newBatcher(ctx, tx.Tx)
+	defer bt.close()
+	if err := inBatches(keys, contactDeleteBatch, func(chunk []string) error {
 		q := `DELETE FROM puaside_contacts WHERE aor IN (` + placeholders(len(chunk)) + `)`
-		if err := exec(&del, len(chunk) == contactDeleteBatch, q, args); err != nil {
+		if err := bt.exec(q, len(chunk) == contactDeleteBatch, anys(chunk)); err != nil {
 			return fmt.Errorf("store: save contacts: delete %d AoRs (first %s): %w", len(chunk), chunk[0], err)
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 
-	args = make([]any, 0, min(rows, contactInsertBatch)*contactColumns)
+	args := make([]any, 0, min(rows, contactInsertBatch)*contactColumns)
 	n, first := 0, ""
 	flush := func() error {
 		if n == 0 {
 			return nil
 		}
-		q := contactInsert + strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?), ", n-1) + "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
-		if err := exec(&ins, n == contactInsertBatch, q, args); err != nil {
+		q := contactInsert + valuesList(n, contactColumns)
+		if err := bt.exec(q, n == contactInsertBatch, args); err != nil {
 			return fmt.Errorf("store: save contacts: insert %d rows (first AoR %s): %w", n, first, err)
 		}
 		args, n = args[:0], 0

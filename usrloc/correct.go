@@ -34,7 +34,7 @@ func (t *Tracker) CorrectBindings(aor string, contacts []event.Contact, asked ti
 		applied = true
 		st := t.aors[aor]
 		if st == nil {
-			st = &aorState{aor: aor, idx: -1}
+			st = &aorState{aor: aor}
 			t.putAoR(st)
 		}
 		next := make([]Binding, 0, len(contacts))

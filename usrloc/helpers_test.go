@@ -14,6 +14,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/pua"
 )
@@ -63,48 +64,9 @@ func golden(t *testing.T, path string, got []byte) {
 }
 
 // fakeClock is a manual clock.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []fakeTimer
-}
+type fakeClock = clocktest.Fake
 
-type fakeTimer struct {
-	at time.Time
-	c  chan time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1800000000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Timer(d time.Duration) (<-chan time.Time, func() bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	c.waiters = append(c.waiters, fakeTimer{at: c.now.Add(d), c: ch})
-	return ch, func() bool { return true }
-}
-
-// Advance moves the clock and fires the timers that are due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if !w.at.After(c.now) {
-			w.c <- c.now
-			continue
-		}
-		kept = append(kept, w)
-	}
-	c.waiters = kept
-}
+func newFakeClock() *fakeClock { return clocktest.New(time.Unix(1800000000, 0)) }
 
 // pubOp is one call seen by the fake publisher.
 type pubOp struct {

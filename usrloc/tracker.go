@@ -1,7 +1,6 @@
 package usrloc
 
 import (
-	"container/heap"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -16,9 +15,11 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/clock"
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/sched"
 )
 
 // Binding is one bound contact of an AoR.
@@ -71,21 +72,9 @@ type Store interface {
 	DeleteFlag(ctx context.Context, aor string) error
 }
 
-// Clock gives the time and timers; tests inject a fake one.
-type Clock interface {
-	Now() time.Time
-	// Timer returns a channel that receives once after d, and a stop function.
-	Timer(d time.Duration) (<-chan time.Time, func() bool)
-}
-
-// realClock is the system clock.
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-func (realClock) Timer(d time.Duration) (<-chan time.Time, func() bool) {
-	t := time.NewTimer(d)
-	return t.C, t.Stop
-}
+// Clock gives the time and timers (clock.Clock); tests inject
+// clocktest.Fake.
+type Clock = clock.Clock
 
 // Options are the tracker's collaborators.
 type Options struct {
@@ -138,8 +127,7 @@ type aorState struct {
 	closed    bool          // the published document is the closed one
 	asked     time.Duration // Expires asked for the published document (0 = unknown)
 	linger    time.Time     // when a closed publication is removed
-	due       time.Time     // timer heap deadline
-	idx       int           // index in the heap, -1 when not in it
+	timer     sched.Entry   // earliest contact expiry or linger end
 }
 
 // pendingReq is a traced REGISTER waiting for its reply.
@@ -169,7 +157,7 @@ type Tracker struct {
 	mu         sync.Mutex
 	aors       map[string]*aorState
 	flags      map[string]bool
-	heap       timerHeap
+	sched      *sched.Scheduler[*aorState]
 	dirty      map[string]struct{}
 	dirtyFlags map[string]*bool // nil value = delete
 	pending    map[string]pendingReq
@@ -177,8 +165,6 @@ type Tracker struct {
 	ring       []string
 	ringPos    int
 	seq        uint64
-	armed      time.Time // deadline the Run loop sleeps until (zero = none)
-	wake       chan struct{}
 
 	cbMu    sync.Mutex // serialises OnChange deliveries
 	domains domainIndex
@@ -201,14 +187,13 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 		m: opts.Metrics, clock: opts.Clock, onChange: opts.OnChange,
 		aors: map[string]*aorState{}, flags: map[string]bool{}, dirty: map[string]struct{}{},
 		dirtyFlags: map[string]*bool{}, pending: map[string]pendingReq{}, inputs: map[string]time.Time{},
-		ring: make([]string, cfg.PendingMax), wake: make(chan struct{}, 1),
+		ring: make([]string, cfg.PendingMax),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
-	if t.clock == nil {
-		t.clock = realClock{}
-	}
+	t.clock = clock.OrReal(t.clock)
+	t.sched = sched.New(t.clock, t.expireAoRs)
 	return t, nil
 }
 
@@ -445,7 +430,7 @@ func (t *Tracker) applyStatement(now time.Time, aor string, contacts []event.Con
 	t.noteInput(aor, now)
 	st := t.aors[aor]
 	if st == nil {
-		st = &aorState{aor: aor, idx: -1}
+		st = &aorState{aor: aor}
 		t.putAoR(st)
 	}
 	old := st.contacts
@@ -649,38 +634,41 @@ func (t *Tracker) schedule(st *aorState) {
 		due = st.linger
 	}
 	if due.IsZero() {
-		if st.idx >= 0 {
-			heap.Remove(&t.heap, st.idx)
-		}
+		t.sched.Cancel(st)
 		if len(st.contacts) == 0 && !st.published {
 			t.dropAoR(st)
 		}
 		return
 	}
-	st.due = due
-	if st.idx >= 0 {
-		heap.Fix(&t.heap, st.idx)
-	} else {
-		heap.Push(&t.heap, st)
-	}
-	if t.heap[0] == st && (t.armed.IsZero() || due.Before(t.armed)) {
-		select {
-		case t.wake <- struct{}{}:
-		default:
-		}
+	t.sched.Schedule(st, due)
+}
+
+// SchedEntry is the AoR's place in the tracker's timer heap.
+func (st *aorState) SchedEntry() *sched.Entry { return &st.timer }
+
+// expireDue handles the AoRs whose deadline has passed by now; the clock
+// does the same when the earliest is due.
+func (t *Tracker) expireDue() {
+	t.sched.RunDue(t.clock.Now())
+}
+
+// expireAoRs handles AoRs whose timers fired at now, maxBatch at a time
+// under the lock.
+func (t *Tracker) expireAoRs(now time.Time, due []*aorState) {
+	for len(due) > 0 {
+		n := min(len(due), maxBatch)
+		t.expireBatch(now, due[:n])
+		due = due[n:]
 	}
 }
 
-// expireDue handles the AoRs whose deadline has passed (at most maxBatch)
-// and reports whether more are due.
-func (t *Tracker) expireDue() bool {
+func (t *Tracker) expireBatch(now time.Time, due []*aorState) {
 	var ch []change
 	t.mu.Lock()
-	now := t.clock.Now()
-	n := 0
-	for len(t.heap) > 0 && !t.heap[0].due.After(now) && n < maxBatch {
-		n++
-		st := t.heap[0]
+	for _, st := range due {
+		if t.aors[st.aor] != st {
+			continue // forgotten meanwhile
+		}
 		next := make([]Binding, 0, len(st.contacts))
 		for _, b := range st.contacts {
 			if b.Expires.After(now) {
@@ -695,10 +683,9 @@ func (t *Tracker) expireDue() bool {
 		t.syncPublication(st, now)
 		t.schedule(st)
 	}
-	more := len(t.heap) > 0 && !t.heap[0].due.After(now)
 	if len(ch) == 0 || t.onChange == nil {
 		t.mu.Unlock()
-		return more
+		return
 	}
 	t.cbMu.Lock()
 	t.mu.Unlock()
@@ -706,7 +693,6 @@ func (t *Tracker) expireDue() bool {
 	for _, c := range ch {
 		t.onChange(c.aor, c.contacts)
 	}
-	return more
 }
 
 // setFlagLocked records a per-user flag from a request header.
@@ -767,7 +753,7 @@ func (t *Tracker) Start(ctx context.Context) error {
 		return sha256.Sum256(BuildPIDF(Entity(aor, t.cfg.EntityPrefix), nil))
 	}
 	for aor, bs := range stored {
-		st := &aorState{aor: aor, idx: -1}
+		st := &aorState{aor: aor}
 		t.putAoR(st)
 		sort.Slice(bs, func(i, j int) bool { return bs[i].URI < bs[j].URI })
 		var live []Binding
@@ -804,7 +790,7 @@ func (t *Tracker) Start(ctx context.Context) error {
 		}
 		// A publication without stored contacts (e.g. a closed document
 		// still lingering at shutdown): close it and let it go.
-		st := &aorState{aor: aor, idx: -1, published: true, digest: sha256.Sum256(p.Body)}
+		st := &aorState{aor: aor, published: true, digest: sha256.Sum256(p.Body)}
 		st.closed = st.digest == closedDigest(aor)
 		t.putAoR(st)
 		t.syncPublication(st, now)
@@ -814,42 +800,31 @@ func (t *Tracker) Start(ctx context.Context) error {
 	return nil
 }
 
-// Run expires contacts on the tracker's timers and flushes changes to the
-// store every flush_interval, until ctx ends; then it flushes once more.
+// Run flushes changes to the store every flush_interval until ctx ends;
+// then it flushes once more and stops the timers. Contacts expire on the
+// tracker's clock.
 func (t *Tracker) Run(ctx context.Context) error {
-	nextFlush := t.clock.Now().Add(t.cfg.FlushInterval)
+	defer t.sched.Stop()
+	tick := make(chan struct{}, 1)
 	for {
-		for t.expireDue() {
-			if ctx.Err() != nil {
-				break
+		tm := t.clock.AfterFunc(t.cfg.FlushInterval, func() {
+			select {
+			case tick <- struct{}{}:
+			default:
 			}
-		}
-		now := t.clock.Now()
-		if !now.Before(nextFlush) {
-			if err := t.Flush(ctx); err != nil {
-				t.log.Error("usrloc: flush", "err", err)
-			}
-			t.pruneInputs()
-			nextFlush = now.Add(t.cfg.FlushInterval)
-		}
-		t.mu.Lock()
-		deadline := nextFlush
-		if len(t.heap) > 0 && t.heap[0].due.Before(deadline) {
-			deadline = t.heap[0].due
-		}
-		t.armed = deadline
-		t.mu.Unlock()
-		c, stop := t.clock.Timer(deadline.Sub(now))
+		})
 		select {
 		case <-ctx.Done():
-			stop()
+			tm.Stop()
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			err := t.Flush(fctx)
 			cancel()
 			return err
-		case <-t.wake:
-			stop()
-		case <-c:
+		case <-tick:
+			if err := t.Flush(ctx); err != nil {
+				t.log.Error("usrloc: flush", "err", err)
+			}
+			t.pruneInputs()
 		}
 	}
 }
@@ -1012,27 +987,4 @@ func (t *Tracker) Flags() map[string]bool {
 		out[k] = v
 	}
 	return out
-}
-
-// timerHeap orders AoRs by deadline.
-type timerHeap []*aorState
-
-func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
-func (h timerHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
-}
-func (h *timerHeap) Push(x any) {
-	st := x.(*aorState)
-	st.idx = len(*h)
-	*h = append(*h, st)
-}
-func (h *timerHeap) Pop() any {
-	old := *h
-	st := old[len(old)-1]
-	old[len(old)-1] = nil
-	st.idx = -1
-	*h = old[:len(old)-1]
-	return st
 }

@@ -1,0 +1,76 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// inBatches calls fn with consecutive chunks of items, each at most size
+// long, and stops at the first error.
+func inBatches[T any](items []T, size int, fn func(chunk []T) error) error {
+	for start := 0; start < len(items); start += size {
+		if err := fn(items[start:min(start+size, len(items))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batcher runs the multi-row statements of one transaction. The statement
+// of a full-size batch is prepared once and reused (parsed once per
+// transaction); a shorter batch, the last one, runs as a plain statement.
+type batcher struct {
+	ctx  context.Context
+	tx   *sql.Tx
+	full map[string]*sql.Stmt
+}
+
+func newBatcher(ctx context.Context, tx *sql.Tx) *batcher {
+	return &batcher{ctx: ctx, tx: tx}
+}
+
+// exec runs q with args; full says the batch has the full size.
+func (b *batcher) exec(q string, full bool, args []any) error {
+	if !full {
+		_, err := b.tx.ExecContext(b.ctx, q, args...)
+		return err
+	}
+	st := b.full[q]
+	if st == nil {
+		var err error
+		if st, err = b.tx.PrepareContext(b.ctx, q); err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		if b.full == nil {
+			b.full = make(map[string]*sql.Stmt)
+		}
+		b.full[q] = st
+	}
+	_, err := st.ExecContext(b.ctx, args...)
+	return err
+}
+
+// close releases the prepared statements.
+func (b *batcher) close() {
+	for _, st := range b.full {
+		st.Close()
+	}
+}
+
+// valuesList is the VALUES list of a multi-row INSERT: n rows of cols
+// placeholders each.
+func valuesList(n, cols int) string {
+	row := "(" + placeholders(cols) + ")"
+	return strings.Repeat(row+", ", n-1) + row
+}
+
+// anys is keys as statement arguments.
+func anys[T any](keys []T) []any {
+	out := make([]any, len(keys))
+	for i, k := range keys {
+		out[i] = k
+	}
+	return out
+}
