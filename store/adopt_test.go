@@ -85,7 +85,7 @@ func TestMigrateAdoptsKamailioPuaTable(t *testing.T) {
 				t.Fatalf("read Kamailio rows after migrate: %d records, bad %v, %v", len(recs), bad, err)
 			}
 			// puaside's own columns work on the adopted table.
-			rec := pua.Record{PresURI: "sip:dave@example.com", PresID: "usrloc", Event: 1, EventName: "presence",
+			rec := pua.Record{PresURI: "sip:dave@example.com", PresID: "usrloc", EventName: "presence",
 				Flag: pua.FlagUsrloc, Expires: now.Unix() + 60, ETag: "e-dave", Body: []byte("<presence/>"),
 				ContentType: "application/pidf+xml", ReqExpires: 600, Modified: true}
 			if err := db.SaveRecords(ctx, []pua.Record{rec}, nil); err != nil {
@@ -93,7 +93,7 @@ func TestMigrateAdoptsKamailioPuaTable(t *testing.T) {
 			}
 			// Call-IDs and tags stay case-sensitive on the adopted table.
 			for _, id := range []string{"abc", "ABC"} {
-				r := pua.Record{PresURI: "sip:w@example.com", PresID: "x", Event: 1, EventName: "presence",
+				r := pua.Record{PresURI: "sip:w@example.com", PresID: "x", EventName: "presence",
 					Flag: pua.FlagBLASubscribe, WatcherURI: "sip:w@example.com", CallID: id, FromTag: "t",
 					Expires: now.Unix() + 60, ETag: ""}
 				r.PresID = "x" + id
