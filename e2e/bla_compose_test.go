@@ -76,6 +76,24 @@ func (r *lineRig) call(i int, id, state string) {
 	}
 }
 
+// step sends phone i's change of call id to state and waits for the
+// watcher to be notified of the line showing exactly the calls want.
+func (r *lineRig) step(i int, id, state, what string, want ...string) {
+	r.t.Helper()
+	r.call(i, id, state)
+	r.waitLine(r.watcher, what, want...)
+}
+
+// overlapTwo plays two overlapping calls, A's then B's, B hanging up first,
+// each step seen by the watcher.
+func (r *lineRig) overlapTwo() {
+	r.t.Helper()
+	r.step(0, "a-call", "confirmed", "A's call", "a-call")
+	r.step(1, "b-call", "confirmed", "both calls in one NOTIFY", "a-call", "b-call")
+	r.step(1, "b-call", "terminated", "A's call only", "a-call")
+	r.step(0, "a-call", "terminated", "the line idle")
+}
+
 // heldCalls is the sorted ids (phone qualifier stripped) of the dialogs a
 // NOTIFY body shows holding the line; an empty body is an idle line.
 func heldCalls(t *testing.T, body string) []string {
@@ -147,14 +165,7 @@ func (r *lineRig) checkViews(p *polycom, who string, want ...[]string) {
 // one NOTIFY, then A's only after B hangs up, then the line idle.
 func TestBLAComposedLineTwoPhones(t *testing.T) {
 	r := newLineRig(t, 2, nil)
-	r.call(0, "a-call", "confirmed")
-	r.waitLine(r.watcher, "A's call", "a-call")
-	r.call(1, "b-call", "confirmed")
-	r.waitLine(r.watcher, "both calls in one NOTIFY", "a-call", "b-call")
-	r.call(1, "b-call", "terminated")
-	r.waitLine(r.watcher, "A's call only", "a-call")
-	r.call(0, "a-call", "terminated")
-	r.waitLine(r.watcher, "the line idle")
+	r.overlapTwo()
 	r.checkViews(r.watcher, "the watcher", []string{"a-call"}, []string{"a-call", "b-call"}, []string{"a-call"}, []string{})
 }
 
@@ -162,18 +173,12 @@ func TestBLAComposedLineTwoPhones(t *testing.T) {
 // order.
 func TestBLAComposedLineThreePhones(t *testing.T) {
 	r := newLineRig(t, 3, nil)
-	r.call(0, "a-call", "confirmed")
-	r.waitLine(r.watcher, "A's call", "a-call")
-	r.call(1, "b-call", "confirmed")
-	r.waitLine(r.watcher, "A's and B's calls", "a-call", "b-call")
-	r.call(2, "c-call", "confirmed")
-	r.waitLine(r.watcher, "three calls", "a-call", "b-call", "c-call")
-	r.call(1, "b-call", "terminated")
-	r.waitLine(r.watcher, "A's and C's calls", "a-call", "c-call")
-	r.call(0, "a-call", "terminated")
-	r.waitLine(r.watcher, "C's call", "c-call")
-	r.call(2, "c-call", "terminated")
-	r.waitLine(r.watcher, "the line idle")
+	r.step(0, "a-call", "confirmed", "A's call", "a-call")
+	r.step(1, "b-call", "confirmed", "A's and B's calls", "a-call", "b-call")
+	r.step(2, "c-call", "confirmed", "three calls", "a-call", "b-call", "c-call")
+	r.step(1, "b-call", "terminated", "A's and C's calls", "a-call", "c-call")
+	r.step(0, "a-call", "terminated", "C's call", "c-call")
+	r.step(2, "c-call", "terminated", "the line idle")
 	r.checkViews(r.watcher, "the watcher", []string{"a-call"}, []string{"a-call", "b-call"},
 		[]string{"a-call", "b-call", "c-call"}, []string{"a-call", "c-call"}, []string{"c-call"}, []string{})
 }
@@ -182,16 +187,13 @@ func TestBLAComposedLineThreePhones(t *testing.T) {
 // leaves the line's document; the other phone's call stays shown.
 func TestBLAComposedLineUnregisterMidCall(t *testing.T) {
 	r := newLineRig(t, 2, nil)
-	r.call(0, "a-call", "confirmed")
-	r.waitLine(r.watcher, "A's call", "a-call")
-	r.call(1, "b-call", "confirmed")
-	r.waitLine(r.watcher, "both calls", "a-call", "b-call")
+	r.step(0, "a-call", "confirmed", "A's call", "a-call")
+	r.step(1, "b-call", "confirmed", "both calls", "a-call", "b-call")
 	if res, err := r.phones[1].register(r.ctx, r.reg, 0); err != nil || res.StatusCode != 200 {
 		t.Fatalf("phone B: unregister: %v %v", res, err)
 	}
 	r.waitLine(r.watcher, "A's call after B left", "a-call")
-	r.call(0, "a-call", "terminated")
-	r.waitLine(r.watcher, "the line idle")
+	r.step(0, "a-call", "terminated", "the line idle")
 	r.checkViews(r.watcher, "the watcher", []string{"a-call"}, []string{"a-call", "b-call"}, []string{"a-call"}, []string{})
 }
 
@@ -203,14 +205,7 @@ func TestBLAComposedLineUnregisterMidCall(t *testing.T) {
 func TestBLAComposedLineSender(t *testing.T) {
 	run := func(t *testing.T, header string) (a, b [][]string) {
 		r := newLineRig(t, 2, func(c *config.Config) { c.BLA.HeaderName = header })
-		r.call(0, "a-call", "confirmed")
-		r.waitLine(r.watcher, "A's call", "a-call")
-		r.call(1, "b-call", "confirmed")
-		r.waitLine(r.watcher, "both calls", "a-call", "b-call")
-		r.call(1, "b-call", "terminated")
-		r.waitLine(r.watcher, "A's call only", "a-call")
-		r.call(0, "a-call", "terminated")
-		r.waitLine(r.watcher, "the line idle")
+		r.overlapTwo()
 		// The phones' NOTIFYs are sent before the watcher's (one
 		// transaction each at the presence server); settle for a moment.
 		time.Sleep(300 * time.Millisecond)

@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/puaside/puaside/internal/trusted"
 )
 
 // Config is the ingest section of the puaside configuration.
@@ -127,7 +128,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("tls_cert: a tls: input needs tls_cert and tls_key"))
 	}
 	for i, s := range c.TrustedSources {
-		if _, err := parsePrefixes([]string{s}); err != nil {
+		if _, err := trusted.Parse([]string{s}); err != nil {
 			errs = append(errs, fmt.Errorf("trusted_sources[%d]: %w", i, err))
 		}
 	}
@@ -169,22 +170,4 @@ func splitListen(s string) (network, addr string, err error) {
 		return "", "", fmt.Errorf("%q: %w", s, err)
 	}
 	return n, a, nil
-}
-
-// parsePrefixes parses CIDRs; a bare address is taken as a single host.
-func parsePrefixes(list []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(list))
-	for _, s := range list {
-		s = strings.TrimSpace(s)
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("%q: not a CIDR or address", s)
-		}
-		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-	}
-	return out, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/trusted"
 	"github.com/puaside/puaside/metrics"
 )
 
@@ -113,7 +114,7 @@ type Ingest struct {
 	trust   *trust
 	parser  *sip.Parser
 	dedup   *dedup
-	logLim  *limiter
+	logLim  *trusted.Limiter
 	seed    maphash.Seed
 	shards  []chan item
 	queued  atomic.Int64
@@ -136,7 +137,7 @@ func New(cfg Config, h Handlers, opts Options) (*Ingest, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
-	prefixes, _ := parsePrefixes(cfg.TrustedSources)
+	prefixes, _ := trusted.Parse(cfg.TrustedSources)
 	in := &Ingest{
 		cfg:    cfg,
 		h:      h,
@@ -145,7 +146,7 @@ func New(cfg Config, h Handlers, opts Options) (*Ingest, error) {
 		now:    opts.Now,
 		trust:  newTrust(prefixes),
 		parser: sip.NewParser(),
-		logLim: newLimiter(logInterval),
+		logLim: trusted.NewLimiter(logInterval),
 		seed:   maphash.MakeSeed(),
 		conns:  make(map[net.Conn]struct{}),
 		addrs:  make(map[string][]string),
@@ -364,7 +365,7 @@ func (in *Ingest) enqueue(key string, it item) bool {
 		return true
 	default:
 		in.m.Drop(it.input, reasonQueueFull)
-		if in.logLim.allow("queue_full/"+it.input, in.now()) {
+		if in.logLim.Allow("queue_full/"+it.input, in.now()) {
 			in.log.Warn("ingest: queue full, dropping input", "input", it.input, "queue_size", in.cfg.QueueSize)
 		}
 		return false
@@ -378,7 +379,7 @@ func (in *Ingest) allowed(input string, src netip.Addr) bool {
 		return true
 	}
 	in.m.Drop(input, reasonUntrusted)
-	if in.logLim.allow("untrusted/"+src.String(), in.now()) {
+	if in.logLim.Allow("untrusted/"+src.String(), in.now()) {
 		in.log.Warn("ingest: dropping input from untrusted source", "input", input, "src", src.String())
 	}
 	return false
@@ -387,7 +388,7 @@ func (in *Ingest) allowed(input string, src netip.Addr) bool {
 // bad counts and logs (rate-limited per input and reason) a dropped input.
 func (in *Ingest) bad(input, reason string, src netip.AddrPort, err error) {
 	in.m.Drop(input, reason)
-	if in.logLim.allow("bad/"+input+"/"+reason, in.now()) {
+	if in.logLim.Allow("bad/"+input+"/"+reason, in.now()) {
 		in.log.Warn("ingest: dropping bad input", "input", input, "reason", reason, "src", src.String(), "err", err)
 	}
 }

@@ -516,21 +516,6 @@ func TestDedupWindowAndBound(t *testing.T) {
 	check(t, "disabled", newDedup(0, 4).seenBefore(1, clk.Now()), false)
 }
 
-func TestLimiterBounded(t *testing.T) {
-	clk := newClock()
-	l := newLimiter(time.Minute)
-	check(t, "first", l.allow("a", clk.Now()), true)
-	check(t, "again", l.allow("a", clk.Now()), false)
-	clk.Add(time.Minute)
-	check(t, "after a minute", l.allow("a", clk.Now()), true)
-	for i := 0; i < 2*limiterMaxKeys; i++ {
-		l.allow(strings.Repeat("k", i%50)+string(rune('a'+i%26))+time.Duration(i).String(), clk.Now())
-	}
-	if len(l.last) > limiterMaxKeys {
-		t.Fatalf("limiter holds %d keys", len(l.last))
-	}
-}
-
 func TestXSiptraceHeaders(t *testing.T) {
 	regs, _ := registerSamples(t)
 	raw := bytes.Replace(regs[0].raw, []byte("Content-Length: 0"),

@@ -33,7 +33,7 @@ func (in *Ingest) serveUDP(input string, pc *net.UDPConn) {
 			if errors.Is(err, net.ErrClosed) || in.stopped.Load() {
 				return
 			}
-			if in.logLim.allow("read/"+input, in.now()) {
+			if in.logLim.Allow("read/"+input, in.now()) {
 				in.log.Warn("ingest: read error", "input", input, "err", err)
 			}
 			time.Sleep(10 * time.Millisecond) // a persistent error must not spin
@@ -53,7 +53,7 @@ func (in *Ingest) serveUDP(input string, pc *net.UDPConn) {
 			continue
 		}
 		in.handleSIP(input, src, b, func(res []byte) {
-			if _, err := pc.WriteToUDPAddrPort(res, src); err != nil && in.logLim.allow("write/"+input, in.now()) {
+			if _, err := pc.WriteToUDPAddrPort(res, src); err != nil && in.logLim.Allow("write/"+input, in.now()) {
 				in.log.Warn("ingest: cannot answer replicated request", "input", input, "dst", src.String(), "err", err)
 			}
 		})
@@ -82,7 +82,7 @@ func (in *Ingest) serveTCP(input string, ln net.Listener) {
 			if errors.Is(err, net.ErrClosed) || in.stopped.Load() {
 				return
 			}
-			if in.logLim.allow("accept/"+input, in.now()) {
+			if in.logLim.Allow("accept/"+input, in.now()) {
 				in.log.Warn("ingest: accept error", "input", input, "err", err)
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -168,7 +168,7 @@ func (in *Ingest) serveSIPStream(input string, c net.Conn, src netip.AddrPort) {
 	r := bufio.NewReaderSize(c, 4096)
 	var frame []byte
 	reply := func(res []byte) {
-		if _, err := c.Write(res); err != nil && in.logLim.allow("write/"+input, in.now()) {
+		if _, err := c.Write(res); err != nil && in.logLim.Allow("write/"+input, in.now()) {
 			in.log.Warn("ingest: cannot answer replicated request", "input", input, "dst", src.String(), "err", err)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/puaside/puaside/internal/trusted"
 )
 
 // Defaults of the management interface.
@@ -88,7 +90,7 @@ func (c Config) Validate() error {
 		}
 	}
 	for i, s := range c.TrustedSources {
-		if _, err := parseSources([]string{s}); err != nil {
+		if _, err := trusted.Parse([]string{s}); err != nil {
 			bad("trusted_sources[%d]: %w", i, err)
 		}
 	}
@@ -116,23 +118,4 @@ func isLoopbackHost(host string) bool {
 	}
 	a, err := netip.ParseAddr(host)
 	return err == nil && a.Unmap().IsLoopback()
-}
-
-// parseSources parses trusted_sources: CIDRs or single addresses.
-func parseSources(list []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(list))
-	for _, s := range list {
-		s = strings.TrimSpace(s)
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("%q: not a CIDR or address", s)
-		}
-		a = a.Unmap()
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out, nil
 }

@@ -3,6 +3,8 @@ package mgmt
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/puaside/puaside/internal/trusted"
 )
 
 // access is what a reload may replace in the request checks.
@@ -16,10 +18,10 @@ type access struct {
 // against them. A bad list changes nothing. The token's loopback rule is
 // Validate's job: the daemon validates the whole file before.
 func (s *Server) SetAccess(token string, trustedSources []string) error {
-	trusted, err := parseSources(trustedSources)
+	sources, err := trusted.Parse(trustedSources)
 	if err != nil {
 		return fmt.Errorf("mgmt: reload: %w", err)
 	}
-	s.access.Store(&access{token: token, trusted: trusted})
+	s.access.Store(&access{token: token, trusted: sources})
 	return nil
 }

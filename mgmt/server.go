@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/puaside/puaside/internal/trusted"
 	"github.com/puaside/puaside/metrics"
 )
 
@@ -44,7 +45,7 @@ type Server struct {
 	metrics *metrics.Metrics
 	access  atomic.Pointer[access] // token and trusted_sources, replaced by a reload
 	certs   *certFiles             // nil without tls_cert
-	logLim  *limiter
+	logLim  *trusted.Limiter
 	routes  []route
 	handler http.Handler
 	// metricsHandler serves metrics_listen: /metrics and the health checks.
@@ -76,12 +77,12 @@ func New(cfg Config, deps Deps, opts Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("mgmt: %w", err)
 	}
-	trusted, err := parseSources(cfg.TrustedSources)
+	sources, err := trusted.Parse(cfg.TrustedSources)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, deps: deps, log: opts.Logger, metrics: opts.Metrics, logLim: newLimiter(time.Minute)}
-	s.access.Store(&access{token: cfg.Token, trusted: trusted})
+	s := &Server{cfg: cfg, deps: deps, log: opts.Logger, metrics: opts.Metrics, logLim: trusted.NewLimiter(time.Minute)}
+	s.access.Store(&access{token: cfg.Token, trusted: sources})
 	if cfg.TLSCert != "" {
 		if s.certs, err = newCertFiles(cfg.TLSCert, cfg.TLSKey); err != nil {
 			return nil, fmt.Errorf("mgmt: %w", err)
@@ -339,7 +340,7 @@ func remoteHost(remote string) string {
 // and logged, at most once a minute per source and reason.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, reason string, e *apiError) {
 	s.metrics.HTTPRefused(reason)
-	if s.logLim.allow(reason+" "+remoteHost(r.RemoteAddr), time.Now()) {
+	if s.logLim.Allow(reason+" "+remoteHost(r.RemoteAddr), time.Now()) {
 		s.log.Warn("mgmt: request refused", "reason", reason, "method", r.Method, "path", r.URL.Path,
 			"remote", r.RemoteAddr, "code", e.code, "err", e.msg)
 	}

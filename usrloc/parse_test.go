@@ -52,19 +52,16 @@ func TestParseGolden(t *testing.T) {
 	}
 }
 
+// TestUserAoRReasons: userAoR gives package aor's AoR (its rule is tested
+// there) and reports each refusal as the reason usrloc counts.
 func TestUserAoRReasons(t *testing.T) {
 	tests := []struct {
 		in, dom, want string
 		err           error
 	}{
 		{"sip:Alice@EXAMPLE.com:5060;transport=udp", "", "sip:Alice@example.com", nil},
-		{"sips:alice@example.com", "", "sip:alice@example.com", nil},
-		{"<sip:alice@example.com>", "", "sip:alice@example.com", nil},
-		{"alice@Example.COM", "", "sip:alice@example.com", nil},
 		{"alice", "pbx.example.com", "sip:alice@pbx.example.com", nil},
 		{"alice", "", "", ErrNoDomain},
-		{"sip:alice", "d.example", "sip:alice@d.example", nil},
-		{"sip:alice@[2001:DB8::1]:5060", "", "sip:alice@[2001:db8::1]", nil},
 		{"tel:+1555", "", "", ErrToNotSIP},
 		{"sip:@example.com", "", "", ErrToNoUser},
 		{"", "x", "", ErrToNoUser},
