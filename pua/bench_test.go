@@ -1,12 +1,10 @@
 package pua
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -23,29 +21,7 @@ func BenchmarkPublish(b *testing.B) {
 		c.MaxOutstanding = 256
 		c.RequestTimeout = 10 * time.Second
 	})
-	var ids atomic.Int64
-	var failed atomic.Int64
-	b.SetParallelism(64)
-	b.ResetTimer()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		id := ids.Add(1)
-		key := Key{PresURI: fmt.Sprintf("sip:user%d@example.com", id), Event: "presence", ID: "bench"}
-		n := 0
-		for pb.Next() {
-			n++
-			res, err := e.PublishWait(context.Background(), PublishRequest{Key: key, Body: pidf(fmt.Sprint(n))})
-			if err != nil || res.Status != 200 {
-				failed.Add(1)
-			}
-		}
-	})
-	el := time.Since(start)
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/el.Seconds(), "publish/s")
-	if f := failed.Load(); f > 0 {
-		b.Fatalf("%d of %d PUBLISH failed", f, b.N)
-	}
+	benchPublish(b, e)
 }
 
 // BenchmarkIdlePublicationHeap reports the heap held per idle, accepted

@@ -97,9 +97,7 @@ func (e *Engine) ClaimsOpen() bool {
 // reports whether the engine holds the publication; when it does not, the
 // owner must publish it again. Publish of the same key claims it too.
 func (e *Engine) Claim(key Key) bool {
-	if ev, err := e.ev.get(key.Event); err == nil {
-		key.Event = ev.name
-	}
+	key.Event = e.ev.canon(key.Event)
 	s := e.pubShard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -121,9 +119,7 @@ func (e *Engine) Claim(key Key) bool {
 // wants, unchanged; a pending un-SUBSCRIBE is called off. It reports whether
 // the engine holds the subscription. Subscribe of the same key claims it too.
 func (e *Engine) ClaimSubscription(key SubKey) bool {
-	if ev, err := e.ev.get(key.Event); err == nil {
-		key.Event = ev.name
-	}
+	key.Event = e.ev.canon(key.Event)
 	s := e.subShard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,9 +1,7 @@
 package pua
 
 import (
-	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -180,33 +178,6 @@ func TestNoOwnersNoSweep(t *testing.T) {
 	if _, ok := e.Publication(presKey); !ok {
 		t.Fatal("record swept without owners")
 	}
-}
-
-// ctxStore refuses every write while fail is set and, like a database,
-// fails a write whose context has ended.
-type ctxStore struct {
-	*memStore
-	mu   sync.Mutex
-	fail bool
-}
-
-func (f *ctxStore) setFail(b bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.fail = b
-}
-
-func (f *ctxStore) SaveRecords(ctx context.Context, up, rm []Record) error {
-	f.mu.Lock()
-	fail := f.fail
-	f.mu.Unlock()
-	if fail {
-		return context.DeadlineExceeded
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return f.memStore.SaveRecords(ctx, up, rm)
 }
 
 // TestSweepEndsDialogsFirst: an unclaimed dialog publication is first

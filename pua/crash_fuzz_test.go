@@ -18,6 +18,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/store"
 )
@@ -82,7 +83,7 @@ func (o *owner) key(uri string) pua.Key { return pua.Key{PresURI: uri, Event: "p
 
 type crashHarness struct {
 	t      *testing.T
-	clk    *stepClock
+	clk    *clocktest.Fake
 	srv    *presenceServer
 	dbPath string
 	st     *killableStore
@@ -100,7 +101,7 @@ func newCrashHarness(t *testing.T) *crashHarness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	h := &crashHarness{t: t, clk: &stepClock{now: time.Unix(1_700_000_000, 0)},
+	h := &crashHarness{t: t, clk: clocktest.New(time.Unix(1_700_000_000, 0)),
 		dbPath: filepath.Join(dir, "pua.db")}
 	h.srv = newPresenceServer(t, h.clk)
 	for i, flag := range []int{pua.FlagUsrloc, pua.FlagDialogPublish} {
@@ -321,76 +322,13 @@ func (k *killableStore) SaveRecords(ctx context.Context, up, rm []pua.Record) er
 	return k.Store.SaveRecords(ctx, up, rm)
 }
 
-// stepClock is a fake pua.Clock moved by Advance.
-type stepClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*stepTimer
-}
-
-type stepTimer struct {
-	c  *stepClock
-	at time.Time
-	f  func()
-}
-
-func (c *stepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *stepClock) AfterFunc(d time.Duration, f func()) pua.Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &stepTimer{c: c, at: c.now.Add(d), f: f}
-	if d <= 0 {
-		go f()
-		return t
-	}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-func (t *stepTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	for i, x := range t.c.timers {
-		if x == t {
-			t.c.timers = append(t.c.timers[:i], t.c.timers[i+1:]...)
-			return true
-		}
-	}
-	return false
-}
-
-// Advance moves time forward and runs the timers that became due.
-func (c *stepClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	var due, keep []*stepTimer
-	for _, t := range c.timers {
-		if !t.at.After(c.now) {
-			due = append(due, t)
-		} else {
-			keep = append(keep, t)
-		}
-	}
-	c.timers = keep
-	c.mu.Unlock()
-	sort.Slice(due, func(i, j int) bool { return due[i].at.Before(due[j].at) })
-	for _, t := range due {
-		t.f()
-	}
-}
-
 // presenceServer is an in-process RFC 3903 state agent: it keeps each
 // publication under its current ETag until it expires (on the test clock,
 // with a grace of a few seconds as a real server's timer has) or is
 // removed, answers 412 for an unknown ETag, and gives a new ETag on every
 // successful PUBLISH.
 type presenceServer struct {
-	clk   *stepClock
+	clk   *clocktest.Fake
 	port  int
 	mu    sync.Mutex
 	pubs  map[string]*publication // by ETag
@@ -419,7 +357,7 @@ type publication struct {
 
 const serverGrace = 10 * time.Second
 
-func newPresenceServer(t *testing.T, clk *stepClock) *presenceServer {
+func newPresenceServer(t *testing.T, clk *clocktest.Fake) *presenceServer {
 	ps := &presenceServer{clk: clk, pubs: map[string]*publication{}, deaf: map[string]bool{}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ua, err := sipgo.NewUA(sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),

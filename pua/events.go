@@ -57,15 +57,29 @@ func isDialogEvent(n string) bool {
 	return n == "dialog" || strings.HasPrefix(n, "dialog;")
 }
 
+// lookup returns the event named name, nil when none is registered.
+func (ev *events) lookup(name string) *eventInfo {
+	ev.mu.RLock()
+	defer ev.mu.RUnlock()
+	return ev.byName[normEvent(name)]
+}
+
 // get returns the event named name.
 func (ev *events) get(name string) (*eventInfo, error) {
-	ev.mu.RLock()
-	e := ev.byName[normEvent(name)]
-	ev.mu.RUnlock()
+	e := ev.lookup(name)
 	if e == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownEvent, name)
 	}
 	return e, nil
+}
+
+// canon returns the registered name of the event named name, or name as
+// given when no such event is registered (a lookup then finds nothing).
+func (ev *events) canon(name string) string {
+	if e := ev.lookup(name); e != nil {
+		return e.name
+	}
+	return name
 }
 
 // register adds an event package.

@@ -226,6 +226,29 @@ func (fs *fakeServer) handle(req *sip.Request, tx sip.ServerTransaction) {
 // notifier's tag); it returns the reply status.
 func (fs *fakeServer) notify(sub *sip.Request, toTag, state, ctype string, body []byte) int {
 	fs.t.Helper()
+	res, err := fs.sendNotify(sub, toTag, state, ctype, body, 1)
+	if err != nil {
+		fs.t.Errorf("notify: %v", err)
+		return 0
+	}
+	return res.StatusCode
+}
+
+// notifySeq sends a NOTIFY with the given CSeq within the dialog of
+// SUBSCRIBE sub (toTag is the notifier's tag) and returns the reply.
+func (fs *fakeServer) notifySeq(sub *sip.Request, toTag, state string, seq uint32) *sip.Response {
+	fs.t.Helper()
+	res, err := fs.sendNotify(sub, toTag, state, "", nil, seq)
+	if err != nil {
+		fs.t.Errorf("notify cseq %d: %v", seq, err)
+		return nil
+	}
+	return res
+}
+
+// sendNotify sends a NOTIFY with CSeq seq within the dialog of SUBSCRIBE
+// sub; an empty state leaves out Subscription-State.
+func (fs *fakeServer) sendNotify(sub *sip.Request, toTag, state, ctype string, body []byte, seq uint32) (*sip.Response, error) {
 	var contact sip.Uri
 	if c := sub.Contact(); c != nil {
 		contact = c.Address
@@ -237,9 +260,8 @@ func (fs *fakeServer) notify(sub *sip.Request, toTag, state, ctype string, body 
 	to := sub.From().AsTo()
 	req.AppendHeader(&from)
 	req.AppendHeader(&to)
-	cid := sub.CallID()
-	req.AppendHeader(cid)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.NOTIFY})
+	req.AppendHeader(sub.CallID())
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.NOTIFY})
 	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "notifier", Host: "127.0.0.1", Port: fs.port}})
 	req.AppendHeader(sip.NewHeader("Event", headerValue(sub, "Event")))
 	if state != "" {
@@ -252,12 +274,7 @@ func (fs *fakeServer) notify(sub *sip.Request, toTag, state, ctype string, body 
 	req.SetBody(body)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	res, err := fs.cl.Do(ctx, req)
-	if err != nil {
-		fs.t.Errorf("notify: %v", err)
-		return 0
-	}
-	return res.StatusCode
+	return fs.cl.Do(ctx, req)
 }
 
 // waitFor polls cond until it holds or a bounded deadline passes.
@@ -304,6 +321,38 @@ func (m *memStore) SaveRecords(_ context.Context, up, rm []Record) error {
 	return nil
 }
 
+// failingStore is a memStore that refuses every write while fail is set
+// (with err, context.DeadlineExceeded when nil) and, like a database, fails
+// a write whose context has ended.
+type failingStore struct {
+	*memStore
+	mu   sync.Mutex
+	fail bool
+	err  error
+}
+
+func (f *failingStore) setFail(b bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail = b
+}
+
+func (f *failingStore) SaveRecords(ctx context.Context, up, rm []Record) error {
+	f.mu.Lock()
+	fail, err := f.fail, f.err
+	f.mu.Unlock()
+	if fail {
+		if err == nil {
+			err = context.DeadlineExceeded
+		}
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return f.memStore.SaveRecords(ctx, up, rm)
+}
+
 // newTestEngine starts an engine against fs with a fake clock.
 func newTestEngine(t testing.TB, fs *fakeServer, clk Clock, st Store, mod func(*Config)) *Engine {
 	t.Helper()
@@ -313,20 +362,30 @@ func newTestEngine(t testing.TB, fs *fakeServer, clk Clock, st Store, mod func(*
 // newTestEngineOwners is newTestEngine with owners that claim at start.
 func newTestEngineOwners(t testing.TB, fs *fakeServer, clk Clock, st Store, mod func(*Config), owners []int) *Engine {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.Listen = []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}
-	cfg.ServerAddress = fs.uri()
-	cfg.RequestTimeout = 400 * time.Millisecond
-	cfg.MaxOutstanding = 8
+	cfg := testConfig(fs)
 	// Tests of the short lease set it themselves (see lease_test.go).
 	cfg.InitialExpires = 24 * time.Hour
 	if mod != nil {
 		mod(&cfg)
 	}
-	opts := Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: clk, Owners: owners}
-	if st != nil {
-		opts.Store = st
-	}
+	return startTestEngine(t, cfg, Options{Clock: clk, Store: st, Owners: owners})
+}
+
+// testConfig is the configuration of a test engine talking to fs.
+func testConfig(fs *fakeServer) Config {
+	cfg := DefaultConfig()
+	cfg.Listen = []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}
+	cfg.ServerAddress = fs.uri()
+	cfg.RequestTimeout = 400 * time.Millisecond
+	cfg.MaxOutstanding = 8
+	return cfg
+}
+
+// startTestEngine starts an engine that logs nowhere and is stopped when
+// the test ends.
+func startTestEngine(t testing.TB, cfg Config, opts Options) *Engine {
+	t.Helper()
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	e, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -29,7 +29,7 @@ func TestShortLeaseUntilETagStored(t *testing.T) {
 func TestShortLeaseWhileStoreFails(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
-	st := &ctxStore{memStore: newMemStore(), fail: true}
+	st := &failingStore{memStore: newMemStore(), fail: true}
 	e := newTestEngine(t, fs, clk, st, func(c *Config) { c.InitialExpires = time.Minute })
 	mustWait(t, e, pubReq("a"))
 	clk.Advance(55 * time.Second)
@@ -97,7 +97,7 @@ func TestLifetimeEndedWhileDownIsRemoved(t *testing.T) {
 func TestStopFlushOwnDeadline(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
-	st := &ctxStore{memStore: newMemStore()}
+	st := &failingStore{memStore: newMemStore()}
 	e := newTestEngine(t, fs, clk, st, func(c *Config) {
 		c.SyncETags = false
 		c.RequestTimeout = 5 * time.Second

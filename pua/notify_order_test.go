@@ -10,37 +10,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// notifySeq sends a NOTIFY with the given CSeq within the dialog of
-// SUBSCRIBE sub (toTag is the notifier's tag) and returns the reply.
-func (fs *fakeServer) notifySeq(sub *sip.Request, toTag, state string, seq uint32) *sip.Response {
-	fs.t.Helper()
-	var contact sip.Uri
-	if c := sub.Contact(); c != nil {
-		contact = c.Address
-	}
-	req := sip.NewRequest(sip.NOTIFY, contact)
-	from := sub.To().AsFrom()
-	from.Params = sip.NewParams()
-	from.Params.Add("tag", toTag)
-	to := sub.From().AsTo()
-	req.AppendHeader(&from)
-	req.AppendHeader(&to)
-	req.AppendHeader(sub.CallID())
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.NOTIFY})
-	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "notifier", Host: "127.0.0.1", Port: fs.port}})
-	req.AppendHeader(sip.NewHeader("Event", headerValue(sub, "Event")))
-	req.AppendHeader(sip.NewHeader("Subscription-State", state))
-	req.SetBody(nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	res, err := fs.cl.Do(ctx, req)
-	if err != nil {
-		fs.t.Errorf("notify cseq %d: %v", seq, err)
-		return nil
-	}
-	return res
-}
-
 // seqs returns the CSeq numbers of the NOTIFYs a handler saw.
 func seqs(ns []Notify) []string {
 	out := make([]string, len(ns))

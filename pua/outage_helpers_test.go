@@ -1,11 +1,7 @@
 package pua
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/emiago/sipgo/sip"
 	dto "github.com/prometheus/client_model/go"
@@ -86,33 +82,13 @@ func labelsMatch(ls []*dto.LabelPair, want map[string]string) bool {
 }
 
 // newMeteredEngine is newTestEngine with metrics (and a store when st is
-// not nil).
+// not nil), keeping the default initial lease.
 func newMeteredEngine(t *testing.T, fs *fakeServer, clk Clock, st Store, mod func(*Config)) (*Engine, *metrics.Metrics) {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.Listen = []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}
-	cfg.ServerAddress = fs.uri()
-	cfg.RequestTimeout = 400 * time.Millisecond
-	cfg.MaxOutstanding = 8
+	cfg := testConfig(fs)
 	if mod != nil {
 		mod(&cfg)
 	}
 	m := metrics.New()
-	opts := Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: clk, Metrics: m}
-	if st != nil {
-		opts.Store = st
-	}
-	e, err := New(cfg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		e.Stop(ctx)
-	})
-	return e, m
+	return startTestEngine(t, cfg, Options{Clock: clk, Store: st, Metrics: m}), m
 }

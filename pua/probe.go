@@ -103,10 +103,7 @@ func (e *Engine) noteServerResult(res Result, now time.Time) {
 // before a Retry-After ends. reach.mu locked.
 func (e *Engine) armProbeLocked(now time.Time) {
 	rc := &e.reach
-	d := e.cfg.ProbeInterval
-	if hold := rc.holdUntil.Sub(now); hold > d {
-		d = hold
-	}
+	d := e.holdOffLocked(now, e.cfg.ProbeInterval)
 	rc.probeGen++
 	gen := rc.probeGen
 	rc.probeT = e.clock.AfterFunc(d, func() { go e.probe(gen) })
@@ -234,10 +231,14 @@ func (e *Engine) resendBackingOff(at time.Time) int {
 
 // holdOff stretches a retry delay d to the end of a 503's Retry-After.
 func (e *Engine) holdOff(now time.Time, d time.Duration) time.Duration {
-	rc := &e.reach
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	if hold := rc.holdUntil.Sub(now); hold > d {
+	e.reach.mu.Lock()
+	defer e.reach.mu.Unlock()
+	return e.holdOffLocked(now, d)
+}
+
+// holdOffLocked is holdOff with reach.mu locked.
+func (e *Engine) holdOffLocked(now time.Time, d time.Duration) time.Duration {
+	if hold := e.reach.holdUntil.Sub(now); hold > d {
 		return hold
 	}
 	return d

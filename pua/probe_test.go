@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -152,35 +151,12 @@ func TestRetryAfterParse(t *testing.T) {
 	}
 }
 
-// failingStore is a memStore whose writes fail while fail is set.
-type failingStore struct {
-	*memStore
-	mu   sync.Mutex
-	fail bool
-}
-
-func (f *failingStore) setFail(v bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.fail = v
-}
-
-func (f *failingStore) SaveRecords(ctx context.Context, up, rm []Record) error {
-	f.mu.Lock()
-	fail := f.fail
-	f.mu.Unlock()
-	if fail {
-		return errors.New("disk I/O error")
-	}
-	return f.memStore.SaveRecords(ctx, up, rm)
-}
-
 // Store writes that keep failing make the engine unready; one success
 // makes it ready again.
 func TestStoreWritesReadiness(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
-	st := &failingStore{memStore: newMemStore(), fail: true}
+	st := &failingStore{memStore: newMemStore(), fail: true, err: errors.New("disk I/O error")}
 	e := newTestEngine(t, fs, clk, st, func(c *Config) { c.SyncETags = false })
 	mustWait(t, e, pubReq("a"))
 	for i := 0; i < 3; i++ {

@@ -582,9 +582,7 @@ func retryable(res Result) bool {
 
 // Publication returns a snapshot of one publication.
 func (e *Engine) Publication(key Key) (PublicationInfo, bool) {
-	if ev, err := e.ev.get(key.Event); err == nil {
-		key.Event = ev.name
-	}
+	key.Event = e.ev.canon(key.Event)
 	s := e.pubShard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()

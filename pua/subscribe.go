@@ -687,9 +687,7 @@ func (e *Engine) Subscriptions() []SubscriptionInfo {
 
 // Subscription returns a snapshot of one subscription.
 func (e *Engine) Subscription(key SubKey) (SubscriptionInfo, bool) {
-	if ev, err := e.ev.get(key.Event); err == nil {
-		key.Event = ev.name
-	}
+	key.Event = e.ev.canon(key.Event)
 	s := e.subShard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()

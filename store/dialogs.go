@@ -220,10 +220,6 @@ func (db *DB) SaveDialogVersions(ctx context.Context, versions map[string]uint64
 		entities = append(entities, e)
 	}
 	sort.Strings(entities)
-	err := db.saveDialogVersions(ctx, entities, versions)
-	if err == nil || !rowError(err) || ctx.Err() != nil {
-		return err
-	}
 	return isolate(ctx, entities, func(part []string) error { return db.saveDialogVersions(ctx, part, versions) },
 		func(e string, err error) { db.setAside(versionsTable, e, err) })
 }

@@ -112,10 +112,6 @@ func (db *DB) SaveContacts(ctx context.Context, aors map[string][]usrloc.Binding
 	// A stable order: rows of an AoR keep their binding order (ids grow),
 	// and concurrent writers take row locks in the same order.
 	sort.Strings(keys)
-	err := db.saveContacts(ctx, keys, fitted)
-	if err == nil || !rowError(err) || ctx.Err() != nil {
-		return err
-	}
 	return isolate(ctx, keys, func(part []string) error { return db.saveContacts(ctx, part, fitted) },
 		func(aor string, err error) { db.setAside(contactsTable, aor, err) })
 }
