@@ -64,7 +64,11 @@ func FuzzChainRecovery(f *testing.F) {
 	f.Fuzz(runChain)
 }
 
-const maxInput = 48
+const maxInput = 32
+
+// maxKills bounds the restarts of one input, each of which stops an engine
+// (up to its stop deadline) and starts a new one.
+const maxKills = 3
 
 // runChain runs one input of FuzzChainRecovery.
 func runChain(t *testing.T, ops []byte) {
@@ -118,6 +122,7 @@ type chain struct {
 	seq    int
 	calls  [2]callSlot
 	log    *slog.Logger
+	kills  int // kill points taken by step
 }
 
 func newChain(t *testing.T) *chain {
@@ -370,6 +375,10 @@ func (h *chain) step(op, arg byte) {
 		h.clk.Advance(20 * time.Second)
 		h.quiesce()
 	case 10: // kill -9 and restart at once
+		if h.kills >= maxKills {
+			break
+		}
+		h.kills++
 		h.crash()
 		h.restart()
 	case 11: // the presence server stops answering, or answers again
