@@ -1,11 +1,13 @@
 package dialoginfo
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
 
+	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/pua"
 )
 
@@ -87,12 +89,12 @@ func (t *Tracker) Start(ctx context.Context) error {
 	if t.store == nil {
 		return nil
 	}
-	var held map[pua.Key]bool
+	var held map[pua.Key][]byte
 	if l, ok := t.pub.(PublicationLister); ok {
-		held = map[pua.Key]bool{}
+		held = map[pua.Key][]byte{}
 		for _, p := range l.Publications() {
 			if p.Key.Event == "dialog" && p.Flag&pua.FlagDialogPublish != 0 {
-				held[p.Key] = true
+				held[p.Key] = p.Body
 			}
 		}
 	}
@@ -208,9 +210,11 @@ func splitKey(k string) (string, string) {
 }
 
 // forgetLost clears the sent-document marks of live dialogs whose
-// publication the engine does not hold, so that sync publishes them again.
-// It reports whether there was any.
-func (t *Tracker) forgetLost(c *call, held map[pua.Key]bool) bool {
+// publication the engine does not hold, or holds with another document
+// than the dialog's (the engine stored a later change, e.g. the BYE's
+// terminated document, that the tracker had not written yet at a crash),
+// so that sync publishes them again. It reports whether there was any.
+func (t *Tracker) forgetLost(c *call, held map[pua.Key][]byte) bool {
 	lost := false
 	for _, b := range c.Branches {
 		if b.Removed || b.State == stTerminated {
@@ -224,11 +228,32 @@ func (t *Tracker) forgetLost(c *call, held map[pua.Key]bool) bool {
 			if s == sideCallee {
 				entity = c.Callee
 			}
-			if !held[pua.Key{PresURI: entity, Event: "dialog", ID: t.presID(c, b, s)}] {
+			body, ok := held[pua.Key{PresURI: entity, Event: "dialog", ID: t.presID(c, b, s)}]
+			if !ok || !t.heldMatches(c, b, s, body) {
 				b.Sent[s] = 0
 				lost = true
 			}
 		}
 	}
 	return lost
+}
+
+// heldMatches reports whether body, the document the engine holds for one
+// side of a dialog, shows the dialog as the tracker would publish it now
+// (whatever its version). An empty body (not kept, e.g. adopted from
+// Kamailio) is taken as matching.
+func (t *Tracker) heldMatches(c *call, b *branch, s int, body []byte) bool {
+	if len(body) == 0 {
+		return true
+	}
+	entity, d, ok := t.view(c, b, s)
+	if !ok {
+		return true
+	}
+	doc, err := dialogdoc.Parse(body, len(body)+1)
+	if err != nil {
+		return false
+	}
+	want := dialogdoc.Build(dialogdoc.Document{Version: doc.Version, Entity: entity, Dialogs: []dialogdoc.Dialog{d}})
+	return bytes.Equal(want, body)
 }

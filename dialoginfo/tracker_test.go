@@ -316,3 +316,55 @@ func TestRestartRepublishesLostDialogs(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartRepublishesChangedDialogs: the engine stored a later document
+// of a dialog (the BYE's terminated one) than the tracker's table (the
+// crash came before its flush): the restarted tracker, which knows the
+// dialog as confirmed, publishes its own view again instead of leaving the
+// engine refreshing the other document.
+func TestRestartRepublishesChangedDialogs(t *testing.T) {
+	st := newMemStore()
+	clk := newFakeClock()
+	pub1 := newFakePub()
+	tr1, _ := New(DefaultConfig(), Options{Publisher: pub1, Store: st, Clock: clk, Logger: quietLog()})
+	feed(t, tr1, "basic", "01.sip", "02.sip", "03.sip", "04.sip", "05.sip", "06.sip", "07.sip", "08.sip")
+	if err := tr1.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var held []pua.PublicationInfo
+	for k, body := range pub1.live {
+		changed := strings.Replace(string(body), "<state>confirmed</state>", "<state>terminated</state>", 1)
+		held = append(held, pua.PublicationInfo{Key: k, Flag: pua.FlagDialogPublish, Body: []byte(changed)})
+	}
+	if len(held) != 2 {
+		t.Fatalf("%d live publications before restart, want 2", len(held))
+	}
+	lp := listingPub{fakePub: newFakePub(), held: held}
+	tr2, _ := New(DefaultConfig(), Options{Publisher: lp, Store: st, Clock: clk, Logger: quietLog()})
+	if err := tr2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ops := lp.take()
+	if len(ops) != 2 {
+		t.Fatalf("restart sent %d operations, want 2", len(ops))
+	}
+	for _, op := range ops {
+		if op.remove || !strings.Contains(string(op.req.Body), "<state>confirmed</state>") {
+			t.Fatalf("re-published %+v", op)
+		}
+	}
+
+	// The same documents (other versions) are kept.
+	held = held[:0]
+	for k, body := range pub1.live {
+		held = append(held, pua.PublicationInfo{Key: k, Flag: pua.FlagDialogPublish, Body: body})
+	}
+	same := listingPub{fakePub: newFakePub(), held: held}
+	tr3, _ := New(DefaultConfig(), Options{Publisher: same, Store: st, Clock: clk, Logger: quietLog()})
+	if err := tr3.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ops := same.take(); len(ops) != 0 {
+		t.Fatalf("restart re-published %d unchanged documents", len(ops))
+	}
+}

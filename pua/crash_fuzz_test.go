@@ -5,20 +5,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo"
-	"github.com/emiago/sipgo/sip"
-
 	"github.com/puaside/puaside/clock/clocktest"
+	"github.com/puaside/puaside/internal/crashtest"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/store"
 )
@@ -84,9 +79,9 @@ func (o *owner) key(uri string) pua.Key { return pua.Key{PresURI: uri, Event: "p
 type crashHarness struct {
 	t      *testing.T
 	clk    *clocktest.Fake
-	srv    *presenceServer
+	srv    *crashtest.Server
 	dbPath string
-	st     *killableStore
+	st     *crashtest.KillableStore
 	db     *store.DB
 	eng    *pua.Engine
 	owners []*owner
@@ -103,7 +98,7 @@ func newCrashHarness(t *testing.T) *crashHarness {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	h := &crashHarness{t: t, clk: clocktest.New(time.Unix(1_700_000_000, 0)),
 		dbPath: filepath.Join(dir, "pua.db")}
-	h.srv = newPresenceServer(t, h.clk)
+	h.srv = crashtest.NewServer(t, h.clk)
 	for i, flag := range []int{pua.FlagUsrloc, pua.FlagDialogPublish} {
 		h.owners = append(h.owners, &owner{flag: flag, id: "o" + strconv.Itoa(i),
 			mem: map[string]string{}, persisted: map[string]string{}})
@@ -124,10 +119,10 @@ func (h *crashHarness) start() {
 		h.t.Fatal(err)
 	}
 	h.db = db
-	h.st = &killableStore{Store: db}
+	h.st = &crashtest.KillableStore{Store: db}
 	cfg := pua.DefaultConfig()
 	cfg.Listen = []string{"udp:127.0.0.1:0"}
-	cfg.ServerAddress = h.srv.uri()
+	cfg.ServerAddress = h.srv.URI()
 	cfg.SyncETags = false // store writes happen at the steps that tick the clock
 	cfg.UpdatePeriod = time.Second
 	cfg.RequestTimeout = time.Second
@@ -166,7 +161,7 @@ func (h *crashHarness) step(op, arg byte) {
 	uri := fmt.Sprintf("sip:%s-%d@example.com", o.id, arg&3)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	down := h.srv.isDown()
+	down := h.srv.IsDown()
 	switch op % 8 {
 	case 0, 1: // the owner publishes a new document
 		h.ver++
@@ -183,7 +178,7 @@ func (h *crashHarness) step(op, arg byte) {
 		}
 		o.mem[uri] = doc
 	case 2: // the presence server stops answering, or answers again
-		h.srv.setDown(!down)
+		h.srv.SetDown(!down)
 	case 3: // the owner removes it
 		if _, ok := o.mem[uri]; !ok {
 			return
@@ -216,13 +211,13 @@ func (h *crashHarness) step(op, arg byte) {
 // hears nothing from it; the owners lose what they did not write. The
 // server is back, if it was down.
 func (h *crashHarness) crash() {
-	h.st.dead.Store(true)
-	h.srv.deafTo(h.eng.ContactURI())
+	h.st.Dead.Store(true)
+	h.srv.DeafTo(h.eng.ContactURI())
 	h.stopEngine()
 	for _, o := range h.owners {
 		o.mem = clone(o.persisted)
 	}
-	h.srv.setDown(false)
+	h.srv.SetDown(false)
 }
 
 // restart starts a new engine on the same database; each owner publishes
@@ -260,13 +255,13 @@ func (h *crashHarness) settle() {
 // quiesce waits until the server has heard nothing for a while.
 func (h *crashHarness) quiesce() {
 	deadline := time.Now().Add(10 * time.Second)
-	last, since := h.srv.requests(), time.Now()
+	last, since := h.srv.Requests(), time.Now()
 	for time.Since(since) < 30*time.Millisecond {
 		if time.Now().After(deadline) {
 			h.t.Fatal("the engine never went quiet")
 		}
 		time.Sleep(5 * time.Millisecond)
-		if n := h.srv.requests(); n != last {
+		if n := h.srv.Requests(); n != last {
 			last, since = n, time.Now()
 		}
 	}
@@ -280,7 +275,7 @@ func (h *crashHarness) check() {
 			want[uri] = doc
 		}
 	}
-	got := h.srv.live()
+	got := h.srv.Live()
 	var problems []string
 	for uri, docs := range got {
 		switch {
@@ -307,172 +302,4 @@ func clone(m map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
-}
-
-// killableStore refuses every write once dead (the process is gone).
-type killableStore struct {
-	pua.Store
-	dead atomic.Bool
-}
-
-func (k *killableStore) SaveRecords(ctx context.Context, up, rm []pua.Record) error {
-	if k.dead.Load() {
-		return fmt.Errorf("killed")
-	}
-	return k.Store.SaveRecords(ctx, up, rm)
-}
-
-// presenceServer is an in-process RFC 3903 state agent: it keeps each
-// publication under its current ETag until it expires (on the test clock,
-// with a grace of a few seconds as a real server's timer has) or is
-// removed, answers 412 for an unknown ETag, and gives a new ETag on every
-// successful PUBLISH.
-type presenceServer struct {
-	clk   *clocktest.Fake
-	port  int
-	mu    sync.Mutex
-	pubs  map[string]*publication // by ETag
-	etagN int
-	n     int
-	deaf  map[string]bool // Via sent-by of dead engines
-	down  bool            // answer nothing (an outage)
-}
-
-func (ps *presenceServer) setDown(b bool) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	ps.down = b
-}
-
-func (ps *presenceServer) isDown() bool {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	return ps.down
-}
-
-type publication struct {
-	uri, doc string
-	expires  time.Time
-}
-
-const serverGrace = 10 * time.Second
-
-func newPresenceServer(t *testing.T, clk *clocktest.Fake) *presenceServer {
-	ps := &presenceServer{clk: clk, pubs: map[string]*publication{}, deaf: map[string]bool{}}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ua, err := sipgo.NewUA(sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.OnPublish(ps.handle)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps.port = pc.LocalAddr().(*net.UDPAddr).Port
-	go srv.ServeUDP(pc)
-	t.Cleanup(func() {
-		ua.Close()
-		pc.Close()
-	})
-	return ps
-}
-
-func (ps *presenceServer) uri() string { return fmt.Sprintf("sip:127.0.0.1:%d", ps.port) }
-
-func (ps *presenceServer) requests() int {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	return ps.n
-}
-
-// deafTo drops every later request of the engine with this Contact.
-func (ps *presenceServer) deafTo(contact string) {
-	var u sip.Uri
-	if err := sip.ParseUri(contact, &u); err != nil {
-		return
-	}
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	ps.deaf[net.JoinHostPort(u.Host, strconv.Itoa(u.Port))] = true
-}
-
-// live returns the documents of the live publications by presentity.
-func (ps *presenceServer) live() map[string][]string {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	ps.purge()
-	out := map[string][]string{}
-	for _, p := range ps.pubs {
-		out[p.uri] = append(out[p.uri], p.doc)
-	}
-	return out
-}
-
-// purge forgets expired publications. ps.mu held.
-func (ps *presenceServer) purge() {
-	now := ps.clk.Now()
-	for etag, p := range ps.pubs {
-		if now.After(p.expires.Add(serverGrace)) {
-			delete(ps.pubs, etag)
-		}
-	}
-}
-
-func (ps *presenceServer) handle(req *sip.Request, tx sip.ServerTransaction) {
-	via := req.Via()
-	ps.mu.Lock()
-	if via != nil && ps.deaf[net.JoinHostPort(via.Host, strconv.Itoa(via.Port))] {
-		ps.mu.Unlock()
-		return
-	}
-	ps.n++
-	if ps.down {
-		ps.mu.Unlock()
-		return
-	}
-	ps.purge()
-	exp := 3600
-	if h := req.GetHeader("Expires"); h != nil {
-		exp, _ = strconv.Atoi(h.Value())
-	}
-	var ifMatch string
-	if h := req.GetHeader("SIP-If-Match"); h != nil {
-		ifMatch = h.Value()
-	}
-	code, etag := 200, ""
-	switch p := ps.pubs[ifMatch]; {
-	case ifMatch != "" && p == nil:
-		code = 412
-	case exp == 0:
-		delete(ps.pubs, ifMatch)
-	default:
-		if p == nil {
-			p = &publication{uri: req.Recipient.String()}
-		} else {
-			delete(ps.pubs, ifMatch)
-		}
-		if body := req.Body(); len(body) > 0 {
-			p.doc = string(body)
-		}
-		p.expires = ps.clk.Now().Add(time.Duration(exp) * time.Second)
-		ps.etagN++
-		etag = "e" + strconv.Itoa(ps.etagN)
-		ps.pubs[etag] = p
-	}
-	ps.mu.Unlock()
-	res := sip.NewResponseFromRequest(req, code, "Reply", nil)
-	if code == 200 {
-		if etag != "" {
-			res.AppendHeader(sip.NewHeader("SIP-ETag", etag))
-		}
-		e := sip.ExpiresHeader(exp)
-		res.AppendHeader(&e)
-	}
-	_ = tx.Respond(res)
 }
