@@ -85,7 +85,6 @@ type polWatch struct {
 	server                 string
 	notes                  []polNote
 	next                   int
-	lastSeq                uint32 // CSeq of the newest NOTIFY taken
 }
 
 // newPolycom starts a phone of the shared line user@domain.
@@ -409,18 +408,8 @@ func (p *polycom) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	if h := req.GetHeader("Subscription-State"); h != nil {
 		n.State = h.Value()
 	}
-	// Kamailio does not wait for one NOTIFY's answer before sending the
-	// next, so over UDP an older one can arrive after a newer one; like a
-	// phone, the emulator keeps only what is newer than the last it took.
-	var seq uint32
-	if c := req.CSeq(); c != nil {
-		seq = c.SeqNo
-	}
-	if seq == 0 || seq > w.lastSeq {
-		w.lastSeq = seq
-		w.notes = append(w.notes, n)
-		p.signal()
-	}
+	w.notes = append(w.notes, n)
+	p.signal()
 	p.mu.Unlock()
 	_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
 }
