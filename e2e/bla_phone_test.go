@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,6 +78,7 @@ type polDialog struct {
 // polNote is one NOTIFY received by the phone's own subscription.
 type polNote struct {
 	State, Body string
+	seq         uint32 // CSeq
 }
 
 // polWatch is the phone's subscription at the presence server.
@@ -408,7 +410,20 @@ func (p *polycom) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	if h := req.GetHeader("Subscription-State"); h != nil {
 		n.State = h.Value()
 	}
-	w.notes = append(w.notes, n)
+	if c := req.CSeq(); c != nil {
+		n.seq = c.SeqNo
+	}
+	// sipgo runs each request's handler in a goroutine of its own, so two
+	// NOTIFYs that arrived in order can get here the other way round:
+	// keep them in CSeq order, the order the notifier sent them in.
+	i := len(w.notes)
+	for i > 0 && n.seq != 0 && w.notes[i-1].seq > n.seq {
+		i--
+	}
+	w.notes = slices.Insert(w.notes, i, n)
+	if i < w.next {
+		w.next++
+	}
 	p.signal()
 	p.mu.Unlock()
 	_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
