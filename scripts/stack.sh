@@ -134,6 +134,17 @@ running() {
 	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "$want"
 }
 
+# alive NAME: the process spawn started has not exited. Unlike running, it
+# does not look at the command line: just after spawn the child may still be
+# the forked shell, not yet the program it executes.
+alive() {
+	local pid state
+	pid=$(pid_of "$1")
+	[ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
+	state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
+	[ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
 # spawn NAME CMD...: start CMD in its own session, logging to NAME.log.
 spawn() {
 	local name=$1
@@ -161,7 +172,7 @@ wait_for() {
 	local name=$1 i
 	shift
 	for ((i = 0; i < WAIT * 10; i++)); do
-		running "$name" || { failed "$name" "exited during start-up"; }
+		alive "$name" || { failed "$name" "exited during start-up"; }
 		if "$@"; then return 0; fi
 		sleep 0.1
 	done
