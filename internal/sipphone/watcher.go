@@ -32,7 +32,8 @@ type WatchOptions struct {
 	// phone's user). A Kamailio dialog;sla watcher is matched on it: set
 	// it to the shared line's user.
 	ContactUser string
-	// Expires is the subscription duration (default 600).
+	// Expires is the subscription duration (default 600); negative sends
+	// Expires: 0 (a fetch).
 	Expires int
 	// Accept is the Accept header value (default: none).
 	Accept string
@@ -64,6 +65,9 @@ type Watcher struct {
 func (p *Phone) Watch(ctx context.Context, server string, target sip.Uri, event string, o WatchOptions) (*Watcher, error) {
 	if o.Expires == 0 {
 		o.Expires = 600
+	}
+	if o.Expires < 0 {
+		o.Expires = 0
 	}
 	if o.ContactUser == "" {
 		o.ContactUser = p.User
@@ -232,4 +236,10 @@ func (p *Phone) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	w.add(req)
 	_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
+}
+
+// Refresh sends SUBSCRIBE with the given Expires in the watcher's dialog
+// and returns the reply, whatever its status.
+func (w *Watcher) Refresh(ctx context.Context, expires int) (*sip.Response, error) {
+	return w.p.do(ctx, w.subscribe(expires, ""))
 }
