@@ -153,14 +153,14 @@ type watcher struct {
 	created                    time.Time
 
 	// notifier state
-	inFlight   bool
-	dirty      bool      // a newer state than the last NOTIFY's exists
-	changedAt  time.Time // when the oldest unnotified change happened
-	retryAt    time.Time // zero unless backing off
-	failures   int
-	final      bool // terminated: the next NOTIFY is the last
-	fetch      bool // Expires: 0 initial SUBSCRIBE, not stored
-	removed    bool // gone from s.subs
+	inFlight  bool
+	dirty     bool      // a newer state than the last NOTIFY's exists
+	changedAt time.Time // when the oldest unnotified change happened
+	retryAt   time.Time // zero unless backing off
+	failures  int
+	final     bool // terminated: the next NOTIFY is the last
+	fetch     bool // Expires: 0 initial SUBSCRIBE, not stored
+	removed   bool // gone from s.subs
 }
 
 // SchedEntry implements sched.Item.
