@@ -107,6 +107,7 @@ type publication struct {
 	etag     string // empty for in-process ones
 	body     []byte
 	sender   string
+	flag     int       // owner of an in-process publication
 	expires  time.Time // zero: until removed
 	received time.Time
 	seq      int64
@@ -120,7 +121,7 @@ func (p *publication) SchedEntry() *sched.Entry { return &p.entry }
 
 func (p *publication) record() PublicationRecord {
 	r := PublicationRecord{PresURI: p.id.uri, Event: p.id.event, ID: p.id.id, ETag: p.etag,
-		Received: p.received.Unix(), Seq: p.seq, Body: p.body, Sender: p.sender}
+		Received: p.received.Unix(), Seq: p.seq, Body: p.body, Sender: p.sender, Flag: p.flag}
 	if !p.expires.IsZero() {
 		r.Expires = p.expires.Unix()
 	}

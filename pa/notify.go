@@ -123,6 +123,9 @@ func (s *Server) sendNotify(w *watcher, req *sip.Request, wait *flushWait, chang
 	}
 	now := s.clk.Now()
 	s.met.notified(w.event, code, err, changedAt, now)
+	if err != nil {
+		s.log.Debug("NOTIFY failed", "presentity", w.presURI, "watcher", w.watcherURI, "err", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w.inFlight = false

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/puaside/puaside/aor"
+	"github.com/puaside/puaside/pua"
 )
 
 // groupDelay is how long the writer gathers changes into one transaction.
@@ -134,7 +135,7 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 			s.goneP[id] = r
 			continue
 		}
-		p := &publication{id: id, etag: r.ETag, body: r.Body, sender: r.Sender,
+		p := &publication{id: id, etag: r.ETag, body: r.Body, sender: r.Sender, flag: r.Flag,
 			received: time.Unix(r.Received, 0), seq: r.Seq}
 		if r.Expires != 0 {
 			p.expires = time.Unix(r.Expires, 0)
@@ -149,6 +150,9 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 			continue
 		}
 		s.seq = max(s.seq, r.Seq)
+		if p.etag == "" && p.flag != 0 && p.flag != pua.FlagRPCPublish {
+			s.unclaimed[id] = p.flag
+		}
 		pr := s.presentity(id.presKey)
 		pr.pubs = append(pr.pubs, p)
 		if p.etag != "" {

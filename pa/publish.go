@@ -55,6 +55,7 @@ func (s *Server) Publish(req pua.PublishRequest) error {
 		return fmt.Errorf("%w: %w", ErrBadBody, err)
 	}
 	p.body = append([]byte(nil), req.Body...)
+	p.flag = req.Flag
 	for _, h := range req.ExtraHeaders {
 		if strings.EqualFold(h.Name, "Sender") {
 			p.sender = h.Value
@@ -91,6 +92,52 @@ func (s *Server) Remove(key pua.Key) error {
 		}
 	}
 	return nil
+}
+
+// Claim keeps a publication loaded from the store: its owner still
+// wants it. It reports whether pa holds it (usrloc's, dialoginfo's and
+// bla's Claimer, as the pua engine implements it).
+func (s *Server) Claim(key pua.Key) bool {
+	ev, ok := normalizeEvent(key.Event)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := pubID{presKey{aor.Key(key.PresURI), ev}, key.ID}
+	delete(s.unclaimed, id)
+	if pr := s.pres[id.presKey]; pr != nil {
+		for _, p := range pr.pubs {
+			if p.id == id {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ClaimsDone says the owner of flag has claimed what it wants: its loaded
+// in-process publications not claimed are removed (a tracker that forgot
+// them in a crash would never remove them). Publications of the
+// management API (pua.FlagRPCPublish) and from outside are never swept.
+func (s *Server) ClaimsDone(flag int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, f := range s.unclaimed {
+		if f != flag {
+			continue
+		}
+		delete(s.unclaimed, id)
+		if pr := s.pres[id.presKey]; pr != nil {
+			for _, p := range pr.pubs {
+				if p.id == id {
+					s.log.Info("unclaimed publication removed", "presentity", id.uri, "event", id.event, "id", id.id, "flag", flag)
+					s.drop(p)
+					break
+				}
+			}
+		}
+	}
 }
 
 // Publications lists the live publications as the pua engine does, so
@@ -149,6 +196,7 @@ func (s *Server) put(p *publication, now time.Time) {
 		s.pubSched.Schedule(p, p.expires)
 	}
 	delete(s.goneP, p.id)
+	delete(s.unclaimed, p.id)
 	s.dirtyP[p.id] = p
 	s.kickWriter()
 	s.changed(pr, now)

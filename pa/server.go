@@ -65,12 +65,15 @@ type Server struct {
 	pubSched *sched.Scheduler[*publication]
 
 	// persistence: what the next batch writes, and who waits for it.
-	dirtyW  map[dialogKey]*watcher
-	goneW   map[dialogKey]WatcherRecord
-	dirtyP  map[pubID]*publication
-	goneP   map[pubID]PublicationRecord
-	waiting *flushWait
-	kickCh  chan struct{}
+	dirtyW map[dialogKey]*watcher
+	goneW  map[dialogKey]WatcherRecord
+	dirtyP map[pubID]*publication
+	// unclaimed are the loaded in-process publications no owner claimed
+	// yet, with their owner's flag.
+	unclaimed map[pubID]int
+	goneP     map[pubID]PublicationRecord
+	waiting   *flushWait
+	kickCh    chan struct{}
 
 	// SIP
 	sipMu    sync.RWMutex
@@ -102,7 +105,7 @@ func New(cfg Config, o Options) (*Server, error) {
 		cfg: cfg, o: o, log: o.Logger, clk: clock.OrReal(o.Clock),
 		pres: map[presKey]*presentity{}, subs: map[dialogKey]*watcher{}, etags: map[string]*publication{},
 		dirtyW: map[dialogKey]*watcher{}, goneW: map[dialogKey]WatcherRecord{},
-		dirtyP: map[pubID]*publication{}, goneP: map[pubID]PublicationRecord{},
+		dirtyP: map[pubID]*publication{}, goneP: map[pubID]PublicationRecord{}, unclaimed: map[pubID]int{},
 		waiting: &flushWait{done: make(chan struct{})}, kickCh: make(chan struct{}, 1),
 	}
 	if s.log == nil {

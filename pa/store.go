@@ -25,6 +25,9 @@ type PublicationRecord struct {
 	Body []byte
 	// Sender is the publisher's Sender header, if any.
 	Sender string
+	// Flag is the owner of an in-process publication (pua.FlagUsrloc, ...);
+	// 0 for PUBLISHes from outside.
+	Flag int
 }
 
 // WatcherRecord is one subscription dialog as stored (a row of

@@ -57,6 +57,7 @@ type presentityRow struct {
 	Sender   string `db:"sender"`
 	Priority int64  `db:"priority"`
 	PresID   string `db:"pres_id"`
+	Flag     int    `db:"flag"`
 }
 
 type watcherRow struct {
@@ -85,13 +86,13 @@ type watcherRow struct {
 func (db *DB) LoadPresence(ctx context.Context) ([]pa.PublicationRecord, []pa.WatcherRecord, error) {
 	var prs []presentityRow
 	if err := db.X.SelectContext(ctx, &prs, `SELECT username, domain, event, etag, expires, received_time, body,
-		sender, priority, pres_id FROM presentity ORDER BY priority, id`); err != nil {
+		sender, priority, pres_id, flag FROM presentity ORDER BY priority, id`); err != nil {
 		return nil, nil, fmt.Errorf("store: load presentity: %w", err)
 	}
 	pubs := make([]pa.PublicationRecord, 0, len(prs))
 	for _, r := range prs {
 		p := pa.PublicationRecord{PresURI: "sip:" + r.Username + "@" + r.Domain, Event: r.Event, ID: r.PresID,
-			ETag: r.ETag, Expires: r.Expires, Received: r.Received, Seq: r.Priority, Body: r.Body, Sender: r.Sender}
+			ETag: r.ETag, Expires: r.Expires, Received: r.Received, Seq: r.Priority, Body: r.Body, Sender: r.Sender, Flag: r.Flag}
 		if p.ID == "" {
 			p.ID = r.ETag
 		}
@@ -189,8 +190,8 @@ func (db *DB) putPublication(ctx context.Context, tx *sqlx.Tx, r pa.PublicationR
 		return fmt.Errorf("store: presence: replace presentity: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO presentity (username, domain, event, etag, expires, received_time, body,
-		sender, priority, ruid, pres_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		user, domain, ev, etag, r.Expires, r.Received, r.Body, sender, r.Seq, ruid(r), id); err != nil {
+		sender, priority, ruid, pres_id, flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		user, domain, ev, etag, r.Expires, r.Received, r.Body, sender, r.Seq, ruid(r), id, r.Flag); err != nil {
 		return fmt.Errorf("store: presence: insert presentity: %w", err)
 	}
 	return nil

@@ -15,7 +15,7 @@ func TestPresenceTables(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		pub := pa.PublicationRecord{PresURI: "sip:alice@example.com", Event: "presence", ID: "usrloc",
-			Received: 100, Seq: 3, Body: []byte("<presence/>"), Sender: ""}
+			Received: 100, Seq: 3, Body: []byte("<presence/>"), Sender: "", Flag: 1}
 		ext := pa.PublicationRecord{PresURI: "sip:alice@example.com", Event: "presence", ID: "x1", ETag: "e1",
 			Expires: 2_000_000_000, Received: 101, Seq: 4, Body: []byte("<presence>x</presence>"), Sender: "sip:phone@h"}
 		w := pa.WatcherRecord{PresURI: "sip:alice@example.com", WatcherURI: "sip:bob@example.com", Event: "dialog;sla",

@@ -1,9 +1,12 @@
 -- The embedded presence server (pa): Kamailio presence's tables, in its
 -- layout and table versions (presentity 5, active_watchers 12, watchers 3),
--- so operators read them as they know them. puaside adds one column:
--- presentity.pres_id, the publication's id within its presentity and event
+-- so operators read them as they know them. puaside adds two columns to
+-- presentity: pres_id, the publication's id within its presentity and event
 -- (the tracker's pres_id for in-process publications, which have no ETag:
--- their etag column holds "pa-" and the pres_id). ruid is unique per
+-- their etag column holds "pa-" and the pres_id), and flag, the owner of an
+-- in-process publication (the pua table's flag bits: 1 usrloc, 2 bla,
+-- 1024 dialoginfo, 64 the management API), so that after a restart each
+-- owner claims its own and the unclaimed ones are removed. ruid is unique per
 -- publication. active_watchers.local_cseq and version hold the CSeq and
 -- document version reserved ahead: every NOTIFY sent had lower ones.
 -- status: 1 active, 2 pending, 3 terminated (Kamailio's values). A database
@@ -21,6 +24,7 @@ CREATE TABLE `presentity` (
     priority INT(11) DEFAULT 0 NOT NULL,
     ruid VARCHAR(64),
     pres_id VARCHAR(255) NOT NULL DEFAULT '',
+    flag INT(11) NOT NULL DEFAULT 0,
     CONSTRAINT presentity_idx UNIQUE (username, domain, event, etag),
     CONSTRAINT ruid_idx UNIQUE (ruid)
 ) ENGINE=InnoDB ROW_FORMAT=DYNAMIC DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
