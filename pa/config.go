@@ -10,9 +10,15 @@ import (
 
 // Config is the `pa` section: the embedded presence server.
 type Config struct {
-	// Enabled runs the presence server. On by default: with it, the default
-	// configuration lights lamps for phones that subscribe to puaside.
-	Enabled bool `yaml:"enabled"`
+	// Mode says when the presence server runs: "auto" (the default) when
+	// pua.server_address is empty: the trackers and the management API
+	// publish into it in process, and phones subscribe to it, so the
+	// default configuration lights lamps with nothing else installed;
+	// with server_address set puaside publishes upstream as before and pa
+	// does not run. "on" runs it in every case: with server_address set,
+	// every publication goes both upstream and into pa, which serves the
+	// watchers that subscribe to puaside. "off" never runs it.
+	Mode string `yaml:"mode"`
 	// Listen is the presence server's own SIP listeners, "transport:host:port"
 	// with transport udp or tcp. Phones send SUBSCRIBE and PUBLISH here; the
 	// pua engine's listeners (pua.listen) stay for its own dialogs.
@@ -33,7 +39,7 @@ type Config struct {
 	MaxExpires time.Duration `yaml:"max_expires"`
 	// RetryMin is the first wait before a NOTIFY that timed out or was
 	// answered 408 or 5xx is sent again; each further retry waits twice as
-	// long, up to RetryMax. 0 means 1s.
+	// long, up to retry_max. 0 means 1s.
 	RetryMin time.Duration `yaml:"retry_min"`
 	// RetryMax caps that backoff. 0 means 30s.
 	RetryMax time.Duration `yaml:"retry_max"`
@@ -45,7 +51,8 @@ type Config struct {
 	// MaxBodySize is the largest PUBLISH body accepted (413 above). 0 means
 	// 64 KiB.
 	MaxBodySize int `yaml:"max_body_size"`
-	// Policy decides which watchers may subscribe; see Policy.
+	// Policy decides which watchers may subscribe: policy.default, then
+	// policy.rules (presentity, watcher, action).
 	Policy Policy `yaml:"policy"`
 }
 
@@ -77,7 +84,7 @@ type Rule struct {
 // DefaultConfig returns the defaults: on, UDP and TCP on 127.0.0.1:5065.
 func DefaultConfig() Config {
 	return Config{
-		Enabled:        true,
+		Mode:           "auto",
 		Listen:         []string{"udp:127.0.0.1:5065", "tcp:127.0.0.1:5065"},
 		MinExpires:     60 * time.Second,
 		DefaultExpires: 3600 * time.Second,
@@ -87,7 +94,7 @@ func DefaultConfig() Config {
 		MaxRetries:     8,
 		RequestTimeout: 8 * time.Second,
 		MaxBodySize:    64 << 10,
-		Policy:         Policy{Default: "local"},
+		Policy:         Policy{Default: "local", Rules: []Rule{}},
 	}
 }
 
@@ -119,6 +126,9 @@ func (c Config) WithDefaults() Config {
 	if c.MaxBodySize == 0 {
 		c.MaxBodySize = d.MaxBodySize
 	}
+	if c.Mode == "" {
+		c.Mode = d.Mode
+	}
 	if c.Policy.Default == "" {
 		c.Policy.Default = d.Policy.Default
 	}
@@ -146,13 +156,27 @@ func parseListen(s string) (listenAddr, error) {
 	return listenAddr{network: netw, addr: addr}, nil
 }
 
-// Validate checks c without changing it. A disabled server is not checked.
-func (c Config) Validate() error {
-	if !c.Enabled {
-		return nil
+// Active reports whether the presence server runs, given
+// pua.server_address.
+func (c Config) Active(serverAddress string) bool {
+	switch c.Mode {
+	case "on":
+		return true
+	case "off":
+		return false
 	}
+	return serverAddress == ""
+}
+
+// Validate checks c without changing it.
+func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch c.Mode {
+	case "", "auto", "on", "off":
+	default:
+		bad("mode: %q is not one of auto, on, off", c.Mode)
+	}
 	if len(c.Listen) == 0 {
 		bad("listen: at least one address is required")
 	}

@@ -16,7 +16,6 @@ import (
 // startServer runs a presence server on a free loopback port.
 func startServer(t *testing.T, cfg Config, o Options) (*Server, string) {
 	t.Helper()
-	cfg.Enabled = true
 	cfg.Listen = []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}
 	s, err := New(cfg, o)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/puaside/puaside/ingest"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/mgmt"
+	"github.com/puaside/puaside/pa"
 	"github.com/puaside/puaside/proxyrpc"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/reconcile"
@@ -38,6 +39,10 @@ type Daemon struct {
 
 	db  *store.DB
 	eng *pua.Engine
+	pa  *pa.Server // nil unless pa.mode makes it run
+	// pub is what the trackers and the API publish through: the engine, or
+	// paEngine when the presence server runs.
+	pub publisher
 	ul  *usrloc.Tracker
 	di  *dialoginfo.Tracker
 	bl  *bla.Manager
@@ -85,8 +90,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		db.Close()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
+	d.pub = d.eng
+	if cfg.PA.Active(cfg.PUA.ServerAddress) {
+		d.pa, err = pa.New(cfg.PA, pa.Options{
+			Store: db, Logger: log, Registerer: d.m.Registry(), OwnDialog: bla.OwnDialog,
+			LocalDomain: func(host string) bool { return d.ul != nil && d.ul.HasDomain(host) },
+		})
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		d.pub = paEngine{Engine: d.eng, pa: d.pa, upstream: cfg.PUA.ServerAddress != ""}
+	}
 	if cfg.Features.BLA {
-		d.bl, err = bla.New(cfg.BLA, bla.Options{Subscriber: d.eng, Publisher: d.eng, Store: db, Logger: log, Metrics: d.m})
+		d.bl, err = bla.New(cfg.BLA, bla.Options{Subscriber: d.eng, Publisher: d.pub, Store: db, Logger: log, Metrics: d.m})
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("daemon: %w", err)
@@ -94,7 +111,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		d.eng.HandleNotify(pua.FlagBLASubscribe, d.bl.HandleNotify)
 	}
 	if cfg.Features.Usrloc {
-		opts := usrloc.Options{Publisher: d.eng, Store: db, Logger: log, Metrics: d.m}
+		opts := usrloc.Options{Publisher: d.pub, Store: db, Logger: log, Metrics: d.m}
 		if d.bl != nil {
 			bl := d.bl
 			opts.OnChange = func(aor string, bs []usrloc.Binding) {
@@ -108,7 +125,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 	}
 	if cfg.Features.Dialoginfo {
-		dopts := dialoginfo.Options{Publisher: d.eng, Store: db, Logger: log, Metrics: d.m}
+		dopts := dialoginfo.Options{Publisher: d.pub, Store: db, Logger: log, Metrics: d.m}
 		if d.ul != nil {
 			dopts.LocalDomains = d.ul // domains: [] means the registered users' domains
 		}
@@ -152,7 +169,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	}
 
 	deps := mgmt.Deps{
-		Engine: d.eng,
+		Engine: d.pub,
 		Events: d.in.EventsHandler(),
 		Ready: []mgmt.ReadyCheck{
 			{Name: "database", Check: db.Ping},
@@ -220,16 +237,21 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err := d.eng.Start(ctx); err != nil {
 		return d.abort(ctx, fmt.Errorf("daemon: start engine: %w", err))
 	}
+	if d.pa != nil {
+		if err := d.pa.Start(ctx); err != nil {
+			return d.abort(ctx, fmt.Errorf("daemon: start presence server: %w", err))
+		}
+	}
 	// The owners that are not enabled claim nothing.
 	if d.ul == nil {
-		d.eng.ClaimsDone(pua.FlagUsrloc)
+		d.pub.ClaimsDone(pua.FlagUsrloc)
 	}
 	if d.di == nil {
-		d.eng.ClaimsDone(pua.FlagDialogPublish)
+		d.pub.ClaimsDone(pua.FlagDialogPublish)
 	}
 	if d.bl == nil {
-		d.eng.ClaimsDone(pua.FlagBLAPublish)
-		d.eng.ClaimsDone(pua.FlagBLASubscribe)
+		d.pub.ClaimsDone(pua.FlagBLAPublish)
+		d.pub.ClaimsDone(pua.FlagBLASubscribe)
 	}
 	tctx, cancel := context.WithCancel(context.Background())
 	d.cancelTrackers = cancel
@@ -248,7 +270,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 		d.run("usrloc", func() error { return d.ul.Run(tctx) })
 	}
 	if d.bl != nil {
-		d.bl.ClaimRestored(d.eng)
+		d.bl.ClaimRestored(d.pub)
 	}
 	if d.di != nil {
 		if err := d.di.Start(ctx); err != nil {
@@ -265,7 +287,11 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if d.rec != nil {
 		d.run("reconcile", func() error { return d.rec.Run(tctx) })
 	}
-	d.log.Info("puaside started", "sip", d.eng.ContactURI(), "http", d.api.Addr(), "db", d.db.Dialect)
+	if d.pa != nil {
+		d.log.Info("puaside started", "sip", d.eng.ContactURI(), "pa", d.pa.Addrs(), "http", d.api.Addr(), "db", d.db.Dialect)
+	} else {
+		d.log.Info("puaside started", "sip", d.eng.ContactURI(), "http", d.api.Addr(), "db", d.db.Dialect)
+	}
 	return nil
 }
 
@@ -321,6 +347,11 @@ func (d *Daemon) Stop(ctx context.Context) error {
 			d.cancelTrackers()
 		}
 		d.trackers.Wait()
+		if d.pa != nil {
+			if err := d.pa.Stop(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := d.eng.Stop(ctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -345,16 +376,32 @@ func (d *Daemon) Run(ctx context.Context, timeout time.Duration) error {
 	return d.Stop(sctx)
 }
 
+// publisher is the pua engine as the trackers (usrloc, dialoginfo, bla:
+// Publisher, PublicationLister, Claimer) and the management API use it.
+type publisher interface {
+	mgmt.Engine
+	Claim(pua.Key) bool
+	ClaimSubscription(pua.SubKey) bool
+	ClaimsDone(flag int)
+}
+
+// PA returns the presence server, nil when it does not run.
+func (d *Daemon) PA() *pa.Server { return d.pa }
+
 // Engine returns the pua engine (for tests and diagnostics).
 func (d *Daemon) Engine() *pua.Engine { return d.eng }
 
-// Addrs returns the bound addresses: "sip" (our Contact), "http", "metrics"
-// (when metrics_listen is set), and the ingest inputs ("replicate",
-// "trace", "hep").
+// Addrs returns the bound addresses: "sip" (our Contact), "pa" (the
+// presence server's listeners, "udp:host:port", when it runs), "http",
+// "metrics" (when metrics_listen is set), and the ingest inputs
+// ("replicate", "trace", "hep").
 func (d *Daemon) Addrs() map[string][]string {
 	out := map[string][]string{"sip": {d.eng.ContactURI()}, "http": {d.api.Addr()}}
 	if a := d.api.MetricsAddr(); a != "" {
 		out["metrics"] = []string{a}
+	}
+	if d.pa != nil {
+		out["pa"] = d.pa.Addrs()
 	}
 	for k, v := range d.in.Addrs() {
 		out[k] = v

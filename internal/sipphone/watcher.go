@@ -19,6 +19,8 @@ type Notification struct {
 	ContentType string
 	// Body is the NOTIFY body.
 	Body string
+	// CSeq is the NOTIFY's CSeq number.
+	CSeq uint32
 }
 
 // Terminated reports whether the subscription state is terminated.
@@ -197,6 +199,9 @@ func (w *Watcher) WaitNotify(ctx context.Context, match func(Notification) bool)
 
 func (w *Watcher) add(req *sip.Request) {
 	n := Notification{Body: string(req.Body())}
+	if cs := req.CSeq(); cs != nil {
+		n.CSeq = cs.SeqNo
+	}
 	if h := req.GetHeader("Subscription-State"); h != nil {
 		n.State = h.Value()
 	}
