@@ -122,6 +122,9 @@ const (
 	ListRegistrations = "registrations"
 	ListDialogs       = "dialogs"
 	ListLines         = "lines"
+	// ListPresentities and ListWatchers are the presence server's.
+	ListPresentities = "presentities"
+	ListWatchers     = "watchers"
 	ListFlags         = "flags"
 )
 
@@ -129,7 +132,7 @@ const (
 // dialogs, lines or flags) with filters and pagination as query values.
 func (c *Client) List(ctx context.Context, kind string, query url.Values) (RawList, error) {
 	switch kind {
-	case ListPublications, ListSubscriptions, ListRegistrations, ListDialogs, ListLines, ListFlags:
+	case ListPublications, ListSubscriptions, ListRegistrations, ListDialogs, ListLines, ListFlags, ListPresentities, ListWatchers:
 	default:
 		return RawList{}, fmt.Errorf("mgmt: unknown listing %q", kind)
 	}

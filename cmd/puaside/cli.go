@@ -41,7 +41,7 @@ func cliCommands() map[string]string {
 	return map[string]string{
 		"publish":   "publish event state through the daemon and wait for the reply",
 		"subscribe": "subscribe through the daemon (NOTIFY bodies: ls subscriptions)",
-		"ls":        "list publications, subscriptions, registrations, dialogs, lines or flags",
+		"ls":        "list publications, subscriptions, registrations, dialogs, lines, flags, presentities or watchers",
 		"flag":      "set, clear or list users' stored publishing flags",
 		"line":      "add, remove or list shared lines (BLA)",
 		"ready":     "exit 0 when the daemon is ready (/readyz); for health checks",
@@ -306,12 +306,16 @@ func columns(kind string) []string {
 		return []string{"presentity_uri", "event", "id", "owner", "state", "etag", "last_status", "expires"}
 	case mgmt.ListSubscriptions:
 		return []string{"presentity_uri", "watcher_uri", "event", "id", "owner", "state", "last_status", "expires", "last_notify"}
+	case mgmt.ListPresentities:
+		return []string{"presentity", "event", "id", "etag", "size", "expires"}
+	case mgmt.ListWatchers:
+		return []string{"presentity", "watcher", "event", "status", "contact", "cseq", "expires"}
 	}
 	return nil
 }
 
 func (c *cli) ls(args []string) int {
-	fs := c.flags("publications|subscriptions|registrations|dialogs|lines|flags [flags]",
+	fs := c.flags("publications|subscriptions|registrations|dialogs|lines|flags|presentities|watchers [flags]",
 		"List what the daemon holds, as an aligned table (or --json).")
 	q := url.Values{}
 	filter := func(name, help string) {
@@ -341,14 +345,15 @@ func (c *cli) ls(args []string) int {
 		return code
 	}
 	if len(pos) != 1 {
-		return c.usageErr(fs, "name one listing: publications, subscriptions, registrations, dialogs, lines or flags")
+		return c.usageErr(fs, "name one listing: publications, subscriptions, registrations, dialogs, lines, flags, presentities or watchers")
 	}
 	return c.list(fs, pos[0], q)
 }
 
 func (c *cli) list(fs *flag.FlagSet, kind string, q url.Values) int {
 	switch kind {
-	case mgmt.ListPublications, mgmt.ListSubscriptions, mgmt.ListRegistrations, mgmt.ListDialogs, mgmt.ListLines, mgmt.ListFlags:
+	case mgmt.ListPublications, mgmt.ListSubscriptions, mgmt.ListRegistrations, mgmt.ListDialogs, mgmt.ListLines, mgmt.ListFlags,
+		mgmt.ListPresentities, mgmt.ListWatchers:
 	default:
 		return c.usageErr(fs, "unknown listing %q", kind)
 	}

@@ -187,6 +187,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	if d.bl != nil {
 		deps.Lines = lines{d.bl}
 	}
+	if d.pa != nil {
+		deps.Presence = presence{d.pa}
+	}
 	d.api, err = mgmt.New(cfg.HTTP, deps, mgmt.Options{Logger: log, Metrics: d.m})
 	if err != nil {
 		db.Close()

@@ -98,3 +98,23 @@ func (e paEngine) ClaimsDone(flag int) {
 	e.pa.ClaimsDone(flag)
 	e.Engine.ClaimsDone(flag)
 }
+
+// presence adapts the presence server to the management API.
+type presence struct{ s *pa.Server }
+
+func (p presence) Presentities() any { return p.s.Presentities() }
+func (p presence) Watchers() any     { return p.s.Watchers() }
+
+func (p presence) DeletePresentity(_ context.Context, aor, event string) error {
+	if p.s.DeletePresentity(aor, event) == 0 {
+		return fmt.Errorf("%w: no publication of %s", mgmt.ErrNotFound, aor)
+	}
+	return nil
+}
+
+func (p presence) DeleteWatcher(_ context.Context, callID string) error {
+	if !p.s.DeleteWatcher(callID) {
+		return fmt.Errorf("%w: no subscription with Call-ID %s", mgmt.ErrNotFound, callID)
+	}
+	return nil
+}
