@@ -3,6 +3,7 @@ package pa
 import (
 	"bytes"
 	"encoding/xml"
+	"fmt"
 	"sort"
 	"strconv"
 
@@ -16,6 +17,9 @@ const noMessages = "Messages-Waiting: no\r\n"
 // parseBody checks a publication body of ev and returns its parsed form
 // on p. It is the one place publication bodies are read.
 func parseBody(ev string, body []byte, maxSize int, p *publication) error {
+	if maxSize <= 0 {
+		maxSize = DefaultConfig().MaxBodySize
+	}
 	switch ev {
 	case EventPresence:
 		parts, err := pidf.Split(body, maxSize)
@@ -31,7 +35,7 @@ func parseBody(ev string, body []byte, maxSize int, p *publication) error {
 		p.dialog = doc
 	case EventMWI:
 		if len(body) > maxSize {
-			return pidf.ErrTooLarge
+			return fmt.Errorf("message-summary: %w: %d bytes, limit %d", pidf.ErrTooLarge, len(body), maxSize)
 		}
 	}
 	return nil
