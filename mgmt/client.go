@@ -125,7 +125,7 @@ const (
 	// ListPresentities and ListWatchers are the presence server's.
 	ListPresentities = "presentities"
 	ListWatchers     = "watchers"
-	ListFlags         = "flags"
+	ListFlags        = "flags"
 )
 
 // List fetches a listing (publications, subscriptions, registrations,
