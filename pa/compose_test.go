@@ -262,3 +262,13 @@ func TestExpiry(t *testing.T) {
 		t.Fatal("expired publication kept")
 	}
 }
+
+// presence.winfo is for the presentity's owner only.
+func TestWinfoOwnerOnly(t *testing.T) {
+	_, addr := startServer(t, DefaultConfig(), Options{})
+	bob := sipphone.NewPhone(t, "bob", "example.com")
+	_, err := bob.Watch(context.Background(), addr, uri("sip:alice@example.com"), "presence.winfo", sipphone.WatchOptions{})
+	if err == nil || !strings.Contains(err.Error(), ": 403 ") {
+		t.Fatalf("bob watching alice's watchers: %v, want 403", err)
+	}
+}

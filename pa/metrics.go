@@ -48,6 +48,21 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 		presDesc: prometheus.NewDesc("puaside_pa_presentities", "Presentities with publications or watchers, by event package.",
 			[]string{"event"}, nil),
 	}
+	// Every usual series exists at 0 from the start.
+	for _, ev := range []string{EventPresence, EventDialog, EventSLA, EventMA, EventWinfo, EventMWI} {
+		for _, st := range []string{"200", "400", "403", "423", "481", "489"} {
+			m.subscribes.WithLabelValues(ev, st)
+		}
+		for _, res := range []string{"200", "408", "481", "500", "timeout", "error"} {
+			m.notifies.WithLabelValues(ev, res)
+		}
+		m.endedC.WithLabelValues(ev)
+	}
+	for _, src := range []string{"sip", "inprocess"} {
+		for _, res := range []string{"ok", "200", "400", "412", "423", "489", "bad_body", "bad_event"} {
+			m.pubs.WithLabelValues(src, res)
+		}
+	}
 	if reg == nil {
 		return m, nil
 	}

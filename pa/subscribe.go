@@ -62,6 +62,13 @@ func (s *Server) initial(req *sip.Request, tx sip.ServerTransaction, key dialogK
 	presURI := aor.KeyOfURI(&req.To().Address)
 	watcherURI := aor.KeyOfURI(&req.From().Address)
 	action := s.authorize(presURI, watcherURI)
+	if ev == EventWinfo {
+		// Watcher information is the owner's (RFC 3857 §5.1).
+		action = actionAllow
+		if watcherURI != presURI {
+			action = actionDeny
+		}
+	}
 	if action == actionDeny {
 		s.met.subscribe(ev, "403")
 		s.reply(req, tx, 403, "Forbidden")
@@ -239,6 +246,9 @@ func (s *Server) forget(w *watcher) {
 	}
 	w.removed = true
 	s.subSched.Cancel(w)
+	if w.pres != nil {
+		s.gc(w.pres)
+	}
 	if s.subs[w.key] == w {
 		delete(s.subs, w.key)
 	}
