@@ -16,7 +16,7 @@ import (
 // each NOTIFY with what answer returns (0: no answer at all) and records
 // every NOTIFY it got.
 type peer struct {
-	t      *testing.T
+	t      testing.TB
 	ua     *sipgo.UserAgent
 	cl     *sipgo.Client
 	addr   string
@@ -26,7 +26,7 @@ type peer struct {
 	ch     chan struct{}
 }
 
-func newPeer(t *testing.T, answer func(n int, req *sip.Request) int) *peer {
+func newPeer(t testing.TB, answer func(n int, req *sip.Request) int) *peer {
 	t.Helper()
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
