@@ -3,6 +3,7 @@ package pa
 import (
 	"context"
 	"flag"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/bla"
@@ -270,5 +272,77 @@ func TestWinfoOwnerOnly(t *testing.T) {
 	_, err := bob.Watch(context.Background(), addr, uri("sip:alice@example.com"), "presence.winfo", sipphone.WatchOptions{})
 	if err == nil || !strings.Contains(err.Error(), ": 403 ") {
 		t.Fatalf("bob watching alice's watchers: %v, want 403", err)
+	}
+}
+
+// message-summary is passed through; without a publication the account
+// has no messages. dialog;ma watchers see the dialog publications.
+func TestMessageSummaryAndMA(t *testing.T) {
+	s, addr := startServer(t, DefaultConfig(), Options{})
+	bob := sipphone.NewPhone(t, "bob", "example.com")
+	ctx := context.Background()
+	w, err := bob.Watch(ctx, addr, uri("sip:bob@example.com"), "message-summary", sipphone.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := wait(t, w, has("Messages-Waiting: no"))
+	if n.ContentType != "application/simple-message-summary" {
+		t.Fatalf("content type %q", n.ContentType)
+	}
+	mwi := "Messages-Waiting: yes\r\nMessage-Account: sip:bob@example.com\r\nVoice-Message: 2/8 (0/2)\r\n"
+	if err := s.Publish(pua.PublishRequest{Key: pua.Key{PresURI: "sip:bob@example.com", Event: "message-summary", ID: "vm"}, Body: []byte(mwi)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := wait(t, w, has("Messages-Waiting: yes")); n.Body != mwi {
+		t.Fatalf("body %q, want it as published", n.Body)
+	}
+	ma, err := bob.Watch(ctx, addr, uri("sip:alice@example.com"), "dialog;ma", sipphone.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Publish(pua.PublishRequest{Key: pua.Key{PresURI: "sip:alice@example.com", Event: "dialog", ID: "c1"},
+		Body: dialogBody("sip:alice@example.com", 1, dialogdoc.Dialog{ID: "c1", State: "confirmed"})})
+	if n := wait(t, ma, has(`id="c1"`)); n.Event != "dialog;ma" {
+		t.Fatalf("Event %q", n.Event)
+	}
+}
+
+// A watcher subscribing over TCP gets its NOTIFYs over TCP.
+func TestTCPWatcher(t *testing.T) {
+	s, _ := startServer(t, DefaultConfig(), Options{})
+	tcpAddr := strings.TrimPrefix(s.Addrs()[1], "tcp:")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ua, _ := sipgo.NewUA()
+	defer ua.Close()
+	srv, _ := sipgo.NewServer(ua)
+	got := make(chan *sip.Request, 4)
+	srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
+		got <- req
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	go func() { _ = srv.ServeTCP(ln) }()
+	cl, _ := sipgo.NewClient(ua)
+	req := sip.NewRequest(sip.SUBSCRIBE, uri("sip:alice@example.com;transport=tcp"))
+	req.AppendHeader(&sip.FromHeader{Address: uri("sip:bob@example.com"), Params: tagged("ft")})
+	req.AppendHeader(&sip.ToHeader{Address: uri("sip:alice@example.com"), Params: sip.NewParams()})
+	req.AppendHeader(&sip.ContactHeader{Address: uri("sip:bob@" + ln.Addr().String() + ";transport=tcp")})
+	req.AppendHeader(sip.NewHeader("Event", "presence"))
+	req.SetDestination(tcpAddr)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := cl.Do(ctx, req)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE over TCP: %v %v", res, err)
+	}
+	select {
+	case n := <-got:
+		if v := n.Via(); v == nil || v.Transport != "TCP" {
+			t.Fatalf("NOTIFY Via %v, want TCP", v)
+		}
+	case <-ctx.Done():
+		t.Fatal("no NOTIFY over TCP")
 	}
 }

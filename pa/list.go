@@ -26,6 +26,7 @@ type WatcherInfo struct {
 	Event      string    `json:"event"`
 	Status     string    `json:"status"`
 	Contact    string    `json:"contact"`
+	RouteSet   []string  `json:"route_set,omitempty"`
 	CallID     string    `json:"call_id"`
 	FromTag    string    `json:"from_tag"`
 	ToTag      string    `json:"to_tag"`
@@ -67,7 +68,7 @@ func (s *Server) Watchers() []WatcherInfo {
 			continue
 		}
 		out = append(out, WatcherInfo{PresURI: w.presURI, WatcherURI: w.watcherURI, Event: w.event, Status: w.status,
-			Contact: w.contact, CallID: w.key.callID, FromTag: w.key.fromTag, ToTag: w.toTag, CSeq: w.cseq,
+			Contact: w.contact, RouteSet: w.routeSet, CallID: w.key.callID, FromTag: w.key.fromTag, ToTag: w.toTag, CSeq: w.cseq,
 			Expires: w.expires, Failures: w.failures})
 	}
 	s.mu.Unlock()

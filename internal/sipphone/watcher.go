@@ -56,6 +56,7 @@ type Watcher struct {
 	cseq     uint32
 	toTag    string
 	remote   sip.Uri
+	routes   []sip.Uri // the dialog's route set, from the 2xx's Record-Route
 	notes    []Notification
 	next     int
 	changed  chan struct{}
@@ -101,6 +102,13 @@ func (p *Phone) Watch(ctx context.Context, server string, target sip.Uri, event 
 	if c := res.Contact(); c != nil {
 		w.remote = c.Address
 	}
+	// RFC 3261 §12.1.2: the route set is the Record-Route in reverse.
+	rrs := res.GetHeaders("Record-Route")
+	for i := len(rrs) - 1; i >= 0; i-- {
+		if rr, ok := rrs[i].(*sip.RecordRouteHeader); ok {
+			w.routes = append(w.routes, rr.Address)
+		}
+	}
 	w.mu.Unlock()
 	return w, nil
 }
@@ -116,7 +124,7 @@ func (w *Watcher) Response() *sip.Response {
 func (w *Watcher) subscribe(expires int, accept string) *sip.Request {
 	w.mu.Lock()
 	w.cseq++
-	cseq, toTag, remote := w.cseq, w.toTag, w.remote
+	cseq, toTag, remote, routes := w.cseq, w.toTag, w.remote, w.routes
 	w.mu.Unlock()
 
 	ruri := w.target
@@ -141,6 +149,11 @@ func (w *Watcher) subscribe(expires int, accept string) *sip.Request {
 	req.AppendHeader(&exp)
 	if accept != "" {
 		req.AppendHeader(sip.NewHeader("Accept", accept))
+	}
+	if toTag != "" {
+		for _, r := range routes {
+			req.AppendHeader(&sip.RouteHeader{Address: r})
+		}
 	}
 	req.SetDestination(w.server)
 	return req
