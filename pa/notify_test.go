@@ -146,6 +146,8 @@ func TestCoalescing(t *testing.T) {
 			t.Fatalf("CSeq %d after %d", got[i].CSeq().SeqNo, got[i-1].CSeq().SeqNo)
 		}
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if maxInFlight != 1 {
 		t.Fatalf("%d NOTIFYs in flight at once", maxInFlight)
 	}
