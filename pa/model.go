@@ -56,6 +56,18 @@ func normalizeEvent(h string) (string, bool) {
 	return "", false
 }
 
+// eventID returns the id parameter of an Event header (RFC 6665 §8.2.1);
+// the NOTIFYs of the subscription carry it back.
+func eventID(h string) string {
+	for _, p := range strings.Split(h, ";")[1:] {
+		k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if ok && strings.EqualFold(strings.TrimSpace(k), "id") {
+			return strings.Trim(strings.TrimSpace(v), `"`)
+		}
+	}
+	return ""
+}
+
 // sourceEvent is the publications' event package a watcher of ev sees:
 // dialog;ma watchers see the dialog publications; presence.winfo
 // watchers see the presentity's presence watchers, not publications.
@@ -142,6 +154,7 @@ type watcher struct {
 	pres  *presentity // nil once terminated
 
 	presURI, watcherURI, event string
+	eventID                    string // the Event header's id parameter
 	contact                    string
 	routeSet                   []string
 	localContact               string
@@ -169,7 +182,7 @@ func (w *watcher) SchedEntry() *sched.Entry { return &w.entry }
 
 func (w *watcher) record() WatcherRecord {
 	return WatcherRecord{
-		PresURI: w.presURI, WatcherURI: w.watcherURI, Event: w.event,
+		PresURI: w.presURI, WatcherURI: w.watcherURI, Event: w.event, EventID: w.eventID,
 		CallID: w.key.callID, ToTag: w.toTag, FromTag: w.key.fromTag,
 		LocalCSeq: w.cseqRes, RemoteCSeq: w.remoteCSeq,
 		Contact: w.contact, RouteSet: w.routeSet, LocalContact: w.localContact,

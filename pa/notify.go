@@ -86,7 +86,11 @@ func (s *Server) buildNotify(w *watcher) (*sip.Request, *flushWait) {
 		}
 	}
 	req.AppendHeader(&sip.ContactHeader{Address: contact})
-	req.AppendHeader(sip.NewHeader("Event", w.event))
+	evh := w.event
+	if w.eventID != "" {
+		evh += ";id=" + w.eventID
+	}
+	req.AppendHeader(sip.NewHeader("Event", evh))
 	req.AppendHeader(sip.NewHeader("Subscription-State", state))
 	if body != nil {
 		req.AppendHeader(sip.NewHeader("Content-Type", ct))

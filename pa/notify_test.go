@@ -171,3 +171,16 @@ func TestRouteSet(t *testing.T) {
 		t.Fatal("NOTIFY bypassed the route set")
 	}
 }
+
+// The Event header's id parameter comes back in every NOTIFY.
+func TestEventIDEchoed(t *testing.T) {
+	_, addr := startServer(t, DefaultConfig(), Options{})
+	p := newPeer(t, func(int, *sip.Request) int { return 200 })
+	if res := p.subscribe(addr, "sip:alice@example.com", "presence;id=42", 600); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+	}
+	got := p.waitN(1, 5*time.Second)
+	if ev := got[0].GetHeader("Event"); ev == nil || ev.Value() != "presence;id=42" {
+		t.Fatalf("Event %v, want presence;id=42", ev)
+	}
+}

@@ -170,7 +170,7 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 			continue
 		}
 		w := &watcher{
-			key: k, toTag: r.ToTag, presURI: r.PresURI, watcherURI: r.WatcherURI, event: ev,
+			key: k, toTag: r.ToTag, presURI: r.PresURI, watcherURI: r.WatcherURI, event: ev, eventID: r.EventID,
 			contact: r.Contact, routeSet: r.RouteSet, localContact: r.LocalContact, userAgent: r.UserAgent,
 			remoteCSeq: r.RemoteCSeq, cseq: r.LocalCSeq, cseqRes: r.LocalCSeq,
 			version: r.Version, versionRes: r.Version,

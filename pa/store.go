@@ -36,7 +36,9 @@ type WatcherRecord struct {
 	PresURI    string
 	WatcherURI string
 	Event      string
-	CallID     string
+	// EventID is the Event header's id parameter, if any.
+	EventID string
+	CallID  string
 	// ToTag is our tag, FromTag the watcher's.
 	ToTag   string
 	FromTag string

@@ -12,7 +12,8 @@ import (
 
 // onSubscribe handles a SUBSCRIBE (RFC 6665 §4.2).
 func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
-	ev, ok := normalizeEvent(headerValue(req, "Event"))
+	evHeader := headerValue(req, "Event")
+	ev, ok := normalizeEvent(evHeader)
 	if !ok {
 		s.met.subscribe("unknown", "489")
 		s.reply(req, tx, 489, "Bad Event", sip.NewHeader("Allow-Events", allowEvents))
@@ -48,11 +49,11 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		s.refresh(req, tx, key, toTag, ev, d, cseq.SeqNo)
 		return
 	}
-	s.initial(req, tx, key, ev, d, cseq.SeqNo)
+	s.initial(req, tx, key, ev, eventID(evHeader), d, cseq.SeqNo)
 }
 
 // initial handles an initial SUBSCRIBE: a new dialog, or a fetch.
-func (s *Server) initial(req *sip.Request, tx sip.ServerTransaction, key dialogKey, ev string, d time.Duration, cseq uint32) {
+func (s *Server) initial(req *sip.Request, tx sip.ServerTransaction, key dialogKey, ev, evID string, d time.Duration, cseq uint32) {
 	ct := req.Contact()
 	if ct == nil {
 		s.met.subscribe(ev, "400")
@@ -83,7 +84,7 @@ func (s *Server) initial(req *sip.Request, tx sip.ServerTransaction, key dialogK
 	now := s.clk.Now()
 	w := &watcher{
 		key: key, toTag: sip.GenerateTagN(16),
-		presURI: presURI, watcherURI: watcherURI, event: ev,
+		presURI: presURI, watcherURI: watcherURI, event: ev, eventID: evID,
 		contact: ct.Address.String(), routeSet: routes, localContact: s.ContactURI(),
 		userAgent: headerValue(req, "User-Agent"), remoteCSeq: cseq,
 		expires: now.Add(d), status: "active", created: now,

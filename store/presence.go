@@ -65,6 +65,7 @@ type watcherRow struct {
 	WUser        string `db:"watcher_username"`
 	WDomain      string `db:"watcher_domain"`
 	Event        string `db:"event"`
+	EventID      string `db:"event_id"`
 	ToTag        string `db:"to_tag"`
 	FromTag      string `db:"from_tag"`
 	CallID       string `db:"callid"`
@@ -102,7 +103,8 @@ func (db *DB) LoadPresence(ctx context.Context) ([]pa.PublicationRecord, []pa.Wa
 		pubs = append(pubs, p)
 	}
 	var ws []watcherRow
-	if err := db.X.SelectContext(ctx, &ws, `SELECT presentity_uri, watcher_username, watcher_domain, event, to_tag,
+	if err := db.X.SelectContext(ctx, &ws, `SELECT presentity_uri, watcher_username, watcher_domain, event,
+		COALESCE(event_id, '') AS event_id, to_tag,
 		from_tag, callid, local_cseq, remote_cseq, contact, COALESCE(record_route, '') AS record_route, expires, status,
 		COALESCE(reason, '') AS reason, version, local_contact, COALESCE(user_agent, '') AS user_agent
 		FROM active_watchers ORDER BY id`); err != nil {
@@ -110,7 +112,7 @@ func (db *DB) LoadPresence(ctx context.Context) ([]pa.PublicationRecord, []pa.Wa
 	}
 	subs := make([]pa.WatcherRecord, 0, len(ws))
 	for _, r := range ws {
-		w := pa.WatcherRecord{PresURI: r.PresURI, WatcherURI: "sip:" + r.WUser + "@" + r.WDomain, Event: r.Event,
+		w := pa.WatcherRecord{PresURI: r.PresURI, WatcherURI: "sip:" + r.WUser + "@" + r.WDomain, Event: r.Event, EventID: r.EventID,
 			CallID: r.CallID, ToTag: r.ToTag, FromTag: r.FromTag, LocalCSeq: uint32(r.LocalCSeq), RemoteCSeq: uint32(r.RemoteCSeq),
 			Contact: r.Contact, LocalContact: r.LocalContact, Expires: r.Expires, Reason: r.Reason,
 			Version: uint64(r.Version), UserAgent: r.UserAgent, Status: "active"}
@@ -204,6 +206,7 @@ func (db *DB) putWatcher(ctx context.Context, tx *sqlx.Tx, r pa.WatcherRecord, n
 	presURI := f.key("presentity_uri", r.PresURI)
 	wu, wd, tu, td = f.key("watcher_username", wu), f.key("watcher_domain", wd), f.key("to_user", tu), f.key("to_domain", td)
 	ev, toTag, fromTag, callID := f.key("event", r.Event), f.key("to_tag", r.ToTag), f.key("from_tag", r.FromTag), f.key("callid", r.CallID)
+	eventID := f.key("event_id", r.EventID)
 	contact, localContact := f.key("contact", r.Contact), f.key("local_contact", r.LocalContact)
 	rr := f.key("record_route", strings.Join(r.RouteSet, ","))
 	reason, ua := f.clip("reason", r.Reason), f.clip("user_agent", r.UserAgent)
@@ -221,10 +224,10 @@ func (db *DB) putWatcher(ctx context.Context, tx *sqlx.Tx, r pa.WatcherRecord, n
 		return fmt.Errorf("store: presence: replace active_watchers: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO active_watchers (presentity_uri, watcher_username, watcher_domain,
-		to_user, to_domain, event, to_tag, from_tag, callid, local_cseq, remote_cseq, contact, record_route, expires,
+		to_user, to_domain, event, event_id, to_tag, from_tag, callid, local_cseq, remote_cseq, contact, record_route, expires,
 		status, reason, version, socket_info, local_contact, from_user, from_domain, updated, updated_winfo, flags, user_agent)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, 0, ?)`,
-		presURI, wu, wd, tu, td, ev, toTag, fromTag, callID, int64(r.LocalCSeq), int64(r.RemoteCSeq), contact, rr,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, 0, ?)`,
+		presURI, wu, wd, tu, td, ev, eventID, toTag, fromTag, callID, int64(r.LocalCSeq), int64(r.RemoteCSeq), contact, rr,
 		r.Expires, status, reason, int64(r.Version), localContact, wu, wd, now, now, ua); err != nil {
 		return fmt.Errorf("store: presence: insert active_watchers: %w", err)
 	}

@@ -18,7 +18,7 @@ func TestPresenceTables(t *testing.T) {
 			Received: 100, Seq: 3, Body: []byte("<presence/>"), Sender: "", Flag: 1}
 		ext := pa.PublicationRecord{PresURI: "sip:alice@example.com", Event: "presence", ID: "x1", ETag: "e1",
 			Expires: 2_000_000_000, Received: 101, Seq: 4, Body: []byte("<presence>x</presence>"), Sender: "sip:phone@h"}
-		w := pa.WatcherRecord{PresURI: "sip:alice@example.com", WatcherURI: "sip:bob@example.com", Event: "dialog;sla",
+		w := pa.WatcherRecord{PresURI: "sip:alice@example.com", WatcherURI: "sip:bob@example.com", Event: "dialog;sla", EventID: "7",
 			CallID: "c1", ToTag: "t1", FromTag: "f1", LocalCSeq: 64, RemoteCSeq: 2, Contact: "sip:bob@10.0.0.2:5060",
 			RouteSet: []string{"sip:p1;lr", "sip:p2;lr"}, LocalContact: "sip:pa@127.0.0.1:5065", Expires: 2_000_000_000,
 			Status: "pending", Version: 64, UserAgent: "phone"}
