@@ -15,8 +15,10 @@ import (
 // diffRun is what the watchers of one run of the differential scenario saw.
 type diffRun struct {
 	presence     []string // alice's presence, one label per NOTIFY
-	caller       []string // alice's dialog lamp: the call's states
+	caller       []string // alice's dialog lamp: the answered call's states
 	callee       []string // bob's dialog lamp
+	cancelled    []string // bob's lamp for a call alice cancels
+	rejected     []string // bob's lamp for a call bob rejects (486)
 	fetch        []string // a fetch of alice's presence (Expires: 0)
 	fetchState   string   // its Subscription-State
 	unknownEvent error    // SUBSCRIBE for an unknown package
@@ -67,9 +69,10 @@ func dialogLabels(w *sipphone.Watcher, callID string) []string {
 	return squeeze(out)
 }
 
-// endsIdle removes a final "-": the NOTIFY that the ended call's
-// publication is gone. pa sends it (a full document without the dialog,
-// RFC 4235 §4.1); Kamailio leaves the watcher at terminated.
+// endsIdle removes a final "-": a NOTIFY no longer showing the ended
+// call. pa sends one as soon as the call's publication goes (a full
+// document without the dialog, RFC 4235 §4.1); Kamailio sends none then,
+// and only its next NOTIFY for another call leaves the ended one out.
 func endsIdle(s []string) ([]string, bool) {
 	if n := len(s); n > 0 && s[n-1] == "-" {
 		return s[:n-1], true
@@ -82,7 +85,8 @@ func endsIdle(s []string) ([]string, bool) {
 // (withPA true): phones register through a real Kamailio registrar
 // mirroring to puaside (siptrace copies), a watcher subscribes to alice's
 // presence and both lamps, alice calls bob, bob answers, alice hangs up,
-// a fetch, alice unregisters.
+// alice calls again and cancels, a third call is rejected, a fetch, alice
+// unregisters.
 func runDiffScenario(ctx context.Context, t *testing.T, withPA bool) diffRun {
 	t.Helper()
 	var presence *kamailiotest.Instance
@@ -131,22 +135,25 @@ func runDiffScenario(ctx context.Context, t *testing.T, withPA bool) diffRun {
 	waitNotify(ctx, t, wPres, waitLimit, "alice open", pidfOpen(alice))
 
 	bob.SetPolicy(sipphone.KeepRinging)
-	call, err := alice.Invite(ctx, reg.Addr(), bob.AoR())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var in *sipphone.IncomingCall
-	for in == nil {
-		select {
-		case ic := <-bob.Incoming():
-			if ic.Request.CallID().Value() == call.CallID() {
-				in = ic
+	ring := func() (*sipphone.Call, *sipphone.IncomingCall) {
+		t.Helper()
+		call, err := alice.Invite(ctx, reg.Addr(), bob.AoR())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			select {
+			case ic := <-bob.Incoming():
+				if ic.Request.CallID().Value() == call.CallID() {
+					dlgWaitState(ctx, t, wB, "bob", call.CallID(), "early")
+					return call, ic
+				}
+			case <-ctx.Done():
+				t.Fatal("bob did not ring")
 			}
-		case <-ctx.Done():
-			t.Fatal("bob did not ring")
 		}
 	}
-	dlgWaitState(ctx, t, wB, "bob", call.CallID(), "early")
+	call, in := ring()
 	dlgWaitState(ctx, t, wA, "alice", call.CallID(), "early")
 	in.Answer()
 	if err := call.WaitAnswer(ctx); err != nil {
@@ -159,6 +166,20 @@ func runDiffScenario(ctx context.Context, t *testing.T, withPA bool) diffRun {
 	}
 	dlgWaitState(ctx, t, wB, "bob", call.CallID(), "terminated")
 	dlgWaitState(ctx, t, wA, "alice", call.CallID(), "terminated")
+
+	// A cancelled call, then a rejected one.
+	cc, cin := ring()
+	if err := cc.Cancel(ctx); err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	<-cin.Done()
+	dlgWaitState(ctx, t, wB, "bob", cc.CallID(), "terminated")
+	rc, rin := ring()
+	rin.Reject(486)
+	if err := rc.WaitAnswer(ctx); err == nil || rc.Code() != 486 {
+		t.Fatalf("rejected call: %v %d", err, rc.Code())
+	}
+	dlgWaitState(ctx, t, wB, "bob", rc.CallID(), "terminated")
 
 	// A fetch: one NOTIFY, terminated, with the current state.
 	fetcher := sipphone.NewPhone(t, "fetcher", "example.com")
@@ -186,8 +207,10 @@ func runDiffScenario(ctx context.Context, t *testing.T, withPA bool) diffRun {
 	}
 	run.caller = dialogLabels(wA, call.CallID())
 	run.callee = dialogLabels(wB, call.CallID())
-	t.Logf("presence %v; caller %v; callee %v; fetch %v (%s); unknown event: %v; Expires 5: %v",
-		run.presence, run.caller, run.callee, run.fetch, run.fetchState, run.unknownEvent, run.shortExpires)
+	run.cancelled = dialogLabels(wB, cc.CallID())
+	run.rejected = dialogLabels(wB, rc.CallID())
+	t.Logf("presence %v; caller %v; callee %v; cancelled %v; rejected %v; fetch %v (%s); unknown event: %v; Expires 5: %v",
+		run.presence, run.caller, run.callee, run.cancelled, run.rejected, run.fetch, run.fetchState, run.unknownEvent, run.shortExpires)
 	return run
 }
 
@@ -197,8 +220,8 @@ func runDiffScenario(ctx context.Context, t *testing.T, withPA bool) diffRun {
 // Kamailio's named: an unpublished presentity is a `closed` document
 // where Kamailio sends no body; an Expires below pa.min_expires (60 s) gets
 // 423 where the project's Kamailio config (min_expires 0) accepts it; when
-// an ended call's publication goes, pa tells the watchers (a document
-// without the dialog) where Kamailio sends nothing.
+// an ended call's publication goes, pa tells the watchers at once (a
+// document without the dialog) where Kamailio waits for the next change.
 func TestPADifferentialKamailio(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -221,11 +244,17 @@ func TestPADifferentialKamailio(t *testing.T) {
 	for _, lamp := range []struct {
 		name    string
 		pa, kam []string
-	}{{"caller", pa.caller, kam.caller}, {"callee", pa.callee, kam.callee}} {
+		want    string
+	}{
+		{"caller", pa.caller, kam.caller, "[- early confirmed terminated]"},
+		{"callee", pa.callee, kam.callee, "[- early confirmed terminated]"},
+		{"cancelled call", pa.cancelled, kam.cancelled, "[- early terminated]"},
+		{"rejected call", pa.rejected, kam.rejected, "[- early terminated]"},
+	} {
 		p, _ := endsIdle(lamp.pa)
 		k, _ := endsIdle(lamp.kam)
-		if fmt.Sprint(p) != fmt.Sprint(k) || fmt.Sprint(p) != "[- early confirmed terminated]" {
-			t.Errorf("%s lamp: pa %v, Kamailio %v", lamp.name, lamp.pa, lamp.kam)
+		if fmt.Sprint(p) != fmt.Sprint(k) || fmt.Sprint(p) != lamp.want {
+			t.Errorf("%s lamp: pa %v, Kamailio %v, want %s", lamp.name, lamp.pa, lamp.kam, lamp.want)
 		}
 	}
 	if fmt.Sprint(pa.fetch) != fmt.Sprint(kam.fetch) || !strings.HasPrefix(pa.fetchState, "terminated") {
