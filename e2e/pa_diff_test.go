@@ -21,6 +21,8 @@ type diffRun struct {
 	rejected     []string // bob's lamp for a call bob rejects (486)
 	fetch        []string // a fetch of alice's presence (Expires: 0)
 	fetchState   string   // its Subscription-State
+	refresh      int      // status of an in-dialog refresh
+	final        string   // Subscription-State after the unsubscribe
 	unknownEvent error    // SUBSCRIBE for an unknown package
 	shortExpires error    // SUBSCRIBE with Expires: 5
 }
@@ -86,7 +88,7 @@ func endsIdle(s []string) ([]string, bool) {
 // mirroring to puaside (siptrace copies), a watcher subscribes to alice's
 // presence and both lamps, alice calls bob, bob answers, alice hangs up,
 // alice calls again and cancels, a third call is rejected, a fetch, alice
-// unregisters.
+// unregisters, the watcher refreshes and unsubscribes.
 func runDiffScenario(ctx context.Context, t *testing.T, withPA bool) diffRun {
 	t.Helper()
 	var presence *kamailiotest.Instance
@@ -198,8 +200,20 @@ func runDiffScenario(ctx context.Context, t *testing.T, withPA bool) diffRun {
 	waitNotify(ctx, t, wPres, waitLimit, "alice closed", pidfClosed)
 	// Let the lingering terminated dialogs go and late NOTIFYs arrive.
 	time.Sleep(3 * time.Second)
+	// The watcher refreshes, then unsubscribes.
+	if res, err := wPres.Refresh(ctx, 600); err == nil {
+		run.refresh = res.StatusCode
+	}
+	if err := wPres.Unsubscribe(ctx); err != nil {
+		t.Fatalf("unsubscribe: %v", err)
+	}
+	if n, err := wPres.WaitNotify(ctx, func(n sipphone.Notification) bool { return n.Terminated() }); err == nil {
+		run.final = n.State
+	}
 	for _, x := range wPres.Notifications() {
-		run.presence = append(run.presence, presenceLabel(x.Body))
+		if !x.Terminated() {
+			run.presence = append(run.presence, presenceLabel(x.Body))
+		}
 	}
 	run.presence = squeeze(run.presence)
 	for _, x := range wf.Notifications() {
@@ -209,8 +223,8 @@ func runDiffScenario(ctx context.Context, t *testing.T, withPA bool) diffRun {
 	run.callee = dialogLabels(wB, call.CallID())
 	run.cancelled = dialogLabels(wB, cc.CallID())
 	run.rejected = dialogLabels(wB, rc.CallID())
-	t.Logf("presence %v; caller %v; callee %v; cancelled %v; rejected %v; fetch %v (%s); unknown event: %v; Expires 5: %v",
-		run.presence, run.caller, run.callee, run.cancelled, run.rejected, run.fetch, run.fetchState, run.unknownEvent, run.shortExpires)
+	t.Logf("presence %v; caller %v; callee %v; cancelled %v; rejected %v; fetch %v (%s); refresh %d, final %q; unknown event: %v; Expires 5: %v",
+		run.presence, run.caller, run.callee, run.cancelled, run.rejected, run.fetch, run.fetchState, run.refresh, run.final, run.unknownEvent, run.shortExpires)
 	return run
 }
 
@@ -259,6 +273,9 @@ func TestPADifferentialKamailio(t *testing.T) {
 	}
 	if fmt.Sprint(pa.fetch) != fmt.Sprint(kam.fetch) || !strings.HasPrefix(pa.fetchState, "terminated") {
 		t.Errorf("fetch: pa %v (%s), Kamailio %v (%s)", pa.fetch, pa.fetchState, kam.fetch, kam.fetchState)
+	}
+	if pa.refresh != 200 || kam.refresh != 200 || !strings.HasPrefix(pa.final, "terminated") || !strings.HasPrefix(kam.final, "terminated") {
+		t.Errorf("refresh %d / %d, final state %q / %q (pa / Kamailio)", pa.refresh, kam.refresh, pa.final, kam.final)
 	}
 	for name, err := range map[string]error{"pa": pa.unknownEvent, "Kamailio": kam.unknownEvent} {
 		if err == nil || !strings.Contains(err.Error(), ": 489 ") {
