@@ -150,7 +150,7 @@ func (s *Server) Publications() []pua.PublicationInfo {
 	for _, pr := range s.pres {
 		for _, p := range pr.pubs {
 			info := pua.PublicationInfo{
-				Key:         pua.Key{PresURI: p.id.uri, Event: p.id.event, ID: p.id.id},
+				Key: pua.Key{PresURI: p.id.uri, Event: p.id.event, ID: p.id.id}, Flag: p.flag,
 				ContentType: contentType(p.id.event), Body: p.body, ETag: p.etag,
 				State: pua.StateActive, LastStatus: 200, LastReason: "OK", Expires: p.expires,
 			}

@@ -136,3 +136,16 @@ func TestRestartKeepsSubscriptions(t *testing.T) {
 func itoa3(i int) string {
 	return string([]byte{byte('0' + i/100%10), byte('0' + i/10%10), byte('0' + i%10)})
 }
+
+// Publications lists what the trackers compare with their own state at
+// start, with the owner's flag.
+func TestPublicationsListing(t *testing.T) {
+	s, _ := startServer(t, DefaultConfig(), Options{})
+	_ = s.Publish(pua.PublishRequest{Key: pua.Key{PresURI: "sip:alice@example.com", Event: "presence", ID: "usrloc"},
+		Body: presenceBody("sip:alice@example.com", "t", "open"), Flag: pua.FlagUsrloc,
+		ExtraHeaders: []pua.Header{{Name: "Sender", Value: "sip:alice@10.0.0.1"}}})
+	ps := s.Publications()
+	if len(ps) != 1 || ps[0].Flag != pua.FlagUsrloc || ps[0].State != pua.StateActive || len(ps[0].ExtraHeaders) != 1 {
+		t.Fatalf("publications %+v", ps)
+	}
+}
