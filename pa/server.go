@@ -345,8 +345,20 @@ func (s *Server) respond(tx sip.ServerTransaction, res *sip.Response) {
 	}
 }
 
-// reply answers req with code and reason and the given headers.
+// reply answers req with code and reason and the given headers. A
+// refusal is logged (the metrics count it by status): at debug level for
+// the answers the protocol expects in normal operation (412, 423, 481,
+// 482, 489), at info level for a malformed or refused request.
 func (s *Server) reply(req *sip.Request, tx sip.ServerTransaction, code int, reason string, hdrs ...sip.Header) {
+	if code >= 400 {
+		lvl := slog.LevelInfo
+		switch code {
+		case 412, 423, 481, 482, 489:
+			lvl = slog.LevelDebug
+		}
+		s.log.Log(context.Background(), lvl, "request refused", "method", string(req.Method), "status", code,
+			"reason", reason, "source", req.Source(), "event", headerValue(req, "Event"))
+	}
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	for _, h := range hdrs {
 		res.AppendHeader(h)
