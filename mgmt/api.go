@@ -784,3 +784,29 @@ func (s *Server) handleDeleteWatcher(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"call_id": id, "removed": true})
 }
+
+func (s *Server) handlePutWatcher(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Presence == nil {
+		s.fail(w, r, notEnabled("pa"))
+		return
+	}
+	id := r.PathValue("call_id")
+	if id == "" || len(id) > 255 {
+		s.fail(w, r, &apiError{code: http.StatusBadRequest, msg: "call_id: want a Call-ID of 1 to 255 bytes"})
+		return
+	}
+	var p WatcherParams
+	if e := decodeJSON(r.Body, &p, s.cfg.MaxBody); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	if p.Status != "active" && p.Status != "terminated" {
+		s.fail(w, r, &apiError{code: http.StatusBadRequest, field: "status", msg: "status: want active or terminated"})
+		return
+	}
+	if err := s.deps.Presence.AuthorizeWatcher(r.Context(), id, p.Status == "active"); err != nil {
+		s.fail(w, r, engineError(fmt.Errorf("authorize watcher %s: %w", id, err)))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"call_id": id, "status": p.Status})
+}

@@ -86,6 +86,9 @@ type Presence interface {
 	// DeleteWatcher ends the subscription with that Call-ID (a final
 	// NOTIFY is sent); ErrNotFound when unknown.
 	DeleteWatcher(ctx context.Context, callID string) error
+	// AuthorizeWatcher decides a pending subscription: allow makes it
+	// active, deny ends it (reason rejected); ErrNotFound when unknown.
+	AuthorizeWatcher(ctx context.Context, callID string, allow bool) error
 }
 
 // ReadyCheck is one readiness condition for /readyz (database ping,

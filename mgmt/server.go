@@ -146,6 +146,7 @@ func (s *Server) buildRoutes() []route {
 		{"DELETE", "/v1/presentities/{aor}", s.handleDeletePresentity, true},
 		{"GET", "/v1/watchers", s.handleListWatchers, false},
 		{"DELETE", "/v1/watchers/{call_id}", s.handleDeleteWatcher, true},
+		{"PUT", "/v1/watchers/{call_id}", s.handlePutWatcher, true},
 		// The JSON event input checks ingest.trusted_sources itself.
 		{"POST", "/v1/events", s.handleEvents, false},
 	}

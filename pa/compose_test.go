@@ -346,3 +346,49 @@ func TestTCPWatcher(t *testing.T) {
 		t.Fatal("no NOTIFY over TCP")
 	}
 }
+
+// The owner's decision turns a pending watcher active (its first NOTIFY
+// with state follows) or ends it.
+func TestAuthorizePending(t *testing.T) {
+	s, addr := startServer(t, DefaultConfig(), Options{})
+	publishOpen(t, s, "sip:alice@example.com", "u", "t1")
+	ctx := context.Background()
+	eve := sipphone.NewPhone(t, "eve", "elsewhere.org")
+	we, err := eve.Watch(ctx, addr, uri("sip:alice@example.com"), "presence", sipphone.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, we, func(n sipphone.Notification) bool { return strings.HasPrefix(n.State, "pending") })
+	ws := s.Watchers()
+	if len(ws) != 1 || ws[0].Status != "pending" {
+		t.Fatalf("watchers %+v", ws)
+	}
+	if !s.Authorize(ws[0].CallID, true) {
+		t.Fatal("pending subscription not found")
+	}
+	n := wait(t, we, has(`id="t1"`))
+	if !strings.HasPrefix(n.State, "active") {
+		t.Fatalf("state after authorization %q", n.State)
+	}
+	mallory := sipphone.NewPhone(t, "mallory", "elsewhere.org")
+	wm, err := mallory.Watch(ctx, addr, uri("sip:alice@example.com"), "presence", sipphone.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, wm, func(n sipphone.Notification) bool { return strings.HasPrefix(n.State, "pending") })
+	var id string
+	for _, w := range s.Watchers() {
+		if w.WatcherURI == "sip:mallory@elsewhere.org" {
+			id = w.CallID
+		}
+	}
+	if !s.Authorize(id, false) {
+		t.Fatal("mallory's subscription not found")
+	}
+	if n := wait(t, wm, func(n sipphone.Notification) bool { return n.Terminated() }); n.State != "terminated;reason=rejected" || n.Body != "" {
+		t.Fatalf("denied watcher got %+v", n)
+	}
+	if s.Authorize("nosuch", true) {
+		t.Fatal("an unknown Call-ID was authorized")
+	}
+}

@@ -133,3 +133,36 @@ func (s *Server) subscriptionCount() int {
 	defer s.mu.Unlock()
 	return len(s.subs)
 }
+
+// Authorize decides a pending subscription (the owner's answer, RFC 3857
+// §3.2): allow makes the subscription with Call-ID callID active and
+// notifies its state at once; deny ends it (terminated;reason=rejected).
+// It reports whether such a subscription exists. The decision holds for
+// the subscription's life, refreshes included; a new subscription of the
+// same watcher is decided by the policy again.
+func (s *Server) Authorize(callID string, allow bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	found := false
+	for _, w := range s.subs {
+		if w.key.callID != callID || w.final {
+			continue
+		}
+		found = true
+		if !allow {
+			s.terminate(w, "rejected")
+			continue
+		}
+		if w.status == "active" {
+			continue
+		}
+		w.status, w.reason = "active", ""
+		s.markWatcher(w)
+		w.touch(s.clk.Now())
+		s.kick(w)
+		if w.event == EventPresence {
+			s.watchersChanged(w.presURI)
+		}
+	}
+	return found
+}

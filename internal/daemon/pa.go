@@ -118,3 +118,10 @@ func (p presence) DeleteWatcher(_ context.Context, callID string) error {
 	}
 	return nil
 }
+
+func (p presence) AuthorizeWatcher(_ context.Context, callID string, allow bool) error {
+	if !p.s.Authorize(callID, allow) {
+		return fmt.Errorf("%w: no subscription with Call-ID %s", mgmt.ErrNotFound, callID)
+	}
+	return nil
+}
