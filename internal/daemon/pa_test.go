@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/internal/sipphone"
+	"github.com/puaside/puaside/pua"
 )
 
 // TestPAInProcess: with no server_address (the default mode) the presence
@@ -73,5 +74,60 @@ func TestPAInProcess(t *testing.T) {
 	bad, _ := json.Marshal(map[string]any{"presentity_uri": "sip:alice@example.com", "event": "presence", "body": "<nope"})
 	if code, out := call(t, "POST", base+"/v1/publish", string(bad)); code != 400 {
 		t.Fatalf("bad body: %d %s", code, out)
+	}
+}
+
+// TestPAWithUpstream: pa.mode on with server_address set: a tracker's
+// publication goes both to the engine (upstream) and into pa, whose
+// watchers are told.
+func TestPAWithUpstream(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PA.Mode = "on"
+	cfg.PA.Listen = []string{"udp:127.0.0.1:0"}
+	cfg.PUA.RequestTimeout = time.Second // nothing answers upstream
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		_ = d.Stop(sctx)
+	})
+	watcher := sipphone.NewPhone(t, "bob", "example.com")
+	w, err := watcher.Watch(ctx, strings.TrimPrefix(d.Addrs()["pa"][0], "udp:"),
+		sip.Uri{Scheme: "sip", User: "alice", Host: "example.com"}, "presence", sipphone.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := pua.Key{PresURI: "sip:alice@example.com", Event: "presence", ID: "usrloc"}
+	body := `<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:alice@example.com"><tuple id="up1"><status><basic>open</basic></status></tuple></presence>`
+	if err := d.pub.Publish(pua.PublishRequest{Key: key, Body: []byte(body), Flag: pua.FlagUsrloc}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WaitFor(ctx, func(b string) bool { return strings.Contains(b, `id="up1"`) }); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range d.Engine().Publications() {
+		found = found || p.Key == key
+	}
+	if !found {
+		t.Fatal("the engine does not hold the publication: nothing goes upstream")
+	}
+	// Without pa.mode on, server_address set means no presence server.
+	cfg2 := testConfig(t)
+	d2, err := New(ctx, cfg2, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Stop(context.Background())
+	if d2.PA() != nil {
+		t.Fatal("pa runs with server_address set in mode auto")
 	}
 }
