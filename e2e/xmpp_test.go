@@ -16,6 +16,8 @@ import (
 	"github.com/puaside/puaside/config"
 	"github.com/puaside/puaside/internal/prosodytest"
 	"github.com/puaside/puaside/internal/sipphone"
+	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/puaxmpp"
 )
 
 // The XMPP gateway's tests run prosody (users in xmpp.localhost, the
@@ -72,8 +74,17 @@ type xmppPresence struct {
 type xmppClient struct {
 	t    *testing.T
 	sess *xmpp.Session
-	mu   sync.Mutex
-	got  []xmppPresence
+	mu     sync.Mutex
+	got    []xmppPresence
+	roster map[string]string // roster pushes: JID → subscription
+}
+
+// rosterPush is a roster push (RFC 6121 §2.1.6).
+type rosterPush struct {
+	Items []struct {
+		JID          string `xml:"jid,attr"`
+		Subscription string `xml:"subscription,attr"`
+	} `xml:"jabber:iq:roster query>item"`
 }
 
 func newXMPPClient(t *testing.T, pr *prosodytest.Server, full, pw string) *xmppClient {
@@ -84,9 +95,20 @@ func newXMPPClient(t *testing.T, pr *prosodytest.Server, full, pw string) *xmppC
 	if err != nil {
 		t.Fatalf("xmpp login %s: %v", full, err)
 	}
-	c := &xmppClient{t: t, sess: sess}
+	c := &xmppClient{t: t, sess: sess, roster: map[string]string{}}
 	go func() {
 		_ = sess.Serve(xmpp.HandlerFunc(func(r xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+			if start.Name.Local == "iq" {
+				var q rosterPush
+				if err := xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(*start), r)).Decode(&q); err == nil {
+					c.mu.Lock()
+					for _, it := range q.Items {
+						c.roster[it.JID] = it.Subscription
+					}
+					c.mu.Unlock()
+				}
+				return nil
+			}
 			if start.Name.Local != "presence" {
 				return nil
 			}
@@ -133,6 +155,13 @@ func (c *xmppClient) waitPresence(what string, ok func(xmppPresence) bool) xmppP
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// subscription is the roster subscription of j as the last roster push said.
+func (c *xmppClient) subscription(j string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.roster[j]
 }
 
 // count counts the received presence stanzas matching ok.
@@ -216,4 +245,97 @@ func TestXMPPResourcesSeenBySIPWatcher(t *testing.T) {
 	waitBody(ctx, t, w, "bob closed", func(b string) bool {
 		return strings.Contains(b, "<basic>closed</basic>") && !strings.Contains(b, "<basic>open</basic>")
 	})
+}
+
+// TestXMPPUserSeesSIPRegistration: an XMPP user subscribes to a SIP user;
+// the gateway subscribes at the presence server on its behalf; the SIP
+// user registers through a Kamailio registrar mirroring to puaside, and
+// the XMPP user gets "subscribed" (once the NOTIFY says active) and the
+// SIP user available; the SIP user unregisters and the XMPP user gets
+// unavailable; the XMPP user unsubscribes and the SIP subscription ends.
+func TestXMPPUserSeesSIPRegistration(t *testing.T) {
+	s := newXMPPSetup(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	reg := registrar(t, "WITH_REPLICATE", s.cfg)
+	s.prosody.Register(t, "carol", "pw")
+	carol := newXMPPClient(t, s.prosody, "carol@"+xmppDomain+"/desk", "pw")
+	carol.send(`<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>`) // roster pushes come to a resource that asked for the roster
+	carol.send(`<presence/>`)
+	alice := "alice@" + xmppComp
+	carol.send(`<presence type='subscribe' to='` + alice + `'/>`)
+	// prosody turns the gateway's "subscribed" into a roster push.
+	eventually(t, "carol's roster subscribed to alice", func() bool { return carol.subscription(alice) == "to" })
+	carol.waitPresence("alice unavailable before she registers", func(p xmppPresence) bool {
+		return strings.HasPrefix(p.From, alice) && p.Type == "unavailable"
+	})
+	key := subKeyOf("sip:alice@example.com", "sip:carol@xmpp.localhost")
+	if sub, ok := s.ps.d.Engine().Subscription(key); !ok || sub.State != "active" {
+		t.Fatalf("the gateway's SIP subscription: %+v, %v", sub, ok)
+	}
+
+	phone := sipphone.NewPhone(t, "alice", "example.com")
+	if res, err := phone.Register(ctx, reg.Addr(), 300); err != nil || res.StatusCode != 200 {
+		t.Fatalf("register alice: %v %v", res, err)
+	}
+	carol.waitPresence("alice available", func(p xmppPresence) bool { return strings.HasPrefix(p.From, alice) && p.Type == "" })
+	if res, err := phone.Register(ctx, reg.Addr(), 0); err != nil || res.StatusCode != 200 {
+		t.Fatalf("unregister alice: %v %v", res, err)
+	}
+	before := carol.count(func(p xmppPresence) bool { return strings.HasPrefix(p.From, alice) && p.Type == "unavailable" })
+	eventually(t, "alice unavailable after unregister", func() bool {
+		return carol.count(func(p xmppPresence) bool { return strings.HasPrefix(p.From, alice) && p.Type == "unavailable" }) > before
+	})
+
+	carol.send(`<presence type='unsubscribe' to='` + alice + `'/>`)
+	eventually(t, "the SIP subscription ended", func() bool {
+		_, ok := s.ps.d.Engine().Subscription(key)
+		return !ok
+	})
+}
+
+// TestXMPPSubscriptionRequestFromSIPWatcher: a SIP watcher subscribes to
+// an XMPP user at the presence server; the gateway (watching the XMPP
+// user's presence.winfo) sends the XMPP user one subscription request
+// from the watcher's address; the XMPP user approves and its presence
+// (dnd with a status, broadcast, not directed) reaches the SIP watcher.
+func TestXMPPSubscriptionRequestFromSIPWatcher(t *testing.T) {
+	s := newXMPPSetup(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s.prosody.Register(t, "bob", "pw")
+	bob := newXMPPClient(t, s.prosody, "bob@"+xmppDomain+"/desk", "pw")
+	bob.send(`<presence/>`)
+	// The gateway learns of bob when he first talks to it (here: a
+	// directed presence to the gateway's domain).
+	bob.send(`<presence to='` + xmppComp + `'/>`)
+	eventually(t, "the winfo subscription to bob", func() bool {
+		sub, ok := s.ps.d.Engine().Subscription(winfoKeyOf("sip:bob@xmpp.localhost"))
+		return ok && sub.State == "active"
+	})
+
+	watcher := sipphone.NewPhone(t, "dave", "example.com")
+	w := s.watchXMPPUser(ctx, t, watcher, "bob")
+	dave := "dave@" + xmppComp
+	bob.waitPresence("a subscription request from dave", func(p xmppPresence) bool { return p.From == dave && p.Type == "subscribe" })
+
+	bob.send(`<presence type='subscribed' to='` + dave + `'/>`)
+	bob.send(`<presence><show>dnd</show><status>in a meeting</status></presence>`)
+	waitBody(ctx, t, w, "bob busy in a meeting", func(b string) bool {
+		return strings.Contains(b, "<basic>open</basic>") && strings.Contains(b, "busy") && strings.Contains(b, "in a meeting")
+	})
+	// A refresh of the SIP watcher's subscription (a new winfo NOTIFY)
+	// does not ask bob again.
+	time.Sleep(time.Second)
+	if n := bob.count(func(p xmppPresence) bool { return p.From == dave && p.Type == "subscribe" }); n != 1 {
+		t.Errorf("bob was asked %d times, want 1", n)
+	}
+}
+
+func subKeyOf(pres, watcher string) pua.SubKey {
+	return pua.SubKey{PresURI: pres, WatcherURI: watcher, Event: "presence", ID: puaxmpp.PresID}
+}
+
+func winfoKeyOf(pres string) pua.SubKey {
+	return pua.SubKey{PresURI: pres, WatcherURI: pres, Event: "presence.winfo", ID: puaxmpp.PresID}
 }

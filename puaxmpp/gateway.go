@@ -328,6 +328,12 @@ func (g *Gateway) handlePresence(ctx context.Context, p inPresence) {
 				g.refuse("authorize_failed", err, "presentity", xmppSIP, "watcher", sipUser)
 			}
 		}
+		if allow {
+			// The XMPP server sends the user's presence after an approval
+			// by the user, not after its own answer for a user who approved
+			// before (a restart): the probe asks for it in both cases.
+			_ = g.send(ctx, outPresence{From: p.To.Bare().String(), To: p.From.Bare().String(), Type: "probe"})
+		}
 	case "probe":
 		if sipUser == "" {
 			return
@@ -618,9 +624,9 @@ func (g *Gateway) WatcherAdded(ctx context.Context, presentity, watcher string) 
 		g.mu.Unlock()
 		return err
 	}
-	// An XMPP user who approved the watcher before is answered by its
-	// server at once; the probe brings its current presence.
-	_ = g.send(ctx, outPresence{From: from.String(), To: to.String(), Type: "probe"})
+	// No probe here: a probe before the approval makes the XMPP server
+	// answer "unsubscribed", which cancels the pending request. The probe
+	// follows the approval (handlePresence, "subscribed").
 	g.count("subscription_requested")
 	return nil
 }
