@@ -72,8 +72,8 @@ type xmppPresence struct {
 
 // xmppClient is a Jabber user logged in to prosody.
 type xmppClient struct {
-	t    *testing.T
-	sess *xmpp.Session
+	t      *testing.T
+	sess   *xmpp.Session
 	mu     sync.Mutex
 	got    []xmppPresence
 	roster map[string]string // roster pushes: JID → subscription
