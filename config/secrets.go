@@ -16,7 +16,7 @@ const mask = "xxxxx"
 // auth key, the digest password, the XMPP component secret and the
 // database password.
 func (c Config) Masked() Config {
-	for _, s := range []*string{&c.HTTP.Token, &c.Ingest.HEPAuthKey, &c.PUA.AuthPassword, &c.XMPP.XMPPPassword} {
+	for _, s := range []*string{&c.HTTP.Token, &c.Ingest.HEPAuthKey, &c.PUA.AuthPassword, &c.Gateway.XMPPPassword} {
 		if *s != "" {
 			*s = mask
 		}

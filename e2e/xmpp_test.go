@@ -48,7 +48,7 @@ func newXMPPSetup(t *testing.T, usrloc bool) *xmppSetup {
 	s.cfg.Features.Dialoginfo = false
 	s.cfg.Features.BLA = false
 	s.cfg.Usrloc.MinExpires = time.Second
-	x := &s.cfg.XMPP
+	x := &s.cfg.Gateway
 	x.Enabled = true
 	x.XMPPDomain = xmppComp
 	x.XMPPHost = s.prosody.ComponentHost()

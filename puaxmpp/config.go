@@ -22,18 +22,21 @@ type Config struct {
 	// with domain_separator (Kamailio's gateway_domain):
 	// sip:user<sep>jabberhost@gateway_domain. Unused without a separator.
 	GatewayDomain string `yaml:"gateway_domain"`
-	// XMPPHost and XMPPPort are the XMPP server's component port (Kamailio's
-	// xmpp_host, xmpp_port; prosody's component_ports).
+	// XMPPHost is the XMPP server's address for components (Kamailio's
+	// xmpp_host).
 	XMPPHost string `yaml:"xmpp_host"`
-	XMPPPort int    `yaml:"xmpp_port"`
+	// XMPPPort is the XMPP server's component port (Kamailio's xmpp_port;
+	// prosody's component_ports).
+	XMPPPort int `yaml:"xmpp_port"`
 	// XMPPPassword is the component secret (Kamailio's xmpp_password;
 	// prosody's component_secret).
 	XMPPPassword string `yaml:"xmpp_password"`
-	// DomainSeparator, when set (Kamailio's default is "*", its README
-	// suggests "%"), encodes addresses as Kamailio does: a SIP user
+	// DomainSeparator is the character of Kamailio's address encoding
+	// (its default is "*", its README suggests "%"): a SIP user
 	// alice@sip.example.com is alice<sep>sip.example.com@xmpp_domain for
-	// XMPP, an XMPP user bob@jabber.org is sip:bob<sep>jabber.org@gateway_domain
-	// for SIP. Empty (the default) maps addresses one to one (RFC 7247).
+	// XMPP, an XMPP user bob@jabber.org is
+	// sip:bob<sep>jabber.org@gateway_domain for SIP. Empty (the default)
+	// maps addresses one to one (RFC 7247).
 	DomainSeparator string `yaml:"domain_separator"`
 	// GWMap maps SIP domains to XMPP domains one to one (Kamailio's gwmap,
 	// "sipdom=xmppdom"): a SIP user of a mapped SIP domain is seen by XMPP
@@ -52,9 +55,10 @@ type Config struct {
 	// user becomes an XMPP subscription request (pua_xmpp's way). Off when
 	// the presence server in process tells the gateway about its watchers.
 	WatchWinfo bool `yaml:"watch_winfo"`
-	// ReconnectMin and ReconnectMax bound the backoff between two attempts
-	// to connect to the XMPP server (doubling, with jitter).
+	// ReconnectMin is the first wait before connecting to the XMPP server
+	// again; each failed attempt doubles it (with jitter).
 	ReconnectMin time.Duration `yaml:"reconnect_min"`
+	// ReconnectMax is the longest wait between two connection attempts.
 	ReconnectMax time.Duration `yaml:"reconnect_max"`
 	// MaxStanzaSize bounds one stanza from the XMPP server in bytes; a
 	// larger one closes the connection (logged, counted, reconnected).
@@ -62,9 +66,9 @@ type Config struct {
 	// MaxStanzaDepth bounds the nesting of a presence stanza; a deeper one
 	// is ignored (logged and counted).
 	MaxStanzaDepth int `yaml:"max_stanza_depth"`
-	// MaxResources bounds the resources kept per XMPP user.
+	// MaxResources bounds the resources kept per Jabber user.
 	MaxResources int `yaml:"max_resources"`
-	// MaxUsers bounds the XMPP users whose presence the gateway holds.
+	// MaxUsers bounds the Jabber users whose presence the gateway holds.
 	MaxUsers int `yaml:"max_users"`
 }
 
@@ -84,6 +88,7 @@ func DefaultConfig() Config {
 		MaxStanzaDepth: 16,
 		MaxResources:   16,
 		MaxUsers:       100000,
+		GWMap:          map[string]string{},
 	}
 }
 

@@ -121,10 +121,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 	}
 
-	if cfg.XMPP.Enabled {
+	if cfg.Gateway.Enabled {
 		// The gateway publishes and subscribes through the engine (the
 		// external presence server); pa in process would be its Publisher.
-		d.gw, err = puaxmpp.New(cfg.XMPP, puaxmpp.Options{Publisher: d.eng, Subscriber: d.eng, Logger: log, Metrics: d.m})
+		d.gw, err = puaxmpp.New(cfg.Gateway, puaxmpp.Options{Publisher: d.eng, Subscriber: d.eng, Logger: log, Metrics: d.m})
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("daemon: %w", err)
