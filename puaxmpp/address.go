@@ -100,6 +100,9 @@ func (m *Mapper) JIDOfSIPUser(sipURI string) (jid.JID, error) {
 		return jid.JID{}, err
 	}
 	if m.sep != "" {
+		if strings.Contains(host, m.sep) {
+			return jid.JID{}, fmt.Errorf("%w: SIP domain %q holds the separator %q", ErrBadAddress, host, m.sep)
+		}
 		return makeJID(user+m.sep+host, m.comp)
 	}
 	if m.dm.toXMPP(host) != m.comp {
@@ -143,6 +146,9 @@ func (m *Mapper) SIPOfXMPPUser(j jid.JID) (string, error) {
 		return "", fmt.Errorf("%w: %s has no user", ErrBadAddress, j)
 	}
 	if m.sep != "" {
+		if strings.Contains(d, m.sep) {
+			return "", fmt.Errorf("%w: XMPP domain %q holds the separator %q", ErrBadAddress, d, m.sep)
+		}
 		return makeSIP(local+m.sep+d, m.gw)
 	}
 	host := m.dm.toSIP(d)

@@ -119,8 +119,8 @@ func (g *Gateway) serve(ctx context.Context) error {
 	}
 	conn.reset()
 	g.mu.Lock()
-	g.sess = sess
-	g.conn = conn
+	g.out = func(ctx context.Context, o outPresence) error { return sess.Encode(ctx, o) }
+
 	g.connects++
 	g.mu.Unlock()
 	g.status(true)
@@ -128,7 +128,7 @@ func (g *Gateway) serve(ctx context.Context) error {
 	g.log.Info("xmpp: connected to the XMPP server", "server", g.addr(), "domain", comp.String())
 	defer func() {
 		g.mu.Lock()
-		g.sess, g.conn = nil, nil
+		g.out = nil
 		g.mu.Unlock()
 		g.status(false)
 		_ = sess.Close()

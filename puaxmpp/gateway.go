@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 
 	"github.com/puaside/puaside/clock"
@@ -92,13 +91,13 @@ type Gateway struct {
 	m     *metrics.Metrics
 	clock clock.Clock
 
-	mu       sync.Mutex
-	sess     *xmpp.Session
+	mu sync.Mutex
+	// out sends a stanza on the current session; nil while disconnected.
+	out      func(context.Context, outPresence) error
 	users    map[string]*user     // by bare JID
 	asked    map[askKey]bool      // subscription requests sent for SIP watchers
 	approved map[pua.SubKey]bool  // "subscribed" sent to the XMPP watcher
 	winfo    map[string]bool      // XMPP users' SIP URIs with a winfo subscription
-	conn     *limitConn           // the current connection, for the stanza budget
 	connects int                  // successful connections so far
 	status   func(connected bool) // connection gauge
 	lastLog  map[string]time.Time // rate limit of refusal log lines
@@ -211,7 +210,7 @@ func (g *Gateway) Start(ctx context.Context, cl Claimer) {
 func (g *Gateway) Connected() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.sess != nil
+	return g.out != nil
 }
 
 // Ready is the /readyz check: connected to the XMPP server.
@@ -235,15 +234,15 @@ var errNotConnected = errors.New("puaxmpp: not connected to the XMPP server")
 // send sends one presence stanza on the current session.
 func (g *Gateway) send(ctx context.Context, o outPresence) error {
 	g.mu.Lock()
-	s := g.sess
+	out := g.out
 	g.mu.Unlock()
-	if s == nil {
+	if out == nil {
 		g.count("send_disconnected")
 		return errNotConnected
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := s.Encode(ctx, o); err != nil {
+	if err := out(ctx, o); err != nil {
 		g.count("send_failed")
 		return fmt.Errorf("puaxmpp: send presence to %s: %w", o.To, err)
 	}
