@@ -339,3 +339,58 @@ func subKeyOf(pres, watcher string) pua.SubKey {
 func winfoKeyOf(pres string) pua.SubKey {
 	return pua.SubKey{PresURI: pres, WatcherURI: pres, Event: "presence.winfo", ID: puaxmpp.PresID}
 }
+
+// TestXMPPGatewayRestarts: with a SIP watcher of an approved XMPP user,
+// prosody restarts: the gateway reconnects within 10 s, the XMPP user
+// (offline after the restart) is seen offline, then online again when it
+// logs back in; puaside restarts: the XMPP user is not asked to approve
+// the watcher again and its presence still flows.
+func TestXMPPGatewayRestarts(t *testing.T) {
+	s := newXMPPSetup(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s.prosody.Register(t, "bob", "pw")
+	bob := newXMPPClient(t, s.prosody, "bob@"+xmppDomain+"/desk", "pw")
+	bob.send(`<presence/>`)
+	bob.send(`<presence to='` + xmppComp + `'/>`)
+	watcher := sipphone.NewPhone(t, "dave", "example.com")
+	w := s.watchXMPPUser(ctx, t, watcher, "bob")
+	dave := "dave@" + xmppComp
+	asked := func(p xmppPresence) bool { return p.From == dave && p.Type == "subscribe" }
+	bob.waitPresence("a subscription request from dave", asked)
+	bob.send(`<presence type='subscribed' to='` + dave + `'/>`)
+	bob.send(`<presence><show>dnd</show><status>before the restart</status></presence>`)
+	waitBody(ctx, t, w, "bob busy", func(b string) bool { return strings.Contains(b, "before the restart") })
+
+	// prosody restarts: bob's session is gone with it.
+	s.prosody.Stop()
+	eventually(t, "the gateway noticed the XMPP server gone", func() bool { return !s.ps.d.Gateway().Connected() })
+	connects := s.ps.d.Gateway().Connects()
+	s.prosody.Restart(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.ps.d.Gateway().Connects() == connects {
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway did not reconnect within 10 s of prosody's restart")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitBody(ctx, t, w, "bob offline after prosody's restart", func(b string) bool {
+		return strings.Contains(b, "<basic>closed</basic>") && !strings.Contains(b, "<basic>open</basic>")
+	})
+	bob = newXMPPClient(t, s.prosody, "bob@"+xmppDomain+"/desk", "pw")
+	bob.send(`<presence><show>away</show><status>after the restart</status></presence>`)
+	waitBody(ctx, t, w, "bob away after prosody's restart", func(b string) bool {
+		return strings.Contains(b, "after the restart") && strings.Contains(b, "<basic>open</basic>")
+	})
+
+	// puaside restarts: its records carry on, bob is not asked again.
+	s.ps.stop()
+	s.ps = startPuaside(t, s.cfg)
+	eventually(t, "the gateway connected again", func() bool { return s.ps.d.Gateway().Connected() })
+	bob.send(`<presence><status>after puaside's restart</status></presence>`)
+	waitBody(ctx, t, w, "bob after puaside's restart", func(b string) bool { return strings.Contains(b, "after puaside's restart") })
+	time.Sleep(2 * time.Second) // the winfo NOTIFY of the refresh has come and gone
+	if n := bob.count(asked); n != 0 {
+		t.Fatalf("bob was asked to approve dave again %d times after the restarts", n)
+	}
+}

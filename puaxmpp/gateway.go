@@ -655,7 +655,8 @@ func (g *Gateway) WatcherRemoved(ctx context.Context, presentity, watcher string
 // resync runs after each (re)connection: every known XMPP user is probed
 // from the contacts it sent presence to, and those that do not answer
 // within ResyncGrace are published offline; every XMPP watcher of a SIP
-// user is sent the SIP user's last known state.
+// user is sent the SIP user's last known state; the watcher lists of the
+// XMPP users are asked for again.
 func (g *Gateway) resync(ctx context.Context) {
 	type probe struct{ from, to string }
 	var probes []probe
@@ -668,6 +669,13 @@ func (g *Gateway) resync(ctx context.Context) {
 	}
 	g.mu.Unlock()
 	for _, s := range g.opts.Subscriber.Subscriptions() {
+		if s.Flag == pua.FlagXMPPWinfo {
+			// A full watcher list again: watchers asked while the session
+			// was down are asked now (those approved before are answered
+			// by the XMPP server itself, without asking the user).
+			_ = g.opts.Subscriber.Refresh(s.Key)
+			continue
+		}
 		if s.Flag != pua.FlagXMPPSubscribe {
 			continue
 		}
