@@ -273,6 +273,12 @@ func TestXMPPUserSeesSIPRegistration(t *testing.T) {
 	if sub, ok := s.ps.d.Engine().Subscription(key); !ok || sub.State != "active" {
 		t.Fatalf("the gateway's SIP subscription: %+v, %v", sub, ok)
 	}
+	// The management listing shows it, owned by xmpp.
+	r := runBinary(t, puasideBinary(t), "ls", "xmpp", "--api", "http://"+s.ps.d.Addrs()["http"][0])
+	if r.code != 0 || !strings.Contains(r.stdout, "sip:alice@example.com") || !strings.Contains(r.stdout, "sip:carol@xmpp.localhost") ||
+		!strings.Contains(r.stdout, "presence.winfo") || !strings.Contains(r.stdout, "xmpp") {
+		t.Fatalf("puaside ls xmpp: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 
 	phone := sipphone.NewPhone(t, "alice", "example.com")
 	if res, err := phone.Register(ctx, reg.Addr(), 300); err != nil || res.StatusCode != 200 {

@@ -97,6 +97,7 @@ type Gateway struct {
 	users    map[string]*user     // by bare JID
 	asked    map[askKey]bool      // subscription requests sent for SIP watchers
 	approved map[pua.SubKey]bool  // "subscribed" sent to the XMPP watcher
+	wanted   map[pua.SubKey]bool  // SIP subscriptions whose XMPP subscription lasts
 	winfo    map[string]bool      // XMPP users' SIP URIs with a winfo subscription
 	connects int                  // successful connections so far
 	status   func(connected bool) // connection gauge
@@ -130,7 +131,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{cfg: cfg, mp: mp, opts: opts, log: opts.Logger, m: opts.Metrics, clock: clock.OrReal(opts.Clock),
-		users: map[string]*user{}, asked: map[askKey]bool{}, approved: map[pua.SubKey]bool{}, winfo: map[string]bool{},
+		users: map[string]*user{}, asked: map[askKey]bool{}, approved: map[pua.SubKey]bool{}, wanted: map[pua.SubKey]bool{}, winfo: map[string]bool{},
 		lastLog: map[string]time.Time{}}
 	if g.log == nil {
 		g.log = slog.Default()
@@ -182,9 +183,12 @@ func (g *Gateway) Start(ctx context.Context, cl Claimer) {
 	for _, s := range g.opts.Subscriber.Subscriptions() {
 		switch s.Flag {
 		case pua.FlagXMPPSubscribe:
-			if cl.ClaimSubscription(s.Key) && s.State == pua.StateActive {
+			if cl.ClaimSubscription(s.Key) {
 				g.mu.Lock()
-				g.approved[s.Key] = true
+				g.wanted[s.Key] = true
+				if s.State == pua.StateActive {
+					g.approved[s.Key] = true
+				}
 				g.mu.Unlock()
 			}
 		case pua.FlagXMPPWinfo:
@@ -288,8 +292,14 @@ func (g *Gateway) handlePresence(ctx context.Context, p inPresence) {
 			return
 		}
 		key := subKey(sipUser, xmppSIP)
+		g.mu.Lock()
+		g.wanted[key] = true
+		g.mu.Unlock()
 		err := g.opts.Subscriber.Subscribe(pua.SubscribeRequest{SubKey: key, Expires: g.cfg.DefaultExpires, Flag: pua.FlagXMPPSubscribe})
 		if err != nil {
+			g.mu.Lock()
+			delete(g.wanted, key)
+			g.mu.Unlock()
 			g.refuse("subscribe_failed", err, "sip", sipUser, "xmpp", xmppSIP)
 			g.sendError(ctx, p, "service-unavailable", "the SIP subscription was refused")
 			return
@@ -301,12 +311,13 @@ func (g *Gateway) handlePresence(ctx context.Context, p inPresence) {
 			return
 		}
 		key := subKey(sipUser, xmppSIP)
+		g.mu.Lock()
+		delete(g.approved, key)
+		delete(g.wanted, key)
+		g.mu.Unlock()
 		if err := g.opts.Subscriber.Unsubscribe(key); err != nil {
 			g.refuse("unsubscribe_failed", err)
 		}
-		g.mu.Lock()
-		delete(g.approved, key)
-		g.mu.Unlock()
 		_ = g.send(ctx, outPresence{From: p.To.Bare().String(), To: p.From.Bare().String(), Type: "unavailable"})
 	case "subscribed", "unsubscribed":
 		if sipUser == "" {
@@ -537,13 +548,20 @@ func (g *Gateway) HandleNotify(ctx context.Context, n pua.Notify) (int, string) 
 		_ = g.send(ctx, stanzaOf(fs, ts, p))
 	case "terminated":
 		_ = g.send(ctx, outPresence{From: fs, To: ts, Type: "unavailable"})
+		g.mu.Lock()
+		wanted := g.wanted[n.Key]
+		g.mu.Unlock()
 		switch n.Reason {
 		case "rejected", "noresource", "giveup", "invariant":
 			g.mu.Lock()
 			delete(g.approved, n.Key)
+			delete(g.wanted, n.Key)
 			g.mu.Unlock()
 			_ = g.send(ctx, outPresence{From: fs, To: ts, Type: "unsubscribed"})
 		default:
+			if !wanted {
+				break // the XMPP user unsubscribed: the end of our own SUBSCRIBE Expires: 0
+			}
 			// The XMPP subscription lasts: subscribe again.
 			if err := g.opts.Subscriber.Subscribe(pua.SubscribeRequest{SubKey: n.Key, Expires: g.cfg.DefaultExpires, Flag: pua.FlagXMPPSubscribe}); err != nil {
 				g.refuse("subscribe_failed", err, "aor", n.Key.PresURI)

@@ -28,7 +28,12 @@ func (f *fakeEngine) Publish(r pua.PublishRequest) error {
 	f.pubs = append(f.pubs, r)
 	return nil
 }
-func (f *fakeEngine) Remove(k pua.Key) error { f.mu.Lock(); defer f.mu.Unlock(); f.rems = append(f.rems, k); return nil }
+func (f *fakeEngine) Remove(k pua.Key) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rems = append(f.rems, k)
+	return nil
+}
 func (f *fakeEngine) Subscribe(r pua.SubscribeRequest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
