@@ -72,7 +72,8 @@ type xmppPresence struct {
 
 // xmppClient is a Jabber user logged in to prosody.
 type xmppClient struct {
-	t      *testing.T
+	t      testing.TB
+	signal chan struct{} // a presence arrived
 	sess   *xmpp.Session
 	mu     sync.Mutex
 	got    []xmppPresence
@@ -87,7 +88,7 @@ type rosterPush struct {
 	} `xml:"jabber:iq:roster query>item"`
 }
 
-func newXMPPClient(t *testing.T, pr *prosodytest.Server, full, pw string) *xmppClient {
+func newXMPPClient(t testing.TB, pr *prosodytest.Server, full, pw string) *xmppClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
@@ -95,7 +96,7 @@ func newXMPPClient(t *testing.T, pr *prosodytest.Server, full, pw string) *xmppC
 	if err != nil {
 		t.Fatalf("xmpp login %s: %v", full, err)
 	}
-	c := &xmppClient{t: t, sess: sess, roster: map[string]string{}}
+	c := &xmppClient{t: t, sess: sess, roster: map[string]string{}, signal: make(chan struct{}, 1)}
 	go func() {
 		_ = sess.Serve(xmpp.HandlerFunc(func(r xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 			if start.Name.Local == "iq" {
@@ -119,6 +120,10 @@ func newXMPPClient(t *testing.T, pr *prosodytest.Server, full, pw string) *xmppC
 			c.mu.Lock()
 			c.got = append(c.got, p)
 			c.mu.Unlock()
+			select {
+			case c.signal <- struct{}{}:
+			default:
+			}
 			return nil
 		}))
 	}()
@@ -150,10 +155,14 @@ func (c *xmppClient) waitPresence(what string, ok func(xmppPresence) bool) xmppP
 		}
 		got := append([]xmppPresence(nil), c.got...)
 		c.mu.Unlock()
-		if time.Now().After(deadline) {
+		left := time.Until(deadline)
+		if left <= 0 {
 			c.t.Fatalf("xmpp client never got %s; got %+v", what, got)
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-c.signal:
+		case <-time.After(left):
+		}
 	}
 }
 
