@@ -254,6 +254,21 @@ func TestXMPPResourcesSeenBySIPWatcher(t *testing.T) {
 	waitBody(ctx, t, w, "bob closed", func(b string) bool {
 		return strings.Contains(b, "<basic>closed</basic>") && !strings.Contains(b, "<basic>open</basic>")
 	})
+
+	// Hostile stanzas through prosody: deep (ignored) and huge (larger
+	// than max_stanza_size: the gateway drops the session and connects
+	// again); the gateway carries on.
+	phone.send(`<presence to='` + to + `'>` + strings.Repeat("<x xmlns='urn:x'>", 40) + strings.Repeat("</x>", 40) + `</presence>`)
+	connects := s.ps.d.Gateway().Connects()
+	phone.send(`<presence to='` + to + `'><status>` + strings.Repeat("h", 100<<10) + `</status></presence>`)
+	eventually(t, "the gateway connected again after a huge stanza", func() bool {
+		return s.ps.d.Gateway().Connects() > connects && s.ps.d.Gateway().Connected()
+	})
+	phone.send(`<presence to='` + to + `'><status>still here</status></presence>`)
+	body = waitBody(ctx, t, w, "bob back after the hostile stanzas", func(b string) bool { return strings.Contains(b, "still here") })
+	if strings.Contains(body, "hhhh") {
+		t.Fatalf("the huge status was published:\n%.300s", body)
+	}
 }
 
 // TestXMPPUserSeesSIPRegistration: an XMPP user subscribes to a SIP user;
