@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/puaside/puaside/clock"
+	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/pua"
 )
 
@@ -53,7 +55,31 @@ func (f *fakeEngine) Subscription(k pua.SubKey) (pua.SubscriptionInfo, bool) {
 	s, ok := f.known[k]
 	return s, ok
 }
-func (f *fakeEngine) Subscriptions() []pua.SubscriptionInfo { return nil }
+func (f *fakeEngine) Subscriptions() []pua.SubscriptionInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []pua.SubscriptionInfo
+	for _, s := range f.known {
+		out = append(out, s)
+	}
+	return out
+}
+
+// fakeClaimer records the gateway's claims at start.
+type fakeClaimer struct {
+	claimed    []pua.Key
+	claimedSub []pua.SubKey
+	done       []int
+	pubs       []pua.PublicationInfo
+}
+
+func (c *fakeClaimer) Claim(k pua.Key) bool { c.claimed = append(c.claimed, k); return true }
+func (c *fakeClaimer) ClaimSubscription(k pua.SubKey) bool {
+	c.claimedSub = append(c.claimedSub, k)
+	return true
+}
+func (c *fakeClaimer) ClaimsDone(flag int)                 { c.done = append(c.done, flag) }
+func (c *fakeClaimer) Publications() []pua.PublicationInfo { return c.pubs }
 
 func (f *fakeEngine) lastPub(t *testing.T) pua.PublishRequest {
 	t.Helper()
@@ -75,13 +101,18 @@ type testGateway struct {
 
 func newTestGateway(t *testing.T) *testGateway {
 	t.Helper()
+	return newTestGatewayClock(t, nil)
+}
+
+func newTestGatewayClock(t *testing.T, clk clock.Clock) *testGateway {
+	t.Helper()
 	c := DefaultConfig()
 	c.XMPPDomain = "sip.xmpp.localhost"
 	c.XMPPPassword = "s"
 	c.GWMap = map[string]string{"example.com": "sip.xmpp.localhost"}
 	c.MaxResources = 2
 	eng := &fakeEngine{known: map[pua.SubKey]pua.SubscriptionInfo{}}
-	g, err := New(c, Options{Publisher: eng, Subscriber: eng})
+	g, err := New(c, Options{Publisher: eng, Subscriber: eng, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,5 +312,71 @@ func TestGatewayIgnoresHostileStanzas(t *testing.T) {
 	}
 	if len(tg.eng.pubs) != 0 || len(tg.eng.subs) != 0 {
 		t.Fatalf("hostile stanzas acted on: %+v %+v", tg.eng.pubs, tg.eng.subs)
+	}
+}
+
+// TestGatewayResync: after a reconnection every known user is probed from
+// its contacts; one that answers keeps its state, one that does not is
+// published offline after ResyncGrace.
+func TestGatewayResync(t *testing.T) {
+	clk := clocktest.New(time.Unix(1_700_000_000, 0))
+	tg := newTestGatewayClock(t, clk)
+	tg.stanza(t, `<presence from='bob@xmpp.localhost/phone' to='alice@sip.xmpp.localhost'/>`)
+	tg.stanza(t, `<presence from='carol@xmpp.localhost/desk' to='alice@sip.xmpp.localhost'/>`)
+	tg.resync(context.Background())
+	probes := map[string]string{}
+	for _, p := range tg.sentOf("probe") {
+		probes[p.To] = p.From
+	}
+	if probes["bob@xmpp.localhost"] != "alice@sip.xmpp.localhost" || probes["carol@xmpp.localhost"] != "alice@sip.xmpp.localhost" {
+		t.Fatalf("probes %+v", probes)
+	}
+	// bob answers (his server sends his presence again), carol does not.
+	tg.stanza(t, `<presence from='bob@xmpp.localhost/phone' to='alice@sip.xmpp.localhost'><show>away</show></presence>`)
+	n := len(tg.eng.pubs)
+	clk.Advance(ResyncGrace)
+	tg.eng.mu.Lock()
+	defer tg.eng.mu.Unlock()
+	if len(tg.eng.pubs) != n+1 {
+		t.Fatalf("%d publications after the grace, want one more", len(tg.eng.pubs)-n)
+	}
+	last := tg.eng.pubs[len(tg.eng.pubs)-1]
+	if last.PresURI != "sip:carol@xmpp.localhost" || !strings.Contains(string(last.Body), "<basic>closed</basic>") {
+		t.Fatalf("after the grace: %+v\n%s", last, last.Body)
+	}
+}
+
+// TestGatewayStartClaims: at start the gateway claims its stored
+// subscriptions and publications (and nothing else) and says it is done
+// for its three flags; a stored active subscription is not told
+// "subscribed" again, and a terminated NOTIFY of it subscribes again.
+func TestGatewayStartClaims(t *testing.T) {
+	tg := newTestGateway(t)
+	sk := pua.SubKey{PresURI: "sip:alice@example.com", WatcherURI: "sip:bob@xmpp.localhost", Event: "presence", ID: PresID}
+	wk := pua.SubKey{PresURI: "sip:bob@xmpp.localhost", WatcherURI: "sip:bob@xmpp.localhost", Event: "presence.winfo", ID: PresID}
+	other := pua.SubKey{PresURI: "sip:x@example.com", WatcherURI: "sip:y@example.com", Event: "dialog;sla", ID: "bla"}
+	tg.eng.known[sk] = pua.SubscriptionInfo{Key: sk, Flag: pua.FlagXMPPSubscribe, State: pua.StateActive}
+	tg.eng.known[wk] = pua.SubscriptionInfo{Key: wk, Flag: pua.FlagXMPPWinfo, State: pua.StateActive}
+	tg.eng.known[other] = pua.SubscriptionInfo{Key: other, Flag: pua.FlagBLASubscribe}
+	cl := &fakeClaimer{pubs: []pua.PublicationInfo{
+		{Key: pua.Key{PresURI: "sip:bob@xmpp.localhost", Event: "presence", ID: PresID}, Flag: pua.FlagXMPPPublish},
+		{Key: pua.Key{PresURI: "sip:z@example.com", Event: "presence", ID: "usrloc"}, Flag: pua.FlagUsrloc},
+	}}
+	tg.Start(context.Background(), cl)
+	if len(cl.claimedSub) != 2 || len(cl.claimed) != 1 || cl.claimed[0].PresURI != "sip:bob@xmpp.localhost" {
+		t.Fatalf("claimed %+v %+v", cl.claimedSub, cl.claimed)
+	}
+	if len(cl.done) != 3 {
+		t.Fatalf("claims done for %v", cl.done)
+	}
+	body := []byte(`<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:alice@example.com"><tuple id="a"><status><basic>open</basic></status></tuple></presence>`)
+	tg.HandleNotify(context.Background(), pua.Notify{Key: sk, State: "active", Body: body})
+	if len(tg.sentOf("subscribed")) != 0 {
+		t.Fatal("subscribed sent again after a restart")
+	}
+	n := len(tg.eng.subs)
+	tg.HandleNotify(context.Background(), pua.Notify{Key: sk, State: "terminated", Reason: "timeout"})
+	if len(tg.eng.subs) != n+1 {
+		t.Fatal("a restored subscription was not renewed after a timeout")
 	}
 }
