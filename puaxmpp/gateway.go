@@ -355,14 +355,21 @@ func (g *Gateway) handlePresence(ctx context.Context, p inPresence) {
 }
 
 // answerProbe answers a probe for a SIP user with its current state from
-// the last NOTIFY (and asks the notifier for a fresh one), or with
-// "unsubscribed" when the prober holds no subscription (RFC 6121 §4.3.2).
+// the last NOTIFY (and asks the notifier for a fresh one). An XMPP server
+// probes only contacts its user is subscribed to: without a SIP
+// subscription (lost, or never made) the gateway subscribes on the user's
+// behalf, and the first NOTIFY is the answer.
 func (g *Gateway) answerProbe(ctx context.Context, p inPresence, sipUser, xmppSIP string) {
 	key := subKey(sipUser, xmppSIP)
 	info, ok := g.opts.Subscriber.Subscription(key)
 	from, to := p.To.Bare().String(), p.From.Bare().String()
 	if !ok {
-		_ = g.send(ctx, outPresence{From: from, To: to, Type: "unsubscribed"})
+		g.mu.Lock()
+		g.wanted[key] = true
+		g.mu.Unlock()
+		if err := g.opts.Subscriber.Subscribe(pua.SubscribeRequest{SubKey: key, Expires: g.cfg.DefaultExpires, Flag: pua.FlagXMPPSubscribe}); err != nil {
+			g.refuse("subscribe_failed", err, "sip", sipUser, "xmpp", xmppSIP)
+		}
 		return
 	}
 	if info.LastNotify.IsZero() {
