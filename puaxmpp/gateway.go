@@ -64,12 +64,32 @@ type Authorizer interface {
 	Authorize(ctx context.Context, presentity, watcher string, allow bool) error
 }
 
+// Request is a subscription request the gateway sent to an XMPP user for
+// a SIP watcher.
+type Request struct {
+	// XMPPUser is the bare JID asked.
+	XMPPUser string
+	// Watcher is the SIP watcher's URI.
+	Watcher string
+}
+
+// RequestStore keeps the subscription requests sent, so that a restart
+// does not ask the XMPP users again; implemented by *store.DB.
+type RequestStore interface {
+	LoadXMPPRequests(ctx context.Context) ([]Request, error)
+	SaveXMPPRequest(ctx context.Context, r Request) error
+	DeleteXMPPRequest(ctx context.Context, r Request) error
+}
+
 // Options are the gateway's collaborators.
 type Options struct {
 	Publisher  Publisher
 	Subscriber Subscriber
 	// Authorizer is optional (see Authorizer).
 	Authorizer Authorizer
+	// Store keeps the subscription requests sent; nil keeps them in
+	// memory only.
+	Store RequestStore
 	// Dial opens the TCP connection to the XMPP server; nil is net.Dialer.
 	Dial    func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logger  *slog.Logger
@@ -175,10 +195,22 @@ func winfoKey(xmppSIP string) pua.SubKey {
 // Start claims the records the engine loaded for the gateway: the SIP
 // subscriptions of XMPP users (XMPP subscriptions are permanent), the
 // winfo subscriptions and the publications (kept until the XMPP users'
-// presence is known again). cl may be nil (nothing stored).
-func (g *Gateway) Start(ctx context.Context, cl Claimer) {
+// presence is known again), and loads the subscription requests already
+// sent. cl may be nil (nothing stored).
+func (g *Gateway) Start(ctx context.Context, cl Claimer) error {
+	if st := g.opts.Store; st != nil {
+		rs, err := st.LoadXMPPRequests(ctx)
+		if err != nil {
+			return fmt.Errorf("puaxmpp: load subscription requests: %w", err)
+		}
+		g.mu.Lock()
+		for _, r := range rs {
+			g.asked[askKey{r.XMPPUser, r.Watcher}] = true
+		}
+		g.mu.Unlock()
+	}
 	if cl == nil {
-		return
+		return nil
 	}
 	for _, s := range g.opts.Subscriber.Subscriptions() {
 		switch s.Flag {
@@ -208,6 +240,7 @@ func (g *Gateway) Start(ctx context.Context, cl Claimer) {
 		cl.ClaimsDone(f)
 	}
 	g.log.Info("xmpp: gateway started", "domain", g.cfg.XMPPDomain, "server", g.addr())
+	return nil
 }
 
 // Connected reports whether the gateway has a session with the XMPP server.
@@ -327,12 +360,10 @@ func (g *Gateway) handlePresence(ctx context.Context, p inPresence) {
 		g.mu.Lock()
 		k := askKey{p.From.Bare().String(), sipUser}
 		if allow {
-			g.asked[k] = true
 			g.contactLocked(p.From.Bare().String(), xmppSIP, p.To.Bare().String())
-		} else {
-			delete(g.asked, k)
 		}
 		g.mu.Unlock()
+		g.remember(ctx, k, allow)
 		if a := g.opts.Authorizer; a != nil {
 			if err := a.Authorize(ctx, xmppSIP, sipUser, allow); err != nil {
 				g.refuse("authorize_failed", err, "presentity", xmppSIP, "watcher", sipUser)
@@ -648,6 +679,7 @@ func (g *Gateway) WatcherAdded(ctx context.Context, presentity, watcher string) 
 		g.mu.Unlock()
 		return err
 	}
+	g.remember(ctx, k, true)
 	// No probe here: a probe before the approval makes the XMPP server
 	// answer "unsubscribed", which cancels the pending request. The probe
 	// follows the approval (handlePresence, "subscribed").
@@ -669,12 +701,38 @@ func (g *Gateway) WatcherRemoved(ctx context.Context, presentity, watcher string
 	k := askKey{to.String(), watcher}
 	g.mu.Lock()
 	was := g.asked[k]
-	delete(g.asked, k)
 	g.mu.Unlock()
 	if !was {
 		return nil
 	}
+	g.remember(ctx, k, false)
 	return g.send(ctx, outPresence{From: from.String(), To: to.String(), Type: "unsubscribe"})
+}
+
+// remember records (on) or forgets a subscription request, in memory and
+// in the store.
+func (g *Gateway) remember(ctx context.Context, k askKey, on bool) {
+	g.mu.Lock()
+	if on {
+		g.asked[k] = true
+	} else {
+		delete(g.asked, k)
+	}
+	g.mu.Unlock()
+	st := g.opts.Store
+	if st == nil {
+		return
+	}
+	r := Request{XMPPUser: k.xmppUser, Watcher: k.watcher}
+	var err error
+	if on {
+		err = st.SaveXMPPRequest(ctx, r)
+	} else {
+		err = st.DeleteXMPPRequest(ctx, r)
+	}
+	if err != nil {
+		g.refuse("store_failed", err, "xmpp", r.XMPPUser, "watcher", r.Watcher)
+	}
 }
 
 // resync runs after each (re)connection: every known XMPP user is probed

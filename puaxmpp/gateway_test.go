@@ -381,3 +381,65 @@ func TestGatewayStartClaims(t *testing.T) {
 		t.Fatal("a restored subscription was not renewed after a timeout")
 	}
 }
+
+// memRequests is a RequestStore in memory.
+type memRequests struct {
+	mu sync.Mutex
+	m  map[Request]bool
+}
+
+func (s *memRequests) LoadXMPPRequests(context.Context) ([]Request, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Request
+	for r := range s.m {
+		out = append(out, r)
+	}
+	return out, nil
+}
+func (s *memRequests) SaveXMPPRequest(_ context.Context, r Request) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[r] = true
+	return nil
+}
+func (s *memRequests) DeleteXMPPRequest(_ context.Context, r Request) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, r)
+	return nil
+}
+
+// TestGatewayRequestsSurviveRestart: a subscription request sent before a
+// restart is not sent again after it; one withdrawn is forgotten.
+func TestGatewayRequestsSurviveRestart(t *testing.T) {
+	ctx := context.Background()
+	st := &memRequests{m: map[Request]bool{}}
+	first := newTestGateway(t)
+	first.opts.Store = st
+	if err := first.WatcherAdded(ctx, "sip:bob@xmpp.localhost", "sip:dave@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.WatcherAdded(ctx, "sip:bob@xmpp.localhost", "sip:erin@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.WatcherRemoved(ctx, "sip:bob@xmpp.localhost", "sip:erin@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.m) != 1 || !st.m[Request{XMPPUser: "bob@xmpp.localhost", Watcher: "sip:dave@example.com"}] {
+		t.Fatalf("stored %v", st.m)
+	}
+	second := newTestGateway(t)
+	second.opts.Store = st
+	if err := second.Start(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"sip:dave@example.com", "sip:erin@example.com"} {
+		if err := second.WatcherAdded(ctx, "sip:bob@xmpp.localhost", w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := second.sentOf("subscribe"); len(s) != 1 || s[0].From != "erin@sip.xmpp.localhost" {
+		t.Fatalf("after the restart: %+v, want erin asked only", s)
+	}
+}

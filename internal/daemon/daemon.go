@@ -124,7 +124,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	if cfg.Gateway.Enabled {
 		// The gateway publishes and subscribes through the engine (the
 		// external presence server); pa in process would be its Publisher.
-		d.gw, err = puaxmpp.New(cfg.Gateway, puaxmpp.Options{Publisher: d.eng, Subscriber: d.eng, Logger: log, Metrics: d.m})
+		d.gw, err = puaxmpp.New(cfg.Gateway, puaxmpp.Options{Publisher: d.eng, Subscriber: d.eng, Store: db, Logger: log, Metrics: d.m})
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("daemon: %w", err)
@@ -293,7 +293,9 @@ func (d *Daemon) Start(ctx context.Context) error {
 		d.run("reconcile", func() error { return d.rec.Run(tctx) })
 	}
 	if d.gw != nil {
-		d.gw.Start(ctx, d.eng)
+		if err := d.gw.Start(ctx, d.eng); err != nil {
+			return d.abort(ctx, fmt.Errorf("daemon: start xmpp gateway: %w", err))
+		}
 		d.run("xmpp", func() error { return d.gw.Run(tctx) })
 	}
 	d.log.Info("puaside started", "sip", d.eng.ContactURI(), "http", d.api.Addr(), "db", d.db.Dialect)
