@@ -38,7 +38,7 @@ type xmppSetup struct {
 	ps       *puaside
 }
 
-func newXMPPSetup(t *testing.T, usrloc bool) *xmppSetup {
+func newXMPPSetup(t *testing.T, usrloc bool, mut ...func(*config.Config)) *xmppSetup {
 	t.Helper()
 	s := &xmppSetup{prosody: prosodytest.Start(t, prosodytest.Options{Domain: xmppDomain, Component: xmppComp, Secret: "s3cret"})}
 	presence := presenceServer(t)
@@ -57,6 +57,9 @@ func newXMPPSetup(t *testing.T, usrloc bool) *xmppSetup {
 	x.GWMap = map[string]string{"example.com": xmppComp}
 	x.ReconnectMin = 100 * time.Millisecond
 	x.ReconnectMax = time.Second
+	for _, m := range mut {
+		m(&s.cfg)
+	}
 	s.ps = startPuaside(t, s.cfg)
 	eventually(t, "the gateway connected to prosody", func() bool { return s.ps.d.Gateway().Connected() })
 	return s
@@ -423,4 +426,37 @@ func TestXMPPGatewayRestarts(t *testing.T) {
 	if n := bob.count(asked); n != 0 {
 		t.Fatalf("bob was asked to approve dave again %d times after the restarts", n)
 	}
+}
+
+// TestXMPPSeparatorEncoding: with Kamailio's encoding (domain_separator
+// "*"), an XMPP user is sip:bob*xmpp.localhost@gw.example.com for SIP
+// watchers, and a SIP user alice*example.com@sip.xmpp.localhost for XMPP
+// users; presence flows both ways under those addresses.
+func TestXMPPSeparatorEncoding(t *testing.T) {
+	s := newXMPPSetup(t, false, func(c *config.Config) {
+		c.Gateway.DomainSeparator, c.Gateway.GatewayDomain, c.Gateway.GWMap = "*", "gw.example.com", nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s.prosody.Register(t, "bob", "pw")
+	watcher := sipphone.NewPhone(t, "watcher", "example.com")
+	w, err := watcher.Watch(ctx, s.presence.Addr(), sip.Uri{Scheme: "sip", User: "bob*xmpp.localhost", Host: "gw.example.com"}, "presence", sipphone.WatchOptions{Expires: 600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := newXMPPClient(t, s.prosody, "bob@"+xmppDomain+"/desk", "pw")
+	bob.send(`<presence to='watcher*example.com@` + xmppComp + `'><show>xa</show><status>gone fishing</status></presence>`)
+	waitBody(ctx, t, w, "bob extended away", func(b string) bool {
+		return strings.Contains(b, `entity="sip:bob*xmpp.localhost@gw.example.com"`) && strings.Contains(b, "gone fishing")
+	})
+
+	bob.send(`<presence/>`)
+	bob.send(`<presence type='subscribe' to='alice*example.com@` + xmppComp + `'/>`)
+	eventually(t, "the SIP subscription on bob's behalf", func() bool {
+		sub, ok := s.ps.d.Engine().Subscription(subKeyOf("sip:alice@example.com", "sip:bob*xmpp.localhost@gw.example.com"))
+		return ok && sub.State == "active"
+	})
+	bob.waitPresence("alice unavailable", func(p xmppPresence) bool {
+		return p.From == "alice*example.com@"+xmppComp && p.Type == "unavailable"
+	})
 }
