@@ -564,7 +564,12 @@ func (g *Gateway) HandleNotify(ctx context.Context, n pua.Notify) (int, string) 
 		return 200, "OK"
 	}
 	fs, ts := from.String(), to.String()
-	g.count("notify_" + n.State)
+	switch n.State {
+	case "active", "pending", "terminated":
+		g.count("notify_" + n.State)
+	default:
+		g.count("notify_other")
+	}
 	switch n.State {
 	case "active":
 		g.mu.Lock()
@@ -782,7 +787,11 @@ func (g *Gateway) resync(ctx context.Context) {
 		seen[p] = true
 		_ = g.send(ctx, outPresence{From: p.from, To: p.to, Type: "probe"})
 	}
-	g.clock.AfterFunc(ResyncGrace, func() { g.closeStale() })
+	g.clock.AfterFunc(ResyncGrace, func() {
+		if ctx.Err() == nil {
+			g.closeStale()
+		}
+	})
 }
 
 // closeStale publishes offline the users whose presence no probe answer
