@@ -133,6 +133,8 @@ type Board struct {
 	aors map[string]*aorState
 
 	linesDirty chan string
+	closed     chan struct{}
+	closeOnce  sync.Once
 	lineMu     sync.Mutex
 	lineKeys   map[string]struct{}
 }
@@ -228,6 +230,7 @@ func New(opts Options) *Board {
 		hub:        newHub(),
 		aors:       make(map[string]*aorState),
 		linesDirty: make(chan string, 1),
+		closed:     make(chan struct{}),
 		lineKeys:   make(map[string]struct{}),
 	}
 	if b.log == nil {
@@ -254,6 +257,12 @@ func (b *Board) Run(ctx context.Context) error {
 			b.refreshLines()
 		}
 	}
+}
+
+// Close ends every open event stream (the pages reconnect), so that the
+// management server can shut down without waiting for them.
+func (b *Board) Close() {
+	b.closeOnce.Do(func() { close(b.closed) })
 }
 
 // poll checks the presence server and lists every shared line.

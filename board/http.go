@@ -112,6 +112,12 @@ func (b *Board) resumeFrom(id string) uint64 {
 
 func (b *Board) serveEvents(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
+	select {
+	case <-b.closed:
+		httpError(w, http.StatusServiceUnavailable, "the board is shutting down")
+		return
+	default:
+	}
 	if b.hub.clients() >= b.opts.MaxClients {
 		b.opts.Metrics.BoardDropped(DropTooMany)
 		b.log.Warn("board: event stream refused", "reason", DropTooMany, "remote", r.RemoteAddr)
@@ -158,6 +164,8 @@ func (b *Board) serveEvents(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-b.closed:
 			return
 		case <-wake:
 			if !pending {
