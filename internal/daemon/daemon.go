@@ -46,7 +46,7 @@ type Daemon struct {
 	api *mgmt.Server
 	// board is the live lamp board, fed by the trackers and the engine.
 	board *board.Board
-	rec *reconcile.Reconciler // nil unless reconcile.enabled
+	rec   *reconcile.Reconciler // nil unless reconcile.enabled
 
 	reloadMu       sync.Mutex // one Reload at a time; guards cfg's reloadable keys
 	cancelTrackers context.CancelFunc
