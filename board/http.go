@@ -2,10 +2,10 @@ package board
 
 import (
 	"bytes"
-	"context"
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"strconv"
@@ -190,38 +190,29 @@ func (b *Board) serveEvents(w http.ResponseWriter, r *http.Request) {
 // errSlow is a write that did not finish within the write timeout.
 var errSlow = errors.New("board: client too slow")
 
-// write sends p within the write timeout and flushes it.
+// write sends p within the write timeout and flushes it. A write that
+// fails once the deadline has passed is a slow client.
 func (b *Board) write(rc *http.ResponseController, w http.ResponseWriter, p []byte) error {
-	_ = rc.SetWriteDeadline(time.Now().Add(b.opts.WriteTimeout))
-	if _, err := w.Write(p); err != nil {
-		return classify(err)
+	deadline := time.Now().Add(b.opts.WriteTimeout)
+	_ = rc.SetWriteDeadline(deadline)
+	_, err := w.Write(p)
+	if err == nil {
+		err = rc.Flush()
 	}
-	if err := rc.Flush(); err != nil {
-		return classify(err)
-	}
-	return nil
-}
-
-func classify(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-		return errSlow
+	if err != nil && !time.Now().Before(deadline) {
+		return fmt.Errorf("%w: %v", errSlow, err)
 	}
 	return err
 }
 
-func isTimeout(err error) bool {
-	var t interface{ Timeout() bool }
-	return errors.As(err, &t) && t.Timeout()
-}
-
 // drop counts and logs a client the board gave up on.
 func (b *Board) drop(r *http.Request, err error) {
-	if r.Context().Err() != nil {
-		return // the client went away
-	}
 	reason := DropWriteError
-	if errors.Is(err, errSlow) {
+	switch {
+	case errors.Is(err, errSlow):
 		reason = DropSlow
+	case r.Context().Err() != nil:
+		return // the client went away
 	}
 	b.opts.Metrics.BoardDropped(reason)
 	b.log.Warn("board: client dropped", "reason", reason, "remote", r.RemoteAddr, "err", err)
