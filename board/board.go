@@ -113,8 +113,12 @@ type Options struct {
 	WriteTimeout time.Duration
 	// MaxClients bounds the open event streams; 0 means 64.
 	MaxClients int
-	// History is the number of recent events kept per AoR; 0 means 20.
+	// History is the number of recent events kept, for all AoRs together
+	// (memory stays bounded however many AoRs there are); 0 means 20,000.
 	History int
+	// DetailEvents is the number of an AoR's last events its detail
+	// shows; 0 means 30.
+	DetailEvents int
 	// Poll is how often the presence server and the shared lines are
 	// looked at again; 0 means 1 s.
 	Poll time.Duration
@@ -131,6 +135,10 @@ type Board struct {
 
 	mu   sync.Mutex
 	aors map[string]*aorState
+	// hist is the ring of recent events of every AoR; next is the slot
+	// the next event takes.
+	hist []histEvent
+	next int
 
 	linesDirty chan string
 	closed     chan struct{}
@@ -150,7 +158,6 @@ type aorState struct {
 	since    time.Time
 	pubs     map[string]PubFailure // event → last refusal
 	watchers []Watcher
-	events   []Event // ring, oldest first
 }
 
 // PubFailure is a publication the presence server refuses or that cannot
@@ -218,7 +225,10 @@ func New(opts Options) *Board {
 		opts.MaxClients = 64
 	}
 	if opts.History <= 0 {
-		opts.History = 20
+		opts.History = 20000
+	}
+	if opts.DetailEvents <= 0 {
+		opts.DetailEvents = 30
 	}
 	if opts.Poll <= 0 {
 		opts.Poll = time.Second
@@ -340,12 +350,42 @@ func (b *Board) state(a string) *aorState {
 	return s
 }
 
-// note appends an event to s's history. b.mu held.
-func (b *Board) note(s *aorState, kind, text string) {
-	if len(s.events) >= b.opts.History {
-		s.events = slices.Delete(s.events, 0, len(s.events)-b.opts.History+1)
+// histEvent is one event of the shared history ring.
+type histEvent struct {
+	aor string
+	Event
+}
+
+// note adds an event of s to the history, overwriting the oldest once
+// the ring is full. b.mu held.
+func (b *Board) note(a, kind, text string) {
+	ev := histEvent{aor: a, Event: Event{At: b.clock.Now(), Kind: kind, Text: text}}
+	if len(b.hist) < b.opts.History {
+		b.hist = append(b.hist, ev)
+		return
 	}
-	s.events = append(s.events, Event{At: b.clock.Now(), Kind: kind, Text: text})
+	b.hist[b.next] = ev
+	b.next = (b.next + 1) % len(b.hist)
+}
+
+// eventsOf returns the last DetailEvents events of aor, oldest first.
+// b.mu held.
+func (b *Board) eventsOf(a string) []Event {
+	out := []Event{}
+	n := len(b.hist)
+	for i := 1; i <= n && len(out) < b.opts.DetailEvents; i++ {
+		j := b.next - i
+		if len(b.hist) < b.opts.History {
+			j = n - i // not yet wrapped
+		} else if j < 0 {
+			j += n
+		}
+		if b.hist[j].aor == a {
+			out = append(out, b.hist[j].Event)
+		}
+	}
+	slices.Reverse(out)
+	return out
 }
 
 // publish renders s into the hub. b.mu held.
@@ -390,7 +430,7 @@ func (b *Board) Contacts(a string, cs []Contact) {
 		}
 		if lapsed {
 			s.reg = RegExpired
-			b.note(s, EventRegister, "bindings expired")
+			b.note(s.aor, EventRegister, "bindings expired")
 		}
 	}
 	s.contacts = slices.Clone(cs)
@@ -398,15 +438,13 @@ func (b *Board) Contacts(a string, cs []Contact) {
 }
 
 // Message records a SIP message about the AoR (a REGISTER, a call request
-// or response) in its recent history, without changing its lamp.
+// or response) in the recent history, without changing its lamp. It does
+// not add the AoR to the board (a call's other party may be anyone): the
+// history is shown once the AoR registers or publishes.
 func (b *Board) Message(a, kind, text string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := b.state(a)
-	b.note(s, kind, text)
-	if b.hub.get(keyAoR+a) == nil {
-		b.publish(s)
-	}
+	b.note(a, kind, text)
 }
 
 // Published observes a publication a tracker asks the engine for: a
@@ -511,7 +549,7 @@ func (b *Board) PublishResult(key pua.Key, op string, res pua.Result) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.state(key.PresURI)
-	b.note(s, EventPublish, text)
+	b.note(s.aor, EventPublish, text)
 	ev := strings.ToLower(key.Event)
 	if ok {
 		delete(s.pubs, ev)
@@ -529,7 +567,7 @@ func (b *Board) Watchers(a string, ws []Watcher) {
 	defer b.mu.Unlock()
 	s := b.state(a)
 	if len(ws) != len(s.watchers) {
-		b.note(s, EventWatcher, fmt.Sprintf("%d watcher(s)", len(ws)))
+		b.note(s.aor, EventWatcher, fmt.Sprintf("%d watcher(s)", len(ws)))
 	}
 	s.watchers = slices.Clone(ws)
 	b.publish(s)
@@ -550,12 +588,9 @@ func (b *Board) Detail(a string) (Detail, bool) {
 	if s == nil {
 		return Detail{}, false
 	}
-	d := Detail{aorDoc: b.doc(s), Watchers: slices.Clone(s.watchers), Events: slices.Clone(s.events)}
+	d := Detail{aorDoc: b.doc(s), Watchers: slices.Clone(s.watchers), Events: b.eventsOf(a)}
 	if d.Watchers == nil {
 		d.Watchers = []Watcher{}
-	}
-	if d.Events == nil {
-		d.Events = []Event{}
 	}
 	return d, true
 }

@@ -132,15 +132,36 @@ func TestPublishResults(t *testing.T) {
 	}
 }
 
-// TestHistoryBounded: an AoR keeps only its last History events.
+// TestHistoryBounded: the history keeps the last History events of all
+// AoRs together; a detail shows at most DetailEvents of its own, oldest
+// first.
 func TestHistoryBounded(t *testing.T) {
-	b := New(Options{History: 3})
+	b := New(Options{History: 7, DetailEvents: 3})
+	for _, a := range []string{"sip:a@example.com", "sip:b@example.com", "sip:c@example.com"} {
+		b.Contacts(a, nil)
+	}
+	b.Message("sip:a@example.com", EventCall, "first")
+	b.Message("sip:b@example.com", EventCall, "b")
+	if det, _ := b.Detail("sip:a@example.com"); len(det.Events) != 1 || det.Events[0].Text != "first" {
+		t.Fatalf("before wrapping: %+v", det.Events)
+	}
 	for i := range 10 {
 		b.Message("sip:a@example.com", EventCall, fmt.Sprint(i))
+		b.Message("sip:b@example.com", EventCall, "b")
 	}
 	det, _ := b.Detail("sip:a@example.com")
 	if len(det.Events) != 3 || det.Events[0].Text != "7" || det.Events[2].Text != "9" {
 		t.Fatalf("events %+v", det.Events)
+	}
+	if len(b.hist) != 7 {
+		t.Fatalf("%d events kept", len(b.hist))
+	}
+	b.Message("sip:c@example.com", EventCall, "c")
+	if det, _ := b.Detail("sip:b@example.com"); len(det.Events) != 3 {
+		t.Fatalf("b: %+v", det.Events)
+	}
+	if det, _ := b.Detail("sip:c@example.com"); len(det.Events) != 1 || det.Events[0].Text != "c" {
+		t.Fatalf("c: %+v", det.Events)
 	}
 }
 
@@ -285,7 +306,7 @@ func TestStreamSnapshotDeltaResume(t *testing.T) {
 		t.Fatalf("snapshot %+v", snap)
 	}
 	for i := range 50 {
-		b.Message("sip:b@example.com", EventCall, fmt.Sprint(i))
+		b.PublishResult(pua.Key{PresURI: "sip:b@example.com", Event: "presence"}, "modify", pua.Result{Status: 403 + i%2, Reason: "No"})
 		b.Contacts("sip:a@example.com", []Contact{{URI: fmt.Sprintf("sip:a@10.0.0.%d", i)}})
 	}
 	var d sseEvent
@@ -383,6 +404,7 @@ func TestPageAndDetail(t *testing.T) {
 	srv := httptest.NewServer(b)
 	defer srv.Close()
 	b.Message("sip:a@example.com", EventRegister, "REGISTER Expires 60")
+	b.Contacts("sip:a@example.com", []Contact{{URI: "sip:a@10.0.0.1"}})
 	for path, want := range map[string]int{
 		"/board": 200, "/board/assets/board.js": 200, "/board/assets/board.css": 200,
 		"/board/assets/nope.js": 404, "/board/assets/../board.go": 404,

@@ -23,7 +23,7 @@ const chromiumPath = "/usr/bin/chromium"
 
 // newBrowser starts headless chromium with a fresh profile and returns a
 // tab context; the browser is closed when the test ends.
-func newBrowser(t *testing.T) context.Context {
+func newBrowser(t testing.TB) context.Context {
 	t.Helper()
 	if _, err := exec.LookPath(chromiumPath); err != nil {
 		t.Fatalf("chromium is required for the board tests (apt install chromium): %v", err)

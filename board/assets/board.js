@@ -24,7 +24,9 @@
   let selected = "";       // hub key of the selected AoR
   let detailFor = "", detailTimer = 0;
   const pool = [];         // row elements
-  const stats = { connects: 0, events: 0, bytes: 0, snapshots: 0, lastId: "", renders: 0 };
+  // stats are read by the browser tests and the load benchmark; watch names
+  // a hub key whose last arrival time and document are kept.
+  const stats = { connects: 0, events: 0, bytes: 0, snapshots: 0, lastId: "", renders: 0, watch: "", watchAt: 0, watchDoc: null };
   window.boardStats = stats;
 
   // ---- token ----
@@ -128,6 +130,7 @@
       if (it.k.startsWith("l:")) linesChanged = true;
       else if (it.k === "s:") renderServer(it.v);
       if (it.k === selected) selChanged = true;
+      if (it.k === stats.watch) { stats.watchAt = Date.now(); stats.watchDoc = it.v; }
     }
     for (const k of batch.gone) {
       items.delete(k);
@@ -135,6 +138,7 @@
       if (k.startsWith("l:")) linesChanged = true;
     }
     if (filtering()) structureDirty = true;
+    summaryDirty = true;
     if (linesChanged || batch.reset) renderLines();
     if (batch.reset && items.has("s:")) renderServer(items.get("s:"));
     if (selChanged) scheduleDetail();
@@ -193,7 +197,7 @@
     for (const [k, d] of items) if (k.startsWith("a:") && matches(d, q, st)) docs.push([k, d]);
     docs.sort((x, y) => (x[1].domain < y[1].domain ? -1 : x[1].domain > y[1].domain ? 1 : x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
     rows = [];
-    let dom = null, counts = { reg: 0, busy: 0, ring: 0, fail: 0 };
+    let dom = null;
     const groups = groupBox.checked;
     for (const [k, d] of docs) {
       if (groups && d.domain !== dom) {
@@ -201,21 +205,30 @@
         rows.push({ group: dom, count: 0 });
       }
       rows.push({ key: k });
-      if (d.reg === "registered") counts.reg++;
-      if (d.lamp === "talking" || d.lamp === "held") counts.busy++;
-      if (d.lamp === "ringing" || d.lamp === "trying") counts.ring++;
-      if (d.pubs && d.pubs.length) counts.fail++;
     }
     if (groups) {
       let g = null;
       for (const r of rows) { if (r.group !== undefined) g = r; else g.count++; }
     }
-    $("summary").textContent = docs.length + " AoRs shown · " + counts.reg + " registered · " + counts.ring + " ringing · " + counts.busy + " busy · " + counts.fail + " failing";
+    shown = docs.length;
     spacer.style.height = rows.length * ROW + "px";
     structureDirty = false;
   }
 
   // ---- virtualised rendering ----
+  let shown = 0, summaryDirty = true;
+  function renderSummary() {
+    let reg = 0, busy = 0, ring = 0, fail = 0;
+    for (const [k, d] of items) {
+      if (!k.startsWith("a:")) continue;
+      if (d.reg === "registered") reg++;
+      if (d.lamp === "talking" || d.lamp === "held") busy++;
+      if (d.lamp === "ringing" || d.lamp === "trying") ring++;
+      if (d.pubs && d.pubs.length) fail++;
+    }
+    $("summary").textContent = shown + " AoRs shown · " + reg + " registered · " + ring + " ringing · " + busy + " busy · " + fail + " failing";
+    summaryDirty = false;
+  }
   function queueRender() {
     if (renderQueued) return;
     renderQueued = true;
@@ -249,7 +262,8 @@
   function render() {
     renderQueued = false;
     stats.renders++;
-    if (structureDirty) buildRows();
+    if (structureDirty) { buildRows(); summaryDirty = true; }
+    if (summaryDirty) renderSummary();
     const top = list.scrollTop, h = list.clientHeight || 600;
     const first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
     const last = Math.min(rows.length, Math.ceil((top + h) / ROW) + OVERSCAN);
