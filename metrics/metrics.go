@@ -55,7 +55,8 @@ func ingestInputs() []string { return []string{"replicate", "trace", "hep", "jso
 func ingestKinds() []string {
 	return []string{"register", "register_reply", "call", "event", "other"}
 }
-func ingestResults() []string { return []string{"accepted", "duplicate", "ignored", "error"} }
+func boardDropReasons() []string { return []string{"slow", "write_error", "too_many_clients"} }
+func ingestResults() []string    { return []string{"accepted", "duplicate", "ignored", "error"} }
 func dropReasons() []string {
 	return []string{"untrusted", "oversize", "parse_error", "hep_decode", "hep_auth", "queue_full", "stopped", "framing", "too_many_conns", "tls_handshake",
 		"uri_too_long", "callid_too_long", "tag_too_long", "header_too_long"}
@@ -183,7 +184,7 @@ func (m *Metrics) precreate() {
 	for _, r := range refusedReasons() {
 		m.httpRefused.WithLabelValues(r)
 	}
-	for _, r := range []string{"slow", "write_error", "too_many_clients"} {
+	for _, r := range boardDropReasons() {
 		m.boardDropped.WithLabelValues(r)
 	}
 	for _, meth := range sipMethods() {
