@@ -41,10 +41,7 @@ func benchBoardOnce(b *testing.B) {
 	srv := httptest.NewServer(bd)
 	defer srv.Close()
 	defer bd.Close()
-	aor := func(i int) string { return fmt.Sprintf("sip:user%05d@d%d.example.com", i, i%10) }
-	for i := range boardBenchAoRs {
-		bd.Contacts(aor(i), []board.Contact{{URI: fmt.Sprintf("sip:u%d@10.0.%d.%d", i, i/250, i%250), UserAgent: "Yealink SIP-T46S 66.86.0.15", Expires: time.Now().Add(time.Hour)}})
-	}
+	aor := fillBoard(bd, boardBenchAoRs)
 	ctx := newBrowser(b)
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/board")); err != nil {
 		b.Fatal(err)
