@@ -189,6 +189,17 @@ func TestBoardBrowser(t *testing.T) {
 	}
 	waitJS(t, b, "bob idle", rowJS("sip:bob@example.com")+`?.dataset.lamp === 'idle'`)
 	waitJS(t, b, "alice idle", rowJS("sip:alice@example.com")+`?.dataset.lamp === 'idle'`)
+	// Alice's detail panel lists the call's messages.
+	if _, err := chromedp.Run(b, chromedp.Evaluate[bool](`(`+rowJS("sip:alice@example.com")+`.click(), true)`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"INVITE sip:alice@example.com → sip:bob@example.com", "180 Ringing (INVITE)", "200 OK (INVITE)", "BYE"} {
+		waitJS(t, b, "the call's "+m+" in alice's last events", fmt.Sprintf(`[...document.querySelectorAll('#detailbody .events li[data-kind=call]')].some(li => li.textContent.includes(%q))`, m))
+	}
+	if err := chromedp.Do(b, chromedp.KeyEvent(kb.Escape)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, b, "the detail panel closed", `document.getElementById('detail').hidden`)
 
 	// A BLA seize shows on the shared line with the phone holding it.
 	ph := newPolycom(t, "line100", "example.com")

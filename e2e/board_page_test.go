@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/puaside/puaside/board"
+	"github.com/puaside/puaside/mgmt"
 	"github.com/puaside/puaside/pua"
 )
 
@@ -114,4 +115,53 @@ func TestBoardPageScale(t *testing.T) {
 	}
 	waitJS(t, b, "the search finding one AoR", `document.getElementById('summary').textContent.startsWith('1 AoRs shown') && document.querySelectorAll('.row[data-aor]:not([hidden])').length === 1`)
 	waitJS(t, b, "the AoR found", rowJS(aor(4242))+` !== null`)
+
+	// The connection drops: the page reconnects with Last-Event-ID and
+	// gets only what changed meanwhile (no second snapshot).
+	srv.CloseClientConnections()
+	bd.Watchers(aor(4242), []board.Watcher{{URI: "sip:op@example.com", Event: "dialog", Status: "active"}})
+	waitJS(t, b, "the page reconnected", `window.boardStats.connects === 2 && document.getElementById('conn').dataset.state === 'live'`)
+	waitJS(t, b, "the change made while disconnected", rowJS(aor(4242))+`?.querySelector('.ua').textContent.includes('1 watcher')`)
+	if n, _ := chromedp.Run(b, chromedp.Evaluate[int](`window.boardStats.snapshots`)); n != 1 {
+		t.Errorf("%d snapshots: the reconnection did not resume from its version", n)
+	}
+}
+
+// TestBoardPageToken: behind the management server with http.token set,
+// the page loads without the token, asks for it, and goes live once it is
+// given; a token in the URL fragment is taken and removed from the URL.
+func TestBoardPageToken(t *testing.T) {
+	bd := board.New(board.Options{})
+	defer bd.Close()
+	bd.Contacts("sip:alice@example.com", []board.Contact{{URI: "sip:alice@10.0.0.1"}})
+	cfg := mgmt.DefaultConfig()
+	cfg.HTTPListen = "127.0.0.1:0"
+	cfg.Token = "s3cret"
+	api, err := mgmt.New(cfg, mgmt.Deps{Board: bd}, mgmt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := api.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = api.Stop(ctx)
+	})
+	b := newBrowser(t)
+	if err := chromedp.Do(b, chromedp.Navigate("http://"+api.Addr()+"/board")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, b, "the token asked for", `document.getElementById('conn').dataset.state === 'auth' && !document.getElementById('tokenform').hidden`)
+	if err := chromedp.Do(b, chromedp.SendKeys("#token", "s3cret"), chromedp.KeyEvent(kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, b, "live with the token", `document.getElementById('conn').dataset.state === 'live' && `+rowJS("sip:alice@example.com")+` !== null`)
+
+	b2 := newBrowser(t)
+	if err := chromedp.Do(b2, chromedp.Navigate("http://"+api.Addr()+"/board#token=s3cret")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, b2, "live with the token of the URL", `document.getElementById('conn').dataset.state === 'live' && location.hash === ''`)
 }

@@ -300,7 +300,8 @@
       const lp = LAMP[d.lamp] || ["?", d.lamp];
       lamp.className = "lamp lamp-" + d.lamp;
       lamp.textContent = lp[0] + " " + lp[1] + (d.since ? " " + dur(d.since) : "");
-      ua.textContent = d.remote ? (d.dir === "initiator" ? "→ " : "← ") + d.remote : (d.contacts[0] && d.contacts[0].ua) || "";
+      ua.textContent = (d.remote ? (d.dir === "initiator" ? "→ " : "← ") + d.remote : (d.contacts[0] && d.contacts[0].ua) || "") +
+        (d.watchers ? " · " + d.watchers + " watcher" + (d.watchers > 1 ? "s" : "") : "");
       if (d.pubs && d.pubs.length) {
         const p = d.pubs[0];
         pub.className = "pub pubfail";
