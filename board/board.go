@@ -156,6 +156,7 @@ type aorState struct {
 	dir      string
 	remote   string
 	since    time.Time
+	dialogs  map[string]lampState  // dialog publication id → its lamp
 	pubs     map[string]PubFailure // event → last refusal
 	watchers []Watcher
 }
@@ -458,7 +459,7 @@ func (b *Board) Published(req pua.PublishRequest) {
 			b.log.Debug("board: dialog document not shown", "aor", req.PresURI, "err", err)
 			return
 		}
-		b.setLamp(req.PresURI, doc)
+		b.setLamp(req.PresURI, req.ID, doc)
 	case strings.HasPrefix(ev, "dialog;"):
 		b.lineChanged(req.PresURI)
 	}
@@ -468,7 +469,7 @@ func (b *Board) Published(req pua.PublishRequest) {
 func (b *Board) Removed(key pua.Key) {
 	switch ev := strings.ToLower(key.Event); {
 	case ev == "dialog":
-		b.setLamp(key.PresURI, nil)
+		b.setLamp(key.PresURI, key.ID, nil)
 	case strings.HasPrefix(ev, "dialog;"):
 		b.lineChanged(key.PresURI)
 	}
@@ -501,20 +502,27 @@ func lampOf(d dialogdoc.Dialog) string {
 	return LampIdle
 }
 
-// setLamp sets the AoR's lamp from its dialog document (nil: idle).
-func (b *Board) setLamp(a string, doc *dialogdoc.Document) {
-	lamp, dir, remote := LampIdle, "", ""
+// lampState is the lamp of one dialog publication of an AoR.
+type lampState struct {
+	lamp, dir, remote string
+	since             time.Time
+}
+
+// setLamp sets the lamp of one of the AoR's dialog publications (id is
+// its publication id; doc nil: removed); the AoR shows the brightest.
+func (b *Board) setLamp(a, id string, doc *dialogdoc.Document) {
+	ls := lampState{lamp: LampIdle}
 	if doc != nil {
 		for _, d := range doc.Dialogs {
 			l := lampOf(d)
-			if lampRank(l) >= lampRank(lamp) {
+			if lampRank(l) >= lampRank(ls.lamp) {
 				continue
 			}
-			lamp, dir, remote = l, d.Direction, ""
+			ls.lamp, ls.dir, ls.remote = l, d.Direction, ""
 			if d.Remote != nil {
-				remote = d.Remote.Identity
+				ls.remote = d.Remote.Identity
 				if d.Remote.Display != "" {
-					remote = d.Remote.Display + " <" + d.Remote.Identity + ">"
+					ls.remote = d.Remote.Display + " <" + d.Remote.Identity + ">"
 				}
 			}
 		}
@@ -522,16 +530,30 @@ func (b *Board) setLamp(a string, doc *dialogdoc.Document) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.state(a)
-	if s.lamp == lamp && s.dir == dir && s.remote == remote {
-		return
+	old, had := s.dialogs[id]
+	switch {
+	case ls.lamp == LampIdle:
+		delete(s.dialogs, id)
+	case had && old.lamp == ls.lamp:
+		old.dir, old.remote = ls.dir, ls.remote
+		s.dialogs[id] = old
+	default:
+		if s.dialogs == nil {
+			s.dialogs = make(map[string]lampState)
+		}
+		ls.since = b.clock.Now()
+		s.dialogs[id] = ls
 	}
-	if s.lamp != lamp {
-		s.since = b.clock.Now()
-		if lamp == LampIdle {
-			s.since = time.Time{}
+	top := lampState{lamp: LampIdle}
+	for _, d := range s.dialogs {
+		if r, tr := lampRank(d.lamp), lampRank(top.lamp); r < tr || (r == tr && d.since.Before(top.since)) {
+			top = d
 		}
 	}
-	s.lamp, s.dir, s.remote = lamp, dir, remote
+	if s.lamp == top.lamp && s.dir == top.dir && s.remote == top.remote && s.since.Equal(top.since) {
+		return
+	}
+	s.lamp, s.dir, s.remote, s.since = top.lamp, top.dir, top.remote, top.since
 	b.publish(s)
 }
 

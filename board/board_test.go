@@ -468,3 +468,28 @@ func (w tlog) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// TestLampOfSeveralCalls: an AoR with two calls (two dialog
+// publications) shows the brighter; the end of one leaves the other lit.
+func TestLampOfSeveralCalls(t *testing.T) {
+	clk := clocktest.New(t0)
+	b := New(Options{Clock: clk})
+	a := "sip:alice@example.com"
+	pub := func(id, state string) {
+		b.Published(pua.PublishRequest{Key: pua.Key{PresURI: a, Event: "dialog", ID: id}, Body: dialogBody(state, "recipient", false, "sip:"+id+"@example.com")})
+	}
+	pub("one", "confirmed")
+	clk.Advance(time.Minute)
+	pub("two", "early")
+	if d := aorOf(t, b, a); d.Lamp != LampTalking || d.Remote != "sip:one@example.com" || d.Since != t0.UnixMilli() {
+		t.Fatalf("talking and ringing: %+v", d)
+	}
+	b.Removed(pua.Key{PresURI: a, Event: "dialog", ID: "one"})
+	if d := aorOf(t, b, a); d.Lamp != LampRinging || d.Remote != "sip:two@example.com" || d.Since != t0.Add(time.Minute).UnixMilli() {
+		t.Fatalf("after the first call ended: %+v", d)
+	}
+	pub("two", "terminated")
+	if d := aorOf(t, b, a); d.Lamp != LampIdle || d.Since != 0 {
+		t.Fatalf("after both ended: %+v", d)
+	}
+}

@@ -242,8 +242,20 @@ func TestBoardBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A call in progress while the daemon restarts.
+	bob.SetPolicy(sipphone.AutoAnswer)
+	call2, err := alice.Invite(ctx, reg.Addr(), bob.AoR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := call2.WaitAnswer(ctx); err != nil {
+		t.Fatalf("second call: %v", err)
+	}
+	waitJS(t, b, "bob talking again", rowJS("sip:bob@example.com")+`?.dataset.lamp === 'talking'`)
+
 	// The daemon restarts: the page reconnects by itself (no reload: the
-	// marker survives) and shows the stored registrations again.
+	// marker survives) and shows the stored registrations and the call's
+	// lamps again.
 	connects, err := chromedp.Run(b, chromedp.Evaluate[int](`window.__noReload = 1, window.boardStats.connects`))
 	if err != nil {
 		t.Fatal(err)
@@ -255,6 +267,11 @@ func TestBoardBrowser(t *testing.T) {
 	waitJS(t, b, "no reload", `window.__noReload === 1`)
 	waitJS(t, b, "a fresh snapshot after the restart", `window.boardStats.snapshots >= 2`)
 	waitJS(t, b, "alice registered after the restart", rowJS("sip:alice@example.com")+`?.dataset.reg === 'registered'`)
+	waitJS(t, b, "bob still talking after the restart", rowJS("sip:bob@example.com")+`?.dataset.lamp === 'talking'`)
+	if err := call2.Bye(ctx); err != nil {
+		t.Fatalf("bye after the restart: %v", err)
+	}
+	waitJS(t, b, "bob idle after the restart", rowJS("sip:bob@example.com")+`?.dataset.lamp === 'idle'`)
 	outRegister(ctx, t, reg, bob)
 	waitJS(t, b, "a live change after the restart", `[...document.querySelectorAll('.row')].length > 0 && `+rowJS("sip:bob@example.com")+`?.dataset.reg === 'registered'`)
 	shot(t, b, "6-after-restart")

@@ -92,5 +92,19 @@ func (l boardLines) Line(aor string) (board.Line, bool) {
 	return board.Line{}, false
 }
 
+// seedBoard shows what the engine holds after a restart: the dialog lamps
+// of the calls it still publishes and the publications the presence
+// server refuses. Later changes reach the board as they happen.
+func (d *Daemon) seedBoard() {
+	for _, p := range d.eng.Publications() {
+		if p.Key.Event == "dialog" && p.State != pua.StateRemoving {
+			d.board.Published(pua.PublishRequest{Key: p.Key, Body: p.Body})
+		}
+		if p.State == pua.StateFailed {
+			d.board.PublishResult(p.Key, "restored", pua.Result{Status: p.LastStatus, Reason: p.LastReason})
+		}
+	}
+}
+
 // Board returns the daemon's lamp board (tests, embedding).
 func (d *Daemon) Board() *board.Board { return d.board }

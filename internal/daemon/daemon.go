@@ -279,6 +279,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if d.rec != nil {
 		d.run("reconcile", func() error { return d.rec.Run(tctx) })
 	}
+	d.seedBoard()
 	d.run("board", func() error { return d.board.Run(tctx) })
 	d.log.Info("puaside started", "sip", d.eng.ContactURI(), "http", d.api.Addr(), "db", d.db.Dialect)
 	return nil
