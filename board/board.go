@@ -14,6 +14,7 @@ import (
 	"github.com/puaside/puaside/aor"
 	"github.com/puaside/puaside/clock"
 	"github.com/puaside/puaside/dialogdoc"
+	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
 )
@@ -77,6 +78,23 @@ type Appearance struct {
 	State   string `json:"state"`
 	Held    bool   `json:"held,omitempty"`
 }
+
+// Observer is the board's input, as the daemon wires it: the SIP messages
+// ingest delivers (SIP), the contact sets usrloc settles on (Contacts),
+// the publications the trackers ask the engine for and their removals
+// (Published, Removed), the engine's PUBLISH outcomes (PublishResult,
+// pua.Options.OnPublishResult) and the watchers of an embedded presence
+// server (Watchers). *Board implements it; each method returns at once.
+type Observer interface {
+	SIP(m event.SIP)
+	Contacts(aor string, contacts []Contact)
+	Published(req pua.PublishRequest)
+	Removed(key pua.Key)
+	PublishResult(key pua.Key, op string, res pua.Result)
+	Watchers(aor string, watchers []Watcher)
+}
+
+var _ Observer = (*Board)(nil)
 
 // LineSource lists the shared lines; the bla manager's listing adapted by
 // the daemon. It is called from the board's own goroutine.
@@ -581,9 +599,11 @@ func (b *Board) PublishResult(key pua.Key, op string, res pua.Result) {
 	b.publish(s)
 }
 
-// Watchers is the hook of the embedded presence server: the watchers of
-// the AoR's state (nil when none is left). Until a source calls it the
-// board shows no watchers.
+// Watchers is the hook of the embedded presence server (package pa, when
+// it is on): its source calls it with the watchers of the AoR's state
+// whenever they change (nil when none is left), and the board shows their
+// number on the AoR's row and the list in its detail. Until a source is
+// wired the board shows no watchers.
 func (b *Board) Watchers(a string, ws []Watcher) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

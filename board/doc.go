@@ -8,7 +8,10 @@
 // → pua engine / pa → SIP and store, as an observer: the daemon hands it the
 // REGISTER and call messages ingest delivers, the contact sets usrloc
 // settles on, the publications the trackers ask the engine for (the lamps
-// the phones see) and the engine's PUBLISH results. It never changes state.
+// the phones see) and the engine's PUBLISH results (see Observer); it
+// reads the shared lines (LineSource) and the presence server's
+// reachability (ServerCheck) itself. An embedded presence server feeds it
+// its watchers through Board.Watchers. The board never changes state.
 //
 // The page is plain HTML, CSS and JavaScript embedded in the binary. It
 // reads /board/events, a Server-Sent Events stream: one snapshot, then

@@ -15,7 +15,7 @@ import (
 // Publications, Subscribe, ...) is the engine's own.
 type observedEngine struct {
 	*pua.Engine
-	b *board.Board
+	b board.Observer
 }
 
 // Publish queues the publication and shows it on the board.
@@ -46,7 +46,7 @@ func boardContacts(bs []usrloc.Binding) []board.Contact {
 }
 
 // observeSIP returns h that also shows each message on the board.
-func observeSIP(b *board.Board, h func(context.Context, event.SIP)) func(context.Context, event.SIP) {
+func observeSIP(b board.Observer, h func(context.Context, event.SIP)) func(context.Context, event.SIP) {
 	return func(ctx context.Context, m event.SIP) {
 		h(ctx, m)
 		b.SIP(m)
