@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/puaside/puaside/aor"
+	"github.com/puaside/puaside/clock"
 	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/sched"
 )
 
 // ContentType is the content type of dialog;sla bodies.
@@ -86,11 +88,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics may be nil.
 	Metrics *metrics.Metrics
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
-	// AfterFunc runs f in its own goroutine after d and returns a function
-	// that cancels it (reporting whether it did); nil means time.AfterFunc.
-	AfterFunc func(d time.Duration, f func()) (stop func() bool)
+	// Clock reads the time (seize timeouts, entity versions) and arms the
+	// resubscribe waits; nil is the wall clock. Tests inject
+	// clocktest.Fake.
+	Clock clock.Clock
 }
 
 // LineInfo is a snapshot of one shared line for the management API.
@@ -151,7 +152,9 @@ type Manager struct {
 	log   *slog.Logger
 	m     *metrics.Metrics
 	now   func() time.Time
-	after func(d time.Duration, f func()) (stop func() bool)
+	// retry holds the phones waiting to be subscribed again after a
+	// subscription ended with probation or giveup.
+	retry *sched.Scheduler[*phone]
 
 	// loaded is closed when the lines of the database are in lines (at
 	// once without a LineStore): a NOTIFY for a line not known yet waits
@@ -205,9 +208,13 @@ type phone struct {
 	// invariant); it holds while the contact stays registered.
 	noResubscribe bool
 	// resubscribeAt is when a subscription ended with probation or giveup
-	// is tried again (zero: not waiting); stopRetry cancels that timer.
+	// is tried again (zero: not waiting); retry is its place in the
+	// Manager's timer heap.
 	resubscribeAt time.Time
-	stopRetry     func() bool
+	retry         sched.Entry
+	// line is the AoR of the phone's line (the resubscribe wait finds the
+	// line by it).
+	line string
 	// lastTerminated is when the phone last ended its subscription with a
 	// reason that allows subscribing again at once.
 	lastTerminated time.Time
@@ -229,8 +236,7 @@ func New(cfg Config, opts Options) (*Manager, error) {
 		store:  opts.Store,
 		log:    opts.Logger,
 		m:      opts.Metrics,
-		now:    opts.Now,
-		after:  opts.AfterFunc,
+		now:    clock.OrReal(opts.Clock).Now,
 		lines:  make(map[string]*line),
 		loaded: make(chan struct{}),
 	}
@@ -240,12 +246,7 @@ func New(cfg Config, opts Options) (*Manager, error) {
 	if m.log == nil {
 		m.log = slog.Default()
 	}
-	if m.now == nil {
-		m.now = time.Now
-	}
-	if m.after == nil {
-		m.after = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
-	}
+	m.retry = sched.New(opts.Clock, m.resubscribeDue)
 	for _, lc := range cfg.Lines {
 		ln, err := m.newLine(lc.AoR, lc.Members, SourceConfig)
 		if err != nil {

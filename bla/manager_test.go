@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
@@ -94,13 +95,11 @@ type fixture struct {
 	m     *Manager
 	eng   *fakeEngine
 	met   *metrics.Metrics
-	now   time.Time
+	clock *clocktest.Fake
 	store *memStore
 	// versions numbers each phone's documents sent by notify (the testdata
 	// files are reused in any order; the manager ignores old versions).
 	versions map[string]int
-	// timers are the manager's timers (resubscribe after a delay).
-	timers *fakeTimers
 }
 
 const (
@@ -117,11 +116,10 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	if mod != nil {
 		mod(&cfg)
 	}
-	fx := &fixture{eng: newFakeEngine(), met: metrics.New(), now: time.Unix(1_800_000_000, 0), store: newMemStore(),
-		versions: map[string]int{}, timers: &fakeTimers{}}
+	fx := &fixture{eng: newFakeEngine(), met: metrics.New(), clock: clocktest.New(time.Unix(1_800_000_000, 0)), store: newMemStore(),
+		versions: map[string]int{}}
 	m, err := New(cfg, Options{Subscriber: fx.eng, Publisher: fx.eng, Store: fx.store, Metrics: fx.met,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Now: func() time.Time { return fx.now },
-		AfterFunc: fx.timers.afterFunc})
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Clock: fx.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +141,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 func (fx *fixture) register(contacts ...string) {
 	cs := make([]Contact, len(contacts))
 	for i, c := range contacts {
-		cs[i] = Contact{URI: "<" + c + ">", Expires: fx.now.Add(120 * time.Second)}
+		cs[i] = Contact{URI: "<" + c + ">", Expires: fx.clock.Now().Add(120 * time.Second)}
 	}
 	fx.m.ContactsChanged(context.Background(), lineAoR, cs)
 }
@@ -222,7 +220,7 @@ func TestContactsChanged(t *testing.T) {
 	}
 
 	// Re-registration of the same contacts: nothing (idempotent).
-	fx.now = fx.now.Add(60 * time.Second)
+	fx.clock.Advance(60 * time.Second)
 	fx.register(phoneA, phoneB)
 	if got := fx.eng.takeCalls(); len(got) != 0 {
 		t.Fatalf("re-register: calls %v, want none", got)
@@ -549,15 +547,15 @@ func TestTerminatedSubscription(t *testing.T) {
 	if got := fx.eng.takeCalls(); len(got) != 0 {
 		t.Fatalf("calls %v at once after a second termination", got)
 	}
-	if got := fx.timers.delays(); !reflect.DeepEqual(got, []time.Duration{30 * time.Second}) {
+	if got := fx.resubscribeDelays(); !reflect.DeepEqual(got, []time.Duration{30 * time.Second}) {
 		t.Fatalf("resubscribe armed for %v", got)
 	}
-	fx.timers.fire()
+	fx.clock.Advance(30 * time.Second)
 	if got, want := fx.eng.takeCalls(), []string{"subscribe " + phoneA}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("calls %v, want %v", got, want)
 	}
 	// Terminated again, well after the last termination: at once.
-	fx.now = fx.now.Add(time.Minute)
+	fx.clock.Advance(time.Minute)
 	fx.m.HandleNotify(context.Background(), n)
 	if got, want := fx.eng.takeCalls(), []string{"subscribe " + phoneA}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("calls %v, want %v", got, want)
@@ -970,11 +968,11 @@ func TestStaleSeizeExpires(t *testing.T) {
 	if code, _ := fx.notify(t, phoneA, "active", 3600, "notify/a_trying_1.xml"); code != 200 {
 		t.Fatalf("A seizes: %d", code)
 	}
-	fx.now = fx.now.Add(59 * time.Second)
+	fx.clock.Advance(59 * time.Second)
 	if code, _ := fx.notify(t, phoneB, "active", 3600, "notify/b_trying_1.xml"); code != 409 {
 		t.Fatalf("B seizes within the timeout: %d, want 409", code)
 	}
-	fx.now = fx.now.Add(2 * time.Second)
+	fx.clock.Advance(2 * time.Second)
 	if code, _ := fx.notify(t, phoneB, "active", 3600, "notify/b_trying_1.xml"); code != 200 {
 		t.Fatalf("B seizes after A's stale seize: %d, want 200", code)
 	}
@@ -984,7 +982,7 @@ func TestStaleSeizeExpires(t *testing.T) {
 	if code, _ := fx.notify(t, phoneA, "active", 3600, "notify/a_confirmed_1.xml"); code != 200 {
 		t.Fatalf("A confirmed: %d", code)
 	}
-	fx.now = fx.now.Add(time.Hour)
+	fx.clock.Advance(time.Hour)
 	if code, _ := fx.notify(t, phoneB, "active", 3600, "notify/b_trying_1.xml"); code != 409 {
 		t.Fatalf("B seizes an index in a confirmed call: %d, want 409", code)
 	}

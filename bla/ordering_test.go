@@ -141,8 +141,8 @@ func (r refreshEngine) Refresh(k pua.SubKey) error {
 func TestPartialAfterGapAsksForFullState(t *testing.T) {
 	fx := newFixture(t, nil)
 	re := refreshEngine{fx.eng}
-	m, err := New(fx.m.cfg, Options{Subscriber: re, Publisher: re, Metrics: fx.met, Now: fx.m.now, Logger: fx.m.log,
-		AfterFunc: fx.timers.afterFunc})
+	m, err := New(fx.m.cfg, Options{Subscriber: re, Publisher: re, Metrics: fx.met, Clock: fx.clock,
+		Logger: fx.m.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,8 +171,8 @@ func TestPartialAfterGapAsksForFullState(t *testing.T) {
 func TestRefusedSeizeIsNoVersionGap(t *testing.T) {
 	fx := newFixture(t, nil)
 	re := refreshEngine{fx.eng}
-	m, err := New(fx.m.cfg, Options{Subscriber: re, Publisher: re, Metrics: fx.met, Now: fx.m.now, Logger: fx.m.log,
-		AfterFunc: fx.timers.afterFunc})
+	m, err := New(fx.m.cfg, Options{Subscriber: re, Publisher: re, Metrics: fx.met, Clock: fx.clock,
+		Logger: fx.m.log})
 	if err != nil {
 		t.Fatal(err)
 	}

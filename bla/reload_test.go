@@ -35,7 +35,7 @@ func TestSetConfigLines(t *testing.T) {
 		t.Fatalf("line removed: calls %v, want %v", got, want)
 	}
 	const phone200 = "sip:200@10.0.0.3:5100"
-	fx.m.ContactsChanged(ctx, "sip:200@example.com", []Contact{{URI: "<" + phone200 + ">", Expires: fx.now.Add(120e9)}})
+	fx.m.ContactsChanged(ctx, "sip:200@example.com", []Contact{{URI: "<" + phone200 + ">", Expires: fx.clock.Now().Add(120e9)}})
 	if got, want := fx.eng.takeCalls(), []string{"subscribe " + phone200}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("line added: calls %v, want %v", got, want)
 	}

@@ -4,55 +4,26 @@ import (
 	"context"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/puaside/puaside/pua"
 )
 
-// fakeTimers is an AfterFunc whose timers run when the test fires them.
-type fakeTimers struct {
-	mu     sync.Mutex
-	armed  []time.Duration
-	funcs  []func()
-	active []bool
-}
-
-func (ft *fakeTimers) afterFunc(d time.Duration, f func()) func() bool {
-	ft.mu.Lock()
-	defer ft.mu.Unlock()
-	i := len(ft.funcs)
-	ft.armed, ft.funcs, ft.active = append(ft.armed, d), append(ft.funcs, f), append(ft.active, true)
-	return func() bool {
-		ft.mu.Lock()
-		defer ft.mu.Unlock()
-		was := ft.active[i]
-		ft.active[i] = false
-		return was
-	}
-}
-
-// fire runs the active timers.
-func (ft *fakeTimers) fire() {
-	ft.mu.Lock()
-	var run []func()
-	for i, f := range ft.funcs {
-		if ft.active[i] {
-			ft.active[i] = false
-			run = append(run, f)
+// resubscribeDelays are the pending resubscribe waits, from now.
+func (fx *fixture) resubscribeDelays() []time.Duration {
+	fx.m.mu.Lock()
+	defer fx.m.mu.Unlock()
+	var ds []time.Duration
+	now := fx.clock.Now()
+	for _, ln := range fx.m.lines {
+		for _, p := range ln.phones {
+			if at, ok := fx.m.retry.Due(p); ok {
+				ds = append(ds, at.Sub(now))
+			}
 		}
 	}
-	ft.mu.Unlock()
-	for _, f := range run {
-		f()
-	}
-}
-
-func (ft *fakeTimers) delays() []time.Duration {
-	ft.mu.Lock()
-	defer ft.mu.Unlock()
-	return append([]time.Duration(nil), ft.armed...)
+	return ds
 }
 
 // terminate sends phoneA's terminated NOTIFY with a Subscription-State.
@@ -86,7 +57,6 @@ func TestResubscribeAfterRetryAfter(t *testing.T) {
 	} {
 		t.Run(tc.subState, func(t *testing.T) {
 			fx := newFixture(t, nil)
-			ft := fx.timers
 			fx.register(phoneA)
 			fx.notify(t, phoneA, "active", 3600, "notify/a_trying_1.xml")
 			fx.eng.takeCalls()
@@ -94,7 +64,7 @@ func TestResubscribeAfterRetryAfter(t *testing.T) {
 			if got, want := fx.eng.takeCalls(), []string{"remove " + LinePublicationID}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("calls %v, want %v (no subscribe yet)", got, want)
 			}
-			if got := ft.delays(); !reflect.DeepEqual(got, []time.Duration{tc.want}) {
+			if got := fx.resubscribeDelays(); !reflect.DeepEqual(got, []time.Duration{tc.want}) {
 				t.Fatalf("resubscribe armed for %v, want %v", got, tc.want)
 			}
 			// A registration change meanwhile does not subscribe early.
@@ -102,7 +72,11 @@ func TestResubscribeAfterRetryAfter(t *testing.T) {
 			if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneB}) {
 				t.Fatalf("calls on a change while waiting %v", got)
 			}
-			ft.fire()
+			fx.clock.Advance(tc.want - time.Second)
+			if got := fx.eng.takeCalls(); len(got) != 0 {
+				t.Fatalf("calls before retry-after %v", got)
+			}
+			fx.clock.Advance(time.Second)
 			if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneA}) {
 				t.Fatalf("calls after retry-after %v", got)
 			}
@@ -112,12 +86,14 @@ func TestResubscribeAfterRetryAfter(t *testing.T) {
 
 func TestResubscribeCancelledWhenContactGoes(t *testing.T) {
 	fx := newFixture(t, nil)
-	ft := fx.timers
 	fx.register(phoneA)
 	fx.terminate(t, "terminated;reason=probation;retry-after=60")
 	fx.register()
 	fx.eng.takeCalls()
-	ft.fire()
+	if n := fx.m.retry.Len(); n != 0 {
+		t.Fatalf("%d resubscribe waits left after the contact went", n)
+	}
+	fx.clock.Advance(time.Minute)
 	if got := fx.eng.takeCalls(); len(got) != 0 {
 		t.Fatalf("calls after the contact went %v", got)
 	}
@@ -167,8 +143,8 @@ func (l lookupEngine) Subscription(k pua.SubKey) (pua.SubscriptionInfo, bool) {
 func TestRefusedSubscriptionTriedAgain(t *testing.T) {
 	fx := newFixture(t, nil)
 	le := lookupEngine{fakeEngine: fx.eng, failed: map[string]bool{}}
-	m, err := New(fx.m.cfg, Options{Subscriber: le, Publisher: le, Metrics: fx.met, Now: fx.m.now, Logger: fx.m.log,
-		AfterFunc: fx.timers.afterFunc})
+	m, err := New(fx.m.cfg, Options{Subscriber: le, Publisher: le, Metrics: fx.met, Clock: fx.clock,
+		Logger: fx.m.log})
 	if err != nil {
 		t.Fatal(err)
 	}
