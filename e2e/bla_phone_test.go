@@ -346,17 +346,6 @@ func (p *polycom) responses() []int {
 	return append([]int(nil), p.codes...)
 }
 
-// dialog returns a copy of the accepted subscription (nil if none).
-func (p *polycom) dialog() *polDialog {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.dlg == nil {
-		return nil
-	}
-	d := *p.dlg
-	return &d
-}
-
 // watchLine subscribes at the presence server ("host:port") to dialog;sla
 // for the line, with the phone's contact (user = the line user).
 func (p *polycom) watchLine(ctx context.Context, server string, expires int) error {

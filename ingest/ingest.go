@@ -279,7 +279,7 @@ func (in *Ingest) Stop() {
 		in.stopped.Store(true)
 		in.mu.Lock()
 		for _, c := range in.closers {
-			c()
+			_ = c() // stopping: a close error changes nothing
 		}
 		for c := range in.conns {
 			c.Close()

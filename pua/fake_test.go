@@ -125,14 +125,6 @@ func (fs *fakeServer) release() {
 	}
 }
 
-// rearm makes later hold replies wait again.
-func (fs *fakeServer) rearm() {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	fs.held = make(chan struct{})
-	fs.nHeld = 0
-}
-
 func (fs *fakeServer) requests() []*sip.Request {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
