@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/metrics"
 )
@@ -121,25 +122,8 @@ func (r *recorder) wait(t *testing.T, n int) {
 	}
 }
 
-// fixedClock is an injectable clock that only moves when told to.
-type fixedClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fixedClock { return &fixedClock{t: time.Unix(1795382000, 0).UTC()} }
-
-func (c *fixedClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fixedClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// newClock is the tests' fake clock.
+func newClock() *clocktest.Fake { return clocktest.New(time.Unix(1795382000, 0).UTC()) }
 
 // testConfig is a config with no listeners (tests add what they need).
 func testConfig() Config {
@@ -149,9 +133,9 @@ func testConfig() Config {
 }
 
 // start builds and starts an Ingest, stopped at cleanup.
-func start(t *testing.T, cfg Config, h Handlers, m *metrics.Metrics, clk *fixedClock) *Ingest {
+func start(t *testing.T, cfg Config, h Handlers, m *metrics.Metrics, clk *clocktest.Fake) *Ingest {
 	t.Helper()
-	in, err := New(cfg, h, Options{Metrics: m, Now: clk.Now})
+	in, err := New(cfg, h, Options{Metrics: m, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
