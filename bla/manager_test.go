@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/puaside/puaside/internal/puatest"
+
 	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/metrics"
@@ -179,25 +181,7 @@ func (fx *fixture) notifyMsg(contact, state string, expires int, body []byte) pu
 // count returns the bla tracker counter for what.
 func (fx *fixture) count(t testing.TB, what string) float64 {
 	t.Helper()
-	mfs, err := fx.met.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "puaside_tracker_events_total" {
-			continue
-		}
-		for _, mm := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range mm.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["tracker"] == "bla" && labels["what"] == what {
-				return mm.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return puatest.TrackerEvents(t, fx.met, "bla", what)
 }
 
 func TestContactsChanged(t *testing.T) {
@@ -1008,9 +992,5 @@ func TestRestoreWithServerAddress(t *testing.T) {
 
 func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return puatest.Testdata(t, name)
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/puaside/puaside/internal/puatest"
+
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/pua"
 )
@@ -15,7 +17,7 @@ import (
 // msg parses a SIP message written with \n line ends.
 func msg(t *testing.T, s string) event.SIP {
 	t.Helper()
-	return event.SIP{Msg: parseSIP(t, []byte(strings.ReplaceAll(s, "\n", "\r\n"))), Source: event.SourceTrace}
+	return event.SIP{Msg: puatest.ParseSIP(t, []byte(strings.ReplaceAll(s, "\n", "\r\n"))), Source: event.SourceTrace}
 }
 
 // invite is the initial INVITE of call id from caller to callee.

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/puaside/puaside/internal/puatest"
+
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/event"
@@ -25,7 +27,7 @@ func FuzzHandleSIP(f *testing.F) {
 			if err != nil {
 				f.Fatal(err)
 			}
-			seed = append(seed, fixSIP(b))
+			seed = append(seed, puatest.FixSIP(b))
 		}
 		f.Add(bytes.Join(seed, []byte("\x00\x00")))
 	}

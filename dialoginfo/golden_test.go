@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/puaside/puaside/internal/puatest"
+
 	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/event"
 )
@@ -72,7 +74,7 @@ func goldenRun(t *testing.T, dir string, dup bool) (string, [][]byte) {
 		record(name + " (timers)")
 		switch filepath.Ext(name) {
 		case ".sip":
-			m := parseSIP(t, loadSIP(t, path))
+			m := puatest.ParseSIP(t, loadSIP(t, path))
 			n := 1
 			if dup {
 				n = 2

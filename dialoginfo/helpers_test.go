@@ -6,15 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
+	"github.com/puaside/puaside/internal/puatest"
 
 	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/dialogdoc"
@@ -71,40 +68,10 @@ func newFakeClock() *fakeClock {
 	return clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
-var contentLengthRe = regexp.MustCompile(`(?im)^(content-length|l)[ \t]*:.*$`)
-
-// loadSIP reads a fixture: leading "#" lines are comments, lines may end in
-// LF; it returns CRLF wire bytes with a correct Content-Length.
+// loadSIP reads a hand-written fixture as wire bytes (puatest.FixSIP).
 func loadSIP(t testing.TB, path string) []byte {
 	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fixSIP(raw)
-}
-
-func fixSIP(raw []byte) []byte {
-	s := strings.ReplaceAll(string(raw), "\r\n", "\n")
-	for strings.HasPrefix(s, "#") {
-		_, s, _ = strings.Cut(s, "\n")
-	}
-	head, body, _ := strings.Cut(s, "\n\n")
-	body = strings.ReplaceAll(body, "\n", "\r\n")
-	head = contentLengthRe.ReplaceAllString(head, "Content-Length: "+strconv.Itoa(len(body)))
-	if !contentLengthRe.MatchString(head) {
-		head += "\nContent-Length: " + strconv.Itoa(len(body))
-	}
-	return []byte(strings.ReplaceAll(head, "\n", "\r\n") + "\r\n\r\n" + body)
-}
-
-func parseSIP(t testing.TB, b []byte) sip.Message {
-	t.Helper()
-	m, err := sip.ParseMessage(b)
-	if err != nil {
-		t.Fatalf("parse: %v\n%s", err, b)
-	}
-	return m
+	return puatest.FixSIP(puatest.ReadFile(t, path))
 }
 
 // validator checks documents against RFC 4235's required elements and

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/puaside/puaside/internal/puatest"
+
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/event"
@@ -79,7 +81,7 @@ func (s *memStore) SaveDialogVersions(_ context.Context, v map[string]uint64) er
 func feed(t *testing.T, tr *Tracker, dir string, names ...string) {
 	t.Helper()
 	for _, n := range names {
-		m := parseSIP(t, loadSIP(t, filepath.Join("testdata", dir, n)))
+		m := puatest.ParseSIP(t, loadSIP(t, filepath.Join("testdata", dir, n)))
 		tr.HandleSIP(context.Background(), event.SIP{Msg: m, Source: event.SourceTrace})
 	}
 }
@@ -244,13 +246,13 @@ func TestSelfCallKeepsPublicationsApart(t *testing.T) {
 	pub := newFakePub()
 	tr, _ := New(DefaultConfig(), Options{Publisher: pub, Logger: quietLog()})
 	raw := "INVITE sip:a@x SIP/2.0\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\nFrom: <sip:a@x>;tag=1\nTo: <sip:a@x>\nCall-ID: self\nCSeq: 1 INVITE\n\n"
-	m, err := sip.ParseMessage(fixSIP([]byte(raw)))
+	m, err := sip.ParseMessage(puatest.FixSIP([]byte(raw)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr.HandleSIP(context.Background(), event.SIP{Msg: m})
 	res := "SIP/2.0 180 Ringing\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\nFrom: <sip:a@x>;tag=1\nTo: <sip:a@x>;tag=2\nCall-ID: self\nCSeq: 1 INVITE\n\n"
-	m, _ = sip.ParseMessage(fixSIP([]byte(res)))
+	m, _ = sip.ParseMessage(puatest.FixSIP([]byte(res)))
 	tr.HandleSIP(context.Background(), event.SIP{Msg: m})
 	if len(pub.live) != 2 {
 		t.Fatalf("self call: %d live publications, want 2", len(pub.live))

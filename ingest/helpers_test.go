@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"net"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/puaside/puaside/internal/puatest"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/puaside/puaside/clock/clocktest"
@@ -31,14 +32,7 @@ type sample struct {
 // message with LF line ends) into the bytes that were on the wire.
 func wireBytes(t testing.TB, path string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.HasPrefix(b, []byte("#")) {
-		_, b, _ = bytes.Cut(b, []byte("\n"))
-	}
-	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
+	return puatest.WireSIP(puatest.ReadFile(t, path))
 }
 
 // loadSamples reads dir/index.tsv and the messages it lists, in order.
@@ -161,29 +155,7 @@ func addr(t *testing.T, in *Ingest, input, network string) string {
 // counter reads one labelled counter from a metrics registry.
 func counter(t *testing.T, m *metrics.Metrics, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, mm := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range mm.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue next
-				}
-			}
-			return mm.GetCounter().GetValue()
-		}
-	}
-	return 0
+	return puatest.Metric(t, m, name, labels)
 }
 
 // udpClient dials a UDP socket to addr, closed at cleanup.

@@ -3,8 +3,6 @@ package pua
 import (
 	"testing"
 
-	"github.com/puaside/puaside/internal/puatest"
-
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/metrics"
@@ -19,13 +17,6 @@ func publishes(fs *fakeServer) int {
 		}
 	}
 	return n
-}
-
-// metricValue returns the sum of the samples of a counter or gauge whose
-// labels include want.
-func metricValue(t *testing.T, m *metrics.Metrics, name string, want map[string]string) float64 {
-	t.Helper()
-	return puatest.Metric(t, m, name, want)
 }
 
 // newMeteredEngine is newTestEngine with metrics (and a store when st is

@@ -49,7 +49,7 @@ func TestServerOutageProbedAndFlushedOnReturn(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "presence server "+fs.URI()) {
 		t.Fatalf("ready while down: %v", err)
 	}
-	if v := metricValue(t, m, "puaside_presence_server_up", nil); v != 0 {
+	if v := puatest.Metric(t, m, "puaside_presence_server_up", nil); v != 0 {
 		t.Fatalf("server_up %v while down", v)
 	}
 	// A change made meanwhile waits with the record.
@@ -73,10 +73,10 @@ func TestServerOutageProbedAndFlushedOnReturn(t *testing.T) {
 	if err := e.Ready(context.Background()); err != nil {
 		t.Fatalf("ready after return: %v", err)
 	}
-	if v := metricValue(t, m, "puaside_presence_server_up", nil); v != 1 {
+	if v := puatest.Metric(t, m, "puaside_presence_server_up", nil); v != 1 {
 		t.Fatalf("server_up %v after return", v)
 	}
-	if v := metricValue(t, m, "puaside_presence_server_probes_total", map[string]string{"result": "reply"}); v != 3 {
+	if v := puatest.Metric(t, m, "puaside_presence_server_probes_total", map[string]string{"result": "reply"}); v != 3 {
 		t.Fatalf("probes %v, want 3", v)
 	}
 	// Probing stops once the server is back.

@@ -29,7 +29,7 @@ func TestPublishRefusedRetriedSlowly(t *testing.T) {
 		p.NextRetry.Before(start.Add(15*time.Second)) || p.NextRetry.After(start.Add(30*time.Second)) {
 		t.Fatalf("after one refusal: %+v", p)
 	}
-	if v := metricValue(t, m, "puaside_pua_refused_total", map[string]string{"method": "PUBLISH", "status": "403"}); v != 1 {
+	if v := puatest.Metric(t, m, "puaside_pua_refused_total", map[string]string{"method": "PUBLISH", "status": "403"}); v != 1 {
 		t.Fatalf("refused_total %v, want 1", v)
 	}
 	clk.Advance(14 * time.Second)
@@ -53,7 +53,7 @@ func TestPublishRefusedRetriedSlowly(t *testing.T) {
 		t.Fatalf("accepted: %+v", p)
 	}
 	checkPublish(t, fs.Requests()[2], wire{body: string(pidf("a")), expires: "3600"})
-	if v := metricValue(t, m, "puaside_pua_refused_retries_total", map[string]string{"method": "PUBLISH"}); v != 2 {
+	if v := puatest.Metric(t, m, "puaside_pua_refused_retries_total", map[string]string{"method": "PUBLISH"}); v != 2 {
 		t.Fatalf("refused_retries_total %v, want 2", v)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	dto "github.com/prometheus/client_model/go"
+	"github.com/puaside/puaside/internal/puatest"
 
 	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/event"
@@ -31,30 +31,7 @@ func watch(db *store.DB) (*metrics.Metrics, *bytes.Buffer) {
 // quarantined reads puaside_store_rows_quarantined_total{table}.
 func quarantined(t *testing.T, m *metrics.Metrics, table string) float64 {
 	t.Helper()
-	fams, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != "puaside_store_rows_quarantined_total" {
-			continue
-		}
-		for _, mt := range f.GetMetric() {
-			if labelIs(mt, "table", table) {
-				return mt.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
-func labelIs(m *dto.Metric, name, value string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name && l.GetValue() == value {
-			return true
-		}
-	}
-	return false
+	return puatest.Metric(t, m, "puaside_store_rows_quarantined_total", map[string]string{"table": table})
 }
 
 // within fails unless s is valid UTF-8 of at most n characters.

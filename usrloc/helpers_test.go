@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/puaside/puaside/internal/puatest"
+
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/clock/clocktest"
@@ -21,25 +23,16 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
-// readSIP loads a fixture and gives it CRLF line ends, as on the wire.
+// readSIP loads testdata/sip/<name>.sip as wire bytes (CRLF line ends).
 func readSIP(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "sip", name+".sip"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
-	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
+	return puatest.WireSIP(puatest.ReadFile(t, "testdata", "sip", name+".sip"))
 }
 
 // loadSIP parses a fixture.
 func loadSIP(t testing.TB, name string) sip.Message {
 	t.Helper()
-	m, err := sip.ParseMessage(readSIP(t, name))
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return m
+	return puatest.ParseSIP(t, readSIP(t, name))
 }
 
 // golden compares got with testdata/<path>, rewriting it with -update.

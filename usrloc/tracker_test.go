@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/puaside/puaside/internal/puatest"
+
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
@@ -16,25 +18,7 @@ import (
 // counter reads puaside_tracker_events_total{tracker="usrloc",what}.
 func counter(t *testing.T, m *metrics.Metrics, what string) float64 {
 	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "puaside_tracker_events_total" {
-			continue
-		}
-		for _, mt := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range mt.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["tracker"] == "usrloc" && labels["what"] == what {
-				return mt.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return puatest.TrackerEvents(t, m, "usrloc", what)
 }
 
 // describe renders publisher calls compactly: "publish <aor> open|closed" or "remove <aor>".
