@@ -62,7 +62,7 @@ func TestNotifyWaitsForDatabaseLines(t *testing.T) {
 	if r := <-got; r.code != 200 {
 		t.Fatalf("NOTIFY during the load answered %d %s, want 200", r.code, r.reason)
 	}
-	if calls := eng.takeCalls(); len(calls) != 1 || calls[0] != "publish "+LinePublicationID {
+	if calls := eng.TakeCalls(); len(calls) != 1 || calls[0] != "publish "+LinePublicationID {
 		t.Fatalf("calls %v, want one publish", calls)
 	}
 	// Once loaded, an unknown line is refused at once.

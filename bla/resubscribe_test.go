@@ -4,8 +4,11 @@ import (
 	"context"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/puaside/puaside/internal/puatest/recorder"
 
 	"github.com/puaside/puaside/pua"
 )
@@ -59,9 +62,9 @@ func TestResubscribeAfterRetryAfter(t *testing.T) {
 			fx := newFixture(t, nil)
 			fx.register(phoneA)
 			fx.notify(t, phoneA, "active", 3600, "notify/a_trying_1.xml")
-			fx.eng.takeCalls()
+			fx.eng.TakeCalls()
 			fx.terminate(t, tc.subState)
-			if got, want := fx.eng.takeCalls(), []string{"remove " + LinePublicationID}; !reflect.DeepEqual(got, want) {
+			if got, want := fx.eng.TakeCalls(), []string{"remove " + LinePublicationID}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("calls %v, want %v (no subscribe yet)", got, want)
 			}
 			if got := fx.resubscribeDelays(); !reflect.DeepEqual(got, []time.Duration{tc.want}) {
@@ -69,15 +72,15 @@ func TestResubscribeAfterRetryAfter(t *testing.T) {
 			}
 			// A registration change meanwhile does not subscribe early.
 			fx.register(phoneA, phoneB)
-			if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneB}) {
+			if got := fx.eng.TakeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneB}) {
 				t.Fatalf("calls on a change while waiting %v", got)
 			}
 			fx.clock.Advance(tc.want - time.Second)
-			if got := fx.eng.takeCalls(); len(got) != 0 {
+			if got := fx.eng.TakeCalls(); len(got) != 0 {
 				t.Fatalf("calls before retry-after %v", got)
 			}
 			fx.clock.Advance(time.Second)
-			if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneA}) {
+			if got := fx.eng.TakeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneA}) {
 				t.Fatalf("calls after retry-after %v", got)
 			}
 		})
@@ -89,12 +92,12 @@ func TestResubscribeCancelledWhenContactGoes(t *testing.T) {
 	fx.register(phoneA)
 	fx.terminate(t, "terminated;reason=probation;retry-after=60")
 	fx.register()
-	fx.eng.takeCalls()
+	fx.eng.TakeCalls()
 	if n := fx.m.retry.Len(); n != 0 {
 		t.Fatalf("%d resubscribe waits left after the contact went", n)
 	}
 	fx.clock.Advance(time.Minute)
-	if got := fx.eng.takeCalls(); len(got) != 0 {
+	if got := fx.eng.TakeCalls(); len(got) != 0 {
 		t.Fatalf("calls after the contact went %v", got)
 	}
 }
@@ -104,17 +107,17 @@ func TestNoResubscribeAfterRejected(t *testing.T) {
 		t.Run(reason, func(t *testing.T) {
 			fx := newFixture(t, nil)
 			fx.register(phoneA)
-			fx.eng.takeCalls()
+			fx.eng.TakeCalls()
 			fx.terminate(t, "terminated;reason="+reason)
 			// Not at once, nor on a later change of the line.
 			fx.register(phoneA, phoneB)
-			if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneB}) {
+			if got := fx.eng.TakeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneB}) {
 				t.Fatalf("calls %v", got)
 			}
 			// A contact that goes and comes back is a new phone.
 			fx.register(phoneB)
 			fx.register(phoneA, phoneB)
-			if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneA}) {
+			if got := fx.eng.TakeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneA}) {
 				t.Fatalf("calls after re-registration %v", got)
 			}
 		})
@@ -124,16 +127,17 @@ func TestNoResubscribeAfterRejected(t *testing.T) {
 // lookupEngine is the fake engine with Engine.Subscription: subscriptions
 // are active unless failed says otherwise.
 type lookupEngine struct {
-	*fakeEngine
+	*recorder.Recorder
+	mu     *sync.Mutex
 	failed map[string]bool
 }
 
 func (l lookupEngine) Subscription(k pua.SubKey) (pua.SubscriptionInfo, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, ok := l.subs[k]; !ok {
+	if !l.Subscribed(k) {
 		return pua.SubscriptionInfo{}, false
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.failed[k.ID] {
 		return pua.SubscriptionInfo{Key: k, State: pua.StateFailed}, true
 	}
@@ -142,7 +146,7 @@ func (l lookupEngine) Subscription(k pua.SubKey) (pua.SubscriptionInfo, bool) {
 
 func TestRefusedSubscriptionTriedAgain(t *testing.T) {
 	fx := newFixture(t, nil)
-	le := lookupEngine{fakeEngine: fx.eng, failed: map[string]bool{}}
+	le := lookupEngine{Recorder: fx.eng, mu: &sync.Mutex{}, failed: map[string]bool{}}
 	m, err := New(fx.m.cfg, Options{Subscriber: le, Publisher: le, Metrics: fx.met, Clock: fx.clock,
 		Logger: fx.m.log})
 	if err != nil {
@@ -150,7 +154,7 @@ func TestRefusedSubscriptionTriedAgain(t *testing.T) {
 	}
 	fx.m = m
 	fx.register(phoneA)
-	fx.eng.takeCalls()
+	fx.eng.TakeCalls()
 	// The phone answers 489 while booting: the engine's record is failed.
 	le.mu.Lock()
 	le.failed[ContactID(phoneA)] = true
@@ -161,14 +165,14 @@ func TestRefusedSubscriptionTriedAgain(t *testing.T) {
 	// The next change of the line subscribes it again (the engine re-arms
 	// a failed subscription on Subscribe); the active one of B is left be.
 	fx.register(phoneA, phoneB)
-	if got := fx.eng.takeCalls(); !sameSet(got, []string{"subscribe " + phoneA, "subscribe " + phoneB}) {
+	if got := fx.eng.TakeCalls(); !sameSet(got, []string{"subscribe " + phoneA, "subscribe " + phoneB}) {
 		t.Fatalf("calls %v", got)
 	}
 	le.mu.Lock()
 	le.failed[ContactID(phoneA)] = false
 	le.mu.Unlock()
 	fx.register(phoneA, phoneB)
-	if got := fx.eng.takeCalls(); len(got) != 0 {
+	if got := fx.eng.TakeCalls(); len(got) != 0 {
 		t.Fatalf("calls with both active %v", got)
 	}
 	if got := fx.count(t, "resubscribe_failed"); got != 1 {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,51 +14,7 @@ import (
 
 	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/dialogdoc"
-	"github.com/puaside/puaside/pua"
 )
-
-// fakePub records publications and removals.
-type fakePub struct {
-	mu   sync.Mutex
-	ops  []pubOp
-	live map[pua.Key][]byte
-}
-
-type pubOp struct {
-	remove bool
-	req    pua.PublishRequest
-	key    pua.Key
-}
-
-func newFakePub() *fakePub { return &fakePub{live: make(map[pua.Key][]byte)} }
-
-func (f *fakePub) Publish(req pua.PublishRequest) error {
-	if len(req.Body) == 0 {
-		return fmt.Errorf("empty body")
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ops = append(f.ops, pubOp{req: req, key: req.Key})
-	f.live[req.Key] = req.Body
-	return nil
-}
-
-func (f *fakePub) Remove(key pua.Key) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ops = append(f.ops, pubOp{remove: true, key: key})
-	delete(f.live, key)
-	return nil
-}
-
-// take returns and clears the recorded operations.
-func (f *fakePub) take() []pubOp {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	o := f.ops
-	f.ops = nil
-	return o
-}
 
 // fakeClock is an injectable clock.
 type fakeClock = clocktest.Fake

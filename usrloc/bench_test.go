@@ -6,16 +6,12 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/puaside/puaside/internal/puatest/recorder"
+
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/event"
-	"github.com/puaside/puaside/pua"
 )
-
-type nopPub struct{}
-
-func (nopPub) Publish(pua.PublishRequest) error { return nil }
-func (nopPub) Remove(pua.Key) error             { return nil }
 
 // BenchmarkHandleSIP100k feeds parsed REGISTER copies for 100,000 AoRs
 // (replicate path) into a tracker with a no-op publisher. It reports the
@@ -38,7 +34,7 @@ func BenchmarkHandleSIP100k(b *testing.B) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	tr, err := New(DefaultConfig(), Options{Publisher: nopPub{}})
+	tr, err := New(DefaultConfig(), Options{Publisher: recorder.Nop{}})
 	if err != nil {
 		b.Fatal(err)
 	}

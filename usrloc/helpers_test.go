@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/puaside/puaside/internal/puatest/recorder"
+
 	"github.com/puaside/puaside/internal/puatest"
 
 	"github.com/emiago/sipgo/sip"
@@ -61,45 +63,11 @@ type fakeClock = clocktest.Fake
 
 func newFakeClock() *fakeClock { return clocktest.New(time.Unix(1800000000, 0)) }
 
-// pubOp is one call seen by the fake publisher.
-type pubOp struct {
-	Remove bool
-	Req    pua.PublishRequest
-	Key    pua.Key
+// listerPub is a recorder that also lists publications (pubs).
+type listerPub struct {
+	*recorder.Recorder
+	pubs []pua.PublicationInfo
 }
-
-// fakePub records Publish and Remove calls.
-type fakePub struct {
-	mu   sync.Mutex
-	ops  []pubOp
-	pubs []pua.PublicationInfo // returned by Publications when lister is set
-}
-
-func (p *fakePub) Publish(r pua.PublishRequest) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ops = append(p.ops, pubOp{Req: r, Key: r.Key})
-	return nil
-}
-
-func (p *fakePub) Remove(k pua.Key) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ops = append(p.ops, pubOp{Remove: true, Key: k})
-	return nil
-}
-
-// take returns and forgets the recorded calls.
-func (p *fakePub) take() []pubOp {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	o := p.ops
-	p.ops = nil
-	return o
-}
-
-// listerPub is a fakePub that also lists publications.
-type listerPub struct{ *fakePub }
 
 func (p listerPub) Publications() []pua.PublicationInfo { return p.pubs }
 
@@ -166,7 +134,7 @@ func (s *memStore) DeleteFlag(_ context.Context, aor string) error {
 // rig is a tracker with fakes.
 type rig struct {
 	t       *Tracker
-	pub     *fakePub
+	pub     *recorder.Recorder
 	clock   *fakeClock
 	store   *memStore
 	changes []string
@@ -176,10 +144,10 @@ func newRig(t *testing.T, cfg Config, st *memStore, pub Publisher) *rig {
 	t.Helper()
 	r := &rig{clock: newFakeClock(), store: st}
 	if pub == nil {
-		r.pub = &fakePub{}
+		r.pub = recorder.New()
 		pub = r.pub
 	} else if lp, ok := pub.(listerPub); ok {
-		r.pub = lp.fakePub
+		r.pub = lp.Recorder
 	}
 	tr, err := New(cfg, Options{Publisher: pub, Store: st, Clock: r.clock,
 		OnChange: func(aor string, cs []Binding) {
