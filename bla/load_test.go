@@ -27,7 +27,7 @@ func (s *slowStore) LoadSharedLines(ctx context.Context) (map[string][]string, e
 // loaded waits for them instead of being answered 481.
 func TestNotifyWaitsForDatabaseLines(t *testing.T) {
 	st := &slowStore{memStore: newMemStore(), entered: make(chan struct{}), release: make(chan struct{})}
-	st.lines["sip:200@example.com"] = nil
+	st.lines.Put("sip:200@example.com", nil)
 	eng := newFakeEngine()
 	cfg := DefaultConfig()
 	cfg.DefaultDomain = "example.com"

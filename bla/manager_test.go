@@ -637,7 +637,7 @@ func TestLinesAPI(t *testing.T) {
 	if got := fx.eng.TakeCalls(); !reflect.DeepEqual(got, []string{"unsubscribe " + ContactID("sip:200@10.0.0.6")}) {
 		t.Fatalf("calls %v", got)
 	}
-	if _, ok := fx.store.lines["sip:200@example.com"]; ok || len(fx.m.Lines()) != 1 {
+	if _, ok := fx.store.lines.Get("sip:200@example.com"); ok || len(fx.m.Lines()) != 1 {
 		t.Fatal("line not removed")
 	}
 }
@@ -778,28 +778,30 @@ func sameSet(a, b []string) bool {
 
 // memStore is an in-memory LineStore.
 type memStore struct {
-	lines map[string][]string
+	lines *puatest.Table[string, []string]
 }
 
-func newMemStore() *memStore { return &memStore{lines: map[string][]string{}} }
+func newMemStore() *memStore { return &memStore{lines: puatest.NewTable[string, []string]()} }
 
 func (s *memStore) LoadSharedLines(context.Context) (map[string][]string, error) {
-	out := make(map[string][]string, len(s.lines))
-	for k, v := range s.lines {
+	out := s.lines.Rows()
+	for k, v := range out {
 		out[k] = append([]string{}, v...)
 	}
 	return out, nil
 }
 
 func (s *memStore) SaveSharedLine(_ context.Context, aor string, members []string) error {
-	s.lines[aor] = append([]string{}, members...)
-	return nil
+	return s.lines.Write(func(rows map[string][]string) { rows[aor] = append([]string{}, members...) })
 }
 
 func (s *memStore) DeleteSharedLine(_ context.Context, aor string) (bool, error) {
-	_, ok := s.lines[aor]
-	delete(s.lines, aor)
-	return ok, nil
+	var ok bool
+	err := s.lines.Write(func(rows map[string][]string) {
+		_, ok = rows[aor]
+		delete(rows, aor)
+	})
+	return ok, err
 }
 
 func BenchmarkHandleNotify(b *testing.B) {

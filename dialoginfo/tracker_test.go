@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,23 +19,19 @@ import (
 	"github.com/puaside/puaside/pua"
 )
 
-// memStore is an in-memory Store.
+// memStore is an in-memory Store: two tables of the kit.
 type memStore struct {
-	mu       sync.Mutex
-	rows     map[string]Record
-	versions map[string]uint64
-	fail     bool
+	rows     *puatest.Table[string, Record]
+	versions *puatest.Table[string, uint64]
 }
 
 func newMemStore() *memStore {
-	return &memStore{rows: make(map[string]Record), versions: make(map[string]uint64)}
+	return &memStore{rows: puatest.NewTable[string, Record](), versions: puatest.NewTable[string, uint64]()}
 }
 
 func (s *memStore) LoadDialogs(context.Context) ([]Record, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []Record
-	for _, r := range s.rows {
+	for _, r := range s.rows.Rows() {
 		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -44,39 +39,28 @@ func (s *memStore) LoadDialogs(context.Context) ([]Record, error) {
 }
 
 func (s *memStore) SaveDialogs(_ context.Context, up []Record, rm []string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail {
-		return errors.New("db down")
-	}
-	for _, id := range rm {
-		delete(s.rows, id)
-	}
-	for _, r := range up {
-		s.rows[r.ID] = r
-	}
-	return nil
+	return s.rows.Write(func(rows map[string]Record) {
+		for _, id := range rm {
+			delete(rows, id)
+		}
+		for _, r := range up {
+			rows[r.ID] = r
+		}
+	})
 }
 
 func (s *memStore) LoadDialogVersions(context.Context) (map[string]uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]uint64)
-	for k, v := range s.versions {
-		out[k] = v
-	}
-	return out, nil
+	return s.versions.Rows(), nil
 }
 
 func (s *memStore) SaveDialogVersions(_ context.Context, v map[string]uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, n := range v {
-		if n > s.versions[k] {
-			s.versions[k] = n
+	return s.versions.Write(func(rows map[string]uint64) {
+		for k, n := range v {
+			if n > rows[k] {
+				rows[k] = n
+			}
 		}
-	}
-	return nil
+	})
 }
 
 // feed sends fixture files of a testdata case to a tracker.
@@ -103,8 +87,8 @@ func TestRestartMidCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := pub1.Take()
-	if len(st.rows) != 1 {
-		t.Fatalf("stored %d calls, want 1", len(st.rows))
+	if st.rows.Len() != 1 {
+		t.Fatalf("stored %d calls, want 1", st.rows.Len())
 	}
 
 	pub2 := recorder.New()
@@ -145,8 +129,8 @@ func TestRestartMidCall(t *testing.T) {
 	if err := tr2.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(st.rows) != 0 {
-		t.Fatalf("ended call still stored: %v", st.rows)
+	if st.rows.Len() != 0 {
+		t.Fatalf("ended call still stored: %v", st.rows.Rows())
 	}
 }
 
@@ -178,25 +162,25 @@ func TestRestartRearmsTimers(t *testing.T) {
 
 func TestFlushFailureKeepsChanges(t *testing.T) {
 	st := newMemStore()
-	st.fail = true
+	st.rows.FailWrites(errors.New("db down"))
 	tr, _ := New(DefaultConfig(), Options{Publisher: recorder.New(), Store: st, Clock: newFakeClock(), Logger: quietLog()})
 	feed(t, tr, "basic", "01.sip")
 	if err := tr.Flush(context.Background()); err == nil {
 		t.Fatal("flush error not reported")
 	}
-	st.fail = false
+	st.rows.FailWrites(nil)
 	if err := tr.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(st.rows) != 1 || st.versions["sip:user0001@harness.test"] != 1 {
-		t.Fatalf("changes lost after a failed flush: %v %v", st.rows, st.versions)
+	if v, _ := st.versions.Get("sip:user0001@harness.test"); st.rows.Len() != 1 || v != 1 {
+		t.Fatalf("changes lost after a failed flush: %v %v", st.rows.Rows(), st.versions.Rows())
 	}
 }
 
 func TestStartSkipsBadRecords(t *testing.T) {
 	st := newMemStore()
-	st.rows["x"] = Record{ID: "x", CallID: "c", FromTag: "f", Data: []byte("{not json")}
-	st.rows["y"] = Record{ID: "y", CallID: "c2", FromTag: "f", Data: []byte(`{"call_id":"c2","from_tag":"f","branches":[{"id":"","state":9}]}`)}
+	st.rows.Put("x", Record{ID: "x", CallID: "c", FromTag: "f", Data: []byte("{not json")})
+	st.rows.Put("y", Record{ID: "y", CallID: "c2", FromTag: "f", Data: []byte(`{"call_id":"c2","from_tag":"f","branches":[{"id":"","state":9}]}`)})
 	tr, _ := New(DefaultConfig(), Options{Publisher: recorder.New(), Store: st, Logger: quietLog()})
 	if err := tr.Start(context.Background()); err != nil {
 		t.Fatal(err)

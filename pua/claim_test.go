@@ -16,19 +16,14 @@ func storedPub(clk *fakeClock, uri, event, id, etag string, flag int, body []byt
 
 // put stores rows in m.
 func (m *memStore) put(rs ...Record) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	for _, r := range rs {
-		m.rows[idOf(r)] = r
+		m.rows.Put(idOf(r), r)
 	}
 }
 
 // row returns the stored row of a publication key.
 func (m *memStore) row(k Key, flag int) (Record, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.rows[identity{presURI: k.PresURI, presID: k.ID, event: k.Event, flag: flag}]
-	return r, ok
+	return m.rows.Get(identity{presURI: k.PresURI, presID: k.ID, event: k.Event, flag: flag})
 }
 
 // requestsTo returns the requests whose Request-URI is uri.

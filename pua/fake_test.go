@@ -65,34 +65,28 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 // memStore is an in-memory Store.
 type memStore struct {
-	mu    sync.Mutex
-	rows  map[identity]Record
-	saves int
+	rows *puatest.Table[identity, Record]
 }
 
-func newMemStore() *memStore { return &memStore{rows: map[identity]Record{}} }
+func newMemStore() *memStore { return &memStore{rows: puatest.NewTable[identity, Record]()} }
 
 func (m *memStore) LoadRecords(context.Context) ([]Record, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	var out []Record
-	for _, r := range m.rows {
+	for _, r := range m.rows.Rows() {
 		out = append(out, r)
 	}
 	return out, nil
 }
 
 func (m *memStore) SaveRecords(_ context.Context, up, rm []Record) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.saves++
-	for _, r := range rm {
-		delete(m.rows, idOf(r))
-	}
-	for _, r := range up {
-		m.rows[idOf(r)] = r
-	}
-	return nil
+	return m.rows.Write(func(rows map[identity]Record) {
+		for _, r := range rm {
+			delete(rows, idOf(r))
+		}
+		for _, r := range up {
+			rows[idOf(r)] = r
+		}
+	})
 }
 
 // failingStore is a memStore that refuses every write while fail is set

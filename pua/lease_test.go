@@ -163,5 +163,5 @@ func TestDurableUnsubscribe(t *testing.T) {
 		t.Fatalf("sent %s Expires %s Call-ID %s", r.Method, headerValue(r, "Expires"), r.CallID().Value())
 	}
 	waitFor(t, "subscription gone", func() bool { return len(e.Subscriptions()) == 0 })
-	waitFor(t, "row deleted", func() bool { st.mu.Lock(); defer st.mu.Unlock(); return len(st.rows) == 0 })
+	waitFor(t, "row deleted", func() bool { return st.rows.Len() == 0 })
 }

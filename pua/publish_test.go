@@ -406,10 +406,10 @@ func TestRestartRefreshesStoredETag(t *testing.T) {
 	if err := e1.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(st.rows) != 1 {
-		t.Fatalf("%d stored rows", len(st.rows))
+	if st.rows.Len() != 1 {
+		t.Fatalf("%d stored rows", st.rows.Len())
 	}
-	for _, r := range st.rows {
+	for _, r := range st.rows.Rows() {
 		if r.ETag != "etag1" || r.Flag != FlagUsrloc || r.EventName != "presence" ||
 			r.Expires != clk.Now().Add(10*time.Minute).Unix() || r.ReqExpires != 600 || !bytes.Equal(r.Body, pidf("a")) ||
 			!slices.Equal(r.ExtraHeaders, []Header{{"Sender", "sip:phone@10.0.0.1"}}) {
@@ -417,9 +417,9 @@ func TestRestartRefreshesStoredETag(t *testing.T) {
 		}
 	}
 	// A second, expired row is dropped at load.
-	st.rows[identity{presURI: "sip:bob@example.com", presID: "x", event: "presence", flag: 1}] = Record{
+	st.rows.Put(identity{presURI: "sip:bob@example.com", presID: "x", event: "presence", flag: 1}, Record{
 		PresURI: "sip:bob@example.com", PresID: "x", EventName: "presence", Flag: 1,
-		ETag: "old", Expires: clk.Now().Add(-time.Second).Unix(), Body: pidf("bob")}
+		ETag: "old", Expires: clk.Now().Add(-time.Second).Unix(), Body: pidf("bob")})
 
 	e2 := newTestEngine(t, fs, clk, st, nil)
 	waitFor(t, "refresh after restart", countIs(fs, 2))
@@ -439,8 +439,8 @@ func TestRestartRefreshesStoredETag(t *testing.T) {
 	if err := e2.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(st.rows) != 1 {
-		t.Fatalf("%d stored rows after the second stop (expired row kept?)", len(st.rows))
+	if st.rows.Len() != 1 {
+		t.Fatalf("%d stored rows after the second stop (expired row kept?)", st.rows.Len())
 	}
 }
 
@@ -451,7 +451,7 @@ func TestWriteBehind(t *testing.T) {
 	clk := newFakeClock()
 	st := newMemStore()
 	e := newTestEngine(t, fs, clk, st, func(c *Config) { c.SyncETags = false })
-	rows := func() int { st.mu.Lock(); defer st.mu.Unlock(); return len(st.rows) }
+	rows := st.rows.Len
 	mustWait(t, e, pubReq("a"))
 	time.Sleep(100 * time.Millisecond)
 	if n := rows(); n != 0 {
@@ -479,9 +479,7 @@ func TestSyncETags(t *testing.T) {
 	st := newMemStore()
 	e := newTestEngine(t, fs, clk, st, nil)
 	stored := func() string {
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		for _, r := range st.rows {
+		for _, r := range st.rows.Rows() {
 			return r.ETag
 		}
 		return "none"

@@ -46,7 +46,7 @@ func TestStartClaims(t *testing.T) {
 		// Published just before a crash, its contact never written.
 		{Key: pua.Key{PresURI: "sip:lost@x", Event: "presence", ID: "usrloc"}, Flag: pua.FlagUsrloc, Body: []byte("<presence/>")},
 	}
-	delete(st.contacts, "sip:lost@x")
+	st.contacts.Delete("sip:lost@x")
 	tr, err := New(DefaultConfig(), Options{Publisher: cp, Store: st, Clock: r1.clock})
 	if err != nil {
 		t.Fatal(err)

@@ -6,9 +6,9 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -71,64 +71,44 @@ type listerPub struct {
 
 func (p listerPub) Publications() []pua.PublicationInfo { return p.pubs }
 
-// memStore is an in-memory Store.
+// memStore is an in-memory Store: two tables of the kit.
 type memStore struct {
-	mu       sync.Mutex
-	contacts map[string][]Binding
-	flags    map[string]bool
-	saves    int
+	contacts *puatest.Table[string, []Binding]
+	flags    *puatest.Table[string, bool]
 }
 
 func newMemStore() *memStore {
-	return &memStore{contacts: map[string][]Binding{}, flags: map[string]bool{}}
+	return &memStore{contacts: puatest.NewTable[string, []Binding](), flags: puatest.NewTable[string, bool]()}
 }
 
 func (s *memStore) LoadContacts(context.Context) (map[string][]Binding, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string][]Binding{}
-	for k, v := range s.contacts {
-		out[k] = append([]Binding(nil), v...)
+	out := s.contacts.Rows()
+	for k, v := range out {
+		out[k] = slices.Clone(v)
 	}
 	return out, nil
 }
 
 func (s *memStore) SaveContacts(_ context.Context, m map[string][]Binding) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.saves++
-	for k, v := range m {
-		if len(v) == 0 {
-			delete(s.contacts, k)
-			continue
+	return s.contacts.Write(func(rows map[string][]Binding) {
+		for k, v := range m {
+			if len(v) == 0 {
+				delete(rows, k)
+				continue
+			}
+			rows[k] = slices.Clone(v)
 		}
-		s.contacts[k] = append([]Binding(nil), v...)
-	}
-	return nil
+	})
 }
 
-func (s *memStore) LoadFlags(context.Context) (map[string]bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string]bool{}
-	for k, v := range s.flags {
-		out[k] = v
-	}
-	return out, nil
-}
+func (s *memStore) LoadFlags(context.Context) (map[string]bool, error) { return s.flags.Rows(), nil }
 
 func (s *memStore) SetFlag(_ context.Context, aor string, on bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.flags[aor] = on
-	return nil
+	return s.flags.Write(func(rows map[string]bool) { rows[aor] = on })
 }
 
 func (s *memStore) DeleteFlag(_ context.Context, aor string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.flags, aor)
-	return nil
+	return s.flags.Write(func(rows map[string]bool) { delete(rows, aor) })
 }
 
 // rig is a tracker with fakes.

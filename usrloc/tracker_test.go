@@ -232,7 +232,7 @@ func TestFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectOps(t, "clear", r.pub.Take())
-	if _, ok := st.flags[u2]; ok {
+	if _, ok := st.flags.Get(u2); ok {
 		t.Fatal("ClearFlag left the stored flag")
 	}
 	if err := r.t.SetFlag(ctx, "tel:1", true); err == nil {
@@ -247,8 +247,8 @@ func TestFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]bool{alice: true, bob: false, u1: false}
-	if !reflect.DeepEqual(st.flags, want) {
-		t.Fatalf("stored flags %v want %v", st.flags, want)
+	if got := st.flags.Rows(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("stored flags %v want %v", got, want)
 	}
 	if in, _ := r.t.Registration(alice); !in.Publish || in.Flag == nil || !*in.Flag || in.State != "open" {
 		t.Fatalf("info %+v", in)
@@ -330,7 +330,7 @@ func TestRestart(t *testing.T) {
 	if err := r3.t.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := st.contacts[u1]; ok {
+	if _, ok := st.contacts.Get(u1); ok {
 		t.Fatal("lapsed contacts still stored")
 	}
 
@@ -391,8 +391,8 @@ func TestRunLoop(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return")
 	}
-	if st.saves == 0 || len(st.contacts) != 0 {
-		t.Fatalf("store after run: saves=%d contacts=%v", st.saves, st.contacts)
+	if st.contacts.Writes() == 0 || st.contacts.Len() != 0 {
+		t.Fatalf("store after run: saves=%d contacts=%v", st.contacts.Writes(), st.contacts.Rows())
 	}
 }
 
