@@ -33,6 +33,9 @@ type Reply struct {
 type ServerOptions struct {
 	// Name is the server's User-Agent (default "puatest-presence").
 	Name string
+	// ContactUser is the user part of the server's Contact in SUBSCRIBE
+	// replies and NOTIFYs (default "notifier").
+	ContactUser string
 	// Publish and Subscribe, when set, answer that method instead of the
 	// script; such requests are not recorded.
 	Publish, Subscribe sipgo.RequestHandler
@@ -46,6 +49,7 @@ type ServerOptions struct {
 // NOTIFYs within a SUBSCRIBE's dialog, and stops when the test ends.
 type PresenceServer struct {
 	tb   testing.TB
+	user string // of the Contact
 	ua   *sipgo.UserAgent
 	srv  *sipgo.Server
 	cl   *sipgo.Client
@@ -75,7 +79,10 @@ func NewPresenceServer(tb testing.TB, opts ServerOptions) *PresenceServer {
 	if opts.Name == "" {
 		opts.Name = "puatest-presence"
 	}
-	s := &PresenceServer{tb: tb, seen: map[string]Reply{}, active: map[string]int{}, maxConc: map[string]int{},
+	if opts.ContactUser == "" {
+		opts.ContactUser = "notifier"
+	}
+	s := &PresenceServer{tb: tb, user: opts.ContactUser, seen: map[string]Reply{}, active: map[string]int{}, maxConc: map[string]int{},
 		def: Reply{Code: 200}, held: make(chan struct{}), done: make(chan struct{})}
 	log := slog.New(slog.DiscardHandler)
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent(opts.Name), sipgo.WithUserAgentHostname("127.0.0.1"),
@@ -139,6 +146,11 @@ func (s *PresenceServer) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.po
 
 // Port is the UDP and TCP port.
 func (s *PresenceServer) Port() int { return s.port }
+
+// Contact is the server's Contact address (ContactUser@127.0.0.1:port).
+func (s *PresenceServer) Contact() sip.Uri {
+	return sip.Uri{Scheme: "sip", User: s.user, Host: "127.0.0.1", Port: s.port}
+}
 
 // Server is the sipgo server, to serve more listeners (TLS).
 func (s *PresenceServer) Server() *sipgo.Server { return s.srv }
@@ -326,7 +338,7 @@ func (s *PresenceServer) handle(req *sip.Request, tx sip.ServerTransaction) {
 		e := sip.ExpiresHeader(exp)
 		res.AppendHeader(&e)
 		if req.Method == sip.SUBSCRIBE {
-			res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "notifier", Host: "127.0.0.1", Port: s.port}})
+			res.AppendHeader(&sip.ContactHeader{Address: s.Contact()})
 		}
 	}
 	if rep.RetryAfter > 0 {
@@ -356,7 +368,7 @@ func (s *PresenceServer) Notify(sub *sip.Request, toTag, state, ctype string, bo
 	req.AppendHeader(&to)
 	req.AppendHeader(sub.CallID())
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.NOTIFY})
-	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "notifier", Host: "127.0.0.1", Port: s.port}})
+	req.AppendHeader(&sip.ContactHeader{Address: s.Contact()})
 	req.AppendHeader(sip.NewHeader("Event", Header(sub, "Event")))
 	if state != "" {
 		req.AppendHeader(sip.NewHeader("Subscription-State", state))
