@@ -10,10 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/puaside/puaside/internal/puatest"
-
 	"github.com/emiago/sipgo/sip"
 	"github.com/puaside/puaside/dialogdoc"
+	"github.com/puaside/puaside/internal/puatest"
 	"github.com/puaside/puaside/pua"
 )
 

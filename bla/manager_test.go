@@ -19,12 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/puaside/puaside/internal/puatest/recorder"
-
-	"github.com/puaside/puaside/internal/puatest"
-
 	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/dialogdoc"
+	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
 	"gopkg.in/yaml.v3"

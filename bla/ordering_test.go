@@ -8,9 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/puaside/puaside/internal/puatest/recorder"
-
 	"github.com/puaside/puaside/dialogdoc"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/pua"
 )
 

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/puaside/puaside/internal/puatest/recorder"
-
 	"github.com/puaside/puaside/pua"
 )
 

@@ -6,11 +6,10 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/puaside/puaside/internal/puatest/recorder"
-
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 )
 
 // callMsgs builds the parsed messages of call i: INVITE, 100, 180, 200, ACK, BYE, 200.

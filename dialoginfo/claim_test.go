@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/puaside/puaside/internal/puatest/recorder"
-
 	"github.com/puaside/puaside/pua"
 )
 

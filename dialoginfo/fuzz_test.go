@@ -8,13 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/puaside/puaside/internal/puatest/recorder"
-
-	"github.com/puaside/puaside/internal/puatest"
-
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 )
 
 // FuzzHandleSIP feeds arbitrary bytes, split into up to 8 messages at

@@ -12,12 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/puaside/puaside/internal/puatest/recorder"
-
-	"github.com/puaside/puaside/internal/puatest"
-
 	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*/expected from the current output")

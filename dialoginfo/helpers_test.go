@@ -10,10 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/puaside/puaside/internal/puatest"
-
 	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/dialogdoc"
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 // fakeClock is an injectable clock.

@@ -6,9 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/puaside/puaside/internal/puatest/recorder"
-
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 )
 
 // confirmedCall builds a tracker holding one answered call alice → bob.

@@ -11,11 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/puaside/puaside/internal/puatest"
-
 	"github.com/emiago/sipgo/sip"
 	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest"
 	"github.com/puaside/puaside/metrics"
 )
 

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/puaside/puaside/internal/puatest"
-
 	"github.com/puaside/puaside/mgmt"
 )
 

@@ -8,11 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/puaside/puaside/internal/puatest"
-
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/clock/clocktest"
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 // fakeClock is a Clock driven by Advance.

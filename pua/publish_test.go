@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/puaside/puaside/internal/puatest"
-
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 const alice = "sip:alice@example.com"

@@ -6,9 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/puaside/puaside/internal/puatest"
-
 	"github.com/puaside/puaside/internal/dnstest"
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 // deadTCPPort returns a loopback port nothing listens on.

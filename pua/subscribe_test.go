@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/puaside/puaside/internal/puatest"
-
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 var slaKey = SubKey{PresURI: "sip:line1@example.com", WatcherURI: "sip:line1@example.com", Event: "dialog;sla", ID: "phone1"}

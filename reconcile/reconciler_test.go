@@ -8,10 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/puaside/puaside/internal/puatest/recorder"
-
 	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/proxyrpc"
 	"github.com/puaside/puaside/usrloc"
 )

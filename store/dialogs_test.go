@@ -7,13 +7,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/puaside/puaside/internal/puatest/recorder"
-
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/internal/dbtest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/store"
 )
 

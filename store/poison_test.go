@@ -9,13 +9,11 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/puaside/puaside/internal/puatest/recorder"
-
-	"github.com/puaside/puaside/internal/puatest"
-
 	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/internal/dbtest"
+	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/store"

@@ -6,11 +6,10 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/puaside/puaside/internal/puatest/recorder"
-
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 )
 
 // BenchmarkHandleSIP100k feeds parsed REGISTER copies for 100,000 AoRs
