@@ -392,3 +392,24 @@ func TestAuthorizePending(t *testing.T) {
 		t.Fatal("an unknown Call-ID was authorized")
 	}
 }
+
+// An answer naming the presentity and the watcher (the XMPP gateway's)
+// decides that watcher's pending subscriptions.
+func TestAuthorizeByWatcher(t *testing.T) {
+	s, addr := startServer(t, DefaultConfig(), Options{})
+	eve := sipphone.NewPhone(t, "eve", "elsewhere.org")
+	we, err := eve.Watch(context.Background(), addr, uri("sip:alice@example.com"), "presence", sipphone.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, we, func(n sipphone.Notification) bool { return strings.HasPrefix(n.State, "pending") })
+	if n := s.AuthorizeWatcher("sip:bob@example.com", "sip:eve@elsewhere.org", true); n != 0 {
+		t.Fatalf("%d subscriptions to bob decided", n)
+	}
+	if n := s.AuthorizeWatcher("alice@example.com", "sip:eve@elsewhere.org", true); n != 1 {
+		t.Fatalf("%d subscriptions decided, want 1", n)
+	}
+	wait(t, we, func(n sipphone.Notification) bool {
+		return strings.HasPrefix(n.State, "active") && strings.Contains(n.Body, "closed")
+	})
+}

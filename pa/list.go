@@ -134,6 +134,25 @@ func (s *Server) subscriptionCount() int {
 	return len(s.subs)
 }
 
+// AuthorizeWatcher applies Authorize to every subscription of watcherURI
+// to presURI (an XMPP user's answer through the gateway names them, not
+// a dialog); it reports how many there were.
+func (s *Server) AuthorizeWatcher(presURI, watcherURI string, allow bool) int {
+	presURI, watcherURI = aor.Key(presURI), aor.Key(watcherURI)
+	s.mu.Lock()
+	var ids []string
+	for _, w := range s.subs {
+		if !w.final && w.presURI == presURI && w.watcherURI == watcherURI {
+			ids = append(ids, w.key.callID)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		s.Authorize(id, allow)
+	}
+	return len(ids)
+}
+
 // Authorize decides a pending subscription (the owner's answer, RFC 3857
 // §3.2): allow makes the subscription with Call-ID callID active and
 // notifies its state at once; deny ends it (terminated;reason=rejected).

@@ -18,6 +18,10 @@ type paEngine struct {
 	*pua.Engine
 	pa       *pa.Server
 	upstream bool
+	// onResult, when set, is told each in-process outcome as the engine
+	// tells its PUBLISH results (the lamp board); not with upstream, where
+	// the engine's own results are told.
+	onResult func(key pua.Key, op string, res pua.Result)
 }
 
 // Publish implements the trackers' Publisher.
@@ -27,7 +31,9 @@ func (e paEngine) Publish(req pua.PublishRequest) error {
 			return err
 		}
 	}
-	return e.pa.Publish(req)
+	err := e.pa.Publish(req)
+	e.told(req.Key, "modify", err)
+	return err
 }
 
 // Remove implements the trackers' Publisher.
@@ -37,7 +43,22 @@ func (e paEngine) Remove(key pua.Key) error {
 			return err
 		}
 	}
-	return e.pa.Remove(key)
+	err := e.pa.Remove(key)
+	e.told(key, "remove", err)
+	return err
+}
+
+// told reports an in-process outcome to onResult: 200, or 400 with the
+// refusal.
+func (e paEngine) told(key pua.Key, op string, err error) {
+	if e.onResult == nil || e.upstream {
+		return
+	}
+	res := pua.Result{Status: 200, Reason: "OK (presence server in process)"}
+	if err != nil {
+		res = pua.Result{Status: 400, Reason: err.Error()}
+	}
+	e.onResult(key, op, res)
 }
 
 // PublishWait is the management API's publish: in process it is accepted
@@ -122,6 +143,17 @@ func (p presence) DeleteWatcher(_ context.Context, callID string) error {
 func (p presence) AuthorizeWatcher(_ context.Context, callID string, allow bool) error {
 	if !p.s.Authorize(callID, allow) {
 		return fmt.Errorf("%w: no subscription with Call-ID %s", mgmt.ErrNotFound, callID)
+	}
+	return nil
+}
+
+// paAuthorizer lets the XMPP gateway decide pa's pending watchers of an
+// XMPP user (the user's "subscribed" or "unsubscribed").
+type paAuthorizer struct{ s *pa.Server }
+
+func (a paAuthorizer) Authorize(_ context.Context, presentity, watcher string, allow bool) error {
+	if a.s.AuthorizeWatcher(presentity, watcher, allow) == 0 {
+		return fmt.Errorf("%w: no subscription of %s to %s", mgmt.ErrNotFound, watcher, presentity)
 	}
 	return nil
 }
