@@ -13,7 +13,7 @@ import (
 	"github.com/puaside/puaside/pa"
 )
 
-// The presence server's tables (schema 050_presence.sql), in Kamailio's
+// The presence server's tables (schema 060_presence.sql), in Kamailio's
 // layout.
 var _ pa.Store = (*DB)(nil)
 
