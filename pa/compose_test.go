@@ -3,12 +3,14 @@ package pa
 import (
 	"context"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -412,4 +414,35 @@ func TestAuthorizeByWatcher(t *testing.T) {
 	wait(t, we, func(n sipphone.Notification) bool {
 		return strings.HasPrefix(n.State, "active") && strings.Contains(n.Body, "closed")
 	})
+}
+
+// OnWatchers is told a presentity's watchers as they come and go.
+func TestOnWatchers(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string][]WatcherState{}
+	_, addr := startServer(t, DefaultConfig(), Options{OnWatchers: func(uri string, ws []WatcherState) {
+		mu.Lock()
+		seen[uri] = ws
+		mu.Unlock()
+	}})
+	bob := sipphone.NewPhone(t, "bob", "example.com")
+	w, err := bob.Watch(context.Background(), addr, uri("sip:alice@example.com"), "dialog", sipphone.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got := fmt.Sprint(seen["sip:alice@example.com"])
+	mu.Unlock()
+	if got != "[{sip:bob@example.com dialog active}]" {
+		t.Fatalf("watchers told %s", got)
+	}
+	if err := w.Unsubscribe(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got = fmt.Sprint(seen["sip:alice@example.com"])
+	mu.Unlock()
+	if got != "[]" {
+		t.Fatalf("after the unsubscribe: %s", got)
+	}
 }

@@ -182,6 +182,7 @@ func (s *Server) Authorize(callID string, allow bool) bool {
 		if w.event == EventPresence {
 			s.watchersChanged(w.presURI)
 		}
+		s.tellWatchers(w.presURI)
 	}
 	return found
 }

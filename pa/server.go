@@ -42,6 +42,18 @@ type Options struct {
 	// LocalDomain reports whether a domain is local, for the policy
 	// "local"; nil counts only the presentity's own domain as local.
 	LocalDomain func(host string) bool
+	// OnWatchers, when set, is told a presentity's watchers (every event
+	// package) each time they change: a subscription accepted, ended or
+	// authorized (the lamp board shows them). It is called with the
+	// server's lock held and must not call back into the server.
+	OnWatchers func(presURI string, watchers []WatcherState)
+}
+
+// WatcherState is one watcher of a presentity as OnWatchers tells it.
+type WatcherState struct {
+	// URI is the watcher's AoR, Event the package watched, Status active
+	// or pending.
+	URI, Event, Status string
 }
 
 // Server is the presence server.

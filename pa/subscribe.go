@@ -2,6 +2,7 @@ package pa
 
 import (
 	"context"
+	"sort"
 	"strconv"
 	"time"
 
@@ -208,6 +209,29 @@ func (s *Server) attach(w *watcher) {
 	if w.event == EventPresence {
 		s.watchersChanged(w.presURI)
 	}
+	s.tellWatchers(w.presURI)
+}
+
+// tellWatchers gives OnWatchers the presentity's watchers (s.mu held).
+func (s *Server) tellWatchers(presURI string) {
+	if s.o.OnWatchers == nil {
+		return
+	}
+	ws := []WatcherState{}
+	for _, ev := range []string{EventPresence, EventDialog, EventSLA, EventMWI, EventWinfo} {
+		if pr := s.pres[presKey{presURI, ev}]; pr != nil {
+			for x := range pr.watchers {
+				ws = append(ws, WatcherState{URI: x.watcherURI, Event: x.event, Status: x.status})
+			}
+		}
+	}
+	sort.Slice(ws, func(i, j int) bool {
+		if ws[i].URI != ws[j].URI {
+			return ws[i].URI < ws[j].URI
+		}
+		return ws[i].Event < ws[j].Event
+	})
+	s.o.OnWatchers(presURI, ws)
 }
 
 // schedule arms w's next timer: its retry or its expiry (s.mu held).
@@ -237,6 +261,7 @@ func (s *Server) terminate(w *watcher, reason string) {
 	if w.event == EventPresence {
 		s.watchersChanged(w.presURI)
 	}
+	s.tellWatchers(w.presURI)
 	s.kick(w)
 }
 
@@ -267,6 +292,7 @@ func (s *Server) forget(w *watcher) {
 		if w.event == EventPresence {
 			s.watchersChanged(w.presURI)
 		}
+		s.tellWatchers(w.presURI)
 	}
 	s.met.ended(w.event)
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/puaside/puaside/bla"
 	"github.com/puaside/puaside/board"
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/pa"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/usrloc"
 )
@@ -109,3 +110,12 @@ func (d *Daemon) seedBoard() {
 
 // Board returns the daemon's lamp board (tests, embedding).
 func (d *Daemon) Board() *board.Board { return d.board }
+
+// boardWatchers converts the presence server's watchers for the board.
+func boardWatchers(ws []pa.WatcherState) []board.Watcher {
+	out := make([]board.Watcher, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, board.Watcher{URI: w.URI, Event: w.Event, Status: w.Status})
+	}
+	return out
+}

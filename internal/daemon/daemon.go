@@ -107,6 +107,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		d.pa, err = pa.New(cfg.PA, pa.Options{
 			Store: db, Logger: log, Registerer: d.m.Registry(), OwnDialog: bla.OwnDialog,
 			LocalDomain: func(host string) bool { return d.ul != nil && d.ul.HasDomain(host) },
+			OnWatchers:  func(uri string, ws []pa.WatcherState) { d.board.Watchers(uri, boardWatchers(ws)) },
 		})
 		if err != nil {
 			db.Close()
