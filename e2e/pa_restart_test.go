@@ -7,19 +7,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/puaside/puaside/internal/dbtest"
 	"github.com/puaside/puaside/internal/sipphone"
+	"github.com/puaside/puaside/store"
 )
 
 // TestPASIGKILLKeepsSubscriptions: with the default mode (no
-// server_address) puaside is the presence server. 1,000 watchers subscribe
+// server_address) puaside is the presence server, its state in SQLite or
+// in MariaDB (strict mode). 1,000 watchers subscribe
 // to ten users registering through a real Kamailio registrar that mirrors
 // to puaside; puaside is killed with SIGKILL and started again; the next
 // change (the users unregister) reaches every watcher in its old dialog,
 // with a CSeq above the last one it saw, without any SUBSCRIBE.
 func TestPASIGKILLKeepsSubscriptions(t *testing.T) {
+	for _, backend := range []string{store.SQLite, store.MySQL} {
+		t.Run(backend, func(t *testing.T) { paSIGKILL(t, backend) })
+	}
+}
+
+func paSIGKILL(t *testing.T, backend string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cfg := baseConfig(t, nil)
+	cfg.DBURL = dbtest.URL(t, backend)
 	cfg.Features.Dialoginfo, cfg.Features.BLA = false, false
 	cfg.Usrloc.MinExpires = time.Second
 	cfg.Usrloc.ClosedLinger = time.Minute
