@@ -132,9 +132,9 @@ func TestCoalescing(t *testing.T) {
 		t.Fatalf("%d NOTIFYs sent while one was in flight", n-2)
 	}
 	close(release)
-	got := p.waitN(3, 5*time.Second)
+	p.waitN(3, 5*time.Second)
 	time.Sleep(50 * time.Millisecond)
-	got = p.waitN(p.count(), time.Second)
+	got := p.waitN(p.count(), time.Second)
 	if len(got) != 3 {
 		t.Fatalf("%d NOTIFYs, want 3 (20 changes coalesced into one)", len(got))
 	}

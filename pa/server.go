@@ -308,7 +308,7 @@ func (s *Server) startSIP(ctx context.Context) error {
 			}
 			addrs = append(addrs, "tcp:"+ln.Addr().String())
 			go func() {
-				if err := srv.ServeTCP(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+				if err := srv.ServeTCP(ln); !errors.Is(err, net.ErrClosed) {
 					log.Debug("tcp listener ended", "addr", addr, "err", err)
 				}
 			}()
