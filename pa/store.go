@@ -33,6 +33,8 @@ type PublicationRecord struct {
 // WatcherRecord is one subscription dialog as stored (a row of
 // active_watchers, and its watcher's row of watchers).
 type WatcherRecord struct {
+	// PresURI is the presentity's AoR, WatcherURI the watcher's (From),
+	// Event the package watched.
 	PresURI    string
 	WatcherURI string
 	Event      string
