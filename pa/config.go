@@ -105,7 +105,8 @@ type WebSocketConfig struct {
 	// 0 means 32768.
 	MaxFrameSize int `yaml:"max_frame_size"`
 	// MaxFramesPerSecond is the rate of frames one connection may send
-	// (with a burst as large); 0 means 100.
+	// (with a burst as large: a browser subscribing to a long buddy list
+	// sends a SUBSCRIBE and a 200 for each buddy at once); 0 means 1000.
 	MaxFramesPerSecond int `yaml:"max_frames_per_second"`
 }
 
@@ -120,7 +121,7 @@ func DefaultConfig() Config {
 		Listen: []string{"udp:127.0.0.1:5065", "tcp:127.0.0.1:5065"},
 		TLS:    siptls.DefaultConfig(),
 		WebSocket: WebSocketConfig{HandshakeTimeout: 10 * time.Second, MaxPendingHandshakes: 256,
-			MaxFrameSize: maxWSFrame, MaxFramesPerSecond: 100},
+			MaxFrameSize: maxWSFrame, MaxFramesPerSecond: 1000},
 		MinExpires:     60 * time.Second,
 		DefaultExpires: 3600 * time.Second,
 		MaxExpires:     3600 * time.Second,

@@ -23,6 +23,12 @@ import (
 // configuration trusting the CA.
 func startSecure(t *testing.T, cfg Config, o Options) (*Server, map[string]string, *tls.Config) {
 	t.Helper()
+	return startSecureTB(t, cfg, o)
+}
+
+// startSecureTB is startSecure for tests and benchmarks.
+func startSecureTB(t testing.TB, cfg Config, o Options) (*Server, map[string]string, *tls.Config) {
+	t.Helper()
 	ca := testpki.NewCA(t, "pa test CA")
 	cert, key := ca.Valid(t, "127.0.0.1")
 	f := testpki.WriteFiles(t, t.TempDir(), map[string][]byte{"cert.pem": cert, "key.pem": key})
