@@ -99,7 +99,9 @@ func (s *Server) buildNotify(w *watcher) (*sip.Request, *flushWait) {
 		req.AppendHeader(sip.NewHeader("Content-Type", ct))
 		req.SetBody(body)
 	}
-	if len(w.routeSet) == 0 && w.flow != "" && flowTransport(w.flowTransport) {
+	if len(w.routeSet) == 0 && w.flow != "" && flowTransport(w.flowTransport) &&
+		(strings.ToUpper(w.flowTransport) != "TLS" || s.hasConnection("TLS", w.flow)) {
+		// A TLS watcher whose connection is gone is reached at its Contact.
 		// Back over the watcher's own connection, whatever its Contact.
 		req.SetDestination(w.flow)
 		req.SetTransport(strings.ToUpper(w.flowTransport))
