@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -108,8 +106,8 @@ type separateProcess struct {
 	http, pua string
 }
 
-// startSeparate writes cfg, with free loopback ports for its sockets, to
-// dir/puaside.yaml and runs bin on it until /readyz answers.
+// startSeparate runs bin on cfg, with free loopback ports for its sockets
+// (loadproc.StartPuaside), until /readyz answers.
 func startSeparate(ctx context.Context, bin string, cfg config.Config, input, dir string, logw io.Writer) (*separateProcess, error) {
 	var ports [3]int
 	for i := range ports {
@@ -133,16 +131,8 @@ func startSeparate(ctx context.Context, bin string, cfg config.Config, input, di
 	default:
 		cfg.Ingest.ReplicateListen = listen
 	}
-	yml, err := cfg.YAML()
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, "puaside.yaml")
-	if err := os.WriteFile(path, yml, 0o600); err != nil {
-		return nil, fmt.Errorf("config file: %w", err)
-	}
-	env := append(os.Environ(), "PUASIDE_API=", "PUASIDE_TOKEN=", "PUASIDE_CONFIG=")
-	s.p, err = loadproc.Start(ctx, bin, []string{"run", "-config", path}, env, logw, "http://"+s.http+"/readyz", time.Minute)
+	var err error
+	s.p, err = loadproc.StartPuaside(ctx, bin, cfg, dir, logw, time.Minute)
 	if err != nil {
 		return nil, fmt.Errorf("puaside: %w", err)
 	}
