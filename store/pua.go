@@ -548,14 +548,17 @@ func (db *DB) updateRecord(ctx context.Context, tx *txStmts, r *puaRow, id int64
 		}
 	}
 	args = append(args, id)
-	var set []string
-	for c, name := range recordColumns() {
-		if skip&(1<<c) == 0 {
-			set = append(set, name+" = ?")
+	q, ok := db.updates.Load(skip)
+	if !ok {
+		var set []string
+		for c, name := range recordColumns() {
+			if skip&(1<<c) == 0 {
+				set = append(set, name+" = ?")
+			}
 		}
+		q, _ = db.updates.LoadOrStore(skip, "UPDATE "+db.quotedTable()+" SET "+strings.Join(set, ", ")+" WHERE id = ?")
 	}
-	q := "UPDATE " + db.quotedTable() + " SET " + strings.Join(set, ", ") + " WHERE id = ?"
-	return tx.exec(ctx, q, args)
+	return tx.exec(ctx, q.(string), args)
 }
 
 // argText is the text of a column value as recordArgs gives it (a string

@@ -58,6 +58,7 @@ type DB struct {
 	cols       columns // text column widths of the schema
 	quarantine quarantine
 	stmts      stmtCache // the pua table's statements, prepared once
+	updates    sync.Map  // skipped-column mask → the pua table's UPDATE
 }
 
 // columns returns the text column widths of the dialect's schema, read once.
