@@ -4,6 +4,10 @@
 // configuration: the embedded SQLite database and loopback listeners. Each
 // component owns its section's type and defaults; this package composes
 // them and is used only by cmd/puaside.
+//
+// Place in the flow: above the components; internal/daemon hands each
+// section to its component (ingest, the trackers, the pua engine, mgmt,
+// reconcile, the store).
 package config
 
 import (
@@ -21,7 +25,9 @@ import (
 	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/ingest"
 	"github.com/puaside/puaside/mgmt"
+	"github.com/puaside/puaside/pa"
 	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/puaxmpp"
 	"github.com/puaside/puaside/reconcile"
 	"github.com/puaside/puaside/usrloc"
 )
@@ -55,11 +61,16 @@ type Config struct {
 	Dialoginfo dialoginfo.Config `yaml:"dialoginfo"`
 	// BLA is Polycom bridged line appearance (pua_bla).
 	BLA bla.Config `yaml:"bla"`
+	// PA is the embedded presence server (the seed's pa module).
+	PA pa.Config `yaml:"pa"`
 	// HTTP is the management API, JSON events, metrics and health checks.
 	HTTP mgmt.Config `yaml:"http"`
 	// Reconcile asks the proxy for its bindings and dialogs (at start and
 	// periodically) to correct what puaside missed while it was down.
 	Reconcile reconcile.Config `yaml:"reconcile"`
+	// Gateway is the SIP ↔ XMPP presence gateway (pua_xmpp with the xmpp
+	// module): an XEP-0114 component of the site's XMPP server.
+	Gateway puaxmpp.Config `yaml:"xmpp"`
 }
 
 // Features switches the trackers on and off.
@@ -85,8 +96,10 @@ func Default() Config {
 		Usrloc:     usrloc.DefaultConfig(),
 		Dialoginfo: dialoginfo.DefaultConfig(),
 		BLA:        bla.DefaultConfig(),
+		PA:         pa.DefaultConfig(),
 		HTTP:       mgmt.DefaultConfig(),
 		Reconcile:  reconcile.DefaultConfig(),
+		Gateway:    puaxmpp.DefaultConfig(),
 	}
 }
 
@@ -97,6 +110,7 @@ func Default() Config {
 func (c Config) WithDefaults() Config {
 	c.PUA = c.PUA.WithDefaults()
 	c.Dialoginfo = c.Dialoginfo.WithDefaults()
+	c.PA = c.PA.WithDefaults()
 	c.ShareDefaultDomain()
 	return c
 }
@@ -197,8 +211,8 @@ func (c Config) Validate() error {
 	}
 	for _, s := range []sectionCheck{
 		{"pua", c.PUA.Validate}, {"ingest", c.Ingest.Validate}, {"usrloc", c.Usrloc.Validate},
-		{"dialoginfo", c.Dialoginfo.Validate}, {"bla", c.BLA.Validate}, {"http", c.HTTP.Validate},
-		{"reconcile", c.Reconcile.Validate},
+		{"dialoginfo", c.Dialoginfo.Validate}, {"bla", c.BLA.Validate}, {"pa", c.PA.Validate}, {"http", c.HTTP.Validate},
+		{"reconcile", c.Reconcile.Validate}, {"xmpp", c.Gateway.Validate},
 	} {
 		if err := s.validate(); err != nil {
 			errs = append(errs, sectionProblems(s.name, err)...)

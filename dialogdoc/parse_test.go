@@ -3,20 +3,16 @@ package dialogdoc
 import (
 	"bytes"
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return puatest.Testdata(t, name)
 }
 
 func TestParse(t *testing.T) {
@@ -32,17 +28,17 @@ func TestParse(t *testing.T) {
 			Dialogs: []Dialog{{ID: "a1", Direction: "initiator", State: "trying", LineID: "1"}}}},
 		{"notify/a_confirmed_1.xml", Document{Version: 4, State: DocPartial, Entity: "sip:100@example.com",
 			Dialogs: []Dialog{{ID: "a1", CallID: "call-a1@10.0.0.1", LocalTag: "la1", RemoteTag: "ra1",
-				Direction: "initiator", State: "confirmed", LineID: "1"}}}},
+				Direction: "initiator", State: "confirmed", LineID: "1", Remote: &Participant{Identity: "sip:4444@example.com"}}}}},
 		{"notify/a_full_two.xml", Document{Version: 10, State: DocFull, Entity: "sip:100@example.com",
 			Dialogs: []Dialog{
 				{ID: "a1", CallID: "c1@10.0.0.1", LocalTag: "l1", RemoteTag: "r1", Direction: "recipient",
-					State: "confirmed", LineID: "1", Held: true},
+					State: "confirmed", LineID: "1", Held: true, Remote: &Participant{Identity: "sip:4444@example.com"}},
 				{ID: "a3", Direction: "initiator", State: "early", LineID: "3"},
 			}}},
 		{"notify/a_full_empty.xml", Document{Version: 11, State: DocFull, Entity: "sip:100@example.com"}},
 		{"notify/sipxsaa_confirmed_0.xml", Document{Version: 0, State: DocPartial, Entity: "sip:321@177.0.0.1:54140",
 			Dialogs: []Dialog{{ID: "1", CallID: "call-1116603513-890@10.1.1.153", LocalTag: "264460498",
-				RemoteTag: "1c10982", Direction: "recipient", State: "confirmed", LineID: "0"}}}},
+				RemoteTag: "1c10982", Direction: "recipient", State: "confirmed", LineID: "0", Remote: &Participant{Identity: "4444@10.1.1.153"}}}}},
 		{"notify/ma_trying_1.xml", Document{Version: 2, State: DocPartial, Entity: "sip:100@example.com",
 			Dialogs: []Dialog{{ID: "m1", Direction: "initiator", State: "trying", LineID: "1"}}}},
 	} {

@@ -204,7 +204,10 @@ func registerBurst(t *testing.T, crash bool) {
 	cfg := baseConfig(t, presence)
 	cfg.LogLevel = "info"
 	cfg.Features.BLA, cfg.Features.Dialoginfo = false, false
-	cfg.PUA.RequestTimeout = 5 * time.Second
+	// request_timeout stays at its default, Timer F (32 s): a PUBLISH
+	// given up earlier may still be taken by a presence server that is
+	// only slow, under a new ETag puaside never learns, and that
+	// publication then lives for the Expires it asked.
 	cfg.PUA.RetryMax = 5 * time.Second
 	cfg.Usrloc.ClosedLinger = 5 * time.Second
 	// The contacts usrloc received in its last flush_interval before the
@@ -247,7 +250,7 @@ func registerBurst(t *testing.T, crash bool) {
 		proc.term()
 	}
 	killedAt := time.Now()
-	proc = startDaemonProc(t, "puaside#2", bin, cfgPath, cfg.HTTP.HTTPListen)
+	startDaemonProc(t, "puaside#2", bin, cfgPath, cfg.HTTP.HTTPListen)
 	t.Logf("down for %s", time.Since(killedAt).Round(time.Millisecond))
 	if err := <-sent; err != nil {
 		t.Fatalf("burst: %v", err)

@@ -19,20 +19,20 @@ import (
 type Metrics struct {
 	reg *prometheus.Registry
 
-	requests       *prometheus.CounterVec   // method, event, status
-	latency        *prometheus.HistogramVec // method, event
-	notifies       *prometheus.CounterVec   // event, status
-	ingest         *prometheus.CounterVec   // input, kind, result
-	drops          *prometheus.CounterVec   // input, reason
-	queueDepth     *prometheus.GaugeVec     // queue
-	storeFlush     prometheus.Histogram
-	storeFailures  prometheus.Counter
-	quarantined    *prometheus.CounterVec // table
-	trackerEvents  *prometheus.CounterVec // tracker, what
-	inflight       prometheus.Gauge
-	httpRefused    *prometheus.CounterVec // reason
-	outage         *outageMetrics
-	stateCollector []prometheus.Collector
+	requests      *prometheus.CounterVec   // method, event, status
+	latency       *prometheus.HistogramVec // method, event
+	notifies      *prometheus.CounterVec   // event, status
+	ingest        *prometheus.CounterVec   // input, kind, result
+	drops         *prometheus.CounterVec   // input, reason
+	queueDepth    *prometheus.GaugeVec     // queue
+	storeFlush    prometheus.Histogram
+	storeFailures prometheus.Counter
+	quarantined   *prometheus.CounterVec // table
+	trackerEvents *prometheus.CounterVec // tracker, what
+	inflight      prometheus.Gauge
+	httpRefused   *prometheus.CounterVec // reason
+	boardDropped  *prometheus.CounterVec // reason
+	outage        *outageMetrics
 	// depth and events cache the children of queueDepth and
 	// trackerEvents, set on every queued item and tracked message (a
 	// label lookup hashes and compares the label values each time).
@@ -60,7 +60,8 @@ func ingestInputs() []string { return []string{"replicate", "trace", "hep", "jso
 func ingestKinds() []string {
 	return []string{"register", "register_reply", "call", "event", "other"}
 }
-func ingestResults() []string { return []string{"accepted", "duplicate", "ignored", "error"} }
+func boardDropReasons() []string { return []string{"slow", "write_error", "too_many_clients"} }
+func ingestResults() []string    { return []string{"accepted", "duplicate", "ignored", "error"} }
 func dropReasons() []string {
 	return []string{"untrusted", "oversize", "parse_error", "hep_decode", "hep_auth", "queue_full", "stopped", "framing", "too_many_conns", "tls_handshake",
 		"uri_too_long", "callid_too_long", "tag_too_long", "header_too_long"}
@@ -160,9 +161,13 @@ func New() *Metrics {
 		Name: "puaside_http_refused_total",
 		Help: "Management API requests refused by the token check, the trusted-source check of control endpoints, or the reserved-header check, by reason.",
 	}, []string{"reason"})
+	m.boardDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "puaside_board_clients_dropped_total",
+		Help: "Lamp board event streams refused or dropped, by reason (slow, write_error, too_many_clients).",
+	}, []string{"reason"})
 	m.outage = newOutageMetrics(m.reg)
 	m.reg.MustRegister(m.requests, m.latency, m.notifies, m.ingest, m.drops, m.queueDepth,
-		m.storeFlush, m.storeFailures, m.quarantined, m.trackerEvents, m.inflight, m.httpRefused,
+		m.storeFlush, m.storeFailures, m.quarantined, m.trackerEvents, m.inflight, m.httpRefused, m.boardDropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newBuildInfo(buildinfo.Get()))
 	m.precreate()
@@ -183,6 +188,9 @@ func (m *Metrics) precreate() {
 	}
 	for _, r := range refusedReasons() {
 		m.httpRefused.WithLabelValues(r)
+	}
+	for _, r := range boardDropReasons() {
+		m.boardDropped.WithLabelValues(r)
 	}
 	for _, meth := range sipMethods() {
 		for _, ev := range sipEvents() {
@@ -229,6 +237,15 @@ func (m *Metrics) HTTPRefused(reason string) {
 		return
 	}
 	m.httpRefused.WithLabelValues(reason).Inc()
+}
+
+// BoardDropped counts a lamp board event stream refused or dropped for
+// reason (slow, write_error, too_many_clients).
+func (m *Metrics) BoardDropped(reason string) {
+	if m == nil {
+		return
+	}
+	m.boardDropped.WithLabelValues(reason).Inc()
 }
 
 // Registry returns the registry to serve at /metrics.

@@ -17,14 +17,17 @@ import (
 	"time"
 
 	"github.com/puaside/puaside/bla"
+	"github.com/puaside/puaside/board"
 	"github.com/puaside/puaside/config"
 	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/ingest"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/mgmt"
+	"github.com/puaside/puaside/pa"
 	"github.com/puaside/puaside/proxyrpc"
 	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/puaxmpp"
 	"github.com/puaside/puaside/reconcile"
 	"github.com/puaside/puaside/store"
 	"github.com/puaside/puaside/usrloc"
@@ -38,12 +41,19 @@ type Daemon struct {
 
 	db  *store.DB
 	eng *pua.Engine
+	pa  *pa.Server // nil unless pa.mode makes it run
+	// pub is what the trackers and the API publish through: the engine, or
+	// paEngine when the presence server runs.
+	pub publisher
 	ul  *usrloc.Tracker
 	di  *dialoginfo.Tracker
 	bl  *bla.Manager
 	in  *ingest.Ingest
 	api *mgmt.Server
-	rec *reconcile.Reconciler // nil unless reconcile.enabled
+	// board is the live lamp board, fed by the trackers and the engine.
+	board *board.Board
+	rec   *reconcile.Reconciler // nil unless reconcile.enabled
+	gw    *puaxmpp.Gateway      // nil unless xmpp.enabled
 
 	reloadMu       sync.Mutex // one Reload at a time; guards cfg's reloadable keys
 	cancelTrackers context.CancelFunc
@@ -80,13 +90,34 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	// done at once), so the publications of a feature turned off are
 	// removed rather than refreshed forever. Records of the management API
 	// have no owner and are kept.
-	d.eng, err = pua.New(cfg.PUA, pua.Options{Logger: log, Store: db, Metrics: d.m, Owners: ownerFlags()})
+	bopts := board.Options{Logger: log, Metrics: d.m, ServerName: cfg.PUA.ServerAddress,
+		Server: func(ctx context.Context) error { return d.eng.ServerReady(ctx) }}
+	if cfg.Features.BLA {
+		bopts.Lines = boardLines{d}
+	}
+	d.board = board.New(bopts)
+	d.eng, err = pua.New(cfg.PUA, pua.Options{Logger: log, Store: db, Metrics: d.m, Owners: ownerFlags(),
+		OnPublishResult: d.board.PublishResult})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
+	d.pub = d.eng
+	if cfg.PA.Active(cfg.PUA.ServerAddress) {
+		d.pa, err = pa.New(cfg.PA, pa.Options{
+			Store: db, Logger: log, Registerer: d.m.Registry(), OwnDialog: bla.OwnDialog,
+			LocalDomain: func(host string) bool { return d.ul != nil && d.ul.HasDomain(host) },
+			OnWatchers:  func(uri string, ws []pa.WatcherState) { d.board.Watchers(uri, boardWatchers(ws)) },
+		})
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		d.pub = paEngine{Engine: d.eng, pa: d.pa, upstream: cfg.PUA.ServerAddress != "", onResult: d.board.PublishResult}
+	}
+	observed := observedEngine{publisher: d.pub, b: d.board}
 	if cfg.Features.BLA {
-		d.bl, err = bla.New(cfg.BLA, bla.Options{Subscriber: d.eng, Publisher: d.eng, Store: db, Logger: log, Metrics: d.m})
+		d.bl, err = bla.New(cfg.BLA, bla.Options{Subscriber: d.eng, Publisher: observed, Store: db, Logger: log, Metrics: d.m})
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("daemon: %w", err)
@@ -94,12 +125,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		d.eng.HandleNotify(pua.FlagBLASubscribe, d.bl.HandleNotify)
 	}
 	if cfg.Features.Usrloc {
-		opts := usrloc.Options{Publisher: d.eng, Store: db, Logger: log, Metrics: d.m}
-		if d.bl != nil {
-			bl := d.bl
-			opts.OnChange = func(aor string, bs []usrloc.Binding) {
+		opts := usrloc.Options{Publisher: observed, Store: db, Logger: log, Metrics: d.m}
+		bl, bd := d.bl, d.board
+		opts.OnChange = func(aor string, bs []usrloc.Binding) {
+			if bl != nil {
 				bl.ContactsChanged(context.Background(), aor, blaContacts(bs))
 			}
+			bd.Contacts(aor, boardContacts(bs))
 		}
 		d.ul, err = usrloc.New(cfg.Usrloc, opts)
 		if err != nil {
@@ -108,7 +140,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 	}
 	if cfg.Features.Dialoginfo {
-		dopts := dialoginfo.Options{Publisher: d.eng, Store: db, Logger: log, Metrics: d.m}
+		dopts := dialoginfo.Options{Publisher: observed, Store: db, Logger: log, Metrics: d.m}
 		if d.ul != nil {
 			dopts.LocalDomains = d.ul // domains: [] means the registered users' domains
 		}
@@ -119,10 +151,31 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 	}
 
+	if cfg.Gateway.Enabled {
+		// The gateway subscribes through the engine and publishes as the
+		// trackers do: into pa in process when it runs, whose pending
+		// watchers the XMPP users' answers decide.
+		gopts := puaxmpp.Options{Publisher: observed, Subscriber: d.eng, Store: db, Logger: log, Metrics: d.m}
+		if d.pa != nil {
+			gopts.Authorizer = paAuthorizer{d.pa}
+		}
+		d.gw, err = puaxmpp.New(cfg.Gateway, gopts)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		if err := d.gw.RegisterMetrics(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		d.eng.HandleNotify(pua.FlagXMPPSubscribe, d.gw.HandleNotify)
+		d.eng.HandleNotify(pua.FlagXMPPWinfo, d.gw.HandleWinfoNotify)
+	}
+
 	h := ingest.Handlers{}
 	if d.ul != nil {
 		ul := d.ul
-		h.Register = ul.HandleSIP
+		h.Register = observeSIP(d.board, ul.HandleSIP)
 		h.Registration = func(ctx context.Context, r event.Registration) {
 			if err := ul.ApplyRegistration(ctx, r); err != nil {
 				log.Warn("usrloc: registration event refused", "aor", r.AoR, "err", err)
@@ -131,7 +184,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	}
 	if d.di != nil {
 		di := d.di
-		h.Call = di.HandleSIP
+		h.Call = observeSIP(d.board, di.HandleSIP)
 		h.Dialog = func(ctx context.Context, s event.DialogState) {
 			if err := di.ApplyDialogState(ctx, s); err != nil {
 				log.Warn("dialoginfo: dialog event refused", "call_id", s.CallID, "err", err)
@@ -152,7 +205,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	}
 
 	deps := mgmt.Deps{
-		Engine: d.eng,
+		Engine: d.pub,
+		Board:  d.board,
 		Events: d.in.EventsHandler(),
 		Ready: []mgmt.ReadyCheck{
 			{Name: "database", Check: db.Ping},
@@ -160,6 +214,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 			{Name: "presence server", Check: d.eng.ServerReady},
 			{Name: "store writes", Check: d.eng.StoreReady},
 		},
+	}
+	if d.gw != nil {
+		deps.Ready = append(deps.Ready, mgmt.ReadyCheck{Name: "xmpp server", Check: d.gw.Ready})
 	}
 	if d.ul != nil {
 		deps.Registrations = registrations{d.ul}
@@ -169,6 +226,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	}
 	if d.bl != nil {
 		deps.Lines = lines{d.bl}
+	}
+	if d.pa != nil {
+		deps.Presence = presence{d.pa}
 	}
 	d.api, err = mgmt.New(cfg.HTTP, deps, mgmt.Options{Logger: log, Metrics: d.m})
 	if err != nil {
@@ -185,7 +245,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 
 // ownerFlags are the flags of the records owned by a tracker.
 func ownerFlags() []int {
-	return []int{pua.FlagUsrloc, pua.FlagDialogPublish, pua.FlagBLAPublish, pua.FlagBLASubscribe}
+	return []int{pua.FlagUsrloc, pua.FlagDialogPublish, pua.FlagBLAPublish, pua.FlagBLASubscribe,
+		pua.FlagXMPPPublish, pua.FlagXMPPSubscribe, pua.FlagXMPPWinfo}
 }
 
 // listening is the /readyz check that every configured ingest listener is
@@ -220,16 +281,26 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err := d.eng.Start(ctx); err != nil {
 		return d.abort(ctx, fmt.Errorf("daemon: start engine: %w", err))
 	}
+	if d.pa != nil {
+		if err := d.pa.Start(ctx); err != nil {
+			return d.abort(ctx, fmt.Errorf("daemon: start presence server: %w", err))
+		}
+	}
 	// The owners that are not enabled claim nothing.
 	if d.ul == nil {
-		d.eng.ClaimsDone(pua.FlagUsrloc)
+		d.pub.ClaimsDone(pua.FlagUsrloc)
 	}
 	if d.di == nil {
-		d.eng.ClaimsDone(pua.FlagDialogPublish)
+		d.pub.ClaimsDone(pua.FlagDialogPublish)
 	}
 	if d.bl == nil {
-		d.eng.ClaimsDone(pua.FlagBLAPublish)
-		d.eng.ClaimsDone(pua.FlagBLASubscribe)
+		d.pub.ClaimsDone(pua.FlagBLAPublish)
+		d.pub.ClaimsDone(pua.FlagBLASubscribe)
+	}
+	if d.gw == nil {
+		d.eng.ClaimsDone(pua.FlagXMPPPublish)
+		d.eng.ClaimsDone(pua.FlagXMPPSubscribe)
+		d.eng.ClaimsDone(pua.FlagXMPPWinfo)
 	}
 	tctx, cancel := context.WithCancel(context.Background())
 	d.cancelTrackers = cancel
@@ -240,15 +311,16 @@ func (d *Daemon) Start(ctx context.Context) error {
 		if err := d.ul.Start(ctx); err != nil {
 			return d.abort(ctx, fmt.Errorf("daemon: start usrloc: %w", err))
 		}
-		if d.bl != nil {
-			for _, r := range d.ul.Registrations() {
+		for _, r := range d.ul.Registrations() {
+			if d.bl != nil {
 				d.bl.ContactsChanged(ctx, r.AoR, blaContacts(r.Contacts))
 			}
+			d.board.Contacts(r.AoR, boardContacts(r.Contacts))
 		}
 		d.run("usrloc", func() error { return d.ul.Run(tctx) })
 	}
 	if d.bl != nil {
-		d.bl.ClaimRestored(d.eng)
+		d.bl.ClaimRestored(d.pub)
 	}
 	if d.di != nil {
 		if err := d.di.Start(ctx); err != nil {
@@ -265,7 +337,19 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if d.rec != nil {
 		d.run("reconcile", func() error { return d.rec.Run(tctx) })
 	}
-	d.log.Info("puaside started", "sip", d.eng.ContactURI(), "http", d.api.Addr(), "db", d.db.Dialect)
+	if d.gw != nil {
+		if err := d.gw.Start(ctx, d.pub); err != nil {
+			return d.abort(ctx, fmt.Errorf("daemon: start xmpp gateway: %w", err))
+		}
+		d.run("xmpp", func() error { return d.gw.Run(tctx) })
+	}
+	d.seedBoard()
+	d.run("board", func() error { return d.board.Run(tctx) })
+	if d.pa != nil {
+		d.log.Info("puaside started", "sip", d.eng.ContactURI(), "pa", d.pa.Addrs(), "http", d.api.Addr(), "db", d.db.Dialect)
+	} else {
+		d.log.Info("puaside started", "sip", d.eng.ContactURI(), "http", d.api.Addr(), "db", d.db.Dialect)
+	}
 	return nil
 }
 
@@ -313,6 +397,7 @@ func (d *Daemon) abort(ctx context.Context, err error) error {
 func (d *Daemon) Stop(ctx context.Context) error {
 	d.stopOnce.Do(func() {
 		var errs []error
+		d.board.Close() // its event streams would hold the server's shutdown
 		if err := d.api.Stop(ctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -321,6 +406,14 @@ func (d *Daemon) Stop(ctx context.Context) error {
 			d.cancelTrackers()
 		}
 		d.trackers.Wait()
+		if d.bl != nil {
+			d.bl.Close()
+		}
+		if d.pa != nil {
+			if err := d.pa.Stop(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := d.eng.Stop(ctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -345,16 +438,37 @@ func (d *Daemon) Run(ctx context.Context, timeout time.Duration) error {
 	return d.Stop(sctx)
 }
 
+// publisher is the pua engine as the trackers (usrloc, dialoginfo, bla,
+// the XMPP gateway: Publisher, PublicationLister, Claimer) and the
+// management API use it.
+type publisher interface {
+	mgmt.Engine
+	Claim(pua.Key) bool
+	ClaimSubscription(pua.SubKey) bool
+	ClaimsDone(flag int)
+}
+
+// PA returns the presence server, nil when it does not run.
+func (d *Daemon) PA() *pa.Server { return d.pa }
+
+// Gateway returns the XMPP gateway, nil when xmpp.enabled is off (for
+// tests and diagnostics).
+func (d *Daemon) Gateway() *puaxmpp.Gateway { return d.gw }
+
 // Engine returns the pua engine (for tests and diagnostics).
 func (d *Daemon) Engine() *pua.Engine { return d.eng }
 
-// Addrs returns the bound addresses: "sip" (our Contact), "http", "metrics"
-// (when metrics_listen is set), and the ingest inputs ("replicate",
-// "trace", "hep").
+// Addrs returns the bound addresses: "sip" (our Contact), "pa" (the
+// presence server's listeners, "udp:host:port", when it runs), "http",
+// "metrics" (when metrics_listen is set), and the ingest inputs
+// ("replicate", "trace", "hep").
 func (d *Daemon) Addrs() map[string][]string {
 	out := map[string][]string{"sip": {d.eng.ContactURI()}, "http": {d.api.Addr()}}
 	if a := d.api.MetricsAddr(); a != "" {
 		out["metrics"] = []string{a}
+	}
+	if d.pa != nil {
+		out["pa"] = d.pa.Addrs()
 	}
 	for k, v := range d.in.Addrs() {
 		out[k] = v
