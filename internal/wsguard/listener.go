@@ -57,7 +57,9 @@ type Listener struct {
 	closed  chan struct{}
 	once    sync.Once
 	pending atomic.Int64
-	err     error // the inner Accept's error, set before closed is closed
+
+	errMu sync.Mutex
+	err   error // the inner Accept's error, when it ended the listener
 }
 
 // NewListener starts accepting on inner.
@@ -76,7 +78,9 @@ func (l *Listener) run() {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
+			l.errMu.Lock()
 			l.err = err
+			l.errMu.Unlock()
 			l.Close()
 			return
 		}
@@ -172,7 +176,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 	case c := <-l.conns:
 		return c, nil
 	case <-l.closed:
-		if l.err != nil {
+		l.errMu.Lock()
+		defer l.errMu.Unlock()
+		if l.err != nil && !errors.Is(l.err, net.ErrClosed) {
 			return nil, l.err
 		}
 		return nil, net.ErrClosed
