@@ -14,8 +14,27 @@ const (
 )
 
 // authorize applies the policy to a new subscription.
+// A presentity of the gateway has its watchers decided by its owner: a
+// rule may still allow or deny them, else they are pending.
 func (s *Server) authorize(presURI, watcherURI string) string {
+	if s.servedByGateway(presURI) {
+		if a, ok := s.cfg.Policy.rule(presURI, watcherURI); ok {
+			return a
+		}
+		return actionPending
+	}
 	return s.cfg.Policy.decide(presURI, watcherURI, s.o.LocalDomain)
+}
+
+// rule returns the action of the first rule naming presURI and
+// watcherURI.
+func (p Policy) rule(presURI, watcherURI string) (string, bool) {
+	for _, r := range p.Rules {
+		if matches(r.Presentity, presURI) && matches(r.Watcher, watcherURI) {
+			return r.Action, true
+		}
+	}
+	return "", false
 }
 
 // decide returns allow, pending or deny for watcherURI watching presURI:
@@ -23,10 +42,8 @@ func (s *Server) authorize(presURI, watcherURI string) string {
 // default. "local" allows watchers of the presentity's domain, or of a
 // domain local says is local, and holds the others pending.
 func (p Policy) decide(presURI, watcherURI string, local func(string) bool) string {
-	for _, r := range p.Rules {
-		if matches(r.Presentity, presURI) && matches(r.Watcher, watcherURI) {
-			return r.Action
-		}
+	if a, ok := p.rule(presURI, watcherURI); ok {
+		return a
 	}
 	switch p.Default {
 	case "allow":

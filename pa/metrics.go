@@ -18,6 +18,7 @@ type serverMetrics struct {
 	parts      *prometheus.HistogramVec
 	endedC     *prometheus.CounterVec
 	storeErrs  prometheus.Counter
+	gwErrs     prometheus.Counter
 	subsDesc   *prometheus.Desc
 	presDesc   *prometheus.Desc
 	s          *Server
@@ -43,6 +44,8 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 			Help: "Subscriptions ended (unsubscribed, expired, refused by the watcher or failed), by event package."}, []string{"event"}),
 		storeErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "puaside_pa_store_errors_total",
 			Help: "Failed writes of the presence server's state (retried)."}),
+		gwErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "puaside_pa_gateway_errors_total",
+			Help: "Watchers of a gateway's presentities (XMPP users) the gateway refused or failed to tell of."}),
 		subsDesc: prometheus.NewDesc("puaside_pa_subscriptions", "Subscriptions held by the presence server, by event package and state.",
 			[]string{"event", "state"}, nil),
 		presDesc: prometheus.NewDesc("puaside_pa_presentities", "Presentities with publications or watchers, by event package.",
@@ -66,7 +69,7 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.subscribes, m.pubs, m.notifies, m.latency, m.sizes, m.parts, m.endedC, m.storeErrs, m} {
+	for _, c := range []prometheus.Collector{m.subscribes, m.pubs, m.notifies, m.latency, m.sizes, m.parts, m.endedC, m.storeErrs, m.gwErrs, m} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -108,6 +111,7 @@ func (m *serverMetrics) subscribe(ev, status string) { m.subscribes.WithLabelVal
 func (m *serverMetrics) publication(src, res string) { m.pubs.WithLabelValues(src, res).Inc() }
 func (m *serverMetrics) ended(ev string)             { m.endedC.WithLabelValues(ev).Inc() }
 func (m *serverMetrics) storeError()                 { m.storeErrs.Inc() }
+func (m *serverMetrics) gatewayError()               { m.gwErrs.Inc() }
 
 func (m *serverMetrics) composed(ev string, pubs, size int) {
 	m.parts.WithLabelValues(ev).Observe(float64(pubs))

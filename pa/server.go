@@ -47,6 +47,10 @@ type Options struct {
 	// authorized (the lamp board shows them). It is called with the
 	// server's lock held and must not call back into the server.
 	OnWatchers func(presURI string, watchers []WatcherState)
+	// Gateway, when set, is told of the watchers of its presentities
+	// (see Gateway), whose owners decide them: with no policy rule naming
+	// them, they are held pending until the owner answers.
+	Gateway Gateway
 }
 
 // WatcherState is one watcher of a presentity as OnWatchers tells it.

@@ -106,6 +106,9 @@ func (s *Server) initial(req *sip.Request, tx sip.ServerTransaction, key dialogK
 		s.reply(req, tx, 482, "Loop Detected")
 		return
 	}
+	if w.status == "pending" && ev == EventPresence && s.servedByGateway(presURI) && s.activeSibling(presURI, watcherURI, w) {
+		w.status = "active" // the owner approved this watcher already
+	}
 	var wait *flushWait
 	if d == 0 {
 		w.fetch, w.final, w.reason = true, true, "timeout"
@@ -125,6 +128,7 @@ func (s *Server) initial(req *sip.Request, tx sip.ServerTransaction, key dialogK
 	s.mu.Lock()
 	s.kick(w)
 	s.mu.Unlock()
+	s.gatewayAdded(w)
 }
 
 // winfoOr maps a watched event to its presentity key's event.
@@ -262,6 +266,7 @@ func (s *Server) terminate(w *watcher, reason string) {
 		s.watchersChanged(w.presURI)
 	}
 	s.tellWatchers(w.presURI)
+	s.gatewayRemoved(w)
 	s.kick(w)
 }
 
@@ -293,6 +298,7 @@ func (s *Server) forget(w *watcher) {
 			s.watchersChanged(w.presURI)
 		}
 		s.tellWatchers(w.presURI)
+		s.gatewayRemoved(w)
 	}
 	s.met.ended(w.event)
 }
