@@ -51,6 +51,9 @@ type Options struct {
 	// (see Gateway), whose owners decide them: with no policy rule naming
 	// them, they are held pending until the owner answers.
 	Gateway Gateway
+	// Rules keeps the policy rules managed at run time (PutRule,
+	// DeleteRule); nil keeps them in memory only.
+	Rules RuleStore
 }
 
 // WatcherState is one watcher of a presentity as OnWatchers tells it.
@@ -68,6 +71,11 @@ type Server struct {
 	clk     clock.Clock
 	met     *serverMetrics
 	listens []listenAddr
+
+	// rulesMu guards dbRules, the rules of the RuleStore (most specific
+	// first), checked before the configuration's.
+	rulesMu sync.RWMutex
+	dbRules []Rule
 
 	mu      sync.Mutex
 	pres    map[presKey]*presentity
@@ -155,6 +163,9 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("pa: load: %w", err)
 		}
 		s.restore(pubs, subs)
+	}
+	if err := s.loadRules(ctx); err != nil {
+		return err
 	}
 	if err := s.startSIP(ctx); err != nil {
 		return err

@@ -109,7 +109,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	if cfg.PA.Active(cfg.PUA.ServerAddress) {
 		local := func(host string) bool { return d.ul != nil && d.ul.HasDomain(host) }
 		popts := pa.Options{
-			Store: db, Logger: log, Registerer: d.m.Registry(), OwnDialog: bla.OwnDialog,
+			Store: db, Rules: db, Logger: log, Registerer: d.m.Registry(), OwnDialog: bla.OwnDialog,
 			LocalDomain: local,
 			OnWatchers:  func(uri string, ws []pa.WatcherState) { d.board.Watchers(uri, boardWatchers(ws)) },
 		}
@@ -249,6 +249,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	}
 	if d.pa != nil {
 		deps.Presence = presence{d.pa}
+		deps.Policy = policy{d.pa}
 	}
 	d.api, err = mgmt.New(cfg.HTTP, deps, mgmt.Options{Logger: log, Metrics: d.m})
 	if err != nil {

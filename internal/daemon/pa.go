@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/puaside/puaside/aor"
@@ -145,6 +146,33 @@ func (p presence) DeleteWatcher(_ context.Context, callID string) error {
 func (p presence) AuthorizeWatcher(_ context.Context, callID string, allow bool) error {
 	if !p.s.Authorize(callID, allow) {
 		return fmt.Errorf("%w: no subscription with Call-ID %s", mgmt.ErrNotFound, callID)
+	}
+	return nil
+}
+
+// policy adapts the presence server's authorization rules to the
+// management API.
+type policy struct{ s *pa.Server }
+
+func (p policy) PolicyRules() any { return p.s.Rules() }
+
+func (p policy) PutPolicyRule(ctx context.Context, r mgmt.PolicyRuleParams) error {
+	err := p.s.PutRule(ctx, pa.Rule{Presentity: r.Presentity, Watcher: r.Watcher, Action: r.Action})
+	if errors.Is(err, pa.ErrBadRule) {
+		return fmt.Errorf("%w: %w", mgmt.ErrInvalid, err)
+	}
+	return err
+}
+
+func (p policy) DeletePolicyRule(ctx context.Context, presentity, watcher string) error {
+	found, err := p.s.DeleteRule(ctx, presentity, watcher)
+	switch {
+	case errors.Is(err, pa.ErrBadRule):
+		return fmt.Errorf("%w: %w", mgmt.ErrInvalid, err)
+	case err != nil:
+		return err
+	case !found:
+		return fmt.Errorf("%w: no stored rule of %q for %q", mgmt.ErrNotFound, watcher, presentity)
 	}
 	return nil
 }
