@@ -58,6 +58,7 @@ type Phone struct {
 	srv  *sipgo.Server
 	cl   *sipgo.Client
 	conn net.PacketConn
+	tcpL net.Listener // TCP on the same port as conn
 	host string
 	port int
 	dcc  *sipgo.DialogClientCache
@@ -83,13 +84,26 @@ type regState struct {
 // port). It answers incoming calls with AutoAnswer until SetPolicy.
 func NewPhone(t testing.TB, user, domain string) *Phone {
 	t.Helper()
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("sipphone: listen: %v", err)
+	// UDP and TCP on one port: a peer sends a request too large for UDP
+	// over TCP to the same address (RFC 3261 §18.1.1).
+	var conn net.PacketConn
+	var tcpL net.Listener
+	var err error
+	for i := 0; ; i++ {
+		if conn, err = net.ListenPacket("udp4", "127.0.0.1:0"); err != nil {
+			t.Fatalf("sipphone: listen: %v", err)
+		}
+		if tcpL, err = net.Listen("tcp4", conn.LocalAddr().String()); err == nil {
+			break
+		}
+		conn.Close()
+		if i == 20 {
+			t.Fatalf("sipphone: no port free for both UDP and TCP: %v", err)
+		}
 	}
 	addr := conn.LocalAddr().(*net.UDPAddr)
 	p := &Phone{
-		User: user, Domain: domain, t: t, conn: conn,
+		User: user, Domain: domain, t: t, conn: conn, tcpL: tcpL,
 		host: "127.0.0.1", port: addr.Port,
 		log:      slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		incoming: make(chan *IncomingCall, 16),
@@ -99,6 +113,7 @@ func NewPhone(t testing.TB, user, domain string) *Phone {
 	p.ua, err = sipgo.NewUA(sipgo.WithUserAgent(user), sipgo.WithUserAgentHostname(domain))
 	if err != nil {
 		conn.Close()
+		tcpL.Close()
 		t.Fatalf("sipphone: ua: %v", err)
 	}
 	p.srv, err = sipgo.NewServer(p.ua, sipgo.WithServerLogger(p.log))
@@ -127,6 +142,11 @@ func NewPhone(t testing.TB, user, domain string) *Phone {
 		defer p.wg.Done()
 		_ = p.srv.ServeUDP(conn)
 	}()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		_ = p.srv.ServeTCP(tcpL)
+	}()
 	// Requests reuse the listening socket only once it is in the pool.
 	for i := 0; ; i++ {
 		if c, err := p.ua.TransportLayer().GetConnection("udp", conn.LocalAddr().String()); err == nil && c != nil {
@@ -145,6 +165,7 @@ func NewPhone(t testing.TB, user, domain string) *Phone {
 func (p *Phone) Close() {
 	_ = p.ua.Close()
 	_ = p.conn.Close()
+	_ = p.tcpL.Close()
 	p.wg.Wait()
 }
 
