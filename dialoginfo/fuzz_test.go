@@ -58,8 +58,8 @@ func FuzzHandleSIP(f *testing.F) {
 				t.Fatalf("invalid document: %v\n%s", err, op.req.Body)
 			}
 		}
-		if len(tr.calls) != 0 || len(pub.live) != 0 || tr.sched.Len() != 0 {
-			t.Fatalf("stuck: %d calls, %d publications, %d timers", len(tr.calls), len(pub.live), tr.sched.Len())
+		if len(tr.calls) != 0 || pub.stuck() != 0 || tr.sched.Len() != 0 {
+			t.Fatalf("stuck: %d calls, %d publications, %d timers", len(tr.calls), pub.stuck(), tr.sched.Len())
 		}
 	})
 }

@@ -55,7 +55,11 @@ func goldenRun(t *testing.T, dir string, dup bool) (string, [][]byte) {
 				continue
 			}
 			docs = append(docs, op.req.Body)
-			fmt.Fprintf(&log, "%s publish %s %s flag=%d expires=%s -> %03d.xml\n", step, op.key.PresURI, op.key.ID, op.req.Flag, op.req.Expires, len(docs))
+			lifetime := ""
+			if op.req.Lifetime > 0 {
+				lifetime = " lifetime=" + op.req.Lifetime.String()
+			}
+			fmt.Fprintf(&log, "%s publish %s %s flag=%d expires=%s%s -> %03d.xml\n", step, op.key.PresURI, op.key.ID, op.req.Flag, op.req.Expires, lifetime, len(docs))
 			if op.req.ContentType != dialogdoc.ContentType || op.key.Event != "dialog" {
 				t.Errorf("%s: content type %q event %q", step, op.req.ContentType, op.key.Event)
 			}
@@ -103,8 +107,8 @@ func goldenRun(t *testing.T, dir string, dup bool) (string, [][]byte) {
 	tr.Expire(clk.Advance(24 * time.Hour))
 	tr.Expire(clk.Advance(cfg.TerminatedLinger + time.Second))
 	record("end")
-	if len(tr.calls) != 0 || len(pub.live) != 0 {
-		t.Errorf("after all timers: %d calls tracked, %d publications left: %v", len(tr.calls), len(pub.live), pub.live)
+	if len(tr.calls) != 0 || pub.stuck() != 0 {
+		t.Errorf("after all timers: %d calls tracked, %d publications left: %v %v", len(tr.calls), pub.stuck(), pub.live, pub.lapsing)
 	}
 	return log.String(), docs
 }

@@ -21,11 +21,14 @@ import (
 	"github.com/puaside/puaside/pua"
 )
 
-// fakePub records publications and removals.
+// fakePub records publications and removals. live holds the publications
+// that need a removal to end; lapsing those published with a lifetime,
+// which the engine ends by itself (a terminated document that lapses).
 type fakePub struct {
-	mu   sync.Mutex
-	ops  []pubOp
-	live map[pua.Key][]byte
+	mu      sync.Mutex
+	ops     []pubOp
+	live    map[pua.Key][]byte
+	lapsing map[pua.Key][]byte
 }
 
 type pubOp struct {
@@ -34,7 +37,9 @@ type pubOp struct {
 	key    pua.Key
 }
 
-func newFakePub() *fakePub { return &fakePub{live: make(map[pua.Key][]byte)} }
+func newFakePub() *fakePub {
+	return &fakePub{live: make(map[pua.Key][]byte), lapsing: make(map[pua.Key][]byte)}
+}
 
 func (f *fakePub) Publish(req pua.PublishRequest) error {
 	if len(req.Body) == 0 {
@@ -43,6 +48,12 @@ func (f *fakePub) Publish(req pua.PublishRequest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ops = append(f.ops, pubOp{req: req, key: req.Key})
+	if req.Lifetime > 0 {
+		delete(f.live, req.Key)
+		f.lapsing[req.Key] = req.Body
+		return nil
+	}
+	delete(f.lapsing, req.Key)
 	f.live[req.Key] = req.Body
 	return nil
 }
@@ -52,7 +63,23 @@ func (f *fakePub) Remove(key pua.Key) error {
 	defer f.mu.Unlock()
 	f.ops = append(f.ops, pubOp{remove: true, key: key})
 	delete(f.live, key)
+	delete(f.lapsing, key)
 	return nil
+}
+
+// stuck counts the publications that would keep a lamp lit: those still
+// waiting for a removal and those left to lapse whose document is not
+// terminated.
+func (f *fakePub) stuck() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.live)
+	for _, body := range f.lapsing {
+		if !dialogdoc.AllTerminated(body) {
+			n++
+		}
+	}
+	return n
 }
 
 // take returns and clears the recorded operations.

@@ -51,8 +51,8 @@ func TestEndCallTerminatesBothSides(t *testing.T) {
 	}
 	clk.Advance(DefaultConfig().TerminatedLinger + time.Second)
 	tr.Expire(clk.Now())
-	if len(pub.live) != 0 || len(tr.Dialogs()) != 0 {
-		t.Fatalf("after the linger: %d live publications, %d dialogs", len(pub.live), len(tr.Dialogs()))
+	if pub.stuck() != 0 || len(tr.Dialogs()) != 0 {
+		t.Fatalf("after the linger: %d publications stuck, %d dialogs", pub.stuck(), len(tr.Dialogs()))
 	}
 }
 

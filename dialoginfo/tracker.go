@@ -489,13 +489,21 @@ func (t *Tracker) syncSide(c *call, b *branch, s int) {
 	}
 	v := t.versions[entity] + 1
 	body := dialogdoc.Build(dialogdoc.Document{Version: v, Entity: entity, Dialogs: []dialogdoc.Dialog{d}})
-	err := t.pub.Publish(pua.PublishRequest{
+	req := pua.PublishRequest{
 		Key:         pua.Key{PresURI: entity, Event: "dialog", ID: t.presID(c, b, s)},
 		Body:        body,
 		ContentType: dialogdoc.ContentType,
 		Expires:     t.cfg.expires(),
 		Flag:        pua.FlagDialogPublish,
-	})
+	}
+	if b.State == stTerminated {
+		// The terminated document lives for what is left of the linger
+		// and then lapses at the server: the engine neither refreshes nor
+		// removes it (pua_dialoginfo's short terminated Expires).
+		req.Expires = t.lingerLeft(b)
+		req.Lifetime = req.Expires
+	}
+	err := t.pub.Publish(req)
 	if err != nil {
 		t.count("publish_error")
 		t.log.Warn("dialoginfo: publish refused", "aor", entity, "call_id", c.CallID, "event", "dialog", "err", err)
@@ -510,7 +518,18 @@ func (t *Tracker) syncSide(c *call, b *branch, s int) {
 	t.count("published_" + d.State)
 }
 
-// removeBranch withdraws a branch's publications.
+// lingerLeft is what is left of a terminated branch's linger, at least a
+// second.
+func (t *Tracker) lingerLeft(b *branch) time.Duration {
+	left := time.Duration(b.Ended+int64(t.cfg.TerminatedLinger)) - time.Duration(t.now().UnixNano())
+	return max(left, time.Second)
+}
+
+// removeBranch withdraws a branch's publications at the end of its
+// linger. A side whose terminated document was handed to the publisher
+// needs nothing: that publication lapses by itself (see syncSide). Only a
+// side whose last document is not the terminated one (its publish was
+// refused) is removed.
 func (t *Tracker) removeBranch(c *call, b *branch) {
 	if b.Removed {
 		return
@@ -523,6 +542,12 @@ func (t *Tracker) removeBranch(c *call, b *branch) {
 		entity := c.Caller
 		if s == sideCallee {
 			entity = c.Callee
+		}
+		if b.State == stTerminated {
+			if _, d, ok := t.view(c, b, s); ok && hashDialog(&d) == b.Sent[s] {
+				t.count("lapsed")
+				continue
+			}
 		}
 		if err := t.pub.Remove(pua.Key{PresURI: entity, Event: "dialog", ID: t.presID(c, b, s)}); err != nil {
 			t.count("remove_error")

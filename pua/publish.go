@@ -65,6 +65,11 @@ type pubRec struct {
 	// sweepRemove: swept while showing a dialog; removed once its
 	// terminated document is accepted (see Engine.endDialogs).
 	sweepRemove bool
+	// lapse: the publication's lifetime is bounded and its document is a
+	// dialog document whose dialogs are all terminated: it is not
+	// refreshed, and at the end of its lifetime it is dropped without a
+	// removal once the server holds that document (see lapses).
+	lapse       bool
 	nextRefresh int64 // Unix nanoseconds, so refreshes keep their spread
 	state       string
 	lastStatus  int
@@ -231,6 +236,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 	if req.Lifetime > 0 {
 		r.endAt = now.Add(req.Lifetime).Unix()
 	}
+	r.lapse = r.endAt != 0 && ev.lapses(r.body)
 	r.remove, r.sweepRemove = false, false
 	r.failed = false
 	r.clearRefusal()
@@ -349,8 +355,19 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 		return pubOp{}
 	}
 	if !r.remove && r.endAt != 0 && now.Unix() >= r.endAt {
-		r.remove = true
-		r.gen++
+		switch {
+		case !r.lapse:
+			r.remove = true
+			r.gen++
+		case r.etag == "" || r.srvTerminated && r.sentGen == r.gen && !r.forceInitial:
+			// The server holds the terminated document (or nothing):
+			// its copy lapses by itself, there is nothing to remove.
+			e.m.Tracker("pua", "lapsed_publication")
+			e.dropPub(r, Result{})
+			return pubOp{}
+		}
+		// Otherwise the terminated document has still to reach the
+		// server: it is sent below, and the record dropped once accepted.
 	}
 	op := pubOp{gen: r.gen, presURI: r.key.PresURI, event: r.key.Event, hdrs: r.hdrs, proxy: r.proxy}
 	switch {
@@ -367,6 +384,10 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 	case r.etag == "" || r.forceInitial:
 		op.kind = pubInitial
 		r.durable = false // a new publication: its ETag is not stored yet
+	case r.lapse && r.srvTerminated && r.gen == r.sentGen && !r.forceRefresh:
+		// Left to lapse at the server at the end of its lifetime: no
+		// refresh, no replacement.
+		return pubOp{}
 	case r.srvTerminated && (r.forceRefresh || r.gen > r.sentGen || now.UnixNano() >= r.nextRefresh || r.nextRefresh == 0):
 		// Replace, do not update, a terminated dialog document: remove it
 		// now, publish the current state anew after the reply.
@@ -569,7 +590,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 // schedulePubRefresh arms r's refresh (or lifetime end). Shard locked.
 func (e *Engine) schedulePubRefresh(r *pubRec) {
 	at := time.Unix(0, r.nextRefresh)
-	if end := time.Unix(r.endAt, 0); r.endAt != 0 && end.Before(at) {
+	if end := time.Unix(r.endAt, 0); r.endAt != 0 && (end.Before(at) || r.lapse) {
 		at = end
 	}
 	e.sched.Schedule(r, at)

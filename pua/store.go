@@ -269,9 +269,16 @@ func (e *Engine) load(ctx context.Context) error {
 			expired = expired || (rec.Removing && rec.ToTag == "")
 		case rec.ETag != "":
 			// The server still holds it: a lifetime that ended is a
-			// removal still to be done.
+			// removal still to be done, unless the publication lapses
+			// (eventInfo.lapses): then nothing is left to do once the
+			// server holds its terminated document, and that document is
+			// still sent when the server may not (Modified).
 			expired = rec.Expires <= now.Unix()
-			rec.Removing = rec.Removing || ended
+			if ended && !rec.Removing && ev != nil && ev.lapses(rec.Body) {
+				expired = expired || !rec.Modified
+			} else {
+				rec.Removing = rec.Removing || ended
+			}
 		default:
 			expired = expired || len(rec.Body) == 0 || rec.Removing
 		}
@@ -333,6 +340,7 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 	if rec.Removing {
 		r.remove, r.gen = true, 2
 	}
+	r.lapse = r.endAt != 0 && !r.remove && ev.lapses(r.body)
 	r.countedFlag = rec.Flag
 	e.owned.take(rec.Flag, 0, true)
 	s.pubs[key] = r
