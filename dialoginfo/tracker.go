@@ -435,8 +435,10 @@ func (t *Tracker) view(c *call, b *branch, s int) (string, dialogdoc.Dialog, boo
 	if t.cfg.IncludeCallID {
 		d.CallID = c.CallID
 	}
-	callerP := &dialogdoc.Participant{Identity: c.Caller, Display: c.CallerDisplay, Target: c.CallerContact}
-	calleeP := &dialogdoc.Participant{Identity: c.Callee, Display: c.CalleeDisplay, Target: b.Contact}
+	ps := new([2]dialogdoc.Participant) // one allocation for both
+	callerP, calleeP := &ps[0], &ps[1]
+	*callerP = dialogdoc.Participant{Identity: c.Caller, Display: c.CallerDisplay, Target: c.CallerContact}
+	*calleeP = dialogdoc.Participant{Identity: c.Callee, Display: c.CalleeDisplay, Target: b.Contact}
 	if callerP.Target == "" {
 		callerP.Target = c.Caller
 	}
@@ -574,32 +576,62 @@ func (t *Tracker) markDirty(c *call) {
 	}
 }
 
-// hashDialog hashes the content of a dialog (everything but the version).
+// hashDialog hashes the content of a dialog (everything but the version):
+// FNV-1a 64 over the fields, each followed by a zero byte. The value is
+// stored (branch.Sent), so it must not change between releases.
 func hashDialog(d *dialogdoc.Dialog) uint64 {
-	h := fnv.New64a()
-	w := func(s string) {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
-	w(d.ID)
-	w(d.CallID)
-	w(d.LocalTag)
-	w(d.RemoteTag)
-	w(d.Direction)
-	w(d.State)
-	w(d.Event)
-	w(strconv.Itoa(d.Code))
-	for _, p := range []*dialogdoc.Participant{d.Local, d.Remote} {
+	h := fnvHash(fnvOffset64)
+	h.str(d.ID)
+	h.str(d.CallID)
+	h.str(d.LocalTag)
+	h.str(d.RemoteTag)
+	h.str(d.Direction)
+	h.str(d.State)
+	h.str(d.Event)
+	var num [20]byte
+	h.bytes(strconv.AppendInt(num[:0], int64(d.Code), 10))
+	for _, p := range [2]*dialogdoc.Participant{d.Local, d.Remote} {
 		if p == nil {
-			w("-")
+			h.str("-")
 			continue
 		}
-		w(p.Identity)
-		w(p.Display)
-		w(p.Target)
-		w(p.Rendering)
+		h.str(p.Identity)
+		h.str(p.Display)
+		h.str(p.Target)
+		h.str(p.Rendering)
 	}
-	return h.Sum64()
+	return uint64(h)
+}
+
+// FNV-1a 64 parameters (hash/fnv), inlined to hash without allocating.
+const (
+	fnvOffset64 = 14695981039346656037
+	fnvPrime64  = 1099511628211
+)
+
+// fnvHash is a running FNV-1a 64 hash.
+type fnvHash uint64
+
+// str hashes s and a zero byte.
+func (h *fnvHash) str(s string) {
+	v := *h
+	for i := 0; i < len(s); i++ {
+		v ^= fnvHash(s[i])
+		v *= fnvPrime64
+	}
+	v *= fnvPrime64 // the zero byte: v ^= 0 changes nothing
+	*h = v
+}
+
+// bytes hashes b and a zero byte.
+func (h *fnvHash) bytes(b []byte) {
+	v := *h
+	for _, c := range b {
+		v ^= fnvHash(c)
+		v *= fnvPrime64
+	}
+	v *= fnvPrime64
+	*h = v
 }
 
 // ---- listing --------------------------------------------------------------

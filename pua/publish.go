@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -69,12 +70,15 @@ type pubRec struct {
 	// dialog document whose dialogs are all terminated: it is not
 	// refreshed, and at the end of its lifetime it is dropped without a
 	// removal once the server holds that document (see lapses).
-	lapse       bool
-	nextRefresh int64 // Unix nanoseconds, so refreshes keep their spread
-	state       string
-	lastStatus  int
-	lastReason  string
-	waiters     []waiter
+	lapse bool
+	// bodyTerminated: body is a dialog document whose dialogs are all
+	// terminated (dialogdoc.AllTerminated, worked out once per body).
+	bodyTerminated bool
+	nextRefresh    int64 // Unix nanoseconds, so refreshes keep their spread
+	state          string
+	lastStatus     int
+	lastReason     string
+	waiters        []waiter
 }
 
 func (r *pubRec) base() *task { return &r.task }
@@ -107,6 +111,8 @@ type pubOp struct {
 	hdrs    []Header
 	proxy   string
 	replace bool // a removal that makes way for a new initial PUBLISH
+	// terminated: body is a dialog document with only terminated dialogs.
+	terminated bool
 }
 
 // validateKey checks a publication key and returns its event.
@@ -227,7 +233,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 		return ch, nil
 	}
 	r.flag = req.Flag
-	r.body = bytes.Clone(req.Body)
+	r.setDoc(bytes.Clone(req.Body))
 	r.ctype = req.ContentType
 	r.expires = req.Expires
 	r.hdrs = slices.Clone(req.ExtraHeaders)
@@ -236,7 +242,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 	if req.Lifetime > 0 {
 		r.endAt = now.Add(req.Lifetime).Unix()
 	}
-	r.lapse = r.endAt != 0 && ev.lapses(r.body)
+	r.lapse = r.endAt != 0 && r.bodyTerminated && !ev.bodyAlways
 	r.remove, r.sweepRemove = false, false
 	r.failed = false
 	r.clearRefusal()
@@ -433,9 +439,15 @@ func (r *pubRec) removalOp(op pubOp, replace bool) pubOp {
 	return op
 }
 
+// setDoc makes body r's document. Shard locked.
+func (r *pubRec) setDoc(body []byte) {
+	r.body = body
+	r.bodyTerminated = r.ev.dialog && dialogdoc.AllTerminated(body)
+}
+
 // setBody puts r's current document, with its content type, on op.
 func (r *pubRec) setBody(op *pubOp) {
-	op.body, op.ctype = r.body, r.ctype
+	op.body, op.ctype, op.terminated = r.body, r.ctype, r.bodyTerminated
 	if op.ctype == "" {
 		op.ctype = r.ev.contentType
 	}
@@ -477,14 +489,16 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 	if res.Err != nil && res.Status == 0 {
 		r.lastReason = res.Err.Error()
 	}
-	log := e.log.With("aor", op.presURI, "event", op.event, "id", r.key.ID, "op", op.kind.String())
+	lg := opLog{base: e.log, op: &op, id: r.key.ID}
 	if e.pubServerBound(r) {
 		e.noteServerResult(res, now)
 	}
 	switch {
 	case res.Status >= 200 && res.Status < 300:
 		if op.kind == pubRemove {
-			log.Debug("publication removed", "status", res.Status, "replaced", op.replace)
+			if lg.debug() {
+				lg.get().Debug("publication removed", "status", res.Status, "replaced", op.replace)
+			}
 			r.etag, r.srvTerminated = "", false
 			if r.remove && r.gen == op.gen {
 				e.dropPub(r, res)
@@ -494,10 +508,10 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		}
 		if res.ETag == "" {
 			err := fmt.Errorf("pua: %d reply to PUBLISH without SIP-ETag", res.Status)
-			log.Error("publish failed", "status", res.Status, "err", err)
+			lg.get().Error("publish failed", "status", res.Status, "err", err)
 			res.Err = err
 			r.lastReason = "2xx without SIP-ETag"
-			e.refusePub(r, res.Status, now, log)
+			e.refusePub(r, res.Status, now, lg.get())
 			resolveWaiters(&r.waiters, op.gen, res)
 			return
 		}
@@ -511,7 +525,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		if op.kind != pubRefresh {
 			r.sentGen = op.gen
 			r.version++
-			r.srvTerminated = r.ev.dialog && dialogdoc.AllTerminated(op.body)
+			r.srvTerminated = op.terminated
 		} else if op.gen > r.sentGen {
 			// A forced refresh carried the unchanged state of op.gen.
 			r.sentGen = op.gen
@@ -522,12 +536,16 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		// The server's row now carries this ETag only: losing it in a
 		// crash would leave that row orphaned until it expires.
 		e.flushSoon()
-		log.Debug("publish accepted", "etag", r.etag, "expires", granted)
+		if lg.debug() {
+			lg.get().Debug("publish accepted", "etag", r.etag, "expires", granted)
+		}
 		resolveWaiters(&r.waiters, op.gen, res)
 		e.sweepDone(r)
 	case res.Status == 412:
 		if op.kind == pubRemove {
-			log.Debug("publication already gone at the server", "status", res.Status, "etag", op.etag)
+			if lg.debug() {
+				lg.get().Debug("publication already gone at the server", "status", res.Status, "etag", op.etag)
+			}
 			r.etag, r.srvTerminated = "", false
 			if r.remove && r.gen == op.gen {
 				e.dropPub(r, res)
@@ -536,22 +554,22 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			break
 		}
 		if op.kind == pubInitial {
-			log.Warn("publish failed: 412 to an initial PUBLISH", "status", res.Status)
-			e.refusePub(r, res.Status, now, log)
+			lg.get().Warn("publish failed: 412 to an initial PUBLISH", "status", res.Status)
+			e.refusePub(r, res.Status, now, lg.get())
 			resolveWaiters(&r.waiters, op.gen, res)
 			return
 		}
-		log.Info("publication unknown at the server, publishing anew", "etag", op.etag)
+		lg.get().Info("publication unknown at the server, publishing anew", "etag", op.etag)
 		r.etag, r.forceInitial, r.srvTerminated = "", true, false
 		e.markDirty(r, &r.dirty)
 	case res.Status == 423:
 		if res.Expires > time.Duration(op.expires)*time.Second {
 			r.minExp = res.Expires
-			log.Info("interval too brief, retrying with Min-Expires", "min_expires", res.Expires)
+			lg.get().Info("interval too brief, retrying with Min-Expires", "min_expires", res.Expires)
 			break
 		}
-		log.Warn("publish failed: 423 without a usable Min-Expires", "status", res.Status)
-		e.refusePub(r, res.Status, now, log)
+		lg.get().Warn("publish failed: 423 without a usable Min-Expires", "status", res.Status)
+		e.refusePub(r, res.Status, now, lg.get())
 		resolveWaiters(&r.waiters, op.gen, res)
 		return
 	case retryable(res):
@@ -561,23 +579,23 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			d = e.holdOff(now, d)
 		}
 		r.state, r.backingOff = StateRetrying, true
-		log.Warn("publish failed, retrying", "status", res.Status, "err", res.Err, "retry_in", d)
+		lg.get().Warn("publish failed, retrying", "status", res.Status, "err", res.Err, "retry_in", d)
 		resolveWaiters(&r.waiters, op.gen, res)
 		e.sched.Schedule(r, now.Add(d))
 		return
 	case op.replace:
 		// The old document could not be removed: publish the current
 		// state anew all the same (the old one expires at the server).
-		log.Warn("removal of a terminated dialog document refused, publishing anew", "status", res.Status, "reason", res.Reason, "err", res.Err)
+		lg.get().Warn("removal of a terminated dialog document refused, publishing anew", "status", res.Status, "reason", res.Reason, "err", res.Err)
 		r.etag, r.forceInitial, r.srvTerminated = "", true, false
 	default:
-		log.Warn("publish refused", "status", res.Status, "reason", res.Reason, "err", res.Err)
+		lg.get().Warn("publish refused", "status", res.Status, "reason", res.Reason, "err", res.Err)
 		resolveWaiters(&r.waiters, op.gen, res)
 		if op.kind == pubRemove {
 			e.dropPub(r, res)
 			return
 		}
-		e.refusePub(r, res.Status, now, log)
+		e.refusePub(r, res.Status, now, lg.get())
 		return
 	}
 	if r.remove || r.gen > r.sentGen || r.forceInitial || r.etag == "" {
@@ -648,3 +666,23 @@ func (r *pubRec) info() PublicationInfo {
 	pi.Refusals = int(r.refusals)
 	return pi
 }
+
+// opLog is the logger of one PUBLISH reply, built only when a line is
+// logged: slog's With costs more than the rest of an accepted reply.
+type opLog struct {
+	base *slog.Logger
+	op   *pubOp
+	id   string
+	l    *slog.Logger
+}
+
+// get returns the logger with the publication's attributes.
+func (o *opLog) get() *slog.Logger {
+	if o.l == nil {
+		o.l = o.base.With("aor", o.op.presURI, "event", o.op.event, "id", o.id, "op", o.op.kind.String())
+	}
+	return o.l
+}
+
+// debug reports whether debug lines are logged.
+func (o *opLog) debug() bool { return o.base.Enabled(context.Background(), slog.LevelDebug) }

@@ -267,7 +267,18 @@ func requestSize(req *sip.Request) int {
 	if n < 700 {
 		return n
 	}
-	return len(req.String())
+	var c byteCounter
+	req.StringWrite(&c)
+	return int(c)
+}
+
+// byteCounter counts the bytes written to it.
+type byteCounter int
+
+// WriteString counts s.
+func (c *byteCounter) WriteString(s string) (int, error) {
+	*c += byteCounter(len(s))
+	return len(s), nil
 }
 
 // txOutcome is the final reply (or error) of one transaction.
