@@ -173,6 +173,13 @@ func (st *sipStack) start(ctx context.Context) error {
 				return fail(fmt.Errorf("pua: listen udp %s: %w", l.addr, err))
 			}
 			closers = append(closers, pc)
+			if n := st.e.cfg.UDPReadBuffer; n > 0 {
+				if uc, ok := pc.(*net.UDPConn); ok {
+					if err := uc.SetReadBuffer(n); err != nil {
+						log.Warn("udp receive buffer not set", "addr", l.addr, "bytes", n, "err", err)
+					}
+				}
+			}
 			if _, ok := bound[tr]; !ok {
 				udpAddr = pc.LocalAddr().(*net.UDPAddr)
 				udpListener = pc.LocalAddr().String()
