@@ -1,6 +1,7 @@
 // Command puaside-load measures the registration path of puaside end to end:
 // mirrored REGISTER copy in → PUBLISH out (ingest → usrloc tracker → pua
-// engine → SIP).
+// engine → SIP). With -calls N it measures the call path instead: siptrace
+// copies of plain calls in → dialog-info PUBLISH out (see calls.go).
 //
 // In one process it starts
 //   - a fake presence server on 127.0.0.1 (sipgo's parser; every PUBLISH is
@@ -30,6 +31,7 @@
 //	puaside-load -rate 1000 -users 10000 -duration 10s     # latency at 1,000/s
 //	puaside-load -rate 10000 -users 100000 -duration 10s   # throughput
 //	puaside-load -rate 4000 -users 100000 -duration 60s -settle 40s   # RSS at 100,000 AoRs
+//	puaside-load -calls 3000 -call-rate 100                 # calls: CPU and PUBLISHes per call
 //
 // -rate 0 sends as fast as the sender can; copies the kernel drops on a
 // full socket buffer are never retransmitted here (Kamailio's tm would) and
@@ -147,6 +149,7 @@ func main() {
 	fs.DurationVar(&o.Settle, "settle", 0, "wait this long after the drain, then GC, before reading memory")
 	fs.BoolVar(&o.NoSync, "no-sync-etags", false, "run puaside with pua.sync_etags off (ETags written only every update_period)")
 	fs.DurationVar(&o.InitialExp, "initial-expires", 0, "run puaside with this pua.initial_expires (0: its default; at least the publications' Expires: no short first lease)")
+	co := callFlags(fs)
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&verbose, "v", false, "show puaside's warnings")
 	_ = fs.Parse(os.Args[1:])
@@ -157,6 +160,20 @@ func main() {
 		slog.SetDefault(slog.New(slog.DiscardHandler))
 	}
 	ctx := context.Background()
+	if co.Calls > 0 {
+		co.DBURL, co.CPUProfile, co.Log = o.DBURL, o.CPUProfile, o.Log
+		r, err := runCalls(ctx, *co)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "puaside-load:", err)
+			os.Exit(1)
+		}
+		if asJSON {
+			_ = json.NewEncoder(os.Stdout).Encode(r)
+			return
+		}
+		r.print(os.Stdout)
+		return
+	}
 	r, err := run(ctx, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "puaside-load:", err)

@@ -210,6 +210,15 @@ func (in *Instance) Addr() string { return net.JoinHostPort("127.0.0.1", strconv
 // Port returns the listening port.
 func (in *Instance) Port() int { return in.port }
 
+// Pid returns the process id of Kamailio's main process (its workers and
+// timer processes are its children), 0 before it started.
+func (in *Instance) Pid() int {
+	if in.cmd == nil || in.cmd.Process == nil {
+		return 0
+	}
+	return in.cmd.Process.Pid
+}
+
 // URI returns "sip:127.0.0.1:port".
 func (in *Instance) URI() string { return "sip:" + in.Addr() }
 
