@@ -103,11 +103,11 @@ func (o *callOptions) validate() error {
 
 // callResult is what a call-mode run measured.
 type callResult struct {
-	Calls      int     `json:"calls"`
-	Rate       int     `json:"call_rate"`
-	Seconds    float64 `json:"seconds"` // first copy to last call's terminated PUBLISH
-	CallsPerS  float64 `json:"calls_per_s"`
-	Copies     int64   `json:"copies"`
+	Calls     int     `json:"calls"`
+	Rate      int     `json:"call_rate"`
+	Seconds   float64 `json:"seconds"` // first copy to last call's terminated PUBLISH
+	CallsPerS float64 `json:"calls_per_s"`
+	Copies    int64   `json:"copies"`
 	// Lost counts the calls whose caller terminated PUBLISH never came;
 	// Coalesced the earlier phases of a call that the engine folded into
 	// a later PUBLISH (a state superseded while its PUBLISH waited).
