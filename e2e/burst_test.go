@@ -204,7 +204,10 @@ func registerBurst(t *testing.T, crash bool) {
 	cfg := baseConfig(t, presence)
 	cfg.LogLevel = "info"
 	cfg.Features.BLA, cfg.Features.Dialoginfo = false, false
-	cfg.PUA.RequestTimeout = 5 * time.Second
+	// request_timeout stays at its default, Timer F (32 s): a PUBLISH
+	// given up earlier may still be taken by a presence server that is
+	// only slow, under a new ETag puaside never learns, and that
+	// publication then lives for the Expires it asked.
 	cfg.PUA.RetryMax = 5 * time.Second
 	cfg.Usrloc.ClosedLinger = 5 * time.Second
 	// The contacts usrloc received in its last flush_interval before the

@@ -113,6 +113,9 @@ type Config struct {
 	// fewer database writes.
 	SyncETags bool `yaml:"sync_etags"`
 	// RequestTimeout bounds one transaction (no final reply → timeout).
+	// Keep it at Timer F: a presence server that is only slow may still
+	// take a PUBLISH given up earlier, under an ETag puaside never
+	// learns, and that publication then lives for the Expires it asked.
 	// 0 means 32s.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// InitialExpires caps the Expires asked for a publication until its
