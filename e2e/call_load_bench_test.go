@@ -115,6 +115,7 @@ func benchKamailioCalls(b *testing.B, variant string) {
 	}
 	kinds0 := relay.counts()
 	statuses0 := publishStatuses(b, cfg.HTTP.HTTPListen)
+	copies0 := dlgMetricSum(b, cfg.HTTP.HTTPListen, "puaside_ingest_messages_total")
 
 	b.ResetTimer()
 	start := time.Now()
@@ -144,6 +145,7 @@ func benchKamailioCalls(b *testing.B, variant string) {
 	}
 	kinds := relay.counts()
 	statuses := publishStatuses(b, cfg.HTTP.HTTPListen)
+	copies := dlgMetricSum(b, cfg.HTTP.HTTPListen, "puaside_ingest_messages_total") - copies0
 	lit, err := litDialogLamps(presence)
 	if err != nil {
 		b.Fatal(err)
@@ -169,6 +171,8 @@ func benchKamailioCalls(b *testing.B, variant string) {
 	}
 	b.ReportMetric(refused, "publish-refused")
 	b.ReportMetric(float64(lit), "lamps-lit")
+	// Copies puaside read (duplicates included), per call.
+	b.ReportMetric(copies/calls, "copies/call")
 	b.ReportMetric(0, "ns/op")
 }
 
