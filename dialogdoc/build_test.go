@@ -21,7 +21,8 @@ func TestBuildParses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse(Build()) = %v\n%s", err, body)
 	}
-	want := Dialog{ID: "d1", CallID: "c1", LocalTag: "l", RemoteTag: "r", Direction: "initiator", State: "confirmed", Held: true}
+	want := Dialog{ID: "d1", CallID: "c1", LocalTag: "l", RemoteTag: "r", Direction: "initiator", State: "confirmed", Held: true,
+		Remote: &Participant{Identity: "sip:bob@example.com", Display: `Bob "B" <&>`}}
 	if len(got.Dialogs) != 1 {
 		t.Fatalf("dialogs %+v", got.Dialogs)
 	}

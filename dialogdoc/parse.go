@@ -107,6 +107,15 @@ func Parse(body []byte, maxSize int) (*Document, error) {
 			case cur != nil && len(stack) == 3 && (name == "state" || name == "appearance"):
 				text.Reset()
 				inText = true
+			case cur != nil && len(stack) == 4 && name == "identity" && stack[2] == "remote":
+				cur.Remote = &Participant{}
+				for _, a := range t.Attr {
+					if a.Name.Local == "display" {
+						cur.Remote.Display = strings.TrimSpace(a.Value)
+					}
+				}
+				text.Reset()
+				inText = true
 			case cur != nil && len(stack) == 5 && name == "param" && stack[2] == "local" && stack[3] == "target":
 				var pname, pval string
 				for _, a := range t.Attr {
@@ -141,6 +150,10 @@ func Parse(body []byte, maxSize int) (*Document, error) {
 				} else if cur.LineID == "" {
 					cur.LineID = v
 				}
+				inText = false
+			}
+			if inText && len(stack) == 4 && cur.Remote != nil {
+				cur.Remote.Identity = strings.TrimSpace(text.String())
 				inText = false
 			}
 			if len(stack) == 2 && stack[1] == "dialog" && cur != nil {

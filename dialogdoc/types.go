@@ -44,8 +44,8 @@ type Dialog struct {
 	// Event and Code qualify the state (omitted when empty / 0). Built only.
 	Event string
 	Code  int
-	// Local and Remote are the participants; nil omits the element. Built
-	// only.
+	// Local and Remote are the participants; nil omits the element. Parse
+	// fills Remote's identity and display name only (Local is built only).
 	Local, Remote *Participant
 	// LineID is the line (appearance) index: the x-line-id param of
 	// <local><target> (pval or pvalue spelling), else an <appearance>

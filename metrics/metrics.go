@@ -30,6 +30,7 @@ type Metrics struct {
 	trackerEvents  *prometheus.CounterVec // tracker, what
 	inflight       prometheus.Gauge
 	httpRefused    *prometheus.CounterVec // reason
+	boardDropped   *prometheus.CounterVec // reason
 	outage         *outageMetrics
 	stateCollector []prometheus.Collector
 }
@@ -54,7 +55,8 @@ func ingestInputs() []string { return []string{"replicate", "trace", "hep", "jso
 func ingestKinds() []string {
 	return []string{"register", "register_reply", "call", "event", "other"}
 }
-func ingestResults() []string { return []string{"accepted", "duplicate", "ignored", "error"} }
+func boardDropReasons() []string { return []string{"slow", "write_error", "too_many_clients"} }
+func ingestResults() []string    { return []string{"accepted", "duplicate", "ignored", "error"} }
 func dropReasons() []string {
 	return []string{"untrusted", "oversize", "parse_error", "hep_decode", "hep_auth", "queue_full", "stopped", "framing", "too_many_conns", "tls_handshake",
 		"uri_too_long", "callid_too_long", "tag_too_long", "header_too_long"}
@@ -154,9 +156,13 @@ func New() *Metrics {
 		Name: "puaside_http_refused_total",
 		Help: "Management API requests refused by the token check, the trusted-source check of control endpoints, or the reserved-header check, by reason.",
 	}, []string{"reason"})
+	m.boardDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "puaside_board_clients_dropped_total",
+		Help: "Lamp board event streams refused or dropped, by reason (slow, write_error, too_many_clients).",
+	}, []string{"reason"})
 	m.outage = newOutageMetrics(m.reg)
 	m.reg.MustRegister(m.requests, m.latency, m.notifies, m.ingest, m.drops, m.queueDepth,
-		m.storeFlush, m.storeFailures, m.quarantined, m.trackerEvents, m.inflight, m.httpRefused,
+		m.storeFlush, m.storeFailures, m.quarantined, m.trackerEvents, m.inflight, m.httpRefused, m.boardDropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newBuildInfo(buildinfo.Get()))
 	m.precreate()
@@ -177,6 +183,9 @@ func (m *Metrics) precreate() {
 	}
 	for _, r := range refusedReasons() {
 		m.httpRefused.WithLabelValues(r)
+	}
+	for _, r := range boardDropReasons() {
+		m.boardDropped.WithLabelValues(r)
 	}
 	for _, meth := range sipMethods() {
 		for _, ev := range sipEvents() {
@@ -223,6 +232,15 @@ func (m *Metrics) HTTPRefused(reason string) {
 		return
 	}
 	m.httpRefused.WithLabelValues(reason).Inc()
+}
+
+// BoardDropped counts a lamp board event stream refused or dropped for
+// reason (slow, write_error, too_many_clients).
+func (m *Metrics) BoardDropped(reason string) {
+	if m == nil {
+		return
+	}
+	m.boardDropped.WithLabelValues(reason).Inc()
 }
 
 // Registry returns the registry to serve at /metrics.

@@ -111,7 +111,7 @@ func TestEveryCounterExistsAtStart(t *testing.T) {
 		"puaside_sip_requests_total", "puaside_notify_received_total",
 		"puaside_ingest_messages_total", "puaside_ingest_dropped_total",
 		"puaside_store_flush_failures_total", "puaside_store_rows_quarantined_total",
-		"puaside_tracker_events_total", "puaside_http_refused_total",
+		"puaside_tracker_events_total", "puaside_http_refused_total", "puaside_board_clients_dropped_total",
 		"puaside_pua_refused_total", "puaside_pua_refused_retries_total",
 		"puaside_presence_server_probes_total", "puaside_presence_server_return_flushed_total",
 		"puaside_queue_depth", "puaside_presence_server_up", "puaside_sip_requests_in_flight",

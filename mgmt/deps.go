@@ -88,6 +88,10 @@ type Deps struct {
 	Lines         Lines
 	// Events handles POST /v1/events (the JSON event input of ingest).
 	Events http.Handler
+	// Board serves the lamp board: GET /board and everything under it
+	// (package board). Its static files are served without the token
+	// (board.PublicPath), its data with the token like every listing.
+	Board http.Handler
 	// Ready are the checks of /readyz, run in order.
 	Ready []ReadyCheck
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/puaside/puaside/board"
 	"github.com/puaside/puaside/internal/trusted"
 	"github.com/puaside/puaside/metrics"
 )
@@ -144,6 +145,11 @@ func (s *Server) buildRoutes() []route {
 		{"DELETE", "/v1/lines/{aor}", s.handleDeleteLine, true},
 		// The JSON event input checks ingest.trusted_sources itself.
 		{"POST", "/v1/events", s.handleEvents, false},
+		// The lamp board: read only, like the listings.
+		{"GET", "/board", s.handleBoard, false},
+		{"GET", "/board/assets/{file}", s.handleBoard, false},
+		{"GET", "/board/events", s.handleBoard, false},
+		{"GET", "/board/aor", s.handleBoard, false},
 	}
 }
 
@@ -284,7 +290,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 func (s *Server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token := s.access.Load().token
-		if token == "" || r.URL.Path == "/healthz" {
+		if token == "" || r.URL.Path == "/healthz" || (r.Method == http.MethodGet && board.PublicPath(r.URL.Path)) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -530,6 +536,14 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/yaml")
 	_, _ = w.Write(openAPISpec)
+}
+
+func (s *Server) handleBoard(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Board == nil {
+		s.fail(w, r, notEnabled("board"))
+		return
+	}
+	s.deps.Board.ServeHTTP(w, r)
 }
 
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {

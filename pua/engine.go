@@ -30,6 +30,10 @@ type Options struct {
 	// of these flags that nobody claims are removed at the server (see
 	// Claim). Records of other flags are kept.
 	Owners []int
+	// OnPublishResult, when set, is told the final outcome of every
+	// PUBLISH transaction (op is initial, modify, refresh or remove), in
+	// the engine's goroutine and with no lock held; it must not block.
+	OnPublishResult func(key Key, op string, res Result)
 }
 
 // shard is one lock domain of the record tables.
@@ -50,6 +54,7 @@ type dialogKey struct {
 type Engine struct {
 	cfg   Config
 	owned ownerCounts // live publications per owner flag
+	onPub func(key Key, op string, res Result)
 	log   *slog.Logger
 	store Store
 	m     *metrics.Metrics
@@ -118,6 +123,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		handlers: make(map[int]NotifyHandler),
 		owners:   make(map[int]struct{}, len(opts.Owners)),
 		loaded:   make(chan struct{}),
+		onPub:    opts.OnPublishResult,
 	}
 	for _, f := range opts.Owners {
 		e.owners[f] = struct{}{}

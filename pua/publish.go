@@ -475,6 +475,9 @@ func (e *Engine) runPublish(r *pubRec) {
 	s.mu.Unlock()
 
 	res := e.sendPublish(op)
+	if e.onPub != nil {
+		e.onPub(r.key, op.kind.String(), res)
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/puaside/puaside/bla"
+	"github.com/puaside/puaside/board"
 	"github.com/puaside/puaside/config"
 	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/event"
@@ -43,7 +44,9 @@ type Daemon struct {
 	bl  *bla.Manager
 	in  *ingest.Ingest
 	api *mgmt.Server
-	rec *reconcile.Reconciler // nil unless reconcile.enabled
+	// board is the live lamp board, fed by the trackers and the engine.
+	board *board.Board
+	rec   *reconcile.Reconciler // nil unless reconcile.enabled
 
 	reloadMu       sync.Mutex // one Reload at a time; guards cfg's reloadable keys
 	cancelTrackers context.CancelFunc
@@ -80,13 +83,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	// done at once), so the publications of a feature turned off are
 	// removed rather than refreshed forever. Records of the management API
 	// have no owner and are kept.
-	d.eng, err = pua.New(cfg.PUA, pua.Options{Logger: log, Store: db, Metrics: d.m, Owners: ownerFlags()})
+	bopts := board.Options{Logger: log, Metrics: d.m, ServerName: cfg.PUA.ServerAddress,
+		Server: func(ctx context.Context) error { return d.eng.ServerReady(ctx) }}
+	if cfg.Features.BLA {
+		bopts.Lines = boardLines{d}
+	}
+	d.board = board.New(bopts)
+	d.eng, err = pua.New(cfg.PUA, pua.Options{Logger: log, Store: db, Metrics: d.m, Owners: ownerFlags(),
+		OnPublishResult: d.board.PublishResult})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
+	observed := observedEngine{Engine: d.eng, b: d.board}
 	if cfg.Features.BLA {
-		d.bl, err = bla.New(cfg.BLA, bla.Options{Subscriber: d.eng, Publisher: d.eng, Store: db, Logger: log, Metrics: d.m})
+		d.bl, err = bla.New(cfg.BLA, bla.Options{Subscriber: d.eng, Publisher: observed, Store: db, Logger: log, Metrics: d.m})
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("daemon: %w", err)
@@ -94,12 +105,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		d.eng.HandleNotify(pua.FlagBLASubscribe, d.bl.HandleNotify)
 	}
 	if cfg.Features.Usrloc {
-		opts := usrloc.Options{Publisher: d.eng, Store: db, Logger: log, Metrics: d.m}
-		if d.bl != nil {
-			bl := d.bl
-			opts.OnChange = func(aor string, bs []usrloc.Binding) {
+		opts := usrloc.Options{Publisher: observed, Store: db, Logger: log, Metrics: d.m}
+		bl, bd := d.bl, d.board
+		opts.OnChange = func(aor string, bs []usrloc.Binding) {
+			if bl != nil {
 				bl.ContactsChanged(context.Background(), aor, blaContacts(bs))
 			}
+			bd.Contacts(aor, boardContacts(bs))
 		}
 		d.ul, err = usrloc.New(cfg.Usrloc, opts)
 		if err != nil {
@@ -108,7 +120,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 	}
 	if cfg.Features.Dialoginfo {
-		dopts := dialoginfo.Options{Publisher: d.eng, Store: db, Logger: log, Metrics: d.m}
+		dopts := dialoginfo.Options{Publisher: observed, Store: db, Logger: log, Metrics: d.m}
 		if d.ul != nil {
 			dopts.LocalDomains = d.ul // domains: [] means the registered users' domains
 		}
@@ -122,7 +134,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	h := ingest.Handlers{}
 	if d.ul != nil {
 		ul := d.ul
-		h.Register = ul.HandleSIP
+		h.Register = observeSIP(d.board, ul.HandleSIP)
 		h.Registration = func(ctx context.Context, r event.Registration) {
 			if err := ul.ApplyRegistration(ctx, r); err != nil {
 				log.Warn("usrloc: registration event refused", "aor", r.AoR, "err", err)
@@ -131,7 +143,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	}
 	if d.di != nil {
 		di := d.di
-		h.Call = di.HandleSIP
+		h.Call = observeSIP(d.board, di.HandleSIP)
 		h.Dialog = func(ctx context.Context, s event.DialogState) {
 			if err := di.ApplyDialogState(ctx, s); err != nil {
 				log.Warn("dialoginfo: dialog event refused", "call_id", s.CallID, "err", err)
@@ -153,6 +165,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 
 	deps := mgmt.Deps{
 		Engine: d.eng,
+		Board:  d.board,
 		Events: d.in.EventsHandler(),
 		Ready: []mgmt.ReadyCheck{
 			{Name: "database", Check: db.Ping},
@@ -240,10 +253,11 @@ func (d *Daemon) Start(ctx context.Context) error {
 		if err := d.ul.Start(ctx); err != nil {
 			return d.abort(ctx, fmt.Errorf("daemon: start usrloc: %w", err))
 		}
-		if d.bl != nil {
-			for _, r := range d.ul.Registrations() {
+		for _, r := range d.ul.Registrations() {
+			if d.bl != nil {
 				d.bl.ContactsChanged(ctx, r.AoR, blaContacts(r.Contacts))
 			}
+			d.board.Contacts(r.AoR, boardContacts(r.Contacts))
 		}
 		d.run("usrloc", func() error { return d.ul.Run(tctx) })
 	}
@@ -265,6 +279,8 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if d.rec != nil {
 		d.run("reconcile", func() error { return d.rec.Run(tctx) })
 	}
+	d.seedBoard()
+	d.run("board", func() error { return d.board.Run(tctx) })
 	d.log.Info("puaside started", "sip", d.eng.ContactURI(), "http", d.api.Addr(), "db", d.db.Dialect)
 	return nil
 }
@@ -313,6 +329,7 @@ func (d *Daemon) abort(ctx context.Context, err error) error {
 func (d *Daemon) Stop(ctx context.Context) error {
 	d.stopOnce.Do(func() {
 		var errs []error
+		d.board.Close() // its event streams would hold the server's shutdown
 		if err := d.api.Stop(ctx); err != nil {
 			errs = append(errs, err)
 		}

@@ -1,0 +1,646 @@
+package board
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/puaside/puaside/aor"
+	"github.com/puaside/puaside/clock"
+	"github.com/puaside/puaside/dialogdoc"
+	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/metrics"
+	"github.com/puaside/puaside/pua"
+)
+
+// Registration states of an AoR.
+const (
+	RegRegistered   = "registered"
+	RegUnregistered = "unregistered" // removed by a REGISTER (or never seen registered)
+	RegExpired      = "expired"      // its last binding lapsed
+)
+
+// Dialog lamps of an AoR, brightest first.
+const (
+	LampTalking = "talking"
+	LampHeld    = "held"
+	LampRinging = "ringing" // an incoming call is ringing
+	LampTrying  = "trying"  // an outgoing call is being set up
+	LampIdle    = "idle"
+)
+
+// Event kinds of an AoR's recent history.
+const (
+	EventRegister = "register"
+	EventCall     = "call"
+	EventPublish  = "publish"
+	EventWatcher  = "watcher"
+)
+
+// Contact is one binding of an AoR as the board shows it.
+type Contact struct {
+	URI       string    `json:"uri"`
+	UserAgent string    `json:"ua,omitempty"`
+	Expires   time.Time `json:"expires,omitzero"`
+}
+
+// Watcher is one subscriber to an AoR's state at the embedded presence
+// server.
+type Watcher struct {
+	URI    string `json:"uri"`
+	Event  string `json:"event"`
+	Status string `json:"status"`
+}
+
+// Line is a shared line (BLA) as the board shows it.
+type Line struct {
+	AoR        string       `json:"aor"`
+	Phones     []LinePhone  `json:"phones"`
+	Appearance []Appearance `json:"appearances"`
+}
+
+// LinePhone is one phone registered on a shared line.
+type LinePhone struct {
+	Contact    string `json:"contact"`
+	Subscribed bool   `json:"subscribed"`
+}
+
+// Appearance is one seized line index and the phone holding it.
+type Appearance struct {
+	Index   string `json:"index"`
+	Contact string `json:"contact"`
+	State   string `json:"state"`
+	Held    bool   `json:"held,omitempty"`
+}
+
+// Observer is the board's input, as the daemon wires it: the SIP messages
+// ingest delivers (SIP), the contact sets usrloc settles on (Contacts),
+// the publications the trackers ask the engine for and their removals
+// (Published, Removed), the engine's PUBLISH outcomes (PublishResult,
+// pua.Options.OnPublishResult) and the watchers of an embedded presence
+// server (Watchers). *Board implements it; each method returns at once.
+type Observer interface {
+	SIP(m event.SIP)
+	Contacts(aor string, contacts []Contact)
+	Published(req pua.PublishRequest)
+	Removed(key pua.Key)
+	PublishResult(key pua.Key, op string, res pua.Result)
+	Watchers(aor string, watchers []Watcher)
+}
+
+var _ Observer = (*Board)(nil)
+
+// LineSource lists the shared lines; the bla manager's listing adapted by
+// the daemon. It is called from the board's own goroutine.
+type LineSource interface {
+	// Line returns the line aor; false when it is not a shared line.
+	Line(aor string) (Line, bool)
+	// LineAoRs lists the shared lines.
+	LineAoRs() []string
+}
+
+// ServerCheck reports the presence server's reachability: nil when it
+// answers (pua.Engine.ServerReady).
+type ServerCheck func(ctx context.Context) error
+
+// Options are the board's collaborators and limits.
+type Options struct {
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Metrics counts dropped clients; nil counts nothing.
+	Metrics *metrics.Metrics
+	// Clock; nil is the system clock.
+	Clock clock.Clock
+	// Lines lists the shared lines; nil shows none.
+	Lines LineSource
+	// Server checks the presence server; nil shows it as not watched.
+	Server ServerCheck
+	// ServerName names the presence server on the page.
+	ServerName string
+	// Coalesce is how long a client's writer waits after a change for more
+	// (per-AoR coalescing); 0 means 50 ms.
+	Coalesce time.Duration
+	// WriteTimeout drops a client whose write does not complete in time
+	// (a slow client); 0 means 5 s.
+	WriteTimeout time.Duration
+	// MaxClients bounds the open event streams; 0 means 64.
+	MaxClients int
+	// History is the number of recent events kept, for all AoRs together
+	// (memory stays bounded however many AoRs there are); 0 means 20,000.
+	History int
+	// DetailEvents is the number of an AoR's last events its detail
+	// shows; 0 means 30.
+	DetailEvents int
+	// Poll is how often the presence server and the shared lines are
+	// looked at again; 0 means 1 s.
+	Poll time.Duration
+}
+
+// Board is the live state the page shows. Its methods are safe for
+// concurrent use; the observer methods never block on clients.
+type Board struct {
+	opts  Options
+	log   *slog.Logger
+	clock clock.Clock
+	hub   *hub
+	epoch string
+
+	mu   sync.Mutex
+	aors map[string]*aorState
+	// hist is the ring of recent events of every AoR; next is the slot
+	// the next event takes.
+	hist []histEvent
+	next int
+
+	linesDirty chan string
+	closed     chan struct{}
+	closeOnce  sync.Once
+	lineMu     sync.Mutex
+	lineKeys   map[string]struct{}
+}
+
+// aorState is the board's view of one AoR.
+type aorState struct {
+	aor      string
+	contacts []Contact
+	reg      string
+	lamp     string
+	dir      string
+	remote   string
+	since    time.Time
+	dialogs  map[string]lampState  // dialog publication id → its lamp
+	pubs     map[string]PubFailure // event → last refusal
+	watchers []Watcher
+}
+
+// PubFailure is a publication the presence server refuses or that cannot
+// be sent.
+type PubFailure struct {
+	Event  string    `json:"event"`
+	Status int       `json:"status,omitempty"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// Event is one entry of an AoR's recent history.
+type Event struct {
+	At   time.Time `json:"at"`
+	Kind string    `json:"kind"`
+	Text string    `json:"text"`
+}
+
+// aorDoc is the JSON document of an AoR on the stream.
+type aorDoc struct {
+	Kind     string       `json:"kind"`
+	AoR      string       `json:"aor"`
+	Domain   string       `json:"domain"`
+	Reg      string       `json:"reg"`
+	Contacts []Contact    `json:"contacts"`
+	Lamp     string       `json:"lamp"`
+	Dir      string       `json:"dir,omitempty"`
+	Remote   string       `json:"remote,omitempty"`
+	Since    int64        `json:"since,omitempty"` // Unix ms of the lamp's last change
+	Pubs     []PubFailure `json:"pubs,omitempty"`
+	Watchers int          `json:"watchers,omitempty"`
+}
+
+// serverDoc is the presence server's reachability on the stream.
+type serverDoc struct {
+	Kind    string `json:"kind"`
+	Name    string `json:"name"`
+	Watched bool   `json:"watched"`
+	Up      bool   `json:"up"`
+	Error   string `json:"error,omitempty"`
+}
+
+// lineDoc is a shared line on the stream.
+type lineDoc struct {
+	Kind string `json:"kind"`
+	Line
+}
+
+// Key prefixes of the hub's items.
+const (
+	keyAoR    = "a:"
+	keyLine   = "l:"
+	keyServer = "s:"
+)
+
+// New builds a board.
+func New(opts Options) *Board {
+	if opts.Coalesce <= 0 {
+		opts.Coalesce = 50 * time.Millisecond
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 5 * time.Second
+	}
+	if opts.MaxClients <= 0 {
+		opts.MaxClients = 64
+	}
+	if opts.History <= 0 {
+		opts.History = 20000
+	}
+	if opts.DetailEvents <= 0 {
+		opts.DetailEvents = 30
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	b := &Board{
+		opts:       opts,
+		log:        opts.Logger,
+		clock:      clock.OrReal(opts.Clock),
+		hub:        newHub(),
+		aors:       make(map[string]*aorState),
+		linesDirty: make(chan string, 1),
+		closed:     make(chan struct{}),
+		lineKeys:   make(map[string]struct{}),
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	b.epoch = strconv.FormatInt(b.clock.Now().UnixNano(), 36)
+	b.setServer(nil, opts.Server != nil)
+	return b
+}
+
+// Run watches the presence server and refreshes the shared lines until ctx
+// ends.
+func (b *Board) Run(ctx context.Context) error {
+	t := time.NewTicker(b.opts.Poll)
+	defer t.Stop()
+	b.poll(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			b.poll(ctx)
+		case <-b.linesDirty:
+			b.refreshLines()
+		}
+	}
+}
+
+// Close ends every open event stream (the pages reconnect), so that the
+// management server can shut down without waiting for them.
+func (b *Board) Close() {
+	b.closeOnce.Do(func() { close(b.closed) })
+}
+
+// poll checks the presence server and lists every shared line.
+func (b *Board) poll(ctx context.Context) {
+	if b.opts.Server != nil {
+		b.setServer(b.opts.Server(ctx), true)
+	}
+	if b.opts.Lines == nil {
+		return
+	}
+	b.lineMu.Lock()
+	for _, a := range b.opts.Lines.LineAoRs() {
+		b.lineKeys[a] = struct{}{}
+	}
+	b.lineMu.Unlock()
+	b.refreshLines()
+}
+
+// refreshLines reads every known line again from the source.
+func (b *Board) refreshLines() {
+	if b.opts.Lines == nil {
+		return
+	}
+	b.lineMu.Lock()
+	keys := make([]string, 0, len(b.lineKeys))
+	for k := range b.lineKeys {
+		keys = append(keys, k)
+	}
+	b.lineMu.Unlock()
+	for _, a := range keys {
+		ln, ok := b.opts.Lines.Line(a)
+		if !ok {
+			b.lineMu.Lock()
+			delete(b.lineKeys, a)
+			b.lineMu.Unlock()
+			b.hub.set(keyLine+a, nil)
+			continue
+		}
+		if ln.Phones == nil {
+			ln.Phones = []LinePhone{}
+		}
+		if ln.Appearance == nil {
+			ln.Appearance = []Appearance{}
+		}
+		b.hub.set(keyLine+a, mustJSON(lineDoc{Kind: "line", Line: ln}))
+	}
+}
+
+// lineChanged asks Run to read line aor again.
+func (b *Board) lineChanged(aor string) {
+	b.lineMu.Lock()
+	b.lineKeys[aor] = struct{}{}
+	b.lineMu.Unlock()
+	select {
+	case b.linesDirty <- aor:
+	default:
+	}
+}
+
+func (b *Board) setServer(err error, watched bool) {
+	d := serverDoc{Kind: "server", Name: b.opts.ServerName, Watched: watched, Up: watched && err == nil}
+	if err != nil {
+		d.Error = err.Error()
+	}
+	b.hub.set(keyServer, mustJSON(d))
+}
+
+// state returns the AoR's state, creating it. b.mu held.
+func (b *Board) state(a string) *aorState {
+	s := b.aors[a]
+	if s == nil {
+		s = &aorState{aor: a, reg: RegUnregistered, lamp: LampIdle, pubs: map[string]PubFailure{}}
+		b.aors[a] = s
+	}
+	return s
+}
+
+// histEvent is one event of the shared history ring.
+type histEvent struct {
+	aor string
+	Event
+}
+
+// note adds an event of s to the history, overwriting the oldest once
+// the ring is full. b.mu held.
+func (b *Board) note(a, kind, text string) {
+	ev := histEvent{aor: a, Event: Event{At: b.clock.Now(), Kind: kind, Text: text}}
+	if len(b.hist) < b.opts.History {
+		b.hist = append(b.hist, ev)
+		return
+	}
+	b.hist[b.next] = ev
+	b.next = (b.next + 1) % len(b.hist)
+}
+
+// eventsOf returns the last DetailEvents events of aor, oldest first.
+// b.mu held.
+func (b *Board) eventsOf(a string) []Event {
+	out := []Event{}
+	n := len(b.hist)
+	for i := 1; i <= n && len(out) < b.opts.DetailEvents; i++ {
+		j := b.next - i
+		if len(b.hist) < b.opts.History {
+			j = n - i // not yet wrapped
+		} else if j < 0 {
+			j += n
+		}
+		if b.hist[j].aor == a {
+			out = append(out, b.hist[j].Event)
+		}
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// publish renders s into the hub. b.mu held.
+func (b *Board) publish(s *aorState) {
+	b.hub.set(keyAoR+s.aor, mustJSON(b.doc(s)))
+}
+
+func (b *Board) doc(s *aorState) aorDoc {
+	d := aorDoc{Kind: "aor", AoR: s.aor, Domain: aor.Domain(s.aor), Reg: s.reg, Contacts: s.contacts,
+		Lamp: s.lamp, Dir: s.dir, Remote: s.remote, Watchers: len(s.watchers)}
+	if d.Contacts == nil {
+		d.Contacts = []Contact{}
+	}
+	if !s.since.IsZero() {
+		d.Since = s.since.UnixMilli()
+	}
+	for _, p := range s.pubs {
+		d.Pubs = append(d.Pubs, p)
+	}
+	slices.SortFunc(d.Pubs, func(x, y PubFailure) int { return strings.Compare(x.Event, y.Event) })
+	return d
+}
+
+// Contacts is the AoR's new set of bindings (empty when none is left), as
+// the usrloc tracker settles on it. An empty set after bindings whose
+// expiry has passed is "expired", otherwise "unregistered".
+func (b *Board) Contacts(a string, cs []Contact) {
+	now := b.clock.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.state(a)
+	switch {
+	case len(cs) > 0:
+		s.reg = RegRegistered
+	case len(s.contacts) > 0:
+		s.reg = RegUnregistered
+		lapsed := true
+		for _, c := range s.contacts {
+			if c.Expires.IsZero() || c.Expires.After(now.Add(time.Second)) {
+				lapsed = false
+			}
+		}
+		if lapsed {
+			s.reg = RegExpired
+			b.note(s.aor, EventRegister, "bindings expired")
+		}
+	}
+	s.contacts = slices.Clone(cs)
+	b.publish(s)
+}
+
+// Message records a SIP message about the AoR (a REGISTER, a call request
+// or response) in the recent history, without changing its lamp. It does
+// not add the AoR to the board (a call's other party may be anyone): the
+// history is shown once the AoR registers or publishes.
+func (b *Board) Message(a, kind, text string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.note(a, kind, text)
+}
+
+// Published observes a publication a tracker asks the engine for: a
+// dialog document sets the AoR's lamp, a dialog;sla one refreshes its
+// shared line.
+func (b *Board) Published(req pua.PublishRequest) {
+	switch ev := strings.ToLower(req.Event); {
+	case ev == "dialog":
+		doc, err := dialogdoc.Parse(req.Body, 0)
+		if err != nil {
+			b.log.Debug("board: dialog document not shown", "aor", req.PresURI, "err", err)
+			return
+		}
+		b.setLamp(req.PresURI, req.ID, doc)
+	case strings.HasPrefix(ev, "dialog;"):
+		b.lineChanged(req.PresURI)
+	}
+}
+
+// Removed observes the removal of a publication: a dialog lamp goes idle.
+func (b *Board) Removed(key pua.Key) {
+	switch ev := strings.ToLower(key.Event); {
+	case ev == "dialog":
+		b.setLamp(key.PresURI, key.ID, nil)
+	case strings.HasPrefix(ev, "dialog;"):
+		b.lineChanged(key.PresURI)
+	}
+}
+
+// lampRank orders lamps, brightest first.
+func lampRank(l string) int {
+	return slices.Index([]string{LampTalking, LampHeld, LampRinging, LampTrying, LampIdle}, l)
+}
+
+// lampOf is the lamp of one dialog.
+func lampOf(d dialogdoc.Dialog) string {
+	switch d.State {
+	case "confirmed":
+		if d.Held {
+			return LampHeld
+		}
+		return LampTalking
+	case "early", "proceeding":
+		if d.Direction == "initiator" {
+			return LampTrying
+		}
+		return LampRinging
+	case "trying":
+		if d.Direction == "recipient" {
+			return LampRinging
+		}
+		return LampTrying
+	}
+	return LampIdle
+}
+
+// lampState is the lamp of one dialog publication of an AoR.
+type lampState struct {
+	lamp, dir, remote string
+	since             time.Time
+}
+
+// setLamp sets the lamp of one of the AoR's dialog publications (id is
+// its publication id; doc nil: removed); the AoR shows the brightest.
+func (b *Board) setLamp(a, id string, doc *dialogdoc.Document) {
+	ls := lampState{lamp: LampIdle}
+	if doc != nil {
+		for _, d := range doc.Dialogs {
+			l := lampOf(d)
+			if lampRank(l) >= lampRank(ls.lamp) {
+				continue
+			}
+			ls.lamp, ls.dir, ls.remote = l, d.Direction, ""
+			if d.Remote != nil {
+				ls.remote = d.Remote.Identity
+				if d.Remote.Display != "" {
+					ls.remote = d.Remote.Display + " <" + d.Remote.Identity + ">"
+				}
+			}
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.state(a)
+	old, had := s.dialogs[id]
+	switch {
+	case ls.lamp == LampIdle:
+		delete(s.dialogs, id)
+	case had && old.lamp == ls.lamp:
+		old.dir, old.remote = ls.dir, ls.remote
+		s.dialogs[id] = old
+	default:
+		if s.dialogs == nil {
+			s.dialogs = make(map[string]lampState)
+		}
+		ls.since = b.clock.Now()
+		s.dialogs[id] = ls
+	}
+	top := lampState{lamp: LampIdle}
+	for _, d := range s.dialogs {
+		if r, tr := lampRank(d.lamp), lampRank(top.lamp); r < tr || (r == tr && d.since.Before(top.since)) {
+			top = d
+		}
+	}
+	if s.lamp == top.lamp && s.dir == top.dir && s.remote == top.remote && s.since.Equal(top.since) {
+		return
+	}
+	s.lamp, s.dir, s.remote, s.since = top.lamp, top.dir, top.remote, top.since
+	b.publish(s)
+}
+
+// PublishResult observes the final outcome of one PUBLISH: a refusal or a
+// transport failure is shown on the AoR with its SIP code and reason until
+// a later PUBLISH of the event succeeds.
+func (b *Board) PublishResult(key pua.Key, op string, res pua.Result) {
+	ok := res.Err == nil && res.Status >= 200 && res.Status < 300
+	text := fmt.Sprintf("PUBLISH %s (%s) → %d %s", key.Event, op, res.Status, res.Reason)
+	reason := res.Reason
+	if res.Err != nil && res.Status == 0 {
+		reason = res.Err.Error()
+		text = fmt.Sprintf("PUBLISH %s (%s) → %s", key.Event, op, reason)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.state(key.PresURI)
+	b.note(s.aor, EventPublish, text)
+	ev := strings.ToLower(key.Event)
+	if ok {
+		delete(s.pubs, ev)
+	} else {
+		s.pubs[ev] = PubFailure{Event: ev, Status: res.Status, Reason: reason, At: b.clock.Now()}
+	}
+	b.publish(s)
+}
+
+// Watchers is the hook of the embedded presence server (package pa, when
+// it is on): its source calls it with the watchers of the AoR's state
+// whenever they change (nil when none is left), and the board shows their
+// number on the AoR's row and the list in its detail. Until a source is
+// wired the board shows no watchers.
+func (b *Board) Watchers(a string, ws []Watcher) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.state(a)
+	if len(ws) != len(s.watchers) {
+		b.note(s.aor, EventWatcher, fmt.Sprintf("%d watcher(s)", len(ws)))
+	}
+	s.watchers = slices.Clone(ws)
+	b.publish(s)
+}
+
+// Detail is one AoR with its recent history, for the page's detail panel.
+type Detail struct {
+	aorDoc
+	Watchers []Watcher `json:"watcher_list"`
+	Events   []Event   `json:"events"`
+}
+
+// Detail returns one AoR; false when the board has never seen it.
+func (b *Board) Detail(a string) (Detail, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.aors[a]
+	if s == nil {
+		return Detail{}, false
+	}
+	d := Detail{aorDoc: b.doc(s), Watchers: slices.Clone(s.watchers), Events: b.eventsOf(a)}
+	if d.Watchers == nil {
+		d.Watchers = []Watcher{}
+	}
+	return d, true
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("board: encode %T: %v", v, err)) // only plain structs are encoded
+	}
+	return b
+}
