@@ -4,6 +4,10 @@
 // configuration: the embedded SQLite database and loopback listeners. Each
 // component owns its section's type and defaults; this package composes
 // them and is used only by cmd/puaside.
+//
+// Place in the flow: above the components; internal/daemon hands each
+// section to its component (ingest, the trackers, the pua engine, mgmt,
+// reconcile, the store).
 package config
 
 import (

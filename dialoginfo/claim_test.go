@@ -6,12 +6,13 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/pua"
 )
 
-// claimPub is a fakePub that records claims.
+// claimPub is a recorder that also records claims.
 type claimPub struct {
-	*fakePub
+	*recorder.Recorder
 	claimed []string
 	done    []int
 	// lost makes Claim report that the engine does not hold the key.
@@ -30,7 +31,7 @@ func (c *claimPub) ClaimsDone(flag int) { c.done = append(c.done, flag) }
 func TestStartClaimsLoadedCalls(t *testing.T) {
 	st := newMemStore()
 	clk := newFakeClock()
-	pub1 := newFakePub()
+	pub1 := recorder.New()
 	tr1, err := New(DefaultConfig(), Options{Publisher: pub1, Store: st, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +41,7 @@ func TestStartClaimsLoadedCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	var want []string
-	for k := range pub1.live {
+	for k := range pub1.Live() {
 		want = append(want, k.PresURI+" "+k.ID)
 	}
 	sort.Strings(want)
@@ -48,7 +49,7 @@ func TestStartClaimsLoadedCalls(t *testing.T) {
 		t.Fatalf("%d live publications before the restart, want 2", len(want))
 	}
 
-	cp := &claimPub{fakePub: newFakePub()}
+	cp := &claimPub{Recorder: recorder.New()}
 	tr2, err := New(DefaultConfig(), Options{Publisher: cp, Store: st, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +66,7 @@ func TestStartClaimsLoadedCalls(t *testing.T) {
 	}
 
 	// Without stored calls nothing is claimed, and the claims are done.
-	cp3 := &claimPub{fakePub: newFakePub()}
+	cp3 := &claimPub{Recorder: recorder.New()}
 	tr3, _ := New(DefaultConfig(), Options{Publisher: cp3, Store: newMemStore(), Clock: clk, Logger: quietLog()})
 	if err := tr3.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -85,7 +86,7 @@ func TestRestartDuringLinger(t *testing.T) {
 	for _, lost := range []bool{false, true} {
 		st := newMemStore()
 		clk := newFakeClock()
-		tr1, err := New(DefaultConfig(), Options{Publisher: newFakePub(), Store: st, Clock: clk, Logger: quietLog()})
+		tr1, err := New(DefaultConfig(), Options{Publisher: recorder.New(), Store: st, Clock: clk, Logger: quietLog()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +96,7 @@ func TestRestartDuringLinger(t *testing.T) {
 		}
 		linger := DefaultConfig().TerminatedLinger
 		clk.Advance(linger / 2)
-		cp := &claimPub{fakePub: newFakePub(), lost: lost}
+		cp := &claimPub{Recorder: recorder.New(), lost: lost}
 		tr2, err := New(DefaultConfig(), Options{Publisher: cp, Store: st, Clock: clk, Logger: quietLog()})
 		if err != nil {
 			t.Fatal(err)
@@ -106,7 +107,7 @@ func TestRestartDuringLinger(t *testing.T) {
 		if len(cp.claimed) != 2 {
 			t.Fatalf("lost=%v: claimed %q, want caller and callee", lost, cp.claimed)
 		}
-		ops := cp.take()
+		ops := cp.Take()
 		want := 0
 		if lost {
 			want = 2
@@ -115,15 +116,15 @@ func TestRestartDuringLinger(t *testing.T) {
 			t.Fatalf("lost=%v: %d operations at start, want %d", lost, len(ops), want)
 		}
 		for _, op := range ops {
-			if op.remove || op.req.Lifetime <= 0 || op.req.Lifetime > linger/2 {
+			if op.Kind != recorder.Publish || op.Req.Lifetime <= 0 || op.Req.Lifetime > linger/2 {
 				t.Fatalf("lost=%v: %+v, want a terminated document for the rest of the linger", lost, op)
 			}
 		}
 		tr2.Expire(clk.Advance(linger))
-		if ops := cp.take(); len(ops) != 0 {
+		if ops := cp.Take(); len(ops) != 0 {
 			t.Fatalf("lost=%v: operations after the linger: %+v", lost, ops)
 		}
-		if n := cp.stuck(); n != 0 || len(tr2.calls) != 0 {
+		if n := stuck(cp.Recorder); n != 0 || len(tr2.calls) != 0 {
 			t.Fatalf("lost=%v: %d publications stuck, %d calls", lost, n, len(tr2.calls))
 		}
 	}

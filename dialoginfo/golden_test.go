@@ -14,6 +14,8 @@ import (
 
 	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*/expected from the current output")
@@ -29,7 +31,7 @@ func goldenRun(t *testing.T, dir string, dup bool) (string, [][]byte) {
 		}
 	}
 	clk := newFakeClock()
-	pub := newFakePub()
+	pub := recorder.New()
 	tr, err := New(cfg, Options{Publisher: pub, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
@@ -49,22 +51,22 @@ func goldenRun(t *testing.T, dir string, dup bool) (string, [][]byte) {
 	var log strings.Builder
 	var docs [][]byte
 	record := func(step string) {
-		for _, op := range pub.take() {
-			if op.remove {
-				fmt.Fprintf(&log, "%s remove %s %s\n", step, op.key.PresURI, op.key.ID)
+		for _, op := range pub.Take() {
+			if op.Kind == recorder.Remove {
+				fmt.Fprintf(&log, "%s remove %s %s\n", step, op.Key.PresURI, op.Key.ID)
 				continue
 			}
-			docs = append(docs, op.req.Body)
+			docs = append(docs, op.Req.Body)
 			lifetime := ""
-			if op.req.Lifetime > 0 {
-				lifetime = " lifetime=" + op.req.Lifetime.String()
+			if op.Req.Lifetime > 0 {
+				lifetime = " lifetime=" + op.Req.Lifetime.String()
 			}
-			fmt.Fprintf(&log, "%s publish %s %s flag=%d expires=%s%s -> %03d.xml\n", step, op.key.PresURI, op.key.ID, op.req.Flag, op.req.Expires, lifetime, len(docs))
-			if op.req.ContentType != dialogdoc.ContentType || op.key.Event != "dialog" {
-				t.Errorf("%s: content type %q event %q", step, op.req.ContentType, op.key.Event)
+			fmt.Fprintf(&log, "%s publish %s %s flag=%d expires=%s%s -> %03d.xml\n", step, op.Key.PresURI, op.Key.ID, op.Req.Flag, op.Req.Expires, lifetime, len(docs))
+			if op.Req.ContentType != dialogdoc.ContentType || op.Key.Event != "dialog" {
+				t.Errorf("%s: content type %q event %q", step, op.Req.ContentType, op.Key.Event)
 			}
-			if err := val.check(op.key.PresURI, op.req.Body); err != nil {
-				t.Errorf("%s: invalid document %03d: %v\n%s", step, len(docs), err, op.req.Body)
+			if err := val.check(op.Key.PresURI, op.Req.Body); err != nil {
+				t.Errorf("%s: invalid document %03d: %v\n%s", step, len(docs), err, op.Req.Body)
 			}
 		}
 	}
@@ -76,7 +78,7 @@ func goldenRun(t *testing.T, dir string, dup bool) (string, [][]byte) {
 		record(name + " (timers)")
 		switch filepath.Ext(name) {
 		case ".sip":
-			m := parseSIP(t, loadSIP(t, path))
+			m := puatest.ParseSIP(t, loadSIP(t, path))
 			n := 1
 			if dup {
 				n = 2
@@ -107,8 +109,8 @@ func goldenRun(t *testing.T, dir string, dup bool) (string, [][]byte) {
 	tr.Expire(clk.Advance(24 * time.Hour))
 	tr.Expire(clk.Advance(cfg.TerminatedLinger + time.Second))
 	record("end")
-	if len(tr.calls) != 0 || pub.stuck() != 0 {
-		t.Errorf("after all timers: %d calls tracked, %d publications left: %v %v", len(tr.calls), pub.stuck(), pub.live, pub.lapsing)
+	if len(tr.calls) != 0 || stuck(pub) != 0 {
+		t.Errorf("after all timers: %d calls tracked, %d publications left: %v", len(tr.calls), stuck(pub), pub.Live())
 	}
 	return log.String(), docs
 }

@@ -6,90 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"regexp"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
-
 	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/dialogdoc"
-	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 )
-
-// fakePub records publications and removals. live holds the publications
-// that need a removal to end; lapsing those published with a lifetime,
-// which the engine ends by itself (a terminated document that lapses).
-type fakePub struct {
-	mu      sync.Mutex
-	ops     []pubOp
-	live    map[pua.Key][]byte
-	lapsing map[pua.Key][]byte
-}
-
-type pubOp struct {
-	remove bool
-	req    pua.PublishRequest
-	key    pua.Key
-}
-
-func newFakePub() *fakePub {
-	return &fakePub{live: make(map[pua.Key][]byte), lapsing: make(map[pua.Key][]byte)}
-}
-
-func (f *fakePub) Publish(req pua.PublishRequest) error {
-	if len(req.Body) == 0 {
-		return fmt.Errorf("empty body")
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ops = append(f.ops, pubOp{req: req, key: req.Key})
-	if req.Lifetime > 0 {
-		delete(f.live, req.Key)
-		f.lapsing[req.Key] = req.Body
-		return nil
-	}
-	delete(f.lapsing, req.Key)
-	f.live[req.Key] = req.Body
-	return nil
-}
-
-func (f *fakePub) Remove(key pua.Key) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ops = append(f.ops, pubOp{remove: true, key: key})
-	delete(f.live, key)
-	delete(f.lapsing, key)
-	return nil
-}
-
-// stuck counts the publications that would keep a lamp lit: those still
-// waiting for a removal and those left to lapse whose document is not
-// terminated.
-func (f *fakePub) stuck() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := len(f.live)
-	for _, body := range f.lapsing {
-		if !dialogdoc.AllTerminated(body) {
-			n++
-		}
-	}
-	return n
-}
-
-// take returns and clears the recorded operations.
-func (f *fakePub) take() []pubOp {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	o := f.ops
-	f.ops = nil
-	return o
-}
 
 // fakeClock is an injectable clock.
 type fakeClock = clocktest.Fake
@@ -98,40 +23,10 @@ func newFakeClock() *fakeClock {
 	return clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
-var contentLengthRe = regexp.MustCompile(`(?im)^(content-length|l)[ \t]*:.*$`)
-
-// loadSIP reads a fixture: leading "#" lines are comments, lines may end in
-// LF; it returns CRLF wire bytes with a correct Content-Length.
+// loadSIP reads a hand-written fixture as wire bytes (puatest.FixSIP).
 func loadSIP(t testing.TB, path string) []byte {
 	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fixSIP(raw)
-}
-
-func fixSIP(raw []byte) []byte {
-	s := strings.ReplaceAll(string(raw), "\r\n", "\n")
-	for strings.HasPrefix(s, "#") {
-		_, s, _ = strings.Cut(s, "\n")
-	}
-	head, body, _ := strings.Cut(s, "\n\n")
-	body = strings.ReplaceAll(body, "\n", "\r\n")
-	head = contentLengthRe.ReplaceAllString(head, "Content-Length: "+strconv.Itoa(len(body)))
-	if !contentLengthRe.MatchString(head) {
-		head += "\nContent-Length: " + strconv.Itoa(len(body))
-	}
-	return []byte(strings.ReplaceAll(head, "\n", "\r\n") + "\r\n\r\n" + body)
-}
-
-func parseSIP(t testing.TB, b []byte) sip.Message {
-	t.Helper()
-	m, err := sip.ParseMessage(b)
-	if err != nil {
-		t.Fatalf("parse: %v\n%s", err, b)
-	}
-	return m
+	return puatest.FixSIP(puatest.ReadFile(t, path))
 }
 
 // validator checks documents against RFC 4235's required elements and
@@ -308,3 +203,27 @@ func (v *validator) check(presURI string, doc []byte) error {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// stuck counts the live publications that would keep a lamp lit: every
+// one but the terminated documents left to lapse (published with a
+// lifetime), which the engine ends without a removal.
+func stuck(r *recorder.Recorder) int {
+	n := 0
+	for _, req := range r.Live() {
+		if req.Lifetime <= 0 || !dialogdoc.AllTerminated(req.Body) {
+			n++
+		}
+	}
+	return n
+}
+
+// lapsing counts the live publications left to lapse.
+func lapsing(r *recorder.Recorder) int {
+	n := 0
+	for _, req := range r.Live() {
+		if req.Lifetime > 0 {
+			n++
+		}
+	}
+	return n
+}

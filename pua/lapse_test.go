@@ -18,7 +18,7 @@ func TestTerminatedDialogLapses(t *testing.T) {
 	mustWait(t, e, PublishRequest{Key: key, Body: dlgDoc("confirmed"), Flag: FlagDialogPublish})
 	mustWait(t, e, PublishRequest{Key: key, Body: dlgDoc("terminated"), Expires: 10 * time.Second,
 		Lifetime: 10 * time.Second, Flag: FlagDialogPublish})
-	reqs := fs.requests()
+	reqs := fs.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests, want initial and modify", len(reqs))
 	}
@@ -36,7 +36,7 @@ func TestTerminatedDialogLapses(t *testing.T) {
 	clk.Advance(5 * time.Second)
 	waitFor(t, "record dropped", func() bool { _, ok := e.Publication(key); return !ok })
 	waitFor(t, "row deleted", func() bool { _, ok := st.row(key, FlagDialogPublish); return !ok })
-	if n := len(fs.requests()); n != 2 {
+	if n := len(fs.Requests()); n != 2 {
 		t.Fatalf("%d requests, want no refresh and no removal after the terminated document", n)
 	}
 }
@@ -52,7 +52,7 @@ func TestNonTerminatedLifetimeStillRemoved(t *testing.T) {
 		Lifetime: 10 * time.Second, Flag: FlagDialogPublish})
 	clk.Advance(11 * time.Second)
 	waitFor(t, "record dropped", func() bool { _, ok := e.Publication(key); return !ok })
-	reqs := fs.requests()
+	reqs := fs.Requests()
 	last := reqs[len(reqs)-1]
 	checkPublish(t, last, wire{ifMatch: headerValue(last, "SIP-If-Match"), expires: "0", event: "dialog"})
 }
@@ -79,7 +79,7 @@ func TestLapseAfterRestart(t *testing.T) {
 	clk.Advance(6 * time.Second)
 	waitFor(t, "record dropped", func() bool { _, ok := e.Publication(key); return !ok })
 	waitFor(t, "row deleted", func() bool { _, ok := st.row(key, FlagDialogPublish); return !ok })
-	if n := len(fs.requests()); n != 0 {
+	if n := len(fs.Requests()); n != 0 {
 		t.Fatalf("%d requests for a terminated document the server holds, want none", n)
 	}
 }
@@ -102,10 +102,10 @@ func TestLapseModifiedAfterRestart(t *testing.T) {
 	st.put(r)
 	e := newTestEngineOwners(t, fs, clk, st, nil, []int{FlagDialogPublish})
 	waitFor(t, "terminated document sent", countIs(fs, 1))
-	checkPublish(t, fs.requests()[0], wire{ifMatch: "e1", body: string(dlgDoc("terminated")), expires: "1", event: "dialog"})
+	checkPublish(t, fs.Requests()[0], wire{ifMatch: "e1", body: string(dlgDoc("terminated")), expires: "1", event: "dialog"})
 	waitFor(t, "record dropped", func() bool { _, ok := e.Publication(key); return !ok })
 	waitFor(t, "row deleted", func() bool { _, ok := st.row(key, FlagDialogPublish); return !ok })
-	if n := len(fs.requests()); n != 1 {
+	if n := len(fs.Requests()); n != 1 {
 		t.Fatalf("%d requests, want the terminated document only", n)
 	}
 
@@ -119,7 +119,7 @@ func TestLapseModifiedAfterRestart(t *testing.T) {
 		t.Fatal("a lapsed terminated document was loaded")
 	}
 	waitFor(t, "row deleted", func() bool { _, ok := st2.row(key, FlagDialogPublish); return !ok })
-	if n := len(fs2.requests()); n != 0 {
+	if n := len(fs2.Requests()); n != 0 {
 		t.Fatalf("%d requests, want none", n)
 	}
 }

@@ -34,4 +34,14 @@ fi
 
 go mod download
 go vet ./...
+
+# golangci-lint, pinned; installed once into GOBIN, then reused (its
+# analysis cache keeps later runs short). Configuration: .golangci.yml.
+GOLANGCI_LINT_VERSION=v2.15.0
+lint="$(go env GOPATH)/bin/golangci-lint"
+if ! "$lint" version 2>/dev/null | grep -q "version ${GOLANGCI_LINT_VERSION#v} "; then
+  echo "installing golangci-lint $GOLANGCI_LINT_VERSION"
+  GOBIN="$(go env GOPATH)/bin" go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION"
+fi
+"$lint" run ./...
 go test -race -count=1 -timeout 25m "$@" ./...

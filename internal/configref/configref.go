@@ -3,6 +3,8 @@
 // the Markdown table in README.md and as puaside.example.yaml. Its test
 // keeps both files true to the code (go test ./internal/configref -update
 // rewrites them).
+//
+// Place in the flow: outside it, documentation of config.
 package configref
 
 import (

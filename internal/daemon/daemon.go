@@ -338,6 +338,9 @@ func (d *Daemon) Stop(ctx context.Context) error {
 			d.cancelTrackers()
 		}
 		d.trackers.Wait()
+		if d.bl != nil {
+			d.bl.Close()
+		}
 		if err := d.eng.Stop(ctx); err != nil {
 			errs = append(errs, err)
 		}
