@@ -26,6 +26,7 @@ import (
 	"github.com/puaside/puaside/ingest"
 	"github.com/puaside/puaside/mgmt"
 	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/puaxmpp"
 	"github.com/puaside/puaside/reconcile"
 	"github.com/puaside/puaside/usrloc"
 )
@@ -64,6 +65,9 @@ type Config struct {
 	// Reconcile asks the proxy for its bindings and dialogs (at start and
 	// periodically) to correct what puaside missed while it was down.
 	Reconcile reconcile.Config `yaml:"reconcile"`
+	// Gateway is the SIP ↔ XMPP presence gateway (pua_xmpp with the xmpp
+	// module): an XEP-0114 component of the site's XMPP server.
+	Gateway puaxmpp.Config `yaml:"xmpp"`
 }
 
 // Features switches the trackers on and off.
@@ -91,6 +95,7 @@ func Default() Config {
 		BLA:        bla.DefaultConfig(),
 		HTTP:       mgmt.DefaultConfig(),
 		Reconcile:  reconcile.DefaultConfig(),
+		Gateway:    puaxmpp.DefaultConfig(),
 	}
 }
 
@@ -202,7 +207,7 @@ func (c Config) Validate() error {
 	for _, s := range []sectionCheck{
 		{"pua", c.PUA.Validate}, {"ingest", c.Ingest.Validate}, {"usrloc", c.Usrloc.Validate},
 		{"dialoginfo", c.Dialoginfo.Validate}, {"bla", c.BLA.Validate}, {"http", c.HTTP.Validate},
-		{"reconcile", c.Reconcile.Validate},
+		{"reconcile", c.Reconcile.Validate}, {"xmpp", c.Gateway.Validate},
 	} {
 		if err := s.validate(); err != nil {
 			errs = append(errs, sectionProblems(s.name, err)...)

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (Kamailio with its
-# presence and database modules, sipp, chromium for the lamp board tests, MariaDB running on 127.0.0.1:3306)
+# presence and database modules, sipp, chromium for the lamp board tests, prosody for
+# the XMPP gateway, MariaDB running on 127.0.0.1:3306)
 # and runs every test of the project. Run it as root or with sudo available.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
 command -v kamailio >/dev/null 2>&1 || need_pkgs+=(kamailio)
-for p in kamailio-presence-modules kamailio-sqlite-modules kamailio-mysql-modules kamailio-tls-modules kamailio-websocket-modules sip-tester chromium systemd iproute2 util-linux gcc curl adduser sqlite3; do
+for p in kamailio-presence-modules kamailio-sqlite-modules kamailio-mysql-modules kamailio-tls-modules kamailio-websocket-modules sip-tester chromium prosody systemd iproute2 util-linux gcc curl adduser sqlite3; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if ! command -v mariadbd >/dev/null 2>&1 && ! command -v mysqld >/dev/null 2>&1; then

@@ -26,6 +26,7 @@ import (
 	"github.com/puaside/puaside/mgmt"
 	"github.com/puaside/puaside/proxyrpc"
 	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/puaxmpp"
 	"github.com/puaside/puaside/reconcile"
 	"github.com/puaside/puaside/store"
 	"github.com/puaside/puaside/usrloc"
@@ -47,6 +48,7 @@ type Daemon struct {
 	// board is the live lamp board, fed by the trackers and the engine.
 	board *board.Board
 	rec   *reconcile.Reconciler // nil unless reconcile.enabled
+	gw    *puaxmpp.Gateway      // nil unless xmpp.enabled
 
 	reloadMu       sync.Mutex // one Reload at a time; guards cfg's reloadable keys
 	cancelTrackers context.CancelFunc
@@ -131,6 +133,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 	}
 
+	if cfg.Gateway.Enabled {
+		// The gateway publishes and subscribes through the engine (the
+		// external presence server); pa in process would be its Publisher.
+		d.gw, err = puaxmpp.New(cfg.Gateway, puaxmpp.Options{Publisher: observed, Subscriber: d.eng, Store: db, Logger: log, Metrics: d.m})
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		if err := d.gw.RegisterMetrics(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		d.eng.HandleNotify(pua.FlagXMPPSubscribe, d.gw.HandleNotify)
+		d.eng.HandleNotify(pua.FlagXMPPWinfo, d.gw.HandleWinfoNotify)
+	}
+
 	h := ingest.Handlers{}
 	if d.ul != nil {
 		ul := d.ul
@@ -174,6 +192,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 			{Name: "store writes", Check: d.eng.StoreReady},
 		},
 	}
+	if d.gw != nil {
+		deps.Ready = append(deps.Ready, mgmt.ReadyCheck{Name: "xmpp server", Check: d.gw.Ready})
+	}
 	if d.ul != nil {
 		deps.Registrations = registrations{d.ul}
 	}
@@ -198,7 +219,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 
 // ownerFlags are the flags of the records owned by a tracker.
 func ownerFlags() []int {
-	return []int{pua.FlagUsrloc, pua.FlagDialogPublish, pua.FlagBLAPublish, pua.FlagBLASubscribe}
+	return []int{pua.FlagUsrloc, pua.FlagDialogPublish, pua.FlagBLAPublish, pua.FlagBLASubscribe,
+		pua.FlagXMPPPublish, pua.FlagXMPPSubscribe, pua.FlagXMPPWinfo}
 }
 
 // listening is the /readyz check that every configured ingest listener is
@@ -244,6 +266,11 @@ func (d *Daemon) Start(ctx context.Context) error {
 		d.eng.ClaimsDone(pua.FlagBLAPublish)
 		d.eng.ClaimsDone(pua.FlagBLASubscribe)
 	}
+	if d.gw == nil {
+		d.eng.ClaimsDone(pua.FlagXMPPPublish)
+		d.eng.ClaimsDone(pua.FlagXMPPSubscribe)
+		d.eng.ClaimsDone(pua.FlagXMPPWinfo)
+	}
 	tctx, cancel := context.WithCancel(context.Background())
 	d.cancelTrackers = cancel
 	if d.bl != nil {
@@ -278,6 +305,12 @@ func (d *Daemon) Start(ctx context.Context) error {
 	}
 	if d.rec != nil {
 		d.run("reconcile", func() error { return d.rec.Run(tctx) })
+	}
+	if d.gw != nil {
+		if err := d.gw.Start(ctx, d.eng); err != nil {
+			return d.abort(ctx, fmt.Errorf("daemon: start xmpp gateway: %w", err))
+		}
+		d.run("xmpp", func() error { return d.gw.Run(tctx) })
 	}
 	d.seedBoard()
 	d.run("board", func() error { return d.board.Run(tctx) })
@@ -364,6 +397,10 @@ func (d *Daemon) Run(ctx context.Context, timeout time.Duration) error {
 	defer cancel()
 	return d.Stop(sctx)
 }
+
+// Gateway returns the XMPP gateway, nil when xmpp.enabled is off (for
+// tests and diagnostics).
+func (d *Daemon) Gateway() *puaxmpp.Gateway { return d.gw }
 
 // Engine returns the pua engine (for tests and diagnostics).
 func (d *Daemon) Engine() *pua.Engine { return d.eng }
