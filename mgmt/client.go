@@ -122,14 +122,17 @@ const (
 	ListRegistrations = "registrations"
 	ListDialogs       = "dialogs"
 	ListLines         = "lines"
-	ListFlags         = "flags"
+	// ListPresentities and ListWatchers are the presence server's.
+	ListPresentities = "presentities"
+	ListWatchers     = "watchers"
+	ListFlags        = "flags"
 )
 
 // List fetches a listing (publications, subscriptions, registrations,
 // dialogs, lines or flags) with filters and pagination as query values.
 func (c *Client) List(ctx context.Context, kind string, query url.Values) (RawList, error) {
 	switch kind {
-	case ListPublications, ListSubscriptions, ListRegistrations, ListDialogs, ListLines, ListFlags:
+	case ListPublications, ListSubscriptions, ListRegistrations, ListDialogs, ListLines, ListFlags, ListPresentities, ListWatchers:
 	default:
 		return RawList{}, fmt.Errorf("mgmt: unknown listing %q", kind)
 	}

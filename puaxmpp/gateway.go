@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"mellium.im/xmpp/jid"
-
 	"github.com/puaside/puaside/clock"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pidf"
@@ -818,19 +816,4 @@ func (g *Gateway) Users() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return len(g.users)
-}
-
-// jidString is the bare JID of a SIP user or "" (for listings).
-func (g *Gateway) jidString(sip string, xmppUser bool) string {
-	var j jid.JID
-	var err error
-	if xmppUser {
-		j, err = g.mp.XMPPUserOfSIP(sip)
-	} else {
-		j, err = g.mp.JIDOfSIPUser(sip)
-	}
-	if err != nil {
-		return ""
-	}
-	return j.String()
 }

@@ -189,14 +189,15 @@ func newError(typ, cond, text string) *errorElem {
 // stanzaOf is the stanza of presence p from one address to another.
 func stanzaOf(from, to string, p Presence) outPresence {
 	o := outPresence{From: from, To: to, Type: p.Type}
-	if p.Type == "" {
+	switch p.Type {
+	case "":
 		o.Show = p.Show
 		o.Status = clipText(p.Status, maxStatus)
 		if p.Priority != 0 {
 			pr := max(-128, min(127, p.Priority))
 			o.Priority = &pr
 		}
-	} else if p.Type == "unavailable" {
+	case "unavailable":
 		o.Status = clipText(p.Status, maxStatus)
 	}
 	return o

@@ -37,15 +37,14 @@ type Options struct {
 
 // Server is one running prosody.
 type Server struct {
-	opts      Options
-	dir       string
-	cfgPath   string
-	c2sPort   int
-	compPort  int
-	cmd       *exec.Cmd
-	done      chan struct{}
-	logs      *kamailiotest.SyncBuffer
-	stoppedAt time.Time
+	opts     Options
+	dir      string
+	cfgPath  string
+	c2sPort  int
+	compPort int
+	cmd      *exec.Cmd
+	done     chan struct{}
+	logs     *kamailiotest.SyncBuffer
 }
 
 // Start writes the configuration, starts prosody and waits until both its
