@@ -21,6 +21,7 @@ import (
 
 	"github.com/puaside/puaside/config"
 	"github.com/puaside/puaside/internal/kamailiotest"
+	"github.com/puaside/puaside/internal/loadproc"
 )
 
 // Calls through a real Kamailio proxy (deploy/kamailio/registrar.cfg) to a
@@ -34,9 +35,9 @@ import (
 //
 // The relay is a UDP forwarder in the test process that counts the
 // PUBLISH transactions by RFC 3903 kind on their way to the presence
-// server. CPU seconds are read from /proc: puaside's process, and the
-// proxy's process group (Kamailio and its children); the sipp phones, the
-// relay and the presence server are not counted.
+// server. CPU seconds are read from /proc (internal/loadproc): puaside's
+// process, and the proxy with its children; the sipp phones, the relay
+// and the presence server are not counted.
 
 // callBenchRate is the calls per second the caller places (the issue's
 // measurement: 100 calls/s, ring 200 ms, talk 1 s).
@@ -74,7 +75,7 @@ func BenchmarkKamailioCalls(b *testing.B) {
 
 func benchKamailioCalls(b *testing.B, variant string) {
 	presence := presenceServer(b)
-	relay := startPublishRelay(b, presence.Addr())
+	relay := startCallRelay(b, presence.Addr())
 	var ps *daemonProc
 	var reg *kamailiotest.Instance
 	cfg := baseConfig(b, nil)
@@ -130,7 +131,7 @@ func benchKamailioCalls(b *testing.B, variant string) {
 		return c, publishStatuses(b, cfg.HTTP.HTTPListen), dlgMetricSum(b, cfg.HTTP.HTTPListen, "puaside_ingest_messages_total")
 	}
 	psCPU0, statuses0, copies0 := readPuaside()
-	regCPU0, err := groupCPU(reg.Pid())
+	regCPU0, err := loadproc.TreeCPU(reg.Pid())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -156,7 +157,7 @@ func benchKamailioCalls(b *testing.B, variant string) {
 
 	psCPU, statuses, copies := readPuaside()
 	copies -= copies0
-	regCPU, err := groupCPU(reg.Pid())
+	regCPU, err := loadproc.TreeCPU(reg.Pid())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -320,75 +321,13 @@ func sippFailedCalls(out string) float64 {
 	return n
 }
 
-// clockTick is the unit of utime and stime in /proc/PID/stat (USER_HZ,
-// 100 on Linux).
-const clockTick = 10 * time.Millisecond
-
-// statFields returns the fields of /proc/PID/stat after the command name.
-func statFields(pid int) ([]string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return nil, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return nil, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	return f, nil
-}
-
-// cpuOfFields is utime + stime of stat fields (fields 14 and 15 of proc(5)).
-func cpuOfFields(f []string) (time.Duration, error) {
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	s, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("stat times: %w", err)
-	}
-	return time.Duration(u+s) * clockTick, nil
-}
-
 // procCPU is the CPU time of one process (all its threads).
 func procCPU(pid int) (time.Duration, error) {
-	f, err := statFields(pid)
+	st, err := loadproc.ReadStat(pid)
 	if err != nil {
 		return 0, err
 	}
-	return cpuOfFields(f)
-}
-
-// groupCPU is the CPU time of every live process of a process group (a
-// Kamailio instance runs in its own group, led by its main process).
-func groupCPU(pgid int) (time.Duration, error) {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, err
-	}
-	var sum time.Duration
-	found := false
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		f, err := statFields(pid)
-		if err != nil || f[2] != strconv.Itoa(pgid) { // field 5: pgrp
-			continue
-		}
-		c, err := cpuOfFields(f)
-		if err != nil {
-			return 0, err
-		}
-		sum += c
-		found = true
-	}
-	if !found {
-		return 0, fmt.Errorf("no process in group %d", pgid)
-	}
-	return sum, nil
+	return st.CPU(), nil
 }
 
 // publishStatuses reads puaside's PUBLISH transactions by final status.
@@ -455,11 +394,11 @@ func litDialogLamps(presence *kamailiotest.Instance) (int, error) {
 	return len(lit), rows.Err()
 }
 
-// publishRelay forwards UDP datagrams between puaside and the presence
+// callRelay forwards UDP datagrams between puaside and the presence
 // server and counts the PUBLISH transactions (retransmissions once) by
 // kind: initial (no SIP-If-Match), modify (a body), refresh (no body) and
 // remove (Expires: 0).
-type publishRelay struct {
+type callRelay struct {
 	conn     *net.UDPConn
 	upstream *net.UDPAddr
 	client   atomic.Pointer[net.UDPAddr]
@@ -469,7 +408,7 @@ type publishRelay struct {
 	wg       sync.WaitGroup
 }
 
-func startPublishRelay(tb testing.TB, upstream string) *publishRelay {
+func startCallRelay(tb testing.TB, upstream string) *callRelay {
 	tb.Helper()
 	up, err := net.ResolveUDPAddr("udp4", upstream)
 	if err != nil {
@@ -480,7 +419,7 @@ func startPublishRelay(tb testing.TB, upstream string) *publishRelay {
 		tb.Fatal(err)
 	}
 	_ = c.SetReadBuffer(4 << 20)
-	r := &publishRelay{conn: c, upstream: up, seen: map[string]bool{}}
+	r := &callRelay{conn: c, upstream: up, seen: map[string]bool{}}
 	r.wg.Add(1)
 	go r.serve()
 	tb.Cleanup(func() {
@@ -490,9 +429,9 @@ func startPublishRelay(tb testing.TB, upstream string) *publishRelay {
 	return r
 }
 
-func (r *publishRelay) addr() string { return r.conn.LocalAddr().String() }
+func (r *callRelay) addr() string { return r.conn.LocalAddr().String() }
 
-func (r *publishRelay) serve() {
+func (r *callRelay) serve() {
 	defer r.wg.Done()
 	buf := make([]byte, 65536)
 	for {
@@ -517,7 +456,7 @@ func (r *publishRelay) serve() {
 }
 
 // count classifies one request from puaside.
-func (r *publishRelay) count(msg []byte) {
+func (r *callRelay) count(msg []byte) {
 	if !bytes.HasPrefix(msg, []byte("PUBLISH ")) {
 		return
 	}
@@ -549,7 +488,7 @@ func (r *publishRelay) count(msg []byte) {
 }
 
 // counts returns the transactions counted so far by kind.
-func (r *publishRelay) counts() [4]int64 {
+func (r *callRelay) counts() [4]int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.kinds

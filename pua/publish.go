@@ -492,16 +492,14 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 	if res.Err != nil && res.Status == 0 {
 		r.lastReason = res.Err.Error()
 	}
-	lg := opLog{base: e.log, op: &op, id: r.key.ID}
+	log := withLazy(e.log, slog.String("aor", op.presURI), slog.String("event", op.event), slog.String("id", r.key.ID), slog.String("op", op.kind.String()))
 	if e.pubServerBound(r) {
 		e.noteServerResult(res, now)
 	}
 	switch {
 	case res.Status >= 200 && res.Status < 300:
 		if op.kind == pubRemove {
-			if lg.debug() {
-				lg.get().Debug("publication removed", "status", res.Status, "replaced", op.replace)
-			}
+			log.Debug("publication removed", "status", res.Status, "replaced", op.replace)
 			r.etag, r.srvTerminated = "", false
 			if r.remove && r.gen == op.gen {
 				e.dropPub(r, res)
@@ -511,10 +509,10 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		}
 		if res.ETag == "" {
 			err := fmt.Errorf("pua: %d reply to PUBLISH without SIP-ETag", res.Status)
-			lg.get().Error("publish failed", "status", res.Status, "err", err)
+			log.Error("publish failed", "status", res.Status, "err", err)
 			res.Err = err
 			r.lastReason = "2xx without SIP-ETag"
-			e.refusePub(r, res.Status, now, lg.get())
+			e.refusePub(r, res.Status, now, log)
 			resolveWaiters(&r.waiters, op.gen, res)
 			return
 		}
@@ -539,16 +537,12 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		// The server's row now carries this ETag only: losing it in a
 		// crash would leave that row orphaned until it expires.
 		e.flushSoon()
-		if lg.debug() {
-			lg.get().Debug("publish accepted", "etag", r.etag, "expires", granted)
-		}
+		log.Debug("publish accepted", "etag", r.etag, "expires", granted)
 		resolveWaiters(&r.waiters, op.gen, res)
 		e.sweepDone(r)
 	case res.Status == 412:
 		if op.kind == pubRemove {
-			if lg.debug() {
-				lg.get().Debug("publication already gone at the server", "status", res.Status, "etag", op.etag)
-			}
+			log.Debug("publication already gone at the server", "status", res.Status, "etag", op.etag)
 			r.etag, r.srvTerminated = "", false
 			if r.remove && r.gen == op.gen {
 				e.dropPub(r, res)
@@ -557,22 +551,22 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			break
 		}
 		if op.kind == pubInitial {
-			lg.get().Warn("publish failed: 412 to an initial PUBLISH", "status", res.Status)
-			e.refusePub(r, res.Status, now, lg.get())
+			log.Warn("publish failed: 412 to an initial PUBLISH", "status", res.Status)
+			e.refusePub(r, res.Status, now, log)
 			resolveWaiters(&r.waiters, op.gen, res)
 			return
 		}
-		lg.get().Info("publication unknown at the server, publishing anew", "etag", op.etag)
+		log.Info("publication unknown at the server, publishing anew", "etag", op.etag)
 		r.etag, r.forceInitial, r.srvTerminated = "", true, false
 		e.markDirty(r, &r.dirty)
 	case res.Status == 423:
 		if res.Expires > time.Duration(op.expires)*time.Second {
 			r.minExp = res.Expires
-			lg.get().Info("interval too brief, retrying with Min-Expires", "min_expires", res.Expires)
+			log.Info("interval too brief, retrying with Min-Expires", "min_expires", res.Expires)
 			break
 		}
-		lg.get().Warn("publish failed: 423 without a usable Min-Expires", "status", res.Status)
-		e.refusePub(r, res.Status, now, lg.get())
+		log.Warn("publish failed: 423 without a usable Min-Expires", "status", res.Status)
+		e.refusePub(r, res.Status, now, log)
 		resolveWaiters(&r.waiters, op.gen, res)
 		return
 	case retryable(res):
@@ -582,23 +576,23 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			d = e.holdOff(now, d)
 		}
 		r.state, r.backingOff = StateRetrying, true
-		lg.get().Warn("publish failed, retrying", "status", res.Status, "err", res.Err, "retry_in", d)
+		log.Warn("publish failed, retrying", "status", res.Status, "err", res.Err, "retry_in", d)
 		resolveWaiters(&r.waiters, op.gen, res)
 		e.sched.Schedule(r, now.Add(d))
 		return
 	case op.replace:
 		// The old document could not be removed: publish the current
 		// state anew all the same (the old one expires at the server).
-		lg.get().Warn("removal of a terminated dialog document refused, publishing anew", "status", res.Status, "reason", res.Reason, "err", res.Err)
+		log.Warn("removal of a terminated dialog document refused, publishing anew", "status", res.Status, "reason", res.Reason, "err", res.Err)
 		r.etag, r.forceInitial, r.srvTerminated = "", true, false
 	default:
-		lg.get().Warn("publish refused", "status", res.Status, "reason", res.Reason, "err", res.Err)
+		log.Warn("publish refused", "status", res.Status, "reason", res.Reason, "err", res.Err)
 		resolveWaiters(&r.waiters, op.gen, res)
 		if op.kind == pubRemove {
 			e.dropPub(r, res)
 			return
 		}
-		e.refusePub(r, res.Status, now, lg.get())
+		e.refusePub(r, res.Status, now, log)
 		return
 	}
 	if r.remove || r.gen > r.sentGen || r.forceInitial || r.etag == "" {
@@ -669,23 +663,3 @@ func (r *pubRec) info() PublicationInfo {
 	pi.Refusals = int(r.refusals)
 	return pi
 }
-
-// opLog is the logger of one PUBLISH reply, built only when a line is
-// logged: slog's With costs more than the rest of an accepted reply.
-type opLog struct {
-	base *slog.Logger
-	op   *pubOp
-	id   string
-	l    *slog.Logger
-}
-
-// get returns the logger with the publication's attributes.
-func (o *opLog) get() *slog.Logger {
-	if o.l == nil {
-		o.l = o.base.With("aor", o.op.presURI, "event", o.op.event, "id", o.id, "op", o.op.kind.String())
-	}
-	return o.l
-}
-
-// debug reports whether debug lines are logged.
-func (o *opLog) debug() bool { return o.base.Enabled(context.Background(), slog.LevelDebug) }
