@@ -3,11 +3,14 @@ package main
 // Call mode (-calls N): the call path of puaside, siptrace copy in →
 // dialog-info PUBLISH out (ingest → dialoginfo tracker → pua engine → SIP).
 //
-// puaside runs with the dialoginfo tracker only. The sender plays a
-// Kamailio proxy tracing its calls with siptrace: every message of a plain
-// call (INVITE, 180, 200, ACK, BYE, 200) is sent twice to puaside's
-// trace_listen, as received and as forwarded by the proxy (12 datagrams a
-// call; the shapes are Kamailio 5.6's). Calls start at -call-rate per
+// puaside runs with the dialoginfo tracker only, in this process or, with
+// -proc, as the built binary in its own process (its own CPU time is then
+// measured apart from the tool's). The sender plays a Kamailio proxy
+// tracing its calls with siptrace: every message of a plain call (INVITE,
+// 180, 200, ACK, BYE, 200) is sent twice, as received and as forwarded by
+// the proxy (12 datagrams a call; the shapes are Kamailio 5.6's), as plain
+// copies to puaside's trace_listen or, with -input hep, each in a HEPv3
+// packet to its hep_listen. Calls start at -call-rate per
 // second; each rings for -ring after its 180, talks for -talk, then the
 // caller hangs up. Every call has its own caller and callee.
 //
@@ -29,8 +32,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -46,7 +49,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/config"
-	"github.com/puaside/puaside/internal/daemon"
+	"github.com/puaside/puaside/ingest"
 )
 
 // Bounds of the call mode's flags.
@@ -65,6 +68,9 @@ type callOptions struct {
 	Settle     time.Duration // wait after the last call before the lamps are read
 	Linger     time.Duration // puaside's dialoginfo.terminated_linger; 0 = its default
 	DBURL      string        // empty: SQLite in a temporary directory
+	Input      string        // inputTrace (siptrace plain copies) or inputHEP
+	Proc       bool          // puaside as a separate process
+	Bin        string        // with Proc: the puaside binary ("" = go build)
 	CPUProfile string
 	Log        io.Writer
 }
@@ -97,6 +103,10 @@ func (o *callOptions) validate() error {
 		return fmt.Errorf("-linger %s: want [0, %s]", o.Linger, maxHold)
 	case time.Duration(o.Calls/o.Rate)*time.Second > maxDuration:
 		return fmt.Errorf("-calls %d at -call-rate %d: longer than %s", o.Calls, o.Rate, maxDuration)
+	case o.Input != "" && o.Input != inputTrace && o.Input != inputHEP:
+		return fmt.Errorf("-input %q: want %s or %s with -calls", o.Input, inputTrace, inputHEP)
+	case o.Bin != "" && !o.Proc:
+		return errors.New("-bin needs -proc")
 	}
 	return nil
 }
@@ -122,8 +132,13 @@ type callResult struct {
 	P99ms          float64            `json:"p99_ms"`
 	P999ms         float64            `json:"p999_ms"`
 	Maxms          float64            `json:"max_ms"`
-	// CPUSeconds is this process's CPU time from the first copy to the end
-	// of the settle: puaside, the fake presence server and the sender.
+	// Input is the copies played (trace or hep); Separate is whether
+	// puaside ran as its own process.
+	Input    string `json:"input"`
+	Separate bool   `json:"separate_process"`
+	// CPUSeconds is the CPU time from the first copy to the end of the
+	// settle: puaside's own with -proc, else this whole process (puaside,
+	// the fake presence server and the sender).
 	CPUSeconds    float64            `json:"cpu_seconds"`
 	CPUPerCallMs  float64            `json:"cpu_per_call_ms"`
 	IngestDrops   map[string]float64 `json:"ingest_drops"`
@@ -160,29 +175,31 @@ func runCalls(ctx context.Context, o callOptions) (callResult, error) {
 		return callResult{}, fmt.Errorf("temp dir: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	if o.Input == "" {
+		o.Input = inputTrace
+	}
 	cfg := callConfig(o, dir, srv.addr())
 	logw := o.Log
 	if logw == nil {
 		logw = io.Discard
 	}
-	sctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	d, err := daemon.New(sctx, cfg, slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		return callResult{}, fmt.Errorf("puaside: %w", err)
+	var ps puaside
+	if o.Proc {
+		bin := o.Bin
+		if bin == "" {
+			if bin, err = buildPuaside(ctx, dir); err != nil {
+				return callResult{}, err
+			}
+		}
+		ps, err = startSeparate(ctx, bin, cfg, o.Input, dir, logw)
+	} else {
+		ps, err = startInProcess(ctx, cfg, o.Input, logw)
 	}
-	if err := d.Start(sctx); err != nil {
-		return callResult{}, fmt.Errorf("puaside: %w", err)
-	}
-	defer func() {
-		stctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		_ = d.Stop(stctx)
-	}()
-	target, err := traceAddr(d.Addrs())
 	if err != nil {
 		return callResult{}, err
 	}
+	defer ps.stop()
+	target := ps.input()
 	conn, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, target)
 	if err != nil {
 		return callResult{}, fmt.Errorf("sender: %w", err)
@@ -190,7 +207,7 @@ func runCalls(ctx context.Context, o callOptions) (callResult, error) {
 	defer conn.Close()
 	_ = conn.SetWriteBuffer(8 << 20)
 
-	cpu0 := cpuTime()
+	cpu0 := ps.cpu()
 	start := time.Now()
 	copies := playCalls(ctx, conn, o, srv)
 	// Wait for the caller's terminated PUBLISH of every call (bounded).
@@ -207,10 +224,10 @@ func runCalls(ctx context.Context, o callOptions) (callResult, error) {
 	case <-time.After(settle):
 	case <-ctx.Done():
 	}
-	cpu := cpuTime() - cpu0
+	cpu := ps.cpu() - cpu0
 
 	r := callResult{Calls: o.Calls, Rate: o.Rate, Copies: copies, GOMAXPROCS: runtime.GOMAXPROCS(0),
-		PublishPerCall: map[string]float64{}}
+		PublishPerCall: map[string]float64{}, Input: o.Input, Separate: ps.separate()}
 	if last.After(start) {
 		r.Seconds = last.Sub(start).Seconds()
 		r.CallsPerS = float64(o.Calls) / r.Seconds
@@ -244,11 +261,11 @@ func runCalls(ctx context.Context, o callOptions) (callResult, error) {
 	}
 	r.CPUSeconds = cpu.Seconds()
 	r.CPUPerCallMs = float64(cpu.Microseconds()) / 1000 / float64(o.Calls)
-	if h := d.Addrs()["http"]; len(h) > 0 {
-		r.IngestDrops, r.PublishStatus = scrape(ctx, h[0])
+	if h := ps.httpAddr(); h != "" {
+		r.IngestDrops, r.PublishStatus = scrape(ctx, h)
 	}
 	r.SocketDrops = map[string]int64{}
-	for name, a := range map[string]string{"trace": target.String(), "pua": puaAddr(d.Engine().ContactURI()), "presence": srv.addr()} {
+	for name, a := range map[string]string{o.Input: target.String(), "pua": ps.puaAddr(), "presence": srv.addr()} {
 		if n, err := socketDrops(a); err == nil {
 			r.SocketDrops[name] = n
 		}
@@ -269,8 +286,13 @@ func callConfig(o callOptions, dir, server string) config.Config {
 	cfg.PUA.Listen = []string{"udp:127.0.0.1:0"}
 	cfg.PUA.ServerAddress = "sip:" + server
 	cfg.Ingest.ReplicateListen = nil
-	cfg.Ingest.TraceListen = []string{"udp:127.0.0.1:0"}
+	cfg.Ingest.TraceListen = nil
 	cfg.Ingest.HEPListen = nil
+	if o.Input == inputHEP {
+		cfg.Ingest.HEPListen = []string{"udp:127.0.0.1:0"}
+	} else {
+		cfg.Ingest.TraceListen = []string{"udp:127.0.0.1:0"}
+	}
 	cfg.HTTP.HTTPListen = "127.0.0.1:0"
 	if o.Linger > 0 {
 		cfg.Dialoginfo.TerminatedLinger = o.Linger
@@ -278,20 +300,6 @@ func callConfig(o callOptions, dir, server string) config.Config {
 	// Every caller and callee is local (the load domain).
 	cfg.Dialoginfo.Domains = []string{domain}
 	return cfg
-}
-
-// traceAddr finds puaside's bound UDP trace_listen.
-func traceAddr(addrs map[string][]string) (*net.UDPAddr, error) {
-	for _, a := range addrs["trace"] {
-		if hp, ok := strings.CutPrefix(a, "udp:"); ok {
-			ua, err := net.ResolveUDPAddr("udp4", hp)
-			if err != nil {
-				return nil, fmt.Errorf("trace_listen %q: %w", a, err)
-			}
-			return ua, nil
-		}
-	}
-	return nil, fmt.Errorf("no UDP trace_listen among %v", addrs)
 }
 
 // callPhases are a call's messages as the sender plays them; each is sent
@@ -313,7 +321,7 @@ func playCalls(ctx context.Context, conn *net.UDPConn, o callOptions, srv *callP
 	off := o.phaseOffsets()
 	var next [callPhases]int // next call of each phase
 	interval := time.Second / time.Duration(o.Rate)
-	var buf []byte
+	var buf, hep []byte
 	var sent int64
 	at := func(p int) time.Time { return start.Add(time.Duration(next[p])*interval + off[p]) }
 	for ctx.Err() == nil {
@@ -331,9 +339,17 @@ func playCalls(ctx context.Context, conn *net.UDPConn, o callOptions, srv *callP
 		}
 		i := next[p]
 		srv.sentAt[i][p].Store(time.Now().UnixNano())
-		for _, tmpl := range callTemplates[p] {
+		for k, tmpl := range callTemplates[p] {
 			buf = callCopy(buf[:0], tmpl, i)
-			if _, err := conn.Write(buf); err == nil {
+			out := buf
+			if o.Input == inputHEP {
+				var err error
+				if hep, err = hepCopy(hep[:0], buf, k); err != nil {
+					continue
+				}
+				out = hep
+			}
+			if _, err := conn.Write(out); err == nil {
 				sent++
 			}
 		}
@@ -573,7 +589,11 @@ func (r callResult) print(w io.Writer) {
 		r.PublishPerCall["refresh"], r.PublishPerCall["remove"], r.LampsLit)
 	fmt.Fprintf(w, "latency copy→PUBLISH (caller): p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms; calls lost %d, phases coalesced %d\n",
 		r.P50ms, r.P99ms, r.P999ms, r.Maxms, r.Lost, r.Coalesced)
-	fmt.Fprintf(w, "CPU: %.2f s for the run, %.3f ms per call (all in-process parts)\n", r.CPUSeconds, r.CPUPerCallMs)
+	who := "all in-process parts"
+	if r.Separate {
+		who = "puaside's own process"
+	}
+	fmt.Fprintf(w, "input %s; CPU: %.2f s for the run, %.3f ms per call (%s)\n", r.Input, r.CPUSeconds, r.CPUPerCallMs, who)
 	drops := map[string]float64{}
 	for k, v := range r.IngestDrops {
 		if v != 0 {
@@ -581,4 +601,18 @@ func (r callResult) print(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "drops: kernel UDP per socket %v, puaside ingest %v; PUBLISH by status %v\n", r.SocketDrops, drops, r.PublishStatus)
+}
+
+// hepCopy wraps the k-th copy of a message in a HEPv3 packet as Kamailio's
+// siptrace sends it: the copy as received (even k: caller → proxy) or as
+// forwarded (odd k: proxy → callee), with the capture time.
+func hepCopy(b, msg []byte, k int) ([]byte, error) {
+	caller := netip.MustParseAddrPort("10.2.0.1:5060")
+	proxy := netip.MustParseAddrPort("10.0.0.1:5060")
+	p := ingest.HEPPacket{IPProto: 17, Src: caller, Dst: proxy, Time: time.Now(), ProtoType: ingest.HEPProtoSIP,
+		CaptureID: 2001, Payload: msg}
+	if k%2 == 1 {
+		p.Src, p.Dst = proxy, netip.MustParseAddrPort("10.3.0.1:5060")
+	}
+	return ingest.AppendHEP(b, &p)
 }

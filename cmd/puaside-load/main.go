@@ -179,7 +179,10 @@ func main() {
 	}
 	ctx := context.Background()
 	if co.Calls > 0 {
-		co.DBURL, co.CPUProfile, co.Log = o.DBURL, o.CPUProfile, o.Log
+		co.DBURL, co.CPUProfile, co.Log, co.Proc, co.Bin = o.DBURL, o.CPUProfile, o.Log, o.Proc, o.Bin
+		if co.Input = o.Input; co.Input == inputReplicate {
+			co.Input = inputTrace // the default input: siptrace plain copies
+		}
 		r, err := runCalls(ctx, *co)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "puaside-load:", err)
