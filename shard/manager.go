@@ -84,8 +84,7 @@ type Manager struct {
 
 	mu      sync.Mutex
 	held    map[int]held
-	fences  map[int]int64 // latest epoch held per shard
-	lastOK  time.Time     // last successful renewal round
+	lastOK  time.Time // last successful renewal round
 	lastErr error
 }
 
@@ -119,7 +118,7 @@ func New(cfg Config, db Leases, o Options) (*Manager, error) {
 	}
 	return &Manager{cfg: cfg, db: db, clock: clock.OrReal(o.Clock), log: log.With("instance", cfg.InstanceID),
 		obs: o.Observer, listener: o.Listener, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		held: make(map[int]held), fences: make(map[int]int64)}, nil
+		held: make(map[int]held)}, nil
 }
 
 // SetListener sets the listener (before Run).
@@ -153,15 +152,17 @@ func (m *Manager) OwnsShard(shard int) (int64, bool) {
 	return h.epoch, true
 }
 
-// Fence returns presURI's shard and the latest epoch this instance held for
-// it, the fencing token of its store writes; ok is false when it never held
-// the shard (the record is not written).
+// Fence returns presURI's shard and the epoch of this instance's lease of
+// it, the fencing token of its store writes; ok is false when it does not
+// hold the lease (the record is not written). It stays true past Owns's
+// guard, and during ShardLost at a clean release, so that pending rows are
+// written; the store refuses them once a successor holds the shard.
 func (m *Manager) Fence(presURI string) (shard int, epoch int64, ok bool) {
 	shard = m.Shard(presURI)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	epoch, ok = m.fences[shard]
-	return shard, epoch, ok
+	h, ok := m.held[shard]
+	return shard, h.epoch, ok
 }
 
 // Held is one shard held, for listings.
@@ -307,6 +308,8 @@ func (m *Manager) renew(ctx context.Context) error {
 		now[l.Shard] = l
 	}
 	var lost []int
+	var resumed []held
+	var resumedShards []int
 	m.mu.Lock()
 	for s, h := range m.held {
 		l, ok := now[s]
@@ -314,6 +317,12 @@ func (m *Manager) renew(ctx context.Context) error {
 			lost = append(lost, s)
 			delete(m.held, s)
 			continue
+		}
+		if !t0.Before(h.until.Add(-m.guard())) {
+			// Sending had stopped (renewals late) but the lease held:
+			// the listener continues the shard as after a takeover.
+			resumed = append(resumed, h)
+			resumedShards = append(resumedShards, s)
 		}
 		m.held[s] = held{epoch: h.epoch, until: t0.Add(min(l.Left, m.cfg.TTL))}
 	}
@@ -344,6 +353,12 @@ func (m *Manager) renew(ctx context.Context) error {
 	}
 	if m.obs != nil && len(lost) > 0 {
 		m.obs.OwnedShards(n)
+	}
+	for i, s := range resumedShards {
+		m.log.Info("shard lease renewed after a lapse: sending again", "shard", s)
+		if m.listener != nil {
+			m.listener.ShardGained(ctx, s, resumed[i].epoch)
+		}
 	}
 	return nil
 }
@@ -409,7 +424,6 @@ func (m *Manager) rebalance(ctx context.Context) error {
 		owned++
 		m.mu.Lock()
 		m.held[s] = held{epoch: ep, until: t0.Add(m.cfg.TTL)}
-		m.fences[s] = ep
 		n := len(m.held)
 		m.mu.Unlock()
 		m.log.Info("shard taken", "shard", s, "epoch", ep)

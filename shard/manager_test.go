@@ -263,4 +263,17 @@ func TestOwnerStopsBeforeLeaseEnds(t *testing.T) {
 	if _, _, ok := newManager(t, db, "b", 4*time.Second, 1, Options{}).Fence("sip:alice@x"); ok {
 		t.Fatal("fence of a shard never held")
 	}
+	// The next round renews the lease (still held on the database clock):
+	// sending resumes and the listener hears of it.
+	var ev events
+	m.SetListener(&ev)
+	if err := m.round(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !m.Owns("sip:alice@x") {
+		t.Fatal("not owner after a late renewal of a held lease")
+	}
+	if ep, ok := ev.gained[0]; !ok || ep != 1 {
+		t.Fatalf("listener not told of the resumed shard: %v", ev.gained)
+	}
 }
