@@ -23,6 +23,7 @@ import (
 	"github.com/puaside/puaside/mgmt"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/reconcile"
+	"github.com/puaside/puaside/shard"
 	"github.com/puaside/puaside/usrloc"
 )
 
@@ -60,6 +61,9 @@ type Config struct {
 	// Reconcile asks the proxy for its bindings and dialogs (at start and
 	// periodically) to correct what puaside missed while it was down.
 	Reconcile reconcile.Config `yaml:"reconcile"`
+	// Cluster shares the work with other instances on the same database
+	// (shards under leases); off by default.
+	Cluster shard.Config `yaml:"cluster"`
 }
 
 // Features switches the trackers on and off.
@@ -87,6 +91,7 @@ func Default() Config {
 		BLA:        bla.DefaultConfig(),
 		HTTP:       mgmt.DefaultConfig(),
 		Reconcile:  reconcile.DefaultConfig(),
+		Cluster:    shard.DefaultConfig(),
 	}
 }
 
@@ -97,6 +102,9 @@ func Default() Config {
 func (c Config) WithDefaults() Config {
 	c.PUA = c.PUA.WithDefaults()
 	c.Dialoginfo = c.Dialoginfo.WithDefaults()
+	if c.Cluster.Enabled {
+		c.Cluster = c.Cluster.WithDefaults()
+	}
 	c.ShareDefaultDomain()
 	return c
 }
@@ -198,7 +206,7 @@ func (c Config) Validate() error {
 	for _, s := range []sectionCheck{
 		{"pua", c.PUA.Validate}, {"ingest", c.Ingest.Validate}, {"usrloc", c.Usrloc.Validate},
 		{"dialoginfo", c.Dialoginfo.Validate}, {"bla", c.BLA.Validate}, {"http", c.HTTP.Validate},
-		{"reconcile", c.Reconcile.Validate},
+		{"reconcile", c.Reconcile.Validate}, {"cluster", c.Cluster.Validate},
 	} {
 		if err := s.validate(); err != nil {
 			errs = append(errs, sectionProblems(s.name, err)...)

@@ -32,6 +32,7 @@ type Metrics struct {
 	httpRefused    *prometheus.CounterVec // reason
 	boardDropped   *prometheus.CounterVec // reason
 	outage         *outageMetrics
+	cluster        *clusterMetrics
 	stateCollector []prometheus.Collector
 }
 
@@ -161,6 +162,7 @@ func New() *Metrics {
 		Help: "Lamp board event streams refused or dropped, by reason (slow, write_error, too_many_clients).",
 	}, []string{"reason"})
 	m.outage = newOutageMetrics(m.reg)
+	m.cluster = newClusterMetrics(m.reg)
 	m.reg.MustRegister(m.requests, m.latency, m.notifies, m.ingest, m.drops, m.queueDepth,
 		m.storeFlush, m.storeFailures, m.quarantined, m.trackerEvents, m.inflight, m.httpRefused, m.boardDropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -122,14 +122,15 @@ const (
 	ListRegistrations = "registrations"
 	ListDialogs       = "dialogs"
 	ListLines         = "lines"
+	ListShards        = "shards"
 	ListFlags         = "flags"
 )
 
 // List fetches a listing (publications, subscriptions, registrations,
-// dialogs, lines or flags) with filters and pagination as query values.
+// dialogs, lines, flags or shards) with filters and pagination as query values.
 func (c *Client) List(ctx context.Context, kind string, query url.Values) (RawList, error) {
 	switch kind {
-	case ListPublications, ListSubscriptions, ListRegistrations, ListDialogs, ListLines, ListFlags:
+	case ListPublications, ListSubscriptions, ListRegistrations, ListDialogs, ListLines, ListFlags, ListShards:
 	default:
 		return RawList{}, fmt.Errorf("mgmt: unknown listing %q", kind)
 	}

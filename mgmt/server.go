@@ -143,6 +143,7 @@ func (s *Server) buildRoutes() []route {
 		{"GET", "/v1/lines", s.handleListLines, false},
 		{"PUT", "/v1/lines/{aor}", s.handlePutLine, true},
 		{"DELETE", "/v1/lines/{aor}", s.handleDeleteLine, true},
+		{"GET", "/v1/shards", s.handleListShards, false},
 		// The JSON event input checks ingest.trusted_sources itself.
 		{"POST", "/v1/events", s.handleEvents, false},
 		// The lamp board: read only, like the listings.

@@ -47,25 +47,6 @@ type Observer interface {
 	OwnedShards(n int)
 }
 
-// Config is a Manager's configuration.
-type Config struct {
-	// InstanceID names this instance in the lease table; unique per
-	// instance.
-	InstanceID string
-	// TTL is the lease lifetime: a dead owner's shards are taken over
-	// within TTL plus one round.
-	TTL time.Duration
-	// Shards is shard_count, equal on every instance.
-	Shards int
-}
-
-// Errors of New.
-var (
-	ErrNoInstanceID = errors.New("shard: instance_id is empty")
-	ErrBadTTL       = errors.New("shard: lease_ttl must be at least 1s")
-	ErrBadShards    = errors.New("shard: shard_count must be 1 to 4096")
-)
-
 // held is a shard this instance holds.
 type held struct {
 	epoch int64
@@ -100,13 +81,11 @@ type Options struct {
 
 // New checks cfg and returns a Manager over db.
 func New(cfg Config, db Leases, o Options) (*Manager, error) {
-	switch {
-	case cfg.InstanceID == "":
-		return nil, ErrNoInstanceID
-	case cfg.TTL < time.Second:
-		return nil, fmt.Errorf("%w: %s", ErrBadTTL, cfg.TTL)
-	case cfg.Shards < 1 || cfg.Shards > 4096:
-		return nil, fmt.Errorf("%w: %d", ErrBadShards, cfg.Shards)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.InstanceID == "" {
+		return nil, configError{errors.New("instance_id: must not be empty")}
 	}
 	seed := o.Seed
 	if seed == 0 {
@@ -351,7 +330,7 @@ func (m *Manager) renew(ctx context.Context) error {
 			m.listener.ShardLost(ctx, s)
 		}
 	}
-	if m.obs != nil && len(lost) > 0 {
+	if m.obs != nil {
 		m.obs.OwnedShards(n)
 	}
 	for i, s := range resumedShards {

@@ -306,12 +306,14 @@ func columns(kind string) []string {
 		return []string{"presentity_uri", "event", "id", "owner", "state", "etag", "last_status", "expires"}
 	case mgmt.ListSubscriptions:
 		return []string{"presentity_uri", "watcher_uri", "event", "id", "owner", "state", "last_status", "expires", "last_notify"}
+	case mgmt.ListShards:
+		return []string{"shard", "owner", "epoch", "left_ms", "mine"}
 	}
 	return nil
 }
 
 func (c *cli) ls(args []string) int {
-	fs := c.flags("publications|subscriptions|registrations|dialogs|lines|flags [flags]",
+	fs := c.flags("publications|subscriptions|registrations|dialogs|lines|flags|shards [flags]",
 		"List what the daemon holds, as an aligned table (or --json).")
 	q := url.Values{}
 	filter := func(name, help string) {
@@ -341,14 +343,14 @@ func (c *cli) ls(args []string) int {
 		return code
 	}
 	if len(pos) != 1 {
-		return c.usageErr(fs, "name one listing: publications, subscriptions, registrations, dialogs, lines or flags")
+		return c.usageErr(fs, "name one listing: publications, subscriptions, registrations, dialogs, lines, flags or shards")
 	}
 	return c.list(fs, pos[0], q)
 }
 
 func (c *cli) list(fs *flag.FlagSet, kind string, q url.Values) int {
 	switch kind {
-	case mgmt.ListPublications, mgmt.ListSubscriptions, mgmt.ListRegistrations, mgmt.ListDialogs, mgmt.ListLines, mgmt.ListFlags:
+	case mgmt.ListPublications, mgmt.ListSubscriptions, mgmt.ListRegistrations, mgmt.ListDialogs, mgmt.ListLines, mgmt.ListFlags, mgmt.ListShards:
 	default:
 		return c.usageErr(fs, "unknown listing %q", kind)
 	}
