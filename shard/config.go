@@ -18,7 +18,7 @@ type Config struct {
 	// instance, at most 64 characters. Empty: the host name.
 	InstanceID string `yaml:"instance_id"`
 	// TTL is the lease lifetime: a dead instance's shards are
-	// taken over within it plus one renewal period (a third of it). An
+	// taken over within it plus one renewal period (a quarter of it). An
 	// owner stops sending a quarter of it before its lease ends.
 	TTL time.Duration `yaml:"lease_ttl"`
 	// Shards is the number of shards presentities are hashed

@@ -107,7 +107,7 @@ func (m *Manager) SetListener(l Listener) { m.listener = l }
 func (m *Manager) guard() time.Duration { return m.cfg.TTL / 4 }
 
 // period is the time between rounds, before jitter.
-func (m *Manager) period() time.Duration { return m.cfg.TTL / 3 }
+func (m *Manager) period() time.Duration { return m.cfg.TTL / 4 }
 
 // Shard returns presURI's shard.
 func (m *Manager) Shard(presURI string) int { return Of(presURI, m.cfg.Shards) }

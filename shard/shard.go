@@ -13,7 +13,7 @@
 // against the database's: the deadline counts from before the request that
 // renewed it.
 //
-// A Manager renews its leases every third of lease_ttl (jittered) and takes
+// A Manager renews its leases every quarter of lease_ttl (jittered) and takes
 // free or expired shards up to its fair share, ceil(shard_count / live
 // instances), in random order; it releases shards above its fair share a
 // few per round, so instances that join or leave move shards gradually and
