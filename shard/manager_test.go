@@ -277,3 +277,45 @@ func TestOwnerStopsBeforeLeaseEnds(t *testing.T) {
 		t.Fatalf("listener not told of the resumed shard: %v", ev.gained)
 	}
 }
+
+// BenchmarkRound is one lease round (heartbeat, renewal of every lease
+// held, rebalance check) of one instance holding its fair share (22) of 64
+// shards among three live instances: the database load the leases add,
+// per round (each instance runs four rounds per lease_ttl).
+func BenchmarkRound(b *testing.B) {
+	for _, backend := range []string{store.SQLite, store.MySQL} {
+		b.Run(backend, func(b *testing.B) {
+			db := dbtest.Open(b, backend)
+			ctx := context.Background()
+			m, err := New(Config{InstanceID: "a", TTL: time.Minute, Shards: 64}, db, Options{Log: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := db.EnsureShards(ctx, 64); err != nil {
+				b.Fatal(err)
+			}
+			if err := m.round(ctx); err != nil {
+				b.Fatal(err)
+			}
+			for _, id := range []string{"b", "c"} {
+				if err := db.Heartbeat(ctx, id, time.Hour); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for range 10 { // down to its fair share, 22
+				if err := m.round(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if n := len(m.Owned()); n != 22 {
+				b.Fatalf("holds %d shards, want 22", n)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				if err := m.round(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
