@@ -32,7 +32,7 @@ func TestClaimRestored(t *testing.T) {
 		{Key: fx.m.subKey(lineAoR, idB), Flag: pua.FlagBLASubscribe, Target: phoneB},
 	})
 	fx.register(phoneA)
-	fx.eng.takeCalls()
+	fx.eng.TakeCalls()
 	cr := &claimRecorder{}
 	fx.m.ClaimRestored(cr)
 	sort.Strings(cr.pubs)
@@ -42,12 +42,12 @@ func TestClaimRestored(t *testing.T) {
 	if !reflect.DeepEqual(cr.done, []int{pua.FlagBLASubscribe, pua.FlagBLAPublish}) {
 		t.Fatalf("claims done %v", cr.done)
 	}
-	if calls := fx.eng.takeCalls(); len(calls) != 0 {
+	if calls := fx.eng.TakeCalls(); len(calls) != 0 {
 		t.Fatalf("engine calls %q: the sweep, not the manager, removes the unclaimed", calls)
 	}
 	// Phone B registering again is subscribed afresh.
 	fx.register(phoneA, phoneB)
-	if calls := fx.eng.takeCalls(); !reflect.DeepEqual(calls, []string{"subscribe " + phoneB}) {
+	if calls := fx.eng.TakeCalls(); !reflect.DeepEqual(calls, []string{"subscribe " + phoneB}) {
 		t.Fatalf("calls after B registers %q", calls)
 	}
 }

@@ -34,9 +34,9 @@ func (fx *fixture) send(t testing.TB, contact, callID string, body []byte) int {
 // "id:state" of every dialog in document order.
 func (fx *fixture) line(t testing.TB) (uint64, []string) {
 	t.Helper()
-	r, ok := fx.eng.pubs[pua.Key{PresURI: lineAoR, Event: EventSLA, ID: LinePublicationID}]
+	r, ok := fx.eng.Live()[pua.Key{PresURI: lineAoR, Event: EventSLA, ID: LinePublicationID}]
 	if !ok {
-		t.Fatalf("no line publication; calls %v", fx.eng.calls)
+		t.Fatalf("no line publication; calls %v", fx.eng.Ops())
 	}
 	d, err := dialogdoc.Parse(r.Body, 0)
 	if err != nil {
@@ -82,10 +82,10 @@ func TestComposeTwoPhones(t *testing.T) {
 	if !reflect.DeepEqual(ds, want) {
 		t.Fatalf("both calls: %v, want %v", ds, want)
 	}
-	if len(fx.eng.pubs) != 1 {
-		t.Fatalf("%d publications, want the line's one", len(fx.eng.pubs))
+	if len(fx.eng.Live()) != 1 {
+		t.Fatalf("%d publications, want the line's one", len(fx.eng.Live()))
 	}
-	if hdr := fx.eng.last.ExtraHeaders; !reflect.DeepEqual(hdr, []pua.Header{{Name: "Sender", Value: phoneB}}) {
+	if hdr := fx.eng.Last().ExtraHeaders; !reflect.DeepEqual(hdr, []pua.Header{{Name: "Sender", Value: phoneB}}) {
 		t.Errorf("headers %v, want Sender: B", hdr)
 	}
 	// B hangs up (partial): A's call stays, B's shown terminated once.
@@ -104,9 +104,9 @@ func TestComposeTwoPhones(t *testing.T) {
 		t.Errorf("versions %d %d %d %d: not increasing", v1, v2, v3, v4)
 	}
 	// An old document of A changes nothing, publishes nothing.
-	fx.eng.takeCalls()
+	fx.eng.TakeCalls()
 	fx.send(t, phoneA, "a", doc(2, "partial", "9:trying:9"))
-	if calls := fx.eng.takeCalls(); len(calls) != 0 {
+	if calls := fx.eng.TakeCalls(); len(calls) != 0 {
 		t.Errorf("old document published: %v", calls)
 	}
 }
@@ -144,14 +144,14 @@ func TestComposeStalePhones(t *testing.T) {
 	if !reflect.DeepEqual(ds, []string{"1~" + tagA + ":confirmed"}) {
 		t.Fatalf("after B's subscription ended: %v", ds)
 	}
-	if len(fx.eng.last.ExtraHeaders) != 0 {
-		t.Errorf("headers %v, want none (by default, and no phone changed the line)", fx.eng.last.ExtraHeaders)
+	if len(fx.eng.Last().ExtraHeaders) != 0 {
+		t.Errorf("headers %v, want none (by default, and no phone changed the line)", fx.eng.Last().ExtraHeaders)
 	}
 
 	// A's contact goes: nothing is left to show, the publication goes.
-	fx.eng.takeCalls()
+	fx.eng.TakeCalls()
 	fx.register(phoneB)
-	calls := fx.eng.takeCalls()
+	calls := fx.eng.TakeCalls()
 	if !reflect.DeepEqual(calls, []string{"unsubscribe " + ContactID(phoneA), "remove " + LinePublicationID}) {
 		t.Fatalf("A gone: calls %v", calls)
 	}
@@ -212,7 +212,7 @@ func FuzzCompose(f *testing.F) {
 				ph, cid = phoneB, "b"
 			}
 			fx.send(t, ph, cid, body)
-			r, ok := fx.eng.pubs[pua.Key{PresURI: lineAoR, Event: EventSLA, ID: LinePublicationID}]
+			r, ok := fx.eng.Live()[pua.Key{PresURI: lineAoR, Event: EventSLA, ID: LinePublicationID}]
 			if !ok {
 				continue
 			}

@@ -5,84 +5,40 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/puaside/puaside/dialogdoc"
+	"github.com/puaside/puaside/internal/puatest"
 	"github.com/puaside/puaside/pua"
 )
 
-// sipPeer is an in-process SIP peer playing both a BLA phone (it answers
-// dialog;sla SUBSCRIBEs from a script, then sends a full-state NOTIFY) and
-// the presence server (200 with a SIP-ETag to every PUBLISH).
+// sipPeer is the kit's presence server playing both a BLA phone (it
+// answers dialog;sla SUBSCRIBEs from a script, then sends a full-state
+// NOTIFY) and the presence server (200 with a SIP-ETag to every PUBLISH).
 type sipPeer struct {
-	t    *testing.T
-	ua   *sipgo.UserAgent
-	cl   *sipgo.Client
-	port int
+	*puatest.PresenceServer
 
 	mu       sync.Mutex
 	codes    []int // replies to the next SUBSCRIBEs; then 200
 	subs     int
-	publish  int
 	notified chan int // status of each NOTIFY sent
 }
 
 func newSIPPeer(t *testing.T, codes ...int) *sipPeer {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("bla-peer"),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := sipgo.NewClient(ua, sipgo.WithClientLogger(log), sipgo.WithClientHostname("127.0.0.1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &sipPeer{t: t, ua: ua, cl: cl, port: pc.LocalAddr().(*net.UDPAddr).Port, codes: codes,
-		notified: make(chan int, 16)}
-	srv.OnSubscribe(p.onSubscribe)
-	srv.OnPublish(p.onPublish)
-	go srv.ServeUDP(pc)
-	t.Cleanup(func() {
-		ua.Close()
-		pc.Close()
-	})
+	p := &sipPeer{codes: codes, notified: make(chan int, 16)}
+	p.PresenceServer = puatest.NewPresenceServer(t, puatest.ServerOptions{Name: "bla-peer", ContactUser: "100", Subscribe: p.onSubscribe})
 	return p
 }
 
-func (p *sipPeer) uri() string { return fmt.Sprintf("sip:127.0.0.1:%d", p.port) }
+func (p *sipPeer) uri() string { return p.URI() }
 
 // contact is the phone's registered contact.
-func (p *sipPeer) contact() string { return fmt.Sprintf("sip:100@127.0.0.1:%d", p.port) }
-
-func (p *sipPeer) onPublish(req *sip.Request, tx sip.ServerTransaction) {
-	p.mu.Lock()
-	p.publish++
-	n := p.publish
-	p.mu.Unlock()
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	res.AppendHeader(sip.NewHeader("SIP-ETag", "etag"+strconv.Itoa(n)))
-	if h := req.GetHeader("Expires"); h != nil {
-		res.AppendHeader(sip.NewHeader("Expires", h.Value()))
-	}
-	_ = tx.Respond(res)
-}
+func (p *sipPeer) contact() string { return fmt.Sprintf("sip:100@127.0.0.1:%d", p.Port()) }
 
 func (p *sipPeer) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	p.mu.Lock()
@@ -97,39 +53,21 @@ func (p *sipPeer) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	toTag := "phone-" + strconv.Itoa(p.subs)
+	toTag := "phone-" + strconv.Itoa(p.subscribes())
 	if tag, ok := req.To().Params.Get("tag"); ok {
 		toTag = tag
 	} else {
 		res.To().Params.Add("tag", toTag)
 	}
 	res.AppendHeader(sip.NewHeader("Expires", "600"))
-	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "100", Host: "127.0.0.1", Port: p.port}})
+	res.AppendHeader(&sip.ContactHeader{Address: p.Contact()})
 	_ = tx.Respond(res)
-	go p.notify(req, toTag)
+	p.Go(func() { p.notify(req, toTag) })
 }
 
 // notify sends the full-state NOTIFY of the phone (one confirmed call).
 func (p *sipPeer) notify(sub *sip.Request, toTag string) {
-	target := sub.Contact().Address
-	req := sip.NewRequest(sip.NOTIFY, target)
-	from := sub.To().AsFrom()
-	from.Params = sip.NewParams()
-	from.Params.Add("tag", toTag)
-	to := sub.From().AsTo()
-	req.AppendHeader(&from)
-	req.AppendHeader(&to)
-	req.AppendHeader(sub.CallID())
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.NOTIFY})
-	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "100", Host: "127.0.0.1", Port: p.port}})
-	req.AppendHeader(sip.NewHeader("Event", EventSLA))
-	req.AppendHeader(sip.NewHeader("Subscription-State", "active;expires=600"))
-	ct := sip.ContentTypeHeader(ContentType)
-	req.AppendHeader(&ct)
-	req.SetBody(doc(0, dialogdoc.DocFull, "c1:confirmed:1"))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	res, err := p.cl.Do(ctx, req)
+	res, err := p.Notify(sub, toTag, "active;expires=600", ContentType, doc(0, dialogdoc.DocFull, "c1:confirmed:1"), 1)
 	if err != nil {
 		p.notified <- 0
 		return

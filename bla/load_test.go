@@ -27,7 +27,7 @@ func (s *slowStore) LoadSharedLines(ctx context.Context) (map[string][]string, e
 // loaded waits for them instead of being answered 481.
 func TestNotifyWaitsForDatabaseLines(t *testing.T) {
 	st := &slowStore{memStore: newMemStore(), entered: make(chan struct{}), release: make(chan struct{})}
-	st.lines["sip:200@example.com"] = nil
+	st.lines.Put("sip:200@example.com", nil)
 	eng := newFakeEngine()
 	cfg := DefaultConfig()
 	cfg.DefaultDomain = "example.com"
@@ -62,7 +62,7 @@ func TestNotifyWaitsForDatabaseLines(t *testing.T) {
 	if r := <-got; r.code != 200 {
 		t.Fatalf("NOTIFY during the load answered %d %s, want 200", r.code, r.reason)
 	}
-	if calls := eng.takeCalls(); len(calls) != 1 || calls[0] != "publish "+LinePublicationID {
+	if calls := eng.TakeCalls(); len(calls) != 1 || calls[0] != "publish "+LinePublicationID {
 		t.Fatalf("calls %v, want one publish", calls)
 	}
 	// Once loaded, an unknown line is refused at once.

@@ -19,7 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/dialogdoc"
+	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
 	"gopkg.in/yaml.v3"
@@ -30,77 +33,21 @@ var versionRE = regexp.MustCompile(`(<dialog-info[^>]*\s)version="\d+"`)
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
 
-// fakeEngine records Subscribe/Unsubscribe/Publish/Remove calls and keeps
-// the current publications.
-type fakeEngine struct {
-	mu      sync.Mutex
-	calls   []string
-	subs    map[pua.SubKey]pua.SubscribeRequest
-	pubs    map[pua.Key]pua.PublishRequest
-	last    pua.PublishRequest
-	failSub bool
-}
+// fakeEngine is the kit's recording engine: it records the calls and keeps
+// the current publications and subscriptions.
+type fakeEngine = recorder.Recorder
 
-func newFakeEngine() *fakeEngine {
-	return &fakeEngine{subs: map[pua.SubKey]pua.SubscribeRequest{}, pubs: map[pua.Key]pua.PublishRequest{}}
-}
-
-func (f *fakeEngine) Subscribe(r pua.SubscribeRequest) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.failSub {
-		return errors.New("fake: refused")
-	}
-	f.calls = append(f.calls, "subscribe "+r.Target)
-	f.subs[r.SubKey] = r
-	return nil
-}
-
-func (f *fakeEngine) Unsubscribe(k pua.SubKey) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, "unsubscribe "+k.ID)
-	delete(f.subs, k)
-	return nil
-}
-
-func (f *fakeEngine) Publish(r pua.PublishRequest) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, "publish "+r.ID)
-	f.pubs[r.Key] = r
-	f.last = r
-	return nil
-}
-
-func (f *fakeEngine) Remove(k pua.Key) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, "remove "+k.ID)
-	delete(f.pubs, k)
-	return nil
-}
-
-// takeCalls returns and clears the recorded calls.
-func (f *fakeEngine) takeCalls() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := f.calls
-	f.calls = nil
-	return c
-}
+func newFakeEngine() *fakeEngine { return recorder.New() }
 
 type fixture struct {
 	m     *Manager
 	eng   *fakeEngine
 	met   *metrics.Metrics
-	now   time.Time
+	clock *clocktest.Fake
 	store *memStore
 	// versions numbers each phone's documents sent by notify (the testdata
 	// files are reused in any order; the manager ignores old versions).
 	versions map[string]int
-	// timers are the manager's timers (resubscribe after a delay).
-	timers *fakeTimers
 }
 
 const (
@@ -117,11 +64,10 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	if mod != nil {
 		mod(&cfg)
 	}
-	fx := &fixture{eng: newFakeEngine(), met: metrics.New(), now: time.Unix(1_800_000_000, 0), store: newMemStore(),
-		versions: map[string]int{}, timers: &fakeTimers{}}
+	fx := &fixture{eng: newFakeEngine(), met: metrics.New(), clock: clocktest.New(time.Unix(1_800_000_000, 0)), store: newMemStore(),
+		versions: map[string]int{}}
 	m, err := New(cfg, Options{Subscriber: fx.eng, Publisher: fx.eng, Store: fx.store, Metrics: fx.met,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Now: func() time.Time { return fx.now },
-		AfterFunc: fx.timers.afterFunc})
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Clock: fx.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +89,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 func (fx *fixture) register(contacts ...string) {
 	cs := make([]Contact, len(contacts))
 	for i, c := range contacts {
-		cs[i] = Contact{URI: "<" + c + ">", Expires: fx.now.Add(120 * time.Second)}
+		cs[i] = Contact{URI: "<" + c + ">", Expires: fx.clock.Now().Add(120 * time.Second)}
 	}
 	fx.m.ContactsChanged(context.Background(), lineAoR, cs)
 }
@@ -181,25 +127,7 @@ func (fx *fixture) notifyMsg(contact, state string, expires int, body []byte) pu
 // count returns the bla tracker counter for what.
 func (fx *fixture) count(t testing.TB, what string) float64 {
 	t.Helper()
-	mfs, err := fx.met.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "puaside_tracker_events_total" {
-			continue
-		}
-		for _, mm := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range mm.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["tracker"] == "bla" && labels["what"] == what {
-				return mm.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return puatest.TrackerEvents(t, fx.met, "bla", what)
 }
 
 func TestContactsChanged(t *testing.T) {
@@ -208,7 +136,7 @@ func TestContactsChanged(t *testing.T) {
 
 	// Two phones register: two subscriptions.
 	fx.register(phoneA, phoneB)
-	if got, want := fx.eng.takeCalls(), []string{"subscribe " + phoneA, "subscribe " + phoneB}; !sameSet(got, want) {
+	if got, want := fx.eng.TakeCalls(), []string{"subscribe " + phoneA, "subscribe " + phoneB}; !sameSet(got, want) {
 		t.Fatalf("calls %v, want %v", got, want)
 	}
 	wantA := pua.SubscribeRequest{
@@ -217,14 +145,14 @@ func TestContactsChanged(t *testing.T) {
 		Expires: 120 * time.Second, // capped by the contact's lifetime
 		Flag:    pua.FlagBLASubscribe,
 	}
-	if got := fx.eng.subs[wantA.SubKey]; !reflect.DeepEqual(got, wantA) {
+	if got := fx.eng.Subscriptions()[wantA.SubKey]; !reflect.DeepEqual(got, wantA) {
 		t.Errorf("subscribe A = %+v\nwant %+v", got, wantA)
 	}
 
 	// Re-registration of the same contacts: nothing (idempotent).
-	fx.now = fx.now.Add(60 * time.Second)
+	fx.clock.Advance(60 * time.Second)
 	fx.register(phoneA, phoneB)
-	if got := fx.eng.takeCalls(); len(got) != 0 {
+	if got := fx.eng.TakeCalls(); len(got) != 0 {
 		t.Fatalf("re-register: calls %v, want none", got)
 	}
 
@@ -232,23 +160,23 @@ func TestContactsChanged(t *testing.T) {
 	if code, _ := fx.notify(t, phoneA, "active", 3600, "notify/a_confirmed_1.xml"); code != 200 {
 		t.Fatalf("notify A = %d", code)
 	}
-	fx.eng.takeCalls()
+	fx.eng.TakeCalls()
 	fx.register(phoneB)
-	if got, want := fx.eng.takeCalls(), []string{"unsubscribe " + idA, "remove " + LinePublicationID}; !reflect.DeepEqual(got, want) {
+	if got, want := fx.eng.TakeCalls(), []string{"unsubscribe " + idA, "remove " + LinePublicationID}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("contact gone: calls %v, want %v", got, want)
 	}
 
 	// Other AoRs are ignored; unknown syntax too.
 	fx.m.ContactsChanged(context.Background(), "sip:200@example.com", []Contact{{URI: "sip:200@10.0.0.9"}})
 	fx.m.ContactsChanged(context.Background(), "", nil)
-	if got := fx.eng.takeCalls(); len(got) != 0 {
+	if got := fx.eng.TakeCalls(); len(got) != 0 {
 		t.Fatalf("other aor: calls %v", got)
 	}
 
 	// usrloc reports an expired contact by leaving it out of the set;
 	// "100" normalises to the line.
 	fx.m.ContactsChanged(context.Background(), "100", nil)
-	if got, want := fx.eng.takeCalls(), []string{"unsubscribe " + idB}; !reflect.DeepEqual(got, want) {
+	if got, want := fx.eng.TakeCalls(), []string{"unsubscribe " + idB}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("expired: calls %v, want %v", got, want)
 	}
 	if fx.count(t, "subscribe") != 2 || fx.count(t, "unsubscribe") != 2 {
@@ -262,7 +190,7 @@ func TestSubscribeSIPSContactReceived(t *testing.T) {
 	const phone = "sips:polycom@192.0.2.9:5061"
 	fx := newFixture(t, nil)
 	fx.m.ContactsChanged(context.Background(), lineAoR, []Contact{{URI: phone, Received: "192.0.2.9:40001"}})
-	r, ok := fx.eng.subs[pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: ContactID(phone)}]
+	r, ok := fx.eng.Subscriptions()[pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: ContactID(phone)}]
 	if !ok {
 		t.Fatal("no subscription to the sips: contact")
 	}
@@ -295,7 +223,7 @@ func TestSubscribeOptions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := newFixture(t, tc.mod)
 			fx.m.ContactsChanged(context.Background(), lineAoR, []Contact{tc.contact})
-			r, ok := fx.eng.subs[pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: ContactID(phoneA)}]
+			r, ok := fx.eng.Subscriptions()[pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: ContactID(phoneA)}]
 			if !ok {
 				t.Fatal("no subscription")
 			}
@@ -311,7 +239,7 @@ func TestReceivedChangeResubscribes(t *testing.T) {
 	fx := newFixture(t, nil)
 	fx.m.ContactsChanged(context.Background(), lineAoR, []Contact{{URI: phoneA, Received: "192.0.2.7:1000"}})
 	fx.m.ContactsChanged(context.Background(), lineAoR, []Contact{{URI: phoneA, Received: "192.0.2.7:2000"}})
-	if got := fx.eng.takeCalls(); len(got) != 2 {
+	if got := fx.eng.TakeCalls(); len(got) != 2 {
 		t.Fatalf("calls %v, want two subscribes", got)
 	}
 }
@@ -322,21 +250,21 @@ func TestMembers(t *testing.T) {
 	})
 	fx.register(phoneA, phoneB, "sip:100@10.0.0.3:5100;transport=udp", "sip:100@10.0.0.3:5200")
 	want := []string{"subscribe " + phoneA, "subscribe sip:100@10.0.0.3:5100;transport=udp"}
-	if got := fx.eng.takeCalls(); !sameSet(got, want) {
+	if got := fx.eng.TakeCalls(); !sameSet(got, want) {
 		t.Fatalf("calls %v, want %v", got, want)
 	}
 }
 
 func TestSubscribeFailureRetriedOnNextChange(t *testing.T) {
 	fx := newFixture(t, nil)
-	fx.eng.failSub = true
+	fx.eng.FailSubscribe(errors.New("fake: refused"))
 	fx.register(phoneA)
 	if fx.count(t, "subscribe_error") != 1 {
 		t.Fatal("subscribe error not counted")
 	}
-	fx.eng.failSub = false
+	fx.eng.FailSubscribe(nil)
 	fx.register(phoneA)
-	if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneA}) {
+	if got := fx.eng.TakeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneA}) {
 		t.Fatalf("calls %v", got)
 	}
 }
@@ -390,7 +318,7 @@ func TestRelayWire(t *testing.T) {
 	if code != 200 || reason != "OK" {
 		t.Fatalf("reply %d %s", code, reason)
 	}
-	r := fx.eng.pubs[pua.Key{PresURI: lineAoR, Event: EventSLA, ID: LinePublicationID}]
+	r := fx.eng.Live()[pua.Key{PresURI: lineAoR, Event: EventSLA, ID: LinePublicationID}]
 	if r.Flag != pua.FlagBLAPublish || r.Expires != 3600*time.Second ||
 		len(r.ExtraHeaders) != 0 {
 		t.Errorf("publish = %+v", r)
@@ -429,7 +357,7 @@ func TestRelayGolden(t *testing.T) {
 			if code, reason := fx.m.HandleNotify(context.Background(), n); code != 200 {
 				t.Fatalf("reply %d %s", code, reason)
 			}
-			goldenPublish(t, tc.golden, fx.eng.last)
+			goldenPublish(t, tc.golden, fx.eng.Last())
 		})
 	}
 }
@@ -457,16 +385,16 @@ func TestArbitration(t *testing.T) {
 	}
 	fx := newFixture(t, nil)
 	fx.register(phoneA, phoneB)
-	fx.eng.takeCalls()
+	fx.eng.TakeCalls()
 	conflicts := 0
 	for _, st := range steps {
-		before := fmt.Sprint(fx.eng.pubs)
+		before := fmt.Sprint(fx.eng.Live())
 		code, reason := fx.notify(t, st.phone, st.state, 3600, st.file)
 		if code != st.wantCode {
 			t.Fatalf("%s: reply %d %s, want %d", st.name, code, reason, st.wantCode)
 		}
 		var calls []string
-		for _, c := range fx.eng.takeCalls() {
+		for _, c := range fx.eng.TakeCalls() {
 			if !strings.HasPrefix(c, "subscribe ") { // a terminated phone is subscribed again
 				calls = append(calls, c)
 			}
@@ -476,7 +404,7 @@ func TestArbitration(t *testing.T) {
 		}
 		if code == 409 {
 			conflicts++
-			if reason != "Conflict" || fmt.Sprint(fx.eng.pubs) != before {
+			if reason != "Conflict" || fmt.Sprint(fx.eng.Live()) != before {
 				t.Fatalf("%s: refused seize changed publications or reason %q", st.name, reason)
 			}
 		}
@@ -531,7 +459,7 @@ func TestTerminatedSubscription(t *testing.T) {
 	fx := newFixture(t, nil)
 	fx.register(phoneA)
 	fx.notify(t, phoneA, "active", 3600, "notify/wire_trying.xml")
-	fx.eng.takeCalls()
+	fx.eng.TakeCalls()
 	n := fx.notifyMsg(phoneA, "terminated", -1, readTestdata(t, "notify/wire_terminated.xml"))
 	n.Reason = "timeout"
 	if code, _ := fx.m.HandleNotify(context.Background(), n); code != 200 {
@@ -539,33 +467,33 @@ func TestTerminatedSubscription(t *testing.T) {
 	}
 	// The publication goes; the phone, still registered, is subscribed
 	// again (the engine dropped the terminated subscription).
-	if got, want := fx.eng.takeCalls(), []string{"remove " + LinePublicationID, "subscribe " + phoneA}; !reflect.DeepEqual(got, want) {
+	if got, want := fx.eng.TakeCalls(), []string{"remove " + LinePublicationID, "subscribe " + phoneA}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("calls %v, want %v", got, want)
 	}
 	// A second terminated NOTIFY removes nothing more; so soon after the
 	// first one, the phone is subscribed again after resubscribe_delay,
 	// not at once: a phone ending every subscription is not looped on.
 	fx.m.HandleNotify(context.Background(), n)
-	if got := fx.eng.takeCalls(); len(got) != 0 {
+	if got := fx.eng.TakeCalls(); len(got) != 0 {
 		t.Fatalf("calls %v at once after a second termination", got)
 	}
-	if got := fx.timers.delays(); !reflect.DeepEqual(got, []time.Duration{30 * time.Second}) {
+	if got := fx.resubscribeDelays(); !reflect.DeepEqual(got, []time.Duration{30 * time.Second}) {
 		t.Fatalf("resubscribe armed for %v", got)
 	}
-	fx.timers.fire()
-	if got, want := fx.eng.takeCalls(), []string{"subscribe " + phoneA}; !reflect.DeepEqual(got, want) {
+	fx.clock.Advance(30 * time.Second)
+	if got, want := fx.eng.TakeCalls(), []string{"subscribe " + phoneA}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("calls %v, want %v", got, want)
 	}
 	// Terminated again, well after the last termination: at once.
-	fx.now = fx.now.Add(time.Minute)
+	fx.clock.Advance(time.Minute)
 	fx.m.HandleNotify(context.Background(), n)
-	if got, want := fx.eng.takeCalls(), []string{"subscribe " + phoneA}; !reflect.DeepEqual(got, want) {
+	if got, want := fx.eng.TakeCalls(), []string{"subscribe " + phoneA}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("calls %v, want %v", got, want)
 	}
 	// rejected (RFC 6665): no new subscription.
 	n.Reason = "rejected"
 	fx.m.HandleNotify(context.Background(), n)
-	if got := fx.eng.takeCalls(); len(got) != 0 {
+	if got := fx.eng.TakeCalls(); len(got) != 0 {
 		t.Fatalf("after rejected: calls %v", got)
 	}
 }
@@ -596,8 +524,8 @@ func TestBadNotify(t *testing.T) {
 			if code, _ := fx.notify(t, phoneA, "active", 3600, "notify/a_confirmed_1.xml"); code != 200 {
 				t.Fatal(code)
 			}
-			fx.eng.takeCalls()
-			before := fmt.Sprint(fx.eng.pubs)
+			fx.eng.TakeCalls()
+			before := fmt.Sprint(fx.eng.Live())
 			seizedBefore := seized(fx.m)
 			n := fx.notifyMsg(phoneA, "active", 3600, readTestdata(t, "notify/a_terminated_1.xml"))
 			tc.edit(&n)
@@ -605,7 +533,7 @@ func TestBadNotify(t *testing.T) {
 			if code != tc.code || reason != tc.reason {
 				t.Fatalf("reply %d %q, want %d %q", code, reason, tc.code, tc.reason)
 			}
-			if calls := fx.eng.takeCalls(); len(calls) != 0 || fmt.Sprint(fx.eng.pubs) != before {
+			if calls := fx.eng.TakeCalls(); len(calls) != 0 || fmt.Sprint(fx.eng.Live()) != before {
 				t.Fatalf("publication changed: %v", calls)
 			}
 			if !reflect.DeepEqual(seized(fx.m), seizedBefore) {
@@ -624,19 +552,19 @@ func TestMissingExpiresTolerated(t *testing.T) {
 	if code, _ := fx.notify(t, phoneA, "active", -1, "notify/a_trying_1.xml"); code != 200 {
 		t.Fatal(code)
 	}
-	if fx.eng.last.Expires != 1200*time.Second || fx.count(t, "missing_expires") != 1 {
-		t.Errorf("expires %v, counted %v", fx.eng.last.Expires, fx.count(t, "missing_expires"))
+	if fx.eng.Last().Expires != 1200*time.Second || fx.count(t, "missing_expires") != 1 {
+		t.Errorf("expires %v, counted %v", fx.eng.Last().Expires, fx.count(t, "missing_expires"))
 	}
 }
 
 func TestPendingWithoutBody(t *testing.T) {
 	fx := newFixture(t, nil)
 	fx.register(phoneA)
-	fx.eng.takeCalls()
+	fx.eng.TakeCalls()
 	if code, _ := fx.notify(t, phoneA, "pending", 3600, ""); code != 200 {
 		t.Fatal(code)
 	}
-	if calls := fx.eng.takeCalls(); len(calls) != 0 {
+	if calls := fx.eng.TakeCalls(); len(calls) != 0 {
 		t.Fatalf("calls %v", calls)
 	}
 }
@@ -660,7 +588,7 @@ func TestLinesAPI(t *testing.T) {
 		t.Error("tel URI accepted")
 	}
 	fx.m.ContactsChanged(ctx, "sip:200@example.com", []Contact{{URI: "sip:200@10.0.0.5"}, {URI: "sip:200@10.0.0.6"}})
-	if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe sip:200@10.0.0.5"}) {
+	if got := fx.eng.TakeCalls(); !reflect.DeepEqual(got, []string{"subscribe sip:200@10.0.0.5"}) {
 		t.Fatalf("calls %v", got)
 	}
 	// Changing the members re-evaluates the known contacts at once.
@@ -668,7 +596,7 @@ func TestLinesAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"unsubscribe " + ContactID("sip:200@10.0.0.5"), "subscribe sip:200@10.0.0.6"}
-	if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, want) {
+	if got := fx.eng.TakeCalls(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("calls %v, want %v", got, want)
 	}
 	fx.register(phoneA)
@@ -700,14 +628,14 @@ func TestLinesAPI(t *testing.T) {
 		t.Fatalf("reloaded %+v", l)
 	}
 
-	fx.eng.takeCalls()
+	fx.eng.TakeCalls()
 	if err := fx.m.RemoveLine(ctx, "sip:200@example.com"); err != nil {
 		t.Fatal(err)
 	}
-	if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"unsubscribe " + ContactID("sip:200@10.0.0.6")}) {
+	if got := fx.eng.TakeCalls(); !reflect.DeepEqual(got, []string{"unsubscribe " + ContactID("sip:200@10.0.0.6")}) {
 		t.Fatalf("calls %v", got)
 	}
-	if _, ok := fx.store.lines["sip:200@example.com"]; ok || len(fx.m.Lines()) != 1 {
+	if _, ok := fx.store.lines.Get("sip:200@example.com"); ok || len(fx.m.Lines()) != 1 {
 		t.Fatal("line not removed")
 	}
 }
@@ -720,19 +648,19 @@ func TestRestoreSubscriptions(t *testing.T) {
 		{Key: pua.SubKey{PresURI: "sip:gone@example.com", WatcherURI: "sip:gone@example.com", Event: EventSLA, ID: "x"}, Flag: pua.FlagBLASubscribe},
 		{Key: pua.SubKey{PresURI: lineAoR, Event: "presence", ID: "y"}, Flag: pua.FlagRPCSubscribe},
 	})
-	if got, want := fx.eng.takeCalls(), []string{"unsubscribe x", "remove x", "remove " + LinePublicationID}; !reflect.DeepEqual(got, want) {
+	if got, want := fx.eng.TakeCalls(), []string{"unsubscribe x", "remove x", "remove " + LinePublicationID}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("restore calls %v, want %v", got, want)
 	}
 	// The restored phone is kept while registered, and dropped when its
 	// contact is gone.
 	fx.register(phoneA)
-	if got := fx.eng.takeCalls(); len(got) != 0 {
+	if got := fx.eng.TakeCalls(); len(got) != 0 {
 		t.Fatalf("calls %v", got)
 	}
 	fx.register(phoneB)
 	// The line's publication from before the restart goes with its last
 	// phone, though this run never published it.
-	if got := fx.eng.takeCalls(); !sameSet(got, []string{"unsubscribe " + idA, "remove " + LinePublicationID, "subscribe " + phoneB}) {
+	if got := fx.eng.TakeCalls(); !sameSet(got, []string{"unsubscribe " + idA, "remove " + LinePublicationID, "subscribe " + phoneB}) {
 		t.Fatalf("calls %v", got)
 	}
 }
@@ -801,7 +729,7 @@ func TestLineSpellingsSubscribe(t *testing.T) {
 			fx := newFixture(t, func(c *Config) { c.Lines = []LineConfig{{AoR: spelling}} })
 			fx.m.ContactsChanged(context.Background(), lineAoR, []Contact{{URI: phoneA}})
 			subs := 0
-			for _, c := range fx.eng.takeCalls() {
+			for _, c := range fx.eng.TakeCalls() {
 				if strings.HasPrefix(c, "subscribe ") {
 					subs++
 				}
@@ -848,28 +776,30 @@ func sameSet(a, b []string) bool {
 
 // memStore is an in-memory LineStore.
 type memStore struct {
-	lines map[string][]string
+	lines *puatest.Table[string, []string]
 }
 
-func newMemStore() *memStore { return &memStore{lines: map[string][]string{}} }
+func newMemStore() *memStore { return &memStore{lines: puatest.NewTable[string, []string]()} }
 
 func (s *memStore) LoadSharedLines(context.Context) (map[string][]string, error) {
-	out := make(map[string][]string, len(s.lines))
-	for k, v := range s.lines {
+	out := s.lines.Rows()
+	for k, v := range out {
 		out[k] = append([]string{}, v...)
 	}
 	return out, nil
 }
 
 func (s *memStore) SaveSharedLine(_ context.Context, aor string, members []string) error {
-	s.lines[aor] = append([]string{}, members...)
-	return nil
+	return s.lines.Write(func(rows map[string][]string) { rows[aor] = append([]string{}, members...) })
 }
 
 func (s *memStore) DeleteSharedLine(_ context.Context, aor string) (bool, error) {
-	_, ok := s.lines[aor]
-	delete(s.lines, aor)
-	return ok, nil
+	var ok bool
+	err := s.lines.Write(func(rows map[string][]string) {
+		_, ok = rows[aor]
+		delete(rows, aor)
+	})
+	return ok, err
 }
 
 func BenchmarkHandleNotify(b *testing.B) {
@@ -880,7 +810,7 @@ func BenchmarkHandleNotify(b *testing.B) {
 	// would be ignored).
 	head, tail, _ := bytes.Cut(readTestdata(b, "notify/a_confirmed_1.xml"), []byte(`version="4"`))
 	n := fx.notifyMsg(phoneA, "active", 3600, nil)
-	pub := noopPublisher{}
+	pub := recorder.Nop{}
 	fx.m.pub = pub
 	ctx := context.Background()
 	var version uint64
@@ -897,11 +827,6 @@ func BenchmarkHandleNotify(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "relays/s")
 }
-
-type noopPublisher struct{}
-
-func (noopPublisher) Publish(pua.PublishRequest) error { return nil }
-func (noopPublisher) Remove(pua.Key) error             { return nil }
 
 func TestConfigYAML(t *testing.T) {
 	src := []byte(`
@@ -970,11 +895,11 @@ func TestStaleSeizeExpires(t *testing.T) {
 	if code, _ := fx.notify(t, phoneA, "active", 3600, "notify/a_trying_1.xml"); code != 200 {
 		t.Fatalf("A seizes: %d", code)
 	}
-	fx.now = fx.now.Add(59 * time.Second)
+	fx.clock.Advance(59 * time.Second)
 	if code, _ := fx.notify(t, phoneB, "active", 3600, "notify/b_trying_1.xml"); code != 409 {
 		t.Fatalf("B seizes within the timeout: %d, want 409", code)
 	}
-	fx.now = fx.now.Add(2 * time.Second)
+	fx.clock.Advance(2 * time.Second)
 	if code, _ := fx.notify(t, phoneB, "active", 3600, "notify/b_trying_1.xml"); code != 200 {
 		t.Fatalf("B seizes after A's stale seize: %d, want 200", code)
 	}
@@ -984,7 +909,7 @@ func TestStaleSeizeExpires(t *testing.T) {
 	if code, _ := fx.notify(t, phoneA, "active", 3600, "notify/a_confirmed_1.xml"); code != 200 {
 		t.Fatalf("A confirmed: %d", code)
 	}
-	fx.now = fx.now.Add(time.Hour)
+	fx.clock.Advance(time.Hour)
 	if code, _ := fx.notify(t, phoneB, "active", 3600, "notify/b_trying_1.xml"); code != 409 {
 		t.Fatalf("B seizes an index in a confirmed call: %d, want 409", code)
 	}
@@ -1000,19 +925,15 @@ func TestRestoreWithServerAddress(t *testing.T) {
 		{Key: pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: idA}, Flag: pua.FlagBLASubscribe, Target: phoneA},
 	})
 	fx.register(phoneA)
-	if got, want := fx.eng.takeCalls(), []string{"subscribe " + phoneA}; !reflect.DeepEqual(got, want) {
+	if got, want := fx.eng.TakeCalls(), []string{"subscribe " + phoneA}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("calls %v, want %v", got, want)
 	}
-	if r := fx.eng.subs[pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: idA}]; r.Contact != "sip:100@192.0.2.1:5080" {
+	if r := fx.eng.Subscriptions()[pua.SubKey{PresURI: lineAoR, WatcherURI: lineAoR, Event: EventSLA, ID: idA}]; r.Contact != "sip:100@192.0.2.1:5080" {
 		t.Fatalf("Contact %q", r.Contact)
 	}
 }
 
 func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return puatest.Testdata(t, name)
 }

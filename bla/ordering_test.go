@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/puaside/puaside/dialogdoc"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/pua"
 )
 
@@ -37,13 +38,13 @@ func (fx *fixture) relay(t *testing.T, callID string, body []byte) []byte {
 		}
 		return ""
 	}
-	fx.eng.takeCalls()
+	fx.eng.TakeCalls()
 	if code, reason := fx.m.HandleNotify(context.Background(), n); code != 200 {
 		t.Fatalf("NOTIFY answered %d %s", code, reason)
 	}
-	for _, c := range fx.eng.takeCalls() {
+	for _, c := range fx.eng.TakeCalls() {
 		if strings.HasPrefix(c, "publish ") {
-			return fx.eng.last.Body
+			return fx.eng.Last().Body
 		}
 	}
 	return nil
@@ -129,20 +130,18 @@ func TestPartialRelayedAsFullState(t *testing.T) {
 }
 
 // refreshEngine is the fake engine with Engine.Refresh.
-type refreshEngine struct{ *fakeEngine }
+type refreshEngine struct{ *recorder.Recorder }
 
 func (r refreshEngine) Refresh(k pua.SubKey) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.calls = append(r.calls, "refresh "+k.ID)
+	r.Note("refresh " + k.ID)
 	return nil
 }
 
 func TestPartialAfterGapAsksForFullState(t *testing.T) {
 	fx := newFixture(t, nil)
 	re := refreshEngine{fx.eng}
-	m, err := New(fx.m.cfg, Options{Subscriber: re, Publisher: re, Metrics: fx.met, Now: fx.m.now, Logger: fx.m.log,
-		AfterFunc: fx.timers.afterFunc})
+	m, err := New(fx.m.cfg, Options{Subscriber: re, Publisher: re, Metrics: fx.met, Clock: fx.clock,
+		Logger: fx.m.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,11 +153,11 @@ func TestPartialAfterGapAsksForFullState(t *testing.T) {
 	if code, _ := fx.m.HandleNotify(context.Background(), n); code != 200 {
 		t.Fatalf("NOTIFY answered %d", code)
 	}
-	calls := fx.eng.takeCalls()
+	calls := fx.eng.TakeCalls()
 	if len(calls) != 2 || calls[0] != "publish "+LinePublicationID || calls[1] != "refresh "+ContactID(phoneA) {
 		t.Fatalf("calls %v, want publish then refresh", calls)
 	}
-	if _, ds := dialogsOf(t, fx.eng.last.Body); !reflect.DeepEqual(ds, []string{"a1~7d8a9aa8:confirmed", "a2~7d8a9aa8:trying"}) {
+	if _, ds := dialogsOf(t, fx.eng.Last().Body); !reflect.DeepEqual(ds, []string{"a1~7d8a9aa8:confirmed", "a2~7d8a9aa8:trying"}) {
 		t.Fatalf("merged %v", ds)
 	}
 	if got := fx.count(t, "version_gap"); got != 1 {
@@ -171,8 +170,8 @@ func TestPartialAfterGapAsksForFullState(t *testing.T) {
 func TestRefusedSeizeIsNoVersionGap(t *testing.T) {
 	fx := newFixture(t, nil)
 	re := refreshEngine{fx.eng}
-	m, err := New(fx.m.cfg, Options{Subscriber: re, Publisher: re, Metrics: fx.met, Now: fx.m.now, Logger: fx.m.log,
-		AfterFunc: fx.timers.afterFunc})
+	m, err := New(fx.m.cfg, Options{Subscriber: re, Publisher: re, Metrics: fx.met, Clock: fx.clock,
+		Logger: fx.m.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,11 +189,11 @@ func TestRefusedSeizeIsNoVersionGap(t *testing.T) {
 	if code := send(bytes.ReplaceAll(doc(1, "partial", "b1:trying:1"), []byte(phoneA), []byte(phoneB))); code != 409 {
 		t.Fatalf("B's seize of 1: %d, want 409", code)
 	}
-	fx.eng.takeCalls()
+	fx.eng.TakeCalls()
 	if code := send(doc(2, "partial", "b2:trying:2")); code != 200 {
 		t.Fatalf("B's seize of 2: %d", code)
 	}
-	if calls := fx.eng.takeCalls(); len(calls) != 1 || !strings.HasPrefix(calls[0], "publish ") {
+	if calls := fx.eng.TakeCalls(); len(calls) != 1 || !strings.HasPrefix(calls[0], "publish ") {
 		t.Fatalf("calls %v, want one publish and no refresh", calls)
 	}
 }
@@ -218,8 +217,8 @@ func TestMergedStateBounded(t *testing.T) {
 		case refused > 0:
 			t.Fatalf("version %d accepted after a refusal", v)
 		}
-		if len(fx.eng.last.Body) > 1024 {
-			t.Fatalf("published %d bytes", len(fx.eng.last.Body))
+		if len(fx.eng.Last().Body) > 1024 {
+			t.Fatalf("published %d bytes", len(fx.eng.Last().Body))
 		}
 	}
 	if refused == 0 || refused == 20 || fx.count(t, "rejected_composed_too_large") != float64(refused) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/sched"
 )
 
 // subscriptionLookup reports the engine's state of a subscription;
@@ -48,29 +49,39 @@ func (m *Manager) retryAfter(n pua.Notify) time.Duration {
 // resubscribeLater arms the new subscription of a phone after d; until then
 // reconcile leaves the phone alone. m.mu is held.
 func (m *Manager) resubscribeLater(ln *line, p *phone, d time.Duration) {
-	m.cancelResubscribe(p)
 	at := m.now().Add(d)
-	p.resubscribeAt = at
+	p.resubscribeAt, p.line = at, ln.aor
 	m.m.Tracker("bla", "resubscribe_delayed")
 	m.log.Info("bla: subscribing again later", "aor", ln.aor, "contact", p.contact, "retry_in", d)
-	p.stopRetry = m.after(d, func() {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if m.lines[ln.aor] != ln || ln.phones[p.id] != p || !p.resubscribeAt.Equal(at) {
-			return // line or phone gone, or another wait armed since
+	m.retry.Schedule(p, at)
+}
+
+// resubscribeDue reconciles the lines of the phones whose wait ended. It
+// runs on the retry scheduler's timer.
+func (m *Manager) resubscribeDue(now time.Time, due []*phone) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range due {
+		ln := m.lines[p.line]
+		if ln == nil || ln.phones[p.id] != p || p.resubscribeAt.IsZero() || p.resubscribeAt.After(now) {
+			continue // line or phone gone, or another wait armed since
 		}
-		p.resubscribeAt, p.stopRetry = time.Time{}, nil
+		p.resubscribeAt = time.Time{}
 		m.reconcile(context.Background(), ln)
-	})
+	}
 }
 
 // cancelResubscribe stops a pending resubscribe of p. m.mu is held.
 func (m *Manager) cancelResubscribe(p *phone) {
-	if p.stopRetry != nil {
-		p.stopRetry()
-	}
-	p.resubscribeAt, p.stopRetry = time.Time{}, nil
+	m.retry.Cancel(p)
+	p.resubscribeAt = time.Time{}
 }
+
+// SchedEntry is the phone's place in the retry scheduler.
+func (p *phone) SchedEntry() *sched.Entry { return &p.retry }
+
+// Close stops the resubscribe timers. The Manager must not be used after.
+func (m *Manager) Close() { m.retry.Stop() }
 
 // askFullState asks the phone for its full state after a gap in the
 // versions of its partial documents (RFC 4235 §4.1: a notification was

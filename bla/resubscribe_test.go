@@ -8,51 +8,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/pua"
 )
 
-// fakeTimers is an AfterFunc whose timers run when the test fires them.
-type fakeTimers struct {
-	mu     sync.Mutex
-	armed  []time.Duration
-	funcs  []func()
-	active []bool
-}
-
-func (ft *fakeTimers) afterFunc(d time.Duration, f func()) func() bool {
-	ft.mu.Lock()
-	defer ft.mu.Unlock()
-	i := len(ft.funcs)
-	ft.armed, ft.funcs, ft.active = append(ft.armed, d), append(ft.funcs, f), append(ft.active, true)
-	return func() bool {
-		ft.mu.Lock()
-		defer ft.mu.Unlock()
-		was := ft.active[i]
-		ft.active[i] = false
-		return was
-	}
-}
-
-// fire runs the active timers.
-func (ft *fakeTimers) fire() {
-	ft.mu.Lock()
-	var run []func()
-	for i, f := range ft.funcs {
-		if ft.active[i] {
-			ft.active[i] = false
-			run = append(run, f)
+// resubscribeDelays are the pending resubscribe waits, from now.
+func (fx *fixture) resubscribeDelays() []time.Duration {
+	fx.m.mu.Lock()
+	defer fx.m.mu.Unlock()
+	var ds []time.Duration
+	now := fx.clock.Now()
+	for _, ln := range fx.m.lines {
+		for _, p := range ln.phones {
+			if at, ok := fx.m.retry.Due(p); ok {
+				ds = append(ds, at.Sub(now))
+			}
 		}
 	}
-	ft.mu.Unlock()
-	for _, f := range run {
-		f()
-	}
-}
-
-func (ft *fakeTimers) delays() []time.Duration {
-	ft.mu.Lock()
-	defer ft.mu.Unlock()
-	return append([]time.Duration(nil), ft.armed...)
+	return ds
 }
 
 // terminate sends phoneA's terminated NOTIFY with a Subscription-State.
@@ -86,24 +59,27 @@ func TestResubscribeAfterRetryAfter(t *testing.T) {
 	} {
 		t.Run(tc.subState, func(t *testing.T) {
 			fx := newFixture(t, nil)
-			ft := fx.timers
 			fx.register(phoneA)
 			fx.notify(t, phoneA, "active", 3600, "notify/a_trying_1.xml")
-			fx.eng.takeCalls()
+			fx.eng.TakeCalls()
 			fx.terminate(t, tc.subState)
-			if got, want := fx.eng.takeCalls(), []string{"remove " + LinePublicationID}; !reflect.DeepEqual(got, want) {
+			if got, want := fx.eng.TakeCalls(), []string{"remove " + LinePublicationID}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("calls %v, want %v (no subscribe yet)", got, want)
 			}
-			if got := ft.delays(); !reflect.DeepEqual(got, []time.Duration{tc.want}) {
+			if got := fx.resubscribeDelays(); !reflect.DeepEqual(got, []time.Duration{tc.want}) {
 				t.Fatalf("resubscribe armed for %v, want %v", got, tc.want)
 			}
 			// A registration change meanwhile does not subscribe early.
 			fx.register(phoneA, phoneB)
-			if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneB}) {
+			if got := fx.eng.TakeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneB}) {
 				t.Fatalf("calls on a change while waiting %v", got)
 			}
-			ft.fire()
-			if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneA}) {
+			fx.clock.Advance(tc.want - time.Second)
+			if got := fx.eng.TakeCalls(); len(got) != 0 {
+				t.Fatalf("calls before retry-after %v", got)
+			}
+			fx.clock.Advance(time.Second)
+			if got := fx.eng.TakeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneA}) {
 				t.Fatalf("calls after retry-after %v", got)
 			}
 		})
@@ -112,13 +88,15 @@ func TestResubscribeAfterRetryAfter(t *testing.T) {
 
 func TestResubscribeCancelledWhenContactGoes(t *testing.T) {
 	fx := newFixture(t, nil)
-	ft := fx.timers
 	fx.register(phoneA)
 	fx.terminate(t, "terminated;reason=probation;retry-after=60")
 	fx.register()
-	fx.eng.takeCalls()
-	ft.fire()
-	if got := fx.eng.takeCalls(); len(got) != 0 {
+	fx.eng.TakeCalls()
+	if n := fx.m.retry.Len(); n != 0 {
+		t.Fatalf("%d resubscribe waits left after the contact went", n)
+	}
+	fx.clock.Advance(time.Minute)
+	if got := fx.eng.TakeCalls(); len(got) != 0 {
 		t.Fatalf("calls after the contact went %v", got)
 	}
 }
@@ -128,17 +106,17 @@ func TestNoResubscribeAfterRejected(t *testing.T) {
 		t.Run(reason, func(t *testing.T) {
 			fx := newFixture(t, nil)
 			fx.register(phoneA)
-			fx.eng.takeCalls()
+			fx.eng.TakeCalls()
 			fx.terminate(t, "terminated;reason="+reason)
 			// Not at once, nor on a later change of the line.
 			fx.register(phoneA, phoneB)
-			if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneB}) {
+			if got := fx.eng.TakeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneB}) {
 				t.Fatalf("calls %v", got)
 			}
 			// A contact that goes and comes back is a new phone.
 			fx.register(phoneB)
 			fx.register(phoneA, phoneB)
-			if got := fx.eng.takeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneA}) {
+			if got := fx.eng.TakeCalls(); !reflect.DeepEqual(got, []string{"subscribe " + phoneA}) {
 				t.Fatalf("calls after re-registration %v", got)
 			}
 		})
@@ -148,16 +126,17 @@ func TestNoResubscribeAfterRejected(t *testing.T) {
 // lookupEngine is the fake engine with Engine.Subscription: subscriptions
 // are active unless failed says otherwise.
 type lookupEngine struct {
-	*fakeEngine
+	*recorder.Recorder
+	mu     *sync.Mutex
 	failed map[string]bool
 }
 
 func (l lookupEngine) Subscription(k pua.SubKey) (pua.SubscriptionInfo, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, ok := l.subs[k]; !ok {
+	if !l.Subscribed(k) {
 		return pua.SubscriptionInfo{}, false
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.failed[k.ID] {
 		return pua.SubscriptionInfo{Key: k, State: pua.StateFailed}, true
 	}
@@ -166,15 +145,15 @@ func (l lookupEngine) Subscription(k pua.SubKey) (pua.SubscriptionInfo, bool) {
 
 func TestRefusedSubscriptionTriedAgain(t *testing.T) {
 	fx := newFixture(t, nil)
-	le := lookupEngine{fakeEngine: fx.eng, failed: map[string]bool{}}
-	m, err := New(fx.m.cfg, Options{Subscriber: le, Publisher: le, Metrics: fx.met, Now: fx.m.now, Logger: fx.m.log,
-		AfterFunc: fx.timers.afterFunc})
+	le := lookupEngine{Recorder: fx.eng, mu: &sync.Mutex{}, failed: map[string]bool{}}
+	m, err := New(fx.m.cfg, Options{Subscriber: le, Publisher: le, Metrics: fx.met, Clock: fx.clock,
+		Logger: fx.m.log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fx.m = m
 	fx.register(phoneA)
-	fx.eng.takeCalls()
+	fx.eng.TakeCalls()
 	// The phone answers 489 while booting: the engine's record is failed.
 	le.mu.Lock()
 	le.failed[ContactID(phoneA)] = true
@@ -185,14 +164,14 @@ func TestRefusedSubscriptionTriedAgain(t *testing.T) {
 	// The next change of the line subscribes it again (the engine re-arms
 	// a failed subscription on Subscribe); the active one of B is left be.
 	fx.register(phoneA, phoneB)
-	if got := fx.eng.takeCalls(); !sameSet(got, []string{"subscribe " + phoneA, "subscribe " + phoneB}) {
+	if got := fx.eng.TakeCalls(); !sameSet(got, []string{"subscribe " + phoneA, "subscribe " + phoneB}) {
 		t.Fatalf("calls %v", got)
 	}
 	le.mu.Lock()
 	le.failed[ContactID(phoneA)] = false
 	le.mu.Unlock()
 	fx.register(phoneA, phoneB)
-	if got := fx.eng.takeCalls(); len(got) != 0 {
+	if got := fx.eng.TakeCalls(); len(got) != 0 {
 		t.Fatalf("calls with both active %v", got)
 	}
 	if got := fx.count(t, "resubscribe_failed"); got != 1 {

@@ -4,6 +4,10 @@
 // configuration: the embedded SQLite database and loopback listeners. Each
 // component owns its section's type and defaults; this package composes
 // them and is used only by cmd/puaside.
+//
+// Place in the flow: above the components; internal/daemon hands each
+// section to its component (ingest, the trackers, the pua engine, mgmt,
+// reconcile, the store).
 package config
 
 import (
@@ -22,6 +26,7 @@ import (
 	"github.com/puaside/puaside/ingest"
 	"github.com/puaside/puaside/mgmt"
 	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/puaxmpp"
 	"github.com/puaside/puaside/reconcile"
 	"github.com/puaside/puaside/shard"
 	"github.com/puaside/puaside/usrloc"
@@ -61,6 +66,9 @@ type Config struct {
 	// Reconcile asks the proxy for its bindings and dialogs (at start and
 	// periodically) to correct what puaside missed while it was down.
 	Reconcile reconcile.Config `yaml:"reconcile"`
+	// Gateway is the SIP ↔ XMPP presence gateway (pua_xmpp with the xmpp
+	// module): an XEP-0114 component of the site's XMPP server.
+	Gateway puaxmpp.Config `yaml:"xmpp"`
 	// Cluster shares the work with other instances on the same database
 	// (shards under leases); off by default.
 	Cluster shard.Config `yaml:"cluster"`
@@ -91,6 +99,7 @@ func Default() Config {
 		BLA:        bla.DefaultConfig(),
 		HTTP:       mgmt.DefaultConfig(),
 		Reconcile:  reconcile.DefaultConfig(),
+		Gateway:    puaxmpp.DefaultConfig(),
 		Cluster:    shard.DefaultConfig(),
 	}
 }
@@ -206,7 +215,7 @@ func (c Config) Validate() error {
 	for _, s := range []sectionCheck{
 		{"pua", c.PUA.Validate}, {"ingest", c.Ingest.Validate}, {"usrloc", c.Usrloc.Validate},
 		{"dialoginfo", c.Dialoginfo.Validate}, {"bla", c.BLA.Validate}, {"http", c.HTTP.Validate},
-		{"reconcile", c.Reconcile.Validate}, {"cluster", c.Cluster.Validate},
+		{"reconcile", c.Reconcile.Validate}, {"xmpp", c.Gateway.Validate}, {"cluster", c.Cluster.Validate},
 	} {
 		if err := s.validate(); err != nil {
 			errs = append(errs, sectionProblems(s.name, err)...)

@@ -13,9 +13,10 @@ import (
 const mask = "xxxxx"
 
 // Masked returns c with its secrets hidden: the management token, the HEP
-// auth key, the digest password and the database password.
+// auth key, the digest password, the XMPP component secret and the
+// database password.
 func (c Config) Masked() Config {
-	for _, s := range []*string{&c.HTTP.Token, &c.Ingest.HEPAuthKey, &c.PUA.AuthPassword} {
+	for _, s := range []*string{&c.HTTP.Token, &c.Ingest.HEPAuthKey, &c.PUA.AuthPassword, &c.Gateway.XMPPPassword} {
 		if *s != "" {
 			*s = mask
 		}

@@ -3,20 +3,16 @@ package dialogdoc
 import (
 	"bytes"
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return puatest.Testdata(t, name)
 }
 
 func TestParse(t *testing.T) {

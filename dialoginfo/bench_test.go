@@ -9,13 +9,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/event"
-	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 )
-
-type nopPub struct{}
-
-func (nopPub) Publish(pua.PublishRequest) error { return nil }
-func (nopPub) Remove(pua.Key) error             { return nil }
 
 // callMsgs builds the parsed messages of call i: INVITE, 100, 180, 200, ACK, BYE, 200.
 func callMsgs(b testing.TB, i int) []sip.Message {
@@ -54,7 +49,7 @@ func BenchmarkCallSetupTeardown(b *testing.B) {
 		calls[i] = callMsgs(b, i)
 	}
 	clk := newFakeClock()
-	tr, err := New(DefaultConfig(), Options{Publisher: nopPub{}, Clock: clk, Logger: quietLog()})
+	tr, err := New(DefaultConfig(), Options{Publisher: recorder.Nop{}, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,7 +77,7 @@ func BenchmarkActiveCallHeap(b *testing.B) {
 		for j := range msgs {
 			msgs[j] = callMsgs(b, j)[:5] // up to the ACK: the call stays up
 		}
-		tr, err := New(DefaultConfig(), Options{Publisher: nopPub{}, Clock: newFakeClock(), Logger: quietLog()})
+		tr, err := New(DefaultConfig(), Options{Publisher: recorder.Nop{}, Clock: newFakeClock(), Logger: quietLog()})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -9,13 +9,15 @@ import (
 	"testing"
 
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/pua"
 )
 
 // msg parses a SIP message written with \n line ends.
 func msg(t *testing.T, s string) event.SIP {
 	t.Helper()
-	return event.SIP{Msg: parseSIP(t, []byte(strings.ReplaceAll(s, "\n", "\r\n"))), Source: event.SourceTrace}
+	return event.SIP{Msg: puatest.ParseSIP(t, []byte(strings.ReplaceAll(s, "\n", "\r\n"))), Source: event.SourceTrace}
 }
 
 // invite is the initial INVITE of call id from caller to callee.
@@ -32,18 +34,14 @@ func reply(t *testing.T, id, caller, callee string, code int, tag string) event.
 }
 
 // livePublications counts the dialog publications held at the fake server.
-func livePublications(p *fakePub) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.live)
-}
+func livePublications(p *recorder.Recorder) int { return len(p.Live()) }
 
 // TestMaxBranches: 2,000 forks ringing with distinct To-tags keep at most
 // max_branches dialogs (two publications each); the first 2xx, from a fork
 // past the cap, is still taken and ends the others.
 func TestMaxBranches(t *testing.T) {
 	var logs bytes.Buffer
-	pub := newFakePub()
+	pub := recorder.New()
 	clk := newFakeClock()
 	cfg := DefaultConfig()
 	tr, err := New(cfg, Options{Publisher: pub, Clock: clk, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -91,7 +89,7 @@ func TestMaxBranches(t *testing.T) {
 // TestMaxCalls: past max_calls new calls are not tracked; once a call
 // ends there is room again.
 func TestMaxCalls(t *testing.T) {
-	pub := newFakePub()
+	pub := recorder.New()
 	clk := newFakeClock()
 	cfg := DefaultConfig()
 	cfg.MaxCalls = 3
@@ -135,7 +133,7 @@ func (d domainSet) HasDomain(host string) bool { return d[host] }
 // domain source, every entity is (and a warning says so).
 func TestEmptyDomainsMeansRegisteredDomains(t *testing.T) {
 	ctx := context.Background()
-	pub := newFakePub()
+	pub := recorder.New()
 	tr, err := New(DefaultConfig(), Options{Publisher: pub, Logger: quietLog(), LocalDomains: domainSet{"example.com": true}})
 	if err != nil {
 		t.Fatal(err)
@@ -145,8 +143,8 @@ func TestEmptyDomainsMeansRegisteredDomains(t *testing.T) {
 	tr.HandleSIP(ctx, invite(t, "out", "alice@example.com", "carol@elsewhere.org"))
 	tr.HandleSIP(ctx, invite(t, "transit", "x@foreign.net", "y@elsewhere.org"))
 	entities := map[string]bool{}
-	for _, op := range pub.take() {
-		entities[op.key.PresURI] = true
+	for _, op := range pub.Take() {
+		entities[op.Key.PresURI] = true
 	}
 	want := map[string]bool{"sip:bob@example.com": true, "sip:alice@example.com": true}
 	if fmt.Sprint(entities) != fmt.Sprint(want) {
@@ -157,7 +155,7 @@ func TestEmptyDomainsMeansRegisteredDomains(t *testing.T) {
 	}
 
 	var logs bytes.Buffer
-	pub2 := newFakePub()
+	pub2 := recorder.New()
 	tr2, err := New(DefaultConfig(), Options{Publisher: pub2, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -166,23 +164,23 @@ func TestEmptyDomainsMeansRegisteredDomains(t *testing.T) {
 		t.Errorf("no warning about publishing every entity: %q", logs.String())
 	}
 	tr2.HandleSIP(ctx, invite(t, "transit", "x@foreign.net", "y@elsewhere.org"))
-	if ops := pub2.take(); len(ops) != 1 || ops[0].key != (pua.Key{PresURI: "sip:x@foreign.net", Event: "dialog", ID: ops[0].key.ID}) {
+	if ops := pub2.Take(); len(ops) != 1 || ops[0].Key != (pua.Key{PresURI: "sip:x@foreign.net", Event: "dialog", ID: ops[0].Key.ID}) {
 		t.Errorf("without a domain source: %+v", ops)
 	}
 
 	// An explicit list wins over the registrations.
 	cfg := DefaultConfig()
 	cfg.Domains = []string{"elsewhere.org"}
-	pub3 := newFakePub()
+	pub3 := recorder.New()
 	tr3, err := New(cfg, Options{Publisher: pub3, Logger: quietLog(), LocalDomains: domainSet{"example.com": true}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr3.HandleSIP(ctx, invite(t, "out", "alice@example.com", "carol@elsewhere.org"))
 	tr3.HandleSIP(ctx, reply(t, "out", "alice@example.com", "carol@elsewhere.org", 180, "t1"))
-	for _, op := range pub3.take() {
-		if op.key.PresURI != "sip:carol@elsewhere.org" {
-			t.Errorf("published for %s with domains [elsewhere.org]", op.key.PresURI)
+	for _, op := range pub3.Take() {
+		if op.Key.PresURI != "sip:carol@elsewhere.org" {
+			t.Errorf("published for %s with domains [elsewhere.org]", op.Key.PresURI)
 		}
 	}
 }

@@ -6,12 +6,13 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/pua"
 )
 
-// claimPub is a fakePub that records claims.
+// claimPub is a recorder that also records claims.
 type claimPub struct {
-	*fakePub
+	*recorder.Recorder
 	claimed []string
 	done    []int
 }
@@ -28,7 +29,7 @@ func (c *claimPub) ClaimsDone(flag int) { c.done = append(c.done, flag) }
 func TestStartClaimsLoadedCalls(t *testing.T) {
 	st := newMemStore()
 	clk := newFakeClock()
-	pub1 := newFakePub()
+	pub1 := recorder.New()
 	tr1, err := New(DefaultConfig(), Options{Publisher: pub1, Store: st, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +39,7 @@ func TestStartClaimsLoadedCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	var want []string
-	for k := range pub1.live {
+	for k := range pub1.Live() {
 		want = append(want, k.PresURI+" "+k.ID)
 	}
 	sort.Strings(want)
@@ -46,7 +47,7 @@ func TestStartClaimsLoadedCalls(t *testing.T) {
 		t.Fatalf("%d live publications before the restart, want 2", len(want))
 	}
 
-	cp := &claimPub{fakePub: newFakePub()}
+	cp := &claimPub{Recorder: recorder.New()}
 	tr2, err := New(DefaultConfig(), Options{Publisher: cp, Store: st, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +64,7 @@ func TestStartClaimsLoadedCalls(t *testing.T) {
 	}
 
 	// Without stored calls nothing is claimed, and the claims are done.
-	cp3 := &claimPub{fakePub: newFakePub()}
+	cp3 := &claimPub{Recorder: recorder.New()}
 	tr3, _ := New(DefaultConfig(), Options{Publisher: cp3, Store: newMemStore(), Clock: clk, Logger: quietLog()})
 	if err := tr3.Start(context.Background()); err != nil {
 		t.Fatal(err)

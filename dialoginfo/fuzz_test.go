@@ -11,6 +11,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 )
 
 // FuzzHandleSIP feeds arbitrary bytes, split into up to 8 messages at
@@ -25,14 +27,14 @@ func FuzzHandleSIP(f *testing.F) {
 			if err != nil {
 				f.Fatal(err)
 			}
-			seed = append(seed, fixSIP(b))
+			seed = append(seed, puatest.FixSIP(b))
 		}
 		f.Add(bytes.Join(seed, []byte("\x00\x00")))
 	}
 	f.Add([]byte("BYE sip:a@b SIP/2.0\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 BYE\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		clk := newFakeClock()
-		pub := newFakePub()
+		pub := recorder.New()
 		tr, err := New(DefaultConfig(), Options{Publisher: pub, Clock: clk, Logger: quietLog()})
 		if err != nil {
 			t.Fatal(err)
@@ -50,16 +52,16 @@ func FuzzHandleSIP(f *testing.F) {
 		}
 		tr.Expire(clk.Advance(48 * time.Hour))
 		tr.Expire(clk.Advance(time.Hour))
-		for _, op := range pub.take() {
-			if op.remove {
+		for _, op := range pub.Take() {
+			if op.Kind == recorder.Remove {
 				continue
 			}
-			if err := val.check(op.key.PresURI, op.req.Body); err != nil {
-				t.Fatalf("invalid document: %v\n%s", err, op.req.Body)
+			if err := val.check(op.Key.PresURI, op.Req.Body); err != nil {
+				t.Fatalf("invalid document: %v\n%s", err, op.Req.Body)
 			}
 		}
-		if len(tr.calls) != 0 || len(pub.live) != 0 || tr.sched.Len() != 0 {
-			t.Fatalf("stuck: %d calls, %d publications, %d timers", len(tr.calls), len(pub.live), tr.sched.Len())
+		if len(tr.calls) != 0 || len(pub.Live()) != 0 || tr.sched.Len() != 0 {
+			t.Fatalf("stuck: %d calls, %d publications, %d timers", len(tr.calls), len(pub.Live()), tr.sched.Len())
 		}
 	})
 }

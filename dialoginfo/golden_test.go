@@ -14,6 +14,8 @@ import (
 
 	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*/expected from the current output")
@@ -29,7 +31,7 @@ func goldenRun(t *testing.T, dir string, dup bool) (string, [][]byte) {
 		}
 	}
 	clk := newFakeClock()
-	pub := newFakePub()
+	pub := recorder.New()
 	tr, err := New(cfg, Options{Publisher: pub, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
@@ -49,18 +51,18 @@ func goldenRun(t *testing.T, dir string, dup bool) (string, [][]byte) {
 	var log strings.Builder
 	var docs [][]byte
 	record := func(step string) {
-		for _, op := range pub.take() {
-			if op.remove {
-				fmt.Fprintf(&log, "%s remove %s %s\n", step, op.key.PresURI, op.key.ID)
+		for _, op := range pub.Take() {
+			if op.Kind == recorder.Remove {
+				fmt.Fprintf(&log, "%s remove %s %s\n", step, op.Key.PresURI, op.Key.ID)
 				continue
 			}
-			docs = append(docs, op.req.Body)
-			fmt.Fprintf(&log, "%s publish %s %s flag=%d expires=%s -> %03d.xml\n", step, op.key.PresURI, op.key.ID, op.req.Flag, op.req.Expires, len(docs))
-			if op.req.ContentType != dialogdoc.ContentType || op.key.Event != "dialog" {
-				t.Errorf("%s: content type %q event %q", step, op.req.ContentType, op.key.Event)
+			docs = append(docs, op.Req.Body)
+			fmt.Fprintf(&log, "%s publish %s %s flag=%d expires=%s -> %03d.xml\n", step, op.Key.PresURI, op.Key.ID, op.Req.Flag, op.Req.Expires, len(docs))
+			if op.Req.ContentType != dialogdoc.ContentType || op.Key.Event != "dialog" {
+				t.Errorf("%s: content type %q event %q", step, op.Req.ContentType, op.Key.Event)
 			}
-			if err := val.check(op.key.PresURI, op.req.Body); err != nil {
-				t.Errorf("%s: invalid document %03d: %v\n%s", step, len(docs), err, op.req.Body)
+			if err := val.check(op.Key.PresURI, op.Req.Body); err != nil {
+				t.Errorf("%s: invalid document %03d: %v\n%s", step, len(docs), err, op.Req.Body)
 			}
 		}
 	}
@@ -72,7 +74,7 @@ func goldenRun(t *testing.T, dir string, dup bool) (string, [][]byte) {
 		record(name + " (timers)")
 		switch filepath.Ext(name) {
 		case ".sip":
-			m := parseSIP(t, loadSIP(t, path))
+			m := puatest.ParseSIP(t, loadSIP(t, path))
 			n := 1
 			if dup {
 				n = 2
@@ -103,8 +105,8 @@ func goldenRun(t *testing.T, dir string, dup bool) (string, [][]byte) {
 	tr.Expire(clk.Advance(24 * time.Hour))
 	tr.Expire(clk.Advance(cfg.TerminatedLinger + time.Second))
 	record("end")
-	if len(tr.calls) != 0 || len(pub.live) != 0 {
-		t.Errorf("after all timers: %d calls tracked, %d publications left: %v", len(tr.calls), len(pub.live), pub.live)
+	if len(tr.calls) != 0 || len(pub.Live()) != 0 {
+		t.Errorf("after all timers: %d calls tracked, %d publications left: %v", len(tr.calls), len(pub.Live()), pub.Live())
 	}
 	return log.String(), docs
 }

@@ -6,63 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"regexp"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
-
 	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/dialogdoc"
-	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/internal/puatest"
 )
-
-// fakePub records publications and removals.
-type fakePub struct {
-	mu   sync.Mutex
-	ops  []pubOp
-	live map[pua.Key][]byte
-}
-
-type pubOp struct {
-	remove bool
-	req    pua.PublishRequest
-	key    pua.Key
-}
-
-func newFakePub() *fakePub { return &fakePub{live: make(map[pua.Key][]byte)} }
-
-func (f *fakePub) Publish(req pua.PublishRequest) error {
-	if len(req.Body) == 0 {
-		return fmt.Errorf("empty body")
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ops = append(f.ops, pubOp{req: req, key: req.Key})
-	f.live[req.Key] = req.Body
-	return nil
-}
-
-func (f *fakePub) Remove(key pua.Key) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ops = append(f.ops, pubOp{remove: true, key: key})
-	delete(f.live, key)
-	return nil
-}
-
-// take returns and clears the recorded operations.
-func (f *fakePub) take() []pubOp {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	o := f.ops
-	f.ops = nil
-	return o
-}
 
 // fakeClock is an injectable clock.
 type fakeClock = clocktest.Fake
@@ -71,40 +22,10 @@ func newFakeClock() *fakeClock {
 	return clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
-var contentLengthRe = regexp.MustCompile(`(?im)^(content-length|l)[ \t]*:.*$`)
-
-// loadSIP reads a fixture: leading "#" lines are comments, lines may end in
-// LF; it returns CRLF wire bytes with a correct Content-Length.
+// loadSIP reads a hand-written fixture as wire bytes (puatest.FixSIP).
 func loadSIP(t testing.TB, path string) []byte {
 	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fixSIP(raw)
-}
-
-func fixSIP(raw []byte) []byte {
-	s := strings.ReplaceAll(string(raw), "\r\n", "\n")
-	for strings.HasPrefix(s, "#") {
-		_, s, _ = strings.Cut(s, "\n")
-	}
-	head, body, _ := strings.Cut(s, "\n\n")
-	body = strings.ReplaceAll(body, "\n", "\r\n")
-	head = contentLengthRe.ReplaceAllString(head, "Content-Length: "+strconv.Itoa(len(body)))
-	if !contentLengthRe.MatchString(head) {
-		head += "\nContent-Length: " + strconv.Itoa(len(body))
-	}
-	return []byte(strings.ReplaceAll(head, "\n", "\r\n") + "\r\n\r\n" + body)
-}
-
-func parseSIP(t testing.TB, b []byte) sip.Message {
-	t.Helper()
-	m, err := sip.ParseMessage(b)
-	if err != nil {
-		t.Fatalf("parse: %v\n%s", err, b)
-	}
-	return m
+	return puatest.FixSIP(puatest.ReadFile(t, path))
 }
 
 // validator checks documents against RFC 4235's required elements and

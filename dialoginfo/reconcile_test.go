@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 )
 
 // confirmedCall builds a tracker holding one answered call alice → bob.
-func confirmedCall(t *testing.T) (*Tracker, *fakePub, *fakeClock) {
+func confirmedCall(t *testing.T) (*Tracker, *recorder.Recorder, *fakeClock) {
 	t.Helper()
 	clk := newFakeClock()
-	pub := newFakePub()
+	pub := recorder.New()
 	tr, err := New(DefaultConfig(), Options{Publisher: pub, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
@@ -22,10 +23,10 @@ func confirmedCall(t *testing.T) (*Tracker, *fakePub, *fakeClock) {
 		From: "sip:alice@example.com", To: "sip:bob@example.com", State: "confirmed"}); err != nil {
 		t.Fatal(err)
 	}
-	if len(pub.live) != 2 {
-		t.Fatalf("live publications %d, want caller and callee", len(pub.live))
+	if len(pub.Live()) != 2 {
+		t.Fatalf("live publications %d, want caller and callee", len(pub.Live()))
 	}
-	pub.take()
+	pub.Take()
 	return tr, pub, clk
 }
 
@@ -36,14 +37,14 @@ func TestEndCallTerminatesBothSides(t *testing.T) {
 	if !tr.EndCall("c1", "ft", asOf) {
 		t.Fatal("EndCall refused an old confirmed call")
 	}
-	ops := pub.take()
+	ops := pub.Take()
 	if len(ops) != 2 {
 		t.Fatalf("ops %+v, want two terminated documents", ops)
 	}
 	for _, op := range ops {
-		body := string(op.req.Body)
-		if op.remove || !strings.Contains(body, "<state>terminated</state>") || strings.Contains(body, `event=`) {
-			t.Errorf("%s: %s", op.key.PresURI, body)
+		body := string(op.Req.Body)
+		if (op.Kind == recorder.Remove) || !strings.Contains(body, "<state>terminated</state>") || strings.Contains(body, `event=`) {
+			t.Errorf("%s: %s", op.Key.PresURI, body)
 		}
 	}
 	if tr.EndCall("c1", "ft", asOf) {
@@ -51,8 +52,8 @@ func TestEndCallTerminatesBothSides(t *testing.T) {
 	}
 	clk.Advance(DefaultConfig().TerminatedLinger + time.Second)
 	tr.Expire(clk.Now())
-	if len(pub.live) != 0 || len(tr.Dialogs()) != 0 {
-		t.Fatalf("after the linger: %d live publications, %d dialogs", len(pub.live), len(tr.Dialogs()))
+	if len(pub.Live()) != 0 || len(tr.Dialogs()) != 0 {
+		t.Fatalf("after the linger: %d live publications, %d dialogs", len(pub.Live()), len(tr.Dialogs()))
 	}
 }
 
@@ -71,14 +72,14 @@ func TestEndCallKeepsNewerCalls(t *testing.T) {
 	if err := tr.ApplyDialogState(context.Background(), event.DialogState{CallID: "c1", FromTag: "ft", ToTag: "tt", State: "confirmed", Hold: true}); err != nil {
 		t.Fatal(err)
 	}
-	pub.take()
+	pub.Take()
 	if tr.EndCall("c1", "ft", asOf) {
 		t.Fatal("EndCall ended a call active after the snapshot")
 	}
 	if tr.EndCall("nope", "ft", clk.Now()) {
 		t.Fatal("EndCall of an unknown call reported a change")
 	}
-	if len(pub.take()) != 0 {
+	if len(pub.Take()) != 0 {
 		t.Fatal("refused EndCalls published")
 	}
 }
@@ -89,7 +90,7 @@ func TestEndCallKeepsNewerCalls(t *testing.T) {
 func TestEndCallRightAfterRestart(t *testing.T) {
 	st := newMemStore()
 	clk := newFakeClock()
-	tr1, err := New(DefaultConfig(), Options{Publisher: newFakePub(), Store: st, Clock: clk, Logger: quietLog()})
+	tr1, err := New(DefaultConfig(), Options{Publisher: recorder.New(), Store: st, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestEndCallRightAfterRestart(t *testing.T) {
 	if err := tr1.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	pub2 := newFakePub()
+	pub2 := recorder.New()
 	tr2, err := New(DefaultConfig(), Options{Publisher: pub2, Store: st, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +114,7 @@ func TestEndCallRightAfterRestart(t *testing.T) {
 	if !tr2.EndCall(ds[0].CallID, ds[0].FromTag, clk.Now().Add(-5*time.Second)) {
 		t.Fatal("a call loaded at start was protected as if it were new input")
 	}
-	if ops := pub2.take(); len(ops) != 2 {
+	if ops := pub2.Take(); len(ops) != 2 {
 		t.Fatalf("ops %+v, want two terminated documents", ops)
 	}
 }

@@ -6,33 +6,30 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/pua"
 )
 
-// memStore is an in-memory Store.
+// memStore is an in-memory Store: two tables of the kit.
 type memStore struct {
-	mu       sync.Mutex
-	rows     map[string]Record
-	versions map[string]uint64
-	fail     bool
+	rows     *puatest.Table[string, Record]
+	versions *puatest.Table[string, uint64]
 }
 
 func newMemStore() *memStore {
-	return &memStore{rows: make(map[string]Record), versions: make(map[string]uint64)}
+	return &memStore{rows: puatest.NewTable[string, Record](), versions: puatest.NewTable[string, uint64]()}
 }
 
 func (s *memStore) LoadDialogs(context.Context) ([]Record, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []Record
-	for _, r := range s.rows {
+	for _, r := range s.rows.Rows() {
 		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -40,46 +37,35 @@ func (s *memStore) LoadDialogs(context.Context) ([]Record, error) {
 }
 
 func (s *memStore) SaveDialogs(_ context.Context, up []Record, rm []string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail {
-		return errors.New("db down")
-	}
-	for _, id := range rm {
-		delete(s.rows, id)
-	}
-	for _, r := range up {
-		s.rows[r.ID] = r
-	}
-	return nil
+	return s.rows.Write(func(rows map[string]Record) {
+		for _, id := range rm {
+			delete(rows, id)
+		}
+		for _, r := range up {
+			rows[r.ID] = r
+		}
+	})
 }
 
 func (s *memStore) LoadDialogVersions(context.Context) (map[string]uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]uint64)
-	for k, v := range s.versions {
-		out[k] = v
-	}
-	return out, nil
+	return s.versions.Rows(), nil
 }
 
 func (s *memStore) SaveDialogVersions(_ context.Context, v map[string]uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, n := range v {
-		if n > s.versions[k] {
-			s.versions[k] = n
+	return s.versions.Write(func(rows map[string]uint64) {
+		for k, n := range v {
+			if n > rows[k] {
+				rows[k] = n
+			}
 		}
-	}
-	return nil
+	})
 }
 
 // feed sends fixture files of a testdata case to a tracker.
 func feed(t *testing.T, tr *Tracker, dir string, names ...string) {
 	t.Helper()
 	for _, n := range names {
-		m := parseSIP(t, loadSIP(t, filepath.Join("testdata", dir, n)))
+		m := puatest.ParseSIP(t, loadSIP(t, filepath.Join("testdata", dir, n)))
 		tr.HandleSIP(context.Background(), event.SIP{Msg: m, Source: event.SourceTrace})
 	}
 }
@@ -89,7 +75,7 @@ func feed(t *testing.T, tr *Tracker, dir string, names ...string) {
 func TestRestartMidCall(t *testing.T) {
 	st := newMemStore()
 	clk := newFakeClock()
-	pub1 := newFakePub()
+	pub1 := recorder.New()
 	tr1, err := New(DefaultConfig(), Options{Publisher: pub1, Store: st, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
@@ -98,12 +84,12 @@ func TestRestartMidCall(t *testing.T) {
 	if err := tr1.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	before := pub1.take()
-	if len(st.rows) != 1 {
-		t.Fatalf("stored %d calls, want 1", len(st.rows))
+	before := pub1.Take()
+	if st.rows.Len() != 1 {
+		t.Fatalf("stored %d calls, want 1", st.rows.Len())
 	}
 
-	pub2 := newFakePub()
+	pub2 := recorder.New()
 	tr2, err := New(DefaultConfig(), Options{Publisher: pub2, Store: st, Clock: clk, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +97,7 @@ func TestRestartMidCall(t *testing.T) {
 	if err := tr2.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if ops := pub2.take(); len(ops) != 0 {
+	if ops := pub2.Take(); len(ops) != 0 {
 		t.Fatalf("start re-published %d times", len(ops))
 	}
 	if ds := tr2.Dialogs(); len(ds) != 1 || ds[0].State != "confirmed" {
@@ -119,30 +105,30 @@ func TestRestartMidCall(t *testing.T) {
 	}
 	// A duplicate 200 changes nothing; the BYE ends the lamp.
 	feed(t, tr2, "basic", "07.sip", "09.sip")
-	ops := pub2.take()
+	ops := pub2.Take()
 	if len(ops) != 2 {
 		t.Fatalf("BYE after restart gave %d operations, want 2", len(ops))
 	}
 	val := newValidator()
 	for _, op := range before {
-		if err := val.check(op.key.PresURI, op.req.Body); err != nil {
+		if err := val.check(op.Key.PresURI, op.Req.Body); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, op := range ops {
-		if err := val.check(op.key.PresURI, op.req.Body); err != nil {
+		if err := val.check(op.Key.PresURI, op.Req.Body); err != nil {
 			t.Fatalf("after restart: %v", err) // version must continue
 		}
 	}
 	tr2.Expire(clk.Advance(time.Minute))
-	if ops := pub2.take(); len(ops) != 2 || !ops[0].remove || !ops[1].remove {
+	if ops := pub2.Take(); len(ops) != 2 || !(ops[0].Kind == recorder.Remove) || !(ops[1].Kind == recorder.Remove) {
 		t.Fatalf("linger removal: %+v", ops)
 	}
 	if err := tr2.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(st.rows) != 0 {
-		t.Fatalf("ended call still stored: %v", st.rows)
+	if st.rows.Len() != 0 {
+		t.Fatalf("ended call still stored: %v", st.rows.Rows())
 	}
 }
 
@@ -151,20 +137,20 @@ func TestRestartMidCall(t *testing.T) {
 func TestRestartRearmsTimers(t *testing.T) {
 	st := newMemStore()
 	clk := newFakeClock()
-	tr1, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Store: st, Clock: clk, Logger: quietLog()})
+	tr1, _ := New(DefaultConfig(), Options{Publisher: recorder.New(), Store: st, Clock: clk, Logger: quietLog()})
 	feed(t, tr1, "ring-timeout", "01.sip", "02.sip")
 	if err := tr1.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	pub := newFakePub()
+	pub := recorder.New()
 	tr2, _ := New(DefaultConfig(), Options{Publisher: pub, Store: st, Clock: clk, Logger: quietLog()})
 	if err := tr2.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	tr2.Expire(clk.Advance(2 * time.Minute))
 	tr2.Expire(clk.Advance(time.Minute))
-	ops := pub.take()
-	if len(ops) != 4 || ops[0].remove || !ops[3].remove {
+	ops := pub.Take()
+	if len(ops) != 4 || (ops[0].Kind == recorder.Remove) || !(ops[3].Kind == recorder.Remove) {
 		t.Fatalf("want 2 timeout publishes and 2 removals, got %d ops", len(ops))
 	}
 	if len(tr2.calls) != 0 {
@@ -174,26 +160,26 @@ func TestRestartRearmsTimers(t *testing.T) {
 
 func TestFlushFailureKeepsChanges(t *testing.T) {
 	st := newMemStore()
-	st.fail = true
-	tr, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Store: st, Clock: newFakeClock(), Logger: quietLog()})
+	st.rows.FailWrites(errors.New("db down"))
+	tr, _ := New(DefaultConfig(), Options{Publisher: recorder.New(), Store: st, Clock: newFakeClock(), Logger: quietLog()})
 	feed(t, tr, "basic", "01.sip")
 	if err := tr.Flush(context.Background()); err == nil {
 		t.Fatal("flush error not reported")
 	}
-	st.fail = false
+	st.rows.FailWrites(nil)
 	if err := tr.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(st.rows) != 1 || st.versions["sip:user0001@harness.test"] != 1 {
-		t.Fatalf("changes lost after a failed flush: %v %v", st.rows, st.versions)
+	if v, _ := st.versions.Get("sip:user0001@harness.test"); st.rows.Len() != 1 || v != 1 {
+		t.Fatalf("changes lost after a failed flush: %v %v", st.rows.Rows(), st.versions.Rows())
 	}
 }
 
 func TestStartSkipsBadRecords(t *testing.T) {
 	st := newMemStore()
-	st.rows["x"] = Record{ID: "x", CallID: "c", FromTag: "f", Data: []byte("{not json")}
-	st.rows["y"] = Record{ID: "y", CallID: "c2", FromTag: "f", Data: []byte(`{"call_id":"c2","from_tag":"f","branches":[{"id":"","state":9}]}`)}
-	tr, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Store: st, Logger: quietLog()})
+	st.rows.Put("x", Record{ID: "x", CallID: "c", FromTag: "f", Data: []byte("{not json")})
+	st.rows.Put("y", Record{ID: "y", CallID: "c2", FromTag: "f", Data: []byte(`{"call_id":"c2","from_tag":"f","branches":[{"id":"","state":9}]}`)})
+	tr, _ := New(DefaultConfig(), Options{Publisher: recorder.New(), Store: st, Logger: quietLog()})
 	if err := tr.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +189,7 @@ func TestStartSkipsBadRecords(t *testing.T) {
 }
 
 func TestApplyDialogStateErrors(t *testing.T) {
-	tr, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Logger: quietLog()})
+	tr, _ := New(DefaultConfig(), Options{Publisher: recorder.New(), Logger: quietLog()})
 	ctx := context.Background()
 	for _, d := range []event.DialogState{
 		{State: "early"},
@@ -218,7 +204,7 @@ func TestApplyDialogStateErrors(t *testing.T) {
 }
 
 func TestDialogsListing(t *testing.T) {
-	tr, _ := New(DefaultConfig(), Options{Publisher: newFakePub(), Clock: newFakeClock(), Logger: quietLog()})
+	tr, _ := New(DefaultConfig(), Options{Publisher: recorder.New(), Clock: newFakeClock(), Logger: quietLog()})
 	feed(t, tr, "forking", "01.sip", "03.sip", "04.sip")
 	ds := tr.Dialogs()
 	if len(ds) != 2 || ds[0].State != "early" || ds[1].State != "early" || ds[0].ToTag == ds[1].ToTag {
@@ -241,25 +227,25 @@ func TestNewNeedsPublisher(t *testing.T) {
 }
 
 func TestSelfCallKeepsPublicationsApart(t *testing.T) {
-	pub := newFakePub()
+	pub := recorder.New()
 	tr, _ := New(DefaultConfig(), Options{Publisher: pub, Logger: quietLog()})
 	raw := "INVITE sip:a@x SIP/2.0\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\nFrom: <sip:a@x>;tag=1\nTo: <sip:a@x>\nCall-ID: self\nCSeq: 1 INVITE\n\n"
-	m, err := sip.ParseMessage(fixSIP([]byte(raw)))
+	m, err := sip.ParseMessage(puatest.FixSIP([]byte(raw)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr.HandleSIP(context.Background(), event.SIP{Msg: m})
 	res := "SIP/2.0 180 Ringing\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\nFrom: <sip:a@x>;tag=1\nTo: <sip:a@x>;tag=2\nCall-ID: self\nCSeq: 1 INVITE\n\n"
-	m, _ = sip.ParseMessage(fixSIP([]byte(res)))
+	m, _ = sip.ParseMessage(puatest.FixSIP([]byte(res)))
 	tr.HandleSIP(context.Background(), event.SIP{Msg: m})
-	if len(pub.live) != 2 {
-		t.Fatalf("self call: %d live publications, want 2", len(pub.live))
+	if len(pub.Live()) != 2 {
+		t.Fatalf("self call: %d live publications, want 2", len(pub.Live()))
 	}
 }
 
 // listingPub is a publisher that can list what it holds, as the engine does.
 type listingPub struct {
-	*fakePub
+	*recorder.Recorder
 	held []pua.PublicationInfo
 }
 
@@ -271,14 +257,14 @@ func (p listingPub) Publications() []pua.PublicationInfo { return p.held }
 func TestRestartRepublishesLostDialogs(t *testing.T) {
 	st := newMemStore()
 	clk := newFakeClock()
-	pub1 := newFakePub()
+	pub1 := recorder.New()
 	tr1, _ := New(DefaultConfig(), Options{Publisher: pub1, Store: st, Clock: clk, Logger: quietLog()})
 	feed(t, tr1, "basic", "01.sip", "02.sip", "03.sip", "04.sip", "05.sip", "06.sip", "07.sip", "08.sip")
 	if err := tr1.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	var held []pua.PublicationInfo
-	for k := range pub1.live {
+	for k := range pub1.Live() {
 		held = append(held, pua.PublicationInfo{Key: k, Flag: pua.FlagDialogPublish})
 	}
 	if len(held) != 2 {
@@ -286,17 +272,17 @@ func TestRestartRepublishesLostDialogs(t *testing.T) {
 	}
 
 	// The engine still holds both: nothing is sent.
-	kept := listingPub{fakePub: newFakePub(), held: held}
+	kept := listingPub{Recorder: recorder.New(), held: held}
 	tr2, _ := New(DefaultConfig(), Options{Publisher: kept, Store: st, Clock: clk, Logger: quietLog()})
 	if err := tr2.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if ops := kept.take(); len(ops) != 0 {
+	if ops := kept.Take(); len(ops) != 0 {
 		t.Fatalf("start re-published %d times although the engine holds the dialogs", len(ops))
 	}
 
 	// The engine lost the callee's publication: it alone is sent again.
-	lost := listingPub{fakePub: newFakePub(), held: held[:0:0]}
+	lost := listingPub{Recorder: recorder.New(), held: held[:0:0]}
 	for _, h := range held {
 		if !strings.Contains(h.Key.PresURI, "user0002") && !strings.Contains(h.Key.PresURI, "callee") {
 			lost.held = append(lost.held, h)
@@ -306,12 +292,12 @@ func TestRestartRepublishesLostDialogs(t *testing.T) {
 	if err := tr3.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ops := lost.take()
+	ops := lost.Take()
 	if len(ops) != len(held)-len(lost.held) || len(ops) == 0 {
 		t.Fatalf("restart sent %d operations, want %d", len(ops), len(held)-len(lost.held))
 	}
 	for _, op := range ops {
-		if op.remove || !strings.Contains(string(op.req.Body), "<state>confirmed</state>") {
+		if (op.Kind == recorder.Remove) || !strings.Contains(string(op.Req.Body), "<state>confirmed</state>") {
 			t.Fatalf("re-published %+v", op)
 		}
 	}
@@ -325,46 +311,46 @@ func TestRestartRepublishesLostDialogs(t *testing.T) {
 func TestRestartRepublishesChangedDialogs(t *testing.T) {
 	st := newMemStore()
 	clk := newFakeClock()
-	pub1 := newFakePub()
+	pub1 := recorder.New()
 	tr1, _ := New(DefaultConfig(), Options{Publisher: pub1, Store: st, Clock: clk, Logger: quietLog()})
 	feed(t, tr1, "basic", "01.sip", "02.sip", "03.sip", "04.sip", "05.sip", "06.sip", "07.sip", "08.sip")
 	if err := tr1.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	var held []pua.PublicationInfo
-	for k, body := range pub1.live {
-		changed := strings.Replace(string(body), "<state>confirmed</state>", "<state>terminated</state>", 1)
+	for k, req := range pub1.Live() {
+		changed := strings.Replace(string(req.Body), "<state>confirmed</state>", "<state>terminated</state>", 1)
 		held = append(held, pua.PublicationInfo{Key: k, Flag: pua.FlagDialogPublish, Body: []byte(changed)})
 	}
 	if len(held) != 2 {
 		t.Fatalf("%d live publications before restart, want 2", len(held))
 	}
-	lp := listingPub{fakePub: newFakePub(), held: held}
+	lp := listingPub{Recorder: recorder.New(), held: held}
 	tr2, _ := New(DefaultConfig(), Options{Publisher: lp, Store: st, Clock: clk, Logger: quietLog()})
 	if err := tr2.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ops := lp.take()
+	ops := lp.Take()
 	if len(ops) != 2 {
 		t.Fatalf("restart sent %d operations, want 2", len(ops))
 	}
 	for _, op := range ops {
-		if op.remove || !strings.Contains(string(op.req.Body), "<state>confirmed</state>") {
+		if (op.Kind == recorder.Remove) || !strings.Contains(string(op.Req.Body), "<state>confirmed</state>") {
 			t.Fatalf("re-published %+v", op)
 		}
 	}
 
 	// The same documents (other versions) are kept.
 	held = held[:0]
-	for k, body := range pub1.live {
-		held = append(held, pua.PublicationInfo{Key: k, Flag: pua.FlagDialogPublish, Body: body})
+	for k, req := range pub1.Live() {
+		held = append(held, pua.PublicationInfo{Key: k, Flag: pua.FlagDialogPublish, Body: req.Body})
 	}
-	same := listingPub{fakePub: newFakePub(), held: held}
+	same := listingPub{Recorder: recorder.New(), held: held}
 	tr3, _ := New(DefaultConfig(), Options{Publisher: same, Store: st, Clock: clk, Logger: quietLog()})
 	if err := tr3.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if ops := same.take(); len(ops) != 0 {
+	if ops := same.Take(); len(ops) != 0 {
 		t.Fatalf("restart re-published %d unchanged documents", len(ops))
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/puaside/puaside/internal/puatest"
 	"github.com/puaside/puaside/mgmt"
 )
 
@@ -40,12 +41,12 @@ type apiFakeSub struct {
 	NotifyStatus int
 }
 
-// apiFakePS is a fake presence server (fakePS) that answers PUBLISH with a
+// apiFakePS is a fake presence server (puatest.PresenceServer) that answers PUBLISH with a
 // code chosen per presentity user (200 with SIP-ETag and Expires; 489 for
 // "bad"; never for "slow") and SUBSCRIBE with 200, followed by a NOTIFY
 // with a body in the dialog.
 type apiFakePS struct {
-	*fakePS
+	*puatest.PresenceServer
 
 	mu       sync.Mutex
 	notifSeq uint32
@@ -64,20 +65,19 @@ func apiNotifyBody(user string) string {
 func startAPIFakePS(t *testing.T) *apiFakePS {
 	t.Helper()
 	f := &apiFakePS{}
-	f.fakePS = newFakePS(t, "fakeps")
-	f.serve(t, fakePSHandlers{publish: f.onPublish, subscribe: f.onSubscribe})
+	f.PresenceServer = puatest.NewPresenceServer(t, puatest.ServerOptions{Name: "fakeps", Publish: f.onPublish, Subscribe: f.onSubscribe})
 	return f
 }
 
 func (f *apiFakePS) onPublish(req *sip.Request, tx sip.ServerTransaction) {
-	p := apiFakePub{User: req.Recipient.User, IfMatch: fakeHdr(req, "SIP-If-Match"), Expires: fakeHdr(req, "Expires"),
-		Event: fakeHdr(req, "Event"), Body: string(req.Body())}
+	p := apiFakePub{User: req.Recipient.User, IfMatch: puatest.Header(req, "SIP-If-Match"), Expires: puatest.Header(req, "Expires"),
+		Event: puatest.Header(req, "Event"), Body: string(req.Body())}
 	switch p.User {
 	case "slow":
 		f.record(p)
 		// Never answer: hold the transaction (absorbing retransmissions)
 		// until the fake stops.
-		<-f.done
+		<-f.Done()
 		return
 	case "bad":
 		p.Answered = 489
@@ -86,11 +86,11 @@ func (f *apiFakePS) onPublish(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	f.mu.Lock()
-	p.ETag = f.nextETag("fake")
+	p.ETag = f.NextETag("fake")
 	p.Answered = 200
 	f.pubs = append(f.pubs, p)
 	f.mu.Unlock()
-	fakeAcceptPublish(req, tx, p.ETag)
+	puatest.AcceptPublish(req, tx, p.ETag)
 }
 
 func (f *apiFakePS) record(p apiFakePub) {
@@ -100,17 +100,17 @@ func (f *apiFakePS) record(p apiFakePub) {
 }
 
 func (f *apiFakePS) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
-	s := &apiFakeSub{User: req.Recipient.User, Expires: fakeHdr(req, "Expires"), Event: fakeHdr(req, "Event")}
+	s := &apiFakeSub{User: req.Recipient.User, Expires: puatest.Header(req, "Expires"), Event: puatest.Header(req, "Event")}
 	if c := req.Contact(); c != nil {
 		s.Contact = c.Address.String()
 	}
 	f.mu.Lock()
 	f.subs = append(f.subs, s)
 	f.mu.Unlock()
-	exp := fakeExpires(req)
+	exp := puatest.RequestExpires(req)
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Expires", exp))
-	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: f.port}})
+	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: f.Port()}})
 	if err := tx.Respond(res); err != nil {
 		return
 	}
@@ -137,30 +137,28 @@ func (f *apiFakePS) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	n.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY})
 	n.AppendHeader(sip.NewHeader("Event", s.Event))
 	n.AppendHeader(sip.NewHeader("Subscription-State", state))
-	n.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: f.port}})
+	n.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: f.Port()}})
 	ct := sip.ContentTypeHeader("application/pidf+xml")
 	n.AppendHeader(&ct)
 	n.SetBody([]byte(apiNotifyBody(s.User)))
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
+	f.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		go func() {
 			select {
-			case <-f.done:
+			case <-f.Done():
 				cancel()
 			case <-ctx.Done():
 			}
 		}()
 		code := -1
-		if r, err := f.cl.Do(ctx, n); err == nil {
+		if r, err := f.Client().Do(ctx, n); err == nil {
 			code = r.StatusCode
 		}
 		f.mu.Lock()
 		s.NotifyStatus = code
 		f.mu.Unlock()
-	}()
+	})
 }
 
 // publishes returns the PUBLISHes received for user, in order.
@@ -579,8 +577,8 @@ func TestAPIAgainstDaemon(t *testing.T) {
 	// A subscription goes to its Request-URI (the presentity URI, as in
 	// Kamailio's pua.subscribe), not to pua.server_address: address the
 	// presentity at the fake presence server.
-	carol := "sip:carol@" + fake.addr
-	erin := "sip:erin@" + fake.addr
+	carol := "sip:carol@" + fake.Addr()
+	erin := "sip:erin@" + fake.Addr()
 	t.Run("subscribe and notify", func(t *testing.T) {
 		api, anon := api.on(t), anon.on(t)
 		_ = anon

@@ -15,6 +15,8 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 // polSLA is the event package of Polycom bridged line appearance.
@@ -346,17 +348,6 @@ func (p *polycom) responses() []int {
 	return append([]int(nil), p.codes...)
 }
 
-// dialog returns a copy of the accepted subscription (nil if none).
-func (p *polycom) dialog() *polDialog {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.dlg == nil {
-		return nil
-	}
-	d := *p.dlg
-	return &d
-}
-
 // watchLine subscribes at the presence server ("host:port") to dialog;sla
 // for the line, with the phone's contact (user = the line user).
 func (p *polycom) watchLine(ctx context.Context, server string, expires int) error {
@@ -476,34 +467,41 @@ func blaDoc(entity string, version int, docState string, dialogs ...blaDialog) s
 	return b.String()
 }
 
-// newBLAFakePresence starts a fake presence server (fakePS) that answers
-// every PUBLISH with 200, a SIP-ETag and the asked Expires; on is called
-// with each PUBLISH and its arrival time before it is answered.
-func newBLAFakePresence(tb testing.TB, on func(req *sip.Request, at time.Time)) *fakePS {
+// newBLAFakePresence starts a fake presence server that answers every
+// PUBLISH with 200, a SIP-ETag and the asked Expires; on is called with
+// each PUBLISH and its arrival time before it is answered. It listens on
+// TCP at the same port too: a line's composed document outgrows a UDP
+// datagram (RFC 3261 §18.1.1: over 1300 bytes a request goes over TCP).
+func newBLAFakePresence(tb testing.TB, on func(req *sip.Request, at time.Time)) *puatest.PresenceServer {
 	tb.Helper()
-	f := newFakePS(tb, "fake-presence")
-	f.serve(tb, fakePSHandlers{publish: func(req *sip.Request, tx sip.ServerTransaction) {
+	var f *puatest.PresenceServer
+	f = puatest.NewPresenceServer(tb, puatest.ServerOptions{Name: "fake-presence", Publish: func(req *sip.Request, tx sip.ServerTransaction) {
 		now := time.Now()
 		if on != nil {
 			on(req, now)
 		}
-		fakeAcceptPublish(req, tx, f.nextETag("e"))
+		puatest.AcceptPublish(req, tx, f.NextETag("e"))
 	}})
-	// A line's composed document outgrows a UDP datagram (RFC 3261
-	// §18.1.1: over 1300 bytes a request goes over TCP): listen on TCP at
-	// the same port too.
-	ln, err := net.Listen("tcp4", f.addr)
-	if err != nil {
-		tb.Fatalf("fake presence: listen tcp: %v", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = f.srv.ServeTCP(ln)
-	}()
-	tb.Cleanup(func() {
-		_ = ln.Close()
-		<-done
-	})
 	return f
+}
+
+// serveUDP serves srv on conn in a goroutine counted in wg, and waits until
+// the socket is in ua's connection pool: requests sent by a client of ua
+// reuse the listening socket only once it is there.
+func serveUDP(tb testing.TB, what string, ua *sipgo.UserAgent, srv *sipgo.Server, conn net.PacketConn, wg *sync.WaitGroup) {
+	tb.Helper()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = srv.ServeUDP(conn)
+	}()
+	for i := 0; ; i++ {
+		if c, err := ua.TransportLayer().GetConnection("udp", conn.LocalAddr().String()); err == nil && c != nil {
+			return
+		}
+		if i == 1000 {
+			tb.Fatalf("%s: listener %s not ready", what, conn.LocalAddr())
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/bla"
+	"github.com/puaside/puaside/internal/puatest"
 	"github.com/puaside/puaside/internal/sipphone"
 )
 
@@ -108,13 +109,13 @@ const refusedAoR = "sip:mallory@example.com"
 // shows its SIP code and reason (row and detail panel), and after the
 // daemon restarts the page reconnects and resumes without a reload.
 func TestBoardBrowser(t *testing.T) {
-	fake := newFakePS(t, "board-presence")
-	fake.serve(t, fakePSHandlers{publish: func(req *sip.Request, tx sip.ServerTransaction) {
+	var fake *puatest.PresenceServer
+	fake = puatest.NewPresenceServer(t, puatest.ServerOptions{Name: "board-presence", Publish: func(req *sip.Request, tx sip.ServerTransaction) {
 		if req.To() != nil && strings.EqualFold(req.To().Address.User, "mallory") {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusForbidden, "Forbidden by policy", nil))
 			return
 		}
-		fakeAcceptPublish(req, tx, fake.nextETag("b"))
+		puatest.AcceptPublish(req, tx, fake.NextETag("b"))
 	}})
 	cfg := baseConfig(t, nil)
 	cfg.PUA.ServerAddress = fake.URI()

@@ -250,7 +250,7 @@ func registerBurst(t *testing.T, crash bool) {
 		proc.term()
 	}
 	killedAt := time.Now()
-	proc = startDaemonProc(t, "puaside#2", bin, cfgPath, cfg.HTTP.HTTPListen)
+	startDaemonProc(t, "puaside#2", bin, cfgPath, cfg.HTTP.HTTPListen)
 	t.Logf("down for %s", time.Since(killedAt).Round(time.Millisecond))
 	if err := <-sent; err != nil {
 		t.Fatalf("burst: %v", err)

@@ -26,6 +26,7 @@ import (
 	"github.com/puaside/puaside/config"
 	"github.com/puaside/puaside/internal/daemon"
 	"github.com/puaside/puaside/internal/kamailiotest"
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 // The copies of one call as Kamailio's siptrace sends them (plain SIP, one
@@ -146,11 +147,11 @@ func newDlgBenchCall(n int) dlgBenchCall {
 // dlgBenchPhaseState is the caller's dialog state each phase must publish.
 var dlgBenchPhaseState = [4]string{"trying", "early", "confirmed", "terminated"}
 
-// dlgPresence is a fake presence server (fakePS) for the benchmarks: it
+// dlgPresence is a fake presence server (puatest.PresenceServer) for the benchmarks: it
 // answers every PUBLISH 200 with SIP-ETag and Expires and reports, per
 // Call-ID, the states of the caller's (initiator) dialog it receives.
 type dlgPresence struct {
-	*fakePS
+	*puatest.PresenceServer
 	publish  atomic.Int64
 	removals atomic.Int64
 
@@ -167,18 +168,17 @@ type dlgSeen struct {
 func newDlgPresence(b *testing.B) *dlgPresence {
 	b.Helper()
 	p := &dlgPresence{waiters: map[string]chan dlgSeen{}}
-	p.fakePS = newFakePS(b, "bench-presence")
-	p.serve(b, fakePSHandlers{publish: p.handle})
+	p.PresenceServer = puatest.NewPresenceServer(b, puatest.ServerOptions{Name: "bench-presence", Publish: p.handle})
 	return p
 }
 
 func (p *dlgPresence) handle(req *sip.Request, tx sip.ServerTransaction) {
 	at := time.Now()
 	p.publish.Add(1)
-	if fakeExpires(req) == "0" {
+	if puatest.RequestExpires(req) == "0" {
 		p.removals.Add(1)
 	}
-	fakeAcceptPublish(req, tx, p.nextETag("e"))
+	puatest.AcceptPublish(req, tx, p.NextETag("e"))
 	if callID, state, ok := dlgInitiatorState(req.Body()); ok {
 		p.mu.Lock()
 		ch := p.waiters[callID]

@@ -308,7 +308,7 @@ func TestRemovalsPendingDuringOutageSurviveRestart(t *testing.T) {
 		// publication; with the server down the removal stays pending.
 		outWaitPending(t, ps, "sip:u1@example.com")
 		ps.stop()
-		ps = startPuaside(t, cfg)
+		startPuaside(t, cfg)
 		time.Sleep(2 * time.Second)
 		presence.StartAgain(t)
 		outWaitGone(ctx, t, presence, "u1", outTruth{open: []string{"u2"}, offline: []string{"u1"}})
@@ -337,7 +337,7 @@ func TestRemovalsPendingDuringOutageSurviveRestart(t *testing.T) {
 		}
 		outWaitPending(t, ps, keys["a1"].PresURI)
 		ps.stop()
-		ps = startPuaside(t, cfg)
+		startPuaside(t, cfg)
 		time.Sleep(2 * time.Second)
 		presence.StartAgain(t)
 		outWaitGone(ctx, t, presence, "a1", outTruth{open: []string{"a2"}, offline: []string{"a1"}})

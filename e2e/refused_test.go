@@ -10,6 +10,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/bla"
+	"github.com/puaside/puaside/internal/puatest"
 	"github.com/puaside/puaside/internal/sipphone"
 	"github.com/puaside/puaside/pua"
 )
@@ -20,11 +21,11 @@ import (
 // alone brings the publication to the server, and the refusals show in
 // the listing while they last and in the metrics.
 func TestRefusedPublicationRetried(t *testing.T) {
-	fake := newFakePS(t, "refusing-presence")
+	var fake *puatest.PresenceServer
 	var mu sync.Mutex
 	var got []string // status answered to each PUBLISH
 	var accepted string
-	fake.serve(t, fakePSHandlers{publish: func(req *sip.Request, tx sip.ServerTransaction) {
+	fake = puatest.NewPresenceServer(t, puatest.ServerOptions{Name: "refusing-presence", Publish: func(req *sip.Request, tx sip.ServerTransaction) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch len(got) {
@@ -39,7 +40,7 @@ func TestRefusedPublicationRetried(t *testing.T) {
 			if accepted == "" {
 				accepted = string(req.Body())
 			}
-			fakeAcceptPublish(req, tx, fake.nextETag("e"))
+			puatest.AcceptPublish(req, tx, fake.NextETag("e"))
 		}
 	}})
 

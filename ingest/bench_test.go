@@ -21,15 +21,13 @@ func BenchmarkReplicateRegister(b *testing.B) {
 	for i := range copies {
 		copies[i] = bytes.Replace(base, []byte("CSeq: 1 REGISTER"), []byte("CSeq: "+strconv.Itoa(i+1)+" REGISTER"), 1)
 	}
-	// The clock advances 10 ms per reading, so a variant is out of the
-	// dedup window by the time it comes round again.
-	var ticks atomic.Int64
-	t0 := time.Unix(1795382000, 0)
-	now := func() time.Time { return t0.Add(time.Duration(ticks.Add(1)) * 10 * time.Millisecond) }
+	// The clock moves a minute each time the variants come round again,
+	// so a variant is out of the dedup window by then.
+	clk := newClock()
 	cfg := testConfig()
 	cfg.QueueSize = 1 << 16
 	var delivered atomic.Int64
-	in, err := New(cfg, Handlers{Register: func(context.Context, event.SIP) { delivered.Add(1) }}, Options{Now: now})
+	in, err := New(cfg, Handlers{Register: func(context.Context, event.SIP) { delivered.Add(1) }}, Options{Clock: clk})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -42,6 +40,9 @@ func BenchmarkReplicateRegister(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		if i%variants == 0 {
+			clk.Advance(time.Minute)
+		}
 		in.handleSIP(InputReplicate, src, copies[i%variants], reply)
 	}
 	b.StopTimer()

@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"net"
 	"os"
@@ -13,7 +12,9 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest"
 	"github.com/puaside/puaside/metrics"
 )
 
@@ -30,14 +31,7 @@ type sample struct {
 // message with LF line ends) into the bytes that were on the wire.
 func wireBytes(t testing.TB, path string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.HasPrefix(b, []byte("#")) {
-		_, b, _ = bytes.Cut(b, []byte("\n"))
-	}
-	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
+	return puatest.WireSIP(puatest.ReadFile(t, path))
 }
 
 // loadSamples reads dir/index.tsv and the messages it lists, in order.
@@ -121,25 +115,8 @@ func (r *recorder) wait(t *testing.T, n int) {
 	}
 }
 
-// fixedClock is an injectable clock that only moves when told to.
-type fixedClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fixedClock { return &fixedClock{t: time.Unix(1795382000, 0).UTC()} }
-
-func (c *fixedClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fixedClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// newClock is the tests' fake clock.
+func newClock() *clocktest.Fake { return clocktest.New(time.Unix(1795382000, 0).UTC()) }
 
 // testConfig is a config with no listeners (tests add what they need).
 func testConfig() Config {
@@ -149,9 +126,9 @@ func testConfig() Config {
 }
 
 // start builds and starts an Ingest, stopped at cleanup.
-func start(t *testing.T, cfg Config, h Handlers, m *metrics.Metrics, clk *fixedClock) *Ingest {
+func start(t *testing.T, cfg Config, h Handlers, m *metrics.Metrics, clk *clocktest.Fake) *Ingest {
 	t.Helper()
-	in, err := New(cfg, h, Options{Metrics: m, Now: clk.Now})
+	in, err := New(cfg, h, Options{Metrics: m, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,29 +154,7 @@ func addr(t *testing.T, in *Ingest, input, network string) string {
 // counter reads one labelled counter from a metrics registry.
 func counter(t *testing.T, m *metrics.Metrics, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, mm := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range mm.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue next
-				}
-			}
-			return mm.GetCounter().GetValue()
-		}
-	}
-	return 0
+	return puatest.Metric(t, m, name, labels)
 }
 
 // udpClient dials a UDP socket to addr, closed at cleanup.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/puaside/puaside/clock"
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/internal/trusted"
 	"github.com/puaside/puaside/metrics"
@@ -86,9 +87,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics counts input, duplicates and drops. Nil is allowed.
 	Metrics *metrics.Metrics
-	// Now is the clock (arrival times, dedup window, log rate limits).
-	// Nil means time.Now.
-	Now func() time.Time
+	// Clock gives arrival times, the dedup window and the log rate
+	// limits; nil is the wall clock.
+	Clock clock.Clock
 	// Workers is the number of delivery goroutines (the queue is sharded
 	// across them by AoR / Call-ID). 0 means 4.
 	Workers int
@@ -143,7 +144,7 @@ func New(cfg Config, h Handlers, opts Options) (*Ingest, error) {
 		h:      h,
 		log:    opts.Logger,
 		m:      opts.Metrics,
-		now:    opts.Now,
+		now:    clock.OrReal(opts.Clock).Now,
 		trust:  newTrust(prefixes),
 		parser: sip.NewParser(),
 		logLim: trusted.NewLimiter(logInterval),
@@ -154,9 +155,6 @@ func New(cfg Config, h Handlers, opts Options) (*Ingest, error) {
 	}
 	if in.log == nil {
 		in.log = slog.New(slog.DiscardHandler)
-	}
-	if in.now == nil {
-		in.now = time.Now
 	}
 	in.parser.MaxMessageLength = cfg.MaxMessageSize
 	// Remember about as many keys as can arrive in a window at a high rate,
@@ -279,7 +277,7 @@ func (in *Ingest) Stop() {
 		in.stopped.Store(true)
 		in.mu.Lock()
 		for _, c := range in.closers {
-			c()
+			_ = c() // stopping: a close error changes nothing
 		}
 		for c := range in.conns {
 			c.Close()

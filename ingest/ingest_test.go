@@ -473,7 +473,7 @@ func TestQueueFull(t *testing.T) {
 	cfg := testConfig()
 	cfg.QueueSize = 1
 	m := metrics.New()
-	in, err := New(cfg, newRecorder().handlers(), Options{Metrics: m, Now: newClock().Now, Workers: 1})
+	in, err := New(cfg, newRecorder().handlers(), Options{Metrics: m, Clock: newClock(), Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -503,9 +503,9 @@ func TestDedupWindowAndBound(t *testing.T) {
 	d := newDedup(32*time.Second, 4)
 	check(t, "first", d.seenBefore(1, clk.Now()), false)
 	check(t, "again", d.seenBefore(1, clk.Now()), true)
-	clk.Add(31 * time.Second)
+	clk.Advance(31 * time.Second)
 	check(t, "within window", d.seenBefore(1, clk.Now()), true)
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	check(t, "expired", d.seenBefore(1, clk.Now()), false)
 	for k := uint64(2); k < 100; k++ {
 		d.seenBefore(k, clk.Now())

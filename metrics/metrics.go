@@ -18,22 +18,21 @@ import (
 type Metrics struct {
 	reg *prometheus.Registry
 
-	requests       *prometheus.CounterVec   // method, event, status
-	latency        *prometheus.HistogramVec // method, event
-	notifies       *prometheus.CounterVec   // event, status
-	ingest         *prometheus.CounterVec   // input, kind, result
-	drops          *prometheus.CounterVec   // input, reason
-	queueDepth     *prometheus.GaugeVec     // queue
-	storeFlush     prometheus.Histogram
-	storeFailures  prometheus.Counter
-	quarantined    *prometheus.CounterVec // table
-	trackerEvents  *prometheus.CounterVec // tracker, what
-	inflight       prometheus.Gauge
-	httpRefused    *prometheus.CounterVec // reason
-	boardDropped   *prometheus.CounterVec // reason
-	outage         *outageMetrics
-	cluster        *clusterMetrics
-	stateCollector []prometheus.Collector
+	requests      *prometheus.CounterVec   // method, event, status
+	latency       *prometheus.HistogramVec // method, event
+	notifies      *prometheus.CounterVec   // event, status
+	ingest        *prometheus.CounterVec   // input, kind, result
+	drops         *prometheus.CounterVec   // input, reason
+	queueDepth    *prometheus.GaugeVec     // queue
+	storeFlush    prometheus.Histogram
+	storeFailures prometheus.Counter
+	quarantined   *prometheus.CounterVec // table
+	trackerEvents *prometheus.CounterVec // tracker, what
+	inflight      prometheus.Gauge
+	httpRefused   *prometheus.CounterVec // reason
+	boardDropped  *prometheus.CounterVec // reason
+	outage        *outageMetrics
+	cluster       *clusterMetrics
 }
 
 // Reasons of puaside_http_refused_total: requests the management plane

@@ -4,30 +4,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/puaside/puaside/internal/puatest"
 	"github.com/puaside/puaside/mgmt"
 )
 
 // refused returns puaside_http_refused_total for reason.
 func refused(t *testing.T, f *fixture, reason string) float64 {
 	t.Helper()
-	mfs, err := f.m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "puaside_http_refused_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no puaside_http_refused_total{reason=%q}", reason)
-	return 0
+	return puatest.Metric(t, f.m, "puaside_http_refused_total", map[string]string{"reason": reason})
 }
 
 // TestReservedExtraHeaders: the API and JSON-RPC refuse extra headers the

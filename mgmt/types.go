@@ -145,6 +145,8 @@ func ownerName(flag int) string {
 		return "api"
 	case pua.FlagDialogPublish:
 		return "dialoginfo"
+	case pua.FlagXMPPPublish, pua.FlagXMPPSubscribe, pua.FlagXMPPWinfo:
+		return "xmpp"
 	}
 	return "other"
 }

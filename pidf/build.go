@@ -14,6 +14,11 @@ type Document struct {
 	Tuples []Tuple
 	// Notes are <note> elements of the presence element.
 	Notes []string
+	// Activities are RFC 4480 activities of the person ("away", "busy",
+	// "on-the-phone", ...), rendered in one RFC 4479 <dm:person> element
+	// after the notes; empty omits the person. A name that is not a plain
+	// RPID element name is rendered as <rpid:other> with the text.
+	Activities []string
 }
 
 // Tuple is one <tuple> element.
@@ -60,6 +65,21 @@ func Build(d Document) []byte {
 		b.WriteString("  </tuple>\n")
 	}
 	notes(&b, "  ", d.Notes)
+	if len(d.Activities) > 0 {
+		b.WriteString(`  <dm:person xmlns:dm="` + DataModelNamespace + `" xmlns:rpid="` + RPIDNamespace + `" id="p`)
+		b.WriteString(personID(d.Entity))
+		b.WriteString("\">\n    <rpid:activities>")
+		for _, a := range d.Activities {
+			if plainName(a) {
+				b.WriteString("<rpid:" + a + "/>")
+			} else {
+				b.WriteString("<rpid:other>")
+				esc(&b, a)
+				b.WriteString("</rpid:other>")
+			}
+		}
+		b.WriteString("</rpid:activities>\n  </dm:person>\n")
+	}
 	b.WriteString("</presence>\n")
 	return b.Bytes()
 }
@@ -74,4 +94,30 @@ func notes(b *bytes.Buffer, indent string, ns []string) {
 
 func esc(b *bytes.Buffer, s string) {
 	_ = xml.EscapeText(b, []byte(s)) // writes to a bytes.Buffer never fail
+}
+
+// plainName reports whether s can be an element name as it is: lower-case
+// ASCII letters, digits and '-', starting with a letter (RFC 4480's names).
+func plainName(s string) bool {
+	if s == "" || s == "other" || s[0] < 'a' || s[0] > 'z' || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// personID derives a stable xs:ID suffix for the person element from the
+// entity, so the same document always gives the same bytes.
+func personID(entity string) string {
+	var h uint32 = 2166136261
+	for i := 0; i < len(entity); i++ {
+		h ^= uint32(entity[i])
+		h *= 16777619
+	}
+	return strconv.FormatUint(uint64(h), 36)
 }

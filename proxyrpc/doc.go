@@ -8,4 +8,7 @@
 // every call has a deadline, and an input that is not what Kamailio 5.6
 // sends is reported as an error (a whole response) or skipped and counted
 // (one entry of it), never trusted.
+//
+// Place in the flow: an input beside ingest, read by reconcile, which
+// corrects the trackers with it.
 package proxyrpc

@@ -14,9 +14,7 @@ import (
 // goroutine modifies its own record and waits for the reply).
 func BenchmarkPublish(b *testing.B) {
 	fs := newFakeServer(b)
-	fs.mu.Lock()
-	fs.quiet = true
-	fs.mu.Unlock()
+	fs.SetQuiet(true)
 	e := newTestEngine(b, fs, nil, nil, func(c *Config) {
 		c.MaxOutstanding = 256
 		c.RequestTimeout = 10 * time.Second

@@ -20,17 +20,15 @@ func BenchmarkPublishTransport(b *testing.B) {
 	for _, tr := range []string{"udp", "tcp", "tls"} {
 		b.Run(tr, func(b *testing.B) {
 			fs := newFakeServer(b)
-			fs.mu.Lock()
-			fs.quiet = true
-			fs.mu.Unlock()
+			fs.SetQuiet(true)
 			ca := testpki.NewCA(b, "bench CA")
 			cert, key := ca.Valid(b, "127.0.0.1")
-			server := fs.uri()
+			server := fs.URI()
 			switch tr {
 			case "tcp":
 				server += ";transport=tcp"
 			case "tls":
-				server = fs.serveTLS(b, testpki.ServerConfig(b, cert, key))
+				server = fs.ServeTLS(b, testpki.ServerConfig(b, cert, key))
 			}
 			caFile := testpki.WriteFiles(b, b.TempDir(), map[string][]byte{"ca.pem": ca.PEM})["ca.pem"]
 			e := newTestEngine(b, fs, nil, nil, func(c *Config) {

@@ -16,25 +16,20 @@ func storedPub(clk *fakeClock, uri, event, id, etag string, flag int, body []byt
 
 // put stores rows in m.
 func (m *memStore) put(rs ...Record) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	for _, r := range rs {
-		m.rows[idOf(r)] = r
+		m.rows.Put(idOf(r), r)
 	}
 }
 
 // row returns the stored row of a publication key.
 func (m *memStore) row(k Key, flag int) (Record, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.rows[identity{presURI: k.PresURI, presID: k.ID, event: k.Event, flag: flag}]
-	return r, ok
+	return m.rows.Get(identity{presURI: k.PresURI, presID: k.ID, event: k.Event, flag: flag})
 }
 
 // requestsTo returns the requests whose Request-URI is uri.
 func requestsTo(fs *fakeServer, uri string) []*sip.Request {
 	var out []*sip.Request
-	for _, r := range fs.requests() {
+	for _, r := range fs.Requests() {
 		if r.Recipient.String() == uri {
 			out = append(out, r)
 		}
@@ -122,7 +117,7 @@ func TestClaimHoldsPendingUntilClaimed(t *testing.T) {
 	st.put(storedPub(clk, alice, "presence", "usrloc", "", FlagUsrloc, pidf("a")))
 	e := newTestEngineOwners(t, fs, clk, st, nil, []int{FlagUsrloc})
 	time.Sleep(50 * time.Millisecond)
-	if n := len(fs.requests()); n != 0 {
+	if n := len(fs.Requests()); n != 0 {
 		t.Fatalf("%d requests before the claim", n)
 	}
 	e.Claim(presKey)
@@ -138,7 +133,7 @@ func TestClaimTimeoutSweeps(t *testing.T) {
 	st.put(storedPub(clk, alice, "presence", "usrloc", "e1", FlagUsrloc, pidf("a")))
 	sub := Record{PresURI: "sip:line@example.com", WatcherURI: "sip:line@example.com", PresID: "bla-1",
 		EventName: "dialog;sla", Flag: FlagBLASubscribe, CallID: "c1", FromTag: "f1", ToTag: "t1",
-		CSeq: 3, RemoteContact: "sip:phone@" + fs.uri()[len("sip:"):], Expires: clk.Now().Add(time.Hour).Unix()}
+		CSeq: 3, RemoteContact: "sip:phone@" + fs.URI()[len("sip:"):], Expires: clk.Now().Add(time.Hour).Unix()}
 	st.put(sub)
 	e := newTestEngineOwners(t, fs, clk, st, func(c *Config) { c.ClaimTimeout = 10 * time.Second },
 		[]int{FlagUsrloc, FlagBLASubscribe})
@@ -150,7 +145,7 @@ func TestClaimTimeoutSweeps(t *testing.T) {
 	clk.Advance(10 * time.Second)
 	waitFor(t, "both removed", func() bool { return len(e.Publications()) == 0 && len(e.Subscriptions()) == 0 })
 	var unpub, unsub bool
-	for _, r := range fs.requests() {
+	for _, r := range fs.Requests() {
 		if headerValue(r, "Expires") != "0" {
 			continue
 		}
@@ -194,13 +189,13 @@ func TestSweepEndsDialogsFirst(t *testing.T) {
 	waitFor(t, "refresh of the loaded publication", countIs(fs, 1))
 	e.ClaimsDone(FlagDialogPublish)
 	waitFor(t, "terminated document", countIs(fs, 2))
-	mod := fs.requests()[1]
+	mod := fs.Requests()[1]
 	if !strings.Contains(string(mod.Body()), "<state>terminated</state>") || strings.Contains(string(mod.Body()), "confirmed") ||
 		headerValue(mod, "Expires") == "0" {
 		t.Fatalf("sweep sent %s Expires %s:\n%s", mod.Method, headerValue(mod, "Expires"), mod.Body())
 	}
 	waitFor(t, "removal", countIs(fs, 3))
-	if got := headerValue(fs.requests()[2], "Expires"); got != "0" {
+	if got := headerValue(fs.Requests()[2], "Expires"); got != "0" {
 		t.Fatalf("third request Expires %s, want the removal", got)
 	}
 	waitFor(t, "record gone", func() bool { return len(e.Publications()) == 0 })

@@ -37,7 +37,7 @@ func TestReservedExtraHeadersRefused(t *testing.T) {
 			t.Errorf("ReservedHeader(%q) = %q, want not reserved", name, canon)
 		}
 	}
-	if n := len(fs.requests()); n != 0 {
+	if n := len(fs.Requests()); n != 0 {
 		t.Fatalf("%d requests sent for refused ones", n)
 	}
 	r := pubReq("ok")

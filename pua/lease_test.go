@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 // TestShortLeaseUntilETagStored: the initial PUBLISH asks initial_expires;
@@ -17,11 +19,11 @@ func TestShortLeaseUntilETagStored(t *testing.T) {
 	if res.Expires != time.Minute {
 		t.Fatalf("initial grant %v, want the short lease", res.Expires)
 	}
-	checkPublish(t, fs.requests()[0], wire{body: string(pidf("a")), expires: "60"})
+	checkPublish(t, fs.Requests()[0], wire{body: string(pidf("a")), expires: "60"})
 	waitFor(t, "ETag stored", func() bool { r, _ := st.row(presKey, FlagUsrloc); return r.ETag == "etag1" })
 	clk.Advance(55 * time.Second)
 	waitFor(t, "refresh", countIs(fs, 2))
-	checkPublish(t, fs.requests()[1], wire{ifMatch: "etag1", expires: "3600"})
+	checkPublish(t, fs.Requests()[1], wire{ifMatch: "etag1", expires: "3600"})
 }
 
 // TestShortLeaseWhileStoreFails: an ETag that cannot be stored keeps the
@@ -34,14 +36,14 @@ func TestShortLeaseWhileStoreFails(t *testing.T) {
 	mustWait(t, e, pubReq("a"))
 	clk.Advance(55 * time.Second)
 	waitFor(t, "refresh", countIs(fs, 2))
-	checkPublish(t, fs.requests()[1], wire{ifMatch: "etag1", expires: "60"})
+	checkPublish(t, fs.Requests()[1], wire{ifMatch: "etag1", expires: "60"})
 	waitFor(t, "refresh accepted", func() bool { p, _ := e.Publication(presKey); return p.ETag == "etag2" })
 	st.setFail(false)
 	clk.Advance(time.Second) // write-behind tick
 	waitFor(t, "ETag stored", func() bool { r, _ := st.row(presKey, FlagUsrloc); return r.ETag == "etag2" })
 	clk.Advance(55 * time.Second)
 	waitFor(t, "second refresh", countIs(fs, 3))
-	checkPublish(t, fs.requests()[2], wire{ifMatch: "etag2", expires: "3600"})
+	checkPublish(t, fs.Requests()[2], wire{ifMatch: "etag2", expires: "3600"})
 }
 
 // TestDurableRemoval: a removal still unanswered at stop is finished by the
@@ -53,7 +55,7 @@ func TestDurableRemoval(t *testing.T) {
 	e1 := newTestEngine(t, fs, clk, st, nil)
 	mustWait(t, e1, pubReq("a"))
 	waitFor(t, "ETag stored", func() bool { r, _ := st.row(presKey, FlagUsrloc); return r.ETag == "etag1" })
-	fs.push(reply{drop: true})
+	fs.Push(puatest.Reply{Drop: true})
 	if err := e1.Remove(presKey); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +70,7 @@ func TestDurableRemoval(t *testing.T) {
 
 	e2 := newTestEngine(t, fs, clk, st, nil)
 	waitFor(t, "removal finished", func() bool { _, ok := st.row(presKey, FlagUsrloc); return !ok })
-	reqs := fs.requests()
+	reqs := fs.Requests()
 	for _, r := range reqs[2:] {
 		checkPublish(t, r, wire{ifMatch: "etag1", expires: "0"})
 	}
@@ -89,7 +91,7 @@ func TestLifetimeEndedWhileDownIsRemoved(t *testing.T) {
 	st.put(r)
 	newTestEngine(t, fs, clk, st, nil)
 	waitFor(t, "removal", countIs(fs, 1))
-	checkPublish(t, fs.requests()[0], wire{ifMatch: "e1", expires: "0"})
+	checkPublish(t, fs.Requests()[0], wire{ifMatch: "e1", expires: "0"})
 }
 
 // TestStopFlushOwnDeadline: the final write at stop runs even when the stop
@@ -102,7 +104,7 @@ func TestStopFlushOwnDeadline(t *testing.T) {
 		c.SyncETags = false
 		c.RequestTimeout = 5 * time.Second
 	})
-	fs.push(reply{code: 200, hold: true})
+	fs.Push(puatest.Reply{Code: 200, Hold: true})
 	if err := e.Publish(pubReq("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +129,7 @@ func TestPendingModifySurvivesRestart(t *testing.T) {
 	e1 := newTestEngine(t, fs, clk, st, nil)
 	mustWait(t, e1, pubReq("a"))
 	waitFor(t, "ETag stored", func() bool { r, _ := st.row(presKey, FlagUsrloc); return r.ETag == "etag1" })
-	fs.push(reply{drop: true})
+	fs.Push(puatest.Reply{Drop: true})
 	if err := e1.Publish(pubReq("b")); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +142,7 @@ func TestPendingModifySurvivesRestart(t *testing.T) {
 	}
 	newTestEngine(t, fs, clk, st, nil)
 	waitFor(t, "modify after restart", countIs(fs, 3))
-	checkPublish(t, fs.requests()[2], wire{ifMatch: "etag1", body: string(pidf("b")), expires: "3600"})
+	checkPublish(t, fs.Requests()[2], wire{ifMatch: "etag1", body: string(pidf("b")), expires: "3600"})
 	waitFor(t, "accepted and stored", func() bool { r, _ := st.row(presKey, FlagUsrloc); return r.ETag == "etag2" && !r.Modified })
 }
 
@@ -152,14 +154,14 @@ func TestDurableUnsubscribe(t *testing.T) {
 	st := newMemStore()
 	st.put(Record{PresURI: "sip:line@example.com", WatcherURI: "sip:line@example.com", PresID: "bla-1",
 		EventName: "dialog;sla", Flag: FlagBLASubscribe, CallID: "c1", FromTag: "f1", ToTag: "t1",
-		CSeq: 3, RemoteContact: "sip:phone@" + fs.uri()[len("sip:"):], Expires: clk.Now().Add(time.Hour).Unix(),
+		CSeq: 3, RemoteContact: "sip:phone@" + fs.URI()[len("sip:"):], Expires: clk.Now().Add(time.Hour).Unix(),
 		Removing: true})
 	e := newTestEngine(t, fs, clk, st, nil)
 	waitFor(t, "un-SUBSCRIBE", countIs(fs, 1))
-	r := fs.requests()[0]
+	r := fs.Requests()[0]
 	if r.Method != "SUBSCRIBE" || headerValue(r, "Expires") != "0" || r.CallID().Value() != "c1" {
 		t.Fatalf("sent %s Expires %s Call-ID %s", r.Method, headerValue(r, "Expires"), r.CallID().Value())
 	}
 	waitFor(t, "subscription gone", func() bool { return len(e.Subscriptions()) == 0 })
-	waitFor(t, "row deleted", func() bool { st.mu.Lock(); defer st.mu.Unlock(); return len(st.rows) == 0 })
+	waitFor(t, "row deleted", func() bool { return st.rows.Len() == 0 })
 }

@@ -25,13 +25,13 @@ func TestNotifyOlderCSeqRefused(t *testing.T) {
 	if _, err := e.SubscribeWait(context.Background(), slaReq()); err != nil {
 		t.Fatal(err)
 	}
-	sub := fs.requests()[0]
+	sub := fs.Requests()[0]
 	tag := e.Subscriptions()[0].RemoteTag
 	for _, tc := range []struct {
 		seq  uint32
 		want int
 	}{{5, 200}, {3, 500}, {4, 500}, {5, 200}, {9, 200}, {6, 500}} {
-		res := fs.notifySeq(sub, tag, "active;expires=100", tc.seq)
+		res := notifySeq(t, fs, sub, tag, "active;expires=100", tc.seq)
 		if res == nil || res.StatusCode != tc.want {
 			t.Fatalf("NOTIFY CSeq %d answered %v, want %d", tc.seq, res, tc.want)
 		}
@@ -47,22 +47,22 @@ func TestNotifyOlderCSeqRefused(t *testing.T) {
 		t.Fatalf("subscription after refusals: %+v %v", s, ok)
 	}
 	// A new dialog starts a new remote sequence.
-	if res := fs.notifySeq(sub, tag, "terminated;reason=timeout", 10); res == nil || res.StatusCode != 200 {
+	if res := notifySeq(t, fs, sub, tag, "terminated;reason=timeout", 10); res == nil || res.StatusCode != 200 {
 		t.Fatalf("terminated NOTIFY answered %v", res)
 	}
 	if _, err := e.SubscribeWait(context.Background(), slaReq()); err != nil {
 		t.Fatal(err)
 	}
-	sub2 := fs.requests()[len(fs.requests())-1]
+	sub2 := fs.Requests()[len(fs.Requests())-1]
 	tag2 := e.Subscriptions()[0].RemoteTag
-	if res := fs.notifySeq(sub2, tag2, "active", 1); res == nil || res.StatusCode != 200 {
+	if res := notifySeq(t, fs, sub2, tag2, "active", 1); res == nil || res.StatusCode != 200 {
 		t.Fatalf("first NOTIFY of a new dialog answered %v", res)
 	}
 }
 
 func TestNotifiesOfOneDialogReachHandlerInOrder(t *testing.T) {
 	fs := newFakeServer(t)
-	e := newTestEngine(t, fs, newFakeClock(), nil, func(c *Config) { c.OutboundProxy = fs.uri() })
+	e := newTestEngine(t, fs, newFakeClock(), nil, func(c *Config) { c.OutboundProxy = fs.URI() })
 	var (
 		mu      sync.Mutex
 		inside  int
@@ -90,11 +90,11 @@ func TestNotifiesOfOneDialogReachHandlerInOrder(t *testing.T) {
 	if _, err := e.SubscribeWait(context.Background(), slaReq()); err != nil {
 		t.Fatal(err)
 	}
-	sub := fs.requests()[0]
+	sub := fs.Requests()[0]
 	tag := e.Subscriptions()[0].RemoteTag
 	codes := make(chan int, 2)
 	send := func(seq uint32) {
-		res := fs.notifySeq(sub, tag, "active", seq)
+		res := notifySeq(t, fs, sub, tag, "active", seq)
 		if res == nil {
 			codes <- 0
 			return
@@ -132,7 +132,7 @@ func TestRefreshSendsInDialogSubscribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "refresh", countIs(fs, 2))
-	first, ref := fs.requests()[0], fs.requests()[1]
+	first, ref := fs.Requests()[0], fs.Requests()[1]
 	if tag, _ := ref.To().Params.Get("tag"); tag == "" || ref.CallID().Value() != first.CallID().Value() ||
 		ref.CSeq().SeqNo != first.CSeq().SeqNo+1 {
 		t.Fatalf("not an in-dialog refresh:\n%s", ref.String())
@@ -159,7 +159,7 @@ func TestNotifyDuringLoadWaits(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
 	st := newMemStore()
-	e1 := newTestEngine(t, fs, clk, st, func(c *Config) { c.OutboundProxy = fs.uri() })
+	e1 := newTestEngine(t, fs, clk, st, func(c *Config) { c.OutboundProxy = fs.URI() })
 	if _, err := e1.SubscribeWait(context.Background(), slaReq()); err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestNotifyDuringLoadWaits(t *testing.T) {
 	bs := &blockingStore{memStore: st, entered: make(chan struct{}), release: make(chan struct{})}
 	cfg := DefaultConfig()
 	cfg.Listen = []string{"udp:127.0.0.1:0"}
-	cfg.ServerAddress, cfg.OutboundProxy = fs.uri(), fs.uri()
+	cfg.ServerAddress, cfg.OutboundProxy = fs.URI(), fs.URI()
 	cfg.RequestTimeout = 400 * time.Millisecond
 	e2, err := New(cfg, Options{Logger: e1.log, Clock: clk, Store: bs})
 	if err != nil {
@@ -188,7 +188,7 @@ func TestNotifyDuringLoadWaits(t *testing.T) {
 	})
 	<-bs.entered // listening, records not loaded yet
 
-	sub := fs.requests()[0].Clone()
+	sub := fs.Requests()[0].Clone()
 	var contact sip.Uri
 	if err := sip.ParseUri(e2.ContactURI(), &contact); err != nil {
 		t.Fatal(err)
@@ -197,7 +197,7 @@ func TestNotifyDuringLoadWaits(t *testing.T) {
 	sub.AppendHeader(&sip.ContactHeader{Address: contact})
 	code := make(chan int, 1)
 	go func() {
-		res := fs.notifySeq(sub, tag, "active;expires=60", 7)
+		res := notifySeq(t, fs, sub, tag, "active;expires=60", 7)
 		if res == nil {
 			code <- 0
 			return

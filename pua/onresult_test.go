@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 // TestOnPublishResult: the OnPublishResult callback is told each PUBLISH
@@ -12,7 +14,7 @@ import (
 // and reason, then the accepted retry, then the removal.
 func TestOnPublishResult(t *testing.T) {
 	fs := newFakeServer(t)
-	fs.push(reply{code: 403})
+	fs.Push(puatest.Reply{Code: 403})
 	type got struct {
 		key    Key
 		op     string

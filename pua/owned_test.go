@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 // An owner holding max_publications gets no new publication (counted);
@@ -28,7 +30,7 @@ func TestMaxPublicationsPerOwner(t *testing.T) {
 	if err := e.Publish(req("u3", FlagUsrloc)); !errors.Is(err, ErrTooManyPublications) {
 		t.Fatalf("third publication of one owner: %v, want ErrTooManyPublications", err)
 	}
-	if v := metricValue(t, m, "puaside_tracker_events_total", map[string]string{"tracker": "pua", "what": "publication_cap"}); v != 1 {
+	if v := puatest.Metric(t, m, "puaside_tracker_events_total", map[string]string{"tracker": "pua", "what": "publication_cap"}); v != 1 {
 		t.Fatalf("publication_cap counted %v, want 1", v)
 	}
 	if res, err := e.PublishWait(ctx, req("d1", FlagDialogPublish)); err != nil || res.Status != 200 {

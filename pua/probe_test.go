@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 // outageConfig makes backoffs long (so that only the return flush can
@@ -21,9 +23,9 @@ func outageConfig(c *Config) {
 // next one is armed (want timers pending).
 func advanceProbe(t *testing.T, clk *fakeClock, fs *fakeServer, e *Engine, want int) {
 	t.Helper()
-	n := fs.optionsSeen()
+	n := fs.OptionsSeen()
 	clk.Advance(e.cfg.ProbeInterval)
-	waitFor(t, "probe", func() bool { return fs.optionsSeen() > n })
+	waitFor(t, "probe", func() bool { return fs.OptionsSeen() > n })
 	waitFor(t, "probe handled", func() bool { return !e.reach.down.Load() || clk.Pending() == want })
 }
 
@@ -34,8 +36,8 @@ func TestServerOutageProbedAndFlushedOnReturn(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
 	e, m := newMeteredEngine(t, fs, clk, nil, outageConfig)
-	fs.setOptions(503)
-	fs.push(reply{drop: true})
+	fs.SetOptions(503)
+	fs.Push(puatest.Reply{Drop: true})
 	if err := e.Ready(context.Background()); err != nil {
 		t.Fatalf("ready before any failure: %v", err)
 	}
@@ -44,10 +46,10 @@ func TestServerOutageProbedAndFlushedOnReturn(t *testing.T) {
 	}
 	waitFor(t, "timeout", func() bool { p, _ := e.Publication(presKey); return p.State == StateRetrying })
 	err := e.Ready(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "presence server "+fs.uri()) {
+	if err == nil || !strings.Contains(err.Error(), "presence server "+fs.URI()) {
 		t.Fatalf("ready while down: %v", err)
 	}
-	if v := metricValue(t, m, "puaside_presence_server_up", nil); v != 0 {
+	if v := puatest.Metric(t, m, "puaside_presence_server_up", nil); v != 0 {
 		t.Fatalf("server_up %v while down", v)
 	}
 	// A change made meanwhile waits with the record.
@@ -58,30 +60,30 @@ func TestServerOutageProbedAndFlushedOnReturn(t *testing.T) {
 	// timer and the next probe are armed.
 	advanceProbe(t, clk, fs, e, 2)
 	advanceProbe(t, clk, fs, e, 2)
-	if e.ServerReady(context.Background()) == nil || fs.publishes() != 1 {
-		t.Fatalf("after failed probes: ready %v, %d PUBLISHes", e.ServerReady(context.Background()), fs.publishes())
+	if e.ServerReady(context.Background()) == nil || publishes(fs) != 1 {
+		t.Fatalf("after failed probes: ready %v, %d PUBLISHes", e.ServerReady(context.Background()), publishes(fs))
 	}
-	fs.setOptions(200)
+	fs.SetOptions(200)
 	advanceProbe(t, clk, fs, e, 0)
 	waitFor(t, "latest state sent on return", func() bool {
 		p, _ := e.Publication(presKey)
-		return p.State == StateActive && fs.publishes() == 2
+		return p.State == StateActive && publishes(fs) == 2
 	})
-	checkPublish(t, fs.requests()[1], wire{body: string(pidf("b")), expires: "3600"})
+	checkPublish(t, fs.Requests()[1], wire{body: string(pidf("b")), expires: "3600"})
 	if err := e.Ready(context.Background()); err != nil {
 		t.Fatalf("ready after return: %v", err)
 	}
-	if v := metricValue(t, m, "puaside_presence_server_up", nil); v != 1 {
+	if v := puatest.Metric(t, m, "puaside_presence_server_up", nil); v != 1 {
 		t.Fatalf("server_up %v after return", v)
 	}
-	if v := metricValue(t, m, "puaside_presence_server_probes_total", map[string]string{"result": "reply"}); v != 3 {
+	if v := puatest.Metric(t, m, "puaside_presence_server_probes_total", map[string]string{"result": "reply"}); v != 3 {
 		t.Fatalf("probes %v, want 3", v)
 	}
 	// Probing stops once the server is back.
-	n := fs.optionsSeen()
+	n := fs.OptionsSeen()
 	clk.Advance(5 * e.cfg.ProbeInterval)
 	time.Sleep(50 * time.Millisecond)
-	if fs.optionsSeen() != n {
+	if fs.OptionsSeen() != n {
 		t.Fatalf("probes go on after the return")
 	}
 }
@@ -92,8 +94,8 @@ func TestServerReturnSeenInAReply(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
 	e := newTestEngine(t, fs, clk, nil, outageConfig)
-	fs.setOptions(503)
-	fs.push(reply{code: 504})
+	fs.SetOptions(503)
+	fs.Push(puatest.Reply{Code: 504})
 	if err := e.Publish(pubReq("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +105,8 @@ func TestServerReturnSeenInAReply(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "flushed", func() bool { p, _ := e.Publication(presKey); return p.State == StateActive })
-	if fs.optionsSeen() != 0 {
-		t.Fatalf("%d probes", fs.optionsSeen())
+	if fs.OptionsSeen() != 0 {
+		t.Fatalf("%d probes", fs.OptionsSeen())
 	}
 }
 
@@ -114,7 +116,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
 	e := newTestEngine(t, fs, clk, nil, func(c *Config) { c.ProbeInterval = time.Second })
-	fs.push(reply{code: 503, retryAfter: 120})
+	fs.Push(puatest.Reply{Code: 503, RetryAfter: 120})
 	res, _ := e.PublishWait(context.Background(), pubReq("a"))
 	if res.Status != 503 || res.RetryAfter != 120*time.Second {
 		t.Fatalf("result %+v", res)
@@ -129,10 +131,10 @@ func TestRetryAfterHonoured(t *testing.T) {
 		clk.Advance(time.Second)
 	}
 	time.Sleep(50 * time.Millisecond)
-	if n := fs.publishes(); n != 2 {
+	if n := publishes(fs); n != 2 {
 		t.Fatalf("%d PUBLISHes within the Retry-After, want 2", n)
 	}
-	if fs.optionsSeen() != 0 {
+	if fs.OptionsSeen() != 0 {
 		t.Fatalf("probed within the Retry-After")
 	}
 	clk.Advance(2 * time.Second)
@@ -193,8 +195,8 @@ func TestServerOutageSubscriptions(t *testing.T) {
 		t.Fatalf("a phone's timeout made the presence server unready: %v", err)
 	}
 
-	fs.setOptions(503)
-	fs.push(reply{drop: true})
+	fs.SetOptions(503)
+	fs.Push(puatest.Reply{Drop: true})
 	key := SubKey{PresURI: alice, WatcherURI: "sip:watcher@example.com", Event: "presence", ID: "rpc"}
 	if err := e.Subscribe(SubscribeRequest{SubKey: key, Flag: FlagRPCSubscribe}); err != nil {
 		t.Fatal(err)
@@ -203,10 +205,10 @@ func TestServerOutageSubscriptions(t *testing.T) {
 	if e.ServerReady(context.Background()) == nil {
 		t.Fatal("ready while the presence server does not answer")
 	}
-	fs.setOptions(200)
-	n := fs.optionsSeen()
+	fs.SetOptions(200)
+	n := fs.OptionsSeen()
 	clk.Advance(e.cfg.ProbeInterval)
-	waitFor(t, "probe", func() bool { return fs.optionsSeen() > n })
+	waitFor(t, "probe", func() bool { return fs.OptionsSeen() > n })
 	waitFor(t, "subscribed on return", func() bool { s, _ := e.Subscription(key); return s.State == StateActive })
 	if s, _ := e.Subscription(slaKey); s.State != StateRetrying {
 		t.Fatalf("the phone's subscription was flushed too: %+v", s)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 const alice = "sip:alice@example.com"
@@ -91,11 +93,11 @@ func checkPublish(t *testing.T, req *sip.Request, w wire) {
 }
 
 func nreq(fs *fakeServer) func() bool {
-	return func() bool { return len(fs.requests()) > 0 }
+	return func() bool { return len(fs.Requests()) > 0 }
 }
 
 func countIs(fs *fakeServer, n int) func() bool {
-	return func() bool { return len(fs.requests()) >= n }
+	return func() bool { return len(fs.Requests()) >= n }
 }
 
 func TestPublishLifecycle(t *testing.T) {
@@ -123,7 +125,7 @@ func TestPublishLifecycle(t *testing.T) {
 	if err != nil || rres.Status != 200 {
 		t.Fatalf("remove: %v %+v", err, rres)
 	}
-	reqs := fs.requests()
+	reqs := fs.Requests()
 	if len(reqs) != 4 {
 		t.Fatalf("%d requests, want 4", len(reqs))
 	}
@@ -142,7 +144,7 @@ func TestPublishLifecycle(t *testing.T) {
 func TestPublishCoalescesWhileInFlight(t *testing.T) {
 	fs := newFakeServer(t)
 	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
-	fs.push(reply{code: 200, hold: true})
+	fs.Push(puatest.Reply{Code: 200, Hold: true})
 	if err := e.Publish(pubReq("1")); err != nil {
 		t.Fatal(err)
 	}
@@ -163,10 +165,10 @@ func TestPublishCoalescesWhileInFlight(t *testing.T) {
 		defer s.mu.Unlock()
 		return len(s.pubs[presKey].waiters) == 1
 	})
-	if n := len(fs.requests()); n != 1 {
+	if n := len(fs.Requests()); n != 1 {
 		t.Fatalf("%d requests while the first is held", n)
 	}
-	fs.release()
+	fs.Release()
 	select {
 	case res := <-done:
 		if res.Status != 200 {
@@ -175,12 +177,12 @@ func TestPublishCoalescesWhileInFlight(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no result")
 	}
-	reqs := fs.requests()
+	reqs := fs.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests, want 2 (coalesced)", len(reqs))
 	}
 	checkPublish(t, reqs[1], wire{ifMatch: "etag1", body: string(pidf("4")), expires: "3600"})
-	for k, n := range fs.maxConc {
+	for k, n := range fs.MaxInFlight() {
 		if n != 1 {
 			t.Errorf("%s: %d requests in flight at once", k, n)
 		}
@@ -192,16 +194,16 @@ func TestPublish412StartsAnew(t *testing.T) {
 	clk := newFakeClock()
 	e := newTestEngine(t, fs, clk, nil, nil)
 	mustWait(t, e, pubReq("a"))
-	fs.push(reply{code: 412})
+	fs.Push(puatest.Reply{Code: 412})
 	res := mustWait(t, e, pubReq("b"))
 	if res.Status != 200 || res.ETag != "etag2" {
 		t.Fatalf("result %+v", res)
 	}
 	// 412 on a refresh too: the full body goes out again.
-	fs.push(reply{code: 412})
+	fs.Push(puatest.Reply{Code: 412})
 	clk.Advance(time.Hour)
 	waitFor(t, "refresh and new initial", countIs(fs, 5))
-	reqs := fs.requests()
+	reqs := fs.Requests()
 	checkPublish(t, reqs[1], wire{ifMatch: "etag1", body: string(pidf("b")), expires: "3600"})
 	checkPublish(t, reqs[2], wire{body: string(pidf("b")), expires: "3600"})
 	checkPublish(t, reqs[3], wire{ifMatch: "etag2", expires: "3600"})
@@ -211,14 +213,14 @@ func TestPublish412StartsAnew(t *testing.T) {
 func TestPublish423UsesMinExpires(t *testing.T) {
 	fs := newFakeServer(t)
 	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
-	fs.push(reply{code: 423, minExpires: 7200})
+	fs.Push(puatest.Reply{Code: 423, MinExpires: 7200})
 	req := pubReq("x")
 	req.Expires = 60 * time.Second
 	res := mustWait(t, e, req)
 	if res.Status != 200 {
 		t.Fatalf("result %+v", res)
 	}
-	reqs := fs.requests()
+	reqs := fs.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests", len(reqs))
 	}
@@ -229,23 +231,23 @@ func TestPublish423UsesMinExpires(t *testing.T) {
 func TestPublishBackoffKeepsLatest(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		first reply
+		first puatest.Reply
 	}{
-		{"500", reply{code: 500}},
-		{"408", reply{code: 408}},
-		{"no reply", reply{drop: true}},
+		{"500", puatest.Reply{Code: 500}},
+		{"408", puatest.Reply{Code: 408}},
+		{"no puatest.Reply", puatest.Reply{Drop: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := newFakeServer(t)
 			clk := newFakeClock()
 			e := newTestEngine(t, fs, clk, nil, nil)
-			fs.push(tc.first)
+			fs.Push(tc.first)
 			res, err := e.PublishWait(context.Background(), pubReq("old"))
-			if tc.first.drop {
+			if tc.first.Drop {
 				if err == nil || res.Status != 0 {
 					t.Fatalf("want a timeout, got %v %+v", err, res)
 				}
-			} else if res.Status != tc.first.code {
+			} else if res.Status != tc.first.Code {
 				t.Fatalf("result %+v %v", res, err)
 			}
 			if p, _ := e.Publication(presKey); p.State != StateRetrying {
@@ -254,13 +256,13 @@ func TestPublishBackoffKeepsLatest(t *testing.T) {
 			if err := e.Publish(pubReq("new")); err != nil {
 				t.Fatal(err)
 			}
-			if n := len(fs.requests()); n != 1 {
+			if n := len(fs.Requests()); n != 1 {
 				t.Fatalf("%d requests during backoff", n)
 			}
 			clk.Advance(e.cfg.RetryMax)
 			waitFor(t, "retry", countIs(fs, 2))
 			waitFor(t, "active", func() bool { p, _ := e.Publication(presKey); return p.State == StateActive })
-			reqs := fs.requests()
+			reqs := fs.Requests()
 			checkPublish(t, reqs[1], wire{body: string(pidf("new")), expires: "3600"})
 		})
 	}
@@ -270,7 +272,7 @@ func TestPublishShortGrantRefreshedInTime(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
 	e := newTestEngine(t, fs, clk, nil, nil)
-	fs.push(reply{code: 200, expires: 30})
+	fs.Push(puatest.Reply{Code: 200, Expires: 30})
 	res := mustWait(t, e, pubReq("a"))
 	if res.Expires != 30*time.Second {
 		t.Fatalf("granted %v", res.Expires)
@@ -281,7 +283,7 @@ func TestPublishShortGrantRefreshedInTime(t *testing.T) {
 	}
 	clk.Advance(25 * time.Second)
 	waitFor(t, "refresh", countIs(fs, 2))
-	checkPublish(t, fs.requests()[1], wire{ifMatch: "etag1", expires: "3600"})
+	checkPublish(t, fs.Requests()[1], wire{ifMatch: "etag1", expires: "3600"})
 }
 
 func TestPublishLifetimeEnds(t *testing.T) {
@@ -293,8 +295,8 @@ func TestPublishLifetimeEnds(t *testing.T) {
 	mustWait(t, e, req)
 	clk.Advance(100 * time.Second)
 	waitFor(t, "remove", countIs(fs, 2))
-	checkPublish(t, fs.requests()[0], wire{body: string(pidf("a")), expires: "100"})
-	checkPublish(t, fs.requests()[1], wire{ifMatch: "etag1", expires: "0"})
+	checkPublish(t, fs.Requests()[0], wire{body: string(pidf("a")), expires: "100"})
+	checkPublish(t, fs.Requests()[1], wire{ifMatch: "etag1", expires: "0"})
 	waitFor(t, "record gone", func() bool { _, ok := e.Publication(presKey); return !ok })
 }
 
@@ -331,7 +333,7 @@ func TestPublishRefusedRequests(t *testing.T) {
 	if res := mustWait(t, e, r); res.ETag != "etag2" {
 		t.Fatalf("IfMatch publish %+v", res)
 	}
-	if n := len(fs.requests()); n != 2 {
+	if n := len(fs.Requests()); n != 2 {
 		t.Fatalf("%d requests, want 2", n)
 	}
 	if err := e.RegisterEvent("as-feature-event", "application/x-as-feature-event+xml"); err != nil {
@@ -345,13 +347,13 @@ func TestPublishRefusedRequests(t *testing.T) {
 func TestRemoveNeverAcceptedSendsNothing(t *testing.T) {
 	fs := newFakeServer(t)
 	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
-	fs.push(reply{code: 403})
+	fs.Push(puatest.Reply{Code: 403})
 	e.PublishWait(context.Background(), pubReq("a"))
 	res, err := e.RemoveWait(context.Background(), presKey)
 	if err != nil || res.Status != 0 {
 		t.Fatalf("remove: %v %+v", err, res)
 	}
-	if n := len(fs.requests()); n != 1 {
+	if n := len(fs.Requests()); n != 1 {
 		t.Fatalf("%d requests, want 1", n)
 	}
 	if _, err := e.RemoveWait(context.Background(), presKey); !errors.Is(err, ErrNotFound) {
@@ -365,7 +367,7 @@ func TestRemoveNeverAcceptedSendsNothing(t *testing.T) {
 func TestPublishWithoutETagFails(t *testing.T) {
 	fs := newFakeServer(t)
 	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
-	fs.push(reply{code: 200, etag: "-"})
+	fs.Push(puatest.Reply{Code: 200, ETag: "-"})
 	res, err := e.PublishWait(context.Background(), pubReq("a"))
 	if err == nil || !strings.Contains(err.Error(), "SIP-ETag") {
 		t.Fatalf("want an error naming SIP-ETag, got %v %+v", err, res)
@@ -383,7 +385,7 @@ func TestPublishLargeBodyOverTCP(t *testing.T) {
 	if res.Status != 200 {
 		t.Fatalf("result %+v", res)
 	}
-	req := fs.requests()[0]
+	req := fs.Requests()[0]
 	if req.Transport() != "TCP" || !bytes.Equal(req.Body(), body) {
 		t.Fatalf("transport %s, body %d bytes", req.Transport(), len(req.Body()))
 	}
@@ -404,10 +406,10 @@ func TestRestartRefreshesStoredETag(t *testing.T) {
 	if err := e1.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(st.rows) != 1 {
-		t.Fatalf("%d stored rows", len(st.rows))
+	if st.rows.Len() != 1 {
+		t.Fatalf("%d stored rows", st.rows.Len())
 	}
-	for _, r := range st.rows {
+	for _, r := range st.rows.Rows() {
 		if r.ETag != "etag1" || r.Flag != FlagUsrloc || r.EventName != "presence" ||
 			r.Expires != clk.Now().Add(10*time.Minute).Unix() || r.ReqExpires != 600 || !bytes.Equal(r.Body, pidf("a")) ||
 			!slices.Equal(r.ExtraHeaders, []Header{{"Sender", "sip:phone@10.0.0.1"}}) {
@@ -415,13 +417,13 @@ func TestRestartRefreshesStoredETag(t *testing.T) {
 		}
 	}
 	// A second, expired row is dropped at load.
-	st.rows[identity{presURI: "sip:bob@example.com", presID: "x", event: "presence", flag: 1}] = Record{
+	st.rows.Put(identity{presURI: "sip:bob@example.com", presID: "x", event: "presence", flag: 1}, Record{
 		PresURI: "sip:bob@example.com", PresID: "x", EventName: "presence", Flag: 1,
-		ETag: "old", Expires: clk.Now().Add(-time.Second).Unix(), Body: pidf("bob")}
+		ETag: "old", Expires: clk.Now().Add(-time.Second).Unix(), Body: pidf("bob")})
 
 	e2 := newTestEngine(t, fs, clk, st, nil)
 	waitFor(t, "refresh after restart", countIs(fs, 2))
-	reqs := fs.requests()
+	reqs := fs.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests", len(reqs))
 	}
@@ -433,12 +435,12 @@ func TestRestartRefreshesStoredETag(t *testing.T) {
 	waitFor(t, "refresh accepted", func() bool { p, _ := e2.Publication(presKey); return p.ETag == "etag2" })
 	// A change after restart is a modify with the stored state's ETag.
 	mustWait(t, e2, pubReq("b"))
-	checkPublish(t, fs.requests()[2], wire{ifMatch: "etag2", body: string(pidf("b")), expires: "3600"})
+	checkPublish(t, fs.Requests()[2], wire{ifMatch: "etag2", body: string(pidf("b")), expires: "3600"})
 	if err := e2.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(st.rows) != 1 {
-		t.Fatalf("%d stored rows after the second stop (expired row kept?)", len(st.rows))
+	if st.rows.Len() != 1 {
+		t.Fatalf("%d stored rows after the second stop (expired row kept?)", st.rows.Len())
 	}
 }
 
@@ -449,7 +451,7 @@ func TestWriteBehind(t *testing.T) {
 	clk := newFakeClock()
 	st := newMemStore()
 	e := newTestEngine(t, fs, clk, st, func(c *Config) { c.SyncETags = false })
-	rows := func() int { st.mu.Lock(); defer st.mu.Unlock(); return len(st.rows) }
+	rows := st.rows.Len
 	mustWait(t, e, pubReq("a"))
 	time.Sleep(100 * time.Millisecond)
 	if n := rows(); n != 0 {
@@ -477,9 +479,7 @@ func TestSyncETags(t *testing.T) {
 	st := newMemStore()
 	e := newTestEngine(t, fs, clk, st, nil)
 	stored := func() string {
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		for _, r := range st.rows {
+		for _, r := range st.rows.Rows() {
 			return r.ETag
 		}
 		return "none"
@@ -499,14 +499,12 @@ func TestPublishDigestAuth(t *testing.T) {
 	e := newTestEngine(t, fs, newFakeClock(), nil, func(c *Config) {
 		c.AuthUsername, c.AuthPassword = "puaside", "secret"
 	})
-	fs.mu.Lock()
-	fs.def = reply{code: 200, challenge: true}
-	fs.mu.Unlock()
+	fs.SetDefault(puatest.Reply{Code: 200, Challenge: true})
 	res := mustWait(t, e, pubReq("a"))
 	if res.Status != 200 {
 		t.Fatalf("result %+v", res)
 	}
-	reqs := fs.requests()
+	reqs := fs.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests, want challenge + authorised", len(reqs))
 	}
@@ -529,14 +527,14 @@ func TestPublishIfMatchSameStateRefreshes(t *testing.T) {
 	if res.Status != 200 || res.ETag != "etag2" {
 		t.Fatalf("refresh result %+v", res)
 	}
-	reqs := fs.requests()
+	reqs := fs.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests, want 2", len(reqs))
 	}
 	checkPublish(t, reqs[1], wire{ifMatch: "etag1", expires: "3600"})
 	// Without IfMatch the same state sends nothing.
 	mustWait(t, e, pubReq("one"))
-	if n := len(fs.requests()); n != 2 {
+	if n := len(fs.Requests()); n != 2 {
 		t.Fatalf("%d requests after an unchanged publish, want 2", n)
 	}
 }
@@ -556,7 +554,7 @@ func TestSLARefreshAndRemoveCarryBody(t *testing.T) {
 	if res, err := e.RemoveWait(context.Background(), key); err != nil || res.Status != 200 {
 		t.Fatalf("remove: %+v %v", res, err)
 	}
-	reqs := fs.requests()
+	reqs := fs.Requests()
 	for i, w := range []wire{{ifMatch: "etag1", body: doc, expires: "3600"}, {ifMatch: "etag2", body: doc, expires: "0"}} {
 		r := reqs[i+1]
 		if headerValue(r, "Event") != "dialog;sla" || headerValue(r, "SIP-If-Match") != w.ifMatch ||
@@ -577,7 +575,7 @@ func TestRequestsFromListenPort(t *testing.T) {
 	if err := sip.ParseUri(e.ContactURI(), &u); err != nil {
 		t.Fatal(err)
 	}
-	req := fs.requests()[0]
+	req := fs.Requests()[0]
 	if want := fmt.Sprintf("127.0.0.1:%d", u.Port); req.Source() != want {
 		t.Fatalf("PUBLISH sent from %s, want the listen socket %s", req.Source(), want)
 	}
@@ -601,7 +599,7 @@ func TestRequestsFromWildcardListen(t *testing.T) {
 	e.sip.mu.RLock()
 	port := e.sip.udpLaddr.Port
 	e.sip.mu.RUnlock()
-	req := fs.requests()[0]
+	req := fs.Requests()[0]
 	if want := fmt.Sprintf("127.0.0.1:%d", free); port != free || req.Source() != want {
 		t.Fatalf("PUBLISH sent from %s, want the listen socket's port %d", req.Source(), port)
 	}

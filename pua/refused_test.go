@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 // A refused publication is tried again after refused_retry_min, then
@@ -16,7 +18,7 @@ func TestPublishRefusedRetriedSlowly(t *testing.T) {
 		c.RefusedRetryMin = 30 * time.Second
 		c.RefusedRetryMax = 10 * time.Minute
 	})
-	fs.push(reply{code: 403}, reply{code: 489})
+	fs.Push(puatest.Reply{Code: 403}, puatest.Reply{Code: 489})
 	res, _ := e.PublishWait(context.Background(), pubReq("a"))
 	if res.Status != 403 {
 		t.Fatalf("result %+v", res)
@@ -27,12 +29,12 @@ func TestPublishRefusedRetriedSlowly(t *testing.T) {
 		p.NextRetry.Before(start.Add(15*time.Second)) || p.NextRetry.After(start.Add(30*time.Second)) {
 		t.Fatalf("after one refusal: %+v", p)
 	}
-	if v := metricValue(t, m, "puaside_pua_refused_total", map[string]string{"method": "PUBLISH", "status": "403"}); v != 1 {
+	if v := puatest.Metric(t, m, "puaside_pua_refused_total", map[string]string{"method": "PUBLISH", "status": "403"}); v != 1 {
 		t.Fatalf("refused_total %v, want 1", v)
 	}
 	clk.Advance(14 * time.Second)
 	time.Sleep(50 * time.Millisecond)
-	if n := fs.publishes(); n != 1 {
+	if n := publishes(fs); n != 1 {
 		t.Fatalf("%d PUBLISHes before refused_retry_min/2, want 1", n)
 	}
 	clk.Advance(16 * time.Second)
@@ -50,8 +52,8 @@ func TestPublishRefusedRetriedSlowly(t *testing.T) {
 	if p.Refusals != 0 || !p.NextRetry.IsZero() || p.ETag == "" {
 		t.Fatalf("accepted: %+v", p)
 	}
-	checkPublish(t, fs.requests()[2], wire{body: string(pidf("a")), expires: "3600"})
-	if v := metricValue(t, m, "puaside_pua_refused_retries_total", map[string]string{"method": "PUBLISH"}); v != 2 {
+	checkPublish(t, fs.Requests()[2], wire{body: string(pidf("a")), expires: "3600"})
+	if v := puatest.Metric(t, m, "puaside_pua_refused_retries_total", map[string]string{"method": "PUBLISH"}); v != 2 {
 		t.Fatalf("refused_retries_total %v, want 2", v)
 	}
 }
@@ -64,9 +66,7 @@ func TestPublishRefusedBackoffCapped(t *testing.T) {
 		c.RefusedRetryMin = 10 * time.Second
 		c.RefusedRetryMax = 40 * time.Second
 	})
-	fs.mu.Lock()
-	fs.def = reply{code: 404}
-	fs.mu.Unlock()
+	fs.SetDefault(puatest.Reply{Code: 404})
 	if err := e.Publish(pubReq("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestPublishWithoutETagRetried(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
 	e := newTestEngine(t, fs, clk, nil, nil)
-	fs.push(reply{code: 200, etag: "-"})
+	fs.Push(puatest.Reply{Code: 200, ETag: "-"})
 	if _, err := e.PublishWait(context.Background(), pubReq("a")); err == nil {
 		t.Fatal("want an error for a 2xx without SIP-ETag")
 	}
@@ -99,13 +99,13 @@ func TestPublishRefusedChangeSentAtOnce(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
 	e := newTestEngine(t, fs, clk, nil, nil)
-	fs.push(reply{code: 403})
+	fs.Push(puatest.Reply{Code: 403})
 	if res, _ := e.PublishWait(context.Background(), pubReq("a")); res.Status != 403 {
 		t.Fatalf("result %+v", res)
 	}
 	res := mustWait(t, e, pubReq("b"))
-	if res.Status != 200 || len(fs.requests()) != 2 {
-		t.Fatalf("result %+v after %d requests", res, len(fs.requests()))
+	if res.Status != 200 || len(fs.Requests()) != 2 {
+		t.Fatalf("result %+v after %d requests", res, len(fs.Requests()))
 	}
 	if p, _ := e.Publication(presKey); p.Refusals != 0 || !p.NextRetry.IsZero() {
 		t.Fatalf("info %+v", p)
@@ -118,7 +118,7 @@ func TestSubscribeRefusedRetried(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
 	e, _ := subEngine(t, fs, clk)
-	fs.push(reply{code: 489})
+	fs.Push(puatest.Reply{Code: 489})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	res, _ := e.SubscribeWait(ctx, slaReq())
@@ -136,7 +136,7 @@ func TestSubscribeRefusedRetried(t *testing.T) {
 	if s.Refusals != 0 || !s.NextRetry.IsZero() {
 		t.Fatalf("accepted: %+v", s)
 	}
-	if got := fs.requests()[1].Recipient.String(); got != "sip:line1@10.0.0.9:5062" {
+	if got := fs.Requests()[1].Recipient.String(); got != "sip:line1@10.0.0.9:5062" {
 		t.Fatalf("retry R-URI %s", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/puaside/puaside/internal/dnstest"
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 // deadTCPPort returns a loopback port nothing listens on.
@@ -25,7 +26,7 @@ func TestServerAddressSRVFailover(t *testing.T) {
 	dead := deadTCPPort(t)
 	d := dnstest.Start(t,
 		fmt.Sprintf("_sip._tcp.presence.test. 60 IN SRV 10 0 %d dead.presence.test.", dead),
-		fmt.Sprintf("_sip._tcp.presence.test. 60 IN SRV 20 0 %d live.presence.test.", fs.port),
+		fmt.Sprintf("_sip._tcp.presence.test. 60 IN SRV 20 0 %d live.presence.test.", fs.Port()),
 		"dead.presence.test. 60 IN A 127.0.0.1",
 		"live.presence.test. 60 IN A 127.0.0.1")
 	e := newTestEngine(t, fs, nil, nil, func(c *Config) {
@@ -35,20 +36,18 @@ func TestServerAddressSRVFailover(t *testing.T) {
 	if res := mustWait(t, e, pubReq("a")); res.Status != 200 {
 		t.Fatalf("PUBLISH via SRV failover: %+v", res)
 	}
-	if v := fs.requests()[0].Via(); v.Transport != "TCP" {
+	if v := fs.Requests()[0].Via(); v.Transport != "TCP" {
 		t.Fatalf("transport %s, want TCP (from the SRV name)", v.Transport)
 	}
 }
 
 func TestServerAddress503Failover(t *testing.T) {
 	busy, fs := newFakeServer(t), newFakeServer(t)
-	busy.mu.Lock()
-	busy.def = reply{code: 503}
-	busy.mu.Unlock()
+	busy.SetDefault(puatest.Reply{Code: 503})
 	d := dnstest.Start(t,
 		`presence.test. 60 IN NAPTR 10 10 "s" "SIP+D2U" "" _sip._udp.presence.test.`,
-		fmt.Sprintf("_sip._udp.presence.test. 60 IN SRV 10 0 %d a.presence.test.", busy.port),
-		fmt.Sprintf("_sip._udp.presence.test. 60 IN SRV 20 0 %d b.presence.test.", fs.port),
+		fmt.Sprintf("_sip._udp.presence.test. 60 IN SRV 10 0 %d a.presence.test.", busy.Port()),
+		fmt.Sprintf("_sip._udp.presence.test. 60 IN SRV 20 0 %d b.presence.test.", fs.Port()),
 		"a.presence.test. 60 IN A 127.0.0.1",
 		"b.presence.test. 60 IN A 127.0.0.1")
 	e := newTestEngine(t, fs, nil, nil, func(c *Config) {
@@ -59,17 +58,17 @@ func TestServerAddress503Failover(t *testing.T) {
 	if res := mustWait(t, e, pubReq("a")); res.Status != 200 {
 		t.Fatalf("PUBLISH after a 503: %+v", res)
 	}
-	if n := len(busy.requests()); n != 1 {
+	if n := len(busy.Requests()); n != 1 {
 		t.Fatalf("busy server got %d requests, want 1", n)
 	}
 	// The busy target is tried last for a while.
 	if res := mustWait(t, e, pubReq("b")); res.Status != 200 {
 		t.Fatalf("second PUBLISH: %+v", res)
 	}
-	if n := len(busy.requests()); n != 1 {
+	if n := len(busy.Requests()); n != 1 {
 		t.Fatalf("busy server got %d requests, want it skipped after failing", n)
 	}
-	if n := len(fs.requests()); n != 2 {
+	if n := len(fs.Requests()); n != 2 {
 		t.Fatalf("live server got %d requests, want 2", n)
 	}
 }

@@ -364,67 +364,6 @@ func retryAfter(v string) time.Duration {
 	return time.Duration(n) * time.Second
 }
 
-// newRequest builds a fresh request (never reused: sipgo would resend the
-// same Via branch) with our own Call-ID and CSeq.
-func newRequest(method sip.RequestMethod, ruri sip.Uri, from, to sip.Uri, fromTag, toTag, cid string, cseq uint32) *sip.Request {
-	req := sip.NewRequest(method, ruri)
-	f := &sip.FromHeader{Address: from, Params: sip.NewParams()}
-	f.Params.Add("tag", fromTag)
-	t := &sip.ToHeader{Address: to, Params: sip.NewParams()}
-	if toTag != "" {
-		t.Params.Add("tag", toTag)
-	}
-	c := sip.CallIDHeader(cid)
-	cs := &sip.CSeqHeader{SeqNo: cseq, MethodName: method}
-	mf := sip.MaxForwardsHeader(70)
-	req.AppendHeader(f)
-	req.AppendHeader(t)
-	req.AppendHeader(&c)
-	req.AppendHeader(cs)
-	req.AppendHeader(&mf)
-	return req
-}
-
-// setBody sets the body and its Content-Type.
-func setBody(req *sip.Request, ctype string, body []byte) {
-	if len(body) > 0 {
-		ct := sip.ContentTypeHeader(ctype)
-		req.AppendHeader(&ct)
-	}
-	req.SetBody(body)
-}
-
-// sendPublish builds and sends one PUBLISH.
-func (e *Engine) sendPublish(op pubOp) Result {
-	var uri sip.Uri
-	if err := sip.ParseUri(op.presURI, &uri); err != nil {
-		return Result{Err: fmt.Errorf("pua: PUBLISH %s: %w", op.presURI, err)}
-	}
-	aor := sip.Uri{Scheme: uri.Scheme, User: uri.User, Host: uri.Host, Port: uri.Port}
-	req := newRequest(sip.PUBLISH, aor, aor, aor, sip.GenerateTagN(16), "", sip.GenerateTagN(24), 1)
-	req.AppendHeader(sip.NewHeader("Event", op.event))
-	exp := sip.ExpiresHeader(op.expires)
-	if op.kind == pubRemove {
-		exp = 0
-	}
-	req.AppendHeader(&exp)
-	if op.etag != "" {
-		req.AppendHeader(sip.NewHeader("SIP-If-Match", op.etag))
-	}
-	for _, h := range op.hdrs {
-		req.AppendHeader(sip.NewHeader(h.Name, h.Value))
-	}
-	setBody(req, op.ctype, op.body)
-	hop := op.proxy
-	if hop == "" {
-		hop = e.cfg.OutboundProxy
-	}
-	if hop == "" {
-		hop = e.cfg.ServerAddress
-	}
-	return e.sip.send(req, hop, op.event).result()
-}
-
 // callID returns a message's Call-ID or "".
 func callID(m interface{ CallID() *sip.CallIDHeader }) string {
 	if c := m.CallID(); c != nil {

@@ -39,9 +39,9 @@ func TestRefreshTimesKeepSubSecondSpread(t *testing.T) {
 	if len(seen) != n {
 		t.Fatalf("%d distinct refresh times for %d publications granted at distinct instants, want %d", len(seen), n, n)
 	}
-	sent := len(fs.requests())
+	sent := len(fs.Requests())
 	clk.Set(first.Add(-time.Millisecond))
-	if got := len(fs.requests()); got != sent {
+	if got := len(fs.Requests()); got != sent {
 		t.Fatalf("%d refreshes sent before the earliest refresh time", got-sent)
 	}
 	clk.Set(first)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 var slaKey = SubKey{PresURI: "sip:line1@example.com", WatcherURI: "sip:line1@example.com", Event: "dialog;sla", ID: "phone1"}
@@ -41,7 +43,7 @@ func (l *notifyLog) all() []Notify {
 
 // subEngine starts an engine whose SUBSCRIBEs go to fs (outbound proxy).
 func subEngine(t *testing.T, fs *fakeServer, clk Clock) (*Engine, *notifyLog) {
-	e := newTestEngine(t, fs, clk, nil, func(c *Config) { c.OutboundProxy = fs.uri() })
+	e := newTestEngine(t, fs, clk, nil, func(c *Config) { c.OutboundProxy = fs.URI() })
 	nl := &notifyLog{}
 	e.HandleNotify(FlagBLASubscribe, nl.handler)
 	return e, nl
@@ -50,14 +52,14 @@ func subEngine(t *testing.T, fs *fakeServer, clk Clock) (*Engine, *notifyLog) {
 func TestSubscribeNotifyBefore2xx(t *testing.T) {
 	fs := newFakeServer(t)
 	e, nl := subEngine(t, fs, newFakeClock())
-	fs.push(reply{code: 200, hold: true, expires: 120})
+	fs.Push(puatest.Reply{Code: 200, Hold: true, Expires: 120})
 	done := make(chan Result, 1)
 	go func() {
 		res, _ := e.SubscribeWait(context.Background(), slaReq())
 		done <- res
 	}()
 	waitFor(t, "SUBSCRIBE", nreq(fs))
-	sub := fs.requests()[0]
+	sub := fs.Requests()[0]
 	if sub.Method != sip.SUBSCRIBE || sub.Recipient.String() != "sip:line1@10.0.0.9:5062" ||
 		sub.To().Address.String() != slaKey.PresURI || sub.From().Address.String() != slaKey.WatcherURI ||
 		headerValue(sub, "Event") != "dialog;sla" || headerValue(sub, "Expires") != "120" ||
@@ -68,10 +70,10 @@ func TestSubscribeNotifyBefore2xx(t *testing.T) {
 		t.Fatalf("initial SUBSCRIBE with To tag %q", tag)
 	}
 	body := []byte(`<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="0" state="full" entity="sip:line1@example.com"/>`)
-	if code := fs.notify(sub, "nt1", "active;expires=120", "application/dialog-info+xml", body); code != 200 {
+	if code := notify(t, fs, sub, "nt1", "active;expires=120", "application/dialog-info+xml", body); code != 200 {
 		t.Fatalf("NOTIFY before 2xx answered %d", code)
 	}
-	fs.release()
+	fs.Release()
 	res := <-done
 	if res.Status != 200 {
 		t.Fatalf("result %+v", res)
@@ -89,7 +91,7 @@ func TestSubscribeNotifyBefore2xx(t *testing.T) {
 	nl.mu.Lock()
 	nl.code = 409
 	nl.mu.Unlock()
-	if code := fs.notify(sub, "nt1", "active;expires=100", "application/dialog-info+xml", body); code != 409 {
+	if code := notify(t, fs, sub, "nt1", "active;expires=100", "application/dialog-info+xml", body); code != 409 {
 		t.Fatalf("NOTIFY answered %d, want the handler's 409", code)
 	}
 }
@@ -100,7 +102,7 @@ func TestNotifyErrors(t *testing.T) {
 	if res, err := e.SubscribeWait(context.Background(), slaReq()); err != nil || res.Status != 200 {
 		t.Fatalf("subscribe: %v %+v", err, res)
 	}
-	sub := fs.requests()[0]
+	sub := fs.Requests()[0]
 	for _, tc := range []struct {
 		name  string
 		state string
@@ -111,7 +113,7 @@ func TestNotifyErrors(t *testing.T) {
 		{"bad expires", "active;expires=soon", 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if code := fs.notify(sub, "nt1", tc.state, "", nil); code != tc.want {
+			if code := notify(t, fs, sub, "nt1", tc.state, "", nil); code != tc.want {
 				t.Fatalf("answered %d, want %d", code, tc.want)
 			}
 		})
@@ -120,7 +122,7 @@ func TestNotifyErrors(t *testing.T) {
 		other := sub.Clone()
 		cid := sip.CallIDHeader("no-such-call")
 		other.ReplaceHeader(&cid)
-		if code := fs.notify(other, "nt1", "active", "", nil); code != 481 {
+		if code := notify(t, fs, other, "nt1", "active", "", nil); code != 481 {
 			t.Fatalf("answered %d, want 481", code)
 		}
 	})
@@ -133,11 +135,11 @@ func TestSubscribeRefreshInDialog(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
 	e, _ := subEngine(t, fs, clk)
-	fs.push(reply{code: 200, expires: 60})
+	fs.Push(puatest.Reply{Code: 200, Expires: 60})
 	if _, err := e.SubscribeWait(context.Background(), slaReq()); err != nil {
 		t.Fatal(err)
 	}
-	first := fs.requests()[0]
+	first := fs.Requests()[0]
 	var toTag string
 	// The 2xx To tag is the fake's response tag: read it from the engine.
 	info := e.Subscriptions()[0]
@@ -145,10 +147,10 @@ func TestSubscribeRefreshInDialog(t *testing.T) {
 	if toTag == "" {
 		t.Fatal("no remote tag after 2xx")
 	}
-	fs.push(reply{code: 200, expires: 60})
+	fs.Push(puatest.Reply{Code: 200, Expires: 60})
 	clk.Advance(55 * time.Second)
 	waitFor(t, "refresh", countIs(fs, 2))
-	ref := fs.requests()[1]
+	ref := fs.Requests()[1]
 	if ref.CallID().Value() != first.CallID().Value() {
 		t.Fatalf("refresh Call-ID %s, want %s", ref.CallID().Value(), first.CallID().Value())
 	}
@@ -162,12 +164,12 @@ func TestSubscribeRefreshInDialog(t *testing.T) {
 		t.Fatalf("tags from %s/%s to %s/%s", ft, rt, tt, toTag)
 	}
 	// R-URI is the remote target from the 2xx Contact.
-	if got := ref.Recipient.String(); got != "sip:notifier@127.0.0.1:"+strconv.Itoa(fs.port) {
+	if got := ref.Recipient.String(); got != "sip:notifier@127.0.0.1:"+strconv.Itoa(fs.Port()) {
 		t.Fatalf("refresh R-URI %s", got)
 	}
 
 	// 481 on the next refresh: a new initial SUBSCRIBE after a backoff.
-	fs.push(reply{code: 481})
+	fs.Push(puatest.Reply{Code: 481})
 	clk.Advance(55 * time.Second)
 	waitFor(t, "refresh answered 481", func() bool {
 		s, _ := e.Subscription(slaKey)
@@ -175,7 +177,7 @@ func TestSubscribeRefreshInDialog(t *testing.T) {
 	})
 	clk.Advance(e.cfg.RetryMax)
 	waitFor(t, "new initial", countIs(fs, 4))
-	ini := fs.requests()[3]
+	ini := fs.Requests()[3]
 	if tag, _ := ini.To().Params.Get("tag"); tag != "" || ini.CallID().Value() == first.CallID().Value() ||
 		ini.Recipient.String() != "sip:line1@10.0.0.9:5062" {
 		t.Fatalf("not a new initial SUBSCRIBE:\n%s", ini.String())
@@ -187,7 +189,7 @@ func TestSubscribeRefreshInDialog(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "unsubscribe", countIs(fs, 5))
-	un := fs.requests()[4]
+	un := fs.Requests()[4]
 	if headerValue(un, "Expires") != "0" || un.CallID().Value() != ini.CallID().Value() || un.CSeq().SeqNo != ini.CSeq().SeqNo+1 {
 		t.Fatalf("unsubscribe:\n%s", un.String())
 	}
@@ -200,9 +202,9 @@ func TestNotifyTerminatedDropsSubscription(t *testing.T) {
 	if _, err := e.SubscribeWait(context.Background(), slaReq()); err != nil {
 		t.Fatal(err)
 	}
-	sub := fs.requests()[0]
+	sub := fs.Requests()[0]
 	tag := e.Subscriptions()[0].RemoteTag
-	if code := fs.notify(sub, tag, "terminated;reason=noresource", "", nil); code != 200 {
+	if code := notify(t, fs, sub, tag, "terminated;reason=noresource", "", nil); code != 200 {
 		t.Fatalf("answered %d", code)
 	}
 	seen := nl.all()
@@ -212,7 +214,7 @@ func TestNotifyTerminatedDropsSubscription(t *testing.T) {
 	if len(e.Subscriptions()) != 0 {
 		t.Fatal("subscription kept after terminated")
 	}
-	if code := fs.notify(sub, tag, "active", "", nil); code != 481 {
+	if code := notify(t, fs, sub, tag, "active", "", nil); code != 481 {
 		t.Fatalf("NOTIFY after termination answered %d", code)
 	}
 }
@@ -227,7 +229,7 @@ func TestOtherMethods405(t *testing.T) {
 	req := sip.NewRequest(sip.OPTIONS, u)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	res, err := fs.cl.Do(ctx, req)
+	res, err := fs.Client().Do(ctx, req)
 	if err != nil || res.StatusCode != 405 {
 		t.Fatalf("OPTIONS: %v %v", err, res)
 	}
@@ -237,7 +239,7 @@ func TestSubscriptionSurvivesRestart(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
 	st := newMemStore()
-	e1 := newTestEngine(t, fs, clk, st, func(c *Config) { c.OutboundProxy = fs.uri() })
+	e1 := newTestEngine(t, fs, clk, st, func(c *Config) { c.OutboundProxy = fs.URI() })
 	if _, err := e1.SubscribeWait(context.Background(), slaReq()); err != nil {
 		t.Fatal(err)
 	}
@@ -245,9 +247,9 @@ func TestSubscriptionSurvivesRestart(t *testing.T) {
 	if err := e1.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	e2 := newTestEngine(t, fs, clk, st, func(c *Config) { c.OutboundProxy = fs.uri() })
+	e2 := newTestEngine(t, fs, clk, st, func(c *Config) { c.OutboundProxy = fs.URI() })
 	waitFor(t, "refresh after restart", countIs(fs, 2))
-	first, ref := fs.requests()[0], fs.requests()[1]
+	first, ref := fs.Requests()[0], fs.Requests()[1]
 	tt, _ := ref.To().Params.Get("tag")
 	if ref.CallID().Value() != first.CallID().Value() || ref.CSeq().SeqNo != first.CSeq().SeqNo+1 || tt != tag {
 		t.Fatalf("not an in-dialog refresh:\n%s", ref.String())
@@ -255,7 +257,7 @@ func TestSubscriptionSurvivesRestart(t *testing.T) {
 	// NOTIFYs of the restored dialog are still matched.
 	nl := &notifyLog{}
 	e2.HandleNotify(FlagBLASubscribe, nl.handler)
-	if code := fs.notify(ref, tag, "active;expires=60", "", nil); code != 200 || len(nl.all()) != 1 {
+	if code := notify(t, fs, ref, tag, "active;expires=60", "", nil); code != 200 || len(nl.all()) != 1 {
 		t.Fatalf("NOTIFY after restart answered %d", code)
 	}
 }
@@ -263,13 +265,13 @@ func TestSubscriptionSurvivesRestart(t *testing.T) {
 func TestSubscribeContactOverride(t *testing.T) {
 	fs := newFakeServer(t)
 	e, _ := subEngine(t, fs, newFakeClock())
-	fs.push(reply{code: 200, expires: 120})
+	fs.Push(puatest.Reply{Code: 200, Expires: 120})
 	req := slaReq()
 	req.Contact = "sip:line1@127.0.0.1:5999"
 	if _, err := e.SubscribeWait(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
-	sub := fs.requests()[0]
+	sub := fs.Requests()[0]
 	if cs := sub.GetHeaders("Contact"); len(cs) != 1 || sub.Contact().Address.String() != req.Contact {
 		t.Fatalf("want one Contact %s:\n%s", req.Contact, sub.String())
 	}

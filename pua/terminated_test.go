@@ -29,7 +29,7 @@ func TestTerminatedDialogReplaced(t *testing.T) {
 	}
 	pub(dlgDoc("confirmed"))
 	pub(dlgDoc("terminated"))
-	reqs := fs.requests()
+	reqs := fs.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests, want initial and modify", len(reqs))
 	}
@@ -38,7 +38,7 @@ func TestTerminatedDialogReplaced(t *testing.T) {
 
 	// A new call: removal of the terminated document, then an initial.
 	pub(dlgDoc("early"))
-	reqs = fs.requests()
+	reqs = fs.Requests()
 	if len(reqs) != 4 {
 		t.Fatalf("%d requests, want removal and initial after the modify", len(reqs))
 	}
@@ -54,7 +54,7 @@ func TestTerminatedDialogReplaced(t *testing.T) {
 
 	// A further change is an ordinary modify.
 	pub(dlgDoc("confirmed"))
-	reqs = fs.requests()
+	reqs = fs.Requests()
 	if len(reqs) != 5 {
 		t.Fatalf("%d requests", len(reqs))
 	}
@@ -64,7 +64,7 @@ func TestTerminatedDialogReplaced(t *testing.T) {
 	pub(dlgDoc("terminated"))
 	clk.Advance(time.Minute)
 	waitFor(t, "replacement at refresh", countIs(fs, 8))
-	reqs = fs.requests()
+	reqs = fs.Requests()
 	checkPublish(t, reqs[6], wire{ifMatch: headerValue(reqs[6], "SIP-If-Match"), expires: "0", event: "dialog"})
 	checkPublish(t, reqs[7], wire{body: string(dlgDoc("terminated")), expires: "60", event: "dialog"})
 
@@ -72,7 +72,7 @@ func TestTerminatedDialogReplaced(t *testing.T) {
 	mustWait(t, e, pubReq("a"))
 	mustWait(t, e, PublishRequest{Key: presKey, Body: []byte(`<presence><state>terminated</state></presence>`), Flag: FlagUsrloc})
 	mustWait(t, e, pubReq("b"))
-	reqs = fs.requests()
+	reqs = fs.Requests()
 	if got := headerValue(reqs[len(reqs)-1], "SIP-If-Match"); got == "" || len(reqs) != 11 {
 		t.Fatalf("presence change after a 'terminated' body: %d requests, last If-Match %q", len(reqs), got)
 	}

@@ -94,7 +94,7 @@ func (f *tlsFiles) reload(force bool) error {
 }
 
 func (f *tlsFiles) current() (*tls.Certificate, *x509.CertPool) {
-	f.reload(false) // a failed reload keeps the files last read; it is logged by the caller's handshake error
+	_ = f.reload(false) // a failed reload keeps the files last read; it is logged by the caller's handshake error
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.cert, f.pool
@@ -202,13 +202,13 @@ type handshakeConn struct {
 
 func (c *handshakeConn) handshake() error {
 	c.once.Do(func() {
-		c.Conn.SetDeadline(time.Now().Add(c.timeout))
+		_ = c.Conn.SetDeadline(time.Now().Add(c.timeout)) // a failure shows as the handshake timing out
 		if err := c.Conn.Handshake(); err != nil {
 			c.err = fmt.Errorf("pua: tls handshake from %s: %w", c.RemoteAddr(), err)
 			c.Conn.Close()
 			return
 		}
-		c.Conn.SetDeadline(time.Time{})
+		_ = c.Conn.SetDeadline(time.Time{})
 	})
 	return c.err
 }

@@ -5,25 +5,14 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"github.com/puaside/puaside/internal/testpki"
 	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
-)
 
-// serveTLS adds a TLS listener to the fake server and returns its URI.
-func (fs *fakeServer) serveTLS(t testing.TB, conf *tls.Config) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go fs.srv.ServeTLS(tls.NewListener(ln, conf))
-	return fmt.Sprintf("sips:127.0.0.1:%d", ln.Addr().(*net.TCPAddr).Port)
-}
+	"github.com/puaside/puaside/internal/testpki"
+)
 
 func tlsEngine(t *testing.T, fs *fakeServer, server string, mod func(*Config)) *Engine {
 	return newTestEngine(t, fs, nil, nil, func(c *Config) {
@@ -39,7 +28,7 @@ func TestPublishOverTLS(t *testing.T) {
 	ca := testpki.NewCA(t, "test CA")
 	fs := newFakeServer(t)
 	sc, sk := ca.Valid(t, "127.0.0.1")
-	server := fs.serveTLS(t, testpki.ServerConfig(t, sc, sk))
+	server := fs.ServeTLS(t, testpki.ServerConfig(t, sc, sk))
 	ours, ourKey := ca.Valid(t, "127.0.0.1")
 	f := testpki.WriteFiles(t, t.TempDir(), map[string][]byte{"ca.pem": ca.PEM, "cert.pem": ours, "key.pem": ourKey})
 	e := tlsEngine(t, fs, server, func(c *Config) {
@@ -50,7 +39,7 @@ func TestPublishOverTLS(t *testing.T) {
 	if res.Status != 200 {
 		t.Fatalf("PUBLISH over TLS: %+v", res)
 	}
-	req := fs.requests()[0]
+	req := fs.Requests()[0]
 	if v := req.Via(); v == nil || v.Transport != "TLS" {
 		t.Fatalf("Via %v, want transport TLS", req.Via())
 	}
@@ -84,7 +73,7 @@ func TestTLSRefusesBadServerCertificates(t *testing.T) {
 				c.cert, c.key = ca.Valid(t, "127.0.0.1")
 			}
 			fs := newFakeServer(t)
-			server := fs.serveTLS(t, testpki.ServerConfig(t, c.cert, c.key))
+			server := fs.ServeTLS(t, testpki.ServerConfig(t, c.cert, c.key))
 			e := tlsEngine(t, fs, server, func(cf *Config) {
 				cf.TLS.CAFile, cf.TLS.ServerName = caFile, c.serverName
 				cf.RetryMin, cf.RetryMax = time.Hour, time.Hour
@@ -97,7 +86,7 @@ func TestTLSRefusesBadServerCertificates(t *testing.T) {
 			if !strings.Contains(msg, c.want) {
 				t.Fatalf("error %q, want it to say %q", msg, c.want)
 			}
-			if n := len(fs.requests()); n != 0 {
+			if n := len(fs.Requests()); n != 0 {
 				t.Fatalf("%d requests reached the server", n)
 			}
 		})
@@ -165,7 +154,7 @@ func TestTLSCertificateReload(t *testing.T) {
 	fs := newFakeServer(t)
 	cert1, key1 := ca.Valid(t, "127.0.0.1")
 	f := testpki.WriteFiles(t, t.TempDir(), map[string][]byte{"cert.pem": cert1, "key.pem": key1})
-	e := tlsEngine(t, fs, fs.uri(), func(c *Config) {
+	e := tlsEngine(t, fs, fs.URI(), func(c *Config) {
 		c.Listen = []string{"udp:127.0.0.1:0", "tls:127.0.0.1:0"}
 		c.TLS.CertFile, c.TLS.KeyFile = f["cert.pem"], f["key.pem"]
 	})
@@ -195,16 +184,16 @@ func TestTLSCertificateReload(t *testing.T) {
 
 func TestSIPSRefusesPlainTransport(t *testing.T) {
 	fs := newFakeServer(t)
-	e := tlsEngine(t, fs, fs.uri(), func(c *Config) { c.RetryMin, c.RetryMax = time.Hour, time.Hour })
+	e := tlsEngine(t, fs, fs.URI(), func(c *Config) { c.RetryMin, c.RetryMax = time.Hour, time.Hour })
 	r := pubReq("x")
 	r.PresURI = "sips:alice@example.com"
-	r.OutboundProxy = fs.uri() + ";transport=udp"
+	r.OutboundProxy = fs.URI() + ";transport=udp"
 	res, err := e.PublishWait(context.Background(), r)
 	msg := fmt.Sprint(err, res.Err)
 	if !strings.Contains(msg, "needs TLS") {
 		t.Fatalf("sips over UDP: %q, want a refusal", msg)
 	}
-	if len(fs.requests()) != 0 {
+	if len(fs.Requests()) != 0 {
 		t.Fatal("a sips: request went out over UDP")
 	}
 }

@@ -36,6 +36,9 @@ const (
 	FlagUsrloc        = 1    // UL_PUBLISH
 	FlagBLAPublish    = 2    // BLA_PUBLISH
 	FlagBLASubscribe  = 4    // BLA_SUBSCRIBE
+	FlagXMPPPublish   = 8    // XMPP_PUBLISH
+	FlagXMPPSubscribe = 16   // XMPP_SUBSCRIBE
+	FlagXMPPWinfo     = 32   // XMPP_INITIAL_SUBS (pua_xmpp's presence.winfo subscriptions)
 	FlagRPCPublish    = 64   // RPC_PUBLISH
 	FlagRPCSubscribe  = 256  // RPC_SUBSCRIBE
 	FlagDialogPublish = 1024 // DIALOG_PUBLISH

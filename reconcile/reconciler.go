@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/puaside/puaside/clock"
 	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/metrics"
@@ -52,8 +53,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics; nil counts nothing.
 	Metrics *metrics.Metrics
-	// Now is the clock; nil is time.Now.
-	Now func() time.Time
+	// Clock gives the time of a pass; nil is the wall clock.
+	Clock clock.Clock
 }
 
 // Result is what one pass did.
@@ -95,7 +96,7 @@ func New(cfg Config, o Options) (*Reconciler, error) {
 		return nil, errors.New("reconcile: new: a Source is required")
 	}
 	r := &Reconciler{cfg: cfg, src: o.Source, perm: o.PermanentExpires, age: o.CallMaxAge,
-		log: o.Logger, m: o.Metrics, now: o.Now, known: map[callKey]bool{}}
+		log: o.Logger, m: o.Metrics, now: clock.OrReal(o.Clock).Now, known: map[callKey]bool{}}
 	if cfg.Registrations && o.Registrations != nil {
 		r.regs = o.Registrations
 	}
@@ -110,9 +111,6 @@ func New(cfg Config, o Options) (*Reconciler, error) {
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
-	}
-	if r.now == nil {
-		r.now = time.Now
 	}
 	return r, nil
 }

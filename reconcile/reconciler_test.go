@@ -10,8 +10,8 @@ import (
 
 	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/proxyrpc"
-	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/usrloc"
 )
 
@@ -37,33 +37,15 @@ func (p *proxy) Dialogs(context.Context) (proxyrpc.Dialogs, error) {
 	return p.dialogs, p.err
 }
 
-// server is a publisher that keeps the live documents, like a presence server.
-type server struct {
-	mu   sync.Mutex
-	live map[pua.Key]string
-}
-
-func (s *server) Publish(r pua.PublishRequest) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.live[r.Key] = string(r.Body)
-	return nil
-}
-
-func (s *server) Remove(k pua.Key) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.live, k)
-	return nil
-}
+// server is the kit's recording publisher: it keeps the live documents,
+// like a presence server.
+type server struct{ *recorder.Recorder }
 
 func (s *server) doc(presURI, ev string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var b strings.Builder
-	for k, v := range s.live {
+	for k, v := range s.Live() {
 		if k.PresURI == presURI && k.Event == ev {
-			b.WriteString(v)
+			b.Write(v.Body)
 		}
 	}
 	return b.String()
@@ -79,7 +61,7 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	g := &rig{px: &proxy{}, srv: &server{live: map[pua.Key]string{}}}
+	g := &rig{px: &proxy{}, srv: &server{recorder.New()}}
 	var err error
 	if g.ul, err = usrloc.New(usrloc.DefaultConfig(), usrloc.Options{Publisher: g.srv}); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/puaside/puaside/clock"
 )
 
 // Limits on what one lookup may take from the DNS.
@@ -72,8 +73,9 @@ type Config struct {
 	Timeout time.Duration
 	// MaxTargets caps the targets one lookup returns; 0 means 16.
 	MaxTargets int
-	// Now returns the current time (tests pass a fake); nil means time.Now.
-	Now func() time.Time
+	// Clock ages the cache; nil is the wall clock (tests pass
+	// clocktest.Fake).
+	Clock clock.Clock
 }
 
 // Resolver resolves SIP destinations with a TTL cache. It is safe for
@@ -112,12 +114,9 @@ func New(cfg Config) (*Resolver, error) {
 	if _, _, err := net.SplitHostPort(server); err != nil {
 		return nil, fmt.Errorf("resolve: DNS server %q: %w", server, err)
 	}
-	r := &Resolver{server: server, maxT: cfg.MaxTargets, now: cfg.Now, cache: make(map[cacheKey]cacheEntry)}
+	r := &Resolver{server: server, maxT: cfg.MaxTargets, now: clock.OrReal(cfg.Clock).Now, cache: make(map[cacheKey]cacheEntry)}
 	if r.maxT <= 0 {
 		r.maxT = defaultMaxTargets
-	}
-	if r.now == nil {
-		r.now = time.Now
 	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {

@@ -4,30 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/puaside/puaside/internal/dnstest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/puaside/puaside/clock/clocktest"
+	"github.com/puaside/puaside/internal/dnstest"
 )
 
-// fakeNow is a settable clock.
-type fakeNow struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (f *fakeNow) now() time.Time      { f.mu.Lock(); defer f.mu.Unlock(); return f.t }
-func (f *fakeNow) add(d time.Duration) { f.mu.Lock(); f.t = f.t.Add(d); f.mu.Unlock() }
-func newClock() *fakeNow               { return &fakeNow{t: time.Unix(1_700_000_000, 0)} }
+// newClock is the tests' fake clock.
+func newClock() *clocktest.Fake { return clocktest.New(time.Unix(1_700_000_000, 0)) }
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return c
 }
-func resolver(t *testing.T, d *dnstest.Server, clk *fakeNow) *Resolver {
+func resolver(t *testing.T, d *dnstest.Server, clk *clocktest.Fake) *Resolver {
 	t.Helper()
-	r, err := New(Config{Server: d.Addr, Timeout: time.Second, Now: clk.now})
+	r, err := New(Config{Server: d.Addr, Timeout: time.Second, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,11 +112,11 @@ func TestLookupHonoursTTL(t *testing.T) {
 		`_sip._udp.ttl.example.test. 30 IN SRV 10 0 5060 a.ttl.example.test.`,
 		`a.ttl.example.test. 10 IN A 127.0.0.22`)
 	q := d.Queries.Load()
-	clk.add(9 * time.Second)
+	clk.Advance(9 * time.Second)
 	if got, _ := r.Lookup(ctx(t), n); addrs(got) != "UDP 127.0.0.21:5060" || d.Queries.Load() != q {
 		t.Fatalf("within TTL: %s after %d new queries, want the cached answer and none", addrs(got), d.Queries.Load()-q)
 	}
-	clk.add(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	if got, _ := r.Lookup(ctx(t), n); addrs(got) != "UDP 127.0.0.22:5060" {
 		t.Fatalf("after the A record's TTL: %s, want the new address", addrs(got))
 	}
@@ -143,7 +137,7 @@ func TestLookupNegativeCache(t *testing.T) {
 	if d.Queries.Load() != q {
 		t.Fatalf("negative answer not cached: %d new queries", d.Queries.Load()-q)
 	}
-	clk.add(11 * time.Second) // the SOA minimum of the test zone is 10s
+	clk.Advance(11 * time.Second) // the SOA minimum of the test zone is 10s
 	r.Lookup(ctx(t), Name{Host: "gone.example.test"})
 	if d.Queries.Load() == q {
 		t.Fatal("negative answer cached beyond the SOA minimum")

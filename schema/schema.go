@@ -3,6 +3,8 @@
 // once and in name order by package store (`puaside migrate`, or at start).
 // The `pua` table keeps Kamailio's columns and table version 7; puaside's
 // own tables are named puaside_*.
+//
+// Place in the flow: below the store, the last stage, which applies it.
 package schema
 
 import (

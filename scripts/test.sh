@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (Kamailio with its
-# presence and database modules, sipp, chromium for the lamp board tests, MariaDB running on 127.0.0.1:3306)
+# presence and database modules, sipp, chromium for the lamp board tests, prosody for
+# the XMPP gateway, MariaDB running on 127.0.0.1:3306)
 # and runs every test of the project. Run it as root or with sudo available.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
 command -v kamailio >/dev/null 2>&1 || need_pkgs+=(kamailio)
-for p in kamailio-presence-modules kamailio-sqlite-modules kamailio-mysql-modules kamailio-tls-modules kamailio-websocket-modules sip-tester chromium systemd iproute2 util-linux gcc curl adduser sqlite3; do
+for p in kamailio-presence-modules kamailio-sqlite-modules kamailio-mysql-modules kamailio-tls-modules kamailio-websocket-modules sip-tester chromium prosody systemd iproute2 util-linux gcc curl adduser sqlite3; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if ! command -v mariadbd >/dev/null 2>&1 && ! command -v mysqld >/dev/null 2>&1; then
@@ -34,4 +35,14 @@ fi
 
 go mod download
 go vet ./...
+
+# golangci-lint, pinned; installed once into GOBIN, then reused (its
+# analysis cache keeps later runs short). Configuration: .golangci.yml.
+GOLANGCI_LINT_VERSION=v2.15.0
+lint="$(go env GOPATH)/bin/golangci-lint"
+if ! "$lint" version 2>/dev/null | grep -q "version ${GOLANGCI_LINT_VERSION#v} "; then
+  echo "installing golangci-lint $GOLANGCI_LINT_VERSION"
+  GOBIN="$(go env GOPATH)/bin" go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION"
+fi
+"$lint" run ./...
 go test -race -count=1 -timeout 25m "$@" ./...

@@ -12,7 +12,7 @@ import (
 	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/internal/dbtest"
-	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/store"
 )
 
@@ -64,13 +64,19 @@ func TestDialogVersionsNeverGoDown(t *testing.T) {
 	})
 }
 
-type recPub struct{ ops []string }
-
-func (p *recPub) Publish(r pua.PublishRequest) error {
-	p.ops = append(p.ops, "publish "+r.Key.PresURI+" "+string(r.Body))
-	return nil
+// bodies renders recorded calls as "publish <presentity> <body>" or
+// "remove <presentity>".
+func bodies(ops []recorder.Op) []string {
+	var out []string
+	for _, o := range ops {
+		if o.Kind == recorder.Remove {
+			out = append(out, "remove "+o.Key.PresURI)
+			continue
+		}
+		out = append(out, "publish "+o.Key.PresURI+" "+string(o.Req.Body))
+	}
+	return out
 }
-func (p *recPub) Remove(k pua.Key) error { p.ops = append(p.ops, "remove "+k.PresURI); return nil }
 
 func sipMsg(t *testing.T, s string) sip.Message {
 	t.Helper()
@@ -87,7 +93,7 @@ func TestDialogRestartThroughDB(t *testing.T) {
 	const hdr = "From: <sip:alice@example.com>;tag=ft\nCall-ID: restart-1\n"
 	dbtest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		p1 := &recPub{}
+		p1 := recorder.New()
 		tr1, err := dialoginfo.New(dialoginfo.DefaultConfig(), dialoginfo.Options{Publisher: p1, Store: db})
 		if err != nil {
 			t.Fatal(err)
@@ -97,7 +103,7 @@ func TestDialogRestartThroughDB(t *testing.T) {
 		if err := tr1.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
-		p2 := &recPub{}
+		p2 := recorder.New()
 		tr2, err := dialoginfo.New(dialoginfo.DefaultConfig(), dialoginfo.Options{Publisher: p2, Store: db})
 		if err != nil {
 			t.Fatal(err)
@@ -106,9 +112,10 @@ func TestDialogRestartThroughDB(t *testing.T) {
 			t.Fatal(err)
 		}
 		tr2.HandleSIP(ctx, event.SIP{Msg: sipMsg(t, "BYE sip:bob@10.0.0.2 SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK2\n"+hdr+"To: <sip:bob@example.com>;tag=tt\nCSeq: 2 BYE\nContent-Length: 0\n\n")})
-		if len(p2.ops) != 2 || !strings.Contains(p2.ops[0], `version="3"`) || !strings.Contains(p2.ops[0], `event="local-bye"`) ||
-			!strings.Contains(p2.ops[1], `version="2"`) || !strings.Contains(p2.ops[1], `event="remote-bye"`) {
-			t.Fatalf("after restart: %q", p2.ops)
+		ops := bodies(p2.Ops())
+		if len(ops) != 2 || !strings.Contains(ops[0], `version="3"`) || !strings.Contains(ops[0], `event="local-bye"`) ||
+			!strings.Contains(ops[1], `version="2"`) || !strings.Contains(ops[1], `event="remote-bye"`) {
+			t.Fatalf("after restart: %q", ops)
 		}
 	})
 }

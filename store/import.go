@@ -158,7 +158,8 @@ func (db *DB) AdoptKamailio(ctx context.Context, opts AdoptOptions) (res AdoptRe
 // which claim their publications at start.
 func trackerFlag(flag int64) bool {
 	switch flag {
-	case pua.FlagUsrloc, pua.FlagBLAPublish, pua.FlagBLASubscribe, pua.FlagDialogPublish:
+	case pua.FlagUsrloc, pua.FlagBLAPublish, pua.FlagBLASubscribe, pua.FlagDialogPublish,
+		pua.FlagXMPPPublish, pua.FlagXMPPSubscribe, pua.FlagXMPPWinfo:
 		return true
 	}
 	return false

@@ -9,11 +9,11 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/internal/dbtest"
+	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/store"
@@ -31,30 +31,7 @@ func watch(db *store.DB) (*metrics.Metrics, *bytes.Buffer) {
 // quarantined reads puaside_store_rows_quarantined_total{table}.
 func quarantined(t *testing.T, m *metrics.Metrics, table string) float64 {
 	t.Helper()
-	fams, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != "puaside_store_rows_quarantined_total" {
-			continue
-		}
-		for _, mt := range f.GetMetric() {
-			if labelIs(mt, "table", table) {
-				return mt.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
-func labelIs(m *dto.Metric, name, value string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name && l.GetValue() == value {
-			return true
-		}
-	}
-	return false
+	return puatest.Metric(t, m, "puaside_store_rows_quarantined_total", map[string]string{"table": table})
 }
 
 // within fails unless s is valid UTF-8 of at most n characters.
@@ -258,7 +235,7 @@ func TestDialogsPoisonSetAside(t *testing.T) {
 func TestUsrlocFlushWithPoison(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		ul, err := usrloc.New(usrloc.DefaultConfig(), usrloc.Options{Publisher: &recPub{}, Store: db})
+		ul, err := usrloc.New(usrloc.DefaultConfig(), usrloc.Options{Publisher: recorder.New(), Store: db})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,7 +271,7 @@ func TestDialoginfoFlushWithPoison(t *testing.T) {
 		longCID := strings.Repeat("x", 300) + "@host"
 		caller := "sip:" + strings.Repeat("a", 300) + "@example.com"
 		hdr := "From: <" + caller + ">;tag=ft\nCall-ID: " + longCID + "\n"
-		p1 := &recPub{}
+		p1 := recorder.New()
 		d1, err := dialoginfo.New(dialoginfo.DefaultConfig(), dialoginfo.Options{Publisher: p1, Store: db})
 		if err != nil {
 			t.Fatal(err)
@@ -307,7 +284,7 @@ func TestDialoginfoFlushWithPoison(t *testing.T) {
 		if err := d1.Flush(ctx); err != nil {
 			t.Fatalf("second dialoginfo flush: %v", err)
 		}
-		p2 := &recPub{}
+		p2 := recorder.New()
 		d2, err := dialoginfo.New(dialoginfo.DefaultConfig(), dialoginfo.Options{Publisher: p2, Store: db})
 		if err != nil {
 			t.Fatal(err)
@@ -316,14 +293,14 @@ func TestDialoginfoFlushWithPoison(t *testing.T) {
 			t.Fatal(err)
 		}
 		d2.HandleSIP(ctx, sipEvent(t, "BYE sip:bob@10.0.0.2 SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK2\n"+hdr+"To: <sip:bob@example.com>;tag=tt\nCSeq: 2 BYE\nContent-Length: 0\n\n"))
-		terminated := 0
-		for _, op := range p2.ops {
+		terminated, ops := 0, bodies(p2.Ops())
+		for _, op := range ops {
 			if strings.Contains(op, "terminated") {
 				terminated++
 			}
 		}
 		if terminated != 2 {
-			t.Fatalf("after restart the BYE published %d terminated documents, want 2: %q", terminated, p2.ops)
+			t.Fatalf("after restart the BYE published %d terminated documents, want 2: %q", terminated, ops)
 		}
 	})
 }

@@ -9,13 +9,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/event"
-	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 )
-
-type nopPub struct{}
-
-func (nopPub) Publish(pua.PublishRequest) error { return nil }
-func (nopPub) Remove(pua.Key) error             { return nil }
 
 // BenchmarkHandleSIP100k feeds parsed REGISTER copies for 100,000 AoRs
 // (replicate path) into a tracker with a no-op publisher. It reports the
@@ -38,7 +33,7 @@ func BenchmarkHandleSIP100k(b *testing.B) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	tr, err := New(DefaultConfig(), Options{Publisher: nopPub{}})
+	tr, err := New(DefaultConfig(), Options{Publisher: recorder.Nop{}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/pua"
 )
 
@@ -37,14 +38,14 @@ func TestStartClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	const u1, u2 = "sip:user0001@harness.test", "sip:user0002@harness.test"
-	cp := &claimerPub{listerPub: listerPub{&fakePub{}}}
+	cp := &claimerPub{listerPub: listerPub{Recorder: recorder.New()}}
 	open2 := BuildPIDF(u2, []Binding{{URI: "sip:user0002@127.0.0.1:5112", Q: -1}})
 	cp.pubs = []pua.PublicationInfo{
 		{Key: pua.Key{PresURI: u2, Event: "presence", ID: "usrloc"}, Flag: pua.FlagUsrloc, Body: open2},
 		// Published just before a crash, its contact never written.
 		{Key: pua.Key{PresURI: "sip:lost@x", Event: "presence", ID: "usrloc"}, Flag: pua.FlagUsrloc, Body: []byte("<presence/>")},
 	}
-	delete(st.contacts, "sip:lost@x")
+	st.contacts.Delete("sip:lost@x")
 	tr, err := New(DefaultConfig(), Options{Publisher: cp, Store: st, Clock: r1.clock})
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +70,7 @@ func TestStartClaims(t *testing.T) {
 // of what the refreshed contacts allow.
 func TestPublishExpiresFollowsContacts(t *testing.T) {
 	cfg := DefaultConfig()
-	tr, err := New(cfg, Options{Publisher: &fakePub{}})
+	tr, err := New(cfg, Options{Publisher: recorder.New()})
 	if err != nil {
 		t.Fatal(err)
 	}

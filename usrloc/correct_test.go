@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 )
 
 func TestCorrectBindingsAddsAndRemoves(t *testing.T) {
@@ -22,8 +23,8 @@ func TestCorrectBindingsAddsAndRemoves(t *testing.T) {
 	if got := r.contacts(aor); len(got) != 1 || got[0] != "sip:alice@10.0.0.1 4m59s q=-" {
 		t.Fatalf("contacts %v", got)
 	}
-	ops := r.pub.take()
-	if len(ops) != 1 || ops[0].Remove || !strings.Contains(string(ops[0].Req.Body), "<basic>open</basic>") {
+	ops := r.pub.Take()
+	if len(ops) != 1 || (ops[0].Kind == recorder.Remove) || !strings.Contains(string(ops[0].Req.Body), "<basic>open</basic>") {
 		t.Fatalf("ops %+v, want one open publication", ops)
 	}
 	if len(r.changes) != 1 {
@@ -34,7 +35,7 @@ func TestCorrectBindingsAddsAndRemoves(t *testing.T) {
 	if !r.t.CorrectBindings(aor, nil, asOf, 0) {
 		t.Fatal("removal refused")
 	}
-	ops = r.pub.take()
+	ops = r.pub.Take()
 	if len(ops) != 1 || !strings.Contains(string(ops[0].Req.Body), "<basic>closed</basic>") {
 		t.Fatalf("ops %+v, want the closed document", ops)
 	}
@@ -53,11 +54,11 @@ func TestCorrectBindingsYieldsToNewerInput(t *testing.T) {
 		Contacts: []event.Contact{{URI: "sip:alice@10.0.0.1", Expires: 600, Q: -1}}}); err != nil {
 		t.Fatal(err)
 	}
-	r.pub.take()
+	r.pub.Take()
 	if r.t.CorrectBindings(aor, nil, asOf, 0) {
 		t.Fatal("an older snapshot removed a newer registration")
 	}
-	if len(r.contacts(aor)) != 1 || len(r.pub.take()) != 0 {
+	if len(r.contacts(aor)) != 1 || len(r.pub.Take()) != 0 {
 		t.Fatal("the refused correction changed something")
 	}
 	// A grace reaches further back.
@@ -82,14 +83,14 @@ func TestCorrectBindingsCapsAndRefreshes(t *testing.T) {
 	if got := r.contacts(aor); len(got) != 1 || got[0] != "sip:bob@h 10m0s q=0.5" {
 		t.Fatalf("contacts %v", got)
 	}
-	r.pub.take()
+	r.pub.Take()
 	// A refresh the tracker missed only moves the expiry: nothing is published.
 	r.clock.Advance(time.Minute)
 	r.t.CorrectBindings(aor, []event.Contact{{URI: "sip:bob@h", Expires: 600, Q: 0.5}}, r.clock.Now(), 0)
 	if got := r.contacts(aor); len(got) != 1 || got[0] != "sip:bob@h 10m0s q=0.5" {
 		t.Fatalf("contacts after refresh %v", got)
 	}
-	if ops := r.pub.take(); len(ops) != 0 {
+	if ops := r.pub.Take(); len(ops) != 0 {
 		t.Fatalf("a refresh published %+v", ops)
 	}
 }

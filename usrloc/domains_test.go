@@ -14,7 +14,7 @@ import (
 func TestHasDomain(t *testing.T) {
 	ctx := context.Background()
 	st := newMemStore()
-	st.contacts["sip:bob@stored.net"] = []Binding{{URI: "sip:bob@10.0.0.3", Expires: time.Unix(1800000000, 0).Add(24 * time.Hour), Q: -1}}
+	st.contacts.Put("sip:bob@stored.net", []Binding{{URI: "sip:bob@10.0.0.3", Expires: time.Unix(1800000000, 0).Add(24 * time.Hour), Q: -1}})
 	cfg := DefaultConfig()
 	cfg.DefaultDomain = "pbx.example.org"
 	r := newRig(t, cfg, st, nil)

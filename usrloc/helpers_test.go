@@ -6,9 +6,9 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,30 +16,23 @@ import (
 
 	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/pua"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
-// readSIP loads a fixture and gives it CRLF line ends, as on the wire.
+// readSIP loads testdata/sip/<name>.sip as wire bytes (CRLF line ends).
 func readSIP(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "sip", name+".sip"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
-	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
+	return puatest.WireSIP(puatest.ReadFile(t, "testdata", "sip", name+".sip"))
 }
 
 // loadSIP parses a fixture.
 func loadSIP(t testing.TB, name string) sip.Message {
 	t.Helper()
-	m, err := sip.ParseMessage(readSIP(t, name))
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return m
+	return puatest.ParseSIP(t, readSIP(t, name))
 }
 
 // golden compares got with testdata/<path>, rewriting it with -update.
@@ -68,112 +61,58 @@ type fakeClock = clocktest.Fake
 
 func newFakeClock() *fakeClock { return clocktest.New(time.Unix(1800000000, 0)) }
 
-// pubOp is one call seen by the fake publisher.
-type pubOp struct {
-	Remove bool
-	Req    pua.PublishRequest
-	Key    pua.Key
+// listerPub is a recorder that also lists publications (pubs).
+type listerPub struct {
+	*recorder.Recorder
+	pubs []pua.PublicationInfo
 }
-
-// fakePub records Publish and Remove calls.
-type fakePub struct {
-	mu   sync.Mutex
-	ops  []pubOp
-	pubs []pua.PublicationInfo // returned by Publications when lister is set
-}
-
-func (p *fakePub) Publish(r pua.PublishRequest) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ops = append(p.ops, pubOp{Req: r, Key: r.Key})
-	return nil
-}
-
-func (p *fakePub) Remove(k pua.Key) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ops = append(p.ops, pubOp{Remove: true, Key: k})
-	return nil
-}
-
-// take returns and forgets the recorded calls.
-func (p *fakePub) take() []pubOp {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	o := p.ops
-	p.ops = nil
-	return o
-}
-
-// listerPub is a fakePub that also lists publications.
-type listerPub struct{ *fakePub }
 
 func (p listerPub) Publications() []pua.PublicationInfo { return p.pubs }
 
-// memStore is an in-memory Store.
+// memStore is an in-memory Store: two tables of the kit.
 type memStore struct {
-	mu       sync.Mutex
-	contacts map[string][]Binding
-	flags    map[string]bool
-	saves    int
+	contacts *puatest.Table[string, []Binding]
+	flags    *puatest.Table[string, bool]
 }
 
 func newMemStore() *memStore {
-	return &memStore{contacts: map[string][]Binding{}, flags: map[string]bool{}}
+	return &memStore{contacts: puatest.NewTable[string, []Binding](), flags: puatest.NewTable[string, bool]()}
 }
 
 func (s *memStore) LoadContacts(context.Context) (map[string][]Binding, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string][]Binding{}
-	for k, v := range s.contacts {
-		out[k] = append([]Binding(nil), v...)
+	out := s.contacts.Rows()
+	for k, v := range out {
+		out[k] = slices.Clone(v)
 	}
 	return out, nil
 }
 
 func (s *memStore) SaveContacts(_ context.Context, m map[string][]Binding) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.saves++
-	for k, v := range m {
-		if len(v) == 0 {
-			delete(s.contacts, k)
-			continue
+	return s.contacts.Write(func(rows map[string][]Binding) {
+		for k, v := range m {
+			if len(v) == 0 {
+				delete(rows, k)
+				continue
+			}
+			rows[k] = slices.Clone(v)
 		}
-		s.contacts[k] = append([]Binding(nil), v...)
-	}
-	return nil
+	})
 }
 
-func (s *memStore) LoadFlags(context.Context) (map[string]bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string]bool{}
-	for k, v := range s.flags {
-		out[k] = v
-	}
-	return out, nil
-}
+func (s *memStore) LoadFlags(context.Context) (map[string]bool, error) { return s.flags.Rows(), nil }
 
 func (s *memStore) SetFlag(_ context.Context, aor string, on bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.flags[aor] = on
-	return nil
+	return s.flags.Write(func(rows map[string]bool) { rows[aor] = on })
 }
 
 func (s *memStore) DeleteFlag(_ context.Context, aor string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.flags, aor)
-	return nil
+	return s.flags.Write(func(rows map[string]bool) { delete(rows, aor) })
 }
 
 // rig is a tracker with fakes.
 type rig struct {
 	t       *Tracker
-	pub     *fakePub
+	pub     *recorder.Recorder
 	clock   *fakeClock
 	store   *memStore
 	changes []string
@@ -183,10 +122,10 @@ func newRig(t *testing.T, cfg Config, st *memStore, pub Publisher) *rig {
 	t.Helper()
 	r := &rig{clock: newFakeClock(), store: st}
 	if pub == nil {
-		r.pub = &fakePub{}
+		r.pub = recorder.New()
 		pub = r.pub
 	} else if lp, ok := pub.(listerPub); ok {
-		r.pub = lp.fakePub
+		r.pub = lp.Recorder
 	}
 	tr, err := New(cfg, Options{Publisher: pub, Store: st, Clock: r.clock,
 		OnChange: func(aor string, cs []Binding) {

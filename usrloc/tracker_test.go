@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
 )
@@ -16,32 +18,14 @@ import (
 // counter reads puaside_tracker_events_total{tracker="usrloc",what}.
 func counter(t *testing.T, m *metrics.Metrics, what string) float64 {
 	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "puaside_tracker_events_total" {
-			continue
-		}
-		for _, mt := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range mt.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["tracker"] == "usrloc" && labels["what"] == what {
-				return mt.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return puatest.TrackerEvents(t, m, "usrloc", what)
 }
 
 // describe renders publisher calls compactly: "publish <aor> open|closed" or "remove <aor>".
-func describe(ops []pubOp) []string {
+func describe(ops []recorder.Op) []string {
 	var out []string
 	for _, o := range ops {
-		if o.Remove {
+		if o.Kind == recorder.Remove {
 			out = append(out, "remove "+o.Key.PresURI)
 			continue
 		}
@@ -54,7 +38,7 @@ func describe(ops []pubOp) []string {
 	return out
 }
 
-func expectOps(t *testing.T, step string, got []pubOp, want ...string) {
+func expectOps(t *testing.T, step string, got []recorder.Op, want ...string) {
 	t.Helper()
 	if d := describe(got); !reflect.DeepEqual(d, want) && !(len(d) == 0 && len(want) == 0) {
 		t.Fatalf("%s: publisher calls\n got %q\nwant %q", step, d, want)
@@ -73,7 +57,7 @@ func TestReplicateAndExpiry(t *testing.T) {
 	const aor = "sip:user0001@harness.test"
 	r.feed(t, "replicate_user0001", event.SourceReplicate)
 	expectContacts(t, "register", r, aor, "sip:user0001@127.0.0.1:5111 1m0s q=-")
-	ops := r.pub.take()
+	ops := r.pub.Take()
 	expectOps(t, "register", ops, "publish "+aor+" open")
 	req := ops[0].Req
 	if req.Key != (pua.Key{PresURI: aor, Event: "presence", ID: "usrloc"}) || req.Flag != pua.FlagUsrloc ||
@@ -84,7 +68,7 @@ func TestReplicateAndExpiry(t *testing.T) {
 
 	r.clock.Advance(10 * time.Second)
 	r.feed(t, "replicate_user0001_cseq2", event.SourceReplicate)
-	expectOps(t, "re-register", r.pub.take())
+	expectOps(t, "re-register", r.pub.Take())
 	expectContacts(t, "re-register", r, aor, "sip:user0001@127.0.0.1:5111 1m0s q=-")
 	// A late retransmission of CSeq 1 does not shorten the binding.
 	r.clock.Advance(10 * time.Second)
@@ -93,7 +77,7 @@ func TestReplicateAndExpiry(t *testing.T) {
 
 	r.clock.Advance(50 * time.Second)
 	r.t.expireDue()
-	ops = r.pub.take()
+	ops = r.pub.Take()
 	expectOps(t, "expiry", ops, "publish "+aor+" closed")
 	golden(t, filepath.Join("flow", "closed_user0001.xml"), ops[0].Req.Body)
 	in, ok := r.t.Registration(aor)
@@ -102,10 +86,10 @@ func TestReplicateAndExpiry(t *testing.T) {
 	}
 	r.clock.Advance(29 * time.Second)
 	r.t.expireDue()
-	expectOps(t, "linger not over", r.pub.take())
+	expectOps(t, "linger not over", r.pub.Take())
 	r.clock.Advance(time.Second)
 	r.t.expireDue()
-	expectOps(t, "linger over", r.pub.take(), "remove "+aor)
+	expectOps(t, "linger over", r.pub.Take(), "remove "+aor)
 	if _, ok := r.t.Registration(aor); ok {
 		t.Fatal("AoR still listed after removal")
 	}
@@ -125,7 +109,7 @@ func TestReturnDuringLinger(t *testing.T) {
 	r.feed(t, "replicate_user0001_cseq2", event.SourceReplicate)
 	r.clock.Advance(25 * time.Second)
 	r.t.expireDue()
-	expectOps(t, "back during linger", r.pub.take(), "publish "+aor+" open", "publish "+aor+" closed", "publish "+aor+" open")
+	expectOps(t, "back during linger", r.pub.Take(), "publish "+aor+" open", "publish "+aor+" closed", "publish "+aor+" open")
 }
 
 func TestCraftedReplicate(t *testing.T) {
@@ -136,7 +120,7 @@ func TestCraftedReplicate(t *testing.T) {
 	for _, name := range []string{"crafted_no_contact", "crafted_no_to", "crafted_to_tel", "crafted_bad_expires", "crafted_star_bad_expires"} {
 		r.feed(t, name, event.SourceReplicate)
 	}
-	expectOps(t, "rejected", r.pub.take())
+	expectOps(t, "rejected", r.pub.Take())
 	if len(r.t.Registrations()) != 0 {
 		t.Fatalf("rejected input changed state: %+v", r.t.Registrations())
 	}
@@ -152,7 +136,7 @@ func TestCraftedReplicate(t *testing.T) {
 		"sip:alice@10.0.0.1:5060;ob 5m0s q=0.5",
 		"sip:alice@10.0.0.2;transport=tcp 10m0s q=1",
 		"sip:alice@10.0.0.3?x=a&y=b 10m0s q=-")
-	ops := r.pub.take()
+	ops := r.pub.Take()
 	expectOps(t, "multi", ops, "publish "+alice+" open")
 	golden(t, filepath.Join("flow", "multi_open.xml"), ops[0].Req.Body)
 	if got := counter(t, m, "contact_added"); got != 3 {
@@ -161,7 +145,7 @@ func TestCraftedReplicate(t *testing.T) {
 
 	r.feed(t, "crafted_star", event.SourceReplicate)
 	expectContacts(t, "star", r, alice)
-	expectOps(t, "star", r.pub.take(), "publish "+alice+" closed")
+	expectOps(t, "star", r.pub.Take(), "publish "+alice+" closed")
 	if got := counter(t, m, "contact_removed"); got != 3 {
 		t.Errorf("contact_removed = %v", got)
 	}
@@ -171,10 +155,10 @@ func TestTracePath(t *testing.T) {
 	r := newRig(t, DefaultConfig(), nil, nil)
 	const carol = "sip:carol@example.com"
 	r.feed(t, "crafted_trace_req", event.SourceTrace)
-	expectOps(t, "request alone", r.pub.take())
+	expectOps(t, "request alone", r.pub.Take())
 	expectContacts(t, "request alone", r, carol)
 	r.feed(t, "crafted_trace_401", event.SourceTrace)
-	expectOps(t, "401", r.pub.take())
+	expectOps(t, "401", r.pub.Take())
 	expectContacts(t, "401", r, carol)
 	if len(r.t.Flags()) != 0 {
 		t.Fatalf("401 set a flag: %v", r.t.Flags())
@@ -183,7 +167,7 @@ func TestTracePath(t *testing.T) {
 	r.feed(t, "crafted_trace_req", event.SourceHEP)
 	r.feed(t, "crafted_trace_200", event.SourceHEP)
 	expectContacts(t, "2xx", r, carol, "sip:carol@10.0.0.5 30m0s q=0.8", "sip:carol@10.0.0.6 2m0s q=-")
-	ops := r.pub.take()
+	ops := r.pub.Take()
 	expectOps(t, "2xx", ops, "publish "+carol+" open")
 	golden(t, filepath.Join("flow", "trace_open.xml"), ops[0].Req.Body)
 	if f := r.t.Flags(); !f[carol] {
@@ -192,7 +176,7 @@ func TestTracePath(t *testing.T) {
 
 	r.feed(t, "crafted_trace_200_nocontact", event.SourceTrace)
 	expectContacts(t, "2xx without contact", r, carol)
-	expectOps(t, "2xx without contact", r.pub.take(), "publish "+carol+" closed")
+	expectOps(t, "2xx without contact", r.pub.Take(), "publish "+carol+" closed")
 
 	// The real siptrace sample: register, then unregister.
 	const u1 = "sip:user0001@harness.test"
@@ -204,7 +188,7 @@ func TestTracePath(t *testing.T) {
 	expectContacts(t, "sample unregister request", r, u1, "sip:user0001@127.0.0.1:5111 1m0s q=-")
 	r.feed(t, "trace_200_unreg_user0001", event.SourceTrace)
 	expectContacts(t, "sample unregister 200", r, u1)
-	expectOps(t, "sample", r.pub.take(), "publish "+u1+" open", "publish "+u1+" closed")
+	expectOps(t, "sample", r.pub.Take(), "publish "+u1+" open", "publish "+u1+" closed")
 }
 
 func TestFlags(t *testing.T) {
@@ -217,36 +201,36 @@ func TestFlags(t *testing.T) {
 	const u1, u2, alice, bob = "sip:user0001@harness.test", "sip:user0002@harness.test", "sip:alice@example.com", "sip:bob@example.com"
 	r.feed(t, "replicate_user0001", event.SourceReplicate)
 	r.feed(t, "replicate_user0002", event.SourceReplicate)
-	expectOps(t, "pattern", r.pub.take(), "publish "+u1+" open")
+	expectOps(t, "pattern", r.pub.Take(), "publish "+u1+" open")
 
 	if err := r.t.SetFlag(ctx, "user0002@harness.test", true); err != nil {
 		t.Fatal(err)
 	}
-	expectOps(t, "api on", r.pub.take(), "publish "+u2+" open")
+	expectOps(t, "api on", r.pub.Take(), "publish "+u2+" open")
 	if err := r.t.SetFlag(ctx, u2, false); err != nil {
 		t.Fatal(err)
 	}
-	expectOps(t, "api off", r.pub.take(), "remove "+u2)
+	expectOps(t, "api off", r.pub.Take(), "remove "+u2)
 	if err := r.t.SetFlag(ctx, u1, false); err != nil {
 		t.Fatal(err)
 	}
-	expectOps(t, "explicit flag beats pattern", r.pub.take(), "remove "+u1)
+	expectOps(t, "explicit flag beats pattern", r.pub.Take(), "remove "+u1)
 	if in, _ := r.t.Registration(u1); in.Publish || in.Flag == nil || *in.Flag {
 		t.Fatalf("flag off on a pattern AoR: info %+v, want Publish false Flag false", in)
 	}
 	if err := r.t.ClearFlag(ctx, u1); err != nil {
 		t.Fatal(err)
 	}
-	expectOps(t, "cleared flag, pattern again", r.pub.take(), "publish "+u1+" open")
+	expectOps(t, "cleared flag, pattern again", r.pub.Take(), "publish "+u1+" open")
 	if err := r.t.SetFlag(ctx, u1, false); err != nil {
 		t.Fatal(err)
 	}
-	r.pub.take()
+	r.pub.Take()
 	if err := r.t.ClearFlag(ctx, u2); err != nil {
 		t.Fatal(err)
 	}
-	expectOps(t, "clear", r.pub.take())
-	if _, ok := st.flags[u2]; ok {
+	expectOps(t, "clear", r.pub.Take())
+	if _, ok := st.flags.Get(u2); ok {
 		t.Fatal("ClearFlag left the stored flag")
 	}
 	if err := r.t.SetFlag(ctx, "tel:1", true); err == nil {
@@ -254,15 +238,15 @@ func TestFlags(t *testing.T) {
 	}
 
 	r.feed(t, "crafted_multi", event.SourceReplicate) // X-Puaside-Publish: yes
-	expectOps(t, "header on", r.pub.take(), "publish "+alice+" open")
+	expectOps(t, "header on", r.pub.Take(), "publish "+alice+" open")
 	r.feed(t, "crafted_flag_off_unreg", event.SourceReplicate)
-	expectOps(t, "header off", r.pub.take())
+	expectOps(t, "header off", r.pub.Take())
 	if err := r.t.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]bool{alice: true, bob: false, u1: false}
-	if !reflect.DeepEqual(st.flags, want) {
-		t.Fatalf("stored flags %v want %v", st.flags, want)
+	if got := st.flags.Rows(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("stored flags %v want %v", got, want)
 	}
 	if in, _ := r.t.Registration(alice); !in.Publish || in.Flag == nil || !*in.Flag || in.State != "open" {
 		t.Fatalf("info %+v", in)
@@ -298,7 +282,7 @@ func TestApplyRegistration(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectContacts(t, "remove all", r, dave)
-	expectOps(t, "json", r.pub.take(), "publish "+dave+" open", "publish "+dave+" open", "remove "+dave)
+	expectOps(t, "json", r.pub.Take(), "publish "+dave+" open", "publish "+dave+" open", "remove "+dave)
 	for _, bad := range []event.Registration{
 		{AoR: "tel:+1"}, {AoR: "x", Contacts: []event.Contact{{URI: ""}}}, {AoR: "x", Contacts: []event.Contact{{URI: "sip:a@b", Q: 2}}},
 	} {
@@ -325,13 +309,13 @@ func TestRestart(t *testing.T) {
 	if err := r2.t.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	expectOps(t, "restart unchanged", r2.pub.take())
+	expectOps(t, "restart unchanged", r2.pub.Take())
 	expectContacts(t, "restart unchanged", r2, u1, "sip:user0001@127.0.0.1:5111 50s q=-")
 	r2.feed(t, "replicate_user0001_cseq2", event.SourceReplicate)
-	expectOps(t, "re-register after restart", r2.pub.take())
+	expectOps(t, "re-register after restart", r2.pub.Take())
 	r2.clock.Advance(61 * time.Second)
 	r2.t.expireDue()
-	expectOps(t, "expiry after restart", r2.pub.take(), "publish "+u1+" closed")
+	expectOps(t, "expiry after restart", r2.pub.Take(), "publish "+u1+" closed")
 
 	// Restart 90 s after the registrations: user0001 lapsed while down.
 	r3 := newRig(t, DefaultConfig(), st, nil)
@@ -339,18 +323,18 @@ func TestRestart(t *testing.T) {
 	if err := r3.t.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	expectOps(t, "restart after lapse", r3.pub.take(), "publish "+u1+" closed")
+	expectOps(t, "restart after lapse", r3.pub.Take(), "publish "+u1+" closed")
 	expectContacts(t, "restart after lapse", r3, u2, "sip:user0002@127.0.0.1:5112 30s q=-")
 	if err := r3.t.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := st.contacts[u1]; ok {
+	if _, ok := st.contacts.Get(u1); ok {
 		t.Fatal("lapsed contacts still stored")
 	}
 
 	// With an engine that lists its publications: compare with those, and
 	// close an orphan.
-	lp := listerPub{&fakePub{}}
+	lp := listerPub{Recorder: recorder.New()}
 	open2 := BuildPIDF(u2, []Binding{{URI: "sip:user0002@127.0.0.1:5112", Q: -1}})
 	lp.pubs = []pua.PublicationInfo{
 		{Key: pua.Key{PresURI: u2, Event: "presence", ID: "usrloc"}, Flag: pua.FlagUsrloc, Body: open2},
@@ -364,10 +348,10 @@ func TestRestart(t *testing.T) {
 	if err := r4.t.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	expectOps(t, "lister", r4.pub.take(), "publish sip:ghost@x closed")
+	expectOps(t, "lister", r4.pub.Take(), "publish sip:ghost@x closed")
 	r4.clock.Advance(30 * time.Second)
 	r4.t.expireDue()
-	expectOps(t, "orphan linger", r4.pub.take(), "remove sip:ghost@x")
+	expectOps(t, "orphan linger", r4.pub.Take(), "remove sip:ghost@x")
 }
 
 func TestRunLoop(t *testing.T) {
@@ -390,7 +374,7 @@ func TestRunLoop(t *testing.T) {
 	for i := 0; i < 400 && len(seen) < 3; i++ {
 		r.clock.Advance(time.Second)
 		time.Sleep(2 * time.Millisecond)
-		seen = append(seen, describe(r.pub.take())...)
+		seen = append(seen, describe(r.pub.Take())...)
 	}
 	want := []string{"publish sip:user0001@harness.test open", "publish sip:user0001@harness.test closed", "remove sip:user0001@harness.test"}
 	if !reflect.DeepEqual(seen, want) {
@@ -405,8 +389,8 @@ func TestRunLoop(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return")
 	}
-	if st.saves == 0 || len(st.contacts) != 0 {
-		t.Fatalf("store after run: saves=%d contacts=%v", st.saves, st.contacts)
+	if st.contacts.Writes() == 0 || st.contacts.Len() != 0 {
+		t.Fatalf("store after run: saves=%d contacts=%v", st.contacts.Writes(), st.contacts.Rows())
 	}
 }
 
@@ -422,25 +406,25 @@ func TestSetPublishingReload(t *testing.T) {
 	const u1, u2 = "sip:user0001@harness.test", "sip:user0002@harness.test"
 	r.feed(t, "replicate_user0001", event.SourceReplicate)
 	r.feed(t, "replicate_user0002", event.SourceReplicate)
-	expectOps(t, "nothing published", r.pub.take())
+	expectOps(t, "nothing published", r.pub.Take())
 	if err := r.t.SetFlag(ctx, u2, false); err != nil {
 		t.Fatal(err)
 	}
-	r.pub.take()
+	r.pub.Take()
 	if err := r.t.SetPublishing([]string{"*@harness.test"}, false); err != nil {
 		t.Fatal(err)
 	}
-	expectOps(t, "pattern added", r.pub.take(), "publish "+u1+" open")
+	expectOps(t, "pattern added", r.pub.Take(), "publish "+u1+" open")
 	if err := r.t.SetPublishing(nil, false); err != nil {
 		t.Fatal(err)
 	}
-	expectOps(t, "pattern removed", r.pub.take(), "remove "+u1)
+	expectOps(t, "pattern removed", r.pub.Take(), "remove "+u1)
 	if err := r.t.SetPublishing([]string{"re:("}, true); err == nil {
 		t.Fatal("a bad pattern was accepted")
 	}
-	expectOps(t, "bad pattern changes nothing", r.pub.take())
+	expectOps(t, "bad pattern changes nothing", r.pub.Take())
 	if err := r.t.SetPublishing(nil, true); err != nil {
 		t.Fatal(err)
 	}
-	expectOps(t, "default on", r.pub.take(), "publish "+u1+" open")
+	expectOps(t, "default on", r.pub.Take(), "publish "+u1+" open")
 }

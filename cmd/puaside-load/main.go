@@ -37,17 +37,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -56,9 +52,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -390,40 +383,6 @@ func writeHeapProfile(path string) error {
 	return nil
 }
 
-// cpuTime returns the CPU time (user+system) used by this process so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// udpRcvbufErrors reads the host's UDP RcvbufErrors counter.
-func udpRcvbufErrors() (int64, error) {
-	b, err := os.ReadFile("/proc/net/snmp")
-	if err != nil {
-		return 0, err
-	}
-	var names []string
-	for l := range strings.Lines(string(b)) {
-		f := strings.Fields(l)
-		if len(f) == 0 || f[0] != "Udp:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		for i, n := range names {
-			if n == "RcvbufErrors" && i < len(f) {
-				return strconv.ParseInt(f[i], 10, 64)
-			}
-		}
-	}
-	return 0, errors.New("no Udp RcvbufErrors in /proc/net/snmp")
-}
-
 // puaAddr turns the engine's Contact URI into "host:port".
 func puaAddr(contact string) string {
 	var u sip.Uri
@@ -431,110 +390,6 @@ func puaAddr(contact string) string {
 		return ""
 	}
 	return net.JoinHostPort(u.Host, strconv.Itoa(u.Port))
-}
-
-// socketDrops reads the drop counter of the UDP socket bound to addr
-// ("127.0.0.1:port") from /proc/net/udp.
-func socketDrops(addr string) (int64, error) {
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil || !ap.Addr().Is4() {
-		return 0, fmt.Errorf("socket %q: not an IPv4 address", addr)
-	}
-	ip := ap.Addr().As4()
-	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
-	b, err := os.ReadFile("/proc/net/udp")
-	if err != nil {
-		return 0, err
-	}
-	for l := range strings.Lines(string(b)) {
-		f := strings.Fields(l)
-		if len(f) > 12 && f[1] == want {
-			return strconv.ParseInt(f[len(f)-1], 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("socket %s not in /proc/net/udp", addr)
-}
-
-// scrape reads puaside's ingest drops and PUBLISH statuses from /metrics.
-func scrape(ctx context.Context, addr string) (drops, publish map[string]float64) {
-	drops, publish = map[string]float64{}, map[string]float64{}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
-	if err != nil {
-		return
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return
-	}
-	defer res.Body.Close()
-	sc := bufio.NewScanner(res.Body)
-	for sc.Scan() {
-		l := sc.Text()
-		series, val, ok := strings.Cut(l, " ")
-		if !ok {
-			continue
-		}
-		f, err := strconv.ParseFloat(val, 64)
-		if err != nil {
-			continue
-		}
-		switch {
-		case strings.HasPrefix(series, "puaside_ingest_dropped_total{"):
-			drops[label(series, "input")+"/"+label(series, "reason")] += f
-		case strings.HasPrefix(series, "puaside_sip_requests_total{") && label(series, "method") == "PUBLISH":
-			publish[label(series, "status")] += f
-		}
-	}
-	return drops, publish
-}
-
-// label returns the value of label k in a Prometheus series name.
-func label(series, k string) string {
-	_, rest, ok := strings.Cut(series, k+`="`)
-	if !ok {
-		return ""
-	}
-	v, _, _ := strings.Cut(rest, `"`)
-	return v
-}
-
-// pct returns the p-th percentile of sorted durations in milliseconds.
-func pct(sorted []time.Duration, p int) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := (len(sorted)*p + 99) / 100
-	return ms(sorted[max(0, min(i, len(sorted))-1)])
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// procMemory reads VmRSS and VmHWM of this process in MiB.
-func procMemory() (rss, hwm float64, err error) {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0, 0, fmt.Errorf("memory: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
-			continue
-		}
-		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("memory: %s %q: %w", k, v, err)
-		}
-		if k == "VmRSS" {
-			rss = kb / 1024
-		} else {
-			hwm = kb / 1024
-		}
-	}
-	return rss, hwm, sc.Err()
 }
 
 // print writes the result for people.
@@ -551,194 +406,4 @@ func (r result) print(w io.Writer) {
 	fmt.Fprintf(w, "CPU: %.2f s for the run, %.0f µs per published REGISTER (all in-process parts)\n", r.CPUSeconds, r.CPUPerRegisterUs)
 	fmt.Fprintf(w, "drops: kernel UDP receive buffer %d (per socket %v), puaside ingest %v; puaside PUBLISH by status %v\n", r.KernelDrops, r.SocketDrops, r.IngestDrops, r.PublishStatus)
 	fmt.Fprintf(w, "memory: VmRSS after drain %.0f MiB, after settle %.0f MiB, VmHWM %.0f MiB, Go heap in use %.0f MiB\n", r.RSSEndMiB, r.RSSMiB, r.HWMMiB, r.HeapMiB)
-}
-
-// fakePresence is a stateless presence server: every PUBLISH gets a 200
-// with a SIP-ETag and the Expires asked for.
-type fakePresence struct {
-	conn      *net.UDPConn
-	parser    *sip.Parser
-	arrival   []atomic.Int64 // first PUBLISH per user index, Unix ns
-	published atomic.Int64   // users with a PUBLISH
-	total     atomic.Int64   // all PUBLISH requests
-	etag      atomic.Uint64
-	wg        sync.WaitGroup
-}
-
-// startFakePresence listens on a free 127.0.0.1 port for up to users AoRs.
-// Two readers share the socket so that parsing keeps up.
-func startFakePresence(users int) (*fakePresence, error) {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return nil, fmt.Errorf("fake presence server: %w", err)
-	}
-	_ = c.SetReadBuffer(8 << 20)
-	f := &fakePresence{conn: c, parser: sip.NewParser(), arrival: make([]atomic.Int64, users)}
-	for range 2 {
-		f.wg.Add(1)
-		go f.serve()
-	}
-	return f, nil
-}
-
-func (f *fakePresence) addr() string { return f.conn.LocalAddr().String() }
-
-func (f *fakePresence) close() {
-	f.conn.Close()
-	f.wg.Wait()
-}
-
-// serve answers PUBLISH requests until the socket is closed.
-func (f *fakePresence) serve() {
-	defer f.wg.Done()
-	buf := make([]byte, 65536)
-	var sb strings.Builder
-	for {
-		n, from, err := f.conn.ReadFromUDPAddrPort(buf)
-		if errors.Is(err, net.ErrClosed) {
-			return
-		}
-		if err != nil {
-			time.Sleep(time.Millisecond) // a persistent error must not spin
-			continue
-		}
-		now := time.Now().UnixNano()
-		msg, err := f.parser.ParseSIP(buf[:n])
-		if err != nil {
-			continue
-		}
-		req, ok := msg.(*sip.Request)
-		if !ok || req.Method == sip.ACK {
-			continue
-		}
-		code, reason := 200, "OK"
-		if req.Method != sip.PUBLISH {
-			code, reason = 405, "Method Not Allowed"
-		} else {
-			f.total.Add(1)
-			f.record(req.Recipient.User, now)
-		}
-		res := sip.NewResponseFromRequest(req, code, reason, nil)
-		if code == 200 {
-			exp := "3600"
-			if h := req.GetHeader("Expires"); h != nil {
-				exp = h.Value()
-			}
-			res.AppendHeader(sip.NewHeader("SIP-ETag", "e"+strconv.FormatUint(f.etag.Add(1), 36)))
-			res.AppendHeader(sip.NewHeader("Expires", exp))
-		}
-		sb.Reset()
-		res.StringWrite(&sb)
-		_, _ = f.conn.WriteToUDPAddrPort([]byte(sb.String()), from)
-	}
-}
-
-// record notes the first PUBLISH of user "u<index>".
-func (f *fakePresence) record(user string, now int64) {
-	i, err := strconv.Atoi(strings.TrimPrefix(user, "u"))
-	if err != nil || i < 0 || i >= len(f.arrival) {
-		return
-	}
-	if f.arrival[i].CompareAndSwap(0, now) {
-		f.published.Add(1)
-	}
-}
-
-// sender plays the proxy's t_replicate(): one REGISTER copy per AoR.
-type sender struct {
-	conn     *net.UDPConn
-	local    netip.AddrPort
-	sentAt   []int64
-	answered atomic.Int64
-	wg       sync.WaitGroup
-}
-
-func newSender(target *net.UDPAddr, users int) (*sender, error) {
-	c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, target)
-	if err != nil {
-		return nil, fmt.Errorf("sender: %w", err)
-	}
-	_ = c.SetWriteBuffer(8 << 20)
-	_ = c.SetReadBuffer(8 << 20)
-	s := &sender{conn: c, local: c.LocalAddr().(*net.UDPAddr).AddrPort(), sentAt: make([]int64, users)}
-	s.wg.Add(1)
-	go s.readAnswers()
-	return s, nil
-}
-
-func (s *sender) close() {
-	s.conn.Close()
-	s.wg.Wait()
-}
-
-// readAnswers counts the 200s puaside sends back.
-func (s *sender) readAnswers() {
-	defer s.wg.Done()
-	buf := make([]byte, 65536)
-	for {
-		n, err := s.conn.Read(buf)
-		if errors.Is(err, net.ErrClosed) {
-			return
-		}
-		if err != nil {
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		if strings.HasPrefix(string(buf[:min(n, 16)]), "SIP/2.0 200") {
-			s.answered.Add(1)
-		}
-	}
-}
-
-// copyOf is the t_replicate copy of user i's REGISTER, with the proxy's
-// Via on top as Kamailio sends it.
-func (s *sender) copyOf(b []byte, i int) []byte {
-	u := "u" + strconv.Itoa(i)
-	port := 10000 + i%50000
-	b = b[:0]
-	b = fmt.Appendf(b, "REGISTER sip:%s SIP/2.0\r\n", domain)
-	b = fmt.Appendf(b, "Via: SIP/2.0/UDP %s;branch=z9hG4bKload%d.0\r\n", s.local, i)
-	b = fmt.Appendf(b, "Via: SIP/2.0/UDP 10.1.%d.%d:%d;rport=%d;received=10.1.%d.%d;branch=z9hG4bKph%d\r\n",
-		i/250%250, i%250+1, port, port, i/250%250, i%250+1, i)
-	b = fmt.Appendf(b, "Max-Forwards: 69\r\n")
-	b = fmt.Appendf(b, "From: <sip:%s@%s>;tag=f%d\r\n", u, domain, i)
-	b = fmt.Appendf(b, "To: <sip:%s@%s>\r\n", u, domain)
-	b = fmt.Appendf(b, "Call-ID: reg-%d@load\r\n", i)
-	b = fmt.Appendf(b, "CSeq: 1 REGISTER\r\n")
-	b = fmt.Appendf(b, "Contact: <sip:%s@10.1.%d.%d:%d>\r\n", u, i/250%250, i%250+1, port)
-	b = fmt.Appendf(b, "Expires: 3600\r\n")
-	b = fmt.Appendf(b, "User-Agent: puaside-load\r\n")
-	b = fmt.Appendf(b, "Content-Length: 0\r\n\r\n")
-	return b
-}
-
-// send sends one copy per user, paced at rate per second (0: unpaced),
-// until every user is sent, duration passes or ctx ends. It returns how
-// many were sent (users 0..n-1).
-func (s *sender) send(ctx context.Context, rate int, duration time.Duration) int {
-	start := time.Now()
-	end := start.Add(duration)
-	buf := make([]byte, 0, 1024)
-	n := 0
-	for n < len(s.sentAt) && ctx.Err() == nil {
-		now := time.Now()
-		if !now.Before(end) {
-			break
-		}
-		due := len(s.sentAt)
-		if rate > 0 {
-			due = min(due, int(now.Sub(start).Seconds()*float64(rate))+1)
-			if due <= n {
-				time.Sleep(min(time.Millisecond, time.Duration(float64(n+1-due)/float64(rate)*float64(time.Second))+time.Microsecond))
-				continue
-			}
-		}
-		// At most 256 copies between two readings of the clock.
-		for stop := min(due, n+256); n < stop; n++ {
-			buf = s.copyOf(buf, n)
-			s.sentAt[n] = time.Now().UnixNano()
-			_, _ = s.conn.Write(buf) // a lost copy shows as lost
-		}
-	}
-	return n
 }

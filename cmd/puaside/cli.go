@@ -41,7 +41,7 @@ func cliCommands() map[string]string {
 	return map[string]string{
 		"publish":   "publish event state through the daemon and wait for the reply",
 		"subscribe": "subscribe through the daemon (NOTIFY bodies: ls subscriptions)",
-		"ls":        "list publications, subscriptions, registrations, dialogs, lines or flags",
+		"ls":        "list publications, subscriptions, registrations, dialogs, lines, flags or xmpp",
 		"flag":      "set, clear or list users' stored publishing flags",
 		"line":      "add, remove or list shared lines (BLA)",
 		"ready":     "exit 0 when the daemon is ready (/readyz); for health checks",
@@ -313,8 +313,9 @@ func columns(kind string) []string {
 }
 
 func (c *cli) ls(args []string) int {
-	fs := c.flags("publications|subscriptions|registrations|dialogs|lines|flags|shards [flags]",
-		"List what the daemon holds, as an aligned table (or --json).")
+	fs := c.flags("publications|subscriptions|registrations|dialogs|lines|flags|shards|xmpp [flags]",
+		"List what the daemon holds, as an aligned table (or --json). xmpp lists the XMPP gateway's\n"+
+			"publications (Jabber users' presence) and subscriptions (on Jabber users' behalf, and to their watcher lists).")
 	q := url.Values{}
 	filter := func(name, help string) {
 		fs.Func(name, help, func(v string) error { q.Set(name, v); return nil })
@@ -323,7 +324,7 @@ func (c *cli) ls(args []string) int {
 	filter("event", "only this event package")
 	filter("state", "only this state (publications, subscriptions)")
 	filter("watcher", "only this watcher (subscriptions)")
-	filter("owner", "only this owner: usrloc, dialoginfo, bla, api (publications, subscriptions)")
+	filter("owner", "only this owner: usrloc, dialoginfo, bla, xmpp, api (publications, subscriptions)")
 	for _, name := range []string{"limit", "offset"} {
 		help := map[string]string{"limit": "at most this many items (default 100)", "offset": "skip this many items"}[name]
 		fs.Func(name, help, func(v string) error {
@@ -343,9 +344,50 @@ func (c *cli) ls(args []string) int {
 		return code
 	}
 	if len(pos) != 1 {
-		return c.usageErr(fs, "name one listing: publications, subscriptions, registrations, dialogs, lines, flags or shards")
+		return c.usageErr(fs, "name one listing: publications, subscriptions, registrations, dialogs, lines, flags, shards or xmpp")
+	}
+	if pos[0] == "xmpp" {
+		return c.listXMPP(fs, q)
 	}
 	return c.list(fs, pos[0], q)
+}
+
+// listXMPP lists the XMPP gateway's records: its publications, then its
+// subscriptions (the engine's records of owner xmpp).
+func (c *cli) listXMPP(fs *flag.FlagSet, q url.Values) int {
+	q.Set("owner", "xmpp")
+	if c.asJSON {
+		ctx, cancel := c.ctx()
+		defer cancel()
+		out := map[string]any{}
+		for _, kind := range []string{mgmt.ListPublications, mgmt.ListSubscriptions} {
+			kq := url.Values{}
+			for k, v := range q {
+				if kind == mgmt.ListPublications && k == "watcher" {
+					continue
+				}
+				kq[k] = v
+			}
+			l, err := c.client().List(ctx, kind, kq)
+			if err != nil {
+				return c.remoteErr(err)
+			}
+			out[kind] = l
+		}
+		c.printJSON(out)
+		return exitOK
+	}
+	pq := url.Values{}
+	for k, v := range q {
+		if k != "watcher" {
+			pq[k] = v
+		}
+	}
+	if code := c.list(fs, mgmt.ListPublications, pq); code != exitOK {
+		return code
+	}
+	fmt.Fprintln(c.env.stdout)
+	return c.list(fs, mgmt.ListSubscriptions, q)
 }
 
 func (c *cli) list(fs *flag.FlagSet, kind string, q url.Values) int {

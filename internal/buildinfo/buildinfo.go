@@ -6,6 +6,9 @@
 //
 //	go build -ldflags "-X github.com/puaside/puaside/internal/buildinfo.version=1.2.3 \
 //	  -X github.com/puaside/puaside/internal/buildinfo.revision=$(git rev-parse HEAD)" ./cmd/puaside
+//
+// Place in the flow: outside it, below metrics (the build info gauge) and
+// the commands (version output).
 package buildinfo
 
 import (

@@ -3,6 +3,8 @@
 // the Markdown table in README.md and as puaside.example.yaml. Its test
 // keeps both files true to the code (go test ./internal/configref -update
 // rewrites them).
+//
+// Place in the flow: outside it, documentation of config.
 package configref
 
 import (
@@ -36,7 +38,7 @@ type Entry struct {
 }
 
 // packages holds the directories whose Config types make up the file.
-var packages = []string{"config", "pua", "ingest", "usrloc", "dialoginfo", "bla", "mgmt", "reconcile", "shard"}
+var packages = []string{"config", "pua", "ingest", "usrloc", "dialoginfo", "bla", "mgmt", "reconcile", "puaxmpp", "shard"}
 
 // Entries walks config.Default() and returns every key in file order. root
 // is the module's root directory (to read the doc comments).

@@ -26,6 +26,7 @@ import (
 	"github.com/puaside/puaside/mgmt"
 	"github.com/puaside/puaside/proxyrpc"
 	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/puaxmpp"
 	"github.com/puaside/puaside/reconcile"
 	"github.com/puaside/puaside/shard"
 	"github.com/puaside/puaside/store"
@@ -48,6 +49,7 @@ type Daemon struct {
 	// board is the live lamp board, fed by the trackers and the engine.
 	board *board.Board
 	rec   *reconcile.Reconciler // nil unless reconcile.enabled
+	gw    *puaxmpp.Gateway      // nil unless xmpp.enabled
 	// shards holds this instance's shard leases; nil unless cluster.enabled.
 	shards     *shard.Manager
 	stopShards context.CancelFunc
@@ -150,6 +152,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 	}
 
+	if cfg.Gateway.Enabled {
+		// The gateway publishes and subscribes through the engine (the
+		// external presence server); pa in process would be its Publisher.
+		d.gw, err = puaxmpp.New(cfg.Gateway, puaxmpp.Options{Publisher: observed, Subscriber: d.eng, Store: db, Logger: log, Metrics: d.m})
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		if err := d.gw.RegisterMetrics(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		d.eng.HandleNotify(pua.FlagXMPPSubscribe, d.gw.HandleNotify)
+		d.eng.HandleNotify(pua.FlagXMPPWinfo, d.gw.HandleWinfoNotify)
+	}
+
 	h := ingest.Handlers{}
 	if d.ul != nil {
 		ul := d.ul
@@ -193,6 +211,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 			{Name: "store writes", Check: d.eng.StoreReady},
 		},
 	}
+	if d.gw != nil {
+		deps.Ready = append(deps.Ready, mgmt.ReadyCheck{Name: "xmpp server", Check: d.gw.Ready})
+	}
 	if d.ul != nil {
 		deps.Registrations = registrations{d.ul}
 	}
@@ -222,7 +243,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 
 // ownerFlags are the flags of the records owned by a tracker.
 func ownerFlags() []int {
-	return []int{pua.FlagUsrloc, pua.FlagDialogPublish, pua.FlagBLAPublish, pua.FlagBLASubscribe}
+	return []int{pua.FlagUsrloc, pua.FlagDialogPublish, pua.FlagBLAPublish, pua.FlagBLASubscribe,
+		pua.FlagXMPPPublish, pua.FlagXMPPSubscribe, pua.FlagXMPPWinfo}
 }
 
 // listening is the /readyz check that every configured ingest listener is
@@ -268,6 +290,11 @@ func (d *Daemon) Start(ctx context.Context) error {
 		d.eng.ClaimsDone(pua.FlagBLAPublish)
 		d.eng.ClaimsDone(pua.FlagBLASubscribe)
 	}
+	if d.gw == nil {
+		d.eng.ClaimsDone(pua.FlagXMPPPublish)
+		d.eng.ClaimsDone(pua.FlagXMPPSubscribe)
+		d.eng.ClaimsDone(pua.FlagXMPPWinfo)
+	}
 	tctx, cancel := context.WithCancel(context.Background())
 	d.cancelTrackers = cancel
 	if d.bl != nil {
@@ -312,6 +339,12 @@ func (d *Daemon) Start(ctx context.Context) error {
 	}
 	if d.rec != nil {
 		d.run("reconcile", func() error { return d.rec.Run(tctx) })
+	}
+	if d.gw != nil {
+		if err := d.gw.Start(ctx, d.eng); err != nil {
+			return d.abort(ctx, fmt.Errorf("daemon: start xmpp gateway: %w", err))
+		}
+		d.run("xmpp", func() error { return d.gw.Run(tctx) })
 	}
 	d.seedBoard()
 	d.run("board", func() error { return d.board.Run(tctx) })
@@ -378,6 +411,9 @@ func (d *Daemon) Stop(ctx context.Context) error {
 			d.stopShards()
 			<-d.shardsDone
 		}
+		if d.bl != nil {
+			d.bl.Close()
+		}
 		if err := d.eng.Stop(ctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -401,6 +437,10 @@ func (d *Daemon) Run(ctx context.Context, timeout time.Duration) error {
 	defer cancel()
 	return d.Stop(sctx)
 }
+
+// Gateway returns the XMPP gateway, nil when xmpp.enabled is off (for
+// tests and diagnostics).
+func (d *Daemon) Gateway() *puaxmpp.Gateway { return d.gw }
 
 // Engine returns the pua engine (for tests and diagnostics).
 func (d *Daemon) Engine() *pua.Engine { return d.eng }

@@ -1,0 +1,188 @@
+package dialoginfo
+
+import (
+	"hash/fnv"
+	"strconv"
+
+	"github.com/puaside/puaside/dialogdoc"
+	"github.com/puaside/puaside/pua"
+)
+
+// sync publishes what changed for a call, schedules its timers and marks it
+// for the store.
+func (t *Tracker) sync(c *call) {
+	for _, b := range c.Branches {
+		if b.Removed {
+			continue
+		}
+		for s := sideCaller; s <= sideCallee; s++ {
+			t.syncSide(c, b, s)
+		}
+	}
+	t.markDirty(c)
+	t.schedule(c)
+}
+
+// view returns the dialog as seen by one side, or false if that side shows nothing.
+func (t *Tracker) view(c *call, b *branch, s int) (string, dialogdoc.Dialog, bool) {
+	if !c.Pub[s] {
+		return "", dialogdoc.Dialog{}, false
+	}
+	st := b.State
+	if s == sideCallee && !b.Published[s] && (st == stTerminated || (st < stEarly && !t.cfg.CalleeTrying)) {
+		return "", dialogdoc.Dialog{}, false
+	}
+	if s == sideCaller && !b.Published[s] && st == stTerminated {
+		return "", dialogdoc.Dialog{}, false
+	}
+	if s == sideCaller && st == stEarly && t.cfg.CallerConfirmed {
+		st = stConfirmed
+	}
+	d := dialogdoc.Dialog{ID: b.ID, State: st.String()}
+	if st == stTerminated {
+		d.Event, d.Code = b.Event[s], b.Code
+	}
+	if t.cfg.IncludeCallID {
+		d.CallID = c.CallID
+	}
+	callerP := &dialogdoc.Participant{Identity: c.Caller, Display: c.CallerDisplay, Target: c.CallerContact}
+	calleeP := &dialogdoc.Participant{Identity: c.Callee, Display: c.CalleeDisplay, Target: b.Contact}
+	if callerP.Target == "" {
+		callerP.Target = c.Caller
+	}
+	if calleeP.Target == "" {
+		calleeP.Target = c.Callee
+	}
+	if b.Hold[sideCaller] {
+		callerP.Rendering = "no"
+	}
+	if b.Hold[sideCallee] {
+		calleeP.Rendering = "no"
+	}
+	entity := c.Caller
+	if s == sideCaller {
+		d.Direction = "initiator"
+		if t.cfg.IncludeTags {
+			d.LocalTag, d.RemoteTag = c.FromTag, b.ToTag
+		}
+		d.Local, d.Remote = callerP, calleeP
+	} else {
+		entity = c.Callee
+		d.Direction = "recipient"
+		if t.cfg.IncludeTags {
+			d.LocalTag, d.RemoteTag = b.ToTag, c.FromTag
+		}
+		d.Local, d.Remote = calleeP, callerP
+	}
+	if !t.cfg.IncludeLocalRemote {
+		d.Local, d.Remote = nil, nil
+	}
+	return entity, d, true
+}
+
+func (t *Tracker) presID(c *call, b *branch, s int) string {
+	id := t.cfg.PresIDPrefix + b.ID
+	if s == sideCallee && c.Caller == c.Callee {
+		id += "-r" // a call to oneself: keep the two publications apart
+	}
+	return id
+}
+
+func (t *Tracker) syncSide(c *call, b *branch, s int) {
+	entity, d, ok := t.view(c, b, s)
+	if !ok {
+		return
+	}
+	h := hashDialog(&d)
+	if b.Published[s] && b.Sent[s] == h {
+		return
+	}
+	v := t.versions[entity] + 1
+	body := dialogdoc.Build(dialogdoc.Document{Version: v, Entity: entity, Dialogs: []dialogdoc.Dialog{d}})
+	err := t.pub.Publish(pua.PublishRequest{
+		Key:         pua.Key{PresURI: entity, Event: "dialog", ID: t.presID(c, b, s)},
+		Body:        body,
+		ContentType: dialogdoc.ContentType,
+		Expires:     t.cfg.expires(),
+		Flag:        pua.FlagDialogPublish,
+	})
+	if err != nil {
+		t.count("publish_error")
+		t.log.Warn("dialoginfo: publish refused", "aor", entity, "call_id", c.CallID, "event", "dialog", "err", err)
+		return
+	}
+	t.versions[entity] = v
+	if t.store != nil {
+		t.dirtyVer[entity] = struct{}{}
+	}
+	b.Published[s] = true
+	b.Sent[s] = h
+	t.count("published_" + d.State)
+}
+
+// removeBranch withdraws a branch's publications.
+func (t *Tracker) removeBranch(c *call, b *branch) {
+	if b.Removed {
+		return
+	}
+	b.Removed = true
+	for s := sideCaller; s <= sideCallee; s++ {
+		if !b.Published[s] {
+			continue
+		}
+		entity := c.Caller
+		if s == sideCallee {
+			entity = c.Callee
+		}
+		if err := t.pub.Remove(pua.Key{PresURI: entity, Event: "dialog", ID: t.presID(c, b, s)}); err != nil {
+			t.count("remove_error")
+			t.log.Warn("dialoginfo: remove refused", "aor", entity, "call_id", c.CallID, "event", "dialog", "err", err)
+			continue
+		}
+		t.count("removed")
+	}
+}
+
+// dropCall forgets a call whose branches are all removed.
+func (t *Tracker) dropCall(c *call) {
+	delete(t.calls, c.key)
+	t.sched.Cancel(c)
+	if t.store != nil {
+		t.dirty[c.key] = nil
+	}
+	t.count("call_ended")
+}
+
+func (t *Tracker) markDirty(c *call) {
+	if t.store != nil && t.calls[c.key] == c {
+		t.dirty[c.key] = c
+	}
+}
+
+// hashDialog hashes the content of a dialog (everything but the version).
+func hashDialog(d *dialogdoc.Dialog) uint64 {
+	h := fnv.New64a()
+	w := func(s string) {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	w(d.ID)
+	w(d.CallID)
+	w(d.LocalTag)
+	w(d.RemoteTag)
+	w(d.Direction)
+	w(d.State)
+	w(d.Event)
+	w(strconv.Itoa(d.Code))
+	for _, p := range []*dialogdoc.Participant{d.Local, d.Remote} {
+		if p == nil {
+			w("-")
+			continue
+		}
+		w(p.Identity)
+		w(p.Display)
+		w(p.Target)
+		w(p.Rendering)
+	}
+	return h.Sum64()
+}

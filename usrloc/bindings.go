@@ -1,0 +1,201 @@
+package usrloc
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/puaside/puaside/event"
+)
+
+// ApplyRegistration applies a JSON registration event (a statement).
+func (t *Tracker) ApplyRegistration(ctx context.Context, r event.Registration) error {
+	aor, err := userAoR(r.AoR, t.cfg.DefaultDomain)
+	if err != nil {
+		t.reject(err, event.SourceJSON, "")
+		return fmt.Errorf("usrloc: registration %q: %w", r.AoR, err)
+	}
+	for _, c := range r.Contacts {
+		if c.URI == "" || strings.ContainsAny(c.URI, " \t\r\n<>") {
+			t.reject(ErrBadContact, event.SourceJSON, c.CallID)
+			return fmt.Errorf("usrloc: registration %q: contact %q: %w", r.AoR, c.URI, ErrBadContact)
+		}
+		if c.Q > 1 {
+			t.reject(ErrBadContact, event.SourceJSON, c.CallID)
+			return fmt.Errorf("usrloc: registration %q: contact %q q %v: %w", r.AoR, c.URI, c.Q, ErrBadContact)
+		}
+	}
+	contacts := append([]event.Contact(nil), r.Contacts...)
+	t.update(func(now time.Time, ch *[]change) {
+		if r.Complete {
+			kept := contacts[:0]
+			for _, c := range contacts {
+				if c.Expires != 0 {
+					kept = append(kept, c)
+				}
+			}
+			t.applyStatement(now, aor, kept, -1, false, true, r.Publish, ch)
+			return
+		}
+		t.applyStatement(now, aor, contacts, -1, r.RemoveAll, false, r.Publish, ch)
+	})
+	return nil
+}
+
+// update runs fn under the lock and delivers the changes it collected.
+func (t *Tracker) update(fn func(now time.Time, ch *[]change)) {
+	var ch []change
+	t.mu.Lock()
+	fn(t.clock.Now(), &ch)
+	if len(ch) == 0 || t.onChange == nil {
+		t.mu.Unlock()
+		return
+	}
+	t.cbMu.Lock()
+	t.mu.Unlock()
+	defer t.cbMu.Unlock()
+	for _, c := range ch {
+		t.onChange(c.aor, c.contacts)
+	}
+}
+
+// expiresFor resolves and clamps an expiry in seconds (0 = remove).
+func (t *Tracker) expiresFor(contact, header int) int {
+	e := contact
+	if e < 0 {
+		e = header
+	}
+	if e < 0 {
+		e = seconds(t.cfg.DefaultExpires)
+	}
+	if e == 0 {
+		return 0
+	}
+	if e < seconds(t.cfg.MinExpires) {
+		e = seconds(t.cfg.MinExpires)
+	}
+	if maxE := seconds(t.cfg.MaxExpires); maxE > 0 && e > maxE {
+		e = maxE
+	}
+	return e
+}
+
+// applyStatement changes an AoR's bindings. complete replaces the whole
+// set with contacts; otherwise contacts are added, refreshed or (expires 0)
+// removed, and removeAll drops every binding. Must hold mu.
+func (t *Tracker) applyStatement(now time.Time, aor string, contacts []event.Contact, hdrExpires int,
+	removeAll, complete bool, flag *bool, ch *[]change) {
+	t.noteInput(aor, now)
+	st := t.aors[aor]
+	if st == nil {
+		st = &aorState{aor: aor}
+		t.putAoR(st)
+	}
+	old := st.contacts
+	var next []Binding
+	if complete || removeAll {
+		next = nil
+	} else {
+		next = append([]Binding(nil), old...)
+	}
+	for _, c := range contacts {
+		exp := t.expiresFor(c.Expires, hdrExpires)
+		i := findBinding(next, c.URI)
+		if exp == 0 {
+			if i >= 0 {
+				next = append(next[:i], next[i+1:]...)
+			}
+			continue
+		}
+		if !complete && i >= 0 && next[i].CallID == c.CallID && c.CallID != "" && next[i].CSeq > c.CSeq {
+			continue // an older, re-sent REGISTER of the same client
+		}
+		b := Binding{URI: c.URI, Expires: now.Add(time.Duration(exp) * time.Second), Q: c.Q,
+			Received: c.Received, CallID: c.CallID, CSeq: c.CSeq, Instance: c.Instance, UserAgent: c.UserAgent}
+		if i >= 0 {
+			next[i] = b
+		} else {
+			next = append(next, b)
+		}
+	}
+	slices.SortFunc(next, func(a, b Binding) int { return strings.Compare(a.URI, b.URI) })
+	flagChanged := false
+	if flag != nil {
+		flagChanged = t.setFlagLocked(aor, *flag)
+	}
+	t.setContacts(st, next, now, "contact_removed", flagChanged, ch)
+}
+
+func findBinding(bs []Binding, uri string) int {
+	for i := range bs {
+		if bs[i].URI == uri {
+			return i
+		}
+	}
+	return -1
+}
+
+// setContacts installs a new binding set, counts, notifies, publishes and
+// re-arms the AoR's timer. Must hold mu.
+func (t *Tracker) setContacts(st *aorState, next []Binding, now time.Time, removedWhat string, force bool, ch *[]change) {
+	old := st.contacts
+	changed := false
+	for _, b := range next {
+		i := findBinding(old, b.URI)
+		if i < 0 {
+			t.count("contact_added")
+			changed = true
+			continue
+		}
+		o := old[i]
+		if o.Q != b.Q || o.Received != b.Received || o.Instance != b.Instance {
+			changed = true
+		}
+	}
+	for _, o := range old {
+		if findBinding(next, o.URI) < 0 {
+			t.count(removedWhat)
+			changed = true
+		}
+	}
+	if !bindingsEqual(old, next) {
+		t.dirty[st.aor] = struct{}{}
+	}
+	st.contacts = next
+	if changed {
+		t.log.Debug("usrloc: bindings changed", "aor", st.aor, "contacts", len(next))
+		if t.onChange != nil {
+			*ch = append(*ch, change{aor: st.aor, contacts: append([]Binding(nil), next...)})
+		}
+	}
+	// The document depends only on the URIs and q values: a plain refresh
+	// of a published AoR cannot change it, so skip building it.
+	if changed || force || !st.published || st.closed || qChanged(old, next) {
+		t.syncPublication(st, now)
+	}
+	t.schedule(st)
+}
+
+// qChanged reports whether any contact present in both sets changed its q.
+func qChanged(old, next []Binding) bool {
+	for _, b := range next {
+		if i := findBinding(old, b.URI); i >= 0 && old[i].Q != b.Q {
+			return true
+		}
+	}
+	return false
+}
+
+func bindingsEqual(a, b []Binding) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
