@@ -117,9 +117,9 @@ func TestClusterThreeInstancesTakeOver(t *testing.T) {
 		}
 		return len(leases) == clusterShards && len(per) == 3 && per["p1"] <= 3 && per["p2"] <= 3 && per["p3"] <= 3
 	})
-	owner := func(aor string) (*clusterNode, int, int64) {
+	owner := func(aor string, from *clusterNode) (*clusterNode, int, int64) {
 		s := shard.Of(aor, clusterShards)
-		for _, l := range clusterLeases(t, nodes[0]) {
+		for _, l := range clusterLeases(t, from) {
 			if l.Shard == s {
 				for _, n := range nodes {
 					if n.id == l.Owner {
@@ -181,7 +181,7 @@ func TestClusterThreeInstancesTakeOver(t *testing.T) {
 	time.Sleep(time.Second)
 
 	// SIGKILL the owner of bob's shard mid-call; bob hangs up at once.
-	dead, bobShard, bobEpoch := owner("sip:bob@example.com")
+	dead, bobShard, bobEpoch := owner("sip:bob@example.com", nodes[0])
 	t.Logf("bob's shard %d (epoch %d) is held by %s: SIGKILL", bobShard, bobEpoch, dead.id)
 	dead.proc.kill()
 	killedAt := time.Now()
@@ -209,7 +209,7 @@ func TestClusterThreeInstancesTakeOver(t *testing.T) {
 	fcCheckPresentities(ctx, t, presence, "after the takeover", map[string]int{"presence": 1, "dialog": 1})
 
 	// SIGSTOP the owner of alice's shard past its lease.
-	paused, aliceShard, _ := owner("sip:alice@example.com")
+	paused, aliceShard, _ := owner("sip:alice@example.com", live[0])
 	t.Logf("alice's shard %d is held by %s: SIGSTOP", aliceShard, paused.id)
 	if err := syscall.Kill(paused.proc.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
