@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,8 +40,8 @@ type shardRow struct {
 	Mine  bool   `json:"mine"`
 }
 
-// clusterShards reads GET /v1/shards from a node.
-func clusterLeases(t *testing.T, n *clusterNode) []shardRow {
+// clusterLeases reads GET /v1/shards from a node.
+func clusterLeases(t testing.TB, n *clusterNode) []shardRow {
 	t.Helper()
 	hc := &http.Client{Timeout: 2 * time.Second}
 	resp, err := hc.Get("http://" + n.cfg.HTTP.HTTPListen + "/v1/shards?limit=1000")
@@ -57,24 +58,64 @@ func clusterLeases(t *testing.T, n *clusterNode) []shardRow {
 	return l.Items
 }
 
-// TestClusterThreeInstancesTakeOver: three puaside processes on one
-// MariaDB database behind a real Kamailio registrar that mirrors every
-// REGISTER and call message to all three (WITH_FANOUT), publishing to a
-// real Kamailio presence server. The instance owning bob's shard is killed
-// (SIGKILL) mid-call; bob hangs up: his lamp goes dark within lease_ttl + 1
-// s, through the new owner continuing the stored ETag (one presentity row
-// per presentity at the server). Then the owner of alice's shard is paused
-// (SIGSTOP) past its lease, alice unregisters (closed through the new
-// owner), and once resumed (SIGCONT) the paused instance sends nothing
-// stale: alice stays closed and no row is duplicated.
-func TestClusterThreeInstancesTakeOver(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	bin := puasideBinary(t)
-	dbURL := dbtest.URL(t, store.MySQL)
-	presence := presenceServer(t)
+// clusterRig is three puaside processes on one MariaDB database, a
+// Kamailio registrar mirroring to all three and a Kamailio presence
+// server, with alice and bob registered and watched.
+type clusterRig struct {
+	bin                string
+	nodes              []*clusterNode
+	reg, presence      *kamailiotest.Instance
+	alice, bob         *sipphone.Phone
+	presAlice, presBob *sipphone.Watcher
+	dlgBob             *sipphone.Watcher
+}
 
-	var nodes []*clusterNode
+// owner returns the instance holding aor's shard, asking from.
+func (r *clusterRig) owner(t testing.TB, aor string, from *clusterNode) (*clusterNode, int, int64) {
+	t.Helper()
+	s := shard.Of(aor, clusterShards)
+	for _, l := range clusterLeases(t, from) {
+		if l.Shard == s {
+			for _, n := range r.nodes {
+				if n.id == l.Owner {
+					return n, s, l.Epoch
+				}
+			}
+		}
+	}
+	t.Fatalf("no owner of %s's shard %d", aor, s)
+	return nil, 0, 0
+}
+
+// balanced waits until every shard is held, each instance at most its
+// fair share, as from sees it.
+func (r *clusterRig) balanced(t testing.TB, from *clusterNode) {
+	t.Helper()
+	eventually(t, "every shard held, each instance at most its fair share", func() bool {
+		leases := clusterLeases(t, from)
+		per := map[string]int{}
+		for _, l := range leases {
+			if l.Owner == "" {
+				return false
+			}
+			per[l.Owner]++
+		}
+		fair := (clusterShards + len(r.nodes) - 1) / len(r.nodes)
+		for _, n := range per {
+			if n > fair {
+				return false
+			}
+		}
+		return len(leases) == clusterShards && len(per) == len(r.nodes)
+	})
+}
+
+func newClusterRig(ctx context.Context, t testing.TB) *clusterRig {
+	t.Helper()
+	r := &clusterRig{bin: puasideBinary(t)}
+	dbURL := dbtest.URL(t, store.MySQL)
+	r.presence = presenceServer(t)
+	presence := r.presence
 	for i := range 3 {
 		cfg := baseConfig(t, presence)
 		cfg.DBURL = dbURL
@@ -90,50 +131,23 @@ func TestClusterThreeInstancesTakeOver(t *testing.T) {
 		cfg.Cluster = shard.Config{Enabled: true, InstanceID: fmt.Sprintf("p%d", i+1), TTL: clusterTTL, Shards: clusterShards}
 		n := &clusterNode{id: cfg.Cluster.InstanceID, cfg: cfg}
 		n.path = writeDaemonConfig(t, cfg)
-		nodes = append(nodes, n)
+		r.nodes = append(r.nodes, n)
 	}
-	for _, n := range nodes {
-		n.proc = startDaemonProc(t, n.id, bin, n.path, n.cfg.HTTP.HTTPListen)
+	for _, n := range r.nodes {
+		n.proc = startDaemonProc(t, n.id, r.bin, n.path, n.cfg.HTTP.HTTPListen)
 	}
 	defs := map[string]string{"WITH_FANOUT": ""}
-	for i, n := range nodes {
+	for i, n := range r.nodes {
 		sfx := map[int]string{0: "", 1: "2", 2: "3"}[i]
 		defs["PUASIDE_REPLICATE_URI"+sfx] = kamailiotest.Str("sip:" + hostPort(n.cfg.Ingest.ReplicateListen[0]))
 		defs["PUASIDE_TRACE_URI"+sfx] = kamailiotest.Str("sip:" + hostPort(n.cfg.Ingest.TraceListen[0]))
 	}
-	reg := kamailiotest.Start(t, kamailiotest.Options{Config: kamailiotest.ConfigPath(t, "registrar.cfg"),
+	r.reg = kamailiotest.Start(t, kamailiotest.Options{Config: kamailiotest.ConfigPath(t, "registrar.cfg"),
 		DB: kamailiotest.NoDB, Defines: defs})
+	r.balanced(t, r.nodes[0])
 
-	// Every shard held, by exactly one instance, each in its fair share.
-	var leases []shardRow
-	eventually(t, "every shard held, each instance at most its fair share", func() bool {
-		leases = clusterLeases(t, nodes[0])
-		per := map[string]int{}
-		for _, l := range leases {
-			if l.Owner == "" {
-				return false
-			}
-			per[l.Owner]++
-		}
-		return len(leases) == clusterShards && len(per) == 3 && per["p1"] <= 3 && per["p2"] <= 3 && per["p3"] <= 3
-	})
-	owner := func(aor string, from *clusterNode) (*clusterNode, int, int64) {
-		s := shard.Of(aor, clusterShards)
-		for _, l := range clusterLeases(t, from) {
-			if l.Shard == s {
-				for _, n := range nodes {
-					if n.id == l.Owner {
-						return n, s, l.Epoch
-					}
-				}
-			}
-		}
-		t.Fatalf("no owner of %s's shard %d", aor, s)
-		return nil, 0, 0
-	}
-
-	alice := sipphone.NewPhone(t, "alice", "example.com")
-	bob := sipphone.NewPhone(t, "bob", "example.com")
+	r.alice = sipphone.NewPhone(t, "alice", "example.com")
+	r.bob = sipphone.NewPhone(t, "bob", "example.com")
 	watcher := sipphone.NewPhone(t, "watcher", "example.com")
 	watch := func(ph *sipphone.Phone, ev string, o sipphone.WatchOptions) *sipphone.Watcher {
 		t.Helper()
@@ -144,16 +158,37 @@ func TestClusterThreeInstancesTakeOver(t *testing.T) {
 		}
 		return w
 	}
-	dlgOpts := sipphone.WatchOptions{Accept: "application/dialog-info+xml"}
-	presAlice := watch(alice, "presence", sipphone.WatchOptions{})
-	dlgBob := watch(bob, "dialog", dlgOpts)
-	for _, ph := range []*sipphone.Phone{alice, bob} {
-		res, err := ph.Register(ctx, reg.Addr(), 600)
+	r.presAlice = watch(r.alice, "presence", sipphone.WatchOptions{})
+	r.presBob = watch(r.bob, "presence", sipphone.WatchOptions{})
+	r.dlgBob = watch(r.bob, "dialog", sipphone.WatchOptions{Accept: "application/dialog-info+xml"})
+	for _, ph := range []*sipphone.Phone{r.alice, r.bob} {
+		res, err := ph.Register(ctx, r.reg.Addr(), 600)
 		if err != nil || res.StatusCode != 200 {
 			t.Fatalf("register %s: %v %v", ph.User, res, err)
 		}
 	}
-	waitNotify(ctx, t, presAlice, waitLimit, "alice open", pidfOpen(alice))
+	waitNotify(ctx, t, r.presAlice, waitLimit, "alice open", pidfOpen(r.alice))
+	waitNotify(ctx, t, r.presBob, waitLimit, "bob open", pidfOpen(r.bob))
+	return r
+}
+
+// TestClusterThreeInstancesTakeOver: three puaside processes on one
+// MariaDB database behind a real Kamailio registrar that mirrors every
+// REGISTER and call message to all three (WITH_FANOUT), publishing to a
+// real Kamailio presence server. The instance owning bob's shard is killed
+// (SIGKILL) mid-call; bob hangs up: his lamp goes dark within lease_ttl + 1
+// s, through the new owner continuing the stored ETag (one presentity row
+// per presentity at the server). Then the owner of alice's shard is paused
+// (SIGSTOP) past its lease, alice unregisters (closed through the new
+// owner), and once resumed (SIGCONT) the paused instance sends nothing
+// stale: alice stays closed and no row is duplicated.
+func TestClusterThreeInstancesTakeOver(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r := newClusterRig(ctx, t)
+	nodes, presence, reg := r.nodes, r.presence, r.reg
+	alice, bob, presAlice, dlgBob := r.alice, r.bob, r.presAlice, r.dlgBob
+	owner := func(aor string, from *clusterNode) (*clusterNode, int, int64) { return r.owner(t, aor, from) }
 
 	bob.SetPolicy(sipphone.KeepRinging)
 	call, err := alice.Invite(ctx, reg.Addr(), bob.AoR())
@@ -254,4 +289,55 @@ func TestClusterThreeInstancesTakeOver(t *testing.T) {
 	if logs := paused.proc.logs.String(); !strings.Contains(logs, "shard lease lost") {
 		t.Errorf("the resumed instance did not notice it lost its leases:\n%s", logs)
 	}
+}
+
+// BenchmarkClusterTakeover kills (SIGKILL) the owner of bob's shard 20
+// times, each time changing bob's registration at once (unregister, then
+// register again on the next kill), and measures the time from the kill to
+// the presence server's NOTIFY of the new state, sent by the successor. The
+// killed instance is started again and the shards rebalanced before the
+// next kill. It reports p50 and max over the kills (lease_ttl 3 s).
+func BenchmarkClusterTakeover(b *testing.B) {
+	const kills = 20
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	r := newClusterRig(ctx, b)
+	var took []time.Duration
+	for b.Loop() {
+		took = took[:0]
+		for i := range kills {
+			var from *clusterNode
+			for _, n := range r.nodes {
+				if n.proc != nil {
+					from = n
+					break
+				}
+			}
+			dead, _, _ := r.owner(b, "sip:bob@example.com", from)
+			dead.proc.kill()
+			killedAt := time.Now()
+			want := pidfClosed
+			if i%2 == 0 {
+				res, err := r.bob.Unregister(ctx, r.reg.Addr())
+				if err != nil || res.StatusCode != 200 {
+					b.Fatalf("unregister bob: %v %v", res, err)
+				}
+			} else {
+				res, err := r.bob.Register(ctx, r.reg.Addr(), 600)
+				if err != nil || res.StatusCode != 200 {
+					b.Fatalf("register bob: %v %v", res, err)
+				}
+				want = pidfOpen(r.bob)
+			}
+			waitNotify(ctx, b, r.presBob, 3*clusterTTL, fmt.Sprintf("bob's new state after kill %d", i+1), want)
+			took = append(took, time.Since(killedAt))
+			dead.proc = startDaemonProc(b, dead.id, r.bin, dead.path, dead.cfg.HTTP.HTTPListen)
+			r.balanced(b, dead)
+		}
+	}
+	fcCheckPresentities(ctx, b, r.presence, "after the kills", map[string]int{"presence": 1})
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Milliseconds()), "ms-p50")
+	b.ReportMetric(float64(took[len(took)-1].Milliseconds()), "ms-max")
+	b.ReportMetric(float64(took[0].Milliseconds()), "ms-min")
 }

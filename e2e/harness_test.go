@@ -22,7 +22,7 @@ const waitLimit = 20 * time.Second
 
 // presenceServer starts Kamailio with deploy/kamailio/presence.cfg on a
 // fresh SQLite database (one worker) and returns it.
-func presenceServer(t *testing.T) *kamailiotest.Instance {
+func presenceServer(t testing.TB) *kamailiotest.Instance {
 	t.Helper()
 	return kamailiotest.Start(t, kamailiotest.Options{
 		Config: kamailiotest.ConfigPath(t, "presence.cfg"),
@@ -70,7 +70,7 @@ func hostPort(listen string) string {
 }
 
 // freePort returns a loopback port free for UDP and TCP.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	p, err := kamailiotest.FreePort()
 	if err != nil {
@@ -82,7 +82,7 @@ func freePort(t *testing.T) int {
 // baseConfig is puaside's configuration for a test: every listener on a
 // free loopback port, an SQLite database in the test's directory, and the
 // presence server as server_address.
-func baseConfig(t *testing.T, presence *kamailiotest.Instance) config.Config {
+func baseConfig(t testing.TB, presence *kamailiotest.Instance) config.Config {
 	t.Helper()
 	cfg := config.Default()
 	cfg.LogLevel = "debug"
@@ -140,7 +140,7 @@ func (p *puaside) stop() {
 }
 
 // eventually polls cond every 50 ms until it holds or waitLimit passes.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitLimit)
 	for !cond() {
