@@ -242,12 +242,20 @@ func (e *Engine) adoptSub(r *subRec, rec Record) {
 	e.registerDialog(r)
 }
 
-// ShardLost stops shard's records: the rows still pending are written
-// (while the lease allows), then the records forget their server state and
+// ShardLost stops shard's records: the requests in flight are answered
+// and the rows still pending written (while the lease allows), then the records forget their server state and
 // nothing more is sent for them; a record being removed is forgotten.
 func (e *Engine) ShardLost(ctx context.Context, shard int) {
 	if e.own == nil {
 		return
+	}
+	// A request already sent is answered (or times out) first: its new
+	// ETag is written under the lease still held, so the successor does not
+	// continue with the ETag it replaced (a 412 and a duplicate at the
+	// server). Owns is already false: nothing new is sent meanwhile.
+	deadline := time.Now().Add(e.cfg.RequestTimeout + time.Second)
+	for e.inFlightIn(shard) && time.Now().Before(deadline) && ctx.Err() == nil && !e.isStopped() {
+		time.Sleep(5 * time.Millisecond)
 	}
 	if err := e.flush(ctx); err != nil {
 		e.log.Warn("shard handed over with rows not written", "shard", shard, "err", err)
@@ -291,6 +299,29 @@ func (e *Engine) ShardLost(ctx context.Context, shard int) {
 	}
 	e.m.Tracker("pua", "shard_lost")
 	e.log.Info("shard lost: its records wait", "shard", shard, "records", n)
+}
+
+// inFlightIn reports whether a request of a record of shard awaits its
+// final reply.
+func (e *Engine) inFlightIn(shard int) bool {
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.Lock()
+		for k, r := range s.pubs {
+			if r.inFlight && e.inShard(k.PresURI, shard) {
+				s.mu.Unlock()
+				return true
+			}
+		}
+		for k, r := range s.subs {
+			if r.inFlight && e.inShard(k.PresURI, shard) {
+				s.mu.Unlock()
+				return true
+			}
+		}
+		s.mu.Unlock()
+	}
+	return false
 }
 
 // forgetPub drops r from memory only: its row and server state are the

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/puaside/puaside/internal/puatest"
 )
 
 // fakeOwnership is an Ownership over fixed shards per URI.
@@ -220,4 +222,44 @@ func (s *staleStore) SaveRecords(ctx context.Context, up, rm []Record) error {
 		return &StaleEpochError{Shards: []int{0}, Refused: refused}
 	}
 	return nil
+}
+
+// TestClusterHandOverWaitsForInFlight: a shard released while a PUBLISH
+// is in flight is handed over with the ETag of its reply, not the one it
+// replaced.
+func TestClusterHandOverWaitsForInFlight(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	const alice = "sip:alice@example.com"
+	own := newFakeOwnership(map[string]int{alice: 0})
+	own.held[0] = 1
+	cfg := testConfig(fs)
+	cfg.InitialExpires = 24 * time.Hour
+	cfg.RequestTimeout = 5 * time.Second
+	e := startTestEngine(t, cfg, Options{Clock: clk, Store: st, Ownership: own})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	key := Key{PresURI: alice, Event: "presence", ID: "api"}
+	if _, err := e.PublishWait(ctx, PublishRequest{Key: key, Body: pidf("a1"), Flag: FlagRPCPublish}); err != nil {
+		t.Fatal(err)
+	}
+	fs.Push(puatest.Reply{Code: 200, ETag: "e-after-modify", Hold: true})
+	if err := e.Publish(PublishRequest{Key: key, Body: pidf("a2"), Flag: FlagRPCPublish}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the modify in flight", func() bool { return len(requestsTo(fs, alice)) == 2 })
+	own.set(func(o *fakeOwnership) { o.lapse[0] = true }) // released: no sending
+	done := make(chan struct{})
+	go func() { e.ShardLost(ctx, 0); close(done) }()
+	select {
+	case <-done:
+		t.Fatal("hand-over did not wait for the PUBLISH in flight")
+	case <-time.After(100 * time.Millisecond):
+	}
+	fs.Release()
+	<-done
+	if row, _ := st.row(key, FlagRPCPublish); row.ETag != "e-after-modify" || !bytes.Equal(row.Body, pidf("a2")) {
+		t.Fatalf("handed-over row %+v, want the modify's ETag and body", row)
+	}
 }
