@@ -234,3 +234,13 @@ func (m *Manager) linePubKey(aor string) pua.Key {
 func (m *Manager) legacyPubKey(aor, id string) pua.Key {
 	return pua.Key{PresURI: aor, Event: m.cfg.Event, ID: id}
 }
+
+// OwnDialog reports whether the dialog dialogID of a line's composed
+// document belongs to the phone whose contact is watcherContact: its id is
+// qualified with that phone's tag. An embedded presence server leaves a
+// phone's own dialogs out of the line it tells that phone (the phone
+// knows them; pua_bla's presence server sends such a phone an empty body).
+// The contact is compared as usrloc registered it (its addr-spec).
+func OwnDialog(watcherContact, dialogID string) bool {
+	return strings.HasSuffix(dialogID, idSep+phoneTag(ContactID(watcherContact)))
+}

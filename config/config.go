@@ -25,6 +25,7 @@ import (
 	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/ingest"
 	"github.com/puaside/puaside/mgmt"
+	"github.com/puaside/puaside/pa"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/puaxmpp"
 	"github.com/puaside/puaside/reconcile"
@@ -61,6 +62,8 @@ type Config struct {
 	Dialoginfo dialoginfo.Config `yaml:"dialoginfo"`
 	// BLA is Polycom bridged line appearance (pua_bla).
 	BLA bla.Config `yaml:"bla"`
+	// PA is the embedded presence server (the seed's pa module).
+	PA pa.Config `yaml:"pa"`
 	// HTTP is the management API, JSON events, metrics and health checks.
 	HTTP mgmt.Config `yaml:"http"`
 	// Reconcile asks the proxy for its bindings and dialogs (at start and
@@ -97,6 +100,7 @@ func Default() Config {
 		Usrloc:     usrloc.DefaultConfig(),
 		Dialoginfo: dialoginfo.DefaultConfig(),
 		BLA:        bla.DefaultConfig(),
+		PA:         pa.DefaultConfig(),
 		HTTP:       mgmt.DefaultConfig(),
 		Reconcile:  reconcile.DefaultConfig(),
 		Gateway:    puaxmpp.DefaultConfig(),
@@ -111,6 +115,7 @@ func Default() Config {
 func (c Config) WithDefaults() Config {
 	c.PUA = c.PUA.WithDefaults()
 	c.Dialoginfo = c.Dialoginfo.WithDefaults()
+	c.PA = c.PA.WithDefaults()
 	if c.Cluster.Enabled {
 		c.Cluster = c.Cluster.WithDefaults()
 	}
@@ -214,7 +219,7 @@ func (c Config) Validate() error {
 	}
 	for _, s := range []sectionCheck{
 		{"pua", c.PUA.Validate}, {"ingest", c.Ingest.Validate}, {"usrloc", c.Usrloc.Validate},
-		{"dialoginfo", c.Dialoginfo.Validate}, {"bla", c.BLA.Validate}, {"http", c.HTTP.Validate},
+		{"dialoginfo", c.Dialoginfo.Validate}, {"bla", c.BLA.Validate}, {"pa", c.PA.Validate}, {"http", c.HTTP.Validate},
 		{"reconcile", c.Reconcile.Validate}, {"xmpp", c.Gateway.Validate}, {"cluster", c.Cluster.Validate},
 	} {
 		if err := s.validate(); err != nil {

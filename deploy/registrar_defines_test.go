@@ -8,7 +8,8 @@ import (
 )
 
 // TestRegistrarDefinesCombine runs `kamailio -c` on registrar.cfg with every
-// combination of its mirroring defines, with and without WITH_RPC: the
+// combination of its mirroring defines, with and without WITH_RPC and
+// WITH_PA (forwarding SUBSCRIBE/PUBLISH to the embedded presence server): the
 // defines are independent switches, so any set of them must parse (with
 // WITH_SIPTRACE and WITH_HEP both set, the copies are HEPv3).
 func TestRegistrarDefinesCombine(t *testing.T) {
@@ -19,8 +20,12 @@ func TestRegistrarDefinesCombine(t *testing.T) {
 	cfg := filepath.Join(repoRoot(t), "deploy", "kamailio", "registrar.cfg")
 	mirrors := []string{"WITH_REPLICATE", "WITH_SIPTRACE", "WITH_HEP"}
 	for set := 1; set < 1<<len(mirrors); set++ {
-		for _, rpc := range []bool{false, true} {
+		for opt := 0; opt < 4; opt++ {
+			rpc, withPA := opt&1 != 0, opt&2 != 0
 			args := []string{"-c", "-f", cfg}
+			if withPA {
+				args = append(args, "-A", "WITH_PA")
+			}
 			for i, m := range mirrors {
 				if set&(1<<i) != 0 {
 					args = append(args, "-A", m)

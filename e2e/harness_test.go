@@ -79,9 +79,10 @@ func freePort(t testing.TB) int {
 	return p
 }
 
-// baseConfig is puaside's configuration for a test: every listener on a
-// free loopback port, an SQLite database in the test's directory, and the
-// presence server as server_address.
+// baseConfig is puaside's configuration for a test: every listener (the
+// embedded presence server's too) on a free loopback port, an SQLite
+// database in the test's directory, and the presence server as
+// server_address.
 func baseConfig(t testing.TB, presence *kamailiotest.Instance) config.Config {
 	t.Helper()
 	cfg := config.Default()
@@ -99,6 +100,8 @@ func baseConfig(t testing.TB, presence *kamailiotest.Instance) config.Config {
 	cfg.Ingest.TraceListen = []string{fmt.Sprintf("udp:127.0.0.1:%d", freePort(t))}
 	cfg.Ingest.HEPListen = []string{fmt.Sprintf("udp:127.0.0.1:%d", freePort(t))}
 	cfg.HTTP.HTTPListen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	pp := freePort(t)
+	cfg.PA.Listen = []string{fmt.Sprintf("udp:127.0.0.1:%d", pp), fmt.Sprintf("tcp:127.0.0.1:%d", pp)}
 	return cfg
 }
 

@@ -249,6 +249,7 @@ func daemonConfigYAML(cfg config.Config) string {
 		cfg.Usrloc.PublishExpires, cfg.Usrloc.ClosedLinger, cfg.Usrloc.FlushInterval, cfg.Usrloc.MinExpires)
 	fmt.Fprintf(&b, "dialoginfo:\n  publish_expires: %s\n  terminated_linger: %s\n  flush_interval: %s\n",
 		cfg.Dialoginfo.PublishExpires, cfg.Dialoginfo.TerminatedLinger, cfg.Dialoginfo.FlushInterval)
+	fmt.Fprintf(&b, "pa:\n  mode: %s\n  listen: %s\n", cfg.PA.Mode, yamlList(cfg.PA.Listen))
 	fmt.Fprintf(&b, "http:\n  http_listen: %s\n  wait_timeout: %s\n", strconv.Quote(cfg.HTTP.HTTPListen), cfg.HTTP.WaitTimeout)
 	if cl := cfg.Cluster; cl.Enabled {
 		fmt.Fprintf(&b, "cluster:\n  enabled: true\n  instance_id: %s\n  lease_ttl: %s\n  shard_count: %d\n",

@@ -12,10 +12,12 @@ import (
 
 // TestREADMERunCommandWithDefaults runs puaside exactly as README.md's first
 // set-up command does — no configuration file, built-in defaults — and checks
-// that it serves its API and stops cleanly on SIGTERM, leaving its SQLite
-// database in the working directory. The defaults use fixed loopback ports
-// (5080, 5090, 5091, 9060, 8080), so the run happens in a network namespace
-// of its own, where those ports are free whatever the machine runs.
+// that it serves its API, runs the embedded presence server (phones can
+// subscribe: the default run lights lamps) and stops cleanly on SIGTERM,
+// leaving its SQLite database in the working directory. The defaults use
+// fixed loopback ports (5065, 5080, 5090, 5091, 9060, 8080), so the run
+// happens in a network namespace of its own, where those ports are free
+// whatever the machine runs.
 func TestREADMERunCommandWithDefaults(t *testing.T) {
 	if _, err := exec.LookPath("unshare"); err != nil {
 		t.Fatalf("unshare (util-linux) is needed: %v", err)
@@ -36,6 +38,7 @@ until "$BIN" ls flags >/dev/null 2>&1; do
   sleep 0.1
 done
 "$BIN" ls publications --json >ls.json || { kill -KILL $pid; exit 12; }
+"$BIN" ls watchers --json >watchers.json || { kill -KILL $pid; exit 13; }
 kill -TERM $pid
 wait $pid
 `
@@ -54,6 +57,12 @@ wait $pid
 	}
 	if _, err := os.Stat(filepath.Join(work, "puaside.db")); err != nil {
 		t.Fatalf("no puaside.db in the working directory: %v", err)
+	}
+	if !strings.Contains(string(logs), "presence server listening") || !strings.Contains(string(logs), "udp:127.0.0.1:5065") {
+		t.Fatalf("the default run has no presence server on 127.0.0.1:5065:\n%s", logs)
+	}
+	if ws, _ := os.ReadFile(filepath.Join(work, "watchers.json")); !strings.Contains(string(ws), `"items"`) {
+		t.Fatalf("ls watchers --json: %s", ws)
 	}
 	ls, _ := os.ReadFile(filepath.Join(work, "ls.json"))
 	if !strings.Contains(string(ls), `"items"`) {

@@ -122,15 +122,18 @@ const (
 	ListRegistrations = "registrations"
 	ListDialogs       = "dialogs"
 	ListLines         = "lines"
-	ListShards        = "shards"
-	ListFlags         = "flags"
+	// ListPresentities and ListWatchers are the presence server's.
+	ListPresentities = "presentities"
+	ListWatchers     = "watchers"
+	ListShards       = "shards"
+	ListFlags        = "flags"
 )
 
 // List fetches a listing (publications, subscriptions, registrations,
 // dialogs, lines, flags or shards) with filters and pagination as query values.
 func (c *Client) List(ctx context.Context, kind string, query url.Values) (RawList, error) {
 	switch kind {
-	case ListPublications, ListSubscriptions, ListRegistrations, ListDialogs, ListLines, ListFlags, ListShards:
+	case ListPublications, ListSubscriptions, ListRegistrations, ListDialogs, ListLines, ListFlags, ListPresentities, ListWatchers, ListShards:
 	default:
 		return RawList{}, fmt.Errorf("mgmt: unknown listing %q", kind)
 	}

@@ -79,6 +79,25 @@ type Shards interface {
 	Shards(ctx context.Context) (any, error)
 }
 
+// Presence is the embedded presence server (pa): its publications and
+// subscriptions, listed and deleted.
+type Presence interface {
+	// Presentities lists the live publications (a JSON array of objects
+	// with a "presentity" key).
+	Presentities() any
+	// Watchers lists the subscriptions (a JSON array, "presentity" key).
+	Watchers() any
+	// DeletePresentity removes the publications of aor (of event, or of
+	// every event when empty); ErrNotFound when there were none.
+	DeletePresentity(ctx context.Context, aor, event string) error
+	// DeleteWatcher ends the subscription with that Call-ID (a final
+	// NOTIFY is sent); ErrNotFound when unknown.
+	DeleteWatcher(ctx context.Context, callID string) error
+	// AuthorizeWatcher decides a pending subscription: allow makes it
+	// active, deny ends it (reason rejected); ErrNotFound when unknown.
+	AuthorizeWatcher(ctx context.Context, callID string, allow bool) error
+}
+
 // ReadyCheck is one readiness condition for /readyz (database ping,
 // listeners bound).
 type ReadyCheck struct {
@@ -93,6 +112,7 @@ type Deps struct {
 	Registrations Registrations
 	Dialogs       Dialogs
 	Lines         Lines
+	Presence      Presence
 	// Shards lists the shard leases; nil with cluster off.
 	Shards Shards
 	// Events handles POST /v1/events (the JSON event input of ingest).

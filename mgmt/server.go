@@ -143,6 +143,11 @@ func (s *Server) buildRoutes() []route {
 		{"GET", "/v1/lines", s.handleListLines, false},
 		{"PUT", "/v1/lines/{aor}", s.handlePutLine, true},
 		{"DELETE", "/v1/lines/{aor}", s.handleDeleteLine, true},
+		{"GET", "/v1/presentities", s.handleListPresentities, false},
+		{"DELETE", "/v1/presentities/{aor}", s.handleDeletePresentity, true},
+		{"GET", "/v1/watchers", s.handleListWatchers, false},
+		{"DELETE", "/v1/watchers/{call_id}", s.handleDeleteWatcher, true},
+		{"PUT", "/v1/watchers/{call_id}", s.handlePutWatcher, true},
 		{"GET", "/v1/shards", s.handleListShards, false},
 		// The JSON event input checks ingest.trusted_sources itself.
 		{"POST", "/v1/events", s.handleEvents, false},

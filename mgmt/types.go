@@ -7,6 +7,12 @@ import (
 	"github.com/puaside/puaside/pua"
 )
 
+// WatcherParams is the body of PUT /v1/watchers/{call_id}.
+type WatcherParams struct {
+	// Status is the owner's decision: active (allow) or terminated (deny).
+	Status string `json:"status"`
+}
+
 // PublishParams is the body of POST /v1/publish.
 type PublishParams struct {
 	// PresentityURI is the Request-URI and To of the PUBLISH (required).

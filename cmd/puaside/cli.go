@@ -41,7 +41,7 @@ func cliCommands() map[string]string {
 	return map[string]string{
 		"publish":   "publish event state through the daemon and wait for the reply",
 		"subscribe": "subscribe through the daemon (NOTIFY bodies: ls subscriptions)",
-		"ls":        "list publications, subscriptions, registrations, dialogs, lines, flags or xmpp",
+		"ls":        "list publications, subscriptions, registrations, dialogs, lines, flags, presentities, watchers or xmpp",
 		"flag":      "set, clear or list users' stored publishing flags",
 		"line":      "add, remove or list shared lines (BLA)",
 		"ready":     "exit 0 when the daemon is ready (/readyz); for health checks",
@@ -308,14 +308,19 @@ func columns(kind string) []string {
 		return []string{"presentity_uri", "watcher_uri", "event", "id", "owner", "state", "last_status", "expires", "last_notify"}
 	case mgmt.ListShards:
 		return []string{"shard", "owner", "epoch", "left_ms", "mine"}
+	case mgmt.ListPresentities:
+		return []string{"presentity", "event", "id", "etag", "size", "expires"}
+	case mgmt.ListWatchers:
+		return []string{"presentity", "watcher", "event", "status", "contact", "cseq", "expires"}
 	}
 	return nil
 }
 
 func (c *cli) ls(args []string) int {
-	fs := c.flags("publications|subscriptions|registrations|dialogs|lines|flags|shards|xmpp [flags]",
+	fs := c.flags("publications|subscriptions|registrations|dialogs|lines|flags|presentities|watchers|shards|xmpp [flags]",
 		"List what the daemon holds, as an aligned table (or --json). xmpp lists the XMPP gateway's\n"+
-			"publications (Jabber users' presence) and subscriptions (on Jabber users' behalf, and to their watcher lists).")
+			"publications (Jabber users' presence) and subscriptions (on Jabber users' behalf, and to their watcher lists);\n"+
+			"presentities and watchers list the embedded presence server's publications and subscriptions.")
 	q := url.Values{}
 	filter := func(name, help string) {
 		fs.Func(name, help, func(v string) error { q.Set(name, v); return nil })
@@ -344,7 +349,7 @@ func (c *cli) ls(args []string) int {
 		return code
 	}
 	if len(pos) != 1 {
-		return c.usageErr(fs, "name one listing: publications, subscriptions, registrations, dialogs, lines, flags, shards or xmpp")
+		return c.usageErr(fs, "name one listing: publications, subscriptions, registrations, dialogs, lines, flags, presentities, watchers, shards or xmpp")
 	}
 	if pos[0] == "xmpp" {
 		return c.listXMPP(fs, q)
@@ -392,7 +397,8 @@ func (c *cli) listXMPP(fs *flag.FlagSet, q url.Values) int {
 
 func (c *cli) list(fs *flag.FlagSet, kind string, q url.Values) int {
 	switch kind {
-	case mgmt.ListPublications, mgmt.ListSubscriptions, mgmt.ListRegistrations, mgmt.ListDialogs, mgmt.ListLines, mgmt.ListFlags, mgmt.ListShards:
+	case mgmt.ListPublications, mgmt.ListSubscriptions, mgmt.ListRegistrations, mgmt.ListDialogs, mgmt.ListLines, mgmt.ListFlags,
+		mgmt.ListPresentities, mgmt.ListWatchers, mgmt.ListShards:
 	default:
 		return c.usageErr(fs, "unknown listing %q", kind)
 	}

@@ -6,21 +6,23 @@ import (
 	"github.com/puaside/puaside/bla"
 	"github.com/puaside/puaside/board"
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/pa"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/usrloc"
 )
 
-// observedEngine is the pua engine as the trackers see it, telling the
-// lamp board every publication they ask for. Every other method (Claim,
-// Publications, Subscribe, ...) is the engine's own.
+// observedEngine is the pua engine (or paEngine, with the presence server
+// in process) as the trackers see it, telling the lamp board every
+// publication they ask for. Every other method (Claim, Publications,
+// Subscribe, ...) is the publisher's own.
 type observedEngine struct {
-	*pua.Engine
+	publisher
 	b board.Observer
 }
 
 // Publish queues the publication and shows it on the board.
 func (o observedEngine) Publish(req pua.PublishRequest) error {
-	if err := o.Engine.Publish(req); err != nil {
+	if err := o.publisher.Publish(req); err != nil {
 		return err
 	}
 	o.b.Published(req)
@@ -29,7 +31,7 @@ func (o observedEngine) Publish(req pua.PublishRequest) error {
 
 // Remove withdraws the publication and shows it on the board.
 func (o observedEngine) Remove(key pua.Key) error {
-	if err := o.Engine.Remove(key); err != nil {
+	if err := o.publisher.Remove(key); err != nil {
 		return err
 	}
 	o.b.Removed(key)
@@ -108,3 +110,12 @@ func (d *Daemon) seedBoard() {
 
 // Board returns the daemon's lamp board (tests, embedding).
 func (d *Daemon) Board() *board.Board { return d.board }
+
+// boardWatchers converts the presence server's watchers for the board.
+func boardWatchers(ws []pa.WatcherState) []board.Watcher {
+	out := make([]board.Watcher, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, board.Watcher{URI: w.URI, Event: w.Event, Status: w.Status})
+	}
+	return out
+}

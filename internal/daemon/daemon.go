@@ -24,6 +24,7 @@ import (
 	"github.com/puaside/puaside/ingest"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/mgmt"
+	"github.com/puaside/puaside/pa"
 	"github.com/puaside/puaside/proxyrpc"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/puaxmpp"
@@ -41,6 +42,10 @@ type Daemon struct {
 
 	db  *store.DB
 	eng *pua.Engine
+	pa  *pa.Server // nil unless pa.mode makes it run
+	// pub is what the trackers and the API publish through: the engine, or
+	// paEngine when the presence server runs.
+	pub publisher
 	ul  *usrloc.Tracker
 	di  *dialoginfo.Tracker
 	bl  *bla.Manager
@@ -116,7 +121,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	if d.shards != nil {
 		d.shards.SetListener(d.eng)
 	}
-	observed := observedEngine{Engine: d.eng, b: d.board}
+	d.pub = d.eng
+	if cfg.PA.Active(cfg.PUA.ServerAddress) {
+		d.pa, err = pa.New(cfg.PA, pa.Options{
+			Store: db, Logger: log, Registerer: d.m.Registry(), OwnDialog: bla.OwnDialog,
+			LocalDomain: func(host string) bool { return d.ul != nil && d.ul.HasDomain(host) },
+			OnWatchers:  func(uri string, ws []pa.WatcherState) { d.board.Watchers(uri, boardWatchers(ws)) },
+		})
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		d.pub = paEngine{Engine: d.eng, pa: d.pa, upstream: cfg.PUA.ServerAddress != "", onResult: d.board.PublishResult}
+	}
+	observed := observedEngine{publisher: d.pub, b: d.board}
 	if cfg.Features.BLA {
 		d.bl, err = bla.New(cfg.BLA, bla.Options{Subscriber: d.eng, Publisher: observed, Store: db, Logger: log, Metrics: d.m})
 		if err != nil {
@@ -153,9 +171,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	}
 
 	if cfg.Gateway.Enabled {
-		// The gateway publishes and subscribes through the engine (the
-		// external presence server); pa in process would be its Publisher.
-		d.gw, err = puaxmpp.New(cfg.Gateway, puaxmpp.Options{Publisher: observed, Subscriber: d.eng, Store: db, Logger: log, Metrics: d.m})
+		// The gateway subscribes through the engine and publishes as the
+		// trackers do: into pa in process when it runs, whose pending
+		// watchers the XMPP users' answers decide.
+		gopts := puaxmpp.Options{Publisher: observed, Subscriber: d.eng, Store: db, Logger: log, Metrics: d.m}
+		if d.pa != nil {
+			gopts.Authorizer = paAuthorizer{d.pa}
+		}
+		d.gw, err = puaxmpp.New(cfg.Gateway, gopts)
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("daemon: %w", err)
@@ -201,7 +224,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	}
 
 	deps := mgmt.Deps{
-		Engine: d.eng,
+		Engine: d.pub,
 		Board:  d.board,
 		Events: d.in.EventsHandler(),
 		Ready: []mgmt.ReadyCheck{
@@ -227,6 +250,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		deps.Shards = shards{db: db, m: d.shards}
 		deps.Ready = append(deps.Ready, mgmt.ReadyCheck{Name: "shard leases",
 			Check: func(context.Context) error { return d.shards.Healthy() }})
+	}
+	if d.pa != nil {
+		deps.Presence = presence{d.pa}
 	}
 	d.api, err = mgmt.New(cfg.HTTP, deps, mgmt.Options{Logger: log, Metrics: d.m})
 	if err != nil {
@@ -279,16 +305,21 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err := d.eng.Start(ctx); err != nil {
 		return d.abort(ctx, fmt.Errorf("daemon: start engine: %w", err))
 	}
+	if d.pa != nil {
+		if err := d.pa.Start(ctx); err != nil {
+			return d.abort(ctx, fmt.Errorf("daemon: start presence server: %w", err))
+		}
+	}
 	// The owners that are not enabled claim nothing.
 	if d.ul == nil {
-		d.eng.ClaimsDone(pua.FlagUsrloc)
+		d.pub.ClaimsDone(pua.FlagUsrloc)
 	}
 	if d.di == nil {
-		d.eng.ClaimsDone(pua.FlagDialogPublish)
+		d.pub.ClaimsDone(pua.FlagDialogPublish)
 	}
 	if d.bl == nil {
-		d.eng.ClaimsDone(pua.FlagBLAPublish)
-		d.eng.ClaimsDone(pua.FlagBLASubscribe)
+		d.pub.ClaimsDone(pua.FlagBLAPublish)
+		d.pub.ClaimsDone(pua.FlagBLASubscribe)
 	}
 	if d.gw == nil {
 		d.eng.ClaimsDone(pua.FlagXMPPPublish)
@@ -313,7 +344,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 		d.run("usrloc", func() error { return d.ul.Run(tctx) })
 	}
 	if d.bl != nil {
-		d.bl.ClaimRestored(d.eng)
+		d.bl.ClaimRestored(d.pub)
 	}
 	if d.di != nil {
 		if err := d.di.Start(ctx); err != nil {
@@ -341,14 +372,18 @@ func (d *Daemon) Start(ctx context.Context) error {
 		d.run("reconcile", func() error { return d.rec.Run(tctx) })
 	}
 	if d.gw != nil {
-		if err := d.gw.Start(ctx, d.eng); err != nil {
+		if err := d.gw.Start(ctx, d.pub); err != nil {
 			return d.abort(ctx, fmt.Errorf("daemon: start xmpp gateway: %w", err))
 		}
 		d.run("xmpp", func() error { return d.gw.Run(tctx) })
 	}
 	d.seedBoard()
 	d.run("board", func() error { return d.board.Run(tctx) })
-	d.log.Info("puaside started", "sip", d.eng.ContactURI(), "http", d.api.Addr(), "db", d.db.Dialect)
+	if d.pa != nil {
+		d.log.Info("puaside started", "sip", d.eng.ContactURI(), "pa", d.pa.Addrs(), "http", d.api.Addr(), "db", d.db.Dialect)
+	} else {
+		d.log.Info("puaside started", "sip", d.eng.ContactURI(), "http", d.api.Addr(), "db", d.db.Dialect)
+	}
 	return nil
 }
 
@@ -414,6 +449,11 @@ func (d *Daemon) Stop(ctx context.Context) error {
 		if d.bl != nil {
 			d.bl.Close()
 		}
+		if d.pa != nil {
+			if err := d.pa.Stop(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := d.eng.Stop(ctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -438,6 +478,19 @@ func (d *Daemon) Run(ctx context.Context, timeout time.Duration) error {
 	return d.Stop(sctx)
 }
 
+// publisher is the pua engine as the trackers (usrloc, dialoginfo, bla,
+// the XMPP gateway: Publisher, PublicationLister, Claimer) and the
+// management API use it.
+type publisher interface {
+	mgmt.Engine
+	Claim(pua.Key) bool
+	ClaimSubscription(pua.SubKey) bool
+	ClaimsDone(flag int)
+}
+
+// PA returns the presence server, nil when it does not run.
+func (d *Daemon) PA() *pa.Server { return d.pa }
+
 // Gateway returns the XMPP gateway, nil when xmpp.enabled is off (for
 // tests and diagnostics).
 func (d *Daemon) Gateway() *puaxmpp.Gateway { return d.gw }
@@ -445,13 +498,17 @@ func (d *Daemon) Gateway() *puaxmpp.Gateway { return d.gw }
 // Engine returns the pua engine (for tests and diagnostics).
 func (d *Daemon) Engine() *pua.Engine { return d.eng }
 
-// Addrs returns the bound addresses: "sip" (our Contact), "http", "metrics"
-// (when metrics_listen is set), and the ingest inputs ("replicate",
-// "trace", "hep").
+// Addrs returns the bound addresses: "sip" (our Contact), "pa" (the
+// presence server's listeners, "udp:host:port", when it runs), "http",
+// "metrics" (when metrics_listen is set), and the ingest inputs
+// ("replicate", "trace", "hep").
 func (d *Daemon) Addrs() map[string][]string {
 	out := map[string][]string{"sip": {d.eng.ContactURI()}, "http": {d.api.Addr()}}
 	if a := d.api.MetricsAddr(); a != "" {
 		out["metrics"] = []string{a}
+	}
+	if d.pa != nil {
+		out["pa"] = d.pa.Addrs()
 	}
 	for k, v := range d.in.Addrs() {
 		out[k] = v

@@ -497,3 +497,12 @@ func (s *SyncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// PID is the process id of the main Kamailio process, which leads the
+// process group of all its children; 0 before it started.
+func (in *Instance) PID() int {
+	if in.cmd == nil || in.cmd.Process == nil {
+		return 0
+	}
+	return in.cmd.Process.Pid
+}

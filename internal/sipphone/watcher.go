@@ -19,6 +19,8 @@ type Notification struct {
 	ContentType string
 	// Body is the NOTIFY body.
 	Body string
+	// CSeq is the NOTIFY's CSeq number.
+	CSeq uint32
 }
 
 // Terminated reports whether the subscription state is terminated.
@@ -32,7 +34,8 @@ type WatchOptions struct {
 	// phone's user). A Kamailio dialog;sla watcher is matched on it: set
 	// it to the shared line's user.
 	ContactUser string
-	// Expires is the subscription duration (default 600).
+	// Expires is the subscription duration (default 600); negative sends
+	// Expires: 0 (a fetch).
 	Expires int
 	// Accept is the Accept header value (default: none).
 	Accept string
@@ -53,6 +56,7 @@ type Watcher struct {
 	cseq     uint32
 	toTag    string
 	remote   sip.Uri
+	routes   []sip.Uri // the dialog's route set, from the 2xx's Record-Route
 	notes    []Notification
 	next     int
 	changed  chan struct{}
@@ -64,6 +68,9 @@ type Watcher struct {
 func (p *Phone) Watch(ctx context.Context, server string, target sip.Uri, event string, o WatchOptions) (*Watcher, error) {
 	if o.Expires == 0 {
 		o.Expires = 600
+	}
+	if o.Expires < 0 {
+		o.Expires = 0
 	}
 	if o.ContactUser == "" {
 		o.ContactUser = p.User
@@ -95,6 +102,13 @@ func (p *Phone) Watch(ctx context.Context, server string, target sip.Uri, event 
 	if c := res.Contact(); c != nil {
 		w.remote = c.Address
 	}
+	// RFC 3261 §12.1.2: the route set is the Record-Route in reverse.
+	rrs := res.GetHeaders("Record-Route")
+	for i := len(rrs) - 1; i >= 0; i-- {
+		if rr, ok := rrs[i].(*sip.RecordRouteHeader); ok {
+			w.routes = append(w.routes, rr.Address)
+		}
+	}
 	w.mu.Unlock()
 	return w, nil
 }
@@ -110,7 +124,7 @@ func (w *Watcher) Response() *sip.Response {
 func (w *Watcher) subscribe(expires int, accept string) *sip.Request {
 	w.mu.Lock()
 	w.cseq++
-	cseq, toTag, remote := w.cseq, w.toTag, w.remote
+	cseq, toTag, remote, routes := w.cseq, w.toTag, w.remote, w.routes
 	w.mu.Unlock()
 
 	ruri := w.target
@@ -135,6 +149,11 @@ func (w *Watcher) subscribe(expires int, accept string) *sip.Request {
 	req.AppendHeader(&exp)
 	if accept != "" {
 		req.AppendHeader(sip.NewHeader("Accept", accept))
+	}
+	if toTag != "" {
+		for _, r := range routes {
+			req.AppendHeader(&sip.RouteHeader{Address: r})
+		}
 	}
 	req.SetDestination(w.server)
 	return req
@@ -193,6 +212,9 @@ func (w *Watcher) WaitNotify(ctx context.Context, match func(Notification) bool)
 
 func (w *Watcher) add(req *sip.Request) {
 	n := Notification{Body: string(req.Body())}
+	if cs := req.CSeq(); cs != nil {
+		n.CSeq = cs.SeqNo
+	}
 	if h := req.GetHeader("Subscription-State"); h != nil {
 		n.State = h.Value()
 	}
@@ -232,4 +254,10 @@ func (p *Phone) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	w.add(req)
 	_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
+}
+
+// Refresh sends SUBSCRIBE with the given Expires in the watcher's dialog
+// and returns the reply, whatever its status.
+func (w *Watcher) Refresh(ctx context.Context, expires int) (*sip.Response, error) {
+	return w.p.do(ctx, w.subscribe(expires, ""))
 }

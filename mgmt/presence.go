@@ -1,0 +1,84 @@
+package mgmt
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// The embedded presence server's listings and decisions (Deps.Presence).
+
+func (s *Server) handleListPresentities(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Presence == nil {
+		s.fail(w, r, notEnabled("pa"))
+		return
+	}
+	s.serveRaw(w, r, s.deps.Presence.Presentities())
+}
+
+func (s *Server) handleListWatchers(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Presence == nil {
+		s.fail(w, r, notEnabled("pa"))
+		return
+	}
+	s.serveRaw(w, r, s.deps.Presence.Watchers())
+}
+
+func (s *Server) handleDeletePresentity(w http.ResponseWriter, r *http.Request) {
+	aor, ok := s.aorParam(w, r, s.deps.Presence != nil, "pa")
+	if !ok {
+		return
+	}
+	if e := checkQuery(r, "event"); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	ev := r.URL.Query().Get("event")
+	if err := s.deps.Presence.DeletePresentity(r.Context(), aor, ev); err != nil {
+		s.fail(w, r, engineError(fmt.Errorf("delete presentity %s: %w", aor, err)))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"aor": aor, "event": ev, "removed": true})
+}
+
+func (s *Server) handleDeleteWatcher(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Presence == nil {
+		s.fail(w, r, notEnabled("pa"))
+		return
+	}
+	id := r.PathValue("call_id")
+	if id == "" || len(id) > 255 {
+		s.fail(w, r, &apiError{code: http.StatusBadRequest, msg: "call_id: want a Call-ID of 1 to 255 bytes"})
+		return
+	}
+	if err := s.deps.Presence.DeleteWatcher(r.Context(), id); err != nil {
+		s.fail(w, r, engineError(fmt.Errorf("delete watcher %s: %w", id, err)))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"call_id": id, "removed": true})
+}
+
+func (s *Server) handlePutWatcher(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Presence == nil {
+		s.fail(w, r, notEnabled("pa"))
+		return
+	}
+	id := r.PathValue("call_id")
+	if id == "" || len(id) > 255 {
+		s.fail(w, r, &apiError{code: http.StatusBadRequest, msg: "call_id: want a Call-ID of 1 to 255 bytes"})
+		return
+	}
+	var p WatcherParams
+	if e := decodeJSON(r.Body, &p, s.cfg.MaxBody); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	if p.Status != "active" && p.Status != "terminated" {
+		s.fail(w, r, &apiError{code: http.StatusBadRequest, field: "status", msg: "status: want active or terminated"})
+		return
+	}
+	if err := s.deps.Presence.AuthorizeWatcher(r.Context(), id, p.Status == "active"); err != nil {
+		s.fail(w, r, engineError(fmt.Errorf("authorize watcher %s: %w", id, err)))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"call_id": id, "status": p.Status})
+}

@@ -1,0 +1,49 @@
+// Package pa is puaside's embedded presence server (the seed's `pa`
+// module): an RFC 6665 notifier and an RFC 3903 event state compositor.
+// Data flows ingest → trackers (usrloc, dialoginfo, bla) → pua engine / pa
+// → SIP and store: when pa is on and pua.server_address is empty, the
+// trackers and the management API publish into pa in process (Publish and
+// Remove, the same contract as the pua engine's), and phones subscribe to
+// pa on its own SIP listener (pa.listen, default UDP and TCP on
+// 127.0.0.1:5065).
+//
+// Notifier. A SUBSCRIBE for presence, dialog, dialog;sla, dialog;ma,
+// presence.winfo or message-summary is answered 200 and followed at once
+// by a full-state NOTIFY; other packages get 489 with Allow-Events, an
+// Expires below min_expires 423 with Min-Expires, an in-dialog request of
+// an unknown dialog 481. The presentity is the To URI's address of record.
+// The dialog keeps the watcher's Contact as remote target and the
+// Record-Route set as route set. Each dialog has at most one NOTIFY in
+// flight; changes meanwhile are coalesced and the latest state is sent
+// after the reply, so a watcher never sees an older state after a newer
+// one. A NOTIFY that times out or is answered 408 or 5xx is sent again
+// with exponential backoff (retry_min … retry_max); a 481, another final
+// failure, or max_retries failures in a row end the subscription.
+// Expires: 0 is answered with a final NOTIFY `terminated`; an expired
+// subscription gets one too and is purged.
+//
+// Compositor. PUBLISH from outside follows RFC 3903: every success gets a
+// new SIP-ETag, an unknown SIP-If-Match 412, Expires: 0 removes. In-process
+// publications have no ETag and are accepted at once. A watcher gets, per
+// package: presence — the tuples and other elements of every live
+// publication of the presentity (pidf.Compose), one closed tuple when none
+// is live; dialog and dialog;ma — the dialogs of every publication
+// (dialogdoc.Compose) with a version counted per subscription; dialog;sla
+// — the line's one publication as bla composed it, without the dialogs of
+// the watching phone itself (Options.OwnDialog decides which those are);
+// message-summary — the newest publication as it is; presence.winfo — the
+// RFC 3858 list of the presentity's presence watchers.
+//
+// Authorization (Config.Policy): watchers of the presentity's own domain
+// are allowed by default, others are held pending (Subscription-State:
+// pending, no state) until a rule allows them; the owner's presence.winfo
+// subscriptions see them.
+//
+// State. Publications and subscriptions are kept in Kamailio's tables
+// (presentity, active_watchers, watchers) through Store: a new
+// subscription is written before its 200, everything else within a few
+// milliseconds (one transaction per batch). CSeqs and versions are
+// reserved ahead in blocks (local_cseq and version hold the reservation),
+// so after any restart, SIGKILL included, each dialog continues above
+// every number it used without a write per NOTIFY.
+package pa

@@ -1,0 +1,186 @@
+package pa
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/pua"
+)
+
+func fastRetry() Config {
+	c := DefaultConfig()
+	c.RetryMin, c.RetryMax, c.RequestTimeout, c.MaxRetries = 20*time.Millisecond, 40*time.Millisecond, 300*time.Millisecond, 3
+	return c
+}
+
+func publishOpen(t *testing.T, s *Server, pres, id, tuple string) {
+	t.Helper()
+	if err := s.Publish(pua.PublishRequest{Key: pua.Key{PresURI: pres, Event: "presence", ID: id},
+		Body: presenceBody(pres, tuple, "open")}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A NOTIFY answered 500 is retried (OpenSIPS#380 dropped the subscription).
+func TestNotifyRetriedAfter5xx(t *testing.T) {
+	s, addr := startServer(t, fastRetry(), Options{})
+	p := newPeer(t, func(n int, _ *sip.Request) int {
+		if n == 2 {
+			return 503
+		}
+		return 200
+	})
+	if res := p.subscribe(addr, "sip:alice@example.com", "presence", 600); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+	}
+	p.waitN(1, 5*time.Second)
+	publishOpen(t, s, "sip:alice@example.com", "u", "t1")
+	got := p.waitN(3, 5*time.Second)
+	if !strings.Contains(string(got[2].Body()), `id="t1"`) {
+		t.Fatalf("retried NOTIFY lacks the state: %s", got[2].Body())
+	}
+	if got[2].CSeq().SeqNo <= got[1].CSeq().SeqNo {
+		t.Fatalf("retry CSeq %d not above %d", got[2].CSeq().SeqNo, got[1].CSeq().SeqNo)
+	}
+	if len(s.Watchers()) != 1 {
+		t.Fatalf("subscription dropped after one 503")
+	}
+}
+
+// A NOTIFY answered 481 ends the subscription.
+func TestNotify481Ends(t *testing.T) {
+	s, addr := startServer(t, fastRetry(), Options{})
+	p := newPeer(t, func(n int, _ *sip.Request) int {
+		if n == 2 {
+			return 481
+		}
+		return 200
+	})
+	p.subscribe(addr, "sip:alice@example.com", "presence", 600)
+	p.waitN(1, 5*time.Second)
+	publishOpen(t, s, "sip:alice@example.com", "u", "t1")
+	p.waitN(2, 5*time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(s.Watchers()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("subscription kept after 481")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	publishOpen(t, s, "sip:alice@example.com", "u", "t2")
+	time.Sleep(50 * time.Millisecond)
+	if n := p.count(); n != 2 {
+		t.Fatalf("%d NOTIFYs after 481, want none more", n-2)
+	}
+}
+
+// Timeouts in a row up to max_retries end the subscription.
+func TestNotifyRepeatedTimeoutsEnd(t *testing.T) {
+	s, addr := startServer(t, fastRetry(), Options{})
+	p := newPeer(t, func(n int, _ *sip.Request) int {
+		if n == 1 {
+			return 200
+		}
+		return 0
+	})
+	p.subscribe(addr, "sip:alice@example.com", "presence", 600)
+	p.waitN(1, 5*time.Second)
+	publishOpen(t, s, "sip:alice@example.com", "u", "t1")
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.Watchers()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("subscription kept after repeated timeouts")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// One NOTIFY in flight per dialog; the changes made meanwhile are
+// coalesced, the last one is told last, CSeqs increase.
+func TestCoalescing(t *testing.T) {
+	s, addr := startServer(t, DefaultConfig(), Options{})
+	var mu sync.Mutex
+	inFlight, maxInFlight := 0, 0
+	release := make(chan struct{})
+	p := newPeer(t, func(n int, _ *sip.Request) int {
+		mu.Lock()
+		inFlight++
+		maxInFlight = max(maxInFlight, inFlight)
+		mu.Unlock()
+		if n == 2 {
+			<-release
+		}
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		return 200
+	})
+	p.subscribe(addr, "sip:alice@example.com", "presence", 600)
+	p.waitN(1, 5*time.Second)
+	publishOpen(t, s, "sip:alice@example.com", "u", "t0")
+	p.waitN(2, 5*time.Second)
+	for i := 1; i <= 20; i++ {
+		publishOpen(t, s, "sip:alice@example.com", "u", "t"+strconv.Itoa(i))
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := p.count(); n != 2 {
+		t.Fatalf("%d NOTIFYs sent while one was in flight", n-2)
+	}
+	close(release)
+	p.waitN(3, 5*time.Second)
+	time.Sleep(50 * time.Millisecond)
+	got := p.waitN(p.count(), time.Second)
+	if len(got) != 3 {
+		t.Fatalf("%d NOTIFYs, want 3 (20 changes coalesced into one)", len(got))
+	}
+	if !strings.Contains(string(got[2].Body()), `id="t20"`) {
+		t.Fatalf("coalesced NOTIFY is not the latest state: %s", got[2].Body())
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].CSeq().SeqNo <= got[i-1].CSeq().SeqNo {
+			t.Fatalf("CSeq %d after %d", got[i].CSeq().SeqNo, got[i-1].CSeq().SeqNo)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if maxInFlight != 1 {
+		t.Fatalf("%d NOTIFYs in flight at once", maxInFlight)
+	}
+}
+
+// NOTIFYs follow the route set taken from Record-Route.
+func TestRouteSet(t *testing.T) {
+	_, addr := startServer(t, DefaultConfig(), Options{})
+	proxy := newPeer(t, func(int, *sip.Request) int { return 200 })
+	p := newPeer(t, func(int, *sip.Request) int { return 200 })
+	rr := &sip.RecordRouteHeader{Address: uri("sip:" + proxy.addr + ";lr")}
+	p.subscribe(addr, "sip:alice@example.com", "presence", 600, rr)
+	got := proxy.waitN(1, 5*time.Second)
+	if r := got[0].Route(); r == nil || !strings.Contains(r.Address.String(), proxy.addr) {
+		t.Fatalf("NOTIFY Route %v, want the proxy", r)
+	}
+	if got[0].Recipient.Host != "127.0.0.1" || got[0].Recipient.User != "peer" {
+		t.Fatalf("NOTIFY Request-URI %s, want the watcher's contact", got[0].Recipient.String())
+	}
+	if p.count() != 0 {
+		t.Fatal("NOTIFY bypassed the route set")
+	}
+}
+
+// The Event header's id parameter comes back in every NOTIFY.
+func TestEventIDEchoed(t *testing.T) {
+	_, addr := startServer(t, DefaultConfig(), Options{})
+	p := newPeer(t, func(int, *sip.Request) int { return 200 })
+	if res := p.subscribe(addr, "sip:alice@example.com", "presence;id=42", 600); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+	}
+	got := p.waitN(1, 5*time.Second)
+	if ev := got[0].GetHeader("Event"); ev == nil || ev.Value() != "presence;id=42" {
+		t.Fatalf("Event %v, want presence;id=42", ev)
+	}
+}

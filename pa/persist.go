@@ -1,0 +1,187 @@
+package pa
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/puaside/puaside/aor"
+	"github.com/puaside/puaside/pua"
+)
+
+// groupDelay is how long the writer gathers changes into one transaction.
+const groupDelay = 5 * time.Millisecond
+
+// markWatcher queues w for the next write and returns that write (s.mu held).
+func (s *Server) markWatcher(w *watcher) *flushWait {
+	if w.fetch || w.final {
+		return nil
+	}
+	delete(s.goneW, w.key)
+	s.dirtyW[w.key] = w
+	s.kickWriter()
+	return s.waiting
+}
+
+// kickWriter wakes the writer (s.mu held).
+func (s *Server) kickWriter() {
+	select {
+	case s.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+// writer writes the queued changes, one batch at a time.
+func (s *Server) writer() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.kickCh:
+		}
+		time.Sleep(groupDelay)
+		_ = s.flush(s.ctx)
+	}
+}
+
+// flush writes what is queued now and completes its waiters.
+func (s *Server) flush(ctx context.Context) error {
+	s.mu.Lock()
+	var b Batch
+	for _, w := range s.dirtyW {
+		b.Watchers = append(b.Watchers, w.record())
+	}
+	for _, r := range s.goneW {
+		b.RemovedWatchers = append(b.RemovedWatchers, r)
+	}
+	for _, p := range s.dirtyP {
+		b.Publications = append(b.Publications, p.record())
+	}
+	for _, r := range s.goneP {
+		b.RemovedPublications = append(b.RemovedPublications, r)
+	}
+	clear(s.dirtyW)
+	clear(s.goneW)
+	clear(s.dirtyP)
+	clear(s.goneP)
+	wait := s.waiting
+	s.waiting = &flushWait{done: make(chan struct{})}
+	s.mu.Unlock()
+	var err error
+	if s.o.Store != nil && !b.Empty() {
+		if err = s.o.Store.ApplyPresence(context.WithoutCancel(ctx), b); err != nil {
+			err = fmt.Errorf("pa: store: %w", err)
+			s.met.storeError()
+			s.log.Error("presence state not stored; queued again", "err", err)
+			s.requeue(b)
+		}
+	}
+	wait.err = err
+	close(wait.done)
+	return err
+}
+
+// requeue puts a failed batch back, unless newer changes replaced it.
+func (s *Server) requeue(b Batch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range b.Watchers {
+		k := dialogKey{r.CallID, r.FromTag}
+		if w := s.subs[k]; w != nil && !w.final {
+			if _, ok := s.dirtyW[k]; !ok {
+				s.dirtyW[k] = w
+			}
+		}
+	}
+	for _, r := range b.RemovedWatchers {
+		k := dialogKey{r.CallID, r.FromTag}
+		if _, ok := s.dirtyW[k]; !ok {
+			s.goneW[k] = r
+		}
+	}
+	for _, r := range b.Publications {
+		id := pubID{presKey{r.PresURI, r.Event}, r.ID}
+		if pr := s.pres[id.presKey]; pr != nil {
+			for _, p := range pr.pubs {
+				if p.id == id {
+					if _, ok := s.dirtyP[id]; !ok {
+						s.dirtyP[id] = p
+					}
+				}
+			}
+		}
+	}
+	for _, r := range b.RemovedPublications {
+		id := pubID{presKey{r.PresURI, r.Event}, r.ID}
+		if _, ok := s.dirtyP[id]; !ok {
+			s.goneP[id] = r
+		}
+	}
+	s.kickWriter()
+}
+
+// restore rebuilds the state from the store: expired rows are dropped
+// (and deleted), every subscription continues above its reserved CSeq.
+func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clk.Now()
+	sort.Slice(pubs, func(i, j int) bool { return pubs[i].Seq < pubs[j].Seq })
+	for _, r := range pubs {
+		id := pubID{presKey{aor.Key(r.PresURI), r.Event}, r.ID}
+		if r.Expires != 0 && r.Expires <= now.Unix() {
+			s.goneP[id] = r
+			continue
+		}
+		p := &publication{id: id, etag: r.ETag, body: r.Body, sender: r.Sender, flag: r.Flag,
+			received: time.Unix(r.Received, 0), seq: r.Seq}
+		if r.Expires != 0 {
+			p.expires = time.Unix(r.Expires, 0)
+		}
+		if err := parseBody(r.Event, r.Body, s.cfg.MaxBodySize, p); err != nil {
+			s.log.Warn("stored publication dropped: bad body", "presentity", r.PresURI, "event", r.Event, "err", err)
+			s.goneP[id] = r
+			continue
+		}
+		if _, ok := normalizeEvent(r.Event); !ok {
+			s.goneP[id] = r
+			continue
+		}
+		s.seq = max(s.seq, r.Seq)
+		if p.etag == "" && p.flag != 0 && p.flag != pua.FlagRPCPublish {
+			s.unclaimed[id] = p.flag
+		}
+		pr := s.presentity(id.presKey)
+		pr.pubs = append(pr.pubs, p)
+		if p.etag != "" {
+			s.etags[p.etag] = p
+		}
+		if !p.expires.IsZero() {
+			s.pubSched.Schedule(p, p.expires)
+		}
+	}
+	for _, r := range subs {
+		k := dialogKey{r.CallID, r.FromTag}
+		ev, ok := normalizeEvent(r.Event)
+		if !ok || r.Expires <= now.Unix() {
+			s.goneW[k] = r
+			continue
+		}
+		w := &watcher{
+			key: k, toTag: r.ToTag, presURI: r.PresURI, watcherURI: r.WatcherURI, event: ev, eventID: r.EventID,
+			contact: r.Contact, routeSet: r.RouteSet, localContact: r.LocalContact, userAgent: r.UserAgent,
+			remoteCSeq: r.RemoteCSeq, cseq: r.LocalCSeq, cseqRes: r.LocalCSeq,
+			version: r.Version, versionRes: r.Version,
+			expires: time.Unix(r.Expires, 0), status: r.Status, reason: r.Reason, created: now,
+		}
+		if w.status == "" {
+			w.status = "active"
+		}
+		s.attach(w)
+	}
+	if len(s.goneP)+len(s.goneW) > 0 {
+		s.kickWriter()
+	}
+}

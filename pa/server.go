@@ -1,0 +1,421 @@
+package pa
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/puaside/puaside/clock"
+	"github.com/puaside/puaside/sched"
+)
+
+// cseqBlock is how many CSeqs (and versions) a dialog reserves per store
+// write.
+const cseqBlock = 64
+
+// Options are the server's collaborators; all are optional.
+type Options struct {
+	// Store keeps publications and subscriptions; nil keeps them in memory.
+	Store Store
+	// Logger receives logs; nil is slog.Default().
+	Logger *slog.Logger
+	// Clock drives expiries and retries; nil is the wall clock.
+	Clock clock.Clock
+	// Registerer receives the server's metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// OwnDialog reports whether the dialog with id dialogID of a
+	// dialog;sla document belongs to the phone whose SUBSCRIBE Contact is
+	// watcherContact (bla.OwnDialog in production); such dialogs are left
+	// out of that watcher's NOTIFYs. Nil leaves every dialog in.
+	OwnDialog func(watcherContact, dialogID string) bool
+	// LocalDomain reports whether a domain is local, for the policy
+	// "local"; nil counts only the presentity's own domain as local.
+	LocalDomain func(host string) bool
+	// OnWatchers, when set, is told a presentity's watchers (every event
+	// package) each time they change: a subscription accepted, ended or
+	// authorized (the lamp board shows them). It is called with the
+	// server's lock held and must not call back into the server.
+	OnWatchers func(presURI string, watchers []WatcherState)
+}
+
+// WatcherState is one watcher of a presentity as OnWatchers tells it.
+type WatcherState struct {
+	// URI is the watcher's AoR, Event the package watched, Status active
+	// or pending.
+	URI, Event, Status string
+}
+
+// Server is the presence server.
+type Server struct {
+	cfg     Config
+	o       Options
+	log     *slog.Logger
+	clk     clock.Clock
+	met     *serverMetrics
+	listens []listenAddr
+
+	mu      sync.Mutex
+	pres    map[presKey]*presentity
+	subs    map[dialogKey]*watcher
+	etags   map[string]*publication
+	seq     int64
+	stopped bool
+	running bool // Start is done: NOTIFYs may go out
+
+	subSched *sched.Scheduler[*watcher]
+	pubSched *sched.Scheduler[*publication]
+
+	// persistence: what the next batch writes, and who waits for it.
+	dirtyW map[dialogKey]*watcher
+	goneW  map[dialogKey]WatcherRecord
+	dirtyP map[pubID]*publication
+	// unclaimed are the loaded in-process publications no owner claimed
+	// yet, with their owner's flag.
+	unclaimed map[pubID]int
+	goneP     map[pubID]PublicationRecord
+	waiting   *flushWait
+	kickCh    chan struct{}
+
+	// SIP
+	sipMu    sync.RWMutex
+	ua       *sipgo.UserAgent
+	cl       *sipgo.Client
+	closers  []io.Closer
+	contact  sip.Uri
+	udpLaddr sip.Addr
+	addrs    []string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// flushWait is one batch's completion.
+type flushWait struct {
+	done chan struct{}
+	err  error
+}
+
+// New builds a server; nothing listens until Start.
+func New(cfg Config, o Options) (*Server, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("pa: %w", err)
+	}
+	s := &Server{
+		cfg: cfg, o: o, log: o.Logger, clk: clock.OrReal(o.Clock),
+		pres: map[presKey]*presentity{}, subs: map[dialogKey]*watcher{}, etags: map[string]*publication{},
+		dirtyW: map[dialogKey]*watcher{}, goneW: map[dialogKey]WatcherRecord{},
+		dirtyP: map[pubID]*publication{}, goneP: map[pubID]PublicationRecord{}, unclaimed: map[pubID]int{},
+		waiting: &flushWait{done: make(chan struct{})}, kickCh: make(chan struct{}, 1),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.log = s.log.With("component", "pa")
+	for _, l := range cfg.Listen {
+		la, err := parseListen(l)
+		if err != nil {
+			return nil, fmt.Errorf("pa: %w", err)
+		}
+		s.listens = append(s.listens, la)
+	}
+	var err error
+	if s.met, err = newServerMetrics(o.Registerer, s); err != nil {
+		return nil, fmt.Errorf("pa: %w", err)
+	}
+	s.subSched = sched.New(s.clk, s.fireWatchers)
+	s.pubSched = sched.New(s.clk, s.firePublications)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Start loads the stored state, binds the listeners and starts the
+// writer. Stored subscriptions continue where they were: the next change
+// is notified with a higher CSeq, without the watcher subscribing again.
+func (s *Server) Start(ctx context.Context) error {
+	if s.o.Store != nil {
+		pubs, subs, err := s.o.Store.LoadPresence(ctx)
+		if err != nil {
+			return fmt.Errorf("pa: load: %w", err)
+		}
+		s.restore(pubs, subs)
+	}
+	if err := s.startSIP(ctx); err != nil {
+		return err
+	}
+	s.wg.Add(1)
+	go s.writer()
+	s.mu.Lock()
+	s.running = true
+	s.mu.Unlock()
+	s.log.Info("presence server listening", "addrs", s.Addrs(), "presentities", s.presentityCount(), "subscriptions", s.subscriptionCount())
+	return nil
+}
+
+// Stop closes the listeners, waits for NOTIFYs in flight (within ctx) and
+// writes what is pending.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopped = true
+	s.mu.Unlock()
+	s.subSched.Stop()
+	s.pubSched.Stop()
+	done := make(chan struct{})
+	go func() {
+		s.cancel()
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	err := s.flush(ctx)
+	s.sipMu.Lock()
+	if s.ua != nil {
+		s.ua.Close()
+		s.ua = nil
+	}
+	for _, c := range s.closers {
+		c.Close()
+	}
+	s.closers = nil
+	s.sipMu.Unlock()
+	return err
+}
+
+// Addrs returns the bound listeners as "transport:host:port".
+func (s *Server) Addrs() []string {
+	s.sipMu.RLock()
+	defer s.sipMu.RUnlock()
+	return append([]string(nil), s.addrs...)
+}
+
+// ContactURI is the Contact of the server's dialogs.
+func (s *Server) ContactURI() string {
+	s.sipMu.RLock()
+	defer s.sipMu.RUnlock()
+	return s.contact.String()
+}
+
+// startSIP creates the user agent and serves every listen address.
+func (s *Server) startSIP(ctx context.Context) error {
+	log := s.log
+	host, _, _ := net.SplitHostPort(s.listens[0].addr)
+	if s.cfg.AdvertisedAddress != "" {
+		host, _, _ = net.SplitHostPort(s.cfg.AdvertisedAddress)
+	}
+	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgent("puaside"),
+		sipgo.WithUserAgentHostname(host),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerLogger(log),
+			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {}),
+		),
+	)
+	if err != nil {
+		return fmt.Errorf("pa: sip user agent: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log))
+	if err != nil {
+		ua.Close()
+		return fmt.Errorf("pa: sip server: %w", err)
+	}
+	srv.OnSubscribe(s.onSubscribe)
+	srv.OnPublish(s.onPublish)
+	srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+		res.AppendHeader(sip.NewHeader("Allow", "SUBSCRIBE, PUBLISH, OPTIONS"))
+		res.AppendHeader(sip.NewHeader("Allow-Events", allowEvents))
+		_ = tx.Respond(res)
+	})
+	srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
+		if req.IsAck() {
+			return
+		}
+		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
+		res.AppendHeader(sip.NewHeader("Allow", "SUBSCRIBE, PUBLISH, OPTIONS"))
+		_ = tx.Respond(res)
+	})
+	cl, err := sipgo.NewClient(ua, sipgo.WithClientLogger(log), sipgo.WithClientHostname(host))
+	if err != nil {
+		ua.Close()
+		return fmt.Errorf("pa: sip client: %w", err)
+	}
+	var closers []io.Closer
+	var addrs []string
+	fail := func(err error) error {
+		for _, c := range closers {
+			c.Close()
+		}
+		ua.Close()
+		return err
+	}
+	var lc net.ListenConfig
+	port := 0
+	var udpAddr *net.UDPAddr
+	for _, l := range s.listens {
+		addr := l.addr
+		if h, p, _ := net.SplitHostPort(addr); p == "0" && port != 0 {
+			// udp:127.0.0.1:0 then tcp:127.0.0.1:0: one port for both.
+			addr = net.JoinHostPort(h, strconv.Itoa(port))
+		}
+		switch l.network {
+		case "udp":
+			pc, err := lc.ListenPacket(ctx, "udp", addr)
+			if err != nil {
+				return fail(fmt.Errorf("pa: listen udp %s: %w", addr, err))
+			}
+			closers = append(closers, pc)
+			ua := pc.LocalAddr().(*net.UDPAddr)
+			if udpAddr == nil {
+				udpAddr = ua
+			}
+			if port == 0 {
+				port = ua.Port
+			}
+			addrs = append(addrs, "udp:"+pc.LocalAddr().String())
+			go func() {
+				if err := srv.ServeUDP(pc); err != nil && !errors.Is(err, net.ErrClosed) {
+					log.Debug("udp listener ended", "addr", addr, "err", err)
+				}
+			}()
+		case "tcp":
+			ln, err := lc.Listen(ctx, "tcp", addr)
+			if err != nil {
+				return fail(fmt.Errorf("pa: listen tcp %s: %w", addr, err))
+			}
+			closers = append(closers, ln)
+			if port == 0 {
+				port = ln.Addr().(*net.TCPAddr).Port
+			}
+			addrs = append(addrs, "tcp:"+ln.Addr().String())
+			go func() {
+				if err := srv.ServeTCP(ln); !errors.Is(err, net.ErrClosed) {
+					log.Debug("tcp listener ended", "addr", addr, "err", err)
+				}
+			}()
+		}
+	}
+	contact := sip.Uri{Scheme: "sip", User: "pa", Host: host, Port: port}
+	if s.cfg.AdvertisedAddress != "" {
+		h, p, _ := net.SplitHostPort(s.cfg.AdvertisedAddress)
+		contact.Host = h
+		contact.Port, _ = strconv.Atoi(p)
+	}
+	if s.listens[0].network == "tcp" {
+		contact.UriParams = sip.NewParams()
+		contact.UriParams.Add("transport", "tcp")
+	}
+	var laddr sip.Addr
+	if udpAddr != nil && waitListener(ctx, ua, udpAddr.String()) {
+		laddr = sip.Addr{IP: udpAddr.IP, Port: udpAddr.Port}
+	}
+	s.sipMu.Lock()
+	s.ua, s.cl, s.closers, s.contact, s.udpLaddr, s.addrs = ua, cl, closers, contact, laddr, addrs
+	s.sipMu.Unlock()
+	return nil
+}
+
+// waitListener waits (up to 2 s) until the transport layer serves the UDP
+// listener, so that NOTIFYs go out from it.
+func waitListener(ctx context.Context, ua *sipgo.UserAgent, key string) bool {
+	tl := ua.TransportLayer()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if c, err := tl.GetConnection("udp", key); err == nil && c != nil {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// respond sends a reply, logging a failure.
+func (s *Server) respond(tx sip.ServerTransaction, res *sip.Response) {
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug("reply not sent", "status", res.StatusCode, "err", err)
+	}
+}
+
+// reply answers req with code and reason and the given headers. A
+// refusal is logged (the metrics count it by status): at debug level for
+// the answers the protocol expects in normal operation (412, 423, 481,
+// 482, 489), at info level for a malformed or refused request.
+func (s *Server) reply(req *sip.Request, tx sip.ServerTransaction, code int, reason string, hdrs ...sip.Header) {
+	if code >= 400 {
+		lvl := slog.LevelInfo
+		switch code {
+		case 412, 423, 481, 482, 489:
+			lvl = slog.LevelDebug
+		}
+		s.log.Log(context.Background(), lvl, "request refused", "method", string(req.Method), "status", code,
+			"reason", reason, "source", req.Source(), "event", headerValue(req, "Event"))
+	}
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	s.respond(tx, res)
+}
+
+// headerValue returns the value of the first header name, trimmed.
+func headerValue(req *sip.Request, name string) string {
+	if h := req.GetHeader(name); h != nil {
+		return strings.TrimSpace(h.Value())
+	}
+	return ""
+}
+
+// expiresOf returns the Expires header in seconds, or -1 when absent or
+// malformed (ok false for malformed).
+func expiresOf(req *sip.Request) (int, bool) {
+	v := headerValue(req, "Expires")
+	if v == "" {
+		return -1, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return -1, false
+	}
+	return n, true
+}
+
+// grant applies default, min and max expiry to a requested Expires (-1:
+// none). tooShort reports a non-zero value below min_expires.
+func (s *Server) grant(req int) (d time.Duration, tooShort bool) {
+	if req < 0 {
+		return s.cfg.DefaultExpires, false
+	}
+	d = time.Duration(req) * time.Second
+	if d == 0 {
+		return 0, false
+	}
+	if d < s.cfg.MinExpires {
+		return 0, true
+	}
+	return min(d, s.cfg.MaxExpires), false
+}
+
+func (s *Server) minExpiresHeader() sip.Header {
+	return sip.NewHeader("Min-Expires", strconv.Itoa(int(s.cfg.MinExpires/time.Second)))
+}
