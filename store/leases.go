@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -228,8 +229,16 @@ func (db *DB) staleShards(ctx context.Context, q fenceQuerier, fences map[int]in
 	if db.Dialect == MySQL {
 		lock = " FOR UPDATE"
 	}
+	// In shard order: two transactions locking lease rows never wait for
+	// each other in a cycle.
+	order := make([]int, 0, len(fences))
+	for sh := range fences {
+		order = append(order, sh)
+	}
+	slices.Sort(order)
 	var stale map[int]bool
-	for sh, ep := range fences {
+	for _, sh := range order {
+		ep := fences[sh]
 		var cur int64
 		err := q.QueryRowContext(ctx, `SELECT epoch FROM puaside_shard_leases WHERE shard = ?`+lock, sh).Scan(&cur)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
