@@ -3,6 +3,7 @@ package pua
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 // state follows the trackers, its server state (ETag, dialog) is the
 // owner's and lives in the store.
 //
-// When a shard is gained (ShardGained), the engine reads the shard's rows
+// When shards are gained (ShardsGained), the engine reads their rows
 // and adopts, for each record it holds, the stored ETag or dialog, then
 // sends the current state: a modify when the stored document differs, else
 // the refresh due. A stored row no tracker wants (its presentity is gone)
@@ -65,29 +66,42 @@ func (e *Engine) inShard(presURI string, shard int) bool {
 	return s == shard
 }
 
-// ShardGained continues shard's records now that this instance owns it:
-// their stored ETags and dialogs are adopted and their current state is
-// sent. Stored rows no record stands for are loaded (and swept once the
-// claim window is closed).
-func (e *Engine) ShardGained(ctx context.Context, shard int, epoch int64) {
-	if e.own == nil || e.isStopped() {
+// ShardsGained continues the records of the shards gained (shard →
+// epoch) now that this instance owns them: their stored ETags and dialogs
+// are adopted and their current state is sent. Stored rows no record
+// stands for are loaded (and swept once the claim window is closed). The
+// stored rows are read once for all the shards.
+func (e *Engine) ShardsGained(ctx context.Context, gained map[int]int64) {
+	if e.own == nil || e.isStopped() || len(gained) == 0 {
 		return
 	}
 	start := time.Now()
 	e.omu.Lock()
-	delete(e.closed, shard)
+	for sh := range gained {
+		delete(e.closed, sh)
+	}
 	e.omu.Unlock()
+	in := func(presURI string) bool {
+		sh, _, _ := e.own.Fence(presURI)
+		_, ok := gained[sh]
+		return ok
+	}
+	shards := make([]int, 0, len(gained))
+	for sh := range gained {
+		shards = append(shards, sh)
+	}
+	slices.Sort(shards)
 	var rows []Record
 	if e.store != nil {
 		all, err := e.store.LoadRecords(ctx)
 		if err != nil {
 			// The records go on with what this instance holds: initial
 			// PUBLISHes replace at the server once the old ETags expire.
-			e.log.Error("takeover: stored records not read", "shard", shard, "err", err)
+			e.log.Error("takeover: stored records not read", "shards", shards, "err", err)
 			e.m.Drop("pua", "takeover_load_failed")
 		}
 		for _, r := range all {
-			if e.inShard(r.PresURI, shard) {
+			if in(r.PresURI) {
 				rows = append(rows, r)
 			}
 		}
@@ -111,7 +125,7 @@ func (e *Engine) ShardGained(ctx context.Context, shard int, epoch int64) {
 		s := &e.shards[i]
 		s.mu.Lock()
 		for k, r := range s.pubs {
-			if !e.inShard(k.PresURI, shard) || r.deleted {
+			if !in(k.PresURI) || r.deleted {
 				continue
 			}
 			rec, ok := pubRows[k]
@@ -127,7 +141,7 @@ func (e *Engine) ShardGained(ctx context.Context, shard int, epoch int64) {
 			e.kickPub(r)
 		}
 		for k, r := range s.subs {
-			if !e.inShard(k.PresURI, shard) || r.deleted {
+			if !in(k.PresURI) || r.deleted {
 				continue
 			}
 			rec, ok := subRows[k]
@@ -156,12 +170,14 @@ func (e *Engine) ShardGained(ctx context.Context, shard int, epoch int64) {
 		}
 	}
 	if fresh > 0 && !e.ClaimsOpen() {
-		e.sweepWhere(func(presURI string) bool { return e.inShard(presURI, shard) })
+		e.sweepWhere(in)
 	}
 	e.flushSoon()
-	e.m.Tracker("pua", "shard_gained")
-	e.log.Info("shard taken over: records continued", "shard", shard, "epoch", epoch,
-		"adopted", adopted, "loaded", fresh, "took", time.Since(start))
+	for range gained {
+		e.m.Tracker("pua", "shard_gained")
+	}
+	e.log.Info("shards taken over: records continued", "shards", shards, "adopted", adopted,
+		"loaded", fresh, "took", time.Since(start))
 }
 
 // loadRow loads one stored row as Start does; false for a row that is

@@ -87,7 +87,7 @@ func TestClusterSendsAndWritesOnlyForOwnedShards(t *testing.T) {
 
 	// Shard 1 is taken over at epoch 5: bob continues with the stored ETag.
 	own.set(func(o *fakeOwnership) { o.held[1] = 5 })
-	e.ShardGained(ctx, 1, 5)
+	e.ShardsGained(ctx, map[int]int64{1: 5})
 	waitFor(t, "bob's PUBLISH after the takeover", func() bool { return len(requestsTo(fs, bob)) == 1 })
 	req := requestsTo(fs, bob)[0]
 	if got := headerValue(req, "SIP-If-Match"); got != "e-bob-old" {
@@ -152,7 +152,7 @@ func TestClusterResumesAfterLapse(t *testing.T) {
 		t.Fatal(err)
 	}
 	own.set(func(o *fakeOwnership) { o.lapse[0] = false })
-	e.ShardGained(context.Background(), 0, 1)
+	e.ShardsGained(context.Background(), map[int]int64{0: 1})
 	waitFor(t, "alice's PUBLISH after the renewal", func() bool { return len(requestsTo(fs, alice)) == 1 })
 	if got := headerValue(requestsTo(fs, alice)[0], "SIP-If-Match"); got != "" {
 		t.Fatalf("initial PUBLISH with SIP-If-Match %q", got)

@@ -30,9 +30,10 @@ type Leases interface {
 // Listener hears of shards gained and lost. Calls come from the Manager's
 // round, one at a time, never under its lock.
 type Listener interface {
-	// ShardGained is called once this instance holds shard at epoch: the
-	// successor loads the shard's stored records and continues them.
-	ShardGained(ctx context.Context, shard int, epoch int64)
+	// ShardsGained is called once this instance holds the shards (shard →
+	// epoch) taken in one round: the successor loads their stored records
+	// and continues them.
+	ShardsGained(ctx context.Context, gained map[int]int64)
 	// ShardLost is called when this instance no longer sends for shard:
 	// before a clean release (the listener may still write the shard's
 	// pending records under the old epoch) or after the lease was lost.
@@ -333,10 +334,14 @@ func (m *Manager) renew(ctx context.Context) error {
 	if m.obs != nil {
 		m.obs.OwnedShards(n)
 	}
-	for i, s := range resumedShards {
-		m.log.Info("shard lease renewed after a lapse: sending again", "shard", s)
+	if len(resumed) > 0 {
+		again := make(map[int]int64, len(resumed))
+		for i, s := range resumedShards {
+			m.log.Info("shard lease renewed after a lapse: sending again", "shard", s)
+			again[s] = resumed[i].epoch
+		}
 		if m.listener != nil {
-			m.listener.ShardGained(ctx, s, resumed[i].epoch)
+			m.listener.ShardsGained(ctx, again)
 		}
 	}
 	return nil
@@ -388,6 +393,7 @@ func (m *Manager) rebalance(ctx context.Context) error {
 		}
 	}
 	m.rnd.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
+	gained := make(map[int]int64)
 	for _, s := range free {
 		if owned >= fair {
 			break
@@ -395,6 +401,9 @@ func (m *Manager) rebalance(ctx context.Context) error {
 		t0 := m.clock.Now()
 		ep, ok, err := m.db.TakeLease(ctx, s, m.cfg.InstanceID, m.cfg.TTL)
 		if err != nil {
+			if len(gained) > 0 && m.listener != nil {
+				m.listener.ShardsGained(ctx, gained)
+			}
 			return fmt.Errorf("shard: %w", err)
 		}
 		if !ok {
@@ -410,9 +419,10 @@ func (m *Manager) rebalance(ctx context.Context) error {
 			m.obs.LeaseTakeover()
 			m.obs.OwnedShards(n)
 		}
-		if m.listener != nil {
-			m.listener.ShardGained(ctx, s, ep)
-		}
+		gained[s] = ep
+	}
+	if len(gained) > 0 && m.listener != nil {
+		m.listener.ShardsGained(ctx, gained)
 	}
 	return nil
 }

@@ -20,13 +20,15 @@ type events struct {
 	lost   []int
 }
 
-func (e *events) ShardGained(_ context.Context, s int, ep int64) {
+func (e *events) ShardsGained(_ context.Context, g map[int]int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.gained == nil {
 		e.gained = map[int]int64{}
 	}
-	e.gained[s] = ep
+	for s, ep := range g {
+		e.gained[s] = ep
+	}
 }
 
 func (e *events) ShardLost(_ context.Context, s int) {
