@@ -39,9 +39,20 @@ type Ownership interface {
 	Fence(presURI string) (shard int, epoch int64, ok bool)
 }
 
-// mayPublish reports whether this instance sends for presURI.
+// mayPublish reports whether this instance sends for presURI: it owns the
+// shard and has continued its records (ShardsGained), so that nothing is
+// sent without the previous owner's ETag.
 func (e *Engine) mayPublish(presURI string) bool {
-	return e.own == nil || e.own.Owns(presURI)
+	if e.own == nil {
+		return true
+	}
+	if !e.own.Owns(presURI) {
+		return false
+	}
+	s, _, _ := e.own.Fence(presURI)
+	e.omu.Lock()
+	defer e.omu.Unlock()
+	return e.ready[s]
 }
 
 // fenceRecord stamps rec with its shard's epoch; false means this instance
@@ -57,7 +68,7 @@ func (e *Engine) fenceRecord(rec *Record) bool {
 	}
 	e.omu.Lock()
 	defer e.omu.Unlock()
-	return !e.closed[s]
+	return e.ready[s]
 }
 
 // inShard reports whether presURI is in shard.
@@ -76,11 +87,6 @@ func (e *Engine) ShardsGained(ctx context.Context, gained map[int]int64) {
 		return
 	}
 	start := time.Now()
-	e.omu.Lock()
-	for sh := range gained {
-		delete(e.closed, sh)
-	}
-	e.omu.Unlock()
 	in := func(presURI string) bool {
 		sh, _, _ := e.own.Fence(presURI)
 		_, ok := gained[sh]
@@ -138,7 +144,6 @@ func (e *Engine) ShardsGained(ctx context.Context, gained map[int]int64) {
 				adopted++
 			}
 			e.markDirty(r, &r.dirty)
-			e.kickPub(r)
 		}
 		for k, r := range s.subs {
 			if !in(k.PresURI) || r.deleted {
@@ -154,7 +159,28 @@ func (e *Engine) ShardsGained(ctx context.Context, gained map[int]int64) {
 				adopted++
 			}
 			e.markDirty(r, &r.dirty)
-			e.kickSub(r)
+		}
+		s.mu.Unlock()
+	}
+	// Sent and written for from now on; every record of the shards is run
+	// (one a tracker changed meanwhile was held back until now).
+	e.omu.Lock()
+	for sh := range gained {
+		e.ready[sh] = true
+	}
+	e.omu.Unlock()
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.Lock()
+		for k, r := range s.pubs {
+			if in(k.PresURI) && !r.deleted {
+				e.kickPub(r)
+			}
+		}
+		for k, r := range s.subs {
+			if in(k.PresURI) && !r.deleted {
+				e.kickSub(r)
+			}
 		}
 		s.mu.Unlock()
 	}
@@ -277,7 +303,7 @@ func (e *Engine) ShardLost(ctx context.Context, shard int) {
 		e.log.Warn("shard handed over with rows not written", "shard", shard, "err", err)
 	}
 	e.omu.Lock()
-	e.closed[shard] = true // no more rows of it until it is gained again
+	delete(e.ready, shard) // no more rows of it until it is gained again
 	e.omu.Unlock()
 	var n int
 	for i := range e.shards {

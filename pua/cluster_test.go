@@ -61,6 +61,7 @@ func TestClusterSendsAndWritesOnlyForOwnedShards(t *testing.T) {
 	cfg := testConfig(fs)
 	cfg.InitialExpires = 24 * time.Hour
 	e := startTestEngine(t, cfg, Options{Clock: clk, Store: st, Ownership: own})
+	e.ShardsGained(context.Background(), map[int]int64{0: 1})
 
 	bobKey := Key{PresURI: bob, Event: "presence", ID: "api"}
 	aliceKey := Key{PresURI: alice, Event: "presence", ID: "api"}
@@ -173,6 +174,7 @@ func TestClusterStaleEpochNotRetried(t *testing.T) {
 	e := startTestEngine(t, cfg, Options{Clock: clk, Store: st, Ownership: own})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	e.ShardsGained(ctx, map[int]int64{0: 1})
 	if _, err := e.PublishWait(ctx, PublishRequest{Key: Key{PresURI: alice, Event: "presence", ID: "api"},
 		Body: pidf("a1"), Flag: FlagRPCPublish}); err != nil {
 		t.Fatal(err)
@@ -240,6 +242,7 @@ func TestClusterHandOverWaitsForInFlight(t *testing.T) {
 	e := startTestEngine(t, cfg, Options{Clock: clk, Store: st, Ownership: own})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	e.ShardsGained(ctx, map[int]int64{0: 1})
 	key := Key{PresURI: alice, Event: "presence", ID: "api"}
 	if _, err := e.PublishWait(ctx, PublishRequest{Key: key, Body: pidf("a1"), Flag: FlagRPCPublish}); err != nil {
 		t.Fatal(err)
@@ -263,3 +266,41 @@ func TestClusterHandOverWaitsForInFlight(t *testing.T) {
 		t.Fatalf("handed-over row %+v, want the modify's ETag and body", row)
 	}
 }
+
+// TestClusterNothingBeforeContinued: a shard whose lease is held but whose
+// records are not continued yet (the rows not read) is neither sent nor
+// written for: a tracker's change in that moment would publish anew and
+// overwrite the previous owner's ETag.
+func TestClusterNothingBeforeContinued(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	const alice = "sip:alice@example.com"
+	own := newFakeOwnership(map[string]int{alice: 0})
+	st.put(storedPub(clk, alice, "presence", "api", "e-old", FlagRPCPublish, pidf("old")))
+	cfg := testConfig(fs)
+	cfg.InitialExpires = 24 * time.Hour
+	e := startTestEngine(t, cfg, Options{Clock: clk, Store: st, Ownership: own})
+	key := Key{PresURI: alice, Event: "presence", ID: "api"}
+	own.set(func(o *fakeOwnership) { o.held[0] = 2 }) // taken, not continued yet
+	if err := e.Publish(PublishRequest{Key: key, Body: pidf("new"), Flag: FlagRPCPublish}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(requestsTo(fs, alice)); n != 0 {
+		t.Fatalf("%d PUBLISH before the shard's records were continued", n)
+	}
+	if row, _ := st.row(key, FlagRPCPublish); row.ETag != "e-old" {
+		t.Fatalf("row overwritten before the shard's records were continued: %+v", row)
+	}
+	e.ShardsGained(ctx, map[int]int64{0: 2})
+	waitFor(t, "alice's PUBLISH once continued", func() bool { return len(requestsTo(fs, alice)) == 1 })
+	if got := headerValue(requestsTo(fs, alice)[0], "SIP-If-Match"); got != "e-old" {
+		t.Fatalf("SIP-If-Match %q, want the stored e-old", got)
+	}
+}
+

@@ -98,9 +98,9 @@ type Engine struct {
 	cmu    sync.Mutex
 	claims claimState
 
-	own    Ownership
-	omu    sync.Mutex
-	closed map[int]bool // shards lost: their rows are not written
+	own   Ownership
+	omu   sync.Mutex
+	ready map[int]bool // shards gained and continued: sent and written for
 
 	reach  reachability // the presence server's, per replies and probes (probe.go)
 	writes storeHealth  // recent store writes (ready.go)
@@ -133,7 +133,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		loaded:   make(chan struct{}),
 		onPub:    opts.OnPublishResult,
 		own:      opts.Ownership,
-		closed:   make(map[int]bool),
+		ready:    make(map[int]bool),
 	}
 	for _, f := range opts.Owners {
 		e.owners[f] = struct{}{}
