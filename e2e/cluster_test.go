@@ -89,7 +89,9 @@ func (r *clusterRig) owner(t testing.TB, aor string, from *clusterNode) (*cluste
 
 // balanced waits until every shard is held by the live instances, each at
 // most its fair share, as from sees it.
-func (r *clusterRig) balanced(t testing.TB, from *clusterNode) { r.balancedAmong(t, from, len(r.nodes)) }
+func (r *clusterRig) balanced(t testing.TB, from *clusterNode) {
+	r.balancedAmong(t, from, len(r.nodes))
+}
 
 // balancedAmong is balanced with live instances alive.
 func (r *clusterRig) balancedAmong(t testing.TB, from *clusterNode, live int) {

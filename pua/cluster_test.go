@@ -303,4 +303,3 @@ func TestClusterNothingBeforeContinued(t *testing.T) {
 		t.Fatalf("SIP-If-Match %q, want the stored e-old", got)
 	}
 }
-
