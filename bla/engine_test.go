@@ -22,6 +22,9 @@ import (
 type sipPeer struct {
 	*puatest.PresenceServer
 
+	// ready is closed once PresenceServer is set: the server serves before
+	// NewPresenceServer returns.
+	ready    chan struct{}
 	mu       sync.Mutex
 	codes    []int // replies to the next SUBSCRIBEs; then 200
 	subs     int
@@ -30,8 +33,9 @@ type sipPeer struct {
 
 func newSIPPeer(t *testing.T, codes ...int) *sipPeer {
 	t.Helper()
-	p := &sipPeer{codes: codes, notified: make(chan int, 16)}
+	p := &sipPeer{codes: codes, notified: make(chan int, 16), ready: make(chan struct{})}
 	p.PresenceServer = puatest.NewPresenceServer(t, puatest.ServerOptions{Name: "bla-peer", ContactUser: "100", Subscribe: p.onSubscribe})
+	close(p.ready)
 	return p
 }
 
@@ -41,6 +45,7 @@ func (p *sipPeer) uri() string { return p.URI() }
 func (p *sipPeer) contact() string { return fmt.Sprintf("sip:100@127.0.0.1:%d", p.Port()) }
 
 func (p *sipPeer) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+	<-p.ready
 	p.mu.Lock()
 	p.subs++
 	code := 200

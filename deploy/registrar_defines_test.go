@@ -11,7 +11,10 @@ import (
 // combination of its mirroring defines, with and without WITH_RPC and
 // WITH_PA (forwarding SUBSCRIBE/PUBLISH to the embedded presence server): the
 // defines are independent switches, so any set of them must parse (with
-// WITH_SIPTRACE and WITH_HEP both set, the copies are HEPv3).
+// WITH_SIPTRACE and WITH_HEP both set, the copies are HEPv3). Kamailio's own
+// pua_usrloc (WITH_PUA_USRLOC, on SQLite or with WITH_MYSQL) parses alone
+// and beside each mirroring define. WITH_WSS parses with WITH_TLS and
+// WITH_PA, with and without WITH_RPC.
 func TestRegistrarDefinesCombine(t *testing.T) {
 	bin, err := exec.LookPath("kamailio")
 	if err != nil {
@@ -37,6 +40,20 @@ func TestRegistrarDefinesCombine(t *testing.T) {
 			if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
 				t.Errorf("kamailio %s: %v\n%s", strings.Join(args, " "), err, out)
 			}
+		}
+	}
+	// Browser phones: WebSocket on the TLS port, in front of pa, with and
+	// without the RPC socket (both use xhttp).
+	for _, extra := range [][]string{nil, {"-A", "WITH_RPC"}} {
+		args := append([]string{"-c", "-f", cfg, "-A", "WITH_TLS", "-A", "WITH_PA", "-A", "WITH_WSS", "-A", "WITH_REPLICATE"}, extra...)
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Errorf("kamailio %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	for _, extra := range [][]string{nil, {"-A", "WITH_MYSQL"}, {"-A", "WITH_REPLICATE"}, {"-A", "WITH_SIPTRACE"}, {"-A", "WITH_HEP"}} {
+		args := append([]string{"-c", "-f", cfg, "-A", "WITH_PUA_USRLOC"}, extra...)
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Errorf("kamailio %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
 }

@@ -47,6 +47,9 @@ type apiFakeSub struct {
 // with a body in the dialog.
 type apiFakePS struct {
 	*puatest.PresenceServer
+	// ready is closed once PresenceServer is set: the server serves before
+	// NewPresenceServer returns, so a handler waits for it first.
+	ready chan struct{}
 
 	mu       sync.Mutex
 	notifSeq uint32
@@ -64,12 +67,14 @@ func apiNotifyBody(user string) string {
 // startAPIFakePS starts the fake; it stops when the test ends.
 func startAPIFakePS(t *testing.T) *apiFakePS {
 	t.Helper()
-	f := &apiFakePS{}
+	f := &apiFakePS{ready: make(chan struct{})}
 	f.PresenceServer = puatest.NewPresenceServer(t, puatest.ServerOptions{Name: "fakeps", Publish: f.onPublish, Subscribe: f.onSubscribe})
+	close(f.ready)
 	return f
 }
 
 func (f *apiFakePS) onPublish(req *sip.Request, tx sip.ServerTransaction) {
+	<-f.ready
 	p := apiFakePub{User: req.Recipient.User, IfMatch: puatest.Header(req, "SIP-If-Match"), Expires: puatest.Header(req, "Expires"),
 		Event: puatest.Header(req, "Event"), Body: string(req.Body())}
 	switch p.User {
@@ -100,6 +105,7 @@ func (f *apiFakePS) record(p apiFakePub) {
 }
 
 func (f *apiFakePS) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+	<-f.ready
 	s := &apiFakeSub{User: req.Recipient.User, Expires: puatest.Header(req, "Expires"), Event: puatest.Header(req, "Event")}
 	if c := req.Contact(); c != nil {
 		s.Contact = c.Address.String()

@@ -475,13 +475,16 @@ func blaDoc(entity string, version int, docState string, dialogs ...blaDialog) s
 func newBLAFakePresence(tb testing.TB, on func(req *sip.Request, at time.Time)) *puatest.PresenceServer {
 	tb.Helper()
 	var f *puatest.PresenceServer
+	ready := make(chan struct{}) // closed once f is set
 	f = puatest.NewPresenceServer(tb, puatest.ServerOptions{Name: "fake-presence", Publish: func(req *sip.Request, tx sip.ServerTransaction) {
+		<-ready
 		now := time.Now()
 		if on != nil {
 			on(req, now)
 		}
 		puatest.AcceptPublish(req, tx, f.NextETag("e"))
 	}})
+	close(ready)
 	return f
 }
 

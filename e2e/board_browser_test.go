@@ -110,13 +110,16 @@ const refusedAoR = "sip:mallory@example.com"
 // daemon restarts the page reconnects and resumes without a reload.
 func TestBoardBrowser(t *testing.T) {
 	var fake *puatest.PresenceServer
+	ready := make(chan struct{}) // closed once fake is set
 	fake = puatest.NewPresenceServer(t, puatest.ServerOptions{Name: "board-presence", Publish: func(req *sip.Request, tx sip.ServerTransaction) {
+		<-ready
 		if req.To() != nil && strings.EqualFold(req.To().Address.User, "mallory") {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusForbidden, "Forbidden by policy", nil))
 			return
 		}
 		puatest.AcceptPublish(req, tx, fake.NextETag("b"))
 	}})
+	close(ready)
 	cfg := baseConfig(t, nil)
 	cfg.PUA.ServerAddress = fake.URI()
 	cfg.PUA.RefusedRetryMin = time.Minute

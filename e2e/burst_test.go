@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -152,6 +155,41 @@ func burstPresentities(ctx context.Context, t *testing.T, ps *kamailiotest.Insta
 		t.Fatalf("presentity rows: %v", err)
 	}
 	return rows, len(opened)
+}
+
+// burstExplain logs, for a few users still open at the presence server,
+// their presentity rows there and what puaside holds for them.
+func burstExplain(ctx context.Context, t *testing.T, ps *kamailiotest.Instance, httpAddr string) {
+	t.Helper()
+	q, err := ps.DB().QueryContext(ctx, "SELECT username, etag, expires, received_time FROM presentity WHERE event = 'presence' AND expires > ? AND body LIKE '%<basic>open</basic>%' ORDER BY username LIMIT 5", time.Now().Unix())
+	if err != nil {
+		t.Logf("explain: presentity rows: %v", err)
+		return
+	}
+	var users []string
+	for q.Next() {
+		var user, etag string
+		var expires, received int64
+		if q.Scan(&user, &etag, &expires, &received) == nil {
+			t.Logf("explain: open at the presence server: %s etag=%s expires in %ds, received %ds ago", user, etag,
+				expires-time.Now().Unix(), time.Now().Unix()-received)
+			users = append(users, user)
+		}
+	}
+	q.Close()
+	hc := &http.Client{Timeout: 5 * time.Second}
+	for _, u := range users {
+		for _, path := range []string{"/v1/registrations?presentity=", "/v1/publications?presentity="} {
+			resp, err := hc.Get("http://" + httpAddr + path + url.QueryEscape("sip:"+u+"@example.com"))
+			if err != nil {
+				t.Logf("explain: %s%s: %v", path, u, err)
+				continue
+			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			t.Logf("explain: %s%s: %d %s", path, u, resp.StatusCode, body)
+		}
+	}
 }
 
 // TestSIGKILLMidRegisterBurst: 10,000 phones register at 1,000/s through a
@@ -326,6 +364,7 @@ func registerBurst(t *testing.T, crash bool) {
 			break
 		}
 		if time.Now().After(deadline) {
+			burstExplain(ctx, t, presence, cfg.HTTP.HTTPListen)
 			t.Fatalf("%d users still open at the presence server 2 minutes after unregistering", open)
 		}
 		time.Sleep(2 * time.Second)

@@ -152,6 +152,9 @@ var dlgBenchPhaseState = [4]string{"trying", "early", "confirmed", "terminated"}
 // Call-ID, the states of the caller's (initiator) dialog it receives.
 type dlgPresence struct {
 	*puatest.PresenceServer
+	// ready is closed once PresenceServer is set: the server serves before
+	// NewPresenceServer returns.
+	ready    chan struct{}
 	publish  atomic.Int64
 	removals atomic.Int64
 
@@ -167,12 +170,14 @@ type dlgSeen struct {
 
 func newDlgPresence(b *testing.B) *dlgPresence {
 	b.Helper()
-	p := &dlgPresence{waiters: map[string]chan dlgSeen{}}
+	p := &dlgPresence{waiters: map[string]chan dlgSeen{}, ready: make(chan struct{})}
 	p.PresenceServer = puatest.NewPresenceServer(b, puatest.ServerOptions{Name: "bench-presence", Publish: p.handle})
+	close(p.ready)
 	return p
 }
 
 func (p *dlgPresence) handle(req *sip.Request, tx sip.ServerTransaction) {
+	<-p.ready
 	at := time.Now()
 	p.publish.Add(1)
 	if puatest.RequestExpires(req) == "0" {

@@ -25,7 +25,9 @@ func TestRefusedPublicationRetried(t *testing.T) {
 	var mu sync.Mutex
 	var got []string // status answered to each PUBLISH
 	var accepted string
+	ready := make(chan struct{}) // closed once fake is set
 	fake = puatest.NewPresenceServer(t, puatest.ServerOptions{Name: "refusing-presence", Publish: func(req *sip.Request, tx sip.ServerTransaction) {
+		<-ready
 		mu.Lock()
 		defer mu.Unlock()
 		switch len(got) {
@@ -43,6 +45,7 @@ func TestRefusedPublicationRetried(t *testing.T) {
 			puatest.AcceptPublish(req, tx, fake.NextETag("e"))
 		}
 	}})
+	close(ready)
 
 	cfg := baseConfig(t, nil)
 	cfg.PUA.ServerAddress = fake.URI()

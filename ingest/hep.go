@@ -197,3 +197,69 @@ func chunkAddr(typ uint16, body []byte, n int) (netip.Addr, error) {
 	a, _ := netip.AddrFromSlice(body)
 	return a, nil
 }
+
+// ErrHEPTooLarge: a packet given to AppendHEP does not fit HEPv3's 16-bit
+// lengths.
+var ErrHEPTooLarge = errors.New("hep: packet too large for HEPv3")
+
+// AppendHEP appends p encoded as one HEPv3 packet to b, as a capture agent
+// (Kamailio's siptrace) sends it: the address family (from Src, IPv4
+// unless Src is IPv6), protocol, addresses and ports, the timestamp when
+// p.Time is set, the protocol type, the capture id, the auth key and
+// correlation id when not empty, and the payload. DecodeHEP reads back
+// what AppendHEP wrote; load tools and tests use it to play a capture
+// agent.
+func AppendHEP(b []byte, p *HEPPacket) ([]byte, error) {
+	start := len(b)
+	b = append(b, "HEP3\x00\x00"...)
+	u8 := func(typ uint16, v uint8) { b = appendChunk(b, typ, []byte{v}) }
+	u16 := func(typ uint16, v uint16) { b = appendChunk(b, typ, binary.BigEndian.AppendUint16(nil, v)) }
+	u32 := func(typ uint16, v uint32) { b = appendChunk(b, typ, binary.BigEndian.AppendUint32(nil, v)) }
+	v6 := p.Src.Addr().Is6() && !p.Src.Addr().Is4In6()
+	if v6 {
+		u8(0x01, 10)
+	} else {
+		u8(0x01, 2)
+	}
+	u8(0x02, p.IPProto)
+	if p.Src.IsValid() && p.Dst.IsValid() {
+		if v6 {
+			s, d := p.Src.Addr().As16(), p.Dst.Addr().As16()
+			b = appendChunk(b, 0x05, s[:])
+			b = appendChunk(b, 0x06, d[:])
+		} else {
+			s, d := p.Src.Addr().Unmap().As4(), p.Dst.Addr().Unmap().As4()
+			b = appendChunk(b, 0x03, s[:])
+			b = appendChunk(b, 0x04, d[:])
+		}
+		u16(0x07, p.Src.Port())
+		u16(0x08, p.Dst.Port())
+	}
+	if !p.Time.IsZero() {
+		u32(0x09, uint32(p.Time.Unix()))
+		u32(0x0a, uint32(p.Time.Nanosecond()/1000))
+	}
+	u8(0x0b, p.ProtoType)
+	u32(0x0c, p.CaptureID)
+	if p.AuthKey != "" {
+		b = appendChunk(b, 0x0e, []byte(p.AuthKey))
+	}
+	if p.CorrelationID != "" {
+		b = appendChunk(b, 0x11, []byte(p.CorrelationID))
+	}
+	b = appendChunk(b, 0x0f, p.Payload)
+	n := len(b) - start
+	if n > 0xffff || len(p.Payload)+6 > 0xffff || len(p.AuthKey)+6 > 0xffff || len(p.CorrelationID)+6 > 0xffff {
+		return b[:start], fmt.Errorf("%w: %d bytes", ErrHEPTooLarge, n)
+	}
+	binary.BigEndian.PutUint16(b[start+4:], uint16(n))
+	return b, nil
+}
+
+// appendChunk appends one generic (vendor 0) chunk.
+func appendChunk(b []byte, typ uint16, body []byte) []byte {
+	b = binary.BigEndian.AppendUint16(b, 0)
+	b = binary.BigEndian.AppendUint16(b, typ)
+	b = binary.BigEndian.AppendUint16(b, uint16(min(6+len(body), 0xffff)))
+	return append(b, body...)
+}

@@ -206,3 +206,35 @@ func TestDecodeHEPIPv6VendorAndUnknownChunks(t *testing.T) {
 	check(t, "payload", string(p.Payload), "x")
 	check(t, "time", p.Time.IsZero(), true)
 }
+
+// TestAppendHEPRoundTrip: what AppendHEP writes, DecodeHEP reads back, for
+// IPv4 and IPv6 captures; a payload too large for HEPv3 is an error.
+func TestAppendHEPRoundTrip(t *testing.T) {
+	at := time.Date(2026, 3, 4, 5, 6, 7, 891000, time.UTC)
+	for _, in := range []HEPPacket{
+		{Family: 2, IPProto: 17, Src: netip.MustParseAddrPort("10.0.0.1:5060"), Dst: netip.MustParseAddrPort("10.0.0.2:5070"),
+			Time: at, ProtoType: HEPProtoSIP, CaptureID: 7, AuthKey: "k", CorrelationID: "c1", Payload: []byte("REGISTER sip:x SIP/2.0\r\n\r\n")},
+		{Family: 10, IPProto: 6, Src: netip.MustParseAddrPort("[2001:db8::1]:5060"), Dst: netip.MustParseAddrPort("[2001:db8::2]:5061"),
+			ProtoType: HEPProtoSIP, Payload: []byte("SIP/2.0 200 OK\r\n\r\n")},
+	} {
+		b, err := AppendHEP([]byte("prefix"), &in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b[:6]) != "prefix" {
+			t.Fatalf("AppendHEP overwrote the prefix: %q", b[:6])
+		}
+		got, err := DecodeHEP(b[6:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Family != in.Family || got.IPProto != in.IPProto || got.Src != in.Src || got.Dst != in.Dst || !got.Time.Equal(in.Time) ||
+			got.ProtoType != in.ProtoType || got.CaptureID != in.CaptureID || got.AuthKey != in.AuthKey ||
+			got.CorrelationID != in.CorrelationID || string(got.Payload) != string(in.Payload) {
+			t.Errorf("round trip:\n got %+v\nwant %+v", got, in)
+		}
+	}
+	if b, err := AppendHEP([]byte("x"), &HEPPacket{Payload: make([]byte, 70000)}); !errors.Is(err, ErrHEPTooLarge) || string(b) != "x" {
+		t.Errorf("AppendHEP of 70,000 bytes = %d bytes, %v; want ErrHEPTooLarge and b unchanged", len(b), err)
+	}
+}

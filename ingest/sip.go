@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -162,9 +163,10 @@ func parseTraceAddr(v string) (netip.AddrPort, bool) {
 func statelessOK(req *sip.Request, src string) []byte {
 	req.SetSource(src)
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
-	var sb strings.Builder
-	res.StringWrite(&sb)
-	return []byte(sb.String())
+	var b bytes.Buffer
+	b.Grow(512)
+	res.StringWrite(&b)
+	return b.Bytes()
 }
 
 // header returns the first header called name (case-insensitive) or nil.

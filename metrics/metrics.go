@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,11 @@ type Metrics struct {
 	boardDropped  *prometheus.CounterVec // reason
 	outage        *outageMetrics
 	cluster       *clusterMetrics
+	// depth and events cache the children of queueDepth and
+	// trackerEvents, set on every queued item and tracked message (a
+	// label lookup hashes and compares the label values each time).
+	depth  sync.Map // queue → prometheus.Gauge
+	events sync.Map // [2]string{tracker, what} → prometheus.Counter
 }
 
 // Reasons of puaside_http_refused_total: requests the management plane
@@ -322,7 +328,11 @@ func (m *Metrics) QueueDepth(queue string, n int) {
 	if m == nil {
 		return
 	}
-	m.queueDepth.WithLabelValues(queue).Set(float64(n))
+	g, ok := m.depth.Load(queue)
+	if !ok {
+		g, _ = m.depth.LoadOrStore(queue, m.queueDepth.WithLabelValues(queue))
+	}
+	g.(prometheus.Gauge).Set(float64(n))
 }
 
 // StoreFlush records a write-behind flush and whether it failed.
@@ -350,5 +360,10 @@ func (m *Metrics) Tracker(tracker, what string) {
 	if m == nil {
 		return
 	}
-	m.trackerEvents.WithLabelValues(tracker, what).Inc()
+	k := [2]string{tracker, what}
+	c, ok := m.events.Load(k)
+	if !ok {
+		c, _ = m.events.LoadOrStore(k, m.trackerEvents.WithLabelValues(tracker, what))
+	}
+	c.(prometheus.Counter).Inc()
 }

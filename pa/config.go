@@ -6,6 +6,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/puaside/puaside/internal/siptls"
 )
 
 // Config is the `pa` section: the embedded presence server.
@@ -20,9 +22,16 @@ type Config struct {
 	// watchers that subscribe to puaside. "off" never runs it.
 	Mode string `yaml:"mode"`
 	// Listen is the presence server's own SIP listeners, "transport:host:port"
-	// with transport udp or tcp. Phones send SUBSCRIBE and PUBLISH here; the
-	// pua engine's listeners (pua.listen) stay for its own dialogs.
+	// with transport udp, tcp, tls, ws or wss (SIP over websocket, RFC 7118,
+	// for browser phones; any path is accepted). tls and wss need
+	// tls.cert_file. Phones send SUBSCRIBE and PUBLISH here; the pua engine's
+	// listeners (pua.listen) stay for its own dialogs.
 	Listen []string `yaml:"listen"`
+	// TLS is the certificate, key and CA bundle of the tls: and wss:
+	// listeners (the keys of pua.tls; reloaded when the files change).
+	TLS siptls.Config `yaml:"tls"`
+	// WebSocket bounds what one ws:/wss: client may cost.
+	WebSocket WebSocketConfig `yaml:"websocket"`
 	// AdvertisedAddress is the host:port put in Contact and Via of NOTIFYs;
 	// empty means the first listen address with the port actually bound. It
 	// is required when that address is a wildcard.
@@ -81,11 +90,38 @@ type Rule struct {
 	Action string `yaml:"action"`
 }
 
+// WebSocketConfig bounds the ws: and wss: listeners. A client beyond a
+// bound is disconnected and counted in
+// puaside_pa_websocket_dropped_total{reason}.
+type WebSocketConfig struct {
+	// HandshakeTimeout bounds the TLS handshake (wss) and the HTTP upgrade
+	// request of a new connection. 0 means 10s.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// MaxPendingHandshakes bounds the connections in their handshake at
+	// once; more are closed at once. 0 means 256.
+	MaxPendingHandshakes int `yaml:"max_pending_handshakes"`
+	// MaxFrameSize is the largest text frame (one SIP message) accepted,
+	// at most 32768 (what sipgo's reader takes in one message).
+	// 0 means 32768.
+	MaxFrameSize int `yaml:"max_frame_size"`
+	// MaxFramesPerSecond is the rate of frames one connection may send
+	// (with a burst as large: a browser subscribing to a long buddy list
+	// sends a SUBSCRIBE and a 200 for each buddy at once); 0 means 1000.
+	MaxFramesPerSecond int `yaml:"max_frames_per_second"`
+}
+
+// maxWSFrame is the largest SIP message sipgo's WebSocket reader reads
+// whole (sip.TransportBufferReadSize).
+const maxWSFrame = 32768
+
 // DefaultConfig returns the defaults: on, UDP and TCP on 127.0.0.1:5065.
 func DefaultConfig() Config {
 	return Config{
-		Mode:           "auto",
-		Listen:         []string{"udp:127.0.0.1:5065", "tcp:127.0.0.1:5065"},
+		Mode:   "auto",
+		Listen: []string{"udp:127.0.0.1:5065", "tcp:127.0.0.1:5065"},
+		TLS:    siptls.DefaultConfig(),
+		WebSocket: WebSocketConfig{HandshakeTimeout: 10 * time.Second, MaxPendingHandshakes: 256,
+			MaxFrameSize: maxWSFrame, MaxFramesPerSecond: 1000},
 		MinExpires:     60 * time.Second,
 		DefaultExpires: 3600 * time.Second,
 		MaxExpires:     3600 * time.Second,
@@ -132,12 +168,25 @@ func (c Config) WithDefaults() Config {
 	if c.Policy.Default == "" {
 		c.Policy.Default = d.Policy.Default
 	}
+	c.TLS = c.TLS.WithDefaults()
+	if c.WebSocket.HandshakeTimeout == 0 {
+		c.WebSocket.HandshakeTimeout = d.WebSocket.HandshakeTimeout
+	}
+	if c.WebSocket.MaxPendingHandshakes == 0 {
+		c.WebSocket.MaxPendingHandshakes = d.WebSocket.MaxPendingHandshakes
+	}
+	if c.WebSocket.MaxFrameSize == 0 {
+		c.WebSocket.MaxFrameSize = d.WebSocket.MaxFrameSize
+	}
+	if c.WebSocket.MaxFramesPerSecond == 0 {
+		c.WebSocket.MaxFramesPerSecond = d.WebSocket.MaxFramesPerSecond
+	}
 	return c
 }
 
 // listenAddr is one parsed listen entry.
 type listenAddr struct {
-	network string // "udp" or "tcp"
+	network string // "udp", "tcp", "tls", "ws" or "wss"
 	addr    string // host:port
 }
 
@@ -147,8 +196,10 @@ func parseListen(s string) (listenAddr, error) {
 		return listenAddr{}, fmt.Errorf("%q: want transport:host:port", s)
 	}
 	netw = strings.ToLower(netw)
-	if netw != "udp" && netw != "tcp" {
-		return listenAddr{}, fmt.Errorf("%q: transport must be udp or tcp", s)
+	switch netw {
+	case "udp", "tcp", "tls", "ws", "wss":
+	default:
+		return listenAddr{}, fmt.Errorf("%q: transport must be udp, tcp, tls, ws or wss", s)
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return listenAddr{}, fmt.Errorf("%q: %w", s, err)
@@ -180,12 +231,14 @@ func (c Config) Validate() error {
 	if len(c.Listen) == 0 {
 		bad("listen: at least one address is required")
 	}
+	needCert := false
 	for i, l := range c.Listen {
 		la, err := parseListen(l)
 		if err != nil {
 			bad("listen[%d]: %w", i, err)
 			continue
 		}
+		needCert = needCert || la.network == "tls" || la.network == "wss"
 		if h, _, _ := net.SplitHostPort(la.addr); i == 0 && c.AdvertisedAddress == "" && isWildcard(h) {
 			bad("advertised_address: required when listening on %q", l)
 		}
@@ -203,6 +256,20 @@ func (c Config) Validate() error {
 		if d.v < 0 {
 			bad("%s: must not be negative", d.name)
 		}
+	}
+	errs = append(errs, c.TLS.Validate(needCert)...)
+	ws := c.WebSocket
+	if ws.HandshakeTimeout < 0 {
+		bad("websocket.handshake_timeout: must not be negative")
+	}
+	if ws.MaxPendingHandshakes < 0 {
+		bad("websocket.max_pending_handshakes: must not be negative")
+	}
+	if ws.MaxFrameSize < 0 || ws.MaxFrameSize > maxWSFrame {
+		bad("websocket.max_frame_size: %d: must be between 0 and %d", ws.MaxFrameSize, maxWSFrame)
+	}
+	if ws.MaxFramesPerSecond < 0 {
+		bad("websocket.max_frames_per_second: must not be negative")
 	}
 	if c.MaxExpires > 0 && c.MinExpires > c.MaxExpires {
 		bad("min_expires: %s is above max_expires %s", c.MinExpires, c.MaxExpires)

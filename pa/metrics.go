@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/puaside/puaside/internal/wsguard"
 )
 
 // serverMetrics are the presence server's Prometheus series.
@@ -18,6 +20,7 @@ type serverMetrics struct {
 	parts      *prometheus.HistogramVec
 	endedC     *prometheus.CounterVec
 	storeErrs  prometheus.Counter
+	wsDropped  *prometheus.CounterVec
 	subsDesc   *prometheus.Desc
 	presDesc   *prometheus.Desc
 	s          *Server
@@ -43,6 +46,8 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 			Help: "Subscriptions ended (unsubscribed, expired, refused by the watcher or failed), by event package."}, []string{"event"}),
 		storeErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "puaside_pa_store_errors_total",
 			Help: "Failed writes of the presence server's state (retried)."}),
+		wsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "puaside_pa_websocket_dropped_total",
+			Help: "WebSocket (ws:, wss:) connections the presence server closed, by reason (handshake_timeout, frame_too_large, frame_flood, ...)."}, []string{"reason"}),
 		subsDesc: prometheus.NewDesc("puaside_pa_subscriptions", "Subscriptions held by the presence server, by event package and state.",
 			[]string{"event", "state"}, nil),
 		presDesc: prometheus.NewDesc("puaside_pa_presentities", "Presentities with publications or watchers, by event package.",
@@ -58,6 +63,11 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 		}
 		m.endedC.WithLabelValues(ev)
 	}
+	for _, r := range []string{wsguard.ReasonHandshakeTimeout, wsguard.ReasonHandshakeTLS, wsguard.ReasonHandshakeLarge,
+		wsguard.ReasonHandshakeInvalid, wsguard.ReasonTooManyPending, wsguard.ReasonFrameTooLarge, wsguard.ReasonFragmented,
+		wsguard.ReasonBinary, wsguard.ReasonControlPayload, wsguard.ReasonInvalidFrame, wsguard.ReasonFlood} {
+		m.wsDropped.WithLabelValues(r)
+	}
 	for _, src := range []string{"sip", "inprocess"} {
 		for _, res := range []string{"ok", "200", "400", "412", "423", "489", "bad_body", "bad_event"} {
 			m.pubs.WithLabelValues(src, res)
@@ -66,7 +76,7 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.subscribes, m.pubs, m.notifies, m.latency, m.sizes, m.parts, m.endedC, m.storeErrs, m} {
+	for _, c := range []prometheus.Collector{m.subscribes, m.pubs, m.notifies, m.latency, m.sizes, m.parts, m.endedC, m.storeErrs, m.wsDropped, m} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -156,15 +156,21 @@ type watcher struct {
 	presURI, watcherURI, event string
 	eventID                    string // the Event header's id parameter
 	contact                    string
-	routeSet                   []string
-	localContact               string
-	userAgent                  string
-	remoteCSeq                 uint32
-	cseq, cseqRes              uint32 // last used, reserved in the store
-	version, versionRes        uint64
-	expires                    time.Time
-	status, reason             string
-	created                    time.Time
+	// flow is the source address of the last SUBSCRIBE and flowTransport
+	// its transport: NOTIFYs go back over that connection when it is a
+	// TLS or WebSocket one (RFC 7118 §5: a browser can only be reached
+	// over its own WebSocket). Not stored: after a restart the contact is
+	// used, and a WebSocket watcher subscribes again on a new connection.
+	flow, flowTransport string
+	routeSet            []string
+	localContact        string
+	userAgent           string
+	remoteCSeq          uint32
+	cseq, cseqRes       uint32 // last used, reserved in the store
+	version, versionRes uint64
+	expires             time.Time
+	status, reason      string
+	created             time.Time
 
 	// notifier state
 	inFlight  bool

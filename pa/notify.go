@@ -3,8 +3,10 @@ package pa
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -58,8 +60,9 @@ func (s *Server) buildNotify(w *watcher) (*sip.Request, *flushWait) {
 		w.versionRes = w.version + cseqBlock
 		wait = s.markWatcher(w)
 	}
+	contact := s.contactFor(w.flowTransport)
 	s.sipMu.RLock()
-	contact, laddr := s.contact, s.udpLaddr
+	laddr := s.udpLaddr
 	s.sipMu.RUnlock()
 
 	var ruri sip.Uri
@@ -96,6 +99,13 @@ func (s *Server) buildNotify(w *watcher) (*sip.Request, *flushWait) {
 		req.AppendHeader(sip.NewHeader("Content-Type", ct))
 		req.SetBody(body)
 	}
+	if len(w.routeSet) == 0 && w.flow != "" && flowTransport(w.flowTransport) &&
+		(strings.ToUpper(w.flowTransport) != "TLS" || s.hasConnection("TLS", w.flow)) {
+		// A TLS watcher whose connection is gone is reached at its Contact.
+		// Back over the watcher's own connection, whatever its Contact.
+		req.SetDestination(w.flow)
+		req.SetTransport(strings.ToUpper(w.flowTransport))
+	}
 	if laddr.IP != nil && req.Transport() == "UDP" {
 		laddr.Copy(&req.Laddr)
 	}
@@ -114,7 +124,10 @@ func (s *Server) sendNotify(w *watcher, req *sip.Request, wait *flushWait, chang
 	s.sipMu.RUnlock()
 	code := 0
 	var err error
-	if cl != nil {
+	if tr := req.Transport(); cl != nil && (tr == "WS" || tr == "WSS") && !s.hasConnection(tr, req.Destination()) {
+		// A browser cannot be dialled: its connection is the only way.
+		err = fmt.Errorf("pa: the watcher's %s connection from %s is closed", tr, req.Destination())
+	} else if cl != nil {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
 		var res *sip.Response
 		res, err = cl.Do(ctx, req)
@@ -166,6 +179,29 @@ func (s *Server) sendNotify(w *watcher, req *sip.Request, wait *flushWait, chang
 			"event", w.event, "status", code)
 		s.forget(w)
 	}
+}
+
+// flowTransport reports whether NOTIFYs of a subscription received over
+// transport go back over its connection: TLS, WS and WSS.
+func flowTransport(tr string) bool {
+	switch strings.ToUpper(tr) {
+	case "TLS", "WS", "WSS":
+		return true
+	}
+	return false
+}
+
+// hasConnection reports whether sipgo holds a connection of transport to
+// addr.
+func (s *Server) hasConnection(transport, addr string) bool {
+	s.sipMu.RLock()
+	ua := s.ua
+	s.sipMu.RUnlock()
+	if ua == nil {
+		return false
+	}
+	c, err := ua.TransportLayer().GetConnection(strings.ToLower(transport), addr)
+	return err == nil && c != nil
 }
 
 // backoff is the wait before retry n (1, 2, ...): between half and all of

@@ -259,6 +259,11 @@ func (s *Server) onPublish(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, 400, "Bad Expires")
 		return
 	}
+	if why := insecureSIPS(req); why != "" {
+		s.met.publication("sip", "403")
+		s.reply(req, tx, 403, why)
+		return
+	}
 	d, tooShort := s.grant(exp)
 	if tooShort {
 		s.met.publication("sip", "423")

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/puaside/puaside/clock"
+	"github.com/puaside/puaside/internal/siptls"
+	"github.com/puaside/puaside/internal/wsguard"
 	"github.com/puaside/puaside/sched"
 )
 
@@ -64,6 +66,7 @@ type Server struct {
 	clk     clock.Clock
 	met     *serverMetrics
 	listens []listenAddr
+	tls     *siptls.Files
 
 	mu      sync.Mutex
 	pres    map[presKey]*presentity
@@ -93,6 +96,7 @@ type Server struct {
 	cl       *sipgo.Client
 	closers  []io.Closer
 	contact  sip.Uri
+	ports    map[string]int // transport ("UDP", "WSS", ...) → bound port
 	udpLaddr sip.Addr
 	addrs    []string
 
@@ -132,6 +136,9 @@ func New(cfg Config, o Options) (*Server, error) {
 		s.listens = append(s.listens, la)
 	}
 	var err error
+	if s.tls, err = siptls.NewFiles(cfg.TLS); err != nil {
+		return nil, fmt.Errorf("pa: %w", err)
+	}
 	if s.met, err = newServerMetrics(o.Registerer, s); err != nil {
 		return nil, fmt.Errorf("pa: %w", err)
 	}
@@ -224,6 +231,7 @@ func (s *Server) startSIP(ctx context.Context) error {
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("puaside"),
 		sipgo.WithUserAgentHostname(host),
+		sipgo.WithUserAgenTLSConfig(s.tls.ClientConfig()),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(log),
@@ -271,9 +279,10 @@ func (s *Server) startSIP(ctx context.Context) error {
 	var lc net.ListenConfig
 	port := 0
 	var udpAddr *net.UDPAddr
+	ports := map[string]int{}
 	for _, l := range s.listens {
 		addr := l.addr
-		if h, p, _ := net.SplitHostPort(addr); p == "0" && port != 0 {
+		if h, p, _ := net.SplitHostPort(addr); p == "0" && port != 0 && (l.network == "udp" || l.network == "tcp") {
 			// udp:127.0.0.1:0 then tcp:127.0.0.1:0: one port for both.
 			addr = net.JoinHostPort(h, strconv.Itoa(port))
 		}
@@ -291,25 +300,53 @@ func (s *Server) startSIP(ctx context.Context) error {
 			if port == 0 {
 				port = ua.Port
 			}
+			if _, ok := ports["UDP"]; !ok {
+				ports["UDP"] = ua.Port
+			}
 			addrs = append(addrs, "udp:"+pc.LocalAddr().String())
 			go func() {
 				if err := srv.ServeUDP(pc); err != nil && !errors.Is(err, net.ErrClosed) {
 					log.Debug("udp listener ended", "addr", addr, "err", err)
 				}
 			}()
-		case "tcp":
+		default: // tcp, tls, ws, wss
 			ln, err := lc.Listen(ctx, "tcp", addr)
 			if err != nil {
-				return fail(fmt.Errorf("pa: listen tcp %s: %w", addr, err))
+				return fail(fmt.Errorf("pa: listen %s %s: %w", l.network, addr, err))
+			}
+			bound := ln.Addr().(*net.TCPAddr).Port
+			if port == 0 {
+				port = bound
+			}
+			tr := strings.ToUpper(l.network)
+			if _, ok := ports[tr]; !ok {
+				ports[tr] = bound
+			}
+			addrs = append(addrs, l.network+":"+ln.Addr().String())
+			serve := srv.ServeTCP
+			switch l.network {
+			case "tls":
+				ln = s.tls.Listener(ln)
+				serve = srv.ServeTLS
+			case "ws", "wss":
+				o := wsguard.Options{Clock: s.o.Clock, OnDrop: s.wsDropped}
+				serve = srv.ServeWS
+				if l.network == "wss" {
+					o.TLS = s.tls.ServerConfig()
+					serve = srv.ServeWSS
+				}
+				ws := s.cfg.WebSocket
+				ln = wsguard.NewListener(ln, wsguard.Limits{
+					HandshakeTimeout: ws.HandshakeTimeout, MaxHandshakeBytes: 8 << 10,
+					MaxPending: ws.MaxPendingHandshakes, MaxFrameSize: ws.MaxFrameSize,
+					FramesPerSecond: ws.MaxFramesPerSecond,
+				}, o)
 			}
 			closers = append(closers, ln)
-			if port == 0 {
-				port = ln.Addr().(*net.TCPAddr).Port
-			}
-			addrs = append(addrs, "tcp:"+ln.Addr().String())
+			network := l.network
 			go func() {
-				if err := srv.ServeTCP(ln); !errors.Is(err, net.ErrClosed) {
-					log.Debug("tcp listener ended", "addr", addr, "err", err)
+				if err := serve(ln); !errors.Is(err, net.ErrClosed) {
+					log.Debug("listener ended", "transport", network, "addr", addr, "err", err)
 				}
 			}()
 		}
@@ -320,18 +357,48 @@ func (s *Server) startSIP(ctx context.Context) error {
 		contact.Host = h
 		contact.Port, _ = strconv.Atoi(p)
 	}
-	if s.listens[0].network == "tcp" {
+	if n := s.listens[0].network; n != "udp" {
 		contact.UriParams = sip.NewParams()
-		contact.UriParams.Add("transport", "tcp")
+		contact.UriParams.Add("transport", n)
 	}
 	var laddr sip.Addr
 	if udpAddr != nil && waitListener(ctx, ua, udpAddr.String()) {
 		laddr = sip.Addr{IP: udpAddr.IP, Port: udpAddr.Port}
 	}
 	s.sipMu.Lock()
-	s.ua, s.cl, s.closers, s.contact, s.udpLaddr, s.addrs = ua, cl, closers, contact, laddr, addrs
+	s.ua, s.cl, s.closers, s.contact, s.udpLaddr, s.addrs, s.ports = ua, cl, closers, contact, laddr, addrs, ports
 	s.sipMu.Unlock()
 	return nil
+}
+
+// wsDropped logs and counts a WebSocket connection closed by its guard.
+func (s *Server) wsDropped(reason string, remote net.Addr, err error) {
+	s.met.wsDropped.WithLabelValues(reason).Inc()
+	s.log.Info("websocket connection dropped", "reason", reason, "source", remote.String(), "err", err)
+}
+
+// contactFor is the Contact given to a peer that reached the server over
+// transport (sipgo's "UDP", "TCP", "TLS", "WS", "WSS"): the first
+// listener's, or when the transport is another one, that transport's
+// listener with ;transport= (sipMu not held).
+func (s *Server) contactFor(transport string) sip.Uri {
+	s.sipMu.RLock()
+	defer s.sipMu.RUnlock()
+	c := s.contact
+	tr := strings.ToUpper(transport)
+	if tr == "" || tr == strings.ToUpper(s.listens[0].network) {
+		return c
+	}
+	p, ok := s.ports[tr]
+	if !ok {
+		return c
+	}
+	c.Port = p
+	c.UriParams = sip.NewParams()
+	if tr != "UDP" {
+		c.UriParams.Add("transport", strings.ToLower(tr))
+	}
+	return c
 }
 
 // waitListener waits (up to 2 s) until the transport layer serves the UDP

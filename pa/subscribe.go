@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -24,6 +25,11 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	if !ok {
 		s.met.subscribe(ev, "400")
 		s.reply(req, tx, 400, "Bad Expires")
+		return
+	}
+	if why := insecureSIPS(req); why != "" {
+		s.met.subscribe(ev, "403")
+		s.reply(req, tx, 403, why)
 		return
 	}
 	d, tooShort := s.grant(exp)
@@ -83,10 +89,12 @@ func (s *Server) initial(req *sip.Request, tx sip.ServerTransaction, key dialogK
 		}
 	}
 	now := s.clk.Now()
+	local := s.contactFor(req.Transport())
 	w := &watcher{
 		key: key, toTag: sip.GenerateTagN(16),
 		presURI: presURI, watcherURI: watcherURI, event: ev, eventID: evID,
-		contact: ct.Address.String(), routeSet: routes, localContact: s.ContactURI(),
+		contact: ct.Address.String(), routeSet: routes, localContact: local.String(),
+		flow: req.Source(), flowTransport: req.Transport(),
 		userAgent: headerValue(req, "User-Agent"), remoteCSeq: cseq,
 		expires: now.Add(d), status: "active", created: now,
 		cseqRes: cseqBlock, versionRes: cseqBlock,
@@ -127,6 +135,30 @@ func (s *Server) initial(req *sip.Request, tx sip.ServerTransaction, key dialogK
 	s.mu.Unlock()
 }
 
+// secureTransport reports whether sipgo's transport name is TLS-protected.
+func secureTransport(tr string) bool {
+	tr = strings.ToUpper(tr)
+	return tr == "TLS" || tr == "WSS"
+}
+
+// insecureSIPS returns the reason phrase of the refusal of a request that
+// names a sips: URI (Request-URI, From or Contact) but did not arrive over
+// TLS or WSS (RFC 3261 §26.2.2, RFC 5630 §4.1), or "".
+func insecureSIPS(req *sip.Request) string {
+	if secureTransport(req.Transport()) {
+		return ""
+	}
+	switch {
+	case req.Recipient.IsEncrypted():
+		return "sips: Request-URI requires TLS"
+	case req.From() != nil && req.From().Address.IsEncrypted():
+		return "sips: watcher requires TLS"
+	case req.Contact() != nil && req.Contact().Address.IsEncrypted():
+		return "sips: Contact requires TLS"
+	}
+	return ""
+}
+
 // winfoOr maps a watched event to its presentity key's event.
 func winfoOr(ev string) string {
 	if ev == EventWinfo {
@@ -141,10 +173,7 @@ func (s *Server) accept(req *sip.Request, tx sip.ServerTransaction, toTag string
 	if to := res.To(); to != nil {
 		to.Params.Add("tag", toTag) // replaces the one sipgo made up
 	}
-	s.sipMu.RLock()
-	c := s.contact
-	s.sipMu.RUnlock()
-	res.AppendHeader(&sip.ContactHeader{Address: c})
+	res.AppendHeader(&sip.ContactHeader{Address: s.contactFor(req.Transport())})
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(d/time.Second))))
 	s.respond(tx, res)
 }
@@ -169,6 +198,7 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, key dialogK
 	if ct := req.Contact(); ct != nil {
 		w.contact = ct.Address.String()
 	}
+	w.flow, w.flowTransport = req.Source(), req.Transport()
 	if d == 0 {
 		s.terminate(w, "timeout")
 		s.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/puaside/puaside/internal/siptls"
 	"github.com/puaside/puaside/internal/testpki"
 )
 
@@ -89,13 +90,13 @@ func BenchmarkTLSHandshake(b *testing.B) {
 			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
 		}
 	}()
-	cfg := DefaultTLSConfig()
+	cfg := siptls.DefaultConfig()
 	cfg.CAFile = f["ca.pem"]
-	tf, err := newTLSFiles(cfg)
+	tf, err := siptls.NewFiles(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	conf := tf.clientConfig()
+	conf := tf.ClientConfig()
 	conf.ServerName = "127.0.0.1"
 	b.ResetTimer()
 	for range b.N {

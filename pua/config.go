@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/puaside/puaside/internal/siptls"
 )
 
 // Config is the engine's configuration (the `pua` section of the YAML file).
@@ -43,7 +44,7 @@ type Config struct {
 	// name is resolved by the system (A/AAAA, /etc/hosts).
 	DNSServer string `yaml:"dns_server"`
 	// TLS configures SIP over TLS.
-	TLS TLSConfig `yaml:"tls"`
+	TLS siptls.Config `yaml:"tls"`
 	// MinExpires is the smallest Expires the engine asks for.
 	MinExpires time.Duration `yaml:"min_expires"`
 	// DefaultExpires is the Expires asked for when a request gives none.
@@ -162,7 +163,7 @@ func DefaultConfig() Config {
 		RefusedRetryMin:  30 * time.Second,
 		RefusedRetryMax:  10 * time.Minute,
 		ProbeInterval:    2 * time.Second,
-		TLS:              DefaultTLSConfig(),
+		TLS:              siptls.DefaultConfig(),
 	}
 }
 
@@ -216,7 +217,7 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.InitialExpires, d.InitialExpires)
 	setDefault(&c.ClaimTimeout, d.ClaimTimeout)
 	setDefault(&c.StopFlushTimeout, d.StopFlushTimeout)
-	c.TLS = c.TLS.withDefaults()
+	c.TLS = c.TLS.WithDefaults()
 	return c
 }
 
@@ -245,7 +246,7 @@ func (c Config) Validate() error {
 		}
 		needCert = needCert || la.network == "tls"
 	}
-	errs = append(errs, c.TLS.validate(needCert)...)
+	errs = append(errs, c.TLS.Validate(needCert)...)
 	if c.DNSServer != "" {
 		if _, _, err := net.SplitHostPort(c.DNSServer); err != nil {
 			bad("dns_server: %q: want host:port: %w", c.DNSServer, err)

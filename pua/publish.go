@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -463,7 +464,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 	if res.Err != nil && res.Status == 0 {
 		r.lastReason = res.Err.Error()
 	}
-	log := e.log.With("aor", op.presURI, "event", op.event, "id", r.key.ID, "op", op.kind.String())
+	log := withLazy(e.log, slog.String("aor", op.presURI), slog.String("event", op.event), slog.String("id", r.key.ID), slog.String("op", op.kind.String()))
 	if e.pubServerBound(r) {
 		e.noteServerResult(res, now)
 	}

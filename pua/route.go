@@ -135,7 +135,7 @@ func (st *sipStack) apply(req *sip.Request, t resolve.Target) {
 	}
 	if tr == "TLS" {
 		if h, _, err := net.SplitHostPort(t.Addr); err == nil {
-			st.tls.rememberName(h, t.Host)
+			st.tls.RememberName(h, t.Host)
 		}
 	}
 	st.mu.RLock()

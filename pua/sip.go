@@ -14,6 +14,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/internal/siptls"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/resolve"
 )
@@ -31,7 +32,7 @@ const maxUDPRequest = 1300
 type sipStack struct {
 	e       *Engine
 	listens []listenAddr
-	tls     *tlsFiles
+	tls     *siptls.Files
 	res     *resolve.Resolver // nil: names are resolved by sipgo (system resolver)
 	failed  failedTargets
 
@@ -58,7 +59,7 @@ func newSIPStack(e *Engine) (*sipStack, error) {
 		}
 		st.listens = append(st.listens, la)
 	}
-	tf, err := newTLSFiles(e.cfg.TLS)
+	tf, err := siptls.NewFiles(e.cfg.TLS)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +123,7 @@ func (st *sipStack) start(ctx context.Context) error {
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("puaside"),
 		sipgo.WithUserAgentHostname(host),
-		sipgo.WithUserAgenTLSConfig(st.tls.clientConfig()),
+		sipgo.WithUserAgenTLSConfig(st.tls.ClientConfig()),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(log),
@@ -194,7 +195,7 @@ func (st *sipStack) start(ctx context.Context) error {
 			}
 			serve := srv.ServeTCP
 			if l.network == "tls" {
-				ln = &tlsListener{Listener: ln, conf: st.tls.serverConfig(), timeout: st.e.cfg.TLS.HandshakeTimeout}
+				ln = st.tls.Listener(ln)
 				serve = srv.ServeTLS
 			}
 			go func() {

@@ -458,14 +458,16 @@ func (db *DB) fence(ctx context.Context, q fenceQuerier, upsert []puaRow, remove
 
 // saveRecords writes fitted records and removals in one transaction, rolled
 // back on any error.
-func (db *DB) saveRecords(ctx context.Context, upsert []puaRow, remove []pua.Record, st *staleTally) (err error) {
+func (db *DB) saveRecords(ctx context.Context, upsert []puaRow, remove []pua.Record, tally *staleTally) (err error) {
 	if len(upsert) == 0 && len(remove) == 0 {
 		return nil
 	}
+	db.stmts.ready(ctx, db.X.DB)
 	tx, err := db.X.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: save %s: begin: %w", db.Table, err)
 	}
+	st := db.stmts.begin(tx)
 	defer func() {
 		if err != nil {
 			_ = tx.Rollback()
@@ -483,7 +485,7 @@ func (db *DB) saveRecords(ctx context.Context, upsert []puaRow, remove []pua.Rec
 	for i := range upsert {
 		uris = append(uris, upsert[i].PresURI)
 	}
-	existing, stored, err := db.lookupIDs(ctx, tx, uris)
+	existing, stored, err := db.lookupIDs(ctx, st, uris)
 	if err != nil {
 		return err
 	}
@@ -494,7 +496,7 @@ func (db *DB) saveRecords(ctx context.Context, upsert []puaRow, remove []pua.Rec
 		gone = append(gone, existing[ident]...)
 		delete(existing, ident)
 	}
-	if err := db.deleteIDs(ctx, tx, gone); err != nil {
+	if err := db.deleteIDs(ctx, st, gone); err != nil {
 		return err
 	}
 
@@ -503,12 +505,6 @@ func (db *DB) saveRecords(ctx context.Context, upsert []puaRow, remove []pua.Rec
 	for i := range upsert {
 		last[recordIdentity(&upsert[i].Record)] = i
 	}
-	updates := make(map[uint32]*sql.Stmt)
-	defer func() {
-		for _, s := range updates {
-			s.Close()
-		}
-	}()
 	var fresh []*puaRow
 	for i := range upsert {
 		r := &upsert[i]
@@ -524,17 +520,17 @@ func (db *DB) saveRecords(ctx context.Context, upsert []puaRow, remove []pua.Rec
 		// Several rows with one identity (written by hand or by another
 		// program): the newest is the record, as LoadRecords reads it.
 		id := ids[len(ids)-1]
-		if err := db.updateRecord(ctx, tx, updates, r, id, stored[id]); err != nil {
+		if err := db.updateRecord(ctx, st, r, id, stored[id]); err != nil {
 			return fmt.Errorf("store: save %s: update record %s: %w", db.Table, ident, err)
 		}
 	}
-	if err := db.insertRecords(ctx, tx, fresh); err != nil {
+	if err := db.insertRecords(ctx, st, fresh); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: save %s: commit: %w", db.Table, err)
 	}
-	st.add(db, refused)
+	tally.add(db, refused)
 	return nil
 }
 
@@ -559,7 +555,7 @@ type storedRow [numRecordColumns]sql.NullString
 // in ascending order, and the indexed columns of each such row by id. Rows
 // whose identity columns are unreadable are left out (they are no record's
 // row).
-func (db *DB) lookupIDs(ctx context.Context, tx *sql.Tx, uris []string) (map[identity][]int64, map[int64]*storedRow, error) {
+func (db *DB) lookupIDs(ctx context.Context, tx *txStmts, uris []string) (map[identity][]int64, map[int64]*storedRow, error) {
 	sort.Strings(uris)
 	uniq := uris[:0]
 	for i, u := range uris {
@@ -570,9 +566,14 @@ func (db *DB) lookupIDs(ctx context.Context, tx *sql.Tx, uris []string) (map[ide
 	out := make(map[identity][]int64)
 	stored := make(map[int64]*storedRow)
 	err := inBatches(uniq, lookupBatch, func(chunk []string) error {
+		args := padKeys(chunk, lookupBatch)
 		q := "SELECT id, " + lookupColumns + " FROM " + db.quotedTable() +
-			" WHERE pres_uri IN (" + placeholders(len(chunk)) + ") ORDER BY id"
-		rows, err := tx.QueryContext(ctx, q, anys(chunk)...)
+			" WHERE pres_uri IN (" + placeholders(len(args)) + ") ORDER BY id"
+		st, err := tx.stmt(ctx, q)
+		if err != nil {
+			return fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
+		}
+		rows, err := st.QueryContext(ctx, args...)
 		if err != nil {
 			return fmt.Errorf("store: save %s: look up records: %w", db.Table, err)
 		}
@@ -615,8 +616,8 @@ func (db *DB) lookupIDs(ctx context.Context, tx *sql.Tx, uris []string) (map[ide
 
 // updateRecord writes r over the row id. Indexed columns whose stored value
 // (old) is already r's are left out of the UPDATE; the statement for each
-// set of columns is prepared once per transaction and kept in stmts.
-func (db *DB) updateRecord(ctx context.Context, tx *sql.Tx, stmts map[uint32]*sql.Stmt, r *puaRow, id int64, old *storedRow) error {
+// set of columns is prepared once (stmtCache).
+func (db *DB) updateRecord(ctx context.Context, tx *txStmts, r *puaRow, id int64, old *storedRow) error {
 	all := recordArgs(r)
 	var skip uint32
 	if old != nil {
@@ -636,25 +637,17 @@ func (db *DB) updateRecord(ctx context.Context, tx *sql.Tx, stmts map[uint32]*sq
 		}
 	}
 	args = append(args, id)
-	st := stmts[skip]
-	if st == nil {
+	q, ok := db.updates.Load(skip)
+	if !ok {
 		var set []string
 		for c, name := range recordColumns() {
 			if skip&(1<<c) == 0 {
 				set = append(set, name+" = ?")
 			}
 		}
-		q := "UPDATE " + db.quotedTable() + " SET " + strings.Join(set, ", ") + " WHERE id = ?"
-		var err error
-		if st, err = tx.PrepareContext(ctx, q); err != nil {
-			return fmt.Errorf("prepare: %w", err)
-		}
-		stmts[skip] = st
+		q, _ = db.updates.LoadOrStore(skip, "UPDATE "+db.quotedTable()+" SET "+strings.Join(set, ", ")+" WHERE id = ?")
 	}
-	if _, err := st.ExecContext(ctx, args...); err != nil {
-		return err
-	}
-	return nil
+	return tx.exec(ctx, q.(string), args)
 }
 
 // argText is the text of a column value as recordArgs gives it (a string
@@ -673,21 +666,20 @@ func argText(a any) (text string, ok bool) {
 }
 
 // deleteIDs deletes the rows with the given ids.
-func (db *DB) deleteIDs(ctx context.Context, tx *sql.Tx, ids []int64) error {
+func (db *DB) deleteIDs(ctx context.Context, tx *txStmts, ids []int64) error {
 	return inBatches(ids, deleteBatch, func(chunk []int64) error {
-		q := "DELETE FROM " + db.quotedTable() + " WHERE id IN (" + placeholders(len(chunk)) + ")"
-		if _, err := tx.ExecContext(ctx, q, anys(chunk)...); err != nil {
+		args := padKeys(chunk, deleteBatch)
+		q := "DELETE FROM " + db.quotedTable() + " WHERE id IN (" + placeholders(len(args)) + ")"
+		if err := tx.exec(ctx, q, args); err != nil {
 			return fmt.Errorf("store: save %s: delete records: %w", db.Table, err)
 		}
 		return nil
 	})
 }
 
-// insertRecords inserts new records with multi-row INSERTs; the statement
-// for full-size batches is prepared once.
-func (db *DB) insertRecords(ctx context.Context, tx *sql.Tx, recs []*puaRow) error {
-	bt := newBatcher(ctx, tx)
-	defer bt.close()
+// insertRecords inserts new records with multi-row INSERTs, each size's
+// statement prepared once (stmtCache).
+func (db *DB) insertRecords(ctx context.Context, tx *txStmts, recs []*puaRow) error {
 	args := make([]any, 0, min(len(recs), insertBatch)*numRecordColumns)
 	return inBatches(recs, insertBatch, func(chunk []*puaRow) error {
 		args = args[:0]
@@ -696,7 +688,7 @@ func (db *DB) insertRecords(ctx context.Context, tx *sql.Tx, recs []*puaRow) err
 		}
 		q := "INSERT INTO " + db.quotedTable() + " (" + recordColumnList + ") VALUES " +
 			valuesList(len(chunk), numRecordColumns)
-		if err := bt.exec(q, len(chunk) == insertBatch, args); err != nil {
+		if err := tx.exec(ctx, q, args); err != nil {
 			if len(chunk) == 1 {
 				return fmt.Errorf("store: save %s: insert record %s: %w", db.Table, recordIdentity(&chunk[0].Record), err)
 			}

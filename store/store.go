@@ -57,6 +57,8 @@ type DB struct {
 	colsOnce   sync.Once
 	cols       columns // text column widths of the schema
 	quarantine quarantine
+	stmts      stmtCache // the pua table's statements, prepared once
+	updates    sync.Map  // skipped-column mask → the pua table's UPDATE
 }
 
 // columns returns the text column widths of the dialect's schema, read once.
@@ -128,7 +130,7 @@ func ParseURL(dbURL string) (driver, dsn string, err error) {
 		if rest == "" {
 			return "", "", fmt.Errorf("store: db_url %q: empty sqlite path", dbURL)
 		}
-		q := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+		q := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)"
 		if rest == ":memory:" {
 			return SQLite, "file::memory:?" + q, nil
 		}
@@ -193,7 +195,10 @@ func Open(ctx context.Context, dbURL, table string) (*DB, error) {
 }
 
 // Close closes the database.
-func (db *DB) Close() error { return db.X.Close() }
+func (db *DB) Close() error {
+	db.stmts.close()
+	return db.X.Close()
+}
 
 // Ping checks the database answers (for /readyz).
 func (db *DB) Ping(ctx context.Context) error {

@@ -7,12 +7,20 @@
 //     answered statelessly with 200, a SIP-ETag and Expires, and the arrival
 //     time of the first PUBLISH of each AoR is recorded),
 //   - puaside itself (internal/daemon, usrloc only, SQLite in a temporary
-//     directory or the database given with -db) publishing to that server,
-//   - a sender playing the proxy's t_replicate(): one REGISTER copy per
-//     distinct AoR, over UDP to puaside's replicate_listen, paced at -rate.
+//     directory or the database given with -db) publishing to that server;
+//     with -proc, the built puaside binary instead, as a separate process
+//     reading a configuration file written for the run (see
+//     internal/loadproc), so that its own CPU time (/proc/PID/stat) and
+//     memory are measured apart from the tool's,
+//   - a sender playing, with -input replicate (the default), the proxy's
+//     t_replicate(): one REGISTER copy per distinct AoR, over UDP to
+//     puaside's replicate_listen, paced at -rate; with -input hep, the
+//     registrar's siptrace: per AoR the REGISTER it received and the 200 it
+//     sent, each in a HEPv3 packet to puaside's hep_listen.
 //
-// For every AoR the latency is the time from sending its copy to the
-// arrival of its PUBLISH at the fake server. The report gives the copies
+// For every AoR the latency is the time from sending its copy (with HEP:
+// the copy of the 200, which completes the registration) to the arrival of
+// its PUBLISH at the fake server. The report gives the copies
 // sent and answered, the AoRs published and lost, the achieved throughput,
 // latency percentiles and the process's resident memory (VmRSS, VmHWM)
 // with all AoRs still registered. Everything binds to 127.0.0.1 only, is
@@ -22,6 +30,7 @@
 // Usage:
 //
 //	puaside-load [-rate N] [-users N] [-duration D] [-drain D] [-settle D]
+//	             [-input replicate|hep] [-proc] [-bin FILE]
 //	             [-db URL] [-no-sync-etags] [-initial-expires D]
 //	             [-cpuprofile FILE] [-memprofile FILE] [-latfile FILE] [-json] [-v]
 //
@@ -30,6 +39,8 @@
 //	puaside-load -rate 1000 -users 10000 -duration 10s     # latency at 1,000/s
 //	puaside-load -rate 10000 -users 100000 -duration 10s   # throughput
 //	puaside-load -rate 4000 -users 100000 -duration 60s -settle 40s   # RSS at 100,000 AoRs
+//	puaside-load -proc -rate 1200 -users 12000 -duration 10s   # puaside's own CPU per REGISTER
+//	puaside-load -proc -input hep -rate 1200 -users 12000 -duration 10s
 //
 // -rate 0 sends as fast as the sender can; copies the kernel drops on a
 // full socket buffer are never retransmitted here (Kamailio's tm would) and
@@ -39,6 +50,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -57,7 +69,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/config"
-	"github.com/puaside/puaside/internal/daemon"
+	"github.com/puaside/puaside/internal/loadproc"
 )
 
 // Bounds of the flags, so that a run always ends.
@@ -83,10 +95,15 @@ type options struct {
 	NoSync     bool          // pua.sync_etags off: ETags only written behind
 	InitialExp time.Duration // pua.initial_expires; 0 = puaside's default
 	Log        io.Writer     // puaside's warnings and errors; nil discards
+	Input      string        // inputReplicate (default) or inputHEP
+	Proc       bool          // run the puaside binary as a separate process
+	Bin        string        // that binary; empty: built from the module in the working directory
 }
 
 // result is what one run measured.
 type result struct {
+	Input        string  `json:"input"`
+	Separate     bool    `json:"separate_process"`
 	Rate         int     `json:"rate"`
 	Users        int     `json:"users"`
 	Sent         int     `json:"sent"`
@@ -100,6 +117,7 @@ type result struct {
 	P50ms        float64 `json:"p50_ms"`
 	P90ms        float64 `json:"p90_ms"`
 	P99ms        float64 `json:"p99_ms"`
+	P999ms       float64 `json:"p999_ms"`
 	Maxms        float64 `json:"max_ms"`
 	PublishTotal int64   `json:"publish_total"`
 	RSSEndMiB    float64 `json:"rss_end_mib"` // right after the drain
@@ -107,16 +125,20 @@ type result struct {
 	HWMMiB       float64 `json:"hwm_mib"`
 	HeapMiB      float64 `json:"heap_inuse_mib"`
 	GOMAXPROCS   int     `json:"gomaxprocs"`
-	// CPUSeconds is the process's CPU time (user+system) from the first
-	// copy to the end of the drain: puaside, the fake server and the sender.
+	// CPUSeconds is the CPU time (user+system) from the first copy to the
+	// end of the drain: of the puaside process alone with -proc, else of
+	// this process (puaside, the fake server and the sender).
 	CPUSeconds float64 `json:"cpu_seconds"`
+	// ToolCPUSeconds is this process's CPU time over the same span with
+	// -proc (the fake server and the sender).
+	ToolCPUSeconds float64 `json:"tool_cpu_seconds,omitempty"`
 	// CPUPerRegisterUs is CPUSeconds per published AoR, in microseconds.
 	CPUPerRegisterUs float64 `json:"cpu_per_register_us"`
 	// KernelDrops is the growth of the host's UDP RcvbufErrors during the
 	// run (datagrams dropped on a full socket buffer, any socket).
 	KernelDrops int64 `json:"kernel_udp_drops"`
 	// SocketDrops is the kernel's drop count per socket of the run
-	// (/proc/net/udp): replicate (puaside's input), pua (puaside's SIP
+	// (/proc/net/udp): replicate or hep (puaside's input), pua (puaside's SIP
 	// socket), presence (the fake server), sender.
 	SocketDrops map[string]int64 `json:"socket_drops"`
 	// IngestDrops is puaside's puaside_ingest_dropped_total by reason.
@@ -140,6 +162,9 @@ func main() {
 	fs.DurationVar(&o.Settle, "settle", 0, "wait this long after the drain, then GC, before reading memory")
 	fs.BoolVar(&o.NoSync, "no-sync-etags", false, "run puaside with pua.sync_etags off (ETags written only every update_period)")
 	fs.DurationVar(&o.InitialExp, "initial-expires", 0, "run puaside with this pua.initial_expires (0: its default; at least the publications' Expires: no short first lease)")
+	fs.StringVar(&o.Input, "input", inputReplicate, "mirrored input to play: replicate (t_replicate copies) or hep (siptrace HEPv3 REGISTER + 200)")
+	fs.BoolVar(&o.Proc, "proc", false, "run the puaside binary as a separate process and measure its own CPU and memory")
+	fs.StringVar(&o.Bin, "bin", "", "with -proc: the puaside binary (default: go build ./cmd/puaside of the module in the working directory)")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&verbose, "v", false, "show puaside's warnings")
 	_ = fs.Parse(os.Args[1:])
@@ -175,6 +200,10 @@ func (o *options) validate() error {
 		return fmt.Errorf("-drain %s: want (0, %s]", o.Drain, maxDuration)
 	case o.Settle < 0 || o.Settle > maxDuration:
 		return fmt.Errorf("-settle %s: want [0, %s]", o.Settle, maxDuration)
+	case o.Input != "" && o.Input != inputReplicate && o.Input != inputHEP:
+		return fmt.Errorf("-input %q: want %s or %s", o.Input, inputReplicate, inputHEP)
+	case o.Bin != "" && !o.Proc:
+		return errors.New("-bin needs -proc")
 	}
 	return nil
 }
@@ -207,39 +236,40 @@ func run(ctx context.Context, o options) (result, error) {
 		return result{}, fmt.Errorf("temp dir: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	if o.Input == "" {
+		o.Input = inputReplicate
+	}
 	cfg := loadConfig(o, dir, srv.addr())
 	logw := o.Log
 	if logw == nil {
 		logw = io.Discard
 	}
-	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	d, err := daemon.New(sctx, cfg, log)
-	if err != nil {
-		return result{}, fmt.Errorf("puaside: %w", err)
+	var pd puaside
+	if o.Proc {
+		bin := o.Bin
+		if bin == "" {
+			if bin, err = buildPuaside(ctx, dir); err != nil {
+				return result{}, err
+			}
+		}
+		pd, err = startSeparate(ctx, bin, cfg, o.Input, dir, logw)
+	} else {
+		pd, err = startInProcess(ctx, cfg, o.Input, logw)
 	}
-	if err := d.Start(sctx); err != nil {
-		return result{}, fmt.Errorf("puaside: %w", err)
-	}
-	defer func() {
-		stctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		_ = d.Stop(stctx)
-	}()
-	target, err := replicateAddr(d.Addrs())
 	if err != nil {
 		return result{}, err
 	}
+	defer pd.stop()
+	target := pd.input()
 
-	snd, err := newSender(target, o.Users)
+	snd, err := newSender(target, o.Users, o.Input == inputHEP)
 	if err != nil {
 		return result{}, err
 	}
 	defer snd.close()
 
 	drops0, _ := udpRcvbufErrors()
-	cpu0 := cpuTime()
+	cpu0, tool0 := pd.cpu(), cpuTime()
 	start := time.Now()
 	sent := snd.send(ctx, o.Rate, o.Duration)
 	sendDur := time.Since(start)
@@ -249,26 +279,26 @@ func run(ctx context.Context, o options) (result, error) {
 	for srv.published.Load() < int64(sent) && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
-	// Let the 200s of the last copies arrive.
-	for snd.answered.Load() < int64(sent) && time.Now().Before(deadline) && ctx.Err() == nil {
+	// Let the 200s of the last copies arrive (HEP is never answered).
+	for !snd.hep && snd.answered.Load() < int64(sent) && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
 
-	cpu := cpuTime() - cpu0
-	r := result{Rate: o.Rate, Users: o.Users, Sent: sent, Answered: snd.answered.Load(),
+	cpu, tool := pd.cpu()-cpu0, cpuTime()-tool0
+	r := result{Input: o.Input, Separate: pd.separate(), Rate: o.Rate, Users: o.Users, Sent: sent, Answered: snd.answered.Load(),
 		PublishTotal: srv.total.Load(), GOMAXPROCS: runtime.GOMAXPROCS(0)}
 	if drops1, err := udpRcvbufErrors(); err == nil {
 		r.KernelDrops = drops1 - drops0
 	}
 	r.SocketDrops = map[string]int64{}
-	for name, a := range map[string]string{"replicate": target.String(), "pua": puaAddr(d.Engine().ContactURI()),
+	for name, a := range map[string]string{o.Input: target.String(), "pua": pd.puaAddr(),
 		"presence": srv.addr(), "sender": snd.local.String()} {
 		if n, err := socketDrops(a); err == nil {
 			r.SocketDrops[name] = n
 		}
 	}
-	if h := d.Addrs()["http"]; len(h) > 0 {
-		r.IngestDrops, r.PublishStatus = scrape(ctx, h[0])
+	if h := pd.httpAddr(); h != "" {
+		r.IngestDrops, r.PublishStatus = scrape(ctx, h)
 	}
 	r.SendSeconds = sendDur.Seconds()
 	if r.SendSeconds > 0 {
@@ -295,6 +325,9 @@ func run(ctx context.Context, o options) (result, error) {
 	}
 	r.Published = len(lat)
 	r.CPUSeconds = cpu.Seconds()
+	if pd.separate() {
+		r.ToolCPUSeconds = tool.Seconds()
+	}
 	if r.Published > 0 {
 		r.CPUPerRegisterUs = float64(cpu.Microseconds()) / float64(r.Published)
 	}
@@ -304,11 +337,13 @@ func run(ctx context.Context, o options) (result, error) {
 		r.Throughput = float64(r.Published) / r.TotalSeconds
 	}
 	slices.Sort(lat)
-	r.P50ms, r.P90ms, r.P99ms = pct(lat, 50), pct(lat, 90), pct(lat, 99)
+	r.P50ms, r.P90ms, r.P99ms, r.P999ms = pct(lat, 50), pct(lat, 90), pct(lat, 99), pct(lat, 99.9)
 	if len(lat) > 0 {
 		r.Maxms = ms(lat[len(lat)-1])
 	}
-	r.RSSEndMiB, _, _ = procMemory()
+	if m, err := pd.memory(); err == nil {
+		r.RSSEndMiB = loadproc.MiB(m.RSS)
+	}
 	if o.Settle > 0 {
 		select {
 		case <-time.After(o.Settle):
@@ -324,11 +359,14 @@ func run(ctx context.Context, o options) (result, error) {
 	runtime.GC()
 	var msx runtime.MemStats
 	runtime.ReadMemStats(&msx)
-	r.HeapMiB = float64(msx.HeapInuse) / (1 << 20)
-	r.RSSMiB, r.HWMMiB, err = procMemory()
+	if !pd.separate() {
+		r.HeapMiB = float64(msx.HeapInuse) / (1 << 20)
+	}
+	m, err := pd.memory()
 	if err != nil {
 		return r, err
 	}
+	r.RSSMiB, r.HWMMiB = loadproc.MiB(m.RSS), loadproc.MiB(m.HWM)
 	return r, nil
 }
 
@@ -348,25 +386,16 @@ func loadConfig(o options, dir, server string) config.Config {
 	}
 	cfg.PUA.Listen = []string{"udp:127.0.0.1:0"}
 	cfg.PUA.ServerAddress = "sip:" + server
-	cfg.Ingest.ReplicateListen = []string{"udp:127.0.0.1:0"}
+	cfg.Ingest.ReplicateListen = nil
 	cfg.Ingest.TraceListen = nil
 	cfg.Ingest.HEPListen = nil
+	if o.Input == inputHEP {
+		cfg.Ingest.HEPListen = []string{"udp:127.0.0.1:0"}
+	} else {
+		cfg.Ingest.ReplicateListen = []string{"udp:127.0.0.1:0"}
+	}
 	cfg.HTTP.HTTPListen = "127.0.0.1:0"
 	return cfg
-}
-
-// replicateAddr finds puaside's bound UDP replicate_listen.
-func replicateAddr(addrs map[string][]string) (*net.UDPAddr, error) {
-	for _, a := range addrs["replicate"] {
-		if hp, ok := strings.CutPrefix(a, "udp:"); ok {
-			ua, err := net.ResolveUDPAddr("udp4", hp)
-			if err != nil {
-				return nil, fmt.Errorf("replicate_listen %q: %w", a, err)
-			}
-			return ua, nil
-		}
-	}
-	return nil, fmt.Errorf("no UDP replicate_listen among %v", addrs)
 }
 
 // writeHeapProfile writes the heap profile to path.
@@ -398,12 +427,20 @@ func (r result) print(w io.Writer) {
 	if r.Rate > 0 {
 		rate = fmt.Sprintf("%d/s", r.Rate)
 	}
-	fmt.Fprintf(w, "rate %s, users %d, GOMAXPROCS %d\n", rate, r.Users, r.GOMAXPROCS)
+	where := "in this process"
+	if r.Separate {
+		where = "separate process"
+	}
+	fmt.Fprintf(w, "input %s, puaside %s, rate %s, users %d, GOMAXPROCS %d\n", r.Input, where, rate, r.Users, r.GOMAXPROCS)
 	fmt.Fprintf(w, "copies sent %d in %.2fs (%.0f/s), answered 200: %d\n", r.Sent, r.SendSeconds, r.SendRate, r.Answered)
 	fmt.Fprintf(w, "AoRs published %d, lost %d, PUBLISH requests %d\n", r.Published, r.Lost, r.PublishTotal)
 	fmt.Fprintf(w, "throughput %.0f REGISTER→PUBLISH/s (first copy to last PUBLISH %.2fs)\n", r.Throughput, r.TotalSeconds)
-	fmt.Fprintf(w, "latency copy→PUBLISH: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.P50ms, r.P90ms, r.P99ms, r.Maxms)
-	fmt.Fprintf(w, "CPU: %.2f s for the run, %.0f µs per published REGISTER (all in-process parts)\n", r.CPUSeconds, r.CPUPerRegisterUs)
+	fmt.Fprintf(w, "latency copy→PUBLISH: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n", r.P50ms, r.P90ms, r.P99ms, r.P999ms, r.Maxms)
+	if r.Separate {
+		fmt.Fprintf(w, "CPU: puaside process %.2f s for the run, %.0f µs per published REGISTER (load tool %.2f s)\n", r.CPUSeconds, r.CPUPerRegisterUs, r.ToolCPUSeconds)
+	} else {
+		fmt.Fprintf(w, "CPU: %.2f s for the run, %.0f µs per published REGISTER (all in-process parts)\n", r.CPUSeconds, r.CPUPerRegisterUs)
+	}
 	fmt.Fprintf(w, "drops: kernel UDP receive buffer %d (per socket %v), puaside ingest %v; puaside PUBLISH by status %v\n", r.KernelDrops, r.SocketDrops, r.IngestDrops, r.PublishStatus)
 	fmt.Fprintf(w, "memory: VmRSS after drain %.0f MiB, after settle %.0f MiB, VmHWM %.0f MiB, Go heap in use %.0f MiB\n", r.RSSEndMiB, r.RSSMiB, r.HWMMiB, r.HeapMiB)
 }

@@ -85,7 +85,7 @@ func TestPercentile(t *testing.T) {
 	}
 	tests := []struct {
 		in   []time.Duration
-		p    int
+		p    float64
 		want float64
 	}{
 		{nil, 50, 0},
@@ -94,10 +94,12 @@ func TestPercentile(t *testing.T) {
 		{ms(hundred...), 50, 50},
 		{ms(hundred...), 99, 99},
 		{ms(hundred...), 100, 100},
+		{ms(hundred...), 99.9, 100},
+		{ms(append(append([]int{}, hundred...), hundred...)...), 99.9, 100},
 	}
 	for _, tc := range tests {
 		if got := pct(tc.in, tc.p); got != tc.want {
-			t.Errorf("pct(%v, %d) = %v, want %v", tc.in, tc.p, got, tc.want)
+			t.Errorf("pct(%v, %v) = %v, want %v", tc.in, tc.p, got, tc.want)
 		}
 	}
 }
@@ -116,4 +118,46 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
+}
+
+// TestRunSeparateProcess runs the built puaside binary as its own process
+// for both inputs: every AoR published, the daemon's own CPU and memory
+// read from /proc apart from the tool's.
+func TestRunSeparateProcess(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin, err := buildPuaside(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const users = 100
+	for _, input := range []string{inputReplicate, inputHEP} {
+		t.Run(input, func(t *testing.T) {
+			r, err := run(ctx, options{Rate: 200, Users: users, Duration: 30 * time.Second, Drain: 30 * time.Second,
+				Input: input, Proc: true, Bin: bin, Log: testWriter{t}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%+v", r)
+			if r.Sent != users || r.Published != users || r.Lost != 0 || r.Input != input || !r.Separate {
+				t.Fatalf("input %s: sent %d, published %d, lost %d, separate %v; want %d, %d, 0, true", r.Input, r.Sent, r.Published, r.Lost, r.Separate, users, users)
+			}
+			wantAnswered := int64(users)
+			if input == inputHEP {
+				wantAnswered = 0 // HEP is never answered
+			}
+			if r.Answered != wantAnswered {
+				t.Errorf("answered %d, want %d", r.Answered, wantAnswered)
+			}
+			if r.PublishStatus["200"] < users {
+				t.Errorf("puaside's PUBLISH 200s %v, want at least %d (metrics of the separate process)", r.PublishStatus, users)
+			}
+			if r.CPUSeconds <= 0 || r.ToolCPUSeconds <= 0 || r.RSSMiB <= 0 || r.HWMMiB < r.RSSMiB || r.HeapMiB != 0 {
+				t.Errorf("figures of the separate process missing: %+v", r)
+			}
+			if !(r.P99ms <= r.P999ms && r.P999ms <= r.Maxms) {
+				t.Errorf("p99.9 out of order: %+v", r)
+			}
+		})
+	}
 }

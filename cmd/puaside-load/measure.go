@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/netip"
 	"os"
@@ -115,39 +116,15 @@ func label(series, k string) string {
 	return v
 }
 
-// pct returns the p-th percentile of sorted durations in milliseconds.
-func pct(sorted []time.Duration, p int) float64 {
+// pct returns the p-th percentile (nearest rank; p may be 99.9) of sorted
+// durations in milliseconds.
+func pct(sorted []time.Duration, p float64) float64 {
 	if len(sorted) == 0 {
 		return 0
 	}
-	i := (len(sorted)*p + 99) / 100
+	pm := int(math.Round(p * 10)) // per mille, exact for 99.9
+	i := (len(sorted)*pm + 999) / 1000
 	return ms(sorted[max(0, min(i, len(sorted))-1)])
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// procMemory reads VmRSS and VmHWM of this process in MiB.
-func procMemory() (rss, hwm float64, err error) {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0, 0, fmt.Errorf("memory: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
-			continue
-		}
-		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("memory: %s %q: %w", k, v, err)
-		}
-		if k == "VmRSS" {
-			rss = kb / 1024
-		} else {
-			hwm = kb / 1024
-		}
-	}
-	return rss, hwm, sc.Err()
-}

@@ -11,10 +11,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/puaside/puaside/ingest"
 )
 
 // sender plays the proxy's t_replicate(): one REGISTER copy per AoR.
 type sender struct {
+	hep      bool // play siptrace HEPv3 REGISTER + 200 instead
 	conn     *net.UDPConn
 	local    netip.AddrPort
 	sentAt   []int64
@@ -22,14 +25,14 @@ type sender struct {
 	wg       sync.WaitGroup
 }
 
-func newSender(target *net.UDPAddr, users int) (*sender, error) {
+func newSender(target *net.UDPAddr, users int, hep bool) (*sender, error) {
 	c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, target)
 	if err != nil {
 		return nil, fmt.Errorf("sender: %w", err)
 	}
 	_ = c.SetWriteBuffer(8 << 20)
 	_ = c.SetReadBuffer(8 << 20)
-	s := &sender{conn: c, local: c.LocalAddr().(*net.UDPAddr).AddrPort(), sentAt: make([]int64, users)}
+	s := &sender{hep: hep, conn: c, local: c.LocalAddr().(*net.UDPAddr).AddrPort(), sentAt: make([]int64, users)}
 	s.wg.Add(1)
 	go s.readAnswers()
 	return s, nil
@@ -104,10 +107,72 @@ func (s *sender) send(ctx context.Context, rate int, duration time.Duration) int
 		}
 		// At most 256 copies between two readings of the clock.
 		for stop := min(due, n+256); n < stop; n++ {
-			buf = s.copyOf(buf, n)
+			if s.hep {
+				buf = s.hepRegister(buf, n)
+				_, _ = s.conn.Write(buf)
+				buf = s.hepReply(buf, n)
+			} else {
+				buf = s.copyOf(buf, n)
+			}
 			s.sentAt[n] = time.Now().UnixNano()
 			_, _ = s.conn.Write(buf) // a lost copy shows as lost
 		}
 	}
 	return n
+}
+
+// registrarAddr is the registrar's address in the HEP captures.
+var registrarAddr = netip.MustParseAddrPort("10.0.0.1:5060")
+
+// phoneAddr is user i's phone address in the HEP captures.
+func phoneAddr(i int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i / 250 % 250), byte(i%250 + 1)}), uint16(10000+i%50000))
+}
+
+// hepRegister is the registrar's HEPv3 capture of user i's REGISTER as
+// received from the phone.
+func (s *sender) hepRegister(b []byte, i int) []byte {
+	ph := phoneAddr(i)
+	var m []byte
+	m = fmt.Appendf(m, "REGISTER sip:%s SIP/2.0\r\n", domain)
+	m = fmt.Appendf(m, "Via: SIP/2.0/UDP %s;rport=%d;received=%s;branch=z9hG4bKph%d\r\n", ph, ph.Port(), ph.Addr(), i)
+	m = fmt.Appendf(m, "Max-Forwards: 70\r\n")
+	m = fmt.Appendf(m, "From: <sip:u%d@%s>;tag=f%d\r\n", i, domain, i)
+	m = fmt.Appendf(m, "To: <sip:u%d@%s>\r\n", i, domain)
+	m = fmt.Appendf(m, "Call-ID: reg-%d@load\r\n", i)
+	m = fmt.Appendf(m, "CSeq: 1 REGISTER\r\n")
+	m = fmt.Appendf(m, "Contact: <sip:u%d@%s>\r\n", i, ph)
+	m = fmt.Appendf(m, "Expires: 3600\r\n")
+	m = fmt.Appendf(m, "User-Agent: puaside-load\r\n")
+	m = fmt.Appendf(m, "Content-Length: 0\r\n\r\n")
+	return s.hep1(b, ph, registrarAddr, i, m)
+}
+
+// hepReply is the registrar's HEPv3 capture of its 200 to user i's
+// REGISTER, listing the binding with the granted expiry.
+func (s *sender) hepReply(b []byte, i int) []byte {
+	ph := phoneAddr(i)
+	var m []byte
+	m = fmt.Appendf(m, "SIP/2.0 200 OK\r\n")
+	m = fmt.Appendf(m, "Via: SIP/2.0/UDP %s;rport=%d;received=%s;branch=z9hG4bKph%d\r\n", ph, ph.Port(), ph.Addr(), i)
+	m = fmt.Appendf(m, "From: <sip:u%d@%s>;tag=f%d\r\n", i, domain, i)
+	m = fmt.Appendf(m, "To: <sip:u%d@%s>;tag=r%d\r\n", i, domain, i)
+	m = fmt.Appendf(m, "Call-ID: reg-%d@load\r\n", i)
+	m = fmt.Appendf(m, "CSeq: 1 REGISTER\r\n")
+	m = fmt.Appendf(m, "Contact: <sip:u%d@%s>;expires=3600\r\n", i, ph)
+	m = fmt.Appendf(m, "Server: kamailio\r\n")
+	m = fmt.Appendf(m, "Content-Length: 0\r\n\r\n")
+	return s.hep1(b, registrarAddr, ph, i, m)
+}
+
+// hep1 wraps one captured message in a HEPv3 packet as siptrace sends it.
+func (s *sender) hep1(b []byte, src, dst netip.AddrPort, i int, payload []byte) []byte {
+	b, err := ingest.AppendHEP(b[:0], &ingest.HEPPacket{IPProto: 17, Src: src, Dst: dst, Time: time.Now(),
+		ProtoType: ingest.HEPProtoSIP, CaptureID: 1, CorrelationID: "reg-" + strconv.Itoa(i) + "@load", Payload: payload})
+	if err != nil {
+		// Not reached: the messages are a few hundred bytes. An empty
+		// datagram would show as a bad packet and a lost AoR.
+		return b[:0]
+	}
+	return b
 }

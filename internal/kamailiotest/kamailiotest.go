@@ -81,6 +81,10 @@ type Options struct {
 	Timeout time.Duration
 	// Args are extra command-line arguments.
 	Args []string
+	// DBDir is the directory of the SQLite database file. Default: the
+	// instance's temporary directory. Benchmarks put it on a tmpfs
+	// (/dev/shm) so that the database's fsyncs do not slow the peer.
+	DBDir string
 }
 
 // Instance is a running Kamailio.
@@ -210,6 +214,15 @@ func (in *Instance) Addr() string { return net.JoinHostPort("127.0.0.1", strconv
 // Port returns the listening port.
 func (in *Instance) Port() int { return in.port }
 
+// Pid returns the process id of Kamailio's main process (its workers and
+// timer processes are its children), 0 before it started.
+func (in *Instance) Pid() int {
+	if in.cmd == nil || in.cmd.Process == nil {
+		return 0
+	}
+	return in.cmd.Process.Pid
+}
+
 // URI returns "sip:127.0.0.1:port".
 func (in *Instance) URI() string { return "sip:" + in.Addr() }
 
@@ -320,7 +333,15 @@ func optionsProbe(local, remote string, i int) []byte {
 
 func (in *Instance) createSQLite(t testing.TB) {
 	t.Helper()
-	path := filepath.Join(in.dir, "kamailio.db")
+	dir := in.dir
+	if in.opts.DBDir != "" {
+		var err error
+		if dir, err = os.MkdirTemp(in.opts.DBDir, "kamailiotest-db-"); err != nil {
+			t.Fatalf("kamailiotest: database directory: %v", err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	path := filepath.Join(dir, "kamailio.db")
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
 	if err != nil {
 		t.Fatalf("kamailiotest: open sqlite: %v", err)

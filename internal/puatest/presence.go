@@ -37,7 +37,10 @@ type ServerOptions struct {
 	// replies and NOTIFYs (default "notifier").
 	ContactUser string
 	// Publish and Subscribe, when set, answer that method instead of the
-	// script; such requests are not recorded.
+	// script; such requests are not recorded. The server serves before
+	// NewPresenceServer returns: a handler that reaches the returned server
+	// through a variable set from it waits until that is done (close a
+	// channel after the assignment), or the race detector reports it.
 	Publish, Subscribe sipgo.RequestHandler
 }
 

@@ -7,17 +7,21 @@
 //
 // A Phone binds one UDP socket on 127.0.0.1 (a free port) and sends every
 // request from it, so replies, calls and NOTIFYs come back to it. Everything
-// is closed when the test ends. Each transaction uses a freshly built request;
+// is closed when the test ends. A flow phone (NewFlowPhone) binds nothing:
+// it connects over TLS, WS or WSS like a browser phone and is reached only
+// over that connection. Each transaction uses a freshly built request;
 // CSeq numbers are kept per dialog by the phone.
 package sipphone
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -60,8 +64,11 @@ type Phone struct {
 	conn net.PacketConn
 	host string
 	port int
-	dcc  *sipgo.DialogClientCache
-	dsc  *sipgo.DialogServerCache
+	// transport is the flow phone's transport ("TLS", "WS", "WSS"); ""
+	// for a UDP phone.
+	transport string
+	dcc       *sipgo.DialogClientCache
+	dsc       *sipgo.DialogServerCache
 
 	incoming chan *IncomingCall
 
@@ -141,10 +148,51 @@ func NewPhone(t testing.TB, user, domain string) *Phone {
 	return p
 }
 
+// NewFlowPhone starts a phone for sip:user@domain that binds no socket:
+// its requests open a connection of transport ("tls", "ws" or "wss", with
+// tlsConf for tls and wss) to where they go, and its Contact is
+// sip:user@<random>.invalid;transport=<transport> (RFC 7118 §5.2), so
+// requests to it (NOTIFYs) can only come back over that connection.
+func NewFlowPhone(t testing.TB, user, domain, transport string, tlsConf *tls.Config) *Phone {
+	t.Helper()
+	p := &Phone{
+		User: user, Domain: domain, t: t,
+		host: sip.GenerateTagN(10) + ".invalid", transport: strings.ToUpper(transport),
+		log:      slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		incoming: make(chan *IncomingCall, 16),
+		policy:   AutoAnswer,
+		watchers: map[string]*Watcher{},
+	}
+	var err error
+	p.ua, err = sipgo.NewUA(sipgo.WithUserAgent(user), sipgo.WithUserAgentHostname(domain), sipgo.WithUserAgenTLSConfig(tlsConf))
+	if err != nil {
+		t.Fatalf("sipphone: ua: %v", err)
+	}
+	p.srv, err = sipgo.NewServer(p.ua, sipgo.WithServerLogger(p.log))
+	if err != nil {
+		t.Fatalf("sipphone: server: %v", err)
+	}
+	p.cl, err = sipgo.NewClient(p.ua, sipgo.WithClientHostname(p.host), sipgo.WithClientLogger(p.log))
+	if err != nil {
+		t.Fatalf("sipphone: client: %v", err)
+	}
+	contact := sip.ContactHeader{Address: p.ContactURI(user)}
+	p.dcc = sipgo.NewDialogClientCache(p.cl, contact)
+	p.dsc = sipgo.NewDialogServerCache(p.cl, contact)
+	p.srv.OnNotify(p.onNotify)
+	p.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
+	})
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
 // Close stops the phone; it is called when the test ends.
 func (p *Phone) Close() {
 	_ = p.ua.Close()
-	_ = p.conn.Close()
+	if p.conn != nil {
+		_ = p.conn.Close()
+	}
 	p.wg.Wait()
 }
 
@@ -154,8 +202,14 @@ func (p *Phone) Addr() string { return net.JoinHostPort(p.host, strconv.Itoa(p.p
 // AoR returns sip:User@Domain.
 func (p *Phone) AoR() sip.Uri { return sip.Uri{Scheme: "sip", User: p.User, Host: p.Domain} }
 
-// ContactURI returns sip:user@127.0.0.1:port (the phone's socket) for user.
+// ContactURI returns sip:user@127.0.0.1:port (the phone's socket) for user,
+// or for a flow phone sip:user@<random>.invalid;transport=<transport>.
 func (p *Phone) ContactURI(user string) sip.Uri {
+	if p.transport != "" {
+		u := sip.Uri{Scheme: "sip", User: user, Host: p.host, UriParams: sip.NewParams()}
+		u.UriParams.Add("transport", strings.ToLower(p.transport))
+		return u
+	}
 	return sip.Uri{Scheme: "sip", User: user, Host: p.host, Port: p.port}
 }
 
@@ -220,6 +274,9 @@ func (p *Phone) Unregister(ctx context.Context, registrar string) (*sip.Response
 func (p *Phone) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	ctx, cancel := withDefaultWait(ctx)
 	defer cancel()
+	if p.transport != "" {
+		req.SetTransport(p.transport)
+	}
 	res, err := p.cl.Do(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("sipphone: %s %s: %w", req.Method, req.Recipient.String(), err)

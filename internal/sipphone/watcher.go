@@ -21,6 +21,9 @@ type Notification struct {
 	Body string
 	// CSeq is the NOTIFY's CSeq number.
 	CSeq uint32
+	// Transport is what the NOTIFY came over ("UDP", "TLS", "WSS", ...)
+	// and Source the address it came from.
+	Transport, Source string
 }
 
 // Terminated reports whether the subscription state is terminated.
@@ -211,7 +214,7 @@ func (w *Watcher) WaitNotify(ctx context.Context, match func(Notification) bool)
 }
 
 func (w *Watcher) add(req *sip.Request) {
-	n := Notification{Body: string(req.Body())}
+	n := Notification{Body: string(req.Body()), Transport: req.Transport(), Source: req.Source()}
 	if cs := req.CSeq(); cs != nil {
 		n.CSeq = cs.SeqNo
 	}

@@ -1,4 +1,4 @@
-package pua
+package siptls
 
 import (
 	"fmt"
@@ -6,11 +6,11 @@ import (
 	"time"
 )
 
-// TLSConfig configures SIP over TLS: the `tls:` listeners, and the
-// connections the engine opens to the presence server, the outbound proxy
+// Config configures SIP over TLS (the `pua.tls` and `pa.tls` sections): the `tls:` listeners, and the
+// connections opened to the presence server, the outbound proxy
 // and phones when a destination asks for TLS (a sips: URI,
 // ;transport=tls, or a NAPTR/SRV record for TLS).
-type TLSConfig struct {
+type Config struct {
 	// CertFile is the PEM certificate (chain) presented on the `tls:`
 	// listeners and, when a server asks for one, as client certificate. It
 	// and key_file are read again when they change (checked at most once a
@@ -39,15 +39,15 @@ type TLSConfig struct {
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 }
 
-// DefaultTLSConfig returns the defaults documented on TLSConfig.
-func DefaultTLSConfig() TLSConfig {
-	return TLSConfig{Verify: "full", MinVersion: "1.2", HandshakeTimeout: 10 * time.Second}
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{Verify: "full", MinVersion: "1.2", HandshakeTimeout: 10 * time.Second}
 }
 
-// withDefaults returns c with an empty verify, min_version and a zero
+// WithDefaults returns c with an empty verify, min_version and a zero
 // handshake_timeout replaced by the defaults, verify lower-cased.
-func (c TLSConfig) withDefaults() TLSConfig {
-	d := DefaultTLSConfig()
+func (c Config) WithDefaults() Config {
+	d := DefaultConfig()
 	c.Verify = strings.ToLower(strings.TrimSpace(c.Verify))
 	if c.Verify == "" {
 		c.Verify = d.Verify
@@ -62,9 +62,9 @@ func (c TLSConfig) withDefaults() TLSConfig {
 	return c
 }
 
-// validate checks c without changing it; needCert is true when a `tls:`
+// Validate checks c without changing it; needCert is true when a `tls:`
 // listener is configured. Each problem starts with its key ("tls.verify: ...").
-func (c TLSConfig) validate(needCert bool) []error {
+func (c Config) Validate(needCert bool) []error {
 	var errs []error
 	switch strings.ToLower(strings.TrimSpace(c.Verify)) {
 	case "full", "chain", "none":

@@ -1,4 +1,4 @@
-package pua
+package siptls
 
 import (
 	"crypto/tls"
@@ -11,11 +11,11 @@ import (
 	"time"
 )
 
-// tlsFiles holds the certificate, key and CA bundle of a TLSConfig and
+// Files holds the certificate, key and CA bundle of a Config and
 // reads them again when they change on disk (checked at most once a
 // second), so renewed files are used without a restart.
-type tlsFiles struct {
-	cfg TLSConfig
+type Files struct {
+	cfg Config
 
 	mu      sync.Mutex
 	checked time.Time
@@ -29,8 +29,9 @@ type tlsFiles struct {
 	names sync.Map
 }
 
-func newTLSFiles(cfg TLSConfig) (*tlsFiles, error) {
-	f := &tlsFiles{cfg: cfg}
+// NewFiles reads the files of cfg (cfg with its defaults filled in).
+func NewFiles(cfg Config) (*Files, error) {
+	f := &Files{cfg: cfg}
 	if err := f.reload(true); err != nil {
 		return nil, err
 	}
@@ -38,7 +39,7 @@ func newTLSFiles(cfg TLSConfig) (*tlsFiles, error) {
 }
 
 // stampOf describes the files' sizes and modification times.
-func (f *tlsFiles) stampOf() string {
+func (f *Files) stampOf() string {
 	s := ""
 	for _, p := range []string{f.cfg.CertFile, f.cfg.KeyFile, f.cfg.CAFile} {
 		if p == "" {
@@ -54,7 +55,7 @@ func (f *tlsFiles) stampOf() string {
 }
 
 // reload reads the files again if they changed (or force).
-func (f *tlsFiles) reload(force bool) error {
+func (f *Files) reload(force bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := time.Now()
@@ -71,7 +72,7 @@ func (f *tlsFiles) reload(force bool) error {
 	if f.cfg.CertFile != "" {
 		c, err := tls.LoadX509KeyPair(f.cfg.CertFile, f.cfg.KeyFile)
 		if err != nil {
-			f.err = fmt.Errorf("pua: tls certificate %s: %w", f.cfg.CertFile, err)
+			f.err = fmt.Errorf("tls certificate %s: %w", f.cfg.CertFile, err)
 			return f.err
 		}
 		cert = &c
@@ -80,12 +81,12 @@ func (f *tlsFiles) reload(force bool) error {
 	if f.cfg.CAFile != "" {
 		pem, err := os.ReadFile(f.cfg.CAFile)
 		if err != nil {
-			f.err = fmt.Errorf("pua: tls ca_file: %w", err)
+			f.err = fmt.Errorf("tls ca_file: %w", err)
 			return f.err
 		}
 		pool = x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			f.err = fmt.Errorf("pua: tls ca_file %s: no PEM certificate in it", f.cfg.CAFile)
+			f.err = fmt.Errorf("tls ca_file %s: no PEM certificate in it", f.cfg.CAFile)
 			return f.err
 		}
 	}
@@ -93,31 +94,31 @@ func (f *tlsFiles) reload(force bool) error {
 	return nil
 }
 
-func (f *tlsFiles) current() (*tls.Certificate, *x509.CertPool) {
+func (f *Files) current() (*tls.Certificate, *x509.CertPool) {
 	_ = f.reload(false) // a failed reload keeps the files last read; it is logged by the caller's handshake error
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.cert, f.pool
 }
 
-// rememberName records that ip was resolved from the domain name host.
-func (f *tlsFiles) rememberName(ip, host string) {
+// RememberName records that ip was resolved from the domain name host.
+func (f *Files) RememberName(ip, host string) {
 	if net.ParseIP(host) == nil && host != "" {
 		f.names.Store(ip, host)
 	}
 }
 
-func (f *tlsFiles) minVersion() uint16 {
+func (f *Files) minVersion() uint16 {
 	if f.cfg.MinVersion == "1.3" {
 		return tls.VersionTLS13
 	}
 	return tls.VersionTLS12
 }
 
-// clientConfig is the tls.Config of the connections the engine opens.
+// ClientConfig is the tls.Config of the connections a SIP client opens.
 // Verification is done in VerifyConnection so the CA bundle can be
 // reloaded and the expected name be the SIP domain, not the IP dialled.
-func (f *tlsFiles) clientConfig() *tls.Config {
+func (f *Files) ClientConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:         f.minVersion(),
 		ServerName:         f.cfg.ServerName,
@@ -133,12 +134,12 @@ func (f *tlsFiles) clientConfig() *tls.Config {
 }
 
 // verifyServer checks a server's certificate as tls.verify says.
-func (f *tlsFiles) verifyServer(cs tls.ConnectionState) error {
+func (f *Files) verifyServer(cs tls.ConnectionState) error {
 	if f.cfg.Verify == "none" {
 		return nil
 	}
 	if len(cs.PeerCertificates) == 0 {
-		return errors.New("pua: tls: server sent no certificate")
+		return errors.New("tls: server sent no certificate")
 	}
 	_, pool := f.current()
 	opts := x509.VerifyOptions{Roots: pool, Intermediates: x509.NewCertPool()}
@@ -156,19 +157,19 @@ func (f *tlsFiles) verifyServer(cs tls.ConnectionState) error {
 		opts.DNSName = name
 	}
 	if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
-		return fmt.Errorf("pua: tls: server certificate (%s): %w", opts.DNSName, err)
+		return fmt.Errorf("tls: server certificate (%s): %w", opts.DNSName, err)
 	}
 	return nil
 }
 
-// serverConfig is the tls.Config of the `tls:` listeners.
-func (f *tlsFiles) serverConfig() *tls.Config {
+// ServerConfig is the tls.Config of the `tls:` listeners.
+func (f *Files) ServerConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: f.minVersion(),
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			c, _ := f.current()
 			if c == nil {
-				return nil, errors.New("pua: tls: no certificate configured")
+				return nil, errors.New("tls: no certificate configured")
 			}
 			return c, nil
 		},
@@ -183,6 +184,16 @@ type tlsListener struct {
 	conf    *tls.Config
 	timeout time.Duration
 }
+
+// Listener wraps ln so that every accepted connection is a TLS server
+// connection with f's certificate whose handshake must end within the
+// configured handshake_timeout (run on the first read or write).
+func (f *Files) Listener(ln net.Listener) net.Listener {
+	return &tlsListener{Listener: ln, conf: f.ServerConfig(), timeout: f.cfg.HandshakeTimeout}
+}
+
+// HandshakeTimeout is the configured handshake_timeout.
+func (f *Files) HandshakeTimeout() time.Duration { return f.cfg.HandshakeTimeout }
 
 func (l *tlsListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
@@ -204,7 +215,7 @@ func (c *handshakeConn) handshake() error {
 	c.once.Do(func() {
 		_ = c.Conn.SetDeadline(time.Now().Add(c.timeout)) // a failure shows as the handshake timing out
 		if err := c.Conn.Handshake(); err != nil {
-			c.err = fmt.Errorf("pua: tls handshake from %s: %w", c.RemoteAddr(), err)
+			c.err = fmt.Errorf("tls handshake from %s: %w", c.RemoteAddr(), err)
 			c.Conn.Close()
 			return
 		}
