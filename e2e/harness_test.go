@@ -33,7 +33,7 @@ func presenceServer(t testing.TB) *kamailiotest.Instance {
 // registrar starts Kamailio with deploy/kamailio/registrar.cfg in the given
 // mirroring variant (WITH_REPLICATE, WITH_SIPTRACE or WITH_HEP), sending its
 // copies to puaside's inputs in cfg.
-func registrar(t *testing.T, variant string, cfg config.Config) *kamailiotest.Instance {
+func registrar(t testing.TB, variant string, cfg config.Config) *kamailiotest.Instance {
 	t.Helper()
 	defs := map[string]string{variant: ""}
 	if len(cfg.Ingest.ReplicateListen) > 0 {

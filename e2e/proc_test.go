@@ -61,8 +61,13 @@ func TestMain(m *testing.M) {
 }
 
 // puasideBinary returns the binary (built on first use) or fails the test.
+// PUASIDE_E2E_BINARY names another build to run instead (to measure an
+// earlier build with the same benchmark).
 func puasideBinary(t testing.TB) string {
 	t.Helper()
+	if bin := os.Getenv("PUASIDE_E2E_BINARY"); bin != "" {
+		return bin
+	}
 	bin, err := builtBinary()
 	if err != nil {
 		t.Fatal(err)
