@@ -112,11 +112,14 @@ type Gateway struct {
 	mu sync.Mutex
 	// out sends a stanza on the current session; nil while disconnected.
 	out      func(context.Context, outPresence) error
-	users    map[string]*user     // by bare JID
-	asked    map[askKey]bool      // subscription requests sent for SIP watchers
-	approved map[pua.SubKey]bool  // "subscribed" sent to the XMPP watcher
-	wanted   map[pua.SubKey]bool  // SIP subscriptions whose XMPP subscription lasts
-	winfo    map[string]bool      // XMPP users' SIP URIs with a winfo subscription
+	users    map[string]*user    // by bare JID
+	asked    map[askKey]bool     // subscription requests sent for SIP watchers
+	approved map[pua.SubKey]bool // "subscribed" sent to the XMPP watcher
+	wanted   map[pua.SubKey]bool // SIP subscriptions whose XMPP subscription lasts
+	winfo    map[string]bool     // XMPP users' SIP URIs with a winfo subscription
+	// dialogs are the call state subscriptions (by their key) and the
+	// dialogs they report, id → state (at most MaxCallDialogs each).
+	dialogs  map[pua.SubKey]map[string]string
 	connects int                  // successful connections so far
 	status   func(connected bool) // connection gauge
 	lastLog  map[string]time.Time // rate limit of refusal log lines
@@ -150,7 +153,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, mp: mp, opts: opts, log: opts.Logger, m: opts.Metrics, clock: clock.OrReal(opts.Clock),
 		users: map[string]*user{}, asked: map[askKey]bool{}, approved: map[pua.SubKey]bool{}, wanted: map[pua.SubKey]bool{}, winfo: map[string]bool{},
-		lastLog: map[string]time.Time{}}
+		dialogs: map[pua.SubKey]map[string]string{}, lastLog: map[string]time.Time{}}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -210,10 +213,18 @@ func (g *Gateway) Start(ctx context.Context, cl Claimer) error {
 	if cl == nil {
 		return nil
 	}
+	var held []pua.SubKey
 	for _, s := range g.opts.Subscriber.Subscriptions() {
 		switch s.Flag {
 		case pua.FlagXMPPSubscribe:
+			if s.Key.Event == eventDialog {
+				if cl.ClaimSubscription(s.Key) {
+					g.restoreDialog(s)
+				}
+				continue
+			}
 			if cl.ClaimSubscription(s.Key) {
+				held = append(held, s.Key)
 				g.mu.Lock()
 				g.wanted[s.Key] = true
 				if s.State == pua.StateActive {
@@ -238,6 +249,11 @@ func (g *Gateway) Start(ctx context.Context, cl Claimer) error {
 	}
 	for _, f := range []int{pua.FlagXMPPPublish, pua.FlagXMPPSubscribe, pua.FlagXMPPWinfo} {
 		cl.ClaimsDone(f)
+	}
+	// Presence subscriptions of an earlier run without a call state one
+	// get it now.
+	for _, k := range held {
+		g.ensureDialog(k)
 	}
 	g.log.Info("xmpp: gateway started", "domain", g.cfg.XMPPDomain, "server", g.addr())
 	return nil
@@ -338,6 +354,7 @@ func (g *Gateway) handlePresence(ctx context.Context, p inPresence) {
 			return
 		}
 		g.count("subscribe")
+		g.ensureDialog(key)
 		g.ensureWinfo(xmppSIP)
 	case "unsubscribe":
 		if sipUser == "" {
@@ -351,6 +368,7 @@ func (g *Gateway) handlePresence(ctx context.Context, p inPresence) {
 		if err := g.opts.Subscriber.Unsubscribe(key); err != nil {
 			g.refuse("unsubscribe_failed", err)
 		}
+		g.dropDialog(key)
 		_ = g.send(ctx, outPresence{From: p.To.Bare().String(), To: p.From.Bare().String(), Type: "unavailable"})
 	case "subscribed", "unsubscribed":
 		if sipUser == "" {
@@ -400,7 +418,9 @@ func (g *Gateway) answerProbe(ctx context.Context, p inPresence, sipUser, xmppSI
 		g.mu.Unlock()
 		if err := g.opts.Subscriber.Subscribe(pua.SubscribeRequest{SubKey: key, Expires: g.cfg.DefaultExpires, Flag: pua.FlagXMPPSubscribe}); err != nil {
 			g.refuse("subscribe_failed", err, "sip", sipUser, "xmpp", xmppSIP)
+			return
 		}
+		g.ensureDialog(key)
 		return
 	}
 	if info.LastNotify.IsZero() {
@@ -411,7 +431,7 @@ func (g *Gateway) answerProbe(ctx context.Context, p inPresence, sipUser, xmppSI
 		g.refuse("bad_pidf", err, "sip", sipUser)
 		return
 	}
-	_ = g.send(ctx, stanzaOf(from, to, pr))
+	_ = g.send(ctx, stanzaOf(from, to, g.withCalls(key, pr)))
 	_ = g.opts.Subscriber.Refresh(key)
 }
 
@@ -564,6 +584,10 @@ func (g *Gateway) HandleNotify(ctx context.Context, n pua.Notify) (int, string) 
 		return 200, "OK"
 	}
 	fs, ts := from.String(), to.String()
+	if n.Key.Event == eventDialog {
+		g.handleDialogNotify(ctx, n, fs, ts)
+		return 200, "OK"
+	}
 	switch n.State {
 	case "active", "pending", "terminated":
 		g.count("notify_" + n.State)
@@ -588,7 +612,7 @@ func (g *Gateway) HandleNotify(ctx context.Context, n pua.Notify) (int, string) 
 			g.refuse("bad_pidf", err, "aor", n.Key.PresURI)
 			return 200, "OK"
 		}
-		_ = g.send(ctx, stanzaOf(fs, ts, p))
+		_ = g.send(ctx, stanzaOf(fs, ts, g.withCalls(n.Key, p)))
 	case "terminated":
 		_ = g.send(ctx, outPresence{From: fs, To: ts, Type: "unavailable"})
 		g.mu.Lock()
@@ -600,6 +624,7 @@ func (g *Gateway) HandleNotify(ctx context.Context, n pua.Notify) (int, string) 
 			delete(g.approved, n.Key)
 			delete(g.wanted, n.Key)
 			g.mu.Unlock()
+			g.dropDialog(n.Key)
 			_ = g.send(ctx, outPresence{From: fs, To: ts, Type: "unsubscribed"})
 		default:
 			if !wanted {
@@ -764,7 +789,7 @@ func (g *Gateway) resync(ctx context.Context) {
 			_ = g.opts.Subscriber.Refresh(s.Key)
 			continue
 		}
-		if s.Flag != pua.FlagXMPPSubscribe {
+		if s.Flag != pua.FlagXMPPSubscribe || s.Key.Event != eventPresence {
 			continue
 		}
 		from, err1 := g.mp.JIDOfSIPUser(s.Key.PresURI)
@@ -775,7 +800,7 @@ func (g *Gateway) resync(ctx context.Context) {
 		probes = append(probes, probe{from.String(), to.String()})
 		if s.State == pua.StateActive && !s.LastNotify.IsZero() {
 			if p, err := PresenceOfPIDF(s.LastNotifyDoc); err == nil {
-				_ = g.send(ctx, stanzaOf(from.String(), to.String(), p))
+				_ = g.send(ctx, stanzaOf(from.String(), to.String(), g.withCalls(s.Key, p)))
 			}
 		}
 	}

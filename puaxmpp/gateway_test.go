@@ -239,8 +239,12 @@ func TestGatewaySubscriptionsBothWays(t *testing.T) {
 	if len(tg.sentOf("unsubscribed")) != 1 || len(tg.sentOf("unavailable")) != 2 {
 		t.Fatalf("terminated: %+v", tg.sent)
 	}
+	// Refused for good: the dialog subscription goes with it.
+	if len(tg.eng.unsubs) != 1 || tg.eng.unsubs[0] != dialogKey(key) {
+		t.Fatalf("dialog subscription kept after a refusal: %+v", tg.eng.unsubs)
+	}
 	tg.stanza(t, `<presence type='unsubscribe' from='bob@xmpp.localhost' to='alice@sip.xmpp.localhost'/>`)
-	if len(tg.eng.unsubs) != 1 || tg.eng.unsubs[0] != key {
+	if len(tg.eng.unsubs) != 2 || tg.eng.unsubs[1] != key {
 		t.Fatalf("unsubscribe: %+v", tg.eng.unsubs)
 	}
 	// A probe without a SIP subscription makes one (the XMPP server
@@ -248,8 +252,8 @@ func TestGatewaySubscriptionsBothWays(t *testing.T) {
 	// answered with the last NOTIFY's state.
 	ck := pua.SubKey{PresURI: "sip:alice@example.com", WatcherURI: "sip:carol@xmpp.localhost", Event: "presence", ID: PresID}
 	tg.stanza(t, `<presence type='probe' from='carol@xmpp.localhost' to='alice@sip.xmpp.localhost'/>`)
-	if last := tg.eng.subs[len(tg.eng.subs)-1]; last.SubKey != ck || last.Flag != pua.FlagXMPPSubscribe {
-		t.Fatalf("probe without subscription: %+v", last)
+	if s := tg.eng.subs[len(tg.eng.subs)-2:]; s[0].SubKey != ck || s[0].Flag != pua.FlagXMPPSubscribe || s[1].SubKey != dialogKey(ck) {
+		t.Fatalf("probe without subscription: %+v", s)
 	}
 	tg.eng.known[ck] = pua.SubscriptionInfo{Key: ck, State: pua.StateActive, LastNotify: time.Now(), LastNotifyDoc: body}
 	before := len(tg.sentOf(""))
@@ -369,6 +373,10 @@ func TestGatewayStartClaims(t *testing.T) {
 	}
 	if len(cl.done) != 3 {
 		t.Fatalf("claims done for %v", cl.done)
+	}
+	// A presence subscription of an earlier run gets its call state one.
+	if len(tg.eng.subs) != 1 || tg.eng.subs[0].SubKey != dialogKey(sk) {
+		t.Fatalf("after start subscribed %+v, want the dialog one", tg.eng.subs)
 	}
 	body := []byte(`<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:alice@example.com"><tuple id="a"><status><basic>open</basic></status></tuple></presence>`)
 	tg.HandleNotify(context.Background(), pua.Notify{Key: sk, State: "active", Body: body})
