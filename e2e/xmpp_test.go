@@ -567,3 +567,85 @@ func TestXMPPThroughPA(t *testing.T) {
 	}
 	eventually(t, "alice unavailable after unregister", func() bool { return carol.count(unavailable) > before })
 }
+
+// TestXMPPUserSeesSIPCall: an XMPP user subscribed to a SIP user sees the
+// SIP user's calls. The SIP phones register and call through a Kamailio
+// registrar whose siptrace copies go to puaside (usrloc publishes the
+// presence, dialoginfo the dialogs); the gateway holds a dialog
+// subscription beside the presence one, and the XMPP user sees bob
+// available after he registers, away "On the phone" while his call is
+// confirmed, and available again after the BYE. With Kamailio's presence
+// server, and with pa.
+func TestXMPPUserSeesSIPCall(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		withPA bool
+	}{{"kamailio", false}, {"pa", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newXMPPSetupWith(t, true, tc.withPA, func(c *config.Config) {
+				c.Features.Dialoginfo = true
+				c.Dialoginfo.TerminatedLinger = time.Second
+				c.Dialoginfo.FlushInterval = 200 * time.Millisecond
+				c.PA.Policy.Rules = []pa.Rule{{Watcher: xmppDomain, Action: "allow"}}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			reg := registrar(t, "WITH_SIPTRACE", s.cfg)
+			s.prosody.Register(t, "carol", "pw")
+			carol := newXMPPClient(t, s.prosody, "carol@"+xmppDomain+"/desk", "pw")
+			carol.send(`<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>`)
+			carol.send(`<presence/>`)
+			bobJID := "bob@" + xmppComp
+			carol.send(`<presence type='subscribe' to='` + bobJID + `'/>`)
+			eventually(t, "carol's roster subscribed to bob", func() bool { return carol.subscription(bobJID) == "to" })
+			dk := subKeyOf("sip:bob@example.com", "sip:carol@xmpp.localhost")
+			dk.Event = "dialog"
+			eventually(t, "the gateway's dialog subscription active", func() bool {
+				sub, ok := s.ps.d.Engine().Subscription(dk)
+				return ok && sub.State == pua.StateActive
+			})
+
+			fromBob := func(ok func(xmppPresence) bool) func(xmppPresence) bool {
+				return func(p xmppPresence) bool { return strings.HasPrefix(p.From, bobJID) && ok(p) }
+			}
+			available := fromBob(func(p xmppPresence) bool { return p.Type == "" && p.Show == "" })
+			onPhone := fromBob(func(p xmppPresence) bool {
+				return p.Type == "" && p.Show == "away" && p.Status == puaxmpp.StatusOnThePhone
+			})
+			bob := sipphone.NewPhone(t, "bob", "example.com")
+			alice := sipphone.NewPhone(t, "alice", "example.com")
+			for _, ph := range []*sipphone.Phone{bob, alice} {
+				if res, err := ph.Register(ctx, reg.Addr(), 300); err != nil || res.StatusCode != 200 {
+					t.Fatalf("register %s: %v %v", ph.User, res, err)
+				}
+			}
+			carol.waitPresence("bob available", available)
+			if n := carol.count(onPhone); n != 0 {
+				t.Fatalf("bob on the phone before any call (%d)", n)
+			}
+
+			call, err := alice.Invite(ctx, reg.Addr(), bob.AoR())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := call.WaitAnswer(ctx); err != nil {
+				t.Fatalf("answer: %v", err)
+			}
+			carol.waitPresence("bob away on the phone", onPhone)
+			before := carol.count(available)
+			if err := call.Bye(ctx); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "bob available again after the BYE", func() bool { return carol.count(available) > before })
+			if n := carol.count(onPhone); n != 1 {
+				t.Errorf("bob shown on the phone %d times for one call, want 1", n)
+			}
+
+			carol.send(`<presence type='unsubscribe' to='` + bobJID + `'/>`)
+			eventually(t, "the dialog subscription ended with the presence one", func() bool {
+				_, ok := s.ps.d.Engine().Subscription(dk)
+				return !ok
+			})
+		})
+	}
+}
