@@ -22,29 +22,64 @@ import (
 // connection; the phone's NOTIFY comes back along the Record-Route (edge,
 // registrar) and is published to the presence server.
 func TestBLAPhoneThroughEdgePath(t *testing.T) {
+	runEdgeBLA(t, nil, nil)
+}
+
+// TestBLAPhoneThroughEdgeOutbound: the same with RFC 5626 outbound. The
+// phone registers with "Supported: outbound" and a reg-id/+sip.instance
+// Contact; the edge (edge.cfg -A WITH_OUTBOUND) adds a Path whose only
+// routing information is its flow token (add_path(), no "received"), the
+// registrar (-A WITH_OUTBOUND) accepts the outbound registration, and the
+// SUBSCRIBE reaches the phone on its connection because the edge's
+// loose_route() decodes the token.
+func TestBLAPhoneThroughEdgeOutbound(t *testing.T) {
+	p := runEdgeBLA(t, map[string]string{"WITH_OUTBOUND": ""}, func(p *tlsPhone) {
+		p.regParams = `;reg-id=1;+sip.instance="<urn:uuid:00000000-0000-4000-8000-00000000a100>"`
+		p.regHeaders = "Supported: outbound, path\r\n"
+	})
+	if h := p.regRes.GetHeader("Require"); h == nil || !strings.Contains(h.Value(), "outbound") {
+		t.Errorf("200 to REGISTER without Require: outbound (%v): the registrar did not take it as an outbound registration", h)
+	}
+	if h := p.regRes.GetHeader("Path"); h == nil || !strings.Contains(h.Value(), ";ob") || strings.Contains(h.Value(), "received=") {
+		t.Errorf("Path in the 200 %v, want the edge's flow-token URI (;ob, no received)", h)
+	}
+}
+
+// runEdgeBLA starts the presence server, the registrar (WITH_PATH, and
+// defs) and the edge (defs) on free ports, and puaside with the line and
+// bla.outbound_proxy the registrar; a TCP phone (prep adjusts its
+// REGISTER) registers through the edge, takes puaside's SUBSCRIBE on its
+// connection and NOTIFYs back; the state must reach the presence server.
+func runEdgeBLA(t *testing.T, defs map[string]string, prep func(*tlsPhone)) *tlsPhone {
+	t.Helper()
 	presence := presenceServer(t)
 	cfg := baseConfig(t, presence)
 	cfg.Features.Dialoginfo = false
 	cfg.BLA.Lines = []bla.LineConfig{{AoR: blaLine}}
 	cfg.BLA.ServerAddress = ""
-	reg := kamailiotest.Start(t, kamailiotest.Options{
-		Config: kamailiotest.ConfigPath(t, "registrar.cfg"),
-		Defines: map[string]string{
-			"WITH_REPLICATE":        "",
-			"PUASIDE_REPLICATE_URI": kamailiotest.Str("sip:" + hostPort(cfg.Ingest.ReplicateListen[0])),
-			"WITH_PATH":             "",
-		},
-	})
-	edge := kamailiotest.Start(t, kamailiotest.Options{
-		Config:  kamailiotest.ConfigPath(t, "edge.cfg"),
-		Defines: map[string]string{"REGISTRAR_URI": kamailiotest.Str(reg.URI())},
-	})
+	regDefs := map[string]string{
+		"WITH_REPLICATE":        "",
+		"PUASIDE_REPLICATE_URI": kamailiotest.Str("sip:" + hostPort(cfg.Ingest.ReplicateListen[0])),
+		"WITH_PATH":             "",
+	}
+	for k, v := range defs {
+		regDefs[k] = v
+	}
+	reg := kamailiotest.Start(t, kamailiotest.Options{Config: kamailiotest.ConfigPath(t, "registrar.cfg"), Defines: regDefs})
+	edgeDefs := map[string]string{"REGISTRAR_URI": kamailiotest.Str(reg.URI())}
+	for k, v := range defs {
+		edgeDefs[k] = v
+	}
+	edge := kamailiotest.Start(t, kamailiotest.Options{Config: kamailiotest.ConfigPath(t, "edge.cfg"), Defines: edgeDefs})
 	cfg.BLA.OutboundProxy = reg.URI()
 	ps := startPuaside(t, cfg)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	phone := dialTCPPhone(t, edge.Addr(), freePort(t))
+	if prep != nil {
+		prep(phone)
+	}
 	if code := phone.register(ctx); code != 200 {
 		t.Fatalf("REGISTER through the edge: %d", code)
 	}
@@ -95,4 +130,5 @@ func TestBLAPhoneThroughEdgePath(t *testing.T) {
 		n, err := presence.Count(ctx, "presentity", "username = ? AND domain = ? AND event = ?", "line100", "example.com", polSLA)
 		return err == nil && n == 1
 	})
+	return phone
 }

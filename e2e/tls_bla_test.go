@@ -28,6 +28,10 @@ type tlsPhone struct {
 	conn    net.Conn
 	via     string // the Via transport: TLS or TCP
 	contact string
+	// regParams are appended to the REGISTER's Contact (";reg-id=1;..."),
+	// regHeaders are extra REGISTER header lines, each ending in CRLF.
+	regParams, regHeaders string
+	regRes                *sip.Response // the last final reply to REGISTER
 	mu      sync.Mutex
 	resps   chan *sip.Response
 	subs    []*sip.Request
@@ -116,16 +120,18 @@ func (p *tlsPhone) register(ctx context.Context) int {
 		"To: <sip:line100@example.com>\r\n"+
 		"Call-ID: %s@127.0.0.1\r\n"+
 		"CSeq: 1 REGISTER\r\n"+
-		"Contact: <%s>\r\n"+
+		"Contact: <%s>%s\r\n"+
+		"%s"+
 		"Expires: 300\r\n"+
 		"Max-Forwards: 70\r\n"+
 		"User-Agent: PolycomVVX-emu\r\n"+
-		"Content-Length: 0\r\n\r\n", p.via, la.Port, sip.GenerateTagN(10), sip.GenerateTagN(8), sip.GenerateTagN(12), p.contact)
+		"Content-Length: 0\r\n\r\n", p.via, la.Port, sip.GenerateTagN(10), sip.GenerateTagN(8), sip.GenerateTagN(12), p.contact, p.regParams, p.regHeaders)
 	if _, err := p.conn.Write([]byte(msg)); err != nil {
 		p.t.Fatalf("phone: write REGISTER: %v", err)
 	}
 	select {
 	case r := <-p.resps:
+		p.regRes = r
 		return r.StatusCode
 	case <-ctx.Done():
 		p.t.Fatal("phone: no reply to REGISTER")
