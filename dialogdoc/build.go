@@ -10,7 +10,7 @@ import (
 // encoding/xml, so any input yields well-formed XML.
 func Build(d Document) []byte {
 	var b bytes.Buffer
-	b.Grow(512)
+	b.Grow(sizeHint(&d))
 	b.WriteString(`<?xml version="1.0"?>` + "\n")
 	b.WriteString(`<dialog-info xmlns="` + Namespace + `" version="`)
 	b.WriteString(strconv.FormatUint(d.Version, 10))
@@ -49,7 +49,9 @@ func writeParticipant(b *bytes.Buffer, name string, p *Participant) {
 	if p == nil {
 		return
 	}
-	b.WriteString("    <" + name + ">\n      <identity")
+	b.WriteString("    <")
+	b.WriteString(name)
+	b.WriteString(">\n      <identity")
 	attr(b, "display", p.Display)
 	b.WriteByte('>')
 	esc(b, p.Identity)
@@ -62,18 +64,47 @@ func writeParticipant(b *bytes.Buffer, name string, p *Participant) {
 		esc(b, p.Rendering)
 		b.WriteString("\"/>\n      </target>\n")
 	}
-	b.WriteString("    </" + name + ">\n")
+	b.WriteString("    </")
+	b.WriteString(name)
+	b.WriteString(">\n")
 }
 
 func attr(b *bytes.Buffer, name, v string) {
 	if v == "" {
 		return
 	}
-	b.WriteString(" " + name + `="`)
+	b.WriteByte(' ')
+	b.WriteString(name)
+	b.WriteString(`="`)
 	esc(b, v)
 	b.WriteByte('"')
 }
 
+// esc writes s escaped as encoding/xml's EscapeText does. Text of printable
+// ASCII without a character to escape, the common case, is written as it
+// is.
 func esc(b *bytes.Buffer, s string) {
-	_ = xml.EscapeText(b, []byte(s)) // writes to a bytes.Buffer never fail
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '&' || c == '\'' || c == '<' || c == '>' {
+			_ = xml.EscapeText(b, []byte(s)) // writes to a bytes.Buffer never fail
+			return
+		}
+	}
+	b.WriteString(s)
+}
+
+// sizeHint is about the size of d's document, so that Build allocates once.
+func sizeHint(d *Document) int {
+	n := 160 + len(d.Entity)
+	for i := range d.Dialogs {
+		dl := &d.Dialogs[i]
+		n += 160 + len(dl.ID) + len(dl.CallID) + len(dl.LocalTag) + len(dl.RemoteTag) + len(dl.Event)
+		for _, p := range [2]*Participant{dl.Local, dl.Remote} {
+			if p != nil {
+				n += 180 + len(p.Identity) + len(p.Display) + len(p.Target)
+			}
+		}
+	}
+	// Escaping may add a few bytes more; the buffer then grows once.
+	return n + n/8
 }

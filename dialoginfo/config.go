@@ -59,8 +59,9 @@ type Config struct {
 	// RingTimeout ends the dialogs of a call that got no final answer this long
 	// after its INVITE (terminated, event="timeout"). Default 120s.
 	RingTimeout time.Duration `yaml:"ring_timeout"`
-	// TerminatedLinger is how long a terminated document stays published before
-	// the publication is removed. Default 10s (pua_dialoginfo's terminated Expires).
+	// TerminatedLinger is how long a terminated document stays published: it
+	// is published with this Expires and left to lapse at the presence
+	// server, without a removal. Default 10s (pua_dialoginfo's terminated Expires).
 	TerminatedLinger time.Duration `yaml:"terminated_linger"`
 	// PublishExpires is the Expires asked on PUBLISH. Default 3600s.
 	PublishExpires time.Duration `yaml:"publish_expires"`

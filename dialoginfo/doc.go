@@ -37,6 +37,7 @@
 //   - a lamp can never stay lit: an early dialog with no final answer ends
 //     after ring_timeout, a dialog with no sign of life (INVITE, 2xx,
 //     re-INVITE, UPDATE) ends after lifetime_cap, both with
-//     event="timeout"; a terminated document is removed after
-//     terminated_linger.
+//     event="timeout"; a terminated document is published with an Expires
+//     of terminated_linger and lapses at the presence server (no removal,
+//     so a plain call costs seven PUBLISHes for caller and callee).
 package dialoginfo

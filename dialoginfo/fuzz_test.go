@@ -60,8 +60,8 @@ func FuzzHandleSIP(f *testing.F) {
 				t.Fatalf("invalid document: %v\n%s", err, op.Req.Body)
 			}
 		}
-		if len(tr.calls) != 0 || len(pub.Live()) != 0 || tr.sched.Len() != 0 {
-			t.Fatalf("stuck: %d calls, %d publications, %d timers", len(tr.calls), len(pub.Live()), tr.sched.Len())
+		if len(tr.calls) != 0 || stuck(pub) != 0 || tr.sched.Len() != 0 {
+			t.Fatalf("stuck: %d calls, %d publications, %d timers", len(tr.calls), stuck(pub), tr.sched.Len())
 		}
 	})
 }

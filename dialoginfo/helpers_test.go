@@ -13,6 +13,7 @@ import (
 	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/internal/puatest/recorder"
 )
 
 // fakeClock is an injectable clock.
@@ -202,3 +203,27 @@ func (v *validator) check(presURI string, doc []byte) error {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// stuck counts the live publications that would keep a lamp lit: every
+// one but the terminated documents left to lapse (published with a
+// lifetime), which the engine ends without a removal.
+func stuck(r *recorder.Recorder) int {
+	n := 0
+	for _, req := range r.Live() {
+		if req.Lifetime <= 0 || !dialogdoc.AllTerminated(req.Body) {
+			n++
+		}
+	}
+	return n
+}
+
+// lapsing counts the live publications left to lapse.
+func lapsing(r *recorder.Recorder) int {
+	n := 0
+	for _, req := range r.Live() {
+		if req.Lifetime > 0 {
+			n++
+		}
+	}
+	return n
+}

@@ -1,8 +1,8 @@
 package dialoginfo
 
 import (
-	"hash/fnv"
 	"strconv"
+	"time"
 
 	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/pua"
@@ -45,8 +45,10 @@ func (t *Tracker) view(c *call, b *branch, s int) (string, dialogdoc.Dialog, boo
 	if t.cfg.IncludeCallID {
 		d.CallID = c.CallID
 	}
-	callerP := &dialogdoc.Participant{Identity: c.Caller, Display: c.CallerDisplay, Target: c.CallerContact}
-	calleeP := &dialogdoc.Participant{Identity: c.Callee, Display: c.CalleeDisplay, Target: b.Contact}
+	ps := new([2]dialogdoc.Participant) // one allocation for both
+	callerP, calleeP := &ps[0], &ps[1]
+	*callerP = dialogdoc.Participant{Identity: c.Caller, Display: c.CallerDisplay, Target: c.CallerContact}
+	*calleeP = dialogdoc.Participant{Identity: c.Callee, Display: c.CalleeDisplay, Target: b.Contact}
 	if callerP.Target == "" {
 		callerP.Target = c.Caller
 	}
@@ -99,13 +101,21 @@ func (t *Tracker) syncSide(c *call, b *branch, s int) {
 	}
 	v := t.versions[entity] + 1
 	body := dialogdoc.Build(dialogdoc.Document{Version: v, Entity: entity, Dialogs: []dialogdoc.Dialog{d}})
-	err := t.pub.Publish(pua.PublishRequest{
+	req := pua.PublishRequest{
 		Key:         pua.Key{PresURI: entity, Event: "dialog", ID: t.presID(c, b, s)},
 		Body:        body,
 		ContentType: dialogdoc.ContentType,
 		Expires:     t.cfg.expires(),
 		Flag:        pua.FlagDialogPublish,
-	})
+	}
+	if b.State == stTerminated {
+		// The terminated document lives for what is left of the linger
+		// and then lapses at the server: the engine neither refreshes nor
+		// removes it (pua_dialoginfo's short terminated Expires).
+		req.Expires = t.lingerLeft(b)
+		req.Lifetime = req.Expires
+	}
+	err := t.pub.Publish(req)
 	if err != nil {
 		t.count("publish_error")
 		t.log.Warn("dialoginfo: publish refused", "aor", entity, "call_id", c.CallID, "event", "dialog", "err", err)
@@ -120,7 +130,18 @@ func (t *Tracker) syncSide(c *call, b *branch, s int) {
 	t.count("published_" + d.State)
 }
 
-// removeBranch withdraws a branch's publications.
+// lingerLeft is what is left of a terminated branch's linger, at least a
+// second.
+func (t *Tracker) lingerLeft(b *branch) time.Duration {
+	left := time.Duration(b.Ended+int64(t.cfg.TerminatedLinger)) - time.Duration(t.now().UnixNano())
+	return max(left, time.Second)
+}
+
+// removeBranch withdraws a branch's publications at the end of its
+// linger. A side whose terminated document was handed to the publisher
+// needs nothing: that publication lapses by itself (see syncSide). Only a
+// side whose last document is not the terminated one (its publish was
+// refused) is removed.
 func (t *Tracker) removeBranch(c *call, b *branch) {
 	if b.Removed {
 		return
@@ -133,6 +154,12 @@ func (t *Tracker) removeBranch(c *call, b *branch) {
 		entity := c.Caller
 		if s == sideCallee {
 			entity = c.Callee
+		}
+		if b.State == stTerminated {
+			if _, d, ok := t.view(c, b, s); ok && hashDialog(&d) == b.Sent[s] {
+				t.count("lapsed")
+				continue
+			}
 		}
 		if err := t.pub.Remove(pua.Key{PresURI: entity, Event: "dialog", ID: t.presID(c, b, s)}); err != nil {
 			t.count("remove_error")
@@ -159,30 +186,60 @@ func (t *Tracker) markDirty(c *call) {
 	}
 }
 
-// hashDialog hashes the content of a dialog (everything but the version).
+// hashDialog hashes the content of a dialog (everything but the version):
+// FNV-1a 64 over the fields, each followed by a zero byte. The value is
+// stored (branch.Sent), so it must not change between releases.
 func hashDialog(d *dialogdoc.Dialog) uint64 {
-	h := fnv.New64a()
-	w := func(s string) {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
-	w(d.ID)
-	w(d.CallID)
-	w(d.LocalTag)
-	w(d.RemoteTag)
-	w(d.Direction)
-	w(d.State)
-	w(d.Event)
-	w(strconv.Itoa(d.Code))
-	for _, p := range []*dialogdoc.Participant{d.Local, d.Remote} {
+	h := fnvHash(fnvOffset64)
+	h.str(d.ID)
+	h.str(d.CallID)
+	h.str(d.LocalTag)
+	h.str(d.RemoteTag)
+	h.str(d.Direction)
+	h.str(d.State)
+	h.str(d.Event)
+	var num [20]byte
+	h.bytes(strconv.AppendInt(num[:0], int64(d.Code), 10))
+	for _, p := range [2]*dialogdoc.Participant{d.Local, d.Remote} {
 		if p == nil {
-			w("-")
+			h.str("-")
 			continue
 		}
-		w(p.Identity)
-		w(p.Display)
-		w(p.Target)
-		w(p.Rendering)
+		h.str(p.Identity)
+		h.str(p.Display)
+		h.str(p.Target)
+		h.str(p.Rendering)
 	}
-	return h.Sum64()
+	return uint64(h)
+}
+
+// FNV-1a 64 parameters (hash/fnv), inlined to hash without allocating.
+const (
+	fnvOffset64 = 14695981039346656037
+	fnvPrime64  = 1099511628211
+)
+
+// fnvHash is a running FNV-1a 64 hash.
+type fnvHash uint64
+
+// str hashes s and a zero byte.
+func (h *fnvHash) str(s string) {
+	v := *h
+	for i := 0; i < len(s); i++ {
+		v ^= fnvHash(s[i])
+		v *= fnvPrime64
+	}
+	v *= fnvPrime64 // the zero byte: v ^= 0 changes nothing
+	*h = v
+}
+
+// bytes hashes b and a zero byte.
+func (h *fnvHash) bytes(b []byte) {
+	v := *h
+	for _, c := range b {
+		v ^= fnvHash(c)
+		v *= fnvPrime64
+	}
+	v *= fnvPrime64
+	*h = v
 }

@@ -5,8 +5,8 @@ import "time"
 // EndCall terminates every dialog of the call (callID, fromTag) that has
 // not ended, because the proxy no longer has it (for example Kamailio's
 // dlg.list after a BYE that passed while puaside was down). The documents
-// show terminated without an event (who hung up is not known), then are
-// removed after terminated_linger, as after a BYE.
+// show terminated without an event (who hung up is not known), then lapse
+// after terminated_linger, as after a BYE.
 //
 // It changes nothing, and returns false, when the call is unknown, already
 // over, or when this process received anything about it after asOf (the

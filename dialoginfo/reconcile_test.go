@@ -52,8 +52,8 @@ func TestEndCallTerminatesBothSides(t *testing.T) {
 	}
 	clk.Advance(DefaultConfig().TerminatedLinger + time.Second)
 	tr.Expire(clk.Now())
-	if len(pub.Live()) != 0 || len(tr.Dialogs()) != 0 {
-		t.Fatalf("after the linger: %d live publications, %d dialogs", len(pub.Live()), len(tr.Dialogs()))
+	if stuck(pub) != 0 || len(tr.Dialogs()) != 0 {
+		t.Fatalf("after the linger: %d publications stuck, %d dialogs", stuck(pub), len(tr.Dialogs()))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -121,8 +122,12 @@ func TestRestartMidCall(t *testing.T) {
 		}
 	}
 	tr2.Expire(clk.Advance(time.Minute))
-	if ops := pub2.Take(); len(ops) != 2 || !(ops[0].Kind == recorder.Remove) || !(ops[1].Kind == recorder.Remove) {
-		t.Fatalf("linger removal: %+v", ops)
+	// The terminated documents lapse: no removal after the linger.
+	if ops := pub2.Take(); len(ops) != 0 {
+		t.Fatalf("operations after the linger: %+v", ops)
+	}
+	if n := stuck(pub2); n != 0 || lapsing(pub2) != 2 {
+		t.Fatalf("after the linger: %d publications stuck, %d lapsing", n, lapsing(pub2))
 	}
 	if err := tr2.Flush(context.Background()); err != nil {
 		t.Fatal(err)
@@ -150,8 +155,12 @@ func TestRestartRearmsTimers(t *testing.T) {
 	tr2.Expire(clk.Advance(2 * time.Minute))
 	tr2.Expire(clk.Advance(time.Minute))
 	ops := pub.Take()
-	if len(ops) != 4 || (ops[0].Kind == recorder.Remove) || !(ops[3].Kind == recorder.Remove) {
-		t.Fatalf("want 2 timeout publishes and 2 removals, got %d ops", len(ops))
+	if len(ops) != 2 || ops[0].Kind != recorder.Publish || ops[1].Kind != recorder.Publish ||
+		ops[0].Req.Lifetime == 0 || ops[1].Req.Lifetime == 0 {
+		t.Fatalf("want 2 timeout publishes left to lapse and no removal, got %+v", ops)
+	}
+	if n := stuck(pub); n != 0 {
+		t.Fatalf("%d publications stuck", n)
 	}
 	if len(tr2.calls) != 0 {
 		t.Fatalf("call still tracked")
@@ -352,5 +361,52 @@ func TestRestartRepublishesChangedDialogs(t *testing.T) {
 	}
 	if ops := same.Take(); len(ops) != 0 {
 		t.Fatalf("restart re-published %d unchanged documents", len(ops))
+	}
+}
+
+// TestPlainCallPublishCount: a plain call (INVITE, 180, 200, ACK, BYE,
+// 200 to BYE), every message seen twice as siptrace sends it, costs
+// seven publications for caller and callee together (caller trying, early,
+// confirmed, terminated; callee early, confirmed, terminated) and no
+// removal: the terminated documents are left to lapse after
+// terminated_linger, and nothing stays lit.
+func TestPlainCallPublishCount(t *testing.T) {
+	clk := newFakeClock()
+	pub := recorder.New()
+	tr, err := New(DefaultConfig(), Options{Publisher: pub, Clock: clk, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := callMsgs(t, 1)
+	// Without the 100 Trying, which the proxy answers itself and does not
+	// relay (a relayed one adds the caller's proceeding document).
+	msgs = append(msgs[:1], msgs[2:]...)
+	for _, m := range msgs {
+		for range 2 {
+			tr.HandleSIP(context.Background(), event.SIP{Msg: m, Source: event.SourceTrace})
+		}
+	}
+	tr.Expire(clk.Advance(DefaultConfig().TerminatedLinger + time.Second))
+	ops := pub.Take()
+	var states []string
+	stateRe := regexp.MustCompile(`<state[^>]*>([a-z]+)</state>`)
+	for _, op := range ops {
+		if op.Kind != recorder.Publish {
+			t.Fatalf("%v of %s: a terminated document must lapse", op, op.Key.PresURI)
+		}
+		st := "?"
+		if m := stateRe.FindSubmatch(op.Req.Body); m != nil {
+			st = string(m[1])
+		}
+		if st == "terminated" && (op.Req.Lifetime != DefaultConfig().TerminatedLinger || op.Req.Expires != op.Req.Lifetime) {
+			t.Errorf("terminated document with Expires %s and lifetime %s, want terminated_linger", op.Req.Expires, op.Req.Lifetime)
+		}
+		states = append(states, op.Key.PresURI+" "+st)
+	}
+	if len(ops) != 7 {
+		t.Fatalf("%d publications for a plain call, want 7: %v", len(ops), states)
+	}
+	if n := stuck(pub); n != 0 || len(tr.calls) != 0 {
+		t.Fatalf("after the linger: %d publications stuck, %d calls tracked", n, len(tr.calls))
 	}
 }

@@ -22,7 +22,7 @@ const waitLimit = 20 * time.Second
 
 // presenceServer starts Kamailio with deploy/kamailio/presence.cfg on a
 // fresh SQLite database (one worker) and returns it.
-func presenceServer(t *testing.T) *kamailiotest.Instance {
+func presenceServer(t testing.TB) *kamailiotest.Instance {
 	t.Helper()
 	return kamailiotest.Start(t, kamailiotest.Options{
 		Config: kamailiotest.ConfigPath(t, "presence.cfg"),
@@ -33,7 +33,7 @@ func presenceServer(t *testing.T) *kamailiotest.Instance {
 // registrar starts Kamailio with deploy/kamailio/registrar.cfg in the given
 // mirroring variant (WITH_REPLICATE, WITH_SIPTRACE or WITH_HEP), sending its
 // copies to puaside's inputs in cfg.
-func registrar(t *testing.T, variant string, cfg config.Config) *kamailiotest.Instance {
+func registrar(t testing.TB, variant string, cfg config.Config) *kamailiotest.Instance {
 	t.Helper()
 	defs := map[string]string{variant: ""}
 	if len(cfg.Ingest.ReplicateListen) > 0 {
@@ -70,7 +70,7 @@ func hostPort(listen string) string {
 }
 
 // freePort returns a loopback port free for UDP and TCP.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	p, err := kamailiotest.FreePort()
 	if err != nil {
@@ -83,7 +83,7 @@ func freePort(t *testing.T) int {
 // embedded presence server's too) on a free loopback port, an SQLite
 // database in the test's directory, and the presence server as
 // server_address.
-func baseConfig(t *testing.T, presence *kamailiotest.Instance) config.Config {
+func baseConfig(t testing.TB, presence *kamailiotest.Instance) config.Config {
 	t.Helper()
 	cfg := config.Default()
 	cfg.LogLevel = "debug"

@@ -61,8 +61,13 @@ func TestMain(m *testing.M) {
 }
 
 // puasideBinary returns the binary (built on first use) or fails the test.
-func puasideBinary(t *testing.T) string {
+// PUASIDE_E2E_BINARY names another build to run instead (to measure an
+// earlier build with the same benchmark).
+func puasideBinary(t testing.TB) string {
 	t.Helper()
+	if bin := os.Getenv("PUASIDE_E2E_BINARY"); bin != "" {
+		return bin
+	}
 	bin, err := builtBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +135,7 @@ func runCombined(t *testing.T, bin string, args ...string) (string, int) {
 
 // daemonProc is one `puaside run` subprocess, in its own process group.
 type daemonProc struct {
-	t      *testing.T
+	t      testing.TB
 	name   string
 	cmd    *exec.Cmd
 	logs   *kamailiotest.SyncBuffer
@@ -142,7 +147,7 @@ type daemonProc struct {
 // management server at httpAddr (host:port) answers /readyz with 200. The
 // process group is killed (SIGKILL) when the test ends; its output is
 // logged if the test failed.
-func startDaemonProc(t *testing.T, name, bin, cfgPath, httpAddr string) *daemonProc {
+func startDaemonProc(t testing.TB, name, bin, cfgPath, httpAddr string) *daemonProc {
 	t.Helper()
 	p := &daemonProc{t: t, name: name, logs: &kamailiotest.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, "run", "-config", cfgPath)
@@ -260,7 +265,7 @@ func daemonConfigYAML(cfg config.Config) string {
 
 // writeDaemonConfig writes cfg's YAML to a file in the test's directory
 // after checking that the daemon's own loader reads back the same values.
-func writeDaemonConfig(t *testing.T, cfg config.Config) string {
+func writeDaemonConfig(t testing.TB, cfg config.Config) string {
 	t.Helper()
 	yml := daemonConfigYAML(cfg)
 	got, err := config.Parse([]byte(yml))

@@ -16,6 +16,7 @@ import (
 	"github.com/puaside/puaside/config"
 	"github.com/puaside/puaside/internal/prosodytest"
 	"github.com/puaside/puaside/internal/sipphone"
+	"github.com/puaside/puaside/pa"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/puaxmpp"
 )
@@ -40,10 +41,29 @@ type xmppSetup struct {
 
 func newXMPPSetup(t *testing.T, usrloc bool, mut ...func(*config.Config)) *xmppSetup {
 	t.Helper()
+	return newXMPPSetupWith(t, usrloc, false, mut...)
+}
+
+// paAddr is the embedded presence server's address as the tests use a
+// presence server's.
+type paAddr string
+
+func (a paAddr) Addr() string { return string(a) }
+
+// newXMPPSetupWith is newXMPPSetup with Kamailio's presence server, or
+// with withPA puaside's own (server_address empty: pa runs, the gateway
+// publishes into it and subscribes to it).
+func newXMPPSetupWith(t *testing.T, usrloc, withPA bool, mut ...func(*config.Config)) *xmppSetup {
+	t.Helper()
 	s := &xmppSetup{prosody: prosodytest.Start(t, prosodytest.Options{Domain: xmppDomain, Component: xmppComp, Secret: "s3cret"})}
-	presence := presenceServer(t)
-	s.presence = presence
-	s.cfg = baseConfig(t, presence)
+	if withPA {
+		s.cfg = baseConfig(t, nil)
+		s.presence = paAddr(hostPort(s.cfg.PA.Listen[0]))
+	} else {
+		presence := presenceServer(t)
+		s.presence = presence
+		s.cfg = baseConfig(t, presence)
+	}
 	s.cfg.Features.Usrloc = usrloc
 	s.cfg.Features.Dialoginfo = false
 	s.cfg.Features.BLA = false
@@ -459,4 +479,91 @@ func TestXMPPSeparatorEncoding(t *testing.T) {
 	bob.waitPresence("alice unavailable", func(p xmppPresence) bool {
 		return p.From == "alice*example.com@"+xmppComp && p.Type == "unavailable"
 	})
+}
+
+// TestXMPPThroughPA: the presence server is pa (no Kamailio presence
+// server, server_address empty). A SIP watcher subscribing to pa for an
+// XMPP user is pending and becomes one XMPP subscription request (a
+// refresh and a second subscription do not ask again; no presence.winfo
+// subscription is made anywhere); the XMPP user's approval makes it
+// active and the user's presence (dnd with a status) reaches it. An XMPP
+// user subscribes to a SIP user: the gateway's SUBSCRIBE goes to pa (the
+// XMPP domain is allowed by a policy rule, else the SIP user's owner would
+// decide it), and the SIP user's registration through a Kamailio registrar
+// mirroring to puaside reaches the XMPP user as available, then
+// unavailable.
+func TestXMPPThroughPA(t *testing.T) {
+	s := newXMPPSetupWith(t, true, true, func(c *config.Config) {
+		c.PA.Policy.Rules = []pa.Rule{{Watcher: xmppDomain, Action: "allow"}}
+	})
+	if s.ps.d.PA() == nil {
+		t.Fatal("pa does not run")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	reg := registrar(t, "WITH_REPLICATE", s.cfg)
+	s.prosody.Register(t, "bob", "pw")
+	s.prosody.Register(t, "carol", "pw")
+	bob := newXMPPClient(t, s.prosody, "bob@"+xmppDomain+"/desk", "pw")
+	bob.send(`<presence/>`)
+
+	dave := sipphone.NewPhone(t, "dave", "example.com")
+	w := s.watchXMPPUser(ctx, t, dave, "bob")
+	wctx, wcancel := context.WithTimeout(ctx, waitLimit)
+	if _, err := w.WaitNotify(wctx, func(n sipphone.Notification) bool { return strings.HasPrefix(n.State, "pending") }); err != nil {
+		t.Fatalf("the watcher of an XMPP user is not pending: %v; %+v", err, w.Notifications())
+	}
+	wcancel()
+	daveJID := "dave@" + xmppComp
+	asked := func(p xmppPresence) bool { return p.From == daveJID && p.Type == "subscribe" }
+	bob.waitPresence("a subscription request from dave", asked)
+	if res, err := w.Refresh(ctx, 600); err != nil || res.StatusCode != 200 {
+		t.Fatalf("refresh: %v %v", res, err)
+	}
+	w2 := s.watchXMPPUser(ctx, t, dave, "bob")
+
+	bob.send(`<presence type='subscribed' to='` + daveJID + `'/>`)
+	bob.send(`<presence><show>dnd</show><status>in a meeting</status></presence>`)
+	for _, x := range []*sipphone.Watcher{w, w2} {
+		wctx, wcancel := context.WithTimeout(ctx, waitLimit)
+		_, err := x.WaitNotify(wctx, func(n sipphone.Notification) bool {
+			return strings.HasPrefix(n.State, "active") && strings.Contains(n.Body, "<basic>open</basic>") &&
+				strings.Contains(n.Body, "busy") && strings.Contains(n.Body, "in a meeting")
+		})
+		wcancel()
+		if err != nil {
+			t.Fatalf("the SIP watcher never saw bob busy in a meeting: %v; %+v", err, x.Notifications())
+		}
+	}
+	if n := bob.count(asked); n != 1 {
+		t.Errorf("bob was asked %d times, want 1", n)
+	}
+	if _, ok := s.ps.d.Engine().Subscription(winfoKeyOf("sip:bob@xmpp.localhost")); ok {
+		t.Error("the gateway watches presence.winfo although pa tells it of its watchers")
+	}
+
+	carol := newXMPPClient(t, s.prosody, "carol@"+xmppDomain+"/desk", "pw")
+	carol.send(`<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>`)
+	carol.send(`<presence/>`)
+	alice := "alice@" + xmppComp
+	carol.send(`<presence type='subscribe' to='` + alice + `'/>`)
+	eventually(t, "carol's roster subscribed to alice", func() bool { return carol.subscription(alice) == "to" })
+	found := false
+	for _, x := range s.ps.d.PA().Watchers() {
+		found = found || x.PresURI == "sip:alice@example.com" && x.WatcherURI == "sip:carol@xmpp.localhost" && x.Status == "active"
+	}
+	if !found {
+		t.Fatalf("pa holds no active subscription of carol to alice: %+v", s.ps.d.PA().Watchers())
+	}
+	phone := sipphone.NewPhone(t, "alice", "example.com")
+	if res, err := phone.Register(ctx, reg.Addr(), 300); err != nil || res.StatusCode != 200 {
+		t.Fatalf("register alice: %v %v", res, err)
+	}
+	carol.waitPresence("alice available", func(p xmppPresence) bool { return strings.HasPrefix(p.From, alice) && p.Type == "" })
+	unavailable := func(p xmppPresence) bool { return strings.HasPrefix(p.From, alice) && p.Type == "unavailable" }
+	before := carol.count(unavailable)
+	if res, err := phone.Register(ctx, reg.Addr(), 0); err != nil || res.StatusCode != 200 {
+		t.Fatalf("unregister alice: %v %v", res, err)
+	}
+	eventually(t, "alice unavailable after unregister", func() bool { return carol.count(unavailable) > before })
 }

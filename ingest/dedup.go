@@ -44,29 +44,65 @@ func newDedup(window time.Duration, capacity int) *dedup {
 	}
 }
 
+// keyFields are the fields of a copy's identity: Call-ID, CSeq number and
+// method, the request method (empty for a response) or the status, and
+// the dialog tags.
+type keyFields struct {
+	callID     string
+	cseq       uint32
+	cseqMethod string
+	reqMethod  string // "" for a response
+	status     int    // 0 for a request
+	fromTag    string
+	toTag      string
+}
+
+// keyFields returns the identity fields of a parsed copy.
+func (m *mirrored) keyFields() keyFields {
+	f := keyFields{callID: m.callID, cseq: m.cseq, cseqMethod: string(m.method), status: m.status,
+		fromTag: m.fromTag, toTag: m.toTag}
+	if m.req != nil {
+		f.reqMethod = string(m.req.Method)
+	}
+	return f
+}
+
 // key hashes the identity of a mirrored message within an input.
-func (d *dedup) key(input string, m *mirrored) uint64 {
+func (d *dedup) key(input string, f *keyFields) uint64 {
 	var h maphash.Hash
 	h.SetSeed(d.seed)
 	h.WriteString(input)
 	h.WriteByte(0)
-	h.WriteString(m.callID)
+	h.WriteString(f.callID)
 	h.WriteByte(0)
 	var buf [24]byte
-	h.Write(strconv.AppendUint(buf[:0], uint64(m.cseq), 10))
+	h.Write(strconv.AppendUint(buf[:0], uint64(f.cseq), 10))
 	h.WriteByte(' ')
-	h.WriteString(string(m.method))
+	h.WriteString(f.cseqMethod)
 	h.WriteByte(0)
-	if m.status != 0 {
-		h.Write(strconv.AppendInt(buf[:0], int64(m.status), 10))
+	if f.status != 0 {
+		h.Write(strconv.AppendInt(buf[:0], int64(f.status), 10))
 	} else {
-		h.WriteString(string(m.req.Method))
+		h.WriteString(f.reqMethod)
 	}
 	h.WriteByte(0)
-	h.WriteString(m.fromTag)
+	h.WriteString(f.fromTag)
 	h.WriteByte(0)
-	h.WriteString(m.toTag)
+	h.WriteString(f.toTag)
 	return h.Sum64()
+}
+
+// recorded reports whether key was recorded within the window, without
+// recording it. A zero window disables deduplication.
+func (d *dedup) recorded(key uint64, now time.Time) bool {
+	if d.window <= 0 {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.expire(now)
+	_, ok := d.seen[key]
+	return ok
 }
 
 // seenBefore records key at now and reports whether it was already

@@ -399,6 +399,9 @@ func (in *Ingest) handleSIP(input string, src netip.AddrPort, b []byte, reply fu
 		in.bad(input, reasonOversize, src, fmt.Errorf("%d bytes", len(b)))
 		return
 	}
+	if input != InputReplicate && in.duplicateCopy(input, b) {
+		return // a replicated copy is answered, so it takes the full path
+	}
 	m, err := parseMirror(in.parser, b)
 	if err != nil {
 		in.bad(input, reasonParse, src, err)
@@ -454,7 +457,8 @@ func (in *Ingest) process(input string, m *mirrored, ev event.SIP) bool {
 		in.m.Ingest(input, m.kind, resultIgnored)
 		return true
 	}
-	if in.dedup.seenBefore(in.dedup.key(input, m), in.now()) {
+	f := m.keyFields()
+	if in.dedup.seenBefore(in.dedup.key(input, &f), in.now()) {
 		in.m.Ingest(input, m.kind, resultDuplicate)
 		return true
 	}
@@ -479,6 +483,9 @@ func (in *Ingest) handleHEP(src netip.AddrPort, b []byte) {
 	}
 	if p.ProtoType != HEPProtoSIP {
 		in.m.Ingest(InputHEP, kindOther, resultIgnored)
+		return
+	}
+	if in.duplicateCopy(InputHEP, p.Payload) {
 		return
 	}
 	m, err := parseMirror(in.parser, p.Payload)

@@ -125,14 +125,16 @@ const (
 	// ListPresentities and ListWatchers are the presence server's.
 	ListPresentities = "presentities"
 	ListWatchers     = "watchers"
-	ListFlags        = "flags"
+	// ListPolicy is the presence server's authorization rules.
+	ListPolicy = "policy"
+	ListFlags  = "flags"
 )
 
 // List fetches a listing (publications, subscriptions, registrations,
 // dialogs, lines or flags) with filters and pagination as query values.
 func (c *Client) List(ctx context.Context, kind string, query url.Values) (RawList, error) {
 	switch kind {
-	case ListPublications, ListSubscriptions, ListRegistrations, ListDialogs, ListLines, ListFlags, ListPresentities, ListWatchers:
+	case ListPublications, ListSubscriptions, ListRegistrations, ListDialogs, ListLines, ListFlags, ListPresentities, ListWatchers, ListPolicy:
 	default:
 		return RawList{}, fmt.Errorf("mgmt: unknown listing %q", kind)
 	}
@@ -166,6 +168,23 @@ func (c *Client) AddLine(ctx context.Context, aor string, members []string) erro
 // RemoveLine deletes a shared line.
 func (c *Client) RemoveLine(ctx context.Context, aor string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/lines/"+url.PathEscape(aor), nil, nil, nil)
+}
+
+// PutPolicyRule stores an authorization rule of the presence server.
+func (c *Client) PutPolicyRule(ctx context.Context, r PolicyRuleParams) error {
+	return c.do(ctx, http.MethodPut, "/v1/policy", nil, r, nil)
+}
+
+// DeletePolicyRule removes a stored authorization rule.
+func (c *Client) DeletePolicyRule(ctx context.Context, presentity, watcher string) error {
+	q := url.Values{}
+	if presentity != "" {
+		q.Set("presentity", presentity)
+	}
+	if watcher != "" {
+		q.Set("watcher", watcher)
+	}
+	return c.do(ctx, http.MethodDelete, "/v1/policy", q, nil, nil)
 }
 
 // RemovePublication removes a publication (PUBLISH Expires 0).

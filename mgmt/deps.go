@@ -91,6 +91,20 @@ type Presence interface {
 	AuthorizeWatcher(ctx context.Context, callID string, allow bool) error
 }
 
+// Policy is the embedded presence server's authorization rules: those
+// kept in the database, managed here, and the configuration's (listed).
+type Policy interface {
+	// PolicyRules lists the rules in the order they are checked (a JSON
+	// array of objects with presentity, watcher, action and source).
+	PolicyRules() any
+	// PutPolicyRule stores a rule (replacing the one of the same
+	// presentity and watcher); an invalid one wraps ErrInvalid.
+	PutPolicyRule(ctx context.Context, r PolicyRuleParams) error
+	// DeletePolicyRule removes a stored rule; ErrNotFound when there is
+	// none, ErrInvalid for an invalid address.
+	DeletePolicyRule(ctx context.Context, presentity, watcher string) error
+}
+
 // ReadyCheck is one readiness condition for /readyz (database ping,
 // listeners bound).
 type ReadyCheck struct {
@@ -106,6 +120,7 @@ type Deps struct {
 	Dialogs       Dialogs
 	Lines         Lines
 	Presence      Presence
+	Policy        Policy
 	// Events handles POST /v1/events (the JSON event input of ingest).
 	Events http.Handler
 	// Board serves the lamp board: GET /board and everything under it

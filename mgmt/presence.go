@@ -82,3 +82,52 @@ func (s *Server) handlePutWatcher(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"call_id": id, "status": p.Status})
 }
+
+func (s *Server) handleListPolicy(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Policy == nil {
+		s.fail(w, r, notEnabled("pa"))
+		return
+	}
+	s.serveRaw(w, r, s.deps.Policy.PolicyRules())
+}
+
+func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Policy == nil {
+		s.fail(w, r, notEnabled("pa"))
+		return
+	}
+	var p PolicyRuleParams
+	if e := decodeJSON(r.Body, &p, s.cfg.MaxBody); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	switch p.Action {
+	case "allow", "pending", "deny":
+	default:
+		s.fail(w, r, &apiError{code: http.StatusBadRequest, field: "action", msg: "action: want allow, pending or deny"})
+		return
+	}
+	if err := s.deps.Policy.PutPolicyRule(r.Context(), p); err != nil {
+		s.fail(w, r, engineError(fmt.Errorf("put policy rule: %w", err)))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"presentity": p.Presentity, "watcher": p.Watcher, "action": p.Action})
+}
+
+func (s *Server) handleDeletePolicy(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Policy == nil {
+		s.fail(w, r, notEnabled("pa"))
+		return
+	}
+	if e := checkQuery(r, "presentity", "watcher"); e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	q := r.URL.Query()
+	pres, watcher := q.Get("presentity"), q.Get("watcher")
+	if err := s.deps.Policy.DeletePolicyRule(r.Context(), pres, watcher); err != nil {
+		s.fail(w, r, engineError(fmt.Errorf("delete policy rule: %w", err)))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"presentity": pres, "watcher": watcher, "removed": true})
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/puaside/puaside/mgmt"
+	"github.com/puaside/puaside/mgmt/mgmttest"
 )
 
 // fakePresence is the embedded presence server as the API sees it.
@@ -84,5 +85,39 @@ func TestPresenceEndpoints(t *testing.T) {
 	off := start(t, mgmt.DefaultConfig(), mgmt.Deps{}, nil)
 	if a := do(t, "GET", "http://"+off.Addr()+"/v1/watchers", "", nil); a.code != 404 || !strings.Contains(a.raw, "pa") {
 		t.Errorf("watchers without pa: %d %s", a.code, a.raw)
+	}
+}
+
+func TestPolicyEndpoints(t *testing.T) {
+	p := mgmttest.NewPolicy()
+	srv := start(t, mgmt.DefaultConfig(), mgmt.Deps{Policy: p}, nil)
+	base := "http://" + srv.Addr()
+	steps := []struct {
+		method, path, body string
+		want               int
+		contains           string
+	}{
+		{"GET", "/v1/policy", "", 200, `"total":0`},
+		{"PUT", "/v1/policy", `{"presentity":"sip:alice@example.com","watcher":"partner.example","action":"allow"}`, 200, `"action":"allow"`},
+		{"PUT", "/v1/policy", `{"watcher":"spam.example","action":"deny"}`, 200, `"watcher":"spam.example"`},
+		{"PUT", "/v1/policy", `{"watcher":"x.example","action":"maybe"}`, 400, `"field":"action"`},
+		{"PUT", "/v1/policy", `{"watcher":"x.example","action":"allow","color":"red"}`, 400, `"error"`},
+		{"PUT", "/v1/policy", `{"watcher":"a b","action":"allow"}`, 400, `"error"`},
+		{"GET", "/v1/policy", "", 200, `"total":2`},
+		{"GET", "/v1/policy?presentity=sip:alice@example.com", "", 200, `"watcher":"partner.example"`},
+		{"DELETE", "/v1/policy?watcher=spam.example", "", 200, `"removed":true`},
+		{"DELETE", "/v1/policy?watcher=spam.example", "", 404, `"error"`},
+		{"DELETE", "/v1/policy?who=me", "", 400, `"error"`},
+		{"GET", "/v1/policy", "", 200, `"total":1`},
+	}
+	for _, s := range steps {
+		a := do(t, s.method, base+s.path, s.body, nil)
+		if a.code != s.want || !strings.Contains(a.raw, s.contains) {
+			t.Errorf("%s %s: %d %s; want %d containing %s", s.method, s.path, a.code, a.raw, s.want, s.contains)
+		}
+	}
+	off := start(t, mgmt.DefaultConfig(), mgmt.Deps{}, nil)
+	if a := do(t, "GET", "http://"+off.Addr()+"/v1/policy", "", nil); a.code != 404 || !strings.Contains(a.raw, "pa") {
+		t.Errorf("without pa: %d %s", a.code, a.raw)
 	}
 }

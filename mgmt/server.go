@@ -148,6 +148,9 @@ func (s *Server) buildRoutes() []route {
 		{"GET", "/v1/watchers", s.handleListWatchers, false},
 		{"DELETE", "/v1/watchers/{call_id}", s.handleDeleteWatcher, true},
 		{"PUT", "/v1/watchers/{call_id}", s.handlePutWatcher, true},
+		{"GET", "/v1/policy", s.handleListPolicy, false},
+		{"PUT", "/v1/policy", s.handlePutPolicy, true},
+		{"DELETE", "/v1/policy", s.handleDeletePolicy, true},
 		// The JSON event input checks ingest.trusted_sources itself.
 		{"POST", "/v1/events", s.handleEvents, false},
 		// The lamp board: read only, like the listings.

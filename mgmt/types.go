@@ -13,6 +13,17 @@ type WatcherParams struct {
 	Status string `json:"status"`
 }
 
+// PolicyRuleParams is the body of PUT /v1/policy: one authorization rule
+// of the embedded presence server.
+type PolicyRuleParams struct {
+	// Presentity is an AoR or a domain; empty is every presentity.
+	Presentity string `json:"presentity"`
+	// Watcher is an AoR or a domain; empty is every watcher.
+	Watcher string `json:"watcher"`
+	// Action is allow, pending or deny.
+	Action string `json:"action"`
+}
+
 // PublishParams is the body of POST /v1/publish.
 type PublishParams struct {
 	// PresentityURI is the Request-URI and To of the PUBLISH (required).

@@ -14,20 +14,34 @@ const (
 )
 
 // authorize applies the policy to a new subscription.
+// A rule (the database's, then the configuration's) decides first; a
+// presentity of the gateway has its other watchers decided by its owner
+// (pending until the owner answers), the others get the default.
 func (s *Server) authorize(presURI, watcherURI string) string {
-	return s.cfg.Policy.decide(presURI, watcherURI, s.o.LocalDomain)
+	if a, ok := s.rule(presURI, watcherURI); ok {
+		return a
+	}
+	if s.servedByGateway(presURI) {
+		return actionPending
+	}
+	return s.cfg.Policy.fallback(presURI, watcherURI, s.o.LocalDomain)
 }
 
-// decide returns allow, pending or deny for watcherURI watching presURI:
-// the first rule naming both (or leaving them empty) wins, else the
-// default. "local" allows watchers of the presentity's domain, or of a
-// domain local says is local, and holds the others pending.
-func (p Policy) decide(presURI, watcherURI string, local func(string) bool) string {
+// rule returns the action of the first configured rule naming presURI
+// and watcherURI.
+func (p Policy) rule(presURI, watcherURI string) (string, bool) {
 	for _, r := range p.Rules {
 		if matches(r.Presentity, presURI) && matches(r.Watcher, watcherURI) {
-			return r.Action
+			return r.Action, true
 		}
 	}
+	return "", false
+}
+
+// fallback is the default's answer for watcherURI watching presURI when
+// no rule names them. "local" allows watchers of the presentity's domain,
+// or of a domain local says is local, and holds the others pending.
+func (p Policy) fallback(presURI, watcherURI string, local func(string) bool) string {
 	switch p.Default {
 	case "allow":
 		return actionAllow

@@ -66,9 +66,11 @@ type Config struct {
 }
 
 // Policy is the authorization of watchers (RFC 3857 §3.2's subscription
-// authorization). The most specific rule wins: a rule for the presentity
-// AoR, then one for its domain, then the default. A watcher is named by
-// its AoR ("alice@example.com") or domain ("example.com").
+// authorization). The rules kept in the database (managed through the
+// management API, most specific first: a presentity AoR, then a domain,
+// then any; the same for the watcher) are checked first, then these rules
+// in order, then the default. A watcher is named by its AoR
+// ("alice@example.com") or domain ("example.com").
 type Policy struct {
 	// Default is what happens to watchers no rule names: "local" (the
 	// default) allows watchers of the presentity's own domain and holds

@@ -92,3 +92,34 @@ func FuzzPublicationBody(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNormalizeRule feeds any presentity and watcher to NormalizeRule (the
+// API's rules): it is refused with ErrBadRule, or kept in a form that is
+// stable (normalizing it again changes nothing) and that fits its column.
+func FuzzNormalizeRule(f *testing.F) {
+	files, _ := filepath.Glob("testdata/rules/*")
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(b[:len(b)-1]), "partner.example")
+		f.Add("example.com", string(b[:len(b)-1]))
+	}
+	f.Fuzz(func(t *testing.T, pres, watcher string) {
+		r, err := NormalizeRule(Rule{Presentity: pres, Watcher: watcher, Action: actionAllow})
+		if err != nil {
+			if !errors.Is(err, ErrBadRule) {
+				t.Fatalf("unclassified error %v", err)
+			}
+			return
+		}
+		again, err := NormalizeRule(r)
+		if err != nil || again != r {
+			t.Fatalf("not stable: %+v -> %+v, %v", r, again, err)
+		}
+		if len(r.Presentity) > maxRuleAddress || len(r.Watcher) > maxRuleAddress {
+			t.Fatalf("too long: %+v", r)
+		}
+	})
+}

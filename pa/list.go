@@ -175,14 +175,20 @@ func (s *Server) Authorize(callID string, allow bool) bool {
 		if w.status == "active" {
 			continue
 		}
-		w.status, w.reason = "active", ""
-		s.markWatcher(w)
-		w.touch(s.clk.Now())
-		s.kick(w)
-		if w.event == EventPresence {
-			s.watchersChanged(w.presURI)
-		}
-		s.tellWatchers(w.presURI)
+		s.activate(w)
 	}
 	return found
+}
+
+// activate makes a pending subscription active and notifies its state
+// (s.mu held).
+func (s *Server) activate(w *watcher) {
+	w.status, w.reason = "active", ""
+	s.markWatcher(w)
+	w.touch(s.clk.Now())
+	s.kick(w)
+	if w.event == EventPresence {
+		s.watchersChanged(w.presURI)
+	}
+	s.tellWatchers(w.presURI)
 }

@@ -21,6 +21,7 @@ type serverMetrics struct {
 	endedC     *prometheus.CounterVec
 	storeErrs  prometheus.Counter
 	wsDropped  *prometheus.CounterVec
+	gwErrs     prometheus.Counter
 	subsDesc   *prometheus.Desc
 	presDesc   *prometheus.Desc
 	s          *Server
@@ -48,6 +49,8 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 			Help: "Failed writes of the presence server's state (retried)."}),
 		wsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "puaside_pa_websocket_dropped_total",
 			Help: "WebSocket (ws:, wss:) connections the presence server closed, by reason (handshake_timeout, frame_too_large, frame_flood, ...)."}, []string{"reason"}),
+		gwErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "puaside_pa_gateway_errors_total",
+			Help: "Watchers of a gateway's presentities (XMPP users) the gateway refused or failed to tell of."}),
 		subsDesc: prometheus.NewDesc("puaside_pa_subscriptions", "Subscriptions held by the presence server, by event package and state.",
 			[]string{"event", "state"}, nil),
 		presDesc: prometheus.NewDesc("puaside_pa_presentities", "Presentities with publications or watchers, by event package.",
@@ -76,7 +79,7 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.subscribes, m.pubs, m.notifies, m.latency, m.sizes, m.parts, m.endedC, m.storeErrs, m.wsDropped, m} {
+	for _, c := range []prometheus.Collector{m.subscribes, m.pubs, m.notifies, m.latency, m.sizes, m.parts, m.endedC, m.storeErrs, m.wsDropped, m.gwErrs, m} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -118,6 +121,7 @@ func (m *serverMetrics) subscribe(ev, status string) { m.subscribes.WithLabelVal
 func (m *serverMetrics) publication(src, res string) { m.pubs.WithLabelValues(src, res).Inc() }
 func (m *serverMetrics) ended(ev string)             { m.endedC.WithLabelValues(ev).Inc() }
 func (m *serverMetrics) storeError()                 { m.storeErrs.Inc() }
+func (m *serverMetrics) gatewayError()               { m.gwErrs.Inc() }
 
 func (m *serverMetrics) composed(ev string, pubs, size int) {
 	m.parts.WithLabelValues(ev).Observe(float64(pubs))

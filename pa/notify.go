@@ -106,11 +106,23 @@ func (s *Server) buildNotify(w *watcher) (*sip.Request, *flushWait) {
 		req.SetDestination(w.flow)
 		req.SetTransport(strings.ToUpper(w.flowTransport))
 	}
-	if laddr.IP != nil && req.Transport() == "UDP" {
+	if req.Transport() == "UDP" && len(req.String())+viaSize > maxUDPRequest {
+		// Too large for UDP (RFC 3261 §18.1.1; sipgo refuses it): the
+		// same address over TCP.
+		req.SetTransport("TCP")
+	} else if laddr.IP != nil && req.Transport() == "UDP" {
 		laddr.Copy(&req.Laddr)
 	}
 	return req, wait
 }
+
+// maxUDPRequest is the NOTIFY size above which it goes over TCP (RFC 3261
+// §18.1.1: 1300 bytes when the path MTU is unknown); viaSize is room for
+// the Via the transaction layer adds.
+const (
+	maxUDPRequest = 1300
+	viaSize       = 120
+)
 
 // sendNotify runs one NOTIFY transaction and acts on its outcome.
 // final tells whether req was the subscription's terminated NOTIFY.

@@ -1,6 +1,8 @@
 package pa
 
 import (
+	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/dialogdoc"
+	"github.com/puaside/puaside/internal/sipphone"
 	"github.com/puaside/puaside/pua"
 )
 
@@ -182,5 +186,28 @@ func TestEventIDEchoed(t *testing.T) {
 	got := p.waitN(1, 5*time.Second)
 	if ev := got[0].GetHeader("Event"); ev == nil || ev.Value() != "presence;id=42" {
 		t.Fatalf("Event %v, want presence;id=42", ev)
+	}
+}
+
+// A NOTIFY too large for UDP (a presentity with many dialogs) goes to the
+// watcher's address over TCP (RFC 3261 §18.1.1) instead of failing.
+func TestLargeNotifyOverTCP(t *testing.T) {
+	s, addr := startServer(t, DefaultConfig(), Options{})
+	pres := "sip:alice@example.com"
+	bob := sipphone.NewPhone(t, "bob", "example.com")
+	w, err := bob.Watch(context.Background(), addr, uri(pres), "dialog", sipphone.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, w, has("dialog-info"))
+	for i := range 6 {
+		id := fmt.Sprintf("call-%d-%s", i, strings.Repeat("x", 40))
+		_ = s.Publish(pua.PublishRequest{Key: pua.Key{PresURI: pres, Event: "dialog", ID: id},
+			Body: dialogBody(pres, 1, dialogdoc.Dialog{ID: id, CallID: id, Direction: "initiator", State: "early",
+				Local: &dialogdoc.Participant{Identity: pres, Target: "sip:alice@192.0.2.1:5060"}})})
+	}
+	n := wait(t, w, func(n sipphone.Notification) bool { return strings.Count(n.Body, "<dialog ") == 6 })
+	if len(n.Body) <= maxUDPRequest {
+		t.Fatalf("the document is only %d bytes: the test proves nothing", len(n.Body))
 	}
 }

@@ -49,6 +49,13 @@ type Options struct {
 	// authorized (the lamp board shows them). It is called with the
 	// server's lock held and must not call back into the server.
 	OnWatchers func(presURI string, watchers []WatcherState)
+	// Gateway, when set, is told of the watchers of its presentities
+	// (see Gateway), whose owners decide them: with no policy rule naming
+	// them, they are held pending until the owner answers.
+	Gateway Gateway
+	// Rules keeps the policy rules managed at run time (PutRule,
+	// DeleteRule); nil keeps them in memory only.
+	Rules RuleStore
 }
 
 // WatcherState is one watcher of a presentity as OnWatchers tells it.
@@ -67,6 +74,11 @@ type Server struct {
 	met     *serverMetrics
 	listens []listenAddr
 	tls     *siptls.Files
+
+	// rulesMu guards dbRules, the rules of the RuleStore (most specific
+	// first), checked before the configuration's.
+	rulesMu sync.RWMutex
+	dbRules []Rule
 
 	mu      sync.Mutex
 	pres    map[presKey]*presentity
@@ -158,6 +170,9 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("pa: load: %w", err)
 		}
 		s.restore(pubs, subs)
+	}
+	if err := s.loadRules(ctx); err != nil {
+		return err
 	}
 	if err := s.startSIP(ctx); err != nil {
 		return err

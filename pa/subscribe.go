@@ -114,6 +114,9 @@ func (s *Server) initial(req *sip.Request, tx sip.ServerTransaction, key dialogK
 		s.reply(req, tx, 482, "Loop Detected")
 		return
 	}
+	if w.status == "pending" && ev == EventPresence && s.servedByGateway(presURI) && s.activeSibling(presURI, watcherURI, w) {
+		w.status = "active" // the owner approved this watcher already
+	}
 	var wait *flushWait
 	if d == 0 {
 		w.fetch, w.final, w.reason = true, true, "timeout"
@@ -133,6 +136,7 @@ func (s *Server) initial(req *sip.Request, tx sip.ServerTransaction, key dialogK
 	s.mu.Lock()
 	s.kick(w)
 	s.mu.Unlock()
+	s.gatewayAdded(w)
 }
 
 // secureTransport reports whether sipgo's transport name is TLS-protected.
@@ -292,6 +296,7 @@ func (s *Server) terminate(w *watcher, reason string) {
 		s.watchersChanged(w.presURI)
 	}
 	s.tellWatchers(w.presURI)
+	s.gatewayRemoved(w)
 	s.kick(w)
 }
 
@@ -323,6 +328,7 @@ func (s *Server) forget(w *watcher) {
 			s.watchersChanged(w.presURI)
 		}
 		s.tellWatchers(w.presURI)
+		s.gatewayRemoved(w)
 	}
 	s.met.ended(w.event)
 }

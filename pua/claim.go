@@ -247,7 +247,7 @@ func (e *Engine) endDialogs(r *pubRec) bool {
 	if !r.ev.dialog || r.ev.bodyAlways || r.srvTerminated || !dialogState.Match(r.body) {
 		return false
 	}
-	r.body = dialogState.ReplaceAll(r.body, []byte("${1}terminated${2}"))
+	r.setDoc(dialogState.ReplaceAll(r.body, []byte("${1}terminated${2}")))
 	r.sweepRemove, r.failed = true, false
 	r.gen++
 	e.markDirty(r, &r.dirty)

@@ -57,6 +57,12 @@ type Config struct {
 	// end; further work queues inside the engine (at most one entry per
 	// record). 0 means 256.
 	MaxOutstanding int `yaml:"max_outstanding"`
+	// UDPReadBuffer is the receive buffer (SO_RCVBUF) asked for on every UDP
+	// listen socket, in bytes, so that a burst of replies waits in the
+	// kernel rather than being dropped there (each lost reply costs a
+	// retransmission, 500 ms later; the kernel may grant less:
+	// net.core.rmem_max). 0 keeps the system default.
+	UDPReadBuffer int `yaml:"udp_read_buffer"`
 	// RetryMin is the base of the exponential backoff after a timeout, 408,
 	// 5xx or transport error: the n-th retry waits a random time between
 	// half and all of retry_min × 2^(n-1), capped at retry_max, so the
@@ -150,6 +156,7 @@ func DefaultConfig() Config {
 		DefaultExpires: 3600 * time.Second,
 		HashSize:       9,
 		MaxOutstanding: 256,
+		UDPReadBuffer:  4 << 20,
 		RetryMin:       time.Second,
 		RetryMax:       60 * time.Second,
 		UpdatePeriod:   time.Second,
@@ -286,6 +293,9 @@ func (c Config) Validate() error {
 	}
 	if c.MinExpires < 0 {
 		bad("min_expires: %s: must not be negative", c.MinExpires)
+	}
+	if c.UDPReadBuffer < 0 {
+		bad("udp_read_buffer: %d: must not be negative", c.UDPReadBuffer)
 	}
 	for _, d := range []struct {
 		name string

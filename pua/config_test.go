@@ -24,6 +24,8 @@ func TestConfigValidate(t *testing.T) {
 		{"hash_size 1", func(c *Config) { c.HashSize = 1 }, "hash_size"},
 		{"retry_max below retry_min", func(c *Config) { c.RetryMin, c.RetryMax = 10*time.Second, 5*time.Second }, "retry_max: 5s: must not be below retry_min"},
 		{"negative retry_min", func(c *Config) { c.RetryMin = -time.Second }, "retry_min"},
+		{"negative udp_read_buffer", func(c *Config) { c.UDPReadBuffer = -1 }, "udp_read_buffer: -1"},
+		{"system udp_read_buffer", func(c *Config) { c.UDPReadBuffer = 0 }, ""},
 		{"tls listener without certificate", func(c *Config) { c.Listen = []string{"tls:127.0.0.1:5081"} }, "cert_file"},
 		{"tls listener", func(c *Config) {
 			c.Listen = []string{"tls:127.0.0.1:5081"}

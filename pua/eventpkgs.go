@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/puaside/puaside/dialogdoc"
 )
 
 // eventInfo describes one event package known to the engine.
@@ -101,4 +103,15 @@ func (ev *events) register(name, contentType string) error {
 	}
 	ev.byName[n] = &eventInfo{name: n, contentType: contentType, dialog: isDialogEvent(n)}
 	return nil
+}
+
+// lapses reports whether a publication of this event with body ends by
+// lapsing at the server when its lifetime ends, instead of by a removal: a
+// dialog document (not dialog;sla, whose every request carries the
+// document) whose dialogs are all terminated. Its lamp is dark already;
+// removing it would cost a PUBLISH for nothing, since Kamailio's presence
+// server keeps notifying the last document of a removed dialog
+// publication, and a refresh would only keep it longer.
+func (ev *eventInfo) lapses(body []byte) bool {
+	return ev.dialog && !ev.bodyAlways && dialogdoc.AllTerminated(body)
 }

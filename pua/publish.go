@@ -66,11 +66,19 @@ type pubRec struct {
 	// sweepRemove: swept while showing a dialog; removed once its
 	// terminated document is accepted (see Engine.endDialogs).
 	sweepRemove bool
-	nextRefresh int64 // Unix nanoseconds, so refreshes keep their spread
-	state       string
-	lastStatus  int
-	lastReason  string
-	waiters     []waiter
+	// lapse: the publication's lifetime is bounded and its document is a
+	// dialog document whose dialogs are all terminated: it is not
+	// refreshed, and at the end of its lifetime it is dropped without a
+	// removal once the server holds that document (see lapses).
+	lapse bool
+	// bodyTerminated: body is a dialog document whose dialogs are all
+	// terminated (dialogdoc.AllTerminated, worked out once per body).
+	bodyTerminated bool
+	nextRefresh    int64 // Unix nanoseconds, so refreshes keep their spread
+	state          string
+	lastStatus     int
+	lastReason     string
+	waiters        []waiter
 }
 
 func (r *pubRec) base() *task { return &r.task }
@@ -103,6 +111,8 @@ type pubOp struct {
 	hdrs    []Header
 	proxy   string
 	replace bool // a removal that makes way for a new initial PUBLISH
+	// terminated: body is a dialog document with only terminated dialogs.
+	terminated bool
 }
 
 // validateKey checks a publication key and returns its event.
@@ -223,7 +233,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 		return ch, nil
 	}
 	r.flag = req.Flag
-	r.body = bytes.Clone(req.Body)
+	r.setDoc(bytes.Clone(req.Body))
 	r.ctype = req.ContentType
 	r.expires = req.Expires
 	r.hdrs = slices.Clone(req.ExtraHeaders)
@@ -232,6 +242,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 	if req.Lifetime > 0 {
 		r.endAt = now.Add(req.Lifetime).Unix()
 	}
+	r.lapse = r.endAt != 0 && r.bodyTerminated && !ev.bodyAlways
 	r.remove, r.sweepRemove = false, false
 	r.failed = false
 	r.clearRefusal()
@@ -350,8 +361,19 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 		return pubOp{}
 	}
 	if !r.remove && r.endAt != 0 && now.Unix() >= r.endAt {
-		r.remove = true
-		r.gen++
+		switch {
+		case !r.lapse:
+			r.remove = true
+			r.gen++
+		case r.etag == "" || r.srvTerminated && r.sentGen == r.gen && !r.forceInitial:
+			// The server holds the terminated document (or nothing):
+			// its copy lapses by itself, there is nothing to remove.
+			e.m.Tracker("pua", "lapsed_publication")
+			e.dropPub(r, Result{})
+			return pubOp{}
+		}
+		// Otherwise the terminated document has still to reach the
+		// server: it is sent below, and the record dropped once accepted.
 	}
 	op := pubOp{gen: r.gen, presURI: r.key.PresURI, event: r.key.Event, hdrs: r.hdrs, proxy: r.proxy}
 	switch {
@@ -368,6 +390,10 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 	case r.etag == "" || r.forceInitial:
 		op.kind = pubInitial
 		r.durable = false // a new publication: its ETag is not stored yet
+	case r.lapse && r.srvTerminated && r.gen == r.sentGen && !r.forceRefresh:
+		// Left to lapse at the server at the end of its lifetime: no
+		// refresh, no replacement.
+		return pubOp{}
 	case r.srvTerminated && (r.forceRefresh || r.gen > r.sentGen || now.UnixNano() >= r.nextRefresh || r.nextRefresh == 0):
 		// Replace, do not update, a terminated dialog document: remove it
 		// now, publish the current state anew after the reply.
@@ -413,9 +439,15 @@ func (r *pubRec) removalOp(op pubOp, replace bool) pubOp {
 	return op
 }
 
+// setDoc makes body r's document. Shard locked.
+func (r *pubRec) setDoc(body []byte) {
+	r.body = body
+	r.bodyTerminated = r.ev.dialog && dialogdoc.AllTerminated(body)
+}
+
 // setBody puts r's current document, with its content type, on op.
 func (r *pubRec) setBody(op *pubOp) {
-	op.body, op.ctype = r.body, r.ctype
+	op.body, op.ctype, op.terminated = r.body, r.ctype, r.bodyTerminated
 	if op.ctype == "" {
 		op.ctype = r.ev.contentType
 	}
@@ -494,7 +526,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		if op.kind != pubRefresh {
 			r.sentGen = op.gen
 			r.version++
-			r.srvTerminated = r.ev.dialog && dialogdoc.AllTerminated(op.body)
+			r.srvTerminated = op.terminated
 		} else if op.gen > r.sentGen {
 			// A forced refresh carried the unchanged state of op.gen.
 			r.sentGen = op.gen
@@ -573,7 +605,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 // schedulePubRefresh arms r's refresh (or lifetime end). Shard locked.
 func (e *Engine) schedulePubRefresh(r *pubRec) {
 	at := time.Unix(0, r.nextRefresh)
-	if end := time.Unix(r.endAt, 0); r.endAt != 0 && end.Before(at) {
+	if end := time.Unix(r.endAt, 0); r.endAt != 0 && (end.Before(at) || r.lapse) {
 		at = end
 	}
 	e.sched.Schedule(r, at)

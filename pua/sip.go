@@ -174,6 +174,13 @@ func (st *sipStack) start(ctx context.Context) error {
 				return fail(fmt.Errorf("pua: listen udp %s: %w", l.addr, err))
 			}
 			closers = append(closers, pc)
+			if n := st.e.cfg.UDPReadBuffer; n > 0 {
+				if uc, ok := pc.(*net.UDPConn); ok {
+					if err := uc.SetReadBuffer(n); err != nil {
+						log.Warn("udp receive buffer not set", "addr", l.addr, "bytes", n, "err", err)
+					}
+				}
+			}
 			if _, ok := bound[tr]; !ok {
 				udpAddr = pc.LocalAddr().(*net.UDPAddr)
 				udpListener = pc.LocalAddr().String()
@@ -268,7 +275,18 @@ func requestSize(req *sip.Request) int {
 	if n < 700 {
 		return n
 	}
-	return len(req.String())
+	var c byteCounter
+	req.StringWrite(&c)
+	return int(c)
+}
+
+// byteCounter counts the bytes written to it.
+type byteCounter int
+
+// WriteString counts s.
+func (c *byteCounter) WriteString(s string) (int, error) {
+	*c += byteCounter(len(s))
+	return len(s), nil
 }
 
 // txOutcome is the final reply (or error) of one transaction.

@@ -55,7 +55,11 @@ type PublishRequest struct {
 	// engine's default_expires.
 	Expires time.Duration
 	// Lifetime bounds how long the publication is kept alive by refreshes;
-	// 0 means until Remove.
+	// 0 means until Remove. At its end the publication is removed
+	// (PUBLISH Expires: 0), except a dialog document whose dialogs are all
+	// terminated (not dialog;sla): that one is neither refreshed nor
+	// removed, and is dropped once the server holds it, its copy there
+	// lapsing at its Expires.
 	Lifetime time.Duration
 	// ExtraHeaders are added to every PUBLISH of this record (e.g. Sender).
 	ExtraHeaders []Header

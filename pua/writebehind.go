@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/puaside/puaside/dialogdoc"
 )
 
 // markDirty queues a record for the next write-behind. Shard locked.
@@ -269,9 +267,16 @@ func (e *Engine) load(ctx context.Context) error {
 			expired = expired || (rec.Removing && rec.ToTag == "")
 		case rec.ETag != "":
 			// The server still holds it: a lifetime that ended is a
-			// removal still to be done.
+			// removal still to be done, unless the publication lapses
+			// (eventInfo.lapses): then nothing is left to do once the
+			// server holds its terminated document, and that document is
+			// still sent when the server may not (Modified).
 			expired = rec.Expires <= now.Unix()
-			rec.Removing = rec.Removing || ended
+			if ended && !rec.Removing && ev != nil && ev.lapses(rec.Body) {
+				expired = expired || !rec.Modified
+			} else {
+				rec.Removing = rec.Removing || ended
+			}
 		default:
 			expired = expired || len(rec.Body) == 0 || rec.Removing
 		}
@@ -317,14 +322,15 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 		ct = ""
 	}
 	r := &pubRec{key: key, shard: s, ev: ev, flag: rec.Flag, storedFlag: rec.Flag,
-		body: rec.Body, ctype: ct, endAt: rec.DesiredExpires, hdrs: rec.ExtraHeaders,
+		ctype: ct, endAt: rec.DesiredExpires, hdrs: rec.ExtraHeaders,
 		proxy: rec.OutboundProxy, gen: 1, etag: rec.ETag, srvExpires: rec.Expires,
 		expires: time.Duration(rec.ReqExpires) * time.Second,
 		version: int32(rec.Version), state: StatePending,
 		durable: rec.ETag != "", unclaimed: !rec.Removing && e.ownerFlag(rec.Flag)}
+	r.setDoc(rec.Body)
 	if r.etag != "" {
 		r.sentGen, r.state = 1, StateActive
-		r.srvTerminated = ev.dialog && dialogdoc.AllTerminated(r.body)
+		r.srvTerminated = r.bodyTerminated
 		if rec.Modified {
 			// The server holds an older document: send this one.
 			r.sentGen, r.srvTerminated = 0, false
@@ -333,6 +339,7 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 	if rec.Removing {
 		r.remove, r.gen = true, 2
 	}
+	r.lapse = r.endAt != 0 && !r.remove && r.bodyTerminated && !ev.bodyAlways
 	r.countedFlag = rec.Flag
 	e.owned.take(rec.Flag, 0, true)
 	s.pubs[key] = r

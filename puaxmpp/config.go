@@ -52,8 +52,11 @@ type Config struct {
 	ClosedLinger time.Duration `yaml:"closed_linger"`
 	// WatchWinfo subscribes to presence.winfo of every XMPP user the
 	// gateway knows at the presence server, so that a SIP watcher of that
-	// user becomes an XMPP subscription request (pua_xmpp's way). Off when
-	// the presence server in process tells the gateway about its watchers.
+	// user becomes an XMPP subscription request (pua_xmpp's way). It
+	// applies only without the presence server in process: when pa runs
+	// (pa.mode auto with pua.server_address empty, or on), pa tells the
+	// gateway of the SIP watchers that subscribe to it, and no winfo
+	// subscription is made upstream, whatever this key says.
 	WatchWinfo bool `yaml:"watch_winfo"`
 	// ReconnectMin is the first wait before connecting to the XMPP server
 	// again; each failed attempt doubles it (with jitter).

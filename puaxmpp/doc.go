@@ -14,8 +14,9 @@
 //     <presence/> stanzas;
 //   - turns a SIP watcher of an XMPP user into one XMPP subscription
 //     request: from the presence.winfo NOTIFYs of a subscription to the
-//     XMPP user's winfo at the presence server (as pua_xmpp does), or from
-//     a presence server in process calling WatcherAdded.
+//     XMPP user's winfo at the presence server (as pua_xmpp does, only
+//     while pa does not run), or from the presence server in process (pa)
+//     calling WatcherAdded and WatcherRemoved.
 //
 // Addresses map one to one (RFC 7247), optionally through a domain map, or
 // with Kamailio's separator encoding (Mapper). The stanza and document

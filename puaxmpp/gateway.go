@@ -222,7 +222,9 @@ func (g *Gateway) Start(ctx context.Context, cl Claimer) error {
 				g.mu.Unlock()
 			}
 		case pua.FlagXMPPWinfo:
-			if cl.ClaimSubscription(s.Key) {
+			// Without watch_winfo (pa tells the watchers) a winfo
+			// subscription of an earlier run is left to the engine's sweep.
+			if g.cfg.WatchWinfo && cl.ClaimSubscription(s.Key) {
 				g.mu.Lock()
 				g.winfo[s.Key.PresURI] = true
 				g.mu.Unlock()

@@ -1,6 +1,7 @@
 // Command puaside-load measures the registration path of puaside end to end:
 // mirrored REGISTER copy in → PUBLISH out (ingest → usrloc tracker → pua
-// engine → SIP).
+// engine → SIP). With -calls N it measures the call path instead: siptrace
+// copies of plain calls in → dialog-info PUBLISH out (see calls.go).
 //
 // In one process it starts
 //   - a fake presence server on 127.0.0.1 (sipgo's parser; every PUBLISH is
@@ -41,6 +42,7 @@
 //	puaside-load -rate 4000 -users 100000 -duration 60s -settle 40s   # RSS at 100,000 AoRs
 //	puaside-load -proc -rate 1200 -users 12000 -duration 10s   # puaside's own CPU per REGISTER
 //	puaside-load -proc -input hep -rate 1200 -users 12000 -duration 10s
+//	puaside-load -calls 3000 -call-rate 100                 # calls: CPU and PUBLISHes per call
 //
 // -rate 0 sends as fast as the sender can; copies the kernel drops on a
 // full socket buffer are never retransmitted here (Kamailio's tm would) and
@@ -165,6 +167,7 @@ func main() {
 	fs.StringVar(&o.Input, "input", inputReplicate, "mirrored input to play: replicate (t_replicate copies) or hep (siptrace HEPv3 REGISTER + 200)")
 	fs.BoolVar(&o.Proc, "proc", false, "run the puaside binary as a separate process and measure its own CPU and memory")
 	fs.StringVar(&o.Bin, "bin", "", "with -proc: the puaside binary (default: go build ./cmd/puaside of the module in the working directory)")
+	co := callFlags(fs)
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&verbose, "v", false, "show puaside's warnings")
 	_ = fs.Parse(os.Args[1:])
@@ -175,6 +178,23 @@ func main() {
 		slog.SetDefault(slog.New(slog.DiscardHandler))
 	}
 	ctx := context.Background()
+	if co.Calls > 0 {
+		co.DBURL, co.CPUProfile, co.Log, co.Proc, co.Bin = o.DBURL, o.CPUProfile, o.Log, o.Proc, o.Bin
+		if co.Input = o.Input; co.Input == inputReplicate {
+			co.Input = inputTrace // the default input: siptrace plain copies
+		}
+		r, err := runCalls(ctx, *co)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "puaside-load:", err)
+			os.Exit(1)
+		}
+		if asJSON {
+			_ = json.NewEncoder(os.Stdout).Encode(r)
+			return
+		}
+		r.print(os.Stdout)
+		return
+	}
 	r, err := run(ctx, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "puaside-load:", err)

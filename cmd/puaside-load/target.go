@@ -20,6 +20,7 @@ import (
 const (
 	inputReplicate = ingest.InputReplicate // the proxy's t_replicate() after save()
 	inputHEP       = ingest.InputHEP       // the registrar's siptrace HEPv3 copies of REGISTER and its 200
+	inputTrace     = ingest.InputTrace     // the proxy's siptrace plain copies (call mode)
 )
 
 // puaside is the daemon under measurement: in this process, or the built
@@ -128,6 +129,8 @@ func startSeparate(ctx context.Context, bin string, cfg config.Config, input, di
 	switch input {
 	case inputHEP:
 		cfg.Ingest.HEPListen = listen
+	case inputTrace:
+		cfg.Ingest.TraceListen = listen
 	default:
 		cfg.Ingest.ReplicateListen = listen
 	}

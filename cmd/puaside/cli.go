@@ -41,9 +41,10 @@ func cliCommands() map[string]string {
 	return map[string]string{
 		"publish":   "publish event state through the daemon and wait for the reply",
 		"subscribe": "subscribe through the daemon (NOTIFY bodies: ls subscriptions)",
-		"ls":        "list publications, subscriptions, registrations, dialogs, lines, flags, presentities, watchers or xmpp",
+		"ls":        "list publications, subscriptions, registrations, dialogs, lines, flags, presentities, watchers, policy or xmpp",
 		"flag":      "set, clear or list users' stored publishing flags",
 		"line":      "add, remove or list shared lines (BLA)",
+		"policy":    "add, remove or list the presence server's authorization rules",
 		"ready":     "exit 0 when the daemon is ready (/readyz); for health checks",
 	}
 }
@@ -74,6 +75,8 @@ func runCLIEnv(env cliEnv, name string, args []string) int {
 		return c.flag(args)
 	case "line":
 		return c.line(args)
+	case "policy":
+		return c.policy(args)
 	case "ready":
 		return c.ready(args)
 	}
@@ -310,15 +313,18 @@ func columns(kind string) []string {
 		return []string{"presentity", "event", "id", "etag", "size", "expires"}
 	case mgmt.ListWatchers:
 		return []string{"presentity", "watcher", "event", "status", "contact", "cseq", "expires"}
+	case mgmt.ListPolicy:
+		return []string{"presentity", "watcher", "action", "source"}
 	}
 	return nil
 }
 
 func (c *cli) ls(args []string) int {
-	fs := c.flags("publications|subscriptions|registrations|dialogs|lines|flags|presentities|watchers|xmpp [flags]",
+	fs := c.flags("publications|subscriptions|registrations|dialogs|lines|flags|presentities|watchers|policy|xmpp [flags]",
 		"List what the daemon holds, as an aligned table (or --json). xmpp lists the XMPP gateway's\n"+
 			"publications (Jabber users' presence) and subscriptions (on Jabber users' behalf, and to their watcher lists);\n"+
-			"presentities and watchers list the embedded presence server's publications and subscriptions.")
+			"presentities, watchers and policy list the embedded presence server's publications, subscriptions and\n"+
+			"authorization rules.")
 	q := url.Values{}
 	filter := func(name, help string) {
 		fs.Func(name, help, func(v string) error { q.Set(name, v); return nil })
@@ -347,7 +353,7 @@ func (c *cli) ls(args []string) int {
 		return code
 	}
 	if len(pos) != 1 {
-		return c.usageErr(fs, "name one listing: publications, subscriptions, registrations, dialogs, lines, flags, presentities, watchers or xmpp")
+		return c.usageErr(fs, "name one listing: publications, subscriptions, registrations, dialogs, lines, flags, presentities, watchers, policy or xmpp")
 	}
 	if pos[0] == "xmpp" {
 		return c.listXMPP(fs, q)
@@ -396,7 +402,7 @@ func (c *cli) listXMPP(fs *flag.FlagSet, q url.Values) int {
 func (c *cli) list(fs *flag.FlagSet, kind string, q url.Values) int {
 	switch kind {
 	case mgmt.ListPublications, mgmt.ListSubscriptions, mgmt.ListRegistrations, mgmt.ListDialogs, mgmt.ListLines, mgmt.ListFlags,
-		mgmt.ListPresentities, mgmt.ListWatchers:
+		mgmt.ListPresentities, mgmt.ListWatchers, mgmt.ListPolicy:
 	default:
 		return c.usageErr(fs, "unknown listing %q", kind)
 	}
@@ -597,6 +603,73 @@ func (c *cli) line(args []string) int {
 			return c.usageErr(fs, "ls takes no argument")
 		}
 		return c.list(fs, mgmt.ListLines, url.Values{})
+	}
+	return c.usageErr(fs, "unknown action %q (add, rm, ls)", pos[0])
+}
+
+func (c *cli) policy(args []string) int {
+	fs := c.flags("add allow|pending|deny [--presentity P] [--watcher W] | rm [--presentity P] [--watcher W] | ls [flags]",
+		"Manage the embedded presence server's authorization rules kept in the database: add (or replace)\n"+
+			"the rule of a presentity and a watcher (each an AoR or a domain; absent is any), remove one, or\n"+
+			"list every rule in the order they are checked (the database's, then pa.policy.rules).")
+	var pres, watcher string
+	fs.StringVar(&pres, "presentity", "", "the presentity: an AoR or a domain (absent: every presentity)")
+	fs.StringVar(&watcher, "watcher", "", "the watcher: an AoR or a domain (absent: every watcher)")
+	pos, code, done := c.parse(fs, args)
+	if done {
+		return code
+	}
+	if len(pos) == 0 {
+		return c.usageErr(fs, "name an action: add, rm or ls")
+	}
+	ctx, cancel := c.ctx()
+	defer cancel()
+	name := func() string {
+		p, w := pres, watcher
+		if p == "" {
+			p = "*"
+		}
+		if w == "" {
+			w = "*"
+		}
+		return p + " <- " + w
+	}
+	switch pos[0] {
+	case "add":
+		if len(pos) != 2 {
+			return c.usageErr(fs, "add takes one action: allow, pending or deny")
+		}
+		switch pos[1] {
+		case "allow", "pending", "deny":
+		default:
+			return c.usageErr(fs, "unknown action %q (allow, pending, deny)", pos[1])
+		}
+		if err := c.client().PutPolicyRule(ctx, mgmt.PolicyRuleParams{Presentity: pres, Watcher: watcher, Action: pos[1]}); err != nil {
+			return c.remoteErr(err)
+		}
+		fmt.Fprintf(c.env.stdout, "%s: %s\n", name(), pos[1])
+		return exitOK
+	case "rm":
+		if len(pos) != 1 {
+			return c.usageErr(fs, "rm takes no argument (name the rule with --presentity and --watcher)")
+		}
+		if err := c.client().DeletePolicyRule(ctx, pres, watcher); err != nil {
+			return c.remoteErr(err)
+		}
+		fmt.Fprintf(c.env.stdout, "%s: removed\n", name())
+		return exitOK
+	case "ls":
+		if len(pos) != 1 {
+			return c.usageErr(fs, "ls takes no argument")
+		}
+		if watcher != "" {
+			return c.usageErr(fs, "ls filters by --presentity only")
+		}
+		q := url.Values{}
+		if pres != "" {
+			q.Set("presentity", pres)
+		}
+		return c.list(fs, mgmt.ListPolicy, q)
 	}
 	return c.usageErr(fs, "unknown action %q (add, rm, ls)", pos[0])
 }

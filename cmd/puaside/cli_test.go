@@ -19,6 +19,7 @@ type cliFixture struct {
 	eng   *mgmttest.Engine
 	regs  *mgmttest.Registrations
 	lines *mgmttest.Lines
+	pol   *mgmttest.Policy
 }
 
 func startAPI(t *testing.T, token string) *cliFixture {
@@ -27,12 +28,13 @@ func startAPI(t *testing.T, token string) *cliFixture {
 		eng:   mgmttest.NewEngine(),
 		regs:  mgmttest.NewRegistrations(mgmttest.Registration{AoR: "sip:alice@example.com", State: "open", Contacts: []mgmttest.Contact{{URI: "sip:alice@10.0.0.1", Expires: 60}}}),
 		lines: mgmttest.NewLines(),
+		pol:   mgmttest.NewPolicy(),
 	}
 	cfg := mgmt.DefaultConfig()
 	cfg.HTTPListen = "127.0.0.1:0"
 	cfg.Token = token
 	cfg.WaitTimeout = 5 * time.Second
-	srv, err := mgmt.New(cfg, mgmt.Deps{Engine: f.eng, Registrations: f.regs, Lines: f.lines,
+	srv, err := mgmt.New(cfg, mgmt.Deps{Engine: f.eng, Registrations: f.regs, Lines: f.lines, Policy: f.pol,
 		Dialogs: &mgmttest.Dialogs{List: []mgmttest.Dialog{{CallID: "c1", AoR: "sip:alice@example.com", State: "early"}}}}, mgmt.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +133,21 @@ func TestCLI(t *testing.T) {
 		{name: "line rm", cmd: "line", args: []string{api, "rm", "sip:line1@example.com"}, wantOut: []string{"line removed"}},
 		{name: "ls lines empty", cmd: "ls", args: []string{api, "lines"}, wantOut: []string{"(none)"}},
 		{name: "line bad action", cmd: "line", args: []string{api, "paint"}, wantCode: 2, wantErr: "unknown action"},
+		{name: "policy add", cmd: "policy", args: []string{api, "add", "allow", "--presentity", "sip:alice@example.com", "--watcher", "partner.example"},
+			wantOut: []string{"sip:alice@example.com <- partner.example: allow"}},
+		{name: "policy add any", cmd: "policy", args: []string{api, "add", "deny", "--watcher", "spam.example"}, wantOut: []string{"* <- spam.example: deny"}},
+		{name: "policy add bad action", cmd: "policy", args: []string{api, "add", "maybe"}, wantCode: 2, wantErr: "unknown action"},
+		{name: "policy add refused", cmd: "policy", args: []string{api, "add", "deny", "--watcher", "a b"}, wantCode: 1, wantErr: "HTTP 400"},
+		{name: "policy ls", cmd: "policy", args: []string{api, "ls"}, wantOut: []string{"PRESENTITY", "ACTION", "SOURCE", "partner.example", "spam.example", "database"}},
+		{name: "ls policy", cmd: "ls", args: []string{api, "policy"}, wantOut: []string{"spam.example"}},
+		{name: "policy rm", cmd: "policy", args: []string{api, "rm", "--watcher", "spam.example"}, wantOut: []string{"* <- spam.example: removed"},
+			check: func(t *testing.T) {
+				if rs := f.pol.PolicyRules().([]mgmttest.Rule); len(rs) != 1 || rs[0].Watcher != "partner.example" {
+					t.Errorf("rules left: %+v", rs)
+				}
+			}},
+		{name: "policy rm unknown", cmd: "policy", args: []string{api, "rm", "--watcher", "spam.example"}, wantCode: 1, wantErr: "HTTP 404"},
+		{name: "policy nothing", cmd: "policy", args: []string{api}, wantCode: 2, wantErr: "name an action"},
 		{name: "unknown command", cmd: "frobnicate", wantCode: 2, wantErr: "unknown command"},
 		{name: "api unreachable", cmd: "ls", args: []string{"--api", "http://127.0.0.1:1", "publications"}, wantCode: 1, wantErr: "puaside ls:"},
 	}

@@ -103,12 +103,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	d.pub = d.eng
+	// paGW is the XMPP gateway as pa sees it, bound once the gateway is
+	// built (it publishes through pa).
+	var paGW *paGateway
 	if cfg.PA.Active(cfg.PUA.ServerAddress) {
-		d.pa, err = pa.New(cfg.PA, pa.Options{
-			Store: db, Logger: log, Registerer: d.m.Registry(), OwnDialog: bla.OwnDialog,
-			LocalDomain: func(host string) bool { return d.ul != nil && d.ul.HasDomain(host) },
+		local := func(host string) bool { return d.ul != nil && d.ul.HasDomain(host) }
+		popts := pa.Options{
+			Store: db, Rules: db, Logger: log, Registerer: d.m.Registry(), OwnDialog: bla.OwnDialog,
+			LocalDomain: local,
 			OnWatchers:  func(uri string, ws []pa.WatcherState) { d.board.Watchers(uri, boardWatchers(ws)) },
-		})
+		}
+		if cfg.Gateway.Enabled {
+			paGW = &paGateway{local: local}
+			popts.Gateway = paGW
+		}
+		d.pa, err = pa.New(cfg.PA, popts)
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("daemon: %w", err)
@@ -154,12 +163,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	if cfg.Gateway.Enabled {
 		// The gateway subscribes through the engine and publishes as the
 		// trackers do: into pa in process when it runs, whose pending
-		// watchers the XMPP users' answers decide.
+		// watchers the XMPP users' answers decide. With pa, SIP watchers
+		// of XMPP users are told by pa (WatcherAdded), not learnt from
+		// presence.winfo at the upstream server: watch_winfo is off.
+		// Without server_address its subscriptions to SIP users go to pa.
 		gopts := puaxmpp.Options{Publisher: observed, Subscriber: d.eng, Store: db, Logger: log, Metrics: d.m}
+		gcfg := cfg.Gateway
 		if d.pa != nil {
 			gopts.Authorizer = paAuthorizer{d.pa}
+			gcfg.WatchWinfo = false
+			if cfg.PUA.ServerAddress == "" {
+				gopts.Subscriber = paSubscriber{Engine: d.eng, pa: d.pa}
+			}
 		}
-		d.gw, err = puaxmpp.New(cfg.Gateway, gopts)
+		d.gw, err = puaxmpp.New(gcfg, gopts)
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("daemon: %w", err)
@@ -167,6 +184,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		if err := d.gw.RegisterMetrics(); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		if paGW != nil {
+			paGW.gw = d.gw
 		}
 		d.eng.HandleNotify(pua.FlagXMPPSubscribe, d.gw.HandleNotify)
 		d.eng.HandleNotify(pua.FlagXMPPWinfo, d.gw.HandleWinfoNotify)
@@ -229,6 +249,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	}
 	if d.pa != nil {
 		deps.Presence = presence{d.pa}
+		deps.Policy = policy{d.pa}
 	}
 	d.api, err = mgmt.New(cfg.HTTP, deps, mgmt.Options{Logger: log, Metrics: d.m})
 	if err != nil {

@@ -2,11 +2,14 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"github.com/puaside/puaside/aor"
 	"github.com/puaside/puaside/mgmt"
 	"github.com/puaside/puaside/pa"
 	"github.com/puaside/puaside/pua"
+	"github.com/puaside/puaside/puaxmpp"
 )
 
 // paEngine is what the trackers and the management API publish through
@@ -147,6 +150,33 @@ func (p presence) AuthorizeWatcher(_ context.Context, callID string, allow bool)
 	return nil
 }
 
+// policy adapts the presence server's authorization rules to the
+// management API.
+type policy struct{ s *pa.Server }
+
+func (p policy) PolicyRules() any { return p.s.Rules() }
+
+func (p policy) PutPolicyRule(ctx context.Context, r mgmt.PolicyRuleParams) error {
+	err := p.s.PutRule(ctx, pa.Rule{Presentity: r.Presentity, Watcher: r.Watcher, Action: r.Action})
+	if errors.Is(err, pa.ErrBadRule) {
+		return fmt.Errorf("%w: %w", mgmt.ErrInvalid, err)
+	}
+	return err
+}
+
+func (p policy) DeletePolicyRule(ctx context.Context, presentity, watcher string) error {
+	found, err := p.s.DeleteRule(ctx, presentity, watcher)
+	switch {
+	case errors.Is(err, pa.ErrBadRule):
+		return fmt.Errorf("%w: %w", mgmt.ErrInvalid, err)
+	case err != nil:
+		return err
+	case !found:
+		return fmt.Errorf("%w: no stored rule of %q for %q", mgmt.ErrNotFound, watcher, presentity)
+	}
+	return nil
+}
+
 // paAuthorizer lets the XMPP gateway decide pa's pending watchers of an
 // XMPP user (the user's "subscribed" or "unsubscribed").
 type paAuthorizer struct{ s *pa.Server }
@@ -156,4 +186,47 @@ func (a paAuthorizer) Authorize(_ context.Context, presentity, watcher string, a
 		return fmt.Errorf("%w: no subscription of %s to %s", mgmt.ErrNotFound, watcher, presentity)
 	}
 	return nil
+}
+
+// paGateway is the XMPP gateway as pa's Gateway: the presentities it
+// serves are the SIP addresses of XMPP users (not of a local SIP domain);
+// pa's new and ended presence subscriptions of them become the gateway's
+// subscription requests and unsubscribes.
+type paGateway struct {
+	gw    *puaxmpp.Gateway // set once the gateway is built
+	local func(host string) bool
+}
+
+func (g *paGateway) Serves(presURI string) bool {
+	if g.gw == nil || g.local != nil && g.local(aor.Domain(presURI)) {
+		return false
+	}
+	_, err := g.gw.Mapper().XMPPUserOfSIP(presURI)
+	return err == nil
+}
+
+func (g *paGateway) WatcherAdded(ctx context.Context, presentity, watcher string) error {
+	return g.gw.WatcherAdded(ctx, presentity, watcher)
+}
+
+func (g *paGateway) WatcherRemoved(ctx context.Context, presentity, watcher string) error {
+	return g.gw.WatcherRemoved(ctx, presentity, watcher)
+}
+
+// paSubscriber is the engine as the XMPP gateway's Subscriber when pa is
+// the only presence server: the gateway's SUBSCRIBEs on behalf of XMPP
+// users go to pa's listener (the engine has no server_address to send
+// them to).
+type paSubscriber struct {
+	*pua.Engine
+	pa *pa.Server
+}
+
+// Subscribe sends the subscription through pa's address unless it names
+// a proxy of its own.
+func (p paSubscriber) Subscribe(req pua.SubscribeRequest) error {
+	if req.OutboundProxy == "" {
+		req.OutboundProxy = p.pa.ContactURI()
+	}
+	return p.Engine.Subscribe(req)
 }

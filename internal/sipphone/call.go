@@ -14,9 +14,13 @@ import (
 const ringTimeout = 60 * time.Second
 
 // sdp is a minimal offer/answer body (no media is ever sent).
-func sdp(host string) []byte {
-	return []byte("v=0\r\no=- 1 1 IN IP4 " + host + "\r\ns=-\r\nc=IN IP4 " + host +
-		"\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=sendrecv\r\n")
+func sdp(host string) []byte { return sdpDir(host, "sendrecv", 1) }
+
+// sdpDir is sdp with a media direction (sendrecv, sendonly, recvonly,
+// inactive) and an o= version.
+func sdpDir(host, dir string, version int) []byte {
+	return []byte(fmt.Sprintf("v=0\r\no=- 1 %d IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=%s\r\n",
+		version, host, host, dir))
 }
 
 // Call is an outgoing call.
@@ -26,6 +30,8 @@ type Call struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{}
 	err    error
+	// reinvites counts the re-INVITEs sent (the SDP o= version).
+	reinvites int
 }
 
 // Invite calls target (e.g. sip:bob@example.com) through proxy ("host:port",
@@ -119,6 +125,34 @@ func (c *Call) Bye(ctx context.Context) error {
 		return fmt.Errorf("sipphone: bye: %w", err)
 	}
 	return nil
+}
+
+// Reinvite sends a re-INVITE within the answered call offering media
+// direction dir ("sendonly" or "inactive" put the call on hold,
+// "sendrecv" resumes it), ACKs a 2xx and returns the final status.
+func (c *Call) Reinvite(ctx context.Context, dir string) (int, error) {
+	ctx, cancel := withDefaultWait(ctx)
+	defer cancel()
+	res := c.sess.InviteResponse
+	if res == nil || res.Contact() == nil {
+		return 0, errors.New("sipphone: re-INVITE: the call is not answered")
+	}
+	c.reinvites++
+	req := sip.NewRequest(sip.INVITE, res.Contact().Address)
+	ct := sip.ContentTypeHeader("application/sdp")
+	req.AppendHeader(&ct)
+	req.SetBody(sdpDir(c.p.host, dir, 1+c.reinvites))
+	r, err := c.sess.Do(ctx, req)
+	if err != nil {
+		return 0, fmt.Errorf("sipphone: re-INVITE: %w", err)
+	}
+	if r.IsSuccess() {
+		ack := sip.NewRequest(sip.ACK, res.Contact().Address)
+		if err := c.sess.WriteRequest(ack); err != nil {
+			return r.StatusCode, fmt.Errorf("sipphone: re-INVITE ACK: %w", err)
+		}
+	}
+	return r.StatusCode, nil
 }
 
 // CallID returns the call's Call-ID.

@@ -62,6 +62,7 @@ type Phone struct {
 	srv  *sipgo.Server
 	cl   *sipgo.Client
 	conn net.PacketConn
+	tcpL net.Listener // TCP on the same port as conn
 	host string
 	port int
 	// transport is the flow phone's transport ("TLS", "WS", "WSS"); ""
@@ -90,13 +91,26 @@ type regState struct {
 // port). It answers incoming calls with AutoAnswer until SetPolicy.
 func NewPhone(t testing.TB, user, domain string) *Phone {
 	t.Helper()
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("sipphone: listen: %v", err)
+	// UDP and TCP on one port: a peer sends a request too large for UDP
+	// over TCP to the same address (RFC 3261 §18.1.1).
+	var conn net.PacketConn
+	var tcpL net.Listener
+	var err error
+	for i := 0; ; i++ {
+		if conn, err = net.ListenPacket("udp4", "127.0.0.1:0"); err != nil {
+			t.Fatalf("sipphone: listen: %v", err)
+		}
+		if tcpL, err = net.Listen("tcp4", conn.LocalAddr().String()); err == nil {
+			break
+		}
+		conn.Close()
+		if i == 20 {
+			t.Fatalf("sipphone: no port free for both UDP and TCP: %v", err)
+		}
 	}
 	addr := conn.LocalAddr().(*net.UDPAddr)
 	p := &Phone{
-		User: user, Domain: domain, t: t, conn: conn,
+		User: user, Domain: domain, t: t, conn: conn, tcpL: tcpL,
 		host: "127.0.0.1", port: addr.Port,
 		log:      slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		incoming: make(chan *IncomingCall, 16),
@@ -106,6 +120,7 @@ func NewPhone(t testing.TB, user, domain string) *Phone {
 	p.ua, err = sipgo.NewUA(sipgo.WithUserAgent(user), sipgo.WithUserAgentHostname(domain))
 	if err != nil {
 		conn.Close()
+		tcpL.Close()
 		t.Fatalf("sipphone: ua: %v", err)
 	}
 	p.srv, err = sipgo.NewServer(p.ua, sipgo.WithServerLogger(p.log))
@@ -133,6 +148,11 @@ func NewPhone(t testing.TB, user, domain string) *Phone {
 	go func() {
 		defer p.wg.Done()
 		_ = p.srv.ServeUDP(conn)
+	}()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		_ = p.srv.ServeTCP(tcpL)
 	}()
 	// Requests reuse the listening socket only once it is in the pool.
 	for i := 0; ; i++ {
@@ -192,6 +212,9 @@ func (p *Phone) Close() {
 	_ = p.ua.Close()
 	if p.conn != nil {
 		_ = p.conn.Close()
+	}
+	if p.tcpL != nil {
+		_ = p.tcpL.Close()
 	}
 	p.wg.Wait()
 }
