@@ -32,11 +32,11 @@ type tlsPhone struct {
 	// regHeaders are extra REGISTER header lines, each ending in CRLF.
 	regParams, regHeaders string
 	regRes                *sip.Response // the last final reply to REGISTER
-	mu      sync.Mutex
-	resps   chan *sip.Response
-	subs    []*sip.Request
-	toTag   string // of our 200 to the first SUBSCRIBE
-	got     chan *sip.Request
+	mu                    sync.Mutex
+	resps                 chan *sip.Response
+	subs                  []*sip.Request
+	toTag                 string // of our 200 to the first SUBSCRIBE
+	got                   chan *sip.Request
 }
 
 func dialTLSPhone(t *testing.T, addr string, ca *testpki.CA, contactPort int) *tlsPhone {
