@@ -51,7 +51,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -184,27 +183,11 @@ func main() {
 			co.Input = inputTrace // the default input: siptrace plain copies
 		}
 		r, err := runCalls(ctx, *co)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "puaside-load:", err)
-			os.Exit(1)
-		}
-		if asJSON {
-			_ = json.NewEncoder(os.Stdout).Encode(r)
-			return
-		}
-		r.print(os.Stdout)
+		report(r, err, asJSON)
 		return
 	}
 	r, err := run(ctx, o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "puaside-load:", err)
-		os.Exit(1)
-	}
-	if asJSON {
-		_ = json.NewEncoder(os.Stdout).Encode(r)
-		return
-	}
-	r.print(os.Stdout)
+	report(r, err, asJSON)
 }
 
 // validate checks the bounds of o.
@@ -233,17 +216,11 @@ func run(ctx context.Context, o options) (result, error) {
 	if err := o.validate(); err != nil {
 		return result{}, err
 	}
-	if o.CPUProfile != "" {
-		f, err := os.Create(o.CPUProfile)
-		if err != nil {
-			return result{}, fmt.Errorf("cpuprofile: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return result{}, fmt.Errorf("cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(o.CPUProfile)
+	if err != nil {
+		return result{}, err
 	}
+	defer stopProfile()
 
 	srv, err := startFakePresence(o.Users)
 	if err != nil {
@@ -260,22 +237,7 @@ func run(ctx context.Context, o options) (result, error) {
 		o.Input = inputReplicate
 	}
 	cfg := loadConfig(o, dir, srv.addr())
-	logw := o.Log
-	if logw == nil {
-		logw = io.Discard
-	}
-	var pd puaside
-	if o.Proc {
-		bin := o.Bin
-		if bin == "" {
-			if bin, err = buildPuaside(ctx, dir); err != nil {
-				return result{}, err
-			}
-		}
-		pd, err = startSeparate(ctx, bin, cfg, o.Input, dir, logw)
-	} else {
-		pd, err = startInProcess(ctx, cfg, o.Input, logw)
-	}
+	pd, err := startTarget(ctx, targetOptions{Proc: o.Proc, Bin: o.Bin, Input: o.Input, Log: o.Log}, cfg, dir)
 	if err != nil {
 		return result{}, err
 	}
