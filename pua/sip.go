@@ -14,6 +14,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/internal/siplisten"
 	"github.com/puaside/puaside/internal/siptls"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/resolve"
@@ -186,11 +187,7 @@ func (st *sipStack) start(ctx context.Context) error {
 				udpListener = pc.LocalAddr().String()
 				bound[tr] = udpAddr.Port
 			}
-			go func() {
-				if err := srv.ServeUDP(pc); err != nil && !errors.Is(err, net.ErrClosed) {
-					log.Debug("udp listener ended", "addr", l.addr, "err", err)
-				}
-			}()
+			siplisten.Serve(log, "udp", l.addr, func() error { return srv.ServeUDP(pc) })
 		case "tcp", "tls":
 			ln, err := lc.Listen(ctx, "tcp", l.addr)
 			if err != nil {
@@ -205,17 +202,13 @@ func (st *sipStack) start(ctx context.Context) error {
 				ln = st.tls.Listener(ln)
 				serve = srv.ServeTLS
 			}
-			go func() {
-				if err := serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
-					log.Debug("listener ended", "transport", l.network, "addr", l.addr, "err", err)
-				}
-			}()
+			siplisten.Serve(log, l.network, l.addr, func() error { return serve(ln) })
 		}
 	}
 	st.setAddress(host, port, bound)
 	var laddr sip.Addr
 	if udpAddr != nil {
-		if waitListener(ctx, ua, udpListener) {
+		if siplisten.WaitUDP(ctx, ua, udpListener) {
 			laddr = sip.Addr{IP: udpAddr.IP, Port: udpAddr.Port}
 		} else {
 			log.Warn("UDP listener not ready: requests go out from an ephemeral port", "addr", udpListener)
@@ -225,23 +218,6 @@ func (st *sipStack) start(ctx context.Context) error {
 	st.ua, st.srv, st.cl, st.closers, st.udpLaddr = ua, srv, cl, closers, laddr
 	st.mu.Unlock()
 	return nil
-}
-
-// waitListener waits (up to 2 s) until the transport layer serves the UDP
-// listener key: a request bound to it before that would make sipgo try to
-// bind the same address again and fail.
-func waitListener(ctx context.Context, ua *sipgo.UserAgent, key string) bool {
-	tl := ua.TransportLayer()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		if c, err := tl.GetConnection("udp", key); err == nil && c != nil {
-			return true
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // close shuts the listeners and the UA.
