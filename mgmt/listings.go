@@ -47,6 +47,15 @@ func paginate[T any](items []T, limit, offset int) List[T] {
 	return List[T]{Items: out, Total: total}
 }
 
+// listQuery refuses query parameters not in allowed and reads the
+// paging ones (limit, offset).
+func listQuery(r *http.Request, allowed ...string) (limit, offset int, e *apiError) {
+	if e := checkQuery(r, allowed...); e != nil {
+		return 0, 0, e
+	}
+	return page(r)
+}
+
 // checkQuery refuses query parameters not in allowed, naming the first.
 func checkQuery(r *http.Request, allowed ...string) *apiError {
 	for k := range r.URL.Query() {
@@ -66,11 +75,7 @@ func (s *Server) handleListPublications(w http.ResponseWriter, r *http.Request) 
 		s.fail(w, r, notEnabled("pua engine"))
 		return
 	}
-	if e := checkQuery(r, "presentity", "event", "state", "owner", "id", "limit", "offset"); e != nil {
-		s.fail(w, r, e)
-		return
-	}
-	limit, offset, e := page(r)
+	limit, offset, e := listQuery(r, "presentity", "event", "state", "owner", "id", "limit", "offset")
 	if e != nil {
 		s.fail(w, r, e)
 		return
@@ -102,11 +107,7 @@ func (s *Server) handleListSubscriptions(w http.ResponseWriter, r *http.Request)
 		s.fail(w, r, notEnabled("pua engine"))
 		return
 	}
-	if e := checkQuery(r, "presentity", "watcher", "event", "state", "owner", "id", "limit", "offset"); e != nil {
-		s.fail(w, r, e)
-		return
-	}
-	limit, offset, e := page(r)
+	limit, offset, e := listQuery(r, "presentity", "watcher", "event", "state", "owner", "id", "limit", "offset")
 	if e != nil {
 		s.fail(w, r, e)
 		return
@@ -227,17 +228,20 @@ func rawMatch(q map[string][]string, item json.RawMessage) bool {
 	return true
 }
 
-func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request, v any) {
-	if e := checkQuery(r, "presentity", "event", "limit", "offset"); e != nil {
-		s.fail(w, r, e)
+// serveRaw answers a listing of the feature's list (its items as JSON),
+// filtered by presentity and event and paged; a disabled feature gets
+// notEnabled.
+func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request, enabled bool, feature string, list func() any) {
+	if !enabled {
+		s.fail(w, r, notEnabled(feature))
 		return
 	}
-	limit, offset, e := page(r)
+	limit, offset, e := listQuery(r, "presentity", "event", "limit", "offset")
 	if e != nil {
 		s.fail(w, r, e)
 		return
 	}
-	items, err := rawItems(v)
+	items, err := rawItems(list())
 	if err != nil {
 		s.fail(w, r, &apiError{code: http.StatusInternalServerError, msg: err.Error()})
 		return
@@ -253,11 +257,7 @@ func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request, v any) {
 }
 
 func (s *Server) handleListRegistrations(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Registrations == nil {
-		s.fail(w, r, notEnabled("usrloc"))
-		return
-	}
-	s.serveRaw(w, r, s.deps.Registrations.Registrations())
+	s.serveRaw(w, r, s.deps.Registrations != nil, "usrloc", func() any { return s.deps.Registrations.Registrations() })
 }
 
 // checkAddress refuses an {aor} that no tracker could know: not a SIP
@@ -287,11 +287,7 @@ func (s *Server) handleGetRegistration(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListFlags(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Registrations == nil {
-		s.fail(w, r, notEnabled("usrloc"))
-		return
-	}
-	s.serveRaw(w, r, s.deps.Registrations.Flags())
+	s.serveRaw(w, r, s.deps.Registrations != nil, "usrloc", func() any { return s.deps.Registrations.Flags() })
 }
 
 func (s *Server) handleSetFlag(w http.ResponseWriter, r *http.Request) {
@@ -336,19 +332,11 @@ func (s *Server) handleClearFlag(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListDialogs(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Dialogs == nil {
-		s.fail(w, r, notEnabled("dialoginfo"))
-		return
-	}
-	s.serveRaw(w, r, s.deps.Dialogs.Dialogs())
+	s.serveRaw(w, r, s.deps.Dialogs != nil, "dialoginfo", func() any { return s.deps.Dialogs.Dialogs() })
 }
 
 func (s *Server) handleListLines(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Lines == nil {
-		s.fail(w, r, notEnabled("bla"))
-		return
-	}
-	s.serveRaw(w, r, s.deps.Lines.Lines())
+	s.serveRaw(w, r, s.deps.Lines != nil, "bla", func() any { return s.deps.Lines.Lines() })
 }
 
 func (s *Server) handlePutLine(w http.ResponseWriter, r *http.Request) {
