@@ -34,8 +34,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -153,30 +151,21 @@ func runCalls(ctx context.Context, o callOptions) (callResult, error) {
 	if err := o.validate(); err != nil {
 		return callResult{}, err
 	}
-	stopProfile, err := startCPUProfile(o.CPUProfile)
-	if err != nil {
-		return callResult{}, err
-	}
-	defer stopProfile()
 	srv, err := startCallPresence(o.Calls)
 	if err != nil {
 		return callResult{}, err
 	}
 	defer srv.close()
-	dir, err := os.MkdirTemp("", "puaside-load-")
-	if err != nil {
-		return callResult{}, fmt.Errorf("temp dir: %w", err)
-	}
-	defer os.RemoveAll(dir)
 	if o.Input == "" {
 		o.Input = inputTrace
 	}
-	cfg := callConfig(o, dir, srv.addr())
-	ps, err := startTarget(ctx, targetOptions{Proc: o.Proc, Bin: o.Bin, Input: o.Input, Log: o.Log}, cfg, dir)
+	var cfg config.Config
+	ps, stop, err := startRun(ctx, o.CPUProfile, targetOptions{Proc: o.Proc, Bin: o.Bin, Input: o.Input, Log: o.Log},
+		func(dir string) config.Config { cfg = callConfig(o, dir, srv.addr()); return cfg })
 	if err != nil {
 		return callResult{}, err
 	}
-	defer ps.stop()
+	defer stop()
 	target := ps.input()
 	conn, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, target)
 	if err != nil {
@@ -254,24 +243,13 @@ func runCalls(ctx context.Context, o callOptions) (callResult, error) {
 // callConfig is puaside's configuration for a call run: dialoginfo only,
 // the trace input, every socket on a free 127.0.0.1 port.
 func callConfig(o callOptions, dir, server string) config.Config {
-	cfg := config.Default()
-	cfg.LogLevel = "warn"
-	cfg.DBURL = o.DBURL
-	if cfg.DBURL == "" {
-		cfg.DBURL = "sqlite://" + filepath.Join(dir, "puaside.db")
-	}
+	cfg := baseConfig(o.DBURL, dir, server)
 	cfg.Features = config.Features{Dialoginfo: true}
-	cfg.PUA.Listen = []string{"udp:127.0.0.1:0"}
-	cfg.PUA.ServerAddress = "sip:" + server
-	cfg.Ingest.ReplicateListen = nil
-	cfg.Ingest.TraceListen = nil
-	cfg.Ingest.HEPListen = nil
 	if o.Input == inputHEP {
 		cfg.Ingest.HEPListen = []string{"udp:127.0.0.1:0"}
 	} else {
 		cfg.Ingest.TraceListen = []string{"udp:127.0.0.1:0"}
 	}
-	cfg.HTTP.HTTPListen = "127.0.0.1:0"
 	if o.Linger > 0 {
 		cfg.Dialoginfo.TerminatedLinger = o.Linger
 	}

@@ -58,7 +58,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -216,32 +215,20 @@ func run(ctx context.Context, o options) (result, error) {
 	if err := o.validate(); err != nil {
 		return result{}, err
 	}
-	stopProfile, err := startCPUProfile(o.CPUProfile)
-	if err != nil {
-		return result{}, err
-	}
-	defer stopProfile()
-
 	srv, err := startFakePresence(o.Users)
 	if err != nil {
 		return result{}, err
 	}
 	defer srv.close()
-
-	dir, err := os.MkdirTemp("", "puaside-load-")
-	if err != nil {
-		return result{}, fmt.Errorf("temp dir: %w", err)
-	}
-	defer os.RemoveAll(dir)
 	if o.Input == "" {
 		o.Input = inputReplicate
 	}
-	cfg := loadConfig(o, dir, srv.addr())
-	pd, err := startTarget(ctx, targetOptions{Proc: o.Proc, Bin: o.Bin, Input: o.Input, Log: o.Log}, cfg, dir)
+	pd, stop, err := startRun(ctx, o.CPUProfile, targetOptions{Proc: o.Proc, Bin: o.Bin, Input: o.Input, Log: o.Log},
+		func(dir string) config.Config { return loadConfig(o, dir, srv.addr()) })
 	if err != nil {
 		return result{}, err
 	}
-	defer pd.stop()
+	defer stop()
 	target := pd.input()
 
 	snd, err := newSender(target, o.Users, o.Input == inputHEP)
@@ -355,28 +342,17 @@ func run(ctx context.Context, o options) (result, error) {
 // loadConfig is puaside's configuration for a run: usrloc only, every
 // socket on a free 127.0.0.1 port, the fake presence server as server.
 func loadConfig(o options, dir, server string) config.Config {
-	cfg := config.Default()
-	cfg.LogLevel = "warn"
-	cfg.DBURL = o.DBURL
-	if cfg.DBURL == "" {
-		cfg.DBURL = "sqlite://" + filepath.Join(dir, "puaside.db")
-	}
+	cfg := baseConfig(o.DBURL, dir, server)
 	cfg.Features = config.Features{Usrloc: true}
 	cfg.PUA.SyncETags = !o.NoSync
 	if o.InitialExp > 0 {
 		cfg.PUA.InitialExpires = o.InitialExp
 	}
-	cfg.PUA.Listen = []string{"udp:127.0.0.1:0"}
-	cfg.PUA.ServerAddress = "sip:" + server
-	cfg.Ingest.ReplicateListen = nil
-	cfg.Ingest.TraceListen = nil
-	cfg.Ingest.HEPListen = nil
 	if o.Input == inputHEP {
 		cfg.Ingest.HEPListen = []string{"udp:127.0.0.1:0"}
 	} else {
 		cfg.Ingest.ReplicateListen = []string{"udp:127.0.0.1:0"}
 	}
-	cfg.HTTP.HTTPListen = "127.0.0.1:0"
 	return cfg
 }
 

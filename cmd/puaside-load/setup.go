@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -66,6 +67,53 @@ func startTarget(ctx context.Context, o targetOptions, cfg config.Config, dir st
 		}
 	}
 	return startSeparate(ctx, bin, cfg, o.Input, dir, logw)
+}
+
+// baseConfig is the configuration every measurement starts from: warnings
+// only, the database at dbURL (empty: SQLite in dir), the engine on a free
+// loopback port publishing to server (host:port), no ingest listener and
+// the management server on a free loopback port.
+func baseConfig(dbURL, dir, server string) config.Config {
+	cfg := config.Default()
+	cfg.LogLevel = "warn"
+	cfg.DBURL = dbURL
+	if cfg.DBURL == "" {
+		cfg.DBURL = "sqlite://" + filepath.Join(dir, "puaside.db")
+	}
+	cfg.PUA.Listen = []string{"udp:127.0.0.1:0"}
+	cfg.PUA.ServerAddress = "sip:" + server
+	cfg.Ingest.ReplicateListen = nil
+	cfg.Ingest.TraceListen = nil
+	cfg.Ingest.HEPListen = nil
+	cfg.HTTP.HTTPListen = "127.0.0.1:0"
+	return cfg
+}
+
+// startRun starts what every measurement runs around its fake presence
+// server: the CPU profile (to profile, if set), a temporary directory and
+// puaside with the configuration cfg builds for that directory. stop
+// undoes them in reverse order.
+func startRun(ctx context.Context, profile string, o targetOptions, cfg func(dir string) config.Config) (ps puaside, stop func(), err error) {
+	stopProfile, err := startCPUProfile(profile)
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, err := os.MkdirTemp("", "puaside-load-")
+	if err != nil {
+		stopProfile()
+		return nil, nil, fmt.Errorf("temp dir: %w", err)
+	}
+	ps, err = startTarget(ctx, o, cfg(dir), dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		stopProfile()
+		return nil, nil, err
+	}
+	return ps, func() {
+		ps.stop()
+		os.RemoveAll(dir)
+		stopProfile()
+	}, nil
 }
 
 // report prints r (as JSON with asJSON) or, on err, exits with it.
