@@ -29,6 +29,7 @@ import (
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/puaxmpp"
 	"github.com/puaside/puaside/reconcile"
+	"github.com/puaside/puaside/shard"
 	"github.com/puaside/puaside/usrloc"
 )
 
@@ -71,6 +72,9 @@ type Config struct {
 	// Gateway is the SIP ↔ XMPP presence gateway (pua_xmpp with the xmpp
 	// module): an XEP-0114 component of the site's XMPP server.
 	Gateway puaxmpp.Config `yaml:"xmpp"`
+	// Cluster shares the work with other instances on the same database
+	// (shards under leases); off by default.
+	Cluster shard.Config `yaml:"cluster"`
 }
 
 // Features switches the trackers on and off.
@@ -100,6 +104,7 @@ func Default() Config {
 		HTTP:       mgmt.DefaultConfig(),
 		Reconcile:  reconcile.DefaultConfig(),
 		Gateway:    puaxmpp.DefaultConfig(),
+		Cluster:    shard.DefaultConfig(),
 	}
 }
 
@@ -111,6 +116,9 @@ func (c Config) WithDefaults() Config {
 	c.PUA = c.PUA.WithDefaults()
 	c.Dialoginfo = c.Dialoginfo.WithDefaults()
 	c.PA = c.PA.WithDefaults()
+	if c.Cluster.Enabled {
+		c.Cluster = c.Cluster.WithDefaults()
+	}
 	c.ShareDefaultDomain()
 	return c
 }
@@ -212,7 +220,7 @@ func (c Config) Validate() error {
 	for _, s := range []sectionCheck{
 		{"pua", c.PUA.Validate}, {"ingest", c.Ingest.Validate}, {"usrloc", c.Usrloc.Validate},
 		{"dialoginfo", c.Dialoginfo.Validate}, {"bla", c.BLA.Validate}, {"pa", c.PA.Validate}, {"http", c.HTTP.Validate},
-		{"reconcile", c.Reconcile.Validate}, {"xmpp", c.Gateway.Validate},
+		{"reconcile", c.Reconcile.Validate}, {"xmpp", c.Gateway.Validate}, {"cluster", c.Cluster.Validate},
 	} {
 		if err := s.validate(); err != nil {
 			errs = append(errs, sectionProblems(s.name, err)...)

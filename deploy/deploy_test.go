@@ -1092,7 +1092,7 @@ func TestOperatorGuide(t *testing.T) {
 	// Every dotted configuration key named in the text exists.
 	keys := map[string]bool{}
 	configKeys(reflect.TypeOf(config.Config{}), "", keys)
-	sections := []string{"features", "pua", "ingest", "usrloc", "dialoginfo", "bla", "pa", "http", "reconcile", "xmpp"}
+	sections := []string{"features", "pua", "ingest", "usrloc", "dialoginfo", "bla", "pa", "http", "reconcile", "xmpp", "cluster"}
 	for _, m := range regexp.MustCompile("`([a-z_]+(\\.[a-z_]+)+)`").FindAllStringSubmatch(md, -1) {
 		sec, _, _ := strings.Cut(m[1], ".")
 		if slices.Contains(sections, sec) && !keys[m[1]] {
@@ -1102,7 +1102,7 @@ func TestOperatorGuide(t *testing.T) {
 
 	// Every metric named exists in the code.
 	var src strings.Builder
-	for _, f := range []string{"metrics/metrics.go", "metrics/outage.go", "metrics/buildinfo.go", "mgmt/collector.go", "internal/daemon/gauges.go", "pa/metrics.go", "puaxmpp/conn.go"} {
+	for _, f := range []string{"metrics/metrics.go", "metrics/outage.go", "metrics/cluster.go", "metrics/buildinfo.go", "mgmt/collector.go", "internal/daemon/gauges.go", "pa/metrics.go", "puaxmpp/conn.go"} {
 		src.WriteString(readFile(t, filepath.Join(root, f)))
 	}
 	// Code blocks hold configuration, not metrics ("[puaside_hep]").

@@ -99,7 +99,7 @@ func fcCheckDialogOrder(t *testing.T, w *sipphone.Watcher, who, callID string, w
 // fcPresentities counts the presence server's presentity rows per
 // "user event" (expired rows not yet cleaned included: a duplicate
 // publication shows as two rows until its expiry).
-func fcPresentities(ctx context.Context, t *testing.T, ps *kamailiotest.Instance) map[string]int {
+func fcPresentities(ctx context.Context, t testing.TB, ps *kamailiotest.Instance) map[string]int {
 	t.Helper()
 	rows, err := ps.DB().QueryContext(ctx, "SELECT username, event, COUNT(*) FROM presentity GROUP BY username, domain, event")
 	if err != nil {
@@ -145,7 +145,7 @@ func fcPresentityRows(ctx context.Context, t *testing.T, ps *kamailiotest.Instan
 
 // fcCheckPresentities fails when any (user, event) has more than max rows
 // for the events given.
-func fcCheckPresentities(ctx context.Context, t *testing.T, ps *kamailiotest.Instance, when string, limit map[string]int) {
+func fcCheckPresentities(ctx context.Context, t testing.TB, ps *kamailiotest.Instance, when string, limit map[string]int) {
 	t.Helper()
 	got := fcPresentities(ctx, t, ps)
 	for k, n := range got {

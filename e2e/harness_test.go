@@ -143,7 +143,7 @@ func (p *puaside) stop() {
 }
 
 // eventually polls cond every 50 ms until it holds or waitLimit passes.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitLimit)
 	for !cond() {

@@ -256,6 +256,10 @@ func daemonConfigYAML(cfg config.Config) string {
 		cfg.Dialoginfo.PublishExpires, cfg.Dialoginfo.TerminatedLinger, cfg.Dialoginfo.FlushInterval)
 	fmt.Fprintf(&b, "pa:\n  mode: %s\n  listen: %s\n", cfg.PA.Mode, yamlList(cfg.PA.Listen))
 	fmt.Fprintf(&b, "http:\n  http_listen: %s\n  wait_timeout: %s\n", strconv.Quote(cfg.HTTP.HTTPListen), cfg.HTTP.WaitTimeout)
+	if cl := cfg.Cluster; cl.Enabled {
+		fmt.Fprintf(&b, "cluster:\n  enabled: true\n  instance_id: %s\n  lease_ttl: %s\n  shard_count: %d\n",
+			strconv.Quote(cl.InstanceID), cl.TTL, cl.Shards)
+	}
 	if rc := cfg.Reconcile; rc.Enabled {
 		fmt.Fprintf(&b, "reconcile:\n  enabled: true\n  rpc_url: %s\n  interval: %s\n  timeout: %s\n  grace: %s\n  default_domain: %s\n",
 			strconv.Quote(rc.RPCURL), rc.Interval, rc.Timeout, rc.Grace, strconv.Quote(rc.DefaultDomain))

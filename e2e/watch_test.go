@@ -37,7 +37,7 @@ func notifyBodies(w *sipphone.Watcher) string {
 
 // waitNotify waits, at most limit, for the next NOTIFY of w whose body
 // matches; the test fails at once if none comes.
-func waitNotify(ctx context.Context, t *testing.T, w *sipphone.Watcher, limit time.Duration, what string, match func(string) bool) {
+func waitNotify(ctx context.Context, t testing.TB, w *sipphone.Watcher, limit time.Duration, what string, match func(string) bool) {
 	t.Helper()
 	if err := awaitNotify(ctx, w, limit, match); err != nil {
 		t.Fatalf("%s not seen within %s: %v\nNOTIFYs:\n%s", what, limit, err, notifyBodies(w))

@@ -33,6 +33,7 @@ type Metrics struct {
 	httpRefused   *prometheus.CounterVec // reason
 	boardDropped  *prometheus.CounterVec // reason
 	outage        *outageMetrics
+	cluster       *clusterMetrics
 	// depth and events cache the children of queueDepth and
 	// trackerEvents, set on every queued item and tracked message (a
 	// label lookup hashes and compares the label values each time).
@@ -166,6 +167,7 @@ func New() *Metrics {
 		Help: "Lamp board event streams refused or dropped, by reason (slow, write_error, too_many_clients).",
 	}, []string{"reason"})
 	m.outage = newOutageMetrics(m.reg)
+	m.cluster = newClusterMetrics(m.reg)
 	m.reg.MustRegister(m.requests, m.latency, m.notifies, m.ingest, m.drops, m.queueDepth,
 		m.storeFlush, m.storeFailures, m.quarantined, m.trackerEvents, m.inflight, m.httpRefused, m.boardDropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

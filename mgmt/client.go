@@ -127,14 +127,15 @@ const (
 	ListWatchers     = "watchers"
 	// ListPolicy is the presence server's authorization rules.
 	ListPolicy = "policy"
+	ListShards = "shards"
 	ListFlags  = "flags"
 )
 
 // List fetches a listing (publications, subscriptions, registrations,
-// dialogs, lines or flags) with filters and pagination as query values.
+// dialogs, lines, flags or shards) with filters and pagination as query values.
 func (c *Client) List(ctx context.Context, kind string, query url.Values) (RawList, error) {
 	switch kind {
-	case ListPublications, ListSubscriptions, ListRegistrations, ListDialogs, ListLines, ListFlags, ListPresentities, ListWatchers, ListPolicy:
+	case ListPublications, ListSubscriptions, ListRegistrations, ListDialogs, ListLines, ListFlags, ListPresentities, ListWatchers, ListPolicy, ListShards:
 	default:
 		return RawList{}, fmt.Errorf("mgmt: unknown listing %q", kind)
 	}

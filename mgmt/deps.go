@@ -72,6 +72,13 @@ type Lines interface {
 	RemoveLine(ctx context.Context, aor string) error
 }
 
+// Shards is the cluster's shard leases (several instances on one
+// database): a JSON array of the lease rows, each saying whether this
+// instance holds it.
+type Shards interface {
+	Shards(ctx context.Context) (any, error)
+}
+
 // Presence is the embedded presence server (pa): its publications and
 // subscriptions, listed and deleted.
 type Presence interface {
@@ -121,6 +128,8 @@ type Deps struct {
 	Lines         Lines
 	Presence      Presence
 	Policy        Policy
+	// Shards lists the shard leases; nil with cluster off.
+	Shards Shards
 	// Events handles POST /v1/events (the JSON event input of ingest).
 	Events http.Handler
 	// Board serves the lamp board: GET /board and everything under it

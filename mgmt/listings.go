@@ -339,6 +339,19 @@ func (s *Server) handleListLines(w http.ResponseWriter, r *http.Request) {
 	s.serveRaw(w, r, s.deps.Lines != nil, "bla", func() any { return s.deps.Lines.Lines() })
 }
 
+func (s *Server) handleListShards(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Shards == nil {
+		s.fail(w, r, notEnabled("cluster"))
+		return
+	}
+	v, err := s.deps.Shards.Shards(r.Context())
+	if err != nil {
+		s.fail(w, r, &apiError{code: http.StatusInternalServerError, msg: err.Error()})
+		return
+	}
+	s.serveRaw(w, r, v)
+}
+
 func (s *Server) handlePutLine(w http.ResponseWriter, r *http.Request) {
 	aor, ok := s.aorParam(w, r, s.deps.Lines != nil, "bla")
 	if !ok {

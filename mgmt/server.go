@@ -151,6 +151,7 @@ func (s *Server) buildRoutes() []route {
 		{"GET", "/v1/policy", s.handleListPolicy, false},
 		{"PUT", "/v1/policy", s.handlePutPolicy, true},
 		{"DELETE", "/v1/policy", s.handleDeletePolicy, true},
+		{"GET", "/v1/shards", s.handleListShards, false},
 		// The JSON event input checks ingest.trusted_sources itself.
 		{"POST", "/v1/events", s.handleEvents, false},
 		// The lamp board: read only, like the listings.

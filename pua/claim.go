@@ -162,17 +162,33 @@ func (e *Engine) claimPub(r *pubRec) {
 
 // sweep removes every record still unclaimed. The removals are durable:
 // the rows are marked before anything is sent.
-func (e *Engine) sweep() {
+func (e *Engine) sweep() { e.sweepWhere(nil) }
+
+// sweepWhere sweeps the unclaimed records of the presentities in (nil: all).
+// With several instances, an unclaimed record of a shard another instance
+// holds is only forgotten: its owner sweeps it.
+func (e *Engine) sweepWhere(in func(presURI string) bool) {
 	start := time.Now()
 	var pubs, subs int
+	elsewhere := func(presURI string) bool {
+		if e.own == nil {
+			return false
+		}
+		_, _, ok := e.own.Fence(presURI)
+		return !ok
+	}
 	for i := range e.shards {
 		s := &e.shards[i]
 		s.mu.Lock()
 		for _, r := range s.pubs {
-			if !r.unclaimed {
+			if !r.unclaimed || (in != nil && !in(r.key.PresURI)) {
 				continue
 			}
 			r.unclaimed = false
+			if elsewhere(r.key.PresURI) {
+				e.forgetPub(r)
+				continue
+			}
 			if r.remove {
 				continue
 			}
@@ -201,10 +217,14 @@ func (e *Engine) sweep() {
 			e.kickPub(r)
 		}
 		for _, r := range s.subs {
-			if !r.unclaimed {
+			if !r.unclaimed || (in != nil && !in(r.key.PresURI)) {
 				continue
 			}
 			r.unclaimed = false
+			if elsewhere(r.key.PresURI) {
+				e.forgetSub(r)
+				continue
+			}
 			if r.unsub {
 				continue
 			}

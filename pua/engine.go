@@ -34,6 +34,10 @@ type Options struct {
 	// PUBLISH transaction (op is initial, modify, refresh or remove), in
 	// the engine's goroutine and with no lock held; it must not block.
 	OnPublishResult func(key Key, op string, res Result)
+	// Ownership, with several instances on one database, tells which
+	// presentities this instance sends and writes for (see cluster.go);
+	// nil means all of them.
+	Ownership Ownership
 }
 
 // shard is one lock domain of the record tables.
@@ -94,6 +98,10 @@ type Engine struct {
 	cmu    sync.Mutex
 	claims claimState
 
+	own   Ownership
+	omu   sync.Mutex
+	ready map[int]bool // shards gained and continued: sent and written for
+
 	reach  reachability // the presence server's, per replies and probes (probe.go)
 	writes storeHealth  // recent store writes (ready.go)
 
@@ -124,6 +132,8 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		owners:   make(map[int]struct{}, len(opts.Owners)),
 		loaded:   make(chan struct{}),
 		onPub:    opts.OnPublishResult,
+		own:      opts.Ownership,
+		ready:    make(map[int]bool),
 	}
 	for _, f := range opts.Owners {
 		e.owners[f] = struct{}{}

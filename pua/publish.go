@@ -459,6 +459,10 @@ func (e *Engine) runPublish(r *pubRec) {
 	now := e.clock.Now()
 	s.mu.Lock()
 	r.backingOff = false
+	if !e.mayPublish(r.key.PresURI) {
+		s.mu.Unlock() // another instance owns its shard (cluster.go)
+		return
+	}
 	e.retryRefusedPub(r, now)
 	op := e.nextPubOp(r, now)
 	if op.kind == pubNone {

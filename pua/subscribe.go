@@ -260,6 +260,12 @@ func (e *Engine) registerDialog(r *subRec) {
 
 // resetDialog forgets r's dialog; the next SUBSCRIBE is a new initial one.
 func (e *Engine) resetDialog(r *subRec) {
+	e.forgetDialog(r)
+	e.markDirty(r, &r.dirty)
+}
+
+// forgetDialog forgets r's dialog in memory only.
+func (e *Engine) forgetDialog(r *subRec) {
 	if r.callID != "" {
 		e.dmu.Lock()
 		if e.dialogs[dialogKey{r.callID, r.localTag}] == r {
@@ -270,7 +276,6 @@ func (e *Engine) resetDialog(r *subRec) {
 	r.callID, r.localTag, r.remoteTag, r.remoteTarget = "", "", "", ""
 	r.routes, r.confirmed, r.cseq = nil, false, 0
 	r.remoteCSeq, r.haveRemoteCSeq = 0, false
-	e.markDirty(r, &r.dirty)
 }
 
 // dropSub deletes r. Shard locked.
@@ -355,6 +360,10 @@ func (e *Engine) runSubscribe(r *subRec) {
 	now := e.clock.Now()
 	s.mu.Lock()
 	r.backingOff = false
+	if !e.mayPublish(r.key.PresURI) {
+		s.mu.Unlock() // another instance owns its shard (cluster.go)
+		return
+	}
 	e.retryRefusedSub(r, now)
 	op := e.nextSubOp(r, now)
 	if op.kind == subNone {

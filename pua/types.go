@@ -2,6 +2,8 @@ package pua
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -223,7 +225,34 @@ type Record struct {
 	// yet accepted under the stored ETag: a restarted engine sends it as a
 	// modify instead of refreshing the server's older document.
 	Modified bool
+	// Shard and Epoch fence the write with several instances on one
+	// database: with Epoch non-zero the store writes (or deletes) the row
+	// only while the lease of Shard has that epoch, so an owner that lost
+	// the shard cannot overwrite its successor's rows. Not stored.
+	Shard int
+	Epoch int64
 }
+
+// ErrStaleEpoch is wrapped by a StaleEpochError.
+var ErrStaleEpoch = errors.New("stale shard epoch")
+
+// StaleEpochError is returned by Store.SaveRecords when records were
+// refused because the lease of their shard has another epoch than the one
+// they carry (the shard has a new owner). Every other record was written:
+// the refused ones must not be retried.
+type StaleEpochError struct {
+	// Shards are the shards whose records were refused.
+	Shards []int
+	// Refused is the number of records refused.
+	Refused int
+}
+
+func (e *StaleEpochError) Error() string {
+	return fmt.Sprintf("%d record(s) of shard(s) %v refused: %v", e.Refused, e.Shards, ErrStaleEpoch)
+}
+
+// Unwrap returns ErrStaleEpoch.
+func (e *StaleEpochError) Unwrap() error { return ErrStaleEpoch }
 
 // IsSubscription reports whether the record is a subscription.
 func (r Record) IsSubscription() bool { return r.WatcherURI != "" }
@@ -236,6 +265,7 @@ type Store interface {
 	// SaveRecords upserts and deletes records in one transaction. A record
 	// the database cannot hold is set aside by the store (logged and
 	// counted, not written) and the call succeeds for the others: an error
-	// means nothing could be written and the whole call must be retried.
+	// means nothing could be written and the whole call must be retried,
+	// except a *StaleEpochError: the others were written.
 	SaveRecords(ctx context.Context, upsert []Record, remove []Record) error
 }

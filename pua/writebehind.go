@@ -2,6 +2,7 @@ package pua
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -144,6 +145,12 @@ func (e *Engine) flush(ctx context.Context) error {
 					removed = append(removed, Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: r.storedFlag})
 				}
 				rec := e.pubRecord(r, now)
+				if !e.fenceRecord(&rec) {
+					// Another instance owns its shard and its row.
+					r.dirty = false
+					r.shard.mu.Unlock()
+					continue
+				}
 				r.storedFlag = r.flag // a later removal must delete this row
 				upsert = append(upsert, rec)
 				seen[idOf(rec)] = true
@@ -160,6 +167,11 @@ func (e *Engine) flush(ctx context.Context) error {
 						Flag: r.storedFlag, WatcherURI: r.key.WatcherURI})
 				}
 				rec := e.subRecord(r)
+				if !e.fenceRecord(&rec) {
+					r.dirty = false
+					r.shard.mu.Unlock()
+					continue
+				}
 				r.storedFlag = r.flag
 				upsert = append(upsert, rec)
 				seen[idOf(rec)] = true
@@ -172,11 +184,18 @@ func (e *Engine) flush(ctx context.Context) error {
 	}
 	rm := removed[:0:0]
 	for _, id := range removed {
-		if !seen[idOf(id)] {
+		if !seen[idOf(id)] && e.fenceRecord(&id) {
 			rm = append(rm, id)
 		}
 	}
 	err := e.store.SaveRecords(ctx, upsert, rm)
+	if stale := (*StaleEpochError)(nil); errors.As(err, &stale) {
+		// The others were written; these rows are the new owner's now.
+		e.log.Warn("store refused rows of shards another instance took over", "shards", stale.Shards,
+			"refused", stale.Refused)
+		e.m.Tracker("pua", "stale_epoch_refused")
+		err = nil
+	}
 	e.m.StoreFlush(time.Since(start), err)
 	e.noteStoreWrite(err)
 	if err != nil {

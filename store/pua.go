@@ -361,20 +361,104 @@ func (db *DB) SaveRecords(ctx context.Context, upsert, remove []pua.Record) erro
 			gone = append(gone, remove[i])
 		}
 	}
-	err := db.saveRecords(ctx, fitted, gone)
+	var st staleTally
+	err := db.saveRecords(ctx, fitted, gone, &st)
 	if err == nil || !rowError(err) || ctx.Err() != nil {
+		return st.result(err, db.Table)
+	}
+	st = staleTally{}
+	if err := db.saveRecords(ctx, nil, gone, &st); err != nil {
 		return err
 	}
-	if err := db.saveRecords(ctx, nil, gone); err != nil {
-		return err
-	}
-	return isolate(ctx, fitted, func(part []puaRow) error { return db.saveRecords(ctx, part, nil) },
+	err = isolate(ctx, fitted, func(part []puaRow) error { return db.saveRecords(ctx, part, nil, &st) },
 		func(r puaRow, err error) { db.setAside(db.Table, recordIdentity(&r.Record).String(), err) })
+	return st.result(err, db.Table)
+}
+
+// staleTally gathers the records refused by the epoch guard across the
+// transactions of one SaveRecords.
+type staleTally struct {
+	shards  map[int]bool
+	refused int
+}
+
+// result is err, or a *pua.StaleEpochError when err is nil and records
+// were refused.
+func (st *staleTally) result(err error, table string) error {
+	if err != nil || st.refused == 0 {
+		return err
+	}
+	e := &pua.StaleEpochError{Refused: st.refused}
+	for sh := range st.shards {
+		e.Shards = append(e.Shards, sh)
+	}
+	sort.Ints(e.Shards)
+	return fmt.Errorf("store: save %s: %w", table, e)
+}
+
+// add logs and counts records refused by a committed transaction.
+func (st *staleTally) add(db *DB, refused []*pua.Record) {
+	for _, r := range refused {
+		db.logger().Warn("store: write refused, the shard has a new owner", "table", db.Table,
+			"shard", r.Shard, "epoch", r.Epoch, "record", recordIdentity(r).String())
+		db.Metrics.Drop("store", "stale_epoch")
+		if st.shards == nil {
+			st.shards = make(map[int]bool)
+		}
+		st.shards[r.Shard] = true
+		st.refused++
+	}
+}
+
+// fence drops from upsert and remove the records whose shard lease has
+// another epoch than theirs and returns them apart. Within tx.
+func (db *DB) fence(ctx context.Context, q fenceQuerier, upsert []puaRow, remove []pua.Record) ([]puaRow, []pua.Record, []*pua.Record, error) {
+	var fences map[int]int64
+	note := func(r *pua.Record) {
+		if r.Epoch == 0 {
+			return
+		}
+		if fences == nil {
+			fences = make(map[int]int64)
+		}
+		fences[r.Shard] = r.Epoch
+	}
+	for i := range upsert {
+		note(&upsert[i].Record)
+	}
+	for i := range remove {
+		note(&remove[i])
+	}
+	stale, err := db.staleShards(ctx, q, fences)
+	if err != nil || len(stale) == 0 {
+		return upsert, remove, nil, err
+	}
+	var refused []*pua.Record
+	refuse := func(r *pua.Record) bool {
+		if r.Epoch == 0 || !stale[r.Shard] {
+			return false
+		}
+		refused = append(refused, r)
+		return true
+	}
+	keptU := upsert[:0:0]
+	for i := range upsert {
+		if !refuse(&upsert[i].Record) {
+			keptU = append(keptU, upsert[i])
+		}
+	}
+	keptR := remove[:0:0]
+	for i := range remove {
+		if !refuse(&remove[i]) {
+			keptR = append(keptR, remove[i])
+		}
+	}
+	return keptU, keptR, refused, nil
 }
 
 // saveRecords writes fitted records and removals in one transaction, rolled
 // back on any error.
-func (db *DB) saveRecords(ctx context.Context, upsert []puaRow, remove []pua.Record) (err error) {
+func (db *DB) saveRecords(ctx context.Context, upsert []puaRow, remove []pua.Record, tally *staleTally) (err error) {
 	if len(upsert) == 0 && len(remove) == 0 {
 		return nil
 	}
@@ -389,6 +473,10 @@ func (db *DB) saveRecords(ctx context.Context, upsert []puaRow, remove []pua.Rec
 			_ = tx.Rollback()
 		}
 	}()
+	var refused []*pua.Record
+	if upsert, remove, refused, err = db.fence(ctx, tx, upsert, remove); err != nil {
+		return err
+	}
 
 	uris := make([]string, 0, len(upsert)+len(remove))
 	for i := range remove {
@@ -442,6 +530,7 @@ func (db *DB) saveRecords(ctx context.Context, upsert []puaRow, remove []pua.Rec
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: save %s: commit: %w", db.Table, err)
 	}
+	tally.add(db, refused)
 	return nil
 }
 

@@ -309,6 +309,8 @@ func columns(kind string) []string {
 		return []string{"presentity_uri", "event", "id", "owner", "state", "etag", "last_status", "expires"}
 	case mgmt.ListSubscriptions:
 		return []string{"presentity_uri", "watcher_uri", "event", "id", "owner", "state", "last_status", "expires", "last_notify"}
+	case mgmt.ListShards:
+		return []string{"shard", "owner", "epoch", "left_ms", "mine"}
 	case mgmt.ListPresentities:
 		return []string{"presentity", "event", "id", "etag", "size", "expires"}
 	case mgmt.ListWatchers:
@@ -320,7 +322,7 @@ func columns(kind string) []string {
 }
 
 func (c *cli) ls(args []string) int {
-	fs := c.flags("publications|subscriptions|registrations|dialogs|lines|flags|presentities|watchers|policy|xmpp [flags]",
+	fs := c.flags("publications|subscriptions|registrations|dialogs|lines|flags|presentities|watchers|policy|shards|xmpp [flags]",
 		"List what the daemon holds, as an aligned table (or --json). xmpp lists the XMPP gateway's\n"+
 			"publications (Jabber users' presence) and subscriptions (on Jabber users' behalf, and to their watcher lists);\n"+
 			"presentities, watchers and policy list the embedded presence server's publications, subscriptions and\n"+
@@ -353,7 +355,7 @@ func (c *cli) ls(args []string) int {
 		return code
 	}
 	if len(pos) != 1 {
-		return c.usageErr(fs, "name one listing: publications, subscriptions, registrations, dialogs, lines, flags, presentities, watchers, policy or xmpp")
+		return c.usageErr(fs, "name one listing: publications, subscriptions, registrations, dialogs, lines, flags, presentities, watchers, policy, shards or xmpp")
 	}
 	if pos[0] == "xmpp" {
 		return c.listXMPP(fs, q)
@@ -402,7 +404,7 @@ func (c *cli) listXMPP(fs *flag.FlagSet, q url.Values) int {
 func (c *cli) list(fs *flag.FlagSet, kind string, q url.Values) int {
 	switch kind {
 	case mgmt.ListPublications, mgmt.ListSubscriptions, mgmt.ListRegistrations, mgmt.ListDialogs, mgmt.ListLines, mgmt.ListFlags,
-		mgmt.ListPresentities, mgmt.ListWatchers, mgmt.ListPolicy:
+		mgmt.ListPresentities, mgmt.ListWatchers, mgmt.ListPolicy, mgmt.ListShards:
 	default:
 		return c.usageErr(fs, "unknown listing %q", kind)
 	}

@@ -38,7 +38,7 @@ type Entry struct {
 }
 
 // packages holds the directories whose Config types make up the file.
-var packages = []string{"config", "internal/siptls", "pua", "ingest", "usrloc", "dialoginfo", "bla", "pa", "mgmt", "reconcile", "puaxmpp"}
+var packages = []string{"config", "internal/siptls", "pua", "ingest", "usrloc", "dialoginfo", "bla", "pa", "mgmt", "reconcile", "puaxmpp", "shard"}
 
 // Entries walks config.Default() and returns every key in file order. root
 // is the module's root directory (to read the doc comments).

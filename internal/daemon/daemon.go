@@ -29,6 +29,7 @@ import (
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/puaxmpp"
 	"github.com/puaside/puaside/reconcile"
+	"github.com/puaside/puaside/shard"
 	"github.com/puaside/puaside/store"
 	"github.com/puaside/puaside/usrloc"
 )
@@ -54,6 +55,10 @@ type Daemon struct {
 	board *board.Board
 	rec   *reconcile.Reconciler // nil unless reconcile.enabled
 	gw    *puaxmpp.Gateway      // nil unless xmpp.enabled
+	// shards holds this instance's shard leases; nil unless cluster.enabled.
+	shards     *shard.Manager
+	stopShards context.CancelFunc
+	shardsDone chan struct{}
 
 	reloadMu       sync.Mutex // one Reload at a time; guards cfg's reloadable keys
 	cancelTrackers context.CancelFunc
@@ -96,11 +101,25 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		bopts.Lines = boardLines{d}
 	}
 	d.board = board.New(bopts)
-	d.eng, err = pua.New(cfg.PUA, pua.Options{Logger: log, Store: db, Metrics: d.m, Owners: ownerFlags(),
-		OnPublishResult: d.board.PublishResult})
+	popts := pua.Options{Logger: log, Store: db, Metrics: d.m, Owners: ownerFlags(),
+		OnPublishResult: d.board.PublishResult}
+	if cfg.Cluster.Enabled {
+		// Several instances on one database: this one sends only for the
+		// shards it holds (package shard).
+		d.shards, err = shard.New(cfg.Cluster, db, shard.Options{Log: log, Observer: d.m})
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		popts.Ownership = d.shards
+	}
+	d.eng, err = pua.New(cfg.PUA, popts)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	if d.shards != nil {
+		d.shards.SetListener(d.eng)
 	}
 	d.pub = d.eng
 	// paGW is the XMPP gateway as pa sees it, bound once the gateway is
@@ -247,6 +266,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	if d.bl != nil {
 		deps.Lines = lines{d.bl}
 	}
+	if d.shards != nil {
+		deps.Shards = shards{db: db, m: d.shards}
+		deps.Ready = append(deps.Ready, mgmt.ReadyCheck{Name: "shard leases",
+			Check: func(context.Context) error { return d.shards.Healthy() }})
+	}
 	if d.pa != nil {
 		deps.Presence = presence{d.pa}
 		deps.Policy = policy{d.pa}
@@ -349,6 +373,16 @@ func (d *Daemon) Start(ctx context.Context) error {
 		}
 		d.run("dialoginfo", func() error { return d.di.Run(tctx) })
 	}
+	if d.shards != nil {
+		// After the trackers: every presentity they restored is in the
+		// engine when the first shards are taken over.
+		if err := d.shards.Start(ctx); err != nil {
+			return d.abort(ctx, fmt.Errorf("daemon: start cluster: %w", err))
+		}
+		sctx, cancel := context.WithCancel(context.Background())
+		d.stopShards, d.shardsDone = cancel, make(chan struct{})
+		go func() { defer close(d.shardsDone); d.shards.Run(sctx) }()
+	}
 	if err := d.in.Start(ctx); err != nil {
 		return d.abort(ctx, fmt.Errorf("daemon: start ingest: %w", err))
 	}
@@ -427,6 +461,12 @@ func (d *Daemon) Stop(ctx context.Context) error {
 			d.cancelTrackers()
 		}
 		d.trackers.Wait()
+		if d.stopShards != nil {
+			// Every lease released, each shard's rows written first: a
+			// successor takes over at once.
+			d.stopShards()
+			<-d.shardsDone
+		}
 		if d.bl != nil {
 			d.bl.Close()
 		}
@@ -554,6 +594,39 @@ type flagItem struct {
 type dialogs struct{ t *dialoginfo.Tracker }
 
 func (d dialogs) Dialogs() any { return d.t.Dialogs() }
+
+// shards adapts the lease table to the management API.
+type shards struct {
+	db *store.DB
+	m  *shard.Manager
+}
+
+// shardItem is one shard lease as the API lists it.
+type shardItem struct {
+	Shard  int    `json:"shard"`
+	Owner  string `json:"owner"`
+	Epoch  int64  `json:"epoch"`
+	LeftMS int64  `json:"left_ms"`
+	Mine   bool   `json:"mine"`
+}
+
+func (s shards) Shards(ctx context.Context) (any, error) {
+	ls, err := s.db.Leases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	mine := map[int]int64{}
+	for _, h := range s.m.Owned() {
+		mine[h.Shard] = h.Epoch
+	}
+	out := make([]shardItem, 0, len(ls))
+	for _, l := range ls {
+		ep, ok := mine[l.Shard]
+		out = append(out, shardItem{Shard: l.Shard, Owner: l.Owner, Epoch: l.Epoch,
+			LeftMS: max(l.Left.Milliseconds(), 0), Mine: ok && ep == l.Epoch})
+	}
+	return out, nil
+}
 
 // lines adapts the BLA manager to the management API.
 type lines struct{ m *bla.Manager }
