@@ -228,20 +228,25 @@ func rawMatch(q map[string][]string, item json.RawMessage) bool {
 	return true
 }
 
-// serveRaw answers a listing of the feature's list (its items as JSON),
-// filtered by presentity and event and paged; a disabled feature gets
-// notEnabled.
-func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request, enabled bool, feature string, list func() any) {
+// serveList answers a listing of a feature through serveRaw; a disabled
+// feature gets notEnabled and list is not called.
+func (s *Server) serveList(w http.ResponseWriter, r *http.Request, enabled bool, feature string, list func() any) {
 	if !enabled {
 		s.fail(w, r, notEnabled(feature))
 		return
 	}
+	s.serveRaw(w, r, list())
+}
+
+// serveRaw answers a listing of v (its items as JSON), filtered by
+// presentity and event and paged.
+func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request, v any) {
 	limit, offset, e := listQuery(r, "presentity", "event", "limit", "offset")
 	if e != nil {
 		s.fail(w, r, e)
 		return
 	}
-	items, err := rawItems(list())
+	items, err := rawItems(v)
 	if err != nil {
 		s.fail(w, r, &apiError{code: http.StatusInternalServerError, msg: err.Error()})
 		return
@@ -257,7 +262,7 @@ func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request, enabled bool, 
 }
 
 func (s *Server) handleListRegistrations(w http.ResponseWriter, r *http.Request) {
-	s.serveRaw(w, r, s.deps.Registrations != nil, "usrloc", func() any { return s.deps.Registrations.Registrations() })
+	s.serveList(w, r, s.deps.Registrations != nil, "usrloc", func() any { return s.deps.Registrations.Registrations() })
 }
 
 // checkAddress refuses an {aor} that no tracker could know: not a SIP
@@ -287,7 +292,7 @@ func (s *Server) handleGetRegistration(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListFlags(w http.ResponseWriter, r *http.Request) {
-	s.serveRaw(w, r, s.deps.Registrations != nil, "usrloc", func() any { return s.deps.Registrations.Flags() })
+	s.serveList(w, r, s.deps.Registrations != nil, "usrloc", func() any { return s.deps.Registrations.Flags() })
 }
 
 func (s *Server) handleSetFlag(w http.ResponseWriter, r *http.Request) {
@@ -332,11 +337,11 @@ func (s *Server) handleClearFlag(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListDialogs(w http.ResponseWriter, r *http.Request) {
-	s.serveRaw(w, r, s.deps.Dialogs != nil, "dialoginfo", func() any { return s.deps.Dialogs.Dialogs() })
+	s.serveList(w, r, s.deps.Dialogs != nil, "dialoginfo", func() any { return s.deps.Dialogs.Dialogs() })
 }
 
 func (s *Server) handleListLines(w http.ResponseWriter, r *http.Request) {
-	s.serveRaw(w, r, s.deps.Lines != nil, "bla", func() any { return s.deps.Lines.Lines() })
+	s.serveList(w, r, s.deps.Lines != nil, "bla", func() any { return s.deps.Lines.Lines() })
 }
 
 func (s *Server) handleListShards(w http.ResponseWriter, r *http.Request) {

@@ -8,11 +8,11 @@ import (
 // The embedded presence server's listings and decisions (Deps.Presence).
 
 func (s *Server) handleListPresentities(w http.ResponseWriter, r *http.Request) {
-	s.serveRaw(w, r, s.deps.Presence != nil, "pa", func() any { return s.deps.Presence.Presentities() })
+	s.serveList(w, r, s.deps.Presence != nil, "pa", func() any { return s.deps.Presence.Presentities() })
 }
 
 func (s *Server) handleListWatchers(w http.ResponseWriter, r *http.Request) {
-	s.serveRaw(w, r, s.deps.Presence != nil, "pa", func() any { return s.deps.Presence.Watchers() })
+	s.serveList(w, r, s.deps.Presence != nil, "pa", func() any { return s.deps.Presence.Watchers() })
 }
 
 func (s *Server) handleDeletePresentity(w http.ResponseWriter, r *http.Request) {
@@ -66,7 +66,7 @@ func (s *Server) handlePutWatcher(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListPolicy(w http.ResponseWriter, r *http.Request) {
-	s.serveRaw(w, r, s.deps.Policy != nil, "pa", func() any { return s.deps.Policy.PolicyRules() })
+	s.serveList(w, r, s.deps.Policy != nil, "pa", func() any { return s.deps.Policy.PolicyRules() })
 }
 
 func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
