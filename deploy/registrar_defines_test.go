@@ -14,7 +14,9 @@ import (
 // WITH_SIPTRACE and WITH_HEP both set, the copies are HEPv3). Kamailio's own
 // pua_usrloc (WITH_PUA_USRLOC, on SQLite or with WITH_MYSQL) parses alone
 // and beside each mirroring define. WITH_WSS parses with WITH_TLS and
-// WITH_PA, with and without WITH_RPC.
+// WITH_PA, with and without WITH_RPC. WITH_PATH (phones behind an edge
+// proxy) parses alone, with each mirroring define, with WITH_TLS and with
+// WITH_OUTBOUND (RFC 5626).
 func TestRegistrarDefinesCombine(t *testing.T) {
 	bin, err := exec.LookPath("kamailio")
 	if err != nil {
@@ -50,8 +52,33 @@ func TestRegistrarDefinesCombine(t *testing.T) {
 			t.Errorf("kamailio %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
+	// Phones behind an edge proxy (Path), alone, with each mirroring define
+	// and beside the TLS flows.
+	for _, extra := range [][]string{nil, {"-A", "WITH_REPLICATE"}, {"-A", "WITH_SIPTRACE"}, {"-A", "WITH_HEP"}, {"-A", "WITH_TLS"}, {"-A", "WITH_TLS", "-A", "WITH_PA", "-A", "WITH_WSS", "-A", "WITH_RPC"}, {"-A", "WITH_OUTBOUND"}, {"-A", "WITH_OUTBOUND", "-A", "WITH_TLS"}} {
+		args := append([]string{"-c", "-f", cfg, "-A", "WITH_PATH"}, extra...)
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Errorf("kamailio %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
 	for _, extra := range [][]string{nil, {"-A", "WITH_MYSQL"}, {"-A", "WITH_REPLICATE"}, {"-A", "WITH_SIPTRACE"}, {"-A", "WITH_HEP"}} {
 		args := append([]string{"-c", "-f", cfg, "-A", "WITH_PUA_USRLOC"}, extra...)
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Errorf("kamailio %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// TestEdgeConfigChecks runs `kamailio -c` on edge.cfg, the edge proxy in
+// front of the registrar (Path), with and without its TLS listener and
+// RFC 5626 outbound (module outbound, package kamailio-outbound-modules).
+func TestEdgeConfigChecks(t *testing.T) {
+	bin, err := exec.LookPath("kamailio")
+	if err != nil {
+		t.Fatalf("kamailio is needed (scripts/test.sh installs it): %v", err)
+	}
+	cfg := filepath.Join(repoRoot(t), "deploy", "kamailio", "edge.cfg")
+	for _, extra := range [][]string{nil, {"-A", "WITH_TLS"}, {"-A", "WITH_OUTBOUND"}, {"-A", "WITH_OUTBOUND", "-A", "WITH_TLS"}} {
+		args := append([]string{"-c", "-f", cfg, "-A", `REGISTRAR_URI="sip:127.0.0.1:5070"`}, extra...)
 		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
 			t.Errorf("kamailio %s: %v\n%s", strings.Join(args, " "), err, out)
 		}

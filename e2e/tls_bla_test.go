@@ -18,19 +18,25 @@ import (
 	"github.com/puaside/puaside/internal/testpki"
 )
 
-// tlsPhone is a shared-line phone that registers over TLS and takes every
-// request on that one connection (it listens nowhere: its Contact port is
-// closed, as a phone behind NAT or on an outbound TLS flow is unreachable
-// except through the connection it opened).
+// tlsPhone is a shared-line phone that registers over TLS (or TCP,
+// dialTCPPhone) and takes every request on that one connection (it listens
+// nowhere: its Contact port is closed, as a phone behind NAT or on an
+// outbound TLS flow is unreachable except through the connection it
+// opened).
 type tlsPhone struct {
 	t       *testing.T
-	conn    *tls.Conn
+	conn    net.Conn
+	via     string // the Via transport: TLS or TCP
 	contact string
-	mu      sync.Mutex
-	resps   chan *sip.Response
-	subs    []*sip.Request
-	toTag   string // of our 200 to the first SUBSCRIBE
-	got     chan *sip.Request
+	// regParams are appended to the REGISTER's Contact (";reg-id=1;..."),
+	// regHeaders are extra REGISTER header lines, each ending in CRLF.
+	regParams, regHeaders string
+	regRes                *sip.Response // the last final reply to REGISTER
+	mu                    sync.Mutex
+	resps                 chan *sip.Response
+	subs                  []*sip.Request
+	toTag                 string // of our 200 to the first SUBSCRIBE
+	got                   chan *sip.Request
 }
 
 func dialTLSPhone(t *testing.T, addr string, ca *testpki.CA, contactPort int) *tlsPhone {
@@ -39,8 +45,23 @@ func dialTLSPhone(t *testing.T, addr string, ca *testpki.CA, contactPort int) *t
 	if err != nil {
 		t.Fatalf("phone: TLS to the registrar: %v", err)
 	}
-	p := &tlsPhone{t: t, conn: c, resps: make(chan *sip.Response, 8), got: make(chan *sip.Request, 8),
-		contact: fmt.Sprintf("sip:line100@127.0.0.1:%d;transport=tls", contactPort)}
+	return newFlowPhone(t, c, "TLS", contactPort)
+}
+
+// dialTCPPhone connects the phone to addr over TCP; its Contact names
+// contactPort, where nothing listens.
+func dialTCPPhone(t *testing.T, addr string, contactPort int) *tlsPhone {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("phone: TCP to %s: %v", addr, err)
+	}
+	return newFlowPhone(t, c, "TCP", contactPort)
+}
+
+func newFlowPhone(t *testing.T, c net.Conn, via string, contactPort int) *tlsPhone {
+	p := &tlsPhone{t: t, conn: c, via: via, resps: make(chan *sip.Response, 8), got: make(chan *sip.Request, 8),
+		contact: fmt.Sprintf("sip:line100@127.0.0.1:%d;transport=%s", contactPort, strings.ToLower(via))}
 	t.Cleanup(func() { c.Close() })
 	go p.read()
 	return p
@@ -94,21 +115,23 @@ func (p *tlsPhone) register(ctx context.Context) int {
 	p.t.Helper()
 	la := p.conn.LocalAddr().(*net.TCPAddr)
 	msg := fmt.Sprintf("REGISTER sip:example.com SIP/2.0\r\n"+
-		"Via: SIP/2.0/TLS 127.0.0.1:%d;branch=z9hG4bK-%s;rport\r\n"+
+		"Via: SIP/2.0/%s 127.0.0.1:%d;branch=z9hG4bK-%s;rport\r\n"+
 		"From: <sip:line100@example.com>;tag=%s\r\n"+
 		"To: <sip:line100@example.com>\r\n"+
 		"Call-ID: %s@127.0.0.1\r\n"+
 		"CSeq: 1 REGISTER\r\n"+
-		"Contact: <%s>\r\n"+
+		"Contact: <%s>%s\r\n"+
+		"%s"+
 		"Expires: 300\r\n"+
 		"Max-Forwards: 70\r\n"+
 		"User-Agent: PolycomVVX-emu\r\n"+
-		"Content-Length: 0\r\n\r\n", la.Port, sip.GenerateTagN(10), sip.GenerateTagN(8), sip.GenerateTagN(12), p.contact)
+		"Content-Length: 0\r\n\r\n", p.via, la.Port, sip.GenerateTagN(10), sip.GenerateTagN(8), sip.GenerateTagN(12), p.contact, p.regParams, p.regHeaders)
 	if _, err := p.conn.Write([]byte(msg)); err != nil {
 		p.t.Fatalf("phone: write REGISTER: %v", err)
 	}
 	select {
 	case r := <-p.resps:
+		p.regRes = r
 		return r.StatusCode
 	case <-ctx.Done():
 		p.t.Fatal("phone: no reply to REGISTER")
@@ -130,7 +153,7 @@ func (p *tlsPhone) notify(ctx context.Context, sub *sip.Request, body string) in
 	}
 	la := p.conn.LocalAddr().(*net.TCPAddr)
 	msg := fmt.Sprintf("NOTIFY %s SIP/2.0\r\n"+
-		"Via: SIP/2.0/TLS 127.0.0.1:%d;branch=z9hG4bK-%s;rport\r\n"+
+		"Via: SIP/2.0/%s 127.0.0.1:%d;branch=z9hG4bK-%s;rport\r\n"+
 		"%s"+
 		"From: <%s>;tag=%s\r\n"+
 		"To: <%s>;tag=%s\r\n"+
@@ -142,7 +165,7 @@ func (p *tlsPhone) notify(ctx context.Context, sub *sip.Request, body string) in
 		"Content-Type: application/dialog-info+xml\r\n"+
 		"Max-Forwards: 70\r\n"+
 		"Content-Length: %d\r\n\r\n%s",
-		sub.Contact().Address.String(), la.Port, sip.GenerateTagN(10), routes.String(),
+		sub.Contact().Address.String(), p.via, la.Port, sip.GenerateTagN(10), routes.String(),
 		sub.To().Address.String(), toTag, sub.From().Address.String(), fromTag, sub.CallID().Value(),
 		p.contact, polSLA, len(body), body)
 	if _, err := p.conn.Write([]byte(msg)); err != nil {

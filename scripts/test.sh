@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 command -v kamailio >/dev/null 2>&1 || need_pkgs+=(kamailio)
-for p in kamailio-presence-modules kamailio-sqlite-modules kamailio-mysql-modules kamailio-tls-modules kamailio-websocket-modules sip-tester chromium prosody systemd iproute2 util-linux gcc curl adduser sqlite3; do
+for p in kamailio-presence-modules kamailio-sqlite-modules kamailio-mysql-modules kamailio-tls-modules kamailio-websocket-modules kamailio-outbound-modules sip-tester chromium prosody systemd iproute2 util-linux gcc curl adduser sqlite3; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if ! command -v mariadbd >/dev/null 2>&1 && ! command -v mysqld >/dev/null 2>&1; then
