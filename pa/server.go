@@ -243,24 +243,11 @@ func (s *Server) startSIP(ctx context.Context) error {
 	if s.cfg.AdvertisedAddress != "" {
 		host, _, _ = net.SplitHostPort(s.cfg.AdvertisedAddress)
 	}
-	ua, err := sipgo.NewUA(
-		sipgo.WithUserAgent("puaside"),
-		sipgo.WithUserAgentHostname(host),
-		sipgo.WithUserAgenTLSConfig(s.tls.ClientConfig()),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
-		sipgo.WithUserAgentTransactionLayerOptions(
-			sip.WithTransactionLayerLogger(log),
-			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {}),
-		),
-	)
+	st, err := siplisten.NewStack(log, host, s.tls.ClientConfig(), nil)
 	if err != nil {
-		return fmt.Errorf("pa: sip user agent: %w", err)
+		return fmt.Errorf("pa: %w", err)
 	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log))
-	if err != nil {
-		ua.Close()
-		return fmt.Errorf("pa: sip server: %w", err)
-	}
+	ua, srv, cl := st.UA, st.Server, st.Client
 	srv.OnSubscribe(s.onSubscribe)
 	srv.OnPublish(s.onPublish)
 	srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
@@ -277,11 +264,6 @@ func (s *Server) startSIP(ctx context.Context) error {
 		res.AppendHeader(sip.NewHeader("Allow", "SUBSCRIBE, PUBLISH, OPTIONS"))
 		_ = tx.Respond(res)
 	})
-	cl, err := sipgo.NewClient(ua, sipgo.WithClientLogger(log), sipgo.WithClientHostname(host))
-	if err != nil {
-		ua.Close()
-		return fmt.Errorf("pa: sip client: %w", err)
-	}
 	var closers []io.Closer
 	var addrs []string
 	fail := func(err error) error {

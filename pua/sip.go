@@ -121,26 +121,13 @@ func (st *sipStack) contactURI() string {
 func (st *sipStack) start(ctx context.Context) error {
 	log := st.e.log.With("component", "sip")
 	host, port := st.advertised()
-	ua, err := sipgo.NewUA(
-		sipgo.WithUserAgent("puaside"),
-		sipgo.WithUserAgentHostname(host),
-		sipgo.WithUserAgenTLSConfig(st.tls.ClientConfig()),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
-		sipgo.WithUserAgentTransactionLayerOptions(
-			sip.WithTransactionLayerLogger(log),
-			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {
-				log.Debug("stray response (late retransmission)", "status", r.StatusCode, "call_id", callID(r))
-			}),
-		),
-	)
+	stack, err := siplisten.NewStack(log, host, st.tls.ClientConfig(), func(r *sip.Response) {
+		log.Debug("stray response (late retransmission)", "status", r.StatusCode, "call_id", callID(r))
+	})
 	if err != nil {
-		return fmt.Errorf("pua: sip user agent: %w", err)
+		return fmt.Errorf("pua: %w", err)
 	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log))
-	if err != nil {
-		ua.Close()
-		return fmt.Errorf("pua: sip server: %w", err)
-	}
+	ua, srv, cl := stack.UA, stack.Server, stack.Client
 	srv.OnNotify(st.e.onNotify)
 	srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
 		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
@@ -149,11 +136,6 @@ func (st *sipStack) start(ctx context.Context) error {
 			log.Debug("reply 405", "err", err)
 		}
 	})
-	cl, err := sipgo.NewClient(ua, sipgo.WithClientLogger(log), sipgo.WithClientHostname(host))
-	if err != nil {
-		ua.Close()
-		return fmt.Errorf("pua: sip client: %w", err)
-	}
 	bound := map[string]int{}
 	var udpListener string
 	var udpAddr *net.UDPAddr

@@ -9,8 +9,6 @@ import (
 	"net"
 	"strings"
 	"testing"
-
-	"github.com/emiago/sipgo"
 )
 
 // TestServeLogsUnexpectedEnd checks that an end other than a closed
@@ -37,18 +35,18 @@ func TestServeLogsUnexpectedEnd(t *testing.T) {
 	}
 }
 
-// TestWaitUDP checks that a served UDP listener is found and an address
-// nobody serves is not.
+// TestWaitUDP checks, on a stack made by NewStack, that a served UDP
+// listener is found and an address nobody serves is not.
 func TestWaitUDP(t *testing.T) {
-	ua, err := sipgo.NewUA()
+	st, err := NewStack(slog.New(slog.DiscardHandler), "127.0.0.1", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ua.Close()
-	srv, err := sipgo.NewServer(ua)
-	if err != nil {
-		t.Fatal(err)
+	defer st.UA.Close()
+	if st.Server == nil || st.Client == nil {
+		t.Fatalf("stack %+v: want a server and a client", st)
 	}
+	ua, srv := st.UA, st.Server
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
