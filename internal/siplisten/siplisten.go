@@ -1,9 +1,8 @@
 // Package siplisten holds the SIP listeners of the pua engine and the
 // embedded presence server (pa): it parses their listen entries, creates
 // the sipgo user agent with its server and client, runs a serve loop per
-// listener and waits until sipgo's transport layer
-// knows a UDP listener. It sits
-// below the engine and pa, at the SIP end of the flow.
+// listener and waits until sipgo's transport layer knows a UDP listener.
+// It sits below the engine and pa, at the SIP end of the flow.
 package siplisten
 
 import (
