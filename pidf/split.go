@@ -72,6 +72,9 @@ func Split(body []byte, maxSize int) (*Parts, error) {
 			if rootDone {
 				return nil, fmt.Errorf("%w: content after the root element", ErrMalformed)
 			}
+			if depth >= xmllimit.MaxDepth {
+				return nil, fmt.Errorf("%w: nesting deeper than %d", ErrMalformed, xmllimit.MaxDepth)
+			}
 			depth++
 			switch depth {
 			case 1:
