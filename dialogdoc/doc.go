@@ -6,10 +6,12 @@
 // holds only terminated dialogs (AllTerminated), which Kamailio's presence
 // module never updates.
 //
-// Every reader shares one set of safety limits: a size cap, a nesting
-// depth, and no DOCTYPE or other declaration, so no entity is ever defined
-// or expanded. The package imports only the standard library.
+// Every reader shares one set of safety limits, those of internal/xmllimit
+// (shared with pidf): a size cap, a nesting depth, and no DOCTYPE or other
+// declaration, so no entity is ever defined or expanded.
 package dialogdoc
+
+import "github.com/puaside/puaside/internal/xmllimit"
 
 // ContentType is the media type of dialog-info documents.
 const ContentType = "application/dialog-info+xml"
@@ -19,10 +21,10 @@ const Namespace = "urn:ietf:params:xml:ns:dialog-info"
 
 // DefaultMaxSize is the size cap of a parsed document unless the caller
 // gives another.
-const DefaultMaxSize = 64 << 10
+const DefaultMaxSize = xmllimit.DefaultMaxSize
 
 // MaxDepth bounds element nesting; dialog-info needs 5 levels.
-const MaxDepth = 32
+const MaxDepth = xmllimit.MaxDepth
 
 // Document states (the dialog-info `state` attribute).
 const (

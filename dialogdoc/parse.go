@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/puaside/puaside/internal/xmllimit"
 )
 
 // Parse errors. Parse wraps them with detail.
@@ -31,16 +33,10 @@ var (
 // and a state for each dialog. Errors wrap ErrEmptyBody, ErrTooLarge,
 // ErrDoctype or ErrMalformed.
 func Parse(body []byte, maxSize int) (*Document, error) {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, ErrEmptyBody
+	if err := xmllimit.CheckSize(body, maxSize, ErrEmptyBody, ErrTooLarge); err != nil {
+		return nil, err
 	}
-	if maxSize <= 0 {
-		maxSize = DefaultMaxSize
-	}
-	if len(body) > maxSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), maxSize)
-	}
-	dec := newDecoder(body, true)
+	dec := xmllimit.NewDecoder(body, true)
 	var (
 		info     Document
 		stack    []string
@@ -212,15 +208,4 @@ func (info *Document) addNamespace(prefix, uri string) {
 		info.namespaces = map[string]string{}
 	}
 	info.namespaces[prefix] = uri
-}
-
-// newDecoder is the XML reader every part of the package uses. Go's
-// decoder never expands external entities and knows only the five
-// predefined ones; CharsetReader stays nil, so a non-UTF-8 encoding
-// declaration is an error. strict is false only where a lenient peer's
-// reading must be matched (AllTerminated).
-func newDecoder(body []byte, strict bool) *xml.Decoder {
-	dec := xml.NewDecoder(bytes.NewReader(body))
-	dec.Strict = strict
-	return dec
 }

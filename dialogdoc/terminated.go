@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"strings"
+
+	"github.com/puaside/puaside/internal/xmllimit"
 )
 
 // AllTerminated reports whether body is a dialog-info document whose
@@ -30,7 +32,7 @@ func AllTerminated(body []byte) bool {
 	if len(body) == 0 || len(body) > DefaultMaxSize || !bytes.Contains(bytes.ToLower(body), []byte("terminated")) {
 		return false
 	}
-	d := newDecoder(body, false)
+	d := xmllimit.NewDecoder(body, false)
 	depth, seen := 0, false
 	inDialog, inState := false, false
 	var state strings.Builder

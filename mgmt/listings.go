@@ -47,6 +47,15 @@ func paginate[T any](items []T, limit, offset int) List[T] {
 	return List[T]{Items: out, Total: total}
 }
 
+// listQuery refuses query parameters not in allowed and reads the
+// paging ones (limit, offset).
+func listQuery(r *http.Request, allowed ...string) (limit, offset int, e *apiError) {
+	if e := checkQuery(r, allowed...); e != nil {
+		return 0, 0, e
+	}
+	return page(r)
+}
+
 // checkQuery refuses query parameters not in allowed, naming the first.
 func checkQuery(r *http.Request, allowed ...string) *apiError {
 	for k := range r.URL.Query() {
@@ -66,11 +75,7 @@ func (s *Server) handleListPublications(w http.ResponseWriter, r *http.Request) 
 		s.fail(w, r, notEnabled("pua engine"))
 		return
 	}
-	if e := checkQuery(r, "presentity", "event", "state", "owner", "id", "limit", "offset"); e != nil {
-		s.fail(w, r, e)
-		return
-	}
-	limit, offset, e := page(r)
+	limit, offset, e := listQuery(r, "presentity", "event", "state", "owner", "id", "limit", "offset")
 	if e != nil {
 		s.fail(w, r, e)
 		return
@@ -102,11 +107,7 @@ func (s *Server) handleListSubscriptions(w http.ResponseWriter, r *http.Request)
 		s.fail(w, r, notEnabled("pua engine"))
 		return
 	}
-	if e := checkQuery(r, "presentity", "watcher", "event", "state", "owner", "id", "limit", "offset"); e != nil {
-		s.fail(w, r, e)
-		return
-	}
-	limit, offset, e := page(r)
+	limit, offset, e := listQuery(r, "presentity", "watcher", "event", "state", "owner", "id", "limit", "offset")
 	if e != nil {
 		s.fail(w, r, e)
 		return
@@ -227,12 +228,20 @@ func rawMatch(q map[string][]string, item json.RawMessage) bool {
 	return true
 }
 
-func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request, v any) {
-	if e := checkQuery(r, "presentity", "event", "limit", "offset"); e != nil {
-		s.fail(w, r, e)
+// serveList answers a listing of a feature through serveRaw; a disabled
+// feature gets notEnabled and list is not called.
+func (s *Server) serveList(w http.ResponseWriter, r *http.Request, enabled bool, feature string, list func() any) {
+	if !enabled {
+		s.fail(w, r, notEnabled(feature))
 		return
 	}
-	limit, offset, e := page(r)
+	s.serveRaw(w, r, list())
+}
+
+// serveRaw answers a listing of v (its items as JSON), filtered by
+// presentity and event and paged.
+func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request, v any) {
+	limit, offset, e := listQuery(r, "presentity", "event", "limit", "offset")
 	if e != nil {
 		s.fail(w, r, e)
 		return
@@ -253,11 +262,7 @@ func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request, v any) {
 }
 
 func (s *Server) handleListRegistrations(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Registrations == nil {
-		s.fail(w, r, notEnabled("usrloc"))
-		return
-	}
-	s.serveRaw(w, r, s.deps.Registrations.Registrations())
+	s.serveList(w, r, s.deps.Registrations != nil, "usrloc", func() any { return s.deps.Registrations.Registrations() })
 }
 
 // checkAddress refuses an {aor} that no tracker could know: not a SIP
@@ -287,11 +292,7 @@ func (s *Server) handleGetRegistration(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListFlags(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Registrations == nil {
-		s.fail(w, r, notEnabled("usrloc"))
-		return
-	}
-	s.serveRaw(w, r, s.deps.Registrations.Flags())
+	s.serveList(w, r, s.deps.Registrations != nil, "usrloc", func() any { return s.deps.Registrations.Flags() })
 }
 
 func (s *Server) handleSetFlag(w http.ResponseWriter, r *http.Request) {
@@ -336,19 +337,11 @@ func (s *Server) handleClearFlag(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListDialogs(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Dialogs == nil {
-		s.fail(w, r, notEnabled("dialoginfo"))
-		return
-	}
-	s.serveRaw(w, r, s.deps.Dialogs.Dialogs())
+	s.serveList(w, r, s.deps.Dialogs != nil, "dialoginfo", func() any { return s.deps.Dialogs.Dialogs() })
 }
 
 func (s *Server) handleListLines(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Lines == nil {
-		s.fail(w, r, notEnabled("bla"))
-		return
-	}
-	s.serveRaw(w, r, s.deps.Lines.Lines())
+	s.serveList(w, r, s.deps.Lines != nil, "bla", func() any { return s.deps.Lines.Lines() })
 }
 
 func (s *Server) handleListShards(w http.ResponseWriter, r *http.Request) {

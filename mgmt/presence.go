@@ -8,19 +8,11 @@ import (
 // The embedded presence server's listings and decisions (Deps.Presence).
 
 func (s *Server) handleListPresentities(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Presence == nil {
-		s.fail(w, r, notEnabled("pa"))
-		return
-	}
-	s.serveRaw(w, r, s.deps.Presence.Presentities())
+	s.serveList(w, r, s.deps.Presence != nil, "pa", func() any { return s.deps.Presence.Presentities() })
 }
 
 func (s *Server) handleListWatchers(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Presence == nil {
-		s.fail(w, r, notEnabled("pa"))
-		return
-	}
-	s.serveRaw(w, r, s.deps.Presence.Watchers())
+	s.serveList(w, r, s.deps.Presence != nil, "pa", func() any { return s.deps.Presence.Watchers() })
 }
 
 func (s *Server) handleDeletePresentity(w http.ResponseWriter, r *http.Request) {
@@ -41,13 +33,8 @@ func (s *Server) handleDeletePresentity(w http.ResponseWriter, r *http.Request) 
 }
 
 func (s *Server) handleDeleteWatcher(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Presence == nil {
-		s.fail(w, r, notEnabled("pa"))
-		return
-	}
-	id := r.PathValue("call_id")
-	if id == "" || len(id) > 255 {
-		s.fail(w, r, &apiError{code: http.StatusBadRequest, msg: "call_id: want a Call-ID of 1 to 255 bytes"})
+	id, ok := s.callIDParam(w, r)
+	if !ok {
 		return
 	}
 	if err := s.deps.Presence.DeleteWatcher(r.Context(), id); err != nil {
@@ -58,13 +45,8 @@ func (s *Server) handleDeleteWatcher(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handlePutWatcher(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Presence == nil {
-		s.fail(w, r, notEnabled("pa"))
-		return
-	}
-	id := r.PathValue("call_id")
-	if id == "" || len(id) > 255 {
-		s.fail(w, r, &apiError{code: http.StatusBadRequest, msg: "call_id: want a Call-ID of 1 to 255 bytes"})
+	id, ok := s.callIDParam(w, r)
+	if !ok {
 		return
 	}
 	var p WatcherParams
@@ -84,11 +66,7 @@ func (s *Server) handlePutWatcher(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListPolicy(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Policy == nil {
-		s.fail(w, r, notEnabled("pa"))
-		return
-	}
-	s.serveRaw(w, r, s.deps.Policy.PolicyRules())
+	s.serveList(w, r, s.deps.Policy != nil, "pa", func() any { return s.deps.Policy.PolicyRules() })
 }
 
 func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
@@ -130,4 +108,20 @@ func (s *Server) handleDeletePolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"presentity": pres, "watcher": watcher, "removed": true})
+}
+
+// callIDParam reads the path's {call_id} of a watcher of the presence
+// server; on a disabled server or a bad Call-ID it answers and reports
+// false.
+func (s *Server) callIDParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if s.deps.Presence == nil {
+		s.fail(w, r, notEnabled("pa"))
+		return "", false
+	}
+	id := r.PathValue("call_id")
+	if id == "" || len(id) > 255 {
+		s.fail(w, r, &apiError{code: http.StatusBadRequest, msg: "call_id: want a Call-ID of 1 to 255 bytes"})
+		return "", false
+	}
+	return id, true
 }

@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 
+	"github.com/puaside/puaside/internal/siplisten"
 	"github.com/puaside/puaside/internal/siptls"
 )
 
@@ -193,20 +193,8 @@ type listenAddr struct {
 }
 
 func parseListen(s string) (listenAddr, error) {
-	netw, addr, ok := strings.Cut(strings.TrimSpace(s), ":")
-	if !ok {
-		return listenAddr{}, fmt.Errorf("%q: want transport:host:port", s)
-	}
-	netw = strings.ToLower(netw)
-	switch netw {
-	case "udp", "tcp", "tls", "ws", "wss":
-	default:
-		return listenAddr{}, fmt.Errorf("%q: transport must be udp, tcp, tls, ws or wss", s)
-	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return listenAddr{}, fmt.Errorf("%q: %w", s, err)
-	}
-	return listenAddr{network: netw, addr: addr}, nil
+	netw, addr, err := siplisten.Parse(s, "udp", "tcp", "tls", "ws", "wss")
+	return listenAddr{network: netw, addr: addr}, err
 }
 
 // Active reports whether the presence server runs, given
@@ -241,7 +229,7 @@ func (c Config) Validate() error {
 			continue
 		}
 		needCert = needCert || la.network == "tls" || la.network == "wss"
-		if h, _, _ := net.SplitHostPort(la.addr); i == 0 && c.AdvertisedAddress == "" && isWildcard(h) {
+		if h, _, _ := net.SplitHostPort(la.addr); i == 0 && c.AdvertisedAddress == "" && siplisten.IsWildcard(h) {
 			bad("advertised_address: required when listening on %q", l)
 		}
 	}
@@ -301,12 +289,4 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func isWildcard(host string) bool {
-	if host == "" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsUnspecified()
 }

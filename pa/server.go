@@ -2,7 +2,6 @@ package pa
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/puaside/puaside/clock"
+	"github.com/puaside/puaside/internal/siplisten"
 	"github.com/puaside/puaside/internal/siptls"
 	"github.com/puaside/puaside/internal/wsguard"
 	"github.com/puaside/puaside/sched"
@@ -243,24 +243,11 @@ func (s *Server) startSIP(ctx context.Context) error {
 	if s.cfg.AdvertisedAddress != "" {
 		host, _, _ = net.SplitHostPort(s.cfg.AdvertisedAddress)
 	}
-	ua, err := sipgo.NewUA(
-		sipgo.WithUserAgent("puaside"),
-		sipgo.WithUserAgentHostname(host),
-		sipgo.WithUserAgenTLSConfig(s.tls.ClientConfig()),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
-		sipgo.WithUserAgentTransactionLayerOptions(
-			sip.WithTransactionLayerLogger(log),
-			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {}),
-		),
-	)
+	st, err := siplisten.NewStack(log, host, s.tls.ClientConfig(), nil)
 	if err != nil {
-		return fmt.Errorf("pa: sip user agent: %w", err)
+		return fmt.Errorf("pa: %w", err)
 	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log))
-	if err != nil {
-		ua.Close()
-		return fmt.Errorf("pa: sip server: %w", err)
-	}
+	ua, srv, cl := st.UA, st.Server, st.Client
 	srv.OnSubscribe(s.onSubscribe)
 	srv.OnPublish(s.onPublish)
 	srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
@@ -277,11 +264,6 @@ func (s *Server) startSIP(ctx context.Context) error {
 		res.AppendHeader(sip.NewHeader("Allow", "SUBSCRIBE, PUBLISH, OPTIONS"))
 		_ = tx.Respond(res)
 	})
-	cl, err := sipgo.NewClient(ua, sipgo.WithClientLogger(log), sipgo.WithClientHostname(host))
-	if err != nil {
-		ua.Close()
-		return fmt.Errorf("pa: sip client: %w", err)
-	}
 	var closers []io.Closer
 	var addrs []string
 	fail := func(err error) error {
@@ -319,11 +301,7 @@ func (s *Server) startSIP(ctx context.Context) error {
 				ports["UDP"] = ua.Port
 			}
 			addrs = append(addrs, "udp:"+pc.LocalAddr().String())
-			go func() {
-				if err := srv.ServeUDP(pc); err != nil && !errors.Is(err, net.ErrClosed) {
-					log.Debug("udp listener ended", "addr", addr, "err", err)
-				}
-			}()
+			siplisten.Serve(log, "udp", addr, func() error { return srv.ServeUDP(pc) })
 		default: // tcp, tls, ws, wss
 			ln, err := lc.Listen(ctx, "tcp", addr)
 			if err != nil {
@@ -358,12 +336,7 @@ func (s *Server) startSIP(ctx context.Context) error {
 				}, o)
 			}
 			closers = append(closers, ln)
-			network := l.network
-			go func() {
-				if err := serve(ln); !errors.Is(err, net.ErrClosed) {
-					log.Debug("listener ended", "transport", network, "addr", addr, "err", err)
-				}
-			}()
+			siplisten.Serve(log, l.network, addr, func() error { return serve(ln) })
 		}
 	}
 	contact := sip.Uri{Scheme: "sip", User: "pa", Host: host, Port: port}
@@ -377,7 +350,7 @@ func (s *Server) startSIP(ctx context.Context) error {
 		contact.UriParams.Add("transport", n)
 	}
 	var laddr sip.Addr
-	if udpAddr != nil && waitListener(ctx, ua, udpAddr.String()) {
+	if udpAddr != nil && siplisten.WaitUDP(ctx, ua, udpAddr.String()) {
 		laddr = sip.Addr{IP: udpAddr.IP, Port: udpAddr.Port}
 	}
 	s.sipMu.Lock()
@@ -414,22 +387,6 @@ func (s *Server) contactFor(transport string) sip.Uri {
 		c.UriParams.Add("transport", strings.ToLower(tr))
 	}
 	return c
-}
-
-// waitListener waits (up to 2 s) until the transport layer serves the UDP
-// listener, so that NOTIFYs go out from it.
-func waitListener(ctx context.Context, ua *sipgo.UserAgent, key string) bool {
-	tl := ua.TransportLayer()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		if c, err := tl.GetConnection("udp", key); err == nil && c != nil {
-			return true
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // respond sends a reply, logging a failure.

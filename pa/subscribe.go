@@ -282,7 +282,15 @@ func (s *Server) terminate(w *watcher, reason string) {
 	if w.final {
 		return
 	}
-	w.final, w.reason = true, reason
+	w.reason = reason
+	s.finish(w)
+	s.kick(w)
+}
+
+// finish marks w final and takes it out of its presentity, the store (a
+// removal, unless a fetch) and the watcher lists (s.mu held).
+func (s *Server) finish(w *watcher) {
+	w.final = true
 	if w.pres != nil {
 		delete(w.pres.watchers, w)
 		s.gc(w.pres)
@@ -297,7 +305,6 @@ func (s *Server) terminate(w *watcher, reason string) {
 	}
 	s.tellWatchers(w.presURI)
 	s.gatewayRemoved(w)
-	s.kick(w)
 }
 
 // forget removes w once its last NOTIFY is done (s.mu held).
@@ -314,21 +321,7 @@ func (s *Server) forget(w *watcher) {
 		delete(s.subs, w.key)
 	}
 	if !w.final {
-		w.final = true
-		if w.pres != nil {
-			delete(w.pres.watchers, w)
-			s.gc(w.pres)
-		}
-		if !w.fetch {
-			s.goneW[w.key] = w.record()
-			delete(s.dirtyW, w.key)
-			s.kickWriter()
-		}
-		if w.event == EventPresence {
-			s.watchersChanged(w.presURI)
-		}
-		s.tellWatchers(w.presURI)
-		s.gatewayRemoved(w)
+		s.finish(w)
 	}
 	s.met.ended(w.event)
 }

@@ -6,7 +6,8 @@
 // of the person (the XMPP gateway's <show>). Parse reads a document back
 // (NOTIFY bodies the XMPP gateway turns into XMPP presence).
 //
-// The package imports only the standard library.
+// Its readers use the XML safety limits of internal/xmllimit (shared with
+// dialogdoc).
 package pidf
 
 // ContentType is the media type of PIDF documents.

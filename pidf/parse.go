@@ -1,17 +1,18 @@
 package pidf
 
 import (
-	"bytes"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/puaside/puaside/internal/xmllimit"
 )
 
 // MaxParseSize is the largest document Parse reads, in bytes.
-const MaxParseSize = 64 << 10
+const MaxParseSize = xmllimit.DefaultMaxSize
 
 // Limits on what Parse keeps of a document, so a hostile one stays small.
 const (
@@ -62,7 +63,7 @@ func Parse(b []byte) (Document, error) {
 		return Document{}, fmt.Errorf("%w: %d bytes (more than %d)", ErrInvalid, len(b), MaxParseSize)
 	}
 	var x xmlDoc
-	d := xml.NewDecoder(bytes.NewReader(b))
+	d := xmllimit.NewDecoder(b, true)
 	if err := d.Decode(&x); err != nil {
 		return Document{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"sort"
+
+	"github.com/puaside/puaside/internal/xmllimit"
 )
 
 // DefaultMaxSize is the size cap of Split when none is given.
-const DefaultMaxSize = 64 << 10
+const DefaultMaxSize = xmllimit.DefaultMaxSize
 
 // Split errors. Split wraps them with detail.
 var (
@@ -46,17 +48,10 @@ type Parts struct {
 // namespace and every tuple must have an id (RFC 3863 §4.1.2). Errors
 // wrap ErrEmptyBody, ErrTooLarge, ErrDoctype or ErrMalformed.
 func Split(body []byte, maxSize int) (*Parts, error) {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, ErrEmptyBody
+	if err := xmllimit.CheckSize(body, maxSize, ErrEmptyBody, ErrTooLarge); err != nil {
+		return nil, err
 	}
-	if maxSize <= 0 {
-		maxSize = DefaultMaxSize
-	}
-	if len(body) > maxSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), maxSize)
-	}
-	dec := xml.NewDecoder(bytes.NewReader(body))
-	dec.Strict = true
+	dec := xmllimit.NewDecoder(body, true)
 	p := &Parts{Namespaces: map[string]string{}}
 	depth := 0
 	var start int64
@@ -76,6 +71,9 @@ func Split(body []byte, maxSize int) (*Parts, error) {
 		case xml.StartElement:
 			if rootDone {
 				return nil, fmt.Errorf("%w: content after the root element", ErrMalformed)
+			}
+			if depth >= xmllimit.MaxDepth {
+				return nil, fmt.Errorf("%w: nesting deeper than %d", ErrMalformed, xmllimit.MaxDepth)
 			}
 			depth++
 			switch depth {

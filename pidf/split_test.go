@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/puaside/puaside/internal/xmllimit"
 )
 
 func TestSplit(t *testing.T) {
@@ -117,4 +119,20 @@ func FuzzSplit(f *testing.F) {
 			t.Fatalf("%d tuples composed into %d", p.Tuples, q.Tuples)
 		}
 	})
+}
+
+// TestSplitDepthBound: a document nested past the shared XML depth limit
+// is refused as malformed, one at the limit is read.
+func TestSplitDepthBound(t *testing.T) {
+	nest := func(n int) []byte {
+		open := `<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:a@x"><tuple id="t">`
+		end := `</tuple></presence>`
+		return []byte(open + strings.Repeat("<x>", n) + strings.Repeat("</x>", n) + end)
+	}
+	if _, err := Split(nest(xmllimit.MaxDepth-2), 0); err != nil {
+		t.Fatalf("at the limit: %v", err)
+	}
+	if _, err := Split(nest(xmllimit.MaxDepth-1), 0); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("past the limit: err %v, want ErrMalformed", err)
+	}
 }

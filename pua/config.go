@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/puaside/puaside/internal/siplisten"
 	"github.com/puaside/puaside/internal/siptls"
 )
 
@@ -182,27 +183,8 @@ type listenAddr struct {
 
 // parseListen parses "udp:127.0.0.1:5080".
 func parseListen(s string) (listenAddr, error) {
-	netw, addr, ok := strings.Cut(strings.TrimSpace(s), ":")
-	if !ok {
-		return listenAddr{}, fmt.Errorf("%q: want transport:host:port", s)
-	}
-	netw = strings.ToLower(netw)
-	if netw != "udp" && netw != "tcp" && netw != "tls" {
-		return listenAddr{}, fmt.Errorf("%q: transport must be udp, tcp or tls", s)
-	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return listenAddr{}, fmt.Errorf("%q: %w", s, err)
-	}
-	return listenAddr{network: netw, addr: addr}, nil
-}
-
-// isWildcard reports whether host is empty or an unspecified address.
-func isWildcard(host string) bool {
-	if host == "" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsUnspecified()
+	netw, addr, err := siplisten.Parse(s, "udp", "tcp", "tls")
+	return listenAddr{network: netw, addr: addr}, err
 }
 
 // WithDefaults returns c with the zero values documented as "0 means the
@@ -263,12 +245,12 @@ func (c Config) Validate() error {
 		h, _, err := net.SplitHostPort(c.AdvertisedAddress)
 		if err != nil {
 			bad("advertised_address: %q: %w", c.AdvertisedAddress, err)
-		} else if isWildcard(h) {
+		} else if siplisten.IsWildcard(h) {
 			bad("advertised_address: %q: must not be a wildcard address", c.AdvertisedAddress)
 		}
 	} else if len(c.Listen) > 0 {
 		if first, err := parseListen(c.Listen[0]); err == nil {
-			if h, _, _ := net.SplitHostPort(first.addr); isWildcard(h) {
+			if h, _, _ := net.SplitHostPort(first.addr); siplisten.IsWildcard(h) {
 				bad("advertised_address: required when listening on %q", c.Listen[0])
 			}
 		}

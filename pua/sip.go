@@ -14,6 +14,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/internal/siplisten"
 	"github.com/puaside/puaside/internal/siptls"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/resolve"
@@ -120,26 +121,13 @@ func (st *sipStack) contactURI() string {
 func (st *sipStack) start(ctx context.Context) error {
 	log := st.e.log.With("component", "sip")
 	host, port := st.advertised()
-	ua, err := sipgo.NewUA(
-		sipgo.WithUserAgent("puaside"),
-		sipgo.WithUserAgentHostname(host),
-		sipgo.WithUserAgenTLSConfig(st.tls.ClientConfig()),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
-		sipgo.WithUserAgentTransactionLayerOptions(
-			sip.WithTransactionLayerLogger(log),
-			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {
-				log.Debug("stray response (late retransmission)", "status", r.StatusCode, "call_id", callID(r))
-			}),
-		),
-	)
+	stack, err := siplisten.NewStack(log, host, st.tls.ClientConfig(), func(r *sip.Response) {
+		log.Debug("stray response (late retransmission)", "status", r.StatusCode, "call_id", callID(r))
+	})
 	if err != nil {
-		return fmt.Errorf("pua: sip user agent: %w", err)
+		return fmt.Errorf("pua: %w", err)
 	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log))
-	if err != nil {
-		ua.Close()
-		return fmt.Errorf("pua: sip server: %w", err)
-	}
+	ua, srv, cl := stack.UA, stack.Server, stack.Client
 	srv.OnNotify(st.e.onNotify)
 	srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
 		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
@@ -148,11 +136,6 @@ func (st *sipStack) start(ctx context.Context) error {
 			log.Debug("reply 405", "err", err)
 		}
 	})
-	cl, err := sipgo.NewClient(ua, sipgo.WithClientLogger(log), sipgo.WithClientHostname(host))
-	if err != nil {
-		ua.Close()
-		return fmt.Errorf("pua: sip client: %w", err)
-	}
 	bound := map[string]int{}
 	var udpListener string
 	var udpAddr *net.UDPAddr
@@ -186,11 +169,7 @@ func (st *sipStack) start(ctx context.Context) error {
 				udpListener = pc.LocalAddr().String()
 				bound[tr] = udpAddr.Port
 			}
-			go func() {
-				if err := srv.ServeUDP(pc); err != nil && !errors.Is(err, net.ErrClosed) {
-					log.Debug("udp listener ended", "addr", l.addr, "err", err)
-				}
-			}()
+			siplisten.Serve(log, "udp", l.addr, func() error { return srv.ServeUDP(pc) })
 		case "tcp", "tls":
 			ln, err := lc.Listen(ctx, "tcp", l.addr)
 			if err != nil {
@@ -205,17 +184,13 @@ func (st *sipStack) start(ctx context.Context) error {
 				ln = st.tls.Listener(ln)
 				serve = srv.ServeTLS
 			}
-			go func() {
-				if err := serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
-					log.Debug("listener ended", "transport", l.network, "addr", l.addr, "err", err)
-				}
-			}()
+			siplisten.Serve(log, l.network, l.addr, func() error { return serve(ln) })
 		}
 	}
 	st.setAddress(host, port, bound)
 	var laddr sip.Addr
 	if udpAddr != nil {
-		if waitListener(ctx, ua, udpListener) {
+		if siplisten.WaitUDP(ctx, ua, udpListener) {
 			laddr = sip.Addr{IP: udpAddr.IP, Port: udpAddr.Port}
 		} else {
 			log.Warn("UDP listener not ready: requests go out from an ephemeral port", "addr", udpListener)
@@ -225,23 +200,6 @@ func (st *sipStack) start(ctx context.Context) error {
 	st.ua, st.srv, st.cl, st.closers, st.udpLaddr = ua, srv, cl, closers, laddr
 	st.mu.Unlock()
 	return nil
-}
-
-// waitListener waits (up to 2 s) until the transport layer serves the UDP
-// listener key: a request bound to it before that would make sipgo try to
-// bind the same address again and fail.
-func waitListener(ctx context.Context, ua *sipgo.UserAgent, key string) bool {
-	tl := ua.TransportLayer()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		if c, err := tl.GetConnection("udp", key); err == nil && c != nil {
-			return true
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // close shuts the listeners and the UA.

@@ -14,6 +14,8 @@ import (
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pidf"
 	"github.com/puaside/puaside/pua"
+
+	"mellium.im/xmpp/jid"
 )
 
 // PresID is the pres_id of every record the gateway keeps in the engine.
@@ -687,15 +689,10 @@ func (g *Gateway) HandleWinfoNotify(ctx context.Context, n pua.Notify) (int, str
 // winfo subscription. An address the gateway does not serve is refused
 // with an error wrapping ErrUnmapped or ErrBadAddress (pa answers 404).
 func (g *Gateway) WatcherAdded(ctx context.Context, presentity, watcher string) error {
-	to, err := g.mp.XMPPUserOfSIP(presentity)
+	to, from, k, err := g.askOf(presentity, watcher)
 	if err != nil {
 		return err
 	}
-	from, err := g.mp.JIDOfSIPUser(watcher)
-	if err != nil {
-		return err
-	}
-	k := askKey{to.String(), watcher}
 	g.mu.Lock()
 	if g.asked[k] {
 		g.mu.Unlock()
@@ -717,18 +714,25 @@ func (g *Gateway) WatcherAdded(ctx context.Context, presentity, watcher string) 
 	return nil
 }
 
+// askOf maps a SIP watcher of presentity (an XMPP user's SIP URI) to the
+// XMPP user asked (to), the watcher's JID (from) and the request's key.
+func (g *Gateway) askOf(presentity, watcher string) (to, from jid.JID, k askKey, err error) {
+	if to, err = g.mp.XMPPUserOfSIP(presentity); err != nil {
+		return to, from, k, err
+	}
+	if from, err = g.mp.JIDOfSIPUser(watcher); err != nil {
+		return to, from, k, err
+	}
+	return to, from, askKey{to.String(), watcher}, nil
+}
+
 // WatcherRemoved tells the gateway that the SIP user watcher no longer
 // watches presentity: the XMPP user is sent an unsubscribe.
 func (g *Gateway) WatcherRemoved(ctx context.Context, presentity, watcher string) error {
-	to, err := g.mp.XMPPUserOfSIP(presentity)
+	to, from, k, err := g.askOf(presentity, watcher)
 	if err != nil {
 		return err
 	}
-	from, err := g.mp.JIDOfSIPUser(watcher)
-	if err != nil {
-		return err
-	}
-	k := askKey{to.String(), watcher}
 	g.mu.Lock()
 	was := g.asked[k]
 	g.mu.Unlock()

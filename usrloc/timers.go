@@ -48,34 +48,24 @@ func (t *Tracker) expireAoRs(now time.Time, due []*aorState) {
 }
 
 func (t *Tracker) expireBatch(now time.Time, due []*aorState) {
-	var ch []change
-	t.mu.Lock()
-	for _, st := range due {
-		if t.aors[st.aor] != st {
-			continue // forgotten meanwhile
-		}
-		next := make([]Binding, 0, len(st.contacts))
-		for _, b := range st.contacts {
-			if b.Expires.After(now) {
-				next = append(next, b)
+	t.update(func(_ time.Time, ch *[]change) {
+		for _, st := range due {
+			if t.aors[st.aor] != st {
+				continue // forgotten meanwhile
 			}
+			next := make([]Binding, 0, len(st.contacts))
+			for _, b := range st.contacts {
+				if b.Expires.After(now) {
+					next = append(next, b)
+				}
+			}
+			if len(next) != len(st.contacts) {
+				t.log.Debug("usrloc: contacts expired", "aor", st.aor, "expired", len(st.contacts)-len(next))
+				t.setContacts(st, next, now, "contact_expired", false, ch)
+				continue
+			}
+			t.syncPublication(st, now)
+			t.schedule(st)
 		}
-		if len(next) != len(st.contacts) {
-			t.log.Debug("usrloc: contacts expired", "aor", st.aor, "expired", len(st.contacts)-len(next))
-			t.setContacts(st, next, now, "contact_expired", false, &ch)
-			continue
-		}
-		t.syncPublication(st, now)
-		t.schedule(st)
-	}
-	if len(ch) == 0 || t.onChange == nil {
-		t.mu.Unlock()
-		return
-	}
-	t.cbMu.Lock()
-	t.mu.Unlock()
-	defer t.cbMu.Unlock()
-	for _, c := range ch {
-		t.onChange(c.aor, c.contacts)
-	}
+	})
 }

@@ -34,11 +34,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"regexp"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -154,51 +151,21 @@ func runCalls(ctx context.Context, o callOptions) (callResult, error) {
 	if err := o.validate(); err != nil {
 		return callResult{}, err
 	}
-	if o.CPUProfile != "" {
-		f, err := os.Create(o.CPUProfile)
-		if err != nil {
-			return callResult{}, fmt.Errorf("cpuprofile: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return callResult{}, fmt.Errorf("cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
-	}
 	srv, err := startCallPresence(o.Calls)
 	if err != nil {
 		return callResult{}, err
 	}
 	defer srv.close()
-	dir, err := os.MkdirTemp("", "puaside-load-")
-	if err != nil {
-		return callResult{}, fmt.Errorf("temp dir: %w", err)
-	}
-	defer os.RemoveAll(dir)
 	if o.Input == "" {
 		o.Input = inputTrace
 	}
-	cfg := callConfig(o, dir, srv.addr())
-	logw := o.Log
-	if logw == nil {
-		logw = io.Discard
-	}
-	var ps puaside
-	if o.Proc {
-		bin := o.Bin
-		if bin == "" {
-			if bin, err = buildPuaside(ctx, dir); err != nil {
-				return callResult{}, err
-			}
-		}
-		ps, err = startSeparate(ctx, bin, cfg, o.Input, dir, logw)
-	} else {
-		ps, err = startInProcess(ctx, cfg, o.Input, logw)
-	}
+	var cfg config.Config
+	ps, stop, err := startRun(ctx, o.CPUProfile, targetOptions{Proc: o.Proc, Bin: o.Bin, Input: o.Input, Log: o.Log},
+		func(dir string) config.Config { cfg = callConfig(o, dir, srv.addr()); return cfg })
 	if err != nil {
 		return callResult{}, err
 	}
-	defer ps.stop()
+	defer stop()
 	target := ps.input()
 	conn, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, target)
 	if err != nil {
@@ -276,24 +243,13 @@ func runCalls(ctx context.Context, o callOptions) (callResult, error) {
 // callConfig is puaside's configuration for a call run: dialoginfo only,
 // the trace input, every socket on a free 127.0.0.1 port.
 func callConfig(o callOptions, dir, server string) config.Config {
-	cfg := config.Default()
-	cfg.LogLevel = "warn"
-	cfg.DBURL = o.DBURL
-	if cfg.DBURL == "" {
-		cfg.DBURL = "sqlite://" + filepath.Join(dir, "puaside.db")
-	}
+	cfg := baseConfig(o.DBURL, dir, server)
 	cfg.Features = config.Features{Dialoginfo: true}
-	cfg.PUA.Listen = []string{"udp:127.0.0.1:0"}
-	cfg.PUA.ServerAddress = "sip:" + server
-	cfg.Ingest.ReplicateListen = nil
-	cfg.Ingest.TraceListen = nil
-	cfg.Ingest.HEPListen = nil
 	if o.Input == inputHEP {
 		cfg.Ingest.HEPListen = []string{"udp:127.0.0.1:0"}
 	} else {
 		cfg.Ingest.TraceListen = []string{"udp:127.0.0.1:0"}
 	}
-	cfg.HTTP.HTTPListen = "127.0.0.1:0"
 	if o.Linger > 0 {
 		cfg.Dialoginfo.TerminatedLinger = o.Linger
 	}
@@ -437,90 +393,31 @@ var publishKinds = [4]string{"initial", "modify", "refresh", "remove"}
 
 // callPresence is a stateless presence server for dialog-info PUBLISHes.
 type callPresence struct {
-	conn    *net.UDPConn
-	parser  *sip.Parser
+	publishServer
 	sentAt  [][callPhases]atomic.Int64 // first copy of each phase, Unix ns
 	arrival [][callPhases]atomic.Int64 // caller PUBLISH of each phase, Unix ns
 	kinds   [4]atomic.Int64
-	etag    atomic.Uint64
 	// done counts the calls whose caller terminated PUBLISH arrived;
 	// lastDone is the latest such arrival (Unix ns).
 	done, lastDone atomic.Int64
 	mu             sync.Mutex
 	last           map[string]string // publication (AoR + dialog id) → last state
-	wg             sync.WaitGroup
 }
 
 func startCallPresence(calls int) (*callPresence, error) {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return nil, fmt.Errorf("fake presence server: %w", err)
-	}
-	_ = c.SetReadBuffer(8 << 20)
-	f := &callPresence{conn: c, parser: sip.NewParser(), last: map[string]string{},
+	f := &callPresence{last: map[string]string{},
 		sentAt: make([][callPhases]atomic.Int64, calls), arrival: make([][callPhases]atomic.Int64, calls)}
-	for range 2 {
-		f.wg.Add(1)
-		go f.serve()
+	if err := f.listen(); err != nil {
+		return nil, err
 	}
+	f.start(f.record)
 	return f, nil
-}
-
-func (f *callPresence) addr() string { return f.conn.LocalAddr().String() }
-
-func (f *callPresence) close() {
-	f.conn.Close()
-	f.wg.Wait()
 }
 
 var (
 	dialogIDRe    = regexp.MustCompile(`<dialog id="([^"]*)"(?: call-id="load-(\d+)@puaside-load")?[^>]*direction="(initiator|recipient)"`)
 	dialogStateRe = regexp.MustCompile(`<state[^>]*>([a-z]+)</state>`)
 )
-
-// serve answers PUBLISH requests until the socket is closed.
-func (f *callPresence) serve() {
-	defer f.wg.Done()
-	buf := make([]byte, 65536)
-	var sb strings.Builder
-	for {
-		n, from, err := f.conn.ReadFromUDPAddrPort(buf)
-		if errors.Is(err, net.ErrClosed) {
-			return
-		}
-		if err != nil {
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		now := time.Now().UnixNano()
-		msg, err := f.parser.ParseSIP(buf[:n])
-		if err != nil {
-			continue
-		}
-		req, ok := msg.(*sip.Request)
-		if !ok || req.Method == sip.ACK {
-			continue
-		}
-		code, reason := 200, "OK"
-		exp := "3600"
-		if h := req.GetHeader("Expires"); h != nil {
-			exp = h.Value()
-		}
-		if req.Method != sip.PUBLISH {
-			code, reason = 405, "Method Not Allowed"
-		} else {
-			f.record(req, exp, now)
-		}
-		res := sip.NewResponseFromRequest(req, code, reason, nil)
-		if code == 200 {
-			res.AppendHeader(sip.NewHeader("SIP-ETag", "e"+strconv.FormatUint(f.etag.Add(1), 36)))
-			res.AppendHeader(sip.NewHeader("Expires", exp))
-		}
-		sb.Reset()
-		res.StringWrite(&sb)
-		_, _ = f.conn.WriteToUDPAddrPort([]byte(sb.String()), from)
-	}
-}
 
 // record counts one PUBLISH and notes what its document shows.
 func (f *callPresence) record(req *sip.Request, exp string, now int64) {

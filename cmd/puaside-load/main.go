@@ -51,7 +51,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -59,7 +58,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -184,27 +182,11 @@ func main() {
 			co.Input = inputTrace // the default input: siptrace plain copies
 		}
 		r, err := runCalls(ctx, *co)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "puaside-load:", err)
-			os.Exit(1)
-		}
-		if asJSON {
-			_ = json.NewEncoder(os.Stdout).Encode(r)
-			return
-		}
-		r.print(os.Stdout)
+		report(r, err, asJSON)
 		return
 	}
 	r, err := run(ctx, o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "puaside-load:", err)
-		os.Exit(1)
-	}
-	if asJSON {
-		_ = json.NewEncoder(os.Stdout).Encode(r)
-		return
-	}
-	r.print(os.Stdout)
+	report(r, err, asJSON)
 }
 
 // validate checks the bounds of o.
@@ -233,53 +215,20 @@ func run(ctx context.Context, o options) (result, error) {
 	if err := o.validate(); err != nil {
 		return result{}, err
 	}
-	if o.CPUProfile != "" {
-		f, err := os.Create(o.CPUProfile)
-		if err != nil {
-			return result{}, fmt.Errorf("cpuprofile: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return result{}, fmt.Errorf("cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
-	}
-
 	srv, err := startFakePresence(o.Users)
 	if err != nil {
 		return result{}, err
 	}
 	defer srv.close()
-
-	dir, err := os.MkdirTemp("", "puaside-load-")
-	if err != nil {
-		return result{}, fmt.Errorf("temp dir: %w", err)
-	}
-	defer os.RemoveAll(dir)
 	if o.Input == "" {
 		o.Input = inputReplicate
 	}
-	cfg := loadConfig(o, dir, srv.addr())
-	logw := o.Log
-	if logw == nil {
-		logw = io.Discard
-	}
-	var pd puaside
-	if o.Proc {
-		bin := o.Bin
-		if bin == "" {
-			if bin, err = buildPuaside(ctx, dir); err != nil {
-				return result{}, err
-			}
-		}
-		pd, err = startSeparate(ctx, bin, cfg, o.Input, dir, logw)
-	} else {
-		pd, err = startInProcess(ctx, cfg, o.Input, logw)
-	}
+	pd, stop, err := startRun(ctx, o.CPUProfile, targetOptions{Proc: o.Proc, Bin: o.Bin, Input: o.Input, Log: o.Log},
+		func(dir string) config.Config { return loadConfig(o, dir, srv.addr()) })
 	if err != nil {
 		return result{}, err
 	}
-	defer pd.stop()
+	defer stop()
 	target := pd.input()
 
 	snd, err := newSender(target, o.Users, o.Input == inputHEP)
@@ -393,28 +342,17 @@ func run(ctx context.Context, o options) (result, error) {
 // loadConfig is puaside's configuration for a run: usrloc only, every
 // socket on a free 127.0.0.1 port, the fake presence server as server.
 func loadConfig(o options, dir, server string) config.Config {
-	cfg := config.Default()
-	cfg.LogLevel = "warn"
-	cfg.DBURL = o.DBURL
-	if cfg.DBURL == "" {
-		cfg.DBURL = "sqlite://" + filepath.Join(dir, "puaside.db")
-	}
+	cfg := baseConfig(o.DBURL, dir, server)
 	cfg.Features = config.Features{Usrloc: true}
 	cfg.PUA.SyncETags = !o.NoSync
 	if o.InitialExp > 0 {
 		cfg.PUA.InitialExpires = o.InitialExp
 	}
-	cfg.PUA.Listen = []string{"udp:127.0.0.1:0"}
-	cfg.PUA.ServerAddress = "sip:" + server
-	cfg.Ingest.ReplicateListen = nil
-	cfg.Ingest.TraceListen = nil
-	cfg.Ingest.HEPListen = nil
 	if o.Input == inputHEP {
 		cfg.Ingest.HEPListen = []string{"udp:127.0.0.1:0"}
 	} else {
 		cfg.Ingest.ReplicateListen = []string{"udp:127.0.0.1:0"}
 	}
-	cfg.HTTP.HTTPListen = "127.0.0.1:0"
 	return cfg
 }
 
