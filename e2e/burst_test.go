@@ -168,13 +168,17 @@ func burstExplain(ctx context.Context, t *testing.T, ps *kamailiotest.Instance, 
 	}
 	var users []string
 	for q.Next() {
-		var user, etag string
-		var expires, received int64
-		if q.Scan(&user, &etag, &expires, &received) == nil {
-			t.Logf("explain: open at the presence server: %s etag=%s expires in %ds, received %ds ago", user, etag,
-				expires-time.Now().Unix(), time.Now().Unix()-received)
-			users = append(users, user)
+		var user, etag, expires, received any
+		if err := q.Scan(&user, &etag, &expires, &received); err != nil {
+			t.Logf("explain: presentity row: %v", err)
+			continue
 		}
+		t.Logf("explain: open at the presence server: %s etag=%s expires=%v received_time=%v (now %d)",
+			user, etag, expires, received, time.Now().Unix())
+		users = append(users, fmt.Sprint(user))
+	}
+	if len(users) == 0 {
+		t.Logf("explain: no open presentity row read back (err %v)", q.Err())
 	}
 	q.Close()
 	hc := &http.Client{Timeout: 5 * time.Second}
@@ -234,9 +238,16 @@ func registerBurst(t *testing.T, crash bool) {
 	// Kamailio's default 64 MiB of shared memory does not hold the
 	// transactions of such a burst.
 	shm := []string{"-m", "256"}
+	// The presence server's SQLite file on tmpfs: on disk its fsyncs under
+	// such a burst make it answer 500 "database is locked", sometimes
+	// after it took a refresh and changed its ETag, which leaves a
+	// publication puaside cannot address (it lives for the Expires the
+	// refresh asked). That is the presence server's failure, not what this
+	// test is about.
 	presence := kamailiotest.Start(t, kamailiotest.Options{
 		Config: kamailiotest.ConfigPath(t, "presence.cfg"),
 		DB:     kamailiotest.SQLite,
+		DBDir:  tmpfsDir(),
 		Args:   shm,
 	})
 	cfg := baseConfig(t, presence)

@@ -242,8 +242,20 @@ func TestPADifferentialForkHold(t *testing.T) {
 		{"held call, caller", pa.holdCaller, kam.holdCaller, hold},
 		{"held call, callee", pa.holdCallee, kam.holdCallee, hold},
 	} {
-		if fmt.Sprint(lamp.pa) != fmt.Sprint(lamp.kam) || fmt.Sprint(lamp.pa) != lamp.want {
-			t.Errorf("%s lamp: pa %v, Kamailio %v, want %s", lamp.name, lamp.pa, lamp.kam, lamp.want)
+		if fmt.Sprint(lamp.pa) != lamp.want {
+			t.Errorf("%s lamp: pa %v, want %s (Kamailio %v)", lamp.name, lamp.pa, lamp.want, lamp.kam)
+		}
+		switch kam := fmt.Sprint(lamp.kam); {
+		case kam == lamp.want:
+		case fmt.Sprint(dropEarlyAfterConfirmed(lamp.kam)) == lamp.want:
+			// Kamailio's presence server can notify a branch's early
+			// dialog again after the answered one was confirmed (it
+			// sends the newest publication's state; the same kind of reordering
+			// as kamailio#3192's early after terminated);
+			// pa never does (checked above).
+			t.Logf("%s lamp: Kamailio showed early after confirmed: %v", lamp.name, lamp.kam)
+		default:
+			t.Errorf("%s lamp: Kamailio %v, want %s", lamp.name, lamp.kam, lamp.want)
 		}
 	}
 	for name, codes := range map[string][]int{"pa": pa.reinvites, "Kamailio": kam.reinvites} {
@@ -251,4 +263,26 @@ func TestPADifferentialForkHold(t *testing.T) {
 			t.Errorf("%s run: re-INVITEs answered %v", name, codes)
 		}
 	}
+}
+
+// dropEarlyAfterConfirmed removes, from each dialog's state sequence
+// ("early>confirmed>early>terminated"), the early states seen after it was
+// confirmed.
+func dropEarlyAfterConfirmed(seqs []string) []string {
+	out := make([]string, 0, len(seqs))
+	for _, seq := range seqs {
+		var kept []string
+		confirmed := false
+		for _, st := range strings.Split(seq, ">") {
+			if st == "early" && confirmed {
+				continue
+			}
+			if strings.HasPrefix(st, "confirmed") {
+				confirmed = true
+			}
+			kept = append(kept, st)
+		}
+		out = append(out, strings.Join(kept, ">"))
+	}
+	return out
 }
