@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // BenchmarkPublish measures PUBLISH transactions per second against an
@@ -61,6 +63,54 @@ func BenchmarkIdlePublicationHeap(b *testing.B) {
 			b.Fatalf("%d publications", got)
 		}
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/publication")
+		runtime.KeepAlive(e)
+	}
+}
+
+// BenchmarkIdleSubscriptionHeap reports the heap held per idle, active
+// subscription at 100,000 records (a presence subscription on behalf of a
+// watcher, its 200 with a To tag, a Contact and one Record-Route applied
+// through the state machine without a network).
+func BenchmarkIdleSubscriptionHeap(b *testing.B) {
+	const n = 100_000
+	for range b.N {
+		cfg := DefaultConfig()
+		cfg.Listen = []string{"udp:127.0.0.1:0"}
+		e, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: newFakeClock()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for i := range n {
+			key := SubKey{PresURI: fmt.Sprintf("sip:user%06d@example.com", i), WatcherURI: fmt.Sprintf("sip:jabber%06d@xmpp.example.com", i),
+				Event: "presence", ID: "xmpp"}
+			if err := e.Subscribe(SubscribeRequest{SubKey: key, Expires: time.Hour, Flag: FlagXMPPSubscribe}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for i := range n {
+			t, _ := e.queue.pop()
+			r := t.(*subRec)
+			r.shard.mu.Lock()
+			op := e.nextSubOp(r, e.clock.Now())
+			res := sip.NewResponse(200, "OK")
+			to := &sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: fmt.Sprintf("user%06d", i), Host: "example.com"}, Params: sip.NewParams()}
+			to.Params.Add("tag", fmt.Sprintf("srv%08d", i))
+			res.AppendHeader(to)
+			res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: "192.0.2.1", Port: 5060}})
+			res.AppendHeader(sip.NewHeader("Record-Route", "<sip:192.0.2.2;lr>"))
+			res.AppendHeader(sip.NewHeader("Expires", "3600"))
+			e.applySubscribeResult(r, op, txOutcome{res: res}, Result{Status: 200, Reason: "OK", Expires: time.Hour})
+			r.shard.mu.Unlock()
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if got := len(e.Subscriptions()); got != n {
+			b.Fatalf("%d subscriptions", got)
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/subscription")
 		runtime.KeepAlive(e)
 	}
 }
