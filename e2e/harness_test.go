@@ -88,19 +88,23 @@ func baseConfig(t testing.TB, presence *kamailiotest.Instance) config.Config {
 	cfg := config.Default()
 	cfg.LogLevel = "debug"
 	cfg.DBURL = "sqlite://" + filepath.Join(t.TempDir(), "puaside.db")
-	sipPort := freePort(t)
+	// Six distinct ports in one call: ports picked one by one are free
+	// when picked, and two picks in a row can be the same port.
+	ports, err := kamailiotest.FreePorts(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sipPort, rp, tp, hp, httpPort, pp := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
 	cfg.PUA.Listen = []string{fmt.Sprintf("udp:127.0.0.1:%d", sipPort), fmt.Sprintf("tcp:127.0.0.1:%d", sipPort)}
 	if presence != nil {
 		cfg.PUA.ServerAddress = presence.URI()
 	}
 	cfg.PUA.RetryMin = 200 * time.Millisecond
 	cfg.PUA.RetryMax = 2 * time.Second
-	rp := freePort(t)
 	cfg.Ingest.ReplicateListen = []string{fmt.Sprintf("udp:127.0.0.1:%d", rp), fmt.Sprintf("tcp:127.0.0.1:%d", rp)}
-	cfg.Ingest.TraceListen = []string{fmt.Sprintf("udp:127.0.0.1:%d", freePort(t))}
-	cfg.Ingest.HEPListen = []string{fmt.Sprintf("udp:127.0.0.1:%d", freePort(t))}
-	cfg.HTTP.HTTPListen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	pp := freePort(t)
+	cfg.Ingest.TraceListen = []string{fmt.Sprintf("udp:127.0.0.1:%d", tp)}
+	cfg.Ingest.HEPListen = []string{fmt.Sprintf("udp:127.0.0.1:%d", hp)}
+	cfg.HTTP.HTTPListen = fmt.Sprintf("127.0.0.1:%d", httpPort)
 	cfg.PA.Listen = []string{fmt.Sprintf("udp:127.0.0.1:%d", pp), fmt.Sprintf("tcp:127.0.0.1:%d", pp)}
 	return cfg
 }

@@ -22,6 +22,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -441,21 +442,42 @@ func findBinary(name string) (string, error) {
 // FreePort returns a loopback port free for both UDP and TCP at the time of
 // the call (both are bound to check, then released).
 func FreePort() (int, error) {
-	for i := 0; i < 50; i++ {
+	ports, err := FreePorts(1)
+	if err != nil {
+		return 0, err
+	}
+	return ports[0], nil
+}
+
+// FreePorts returns n distinct loopback ports, each free for both UDP and
+// TCP at the time of the call: every port stays bound until all n are
+// found, so two calls of FreePort in a row cannot hand out the same one.
+func FreePorts(n int) ([]int, error) {
+	var held []io.Closer
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for tries := 0; len(ports) < n; tries++ {
+		if tries >= 50*n {
+			return nil, errors.New("kamailiotest: free port: no port free for both UDP and TCP after many tries")
+		}
 		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {
-			return 0, fmt.Errorf("kamailiotest: free port: %w", err)
+			return nil, fmt.Errorf("kamailiotest: free port: %w", err)
 		}
 		port := pc.LocalAddr().(*net.UDPAddr).Port
 		l, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		pc.Close()
 		if err != nil {
+			pc.Close()
 			continue
 		}
-		l.Close()
-		return port, nil
+		held = append(held, pc, l)
+		ports = append(ports, port)
 	}
-	return 0, errors.New("kamailiotest: free port: no port free for both UDP and TCP after 50 tries")
+	return ports, nil
 }
 
 // ConfigPath returns the path of a file under the module's deploy/kamailio
