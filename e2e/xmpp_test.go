@@ -113,8 +113,12 @@ type rosterPush struct {
 
 func newXMPPClient(t testing.TB, pr *prosodytest.Server, full, pw string) *xmppClient {
 	t.Helper()
+	// Cancelled when the test ends, not when Dial returns: mellium watches
+	// the login context in a goroutine that, seeing it done as the login
+	// returns, can set a past deadline on the connection under the first
+	// stanzas.
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
+	t.Cleanup(cancel)
 	sess, err := pr.Dial(ctx, jid.MustParse(full), pw)
 	if err != nil {
 		t.Fatalf("xmpp login %s: %v", full, err)
@@ -157,9 +161,11 @@ func newXMPPClient(t testing.TB, pr *prosodytest.Server, full, pw string) *xmppC
 // send sends raw XML (one stanza) on the client's stream.
 func (c *xmppClient) send(raw string) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	if err := c.sess.Send(ctx, xml.NewDecoder(strings.NewReader(raw))); err != nil {
+	// A context that is never done: mellium sets a past write deadline
+	// from a goroutine once the context is done, which can fail the next
+	// send when a per-send context is cancelled right after it returns.
+	// The test's own timeouts bound a stuck write.
+	if err := c.sess.Send(context.Background(), xml.NewDecoder(strings.NewReader(raw))); err != nil {
 		c.t.Fatalf("xmpp send %s: %v", raw, err)
 	}
 }

@@ -119,7 +119,18 @@ func (g *Gateway) serve(ctx context.Context) error {
 	}
 	conn.reset()
 	g.mu.Lock()
-	g.out = func(ctx context.Context, o outPresence) error { return sess.Encode(ctx, o) }
+	g.out = func(ctx context.Context, o outPresence) error {
+		// mellium's Encode watches ctx in a goroutine that, once ctx is
+		// done, sets a write deadline in the past on the connection; when
+		// the caller cancels ctx right after a send returns, that can land
+		// in the next send and fail it with an i/o timeout. So Encode gets
+		// a context that is never done, and a send outliving ctx closes
+		// the connection instead (Serve then fails and the gateway
+		// reconnects).
+		stop := context.AfterFunc(ctx, func() { _ = sess.Conn().Close() })
+		defer stop()
+		return sess.Encode(context.WithoutCancel(ctx), o)
+	}
 
 	g.connects++
 	g.mu.Unlock()
