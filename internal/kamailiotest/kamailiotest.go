@@ -22,7 +22,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -34,6 +33,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/puaside/puaside/internal/freeport"
 
 	_ "github.com/go-sql-driver/mysql" // database/sql driver "mysql"
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
@@ -440,45 +441,12 @@ func findBinary(name string) (string, error) {
 }
 
 // FreePort returns a loopback port free for both UDP and TCP at the time of
-// the call (both are bound to check, then released).
-func FreePort() (int, error) {
-	ports, err := FreePorts(1)
-	if err != nil {
-		return 0, err
-	}
-	return ports[0], nil
-}
+// the call (internal/freeport).
+func FreePort() (int, error) { return freeport.Port() }
 
 // FreePorts returns n distinct loopback ports, each free for both UDP and
-// TCP at the time of the call: every port stays bound until all n are
-// found, so two calls of FreePort in a row cannot hand out the same one.
-func FreePorts(n int) ([]int, error) {
-	var held []io.Closer
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for tries := 0; len(ports) < n; tries++ {
-		if tries >= 50*n {
-			return nil, errors.New("kamailiotest: free port: no port free for both UDP and TCP after many tries")
-		}
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("kamailiotest: free port: %w", err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			pc.Close()
-			continue
-		}
-		held = append(held, pc, l)
-		ports = append(ports, port)
-	}
-	return ports, nil
-}
+// TCP at the time of the call (internal/freeport).
+func FreePorts(n int) ([]int, error) { return freeport.Ports(n) }
 
 // ConfigPath returns the path of a file under the module's deploy/kamailio
 // directory, found by walking up from the working directory to go.mod.

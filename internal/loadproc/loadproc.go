@@ -12,17 +12,16 @@ package loadproc
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/puaside/puaside/internal/freeport"
 )
 
 // UserHZ is the unit of the CPU time fields of /proc/PID/stat (the
@@ -46,24 +45,8 @@ func Build(ctx context.Context, root, pkg, dir string) (string, error) {
 }
 
 // FreePort returns a loopback port free for both UDP and TCP at the time of
-// the call (both are bound to check, then released).
-func FreePort() (int, error) {
-	for range 50 {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("loadproc: free port: %w", err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		pc.Close()
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return port, nil
-	}
-	return 0, errors.New("loadproc: free port: no port free for both UDP and TCP after 50 tries")
-}
+// the call (internal/freeport).
+func FreePort() (int, error) { return freeport.Port() }
 
 // Proc is one running program in its own process group.
 type Proc struct {
