@@ -30,12 +30,7 @@ func BenchmarkPublish(b *testing.B) {
 func BenchmarkIdlePublicationHeap(b *testing.B) {
 	const n = 100_000
 	for range b.N {
-		cfg := DefaultConfig()
-		cfg.Listen = []string{"udp:127.0.0.1:0"}
-		e, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: newFakeClock()})
-		if err != nil {
-			b.Fatal(err)
-		}
+		e := newHeapEngine(b)
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
@@ -74,12 +69,7 @@ func BenchmarkIdlePublicationHeap(b *testing.B) {
 func BenchmarkIdleSubscriptionHeap(b *testing.B) {
 	const n = 100_000
 	for range b.N {
-		cfg := DefaultConfig()
-		cfg.Listen = []string{"udp:127.0.0.1:0"}
-		e, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: newFakeClock()})
-		if err != nil {
-			b.Fatal(err)
-		}
+		e := newHeapEngine(b)
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
@@ -113,4 +103,17 @@ func BenchmarkIdleSubscriptionHeap(b *testing.B) {
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/subscription")
 		runtime.KeepAlive(e)
 	}
+}
+
+// newHeapEngine is an engine with no network traffic and a fake clock, for
+// the heap benchmarks (replies are applied through the state machine).
+func newHeapEngine(b *testing.B) *Engine {
+	b.Helper()
+	cfg := DefaultConfig()
+	cfg.Listen = []string{"udp:127.0.0.1:0"}
+	e, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: newFakeClock()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e
 }
