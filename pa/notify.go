@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/puaside/puaside/internal/siplisten"
 )
 
 // kick asks for a NOTIFY with w's current state (s.mu held). With one in
@@ -106,7 +107,7 @@ func (s *Server) buildNotify(w *watcher) (*sip.Request, *flushWait) {
 		req.SetDestination(w.flow)
 		req.SetTransport(strings.ToUpper(w.flowTransport))
 	}
-	if req.Transport() == "UDP" && len(req.String())+viaSize > maxUDPRequest {
+	if req.Transport() == "UDP" && siplisten.TooLargeForUDP(req) {
 		// Too large for UDP (RFC 3261 §18.1.1; sipgo refuses it): the
 		// same address over TCP.
 		req.SetTransport("TCP")
@@ -115,14 +116,6 @@ func (s *Server) buildNotify(w *watcher) (*sip.Request, *flushWait) {
 	}
 	return req, wait
 }
-
-// maxUDPRequest is the NOTIFY size above which it goes over TCP (RFC 3261
-// §18.1.1: 1300 bytes when the path MTU is unknown); viaSize is room for
-// the Via the transaction layer adds.
-const (
-	maxUDPRequest = 1300
-	viaSize       = 120
-)
 
 // sendNotify runs one NOTIFY transaction and acts on its outcome.
 // final tells whether req was the subscription's terminated NOTIFY.

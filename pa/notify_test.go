@@ -12,6 +12,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/dialogdoc"
+	"github.com/puaside/puaside/internal/siplisten"
 	"github.com/puaside/puaside/internal/sipphone"
 	"github.com/puaside/puaside/pua"
 )
@@ -207,7 +208,7 @@ func TestLargeNotifyOverTCP(t *testing.T) {
 				Local: &dialogdoc.Participant{Identity: pres, Target: "sip:alice@192.0.2.1:5060"}})})
 	}
 	n := wait(t, w, func(n sipphone.Notification) bool { return strings.Count(n.Body, "<dialog ") == 6 })
-	if len(n.Body) <= maxUDPRequest {
+	if len(n.Body) <= siplisten.MaxUDPRequest {
 		t.Fatalf("the document is only %d bytes: the test proves nothing", len(n.Body))
 	}
 }

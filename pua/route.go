@@ -12,6 +12,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/internal/siplisten"
 	"github.com/puaside/puaside/resolve"
 )
 
@@ -130,7 +131,7 @@ func (st *sipStack) targets(ctx context.Context, req *sip.Request, hop string) (
 // destination.
 func (st *sipStack) apply(req *sip.Request, t resolve.Target) {
 	tr := t.Transport
-	if tr == "UDP" && requestSize(req)+120 > maxUDPRequest {
+	if tr == "UDP" && siplisten.TooLargeForUDP(req) {
 		tr = "TCP"
 	}
 	if tr == "TLS" {

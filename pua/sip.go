@@ -20,10 +20,6 @@ import (
 	"github.com/puaside/puaside/resolve"
 )
 
-// maxUDPRequest is the request size above which we send over TCP
-// (RFC 3261 §18.1.1; sipgo refuses UDP messages above UDPMTUSize-200).
-const maxUDPRequest = 1300
-
 // sipStack is the engine's sipgo user agent: a Server on each listen
 // address (NOTIFY in; everything else 405) and a Client for our requests.
 //
@@ -214,37 +210,6 @@ func (st *sipStack) close() {
 		c.Close()
 	}
 	st.closers = nil
-}
-
-// requestSize returns the size of req on the wire, or an upper estimate
-// when that is clearly below the UDP limit (rendering costs more than the
-// estimate).
-func requestSize(req *sip.Request) int {
-	n := len(req.Body()) + 64 + 2*len(req.Recipient.User+req.Recipient.Host)
-	for _, h := range req.Headers() {
-		n += len(h.Name()) + 4
-		switch h.(type) {
-		case *sip.FromHeader, *sip.ToHeader, *sip.ContactHeader, *sip.RouteHeader, *sip.ViaHeader:
-			n += 200
-		default:
-			n += len(h.Value())
-		}
-	}
-	if n < 700 {
-		return n
-	}
-	var c byteCounter
-	req.StringWrite(&c)
-	return int(c)
-}
-
-// byteCounter counts the bytes written to it.
-type byteCounter int
-
-// WriteString counts s.
-func (c *byteCounter) WriteString(s string) (int, error) {
-	*c += byteCounter(len(s))
-	return len(s), nil
 }
 
 // txOutcome is the final reply (or error) of one transaction.

@@ -1,4 +1,4 @@
-package pua
+package siplisten
 
 import (
 	"strings"
@@ -7,7 +7,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// TestRequestSizeExact: past the estimate, requestSize is the request's
+// TestRequestSizeExact: past the estimate, RequestSize is the request's
 // exact size on the wire.
 func TestRequestSizeExact(t *testing.T) {
 	for _, n := range []int{10, 900, 1400} {
@@ -15,12 +15,12 @@ func TestRequestSizeExact(t *testing.T) {
 		req.AppendHeader(sip.NewHeader("Event", "dialog"))
 		req.AppendHeader(sip.NewHeader("Content-Type", "application/dialog-info+xml"))
 		req.SetBody([]byte(strings.Repeat("x", n)))
-		got, want := requestSize(req), len(req.String())
+		got, want := RequestSize(req), len(req.String())
 		if n > 700 && got != want {
-			t.Errorf("body %d: requestSize %d, wire size %d", n, got, want)
+			t.Errorf("body %d: RequestSize %d, wire size %d", n, got, want)
 		}
 		if got < want {
-			t.Errorf("body %d: requestSize %d below the wire size %d", n, got, want)
+			t.Errorf("body %d: RequestSize %d below the wire size %d", n, got, want)
 		}
 	}
 }
