@@ -2,12 +2,14 @@ package pa
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/internal/freeport"
 	"github.com/puaside/puaside/internal/sipphone"
 	"github.com/puaside/puaside/pidf"
 	"github.com/puaside/puaside/pua"
@@ -16,7 +18,13 @@ import (
 // startServer runs a presence server on a free loopback port.
 func startServer(t *testing.T, cfg Config, o Options) (*Server, string) {
 	t.Helper()
-	cfg.Listen = []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}
+	// One port checked free for UDP and TCP: with :0 the UDP port is the
+	// kernel's pick and its TCP twin may belong to another process.
+	port, err := freeport.Port()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen = []string{fmt.Sprintf("udp:127.0.0.1:%d", port), fmt.Sprintf("tcp:127.0.0.1:%d", port)}
 	s, err := New(cfg, o)
 	if err != nil {
 		t.Fatal(err)
