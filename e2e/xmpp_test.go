@@ -488,8 +488,10 @@ func TestXMPPSeparatorEncoding(t *testing.T) {
 }
 
 // TestXMPPThroughPA: the presence server is pa (no Kamailio presence
-// server, server_address empty). A SIP watcher subscribing to pa for an
-// XMPP user is pending and becomes one XMPP subscription request (a
+// server, server_address empty). A SUBSCRIBE to an address of the
+// gateway's domain that names no XMPP user is answered 404. A SIP watcher
+// subscribing to pa for an XMPP user is pending and becomes one XMPP
+// subscription request (a
 // refresh and a second subscription do not ask again; no presence.winfo
 // subscription is made anywhere); the XMPP user's approval makes it
 // active and the user's presence (dnd with a status) reaches it. An XMPP
@@ -520,6 +522,11 @@ func TestXMPPThroughPA(t *testing.T) {
 		t.Fatalf("the watcher of an XMPP user is not pending: %v; %+v", err, w.Notifications())
 	}
 	wcancel()
+	// An address in the gateway's domain that names no XMPP user (a quote
+	// is not allowed in a JID's localpart): 404, and nobody is asked.
+	if _, err := dave.Watch(ctx, s.presence.Addr(), sip.Uri{Scheme: "sip", User: "no%22body", Host: xmppDomain}, "presence", sipphone.WatchOptions{Expires: 600}); err == nil || !strings.Contains(err.Error(), ": 404 ") {
+		t.Fatalf("a SUBSCRIBE to nobody at the gateway: %v, want 404", err)
+	}
 	daveJID := "dave@" + xmppComp
 	asked := func(p xmppPresence) bool { return p.From == daveJID && p.Type == "subscribe" }
 	bob.waitPresence("a subscription request from dave", asked)

@@ -12,9 +12,10 @@ import (
 // gateway here, the gateway has no need to watch presence.winfo at a
 // presence server for the same users.
 type Gateway interface {
-	// Serves reports whether presURI (an AoR key) is one of the gateway's
-	// presentities.
-	Serves(presURI string) bool
+	// Serves reports whether presURI (an AoR key) is in the gateway's
+	// domains, and with an error, why such an address names none of its
+	// presentities (pa refuses subscriptions to it with 404).
+	Serves(presURI string) (bool, error)
 	// WatcherAdded is told that watcher subscribed to presentity's
 	// presence (every new subscription: the gateway asks its owner once
 	// per pair).
@@ -24,9 +25,26 @@ type Gateway interface {
 	WatcherRemoved(ctx context.Context, presentity, watcher string) error
 }
 
-// servedByGateway reports whether presURI belongs to the gateway.
+// servedByGateway reports whether presURI is one of the gateway's
+// presentities.
 func (s *Server) servedByGateway(presURI string) bool {
-	return s.o.Gateway != nil && s.o.Gateway.Serves(presURI)
+	if s.o.Gateway == nil {
+		return false
+	}
+	ours, err := s.o.Gateway.Serves(presURI)
+	return ours && err == nil
+}
+
+// nobodyAtGateway returns why presURI, an address in the gateway's
+// domains, names none of its presentities (nil for any other address).
+func (s *Server) nobodyAtGateway(presURI string) error {
+	if s.o.Gateway == nil {
+		return nil
+	}
+	if ours, err := s.o.Gateway.Serves(presURI); ours {
+		return err
+	}
+	return nil
 }
 
 // activeSibling reports whether watcherURI has another live, active

@@ -2,10 +2,13 @@ package pa
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/puaside/puaside/internal/sipphone"
 	"github.com/puaside/puaside/pua"
@@ -18,7 +21,15 @@ type fakeGateway struct {
 	calls []string
 }
 
-func (g *fakeGateway) Serves(presURI string) bool { return strings.HasSuffix(presURI, "@xmpp.example") }
+func (g *fakeGateway) Serves(presURI string) (bool, error) {
+	if !strings.HasSuffix(presURI, "@xmpp.example") {
+		return false, nil
+	}
+	if strings.HasPrefix(presURI, "sip:nobody@") {
+		return true, errors.New("no such user")
+	}
+	return true, nil
+}
 
 func (g *fakeGateway) WatcherAdded(_ context.Context, p, w string) error {
 	g.mu.Lock()
@@ -126,4 +137,33 @@ func TestGatewayWatchers(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond)
 	waitCalls(t, gw, added, added, "removed sip:bob@xmpp.example sip:dave@xmpp.example", added)
+}
+
+// An address in the gateway's domains that names none of its users is
+// refused 404 (for every event package), counted, and neither kept nor
+// told to the gateway; the gateway's other addresses are subscribed to.
+func TestGatewayNobodyIs404(t *testing.T) {
+	gw := &fakeGateway{}
+	s, addr := startServer(t, DefaultConfig(), Options{Gateway: gw})
+	ctx := context.Background()
+	dave := sipphone.NewPhone(t, "dave", "example.com")
+	for _, ev := range []string{"presence", "dialog"} {
+		_, err := dave.Watch(ctx, addr, uri("sip:nobody@xmpp.example"), ev, sipphone.WatchOptions{Expires: 600})
+		if err == nil || !strings.Contains(err.Error(), ": 404 ") {
+			t.Fatalf("%s subscription to nobody at the gateway: %v, want a 404", ev, err)
+		}
+		if got := testutil.ToFloat64(s.met.subscribes.WithLabelValues(ev, "404")); got != 1 {
+			t.Fatalf("%s 404s counted %v, want 1", ev, got)
+		}
+	}
+	if got := testutil.ToFloat64(s.met.gwErrs); got != 2 {
+		t.Fatalf("gateway errors counted %v, want 2", got)
+	}
+	if ws := s.Watchers(); len(ws) != 0 {
+		t.Fatalf("refused subscriptions kept: %+v", ws)
+	}
+	if _, err := dave.Watch(ctx, addr, uri("sip:bob@xmpp.example"), "presence", sipphone.WatchOptions{Expires: 600}); err != nil {
+		t.Fatalf("a user of the gateway: %v", err)
+	}
+	waitCalls(t, gw, "added sip:bob@xmpp.example sip:dave@example.com")
 }

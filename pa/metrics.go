@@ -50,7 +50,7 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 		wsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "puaside_pa_websocket_dropped_total",
 			Help: "WebSocket (ws:, wss:) connections the presence server closed, by reason (handshake_timeout, frame_too_large, frame_flood, ...)."}, []string{"reason"}),
 		gwErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "puaside_pa_gateway_errors_total",
-			Help: "Watchers of a gateway's presentities (XMPP users) the gateway refused or failed to tell of."}),
+			Help: "Watchers of a gateway's presentities (XMPP users) the gateway refused or failed to tell of, and SUBSCRIBEs to its addresses that name no one (answered 404)."}),
 		subsDesc: prometheus.NewDesc("puaside_pa_subscriptions", "Subscriptions held by the presence server, by event package and state.",
 			[]string{"event", "state"}, nil),
 		presDesc: prometheus.NewDesc("puaside_pa_presentities", "Presentities with publications or watchers, by event package.",

@@ -69,6 +69,13 @@ func (s *Server) initial(req *sip.Request, tx sip.ServerTransaction, key dialogK
 	}
 	presURI := aor.KeyOfURI(&req.To().Address)
 	watcherURI := aor.KeyOfURI(&req.From().Address)
+	if err := s.nobodyAtGateway(presURI); err != nil {
+		s.met.subscribe(ev, "404")
+		s.met.gatewayError()
+		s.log.Info("subscription refused: the gateway's address names no one", "presentity", presURI, "watcher", watcherURI, "event", ev, "err", err)
+		s.reply(req, tx, 404, "Not Found")
+		return
+	}
 	action := s.authorize(presURI, watcherURI)
 	if ev == EventWinfo {
 		// Watcher information is the owner's (RFC 3857 §5.1).

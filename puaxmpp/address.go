@@ -17,6 +17,10 @@ var (
 	ErrBadAddress = errors.New("puaxmpp: malformed address")
 	// ErrUnmapped is a valid address outside the gateway's domains.
 	ErrUnmapped = errors.New("puaxmpp: address not served by the gateway")
+	// ErrNoUser is a SIP address in the gateway's domains that names no
+	// XMPP user (no separator, the gateway itself, a user part no JID can
+	// carry): the gateway's, but nobody's. pa answers its SUBSCRIBEs 404.
+	ErrNoUser = errors.New("puaxmpp: no XMPP user at this address")
 )
 
 // Mapper maps addresses between SIP and XMPP, one to one. SIP users are
@@ -159,31 +163,42 @@ func (m *Mapper) SIPOfXMPPUser(j jid.JID) (string, error) {
 }
 
 // XMPPUserOfSIP is the XMPP user's bare JID for the SIP URI that SIP
-// users see for it.
+// users see for it. A URI outside the gateway's domains is refused with
+// ErrUnmapped; one inside them that names no XMPP user with ErrNoUser.
 func (m *Mapper) XMPPUserOfSIP(sipURI string) (jid.JID, error) {
-	user, host, err := parseSIP(sipURI)
+	a, err := aor.Parse(sipURI, "")
 	if err != nil {
-		return jid.JID{}, err
+		return jid.JID{}, fmt.Errorf("%w: %w", ErrBadAddress, err)
 	}
 	if m.sep != "" {
-		if host != m.gw {
+		if a.Host != m.gw {
 			return jid.JID{}, fmt.Errorf("%w: %q is not at %s", ErrUnmapped, sipURI, m.gw)
 		}
+	} else if x := m.dm.toXMPP(a.Host); x == "" || x == m.comp {
+		return jid.JID{}, fmt.Errorf("%w: SIP domain %q is not an XMPP domain", ErrUnmapped, a.Host)
+	}
+	// The address is the gateway's from here: what is wrong with it is
+	// that it names nobody.
+	user, err := userOf(a, sipURI)
+	if err != nil {
+		return jid.JID{}, fmt.Errorf("%w: %w", ErrNoUser, err)
+	}
+	domain := m.dm.toXMPP(a.Host)
+	if m.sep != "" {
 		i := strings.LastIndex(user, m.sep)
 		if i <= 0 || i == len(user)-len(m.sep) {
-			return jid.JID{}, fmt.Errorf("%w: %q has no %q between user and XMPP domain", ErrUnmapped, user, m.sep)
+			return jid.JID{}, fmt.Errorf("%w: %q has no %q between user and XMPP domain", ErrNoUser, user, m.sep)
 		}
-		d := user[i+len(m.sep):]
-		if strings.EqualFold(d, m.comp) {
-			return jid.JID{}, fmt.Errorf("%w: %q names the gateway itself", ErrUnmapped, sipURI)
+		user, domain = user[:i], user[i+len(m.sep):]
+		if strings.EqualFold(domain, m.comp) {
+			return jid.JID{}, fmt.Errorf("%w: %q names the gateway itself", ErrNoUser, sipURI)
 		}
-		return makeJID(user[:i], d)
 	}
-	x := m.dm.toXMPP(host)
-	if x == "" || x == m.comp {
-		return jid.JID{}, fmt.Errorf("%w: SIP domain %q is not an XMPP domain", ErrUnmapped, host)
+	j, err := makeJID(user, domain)
+	if err != nil {
+		return jid.JID{}, fmt.Errorf("%w: %w", ErrNoUser, err)
 	}
-	return makeJID(user, x)
+	return j, nil
 }
 
 // parseSIP reads a SIP URI's user (unescaped) and lower-cased host.
@@ -192,14 +207,21 @@ func parseSIP(s string) (user, host string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("%w: %w", ErrBadAddress, err)
 	}
+	user, err = userOf(a, s)
+	return user, a.Host, err
+}
+
+// userOf is the unescaped user of the parsed SIP URI s; a URI with a port
+// or without a user names no one.
+func userOf(a aor.Address, s string) (string, error) {
 	if a.Port != 0 {
-		return "", "", fmt.Errorf("%w: %q has a port", ErrBadAddress, s)
+		return "", fmt.Errorf("%w: %q has a port", ErrBadAddress, s)
 	}
 	user, ok := unescape(a.User)
 	if !ok || user == "" {
-		return "", "", fmt.Errorf("%w: user of %q", ErrBadAddress, s)
+		return "", fmt.Errorf("%w: user of %q", ErrBadAddress, s)
 	}
-	return user, a.Host, nil
+	return user, nil
 }
 
 func makeJID(local, domain string) (jid.JID, error) {

@@ -70,6 +70,8 @@ func TestMapperOneToOne(t *testing.T) {
 			_, err := m.XMPPUserOfSIP("sip:x@jabber.org")
 			return err
 		}},
+		{"a user no JID can carry", ErrNoUser, func() error { _, err := m.XMPPUserOfSIP("sip:a%22b@xmpp.localhost"); return err }},
+		{"an XMPP user's address with a port", ErrNoUser, func() error { _, err := m.XMPPUserOfSIP("sip:bob@xmpp.localhost:5062"); return err }},
 		{"tel URI", ErrBadAddress, func() error { _, err := m.JIDOfSIPUser("tel:+123"); return err }},
 		{"broken escape", ErrBadAddress, func() error { _, err := m.JIDOfSIPUser("sip:a%zz@example.com"); return err }},
 		{"JID at another domain", ErrUnmapped, func() error {
@@ -100,9 +102,23 @@ func TestMapperSeparator(t *testing.T) {
 	if b, err := m.XMPPUserOfSIP(s); err != nil || b.String() != "bob@jabber.org" {
 		t.Fatalf("XMPPUserOfSIP = %v, %v", b, err)
 	}
-	for _, bad := range []string{"sip:bob@gw.example.com", "sip:bob*@gw.example.com", "sip:bob*jabber.org@other"} {
-		if _, err := m.XMPPUserOfSIP(bad); !errors.Is(err, ErrUnmapped) {
-			t.Errorf("XMPPUserOfSIP(%q): %v, want ErrUnmapped", bad, err)
+	// Outside the gateway's domain: not its business. Inside it but naming
+	// no XMPP user: the gateway's, and nobody's (pa answers 404).
+	for bad, want := range map[string]error{
+		"sip:bob*jabber.org@other":                    ErrUnmapped,
+		"sip:bob@gw.example.com":                      ErrNoUser,
+		"sip:bob*@gw.example.com":                     ErrNoUser,
+		"sip:*jabber.org@gw.example.com":              ErrNoUser,
+		"sip:bob*sip.xmpp.example.com@gw.example.com": ErrNoUser,
+		"sip:a%22b*jabber.org@gw.example.com":         ErrNoUser,
+		"sip:a%zz*jabber.org@gw.example.com":          ErrNoUser,
+	} {
+		_, err := m.XMPPUserOfSIP(bad)
+		if !errors.Is(err, want) {
+			t.Errorf("XMPPUserOfSIP(%q): %v, want %v", bad, err, want)
+		}
+		if want == ErrUnmapped && errors.Is(err, ErrNoUser) {
+			t.Errorf("XMPPUserOfSIP(%q): %v is also ErrNoUser", bad, err)
 		}
 	}
 	if _, err := m.SIPUserOfJID(jid.MustParse("alice@sip.xmpp.example.com")); !errors.Is(err, ErrUnmapped) {

@@ -687,8 +687,9 @@ func (g *Gateway) HandleWinfoNotify(ctx context.Context, n pua.Notify) (int, str
 // again only after WatcherRemoved or a refusal). A presence server in
 // process (pa) calls it through an interface of its own instead of the
 // winfo subscription. An address the gateway does not serve is refused
-// with an error wrapping ErrUnmapped or ErrBadAddress (pa counts and logs
-// it; the SIP subscription itself is not refused).
+// with an error wrapping ErrUnmapped, ErrNoUser or ErrBadAddress (pa
+// answers a SUBSCRIBE to an address of the gateway's that names no XMPP
+// user 404 before it gets here, and counts and logs the other refusals).
 func (g *Gateway) WatcherAdded(ctx context.Context, presentity, watcher string) error {
 	to, from, k, err := g.askOf(presentity, watcher)
 	if err != nil {

@@ -197,12 +197,21 @@ type paGateway struct {
 	local func(host string) bool
 }
 
-func (g *paGateway) Serves(presURI string) bool {
+// Serves reports the SIP addresses of XMPP users as the gateway's, and an
+// address in its domains that names no XMPP user as the gateway's with
+// the reason (pa answers 404); local SIP domains are never its.
+func (g *paGateway) Serves(presURI string) (bool, error) {
 	if g.gw == nil || g.local != nil && g.local(aor.Domain(presURI)) {
-		return false
+		return false, nil
 	}
 	_, err := g.gw.Mapper().XMPPUserOfSIP(presURI)
-	return err == nil
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, puaxmpp.ErrNoUser):
+		return true, err
+	}
+	return false, nil
 }
 
 func (g *paGateway) WatcherAdded(ctx context.Context, presentity, watcher string) error {
