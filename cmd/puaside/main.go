@@ -103,7 +103,9 @@ func loadConfig(name string, args []string, stderr io.Writer) (config.Config, in
 }
 
 // loadConfigPath is loadConfig that also returns the file's path ("" for
-// the built-in defaults).
+// the built-in defaults). The file is validated as `puaside check` does
+// (files readable, db_url's form): a configuration that check refuses
+// exits 2 here too, the status systemd's RestartPreventExitStatus stops on.
 func loadConfigPath(name string, args []string, stderr io.Writer) (config.Config, string, int) {
 	fs := flag.NewFlagSet("puaside "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -118,9 +120,9 @@ func loadConfigPath(name string, args []string, stderr io.Writer) (config.Config
 		fmt.Fprintf(stderr, "puaside %s: unexpected argument %q\n", name, fs.Arg(0))
 		return config.Config{}, "", exitUsage
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := checkFile(*path)
 	if err != nil {
-		fmt.Fprintf(stderr, "puaside: %v\n", err)
+		printProblems(stderr, *path, err)
 		return config.Config{}, "", exitUsage
 	}
 	return cfg, *path, -1
