@@ -967,6 +967,16 @@ func TestSystemdUnit(t *testing.T) {
 		"StateDirectory":  "puaside",
 		"PrivateTmp":      "yes",
 		"ProtectHome":     "yes",
+		// readiness, reload and stop over the notify socket (notify.go)
+		"Type":         "notify",
+		"NotifyAccess": "main",
+		// systemctl reload is SIGHUP (reload.go)
+		"ExecReload": "/bin/kill -HUP $MAINPID",
+		// a configuration error (exit 2, run and check alike) is not retried
+		"RestartPreventExitStatus": "2",
+		// the graceful stop is bounded below the unit's stop timeout
+		"KillSignal":     "SIGTERM",
+		"TimeoutStopSec": "30s",
 	} {
 		if got := svc[k]; len(got) != 1 || got[0] != want {
 			t.Errorf("[Service] %s=%q, want %q", k, got, want)
