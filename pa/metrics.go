@@ -57,7 +57,7 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 			[]string{"event"}, nil),
 	}
 	// Every usual series exists at 0 from the start.
-	for _, ev := range []string{EventPresence, EventDialog, EventSLA, EventMA, EventWinfo, EventMWI} {
+	for _, ev := range metricEvents() {
 		for _, st := range []string{"200", "400", "403", "423", "481", "489"} {
 			m.subscribes.WithLabelValues(ev, st)
 		}
@@ -65,6 +65,9 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 			m.notifies.WithLabelValues(ev, res)
 		}
 		m.endedC.WithLabelValues(ev)
+		m.latency.WithLabelValues(ev)
+		m.sizes.WithLabelValues(ev)
+		m.parts.WithLabelValues(ev)
 	}
 	for _, r := range []string{wsguard.ReasonHandshakeTimeout, wsguard.ReasonHandshakeTLS, wsguard.ReasonHandshakeLarge,
 		wsguard.ReasonHandshakeInvalid, wsguard.ReasonTooManyPending, wsguard.ReasonFrameTooLarge, wsguard.ReasonFragmented,
@@ -87,6 +90,11 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 	return m, nil
 }
 
+// metricEvents are the event packages whose series exist from the start.
+func metricEvents() []string {
+	return []string{EventPresence, EventDialog, EventSLA, EventMA, EventWinfo, EventMWI}
+}
+
 // Describe implements prometheus.Collector for the gauges.
 func (m *serverMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.subsDesc
@@ -98,6 +106,11 @@ func (m *serverMetrics) Collect(ch chan<- prometheus.Metric) {
 	type es struct{ ev, st string }
 	subs := map[es]int{}
 	pres := map[string]int{}
+	// The usual series read 0 from the start, as the counters do.
+	for _, ev := range metricEvents() {
+		subs[es{ev, "active"}], subs[es{ev, "pending"}] = 0, 0
+		pres[ev] = 0
+	}
 	s := m.s
 	s.mu.Lock()
 	for _, w := range s.subs {
