@@ -13,6 +13,7 @@ import (
 
 	"github.com/puaside/puaside/aor"
 	"github.com/puaside/puaside/clock"
+	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/sched"
@@ -43,6 +44,17 @@ type Options struct {
 	// LocalDomains tells the local domains when Config.Domains is empty
 	// (the usrloc tracker in production); nil then publishes every entity.
 	LocalDomains DomainSet
+	// Observer, when set, is told the dialog of every document the
+	// Publisher accepted (the lamp board shows it without parsing the
+	// document again).
+	Observer Observer
+}
+
+// Observer is told the dialog of each publication the tracker makes. It
+// is called with the tracker's lock held and must not call back into the
+// tracker.
+type Observer interface {
+	DialogPublished(key pua.Key, d dialogdoc.Dialog)
 }
 
 // DomainSet reports whether a domain (a lower-case host, no port) is local.
@@ -206,6 +218,7 @@ func (c *call) over() bool {
 type Tracker struct {
 	cfg   Config
 	pub   Publisher
+	obs   Observer
 	store Store
 	m     *metrics.Metrics
 	log   *slog.Logger
@@ -234,6 +247,7 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 	t := &Tracker{
 		cfg:      cfg,
 		pub:      opts.Publisher,
+		obs:      opts.Observer,
 		store:    opts.Store,
 		m:        opts.Metrics,
 		log:      opts.Logger,

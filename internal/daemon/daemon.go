@@ -168,7 +168,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 	}
 	if cfg.Features.Dialoginfo {
-		dopts := dialoginfo.Options{Publisher: observed, Store: db, Logger: log, Metrics: d.m}
+		// The tracker tells the board the dialog of each of its documents
+		// (the board need not parse them again).
+		dpub := observed
+		dpub.toldDialogs = true
+		dopts := dialoginfo.Options{Publisher: dpub, Observer: d.board, Store: db, Logger: log, Metrics: d.m}
 		if d.ul != nil {
 			dopts.LocalDomains = d.ul // domains: [] means the registered users' domains
 		}
