@@ -51,9 +51,10 @@ type Daemon struct {
 	// contactWrites and dialogWrites follow the trackers' store writes
 	// for /readyz; nil when the tracker is off.
 	contactWrites, dialogWrites *pua.WriteHealth
-	bl                          *bla.Manager
-	in                          *ingest.Ingest
-	api                         *mgmt.Server
+
+	bl  *bla.Manager
+	in  *ingest.Ingest
+	api *mgmt.Server
 	// board is the live lamp board, fed by the trackers and the engine.
 	board *board.Board
 	rec   *reconcile.Reconciler // nil unless reconcile.enabled
