@@ -173,8 +173,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 	}
 	if cfg.Features.Dialoginfo {
+		// The tracker tells the board the dialog of each of its documents
+		// (the board need not parse them again).
+		dpub := observed
+		dpub.toldDialogs = true
 		d.dialogWrites = pua.NewWriteHealth(nil)
-		dopts := dialoginfo.Options{Publisher: observed, Store: dialogStore{db, d.dialogWrites}, Logger: log, Metrics: d.m}
+		dopts := dialoginfo.Options{Publisher: dpub, Observer: d.board, Store: dialogStore{db, d.dialogWrites}, Logger: log, Metrics: d.m}
 		if d.ul != nil {
 			dopts.LocalDomains = d.ul // domains: [] means the registered users' domains
 		}
