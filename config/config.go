@@ -214,6 +214,9 @@ func (c Config) Validate() error {
 	if !strings.HasPrefix(c.DBURL, "sqlite://") && !strings.HasPrefix(c.DBURL, "mysql://") {
 		add("db_url", "%q: scheme must be sqlite:// or mysql://", redactURL(c.DBURL))
 	}
+	if j := c.PUA.ETagJournal; c.Cluster.Enabled && j != "" && j != "auto" && j != "off" {
+		add("pua.etag_journal", "%q: a journal needs cluster.enabled off (the other instances read the ETags from the database)", j)
+	}
 	if c.DBTable == "" || strings.ContainsAny(c.DBTable, " `'\";") {
 		add("db_table", "%q is not a valid table name", c.DBTable)
 	}
@@ -230,4 +233,24 @@ func (c Config) Validate() error {
 		return nil
 	}
 	return errs
+}
+
+// ETagJournalPath is the path of the engine's ETag journal
+// (pua.etag_journal), or "" when prompt writes go to the database: off,
+// sync_etags off, cluster.enabled, and for auto a database other than an
+// SQLite file (auto: the database file's path and ".etags").
+func (c Config) ETagJournalPath() string {
+	j := c.PUA.ETagJournal
+	if j == "off" || !c.PUA.SyncETags || c.Cluster.Enabled {
+		return ""
+	}
+	if j != "" && j != "auto" {
+		return j
+	}
+	path, ok := strings.CutPrefix(c.DBURL, "sqlite://")
+	path, _, _ = strings.Cut(path, "?")
+	if !ok || path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {
+		return ""
+	}
+	return path + ".etags"
 }

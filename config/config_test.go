@@ -123,3 +123,40 @@ func TestDefaultsAreOneStep(t *testing.T) {
 		t.Fatalf("Parse: %v %d %v %v", err, p.PUA.HashSize, p.Usrloc.DefaultExpires, p.Usrloc.MaxExpires)
 	}
 }
+
+// TestETagJournalPath: auto is a file beside an SQLite database, off for
+// MySQL, an in-memory database, cluster.enabled and sync_etags off; a path
+// is taken as it is, and refused with cluster.enabled.
+func TestETagJournalPath(t *testing.T) {
+	for _, tc := range []struct {
+		name, dbURL, journal string
+		cluster, noSync      bool
+		want                 string
+	}{
+		{name: "auto sqlite", dbURL: "sqlite:///var/lib/puaside/pua.db", journal: "auto", want: "/var/lib/puaside/pua.db.etags"},
+		{name: "default", dbURL: "sqlite://puaside.db", want: "puaside.db.etags"},
+		{name: "memory", dbURL: "sqlite://:memory:", journal: "auto"},
+		{name: "mysql", dbURL: "mysql://u:p@127.0.0.1:3306/db", journal: "auto"},
+		{name: "cluster", dbURL: "sqlite://puaside.db", journal: "auto", cluster: true},
+		{name: "sync off", dbURL: "sqlite://puaside.db", journal: "auto", noSync: true},
+		{name: "off", dbURL: "sqlite://puaside.db", journal: "off"},
+		{name: "path", dbURL: "mysql://u:p@127.0.0.1:3306/db", journal: "/run/puaside/etags", want: "/run/puaside/etags"},
+	} {
+		c := Default()
+		c.DBURL, c.Cluster.Enabled, c.PUA.SyncETags = tc.dbURL, tc.cluster, !tc.noSync
+		if tc.journal != "" {
+			c.PUA.ETagJournal = tc.journal
+		}
+		if got := c.ETagJournalPath(); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	c := Default()
+	c.Cluster.Enabled = true
+	c.PUA.ETagJournal = "/run/puaside/etags"
+	c = c.WithDefaults()
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "etag_journal") {
+		t.Fatalf("a journal path with cluster.enabled: %v", err)
+	}
+}

@@ -299,7 +299,7 @@ func (e *Engine) ShardLost(ctx context.Context, shard int) {
 	for e.inFlightIn(shard) && time.Now().Before(deadline) && ctx.Err() == nil && !e.isStopped() {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err := e.flush(ctx); err != nil {
+	if err := e.flush(ctx, false); err != nil {
 		e.log.Warn("shard handed over with rows not written", "shard", shard, "err", err)
 	}
 	e.omu.Lock()

@@ -73,7 +73,7 @@ func TestClusterSendsAndWritesOnlyForOwnedShards(t *testing.T) {
 	if _, err := e.PublishWait(ctx, PublishRequest{Key: aliceKey, Body: pidf("a1"), Flag: FlagRPCPublish}); err != nil {
 		t.Fatalf("owned publication: %v", err)
 	}
-	if err := e.flush(ctx); err != nil {
+	if err := e.flush(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(requestsTo(fs, bob)); n != 0 {
@@ -125,7 +125,7 @@ func TestClusterSendsAndWritesOnlyForOwnedShards(t *testing.T) {
 	if err := e.Publish(PublishRequest{Key: aliceKey, Body: pidf("a3"), Flag: FlagRPCPublish}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.flush(ctx); err != nil {
+	if err := e.flush(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	if row, _ := st.row(aliceKey, FlagRPCPublish); !bytes.Equal(row.Body, pidf("a2")) || row.ETag == "" {
@@ -179,11 +179,11 @@ func TestClusterStaleEpochNotRetried(t *testing.T) {
 		Body: pidf("a1"), Flag: FlagRPCPublish}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.flush(ctx); err != nil {
+	if err := e.flush(ctx, false); err != nil {
 		t.Fatalf("flush with a stale epoch: %v, want nil (not retried)", err)
 	}
 	n := st.calls()
-	if err := e.flush(ctx); err != nil {
+	if err := e.flush(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	if st.calls() != n {
@@ -288,7 +288,7 @@ func TestClusterNothingBeforeContinued(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := e.flush(ctx); err != nil {
+	if err := e.flush(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(requestsTo(fs, alice)); n != 0 {

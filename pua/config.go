@@ -114,6 +114,18 @@ type Config struct {
 	// leaves no orphaned publication there. Turn it off to trade that for
 	// fewer database writes.
 	SyncETags bool `yaml:"sync_etags"`
+	// ETagJournal is where sync_etags makes its prompt writes durable:
+	// auto (the default) appends them to a journal file beside an SQLite
+	// database (PATH.etags.N for db_url sqlite://PATH), which the
+	// periodic write-behind (update_period) empties into the database in
+	// one transaction, and which is replayed into the database at start
+	// after a crash. It survives a crash of the process, as SQLite's
+	// synchronous=NORMAL does. auto means off for MySQL, an in-memory
+	// SQLite database and with cluster.enabled (the other instances read
+	// the ETags from the database at once): then each prompt write is a
+	// database transaction. off: always a transaction. Anything else is
+	// the path of the journal (not with cluster.enabled).
+	ETagJournal string `yaml:"etag_journal"`
 	// RequestTimeout bounds one transaction (no final reply → timeout).
 	// Keep it at Timer F: a presence server that is only slow may still
 	// take a PUBLISH given up earlier, under an ETag puaside never
@@ -166,6 +178,7 @@ func DefaultConfig() Config {
 		RetryMax:       60 * time.Second,
 		UpdatePeriod:   time.Second,
 		SyncETags:      true,
+		ETagJournal:    "auto",
 		RequestTimeout: 32 * time.Second,
 
 		InitialExpires:   60 * time.Second,
@@ -206,6 +219,7 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.RefusedRetryMax, max(d.RefusedRetryMax, c.RefusedRetryMin))
 	setDefault(&c.ProbeInterval, d.ProbeInterval)
 	setDefault(&c.UpdatePeriod, d.UpdatePeriod)
+	setDefault(&c.ETagJournal, d.ETagJournal)
 	setDefault(&c.RequestTimeout, d.RequestTimeout)
 	setDefault(&c.InitialExpires, d.InitialExpires)
 	setDefault(&c.ClaimTimeout, d.ClaimTimeout)

@@ -38,6 +38,14 @@ type Options struct {
 	// presentities this instance sends and writes for (see cluster.go);
 	// nil means all of them.
 	Ownership Ownership
+	// Journal, when set with a Store and sync_etags, takes the prompt
+	// writes: they are appended to it and reach the store with the
+	// periodic write-behind (see Journal). Nil: prompt writes go to the
+	// store.
+	Journal Journal
+	// JournalLimit is the size of the journal past which it is suspended
+	// (prompt writes go to the store); 0 means DefaultJournalLimit.
+	JournalLimit int64
 }
 
 // shard is one lock domain of the record tables.
@@ -92,6 +100,13 @@ type Engine struct {
 	syncClosed bool // Stop: no more prompt writes
 	syncWG     sync.WaitGroup
 
+	journal    Journal // nil: prompt writes go to the store
+	jlimit     int64
+	jmu        sync.Mutex // orders the journal's appends; held by flush while it rotates and appends
+	jsuspended bool       // the journal is not used until a store write succeeds; jmu
+	jdirty     []tasker   // records changed since the last append; wmu
+	jremoved   []Record   // removals since the last append; wmu
+
 	sip *sipStack
 
 	owners map[int]struct{} // flags whose records are claimed at start
@@ -134,6 +149,12 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		onPub:    opts.OnPublishResult,
 		own:      opts.Ownership,
 		ready:    make(map[int]bool),
+	}
+	if opts.Journal != nil && opts.Store != nil && cfg.SyncETags {
+		e.journal, e.jlimit = opts.Journal, opts.JournalLimit
+		if e.jlimit <= 0 {
+			e.jlimit = DefaultJournalLimit
+		}
 	}
 	for _, f := range opts.Owners {
 		e.owners[f] = struct{}{}
@@ -258,7 +279,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	var err error
 	if started && e.store != nil {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.StopFlushTimeout)
-		err = e.flush(fctx)
+		err = e.flush(fctx, true)
 		cancel()
 	}
 	e.sip.close()

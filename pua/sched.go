@@ -12,6 +12,7 @@ import (
 type task struct {
 	sched.Entry
 	queued bool // waiting in the ready queue
+	jdirty bool // changed since the last append to the journal (journal.go); shard locked
 }
 
 // SchedEntry is the record's place in the timer heap.

@@ -11,7 +11,22 @@ import (
 
 // markDirty queues a record for the next write-behind. Shard locked.
 func (e *Engine) markDirty(t tasker, dirty *bool) {
-	if e.store == nil || *dirty {
+	if e.store == nil {
+		return
+	}
+	if b := t.base(); e.journal != nil && !b.jdirty {
+		b.jdirty = true
+		e.wmu.Lock()
+		e.jdirty = append(e.jdirty, t)
+		e.wmu.Unlock()
+	}
+	e.requeue(t, dirty)
+}
+
+// requeue queues a record for the next write-behind only (not for the
+// journal, which holds it already). Shard locked.
+func (e *Engine) requeue(t tasker, dirty *bool) {
+	if *dirty {
 		return
 	}
 	*dirty = true
@@ -29,6 +44,9 @@ func (e *Engine) markRemoved(id Record) {
 	}
 	e.wmu.Lock()
 	e.removed = append(e.removed, id)
+	if e.journal != nil {
+		e.jremoved = append(e.jremoved, id)
+	}
 	e.wmu.Unlock()
 	e.flushSoon()
 }
@@ -39,9 +57,10 @@ const syncGather = 10 * time.Millisecond
 
 // flushSoon writes the pending records within syncGather (group commit):
 // at most one such write runs; records dirtied while it runs are written
-// by one more right after it. A failed write leaves its records to the
-// periodic write-behind, so a broken database costs no busy loop. It does
-// nothing with sync_etags off or without a store.
+// by one more right after it. With a journal the write is an append to it
+// (journalWrite), unless it is suspended. A failed write leaves its
+// records to the periodic write-behind, so a broken database costs no busy
+// loop. It does nothing with sync_etags off or without a store.
 func (e *Engine) flushSoon() {
 	if !e.cfg.SyncETags || e.store == nil {
 		return
@@ -64,8 +83,11 @@ func (e *Engine) flushSoon() {
 		for {
 			select {
 			case <-gather.C:
+				if e.journal != nil && e.journalWrite() {
+					break
+				}
 				ctx, cancel := context.WithTimeout(e.stopCtx, e.cfg.UpdatePeriod+5*time.Second)
-				if err := e.flush(ctx); err != nil && e.stopCtx.Err() == nil {
+				if err := e.flush(ctx, false); err != nil && e.stopCtx.Err() == nil {
 					// The periodic write-behind retries these records and
 					// logs the failure at error level, once per period.
 					e.log.Debug("prompt store write failed", "err", err)
@@ -95,7 +117,7 @@ func (e *Engine) armFlush() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(e.stopCtx, e.cfg.UpdatePeriod)
-		if err := e.flush(ctx); err != nil {
+		if err := e.flush(ctx, false); err != nil {
 			e.log.Error("store write-behind failed", "err", err)
 		}
 		cancel()
@@ -116,18 +138,39 @@ func idOf(r Record) identity {
 }
 
 // flush writes every dirty record and deletes removed ones in one batch.
-// On failure the batch stays pending for the next flush.
-func (e *Engine) flush(ctx context.Context) error {
+// On failure the batch stays pending for the next flush. With a journal,
+// the batch is first appended to it (journalSnapshot); final is the write
+// at Stop, after which nothing is appended.
+func (e *Engine) flush(ctx context.Context, final bool) error {
 	if e.store == nil {
 		return nil
 	}
 	e.flushBusy.Lock()
 	defer e.flushBusy.Unlock()
+	jlocked := false
+	if e.journal != nil {
+		// No prompt append between taking the batch and appending it.
+		e.jmu.Lock()
+		jlocked = true
+		defer func() {
+			if jlocked {
+				e.jmu.Unlock()
+			}
+		}()
+	}
 	e.wmu.Lock()
 	dirty, removed := e.dirty, e.removed
 	e.dirty, e.removed = nil, nil
+	jdirty := e.jdirty
+	e.jdirty, e.jremoved = nil, nil // the batch holds their newest state
 	e.wmu.Unlock()
+	for _, t := range jdirty {
+		e.clearJournalMark(t)
+	}
 	if len(dirty) == 0 && len(removed) == 0 {
+		if jlocked && final {
+			e.journalStored(true)
+		}
 		return nil
 	}
 	start := time.Now()
@@ -135,7 +178,6 @@ func (e *Engine) flush(ctx context.Context) error {
 	upsert := make([]Record, 0, len(dirty))
 	seen := make(map[identity]bool, len(dirty))
 	var saved []tasker
-	var etags []string // per saved record: the ETag written ("" for subscriptions)
 	for _, t := range dirty {
 		switch r := t.(type) {
 		case *pubRec:
@@ -155,7 +197,6 @@ func (e *Engine) flush(ctx context.Context) error {
 				upsert = append(upsert, rec)
 				seen[idOf(rec)] = true
 				saved = append(saved, r)
-				etags = append(etags, rec.ETag)
 			}
 			r.dirty = false
 			r.shard.mu.Unlock()
@@ -176,7 +217,6 @@ func (e *Engine) flush(ctx context.Context) error {
 				upsert = append(upsert, rec)
 				seen[idOf(rec)] = true
 				saved = append(saved, r)
-				etags = append(etags, "")
 			}
 			r.dirty = false
 			r.shard.mu.Unlock()
@@ -186,6 +226,16 @@ func (e *Engine) flush(ctx context.Context) error {
 	for _, id := range removed {
 		if !seen[idOf(id)] && e.fenceRecord(&id) {
 			rm = append(rm, id)
+		}
+	}
+	if jlocked {
+		journaled := e.journalSnapshot(upsert, rm)
+		if !final {
+			e.jmu.Unlock() // prompt appends go on while the database writes
+			jlocked = false
+		}
+		if journaled {
+			e.markStored(upsert, pubsOf(saved))
 		}
 	}
 	err := e.store.SaveRecords(ctx, upsert, rm)
@@ -204,13 +254,13 @@ func (e *Engine) flush(ctx context.Context) error {
 			case *pubRec:
 				r.shard.mu.Lock()
 				if !r.deleted {
-					e.markDirty(r, &r.dirty)
+					e.requeue(r, &r.dirty)
 				}
 				r.shard.mu.Unlock()
 			case *subRec:
 				r.shard.mu.Lock()
 				if !r.deleted {
-					e.markDirty(r, &r.dirty)
+					e.requeue(r, &r.dirty)
 				}
 				r.shard.mu.Unlock()
 			}
@@ -220,16 +270,39 @@ func (e *Engine) flush(ctx context.Context) error {
 		e.wmu.Unlock()
 		return fmt.Errorf("pua: store flush: %w", err)
 	}
-	for i, t := range saved {
-		if r, ok := t.(*pubRec); ok && etags[i] != "" {
-			r.shard.mu.Lock()
-			if r.etag == etags[i] {
-				r.durable = true // the next refresh may ask for the full Expires
-			}
-			r.shard.mu.Unlock()
+	e.markStored(upsert, pubsOf(saved))
+	if e.journal != nil {
+		if !jlocked {
+			e.jmu.Lock()
+			jlocked = true
 		}
+		e.journalStored(final)
 	}
 	return nil
+}
+
+// pubsOf returns, per saved record, the publication (nil for a subscription).
+func pubsOf(saved []tasker) []*pubRec {
+	out := make([]*pubRec, len(saved))
+	for i, t := range saved {
+		out[i], _ = t.(*pubRec)
+	}
+	return out
+}
+
+// clearJournalMark clears a record's journal mark: the batch being taken
+// carries its newest state.
+func (e *Engine) clearJournalMark(t tasker) {
+	switch r := t.(type) {
+	case *pubRec:
+		r.shard.mu.Lock()
+		r.jdirty = false
+		r.shard.mu.Unlock()
+	case *subRec:
+		r.shard.mu.Lock()
+		r.jdirty = false
+		r.shard.mu.Unlock()
+	}
 }
 
 // pubRecord maps a publication to a row. Shard locked.

@@ -22,6 +22,7 @@ import (
 	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/ingest"
+	"github.com/puaside/puaside/journal"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/mgmt"
 	"github.com/puaside/puaside/pa"
@@ -40,9 +41,12 @@ type Daemon struct {
 	log *slog.Logger
 	m   *metrics.Metrics
 
-	db  *store.DB
-	eng *pua.Engine
-	pa  *pa.Server // nil unless pa.mode makes it run
+	db *store.DB
+	// journal takes the engine's prompt ETag writes (pua.etag_journal);
+	// nil when they go to the database.
+	journal *journal.Journal
+	eng     *pua.Engine
+	pa      *pa.Server // nil unless pa.mode makes it run
 	// pub is what the trackers and the API publish through: the engine, or
 	// paEngine when the presence server runs.
 	pub publisher
@@ -84,12 +88,26 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	db.Log, db.Metrics = log, d.m
-	if _, err := db.Migrate(ctx); err != nil {
+	closeStores := func() {
 		db.Close()
+		if d.journal != nil {
+			d.journal.Close()
+		}
+	}
+	if _, err := db.Migrate(ctx); err != nil {
+		closeStores()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
+	if path := cfg.ETagJournalPath(); path != "" {
+		// Before anything reads the pua table: the rows of the journal
+		// left by a crash are newer than the database's.
+		if d.journal, err = openJournal(ctx, path, db, log); err != nil {
+			closeStores()
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+	}
 	if _, err := Adopt(ctx, db, cfg, log); err != nil {
-		db.Close()
+		closeStores()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	d.db = db
@@ -107,19 +125,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	d.board = board.New(bopts)
 	popts := pua.Options{Logger: log, Store: db, Metrics: d.m, Owners: ownerFlags(),
 		OnPublishResult: d.board.PublishResult}
+	if d.journal != nil {
+		popts.Journal = d.journal
+	}
 	if cfg.Cluster.Enabled {
 		// Several instances on one database: this one sends only for the
 		// shards it holds (package shard).
 		d.shards, err = shard.New(cfg.Cluster, db, shard.Options{Log: log, Observer: d.m})
 		if err != nil {
-			db.Close()
+			closeStores()
 			return nil, fmt.Errorf("daemon: %w", err)
 		}
 		popts.Ownership = d.shards
 	}
 	d.eng, err = pua.New(cfg.PUA, popts)
 	if err != nil {
-		db.Close()
+		closeStores()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	if d.shards != nil {
@@ -142,7 +163,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 		d.pa, err = pa.New(cfg.PA, popts)
 		if err != nil {
-			db.Close()
+			closeStores()
 			return nil, fmt.Errorf("daemon: %w", err)
 		}
 		d.pub = paEngine{Engine: d.eng, pa: d.pa, upstream: cfg.PUA.ServerAddress != "", onResult: d.board.PublishResult}
@@ -151,7 +172,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	if cfg.Features.BLA {
 		d.bl, err = bla.New(cfg.BLA, bla.Options{Subscriber: d.eng, Publisher: observed, Store: db, Logger: log, Metrics: d.m})
 		if err != nil {
-			db.Close()
+			closeStores()
 			return nil, fmt.Errorf("daemon: %w", err)
 		}
 		d.eng.HandleNotify(pua.FlagBLASubscribe, d.bl.HandleNotify)
@@ -168,7 +189,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 		d.ul, err = usrloc.New(cfg.Usrloc, opts)
 		if err != nil {
-			db.Close()
+			closeStores()
 			return nil, fmt.Errorf("daemon: %w", err)
 		}
 	}
@@ -184,7 +205,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 		d.di, err = dialoginfo.New(cfg.Dialoginfo, dopts)
 		if err != nil {
-			db.Close()
+			closeStores()
 			return nil, fmt.Errorf("daemon: %w", err)
 		}
 	}
@@ -207,11 +228,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 		d.gw, err = puaxmpp.New(gcfg, gopts)
 		if err != nil {
-			db.Close()
+			closeStores()
 			return nil, fmt.Errorf("daemon: %w", err)
 		}
 		if err := d.gw.RegisterMetrics(); err != nil {
-			db.Close()
+			closeStores()
 			return nil, fmt.Errorf("daemon: %w", err)
 		}
 		if paGW != nil {
@@ -242,13 +263,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	}
 	d.in, err = ingest.New(cfg.Ingest, h, ingest.Options{Logger: log, Metrics: d.m})
 	if err != nil {
-		db.Close()
+		closeStores()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 
 	if cfg.Reconcile.Enabled {
 		if d.rec, err = newReconciler(cfg, d.ul, d.di, log, d.m); err != nil {
-			db.Close()
+			closeStores()
 			return nil, fmt.Errorf("daemon: %w", err)
 		}
 	}
@@ -287,11 +308,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 	}
 	d.api, err = mgmt.New(cfg.HTTP, deps, mgmt.Options{Logger: log, Metrics: d.m})
 	if err != nil {
-		db.Close()
+		closeStores()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	if err := d.registerGauges(); err != nil {
-		db.Close()
+		closeStores()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	d.m.KnownTable(cfg.DBTable)
@@ -487,6 +508,11 @@ func (d *Daemon) Stop(ctx context.Context) error {
 		}
 		if err := d.eng.Stop(ctx); err != nil {
 			errs = append(errs, err)
+		}
+		if d.journal != nil {
+			if err := d.journal.Close(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if err := d.db.Close(); err != nil {
 			errs = append(errs, err)
