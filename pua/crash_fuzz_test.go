@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"testing"
@@ -28,23 +29,44 @@ import (
 //
 // Each pair of input bytes is one operation (see crashHarness.step).
 func FuzzCrashRecovery(f *testing.F) {
-	f.Add([]byte{0, 0, 4, 0, 6, 0})                   // publish, owner writes, crash before the ETag is stored
-	f.Add([]byte{0, 0, 5, 0, 4, 0, 3, 0, 6, 0})       // removal forgotten by the crash
-	f.Add([]byte{0, 0, 5, 0, 3, 0, 5, 0, 6, 0})       // removal stored, owner never wrote it
-	f.Add([]byte{0, 1, 4, 0, 5, 0, 1, 1, 6, 0, 7, 0}) // modify lost by the crash
-	f.Add([]byte{0, 2, 0, 5, 4, 0, 5, 0, 7, 0, 6, 0, 3, 2, 4, 0, 6, 0})
-	f.Add([]byte{0, 5, 5, 0, 6, 0})                         // stored publication its owner never wrote
-	f.Add([]byte{0, 0, 5, 0, 4, 0, 2, 0, 3, 0, 5, 0, 6, 0}) // removal during an outage, then a crash
-	f.Add([]byte{0, 0, 2, 0, 1, 0, 4, 0, 7, 0, 5, 0, 2, 0, 7, 0, 6, 0})
+	for _, s := range crashSeeds {
+		f.Add(s)
+	}
 	f.Fuzz(runCrashOps)
 }
 
+// crashSeeds are FuzzCrashRecovery's seeds.
+var crashSeeds = [][]byte{
+	{0, 0, 4, 0, 6, 0},                   // publish, owner writes, crash before the ETag is stored
+	{0, 0, 5, 0, 4, 0, 3, 0, 6, 0},       // removal forgotten by the crash
+	{0, 0, 5, 0, 3, 0, 5, 0, 6, 0},       // removal stored, owner never wrote it
+	{0, 1, 4, 0, 5, 0, 1, 1, 6, 0, 7, 0}, // modify lost by the crash
+	{0, 2, 0, 5, 4, 0, 5, 0, 7, 0, 6, 0, 3, 2, 4, 0, 6, 0},
+	{0, 5, 5, 0, 6, 0},                         // stored publication its owner never wrote
+	{0, 0, 5, 0, 4, 0, 2, 0, 3, 0, 5, 0, 6, 0}, // removal during an outage, then a crash
+	{0, 0, 2, 0, 1, 0, 4, 0, 7, 0, 5, 0, 2, 0, 7, 0, 6, 0},
+}
+
+// TestCrashRecoveryWithJournal runs the seeds of FuzzCrashRecovery and its
+// corpus with sync_etags and an ETag journal, replayed into the database
+// at each restart as the daemon does.
+func TestCrashRecoveryWithJournal(t *testing.T) {
+	inputs := append(slices.Clone(crashSeeds), crashtest.Corpus(t, "FuzzCrashRecovery")...)
+	for i, ops := range inputs {
+		t.Run(strconv.Itoa(i), func(t *testing.T) { runCrashOpsWith(t, ops, true) })
+	}
+}
+
 // runCrashOps runs one input of FuzzCrashRecovery.
-func runCrashOps(t *testing.T, ops []byte) {
+func runCrashOps(t *testing.T, ops []byte) { runCrashOpsWith(t, ops, false) }
+
+// runCrashOpsWith runs one input, withJournal: with sync_etags and an ETag
+// journal.
+func runCrashOpsWith(t *testing.T, ops []byte, withJournal bool) {
 	if len(ops) > 40 {
 		ops = ops[:40]
 	}
-	h := newCrashHarness(t)
+	h := newCrashHarness(t, withJournal)
 	for i := 0; i+1 < len(ops); i += 2 {
 		h.step(ops[i], ops[i+1])
 	}
@@ -83,12 +105,15 @@ type crashHarness struct {
 	dbPath string
 	st     *crashtest.KillableStore
 	db     *store.DB
-	eng    *pua.Engine
-	owners []*owner
-	ver    int
+	// withJournal: sync_etags on, prompt writes to jr (replayed at start).
+	withJournal bool
+	jr          *crashtest.KillableJournal
+	eng         *pua.Engine
+	owners      []*owner
+	ver         int
 }
 
-func newCrashHarness(t *testing.T) *crashHarness {
+func newCrashHarness(t *testing.T, withJournal bool) *crashHarness {
 	// Not t.TempDir: a fuzz seed's directory name has a '#', which a
 	// db_url would read as a fragment.
 	dir, err := os.MkdirTemp("", "puaside-crash")
@@ -97,7 +122,7 @@ func newCrashHarness(t *testing.T) *crashHarness {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	h := &crashHarness{t: t, clk: clocktest.New(time.Unix(1_700_000_000, 0)),
-		dbPath: filepath.Join(dir, "pua.db")}
+		dbPath: filepath.Join(dir, "pua.db"), withJournal: withJournal}
 	h.srv = crashtest.NewServer(t, h.clk)
 	for i, flag := range []int{pua.FlagUsrloc, pua.FlagDialogPublish} {
 		h.owners = append(h.owners, &owner{flag: flag, id: "o" + strconv.Itoa(i),
@@ -119,11 +144,21 @@ func (h *crashHarness) start() {
 		h.t.Fatal(err)
 	}
 	h.db = db
+	var jr pua.Journal
+	if h.withJournal {
+		h.jr, err = crashtest.OpenJournal(ctx, h.dbPath+".etags", db, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		jr = h.jr
+	}
 	h.st = &crashtest.KillableStore{Store: db}
 	cfg := pua.DefaultConfig()
 	cfg.Listen = []string{"udp:127.0.0.1:0"}
 	cfg.ServerAddress = h.srv.URI()
-	cfg.SyncETags = false // store writes happen at the steps that tick the clock
+	// Store writes happen at the steps that tick the clock; with the
+	// journal, the prompt appends at once.
+	cfg.SyncETags = h.withJournal
 	cfg.UpdatePeriod = time.Second
 	cfg.RequestTimeout = time.Second
 	cfg.DefaultExpires = 10 * time.Minute
@@ -133,7 +168,7 @@ func (h *crashHarness) start() {
 	for _, o := range h.owners {
 		flags = append(flags, o.flag)
 	}
-	e, err := pua.New(cfg, pua.Options{Store: h.st, Clock: h.clk, Owners: flags,
+	e, err := pua.New(cfg, pua.Options{Store: h.st, Clock: h.clk, Owners: flags, Journal: jr,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		h.t.Fatal(err)
@@ -151,6 +186,10 @@ func (h *crashHarness) stopEngine() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = h.eng.Stop(ctx)
+	if h.jr != nil {
+		h.jr.Close()
+		h.jr = nil
+	}
 	h.db.Close()
 	h.eng = nil
 }
@@ -212,6 +251,9 @@ func (h *crashHarness) step(op, arg byte) {
 // server is back, if it was down.
 func (h *crashHarness) crash() {
 	h.st.Dead.Store(true)
+	if h.jr != nil {
+		h.jr.Dead.Store(true)
+	}
 	h.srv.DeafTo(h.eng.ContactURI())
 	h.stopEngine()
 	for _, o := range h.owners {

@@ -8,7 +8,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,17 +53,34 @@ import (
 // document of those contacts, and one dialog publication per side of every
 // dialog the dialoginfo tracker lists, in its state; nothing else.
 func FuzzChainRecovery(f *testing.F) {
-	f.Add([]byte{0, 0x08, 8, 0, 10, 0})                          // long contact published, crash before the tracker wrote it
-	f.Add([]byte{0, 0x08, 6, 0, 8, 0, 10, 0})                    // long contact written, crash
-	f.Add([]byte{0, 0x09, 6, 0, 8, 0, 2, 0x01, 10, 0})           // removal lost by the crash
-	f.Add([]byte{0, 0x0a, 6, 0, 8, 0, 3, 0x02, 6, 0, 10, 0})     // "*" written, crash
-	f.Add([]byte{4, 0, 4, 0, 4, 0, 7, 0, 8, 0, 10, 0})           // call answered and written, crash, no BYE
-	f.Add([]byte{4, 0, 4, 0, 4, 0, 8, 0, 10, 0})                 // call answered, crash before the tracker wrote it
-	f.Add([]byte{4, 0, 4, 0, 4, 0, 7, 0, 8, 0, 4, 0, 10, 0})     // BYE lost by the crash
-	f.Add([]byte{4, 0, 4, 0x80, 7, 0, 9, 0, 10, 0})              // busy call, linger, crash
-	f.Add([]byte{0, 0x08, 11, 0, 4, 1, 4, 1, 2, 0, 10, 0, 8, 0}) // outage while registering and calling, crash
-	f.Add([]byte{0, 0x08, 4, 0, 4, 0x40, 6, 0, 7, 0, 9, 0, 10, 0, 3, 0, 4, 0, 8, 0, 10, 0})
+	for _, s := range chainSeeds {
+		f.Add(s)
+	}
 	f.Fuzz(runChain)
+}
+
+// chainSeeds are FuzzChainRecovery's seeds.
+var chainSeeds = [][]byte{
+	{0, 0x08, 8, 0, 10, 0},                          // long contact published, crash before the tracker wrote it
+	{0, 0x08, 6, 0, 8, 0, 10, 0},                    // long contact written, crash
+	{0, 0x09, 6, 0, 8, 0, 2, 0x01, 10, 0},           // removal lost by the crash
+	{0, 0x0a, 6, 0, 8, 0, 3, 0x02, 6, 0, 10, 0},     // "*" written, crash
+	{4, 0, 4, 0, 4, 0, 7, 0, 8, 0, 10, 0},           // call answered and written, crash, no BYE
+	{4, 0, 4, 0, 4, 0, 8, 0, 10, 0},                 // call answered, crash before the tracker wrote it
+	{4, 0, 4, 0, 4, 0, 7, 0, 8, 0, 4, 0, 10, 0},     // BYE lost by the crash
+	{4, 0, 4, 0x80, 7, 0, 9, 0, 10, 0},              // busy call, linger, crash
+	{0, 0x08, 11, 0, 4, 1, 4, 1, 2, 0, 10, 0, 8, 0}, // outage while registering and calling, crash
+	{0, 0x08, 4, 0, 4, 0x40, 6, 0, 7, 0, 9, 0, 10, 0, 3, 0, 4, 0, 8, 0, 10, 0},
+}
+
+// TestChainRecoveryWithJournal runs the seeds of FuzzChainRecovery and its
+// corpus with sync_etags and an ETag journal, replayed into the database
+// at each restart as the daemon does.
+func TestChainRecoveryWithJournal(t *testing.T) {
+	inputs := append(slices.Clone(chainSeeds), crashtest.Corpus(t, "FuzzChainRecovery")...)
+	for i, ops := range inputs {
+		t.Run(strconv.Itoa(i), func(t *testing.T) { runChainWith(t, ops, true) })
+	}
 }
 
 // maxInput is where an input is cut: 16 operations, enough for the seeds
@@ -73,11 +92,15 @@ const maxInput = 32
 const maxKills = 3
 
 // runChain runs one input of FuzzChainRecovery.
-func runChain(t *testing.T, ops []byte) {
+func runChain(t *testing.T, ops []byte) { runChainWith(t, ops, false) }
+
+// runChainWith runs one input, withJournal: with sync_etags and an ETag
+// journal.
+func runChainWith(t *testing.T, ops []byte, withJournal bool) {
 	if len(ops) > maxInput {
 		ops = ops[:maxInput]
 	}
-	h := newChain(t)
+	h := newChain(t, withJournal)
 	for i := 0; i+1 < len(ops); i += 2 {
 		h.step(ops[i], ops[i+1])
 	}
@@ -114,20 +137,23 @@ type chain struct {
 	dbPath string
 	db     *store.DB
 	st     *crashtest.KillableStore
-	eng    *pua.Engine
-	ul     *usrloc.Tracker
-	di     *dialoginfo.Tracker
-	in     *ingest.Ingest
-	repl   net.Conn // to ingest's t_replicate input
-	trace  net.Conn // to ingest's siptrace input
-	got    chan struct{}
-	seq    int
-	calls  [2]callSlot
-	log    *slog.Logger
-	kills  int // kill points taken by step
+	// withJournal: sync_etags on, prompt writes to jr (replayed at start).
+	withJournal bool
+	jr          *crashtest.KillableJournal
+	eng         *pua.Engine
+	ul          *usrloc.Tracker
+	di          *dialoginfo.Tracker
+	in          *ingest.Ingest
+	repl        net.Conn // to ingest's t_replicate input
+	trace       net.Conn // to ingest's siptrace input
+	got         chan struct{}
+	seq         int
+	calls       [2]callSlot
+	log         *slog.Logger
+	kills       int // kill points taken by step
 }
 
-func newChain(t *testing.T) *chain {
+func newChain(t *testing.T, withJournal bool) *chain {
 	// Not t.TempDir: a fuzz seed's directory name has a '#', which a
 	// db_url would read as a fragment.
 	dir, err := os.MkdirTemp("", "puaside-chain")
@@ -136,7 +162,7 @@ func newChain(t *testing.T) *chain {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	h := &chain{t: t, clk: clocktest.New(time.Unix(1_700_000_000, 0)), dbPath: filepath.Join(dir, "puaside.db"),
-		got: make(chan struct{}, 16), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		got: make(chan struct{}, 16), log: slog.New(slog.NewTextHandler(io.Discard, nil)), withJournal: withJournal}
 	h.srv = crashtest.NewServer(t, h.clk)
 	h.restart()
 	t.Cleanup(h.stop)
@@ -156,19 +182,29 @@ func (h *chain) restart() {
 	}
 	db.Log = h.log
 	h.db = db
+	var jr pua.Journal
+	if h.withJournal {
+		h.jr, err = crashtest.OpenJournal(ctx, h.dbPath+".etags", db, h.log)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		jr = h.jr
+	}
 	h.st = &crashtest.KillableStore{Store: db}
 	h.proc = crashtest.NewProcClock(h.clk)
 
 	cfg := pua.DefaultConfig()
 	cfg.Listen = []string{"udp:127.0.0.1:0"}
 	cfg.ServerAddress = h.srv.URI()
-	cfg.SyncETags = false // store writes happen at the steps that tick the clock
+	// Store writes happen at the steps that tick the clock; with the
+	// journal, the prompt appends at once.
+	cfg.SyncETags = h.withJournal
 	cfg.UpdatePeriod = time.Second
 	cfg.RequestTimeout = time.Second
 	cfg.DefaultExpires = 5 * time.Minute
 	cfg.InitialExpires = time.Minute
 	cfg.ClaimTimeout = 30 * time.Second
-	eng, err := pua.New(cfg, pua.Options{Store: h.st, Clock: h.proc, Logger: h.log,
+	eng, err := pua.New(cfg, pua.Options{Store: h.st, Clock: h.proc, Logger: h.log, Journal: jr,
 		Owners: []int{pua.FlagUsrloc, pua.FlagDialogPublish}})
 	if err != nil {
 		h.t.Fatal(err)
@@ -239,6 +275,9 @@ func (h *chain) dial(addrs []string) net.Conn {
 func (h *chain) crash() {
 	h.proc.Kill()
 	h.st.Dead.Store(true)
+	if h.jr != nil {
+		h.jr.Dead.Store(true)
+	}
 	h.srv.DeafTo(h.eng.ContactURI())
 	h.stop()
 	h.srv.SetDown(false)
@@ -256,6 +295,10 @@ func (h *chain) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = h.eng.Stop(ctx)
+	if h.jr != nil {
+		h.jr.Close()
+		h.jr = nil
+	}
 	h.db.Close()
 	h.eng, h.ul, h.di, h.in = nil, nil, nil, nil
 }
