@@ -21,19 +21,19 @@ import (
 //     first lease ends, as after a database write), though they stay
 //     pending for the database;
 //   - the write-behind, holding off the prompt writes, rotates the journal
-//     (generation g is closed), takes its batch, appends that batch to the
-//     new generation and drops generations up to g, then writes the batch
-//     to the database. Every entry of a dropped generation is either in
-//     that batch (the records still pending, with their newest state) or
-//     already in the database with the same or a newer state, so the
-//     journal never holds a state older than the database's unless a newer
-//     one follows it: a crash after the database commit replays the batch
-//     itself, not an older state over a newer row. A failed database write
-//     leaves the records pending; the next write-behind's batch carries
-//     them again, so the journal stays about one batch plus one period of
-//     prompt writes long, also while the database is down;
-//   - past JournalLimit bytes (a batch that large: a database down for
-//     long with many records changing), or when an append fails, the
+//     (generation g is closed), takes its batch, and appends to the new
+//     generation the rows of that batch not appended since their last
+//     change (changes that asked for no prompt write, or came within the
+//     last few milliseconds) and its removals; then it writes the batch to
+//     the database and, once that succeeded, drops the generations up to
+//     g. So every state of the batch is in the journal before the database
+//     has it, after any older state of the same record: a crash after the
+//     database commit and before the drop replays the batch's states (or
+//     newer ones), never an older state over a newer row. A failed
+//     database write keeps the generations (the records stay pending and
+//     go with the next batch);
+//   - past JournalLimit bytes (the generations kept while the database
+//     is down grow with every change), or when an append fails, the
 //     journal is suspended: the prompt writes go to the database as
 //     without a journal, and the generations are kept until a database
 //     write succeeds; then they are dropped and the journal is used again;
@@ -248,33 +248,32 @@ func (e *Engine) suspendJournal(err error) {
 }
 
 // journalSnapshot is the write-behind's part with a journal: it rotates
-// the journal, appends the batch about to be written to the database and
-// drops the older generations (see Journal). It reports whether the batch
-// is in the journal. jmu locked.
-func (e *Engine) journalSnapshot(up, rm []Record) bool {
+// the journal (the generations up to the one it returns are closed) and
+// appends the rows of the batch about to be written to the database that
+// changed since their last append (up), and the batch's removals (rm). It
+// reports whether that worked; then every state of the batch is in the
+// journal after any older state of the same record. jmu locked.
+func (e *Engine) journalSnapshot(up, rm []Record) (uint64, bool) {
 	if e.jsuspended {
-		return false
+		return 0, false
 	}
 	g, err := e.journal.Rotate()
 	if err != nil {
 		e.suspendJournal(err)
-		return false
+		return 0, false
 	}
 	batch, n, err := journalBatch(up, rm)
-	if err == nil && n > e.jlimit {
-		err = fmt.Errorf("write-behind batch of %d bytes over the journal's limit of %d", n, e.jlimit)
+	if err == nil && e.journal.Size()+n > e.jlimit {
+		err = fmt.Errorf("journal over its limit of %d bytes", e.jlimit)
 	}
 	if err == nil {
 		err = e.journal.Append(batch)
 	}
 	if err != nil {
 		e.suspendJournal(err)
-		return false
+		return 0, false
 	}
-	if err := e.journal.Drop(g); err != nil {
-		e.log.Warn("pua: ETag journal: old generations not dropped", "err", err)
-	}
-	return true
+	return g, true
 }
 
 // journalStored is told of a successful database write of everything that

@@ -222,8 +222,7 @@ func TestJournalTakesPromptWrites(t *testing.T) {
 // Stop (nothing written to the database since it started) leaves in its
 // journal every ETag granted and every removal done; replayed into the
 // database, the next engine carries on with them. Also when write-behinds
-// failed in between (the database down): each one's batch replaced the
-// older generations.
+// failed in between (the database down): the generations are kept.
 func TestJournalCrashRecoversETagsAndRemovals(t *testing.T) {
 	t.Run("no write-behind", func(t *testing.T) { journalCrash(t, false) })
 	t.Run("failed write-behinds", func(t *testing.T) { journalCrash(t, true) })
@@ -270,8 +269,8 @@ func journalCrash(t *testing.T, dbDown bool) {
 			defer e1.flushBusy.Unlock()
 			return true
 		})
-		if g := generationFiles(t, path); len(g) != 1 {
-			t.Fatalf("journal files %v after failed write-behinds, want one generation", g)
+		if g := generationFiles(t, path); len(g) < 3 {
+			t.Fatalf("journal files %v after two failed write-behinds, want the generations kept", g)
 		}
 	}
 	if w := st.writes(); len(w) != 0 {

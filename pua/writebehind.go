@@ -164,8 +164,13 @@ func (e *Engine) flush(ctx context.Context, final bool) error {
 	jdirty := e.jdirty
 	e.jdirty, e.jremoved = nil, nil // the batch holds their newest state
 	e.wmu.Unlock()
+	var unjournaled map[tasker]bool // changed since their last append
+	if len(jdirty) > 0 {
+		unjournaled = make(map[tasker]bool, len(jdirty))
+	}
 	for _, t := range jdirty {
 		e.clearJournalMark(t)
+		unjournaled[t] = true
 	}
 	if len(dirty) == 0 && len(removed) == 0 {
 		if jlocked && final {
@@ -178,6 +183,7 @@ func (e *Engine) flush(ctx context.Context, final bool) error {
 	upsert := make([]Record, 0, len(dirty))
 	seen := make(map[identity]bool, len(dirty))
 	var saved []tasker
+	var delta []Record // the rows of the unjournaled records
 	for _, t := range dirty {
 		switch r := t.(type) {
 		case *pubRec:
@@ -197,6 +203,9 @@ func (e *Engine) flush(ctx context.Context, final bool) error {
 				upsert = append(upsert, rec)
 				seen[idOf(rec)] = true
 				saved = append(saved, r)
+				if unjournaled[r] {
+					delta = append(delta, rec)
+				}
 			}
 			r.dirty = false
 			r.shard.mu.Unlock()
@@ -217,6 +226,9 @@ func (e *Engine) flush(ctx context.Context, final bool) error {
 				upsert = append(upsert, rec)
 				seen[idOf(rec)] = true
 				saved = append(saved, r)
+				if unjournaled[r] {
+					delta = append(delta, rec)
+				}
 			}
 			r.dirty = false
 			r.shard.mu.Unlock()
@@ -228,8 +240,10 @@ func (e *Engine) flush(ctx context.Context, final bool) error {
 			rm = append(rm, id)
 		}
 	}
+	var jgen uint64
+	journaled := false
 	if jlocked {
-		journaled := e.journalSnapshot(upsert, rm)
+		jgen, journaled = e.journalSnapshot(delta, rm)
 		if !final {
 			e.jmu.Unlock() // prompt appends go on while the database writes
 			jlocked = false
@@ -275,6 +289,13 @@ func (e *Engine) flush(ctx context.Context, final bool) error {
 		if !jlocked {
 			e.jmu.Lock()
 			jlocked = true
+		}
+		if journaled {
+			// What those generations hold is in the database now, or
+			// (appended since) in the newer one.
+			if err := e.journal.Drop(jgen); err != nil {
+				e.log.Warn("pua: ETag journal: old generations not dropped", "err", err)
+			}
 		}
 		e.journalStored(final)
 	}
