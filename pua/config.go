@@ -111,8 +111,9 @@ type Config struct {
 	// at the next update_period: writes are grouped (the changes of 10 ms
 	// go in one transaction, one transaction at a time), so a crash loses
 	// no ETag the server granted more than a few milliseconds before, and
-	// leaves no orphaned publication there. Turn it off to trade that for
-	// fewer database writes.
+	// leaves no orphaned publication there. With etag_journal the write
+	// is an append to the journal instead of a transaction. Turn it off to
+	// trade that for fewer writes.
 	SyncETags bool `yaml:"sync_etags"`
 	// ETagJournal is where sync_etags makes its prompt writes durable:
 	// auto (the default) appends them to a journal file beside an SQLite
