@@ -63,6 +63,12 @@ type Config struct {
 	// Policy decides which watchers may subscribe: policy.default, then
 	// policy.rules (presentity, watcher, action).
 	Policy Policy `yaml:"policy"`
+	// ClusterSyncPeriod is, with cluster.enabled, how often the presence
+	// server reads the subscriptions and PUBLISHes the other instances
+	// accepted from the database's change log (the owner of a presentity's
+	// shard notifies within it of a SUBSCRIBE made at another instance).
+	// Unused by a single instance. 0 means 200ms.
+	ClusterSyncPeriod time.Duration `yaml:"cluster_sync_period"`
 }
 
 // Policy is the authorization of watchers (RFC 3857 §3.2's subscription
@@ -133,6 +139,8 @@ func DefaultConfig() Config {
 		RequestTimeout: 8 * time.Second,
 		MaxBodySize:    64 << 10,
 		Policy:         Policy{Default: "local", Rules: []Rule{}},
+
+		ClusterSyncPeriod: 200 * time.Millisecond,
 	}
 }
 
@@ -163,6 +171,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxBodySize == 0 {
 		c.MaxBodySize = d.MaxBodySize
+	}
+	if c.ClusterSyncPeriod == 0 {
+		c.ClusterSyncPeriod = d.ClusterSyncPeriod
 	}
 	if c.Mode == "" {
 		c.Mode = d.Mode
@@ -242,7 +253,8 @@ func (c Config) Validate() error {
 		name string
 		v    time.Duration
 	}{{"min_expires", c.MinExpires}, {"default_expires", c.DefaultExpires}, {"max_expires", c.MaxExpires},
-		{"retry_min", c.RetryMin}, {"retry_max", c.RetryMax}, {"request_timeout", c.RequestTimeout}} {
+		{"retry_min", c.RetryMin}, {"retry_max", c.RetryMax}, {"request_timeout", c.RequestTimeout},
+		{"cluster_sync_period", c.ClusterSyncPeriod}} {
 		if d.v < 0 {
 			bad("%s: must not be negative", d.name)
 		}

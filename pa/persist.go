@@ -62,10 +62,14 @@ func (s *Server) flush(ctx context.Context) error {
 	for _, r := range s.goneP {
 		b.RemovedPublications = append(b.RemovedPublications, r)
 	}
+	if s.o.Cluster != nil {
+		s.fenceBatch(&b)
+	}
 	clear(s.dirtyW)
 	clear(s.goneW)
 	clear(s.dirtyP)
 	clear(s.goneP)
+	clear(s.notifiedW)
 	wait := s.waiting
 	s.waiting = &flushWait{done: make(chan struct{})}
 	s.mu.Unlock()
@@ -119,7 +123,47 @@ func (s *Server) requeue(b Batch) {
 			s.goneP[id] = r
 		}
 	}
+	for _, r := range b.Notified {
+		k := dialogKey{r.CallID, r.FromTag}
+		if w := s.subs[k]; w != nil && !w.final {
+			s.notifiedW[k] = w
+		}
+	}
 	s.kickWriter()
+}
+
+// watcherFromRecord is a stored subscription continued above its
+// reserved CSeq and version.
+func watcherFromRecord(r WatcherRecord, ev string, now time.Time) *watcher {
+	w := &watcher{
+		key: dialogKey{r.CallID, r.FromTag}, toTag: r.ToTag, presURI: r.PresURI, watcherURI: r.WatcherURI, event: ev, eventID: r.EventID,
+		contact: r.Contact, routeSet: r.RouteSet, localContact: r.LocalContact, userAgent: r.UserAgent,
+		remoteCSeq: r.RemoteCSeq, cseq: r.LocalCSeq, cseqRes: r.LocalCSeq,
+		version: r.Version, versionRes: r.Version,
+		expires: time.Unix(r.Expires, 0), status: r.Status, reason: r.Reason, created: now, notified: r.Notified,
+	}
+	if w.status == "" {
+		w.status = "active"
+	}
+	return w
+}
+
+// publicationFromRecord is a stored publication, parsed; nil with the
+// reason when its body or event is not served.
+func (s *Server) publicationFromRecord(r PublicationRecord) (*publication, error) {
+	id := pubID{presKey{aor.Key(r.PresURI), r.Event}, r.ID}
+	p := &publication{id: id, etag: r.ETag, body: r.Body, sender: r.Sender, flag: r.Flag,
+		received: time.Unix(r.Received, 0), seq: r.Seq}
+	if r.Expires != 0 {
+		p.expires = time.Unix(r.Expires, 0)
+	}
+	if _, ok := normalizeEvent(r.Event); !ok {
+		return nil, fmt.Errorf("event %q not served", r.Event)
+	}
+	if err := parseBody(r.Event, r.Body, s.cfg.MaxBodySize, p); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // restore rebuilds the state from the store: expired rows are dropped
@@ -169,17 +213,7 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 			s.goneW[k] = r
 			continue
 		}
-		w := &watcher{
-			key: k, toTag: r.ToTag, presURI: r.PresURI, watcherURI: r.WatcherURI, event: ev, eventID: r.EventID,
-			contact: r.Contact, routeSet: r.RouteSet, localContact: r.LocalContact, userAgent: r.UserAgent,
-			remoteCSeq: r.RemoteCSeq, cseq: r.LocalCSeq, cseqRes: r.LocalCSeq,
-			version: r.Version, versionRes: r.Version,
-			expires: time.Unix(r.Expires, 0), status: r.Status, reason: r.Reason, created: now,
-		}
-		if w.status == "" {
-			w.status = "active"
-		}
-		s.attach(w)
+		s.attach(watcherFromRecord(r, ev, now))
 	}
 	if len(s.goneP)+len(s.goneW) > 0 {
 		s.kickWriter()

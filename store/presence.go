@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -79,50 +81,66 @@ type watcherRow struct {
 	Version      int64  `db:"version"`
 	LocalContact string `db:"local_contact"`
 	UserAgent    string `db:"user_agent"`
+	Notified     int64  `db:"puaside_notified"`
 }
+
+// publicationRecord maps a presentity row. Rows Kamailio wrote (no
+// pres_id) are read with their etag as the id.
+func publicationRecord(r presentityRow) pa.PublicationRecord {
+	p := pa.PublicationRecord{PresURI: "sip:" + r.Username + "@" + r.Domain, Event: r.Event, ID: r.PresID,
+		ETag: r.ETag, Expires: r.Expires, Received: r.Received, Seq: r.Priority, Body: r.Body, Sender: r.Sender, Flag: r.Flag}
+	if p.ID == "" {
+		p.ID = r.ETag
+	}
+	if p.ETag == localETag(p.ID) {
+		p.ETag = ""
+	}
+	return p
+}
+
+// watcherRecord maps an active_watchers row.
+func watcherRecord(r watcherRow) pa.WatcherRecord {
+	w := pa.WatcherRecord{PresURI: r.PresURI, WatcherURI: "sip:" + r.WUser + "@" + r.WDomain, Event: r.Event, EventID: r.EventID,
+		CallID: r.CallID, ToTag: r.ToTag, FromTag: r.FromTag, LocalCSeq: uint32(r.LocalCSeq), RemoteCSeq: uint32(r.RemoteCSeq),
+		Contact: r.Contact, LocalContact: r.LocalContact, Expires: r.Expires, Reason: r.Reason,
+		Version: uint64(r.Version), UserAgent: r.UserAgent, Status: "active", Notified: uint64(r.Notified)}
+	if r.Status == statusPending {
+		w.Status = "pending"
+	}
+	if r.RecordRoute != "" {
+		w.RouteSet = strings.Split(r.RecordRoute, ",")
+	}
+	return w
+}
+
+// presentityColumns and watcherColumns are the columns the rows are read with.
+const (
+	presentityColumns = `username, domain, event, etag, expires, received_time, body, sender, priority, pres_id, flag`
+	watcherColumns    = `presentity_uri, watcher_username, watcher_domain, event,
+		COALESCE(event_id, '') AS event_id, to_tag,
+		from_tag, callid, local_cseq, remote_cseq, contact, COALESCE(record_route, '') AS record_route, expires, status,
+		COALESCE(reason, '') AS reason, version, local_contact, COALESCE(user_agent, '') AS user_agent, puaside_notified`
+)
 
 // LoadPresence returns every publication and subscription of the
 // presence server. Rows Kamailio wrote (no pres_id) are read with their
 // ruid or etag as the id.
 func (db *DB) LoadPresence(ctx context.Context) ([]pa.PublicationRecord, []pa.WatcherRecord, error) {
 	var prs []presentityRow
-	if err := db.X.SelectContext(ctx, &prs, `SELECT username, domain, event, etag, expires, received_time, body,
-		sender, priority, pres_id, flag FROM presentity ORDER BY priority, id`); err != nil {
+	if err := db.X.SelectContext(ctx, &prs, `SELECT `+presentityColumns+` FROM presentity ORDER BY priority, id`); err != nil {
 		return nil, nil, fmt.Errorf("store: load presentity: %w", err)
 	}
 	pubs := make([]pa.PublicationRecord, 0, len(prs))
 	for _, r := range prs {
-		p := pa.PublicationRecord{PresURI: "sip:" + r.Username + "@" + r.Domain, Event: r.Event, ID: r.PresID,
-			ETag: r.ETag, Expires: r.Expires, Received: r.Received, Seq: r.Priority, Body: r.Body, Sender: r.Sender, Flag: r.Flag}
-		if p.ID == "" {
-			p.ID = r.ETag
-		}
-		if p.ETag == localETag(p.ID) {
-			p.ETag = ""
-		}
-		pubs = append(pubs, p)
+		pubs = append(pubs, publicationRecord(r))
 	}
 	var ws []watcherRow
-	if err := db.X.SelectContext(ctx, &ws, `SELECT presentity_uri, watcher_username, watcher_domain, event,
-		COALESCE(event_id, '') AS event_id, to_tag,
-		from_tag, callid, local_cseq, remote_cseq, contact, COALESCE(record_route, '') AS record_route, expires, status,
-		COALESCE(reason, '') AS reason, version, local_contact, COALESCE(user_agent, '') AS user_agent
-		FROM active_watchers ORDER BY id`); err != nil {
+	if err := db.X.SelectContext(ctx, &ws, `SELECT `+watcherColumns+` FROM active_watchers ORDER BY id`); err != nil {
 		return nil, nil, fmt.Errorf("store: load active_watchers: %w", err)
 	}
 	subs := make([]pa.WatcherRecord, 0, len(ws))
 	for _, r := range ws {
-		w := pa.WatcherRecord{PresURI: r.PresURI, WatcherURI: "sip:" + r.WUser + "@" + r.WDomain, Event: r.Event, EventID: r.EventID,
-			CallID: r.CallID, ToTag: r.ToTag, FromTag: r.FromTag, LocalCSeq: uint32(r.LocalCSeq), RemoteCSeq: uint32(r.RemoteCSeq),
-			Contact: r.Contact, LocalContact: r.LocalContact, Expires: r.Expires, Reason: r.Reason,
-			Version: uint64(r.Version), UserAgent: r.UserAgent, Status: "active"}
-		if r.Status == statusPending {
-			w.Status = "pending"
-		}
-		if r.RecordRoute != "" {
-			w.RouteSet = strings.Split(r.RecordRoute, ",")
-		}
-		subs = append(subs, w)
+		subs = append(subs, watcherRecord(r))
 	}
 	return pubs, subs, nil
 }
@@ -130,13 +148,20 @@ func (db *DB) LoadPresence(ctx context.Context) ([]pa.PublicationRecord, []pa.Wa
 // ApplyPresence writes a batch of the presence server's changes in one
 // transaction. A row whose keys the columns cannot hold (a user part over
 // 64 characters, ...) is left out and logged: the server keeps it in
-// memory only.
+// memory only. A record with an epoch (an owner's write, several
+// instances) whose shard lease has another epoch now is refused: logged,
+// counted, and left out, the rest written. With b.Origin the keys of the
+// subscriptions and of the publications from outside are appended to the
+// change log in the same transaction.
 func (db *DB) ApplyPresence(ctx context.Context, b pa.Batch) error {
 	tx, err := db.X.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: presence: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if err := db.fencePresence(ctx, tx, &b); err != nil {
+		return err
+	}
 	for _, r := range b.RemovedPublications {
 		user, domain := splitAoR(r.PresURI)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM presentity WHERE username = ? AND domain = ? AND event = ? AND (pres_id = ? OR (pres_id = '' AND etag = ?))`,
@@ -166,8 +191,178 @@ func (db *DB) ApplyPresence(ctx context.Context, b pa.Batch) error {
 			return err
 		}
 	}
+	for _, r := range b.Notified {
+		// Never lowered: a refresh written by another instance may carry
+		// an older reservation, this one a newer.
+		if _, err := tx.ExecContext(ctx, `UPDATE active_watchers SET
+			local_cseq = CASE WHEN local_cseq > ? THEN local_cseq ELSE ? END,
+			version = CASE WHEN version > ? THEN version ELSE ? END,
+			puaside_notified = CASE WHEN ? = 0 THEN puaside_notified ELSE ? END
+			WHERE callid = ? AND to_tag = ? AND from_tag = ?`,
+			int64(r.LocalCSeq), int64(r.LocalCSeq), int64(r.Version), int64(r.Version), int64(r.Notified), int64(r.Notified),
+			r.CallID, r.ToTag, r.FromTag); err != nil {
+			return fmt.Errorf("store: presence: update active_watchers: %w", err)
+		}
+	}
+	if b.Origin != "" {
+		if err := db.logPresenceChanges(ctx, tx, b, now); err != nil {
+			return err
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: presence: commit: %w", err)
+	}
+	return nil
+}
+
+// fencePresence drops from b the records whose shard lease has another
+// epoch than theirs (within tx; the lease rows are locked on MySQL).
+func (db *DB) fencePresence(ctx context.Context, tx *sqlx.Tx, b *pa.Batch) error {
+	fences := map[int]int64{}
+	for _, r := range b.Publications {
+		if r.Epoch != 0 {
+			fences[r.Shard] = r.Epoch
+		}
+	}
+	for _, r := range b.RemovedPublications {
+		if r.Epoch != 0 {
+			fences[r.Shard] = r.Epoch
+		}
+	}
+	for _, rs := range [][]pa.WatcherRecord{b.Watchers, b.RemovedWatchers, b.Notified} {
+		for _, r := range rs {
+			if r.Epoch != 0 {
+				fences[r.Shard] = r.Epoch
+			}
+		}
+	}
+	stale, err := db.staleShards(ctx, tx, fences)
+	if err != nil || len(stale) == 0 {
+		return err
+	}
+	refused := func(what, key string, shard int, epoch int64) {
+		db.logger().Warn("store: presence write refused, the shard has a new owner", "row", what, "key", key,
+			"shard", shard, "epoch", epoch)
+		db.Metrics.Drop("store", "stale_epoch")
+	}
+	keepP := func(rs []pa.PublicationRecord) []pa.PublicationRecord {
+		out := rs[:0:0]
+		for _, r := range rs {
+			if r.Epoch != 0 && stale[r.Shard] {
+				refused("presentity", r.PresURI+" "+r.Event+" "+r.ID, r.Shard, r.Epoch)
+				continue
+			}
+			out = append(out, r)
+		}
+		return out
+	}
+	keepW := func(rs []pa.WatcherRecord) []pa.WatcherRecord {
+		out := rs[:0:0]
+		for _, r := range rs {
+			if r.Epoch != 0 && stale[r.Shard] {
+				refused("active_watchers", r.CallID, r.Shard, r.Epoch)
+				continue
+			}
+			out = append(out, r)
+		}
+		return out
+	}
+	b.Publications, b.RemovedPublications = keepP(b.Publications), keepP(b.RemovedPublications)
+	b.Watchers, b.RemovedWatchers, b.Notified = keepW(b.Watchers), keepW(b.RemovedWatchers), keepW(b.Notified)
+	return nil
+}
+
+// logPresenceChanges appends the keys of b's subscriptions and
+// publications from outside to the change log (within tx).
+func (db *DB) logPresenceChanges(ctx context.Context, tx *sqlx.Tx, b pa.Batch, now int64) error {
+	const ins = `INSERT INTO puaside_pa_changes (kind, presentity_uri, event, pres_id, callid, to_tag, from_tag, origin, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	for _, rs := range [][]pa.PublicationRecord{b.Publications, b.RemovedPublications} {
+		for _, r := range rs {
+			if r.ETag == "" {
+				continue // in process: every instance's own trackers publish it
+			}
+			if _, err := tx.ExecContext(ctx, ins, "p", r.PresURI, r.Event, r.ID, "", "", "", b.Origin, now); err != nil {
+				return fmt.Errorf("store: presence: log change: %w", err)
+			}
+		}
+	}
+	for _, rs := range [][]pa.WatcherRecord{b.Watchers, b.RemovedWatchers} {
+		for _, r := range rs {
+			if _, err := tx.ExecContext(ctx, ins, "w", r.PresURI, r.Event, "", r.CallID, r.ToTag, r.FromTag, b.Origin, now); err != nil {
+				return fmt.Errorf("store: presence: log change: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// changeRow is one row of puaside_pa_changes.
+type changeRow struct {
+	ID      int64  `db:"id"`
+	Kind    string `db:"kind"`
+	PresURI string `db:"presentity_uri"`
+	Event   string `db:"event"`
+	PresID  string `db:"pres_id"`
+	CallID  string `db:"callid"`
+	ToTag   string `db:"to_tag"`
+	FromTag string `db:"from_tag"`
+	Origin  string `db:"origin"`
+}
+
+// LastPresenceChange implements pa.ChangeLog.
+func (db *DB) LastPresenceChange(ctx context.Context) (int64, error) {
+	var id int64
+	if err := db.X.GetContext(ctx, &id, `SELECT COALESCE(MAX(id), 0) FROM puaside_pa_changes`); err != nil {
+		return 0, fmt.Errorf("store: presence changes: %w", err)
+	}
+	return id, nil
+}
+
+// PresenceChanges implements pa.ChangeLog: the entries above after, each
+// with its row read now.
+func (db *DB) PresenceChanges(ctx context.Context, after int64, limit int) ([]pa.Change, error) {
+	var rows []changeRow
+	if err := db.X.SelectContext(ctx, &rows, `SELECT id, kind, presentity_uri, event, pres_id, callid, to_tag, from_tag, origin
+		FROM puaside_pa_changes WHERE id > ? ORDER BY id LIMIT ?`, after, limit); err != nil {
+		return nil, fmt.Errorf("store: presence changes: %w", err)
+	}
+	out := make([]pa.Change, 0, len(rows))
+	for _, r := range rows {
+		c := pa.Change{ID: r.ID, Origin: r.Origin, Watcher: r.Kind == "w"}
+		if c.Watcher {
+			var ws []watcherRow
+			if err := db.X.SelectContext(ctx, &ws, `SELECT `+watcherColumns+` FROM active_watchers
+				WHERE callid = ? AND to_tag = ? AND from_tag = ?`, r.CallID, r.ToTag, r.FromTag); err != nil {
+				return nil, fmt.Errorf("store: presence changes: active_watchers: %w", err)
+			}
+			c.Subscription = pa.WatcherRecord{PresURI: r.PresURI, Event: r.Event, CallID: r.CallID, ToTag: r.ToTag, FromTag: r.FromTag}
+			c.Gone = len(ws) == 0
+			if !c.Gone {
+				c.Subscription = watcherRecord(ws[0])
+			}
+		} else {
+			user, domain := splitAoR(r.PresURI)
+			var ps []presentityRow
+			if err := db.X.SelectContext(ctx, &ps, `SELECT `+presentityColumns+` FROM presentity
+				WHERE username = ? AND domain = ? AND event = ? AND pres_id = ?`, user, domain, r.Event, r.PresID); err != nil {
+				return nil, fmt.Errorf("store: presence changes: presentity: %w", err)
+			}
+			c.Publication = pa.PublicationRecord{PresURI: r.PresURI, Event: r.Event, ID: r.PresID}
+			c.Gone = len(ps) == 0
+			if !c.Gone {
+				c.Publication = publicationRecord(ps[0])
+			}
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// PrunePresenceChanges implements pa.ChangeLog.
+func (db *DB) PrunePresenceChanges(ctx context.Context, before int64) error {
+	if _, err := db.X.ExecContext(ctx, `DELETE FROM puaside_pa_changes WHERE created_at < ?`, before); err != nil {
+		return fmt.Errorf("store: presence changes: prune: %w", err)
 	}
 	return nil
 }
@@ -219,16 +414,47 @@ func (db *DB) putWatcher(ctx context.Context, tx *sqlx.Tx, r pa.WatcherRecord, n
 	if r.Status == "pending" {
 		status = statusPending
 	}
+	localCSeq, remoteCSeq, version, expires, notified := int64(r.LocalCSeq), int64(r.RemoteCSeq), int64(r.Version), r.Expires, int64(r.Notified)
+	// The dialog's numbers never go back: a row written by another
+	// instance meanwhile (several instances) may hold a higher reservation,
+	// or a later refresh, than this record.
+	lock := ""
+	if db.Dialect == MySQL {
+		lock = " FOR UPDATE"
+	}
+	var old struct {
+		LocalCSeq  int64  `db:"local_cseq"`
+		RemoteCSeq int64  `db:"remote_cseq"`
+		Version    int64  `db:"version"`
+		Expires    int64  `db:"expires"`
+		Contact    string `db:"contact"`
+		Notified   int64  `db:"puaside_notified"`
+	}
+	err := tx.GetContext(ctx, &old, `SELECT local_cseq, remote_cseq, version, expires, contact, puaside_notified
+		FROM active_watchers WHERE callid = ? AND to_tag = ? AND from_tag = ?`+lock, callID, toTag, fromTag)
+	switch {
+	case err == nil:
+		localCSeq, version = max(localCSeq, old.LocalCSeq), max(version, old.Version)
+		if old.RemoteCSeq > remoteCSeq {
+			remoteCSeq, expires, contact = old.RemoteCSeq, old.Expires, old.Contact
+		}
+		if notified == 0 {
+			notified = old.Notified
+		}
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("store: presence: read active_watchers: %w", err)
+	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM active_watchers WHERE callid = ? AND to_tag = ? AND from_tag = ?`,
 		callID, toTag, fromTag); err != nil {
 		return fmt.Errorf("store: presence: replace active_watchers: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO active_watchers (presentity_uri, watcher_username, watcher_domain,
 		to_user, to_domain, event, event_id, to_tag, from_tag, callid, local_cseq, remote_cseq, contact, record_route, expires,
-		status, reason, version, socket_info, local_contact, from_user, from_domain, updated, updated_winfo, flags, user_agent)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, 0, ?)`,
-		presURI, wu, wd, tu, td, ev, eventID, toTag, fromTag, callID, int64(r.LocalCSeq), int64(r.RemoteCSeq), contact, rr,
-		r.Expires, status, reason, int64(r.Version), localContact, wu, wd, now, now, ua); err != nil {
+		status, reason, version, socket_info, local_contact, from_user, from_domain, updated, updated_winfo, flags, user_agent,
+		puaside_notified)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, 0, ?, ?)`,
+		presURI, wu, wd, tu, td, ev, eventID, toTag, fromTag, callID, localCSeq, remoteCSeq, contact, rr,
+		expires, status, reason, version, localContact, wu, wd, now, now, ua, notified); err != nil {
 		return fmt.Errorf("store: presence: insert active_watchers: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM watchers WHERE presentity_uri = ? AND watcher_username = ? AND watcher_domain = ? AND event = ?`,

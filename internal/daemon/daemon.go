@@ -136,12 +136,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 			paGW = &paGateway{local: local}
 			popts.Gateway = paGW
 		}
+		if d.shards != nil {
+			// Several instances: watchers and presentities in the shared
+			// database, NOTIFYs from the owner of the presentity's shard.
+			popts.Cluster = &pa.Cluster{Ownership: d.shards, Changes: db, Instance: cfg.Cluster.InstanceID}
+		}
 		d.pa, err = pa.New(cfg.PA, popts)
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("daemon: %w", err)
 		}
 		d.pub = paEngine{Engine: d.eng, pa: d.pa, upstream: cfg.PUA.ServerAddress != "", onResult: d.board.PublishResult}
+		if d.shards != nil {
+			d.shards.SetListener(shardListeners{d.eng, d.pa})
+		}
 	}
 	observed := observedEngine{publisher: d.pub, b: d.board}
 	if cfg.Features.BLA {

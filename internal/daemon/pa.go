@@ -10,6 +10,7 @@ import (
 	"github.com/puaside/puaside/pa"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/puaxmpp"
+	"github.com/puaside/puaside/shard"
 )
 
 // paEngine is what the trackers and the management API publish through
@@ -121,6 +122,22 @@ func (e paEngine) Claim(key pua.Key) bool {
 func (e paEngine) ClaimsDone(flag int) {
 	e.pa.ClaimsDone(flag)
 	e.Engine.ClaimsDone(flag)
+}
+
+// shardListeners tells every listener of the shards gained and lost, in
+// order: the pua engine, then the presence server.
+type shardListeners []shard.Listener
+
+func (ls shardListeners) ShardsGained(ctx context.Context, gained map[int]int64) {
+	for _, l := range ls {
+		l.ShardsGained(ctx, gained)
+	}
+}
+
+func (ls shardListeners) ShardLost(ctx context.Context, sh int) {
+	for _, l := range ls {
+		l.ShardLost(ctx, sh)
+	}
 }
 
 // presence adapts the presence server to the management API.

@@ -1,0 +1,483 @@
+package pa
+
+import (
+	"bytes"
+	"context"
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	"github.com/puaside/puaside/aor"
+	"github.com/puaside/puaside/pua"
+)
+
+// Several instances on one database (Options.Cluster). Every instance's pa
+// keeps warm state of every publication and subscription, as the trackers
+// keep every contact and call: the in-process publications come from its
+// own trackers (every instance ingests everything), the subscriptions and
+// the PUBLISHes from outside, accepted by whichever instance got them,
+// from the change log in the shared database (puaside_pa_changes), which
+// every pa write of a subscription or of a PUBLISH from outside appends to
+// in the same transaction and which every instance reads every
+// cluster_sync_period. Only the owner of a presentity's shard (the pua
+// engine's Ownership, the same hash) sends its NOTIFYs and writes what no
+// request asked for: its in-process publications, the removals of expired
+// publications and subscriptions, and its dialogs' CSeq and version
+// reservations with the digest of the state last notified (Batch.Notified),
+// each fenced by the shard's epoch. A SUBSCRIBE, refresh, unsubscribe or
+// PUBLISH is answered by the instance that got it, stored first as with
+// one instance; the owner reads the change and notifies.
+//
+// At a takeover (ShardsGained) the successor reads the change log to the
+// end and the stored reservations, continues every dialog of the shard
+// above the reserved CSeq and version (the same Call-ID and tags: the
+// watcher sees one dialog) and notifies the watchers whose state differs
+// from the digest last notified: a state the old owner told already is not
+// told again.
+
+// Cluster is what pa needs to share its state with the other instances.
+type Cluster struct {
+	// Ownership tells the presentities this instance notifies for
+	// (package shard's Manager, as the pua engine's).
+	Ownership pua.Ownership
+	// Changes is the shared change log (package store's DB).
+	Changes ChangeLog
+	// Instance is this instance's id in the change log (cluster.instance_id).
+	Instance string
+}
+
+// Change log tuning.
+const (
+	// changePage is how many entries one read returns at most.
+	changePage = 500
+	// changeGapWait is how long a hole in the ids is waited for: a
+	// transaction that took its id earlier may commit later (MySQL); one
+	// rolled back never fills it.
+	changeGapWait = 2 * time.Second
+	// changeKeep is how long entries are kept before they are pruned.
+	changeKeep = 10 * time.Minute
+	// prunePeriod is how often an instance prunes.
+	prunePeriod = time.Minute
+)
+
+// changeCursor is how far the change log is read: every entry up to low,
+// and those above it in seen; holes above low are waited for from the
+// time in gaps.
+type changeCursor struct {
+	low  int64
+	seen map[int64]bool
+	gaps map[int64]time.Time
+}
+
+func newChangeCursor(last int64) changeCursor {
+	return changeCursor{low: last, seen: map[int64]bool{}, gaps: map[int64]time.Time{}}
+}
+
+// advance moves low over the entries seen and the holes waited for long
+// enough.
+func (c *changeCursor) advance(now time.Time) {
+	top := c.low
+	for id := range c.seen {
+		top = max(top, id)
+	}
+	for c.low < top {
+		next := c.low + 1
+		if c.seen[next] {
+			delete(c.seen, next)
+			c.low = next
+			continue
+		}
+		first, ok := c.gaps[next]
+		if !ok {
+			c.gaps[next] = now
+			return
+		}
+		if now.Sub(first) < changeGapWait {
+			return
+		}
+		delete(c.gaps, next)
+		c.low = next
+	}
+}
+
+// sends reports whether this instance notifies for presURI now: always
+// alone; with a Cluster while it owns the shard and has continued it
+// (s.mu held).
+func (s *Server) sends(presURI string) bool {
+	if s.o.Cluster == nil {
+		return true
+	}
+	own := s.o.Cluster.Ownership
+	if !own.Owns(presURI) {
+		return false
+	}
+	sh, _, _ := own.Fence(presURI)
+	return s.ready[sh]
+}
+
+// notifies reports whether this instance sends w's NOTIFYs: a fetch
+// (Expires: 0, no dialog) is answered by the instance that got it
+// (s.mu held).
+func (s *Server) notifies(w *watcher) bool { return w.fetch || s.sends(w.presURI) }
+
+// fence returns the shard and epoch an owner's write of presURI carries;
+// false when this instance does not hold the shard (not written).
+func (s *Server) fence(presURI string) (int, int64, bool) {
+	sh, ep, ok := s.o.Cluster.Ownership.Fence(presURI)
+	return sh, ep, ok && (s.ready[sh] || s.handing[sh])
+}
+
+// fenceGone stamps the queued removal of w with its shard's epoch: the
+// owner's removal of an expired or failed subscription (s.mu held).
+func (s *Server) fenceGone(w *watcher) {
+	if s.o.Cluster == nil {
+		return
+	}
+	if r, ok := s.goneW[w.key]; ok {
+		r.Shard, r.Epoch, _ = s.fence(w.presURI)
+		s.goneW[w.key] = r
+	}
+}
+
+// fencePubGone stamps the queued removal of an expired publication (s.mu held).
+func (s *Server) fencePubGone(id pubID) {
+	if s.o.Cluster == nil {
+		return
+	}
+	if r, ok := s.goneP[id]; ok {
+		r.Shard, r.Epoch, _ = s.fence(id.uri)
+		s.goneP[id] = r
+	}
+}
+
+// markNotified queues the owner's update of w's reservation and digest
+// and returns that write (s.mu held).
+func (s *Server) markNotified(w *watcher) *flushWait {
+	if w.fetch || w.final {
+		return nil
+	}
+	s.notifiedW[w.key] = w
+	s.kickWriter()
+	return s.waiting
+}
+
+// fenceBatch makes b a batch of several instances (s.mu held): the
+// in-process publications are written by their shard's owner only, with
+// its epoch; the owner's dialog updates likewise; every change is logged
+// under this instance.
+func (s *Server) fenceBatch(b *Batch) {
+	b.Origin = s.o.Cluster.Instance
+	own := func(rs []PublicationRecord) []PublicationRecord {
+		out := rs[:0]
+		for _, r := range rs {
+			if r.ETag == "" && r.Epoch == 0 {
+				sh, ep, ok := s.fence(r.PresURI)
+				if !ok {
+					continue // the owner's trackers publish it too
+				}
+				r.Shard, r.Epoch = sh, ep
+			}
+			out = append(out, r)
+		}
+		return out
+	}
+	b.Publications, b.RemovedPublications = own(b.Publications), own(b.RemovedPublications)
+	for _, w := range s.notifiedW {
+		sh, ep, ok := s.fence(w.presURI)
+		if !ok {
+			continue
+		}
+		r := w.record()
+		r.Notified, r.Shard, r.Epoch = w.notified, sh, ep
+		b.Notified = append(b.Notified, r)
+	}
+}
+
+// stateDigest is the digest of a NOTIFY's state: the subscription status
+// and the body without its version (dialog and watcherinfo documents
+// count versions per watcher; the state is the same). Never 0.
+func stateDigest(status string, body []byte, version uint64) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(status))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write(bytes.Replace(body, []byte(` version="`+strconv.FormatUint(version, 10)+`"`), nil, 1))
+	return max(h.Sum64(), 1)
+}
+
+// currentDigest is the digest of the state w would be told now (s.mu held).
+func (s *Server) currentDigest(w *watcher) uint64 {
+	var body []byte
+	if w.status == "active" || w.event == EventWinfo {
+		body, _ = s.body(w)
+	}
+	return stateDigest(w.status, body, w.version)
+}
+
+// syncLoop reads the change log every cluster_sync_period and prunes it
+// now and then.
+func (s *Server) syncLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.ClusterSyncPeriod)
+	defer t.Stop()
+	pruned := time.Now()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.sync(s.ctx); err != nil && s.ctx.Err() == nil {
+			s.met.storeError()
+			s.log.Warn("change log not read", "err", err)
+		}
+		if time.Since(pruned) >= prunePeriod {
+			pruned = time.Now()
+			before := s.clk.Now().Add(-changeKeep).Unix()
+			if err := s.o.Cluster.Changes.PrunePresenceChanges(s.ctx, before); err != nil && s.ctx.Err() == nil {
+				s.log.Warn("change log not pruned", "err", err)
+			}
+		}
+	}
+}
+
+// sync reads the change log from where it was left and applies the other
+// instances' changes.
+func (s *Server) sync(ctx context.Context) error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	after := s.changes.low
+	for {
+		cs, err := s.o.Cluster.Changes.PresenceChanges(ctx, after, changePage)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		now := s.clk.Now()
+		for _, c := range cs {
+			after = max(after, c.ID)
+			if s.changes.seen[c.ID] {
+				continue
+			}
+			s.changes.seen[c.ID] = true
+			delete(s.changes.gaps, c.ID)
+			if c.Origin != s.o.Cluster.Instance && !s.stopped {
+				s.apply(c, now)
+			}
+		}
+		s.changes.advance(now)
+		s.mu.Unlock()
+		if len(cs) < changePage {
+			return nil
+		}
+	}
+}
+
+// apply brings the memory to a row another instance wrote (s.mu held).
+func (s *Server) apply(c Change, now time.Time) {
+	if c.Watcher {
+		s.applyWatcher(c.Subscription, c.Gone, now)
+		return
+	}
+	s.applyPublication(c.Publication, c.Gone, now)
+}
+
+// applyWatcher: a subscription accepted, refreshed, decided or ended at
+// another instance.
+func (s *Server) applyWatcher(r WatcherRecord, gone bool, now time.Time) {
+	k := dialogKey{r.CallID, r.FromTag}
+	w := s.subs[k]
+	if w != nil && (w.final || w.toTag != r.ToTag) {
+		return
+	}
+	if gone {
+		if w != nil {
+			// Ended there (an unsubscribe, a decision): the owner sends
+			// the final NOTIFY; the row is gone already.
+			w.noWrite = true
+			s.terminate(w, "timeout")
+		}
+		return
+	}
+	ev, ok := normalizeEvent(r.Event)
+	if !ok || r.Expires <= now.Unix() {
+		return
+	}
+	if w == nil {
+		w = watcherFromRecord(r, ev, now)
+		w.notified = 0
+		s.attach(w)
+		w.touch(now)
+		s.kick(w)
+		return
+	}
+	w.cseqRes, w.versionRes = max(w.cseqRes, r.LocalCSeq), max(w.versionRes, r.Version)
+	changed := false
+	if r.RemoteCSeq > w.remoteCSeq {
+		// A refresh: the NOTIFY that follows it, and the new expiry.
+		w.remoteCSeq, w.contact, w.expires = r.RemoteCSeq, r.Contact, time.Unix(r.Expires, 0)
+		w.flow, w.flowTransport = "", ""
+		s.schedule(w)
+		changed = true
+	}
+	if r.Status != "" && r.Status != w.status {
+		w.status, w.reason = r.Status, r.Reason
+		changed = true
+		if w.event == EventPresence {
+			s.watchersChanged(w.presURI)
+		}
+		s.tellWatchers(w.presURI)
+	}
+	if changed {
+		w.touch(now)
+		s.kick(w)
+	}
+}
+
+// applyPublication: a PUBLISH from outside accepted at another instance,
+// or its removal.
+func (s *Server) applyPublication(r PublicationRecord, gone bool, now time.Time) {
+	id := pubID{presKey{aor.Key(r.PresURI), r.Event}, r.ID}
+	var old *publication
+	if pr := s.pres[id.presKey]; pr != nil {
+		for _, p := range pr.pubs {
+			if p.id == id {
+				old = p
+			}
+		}
+	}
+	if gone || r.Expires != 0 && r.Expires <= now.Unix() {
+		if old != nil {
+			s.drop(old)
+			delete(s.goneP, id)
+		}
+		return
+	}
+	if old != nil && bytes.Equal(old.body, r.Body) {
+		// A refresh: a new ETag and expiry, no new state.
+		s.pubSched.Cancel(old)
+		if old.etag != "" {
+			delete(s.etags, old.etag)
+		}
+		old.etag = r.ETag
+		old.expires = time.Time{}
+		if r.Expires != 0 {
+			old.expires = time.Unix(r.Expires, 0)
+			s.pubSched.Schedule(old, old.expires)
+		}
+		if old.etag != "" {
+			s.etags[old.etag] = old
+		}
+		return
+	}
+	p, err := s.publicationFromRecord(r)
+	if err != nil {
+		s.log.Warn("publication of another instance not served", "presentity", r.PresURI, "event", r.Event, "err", err)
+		return
+	}
+	s.seq = max(s.seq, r.Seq)
+	s.place(p, now)
+}
+
+// ShardsGained continues the subscriptions of the shards gained (shard →
+// epoch): the change log is read to the end, every dialog continues above
+// its stored CSeq and version, and the watchers whose state differs from
+// the one last notified are notified. The in-process publications of the
+// shards are written under the new epoch. (shard.Listener, beside the pua
+// engine's.)
+func (s *Server) ShardsGained(ctx context.Context, gained map[int]int64) {
+	if s.o.Cluster == nil || len(gained) == 0 {
+		return
+	}
+	if err := s.sync(ctx); err != nil {
+		s.log.Warn("takeover: change log not read", "err", err)
+	}
+	_, subs, err := s.o.Store.LoadPresence(ctx)
+	if err != nil {
+		s.log.Error("takeover: stored subscriptions not read; continuing with the CSeqs known", "err", err)
+	}
+	in := func(presURI string) bool {
+		sh, _, _ := s.o.Cluster.Ownership.Fence(presURI)
+		_, ok := gained[sh]
+		return ok
+	}
+	rows := map[dialogKey]WatcherRecord{}
+	for _, r := range subs {
+		if in(r.PresURI) {
+			rows[dialogKey{r.CallID, r.FromTag}] = r
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sh := range gained {
+		s.ready[sh] = true
+	}
+	now := s.clk.Now()
+	var continued, notified int
+	for _, w := range s.subs {
+		if w.final || w.fetch || !in(w.presURI) {
+			continue
+		}
+		if r, ok := rows[w.key]; ok && r.ToTag == w.toTag {
+			w.cseqRes, w.versionRes = max(w.cseqRes, r.LocalCSeq), max(w.versionRes, r.Version)
+			w.notified = r.Notified
+		}
+		// Above every number the previous owner may have used.
+		w.cseq, w.version = max(w.cseq, w.cseqRes), max(w.version, w.versionRes)
+		continued++
+		if s.currentDigest(w) != w.notified {
+			w.touch(now)
+			s.kick(w)
+			notified++
+		}
+	}
+	for k, pr := range s.pres {
+		if !in(k.uri) {
+			continue
+		}
+		for _, p := range pr.pubs {
+			if p.etag == "" {
+				s.dirtyP[p.id] = p
+			}
+		}
+	}
+	s.kickWriter()
+	s.log.Info("presence shards taken over", "shards", len(gained), "subscriptions", continued, "notified", notified)
+}
+
+// ShardLost stops notifying for shard: the NOTIFYs in flight are answered
+// (or time out) and what is queued is written while the lease allows.
+// The subscriptions stay, warm, for a later takeover. (shard.Listener.)
+func (s *Server) ShardLost(ctx context.Context, shard int) {
+	if s.o.Cluster == nil {
+		return
+	}
+	s.mu.Lock()
+	delete(s.ready, shard)
+	s.handing[shard] = true // written for, no longer sent for
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.handing, shard)
+		s.mu.Unlock()
+	}()
+	deadline := time.Now().Add(s.cfg.RequestTimeout + time.Second)
+	for s.inFlightIn(shard) && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := s.flush(ctx); err != nil {
+		s.log.Warn("presence shard handed over with rows not written", "shard", shard, "err", err)
+	}
+}
+
+// inFlightIn reports whether a NOTIFY of a subscription of shard awaits
+// its reply.
+func (s *Server) inFlightIn(shard int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.subs {
+		if sh, _, _ := s.o.Cluster.Ownership.Fence(w.presURI); sh == shard && w.inFlight {
+			return true
+		}
+	}
+	return false
+}
