@@ -58,6 +58,10 @@ const (
 	changeKeep = 10 * time.Minute
 	// prunePeriod is how often an instance prunes.
 	prunePeriod = time.Minute
+	// reconcileAge is how old a subscription without a stored row must be
+	// for a takeover to forget it (a younger one may be on its way to the
+	// store).
+	reconcileAge = 10 * time.Second
 )
 
 // changeCursor is how far the change log is read: every entry up to low,
@@ -391,7 +395,7 @@ func (s *Server) ShardsGained(ctx context.Context, gained map[int]int64) {
 	if err := s.sync(ctx); err != nil {
 		s.log.Warn("takeover: change log not read", "err", err)
 	}
-	_, subs, err := s.o.Store.LoadPresence(ctx)
+	pubs, subs, err := s.o.Store.LoadPresence(ctx)
 	if err != nil {
 		s.log.Error("takeover: stored subscriptions not read; continuing with the CSeqs known", "err", err)
 	}
@@ -408,10 +412,13 @@ func (s *Server) ShardsGained(ctx context.Context, gained map[int]int64) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.clk.Now()
+	if err == nil {
+		s.reconcile(in, pubs, rows, now)
+	}
 	for sh := range gained {
 		s.ready[sh] = true
 	}
-	now := s.clk.Now()
 	var continued, notified int
 	for _, w := range s.subs {
 		if w.final || w.fetch || !in(w.presURI) {
@@ -442,6 +449,34 @@ func (s *Server) ShardsGained(ctx context.Context, gained map[int]int64) {
 	}
 	s.kickWriter()
 	s.log.Info("presence shards taken over", "shards", len(gained), "subscriptions", continued, "notified", notified)
+}
+
+// reconcile brings the warm state of the shards gained to the stored
+// rows, should the change log have missed some (an instance paused past
+// its pruning): a stored subscription or PUBLISH from outside unknown here
+// is loaded, a subscription known here for a while whose row is gone is
+// forgotten (s.mu held).
+func (s *Server) reconcile(in func(string) bool, pubs []PublicationRecord, rows map[dialogKey]WatcherRecord, now time.Time) {
+	for k, r := range rows {
+		if s.subs[k] == nil {
+			s.applyWatcher(r, false, now)
+		}
+	}
+	for _, w := range s.subs {
+		if _, ok := rows[w.key]; !ok && in(w.presURI) && !w.final && !w.fetch && now.Sub(w.created) > reconcileAge {
+			w.noWrite = true
+			s.finish(w)
+			s.forget(w)
+		}
+	}
+	for _, r := range pubs {
+		if r.ETag == "" || !in(r.PresURI) {
+			continue
+		}
+		if _, ok := s.etags[r.ETag]; !ok {
+			s.applyPublication(r, false, now)
+		}
+	}
 }
 
 // ShardLost stops notifying for shard: the NOTIFYs in flight are answered

@@ -60,6 +60,10 @@ type clusterNode struct {
 }
 
 func startNode(t *testing.T, db *store.DB, id string) *clusterNode {
+	return startNodeSync(t, db, id, 20*time.Millisecond)
+}
+
+func startNodeSync(t *testing.T, db *store.DB, id string, sync time.Duration) *clusterNode {
 	t.Helper()
 	port, err := freeport.Port()
 	if err != nil {
@@ -67,7 +71,7 @@ func startNode(t *testing.T, db *store.DB, id string) *clusterNode {
 	}
 	cfg := pa.DefaultConfig()
 	cfg.Listen = []string{fmt.Sprintf("udp:127.0.0.1:%d", port), fmt.Sprintf("tcp:127.0.0.1:%d", port)}
-	cfg.ClusterSyncPeriod = 20 * time.Millisecond
+	cfg.ClusterSyncPeriod = sync
 	own := &fakeOwnership{held: map[int]int64{}}
 	s, err := pa.New(cfg, pa.Options{Store: db, Cluster: &pa.Cluster{Ownership: own, Changes: db, Instance: id}})
 	if err != nil {
@@ -238,7 +242,12 @@ func testClusterOwnerNotifies(t *testing.T, backend string) {
 	}
 	waitTerminated(t, wB)
 
-	// A dies; B takes its shard over with a new epoch.
+	// A dies (once its digest of what it notified is stored); B takes its
+	// shard over with a new epoch.
+	eventually(t, "A's digest of what it notified stored", func() bool {
+		_, subs, err := dbA.LoadPresence(ctx)
+		return err == nil && len(subs) == 1 && subs[0].PresURI == pA && subs[0].Notified != 0
+	})
 	last := wA.Notifications()[len(wA.Notifications())-1]
 	stopCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	_ = a.s.Stop(stopCtx)
@@ -289,5 +298,54 @@ func waitTerminated(t *testing.T, w *sipphone.Watcher) {
 	defer cancel()
 	if _, err := w.WaitNotify(ctx, func(n sipphone.Notification) bool { return n.Terminated() }); err != nil {
 		t.Fatalf("no final NOTIFY: %v; got %+v", err, w.Notifications())
+	}
+}
+
+// A takeover does not depend on the change log alone: with its entries
+// pruned before the successor read them, the successor loads the shard's
+// stored subscriptions and notifies the next change in the same dialog.
+func TestClusterTakeoverWithoutChangeLog(t *testing.T) {
+	ctx := context.Background()
+	db := dbtest.Open(t, store.SQLite)
+	if err := db.EnsureShards(ctx, testShards); err != nil {
+		t.Fatal(err)
+	}
+	a := startNode(t, db, "a")
+	b := startNodeSync(t, db, "b", time.Hour) // reads the log at the takeover only
+	epA := take(t, db, a, "a", 0)
+	take(t, db, b, "b", 1)
+	pA := aorIn(0)
+	publishAll(t, pA, "open", a, b)
+	phone := sipphone.NewPhone(t, "watcher", "example.com")
+	w, err := phone.Watch(ctx, a.addr, parseURI(pA), "presence", sipphone.WatchOptions{Expires: 600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := waitBody(t, w, "notified by A", "<basic>open</basic>")
+	eventually(t, "A's digest of what it notified stored", func() bool {
+		_, subs, err := db.LoadPresence(ctx)
+		return err == nil && len(subs) == 1 && subs[0].Notified != 0
+	})
+	stopCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_ = a.s.Stop(stopCtx)
+	cancel()
+	if err := db.PrunePresenceChanges(ctx, time.Now().Unix()+1); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.s.Watchers()) != 0 {
+		t.Fatal("B read the change log before the takeover")
+	}
+	if err := db.ReleaseLease(ctx, 0, "a", epA); err != nil {
+		t.Fatal(err)
+	}
+	take(t, db, b, "b", 0)
+	publishAll(t, pA, "closed", b)
+	n := waitBody(t, w, "closed by the successor", "<basic>closed</basic>")
+	if n.Source != b.addr || n.Tag != first.Tag || n.CSeq <= first.CSeq {
+		t.Errorf("successor's NOTIFY from %s tag %q CSeq %d; want from B, tag %q, CSeq above %d",
+			n.Source, n.Tag, n.CSeq, first.Tag, first.CSeq)
+	}
+	if got, want := strings.Join(bodies(w), " "), "open closed"; got != want {
+		t.Errorf("NOTIFYs %q, want %q", got, want)
 	}
 }
