@@ -89,6 +89,7 @@ type Observer interface {
 	SIP(m event.SIP)
 	Contacts(aor string, contacts []Contact)
 	Published(req pua.PublishRequest)
+	DialogPublished(key pua.Key, d dialogdoc.Dialog)
 	Removed(key pua.Key)
 	PublishResult(key pua.Key, op string, res pua.Result)
 	Watchers(aor string, watchers []Watcher)
@@ -477,10 +478,18 @@ func (b *Board) Published(req pua.PublishRequest) {
 			b.log.Debug("board: dialog document not shown", "aor", req.PresURI, "err", err)
 			return
 		}
-		b.setLamp(req.PresURI, req.ID, doc)
+		b.setLamp(req.PresURI, req.ID, doc.Dialogs)
 	case strings.HasPrefix(ev, "dialog;"):
 		b.lineChanged(req.PresURI)
 	}
+}
+
+// DialogPublished observes a dialog publication from the tracker that
+// holds its dialog: the lamp is set from it, without parsing the document
+// (the publisher handing the board such publications leaves them out of
+// Published).
+func (b *Board) DialogPublished(key pua.Key, d dialogdoc.Dialog) {
+	b.setLamp(key.PresURI, key.ID, []dialogdoc.Dialog{d})
 }
 
 // Removed observes the removal of a publication: a dialog lamp goes idle.
@@ -502,7 +511,7 @@ func lampRank(l string) int {
 func lampOf(d dialogdoc.Dialog) string {
 	switch d.State {
 	case "confirmed":
-		if d.Held {
+		if d.OnHold() {
 			return LampHeld
 		}
 		return LampTalking
@@ -527,21 +536,20 @@ type lampState struct {
 }
 
 // setLamp sets the lamp of one of the AoR's dialog publications (id is
-// its publication id; doc nil: removed); the AoR shows the brightest.
-func (b *Board) setLamp(a, id string, doc *dialogdoc.Document) {
+// its publication id, dialogs its dialogs; none: removed); the AoR shows
+// the brightest.
+func (b *Board) setLamp(a, id string, dialogs []dialogdoc.Dialog) {
 	ls := lampState{lamp: LampIdle}
-	if doc != nil {
-		for _, d := range doc.Dialogs {
-			l := lampOf(d)
-			if lampRank(l) >= lampRank(ls.lamp) {
-				continue
-			}
-			ls.lamp, ls.dir, ls.remote = l, d.Direction, ""
-			if d.Remote != nil {
-				ls.remote = d.Remote.Identity
-				if d.Remote.Display != "" {
-					ls.remote = d.Remote.Display + " <" + d.Remote.Identity + ">"
-				}
+	for _, d := range dialogs {
+		l := lampOf(d)
+		if lampRank(l) >= lampRank(ls.lamp) {
+			continue
+		}
+		ls.lamp, ls.dir, ls.remote = l, d.Direction, ""
+		if d.Remote != nil {
+			ls.remote = d.Remote.Identity
+			if d.Remote.Display != "" {
+				ls.remote = d.Remote.Display + " <" + d.Remote.Identity + ">"
 			}
 		}
 	}

@@ -36,12 +36,17 @@ func aorOf(t *testing.T, b *Board, a string) aorDoc {
 	return d
 }
 
-func dialogBody(state, dir string, held bool, remote string) []byte {
+func dialogOf(state, dir string, held bool, remote string) dialogdoc.Dialog {
 	d := dialogdoc.Dialog{ID: "d1", CallID: "c1", Direction: dir, State: state,
 		Remote: &dialogdoc.Participant{Identity: remote}}
 	if held {
 		d.Local = &dialogdoc.Participant{Identity: "sip:x@example.com", Rendering: "no"}
 	}
+	return d
+}
+
+func dialogBody(state, dir string, held bool, remote string) []byte {
+	d := dialogOf(state, dir, held, remote)
 	return dialogdoc.Build(dialogdoc.Document{Version: 1, Entity: "sip:alice@example.com", Dialogs: []dialogdoc.Dialog{d}})
 }
 
@@ -68,10 +73,12 @@ func TestRegistrationStates(t *testing.T) {
 }
 
 // TestLamps: the dialog documents the trackers publish set the lamp, with
-// the other party and the time of the change; a removal turns it idle.
+// the other party and the time of the change, and so does the dialog a
+// tracker tells without its document; a removal turns it idle.
 func TestLamps(t *testing.T) {
 	clk := clocktest.New(t0)
 	b := New(Options{Clock: clk})
+	told := New(Options{Clock: clk})
 	a := "sip:alice@example.com"
 	for _, tc := range []struct {
 		state, dir string
@@ -86,13 +93,19 @@ func TestLamps(t *testing.T) {
 		{"terminated", "recipient", false, LampIdle},
 	} {
 		clk.Advance(time.Second)
-		b.Published(pua.PublishRequest{Key: pua.Key{PresURI: a, Event: "dialog", ID: "x"}, Body: dialogBody(tc.state, tc.dir, tc.held, "sip:bob@example.com")})
+		key := pua.Key{PresURI: a, Event: "dialog", ID: "x"}
+		b.Published(pua.PublishRequest{Key: key, Body: dialogBody(tc.state, tc.dir, tc.held, "sip:bob@example.com")})
 		d := aorOf(t, b, a)
 		if d.Lamp != tc.want {
 			t.Errorf("%s %s held=%v: lamp %s, want %s", tc.state, tc.dir, tc.held, d.Lamp, tc.want)
 		}
 		if tc.want != LampIdle && (d.Remote != "sip:bob@example.com" || d.Since != clk.Now().UnixMilli()) {
 			t.Errorf("%s: remote %q since %d", tc.state, d.Remote, d.Since)
+		}
+		// The tracker's own dialog, unparsed, lights the same lamp.
+		told.DialogPublished(key, dialogOf(tc.state, tc.dir, tc.held, "sip:bob@example.com"))
+		if got := aorOf(t, told, a); got.Lamp != d.Lamp || got.Remote != d.Remote || got.Since != d.Since {
+			t.Errorf("%s %s held=%v: told the dialog %+v, from its document %+v", tc.state, tc.dir, tc.held, got, d)
 		}
 	}
 	b.Published(pua.PublishRequest{Key: pua.Key{PresURI: a, Event: "dialog"}, Body: dialogBody("confirmed", "initiator", false, "sip:c@example.com")})

@@ -1,5 +1,7 @@
 package dialogdoc
 
+import "strings"
+
 // Document is one dialog-info document.
 type Document struct {
 	// Version is the document version.
@@ -68,6 +70,13 @@ type Participant struct {
 	Target string
 	// Rendering, when not empty, adds <param pname="+sip.rendering" pval=.../>.
 	Rendering string
+}
+
+// OnHold reports whether the local party holds the dialog
+// (+sip.rendering = no on its target): Held for a parsed dialog, the local
+// participant's Rendering for one to be built.
+func (d Dialog) OnHold() bool {
+	return d.Held || d.Local != nil && strings.EqualFold(strings.TrimSpace(d.Local.Rendering), "no")
 }
 
 // Holds reports whether the dialog occupies its line index: it is trying,

@@ -121,6 +121,9 @@ func (t *Tracker) syncSide(c *call, b *branch, s int) {
 		t.log.Warn("dialoginfo: publish refused", "aor", entity, "call_id", c.CallID, "event", "dialog", "err", err)
 		return
 	}
+	if t.obs != nil {
+		t.obs.DialogPublished(req.Key, d)
+	}
 	t.versions[entity] = v
 	if t.store != nil {
 		t.dirtyVer[entity] = struct{}{}

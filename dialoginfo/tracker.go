@@ -13,6 +13,7 @@ import (
 
 	"github.com/puaside/puaside/aor"
 	"github.com/puaside/puaside/clock"
+	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/sched"
@@ -43,6 +44,17 @@ type Options struct {
 	// LocalDomains tells the local domains when Config.Domains is empty
 	// (the usrloc tracker in production); nil then publishes every entity.
 	LocalDomains DomainSet
+	// Observer, when set, is told the dialog of every document the
+	// Publisher accepted (the lamp board shows it without parsing the
+	// document again).
+	Observer Observer
+}
+
+// Observer is told the dialog of each publication the tracker makes. It
+// is called with the tracker's lock held and must not call back into the
+// tracker.
+type Observer interface {
+	DialogPublished(key pua.Key, d dialogdoc.Dialog)
 }
 
 // DomainSet reports whether a domain (a lower-case host, no port) is local.
@@ -140,19 +152,24 @@ type branch struct {
 
 // call is one INVITE transaction's dialogs, keyed by Call-ID and caller tag.
 type call struct {
-	CallID        string    `json:"call_id"`
-	FromTag       string    `json:"from_tag"`
-	Caller        string    `json:"caller"`
-	CallerDisplay string    `json:"caller_display,omitempty"`
-	CallerContact string    `json:"caller_contact,omitempty"`
-	Callee        string    `json:"callee"`
-	CalleeDisplay string    `json:"callee_display,omitempty"`
-	CSeq          uint32    `json:"cseq"`
-	Pub           [2]bool   `json:"pub"`
-	Created       int64     `json:"created"`
-	Active        int64     `json:"active"` // last sign of life, unix ns
-	Answered      bool      `json:"answered,omitempty"`
-	Branches      []*branch `json:"branches"`
+	CallID        string  `json:"call_id"`
+	FromTag       string  `json:"from_tag"`
+	Caller        string  `json:"caller"`
+	CallerDisplay string  `json:"caller_display,omitempty"`
+	CallerContact string  `json:"caller_contact,omitempty"`
+	Callee        string  `json:"callee"`
+	CalleeDisplay string  `json:"callee_display,omitempty"`
+	CSeq          uint32  `json:"cseq"`
+	Pub           [2]bool `json:"pub"`
+	Created       int64   `json:"created"`
+	Active        int64   `json:"active"` // last sign of life, unix ns
+	Answered      bool    `json:"answered,omitempty"`
+	// InviteVias is the number of Via entries of the initial INVITE as
+	// the tracer saw it first (as the proxy received it; 0: unknown). A
+	// final response with more is a branch's own answer as the proxy
+	// received it, not the call's final answer (see inviteResponse).
+	InviteVias int       `json:"invite_vias,omitempty"`
+	Branches   []*branch `json:"branches"`
 
 	key     string
 	timer   sched.Entry // next ring timeout, lifetime cap or linger end
@@ -191,6 +208,16 @@ func (c *call) pending() *branch {
 	return nil
 }
 
+// liveBesides reports whether a branch other than b is not terminated.
+func (c *call) liveBesides(b *branch) bool {
+	for _, o := range c.Branches {
+		if o != b && o.State != stTerminated {
+			return true
+		}
+	}
+	return false
+}
+
 // over reports whether every branch is terminated.
 func (c *call) over() bool {
 	for _, b := range c.Branches {
@@ -206,6 +233,7 @@ func (c *call) over() bool {
 type Tracker struct {
 	cfg   Config
 	pub   Publisher
+	obs   Observer
 	store Store
 	m     *metrics.Metrics
 	log   *slog.Logger
@@ -234,6 +262,7 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 	t := &Tracker{
 		cfg:      cfg,
 		pub:      opts.Publisher,
+		obs:      opts.Observer,
 		store:    opts.Store,
 		m:        opts.Metrics,
 		log:      opts.Logger,

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"strings"
 
 	"github.com/puaside/puaside/bla"
 	"github.com/puaside/puaside/board"
@@ -18,6 +19,10 @@ import (
 type observedEngine struct {
 	publisher
 	b board.Observer
+	// toldDialogs: the tracker publishing through it tells the board the
+	// dialog of each of its dialog documents itself (DialogPublished), so
+	// the documents are not handed to Published to be parsed.
+	toldDialogs bool
 }
 
 // Publish queues the publication and shows it on the board.
@@ -25,7 +30,9 @@ func (o observedEngine) Publish(req pua.PublishRequest) error {
 	if err := o.publisher.Publish(req); err != nil {
 		return err
 	}
-	o.b.Published(req)
+	if !o.toldDialogs || !strings.EqualFold(req.Event, "dialog") {
+		o.b.Published(req)
+	}
 	return nil
 }
 

@@ -48,6 +48,10 @@ type Daemon struct {
 	pub publisher
 	ul  *usrloc.Tracker
 	di  *dialoginfo.Tracker
+	// contactWrites and dialogWrites follow the trackers' store writes
+	// for /readyz; nil when the tracker is off.
+	contactWrites, dialogWrites *pua.WriteHealth
+
 	bl  *bla.Manager
 	in  *ingest.Ingest
 	api *mgmt.Server
@@ -161,7 +165,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		d.eng.HandleNotify(pua.FlagBLASubscribe, d.bl.HandleNotify)
 	}
 	if cfg.Features.Usrloc {
-		opts := usrloc.Options{Publisher: observed, Store: db, Logger: log, Metrics: d.m}
+		d.contactWrites = pua.NewWriteHealth(nil)
+		opts := usrloc.Options{Publisher: observed, Store: contactStore{db, d.contactWrites}, Logger: log, Metrics: d.m}
 		bl, bd := d.bl, d.board
 		opts.OnChange = func(aor string, bs []usrloc.Binding) {
 			if bl != nil {
@@ -176,7 +181,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		}
 	}
 	if cfg.Features.Dialoginfo {
-		dopts := dialoginfo.Options{Publisher: observed, Store: db, Logger: log, Metrics: d.m}
+		// The tracker tells the board the dialog of each of its documents
+		// (the board need not parse them again).
+		dpub := observed
+		dpub.toldDialogs = true
+		d.dialogWrites = pua.NewWriteHealth(nil)
+		dopts := dialoginfo.Options{Publisher: dpub, Observer: d.board, Store: dialogStore{db, d.dialogWrites}, Logger: log, Metrics: d.m}
 		if d.ul != nil {
 			dopts.LocalDomains = d.ul // domains: [] means the registered users' domains
 		}
@@ -259,7 +269,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 			{Name: "database", Check: db.Ping},
 			{Name: "listeners", Check: d.listening},
 			{Name: "presence server", Check: d.eng.ServerReady},
-			{Name: "store writes", Check: d.eng.StoreReady},
+			{Name: "store writes", Check: d.storeReady},
 		},
 	}
 	if d.gw != nil {
