@@ -3,7 +3,10 @@ package pa
 import (
 	"bytes"
 	"context"
+	"errors"
 	"hash/fnv"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -62,6 +65,13 @@ const (
 	// for a takeover to forget it (a younger one may be on its way to the
 	// store).
 	reconcileAge = 10 * time.Second
+	// takeoverRetry is how soon a takeover whose stored subscriptions
+	// could not be read tries again; the shards are not notified for
+	// meanwhile (their CSeq reservations are unknown).
+	takeoverRetry = time.Second
+	// handOverPoll is how often a shard handed over checks its NOTIFYs in
+	// flight.
+	handOverPoll = 5 * time.Millisecond
 )
 
 // changeCursor is how far the change log is read: every entry up to low,
@@ -71,6 +81,8 @@ type changeCursor struct {
 	low  int64
 	seen map[int64]bool
 	gaps map[int64]time.Time
+	// checked is when the newest id was last compared with low.
+	checked time.Time
 }
 
 func newChangeCursor(last int64) changeCursor {
@@ -131,27 +143,64 @@ func (s *Server) fence(presURI string) (int, int64, bool) {
 	return sh, ep, ok && (s.ready[sh] || s.handing[sh])
 }
 
-// fenceGone stamps the queued removal of w with its shard's epoch: the
-// owner's removal of an expired or failed subscription (s.mu held).
-func (s *Server) fenceGone(w *watcher) {
+// fenceToken is the shard and epoch an owner's write carries; ok is false
+// when this instance does not hold the shard.
+type fenceToken struct {
+	shard int
+	epoch int64
+	ok    bool
+}
+
+// fenceOf returns the fence of presURI now (s.mu held; with a Cluster).
+func (s *Server) fenceOf(presURI string) fenceToken {
+	sh, ep, ok := s.fence(presURI)
+	return fenceToken{sh, ep, ok}
+}
+
+// fenceGone stamps the queued removal of w with tok: the owner's removal
+// of an expired or failed subscription, made under the epoch it held when
+// it decided (the store refuses it once the shard has a new owner). A
+// removal without a fence is not written: the shard's owner decides.
+// expired makes it conditional on the stored expiry (s.mu held).
+func (s *Server) fenceGone(w *watcher, tok fenceToken, expired bool) {
 	if s.o.Cluster == nil {
 		return
 	}
 	if r, ok := s.goneW[w.key]; ok {
-		r.Shard, r.Epoch, _ = s.fence(w.presURI)
+		if !tok.ok {
+			delete(s.goneW, w.key)
+			return
+		}
+		r.Shard, r.Epoch, r.Expired = tok.shard, tok.epoch, expired
 		s.goneW[w.key] = r
 	}
 }
 
-// fencePubGone stamps the queued removal of an expired publication (s.mu held).
+// fencePubGone stamps the queued removal of an expired publication,
+// conditional on its stored expiry (s.mu held).
 func (s *Server) fencePubGone(id pubID) {
 	if s.o.Cluster == nil {
 		return
 	}
 	if r, ok := s.goneP[id]; ok {
-		r.Shard, r.Epoch, _ = s.fence(id.uri)
+		tok := s.fenceOf(id.uri)
+		if !tok.ok {
+			delete(s.goneP, id)
+			return
+		}
+		r.Shard, r.Epoch, r.Expired = tok.shard, tok.epoch, true
 		s.goneP[id] = r
 	}
+}
+
+// refusedFor reports whether err (a store write's) refused the writes of
+// tok's shard: the shard has a new owner.
+func refusedFor(err error, tok fenceToken) bool {
+	var se *pua.StaleEpochError
+	if !tok.ok || !errors.As(err, &se) {
+		return false
+	}
+	return slices.Contains(se.Shards, tok.shard)
 }
 
 // markNotified queues the owner's update of w's reservation and digest
@@ -217,27 +266,32 @@ func (s *Server) currentDigest(w *watcher) uint64 {
 	return stateDigest(w.status, body, w.version)
 }
 
+// sleep waits d on the server's clock; false when ctx ended first.
+func (s *Server) sleep(ctx context.Context, d time.Duration) bool {
+	ch := make(chan struct{}, 1)
+	t := s.clk.AfterFunc(d, func() { ch <- struct{}{} })
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return false
+	case <-ch:
+		return true
+	}
+}
+
 // syncLoop reads the change log every cluster_sync_period and prunes it
 // now and then.
 func (s *Server) syncLoop() {
 	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.ClusterSyncPeriod)
-	defer t.Stop()
-	pruned := time.Now()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
+	pruned := s.clk.Now()
+	for s.sleep(s.ctx, s.cfg.ClusterSyncPeriod) {
 		if err := s.sync(s.ctx); err != nil && s.ctx.Err() == nil {
 			s.met.storeError()
 			s.log.Warn("change log not read", "err", err)
 		}
-		if time.Since(pruned) >= prunePeriod {
-			pruned = time.Now()
-			before := s.clk.Now().Add(-changeKeep).Unix()
-			if err := s.o.Cluster.Changes.PrunePresenceChanges(s.ctx, before); err != nil && s.ctx.Err() == nil {
+		if now := s.clk.Now(); now.Sub(pruned) >= prunePeriod {
+			pruned = now
+			if err := s.o.Cluster.Changes.PrunePresenceChanges(s.ctx, changeKeep); err != nil && s.ctx.Err() == nil {
 				s.log.Warn("change log not pruned", "err", err)
 			}
 		}
@@ -249,11 +303,19 @@ func (s *Server) syncLoop() {
 func (s *Server) sync(ctx context.Context) error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
+	// The entries this instance wrote or applied already are not read
+	// again (s.changes changes under syncMu only).
+	skip := func(id int64, origin string) bool { return origin == s.o.Cluster.Instance || s.changes.seen[id] }
 	after := s.changes.low
-	for {
-		cs, err := s.o.Cluster.Changes.PresenceChanges(ctx, after, changePage)
+	for first := true; ; first = false {
+		cs, err := s.o.Cluster.Changes.PresenceChanges(ctx, after, changePage, skip)
 		if err != nil {
 			return err
+		}
+		if first && len(cs) == 0 {
+			if err := s.checkCursor(ctx); err != nil {
+				return err
+			}
 		}
 		s.mu.Lock()
 		now := s.clk.Now()
@@ -274,6 +336,31 @@ func (s *Server) sync(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// checkCursor starts the change log again from its beginning when its
+// newest id is below the cursor: the ids started again (a database
+// restored, or restarted after every entry was pruned on a server that
+// takes the next id from MAX(id)); every entry there is newer than the
+// cursor. Checked every changeGapWait while nothing is new (syncMu held).
+func (s *Server) checkCursor(ctx context.Context) error {
+	now := s.clk.Now()
+	if now.Sub(s.changes.checked) < changeGapWait {
+		return nil
+	}
+	last, err := s.o.Cluster.Changes.LastPresenceChange(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.changes.checked = now
+	if last < s.changes.low {
+		s.log.Warn("change log ids started again; read from its beginning", "newest", last, "cursor", s.changes.low)
+		s.changes = newChangeCursor(0)
+		s.changes.checked = now
+	}
+	return nil
 }
 
 // apply brings the memory to a row another instance wrote (s.mu held).
@@ -386,18 +473,47 @@ func (s *Server) applyPublication(r PublicationRecord, gone bool, now time.Time)
 // epoch): the change log is read to the end, every dialog continues above
 // its stored CSeq and version, and the watchers whose state differs from
 // the one last notified are notified. The in-process publications of the
-// shards are written under the new epoch. (shard.Listener, beside the pua
-// engine's.)
+// shards are written under the new epoch, the expired rows the previous
+// owners left removed. Until the stored subscriptions are read the shards
+// are not notified for (tried again every takeoverRetry). (shard.Listener,
+// beside the pua engine's.)
 func (s *Server) ShardsGained(ctx context.Context, gained map[int]int64) {
 	if s.o.Cluster == nil || len(gained) == 0 {
 		return
 	}
+	s.mu.Lock()
+	for sh, ep := range gained {
+		s.gaining[sh] = ep
+	}
+	s.mu.Unlock()
+	s.takeOver(ctx, maps.Clone(gained))
+}
+
+// takeOver continues the shards of gained still being gained.
+func (s *Server) takeOver(ctx context.Context, gained map[int]int64) {
 	if err := s.sync(ctx); err != nil {
 		s.log.Warn("takeover: change log not read", "err", err)
 	}
 	pubs, subs, err := s.o.Store.LoadPresence(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sh, ep := range gained {
+		if ep2, ok := s.gaining[sh]; !ok || ep2 != ep {
+			delete(gained, sh) // lost again meanwhile
+		}
+	}
+	if len(gained) == 0 || s.stopped {
+		return
+	}
 	if err != nil {
-		s.log.Error("takeover: stored subscriptions not read; continuing with the CSeqs known", "err", err)
+		s.met.storeError()
+		s.log.Error("takeover: stored subscriptions not read; the shards wait", "shards", len(gained), "retry", takeoverRetry, "err", err)
+		s.clk.AfterFunc(takeoverRetry, func() {
+			if s.ctx.Err() == nil {
+				s.takeOver(s.ctx, gained)
+			}
+		})
+		return
 	}
 	in := func(presURI string) bool {
 		sh, _, _ := s.o.Cluster.Ownership.Fence(presURI)
@@ -410,13 +526,10 @@ func (s *Server) ShardsGained(ctx context.Context, gained map[int]int64) {
 			rows[dialogKey{r.CallID, r.FromTag}] = r
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	now := s.clk.Now()
-	if err == nil {
-		s.reconcile(in, pubs, rows, now)
-	}
+	s.reconcile(in, gained, pubs, rows, now)
 	for sh := range gained {
+		delete(s.gaining, sh)
 		s.ready[sh] = true
 	}
 	var continued, notified int
@@ -455,9 +568,23 @@ func (s *Server) ShardsGained(ctx context.Context, gained map[int]int64) {
 // rows, should the change log have missed some (an instance paused past
 // its pruning): a stored subscription or PUBLISH from outside unknown here
 // is loaded, a subscription known here for a while whose row is gone is
-// forgotten (s.mu held).
-func (s *Server) reconcile(in func(string) bool, pubs []PublicationRecord, rows map[dialogKey]WatcherRecord, now time.Time) {
+// forgotten, and the rows that expired while no instance notified for
+// their shard are removed (conditional on their stored expiry) under the
+// new epoch (s.mu held).
+func (s *Server) reconcile(in func(string) bool, gained map[int]int64, pubs []PublicationRecord, rows map[dialogKey]WatcherRecord, now time.Time) {
+	fenced := func(presURI string) (int, int64) {
+		sh, _, _ := s.o.Cluster.Ownership.Fence(presURI)
+		return sh, gained[sh]
+	}
 	for k, r := range rows {
+		if r.Expires <= now.Unix() {
+			if w := s.subs[k]; w == nil || !w.expires.After(now) {
+				r.Shard, r.Epoch = fenced(r.PresURI)
+				r.Expired = true
+				s.goneW[k] = r
+			}
+			continue
+		}
 		if s.subs[k] == nil {
 			s.applyWatcher(r, false, now)
 		}
@@ -470,7 +597,19 @@ func (s *Server) reconcile(in func(string) bool, pubs []PublicationRecord, rows 
 		}
 	}
 	for _, r := range pubs {
-		if r.ETag == "" || !in(r.PresURI) {
+		if !in(r.PresURI) {
+			continue
+		}
+		if r.Expires != 0 && r.Expires <= now.Unix() {
+			id := pubID{presKey{aor.Key(r.PresURI), r.Event}, r.ID}
+			if _, dirty := s.dirtyP[id]; !dirty {
+				r.Shard, r.Epoch = fenced(r.PresURI)
+				r.Expired = true
+				s.goneP[id] = r
+			}
+			continue
+		}
+		if r.ETag == "" {
 			continue
 		}
 		if _, ok := s.etags[r.ETag]; !ok {
@@ -488,6 +627,7 @@ func (s *Server) ShardLost(ctx context.Context, shard int) {
 	}
 	s.mu.Lock()
 	delete(s.ready, shard)
+	delete(s.gaining, shard)
 	s.handing[shard] = true // written for, no longer sent for
 	s.mu.Unlock()
 	defer func() {
@@ -495,9 +635,11 @@ func (s *Server) ShardLost(ctx context.Context, shard int) {
 		delete(s.handing, shard)
 		s.mu.Unlock()
 	}()
-	deadline := time.Now().Add(s.cfg.RequestTimeout + time.Second)
-	for s.inFlightIn(shard) && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(5 * time.Millisecond)
+	deadline := s.clk.Now().Add(s.cfg.RequestTimeout + time.Second)
+	for s.inFlightIn(shard) && s.clk.Now().Before(deadline) {
+		if !s.sleep(ctx, handOverPoll) {
+			break
+		}
 	}
 	if err := s.flush(ctx); err != nil {
 		s.log.Warn("presence shard handed over with rows not written", "shard", shard, "err", err)

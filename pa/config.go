@@ -67,9 +67,13 @@ type Config struct {
 	// server reads the subscriptions and PUBLISHes the other instances
 	// accepted from the database's change log (the owner of a presentity's
 	// shard notifies within it of a SUBSCRIBE made at another instance).
-	// Unused by a single instance. 0 means 200ms.
+	// Unused by a single instance. 0 means 200ms; at least 10ms.
 	ClusterSyncPeriod time.Duration `yaml:"cluster_sync_period"`
 }
+
+// MinClusterSyncPeriod is the shortest cluster_sync_period: each period
+// reads the change log once.
+const MinClusterSyncPeriod = 10 * time.Millisecond
 
 // Policy is the authorization of watchers (RFC 3857 §3.2's subscription
 // authorization). The rules kept in the database (managed through the
@@ -281,6 +285,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryMax > 0 && c.RetryMax < c.RetryMin {
 		bad("retry_max: %s is below retry_min %s", c.RetryMax, c.RetryMin)
+	}
+	if c.ClusterSyncPeriod > 0 && c.ClusterSyncPeriod < MinClusterSyncPeriod {
+		bad("cluster_sync_period: %s is below %s", c.ClusterSyncPeriod, MinClusterSyncPeriod)
 	}
 	if c.MaxRetries < 0 {
 		bad("max_retries: must not be negative")

@@ -36,8 +36,12 @@ func (s *Server) startNotify(w *watcher) {
 	req, wait, sum := s.buildNotify(w)
 	changedAt, final := w.changedAt, w.final
 	w.changedAt = time.Time{}
+	var tok fenceToken
+	if s.o.Cluster != nil {
+		tok = s.fenceOf(w.presURI)
+	}
 	s.wg.Add(1)
-	go s.sendNotify(w, req, wait, changedAt, final, sum)
+	go s.sendNotify(w, req, wait, notifyMeta{changedAt: changedAt, final: final, sum: sum, fence: tok})
 }
 
 // buildNotify renders w's NOTIFY and takes its CSeq (s.mu held). When the
@@ -61,7 +65,10 @@ func (s *Server) buildNotify(w *watcher) (*sip.Request, *flushWait, uint64) {
 		w.version++
 		body, ct = s.body(w)
 	}
-	sum := stateDigest(w.status, body, w.version)
+	var sum uint64
+	if s.o.Cluster != nil {
+		sum = stateDigest(w.status, body, w.version)
+	}
 	if !w.fetch && !w.final && (w.cseq >= w.cseqRes || w.version >= w.versionRes) {
 		w.cseqRes = w.cseq + cseqBlock
 		w.versionRes = w.version + cseqBlock
@@ -127,11 +134,32 @@ func (s *Server) buildNotify(w *watcher) (*sip.Request, *flushWait, uint64) {
 	return req, wait, sum
 }
 
+// notifyMeta is what sendNotify knows of its NOTIFY: when the state it
+// tells changed, whether it is the subscription's terminated NOTIFY, the
+// digest of its state and the fence it was sent under (with a Cluster).
+type notifyMeta struct {
+	changedAt time.Time
+	final     bool
+	sum       uint64
+	fence     fenceToken
+}
+
 // sendNotify runs one NOTIFY transaction and acts on its outcome.
-// final tells whether req was the subscription's terminated NOTIFY.
-func (s *Server) sendNotify(w *watcher, req *sip.Request, wait *flushWait, changedAt time.Time, final bool, sum uint64) {
+func (s *Server) sendNotify(w *watcher, req *sip.Request, wait *flushWait, m notifyMeta) {
 	defer s.wg.Done()
+	changedAt, final, sum := m.changedAt, m.final, m.sum
 	if err := s.await(wait); err != nil && !errors.Is(err, context.Canceled) {
+		if refusedFor(err, m.fence) {
+			// The shard has a new owner: its reservation was refused, and
+			// a CSeq not reserved is not sent.
+			s.log.Info("NOTIFY not sent: the shard has a new owner", "presentity", w.presURI, "watcher", w.watcherURI,
+				"shard", m.fence.shard, "epoch", m.fence.epoch)
+			s.mu.Lock()
+			w.inFlight, w.dirty = false, true
+			w.cseqRes, w.versionRes = w.cseq, w.version // the next NOTIFY reserves again
+			s.mu.Unlock()
+			return
+		}
 		s.log.Warn("CSeq reservation not stored; sending anyway", "presentity", w.presURI, "err", err)
 	}
 	s.sipMu.RLock()
@@ -187,7 +215,7 @@ func (s *Server) sendNotify(w *watcher, req *sip.Request, wait *flushWait, chang
 			s.log.Info("subscription ended: NOTIFY failed too often", "presentity", w.presURI, "watcher", w.watcherURI,
 				"event", w.event, "failures", w.failures, "status", code, "err", err)
 			s.forget(w)
-			s.fenceGone(w)
+			s.fenceGone(w, m.fence, false)
 			return
 		}
 		w.dirty = true
@@ -198,7 +226,7 @@ func (s *Server) sendNotify(w *watcher, req *sip.Request, wait *flushWait, chang
 		s.log.Info("subscription ended by the watcher", "presentity", w.presURI, "watcher", w.watcherURI,
 			"event", w.event, "status", code)
 		s.forget(w)
-		s.fenceGone(w)
+		s.fenceGone(w, m.fence, false)
 	}
 }
 

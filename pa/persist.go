@@ -2,6 +2,7 @@ package pa
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -46,8 +47,12 @@ func (s *Server) writer() {
 	}
 }
 
-// flush writes what is queued now and completes its waiters.
+// flush writes what is queued now and completes its waiters. Records the
+// store refused by the epoch guard (several instances) are not queued
+// again; the waiters learn of the refusal.
 func (s *Server) flush(ctx context.Context) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	s.mu.Lock()
 	var b Batch
 	for _, w := range s.dirtyW {
@@ -75,7 +80,14 @@ func (s *Server) flush(ctx context.Context) error {
 	s.mu.Unlock()
 	var err error
 	if s.o.Store != nil && !b.Empty() {
-		if err = s.o.Store.ApplyPresence(context.WithoutCancel(ctx), b); err != nil {
+		var stale *pua.StaleEpochError
+		err = s.o.Store.ApplyPresence(context.WithoutCancel(ctx), b)
+		switch {
+		case errors.As(err, &stale):
+			// The rest is written; the refused rows belong to the new owner.
+			err = fmt.Errorf("pa: store: %w", err)
+			s.log.Warn("presence rows refused, their shards have a new owner", "shards", stale.Shards, "refused", stale.Refused)
+		case err != nil:
 			err = fmt.Errorf("pa: store: %w", err)
 			s.met.storeError()
 			s.log.Error("presence state not stored; queued again", "err", err)
@@ -176,20 +188,18 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 	for _, r := range pubs {
 		id := pubID{presKey{aor.Key(r.PresURI), r.Event}, r.ID}
 		if r.Expires != 0 && r.Expires <= now.Unix() {
-			s.goneP[id] = r
-			continue
-		}
-		p := &publication{id: id, etag: r.ETag, body: r.Body, sender: r.Sender, flag: r.Flag,
-			received: time.Unix(r.Received, 0), seq: r.Seq}
-		if r.Expires != 0 {
-			p.expires = time.Unix(r.Expires, 0)
-		}
-		if err := parseBody(r.Event, r.Body, s.cfg.MaxBodySize, p); err != nil {
-			s.log.Warn("stored publication dropped: bad body", "presentity", r.PresURI, "event", r.Event, "err", err)
+			// Several instances: another may have refreshed it meanwhile.
+			r.Expired = s.o.Cluster != nil
 			s.goneP[id] = r
 			continue
 		}
 		if _, ok := normalizeEvent(r.Event); !ok {
+			s.goneP[id] = r
+			continue
+		}
+		p, err := s.publicationFromRecord(r)
+		if err != nil {
+			s.log.Warn("stored publication dropped: bad body", "presentity", r.PresURI, "event", r.Event, "err", err)
 			s.goneP[id] = r
 			continue
 		}
@@ -210,6 +220,7 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 		k := dialogKey{r.CallID, r.FromTag}
 		ev, ok := normalizeEvent(r.Event)
 		if !ok || r.Expires <= now.Unix() {
+			r.Expired = ok && s.o.Cluster != nil
 			s.goneW[k] = r
 			continue
 		}

@@ -104,12 +104,16 @@ type Server struct {
 	goneP     map[pubID]PublicationRecord
 	waiting   *flushWait
 	kickCh    chan struct{}
+	// flushMu makes one flush at a time, from its batch to its commit:
+	// two batches committing out of order would bring back removed rows.
+	flushMu sync.Mutex
 
 	// several instances (Options.Cluster): the shards continued
-	// (ShardsGained), the owner's updates of its dialogs to write, and the
+	// (ShardsGained), being handed over, being taken over, the owner's updates of its dialogs to write, and the
 	// change log read so far.
 	ready     map[int]bool
 	handing   map[int]bool
+	gaining   map[int]int64
 	notifiedW map[dialogKey]*watcher
 	syncMu    sync.Mutex
 	changes   changeCursor
@@ -147,7 +151,7 @@ func New(cfg Config, o Options) (*Server, error) {
 		dirtyW: map[dialogKey]*watcher{}, goneW: map[dialogKey]WatcherRecord{},
 		dirtyP: map[pubID]*publication{}, goneP: map[pubID]PublicationRecord{}, unclaimed: map[pubID]int{},
 		waiting: &flushWait{done: make(chan struct{})}, kickCh: make(chan struct{}, 1),
-		ready: map[int]bool{}, handing: map[int]bool{}, notifiedW: map[dialogKey]*watcher{},
+		ready: map[int]bool{}, handing: map[int]bool{}, gaining: map[int]int64{}, notifiedW: map[dialogKey]*watcher{},
 	}
 	if o.Cluster != nil && (o.Store == nil || o.Cluster.Ownership == nil || o.Cluster.Changes == nil) {
 		return nil, fmt.Errorf("pa: a cluster needs a store, an ownership and a change log")

@@ -1,6 +1,9 @@
 package pa
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // PublicationRecord is one publication as stored (a row of Kamailio's
 // presentity table).
@@ -33,6 +36,10 @@ type PublicationRecord struct {
 	// lease has another epoch. Epoch 0 is not fenced.
 	Shard int
 	Epoch int64
+	// Expired makes a removal conditional (with a Cluster): the row is
+	// deleted only while its stored expiry is not later than Expires, so
+	// a refresh accepted at another instance meanwhile keeps it.
+	Expired bool
 }
 
 // WatcherRecord is one subscription dialog as stored (a row of
@@ -73,6 +80,8 @@ type WatcherRecord struct {
 	// Shard and Epoch fence an owner's write, as PublicationRecord's.
 	Shard int
 	Epoch int64
+	// Expired makes a removal conditional, as PublicationRecord's.
+	Expired bool
 }
 
 // Batch is one transaction of changes.
@@ -122,17 +131,22 @@ type ChangeLog interface {
 	// LastPresenceChange returns the id of the newest entry (0: none).
 	LastPresenceChange(ctx context.Context) (int64, error)
 	// PresenceChanges returns up to limit entries above after, oldest
-	// first, each with the row it names as it is now.
-	PresenceChanges(ctx context.Context, after int64, limit int) ([]Change, error)
-	// PrunePresenceChanges deletes the entries written before t (Unix
-	// seconds).
-	PrunePresenceChanges(ctx context.Context, before int64) error
+	// first, each with the row it names as it is now; an entry skip
+	// reports true for (nil skips none) holds its ID and Origin only, its
+	// row not read.
+	PresenceChanges(ctx context.Context, after int64, limit int, skip func(id int64, origin string) bool) ([]Change, error)
+	// PrunePresenceChanges deletes the entries older than age by the
+	// store's clock, except the newest (the ids continue above it after
+	// a database restart).
+	PrunePresenceChanges(ctx context.Context, age time.Duration) error
 }
 
 // Store keeps pa's state; implemented by package store (*store.DB).
 type Store interface {
 	// LoadPresence returns every stored publication and subscription.
 	LoadPresence(ctx context.Context) ([]PublicationRecord, []WatcherRecord, error)
-	// ApplyPresence writes b in one transaction.
+	// ApplyPresence writes b in one transaction. Records refused by the
+	// epoch guard are left out, the rest committed, and a
+	// *pua.StaleEpochError naming their shards returned.
 	ApplyPresence(ctx context.Context, b Batch) error
 }

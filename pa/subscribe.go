@@ -384,7 +384,9 @@ func (s *Server) fireWatchers(now time.Time, due []*watcher) {
 			// forget the subscription.
 			w.noWrite = !s.sends(w.presURI)
 			s.terminate(w, "timeout")
-			s.fenceGone(w)
+			if s.o.Cluster != nil {
+				s.fenceGone(w, s.fenceOf(w.presURI), true)
+			}
 			continue
 		}
 		if !w.final {

@@ -150,45 +150,79 @@ func (db *DB) LoadPresence(ctx context.Context) ([]pa.PublicationRecord, []pa.Wa
 // 64 characters, ...) is left out and logged: the server keeps it in
 // memory only. A record with an epoch (an owner's write, several
 // instances) whose shard lease has another epoch now is refused: logged,
-// counted, and left out, the rest written. With b.Origin the keys of the
-// subscriptions and of the publications from outside are appended to the
-// change log in the same transaction.
+// counted, and left out, the rest written and committed, and a
+// *pua.StaleEpochError naming the shards returned. A removal marked
+// Expired deletes its row only while the stored expiry is not later than
+// the record's (a refresh another instance accepted keeps it). With
+// b.Origin the keys of the subscriptions and of the publications from
+// outside actually written or removed are appended to the change log in
+// the same transaction.
 func (db *DB) ApplyPresence(ctx context.Context, b pa.Batch) error {
 	tx, err := db.X.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: presence: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	if err := db.fencePresence(ctx, tx, &b); err != nil {
+	var st staleTally
+	if err := db.fencePresence(ctx, tx, &b, &st); err != nil {
 		return err
 	}
+	// logged is what the change log names: the rows written or deleted.
+	cluster := b.Origin != ""
+	var logged pa.Batch
 	for _, r := range b.RemovedPublications {
 		user, domain := splitAoR(r.PresURI)
-		if _, err := tx.ExecContext(ctx, `DELETE FROM presentity WHERE username = ? AND domain = ? AND event = ? AND (pres_id = ? OR (pres_id = '' AND etag = ?))`,
-			user, domain, r.Event, r.ID, r.ID); err != nil {
+		q, args := `DELETE FROM presentity WHERE username = ? AND domain = ? AND event = ? AND (pres_id = ? OR (pres_id = '' AND etag = ?))`,
+			[]any{user, domain, r.Event, r.ID, r.ID}
+		if r.Expired {
+			q, args = q+` AND expires <= ?`, append(args, r.Expires)
+		}
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
 			return fmt.Errorf("store: presence: delete presentity: %w", err)
+		}
+		if cluster && affected(res) {
+			logged.RemovedPublications = append(logged.RemovedPublications, r)
 		}
 	}
 	for _, r := range b.Publications {
-		if err := db.putPublication(ctx, tx, r); err != nil {
+		stored, err := db.putPublication(ctx, tx, r)
+		if err != nil {
 			return err
+		}
+		if cluster && stored {
+			logged.Publications = append(logged.Publications, r)
 		}
 	}
 	now := time.Now().Unix()
 	for _, r := range b.RemovedWatchers {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM active_watchers WHERE callid = ? AND to_tag = ? AND from_tag = ?`,
-			r.CallID, r.ToTag, r.FromTag); err != nil {
+		q, args := `DELETE FROM active_watchers WHERE callid = ? AND to_tag = ? AND from_tag = ?`, []any{r.CallID, r.ToTag, r.FromTag}
+		if r.Expired {
+			q, args = q+` AND expires <= ?`, append(args, r.Expires)
+		}
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
 			return fmt.Errorf("store: presence: delete active_watchers: %w", err)
+		}
+		if r.Expired && !affected(res) {
+			continue // refreshed meanwhile: the watcher stays
 		}
 		wu, wd := splitAoR(r.WatcherURI)
 		if _, err := tx.ExecContext(ctx, `UPDATE watchers SET status = ?, reason = ? WHERE presentity_uri = ? AND watcher_username = ? AND watcher_domain = ? AND event = ?`,
 			statusTerminated, "timeout", r.PresURI, wu, wd, r.Event); err != nil {
 			return fmt.Errorf("store: presence: update watchers: %w", err)
 		}
+		if cluster && affected(res) {
+			logged.RemovedWatchers = append(logged.RemovedWatchers, r)
+		}
 	}
 	for _, r := range b.Watchers {
-		if err := db.putWatcher(ctx, tx, r, now); err != nil {
+		stored, err := db.putWatcher(ctx, tx, r, now, cluster)
+		if err != nil {
 			return err
+		}
+		if cluster && stored {
+			logged.Watchers = append(logged.Watchers, r)
 		}
 	}
 	for _, r := range b.Notified {
@@ -204,29 +238,34 @@ func (db *DB) ApplyPresence(ctx context.Context, b pa.Batch) error {
 			return fmt.Errorf("store: presence: update active_watchers: %w", err)
 		}
 	}
-	if b.Origin != "" {
-		if err := db.logPresenceChanges(ctx, tx, b, now); err != nil {
+	if cluster {
+		if err := db.logPresenceChanges(ctx, tx, logged, b.Origin, now); err != nil {
 			return err
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: presence: commit: %w", err)
 	}
-	return nil
+	return st.result(nil, "presence")
+}
+
+// affected reports whether a statement changed a row (a driver that
+// cannot tell counts as yes).
+func affected(res sql.Result) bool {
+	n, err := res.RowsAffected()
+	return err != nil || n > 0
 }
 
 // fencePresence drops from b the records whose shard lease has another
-// epoch than theirs (within tx; the lease rows are locked on MySQL).
-func (db *DB) fencePresence(ctx context.Context, tx *sqlx.Tx, b *pa.Batch) error {
+// epoch than theirs and tallies them in st (within tx; the lease rows are
+// locked on MySQL).
+func (db *DB) fencePresence(ctx context.Context, tx *sqlx.Tx, b *pa.Batch, st *staleTally) error {
 	fences := map[int]int64{}
-	for _, r := range b.Publications {
-		if r.Epoch != 0 {
-			fences[r.Shard] = r.Epoch
-		}
-	}
-	for _, r := range b.RemovedPublications {
-		if r.Epoch != 0 {
-			fences[r.Shard] = r.Epoch
+	for _, rs := range [][]pa.PublicationRecord{b.Publications, b.RemovedPublications} {
+		for _, r := range rs {
+			if r.Epoch != 0 {
+				fences[r.Shard] = r.Epoch
+			}
 		}
 	}
 	for _, rs := range [][]pa.WatcherRecord{b.Watchers, b.RemovedWatchers, b.Notified} {
@@ -240,57 +279,60 @@ func (db *DB) fencePresence(ctx context.Context, tx *sqlx.Tx, b *pa.Batch) error
 	if err != nil || len(stale) == 0 {
 		return err
 	}
-	refused := func(what, key string, shard int, epoch int64) {
-		db.logger().Warn("store: presence write refused, the shard has a new owner", "row", what, "key", key,
-			"shard", shard, "epoch", epoch)
-		db.Metrics.Drop("store", "stale_epoch")
+	pubFence := func(r *pa.PublicationRecord) (int, int64) { return r.Shard, r.Epoch }
+	subFence := func(r *pa.WatcherRecord) (int, int64) { return r.Shard, r.Epoch }
+	pubRefused := func(r *pa.PublicationRecord) {
+		st.refuse(db, "presentity", r.Shard, r.Epoch, r.PresURI+" "+r.Event+" "+r.ID)
 	}
-	keepP := func(rs []pa.PublicationRecord) []pa.PublicationRecord {
-		out := rs[:0:0]
-		for _, r := range rs {
-			if r.Epoch != 0 && stale[r.Shard] {
-				refused("presentity", r.PresURI+" "+r.Event+" "+r.ID, r.Shard, r.Epoch)
-				continue
-			}
-			out = append(out, r)
-		}
-		return out
-	}
-	keepW := func(rs []pa.WatcherRecord) []pa.WatcherRecord {
-		out := rs[:0:0]
-		for _, r := range rs {
-			if r.Epoch != 0 && stale[r.Shard] {
-				refused("active_watchers", r.CallID, r.Shard, r.Epoch)
-				continue
-			}
-			out = append(out, r)
-		}
-		return out
-	}
-	b.Publications, b.RemovedPublications = keepP(b.Publications), keepP(b.RemovedPublications)
-	b.Watchers, b.RemovedWatchers, b.Notified = keepW(b.Watchers), keepW(b.RemovedWatchers), keepW(b.Notified)
+	subRefused := func(r *pa.WatcherRecord) { st.refuse(db, "active_watchers", r.Shard, r.Epoch, r.CallID) }
+	b.Publications = keepFresh(b.Publications, stale, pubFence, pubRefused)
+	b.RemovedPublications = keepFresh(b.RemovedPublications, stale, pubFence, pubRefused)
+	b.Watchers = keepFresh(b.Watchers, stale, subFence, subRefused)
+	b.RemovedWatchers = keepFresh(b.RemovedWatchers, stale, subFence, subRefused)
+	b.Notified = keepFresh(b.Notified, stale, subFence, subRefused)
 	return nil
 }
 
 // logPresenceChanges appends the keys of b's subscriptions and
-// publications from outside to the change log (within tx).
-func (db *DB) logPresenceChanges(ctx context.Context, tx *sqlx.Tx, b pa.Batch, now int64) error {
+// publications from outside to the change log under origin (within tx).
+// b holds only rows written, whose keys fit their tables; a key the
+// change log cannot hold is not logged (the tables are as wide).
+func (db *DB) logPresenceChanges(ctx context.Context, tx *sqlx.Tx, b pa.Batch, origin string, now int64) error {
 	const ins = `INSERT INTO puaside_pa_changes (kind, presentity_uri, event, pres_id, callid, to_tag, from_tag, origin, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	put := func(kind, presURI, event, presID, callID, toTag, fromTag string) error {
+		f := db.row("puaside_pa_changes")
+		f.key("presentity_uri", presURI)
+		f.key("event", event)
+		f.key("pres_id", presID)
+		f.key("callid", callID)
+		f.key("to_tag", toTag)
+		f.key("from_tag", fromTag)
+		f.key("origin", origin)
+		if f.err != nil {
+			db.logger().Warn("presence: change not logged", "presentity", presURI, "event", event, "err", f.err)
+			db.countUnstorable("puaside_pa_changes")
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, ins, kind, presURI, event, presID, callID, toTag, fromTag, origin, now); err != nil {
+			return fmt.Errorf("store: presence: log change: %w", err)
+		}
+		return nil
+	}
 	for _, rs := range [][]pa.PublicationRecord{b.Publications, b.RemovedPublications} {
 		for _, r := range rs {
 			if r.ETag == "" {
 				continue // in process: every instance's own trackers publish it
 			}
-			if _, err := tx.ExecContext(ctx, ins, "p", r.PresURI, r.Event, r.ID, "", "", "", b.Origin, now); err != nil {
-				return fmt.Errorf("store: presence: log change: %w", err)
+			if err := put("p", r.PresURI, r.Event, r.ID, "", "", ""); err != nil {
+				return err
 			}
 		}
 	}
 	for _, rs := range [][]pa.WatcherRecord{b.Watchers, b.RemovedWatchers} {
 		for _, r := range rs {
-			if _, err := tx.ExecContext(ctx, ins, "w", r.PresURI, r.Event, "", r.CallID, r.ToTag, r.FromTag, b.Origin, now); err != nil {
-				return fmt.Errorf("store: presence: log change: %w", err)
+			if err := put("w", r.PresURI, r.Event, "", r.CallID, r.ToTag, r.FromTag); err != nil {
+				return err
 			}
 		}
 	}
@@ -320,8 +362,8 @@ func (db *DB) LastPresenceChange(ctx context.Context) (int64, error) {
 }
 
 // PresenceChanges implements pa.ChangeLog: the entries above after, each
-// with its row read now.
-func (db *DB) PresenceChanges(ctx context.Context, after int64, limit int) ([]pa.Change, error) {
+// not skipped with its row read now.
+func (db *DB) PresenceChanges(ctx context.Context, after int64, limit int, skip func(id int64, origin string) bool) ([]pa.Change, error) {
 	var rows []changeRow
 	if err := db.X.SelectContext(ctx, &rows, `SELECT id, kind, presentity_uri, event, pres_id, callid, to_tag, from_tag, origin
 		FROM puaside_pa_changes WHERE id > ? ORDER BY id LIMIT ?`, after, limit); err != nil {
@@ -330,6 +372,10 @@ func (db *DB) PresenceChanges(ctx context.Context, after int64, limit int) ([]pa
 	out := make([]pa.Change, 0, len(rows))
 	for _, r := range rows {
 		c := pa.Change{ID: r.ID, Origin: r.Origin, Watcher: r.Kind == "w"}
+		if skip != nil && skip(r.ID, r.Origin) {
+			out = append(out, pa.Change{ID: r.ID, Origin: r.Origin})
+			continue
+		}
 		if c.Watcher {
 			var ws []watcherRow
 			if err := db.X.SelectContext(ctx, &ws, `SELECT `+watcherColumns+` FROM active_watchers
@@ -359,15 +405,24 @@ func (db *DB) PresenceChanges(ctx context.Context, after int64, limit int) ([]pa
 	return out, nil
 }
 
-// PrunePresenceChanges implements pa.ChangeLog.
-func (db *DB) PrunePresenceChanges(ctx context.Context, before int64) error {
-	if _, err := db.X.ExecContext(ctx, `DELETE FROM puaside_pa_changes WHERE created_at < ?`, before); err != nil {
+// PrunePresenceChanges implements pa.ChangeLog. The newest entry stays:
+// InnoDB before MySQL 8 takes the next id from MAX(id) after a restart,
+// and ids starting again from 1 would be below every instance's cursor.
+func (db *DB) PrunePresenceChanges(ctx context.Context, age time.Duration) error {
+	last, err := db.LastPresenceChange(ctx)
+	if err != nil || last == 0 {
+		return err
+	}
+	before := time.Now().Add(-age).Unix()
+	if _, err := db.X.ExecContext(ctx, `DELETE FROM puaside_pa_changes WHERE created_at < ? AND id < ?`, before, last); err != nil {
 		return fmt.Errorf("store: presence changes: prune: %w", err)
 	}
 	return nil
 }
 
-func (db *DB) putPublication(ctx context.Context, tx *sqlx.Tx, r pa.PublicationRecord) error {
+// putPublication writes r; stored is false when its keys do not fit (the
+// row is left out).
+func (db *DB) putPublication(ctx context.Context, tx *sqlx.Tx, r pa.PublicationRecord) (stored bool, err error) {
 	user, domain := splitAoR(r.PresURI)
 	etag := r.ETag
 	if etag == "" {
@@ -380,21 +435,24 @@ func (db *DB) putPublication(ctx context.Context, tx *sqlx.Tx, r pa.PublicationR
 	if f.err != nil {
 		db.logger().Warn("presence: publication not stored", "presentity", r.PresURI, "event", r.Event, "err", f.err)
 		db.countUnstorable("presentity")
-		return nil
+		return false, nil
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM presentity WHERE username = ? AND domain = ? AND event = ? AND pres_id = ?`,
 		user, domain, ev, id); err != nil {
-		return fmt.Errorf("store: presence: replace presentity: %w", err)
+		return false, fmt.Errorf("store: presence: replace presentity: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO presentity (username, domain, event, etag, expires, received_time, body,
 		sender, priority, ruid, pres_id, flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		user, domain, ev, etag, r.Expires, r.Received, r.Body, sender, r.Seq, ruid(r), id, r.Flag); err != nil {
-		return fmt.Errorf("store: presence: insert presentity: %w", err)
+		return false, fmt.Errorf("store: presence: insert presentity: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
-func (db *DB) putWatcher(ctx context.Context, tx *sqlx.Tx, r pa.WatcherRecord, now int64) error {
+// putWatcher writes r; stored is false when its keys do not fit (the row
+// is left out). With merge (several instances) the stored row's CSeq,
+// version and later refresh are kept.
+func (db *DB) putWatcher(ctx context.Context, tx *sqlx.Tx, r pa.WatcherRecord, now int64, merge bool) (stored bool, err error) {
 	wu, wd := splitAoR(r.WatcherURI)
 	tu, td := splitAoR(r.PresURI)
 	f := db.row("active_watchers")
@@ -408,45 +466,47 @@ func (db *DB) putWatcher(ctx context.Context, tx *sqlx.Tx, r pa.WatcherRecord, n
 	if f.err != nil {
 		db.logger().Warn("presence: subscription not stored", "presentity", r.PresURI, "watcher", r.WatcherURI, "err", f.err)
 		db.countUnstorable("active_watchers")
-		return nil
+		return false, nil
 	}
 	status := statusActive
 	if r.Status == "pending" {
 		status = statusPending
 	}
 	localCSeq, remoteCSeq, version, expires, notified := int64(r.LocalCSeq), int64(r.RemoteCSeq), int64(r.Version), r.Expires, int64(r.Notified)
-	// The dialog's numbers never go back: a row written by another
-	// instance meanwhile (several instances) may hold a higher reservation,
-	// or a later refresh, than this record.
-	lock := ""
-	if db.Dialect == MySQL {
-		lock = " FOR UPDATE"
-	}
-	var old struct {
-		LocalCSeq  int64  `db:"local_cseq"`
-		RemoteCSeq int64  `db:"remote_cseq"`
-		Version    int64  `db:"version"`
-		Expires    int64  `db:"expires"`
-		Contact    string `db:"contact"`
-		Notified   int64  `db:"puaside_notified"`
-	}
-	err := tx.GetContext(ctx, &old, `SELECT local_cseq, remote_cseq, version, expires, contact, puaside_notified
-		FROM active_watchers WHERE callid = ? AND to_tag = ? AND from_tag = ?`+lock, callID, toTag, fromTag)
-	switch {
-	case err == nil:
-		localCSeq, version = max(localCSeq, old.LocalCSeq), max(version, old.Version)
-		if old.RemoteCSeq > remoteCSeq {
-			remoteCSeq, expires, contact = old.RemoteCSeq, old.Expires, old.Contact
+	if merge {
+		// The dialog's numbers never go back: a row written by another
+		// instance meanwhile may hold a higher reservation, or a later
+		// refresh, than this record.
+		lock := ""
+		if db.Dialect == MySQL {
+			lock = " FOR UPDATE"
 		}
-		if notified == 0 {
-			notified = old.Notified
+		var old struct {
+			LocalCSeq  int64  `db:"local_cseq"`
+			RemoteCSeq int64  `db:"remote_cseq"`
+			Version    int64  `db:"version"`
+			Expires    int64  `db:"expires"`
+			Contact    string `db:"contact"`
+			Notified   int64  `db:"puaside_notified"`
 		}
-	case !errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("store: presence: read active_watchers: %w", err)
+		err := tx.GetContext(ctx, &old, `SELECT local_cseq, remote_cseq, version, expires, contact, puaside_notified
+			FROM active_watchers WHERE callid = ? AND to_tag = ? AND from_tag = ?`+lock, callID, toTag, fromTag)
+		switch {
+		case err == nil:
+			localCSeq, version = max(localCSeq, old.LocalCSeq), max(version, old.Version)
+			if old.RemoteCSeq > remoteCSeq {
+				remoteCSeq, expires, contact = old.RemoteCSeq, old.Expires, old.Contact
+			}
+			if notified == 0 {
+				notified = old.Notified
+			}
+		case !errors.Is(err, sql.ErrNoRows):
+			return false, fmt.Errorf("store: presence: read active_watchers: %w", err)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM active_watchers WHERE callid = ? AND to_tag = ? AND from_tag = ?`,
 		callID, toTag, fromTag); err != nil {
-		return fmt.Errorf("store: presence: replace active_watchers: %w", err)
+		return false, fmt.Errorf("store: presence: replace active_watchers: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO active_watchers (presentity_uri, watcher_username, watcher_domain,
 		to_user, to_domain, event, event_id, to_tag, from_tag, callid, local_cseq, remote_cseq, contact, record_route, expires,
@@ -455,17 +515,17 @@ func (db *DB) putWatcher(ctx context.Context, tx *sqlx.Tx, r pa.WatcherRecord, n
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, 0, ?, ?)`,
 		presURI, wu, wd, tu, td, ev, eventID, toTag, fromTag, callID, localCSeq, remoteCSeq, contact, rr,
 		expires, status, reason, version, localContact, wu, wd, now, now, ua, notified); err != nil {
-		return fmt.Errorf("store: presence: insert active_watchers: %w", err)
+		return false, fmt.Errorf("store: presence: insert active_watchers: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM watchers WHERE presentity_uri = ? AND watcher_username = ? AND watcher_domain = ? AND event = ?`,
 		presURI, wu, wd, ev); err != nil {
-		return fmt.Errorf("store: presence: replace watchers: %w", err)
+		return false, fmt.Errorf("store: presence: replace watchers: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO watchers (presentity_uri, watcher_username, watcher_domain, event,
 		status, reason, inserted_time) VALUES (?, ?, ?, ?, ?, ?, ?)`, presURI, wu, wd, ev, status, reason, now); err != nil {
-		return fmt.Errorf("store: presence: insert watchers: %w", err)
+		return false, fmt.Errorf("store: presence: insert watchers: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
 // countUnstorable counts a row left out of a presence table.
