@@ -65,6 +65,12 @@ func startNode(t *testing.T, db *store.DB, id string) *clusterNode {
 
 func startNodeSync(t *testing.T, db *store.DB, id string, sync time.Duration) *clusterNode {
 	t.Helper()
+	return startNodeWith(t, db, db, id, sync)
+}
+
+// startNodeWith starts a node whose pa writes and loads through st.
+func startNodeWith(t *testing.T, st pa.Store, db *store.DB, id string, sync time.Duration) *clusterNode {
+	t.Helper()
 	port, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +79,7 @@ func startNodeSync(t *testing.T, db *store.DB, id string, sync time.Duration) *c
 	cfg.Listen = []string{fmt.Sprintf("udp:127.0.0.1:%d", port), fmt.Sprintf("tcp:127.0.0.1:%d", port)}
 	cfg.ClusterSyncPeriod = sync
 	own := &fakeOwnership{held: map[int]int64{}}
-	s, err := pa.New(cfg, pa.Options{Store: db, Cluster: &pa.Cluster{Ownership: own, Changes: db, Instance: id}})
+	s, err := pa.New(cfg, pa.Options{Store: st, Cluster: &pa.Cluster{Ownership: own, Changes: db, Instance: id}})
 	if err != nil {
 		t.Fatal(err)
 	}
