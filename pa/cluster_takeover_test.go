@@ -98,6 +98,7 @@ func TestClusterTakeoverWaitsForStoredReservations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitBody(t, w, "first NOTIFY", "<basic>open</basic>")
 	// Past the CSeq block the SUBSCRIBE reserved: A reserves further.
 	flip(t, a, pA, w, 70)
 	eventually(t, "B knows the subscription (warm)", func() bool { return len(b.s.Watchers()) == 1 })
@@ -121,8 +122,9 @@ func TestClusterTakeoverWaitsForStoredReservations(t *testing.T) {
 	publishAll(t, pA, flipped, b)
 	time.Sleep(300 * time.Millisecond)
 	if got := len(w.Notifications()); got != 70 {
-		t.Fatalf("the successor notified (%d NOTIFYs, last CSeq %d) before it read the stored reservations",
-			got, w.Notifications()[got-1].CSeq)
+		n := w.Notifications()[got-1]
+		t.Fatalf("the successor notified (%d NOTIFYs, last CSeq %d from %s, B is %s) before it read the stored reservations",
+			got, n.CSeq, n.Source, b.addr)
 	}
 	fb.failLoad.Store(false)
 	eventually(t, "notified once the load succeeds", func() bool { return len(w.Notifications()) > 70 })
