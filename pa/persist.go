@@ -1,6 +1,7 @@
 package pa
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,7 +50,8 @@ func (s *Server) writer() {
 
 // flush writes what is queued now and completes its waiters. Records the
 // store refused by the epoch guard (several instances) are not queued
-// again; the waiters learn of the refusal.
+// again; the waiters learn of the refusal, flush's caller does not (the
+// rest is written).
 func (s *Server) flush(ctx context.Context) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
@@ -78,14 +80,14 @@ func (s *Server) flush(ctx context.Context) error {
 	wait := s.waiting
 	s.waiting = &flushWait{done: make(chan struct{})}
 	s.mu.Unlock()
-	var err error
+	var err, refused error
 	if s.o.Store != nil && !b.Empty() {
 		var stale *pua.StaleEpochError
 		err = s.o.Store.ApplyPresence(context.WithoutCancel(ctx), b)
 		switch {
 		case errors.As(err, &stale):
 			// The rest is written; the refused rows belong to the new owner.
-			err = fmt.Errorf("pa: store: %w", err)
+			refused, err = fmt.Errorf("pa: store: %w", err), nil
 			s.log.Warn("presence rows refused, their shards have a new owner", "shards", stale.Shards, "refused", stale.Refused)
 		case err != nil:
 			err = fmt.Errorf("pa: store: %w", err)
@@ -94,7 +96,7 @@ func (s *Server) flush(ctx context.Context) error {
 			s.requeue(b)
 		}
 	}
-	wait.err = err
+	wait.err = cmp.Or(err, refused)
 	close(wait.done)
 	return err
 }
