@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/puaside/puaside/aor"
 	"github.com/puaside/puaside/mgmt"
@@ -124,8 +125,10 @@ func (e paEngine) ClaimsDone(flag int) {
 	e.Engine.ClaimsDone(flag)
 }
 
-// shardListeners tells every listener of the shards gained and lost, in
-// order: the pua engine, then the presence server.
+// shardListeners tells every listener of the shards gained, in order (the
+// pua engine, then the presence server), and of a shard lost, all at once:
+// each waits for its requests in flight, and the lease loop waits for the
+// slowest only.
 type shardListeners []shard.Listener
 
 func (ls shardListeners) ShardsGained(ctx context.Context, gained map[int]int64) {
@@ -135,9 +138,11 @@ func (ls shardListeners) ShardsGained(ctx context.Context, gained map[int]int64)
 }
 
 func (ls shardListeners) ShardLost(ctx context.Context, sh int) {
+	var wg sync.WaitGroup
 	for _, l := range ls {
-		l.ShardLost(ctx, sh)
+		wg.Go(func() { l.ShardLost(ctx, sh) })
 	}
+	wg.Wait()
 }
 
 // presence adapts the presence server to the management API.
