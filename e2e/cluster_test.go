@@ -356,20 +356,13 @@ func BenchmarkClusterTakeover(b *testing.B) {
 	b.ReportMetric(float64(took[0].Milliseconds()), "ms-min")
 }
 
-// TestClusterPATakeOver is the variant with the embedded presence server:
-// three puaside processes on one MariaDB database, each with pa on, behind
-// a real Kamailio registrar that mirrors every REGISTER to all three
-// (WITH_FANOUT) and forwards the phones' SUBSCRIBEs, record-routed, to
-// instance A's pa (WITH_PA). A watcher subscribes there to a presentity of
-// A's shard and to one of another instance's shard: each is notified by
-// the owner of its shard only, once per change. A is SIGKILLed and the
-// presentity of its shard unregisters: the watcher gets closed from the
-// successor within lease_ttl + 1 s, in the same dialog (same tag, higher
-// CSeq); its refresh through the proxy reaches the successor; no NOTIFY is
-// sent twice.
-func TestClusterPATakeOver(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+// newPACluster starts three puaside processes with pa on one MariaDB
+// (no external presence server) and a Kamailio registrar that mirrors
+// every REGISTER to all three (WITH_FANOUT) and forwards SUBSCRIBE and
+// PUBLISH to pa (WITH_PA): to the first instance's, or as the defines that
+// more returns say.
+func newPACluster(t *testing.T, more func(nodes []*clusterNode) map[string]string) *clusterRig {
+	t.Helper()
 	bin := puasideBinary(t)
 	dbURL := dbtest.URL(t, store.MySQL)
 	var nodes []*clusterNode
@@ -396,10 +389,32 @@ func TestClusterPATakeOver(t *testing.T) {
 		defs["PUASIDE_REPLICATE_URI"+sfx] = kamailiotest.Str("sip:" + hostPort(n.cfg.Ingest.ReplicateListen[0]))
 		defs["PUASIDE_TRACE_URI"+sfx] = kamailiotest.Str("sip:" + hostPort(n.cfg.Ingest.TraceListen[0]))
 	}
+	for k, v := range more(nodes) {
+		defs[k] = v
+	}
 	reg := kamailiotest.Start(t, kamailiotest.Options{Config: kamailiotest.ConfigPath(t, "registrar.cfg"),
 		DB: kamailiotest.NoDB, Defines: defs})
 	r := &clusterRig{bin: bin, nodes: nodes, reg: reg}
 	r.balanced(t, a)
+	return r
+}
+
+// TestClusterPATakeOver is the variant with the embedded presence server:
+// three puaside processes on one MariaDB database, each with pa on, behind
+// a real Kamailio registrar that mirrors every REGISTER to all three
+// (WITH_FANOUT) and forwards the phones' SUBSCRIBEs, record-routed, to
+// instance A's pa (WITH_PA). A watcher subscribes there to a presentity of
+// A's shard and to one of another instance's shard: each is notified by
+// the owner of its shard only, once per change. A is SIGKILLed and the
+// presentity of its shard unregisters: the watcher gets closed from the
+// successor within lease_ttl + 1 s, in the same dialog (same tag, higher
+// CSeq); its refresh through the proxy reaches the successor; no NOTIFY is
+// sent twice.
+func TestClusterPATakeOver(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r := newPACluster(t, func([]*clusterNode) map[string]string { return nil })
+	reg, a := r.reg, r.nodes[0]
 
 	// One user of A's shard, one of another instance's.
 	leases := clusterLeases(t, a)
