@@ -1,0 +1,386 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/puaside/puaside/config"
+	"github.com/puaside/puaside/internal/dbtest"
+	"github.com/puaside/puaside/internal/kamailiotest"
+	"github.com/puaside/puaside/shard"
+	"github.com/puaside/puaside/store"
+)
+
+// Size of the registration load of the cluster tests under load.
+const (
+	clusterBurstUsers = 2000
+	clusterBurstRate  = 300 // REGISTERs per second
+	// clusterRight bounds how long after the load ends the presence
+	// server must show everyone right: one lease plus one second.
+	clusterRight = clusterTTL + time.Second
+	// clusterInitialExpires is pua.initial_expires in these tests: the
+	// lifetime of a publication an instance killed in the milliseconds
+	// between its 2xx and the write of its ETag leaves at the server.
+	clusterInitialExpires = 10 * time.Second
+)
+
+// loadCluster is puaside processes on one MariaDB database, a Kamailio
+// registrar mirroring every REGISTER and call message to each of them
+// (WITH_FANOUT; WITH_REPLICATE with one instance) and a Kamailio presence
+// server on a tmpfs SQLite file, sized for bursts of registrations.
+type loadCluster struct {
+	bin           string
+	dbURL         string
+	nodes         []*clusterNode
+	reg, presence *kamailiotest.Instance
+}
+
+// loadClusterOptions shape a loadCluster.
+type loadClusterOptions struct {
+	// nodes is the number of instances configured (and mirrored to);
+	// start of them are started at once, the others by join.
+	nodes, start int
+	// tweak changes each instance's configuration.
+	tweak func(*config.Config)
+	// extraYAML is appended to each instance's configuration file (sections
+	// the shared renderer does not write, such as bla).
+	extraYAML func(n *clusterNode) string
+}
+
+func newLoadCluster(t testing.TB, o loadClusterOptions) *loadCluster {
+	t.Helper()
+	// Kamailio's default 64 MiB of shared memory does not hold the
+	// transactions of a burst mirrored to three destinations.
+	shm := []string{"-m", "256"}
+	c := &loadCluster{bin: puasideBinary(t), dbURL: dbtest.URL(t, store.MySQL)}
+	c.presence = kamailiotest.Start(t, kamailiotest.Options{
+		Config: kamailiotest.ConfigPath(t, "presence.cfg"),
+		DB:     kamailiotest.SQLite,
+		DBDir:  tmpfsDir(),
+		Args:   shm,
+	})
+	for i := range o.nodes {
+		cfg := baseConfig(t, c.presence)
+		cfg.LogLevel = "info"
+		cfg.DBURL = c.dbURL
+		cfg.Features.BLA = false
+		cfg.PUA.DefaultExpires = 60 * time.Second
+		cfg.PUA.UpdatePeriod = 500 * time.Millisecond
+		cfg.PUA.RequestTimeout = 3 * time.Second
+		cfg.PUA.InitialExpires = clusterInitialExpires
+		cfg.Usrloc.PublishExpires = 60 * time.Second
+		cfg.Usrloc.FlushInterval = 500 * time.Millisecond
+		cfg.Usrloc.MinExpires = time.Second
+		cfg.Usrloc.ClosedLinger = 5 * time.Second
+		cfg.Dialoginfo.PublishExpires = 60 * time.Second
+		cfg.Dialoginfo.FlushInterval = 500 * time.Millisecond
+		cfg.Dialoginfo.TerminatedLinger = 3 * time.Second
+		cfg.Cluster = shard.Config{Enabled: true, InstanceID: fmt.Sprintf("p%d", i+1), TTL: clusterTTL, Shards: clusterShards}
+		if o.tweak != nil {
+			o.tweak(&cfg)
+		}
+		n := &clusterNode{id: cfg.Cluster.InstanceID, cfg: cfg}
+		n.path = writeDaemonConfig(t, cfg)
+		if o.extraYAML != nil {
+			appendFile(t, n.path, o.extraYAML(n))
+		}
+		c.nodes = append(c.nodes, n)
+	}
+	for _, n := range c.nodes[:o.start] {
+		c.startNode(t, n)
+	}
+	defs := map[string]string{}
+	if o.nodes == 1 {
+		defs["WITH_REPLICATE"] = ""
+		defs["PUASIDE_REPLICATE_URI"] = kamailiotest.Str("sip:" + hostPort(c.nodes[0].cfg.Ingest.ReplicateListen[0]))
+	} else {
+		defs["WITH_FANOUT"] = ""
+		for i, n := range c.nodes {
+			sfx := map[int]string{0: "", 1: "2", 2: "3"}[i]
+			defs["PUASIDE_REPLICATE_URI"+sfx] = kamailiotest.Str("sip:" + hostPort(n.cfg.Ingest.ReplicateListen[0]))
+			defs["PUASIDE_TRACE_URI"+sfx] = kamailiotest.Str("sip:" + hostPort(n.cfg.Ingest.TraceListen[0]))
+		}
+	}
+	c.reg = kamailiotest.Start(t, kamailiotest.Options{Config: kamailiotest.ConfigPath(t, "registrar.cfg"),
+		DB: kamailiotest.NoDB, Workers: 4, Args: shm, Defines: defs})
+	c.balanced(t)
+	return c
+}
+
+// appendFile appends text to the file at path.
+func appendFile(t testing.TB, path, text string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(b, text...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startNode starts n's process (again).
+func (c *loadCluster) startNode(t testing.TB, n *clusterNode) {
+	t.Helper()
+	n.proc = startDaemonProc(t, n.id, c.bin, n.path, n.cfg.HTTP.HTTPListen)
+}
+
+// live returns the instances running.
+func (c *loadCluster) live() []*clusterNode {
+	var out []*clusterNode
+	for _, n := range c.nodes {
+		if n.proc != nil {
+			select {
+			case <-n.proc.exited:
+			default:
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// rig is the cluster as a clusterRig, for its lease helpers.
+func (c *loadCluster) rig() *clusterRig { return &clusterRig{bin: c.bin, nodes: c.nodes} }
+
+// balanced waits until the running instances share every shard fairly.
+func (c *loadCluster) balanced(t testing.TB) {
+	t.Helper()
+	live := c.live()
+	c.rig().balancedAmong(t, live[0], len(live))
+}
+
+// owner returns the running instance holding aor's shard.
+func (c *loadCluster) owner(t testing.TB, aor string) *clusterNode {
+	t.Helper()
+	n, _, _ := c.rig().owner(t, aor, c.live()[0])
+	return n
+}
+
+// registerAll sends REGISTERs (cseq, expires) for users at rate until each
+// is answered 200 (three rounds at most) and returns when the last round
+// was sent.
+func registerAll(ctx context.Context, t *testing.T, b *regBlaster, users []int, cseq, expires, rate int) []int {
+	t.Helper()
+	pending := users
+	var answered []int
+	for round := 0; round < 3 && len(pending) > 0; round++ {
+		cs := cseq + round
+		if err := pace(ctx, pending, rate, func(i int) error { return b.register(i, cs, expires) }); err != nil {
+			t.Fatalf("register: %v", err)
+		}
+		time.Sleep(time.Second)
+		var next []int
+		for _, i := range pending {
+			if b.answered(burstCallID(i), cs) {
+				answered = append(answered, i)
+			} else {
+				next = append(next, i)
+			}
+		}
+		pending = next
+	}
+	if len(pending) > 0 {
+		t.Fatalf("%d of %d REGISTERs never answered", len(pending), len(users))
+	}
+	return answered
+}
+
+// burstState is the presence server's view of the burst's users.
+type burstState struct {
+	open, closed, missing, dups int
+}
+
+func (s burstState) String() string {
+	return fmt.Sprintf("%d open, %d not open, %d without a publication, %d with more than one", s.open, s.closed, s.missing, s.dups)
+}
+
+// burstView reads the presence server's live presence rows of users: how
+// many are open, how many have none, how many more than one.
+func burstView(ctx context.Context, t *testing.T, ps *kamailiotest.Instance, users []int) burstState {
+	t.Helper()
+	q, err := ps.DB().QueryContext(ctx, "SELECT username, body FROM presentity WHERE event = 'presence' AND expires > ?", time.Now().Unix())
+	if err != nil {
+		t.Fatalf("presentity rows: %v", err)
+	}
+	defer q.Close()
+	rows, opened := map[string]int{}, map[string]bool{}
+	for q.Next() {
+		var user string
+		var body []byte
+		if err := q.Scan(&user, &body); err != nil {
+			t.Fatalf("presentity rows: %v", err)
+		}
+		rows[user]++
+		if strings.Contains(string(body), "<basic>open</basic>") {
+			opened[user] = true
+		}
+	}
+	if err := q.Err(); err != nil {
+		t.Fatalf("presentity rows: %v", err)
+	}
+	var s burstState
+	for _, i := range users {
+		u := fmt.Sprintf("burst%05d", i)
+		switch n := rows[u]; {
+		case n == 0:
+			s.missing++
+		case n > 1:
+			s.dups++
+		}
+		if opened[u] {
+			s.open++
+		} else {
+			s.closed++
+		}
+	}
+	return s
+}
+
+// waitBurst polls the presence server until ok holds for the users'
+// state, or until deadline; it returns the last state and whether ok held.
+func waitBurst(ctx context.Context, t *testing.T, ps *kamailiotest.Instance, users []int, deadline time.Time, ok func(burstState) bool) (burstState, bool) {
+	t.Helper()
+	for {
+		s := burstView(ctx, t, ps, users)
+		if ok(s) {
+			return s, true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return s, false
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// allOpen: every user open with exactly one publication.
+func allOpen(n int) func(burstState) bool {
+	return func(s burstState) bool { return s.open == n && s.missing == 0 && s.dups == 0 }
+}
+
+// noneOpen: no user open, none with more than one publication.
+func noneOpen(s burstState) bool { return s.open == 0 && s.dups == 0 }
+
+// upTo returns 0..n-1.
+func upTo(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// checkRegisterBurst is what the cluster tests under load prove once the
+// registrations are done at loadEnd: within lease_ttl + 1 s every user is
+// open at the presence server, with one publication each (the
+// publications a killed instance left unknown, if any, live at most
+// initial_expires after kill); then everyone unregisters and within
+// lease_ttl + 1 s after the last unregistration no one is open.
+func checkRegisterBurst(ctx context.Context, t *testing.T, c *loadCluster, b *regBlaster, users []int, loadEnd, kill time.Time, cseq int) {
+	t.Helper()
+	s, ok := waitBurst(ctx, t, c.presence, users, loadEnd.Add(clusterRight), func(s burstState) bool { return s.open == len(users) })
+	if !ok {
+		t.Errorf("%s after the registrations: %s, want all %d open", clusterRight, s, len(users))
+	}
+	t.Logf("%s after the registrations: %s", time.Since(loadEnd).Round(time.Millisecond), s)
+	if s.dups > 0 || s.missing > 0 {
+		limit := loadEnd.Add(clusterRight)
+		if !kill.IsZero() {
+			limit = kill.Add(clusterInitialExpires + 2*time.Second)
+		}
+		limit = maxTime(limit, time.Now().Add(time.Second))
+		s, ok = waitBurst(ctx, t, c.presence, users, limit, allOpen(len(users)))
+		if !ok {
+			t.Errorf("at %s after the registrations: %s, want one open publication each", time.Since(loadEnd).Round(time.Millisecond), s)
+		}
+		t.Logf("one publication each %s after the registrations: %s", time.Since(loadEnd).Round(time.Millisecond), s)
+	}
+
+	registerAll(ctx, t, b, users, cseq, 0, clusterBurstRate)
+	unregEnd := time.Now().Add(-time.Second) // registerAll waits a second after its last round
+	s, ok = waitBurst(ctx, t, c.presence, users, unregEnd.Add(clusterRight), noneOpen)
+	if !ok {
+		t.Errorf("%s after the unregistrations: %s, want no one open and at most one publication each", clusterRight, s)
+	} else {
+		t.Logf("no one open %s after the unregistrations: %s", time.Since(unregEnd).Round(time.Millisecond), s)
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// TestClusterKillMidRegisterBurst: three puaside processes on one MariaDB
+// database behind a Kamailio registrar mirroring to all three; 2,000
+// phones register at 300/s and one instance is killed (SIGKILL) 2.5 s into
+// the burst. The survivors take its shards over and continue its
+// publications from the contacts they hold (every instance ingests every
+// REGISTER) and the ETags it stored: within lease_ttl + 1 s after the
+// burst every phone is open at the presence server; each has exactly one
+// publication there once the few the dead instance left unknown (its 2xx
+// not yet written) have lived their initial_expires. Then everyone
+// unregisters, and within lease_ttl + 1 s no one is open, with at most one
+// publication each.
+func TestClusterKillMidRegisterBurst(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := newLoadCluster(t, loadClusterOptions{nodes: 3, start: 3})
+	blast := newRegBlaster(t, c.reg.Addr())
+	users := upTo(clusterBurstUsers)
+
+	sent := make(chan error, 1)
+	go func() {
+		sent <- pace(ctx, users, clusterBurstRate, func(i int) error { return blast.register(i, 1, 600) })
+	}()
+	time.Sleep(2500 * time.Millisecond)
+	dead := c.nodes[1]
+	dead.proc.kill()
+	killedAt := time.Now()
+	t.Logf("%s killed mid-burst", dead.id)
+	if err := <-sent; err != nil {
+		t.Fatalf("burst: %v", err)
+	}
+	burstEnd := time.Now()
+	t.Logf("burst sent in %s", burstEnd.Sub(killedAt.Add(-2500*time.Millisecond)).Round(time.Millisecond))
+	var unanswered []int
+	for _, i := range users {
+		if !blast.answered(burstCallID(i), 1) {
+			unanswered = append(unanswered, i)
+		}
+	}
+	if len(unanswered) > 0 {
+		// Sent again (a new CSeq); the test's clock starts after them.
+		t.Logf("%d REGISTERs unanswered: sent again", len(unanswered))
+		registerAll(ctx, t, blast, unanswered, 2, 600, clusterBurstRate)
+		burstEnd = time.Now()
+	}
+	checkRegisterBurst(ctx, t, c, blast, users, burstEnd, killedAt, 10)
+	c.balanced(t)
+	checkOnePublicationEach(ctx, t, c)
+}
+
+// checkOnePublicationEach fails when any presentity has more than one live
+// publication of an event at the presence server.
+func checkOnePublicationEach(ctx context.Context, t *testing.T, c *loadCluster) {
+	t.Helper()
+	rows, err := c.presence.DB().QueryContext(ctx, "SELECT username, event, COUNT(*) FROM presentity WHERE expires > ? GROUP BY username, domain, event HAVING COUNT(*) > 1", time.Now().Unix())
+	if err != nil {
+		t.Fatalf("presentity rows: %v", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var user, ev string
+		var n int
+		if err := rows.Scan(&user, &ev, &n); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("%s %s: %d live publications at the presence server", user, ev, n)
+	}
+}
