@@ -11,6 +11,7 @@ import (
 	"github.com/puaside/puaside/config"
 	"github.com/puaside/puaside/internal/dbtest"
 	"github.com/puaside/puaside/internal/kamailiotest"
+	"github.com/puaside/puaside/internal/sipphone"
 	"github.com/puaside/puaside/shard"
 	"github.com/puaside/puaside/store"
 )
@@ -383,4 +384,156 @@ func checkOnePublicationEach(ctx context.Context, t *testing.T, c *loadCluster) 
 		}
 		t.Errorf("%s %s: %d live publications at the presence server", user, ev, n)
 	}
+}
+
+// clusterCalls is the number of calls of TestClusterCallsLeaveNoRows.
+const clusterCalls = 12
+
+// dialogRows returns the presence server's dialog presentity rows (expired
+// ones not yet cleaned included) by user, with their bodies.
+func dialogRows(ctx context.Context, t *testing.T, ps *kamailiotest.Instance) map[string][]string {
+	t.Helper()
+	q, err := ps.DB().QueryContext(ctx, "SELECT username, body FROM presentity WHERE event = 'dialog'")
+	if err != nil {
+		t.Fatalf("presentity rows: %v", err)
+	}
+	defer q.Close()
+	out := map[string][]string{}
+	for q.Next() {
+		var user string
+		var body []byte
+		if err := q.Scan(&user, &body); err != nil {
+			t.Fatalf("presentity rows: %v", err)
+		}
+		out[user] = append(out[user], string(body))
+	}
+	if err := q.Err(); err != nil {
+		t.Fatalf("presentity rows: %v", err)
+	}
+	return out
+}
+
+// puaDialogRows returns the pua table's dialog rows and the dialoginfo
+// tracker's stored calls in the cluster's database.
+func puaDialogRows(ctx context.Context, t *testing.T, dbURL string) (pub []string, calls []string) {
+	t.Helper()
+	db, err := store.Open(ctx, dbURL, "pua")
+	if err != nil {
+		t.Fatalf("open %s: %v", dbURL, err)
+	}
+	defer db.Close()
+	recs, err := db.LoadRecords(ctx)
+	if err != nil {
+		t.Fatalf("pua rows: %v", err)
+	}
+	for _, r := range recs {
+		if r.EventName == "dialog" {
+			pub = append(pub, fmt.Sprintf("%s etag=%q expires=%d", r.PresURI, r.ETag, r.Expires))
+		}
+	}
+	ds, err := db.LoadDialogs(ctx)
+	if err != nil {
+		t.Fatalf("stored calls: %v", err)
+	}
+	for _, d := range ds {
+		calls = append(calls, fmt.Sprintf("%+v", d))
+	}
+	return pub, calls
+}
+
+// TestClusterCallsLeaveNoRows: three instances, twelve calls through the
+// registrar (mirrored to all three); the owner of the first callee's
+// shard is killed (SIGKILL) mid-call and every call hangs up at once.
+// Within lease_ttl + 1 s every lamp is dark at the presence server (the
+// dead instance's through its successor); once the terminated documents
+// have lingered (dialoginfo.terminated_linger) and the presence server has
+// cleaned them, neither the pua table nor the presence server's
+// presentity table holds a dialog row, and the tracker keeps no call.
+func TestClusterCallsLeaveNoRows(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := newLoadCluster(t, loadClusterOptions{nodes: 3, start: 3})
+	type pair struct {
+		caller, callee *sipphone.Phone
+		call           *sipphone.Call
+	}
+	pairs := make([]*pair, clusterCalls)
+	for i := range pairs {
+		p := &pair{caller: sipphone.NewPhone(t, fmt.Sprintf("caller%02d", i), "example.com"),
+			callee: sipphone.NewPhone(t, fmt.Sprintf("callee%02d", i), "example.com")}
+		for _, ph := range []*sipphone.Phone{p.caller, p.callee} {
+			res, err := ph.Register(ctx, c.reg.Addr(), 600)
+			if err != nil || res.StatusCode != 200 {
+				t.Fatalf("register %s: %v %v", ph.User, res, err)
+			}
+		}
+		pairs[i] = p
+	}
+	for _, p := range pairs {
+		call, err := p.caller.Invite(ctx, c.reg.Addr(), p.callee.AoR())
+		if err != nil {
+			t.Fatalf("invite %s: %v", p.callee.User, err)
+		}
+		if err := call.WaitAnswer(ctx); err != nil {
+			t.Fatalf("%s answers: %v", p.callee.User, err)
+		}
+		p.call = call
+	}
+	lamps := func(want string) func() bool {
+		return func() bool {
+			rows := dialogRows(ctx, t, c.presence)
+			for _, p := range pairs {
+				for _, u := range []string{p.caller.User, p.callee.User} {
+					if len(rows[u]) != 1 || !fcDialogIn(p.call.CallID(), want)(rows[u][0]) {
+						return false
+					}
+				}
+			}
+			return true
+		}
+	}
+	eventually(t, "every lamp lit, one dialog publication each", lamps("confirmed"))
+	// The owners' ETags reach the database.
+	time.Sleep(time.Second)
+
+	callee := pairs[0].callee.AoR()
+	dead := c.owner(t, callee.String())
+	dead.proc.kill()
+	killedAt := time.Now()
+	t.Logf("%s, owner of %s's shard, killed mid-call", dead.id, pairs[0].callee.User)
+	for _, p := range pairs {
+		if err := p.call.Bye(ctx); err != nil {
+			t.Fatalf("%s hangs up: %v", p.caller.User, err)
+		}
+	}
+	dark := lamps("terminated")
+	for !dark() {
+		if time.Since(killedAt) > clusterRight+time.Second {
+			t.Fatalf("lamps not dark %s after the kill:\n%s", time.Since(killedAt).Round(time.Millisecond), fcPresentityRows(ctx, t, c.presence))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	took := time.Since(killedAt)
+	t.Logf("every lamp dark %s after the kill", took.Round(time.Millisecond))
+	if took > clusterRight {
+		t.Errorf("lamps dark %s after the kill, want within lease_ttl + 1 s (%s)", took, clusterRight)
+	}
+
+	// terminated_linger (3 s), then the presence server's clean period
+	// (10 s): no dialog row anywhere.
+	deadline := time.Now().Add(3*time.Second + 10*time.Second + 10*time.Second)
+	for {
+		rows := dialogRows(ctx, t, c.presence)
+		pub, calls := puaDialogRows(ctx, t, c.dbURL)
+		if len(rows) == 0 && len(pub) == 0 && len(calls) == 0 {
+			t.Logf("no dialog row left %s after the hang-ups", time.Since(killedAt).Round(time.Second))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s after the hang-ups: presence server dialog rows %v\npua dialog rows %v\nstored calls %v",
+				time.Since(killedAt).Round(time.Second), rows, pub, calls)
+		}
+		time.Sleep(time.Second)
+	}
+	checkOnePublicationEach(ctx, t, c)
 }
