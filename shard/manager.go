@@ -181,11 +181,38 @@ func (m *Manager) Healthy() error {
 	return nil
 }
 
+// Prepare creates the lease rows that do not exist yet and checks
+// shard_count against the lease table; Start does it too.
+func (m *Manager) Prepare(ctx context.Context) error {
+	if err := m.db.EnsureShards(ctx, m.cfg.Shards); err != nil {
+		return fmt.Errorf("shard: %w", err)
+	}
+	return nil
+}
+
+// Others returns how many other instances are live (their heartbeats run):
+// an instance starting while others run joins them, and its trackers
+// catch up with what the others received before its inputs were bound
+// before it takes any shard.
+func (m *Manager) Others(ctx context.Context) (int, error) {
+	is, err := m.db.Instances(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("shard: %w", err)
+	}
+	n := 0
+	for _, i := range is {
+		if i.ID != m.cfg.InstanceID {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // Start creates the lease rows (checking shard_count) and runs the first
 // round.
 func (m *Manager) Start(ctx context.Context) error {
-	if err := m.db.EnsureShards(ctx, m.cfg.Shards); err != nil {
-		return fmt.Errorf("shard: %w", err)
+	if err := m.Prepare(ctx); err != nil {
+		return err
 	}
 	if err := m.round(ctx); err != nil {
 		m.log.Warn("first lease round failed", "err", err)

@@ -377,18 +377,32 @@ func (d *Daemon) Start(ctx context.Context) error {
 		}
 		d.run("dialoginfo", func() error { return d.di.Run(tctx) })
 	}
+	joining := false
 	if d.shards != nil {
-		// After the trackers: every presentity they restored is in the
-		// engine when the first shards are taken over.
-		if err := d.shards.Start(ctx); err != nil {
+		if err := d.shards.Prepare(ctx); err != nil {
 			return d.abort(ctx, fmt.Errorf("daemon: start cluster: %w", err))
 		}
-		sctx, cancel := context.WithCancel(context.Background())
-		d.stopShards, d.shardsDone = cancel, make(chan struct{})
-		go func() { defer close(d.shardsDone); d.shards.Run(sctx) }()
+		others, err := d.shards.Others(ctx)
+		if err != nil {
+			d.log.Warn("cluster: live instances not read: starting as the first", "err", err)
+		}
+		joining = others > 0
+		if !joining {
+			// After the trackers: every presentity they restored is in
+			// the engine when the first shards are taken over.
+			if err := d.shards.Start(ctx); err != nil {
+				return d.abort(ctx, fmt.Errorf("daemon: start cluster: %w", err))
+			}
+			sctx, cancel := context.WithCancel(context.Background())
+			d.stopShards, d.shardsDone = cancel, make(chan struct{})
+			go func() { defer close(d.shardsDone); d.shards.Run(sctx) }()
+		}
 	}
 	if err := d.in.Start(ctx); err != nil {
 		return d.abort(ctx, fmt.Errorf("daemon: start ingest: %w", err))
+	}
+	if joining {
+		d.join(time.Now())
 	}
 	if err := d.api.Start(ctx); err != nil {
 		return d.abort(ctx, fmt.Errorf("daemon: start management server: %w", err))
@@ -410,6 +424,57 @@ func (d *Daemon) Start(ctx context.Context) error {
 		d.log.Info("puaside started", "sip", d.eng.ContactURI(), "http", d.api.Addr(), "db", d.db.Dialect)
 	}
 	return nil
+}
+
+// join takes this instance into a running cluster once its trackers have
+// caught up: the REGISTERs and call messages the other instances received
+// between their last flush before this Start and bound, when the inputs
+// were bound, reach this instance only through the store. It waits until
+// the others have written everything up to bound (their flush_interval,
+// the same as this instance's, and a second), corrects the trackers with
+// the store (what they received since bound they keep), and only then
+// heartbeats and takes its shards: until then the others keep them and
+// /readyz fails.
+func (d *Daemon) join(bound time.Time) {
+	wait := time.Second
+	if d.ul != nil {
+		wait += d.cfg.Usrloc.FlushInterval
+	}
+	if d.di != nil {
+		wait = max(wait, time.Second+d.cfg.Dialoginfo.FlushInterval)
+	}
+	d.log.Info("cluster: joining running instances: catching up with the store before taking shards", "wait", wait)
+	sctx, cancel := context.WithCancel(context.Background())
+	d.stopShards, d.shardsDone = cancel, make(chan struct{})
+	go func() {
+		defer close(d.shardsDone)
+		t := time.NewTimer(time.Until(bound.Add(wait)))
+		select {
+		case <-sctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if d.ul != nil {
+			n, err := d.ul.CatchUp(sctx, bound)
+			if err != nil {
+				d.log.Warn("cluster: contacts not caught up", "err", err)
+			}
+			d.log.Info("cluster: contacts caught up with the store", "aors_changed", n)
+		}
+		if d.di != nil {
+			n, err := d.di.CatchUp(sctx, bound)
+			if err != nil {
+				d.log.Warn("cluster: calls not caught up", "err", err)
+			}
+			d.log.Info("cluster: calls caught up with the store", "calls_changed", n)
+		}
+		if err := d.shards.Start(sctx); err != nil {
+			d.log.Error("cluster: not started", "err", err)
+			return
+		}
+		d.shards.Run(sctx)
+	}()
 }
 
 // newReconciler builds the reconciliation with the proxy, feeding the
