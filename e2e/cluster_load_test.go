@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"sync"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/puaside/puaside/config"
 	"github.com/puaside/puaside/internal/dbtest"
 	"github.com/puaside/puaside/internal/kamailiotest"
+	"github.com/puaside/puaside/internal/loadproc"
 	"github.com/puaside/puaside/internal/sipphone"
 	"github.com/puaside/puaside/shard"
 	"github.com/puaside/puaside/store"
@@ -247,7 +249,7 @@ func (s burstState) String() string {
 
 // burstView reads the presence server's live presence rows of users: how
 // many are open, how many have none, how many more than one.
-func burstView(ctx context.Context, t *testing.T, ps *kamailiotest.Instance, users []int) burstState {
+func burstView(ctx context.Context, t testing.TB, ps *kamailiotest.Instance, users []int) burstState {
 	t.Helper()
 	q, err := ps.DB().QueryContext(ctx, "SELECT username, body FROM presentity WHERE event = 'presence' AND expires > ?", time.Now().Unix())
 	if err != nil {
@@ -289,7 +291,7 @@ func burstView(ctx context.Context, t *testing.T, ps *kamailiotest.Instance, use
 
 // waitBurst polls the presence server until ok holds for the users'
 // state, or until deadline; it returns the last state and whether ok held.
-func waitBurst(ctx context.Context, t *testing.T, ps *kamailiotest.Instance, users []int, deadline time.Time, ok func(burstState) bool) (burstState, bool) {
+func waitBurst(ctx context.Context, t testing.TB, ps *kamailiotest.Instance, users []int, deadline time.Time, ok func(burstState) bool) (burstState, bool) {
 	t.Helper()
 	for {
 		s := burstView(ctx, t, ps, users)
@@ -692,4 +694,219 @@ func explainMissing(ctx context.Context, t *testing.T, c *loadCluster, users []i
 			}
 		}
 	}
+}
+
+// newRegBlasterTB is newRegBlaster for benchmarks.
+func newRegBlasterTB(tb testing.TB, registrar string) *regBlaster {
+	tb.Helper()
+	dst, err := net.ResolveUDPAddr("udp", registrar)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_ = conn.SetReadBuffer(4 << 20)
+	b := &regBlaster{conn: conn, dst: dst, okays: map[string]bool{}, done: make(chan struct{})}
+	go b.read()
+	tb.Cleanup(func() {
+		conn.Close()
+		<-b.done
+	})
+	return b
+}
+
+// sqlCounter is a TCP relay in front of MariaDB that counts the commands
+// its clients send, by MySQL command byte: the statements of the instances
+// of one benchmark only (the server's own counters are global, and the
+// server is shared with other test runs). A command is a client packet
+// with sequence number 0; its first byte is the command (0x03 COM_QUERY,
+// 0x17 COM_STMT_EXECUTE, 0x16 COM_STMT_PREPARE, ...).
+type sqlCounter struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	counts map[byte]int64
+}
+
+func newSQLCounter(tb testing.TB, target string) *sqlCounter {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := &sqlCounter{ln: ln, target: target, counts: map[byte]int64{}}
+	go c.serve()
+	tb.Cleanup(func() { ln.Close() })
+	return c
+}
+
+func (c *sqlCounter) addr() string { return c.ln.Addr().String() }
+
+func (c *sqlCounter) serve() {
+	for {
+		cl, err := c.ln.Accept()
+		if err != nil {
+			return
+		}
+		go c.relay(cl)
+	}
+}
+
+func (c *sqlCounter) relay(cl net.Conn) {
+	defer cl.Close()
+	srv, err := net.Dial("tcp", c.target)
+	if err != nil {
+		return
+	}
+	defer srv.Close()
+	go func() {
+		_, _ = io.Copy(cl, srv)
+		cl.Close()
+	}()
+	var hdr [4]byte
+	for {
+		if _, err := io.ReadFull(cl, hdr[:]); err != nil {
+			return
+		}
+		n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
+		pkt := make([]byte, 4+n)
+		copy(pkt, hdr[:])
+		if _, err := io.ReadFull(cl, pkt[4:]); err != nil {
+			return
+		}
+		if hdr[3] == 0 && n > 0 {
+			c.mu.Lock()
+			c.counts[pkt[4]]++
+			c.mu.Unlock()
+		}
+		if _, err := srv.Write(pkt); err != nil {
+			return
+		}
+	}
+}
+
+// statements returns the statements sent so far (queries and executions
+// of prepared statements).
+func (c *sqlCounter) statements() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.counts[0x03] + c.counts[0x17]
+}
+
+// loadAvg is the first field of /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}
+
+// BenchmarkClusterThroughput: REGISTER → PUBLISH with 1, 2 and 3 puaside
+// processes on one MariaDB database (cluster on, lease_ttl 3 s, 8 shards,
+// usrloc only) behind the real Kamailio registrar (WITH_REPLICATE to the
+// one instance, WITH_FANOUT to two or three: every instance ingests every
+// REGISTER), publishing to a Kamailio presence server on a tmpfs SQLite
+// file. Each sub-benchmark first counts the statements of the idle cluster
+// over 10 s (the lease rounds), through a relay in front of MariaDB that
+// counts its clients' commands (the server's Com_* counters are global and
+// the server is shared), then sends 6,000 REGISTERs at 3,000/s
+// (PUASIDE_BENCH_USERS, PUASIDE_BENCH_RATE) and
+// measures the time from the first to every answered user open at the
+// presence server (users/s), the CPU of each puaside process, of the
+// registrar and of the presence server (/proc), and the statements per
+// registration.
+//
+//	go test -run '^$' -bench BenchmarkClusterThroughput -benchtime 1x ./e2e/
+func BenchmarkClusterThroughput(b *testing.B) {
+	users := benchEnvInt(b, "PUASIDE_BENCH_USERS", 6000)
+	rate := benchEnvInt(b, "PUASIDE_BENCH_RATE", 3000)
+	const idle = 10 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	b.Logf("load average at the start: %s", loadAvg())
+	for _, n := range []int{1, 2, 3} {
+		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				dbURL := dbtest.URL(b, store.MySQL)
+				counter := newSQLCounter(b, hostPortOf(b, dbURL))
+				c := newLoadCluster(b, loadClusterOptions{nodes: n, start: n, tweak: func(cfg *config.Config) {
+					cfg.DBURL = strings.Replace(dbURL, hostPortOf(b, dbURL), counter.addr(), 1)
+					cfg.Features.Dialoginfo = false
+				}})
+				s0 := counter.statements()
+				time.Sleep(idle)
+				leases := float64(counter.statements()-s0) / idle.Seconds()
+
+				blast := newRegBlasterTB(b, c.reg.Addr())
+				cpu := func() (pua []time.Duration, reg, pres time.Duration) {
+					for _, nd := range c.nodes {
+						st, err := loadproc.ReadStat(nd.proc.cmd.Process.Pid)
+						if err != nil {
+							b.Fatal(err)
+						}
+						pua = append(pua, st.CPU())
+					}
+					reg, err := loadproc.TreeCPU(c.reg.Pid())
+					if err != nil {
+						b.Fatal(err)
+					}
+					pres, err = loadproc.TreeCPU(c.presence.Pid())
+					if err != nil {
+						b.Fatal(err)
+					}
+					return pua, reg, pres
+				}
+				la0 := loadAvg()
+				pua0, reg0, pres0 := cpu()
+				d0 := counter.statements()
+				start := time.Now()
+				if err := pace(ctx, upTo(users), rate, func(i int) error { return blast.register(i, 1, 600) }); err != nil {
+					b.Fatal(err)
+				}
+				var answered []int
+				for i := range users {
+					if blast.answered(burstCallID(i), 1) {
+						answered = append(answered, i)
+					}
+				}
+				s, ok := waitBurst(ctx, b, c.presence, answered, time.Now().Add(time.Minute), func(s burstState) bool { return s.open == len(answered) })
+				took := time.Since(start)
+				pua1, reg1, pres1 := cpu()
+				load := counter.statements() - d0
+				if !ok {
+					b.Fatalf("not every answered user open a minute after the load: %s", s)
+				}
+				var total time.Duration
+				per := make([]string, n)
+				for i := range pua1 {
+					d := pua1[i] - pua0[i]
+					total += d
+					per[i] = fmt.Sprintf("%.2f", d.Seconds())
+				}
+				b.Logf("%d instance(s): %d users at %d/s (%d answered) all open after %s (%.0f users/s); puaside CPU %s s (total %.2f s), registrar %.2f s, presence server %.2f s; load average %s → %s",
+					n, users, rate, len(answered), took.Round(time.Millisecond), float64(len(answered))/took.Seconds(), strings.Join(per, " + "), total.Seconds(),
+					(reg1 - reg0).Seconds(), (pres1 - pres0).Seconds(), la0, loadAvg())
+				b.Logf("database: idle cluster %.1f statements/s (lease rounds); during the load %d statements, %.0f/s, %.2f per registration",
+					leases, load, float64(load)/took.Seconds(), float64(load)/float64(len(answered)))
+				b.ReportMetric(float64(len(answered))/took.Seconds(), "users/s")
+				b.ReportMetric(total.Seconds(), "puaside-cpu-s")
+				b.ReportMetric((reg1 - reg0).Seconds(), "registrar-cpu-s")
+				b.ReportMetric(leases, "lease-stmt/s")
+				b.ReportMetric(float64(load)/float64(len(answered)), "stmt/registration")
+			}
+		})
+	}
+}
+
+// hostPortOf returns the host:port of a mysql:// db_url.
+func hostPortOf(tb testing.TB, dbURL string) string {
+	tb.Helper()
+	rest := strings.TrimPrefix(dbURL, "mysql://")
+	if i := strings.LastIndexByte(rest[:strings.IndexByte(rest, '/')], '@'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	return rest[:strings.IndexByte(rest, '/')]
 }
