@@ -10,8 +10,8 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
