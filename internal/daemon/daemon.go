@@ -112,6 +112,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 			return nil, fmt.Errorf("daemon: %w", err)
 		}
 		popts.Ownership = d.shards
+		// Every instance writes the contacts and calls it receives; one
+		// whose heartbeat lapsed writes none (store.FenceTrackerWrites).
+		db.FenceTrackerWrites(cfg.Cluster.InstanceID)
 	}
 	d.eng, err = pua.New(cfg.PUA, popts)
 	if err != nil {
@@ -379,6 +382,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 	}
 	joining := false
 	if d.shards != nil {
+		d.shards.SetCatchUp(d.catchUpWait(), d.catchUp)
 		if err := d.shards.Prepare(ctx); err != nil {
 			return d.abort(ctx, fmt.Errorf("daemon: start cluster: %w", err))
 		}
@@ -436,13 +440,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 // heartbeats and takes its shards: until then the others keep them and
 // /readyz fails.
 func (d *Daemon) join(bound time.Time) {
-	wait := time.Second
-	if d.ul != nil {
-		wait += d.cfg.Usrloc.FlushInterval
-	}
-	if d.di != nil {
-		wait = max(wait, time.Second+d.cfg.Dialoginfo.FlushInterval)
-	}
+	wait := d.catchUpWait()
 	d.log.Info("cluster: joining running instances: catching up with the store before taking shards", "wait", wait)
 	sctx, cancel := context.WithCancel(context.Background())
 	d.stopShards, d.shardsDone = cancel, make(chan struct{})
@@ -455,26 +453,46 @@ func (d *Daemon) join(bound time.Time) {
 			return
 		case <-t.C:
 		}
-		if d.ul != nil {
-			n, err := d.ul.CatchUp(sctx, bound)
-			if err != nil {
-				d.log.Warn("cluster: contacts not caught up", "err", err)
-			}
-			d.log.Info("cluster: contacts caught up with the store", "aors_changed", n)
-		}
-		if d.di != nil {
-			n, err := d.di.CatchUp(sctx, bound)
-			if err != nil {
-				d.log.Warn("cluster: calls not caught up", "err", err)
-			}
-			d.log.Info("cluster: calls caught up with the store", "calls_changed", n)
-		}
+		d.catchUp(sctx, bound)
 		if err := d.shards.Start(sctx); err != nil {
 			d.log.Error("cluster: not started", "err", err)
 			return
 		}
 		d.shards.Run(sctx)
 	}()
+}
+
+// catchUpWait is how long after a time the other instances have written
+// what they received up to it: their flush_interval (the same as this
+// instance's) and a second.
+func (d *Daemon) catchUpWait() time.Duration {
+	wait := time.Second
+	if d.ul != nil {
+		wait += d.cfg.Usrloc.FlushInterval
+	}
+	if d.di != nil {
+		wait = max(wait, time.Second+d.cfg.Dialoginfo.FlushInterval)
+	}
+	return wait
+}
+
+// catchUp corrects the trackers with the contacts and calls the other
+// instances stored, keeping what they received after asOf.
+func (d *Daemon) catchUp(ctx context.Context, asOf time.Time) {
+	if d.ul != nil {
+		n, err := d.ul.CatchUp(ctx, asOf)
+		if err != nil {
+			d.log.Warn("cluster: contacts not caught up", "err", err)
+		}
+		d.log.Info("cluster: contacts caught up with the store", "aors_changed", n)
+	}
+	if d.di != nil {
+		n, err := d.di.CatchUp(ctx, asOf)
+		if err != nil {
+			d.log.Warn("cluster: calls not caught up", "err", err)
+		}
+		d.log.Info("cluster: calls caught up with the store", "calls_changed", n)
+	}
 }
 
 // newReconciler builds the reconciliation with the proxy, feeding the
