@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -909,4 +910,109 @@ func hostPortOf(tb testing.TB, dbURL string) string {
 		rest = rest[i+1:]
 	}
 	return rest[:strings.IndexByte(rest, '/')]
+}
+
+// TestClusterSharedLineOwnerKilledMidCall: a shared line (BLA) on three
+// instances: two Polycom phones register line100 through the registrar
+// (mirrored to all three); only the owner of the line's shard subscribes
+// to them (one SUBSCRIBE per phone) and publishes the composed line. Phone
+// A is in a call on the line when that owner is killed (SIGKILL): within
+// lease_ttl + 1 s the successor continues each phone's subscription under
+// its stored dialog (an in-dialog SUBSCRIBE, with its own Contact), the
+// phones answer it with their state (RFC 6665), and the line's lamp at the
+// presence server stays lit with A's call throughout; A hangs up and the
+// line goes free through the successor; the presence server holds one
+// publication of the line.
+func TestClusterSharedLineOwnerKilledMidCall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := newLoadCluster(t, loadClusterOptions{nodes: 3, start: 3,
+		tweak: func(cfg *config.Config) {
+			cfg.Features.BLA = true
+			cfg.Features.Dialoginfo = false
+		},
+		extraYAML: func(*clusterNode) string {
+			return "bla:\n  lines:\n    - aor: " + strconv.Quote(blaLine) + "\n"
+		}})
+	a := newPolycom(t, "line100", "example.com")
+	b := newPolycom(t, "line100", "example.com")
+	phones := map[string]*polycom{"A": a, "B": b}
+	for name, p := range phones {
+		if err := p.watchLine(ctx, c.presence.Addr(), 600); err != nil {
+			t.Fatalf("phone %s: %v", name, err)
+		}
+		res, err := p.register(ctx, c.reg.Addr(), 300)
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("phone %s: register: %v %v", name, res, err)
+		}
+	}
+	for name, p := range phones {
+		if err := p.waitUntil(ctx, "an initial NOTIFY answered", func() bool { return len(p.codes) >= 1 }); err != nil {
+			t.Fatalf("phone %s: %v", name, err)
+		}
+	}
+	send := func(p *polycom, name, body string) {
+		t.Helper()
+		code, err := p.notify(ctx, "active;expires=300", body)
+		if err != nil || code != 200 {
+			t.Fatalf("phone %s: NOTIFY: %d %v", name, code, err)
+		}
+	}
+	send(a, "A", blaDoc(blaLine, 1, "partial", blaDialog{"a-call-1", "trying", "1"}))
+	send(a, "A", blaDoc(blaLine, 2, "partial", blaDialog{"a-call-1", "confirmed", "1"}))
+	if _, err := b.waitNote(ctx, "A's confirmed call", func(n polNote) bool { return blaDialogState(n.Body, "a-call-1") == "confirmed" }); err != nil {
+		t.Fatalf("phone B: %v; NOTIFYs %+v", err, b.notes())
+	}
+	for name, p := range phones {
+		if n := len(p.subscribes()); n != 1 {
+			t.Errorf("phone %s: %d SUBSCRIBEs before the kill, want 1 (from the line's owner only): %+v", name, n, p.subscribes())
+		}
+	}
+	// The owner's ETag and subscription dialogs reach the database.
+	time.Sleep(time.Second)
+	notesBefore := len(b.notes())
+
+	dead := c.owner(t, blaLine)
+	deadContact := "sip:puaside@" + hostPort(dead.cfg.PUA.Listen[0])
+	dead.proc.kill()
+	killedAt := time.Now()
+	t.Logf("%s, owner of the line's shard, killed mid-call", dead.id)
+	// Each phone gets the successor's in-dialog SUBSCRIBE and answers it
+	// with its state.
+	for name, p := range phones {
+		if err := p.waitUntil(ctx, "the successor's SUBSCRIBE", func() bool {
+			subs := p.subs // p.mu held
+			last := subs[len(subs)-1]
+			return len(subs) > 1 && last.InDialog && len(last.Contacts) == 1 && last.Contacts[0] != deadContact
+		}); err != nil {
+			t.Fatalf("phone %s: %v: %+v", name, err, p.subscribes())
+		}
+		took := time.Since(killedAt)
+		t.Logf("phone %s: subscription continued by the successor %s after the kill", name, took.Round(time.Millisecond))
+		if took > clusterRight {
+			t.Errorf("phone %s: subscription continued %s after the kill, want within lease_ttl + 1 s", name, took)
+		}
+	}
+	send(a, "A", blaDoc(blaLine, 3, "full", blaDialog{"a-call-1", "confirmed", "1"}))
+	send(b, "B", blaDoc(blaLine, 1, "full"))
+	time.Sleep(time.Second)
+	after := b.notes()[notesBefore:]
+	t.Logf("%d line NOTIFYs to B between the kill and A's hang-up", len(after))
+	if len(after) == 0 {
+		t.Error("B was told nothing of the line after the takeover (the successor's publications never reached it)")
+	}
+	for i, n := range after {
+		if st := blaDialogState(n.Body, "a-call-1"); st != "confirmed" {
+			t.Errorf("line NOTIFY %d after the kill shows A's call %q, want confirmed:\n%s", i+1, st, n.Body)
+		}
+	}
+	send(a, "A", blaDoc(blaLine, 4, "partial", blaDialog{"a-call-1", "terminated", "1"}))
+	if _, err := b.waitNote(ctx, "the line free through the successor", func(n polNote) bool {
+		ids, ok := blaHolders(n.Body, "1")
+		return ok && len(ids) == 0
+	}); err != nil {
+		t.Fatalf("phone B: %v; NOTIFYs %+v", err, b.notes())
+	}
+	fcCheckPresentities(ctx, t, c.presence, "after the takeover", map[string]int{polSLA: 1})
+	checkOnePublicationEach(ctx, t, c)
 }
