@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -129,8 +128,8 @@ func TestDebianPackage(t *testing.T) {
 	checkInstalled(t)
 
 	// The installed configuration is valid.
-	if help, _ := runCmd(t, 10*time.Second, "/usr/bin/puaside", "help"); regexp.MustCompile(`(?m)^\s+check\s`).MatchString(help) {
-		mustRunCmd(t, 30*time.Second, "/usr/bin/puaside", "check", "-config", "/etc/puaside/puaside.yaml")
+	if out := mustRunCmd(t, 30*time.Second, "/usr/bin/puaside", "check", "-config", "/etc/puaside/puaside.yaml"); !strings.Contains(out, "configuration OK") {
+		t.Errorf("puaside check of the installed configuration: %q", out)
 	}
 	cfg, err := config.Load("/etc/puaside/puaside.yaml")
 	if err != nil {
@@ -138,6 +137,20 @@ func TestDebianPackage(t *testing.T) {
 	}
 	if cfg.DBURL != "sqlite:///var/lib/puaside/puaside.db" {
 		t.Errorf("installed db_url %q, want the state directory's SQLite file", cfg.DBURL)
+	}
+	// As README says: the embedded presence server by default, and the
+	// file's head says to check the file before enabling the unit.
+	if cfg.PUA.ServerAddress != "" || cfg.PA.Mode != "auto" {
+		t.Errorf("installed configuration: pua.server_address %q, pa.mode %q; want the embedded presence server", cfg.PUA.ServerAddress, cfg.PA.Mode)
+	}
+	head := readFile(t, "/etc/puaside/puaside.yaml")
+	for _, w := range []string{"# puaside serves presence itself (pa,", "#   puaside check -config /etc/puaside/puaside.yaml\n", "#   systemctl enable --now puaside\n"} {
+		if !strings.Contains(head, w) {
+			t.Errorf("installed configuration's comment lacks %q", w)
+		}
+	}
+	if strings.Contains(head, "(if available)") {
+		t.Error("installed configuration's comment still says check is available only perhaps")
 	}
 
 	// systemd's own checks of the installed unit (any output is a finding).

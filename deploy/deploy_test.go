@@ -967,6 +967,16 @@ func TestSystemdUnit(t *testing.T) {
 		"StateDirectory":  "puaside",
 		"PrivateTmp":      "yes",
 		"ProtectHome":     "yes",
+		// readiness, reload and stop over the notify socket (notify.go)
+		"Type":         "notify",
+		"NotifyAccess": "main",
+		// systemctl reload is SIGHUP (reload.go)
+		"ExecReload": "/bin/kill -HUP $MAINPID",
+		// a configuration error (exit 2, run and check alike) is not retried
+		"RestartPreventExitStatus": "2",
+		// the graceful stop is bounded below the unit's stop timeout
+		"KillSignal":     "SIGTERM",
+		"TimeoutStopSec": "30s",
 	} {
 		if got := svc[k]; len(got) != 1 || got[0] != want {
 			t.Errorf("[Service] %s=%q, want %q", k, got, want)
@@ -1020,25 +1030,55 @@ func configKeys(typ reflect.Type, prefix string, out map[string]bool) {
 	}
 }
 
-// fencedBlocks returns the fenced code blocks of a Markdown text by info string.
+// fencedBlocks returns the fenced code blocks of a Markdown text by info
+// string. A fence may be indented (a block in a list item); the block's
+// lines lose that indentation.
 func fencedBlocks(md string) map[string][]string {
 	out := map[string][]string{}
-	lang := ""
+	lang, indent := "", ""
 	var cur strings.Builder
 	in := false
 	for _, l := range strings.Split(md, "\n") {
-		if strings.HasPrefix(l, "```") {
+		if t := strings.TrimLeft(l, " "); strings.HasPrefix(t, "```") {
 			if in {
 				out[lang] = append(out[lang], cur.String())
 				cur.Reset()
 				in = false
 			} else {
-				lang, in = strings.TrimSpace(strings.TrimPrefix(l, "```")), true
+				lang, in = strings.TrimSpace(strings.TrimPrefix(t, "```")), true
+				indent = l[:len(l)-len(t)]
 			}
 			continue
 		}
 		if in {
-			cur.WriteString(l + "\n")
+			cur.WriteString(strings.TrimPrefix(l, indent) + "\n")
+		}
+	}
+	return out
+}
+
+// proseSpans returns the inline code spans of a Markdown text outside its
+// fenced blocks, whitespace collapsed, paragraph by paragraph (a span may
+// wrap onto the next line).
+func proseSpans(md string) []string {
+	var prose []string
+	in := false
+	for _, l := range strings.Split(md, "\n") {
+		if strings.HasPrefix(strings.TrimLeft(l, " "), "```") {
+			in = !in
+			prose = append(prose, "")
+			continue
+		}
+		if in {
+			l = ""
+		}
+		prose = append(prose, l)
+	}
+	span := regexp.MustCompile("`([^`]+)`")
+	var out []string
+	for _, p := range regexp.MustCompile(`\n\s*\n`).Split(strings.Join(prose, "\n"), -1) {
+		for _, m := range span.FindAllStringSubmatch(p, -1) {
+			out = append(out, strings.Join(strings.Fields(m[1]), " "))
 		}
 	}
 	return out
@@ -1065,8 +1105,11 @@ func exercisedCommands() []string {
 	return []string{
 		"scripts/stack.sh start", "scripts/stack.sh stop", "scripts/stack.sh status", "scripts/stack.sh clean",
 		"puaside run -config", "puaside migrate -config", "puaside version",
+		"puaside check -config", "puaside config -config", "puaside ready",
 		"puaside ls publications", "puaside ls subscriptions", "puaside ls registrations",
 		"puaside ls dialogs", "puaside ls lines", "puaside ls flags",
+		"puaside ls presentities", "puaside ls watchers",
+		"puaside policy add", "puaside policy ls", "puaside policy rm",
 		"puaside flag set", "puaside flag clear", "puaside line add", "puaside line rm", "puaside publish",
 		"curl -fsS http://127.0.0.1:8080/metrics", "curl -fsS http://127.0.0.1:8080/readyz",
 		"curl -fsS http://127.0.0.1:8080/healthz",

@@ -72,7 +72,28 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 		t.Fatal("the dashboard uses no puaside metric")
 	}
 
-	served := scrapeFreshDaemon(t)
+	// pa, the default presence server, has its panels.
+	for _, name := range []string{"puaside_pa_subscriptions", "puaside_pa_notifies_total",
+		"puaside_pa_notify_latency_seconds_bucket", "puaside_pa_publications_total"} {
+		if used[name] == nil {
+			t.Errorf("no panel shows %s", name)
+		}
+	}
+
+	served, labels := scrapeFreshDaemon(t)
+	// The labels a query groups by are labels of its metric.
+	byRE := regexp.MustCompile(`by \(([a-z_, ]+)\) \((?:rate\()?(puaside_[a-z_]+)`)
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range byRE.FindAllStringSubmatch(tg.Expr, -1) {
+				for _, l := range strings.Split(m[1], ",") {
+					if l = strings.TrimSpace(l); l != "le" && !labels[m[2]][l] {
+						t.Errorf("panel %q groups %s by %q, a label it does not have", p.Title, m[2], l)
+					}
+				}
+			}
+		}
+	}
 	var missing []string
 	for name, panels := range used {
 		base := name
@@ -92,15 +113,17 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 }
 
 // scrapeFreshDaemon starts a daemon on loopback (every tracker on, SQLite,
-// no presence server answering) and returns the metric families of its
-// /metrics with their types.
-func scrapeFreshDaemon(t *testing.T) map[string]model.MetricType {
+// no upstream presence server answering, pa on as well) and returns the
+// metric families of its /metrics with their types, and the label names
+// of each series (histograms' by their _bucket name).
+func scrapeFreshDaemon(t *testing.T) (map[string]model.MetricType, map[string]map[string]bool) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DBURL = "sqlite://" + filepath.Join(t.TempDir(), "puaside.db")
 	cfg.Features.BLA = true
 	cfg.PUA.Listen = []string{"udp:127.0.0.1:0"}
 	cfg.PUA.ServerAddress = "sip:127.0.0.1:9"
+	cfg.PA.Mode, cfg.PA.Listen = "on", []string{"udp:127.0.0.1:0"}
 	cfg.Ingest.ReplicateListen = []string{"udp:127.0.0.1:0"}
 	cfg.Ingest.TraceListen, cfg.Ingest.HEPListen = nil, nil
 	cfg.HTTP.HTTPListen = "127.0.0.1:0"
@@ -131,16 +154,25 @@ func scrapeFreshDaemon(t *testing.T) map[string]model.MetricType {
 		t.Fatalf("parse /metrics: %v", err)
 	}
 	out := map[string]model.MetricType{}
+	labels := map[string]map[string]bool{}
 	for name, f := range fams {
 		if len(f.GetMetric()) == 0 {
 			continue
 		}
+		key := name
 		switch f.GetType().String() {
 		case "HISTOGRAM":
 			out[name] = model.MetricTypeHistogram
+			key = name + "_bucket"
 		default:
 			out[name] = model.MetricTypeUnknown
 		}
+		labels[key] = map[string]bool{}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				labels[key][l.GetName()] = true
+			}
+		}
 	}
-	return out
+	return out, labels
 }

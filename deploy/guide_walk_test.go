@@ -41,6 +41,53 @@ func guideNotRunnable() map[string]string {
 	}
 }
 
+// guideInlineExcused are the commands the guide's prose names (inline code)
+// that neither the walk nor another test runs as written, by prefix, each
+// with the reason.
+func guideInlineExcused() map[string]string {
+	return map[string]string{
+		"docker compose logs puaside": "no Docker engine on the test machines",
+		"dpkg -r puaside":             "TestDebianPackage removes the package after the walk, then checks what stays",
+		"dpkg -P":                     "TestDebianPackage purges the package after the walk, then checks that nothing stays",
+		"go install":                  "needs the module from the network; the local build is the same package",
+		"journalctl -u puaside":       "systemd is not PID 1 on the test machines; TestDebianPackage reads the daemon's stderr, which journald would keep",
+		"systemctl start":             "systemd is not PID 1 on the test machines; TestDebianPackage runs the installed unit's ExecStart as its user",
+		"systemctl reload puaside":    "systemd is not PID 1 on the test machines; TestSIGHUPKeepsTheDaemon sends the SIGHUP the unit's ExecReload sends",
+		"puaside ls shards":           "lists cluster mode's leases, off in the packaged configuration; TestCluster* (e2e) read them from GET /v1/shards",
+		"puaside ls xmpp":             "the XMPP gateway is off in the packaged configuration; TestXMPPUserSeesSIPRegistration (e2e) runs it",
+		"puaside publish --uri sip:alice@example.com --event presence --body @alice.pidf": "needs the operator's PIDF file; TestCLI runs publish --body @FILE",
+		"puaside subscribe":                             "subscribes at pua.server_address, empty in the packaged configuration; TestCLI runs it",
+		"sqlite3 presence.db 'PRAGMA journal_mode=WAL'": "deploy/kamailio/presence-db.sh runs it, which TestPresenceCfgSQLiteDefault runs",
+	}
+}
+
+// guidePlaceholder is a placeholder word of a command the prose names
+// (AOR, FILE, URI): it stands for any one word.
+var guidePlaceholder = regexp.MustCompile(`^[A-Z]{3,}$`)
+
+// namesWalked reports whether the prose's command span is a walked command
+// or the start of one, its placeholders standing for any word.
+func namesWalked(span string, walked map[string]bool) bool {
+	sf := strings.Fields(span)
+	for w := range walked {
+		wf := strings.Fields(w)
+		if len(wf) < len(sf) {
+			continue
+		}
+		ok := true
+		for i, f := range sf {
+			if f != wf[i] && !guidePlaceholder.MatchString(f) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
 // guideCommandWords are the first words of the lines the guide's code
 // blocks present as commands to run.
 var guideCommandWords = regexp.MustCompile(`^(puaside|curl|install|systemctl|docker|dpkg|apt-get|apt|go|scripts/[a-z-]+\.sh|deploy/kamailio/[a-z-]+\.sh|sqlite3|mkdir|chown|kamailio|kamctl|journalctl|mysql|useradd|sudo|git)$`)
@@ -124,6 +171,41 @@ func TestOperatorGuideCommandsAccounted(t *testing.T) {
 				}
 				t.Errorf("the guide's %s block has the command %q: put it in an sh block (the walk runs it) or list it in guideNotRunnable with the reason", lang, cmd)
 			}
+		}
+	}
+	// The commands the prose names (a command word and at least one
+	// argument; a bare name such as `curl` is no command).
+	usedInline := map[string]bool{}
+	for _, span := range proseSpans(readFile(t, filepath.Join(root, "docs", "operator-guide.md"))) {
+		cmd, ok := guideCommand(span)
+		if !ok || len(strings.Fields(cmd)) < 2 {
+			continue
+		}
+		if namesWalked(cmd, walked) {
+			continue
+		}
+		if _, ok := guideNotRunnable()[cmd]; ok {
+			used[cmd] = true
+			continue
+		}
+		accounted := false
+		for p := range guideElsewhere() {
+			if strings.HasPrefix(cmd, p) {
+				accounted = true
+			}
+		}
+		for p := range guideInlineExcused() {
+			if strings.HasPrefix(cmd, p) || strings.HasPrefix(p, cmd+" ") {
+				usedInline[p], accounted = true, true
+			}
+		}
+		if !accounted {
+			t.Errorf("the guide's text names the command %q: put it in an sh block (the walk runs it) or list it in guideInlineExcused with the reason", cmd)
+		}
+	}
+	for p := range guideInlineExcused() {
+		if !usedInline[p] {
+			t.Errorf("guideInlineExcused lists %q, which the guide's text no longer names", p)
 		}
 	}
 	for cmd := range guideNotRunnable() {

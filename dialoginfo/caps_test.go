@@ -11,6 +11,7 @@ import (
 	"github.com/puaside/puaside/event"
 	"github.com/puaside/puaside/internal/puatest"
 	"github.com/puaside/puaside/internal/puatest/recorder"
+	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/pua"
 )
 
@@ -44,7 +45,8 @@ func TestMaxBranches(t *testing.T) {
 	pub := recorder.New()
 	clk := newFakeClock()
 	cfg := DefaultConfig()
-	tr, err := New(cfg, Options{Publisher: pub, Clock: clk, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	met := metrics.New()
+	tr, err := New(cfg, Options{Publisher: pub, Clock: clk, Metrics: met, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +65,14 @@ func TestMaxBranches(t *testing.T) {
 	if n := strings.Count(logs.String(), "cap reached"); n != 1 {
 		t.Errorf("%d cap log lines, want 1 (rate-limited):\n%s", n, logs.String())
 	}
+	// The first 180 takes the untagged branch of the INVITE; every one past
+	// max_branches is counted.
+	if n, want := puatest.TrackerEvents(t, met, "dialoginfo", "ignored_branch_cap"), float64(2000-cfg.MaxBranches); n != want {
+		t.Errorf("ignored_branch_cap = %v, want %v", n, want)
+	}
+	if n := puatest.TrackerEvents(t, met, "dialoginfo", "ignored_call_cap"); n != 0 {
+		t.Errorf("ignored_call_cap = %v for one call, want 0", n)
+	}
 	tr.HandleSIP(ctx, reply(t, "fork", a, b, 200, "answering-fork"))
 	confirmed := 0
 	for _, d := range tr.Dialogs() {
@@ -80,6 +90,9 @@ func TestMaxBranches(t *testing.T) {
 	if confirmed != 1 {
 		t.Fatalf("%d confirmed dialogs, want the answering fork", confirmed)
 	}
+	if n, want := puatest.TrackerEvents(t, met, "dialoginfo", "ignored_branch_cap"), float64(2000-cfg.MaxBranches); n != want {
+		t.Errorf("ignored_branch_cap = %v after the answer past the cap, want still %v (a 2xx is never ignored)", n, want)
+	}
 	tr.HandleSIP(ctx, reply(t, "fork", a, b, 200, "second-answer"))
 	if n := len(tr.Dialogs()); n != cfg.MaxBranches+1 {
 		t.Errorf("%d dialogs after a second answer past the cap, want %d", n, cfg.MaxBranches+1)
@@ -93,7 +106,8 @@ func TestMaxCalls(t *testing.T) {
 	clk := newFakeClock()
 	cfg := DefaultConfig()
 	cfg.MaxCalls = 3
-	tr, err := New(cfg, Options{Publisher: pub, Clock: clk, Logger: quietLog()})
+	met := metrics.New()
+	tr, err := New(cfg, Options{Publisher: pub, Clock: clk, Metrics: met, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +124,13 @@ func TestMaxCalls(t *testing.T) {
 	}
 	if n := len(tr.Dialogs()); n != 3 {
 		t.Fatalf("%d calls after a JSON call past the cap, want 3", n)
+	}
+	// Seven INVITEs and one JSON call past the cap, each counted.
+	if n := puatest.TrackerEvents(t, met, "dialoginfo", "ignored_call_cap"); n != 8 {
+		t.Errorf("ignored_call_cap = %v, want 8", n)
+	}
+	if n := puatest.TrackerEvents(t, met, "dialoginfo", "ignored_branch_cap"); n != 0 {
+		t.Errorf("ignored_branch_cap = %v with one branch a call, want 0", n)
 	}
 	tr.HandleSIP(ctx, reply(t, "c0", "u0@example.com", "bob@example.com", 486, "busy"))
 	tr.Expire(clk.Advance(cfg.TerminatedLinger + 1))

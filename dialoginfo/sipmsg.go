@@ -179,6 +179,7 @@ func (t *Tracker) initialInvite(req *sip.Request, h *dialogHeaders, now int64) {
 		t.ignore("not_local", h.callID, "INVITE")
 		return
 	}
+	c.InviteVias = len(req.GetHeaders("Via"))
 	t.sync(c)
 }
 
@@ -353,6 +354,24 @@ func (t *Tracker) inviteResponse(c *call, res *sip.Response, h *dialogHeaders, c
 		ev := evRejected
 		if code == 487 {
 			ev = evCancelled
+		}
+		if c.InviteVias > 0 && len(res.GetHeaders("Via")) > c.InviteVias {
+			// A fork's own final answer, as the proxy received it (it
+			// still carries the proxy's Via). The proxy answers the call
+			// only when every fork has answered (a 2xx at once), and forks
+			// that have not rung yet are not known here: the call goes on.
+			// The fork's early dialog ends when another one is still
+			// live; the last live one stays until the call's answer (the
+			// forwarded final response, or another fork's 2xx), as the
+			// proxy's own transaction does.
+			b := c.branchByTag(h.toTag)
+			if h.toTag == "" || b == nil || b.State >= stConfirmed || !c.liveBesides(b) {
+				t.ignore("fork_final", h.callID, what)
+				return
+			}
+			t.terminate(c, b, ev, ev, code, now)
+			t.sync(c)
+			return
 		}
 		var targets []*branch
 		if b := c.branchByTag(h.toTag); h.toTag != "" && b != nil {

@@ -152,19 +152,24 @@ type branch struct {
 
 // call is one INVITE transaction's dialogs, keyed by Call-ID and caller tag.
 type call struct {
-	CallID        string    `json:"call_id"`
-	FromTag       string    `json:"from_tag"`
-	Caller        string    `json:"caller"`
-	CallerDisplay string    `json:"caller_display,omitempty"`
-	CallerContact string    `json:"caller_contact,omitempty"`
-	Callee        string    `json:"callee"`
-	CalleeDisplay string    `json:"callee_display,omitempty"`
-	CSeq          uint32    `json:"cseq"`
-	Pub           [2]bool   `json:"pub"`
-	Created       int64     `json:"created"`
-	Active        int64     `json:"active"` // last sign of life, unix ns
-	Answered      bool      `json:"answered,omitempty"`
-	Branches      []*branch `json:"branches"`
+	CallID        string  `json:"call_id"`
+	FromTag       string  `json:"from_tag"`
+	Caller        string  `json:"caller"`
+	CallerDisplay string  `json:"caller_display,omitempty"`
+	CallerContact string  `json:"caller_contact,omitempty"`
+	Callee        string  `json:"callee"`
+	CalleeDisplay string  `json:"callee_display,omitempty"`
+	CSeq          uint32  `json:"cseq"`
+	Pub           [2]bool `json:"pub"`
+	Created       int64   `json:"created"`
+	Active        int64   `json:"active"` // last sign of life, unix ns
+	Answered      bool    `json:"answered,omitempty"`
+	// InviteVias is the number of Via entries of the initial INVITE as
+	// the tracer saw it first (as the proxy received it; 0: unknown). A
+	// final response with more is a branch's own answer as the proxy
+	// received it, not the call's final answer (see inviteResponse).
+	InviteVias int       `json:"invite_vias,omitempty"`
+	Branches   []*branch `json:"branches"`
 
 	key     string
 	timer   sched.Entry // next ring timeout, lifetime cap or linger end
@@ -201,6 +206,16 @@ func (c *call) pending() *branch {
 		}
 	}
 	return nil
+}
+
+// liveBesides reports whether a branch other than b is not terminated.
+func (c *call) liveBesides(b *branch) bool {
+	for _, o := range c.Branches {
+		if o != b && o.State != stTerminated {
+			return true
+		}
+	}
+	return false
 }
 
 // over reports whether every branch is terminated.

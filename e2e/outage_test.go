@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/puaside/puaside/config"
 	"github.com/puaside/puaside/internal/kamailiotest"
 	"github.com/puaside/puaside/internal/sipphone"
+	"github.com/puaside/puaside/mgmt"
 	"github.com/puaside/puaside/pua"
 )
 
@@ -196,7 +198,8 @@ func outReadyz(t *testing.T, cfg config.Config) (int, string) {
 // the server's return can bring it up to date within outageCatchUp. (With
 // the default request_timeout of 32 s, a 60 s outage leaves most records
 // in a transaction whose UDP retransmission the returning server answers;
-// longer outages end as here.) The probe runs every 2 s, its default.
+// longer outages end as here. TestPresenceServerOutageDefaults runs that
+// case.) The probe runs every 2 s, its default.
 func outageConfig(t *testing.T, presence *kamailiotest.Instance) config.Config {
 	cfg := baseConfig(t, presence)
 	cfg.Features.BLA = false
@@ -215,7 +218,24 @@ func outageConfig(t *testing.T, presence *kamailiotest.Instance) config.Config {
 // lasts.
 func TestPresenceServerOutage(t *testing.T) {
 	presence := presenceServer(t)
+	runPresenceServerOutage(t, presence, outageConfig(t, presence))
+}
+
+// TestPresenceServerOutageDefaults is TestPresenceServerOutage with the
+// engine's timing defaults (request_timeout 32 s, retry_min 1 s, retry_max
+// 60 s, probe_interval 2 s): the requests in flight when the server comes
+// back (each waits up to Timer F for its answer) are answered or sent
+// anew within the same 10 s.
+func TestPresenceServerOutageDefaults(t *testing.T) {
+	presence := presenceServer(t)
 	cfg := outageConfig(t, presence)
+	d := pua.DefaultConfig()
+	cfg.PUA.RetryMin, cfg.PUA.RetryMax, cfg.PUA.RequestTimeout, cfg.PUA.ProbeInterval = d.RetryMin, d.RetryMax, d.RequestTimeout, d.ProbeInterval
+	runPresenceServerOutage(t, presence, cfg)
+}
+
+// runPresenceServerOutage is the body of the outage tests.
+func runPresenceServerOutage(t *testing.T, presence *kamailiotest.Instance, cfg config.Config) {
 	startPuaside(t, cfg)
 	reg := registrar(t, "WITH_SIPTRACE", cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -375,4 +395,104 @@ func outWaitGone(ctx context.Context, t *testing.T, presence *kamailiotest.Insta
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestRemovalsPendingDuringOutageSurviveSIGKILL is
+// TestRemovalsPendingDuringOutageSurviveRestart with a crash instead of a
+// graceful stop: the presence server is stopped, publications are
+// withdrawn, puaside (the binary, in its own process) is killed with
+// SIGKILL once its write-behind periods have passed, restarted while the
+// server is still down, then the server comes back: the withdrawn
+// publications must be gone there within 10 s, the others still open.
+func TestRemovalsPendingDuringOutageSurviveSIGKILL(t *testing.T) {
+	t.Run("usrloc", func(t *testing.T) {
+		presence := presenceServer(t)
+		cfg := outageConfig(t, presence)
+		cfg.Features.Dialoginfo = false
+		cfg.Usrloc.ClosedLinger = time.Second
+		bin, path := puasideBinary(t), writeDaemonConfig(t, cfg)
+		proc := startDaemonProc(t, "puaside", bin, path, cfg.HTTP.HTTPListen)
+		api := mgmt.NewClient("http://"+cfg.HTTP.HTTPListen, "")
+		reg := registrar(t, "WITH_SIPTRACE", cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+
+		u1 := sipphone.NewPhone(t, "u1", "example.com")
+		u2 := sipphone.NewPhone(t, "u2", "example.com")
+		outRegister(ctx, t, reg, u1)
+		outRegister(ctx, t, reg, u2)
+		outWaitTruth(ctx, t, presence, waitLimit, "before the outage", outTruth{open: []string{"u1", "u2"}})
+
+		presence.Stop()
+		if res, err := u1.Unregister(ctx, reg.Addr()); err != nil || res.StatusCode != 200 {
+			t.Fatalf("unregister u1: %v %v", res, err)
+		}
+		outWaitPendingAPI(ctx, t, api, "sip:u1@example.com")
+		time.Sleep(outPersisted(cfg))
+		proc.kill()
+		startDaemonProc(t, "puaside#2", bin, path, cfg.HTTP.HTTPListen)
+		time.Sleep(2 * time.Second)
+		presence.StartAgain(t)
+		outWaitGone(ctx, t, presence, "u1", outTruth{open: []string{"u2"}, offline: []string{"u1"}})
+	})
+	t.Run("api", func(t *testing.T) {
+		presence := presenceServer(t)
+		cfg := outageConfig(t, presence)
+		cfg.Features.Dialoginfo = false
+		cfg.Features.Usrloc = false
+		bin, path := puasideBinary(t), writeDaemonConfig(t, cfg)
+		proc := startDaemonProc(t, "puaside", bin, path, cfg.HTTP.HTTPListen)
+		api := mgmt.NewClient("http://"+cfg.HTTP.HTTPListen, "")
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		for _, u := range []string{"a1", "a2"} {
+			body := strings.ReplaceAll(alicePIDF, "alice", u)
+			res, err := api.Publish(ctx, mgmt.PublishParams{PresentityURI: "sip:" + u + "@example.com", Event: "presence", ID: "api", Body: body})
+			if err != nil || res.Status != 200 {
+				t.Fatalf("publish %s: %+v %v", u, res, err)
+			}
+		}
+		outWaitTruth(ctx, t, presence, waitLimit, "before the outage", outTruth{open: []string{"a1", "a2"}})
+
+		presence.Stop()
+		// The API waits for the removal's outcome, which cannot come while
+		// the server is down: the request is left to time out.
+		rctx, rcancel := context.WithCancel(ctx)
+		defer rcancel()
+		go func() { _, _ = api.RemovePublication(rctx, "sip:a1@example.com", "presence", "api") }()
+		outWaitPendingAPI(ctx, t, api, "sip:a1@example.com")
+		time.Sleep(outPersisted(cfg))
+		proc.kill()
+		rcancel()
+		startDaemonProc(t, "puaside#2", bin, path, cfg.HTTP.HTTPListen)
+		time.Sleep(2 * time.Second)
+		presence.StartAgain(t)
+		outWaitGone(ctx, t, presence, "a1", outTruth{open: []string{"a2"}, offline: []string{"a1"}})
+	})
+}
+
+// outPersisted is how long after a change it is written for sure: twice
+// the longest write-behind period (the engine's update_period, the usrloc
+// tracker's flush_interval), the second one for the write itself.
+func outPersisted(cfg config.Config) time.Duration {
+	return 2 * max(cfg.PUA.UpdatePeriod, cfg.Usrloc.FlushInterval)
+}
+
+// outWaitPendingAPI is outWaitPending through the management API of a
+// daemon in another process.
+func outWaitPendingAPI(ctx context.Context, t *testing.T, api *mgmt.Client, aor string) {
+	t.Helper()
+	eventually(t, aor+"'s removal pending", func() bool {
+		l, err := api.List(ctx, mgmt.ListPublications, nil)
+		if err != nil {
+			return false
+		}
+		for _, raw := range l.Items {
+			var p mgmt.Publication
+			if json.Unmarshal(raw, &p) == nil && p.PresentityURI == aor {
+				return p.State == pua.StateRetrying && p.LastStatus == 0 && p.LastReason != ""
+			}
+		}
+		return false
+	})
 }

@@ -13,7 +13,7 @@ const dedupMaxEntries = 1 << 17
 
 // dedup remembers message keys for a window. A key is a 64-bit hash of
 // (input, Call-ID, CSeq number and method, request method or status,
-// From-tag, To-tag); keys are kept in a map and a FIFO ring in arrival
+// From-tag, To-tag, and the Via count of a final non-2xx response); keys are kept in a map and a FIFO ring in arrival
 // order, which is also expiry order because the window is fixed.
 type dedup struct {
 	mu     sync.Mutex
@@ -46,7 +46,8 @@ func newDedup(window time.Duration, capacity int) *dedup {
 
 // keyFields are the fields of a copy's identity: Call-ID, CSeq number and
 // method, the request method (empty for a response) or the status, and
-// the dialog tags.
+// the dialog tags; for a final non-2xx response also the number of Via
+// entries.
 type keyFields struct {
 	callID     string
 	cseq       uint32
@@ -55,7 +56,16 @@ type keyFields struct {
 	status     int    // 0 for a request
 	fromTag    string
 	toTag      string
+	// vias is set for a final non-2xx response only (see finalVias): a
+	// fork's answer as the proxy received it and the call's final answer
+	// the proxy forwards carry the same tags, and the proxy's own Via tells
+	// them apart.
+	vias int
 }
+
+// keyVias reports whether a copy's Via entries are part of its identity: a
+// final non-2xx response's are.
+func keyVias(status int) bool { return status >= 300 }
 
 // keyFields returns the identity fields of a parsed copy.
 func (m *mirrored) keyFields() keyFields {
@@ -63,6 +73,9 @@ func (m *mirrored) keyFields() keyFields {
 		fromTag: m.fromTag, toTag: m.toTag}
 	if m.req != nil {
 		f.reqMethod = string(m.req.Method)
+	}
+	if keyVias(m.status) {
+		f.vias = len(m.msg.GetHeaders("Via"))
 	}
 	return f
 }
@@ -89,6 +102,10 @@ func (d *dedup) key(input string, f *keyFields) uint64 {
 	h.WriteString(f.fromTag)
 	h.WriteByte(0)
 	h.WriteString(f.toTag)
+	if f.vias > 0 {
+		h.WriteByte(0)
+		h.Write(strconv.AppendInt(buf[:0], int64(f.vias), 10))
+	}
 	return h.Sum64()
 }
 

@@ -56,6 +56,14 @@ func prescanKey(b []byte) (keyFields, bool) {
 			continue
 		case bytes.EqualFold(name, []byte("Via")):
 			have.via = true
+			if keyVias(f.status) {
+				// Via entries counted by line: a list in one line is
+				// left to the full parse.
+				if bytes.IndexByte(value, ',') >= 0 {
+					return f, false
+				}
+				f.vias++
+			}
 			continue
 		case bytes.EqualFold(name, []byte("Call-ID")):
 			seen = &have.cid

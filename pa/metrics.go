@@ -33,9 +33,9 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 		subscribes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "puaside_pa_subscribes_total",
 			Help: "SUBSCRIBEs received by the presence server, by event package and reply status."}, []string{"event", "status"}),
 		pubs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "puaside_pa_publications_total",
-			Help: "Publications received by the presence server, by source (sip, inprocess) and result."}, []string{"source", "result"}),
+			Help: "Publications received by the presence server, by source (sip, inprocess) and status (the reply status to a PUBLISH; ok, bad_body or bad_event in process)."}, []string{"source", "status"}),
 		notifies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "puaside_pa_notifies_total",
-			Help: "NOTIFYs sent by the presence server, by event package and result (the reply status, timeout or error)."}, []string{"event", "result"}),
+			Help: "NOTIFYs sent by the presence server, by event package and status (the reply status, timeout or error)."}, []string{"event", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "puaside_pa_notify_latency_seconds",
 			Help:    "Time from a change of state (publication, watcher list) to the reply of the NOTIFY that told it.",
 			Buckets: []float64{.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"event"}),
@@ -57,7 +57,7 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 			[]string{"event"}, nil),
 	}
 	// Every usual series exists at 0 from the start.
-	for _, ev := range []string{EventPresence, EventDialog, EventSLA, EventMA, EventWinfo, EventMWI} {
+	for _, ev := range metricEvents() {
 		for _, st := range []string{"200", "400", "403", "423", "481", "489"} {
 			m.subscribes.WithLabelValues(ev, st)
 		}
@@ -65,6 +65,9 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 			m.notifies.WithLabelValues(ev, res)
 		}
 		m.endedC.WithLabelValues(ev)
+		m.latency.WithLabelValues(ev)
+		m.sizes.WithLabelValues(ev)
+		m.parts.WithLabelValues(ev)
 	}
 	for _, r := range []string{wsguard.ReasonHandshakeTimeout, wsguard.ReasonHandshakeTLS, wsguard.ReasonHandshakeLarge,
 		wsguard.ReasonHandshakeInvalid, wsguard.ReasonTooManyPending, wsguard.ReasonFrameTooLarge, wsguard.ReasonFragmented,
@@ -87,6 +90,11 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 	return m, nil
 }
 
+// metricEvents are the event packages whose series exist from the start.
+func metricEvents() []string {
+	return []string{EventPresence, EventDialog, EventSLA, EventMA, EventWinfo, EventMWI}
+}
+
 // Describe implements prometheus.Collector for the gauges.
 func (m *serverMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.subsDesc
@@ -98,6 +106,11 @@ func (m *serverMetrics) Collect(ch chan<- prometheus.Metric) {
 	type es struct{ ev, st string }
 	subs := map[es]int{}
 	pres := map[string]int{}
+	// The usual series read 0 from the start, as the counters do.
+	for _, ev := range metricEvents() {
+		subs[es{ev, "active"}], subs[es{ev, "pending"}] = 0, 0
+		pres[ev] = 0
+	}
 	s := m.s
 	s.mu.Lock()
 	for _, w := range s.subs {

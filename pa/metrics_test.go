@@ -30,16 +30,14 @@ func TestMetrics(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	want := `
-# HELP puaside_pa_subscriptions Subscriptions held by the presence server, by event package and state.
-# TYPE puaside_pa_subscriptions gauge
-puaside_pa_subscriptions{event="presence",state="active"} 1
-`
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "puaside_pa_subscriptions"); err != nil {
-		t.Fatal(err)
+	if got := gauges(t, reg, "puaside_pa_subscriptions"); got["presence/active"] != 1 || got["presence/pending"] != 0 || got["dialog/active"] != 0 {
+		t.Fatalf("puaside_pa_subscriptions %v, want presence/active 1, the others 0", got)
 	}
-	if n := testutil.CollectAndCount(s.met.latency); n != 1 {
-		t.Fatalf("latency series %d, want 1", n)
+	if got := gauges(t, reg, "puaside_pa_presentities"); got["presence"] != 1 || got["dialog"] != 0 {
+		t.Fatalf("puaside_pa_presentities %v, want presence 1, dialog 0", got)
+	}
+	if got := latencyCounts(t, reg); got[EventPresence] == 0 || got[EventDialog] != 0 {
+		t.Fatalf("NOTIFY latency observations by event %v, want some for presence only", got)
 	}
 	if got := testutil.ToFloat64(s.met.subscribes.WithLabelValues(EventPresence, "200")); got != 1 {
 		t.Fatalf("subscribes %v", got)
@@ -47,4 +45,67 @@ puaside_pa_subscriptions{event="presence",state="active"} 1
 	if got := testutil.ToFloat64(s.met.pubs.WithLabelValues("inprocess", "ok")); got != 1 {
 		t.Fatalf("publications %v", got)
 	}
+}
+
+// gauges reads the series of one gauge family: label values joined by "/"
+// (in label name order) → value.
+func gauges(t *testing.T, reg *prometheus.Registry, name string) map[string]float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var vals []string
+			for _, l := range m.GetLabel() {
+				vals = append(vals, l.GetValue())
+			}
+			out[strings.Join(vals, "/")] = m.GetGauge().GetValue()
+		}
+	}
+	return out
+}
+
+// TestMetricsAtZero: before any SUBSCRIBE or PUBLISH the presence server's
+// gauges of the usual event packages exist at 0, as its counters do.
+func TestMetricsAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	startServer(t, DefaultConfig(), Options{Registerer: reg})
+	subs := gauges(t, reg, "puaside_pa_subscriptions")
+	pres := gauges(t, reg, "puaside_pa_presentities")
+	for _, ev := range []string{EventPresence, EventDialog, EventSLA} {
+		for _, st := range []string{"active", "pending"} {
+			if v, ok := subs[ev+"/"+st]; !ok || v != 0 {
+				t.Errorf("puaside_pa_subscriptions{event=%q,state=%q} = %v (present %v), want 0", ev, st, v, ok)
+			}
+		}
+		if v, ok := pres[ev]; !ok || v != 0 {
+			t.Errorf("puaside_pa_presentities{event=%q} = %v (present %v), want 0", ev, v, ok)
+		}
+	}
+}
+
+// latencyCounts reads puaside_pa_notify_latency_seconds' observation
+// counts by event.
+func latencyCounts(t *testing.T, reg *prometheus.Registry) map[string]uint64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]uint64{}
+	for _, f := range fams {
+		if f.GetName() != "puaside_pa_notify_latency_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			out[m.GetLabel()[0].GetValue()] = m.GetHistogram().GetSampleCount()
+		}
+	}
+	return out
 }

@@ -118,7 +118,11 @@ type Config struct {
 	// Keep it at Timer F: a presence server that is only slow may still
 	// take a PUBLISH given up earlier, under an ETag puaside never
 	// learns, and that publication then lives for the Expires it asked.
-	// 0 means 32s.
+	// For the same reason a request in flight when the presence server
+	// comes back is not sent anew: over UDP its retransmissions (at most
+	// 4 s apart) reach the server, which answers it; over TCP or TLS it
+	// waits out this timeout, so after an outage shorter than it the
+	// server can lag by the difference. 0 means 32s.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// InitialExpires caps the Expires asked for a publication until its
 	// first ETag is written to the store: a crash before that write leaves

@@ -103,7 +103,7 @@ type Engine struct {
 	ready map[int]bool // shards gained and continued: sent and written for
 
 	reach  reachability // the presence server's, per replies and probes (probe.go)
-	writes storeHealth  // recent store writes (ready.go)
+	writes *WriteHealth // recent store writes (ready.go)
 
 	lmu      sync.Mutex // lifecycle
 	started  bool
@@ -144,6 +144,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 	if e.clock == nil {
 		e.clock = clock.Real{}
 	}
+	e.writes = NewWriteHealth(e.clock)
 	e.shards = make([]shard, 1<<cfg.HashSize)
 	for i := range e.shards {
 		e.shards[i].pubs = make(map[Key]*pubRec)

@@ -214,3 +214,31 @@ func TestServerOutageSubscriptions(t *testing.T) {
 		t.Fatalf("the phone's subscription was flushed too: %+v", s)
 	}
 }
+
+// WriteHealth turns failing only after storeFailWrites failures in a row
+// over storeFailFor, and one success clears it.
+func TestWriteHealth(t *testing.T) {
+	clk := newFakeClock()
+	h := NewWriteHealth(clk)
+	boom := errors.New("no such table: puaside_contacts")
+	h.Note(boom)
+	h.Note(boom)
+	clk.Advance(storeFailFor)
+	if err := h.Err(); err != nil {
+		t.Fatalf("failing after %d failures: %v", 2, err)
+	}
+	h.Note(boom)
+	if err := h.Err(); err == nil || !errors.Is(err, boom) {
+		t.Fatalf("after 3 failures over %v: %v", storeFailFor, err)
+	}
+	h.Note(nil)
+	if err := h.Err(); err != nil {
+		t.Fatalf("after a success: %v", err)
+	}
+	h.Note(boom)
+	h.Note(boom)
+	h.Note(boom)
+	if err := h.Err(); err != nil {
+		t.Fatalf("3 failures within an instant: %v", err)
+	}
+}

@@ -616,8 +616,9 @@ func (e *Engine) schedulePubRefresh(r *pubRec) {
 }
 
 // retryable reports a transient failure: timeout, transport error, 408, 5xx.
+// A 6xx is a global refusal, tried again only on the refused backoff.
 func retryable(res Result) bool {
-	return res.Status == 0 || res.Status == 408 || res.Status >= 500
+	return res.Status == 0 || res.Status == 408 || (res.Status >= 500 && res.Status < 600)
 }
 
 // Publication returns a snapshot of one publication.

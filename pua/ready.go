@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/puaside/puaside/clock"
 )
 
 // Store writes count as failing for /readyz once at least
@@ -17,18 +19,27 @@ const (
 	storeFailFor    = 5 * time.Second
 )
 
-// storeHealth follows the outcome of the engine's store writes.
-type storeHealth struct {
+// WriteHealth follows the outcome of one component's store writes for
+// /readyz: the engine's own, and those of the trackers (usrloc contacts,
+// dialoginfo calls), which the daemon notes through it. Safe for
+// concurrent use; the zero value is not usable, use NewWriteHealth.
+type WriteHealth struct {
+	clock   Clock
 	mu      sync.Mutex
 	failing int       // writes failed in a row
 	since   time.Time // first failure of the row
 	lastErr error
 }
 
-// noteStoreWrite records the outcome of one store write (write-behind,
-// prompt write or the final flush).
-func (e *Engine) noteStoreWrite(err error) {
-	w := &e.writes
+// NewWriteHealth returns a WriteHealth reading the time from clk (nil: the
+// real clock).
+func NewWriteHealth(clk Clock) *WriteHealth {
+	return &WriteHealth{clock: clock.OrReal(clk)}
+}
+
+// Note records the outcome of one store write: a success clears the row of
+// failures.
+func (w *WriteHealth) Note(err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err == nil {
@@ -36,27 +47,34 @@ func (e *Engine) noteStoreWrite(err error) {
 		return
 	}
 	if w.failing == 0 {
-		w.since = e.clock.Now()
+		w.since = w.clock.Now()
 	}
 	w.failing++
 	w.lastErr = err
 }
 
-// StoreReady reports, for /readyz, whether store writes succeed: an error
-// once they keep failing (3 in a row over 5 s or more).
-func (e *Engine) StoreReady(context.Context) error {
-	w := &e.writes
+// Err is nil unless the writes keep failing (storeFailWrites in a row over
+// storeFailFor or more); then it says for how long, and the last error.
+func (w *WriteHealth) Err() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.failing < storeFailWrites {
 		return nil
 	}
-	dur := e.clock.Now().Sub(w.since)
+	dur := w.clock.Now().Sub(w.since)
 	if dur < storeFailFor {
 		return nil
 	}
 	return fmt.Errorf("store writes failing for %s (%d in a row): %w", dur.Truncate(time.Second), w.failing, w.lastErr)
 }
+
+// noteStoreWrite records the outcome of one store write of the engine
+// (write-behind, prompt write or the final flush).
+func (e *Engine) noteStoreWrite(err error) { e.writes.Note(err) }
+
+// StoreReady reports, for /readyz, whether the engine's store writes
+// succeed: an error once they keep failing (3 in a row over 5 s or more).
+func (e *Engine) StoreReady(context.Context) error { return e.writes.Err() }
 
 // Ready reports whether the engine can do its job: the presence server
 // answers (ServerReady) and store writes succeed (StoreReady). The error

@@ -140,3 +140,44 @@ func TestSubscribeRefusedRetried(t *testing.T) {
 		t.Fatalf("retry R-URI %s", got)
 	}
 }
+
+// A global failure (6xx) is a refusal like a 4xx: counted with its
+// status, visible while it lasts, and tried again after refused_retry_min
+// without its owner asking again; a subscription answered 603 likewise.
+func TestRefused6xxRetried(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e, m := newMeteredEngine(t, fs, clk, nil, nil)
+	fs.Push(puatest.Reply{Code: 603})
+	res, _ := e.PublishWait(context.Background(), pubReq("a"))
+	if res.Status != 603 {
+		t.Fatalf("result %+v", res)
+	}
+	p, _ := e.Publication(presKey)
+	if p.State != StateFailed || p.LastStatus != 603 || p.Refusals != 1 || p.NextRetry.IsZero() {
+		t.Fatalf("after a 603: %+v", p)
+	}
+	if v := puatest.Metric(t, m, "puaside_pua_refused_total", map[string]string{"method": "PUBLISH", "status": "603"}); v != 1 {
+		t.Fatalf("refused_total{status=603} %v, want 1", v)
+	}
+	clk.Advance(e.cfg.RefusedRetryMin)
+	waitFor(t, "PUBLISH retried after the 603", countIs(fs, 2))
+	waitFor(t, "accepted on retry", func() bool { p, _ := e.Publication(presKey); return p.State == StateActive && p.ETag != "" })
+
+	fs2 := newFakeServer(t)
+	clk2 := newFakeClock()
+	s2, _ := subEngine(t, fs2, clk2)
+	fs2.Push(puatest.Reply{Code: 600})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, _ := s2.SubscribeWait(ctx, slaReq()); res.Status != 600 {
+		t.Fatalf("SUBSCRIBE result %+v", res)
+	}
+	s, _ := s2.Subscription(slaKey)
+	if s.State != StateFailed || s.Refusals != 1 || s.NextRetry.IsZero() {
+		t.Fatalf("after a 600: %+v", s)
+	}
+	clk2.Advance(s2.cfg.RefusedRetryMin)
+	waitFor(t, "SUBSCRIBE retried after the 600", countIs(fs2, 2))
+	waitFor(t, "subscription active", func() bool { s, _ := s2.Subscription(slaKey); return s.State == StateActive })
+}

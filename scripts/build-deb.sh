@@ -80,8 +80,10 @@ sed 's#/usr/local/bin/puaside#/usr/bin/puaside#g' deploy/systemd/puaside.service
 {
 	echo "# puaside configuration (Debian package): every key at its default,"
 	echo "# except the SQLite database, kept in the state directory."
-	echo "# Set pua.server_address to your presence server, then"
-	echo "#   puaside check -config /etc/puaside/puaside.yaml   (if available)"
+	echo "# puaside serves presence itself (pa, the embedded presence server);"
+	echo "# set pua.server_address only to publish to an external presence"
+	echo "# server. Then"
+	echo "#   puaside check -config /etc/puaside/puaside.yaml"
 	echo "#   systemctl enable --now puaside"
 	echo "# Every key is described in /usr/share/doc/puaside/README.md."
 	grep -v '^# puaside configuration: every key at its default value.$' puaside.example.yaml |

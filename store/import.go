@@ -102,6 +102,7 @@ func (db *DB) AdoptKamailio(ctx context.Context, opts AdoptOptions) (res AdoptRe
 		return nil
 	}
 	usrloc := map[string][]kamailioRow{} // pres_uri -> live pua_usrloc publications
+	seen := map[identity]bool{}          // identities adopted (the identity load checks)
 	for _, r := range rows {
 		name := kamailioEventName(r.Event)
 		switch {
@@ -114,7 +115,18 @@ func (db *DB) AdoptKamailio(ctx context.Context, opts AdoptOptions) (res AdoptRe
 			res.Expired++
 		case opts.UsrlocPresID != "" && r.Flag == pua.FlagUsrloc && name == "presence" && r.WatcherURI == "":
 			usrloc[r.PresURI] = append(usrloc[r.PresURI], r)
+		case seen[identity{r.PresURI, r.PresID, name, r.Flag, r.WatcherURI}]:
+			// pua keeps a row for every ETag a publication had (pua_dialoginfo:
+			// one per state of the call) under one identity; the presence
+			// server holds one of them. The first row is adopted; the others
+			// are removed at start with their own ETags, so whichever ETag is
+			// live goes once and the stale ones are answered 412.
+			if err := set(r.ID, fmt.Sprintf("%s#%d", r.PresID, r.ID), name, contentTypeOf(name), true, 0); err != nil {
+				return res, err
+			}
+			res.Removing++
 		default:
+			seen[identity{r.PresURI, r.PresID, name, r.Flag, r.WatcherURI}] = true
 			end := r.DesiredExpires
 			if trackerFlag(r.Flag) {
 				end = 0 // refreshed until the sweep, unless its tracker claims it

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -73,6 +75,33 @@ func TestCheckBad(t *testing.T) {
 	}
 }
 
+// TestRunRefusesWhatCheckRefuses: run validates as check does and exits 2
+// (the unit's RestartPreventExitStatus) on a configuration check refuses:
+// an unreadable certificate, a db_url without a database; nothing is
+// started, so the database directory stays empty.
+func TestRunRefusesWhatCheckRefuses(t *testing.T) {
+	dir := t.TempDir()
+	for name, text := range map[string]string{
+		"tls_cert": "db_url: sqlite://" + filepath.Join(dir, "p.db") + "\nhttp:\n  http_listen: 127.0.0.1:0\n  tls_cert: /nonexistent/c.pem\n  tls_key: /nonexistent/k.pem\n",
+		"db_url":   "db_url: mysql://u:pw@127.0.0.1:3306\nhttp:\n  http_listen: 127.0.0.1:0\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := writeConfig(t, text)
+			ccode, _, cerr := runArgs("check", "-config", path)
+			code, _, errOut := runArgs("run", "-config", path)
+			if ccode != exitUsage || code != exitUsage {
+				t.Fatalf("check exit %d, run exit %d, want %d for both; run stderr:\n%s", ccode, code, exitUsage, errOut)
+			}
+			if errOut != cerr {
+				t.Errorf("run reports\n%s\ncheck reports\n%s", errOut, cerr)
+			}
+		})
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("run started on a refused configuration: %v", ents)
+	}
+}
+
 // TestConfigPrintsEffective: defaults applied, secrets masked, and the
 // output is itself a configuration that loads to the same values.
 func TestConfigPrintsEffective(t *testing.T) {
@@ -95,5 +124,20 @@ func TestConfigPrintsEffective(t *testing.T) {
 	}
 	if code, _, _ := runArgs("config", "-config", writeConfig(t, "pua:\n  hash_size: 99\n")); code != exitUsage {
 		t.Errorf("bad file: exit %d, want %d", code, exitUsage)
+	}
+}
+
+// TestReloadRefusesWhatCheckRefuses: a reload validates as check does; a
+// file naming an unreadable certificate keeps the running configuration.
+func TestReloadRefusesWhatCheckRefuses(t *testing.T) {
+	path := writeConfig(t, "log_level: debug\nhttp:\n  tls_cert: /nonexistent/c.pem\n  tls_key: /nonexistent/k.pem\n")
+	var logs bytes.Buffer
+	r := &reloader{path: path, cur: config.Default(), level: new(slog.LevelVar), log: slog.New(slog.NewTextHandler(&logs, nil))}
+	r.reload(context.Background())
+	if r.cur.LogLevel != config.Default().LogLevel || r.level.Level() != slog.LevelInfo {
+		t.Errorf("reload applied a refused file: log_level %q", r.cur.LogLevel)
+	}
+	if !strings.Contains(logs.String(), "reload refused") || !strings.Contains(logs.String(), "http.tls_cert") {
+		t.Errorf("log lacks the refusal naming http.tls_cert:\n%s", logs.String())
 	}
 }

@@ -103,7 +103,9 @@ func loadConfig(name string, args []string, stderr io.Writer) (config.Config, in
 }
 
 // loadConfigPath is loadConfig that also returns the file's path ("" for
-// the built-in defaults).
+// the built-in defaults). The file is validated as `puaside check` does
+// (files readable, db_url's form): a configuration that check refuses
+// exits 2 here too, the status systemd's RestartPreventExitStatus stops on.
 func loadConfigPath(name string, args []string, stderr io.Writer) (config.Config, string, int) {
 	fs := flag.NewFlagSet("puaside "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -118,9 +120,9 @@ func loadConfigPath(name string, args []string, stderr io.Writer) (config.Config
 		fmt.Fprintf(stderr, "puaside %s: unexpected argument %q\n", name, fs.Arg(0))
 		return config.Config{}, "", exitUsage
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := checkFile(*path)
 	if err != nil {
-		fmt.Fprintf(stderr, "puaside: %v\n", err)
+		printProblems(stderr, *path, err)
 		return config.Config{}, "", exitUsage
 	}
 	return cfg, *path, -1
@@ -186,18 +188,52 @@ func runDaemon(args []string, stderr io.Writer) int {
 	if err := sd.stopping(); err != nil {
 		log.Warn("cannot notify systemd", "err", err)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
-	defer cancel()
-	if err := d.Stop(sctx); err != nil {
-		log.Error("stopped with an error", "err", err)
-		return exitRemote
-	}
-	return exitOK
+	return stopWithin(d, log, stopTimeout, drainBudget(stopTimeout, cfg.PUA.StopFlushTimeout))
 }
 
 // stopTimeout bounds the graceful stop after SIGTERM: the unit's
 // TimeoutStopSec leaves room beyond it.
 const stopTimeout = 15 * time.Second
+
+// drainBudget is the part of the stop bound given to draining (the
+// transactions in flight): the rest is kept for the final writes, which
+// the engine bounds by pua.stop_flush_timeout. At least a third of the
+// bound drains.
+func drainBudget(bound, flush time.Duration) time.Duration {
+	if d := bound - flush; d >= bound/3 {
+		return d
+	}
+	return bound / 3
+}
+
+// stopper is the daemon as stopWithin stops it.
+type stopper interface {
+	Stop(ctx context.Context) error
+}
+
+// stopWithin stops d, draining for at most drain, and returns the exit
+// status by bound at the latest: a part that does not return by then (a
+// database that stopped answering mid-write) is left behind, and the
+// process exits with what could not be written logged by that part.
+func stopWithin(d stopper, log *slog.Logger, bound, drain time.Duration) int {
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Stop(sctx) }()
+	hard := time.NewTimer(bound)
+	defer hard.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Error("stopped with an error", "err", err)
+			return exitRemote
+		}
+		return exitOK
+	case <-hard.C:
+		log.Error("stop bound reached: exiting before every write finished", "bound", bound)
+		return exitRemote
+	}
+}
 
 func runMigrate(args []string, stdout, stderr io.Writer) int {
 	cfg, code := loadConfig("migrate", args, stderr)

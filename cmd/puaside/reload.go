@@ -52,7 +52,7 @@ func (r *reloader) reload(ctx context.Context) {
 		}
 	}()
 	r.log.Info("SIGHUP: reloading the configuration", "file", r.path)
-	next, err := config.Load(r.path)
+	next, err := checkFile(r.path)
 	if err != nil {
 		r.log.Error("reload refused, the running configuration is kept", "file", r.path, "err", err)
 		return

@@ -39,7 +39,7 @@ import (
 // and two call slots: REGISTER copies (a contact added with a short or
 // long expiry, a contact removed, "Contact: *" with Expires: 0), and the
 // calls' INVITE, 180, 200, 486 and BYE as traced copies. Each pair of input
-// bytes is one operation (see chain.step); inputs are cut at 48 bytes.
+// bytes is one operation (see chain.step); inputs are cut at maxInput bytes.
 //
 // After the last kill and restart, time passes beyond every lease,
 // closed_linger, terminated_linger, ring_timeout and claim_timeout. The
@@ -64,6 +64,8 @@ func FuzzChainRecovery(f *testing.F) {
 	f.Fuzz(runChain)
 }
 
+// maxInput is where an input is cut: 16 operations, enough for the seeds
+// (the longest has 11) and short enough that one input stays quick.
 const maxInput = 32
 
 // maxKills bounds the restarts of one input, each of which stops an engine

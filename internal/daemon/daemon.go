@@ -48,6 +48,10 @@ type Daemon struct {
 	pub publisher
 	ul  *usrloc.Tracker
 	di  *dialoginfo.Tracker
+	// contactWrites and dialogWrites follow the trackers' store writes
+	// for /readyz; nil when the tracker is off.
+	contactWrites, dialogWrites *pua.WriteHealth
+
 	bl  *bla.Manager
 	in  *ingest.Ingest
 	api *mgmt.Server
@@ -156,7 +160,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		d.eng.HandleNotify(pua.FlagBLASubscribe, d.bl.HandleNotify)
 	}
 	if cfg.Features.Usrloc {
-		opts := usrloc.Options{Publisher: observed, Store: db, Logger: log, Metrics: d.m}
+		d.contactWrites = pua.NewWriteHealth(nil)
+		opts := usrloc.Options{Publisher: observed, Store: contactStore{db, d.contactWrites}, Logger: log, Metrics: d.m}
 		bl, bd := d.bl, d.board
 		opts.OnChange = func(aor string, bs []usrloc.Binding) {
 			if bl != nil {
@@ -175,7 +180,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		// (the board need not parse them again).
 		dpub := observed
 		dpub.toldDialogs = true
-		dopts := dialoginfo.Options{Publisher: dpub, Observer: d.board, Store: db, Logger: log, Metrics: d.m}
+		d.dialogWrites = pua.NewWriteHealth(nil)
+		dopts := dialoginfo.Options{Publisher: dpub, Observer: d.board, Store: dialogStore{db, d.dialogWrites}, Logger: log, Metrics: d.m}
 		if d.ul != nil {
 			dopts.LocalDomains = d.ul // domains: [] means the registered users' domains
 		}
@@ -258,7 +264,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 			{Name: "database", Check: db.Ping},
 			{Name: "listeners", Check: d.listening},
 			{Name: "presence server", Check: d.eng.ServerReady},
-			{Name: "store writes", Check: d.eng.StoreReady},
+			{Name: "store writes", Check: d.storeReady},
 		},
 	}
 	if d.gw != nil {

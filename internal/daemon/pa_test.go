@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/internal/freeport"
 	"github.com/puaside/puaside/internal/sipphone"
 	"github.com/puaside/puaside/pua"
 )
@@ -23,7 +25,13 @@ import (
 func TestPAInProcess(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.PUA.ServerAddress = ""
-	cfg.PA.Listen = []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}
+	// One port checked free for UDP and TCP (pa binds TCP on the port the
+	// kernel gave UDP, which another process may hold).
+	port, err := freeport.Port()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.PA.Listen = []string{fmt.Sprintf("udp:127.0.0.1:%d", port), fmt.Sprintf("tcp:127.0.0.1:%d", port)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	d, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	_ "github.com/go-sql-driver/mysql" // mysql driver for the admin connection
@@ -85,7 +86,36 @@ func Open(t testing.TB, backend string) *store.DB {
 	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatalf("dbtest: migrate: %v", err)
 	}
+	if backend == store.MySQL {
+		if err := CheckStrict(ctx, db.X); err != nil {
+			t.Fatalf("dbtest: %v", err)
+		}
+	}
 	return db
+}
+
+// querier is what CheckStrict reads the mode through: a *sql.DB, a
+// *sqlx.DB or one *sql.Conn.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// CheckStrict fails unless the MySQL session runs in strict mode
+// (sql_mode with STRICT_TRANS_TABLES or STRICT_ALL_TABLES). The store
+// tests of overlong and invalid values prove the store clips them itself;
+// on a lax server the database would truncate them silently and those
+// tests would pass whatever the store does.
+func CheckStrict(ctx context.Context, q querier) error {
+	var mode string
+	if err := q.QueryRowContext(ctx, "SELECT @@SESSION.sql_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("read sql_mode: %w", err)
+	}
+	for _, m := range strings.Split(mode, ",") {
+		if m == "STRICT_TRANS_TABLES" || m == "STRICT_ALL_TABLES" {
+			return nil
+		}
+	}
+	return fmt.Errorf("the MySQL server at %s runs with sql_mode %q: the store tests need STRICT_TRANS_TABLES (SET GLOBAL sql_mode = CONCAT(@@sql_mode, ',STRICT_TRANS_TABLES'))", MySQLServer(), mode)
 }
 
 // tcpDSN turns "user:pass@host:port" into the driver's "user:pass@tcp(host:port)".

@@ -215,6 +215,20 @@ func (p *Phone) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	case p.incoming <- ic:
 	default:
 	}
+	p.mu.Lock()
+	delay := p.ringDelay
+	p.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-sess.Context().Done():
+			ic.code = 487
+			return
+		case <-tx.Done():
+			ic.code = 487
+			return
+		}
+	}
 	_ = sess.Respond(sip.StatusRinging, "Ringing", nil)
 
 	p.mu.Lock()

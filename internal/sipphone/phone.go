@@ -75,7 +75,8 @@ type Phone struct {
 
 	mu        sync.Mutex
 	policy    Policy
-	userAgent string // User-Agent of REGISTER ("" = "sipphone")
+	ringDelay time.Duration // before the 180 of an incoming call
+	userAgent string        // User-Agent of REGISTER ("" = "sipphone")
 	reg       regState
 	watchers  map[string]*Watcher // by Call-ID
 	wg        sync.WaitGroup
@@ -240,6 +241,14 @@ func (p *Phone) ContactURI(user string) sip.Uri {
 func (p *Phone) SetPolicy(pol Policy) {
 	p.mu.Lock()
 	p.policy = pol
+	p.mu.Unlock()
+}
+
+// SetRingDelay makes the phone wait d before it rings (sends its 180) on
+// an incoming call: a fork of a call that rings late.
+func (p *Phone) SetRingDelay(d time.Duration) {
+	p.mu.Lock()
+	p.ringDelay = d
 	p.mu.Unlock()
 }
 
