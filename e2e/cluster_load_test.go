@@ -697,27 +697,6 @@ func explainMissing(ctx context.Context, t *testing.T, c *loadCluster, users []i
 	}
 }
 
-// newRegBlasterTB is newRegBlaster for benchmarks.
-func newRegBlasterTB(tb testing.TB, registrar string) *regBlaster {
-	tb.Helper()
-	dst, err := net.ResolveUDPAddr("udp", registrar)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	_ = conn.SetReadBuffer(4 << 20)
-	b := &regBlaster{conn: conn, dst: dst, okays: map[string]bool{}, done: make(chan struct{})}
-	go b.read()
-	tb.Cleanup(func() {
-		conn.Close()
-		<-b.done
-	})
-	return b
-}
-
 // sqlCounter is a TCP relay in front of MariaDB that counts the commands
 // its clients send, by MySQL command byte: the statements of the instances
 // of one benchmark only (the server's own counters are global, and the
@@ -841,7 +820,7 @@ func BenchmarkClusterThroughput(b *testing.B) {
 				time.Sleep(idle)
 				leases := float64(counter.statements()-s0) / idle.Seconds()
 
-				blast := newRegBlasterTB(b, c.reg.Addr())
+				blast := newRegBlaster(b, c.reg.Addr())
 				cpu := func() (pua []time.Duration, reg, pres time.Duration) {
 					for _, nd := range c.nodes {
 						st, err := loadproc.ReadStat(nd.proc.cmd.Process.Pid)

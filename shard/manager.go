@@ -344,13 +344,7 @@ func (m *Manager) recoverLapse(ctx context.Context, resumed time.Time, lapse tim
 	}
 	clear(m.held)
 	m.mu.Unlock()
-	sort.Ints(lost)
-	for _, s := range lost {
-		m.log.Warn("shard lease lost", "shard", s)
-		if m.listener != nil {
-			m.listener.ShardLost(ctx, s)
-		}
-	}
+	m.tellLost(ctx, lost)
 	if m.obs != nil {
 		m.obs.OwnedShards(0)
 	}
@@ -420,13 +414,7 @@ func (m *Manager) renew(ctx context.Context) error {
 			return fmt.Errorf("shard: %w", err)
 		}
 	}
-	sort.Ints(lost)
-	for _, s := range lost {
-		m.log.Warn("shard lease lost", "shard", s)
-		if m.listener != nil {
-			m.listener.ShardLost(ctx, s)
-		}
-	}
+	m.tellLost(ctx, lost)
 	if m.obs != nil {
 		m.obs.OwnedShards(n)
 	}
@@ -521,4 +509,16 @@ func (m *Manager) rebalance(ctx context.Context) error {
 		m.listener.ShardsGained(ctx, gained)
 	}
 	return nil
+}
+
+// tellLost logs the shards whose leases were lost and tells the listener,
+// in shard order.
+func (m *Manager) tellLost(ctx context.Context, lost []int) {
+	sort.Ints(lost)
+	for _, s := range lost {
+		m.log.Warn("shard lease lost", "shard", s)
+		if m.listener != nil {
+			m.listener.ShardLost(ctx, s)
+		}
+	}
 }
