@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -48,6 +49,18 @@ func TestRegistrarDefinesCombine(t *testing.T) {
 	// without the RPC socket (both use xhttp).
 	for _, extra := range [][]string{nil, {"-A", "WITH_RPC"}} {
 		args := append([]string{"-c", "-f", cfg, "-A", "WITH_TLS", "-A", "WITH_PA", "-A", "WITH_WSS", "-A", "WITH_REPLICATE"}, extra...)
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Errorf("kamailio %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	// Several instances' presence servers as a dispatcher set, beside the
+	// fan-out of the mirrored traffic and the RPC socket.
+	list := filepath.Join(t.TempDir(), "pa.list")
+	if err := os.WriteFile(list, []byte("1 sip:127.0.0.1:5065\n1 sip:127.0.0.2:5065\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, extra := range [][]string{{"-A", "WITH_FANOUT"}, {"-A", "WITH_FANOUT", "-A", "WITH_RPC", "-A", "WITH_SIPTRACE"}} {
+		args := append([]string{"-c", "-f", cfg, "-A", "WITH_PA", "-A", "WITH_PA_SET", "-A", `PUASIDE_PA_LIST="` + list + `"`}, extra...)
 		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
 			t.Errorf("kamailio %s: %v\n%s", strings.Join(args, " "), err, out)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -114,34 +115,46 @@ func (t *Tracker) Start(ctx context.Context) error {
 		}
 	}
 	for _, r := range recs {
-		var c call
-		if err := json.Unmarshal(r.Data, &c); err != nil || c.CallID == "" || c.FromTag == "" || len(c.Branches) == 0 {
+		c, err := decodeCall(r)
+		if err != nil {
 			t.count("load_bad_record")
 			t.log.Warn("dialoginfo: stored dialog skipped", "call_id", r.CallID, "err", err)
-			t.dirty[callKey(r.CallID, r.FromTag)] = nil
-			continue
-		}
-		ok := true
-		for _, b := range c.Branches {
-			if b == nil || b.ID == "" || b.State < stTrying || b.State > stTerminated {
-				ok = false
+			if !errors.Is(err, errBadBranch) {
+				t.dirty[callKey(r.CallID, r.FromTag)] = nil
 			}
-		}
-		if !ok {
-			t.count("load_bad_record")
-			t.log.Warn("dialoginfo: stored dialog skipped", "call_id", r.CallID, "err", "bad branch")
 			continue
 		}
-		c.key = callKey(c.CallID, c.FromTag)
-		t.calls[c.key] = &c
-		if held != nil && t.forgetLost(&c, held) {
+		t.calls[c.key] = c
+		if held != nil && t.forgetLost(c, held) {
 			t.count("republished_after_restart")
-			t.sync(&c)
+			t.sync(c)
 		}
-		t.schedule(&c)
+		t.schedule(c)
 		t.count("loaded")
 	}
 	return nil
+}
+
+// errBadBranch is decodeCall's error for a stored call with a branch
+// that cannot be (its row is kept).
+var errBadBranch = errors.New("bad branch")
+
+// decodeCall decodes and checks a stored call.
+func decodeCall(r Record) (*call, error) {
+	var c call
+	if err := json.Unmarshal(r.Data, &c); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	if c.CallID == "" || c.FromTag == "" || len(c.Branches) == 0 {
+		return nil, errors.New("no call id, from tag or branch")
+	}
+	for _, b := range c.Branches {
+		if b == nil || b.ID == "" || b.State < stTrying || b.State > stTerminated {
+			return nil, errBadBranch
+		}
+	}
+	c.key = callKey(c.CallID, c.FromTag)
+	return &c, nil
 }
 
 // Flush writes changed calls and versions to the store.

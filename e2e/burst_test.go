@@ -44,7 +44,7 @@ type regBlaster struct {
 	done  chan struct{}
 }
 
-func newRegBlaster(t *testing.T, registrar string) *regBlaster {
+func newRegBlaster(t testing.TB, registrar string) *regBlaster {
 	t.Helper()
 	dst, err := net.ResolveUDPAddr("udp", registrar)
 	if err != nil {

@@ -355,3 +355,152 @@ func BenchmarkClusterTakeover(b *testing.B) {
 	b.ReportMetric(float64(took[len(took)-1].Milliseconds()), "ms-max")
 	b.ReportMetric(float64(took[0].Milliseconds()), "ms-min")
 }
+
+// newPACluster starts three puaside processes with pa on one MariaDB
+// (no external presence server) and a Kamailio registrar that mirrors
+// every REGISTER to all three (WITH_FANOUT) and forwards SUBSCRIBE and
+// PUBLISH to pa (WITH_PA): to the first instance's, or as the defines that
+// more returns say.
+func newPACluster(t *testing.T, more func(nodes []*clusterNode) map[string]string) *clusterRig {
+	t.Helper()
+	bin := puasideBinary(t)
+	dbURL := dbtest.URL(t, store.MySQL)
+	var nodes []*clusterNode
+	for i := range 3 {
+		cfg := baseConfig(t, nil) // no server_address: pa runs
+		cfg.DBURL = dbURL
+		cfg.Features.BLA, cfg.Features.Dialoginfo = false, false
+		cfg.Usrloc.FlushInterval = 500 * time.Millisecond
+		cfg.Usrloc.MinExpires = time.Second
+		cfg.Cluster = shard.Config{Enabled: true, InstanceID: fmt.Sprintf("p%d", i+1), TTL: clusterTTL, Shards: clusterShards}
+		n := &clusterNode{id: cfg.Cluster.InstanceID, cfg: cfg}
+		n.path = writeDaemonConfig(t, cfg)
+		nodes = append(nodes, n)
+	}
+	for _, n := range nodes {
+		n.proc = startDaemonProc(t, n.id, bin, n.path, n.cfg.HTTP.HTTPListen)
+	}
+	a := nodes[0]
+	defs := map[string]string{"WITH_FANOUT": "", "WITH_PA": "",
+		"PUASIDE_PA_URI":   kamailiotest.Str("sip:" + hostPort(a.cfg.PA.Listen[0])),
+		"PUASIDE_SIP_PORT": strings.TrimPrefix(hostPort(a.cfg.PUA.Listen[0]), "127.0.0.1:")}
+	for i, n := range nodes {
+		sfx := map[int]string{0: "", 1: "2", 2: "3"}[i]
+		defs["PUASIDE_REPLICATE_URI"+sfx] = kamailiotest.Str("sip:" + hostPort(n.cfg.Ingest.ReplicateListen[0]))
+		defs["PUASIDE_TRACE_URI"+sfx] = kamailiotest.Str("sip:" + hostPort(n.cfg.Ingest.TraceListen[0]))
+	}
+	for k, v := range more(nodes) {
+		defs[k] = v
+	}
+	reg := kamailiotest.Start(t, kamailiotest.Options{Config: kamailiotest.ConfigPath(t, "registrar.cfg"),
+		DB: kamailiotest.NoDB, Defines: defs})
+	r := &clusterRig{bin: bin, nodes: nodes, reg: reg}
+	r.balanced(t, a)
+	return r
+}
+
+// TestClusterPATakeOver is the variant with the embedded presence server:
+// three puaside processes on one MariaDB database, each with pa on, behind
+// a real Kamailio registrar that mirrors every REGISTER to all three
+// (WITH_FANOUT) and forwards the phones' SUBSCRIBEs, record-routed, to
+// instance A's pa (WITH_PA). A watcher subscribes there to a presentity of
+// A's shard and to one of another instance's shard: each is notified by
+// the owner of its shard only, once per change. A is SIGKILLed and the
+// presentity of its shard unregisters: the watcher gets closed from the
+// successor within lease_ttl + 1 s, in the same dialog (same tag, higher
+// CSeq); its refresh through the proxy reaches the successor; no NOTIFY is
+// sent twice.
+func TestClusterPATakeOver(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r := newPACluster(t, func([]*clusterNode) map[string]string { return nil })
+	reg, a := r.reg, r.nodes[0]
+
+	// One user of A's shard, one of another instance's.
+	leases := clusterLeases(t, a)
+	ownerOf := func(user string) string {
+		s := shard.Of("sip:"+user+"@example.com", clusterShards)
+		for _, l := range leases {
+			if l.Shard == s {
+				return l.Owner
+			}
+		}
+		return ""
+	}
+	var mine, other string
+	for i := 0; mine == "" || other == ""; i++ {
+		u := fmt.Sprintf("u%d", i)
+		switch o := ownerOf(u); {
+		case o == a.id && mine == "":
+			mine = u
+		case o != a.id && o != "" && other == "":
+			other = u
+		}
+	}
+	t.Logf("%s is in A's shard, %s in %s's", mine, other, ownerOf(other))
+	phMine := sipphone.NewPhone(t, mine, "example.com")
+	phOther := sipphone.NewPhone(t, other, "example.com")
+	watcher := sipphone.NewPhone(t, "watcher", "example.com")
+	watch := func(ph *sipphone.Phone) *sipphone.Watcher {
+		t.Helper()
+		w, err := watcher.Watch(ctx, reg.Addr(), ph.AoR(), "presence", sipphone.WatchOptions{Expires: 600})
+		if err != nil {
+			t.Fatalf("watch %s through the proxy: %v", ph.User, err)
+		}
+		waitNotify(ctx, t, w, waitLimit, ph.User+" closed", pidfClosed)
+		return w
+	}
+	wMine, wOther := watch(phMine), watch(phOther)
+	for _, ph := range []*sipphone.Phone{phMine, phOther} {
+		if res, err := ph.Register(ctx, reg.Addr(), 600); err != nil || res.StatusCode != 200 {
+			t.Fatalf("register %s: %v %v", ph.User, res, err)
+		}
+	}
+	waitNotify(ctx, t, wMine, waitLimit, mine+" open", pidfOpen(phMine))
+	waitNotify(ctx, t, wOther, waitLimit, other+" open", pidfOpen(phOther))
+	// Let the owners' digests of what they notified reach the database (a
+	// kill within the milliseconds of a group commit loses one: the
+	// successor then notifies that state once more).
+	time.Sleep(time.Second)
+
+	last := wMine.Notifications()[len(wMine.Notifications())-1]
+	a.proc.kill()
+	killedAt := time.Now()
+	if res, err := phMine.Unregister(ctx, reg.Addr()); err != nil || res.StatusCode != 200 {
+		t.Fatalf("unregister %s: %v %v", mine, res, err)
+	}
+	waitNotify(ctx, t, wMine, clusterTTL+time.Second+500*time.Millisecond, mine+" closed from the successor", pidfClosed)
+	took := time.Since(killedAt)
+	t.Logf("%s's lamp dark %s after SIGKILL of A", mine, took.Round(time.Millisecond))
+	if took > clusterTTL+time.Second {
+		t.Errorf("lamp right %s after the kill, want within lease_ttl + 1s (%s)", took, clusterTTL+time.Second)
+	}
+	got := wMine.Notifications()[len(wMine.Notifications())-1]
+	if got.Tag != last.Tag || got.CSeq <= last.CSeq {
+		t.Errorf("successor's NOTIFY tag %q CSeq %d; want the dialog's tag %q and a CSeq above %d", got.Tag, got.CSeq, last.Tag, last.CSeq)
+	}
+	if res, err := phOther.Unregister(ctx, reg.Addr()); err != nil || res.StatusCode != 200 {
+		t.Fatalf("unregister %s: %v %v", other, res, err)
+	}
+	waitNotify(ctx, t, wOther, waitLimit, other+" closed", pidfClosed)
+	// The refresh follows the successor's Contact through the proxy.
+	for _, w := range []*sipphone.Watcher{wMine, wOther} {
+		if res, err := w.Refresh(ctx, 600); err != nil || res.StatusCode != 200 {
+			t.Fatalf("refresh through the proxy after A died: %v %v", res, err)
+		}
+		waitNotify(ctx, t, w, waitLimit, "the NOTIFY after the refresh", pidfClosed)
+	}
+	for _, w := range []*sipphone.Watcher{wMine, wOther} {
+		var states []string
+		for _, n := range w.Notifications() {
+			if pidfClosed(n.Body) {
+				states = append(states, "closed")
+			} else {
+				states = append(states, "open")
+			}
+		}
+		if got, want := strings.Join(states, " "), "closed open closed closed"; got != want {
+			t.Errorf("NOTIFYs %q, want %q (one per change and refresh, none twice):\n%s", got, want, notifyBodies(w))
+		}
+	}
+}

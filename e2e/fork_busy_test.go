@@ -32,38 +32,8 @@ func forkBusy(t *testing.T, input string) {
 	startPuaside(t, cfg)
 	server := hostPort(cfg.PA.Listen[0])
 	reg := registrar(t, input, cfg)
-	alice := sipphone.NewPhone(t, "alice", "example.com")
-	desk := sipphone.NewPhone(t, "bob", "example.com")
-	mobile := sipphone.NewPhone(t, "bob", "example.com")
-	watcher := sipphone.NewPhone(t, "watcher", "example.com")
-	dopts := sipphone.WatchOptions{Expires: 600, Accept: "application/dialog-info+xml"}
-	wA, err := watcher.Watch(ctx, server, alice.AoR(), "dialog", dopts)
-	if err != nil {
-		t.Fatalf("watch alice: %v", err)
-	}
-	wB, err := watcher.Watch(ctx, server, desk.AoR(), "dialog", dopts)
-	if err != nil {
-		t.Fatalf("watch bob: %v", err)
-	}
-	for _, ph := range []*sipphone.Phone{alice, desk, mobile} {
-		if res, err := ph.Register(ctx, reg.Addr(), 300); err != nil || res.StatusCode != 200 {
-			t.Fatalf("register %s at %s: %v %v", ph.User, ph.Addr(), res, err)
-		}
-	}
-	incoming := func(ph *sipphone.Phone, callID string) *sipphone.IncomingCall {
-		t.Helper()
-		for {
-			select {
-			case ic := <-ph.Incoming():
-				if ic.Request.CallID().Value() == callID {
-					return ic
-				}
-			case <-ctx.Done():
-				t.Fatalf("%s did not ring", ph.Addr())
-				return nil
-			}
-		}
-	}
+	fr := newForkRig(ctx, t, server, reg.Addr())
+	alice, desk, mobile, wA, wB := fr.alice, fr.desk, fr.mobile, fr.wA, fr.wB
 
 	desk.SetPolicy(sipphone.RejectWith(486))
 	mobile.SetPolicy(sipphone.KeepRinging)
@@ -72,7 +42,7 @@ func forkBusy(t *testing.T, input string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inDesk, inMobile := incoming(desk, call.CallID()), incoming(mobile, call.CallID())
+	inDesk, inMobile := ringing(ctx, t, desk, call.CallID()), ringing(ctx, t, mobile, call.CallID())
 	<-inDesk.Done()
 	if inDesk.Code() != 486 {
 		t.Fatalf("the desk answered %d, want 486", inDesk.Code())

@@ -65,6 +65,56 @@ func dialogSequences(w *sipphone.Watcher, callID string, skip ...string) []strin
 // registered through a real Kamailio registrar mirroring to puaside
 // (siptrace copies; the registrar forks to every contact and
 // record-routes, so re-INVITEs are mirrored too).
+// forkRig is alice and bob, whose AoR has two phones (the desk and the
+// mobile), registered at a registrar, with a watcher of each one's dialog
+// state at a presence server.
+type forkRig struct {
+	alice, desk, mobile *sipphone.Phone
+	wA, wB              *sipphone.Watcher
+}
+
+// newForkRig subscribes to alice's and bob's dialog state at server and
+// registers the three phones at registrar.
+func newForkRig(ctx context.Context, t *testing.T, server, registrar string) forkRig {
+	t.Helper()
+	r := forkRig{
+		alice:  sipphone.NewPhone(t, "alice", "example.com"),
+		desk:   sipphone.NewPhone(t, "bob", "example.com"),
+		mobile: sipphone.NewPhone(t, "bob", "example.com"), // bob's second contact
+	}
+	watcher := sipphone.NewPhone(t, "watcher", "example.com")
+	dopts := sipphone.WatchOptions{Expires: 600, Accept: "application/dialog-info+xml"}
+	var err error
+	if r.wA, err = watcher.Watch(ctx, server, r.alice.AoR(), "dialog", dopts); err != nil {
+		t.Fatalf("watch alice: %v", err)
+	}
+	if r.wB, err = watcher.Watch(ctx, server, r.desk.AoR(), "dialog", dopts); err != nil {
+		t.Fatalf("watch bob: %v", err)
+	}
+	for _, ph := range []*sipphone.Phone{r.alice, r.desk, r.mobile} {
+		if res, err := ph.Register(ctx, registrar, 300); err != nil || res.StatusCode != 200 {
+			t.Fatalf("register %s at %s: %v %v", ph.User, ph.Addr(), res, err)
+		}
+	}
+	return r
+}
+
+// ringing waits for the call callID to reach ph.
+func ringing(ctx context.Context, t *testing.T, ph *sipphone.Phone, callID string) *sipphone.IncomingCall {
+	t.Helper()
+	for {
+		select {
+		case ic := <-ph.Incoming():
+			if ic.Request.CallID().Value() == callID {
+				return ic
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s did not ring", ph.Addr())
+			return nil
+		}
+	}
+}
+
 func runForkHoldScenario(ctx context.Context, t *testing.T, withPA bool) forkHoldRun {
 	t.Helper()
 	var presence *kamailiotest.Instance
@@ -85,38 +135,8 @@ func runForkHoldScenario(ctx context.Context, t *testing.T, withPA bool) forkHol
 		server = presence.Addr()
 	}
 	reg := registrar(t, "WITH_SIPTRACE", cfg)
-	alice := sipphone.NewPhone(t, "alice", "example.com")
-	desk := sipphone.NewPhone(t, "bob", "example.com")
-	mobile := sipphone.NewPhone(t, "bob", "example.com") // bob's second contact
-	watcher := sipphone.NewPhone(t, "watcher", "example.com")
-	dopts := sipphone.WatchOptions{Expires: 600, Accept: "application/dialog-info+xml"}
-	wA, err := watcher.Watch(ctx, server, alice.AoR(), "dialog", dopts)
-	if err != nil {
-		t.Fatalf("watch alice: %v", err)
-	}
-	wB, err := watcher.Watch(ctx, server, desk.AoR(), "dialog", dopts)
-	if err != nil {
-		t.Fatalf("watch bob: %v", err)
-	}
-	for _, ph := range []*sipphone.Phone{alice, desk, mobile} {
-		if res, err := ph.Register(ctx, reg.Addr(), 300); err != nil || res.StatusCode != 200 {
-			t.Fatalf("register %s at %s: %v %v", ph.User, ph.Addr(), res, err)
-		}
-	}
-	incoming := func(ph *sipphone.Phone, callID string) *sipphone.IncomingCall {
-		t.Helper()
-		for {
-			select {
-			case ic := <-ph.Incoming():
-				if ic.Request.CallID().Value() == callID {
-					return ic
-				}
-			case <-ctx.Done():
-				t.Fatalf("%s did not ring", ph.Addr())
-				return nil
-			}
-		}
-	}
+	fr := newForkRig(ctx, t, server, reg.Addr())
+	alice, desk, mobile, wA, wB := fr.alice, fr.desk, fr.mobile, fr.wA, fr.wB
 	var run forkHoldRun
 
 	// Forking: both of bob's phones ring, the mobile answers, the
@@ -127,7 +147,7 @@ func runForkHoldScenario(ctx context.Context, t *testing.T, withPA bool) forkHol
 	if err != nil {
 		t.Fatal(err)
 	}
-	inDesk, inMobile := incoming(desk, fork.CallID()), incoming(mobile, fork.CallID())
+	inDesk, inMobile := ringing(ctx, t, desk, fork.CallID()), ringing(ctx, t, mobile, fork.CallID())
 	waitNotify(ctx, t, wB, waitLimit, "bob's two phones ringing", func(b string) bool {
 		n := 0
 		for _, s := range fcDialogStates(b, fork.CallID()) {

@@ -46,4 +46,28 @@
 // reserved ahead in blocks (local_cseq and version hold the reservation),
 // so after any restart, SIGKILL included, each dialog continues above
 // every number it used without a write per NOTIFY.
+//
+// Several instances (Options.Cluster, cluster.enabled). The instances
+// share the tables; every instance keeps warm state of every publication
+// and subscription, and only the owner of a presentity's shard (the pua
+// engine's Ownership: the same hash, the same leases) sends its NOTIFYs.
+// A SUBSCRIBE, refresh, unsubscribe or PUBLISH is answered by whichever
+// instance gets it, stored first as alone; the others learn it from a
+// change log in the database (puaside_pa_changes, appended in the same
+// transaction, read every cluster_sync_period) rather than from messages
+// between instances: the database is already shared and ordered, and an
+// instance that was away reads what it missed. In-process publications are
+// not logged: every instance's own trackers make them (every instance
+// ingests everything), and the owner writes them. The owner's own writes
+// (in-process publications, expiries, CSeq and version reservations, the
+// digest of the state last notified) carry the shard's epoch and are
+// refused once a successor holds it; a subscription row is never lowered
+// (the CSeq, version and the latest refresh win), and the owner's
+// reservation is an update that never brings back a row another instance
+// removed. At a takeover the successor reads the log to its end and the
+// shard's rows, continues each dialog above its reserved CSeq with the same
+// Call-ID and tags, and notifies only the watchers whose state differs
+// from the stored digest, so no change is told twice by two instances (a
+// kill within the milliseconds before a digest is written tells that
+// state once more). See cluster.go.
 package pa

@@ -181,6 +181,12 @@ type watcher struct {
 	final     bool // terminated: the next NOTIFY is the last
 	fetch     bool // Expires: 0 initial SUBSCRIBE, not stored
 	removed   bool // gone from s.subs
+	// noWrite: its end is not written (several instances: another
+	// instance removed the row, or the owner of its shard does).
+	noWrite bool
+	// notified is the digest of the state last notified (several
+	// instances: the successor of a shard compares it with the state).
+	notified uint64
 }
 
 // SchedEntry implements sched.Item.

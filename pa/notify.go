@@ -20,7 +20,7 @@ func (s *Server) kick(w *watcher) {
 		return
 	}
 	w.dirty = true
-	if w.inFlight || !w.retryAt.IsZero() || s.stopped || !s.running {
+	if w.inFlight || !w.retryAt.IsZero() || s.stopped || !s.running || !s.notifies(w) {
 		return
 	}
 	s.startNotify(w)
@@ -28,18 +28,27 @@ func (s *Server) kick(w *watcher) {
 
 // startNotify builds w's next NOTIFY and sends it (s.mu held).
 func (s *Server) startNotify(w *watcher) {
+	if !s.notifies(w) {
+		w.dirty = true // the shard's owner notifies
+		return
+	}
 	w.inFlight, w.dirty = true, false
-	req, wait := s.buildNotify(w)
+	req, wait, sum := s.buildNotify(w)
 	changedAt, final := w.changedAt, w.final
 	w.changedAt = time.Time{}
+	var tok fenceToken
+	if s.o.Cluster != nil {
+		tok = s.fenceOf(w.presURI)
+	}
 	s.wg.Add(1)
-	go s.sendNotify(w, req, wait, changedAt, final)
+	go s.sendNotify(w, req, wait, notifyMeta{changedAt: changedAt, final: final, sum: sum, fence: tok})
 }
 
 // buildNotify renders w's NOTIFY and takes its CSeq (s.mu held). When the
 // CSeq reserve is used up a new block is reserved; wait is the store write
-// that must be done before the NOTIFY goes out.
-func (s *Server) buildNotify(w *watcher) (*sip.Request, *flushWait) {
+// that must be done before the NOTIFY goes out; sum is the digest of the
+// state it tells.
+func (s *Server) buildNotify(w *watcher) (*sip.Request, *flushWait, uint64) {
 	w.cseq++
 	var wait *flushWait
 	var body []byte
@@ -56,10 +65,18 @@ func (s *Server) buildNotify(w *watcher) (*sip.Request, *flushWait) {
 		w.version++
 		body, ct = s.body(w)
 	}
+	var sum uint64
+	if s.o.Cluster != nil {
+		sum = stateDigest(w.status, body, w.version)
+	}
 	if !w.fetch && !w.final && (w.cseq >= w.cseqRes || w.version >= w.versionRes) {
 		w.cseqRes = w.cseq + cseqBlock
 		w.versionRes = w.version + cseqBlock
-		wait = s.markWatcher(w)
+		if s.o.Cluster != nil {
+			wait = s.markNotified(w)
+		} else {
+			wait = s.markWatcher(w)
+		}
 	}
 	contact := s.contactFor(w.flowTransport)
 	s.sipMu.RLock()
@@ -114,14 +131,35 @@ func (s *Server) buildNotify(w *watcher) (*sip.Request, *flushWait) {
 	} else if laddr.IP != nil && req.Transport() == "UDP" {
 		laddr.Copy(&req.Laddr)
 	}
-	return req, wait
+	return req, wait, sum
+}
+
+// notifyMeta is what sendNotify knows of its NOTIFY: when the state it
+// tells changed, whether it is the subscription's terminated NOTIFY, the
+// digest of its state and the fence it was sent under (with a Cluster).
+type notifyMeta struct {
+	changedAt time.Time
+	final     bool
+	sum       uint64
+	fence     fenceToken
 }
 
 // sendNotify runs one NOTIFY transaction and acts on its outcome.
-// final tells whether req was the subscription's terminated NOTIFY.
-func (s *Server) sendNotify(w *watcher, req *sip.Request, wait *flushWait, changedAt time.Time, final bool) {
+func (s *Server) sendNotify(w *watcher, req *sip.Request, wait *flushWait, m notifyMeta) {
 	defer s.wg.Done()
+	changedAt, final, sum := m.changedAt, m.final, m.sum
 	if err := s.await(wait); err != nil && !errors.Is(err, context.Canceled) {
+		if refusedFor(err, m.fence) {
+			// The shard has a new owner: its reservation was refused, and
+			// a CSeq not reserved is not sent.
+			s.log.Info("NOTIFY not sent: the shard has a new owner", "presentity", w.presURI, "watcher", w.watcherURI,
+				"shard", m.fence.shard, "epoch", m.fence.epoch)
+			s.mu.Lock()
+			w.inFlight, w.dirty = false, true
+			w.cseqRes, w.versionRes = w.cseq, w.version // the next NOTIFY reserves again
+			s.mu.Unlock()
+			return
+		}
 		s.log.Warn("CSeq reservation not stored; sending anyway", "presentity", w.presURI, "err", err)
 	}
 	s.sipMu.RLock()
@@ -161,6 +199,10 @@ func (s *Server) sendNotify(w *watcher, req *sip.Request, wait *flushWait, chang
 			s.forget(w)
 			return
 		}
+		if s.o.Cluster != nil && w.notified != sum {
+			w.notified = sum
+			s.markNotified(w)
+		}
 		if w.dirty && !s.stopped {
 			s.startNotify(w)
 		}
@@ -173,6 +215,7 @@ func (s *Server) sendNotify(w *watcher, req *sip.Request, wait *flushWait, chang
 			s.log.Info("subscription ended: NOTIFY failed too often", "presentity", w.presURI, "watcher", w.watcherURI,
 				"event", w.event, "failures", w.failures, "status", code, "err", err)
 			s.forget(w)
+			s.fenceGone(w, m.fence, false)
 			return
 		}
 		w.dirty = true
@@ -183,6 +226,7 @@ func (s *Server) sendNotify(w *watcher, req *sip.Request, wait *flushWait, chang
 		s.log.Info("subscription ended by the watcher", "presentity", w.presURI, "watcher", w.watcherURI,
 			"event", w.event, "status", code)
 		s.forget(w)
+		s.fenceGone(w, m.fence, false)
 	}
 }
 

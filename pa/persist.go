@@ -1,7 +1,9 @@
 package pa
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -46,8 +48,13 @@ func (s *Server) writer() {
 	}
 }
 
-// flush writes what is queued now and completes its waiters.
+// flush writes what is queued now and completes its waiters. Records the
+// store refused by the epoch guard (several instances) are not queued
+// again; the waiters learn of the refusal, flush's caller does not (the
+// rest is written).
 func (s *Server) flush(ctx context.Context) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	s.mu.Lock()
 	var b Batch
 	for _, w := range s.dirtyW {
@@ -62,23 +69,34 @@ func (s *Server) flush(ctx context.Context) error {
 	for _, r := range s.goneP {
 		b.RemovedPublications = append(b.RemovedPublications, r)
 	}
+	if s.o.Cluster != nil {
+		s.fenceBatch(&b)
+	}
 	clear(s.dirtyW)
 	clear(s.goneW)
 	clear(s.dirtyP)
 	clear(s.goneP)
+	clear(s.notifiedW)
 	wait := s.waiting
 	s.waiting = &flushWait{done: make(chan struct{})}
 	s.mu.Unlock()
-	var err error
+	var err, refused error
 	if s.o.Store != nil && !b.Empty() {
-		if err = s.o.Store.ApplyPresence(context.WithoutCancel(ctx), b); err != nil {
+		var stale *pua.StaleEpochError
+		err = s.o.Store.ApplyPresence(context.WithoutCancel(ctx), b)
+		switch {
+		case errors.As(err, &stale):
+			// The rest is written; the refused rows belong to the new owner.
+			refused, err = fmt.Errorf("pa: store: %w", err), nil
+			s.log.Warn("presence rows refused, their shards have a new owner", "shards", stale.Shards, "refused", stale.Refused)
+		case err != nil:
 			err = fmt.Errorf("pa: store: %w", err)
 			s.met.storeError()
 			s.log.Error("presence state not stored; queued again", "err", err)
 			s.requeue(b)
 		}
 	}
-	wait.err = err
+	wait.err = cmp.Or(err, refused)
 	close(wait.done)
 	return err
 }
@@ -119,7 +137,47 @@ func (s *Server) requeue(b Batch) {
 			s.goneP[id] = r
 		}
 	}
+	for _, r := range b.Notified {
+		k := dialogKey{r.CallID, r.FromTag}
+		if w := s.subs[k]; w != nil && !w.final {
+			s.notifiedW[k] = w
+		}
+	}
 	s.kickWriter()
+}
+
+// watcherFromRecord is a stored subscription continued above its
+// reserved CSeq and version.
+func watcherFromRecord(r WatcherRecord, ev string, now time.Time) *watcher {
+	w := &watcher{
+		key: dialogKey{r.CallID, r.FromTag}, toTag: r.ToTag, presURI: r.PresURI, watcherURI: r.WatcherURI, event: ev, eventID: r.EventID,
+		contact: r.Contact, routeSet: r.RouteSet, localContact: r.LocalContact, userAgent: r.UserAgent,
+		remoteCSeq: r.RemoteCSeq, cseq: r.LocalCSeq, cseqRes: r.LocalCSeq,
+		version: r.Version, versionRes: r.Version,
+		expires: time.Unix(r.Expires, 0), status: r.Status, reason: r.Reason, created: now, notified: r.Notified,
+	}
+	if w.status == "" {
+		w.status = "active"
+	}
+	return w
+}
+
+// publicationFromRecord is a stored publication, parsed; nil with the
+// reason when its body or event is not served.
+func (s *Server) publicationFromRecord(r PublicationRecord) (*publication, error) {
+	id := pubID{presKey{aor.Key(r.PresURI), r.Event}, r.ID}
+	p := &publication{id: id, etag: r.ETag, body: r.Body, sender: r.Sender, flag: r.Flag,
+		received: time.Unix(r.Received, 0), seq: r.Seq}
+	if r.Expires != 0 {
+		p.expires = time.Unix(r.Expires, 0)
+	}
+	if _, ok := normalizeEvent(r.Event); !ok {
+		return nil, fmt.Errorf("event %q not served", r.Event)
+	}
+	if err := parseBody(r.Event, r.Body, s.cfg.MaxBodySize, p); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // restore rebuilds the state from the store: expired rows are dropped
@@ -132,20 +190,18 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 	for _, r := range pubs {
 		id := pubID{presKey{aor.Key(r.PresURI), r.Event}, r.ID}
 		if r.Expires != 0 && r.Expires <= now.Unix() {
-			s.goneP[id] = r
-			continue
-		}
-		p := &publication{id: id, etag: r.ETag, body: r.Body, sender: r.Sender, flag: r.Flag,
-			received: time.Unix(r.Received, 0), seq: r.Seq}
-		if r.Expires != 0 {
-			p.expires = time.Unix(r.Expires, 0)
-		}
-		if err := parseBody(r.Event, r.Body, s.cfg.MaxBodySize, p); err != nil {
-			s.log.Warn("stored publication dropped: bad body", "presentity", r.PresURI, "event", r.Event, "err", err)
+			// Several instances: another may have refreshed it meanwhile.
+			r.Expired = s.o.Cluster != nil
 			s.goneP[id] = r
 			continue
 		}
 		if _, ok := normalizeEvent(r.Event); !ok {
+			s.goneP[id] = r
+			continue
+		}
+		p, err := s.publicationFromRecord(r)
+		if err != nil {
+			s.log.Warn("stored publication dropped: bad body", "presentity", r.PresURI, "event", r.Event, "err", err)
 			s.goneP[id] = r
 			continue
 		}
@@ -166,20 +222,11 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 		k := dialogKey{r.CallID, r.FromTag}
 		ev, ok := normalizeEvent(r.Event)
 		if !ok || r.Expires <= now.Unix() {
+			r.Expired = ok && s.o.Cluster != nil
 			s.goneW[k] = r
 			continue
 		}
-		w := &watcher{
-			key: k, toTag: r.ToTag, presURI: r.PresURI, watcherURI: r.WatcherURI, event: ev, eventID: r.EventID,
-			contact: r.Contact, routeSet: r.RouteSet, localContact: r.LocalContact, userAgent: r.UserAgent,
-			remoteCSeq: r.RemoteCSeq, cseq: r.LocalCSeq, cseqRes: r.LocalCSeq,
-			version: r.Version, versionRes: r.Version,
-			expires: time.Unix(r.Expires, 0), status: r.Status, reason: r.Reason, created: now,
-		}
-		if w.status == "" {
-			w.status = "active"
-		}
-		s.attach(w)
+		s.attach(watcherFromRecord(r, ev, now))
 	}
 	if len(s.goneP)+len(s.goneW) > 0 {
 		s.kickWriter()

@@ -175,6 +175,18 @@ func (s *Server) Publications() []pua.PublicationInfo {
 
 // put stores p, replacing the publication of the same id (s.mu held).
 func (s *Server) put(p *publication, now time.Time) {
+	s.seq++
+	p.seq, p.received = s.seq, now
+	delete(s.goneP, p.id)
+	delete(s.unclaimed, p.id)
+	s.dirtyP[p.id] = p
+	s.kickWriter()
+	s.place(p, now)
+}
+
+// place puts p in its presentity, replacing the publication of the same
+// id, and notifies the watchers (s.mu held).
+func (s *Server) place(p *publication, now time.Time) {
 	pr := s.presentity(p.id.presKey)
 	for i, old := range pr.pubs {
 		if old.id == p.id {
@@ -186,8 +198,6 @@ func (s *Server) put(p *publication, now time.Time) {
 			break
 		}
 	}
-	s.seq++
-	p.seq, p.received = s.seq, now
 	pr.pubs = append(pr.pubs, p)
 	if p.etag != "" {
 		s.etags[p.etag] = p
@@ -195,10 +205,6 @@ func (s *Server) put(p *publication, now time.Time) {
 	if !p.expires.IsZero() {
 		s.pubSched.Schedule(p, p.expires)
 	}
-	delete(s.goneP, p.id)
-	delete(s.unclaimed, p.id)
-	s.dirtyP[p.id] = p
-	s.kickWriter()
 	s.changed(pr, now)
 }
 
@@ -241,6 +247,13 @@ func (s *Server) firePublications(now time.Time, due []*publication) {
 	for _, p := range due {
 		if !p.expires.IsZero() && !p.expires.After(now) {
 			s.drop(p)
+			// Several instances: the owner of the shard writes the
+			// removal, the others forget it.
+			if !s.sends(p.id.uri) {
+				delete(s.goneP, p.id)
+			} else {
+				s.fencePubGone(p.id)
+			}
 		}
 	}
 }

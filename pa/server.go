@@ -56,6 +56,9 @@ type Options struct {
 	// Rules keeps the policy rules managed at run time (PutRule,
 	// DeleteRule); nil keeps them in memory only.
 	Rules RuleStore
+	// Cluster shares the state with the other instances on the database
+	// (cluster.enabled); nil is a single instance. It needs Store.
+	Cluster *Cluster
 }
 
 // WatcherState is one watcher of a presentity as OnWatchers tells it.
@@ -101,6 +104,19 @@ type Server struct {
 	goneP     map[pubID]PublicationRecord
 	waiting   *flushWait
 	kickCh    chan struct{}
+	// flushMu makes one flush at a time, from its batch to its commit:
+	// two batches committing out of order would bring back removed rows.
+	flushMu sync.Mutex
+
+	// several instances (Options.Cluster): the shards continued
+	// (ShardsGained), being handed over, being taken over, the owner's updates of its dialogs to write, and the
+	// change log read so far.
+	ready     map[int]bool
+	handing   map[int]bool
+	gaining   map[int]int64
+	notifiedW map[dialogKey]*watcher
+	syncMu    sync.Mutex
+	changes   changeCursor
 
 	// SIP
 	sipMu    sync.RWMutex
@@ -135,6 +151,10 @@ func New(cfg Config, o Options) (*Server, error) {
 		dirtyW: map[dialogKey]*watcher{}, goneW: map[dialogKey]WatcherRecord{},
 		dirtyP: map[pubID]*publication{}, goneP: map[pubID]PublicationRecord{}, unclaimed: map[pubID]int{},
 		waiting: &flushWait{done: make(chan struct{})}, kickCh: make(chan struct{}, 1),
+		ready: map[int]bool{}, handing: map[int]bool{}, gaining: map[int]int64{}, notifiedW: map[dialogKey]*watcher{},
+	}
+	if o.Cluster != nil && (o.Store == nil || o.Cluster.Ownership == nil || o.Cluster.Changes == nil) {
+		return nil, fmt.Errorf("pa: a cluster needs a store, an ownership and a change log")
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -164,6 +184,15 @@ func New(cfg Config, o Options) (*Server, error) {
 // writer. Stored subscriptions continue where they were: the next change
 // is notified with a higher CSeq, without the watcher subscribing again.
 func (s *Server) Start(ctx context.Context) error {
+	if s.o.Cluster != nil {
+		// The changes written from here on are read after the load (a
+		// change read twice is applied twice, harmlessly).
+		last, err := s.o.Cluster.Changes.LastPresenceChange(ctx)
+		if err != nil {
+			return fmt.Errorf("pa: change log: %w", err)
+		}
+		s.changes = newChangeCursor(last)
+	}
 	if s.o.Store != nil {
 		pubs, subs, err := s.o.Store.LoadPresence(ctx)
 		if err != nil {
@@ -182,6 +211,10 @@ func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.running = true
 	s.mu.Unlock()
+	if s.o.Cluster != nil {
+		s.wg.Add(1)
+		go s.syncLoop()
+	}
 	s.log.Info("presence server listening", "addrs", s.Addrs(), "presentities", s.presentityCount(), "subscriptions", s.subscriptionCount())
 	return nil
 }

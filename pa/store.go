@@ -1,6 +1,9 @@
 package pa
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // PublicationRecord is one publication as stored (a row of Kamailio's
 // presentity table).
@@ -28,6 +31,15 @@ type PublicationRecord struct {
 	// Flag is the owner of an in-process publication (pua.FlagUsrloc, ...);
 	// 0 for PUBLISHes from outside.
 	Flag int
+	// Shard and Epoch fence a write only the owner of the presentity's
+	// shard makes (with a Cluster): the store refuses it once the shard's
+	// lease has another epoch. Epoch 0 is not fenced.
+	Shard int
+	Epoch int64
+	// Expired makes a removal conditional (with a Cluster): the row is
+	// deleted only while its stored expiry is not later than Expires, so
+	// a refresh accepted at another instance meanwhile keeps it.
+	Expired bool
 }
 
 // WatcherRecord is one subscription dialog as stored (a row of
@@ -62,6 +74,14 @@ type WatcherRecord struct {
 	Version uint64
 	// UserAgent is the watcher's User-Agent.
 	UserAgent string
+	// Notified is a digest of the state last notified (with a Cluster,
+	// written by the owner of the presentity's shard; 0 unknown).
+	Notified uint64
+	// Shard and Epoch fence an owner's write, as PublicationRecord's.
+	Shard int
+	Epoch int64
+	// Expired makes a removal conditional, as PublicationRecord's.
+	Expired bool
 }
 
 // Batch is one transaction of changes.
@@ -74,17 +94,59 @@ type Batch struct {
 	Watchers []WatcherRecord
 	// RemovedWatchers are deleted (CallID, ToTag and FromTag name them).
 	RemovedWatchers []WatcherRecord
+	// Notified are the notifier's own updates of existing subscriptions
+	// (with a Cluster): the CSeq and version reserved (never lowered) and
+	// the digest notified. A row that is gone is not written again.
+	Notified []WatcherRecord
+	// Origin, when set (with a Cluster), logs every subscription written or
+	// removed and every publication from outside (with an ETag) in the
+	// change log under this instance's id, in the same transaction.
+	Origin string
 }
 
 // Empty reports whether b holds no change.
 func (b *Batch) Empty() bool {
-	return len(b.Publications)+len(b.RemovedPublications)+len(b.Watchers)+len(b.RemovedWatchers) == 0
+	return len(b.Publications)+len(b.RemovedPublications)+len(b.Watchers)+len(b.RemovedWatchers)+len(b.Notified) == 0
+}
+
+// Change is one entry of the change log with the current state of the row
+// it names.
+type Change struct {
+	// ID orders the entries; Origin is the instance that wrote the row.
+	ID     int64
+	Origin string
+	// Watcher tells a subscription (Subscription) from a publication
+	// (Publication).
+	Watcher bool
+	// Gone reports that the row no longer exists: the record holds only its
+	// key (PresURI, Event, ID; or CallID, ToTag, FromTag).
+	Gone         bool
+	Publication  PublicationRecord
+	Subscription WatcherRecord
+}
+
+// ChangeLog is the shared change log of several instances (with a
+// Cluster); implemented by package store (*store.DB).
+type ChangeLog interface {
+	// LastPresenceChange returns the id of the newest entry (0: none).
+	LastPresenceChange(ctx context.Context) (int64, error)
+	// PresenceChanges returns up to limit entries above after, oldest
+	// first, each with the row it names as it is now; an entry skip
+	// reports true for (nil skips none) holds its ID and Origin only, its
+	// row not read.
+	PresenceChanges(ctx context.Context, after int64, limit int, skip func(id int64, origin string) bool) ([]Change, error)
+	// PrunePresenceChanges deletes the entries older than age by the
+	// store's clock, except the newest (the ids continue above it after
+	// a database restart).
+	PrunePresenceChanges(ctx context.Context, age time.Duration) error
 }
 
 // Store keeps pa's state; implemented by package store (*store.DB).
 type Store interface {
 	// LoadPresence returns every stored publication and subscription.
 	LoadPresence(ctx context.Context) ([]PublicationRecord, []WatcherRecord, error)
-	// ApplyPresence writes b in one transaction.
+	// ApplyPresence writes b in one transaction. Records refused by the
+	// epoch guard are left out, the rest committed, and a
+	// *pua.StaleEpochError naming their shards returned.
 	ApplyPresence(ctx context.Context, b Batch) error
 }

@@ -291,6 +291,12 @@ func (s *Server) terminate(w *watcher, reason string) {
 	}
 	w.reason = reason
 	s.finish(w)
+	if !s.notifies(w) {
+		// Several instances: the owner of the shard sends the final
+		// NOTIFY once it reads the removal.
+		s.forget(w)
+		return
+	}
 	s.kick(w)
 }
 
@@ -302,7 +308,8 @@ func (s *Server) finish(w *watcher) {
 		delete(w.pres.watchers, w)
 		s.gc(w.pres)
 	}
-	if !w.fetch {
+	delete(s.notifiedW, w.key)
+	if !w.fetch && !w.noWrite {
 		s.goneW[w.key] = w.record()
 		delete(s.dirtyW, w.key)
 		s.kickWriter()
@@ -373,7 +380,13 @@ func (s *Server) fireWatchers(now time.Time, due []*watcher) {
 			}
 		}
 		if !w.final && !w.expires.After(now) {
+			// Several instances: the owner writes the end; the others
+			// forget the subscription.
+			w.noWrite = !s.sends(w.presURI)
 			s.terminate(w, "timeout")
+			if s.o.Cluster != nil {
+				s.fenceGone(w, s.fenceOf(w.presURI), true)
+			}
 			continue
 		}
 		if !w.final {

@@ -68,6 +68,9 @@ type Manager struct {
 	held    map[int]held
 	lastOK  time.Time // last successful renewal round
 	lastErr error
+
+	catchWait time.Duration
+	catchUp   func(ctx context.Context, asOf time.Time)
 }
 
 // Options are a Manager's collaborators; every field may be nil.
@@ -103,6 +106,25 @@ func New(cfg Config, db Leases, o Options) (*Manager, error) {
 
 // SetListener sets the listener (before Run).
 func (m *Manager) SetListener(l Listener) { m.listener = l }
+
+// lapseDrain is how long after resuming from a lapse the input received
+// meanwhile (queued in the sockets) is taken to be applied.
+const lapseDrain = 500 * time.Millisecond
+
+// SetCatchUp sets what corrects this instance's trackers with the store
+// after its rounds lapsed for longer than lease_ttl (the process paused,
+// the database out of reach): every lease has then expired and its
+// heartbeat too, the others hold its shards, and what it received
+// meanwhile may be incomplete (input dropped from full socket buffers). The
+// next round drops every shard held, waits wait with no heartbeat (the
+// others write what they received up to the resumption; this instance's
+// tracker writes are refused, see store.FenceTrackerWrites), runs fn with
+// asOf half a second after the resumption (input after it is this
+// instance's own and kept), and only then beats and takes shards again.
+// Before Run.
+func (m *Manager) SetCatchUp(wait time.Duration, fn func(ctx context.Context, asOf time.Time)) {
+	m.catchWait, m.catchUp = wait, fn
+}
 
 // guard is how long before its lease ends an owner stops sending.
 func (m *Manager) guard() time.Duration { return m.cfg.TTL / 4 }
@@ -181,11 +203,38 @@ func (m *Manager) Healthy() error {
 	return nil
 }
 
+// Prepare creates the lease rows that do not exist yet and checks
+// shard_count against the lease table; Start does it too.
+func (m *Manager) Prepare(ctx context.Context) error {
+	if err := m.db.EnsureShards(ctx, m.cfg.Shards); err != nil {
+		return fmt.Errorf("shard: %w", err)
+	}
+	return nil
+}
+
+// Others returns how many other instances are live (their heartbeats run):
+// an instance starting while others run joins them, and its trackers
+// catch up with what the others received before its inputs were bound
+// before it takes any shard.
+func (m *Manager) Others(ctx context.Context) (int, error) {
+	is, err := m.db.Instances(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("shard: %w", err)
+	}
+	n := 0
+	for _, i := range is {
+		if i.ID != m.cfg.InstanceID {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // Start creates the lease rows (checking shard_count) and runs the first
 // round.
 func (m *Manager) Start(ctx context.Context) error {
-	if err := m.db.EnsureShards(ctx, m.cfg.Shards); err != nil {
-		return fmt.Errorf("shard: %w", err)
+	if err := m.Prepare(ctx); err != nil {
+		return err
 	}
 	if err := m.round(ctx); err != nil {
 		m.log.Warn("first lease round failed", "err", err)
@@ -257,8 +306,22 @@ func (m *Manager) release(ctx context.Context, shard int) {
 	}
 }
 
-// round is one heartbeat + renewal + rebalance.
+// round is one heartbeat + renewal + rebalance, after a catch-up when the
+// rounds lapsed.
 func (m *Manager) round(ctx context.Context) error {
+	if m.catchUp != nil {
+		now := m.clock.Now()
+		m.mu.Lock()
+		lapse := now.Sub(m.lastOK)
+		lapsed := !m.lastOK.IsZero() && lapse >= m.cfg.TTL
+		m.mu.Unlock()
+		if lapsed {
+			m.recoverLapse(ctx, now, lapse)
+			if ctx.Err() != nil {
+				return fmt.Errorf("shard: %w", ctx.Err())
+			}
+		}
+	}
 	err := m.renew(ctx)
 	if err == nil {
 		err = m.rebalance(ctx)
@@ -267,6 +330,33 @@ func (m *Manager) round(ctx context.Context) error {
 	m.lastErr = err
 	m.mu.Unlock()
 	return err
+}
+
+// recoverLapse drops every shard held (their leases have expired), waits
+// for the others' writes and corrects the trackers (SetCatchUp).
+func (m *Manager) recoverLapse(ctx context.Context, resumed time.Time, lapse time.Duration) {
+	m.log.Warn("lease rounds lapsed for longer than lease_ttl: catching up with the store before taking shards again",
+		"lapse", lapse.Round(time.Millisecond), "wait", m.catchWait)
+	m.mu.Lock()
+	var lost []int
+	for s := range m.held {
+		lost = append(lost, s)
+	}
+	clear(m.held)
+	m.mu.Unlock()
+	m.tellLost(ctx, lost)
+	if m.obs != nil {
+		m.obs.OwnedShards(0)
+	}
+	wake := make(chan struct{})
+	t := m.clock.AfterFunc(m.catchWait, func() { close(wake) })
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return
+	case <-wake:
+	}
+	m.catchUp(ctx, resumed.Add(lapseDrain))
 }
 
 // renew beats the heartbeat and renews the held leases; shards missing
@@ -324,13 +414,7 @@ func (m *Manager) renew(ctx context.Context) error {
 			return fmt.Errorf("shard: %w", err)
 		}
 	}
-	sort.Ints(lost)
-	for _, s := range lost {
-		m.log.Warn("shard lease lost", "shard", s)
-		if m.listener != nil {
-			m.listener.ShardLost(ctx, s)
-		}
-	}
+	m.tellLost(ctx, lost)
 	if m.obs != nil {
 		m.obs.OwnedShards(n)
 	}
@@ -425,4 +509,16 @@ func (m *Manager) rebalance(ctx context.Context) error {
 		m.listener.ShardsGained(ctx, gained)
 	}
 	return nil
+}
+
+// tellLost logs the shards whose leases were lost and tells the listener,
+// in shard order.
+func (m *Manager) tellLost(ctx context.Context, lost []int) {
+	sort.Ints(lost)
+	for _, s := range lost {
+		m.log.Warn("shard lease lost", "shard", s)
+		if m.listener != nil {
+			m.listener.ShardLost(ctx, s)
+		}
+	}
 }

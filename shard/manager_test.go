@@ -321,3 +321,83 @@ func BenchmarkRound(b *testing.B) {
 		})
 	}
 }
+
+// TestLapseCatchesUpBeforeTakingShards: an instance whose rounds stopped
+// for longer than lease_ttl (paused) drops its shards and, with no
+// heartbeat (the others do not count it, its tracker writes are fenced),
+// runs its catch-up before it beats and takes shards again; rounds on time
+// run none.
+func TestLapseCatchesUpBeforeTakingShards(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		const ttl = time.Second
+		var evA events
+		a := newManager(t, db, "a", ttl, 4, Options{Listener: &evA})
+		b := newManager(t, db, "b", ttl, 4, Options{})
+		type call struct {
+			asOf, at time.Time
+			live     []store.Instance
+			held     int
+		}
+		var calls []call
+		a.SetCatchUp(300*time.Millisecond, func(ctx context.Context, asOf time.Time) {
+			is, err := db.Instances(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			calls = append(calls, call{asOf: asOf, at: time.Now(), live: is, held: len(a.Owned())})
+		})
+		for _, m := range []*Manager{a, b} {
+			if err := m.db.Heartbeat(ctx, m.cfg.InstanceID, ttl); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rounds(t, 3, a, b)
+		if n := len(a.Owned()); n != 2 || len(calls) != 0 {
+			t.Fatalf("a holds %d shards after rounds on time, catch-ups %d; want 2 and none", n, len(calls))
+		}
+		// a pauses past its lease; b takes every shard.
+		deadline := time.Now().Add(5 * time.Second)
+		for len(b.Owned()) < 4 {
+			if time.Now().After(deadline) {
+				t.Fatalf("b holds %d shards 5s into a's pause", len(b.Owned()))
+			}
+			time.Sleep(ttl / 4)
+			rounds(t, 1, b)
+		}
+		time.Sleep(ttl / 4)
+		resumed := time.Now()
+		if err := a.round(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(calls) != 1 {
+			t.Fatalf("%d catch-ups after the lapse, want 1", len(calls))
+		}
+		c := calls[0]
+		if c.held != 0 {
+			t.Errorf("a held %d shards during its catch-up, want none", c.held)
+		}
+		for _, i := range c.live {
+			if i.ID == "a" {
+				t.Errorf("a's heartbeat live during its catch-up: %+v", c.live)
+			}
+		}
+		if d := c.at.Sub(resumed); d < 300*time.Millisecond {
+			t.Errorf("catch-up %s after resuming, want after the 300ms wait", d)
+		}
+		if d := c.asOf.Sub(resumed); d < 400*time.Millisecond || d > 700*time.Millisecond {
+			t.Errorf("catch-up as of %s after resuming, want half a second", d)
+		}
+		evA.mu.Lock()
+		lost := len(evA.lost)
+		evA.mu.Unlock()
+		if lost != 2 {
+			t.Errorf("a heard of %d lost shards, want 2", lost)
+		}
+		rounds(t, 4, b, a)
+		if n := len(a.Owned()); n != 2 || len(calls) != 1 {
+			t.Errorf("after rounds on time again a holds %d shards with %d catch-ups, want 2 and 1", n, len(calls))
+		}
+		owners(t, a, b)
+	})
+}

@@ -148,6 +148,9 @@ func (db *DB) saveDialogs(ctx context.Context, upsert []dialoginfo.Record, remov
 		return fmt.Errorf("store: save dialogs: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if err := db.checkWriter(ctx, tx); err != nil {
+		return fmt.Errorf("store: save dialogs: %w", err)
+	}
 	bt := newBatcher(ctx, tx.Tx)
 	defer bt.close()
 	if err := inBatches(ids, dialogKeyBatch, func(chunk []string) error {

@@ -253,3 +253,37 @@ func (db *DB) staleShards(ctx context.Context, q fenceQuerier, fences map[int]in
 	}
 	return stale, nil
 }
+
+// ErrFenced is returned by SaveContacts and SaveDialogs when the tracker
+// writes are fenced (FenceTrackerWrites) and this instance's heartbeat has
+// lapsed: the rows are not written, and the tracker keeps them to write
+// once it beats again.
+var ErrFenced = errors.New("this instance's heartbeat has lapsed: tracker rows not written until it beats again")
+
+// FenceTrackerWrites makes SaveContacts and SaveDialogs write only while
+// instance's heartbeat (Heartbeat) runs on the database clock, checked in
+// their transaction. Several instances write the same contacts and calls
+// (each receives every REGISTER and call); one paused past its lease
+// (SIGSTOP, a frozen VM) would otherwise write, on resuming, what it held
+// before the pause over what the others wrote since, and a row the others
+// deleted (an unregistration, a call that ended) would come back for the
+// next instance that starts or joins to load. Call it before the trackers
+// run. The dialog versions need no fence: a stored version only grows.
+func (db *DB) FenceTrackerWrites(instance string) { db.writer = instance }
+
+// checkWriter is the fence of FenceTrackerWrites, run in the write's
+// transaction.
+func (db *DB) checkWriter(ctx context.Context, q fenceQuerier) error {
+	if db.writer == "" {
+		return nil
+	}
+	var live int
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM puaside_instances WHERE instance_id = ? AND expires_at > `+db.nowUS(),
+		db.writer).Scan(&live); err != nil {
+		return fmt.Errorf("store: fence %s: %w", db.writer, err)
+	}
+	if live == 0 {
+		return fmt.Errorf("store: %s: %w", db.writer, ErrFenced)
+	}
+	return nil
+}

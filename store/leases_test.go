@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/internal/dbtest"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/store"
+	"github.com/puaside/puaside/usrloc"
 )
 
 func TestLeaseTakeRenewRelease(t *testing.T) {
@@ -176,6 +178,71 @@ func TestEpochGuardRefusesStaleOwner(t *testing.T) {
 		r.Shard = 7
 		if err := db.SaveRecords(ctx, []pua.Record{r}, nil); !errors.Is(err, pua.ErrStaleEpoch) {
 			t.Fatalf("write for an unknown shard: %v, want ErrStaleEpoch", err)
+		}
+	})
+}
+
+// TestFencedTrackerWrites: with FenceTrackerWrites, contacts and calls are
+// written only while the instance's heartbeat runs: a paused instance
+// whose heartbeat lapsed cannot bring back an unregistered contact or an
+// ended call that the others deleted; once it beats again it writes.
+func TestFencedTrackerWrites(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		alice := map[string][]usrloc.Binding{"sip:alice@example.com": {{URI: "sip:alice@10.0.0.1",
+			Expires: time.Now().Add(time.Hour).Truncate(time.Second), Q: -1}}}
+		call := []dialoginfo.Record{{ID: "d1", CallID: "c1", FromTag: "ft", Caller: "sip:alice@example.com",
+			Callee: "sip:bob@example.com", State: "confirmed", Data: []byte(`{}`)}}
+		db.FenceTrackerWrites("p1")
+		if err := db.SaveContacts(ctx, alice); !errors.Is(err, store.ErrFenced) {
+			t.Fatalf("contacts before any heartbeat: %v, want ErrFenced", err)
+		}
+		if err := db.SaveDialogs(ctx, call, nil); !errors.Is(err, store.ErrFenced) {
+			t.Fatalf("calls before any heartbeat: %v, want ErrFenced", err)
+		}
+		if err := db.Heartbeat(ctx, "p1", 300*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SaveContacts(ctx, alice); err != nil {
+			t.Fatalf("contacts while beating: %v", err)
+		}
+		if err := db.SaveDialogs(ctx, call, nil); err != nil {
+			t.Fatalf("calls while beating: %v", err)
+		}
+		// Another instance's heartbeat is not this one's.
+		if err := db.Heartbeat(ctx, "p2", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(400 * time.Millisecond)
+		// p2 removes what ended; p1, paused past its heartbeat, would
+		// write its old rows back.
+		db.FenceTrackerWrites("p2")
+		if err := db.SaveContacts(ctx, map[string][]usrloc.Binding{"sip:alice@example.com": nil}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SaveDialogs(ctx, nil, []string{"d1"}); err != nil {
+			t.Fatal(err)
+		}
+		db.FenceTrackerWrites("p1")
+		if err := db.SaveContacts(ctx, alice); !errors.Is(err, store.ErrFenced) {
+			t.Fatalf("contacts after the heartbeat lapsed: %v, want ErrFenced", err)
+		}
+		if err := db.SaveDialogs(ctx, call, nil); !errors.Is(err, store.ErrFenced) {
+			t.Fatalf("calls after the heartbeat lapsed: %v, want ErrFenced", err)
+		}
+		cs, err := db.LoadContacts(ctx)
+		if err != nil || len(cs) != 0 {
+			t.Fatalf("contacts %v %v, want none (the lapsed instance's write refused)", cs, err)
+		}
+		ds, err := db.LoadDialogs(ctx)
+		if err != nil || len(ds) != 0 {
+			t.Fatalf("calls %v %v, want none", ds, err)
+		}
+		if err := db.Heartbeat(ctx, "p1", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SaveContacts(ctx, alice); err != nil {
+			t.Fatalf("contacts once beating again: %v", err)
 		}
 	})
 }

@@ -399,15 +399,35 @@ func (st *staleTally) result(err error, table string) error {
 // add logs and counts records refused by a committed transaction.
 func (st *staleTally) add(db *DB, refused []*pua.Record) {
 	for _, r := range refused {
-		db.logger().Warn("store: write refused, the shard has a new owner", "table", db.Table,
-			"shard", r.Shard, "epoch", r.Epoch, "record", recordIdentity(r).String())
-		db.Metrics.Drop("store", "stale_epoch")
-		if st.shards == nil {
-			st.shards = make(map[int]bool)
-		}
-		st.shards[r.Shard] = true
-		st.refused++
+		st.refuse(db, db.Table, r.Shard, r.Epoch, recordIdentity(r).String())
 	}
+}
+
+// refuse logs and counts one row of table refused by the epoch guard.
+func (st *staleTally) refuse(db *DB, table string, shard int, epoch int64, key string) {
+	db.logger().Warn("store: write refused, the shard has a new owner", "table", table,
+		"shard", shard, "epoch", epoch, "record", key)
+	db.Metrics.Drop("store", "stale_epoch")
+	if st.shards == nil {
+		st.shards = make(map[int]bool)
+	}
+	st.shards[shard] = true
+	st.refused++
+}
+
+// keepFresh returns the records of rs not fenced by a stale shard (epoch
+// 0 is not fenced) and hands each refused one to refused. rs is not
+// modified.
+func keepFresh[T any](rs []T, stale map[int]bool, fence func(*T) (int, int64), refused func(*T)) []T {
+	out := rs[:0:0]
+	for i := range rs {
+		if sh, ep := fence(&rs[i]); ep != 0 && stale[sh] {
+			refused(&rs[i])
+			continue
+		}
+		out = append(out, rs[i])
+	}
+	return out
 }
 
 // fence drops from upsert and remove the records whose shard lease has
@@ -434,25 +454,10 @@ func (db *DB) fence(ctx context.Context, q fenceQuerier, upsert []puaRow, remove
 		return upsert, remove, nil, err
 	}
 	var refused []*pua.Record
-	refuse := func(r *pua.Record) bool {
-		if r.Epoch == 0 || !stale[r.Shard] {
-			return false
-		}
-		refused = append(refused, r)
-		return true
-	}
-	keptU := upsert[:0:0]
-	for i := range upsert {
-		if !refuse(&upsert[i].Record) {
-			keptU = append(keptU, upsert[i])
-		}
-	}
-	keptR := remove[:0:0]
-	for i := range remove {
-		if !refuse(&remove[i]) {
-			keptR = append(keptR, remove[i])
-		}
-	}
+	keptU := keepFresh(upsert, stale, func(r *puaRow) (int, int64) { return r.Shard, r.Epoch },
+		func(r *puaRow) { refused = append(refused, &r.Record) })
+	keptR := keepFresh(remove, stale, func(r *pua.Record) (int, int64) { return r.Shard, r.Epoch },
+		func(r *pua.Record) { refused = append(refused, r) })
 	return keptU, keptR, refused, nil
 }
 

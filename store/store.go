@@ -59,6 +59,7 @@ type DB struct {
 	quarantine quarantine
 	stmts      stmtCache // the pua table's statements, prepared once
 	updates    sync.Map  // skipped-column mask → the pua table's UPDATE
+	writer     string    // FenceTrackerWrites's instance id; "" unfenced
 }
 
 // columns returns the text column widths of the dialect's schema, read once.

@@ -131,6 +131,9 @@ func (db *DB) saveContacts(ctx context.Context, keys []string, aors map[string][
 		return fmt.Errorf("store: save contacts: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if err := db.checkWriter(ctx, tx); err != nil {
+		return fmt.Errorf("store: save contacts: %w", err)
+	}
 
 	bt := newBatcher(ctx, tx.Tx)
 	defer bt.close()

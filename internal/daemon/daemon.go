@@ -137,6 +137,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 			return nil, fmt.Errorf("daemon: %w", err)
 		}
 		popts.Ownership = d.shards
+		// Every instance writes the contacts and calls it receives; one
+		// whose heartbeat lapsed writes none (store.FenceTrackerWrites).
+		db.FenceTrackerWrites(cfg.Cluster.InstanceID)
 	}
 	d.eng, err = pua.New(cfg.PUA, popts)
 	if err != nil {
@@ -161,12 +164,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 			paGW = &paGateway{local: local}
 			popts.Gateway = paGW
 		}
+		if d.shards != nil {
+			// Several instances: watchers and presentities in the shared
+			// database, NOTIFYs from the owner of the presentity's shard.
+			popts.Cluster = &pa.Cluster{Ownership: d.shards, Changes: db, Instance: cfg.Cluster.InstanceID}
+		}
 		d.pa, err = pa.New(cfg.PA, popts)
 		if err != nil {
 			closeStores()
 			return nil, fmt.Errorf("daemon: %w", err)
 		}
 		d.pub = paEngine{Engine: d.eng, pa: d.pa, upstream: cfg.PUA.ServerAddress != "", onResult: d.board.PublishResult}
+		if d.shards != nil {
+			d.shards.SetListener(shardListeners{d.eng, d.pa})
+		}
 	}
 	observed := observedEngine{publisher: d.pub, b: d.board}
 	if cfg.Features.BLA {
@@ -404,18 +415,33 @@ func (d *Daemon) Start(ctx context.Context) error {
 		}
 		d.run("dialoginfo", func() error { return d.di.Run(tctx) })
 	}
+	joining := false
 	if d.shards != nil {
-		// After the trackers: every presentity they restored is in the
-		// engine when the first shards are taken over.
-		if err := d.shards.Start(ctx); err != nil {
+		d.shards.SetCatchUp(d.catchUpWait(), d.catchUp)
+		if err := d.shards.Prepare(ctx); err != nil {
 			return d.abort(ctx, fmt.Errorf("daemon: start cluster: %w", err))
 		}
-		sctx, cancel := context.WithCancel(context.Background())
-		d.stopShards, d.shardsDone = cancel, make(chan struct{})
-		go func() { defer close(d.shardsDone); d.shards.Run(sctx) }()
+		others, err := d.shards.Others(ctx)
+		if err != nil {
+			d.log.Warn("cluster: live instances not read: starting as the first", "err", err)
+		}
+		joining = others > 0
+		if !joining {
+			// After the trackers: every presentity they restored is in
+			// the engine when the first shards are taken over.
+			if err := d.shards.Start(ctx); err != nil {
+				return d.abort(ctx, fmt.Errorf("daemon: start cluster: %w", err))
+			}
+			sctx, cancel := context.WithCancel(context.Background())
+			d.stopShards, d.shardsDone = cancel, make(chan struct{})
+			go func() { defer close(d.shardsDone); d.shards.Run(sctx) }()
+		}
 	}
 	if err := d.in.Start(ctx); err != nil {
 		return d.abort(ctx, fmt.Errorf("daemon: start ingest: %w", err))
+	}
+	if joining {
+		d.join(time.Now())
 	}
 	if err := d.api.Start(ctx); err != nil {
 		return d.abort(ctx, fmt.Errorf("daemon: start management server: %w", err))
@@ -437,6 +463,71 @@ func (d *Daemon) Start(ctx context.Context) error {
 		d.log.Info("puaside started", "sip", d.eng.ContactURI(), "http", d.api.Addr(), "db", d.db.Dialect)
 	}
 	return nil
+}
+
+// join takes this instance into a running cluster once its trackers have
+// caught up: the REGISTERs and call messages the other instances received
+// between their last flush before this Start and bound, when the inputs
+// were bound, reach this instance only through the store. It waits until
+// the others have written everything up to bound (their flush_interval,
+// the same as this instance's, and a second), corrects the trackers with
+// the store (what they received since bound they keep), and only then
+// heartbeats and takes its shards: until then the others keep them and
+// /readyz fails.
+func (d *Daemon) join(bound time.Time) {
+	wait := d.catchUpWait()
+	d.log.Info("cluster: joining running instances: catching up with the store before taking shards", "wait", wait)
+	sctx, cancel := context.WithCancel(context.Background())
+	d.stopShards, d.shardsDone = cancel, make(chan struct{})
+	go func() {
+		defer close(d.shardsDone)
+		t := time.NewTimer(time.Until(bound.Add(wait)))
+		select {
+		case <-sctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		d.catchUp(sctx, bound)
+		if err := d.shards.Start(sctx); err != nil {
+			d.log.Error("cluster: not started", "err", err)
+			return
+		}
+		d.shards.Run(sctx)
+	}()
+}
+
+// catchUpWait is how long after a time the other instances have written
+// what they received up to it: their flush_interval (the same as this
+// instance's) and a second.
+func (d *Daemon) catchUpWait() time.Duration {
+	wait := time.Second
+	if d.ul != nil {
+		wait += d.cfg.Usrloc.FlushInterval
+	}
+	if d.di != nil {
+		wait = max(wait, time.Second+d.cfg.Dialoginfo.FlushInterval)
+	}
+	return wait
+}
+
+// catchUp corrects the trackers with the contacts and calls the other
+// instances stored, keeping what they received after asOf.
+func (d *Daemon) catchUp(ctx context.Context, asOf time.Time) {
+	if d.ul != nil {
+		n, err := d.ul.CatchUp(ctx, asOf)
+		if err != nil {
+			d.log.Warn("cluster: contacts not caught up", "err", err)
+		}
+		d.log.Info("cluster: contacts caught up with the store", "aors_changed", n)
+	}
+	if d.di != nil {
+		n, err := d.di.CatchUp(ctx, asOf)
+		if err != nil {
+			d.log.Warn("cluster: calls not caught up", "err", err)
+		}
+		d.log.Info("cluster: calls caught up with the store", "calls_changed", n)
+	}
 }
 
 // newReconciler builds the reconciliation with the proxy, feeding the

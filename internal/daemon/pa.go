@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/puaside/puaside/aor"
 	"github.com/puaside/puaside/mgmt"
 	"github.com/puaside/puaside/pa"
 	"github.com/puaside/puaside/pua"
 	"github.com/puaside/puaside/puaxmpp"
+	"github.com/puaside/puaside/shard"
 )
 
 // paEngine is what the trackers and the management API publish through
@@ -121,6 +123,26 @@ func (e paEngine) Claim(key pua.Key) bool {
 func (e paEngine) ClaimsDone(flag int) {
 	e.pa.ClaimsDone(flag)
 	e.Engine.ClaimsDone(flag)
+}
+
+// shardListeners tells every listener of the shards gained, in order (the
+// pua engine, then the presence server), and of a shard lost, all at once:
+// each waits for its requests in flight, and the lease loop waits for the
+// slowest only.
+type shardListeners []shard.Listener
+
+func (ls shardListeners) ShardsGained(ctx context.Context, gained map[int]int64) {
+	for _, l := range ls {
+		l.ShardsGained(ctx, gained)
+	}
+}
+
+func (ls shardListeners) ShardLost(ctx context.Context, sh int) {
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		wg.Go(func() { l.ShardLost(ctx, sh) })
+	}
+	wg.Wait()
 }
 
 // presence adapts the presence server to the management API.

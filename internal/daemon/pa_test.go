@@ -139,3 +139,20 @@ func TestPAWithUpstream(t *testing.T) {
 		t.Fatal("pa runs with server_address set in mode auto")
 	}
 }
+
+// slowListener takes d to hand a shard over.
+type slowListener struct{ d time.Duration }
+
+func (slowListener) ShardsGained(context.Context, map[int]int64) {}
+func (l slowListener) ShardLost(context.Context, int)            { time.Sleep(l.d) }
+
+// A shard lost is handed over by the pua engine and the presence server
+// at once: the lease loop waits for the slower, not for both in turn.
+func TestShardLostListenersAtOnce(t *testing.T) {
+	ls := shardListeners{slowListener{300 * time.Millisecond}, slowListener{300 * time.Millisecond}}
+	start := time.Now()
+	ls.ShardLost(context.Background(), 0)
+	if d := time.Since(start); d >= 550*time.Millisecond {
+		t.Fatalf("ShardLost took %s, want the slower listener's 300ms", d)
+	}
+}

@@ -21,6 +21,8 @@ type Notification struct {
 	Body string
 	// CSeq is the NOTIFY's CSeq number.
 	CSeq uint32
+	// Tag is the NOTIFY's From tag (the notifier's tag of the dialog).
+	Tag string
 	// Transport is what the NOTIFY came over ("UDP", "TLS", "WSS", ...)
 	// and Source the address it came from.
 	Transport, Source string
@@ -48,7 +50,6 @@ type WatchOptions struct {
 // every NOTIFY with 200 and records it.
 type Watcher struct {
 	p       *Phone
-	server  string
 	target  sip.Uri
 	event   string
 	callID  string
@@ -56,6 +57,7 @@ type Watcher struct {
 	contact sip.Uri
 
 	mu       sync.Mutex
+	server   string
 	cseq     uint32
 	toTag    string
 	remote   sip.Uri
@@ -116,6 +118,14 @@ func (p *Phone) Watch(ctx context.Context, server string, target sip.Uri, event 
 	return w, nil
 }
 
+// SetServer sends the watcher's further requests to server ("host:port"),
+// e.g. another instance of a presence server sharing its dialogs.
+func (w *Watcher) SetServer(server string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.server = server
+}
+
 // Response returns the 2xx that accepted the SUBSCRIBE.
 func (w *Watcher) Response() *sip.Response {
 	w.mu.Lock()
@@ -127,7 +137,7 @@ func (w *Watcher) Response() *sip.Response {
 func (w *Watcher) subscribe(expires int, accept string) *sip.Request {
 	w.mu.Lock()
 	w.cseq++
-	cseq, toTag, remote, routes := w.cseq, w.toTag, w.remote, w.routes
+	cseq, toTag, remote, routes, server := w.cseq, w.toTag, w.remote, w.routes, w.server
 	w.mu.Unlock()
 
 	ruri := w.target
@@ -158,7 +168,7 @@ func (w *Watcher) subscribe(expires int, accept string) *sip.Request {
 			req.AppendHeader(&sip.RouteHeader{Address: r})
 		}
 	}
-	req.SetDestination(w.server)
+	req.SetDestination(server)
 	return req
 }
 
@@ -217,6 +227,9 @@ func (w *Watcher) add(req *sip.Request) {
 	n := Notification{Body: string(req.Body()), Transport: req.Transport(), Source: req.Source()}
 	if cs := req.CSeq(); cs != nil {
 		n.CSeq = cs.SeqNo
+	}
+	if f := req.From(); f != nil {
+		n.Tag, _ = f.Params.Get("tag")
 	}
 	if h := req.GetHeader("Subscription-State"); h != nil {
 		n.State = h.Value()
