@@ -2,12 +2,14 @@ package journal
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 )
 
@@ -45,7 +47,7 @@ func payloads(ss ...string) [][]byte {
 func TestReopenReadsEveryGenerationInOrder(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "pua.db.etags")
 	j, ps, _ := open(t, path)
-	if len(ps) != 0 || j.Generation() != 1 {
+	if len(ps) != 0 || j.Generation() != 0 {
 		t.Fatalf("fresh journal: %d payloads, generation %d", len(ps), j.Generation())
 	}
 	if err := j.Append(payloads("a", "b")); err != nil {
@@ -60,7 +62,7 @@ func TestReopenReadsEveryGenerationInOrder(t *testing.T) {
 	if err := j.Append(payloads("d")); err != nil {
 		t.Fatal(err)
 	}
-	// No Close: a crash.
+	j.Abandon() // a crash
 	j2, ps, st := open(t, path)
 	if got, want := strs(ps), []string{"a", "b", "c", "", "d"}; !slices.Equal(got, want) {
 		t.Fatalf("payloads %q, want %q", got, want)
@@ -68,8 +70,11 @@ func TestReopenReadsEveryGenerationInOrder(t *testing.T) {
 	if st.Generations != 2 || st.Frames != 5 || st.Corrupt != 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	if j2.Generation() != 3 {
-		t.Fatalf("generation %d, want 3", j2.Generation())
+	if j2.Generation() != 2 {
+		t.Fatalf("generation %d, want 2 (the next append starts 3)", j2.Generation())
+	}
+	if err := j2.Append(payloads("e")); err != nil || j2.Generation() != 3 {
+		t.Fatalf("append after reopen: generation %d, %v", j2.Generation(), err)
 	}
 }
 
@@ -114,20 +119,19 @@ func TestDropDeletesUpToAndCloseLeavesNoEmptyFile(t *testing.T) {
 	dir2 := t.TempDir()
 	e, _, _ := open(t, filepath.Join(dir2, "j"))
 	e.Close()
-	if ents, _ := os.ReadDir(dir2); len(ents) != 0 {
+	if ents, _ := os.ReadDir(dir2); len(ents) != 1 || ents[0].Name() != "j.lock" {
 		t.Fatalf("files left by an empty journal: %v", ents)
 	}
 }
 
 // TestTornAndCorruptTailsAreSkipped: a generation cut in the middle of a
-// frame, one with a flipped payload byte and one that is not a journal
-// file are read up to the damage, counted, and the next generations are
-// still read.
+// frame and one with a flipped payload byte are read up to the damage,
+// counted, and the next generations are still read.
 func TestTornAndCorruptTailsAreSkipped(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "j")
 	gen := func(n int, frames ...string) []byte {
-		b := slices.Clone(magic)
+		b := []byte(magic)
 		for _, f := range frames {
 			b = AppendFrame(b, []byte(f))
 		}
@@ -140,7 +144,7 @@ func TestTornAndCorruptTailsAreSkipped(t *testing.T) {
 	files := map[string][]byte{
 		path + ".1": torn,
 		path + ".2": bad,
-		path + ".3": []byte("garbage, not a journal"),
+		path + ".3": []byte(magic[:5]), // created, crashed in the magic
 		path + ".4": gen(4, "ok"),
 		path + ".5": {}, // created, crashed before the magic
 		path + ".x": gen(0, "not a generation name"),
@@ -154,11 +158,11 @@ func TestTornAndCorruptTailsAreSkipped(t *testing.T) {
 	if got, want := strs(ps), []string{"t1", "b1", "ok"}; !slices.Equal(got, want) {
 		t.Fatalf("payloads %q, want %q", got, want)
 	}
-	if st.Generations != 5 || st.Corrupt != 3 || st.Frames != 3 {
+	if st.Generations != 5 || st.Corrupt != 2 || st.Frames != 3 {
 		t.Fatalf("stats %+v", st)
 	}
-	if j.Generation() != 6 {
-		t.Fatalf("generation %d, want 6", j.Generation())
+	if j.Generation() != 5 {
+		t.Fatalf("generation %d, want 5", j.Generation())
 	}
 }
 
@@ -175,7 +179,7 @@ func TestAppendBounds(t *testing.T) {
 	if j.Size() != size {
 		t.Fatalf("size grew to %d from %d", j.Size(), size)
 	}
-	hdr := slices.Clone(magic)
+	hdr := []byte(magic)
 	hdr = append(hdr, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0)
 	if ps, skipped, err := Decode(hdr); err == nil || len(ps) != 0 || skipped != 8 {
 		t.Fatalf("huge length: %d payloads, %d skipped, %v", len(ps), skipped, err)
@@ -186,9 +190,9 @@ func TestAppendBounds(t *testing.T) {
 // what it accepts is exactly the frames it would write: re-encoding the
 // payloads gives back the input up to where it stopped.
 func FuzzDecode(f *testing.F) {
-	f.Add(slices.Clone(magic))
-	f.Add(AppendFrame(slices.Clone(magic), []byte(`{"op":"put"}`)))
-	f.Add(AppendFrame(AppendFrame(slices.Clone(magic), []byte("a")), nil)[:len(magic)+12])
+	f.Add([]byte(magic))
+	f.Add(AppendFrame([]byte(magic), []byte(`{"op":"put"}`)))
+	f.Add(AppendFrame(AppendFrame([]byte(magic), []byte("a")), nil)[:len(magic)+12])
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ps, skipped, err := Decode(data)
 		if skipped < 0 || skipped > len(data) || (err == nil) != (skipped == 0) && len(data) > 0 {
@@ -197,7 +201,7 @@ func FuzzDecode(f *testing.F) {
 		if len(ps) == 0 {
 			return
 		}
-		enc := slices.Clone(magic)
+		enc := []byte(magic)
 		for _, p := range ps {
 			if len(p) > MaxFrame {
 				t.Fatalf("payload of %d bytes", len(p))
@@ -208,4 +212,181 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoded frames differ from the input they came from")
 		}
 	})
+}
+
+// TestUnknownFormatFailsOpen: a generation of another format version (a
+// newer build's) or a file that is not a journal fails the Open, and the
+// file is kept.
+func TestUnknownFormatFailsOpen(t *testing.T) {
+	for name, data := range map[string][]byte{
+		"version 2":   AppendFrame([]byte(magicName+"\x00\x02"), []byte("x")),
+		"not journal": []byte("garbage, not a journal"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "j")
+			if err := os.WriteFile(path+".1", data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, _, err := Open(path, quiet()); !errors.Is(err, ErrFormat) {
+				t.Fatalf("open: %v, want ErrFormat", err)
+			}
+			if b, err := os.ReadFile(path + ".1"); err != nil || !bytes.Equal(b, data) {
+				t.Fatalf("generation not kept: %v", err)
+			}
+			// The lock was released: a later Open gets as far as the file.
+			if _, _, _, err := Open(path, quiet()); !errors.Is(err, ErrFormat) {
+				t.Fatalf("second open: %v", err)
+			}
+		})
+	}
+}
+
+// TestOpenCreatesNothingAndCloseRemovesEmptyCurrent: Open on an existing
+// journal creates no generation (a full disk, a failed start in a loop);
+// the first Append does; Close removes a current generation that holds
+// nothing even when older ones are left.
+func TestOpenCreatesNothingAndCloseRemovesEmptyCurrent(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "j")
+	j, _, _ := open(t, path)
+	j.Append(payloads("one"))
+	j.Close()
+	for range 3 { // failed starts: opened, closed
+		j, _, _ = open(t, path)
+		j.Close()
+	}
+	gens, _ := generations(path)
+	if !slices.Equal(gens, []uint64{1}) {
+		t.Fatalf("generations %v, want [1]", gens)
+	}
+	// A current generation that got only its magic (the append failed).
+	j, _, _ = open(t, path)
+	j.write = func(f *os.File, b []byte) (int, error) {
+		if string(b) == magic {
+			return f.Write(b)
+		}
+		return 0, syscall.ENOSPC
+	}
+	if err := j.Append(payloads("two")); err == nil {
+		t.Fatal("append succeeded")
+	}
+	j.Close()
+	if gens, _ := generations(path); !slices.Equal(gens, []uint64{1}) {
+		t.Fatalf("generations after a failed append %v, want [1]", gens)
+	}
+}
+
+// TestRotateKeepsEmptyCurrent: rotating with nothing appended since the
+// last rotation starts no file.
+func TestRotateKeepsEmptyCurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, _, _ := open(t, path)
+	j.Append(payloads("one"))
+	for range 100 {
+		if _, err := j.Rotate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Append(payloads("two"))
+	for range 100 {
+		g, err := j.Rotate()
+		if err != nil || g != 2 {
+			t.Fatalf("rotate: %d %v", g, err)
+		}
+	}
+	if n := j.Generations(); n != 2 {
+		t.Fatalf("%d generations, want 2", n)
+	}
+}
+
+// TestShortWriteLeavesNoTornFrame: an append cut short (a full disk) is
+// cut back, so the frames appended after it are read at the next Open.
+func TestShortWriteLeavesNoTornFrame(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, _, _ := open(t, path)
+	j.Append(payloads("one"))
+	j.write = func(f *os.File, b []byte) (int, error) {
+		n, _ := f.Write(b[:len(b)/2])
+		return n, syscall.ENOSPC
+	}
+	if err := j.Append(payloads("torn-payload")); err == nil {
+		t.Fatal("short write succeeded")
+	}
+	j.write = nil
+	if err := j.Append(payloads("three")); err != nil {
+		t.Fatal(err)
+	}
+	size := j.Size()
+	j.Close()
+	_, ps, st := open(t, path)
+	if got := strs(ps); !slices.Equal(got, []string{"one", "three"}) || st.Corrupt != 0 {
+		t.Fatalf("payloads %q, stats %+v", got, st)
+	}
+	if fi, _ := os.Stat(path + ".1"); fi.Size() != size {
+		t.Fatalf("file of %d bytes, size said %d", fi.Size(), size)
+	}
+}
+
+// TestSecondOpenFails: a second process on the same journal is refused.
+func TestSecondOpenFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, _, _ := open(t, path)
+	if _, _, _, err := Open(path, quiet()); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+	j.Close()
+	j2, _, _ := open(t, path)
+	j2.Close()
+}
+
+// TestResetRemovesEverythingOrMarksStale: Reset deletes every generation,
+// the current one included; a generation it can neither delete nor
+// truncate makes the next Open refuse the journal rather than replay it.
+func TestResetRemovesEverythingOrMarksStale(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, _, _ := open(t, path)
+	j.Append(payloads("one"))
+	j.Rotate()
+	j.Append(payloads("two"))
+	if err := j.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if gens, _ := generations(path); len(gens) != 0 || j.Size() != 0 {
+		t.Fatalf("after reset: generations %v, size %d", gens, j.Size())
+	}
+	j.Append(payloads("three"))
+	j.Rotate()
+	j.Append(payloads("four"))
+	j.remove = func(string) error { return syscall.EIO }
+	// The files can still be truncated: nothing is left to replay.
+	if err := j.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	j, ps, _ := open(t, path)
+	if len(ps) != 0 {
+		t.Fatalf("replayed after a reset: %q", strs(ps))
+	}
+	j.Append(payloads("five"))
+	j.remove = func(string) error { return syscall.EIO }
+	j.truncate = func(string) error { return syscall.EIO }
+	if err := j.Reset(); err == nil {
+		t.Fatal("reset reported success")
+	}
+	j.Close()
+	if _, _, _, err := Open(path, quiet()); !errors.Is(err, ErrStale) {
+		t.Fatalf("open after a failed reset: %v, want ErrStale", err)
+	}
+	// Once the operator deletes the generations, the marker goes.
+	gens, _ := generations(path)
+	for _, g := range gens {
+		os.Remove(fmt.Sprintf("%s.%d", path, g))
+	}
+	j, ps, _ = open(t, path)
+	if len(ps) != 0 {
+		t.Fatalf("payloads %q", strs(ps))
+	}
+	if _, err := os.Stat(path + ".stale"); !os.IsNotExist(err) {
+		t.Fatalf("stale marker left: %v", err)
+	}
 }

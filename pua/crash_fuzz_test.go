@@ -252,7 +252,7 @@ func (h *crashHarness) step(op, arg byte) {
 func (h *crashHarness) crash() {
 	h.st.Dead.Store(true)
 	if h.jr != nil {
-		h.jr.Dead.Store(true)
+		h.jr.Kill()
 	}
 	h.srv.DeafTo(h.eng.ContactURI())
 	h.stopEngine()

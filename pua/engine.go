@@ -105,7 +105,10 @@ type Engine struct {
 	jmu        sync.Mutex // orders the journal's appends; held by flush while it rotates and appends
 	jsuspended bool       // the journal is not used until a store write succeeds; jmu
 	jdirty     []tasker   // records changed since the last append; wmu
-	jremoved   []Record   // removals since the last append; wmu
+	jremoved   []Record   // removals not appended yet; wmu
+	// flushTaken, for tests, runs in flush once the batch is taken, before
+	// its records are read.
+	flushTaken func()
 
 	sip *sipStack
 

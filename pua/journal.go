@@ -1,8 +1,10 @@
 package pua
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 )
@@ -45,18 +47,28 @@ import (
 type Journal interface {
 	// Append writes the payloads, in order, as one batch.
 	Append(payloads [][]byte) error
-	// Rotate starts a new generation; it returns the number of the one it
-	// closed.
+	// Rotate closes the current generation; it returns the number of the
+	// last one closed.
 	Rotate() (uint64, error)
 	// Drop deletes the generations up to upTo (never the current one).
 	Drop(upTo uint64) error
+	// Reset deletes every generation, the current one included, needing
+	// no free space. An error means some are left, marked so that they
+	// are not replayed.
+	Reset() error
 	// Size is the number of bytes of every generation.
 	Size() int64
+	// Generations is the number of generation files.
+	Generations() int
 }
 
 // DefaultJournalLimit is the journal size past which the engine suspends
 // it (Options.JournalLimit).
 const DefaultJournalLimit = 64 << 20
+
+// maxJournalGenerations is the number of generation files past which the
+// engine suspends the journal (the database down for long).
+const maxJournalGenerations = 1000
 
 // Journal entry operations.
 const (
@@ -64,60 +76,162 @@ const (
 	JournalDel = "del" // the row of Rec's identity is deleted
 )
 
-// JournalEntry is one payload of the journal: a record's row written, or
-// the row of its identity deleted.
-type JournalEntry struct {
-	Op  string `json:"op"`
-	Rec Record `json:"rec"`
+// journalVersion is the version of the journal's entries: ReplayJournal
+// refuses another one.
+const journalVersion = 1
+
+// journalEntry is one payload of the journal: a record's row written, or
+// the row of its identity deleted. Its names are the journal's format,
+// apart from Record's.
+type journalEntry struct {
+	V   int        `json:"v"`
+	Op  string     `json:"op"`
+	Rec journalRec `json:"rec"`
+}
+
+// journalRec is a Record in the journal (Shard and Epoch are not kept).
+type journalRec struct {
+	PresURI        string          `json:"pres_uri"`
+	PresID         string          `json:"pres_id"`
+	EventName      string          `json:"event"`
+	Expires        int64           `json:"expires,omitempty"`
+	DesiredExpires int64           `json:"desired_expires,omitempty"`
+	Flag           int             `json:"flag"`
+	ETag           string          `json:"etag,omitempty"`
+	TupleID        string          `json:"tuple_id,omitempty"`
+	WatcherURI     string          `json:"watcher_uri,omitempty"`
+	CallID         string          `json:"call_id,omitempty"`
+	ToTag          string          `json:"to_tag,omitempty"`
+	FromTag        string          `json:"from_tag,omitempty"`
+	CSeq           int             `json:"cseq,omitempty"`
+	RecordRoute    string          `json:"record_route,omitempty"`
+	Contact        string          `json:"contact,omitempty"`
+	RemoteContact  string          `json:"remote_contact,omitempty"`
+	Version        int             `json:"version,omitempty"`
+	ExtraHeaders   []journalHeader `json:"extra_headers,omitempty"`
+	Body           []byte          `json:"body,omitempty"`
+	ContentType    string          `json:"content_type,omitempty"`
+	OutboundProxy  string          `json:"outbound_proxy,omitempty"`
+	ReqExpires     int64           `json:"req_expires,omitempty"`
+	Removing       bool            `json:"removing,omitempty"`
+	Modified       bool            `json:"modified,omitempty"`
+}
+
+type journalHeader struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+func toJournalRec(r Record) journalRec {
+	var hs []journalHeader
+	for _, h := range r.ExtraHeaders {
+		hs = append(hs, journalHeader(h))
+	}
+	return journalRec{PresURI: r.PresURI, PresID: r.PresID, EventName: r.EventName, Expires: r.Expires,
+		DesiredExpires: r.DesiredExpires, Flag: r.Flag, ETag: r.ETag, TupleID: r.TupleID, WatcherURI: r.WatcherURI,
+		CallID: r.CallID, ToTag: r.ToTag, FromTag: r.FromTag, CSeq: r.CSeq, RecordRoute: r.RecordRoute,
+		Contact: r.Contact, RemoteContact: r.RemoteContact, Version: r.Version, ExtraHeaders: hs, Body: r.Body,
+		ContentType: r.ContentType, OutboundProxy: r.OutboundProxy, ReqExpires: r.ReqExpires,
+		Removing: r.Removing, Modified: r.Modified}
+}
+
+func (j journalRec) record() Record {
+	var hs []Header
+	for _, h := range j.ExtraHeaders {
+		hs = append(hs, Header(h))
+	}
+	return Record{PresURI: j.PresURI, PresID: j.PresID, EventName: j.EventName, Expires: j.Expires,
+		DesiredExpires: j.DesiredExpires, Flag: j.Flag, ETag: j.ETag, TupleID: j.TupleID, WatcherURI: j.WatcherURI,
+		CallID: j.CallID, ToTag: j.ToTag, FromTag: j.FromTag, CSeq: j.CSeq, RecordRoute: j.RecordRoute,
+		Contact: j.Contact, RemoteContact: j.RemoteContact, Version: j.Version, ExtraHeaders: hs, Body: j.Body,
+		ContentType: j.ContentType, OutboundProxy: j.OutboundProxy, ReqExpires: j.ReqExpires,
+		Removing: j.Removing, Modified: j.Modified}
+}
+
+// EncodeJournalEntry is the journal payload of op (JournalPut or
+// JournalDel) on r.
+func EncodeJournalEntry(op string, r Record) ([]byte, error) {
+	b, err := json.Marshal(journalEntry{V: journalVersion, Op: op, Rec: toJournalRec(r)})
+	if err != nil {
+		return nil, fmt.Errorf("pua: journal entry: %w", err)
+	}
+	return b, nil
+}
+
+// decodeJournalEntry reads one payload; any field, version or operation
+// this build does not know is an error.
+func decodeJournalEntry(p []byte) (string, Record, error) {
+	var en journalEntry
+	dec := json.NewDecoder(bytes.NewReader(p))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&en); err != nil {
+		return "", Record{}, err
+	}
+	if dec.More() {
+		return "", Record{}, fmt.Errorf("data after the entry")
+	}
+	if en.V != journalVersion {
+		return "", Record{}, fmt.Errorf("entry version %d, this build reads %d", en.V, journalVersion)
+	}
+	if en.Op != JournalPut && en.Op != JournalDel {
+		return "", Record{}, fmt.Errorf("unknown op %q", en.Op)
+	}
+	if en.Rec.PresURI == "" {
+		return "", Record{}, fmt.Errorf("no pres_uri")
+	}
+	return en.Op, en.Rec.record(), nil
 }
 
 // ReplayStats says what ReplayJournal did.
 type ReplayStats struct {
-	// Entries were decoded; Bad could not be (skipped).
-	Entries, Bad int
+	// Entries were decoded.
+	Entries int
 	// Puts and Dels are the rows written and deleted: the last entry of
 	// each record identity.
 	Puts, Dels int
 }
 
+// ErrJournalEntry is wrapped by ReplayJournal's error for a payload that
+// does not decode (a newer build's journal): nothing is written, the
+// journal must be kept.
+var ErrJournalEntry = errors.New("pua: journal entry this build cannot read")
+
 // ReplayJournal writes the journal's payloads to st in one SaveRecords:
-// for each record identity the last entry wins. A payload that does not
-// decode is skipped, counted and logged (log nil: slog.Default()).
+// for each record identity the last entry wins. The payloads are the
+// journal's good frames (their CRC checked): one that does not decode, of
+// another version or with a field this build does not know, is an error
+// wrapping ErrJournalEntry, and nothing is written (skipping it could let
+// an older entry win).
 func ReplayJournal(ctx context.Context, st Store, payloads [][]byte, log *slog.Logger) (ReplayStats, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	var rs ReplayStats
+	type entry struct {
+		op  string
+		rec Record
+	}
 	last := make(map[identity]int, len(payloads))
-	entries := make([]JournalEntry, 0, len(payloads))
+	entries := make([]entry, 0, len(payloads))
 	for i, p := range payloads {
-		var en JournalEntry
-		err := json.Unmarshal(p, &en)
-		if err == nil && en.Op != JournalPut && en.Op != JournalDel {
-			err = fmt.Errorf("unknown op %q", en.Op)
-		}
-		if err == nil && en.Rec.PresURI == "" {
-			err = fmt.Errorf("no pres_uri")
-		}
+		op, rec, err := decodeJournalEntry(p)
 		if err != nil {
-			rs.Bad++
-			log.Warn("pua: journal entry skipped", "index", i, "bytes", len(p), "err", err)
-			continue
+			log.Error("pua: journal entry this build cannot read", "index", i, "bytes", len(p), "err", err)
+			return rs, fmt.Errorf("%w: entry %d: %w", ErrJournalEntry, i, err)
 		}
 		rs.Entries++
-		en.Rec.Shard, en.Rec.Epoch = 0, 0
-		last[idOf(en.Rec)] = len(entries)
-		entries = append(entries, en)
+		last[idOf(rec)] = len(entries)
+		entries = append(entries, entry{op, rec})
 	}
 	var up, rm []Record
 	for i, en := range entries {
-		if last[idOf(en.Rec)] != i {
+		if last[idOf(en.rec)] != i {
 			continue
 		}
-		if en.Op == JournalPut {
-			up = append(up, en.Rec)
+		if en.op == JournalPut {
+			up = append(up, en.rec)
 		} else {
-			rm = append(rm, en.Rec)
+			rm = append(rm, en.rec)
 		}
 	}
 	rs.Puts, rs.Dels = len(up), len(rm)
@@ -133,9 +247,9 @@ func journalBatch(up, rm []Record) ([][]byte, int64, error) {
 	out := make([][]byte, 0, len(up)+len(rm))
 	var n int64
 	add := func(op string, r Record) error {
-		b, err := json.Marshal(JournalEntry{Op: op, Rec: r})
+		b, err := EncodeJournalEntry(op, r)
 		if err != nil {
-			return fmt.Errorf("pua: journal entry: %w", err)
+			return err
 		}
 		out = append(out, b)
 		n += int64(len(b)) + 8
@@ -181,13 +295,14 @@ func (e *Engine) journalWrite() bool {
 			r.shard.mu.Lock()
 			r.jdirty = false
 			if !r.deleted {
-				if r.storedFlag >= 0 && r.storedFlag != r.flag {
-					removed = append(removed, Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: r.storedFlag})
+				for _, f := range r.staleFlags(r.storedFlag, r.flag) {
+					removed = append(removed, Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: f})
 				}
 				rec := e.pubRecord(r, now)
 				if e.fenceRecord(&rec) {
 					up = append(up, rec)
 					pubs = append(pubs, r)
+					r.jflag, r.jflagSet = r.flag, true
 				}
 			}
 			r.shard.mu.Unlock()
@@ -195,14 +310,15 @@ func (e *Engine) journalWrite() bool {
 			r.shard.mu.Lock()
 			r.jdirty = false
 			if !r.deleted {
-				if r.storedFlag >= 0 && r.storedFlag != r.flag {
+				for _, f := range r.staleFlags(r.storedFlag, r.flag) {
 					removed = append(removed, Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event,
-						Flag: r.storedFlag, WatcherURI: r.key.WatcherURI})
+						Flag: f, WatcherURI: r.key.WatcherURI})
 				}
 				rec := e.subRecord(r)
 				if e.fenceRecord(&rec) {
 					up = append(up, rec)
 					pubs = append(pubs, nil)
+					r.jflag, r.jflagSet = r.flag, true
 				}
 			}
 			r.shard.mu.Unlock()
@@ -250,11 +366,15 @@ func (e *Engine) suspendJournal(err error) {
 // journalSnapshot is the write-behind's part with a journal: it rotates
 // the journal (the generations up to the one it returns are closed) and
 // appends the rows of the batch about to be written to the database that
-// changed since their last append (up), and the batch's removals (rm). It
-// reports whether that worked; then every state of the batch is in the
-// journal after any older state of the same record. jmu locked.
+// changed since their last append (up), and the removals not appended yet
+// (rm). It reports whether that worked; then every state of the batch is
+// in the journal after any older state of the same record. jmu locked.
 func (e *Engine) journalSnapshot(up, rm []Record) (uint64, bool) {
 	if e.jsuspended {
+		return 0, false
+	}
+	if n := e.journal.Generations(); n >= maxJournalGenerations {
+		e.suspendJournal(fmt.Errorf("journal of %d generations, over its limit of %d", n, maxJournalGenerations))
 		return 0, false
 	}
 	g, err := e.journal.Rotate()
@@ -278,18 +398,20 @@ func (e *Engine) journalSnapshot(up, rm []Record) (uint64, bool) {
 
 // journalStored is told of a successful database write of everything that
 // was pending: a suspended journal, whose generations the database now
-// supersedes, is emptied and used again; final (the write at Stop) empties
-// it in any case. jmu locked.
+// supersedes, is reset and used again; final (the write at Stop) resets
+// it in any case. A journal that cannot be reset stays suspended (its
+// generations are marked, so that no start replays them), and the reset
+// is tried again after the next database write. jmu locked.
+//
+// A crash between the database write and the reset replays the
+// generations of a suspended journal over newer rows: the only window in
+// which the database is ahead of a journal that could be replayed.
 func (e *Engine) journalStored(final bool) {
 	if !e.jsuspended && !final {
 		return
 	}
-	g, err := e.journal.Rotate()
-	if err == nil {
-		err = e.journal.Drop(g)
-	}
-	if err != nil {
-		e.log.Warn("pua: ETag journal not emptied", "err", err)
+	if err := e.journal.Reset(); err != nil {
+		e.log.Error("pua: ETag journal not emptied, it stays suspended", "err", err)
 		return
 	}
 	if e.jsuspended {

@@ -349,8 +349,10 @@ func (e *Engine) dropPub(r *pubRec, res Result) {
 	delete(r.shard.pubs, r.key)
 	e.owned.release(r.countedFlag)
 	e.sched.Cancel(r)
-	if r.storedFlag >= 0 {
-		e.markRemoved(Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: r.storedFlag})
+	// The stored row, and the one appended to the journal even if the
+	// database never got it.
+	for _, f := range r.staleFlags(r.storedFlag, -1) {
+		e.markRemoved(Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: f})
 	}
 	resolveWaiters(&r.waiters, ^uint64(0), res)
 }

@@ -13,6 +13,25 @@ type task struct {
 	sched.Entry
 	queued bool // waiting in the ready queue
 	jdirty bool // changed since the last append to the journal (journal.go); shard locked
+	// jflag is the flag of the row last appended to the journal for this
+	// record (jflagSet), whose deletion a removal or a flag change must
+	// append too, stored in the database or not. Shard locked.
+	jflag    int
+	jflagSet bool
+}
+
+// staleFlags returns the flags of the rows of a record's identity other
+// than the one of flag that may be stored (storedFlag, -1 none) or be in
+// the journal: their deletion goes with the record's change. Shard locked.
+func (t *task) staleFlags(storedFlag, flag int) []int {
+	var out []int
+	if storedFlag >= 0 && storedFlag != flag {
+		out = append(out, storedFlag)
+	}
+	if t.jflagSet && t.jflag != flag && t.jflag != storedFlag {
+		out = append(out, t.jflag)
+	}
+	return out
 }
 
 // SchedEntry is the record's place in the timer heap.

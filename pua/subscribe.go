@@ -288,9 +288,9 @@ func (e *Engine) dropSub(r *subRec, res Result) {
 	r.state = StateRemoving
 	delete(r.shard.subs, r.key)
 	e.sched.Cancel(r)
-	if r.storedFlag >= 0 {
+	for _, f := range r.staleFlags(r.storedFlag, -1) {
 		e.markRemoved(Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event,
-			Flag: r.storedFlag, WatcherURI: r.key.WatcherURI})
+			Flag: f, WatcherURI: r.key.WatcherURI})
 	}
 	resolveWaiters(&r.waiters, ^uint64(0), res)
 }

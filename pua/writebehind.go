@@ -161,16 +161,15 @@ func (e *Engine) flush(ctx context.Context, final bool) error {
 	e.wmu.Lock()
 	dirty, removed := e.dirty, e.removed
 	e.dirty, e.removed = nil, nil
-	jdirty := e.jdirty
-	e.jdirty, e.jremoved = nil, nil // the batch holds their newest state
+	// The records changed since their last append are in dirty too, with
+	// their journal mark set: the loop below appends them (delta) and
+	// clears the mark under the shard lock, so a change made meanwhile is
+	// either in the batch's rows and its append or left marked.
+	jremoved := e.jremoved // the removals not appended yet
+	e.jdirty, e.jremoved = nil, nil
 	e.wmu.Unlock()
-	var unjournaled map[tasker]bool // changed since their last append
-	if len(jdirty) > 0 {
-		unjournaled = make(map[tasker]bool, len(jdirty))
-	}
-	for _, t := range jdirty {
-		e.clearJournalMark(t)
-		unjournaled[t] = true
+	if e.flushTaken != nil {
+		e.flushTaken()
 	}
 	if len(dirty) == 0 && len(removed) == 0 {
 		if jlocked && final {
@@ -195,17 +194,22 @@ func (e *Engine) flush(ctx context.Context, final bool) error {
 				rec := e.pubRecord(r, now)
 				if !e.fenceRecord(&rec) {
 					// Another instance owns its shard and its row.
-					r.dirty = false
+					r.dirty, r.jdirty = false, false
 					r.shard.mu.Unlock()
 					continue
+				}
+				if jlocked && r.jdirty {
+					for _, f := range r.staleFlags(r.storedFlag, r.flag) {
+						jremoved = append(jremoved, Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: f})
+					}
+					delta = append(delta, rec)
+					r.jdirty = false
+					r.jflag, r.jflagSet = r.flag, true
 				}
 				r.storedFlag = r.flag // a later removal must delete this row
 				upsert = append(upsert, rec)
 				seen[idOf(rec)] = true
 				saved = append(saved, r)
-				if unjournaled[r] {
-					delta = append(delta, rec)
-				}
 			}
 			r.dirty = false
 			r.shard.mu.Unlock()
@@ -218,17 +222,23 @@ func (e *Engine) flush(ctx context.Context, final bool) error {
 				}
 				rec := e.subRecord(r)
 				if !e.fenceRecord(&rec) {
-					r.dirty = false
+					r.dirty, r.jdirty = false, false
 					r.shard.mu.Unlock()
 					continue
+				}
+				if jlocked && r.jdirty {
+					for _, f := range r.staleFlags(r.storedFlag, r.flag) {
+						jremoved = append(jremoved, Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event,
+							Flag: f, WatcherURI: r.key.WatcherURI})
+					}
+					delta = append(delta, rec)
+					r.jdirty = false
+					r.jflag, r.jflagSet = r.flag, true
 				}
 				r.storedFlag = r.flag
 				upsert = append(upsert, rec)
 				seen[idOf(rec)] = true
 				saved = append(saved, r)
-				if unjournaled[r] {
-					delta = append(delta, rec)
-				}
 			}
 			r.dirty = false
 			r.shard.mu.Unlock()
@@ -243,7 +253,14 @@ func (e *Engine) flush(ctx context.Context, final bool) error {
 	var jgen uint64
 	journaled := false
 	if jlocked {
-		jgen, journaled = e.journalSnapshot(delta, rm)
+		// Removals appended once: a retried batch does not append them again.
+		jrm := jremoved[:0:0]
+		for _, id := range jremoved {
+			if !seen[idOf(id)] && e.fenceRecord(&id) {
+				jrm = append(jrm, id)
+			}
+		}
+		jgen, journaled = e.journalSnapshot(delta, jrm)
 		if !final {
 			e.jmu.Unlock() // prompt appends go on while the database writes
 			jlocked = false
@@ -309,21 +326,6 @@ func pubsOf(saved []tasker) []*pubRec {
 		out[i], _ = t.(*pubRec)
 	}
 	return out
-}
-
-// clearJournalMark clears a record's journal mark: the batch being taken
-// carries its newest state.
-func (e *Engine) clearJournalMark(t tasker) {
-	switch r := t.(type) {
-	case *pubRec:
-		r.shard.mu.Lock()
-		r.jdirty = false
-		r.shard.mu.Unlock()
-	case *subRec:
-		r.shard.mu.Lock()
-		r.jdirty = false
-		r.shard.mu.Unlock()
-	}
 }
 
 // pubRecord maps a publication to a row. Shard locked.

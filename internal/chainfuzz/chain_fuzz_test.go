@@ -276,7 +276,7 @@ func (h *chain) crash() {
 	h.proc.Kill()
 	h.st.Dead.Store(true)
 	if h.jr != nil {
-		h.jr.Dead.Store(true)
+		h.jr.Kill()
 	}
 	h.srv.DeafTo(h.eng.ContactURI())
 	h.stop()

@@ -2,7 +2,7 @@ package crashtest
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,39 +16,60 @@ import (
 )
 
 // KillableJournal is an ETag journal that appends, rotates and drops
-// nothing once Dead is set (the process is gone): its files stay as the
-// kill left them.
+// nothing once killed (the process is gone): its files stay as the kill
+// left them. Faults can be injected into each operation.
 type KillableJournal struct {
 	*journal.Journal
 	Dead atomic.Bool
+	// FailAppend, FailRotate, FailDrop and FailReset make that operation
+	// fail (a full disk, a broken file system) while alive.
+	FailAppend, FailRotate, FailDrop, FailReset atomic.Bool
+}
+
+// errKilled is what a killed or failing journal returns.
+var errKilled = errors.New("killed")
+
+// Kill stops every operation and leaves the files as they are, the lock
+// released (as at the end of a killed process).
+func (k *KillableJournal) Kill() {
+	k.Dead.Store(true)
+	k.Journal.Abandon()
 }
 
 // Append writes through until the process is dead.
 func (k *KillableJournal) Append(ps [][]byte) error {
-	if k.Dead.Load() {
-		return fmt.Errorf("killed")
+	if k.Dead.Load() || k.FailAppend.Load() {
+		return errKilled
 	}
 	return k.Journal.Append(ps)
 }
 
 // Rotate rotates until the process is dead.
 func (k *KillableJournal) Rotate() (uint64, error) {
-	if k.Dead.Load() {
-		return 0, fmt.Errorf("killed")
+	if k.Dead.Load() || k.FailRotate.Load() {
+		return 0, errKilled
 	}
 	return k.Journal.Rotate()
 }
 
 // Drop drops until the process is dead.
 func (k *KillableJournal) Drop(upTo uint64) error {
-	if k.Dead.Load() {
-		return nil
+	if k.Dead.Load() || k.FailDrop.Load() {
+		return errKilled
 	}
 	return k.Journal.Drop(upTo)
 }
 
+// Reset resets until the process is dead.
+func (k *KillableJournal) Reset() error {
+	if k.Dead.Load() || k.FailReset.Load() {
+		return errKilled
+	}
+	return k.Journal.Reset()
+}
+
 // OpenJournal does what the daemon does at start: it opens the journal at
-// path, replays what it holds into st and drops it.
+// path, replays what it holds into st and resets it.
 func OpenJournal(ctx context.Context, path string, st pua.Store, log *slog.Logger) (*KillableJournal, error) {
 	j, payloads, _, err := journal.Open(path, log)
 	if err != nil {
@@ -58,7 +79,7 @@ func OpenJournal(ctx context.Context, path string, st pua.Store, log *slog.Logge
 		j.Close()
 		return nil, err
 	}
-	if err := j.Drop(j.Generation() - 1); err != nil {
+	if err := j.Reset(); err != nil {
 		j.Close()
 		return nil, err
 	}
