@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -247,6 +248,27 @@ func (c Config) ETagJournalPath() string {
 	if j != "" && j != "auto" {
 		return j
 	}
+	return c.autoJournalPath()
+}
+
+// ETagJournalPaths are the paths where an ETag journal may have been left
+// by an earlier run, whatever the settings now: the auto path beside an
+// SQLite database and a path pua.etag_journal names. The daemon replays
+// and deletes what it finds there at start, so a journal turned off, or
+// back on later, never leaves older states to replay.
+func (c Config) ETagJournalPaths() []string {
+	var out []string
+	if p := c.autoJournalPath(); p != "" {
+		out = append(out, p)
+	}
+	if j := c.PUA.ETagJournal; j != "" && j != "auto" && j != "off" && !slices.Contains(out, j) {
+		out = append(out, j)
+	}
+	return out
+}
+
+// autoJournalPath is the journal beside an SQLite database file, or "".
+func (c Config) autoJournalPath() string {
 	path, ok := strings.CutPrefix(c.DBURL, "sqlite://")
 	path, _, _ = strings.Cut(path, "?")
 	if !ok || path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {

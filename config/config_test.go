@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,6 +150,27 @@ func TestETagJournalPath(t *testing.T) {
 		}
 		if got := c.ETagJournalPath(); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+		if tc.want != "" && !slices.Contains(c.ETagJournalPaths(), tc.want) {
+			t.Errorf("%s: paths %q without the one in use %q", tc.name, c.ETagJournalPaths(), tc.want)
+		}
+	}
+	// Where a journal may be left, whatever the settings now.
+	for _, tc := range []struct {
+		name, dbURL, journal string
+		cluster, noSync      bool
+		want                 []string
+	}{
+		{name: "off", dbURL: "sqlite:///d/pua.db", journal: "off", want: []string{"/d/pua.db.etags"}},
+		{name: "sync off", dbURL: "sqlite:///d/pua.db", journal: "auto", noSync: true, want: []string{"/d/pua.db.etags"}},
+		{name: "cluster", dbURL: "sqlite:///d/pua.db", journal: "auto", cluster: true, want: []string{"/d/pua.db.etags"}},
+		{name: "path", dbURL: "sqlite:///d/pua.db", journal: "/run/etags", noSync: true, want: []string{"/d/pua.db.etags", "/run/etags"}},
+		{name: "mysql", dbURL: "mysql://u:p@127.0.0.1:3306/db", journal: "off"},
+	} {
+		c := Default()
+		c.DBURL, c.Cluster.Enabled, c.PUA.SyncETags, c.PUA.ETagJournal = tc.dbURL, tc.cluster, !tc.noSync, tc.journal
+		if got := c.ETagJournalPaths(); !slices.Equal(got, tc.want) {
+			t.Errorf("paths %s: %q, want %q", tc.name, got, tc.want)
 		}
 	}
 	c := Default()

@@ -195,6 +195,25 @@ func (j *Journal) unlock() {
 	j.lock.Close()
 }
 
+// Exists reports whether a journal is left at path: a generation file or
+// the marker of a failed Reset. It creates nothing.
+func Exists(path string) (bool, error) {
+	gens, err := generations(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		}
+		return false, err
+	}
+	if len(gens) > 0 {
+		return true, nil
+	}
+	if _, err := os.Stat(path + ".stale"); err == nil {
+		return true, nil
+	}
+	return false, nil
+}
+
 // generations lists the generation numbers present at path, ascending.
 func generations(path string) ([]uint64, error) {
 	dir, base := filepath.Split(path)

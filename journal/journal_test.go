@@ -382,7 +382,7 @@ func TestResetRemovesEverythingOrMarksStale(t *testing.T) {
 	for _, g := range gens {
 		os.Remove(fmt.Sprintf("%s.%d", path, g))
 	}
-	j, ps, _ = open(t, path)
+	_, ps, _ = open(t, path)
 	if len(ps) != 0 {
 		t.Fatalf("payloads %q", strs(ps))
 	}

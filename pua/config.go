@@ -125,7 +125,15 @@ type Config struct {
 	// SQLite database and with cluster.enabled (the other instances read
 	// the ETags from the database at once): then each prompt write is a
 	// database transaction. off: always a transaction. Anything else is
-	// the path of the journal (not with cluster.enabled).
+	// the path of the journal (not with cluster.enabled). One process at a
+	// time holds a journal (PATH.etags.lock). At start a journal left at
+	// the auto path or at the path named here is replayed and deleted
+	// whatever the setting (turned off since, it would otherwise replay
+	// older states when turned on again); a journal this build cannot read
+	// (a newer build's), or one whose deletion failed after the database
+	// took its states (PATH.etags.stale), fails the start and is kept.
+	// While appends fail (a full disk) or the journal passes 64 MiB, the
+	// prompt writes go to the database, until its generations are deleted.
 	ETagJournal string `yaml:"etag_journal"`
 	// RequestTimeout bounds one transaction (no final reply → timeout).
 	// Keep it at Timer F: a presence server that is only slow may still

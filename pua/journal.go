@@ -15,32 +15,39 @@ import (
 // are appended to the journal instead, and the database gets them with the
 // periodic write-behind (update_period), in one large transaction.
 //
-// The journal holds one payload per change, a JSON JournalEntry. Its rules
-// (package journal implements them on local files):
+// The journal holds one payload per change, a JSON entry of its own
+// version and names (EncodeJournalEntry). Its rules (package journal
+// implements them on local files):
 //
 //   - a prompt write appends the records changed since the last one, and
 //     once the append has returned their ETags count as stored (the short
 //     first lease ends, as after a database write), though they stay
-//     pending for the database;
+//     pending for the database. A removal, or a flag change, appends the
+//     deletion of every row of the record the database or the journal
+//     may hold, stored by a write-behind or not;
 //   - the write-behind, holding off the prompt writes, rotates the journal
-//     (generation g is closed), takes its batch, and appends to the new
-//     generation the rows of that batch not appended since their last
-//     change (changes that asked for no prompt write, or came within the
-//     last few milliseconds) and its removals; then it writes the batch to
-//     the database and, once that succeeded, drops the generations up to
-//     g. So every state of the batch is in the journal before the database
-//     has it, after any older state of the same record: a crash after the
-//     database commit and before the drop replays the batch's states (or
-//     newer ones), never an older state over a newer row. A failed
-//     database write keeps the generations (the records stay pending and
-//     go with the next batch);
-//   - past JournalLimit bytes (the generations kept while the database
-//     is down grow with every change), or when an append fails, the
-//     journal is suspended: the prompt writes go to the database as
-//     without a journal, and the generations are kept until a database
-//     write succeeds; then they are dropped and the journal is used again;
+//     (generation g is closed; nothing happens when nothing was appended
+//     since the last rotation), takes its batch, and appends the rows of
+//     that batch not appended since their last change (changes that asked
+//     for no prompt write, or came within the last few milliseconds),
+//     decided as it reads each record, and the removals not appended yet;
+//     then it writes the batch to the database and, once that succeeded,
+//     drops the generations up to g. So every state of the batch is in the
+//     journal before the database has it, after any older state of the
+//     same record: a crash after the database commit and before the drop
+//     replays the batch's states (or newer ones), never an older state
+//     over a newer row. A failed database write keeps the generations (the
+//     records stay pending and go with the next batch);
+//   - past JournalLimit bytes or 1,000 generations (kept while the
+//     database is down), or when an append fails, the journal is
+//     suspended: the prompt writes go to the database as without a
+//     journal, and the generations are kept until a database write
+//     succeeds; then they are deleted (Reset, which needs no disk space)
+//     and the journal is used again. A journal that cannot be reset stays
+//     suspended, its generations marked so that no start replays them;
 //   - before an engine starts on the database, ReplayJournal writes what
-//     the journal holds to the store, and the generations are dropped.
+//     the journal holds to the store, and the journal is reset. An entry
+//     it cannot read fails the replay, and the journal is kept.
 //
 // Leave it unset with several instances on one database: the others read
 // the ETags from the database at once.

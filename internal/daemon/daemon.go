@@ -98,6 +98,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Daemon, err
 		closeStores()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
+	if err := replayLeftJournals(ctx, cfg.ETagJournalPaths(), cfg.ETagJournalPath(), db, log); err != nil {
+		closeStores()
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
 	if path := cfg.ETagJournalPath(); path != "" {
 		// Before anything reads the pua table: the rows of the journal
 		// left by a crash are newer than the database's.
