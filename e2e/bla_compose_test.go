@@ -152,10 +152,18 @@ func noteStates(t *testing.T, p *polycom) string {
 }
 
 // checkViews compares the watcher's sequence of line states with want:
-// in that order, never idle while a call is up.
+// in that order, never idle while a call is up. The last NOTIFYs may still
+// be on their way (the steps wait for another watcher): it waits for them,
+// within waitLimit.
 func (r *lineRig) checkViews(p *polycom, who string, want ...[]string) {
 	r.t.Helper()
-	if got := views(r.t, p); fmt.Sprint(got) != fmt.Sprint(want) {
+	deadline := time.Now().Add(waitLimit)
+	got := views(r.t, p)
+	for fmt.Sprint(got) != fmt.Sprint(want) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		got = views(r.t, p)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
 		r.t.Errorf("%s saw the line as %v, want %v", who, got, want)
 	}
 }
