@@ -369,9 +369,10 @@ func newPACluster(t *testing.T, more func(nodes []*clusterNode) map[string]strin
 	for i := range 3 {
 		cfg := baseConfig(t, nil) // no server_address: pa runs
 		cfg.DBURL = dbURL
-		cfg.Features.BLA, cfg.Features.Dialoginfo = false, false
+		cfg.Features.BLA = false
 		cfg.Usrloc.FlushInterval = 500 * time.Millisecond
 		cfg.Usrloc.MinExpires = time.Second
+		cfg.Dialoginfo.FlushInterval = 500 * time.Millisecond
 		cfg.Cluster = shard.Config{Enabled: true, InstanceID: fmt.Sprintf("p%d", i+1), TTL: clusterTTL, Shards: clusterShards}
 		n := &clusterNode{id: cfg.Cluster.InstanceID, cfg: cfg}
 		n.path = writeDaemonConfig(t, cfg)
