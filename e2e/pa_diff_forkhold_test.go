@@ -189,6 +189,9 @@ func runForkHoldScenario(ctx context.Context, t *testing.T, withPA bool) forkHol
 		t.Fatalf("answer: %v", err)
 	}
 	dlgWaitState(ctx, t, wA, "alice", call.CallID(), "confirmed")
+	// The hold comes only once both lamps showed the call up: a re-INVITE
+	// right after the answer would fold the two changes into one NOTIFY.
+	dlgWaitState(ctx, t, wB, "bob", call.CallID(), "confirmed")
 	held := func(w *sipphone.Watcher, who string, on bool) {
 		t.Helper()
 		waitNotify(ctx, t, w, waitLimit, fmt.Sprintf("%s's lamp held=%t", who, on), func(b string) bool {

@@ -28,14 +28,23 @@ func Start(t testing.TB, zone ...string) *Server {
 	t.Helper()
 	d := &Server{records: map[string][]dns.RR{}}
 	d.Set(t, zone...)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		t.Fatal(err)
+	// UDP and TCP on one port: the kernel's UDP pick may have its TCP
+	// twin taken by another process, so pick again until both bind.
+	var (
+		pc  net.PacketConn
+		ln  net.Listener
+		err error
+	)
+	for tries := 0; ln == nil; tries++ {
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err != nil {
+			pc.Close()
+			if tries >= 50 {
+				t.Fatal(err)
+			}
+		}
 	}
 	d.Addr = pc.LocalAddr().String()
 	udp := &dns.Server{PacketConn: pc, Handler: d}
