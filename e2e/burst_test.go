@@ -131,15 +131,22 @@ func pace(ctx context.Context, users []int, rate int, send func(i int) error) er
 
 // burstPresentities counts the presence server's live presence rows per
 // user of the burst, and the users shown open.
-func burstPresentities(ctx context.Context, t *testing.T, ps *kamailiotest.Instance) (rows map[string]int, open int) {
+func burstPresentities(ctx context.Context, t testing.TB, ps *kamailiotest.Instance) (rows map[string]int, open int) {
+	t.Helper()
+	rows, opened := presenceRows(ctx, t, ps)
+	return rows, len(opened)
+}
+
+// presenceRows reads the presence server's live presence rows: how many
+// each user has, and the users one of them shows open.
+func presenceRows(ctx context.Context, t testing.TB, ps *kamailiotest.Instance) (rows map[string]int, opened map[string]bool) {
 	t.Helper()
 	q, err := ps.DB().QueryContext(ctx, "SELECT username, body FROM presentity WHERE event = 'presence' AND expires > ?", time.Now().Unix())
 	if err != nil {
 		t.Fatalf("presentity rows: %v", err)
 	}
 	defer q.Close()
-	rows = map[string]int{}
-	opened := map[string]bool{}
+	rows, opened = map[string]int{}, map[string]bool{}
 	for q.Next() {
 		var user string
 		var body []byte
@@ -154,7 +161,7 @@ func burstPresentities(ctx context.Context, t *testing.T, ps *kamailiotest.Insta
 	if err := q.Err(); err != nil {
 		t.Fatalf("presentity rows: %v", err)
 	}
-	return rows, len(opened)
+	return rows, opened
 }
 
 // burstExplain logs, for a few users still open at the presence server,

@@ -252,26 +252,7 @@ func (s burstState) String() string {
 // many are open, how many have none, how many more than one.
 func burstView(ctx context.Context, t testing.TB, ps *kamailiotest.Instance, users []int) burstState {
 	t.Helper()
-	q, err := ps.DB().QueryContext(ctx, "SELECT username, body FROM presentity WHERE event = 'presence' AND expires > ?", time.Now().Unix())
-	if err != nil {
-		t.Fatalf("presentity rows: %v", err)
-	}
-	defer q.Close()
-	rows, opened := map[string]int{}, map[string]bool{}
-	for q.Next() {
-		var user string
-		var body []byte
-		if err := q.Scan(&user, &body); err != nil {
-			t.Fatalf("presentity rows: %v", err)
-		}
-		rows[user]++
-		if strings.Contains(string(body), "<basic>open</basic>") {
-			opened[user] = true
-		}
-	}
-	if err := q.Err(); err != nil {
-		t.Fatalf("presentity rows: %v", err)
-	}
+	rows, opened := presenceRows(ctx, t, ps)
 	var s burstState
 	for _, i := range users {
 		u := fmt.Sprintf("burst%05d", i)
