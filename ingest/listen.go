@@ -13,6 +13,8 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/puaside/puaside/internal/udpio"
 )
 
 // Framing errors of the TCP inputs; the connection is closed after one.
@@ -24,8 +26,12 @@ var (
 
 // serveUDP reads datagrams until the socket is closed. One datagram is one
 // SIP message or one HEP packet.
-func (in *Ingest) serveUDP(input string, pc *net.UDPConn) {
+func (in *Ingest) serveUDP(input string, uc *net.UDPConn) {
 	defer in.readers.Done()
+	var pc udpConn = uc
+	if c, err := udpio.New(uc); err == nil {
+		pc = c
+	}
 	buf := make([]byte, in.cfg.MaxMessageSize+1)
 	for {
 		n, src, err := pc.ReadFromUDPAddrPort(buf)
@@ -58,6 +64,13 @@ func (in *Ingest) serveUDP(input string, pc *net.UDPConn) {
 			}
 		})
 	}
+}
+
+// udpConn is what serveUDP needs of its socket: a *net.UDPConn, or the
+// same socket through udpio.
+type udpConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
 }
 
 // tlsHandshakeTimeout bounds the TLS handshake of a tls: input connection.

@@ -18,6 +18,7 @@ import (
 	"github.com/puaside/puaside/clock"
 	"github.com/puaside/puaside/internal/siplisten"
 	"github.com/puaside/puaside/internal/siptls"
+	"github.com/puaside/puaside/internal/udpio"
 	"github.com/puaside/puaside/internal/wsguard"
 	"github.com/puaside/puaside/sched"
 )
@@ -334,7 +335,7 @@ func (s *Server) startSIP(ctx context.Context) error {
 				ports["UDP"] = ua.Port
 			}
 			addrs = append(addrs, "udp:"+pc.LocalAddr().String())
-			siplisten.Serve(log, "udp", addr, func() error { return srv.ServeUDP(pc) })
+			siplisten.Serve(log, "udp", addr, func() error { return srv.ServeUDP(udpio.Wrap(pc)) })
 		default: // tcp, tls, ws, wss
 			ln, err := lc.Listen(ctx, "tcp", addr)
 			if err != nil {

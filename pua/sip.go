@@ -16,6 +16,7 @@ import (
 
 	"github.com/puaside/puaside/internal/siplisten"
 	"github.com/puaside/puaside/internal/siptls"
+	"github.com/puaside/puaside/internal/udpio"
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/resolve"
 )
@@ -165,7 +166,7 @@ func (st *sipStack) start(ctx context.Context) error {
 				udpListener = pc.LocalAddr().String()
 				bound[tr] = udpAddr.Port
 			}
-			siplisten.Serve(log, "udp", l.addr, func() error { return srv.ServeUDP(pc) })
+			siplisten.Serve(log, "udp", l.addr, func() error { return srv.ServeUDP(udpio.Wrap(pc)) })
 		case "tcp", "tls":
 			ln, err := lc.Listen(ctx, "tcp", l.addr)
 			if err != nil {

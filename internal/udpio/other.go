@@ -1,0 +1,21 @@
+//go:build !linux
+
+package udpio
+
+import (
+	"net"
+	"net/netip"
+)
+
+// rawConn is the plain socket where raw system calls are not used.
+type rawConn struct{}
+
+func newRaw(*net.UDPConn) (rawConn, error) { return rawConn{}, nil }
+
+func (rawConn) readFrom(c *net.UDPConn, b []byte) (int, netip.AddrPort, error) {
+	return c.ReadFromUDPAddrPort(b)
+}
+
+func (rawConn) writeTo(c *net.UDPConn, b []byte, to netip.AddrPort) (int, error) {
+	return c.WriteToUDPAddrPort(b, to)
+}

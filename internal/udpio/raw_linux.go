@@ -1,0 +1,157 @@
+//go:build linux
+
+package udpio
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+	"unsafe"
+)
+
+// rawConn makes the socket's sendto/recvfrom as raw system calls inside
+// syscall.RawConn's Read and Write, which wait for the socket through the
+// runtime poller when a call reports EAGAIN.
+type rawConn struct {
+	rc  syscall.RawConn
+	six bool // AF_INET6 socket: IPv4 peers are written as mapped addresses
+}
+
+func newRaw(c *net.UDPConn) (rawConn, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return rawConn{}, fmt.Errorf("udpio: %w", err)
+	}
+	var sa syscall.Sockaddr
+	var serr error
+	if err := rc.Control(func(fd uintptr) { sa, serr = syscall.Getsockname(int(fd)) }); err != nil {
+		return rawConn{}, fmt.Errorf("udpio: %w", err)
+	}
+	if serr != nil {
+		return rawConn{}, fmt.Errorf("udpio: getsockname: %w", serr)
+	}
+	switch sa.(type) {
+	case *syscall.SockaddrInet4:
+		return rawConn{rc: rc}, nil
+	case *syscall.SockaddrInet6:
+		return rawConn{rc: rc, six: true}, nil
+	}
+	return rawConn{}, errors.New("udpio: not an IP socket")
+}
+
+// opError wraps a failure as net does, so that errors.Is(err,
+// net.ErrClosed) and timeouts read as they do on a *net.UDPConn.
+func opError(op string, c *net.UDPConn, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return err // RawConn's own (closed, deadline)
+	}
+	return &net.OpError{Op: op, Net: "udp", Source: c.LocalAddr(), Err: err}
+}
+
+func (r rawConn) readFrom(c *net.UDPConn, b []byte) (int, netip.AddrPort, error) {
+	var (
+		n     int
+		errno syscall.Errno
+		rsa   syscall.RawSockaddrAny
+	)
+	if len(b) == 0 {
+		return 0, netip.AddrPort{}, nil
+	}
+	err := r.rc.Read(func(fd uintptr) bool {
+		for {
+			l := uint32(syscall.SizeofSockaddrAny)
+			r1, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0,
+				uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&l)))
+			if e == syscall.EINTR {
+				continue
+			}
+			n, errno = int(r1), e
+			return e != syscall.EAGAIN
+		}
+	})
+	if err != nil {
+		return 0, netip.AddrPort{}, opError("read", c, err)
+	}
+	if errno != 0 {
+		return 0, netip.AddrPort{}, opError("read", c, errno)
+	}
+	return n, sockaddrToAddrPort(&rsa), nil
+}
+
+func sockaddrToAddrPort(rsa *syscall.RawSockaddrAny) netip.AddrPort {
+	switch rsa.Addr.Family {
+	case syscall.AF_INET:
+		p := (*syscall.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		port := (*[2]byte)(unsafe.Pointer(&p.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(p.Addr), uint16(port[0])<<8|uint16(port[1]))
+	case syscall.AF_INET6:
+		p := (*syscall.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		port := (*[2]byte)(unsafe.Pointer(&p.Port))
+		return netip.AddrPortFrom(netip.AddrFrom16(p.Addr), uint16(port[0])<<8|uint16(port[1]))
+	}
+	return netip.AddrPort{}
+}
+
+func (r rawConn) writeTo(c *net.UDPConn, b []byte, to netip.AddrPort) (int, error) {
+	var (
+		sa4  syscall.RawSockaddrInet4
+		sa6  syscall.RawSockaddrInet6
+		sa   unsafe.Pointer
+		slen uintptr
+	)
+	addr := to.Addr()
+	switch {
+	case !addr.IsValid():
+		return 0, opError("write", c, errors.New("no destination address"))
+	case !r.six:
+		addr = addr.Unmap()
+		if !addr.Is4() {
+			return 0, opError("write", c, syscall.EAFNOSUPPORT)
+		}
+		sa4.Family = syscall.AF_INET
+		port := (*[2]byte)(unsafe.Pointer(&sa4.Port))
+		port[0], port[1] = byte(to.Port()>>8), byte(to.Port())
+		sa4.Addr = addr.As4()
+		sa, slen = unsafe.Pointer(&sa4), syscall.SizeofSockaddrInet4
+	default:
+		sa6.Family = syscall.AF_INET6
+		port := (*[2]byte)(unsafe.Pointer(&sa6.Port))
+		port[0], port[1] = byte(to.Port()>>8), byte(to.Port())
+		sa6.Addr = addr.As16() // an IPv4 address becomes its mapped form
+		if z := addr.Zone(); z != "" {
+			if ifi, err := net.InterfaceByName(z); err == nil {
+				sa6.Scope_id = uint32(ifi.Index)
+			}
+		}
+		sa, slen = unsafe.Pointer(&sa6), syscall.SizeofSockaddrInet6
+	}
+	var (
+		n     int
+		errno syscall.Errno
+		empty [1]byte
+	)
+	buf := b
+	if len(buf) == 0 {
+		buf = empty[:] // an empty datagram: sendto still needs a pointer
+	}
+	err := r.rc.Write(func(fd uintptr) bool {
+		for {
+			r1, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(b)), 0, uintptr(sa), slen)
+			if e == syscall.EINTR {
+				continue
+			}
+			n, errno = int(r1), e
+			return e != syscall.EAGAIN
+		}
+	})
+	if err != nil {
+		return 0, opError("write", c, err)
+	}
+	if errno != 0 {
+		return 0, opError("write", c, errno)
+	}
+	return n, nil
+}
