@@ -158,6 +158,13 @@ type Board struct {
 	// the next event takes.
 	hist []histEvent
 	next int
+	// dirty lists the items changed since they were last rendered into the
+	// hub, in the order of their last change (see flush); others holds the
+	// pending items of the lines and the server by hub key.
+	dirty  pendingList
+	others map[string]*pending
+	// renders counts the documents rendered into the hub.
+	renders uint64
 
 	linesDirty chan string
 	closed     chan struct{}
@@ -168,6 +175,7 @@ type Board struct {
 
 // aorState is the board's view of one AoR.
 type aorState struct {
+	pend     pending // its place among the dirty items
 	aor      string
 	contacts []Contact
 	reg      string
@@ -259,6 +267,7 @@ func New(opts Options) *Board {
 		clock:      clock.OrReal(opts.Clock),
 		hub:        newHub(),
 		aors:       make(map[string]*aorState),
+		others:     make(map[string]*pending),
 		linesDirty: make(chan string, 1),
 		closed:     make(chan struct{}),
 		lineKeys:   make(map[string]struct{}),
@@ -328,7 +337,7 @@ func (b *Board) refreshLines() {
 			b.lineMu.Lock()
 			delete(b.lineKeys, a)
 			b.lineMu.Unlock()
-			b.hub.set(keyLine+a, nil)
+			b.change(keyLine+a, nil)
 			continue
 		}
 		if ln.Phones == nil {
@@ -337,7 +346,7 @@ func (b *Board) refreshLines() {
 		if ln.Appearance == nil {
 			ln.Appearance = []Appearance{}
 		}
-		b.hub.set(keyLine+a, mustJSON(lineDoc{Kind: "line", Line: ln}))
+		b.change(keyLine+a, lineDoc{Kind: "line", Line: ln})
 	}
 }
 
@@ -357,29 +366,83 @@ func (b *Board) setServer(err error, watched bool) {
 	if err != nil {
 		d.Error = err.Error()
 	}
-	b.hub.set(keyServer, mustJSON(d))
+	b.change(keyServer, d)
 }
 
 // state returns the AoR's state, creating it. b.mu held.
 func (b *Board) state(a string) *aorState {
-	s := b.aors[a]
-	if s == nil {
-		s = &aorState{aor: a, reg: RegUnregistered, lamp: LampIdle, pubs: map[string]PubFailure{}}
-		b.aors[a] = s
-	}
+	s, _ := b.stateNew(a)
 	return s
 }
 
-// histEvent is one event of the shared history ring.
+// stateNew returns the AoR's state, creating it (created true). b.mu
+// held.
+func (b *Board) stateNew(a string) (s *aorState, created bool) {
+	s = b.aors[a]
+	if s == nil {
+		s = &aorState{aor: a, reg: RegUnregistered, lamp: LampIdle, pubs: map[string]PubFailure{}}
+		s.pend.key, s.pend.state = keyAoR+a, s
+		b.aors[a] = s
+		created = true
+	}
+	return s, created
+}
+
+// histEvent is one event of the shared history ring. Its text is kept
+// in parts and built when a detail shows it (see text).
 type histEvent struct {
-	aor string
-	Event
+	aor  string
+	at   time.Time
+	kind string
+	form histForm
+	// text is the line (histPlain), a PUBLISH's reason or error
+	// (histPublish, histPublishErr) or a SIP response's reason; ev and op
+	// are the PUBLISH's event and operation, or the response's Call-ID and
+	// CSeq method; n is the status code, or the number of watchers
+	// (histWatchers).
+	text, ev, op string
+	n            int
+}
+
+// histForm is how a history event's text is built from its parts.
+type histForm uint8
+
+const (
+	histPlain        histForm = iota // text as it is
+	histPublish                      // "PUBLISH ev (op) → n text"
+	histPublishErr                   // "PUBLISH ev (op) → text"
+	histWatchers                     // "n watcher(s)"
+	histResponse                     // a SIP response: "n text (op)", clipped
+	histResponseCall                 // a call's response: "n text (op) Call-ID ev", clipped
+)
+
+// event is the history event as a detail shows it.
+func (e *histEvent) event() Event {
+	text := e.text
+	switch e.form {
+	case histPublish:
+		text = "PUBLISH " + e.ev + " (" + e.op + ") → " + strconv.Itoa(e.n) + " " + e.text
+	case histPublishErr:
+		text = "PUBLISH " + e.ev + " (" + e.op + ") → " + e.text
+	case histWatchers:
+		text = strconv.Itoa(e.n) + " watcher(s)"
+	case histResponse:
+		text = clip(strconv.Itoa(e.n) + " " + e.text + " (" + e.op + ")")
+	case histResponseCall:
+		text = clip(strconv.Itoa(e.n) + " " + e.text + " (" + e.op + ") Call-ID " + e.ev)
+	}
+	return Event{At: e.at, Kind: e.kind, Text: text}
 }
 
 // note adds an event of s to the history, overwriting the oldest once
 // the ring is full. b.mu held.
 func (b *Board) note(a, kind, text string) {
-	ev := histEvent{aor: a, Event: Event{At: b.clock.Now(), Kind: kind, Text: text}}
+	b.noteEvent(histEvent{aor: a, kind: kind, text: text})
+}
+
+// noteEvent adds ev to the history at the current time. b.mu held.
+func (b *Board) noteEvent(ev histEvent) {
+	ev.at = b.clock.Now()
 	if len(b.hist) < b.opts.History {
 		b.hist = append(b.hist, ev)
 		return
@@ -401,16 +464,121 @@ func (b *Board) eventsOf(a string) []Event {
 			j += n
 		}
 		if b.hist[j].aor == a {
-			out = append(out, b.hist[j].Event)
+			out = append(out, b.hist[j].event())
 		}
 	}
 	slices.Reverse(out)
 	return out
 }
 
-// publish renders s into the hub. b.mu held.
-func (b *Board) publish(s *aorState) {
-	b.hub.set(keyAoR+s.aor, mustJSON(b.doc(s)))
+// pending is an item of the hub changed since it was last rendered: an
+// AoR (state, rendered from its state) or a line or the server (doc, the
+// document to encode; nil removes the item).
+type pending struct {
+	key        string
+	state      *aorState
+	doc        any
+	queued     bool
+	prev, next *pending
+}
+
+// pendingList is the dirty items in the order of their last change.
+type pendingList struct{ head, tail *pending }
+
+func (l *pendingList) remove(p *pending) {
+	if p.prev != nil {
+		p.prev.next = p.next
+	} else {
+		l.head = p.next
+	}
+	if p.next != nil {
+		p.next.prev = p.prev
+	} else {
+		l.tail = p.prev
+	}
+	p.prev, p.next, p.queued = nil, nil, false
+}
+
+func (l *pendingList) push(p *pending) {
+	p.prev, p.next, p.queued = l.tail, nil, true
+	if l.tail != nil {
+		l.tail.next = p
+	} else {
+		l.head = p
+	}
+	l.tail = p
+}
+
+// mark queues p as changed (last, keeping the order of the changes) and,
+// when it was not queued yet, wakes the watching clients, whose writers
+// render it (flush). Nothing is rendered here: while nobody watches, a
+// change costs a few pointers. b.mu held.
+func (b *Board) mark(p *pending) {
+	if p.queued {
+		b.dirty.remove(p)
+		b.dirty.push(p)
+		return
+	}
+	b.dirty.push(p)
+	b.hub.wake()
+}
+
+// publish marks s changed. b.mu held.
+func (b *Board) publish(s *aorState) { b.mark(&s.pend) }
+
+// change marks the line or server item key changed to doc (nil: removed).
+func (b *Board) change(key string, doc any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.others[key]
+	if p == nil {
+		p = &pending{key: key}
+		b.others[key] = p
+	}
+	p.doc = doc
+	b.mark(p)
+}
+
+// flushChunk is the number of items flush renders per hold of b.mu, so
+// that rendering a long list (a client connecting after a busy hour
+// nobody watched) lets the observers in between.
+const flushChunk = 256
+
+// flush renders every dirty item into the hub, oldest change first, so
+// that the hub holds what it would hold had every change been rendered at
+// once: the same documents in the same order, an unchanged one still no
+// change. The clients' writers call it before they read the hub.
+func (b *Board) flush() {
+	for {
+		b.mu.Lock()
+		for n := 0; n < flushChunk && b.dirty.head != nil; n++ {
+			p := b.dirty.head
+			b.dirty.remove(p)
+			b.render(p)
+		}
+		done := b.dirty.head == nil
+		b.mu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+// render sets p's document in the hub. b.mu held.
+func (b *Board) render(p *pending) {
+	switch {
+	case p.state != nil:
+		b.hub.set(p.key, mustJSON(b.doc(p.state)))
+	case p.doc == nil:
+		b.hub.set(p.key, nil)
+		if strings.HasPrefix(p.key, keyLine) {
+			delete(b.others, p.key) // a line gone; the server stays
+		}
+		return
+	default:
+		b.hub.set(p.key, mustJSON(p.doc))
+	}
+	b.renders++
 }
 
 func (b *Board) doc(s *aorState) aorDoc {
@@ -588,23 +756,28 @@ func (b *Board) setLamp(a, id string, dialogs []dialogdoc.Dialog) {
 // a later PUBLISH of the event succeeds.
 func (b *Board) PublishResult(key pua.Key, op string, res pua.Result) {
 	ok := res.Err == nil && res.Status >= 200 && res.Status < 300
-	text := fmt.Sprintf("PUBLISH %s (%s) → %d %s", key.Event, op, res.Status, res.Reason)
-	reason := res.Reason
+	ev := histEvent{kind: EventPublish, form: histPublish, text: res.Reason, ev: key.Event, op: op, n: res.Status}
 	if res.Err != nil && res.Status == 0 {
-		reason = res.Err.Error()
-		text = fmt.Sprintf("PUBLISH %s (%s) → %s", key.Event, op, reason)
+		ev.form, ev.text = histPublishErr, res.Err.Error()
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := b.state(key.PresURI)
-	b.note(s.aor, EventPublish, text)
-	ev := strings.ToLower(key.Event)
+	s, changed := b.stateNew(key.PresURI)
+	ev.aor = s.aor
+	b.noteEvent(ev)
+	event := strings.ToLower(key.Event)
 	if ok {
-		delete(s.pubs, ev)
+		if _, refused := s.pubs[event]; refused {
+			delete(s.pubs, event)
+			changed = true
+		}
 	} else {
-		s.pubs[ev] = PubFailure{Event: ev, Status: res.Status, Reason: reason, At: b.clock.Now()}
+		s.pubs[event] = PubFailure{Event: event, Status: res.Status, Reason: ev.text, At: b.clock.Now()}
+		changed = true
 	}
-	b.publish(s)
+	if changed {
+		b.publish(s)
+	}
 }
 
 // Watchers is the hook of the embedded presence server (package pa, when
@@ -615,12 +788,15 @@ func (b *Board) PublishResult(key pua.Key, op string, res pua.Result) {
 func (b *Board) Watchers(a string, ws []Watcher) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := b.state(a)
+	s, created := b.stateNew(a)
+	changed := created || len(ws) != len(s.watchers) // the row shows their number
 	if len(ws) != len(s.watchers) {
-		b.note(s.aor, EventWatcher, fmt.Sprintf("%d watcher(s)", len(ws)))
+		b.noteEvent(histEvent{aor: s.aor, kind: EventWatcher, form: histWatchers, n: len(ws)})
 	}
 	s.watchers = slices.Clone(ws)
-	b.publish(s)
+	if changed {
+		b.publish(s)
+	}
 }
 
 // Detail is one AoR with its recent history, for the page's detail panel.

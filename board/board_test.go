@@ -22,9 +22,11 @@ import (
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// doc decodes the hub's document of an AoR.
+// aorOf decodes the hub's document of an AoR, as a client reading the
+// hub would see it.
 func aorOf(t *testing.T, b *Board, a string) aorDoc {
 	t.Helper()
+	b.flush()
 	raw := b.hub.get(keyAoR + a)
 	if raw == nil {
 		t.Fatalf("%s not on the board", a)

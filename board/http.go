@@ -140,6 +140,7 @@ func (b *Board) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	var buf bytes.Buffer
 	send := func(force bool) error {
+		b.flush() // the changes nobody rendered yet, this client's first
 		changes, ver, reset := b.hub.since(cursor)
 		if len(changes) == 0 && !reset && !force {
 			return nil

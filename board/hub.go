@@ -67,6 +67,18 @@ func (h *hub) set(key string, doc json.RawMessage) {
 			h.prune()
 		}
 	}
+	h.wakeLocked()
+}
+
+// wake tells the watching clients that something changed.
+func (h *hub) wake() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.wakeLocked()
+}
+
+// wakeLocked is wake with h.mu held.
+func (h *hub) wakeLocked() {
 	for w := range h.waiters {
 		select {
 		case w <- struct{}{}:

@@ -1,7 +1,6 @@
 package board
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -32,7 +31,7 @@ func (b *Board) SIP(m event.SIP) {
 	if err != nil {
 		return
 	}
-	kind, text := EventCall, ""
+	kind := EventCall
 	if cs.MethodName == sip.REGISTER {
 		kind = EventRegister
 	}
@@ -40,9 +39,10 @@ func (b *Board) SIP(m event.SIP) {
 	if f := m.Msg.From(); f != nil {
 		fromAoR, _ = aor.FromURI(&f.Address)
 	}
+	ev := histEvent{kind: kind}
 	switch msg := m.Msg.(type) {
 	case *sip.Request:
-		text = string(msg.Method)
+		text := string(msg.Method)
 		if kind == EventRegister {
 			if h := msg.GetHeader("Expires"); h != nil {
 				text += " Expires " + h.Value()
@@ -53,18 +53,30 @@ func (b *Board) SIP(m event.SIP) {
 		} else if fromAoR != "" {
 			text += " " + fromAoR + " → " + toAoR
 		}
+		if cid := m.Msg.CallID(); cid != nil && kind == EventCall {
+			text += " Call-ID " + cid.Value()
+		}
+		ev.text = clip(text)
 	case *sip.Response:
-		text = fmt.Sprintf("%d %s (%s)", msg.StatusCode, msg.Reason, cs.MethodName)
+		// Built when shown (histEvent.event): a response is the most
+		// frequent message and its line is rarely read.
+		ev.form, ev.n, ev.text, ev.op = histResponse, msg.StatusCode, msg.Reason, string(cs.MethodName)
+		if cid := m.Msg.CallID(); cid != nil && kind == EventCall {
+			ev.form, ev.ev = histResponseCall, cid.Value()
+		}
+		if len(ev.text)+len(ev.ev) > maxText { // a long line is kept clipped, not in parts
+			ev = histEvent{kind: kind, text: ev.event().Text}
+		}
 	default:
 		return
 	}
-	if cid := m.Msg.CallID(); cid != nil && kind == EventCall {
-		text += " Call-ID " + cid.Value()
-	}
-	text = clip(text)
-	b.Message(toAoR, kind, text)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ev.aor = toAoR
+	b.noteEvent(ev)
 	if kind == EventCall && fromAoR != "" && fromAoR != toAoR {
-		b.Message(fromAoR, kind, text)
+		ev.aor = fromAoR
+		b.noteEvent(ev)
 	}
 }
 
