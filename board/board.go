@@ -389,7 +389,7 @@ func (b *Board) stateNew(a string) (s *aorState, created bool) {
 }
 
 // histEvent is one event of the shared history ring. Its text is kept
-// in parts and built when a detail shows it (see text).
+// in parts and built when a detail shows it (see event).
 type histEvent struct {
 	aor  string
 	at   time.Time

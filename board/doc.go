@@ -20,6 +20,9 @@
 // snapshot when the daemon restarted. Changes are coalesced per item: a
 // client holds only the version it has seen, and an AoR changed ten times
 // between two writes is sent once, so a burst never queues up in memory.
+// Nor is it encoded ten times: a change only marks its item, and the items
+// marked are rendered to JSON when a client's writer reads them, so that
+// the board costs next to nothing while no page is open.
 // A client that cannot keep up is dropped and counted
 // (puaside_board_clients_dropped_total).
 package board
