@@ -250,6 +250,7 @@ func TestHistoryText(t *testing.T) {
 	reg.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "alice", Host: "example.com"}, Params: sip.NewParams()})
 	reg.AppendHeader(&sip.CSeqHeader{SeqNo: 2, MethodName: sip.REGISTER})
 	reg.AppendHeader(sip.NewHeader("Expires", "60"))
+	reg.AppendHeader(sip.NewHeader("User-Agent", "Yealink"))
 	b.SIP(event.SIP{Msg: reg})
 	b.SIP(event.SIP{Msg: sip.NewResponseFromRequest(reg, 200, "OK", nil)})
 
@@ -263,7 +264,7 @@ func TestHistoryText(t *testing.T) {
 		"INVITE sip:bob@example.com → sip:alice@example.com Call-ID c1@host",
 		"180 Ringing (INVITE) Call-ID c1@host",
 		long,
-		"REGISTER Expires 60",
+		"REGISTER Expires 60 (Yealink)",
 		"200 OK (REGISTER)",
 	}
 	det, ok := b.Detail(a)
@@ -305,5 +306,26 @@ func BenchmarkObserveUnwatched(bm *testing.B) {
 		} else {
 			b.DialogPublished(key, idle)
 		}
+	}
+}
+
+// BenchmarkHistorySIP is the board's cost of a REGISTER and its 200 in
+// the history.
+func BenchmarkHistorySIP(bm *testing.B) {
+	b := New(Options{})
+	reg := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: "example.com"})
+	reg.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "alice", Host: "example.com"}, Params: sip.NewParams()})
+	reg.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "alice", Host: "example.com"}, Params: sip.NewParams()})
+	reg.AppendHeader(&sip.CSeqHeader{SeqNo: 2, MethodName: sip.REGISTER})
+	reg.AppendHeader(sip.NewHeader("Expires", "3600"))
+	reg.AppendHeader(sip.NewHeader("User-Agent", "Yealink SIP-T46S"))
+	cid := sip.CallIDHeader("a84b4c76e66710@pc33.example.com")
+	reg.AppendHeader(&cid)
+	reg.CallID()
+	res := sip.NewResponseFromRequest(reg, 200, "OK", nil)
+	bm.ReportAllocs()
+	for bm.Loop() {
+		b.SIP(event.SIP{Msg: reg})
+		b.SIP(event.SIP{Msg: res})
 	}
 }

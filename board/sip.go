@@ -35,34 +35,40 @@ func (b *Board) SIP(m event.SIP) {
 	if cs.MethodName == sip.REGISTER {
 		kind = EventRegister
 	}
-	var fromAoR string
-	if f := m.Msg.From(); f != nil {
+	var fromAoR string // a call's other party; a REGISTER's From is not shown
+	if f := m.Msg.From(); f != nil && kind == EventCall {
 		fromAoR, _ = aor.FromURI(&f.Address)
 	}
 	ev := histEvent{kind: kind}
 	switch msg := m.Msg.(type) {
 	case *sip.Request:
-		text := string(msg.Method)
+		// The parts, joined in one concatenation (one allocation).
+		var p [7]string
 		if kind == EventRegister {
-			if h := msg.GetHeader("Expires"); h != nil {
-				text += " Expires " + h.Value()
+			exp, ua := registerHeaders(msg)
+			if exp != nil {
+				p[0], p[1] = " Expires ", exp.Value()
 			}
-			if h := msg.GetHeader("User-Agent"); h != nil {
-				text += " (" + h.Value() + ")"
+			if ua != nil {
+				p[2], p[3], p[4] = " (", ua.Value(), ")"
 			}
 		} else if fromAoR != "" {
-			text += " " + fromAoR + " → " + toAoR
+			p[0], p[1], p[2], p[3] = " ", fromAoR, " → ", toAoR
 		}
-		if cid := m.Msg.CallID(); cid != nil && kind == EventCall {
-			text += " Call-ID " + cid.Value()
+		if kind == EventCall {
+			if cid := m.Msg.CallID(); cid != nil {
+				p[5], p[6] = " Call-ID ", cid.Value()
+			}
 		}
-		ev.text = clip(text)
+		ev.text = clip(string(msg.Method) + p[0] + p[1] + p[2] + p[3] + p[4] + p[5] + p[6])
 	case *sip.Response:
 		// Built when shown (histEvent.event): a response is the most
 		// frequent message and its line is rarely read.
 		ev.form, ev.n, ev.text, ev.op = histResponse, msg.StatusCode, msg.Reason, string(cs.MethodName)
-		if cid := m.Msg.CallID(); cid != nil && kind == EventCall {
-			ev.form, ev.ev = histResponseCall, cid.Value()
+		if kind == EventCall {
+			if cid := m.Msg.CallID(); cid != nil {
+				ev.form, ev.ev = histResponseCall, cid.Value()
+			}
 		}
 		if len(ev.text)+len(ev.ev) > maxText { // a long line is kept clipped, not in parts
 			ev = histEvent{kind: kind, text: ev.event().Text}
@@ -78,6 +84,39 @@ func (b *Board) SIP(m event.SIP) {
 		ev.aor = fromAoR
 		b.noteEvent(ev)
 	}
+}
+
+// registerHeaders returns the first Expires and User-Agent headers of a
+// REGISTER (nil when absent), in one pass over its headers that, unlike
+// GetHeader, allocates no lower-cased copy of each header's name.
+func registerHeaders(req *sip.Request) (exp, ua sip.Header) {
+	for _, h := range req.Headers() {
+		switch n := h.Name(); {
+		case exp == nil && asciiFold(n, "expires"):
+			exp = h
+		case ua == nil && asciiFold(n, "user-agent"):
+			ua = h
+		}
+	}
+	return exp, ua
+}
+
+// asciiFold reports whether s is lower, ASCII letters compared without
+// case (as sip.HeaderToLower compares header names).
+func asciiFold(s, lower string) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // clip shortens s to maxText bytes on a rune boundary.
