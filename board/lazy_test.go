@@ -30,11 +30,22 @@ func stats(b *Board) (renders, ver uint64) {
 	return renders, ver
 }
 
-// fakeLines is a line source of one fixed line.
-type fakeLines struct{ ln Line }
+// fakeLines is a line source of one line, gone once gone is set.
+type fakeLines struct {
+	ln   Line
+	gone *bool
+}
 
-func (f fakeLines) Line(a string) (Line, bool) { return f.ln, a == f.ln.AoR }
-func (f fakeLines) LineAoRs() []string         { return []string{f.ln.AoR} }
+func (f fakeLines) Line(a string) (Line, bool) {
+	return f.ln, a == f.ln.AoR && (f.gone == nil || !*f.gone)
+}
+
+func (f fakeLines) LineAoRs() []string {
+	if f.gone != nil && *f.gone {
+		return nil
+	}
+	return []string{f.ln.AoR}
+}
 
 // waitNoClients waits until no event stream is open.
 func waitNoClients(t *testing.T, b *Board) {
@@ -63,11 +74,11 @@ func changeAll(b *Board, i int) {
 // state of every item in one snapshot, each rendered once.
 func TestNothingRenderedWhileNobodyWatches(t *testing.T) {
 	ln := Line{AoR: "sip:line@example.com", Phones: []LinePhone{{Contact: "sip:p1@10.0.0.9"}}}
-	b := New(Options{Lines: fakeLines{ln}, Server: func(context.Context) error { return errors.New("down") }, ServerName: "ps"})
+	b := New(Options{Lines: fakeLines{ln: ln}, Server: func(context.Context) error { return errors.New("down") }, ServerName: "ps"})
 	srv := httptest.NewServer(b)
 	defer srv.Close()
 	defer b.Close()
-	const n = 50
+	const n = flushChunk + 44 // more than one hold of the lock
 	for round := range 3 {
 		for i := range n {
 			changeAll(b, i)
@@ -155,6 +166,33 @@ func TestResumeAfterChangesNobodyWatched(t *testing.T) {
 	}
 	if !strings.Contains(string(res.data.Items[1].V), "10.0.0.3") {
 		t.Fatalf("u1 resumed at %s", res.data.Items[1].V)
+	}
+}
+
+// TestLineGoneWhileNobodyWatched: a shared line a page saw, removed while
+// no stream was open, is listed as gone when the page resumes.
+func TestLineGoneWhileNobodyWatched(t *testing.T) {
+	gone := false
+	b := New(Options{Lines: fakeLines{ln: Line{AoR: "sip:line@example.com"}, gone: &gone}})
+	srv := httptest.NewServer(b)
+	defer srv.Close()
+	defer b.Close()
+	b.poll(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	snap := readEvent(t, openStream(t, ctx, srv.URL, ""))
+	if len(snap.data.Items) != 2 {
+		t.Fatalf("snapshot %+v", snap)
+	}
+	cancel()
+	waitNoClients(t, b)
+	gone = true
+	b.refreshLines()
+	if _, v := stats(b); v != 2 {
+		t.Fatalf("the removal nobody watched took a version: %d", v)
+	}
+	res := readEvent(t, openStream(t, context.Background(), srv.URL, snap.id))
+	if res.name != "delta" || len(res.data.Items) != 0 || len(res.data.Gone) != 1 || res.data.Gone[0] != keyLine+"sip:line@example.com" {
+		t.Fatalf("resume from %s: %+v", snap.id, res)
 	}
 }
 
