@@ -3,6 +3,7 @@ package ingest
 import (
 	"bufio"
 	"bytes"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -28,7 +29,7 @@ func FuzzParseMirror(f *testing.F) {
 				t.Fatalf("accepted a copy without basic headers: %q", b)
 			}
 			if m.req != nil {
-				if res := statelessOK(m.req, "127.0.0.1:5060"); len(res) == 0 {
+				if res := statelessOK(m.req, netip.MustParseAddrPort("127.0.0.1:5060")); len(res) == 0 {
 					t.Fatal("empty reply")
 				}
 			}

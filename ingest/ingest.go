@@ -412,7 +412,7 @@ func (in *Ingest) handleSIP(input string, src netip.AddrPort, b []byte, reply fu
 		// Dropped on purpose: answered all the same, so that the proxy
 		// does not retransmit a copy that will never be taken.
 		if answer {
-			reply(statelessOK(m.req, src.String()))
+			reply(statelessOK(m.req, src))
 		}
 		return
 	}
@@ -423,7 +423,7 @@ func (in *Ingest) handleSIP(input string, src netip.AddrPort, b []byte, reply fu
 	applyXHeaders(m.msg, &ev.Src, &ev.Dst, &ev.Time)
 	var res []byte
 	if answer {
-		res = statelessOK(m.req, src.String())
+		res = statelessOK(m.req, src)
 	}
 	if in.process(input, m, ev) && res != nil {
 		reply(res)

@@ -158,15 +158,75 @@ func parseTraceAddr(v string) (netip.AddrPort, bool) {
 }
 
 // statelessOK builds the 200 OK answering a replicated request: Via, From,
-// To (with a tag added), Call-ID and CSeq copied, no body. src is where the
-// copy came from (used for rport/received).
-func statelessOK(req *sip.Request, src string) []byte {
-	req.SetSource(src)
-	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+// To (with a tag added when it has none), Call-ID and CSeq copied, no body.
+// src is where the copy came from: the top Via gets rport and received
+// (RFC 3581) when it asks with an empty rport. The headers are written from
+// the parsed request as they are, without building a sipgo response (that
+// cloned every copied header per copy). The tag is derived from the
+// request's Call-ID, From tag and CSeq, so a retransmitted copy is answered
+// with the same tag.
+func statelessOK(req *sip.Request, src netip.AddrPort) []byte {
 	var b bytes.Buffer
 	b.Grow(512)
-	res.StringWrite(&b)
+	b.WriteString("SIP/2.0 200 OK\r\n")
+	for i, h := range req.GetHeaders("Via") {
+		if v, ok := h.(*sip.ViaHeader); ok && i == 0 {
+			if val, exists := v.Params.Get("rport"); exists && val == "" {
+				top := v.Clone()
+				top.Params.Add("rport", strconv.Itoa(int(src.Port())))
+				top.Params.Add("received", src.Addr().String())
+				h = top
+			}
+		}
+		h.StringWrite(&b)
+		b.WriteString("\r\n")
+	}
+	if h := req.From(); h != nil {
+		h.StringWrite(&b)
+		b.WriteString("\r\n")
+	}
+	if h := req.To(); h != nil {
+		h.StringWrite(&b)
+		if !h.Params.Has("tag") {
+			b.WriteString(";tag=")
+			b.WriteString(replyTag(req))
+		}
+		b.WriteString("\r\n")
+	}
+	if h := req.CallID(); h != nil {
+		h.StringWrite(&b)
+		b.WriteString("\r\n")
+	}
+	if h := req.CSeq(); h != nil {
+		h.StringWrite(&b)
+		b.WriteString("\r\n")
+	}
+	b.WriteString("Content-Length: 0\r\n\r\n")
 	return b.Bytes()
+}
+
+// replyTag is the To tag of statelessOK: FNV-1a of Call-ID, From tag and
+// CSeq, in hexadecimal.
+func replyTag(req *sip.Request) string {
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	mix := func(s string) {
+		for i := 0; i < len(s); i++ {
+			h = (h ^ uint64(s[i])) * prime
+		}
+		h = (h ^ 0xff) * prime // separator
+	}
+	if c := req.CallID(); c != nil {
+		mix(c.Value())
+	}
+	if f := req.From(); f != nil {
+		t, _ := f.Params.Get("tag")
+		mix(t)
+	}
+	if cs := req.CSeq(); cs != nil {
+		mix(strconv.FormatUint(uint64(cs.SeqNo), 10))
+	}
+	return strconv.FormatUint(h, 16)
 }
 
 // header returns the first header called name (case-insensitive) or nil.
