@@ -22,7 +22,9 @@ import (
 )
 
 // sipStack is the engine's sipgo user agent: a Server on each listen
-// address (NOTIFY in; everything else 405) and a Client for our requests.
+// address (NOTIFY in; everything else 405) and a Client for our requests
+// over TCP and TLS. Requests over UDP run as the engine's own client
+// transactions (nict.go) on the UDP listener's socket.
 //
 // No sip.* package variable is changed: sipgo's loggers are replaced through
 // the UA options, and oversized requests are moved to TCP instead of raising
