@@ -1,7 +1,6 @@
 package dialogdoc
 
 import (
-	"bytes"
 	"encoding/xml"
 	"errors"
 	"io"
@@ -29,9 +28,33 @@ import (
 // Kamailio counts as terminated is never missed. Anything unparsable is not
 // terminated.
 func AllTerminated(body []byte) bool {
-	if len(body) == 0 || len(body) > DefaultMaxSize || !bytes.Contains(bytes.ToLower(body), []byte("terminated")) {
+	if len(body) == 0 || len(body) > DefaultMaxSize || !containsFold(body, "terminated") {
 		return false
 	}
+	if all, ok := scanTerminated(body); ok {
+		return all
+	}
+	return decodeTerminated(body)
+}
+
+// containsFold reports whether b contains word (lower-case ASCII), ignoring
+// ASCII case, without allocating.
+func containsFold(b []byte, word string) bool {
+	for i := 0; i+len(word) <= len(b); i++ {
+		j := 0
+		for j < len(word) && b[i+j]|0x20 == word[j] {
+			j++
+		}
+		if j == len(word) {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeTerminated is AllTerminated through encoding/xml: the reference,
+// used for every document scanTerminated does not take.
+func decodeTerminated(body []byte) bool {
 	d := xmllimit.NewDecoder(body, false)
 	depth, seen := 0, false
 	inDialog, inState := false, false

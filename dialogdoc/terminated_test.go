@@ -40,3 +40,56 @@ func TestAllTerminated(t *testing.T) {
 		}
 	}
 }
+
+// FuzzScanTerminated checks the fast path against encoding/xml: wherever
+// scanTerminated takes a document, its answer is decodeTerminated's.
+func FuzzScanTerminated(f *testing.F) {
+	for _, s := range []string{
+		string(dlgDoc("terminated")), string(dlgDoc("terminated", "confirmed")), string(dlgDoc()),
+		string(dlgDoc("\n Terminated ")), `<dialog-info><dialog id="x"/></dialog-info>`,
+		`<d:dialog-info xmlns:d="urn:ietf:params:xml:ns:dialog-info"><d:dialog id='a'><d:state>terminated</d:state></d:dialog></d:dialog-info>`,
+		`<dialog-info><dialog><state>termin<x/>ated</state></dialog></dialog-info>`,
+		`<dialog-info><dialog><state/></dialog></dialog-info>`,
+		`<?xml version="1.0" encoding="ISO-8859-1"?><dialog-info><dialog><state>terminated</state></dialog></dialog-info>`,
+		`<dialog-info><dialog><state>terminated</state></dialog></dialog-info><x>`,
+		`<dialog-info><dialog><state>&#116;erminated</state></dialog></dialog-info>`,
+		`<dialog-info><dialog><state>terminated</STATE></dialog></dialog-info>`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if len(body) > DefaultMaxSize {
+			return
+		}
+		all, ok := scanTerminated(body)
+		if !ok {
+			return
+		}
+		if want := decodeTerminated(body); all != want {
+			t.Fatalf("scanTerminated %v, encoding/xml %v for %q", all, want, body)
+		}
+	})
+}
+
+func TestScanTakesTheTrackersDocuments(t *testing.T) {
+	for _, states := range [][]string{{"terminated"}, {"confirmed"}, {"terminated", "terminated"}, {"early", "terminated"}} {
+		body := dlgDoc(states...)
+		all, ok := scanTerminated(body)
+		if !ok {
+			t.Fatalf("%v: the fast path did not take a plain document: %s", states, body)
+		}
+		if want := decodeTerminated(body); all != want {
+			t.Fatalf("%v: %v, want %v", states, all, want)
+		}
+	}
+}
+
+func BenchmarkAllTerminated(b *testing.B) {
+	body := dlgDoc("terminated")
+	b.ReportAllocs()
+	for b.Loop() {
+		if !AllTerminated(body) {
+			b.Fatal("not terminated")
+		}
+	}
+}

@@ -15,8 +15,9 @@ import (
 // are appended to the journal instead, and the database gets them with the
 // periodic write-behind (update_period), in one large transaction.
 //
-// The journal holds one payload per change, a JSON entry of its own
-// version and names (EncodeJournalEntry). Its rules (package journal
+// The journal holds one payload per change, a binary entry of its own
+// version (EncodeJournalEntry; earlier builds wrote JSON entries, which are
+// still read). Its rules (package journal
 // implements them on local files):
 //
 //   - a prompt write appends the records changed since the last one, and
@@ -83,13 +84,14 @@ const (
 	JournalDel = "del" // the row of Rec's identity is deleted
 )
 
-// journalVersion is the version of the journal's entries: ReplayJournal
-// refuses another one.
-const journalVersion = 1
+// journalVersionJSON is the version of the JSON entries of earlier
+// builds, which ReplayJournal still reads; this build writes binary
+// entries (journal_codec.go).
+const journalVersionJSON = 1
 
-// journalEntry is one payload of the journal: a record's row written, or
-// the row of its identity deleted. Its names are the journal's format,
-// apart from Record's.
+// journalEntry is one version 1 (JSON) payload of the journal: a record's
+// row written, or the row of its identity deleted. Its names are that
+// format, apart from Record's.
 type journalEntry struct {
 	V   int        `json:"v"`
 	Op  string     `json:"op"`
@@ -155,19 +157,10 @@ func (j journalRec) record() Record {
 		Removing: j.Removing, Modified: j.Modified}
 }
 
-// EncodeJournalEntry is the journal payload of op (JournalPut or
-// JournalDel) on r.
-func EncodeJournalEntry(op string, r Record) ([]byte, error) {
-	b, err := json.Marshal(journalEntry{V: journalVersion, Op: op, Rec: toJournalRec(r)})
-	if err != nil {
-		return nil, fmt.Errorf("pua: journal entry: %w", err)
-	}
-	return b, nil
-}
-
-// decodeJournalEntry reads one payload; any field, version or operation
-// this build does not know is an error.
-func decodeJournalEntry(p []byte) (string, Record, error) {
+// decodeJournalEntryJSON reads a version 1 entry (JSON), as builds
+// before the binary entries wrote them; any field, version or operation
+// it does not know is an error.
+func decodeJournalEntryJSON(p []byte) (string, Record, error) {
 	var en journalEntry
 	dec := json.NewDecoder(bytes.NewReader(p))
 	dec.DisallowUnknownFields()
@@ -177,8 +170,8 @@ func decodeJournalEntry(p []byte) (string, Record, error) {
 	if dec.More() {
 		return "", Record{}, fmt.Errorf("data after the entry")
 	}
-	if en.V != journalVersion {
-		return "", Record{}, fmt.Errorf("entry version %d, this build reads %d", en.V, journalVersion)
+	if en.V != journalVersionJSON {
+		return "", Record{}, fmt.Errorf("entry version %d, this build reads %d", en.V, journalVersionJSON)
 	}
 	if en.Op != JournalPut && en.Op != JournalDel {
 		return "", Record{}, fmt.Errorf("unknown op %q", en.Op)
@@ -186,7 +179,14 @@ func decodeJournalEntry(p []byte) (string, Record, error) {
 	if en.Rec.PresURI == "" {
 		return "", Record{}, fmt.Errorf("no pres_uri")
 	}
-	return en.Op, en.Rec.record(), nil
+	r := en.Rec.record()
+	if len(r.Body) == 0 {
+		r.Body = nil
+	}
+	if len(r.ExtraHeaders) == 0 {
+		r.ExtraHeaders = nil
+	}
+	return en.Op, r, nil
 }
 
 // ReplayStats says what ReplayJournal did.

@@ -1,6 +1,7 @@
 package pua
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 )
@@ -38,4 +39,48 @@ func FuzzJournalEntry(f *testing.F) {
 			t.Fatalf("re-encoded entry: %q %+v %v; want %q %+v", op2, r2, err, op, r)
 		}
 	})
+}
+
+// TestJournalReadsVersion1Entries: a journal left by a build that wrote
+// JSON entries is replayed by this one.
+func TestJournalReadsVersion1Entries(t *testing.T) {
+	r := Record{PresURI: "sip:alice@example.com", PresID: "p1", EventName: "presence", Flag: FlagUsrloc,
+		ETag: "a.1", Expires: 1700000000, Body: []byte("<presence/>"), ExtraHeaders: []Header{{Name: "Sender", Value: "x"}},
+		Removing: true, CSeq: 7}
+	v1, err := json.Marshal(journalEntry{V: journalVersionJSON, Op: JournalPut, Rec: toJournalRec(r)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, got, err := decodeJournalEntry(v1)
+	if err != nil || op != JournalPut || !reflect.DeepEqual(got, r) {
+		t.Fatalf("version 1 entry: %q %+v %v; want %+v", op, got, err, r)
+	}
+	bin, err := EncodeJournalEntry(JournalPut, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bin[0] != journalBinary || len(bin) >= len(v1) {
+		t.Fatalf("the entry is not the binary one (%d bytes, JSON %d)", len(bin), len(v1))
+	}
+	// Every truncation of a binary entry is refused.
+	for i := range len(bin) - 1 {
+		if _, _, err := decodeJournalEntry(bin[:i]); err == nil {
+			t.Fatalf("entry cut at %d of %d bytes decoded", i, len(bin))
+		}
+	}
+	if _, _, err := decodeJournalEntry(append(bin[:len(bin):len(bin)], 0)); err == nil {
+		t.Fatal("an entry with a byte after it decoded")
+	}
+}
+
+func BenchmarkEncodeJournalEntry(b *testing.B) {
+	r := Record{PresURI: "sip:alice@example.com", PresID: "dlg-1a2b3c", EventName: "dialog", Flag: FlagDialogPublish,
+		ETag: "a.1700000000.12345.1", Expires: 1700000000, Body: make([]byte, 600), ContentType: "application/dialog-info+xml",
+		TupleID: "t1", WatcherURI: "", ReqExpires: 3600}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := EncodeJournalEntry(JournalPut, r); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

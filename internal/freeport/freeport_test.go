@@ -32,3 +32,22 @@ func TestPortsDistinctAndFree(t *testing.T) {
 		l.Close()
 	}
 }
+
+// TestPortsBelowTheEphemeralRange: where the kernel tells its ephemeral
+// range, the ports come from below it, so that no socket bound to :0 by
+// another process can be handed one of them.
+func TestPortsBelowTheEphemeralRange(t *testing.T) {
+	lo, hi := belowEphemeral()
+	if hi <= lo {
+		t.Skip("no ephemeral port range to stay below on this system")
+	}
+	ports, err := Ports(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ports {
+		if p < lo || p >= hi {
+			t.Fatalf("port %d outside [%d, %d)", p, lo, hi)
+		}
+	}
+}
