@@ -166,7 +166,7 @@ func (e *Engine) sendOptions() Result {
 	}
 	ctx, cancel := context.WithTimeout(e.stopCtx, min(e.cfg.ProbeInterval, e.cfg.RequestTimeout))
 	defer cancel()
-	res, err := cl.Do(ctx, req)
+	res, err := e.sip.roundTrip(ctx, cl, req)
 	if err != nil {
 		return Result{Err: fmt.Errorf("pua: OPTIONS %s: %w", hop, err)}
 	}

@@ -22,7 +22,9 @@ import (
 )
 
 // sipStack is the engine's sipgo user agent: a Server on each listen
-// address (NOTIFY in; everything else 405) and a Client for our requests.
+// address (NOTIFY in; everything else 405) and a Client for our requests
+// over TCP and TLS. Requests over UDP run as the engine's own client
+// transactions (nict.go) on the UDP listener's socket.
 //
 // No sip.* package variable is changed: sipgo's loggers are replaced through
 // the UA options, and oversized requests are moved to TCP instead of raising
@@ -46,10 +48,16 @@ type sipStack struct {
 	// from it (symmetric signalling, one socket), not from an ephemeral
 	// port. Zero when it is not known to the transport layer.
 	udpLaddr sip.Addr
+	// udpOut is that socket as sipgo serves it (wrapped by udpio): the
+	// engine's own UDP transactions write to it. Nil with udpLaddr zero.
+	udpOut datagramWriter
+	// txs are the engine's own transactions over UDP; their responses come
+	// as the ones matching no sipgo transaction.
+	txs *nictLayer
 }
 
 func newSIPStack(e *Engine) (*sipStack, error) {
-	st := &sipStack{e: e, ports: make(map[string]int)}
+	st := &sipStack{e: e, ports: make(map[string]int), txs: newNICTLayer(nil)}
 	for _, l := range e.cfg.Listen {
 		la, err := parseListen(l)
 		if err != nil {
@@ -118,7 +126,11 @@ func (st *sipStack) contactURI() string {
 func (st *sipStack) start(ctx context.Context) error {
 	log := st.e.log.With("component", "sip")
 	host, port := st.advertised()
+	txs := st.txs
 	stack, err := siplisten.NewStack(log, host, st.tls.ClientConfig(), func(r *sip.Response) {
+		if txs.receive(r) {
+			return
+		}
 		log.Debug("stray response (late retransmission)", "status", r.StatusCode, "call_id", callID(r))
 	})
 	if err != nil {
@@ -136,6 +148,7 @@ func (st *sipStack) start(ctx context.Context) error {
 	bound := map[string]int{}
 	var udpListener string
 	var udpAddr *net.UDPAddr
+	var udpOut datagramWriter
 	var closers []io.Closer
 	fail := func(err error) error {
 		for _, c := range closers {
@@ -161,12 +174,14 @@ func (st *sipStack) start(ctx context.Context) error {
 					}
 				}
 			}
+			wrapped := udpio.Wrap(pc)
 			if _, ok := bound[tr]; !ok {
 				udpAddr = pc.LocalAddr().(*net.UDPAddr)
 				udpListener = pc.LocalAddr().String()
 				bound[tr] = udpAddr.Port
+				udpOut, _ = wrapped.(datagramWriter)
 			}
-			siplisten.Serve(log, "udp", l.addr, func() error { return srv.ServeUDP(udpio.Wrap(pc)) })
+			siplisten.Serve(log, "udp", l.addr, func() error { return srv.ServeUDP(wrapped) })
 		case "tcp", "tls":
 			ln, err := lc.Listen(ctx, "tcp", l.addr)
 			if err != nil {
@@ -191,10 +206,11 @@ func (st *sipStack) start(ctx context.Context) error {
 			laddr = sip.Addr{IP: udpAddr.IP, Port: udpAddr.Port}
 		} else {
 			log.Warn("UDP listener not ready: requests go out from an ephemeral port", "addr", udpListener)
+			udpOut = nil
 		}
 	}
 	st.mu.Lock()
-	st.ua, st.srv, st.cl, st.closers, st.udpLaddr = ua, srv, cl, closers, laddr
+	st.ua, st.srv, st.cl, st.closers, st.udpLaddr, st.udpOut = ua, srv, cl, closers, laddr, udpOut
 	st.mu.Unlock()
 	return nil
 }
@@ -203,6 +219,7 @@ func (st *sipStack) start(ctx context.Context) error {
 func (st *sipStack) close() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.udpOut = nil
 	if st.ua != nil {
 		st.ua.Close() // closes the served listeners too
 		st.ua = nil
@@ -241,7 +258,7 @@ func (st *sipStack) doCtx(parent context.Context, req *sip.Request, event string
 	defer cancel()
 	start := time.Now()
 	e.m.InFlight(1)
-	res, err := cl.Do(ctx, req)
+	res, err := st.roundTrip(ctx, cl, req)
 	if err == nil && (res.StatusCode == 401 || res.StatusCode == 407) && e.cfg.AuthUsername != "" {
 		res, err = cl.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: e.cfg.AuthUsername, Password: e.cfg.AuthPassword})
 	}
@@ -260,6 +277,22 @@ func (st *sipStack) doCtx(parent context.Context, req *sip.Request, event string
 	}
 	e.m.Request(method, event, metrics.StatusLabel(status, out.timeout), time.Since(start))
 	return out
+}
+
+// roundTrip runs req's client transaction and returns its final
+// response: the engine's own (nict.go) when req goes over UDP from the
+// listener socket to an address, sipgo's otherwise (TCP, TLS, a host name
+// for the system to resolve, no UDP listener ready).
+func (st *sipStack) roundTrip(ctx context.Context, cl *sipgo.Client, req *sip.Request) (*sip.Response, error) {
+	st.mu.RLock()
+	w := st.udpOut
+	st.mu.RUnlock()
+	if w != nil && req.Laddr.IP != nil && strings.EqualFold(req.Transport(), "UDP") {
+		if dst, ok := udpDestination(req); ok {
+			return st.txs.do(ctx, w, dst, req)
+		}
+	}
+	return cl.Do(ctx, req)
 }
 
 // result turns a transaction outcome into a Result. Expires is the granted

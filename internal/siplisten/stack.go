@@ -18,8 +18,9 @@ type Stack struct {
 
 // NewStack creates the user agent ("puaside", hostname host, clientTLS for
 // outgoing TLS), its server and its client, all logging through log.
-// unhandled gets the responses that match no transaction (late
-// retransmissions); nil drops them. On error nothing is left open.
+// unhandled gets the responses that match no sipgo transaction (those of
+// the caller's own client transactions, late retransmissions); nil drops
+// them. On error nothing is left open.
 func NewStack(log *slog.Logger, host string, clientTLS *tls.Config, unhandled func(*sip.Response)) (Stack, error) {
 	if unhandled == nil {
 		unhandled = func(*sip.Response) {}

@@ -1,0 +1,243 @@
+package pua
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/clock"
+	"github.com/puaside/puaside/sched"
+)
+
+// The engine's requests over UDP (PUBLISH, SUBSCRIBE, the probe's OPTIONS)
+// run as the engine's own non-INVITE client transactions (RFC 3261
+// §17.1.2) instead of sipgo's: sipgo arms three timers per transaction
+// (A, B and, after the final response, D = 32 s whose firing starts a
+// goroutine), keeps the transaction in its map for those 32 s and runs a
+// state machine with channels, which cost a fifth of the process's CPU
+// per mirrored REGISTER (BENCHMARKS.md). Here a transaction is one map
+// entry (by top Via branch) and one entry in a timer heap shared by all of
+// them, and nothing is kept after its final response: a late
+// retransmission of that response matches no transaction and is dropped
+// as a stray. Requests over TCP and TLS stay on sipgo.
+
+// RFC 3261 timer values for a non-INVITE client transaction over UDP.
+const (
+	nictT1     = 500 * time.Millisecond // RTT estimate: first Timer E interval
+	nictT2     = 4 * time.Second        // longest retransmission interval
+	nictTimerF = 64 * nictT1            // no final response: timeout
+)
+
+// datagramWriter is the UDP listener socket requests are sent from
+// (*udpio.Conn, or the *net.UDPConn it wraps).
+type datagramWriter interface {
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+}
+
+// nictLayer holds the live non-INVITE client transactions over UDP.
+type nictLayer struct {
+	clock clock.Clock
+	sched *sched.Scheduler[*nict] // Timers E and F of every transaction
+
+	mu   sync.Mutex
+	live map[string]*nict // top Via branch → transaction without a final response
+}
+
+// newNICTLayer returns a layer whose Timers E and F run on c (nil: the
+// wall clock; the engine's refresh clock is not used, as for every
+// network deadline).
+func newNICTLayer(c clock.Clock) *nictLayer {
+	l := &nictLayer{clock: clock.OrReal(c), live: make(map[string]*nict)}
+	l.sched = sched.New(l.clock, l.fire)
+	return l
+}
+
+// nict is one client transaction. The fields up to fin are fixed when it
+// is created; the others are guarded by the layer's mu.
+type nict struct {
+	sched.Entry // Timer E, or Timer F when it comes first
+	l           *nictLayer
+	branch      string
+	method      sip.RequestMethod
+	w           datagramWriter
+	dst         netip.AddrPort
+	data        []byte        // the request on the wire, for retransmissions
+	fin         chan struct{} // closed with the outcome
+
+	interval   time.Duration // Timer E's current interval
+	timerF     time.Time
+	proceeding bool // a provisional response came: E runs at T2
+	done       bool
+	res        *sip.Response
+	err        error
+}
+
+// SchedEntry is the transaction's place in the timer heap.
+func (t *nict) SchedEntry() *sched.Entry { return &t.Entry }
+
+// udpDestination returns req's destination as an address and port, and
+// false when it is a host name (sipgo resolves those).
+func udpDestination(req *sip.Request) (netip.AddrPort, bool) {
+	ap, err := netip.ParseAddrPort(req.Destination())
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	if ap.Port() == 0 {
+		ap = netip.AddrPortFrom(ap.Addr(), 5060)
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
+}
+
+// do sends req (its Via and Laddr set by apply) to dst from w and waits
+// for its final response, retransmitting it as Timer E says. The outcome
+// is the final response, sip.ErrTransactionTimeout when Timer F fires, a
+// send error, or ctx's error when ctx ends first.
+func (l *nictLayer) do(ctx context.Context, w datagramWriter, dst netip.AddrPort, req *sip.Request) (*sip.Response, error) {
+	via := req.Via()
+	if via == nil {
+		return nil, errors.New("request without a Via header")
+	}
+	branch, _ := via.Params.Get("branch")
+	if !strings.HasPrefix(branch, sip.RFC3261BranchMagicCookie) || len(branch) == len(sip.RFC3261BranchMagicCookie) {
+		return nil, fmt.Errorf("top Via branch %q is not an RFC 3261 one", branch)
+	}
+	// As sipgo's transport does: the sent-by of the listener when our
+	// advertised address lacks it, and a Content-Length always.
+	if via.Host == "" {
+		via.Host = req.Laddr.IP.String()
+	}
+	if via.Port == 0 {
+		via.Port = req.Laddr.Port
+	}
+	if req.Body() == nil {
+		req.SetBody(nil)
+	}
+	var b bytes.Buffer
+	b.Grow(1024)
+	req.StringWrite(&b)
+	if b.Len() > sip.UDPMTUSize-200 {
+		return nil, fmt.Errorf("%d bytes: %w", b.Len(), sip.ErrUDPMTUCongestion)
+	}
+	t := &nict{l: l, branch: branch, method: req.Method, w: w, dst: dst, data: b.Bytes(),
+		fin: make(chan struct{}), interval: nictT1}
+	now := l.clock.Now()
+	t.timerF = now.Add(nictTimerF)
+	l.mu.Lock()
+	if _, dup := l.live[branch]; dup {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("top Via branch %s already in use", branch)
+	}
+	l.live[branch] = t
+	l.sched.Schedule(t, now.Add(nictT1))
+	l.mu.Unlock()
+	t.send()
+	select {
+	case <-t.fin:
+	case <-ctx.Done():
+		l.end(t, nil, ctx.Err())
+	}
+	// end closed fin after its writes; the first outcome wins.
+	<-t.fin
+	return t.res, t.err
+}
+
+// send (re)transmits the request; a transport error ends the transaction
+// with that error (RFC 3261 §17.1.4).
+func (t *nict) send() {
+	if _, err := t.w.WriteToUDPAddrPort(t.data, t.dst); err != nil {
+		t.l.end(t, nil, fmt.Errorf("send to %s: %w", t.dst, err))
+	}
+}
+
+// end gives t its outcome unless it has one: t leaves the table and the
+// heap. It reports whether this was t's outcome.
+func (l *nictLayer) end(t *nict, res *sip.Response, err error) bool {
+	l.mu.Lock()
+	ok := l.endLocked(t, res, err)
+	l.mu.Unlock()
+	if ok {
+		close(t.fin)
+	}
+	return ok
+}
+
+// endLocked is end's bookkeeping; the caller closes t.fin when it returns
+// true. l.mu held.
+func (l *nictLayer) endLocked(t *nict, res *sip.Response, err error) bool {
+	if t.done {
+		return false
+	}
+	t.done, t.res, t.err = true, res, err
+	if l.live[t.branch] == t {
+		delete(l.live, t.branch)
+	}
+	l.sched.Cancel(t)
+	return true
+}
+
+// receive hands res to the live transaction of its top Via branch and
+// CSeq method; it reports false when there is none (a stray: a late
+// retransmission, or a response to sipgo's own transactions' peers).
+func (l *nictLayer) receive(res *sip.Response) bool {
+	via, cs := res.Via(), res.CSeq()
+	if via == nil || cs == nil {
+		return false
+	}
+	branch, _ := via.Params.Get("branch")
+	l.mu.Lock()
+	t := l.live[branch]
+	if t == nil || t.method != cs.MethodName {
+		l.mu.Unlock()
+		return false
+	}
+	if res.IsProvisional() {
+		t.proceeding = true
+		l.mu.Unlock()
+		return true
+	}
+	ok := l.endLocked(t, res, nil)
+	l.mu.Unlock()
+	if ok {
+		close(t.fin)
+	}
+	return true
+}
+
+// fire runs the due Timers E (retransmit, then wait twice as long up to
+// T2, or T2 once proceeding) and F (timeout), in the heap's goroutine.
+func (l *nictLayer) fire(now time.Time, due []*nict) {
+	for _, t := range due {
+		l.mu.Lock()
+		if t.done {
+			l.mu.Unlock()
+			continue
+		}
+		if !now.Before(t.timerF) {
+			ok := l.endLocked(t, nil, fmt.Errorf("no final response within %s (Timer F): %w", nictTimerF, sip.ErrTransactionTimeout))
+			l.mu.Unlock()
+			if ok {
+				close(t.fin)
+			}
+			continue
+		}
+		if t.proceeding {
+			t.interval = nictT2
+		} else {
+			t.interval = min(2*t.interval, nictT2)
+		}
+		next := now.Add(t.interval)
+		if next.After(t.timerF) {
+			next = t.timerF
+		}
+		l.sched.Schedule(t, next)
+		l.mu.Unlock()
+		t.send()
+	}
+}
