@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/clock"
+	"github.com/puaside/puaside/internal/udpio"
 	"github.com/puaside/puaside/sched"
 )
 
@@ -208,6 +209,32 @@ func (l *nictLayer) receive(res *sip.Response) bool {
 		close(t.fin)
 	}
 	return true
+}
+
+// tap returns the udpio.Tap of a UDP listener: a response to a live
+// transaction is parsed and handed over on the socket's reading goroutine,
+// before sipgo sees it (sipgo starts a goroutine per message and looks it
+// up in its own transactions first). Everything else goes on to sipgo,
+// a response without a live transaction too (a stray, logged there). Each
+// listener gets its own tap: the parser is not shared.
+func (l *nictLayer) tap() udpio.Tap {
+	p := sip.NewParser()
+	return func(d []byte, from netip.AddrPort) bool {
+		if !bytes.HasPrefix(d, []byte("SIP/2.0 ")) {
+			return false
+		}
+		msg, err := p.ParseSIP(d)
+		if err != nil {
+			return false // sipgo logs it
+		}
+		res, ok := msg.(*sip.Response)
+		if !ok {
+			return false
+		}
+		res.SetTransport("UDP")
+		res.SetSource(from.String())
+		return l.receive(res)
+	}
 }
 
 // fire runs the due Timers E (retransmit, then wait twice as long up to

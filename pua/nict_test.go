@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -436,4 +437,81 @@ func TestNICTSendError(t *testing.T) {
 		t.Fatalf("outcome %+v, want a send error", o)
 	}
 	checkIdle(t, e)
+}
+
+// captureWriter keeps the datagrams a transaction sends.
+type captureWriter struct {
+	mu  sync.Mutex
+	out [][]byte
+}
+
+func (w *captureWriter) WriteToUDPAddrPort(b []byte, _ netip.AddrPort) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.out = append(w.out, bytes.Clone(b))
+	return len(b), nil
+}
+
+func (w *captureWriter) first() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.out) == 0 {
+		return nil
+	}
+	return w.out[0]
+}
+
+// TestNICTTapTakesItsResponses: the listener's tap takes a response to a
+// live transaction (sipgo never sees it) and leaves everything else, a
+// request or a response to no transaction, to sipgo.
+func TestNICTTapTakesItsResponses(t *testing.T) {
+	l := newNICTLayer(clocktest.New(time.Unix(1_700_000_000, 0)))
+	tap := l.tap()
+	w := &captureWriter{}
+	req := sip.NewRequest(sip.PUBLISH, sip.Uri{Scheme: "sip", User: "alice", Host: "example.com"})
+	params := sip.NewParams()
+	params.Add("branch", sip.GenerateBranch())
+	req.AppendHeader(&sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP", Host: "127.0.0.1",
+		Port: 5070, Params: params})
+	req.AppendHeader(sip.NewHeader("From", "<sip:alice@example.com>;tag=f"))
+	req.AppendHeader(sip.NewHeader("To", "<sip:alice@example.com>"))
+	req.AppendHeader(sip.NewHeader("Call-ID", "tap-1"))
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.PUBLISH})
+	req.Laddr = sip.Addr{IP: net.IPv4(127, 0, 0, 1), Port: 5070}
+	dst := netip.MustParseAddrPort("127.0.0.1:5060")
+	type result struct {
+		res *sip.Response
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := l.do(context.Background(), w, dst, req)
+		done <- result{res, err}
+	}()
+	waitFor(t, "request sent", func() bool { return w.first() != nil })
+	sent, err := sip.NewParser().ParseSIP(w.first())
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := netip.MustParseAddrPort("127.0.0.1:5060")
+	if tap([]byte("NOTIFY sip:x@127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n"), from) {
+		t.Fatal("the tap took a request")
+	}
+	stray := sip.NewResponseFromRequest(sent.(*sip.Request), 200, "OK", nil)
+	stray.Via().Params.Add("branch", sip.GenerateBranch())
+	if tap([]byte(stray.String()), from) {
+		t.Fatal("the tap took a response to no live transaction")
+	}
+	res := sip.NewResponseFromRequest(sent.(*sip.Request), 202, "Accepted", nil)
+	if !tap([]byte(res.String()), from) {
+		t.Fatal("the tap left the live transaction's response to sipgo")
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || r.res.StatusCode != 202 || r.res.Source() != from.String() {
+			t.Fatalf("outcome %v %v", r.res, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the transaction did not end with the tapped response")
+	}
 }

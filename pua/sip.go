@@ -175,6 +175,9 @@ func (st *sipStack) start(ctx context.Context) error {
 				}
 			}
 			wrapped := udpio.Wrap(pc)
+			if c, ok := wrapped.(*udpio.Conn); ok {
+				c.SetTap(st.txs.tap())
+			}
 			if _, ok := bound[tr]; !ok {
 				udpAddr = pc.LocalAddr().(*net.UDPAddr)
 				udpListener = pc.LocalAddr().String()

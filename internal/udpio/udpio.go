@@ -21,6 +21,7 @@ package udpio
 import (
 	"net"
 	"net/netip"
+	"sync/atomic"
 )
 
 // Conn is a UDP socket whose datagram reads and writes bypass the
@@ -30,6 +31,21 @@ import (
 type Conn struct {
 	*net.UDPConn
 	raw rawConn
+	tap atomic.Pointer[Tap]
+}
+
+// Tap sees each datagram ReadFrom reads before it is returned: when it
+// reports true the datagram is taken (ReadFrom reads the next one). It
+// runs on the reading goroutine and must not keep the slice.
+type Tap func(datagram []byte, from netip.AddrPort) bool
+
+// SetTap installs (nil: removes) the Tap of ReadFrom.
+func (c *Conn) SetTap(t Tap) {
+	if t == nil {
+		c.tap.Store(nil)
+		return
+	}
+	c.tap.Store(&t)
 }
 
 // New wraps c. It fails only when the socket's descriptor cannot be
@@ -66,13 +82,19 @@ func (c *Conn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	return c.raw.writeTo(c.UDPConn, b, addr)
 }
 
-// ReadFrom reads one datagram into b (net.PacketConn).
+// ReadFrom reads one datagram into b (net.PacketConn), the next one when
+// the Tap takes it.
 func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, ap, err := c.ReadFromUDPAddrPort(b)
-	if err != nil {
-		return n, nil, err
+	for {
+		n, ap, err := c.ReadFromUDPAddrPort(b)
+		if err != nil {
+			return n, nil, err
+		}
+		if t := c.tap.Load(); t != nil && (*t)(b[:n], ap) {
+			continue
+		}
+		return n, net.UDPAddrFromAddrPort(ap), nil
 	}
-	return n, net.UDPAddrFromAddrPort(ap), nil
 }
 
 // WriteTo writes one datagram to addr (net.PacketConn). An address that

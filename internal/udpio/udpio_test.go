@@ -142,3 +142,39 @@ func TestWrapLeavesOtherConnsAlone(t *testing.T) {
 		t.Fatal("another PacketConn was wrapped")
 	}
 }
+
+func TestTapTakesDatagrams(t *testing.T) {
+	a, b := listen(t, "udp4", "127.0.0.1:0"), listen(t, "udp4", "127.0.0.1:0")
+	var tapped []string
+	b.SetTap(func(d []byte, from netip.AddrPort) bool {
+		if from.Port() != addrOf(a).Port() {
+			t.Errorf("tap saw source %v", from)
+		}
+		if bytes.HasPrefix(d, []byte("SIP/2.0 ")) {
+			tapped = append(tapped, string(d))
+			return true
+		}
+		return false
+	})
+	for _, m := range []string{"SIP/2.0 200 OK", "NOTIFY sip:x SIP/2.0", "SIP/2.0 100 Trying"} {
+		if _, err := a.WriteToUDPAddrPort([]byte(m), addrOf(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	n, _, err := b.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "NOTIFY sip:x SIP/2.0" {
+		t.Fatalf("ReadFrom: %q %v, want the datagram the tap left", buf[:n], err)
+	}
+	if len(tapped) != 1 {
+		t.Fatalf("tapped %q before the NOTIFY, want the 200", tapped)
+	}
+	b.SetTap(nil)
+	n, _, err = b.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "SIP/2.0 100 Trying" {
+		t.Fatalf("ReadFrom without a tap: %q %v", buf[:n], err)
+	}
+}
