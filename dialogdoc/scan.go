@@ -53,6 +53,9 @@ func scanTerminated(b []byte) (all, ok bool) {
 			if depth == 0 && len(bytes.TrimLeft(text, " \t\r\n")) != 0 {
 				return false, false
 			}
+			if inState() && bytes.IndexByte(text, '>') >= 0 {
+				return false, false // stateClosedTerminated reads the text back from the last '>'
+			}
 			continue
 		}
 		i++

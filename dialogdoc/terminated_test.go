@@ -54,6 +54,8 @@ func FuzzScanTerminated(f *testing.F) {
 		`<dialog-info><dialog><state>terminated</state></dialog></dialog-info><x>`,
 		`<dialog-info><dialog><state>&#116;erminated</state></dialog></dialog-info>`,
 		`<dialog-info><dialog><state>terminated</STATE></dialog></dialog-info>`,
+		`<dialog-info><dialog><state>x>terminated</state></dialog></dialog-info>`,
+		`<dialog-info><dialog><state xmlns='u'>>terminated</state></dialog></dialog-info>`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -90,6 +92,22 @@ func BenchmarkAllTerminated(b *testing.B) {
 	for b.Loop() {
 		if !AllTerminated(body) {
 			b.Fatal("not terminated")
+		}
+	}
+}
+
+// TestScanTextWithGreaterThan: a '>' in a state's text is character data,
+// not the end of its start tag ("x>terminated" is not terminated).
+func TestScanTextWithGreaterThan(t *testing.T) {
+	for _, body := range []string{
+		`<dialog-info><dialog><state>x>terminated</state></dialog></dialog-info>`,
+		`<dialog-info><dialog><state xmlns='u'>>terminated</state></dialog></dialog-info>`,
+	} {
+		if AllTerminated([]byte(body)) {
+			t.Errorf("%s: terminated", body)
+		}
+		if all, ok := scanTerminated([]byte(body)); ok && all != decodeTerminated([]byte(body)) {
+			t.Errorf("%s: fast path %v, encoding/xml %v", body, all, decodeTerminated([]byte(body)))
 		}
 	}
 }

@@ -30,7 +30,7 @@ func TestStatelessOKMatchesTheRequest(t *testing.T) {
 			"v: SIP/2.0/TCP 10.0.0.1;branch=z9hG4bKc, SIP/2.0/UDP 10.0.0.3:5060;branch=z9hG4bKd\r\n" +
 			"f: \"Alice\" <sip:alice@example.com>;tag=f2\r\n" +
 			"t: <sip:bob@example.com>;tag=t2\r\n" +
-			"i: c2@x\r\nCSeq: 2 BYE\r\nl: 0\r\n\r\n",
+			"i: c2@x\r\nCSeq: 2 BYE\r\nRecord-Route: <sip:10.0.0.5;lr>\r\nl: 0\r\n\r\n",
 			"SIP/2.0/TCP 10.0.0.1;branch=z9hG4bKc", "t2"},
 	}
 	for _, tc := range cases {
@@ -68,6 +68,10 @@ func TestStatelessOKMatchesTheRequest(t *testing.T) {
 			tag, _ := res.To().Params.Get("tag")
 			if tag == "" || (tc.toTag != "" && tag != tc.toTag) {
 				t.Fatalf("To tag %q, want %q (or a generated one)", tag, tc.toTag)
+			}
+			rr, reqRR := res.GetHeaders("Record-Route"), req.GetHeaders("Record-Route")
+			if req.Method == sip.REGISTER && len(rr) != 0 || req.Method != sip.REGISTER && len(rr) != len(reqRR) {
+				t.Fatalf("Record-Route %v for a %s with %v", rr, req.Method, reqRR)
 			}
 			if len(res.Body()) != 0 || res.GetHeader("Contact") != nil || !strings.HasSuffix(string(raw), "Content-Length: 0\r\n\r\n") {
 				t.Fatalf("reply carries more than asked:\n%s", raw)

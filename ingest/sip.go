@@ -158,7 +158,8 @@ func parseTraceAddr(v string) (netip.AddrPort, bool) {
 }
 
 // statelessOK builds the 200 OK answering a replicated request: Via, From,
-// To (with a tag added when it has none), Call-ID and CSeq copied, no body.
+// To (with a tag added when it has none), Call-ID and CSeq copied, and
+// Record-Route unless it answers a REGISTER; no body.
 // src is where the copy came from: the top Via gets rport and received
 // (RFC 3581) when it asks with an empty rport. The headers are written from
 // the parsed request as they are, without building a sipgo response (that
@@ -169,6 +170,13 @@ func statelessOK(req *sip.Request, src netip.AddrPort) []byte {
 	var b bytes.Buffer
 	b.Grow(512)
 	b.WriteString("SIP/2.0 200 OK\r\n")
+	if req.Method != sip.REGISTER {
+		// RFC 3261 §12.1.1: a 2xx that could set up a dialog copies them.
+		for _, h := range req.GetHeaders("Record-Route") {
+			h.StringWrite(&b)
+			b.WriteString("\r\n")
+		}
+	}
 	for i, h := range req.GetHeaders("Via") {
 		if v, ok := h.(*sip.ViaHeader); ok && i == 0 {
 			if val, exists := v.Params.Get("rport"); exists && val == "" {

@@ -1,10 +1,10 @@
 package pua
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 )
 
 // The journal's entries are binary (version 2): the byte 0x02, the
@@ -131,7 +131,7 @@ func decodeJournalEntry(p []byte) (string, Record, error) {
 		}
 	}
 	if body := d.bytes(); len(body) > 0 {
-		r.Body = body
+		r.Body = bytes.Clone(body) // not the whole generation file's buffer
 	}
 	r.ContentType = d.str()
 	r.OutboundProxy = d.str()
@@ -193,11 +193,11 @@ func (d *entryReader) num() int64 {
 	return v
 }
 
-// int is a varint that must fit an int32 (the Record's int fields hold
-// SIP flags, CSeqs and versions).
+// int is a varint that must fit an int, as every value EncodeJournalEntry
+// wrote from one does.
 func (d *entryReader) int() int {
 	v := d.num()
-	if v < math.MinInt32 || v > math.MaxInt32 {
+	if int64(int(v)) != v {
 		d.fail(fmt.Errorf("integer %d out of range", v))
 		return 0
 	}

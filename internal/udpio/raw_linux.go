@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"syscall"
 	"unsafe"
 )
@@ -90,9 +91,35 @@ func sockaddrToAddrPort(rsa *syscall.RawSockaddrAny) netip.AddrPort {
 	case syscall.AF_INET6:
 		p := (*syscall.RawSockaddrInet6)(unsafe.Pointer(rsa))
 		port := (*[2]byte)(unsafe.Pointer(&p.Port))
-		return netip.AddrPortFrom(netip.AddrFrom16(p.Addr), uint16(port[0])<<8|uint16(port[1]))
+		addr := netip.AddrFrom16(p.Addr)
+		if p.Scope_id != 0 {
+			addr = addr.WithZone(zoneName(p.Scope_id))
+		}
+		return netip.AddrPortFrom(addr, uint16(port[0])<<8|uint16(port[1]))
 	}
 	return netip.AddrPort{}
+}
+
+// zoneName is the zone of a link-local peer's scope id: its interface's
+// name, or the number when there is no such interface (as net does). Only
+// zoned (link-local) peers pay the lookup.
+func zoneName(id uint32) string {
+	if ifi, err := net.InterfaceByIndex(int(id)); err == nil {
+		return ifi.Name
+	}
+	return strconv.FormatUint(uint64(id), 10)
+}
+
+// zoneIndex is the scope id of a zone: a number, or an interface name;
+// 0 when it names none.
+func zoneIndex(z string) uint32 {
+	if n, err := strconv.ParseUint(z, 10, 32); err == nil {
+		return uint32(n)
+	}
+	if ifi, err := net.InterfaceByName(z); err == nil {
+		return uint32(ifi.Index)
+	}
+	return 0
 }
 
 func (r rawConn) writeTo(c *net.UDPConn, b []byte, to netip.AddrPort) (int, error) {
@@ -122,9 +149,7 @@ func (r rawConn) writeTo(c *net.UDPConn, b []byte, to netip.AddrPort) (int, erro
 		port[0], port[1] = byte(to.Port()>>8), byte(to.Port())
 		sa6.Addr = addr.As16() // an IPv4 address becomes its mapped form
 		if z := addr.Zone(); z != "" {
-			if ifi, err := net.InterfaceByName(z); err == nil {
-				sa6.Scope_id = uint32(ifi.Index)
-			}
+			sa6.Scope_id = zoneIndex(z)
 		}
 		sa, slen = unsafe.Pointer(&sa6), syscall.SizeofSockaddrInet6
 	}
