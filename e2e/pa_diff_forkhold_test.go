@@ -148,7 +148,7 @@ func runForkHoldScenario(ctx context.Context, t *testing.T, withPA bool) forkHol
 		t.Fatal(err)
 	}
 	inDesk, inMobile := ringing(ctx, t, desk, fork.CallID()), ringing(ctx, t, mobile, fork.CallID())
-	waitNotify(ctx, t, wB, waitLimit, "bob's two phones ringing", func(b string) bool {
+	twoEarly := func(b string) bool {
 		n := 0
 		for _, s := range fcDialogStates(b, fork.CallID()) {
 			if s == "early" {
@@ -156,7 +156,12 @@ func runForkHoldScenario(ctx context.Context, t *testing.T, withPA bool) forkHol
 			}
 		}
 		return n == 2
-	})
+	}
+	// Both lamps show both branches ringing before the answer: an answer
+	// right after the second 180 would fold that branch's early state into
+	// the next NOTIFY of the caller's lamp.
+	waitNotify(ctx, t, wB, waitLimit, "bob's two phones ringing", twoEarly)
+	waitNotify(ctx, t, wA, waitLimit, "alice's lamp with both branches ringing", twoEarly)
 	inMobile.Answer()
 	if err := fork.WaitAnswer(ctx); err != nil {
 		t.Fatalf("answer: %v", err)
