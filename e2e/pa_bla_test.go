@@ -45,7 +45,18 @@ func TestPABLALineTwoPhones(t *testing.T) {
 			t.Fatalf("phone %d: %v", i, err)
 		}
 	}
-	r.overlapTwo()
+	// The steps wait for the phones as well as the watcher: pa keeps one
+	// NOTIFY in flight per dialog and coalesces the changes meanwhile, so a
+	// phone slow to answer would otherwise be told only the newest state.
+	a, b := r.phones[0], r.phones[1]
+	r.step(0, "a-call", "confirmed", "A's call", "a-call")
+	r.waitLine(b, "phone B told of A's call", "a-call")
+	r.step(1, "b-call", "confirmed", "both calls in one NOTIFY", "a-call", "b-call")
+	r.waitLine(a, "phone A told of B's call", "b-call")
+	r.step(1, "b-call", "terminated", "A's call only", "a-call")
+	r.waitLine(a, "phone A told B hung up")
+	r.step(0, "a-call", "terminated", "the line idle")
+	r.waitLine(b, "phone B told A hung up")
 	r.checkViews(r.watcher, "the watcher", []string{"a-call"}, []string{"a-call", "b-call"}, []string{"a-call"}, []string{})
 	// Each phone is told the other's call only.
 	r.checkViews(r.phones[0], "phone A", []string{"b-call"}, []string{})
