@@ -214,22 +214,26 @@ func (l *nictLayer) receive(res *sip.Response) bool {
 // tap returns the udpio.Tap of a UDP listener: a response to a live
 // transaction is parsed and handed over on the socket's reading goroutine,
 // before sipgo sees it (sipgo starts a goroutine per message and looks it
-// up in its own transactions first). Everything else goes on to sipgo,
-// a response without a live transaction too (a stray, logged there). Each
-// listener gets its own tap: the parser is not shared.
+// up in its own transactions first). A 2xx to a PUBLISH in its plain form
+// is read by leanPublishResponse, any other response by sipgo's parser.
+// Everything else goes on to sipgo, a response without a live transaction
+// too (a stray, logged there). Each listener gets its own tap: the parser
+// is not shared.
 func (l *nictLayer) tap() udpio.Tap {
 	p := sip.NewParser()
 	return func(d []byte, from netip.AddrPort) bool {
 		if !bytes.HasPrefix(d, []byte("SIP/2.0 ")) {
 			return false
 		}
-		msg, err := p.ParseSIP(d)
-		if err != nil {
-			return false // sipgo logs it
-		}
-		res, ok := msg.(*sip.Response)
+		res, ok := leanPublishResponse(d)
 		if !ok {
-			return false
+			msg, err := p.ParseSIP(d)
+			if err != nil {
+				return false // sipgo logs it
+			}
+			if res, ok = msg.(*sip.Response); !ok {
+				return false
+			}
 		}
 		res.SetTransport("UDP")
 		res.SetSource(from.String())
