@@ -40,15 +40,12 @@ type leanResponse struct {
 // has no other header and no body. false: d is not such a response, or
 // not in a form read here.
 func leanPublishResponse(d []byte) (*sip.Response, bool) {
-	if len(d) > sip.ParseMaxMessageLength || !bytes.HasPrefix(d, []byte("SIP/2.0 ")) {
+	if len(d) > sip.ParseMaxMessageLength || !bytes.HasPrefix(d, []byte("SIP/2.0 2")) {
 		return nil, false
 	}
-	end := bytes.Index(d, []byte("\r\n\r\n"))
-	if end < 0 || end+4 != len(d) {
-		return nil, false // no end of the header section, or a body after it
-	}
-	s := string(d[:end+2]) // every line ends in CRLF; values below are substrings of this copy
-	line, rest, ok := leanLine(s)
+	// The values below are substrings of this copy, which is the header
+	// section: there is to be nothing after it.
+	line, rest, ok := leanLine(string(d))
 	if !ok {
 		return nil, false
 	}
@@ -59,9 +56,15 @@ func leanPublishResponse(d []byte) (*sip.Response, bool) {
 	res := sip.NewResponse(code, reason)
 	lr := &leanResponse{}
 	var have struct{ via, cseq, callID, length, from, to, etag, expires bool }
-	for rest != "" {
-		if line, rest, ok = leanLine(rest); !ok || line == "" || line[0] == ' ' || line[0] == '\t' {
-			return nil, false // malformed, or folded
+	for {
+		if line, rest, ok = leanLine(rest); !ok {
+			return nil, false
+		}
+		if line == "" {
+			break // the end of the header section
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return nil, false // folded
 		}
 		colon := strings.IndexByte(line, ':')
 		if colon < 0 {
@@ -141,8 +144,8 @@ func leanPublishResponse(d []byte) (*sip.Response, bool) {
 		}
 		*seen = true
 	}
-	if !have.via || !have.cseq || !have.length {
-		return nil, false
+	if rest != "" || !have.via || !have.cseq || !have.length {
+		return nil, false // a body or bytes after the header section; no Via, CSeq or Content-Length
 	}
 	return res, true
 }
@@ -192,7 +195,7 @@ func leanStatusLine(line string) (int, string, bool) {
 
 // leanCSeq reads "number SP PUBLISH" (or HTAB) into h.
 func leanCSeq(v string, h *sip.CSeqHeader) bool {
-	i := strings.IndexAny(v, " \t")
+	i := indexAny(v, " \t")
 	if i < 1 || i > 10 || v[i+1:] != string(sip.PUBLISH) {
 		return false
 	}
@@ -221,7 +224,7 @@ func leanVia(v string, h *sip.ViaHeader) bool {
 	if h.ProtocolVersion, v, ok = cutToken(v, '/'); !ok {
 		return false
 	}
-	i := strings.IndexAny(v, " \t")
+	i := indexAny(v, " \t")
 	if i < 1 || !isLeanToken(v[:i]) {
 		return false
 	}
@@ -300,7 +303,7 @@ func leanVia(v string, h *sip.ViaHeader) bool {
 // or IPv4 address (no IPv6 reference), a port of digits if any, and only
 // visible characters.
 func leanNameAddr(v string) bool {
-	i := strings.IndexAny(v, "\"<;")
+	i := indexAny(v, "\"<;")
 	if i < 0 {
 		return false
 	}
@@ -314,7 +317,7 @@ func leanNameAddr(v string) bool {
 			return false
 		}
 		q = q[j+1:]
-		k := strings.IndexAny(q, "<;")
+		k := indexAny(q, "<;")
 		if k < 0 || q[k] != '<' {
 			return false
 		}
@@ -348,11 +351,11 @@ func leanSIPURI(u string) bool {
 		r = after
 	}
 	host, port := r, ""
-	if i := strings.IndexAny(r, ":;?"); i >= 0 {
+	if i := indexAny(r, ":;?"); i >= 0 {
 		host = r[:i]
 		if r[i] == ':' {
 			port = r[i+1:]
-			if k := strings.IndexAny(port, ";?"); k >= 0 {
+			if k := indexAny(port, ";?"); k >= 0 {
 				port = port[:k]
 			}
 			if _, ok := leanPort(port); !ok {
@@ -408,7 +411,26 @@ func asciiFold(s, lower string) bool {
 
 // trimBlanks trims spaces and horizontal tabs.
 func trimBlanks(s string) string {
-	return strings.Trim(s, " \t")
+	for s != "" && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// indexAny is strings.IndexAny for a few ASCII characters, without the
+// set strings.IndexAny builds on each call.
+func indexAny(s, chars string) int {
+	for i := 0; i < len(s); i++ {
+		for j := 0; j < len(chars); j++ {
+			if s[i] == chars[j] {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
@@ -428,7 +450,11 @@ func isTokenChar(c byte) bool {
 	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', isDigit(c):
 		return true
 	}
-	return strings.IndexByte("-.!%*_+`'~", c) >= 0
+	switch c {
+	case '-', '.', '!', '%', '*', '_', '+', '`', '\'', '~':
+		return true
+	}
+	return false
 }
 
 // isParamValue reports whether s (possibly empty) is a Via parameter value
