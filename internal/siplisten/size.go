@@ -39,6 +39,14 @@ func RequestSize(req *sip.Request) int {
 		case *sip.ViaHeader:
 			n += len(h.ProtocolName) + len(h.ProtocolVersion) + len(h.Transport) + 3 +
 				len(h.Host) + 2 + portBound + paramsBound(h.Params)
+		case *sip.CSeqHeader:
+			n += 11 + len(h.MethodName) // uint32, space, method
+		case *sip.CallIDHeader:
+			n += len(*h)
+		case *sip.MaxForwardsHeader, *sip.ExpiresHeader, *sip.ContentLengthHeader:
+			n += 10 // uint32
+		case *sip.ContentTypeHeader:
+			n += len(*h)
 		default:
 			n += len(h.Value())
 		}

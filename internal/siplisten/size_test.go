@@ -46,6 +46,15 @@ func sizedRequest(user, host, display, param, value string, port, body int) *sip
 	req.AppendHeader(&sip.RouteHeader{Address: u})
 	req.AppendHeader(&sip.RecordRouteHeader{Address: u})
 	req.AppendHeader(sip.NewHeader("Event", param))
+	cid := sip.CallIDHeader(value)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1<<32 - 1, MethodName: sip.RequestMethod(param)})
+	mf, exp, cl := sip.MaxForwardsHeader(1<<32-1), sip.ExpiresHeader(1<<32-1), sip.ContentLengthHeader(1<<32-1)
+	ct := sip.ContentTypeHeader(value)
+	req.AppendHeader(&mf)
+	req.AppendHeader(&exp)
+	req.AppendHeader(&ct)
+	req.AppendHeader(&cl)
 	req.SetBody([]byte(strings.Repeat("b", body)))
 	return req
 }
