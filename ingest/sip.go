@@ -279,9 +279,21 @@ func fnvMix[T string | []byte](h uint64, s T) uint64 {
 }
 
 // header returns the first header called name (case-insensitive) or nil.
+// It walks the headers without sipgo's GetHeaders, which lowercases every
+// header name it compares (a string for each uncommon one) and collects
+// all matches.
 func header(msg sip.Message, name string) sip.Header {
-	if hs := msg.GetHeaders(name); len(hs) > 0 {
-		return hs[0]
+	hs, ok := msg.(interface{ Headers() []sip.Header })
+	if !ok {
+		if all := msg.GetHeaders(name); len(all) > 0 {
+			return all[0]
+		}
+		return nil
+	}
+	for _, h := range hs.Headers() {
+		if n := h.Name(); len(n) == len(name) && strings.EqualFold(n, name) {
+			return h
+		}
 	}
 	return nil
 }
