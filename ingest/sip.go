@@ -175,7 +175,7 @@ func statelessOK(req *sip.Request, src netip.AddrPort) []byte {
 		// RFC 3261 §12.1.1: a 2xx that could set up a dialog copies them.
 		var w bytes.Buffer
 		for _, h := range hs {
-			if strings.EqualFold(h.Name(), "Record-Route") {
+			if sipwrite.SameName(h.Name(), "Record-Route") {
 				h.StringWrite(&w)
 				w.WriteString("\r\n")
 			}
@@ -184,7 +184,7 @@ func statelessOK(req *sip.Request, src netip.AddrPort) []byte {
 	}
 	top := true
 	for _, h := range hs {
-		if !strings.EqualFold(h.Name(), "Via") {
+		if !sipwrite.SameName(h.Name(), "Via") {
 			continue
 		}
 		v, ok := h.(*sip.ViaHeader)
@@ -291,7 +291,7 @@ func header(msg sip.Message, name string) sip.Header {
 		return nil
 	}
 	for _, h := range hs.Headers() {
-		if n := h.Name(); len(n) == len(name) && strings.EqualFold(n, name) {
+		if sipwrite.SameName(h.Name(), name) {
 			return h
 		}
 	}

@@ -138,3 +138,25 @@ func AppendViaValue(b []byte, h *sip.ViaHeader, params sip.HeaderParams) []byte 
 	}
 	return b
 }
+
+// SameName reports whether two header names are equal as sipgo compares
+// them (sip.HeaderToLower of both): ASCII letters without case, every other
+// byte exactly.
+func SameName(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

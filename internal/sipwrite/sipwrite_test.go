@@ -107,3 +107,17 @@ func parseOrPanic(raw string) (msg sip.Message, err error) {
 	}()
 	return sip.NewParser().ParseSIP([]byte(raw))
 }
+
+func TestSameName(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"Via", "via", true}, {"X-Siptrace-Fromip", "x-siptrace-FROMIP", true}, {"Via", "Vias", false},
+		{"User-Agent", "User_Agent", false}, {"\u212aey", "key", false}, {"", "", true},
+	} {
+		if got := SameName(c.a, c.b); got != c.want || got != (sip.HeaderToLower(c.a) == sip.HeaderToLower(c.b)) {
+			t.Errorf("SameName(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}
