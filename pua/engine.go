@@ -123,10 +123,15 @@ type Engine struct {
 	reach  reachability // the presence server's, per replies and probes (probe.go)
 	writes *WriteHealth // recent store writes (ready.go)
 
-	lmu      sync.Mutex // lifecycle
-	started  bool
-	stopped  bool
-	workers  sync.WaitGroup
+	lmu     sync.Mutex // lifecycle
+	started bool
+	stopped bool
+	workers sync.WaitGroup
+	// slots caps the transactions in flight at max_outstanding: a worker
+	// takes one before it takes a record; a PUBLISH, whose outcome is
+	// applied where its transaction ends, gives it back then.
+	slots    chan struct{}
+	inflight sync.WaitGroup // PUBLISHes sent and not applied yet
 	stopCtx  context.Context
 	stopFunc context.CancelFunc
 }
@@ -177,11 +182,15 @@ func New(cfg Config, opts Options) (*Engine, error) {
 	e.queue = newReadyQueue(func(n int) { e.m.QueueDepth("pua_pending", n) })
 	e.sched = newScheduler(e.clock, e.queue.push)
 	e.stopCtx, e.stopFunc = context.WithCancel(context.Background())
+	e.slots = make(chan struct{}, max(cfg.MaxOutstanding, 1))
 	s, err := newSIPStack(e)
 	if err != nil {
 		return nil, err
 	}
 	e.sip = s
+	// Stop ends the engine's own transactions still in flight as it ends
+	// sipgo's (their contexts derive from stopCtx).
+	context.AfterFunc(e.stopCtx, func() { e.sip.txs.abort(context.Canceled) })
 	return e, nil
 }
 
@@ -267,7 +276,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	e.wmu.Unlock()
 
 	done := make(chan struct{})
-	go func() { e.workers.Wait(); close(done) }()
+	go func() { e.workers.Wait(); e.inflight.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -290,23 +299,34 @@ func (e *Engine) Stop(ctx context.Context) error {
 	return err
 }
 
-// worker runs queued records, one transaction at a time; there are
-// max_outstanding workers, which caps the transactions in flight.
+// worker runs queued records; there are max_outstanding workers and as
+// many slots (transactions in flight). A SUBSCRIBE holds its worker until
+// its reply; a PUBLISH only until it is sent.
 func (e *Engine) worker() {
 	defer e.workers.Done()
 	for {
+		select {
+		case e.slots <- struct{}{}:
+		case <-e.stopCtx.Done():
+			return
+		}
 		t, ok := e.queue.pop()
 		if !ok {
+			<-e.slots
 			return
 		}
 		switch r := t.(type) {
 		case *pubRec:
-			e.runPublish(r)
+			e.runPublish(r, e.release)
 		case *subRec:
 			e.runSubscribe(r)
+			e.release()
 		}
 	}
 }
+
+// release gives back a worker's slot.
+func (e *Engine) release() { <-e.slots }
 
 // isStopped reports whether Stop was called.
 func (e *Engine) isStopped() bool {

@@ -47,8 +47,9 @@ type nictLayer struct {
 	clock clock.Clock
 	sched *sched.Scheduler[*nict] // Timers E and F of every transaction
 
-	mu   sync.Mutex
-	live map[string]*nict // top Via branch → transaction without a final response
+	mu      sync.Mutex
+	live    map[string]*nict // top Via branch → transaction without a final response
+	aborted error            // set by abort: no transaction starts any more
 }
 
 // newNICTLayer returns a layer whose Timers E and F run on c (nil: the
@@ -60,7 +61,7 @@ func newNICTLayer(c clock.Clock) *nictLayer {
 	return l
 }
 
-// nict is one client transaction. The fields up to fin are fixed when it
+// nict is one client transaction. The fields up to done are fixed when it
 // is created; the others are guarded by the layer's mu.
 type nict struct {
 	sched.Entry // Timer E, or Timer F when it comes first
@@ -69,15 +70,14 @@ type nict struct {
 	method      sip.RequestMethod
 	w           datagramWriter
 	dst         netip.AddrPort
-	data        []byte        // the request on the wire, for retransmissions
-	fin         chan struct{} // closed with the outcome
+	data        []byte                     // the request on the wire, for retransmissions
+	deadline    time.Duration              // not zero: timerF is the caller's timeout, this long after the start
+	done        func(*sip.Response, error) // called once with the outcome
 
 	interval   time.Duration // Timer E's current interval
-	timerF     time.Time
-	proceeding bool // a provisional response came: E runs at T2
-	done       bool
-	res        *sip.Response
-	err        error
+	timerF     time.Time     // Timer F, or the caller's deadline when that comes first
+	proceeding bool          // a provisional response came: E runs at T2
+	ended      bool
 }
 
 // SchedEntry is the transaction's place in the timer heap.
@@ -96,11 +96,39 @@ func udpDestination(req *sip.Request) (netip.AddrPort, bool) {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
 }
 
-// do sends req (its Via and Laddr set by apply) to dst from w and waits
-// for its final response, retransmitting it as Timer E says. The outcome
-// is the final response, sip.ErrTransactionTimeout when Timer F fires, a
-// send error, or ctx's error when ctx ends first.
+// do is start for a caller that waits: the outcome, or ctx's error when
+// ctx ends first.
 func (l *nictLayer) do(ctx context.Context, w datagramWriter, dst netip.AddrPort, req *sip.Request) (*sip.Response, error) {
+	fin := make(chan struct{})
+	var res *sip.Response
+	var err error
+	t, serr := l.start(w, dst, req, 0, func(r *sip.Response, e error) {
+		res, err = r, e
+		close(fin)
+	})
+	if serr != nil {
+		return nil, serr
+	}
+	select {
+	case <-fin:
+	case <-ctx.Done():
+		l.end(t, nil, ctx.Err())
+	}
+	// done closed fin after its writes; the first outcome wins.
+	<-fin
+	return res, err
+}
+
+// start sends req (its Via and Laddr set by apply) to dst from w,
+// retransmitting it as Timer E says, and returns at once. done is called
+// exactly once with the outcome, on the goroutine that ends the
+// transaction: the listener's reading goroutine for a final response, the
+// timer heap's for Timer F (or timeout, when not zero and shorter:
+// context.DeadlineExceeded), the one that ends the layer's transactions
+// (abort), or the caller's when the first send fails. done must not wait
+// for another transaction of the layer. An error returned means the
+// request was not sent and done will not be called.
+func (l *nictLayer) start(w datagramWriter, dst netip.AddrPort, req *sip.Request, timeout time.Duration, done func(*sip.Response, error)) (*nict, error) {
 	via := req.Via()
 	if via == nil {
 		return nil, errors.New("request without a Via header")
@@ -127,26 +155,39 @@ func (l *nictLayer) do(ctx context.Context, w datagramWriter, dst netip.AddrPort
 		return nil, fmt.Errorf("%d bytes: %w", b.Len(), sip.ErrUDPMTUCongestion)
 	}
 	t := &nict{l: l, branch: branch, method: req.Method, w: w, dst: dst, data: b.Bytes(),
-		fin: make(chan struct{}), interval: nictT1}
+		done: done, interval: nictT1}
 	now := l.clock.Now()
 	t.timerF = now.Add(nictTimerF)
+	if timeout > 0 && timeout < nictTimerF {
+		t.timerF = now.Add(timeout)
+		t.deadline = timeout
+	}
+	first := now.Add(nictT1)
+	if first.After(t.timerF) {
+		first = t.timerF
+	}
 	l.mu.Lock()
+	if l.aborted != nil {
+		l.mu.Unlock()
+		return nil, l.aborted
+	}
 	if _, dup := l.live[branch]; dup {
 		l.mu.Unlock()
 		return nil, fmt.Errorf("top Via branch %s already in use", branch)
 	}
 	l.live[branch] = t
-	l.sched.Schedule(t, now.Add(nictT1))
+	l.sched.Schedule(t, first)
 	l.mu.Unlock()
 	t.send()
-	select {
-	case <-t.fin:
-	case <-ctx.Done():
-		l.end(t, nil, ctx.Err())
+	return t, nil
+}
+
+// expiry is the outcome when timerF passes.
+func (t *nict) expiry() error {
+	if t.deadline != 0 {
+		return fmt.Errorf("no final response within %s: %w", t.deadline.Round(time.Millisecond), context.DeadlineExceeded)
 	}
-	// end closed fin after its writes; the first outcome wins.
-	<-t.fin
-	return t.res, t.err
+	return fmt.Errorf("no final response within %s (Timer F): %w", nictTimerF, sip.ErrTransactionTimeout)
 }
 
 // send (re)transmits the request; a transport error ends the transaction
@@ -158,29 +199,46 @@ func (t *nict) send() {
 }
 
 // end gives t its outcome unless it has one: t leaves the table and the
-// heap. It reports whether this was t's outcome.
+// heap, and its done is called. It reports whether this was t's outcome.
 func (l *nictLayer) end(t *nict, res *sip.Response, err error) bool {
 	l.mu.Lock()
-	ok := l.endLocked(t, res, err)
+	ok := l.endLocked(t)
 	l.mu.Unlock()
 	if ok {
-		close(t.fin)
+		t.done(res, err)
 	}
 	return ok
 }
 
-// endLocked is end's bookkeeping; the caller closes t.fin when it returns
+// endLocked is end's bookkeeping; the caller calls t.done when it returns
 // true. l.mu held.
-func (l *nictLayer) endLocked(t *nict, res *sip.Response, err error) bool {
-	if t.done {
+func (l *nictLayer) endLocked(t *nict) bool {
+	if t.ended {
 		return false
 	}
-	t.done, t.res, t.err = true, res, err
+	t.ended = true
 	if l.live[t.branch] == t {
 		delete(l.live, t.branch)
 	}
 	l.sched.Cancel(t)
 	return true
+}
+
+// abort ends every live transaction with err, and every later start
+// fails with it (the engine stopping).
+func (l *nictLayer) abort(err error) {
+	l.mu.Lock()
+	l.aborted = err
+	var ended []*nict
+	for _, t := range l.live {
+		if l.endLocked(t) {
+			ended = append(ended, t)
+		}
+	}
+	l.mu.Unlock()
+	for _, t := range ended {
+		t.done(nil, err)
+	}
 }
 
 // receive hands res to the live transaction of its top Via branch and
@@ -203,10 +261,10 @@ func (l *nictLayer) receive(res *sip.Response) bool {
 		l.mu.Unlock()
 		return true
 	}
-	ok := l.endLocked(t, res, nil)
+	ok := l.endLocked(t)
 	l.mu.Unlock()
 	if ok {
-		close(t.fin)
+		t.done(res, nil)
 	}
 	return true
 }
@@ -242,15 +300,15 @@ func (l *nictLayer) tap() udpio.Tap {
 func (l *nictLayer) fire(now time.Time, due []*nict) {
 	for _, t := range due {
 		l.mu.Lock()
-		if t.done {
+		if t.ended {
 			l.mu.Unlock()
 			continue
 		}
 		if !now.Before(t.timerF) {
-			ok := l.endLocked(t, nil, fmt.Errorf("no final response within %s (Timer F): %w", nictTimerF, sip.ErrTransactionTimeout))
+			ok := l.endLocked(t)
 			l.mu.Unlock()
 			if ok {
-				close(t.fin)
+				t.done(nil, t.expiry())
 			}
 			continue
 		}

@@ -151,7 +151,9 @@ func nictSend(t *testing.T, e *Engine, hop, cid string) <-chan txOutcome {
 		t.Fatal(err)
 	}
 	out := make(chan txOutcome, 1)
-	go func() { out <- e.sip.do(req, "presence") }()
+	if !e.sip.startOwn(req, "presence", func(o txOutcome) { out <- o }) {
+		t.Fatalf("%s: not one of the engine's own transactions", hop)
+	}
 	return out
 }
 
@@ -286,7 +288,7 @@ func TestNICTTimeout(t *testing.T) {
 	t.Run("timer F", func(t *testing.T) {
 		peer := newUDPPeer(t)
 		clk := clocktest.New(time.Unix(1_700_000_000, 0))
-		e, _ := nictEngine(t, clk, nil)
+		e, _ := nictEngine(t, clk, func(c *Config) { c.RequestTimeout = time.Minute })
 		ch := nictSend(t, e, peer.uri(), "timer-f")
 		br := branchOf(peer.next().req)
 		sent, elapsed := 1, time.Duration(0)
@@ -315,7 +317,11 @@ func TestNICTTimeout(t *testing.T) {
 		clk := clocktest.New(time.Unix(1_700_000_000, 0))
 		e, _ := nictEngine(t, clk, func(c *Config) { c.RequestTimeout = 200 * time.Millisecond })
 		ch := nictSend(t, e, peer.uri(), "request-timeout")
-		peer.next()
+		br := branchOf(peer.next().req)
+		if d := dueIn(t, e, clk, br); d != 200*time.Millisecond {
+			t.Fatalf("first timer in %s, want request_timeout 200ms (before T1)", d)
+		}
+		clk.Advance(200 * time.Millisecond)
 		o := outcome(t, ch)
 		if !o.timeout || !errors.Is(o.err, context.DeadlineExceeded) {
 			t.Fatalf("outcome %+v, want a timeout", o)
@@ -484,10 +490,9 @@ func TestNICTTapTakesItsResponses(t *testing.T) {
 		err error
 	}
 	done := make(chan result, 1)
-	go func() {
-		res, err := l.do(context.Background(), w, dst, req)
-		done <- result{res, err}
-	}()
+	if _, err := l.start(w, dst, req, 0, func(res *sip.Response, err error) { done <- result{res, err} }); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "request sent", func() bool { return w.first() != nil })
 	sent, err := sip.NewParser().ParseSIP(w.first())
 	if err != nil {

@@ -455,14 +455,17 @@ func (r *pubRec) setBody(op *pubOp) {
 	}
 }
 
-// runPublish sends the PUBLISH r needs, if any, and applies the reply.
-func (e *Engine) runPublish(r *pubRec) {
+// runPublish sends the PUBLISH r needs, if any, and calls release; once
+// one is sent, the reply is applied and release called where its
+// transaction ends (sipStack.sendAsync).
+func (e *Engine) runPublish(r *pubRec, release func()) {
 	s := r.shard
 	now := e.clock.Now()
 	s.mu.Lock()
 	r.backingOff = false
 	if !e.mayPublish(r.key.PresURI) {
 		s.mu.Unlock() // another instance owns its shard (cluster.go)
+		release()
 		return
 	}
 	e.retryRefusedPub(r, now)
@@ -472,6 +475,7 @@ func (e *Engine) runPublish(r *pubRec) {
 			e.schedulePubRefresh(r)
 		}
 		s.mu.Unlock()
+		release()
 		return
 	}
 	r.inFlight = true
@@ -480,15 +484,18 @@ func (e *Engine) runPublish(r *pubRec) {
 	}
 	s.mu.Unlock()
 
-	res := e.sendPublish(op)
-	if e.onPub != nil {
-		e.onPub(r.key, op.kind.String(), res)
-	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r.inFlight = false
-	e.applyPublishResult(r, op, res)
+	e.inflight.Add(1)
+	e.sendPublish(op, func(res Result) {
+		if e.onPub != nil {
+			e.onPub(r.key, op.kind.String(), res)
+		}
+		s.mu.Lock()
+		r.inFlight = false
+		e.applyPublishResult(r, op, res)
+		s.mu.Unlock()
+		release()
+		e.inflight.Done()
+	})
 }
 
 // applyPublishResult moves r's state machine on the reply. Shard locked.
@@ -646,6 +653,30 @@ func (e *Engine) Publications() []PublicationInfo {
 			out = append(out, r.info())
 		}
 		s.mu.Unlock()
+	}
+	return out
+}
+
+// PublicationStates counts the publications by event package and state,
+// copying none of them (what a metrics scrape reads).
+func (e *Engine) PublicationStates() []StateCount {
+	counts := map[[2]string]int{}
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.Lock()
+		for _, r := range s.pubs {
+			counts[[2]string{r.key.Event, r.state}]++
+		}
+		s.mu.Unlock()
+	}
+	return stateCounts(counts)
+}
+
+// stateCounts lists counts by event package and state.
+func stateCounts(counts map[[2]string]int) []StateCount {
+	out := make([]StateCount, 0, len(counts))
+	for k, n := range counts {
+		out = append(out, StateCount{Event: k[0], State: k[1], N: n})
 	}
 	return out
 }

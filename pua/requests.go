@@ -37,11 +37,13 @@ func setBody(req *sip.Request, ctype string, body []byte) {
 	req.SetBody(body)
 }
 
-// sendPublish builds and sends one PUBLISH.
-func (e *Engine) sendPublish(op pubOp) Result {
+// sendPublish builds and sends one PUBLISH; done gets the Result where
+// its transaction ends (sipStack.sendAsync).
+func (e *Engine) sendPublish(op pubOp, done func(Result)) {
 	var uri sip.Uri
 	if err := sip.ParseUri(op.presURI, &uri); err != nil {
-		return Result{Err: fmt.Errorf("pua: PUBLISH %s: %w", op.presURI, err)}
+		done(Result{Err: fmt.Errorf("pua: PUBLISH %s: %w", op.presURI, err)})
+		return
 	}
 	aor := sip.Uri{Scheme: uri.Scheme, User: uri.User, Host: uri.Host, Port: uri.Port}
 	req := newRequest(sip.PUBLISH, aor, aor, aor, sip.GenerateTagN(16), "", sip.GenerateTagN(24), 1)
@@ -65,7 +67,7 @@ func (e *Engine) sendPublish(op pubOp) Result {
 	if hop == "" {
 		hop = e.cfg.ServerAddress
 	}
-	return e.sip.send(req, hop, op.event).result()
+	e.sip.sendAsync(req, hop, op.event, func(out txOutcome) { done(out.result()) })
 }
 
 // sendSubscribe builds and sends one SUBSCRIBE.

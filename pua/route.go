@@ -65,8 +65,8 @@ func (f *failedTargets) order(ts []resolve.Target, now time.Time) []resolve.Targ
 
 // targets returns where req goes, in the order to try: the next hop is hop
 // if set, else the top Route, else the Request-URI; a host name is
-// resolved as RFC 3263 says. A sips: next hop or Request-URI allows TLS
-// only.
+// resolved as RFC 3263 says, within ctx and request_timeout. A sips: next
+// hop or Request-URI allows TLS only.
 func (st *sipStack) targets(ctx context.Context, req *sip.Request, hop string) ([]resolve.Target, error) {
 	var u sip.Uri
 	switch {
@@ -98,6 +98,13 @@ func (st *sipStack) targets(ctx context.Context, req *sip.Request, hop string) (
 	var ts []resolve.Target
 	var err error
 	if st.res != nil {
+		if net.ParseIP(strings.Trim(u.Host, "[]")) == nil {
+			// A name: the lookup is bounded by request_timeout (an
+			// address is answered at once, without a timer).
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, st.e.cfg.RequestTimeout)
+			defer cancel()
+		}
 		ts, err = st.res.Lookup(ctx, n)
 	}
 	if st.res == nil || (err != nil && net.ParseIP(strings.Trim(u.Host, "[]")) == nil) {
@@ -170,29 +177,64 @@ func (st *sipStack) finish(req *sip.Request, hop string) error {
 // a timeout, a transport error or a 503 moves on to the next target
 // (RFC 3263 §4.3), which later requests then try first for a while.
 func (st *sipStack) send(req *sip.Request, hop, event string) txOutcome {
-	ctx, cancel := context.WithTimeout(st.e.stopCtx, st.e.cfg.RequestTimeout)
-	ts, err := st.targets(ctx, req, hop)
-	cancel()
+	ch := make(chan txOutcome, 1)
+	st.sendAsync(req, hop, event, func(out txOutcome) { ch <- out })
+	return <-ch
+}
+
+// sendAsync is send without waiting: done gets the outcome once, on the
+// goroutine that ends the last transaction (see startOwn), or on the
+// caller's when no target is found. The targets are resolved in the
+// caller's goroutine.
+func (st *sipStack) sendAsync(req *sip.Request, hop, event string, done func(txOutcome)) {
+	ts, err := st.targets(st.e.stopCtx, req, hop)
 	if err != nil {
-		return txOutcome{err: err}
+		done(txOutcome{err: err})
+		return
 	}
-	var out txOutcome
-	for i, t := range ts {
-		st.apply(req, t)
-		out = st.do(req, event)
-		if !failsOver(out) || st.e.stopCtx.Err() != nil {
-			if out.err == nil && out.res != nil && out.res.StatusCode != 503 {
-				st.failed.ok(t)
-			}
-			return out
-		}
-		st.failed.mark(t, time.Now())
-		if i+1 < len(ts) {
-			st.e.log.Debug("target failed, trying the next one", "method", req.Method, "target", t.Transport+" "+t.Addr,
-				"next", ts[i+1].Transport+" "+ts[i+1].Addr, "err", out.err)
-		}
+	j := &sendJob{st: st, req: req, event: event, ts: ts, done: done}
+	j.attempt()
+}
+
+// sendJob is one request tried on its targets in turn.
+type sendJob struct {
+	st    *sipStack
+	req   *sip.Request
+	event string
+	ts    []resolve.Target
+	i     int // the target being tried
+	done  func(txOutcome)
+}
+
+// attempt sends the request to the current target: as the engine's own
+// transaction when it can, otherwise through sipgo on a goroutine.
+func (j *sendJob) attempt() {
+	j.st.apply(j.req, j.ts[j.i])
+	if !j.st.startOwn(j.req, j.event, j.finished) {
+		go func() { j.finished(j.st.do(j.req, j.event)) }()
 	}
-	return out
+}
+
+// finished takes the current target's outcome: done, or the next target
+// when this one failed over.
+func (j *sendJob) finished(out txOutcome) {
+	st, t := j.st, j.ts[j.i]
+	if !failsOver(out) || st.e.stopCtx.Err() != nil {
+		if out.err == nil && out.res != nil && out.res.StatusCode != 503 {
+			st.failed.ok(t)
+		}
+		j.done(out)
+		return
+	}
+	st.failed.mark(t, time.Now())
+	if j.i+1 >= len(j.ts) {
+		j.done(out)
+		return
+	}
+	st.e.log.Debug("target failed, trying the next one", "method", j.req.Method, "target", t.Transport+" "+t.Addr,
+		"next", j.ts[j.i+1].Transport+" "+j.ts[j.i+1].Addr, "err", out.err)
+	j.i++
+	j.attempt()
 }
 
 // failsOver reports whether another target should be tried after out.

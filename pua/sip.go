@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -253,18 +254,36 @@ func (st *sipStack) doCtx(parent context.Context, req *sip.Request, event string
 	st.mu.RLock()
 	cl := st.cl
 	st.mu.RUnlock()
-	method := string(req.Method)
 	if cl == nil {
-		return txOutcome{err: fmt.Errorf("pua: %s: engine not started", method)}
+		return txOutcome{err: fmt.Errorf("pua: %s: engine not started", req.Method)}
 	}
 	ctx, cancel := context.WithTimeout(parent, e.cfg.RequestTimeout)
 	defer cancel()
 	start := time.Now()
 	e.m.InFlight(1)
 	res, err := st.roundTrip(ctx, cl, req)
-	if err == nil && (res.StatusCode == 401 || res.StatusCode == 407) && e.cfg.AuthUsername != "" {
-		res, err = cl.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: e.cfg.AuthUsername, Password: e.cfg.AuthPassword})
+	if err == nil && st.challenged(res) {
+		res, err = st.digest(ctx, cl, req, res)
 	}
+	return st.outcome(req, event, start, res, err)
+}
+
+// challenged reports whether res is a digest challenge the engine answers.
+func (st *sipStack) challenged(res *sip.Response) bool {
+	return (res.StatusCode == 401 || res.StatusCode == 407) && st.e.cfg.AuthUsername != ""
+}
+
+// digest answers res, a challenge to req, with the configured credentials
+// (a sipgo transaction).
+func (st *sipStack) digest(ctx context.Context, cl *sipgo.Client, req *sip.Request, res *sip.Response) (*sip.Response, error) {
+	return cl.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: st.e.cfg.AuthUsername, Password: st.e.cfg.AuthPassword})
+}
+
+// outcome ends one request's transaction (started at start, counted in
+// flight): its metrics and its txOutcome.
+func (st *sipStack) outcome(req *sip.Request, event string, start time.Time, res *sip.Response, err error) txOutcome {
+	e := st.e
+	method := string(req.Method)
 	e.m.InFlight(-1)
 	out := txOutcome{res: res, err: err}
 	if cs := req.CSeq(); cs != nil {
@@ -282,18 +301,65 @@ func (st *sipStack) doCtx(parent context.Context, req *sip.Request, event string
 	return out
 }
 
-// roundTrip runs req's client transaction and returns its final
-// response: the engine's own (nict.go) when req goes over UDP from the
-// listener socket to an address, sipgo's otherwise (TCP, TLS, a host name
-// for the system to resolve, no UDP listener ready).
-func (st *sipStack) roundTrip(ctx context.Context, cl *sipgo.Client, req *sip.Request) (*sip.Response, error) {
+// ownUDP returns the socket and address req goes to when the engine's own
+// transactions carry it: over UDP from the listener socket to an address.
+func (st *sipStack) ownUDP(req *sip.Request) (datagramWriter, netip.AddrPort, bool) {
 	st.mu.RLock()
 	w := st.udpOut
 	st.mu.RUnlock()
 	if w != nil && req.Laddr.IP != nil && strings.EqualFold(req.Transport(), "UDP") {
 		if dst, ok := udpDestination(req); ok {
-			return st.txs.do(ctx, w, dst, req)
+			return w, dst, true
 		}
+	}
+	return nil, netip.AddrPort{}, false
+}
+
+// startOwn runs req as one of the engine's own UDP transactions without
+// waiting for it: done gets the outcome (as doCtx's) on the goroutine
+// that ends it. It reports false, calling nothing, when req is not one
+// for them (ownUDP); a digest challenge is answered on a goroutine of
+// its own (a sipgo transaction).
+func (st *sipStack) startOwn(req *sip.Request, event string, done func(txOutcome)) bool {
+	w, dst, ok := st.ownUDP(req)
+	if !ok {
+		return false
+	}
+	e := st.e
+	start := time.Now()
+	e.m.InFlight(1)
+	_, err := st.txs.start(w, dst, req, e.cfg.RequestTimeout, func(res *sip.Response, err error) {
+		if err == nil && st.challenged(res) {
+			go func() {
+				st.mu.RLock()
+				cl := st.cl
+				st.mu.RUnlock()
+				if cl == nil {
+					done(st.outcome(req, event, start, nil, fmt.Errorf("engine stopped")))
+					return
+				}
+				ctx, cancel := context.WithTimeout(e.stopCtx, e.cfg.RequestTimeout-time.Since(start))
+				defer cancel()
+				res, err := st.digest(ctx, cl, req, res)
+				done(st.outcome(req, event, start, res, err))
+			}()
+			return
+		}
+		done(st.outcome(req, event, start, res, err))
+	})
+	if err != nil {
+		done(st.outcome(req, event, start, nil, err))
+	}
+	return true
+}
+
+// roundTrip runs req's client transaction and waits for its final
+// response: the engine's own (nict.go) when req goes over UDP from the
+// listener socket to an address, sipgo's otherwise (TCP, TLS, a host name
+// for the system to resolve, no UDP listener ready).
+func (st *sipStack) roundTrip(ctx context.Context, cl *sipgo.Client, req *sip.Request) (*sip.Response, error) {
+	if w, dst, ok := st.ownUDP(req); ok {
+		return st.txs.do(ctx, w, dst, req)
 	}
 	return cl.Do(ctx, req)
 }

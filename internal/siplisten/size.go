@@ -16,26 +16,71 @@ func TooLargeForUDP(req *sip.Request) bool {
 	return RequestSize(req)+viaRoom > MaxUDPRequest
 }
 
-// RequestSize returns the size of req on the wire, or an upper estimate
-// when that is clearly below the UDP limit (rendering costs more than the
-// estimate).
+// RequestSize returns the size of req on the wire, or an upper bound of
+// it when that bound, with the Via still to be added, is within
+// MaxUDPRequest (rendering costs more than the bound: a request of the
+// engine's is rendered once, when it is sent).
 func RequestSize(req *sip.Request) int {
-	n := len(req.Body()) + 64 + 2*len(req.Recipient.User+req.Recipient.Host)
+	n := len(req.Method) + uriBound(&req.Recipient) + 16 // " SIP/2.0\r\n", blank line
+	n += len(req.Body()) + 24                            // Content-Length, when added
 	for _, h := range req.Headers() {
-		n += len(h.Name()) + 4
-		switch h.(type) {
-		case *sip.FromHeader, *sip.ToHeader, *sip.ContactHeader, *sip.RouteHeader, *sip.ViaHeader:
-			n += 200
+		n += len(h.Name()) + 4 // ": ", CRLF
+		switch h := h.(type) {
+		case *sip.FromHeader:
+			n += addressBound(h.DisplayName, &h.Address, h.Params)
+		case *sip.ToHeader:
+			n += addressBound(h.DisplayName, &h.Address, h.Params)
+		case *sip.ContactHeader:
+			n += addressBound(h.DisplayName, &h.Address, h.Params)
+		case *sip.RouteHeader:
+			n += uriBound(&h.Address) + 2
+		case *sip.RecordRouteHeader:
+			n += uriBound(&h.Address) + 2
+		case *sip.ViaHeader:
+			n += len(h.ProtocolName) + len(h.ProtocolVersion) + len(h.Transport) + 3 +
+				len(h.Host) + 2 + portBound + paramsBound(h.Params)
+		case *sip.CSeqHeader:
+			n += 11 + len(h.MethodName) // uint32, space, method
+		case *sip.CallIDHeader:
+			n += len(*h)
+		case *sip.MaxForwardsHeader, *sip.ExpiresHeader, *sip.ContentLengthHeader:
+			n += 10 // uint32
+		case *sip.ContentTypeHeader:
+			n += len(*h)
 		default:
 			n += len(h.Value())
 		}
 	}
-	if n < 700 {
+	if n+viaRoom <= MaxUDPRequest {
 		return n
 	}
 	var c byteCounter
 	req.StringWrite(&c)
 	return int(c)
+}
+
+// portBound is room for ":" and a port number.
+const portBound = 21
+
+// uriBound is at least the length of u on the wire.
+func uriBound(u *sip.Uri) int {
+	return len(u.Scheme) + 4 + len(u.Raw()) + 2 + len(u.User) + len(u.Password) + 2 +
+		len(u.Host) + 2 + portBound + paramsBound(u.UriParams) + paramsBound(u.Headers)
+}
+
+// addressBound is at least the length of a name-addr header value.
+func addressBound(display string, u *sip.Uri, params sip.HeaderParams) int {
+	return 2*len(display) + 4 + uriBound(u) + 2 + paramsBound(params)
+}
+
+// paramsBound is at least the length of a parameter list on the wire,
+// its leading separator included.
+func paramsBound(ps sip.HeaderParams) int {
+	n := 1
+	for _, kv := range ps {
+		n += len(kv.K) + len(kv.V) + 4
+	}
+	return n
 }
 
 // byteCounter counts the bytes written to it.
