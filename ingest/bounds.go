@@ -7,6 +7,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/sipwrite"
 )
 
 // Drop reasons of input over a length bound (config max_uri_length,
@@ -95,22 +96,6 @@ func printable(b []byte, n int) string {
 	return string(out)
 }
 
-// len is the length of u as written.
-func (c *lenCounter) len(u *sip.Uri) int {
-	*c = 0
-	u.StringWrite(c)
-	return int(*c)
-}
-
-// lenCounter counts the bytes written to it.
-type lenCounter int
-
-// WriteString adds the length of s.
-func (c *lenCounter) WriteString(s string) (int, error) {
-	*c += lenCounter(len(s))
-	return len(s), nil
-}
-
 // checkMirror bounds the parsed fields of a SIP copy: the Request-URI, the
 // From, To and Contact URIs, the Call-ID and the From and To tags.
 func (c *Config) checkMirror(m *mirrored) *tooLong {
@@ -126,16 +111,15 @@ func (c *Config) checkMirror(m *mirrored) *tooLong {
 	if c.MaxURILength <= 0 {
 		return nil
 	}
-	n := new(lenCounter) // one allocation for every URI of the message
 	if m.req != nil {
-		if e := over(reasonURITooLong, "Request-URI", n.len(&m.req.Recipient), c.MaxURILength); e != nil {
+		if e := over(reasonURITooLong, "Request-URI", sipwrite.URILen(&m.req.Recipient), c.MaxURILength); e != nil {
 			return e
 		}
 	}
-	if e := over(reasonURITooLong, "From URI", n.len(&m.msg.From().Address), c.MaxURILength); e != nil {
+	if e := over(reasonURITooLong, "From URI", sipwrite.URILen(&m.msg.From().Address), c.MaxURILength); e != nil {
 		return e
 	}
-	if e := over(reasonURITooLong, "To URI", n.len(&m.msg.To().Address), c.MaxURILength); e != nil {
+	if e := over(reasonURITooLong, "To URI", sipwrite.URILen(&m.msg.To().Address), c.MaxURILength); e != nil {
 		return e
 	}
 	hs, ok := m.msg.(interface{ Headers() []sip.Header })
@@ -144,7 +128,7 @@ func (c *Config) checkMirror(m *mirrored) *tooLong {
 	}
 	for _, h := range hs.Headers() {
 		if ch, ok := h.(*sip.ContactHeader); ok {
-			if e := over(reasonURITooLong, "Contact URI", n.len(&ch.Address), c.MaxURILength); e != nil {
+			if e := over(reasonURITooLong, "Contact URI", sipwrite.URILen(&ch.Address), c.MaxURILength); e != nil {
 				return e
 			}
 		}

@@ -130,8 +130,20 @@ func startLine(line []byte, f *keyFields) bool {
 	if !ok || len(uri) == 0 || bytes.ContainsAny(uri, " \t") {
 		return false
 	}
-	f.reqMethod = string(line[:sp])
+	f.reqMethod = methodString(line[:sp])
 	return true
+}
+
+// methodString returns b as a string, without allocating for the methods
+// of RFC 3261 and its extensions.
+func methodString(b []byte) string {
+	for _, m := range []sip.RequestMethod{sip.REGISTER, sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.PRACK,
+		sip.UPDATE, sip.OPTIONS, sip.SUBSCRIBE, sip.NOTIFY, sip.PUBLISH, sip.REFER, sip.INFO, sip.MESSAGE} {
+		if string(b) == string(m) {
+			return string(m)
+		}
+	}
+	return string(b)
 }
 
 // cseqValue reads "number SP METHOD".
@@ -144,7 +156,7 @@ func cseqValue(v []byte, f *keyFields) bool {
 	if err != nil || n > 1<<31-1 {
 		return false
 	}
-	f.cseq, f.cseqMethod = uint32(n), string(v[sp+1:])
+	f.cseq, f.cseqMethod = uint32(n), methodString(v[sp+1:])
 	return true
 }
 

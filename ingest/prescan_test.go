@@ -123,3 +123,15 @@ func TestPrescanDropsForwardedCopy(t *testing.T) {
 	default:
 	}
 }
+
+// TestMethodStringKnownMethods checks that a known method is returned
+// without a copy and an unknown one as it is.
+func TestMethodStringKnownMethods(t *testing.T) {
+	var got string
+	if n := testing.AllocsPerRun(100, func() { got = methodString([]byte("REGISTER")) }); n != 0 || got != "REGISTER" {
+		t.Fatalf("methodString(REGISTER) = %q with %v allocations", got, n)
+	}
+	if got := methodString([]byte("FOO")); got != "FOO" {
+		t.Fatalf("methodString(FOO) = %q", got)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/aor"
+	"github.com/puaside/puaside/internal/sipwrite"
 )
 
 // Kinds of input, the "kind" label of the ingest metrics.
@@ -162,85 +163,137 @@ func parseTraceAddr(v string) (netip.AddrPort, bool) {
 // Record-Route unless it answers a REGISTER; no body.
 // src is where the copy came from: the top Via gets rport and received
 // (RFC 3581) when it asks with an empty rport. The headers are written from
-// the parsed request as they are, without building a sipgo response (that
-// cloned every copied header per copy). The tag is derived from the
-// request's Call-ID, From tag and CSeq, so a retransmitted copy is answered
-// with the same tag.
+// the parsed request as sipgo writes them, without building a sipgo
+// response (that cloned every copied header per copy) and without sipgo's
+// per-value strings. The tag is derived from the request's Call-ID, From
+// tag and CSeq, so a retransmitted copy is answered with the same tag.
 func statelessOK(req *sip.Request, src netip.AddrPort) []byte {
-	var b bytes.Buffer
-	b.Grow(512)
-	b.WriteString("SIP/2.0 200 OK\r\n")
+	b := make([]byte, 0, 512)
+	b = append(b, "SIP/2.0 200 OK\r\n"...)
+	hs := req.Headers()
 	if req.Method != sip.REGISTER {
 		// RFC 3261 §12.1.1: a 2xx that could set up a dialog copies them.
-		for _, h := range req.GetHeaders("Record-Route") {
-			h.StringWrite(&b)
-			b.WriteString("\r\n")
-		}
-	}
-	for i, h := range req.GetHeaders("Via") {
-		if v, ok := h.(*sip.ViaHeader); ok && i == 0 {
-			if val, exists := v.Params.Get("rport"); exists && val == "" {
-				top := v.Clone()
-				top.Params.Add("rport", strconv.Itoa(int(src.Port())))
-				top.Params.Add("received", src.Addr().String())
-				h = top
+		var w bytes.Buffer
+		for _, h := range hs {
+			if sipwrite.SameName(h.Name(), "Record-Route") {
+				h.StringWrite(&w)
+				w.WriteString("\r\n")
 			}
 		}
-		h.StringWrite(&b)
-		b.WriteString("\r\n")
+		b = append(b, w.Bytes()...)
+	}
+	top := true
+	for _, h := range hs {
+		if !sipwrite.SameName(h.Name(), "Via") {
+			continue
+		}
+		v, ok := h.(*sip.ViaHeader)
+		if !ok {
+			b = appendHeader(b, h.Name(), h.Value())
+			top = false
+			continue
+		}
+		params := v.Params
+		if top {
+			if val, exists := v.Params.Get("rport"); exists && val == "" {
+				params = withRport(v.Params, src)
+			}
+		}
+		top = false
+		b = append(b, "Via: "...)
+		b = sipwrite.AppendViaValue(b, v, params)
+		b = append(b, "\r\n"...)
 	}
 	if h := req.From(); h != nil {
-		h.StringWrite(&b)
-		b.WriteString("\r\n")
+		b = append(b, "From: "...)
+		b = sipwrite.AppendNameAddr(b, h.DisplayName, &h.Address, h.Params)
+		b = append(b, "\r\n"...)
 	}
 	if h := req.To(); h != nil {
-		h.StringWrite(&b)
+		b = append(b, "To: "...)
+		b = sipwrite.AppendNameAddr(b, h.DisplayName, &h.Address, h.Params)
 		if !h.Params.Has("tag") {
-			b.WriteString(";tag=")
-			b.WriteString(replyTag(req))
+			b = append(b, ";tag="...)
+			b = strconv.AppendUint(b, replyTag(req), 16)
 		}
-		b.WriteString("\r\n")
+		b = append(b, "\r\n"...)
 	}
 	if h := req.CallID(); h != nil {
-		h.StringWrite(&b)
-		b.WriteString("\r\n")
+		b = appendHeader(b, "Call-ID", h.Value())
 	}
 	if h := req.CSeq(); h != nil {
-		h.StringWrite(&b)
-		b.WriteString("\r\n")
+		b = append(b, "CSeq: "...)
+		b = strconv.AppendInt(b, int64(h.SeqNo), 10)
+		b = append(b, ' ')
+		b = append(b, h.MethodName...)
+		b = append(b, "\r\n"...)
 	}
-	b.WriteString("Content-Length: 0\r\n\r\n")
-	return b.Bytes()
+	return append(b, "Content-Length: 0\r\n\r\n"...)
+}
+
+// appendHeader appends "name: value" and CRLF.
+func appendHeader(b []byte, name, value string) []byte {
+	b = append(b, name...)
+	b = append(b, ": "...)
+	b = append(b, value...)
+	return append(b, "\r\n"...)
+}
+
+// withRport returns a copy of a top Via's params with rport set to the
+// source port and received to the source address (sip.HeaderParams.Add
+// for each: set in place when present, appended otherwise).
+func withRport(p sip.HeaderParams, src netip.AddrPort) sip.HeaderParams {
+	out := make(sip.HeaderParams, len(p), len(p)+1)
+	copy(out, p)
+	out.Add("rport", strconv.Itoa(int(src.Port())))
+	out.Add("received", src.Addr().String())
+	return out
 }
 
 // replyTag is the To tag of statelessOK: FNV-1a of Call-ID, From tag and
-// CSeq, in hexadecimal.
-func replyTag(req *sip.Request) string {
-	const offset, prime = 14695981039346656037, 1099511628211
-	h := uint64(offset)
-	mix := func(s string) {
-		for i := 0; i < len(s); i++ {
-			h = (h ^ uint64(s[i])) * prime
-		}
-		h = (h ^ 0xff) * prime // separator
-	}
+// CSeq.
+func replyTag(req *sip.Request) uint64 {
+	h := uint64(fnvOffset)
 	if c := req.CallID(); c != nil {
-		mix(c.Value())
+		h = fnvMix(h, c.Value())
 	}
 	if f := req.From(); f != nil {
 		t, _ := f.Params.Get("tag")
-		mix(t)
+		h = fnvMix(h, t)
 	}
 	if cs := req.CSeq(); cs != nil {
-		mix(strconv.FormatUint(uint64(cs.SeqNo), 10))
+		var n [10]byte
+		h = fnvMix(h, strconv.AppendUint(n[:0], uint64(cs.SeqNo), 10))
 	}
-	return strconv.FormatUint(h, 16)
+	return h
+}
+
+const fnvOffset, fnvPrime = 14695981039346656037, 1099511628211
+
+// fnvMix adds s and a separator to the FNV-1a hash h.
+func fnvMix[T string | []byte](h uint64, s T) uint64 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime
+	}
+	return (h ^ 0xff) * fnvPrime
 }
 
 // header returns the first header called name (case-insensitive) or nil.
+// It walks the headers without sipgo's GetHeaders, which lowercases every
+// header name it compares (a string for each uncommon one) and collects
+// all matches.
 func header(msg sip.Message, name string) sip.Header {
-	if hs := msg.GetHeaders(name); len(hs) > 0 {
-		return hs[0]
+	hs, ok := msg.(interface{ Headers() []sip.Header })
+	if !ok {
+		if all := msg.GetHeaders(name); len(all) > 0 {
+			return all[0]
+		}
+		return nil
+	}
+	for _, h := range hs.Headers() {
+		if sipwrite.SameName(h.Name(), name) {
+			return h
+		}
 	}
 	return nil
 }

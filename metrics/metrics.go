@@ -39,6 +39,9 @@ type Metrics struct {
 	// label lookup hashes and compares the label values each time).
 	depth  sync.Map // queue → prometheus.Gauge
 	events sync.Map // [2]string{tracker, what} → prometheus.Counter
+	// ingested caches the children of ingest (one a message otherwise
+	// costs a label hash and a lookup).
+	ingested sync.Map // [3]string{input, kind, result} → prometheus.Counter
 }
 
 // Reasons of puaside_http_refused_total: requests the management plane
@@ -311,7 +314,12 @@ func (m *Metrics) Ingest(input, kind, result string) {
 	if m == nil {
 		return
 	}
-	m.ingest.WithLabelValues(input, kind, result).Inc()
+	k := [3]string{input, kind, result}
+	c, ok := m.ingested.Load(k)
+	if !ok {
+		c, _ = m.ingested.LoadOrStore(k, m.ingest.WithLabelValues(input, kind, result))
+	}
+	c.(prometheus.Counter).Inc()
 }
 
 // Drop counts input dropped before processing, with the reason

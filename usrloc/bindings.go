@@ -3,6 +3,7 @@ package usrloc
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -165,9 +166,13 @@ func (t *Tracker) setContacts(st *aorState, next []Binding, now time.Time, remov
 	}
 	st.contacts = next
 	if changed {
-		t.log.Debug("usrloc: bindings changed", "aor", st.aor, "contacts", len(next))
+		if t.log.Enabled(context.Background(), slog.LevelDebug) {
+			t.log.Debug("usrloc: bindings changed", "aor", st.aor, "contacts", len(next))
+		}
 		if t.onChange != nil {
-			*ch = append(*ch, change{aor: st.aor, contacts: append([]Binding(nil), next...)})
+			// A binding set is never changed in place (see aorState), so
+			// it is handed over as it is.
+			*ch = append(*ch, change{aor: st.aor, contacts: next})
 		}
 	}
 	// The document depends only on the URIs and q values: a plain refresh

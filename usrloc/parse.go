@@ -11,6 +11,7 @@ import (
 
 	"github.com/puaside/puaside/aor"
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/sipwrite"
 )
 
 // Reasons a REGISTER (or its reply) is rejected. Each is a metric label
@@ -83,23 +84,22 @@ func ParseRegister(req *sip.Request, publishHeader string) (Register, error) {
 	if err != nil {
 		return r, err
 	}
-	if h := req.GetHeader("Expires"); h != nil {
-		v, err := parseSeconds(h.Value())
+	hs := scanHeaders(req, publishHeader)
+	if hs.expires != nil {
+		v, err := parseSeconds(hs.expires.Value())
 		if err != nil {
 			return r, ErrBadExpires
 		}
 		r.Expires = v
 	}
-	if h := req.GetHeader("User-Agent"); h != nil {
-		r.UserAgent = h.Value()
+	if hs.userAgent != nil {
+		r.UserAgent = hs.userAgent.Value()
 	}
-	if publishHeader != "" {
-		if h := req.GetHeader(publishHeader); h != nil {
-			on := flagValue(h.Value())
-			r.Publish = &on
-		}
+	if hs.publish != nil {
+		on := flagValue(hs.publish.Value())
+		r.Publish = &on
 	}
-	if err := parseContacts(req, &r); err != nil {
+	if err := parseContacts(hs.contacts, &r); err != nil {
 		return r, err
 	}
 	if r.Wildcard {
@@ -117,6 +117,51 @@ func ParseRegister(req *sip.Request, publishHeader string) (Register, error) {
 	return r, nil
 }
 
+// registerHeaders are the headers of a REGISTER or its reply that usrloc
+// reads beyond To, Call-ID and CSeq: the first of each, and every Contact.
+type registerHeaders struct {
+	expires, userAgent, publish sip.Header
+	contacts                    []sip.Header
+}
+
+// scanHeaders finds the registerHeaders of m in one walk over its headers
+// (sipgo's GetHeader lowercases every header name it passes, a string for
+// each uncommon one, per call). publishHeader "" is none.
+func scanHeaders(m sip.Message, publishHeader string) registerHeaders {
+	var r registerHeaders
+	all, ok := m.(interface{ Headers() []sip.Header })
+	if !ok {
+		first := func(name string) sip.Header {
+			if hs := m.GetHeaders(name); len(hs) > 0 {
+				return hs[0]
+			}
+			return nil
+		}
+		r.expires, r.userAgent = first("Expires"), first("User-Agent")
+		if publishHeader != "" {
+			r.publish = first(publishHeader)
+		}
+		r.contacts = m.GetHeaders("Contact")
+		return r
+	}
+	for _, h := range all.Headers() {
+		name := h.Name()
+		switch {
+		case sipwrite.SameName(name, "Contact"):
+			r.contacts = append(r.contacts, h)
+		case r.expires == nil && sipwrite.SameName(name, "Expires"):
+			r.expires = h
+		case r.userAgent == nil && sipwrite.SameName(name, "User-Agent"):
+			r.userAgent = h
+		}
+		// Checked apart: the flag header may be named like one above.
+		if publishHeader != "" && r.publish == nil && sipwrite.SameName(name, publishHeader) {
+			r.publish = h
+		}
+	}
+	return r
+}
+
 // ParseRegisterReply parses a 2xx reply to REGISTER: its Contact list is
 // the complete binding set (possibly empty) with the granted expiries.
 func ParseRegisterReply(res *sip.Response) (Register, error) {
@@ -127,12 +172,13 @@ func ParseRegisterReply(res *sip.Response) (Register, error) {
 	if err != nil {
 		return r, err
 	}
-	if h := res.GetHeader("Expires"); h != nil {
-		if v, err := parseSeconds(h.Value()); err == nil {
+	hs := scanHeaders(res, "")
+	if hs.expires != nil {
+		if v, err := parseSeconds(hs.expires.Value()); err == nil {
 			r.Expires = v
 		}
 	}
-	if err := parseContacts(res, &r); err != nil {
+	if err := parseContacts(hs.contacts, &r); err != nil {
 		return r, err
 	}
 	if r.Wildcard {
@@ -168,8 +214,9 @@ func parseCommon(m sip.Message) (Register, error) {
 }
 
 // parseContacts reads every Contact header entry.
-func parseContacts(m sip.Message, r *Register) error {
-	for _, h := range m.GetHeaders("Contact") {
+func parseContacts(contacts []sip.Header, r *Register) error {
+	var scratch [256]byte
+	for _, h := range contacts {
 		ch, ok := h.(*sip.ContactHeader)
 		if !ok {
 			return ErrBadContact
@@ -178,7 +225,7 @@ func parseContacts(m sip.Message, r *Register) error {
 			r.Wildcard = true
 			continue
 		}
-		uri := ch.Address.String()
+		uri := string(sipwrite.AppendURI(scratch[:0], &ch.Address))
 		if ch.Address.Host == "" || uri == "" || strings.ContainsAny(uri, " \t\r\n<>") {
 			return ErrBadContact
 		}

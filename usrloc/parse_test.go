@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -209,6 +210,7 @@ func FuzzParseRegister(f *testing.F) {
 		if err != nil {
 			return
 		}
+		checkScanHeaders(t, msg)
 		var reg Register
 		switch m := msg.(type) {
 		case *sip.Request:
@@ -232,4 +234,40 @@ func FuzzParseRegister(f *testing.F) {
 			checkWellFormed(t, BuildPIDF(reg.AoR, []Binding{{URI: c.URI, Q: c.Q}}))
 		}
 	})
+}
+
+// checkScanHeaders compares scanHeaders with sipgo's own header lookups.
+func checkScanHeaders(t *testing.T, msg sip.Message) {
+	t.Helper()
+	first := func(name string) sip.Header {
+		if hs := msg.GetHeaders(name); len(hs) > 0 {
+			return hs[0]
+		}
+		return nil
+	}
+	for _, pub := range []string{"X-Puaside-Publish", "expires", ""} {
+		got := scanHeaders(msg, pub)
+		want := registerHeaders{expires: first("Expires"), userAgent: first("User-Agent"), contacts: msg.GetHeaders("Contact")}
+		if pub != "" {
+			want.publish = first(pub)
+		}
+		if got.expires != want.expires || got.userAgent != want.userAgent || got.publish != want.publish ||
+			!slices.Equal(got.contacts, want.contacts) {
+			t.Fatalf("publish header %q: scanHeaders %+v, sipgo's lookups %+v", pub, got, want)
+		}
+	}
+}
+
+func TestScanHeadersMatchesSipgo(t *testing.T) {
+	msg, err := sip.ParseMessage([]byte("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n" +
+		"From: <sip:a@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n" +
+		"m: <sip:a@h1>\r\nEXPIRES: 60\r\nexpires: 70\r\nuser-agent: p\r\nX-PUAside-publish: no\r\n" +
+		"Contact: <sip:a@h2>, <sip:a@h3>\r\nContent-Length: 0\r\n\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkScanHeaders(t, msg)
+	if hs := scanHeaders(msg, "X-Puaside-Publish"); len(hs.contacts) != 3 || hs.publish == nil || hs.expires.Value() != "60" {
+		t.Fatalf("scanHeaders %+v", hs)
+	}
 }

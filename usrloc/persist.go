@@ -147,7 +147,7 @@ func (t *Tracker) Flush(ctx context.Context) error {
 	for aor := range t.dirty {
 		var bs []Binding
 		if st := t.aors[aor]; st != nil {
-			bs = append(bs, st.contacts...)
+			bs = st.contacts // never changed in place (aorState)
 		}
 		save[aor] = bs
 	}

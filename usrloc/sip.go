@@ -3,7 +3,7 @@ package usrloc
 import (
 	"context"
 	"errors"
-	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -71,7 +71,8 @@ func (t *Tracker) remember(reg Register) {
 }
 
 func pendingKey(callID string, cseq uint32) string {
-	return fmt.Sprintf("%s\x00%d", callID, cseq)
+	var n [10]byte
+	return callID + "\x00" + string(strconv.AppendUint(n[:0], uint64(cseq), 10))
 }
 
 func (t *Tracker) handleResponse(res *sip.Response, src event.Source) {

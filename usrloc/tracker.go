@@ -56,7 +56,8 @@ type Store interface {
 	// SaveContacts replaces, in one transaction, the stored bindings of
 	// each AoR in aors (an empty slice deletes them). An AoR the database
 	// cannot hold is set aside by the store and the call succeeds for the
-	// others; an error means the whole call must be retried.
+	// others; an error means the whole call must be retried. The slices
+	// are the tracker's own and must not be modified.
 	SaveContacts(ctx context.Context, aors map[string][]Binding) error
 	// LoadFlags returns the per-user publishing flags.
 	LoadFlags(ctx context.Context) (map[string]bool, error)
@@ -86,8 +87,9 @@ type Options struct {
 	// the changes, whenever the set of contacts of an AoR changes (a
 	// contact added, removed or expired, or its q, received or instance
 	// changed; a plain refresh is not a change). contacts is the new set
-	// (empty when the AoR has no binding left), sorted by URI. It must not
-	// call HandleSIP or ApplyRegistration.
+	// (empty when the AoR has no binding left), sorted by URI; it is the
+	// tracker's own and must not be modified. It must not call HandleSIP
+	// or ApplyRegistration.
 	OnChange func(aor string, contacts []Binding)
 }
 
@@ -112,8 +114,11 @@ const pendingTTL = 32 * time.Second
 
 // aorState is the tracker's view of one AoR.
 type aorState struct {
-	aor      string
-	contacts []Binding // sorted by URI
+	aor string
+	// contacts are sorted by URI. A set is never changed in place: a new
+	// slice replaces it, so it is shared (with OnChange, the store's
+	// flush) without a copy.
+	contacts []Binding
 	// digest of the document last handed to the publisher; published says
 	// whether a publication exists at all.
 	digest    [32]byte
