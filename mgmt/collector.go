@@ -44,8 +44,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			pubs[es{ev, st}] = 0
 		}
 	}
-	for _, p := range c.eng.Publications() {
-		pubs[es{p.Key.Event, p.State}]++
+	for _, n := range c.eng.PublicationStates() {
+		pubs[es{n.Event, n.State}] += n.N
 	}
 	for k, n := range pubs {
 		ch <- constGauge(c.pubs, n, k.event, k.state)
@@ -56,8 +56,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			subs[es{ev, st}] = 0
 		}
 	}
-	for _, s := range c.eng.Subscriptions() {
-		subs[es{s.Key.Event, s.State}]++
+	for _, n := range c.eng.SubscriptionStates() {
+		subs[es{n.Event, n.State}] += n.N
 	}
 	for k, n := range subs {
 		ch <- constGauge(c.subs, n, k.event, k.state)

@@ -39,6 +39,10 @@ type Engine interface {
 	// Publications and Subscriptions return snapshots of the records.
 	Publications() []pua.PublicationInfo
 	Subscriptions() []pua.SubscriptionInfo
+	// PublicationStates and SubscriptionStates count the records by event
+	// package and state (the metrics scrape), copying none of them.
+	PublicationStates() []pua.StateCount
+	SubscriptionStates() []pua.StateCount
 }
 
 // Registrations is the usrloc tracker as the API sees it: listings of

@@ -657,6 +657,30 @@ func (e *Engine) Publications() []PublicationInfo {
 	return out
 }
 
+// PublicationStates counts the publications by event package and state,
+// copying none of them (what a metrics scrape reads).
+func (e *Engine) PublicationStates() []StateCount {
+	counts := map[[2]string]int{}
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.Lock()
+		for _, r := range s.pubs {
+			counts[[2]string{r.key.Event, r.state}]++
+		}
+		s.mu.Unlock()
+	}
+	return stateCounts(counts)
+}
+
+// stateCounts lists counts by event package and state.
+func stateCounts(counts map[[2]string]int) []StateCount {
+	out := make([]StateCount, 0, len(counts))
+	for k, n := range counts {
+		out = append(out, StateCount{Event: k[0], State: k[1], N: n})
+	}
+	return out
+}
+
 func (r *pubRec) info() PublicationInfo {
 	ct := r.ctype
 	if ct == "" {

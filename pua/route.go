@@ -65,8 +65,8 @@ func (f *failedTargets) order(ts []resolve.Target, now time.Time) []resolve.Targ
 
 // targets returns where req goes, in the order to try: the next hop is hop
 // if set, else the top Route, else the Request-URI; a host name is
-// resolved as RFC 3263 says. A sips: next hop or Request-URI allows TLS
-// only.
+// resolved as RFC 3263 says, within ctx and request_timeout. A sips: next
+// hop or Request-URI allows TLS only.
 func (st *sipStack) targets(ctx context.Context, req *sip.Request, hop string) ([]resolve.Target, error) {
 	var u sip.Uri
 	switch {
@@ -98,6 +98,13 @@ func (st *sipStack) targets(ctx context.Context, req *sip.Request, hop string) (
 	var ts []resolve.Target
 	var err error
 	if st.res != nil {
+		if net.ParseIP(strings.Trim(u.Host, "[]")) == nil {
+			// A name: the lookup is bounded by request_timeout (an
+			// address is answered at once, without a timer).
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, st.e.cfg.RequestTimeout)
+			defer cancel()
+		}
 		ts, err = st.res.Lookup(ctx, n)
 	}
 	if st.res == nil || (err != nil && net.ParseIP(strings.Trim(u.Host, "[]")) == nil) {
@@ -180,9 +187,7 @@ func (st *sipStack) send(req *sip.Request, hop, event string) txOutcome {
 // caller's when no target is found. The targets are resolved in the
 // caller's goroutine.
 func (st *sipStack) sendAsync(req *sip.Request, hop, event string, done func(txOutcome)) {
-	ctx, cancel := context.WithTimeout(st.e.stopCtx, st.e.cfg.RequestTimeout)
-	ts, err := st.targets(ctx, req, hop)
-	cancel()
+	ts, err := st.targets(st.e.stopCtx, req, hop)
 	if err != nil {
 		done(txOutcome{err: err})
 		return

@@ -494,6 +494,21 @@ func (e *Engine) retrySub(r *subRec, res Result, gen uint64, now time.Time, log 
 	e.sched.Schedule(r, now.Add(d))
 }
 
+// SubscriptionStates counts the subscriptions by event package and
+// state, copying none of them (what a metrics scrape reads).
+func (e *Engine) SubscriptionStates() []StateCount {
+	counts := map[[2]string]int{}
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.Lock()
+		for _, r := range s.subs {
+			counts[[2]string{r.key.Event, r.state}]++
+		}
+		s.mu.Unlock()
+	}
+	return stateCounts(counts)
+}
+
 // Subscriptions returns a snapshot of every subscription.
 func (e *Engine) Subscriptions() []SubscriptionInfo {
 	var out []SubscriptionInfo

@@ -145,6 +145,12 @@ const (
 	StateRemoving = "removing" // removal in flight
 )
 
+// StateCount is the number of records of one event package in one state.
+type StateCount struct {
+	Event, State string
+	N            int
+}
+
 // PublicationInfo is a snapshot of one publication record.
 type PublicationInfo struct {
 	Key          Key

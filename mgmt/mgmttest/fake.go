@@ -273,6 +273,33 @@ func (e *Engine) Publications() []pua.PublicationInfo {
 	return out
 }
 
+// PublicationStates implements mgmt.Engine.
+func (e *Engine) PublicationStates() []pua.StateCount {
+	counts := map[[2]string]int{}
+	for _, p := range e.Publications() {
+		counts[[2]string{p.Key.Event, p.State}]++
+	}
+	return countList(counts)
+}
+
+// SubscriptionStates implements mgmt.Engine.
+func (e *Engine) SubscriptionStates() []pua.StateCount {
+	counts := map[[2]string]int{}
+	for _, s := range e.Subscriptions() {
+		counts[[2]string{s.Key.Event, s.State}]++
+	}
+	return countList(counts)
+}
+
+// countList lists counts by event package and state.
+func countList(counts map[[2]string]int) []pua.StateCount {
+	out := make([]pua.StateCount, 0, len(counts))
+	for k, n := range counts {
+		out = append(out, pua.StateCount{Event: k[0], State: k[1], N: n})
+	}
+	return out
+}
+
 // Subscriptions implements mgmt.Engine.
 func (e *Engine) Subscriptions() []pua.SubscriptionInfo {
 	e.mu.Lock()
