@@ -150,7 +150,10 @@ func (l *nictLayer) start(w datagramWriter, dst netip.AddrPort, req *sip.Request
 	}
 	var b bytes.Buffer
 	b.Grow(1024)
-	req.StringWrite(&b)
+	if !writeRequest(&b, req) {
+		b.Reset()
+		req.StringWrite(&b)
+	}
 	if b.Len() > sip.UDPMTUSize-200 {
 		return nil, fmt.Errorf("%d bytes: %w", b.Len(), sip.ErrUDPMTUCongestion)
 	}
