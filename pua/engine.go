@@ -31,8 +31,10 @@ type Options struct {
 	// Claim). Records of other flags are kept.
 	Owners []int
 	// OnPublishResult, when set, is told the final outcome of every
-	// PUBLISH transaction (op is initial, modify, refresh or remove), in
-	// the engine's goroutine and with no lock held; it must not block.
+	// PUBLISH transaction (op is initial, modify, refresh or remove), with
+	// no lock of the engine held, on the goroutine that ended the
+	// transaction: for a reply over UDP that is the listener's reading
+	// goroutine, so it must be quick and must not block.
 	OnPublishResult func(key Key, op string, res Result)
 	// Ownership, with several instances on one database, tells which
 	// presentities this instance sends and writes for (see cluster.go);
@@ -320,6 +322,8 @@ func (e *Engine) worker() {
 			e.runPublish(r, e.release)
 		case *subRec:
 			e.runSubscribe(r)
+			e.release()
+		default:
 			e.release()
 		}
 	}

@@ -2,12 +2,12 @@ package pua
 
 import (
 	"bytes"
-	"net/netip"
 	"reflect"
 	"strconv"
-	"strings"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/puaside/puaside/internal/sipwrite"
 )
 
 // The engine's requests over UDP are rendered once, when their
@@ -16,16 +16,13 @@ import (
 // net.ParseIP (whose error for a host name allocates), the body is copied
 // into a string, and parameters and numbers are formatted into
 // intermediate strings. writeRequest renders the requests the engine
-// builds itself straight into the buffer, with the same bytes.
+// builds itself straight into the buffer, with the same bytes (URIs and
+// parameters as internal/sipwrite writes them).
 
 // genericHeaderType is the type of the headers sip.NewHeader returns
 // (and sipgo's parser, for a header it has no parser of its own for):
 // their value is written as it is.
 var genericHeaderType = reflect.TypeOf(sip.NewHeader("", ""))
-
-// quoteChars are the characters for which sipgo writes a parameter's
-// value in double quotes (its parser's abnf).
-const quoteChars = " \t"
 
 // writeRequest writes req to b byte for byte as req.StringWrite would,
 // and reports whether it could: it declines (returning false, having
@@ -71,18 +68,7 @@ func writeHeader(b *bytes.Buffer, h sip.Header) bool {
 			return false
 		}
 		b.WriteString("Via: ")
-		b.WriteString(h.ProtocolName)
-		b.WriteByte('/')
-		b.WriteString(h.ProtocolVersion)
-		b.WriteByte('/')
-		b.WriteString(h.Transport)
-		b.WriteByte(' ')
-		writeHost(b, h.Host)
-		if h.Port > 0 {
-			b.WriteByte(':')
-			writeInt(b, h.Port)
-		}
-		writeHeaderParams(b, h.Params)
+		b.Write(sipwrite.AppendViaValue(b.AvailableBuffer(), h, h.Params))
 	case *sip.FromHeader:
 		if h == nil {
 			return false
@@ -163,131 +149,33 @@ func writeHeader(b *bytes.Buffer, h sip.Header) bool {
 	return true
 }
 
-// writeNameAddr writes a From, To or Contact value as sipgo does: the
-// display name in double quotes as it is, the URI in angle brackets, then
-// the parameters.
+// writeNameAddr writes a From, To or Contact value as sipgo does,
+// declining a URI that is not a SIP or SIPS one.
 func writeNameAddr(b *bytes.Buffer, display string, u *sip.Uri, params sip.HeaderParams) bool {
-	if display != "" {
-		b.WriteByte('"')
-		b.WriteString(display)
-		b.WriteString("\" ")
-	}
-	b.WriteByte('<')
-	if !writeURI(b, u) {
+	if !sipURI(u) {
 		return false
 	}
-	b.WriteByte('>')
-	writeHeaderParams(b, params)
+	b.Write(sipwrite.AppendNameAddr(b.AvailableBuffer(), display, u, params))
 	return true
 }
 
 // writeURI writes u as sipgo's Uri.StringWrite does, and reports whether
-// u is a SIP or SIPS URI (no scheme means sip); any other is declined.
+// u is a SIP or SIPS URI; any other is declined.
 func writeURI(b *bytes.Buffer, u *sip.Uri) bool {
-	switch u.Scheme {
-	case "", "sip":
-		b.WriteString("sip:")
-	case "sips":
-		b.WriteString("sips:")
-	default:
+	if !sipURI(u) {
 		return false
 	}
-	if u.Raw() != "" {
-		return false
-	}
-	if u.HierarhicalSlashes {
-		b.WriteString("//")
-	}
-	if u.User != "" {
-		b.WriteString(u.User)
-		if u.Password != "" {
-			b.WriteByte(':')
-			b.WriteString(u.Password)
-		}
-		b.WriteByte('@')
-	}
-	writeHost(b, u.Host)
-	if u.Port > 0 {
-		b.WriteByte(':')
-		writeInt(b, u.Port)
-	}
-	if len(u.UriParams) > 0 {
-		b.WriteByte(';')
-		writeParams(b, ';', u.UriParams)
-	}
-	if len(u.Headers) > 0 {
-		b.WriteByte('?')
-		writeParams(b, '&', u.Headers)
-	}
+	b.Write(sipwrite.AppendURI(b.AvailableBuffer(), u))
 	return true
 }
 
-// writeHeaderParams writes a header's parameters after a ';', if it has
-// any.
-func writeHeaderParams(b *bytes.Buffer, ps sip.HeaderParams) {
-	if len(ps) > 0 {
-		b.WriteByte(';')
-		writeParams(b, ';', ps)
-	}
-}
-
-// writeParams writes ps separated by sep as sipgo's HeaderParams.ToString
-// and ToStringWrite do: a key alone when its value is empty, the value in
-// double quotes (as it is) when it holds a space or a tab.
-func writeParams(b *bytes.Buffer, sep byte, ps sip.HeaderParams) {
-	for i, kv := range ps {
-		if i > 0 {
-			b.WriteByte(sep)
-		}
-		b.WriteString(kv.K)
-		switch {
-		case kv.V == "":
-		case strings.ContainsAny(kv.V, quoteChars):
-			b.WriteString("=\"")
-			b.WriteString(kv.V)
-			b.WriteByte('"')
-		default:
-			b.WriteByte('=')
-			b.WriteString(kv.V)
-		}
-	}
-}
-
-// writeHost writes a URI's or a Via's host as sipgo does: in square
-// brackets when it is an IPv6 address (for which sipgo's check is
-// net.ParseIP(host).To4() == nil: not IPv4, not IPv4-mapped, no zone),
-// as it is otherwise.
-func writeHost(b *bytes.Buffer, host string) {
-	if bracketHost(host) {
-		b.WriteByte('[')
-		b.WriteString(host)
-		b.WriteByte(']')
-		return
-	}
-	b.WriteString(host)
-}
-
-// bracketHost reports whether host is an IPv6 address that sipgo writes
-// in brackets. Only a host with a ':' and nothing but hex digits, ':' and
-// '.' can be one, and only that is parsed (netip.ParseAddr, which
-// net.ParseIP uses, without its allocation).
-func bracketHost(host string) bool {
-	if strings.IndexByte(host, ':') < 0 {
-		return false
-	}
-	for i := 0; i < len(host); i++ {
-		switch c := host[i]; {
-		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F', c == ':', c == '.':
-		default:
-			return false
-		}
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.Zone() == "" && a.Is6() && !a.Is4In6()
+// sipURI reports whether u is a SIP or SIPS URI (no scheme means sip)
+// held as parsed fields.
+func sipURI(u *sip.Uri) bool {
+	return (u.Scheme == "" || u.Scheme == "sip" || u.Scheme == "sips") && u.Raw() == ""
 }
 
 // writeInt writes v in decimal, as strconv.Itoa does.
 func writeInt(b *bytes.Buffer, v int) {
-	var num [20]byte
-	b.Write(strconv.AppendInt(num[:0], int64(v), 10))
+	b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(v), 10))
 }

@@ -68,10 +68,19 @@ func AppendHost(b []byte, host string) []byte {
 }
 
 // isIPv6 is sipgo's test for a host to bracket: a textual IPv6 address
-// (no zone, not an IPv4-mapped one) of at most 46 bytes.
+// (no zone, not an IPv4-mapped one) of at most 46 bytes. Only a host of
+// hex digits, ':' and '.' with a ':' is parsed (a host name, or one in
+// brackets already, costs no parse error).
 func isIPv6(host string) bool {
 	if len(host) > 46 || strings.IndexByte(host, ':') < 0 {
 		return false
+	}
+	for i := 0; i < len(host); i++ {
+		switch c := host[i]; {
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F', c == ':', c == '.':
+		default:
+			return false
+		}
 	}
 	a, err := netip.ParseAddr(host)
 	return err == nil && a.Zone() == "" && a.Is6() && !a.Is4In6()
