@@ -5,18 +5,36 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // inBatches calls fn with consecutive chunks of items, each at most size
-// long, and stops at the first error.
+// long, and stops at the first error. Between chunks it gives the
+// processor away (pause): a large write, with SQLite running in the
+// process, then holds it for one chunk at a time, so that with few
+// processors (GOMAXPROCS=1) the SIP path is not held up by the whole
+// write.
 func inBatches[T any](items []T, size int, fn func(chunk []T) error) error {
 	for start := 0; start < len(items); start += size {
+		if start > 0 {
+			pause()
+		}
 		if err := fn(items[start:min(start+size, len(items))]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// pause parks the calling goroutine for pauseFor. runtime.Gosched is not
+// enough: a goroutine that yields stays runnable, and while one is the
+// scheduler does not poll the network, so the goroutines waiting for
+// datagrams would still wait for the whole write; pauseFor gives them
+// time to carry a datagram through before the next chunk.
+func pause() { time.Sleep(pauseFor) }
+
+// pauseFor is how long pause parks.
+const pauseFor = 200 * time.Microsecond
 
 // batcher runs the multi-row statements of one transaction. The statement
 // of a full-size batch is prepared once and reused (parsed once per
