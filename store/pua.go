@@ -511,6 +511,7 @@ func (db *DB) saveRecords(ctx context.Context, upsert []puaRow, remove []pua.Rec
 		last[recordIdentity(&upsert[i].Record)] = i
 	}
 	var fresh []*puaRow
+	updated := 0
 	for i := range upsert {
 		r := &upsert[i]
 		ident := recordIdentity(&r.Record)
@@ -525,6 +526,9 @@ func (db *DB) saveRecords(ctx context.Context, upsert []puaRow, remove []pua.Rec
 		// Several rows with one identity (written by hand or by another
 		// program): the newest is the record, as LoadRecords reads it.
 		id := ids[len(ids)-1]
+		if updated++; updated%insertBatch == 0 {
+			pause() // as between inBatches' chunks
+		}
 		if err := db.updateRecord(ctx, st, r, id, stored[id]); err != nil {
 			return fmt.Errorf("store: save %s: update record %s: %w", db.Table, ident, err)
 		}

@@ -148,10 +148,13 @@ func (db *DB) saveContacts(ctx context.Context, keys []string, aors map[string][
 	}
 
 	args := make([]any, 0, min(rows, contactInsertBatch)*contactColumns)
-	n, first := 0, ""
+	n, first, chunks := 0, "", 0
 	flush := func() error {
 		if n == 0 {
 			return nil
+		}
+		if chunks++; chunks > 1 {
+			pause() // as between inBatches' chunks
 		}
 		q := contactInsert + valuesList(n, contactColumns)
 		if err := bt.exec(q, n == contactInsertBatch, args); err != nil {
