@@ -370,9 +370,11 @@ func (o txOutcome) result() Result {
 	if o.res == nil {
 		return Result{Err: o.err}
 	}
-	res := Result{Status: o.res.StatusCode, Reason: o.res.Reason}
+	// The texts are kept in the publication's record: copies, not
+	// substrings of the datagram, which they would keep alive.
+	res := Result{Status: o.res.StatusCode, Reason: ownText(o.res.Reason)}
 	if h := o.res.GetHeader("SIP-ETag"); h != nil {
-		res.ETag = strings.TrimSpace(h.Value())
+		res.ETag = strings.Clone(strings.TrimSpace(h.Value()))
 	}
 	name := "Expires"
 	if res.Status == 423 {
@@ -389,6 +391,18 @@ func (o txOutcome) result() Result {
 		}
 	}
 	return res
+}
+
+// ownText returns a copy of s that shares no memory with s: the common
+// reason phrases as constants, anything else cloned.
+func ownText(s string) string {
+	switch s {
+	case "OK":
+		return "OK"
+	case "Accepted":
+		return "Accepted"
+	}
+	return strings.Clone(s)
 }
 
 // retryAfter parses a Retry-After value in its seconds form

@@ -46,3 +46,7 @@ if ! "$lint" version 2>/dev/null | grep -q "version ${GOLANGCI_LINT_VERSION#v} "
 fi
 "$lint" run ./...
 go test -race -count=1 -timeout 25m "$@" ./...
+# The store once more on the C SQLite (-tags sqlite_cgo, needs gcc): the
+# driver an operator may build instead of the pure-Go default.
+go vet -tags sqlite_cgo ./store
+go test -tags sqlite_cgo -count=1 -timeout 10m ./store

@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/go-sql-driver/mysql"
-	"modernc.org/sqlite"
 )
 
 // errUnstorable marks a value or row that can never be stored as it is
@@ -43,9 +42,8 @@ func rowError(err error) bool {
 		}
 		return false
 	}
-	var lite *sqlite.Error
-	if errors.As(err, &lite) {
-		switch lite.Code() & 0xff { // primary result code
+	if code, ok := sqliteCode(err); ok {
+		switch code & 0xff { // primary result code
 		case 18, // SQLITE_TOOBIG
 			19, // SQLITE_CONSTRAINT (NOT NULL, UNIQUE, CHECK, ...)
 			20, // SQLITE_MISMATCH

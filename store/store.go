@@ -1,6 +1,7 @@
 // Package store is the only package that touches SQL. It opens the database
 // named by db_url (sqlite://PATH, the default, through the pure-Go
-// modernc.org/sqlite driver; or mysql://user:pass@host:port/db through
+// modernc.org/sqlite driver, or the C SQLite in a build with -tags
+// sqlite_cgo; or mysql://user:pass@host:port/db through
 // go-sql-driver/mysql), applies the embedded schema, and implements the
 // persistence interfaces of the pua engine and the trackers.
 package store
@@ -18,7 +19,6 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/puaside/puaside/metrics"
 	"github.com/puaside/puaside/schema"
@@ -120,8 +120,8 @@ func redact(dbURL string) string {
 	return u.Redacted()
 }
 
-// ParseURL turns a db_url into a driver name and DSN.
-func ParseURL(dbURL string) (driver, dsn string, err error) {
+// ParseURL turns a db_url into a dialect (SQLite or MySQL) and DSN.
+func ParseURL(dbURL string) (dialect, dsn string, err error) {
 	scheme, rest, ok := strings.Cut(dbURL, "://")
 	if !ok {
 		return "", "", fmt.Errorf("store: db_url %q: missing scheme (want sqlite://PATH or mysql://user:pass@host:port/db): %w", redact(dbURL), ErrUnknownScheme)
@@ -131,11 +131,7 @@ func ParseURL(dbURL string) (driver, dsn string, err error) {
 		if rest == "" {
 			return "", "", fmt.Errorf("store: db_url %q: empty sqlite path", dbURL)
 		}
-		q := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)"
-		if rest == ":memory:" {
-			return SQLite, "file::memory:?" + q, nil
-		}
-		return SQLite, "file:" + rest + "?" + q, nil
+		return SQLite, sqliteDSN(rest), nil
 	case "mysql":
 		u, err := url.Parse(dbURL)
 		if err != nil {
@@ -175,10 +171,15 @@ func Open(ctx context.Context, dbURL, table string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	x, err := sqlx.Open(driver, dsn)
+	name := driver
+	if driver == SQLite {
+		name = sqliteDriver
+	}
+	sdb, err := sql.Open(name, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", driver, err)
 	}
+	x := sqlx.NewDb(sdb, driver) // placeholders: the dialect's, "?" for both
 	if driver == SQLite {
 		// One writer at a time; the busy timeout covers the rest.
 		x.SetMaxOpenConns(1)
