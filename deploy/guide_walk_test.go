@@ -50,6 +50,7 @@ func guideInlineExcused() map[string]string {
 		"dpkg -r puaside":             "TestDebianPackage removes the package after the walk, then checks what stays",
 		"dpkg -P":                     "TestDebianPackage purges the package after the walk, then checks that nothing stays",
 		"go install":                  "needs the module from the network; the local build is the same package",
+		"go build -tags sqlite_cgo":   "scripts/test.sh runs the store's tests built with -tags sqlite_cgo, the part the tag changes",
 		"journalctl -u puaside":       "systemd is not PID 1 on the test machines; TestDebianPackage reads the daemon's stderr, which journald would keep",
 		"systemctl start":             "systemd is not PID 1 on the test machines; TestDebianPackage runs the installed unit's ExecStart as its user",
 		"systemctl reload puaside":    "systemd is not PID 1 on the test machines; TestSIGHUPKeepsTheDaemon sends the SIGHUP the unit's ExecReload sends",
