@@ -44,7 +44,7 @@ func BenchmarkReplicateRegister(b *testing.B) {
 		if i%variants == 0 {
 			clk.Advance(time.Minute)
 		}
-		in.handleSIP(InputReplicate, src, copies[i%variants], reply)
+		in.handleSIP(InputReplicate, src, copies[i%variants], reply, false)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "copies/s")
@@ -86,8 +86,8 @@ func BenchmarkTraceCallCopies(b *testing.B) {
 			clk.Advance(time.Minute)
 		}
 		p := pairs[i%variants]
-		in.handleSIP(InputTrace, src, p[0], nil)
-		in.handleSIP(InputTrace, src, p[1], nil)
+		in.handleSIP(InputTrace, src, p[0], nil, false)
+		in.handleSIP(InputTrace, src, p[1], nil, false)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(2*b.N)/b.Elapsed().Seconds(), "copies/s")

@@ -93,7 +93,7 @@ func TestBoundsHEPAndDisabled(t *testing.T) {
 	m := metrics.New()
 	rec := newRecorder()
 	in := start(t, testConfig(), rec.handlers(), m, newClock())
-	in.handleHEP(mustAddrPort("127.0.0.1:9"), (&hepBuilder{}).chunk(0, 0x0b, []byte{HEPProtoSIP}).chunk(0, 0x0f, raw).bytes())
+	in.handleHEP(mustAddrPort("127.0.0.1:9"), (&hepBuilder{}).chunk(0, 0x0b, []byte{HEPProtoSIP}).chunk(0, 0x0f, raw).bytes(), false)
 	if got := counter(t, m, "puaside_ingest_dropped_total", map[string]string{"input": "hep", "reason": reasonCallIDTooLong}); got != 1 {
 		t.Errorf("hep dropped %v, want 1", got)
 	}
@@ -101,7 +101,7 @@ func TestBoundsHEPAndDisabled(t *testing.T) {
 	cfg.MaxURILength, cfg.MaxCallIDLength, cfg.MaxTagLength, cfg.MaxHeaderLength = 0, 0, 0, 0
 	rec2 := newRecorder()
 	in2 := start(t, cfg, rec2.handlers(), nil, newClock())
-	in2.handleHEP(mustAddrPort("127.0.0.1:9"), (&hepBuilder{}).chunk(0, 0x0b, []byte{HEPProtoSIP}).chunk(0, 0x0f, raw).bytes())
+	in2.handleHEP(mustAddrPort("127.0.0.1:9"), (&hepBuilder{}).chunk(0, 0x0b, []byte{HEPProtoSIP}).chunk(0, 0x0f, raw).bytes(), false)
 	rec2.wait(t, 1)
 }
 

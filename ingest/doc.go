@@ -13,11 +13,18 @@
 // Every input goes through the same pipeline: trust check (trusted_sources)
 // → parse → length bounds (max_uri_length, max_callid_length,
 // max_tag_length, max_header_length) → deduplication → classification → a
-// bounded queue. Worker
-// goroutines take items from the queue and hand normalised events
-// (event.SIP, event.Registration, event.DialogState) to the Handlers that
-// the wiring code supplies: the usrloc, dialoginfo and bla trackers, which in
-// turn drive the pua engine (PUBLISH/SUBSCRIBE out, state in the store).
+// bounded queue, sharded by AoR or call. Worker goroutines, one per shard,
+// take items from the queue and hand normalised events (event.SIP,
+// event.Registration, event.DialogState) to the Handlers that the wiring
+// code supplies: the usrloc, dialoginfo and bla trackers, which in turn
+// drive the pua engine (PUBLISH/SUBSCRIBE out, state in the store). A UDP
+// reader that found its socket empty before a datagram (it is not behind)
+// hands that input to the Handlers itself when its shard has nothing queued
+// or in delivery, which spares a goroutine hand-off per input at ordinary
+// rates; a reader that is behind queues, so that the workers spread a
+// burst over the processors. Inputs of one shard are delivered in arrival
+// order either way. The Handlers must not block for long (they do not: the
+// trackers write to the store from timers).
 //
 // Mirrored traffic never enters a sipgo Server: the sockets here are plain
 // net.PacketConn / net.Listener, parsed with sipgo's parser only, so no

@@ -138,7 +138,7 @@ func (in *Ingest) serveEvents(w http.ResponseWriter, r *http.Request) {
 			ignored++
 			continue
 		}
-		if !in.enqueue(q.key, *q.it) {
+		if ok, _ := in.enqueue(q.key, *q.it, false); !ok {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{
 				"error": "queue full or stopping, retry later", "accepted": accepted,
 			})

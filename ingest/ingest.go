@@ -117,7 +117,8 @@ type Ingest struct {
 	dedup   *dedup
 	logLim  *trusted.Limiter
 	seed    maphash.Seed
-	shards  []chan item
+	shards  []shard
+	ctx     context.Context // the handlers' (Start's, cancelled by Stop)
 	queued  atomic.Int64
 	stopped atomic.Bool
 
@@ -165,9 +166,9 @@ func New(cfg Config, h Handlers, opts Options) (*Ingest, error) {
 		n = defaultWorkers
 	}
 	per := (cfg.QueueSize + n - 1) / n
-	in.shards = make([]chan item, n)
+	in.shards = make([]shard, n)
 	for i := range in.shards {
-		in.shards[i] = make(chan item, per)
+		in.shards[i].ch = make(chan item, per)
 	}
 	return in, nil
 }
@@ -244,10 +245,10 @@ func (in *Ingest) Start(ctx context.Context) error {
 	}
 	in.started = true
 	wctx, cancel := context.WithCancel(ctx)
-	in.cancel = cancel
+	in.cancel, in.ctx = cancel, wctx
 	for i := range in.shards {
 		in.workers.Add(1)
-		go in.work(wctx, in.shards[i])
+		go in.work(wctx, &in.shards[i])
 	}
 	for _, b := range all {
 		in.readers.Add(1)
@@ -306,18 +307,30 @@ func (in *Ingest) Addrs() map[string][]string {
 	return out
 }
 
+// shard is one delivery queue and its worker: the items of one ordering
+// key (orderKey) go to one shard and are delivered in arrival order.
+type shard struct {
+	ch chan item
+	// mu is held while an item of the shard is delivered, by its worker
+	// or by a reader delivering itself (enqueue's here).
+	mu sync.Mutex
+	// pending counts the items put on ch and not delivered yet; a reader
+	// delivers itself only when it is 0, so that nothing overtakes them.
+	pending atomic.Int64
+}
+
 // work delivers the items of one shard until Stop, then drains the shard.
-func (in *Ingest) work(ctx context.Context, ch chan item) {
+func (in *Ingest) work(ctx context.Context, sh *shard) {
 	defer in.workers.Done()
 	for {
 		select {
-		case it := <-ch:
-			in.deliver(ctx, it)
+		case it := <-sh.ch:
+			in.workOne(ctx, sh, it)
 		case <-in.stopCh:
 			for {
 				select {
-				case it := <-ch:
-					in.deliver(ctx, it)
+				case it := <-sh.ch:
+					in.workOne(ctx, sh, it)
 				default:
 					return
 				}
@@ -326,10 +339,18 @@ func (in *Ingest) work(ctx context.Context, ch chan item) {
 	}
 }
 
-// deliver calls the handler of one item; a panicking handler is logged
-// and counted, and the worker carries on.
-func (in *Ingest) deliver(ctx context.Context, it item) {
+// workOne delivers an item taken from sh's queue.
+func (in *Ingest) workOne(ctx context.Context, sh *shard, it item) {
 	in.m.QueueDepth(queueName, int(in.queued.Add(-1)))
+	sh.mu.Lock()
+	in.deliver(ctx, it)
+	sh.pending.Add(-1)
+	sh.mu.Unlock()
+}
+
+// deliver calls the handler of one item; a panicking handler is logged
+// and counted, and the caller carries on.
+func (in *Ingest) deliver(ctx context.Context, it item) {
 	defer func() {
 		if r := recover(); r != nil {
 			in.m.Ingest(it.input, it.kind, resultError)
@@ -348,25 +369,57 @@ func (in *Ingest) deliver(ctx context.Context, it item) {
 	}
 }
 
+// held is an item its reader delivers itself (enqueue's here): sh is
+// locked until deliverHeld. The zero value holds nothing.
+type held struct {
+	sh *shard
+	it item
+}
+
+// deliverHeld delivers h's item, if any, and unlocks its shard.
+func (in *Ingest) deliverHeld(h held) {
+	if h.sh == nil {
+		return
+	}
+	in.deliver(in.ctx, h.it)
+	h.sh.mu.Unlock()
+}
+
 // enqueue puts it on the shard of key without blocking. It reports false
 // (and counts the drop) when the shard is full or the Ingest is stopped.
-func (in *Ingest) enqueue(key string, it item) bool {
+//
+// here is a reader's hint that it found its socket empty before this
+// input (it is not behind): then, when the shard has nothing queued and
+// no item in delivery, enqueue returns the item held instead of queueing
+// it, and the reader delivers it itself with deliverHeld, sparing the
+// hand-off to the worker. A reader that is behind queues, so that the
+// workers spread the load over the processors.
+func (in *Ingest) enqueue(key string, it item, here bool) (bool, held) {
 	if in.stopped.Load() {
 		in.m.Drop(it.input, reasonStopped)
-		return false
+		return false, held{}
 	}
-	ch := in.shards[maphash.String(in.seed, key)%uint64(len(in.shards))]
+	sh := &in.shards[maphash.String(in.seed, key)%uint64(len(in.shards))]
+	if here && sh.mu.TryLock() {
+		if sh.pending.Load() == 0 {
+			in.m.Ingest(it.input, it.kind, resultAccepted)
+			return true, held{sh: sh, it: it}
+		}
+		sh.mu.Unlock()
+	}
+	sh.pending.Add(1)
 	select {
-	case ch <- it:
+	case sh.ch <- it:
 		in.m.QueueDepth(queueName, int(in.queued.Add(1)))
 		in.m.Ingest(it.input, it.kind, resultAccepted)
-		return true
+		return true, held{}
 	default:
+		sh.pending.Add(-1)
 		in.m.Drop(it.input, reasonQueueFull)
 		if in.logLim.Allow("queue_full/"+it.input, in.now()) {
 			in.log.Warn("ingest: queue full, dropping input", "input", it.input, "queue_size", in.cfg.QueueSize)
 		}
-		return false
+		return false, held{}
 	}
 }
 
@@ -394,7 +447,8 @@ func (in *Ingest) bad(input, reason string, src netip.AddrPort, err error) {
 // handleSIP runs one raw SIP copy (replicate or trace input) through
 // parse → dedup → classify → queue. reply, when not nil, sends bytes back
 // to the source of the copy; it is used only for replicated requests.
-func (in *Ingest) handleSIP(input string, src netip.AddrPort, b []byte, reply func([]byte)) {
+// here is the reader's hint for enqueue (it may deliver the copy itself).
+func (in *Ingest) handleSIP(input string, src netip.AddrPort, b []byte, reply func([]byte), here bool) {
 	if len(b) > in.cfg.MaxMessageSize {
 		in.bad(input, reasonOversize, src, fmt.Errorf("%d bytes", len(b)))
 		return
@@ -425,9 +479,11 @@ func (in *Ingest) handleSIP(input string, src netip.AddrPort, b []byte, reply fu
 	if answer {
 		res = statelessOK(m.req, src)
 	}
-	if in.process(input, m, ev) && res != nil {
-		reply(res)
+	ok, h := in.process(input, m, ev, here)
+	if ok && res != nil {
+		reply(res) // answered first: the proxy's transaction ends sooner
 	}
+	in.deliverHeld(h)
 }
 
 // bounded applies the length bounds to a parsed copy (raw is its bytes);
@@ -447,27 +503,28 @@ func (in *Ingest) bounded(input string, src netip.AddrPort, raw []byte, m *mirro
 
 // process dedups, classifies and queues a parsed copy. It reports whether
 // the copy was taken care of (queued, duplicate or ignored); false means it
-// was dropped (queue full) and must not be acknowledged.
-func (in *Ingest) process(input string, m *mirrored, ev event.SIP) bool {
+// was dropped (queue full) and must not be acknowledged. A copy held (see
+// enqueue) is the caller's to deliver.
+func (in *Ingest) process(input string, m *mirrored, ev event.SIP, here bool) (bool, held) {
 	handler := in.h.Call
 	if m.kind == kindRegister || m.kind == kindRegisterReply {
 		handler = in.h.Register
 	}
 	if m.kind == kindOther || handler == nil {
 		in.m.Ingest(input, m.kind, resultIgnored)
-		return true
+		return true, held{}
 	}
 	f := m.keyFields()
 	if in.dedup.seenBefore(in.dedup.key(input, &f), in.now()) {
 		in.m.Ingest(input, m.kind, resultDuplicate)
-		return true
+		return true, held{}
 	}
-	return in.enqueue(m.orderKey(), item{input: input, kind: m.kind, sip: ev})
+	return in.enqueue(m.orderKey(), item{input: input, kind: m.kind, sip: ev}, here)
 }
 
 // handleHEP decodes one HEP packet and runs its SIP payload through the
-// pipeline. HEP is never answered.
-func (in *Ingest) handleHEP(src netip.AddrPort, b []byte) {
+// pipeline. HEP is never answered. here is the reader's hint for enqueue.
+func (in *Ingest) handleHEP(src netip.AddrPort, b []byte, here bool) {
 	if len(b) > in.cfg.MaxMessageSize {
 		in.bad(InputHEP, reasonOversize, src, fmt.Errorf("%d bytes", len(b)))
 		return
@@ -503,5 +560,6 @@ func (in *Ingest) handleHEP(src netip.AddrPort, b []byte) {
 	if ev.Time.IsZero() {
 		ev.Time = in.now()
 	}
-	in.process(InputHEP, m, ev)
+	_, h := in.process(InputHEP, m, ev, here)
+	in.deliverHeld(h)
 }

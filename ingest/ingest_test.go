@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -418,12 +420,12 @@ func TestHEPAuthKey(t *testing.T) {
 	cfg.HEPAuthKey = "secret"
 	m := metrics.New()
 	in := start(t, cfg, rec.handlers(), m, newClock())
-	in.handleHEP(mustAddrPort("127.0.0.1:9"), pkts[0]) // Kamailio sent no key
+	in.handleHEP(mustAddrPort("127.0.0.1:9"), pkts[0], false) // Kamailio sent no key
 	withKey := (&hepBuilder{}).chunk(0, 0x0b, []byte{1}).chunk(0, 0x0e, []byte("secret")).
 		chunk(0, 0x0f, wireBytes(t, "testdata/hep/001.sip.txt")).bytes()
-	in.handleHEP(mustAddrPort("127.0.0.1:9"), withKey)
+	in.handleHEP(mustAddrPort("127.0.0.1:9"), withKey, false)
 	rtcp := (&hepBuilder{}).chunk(0, 0x0b, []byte{5}).chunk(0, 0x0e, []byte("secret")).chunk(0, 0x0f, []byte{0x80}).bytes()
-	in.handleHEP(mustAddrPort("127.0.0.1:9"), rtcp)
+	in.handleHEP(mustAddrPort("127.0.0.1:9"), rtcp, false)
 	rec.wait(t, 1)
 	in.Stop()
 	check(t, "delivered", len(rec.sips), 1)
@@ -497,7 +499,7 @@ func TestQueueFull(t *testing.T) {
 			continue
 		}
 		seen[s.topVia] = true
-		in.handleSIP(InputReplicate, mustAddrPort("127.0.0.1:5070"), s.raw, func([]byte) { replies++ })
+		in.handleSIP(InputReplicate, mustAddrPort("127.0.0.1:5070"), s.raw, func([]byte) { replies++ }, false)
 	}
 	if len(seen) < 3 {
 		t.Fatal("need 3 distinct copies")
@@ -536,7 +538,7 @@ func TestXSiptraceHeaders(t *testing.T) {
 	rec := newRecorder()
 	cfg := testConfig()
 	in := start(t, cfg, rec.handlers(), nil, newClock())
-	in.handleSIP(InputTrace, mustAddrPort("127.0.0.1:5070"), raw, nil)
+	in.handleSIP(InputTrace, mustAddrPort("127.0.0.1:5070"), raw, nil, false)
 	rec.wait(t, 1)
 	in.Stop()
 	e := rec.sips[0]
@@ -596,5 +598,96 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatal("New accepted a bad config")
 			}
 		})
+	}
+}
+
+// TestReaderDeliversItselfInOrder checks enqueue's here: a reader that
+// was not behind delivers an input itself, on its own goroutine, when its
+// shard has nothing queued or in delivery; otherwise the input is queued
+// behind the ones of its shard, so that nothing is overtaken.
+func TestReaderDeliversItselfInOrder(t *testing.T) {
+	all, _ := registerSamples(t)
+	var regs []sample // distinct copies
+	for _, s := range all {
+		if !slices.ContainsFunc(regs, func(r sample) bool { return r.topVia == s.topVia }) {
+			regs = append(regs, s)
+		}
+	}
+	if len(regs) < 3 {
+		t.Fatal("need 3 distinct copies")
+	}
+	var order []string
+	var mu sync.Mutex
+	release := make(chan struct{})
+	first := true
+	h := Handlers{Register: func(_ context.Context, m event.SIP) {
+		mu.Lock()
+		block := first
+		first = false
+		order = append(order, m.Msg.(*sip.Request).Via().Value())
+		mu.Unlock()
+		if block {
+			<-release // the worker stays in delivery of the first input
+		}
+	}}
+	cfg := testConfig()
+	cfg.DedupWindow = 0
+	m := metrics.New()
+	in, err := New(cfg, h, Options{Metrics: m, Clock: newClock(), Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := mustAddrPort("127.0.0.1:5070")
+	key := func(raw []byte) string {
+		msg, err := in.parser.ParseSIP(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg.(*sip.Request).Via().Value()
+	}
+
+	// No worker yet: an input queued makes the next one of its shard
+	// queue too, though the reader asks to deliver it.
+	in.handleSIP(InputTrace, src, regs[0].raw, nil, false)
+	in.handleSIP(InputTrace, src, regs[0].raw, nil, true)
+	check(t, "delivered before the worker runs", len(order), 0)
+	check(t, "queued", in.queued.Load(), int64(2))
+
+	if err := in.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer in.Stop()
+	// The worker is held in the first delivery: a reader's input waits
+	// behind it.
+	waitUntil(t, "first delivery", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 1 })
+	in.handleSIP(InputTrace, src, regs[1].raw, nil, true)
+	mu.Lock()
+	check(t, "overtook the delivery under way", len(order), 1)
+	mu.Unlock()
+	close(release)
+	waitUntil(t, "queued inputs", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 3 })
+
+	// The shard is idle now: the reader delivers before handleSIP returns.
+	in.handleSIP(InputTrace, src, regs[2].raw, nil, true)
+	mu.Lock()
+	got := slices.Clone(order)
+	mu.Unlock()
+	want := []string{key(regs[0].raw), key(regs[0].raw), key(regs[1].raw), key(regs[2].raw)}
+	if !slices.Equal(got, want) {
+		t.Fatalf("delivery order %q, want %q", got, want)
+	}
+	check(t, "queue empty", in.queued.Load(), int64(0))
+	check(t, "accepted", counter(t, m, "puaside_ingest_messages_total",
+		map[string]string{"input": "trace", "kind": "register", "result": "accepted"}), 4)
+}
+
+// waitUntil polls cond until it holds or a bounded deadline passes.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for i := 0; !cond(); i++ {
+		if i == 5000 {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }

@@ -28,13 +28,15 @@ var (
 // SIP message or one HEP packet.
 func (in *Ingest) serveUDP(input string, uc *net.UDPConn) {
 	defer in.readers.Done()
-	var pc udpConn = uc
+	var pc udpConn = plainUDP{uc}
 	if c, err := udpio.New(uc); err == nil {
 		pc = c
 	}
 	buf := make([]byte, in.cfg.MaxMessageSize+1)
 	for {
-		n, src, err := pc.ReadFromUDPAddrPort(buf)
+		// A reader that waited for its datagram delivers it itself when
+		// it can (enqueue's here).
+		n, src, here, err := pc.ReadWaited(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || in.stopped.Load() {
 				return
@@ -55,22 +57,31 @@ func (in *Ingest) serveUDP(input string, uc *net.UDPConn) {
 		}
 		b := buf[:n]
 		if input == InputHEP {
-			in.handleHEP(src, b)
+			in.handleHEP(src, b, here)
 			continue
 		}
 		in.handleSIP(input, src, b, func(res []byte) {
 			if _, err := pc.WriteToUDPAddrPort(res, src); err != nil && in.logLim.Allow("write/"+input, in.now()) {
 				in.log.Warn("ingest: cannot answer replicated request", "input", input, "dst", src.String(), "err", err)
 			}
-		})
+		}, here)
 	}
 }
 
-// udpConn is what serveUDP needs of its socket: a *net.UDPConn, or the
-// same socket through udpio.
+// udpConn is what serveUDP needs of its socket: the socket through
+// udpio, or plainUDP where that fails.
 type udpConn interface {
-	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	ReadWaited(b []byte) (int, netip.AddrPort, bool, error)
 	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+}
+
+// plainUDP is a *net.UDPConn as a udpConn: whether a read waited is not
+// known, so its reader always hands off.
+type plainUDP struct{ *net.UDPConn }
+
+func (p plainUDP) ReadWaited(b []byte) (int, netip.AddrPort, bool, error) {
+	n, from, err := p.ReadFromUDPAddrPort(b)
+	return n, from, false, err
 }
 
 // tlsHandshakeTimeout bounds the TLS handshake of a tls: input connection.
@@ -198,7 +209,7 @@ func (in *Ingest) serveSIPStream(input string, c net.Conn, src netip.AddrPort) {
 			}
 			return
 		}
-		in.handleSIP(input, src, frame, reply)
+		in.handleSIP(input, src, frame, reply, false)
 	}
 }
 
@@ -286,7 +297,7 @@ func (in *Ingest) serveHEPStream(c net.Conn, src netip.AddrPort) {
 			}
 			return
 		}
-		in.handleHEP(src, frame)
+		in.handleHEP(src, frame, false)
 	}
 }
 

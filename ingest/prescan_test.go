@@ -111,12 +111,12 @@ func TestPrescanDropsForwardedCopy(t *testing.T) {
 		"Call-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
 	fwd := strings.Replace(first, "Via: ", "Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKp\r\nVia: ", 1)
 	src := mustAddrPort("127.0.0.1:5070")
-	in.handleSIP(InputTrace, src, []byte(first), nil)
+	in.handleSIP(InputTrace, src, []byte(first), nil, false)
 	<-got
 	if !in.duplicateCopy(InputTrace, []byte(fwd)) {
 		t.Fatal("the forwarded copy is not found a duplicate by its prescanned identity")
 	}
-	in.handleSIP(InputTrace, src, []byte(fwd), nil)
+	in.handleSIP(InputTrace, src, []byte(fwd), nil, false)
 	select {
 	case m := <-got:
 		t.Fatalf("the duplicate reached the handler: %v", m.Msg)

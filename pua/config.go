@@ -56,7 +56,9 @@ type Config struct {
 	HashSize int `yaml:"hash_size"`
 	// MaxOutstanding caps the transactions waiting for a reply from the far
 	// end; further work queues inside the engine (at most one entry per
-	// record). 0 means 256.
+	// record). While a transaction slot is free, a Publish or Remove whose
+	// next hop is an IP address over UDP sends its PUBLISH on the caller's
+	// goroutine instead of waking a worker. 0 means 256.
 	MaxOutstanding int `yaml:"max_outstanding"`
 	// UDPReadBuffer is the receive buffer (SO_RCVBUF) asked for on every UDP
 	// listen socket, in bytes, so that a burst of replies waits in the

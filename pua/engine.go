@@ -1,13 +1,18 @@
 package pua
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/puaside/puaside/clock"
 	"github.com/puaside/puaside/metrics"
@@ -134,8 +139,15 @@ type Engine struct {
 	// applied where its transaction ends, gives it back then.
 	slots    chan struct{}
 	inflight sync.WaitGroup // PUBLISHes sent and not applied yet
-	stopCtx  context.Context
-	stopFunc context.CancelFunc
+	// callers counts the Publish and Remove calls under way, which may
+	// send a PUBLISH themselves (kickPubHere); Stop waits for them.
+	callers sync.WaitGroup
+	// sendsInline: the default next hop is a SIP URI with an IP address
+	// and UDP, so that sending needs no lookup and never blocks the
+	// caller (kickPubHere).
+	sendsInline bool
+	stopCtx     context.Context
+	stopFunc    context.CancelFunc
 }
 
 // New builds an engine; nothing is bound until Start.
@@ -185,6 +197,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 	e.sched = newScheduler(e.clock, e.queue.push)
 	e.stopCtx, e.stopFunc = context.WithCancel(context.Background())
 	e.slots = make(chan struct{}, max(cfg.MaxOutstanding, 1))
+	e.sendsInline = literalUDPHop(cmp.Or(cfg.OutboundProxy, cfg.ServerAddress))
 	s, err := newSIPStack(e)
 	if err != nil {
 		return nil, err
@@ -278,7 +291,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	e.wmu.Unlock()
 
 	done := make(chan struct{})
-	go func() { e.workers.Wait(); e.inflight.Wait(); close(done) }()
+	go func() { e.workers.Wait(); e.callers.Wait(); e.inflight.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -307,14 +320,16 @@ func (e *Engine) Stop(ctx context.Context) error {
 func (e *Engine) worker() {
 	defer e.workers.Done()
 	for {
+		t, ok := e.queue.pop()
+		if !ok {
+			return
+		}
+		// The slot is taken after the record: an idle worker holds none,
+		// so that a caller can take one and send itself (kickPubHere).
+		// The record is read when it runs, so a wait here loses no change.
 		select {
 		case e.slots <- struct{}{}:
 		case <-e.stopCtx.Done():
-			return
-		}
-		t, ok := e.queue.pop()
-		if !ok {
-			<-e.slots
 			return
 		}
 		switch r := t.(type) {
@@ -331,6 +346,33 @@ func (e *Engine) worker() {
 
 // release gives back a worker's slot.
 func (e *Engine) release() { <-e.slots }
+
+// enter counts a Publish or Remove call in e.callers unless Stop was
+// called; the caller calls e.callers.Done when it returns.
+func (e *Engine) enter() bool {
+	e.lmu.Lock()
+	defer e.lmu.Unlock()
+	if e.stopped {
+		return false
+	}
+	e.callers.Add(1)
+	return true
+}
+
+// literalUDPHop reports whether hop is a sip: URI whose host is an IP
+// address and whose transport is UDP (or unset), so that a request to it
+// is sent without a name lookup and without a connection.
+func literalUDPHop(hop string) bool {
+	var u sip.Uri
+	if hop == "" || sip.ParseUri(hop, &u) != nil || !strings.EqualFold(u.Scheme, "sip") {
+		return false
+	}
+	if net.ParseIP(strings.Trim(u.Host, "[]")) == nil {
+		return false
+	}
+	tr, _ := u.UriParams.Get("transport")
+	return tr == "" || strings.EqualFold(tr, "udp")
+}
 
 // isStopped reports whether Stop was called.
 func (e *Engine) isStopped() bool {

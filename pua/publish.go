@@ -191,19 +191,29 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 	if req.Expires < 0 || req.Lifetime < 0 {
 		return nil, fmt.Errorf("pua: publish %s %s: negative expires or lifetime", req.PresURI, req.Event)
 	}
-	if e.isStopped() {
+	if !e.enter() {
 		return nil, ErrStopped
 	}
+	defer e.callers.Done()
 	key := req.Key
 	key.Event = ev.name
 	s := e.pubShard(key)
-	now := e.clock.Now()
-
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	ch, run, err := e.publishLocked(s, key, ev, req, withWaiter)
+	s.mu.Unlock()
+	if run != nil {
+		e.runPublish(run, e.release)
+	}
+	return ch, err
+}
+
+// publishLocked applies req to its record; run is the record when the
+// caller is to send its PUBLISH itself (kickPubHere). Shard locked.
+func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequest, withWaiter bool) (ch chan Result, run *pubRec, err error) {
+	now := e.clock.Now()
 	r := s.pubs[key]
 	if req.IfMatch != "" && (r == nil || r.etag != req.IfMatch) {
-		return nil, fmt.Errorf("%w: %q", ErrWrongETag, req.IfMatch)
+		return nil, nil, fmt.Errorf("%w: %q", ErrWrongETag, req.IfMatch)
 	}
 	if r == nil {
 		if !e.owned.take(req.Flag, e.cfg.MaxPublications, false) {
@@ -212,7 +222,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 				e.log.Warn("publish refused: owner holds max_publications", "aor", req.PresURI, "event", req.Event,
 					"flag", req.Flag, "max_publications", e.cfg.MaxPublications)
 			}
-			return nil, fmt.Errorf("%w: %d held", ErrTooManyPublications, e.cfg.MaxPublications)
+			return nil, nil, fmt.Errorf("%w: %d held", ErrTooManyPublications, e.cfg.MaxPublications)
 		}
 		r = &pubRec{key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending, countedFlag: req.Flag}
 		s.pubs[key] = r
@@ -222,15 +232,14 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 		if req.IfMatch == "" || r.sentGen != r.gen {
 			// Same state again (or that state is still to be sent):
 			// nothing more to send.
-			return r.addWaiter(withWaiter, now), nil
+			return r.addWaiter(withWaiter, now), nil, nil
 		}
 		// A caller naming the ETag without a change asks for a refresh
 		// now (pua_mi / pua.publish with an etag and no new body).
 		r.gen++
 		r.forceRefresh = true
-		ch := r.addWaiter(withWaiter, now)
-		e.kickPub(r)
-		return ch, nil
+		ch = r.addWaiter(withWaiter, now)
+		return ch, e.kickPubHere(r), nil
 	}
 	r.flag = req.Flag
 	r.setDoc(bytes.Clone(req.Body))
@@ -248,9 +257,8 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 	r.clearRefusal()
 	r.gen++
 	e.markDirty(r, &r.dirty)
-	ch := r.addWaiter(withWaiter, now)
-	e.kickPub(r)
-	return ch, nil
+	ch = r.addWaiter(withWaiter, now)
+	return ch, e.kickPubHere(r), nil
 }
 
 // addWaiter registers a waiter for the current generation; if that
@@ -276,6 +284,27 @@ func (e *Engine) kickPub(r *pubRec) {
 		return
 	}
 	e.queue.push(r)
+}
+
+// kickPubHere is kickPub for a caller that can send r's PUBLISH itself:
+// when the next hop needs no lookup (sendsInline) and a transaction slot
+// is free, it takes the slot and returns r, which the caller runs with
+// runPublish once the shard is unlocked, sparing the hand-off to a
+// worker; otherwise it queues r and returns nil. The caller must be
+// counted in e.callers (enter). Shard locked.
+func (e *Engine) kickPubHere(r *pubRec) *pubRec {
+	if r.inFlight || r.backingOff {
+		return nil
+	}
+	if e.sendsInline && r.proxy == "" {
+		select {
+		case e.slots <- struct{}{}:
+			return r
+		default:
+		}
+	}
+	e.queue.push(r)
+	return nil
 }
 
 // Remove withdraws a publication (PUBLISH Expires: 0 with its ETag). A
@@ -306,14 +335,28 @@ func (e *Engine) remove(key Key, withWaiter bool) (chan Result, error) {
 		return nil, err
 	}
 	key.Event = ev.name
+	here := e.enter()
+	if here {
+		defer e.callers.Done()
+	}
 	s := e.pubShard(key)
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	ch, run, err := e.removeLocked(s, key, withWaiter, here)
+	s.mu.Unlock()
+	if run != nil {
+		e.runPublish(run, e.release)
+	}
+	return ch, err
+}
+
+// removeLocked marks key's record for removal; run is the record when the
+// caller is to send the removal itself (here: the caller is counted in
+// e.callers). Shard locked.
+func (e *Engine) removeLocked(s *shard, key Key, withWaiter, here bool) (ch chan Result, run *pubRec, err error) {
 	r := s.pubs[key]
 	if r == nil {
-		return nil, fmt.Errorf("%w: %s %s %s", ErrNotFound, key.PresURI, key.Event, key.ID)
+		return nil, nil, fmt.Errorf("%w: %s %s %s", ErrNotFound, key.PresURI, key.Event, key.ID)
 	}
-	var ch chan Result
 	if withWaiter {
 		ch = make(chan Result, 1)
 	}
@@ -329,14 +372,17 @@ func (e *Engine) remove(key Key, withWaiter bool) (chan Result, error) {
 	}
 	if r.etag == "" && !r.inFlight {
 		e.dropPub(r, Result{})
-		return ch, nil
+		return ch, nil, nil
 	}
 	// The intent is stored before the removal is answered: a restart
 	// finishes it instead of refreshing the publication.
 	e.markDirty(r, &r.dirty)
 	e.flushSoon()
-	e.kickPub(r)
-	return ch, nil
+	if !here {
+		e.kickPub(r)
+		return ch, nil, nil
+	}
+	return ch, e.kickPubHere(r), nil
 }
 
 // dropPub deletes r from the table and the store. Shard locked.

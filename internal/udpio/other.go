@@ -12,8 +12,10 @@ type rawConn struct{}
 
 func newRaw(*net.UDPConn) (rawConn, error) { return rawConn{}, nil }
 
-func (rawConn) readFrom(c *net.UDPConn, b []byte) (int, netip.AddrPort, error) {
-	return c.ReadFromUDPAddrPort(b)
+// readFrom reads one datagram; whether the call waited is not known here.
+func (rawConn) readFrom(c *net.UDPConn, b []byte) (int, netip.AddrPort, bool, error) {
+	n, from, err := c.ReadFromUDPAddrPort(b)
+	return n, from, false, err
 }
 
 func (rawConn) writeTo(c *net.UDPConn, b []byte, to netip.AddrPort) (int, error) {

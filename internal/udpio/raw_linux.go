@@ -52,16 +52,19 @@ func opError(op string, c *net.UDPConn, err error) error {
 	return &net.OpError{Op: op, Net: "udp", Source: c.LocalAddr(), Err: err}
 }
 
-func (r rawConn) readFrom(c *net.UDPConn, b []byte) (int, netip.AddrPort, error) {
+// readFrom reads one datagram; waited reports that the socket was empty
+// at first, so the call waited for this datagram.
+func (r rawConn) readFrom(c *net.UDPConn, b []byte) (n int, from netip.AddrPort, waited bool, _ error) {
 	var (
-		n     int
 		errno syscall.Errno
 		rsa   syscall.RawSockaddrAny
+		tries int
 	)
 	if len(b) == 0 {
-		return 0, netip.AddrPort{}, nil
+		return 0, netip.AddrPort{}, false, nil
 	}
 	err := r.rc.Read(func(fd uintptr) bool {
+		tries++
 		for {
 			l := uint32(syscall.SizeofSockaddrAny)
 			r1, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0,
@@ -74,12 +77,12 @@ func (r rawConn) readFrom(c *net.UDPConn, b []byte) (int, netip.AddrPort, error)
 		}
 	})
 	if err != nil {
-		return 0, netip.AddrPort{}, opError("read", c, err)
+		return 0, netip.AddrPort{}, false, opError("read", c, err)
 	}
 	if errno != 0 {
-		return 0, netip.AddrPort{}, opError("read", c, errno)
+		return 0, netip.AddrPort{}, false, opError("read", c, errno)
 	}
-	return n, sockaddrToAddrPort(&rsa), nil
+	return n, sockaddrToAddrPort(&rsa), tries > 1, nil
 }
 
 func sockaddrToAddrPort(rsa *syscall.RawSockaddrAny) netip.AddrPort {

@@ -74,6 +74,16 @@ func Wrap(pc net.PacketConn) net.PacketConn {
 
 // ReadFromUDPAddrPort reads one datagram into b.
 func (c *Conn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	n, from, _, err := c.raw.readFrom(c.UDPConn, b)
+	return n, from, err
+}
+
+// ReadWaited is ReadFromUDPAddrPort that also reports whether the socket
+// was empty when the call began, so that it waited for this datagram: a
+// reader that waited is not behind, and may spend longer on what it read
+// before it reads again. Where this is not known (not Linux) waited is
+// false.
+func (c *Conn) ReadWaited(b []byte) (n int, from netip.AddrPort, waited bool, err error) {
 	return c.raw.readFrom(c.UDPConn, b)
 }
 
