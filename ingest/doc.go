@@ -18,7 +18,8 @@
 // event.Registration, event.DialogState) to the Handlers that the wiring
 // code supplies: the usrloc, dialoginfo and bla trackers, which in turn
 // drive the pua engine (PUBLISH/SUBSCRIBE out, state in the store). A UDP
-// reader that found its socket empty before a datagram (it is not behind)
+// reader that is not behind (it found its socket empty before a datagram,
+// or before the one just before it: a reply copy follows its request's)
 // hands that input to the Handlers itself when its shard has nothing queued
 // or in delivery, which spares a goroutine hand-off per input at ordinary
 // rates; a reader that is behind queues, so that the workers spread a

@@ -691,3 +691,18 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// TestReaderPace: a reader delivers itself what it waited for and
+// readerSpare datagrams more that were already waiting; after that it is
+// behind until it waits again. A reader that never waits never is ahead.
+func TestReaderPace(t *testing.T) {
+	p := newPace()
+	got := []bool{p.read(false), p.read(false)}
+	for _, waited := range []bool{true, false, false, false, true, true, false} {
+		got = append(got, p.read(waited))
+	}
+	want := []bool{false, false, true, true, false, false, true, true, true}
+	if !slices.Equal(got, want) {
+		t.Fatalf("here = %v, want %v (readerSpare %d)", got, want, readerSpare)
+	}
+}

@@ -33,10 +33,10 @@ func (in *Ingest) serveUDP(input string, uc *net.UDPConn) {
 		pc = c
 	}
 	buf := make([]byte, in.cfg.MaxMessageSize+1)
+	p := newPace()
 	for {
-		// A reader that waited for its datagram delivers it itself when
-		// it can (enqueue's here).
-		n, src, here, err := pc.ReadWaited(buf)
+		n, src, waited, err := pc.ReadWaited(buf)
+		here := p.read(waited)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || in.stopped.Load() {
 				return
@@ -66,6 +66,34 @@ func (in *Ingest) serveUDP(input string, uc *net.UDPConn) {
 			}
 		}, here)
 	}
+}
+
+// readerSpare is how many datagrams a UDP reader may still deliver itself
+// after one it waited for, when they were already waiting: the reply
+// copy that follows a request copy (siptrace, HEP) takes the same path as
+// the request, and a burst is handed to the workers after this many.
+const readerSpare = 1
+
+// pace tells a UDP reader whether it is behind.
+type pace struct {
+	behind int // reads in a row that found a datagram waiting
+}
+
+// newPace is the pace of a reader that has not waited yet: behind.
+func newPace() pace { return pace{behind: readerSpare + 1} }
+
+// read notes a read (waited: the socket was empty before it) and reports
+// whether the reader is not behind, so that it may deliver what it read
+// itself (enqueue's here): it waited for this datagram, or read at most
+// readerSpare more after one it waited for.
+func (p *pace) read(waited bool) bool {
+	switch {
+	case waited:
+		p.behind = 0
+	case p.behind <= readerSpare:
+		p.behind++
+	}
+	return p.behind <= readerSpare
 }
 
 // udpConn is what serveUDP needs of its socket: the socket through
