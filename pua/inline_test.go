@@ -11,13 +11,19 @@ import (
 	"github.com/puaside/puaside/internal/puatest"
 )
 
-// inFlight reports whether key's publication has a PUBLISH on the wire.
-func inFlight(e *Engine, key Key) bool {
+// pubHas reports whether key's publication exists and has, per f, the
+// property asked (read with its shard locked).
+func pubHas(e *Engine, key Key, f func(*pubRec) bool) bool {
 	s := e.pubShard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.pubs[key]
-	return r != nil && r.inFlight
+	return r != nil && f(r)
+}
+
+// inFlight reports whether key's publication has a PUBLISH on the wire.
+func inFlight(e *Engine, key Key) bool {
+	return pubHas(e, key, func(r *pubRec) bool { return r.inFlight })
 }
 
 // TestCallerSendsWhileASlotIsFree checks kickPubHere: while fewer than

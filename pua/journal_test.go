@@ -141,11 +141,7 @@ func journalIdle(e *Engine) bool {
 
 // durable reports whether k's ETag counts as stored.
 func durable(e *Engine, k Key) bool {
-	s := e.pubShard(k)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.pubs[k]
-	return r != nil && r.durable
+	return pubHas(e, k, func(r *pubRec) bool { return r.durable })
 }
 
 func userKey(i int) Key {
