@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -146,8 +147,11 @@ type Engine struct {
 	// and UDP, so that sending needs no lookup and never blocks the
 	// caller (kickPubHere).
 	sendsInline bool
-	stopCtx     context.Context
-	stopFunc    context.CancelFunc
+	// running: Start has started the SIP stack and the workers; before
+	// that a publication waits in the queue, as it always did.
+	running  atomic.Bool
+	stopCtx  context.Context
+	stopFunc context.CancelFunc
 }
 
 // New builds an engine; nothing is bound until Start.
@@ -255,6 +259,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.workers.Add(1)
 		go e.worker()
 	}
+	e.running.Store(true)
 	if e.store != nil {
 		e.armFlush()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -140,5 +141,33 @@ func TestStopWhileCallersSend(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if got := fs.Count(); got != n {
 		t.Fatalf("%d PUBLISHes after Stop returned", got-n)
+	}
+}
+
+// TestPublishBeforeStartWaits: a Publish before Start is not sent by its
+// caller (the SIP stack is not up); Start sends it.
+func TestPublishBeforeStartWaits(t *testing.T) {
+	fs := newFakeServer(t)
+	e, err := New(testConfig(fs), Options{Clock: newFakeClock(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Publish(pubReq("early")); err != nil {
+		t.Fatal(err)
+	}
+	if inFlight(e, presKey) {
+		t.Fatal("sent before Start")
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.Stop(ctx)
+	})
+	waitFor(t, "accepted after Start", func() bool { p, _ := e.Publication(presKey); return p.ETag != "" })
+	if n := fs.Count(); n != 1 {
+		t.Fatalf("%d PUBLISHes, want 1", n)
 	}
 }

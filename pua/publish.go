@@ -287,8 +287,8 @@ func (e *Engine) kickPub(r *pubRec) {
 }
 
 // kickPubHere is kickPub for a caller that can send r's PUBLISH itself:
-// when the next hop needs no lookup (sendsInline) and a transaction slot
-// is free, it takes the slot and returns r, which the caller runs with
+// when the engine runs, the next hop needs no lookup (sendsInline) and a
+// transaction slot is free, it takes the slot and returns r, which the caller runs with
 // runPublish once the shard is unlocked, sparing the hand-off to a
 // worker; otherwise it queues r and returns nil. The caller must be
 // counted in e.callers (enter). Shard locked.
@@ -296,7 +296,7 @@ func (e *Engine) kickPubHere(r *pubRec) *pubRec {
 	if r.inFlight || r.backingOff {
 		return nil
 	}
-	if e.sendsInline && r.proxy == "" {
+	if e.sendsInline && r.proxy == "" && e.running.Load() {
 		select {
 		case e.slots <- struct{}{}:
 			return r
