@@ -40,7 +40,11 @@ type Options struct {
 	// PUBLISH transaction (op is initial, modify, refresh or remove), with
 	// no lock of the engine held, on the goroutine that ended the
 	// transaction: for a reply over UDP that is the listener's reading
-	// goroutine, so it must be quick and must not block.
+	// goroutine, so it must be quick and must not block. A request that
+	// could not be sent at all (no target, a send error) ends on the
+	// goroutine that sent it, which may be that of the Publish or Remove
+	// call, holding the caller's own locks: it must not call back into
+	// the engine's callers.
 	OnPublishResult func(key Key, op string, res Result)
 	// Ownership, with several instances on one database, tells which
 	// presentities this instance sends and writes for (see cluster.go);
@@ -335,6 +339,10 @@ func (e *Engine) worker() {
 		select {
 		case e.slots <- struct{}{}:
 		case <-e.stopCtx.Done():
+			return
+		}
+		if e.isStopped() {
+			e.release() // popped before Stop: dropped, as the queue's rest
 			return
 		}
 		switch r := t.(type) {

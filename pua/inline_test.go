@@ -171,3 +171,95 @@ func TestPublishBeforeStartWaits(t *testing.T) {
 		t.Fatalf("%d PUBLISHes, want 1", n)
 	}
 }
+
+// TestStopDropsWhatWorkersHold: a worker that took a record off the queue
+// and waits for a transaction slot does not send it once Stop was called.
+func TestStopDropsWhatWorkersHold(t *testing.T) {
+	fs := newFakeServer(t)
+	fs.SetDefault(puatest.Reply{Code: 200, Hold: true})
+	e := newTestEngine(t, fs, newFakeClock(), nil, func(c *Config) { c.MaxOutstanding = 1 })
+	for i := range 2 {
+		key := Key{PresURI: fmt.Sprintf("sip:w%d@example.com", i), Event: "presence", ID: "usrloc"}
+		if err := e.Publish(PublishRequest{Key: key, Body: pidf("x"), Flag: FlagUsrloc}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the second record taken by a worker", func() bool {
+		e.queue.mu.Lock()
+		defer e.queue.mu.Unlock()
+		return e.queue.head == len(e.queue.items)
+	})
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stopped <- e.Stop(ctx)
+	}()
+	waitFor(t, "Stop called", e.isStopped)
+	fs.Release()
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if n := fs.Count(); n != 1 {
+		t.Fatalf("%d PUBLISHes, want 1: a worker sent after Stop", n)
+	}
+}
+
+// TestPanickingResultOnTheCallerLeavesNoTrace: when the PUBLISH cannot be
+// sent at all, its outcome is applied on the caller's goroutine; a panic
+// of OnPublishResult there (recovered by the caller, as ingest does)
+// leaves the slot free, the record out of flight and Stop able to end.
+func TestPanickingResultOnTheCallerLeavesNoTrace(t *testing.T) {
+	fs := newFakeServer(t)
+	cfg := testConfig(fs)
+	cfg.Listen = []string{"udp:127.0.0.1:0"}
+	cfg.ServerAddress = "sip:[::1]:5060" // an IPv4 socket cannot send there
+	e := startTestEngine(t, cfg, Options{Clock: newFakeClock(),
+		OnPublishResult: func(Key, string, Result) { panic("result handler") }})
+	func() {
+		defer func() { _ = recover() }()
+		_ = e.Publish(pubReq("x"))
+	}()
+	if n := len(e.slots); n != 0 {
+		t.Fatalf("%d slots still taken", n)
+	}
+	if inFlight(e, presKey) {
+		t.Fatal("record left in flight")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := e.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStaleQueueEntryKeepsTheBackoff: a queue entry of a record that has
+// since failed and is backing off (a worker held it while it waited for
+// a slot) does not send before the retry is due.
+func TestStaleQueueEntryKeepsTheBackoff(t *testing.T) {
+	fs := newFakeServer(t)
+	fs.Push(puatest.Reply{Code: 500})
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	if err := e.Publish(pubReq("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "backing off", func() bool {
+		return pubHas(e, presKey, func(r *pubRec) bool { return r.backingOff && !r.inFlight })
+	})
+	s := e.pubShard(presKey)
+	s.mu.Lock()
+	e.queue.push(s.pubs[presKey]) // the stale entry
+	s.mu.Unlock()
+	waitFor(t, "the entry taken", func() bool {
+		e.queue.mu.Lock()
+		defer e.queue.mu.Unlock()
+		return e.queue.head == len(e.queue.items)
+	})
+	time.Sleep(50 * time.Millisecond)
+	if n := fs.Count(); n != 1 {
+		t.Fatalf("%d PUBLISHes before the retry is due, want 1", n)
+	}
+	clk.Advance(time.Hour)
+	waitFor(t, "the retry", countIs(fs, 2))
+}

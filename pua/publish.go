@@ -198,9 +198,11 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 	key := req.Key
 	key.Event = ev.name
 	s := e.pubShard(key)
-	s.mu.Lock()
-	ch, run, err := e.publishLocked(s, key, ev, req, withWaiter)
-	s.mu.Unlock()
+	ch, run, err := func() (chan Result, *pubRec, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return e.publishLocked(s, key, ev, req, withWaiter)
+	}()
 	if run != nil {
 		e.runPublish(run, e.release)
 	}
@@ -340,9 +342,11 @@ func (e *Engine) remove(key Key, withWaiter bool) (chan Result, error) {
 		defer e.callers.Done()
 	}
 	s := e.pubShard(key)
-	s.mu.Lock()
-	ch, run, err := e.removeLocked(s, key, withWaiter, here)
-	s.mu.Unlock()
+	ch, run, err := func() (chan Result, *pubRec, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return e.removeLocked(s, key, withWaiter, here)
+	}()
 	if run != nil {
 		e.runPublish(run, e.release)
 	}
@@ -505,43 +509,72 @@ func (r *pubRec) setBody(op *pubOp) {
 // one is sent, the reply is applied and release called where its
 // transaction ends (sipStack.sendAsync).
 func (e *Engine) runPublish(r *pubRec, release func()) {
-	s := r.shard
-	now := e.clock.Now()
-	s.mu.Lock()
-	r.backingOff = false
-	if !e.mayPublish(r.key.PresURI) {
-		s.mu.Unlock() // another instance owns its shard (cluster.go)
+	op, ok := e.takePubOp(r)
+	if !ok {
 		release()
 		return
 	}
+	e.inflight.Add(1)
+	e.sendPublish(op, func(res Result) {
+		// Deferred, so that a panic of OnPublishResult (recovered by a
+		// caller that sent itself, e.g. ingest) leaves the record out
+		// of flight, the slot given back and Stop able to finish.
+		defer e.inflight.Done()
+		defer release()
+		defer e.finishPub(r, op, res)
+		if e.onPub != nil {
+			e.onPub(r.key, op.kind.String(), res)
+		}
+	})
+}
+
+// takePubOp decides what r needs now and marks it in flight; ok is false
+// when there is nothing to send.
+func (e *Engine) takePubOp(r *pubRec) (op pubOp, ok bool) {
+	s := r.shard
+	now := e.clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if stillBackingOff(e, r, r.backingOff, now) {
+		return pubOp{}, false
+	}
+	r.backingOff = false
+	if !e.mayPublish(r.key.PresURI) {
+		return pubOp{}, false // another instance owns its shard (cluster.go)
+	}
 	e.retryRefusedPub(r, now)
-	op := e.nextPubOp(r, now)
+	op = e.nextPubOp(r, now)
 	if op.kind == pubNone {
 		if !r.deleted && !r.inFlight && !r.failed && !r.backingOff && r.etag != "" {
 			e.schedulePubRefresh(r)
 		}
-		s.mu.Unlock()
-		release()
-		return
+		return pubOp{}, false
 	}
 	r.inFlight = true
 	if op.kind == pubRemove {
 		r.state = StateRemoving
 	}
-	s.mu.Unlock()
+	return op, true
+}
 
-	e.inflight.Add(1)
-	e.sendPublish(op, func(res Result) {
-		if e.onPub != nil {
-			e.onPub(r.key, op.kind.String(), res)
-		}
-		s.mu.Lock()
-		r.inFlight = false
-		e.applyPublishResult(r, op, res)
-		s.mu.Unlock()
-		release()
-		e.inflight.Done()
-	})
+// finishPub applies the outcome of r's PUBLISH op.
+func (e *Engine) finishPub(r *pubRec, op pubOp, res Result) {
+	r.shard.mu.Lock()
+	defer r.shard.mu.Unlock()
+	r.inFlight = false
+	e.applyPublishResult(r, op, res)
+}
+
+// stillBackingOff reports whether t, backing off (backingOff), is still
+// scheduled for its retry after now: a queue entry older than the
+// backoff (pushed twice while a worker waited for a slot) must not cut
+// it short. Shard locked.
+func stillBackingOff(e *Engine, t tasker, backingOff bool, now time.Time) bool {
+	if !backingOff {
+		return false
+	}
+	at, ok := e.sched.Due(t)
+	return ok && at.After(now)
 }
 
 // applyPublishResult moves r's state machine on the reply. Shard locked.

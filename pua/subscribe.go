@@ -359,6 +359,10 @@ func (e *Engine) runSubscribe(r *subRec) {
 	s := r.shard
 	now := e.clock.Now()
 	s.mu.Lock()
+	if stillBackingOff(e, r, r.backingOff, now) {
+		s.mu.Unlock() // an older queue entry: the retry is scheduled
+		return
+	}
 	r.backingOff = false
 	if !e.mayPublish(r.key.PresURI) {
 		s.mu.Unlock() // another instance owns its shard (cluster.go)
