@@ -148,6 +148,19 @@ func testConfig(fs *fakeServer) Config {
 	return cfg
 }
 
+// startStopAtEnd starts e and stops it (within 5 s) when the test ends.
+func startStopAtEnd(t testing.TB, e *Engine) {
+	t.Helper()
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.Stop(ctx)
+	})
+}
+
 // startTestEngine starts an engine that logs nowhere and is stopped when
 // the test ends.
 func startTestEngine(t testing.TB, cfg Config, opts Options) *Engine {
@@ -157,13 +170,6 @@ func startTestEngine(t testing.TB, cfg Config, opts Options) *Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		e.Stop(ctx)
-	})
+	startStopAtEnd(t, e)
 	return e
 }

@@ -158,14 +158,7 @@ func TestPublishBeforeStartWaits(t *testing.T) {
 	if inFlight(e, presKey) {
 		t.Fatal("sent before Start")
 	}
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		e.Stop(ctx)
-	})
+	startStopAtEnd(t, e)
 	waitFor(t, "accepted after Start", func() bool { p, _ := e.Publication(presKey); return p.ETag != "" })
 	if n := fs.Count(); n != 1 {
 		t.Fatalf("%d PUBLISHes, want 1", n)

@@ -128,14 +128,7 @@ func nictEngine(t *testing.T, clk *clocktest.Fake, mod func(*Config)) (*Engine, 
 		t.Fatal(err)
 	}
 	e.sip.txs = newNICTLayer(clk)
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		e.Stop(ctx)
-	})
+	startStopAtEnd(t, e)
 	return e, logs
 }
 
