@@ -388,11 +388,10 @@ func (in *Ingest) deliverHeld(h held) {
 // enqueue puts it on the shard of key without blocking. It reports false
 // (and counts the drop) when the shard is full or the Ingest is stopped.
 //
-// here is a reader's hint that it found its socket empty before this
-// input (it is not behind): then, when the shard has nothing queued and
-// no item in delivery, enqueue returns the item held instead of queueing
-// it, and the reader delivers it itself with deliverHeld, sparing the
-// hand-off to the worker. A reader that is behind queues, so that the
+// here is a reader's hint that it is not behind (pace): then, when the
+// shard has nothing queued and no item in delivery, enqueue returns the
+// item held instead of queueing it, and the reader delivers it itself
+// with deliverHeld, sparing the hand-off to the worker. A reader that is behind queues, so that the
 // workers spread the load over the processors.
 func (in *Ingest) enqueue(key string, it item, here bool) (bool, held) {
 	if in.stopped.Load() {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest"
 	"github.com/puaside/puaside/metrics"
 )
 
@@ -659,13 +660,13 @@ func TestReaderDeliversItselfInOrder(t *testing.T) {
 	defer in.Stop()
 	// The worker is held in the first delivery: a reader's input waits
 	// behind it.
-	waitUntil(t, "first delivery", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 1 })
+	puatest.Eventually(t, "first delivery", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 1 })
 	in.handleSIP(InputTrace, src, regs[1].raw, nil, true)
 	mu.Lock()
 	check(t, "overtook the delivery under way", len(order), 1)
 	mu.Unlock()
 	close(release)
-	waitUntil(t, "queued inputs", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 3 })
+	puatest.Eventually(t, "queued inputs", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 3 })
 
 	// The shard is idle now: the reader delivers before handleSIP returns.
 	in.handleSIP(InputTrace, src, regs[2].raw, nil, true)
@@ -679,17 +680,6 @@ func TestReaderDeliversItselfInOrder(t *testing.T) {
 	check(t, "queue empty", in.queued.Load(), int64(0))
 	check(t, "accepted", counter(t, m, "puaside_ingest_messages_total",
 		map[string]string{"input": "trace", "kind": "register", "result": "accepted"}), 4)
-}
-
-// waitUntil polls cond until it holds or a bounded deadline passes.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for i := 0; !cond(); i++ {
-		if i == 5000 {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // TestReaderPace: a reader delivers itself what it waited for and

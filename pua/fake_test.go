@@ -53,13 +53,7 @@ func notifySeq(t testing.TB, fs *fakeServer, sub *sip.Request, toTag, state stri
 // waitFor polls cond until it holds or a bounded deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	puatest.Eventually(t, what, cond)
 }
 
 // memStore is an in-memory Store.

@@ -22,6 +22,13 @@ func pubHas(e *Engine, key Key, f func(*pubRec) bool) bool {
 	return r != nil && f(r)
 }
 
+// queueEmpty reports whether the workers have taken every queued record.
+func queueEmpty(e *Engine) bool {
+	e.queue.mu.Lock()
+	defer e.queue.mu.Unlock()
+	return e.queue.head == len(e.queue.items)
+}
+
 // inFlight reports whether key's publication has a PUBLISH on the wire.
 func inFlight(e *Engine, key Key) bool {
 	return pubHas(e, key, func(r *pubRec) bool { return r.inFlight })
@@ -177,11 +184,7 @@ func TestStopDropsWhatWorkersHold(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the second record taken by a worker", func() bool {
-		e.queue.mu.Lock()
-		defer e.queue.mu.Unlock()
-		return e.queue.head == len(e.queue.items)
-	})
+	waitFor(t, "the second record taken by a worker", func() bool { return queueEmpty(e) })
 	stopped := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -244,11 +247,7 @@ func TestStaleQueueEntryKeepsTheBackoff(t *testing.T) {
 	s.mu.Lock()
 	e.queue.push(s.pubs[presKey]) // the stale entry
 	s.mu.Unlock()
-	waitFor(t, "the entry taken", func() bool {
-		e.queue.mu.Lock()
-		defer e.queue.mu.Unlock()
-		return e.queue.head == len(e.queue.items)
-	})
+	waitFor(t, "the entry taken", func() bool { return queueEmpty(e) })
 	time.Sleep(50 * time.Millisecond)
 	if n := fs.Count(); n != 1 {
 		t.Fatalf("%d PUBLISHes before the retry is due, want 1", n)

@@ -535,7 +535,7 @@ func (e *Engine) takePubOp(r *pubRec) (op pubOp, ok bool) {
 	now := e.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if stillBackingOff(e, r, r.backingOff, now) {
+	if e.stillBackingOff(r, r.backingOff, now) {
 		return pubOp{}, false
 	}
 	r.backingOff = false
@@ -569,7 +569,7 @@ func (e *Engine) finishPub(r *pubRec, op pubOp, res Result) {
 // scheduled for its retry after now: a queue entry older than the
 // backoff (pushed twice while a worker waited for a slot) must not cut
 // it short. Shard locked.
-func stillBackingOff(e *Engine, t tasker, backingOff bool, now time.Time) bool {
+func (e *Engine) stillBackingOff(t tasker, backingOff bool, now time.Time) bool {
 	if !backingOff {
 		return false
 	}

@@ -359,7 +359,7 @@ func (e *Engine) runSubscribe(r *subRec) {
 	s := r.shard
 	now := e.clock.Now()
 	s.mu.Lock()
-	if stillBackingOff(e, r, r.backingOff, now) {
+	if e.stillBackingOff(r, r.backingOff, now) {
 		s.mu.Unlock() // an older queue entry: the retry is scheduled
 		return
 	}
