@@ -184,7 +184,7 @@ type aorState struct {
 	remote   string
 	since    time.Time
 	dialogs  map[string]lampState  // dialog publication id → its lamp
-	pubs     map[string]PubFailure // event → last refusal
+	pubs     map[string]PubFailure // event → last refusal; nil until the first one
 	watchers []Watcher
 }
 
@@ -380,7 +380,7 @@ func (b *Board) state(a string) *aorState {
 func (b *Board) stateNew(a string) (s *aorState, created bool) {
 	s = b.aors[a]
 	if s == nil {
-		s = &aorState{aor: a, reg: RegUnregistered, lamp: LampIdle, pubs: map[string]PubFailure{}}
+		s = &aorState{aor: a, reg: RegUnregistered, lamp: LampIdle}
 		s.pend.key, s.pend.state = keyAoR+a, s
 		b.aors[a] = s
 		created = true
@@ -772,6 +772,9 @@ func (b *Board) PublishResult(key pua.Key, op string, res pua.Result) {
 			changed = true
 		}
 	} else {
+		if s.pubs == nil { // most AoRs never have a refusal
+			s.pubs = make(map[string]PubFailure)
+		}
 		s.pubs[event] = PubFailure{Event: event, Status: res.Status, Reason: ev.text, At: b.clock.Now()}
 		changed = true
 	}
