@@ -46,6 +46,13 @@ type Config struct {
 	// "udp://host:port" / "tcp://host:port" for a remote syslog server.
 	// Empty: stderr only. Under systemd stderr already goes to the journal.
 	LogSyslog string `yaml:"log_syslog"`
+	// HeapFloorMiB keeps the garbage collector's heap goal at least this
+	// many MiB: a small live heap is then collected less often (each
+	// collection takes processor time from the SIP path while it runs),
+	// a live heap above half the floor is paced by GOGC as before. 0
+	// leaves Go's own pacing alone. GOGC and GOMEMLIMIT still apply: the
+	// memory limit caps the heap whatever the floor. Read at start.
+	HeapFloorMiB int `yaml:"heap_floor_mib"`
 	// DBURL selects the database: sqlite://PATH (default) or
 	// mysql://user:pass@host:port/db (Kamailio's form).
 	DBURL string `yaml:"db_url"`
@@ -91,21 +98,22 @@ type Features struct {
 // Default returns the configuration used when a key is not given.
 func Default() Config {
 	return Config{
-		LogLevel:   "info",
-		LogFormat:  "text",
-		DBURL:      "sqlite://puaside.db",
-		DBTable:    "pua",
-		Features:   Features{Usrloc: true, Dialoginfo: true, BLA: true},
-		PUA:        pua.DefaultConfig(),
-		Ingest:     ingest.DefaultConfig(),
-		Usrloc:     usrloc.DefaultConfig(),
-		Dialoginfo: dialoginfo.DefaultConfig(),
-		BLA:        bla.DefaultConfig(),
-		PA:         pa.DefaultConfig(),
-		HTTP:       mgmt.DefaultConfig(),
-		Reconcile:  reconcile.DefaultConfig(),
-		Gateway:    puaxmpp.DefaultConfig(),
-		Cluster:    shard.DefaultConfig(),
+		LogLevel:     "info",
+		LogFormat:    "text",
+		HeapFloorMiB: 128,
+		DBURL:        "sqlite://puaside.db",
+		DBTable:      "pua",
+		Features:     Features{Usrloc: true, Dialoginfo: true, BLA: true},
+		PUA:          pua.DefaultConfig(),
+		Ingest:       ingest.DefaultConfig(),
+		Usrloc:       usrloc.DefaultConfig(),
+		Dialoginfo:   dialoginfo.DefaultConfig(),
+		BLA:          bla.DefaultConfig(),
+		PA:           pa.DefaultConfig(),
+		HTTP:         mgmt.DefaultConfig(),
+		Reconcile:    reconcile.DefaultConfig(),
+		Gateway:      puaxmpp.DefaultConfig(),
+		Cluster:      shard.DefaultConfig(),
 	}
 }
 
@@ -211,6 +219,9 @@ func (c Config) Validate() error {
 	}
 	if err := checkSyslog(c.LogSyslog); err != nil {
 		add("log_syslog", "%v", err)
+	}
+	if c.HeapFloorMiB < 0 || c.HeapFloorMiB > 1<<20 {
+		add("heap_floor_mib", "%d is not between 0 and 1048576", c.HeapFloorMiB)
 	}
 	if !strings.HasPrefix(c.DBURL, "sqlite://") && !strings.HasPrefix(c.DBURL, "mysql://") {
 		add("db_url", "%q: scheme must be sqlite:// or mysql://", redactURL(c.DBURL))

@@ -26,6 +26,7 @@ import (
 	"github.com/puaside/puaside/config"
 	"github.com/puaside/puaside/internal/buildinfo"
 	"github.com/puaside/puaside/internal/daemon"
+	"github.com/puaside/puaside/internal/heapfloor"
 	"github.com/puaside/puaside/store"
 )
 
@@ -168,6 +169,9 @@ func runDaemon(args []string, stderr io.Writer) int {
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// The runtime's setting: for the process, so here rather than in the
+	// daemon, of which tests run several in one process.
+	heapfloor.Start(ctx, uint64(cfg.HeapFloorMiB)<<20)
 	sd := newNotifier()
 	d, err := daemon.New(ctx, cfg, log)
 	if err != nil {
