@@ -36,6 +36,22 @@ func pause() { time.Sleep(pauseFor) }
 // pauseFor is how long pause parks.
 const pauseFor = 200 * time.Microsecond
 
+// stmtCtx is the context for the statements of a transaction begun with
+// ctx. With SQLite it is ctx without its end: the driver (modernc) starts
+// a goroutine per statement to watch a context that can end, and sets a
+// progress handler to interrupt it, which for the small statements of the
+// writes costs more than the statement (a goroutine started and woken per
+// UPDATE). The transaction keeps ctx: when it ends, database/sql rolls the
+// transaction back, so the next statement fails and the write stops
+// between statements instead of inside one. MySQL's driver watches the
+// context once per connection: ctx as it is.
+func (db *DB) stmtCtx(ctx context.Context) context.Context {
+	if db.Dialect == SQLite {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
+}
+
 // batcher runs the multi-row statements of one transaction. The statement
 // of a full-size batch is prepared once and reused (parsed once per
 // transaction); a shorter batch, the last one, runs as a plain statement.

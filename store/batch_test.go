@@ -1,7 +1,9 @@
 package store
 
 import (
+	"context"
 	"net"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -55,5 +57,54 @@ func TestInBatchesLetsTheNetworkIn(t *testing.T) {
 	}
 	if seenAt < 0 || seenAt > 1 {
 		t.Fatalf("the datagram's reader ran before chunk %d of 4, want before the second", seenAt)
+	}
+}
+
+// TestStmtCtx: with SQLite the statements of a transaction run on a
+// context that cannot end (no watcher goroutine per statement in the
+// driver), and the transaction still ends with its own context: the next
+// statement fails and nothing of it is kept.
+func TestStmtCtx(t *testing.T) {
+	if (&DB{Dialect: MySQL}).stmtCtx(t.Context()).Done() == nil {
+		t.Error("MySQL statements lost their context's end")
+	}
+	bg := context.Background()
+	db, err := Open(bg, "sqlite://"+filepath.Join(t.TempDir(), "s.db"), "pua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithCancel(bg)
+	defer cancel()
+	tx, err := db.X.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // the test's end
+	sctx := db.stmtCtx(ctx)
+	if sctx.Done() != nil {
+		t.Fatal("SQLite statements run on a context that can end")
+	}
+	if _, err := tx.ExecContext(sctx, `CREATE TABLE kept (x INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	// database/sql rolls the transaction back on its own goroutine.
+	var stmtErr error
+	for range 500 {
+		if _, stmtErr = tx.ExecContext(sctx, `INSERT INTO kept (x) VALUES (1)`); stmtErr != nil {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if stmtErr == nil {
+		t.Fatal("statements still ran after the transaction's context ended")
+	}
+	var n int
+	if err := db.X.QueryRowContext(bg, `SELECT count(*) FROM sqlite_master WHERE name = 'kept'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Error("the ended transaction's table was kept")
 	}
 }

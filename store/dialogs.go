@@ -148,6 +148,7 @@ func (db *DB) saveDialogs(ctx context.Context, upsert []dialoginfo.Record, remov
 		return fmt.Errorf("store: save dialogs: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	ctx = db.stmtCtx(ctx)
 	if err := db.checkWriter(ctx, tx); err != nil {
 		return fmt.Errorf("store: save dialogs: %w", err)
 	}
@@ -238,6 +239,7 @@ func (db *DB) saveDialogVersions(ctx context.Context, entities []string, version
 		return fmt.Errorf("store: save dialog versions: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	ctx = db.stmtCtx(ctx)
 	stored := make(map[string]uint64, len(entities))
 	if err := inBatches(entities, dialogKeyBatch, func(chunk []string) error {
 		var rows []struct {

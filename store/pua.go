@@ -472,6 +472,7 @@ func (db *DB) saveRecords(ctx context.Context, upsert []puaRow, remove []pua.Rec
 	if err != nil {
 		return fmt.Errorf("store: save %s: begin: %w", db.Table, err)
 	}
+	ctx = db.stmtCtx(ctx)
 	st := db.stmts.begin(tx)
 	defer func() {
 		if err != nil {

@@ -131,6 +131,7 @@ func (db *DB) saveContacts(ctx context.Context, keys []string, aors map[string][
 		return fmt.Errorf("store: save contacts: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	ctx = db.stmtCtx(ctx)
 	if err := db.checkWriter(ctx, tx); err != nil {
 		return fmt.Errorf("store: save contacts: %w", err)
 	}

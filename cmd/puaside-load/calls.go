@@ -58,18 +58,18 @@ const (
 
 // callOptions are the settings of a call-mode run.
 type callOptions struct {
-	Calls      int           // calls placed; 0 = call mode off
-	Rate       int           // calls started per second
-	Ring       time.Duration // 180 → 200
-	Talk       time.Duration // 200 → BYE
-	Settle     time.Duration // wait after the last call before the lamps are read
-	Linger     time.Duration // puaside's dialoginfo.terminated_linger; 0 = its default
-	DBURL      string        // empty: SQLite in a temporary directory
-	Input      string        // inputTrace (siptrace plain copies) or inputHEP
-	Proc       bool          // puaside as a separate process
-	Bin        string        // with Proc: the puaside binary ("" = go build)
-	CPUProfile string
-	Log        io.Writer
+	Calls  int           // calls placed; 0 = call mode off
+	Rate   int           // calls started per second
+	Ring   time.Duration // 180 → 200
+	Talk   time.Duration // 200 → BYE
+	Settle time.Duration // wait after the last call before the lamps are read
+	Linger time.Duration // puaside's dialoginfo.terminated_linger; 0 = its default
+	DBURL  string        // empty: SQLite in a temporary directory
+	Input  string        // inputTrace (siptrace plain copies) or inputHEP
+	Proc   bool          // puaside as a separate process
+	Bin    string        // with Proc: the puaside binary ("" = go build)
+	Prof   profiles      // the profiles of the run
+	Log    io.Writer
 }
 
 // callFlags registers the call mode's flags on fs.
@@ -160,7 +160,7 @@ func runCalls(ctx context.Context, o callOptions) (callResult, error) {
 		o.Input = inputTrace
 	}
 	var cfg config.Config
-	ps, stop, err := startRun(ctx, o.CPUProfile, targetOptions{Proc: o.Proc, Bin: o.Bin, Input: o.Input, Log: o.Log},
+	ps, stop, err := startRun(ctx, o.Prof, targetOptions{Proc: o.Proc, Bin: o.Bin, Input: o.Input, Log: o.Log},
 		func(dir string) config.Config { cfg = callConfig(o, dir, srv.addr()); return cfg })
 	if err != nil {
 		return callResult{}, err

@@ -33,7 +33,7 @@
 //	puaside-load [-rate N] [-users N] [-duration D] [-drain D] [-settle D]
 //	             [-input replicate|hep] [-proc] [-bin FILE]
 //	             [-db URL] [-no-sync-etags] [-initial-expires D]
-//	             [-cpuprofile FILE] [-memprofile FILE] [-latfile FILE] [-json] [-v]
+//	             [-cpuprofile FILE] [-trace FILE] [-memprofile FILE] [-latfile FILE] [-json] [-v]
 //
 // Examples:
 //
@@ -89,6 +89,7 @@ type options struct {
 	Drain      time.Duration // bound of the wait for outstanding PUBLISHes
 	DBURL      string        // empty: SQLite in a temporary directory
 	CPUProfile string        // write a CPU profile of the whole run
+	Trace      string        // write an execution trace of the whole run
 	MemProfile string        // write a heap profile after Settle
 	Settle     time.Duration // wait before the memory reading (transactions end)
 	LatFile    string        // write "send offset ms, latency ms" per AoR
@@ -157,6 +158,7 @@ func main() {
 	fs.DurationVar(&o.Drain, "drain", 30*time.Second, "longest wait for outstanding PUBLISHes after sending")
 	fs.StringVar(&o.DBURL, "db", "", "puaside db_url (default: SQLite in a temporary directory)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile to this file")
+	fs.StringVar(&o.Trace, "trace", "", "write an execution trace of this process to this file (go tool trace; without -proc it holds puaside's goroutines too)")
 	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile to this file (after -settle)")
 	fs.StringVar(&o.LatFile, "latfile", "", "write one line per published AoR: send offset (ms) and latency (ms)")
 	fs.DurationVar(&o.Settle, "settle", 0, "wait this long after the drain, then GC, before reading memory")
@@ -177,7 +179,7 @@ func main() {
 	}
 	ctx := context.Background()
 	if co.Calls > 0 {
-		co.DBURL, co.CPUProfile, co.Log, co.Proc, co.Bin = o.DBURL, o.CPUProfile, o.Log, o.Proc, o.Bin
+		co.DBURL, co.Prof, co.Log, co.Proc, co.Bin = o.DBURL, profiles{CPU: o.CPUProfile, Trace: o.Trace}, o.Log, o.Proc, o.Bin
 		if co.Input = o.Input; co.Input == inputReplicate {
 			co.Input = inputTrace // the default input: siptrace plain copies
 		}
@@ -223,7 +225,7 @@ func run(ctx context.Context, o options) (result, error) {
 	if o.Input == "" {
 		o.Input = inputReplicate
 	}
-	pd, stop, err := startRun(ctx, o.CPUProfile, targetOptions{Proc: o.Proc, Bin: o.Bin, Input: o.Input, Log: o.Log},
+	pd, stop, err := startRun(ctx, profiles{CPU: o.CPUProfile, Trace: o.Trace}, targetOptions{Proc: o.Proc, Bin: o.Bin, Input: o.Input, Log: o.Log},
 		func(dir string) config.Config { return loadConfig(o, dir, srv.addr()) })
 	if err != nil {
 		return result{}, err

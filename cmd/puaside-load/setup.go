@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,24 +22,45 @@ import (
 	"github.com/puaside/puaside/config"
 )
 
-// startCPUProfile writes a CPU profile to path until the returned stop is
-// called; with an empty path it does nothing.
-func startCPUProfile(path string) (stop func(), err error) {
-	if path == "" {
-		return func() {}, nil
+// profiles say what the run records of this process (without -proc,
+// puaside runs in it).
+type profiles struct {
+	CPU   string // a CPU profile ("": none)
+	Trace string // an execution trace, for go tool trace ("": none)
+}
+
+// start writes the profiles until the returned stop is called.
+func (p profiles) start() (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("cpuprofile: %w", err)
+	for _, pr := range []struct {
+		name, path string
+		start      func(io.Writer) error
+		stop       func()
+	}{
+		{"cpuprofile", p.CPU, pprof.StartCPUProfile, pprof.StopCPUProfile},
+		{"trace", p.Trace, trace.Start, trace.Stop},
+	} {
+		if pr.path == "" {
+			continue
+		}
+		f, err := os.Create(pr.path)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("%s: %w", pr.name, err)
+		}
+		if err := pr.start(f); err != nil {
+			f.Close()
+			stop()
+			return nil, fmt.Errorf("%s: %w", pr.name, err)
+		}
+		stops = append(stops, func() { pr.stop(); f.Close() })
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("cpuprofile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
+	return stop, nil
 }
 
 // targetOptions say how to run the daemon under measurement.
@@ -90,11 +112,11 @@ func baseConfig(dbURL, dir, server string) config.Config {
 }
 
 // startRun starts what every measurement runs around its fake presence
-// server: the CPU profile (to profile, if set), a temporary directory and
+// server: the profiles (prof), a temporary directory and
 // puaside with the configuration cfg builds for that directory. stop
 // undoes them in reverse order.
-func startRun(ctx context.Context, profile string, o targetOptions, cfg func(dir string) config.Config) (ps puaside, stop func(), err error) {
-	stopProfile, err := startCPUProfile(profile)
+func startRun(ctx context.Context, prof profiles, o targetOptions, cfg func(dir string) config.Config) (ps puaside, stop func(), err error) {
+	stopProfile, err := prof.start()
 	if err != nil {
 		return nil, nil, err
 	}
