@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -108,6 +109,43 @@ func (d *runningDaemon) waitExit() {
 	case <-time.After(30 * time.Second):
 		d.t.Fatalf("no exit within 30s:\n%s", d.logs.String())
 	}
+}
+
+// writeQuietConfig writes to path a configuration with no ingest input,
+// the engine and the API on free loopback ports and the database at
+// dbPath, after top (more top-level keys, each line ending in a newline).
+func writeQuietConfig(t *testing.T, path, dbPath, top string) {
+	t.Helper()
+	doc := top + `db_url: sqlite://` + dbPath + `
+pua:
+  listen: ["udp:127.0.0.1:0"]
+  server_address: sip:127.0.0.1:9
+ingest:
+  replicate_listen: []
+  trace_listen: []
+  hep_listen: []
+http:
+  http_listen: 127.0.0.1:0
+`
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// get returns the body of GET url.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	res, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // post sends a JSON body to the daemon's API.

@@ -2,14 +2,11 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // TestReloadSharedLinesAndNotify runs the built binary under an emulated
@@ -101,14 +98,7 @@ http:
 // lines is the body of GET /v1/lines.
 func lines(t *testing.T, base string) string {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
-	res, err := c.Get(base + "/v1/lines")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return string(b)
+	return get(t, base+"/v1/lines")
 }
 
 // sameLines compares two line listings, ignoring the phones' volatile

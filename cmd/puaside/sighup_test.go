@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,21 +29,7 @@ func TestSIGHUPKeepsTheDaemon(t *testing.T) {
 	}
 	cfgPath := filepath.Join(dir, "puaside.yaml")
 	writeCfg := func(level string) {
-		doc := fmt.Sprintf(`log_level: %s
-db_url: sqlite://%s
-pua:
-  listen: ["udp:127.0.0.1:0"]
-  server_address: sip:127.0.0.1:9
-ingest:
-  replicate_listen: []
-  trace_listen: []
-  hep_listen: []
-http:
-  http_listen: 127.0.0.1:0
-`, level, filepath.Join(dir, "puaside.db"))
-		if err := os.WriteFile(cfgPath, []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeQuietConfig(t, cfgPath, filepath.Join(dir, "puaside.db"), "log_level: "+level+"\n")
 	}
 	writeCfg("info")
 
