@@ -49,9 +49,10 @@ type Config struct {
 	// HeapFloorMiB keeps the garbage collector's heap goal at least this
 	// many MiB: a small live heap is then collected less often (each
 	// collection takes processor time from the SIP path while it runs),
-	// a live heap above half the floor is paced by GOGC as before. 0
-	// leaves Go's own pacing alone. GOGC and GOMEMLIMIT still apply: the
-	// memory limit caps the heap whatever the floor. Read at start.
+	// a live heap above floor / (1 + GOGC/100), half the floor with the
+	// default GOGC, is paced by GOGC as before. 0 leaves Go's own pacing
+	// alone. GOGC and GOMEMLIMIT still apply: the memory limit caps the
+	// heap whatever the floor. Read at start.
 	HeapFloorMiB int `yaml:"heap_floor_mib"`
 	// DBURL selects the database: sqlite://PATH (default) or
 	// mysql://user:pass@host:port/db (Kamailio's form).

@@ -43,8 +43,10 @@ const pauseFor = 200 * time.Microsecond
 // writes costs more than the statement (a goroutine started and woken per
 // UPDATE). The transaction keeps ctx: when it ends, database/sql rolls the
 // transaction back, so the next statement fails and the write stops
-// between statements instead of inside one. MySQL's driver watches the
-// context once per connection: ctx as it is.
+// between statements instead of inside one: a statement already running
+// (one waiting out busy_timeout for another process's lock included)
+// finishes first, so a caller's deadline can be passed by that much.
+// MySQL's driver watches the context once per connection: ctx as it is.
 func (db *DB) stmtCtx(ctx context.Context) context.Context {
 	if db.Dialect == SQLite {
 		return context.WithoutCancel(ctx)

@@ -39,7 +39,14 @@ func TestProfilesWritten(t *testing.T) {
 	} else {
 		stop()
 	}
-	if _, err := (profiles{Trace: filepath.Join(dir, "no", "such", "dir", "t")}).start(); err == nil {
+	// The trace failing after the CPU profile started stops the profile.
+	bad := profiles{CPU: filepath.Join(dir, "cpu2.prof"), Trace: filepath.Join(dir, "no", "such", "dir", "t")}
+	if _, err := bad.start(); err == nil {
 		t.Error("a trace in a missing directory started")
 	}
+	stop, err = (profiles{CPU: filepath.Join(dir, "cpu3.prof")}).start()
+	if err != nil {
+		t.Fatalf("the CPU profile of the failed start was left running: %v", err)
+	}
+	stop()
 }

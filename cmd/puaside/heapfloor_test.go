@@ -9,11 +9,11 @@ import (
 	"testing"
 )
 
-// gogcPercent reads go_gc_gogc_percent from the daemon's metrics.
-func gogcPercent(t *testing.T, base string) float64 {
+// metric reads the unlabelled metric name from the daemon's metrics.
+func metric(t *testing.T, base, name string) float64 {
 	t.Helper()
 	for _, l := range strings.Split(get(t, base+"/metrics"), "\n") {
-		if v, ok := strings.CutPrefix(l, "go_gc_gogc_percent "); ok {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
 				t.Fatal(err)
@@ -21,26 +21,28 @@ func gogcPercent(t *testing.T, base string) float64 {
 			return f
 		}
 	}
-	t.Fatal("no go_gc_gogc_percent in the metrics")
+	t.Fatalf("no %s in the metrics", name)
 	return 0
 }
 
 // TestHeapFloorApplied runs the binary with heap_floor_mib and without: a
 // floor far above the few MiB an idle daemon holds raises the collector's
-// percentage above GOGC's, 0 leaves GOGC's.
+// percentage above GOGC's and puts the next collection at the floor; 0
+// leaves GOGC's, and the next collection at a few MiB.
 func TestHeapFloorApplied(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
 	dir := t.TempDir()
 	bin := buildBinary(t, dir)
+	const mib = 1 << 20
 	for _, c := range []struct {
-		floor   int
-		atLeast float64
-		atMost  float64
+		floor              int
+		percentMin, maxPct float64
+		nextMin, nextMax   float64
 	}{
-		{4096, 1000, 1e9},
-		{0, 100, 100},
+		{4096, 1000, 1e9, 4000 * mib, 4200 * mib},
+		{0, 100, 100, 1, 256 * mib},
 	} {
 		t.Run(fmt.Sprint(c.floor), func(t *testing.T) {
 			cfgPath := filepath.Join(dir, fmt.Sprintf("floor%d.yaml", c.floor))
@@ -48,8 +50,11 @@ func TestHeapFloorApplied(t *testing.T) {
 				fmt.Sprintf("heap_floor_mib: %d\n", c.floor))
 			d := startDaemon(t, bin, cfgPath, "GOGC=100")
 			base := "http://" + d.httpAddr()
-			if p := gogcPercent(t, base); p < c.atLeast || p > c.atMost {
-				t.Errorf("go_gc_gogc_percent %v, want between %v and %v", p, c.atLeast, c.atMost)
+			if p := metric(t, base, "go_gc_gogc_percent"); p < c.percentMin || p > c.maxPct {
+				t.Errorf("go_gc_gogc_percent %v, want between %v and %v", p, c.percentMin, c.maxPct)
+			}
+			if n := metric(t, base, "go_memstats_next_gc_bytes"); n < c.nextMin || n > c.nextMax {
+				t.Errorf("go_memstats_next_gc_bytes %.0f MiB, want between %.0f and %.0f MiB", n/mib, c.nextMin/mib, c.nextMax/mib)
 			}
 			d.signal(syscall.SIGTERM)
 			d.waitExit()

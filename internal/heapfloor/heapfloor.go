@@ -5,7 +5,8 @@
 // each one takes processor time from the SIP path in the middle of its
 // work (with two processors, a collection's mark workers and a store write
 // can hold both). With a floor the goal is max(floor, live heap × (1 +
-// GOGC/100)): a large heap is paced as before, a small one less often.
+// GOGC/100)): a live heap above floor / (1 + GOGC/100) (half the floor
+// with the default GOGC) is paced as before, a smaller one less often.
 //
 // Place in the flow: beside it all; cmd/puaside runs one Keeper for the
 // process (the setting is the runtime's, so one per process).
@@ -20,20 +21,26 @@ import (
 )
 
 // Percent is the GOGC value that puts the heap goal at floor bytes for a
-// live heap of live bytes, and at least base (the process's own GOGC).
+// live heap of live bytes (none measured yet: 0), and at least base (the
+// process's own GOGC). It is at most the value whose heap minimum (the
+// runtime's 4 MiB × GOGC/100, below which it does not collect) is the
+// floor, so that a nearly empty heap is not given a goal above the floor.
+// floor is at most 1 TiB.
 func Percent(floor, live uint64, base int) int {
-	if live == 0 || floor <= live {
+	limit := floor * 100 / runtimeHeapMinimum
+	if live >= floor {
 		return base
 	}
-	p := (floor - live) * 100 / live
-	if p > maxPercent {
-		p = maxPercent
+	p := limit
+	if live > 0 {
+		p = min(limit, (floor-live)*100/live)
 	}
 	return max(base, int(p))
 }
 
-// maxPercent bounds the GOGC value set for a nearly empty heap.
-const maxPercent = 10000
+// runtimeHeapMinimum is the Go runtime's heap minimum at GOGC=100; it
+// scales with GOGC.
+const runtimeHeapMinimum = 4 << 20
 
 // Keeper sets the GC percentage after every collection, from the live heap
 // that collection found.

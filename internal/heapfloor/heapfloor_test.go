@@ -20,8 +20,12 @@ func TestPercent(t *testing.T) {
 		{128 * mib, 100 * mib, 100, 100}, // 2 × live is above the floor: GOGC as it is
 		{128 * mib, 200 * mib, 100, 100}, // live above the floor
 		{128 * mib, 32 * mib, 400, 400},  // GOGC above what the floor asks
-		{128 * mib, 0, 100, 100},         // nothing measured yet
-		{128 * mib, 1, 100, maxPercent},  // bounded
+		{128 * mib, 0, 100, 3200},        // nothing measured yet: the runtime's minimum at the floor
+		{128 * mib, 1, 100, 3200},        // the same bound: 4 MiB × 32 = 128 MiB
+		{128 * mib, 2 * mib, 100, 3200},  // (126/2 × 100 = 6300 would make the minimum 252 MiB)
+		{2 * mib, 0, 100, 100},           // a floor under the runtime's minimum: GOGC as it is
+		{1 << 40, 1 << 39, 100, 100},     // the largest floor, no overflow
+		{1 << 40, 1 << 30, 100, 1023 * 100},
 	} {
 		if got := Percent(c.floor, c.live, c.base); got != c.want {
 			t.Errorf("Percent(%d MiB, %d, %d) = %d, want %d", c.floor/mib, c.live, c.base, got, c.want)
@@ -85,13 +89,14 @@ func TestKeeperRestoresAtTheEnd(t *testing.T) {
 	waitGOGC(t, func(p uint64) bool { return p > 1000 }, "raised above 1000")
 	cancel()
 	waitGOGC(t, func(p uint64) bool { return p == 150 }, "back to 150 when the context ends")
-	// Collections after the end leave it alone.
-	for range 3 {
+	// Collections after the end leave it alone (the cleanups run on
+	// their own goroutine: watch for a while).
+	for range 50 {
 		runtime.GC()
-		time.Sleep(time.Millisecond)
-	}
-	if p := gogc(); p != 150 {
-		t.Fatalf("GOGC %d after the end, want 150", p)
+		time.Sleep(2 * time.Millisecond)
+		if p := gogc(); p != 150 {
+			t.Fatalf("GOGC %d after the end, want 150", p)
+		}
 	}
 }
 
