@@ -39,9 +39,9 @@ const pauseFor = 200 * time.Microsecond
 // stmtCtx is the context for the statements of a transaction begun with
 // ctx. With SQLite it is ctx without its end: the driver (modernc) starts
 // a goroutine per statement to watch a context that can end, and sets a
-// progress handler to interrupt it, which for the small statements of the
-// writes costs more than the statement (a goroutine started and woken per
-// UPDATE). The transaction keeps ctx: when it ends, database/sql rolls the
+// progress handler to interrupt it: a goroutine started and woken per
+// statement, one per UPDATE of a changed publication (BENCHMARKS.md, the
+// heap-floor round: 7 – 9 % of the call path's CPU). The transaction keeps ctx: when it ends, database/sql rolls the
 // transaction back, so the next statement fails and the write stops
 // between statements instead of inside one: a statement already running
 // (one waiting out busy_timeout for another process's lock included)

@@ -25,27 +25,14 @@ func TestReloadSharedLinesAndNotify(t *testing.T) {
 
 	cfgPath := filepath.Join(dir, "puaside.yaml")
 	writeCfg := func(line string) {
-		doc := fmt.Sprintf(`db_url: sqlite://%s
-features: {usrloc: true, dialoginfo: false, bla: true}
-pua:
-  listen: ["udp:127.0.0.1:0"]
-  server_address: sip:127.0.0.1:9
-ingest:
-  replicate_listen: []
-  trace_listen: []
-  hep_listen: []
+		writeQuietConfig(t, cfgPath, filepath.Join(dir, "puaside.db"), fmt.Sprintf(`features: {usrloc: true, dialoginfo: false, bla: true}
 usrloc:
   default_domain: example.com
   publish_default: false
 bla:
   lines:
     - aor: sip:%s@example.com
-http:
-  http_listen: 127.0.0.1:0
-`, filepath.Join(dir, "puaside.db"), line)
-		if err := os.WriteFile(cfgPath, []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
+`, line))
 	}
 	writeCfg("100")
 	d := startDaemon(t, bin, cfgPath, "NOTIFY_SOCKET="+sd.path)
