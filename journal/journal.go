@@ -40,6 +40,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // MaxFrame bounds one payload: Append refuses a larger one, and a frame
@@ -96,6 +97,9 @@ type Journal struct {
 	size   int64 // bytes of every generation
 	closed bool
 	buf    []byte
+
+	rawSlow  time.Duration // writeFile: a raw write slower than this ...
+	rawAfter time.Time     // ... makes the writes before this time plain ones
 }
 
 // Stats says what Open read.
@@ -134,7 +138,7 @@ func Open(path string, log *slog.Logger) (*Journal, [][]byte, Stats, error) {
 		}
 		return nil, nil, st, fmt.Errorf("journal: lock %s.lock: %w", path, err)
 	}
-	j := &Journal{path: path, log: log, lock: lock, sizes: map[uint64]int64{}}
+	j := &Journal{path: path, log: log, lock: lock, sizes: map[uint64]int64{}, rawSlow: rawSlow}
 	payloads, err := j.read(&st)
 	if err != nil {
 		j.unlock()
@@ -244,11 +248,40 @@ func (j *Journal) name(gen uint64) string { return j.path + "." + strconv.Format
 
 func (j *Journal) staleName() string { return j.path + ".stale" }
 
+// rawSlow is how long a raw write may take before the journal stops
+// making them for rawBackoff (writeFile).
+const (
+	rawSlow    = time.Millisecond
+	rawBackoff = 10 * time.Second
+)
+
+// writeFile writes b to f. Where it can (Linux) it makes the write a raw
+// system call (writeRaw): os.File.Write enters the scheduler's
+// blocking-syscall state, which wakes the runtime's system monitor when it
+// sleeps (a process idle between appends), and at the engine's hundred
+// prompt appends a second that wake-up cost more than the write itself
+// (BENCHMARKS.md). A raw write holds its processor until the kernel
+// returns, which is microseconds while the page cache takes the write; one
+// slower than rawSlow (a disk that throttles its writers, memory pressure)
+// sends the writes of the next rawBackoff through os.File.Write, which
+// hands the processor on while it waits. Locked.
 func (j *Journal) writeFile(f *os.File, b []byte) (int, error) {
 	if j.write != nil {
 		return j.write(f, b)
 	}
-	return f.Write(b)
+	start := time.Now()
+	if start.Before(j.rawAfter) {
+		return f.Write(b)
+	}
+	n, ok, err := writeRaw(f, b)
+	if !ok {
+		return f.Write(b)
+	}
+	if d := time.Since(start); d > j.rawSlow {
+		j.rawAfter = start.Add(d + rawBackoff)
+		j.log.Debug("journal: a write was slow, writes wait in the scheduler for a while", "took", d, "for", rawBackoff)
+	}
+	return n, err
 }
 
 func (j *Journal) removeFile(name string) error {
