@@ -149,7 +149,7 @@ func (l *nictLayer) start(w datagramWriter, dst netip.AddrPort, req *sip.Request
 		req.SetBody(nil)
 	}
 	var b bytes.Buffer
-	b.Grow(1024)
+	b.Grow(len(req.Body()) + 1024) // the headers of a PUBLISH or SUBSCRIBE take well under 1 KiB
 	if !writeRequest(&b, req) {
 		b.Reset()
 		req.StringWrite(&b)
