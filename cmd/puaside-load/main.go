@@ -149,8 +149,12 @@ type result struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == floorCommand {
+		relayMain(os.Args[2:]) // -floor: this binary is the target (floor.go)
+		return
+	}
 	var o options
-	var asJSON, verbose bool
+	var asJSON, verbose, floor bool
 	fs := flag.NewFlagSet("puaside-load", flag.ExitOnError)
 	fs.IntVar(&o.Rate, "rate", 1000, "mirrored REGISTER copies per second (0 = as fast as possible)")
 	fs.IntVar(&o.Users, "users", 10000, "distinct AoRs (one copy each)")
@@ -167,6 +171,7 @@ func main() {
 	fs.StringVar(&o.Input, "input", inputReplicate, "mirrored input to play: replicate (t_replicate copies) or hep (siptrace HEPv3 REGISTER + 200)")
 	fs.BoolVar(&o.Proc, "proc", false, "run the puaside binary as a separate process and measure its own CPU and memory")
 	fs.StringVar(&o.Bin, "bin", "", "with -proc: the puaside binary (default: go build ./cmd/puaside of the module in the working directory)")
+	fs.BoolVar(&floor, "floor", false, "with -proc: measure the floor instead of puaside, this tool's own relay that makes only puaside's system calls per copy (floor.go)")
 	co := callFlags(fs)
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&verbose, "v", false, "show puaside's warnings")
@@ -178,6 +183,18 @@ func main() {
 		slog.SetDefault(slog.New(slog.DiscardHandler))
 	}
 	ctx := context.Background()
+	if floor {
+		if !o.Proc || co.Calls > 0 || o.Bin != "" {
+			report(result{}, errors.New("-floor needs -proc, and neither -calls nor -bin"), asJSON)
+			return
+		}
+		self, err := os.Executable()
+		if err != nil {
+			report(result{}, fmt.Errorf("-floor: %w", err), asJSON)
+			return
+		}
+		o.Bin = self
+	}
 	if co.Calls > 0 {
 		co.DBURL, co.Prof, co.Log, co.Proc, co.Bin = o.DBURL, profiles{CPU: o.CPUProfile, Trace: o.Trace}, o.Log, o.Proc, o.Bin
 		if co.Input = o.Input; co.Input == inputReplicate {
