@@ -249,10 +249,13 @@ func (j *Journal) name(gen uint64) string { return j.path + "." + strconv.Format
 func (j *Journal) staleName() string { return j.path + ".stale" }
 
 // rawSlow is how long a raw write may take before the journal stops
-// making them for rawBackoff (writeFile).
+// making them for rawBackoff; rawMax is the largest write made raw (a
+// prompt append is a few KiB, a write-behind's snapshot can be megabytes,
+// once a period) (writeFile).
 const (
 	rawSlow    = time.Millisecond
 	rawBackoff = 10 * time.Second
+	rawMax     = 64 << 10
 )
 
 // writeFile writes b to f. Where it can (Linux) it makes the write a raw
@@ -261,8 +264,8 @@ const (
 // sleeps (a process idle between appends), and at the engine's hundred
 // prompt appends a second that wake-up cost more than the write itself
 // (BENCHMARKS.md). A raw write holds its processor until the kernel
-// returns, which is microseconds while the page cache takes the write; one
-// slower than rawSlow (a disk that throttles its writers, memory pressure)
+// returns, which is microseconds while the page cache takes a write of a
+// few KiB (larger ones, over rawMax, are plain); one slower than rawSlow (a disk that throttles its writers, memory pressure)
 // sends the writes of the next rawBackoff through os.File.Write, which
 // hands the processor on while it waits. Locked.
 func (j *Journal) writeFile(f *os.File, b []byte) (int, error) {
@@ -270,7 +273,7 @@ func (j *Journal) writeFile(f *os.File, b []byte) (int, error) {
 		return j.write(f, b)
 	}
 	start := time.Now()
-	if start.Before(j.rawAfter) {
+	if len(b) > rawMax || start.Before(j.rawAfter) {
 		return f.Write(b)
 	}
 	n, ok, err := writeRaw(f, b)

@@ -9,7 +9,7 @@ import (
 
 // TestSlowWriteSendsTheNextOnesThroughTheScheduler: a write slower than
 // rawSlow makes the writes of the next rawBackoff plain ones, and they
-// land as the raw ones did.
+// land as the raw ones did; a write over rawMax is plain in any case.
 func TestSlowWriteSendsTheNextOnesThroughTheScheduler(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "j")
 	j, _, _ := open(t, path)
@@ -20,6 +20,12 @@ func TestSlowWriteSendsTheNextOnesThroughTheScheduler(t *testing.T) {
 		t.Fatalf("a fast write set rawAfter %v", j.rawAfter)
 	}
 	j.rawSlow = -1 // every write is slow
+	if err := j.Append([][]byte{make([]byte, rawMax)}); err != nil {
+		t.Fatal(err)
+	}
+	if !j.rawAfter.IsZero() {
+		t.Fatalf("a write over rawMax, plain, set rawAfter %v", j.rawAfter)
+	}
 	before := time.Now()
 	if err := j.Append(payloads("two")); err != nil {
 		t.Fatal(err)
@@ -36,7 +42,7 @@ func TestSlowWriteSendsTheNextOnesThroughTheScheduler(t *testing.T) {
 	}
 	j.Close()
 	_, ps, st := open(t, path)
-	if got := strs(ps); !slices.Equal(got, []string{"one", "two", "three"}) || st.Corrupt != 0 {
+	if got := strs(ps); len(got) != 4 || !slices.Equal([]string{got[0], got[2], got[3]}, []string{"one", "two", "three"}) || len(got[1]) != rawMax || st.Corrupt != 0 {
 		t.Fatalf("payloads %q, stats %+v", got, st)
 	}
 }
