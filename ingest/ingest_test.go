@@ -687,11 +687,22 @@ func TestReaderDeliversItselfInOrder(t *testing.T) {
 // behind until it waits again. A reader that never waits never is ahead.
 func TestReaderPace(t *testing.T) {
 	p := newPace()
-	got := []bool{p.read(false), p.read(false)}
-	for _, waited := range []bool{true, false, false, false, true, true, false} {
+	var got, want []bool
+	read := func(waited, here bool) {
 		got = append(got, p.read(waited))
+		want = append(want, here)
 	}
-	want := []bool{false, false, true, true, false, false, true, true, true}
+	read(false, false) // never waited: behind
+	read(false, false)
+	read(true, true)
+	for range readerSpare {
+		read(false, true)
+	}
+	read(false, false) // one more than readerSpare: behind
+	read(false, false)
+	read(true, true)
+	read(true, true)
+	read(false, true)
 	if !slices.Equal(got, want) {
 		t.Fatalf("here = %v, want %v (readerSpare %d)", got, want, readerSpare)
 	}

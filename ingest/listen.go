@@ -71,8 +71,13 @@ func (in *Ingest) serveUDP(input string, uc *net.UDPConn) {
 // readerSpare is how many datagrams a UDP reader may still deliver itself
 // after one it waited for, when they were already waiting: the reply
 // copy that follows a request copy (siptrace, HEP) takes the same path as
-// the request, and a burst is handed to the workers after this many.
-const readerSpare = 1
+// the request, and so do the few copies that queued in the socket while
+// the reader was held up (preempted by a woken peer, or behind a store
+// write), instead of each waking a worker; a burst is handed to the
+// workers after this many. 8 against 1 saved 3 % of the CPU of a
+// t_replicate REGISTER, 11 % of a HEP pair and 8 % of a call; 32 no more
+// (BENCHMARKS.md).
+const readerSpare = 8
 
 // pace tells a UDP reader whether it is behind.
 type pace struct {
