@@ -31,7 +31,7 @@
 // Usage:
 //
 //	puaside-load [-rate N] [-users N] [-duration D] [-drain D] [-settle D]
-//	             [-input replicate|hep] [-proc] [-bin FILE]
+//	             [-input replicate|hep] [-proc] [-bin FILE | -floor]
 //	             [-db URL] [-no-sync-etags] [-initial-expires D]
 //	             [-cpuprofile FILE] [-trace FILE] [-memprofile FILE] [-latfile FILE] [-json] [-v]
 //
@@ -42,6 +42,7 @@
 //	puaside-load -rate 4000 -users 100000 -duration 60s -settle 40s   # RSS at 100,000 AoRs
 //	puaside-load -proc -rate 1200 -users 12000 -duration 10s   # puaside's own CPU per REGISTER
 //	puaside-load -proc -input hep -rate 1200 -users 12000 -duration 10s
+//	puaside-load -proc -floor -rate 1200 -users 12000 -duration 10s   # the bare exchange's CPU (floor.go)
 //	puaside-load -calls 3000 -call-rate 100                 # calls: CPU and PUBLISHes per call
 //
 // -rate 0 sends as fast as the sender can; copies the kernel drops on a
