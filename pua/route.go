@@ -66,8 +66,16 @@ func (f *failedTargets) order(ts []resolve.Target, now time.Time) []resolve.Targ
 // targets returns where req goes, in the order to try: the next hop is hop
 // if set, else the top Route, else the Request-URI; a host name is
 // resolved as RFC 3263 says, within ctx and request_timeout. A sips: next
-// hop or Request-URI allows TLS only.
+// hop or Request-URI allows TLS only. The targets of a hop whose host is an
+// address are built once (hopTargets).
 func (st *sipStack) targets(ctx context.Context, req *sip.Request, hop string) ([]resolve.Target, error) {
+	var key hopKey
+	if hop != "" {
+		key = hopKeyOf(req, hop)
+		if ts, ok := st.hops.get(key); ok {
+			return st.failed.order(ts, time.Now()), nil
+		}
+	}
 	var u sip.Uri
 	switch {
 	case hop != "":
@@ -130,7 +138,54 @@ func (st *sipStack) targets(ctx context.Context, req *sip.Request, hop string) (
 	if err != nil {
 		return nil, fmt.Errorf("pua: %s %s: %w", req.Method, u.String(), err)
 	}
+	if hop != "" && net.ParseIP(strings.Trim(u.Host, "[]")) != nil {
+		st.hops.put(key, ts)
+	}
 	return st.failed.order(ts, time.Now()), nil
+}
+
+// hopKey is what the targets of a next hop given as a string depend on:
+// the hop, and the scheme and transport parameter of the Request-URI.
+type hopKey struct {
+	hop, transport string
+	sips           bool
+}
+
+func hopKeyOf(req *sip.Request, hop string) hopKey {
+	tr, _ := req.Recipient.UriParams.Get("transport")
+	return hopKey{hop: hop, transport: tr, sips: strings.EqualFold(req.Recipient.Scheme, "sips")}
+}
+
+// maxHops bounds hopTargets: next hops are the configured server and
+// proxies, and the few a record names.
+const maxHops = 64
+
+// hopTargets keeps the targets of next hops whose host is an address
+// (no lookup, so they never change), so that a request to the server is
+// not preceded by parsing its URI and building its target each time. The
+// slices are shared and never modified (failedTargets.order builds new
+// ones).
+type hopTargets struct {
+	mu sync.RWMutex
+	m  map[hopKey][]resolve.Target
+}
+
+func (h *hopTargets) get(k hopKey) ([]resolve.Target, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	ts, ok := h.m[k]
+	return ts, ok
+}
+
+func (h *hopTargets) put(k hopKey, ts []resolve.Target) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = make(map[hopKey][]resolve.Target)
+	}
+	if len(h.m) < maxHops {
+		h.m[k] = ts
+	}
 }
 
 // apply sends req to t: a fresh Via (our advertised address, never a

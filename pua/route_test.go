@@ -1,13 +1,17 @@
 package pua
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/puaside/puaside/internal/dnstest"
 	"github.com/puaside/puaside/internal/puatest"
+	"github.com/puaside/puaside/resolve"
 )
 
 // deadTCPPort returns a loopback port nothing listens on.
@@ -70,5 +74,45 @@ func TestServerAddress503Failover(t *testing.T) {
 	}
 	if n := len(fs.Requests()); n != 2 {
 		t.Fatalf("live server got %d requests, want 2", n)
+	}
+}
+
+// TestHopTargetsKept checks that the targets of a next hop whose host is an
+// address are built once per hop and Request-URI transport, and that a hop
+// naming a host is looked up each time.
+func TestHopTargetsKept(t *testing.T) {
+	st := &sipStack{e: &Engine{cfg: Config{RequestTimeout: time.Second}, stopCtx: context.Background()}}
+	ruri := func(s string) *sip.Request {
+		var u sip.Uri
+		if err := sip.ParseUri(s, &u); err != nil {
+			t.Fatal(err)
+		}
+		return sip.NewRequest(sip.PUBLISH, u)
+	}
+	udp, tcp := ruri("sip:alice@example.com"), ruri("sip:alice@example.com;transport=tcp")
+	const hop = "sip:192.0.2.1:5070"
+	ts, err := st.targets(context.Background(), udp, hop)
+	if err != nil || len(ts) != 1 || ts[0].Transport != "UDP" || ts[0].Addr != "192.0.2.1:5070" {
+		t.Fatalf("targets %+v, %v", ts, err)
+	}
+	if ts, err = st.targets(context.Background(), tcp, hop); err != nil || len(ts) != 1 || ts[0].Transport != "TCP" {
+		t.Fatalf("targets with transport=tcp %+v, %v", ts, err)
+	}
+	if n := len(st.hops.m); n != 2 {
+		t.Fatalf("%d hops kept, want 2 (one per Request-URI transport)", n)
+	}
+	// The kept targets are what a later request gets.
+	st.hops.m[hopKeyOf(udp, hop)] = []resolve.Target{{Transport: "UDP", Addr: "192.0.2.9:5060"}}
+	if ts, _ = st.targets(context.Background(), udp, hop); len(ts) != 1 || ts[0].Addr != "192.0.2.9:5060" {
+		t.Fatalf("targets %+v, want the kept ones", ts)
+	}
+	if _, err := st.targets(context.Background(), udp, "sip:presence.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.targets(context.Background(), udp, "sip:presence.example.com;transport=sctp"); err == nil {
+		t.Fatal("transport sctp accepted")
+	}
+	if n := len(st.hops.m); n != 2 {
+		t.Fatalf("%d hops kept after a name and an error, want 2", n)
 	}
 }

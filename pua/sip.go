@@ -36,6 +36,7 @@ type sipStack struct {
 	tls     *siptls.Files
 	res     *resolve.Resolver // nil: names are resolved by sipgo (system resolver)
 	failed  failedTargets
+	hops    hopTargets
 
 	mu      sync.RWMutex
 	ua      *sipgo.UserAgent
