@@ -308,6 +308,11 @@ func (db *DB) storableIdentity(r *pua.Record) bool {
 
 // recordArgs are the values of recordColumns for r.
 func recordArgs(r *puaRow) []any {
+	return appendRecordArgs(make([]any, 0, numRecordColumns), r)
+}
+
+// appendRecordArgs appends the values of recordColumns for r to args.
+func appendRecordArgs(args []any, r *puaRow) []any {
 	tuple := r.TupleID
 	if tuple == "" {
 		tuple = recordIdentity(&r.Record).syntheticTupleID()
@@ -316,12 +321,12 @@ func recordArgs(r *puaRow) []any {
 	if len(r.Body) > 0 {
 		body = r.Body
 	}
-	return []any{
+	return append(args,
 		r.PresURI, r.PresID, r.eventBit, r.Expires, r.DesiredExpires, r.Flag,
 		r.ETag, tuple, r.WatcherURI, r.CallID, r.ToTag, r.FromTag,
 		r.CSeq, r.RecordRoute, r.Contact, r.RemoteContact, r.Version,
 		r.headerLines, body, r.ContentType, r.EventName, r.OutboundProxy, r.ReqExpires, boolInt(r.Removing), boolInt(r.Modified),
-	}
+	)
 }
 
 // SaveRecords writes records (pua.Store): the rows of remove are deleted,
@@ -694,7 +699,7 @@ func (db *DB) insertRecords(ctx context.Context, tx *txStmts, recs []*puaRow) er
 	return inBatches(recs, insertBatch, func(chunk []*puaRow) error {
 		args = args[:0]
 		for _, r := range chunk {
-			args = append(args, recordArgs(r)...)
+			args = appendRecordArgs(args, r)
 		}
 		q := "INSERT INTO " + db.quotedTable() + " (" + recordColumnList + ") VALUES " +
 			valuesList(len(chunk), numRecordColumns)
