@@ -308,7 +308,7 @@ func (db *DB) storableIdentity(r *pua.Record) bool {
 
 // recordArgs are the values of recordColumns for r.
 func recordArgs(r *puaRow) []any {
-	return appendRecordArgs(make([]any, 0, numRecordColumns), r)
+	return appendRecordArgs(make([]any, 0, numRecordColumns+1), r) // +1: updateRecord's id
 }
 
 // appendRecordArgs appends the values of recordColumns for r to args.
@@ -645,7 +645,7 @@ func (db *DB) updateRecord(ctx context.Context, tx *txStmts, r *puaRow, id int64
 			}
 		}
 	}
-	args := make([]any, 0, len(all)+1)
+	args := all[:0] // in place: an argument only moves towards the front
 	for c, a := range all {
 		if skip&(1<<c) == 0 {
 			args = append(args, a)
