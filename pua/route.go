@@ -151,6 +151,7 @@ type hopKey struct {
 	sips           bool
 }
 
+// hopKeyOf is the hopKey of req sent to hop.
 func hopKeyOf(req *sip.Request, hop string) hopKey {
 	tr, _ := req.Recipient.UriParams.Get("transport")
 	return hopKey{hop: hop, transport: tr, sips: strings.EqualFold(req.Recipient.Scheme, "sips")}
