@@ -14,6 +14,10 @@ type Clock interface {
 	// AfterFunc calls f in its own goroutine (or synchronously, for a fake
 	// clock being advanced) once d has elapsed.
 	AfterFunc(d time.Duration, f func()) Timer
+	// At calls f as AfterFunc does once the clock reaches t. A timer for
+	// an instant is never late by what the clock moved between an earlier
+	// Now and arming it (a fake clock advanced by another goroutine).
+	At(t time.Time, f func()) Timer
 }
 
 // Timer is a pending AfterFunc call.
@@ -30,6 +34,9 @@ func (Real) Now() time.Time { return time.Now() }
 
 // AfterFunc is time.AfterFunc.
 func (Real) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+
+// At is time.AfterFunc until t.
+func (Real) At(t time.Time, f func()) Timer { return time.AfterFunc(time.Until(t), f) }
 
 // OrReal returns c, or the wall clock when c is nil.
 func OrReal(c Clock) Clock {

@@ -154,8 +154,7 @@ func (s *Scheduler[T]) rearmLocked() {
 		s.timer.Stop()
 	}
 	s.timerAt = at
-	d := time.Duration(at - s.clock.Now().UnixNano())
-	s.timer = s.clock.AfterFunc(max(d, 0), s.run)
+	s.timer = s.clock.At(time.Unix(0, at), s.run)
 }
 
 // popDue takes the records due at now off the heap and re-arms the timer.

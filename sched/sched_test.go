@@ -150,3 +150,33 @@ func TestMovingEarliestLaterKeepsTheTimer(t *testing.T) {
 		t.Fatalf("at 10 s fired %v, want [a]", got)
 	}
 }
+
+// movingClock is a fake clock that moves on by step right after the first
+// Now returns, as when a test advances its clock while the engine is
+// arming a refresh on another goroutine.
+type movingClock struct {
+	*clocktest.Fake
+	step time.Duration
+	once sync.Once
+}
+
+func (c *movingClock) Now() time.Time {
+	now := c.Fake.Now()
+	c.once.Do(func() { c.Fake.Advance(c.step) })
+	return now
+}
+
+// TestTimerArmedForItsInstant checks that the heap's timer fires at the
+// entry's due time even when the clock moves while it is armed: a timer
+// armed for a duration from an earlier reading would fire step late.
+func TestTimerArmedForItsInstant(t *testing.T) {
+	start := time.Unix(1_700_000_000, 0)
+	c := &movingClock{Fake: clocktest.New(start), step: 90 * time.Millisecond}
+	var r recorder
+	s := New(c, r.fire)
+	s.Schedule(&rec{name: "a"}, start.Add(time.Second))
+	c.Set(start.Add(time.Second))
+	if got := r.take(); len(got) != 1 || got[0] != "a" {
+		t.Fatalf("at its due time fired %v, want [a]", got)
+	}
+}

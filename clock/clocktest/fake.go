@@ -39,8 +39,20 @@ func (c *Fake) Now() time.Time {
 func (c *Fake) AfterFunc(d time.Duration, f func()) clock.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := &timer{c: c, at: c.now.Add(d), f: f}
-	if d <= 0 {
+	return c.armLocked(c.now.Add(d), f)
+}
+
+// At arms f to run when the clock reaches at; at or before now it runs at
+// once in its own goroutine.
+func (c *Fake) At(at time.Time, f func()) clock.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.armLocked(at, f)
+}
+
+func (c *Fake) armLocked(at time.Time, f func()) *timer {
+	t := &timer{c: c, at: at, f: f}
+	if !at.After(c.now) {
 		go f()
 		return t
 	}

@@ -61,6 +61,15 @@ func (p *ProcClock) AfterFunc(d time.Duration, f func()) clock.Timer {
 	})
 }
 
+// At arms f on the shared clock for t unless the process is dead.
+func (p *ProcClock) At(t time.Time, f func()) clock.Timer {
+	return p.Clock.At(t, func() {
+		if !p.dead.Load() {
+			f()
+		}
+	})
+}
+
 // Now is the shared clock's time.
 type Now interface{ Now() time.Time }
 
