@@ -20,7 +20,7 @@ type Clock interface {
 	At(t time.Time, f func()) Timer
 }
 
-// Timer is a pending AfterFunc call.
+// Timer is a pending AfterFunc or At call.
 type Timer interface {
 	// Stop prevents the call; it reports whether the call was still pending.
 	Stop() bool
