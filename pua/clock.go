@@ -7,5 +7,5 @@ import "github.com/puaside/puaside/clock"
 // sleeping. Network timeouts (request_timeout) use real time.
 type Clock = clock.Clock
 
-// Timer is a pending AfterFunc call.
+// Timer is a pending AfterFunc or At call.
 type Timer = clock.Timer
