@@ -9,8 +9,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/puaside/puaside/event"
 )
+
+// BenchmarkParseMirror measures the parse of one t_replicate REGISTER copy
+// alone (sipgo's parser and the checks of parseMirror): the part a leaner
+// codec of the copy's headers would replace.
+func BenchmarkParseMirror(b *testing.B) {
+	raw := wireBytes(b, "testdata/replicate/001.sip.txt")
+	p := sip.NewParser()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseMirror(p, raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
 
 // BenchmarkReplicateRegister measures replicated REGISTER copies per second
 // through parse, stateless 200, dedup and the queue, with the workers
