@@ -20,8 +20,9 @@
 // drive the pua engine (PUBLISH/SUBSCRIBE out, state in the store). A UDP
 // reader that is not behind (it found its socket empty before a datagram,
 // or before one of the few just before it: a reply copy follows its
-// request's, and a preempted reader finds a few waiting) hands that input to the Handlers itself when its shard has nothing queued
-// or in delivery, which spares a goroutine hand-off per input at ordinary
+// request's, and a preempted reader finds a few waiting) hands that input
+// to the Handlers itself when its shard has nothing queued or in
+// delivery, which spares a goroutine hand-off per input at ordinary
 // rates; a reader that is behind queues, so that the workers spread a
 // burst over the processors. Inputs of one shard are delivered in arrival
 // order either way. The Handlers must not block for long (they do not: the

@@ -265,8 +265,8 @@ const (
 // prompt appends a second that wake-up cost more than the write itself
 // (BENCHMARKS.md). A raw write holds its processor until the kernel
 // returns, which is microseconds while the page cache takes a write of a
-// few KiB (larger ones, over rawMax, are plain); one slower than rawSlow (a disk that throttles its writers, memory pressure)
-// sends the writes of the next rawBackoff through os.File.Write, which
+// few KiB (larger ones, over rawMax, are plain); one slower than rawSlow
+// (a disk that throttles its writers, memory pressure) sends the writes of the next rawBackoff through os.File.Write, which
 // hands the processor on while it waits. Locked.
 func (j *Journal) writeFile(f *os.File, b []byte) (int, error) {
 	if j.write != nil {

@@ -103,10 +103,11 @@ func (st *sipStack) targets(ctx context.Context, req *sip.Request, hop string) (
 		return nil, fmt.Errorf("pua: %s %s: a sips: URI needs TLS, not %s", req.Method, u.String(), tr)
 	}
 	n := resolve.Name{Host: u.Host, Port: u.Port, Transport: tr, Secure: secure}
+	address := net.ParseIP(strings.Trim(u.Host, "[]")) != nil
 	var ts []resolve.Target
 	var err error
 	if st.res != nil {
-		if net.ParseIP(strings.Trim(u.Host, "[]")) == nil {
+		if !address {
 			// A name: the lookup is bounded by request_timeout (an
 			// address is answered at once, without a timer).
 			var cancel context.CancelFunc
@@ -115,7 +116,7 @@ func (st *sipStack) targets(ctx context.Context, req *sip.Request, hop string) (
 		}
 		ts, err = st.res.Lookup(ctx, n)
 	}
-	if st.res == nil || (err != nil && net.ParseIP(strings.Trim(u.Host, "[]")) == nil) {
+	if st.res == nil || (err != nil && !address) {
 		if err != nil {
 			st.e.log.Debug("RFC 3263 lookup failed, the system resolves the name", "host", u.Host, "err", err)
 		}
@@ -138,7 +139,7 @@ func (st *sipStack) targets(ctx context.Context, req *sip.Request, hop string) (
 	if err != nil {
 		return nil, fmt.Errorf("pua: %s %s: %w", req.Method, u.String(), err)
 	}
-	if hop != "" && net.ParseIP(strings.Trim(u.Host, "[]")) != nil {
+	if hop != "" && address {
 		st.hops.put(key, ts)
 	}
 	return st.failed.order(ts, time.Now()), nil
