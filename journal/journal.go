@@ -89,6 +89,8 @@ type Journal struct {
 	write    func(f *os.File, b []byte) (int, error)
 	remove   func(name string) error
 	truncate func(name string) error
+	// rawWrite, when set, stands in for writeRaw (tests).
+	rawWrite func(f *os.File, b []byte) (n int, ok, slept bool, err error)
 
 	mu     sync.Mutex
 	f      *os.File // the current generation, nil until the next Append
@@ -265,9 +267,13 @@ const (
 // prompt appends a second that wake-up cost more than the write itself
 // (BENCHMARKS.md). A raw write holds its processor until the kernel
 // returns, which is microseconds while the page cache takes a write of a
-// few KiB (larger ones, over rawMax, are plain); one slower than rawSlow
-// (a disk that throttles its writers, memory pressure) sends the writes of the next rawBackoff through os.File.Write, which
-// hands the processor on while it waits. Locked.
+// few KiB (larger ones, over rawMax, are plain). One that slept in the
+// kernel and took longer than rawSlow (a disk that throttles its writers,
+// memory pressure) sends the writes of the next rawBackoff through
+// os.File.Write, which hands the processor on while it waits. A write
+// that took as long only because its thread was preempted (the cores
+// shared with other processes) does not: it held the processor no longer
+// than any other code so preempted. Locked.
 func (j *Journal) writeFile(f *os.File, b []byte) (int, error) {
 	if j.write != nil {
 		return j.write(f, b)
@@ -276,11 +282,15 @@ func (j *Journal) writeFile(f *os.File, b []byte) (int, error) {
 	if len(b) > rawMax || start.Before(j.rawAfter) {
 		return f.Write(b)
 	}
-	n, ok, err := writeRaw(f, b)
+	raw := j.rawWrite
+	if raw == nil {
+		raw = writeRaw
+	}
+	n, ok, slept, err := raw(f, b)
 	if !ok {
 		return f.Write(b)
 	}
-	if d := time.Since(start); d > j.rawSlow {
+	if d := time.Since(start); d > j.rawSlow && slept {
 		j.rawAfter = start.Add(d + rawBackoff)
 		j.log.Debug("journal: a write was slow, writes wait in the scheduler for a while", "took", d, "for", rawBackoff)
 	}

@@ -1,18 +1,27 @@
 package journal
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 )
 
+// sleptWrite is writeRaw saying that every write slept in the kernel.
+func sleptWrite(f *os.File, b []byte) (int, bool, bool, error) {
+	n, ok, _, err := writeRaw(f, b)
+	return n, ok, true, err
+}
+
 // TestSlowWriteSendsTheNextOnesThroughTheScheduler: a write slower than
-// rawSlow makes the writes of the next rawBackoff plain ones, and they
-// land as the raw ones did; a write over rawMax is plain in any case.
+// rawSlow that slept in the kernel makes the writes of the next
+// rawBackoff plain ones, and they land as the raw ones did; a write over
+// rawMax is plain in any case.
 func TestSlowWriteSendsTheNextOnesThroughTheScheduler(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "j")
 	j, _, _ := open(t, path)
+	j.rawWrite = sleptWrite
 	if err := j.Append(payloads("one")); err != nil {
 		t.Fatal(err)
 	}
@@ -44,5 +53,32 @@ func TestSlowWriteSendsTheNextOnesThroughTheScheduler(t *testing.T) {
 	_, ps, st := open(t, path)
 	if got := strs(ps); len(got) != 4 || !slices.Equal([]string{got[0], got[2], got[3]}, []string{"one", "two", "three"}) || len(got[1]) != rawMax || st.Corrupt != 0 {
 		t.Fatalf("payloads %q, stats %+v", got, st)
+	}
+}
+
+// TestSlowWriteThatDidNotSleepStaysRaw: a write that took longer than
+// rawSlow without sleeping in the kernel (its thread was preempted) does
+// not send the next writes through the scheduler.
+func TestSlowWriteThatDidNotSleepStaysRaw(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, _, _ := open(t, path)
+	raws := 0
+	j.rawWrite = func(f *os.File, b []byte) (int, bool, bool, error) {
+		raws++
+		n, ok, _, err := writeRaw(f, b)
+		return n, ok, false, err
+	}
+	j.rawSlow = -1 // every write is slow
+	for _, p := range []string{"one", "two"} {
+		if err := j.Append(payloads(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !j.rawAfter.IsZero() || raws < 2 {
+		t.Fatalf("rawAfter %v and %d raw writes after two slow writes that did not sleep", j.rawAfter, raws)
+	}
+	j.Close()
+	if _, ps, _ := open(t, path); !slices.Equal(strs(ps), []string{"one", "two"}) {
+		t.Fatalf("payloads %q", strs(ps))
 	}
 }

@@ -42,6 +42,16 @@ type Metrics struct {
 	// ingested caches the children of ingest (one a message otherwise
 	// costs a label hash and a lookup).
 	ingested sync.Map // [3]string{input, kind, result} → prometheus.Counter
+	// requested caches the children of requests and latency, one pair
+	// for each method, event and status (one a finished transaction).
+	requested sync.Map // [3]string{method, event, status} → requestChildren
+}
+
+// requestChildren are the children of requests and latency of one
+// method, event and status.
+type requestChildren struct {
+	count   prometheus.Counter
+	latency prometheus.Observer
 }
 
 // Reasons of puaside_http_refused_total: requests the management plane
@@ -287,8 +297,17 @@ func (m *Metrics) Request(method, event, status string, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.requests.WithLabelValues(method, event, status).Inc()
-	m.latency.WithLabelValues(method, event).Observe(d.Seconds())
+	k := [3]string{method, event, status}
+	c, ok := m.requested.Load(k)
+	if !ok {
+		c, _ = m.requested.LoadOrStore(k, requestChildren{
+			count:   m.requests.WithLabelValues(method, event, status),
+			latency: m.latency.WithLabelValues(method, event),
+		})
+	}
+	rc := c.(requestChildren)
+	rc.count.Inc()
+	rc.latency.Observe(d.Seconds())
 }
 
 // InFlight adds delta to the number of transactions waiting for a reply.

@@ -6,8 +6,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
+
+// BenchmarkRequest measures the count of one finished transaction (one a
+// PUBLISH or SUBSCRIBE reply).
+func BenchmarkRequest(b *testing.B) {
+	m := New()
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Request("PUBLISH", "presence", "200", time.Millisecond)
+	}
+}
 
 func TestNilIsSafe(t *testing.T) {
 	var m *Metrics
@@ -58,6 +70,30 @@ func TestCountersMove(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.drops.WithLabelValues("replicate", "oversize")); got != 0 {
 		t.Errorf("pre-created drops %v", got)
+	}
+}
+
+// TestRequestCountsEveryTransaction: the children Request keeps count
+// each transaction once, and two statuses of one method and event share
+// its latency series.
+func TestRequestCountsEveryTransaction(t *testing.T) {
+	m := New()
+	for range 3 {
+		m.Request("PUBLISH", "dialog", "200", time.Millisecond)
+	}
+	m.Request("PUBLISH", "dialog", "500", time.Millisecond)
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("PUBLISH", "dialog", "200")); got != 3 {
+		t.Errorf("200 count %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("PUBLISH", "dialog", "500")); got != 1 {
+		t.Errorf("500 count %v, want 1", got)
+	}
+	var out dto.Metric
+	if err := m.latency.WithLabelValues("PUBLISH", "dialog").(prometheus.Histogram).Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.GetHistogram().GetSampleCount(); got != 4 {
+		t.Errorf("latency samples %d, want 4", got)
 	}
 }
 
