@@ -2,8 +2,9 @@ package dialogdoc
 
 import (
 	"bytes"
-	"encoding/xml"
 	"strconv"
+
+	"github.com/puaside/puaside/internal/xmltext"
 )
 
 // Build renders a full-state document (State is ignored). All attribute values and texts are escaped with
@@ -80,18 +81,8 @@ func attr(b *bytes.Buffer, name, v string) {
 	b.WriteByte('"')
 }
 
-// esc writes s escaped as encoding/xml's EscapeText does. Text of printable
-// ASCII without a character to escape, the common case, is written as it
-// is.
-func esc(b *bytes.Buffer, s string) {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '&' || c == '\'' || c == '<' || c == '>' {
-			_ = xml.EscapeText(b, []byte(s)) // writes to a bytes.Buffer never fail
-			return
-		}
-	}
-	b.WriteString(s)
-}
+// esc writes s escaped as XML character data.
+func esc(b *bytes.Buffer, s string) { xmltext.Escape(b, s) }
 
 // sizeHint is about the size of d's document, so that Build allocates once.
 func sizeHint(d *Document) int {

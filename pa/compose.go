@@ -2,12 +2,12 @@ package pa
 
 import (
 	"bytes"
-	"encoding/xml"
 	"fmt"
 	"sort"
 	"strconv"
 
 	"github.com/puaside/puaside/dialogdoc"
+	"github.com/puaside/puaside/internal/xmltext"
 	"github.com/puaside/puaside/pidf"
 )
 
@@ -128,4 +128,4 @@ func (s *Server) winfo(w *watcher) []byte {
 	return b.Bytes()
 }
 
-func xmlEsc(b *bytes.Buffer, s string) { _ = xml.EscapeText(b, []byte(s)) }
+func xmlEsc(b *bytes.Buffer, s string) { xmltext.Escape(b, s) }

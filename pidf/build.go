@@ -2,8 +2,9 @@ package pidf
 
 import (
 	"bytes"
-	"encoding/xml"
 	"strconv"
+
+	"github.com/puaside/puaside/internal/xmltext"
 )
 
 // Document is one presence document.
@@ -92,9 +93,8 @@ func notes(b *bytes.Buffer, indent string, ns []string) {
 	}
 }
 
-func esc(b *bytes.Buffer, s string) {
-	_ = xml.EscapeText(b, []byte(s)) // writes to a bytes.Buffer never fail
-}
+// esc writes s escaped as XML character data.
+func esc(b *bytes.Buffer, s string) { xmltext.Escape(b, s) }
 
 // plainName reports whether s can be an element name as it is: lower-case
 // ASCII letters, digits and '-', starting with a letter (RFC 4480's names).
