@@ -142,8 +142,11 @@ type Engine struct {
 	// slots caps the transactions in flight at max_outstanding: a worker
 	// takes one before it takes a record; a PUBLISH, whose outcome is
 	// applied where its transaction ends, gives it back then.
-	slots    chan struct{}
-	inflight sync.WaitGroup // PUBLISHes sent and not applied yet
+	slots chan struct{}
+	// releaseSlot is release as a func value, made once (a method value
+	// taken per PUBLISH is an allocation).
+	releaseSlot func()
+	inflight    sync.WaitGroup // PUBLISHes sent and not applied yet
 	// callers counts the Publish and Remove calls under way, which may
 	// send a PUBLISH themselves (kickPubHere); Stop waits for them.
 	callers sync.WaitGroup
@@ -205,6 +208,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 	e.sched = newScheduler(e.clock, e.queue.push)
 	e.stopCtx, e.stopFunc = context.WithCancel(context.Background())
 	e.slots = make(chan struct{}, max(cfg.MaxOutstanding, 1))
+	e.releaseSlot = e.release
 	e.sendsInline = literalUDPHop(cmp.Or(cfg.OutboundProxy, cfg.ServerAddress))
 	s, err := newSIPStack(e)
 	if err != nil {
@@ -347,7 +351,7 @@ func (e *Engine) worker() {
 		}
 		switch r := t.(type) {
 		case *pubRec:
-			e.runPublish(r, e.release)
+			e.runPublish(r, e.releaseSlot)
 		case *subRec:
 			e.runSubscribe(r)
 			e.release()

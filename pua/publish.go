@@ -204,7 +204,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 		return e.publishLocked(s, key, ev, req, withWaiter)
 	}()
 	if run != nil {
-		e.runPublish(run, e.release)
+		e.runPublish(run, e.releaseSlot)
 	}
 	return ch, err
 }
@@ -348,7 +348,7 @@ func (e *Engine) remove(key Key, withWaiter bool) (chan Result, error) {
 		return e.removeLocked(s, key, withWaiter, here)
 	}()
 	if run != nil {
-		e.runPublish(run, e.release)
+		e.runPublish(run, e.releaseSlot)
 	}
 	return ch, err
 }
@@ -584,14 +584,25 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 	if res.Err != nil && res.Status == 0 {
 		r.lastReason = res.Err.Error()
 	}
-	log := withLazy(e.log, slog.String("aor", op.presURI), slog.String("event", op.event), slog.String("id", r.key.ID), slog.String("op", op.kind.String()))
+	// The record's logger is built only for a line that is logged (a
+	// result is logged at debug level only, unless it fails).
+	var lazyLog *slog.Logger
+	log := func() *slog.Logger {
+		if lazyLog == nil {
+			lazyLog = withLazy(e.log, slog.String("aor", op.presURI), slog.String("event", op.event), slog.String("id", r.key.ID), slog.String("op", op.kind.String()))
+		}
+		return lazyLog
+	}
+	debug := e.log.Enabled(context.Background(), slog.LevelDebug)
 	if e.pubServerBound(r) {
 		e.noteServerResult(res, now)
 	}
 	switch {
 	case res.Status >= 200 && res.Status < 300:
 		if op.kind == pubRemove {
-			log.Debug("publication removed", "status", res.Status, "replaced", op.replace)
+			if debug {
+				log().Debug("publication removed", "status", res.Status, "replaced", op.replace)
+			}
 			r.etag, r.srvTerminated = "", false
 			if r.remove && r.gen == op.gen {
 				e.dropPub(r, res)
@@ -601,10 +612,10 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		}
 		if res.ETag == "" {
 			err := fmt.Errorf("pua: %d reply to PUBLISH without SIP-ETag", res.Status)
-			log.Error("publish failed", "status", res.Status, "err", err)
+			log().Error("publish failed", "status", res.Status, "err", err)
 			res.Err = err
 			r.lastReason = "2xx without SIP-ETag"
-			e.refusePub(r, res.Status, now, log)
+			e.refusePub(r, res.Status, now, log())
 			resolveWaiters(&r.waiters, op.gen, res)
 			return
 		}
@@ -629,12 +640,16 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		// The server's row now carries this ETag only: losing it in a
 		// crash would leave that row orphaned until it expires.
 		e.flushSoon()
-		log.Debug("publish accepted", "etag", r.etag, "expires", granted)
+		if debug {
+			log().Debug("publish accepted", "etag", r.etag, "expires", granted)
+		}
 		resolveWaiters(&r.waiters, op.gen, res)
 		e.sweepDone(r)
 	case res.Status == 412:
 		if op.kind == pubRemove {
-			log.Debug("publication already gone at the server", "status", res.Status, "etag", op.etag)
+			if debug {
+				log().Debug("publication already gone at the server", "status", res.Status, "etag", op.etag)
+			}
 			r.etag, r.srvTerminated = "", false
 			if r.remove && r.gen == op.gen {
 				e.dropPub(r, res)
@@ -643,22 +658,22 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			break
 		}
 		if op.kind == pubInitial {
-			log.Warn("publish failed: 412 to an initial PUBLISH", "status", res.Status)
-			e.refusePub(r, res.Status, now, log)
+			log().Warn("publish failed: 412 to an initial PUBLISH", "status", res.Status)
+			e.refusePub(r, res.Status, now, log())
 			resolveWaiters(&r.waiters, op.gen, res)
 			return
 		}
-		log.Info("publication unknown at the server, publishing anew", "etag", op.etag)
+		log().Info("publication unknown at the server, publishing anew", "etag", op.etag)
 		r.etag, r.forceInitial, r.srvTerminated = "", true, false
 		e.markDirty(r, &r.dirty)
 	case res.Status == 423:
 		if res.Expires > time.Duration(op.expires)*time.Second {
 			r.minExp = res.Expires
-			log.Info("interval too brief, retrying with Min-Expires", "min_expires", res.Expires)
+			log().Info("interval too brief, retrying with Min-Expires", "min_expires", res.Expires)
 			break
 		}
-		log.Warn("publish failed: 423 without a usable Min-Expires", "status", res.Status)
-		e.refusePub(r, res.Status, now, log)
+		log().Warn("publish failed: 423 without a usable Min-Expires", "status", res.Status)
+		e.refusePub(r, res.Status, now, log())
 		resolveWaiters(&r.waiters, op.gen, res)
 		return
 	case retryable(res):
@@ -668,23 +683,23 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			d = e.holdOff(now, d)
 		}
 		r.state, r.backingOff = StateRetrying, true
-		log.Warn("publish failed, retrying", "status", res.Status, "err", res.Err, "retry_in", d)
+		log().Warn("publish failed, retrying", "status", res.Status, "err", res.Err, "retry_in", d)
 		resolveWaiters(&r.waiters, op.gen, res)
 		e.sched.Schedule(r, now.Add(d))
 		return
 	case op.replace:
 		// The old document could not be removed: publish the current
 		// state anew all the same (the old one expires at the server).
-		log.Warn("removal of a terminated dialog document refused, publishing anew", "status", res.Status, "reason", res.Reason, "err", res.Err)
+		log().Warn("removal of a terminated dialog document refused, publishing anew", "status", res.Status, "reason", res.Reason, "err", res.Err)
 		r.etag, r.forceInitial, r.srvTerminated = "", true, false
 	default:
-		log.Warn("publish refused", "status", res.Status, "reason", res.Reason, "err", res.Err)
+		log().Warn("publish refused", "status", res.Status, "reason", res.Reason, "err", res.Err)
 		resolveWaiters(&r.waiters, op.gen, res)
 		if op.kind == pubRemove {
 			e.dropPub(r, res)
 			return
 		}
-		e.refusePub(r, res.Status, now, log)
+		e.refusePub(r, res.Status, now, log())
 		return
 	}
 	if r.remove || r.gen > r.sentGen || r.forceInitial || r.etag == "" {
