@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -18,6 +19,78 @@ import (
 type rawConn struct {
 	rc  syscall.RawConn
 	six bool // AF_INET6 socket: IPv4 peers are written as mapped addresses
+	// sends and recvs hold *sendCall and *recvCall: a call's arguments
+	// and results live in one, reused, because the function handed to
+	// RawConn escapes and takes every variable it uses with it (four
+	// allocations a datagram otherwise).
+	sends, recvs *sync.Pool
+}
+
+// sendCall is one sendto: its arguments, its results, and the function
+// RawConn.Write runs, bound to it once.
+type sendCall struct {
+	sa4   syscall.RawSockaddrInet4
+	sa6   syscall.RawSockaddrInet6
+	sa    unsafe.Pointer
+	slen  uintptr
+	buf   []byte
+	empty [1]byte // an empty datagram: sendto still needs a pointer
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
+}
+
+func (s *sendCall) send(fd uintptr) bool {
+	p := &s.empty[0]
+	if len(s.buf) > 0 {
+		p = &s.buf[0]
+	}
+	for {
+		r1, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(p)), uintptr(len(s.buf)), 0, uintptr(s.sa), s.slen)
+		if e == syscall.EINTR {
+			continue
+		}
+		s.n, s.errno = int(r1), e
+		return e != syscall.EAGAIN
+	}
+}
+
+// recvCall is one recvfrom, as sendCall is one sendto.
+type recvCall struct {
+	rsa   syscall.RawSockaddrAny
+	buf   []byte
+	tries int
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
+}
+
+func (r *recvCall) recv(fd uintptr) bool {
+	r.tries++
+	for {
+		l := uint32(syscall.SizeofSockaddrAny)
+		r1, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&r.buf[0])), uintptr(len(r.buf)), 0,
+			uintptr(unsafe.Pointer(&r.rsa)), uintptr(unsafe.Pointer(&l)))
+		if e == syscall.EINTR {
+			continue
+		}
+		r.n, r.errno = int(r1), e
+		return e != syscall.EAGAIN
+	}
+}
+
+func newCallPools() (sends, recvs *sync.Pool) {
+	sends = &sync.Pool{New: func() any {
+		s := &sendCall{}
+		s.fn = s.send
+		return s
+	}}
+	recvs = &sync.Pool{New: func() any {
+		r := &recvCall{}
+		r.fn = r.recv
+		return r
+	}}
+	return sends, recvs
 }
 
 func newRaw(c *net.UDPConn) (rawConn, error) {
@@ -33,11 +106,12 @@ func newRaw(c *net.UDPConn) (rawConn, error) {
 	if serr != nil {
 		return rawConn{}, fmt.Errorf("udpio: getsockname: %w", serr)
 	}
+	sends, recvs := newCallPools()
 	switch sa.(type) {
 	case *syscall.SockaddrInet4:
-		return rawConn{rc: rc}, nil
+		return rawConn{rc: rc, sends: sends, recvs: recvs}, nil
 	case *syscall.SockaddrInet6:
-		return rawConn{rc: rc, six: true}, nil
+		return rawConn{rc: rc, six: true, sends: sends, recvs: recvs}, nil
 	}
 	return rawConn{}, errors.New("udpio: not an IP socket")
 }
@@ -55,34 +129,23 @@ func opError(op string, c *net.UDPConn, err error) error {
 // readFrom reads one datagram; waited reports that the socket was empty
 // at first, so the call waited for this datagram.
 func (r rawConn) readFrom(c *net.UDPConn, b []byte) (n int, from netip.AddrPort, waited bool, _ error) {
-	var (
-		errno syscall.Errno
-		rsa   syscall.RawSockaddrAny
-		tries int
-	)
 	if len(b) == 0 {
 		return 0, netip.AddrPort{}, false, nil
 	}
-	err := r.rc.Read(func(fd uintptr) bool {
-		tries++
-		for {
-			l := uint32(syscall.SizeofSockaddrAny)
-			r1, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0,
-				uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&l)))
-			if e == syscall.EINTR {
-				continue
-			}
-			n, errno = int(r1), e
-			return e != syscall.EAGAIN
-		}
-	})
+	call := r.recvs.Get().(*recvCall)
+	defer func() {
+		call.buf = nil
+		r.recvs.Put(call)
+	}()
+	call.buf, call.tries = b, 0
+	err := r.rc.Read(call.fn)
 	if err != nil {
 		return 0, netip.AddrPort{}, false, opError("read", c, err)
 	}
-	if errno != 0 {
-		return 0, netip.AddrPort{}, false, opError("read", c, errno)
+	if call.errno != 0 {
+		return 0, netip.AddrPort{}, false, opError("read", c, call.errno)
 	}
-	return n, sockaddrToAddrPort(&rsa), tries > 1, nil
+	return call.n, sockaddrToAddrPort(&call.rsa), call.tries > 1, nil
 }
 
 func sockaddrToAddrPort(rsa *syscall.RawSockaddrAny) netip.AddrPort {
@@ -126,60 +189,42 @@ func zoneIndex(z string) uint32 {
 }
 
 func (r rawConn) writeTo(c *net.UDPConn, b []byte, to netip.AddrPort) (int, error) {
-	var (
-		sa4  syscall.RawSockaddrInet4
-		sa6  syscall.RawSockaddrInet6
-		sa   unsafe.Pointer
-		slen uintptr
-	)
 	addr := to.Addr()
-	switch {
-	case !addr.IsValid():
+	if !addr.IsValid() {
 		return 0, opError("write", c, errors.New("no destination address"))
-	case !r.six:
+	}
+	if !r.six {
 		addr = addr.Unmap()
 		if !addr.Is4() {
 			return 0, opError("write", c, syscall.EAFNOSUPPORT)
 		}
-		sa4.Family = syscall.AF_INET
-		port := (*[2]byte)(unsafe.Pointer(&sa4.Port))
+	}
+	call := r.sends.Get().(*sendCall)
+	defer func() {
+		call.buf = nil
+		r.sends.Put(call)
+	}()
+	if !r.six {
+		call.sa4 = syscall.RawSockaddrInet4{Family: syscall.AF_INET, Addr: addr.As4()}
+		port := (*[2]byte)(unsafe.Pointer(&call.sa4.Port))
 		port[0], port[1] = byte(to.Port()>>8), byte(to.Port())
-		sa4.Addr = addr.As4()
-		sa, slen = unsafe.Pointer(&sa4), syscall.SizeofSockaddrInet4
-	default:
-		sa6.Family = syscall.AF_INET6
-		port := (*[2]byte)(unsafe.Pointer(&sa6.Port))
+		call.sa, call.slen = unsafe.Pointer(&call.sa4), syscall.SizeofSockaddrInet4
+	} else {
+		call.sa6 = syscall.RawSockaddrInet6{Family: syscall.AF_INET6, Addr: addr.As16()} // an IPv4 address becomes its mapped form
+		port := (*[2]byte)(unsafe.Pointer(&call.sa6.Port))
 		port[0], port[1] = byte(to.Port()>>8), byte(to.Port())
-		sa6.Addr = addr.As16() // an IPv4 address becomes its mapped form
 		if z := addr.Zone(); z != "" {
-			sa6.Scope_id = zoneIndex(z)
+			call.sa6.Scope_id = zoneIndex(z)
 		}
-		sa, slen = unsafe.Pointer(&sa6), syscall.SizeofSockaddrInet6
+		call.sa, call.slen = unsafe.Pointer(&call.sa6), syscall.SizeofSockaddrInet6
 	}
-	var (
-		n     int
-		errno syscall.Errno
-		empty [1]byte
-	)
-	buf := b
-	if len(buf) == 0 {
-		buf = empty[:] // an empty datagram: sendto still needs a pointer
-	}
-	err := r.rc.Write(func(fd uintptr) bool {
-		for {
-			r1, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(b)), 0, uintptr(sa), slen)
-			if e == syscall.EINTR {
-				continue
-			}
-			n, errno = int(r1), e
-			return e != syscall.EAGAIN
-		}
-	})
+	call.buf = b
+	err := r.rc.Write(call.fn)
 	if err != nil {
 		return 0, opError("write", c, err)
 	}
-	if errno != 0 {
-		return 0, opError("write", c, errno)
+	if call.errno != 0 {
+		return 0, opError("write", c, call.errno)
 	}
-	return n, nil
+	return call.n, nil
 }

@@ -73,3 +73,55 @@ func TestReadWaited(t *testing.T) {
 		}
 	}
 }
+
+// TestDatagramsAllocateNothing: a write and a read of a datagram, on an
+// IPv4 and on a dual-stack socket, allocate nothing once the socket has
+// been used (their call state is reused).
+func TestDatagramsAllocateNothing(t *testing.T) {
+	for _, tc := range []struct{ network, addr string }{{"udp4", "127.0.0.1:0"}, {"udp", "[::]:0"}} {
+		a, b := listen(t, tc.network, tc.addr), listen(t, "udp4", "127.0.0.1:0")
+		to := addrOf(b)
+		payload, buf := []byte("datagram"), make([]byte, 64)
+		if err := b.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		allocs := testing.AllocsPerRun(50, func() {
+			if _, err := a.WriteToUDPAddrPort(payload, to); err != nil {
+				t.Fatal(err)
+			}
+			if n, _, err := b.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "datagram" {
+				t.Fatalf("read %q, %v", buf[:n], err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations a datagram written and read, want 0", tc.network, allocs)
+		}
+	}
+}
+
+// BenchmarkDatagram measures one loopback datagram written and read.
+func BenchmarkDatagram(b *testing.B) {
+	ua, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ub, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, _ := New(ua)
+	c, _ := New(ub)
+	defer a.Close()
+	defer c.Close()
+	to := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	payload, buf := make([]byte, 600), make([]byte, 2048)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := a.WriteToUDPAddrPort(payload, to); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
