@@ -13,16 +13,16 @@ import (
 // printable ASCII without a character to escape (an entity, a tuple id, a
 // Call-ID, a URI: nearly all) is written as it is.
 func Escape(b *bytes.Buffer, s string) {
-	if Plain(s) {
+	if plain(s) {
 		b.WriteString(s)
 		return
 	}
 	_ = xml.EscapeText(b, []byte(s)) // writes to a bytes.Buffer never fail
 }
 
-// Plain reports whether xml.EscapeText would write s unchanged: printable
+// plain reports whether xml.EscapeText would write s unchanged: printable
 // ASCII only, none of " ' & < >.
-func Plain(s string) bool {
+func plain(s string) bool {
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c < 0x20 || c > 0x7e:
