@@ -76,8 +76,15 @@ func TestReadWaited(t *testing.T) {
 
 // TestDatagramsAllocateNothing: a write and a read of a datagram, on an
 // IPv4 and on a dual-stack socket, allocate nothing once the socket has
-// been used (their call state is reused).
+// been used (their call state is reused). Under the race detector, whose
+// pools drop some of what they are given, a datagram may make the two
+// call states anew, four allocations at most (nine before they were
+// reused).
 func TestDatagramsAllocateNothing(t *testing.T) {
+	most := 0.0
+	if raceEnabled {
+		most = 4
+	}
 	for _, tc := range []struct{ network, addr string }{{"udp4", "127.0.0.1:0"}, {"udp", "[::]:0"}} {
 		a, b := listen(t, tc.network, tc.addr), listen(t, "udp4", "127.0.0.1:0")
 		to := addrOf(b)
@@ -93,8 +100,8 @@ func TestDatagramsAllocateNothing(t *testing.T) {
 				t.Fatalf("read %q, %v", buf[:n], err)
 			}
 		})
-		if allocs != 0 {
-			t.Errorf("%s: %v allocations a datagram written and read, want 0", tc.network, allocs)
+		if allocs > most {
+			t.Errorf("%s: %v allocations a datagram written and read, want at most %v", tc.network, allocs, most)
 		}
 	}
 }
