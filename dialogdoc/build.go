@@ -16,7 +16,7 @@ func Build(d Document) []byte {
 	b.WriteString(`<dialog-info xmlns="` + Namespace + `" version="`)
 	b.WriteString(strconv.FormatUint(d.Version, 10))
 	b.WriteString(`" state="full" entity="`)
-	esc(&b, d.Entity)
+	xmltext.Escape(&b, d.Entity)
 	b.WriteString(`">` + "\n")
 	for i := range d.Dialogs {
 		writeDialog(&b, &d.Dialogs[i])
@@ -27,7 +27,7 @@ func Build(d Document) []byte {
 
 func writeDialog(b *bytes.Buffer, dl *Dialog) {
 	b.WriteString(`  <dialog id="`)
-	esc(b, dl.ID)
+	xmltext.Escape(b, dl.ID)
 	b.WriteByte('"')
 	attr(b, "call-id", dl.CallID)
 	attr(b, "local-tag", dl.LocalTag)
@@ -39,7 +39,7 @@ func writeDialog(b *bytes.Buffer, dl *Dialog) {
 		attr(b, "code", strconv.Itoa(dl.Code))
 	}
 	b.WriteByte('>')
-	esc(b, dl.State)
+	xmltext.Escape(b, dl.State)
 	b.WriteString("</state>\n")
 	writeParticipant(b, "local", dl.Local)
 	writeParticipant(b, "remote", dl.Remote)
@@ -55,14 +55,14 @@ func writeParticipant(b *bytes.Buffer, name string, p *Participant) {
 	b.WriteString(">\n      <identity")
 	attr(b, "display", p.Display)
 	b.WriteByte('>')
-	esc(b, p.Identity)
+	xmltext.Escape(b, p.Identity)
 	b.WriteString("</identity>\n      <target uri=\"")
-	esc(b, p.Target)
+	xmltext.Escape(b, p.Target)
 	if p.Rendering == "" {
 		b.WriteString("\"/>\n")
 	} else {
 		b.WriteString("\">\n        <param pname=\"+sip.rendering\" pval=\"")
-		esc(b, p.Rendering)
+		xmltext.Escape(b, p.Rendering)
 		b.WriteString("\"/>\n      </target>\n")
 	}
 	b.WriteString("    </")
@@ -77,12 +77,9 @@ func attr(b *bytes.Buffer, name, v string) {
 	b.WriteByte(' ')
 	b.WriteString(name)
 	b.WriteString(`="`)
-	esc(b, v)
+	xmltext.Escape(b, v)
 	b.WriteByte('"')
 }
-
-// esc writes s escaped as XML character data.
-func esc(b *bytes.Buffer, s string) { xmltext.Escape(b, s) }
 
 // sizeHint is about the size of d's document, so that Build allocates once.
 func sizeHint(d *Document) int {

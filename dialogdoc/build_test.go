@@ -1,8 +1,6 @@
 package dialogdoc
 
 import (
-	"bytes"
-	"encoding/xml"
 	"reflect"
 	"strings"
 	"testing"
@@ -51,19 +49,5 @@ func TestMerge(t *testing.T) {
 	}
 	if strings.Join(ids, ",") != "a:terminated,b:confirmed,c:trying" {
 		t.Errorf("Merge = %v", ids)
-	}
-}
-
-// TestEscMatchesEncodingXML: the fast path of esc writes what
-// xml.EscapeText writes, for plain and for escaped text.
-func TestEscMatchesEncodingXML(t *testing.T) {
-	for _, s := range []string{"", "sip:alice@example.com", `a"b`, "a&b", "a'b", "<x>", "tab\there", "line\nbreak",
-		"cr\r", "\x00nul", "\x7fdel", "é", "\xff", "~}|{"} {
-		var got, want bytes.Buffer
-		esc(&got, s)
-		_ = xml.EscapeText(&want, []byte(s))
-		if got.String() != want.String() {
-			t.Errorf("esc(%q) = %q, want %q", s, got.String(), want.String())
-		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+
+	"github.com/puaside/puaside/internal/xmltext"
 )
 
 // idAttr matches the id attribute of a <dialog> start tag (not call-id).
@@ -36,7 +38,7 @@ func (d Dialog) WithID(id string) Dialog {
 
 // escAttr escapes an attribute value (quotes included).
 func escAttr(b *bytes.Buffer, s string) {
-	esc(b, s) // encoding/xml escapes ", ', <, >, & and control characters
+	xmltext.Escape(b, s) // encoding/xml escapes ", ', <, >, & and control characters
 }
 
 // Part is one contributor's share of a composed document: its dialogs as
@@ -78,11 +80,11 @@ func Compose(entity string, version uint64, parts []Part) (body []byte, conflict
 	b.WriteString(`<dialog-info xmlns="` + Namespace + `"`)
 	for _, pfx := range sortedNS(prefixes) {
 		b.WriteString(" xmlns:" + pfx + `="`)
-		esc(&b, prefixes[pfx])
+		xmltext.Escape(&b, prefixes[pfx])
 		b.WriteByte('"')
 	}
 	b.WriteString(` version="` + strconv.FormatUint(version, 10) + `" state="full" entity="`)
-	esc(&b, entity)
+	xmltext.Escape(&b, entity)
 	b.WriteString(`">` + "\n")
 	for _, p := range parts {
 		for i := range p.Dialogs {

@@ -101,7 +101,7 @@ func (s *Server) winfo(w *watcher) []byte {
 	b.WriteString(`<watcherinfo xmlns="urn:ietf:params:xml:ns:watcherinfo" version="` +
 		strconv.FormatUint(w.version, 10) + `" state="full">` + "\n")
 	b.WriteString(`  <watcher-list resource="`)
-	xmlEsc(&b, w.presURI)
+	xmltext.Escape(&b, w.presURI)
 	b.WriteString(`" package="presence">` + "\n")
 	if pr := s.pres[presKey{w.presURI, EventPresence}]; pr != nil {
 		ws := make([]*watcher, 0, len(pr.watchers))
@@ -116,16 +116,14 @@ func (s *Server) winfo(w *watcher) []byte {
 		})
 		for _, x := range ws {
 			b.WriteString(`    <watcher id="`)
-			xmlEsc(&b, x.toTag)
+			xmltext.Escape(&b, x.toTag)
 			b.WriteString(`" event="subscribe" status="`)
-			xmlEsc(&b, x.status)
+			xmltext.Escape(&b, x.status)
 			b.WriteString(`">`)
-			xmlEsc(&b, x.watcherURI)
+			xmltext.Escape(&b, x.watcherURI)
 			b.WriteString("</watcher>\n")
 		}
 	}
 	b.WriteString("  </watcher-list>\n</watcherinfo>\n")
 	return b.Bytes()
 }
-
-func xmlEsc(b *bytes.Buffer, s string) { xmltext.Escape(b, s) }

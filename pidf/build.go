@@ -45,13 +45,13 @@ func Build(d Document) []byte {
 	b.Grow(256 + 160*len(d.Tuples))
 	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
 	b.WriteString(`<presence xmlns="` + Namespace + `" entity="`)
-	esc(&b, d.Entity)
+	xmltext.Escape(&b, d.Entity)
 	b.WriteString("\">\n")
 	for _, t := range d.Tuples {
 		b.WriteString(`  <tuple id="`)
-		esc(&b, t.ID)
+		xmltext.Escape(&b, t.ID)
 		b.WriteString("\">\n    <status>\n      <basic>")
-		esc(&b, t.Basic)
+		xmltext.Escape(&b, t.Basic)
 		b.WriteString("</basic>\n    </status>\n")
 		if t.Contact != "" {
 			b.WriteString("    <contact")
@@ -59,7 +59,7 @@ func Build(d Document) []byte {
 				b.WriteString(` priority="` + strconv.FormatFloat(t.Priority, 'f', -1, 64) + `"`)
 			}
 			b.WriteString(">")
-			esc(&b, t.Contact)
+			xmltext.Escape(&b, t.Contact)
 			b.WriteString("</contact>\n")
 		}
 		notes(&b, "    ", t.Notes)
@@ -75,7 +75,7 @@ func Build(d Document) []byte {
 				b.WriteString("<rpid:" + a + "/>")
 			} else {
 				b.WriteString("<rpid:other>")
-				esc(&b, a)
+				xmltext.Escape(&b, a)
 				b.WriteString("</rpid:other>")
 			}
 		}
@@ -88,13 +88,10 @@ func Build(d Document) []byte {
 func notes(b *bytes.Buffer, indent string, ns []string) {
 	for _, n := range ns {
 		b.WriteString(indent + "<note>")
-		esc(b, n)
+		xmltext.Escape(b, n)
 		b.WriteString("</note>\n")
 	}
 }
-
-// esc writes s escaped as XML character data.
-func esc(b *bytes.Buffer, s string) { xmltext.Escape(b, s) }
 
 // plainName reports whether s can be an element name as it is: lower-case
 // ASCII letters, digits and '-', starting with a letter (RFC 4480's names).

@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/puaside/puaside/internal/xmllimit"
+	"github.com/puaside/puaside/internal/xmltext"
 )
 
 // DefaultMaxSize is the size cap of Split when none is given.
@@ -171,11 +172,11 @@ func Compose(entity string, parts []*Parts) (body []byte, conflicts int) {
 	b.WriteString(`<presence xmlns="` + Namespace + `"`)
 	for _, k := range keys {
 		b.WriteString(" xmlns:" + k + `="`)
-		esc(&b, prefixes[k])
+		xmltext.Escape(&b, prefixes[k])
 		b.WriteByte('"')
 	}
 	b.WriteString(` entity="`)
-	esc(&b, entity)
+	xmltext.Escape(&b, entity)
 	b.WriteString("\">\n")
 	for _, p := range parts {
 		for _, e := range p.Elements {

@@ -11,7 +11,9 @@ import (
 func FuzzEscape(f *testing.F) {
 	for _, s := range []string{"", "sip:alice@example.com", "sip:a\"b<c>&d'", "t\tn\nr\r", "\x7f\x00", "héllo", "\xff\xfe", "a]]>b", "~ !#$%()*+,-./:;=?@[\\]^_`{|}",
 		// each character to escape alone in plain text
-		"a&b", "a<b", "a>b", "a'b", "a\"b", "a\tb", "a\nb", "a\rb", "a\x01b", "a\x7fb", "aéb"} {
+		"a&b", "a<b", "a>b", "a'b", "a\"b", "a\tb", "a\nb", "a\rb", "a\x01b", "a\x7fb", "aéb",
+		// dialogdoc's cases, from when it had an escape of its own
+		"<x>", "tab\there", "line\nbreak", "cr\r", "\x00nul", "\x7fdel", "é", "\xff", "~}|{"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
