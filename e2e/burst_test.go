@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -164,30 +165,39 @@ func presenceRows(ctx context.Context, t testing.TB, ps *kamailiotest.Instance) 
 	return rows, opened
 }
 
-// burstExplain logs, for a few users still open at the presence server,
-// their presentity rows there and what puaside holds for them.
-func burstExplain(ctx context.Context, t *testing.T, ps *kamailiotest.Instance, httpAddr string) {
+// burstExplain logs, for a few of the users last seen open at the
+// presence server, every presentity row it holds for them (expired or
+// not) and what puaside holds for them.
+func burstExplain(ctx context.Context, t *testing.T, ps *kamailiotest.Instance, httpAddr string, opened map[string]bool) {
 	t.Helper()
-	q, err := ps.DB().QueryContext(ctx, "SELECT username, etag, expires, received_time FROM presentity WHERE event = 'presence' AND expires > ? AND body LIKE '%<basic>open</basic>%' ORDER BY username LIMIT 5", time.Now().Unix())
-	if err != nil {
-		t.Logf("explain: presentity rows: %v", err)
-		return
+	users := make([]string, 0, len(opened))
+	for u := range opened {
+		users = append(users, u)
 	}
-	var users []string
-	for q.Next() {
-		var user, etag, expires, received any
-		if err := q.Scan(&user, &etag, &expires, &received); err != nil {
-			t.Logf("explain: presentity row: %v", err)
+	sort.Strings(users)
+	if len(users) > 5 {
+		users = users[:5]
+	}
+	t.Logf("explain: now %d; open users %v (of %d)", time.Now().Unix(), users, len(opened))
+	for _, u := range users {
+		q, err := ps.DB().QueryContext(ctx, "SELECT etag, expires, received_time, body FROM presentity WHERE event = 'presence' AND username = ?", u)
+		if err != nil {
+			t.Logf("explain: presentity rows of %s: %v", u, err)
 			continue
 		}
-		t.Logf("explain: open at the presence server: %s etag=%s expires=%v received_time=%v (now %d)",
-			user, etag, expires, received, time.Now().Unix())
-		users = append(users, fmt.Sprint(user))
+		for q.Next() {
+			var etag string
+			var expires, received int64
+			var body []byte
+			if err := q.Scan(&etag, &expires, &received, &body); err != nil {
+				t.Logf("explain: presentity row of %s: %v", u, err)
+				continue
+			}
+			t.Logf("explain: %s at the presence server: etag=%s expires=%d received_time=%d open=%v",
+				u, etag, expires, received, strings.Contains(string(body), "<basic>open</basic>"))
+		}
+		q.Close()
 	}
-	if len(users) == 0 {
-		t.Logf("explain: no open presentity row read back (err %v)", q.Err())
-	}
-	q.Close()
 	hc := &http.Client{Timeout: 5 * time.Second}
 	for _, u := range users {
 		for _, path := range []string{"/v1/registrations?presentity=", "/v1/publications?presentity="} {
@@ -376,14 +386,14 @@ func registerBurst(t *testing.T, crash bool) {
 	unregisteredAt := time.Now()
 	deadline = unregisteredAt.Add(2 * time.Minute)
 	for {
-		rows, open := burstPresentities(ctx, t, presence)
-		if open == 0 {
+		rows, opened := presenceRows(ctx, t, presence)
+		if len(opened) == 0 {
 			t.Logf("no one open %s after the unregistrations (%d live presence rows)", time.Since(unregisteredAt).Round(time.Second), len(rows))
 			break
 		}
 		if time.Now().After(deadline) {
-			burstExplain(ctx, t, presence, cfg.HTTP.HTTPListen)
-			t.Fatalf("%d users still open at the presence server 2 minutes after unregistering", open)
+			burstExplain(ctx, t, presence, cfg.HTTP.HTTPListen, opened)
+			t.Fatalf("%d users still open at the presence server 2 minutes after unregistering", len(opened))
 		}
 		time.Sleep(2 * time.Second)
 	}

@@ -429,6 +429,15 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 	}
 	op := pubOp{gen: r.gen, presURI: r.key.PresURI, event: r.key.Event, hdrs: r.hdrs, proxy: r.proxy}
 	switch {
+	case r.remove && r.etag != "" && r.bodyPending() && !r.srvTerminated && !r.ev.bodyAlways:
+		// The document given last before the removal (usrloc's closed,
+		// say) never reached the server: it goes first, the removal once
+		// it is accepted. A server may answer a removal 200 and then fail
+		// to delete the row (Kamailio's presence replies before its
+		// delete, which a locked database fails): the row it keeps must
+		// show that last document, not an older one, lit, until it
+		// expires.
+		op.kind, op.etag, op.gen = pubModify, r.etag, r.gen-1
 	case r.remove:
 		if r.etag == "" {
 			e.dropPub(r, Result{})
@@ -478,6 +487,16 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 	exp = max(exp, e.cfg.MinExpires, r.minExp, time.Second)
 	op.expires = int((exp + time.Second - 1) / time.Second)
 	return op
+}
+
+// bodyPending reports whether the server has not accepted r's document:
+// a change since the last one it accepted, not counting the removal
+// itself (which counts one generation). Shard locked.
+func (r *pubRec) bodyPending() bool {
+	if r.remove {
+		return r.gen-1 > r.sentGen
+	}
+	return r.gen > r.sentGen
 }
 
 // removalOp makes op the removal (Expires: 0) of r's publication; replace

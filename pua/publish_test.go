@@ -268,6 +268,54 @@ func TestPublishBackoffKeepsLatest(t *testing.T) {
 	}
 }
 
+// TestRemovalSendsTheUnsentDocumentFirst: a removal asked while the last
+// document (usrloc's closed, say) has not reached the server, because its
+// PUBLISH failed and waits for its retry, does not skip that document: the
+// retry sends it, and the removal follows once it is accepted. A server
+// that answers a removal 200 and then fails to delete the row (Kamailio's
+// presence on a locked database) keeps that document, not the older, lit
+// one.
+func TestRemovalSendsTheUnsentDocumentFirst(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	mustWait(t, e, pubReq("open")) // etag1
+	fs.Push(puatest.Reply{Code: 500})
+	if res, _ := e.PublishWait(context.Background(), pubReq("closed")); res.Status != 500 {
+		t.Fatalf("result %+v", res)
+	}
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := e.RemoveWait(context.Background(), presKey)
+		done <- res
+	}()
+	waitFor(t, "removal asked", func() bool {
+		s := e.pubShard(presKey)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.pubs[presKey] != nil && s.pubs[presKey].remove
+	})
+	clk.Advance(e.cfg.RetryMax)
+	select {
+	case res := <-done:
+		if res.Status != 200 {
+			t.Fatalf("removal result %+v", res)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no removal result")
+	}
+	reqs := fs.Requests()
+	if len(reqs) != 4 {
+		t.Fatalf("%d requests, want 4", len(reqs))
+	}
+	checkPublish(t, reqs[1], wire{ifMatch: "etag1", body: string(pidf("closed")), expires: "3600"})
+	checkPublish(t, reqs[2], wire{ifMatch: "etag1", body: string(pidf("closed")), expires: "3600"})
+	checkPublish(t, reqs[3], wire{ifMatch: "etag2", expires: "0"})
+	if _, ok := e.Publication(presKey); ok {
+		t.Fatal("publication still listed after its removal")
+	}
+}
+
 func TestPublishShortGrantRefreshedInTime(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()

@@ -339,7 +339,7 @@ func (e *Engine) pubRecord(r *pubRec, now time.Time) Record {
 		Expires: r.srvExpires, DesiredExpires: r.endAt, Flag: r.flag, ETag: r.etag,
 		Version: int(r.version), ExtraHeaders: slices.Clone(r.hdrs), Body: r.body, ContentType: ct,
 		OutboundProxy: r.proxy, ReqExpires: int64(r.expires / time.Second), Removing: r.remove,
-		Modified: r.etag != "" && (r.gen > r.sentGen || r.forceInitial),
+		Modified: r.etag != "" && (r.bodyPending() || r.forceInitial),
 	}
 }
 
