@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -288,11 +289,14 @@ func registerBurst(t *testing.T, crash bool) {
 	}
 	cfgPath := writeDaemonConfig(t, cfg)
 	proc := startDaemonProc(t, "puaside#1", bin, cfgPath, cfg.HTTP.HTTPListen)
+	// The registrar's private memory holds its ul.dump answer for
+	// reconciliation: the default 8 MiB fails past about 6,000 contacts
+	// (operator guide, reconciliation).
 	reg := kamailiotest.Start(t, kamailiotest.Options{
 		Config:  kamailiotest.ConfigPath(t, "registrar.cfg"),
 		DB:      kamailiotest.NoDB,
 		Workers: 4,
-		Args:    shm,
+		Args:    append(slices.Clone(shm), "-M", "128"),
 		Defines: map[string]string{
 			"WITH_REPLICATE":        "",
 			"WITH_RPC":              "",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -122,6 +123,23 @@ func (r *Reconciler) count(what string, n int) {
 	}
 }
 
+// unansweredHint says what most often keeps a Kamailio registrar from
+// answering ul.dump: it builds the whole answer (about 520 bytes a
+// contact) in one process's private memory, and with too little (-M, 8 MiB
+// by default, enough for about 6,000 contacts) it sends none, logging
+// "could not allocate private memory"; and it writes the answer at once,
+// cutting it when it outgrows the connection's write queue
+// (tcp_conn_wq_max, 32 KiB by default).
+const unansweredHint = "a Kamailio registrar sends no ul.dump answer without the private memory for all of it " +
+	"(-M; its log says \"could not allocate private memory\") and cuts one longer than its TCP write queue " +
+	"(tcp_conn_wq_max): see the operator guide, reconciliation"
+
+// unanswered reports an RPC error of a call that got no whole answer: a
+// timeout, or a connection closed in the middle of the response.
+func unanswered(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
 // Run reconciles at once, then every interval, until ctx ends.
 func (r *Reconciler) Run(ctx context.Context) error {
 	tick := time.NewTicker(r.cfg.Interval)
@@ -132,7 +150,11 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		if res.Err != nil {
-			r.log.Warn("reconcile: proxy not read; retried next interval", "rpc_url", r.cfg.RPCURL, "err", res.Err)
+			args := []any{"rpc_url", r.cfg.RPCURL, "err", res.Err}
+			if unanswered(res.Err) {
+				args = append(args, "hint", unansweredHint)
+			}
+			r.log.Warn("reconcile: proxy not read; retried next interval", args...)
 		}
 		select {
 		case <-ctx.Done():

@@ -1,8 +1,12 @@
 package reconcile
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -269,4 +273,66 @@ func TestPassAddedAoRIsStable(t *testing.T) {
 	if res := r.Pass(context.Background()); res.Added+res.Changed+res.Removed+res.Gone != 0 {
 		t.Fatalf("second pass over the same answer %+v", res)
 	}
+}
+
+// TestRunHintsAtAnUnansweredDump: a pass that got no whole answer (the
+// call timed out, or the connection closed in the middle of the response,
+// what a Kamailio registrar without the private memory for its ul.dump
+// answer does) is logged with the hint to give it more (-M); another RPC
+// failure is logged without it.
+func TestRunHintsAtAnUnansweredDump(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		hint bool
+	}{
+		{"timeout", fmt.Errorf("proxyrpc: ul.dump: Post \"http://127.0.0.1/RPC\": %w", context.DeadlineExceeded), true},
+		{"cut", fmt.Errorf("proxyrpc: ul.dump: read response: %w", io.ErrUnexpectedEOF), true},
+		{"refused", errors.New("proxyrpc: ul.dump: connection refused"), false},
+		{"rpc error", &proxyrpc.Error{Method: "ul.dump", Code: -32601, Message: "Method Not Found"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newRig(t)
+			g.px.err = tc.err
+			var logs syncBuf
+			cfg := DefaultConfig()
+			cfg.Enabled, cfg.Interval, cfg.Timeout = true, time.Hour, time.Second
+			r, err := New(cfg, Options{Source: g.px, Registrations: g.ul,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- r.Run(ctx) }()
+			for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "proxy not read"); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("no warning logged")
+				}
+			}
+			cancel()
+			<-done
+			if got := strings.Contains(logs.String(), "tcp_conn_wq_max"); got != tc.hint {
+				t.Fatalf("hint logged %v, want %v: %s", got, tc.hint, logs.String())
+			}
+		})
+	}
+}
+
+// syncBuf is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
