@@ -711,6 +711,11 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		// state anew all the same (the old one expires at the server).
 		log().Warn("removal of a terminated dialog document refused, publishing anew", "status", res.Status, "reason", res.Reason, "err", res.Err)
 		r.etag, r.forceInitial, r.srvTerminated = "", true, false
+	case r.remove && op.kind == pubModify:
+		// The document sent ahead of the removal was refused: the removal
+		// goes all the same.
+		log().Warn("document ahead of the removal refused, removing", "status", res.Status, "reason", res.Reason, "err", res.Err)
+		r.sentGen = max(r.sentGen, op.gen)
 	default:
 		log().Warn("publish refused", "status", res.Status, "reason", res.Reason, "err", res.Err)
 		resolveWaiters(&r.waiters, op.gen, res)

@@ -316,6 +316,47 @@ func TestRemovalSendsTheUnsentDocumentFirst(t *testing.T) {
 	}
 }
 
+// TestRemovalAfterRefusedDocument: when the document sent ahead of a
+// removal is refused outright (not a transient failure), the removal goes
+// all the same instead of waiting on the refusal's retries.
+func TestRemovalAfterRefusedDocument(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	mustWait(t, e, pubReq("open")) // etag1
+	fs.Push(puatest.Reply{Code: 500})
+	if res, _ := e.PublishWait(context.Background(), pubReq("closed")); res.Status != 500 {
+		t.Fatalf("result %+v", res)
+	}
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := e.RemoveWait(context.Background(), presKey)
+		done <- res
+	}()
+	waitFor(t, "removal asked", func() bool {
+		s := e.pubShard(presKey)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.pubs[presKey] != nil && s.pubs[presKey].remove
+	})
+	fs.Push(puatest.Reply{Code: 403})
+	clk.Advance(e.cfg.RetryMax)
+	select {
+	case res := <-done:
+		if res.Status != 200 {
+			t.Fatalf("removal result %+v", res)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no removal result")
+	}
+	reqs := fs.Requests()
+	if len(reqs) != 4 {
+		t.Fatalf("%d requests, want 4", len(reqs))
+	}
+	checkPublish(t, reqs[2], wire{ifMatch: "etag1", body: string(pidf("closed")), expires: "3600"})
+	checkPublish(t, reqs[3], wire{ifMatch: "etag1", expires: "0"})
+}
+
 func TestPublishShortGrantRefreshedInTime(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()

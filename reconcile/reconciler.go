@@ -129,10 +129,10 @@ func (r *Reconciler) count(what string, n int) {
 // by default, enough for about 6,000 contacts) it sends none, logging
 // "could not allocate private memory"; and it writes the answer at once,
 // cutting it when it outgrows the connection's write queue
-// (tcp_conn_wq_max, 32 KiB by default).
+// (tcp_conn_wq_max, 32 KiB by default); a large answer also takes seconds.
 const unansweredHint = "a Kamailio registrar sends no ul.dump answer without the private memory for all of it " +
 	"(-M; its log says \"could not allocate private memory\") and cuts one longer than its TCP write queue " +
-	"(tcp_conn_wq_max): see the operator guide, reconciliation"
+	"(tcp_conn_wq_max), and a large one may take longer than reconcile.timeout: see the operator guide, reconciliation"
 
 // unanswered reports an RPC error of a call that got no whole answer: a
 // timeout, or a connection closed in the middle of the response.

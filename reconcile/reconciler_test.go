@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/puaside/puaside/dialoginfo"
 	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/kamailiotest"
 	"github.com/puaside/puaside/internal/puatest/recorder"
 	"github.com/puaside/puaside/proxyrpc"
 	"github.com/puaside/puaside/usrloc"
@@ -294,7 +294,7 @@ func TestRunHintsAtAnUnansweredDump(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newRig(t)
 			g.px.err = tc.err
-			var logs syncBuf
+			var logs kamailiotest.SyncBuffer
 			cfg := DefaultConfig()
 			cfg.Enabled, cfg.Interval, cfg.Timeout = true, time.Hour, time.Second
 			r, err := New(cfg, Options{Source: g.px, Registrations: g.ul,
@@ -317,22 +317,4 @@ func TestRunHintsAtAnUnansweredDump(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuf is a bytes.Buffer safe for a logger and a reader at once.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
