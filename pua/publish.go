@@ -429,14 +429,15 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 	}
 	op := pubOp{gen: r.gen, presURI: r.key.PresURI, event: r.key.Event, hdrs: r.hdrs, proxy: r.proxy}
 	switch {
-	case r.remove && r.etag != "" && r.bodyPending() && !r.srvTerminated && !r.ev.bodyAlways:
+	case r.remove && r.etag != "" && r.bodyPending() && !r.srvTerminated:
 		// The document given last before the removal (usrloc's closed,
 		// say) never reached the server: it goes first, the removal once
 		// it is accepted. A server may answer a removal 200 and then fail
 		// to delete the row (Kamailio's presence replies before its
 		// delete, which a locked database fails): the row it keeps must
 		// show that last document, not an older one, lit, until it
-		// expires.
+		// expires. (Not for a terminated dialog document at the server,
+		// which Kamailio never updates.)
 		op.kind, op.etag, op.gen = pubModify, r.etag, r.gen-1
 	case r.remove:
 		if r.etag == "" {

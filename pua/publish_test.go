@@ -654,6 +654,52 @@ func TestSLARefreshAndRemoveCarryBody(t *testing.T) {
 	}
 }
 
+// TestSLARemovalSendsTheUnsentDocumentFirst: a dialog;sla removal carries
+// the current document, but a server that keeps the row when its delete
+// fails keeps the row's own document: the unsent one goes first there too.
+func TestSLARemovalSendsTheUnsentDocumentFirst(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	key := Key{PresURI: alice, Event: "dialog;sla", ID: "phone1"}
+	busy := `<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="0" state="full" entity="sip:alice@example.com"><dialog id="d1"><state>confirmed</state></dialog></dialog-info>`
+	idle := `<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="1" state="full" entity="sip:alice@example.com"/>`
+	mustWait(t, e, PublishRequest{Key: key, Body: []byte(busy), Flag: FlagBLAPublish}) // etag1
+	fs.Push(puatest.Reply{Code: 500})
+	if res, _ := e.PublishWait(context.Background(), PublishRequest{Key: key, Body: []byte(idle), Flag: FlagBLAPublish}); res.Status != 500 {
+		t.Fatalf("result %+v", res)
+	}
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := e.RemoveWait(context.Background(), key)
+		done <- res
+	}()
+	waitFor(t, "removal asked", func() bool {
+		s := e.pubShard(key)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.pubs[key] != nil && s.pubs[key].remove
+	})
+	clk.Advance(e.cfg.RetryMax)
+	select {
+	case res := <-done:
+		if res.Status != 200 {
+			t.Fatalf("removal result %+v", res)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no removal result")
+	}
+	reqs := fs.Requests()
+	if len(reqs) != 4 {
+		t.Fatalf("%d requests, want 4", len(reqs))
+	}
+	for i, w := range []wire{{ifMatch: "etag1", body: idle, expires: "3600"}, {ifMatch: "etag2", body: idle, expires: "0"}} {
+		if r := reqs[i+2]; headerValue(r, "SIP-If-Match") != w.ifMatch || headerValue(r, "Expires") != w.expires || string(r.Body()) != w.body {
+			t.Fatalf("request %d on the wire:\n%s", i+2, r.String())
+		}
+	}
+}
+
 // TestRequestsFromListenPort: UDP requests leave from the listen socket
 // (the port in our Contact), not from an ephemeral port.
 func TestRequestsFromListenPort(t *testing.T) {
