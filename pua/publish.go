@@ -60,6 +60,9 @@ type pubRec struct {
 	unclaimed bool
 	// countedFlag is the owner flag r is counted under (max_publications).
 	countedFlag int
+	// refusedGen is the newest generation whose document the server
+	// refused outright (refusePub).
+	refusedGen uint64
 	// durable: an ETag of this publication has been written to the store,
 	// so the full Expires may be asked (see Config.InitialExpires).
 	durable bool
@@ -429,15 +432,16 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 	}
 	op := pubOp{gen: r.gen, presURI: r.key.PresURI, event: r.key.Event, hdrs: r.hdrs, proxy: r.proxy}
 	switch {
-	case r.remove && r.etag != "" && r.bodyPending() && !r.srvTerminated:
+	case r.remove && r.etag != "" && r.bodyPending() && r.gen-1 > r.refusedGen && !r.srvTerminated:
 		// The document given last before the removal (usrloc's closed,
 		// say) never reached the server: it goes first, the removal once
 		// it is accepted. A server may answer a removal 200 and then fail
 		// to delete the row (Kamailio's presence replies before its
 		// delete, which a locked database fails): the row it keeps must
 		// show that last document, not an older one, lit, until it
-		// expires. (Not for a terminated dialog document at the server,
-		// which Kamailio never updates.)
+		// expires. (Not for a document the server refused already, nor
+		// for a terminated dialog document at the server, which Kamailio
+		// never updates.)
 		op.kind, op.etag, op.gen = pubModify, r.etag, r.gen-1
 	case r.remove:
 		if r.etag == "" {
@@ -635,7 +639,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			log().Error("publish failed", "status", res.Status, "err", err)
 			res.Err = err
 			r.lastReason = "2xx without SIP-ETag"
-			e.refusePub(r, res.Status, now, log())
+			e.refusePub(r, op.gen, res.Status, now, log())
 			resolveWaiters(&r.waiters, op.gen, res)
 			return
 		}
@@ -679,7 +683,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		}
 		if op.kind == pubInitial {
 			log().Warn("publish failed: 412 to an initial PUBLISH", "status", res.Status)
-			e.refusePub(r, res.Status, now, log())
+			e.refusePub(r, op.gen, res.Status, now, log())
 			resolveWaiters(&r.waiters, op.gen, res)
 			return
 		}
@@ -693,7 +697,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			break
 		}
 		log().Warn("publish failed: 423 without a usable Min-Expires", "status", res.Status)
-		e.refusePub(r, res.Status, now, log())
+		e.refusePub(r, op.gen, res.Status, now, log())
 		resolveWaiters(&r.waiters, op.gen, res)
 		return
 	case retryable(res):
@@ -716,7 +720,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		// The document sent ahead of the removal was refused: the removal
 		// goes all the same.
 		log().Warn("document ahead of the removal refused, removing", "status", res.Status, "reason", res.Reason, "err", res.Err)
-		r.sentGen = max(r.sentGen, op.gen)
+		r.refusedGen = max(r.refusedGen, op.gen)
 	default:
 		log().Warn("publish refused", "status", res.Status, "reason", res.Reason, "err", res.Err)
 		resolveWaiters(&r.waiters, op.gen, res)
@@ -724,7 +728,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			e.dropPub(r, res)
 			return
 		}
-		e.refusePub(r, res.Status, now, log())
+		e.refusePub(r, op.gen, res.Status, now, log())
 		return
 	}
 	if r.remove || r.gen > r.sentGen || r.forceInitial || r.etag == "" {

@@ -357,6 +357,26 @@ func TestRemovalAfterRefusedDocument(t *testing.T) {
 	checkPublish(t, reqs[3], wire{ifMatch: "etag1", expires: "0"})
 }
 
+// TestRemovalAfterRefusal: a document the server refused outright is not
+// sent again ahead of the removal that follows.
+func TestRemovalAfterRefusal(t *testing.T) {
+	fs := newFakeServer(t)
+	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
+	mustWait(t, e, pubReq("open")) // etag1
+	fs.Push(puatest.Reply{Code: 415})
+	if res, _ := e.PublishWait(context.Background(), pubReq("closed")); res.Status != 415 {
+		t.Fatalf("result %+v", res)
+	}
+	if res, err := e.RemoveWait(context.Background(), presKey); err != nil || res.Status != 200 {
+		t.Fatalf("remove: %v %+v", err, res)
+	}
+	reqs := fs.Requests()
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want 3", len(reqs))
+	}
+	checkPublish(t, reqs[2], wire{ifMatch: "etag1", expires: "0"})
+}
+
 func TestPublishShortGrantRefreshedInTime(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()

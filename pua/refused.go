@@ -33,11 +33,14 @@ func (e *Engine) refusedAt(now time.Time, n int32, endAt int64) (time.Time, time
 	return at, d
 }
 
-// refusePub marks r refused and arms its slow retry: a refused
-// publication is never left for good, because its owner does not ask
-// again for a state it already gave. Shard locked.
-func (e *Engine) refusePub(r *pubRec, status int, now time.Time, log *slog.Logger) {
+// refusePub marks r refused, its document of generation gen among the
+// refused (a removal does not send it ahead of itself again, see
+// nextPubOp), and arms its slow retry: a refused publication is never left
+// for good, because its owner does not ask again for a state it already
+// gave. Shard locked.
+func (e *Engine) refusePub(r *pubRec, gen uint64, status int, now time.Time, log *slog.Logger) {
 	r.failed, r.state = true, StateFailed
+	r.refusedGen = max(r.refusedGen, gen)
 	r.refusals++
 	at, d := e.refusedAt(now, r.refusals, r.endAt)
 	r.retryAt = at.UnixNano()
