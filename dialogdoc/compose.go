@@ -24,7 +24,7 @@ func (d Dialog) WithID(id string) Dialog {
 	}
 	var v bytes.Buffer
 	v.WriteByte('"')
-	escAttr(&v, id)
+	xmltext.Escape(&v, id) // quotes included
 	v.WriteByte('"')
 	if loc := idAttr.FindSubmatchIndex(d.Raw); loc != nil {
 		raw := make([]byte, 0, len(d.Raw)+len(id))
@@ -34,11 +34,6 @@ func (d Dialog) WithID(id string) Dialog {
 		d.Raw = raw
 	}
 	return d
-}
-
-// escAttr escapes an attribute value (quotes included).
-func escAttr(b *bytes.Buffer, s string) {
-	xmltext.Escape(b, s) // encoding/xml escapes ", ', <, >, & and control characters
 }
 
 // Part is one contributor's share of a composed document: its dialogs as

@@ -268,6 +268,43 @@ func TestPublishBackoffKeepsLatest(t *testing.T) {
 	}
 }
 
+// removeDuringRetry publishes first (accepted), then second, which the
+// server answers 500 so that it waits for its retry; meanwhile it asks for
+// the publication's removal, queues then for the server's next replies,
+// lets the retry time pass and waits for the removal's 200. It returns
+// every request the server got.
+func removeDuringRetry(t *testing.T, fs *fakeServer, clk *fakeClock, e *Engine, first, second PublishRequest, then ...puatest.Reply) []*sip.Request {
+	t.Helper()
+	mustWait(t, e, first) // etag1
+	fs.Push(puatest.Reply{Code: 500})
+	if res, _ := e.PublishWait(context.Background(), second); res.Status != 500 {
+		t.Fatalf("result %+v", res)
+	}
+	key := first.Key
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := e.RemoveWait(context.Background(), key)
+		done <- res
+	}()
+	waitFor(t, "removal asked", func() bool {
+		s := e.pubShard(key)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.pubs[key] != nil && s.pubs[key].remove
+	})
+	fs.Push(then...)
+	clk.Advance(e.cfg.RetryMax)
+	select {
+	case res := <-done:
+		if res.Status != 200 {
+			t.Fatalf("removal result %+v", res)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no removal result")
+	}
+	return fs.Requests()
+}
+
 // TestRemovalSendsTheUnsentDocumentFirst: a removal asked while the last
 // document (usrloc's closed, say) has not reached the server, because its
 // PUBLISH failed and waits for its retry, does not skip that document: the
@@ -279,32 +316,7 @@ func TestRemovalSendsTheUnsentDocumentFirst(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
 	e := newTestEngine(t, fs, clk, nil, nil)
-	mustWait(t, e, pubReq("open")) // etag1
-	fs.Push(puatest.Reply{Code: 500})
-	if res, _ := e.PublishWait(context.Background(), pubReq("closed")); res.Status != 500 {
-		t.Fatalf("result %+v", res)
-	}
-	done := make(chan Result, 1)
-	go func() {
-		res, _ := e.RemoveWait(context.Background(), presKey)
-		done <- res
-	}()
-	waitFor(t, "removal asked", func() bool {
-		s := e.pubShard(presKey)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.pubs[presKey] != nil && s.pubs[presKey].remove
-	})
-	clk.Advance(e.cfg.RetryMax)
-	select {
-	case res := <-done:
-		if res.Status != 200 {
-			t.Fatalf("removal result %+v", res)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no removal result")
-	}
-	reqs := fs.Requests()
+	reqs := removeDuringRetry(t, fs, clk, e, pubReq("open"), pubReq("closed"))
 	if len(reqs) != 4 {
 		t.Fatalf("%d requests, want 4", len(reqs))
 	}
@@ -323,33 +335,7 @@ func TestRemovalAfterRefusedDocument(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
 	e := newTestEngine(t, fs, clk, nil, nil)
-	mustWait(t, e, pubReq("open")) // etag1
-	fs.Push(puatest.Reply{Code: 500})
-	if res, _ := e.PublishWait(context.Background(), pubReq("closed")); res.Status != 500 {
-		t.Fatalf("result %+v", res)
-	}
-	done := make(chan Result, 1)
-	go func() {
-		res, _ := e.RemoveWait(context.Background(), presKey)
-		done <- res
-	}()
-	waitFor(t, "removal asked", func() bool {
-		s := e.pubShard(presKey)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.pubs[presKey] != nil && s.pubs[presKey].remove
-	})
-	fs.Push(puatest.Reply{Code: 403})
-	clk.Advance(e.cfg.RetryMax)
-	select {
-	case res := <-done:
-		if res.Status != 200 {
-			t.Fatalf("removal result %+v", res)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no removal result")
-	}
-	reqs := fs.Requests()
+	reqs := removeDuringRetry(t, fs, clk, e, pubReq("open"), pubReq("closed"), puatest.Reply{Code: 403})
 	if len(reqs) != 4 {
 		t.Fatalf("%d requests, want 4", len(reqs))
 	}
@@ -684,32 +670,8 @@ func TestSLARemovalSendsTheUnsentDocumentFirst(t *testing.T) {
 	key := Key{PresURI: alice, Event: "dialog;sla", ID: "phone1"}
 	busy := `<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="0" state="full" entity="sip:alice@example.com"><dialog id="d1"><state>confirmed</state></dialog></dialog-info>`
 	idle := `<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="1" state="full" entity="sip:alice@example.com"/>`
-	mustWait(t, e, PublishRequest{Key: key, Body: []byte(busy), Flag: FlagBLAPublish}) // etag1
-	fs.Push(puatest.Reply{Code: 500})
-	if res, _ := e.PublishWait(context.Background(), PublishRequest{Key: key, Body: []byte(idle), Flag: FlagBLAPublish}); res.Status != 500 {
-		t.Fatalf("result %+v", res)
-	}
-	done := make(chan Result, 1)
-	go func() {
-		res, _ := e.RemoveWait(context.Background(), key)
-		done <- res
-	}()
-	waitFor(t, "removal asked", func() bool {
-		s := e.pubShard(key)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.pubs[key] != nil && s.pubs[key].remove
-	})
-	clk.Advance(e.cfg.RetryMax)
-	select {
-	case res := <-done:
-		if res.Status != 200 {
-			t.Fatalf("removal result %+v", res)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no removal result")
-	}
-	reqs := fs.Requests()
+	reqs := removeDuringRetry(t, fs, clk, e, PublishRequest{Key: key, Body: []byte(busy), Flag: FlagBLAPublish},
+		PublishRequest{Key: key, Body: []byte(idle), Flag: FlagBLAPublish})
 	if len(reqs) != 4 {
 		t.Fatalf("%d requests, want 4", len(reqs))
 	}
