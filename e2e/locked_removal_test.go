@@ -15,16 +15,16 @@ const aliceClosedPIDF = `<?xml version="1.0" encoding="UTF-8"?>
 </presence>
 `
 
-// TestRemovalAfterRefusedCloseKamailio: Kamailio's presence answers a
+// TestRemovalAfterFailedCloseKamailio: Kamailio's presence answers a
 // removal (PUBLISH Expires: 0) 200 before it deletes the row, and keeps
 // the row when the delete fails on a locked database. While the test holds
 // the presence database's write lock, the closed document that follows an
-// open one is refused (the UPDATE fails, 500) and the publication is then
-// removed, as usrloc does after closed_linger. The removal must not go out
-// in place of the closed document: the row it would leave behind shows
-// the user open until it expires. Once the lock is released the closed
+// open one fails (the UPDATE fails: 500, which puaside retries) and the
+// publication is then removed, as usrloc does after closed_linger. The
+// removal must not go out in place of the closed document: the row it
+// would leave behind shows the user open until it expires. Once the lock is released the closed
 // document is accepted, the removal follows, and no row shows open.
-func TestRemovalAfterRefusedCloseKamailio(t *testing.T) {
+func TestRemovalAfterFailedCloseKamailio(t *testing.T) {
 	presence := presenceServer(t)
 	cfg := baseConfig(t, presence)
 	cfg.PUA.RetryMin, cfg.PUA.RetryMax = 200*time.Millisecond, 400*time.Millisecond

@@ -61,7 +61,7 @@ type pubRec struct {
 	// countedFlag is the owner flag r is counted under (max_publications).
 	countedFlag int
 	// refusedGen is the newest generation whose document the server
-	// refused outright (refusePub).
+	// refused outright (refusePub, refusedAheadOfRemoval).
 	refusedGen uint64
 	// durable: an ETag of this publication has been written to the store,
 	// so the full Expires may be asked (see Config.InitialExpires).
@@ -639,6 +639,9 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			log().Error("publish failed", "status", res.Status, "err", err)
 			res.Err = err
 			r.lastReason = "2xx without SIP-ETag"
+			if e.refusedAheadOfRemoval(r, op, res, log) {
+				return
+			}
 			e.refusePub(r, op.gen, res.Status, now, log())
 			resolveWaiters(&r.waiters, op.gen, res)
 			return
@@ -681,6 +684,17 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			}
 			break
 		}
+		if r.remove && op.kind == pubModify {
+			// The document ahead of the removal found the publication
+			// gone: so is what the removal would remove.
+			if debug {
+				log().Debug("publication already gone at the server", "status", res.Status, "etag", op.etag)
+			}
+			r.etag, r.srvTerminated = "", false
+			resolveWaiters(&r.waiters, op.gen, res)
+			e.dropPub(r, res)
+			return
+		}
 		if op.kind == pubInitial {
 			log().Warn("publish failed: 412 to an initial PUBLISH", "status", res.Status)
 			e.refusePub(r, op.gen, res.Status, now, log())
@@ -697,6 +711,9 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			break
 		}
 		log().Warn("publish failed: 423 without a usable Min-Expires", "status", res.Status)
+		if e.refusedAheadOfRemoval(r, op, res, log) {
+			return
+		}
 		e.refusePub(r, op.gen, res.Status, now, log())
 		resolveWaiters(&r.waiters, op.gen, res)
 		return
@@ -716,13 +733,11 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		// state anew all the same (the old one expires at the server).
 		log().Warn("removal of a terminated dialog document refused, publishing anew", "status", res.Status, "reason", res.Reason, "err", res.Err)
 		r.etag, r.forceInitial, r.srvTerminated = "", true, false
-	case r.remove && op.kind == pubModify:
-		// The document sent ahead of the removal was refused: the removal
-		// goes all the same.
-		log().Warn("document ahead of the removal refused, removing", "status", res.Status, "reason", res.Reason, "err", res.Err)
-		r.refusedGen = max(r.refusedGen, op.gen)
 	default:
 		log().Warn("publish refused", "status", res.Status, "reason", res.Reason, "err", res.Err)
+		if e.refusedAheadOfRemoval(r, op, res, log) {
+			return
+		}
 		resolveWaiters(&r.waiters, op.gen, res)
 		if op.kind == pubRemove {
 			e.dropPub(r, res)
@@ -736,6 +751,22 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		return
 	}
 	e.schedulePubRefresh(r)
+}
+
+// refusedAheadOfRemoval handles a refusal of op when op is the document
+// sent ahead of r's removal (see nextPubOp): the document counts as refused
+// (it is not sent again), its waiters get the refusal, and the removal goes
+// at once instead of waiting on the refused retry. It reports whether op
+// was that document. Shard locked.
+func (e *Engine) refusedAheadOfRemoval(r *pubRec, op pubOp, res Result, log func() *slog.Logger) bool {
+	if !r.remove || op.kind != pubModify {
+		return false
+	}
+	log().Info("document ahead of the removal refused, removing", "status", res.Status)
+	r.refusedGen = max(r.refusedGen, op.gen)
+	resolveWaiters(&r.waiters, op.gen, res)
+	e.queue.push(r)
+	return true
 }
 
 // schedulePubRefresh arms r's refresh (or lifetime end). Shard locked.

@@ -271,9 +271,9 @@ func TestPublishBackoffKeepsLatest(t *testing.T) {
 // removeDuringRetry publishes first (accepted), then second, which the
 // server answers 500 so that it waits for its retry; meanwhile it asks for
 // the publication's removal, queues then for the server's next replies,
-// lets the retry time pass and waits for the removal's 200. It returns
-// every request the server got.
-func removeDuringRetry(t *testing.T, fs *fakeServer, clk *fakeClock, e *Engine, first, second PublishRequest, then ...puatest.Reply) []*sip.Request {
+// lets the retry time pass and waits for the removal's result, whose status
+// must be want. It returns every request the server got.
+func removeDuringRetry(t *testing.T, fs *fakeServer, clk *fakeClock, e *Engine, first, second PublishRequest, want int, then ...puatest.Reply) []*sip.Request {
 	t.Helper()
 	mustWait(t, e, first) // etag1
 	fs.Push(puatest.Reply{Code: 500})
@@ -296,8 +296,8 @@ func removeDuringRetry(t *testing.T, fs *fakeServer, clk *fakeClock, e *Engine, 
 	clk.Advance(e.cfg.RetryMax)
 	select {
 	case res := <-done:
-		if res.Status != 200 {
-			t.Fatalf("removal result %+v", res)
+		if res.Status != want {
+			t.Fatalf("removal result %+v, want status %d", res, want)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no removal result")
@@ -316,7 +316,7 @@ func TestRemovalSendsTheUnsentDocumentFirst(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
 	e := newTestEngine(t, fs, clk, nil, nil)
-	reqs := removeDuringRetry(t, fs, clk, e, pubReq("open"), pubReq("closed"))
+	reqs := removeDuringRetry(t, fs, clk, e, pubReq("open"), pubReq("closed"), 200)
 	if len(reqs) != 4 {
 		t.Fatalf("%d requests, want 4", len(reqs))
 	}
@@ -329,18 +329,48 @@ func TestRemovalSendsTheUnsentDocumentFirst(t *testing.T) {
 }
 
 // TestRemovalAfterRefusedDocument: when the document sent ahead of a
-// removal is refused outright (not a transient failure), the removal goes
-// all the same instead of waiting on the refusal's retries.
+// removal is refused outright (not a transient failure: a final error, a
+// 423 without a usable Min-Expires, a 2xx without SIP-ETag), the removal
+// goes at once instead of waiting on the refusal's slow retry (the clock
+// moves once, past the failed document's retry, which arms the refused
+// retry later still); when it finds
+// the publication gone (412), there is nothing left to remove.
 func TestRemovalAfterRefusedDocument(t *testing.T) {
-	fs := newFakeServer(t)
-	clk := newFakeClock()
-	e := newTestEngine(t, fs, clk, nil, nil)
-	reqs := removeDuringRetry(t, fs, clk, e, pubReq("open"), pubReq("closed"), puatest.Reply{Code: 403})
-	if len(reqs) != 4 {
-		t.Fatalf("%d requests, want 4", len(reqs))
+	for _, tc := range []struct {
+		name  string
+		reply puatest.Reply
+		want  int // the removal's status; 0: no removal sent
+	}{
+		{"403", puatest.Reply{Code: 403}, 200},
+		{"423 without Min-Expires", puatest.Reply{Code: 423}, 200},
+		{"2xx without SIP-ETag", puatest.Reply{Code: 200, ETag: "-"}, 200},
+		{"412", puatest.Reply{Code: 412}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFakeServer(t)
+			clk := newFakeClock()
+			e := newTestEngine(t, fs, clk, nil, nil)
+			want := tc.want
+			if want == 0 {
+				want = tc.reply.Code
+			}
+			reqs := removeDuringRetry(t, fs, clk, e, pubReq("open"), pubReq("closed"), want, tc.reply)
+			n := 4
+			if tc.want == 0 {
+				n = 3
+			}
+			if len(reqs) != n {
+				t.Fatalf("%d requests, want %d", len(reqs), n)
+			}
+			checkPublish(t, reqs[2], wire{ifMatch: "etag1", body: string(pidf("closed")), expires: "3600"})
+			if n == 4 {
+				checkPublish(t, reqs[3], wire{ifMatch: "etag1", expires: "0"})
+			}
+			if _, ok := e.Publication(presKey); ok {
+				t.Fatal("publication still listed after its removal")
+			}
+		})
 	}
-	checkPublish(t, reqs[2], wire{ifMatch: "etag1", body: string(pidf("closed")), expires: "3600"})
-	checkPublish(t, reqs[3], wire{ifMatch: "etag1", expires: "0"})
 }
 
 // TestRemovalAfterRefusal: a document the server refused outright is not
@@ -671,7 +701,7 @@ func TestSLARemovalSendsTheUnsentDocumentFirst(t *testing.T) {
 	busy := `<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="0" state="full" entity="sip:alice@example.com"><dialog id="d1"><state>confirmed</state></dialog></dialog-info>`
 	idle := `<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="1" state="full" entity="sip:alice@example.com"/>`
 	reqs := removeDuringRetry(t, fs, clk, e, PublishRequest{Key: key, Body: []byte(busy), Flag: FlagBLAPublish},
-		PublishRequest{Key: key, Body: []byte(idle), Flag: FlagBLAPublish})
+		PublishRequest{Key: key, Body: []byte(idle), Flag: FlagBLAPublish}, 200)
 	if len(reqs) != 4 {
 		t.Fatalf("%d requests, want 4", len(reqs))
 	}

@@ -135,9 +135,9 @@ const unansweredHint = "a Kamailio registrar sends no ul.dump answer without the
 	"(tcp_conn_wq_max), and a large one may take longer than reconcile.timeout: see the operator guide, reconciliation"
 
 // unanswered reports an RPC error of a call that got no whole answer: a
-// timeout, or a connection closed in the middle of the response.
+// timeout, or a connection closed before or in the middle of the response.
 func unanswered(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF)
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // Run reconciles at once, then every interval, until ctx ends.

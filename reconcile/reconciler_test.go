@@ -276,10 +276,11 @@ func TestPassAddedAoRIsStable(t *testing.T) {
 }
 
 // TestRunHintsAtAnUnansweredDump: a pass that got no whole answer (the
-// call timed out, or the connection closed in the middle of the response,
-// what a Kamailio registrar without the private memory for its ul.dump
-// answer does) is logged with the hint to give it more (-M); another RPC
-// failure is logged without it.
+// call timed out, the connection closed before the response, as when a
+// Kamailio registrar lacks the private memory for its ul.dump answer, or in
+// the middle of it, as when the answer outgrows its write queue) is logged
+// with the hint naming those limits; another RPC failure is logged without
+// it.
 func TestRunHintsAtAnUnansweredDump(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -287,6 +288,7 @@ func TestRunHintsAtAnUnansweredDump(t *testing.T) {
 		hint bool
 	}{
 		{"timeout", fmt.Errorf("proxyrpc: ul.dump: Post \"http://127.0.0.1/RPC\": %w", context.DeadlineExceeded), true},
+		{"closed", fmt.Errorf("proxyrpc: ul.dump: Post \"http://127.0.0.1/RPC\": %w", io.EOF), true},
 		{"cut", fmt.Errorf("proxyrpc: ul.dump: read response: %w", io.ErrUnexpectedEOF), true},
 		{"refused", errors.New("proxyrpc: ul.dump: connection refused"), false},
 		{"rpc error", &proxyrpc.Error{Method: "ul.dump", Code: -32601, Message: "Method Not Found"}, false},
