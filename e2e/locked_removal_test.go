@@ -22,8 +22,9 @@ const aliceClosedPIDF = `<?xml version="1.0" encoding="UTF-8"?>
 // open one fails (the UPDATE fails: 500, which puaside retries) and the
 // publication is then removed, as usrloc does after closed_linger. The
 // removal must not go out in place of the closed document: the row it
-// would leave behind shows the user open until it expires. Once the lock is released the closed
-// document is accepted, the removal follows, and no row shows open.
+// would leave behind shows the user open until it expires. Once the lock
+// is released the closed document is accepted, the removal follows, and
+// no row shows open.
 func TestRemovalAfterFailedCloseKamailio(t *testing.T) {
 	presence := presenceServer(t)
 	cfg := baseConfig(t, presence)

@@ -673,27 +673,19 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		resolveWaiters(&r.waiters, op.gen, res)
 		e.sweepDone(r)
 	case res.Status == 412:
-		if op.kind == pubRemove {
+		if ahead := r.remove && op.kind == pubModify; op.kind == pubRemove || ahead {
+			// A removal, or the document sent ahead of one (see
+			// nextPubOp), found the publication gone: so is what the
+			// removal would remove.
 			if debug {
 				log().Debug("publication already gone at the server", "status", res.Status, "etag", op.etag)
 			}
 			r.etag, r.srvTerminated = "", false
-			if r.remove && r.gen == op.gen {
+			if ahead || r.remove && r.gen == op.gen {
 				e.dropPub(r, res)
 				return
 			}
 			break
-		}
-		if r.remove && op.kind == pubModify {
-			// The document ahead of the removal found the publication
-			// gone: so is what the removal would remove.
-			if debug {
-				log().Debug("publication already gone at the server", "status", res.Status, "etag", op.etag)
-			}
-			r.etag, r.srvTerminated = "", false
-			resolveWaiters(&r.waiters, op.gen, res)
-			e.dropPub(r, res)
-			return
 		}
 		if op.kind == pubInitial {
 			log().Warn("publish failed: 412 to an initial PUBLISH", "status", res.Status)

@@ -333,37 +333,34 @@ func TestRemovalSendsTheUnsentDocumentFirst(t *testing.T) {
 // 423 without a usable Min-Expires, a 2xx without SIP-ETag), the removal
 // goes at once instead of waiting on the refusal's slow retry (the clock
 // moves once, past the failed document's retry, which arms the refused
-// retry later still); when it finds
-// the publication gone (412), there is nothing left to remove.
+// retry later still); when it finds the publication gone (412), there is
+// nothing left to remove.
 func TestRemovalAfterRefusedDocument(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		reply puatest.Reply
-		want  int // the removal's status; 0: no removal sent
+		name    string
+		reply   puatest.Reply
+		want    int  // the removal's result
+		removal bool // a removal goes out
 	}{
-		{"403", puatest.Reply{Code: 403}, 200},
-		{"423 without Min-Expires", puatest.Reply{Code: 423}, 200},
-		{"2xx without SIP-ETag", puatest.Reply{Code: 200, ETag: "-"}, 200},
-		{"412", puatest.Reply{Code: 412}, 0},
+		{"403", puatest.Reply{Code: 403}, 200, true},
+		{"423 without Min-Expires", puatest.Reply{Code: 423}, 200, true},
+		{"2xx without SIP-ETag", puatest.Reply{Code: 200, ETag: "-"}, 200, true},
+		{"412", puatest.Reply{Code: 412}, 412, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := newFakeServer(t)
 			clk := newFakeClock()
 			e := newTestEngine(t, fs, clk, nil, nil)
-			want := tc.want
-			if want == 0 {
-				want = tc.reply.Code
-			}
-			reqs := removeDuringRetry(t, fs, clk, e, pubReq("open"), pubReq("closed"), want, tc.reply)
-			n := 4
-			if tc.want == 0 {
-				n = 3
+			reqs := removeDuringRetry(t, fs, clk, e, pubReq("open"), pubReq("closed"), tc.want, tc.reply)
+			n := 3
+			if tc.removal {
+				n = 4
 			}
 			if len(reqs) != n {
 				t.Fatalf("%d requests, want %d", len(reqs), n)
 			}
 			checkPublish(t, reqs[2], wire{ifMatch: "etag1", body: string(pidf("closed")), expires: "3600"})
-			if n == 4 {
+			if tc.removal {
 				checkPublish(t, reqs[3], wire{ifMatch: "etag1", expires: "0"})
 			}
 			if _, ok := e.Publication(presKey); ok {
