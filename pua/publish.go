@@ -431,6 +431,7 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 		// server: it is sent below, and the record dropped once accepted.
 	}
 	op := pubOp{gen: r.gen, presURI: r.key.PresURI, event: r.key.Event, hdrs: r.hdrs, proxy: r.proxy}
+	ahead := false
 	switch {
 	case r.remove && r.etag != "" && r.bodyPending() && r.gen-1 > r.refusedGen && !r.srvTerminated:
 		// The document given last before the removal (usrloc's closed,
@@ -443,6 +444,7 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 		// for a terminated dialog document at the server, which Kamailio
 		// never updates.)
 		op.kind, op.etag, op.gen = pubModify, r.etag, r.gen-1
+		ahead = true
 	case r.remove:
 		if r.etag == "" {
 			e.dropPub(r, Result{})
@@ -489,10 +491,21 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 		// Short lease until an ETag is stored (see Config.InitialExpires).
 		exp = min(exp, e.cfg.InitialExpires)
 	}
+	if ahead {
+		exp = min(exp, aheadExpires)
+	}
 	exp = max(exp, e.cfg.MinExpires, r.minExp, time.Second)
 	op.expires = int((exp + time.Second - 1) / time.Second)
 	return op
 }
+
+// aheadExpires caps the Expires of the document sent ahead of a removal
+// (see nextPubOp). The removal follows at once, so the server's copy of
+// that document is meant to live for moments; if the engine loses track of
+// it (its 2xx lost and the retry answered 412, the new ETag unknown; a
+// server that answers the removal and fails to delete the row), the copy
+// lapses within this time instead of the publication's full Expires.
+const aheadExpires = 30 * time.Second
 
 // bodyPending reports whether the server has not accepted r's document:
 // a change since the last one it accepted, not counting the removal

@@ -321,11 +321,28 @@ func TestRemovalSendsTheUnsentDocumentFirst(t *testing.T) {
 		t.Fatalf("%d requests, want 4", len(reqs))
 	}
 	checkPublish(t, reqs[1], wire{ifMatch: "etag1", body: string(pidf("closed")), expires: "3600"})
-	checkPublish(t, reqs[2], wire{ifMatch: "etag1", body: string(pidf("closed")), expires: "3600"})
+	// Ahead of the removal the document asks for a short Expires only.
+	checkPublish(t, reqs[2], wire{ifMatch: "etag1", body: string(pidf("closed")), expires: "30"})
 	checkPublish(t, reqs[3], wire{ifMatch: "etag2", expires: "0"})
 	if _, ok := e.Publication(presKey); ok {
 		t.Fatal("publication still listed after its removal")
 	}
+}
+
+// TestRemovalAheadDocumentTakesMinExpires: the short Expires of the
+// document sent ahead of a removal gives way to a server's Min-Expires
+// (423), and the removal follows once the document is accepted.
+func TestRemovalAheadDocumentTakesMinExpires(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	reqs := removeDuringRetry(t, fs, clk, e, pubReq("open"), pubReq("closed"), 200, puatest.Reply{Code: 423, MinExpires: 60})
+	if len(reqs) != 5 {
+		t.Fatalf("%d requests, want 5", len(reqs))
+	}
+	checkPublish(t, reqs[2], wire{ifMatch: "etag1", body: string(pidf("closed")), expires: "30"})
+	checkPublish(t, reqs[3], wire{ifMatch: "etag1", body: string(pidf("closed")), expires: "60"})
+	checkPublish(t, reqs[4], wire{ifMatch: "etag2", expires: "0"})
 }
 
 // TestRemovalAfterRefusedDocument: when the document sent ahead of a
@@ -359,7 +376,7 @@ func TestRemovalAfterRefusedDocument(t *testing.T) {
 			if len(reqs) != n {
 				t.Fatalf("%d requests, want %d", len(reqs), n)
 			}
-			checkPublish(t, reqs[2], wire{ifMatch: "etag1", body: string(pidf("closed")), expires: "3600"})
+			checkPublish(t, reqs[2], wire{ifMatch: "etag1", body: string(pidf("closed")), expires: "30"})
 			if tc.removal {
 				checkPublish(t, reqs[3], wire{ifMatch: "etag1", expires: "0"})
 			}
@@ -702,7 +719,7 @@ func TestSLARemovalSendsTheUnsentDocumentFirst(t *testing.T) {
 	if len(reqs) != 4 {
 		t.Fatalf("%d requests, want 4", len(reqs))
 	}
-	for i, w := range []wire{{ifMatch: "etag1", body: idle, expires: "3600"}, {ifMatch: "etag2", body: idle, expires: "0"}} {
+	for i, w := range []wire{{ifMatch: "etag1", body: idle, expires: "30"}, {ifMatch: "etag2", body: idle, expires: "0"}} {
 		if r := reqs[i+2]; headerValue(r, "SIP-If-Match") != w.ifMatch || headerValue(r, "Expires") != w.expires || string(r.Body()) != w.body {
 			t.Fatalf("request %d on the wire:\n%s", i+2, r.String())
 		}
