@@ -42,6 +42,12 @@ type pubRec struct {
 	// srvTerminated: the server holds a dialog document with only
 	// terminated dialogs, which Kamailio never updates (dialogdoc.AllTerminated).
 	srvTerminated bool
+	// ackBody is the document the server accepted last, under ackETag (a
+	// refresh carries the ETag over); unknown when ackETag is not etag.
+	// A later generation may carry that very document (a refresh asked
+	// for, a removal called off): see serverHolds.
+	ackBody []byte
+	ackETag string
 
 	// control
 	inFlight     bool
@@ -433,7 +439,7 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 	op := pubOp{gen: r.gen, presURI: r.key.PresURI, event: r.key.Event, hdrs: r.hdrs, proxy: r.proxy}
 	ahead := false
 	switch {
-	case r.remove && r.etag != "" && r.bodyPending() && r.gen-1 > r.refusedGen && !r.srvTerminated:
+	case r.remove && r.etag != "" && r.bodyPending() && !r.serverHolds() && r.gen-1 > r.refusedGen && !r.srvTerminated:
 		// The document given last before the removal (usrloc's closed,
 		// say) never reached the server: it goes first, the removal once
 		// it is accepted. A server may answer a removal 200 and then fail
@@ -497,6 +503,12 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 	exp = max(exp, e.cfg.MinExpires, r.minExp, time.Second)
 	op.expires = int((exp + time.Second - 1) / time.Second)
 	return op
+}
+
+// serverHolds reports whether the server's copy under r's ETag is known
+// to carry r's document. Shard locked.
+func (r *pubRec) serverHolds() bool {
+	return r.ackETag != "" && r.ackETag == r.etag && bytes.Equal(r.ackBody, r.body)
 }
 
 // aheadExpires caps the Expires of the document sent ahead of a removal
@@ -670,9 +682,15 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			r.sentGen = op.gen
 			r.version++
 			r.srvTerminated = op.terminated
-		} else if op.gen > r.sentGen {
-			// A forced refresh carried the unchanged state of op.gen.
-			r.sentGen = op.gen
+			r.ackBody, r.ackETag = op.body, res.ETag
+		} else {
+			if op.gen > r.sentGen {
+				// A forced refresh carried the unchanged state of op.gen.
+				r.sentGen = op.gen
+			}
+			if r.ackETag == op.etag {
+				r.ackETag = res.ETag // the same document, a new ETag
+			}
 		}
 		r.forceInitial, r.attempt, r.state = false, 0, StateActive
 		r.clearRefusal()

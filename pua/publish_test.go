@@ -329,6 +329,29 @@ func TestRemovalSendsTheUnsentDocumentFirst(t *testing.T) {
 	}
 }
 
+// TestRemovalAfterForcedRefresh: a refresh asked for by ETag (same
+// document) that waits for its retry leaves nothing to send ahead of a
+// removal: the server holds that document already (under the ETag of the
+// refresh before, which carries it over), so the removal goes alone.
+func TestRemovalAfterForcedRefresh(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	mustWait(t, e, pubReq("open")) // etag1
+	refresh := func(etag string) PublishRequest {
+		r := pubReq("open")
+		r.IfMatch = etag
+		return r
+	}
+	reqs := removeDuringRetry(t, fs, clk, e, refresh("etag1"), refresh("etag2"), 200)
+	if len(reqs) != 4 {
+		t.Fatalf("%d requests, want 4", len(reqs))
+	}
+	checkPublish(t, reqs[1], wire{ifMatch: "etag1", expires: "3600"})
+	checkPublish(t, reqs[2], wire{ifMatch: "etag2", expires: "3600"})
+	checkPublish(t, reqs[3], wire{ifMatch: "etag2", expires: "0"})
+}
+
 // TestRemovalAheadDocumentTakesMinExpires: the short Expires of the
 // document sent ahead of a removal gives way to a server's Min-Expires
 // (423), and the removal follows once the document is accepted.
