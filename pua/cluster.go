@@ -250,6 +250,10 @@ func (e *Engine) adoptPub(r *pubRec, rec Record, ok bool, now time.Time) {
 	r.storedFlag = rec.Flag
 	r.version = int32(max(rec.Version, int(r.version)))
 	r.srvTerminated = r.ev.dialog && !rec.Modified && dialogdoc.AllTerminated(rec.Body)
+	r.ackBody, r.ackETag = nil, ""
+	if !rec.Modified {
+		r.ackBody, r.ackETag = rec.Body, rec.ETag // the server holds the stored document
+	}
 	if !rec.Modified && bytes.Equal(rec.Body, r.body) && !r.remove {
 		// The server holds this very document: refresh when due.
 		r.sentGen = r.gen

@@ -265,6 +265,10 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 	r.lapse = r.endAt != 0 && r.bodyTerminated && !ev.bodyAlways
 	r.remove, r.sweepRemove = false, false
 	r.failed = false
+	// A refresh asked for before is carried by the new state's PUBLISH:
+	// left standing, it would go as a refresh (no document) and count
+	// the new state as sent.
+	r.forceRefresh = false
 	r.clearRefusal()
 	r.gen++
 	e.markDirty(r, &r.dirty)
@@ -375,7 +379,7 @@ func (e *Engine) removeLocked(s *shard, key Key, withWaiter, here bool) (ch chan
 	}
 	if !r.remove {
 		r.remove = true
-		r.failed = false
+		r.failed, r.forceRefresh = false, false
 		r.clearRefusal()
 		r.gen++
 	}
@@ -688,7 +692,10 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 				// A forced refresh carried the unchanged state of op.gen.
 				r.sentGen = op.gen
 			}
-			if r.ackETag == op.etag {
+			switch {
+			case op.body != nil: // a refresh that carries the document (dialog;sla)
+				r.ackBody, r.ackETag = op.body, res.ETag
+			case r.ackETag == op.etag:
 				r.ackETag = res.ETag // the same document, a new ETag
 			}
 		}

@@ -352,6 +352,102 @@ func TestRemovalAfterForcedRefresh(t *testing.T) {
 	checkPublish(t, reqs[3], wire{ifMatch: "etag2", expires: "0"})
 }
 
+// TestForcedRefreshThenChange: a refresh asked for by ETag while the
+// timed refresh waits for its retry, then a change: the retry is a modify
+// with the change's document, not the asked refresh (no document), which
+// would count the change as sent.
+func TestForcedRefreshThenChange(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	mustWait(t, e, pubReq("open")) // etag1
+	fs.Push(puatest.Reply{Code: 500})
+	clk.Advance(time.Hour) // the refresh falls due and fails
+	waitFor(t, "failed refresh", func() bool { p, _ := e.Publication(presKey); return p.LastStatus == 500 })
+	refresh := pubReq("open")
+	refresh.IfMatch = "etag1"
+	if err := e.Publish(refresh); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := e.PublishWait(context.Background(), pubReq("closed"))
+		done <- res
+	}()
+	waitFor(t, "change given", func() bool {
+		p, _ := e.Publication(presKey)
+		return bytes.Equal(p.Body, pidf("closed"))
+	})
+	clk.Advance(e.cfg.RetryMax)
+	select {
+	case res := <-done:
+		if res.Status != 200 {
+			t.Fatalf("change result %+v", res)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no result for the change")
+	}
+	reqs := fs.Requests()
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want 3", len(reqs))
+	}
+	checkPublish(t, reqs[1], wire{ifMatch: "etag1", expires: "3600"})
+	checkPublish(t, reqs[2], wire{ifMatch: "etag1", body: string(pidf("closed")), expires: "3600"})
+}
+
+// TestRemovalAfterClaimOfLoadedRemoval: a stored publication whose removal
+// was pending, claimed and then removed again, sends no document ahead of
+// the removal: the server holds the stored document (the row is not
+// marked modified), though the claim moved the generation.
+func TestRemovalAfterClaimOfLoadedRemoval(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	row := storedPub(clk, alice, "presence", presKey.ID, "etag-stored", FlagRPCPublish, pidf("open"))
+	row.Removing = true
+	st.put(row)
+	fs.Push(puatest.Reply{Code: 500}, puatest.Reply{Code: 500})
+	e := newTestEngine(t, fs, clk, st, nil)
+	waitFor(t, "stored removal failed", func() bool { p, _ := e.Publication(presKey); return p.LastStatus == 500 })
+	if !e.Claim(presKey) {
+		t.Fatal("claim: publication not held")
+	}
+	clk.Advance(e.cfg.RetryMax) // past the failed removal's retry
+	waitFor(t, "claimed state sent and failed", func() bool {
+		s := e.pubShard(presKey)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		r := s.pubs[presKey]
+		return len(fs.Requests()) == 2 && r != nil && !r.inFlight && r.backingOff
+	})
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := e.RemoveWait(context.Background(), presKey)
+		done <- res
+	}()
+	waitFor(t, "removal asked", func() bool {
+		s := e.pubShard(presKey)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.pubs[presKey] != nil && s.pubs[presKey].remove
+	})
+	clk.Advance(e.cfg.RetryMax)
+	select {
+	case res := <-done:
+		if res.Status != 200 {
+			t.Fatalf("removal result %+v", res)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no removal result")
+	}
+	reqs := fs.Requests()
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want 3", len(reqs))
+	}
+	checkPublish(t, reqs[0], wire{ifMatch: "etag-stored", expires: "0"})
+	checkPublish(t, reqs[2], wire{ifMatch: "etag-stored", expires: "0"})
+}
+
 // TestRemovalAheadDocumentTakesMinExpires: the short Expires of the
 // document sent ahead of a removal gives way to a server's Min-Expires
 // (423), and the removal follows once the document is accepted.

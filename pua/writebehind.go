@@ -446,9 +446,11 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 	if r.etag != "" {
 		r.sentGen, r.state = 1, StateActive
 		r.srvTerminated = r.bodyTerminated
+		r.ackBody, r.ackETag = r.body, r.etag
 		if rec.Modified {
 			// The server holds an older document: send this one.
 			r.sentGen, r.srvTerminated = 0, false
+			r.ackBody, r.ackETag = nil, ""
 		}
 	}
 	if rec.Removing {
