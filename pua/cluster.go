@@ -82,15 +82,39 @@ func (e *Engine) inShard(presURI string, shard int) bool {
 // are adopted and their current state is sent. Stored rows no record
 // stands for are loaded (and swept once the claim window is closed). The
 // stored rows are read once for all the shards.
+//
+// A shard this engine continued and has not lost since (a lease renewed
+// after a lapse, same epoch) adopts nothing: nobody else wrote its rows,
+// and they may lag what the engine holds (a write-behind that failed while
+// the database was slow); adopting them would continue a replaced ETag (a
+// 412, a new publication, the one it replaced orphaned at the server) and
+// bring back rows of publications removed meanwhile. Its records are only
+// sent again.
 func (e *Engine) ShardsGained(ctx context.Context, gained map[int]int64) {
 	if e.own == nil || e.isStopped() || len(gained) == 0 {
 		return
 	}
 	start := time.Now()
-	in := func(presURI string) bool {
+	e.omu.Lock()
+	resumed := make(map[int]bool)
+	for sh := range gained {
+		if e.ready[sh] {
+			resumed[sh] = true
+		}
+	}
+	e.omu.Unlock()
+	shardOf := func(presURI string) int {
 		sh, _, _ := e.own.Fence(presURI)
-		_, ok := gained[sh]
+		return sh
+	}
+	inGained := func(presURI string) bool {
+		_, ok := gained[shardOf(presURI)]
 		return ok
+	}
+	in := func(presURI string) bool { // gained and to be adopted
+		sh := shardOf(presURI)
+		_, ok := gained[sh]
+		return ok && !resumed[sh]
 	}
 	shards := make([]int, 0, len(gained))
 	for sh := range gained {
@@ -98,7 +122,7 @@ func (e *Engine) ShardsGained(ctx context.Context, gained map[int]int64) {
 	}
 	slices.Sort(shards)
 	var rows []Record
-	if e.store != nil {
+	if e.store != nil && len(resumed) < len(gained) {
 		all, err := e.store.LoadRecords(ctx)
 		if err != nil {
 			// The records go on with what this instance holds: initial
@@ -173,12 +197,12 @@ func (e *Engine) ShardsGained(ctx context.Context, gained map[int]int64) {
 		s := &e.shards[i]
 		s.mu.Lock()
 		for k, r := range s.pubs {
-			if in(k.PresURI) && !r.deleted {
+			if inGained(k.PresURI) && !r.deleted {
 				e.kickPub(r)
 			}
 		}
 		for k, r := range s.subs {
-			if in(k.PresURI) && !r.deleted {
+			if inGained(k.PresURI) && !r.deleted {
 				e.kickSub(r)
 			}
 		}
@@ -202,8 +226,8 @@ func (e *Engine) ShardsGained(ctx context.Context, gained map[int]int64) {
 	for range gained {
 		e.m.Tracker("pua", "shard_gained")
 	}
-	e.log.Info("shards taken over: records continued", "shards", shards, "adopted", adopted,
-		"loaded", fresh, "took", time.Since(start))
+	e.log.Info("shards taken over: records continued", "shards", shards, "resumed", len(resumed),
+		"adopted", adopted, "loaded", fresh, "took", time.Since(start))
 }
 
 // loadRow loads one stored row as Start does; false for a row that is

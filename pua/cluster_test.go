@@ -160,6 +160,61 @@ func TestClusterResumesAfterLapse(t *testing.T) {
 	}
 }
 
+// TestClusterResumeKeepsNewerETag: a lease renewed after a lapse (same
+// epoch) does not adopt the stored rows of its shard, which may lag what
+// the engine holds (here the row still shows the ETag the server has
+// replaced): the next change goes under the ETag the engine holds, and a
+// stored row of a publication removed meanwhile is not brought back.
+func TestClusterResumeKeepsNewerETag(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	const alice = "sip:alice@example.com"
+	own := newFakeOwnership(map[string]int{alice: 0})
+	own.held[0] = 1
+	cfg := testConfig(fs)
+	cfg.InitialExpires = 24 * time.Hour
+	e := startTestEngine(t, cfg, Options{Clock: clk, Store: st, Ownership: own})
+	e.ShardsGained(context.Background(), map[int]int64{0: 1})
+	key := Key{PresURI: alice, Event: "presence", ID: "api"}
+	gone := Key{PresURI: alice, Event: "presence", ID: "gone"}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	mustWait(t, e, PublishRequest{Key: key, Body: pidf("a1"), Flag: FlagRPCPublish}) // etag1
+	waitFor(t, "etag1 stored", func() bool { r, _ := st.row(key, FlagRPCPublish); return r.ETag == "etag1" })
+	stale, _ := st.row(key, FlagRPCPublish)
+	mustWait(t, e, PublishRequest{Key: key, Body: pidf("a2"), Flag: FlagRPCPublish}) // etag2
+	mustWait(t, e, PublishRequest{Key: gone, Body: pidf("g"), Flag: FlagRPCPublish}) // etag3
+	waitFor(t, "gone stored", func() bool { _, ok := st.row(gone, FlagRPCPublish); return ok })
+	staleGone, _ := st.row(gone, FlagRPCPublish)
+	if res, err := e.RemoveWait(ctx, gone); err != nil || res.Status != 200 {
+		t.Fatalf("remove: %+v %v", res, err)
+	}
+	waitFor(t, "etag2 stored, gone deleted", func() bool {
+		r, _ := st.row(key, FlagRPCPublish)
+		_, ok := st.row(gone, FlagRPCPublish)
+		return r.ETag == "etag2" && !ok
+	})
+	// The writes of the last changes did not reach the database.
+	st.put(stale, staleGone)
+
+	own.set(func(o *fakeOwnership) { o.lapse[0] = true })
+	own.set(func(o *fakeOwnership) { o.lapse[0] = false })
+	e.ShardsGained(ctx, map[int]int64{0: 1})
+	n := len(fs.Requests())
+	if _, err := e.PublishWait(ctx, PublishRequest{Key: key, Body: pidf("a3"), Flag: FlagRPCPublish}); err != nil {
+		t.Fatal(err)
+	}
+	reqs := fs.Requests()
+	if len(reqs) != n+1 {
+		t.Fatalf("%d requests after the renewal, want 1", len(reqs)-n)
+	}
+	checkPublish(t, reqs[n], wire{ifMatch: "etag2", body: string(pidf("a3")), expires: "3600"})
+	if _, ok := e.Publication(gone); ok {
+		t.Fatal("a removed publication was brought back from its stored row")
+	}
+}
+
 // TestClusterStaleEpochNotRetried: rows the store refuses for a stale
 // epoch are not written again.
 func TestClusterStaleEpochNotRetried(t *testing.T) {
