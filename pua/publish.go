@@ -436,6 +436,11 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 			e.m.Tracker("pua", "lapsed_publication")
 			e.dropPub(r, Result{})
 			return pubOp{}
+		case r.refusedGen >= r.gen:
+			// The server refused the terminated document: the one it
+			// holds instead (a lit one) is removed.
+			r.remove = true
+			r.gen++
 		}
 		// Otherwise the terminated document has still to reach the
 		// server: it is sent below, and the record dropped once accepted.
@@ -734,7 +739,9 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		log().Info("publication unknown at the server, publishing anew", "etag", op.etag)
 		r.etag, r.forceInitial, r.srvTerminated = "", true, false
 		e.markDirty(r, &r.dirty)
-	case res.Status == 423:
+	case res.Status == 423 && op.kind != pubRemove:
+		// (A removal asks for no interval to raise: a 423 to it is a
+		// refusal, handled below.)
 		if res.Expires > time.Duration(op.expires)*time.Second {
 			r.minExp = res.Expires
 			log().Info("interval too brief, retrying with Min-Expires", "min_expires", res.Expires)
@@ -784,11 +791,20 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 }
 
 // refusedAheadOfRemoval handles a refusal of op when op is the document
-// sent ahead of r's removal (see nextPubOp): the document counts as refused
+// sent ahead of r's removal (see nextPubOp), or the terminated document of
+// a swept dialog publication, whose removal starts here: the document counts as refused
 // (it is not sent again), its waiters get the refusal, and the removal goes
 // at once instead of waiting on the refused retry. It reports whether op
 // was that document. Shard locked.
 func (e *Engine) refusedAheadOfRemoval(r *pubRec, op pubOp, res Result, log func() *slog.Logger) bool {
+	if r.sweepRemove && !r.remove && op.kind == pubModify {
+		// The terminated document of a swept dialog publication (see
+		// endDialogs) refused: the removal that its acceptance would have
+		// started (sweepDone) goes now, or the lit document stays.
+		r.sweepRemove, r.remove = false, true
+		r.gen++
+		e.markDirty(r, &r.dirty)
+	}
 	if !r.remove || op.kind != pubModify {
 		return false
 	}

@@ -23,12 +23,14 @@ func expBackoff(lo, hi time.Duration, attempt int) time.Duration {
 
 // refusedAt returns when a record refused for the n-th time in a row is
 // tried again, never after the end of its lifetime (endAt, Unix seconds,
-// 0 = none) so that the lifetime still ends on time.
+// 0 = none) so that the lifetime still ends on time. A lifetime that has
+// ended already does not shorten the wait (the retry would come at once,
+// again and again).
 func (e *Engine) refusedAt(now time.Time, n int32, endAt int64) (time.Time, time.Duration) {
 	d := expBackoff(e.cfg.RefusedRetryMin, e.cfg.RefusedRetryMax, int(n))
 	at := now.Add(d)
-	if endAt != 0 && time.Unix(endAt, 0).Before(at) {
-		at = time.Unix(endAt, 0)
+	if end := time.Unix(endAt, 0); endAt != 0 && end.After(now) && end.Before(at) {
+		at = end
 	}
 	return at, d
 }
@@ -38,9 +40,19 @@ func (e *Engine) refusedAt(now time.Time, n int32, endAt int64) (time.Time, time
 // nextPubOp), and arms its slow retry: a refused publication is never left
 // for good, because its owner does not ask again for a state it already
 // gave. Shard locked.
+//
+// When the owner has given a newer state meanwhile (the refused request
+// was in flight), that state is sent at once instead: it has not been
+// refused.
 func (e *Engine) refusePub(r *pubRec, gen uint64, status int, now time.Time, log *slog.Logger) {
-	r.failed, r.state = true, StateFailed
 	r.refusedGen = max(r.refusedGen, gen)
+	if r.gen > gen && !r.remove {
+		e.m.Refused("PUBLISH", r.key.Event, status)
+		log.Info("publication refused, sending the newer state", "status", status)
+		e.queue.push(r)
+		return
+	}
+	r.failed, r.state = true, StateFailed
 	r.refusals++
 	at, d := e.refusedAt(now, r.refusals, r.endAt)
 	r.retryAt = at.UnixNano()

@@ -1,6 +1,7 @@
 package pua
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -180,4 +181,121 @@ func TestRefused6xxRetried(t *testing.T) {
 	clk2.Advance(s2.cfg.RefusedRetryMin)
 	waitFor(t, "SUBSCRIBE retried after the 600", countIs(fs2, 2))
 	waitFor(t, "subscription active", func() bool { s, _ := s2.Subscription(slaKey); return s.State == StateActive })
+}
+
+// TestPublishRefusedWhileChangePending: a change given while the previous
+// PUBLISH is in flight is sent as soon as that one is refused; it does not
+// wait for the refused retry, since nobody refused it.
+func TestPublishRefusedWhileChangePending(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	mustWait(t, e, pubReq("a")) // etag1
+	fs.Push(puatest.Reply{Code: 403, Hold: true})
+	if err := e.Publish(pubReq("b")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "modify b sent", countIs(fs, 2))
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := e.PublishWait(context.Background(), pubReq("c"))
+		done <- res
+	}()
+	waitFor(t, "change c given", func() bool {
+		p, _ := e.Publication(presKey)
+		return bytes.Equal(p.Body, pidf("c"))
+	})
+	fs.Release() // b is refused
+	select {
+	case res := <-done:
+		if res.Status != 200 {
+			t.Fatalf("c result %+v", res)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("c never sent: %d requests (the clock did not move)", len(fs.Requests()))
+	}
+	reqs := fs.Requests()
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want 3", len(reqs))
+	}
+	checkPublish(t, reqs[2], wire{ifMatch: "etag1", body: string(pidf("c")), expires: "3600"})
+}
+
+// TestRefusedTerminatedDocumentAtLifetimeEnd: a terminated dialog document
+// with a lifetime that the server refuses is not sent again and again once
+// the lifetime has ended (the refused retry was due at the end of the
+// lifetime, and then at once, in a loop): the lit document the server
+// holds instead is removed, once.
+func TestRefusedTerminatedDocumentAtLifetimeEnd(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, func(c *Config) {
+		c.RefusedRetryMin, c.RefusedRetryMax = 30*time.Second, 10*time.Minute
+	})
+	key := Key{PresURI: alice, Event: "dialog", ID: "call"}
+	mustWait(t, e, PublishRequest{Key: key, Body: dlgDoc("confirmed"), Flag: FlagDialogPublish}) // etag1
+	fs.Push(puatest.Reply{Code: 400})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, _ := e.PublishWait(ctx, PublishRequest{Key: key, Body: dlgDoc("terminated"), Expires: 10 * time.Second,
+		Lifetime: 10 * time.Second, Flag: FlagDialogPublish})
+	if res.Status != 400 {
+		t.Fatalf("terminated document result %+v", res)
+	}
+	clk.Advance(11 * time.Second) // once, past the end of the lifetime
+	waitFor(t, "publication gone", func() bool { _, ok := e.Publication(key); return !ok })
+	time.Sleep(200 * time.Millisecond) // a loop would send on meanwhile
+	reqs := fs.Requests()
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want 3 (initial, refused terminated document, removal)", len(reqs))
+	}
+	checkPublish(t, reqs[2], wire{ifMatch: "etag1", expires: "0", event: "dialog"})
+}
+
+// TestSweptDialogRefusedIsRemoved: a swept dialog publication whose
+// terminated document the server refuses is removed at once (its
+// acceptance would have started the removal): the lit document does not
+// stay at the server, retried on the refused backoff for good.
+func TestSweptDialogRefusedIsRemoved(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	key := Key{PresURI: alice, Event: "dialog", ID: "call"}
+	st.put(storedPub(clk, alice, "dialog", "call", "e1", FlagDialogPublish, dlgDoc("confirmed")))
+	e := newTestEngineOwners(t, fs, clk, st, nil, []int{FlagDialogPublish})
+	waitFor(t, "loaded publication refreshed", func() bool { p, _ := e.Publication(key); return p.LastStatus == 200 })
+	etag := fs.Requests()[0]
+	fs.Push(puatest.Reply{Code: 400})
+	e.ClaimsDone(FlagDialogPublish)
+	waitFor(t, "publication gone", func() bool { _, ok := e.Publication(key); return !ok })
+	reqs := fs.Requests()
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want 3 (refresh at start, refused terminated document, removal)", len(reqs))
+	}
+	checkPublish(t, etag, wire{ifMatch: "e1", expires: "3600", event: "dialog"})
+	checkPublish(t, reqs[1], wire{ifMatch: "etag1", body: string(dlgDoc("terminated")), expires: "3600", event: "dialog"})
+	checkPublish(t, reqs[2], wire{ifMatch: "etag1", expires: "0", event: "dialog"})
+}
+
+// TestRemoval423NotLooped: a 423 with Min-Expires to a removal (which asks
+// for no interval to raise) is a refusal: the removal is not sent again at
+// once, in a loop.
+func TestRemoval423NotLooped(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	mustWait(t, e, pubReq("open"))
+	fs.Push(puatest.Reply{Code: 423, MinExpires: 60})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, _ := e.RemoveWait(ctx, presKey); res.Status != 423 {
+		t.Fatalf("removal result %+v", res)
+	}
+	time.Sleep(200 * time.Millisecond) // a loop would send on meanwhile
+	if n := len(fs.Requests()); n != 2 {
+		t.Fatalf("%d requests, want 2", n)
+	}
+	if _, ok := e.Publication(presKey); ok {
+		t.Fatal("publication still listed after its refused removal")
+	}
 }
