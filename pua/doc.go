@@ -20,7 +20,9 @@
 //   - Subscriptions follow RFC 6665: the engine keeps the dialog itself
 //     (Call-ID, tags, CSeq, route set, remote target), accepts NOTIFYs that
 //     arrive before the 2xx, refreshes in-dialog and starts over with a new
-//     initial SUBSCRIBE when the dialog is lost. NOTIFYs are handed to the
+//     initial SUBSCRIBE when the dialog is lost. An un-SUBSCRIBE that fails
+//     transiently (5xx, timeout) is tried again in its dialog on the
+//     backoff until the subscription would have expired. NOTIFYs are handed to the
 //     owner's NotifyHandler, registered per source flag, one at a time per
 //     dialog and in CSeq order: one older than the last of its dialog gets
 //     500 with Retry-After (RFC 3261 §12.2.2), and one received while Start

@@ -176,7 +176,14 @@ func (e *Engine) applyNotify(r *subRec, m *notifyMsg) notifyVerdict {
 	if ss.State == "terminated" {
 		e.log.Info("subscription terminated by notifier", "aor", r.key.PresURI, "event", r.key.Event,
 			"call_id", m.callID, "reason", ss.Reason)
-		e.dropSub(r, Result{Status: 200, Reason: "terminated"})
+		if r.unsubSent && !r.unsub {
+			// The notifier's answer to an un-SUBSCRIBE still in flight,
+			// after which the owner subscribed again: that dialog is
+			// over, the un-SUBSCRIBE's reply starts the new one.
+			e.resetDialog(r)
+		} else {
+			e.dropSub(r, Result{Status: 200, Reason: "terminated"})
+		}
 	}
 	return notifyVerdict{n: n, flag: r.flag}
 }

@@ -55,23 +55,25 @@ type subRec struct {
 	sentGen     uint64
 	minExp      time.Duration
 	inFlight    bool
-	failed      bool
-	backingOff  bool
-	attempt     int32
-	refusals    int32 // refusals in a row (refused.go)
-	retryAt     int64 // Unix nanoseconds a refused subscription is tried again; 0 = none
-	deleted     bool
-	dirty       bool
-	storedFlag  int
-	unclaimed   bool // loaded and not yet claimed by its owner (see ClaimSubscription)
-	version     int32
-	state       string
-	lastStatus  int
-	lastReason  string
-	lastNotify  int64
-	lastCT      string
-	lastDoc     []byte
-	waiters     []waiter
+	// unsubSent: the request in flight is an un-SUBSCRIBE.
+	unsubSent  bool
+	failed     bool
+	backingOff bool
+	attempt    int32
+	refusals   int32 // refusals in a row (refused.go)
+	retryAt    int64 // Unix nanoseconds a refused subscription is tried again; 0 = none
+	deleted    bool
+	dirty      bool
+	storedFlag int
+	unclaimed  bool // loaded and not yet claimed by its owner (see ClaimSubscription)
+	version    int32
+	state      string
+	lastStatus int
+	lastReason string
+	lastNotify int64
+	lastCT     string
+	lastDoc    []byte
+	waiters    []waiter
 }
 
 func (r *subRec) base() *task { return &r.task }
@@ -377,7 +379,7 @@ func (e *Engine) runSubscribe(r *subRec) {
 		s.mu.Unlock()
 		return
 	}
-	r.inFlight = true
+	r.inFlight, r.unsubSent = true, op.kind == subUnsub
 	s.mu.Unlock()
 
 	out := e.sendSubscribe(op)
@@ -385,7 +387,7 @@ func (e *Engine) runSubscribe(r *subRec) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r.inFlight = false
+	r.inFlight, r.unsubSent = false, false
 	if out.cseq > r.cseq && r.callID == op.callID {
 		r.cseq = out.cseq
 	}
@@ -407,6 +409,14 @@ func (e *Engine) applySubscribeResult(r *subRec, op subOp, out txOutcome, res Re
 	if op.kind == subUnsub {
 		log.Debug("unsubscribed", "status", res.Status, "err", res.Err)
 		if r.unsub && r.gen == op.gen {
+			if retryable(res) && r.callID == op.callID && now.Unix() < r.srvExpires {
+				// The far end may still hold the subscription (a 5xx, a
+				// timeout): the un-SUBSCRIBE is tried again on the
+				// backoff, until the subscription would have expired.
+				log.Warn("un-SUBSCRIBE failed, retrying", "status", res.Status, "err", res.Err)
+				e.retrySub(r, res, op.gen, now, log)
+				return
+			}
 			e.dropSub(r, res)
 			return
 		}
@@ -472,8 +482,25 @@ func (e *Engine) applySubscribeResult(r *subRec, op subOp, out txOutcome, res Re
 	case op.kind == subInitial && !retryable(res) && res.Status != 481:
 		log.Warn("subscribe refused", "status", res.Status, "reason", res.Reason)
 		e.resetDialog(r)
-		e.refuseSub(r, res.Status, now, log)
-		resolveWaiters(&r.waiters, op.gen, res)
+		switch {
+		case r.unsub: // unsubscribed meanwhile: the far end holds nothing
+			e.m.Refused("SUBSCRIBE", r.key.Event, res.Status)
+			resolveWaiters(&r.waiters, op.gen, res)
+			e.dropSub(r, res)
+		case r.gen > op.gen: // changed meanwhile: that state is not refused
+			e.m.Refused("SUBSCRIBE", r.key.Event, res.Status)
+			resolveWaiters(&r.waiters, op.gen, res)
+			e.queue.push(r)
+		default:
+			e.refuseSub(r, res.Status, now, log)
+			resolveWaiters(&r.waiters, op.gen, res)
+		}
+	case r.unsub && op.kind == subRefresh && res.Status != 481:
+		// Unsubscribed while a refresh was in flight, which failed: the
+		// far end keeps the subscription (RFC 6665 §4.1.2.2), so the
+		// un-SUBSCRIBE goes in its dialog.
+		log.Warn("refresh failed, unsubscribing in its dialog", "status", res.Status, "err", res.Err)
+		e.queue.push(r)
 	default:
 		// Timeout, 408, 481, 5xx, or any failure of an in-dialog refresh:
 		// the dialog is gone; start a new one after a backoff.

@@ -1,0 +1,174 @@
+package pua
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/puaside/puaside/internal/puatest"
+)
+
+// subWhere reports f of slaKey's record under its shard lock (nil when
+// there is none).
+func subWhere(e *Engine, f func(r *subRec) bool) bool {
+	s := e.subShard(slaKey)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return f(s.subs[slaKey])
+}
+
+// TestSubscribeChangeWhileRefusedInFlight: a change given while the
+// initial SUBSCRIBE is in flight, which is then refused, is sent at once:
+// nobody refused that state, so it does not wait for the refused retry.
+func TestSubscribeChangeWhileRefusedInFlight(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e, _ := subEngine(t, fs, clk)
+	fs.Push(puatest.Reply{Code: 403, Hold: true})
+	go func() { _, _ = e.SubscribeWait(context.Background(), slaReq()) }()
+	waitFor(t, "initial sent", countIs(fs, 1))
+	changed := slaReq()
+	changed.Expires = 300 * time.Second
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := e.SubscribeWait(context.Background(), changed)
+		done <- res
+	}()
+	waitFor(t, "change given", func() bool {
+		return subWhere(e, func(r *subRec) bool { return r != nil && r.expires == 300*time.Second })
+	})
+	fs.Release() // the first initial is refused
+	select {
+	case res := <-done:
+		if res.Status != 200 {
+			t.Fatalf("change result %+v", res)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("change never sent: %d requests (the clock did not move)", len(fs.Requests()))
+	}
+	reqs := fs.Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2", len(reqs))
+	}
+	if got := headerValue(reqs[1], "Expires"); got != "300" {
+		t.Fatalf("second SUBSCRIBE Expires %s, want 300", got)
+	}
+}
+
+// TestResubscribeDuringUnsubscribeTerminatedNotify: subscribed again while
+// the un-SUBSCRIBE is in flight, and the notifier's terminated NOTIFY for
+// the old dialog (its answer to the un-SUBSCRIBE) comes before the 200:
+// the new subscription is still made (a new initial SUBSCRIBE), and its
+// waiter is answered by it.
+func TestResubscribeDuringUnsubscribeTerminatedNotify(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e, _ := subEngine(t, fs, clk)
+	if res, err := e.SubscribeWait(context.Background(), slaReq()); err != nil || res.Status != 200 {
+		t.Fatalf("subscribe: %v %+v", err, res)
+	}
+	sub := fs.Requests()[0]
+	info, _ := e.Subscription(slaKey)
+	fs.Push(puatest.Reply{Code: 200, Hold: true})
+	if err := e.Unsubscribe(slaKey); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "un-SUBSCRIBE sent", countIs(fs, 2))
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := e.SubscribeWait(context.Background(), slaReq())
+		done <- res
+	}()
+	waitFor(t, "subscribed again", func() bool { return subWhere(e, func(r *subRec) bool { return r != nil && !r.unsub }) })
+	if res := notifySeq(t, fs, sub, info.RemoteTag, "terminated;reason=timeout", 2); res == nil || res.StatusCode != 200 {
+		t.Fatalf("terminated NOTIFY answered %v", res)
+	}
+	fs.Release()
+	select {
+	case res := <-done:
+		if res.Status != 200 || res.Reason == "terminated" {
+			t.Fatalf("new subscription's result %+v", res)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no result for the new subscription")
+	}
+	reqs := fs.Requests()
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want 3", len(reqs))
+	}
+	if reqs[2].CallID().Value() == sub.CallID().Value() || headerValue(reqs[2], "Expires") == "0" {
+		t.Fatalf("third request not a new initial SUBSCRIBE:\n%s", reqs[2])
+	}
+	if _, ok := e.Subscription(slaKey); !ok {
+		t.Fatal("subscription not held")
+	}
+}
+
+// TestUnsubscribeRetriedAfterTransientFailure: an un-SUBSCRIBE answered
+// with a transient failure (5xx, no answer) is sent again in its dialog on
+// the backoff, as a PUBLISH removal is: the far end may still hold the
+// subscription.
+func TestUnsubscribeRetriedAfterTransientFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		reply puatest.Reply
+	}{{"503", puatest.Reply{Code: 503}}, {"500", puatest.Reply{Code: 500}}, {"no answer", puatest.Reply{Drop: true}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFakeServer(t)
+			clk := newFakeClock()
+			e, _ := subEngine(t, fs, clk)
+			if _, err := e.SubscribeWait(context.Background(), slaReq()); err != nil {
+				t.Fatal(err)
+			}
+			callID := fs.Requests()[0].CallID().Value()
+			fs.Push(tc.reply)
+			if err := e.Unsubscribe(slaKey); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "un-SUBSCRIBE failed", func() bool {
+				return len(fs.Requests()) == 2 && subWhere(e, func(r *subRec) bool { return r != nil && !r.inFlight && r.backingOff })
+			})
+			clk.Advance(e.cfg.RetryMax)
+			waitFor(t, "subscription gone", func() bool { _, ok := e.Subscription(slaKey); return !ok })
+			reqs := fs.Requests()
+			if len(reqs) != 3 {
+				t.Fatalf("%d requests, want 3", len(reqs))
+			}
+			for _, r := range reqs[1:] {
+				if headerValue(r, "Expires") != "0" || r.CallID().Value() != callID {
+					t.Fatalf("not an un-SUBSCRIBE in the dialog:\n%s", r)
+				}
+			}
+		})
+	}
+}
+
+// TestUnsubscribeDuringFailedRefresh: unsubscribed while a refresh is in
+// flight, which fails (500): the far end keeps the subscription, so the
+// un-SUBSCRIBE goes in its dialog instead of the dialog being forgotten.
+func TestUnsubscribeDuringFailedRefresh(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e, _ := subEngine(t, fs, clk)
+	if _, err := e.SubscribeWait(context.Background(), slaReq()); err != nil {
+		t.Fatal(err)
+	}
+	callID := fs.Requests()[0].CallID().Value()
+	fs.Push(puatest.Reply{Code: 500, Hold: true})
+	if err := e.Refresh(slaKey); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "refresh sent", countIs(fs, 2))
+	if err := e.Unsubscribe(slaKey); err != nil {
+		t.Fatal(err)
+	}
+	fs.Release()
+	waitFor(t, "subscription gone", func() bool { _, ok := e.Subscription(slaKey); return !ok })
+	reqs := fs.Requests()
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want 3", len(reqs))
+	}
+	if r := reqs[2]; headerValue(r, "Expires") != "0" || r.CallID().Value() != callID {
+		t.Fatalf("not an un-SUBSCRIBE in the dialog:\n%s", r)
+	}
+}
