@@ -44,6 +44,19 @@ func (o *fakeOwnership) set(f func(o *fakeOwnership)) {
 	f(o)
 }
 
+// clusterEngine starts an engine on st whose shards own decides, with a
+// day-long InitialExpires (mod, when set, changes the configuration
+// further).
+func clusterEngine(t *testing.T, fs *fakeServer, clk *fakeClock, st Store, own *fakeOwnership, mod func(*Config)) *Engine {
+	t.Helper()
+	cfg := testConfig(fs)
+	cfg.InitialExpires = 24 * time.Hour
+	if mod != nil {
+		mod(&cfg)
+	}
+	return startTestEngine(t, cfg, Options{Clock: clk, Store: st, Ownership: own})
+}
+
 // TestClusterSendsAndWritesOnlyForOwnedShards: a presentity of a shard
 // another instance holds is neither sent nor written; once its shard is
 // gained the engine continues the previous owner's stored ETag with the
@@ -58,9 +71,7 @@ func TestClusterSendsAndWritesOnlyForOwnedShards(t *testing.T) {
 	own.held[0] = 1
 	// bob's publication, stored by the instance that owned shard 1.
 	st.put(storedPub(clk, bob, "presence", "api", "e-bob-old", FlagRPCPublish, pidf("old")))
-	cfg := testConfig(fs)
-	cfg.InitialExpires = 24 * time.Hour
-	e := startTestEngine(t, cfg, Options{Clock: clk, Store: st, Ownership: own})
+	e := clusterEngine(t, fs, clk, st, own, nil)
 	e.ShardsGained(context.Background(), map[int]int64{0: 1})
 
 	bobKey := Key{PresURI: bob, Event: "presence", ID: "api"}
@@ -145,9 +156,7 @@ func TestClusterResumesAfterLapse(t *testing.T) {
 	const alice = "sip:alice@example.com"
 	own := newFakeOwnership(map[string]int{alice: 0})
 	own.held[0], own.lapse[0] = 1, true
-	cfg := testConfig(fs)
-	cfg.InitialExpires = 24 * time.Hour
-	e := startTestEngine(t, cfg, Options{Clock: clk, Store: st, Ownership: own})
+	e := clusterEngine(t, fs, clk, st, own, nil)
 	key := Key{PresURI: alice, Event: "presence", ID: "api"}
 	if err := e.Publish(PublishRequest{Key: key, Body: pidf("a1"), Flag: FlagRPCPublish}); err != nil {
 		t.Fatal(err)
@@ -172,9 +181,7 @@ func TestClusterResumeKeepsNewerETag(t *testing.T) {
 	const alice = "sip:alice@example.com"
 	own := newFakeOwnership(map[string]int{alice: 0})
 	own.held[0] = 1
-	cfg := testConfig(fs)
-	cfg.InitialExpires = 24 * time.Hour
-	e := startTestEngine(t, cfg, Options{Clock: clk, Store: st, Ownership: own})
+	e := clusterEngine(t, fs, clk, st, own, nil)
 	e.ShardsGained(context.Background(), map[int]int64{0: 1})
 	key := Key{PresURI: alice, Event: "presence", ID: "api"}
 	gone := Key{PresURI: alice, Event: "presence", ID: "gone"}
@@ -224,9 +231,7 @@ func TestClusterStaleEpochNotRetried(t *testing.T) {
 	const alice = "sip:alice@example.com"
 	own := newFakeOwnership(map[string]int{alice: 0})
 	own.held[0] = 1
-	cfg := testConfig(fs)
-	cfg.InitialExpires = 24 * time.Hour
-	e := startTestEngine(t, cfg, Options{Clock: clk, Store: st, Ownership: own})
+	e := clusterEngine(t, fs, clk, st, own, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	e.ShardsGained(ctx, map[int]int64{0: 1})
@@ -291,10 +296,7 @@ func TestClusterHandOverWaitsForInFlight(t *testing.T) {
 	const alice = "sip:alice@example.com"
 	own := newFakeOwnership(map[string]int{alice: 0})
 	own.held[0] = 1
-	cfg := testConfig(fs)
-	cfg.InitialExpires = 24 * time.Hour
-	cfg.RequestTimeout = 5 * time.Second
-	e := startTestEngine(t, cfg, Options{Clock: clk, Store: st, Ownership: own})
+	e := clusterEngine(t, fs, clk, st, own, func(c *Config) { c.RequestTimeout = 5 * time.Second })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	e.ShardsGained(ctx, map[int]int64{0: 1})
@@ -333,9 +335,7 @@ func TestClusterNothingBeforeContinued(t *testing.T) {
 	const alice = "sip:alice@example.com"
 	own := newFakeOwnership(map[string]int{alice: 0})
 	st.put(storedPub(clk, alice, "presence", "api", "e-old", FlagRPCPublish, pidf("old")))
-	cfg := testConfig(fs)
-	cfg.InitialExpires = 24 * time.Hour
-	e := startTestEngine(t, cfg, Options{Clock: clk, Store: st, Ownership: own})
+	e := clusterEngine(t, fs, clk, st, own, nil)
 	key := Key{PresURI: alice, Event: "presence", ID: "api"}
 	own.set(func(o *fakeOwnership) { o.held[0] = 2 }) // taken, not continued yet
 	if err := e.Publish(PublishRequest{Key: key, Body: pidf("new"), Flag: FlagRPCPublish}); err != nil {

@@ -51,6 +51,29 @@ func notifySeq(t testing.TB, fs *fakeServer, sub *sip.Request, toTag, state stri
 }
 
 // waitFor polls cond until it holds or a bounded deadline passes.
+// async runs wait (e.PublishWait, e.RemoveWait, e.SubscribeWait, ...) in
+// a goroutine of its own; its result comes on the channel.
+func async(wait func(context.Context) (Result, error)) <-chan Result {
+	ch := make(chan Result, 1)
+	go func() {
+		res, _ := wait(context.Background())
+		ch <- res
+	}()
+	return ch
+}
+
+// awaitResult returns the result on ch; t fails after 10 s without one.
+func awaitResult(t testing.TB, ch <-chan Result, what string) Result {
+	t.Helper()
+	select {
+	case res := <-ch:
+		return res
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no result for %s", what)
+		return Result{}
+	}
+}
+
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	puatest.Eventually(t, what, cond)

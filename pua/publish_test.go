@@ -154,11 +154,7 @@ func TestPublishCoalescesWhileInFlight(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	done := make(chan Result, 1)
-	go func() {
-		res, _ := e.PublishWait(context.Background(), pubReq("4"))
-		done <- res
-	}()
+	done := async(func(ctx context.Context) (Result, error) { return e.PublishWait(ctx, pubReq("4")) })
 	waitFor(t, "waiter registered", func() bool {
 		s := e.pubShard(presKey)
 		s.mu.Lock()
@@ -169,13 +165,8 @@ func TestPublishCoalescesWhileInFlight(t *testing.T) {
 		t.Fatalf("%d requests while the first is held", n)
 	}
 	fs.Release()
-	select {
-	case res := <-done:
-		if res.Status != 200 {
-			t.Fatalf("result %+v", res)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no result")
+	if res := awaitResult(t, done, "the coalesced change"); res.Status != 200 {
+		t.Fatalf("result %+v", res)
 	}
 	reqs := fs.Requests()
 	if len(reqs) != 2 {
@@ -281,11 +272,7 @@ func removeDuringRetry(t *testing.T, fs *fakeServer, clk *fakeClock, e *Engine, 
 		t.Fatalf("result %+v", res)
 	}
 	key := first.Key
-	done := make(chan Result, 1)
-	go func() {
-		res, _ := e.RemoveWait(context.Background(), key)
-		done <- res
-	}()
+	done := async(func(ctx context.Context) (Result, error) { return e.RemoveWait(ctx, key) })
 	waitFor(t, "removal asked", func() bool {
 		s := e.pubShard(key)
 		s.mu.Lock()
@@ -294,13 +281,8 @@ func removeDuringRetry(t *testing.T, fs *fakeServer, clk *fakeClock, e *Engine, 
 	})
 	fs.Push(then...)
 	clk.Advance(e.cfg.RetryMax)
-	select {
-	case res := <-done:
-		if res.Status != want {
-			t.Fatalf("removal result %+v, want status %d", res, want)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no removal result")
+	if res := awaitResult(t, done, "the removal"); res.Status != want {
+		t.Fatalf("removal result %+v, want status %d", res, want)
 	}
 	return fs.Requests()
 }
@@ -369,23 +351,14 @@ func TestForcedRefreshThenChange(t *testing.T) {
 	if err := e.Publish(refresh); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan Result, 1)
-	go func() {
-		res, _ := e.PublishWait(context.Background(), pubReq("closed"))
-		done <- res
-	}()
+	done := async(func(ctx context.Context) (Result, error) { return e.PublishWait(ctx, pubReq("closed")) })
 	waitFor(t, "change given", func() bool {
 		p, _ := e.Publication(presKey)
 		return bytes.Equal(p.Body, pidf("closed"))
 	})
 	clk.Advance(e.cfg.RetryMax)
-	select {
-	case res := <-done:
-		if res.Status != 200 {
-			t.Fatalf("change result %+v", res)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no result for the change")
+	if res := awaitResult(t, done, "the change"); res.Status != 200 {
+		t.Fatalf("change result %+v", res)
 	}
 	reqs := fs.Requests()
 	if len(reqs) != 3 {
@@ -420,11 +393,7 @@ func TestRemovalAfterClaimOfLoadedRemoval(t *testing.T) {
 		r := s.pubs[presKey]
 		return len(fs.Requests()) == 2 && r != nil && !r.inFlight && r.backingOff
 	})
-	done := make(chan Result, 1)
-	go func() {
-		res, _ := e.RemoveWait(context.Background(), presKey)
-		done <- res
-	}()
+	done := async(func(ctx context.Context) (Result, error) { return e.RemoveWait(ctx, presKey) })
 	waitFor(t, "removal asked", func() bool {
 		s := e.pubShard(presKey)
 		s.mu.Lock()
@@ -432,13 +401,8 @@ func TestRemovalAfterClaimOfLoadedRemoval(t *testing.T) {
 		return s.pubs[presKey] != nil && s.pubs[presKey].remove
 	})
 	clk.Advance(e.cfg.RetryMax)
-	select {
-	case res := <-done:
-		if res.Status != 200 {
-			t.Fatalf("removal result %+v", res)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no removal result")
+	if res := awaitResult(t, done, "the removal"); res.Status != 200 {
+		t.Fatalf("removal result %+v", res)
 	}
 	reqs := fs.Requests()
 	if len(reqs) != 3 {

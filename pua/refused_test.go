@@ -196,23 +196,14 @@ func TestPublishRefusedWhileChangePending(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "modify b sent", countIs(fs, 2))
-	done := make(chan Result, 1)
-	go func() {
-		res, _ := e.PublishWait(context.Background(), pubReq("c"))
-		done <- res
-	}()
+	done := async(func(ctx context.Context) (Result, error) { return e.PublishWait(ctx, pubReq("c")) })
 	waitFor(t, "change c given", func() bool {
 		p, _ := e.Publication(presKey)
 		return bytes.Equal(p.Body, pidf("c"))
 	})
 	fs.Release() // b is refused
-	select {
-	case res := <-done:
-		if res.Status != 200 {
-			t.Fatalf("c result %+v", res)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatalf("c never sent: %d requests (the clock did not move)", len(fs.Requests()))
+	if res := awaitResult(t, done, "c (the clock does not move)"); res.Status != 200 {
+		t.Fatalf("c result %+v", res)
 	}
 	reqs := fs.Requests()
 	if len(reqs) != 3 {

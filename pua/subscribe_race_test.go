@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/puaside/puaside/internal/puatest"
 )
 
@@ -15,6 +17,24 @@ func subWhere(e *Engine, f func(r *subRec) bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return f(s.subs[slaKey])
+}
+
+// subscribed makes slaKey's subscription (the server's first request) and
+// returns its Call-ID.
+func subscribed(t *testing.T, e *Engine, fs *fakeServer) string {
+	t.Helper()
+	if res, err := e.SubscribeWait(context.Background(), slaReq()); err != nil || res.Status != 200 {
+		t.Fatalf("subscribe: %v %+v", err, res)
+	}
+	return fs.Requests()[0].CallID().Value()
+}
+
+// checkUnsubscribe checks that r is an un-SUBSCRIBE in the dialog callID.
+func checkUnsubscribe(t *testing.T, r *sip.Request, callID string) {
+	t.Helper()
+	if headerValue(r, "Expires") != "0" || r.CallID().Value() != callID {
+		t.Fatalf("not an un-SUBSCRIBE in the dialog:\n%s", r)
+	}
 }
 
 // TestSubscribeChangeWhileRefusedInFlight: a change given while the
@@ -29,22 +49,13 @@ func TestSubscribeChangeWhileRefusedInFlight(t *testing.T) {
 	waitFor(t, "initial sent", countIs(fs, 1))
 	changed := slaReq()
 	changed.Expires = 300 * time.Second
-	done := make(chan Result, 1)
-	go func() {
-		res, _ := e.SubscribeWait(context.Background(), changed)
-		done <- res
-	}()
+	done := async(func(ctx context.Context) (Result, error) { return e.SubscribeWait(ctx, changed) })
 	waitFor(t, "change given", func() bool {
 		return subWhere(e, func(r *subRec) bool { return r != nil && r.expires == 300*time.Second })
 	})
 	fs.Release() // the first initial is refused
-	select {
-	case res := <-done:
-		if res.Status != 200 {
-			t.Fatalf("change result %+v", res)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatalf("change never sent: %d requests (the clock did not move)", len(fs.Requests()))
+	if res := awaitResult(t, done, "the change (the clock does not move)"); res.Status != 200 {
+		t.Fatalf("change result %+v", res)
 	}
 	reqs := fs.Requests()
 	if len(reqs) != 2 {
@@ -74,23 +85,14 @@ func TestResubscribeDuringUnsubscribeTerminatedNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "un-SUBSCRIBE sent", countIs(fs, 2))
-	done := make(chan Result, 1)
-	go func() {
-		res, _ := e.SubscribeWait(context.Background(), slaReq())
-		done <- res
-	}()
+	done := async(func(ctx context.Context) (Result, error) { return e.SubscribeWait(ctx, slaReq()) })
 	waitFor(t, "subscribed again", func() bool { return subWhere(e, func(r *subRec) bool { return r != nil && !r.unsub }) })
 	if res := notifySeq(t, fs, sub, info.RemoteTag, "terminated;reason=timeout", 2); res == nil || res.StatusCode != 200 {
 		t.Fatalf("terminated NOTIFY answered %v", res)
 	}
 	fs.Release()
-	select {
-	case res := <-done:
-		if res.Status != 200 || res.Reason == "terminated" {
-			t.Fatalf("new subscription's result %+v", res)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no result for the new subscription")
+	if res := awaitResult(t, done, "the new subscription"); res.Status != 200 || res.Reason == "terminated" {
+		t.Fatalf("new subscription's result %+v", res)
 	}
 	reqs := fs.Requests()
 	if len(reqs) != 3 {
@@ -117,10 +119,7 @@ func TestUnsubscribeRetriedAfterTransientFailure(t *testing.T) {
 			fs := newFakeServer(t)
 			clk := newFakeClock()
 			e, _ := subEngine(t, fs, clk)
-			if _, err := e.SubscribeWait(context.Background(), slaReq()); err != nil {
-				t.Fatal(err)
-			}
-			callID := fs.Requests()[0].CallID().Value()
+			callID := subscribed(t, e, fs)
 			fs.Push(tc.reply)
 			if err := e.Unsubscribe(slaKey); err != nil {
 				t.Fatal(err)
@@ -135,9 +134,7 @@ func TestUnsubscribeRetriedAfterTransientFailure(t *testing.T) {
 				t.Fatalf("%d requests, want 3", len(reqs))
 			}
 			for _, r := range reqs[1:] {
-				if headerValue(r, "Expires") != "0" || r.CallID().Value() != callID {
-					t.Fatalf("not an un-SUBSCRIBE in the dialog:\n%s", r)
-				}
+				checkUnsubscribe(t, r, callID)
 			}
 		})
 	}
@@ -150,10 +147,7 @@ func TestUnsubscribeDuringFailedRefresh(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
 	e, _ := subEngine(t, fs, clk)
-	if _, err := e.SubscribeWait(context.Background(), slaReq()); err != nil {
-		t.Fatal(err)
-	}
-	callID := fs.Requests()[0].CallID().Value()
+	callID := subscribed(t, e, fs)
 	fs.Push(puatest.Reply{Code: 500, Hold: true})
 	if err := e.Refresh(slaKey); err != nil {
 		t.Fatal(err)
@@ -168,7 +162,5 @@ func TestUnsubscribeDuringFailedRefresh(t *testing.T) {
 	if len(reqs) != 3 {
 		t.Fatalf("%d requests, want 3", len(reqs))
 	}
-	if r := reqs[2]; headerValue(r, "Expires") != "0" || r.CallID().Value() != callID {
-		t.Fatalf("not an un-SUBSCRIBE in the dialog:\n%s", r)
-	}
+	checkUnsubscribe(t, reqs[2], callID)
 }

@@ -53,11 +53,7 @@ func TestSubscribeNotifyBefore2xx(t *testing.T) {
 	fs := newFakeServer(t)
 	e, nl := subEngine(t, fs, newFakeClock())
 	fs.Push(puatest.Reply{Code: 200, Hold: true, Expires: 120})
-	done := make(chan Result, 1)
-	go func() {
-		res, _ := e.SubscribeWait(context.Background(), slaReq())
-		done <- res
-	}()
+	done := async(func(ctx context.Context) (Result, error) { return e.SubscribeWait(ctx, slaReq()) })
 	waitFor(t, "SUBSCRIBE", nreq(fs))
 	sub := fs.Requests()[0]
 	if sub.Method != sip.SUBSCRIBE || sub.Recipient.String() != "sip:line1@10.0.0.9:5062" ||
