@@ -52,7 +52,8 @@ func (e *Engine) mayPublish(presURI string) bool {
 	s, _, _ := e.own.Fence(presURI)
 	e.omu.Lock()
 	defer e.omu.Unlock()
-	return e.ready[s]
+	_, ok := e.ready[s]
+	return ok
 }
 
 // fenceRecord stamps rec with its shard's epoch; false means this instance
@@ -68,7 +69,8 @@ func (e *Engine) fenceRecord(rec *Record) bool {
 	}
 	e.omu.Lock()
 	defer e.omu.Unlock()
-	return e.ready[s]
+	_, ok = e.ready[s]
+	return ok
 }
 
 // inShard reports whether presURI is in shard.
@@ -83,8 +85,8 @@ func (e *Engine) inShard(presURI string, shard int) bool {
 // stands for are loaded (and swept once the claim window is closed). The
 // stored rows are read once for all the shards.
 //
-// A shard this engine continued and has not lost since (a lease renewed
-// after a lapse, same epoch) adopts nothing: nobody else wrote its rows,
+// A shard this engine continued at the same epoch and has not lost since
+// (a lease renewed after a lapse) adopts nothing: nobody else wrote its rows,
 // and they may lag what the engine holds (a write-behind that failed while
 // the database was slow); adopting them would continue a replaced ETag (a
 // 412, a new publication, the one it replaced orphaned at the server) and
@@ -98,7 +100,7 @@ func (e *Engine) ShardsGained(ctx context.Context, gained map[int]int64) {
 	e.omu.Lock()
 	resumed := make(map[int]bool)
 	for sh := range gained {
-		if e.ready[sh] {
+		if ep, ok := e.ready[sh]; ok && ep == gained[sh] {
 			resumed[sh] = true
 		}
 	}
@@ -190,7 +192,7 @@ func (e *Engine) ShardsGained(ctx context.Context, gained map[int]int64) {
 	// (one a tracker changed meanwhile was held back until now).
 	e.omu.Lock()
 	for sh := range gained {
-		e.ready[sh] = true
+		e.ready[sh] = gained[sh]
 	}
 	e.omu.Unlock()
 	for i := range e.shards {

@@ -358,3 +358,30 @@ func TestClusterNothingBeforeContinued(t *testing.T) {
 		t.Fatalf("SIP-If-Match %q, want the stored e-old", got)
 	}
 }
+
+// TestClusterRegainedAtNewEpochAdopts: a shard gained again at another
+// epoch without being lost in between (its lease expired and was taken
+// and released by another instance meanwhile) adopts the stored rows,
+// which that instance wrote: the next change goes under its ETag.
+func TestClusterRegainedAtNewEpochAdopts(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	own := newFakeOwnership(map[string]int{alice: 0})
+	own.held[0] = 1
+	e := clusterEngine(t, fs, clk, st, own, nil)
+	ctx := context.Background()
+	e.ShardsGained(ctx, map[int]int64{0: 1})
+	key := Key{PresURI: alice, Event: "presence", ID: "api"}
+	mustWait(t, e, PublishRequest{Key: key, Body: pidf("a1"), Flag: FlagRPCPublish})
+	waitFor(t, "etag1 stored", func() bool { r, _ := st.row(key, FlagRPCPublish); return r.ETag == "etag1" })
+	own.set(func(o *fakeOwnership) { o.lapse[0] = true })
+	row, _ := st.row(key, FlagRPCPublish)
+	row.ETag, row.Epoch = "e-other", 2 // the other instance's row
+	st.put(row)
+	own.set(func(o *fakeOwnership) { o.lapse[0], o.held[0] = false, 3 })
+	e.ShardsGained(ctx, map[int]int64{0: 3})
+	n := len(fs.Requests())
+	mustWait(t, e, PublishRequest{Key: key, Body: pidf("a2"), Flag: FlagRPCPublish})
+	checkPublish(t, fs.Requests()[n], wire{ifMatch: "e-other", body: string(pidf("a2")), expires: "3600"})
+}

@@ -130,7 +130,7 @@ type Engine struct {
 
 	own   Ownership
 	omu   sync.Mutex
-	ready map[int]bool // shards gained and continued: sent and written for
+	ready map[int]int64 // shards gained and continued (their epoch then): sent and written for
 
 	reach  reachability // the presence server's, per replies and probes (probe.go)
 	writes *WriteHealth // recent store writes (ready.go)
@@ -181,7 +181,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		loaded:   make(chan struct{}),
 		onPub:    opts.OnPublishResult,
 		own:      opts.Ownership,
-		ready:    make(map[int]bool),
+		ready:    make(map[int]int64),
 	}
 	if opts.Journal != nil && opts.Store != nil && cfg.SyncETags {
 		e.journal, e.jlimit = opts.Journal, opts.JournalLimit

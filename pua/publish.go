@@ -777,8 +777,11 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		}
 		resolveWaiters(&r.waiters, op.gen, res)
 		if op.kind == pubRemove {
-			e.dropPub(r, res)
-			return
+			if r.remove && r.gen == op.gen {
+				e.dropPub(r, res)
+				return
+			}
+			break // published again meanwhile: that state goes under the ETag
 		}
 		e.refusePub(r, op.gen, res.Status, now, log())
 		return

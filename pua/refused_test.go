@@ -290,3 +290,35 @@ func TestRemoval423NotLooped(t *testing.T) {
 		t.Fatal("publication still listed after its refused removal")
 	}
 }
+
+// TestRemovalRefusedAfterRepublish: published again while the removal is
+// in flight, which the server then refuses: the new state is sent under
+// the ETag the server still holds, not dropped with the removal.
+func TestRemovalRefusedAfterRepublish(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		reply puatest.Reply
+	}{{"423", puatest.Reply{Code: 423, MinExpires: 60, Hold: true}}, {"403", puatest.Reply{Code: 403, Hold: true}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFakeServer(t)
+			e := newTestEngine(t, fs, newFakeClock(), nil, nil)
+			mustWait(t, e, pubReq("a")) // etag1
+			fs.Push(tc.reply)
+			if err := e.Remove(presKey); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "removal sent", countIs(fs, 2))
+			done := async(func(ctx context.Context) (Result, error) { return e.PublishWait(ctx, pubReq("b")) })
+			waitFor(t, "published again", func() bool { p, ok := e.Publication(presKey); return ok && bytes.Equal(p.Body, pidf("b")) })
+			fs.Release()
+			if res := awaitResult(t, done, "b"); res.Status != 200 {
+				t.Fatalf("b result %+v", res)
+			}
+			reqs := fs.Requests()
+			if len(reqs) != 3 {
+				t.Fatalf("%d requests, want 3", len(reqs))
+			}
+			checkPublish(t, reqs[2], wire{ifMatch: "etag1", body: string(pidf("b")), expires: "3600"})
+		})
+	}
+}

@@ -55,7 +55,8 @@ type subRec struct {
 	sentGen     uint64
 	minExp      time.Duration
 	inFlight    bool
-	// unsubSent: the request in flight is an un-SUBSCRIBE.
+	// unsubSent: an un-SUBSCRIBE has been sent in the current dialog (a
+	// terminated NOTIFY in it may be the answer to that).
 	unsubSent  bool
 	failed     bool
 	backingOff bool
@@ -278,6 +279,7 @@ func (e *Engine) forgetDialog(r *subRec) {
 	r.callID, r.localTag, r.remoteTag, r.remoteTarget = "", "", "", ""
 	r.routes, r.confirmed, r.cseq = nil, false, 0
 	r.remoteCSeq, r.haveRemoteCSeq = 0, false
+	r.unsubSent = false
 }
 
 // dropSub deletes r. Shard locked.
@@ -379,7 +381,10 @@ func (e *Engine) runSubscribe(r *subRec) {
 		s.mu.Unlock()
 		return
 	}
-	r.inFlight, r.unsubSent = true, op.kind == subUnsub
+	r.inFlight = true
+	if op.kind == subUnsub {
+		r.unsubSent = true
+	}
 	s.mu.Unlock()
 
 	out := e.sendSubscribe(op)
@@ -387,7 +392,7 @@ func (e *Engine) runSubscribe(r *subRec) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r.inFlight, r.unsubSent = false, false
+	r.inFlight = false
 	if out.cseq > r.cseq && r.callID == op.callID {
 		r.cseq = out.cseq
 	}

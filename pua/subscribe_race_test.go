@@ -164,3 +164,39 @@ func TestUnsubscribeDuringFailedRefresh(t *testing.T) {
 	}
 	checkUnsubscribe(t, reqs[2], callID)
 }
+
+// TestResubscribeDuringUnsubscribeBackoff: subscribed again while a failed
+// un-SUBSCRIBE waits for its retry, and the notifier's terminated NOTIFY
+// for the old dialog comes then: the new subscription is made when the
+// backoff ends, not dropped with the old dialog.
+func TestResubscribeDuringUnsubscribeBackoff(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e, _ := subEngine(t, fs, clk)
+	callID := subscribed(t, e, fs)
+	sub := fs.Requests()[0]
+	info, _ := e.Subscription(slaKey)
+	fs.Push(puatest.Reply{Code: 503})
+	if err := e.Unsubscribe(slaKey); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "un-SUBSCRIBE failed", func() bool {
+		return len(fs.Requests()) == 2 && subWhere(e, func(r *subRec) bool { return r != nil && !r.inFlight && r.backingOff })
+	})
+	done := async(func(ctx context.Context) (Result, error) { return e.SubscribeWait(ctx, slaReq()) })
+	waitFor(t, "subscribed again", func() bool { return subWhere(e, func(r *subRec) bool { return r != nil && !r.unsub }) })
+	if res := notifySeq(t, fs, sub, info.RemoteTag, "terminated;reason=timeout", 2); res == nil || res.StatusCode != 200 {
+		t.Fatalf("terminated NOTIFY answered %v", res)
+	}
+	clk.Advance(e.cfg.RetryMax)
+	if res := awaitResult(t, done, "the new subscription"); res.Status != 200 || res.Reason == "terminated" {
+		t.Fatalf("new subscription's result %+v", res)
+	}
+	reqs := fs.Requests()
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want 3", len(reqs))
+	}
+	if reqs[2].CallID().Value() == callID || headerValue(reqs[2], "Expires") == "0" {
+		t.Fatalf("third request not a new initial SUBSCRIBE:\n%s", reqs[2])
+	}
+}
