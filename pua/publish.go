@@ -795,10 +795,10 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 
 // refusedAheadOfRemoval handles a refusal of op when op is the document
 // sent ahead of r's removal (see nextPubOp), or the terminated document of
-// a swept dialog publication, whose removal starts here: the document counts as refused
-// (it is not sent again), its waiters get the refusal, and the removal goes
-// at once instead of waiting on the refused retry. It reports whether op
-// was that document. Shard locked.
+// a swept dialog publication (whose removal starts here): the document
+// counts as refused (it is not sent again), its waiters get the refusal,
+// and the removal goes at once instead of waiting on the refused retry.
+// It reports whether op was that document. Shard locked.
 func (e *Engine) refusedAheadOfRemoval(r *pubRec, op pubOp, res Result, log func() *slog.Logger) bool {
 	if r.sweepRemove && !r.remove && op.kind == pubModify {
 		// The terminated document of a swept dialog publication (see

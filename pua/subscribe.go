@@ -38,6 +38,9 @@ type subRec struct {
 	remoteTarget string
 	confirmed    bool // a 2xx was received: refreshes go in-dialog
 	contact      string
+	// unsubSent: an un-SUBSCRIBE has been sent in the dialog (a
+	// terminated NOTIFY in it may be the answer to that).
+	unsubSent bool
 	// remoteCSeq is the CSeq of the last NOTIFY accepted in the dialog
 	// (RFC 3261 §12.2.2), valid when haveRemoteCSeq. It lives in memory
 	// only: the pua table has no column for it (its cseq is ours), so the
@@ -55,26 +58,23 @@ type subRec struct {
 	sentGen     uint64
 	minExp      time.Duration
 	inFlight    bool
-	// unsubSent: an un-SUBSCRIBE has been sent in the current dialog (a
-	// terminated NOTIFY in it may be the answer to that).
-	unsubSent  bool
-	failed     bool
-	backingOff bool
-	attempt    int32
-	refusals   int32 // refusals in a row (refused.go)
-	retryAt    int64 // Unix nanoseconds a refused subscription is tried again; 0 = none
-	deleted    bool
-	dirty      bool
-	storedFlag int
-	unclaimed  bool // loaded and not yet claimed by its owner (see ClaimSubscription)
-	version    int32
-	state      string
-	lastStatus int
-	lastReason string
-	lastNotify int64
-	lastCT     string
-	lastDoc    []byte
-	waiters    []waiter
+	failed      bool
+	backingOff  bool
+	attempt     int32
+	refusals    int32 // refusals in a row (refused.go)
+	retryAt     int64 // Unix nanoseconds a refused subscription is tried again; 0 = none
+	deleted     bool
+	dirty       bool
+	storedFlag  int
+	unclaimed   bool // loaded and not yet claimed by its owner (see ClaimSubscription)
+	version     int32
+	state       string
+	lastStatus  int
+	lastReason  string
+	lastNotify  int64
+	lastCT      string
+	lastDoc     []byte
+	waiters     []waiter
 }
 
 func (r *subRec) base() *task { return &r.task }
