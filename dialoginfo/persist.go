@@ -91,11 +91,17 @@ func (t *Tracker) Start(ctx context.Context) error {
 		return nil
 	}
 	var held map[pua.Key][]byte
+	// The versions the engine's documents carry: a change made after the
+	// last flush published a version the store does not have yet.
+	heldVers := map[string]uint64{}
 	if l, ok := t.pub.(PublicationLister); ok {
 		held = map[pua.Key][]byte{}
 		for _, p := range l.Publications() {
 			if p.Key.Event == "dialog" && p.Flag&pua.FlagDialogPublish != 0 {
 				held[p.Key] = p.Body
+				if doc, err := dialogdoc.Parse(p.Body, len(p.Body)+1); err == nil && doc.Version > heldVers[p.Key.PresURI] {
+					heldVers[p.Key.PresURI] = doc.Version
+				}
 			}
 		}
 	}
@@ -109,9 +115,11 @@ func (t *Tracker) Start(ctx context.Context) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for e, v := range vers {
-		if v > t.versions[e] {
-			t.versions[e] = v
+	for _, vs := range []map[string]uint64{vers, heldVers} {
+		for e, v := range vs {
+			if v > t.versions[e] {
+				t.versions[e] = v
+			}
 		}
 	}
 	for _, r := range recs {

@@ -148,6 +148,10 @@ func (t *Tracker) handleRequest(req *sip.Request) {
 
 func (t *Tracker) initialInvite(req *sip.Request, h *dialogHeaders, now int64) {
 	if c := t.calls[callKey(h.callID, h.fromTag)]; c != nil {
+		if n := len(req.GetHeaders("Via")); h.cseq.SeqNo == c.CSeq && n > 0 && n < c.InviteVias {
+			c.InviteVias = n
+			t.markDirty(c)
+		}
 		switch {
 		case h.cseq.SeqNo == c.CSeq:
 			t.ignore("duplicate", h.callID, "INVITE")
@@ -205,6 +209,7 @@ func (t *Tracker) inDialogOffer(req *sip.Request, h *dialogHeaders, now int64) {
 		dir = SDPDirection(body)
 	}
 	if dir != DirUnknown {
+		b.OfferSeq[s], b.PrevHold[s] = h.cseq.SeqNo, b.Hold[s]
 		held := dir.Holds()
 		if b.Hold[s] != held {
 			b.Hold[s] = held
@@ -228,6 +233,17 @@ func (t *Tracker) bye(h *dialogHeaders, now int64, what string) {
 	case h.toTag == "":
 		t.ignore("missing_tag", h.callID, what)
 		return
+	case b == nil && !c.over():
+		// The BYE overtook its dialog's 2xx: that 2xx was sent.
+		tag := h.toTag
+		if s == sideCallee {
+			tag = h.fromTag
+		}
+		if t.branchCapped(c, tag, what) {
+			return
+		}
+		b = c.branchFor(tag)
+		t.answer(c, b, "", now)
 	case b == nil:
 		t.ignore("unknown_dialog", h.callID, what)
 		return
@@ -265,9 +281,16 @@ func (t *Tracker) handleResponse(res *sip.Response) {
 			} else {
 				t.count("seen_reinvite_response")
 			}
+			if code >= 300 {
+				t.failedOffer(&h, code, now)
+			}
 			return
 		}
 		t.inviteResponse(c, res, &h, code, now, what)
+	case sip.UPDATE:
+		if code >= 300 {
+			t.failedOffer(&h, code, now)
+		}
 	case sip.BYE:
 		if code >= 200 {
 			t.bye(&h, now, what)
@@ -341,7 +364,7 @@ func (t *Tracker) inviteResponse(c *call, res *sip.Response, h *dialogHeaders, c
 			return
 		}
 		t.answer(c, b, contactOf(res), now)
-	case code == 401 || code == 407:
+	case (code == 401 || code == 407) && !(c.InviteVias > 0 && len(res.GetHeaders("Via")) > c.InviteVias):
 		// Authentication challenge: the caller will retry with a new CSeq.
 		// Withdraw what was shown instead of flashing "rejected".
 		for _, b := range c.Branches {
@@ -374,11 +397,26 @@ func (t *Tracker) inviteResponse(c *call, res *sip.Response, h *dialogHeaders, c
 			return
 		}
 		var targets []*branch
-		if b := c.branchByTag(h.toTag); h.toTag != "" && b != nil {
-			if b.State >= stConfirmed {
-				t.ignore("after_final", h.callID, what)
-				return
+		b := c.branchByTag(h.toTag)
+		tagged := h.toTag != "" && b != nil
+		if tagged && b.State == stConfirmed {
+			t.ignore("after_final", h.callID, what)
+			return
+		}
+		if c.InviteVias > 0 {
+			// The call's own final answer (the forks' carry one Via
+			// more): every branch still ringing ends with it, the one
+			// whose tag it carries ended already when that fork
+			// answered.
+			for _, o := range c.Branches {
+				if o.State < stConfirmed {
+					targets = append(targets, o)
+				}
 			}
+		} else if tagged && b.State > stConfirmed {
+			t.ignore("after_final", h.callID, what)
+			return
+		} else if tagged {
 			targets = append(targets, b)
 		} else if p := c.pending(); p != nil {
 			targets = append(targets, p)
@@ -400,4 +438,23 @@ func (t *Tracker) inviteResponse(c *call, res *sip.Response, h *dialogHeaders, c
 		}
 	}
 	t.sync(c)
+}
+
+// failedOffer undoes the hold change of a refused re-INVITE or UPDATE
+// and ends a dialog the peer says is gone (481, 408: RFC 5057).
+func (t *Tracker) failedOffer(h *dialogHeaders, code int, now int64) {
+	c, b, s := t.lookup(h)
+	if c == nil || b == nil || b.State != stConfirmed {
+		return
+	}
+	if code == 481 || code == 408 {
+		t.terminate(c, b, evError, evError, code, now)
+		t.sync(c)
+		return
+	}
+	if b.OfferSeq[s] == h.cseq.SeqNo && b.Hold[s] != b.PrevHold[s] {
+		b.Hold[s] = b.PrevHold[s]
+		b.OfferSeq[s] = 0
+		t.sync(c)
+	}
 }

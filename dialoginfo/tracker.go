@@ -147,7 +147,9 @@ type branch struct {
 	Ended     int64     `json:"ended,omitempty"`   // unix ns of termination
 	Removed   bool      `json:"removed,omitempty"`
 	Published [2]bool   `json:"published"`
-	Sent      [2]uint64 `json:"sent"` // content hash of the last document per side
+	Sent      [2]uint64 `json:"sent"`                // content hash of the last document per side
+	OfferSeq  [2]uint32 `json:"offer_seq,omitempty"` // CSeq of the side's pending re-INVITE/UPDATE offer
+	PrevHold  [2]bool   `json:"prev_hold,omitempty"` // hold before that offer
 }
 
 // call is one INVITE transaction's dialogs, keyed by Call-ID and caller tag.
