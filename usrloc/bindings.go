@@ -103,15 +103,21 @@ func (t *Tracker) applyStatement(now time.Time, aor string, contacts []event.Con
 	}
 	for _, c := range contacts {
 		exp := t.expiresFor(c.Expires, hdrExpires)
+		if complete && c.Expires > 0 {
+			exp = c.Expires // granted by the registrar: as it is, not clamped again
+		}
 		i := findBinding(next, c.URI)
+		if !complete && i >= 0 && next[i].CallID == c.CallID && c.CallID != "" && next[i].CSeq > c.CSeq {
+			// An older, re-sent or reordered REGISTER of the same client:
+			// it neither refreshes nor removes the binding (RFC 3261
+			// §10.3 step 7).
+			continue
+		}
 		if exp == 0 {
 			if i >= 0 {
 				next = append(next[:i], next[i+1:]...)
 			}
 			continue
-		}
-		if !complete && i >= 0 && next[i].CallID == c.CallID && c.CallID != "" && next[i].CSeq > c.CSeq {
-			continue // an older, re-sent REGISTER of the same client
 		}
 		b := Binding{URI: c.URI, Expires: now.Add(time.Duration(exp) * time.Second), Q: c.Q,
 			Received: c.Received, CallID: c.CallID, CSeq: c.CSeq, Instance: c.Instance, UserAgent: c.UserAgent}
@@ -161,8 +167,8 @@ func (t *Tracker) setContacts(st *aorState, next []Binding, now time.Time, remov
 			changed = true
 		}
 	}
-	if !bindingsEqual(old, next) {
-		t.dirty[st.aor] = struct{}{}
+	if t.store != nil && !bindingsEqual(old, next) {
+		t.dirty[st.aor] = struct{}{} // (without a store nothing empties it)
 	}
 	st.contacts = next
 	if changed {

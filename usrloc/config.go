@@ -26,9 +26,10 @@ type Config struct {
 	// expiry (no Contact expires parameter, no Expires header), in whole
 	// seconds.
 	DefaultExpires time.Duration `yaml:"default_expires"`
-	// MinExpires raises shorter non-zero expiries to it; 0 means no floor.
+	// MinExpires raises shorter non-zero expiries asked for to it; 0 means
+	// no floor. An expiry a registrar's 2xx grants is kept as it is.
 	MinExpires time.Duration `yaml:"min_expires"`
-	// MaxExpires lowers longer expiries to it; 0 means no cap.
+	// MaxExpires lowers longer expiries asked for to it; 0 means no cap.
 	MaxExpires time.Duration `yaml:"max_expires"`
 	// PublishHeader is the request header that turns the per-user publishing
 	// flag on (any value but "0", "no", "off", "false") or off ("0", "no",

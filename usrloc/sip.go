@@ -112,7 +112,10 @@ func (t *Tracker) handleResponse(res *sip.Response, src event.Source) {
 	contacts := make([]event.Contact, 0, len(reg.Contacts))
 	for _, c := range reg.Contacts {
 		if c.Expires < 0 {
-			c.Expires = grantedFallback(c.URI, req, reg.Expires)
+			if c.Expires = grantedFallback(c.URI, req, reg.Expires); c.Expires != reg.Expires {
+				// What was asked, not granted: clamped as a request's is.
+				c.Expires = t.expiresFor(c.Expires, -1)
+			}
 		}
 		if c.Expires == 0 {
 			continue
@@ -139,18 +142,25 @@ func (t *Tracker) handleResponse(res *sip.Response, src event.Source) {
 }
 
 // grantedFallback finds the expiry of a reply contact without an expires
-// parameter: the request's contact param, its Expires header, the reply's
-// Expires header; -1 (default_expires) otherwise.
+// parameter: the reply's Expires header (what was granted), else what the
+// request asked for that contact (its expires parameter, else the
+// request's Expires header); -1 (default_expires) otherwise. The request's
+// values apply only to its own contacts: a reply lists the other devices'
+// bindings too.
 func grantedFallback(uri string, req *Register, replyExpires int) int {
+	if replyExpires >= 0 {
+		return replyExpires
+	}
 	if req != nil {
 		for _, rc := range req.Contacts {
-			if rc.URI == uri && rc.Expires >= 0 {
+			if rc.URI != uri {
+				continue
+			}
+			if rc.Expires >= 0 {
 				return rc.Expires
 			}
-		}
-		if req.Expires >= 0 {
 			return req.Expires
 		}
 	}
-	return replyExpires
+	return -1
 }

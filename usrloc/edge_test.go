@@ -1,0 +1,111 @@
+package usrloc
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/puaside/puaside/event"
+	"github.com/puaside/puaside/internal/puatest"
+)
+
+// feedRaw passes a hand-written SIP message (LF line ends) to HandleSIP.
+func (r *rig) feedRaw(t *testing.T, raw string, src event.Source) {
+	t.Helper()
+	m := puatest.ParseSIP(t, puatest.FixSIP([]byte(raw)))
+	r.t.HandleSIP(context.Background(), event.SIP{Msg: m, Source: src})
+}
+
+// regReq is a REGISTER of alice's AoR (to) with the given Call-ID, CSeq
+// and further header lines.
+func regReq(to, callID string, cseq int, extra string) string {
+	return fmt.Sprintf("REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK%s%d\nFrom: <sip:alice@example.com>;tag=f\nTo: %s\nCall-ID: %s\nCSeq: %d REGISTER\n%s\n", callID, cseq, to, callID, cseq, extra)
+}
+
+// regRes is the reply to regReq's REGISTER.
+func regRes(status, to, callID string, cseq int, extra string) string {
+	return fmt.Sprintf("SIP/2.0 %s\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK%s%d\nFrom: <sip:alice@example.com>;tag=f\nTo: %s;tag=t\nCall-ID: %s\nCSeq: %d REGISTER\n%s\n", status, callID, cseq, to, callID, cseq, extra)
+}
+
+const aliceTo = "<sip:alice@example.com>"
+
+// TestStaleUnregisterKeepsNewerBinding: a late copy of an older
+// unREGISTER (same Call-ID, lower CSeq) does not remove the binding a
+// newer REGISTER refreshed (RFC 3261 §10.3 step 7).
+func TestStaleUnregisterKeepsNewerBinding(t *testing.T) {
+	r := newRig(t, DefaultConfig(), nil, nil)
+	const aor = "sip:alice@example.com"
+	r.feedRaw(t, regReq(aliceTo, "c1", 3, "Contact: <sip:alice@10.0.0.1>\nExpires: 600"), event.SourceReplicate)
+	r.pub.Take()
+	r.feedRaw(t, regReq(aliceTo, "c1", 2, "Contact: <sip:alice@10.0.0.1>;expires=0"), event.SourceReplicate)
+	expectOps(t, "stale unREGISTER", r.pub.Take())
+	expectContacts(t, "stale unREGISTER", r, aor, "sip:alice@10.0.0.1 10m0s q=-")
+}
+
+// TestReplyFallbackKeepsOtherDevices: a 2xx to one device's unREGISTER
+// (Expires: 0 in the request) that lists another device's binding without
+// an expires parameter keeps that binding: the request's Expires is not
+// applied to contacts it did not name.
+func TestReplyFallbackKeepsOtherDevices(t *testing.T) {
+	r := newRig(t, DefaultConfig(), nil, nil)
+	const aor = "sip:alice@example.com"
+	r.feedRaw(t, regReq(aliceTo, "b", 1, "Contact: <sip:alice@10.0.0.2>\nExpires: 600"), event.SourceTrace)
+	r.feedRaw(t, regRes("200 OK", aliceTo, "b", 1, "Contact: <sip:alice@10.0.0.2>\nExpires: 600"), event.SourceTrace)
+	expectContacts(t, "B registered", r, aor, "sip:alice@10.0.0.2 10m0s q=-")
+	r.pub.Take()
+	r.feedRaw(t, regReq(aliceTo, "a", 7, "Contact: <sip:alice@10.0.0.1>\nExpires: 0"), event.SourceTrace)
+	r.feedRaw(t, regRes("200 OK", aliceTo, "a", 7, "Contact: <sip:alice@10.0.0.2>\nExpires: 600"), event.SourceTrace)
+	expectContacts(t, "A unregistered", r, aor, "sip:alice@10.0.0.2 10m0s q=-")
+	expectOps(t, "A unregistered", r.pub.Take())
+}
+
+// TestReplyFallbackGrantedBeatsAsked: the expiry the 2xx grants in its
+// Expires header wins over what the request asked.
+func TestReplyFallbackGrantedBeatsAsked(t *testing.T) {
+	r := newRig(t, DefaultConfig(), nil, nil)
+	const aor = "sip:alice@example.com"
+	r.feedRaw(t, regReq(aliceTo, "a", 1, "Contact: <sip:alice@10.0.0.1>\nExpires: 3600"), event.SourceTrace)
+	r.feedRaw(t, regRes("200 OK", aliceTo, "a", 1, "Contact: <sip:alice@10.0.0.1>\nExpires: 600"), event.SourceTrace)
+	expectContacts(t, "granted 600", r, aor, "sip:alice@10.0.0.1 10m0s q=-")
+}
+
+// TestReplyGrantNotClamped: an expiry the registrar's 2xx grants is kept
+// as it is, not clamped again by max_expires (the registrar's reply is
+// authoritative), so the user is not shown closed while registered.
+func TestReplyGrantNotClamped(t *testing.T) {
+	r := newRig(t, DefaultConfig(), nil, nil) // max_expires 2h
+	const aor = "sip:alice@example.com"
+	r.feedRaw(t, regReq(aliceTo, "c1", 1, "Contact: <sip:alice@10.0.0.1>\nExpires: 10800"), event.SourceTrace)
+	r.feedRaw(t, regRes("200 OK", aliceTo, "c1", 1, "Contact: <sip:alice@10.0.0.1>;expires=10800"), event.SourceTrace)
+	r.pub.Take()
+	r.clock.Advance(2*time.Hour + time.Second)
+	r.t.expireDue()
+	expectOps(t, "2h into a 3h binding", r.pub.Take())
+	expectContacts(t, "2h into a 3h binding", r, aor, "sip:alice@10.0.0.1 59m59s q=-")
+}
+
+// TestNoDirtySetWithoutStore: without a store the tracker keeps no set of
+// AoRs to write (nothing would ever empty it).
+func TestNoDirtySetWithoutStore(t *testing.T) {
+	r := newRig(t, DefaultConfig(), nil, nil)
+	tr, err := New(DefaultConfig(), Options{Publisher: r.pub, Clock: r.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.t = tr
+	for i := range 100 {
+		r.feedRaw(t, regReq(fmt.Sprintf("<sip:u%d@example.com>", i), fmt.Sprint("c", i), 1,
+			fmt.Sprintf("Contact: <sip:u%d@10.0.0.1>\nExpires: 60", i)), event.SourceReplicate)
+	}
+	r.clock.Advance(61 * time.Second)
+	r.t.expireDue()
+	r.clock.Advance(31 * time.Second)
+	r.t.expireDue()
+	r.t.mu.Lock()
+	n, na := len(r.t.dirty), len(r.t.aors)
+	r.t.mu.Unlock()
+	if na != 0 || n != 0 {
+		t.Fatalf("after every contact expired: %d AoRs, %d dirty entries kept", na, n)
+	}
+}
