@@ -177,6 +177,10 @@ type line struct {
 	// mayBePublished for a line restored at start, whose publication from
 	// before the restart may still be refreshed by the engine.
 	published, mayBePublished bool
+	// contactsKnown: usrloc has reported the line's contacts, so a phone
+	// reconcile did not keep is not subscribed (a NOTIFY of its ending
+	// subscription does not bring it back).
+	contactsKnown bool
 }
 
 type phone struct {
@@ -378,6 +382,7 @@ func (m *Manager) ContactsChanged(ctx context.Context, aor string, contacts []Co
 		return
 	}
 	ln.contacts = append(ln.contacts[:0:0], contacts...)
+	ln.contactsKnown = true
 	m.reconcile(ctx, ln)
 }
 

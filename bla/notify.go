@@ -81,6 +81,12 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 	if sender == "" {
 		return m.reject(ctx, n, 400, "Missing Contact", "no_contact", errors.New("NOTIFY without Contact"))
 	}
+	if p == nil && ln.contactsKnown {
+		// A phone reconcile dropped (unregistered, or no longer a
+		// member): its subscription is being ended, and a late NOTIFY of
+		// it must not bring its dialogs back onto the line.
+		return m.reject(ctx, n, 481, "Subscription Does Not Exist", "phone_gone", errors.New("NOTIFY of a phone no longer on the line"))
+	}
 	callID := headerOf(n, "Call-ID")
 	if p != nil && p.subCallID != callID {
 		p.subCallID = callID // a new subscription dialog: a new sequence
@@ -198,8 +204,14 @@ func (m *Manager) terminated(ctx context.Context, n pua.Notify) (int, string) {
 		// RFC 6665 §4.2.2: do not subscribe again (while the contact stays).
 		p.noResubscribe = true
 	case "probation", "giveup":
-		// RFC 6665 §4.2.2: subscribe again later, after retry-after.
-		m.resubscribeLater(ln, p, m.retryAfter(n))
+		// RFC 6665 §4.2.2: subscribe again later, after retry-after; not
+		// in a loop when every subscription ends so (retry-after=0).
+		d := m.retryAfter(n)
+		if now := m.now(); !p.lastTerminated.IsZero() && now.Sub(p.lastTerminated) < m.cfg.ResubscribeDelay {
+			d = max(d, m.cfg.ResubscribeDelay)
+		}
+		p.lastTerminated = m.now()
+		m.resubscribeLater(ln, p, d)
 	default:
 		// deactivated, timeout or none: while the phone stays registered,
 		// subscribe again (a rebooted phone re-registers with the same
