@@ -61,3 +61,34 @@ func TestProbationRetryAfterZeroNotLooped(t *testing.T) {
 		t.Errorf("%d SUBSCRIBEs for 20 terminations with the clock still, want 1", subs)
 	}
 }
+
+// TestRestoredPhonePartialAsksFullState: after a restart, the first
+// NOTIFY of a restored subscription is a partial document: with nothing
+// for it to update, the phone is asked for its full state (a refresh), so
+// its other dialogs do not stay dark until its next full document.
+func TestRestoredPhonePartialAsksFullState(t *testing.T) {
+	fx := newFixture(t, nil)
+	re := refreshEngine{fx.eng}
+	m, err := New(fx.m.cfg, Options{Subscriber: re, Publisher: re, Metrics: fx.met, Clock: fx.clock, Logger: fx.m.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.m = m
+	fx.m.RestoreSubscriptions([]pua.SubscriptionInfo{
+		{Key: fx.m.subKey(lineAoR, ContactID(phoneA)), Flag: pua.FlagBLASubscribe, Target: phoneA},
+	})
+	fx.register(phoneA)
+	fx.eng.TakeCalls()
+	if c := fx.send(t, phoneA, "a", doc(11, "partial", "a2:trying:2")); c != 200 {
+		t.Fatalf("partial NOTIFY answered %d", c)
+	}
+	refreshed := false
+	for _, c := range fx.eng.TakeCalls() {
+		if strings.HasPrefix(c, "refresh ") {
+			refreshed = true
+		}
+	}
+	if !refreshed {
+		t.Error("a partial document with no base: no full state asked for")
+	}
+}

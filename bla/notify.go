@@ -118,6 +118,11 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 	if p != nil && p.haveBase {
 		known = p.dialogs
 		gap = doc.State == dialogdoc.DocPartial && p.haveVersion && doc.HasVersion && doc.Version > p.version+1
+	} else if doc.State == dialogdoc.DocPartial {
+		// A partial document with nothing to update (the first of a
+		// subscription restored after a restart): the phone's other
+		// dialogs are unknown until its full state is asked for.
+		gap = true
 	}
 	if doc.State == dialogdoc.DocPartial {
 		m.m.Tracker("bla", "merged_partial")
