@@ -71,6 +71,9 @@ type Contact struct {
 	Received string
 	// Instance is the +sip.instance value, when present.
 	Instance string
+	// RegID is the reg-id value (RFC 5626: with Instance, the identity
+	// of one flow of the device), when present.
+	RegID string
 	// UserAgent is the User-Agent of the registering device, when known.
 	UserAgent string
 }

@@ -106,6 +106,14 @@ func (t *Tracker) applyStatement(now time.Time, aor string, contacts []event.Con
 		if complete && c.Expires > 0 {
 			exp = c.Expires // granted by the registrar: as it is, not clamped again
 		}
+		if !complete && c.Instance != "" && c.RegID != "" {
+			// RFC 5626 §6: a new flow of the device (same instance and
+			// reg-id, another contact: a reboot, a new port) replaces
+			// the old one's binding.
+			next = slices.DeleteFunc(next, func(b Binding) bool {
+				return b.Instance == c.Instance && b.RegID == c.RegID && b.URI != c.URI
+			})
+		}
 		i := findBinding(next, c.URI)
 		if !complete && i >= 0 && next[i].CallID == c.CallID && c.CallID != "" && next[i].CSeq > c.CSeq {
 			// An older, re-sent or reordered REGISTER of the same client:
@@ -120,7 +128,7 @@ func (t *Tracker) applyStatement(now time.Time, aor string, contacts []event.Con
 			continue
 		}
 		b := Binding{URI: c.URI, Expires: now.Add(time.Duration(exp) * time.Second), Q: c.Q,
-			Received: c.Received, CallID: c.CallID, CSeq: c.CSeq, Instance: c.Instance, UserAgent: c.UserAgent}
+			Received: c.Received, CallID: c.CallID, CSeq: c.CSeq, Instance: c.Instance, RegID: c.RegID, UserAgent: c.UserAgent}
 		if i >= 0 {
 			next[i] = b
 		} else {

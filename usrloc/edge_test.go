@@ -109,3 +109,22 @@ func TestNoDirtySetWithoutStore(t *testing.T) {
 		t.Fatalf("after every contact expired: %d AoRs, %d dirty entries kept", na, n)
 	}
 }
+
+// TestNewFlowReplacesBinding: RFC 5626 §6: a REGISTER from the same
+// device (+sip.instance) and flow (reg-id) with another contact (a reboot,
+// a new port) replaces the old binding, so the user is closed once the
+// device unregisters the new one.
+func TestNewFlowReplacesBinding(t *testing.T) {
+	r := newRig(t, DefaultConfig(), nil, nil)
+	const aor = "sip:alice@example.com"
+	inst := `;+sip.instance="<urn:uuid:00000000-0000-1000-8000-000A95A0E128>";reg-id=1`
+	r.feedRaw(t, regReq(aliceTo, "boot1", 1, "Contact: <sip:alice@10.0.0.1:5060;ob>"+inst+"\nExpires: 3600"), event.SourceReplicate)
+	r.feedRaw(t, regReq(aliceTo, "boot2", 1, "Contact: <sip:alice@10.0.0.1:5070;ob>"+inst+"\nExpires: 3600"), event.SourceReplicate)
+	expectContacts(t, "after the new flow", r, aor, "sip:alice@10.0.0.1:5070;ob 1h0m0s q=-")
+	r.feedRaw(t, regReq(aliceTo, "boot2", 2, "Contact: <sip:alice@10.0.0.1:5070;ob>"+inst+"\nExpires: 0"), event.SourceReplicate)
+	expectContacts(t, "after the unREGISTER", r, aor)
+	ops := describe(r.pub.Take())
+	if len(ops) == 0 || ops[len(ops)-1] != "publish "+aor+" closed" {
+		t.Fatalf("presence after the device unregistered: %q", ops)
+	}
+}

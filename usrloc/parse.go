@@ -248,6 +248,8 @@ func parseContacts(contacts []sip.Header, r *Register) error {
 				c.Received = strings.Trim(kv.V, "\"")
 			case "+sip.instance":
 				c.Instance = strings.Trim(kv.V, "\"")
+			case "reg-id":
+				c.RegID = strings.TrimSpace(kv.V)
 			}
 		}
 		r.Contacts = append(r.Contacts, c)

@@ -31,6 +31,9 @@ type Binding struct {
 	CSeq   uint32
 	// Instance is the +sip.instance value, when present.
 	Instance string
+	// RegID is the reg-id value (RFC 5626), when present; in memory
+	// only (a binding loaded from the store has none).
+	RegID string
 	// UserAgent is the registering device's User-Agent, when known.
 	UserAgent string
 }
