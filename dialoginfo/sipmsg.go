@@ -148,9 +148,13 @@ func (t *Tracker) handleRequest(req *sip.Request) {
 
 func (t *Tracker) initialInvite(req *sip.Request, h *dialogHeaders, now int64) {
 	if c := t.calls[callKey(h.callID, h.fromTag)]; c != nil {
-		if n := len(req.GetHeaders("Via")); h.cseq.SeqNo == c.CSeq && n > 0 && n < c.InviteVias {
-			c.InviteVias = n
-			t.markDirty(c)
+		if h.cseq.SeqNo == c.CSeq {
+			// The copy as the proxy received it may come second: the call's
+			// Via count is the smaller one (see forksOwn).
+			if n := len(req.GetHeaders("Via")); n > 0 && n < c.InviteVias {
+				c.InviteVias = n
+				t.markDirty(c)
+			}
 		}
 		switch {
 		case h.cseq.SeqNo == c.CSeq:
@@ -364,7 +368,7 @@ func (t *Tracker) inviteResponse(c *call, res *sip.Response, h *dialogHeaders, c
 			return
 		}
 		t.answer(c, b, contactOf(res), now)
-	case (code == 401 || code == 407) && !(c.InviteVias > 0 && len(res.GetHeaders("Via")) > c.InviteVias):
+	case (code == 401 || code == 407) && !c.forksOwn(res):
 		// Authentication challenge: the caller will retry with a new CSeq.
 		// Withdraw what was shown instead of flashing "rejected".
 		for _, b := range c.Branches {
@@ -378,7 +382,7 @@ func (t *Tracker) inviteResponse(c *call, res *sip.Response, h *dialogHeaders, c
 		if code == 487 {
 			ev = evCancelled
 		}
-		if c.InviteVias > 0 && len(res.GetHeaders("Via")) > c.InviteVias {
+		if c.forksOwn(res) {
 			// A fork's own final answer, as the proxy received it (it
 			// still carries the proxy's Via). The proxy answers the call
 			// only when every fork has answered (a 2xx at once), and forks
@@ -457,4 +461,11 @@ func (t *Tracker) failedOffer(h *dialogHeaders, code int, now int64) {
 		b.OfferSeq[s] = 0
 		t.sync(c)
 	}
+}
+
+// forksOwn reports whether res is a fork's own answer to the INVITE, as
+// the proxy received it: it carries one Via more than the call's INVITE
+// as the proxy received it (InviteVias, 0 while unknown).
+func (c *call) forksOwn(res *sip.Response) bool {
+	return c.InviteVias > 0 && len(res.GetHeaders("Via")) > c.InviteVias
 }
