@@ -1245,18 +1245,9 @@ type stackEnv struct {
 // freePorts returns n distinct loopback ports free for UDP and TCP.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	var ports []int
-	for i := 0; len(ports) < n; i++ {
-		if i > 20*n {
-			t.Fatalf("only %d free ports found", len(ports))
-		}
-		p, err := kamailiotest.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Contains(ports, p) {
-			ports = append(ports, p)
-		}
+	ports, err := kamailiotest.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }

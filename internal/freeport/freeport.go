@@ -2,6 +2,14 @@
 // test harnesses (internal/kamailiotest) and the load tool
 // (internal/loadproc) that start SIP peers on ports of their own. It sits
 // outside the data flow and imports nothing of this module.
+//
+// A port is free when it is picked, not when its user binds it: between
+// the two, another test binary running at the same time (go test runs
+// packages in parallel) could pick the same port. So each port handed out
+// is also reserved, by an advisory lock on a file named after it in a
+// directory shared by every process of the user, held until the process
+// that picked it exits. No other process, and no later call in the same
+// one, hands that port out while the lock is held.
 package freeport
 
 import (
@@ -11,8 +19,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Port returns a loopback port free for both UDP and TCP at the time of
@@ -36,14 +46,23 @@ func Port() (int, error) {
 // range (bind to :0) came back to that pool when it was released here.
 // Where the range cannot be read or leaves no room below it, the kernel
 // picks as before.
+//
+// Every port returned is reserved for the life of the calling process
+// (see the package comment).
 func Ports(n int) ([]int, error) {
+	lo, hi := belowEphemeral()
+	return pick(n, lo, hi, reserveDir())
+}
+
+// pick returns n ports from [lo, hi) (from the kernel when lo == hi), each
+// free for UDP and TCP and, when dir is not empty, reserved there.
+func pick(n, lo, hi int, dir string) ([]int, error) {
 	var held []io.Closer
 	defer func() {
 		for _, c := range held {
 			c.Close()
 		}
 	}()
-	lo, hi := belowEphemeral()
 	ports := make([]int, 0, n)
 	for tries := 0; len(ports) < n; tries++ {
 		if tries >= 50*n {
@@ -52,6 +71,9 @@ func Ports(n int) ([]int, error) {
 		want := 0
 		if hi > lo {
 			want = lo + rand.IntN(hi-lo)
+			if dir != "" && !reserve(dir, want) {
+				continue // another process, or an earlier call, has it
+			}
 		}
 		pc, err := net.ListenPacket("udp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(want)))
 		if err != nil {
@@ -61,6 +83,10 @@ func Ports(n int) ([]int, error) {
 			return nil, fmt.Errorf("freeport: %w", err)
 		}
 		port := pc.LocalAddr().(*net.UDPAddr).Port
+		if want == 0 && dir != "" && !reserve(dir, port) {
+			pc.Close()
+			continue
+		}
 		l, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
 			pc.Close()
@@ -70,6 +96,34 @@ func Ports(n int) ([]int, error) {
 		ports = append(ports, port)
 	}
 	return ports, nil
+}
+
+// reserveDir is the directory of the reservation files, shared by every
+// process of the user; "" (no reservations) if it cannot be made.
+func reserveDir() string {
+	dir := filepath.Join(os.TempDir(), "puaside-freeport-"+strconv.Itoa(os.Getuid()))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return ""
+	}
+	return dir
+}
+
+// reserve takes the lock on port's file in dir and keeps it until the
+// process exits: the descriptor is opened without an *os.File, so no
+// finalizer closes it, and is never closed. It reports false when another
+// open of the file (in this process or another) holds the lock, and true
+// when the reservation cannot be made at all, so that a directory gone
+// bad makes the pick no worse than without reservations.
+func reserve(dir string, port int) bool {
+	fd, err := syscall.Open(filepath.Join(dir, strconv.Itoa(port)), syscall.O_CREAT|syscall.O_RDWR|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return true
+	}
+	if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		syscall.Close(fd)
+		return !errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	return true
 }
 
 // belowEphemeral returns the range [lo, hi) of ports to draw from: from
