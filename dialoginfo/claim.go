@@ -27,10 +27,7 @@ func (t *Tracker) claimLoaded(cl Claimer) {
 				if !b.Published[s] {
 					continue
 				}
-				entity := c.Caller
-				if s == sideCallee {
-					entity = c.Callee
-				}
+				entity := c.entity(s)
 				if !cl.Claim(pua.Key{PresURI: entity, Event: "dialog", ID: t.presID(c, b, s)}) {
 					b.Sent[s] = 0
 					lost = true

@@ -232,31 +232,78 @@ func splitKey(k string) (string, string) {
 
 // forgetLost clears the sent-document marks of live dialogs whose
 // publication the engine does not hold, or holds with another document
-// than the dialog's (the engine stored a later change, e.g. the BYE's
-// terminated document, that the tracker had not written yet at a crash),
-// so that sync publishes them again. It reports whether there was any.
+// than the dialog's, so that sync publishes them again. It reports whether
+// there was any.
+//
+// A held document that shows the dialog terminated is newer than the
+// tracker's table: the engine stored the BYE's (or CANCEL's) document
+// within milliseconds, the table lagged behind by its flush_interval at a
+// crash. The branch is ended then, not lit again: publishing the table's
+// confirmed view would light a lamp for a call that is over, until the
+// call's lifetime cap. The side whose terminated document the engine holds
+// is left to lapse; the other side, if it still shows the call, is sent
+// the terminated document.
 func (t *Tracker) forgetLost(c *call, held map[pua.Key][]byte) bool {
 	lost := false
 	for _, b := range c.Branches {
 		if b.Removed || b.State == stTerminated {
 			continue
 		}
+		var bodies [2][]byte
+		var have [2]bool
+		var ended [2]bool
 		for s := sideCaller; s <= sideCallee; s++ {
 			if !b.Published[s] {
 				continue
 			}
-			entity := c.Caller
-			if s == sideCallee {
-				entity = c.Callee
+			bodies[s], have[s] = held[pua.Key{PresURI: c.entity(s), Event: "dialog", ID: t.presID(c, b, s)}]
+			ended[s] = have[s] && heldTerminated(b, bodies[s])
+		}
+		if ended[sideCaller] || ended[sideCallee] {
+			b.State = stTerminated
+			b.Ended = t.now().UnixNano()
+			t.count("terminated_at_restart")
+		}
+		for s := sideCaller; s <= sideCallee; s++ {
+			if !b.Published[s] {
+				continue
 			}
-			body, ok := held[pua.Key{PresURI: entity, Event: "dialog", ID: t.presID(c, b, s)}]
-			if !ok || !t.heldMatches(c, b, s, body) {
+			if ended[s] {
+				if _, d, ok := t.view(c, b, s); ok {
+					b.Sent[s] = hashDialog(&d)
+				}
+				continue
+			}
+			if !have[s] || !t.heldMatches(c, b, s, bodies[s]) {
 				b.Sent[s] = 0
 				lost = true
 			}
 		}
 	}
 	return lost
+}
+
+// entity is the AoR of a call's side.
+func (c *call) entity(s int) string {
+	if s == sideCallee {
+		return c.Callee
+	}
+	return c.Caller
+}
+
+// heldTerminated reports whether a document the engine holds shows
+// branch b terminated.
+func heldTerminated(b *branch, body []byte) bool {
+	doc, err := dialogdoc.Parse(body, len(body)+1)
+	if err != nil {
+		return false
+	}
+	for _, d := range doc.Dialogs {
+		if d.ID == b.ID && d.State == stTerminated.String() {
+			return true
+		}
+	}
+	return false
 }
 
 // heldMatches reports whether body, the document the engine holds for one

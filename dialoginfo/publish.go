@@ -154,10 +154,7 @@ func (t *Tracker) removeBranch(c *call, b *branch) {
 		if !b.Published[s] {
 			continue
 		}
-		entity := c.Caller
-		if s == sideCallee {
-			entity = c.Callee
-		}
+		entity := c.entity(s)
 		if b.State == stTerminated {
 			if _, d, ok := t.view(c, b, s); ok && hashDialog(&d) == b.Sent[s] {
 				t.count("lapsed")

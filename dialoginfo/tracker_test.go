@@ -312,11 +312,11 @@ func TestRestartRepublishesLostDialogs(t *testing.T) {
 	}
 }
 
-// TestRestartRepublishesChangedDialogs: the engine stored a later document
-// of a dialog (the BYE's terminated one) than the tracker's table (the
-// crash came before its flush): the restarted tracker, which knows the
-// dialog as confirmed, publishes its own view again instead of leaving the
-// engine refreshing the other document.
+// TestRestartRepublishesChangedDialogs: the engine holds another document
+// of a dialog than the tracker's table (an earlier one: the early document
+// of a call the table knows as confirmed): the restarted tracker publishes
+// its own view again instead of leaving the engine refreshing the other
+// document.
 func TestRestartRepublishesChangedDialogs(t *testing.T) {
 	st := newMemStore()
 	clk := newFakeClock()
@@ -326,11 +326,7 @@ func TestRestartRepublishesChangedDialogs(t *testing.T) {
 	if err := tr1.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var held []pua.PublicationInfo
-	for k, req := range pub1.Live() {
-		changed := strings.Replace(string(req.Body), "<state>confirmed</state>", "<state>terminated</state>", 1)
-		held = append(held, pua.PublicationInfo{Key: k, Flag: pua.FlagDialogPublish, Body: []byte(changed)})
-	}
+	held := heldWith(pub1, "<state>early</state>", 2)
 	if len(held) != 2 {
 		t.Fatalf("%d live publications before restart, want 2", len(held))
 	}
@@ -350,11 +346,7 @@ func TestRestartRepublishesChangedDialogs(t *testing.T) {
 	}
 
 	// The same documents (other versions) are kept.
-	held = held[:0]
-	for k, req := range pub1.Live() {
-		held = append(held, pua.PublicationInfo{Key: k, Flag: pua.FlagDialogPublish, Body: req.Body})
-	}
-	same := listingPub{Recorder: recorder.New(), held: held}
+	same := listingPub{Recorder: recorder.New(), held: heldWith(pub1, "<state>confirmed</state>", 2)}
 	tr3, _ := New(DefaultConfig(), Options{Publisher: same, Store: st, Clock: clk, Logger: quietLog()})
 	if err := tr3.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -362,6 +354,70 @@ func TestRestartRepublishesChangedDialogs(t *testing.T) {
 	if ops := same.Take(); len(ops) != 0 {
 		t.Fatalf("restart re-published %d unchanged documents", len(ops))
 	}
+}
+
+// TestRestartKeepsHeldTermination: the engine stored the BYE's terminated
+// document of a dialog, the tracker's table still has it confirmed (the
+// crash came before its flush). The held document is the newer one: the
+// restarted tracker ends the call instead of lighting the lamp again for a
+// call that is over. When the engine holds the terminated document of one
+// side only (the crash came between the two), the other side is sent its
+// terminated document. Nothing is removed; everything lapses after the
+// linger.
+func TestRestartKeepsHeldTermination(t *testing.T) {
+	for _, sides := range []int{2, 1} {
+		st := newMemStore()
+		clk := newFakeClock()
+		pub1 := recorder.New()
+		tr1, _ := New(DefaultConfig(), Options{Publisher: pub1, Store: st, Clock: clk, Logger: quietLog()})
+		feed(t, tr1, "basic", "01.sip", "02.sip", "03.sip", "04.sip", "05.sip", "06.sip", "07.sip", "08.sip")
+		if err := tr1.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		held := heldWith(pub1, "<state>terminated</state>", sides)
+		lp := listingPub{Recorder: recorder.New(), held: held}
+		tr2, _ := New(DefaultConfig(), Options{Publisher: lp, Store: st, Clock: clk, Logger: quietLog()})
+		if err := tr2.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ops := lp.Take()
+		if len(ops) != 2-sides {
+			t.Fatalf("%d sides terminated at the engine: restart sent %d operations, want %d", sides, len(ops), 2-sides)
+		}
+		for _, op := range ops {
+			if op.Kind == recorder.Remove || !strings.Contains(string(op.Req.Body), "<state>terminated</state>") {
+				t.Fatalf("%d sides terminated at the engine: restart sent %+v", sides, op)
+			}
+		}
+		tr2.Expire(clk.Advance(DefaultConfig().TerminatedLinger + time.Second))
+		if ops := lp.Take(); len(ops) != 0 {
+			t.Fatalf("%d sides terminated at the engine: after the linger %d operations, want none (the documents lapse)", sides, len(ops))
+		}
+		if len(tr2.calls) != 0 {
+			t.Fatalf("%d sides terminated at the engine: %d calls tracked after the linger", sides, len(tr2.calls))
+		}
+	}
+}
+
+// heldWith is the engine's view of pub's live dialog publications, the
+// first n of them (in key order) with their confirmed state replaced by
+// state.
+func heldWith(pub *recorder.Recorder, state string, n int) []pua.PublicationInfo {
+	live := pub.Live()
+	keys := make([]pua.Key, 0, len(live))
+	for k := range live {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].PresURI+keys[i].ID < keys[j].PresURI+keys[j].ID })
+	var held []pua.PublicationInfo
+	for i, k := range keys {
+		body := string(live[k].Body)
+		if i < n {
+			body = strings.Replace(body, "<state>confirmed</state>", state, 1)
+		}
+		held = append(held, pua.PublicationInfo{Key: k, Flag: pua.FlagDialogPublish, Body: []byte(body)})
+	}
+	return held
 }
 
 // TestPlainCallPublishCount: a plain call (INVITE, 180, 200, ACK, BYE,
