@@ -68,18 +68,29 @@ func (t *Tracker) Start(ctx context.Context) error {
 				t.count("contact_expired")
 			}
 		}
-		if len(live) != len(bs) {
-			t.dirty[aor] = struct{}{}
-		}
-		st.contacts = live
 		if p, ok := pubs[aor]; ok {
 			st.published, st.digest = true, sha256.Sum256(p.Body)
 			st.closed = st.digest == closedDigest(aor)
 			delete(pubs, aor)
+			if st.closed && len(live) > 0 {
+				// The engine stores a document within milliseconds, the
+				// table every flush_interval: a closed document over
+				// live stored bindings is an unREGISTER (or the
+				// bindings' removal) after the table's last flush, cut
+				// off by a crash. Publishing the stored bindings would
+				// show a phone that is gone as open until they expire.
+				t.count("contact_removed_at_restart")
+				t.log.Info("usrloc: stored bindings ended by the engine's closed document", "aor", aor, "bindings", len(live))
+				live = nil
+			}
 		} else if !haveLister && len(bs) > 0 && t.publishOn(aor) {
 			// Assume the engine holds the document of the stored set.
 			st.published, st.digest = true, sha256.Sum256(BuildPIDF(Entity(aor, t.cfg.EntityPrefix), bs))
 		}
+		if len(live) != len(bs) {
+			t.dirty[aor] = struct{}{}
+		}
+		st.contacts = live
 		t.syncPublication(st, now)
 		t.schedule(st)
 	}
