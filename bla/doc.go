@@ -74,5 +74,7 @@
 // its full state.
 //
 // Shared lines come from the YAML file (Config.Lines) and from the database
-// (table puaside_shared_lines, managed with AddLine and RemoveLine).
+// (table puaside_shared_lines, managed with AddLine and RemoveLine). A line
+// of the file hides the database's line of the same AoR; when a reload
+// drops the file's line, the database's line is back in effect at once.
 package bla
