@@ -3,6 +3,7 @@ package bla
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -60,11 +61,13 @@ func (m *Manager) AddLine(ctx context.Context, aor string, members []string) err
 		return fmt.Errorf("bla: add line %s: %w", ln.aor, err)
 	}
 	if old == nil {
+		ln.inStore, ln.stored = true, slices.Clone(ln.members)
 		m.lines[ln.aor] = ln
 		m.log.Info("bla: shared line added", "aor", ln.aor, "members", len(ln.members))
 		return nil
 	}
 	old.members, old.match = ln.members, ln.match
+	old.inStore, old.stored = true, slices.Clone(ln.members)
 	m.reconcile(ctx, old)
 	m.log.Info("bla: shared line updated", "aor", ln.aor, "members", len(ln.members))
 	return nil

@@ -1,6 +1,7 @@
 package bla
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -286,3 +287,48 @@ type benchPublisher struct{ size *int }
 
 func (p benchPublisher) Publish(r pua.PublishRequest) error { *p.size = len(r.Body); return nil }
 func (benchPublisher) Remove(pua.Key) error                 { return nil }
+
+// TestRefusedSeizeKeepsOtherDialogs: a document refused for a seize
+// conflict still applies its other dialogs (a hang-up of another call of
+// the phone, in a partial document, or that call's absence from a full
+// one); only the refused seize is left out, and the reply is 409.
+func TestRefusedSeizeKeepsOtherDialogs(t *testing.T) {
+	asB := func(b []byte) []byte { return bytes.ReplaceAll(b, []byte(phoneA), []byte(phoneB)) }
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want []string // the line's dialogs after B's refused document
+	}{
+		{"partial hang-up", asB(doc(2, "partial", "b2:terminated:2", "b3:trying:1")),
+			[]string{"a1~" + tagA + ":confirmed", "b2~" + tagB + ":terminated"}},
+		{"full without the call", asB(doc(2, "full", "b3:trying:1")),
+			[]string{"a1~" + tagA + ":confirmed"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t, nil)
+			fx.register(phoneA, phoneB)
+			if c := fx.send(t, phoneA, "a", doc(1, "full", "a1:confirmed:1")); c != 200 {
+				t.Fatalf("A's call on 1 answered %d", c)
+			}
+			if c := fx.send(t, phoneB, "b", asB(doc(1, "full", "b2:confirmed:2"))); c != 200 {
+				t.Fatalf("B's call on 2 answered %d", c)
+			}
+			if c := fx.send(t, phoneB, "b", tc.body); c != 409 {
+				t.Fatalf("B's seize of 1 with its hang-up of 2 answered %d, want 409", c)
+			}
+			if _, ds := fx.line(t); !reflect.DeepEqual(ds, tc.want) {
+				t.Fatalf("line after the refused seize: %v, want %v", ds, tc.want)
+			}
+			if got, want := seized(fx.m), []string{"1:" + phoneA}; !reflect.DeepEqual(got, want) {
+				t.Fatalf("seized %v, want %v", got, want)
+			}
+			// B's next document is no gap after the refused one.
+			if c := fx.send(t, phoneB, "b", asB(doc(3, "partial", "b4:trying:2"))); c != 200 {
+				t.Fatalf("B's seize of the freed 2 answered %d", c)
+			}
+			if _, ds := fx.line(t); !reflect.DeepEqual(ds, []string{"b4~" + tagB + ":trying", "a1~" + tagA + ":confirmed"}) {
+				t.Fatalf("line after B's next seize: %v", ds)
+			}
+		})
+	}
+}

@@ -9,7 +9,8 @@
 // contact, To/From = the line AoR). The phones' NOTIFYs come back through the
 // engine to HandleNotify, which validates the dialog-info body, arbitrates
 // line seizes (a phone seizing a line index held by another phone of the
-// same line gets 409 Conflict), and publishes the line's state.
+// same line gets 409 Conflict; only that seize is refused, the document's
+// other dialogs still apply), and publishes the line's state.
 //
 // One document per line: Kamailio's presence server does not compose
 // dialog;sla publications (it sends a watcher the newest one), so the
@@ -73,5 +74,7 @@
 // its full state.
 //
 // Shared lines come from the YAML file (Config.Lines) and from the database
-// (table puaside_shared_lines, managed with AddLine and RemoveLine).
+// (table puaside_shared_lines, managed with AddLine and RemoveLine). A line
+// of the file hides the database's line of the same AoR; when a reload
+// drops the file's line, the database's line is back in effect at once.
 package bla

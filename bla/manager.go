@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -181,6 +182,11 @@ type line struct {
 	// reconcile did not keep is not subscribed (a NOTIFY of its ending
 	// subscription does not bring it back).
 	contactsKnown bool
+	// inStore is set when the line has a row in the database, whose
+	// members are stored. While the file configures the line the row is
+	// hidden; it is back in effect when a reload drops the file's line.
+	inStore bool
+	stored  []string
 }
 
 type phone struct {
@@ -315,9 +321,11 @@ func (m *Manager) Load(ctx context.Context) error {
 		if old, ok := m.lines[ln.aor]; ok {
 			if old.source == SourceConfig {
 				m.log.Warn("bla: stored shared line shadowed by the configuration", "aor", ln.aor)
+				old.inStore, old.stored = true, slices.Clone(ln.members)
 			}
 			continue
 		}
+		ln.inStore, ln.stored = true, slices.Clone(ln.members)
 		m.lines[ln.aor] = ln
 	}
 	return nil

@@ -99,20 +99,6 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 			slog.Uint64("version", doc.Version), slog.Uint64("last_version", p.version))
 		return 200, "OK"
 	}
-	if m.cfg.Arbitration {
-		if d, holder, ok := ln.conflict(id, doc, m.now(), m.cfg.SeizeTimeout); ok {
-			m.m.Tracker("bla", "seize_conflict")
-			m.log.LogAttrs(ctx, slog.LevelInfo, "bla: seize refused, line index in use",
-				slog.String("aor", lineURI), slog.String("call_id", headerOf(n, "Call-ID")),
-				slog.String("contact", sender), slog.String("line_id", d.LineID),
-				slog.String("dialog", d.ID), slog.String("holder", holder))
-			if p != nil && doc.HasVersion {
-				// Refused, but received: not a gap before the next one.
-				p.version, p.haveVersion = doc.Version, true
-			}
-			return 409, "Conflict"
-		}
-	}
 	gap := false
 	var known map[string]dialogdoc.Dialog
 	if p != nil && p.haveBase {
@@ -124,8 +110,24 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 		// dialogs are unknown until its full state is asked for.
 		gap = true
 	}
-	if doc.State == dialogdoc.DocPartial {
-		m.m.Tracker("bla", "merged_partial")
+	var refused map[string]bool
+	if m.cfg.Arbitration {
+		for _, c := range ln.conflicts(id, doc, m.now(), m.cfg.SeizeTimeout) {
+			m.log.LogAttrs(ctx, slog.LevelInfo, "bla: seize refused, line index in use",
+				slog.String("aor", lineURI), slog.String("call_id", callID),
+				slog.String("contact", sender), slog.String("line_id", c.dialog.LineID),
+				slog.String("dialog", c.dialog.ID), slog.String("holder", c.holder))
+			if refused == nil {
+				refused = map[string]bool{}
+			}
+			refused[c.dialog.ID] = true
+		}
+		if refused != nil {
+			// Only the refused seizes are left out: the document's other
+			// dialogs (the hang-up of another call) still apply.
+			m.m.Tracker("bla", "seize_conflict")
+			doc.Dialogs = withoutRefused(doc, refused, known)
+		}
 	}
 	// The line's document is composed from every phone's latest state,
 	// this phone's after this document (RFC 4235 §4.1: a partial document
@@ -141,6 +143,21 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 			shown[d.ID] = true
 			ch.ended = append(ch.ended, d) // shown once, terminated
 		}
+	}
+	var onLine map[string]dialogdoc.Dialog
+	if p != nil {
+		onLine = p.dialogs
+	}
+	if refused != nil && !ch.changes(onLine) {
+		// Nothing but the refused seize: the line stays as it is.
+		if p != nil && doc.HasVersion {
+			// Refused, but received: not a gap before the next one.
+			p.version, p.haveVersion = doc.Version, true
+		}
+		return 409, "Conflict"
+	}
+	if doc.State == dialogdoc.DocPartial {
+		m.m.Tracker("bla", "merged_partial")
 	}
 	if err := m.publishLine(ctx, ln, ch, sender, expires); err != nil {
 		if errors.Is(err, dialogdoc.ErrTooLarge) {
@@ -169,6 +186,9 @@ func (m *Manager) HandleNotify(ctx context.Context, n pua.Notify) (code int, rea
 	m.m.Tracker("bla", "relayed")
 	if gap {
 		m.askFullState(ctx, ln, p, doc.Version)
+	}
+	if refused != nil {
+		return 409, "Conflict"
 	}
 	return 200, "OK"
 }
@@ -243,29 +263,79 @@ func (m *Manager) reject(ctx context.Context, n pua.Notify, code int, reason, wh
 	return code, reason
 }
 
-// conflict finds a trying dialog of the document that seizes a line index
-// held by another phone of the line. m.mu is held.
-func (ln *line) conflict(id string, doc *dialogdoc.Document, now time.Time, seizeTimeout time.Duration) (dialogdoc.Dialog, string, bool) {
+// seizeConflict is a trying dialog of a document that seizes a line index
+// another phone of the line holds; holder is that phone's contact.
+type seizeConflict struct {
+	dialog dialogdoc.Dialog
+	holder string
+}
+
+// conflicts finds the trying dialogs of the document that seize a line
+// index held by another phone of the line. m.mu is held.
+func (ln *line) conflicts(id string, doc *dialogdoc.Document, now time.Time, seizeTimeout time.Duration) []seizeConflict {
+	var out []seizeConflict
 	for _, d := range doc.Dialogs {
 		if d.State != "trying" || d.LineID == "" {
 			continue
 		}
-		for pid, p := range ln.phones {
-			if pid == id {
-				continue
-			}
-			for _, h := range p.dialogs {
-				if h.LineID != d.LineID || !h.Holds() {
-					continue
-				}
-				if h.State == "trying" && seizeTimeout > 0 && now.Sub(p.seizedAt[h.ID]) > seizeTimeout {
-					continue // a stale seize (the phone never dialled through)
-				}
-				return d, p.contact, true
-			}
+		if holder, ok := ln.holder(id, d.LineID, now, seizeTimeout); ok {
+			out = append(out, seizeConflict{dialog: d, holder: holder})
 		}
 	}
-	return dialogdoc.Dialog{}, "", false
+	return out
+}
+
+// holder finds a phone other than id holding the line index lineID and
+// returns its contact. m.mu is held.
+func (ln *line) holder(id, lineID string, now time.Time, seizeTimeout time.Duration) (string, bool) {
+	for _, pid := range sortedKeys(ln.phones) {
+		if pid == id {
+			continue
+		}
+		p := ln.phones[pid]
+		for _, h := range p.dialogs {
+			if h.LineID != lineID || !h.Holds() {
+				continue
+			}
+			if h.State == "trying" && seizeTimeout > 0 && now.Sub(p.seizedAt[h.ID]) > seizeTimeout {
+				continue // a stale seize (the phone never dialled through)
+			}
+			return p.contact, true
+		}
+	}
+	return "", false
+}
+
+// withoutRefused is the document's dialogs without the refused ones (by
+// id). A refused dialog leaves the phone's state as it was: in a full
+// document, one the known state holds is kept as known.
+func withoutRefused(doc *dialogdoc.Document, refused map[string]bool, known map[string]dialogdoc.Dialog) []dialogdoc.Dialog {
+	out := make([]dialogdoc.Dialog, 0, len(doc.Dialogs))
+	for _, d := range doc.Dialogs {
+		if !refused[d.ID] {
+			out = append(out, d)
+			continue
+		}
+		if k, ok := known[d.ID]; ok && doc.State == dialogdoc.DocFull {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// changes reports whether the phone's next state differs from the dialogs
+// the line shows for it (onLine): a dialog added, changed or ended.
+func (ch *change) changes(onLine map[string]dialogdoc.Dialog) bool {
+	if len(ch.ended) > 0 || len(ch.dialogs) != len(onLine) {
+		return true
+	}
+	for id, d := range ch.dialogs {
+		o, ok := onLine[id]
+		if !ok || o.State != d.State || !bytes.Equal(o.Raw, d.Raw) {
+			return true
+		}
+	}
+	return false
 }
 
 // apply merges a document into the phone's dialogs: a full document

@@ -22,7 +22,10 @@ func (c LinesChange) Empty() bool {
 // reconciled with its known contacts at once; a new line has no contacts
 // yet: feed it the registrations (ContactsChanged) to subscribe its phones.
 // Lines kept in the database are left alone, except one the file now names,
-// which the file takes over. A bad line changes nothing.
+// which the file takes over. A configured line that is gone and that the
+// database also holds (hidden by the file's line) is the database's line
+// again at once, with its stored members, reconciled with its known
+// contacts (reported as Updated). A bad line changes nothing.
 func (m *Manager) SetConfigLines(ctx context.Context, lines []LineConfig) (LinesChange, error) {
 	next := make(map[string]*line, len(lines))
 	for _, lc := range lines {
@@ -39,6 +42,14 @@ func (m *Manager) SetConfigLines(ctx context.Context, lines []LineConfig) (Lines
 		ln := m.lines[aor]
 		if ln.source != SourceConfig || next[aor] != nil {
 			continue
+		}
+		if ln.inStore {
+			err := m.restoreStored(ctx, ln)
+			if err == nil {
+				ch.Updated = append(ch.Updated, aor)
+				continue
+			}
+			m.log.Error("bla: stored shared line not restored, line removed", "aor", aor, "err", err)
 		}
 		for _, id := range sortedKeys(ln.phones) {
 			m.dropPhone(ln, ln.phones[id], "line removed from the configuration")
@@ -62,6 +73,23 @@ func (m *Manager) SetConfigLines(ctx context.Context, lines []LineConfig) (Lines
 		m.reconcile(ctx, old)
 		ch.Updated = append(ch.Updated, aor)
 	}
+	slices.Sort(ch.Updated)
 	m.cfg.Lines = slices.Clone(lines)
 	return ch, nil
+}
+
+// restoreStored puts the line's row of the database back in effect after
+// the file dropped the line: its stored members, reconciled with the known
+// contacts (phones that stay members keep their subscriptions). m.mu is
+// held.
+func (m *Manager) restoreStored(ctx context.Context, ln *line) error {
+	ln.members, ln.match = nil, nil // not the file's arrays, not stored's
+	if err := ln.setMembers(ln.stored, m.cfg.DefaultDomain); err != nil {
+		return fmt.Errorf("restore stored line %s: %w", ln.aor, err)
+	}
+	ln.source = SourceDB
+	m.reconcile(ctx, ln)
+	m.log.Info("bla: shared line dropped from the configuration, the stored line is back in effect",
+		"aor", ln.aor, "members", len(ln.members))
+	return nil
 }
