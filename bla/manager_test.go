@@ -915,6 +915,86 @@ func TestStaleSeizeExpires(t *testing.T) {
 	}
 }
 
+// TestSeizeTimeoutFromFirstReport: seize_timeout counts from the phone's
+// first report of a dialog as trying. A full document repeating the
+// unchanged seize (the first NOTIFY of a subscription refresh, or of a new
+// subscription) does not restart it; a seize left out of a full document,
+// or that left trying, starts afresh when reported trying again.
+func TestSeizeTimeoutFromFirstReport(t *testing.T) {
+	asB := func(b []byte) []byte { return bytes.ReplaceAll(b, []byte(phoneA), []byte(phoneB)) }
+	type step struct {
+		at       time.Duration // since A's first report of its seize
+		phone    string
+		callID   string // "": the phone's subscription ends (timeout)
+		body     []byte
+		wantCode int
+	}
+	aSeize := func(v int) step { return step{0, phoneA, "a", doc(v, "full", "a1:trying:1"), 200} }
+	bSeize := func(at time.Duration, v, code int) step {
+		return step{at, phoneB, "b", asB(doc(v, "full", "b1:trying:1")), code}
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"full resend", []step{
+			aSeize(1),
+			{40 * time.Second, phoneA, "a", doc(2, "full", "a1:trying:1"), 200},
+			bSeize(59*time.Second, 1, 409),
+			bSeize(61*time.Second, 2, 200),
+		}},
+		{"partial resend", []step{
+			aSeize(1),
+			{40 * time.Second, phoneA, "a", doc(2, "partial", "a1:trying:1"), 200},
+			bSeize(59*time.Second, 1, 409),
+			bSeize(61*time.Second, 2, 200),
+		}},
+		{"full resend in a new subscription", []step{
+			aSeize(1),
+			{30 * time.Second, phoneA, "", nil, 200},
+			{31 * time.Second, phoneA, "a2", doc(1, "full", "a1:trying:1"), 200},
+			bSeize(59*time.Second, 1, 409),
+			bSeize(61*time.Second, 2, 200),
+		}},
+		{"left out of a full document", []step{
+			aSeize(1),
+			{40 * time.Second, phoneA, "a", doc(2, "full"), 200},
+			{45 * time.Second, phoneA, "a", doc(3, "full", "a1:trying:1"), 200},
+			bSeize(61*time.Second, 1, 409),
+			bSeize(104*time.Second, 2, 409),
+			bSeize(106*time.Second, 3, 200),
+		}},
+		{"left trying", []step{
+			aSeize(1),
+			{40 * time.Second, phoneA, "a", doc(2, "full", "a1:proceeding:1"), 200},
+			{45 * time.Second, phoneA, "a", doc(3, "full", "a1:trying:1"), 200},
+			bSeize(61*time.Second, 1, 409),
+			bSeize(104*time.Second, 2, 409),
+			bSeize(106*time.Second, 3, 200),
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t, func(c *Config) { c.SeizeTimeout = time.Minute })
+			fx.register(phoneA, phoneB)
+			start := fx.clock.Now()
+			for i, st := range tc.steps {
+				fx.clock.Advance(start.Add(st.at).Sub(fx.clock.Now()))
+				var code int
+				if st.callID == "" {
+					n := fx.notifyMsg(st.phone, "terminated", -1, nil)
+					n.Reason = "timeout"
+					code, _ = fx.m.HandleNotify(context.Background(), n)
+				} else {
+					code = fx.send(t, st.phone, st.callID, st.body)
+				}
+				if code != st.wantCode {
+					t.Fatalf("step %d at %s: %s's NOTIFY answered %d, want %d", i, st.at, st.phone, code, st.wantCode)
+				}
+			}
+		})
+	}
+}
+
 // With a server_address override the restored phone is subscribed again
 // (same key: the engine refreshes the dialog in place) so the override is
 // back in the SUBSCRIBEs after a restart.

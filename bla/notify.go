@@ -341,16 +341,26 @@ func (ch *change) changes(onLine map[string]dialogdoc.Dialog) bool {
 // apply merges a document into the phone's dialogs: a full document
 // replaces them, a partial one updates the dialogs it names. Terminated
 // dialogs are dropped.
+//
+// A dialog's seize time is when the phone first reported it trying: a
+// document repeating it trying keeps it, a full one too (the first NOTIFY
+// of a subscription refresh, or of a new subscription after one ended); a
+// dialog reported in another state, or left out of a full document, loses
+// it, so a later seize starts afresh.
 func (p *phone) apply(doc *dialogdoc.Document, now time.Time) {
-	if doc.State == dialogdoc.DocFull {
-		p.dialogs = make(map[string]dialogdoc.Dialog, len(doc.Dialogs))
-	}
 	if p.seizedAt == nil {
 		p.seizedAt = map[string]time.Time{}
 	}
-	for id := range p.seizedAt {
-		if d, ok := p.dialogs[id]; !ok || d.State != "trying" {
-			delete(p.seizedAt, id)
+	if doc.State == dialogdoc.DocFull {
+		p.dialogs = make(map[string]dialogdoc.Dialog, len(doc.Dialogs))
+		inDoc := make(map[string]bool, len(doc.Dialogs))
+		for _, d := range doc.Dialogs {
+			inDoc[d.ID] = true
+		}
+		for id := range p.seizedAt {
+			if !inDoc[id] {
+				delete(p.seizedAt, id)
+			}
 		}
 	}
 	for _, d := range doc.Dialogs {
