@@ -128,3 +128,23 @@ func TestNewFlowReplacesBinding(t *testing.T) {
 		t.Fatalf("presence after the device unregistered: %q", ops)
 	}
 }
+
+// TestStaleWildcardKeepsNewerBinding: a late copy of an older
+// "Contact: *" (same Call-ID as a binding, lower CSeq) removes every
+// binding but that newer one (RFC 3261 §10.3 step 6, per binding); a newer
+// one removes it too.
+func TestStaleWildcardKeepsNewerBinding(t *testing.T) {
+	r := newRig(t, DefaultConfig(), nil, nil)
+	const aor = "sip:alice@example.com"
+	r.feedRaw(t, regReq(aliceTo, "c1", 3, "Contact: <sip:alice@10.0.0.1>\nExpires: 600"), event.SourceReplicate)
+	r.feedRaw(t, regReq(aliceTo, "c2", 1, "Contact: <sip:alice@10.0.0.2>\nExpires: 600"), event.SourceReplicate)
+	r.pub.Take()
+	r.feedRaw(t, regReq(aliceTo, "c1", 2, "Contact: *\nExpires: 0"), event.SourceReplicate)
+	expectContacts(t, "stale Contact: *", r, aor, "sip:alice@10.0.0.1 10m0s q=-")
+	expectOps(t, "stale Contact: *", r.pub.Take(), "publish "+aor+" open")
+	r.feedRaw(t, regReq(aliceTo, "c1", 3, "Contact: *\nExpires: 0"), event.SourceReplicate)
+	expectContacts(t, "Contact: * of the binding's own CSeq", r, aor, "sip:alice@10.0.0.1 10m0s q=-")
+	r.feedRaw(t, regReq(aliceTo, "c1", 4, "Contact: *\nExpires: 0"), event.SourceReplicate)
+	expectContacts(t, "newer Contact: *", r, aor)
+	expectOps(t, "newer Contact: *", r.pub.Take(), "publish "+aor+" closed")
+}

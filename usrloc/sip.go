@@ -41,7 +41,7 @@ func (t *Tracker) handleRequest(req *sip.Request, src event.Source) {
 			return
 		}
 		t.update(func(now time.Time, ch *[]change) {
-			t.applyStatement(now, reg.AoR, reg.Contacts, reg.Expires, reg.Wildcard, false, reg.Publish, ch)
+			t.applyStatement(now, reg.AoR, reg.Contacts, reg.Expires, reg.Wildcard, txn{reg.CallID, reg.CSeq}, false, reg.Publish, ch)
 		})
 		return
 	}
@@ -137,7 +137,7 @@ func (t *Tracker) handleResponse(res *sip.Response, src event.Source) {
 		flag = req.Publish
 	}
 	t.update(func(now time.Time, ch *[]change) {
-		t.applyStatement(now, reg.AoR, contacts, -1, false, true, flag, ch)
+		t.applyStatement(now, reg.AoR, contacts, -1, false, txn{}, true, flag, ch)
 	})
 }
 
