@@ -170,6 +170,12 @@ type Tracker struct {
 
 	cbMu    sync.Mutex // serialises OnChange deliveries
 	domains domainIndex
+
+	// flagWrites (one slot) is held while per-user flags are written to
+	// the store, by SetFlag and ClearFlag from their write to their update
+	// of flags and by Flush from taking dirtyFlags to its last write: the
+	// flag the latest of them set is the one stored. Taken before mu.
+	flagWrites chan struct{}
 }
 
 // New builds a tracker. Call Start to load the stored state, then Run.
@@ -189,7 +195,7 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 		m: opts.Metrics, clock: opts.Clock, onChange: opts.OnChange,
 		aors: map[string]*aorState{}, flags: map[string]bool{}, dirty: map[string]struct{}{},
 		dirtyFlags: map[string]*bool{}, pending: map[string]pendingReq{}, inputs: map[string]time.Time{},
-		ring: make([]string, cfg.PendingMax),
+		ring: make([]string, cfg.PendingMax), flagWrites: make(chan struct{}, 1),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
