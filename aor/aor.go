@@ -29,7 +29,8 @@ var (
 type Address struct {
 	// Secure is true for a sips: URI.
 	Secure bool
-	// User keeps its case.
+	// User keeps its case; its %HH escapes are normalised (see
+	// normalUser).
 	User string
 	// Host is lowercased; an IPv6 host keeps its brackets.
 	Host string
@@ -126,7 +127,7 @@ func fromParsed(u *sip.Uri) (Address, error) {
 	if u.HierarhicalSlashes {
 		return Address{}, fmt.Errorf("%w: \"//\" after the scheme", ErrNoUser)
 	}
-	a := Address{Secure: scheme == "sips", User: u.User, Host: strings.ToLower(u.Host), Port: u.Port}
+	a := Address{Secure: scheme == "sips", User: normalUser(u.User), Host: strings.ToLower(u.Host), Port: u.Port}
 	if a.User == "" || !usable(a.User) || strings.ContainsRune(a.User, ':') {
 		return Address{}, fmt.Errorf("%w: user %q", ErrNoUser, a.User)
 	}
@@ -140,6 +141,63 @@ func fromParsed(u *sip.Uri) (Address, error) {
 		return Address{}, fmt.Errorf("%w: longer than %d bytes", ErrNoUser, MaxLen)
 	}
 	return a, nil
+}
+
+// normalUser is the user part s with its %HH escapes normalised, so that
+// every spelling of one user gives one string (RFC 3261 §19.1.4: an
+// unreserved character and its escape are equal, a reserved character and
+// its escape are not): the escape of an unreserved character (letter,
+// digit, one of -_.!~*'()) is written as the character itself, any other
+// escape with upper-case hex digits. A user with a '%' that starts no
+// escape is not a valid one and is left as it is.
+func normalUser(s string) string {
+	i := strings.IndexByte(s, '%')
+	if i < 0 {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s))
+	b = append(b, s[:i]...)
+	for ; i < len(s); i++ {
+		c := s[i]
+		if c != '%' {
+			b = append(b, c)
+			continue
+		}
+		if i+2 >= len(s) {
+			return s
+		}
+		h, l := unhex(s[i+1]), unhex(s[i+2])
+		if h < 0 || l < 0 {
+			return s
+		}
+		if d := byte(h<<4 | l); unreserved(d) {
+			b = append(b, d)
+		} else {
+			b = append(b, '%', hex[h], hex[l])
+		}
+		i += 2
+	}
+	return string(b)
+}
+
+// unreserved reports whether c is an RFC 3261 unreserved character
+// (alphanum / mark).
+func unreserved(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.!~*'()", c) >= 0
+}
+
+// unhex is the value of the hex digit c, -1 when it is none.
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
 }
 
 // usable reports whether s can be part of an AoR: valid UTF-8, no spaces,

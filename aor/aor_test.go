@@ -94,3 +94,49 @@ func TestAddrSpecAndKey(t *testing.T) {
 		t.Errorf("Key of a bare user = %q", got)
 	}
 }
+
+// TestEscapedUser: RFC 3261 §19.1.4: a user part compares equal to its
+// %HH-escaped spelling, except for reserved characters, which stay
+// escaped (with upper-case hex digits); a user with a broken escape is
+// left as it is.
+func TestEscapedUser(t *testing.T) {
+	tests := []struct {
+		in, want string
+		err      error
+	}{
+		{"sip:al%69ce@example.com", "sip:alice@example.com", nil},
+		{"sip:%61lice@Atlanta.COM;transport=TCP", "sip:alice@atlanta.com", nil},
+		{"al%69ce", "sip:alice@example.com", nil},
+		{"sip:%41lice@example.com", "sip:Alice@example.com", nil}, // the user keeps its case
+		{"sip:%7e%2D%5f%2E%21%2a%27%28%29%30@example.com", "sip:~-_.!*'()0@example.com", nil},
+		{"sip:alice%2bwork@example.com", "sip:alice%2Bwork@example.com", nil},
+		{"sip:alice%2Bwork@example.com", "sip:alice%2Bwork@example.com", nil},
+		{"sip:alice+work@example.com", "sip:alice+work@example.com", nil},
+		{"sip:a%3ab%40c%3bd%3fe%2f%26%3d%24%2c@example.com", "sip:a%3Ab%40c%3Bd%3Fe%2F%26%3D%24%2C@example.com", nil},
+		{"sip:a%20b%25c%22@example.com", "sip:a%20b%25c%22@example.com", nil},
+		{"sip:%c3%a9mile@example.com", "sip:%C3%A9mile@example.com", nil},
+		{"sip:a%zz%69@example.com", "sip:a%zz%69@example.com", nil},
+		{"sip:%69a%4@example.com", "sip:%69a%4@example.com", nil},
+		{"sip:%69%@example.com", "sip:%69%@example.com", nil},
+	}
+	for _, tc := range tests {
+		got, err := Normalize(tc.in, "example.com")
+		if got != tc.want || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
+			t.Errorf("Normalize(%q) = %q, %v; want %q, %v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+	var u sip.Uri
+	if err := sip.ParseUri("sip:al%69ce@example.com:5060", &u); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := FromURI(&u); got != "sip:alice@example.com" || err != nil {
+		t.Errorf("FromURI = %q, %v", got, err)
+	}
+	member, _ := Parse("sip:alice@example.com", "")
+	if phone, err := Parse("sip:al%69ce@example.com:5070", ""); err != nil || !member.Matches(phone) {
+		t.Errorf("an escaped spelling of the member does not match it: %+v, %v", phone, err)
+	}
+	if Key("sips:al%69ce@Example.com") != Key("alice@example.com") {
+		t.Error("an escaped spelling gives another key")
+	}
+}

@@ -10,5 +10,10 @@
 // The rule: sip: and sips: name the same AoR (always rendered sip:), the
 // host is lowercased, the port, URI parameters and headers are dropped, the
 // user part keeps its case (SIP users are case-sensitive) and a bare user
-// gets the default domain. The package imports only sipgo.
+// gets the default domain. The %HH escapes of the user part are normalised
+// as RFC 3261 §19.1.4 compares them: an escaped unreserved character is
+// the character itself ("al%69ce" is "alice"), a reserved one stays escaped
+// with upper-case hex digits ("a%2bb" is "a%2Bb", another user than
+// "a+b"); a user with a '%' that starts no escape is left as it is. The
+// package imports only sipgo.
 package aor

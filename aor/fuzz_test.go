@@ -9,7 +9,7 @@ import (
 // fixed point of the rule (normalising it again gives it back).
 func FuzzNormalize(f *testing.F) {
 	for _, s := range []string{"100", "sip:100@example.com:5060", "sips:100@example.com", "<sip:a@[::1]:5>;x",
-		"tel:+1", "sip:", "@", "sip:a@b?c=d"} {
+		"tel:+1", "sip:", "@", "sip:a@b?c=d", "sip:al%69ce@example.com", "%%341", "sip:a%2b%3A%c3%a9@h"} {
 		f.Add(s, "example.com")
 	}
 	f.Fuzz(func(t *testing.T, s, dom string) {

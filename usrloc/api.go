@@ -50,12 +50,18 @@ func (t *Tracker) info(st *aorState) AoRInfo {
 }
 
 // SetFlag stores the per-user publishing flag of an AoR (written to the
-// store at once) and publishes or removes its presence accordingly.
+// store at once) and publishes or removes its presence accordingly. A
+// flush writing an older flag of the AoR is waited for, so that the flag
+// stored is this one.
 func (t *Tracker) SetFlag(ctx context.Context, aor string, on bool) error {
 	a, err := userAoR(aor, t.cfg.DefaultDomain)
 	if err != nil {
 		return fmt.Errorf("usrloc: set flag %q: %w", aor, err)
 	}
+	if err := t.lockFlagWrites(ctx); err != nil {
+		return fmt.Errorf("usrloc: set flag %q: %w", a, err)
+	}
+	defer t.unlockFlagWrites()
 	if t.store != nil {
 		if err := t.store.SetFlag(ctx, a, on); err != nil {
 			return fmt.Errorf("usrloc: set flag %q: %w", a, err)
@@ -70,12 +76,17 @@ func (t *Tracker) SetFlag(ctx context.Context, aor string, on bool) error {
 }
 
 // ClearFlag forgets the per-user flag of an AoR: patterns and
-// publish_default decide again.
+// publish_default decide again. As SetFlag, it waits for a flush writing
+// an older flag of the AoR.
 func (t *Tracker) ClearFlag(ctx context.Context, aor string) error {
 	a, err := userAoR(aor, t.cfg.DefaultDomain)
 	if err != nil {
 		return fmt.Errorf("usrloc: clear flag %q: %w", aor, err)
 	}
+	if err := t.lockFlagWrites(ctx); err != nil {
+		return fmt.Errorf("usrloc: clear flag %q: %w", a, err)
+	}
+	defer t.unlockFlagWrites()
 	if t.store != nil {
 		if err := t.store.DeleteFlag(ctx, a); err != nil {
 			return fmt.Errorf("usrloc: clear flag %q: %w", a, err)
@@ -88,6 +99,25 @@ func (t *Tracker) ClearFlag(ctx context.Context, aor string) error {
 	t.resync(a)
 	return nil
 }
+
+// lockFlagWrites waits, until ctx ends, for the right to write per-user
+// flags to the store (see Tracker.flagWrites). Must not hold mu.
+func (t *Tracker) lockFlagWrites(ctx context.Context) error {
+	select {
+	case t.flagWrites <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case t.flagWrites <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for a flush of the flags: %w", context.Cause(ctx))
+	}
+}
+
+// unlockFlagWrites gives up the right lockFlagWrites took.
+func (t *Tracker) unlockFlagWrites() { <-t.flagWrites }
 
 // resync re-evaluates an AoR's publication after a flag change. Must hold mu.
 func (t *Tracker) resync(aor string) {

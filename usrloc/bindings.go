@@ -37,10 +37,10 @@ func (t *Tracker) ApplyRegistration(ctx context.Context, r event.Registration) e
 					kept = append(kept, c)
 				}
 			}
-			t.applyStatement(now, aor, kept, -1, false, true, r.Publish, ch)
+			t.applyStatement(now, aor, kept, -1, false, txn{}, true, r.Publish, ch)
 			return
 		}
-		t.applyStatement(now, aor, contacts, -1, r.RemoveAll, false, r.Publish, ch)
+		t.applyStatement(now, aor, contacts, -1, r.RemoveAll, txn{}, false, r.Publish, ch)
 	})
 	return nil
 }
@@ -83,11 +83,26 @@ func (t *Tracker) expiresFor(contact, header int) int {
 	return e
 }
 
+// txn names a REGISTER transaction: its Call-ID and CSeq. The zero txn is
+// an input that names none (a JSON event).
+type txn struct {
+	callID string
+	cseq   uint32
+}
+
+// notOlder reports whether b was last refreshed by a REGISTER of tx's
+// Call-ID with a CSeq not lower than tx's: tx, when it is a "Contact: *",
+// does not remove b (RFC 3261 §10.3 step 6).
+func (tx txn) notOlder(b Binding) bool {
+	return tx.callID != "" && b.CallID == tx.callID && b.CSeq >= tx.cseq
+}
+
 // applyStatement changes an AoR's bindings. complete replaces the whole
 // set with contacts; otherwise contacts are added, refreshed or (expires 0)
-// removed, and removeAll drops every binding. Must hold mu.
+// removed, and removeAll drops every binding but those the REGISTER wild
+// ("Contact: *") is older than (zero wild: every binding). Must hold mu.
 func (t *Tracker) applyStatement(now time.Time, aor string, contacts []event.Contact, hdrExpires int,
-	removeAll, complete bool, flag *bool, ch *[]change) {
+	removeAll bool, wild txn, complete bool, flag *bool, ch *[]change) {
 	t.noteInput(aor, now)
 	st := t.aors[aor]
 	if st == nil {
@@ -96,9 +111,18 @@ func (t *Tracker) applyStatement(now time.Time, aor string, contacts []event.Con
 	}
 	old := st.contacts
 	var next []Binding
-	if complete || removeAll {
-		next = nil
-	} else {
+	switch {
+	case complete:
+	case removeAll:
+		// A late copy of an older "Contact: *" leaves the bindings its
+		// client refreshed since; those of other Call-IDs cannot be
+		// ordered against it and go.
+		for _, b := range old {
+			if wild.notOlder(b) {
+				next = append(next, b)
+			}
+		}
+	default:
 		next = append([]Binding(nil), old...)
 	}
 	for _, c := range contacts {

@@ -60,14 +60,21 @@ func (t *Tracker) noteInput(aor string, now time.Time) {
 	t.inputs[aor] = now
 }
 
-// pruneInputs forgets input times older than inputHorizon.
+// pruneInputs forgets input times older than inputHorizon, and the 2xx
+// replies remembered past their time (see replied).
 func (t *Tracker) pruneInputs() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	limit := t.clock.Now().Add(-inputHorizon)
+	now := t.clock.Now()
+	limit := now.Add(-inputHorizon)
 	for aor, at := range t.inputs {
 		if at.Before(limit) {
 			delete(t.inputs, aor)
+		}
+	}
+	for key, r := range t.replied {
+		if !now.Before(r.until) {
+			delete(t.replied, key)
 		}
 	}
 }

@@ -17,6 +17,8 @@
 //     applied at once;
 //   - a traced or HEP copy of a REGISTER request is only remembered; its
 //     traced 2xx reply is authoritative (the complete binding set with the
-//     granted expiries); a non-2xx reply changes nothing;
+//     granted expiries); a non-2xx reply changes nothing, nor does a late
+//     copy of a 2xx already applied or older (same Call-ID, CSeq not
+//     higher) than one applied;
 //   - a JSON event is a statement.
 package usrloc

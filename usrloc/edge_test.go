@@ -128,3 +128,73 @@ func TestNewFlowReplacesBinding(t *testing.T) {
 		t.Fatalf("presence after the device unregistered: %q", ops)
 	}
 }
+
+// TestStaleWildcardKeepsNewerBinding: a late copy of an older
+// "Contact: *" (same Call-ID as a binding, lower CSeq) removes every
+// binding but that newer one (RFC 3261 §10.3 step 6, per binding); a newer
+// one removes it too.
+func TestStaleWildcardKeepsNewerBinding(t *testing.T) {
+	r := newRig(t, DefaultConfig(), nil, nil)
+	const aor = "sip:alice@example.com"
+	r.feedRaw(t, regReq(aliceTo, "c1", 3, "Contact: <sip:alice@10.0.0.1>\nExpires: 600"), event.SourceReplicate)
+	r.feedRaw(t, regReq(aliceTo, "c2", 1, "Contact: <sip:alice@10.0.0.2>\nExpires: 600"), event.SourceReplicate)
+	r.pub.Take()
+	r.feedRaw(t, regReq(aliceTo, "c1", 2, "Contact: *\nExpires: 0"), event.SourceReplicate)
+	expectContacts(t, "stale Contact: *", r, aor, "sip:alice@10.0.0.1 10m0s q=-")
+	expectOps(t, "stale Contact: *", r.pub.Take(), "publish "+aor+" open")
+	r.feedRaw(t, regReq(aliceTo, "c1", 3, "Contact: *\nExpires: 0"), event.SourceReplicate)
+	expectContacts(t, "Contact: * of the binding's own CSeq", r, aor, "sip:alice@10.0.0.1 10m0s q=-")
+	r.feedRaw(t, regReq(aliceTo, "c1", 4, "Contact: *\nExpires: 0"), event.SourceReplicate)
+	expectContacts(t, "newer Contact: *", r, aor)
+	expectOps(t, "newer Contact: *", r.pub.Take(), "publish "+aor+" closed")
+}
+
+// TestLateReplyDoesNotReopen: a late copy of a 2xx the tracker already
+// applied, or one older than a 2xx it applied of the same Call-ID (a
+// mirrored copy delivered again after the user unregistered), changes
+// nothing: it does not bring back the bindings removed since, even once
+// the AoR is forgotten, nor remove bindings added since; the client's
+// next REGISTER is applied.
+func TestLateReplyDoesNotReopen(t *testing.T) {
+	r := newRig(t, DefaultConfig(), nil, nil)
+	const aor = "sip:alice@example.com"
+	reply1 := regRes("200 OK", aliceTo, "c1", 1, "Contact: <sip:alice@10.0.0.1>;expires=600")
+	r.feedRaw(t, regReq(aliceTo, "c1", 1, "Contact: <sip:alice@10.0.0.1>\nExpires: 600"), event.SourceTrace)
+	r.feedRaw(t, reply1, event.SourceTrace)
+	r.feedRaw(t, regReq(aliceTo, "c1", 2, "Contact: <sip:alice@10.0.0.1>\nExpires: 0"), event.SourceTrace)
+	r.feedRaw(t, regRes("200 OK", aliceTo, "c1", 2, ""), event.SourceTrace)
+	expectOps(t, "unregistered", r.pub.Take(), "publish "+aor+" open", "publish "+aor+" closed")
+	r.clock.Advance(10 * time.Second)
+	r.feedRaw(t, reply1, event.SourceHEP)
+	expectContacts(t, "late 2xx", r, aor)
+	expectOps(t, "late 2xx", r.pub.Take())
+	r.clock.Advance(20 * time.Second)
+	r.t.expireDue()
+	expectOps(t, "linger over", r.pub.Take(), "remove "+aor)
+	r.feedRaw(t, reply1, event.SourceHEP)
+	expectContacts(t, "late 2xx of a forgotten AoR", r, aor)
+	expectOps(t, "late 2xx of a forgotten AoR", r.pub.Take())
+
+	reply3 := regRes("200 OK", aliceTo, "c1", 3, "Contact: <sip:alice@10.0.0.1>;expires=600")
+	r.feedRaw(t, regReq(aliceTo, "c1", 3, "Contact: <sip:alice@10.0.0.1>\nExpires: 600"), event.SourceTrace)
+	r.feedRaw(t, reply3, event.SourceTrace)
+	expectContacts(t, "registered again", r, aor, "sip:alice@10.0.0.1 10m0s q=-")
+	r.feedRaw(t, regReq(aliceTo, "b", 1, "Contact: <sip:alice@10.0.0.2>\nExpires: 600"), event.SourceTrace)
+	r.feedRaw(t, regRes("200 OK", aliceTo, "b", 1, "Contact: <sip:alice@10.0.0.1>;expires=600\nContact: <sip:alice@10.0.0.2>;expires=600"), event.SourceTrace)
+	r.clock.Advance(10 * time.Second)
+	r.feedRaw(t, reply3, event.SourceHEP)
+	expectContacts(t, "late 2xx after another device's", r, aor,
+		"sip:alice@10.0.0.1 9m50s q=-", "sip:alice@10.0.0.2 9m50s q=-")
+
+	// Once the bindings they granted have lapsed, the replies are
+	// forgotten.
+	r.clock.Advance(10 * time.Minute)
+	r.t.expireDue()
+	r.t.pruneInputs()
+	r.t.mu.Lock()
+	n := len(r.t.replied)
+	r.t.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d replies still remembered", n)
+	}
+}

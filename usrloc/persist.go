@@ -149,10 +149,27 @@ func (t *Tracker) Flush(ctx context.Context) error {
 	if t.store == nil {
 		return nil
 	}
-	t.mu.Lock()
-	if len(t.dirty) == 0 && len(t.dirtyFlags) == 0 {
-		t.mu.Unlock()
+	start := time.Now()
+	contacts, cerr := t.flushContacts(ctx)
+	flags, ferr := t.flushFlags(ctx)
+	if contacts+flags == 0 && ferr == nil {
 		return nil
+	}
+	err := errors.Join(cerr, ferr)
+	t.m.StoreFlush(time.Since(start), err)
+	if err != nil {
+		return fmt.Errorf("usrloc: flush: %w", err)
+	}
+	return nil
+}
+
+// flushContacts writes the bindings of the changed AoRs, and reports how
+// many AoRs it wrote (or tried to: on error they stay to write).
+func (t *Tracker) flushContacts(ctx context.Context) (int, error) {
+	t.mu.Lock()
+	if len(t.dirty) == 0 {
+		t.mu.Unlock()
+		return 0, nil
 	}
 	save := make(map[string][]Binding, len(t.dirty))
 	for aor := range t.dirty {
@@ -162,22 +179,36 @@ func (t *Tracker) Flush(ctx context.Context) error {
 		}
 		save[aor] = bs
 	}
-	flags := t.dirtyFlags
-	t.dirty, t.dirtyFlags = map[string]struct{}{}, map[string]*bool{}
+	t.dirty = map[string]struct{}{}
 	t.mu.Unlock()
-
-	start := time.Now()
-	var errs []error
-	if len(save) > 0 {
-		if err := t.store.SaveContacts(ctx, save); err != nil {
-			errs = append(errs, err)
-			t.mu.Lock()
-			for aor := range save {
-				t.dirty[aor] = struct{}{}
-			}
-			t.mu.Unlock()
+	if err := t.store.SaveContacts(ctx, save); err != nil {
+		t.mu.Lock()
+		for aor := range save {
+			t.dirty[aor] = struct{}{}
 		}
+		t.mu.Unlock()
+		return len(save), fmt.Errorf("contacts: %w", err)
 	}
+	return len(save), nil
+}
+
+// flushFlags writes the per-user flags set or forgotten by REGISTER
+// headers and JSON events since the last flush, and reports how many it
+// wrote (or tried to: a failed one stays to write unless set again since).
+// SetFlag and ClearFlag wait for it (flagWrites), so that it never writes a
+// flag older than theirs.
+func (t *Tracker) flushFlags(ctx context.Context) (int, error) {
+	if err := t.lockFlagWrites(ctx); err != nil {
+		return 0, fmt.Errorf("flags: %w", err)
+	}
+	defer t.unlockFlagWrites()
+	t.mu.Lock()
+	flags := t.dirtyFlags
+	if len(flags) > 0 {
+		t.dirtyFlags = map[string]*bool{}
+	}
+	t.mu.Unlock()
+	var errs []error
 	for aor, v := range flags {
 		var err error
 		if v == nil {
@@ -186,7 +217,7 @@ func (t *Tracker) Flush(ctx context.Context) error {
 			err = t.store.SetFlag(ctx, aor, *v)
 		}
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("flag of %s: %w", aor, err))
 			t.mu.Lock()
 			if _, newer := t.dirtyFlags[aor]; !newer {
 				t.dirtyFlags[aor] = v
@@ -194,10 +225,5 @@ func (t *Tracker) Flush(ctx context.Context) error {
 			t.mu.Unlock()
 		}
 	}
-	err := errors.Join(errs...)
-	t.m.StoreFlush(time.Since(start), err)
-	if err != nil {
-		return fmt.Errorf("usrloc: flush: %w", err)
-	}
-	return nil
+	return len(flags), errors.Join(errs...)
 }

@@ -41,7 +41,7 @@ func (t *Tracker) handleRequest(req *sip.Request, src event.Source) {
 			return
 		}
 		t.update(func(now time.Time, ch *[]change) {
-			t.applyStatement(now, reg.AoR, reg.Contacts, reg.Expires, reg.Wildcard, false, reg.Publish, ch)
+			t.applyStatement(now, reg.AoR, reg.Contacts, reg.Expires, reg.Wildcard, txn{reg.CallID, reg.CSeq}, false, reg.Publish, ch)
 		})
 		return
 	}
@@ -137,9 +137,30 @@ func (t *Tracker) handleResponse(res *sip.Response, src event.Source) {
 		flag = req.Publish
 	}
 	t.update(func(now time.Time, ch *[]change) {
-		t.applyStatement(now, reg.AoR, contacts, -1, false, true, flag, ch)
+		key := repliedKey(reg.AoR, reg.CallID)
+		last, seen := t.replied[key]
+		if seen && reg.CSeq <= last.cseq {
+			t.count("reply_stale")
+			t.log.Debug("usrloc: late copy of a REGISTER 2xx changes nothing", "aor", reg.AoR,
+				"call_id", callID, "cseq", reg.CSeq, "applied_cseq", last.cseq)
+			return
+		}
+		t.applyStatement(now, reg.AoR, contacts, -1, false, txn{}, true, flag, ch)
+		until := now.Add(repliedHorizon)
+		for _, c := range contacts {
+			if e := now.Add(time.Duration(c.Expires) * time.Second); e.After(until) {
+				until = e
+			}
+		}
+		if last.until.After(until) {
+			until = last.until
+		}
+		t.replied[key] = replied{cseq: reg.CSeq, until: until}
 	})
 }
+
+// repliedKey is the key of Tracker.replied.
+func repliedKey(aor, callID string) string { return aor + "\x00" + callID }
 
 // grantedFallback finds the expiry of a reply contact without an expires
 // parameter: the reply's Expires header (what was granted), else what the

@@ -115,6 +115,10 @@ const maxBatch = 1000 // AoRs handled per timer pass before the lock is released
 // pendingTTL is how long a traced REGISTER waits for its reply (64·T1).
 const pendingTTL = 32 * time.Second
 
+// repliedHorizon is how long, at least, the newest 2xx applied of an AoR
+// and Call-ID is remembered (see replied).
+const repliedHorizon = 2 * time.Minute
+
 // aorState is the tracker's view of one AoR.
 type aorState struct {
 	aor string
@@ -137,6 +141,17 @@ type pendingReq struct {
 	reg Register
 	at  time.Time
 	seq uint64
+}
+
+// replied is the newest 2xx to REGISTER applied of one AoR and Call-ID. A
+// copy of it, or of an older 2xx of that Call-ID (CSeq not higher), is a
+// late copy of an answer the tracker has gone past: applying it would
+// bring back the bindings removed since (the user unregistered) or drop
+// those added since. It is kept until the bindings it granted would have
+// lapsed, and at least repliedHorizon, even once the AoR is forgotten.
+type replied struct {
+	cseq  uint32
+	until time.Time
 }
 
 // change is one OnChange notification to deliver.
@@ -164,12 +179,19 @@ type Tracker struct {
 	dirtyFlags map[string]*bool // nil value = delete
 	pending    map[string]pendingReq
 	inputs     map[string]time.Time // last input per AoR (CorrectBindings)
+	replied    map[string]replied   // newest 2xx applied, by repliedKey
 	ring       []string
 	ringPos    int
 	seq        uint64
 
 	cbMu    sync.Mutex // serialises OnChange deliveries
 	domains domainIndex
+
+	// flagWrites (one slot) is held while per-user flags are written to
+	// the store, by SetFlag and ClearFlag from their write to their update
+	// of flags and by Flush from taking dirtyFlags to its last write: the
+	// flag the latest of them set is the one stored. Taken before mu.
+	flagWrites chan struct{}
 }
 
 // New builds a tracker. Call Start to load the stored state, then Run.
@@ -189,7 +211,8 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 		m: opts.Metrics, clock: opts.Clock, onChange: opts.OnChange,
 		aors: map[string]*aorState{}, flags: map[string]bool{}, dirty: map[string]struct{}{},
 		dirtyFlags: map[string]*bool{}, pending: map[string]pendingReq{}, inputs: map[string]time.Time{},
-		ring: make([]string, cfg.PendingMax),
+		replied: map[string]replied{},
+		ring:    make([]string, cfg.PendingMax), flagWrites: make(chan struct{}, 1),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)

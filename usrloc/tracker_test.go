@@ -2,9 +2,11 @@ package usrloc
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -427,4 +429,99 @@ func TestSetPublishingReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectOps(t, "default on", r.pub.Take(), "publish "+u1+" open")
+}
+
+// gateStore is a memStore whose first SetFlag of the value held waits at
+// a gate, then fails with fail (nil: succeeds): a flush caught between
+// taking the flags to write and writing them.
+type gateStore struct {
+	*memStore
+	held    bool
+	fail    error
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (s *gateStore) SetFlag(ctx context.Context, aor string, on bool) error {
+	if on == s.held {
+		gated := false
+		s.once.Do(func() { gated = true })
+		if gated {
+			close(s.entered)
+			<-s.release
+			if s.fail != nil {
+				return s.fail
+			}
+		}
+	}
+	return s.memStore.SetFlag(ctx, aor, on)
+}
+
+// TestSetFlagWinsOverRacingFlush: a flag set or cleared through the
+// management API while a flush is writing the older flag a REGISTER header
+// set is the one stored, whether that write succeeds or fails (and is
+// retried by the next flush).
+func TestSetFlagWinsOverRacingFlush(t *testing.T) {
+	const alice = "sip:alice@example.com"
+	set := func(tr *Tracker) error { return tr.SetFlag(context.Background(), alice, true) }
+	unset := func(tr *Tracker) error { return tr.ClearFlag(context.Background(), alice) }
+	locked := errors.New("database is locked")
+	for _, tc := range []struct {
+		name   string
+		fail   error
+		api    func(*Tracker) error
+		stored bool // whether a flag (on) must be stored
+	}{
+		{"set", nil, set, true},
+		{"set, flush fails", locked, set, true},
+		{"clear", nil, unset, false},
+		{"clear, flush fails", locked, unset, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			st := &gateStore{memStore: newMemStore(), held: false, fail: tc.fail,
+				entered: make(chan struct{}), release: make(chan struct{})}
+			r := newRig(t, DefaultConfig(), nil, nil)
+			tr, err := New(DefaultConfig(), Options{Publisher: r.pub, Store: st, Clock: r.clock})
+			if err != nil {
+				t.Fatal(err)
+			}
+			off := false
+			if err := tr.ApplyRegistration(ctx, event.Registration{AoR: alice, Publish: &off,
+				Contacts: []event.Contact{{URI: "sip:alice@10.0.0.1", Expires: 600, Q: -1}}}); err != nil {
+				t.Fatal(err)
+			}
+			flushed := make(chan error, 1)
+			go func() { flushed <- tr.Flush(ctx) }()
+			<-st.entered
+			apiDone := make(chan error, 1)
+			go func() { apiDone <- tc.api(tr) }()
+			select { // a call that does not wait for the flush ends first
+			case err := <-apiDone:
+				apiDone <- err
+			case <-time.After(200 * time.Millisecond):
+			}
+			close(st.release)
+			if err := <-flushed; (err != nil) != (tc.fail != nil) {
+				t.Fatalf("flush: %v", err)
+			}
+			if err := <-apiDone; err != nil {
+				t.Fatal(err)
+			}
+			if err := tr.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			v, stored := st.flags.Get(alice)
+			if stored != tc.stored || (stored && !v) {
+				t.Fatalf("stored flag: %v (stored %v), want on %v", v, stored, tc.stored)
+			}
+			if f, ok := tr.Flags()[alice]; ok != stored || f != v {
+				t.Fatalf("flag in memory %v (%v), stored %v (%v)", f, ok, v, stored)
+			}
+			if in, _ := tr.Registration(alice); !in.Publish || in.State != "open" {
+				t.Fatalf("after the API call: %+v", in)
+			}
+		})
+	}
 }
