@@ -120,6 +120,8 @@ func (t *Tracker) applyStatement(now time.Time, aor string, contacts []event.Con
 		for _, b := range old {
 			if wild.notOlder(b) {
 				next = append(next, b)
+			} else if wild.callID != "" {
+				t.gone[lateKey{aor, b.URI}] = removal{callID: wild.callID, cseq: wild.cseq, until: now.Add(lateHorizon)}
 			}
 		}
 	default:
@@ -149,7 +151,22 @@ func (t *Tracker) applyStatement(now time.Time, aor string, contacts []event.Con
 			if i >= 0 {
 				next = append(next[:i], next[i+1:]...)
 			}
+			if !complete && c.CallID != "" {
+				t.gone[lateKey{aor, c.URI}] = removal{callID: c.CallID, cseq: c.CSeq, until: now.Add(lateHorizon)}
+			}
 			continue
+		}
+		if !complete && i < 0 && c.CallID != "" && len(t.gone) > 0 {
+			k := lateKey{aor, c.URI}
+			if r, ok := t.gone[k]; ok && now.Before(r.until) {
+				if r.callID == c.CallID && r.cseq > c.CSeq {
+					// A late copy of a REGISTER older than the one that
+					// removed the binding.
+					t.count("register_stale")
+					continue
+				}
+				delete(t.gone, k)
+			}
 		}
 		b := Binding{URI: c.URI, Expires: now.Add(time.Duration(exp) * time.Second), Q: c.Q,
 			Received: c.Received, CallID: c.CallID, CSeq: c.CSeq, Instance: c.Instance, RegID: c.RegID, UserAgent: c.UserAgent}

@@ -61,7 +61,7 @@ func (t *Tracker) noteInput(aor string, now time.Time) {
 }
 
 // pruneInputs forgets input times older than inputHorizon, and the 2xx
-// replies remembered past their time (see replied).
+// replies and removals remembered past their time (see replied, removal).
 func (t *Tracker) pruneInputs() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -75,6 +75,11 @@ func (t *Tracker) pruneInputs() {
 	for key, r := range t.replied {
 		if !now.Before(r.until) {
 			delete(t.replied, key)
+		}
+	}
+	for key, r := range t.gone {
+		if !now.Before(r.until) {
+			delete(t.gone, key)
 		}
 	}
 }

@@ -14,7 +14,10 @@
 //
 // How inputs are trusted (design §4):
 //   - a t_replicate copy (event.SourceReplicate) is a statement and is
-//     applied at once;
+//     applied at once, binding by binding in the order of RFC 3261 §10.3:
+//     a late copy of an older REGISTER of the same Call-ID neither
+//     refreshes nor removes a binding a newer one set, nor adds back one a
+//     newer one removed;
 //   - a traced or HEP copy of a REGISTER request is only remembered; its
 //     traced 2xx reply is authoritative (the complete binding set with the
 //     granted expiries); a non-2xx reply changes nothing, nor does a late

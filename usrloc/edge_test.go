@@ -198,3 +198,43 @@ func TestLateReplyDoesNotReopen(t *testing.T) {
 		t.Fatalf("%d replies still remembered", n)
 	}
 }
+
+// TestLateRegisterAfterRemoval: on the t_replicate path, a late copy of
+// an older REGISTER (same Call-ID, lower CSeq) arriving after the
+// unREGISTER that removed its binding, or after a newer "Contact: *", does
+// not bring the binding back, even once the AoR is forgotten; one arriving
+// before the binding's removal was seen (the removal overtook it) is
+// ignored too. Another Call-ID, or the client's next REGISTER, registers.
+func TestLateRegisterAfterRemoval(t *testing.T) {
+	const aor = "sip:alice@example.com"
+	reg2 := regReq(aliceTo, "c1", 2, "Contact: <sip:alice@10.0.0.1>\nExpires: 600")
+	for _, tc := range []struct{ name, removal string }{
+		{"unREGISTER", regReq(aliceTo, "c1", 3, "Contact: <sip:alice@10.0.0.1>\nExpires: 0")},
+		{"Contact: *", regReq(aliceTo, "c1", 3, "Contact: *\nExpires: 0")},
+	} {
+		r := newRig(t, DefaultConfig(), nil, nil)
+		r.feedRaw(t, reg2, event.SourceReplicate)
+		r.feedRaw(t, tc.removal, event.SourceReplicate)
+		expectOps(t, tc.name, r.pub.Take(), "publish "+aor+" open", "publish "+aor+" closed")
+		r.feedRaw(t, reg2, event.SourceReplicate)
+		expectContacts(t, tc.name+", then the late REGISTER", r, aor)
+		expectOps(t, tc.name+", then the late REGISTER", r.pub.Take())
+		r.clock.Advance(DefaultConfig().ClosedLinger + time.Second)
+		r.t.expireDue()
+		expectOps(t, tc.name+", linger over", r.pub.Take(), "remove "+aor)
+		r.feedRaw(t, regReq(aliceTo, "c1", 1, "Contact: <sip:alice@10.0.0.1>\nExpires: 600"), event.SourceReplicate)
+		expectContacts(t, tc.name+", then a late REGISTER of a forgotten AoR", r, aor)
+		r.feedRaw(t, regReq(aliceTo, "c9", 1, "Contact: <sip:alice@10.0.0.1>\nExpires: 600"), event.SourceReplicate)
+		expectContacts(t, tc.name+", then another Call-ID", r, aor, "sip:alice@10.0.0.1 10m0s q=-")
+		r.feedRaw(t, regReq(aliceTo, "c9", 2, "Contact: <sip:alice@10.0.0.1>\nExpires: 0"), event.SourceReplicate)
+		r.feedRaw(t, regReq(aliceTo, "c9", 3, "Contact: <sip:alice@10.0.0.1>\nExpires: 600"), event.SourceReplicate)
+		expectContacts(t, tc.name+", then the client's next REGISTER", r, aor, "sip:alice@10.0.0.1 10m0s q=-")
+	}
+
+	// The unREGISTER overtook the REGISTER it follows.
+	r := newRig(t, DefaultConfig(), nil, nil)
+	r.feedRaw(t, regReq(aliceTo, "c1", 3, "Contact: <sip:alice@10.0.0.1>\nExpires: 0"), event.SourceReplicate)
+	r.feedRaw(t, reg2, event.SourceReplicate)
+	expectContacts(t, "overtaken REGISTER", r, aor)
+	expectOps(t, "overtaken REGISTER", r.pub.Take())
+}

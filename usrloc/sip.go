@@ -137,7 +137,7 @@ func (t *Tracker) handleResponse(res *sip.Response, src event.Source) {
 		flag = req.Publish
 	}
 	t.update(func(now time.Time, ch *[]change) {
-		key := repliedKey(reg.AoR, reg.CallID)
+		key := lateKey{reg.AoR, reg.CallID}
 		last, seen := t.replied[key]
 		if seen && reg.CSeq <= last.cseq {
 			t.count("reply_stale")
@@ -146,7 +146,7 @@ func (t *Tracker) handleResponse(res *sip.Response, src event.Source) {
 			return
 		}
 		t.applyStatement(now, reg.AoR, contacts, -1, false, txn{}, true, flag, ch)
-		until := now.Add(repliedHorizon)
+		until := now.Add(lateHorizon)
 		for _, c := range contacts {
 			if e := now.Add(time.Duration(c.Expires) * time.Second); e.After(until) {
 				until = e
@@ -158,9 +158,6 @@ func (t *Tracker) handleResponse(res *sip.Response, src event.Source) {
 		t.replied[key] = replied{cseq: reg.CSeq, until: until}
 	})
 }
-
-// repliedKey is the key of Tracker.replied.
-func repliedKey(aor, callID string) string { return aor + "\x00" + callID }
 
 // grantedFallback finds the expiry of a reply contact without an expires
 // parameter: the reply's Expires header (what was granted), else what the

@@ -115,9 +115,10 @@ const maxBatch = 1000 // AoRs handled per timer pass before the lock is released
 // pendingTTL is how long a traced REGISTER waits for its reply (64·T1).
 const pendingTTL = 32 * time.Second
 
-// repliedHorizon is how long, at least, the newest 2xx applied of an AoR
-// and Call-ID is remembered (see replied).
-const repliedHorizon = 2 * time.Minute
+// lateHorizon is how long, at least, the tracker recognises a late copy:
+// the newest 2xx applied of an AoR and Call-ID (see replied) and the
+// removal of a binding (see gone) are remembered this long.
+const lateHorizon = 2 * time.Minute
 
 // aorState is the tracker's view of one AoR.
 type aorState struct {
@@ -148,10 +149,26 @@ type pendingReq struct {
 // late copy of an answer the tracker has gone past: applying it would
 // bring back the bindings removed since (the user unregistered) or drop
 // those added since. It is kept until the bindings it granted would have
-// lapsed, and at least repliedHorizon, even once the AoR is forgotten.
+// lapsed, and at least lateHorizon, even once the AoR is forgotten.
 type replied struct {
 	cseq  uint32
 	until time.Time
+}
+
+// lateKey names an AoR and one of its Call-IDs (replied) or contacts
+// (gone).
+type lateKey struct{ aor, id string }
+
+// removal is the REGISTER request that removed a binding (expires 0 or
+// "Contact: *"), kept for lateHorizon even once the AoR is forgotten. A
+// late copy of an older REGISTER of that Call-ID, one that added the
+// contact, must not bring the binding back: the binding it would refresh
+// is gone, so the per-binding order of RFC 3261 §10.3 has nothing to
+// compare it with.
+type removal struct {
+	callID string
+	cseq   uint32
+	until  time.Time
 }
 
 // change is one OnChange notification to deliver.
@@ -179,7 +196,8 @@ type Tracker struct {
 	dirtyFlags map[string]*bool // nil value = delete
 	pending    map[string]pendingReq
 	inputs     map[string]time.Time // last input per AoR (CorrectBindings)
-	replied    map[string]replied   // newest 2xx applied, by repliedKey
+	replied    map[lateKey]replied  // newest 2xx applied, by AoR and Call-ID
+	gone       map[lateKey]removal  // bindings removed by a request, by AoR and contact
 	ring       []string
 	ringPos    int
 	seq        uint64
@@ -211,8 +229,8 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 		m: opts.Metrics, clock: opts.Clock, onChange: opts.OnChange,
 		aors: map[string]*aorState{}, flags: map[string]bool{}, dirty: map[string]struct{}{},
 		dirtyFlags: map[string]*bool{}, pending: map[string]pendingReq{}, inputs: map[string]time.Time{},
-		replied: map[string]replied{},
-		ring:    make([]string, cfg.PendingMax), flagWrites: make(chan struct{}, 1),
+		replied: map[lateKey]replied{}, gone: map[lateKey]removal{},
+		ring: make([]string, cfg.PendingMax), flagWrites: make(chan struct{}, 1),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
