@@ -48,6 +48,11 @@ type pubRec struct {
 	// for, a removal called off): see serverHolds.
 	ackBody []byte
 	ackETag string
+	// okStatus and okReason are the 2xx that last accepted the publication
+	// (0 when none has in this run): what a waiter for a state the server
+	// holds already is told.
+	okStatus int
+	okReason string
 
 	// control
 	inFlight     bool
@@ -174,7 +179,9 @@ func (e *Engine) Publish(req PublishRequest) error {
 }
 
 // PublishWait is Publish, then waits for the final reply of the transaction
-// that carried this state (or a later one that superseded it).
+// that carried this state (or a later one that superseded it). A state the
+// server has accepted already is answered at once with that acceptance,
+// whatever a refresh of it meets since.
 func (e *Engine) PublishWait(ctx context.Context, req PublishRequest) (Result, error) {
 	ch, err := e.publish(req, true)
 	if err != nil {
@@ -276,15 +283,19 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 	return ch, e.kickPubHere(r), nil
 }
 
-// addWaiter registers a waiter for the current generation; if that
-// generation is already settled at the server it is answered at once.
+// addWaiter registers a waiter for the current generation; if the server
+// has accepted that generation already (in this run: a publication loaded
+// from the store waits for the outcome of its first PUBLISH) it is
+// answered at once with that acceptance, even while a refresh of it is in
+// flight or waits for its retry: the outcome of that refresh is not the
+// waiter's.
 func (r *pubRec) addWaiter(want bool, now time.Time) chan Result {
 	if !want {
 		return nil
 	}
 	ch := make(chan Result, 1)
-	if !r.inFlight && r.sentGen == r.gen && r.etag != "" && !r.remove {
-		ch <- Result{Status: r.lastStatus, Reason: r.lastReason, ETag: r.etag,
+	if r.sentGen == r.gen && r.etag != "" && r.okStatus != 0 && !r.remove && !r.forceInitial {
+		ch <- Result{Status: r.okStatus, Reason: r.okReason, ETag: r.etag,
 			Expires: time.Duration(r.srvExpires-now.Unix()) * time.Second}
 		return ch
 	}
@@ -685,6 +696,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			granted = time.Duration(op.expires) * time.Second
 		}
 		r.etag = res.ETag
+		r.okStatus, r.okReason = res.Status, res.Reason
 		r.srvExpires = now.Add(granted).Unix()
 		r.nextRefresh = refreshAt(now, granted).UnixNano()
 		if op.kind != pubRefresh {
