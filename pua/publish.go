@@ -230,6 +230,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequest, withWaiter bool) (ch chan Result, run *pubRec, err error) {
 	now := e.clock.Now()
 	r := s.pubs[key]
+	keepEnd := false
 	if req.IfMatch != "" && (r == nil || r.etag != req.IfMatch) {
 		return nil, nil, fmt.Errorf("%w: %q", ErrWrongETag, req.IfMatch)
 	}
@@ -244,9 +245,18 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 		}
 		r = &pubRec{key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending, countedFlag: req.Flag}
 		s.pubs[key] = r
-	} else if e.claimPub(r); !r.remove && !r.failed && r.flag == req.Flag && bytes.Equal(r.body, req.Body) &&
-		r.ctype == req.ContentType && r.expires == req.Expires && r.proxy == req.OutboundProxy &&
-		slices.Equal(r.hdrs, req.ExtraHeaders) && req.Lifetime == 0 && r.endAt == 0 {
+	} else if e.claimPub(r); r.lapse && req.Lifetime > 0 && r.sameDoc(req) {
+		// The same terminated dialog document again: it keeps the end of
+		// its lifetime, and its Expires (bounded by that end), or an owner
+		// repeating it would keep it at the server for good. Nothing more
+		// to send, unless it was refused (tried again now) or its ETag
+		// named (a refresh asked for, below).
+		keepEnd = true
+		if !r.failed && req.IfMatch == "" {
+			return r.addWaiter(withWaiter, now), nil, nil
+		}
+	} else if !r.remove && !r.failed && r.sameDoc(req) && r.expires == req.Expires &&
+		req.Lifetime == 0 && r.endAt == 0 {
 		if req.IfMatch == "" || r.sentGen != r.gen {
 			// Same state again (or that state is still to be sent):
 			// nothing more to send.
@@ -262,12 +272,14 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 	r.flag = req.Flag
 	r.setDoc(bytes.Clone(req.Body))
 	r.ctype = req.ContentType
-	r.expires = req.Expires
 	r.hdrs = slices.Clone(req.ExtraHeaders)
 	r.proxy = req.OutboundProxy
-	r.endAt = 0
-	if req.Lifetime > 0 {
-		r.endAt = now.Add(req.Lifetime).Unix()
+	if !keepEnd {
+		r.expires = req.Expires
+		r.endAt = 0
+		if req.Lifetime > 0 {
+			r.endAt = now.Add(req.Lifetime).Unix()
+		}
 	}
 	r.lapse = r.endAt != 0 && r.bodyTerminated && !ev.bodyAlways
 	r.remove, r.sweepRemove = false, false
@@ -281,6 +293,13 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 	e.markDirty(r, &r.dirty)
 	ch = r.addWaiter(withWaiter, now)
 	return ch, e.kickPubHere(r), nil
+}
+
+// sameDoc reports whether req gives r's current document, with the same
+// owner, content type, headers and proxy. Shard locked.
+func (r *pubRec) sameDoc(req PublishRequest) bool {
+	return !r.remove && r.flag == req.Flag && bytes.Equal(r.body, req.Body) && r.ctype == req.ContentType &&
+		r.proxy == req.OutboundProxy && slices.Equal(r.hdrs, req.ExtraHeaders)
 }
 
 // addWaiter registers a waiter for the current generation; if the server

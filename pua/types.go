@@ -61,7 +61,8 @@ type PublishRequest struct {
 	// (PUBLISH Expires: 0), except a dialog document whose dialogs are all
 	// terminated (not dialog;sla): that one is neither refreshed nor
 	// removed, and is dropped once the server holds it, its copy there
-	// lapsing at its Expires.
+	// lapsing at its Expires. That same document published again keeps
+	// the end (and the Expires) it was first given.
 	Lifetime time.Duration
 	// ExtraHeaders are added to every PUBLISH of this record (e.g. Sender).
 	ExtraHeaders []Header
