@@ -111,7 +111,8 @@ type subOp struct {
 // Subscribe asks the engine to hold a subscription open (refreshing it)
 // until Unsubscribe or a terminating NOTIFY. Calling it again for the same
 // key updates the parameters (refreshing in-dialog) and re-arms a failed
-// subscription.
+// subscription; called while a failed un-SUBSCRIBE waits for its retry, it
+// subscribes at once in a new dialog.
 func (e *Engine) Subscribe(req SubscribeRequest) error {
 	_, err := e.subscribe(req, false)
 	return err
@@ -175,6 +176,16 @@ func (e *Engine) subscribe(req SubscribeRequest, withWaiter bool) (chan Result, 
 			}
 		}
 		return ch, nil
+	}
+	if r.unsub && r.unsubSent && !r.inFlight {
+		// A failed un-SUBSCRIBE waits for its retry in the old dialog:
+		// that dialog is left (the far end's subscription in it ends at
+		// its expiry, or with the 481 to its next NOTIFY) and the new
+		// subscription is made now, in a new one, as when the owner
+		// subscribes again while the un-SUBSCRIBE is in flight.
+		e.resetDialog(r)
+		e.sched.Cancel(r)
+		r.backingOff = false
 	}
 	r.flag, r.target, r.expires, r.proxy = req.Flag, req.Target, req.Expires, req.OutboundProxy
 	r.hdrs = slices.Clone(req.ExtraHeaders)
