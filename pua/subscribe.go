@@ -422,6 +422,11 @@ func (e *Engine) applySubscribeResult(r *subRec, op subOp, out txOutcome, res Re
 	}
 	log := e.log.With("aor", op.key.PresURI, "watcher", op.key.WatcherURI, "event", op.key.Event,
 		"call_id", op.callID, "op", op.kind.String())
+	if e.subServerBound(r) {
+		// An un-SUBSCRIBE's reply too: its 503 Retry-After holds off
+		// every retry towards the server (its own included).
+		e.noteServerResult(res, now)
+	}
 	if op.kind == subUnsub {
 		log.Debug("unsubscribed", "status", res.Status, "err", res.Err)
 		if r.unsub && r.gen == op.gen {
@@ -439,9 +444,6 @@ func (e *Engine) applySubscribeResult(r *subRec, op subOp, out txOutcome, res Re
 		e.resetDialog(r) // subscribed again meanwhile
 		e.queue.push(r)
 		return
-	}
-	if e.subServerBound(r) {
-		e.noteServerResult(res, now)
 	}
 	if r.callID != op.callID {
 		return // dialog replaced meanwhile (terminated NOTIFY, reset)
