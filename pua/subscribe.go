@@ -28,6 +28,10 @@ type subRec struct {
 	ourURI  string // Contact override; "" means the engine's ContactURI
 	unsub   bool
 	gen     uint64
+	// targetUnknown: restored from a row without its target (see
+	// Record.Target); target is the notifier's Contact standing in for
+	// it until the owner gives it again.
+	targetUnknown bool
 
 	// dialog
 	callID       string
@@ -188,6 +192,7 @@ func (e *Engine) subscribe(req SubscribeRequest, withWaiter bool) (chan Result, 
 		r.backingOff = false
 	}
 	r.flag, r.target, r.expires, r.proxy = req.Flag, req.Target, req.Expires, req.OutboundProxy
+	r.targetUnknown = false
 	r.hdrs = slices.Clone(req.ExtraHeaders)
 	r.ourURI = req.Contact
 	r.unsub, r.failed = false, false

@@ -224,6 +224,11 @@ type Record struct {
 	ContentType    string
 	OutboundProxy  string
 	ReqExpires     int64 // Expires asked on each request, seconds (0 = default)
+	// Target is where a subscription's initial SUBSCRIBE goes: its
+	// owner's SubscribeRequest.Target, else PresURI. Empty in a row
+	// written without it (by Kamailio or an earlier version): a restart
+	// then puts RemoteContact in its place.
+	Target string
 	// Removing marks a record whose removal (PUBLISH Expires: 0, or
 	// SUBSCRIBE Expires: 0) was decided but not yet answered: a restarted
 	// engine finishes it instead of refreshing the record.
