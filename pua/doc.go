@@ -22,11 +22,13 @@
 //     arrive before the 2xx, refreshes in-dialog and starts over with a new
 //     initial SUBSCRIBE when the dialog is lost. An un-SUBSCRIBE that fails
 //     transiently (5xx, timeout) is tried again in its dialog on the
-//     backoff until the subscription would have expired. NOTIFYs are handed to the
-//     owner's NotifyHandler, registered per source flag, one at a time per
-//     dialog and in CSeq order: one older than the last of its dialog gets
-//     500 with Retry-After (RFC 3261 §12.2.2), and one received while Start
-//     loads the stored dialogs waits for them.
+//     backoff until the subscription would have expired, unless the owner
+//     subscribes again meanwhile: that goes at once, in a new dialog.
+//     NOTIFYs are handed to the owner's NotifyHandler, registered per
+//     source flag, one at a time per dialog and in CSeq order: one older
+//     than the last of its dialog gets 500 with Retry-After (RFC 3261
+//     §12.2.2), and one received while Start loads the stored dialogs
+//     waits for them.
 //
 // Records are written behind to a Store every update_period and flushed on
 // Stop; with sync_etags (the default) every new ETag and every removal is

@@ -7,19 +7,22 @@ import (
 	"fmt"
 )
 
-// The journal's entries are binary (version 2): the byte 0x02, the
+// The journal's entries are binary (version 3): the byte 0x03, the
 // operation ('p' put, 'd' del), then the Record's journal fields in the
-// order of journalRec: strings and Body as a uvarint length and the bytes,
-// integers as varints, ExtraHeaders as a uvarint count and name/value
-// pairs, and a last byte of flags (bit 0 Removing, bit 1 Modified). Nothing
-// may follow. A payload starting with '{' is a version 1 entry (JSON) of an
-// earlier build, read by decodeJournalEntryJSON.
+// order of journalRec followed by Target: strings and Body as a uvarint
+// length and the bytes, integers as varints, ExtraHeaders as a uvarint
+// count and name/value pairs, and a last byte of flags (bit 0 Removing,
+// bit 1 Modified). Nothing may follow. A version 2 entry (0x02) of an
+// earlier build is the same without Target. A payload starting with '{' is
+// a version 1 entry (JSON) of an earlier build, read by
+// decodeJournalEntryJSON.
 const (
-	journalBinary = 0x02
-	journalOpPut  = 'p'
-	journalOpDel  = 'd'
-	flagRemoving  = 1 << 0
-	flagModified  = 1 << 1
+	journalBinary   = 0x03
+	journalBinaryV2 = 0x02
+	journalOpPut    = 'p'
+	journalOpDel    = 'd'
+	flagRemoving    = 1 << 0
+	flagModified    = 1 << 1
 )
 
 // errJournalShort is a binary entry that ends inside a field.
@@ -39,7 +42,7 @@ func EncodeJournalEntry(op string, r Record) ([]byte, error) {
 	}
 	n := 2 + 1 + len(r.Body) + 16*binary.MaxVarintLen64
 	for _, s := range [...]string{r.PresURI, r.PresID, r.EventName, r.ETag, r.TupleID, r.WatcherURI, r.CallID,
-		r.ToTag, r.FromTag, r.RecordRoute, r.Contact, r.RemoteContact, r.ContentType, r.OutboundProxy} {
+		r.ToTag, r.FromTag, r.RecordRoute, r.Contact, r.RemoteContact, r.ContentType, r.OutboundProxy, r.Target} {
 		n += len(s) + binary.MaxVarintLen64
 	}
 	for _, h := range r.ExtraHeaders {
@@ -76,6 +79,7 @@ func EncodeJournalEntry(op string, r Record) ([]byte, error) {
 	str(r.ContentType)
 	str(r.OutboundProxy)
 	num(r.ReqExpires)
+	str(r.Target)
 	var flags byte
 	if r.Removing {
 		flags |= flagRemoving
@@ -92,7 +96,7 @@ func decodeJournalEntry(p []byte) (string, Record, error) {
 	if len(p) > 0 && p[0] == '{' {
 		return decodeJournalEntryJSON(p)
 	}
-	if len(p) < 2 || p[0] != journalBinary {
+	if len(p) < 2 || p[0] != journalBinary && p[0] != journalBinaryV2 {
 		return "", Record{}, errors.New("not a journal entry of a version this build reads")
 	}
 	var op string
@@ -136,6 +140,9 @@ func decodeJournalEntry(p []byte) (string, Record, error) {
 	r.ContentType = d.str()
 	r.OutboundProxy = d.str()
 	r.ReqExpires = d.num()
+	if p[0] == journalBinary {
+		r.Target = d.str()
+	}
 	flags := d.byte()
 	if d.err != nil {
 		return "", Record{}, d.err

@@ -73,6 +73,37 @@ func TestJournalReadsVersion1Entries(t *testing.T) {
 	}
 }
 
+// TestJournalReadsVersion2Entries: an entry of a build that wrote no
+// Target is replayed by this one, with Target empty (not known).
+func TestJournalReadsVersion2Entries(t *testing.T) {
+	r := Record{PresURI: "sip:line1@example.com", PresID: "bla-1", EventName: "dialog;sla", Flag: FlagBLASubscribe,
+		WatcherURI: "sip:line1@example.com", CallID: "c1", ToTag: "t1", FromTag: "f1", CSeq: 3,
+		RemoteContact: "sip:phone@10.0.0.9:5062", Expires: 1700000000, Removing: true}
+	v3, err := EncodeJournalEntry(JournalPut, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Version 2 is version 3 without Target: here its empty string (one
+	// zero length byte) before the flags.
+	if v3[len(v3)-2] != 0 {
+		t.Fatalf("entry does not end with an empty Target and the flags: % x", v3[len(v3)-2:])
+	}
+	v2 := append([]byte{journalBinaryV2}, v3[1:len(v3)-2]...)
+	v2 = append(v2, v3[len(v3)-1])
+	op, got, err := decodeJournalEntry(v2)
+	if err != nil || op != JournalPut || !reflect.DeepEqual(got, r) {
+		t.Fatalf("version 2 entry: %q %+v %v; want %+v", op, got, err, r)
+	}
+	r.Target = "sip:line1@10.0.0.9:5062"
+	v3, err = EncodeJournalEntry(JournalPut, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := decodeJournalEntry(v3); err != nil || got.Target != r.Target {
+		t.Fatalf("version 3 entry: target %q %v, want %q", got.Target, err, r.Target)
+	}
+}
+
 func BenchmarkEncodeJournalEntry(b *testing.B) {
 	r := Record{PresURI: "sip:alice@example.com", PresID: "dlg-1a2b3c", EventName: "dialog", Flag: FlagDialogPublish,
 		ETag: "a.1700000000.12345.1", Expires: 1700000000, Body: make([]byte, 600), ContentType: "application/dialog-info+xml",

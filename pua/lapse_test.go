@@ -123,3 +123,32 @@ func TestLapseModifiedAfterRestart(t *testing.T) {
 		t.Fatalf("%d requests, want none", n)
 	}
 }
+
+// TestTerminatedDialogRepublishedKeepsItsLifetime: the same terminated
+// dialog document published again with a lifetime keeps the end of the
+// first one: nothing is sent, and it lapses when that lifetime ends, so a
+// document an owner repeats does not live on at the server for good.
+func TestTerminatedDialogRepublishedKeepsItsLifetime(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	key := Key{PresURI: alice, Event: "dialog", ID: "call"}
+	mustWait(t, e, PublishRequest{Key: key, Body: dlgDoc("confirmed"), Flag: FlagDialogPublish})
+	terminated := PublishRequest{Key: key, Body: dlgDoc("terminated"), Expires: 10 * time.Second,
+		Lifetime: 10 * time.Second, Flag: FlagDialogPublish}
+	mustWait(t, e, terminated)
+	for range 3 {
+		clk.Advance(3 * time.Second)
+		if res := mustWait(t, e, terminated); res.Status != 200 {
+			t.Fatalf("same document again: %+v", res)
+		}
+	}
+	if n := len(fs.Requests()); n != 2 {
+		t.Fatalf("%d requests, want the initial and the terminated document only", n)
+	}
+	clk.Advance(2 * time.Second) // 11 s after the first terminated document
+	waitFor(t, "record dropped at the end of the first lifetime", func() bool { _, ok := e.Publication(key); return !ok })
+	if n := len(fs.Requests()); n != 2 {
+		t.Fatalf("%d requests, want no refresh and no removal", n)
+	}
+}

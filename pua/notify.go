@@ -177,11 +177,11 @@ func (e *Engine) applyNotify(r *subRec, m *notifyMsg) notifyVerdict {
 		e.log.Info("subscription terminated by notifier", "aor", r.key.PresURI, "event", r.key.Event,
 			"call_id", m.callID, "reason", ss.Reason)
 		if r.unsubSent && !r.unsub {
-			// The notifier's answer to an un-SUBSCRIBE sent in this
-			// dialog (in flight, or failed and waiting for its retry),
-			// after which the owner subscribed again: that dialog is
-			// over, a new one is made (at the un-SUBSCRIBE's reply, or
-			// when its backoff ends).
+			// The notifier's answer to an un-SUBSCRIBE in flight in
+			// this dialog, after which the owner subscribed again: that
+			// dialog is over, a new one is made at the un-SUBSCRIBE's
+			// reply. (Subscribed again while a failed one waits for its
+			// retry, the dialog was left at once.)
 			e.resetDialog(r)
 		} else {
 			e.dropSub(r, Result{Status: 200, Reason: "terminated"})

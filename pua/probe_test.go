@@ -242,3 +242,36 @@ func TestWriteHealth(t *testing.T) {
 		t.Fatalf("3 failures within an instant: %v", err)
 	}
 }
+
+// TestRetryAfterOfUnsubscribeHonoured: a 503 with Retry-After to an
+// un-SUBSCRIBE sent to the presence server holds off the retries towards
+// it as one to a PUBLISH does: the un-SUBSCRIBE's own retry, and that of a
+// PUBLISH failing meanwhile, wait for its end.
+func TestRetryAfterOfUnsubscribeHonoured(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, func(c *Config) { c.ProbeInterval = time.Second })
+	key := SubKey{PresURI: alice, WatcherURI: "sip:watcher@example.com", Event: "presence", ID: "rpc"}
+	if res, err := e.SubscribeWait(context.Background(), SubscribeRequest{SubKey: key, Flag: FlagRPCSubscribe}); err != nil || res.Status != 200 {
+		t.Fatalf("subscribe: %v %+v", err, res)
+	}
+	fs.Push(puatest.Reply{Code: 503, RetryAfter: 120})
+	if err := e.Unsubscribe(key); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "un-SUBSCRIBE failed", func() bool { s, _ := e.Subscription(key); return s.State == StateRetrying })
+	fs.Push(puatest.Reply{Code: 503})
+	if res, _ := e.PublishWait(context.Background(), pubReq("a")); res.Status != 503 {
+		t.Fatalf("publish result %+v", res)
+	}
+	for range 119 {
+		clk.Advance(time.Second)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := len(fs.Requests()); n != 3 {
+		t.Fatalf("%d requests within the Retry-After, want 3 (no retry)", n)
+	}
+	clk.Advance(2 * time.Second)
+	waitFor(t, "un-SUBSCRIBE retried", func() bool { _, ok := e.Subscription(key); return !ok })
+	waitFor(t, "PUBLISH retried", func() bool { p, _ := e.Publication(presKey); return p.State == StateActive })
+}

@@ -48,6 +48,11 @@ type pubRec struct {
 	// for, a removal called off): see serverHolds.
 	ackBody []byte
 	ackETag string
+	// okStatus and okReason are the 2xx that last accepted the publication
+	// (0 when none has in this run): what a waiter for a state the server
+	// holds already is told.
+	okStatus int
+	okReason string
 
 	// control
 	inFlight     bool
@@ -174,7 +179,9 @@ func (e *Engine) Publish(req PublishRequest) error {
 }
 
 // PublishWait is Publish, then waits for the final reply of the transaction
-// that carried this state (or a later one that superseded it).
+// that carried this state (or a later one that superseded it). A state the
+// server has accepted already is answered at once with that acceptance,
+// whatever a refresh of it meets since.
 func (e *Engine) PublishWait(ctx context.Context, req PublishRequest) (Result, error) {
 	ch, err := e.publish(req, true)
 	if err != nil {
@@ -223,6 +230,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequest, withWaiter bool) (ch chan Result, run *pubRec, err error) {
 	now := e.clock.Now()
 	r := s.pubs[key]
+	keepEnd := false
 	if req.IfMatch != "" && (r == nil || r.etag != req.IfMatch) {
 		return nil, nil, fmt.Errorf("%w: %q", ErrWrongETag, req.IfMatch)
 	}
@@ -237,9 +245,18 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 		}
 		r = &pubRec{key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending, countedFlag: req.Flag}
 		s.pubs[key] = r
-	} else if e.claimPub(r); !r.remove && !r.failed && r.flag == req.Flag && bytes.Equal(r.body, req.Body) &&
-		r.ctype == req.ContentType && r.expires == req.Expires && r.proxy == req.OutboundProxy &&
-		slices.Equal(r.hdrs, req.ExtraHeaders) && req.Lifetime == 0 && r.endAt == 0 {
+	} else if e.claimPub(r); r.lapse && req.Lifetime > 0 && r.sameDoc(req) {
+		// The same terminated dialog document again: it keeps the end of
+		// its lifetime, and its Expires (bounded by that end), or an owner
+		// repeating it would keep it at the server for good. Nothing more
+		// to send, unless it was refused (tried again now) or its ETag
+		// named (a refresh asked for, below).
+		keepEnd = true
+		if !r.failed && req.IfMatch == "" {
+			return r.addWaiter(withWaiter, now), nil, nil
+		}
+	} else if !r.remove && !r.failed && r.sameDoc(req) && r.expires == req.Expires &&
+		req.Lifetime == 0 && r.endAt == 0 {
 		if req.IfMatch == "" || r.sentGen != r.gen {
 			// Same state again (or that state is still to be sent):
 			// nothing more to send.
@@ -255,12 +272,14 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 	r.flag = req.Flag
 	r.setDoc(bytes.Clone(req.Body))
 	r.ctype = req.ContentType
-	r.expires = req.Expires
 	r.hdrs = slices.Clone(req.ExtraHeaders)
 	r.proxy = req.OutboundProxy
-	r.endAt = 0
-	if req.Lifetime > 0 {
-		r.endAt = now.Add(req.Lifetime).Unix()
+	if !keepEnd {
+		r.expires = req.Expires
+		r.endAt = 0
+		if req.Lifetime > 0 {
+			r.endAt = now.Add(req.Lifetime).Unix()
+		}
 	}
 	r.lapse = r.endAt != 0 && r.bodyTerminated && !ev.bodyAlways
 	r.remove, r.sweepRemove = false, false
@@ -276,15 +295,26 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 	return ch, e.kickPubHere(r), nil
 }
 
-// addWaiter registers a waiter for the current generation; if that
-// generation is already settled at the server it is answered at once.
+// sameDoc reports whether req gives r's current document, with the same
+// owner, content type, headers and proxy. Shard locked.
+func (r *pubRec) sameDoc(req PublishRequest) bool {
+	return !r.remove && r.flag == req.Flag && bytes.Equal(r.body, req.Body) && r.ctype == req.ContentType &&
+		r.proxy == req.OutboundProxy && slices.Equal(r.hdrs, req.ExtraHeaders)
+}
+
+// addWaiter registers a waiter for the current generation; if the server
+// has accepted that generation already (in this run: a publication loaded
+// from the store waits for the outcome of its first PUBLISH) it is
+// answered at once with that acceptance, even while a refresh of it is in
+// flight or waits for its retry: the outcome of that refresh is not the
+// waiter's.
 func (r *pubRec) addWaiter(want bool, now time.Time) chan Result {
 	if !want {
 		return nil
 	}
 	ch := make(chan Result, 1)
-	if !r.inFlight && r.sentGen == r.gen && r.etag != "" && !r.remove {
-		ch <- Result{Status: r.lastStatus, Reason: r.lastReason, ETag: r.etag,
+	if r.sentGen == r.gen && r.etag != "" && r.okStatus != 0 && !r.remove && !r.forceInitial {
+		ch <- Result{Status: r.okStatus, Reason: r.okReason, ETag: r.etag,
 			Expires: time.Duration(r.srvExpires-now.Unix()) * time.Second}
 		return ch
 	}
@@ -685,6 +715,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			granted = time.Duration(op.expires) * time.Second
 		}
 		r.etag = res.ETag
+		r.okStatus, r.okReason = res.Status, res.Reason
 		r.srvExpires = now.Add(granted).Unix()
 		r.nextRefresh = refreshAt(now, granted).UnixNano()
 		if op.kind != pubRefresh {

@@ -848,3 +848,40 @@ func TestRequestsFromWildcardListen(t *testing.T) {
 		t.Fatalf("PUBLISH sent from %s, want the listen socket's port %d", req.Source(), port)
 	}
 }
+
+// TestPublishWaitReportsItsOwnAcceptance: waiting for a state the server
+// has accepted already gives that acceptance, not the outcome of a later
+// refresh of it that failed, whether the refresh is still in flight or
+// waits for its retry.
+func TestPublishWaitReportsItsOwnAcceptance(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		inFlight bool
+	}{{"refresh in flight", true}, {"refresh backing off", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFakeServer(t)
+			clk := newFakeClock()
+			e := newTestEngine(t, fs, clk, nil, nil)
+			if res := mustWait(t, e, pubReq("a")); res.Status != 200 || res.ETag != "etag1" {
+				t.Fatalf("initial result %+v", res)
+			}
+			fs.Push(puatest.Reply{Code: 503, Hold: tc.inFlight})
+			clk.Advance(time.Hour) // the refresh falls due
+			waitFor(t, "refresh sent", countIs(fs, 2))
+			if !tc.inFlight {
+				waitFor(t, "refresh failed", func() bool { p, _ := e.Publication(presKey); return p.State == StateRetrying })
+			}
+			ch, err := e.publish(pubReq("a"), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fs.Release() // the held refresh fails
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			res, err := wait(ctx, ch)
+			if err != nil || res.Status != 200 || res.ETag != "etag1" || res.RetryAfter != 0 {
+				t.Fatalf("wait for the accepted state: %v %+v, want its 200 with etag1", err, res)
+			}
+		})
+	}
+}

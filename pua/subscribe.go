@@ -28,6 +28,10 @@ type subRec struct {
 	ourURI  string // Contact override; "" means the engine's ContactURI
 	unsub   bool
 	gen     uint64
+	// targetUnknown: restored from a row without its target (see
+	// Record.Target); target is the notifier's Contact standing in for
+	// it until the owner gives it again.
+	targetUnknown bool
 
 	// dialog
 	callID       string
@@ -111,7 +115,8 @@ type subOp struct {
 // Subscribe asks the engine to hold a subscription open (refreshing it)
 // until Unsubscribe or a terminating NOTIFY. Calling it again for the same
 // key updates the parameters (refreshing in-dialog) and re-arms a failed
-// subscription.
+// subscription; called while a failed un-SUBSCRIBE waits for its retry, it
+// subscribes at once in a new dialog.
 func (e *Engine) Subscribe(req SubscribeRequest) error {
 	_, err := e.subscribe(req, false)
 	return err
@@ -176,7 +181,18 @@ func (e *Engine) subscribe(req SubscribeRequest, withWaiter bool) (chan Result, 
 		}
 		return ch, nil
 	}
+	if r.unsub && r.unsubSent && !r.inFlight {
+		// A failed un-SUBSCRIBE waits for its retry in the old dialog:
+		// that dialog is left (the far end's subscription in it ends at
+		// its expiry, or with the 481 to its next NOTIFY) and the new
+		// subscription is made now, in a new one, as when the owner
+		// subscribes again while the un-SUBSCRIBE is in flight.
+		e.resetDialog(r)
+		e.sched.Cancel(r)
+		r.backingOff = false
+	}
 	r.flag, r.target, r.expires, r.proxy = req.Flag, req.Target, req.Expires, req.OutboundProxy
+	r.targetUnknown = false
 	r.hdrs = slices.Clone(req.ExtraHeaders)
 	r.ourURI = req.Contact
 	r.unsub, r.failed = false, false
@@ -411,6 +427,11 @@ func (e *Engine) applySubscribeResult(r *subRec, op subOp, out txOutcome, res Re
 	}
 	log := e.log.With("aor", op.key.PresURI, "watcher", op.key.WatcherURI, "event", op.key.Event,
 		"call_id", op.callID, "op", op.kind.String())
+	if e.subServerBound(r) {
+		// An un-SUBSCRIBE's reply too: its 503 Retry-After holds off
+		// every retry towards the server (its own included).
+		e.noteServerResult(res, now)
+	}
 	if op.kind == subUnsub {
 		log.Debug("unsubscribed", "status", res.Status, "err", res.Err)
 		if r.unsub && r.gen == op.gen {
@@ -428,9 +449,6 @@ func (e *Engine) applySubscribeResult(r *subRec, op subOp, out txOutcome, res Re
 		e.resetDialog(r) // subscribed again meanwhile
 		e.queue.push(r)
 		return
-	}
-	if e.subServerBound(r) {
-		e.noteServerResult(res, now)
 	}
 	if r.callID != op.callID {
 		return // dialog replaced meanwhile (terminated NOTIFY, reset)

@@ -167,8 +167,9 @@ func TestUnsubscribeDuringFailedRefresh(t *testing.T) {
 
 // TestResubscribeDuringUnsubscribeBackoff: subscribed again while a failed
 // un-SUBSCRIBE waits for its retry, and the notifier's terminated NOTIFY
-// for the old dialog comes then: the new subscription is made when the
-// backoff ends, not dropped with the old dialog.
+// for the old dialog comes then: the old dialog was left when the owner
+// subscribed again, so the NOTIFY is answered 481, and the new
+// subscription is not dropped with the old dialog.
 func TestResubscribeDuringUnsubscribeBackoff(t *testing.T) {
 	fs := newFakeServer(t)
 	clk := newFakeClock()
@@ -185,10 +186,9 @@ func TestResubscribeDuringUnsubscribeBackoff(t *testing.T) {
 	})
 	done := async(func(ctx context.Context) (Result, error) { return e.SubscribeWait(ctx, slaReq()) })
 	waitFor(t, "subscribed again", func() bool { return subWhere(e, func(r *subRec) bool { return r != nil && !r.unsub }) })
-	if res := notifySeq(t, fs, sub, info.RemoteTag, "terminated;reason=timeout", 2); res == nil || res.StatusCode != 200 {
-		t.Fatalf("terminated NOTIFY answered %v", res)
+	if res := notifySeq(t, fs, sub, info.RemoteTag, "terminated;reason=timeout", 2); res == nil || res.StatusCode != 481 {
+		t.Fatalf("terminated NOTIFY of the old dialog answered %v, want 481", res)
 	}
-	clk.Advance(e.cfg.RetryMax)
 	if res := awaitResult(t, done, "the new subscription"); res.Status != 200 || res.Reason == "terminated" {
 		t.Fatalf("new subscription's result %+v", res)
 	}
@@ -198,5 +198,45 @@ func TestResubscribeDuringUnsubscribeBackoff(t *testing.T) {
 	}
 	if reqs[2].CallID().Value() == callID || headerValue(reqs[2], "Expires") == "0" {
 		t.Fatalf("third request not a new initial SUBSCRIBE:\n%s", reqs[2])
+	}
+	if s, ok := e.Subscription(slaKey); !ok || s.State != StateActive || s.CallID != reqs[2].CallID().Value() {
+		t.Fatalf("subscription %+v %v, want the new one active", s, ok)
+	}
+}
+
+// TestResubscribeDuringUnsubscribeBackoffGoesAtOnce: subscribed again
+// while a failed un-SUBSCRIBE waits for its retry: the new subscription is
+// made at once, in a new dialog, without waiting for that backoff (the
+// clock does not move); the old dialog is not tried again.
+func TestResubscribeDuringUnsubscribeBackoffGoesAtOnce(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e, _ := subEngine(t, fs, clk)
+	callID := subscribed(t, e, fs)
+	fs.Push(puatest.Reply{Code: 503})
+	if err := e.Unsubscribe(slaKey); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "un-SUBSCRIBE failed", func() bool {
+		return len(fs.Requests()) == 2 && subWhere(e, func(r *subRec) bool { return r != nil && !r.inFlight && r.backingOff })
+	})
+	done := async(func(ctx context.Context) (Result, error) { return e.SubscribeWait(ctx, slaReq()) })
+	if res := awaitResult(t, done, "the new subscription (the clock does not move)"); res.Status != 200 {
+		t.Fatalf("new subscription's result %+v", res)
+	}
+	reqs := fs.Requests()
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want 3", len(reqs))
+	}
+	if tag, _ := reqs[2].To().Params.Get("tag"); tag != "" || reqs[2].CallID().Value() == callID || headerValue(reqs[2], "Expires") == "0" {
+		t.Fatalf("third request not a new initial SUBSCRIBE:\n%s", reqs[2])
+	}
+	clk.Advance(e.cfg.RetryMax) // past the old backoff: nothing more
+	time.Sleep(50 * time.Millisecond)
+	if n := len(fs.Requests()); n != 3 {
+		t.Fatalf("%d requests after the old backoff, want 3", n)
+	}
+	if s, ok := e.Subscription(slaKey); !ok || s.State != StateActive {
+		t.Fatalf("subscription %+v %v", s, ok)
 	}
 }

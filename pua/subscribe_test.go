@@ -272,3 +272,95 @@ func TestSubscribeContactOverride(t *testing.T) {
 		t.Fatalf("want one Contact %s:\n%s", req.Contact, sub.String())
 	}
 }
+
+// TestRestoredSubscriptionKeepsItsTarget: a subscription restored after a
+// restart carries on in its dialog (Request-URI the notifier's Contact)
+// and, once that dialog is lost, subscribes anew where the live one would:
+// to its owner's target, or to the presentity at the presence server when
+// it has none, not to the old notifier's Contact.
+func TestRestoredSubscriptionKeepsItsTarget(t *testing.T) {
+	presence := SubscribeRequest{SubKey: SubKey{PresURI: alice, WatcherURI: "sip:watcher@example.com", Event: "presence", ID: "rpc"},
+		Flag: FlagRPCSubscribe}
+	for _, tc := range []struct {
+		name     string
+		req      SubscribeRequest
+		proxy    bool   // SUBSCRIBEs through an outbound proxy (the phone's address is not reachable here)
+		wantRURI string // of the new initial SUBSCRIBE
+	}{
+		{"presentity", presence, false, alice},
+		{"phone", slaReq(), true, slaReq().Target},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFakeServer(t)
+			clk := newFakeClock()
+			st := newMemStore()
+			mod := func(c *Config) {
+				if tc.proxy {
+					c.OutboundProxy = fs.URI()
+				}
+			}
+			e1 := newTestEngine(t, fs, clk, st, mod)
+			if res, err := e1.SubscribeWait(context.Background(), tc.req); err != nil || res.Status != 200 {
+				t.Fatalf("subscribe: %v %+v", err, res)
+			}
+			if err := e1.Stop(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			first := fs.Requests()[0]
+			fs.Push(puatest.Reply{Code: 481}) // the refresh after the restart: the dialog is lost
+			e2 := newTestEngine(t, fs, clk, st, mod)
+			waitFor(t, "refresh after restart", countIs(fs, 2))
+			ref := fs.Requests()[1]
+			contact := "sip:notifier@127.0.0.1:" + strconv.Itoa(fs.Port())
+			if ref.CallID().Value() != first.CallID().Value() || ref.Recipient.String() != contact {
+				t.Fatalf("not an in-dialog refresh to the notifier's Contact:\n%s", ref)
+			}
+			if s, _ := e2.Subscription(tc.req.SubKey); s.Target != tc.req.Target {
+				t.Fatalf("restored target %q, want %q", s.Target, tc.req.Target)
+			}
+			waitFor(t, "dialog lost", func() bool { s, _ := e2.Subscription(tc.req.SubKey); return s.State == StateRetrying })
+			clk.Advance(e2.cfg.RetryMax)
+			waitFor(t, "new initial SUBSCRIBE", countIs(fs, 3))
+			ini := fs.Requests()[2]
+			if tag, _ := ini.To().Params.Get("tag"); tag != "" || ini.CallID().Value() == first.CallID().Value() ||
+				ini.Recipient.String() != tc.wantRURI {
+				t.Fatalf("new initial SUBSCRIBE, want Request-URI %s:\n%s", tc.wantRURI, ini)
+			}
+		})
+	}
+}
+
+// TestRestoredSubscriptionWithoutTarget: a row written without its target
+// (Kamailio's, or an earlier version's) is restored with the notifier's
+// Contact in its place, as before, and written back still without one
+// until the owner gives it again.
+func TestRestoredSubscriptionWithoutTarget(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	contact := "sip:notifier@127.0.0.1:" + strconv.Itoa(fs.Port())
+	row := Record{PresURI: alice, WatcherURI: "sip:watcher@example.com", PresID: "rpc", EventName: "presence",
+		Flag: FlagRPCSubscribe, CallID: "c1", FromTag: "f1", ToTag: "t1", CSeq: 3, RemoteContact: contact,
+		Expires: clk.Now().Add(time.Hour).Unix()}
+	st.put(row)
+	e := newTestEngine(t, fs, clk, st, nil)
+	key := SubKey{PresURI: alice, WatcherURI: row.WatcherURI, Event: "presence", ID: "rpc"}
+	if s, _ := e.Subscription(key); s.Target != contact {
+		t.Fatalf("restored target %q, want the notifier's Contact %q", s.Target, contact)
+	}
+	stored := func() Record {
+		r, _ := st.rows.Get(identity{presURI: alice, presID: "rpc", event: "presence", flag: FlagRPCSubscribe, watcher: row.WatcherURI})
+		return r
+	}
+	waitFor(t, "refreshed", func() bool { s, _ := e.Subscription(key); return s.LastStatus == 200 })
+	clk.Advance(e.cfg.UpdatePeriod)
+	waitFor(t, "written behind", func() bool { return stored().CSeq == 4 })
+	if got := stored().Target; got != "" {
+		t.Fatalf("stored target %q, want none (not known)", got)
+	}
+	if res, err := e.SubscribeWait(context.Background(), SubscribeRequest{SubKey: key, Flag: FlagRPCSubscribe}); err != nil || res.Status != 200 {
+		t.Fatalf("subscribe: %v %+v", err, res)
+	}
+	clk.Advance(e.cfg.UpdatePeriod)
+	waitFor(t, "target stored", func() bool { return stored().Target == alice })
+}

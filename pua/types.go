@@ -61,7 +61,8 @@ type PublishRequest struct {
 	// (PUBLISH Expires: 0), except a dialog document whose dialogs are all
 	// terminated (not dialog;sla): that one is neither refreshed nor
 	// removed, and is dropped once the server holds it, its copy there
-	// lapsing at its Expires.
+	// lapsing at its Expires. That same document published again keeps
+	// the end (and the Expires) it was first given.
 	Lifetime time.Duration
 	// ExtraHeaders are added to every PUBLISH of this record (e.g. Sender).
 	ExtraHeaders []Header
@@ -223,6 +224,11 @@ type Record struct {
 	ContentType    string
 	OutboundProxy  string
 	ReqExpires     int64 // Expires asked on each request, seconds (0 = default)
+	// Target is where a subscription's initial SUBSCRIBE goes: its
+	// owner's SubscribeRequest.Target, else PresURI. Empty in a row
+	// written without it (by Kamailio or an earlier version): a restart
+	// then puts RemoteContact in its place.
+	Target string
 	// Removing marks a record whose removal (PUBLISH Expires: 0, or
 	// SUBSCRIBE Expires: 0) was decided but not yet answered: a restarted
 	// engine finishes it instead of refreshing the record.

@@ -1,6 +1,7 @@
 package pua
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -345,12 +346,16 @@ func (e *Engine) pubRecord(r *pubRec, now time.Time) Record {
 
 // subRecord maps a subscription to a row. Shard locked.
 func (e *Engine) subRecord(r *subRec) Record {
+	target := cmp.Or(r.target, r.key.PresURI)
+	if r.targetUnknown {
+		target = ""
+	}
 	return Record{
 		PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event,
 		Expires: r.srvExpires, Flag: r.flag, WatcherURI: r.key.WatcherURI,
 		CallID: r.callID, FromTag: r.localTag, ToTag: r.remoteTag, CSeq: int(r.cseq),
 		RecordRoute: strings.Join(r.routes, ","), Contact: r.contact, RemoteContact: r.remoteTarget,
-		Version: int(r.version), ExtraHeaders: slices.Clone(r.hdrs), OutboundProxy: r.proxy,
+		Target: target, Version: int(r.version), ExtraHeaders: slices.Clone(r.hdrs), OutboundProxy: r.proxy,
 		ReqExpires: int64(r.expires / time.Second), Removing: r.unsub,
 	}
 }
@@ -471,8 +476,19 @@ func (e *Engine) loadSub(rec Record, ev *eventInfo) {
 	if s.subs[key] != nil {
 		return
 	}
+	// The dialog carries on with the stored remote target (the
+	// notifier's Contact), route set and proxy; the initial SUBSCRIBE of
+	// a new dialog goes where the owner asked, as it would have before
+	// the restart.
+	target, unknown := rec.Target, false
+	switch target {
+	case rec.PresURI:
+		target = "" // the presentity, at the presence server
+	case "":
+		target, unknown = rec.RemoteContact, true
+	}
 	r := &subRec{key: key, shard: s, ev: ev, flag: rec.Flag, storedFlag: rec.Flag,
-		target: rec.RemoteContact, proxy: rec.OutboundProxy, hdrs: rec.ExtraHeaders, gen: 1, sentGen: 1,
+		target: target, targetUnknown: unknown, proxy: rec.OutboundProxy, hdrs: rec.ExtraHeaders, gen: 1, sentGen: 1,
 		callID: rec.CallID, localTag: rec.FromTag, remoteTag: rec.ToTag, cseq: uint32(max(rec.CSeq, 0)),
 		remoteTarget: rec.RemoteContact, contact: rec.Contact, srvExpires: rec.Expires,
 		confirmed: rec.ToTag != "", version: int32(rec.Version), state: StateActive,

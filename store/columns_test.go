@@ -37,6 +37,7 @@ func TestSchemaColumns(t *testing.T) {
 		{puaTemplate, "record_route", width{n: 65535, bytes: true}},
 		{puaTemplate, "extra_headers", width{n: 65535, bytes: true}},
 		{puaTemplate, "outbound_proxy", width{n: 255}},
+		{puaTemplate, "target", width{n: 255}},
 		{contactsTable, "contact", width{n: 65535, bytes: true}},
 		{contactsTable, "user_agent", width{n: 255}},
 		{flagsTable, "aor", width{n: 255}},
@@ -52,7 +53,7 @@ func TestSchemaColumns(t *testing.T) {
 	}
 	for table, cols := range map[string][]string{
 		puaTemplate: {"pres_uri", "pres_id", "event_name", "watcher_uri", "etag", "tuple_id", "call_id", "to_tag",
-			"from_tag", "record_route", "contact", "remote_contact", "extra_headers", "content_type", "outbound_proxy"},
+			"from_tag", "record_route", "contact", "remote_contact", "extra_headers", "content_type", "outbound_proxy", "target"},
 		contactsTable: {"aor", "contact", "received", "call_id", "instance", "user_agent"},
 		dialogsTable:  {"id", "call_id", "from_tag", "caller", "callee", "state"},
 		versionsTable: {"entity"},

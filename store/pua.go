@@ -23,10 +23,10 @@ var _ pua.Store = (*DB)(nil)
 const recordColumnList = "pres_uri, pres_id, event, expires, desired_expires, flag, " +
 	"etag, tuple_id, watcher_uri, call_id, to_tag, from_tag, " +
 	"cseq, record_route, contact, remote_contact, version, " +
-	"extra_headers, body, content_type, event_name, outbound_proxy, req_expires, removing, modified"
+	"extra_headers, body, content_type, event_name, outbound_proxy, req_expires, removing, modified, target"
 
 // numRecordColumns is the number of columns in recordColumnList.
-const numRecordColumns = 25
+const numRecordColumns = 26
 
 // bodyColumn is the position of body in recordColumnList.
 const bodyColumn = 18
@@ -227,6 +227,7 @@ func rowRecord(names []string, cols []sql.NullString, body []byte) (rec pua.Reco
 	if cols[24].Valid { // puaside's own column: NULL means accepted as stored
 		rec.Modified = num(24) != 0
 	}
+	rec.Target = str(25, true) // puaside's own column: NULL or '' means not known
 	if rec.PresURI == "" && cols[0].Valid {
 		problems = append(problems, "empty pres_uri")
 	}
@@ -292,6 +293,11 @@ func (db *DB) fitRecord(r *pua.Record) (puaRow, error) {
 	out.headerLines = f.clip("extra_headers", joinHeaders(r.ExtraHeaders))
 	out.ContentType = f.clip("content_type", r.ContentType)
 	out.OutboundProxy = f.clip("outbound_proxy", r.OutboundProxy)
+	if w, ok := f.cols.width(f.table, "target"); ok && w.exact("target", r.Target) != nil {
+		// Left out rather than cut into another URI: a restart puts
+		// remote_contact in its place.
+		out.Target = ""
+	}
 	return out, nil
 }
 
@@ -326,6 +332,7 @@ func appendRecordArgs(args []any, r *puaRow) []any {
 		r.ETag, tuple, r.WatcherURI, r.CallID, r.ToTag, r.FromTag,
 		r.CSeq, r.RecordRoute, r.Contact, r.RemoteContact, r.Version,
 		r.headerLines, body, r.ContentType, r.EventName, r.OutboundProxy, r.ReqExpires, boolInt(r.Removing), boolInt(r.Modified),
+		r.Target,
 	)
 }
 

@@ -65,6 +65,7 @@ func subscription(i int) pua.Record {
 		Version:        0,
 		ExtraHeaders:   []pua.Header{{Name: "X-A", Value: "1"}},
 		OutboundProxy:  "",
+		Target:         fmt.Sprintf("sip:line%d@10.0.0.9:5062", i),
 	}
 }
 
@@ -228,10 +229,11 @@ func TestUpdateChangesEachColumn(t *testing.T) {
 		{"etag back", func(r *pua.Record) { r.ETag = "etag-changed" }},
 		{"removing", func(r *pua.Record) { r.Removing = true }},
 		{"modified", func(r *pua.Record) { r.Modified = true }},
+		{"target", func(r *pua.Record) { r.Target = "sip:moved@10.0.0.8" }},
 		{"everything but the identity", func(r *pua.Record) {
 			r.Expires, r.DesiredExpires, r.ETag, r.TupleID, r.CallID, r.ToTag = 1, 2, "e-"+r.PresURI, "t", "c", "tt"
 			r.FromTag, r.CSeq, r.RecordRoute, r.Contact, r.RemoteContact, r.Version = "f", 3, "", "x", "y", 4
-			r.ExtraHeaders, r.Body, r.ContentType, r.OutboundProxy = nil, nil, "", ""
+			r.ExtraHeaders, r.Body, r.ContentType, r.OutboundProxy, r.Target = nil, nil, "", "", "sip:t@example.com"
 		}},
 	}
 	dbtest.Each(t, func(t *testing.T, db *store.DB) {
@@ -554,7 +556,7 @@ func TestNullColumnsReported(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *store.DB) {
 		// A pua table whose NOT NULL constraints were dropped by hand.
 		loose := &store.DB{X: db.X, Dialect: db.Dialect, Table: "pua_loose"}
-		cols := strings.Split(kamailioCols+", body, content_type, event_name, outbound_proxy, req_expires, removing, modified", ", ")
+		cols := strings.Split(kamailioCols+", body, content_type, event_name, outbound_proxy, req_expires, removing, modified, target", ", ")
 		idCol := "id INTEGER PRIMARY KEY"
 		if db.Dialect == store.MySQL {
 			idCol = "id INT AUTO_INCREMENT PRIMARY KEY"
@@ -707,4 +709,17 @@ func BenchmarkSaveRecords(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestTargetNotCut: a subscription's target too long for its column is
+// stored empty (not known: a restart uses remote_contact), never cut into
+// another URI.
+func TestTargetNotCut(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *store.DB) {
+		r := subscription(1)
+		r.Target = "sip:" + strings.Repeat("a", 300) + "@example.com"
+		mustSave(t, db, []pua.Record{r}, nil)
+		r.Target = ""
+		checkEqual(t, mustLoad(t, db), []pua.Record{r})
+	})
 }
