@@ -45,7 +45,9 @@
 // milliseconds (one transaction per batch). CSeqs and versions are
 // reserved ahead in blocks (local_cseq and version hold the reservation),
 // so after any restart, SIGKILL included, each dialog continues above
-// every number it used without a write per NOTIFY.
+// every number it used without a write per NOTIFY. A restart notifies only
+// the watchers whose state changed while the server was down (a
+// publication, or a presence.winfo list's subscription, that expired).
 //
 // Several instances (Options.Cluster, cluster.enabled). The instances
 // share the tables; every instance keeps warm state of every publication
