@@ -47,7 +47,8 @@
 // so after any restart, SIGKILL included, each dialog continues above
 // every number it used without a write per NOTIFY. A restart notifies only
 // the watchers whose state changed while the server was down (a
-// publication, or a presence.winfo list's subscription, that expired).
+// publication, or a presence.winfo list's subscription, that expired);
+// a subscription that expired meanwhile gets its final NOTIFY then.
 //
 // Several instances (Options.Cluster, cluster.enabled). The instances
 // share the tables; every instance keeps warm state of every publication

@@ -234,6 +234,9 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 			if ev == EventPresence {
 				changed[presKey{aor.Key(r.PresURI), EventWinfo}] = true
 			}
+			if ok && s.o.Cluster == nil {
+				s.expiredWhileDown(r, ev, now)
+			}
 			continue
 		}
 		s.attach(watcherFromRecord(r, ev, now))
@@ -241,7 +244,7 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 	for _, w := range s.subs {
 		// attach marks the presence.winfo watchers of every restored
 		// presence subscription: only a change is told.
-		w.dirty, w.changedAt = changed[w.pres.key], time.Time{}
+		w.dirty, w.changedAt = w.final || changed[w.pres.key], time.Time{}
 		if w.dirty {
 			w.touch(now)
 		}
@@ -249,6 +252,21 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 	if len(s.goneP)+len(s.goneW) > 0 {
 		s.kickWriter()
 	}
+}
+
+// expiredWhileDown keeps the subscription r, which expired while the
+// server was down (its row is being removed), for its final NOTIFY
+// terminated;reason=timeout only, as if it had expired running (s.mu
+// held). With several instances another instance may have refreshed it:
+// such rows are only removed, conditionally.
+func (s *Server) expiredWhileDown(r WatcherRecord, ev string, now time.Time) {
+	w := watcherFromRecord(r, ev, now)
+	if s.subs[w.key] != nil {
+		return // the dialog's live subscription is loaded already
+	}
+	w.final, w.reason = true, "timeout"
+	w.pres = s.presentity(presKey{w.presURI, winfoOr(ev)})
+	s.subs[w.key] = w
 }
 
 // notifyPending sends the NOTIFYs that waited for Start: the changes found

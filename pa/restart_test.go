@@ -249,3 +249,78 @@ func TestRestartTellsPublicationsExpiredWhileDown(t *testing.T) {
 		t.Fatalf("winfo after the restart still lists the expired subscription: %s", wi[2].Body())
 	}
 }
+
+// A subscription that expired while the server was down gets its final
+// NOTIFY (terminated;reason=timeout, RFC 6665 §4.2.2) after the restart,
+// as one expiring while the server runs does: the phone learns that its
+// subscription is over and subscribes again, instead of keeping the
+// lamp's last state.
+func TestRestartEndsSubscriptionsExpiredWhileDown(t *testing.T) {
+	st := newMemStore()
+	clk := clocktest.New(time.Unix(1_700_000_000, 0))
+	cfg := DefaultConfig()
+	cfg.Listen = []string{"udp:127.0.0.1:0"}
+	a, err := New(cfg, Options{Store: st, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(a.Addrs()[0], "udp:")
+	pres := "sip:alice@example.com"
+	p := newPeer(t, func(int, *sip.Request) int { return 200 })
+	if res := p.subscribe(addr, pres, "presence", 120); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+	}
+	p.waitN(1, 5*time.Second)
+	publishOpen(t, a, pres, "usrloc", "t1")
+	last := p.waitN(2, 5*time.Second)[1]
+	if err := a.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(3 * time.Minute)
+
+	b, err := New(cfg, Options{Store: st, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Stop(context.Background()) })
+	if ws := b.Watchers(); len(ws) != 0 {
+		t.Fatalf("expired subscription listed after the restart: %+v", ws)
+	}
+	n := p.waitN(3, 5*time.Second)[2]
+	if ss := n.GetHeader("Subscription-State"); ss == nil || ss.Value() != "terminated;reason=timeout" {
+		t.Fatalf("Subscription-State %v, want terminated;reason=timeout", ss)
+	}
+	if n.CSeq().SeqNo <= last.CSeq().SeqNo {
+		t.Fatalf("CSeq %d after %d", n.CSeq().SeqNo, last.CSeq().SeqNo)
+	}
+	if ft, _ := n.From().Params.Get("tag"); ft == "" {
+		t.Fatal("final NOTIFY without the dialog's tag")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.subscriptionCount() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("expired subscription kept after its final NOTIFY")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for {
+		_, subs, _ := st.LoadPresence(context.Background())
+		if len(subs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("expired subscription still stored: %+v", subs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if c := p.count(); c != 3 {
+		t.Fatalf("%d NOTIFYs, want one final NOTIFY after the restart", c)
+	}
+}
