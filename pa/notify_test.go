@@ -215,8 +215,9 @@ func TestLargeNotifyOverTCP(t *testing.T) {
 }
 
 // refresh sends an in-dialog SUBSCRIBE of the dialog res accepted, with
-// CSeq cseq.
-func (p *peer) refresh(server string, res *sip.Response, cseq uint32, expires int) *sip.Response {
+// CSeq cseq and the Contact of contact (p itself, or the peer the watcher
+// moved to).
+func (p *peer) refresh(server string, res *sip.Response, cseq uint32, expires int, contact *peer) *sip.Response {
 	p.t.Helper()
 	from, to := res.From(), res.To()
 	req := sip.NewRequest(sip.SUBSCRIBE, to.Address)
@@ -225,7 +226,7 @@ func (p *peer) refresh(server string, res *sip.Response, cseq uint32, expires in
 	cid := sip.CallIDHeader(res.CallID().Value())
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.SUBSCRIBE})
-	req.AppendHeader(&sip.ContactHeader{Address: uri("sip:peer@" + p.addr)})
+	req.AppendHeader(&sip.ContactHeader{Address: uri("sip:peer@" + contact.addr)})
 	req.AppendHeader(sip.NewHeader("Event", "presence"))
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(expires)))
 	req.SetDestination(server)
@@ -252,9 +253,9 @@ func (p *peer) states() []string {
 }
 
 // A subscription that expires while its NOTIFYs back off is ended like
-// any other: its terminated;reason=timeout NOTIFY is the next one sent (no
-// NOTIFY calls it active past its expiry), and it does not stay forever,
-// unnotified, when its expiry comes before the retry.
+// any other, at its expiry: its terminated;reason=timeout NOTIFY is the
+// next one sent, with the retry, and no NOTIFY calls it active past its
+// expiry.
 func TestExpiryDuringBackoff(t *testing.T) {
 	t.Run("retry after the expiry", func(t *testing.T) {
 		clk := clocktest.New(time.Unix(1_700_000_000, 0))
@@ -267,16 +268,13 @@ func TestExpiryDuringBackoff(t *testing.T) {
 			}
 			return 200
 		})
-		res := p.subscribe(addr, "sip:alice@example.com", "presence", 600)
+		p.subscribe(addr, "sip:alice@example.com", "presence", 60)
 		p.waitN(1, 5*time.Second)
+		clk.Advance(50 * time.Second)
 		publishOpen(t, s, "sip:alice@example.com", "u", "t1")
 		p.waitN(2, 5*time.Second)
-		waitBackingOff(t, s)
-		// Backing off (100 to 200s); the watcher refreshes for a minute.
-		if r := p.refresh(addr, res, res.CSeq().SeqNo+1, 60); r.StatusCode != 200 {
-			t.Fatalf("refresh: %d", r.StatusCode)
-		}
-		clk.Advance(61 * time.Second)
+		waitBackingOff(t, s) // 100 to 200s: the expiry comes first
+		clk.Advance(11 * time.Second)
 		clk.Advance(200 * time.Second)
 		got := p.waitN(3, 5*time.Second)
 		if st := p.states(); len(got) != 3 || st[2] != "terminated;reason=timeout" {
@@ -336,4 +334,67 @@ func waitBackingOff(t *testing.T, s *Server) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// A refresh shows the watcher is there, at its Contact now: the NOTIFYs
+// that failed before it (to the address it left) count no more. The one in
+// flight failing does not end the subscription just refreshed, a backoff
+// under way does not hold the refresh's NOTIFY, and the state goes to the
+// new Contact.
+func TestRefreshAfterFailedNotifies(t *testing.T) {
+	t.Run("in flight", func(t *testing.T) {
+		s, addr := startServer(t, fastRetry(), Options{}) // 3 failures end it
+		moved := newPeer(t, func(int, *sip.Request) int { return 200 })
+		inFlight := make(chan struct{}, 1)
+		old := newPeer(t, func(n int, _ *sip.Request) int {
+			switch n {
+			case 1:
+				return 200
+			case 4: // the third failure in a row is under way
+				inFlight <- struct{}{}
+			}
+			return 0 // gone: no answer
+		})
+		res := old.subscribe(addr, "sip:alice@example.com", "presence", 600)
+		old.waitN(1, 5*time.Second)
+		publishOpen(t, s, "sip:alice@example.com", "u", "t1")
+		select {
+		case <-inFlight:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no third NOTIFY attempt")
+		}
+		if r := old.refresh(addr, res, res.CSeq().SeqNo+1, 600, moved); r.StatusCode != 200 {
+			t.Fatalf("refresh: %d", r.StatusCode)
+		}
+		got := moved.waitN(1, 5*time.Second)
+		if !strings.Contains(string(got[0].Body()), `id="t1"`) {
+			t.Fatalf("NOTIFY at the new Contact lacks the state: %s", got[0].Body())
+		}
+		if ws := s.Watchers(); len(ws) != 1 {
+			t.Fatalf("refreshed subscription ended: %+v", ws)
+		}
+	})
+	t.Run("backing off", func(t *testing.T) {
+		clk := clocktest.New(time.Unix(1_700_000_000, 0)) // the retry never comes
+		s, addr := startServer(t, DefaultConfig(), Options{Clock: clk})
+		moved := newPeer(t, func(int, *sip.Request) int { return 200 })
+		old := newPeer(t, func(n int, _ *sip.Request) int {
+			if n == 1 {
+				return 200
+			}
+			return 503
+		})
+		res := old.subscribe(addr, "sip:alice@example.com", "presence", 600)
+		old.waitN(1, 5*time.Second)
+		publishOpen(t, s, "sip:alice@example.com", "u", "t1")
+		old.waitN(2, 5*time.Second)
+		waitBackingOff(t, s)
+		if r := old.refresh(addr, res, res.CSeq().SeqNo+1, 600, moved); r.StatusCode != 200 {
+			t.Fatalf("refresh: %d", r.StatusCode)
+		}
+		got := moved.waitN(1, 5*time.Second)
+		if !strings.Contains(string(got[0].Body()), `id="t1"`) {
+			t.Fatalf("NOTIFY at the new Contact lacks the state: %s", got[0].Body())
+		}
+	})
 }

@@ -210,6 +210,10 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, key dialogK
 		w.contact = ct.Address.String()
 	}
 	w.flow, w.flowTransport = req.Source(), req.Transport()
+	// The watcher is there, at its Contact now: the NOTIFYs that failed
+	// before (to the address it may have left) count no more, and the
+	// next one goes now rather than after their backoff.
+	w.failures, w.retryAt = 0, time.Time{}
 	if d == 0 {
 		s.terminate(w, "timeout")
 		s.mu.Unlock()
