@@ -18,7 +18,9 @@
 // after the reply, so a watcher never sees an older state after a newer
 // one. A NOTIFY that times out or is answered 408 or 5xx is sent again
 // with exponential backoff (retry_min … retry_max); a 481, another final
-// failure, or max_retries failures in a row end the subscription.
+// failure, or max_retries failures in a row end the subscription. A
+// refresh in the dialog starts the count again and its NOTIFY is not held
+// by a backoff: the watcher is there, at the Contact it gives.
 // Expires: 0 is answered with a final NOTIFY `terminated`; an expired
 // subscription gets one too and is purged.
 //
@@ -45,7 +47,10 @@
 // milliseconds (one transaction per batch). CSeqs and versions are
 // reserved ahead in blocks (local_cseq and version hold the reservation),
 // so after any restart, SIGKILL included, each dialog continues above
-// every number it used without a write per NOTIFY.
+// every number it used without a write per NOTIFY. A restart notifies only
+// the watchers whose state changed while the server was down (a
+// publication, or a presence.winfo list's subscription, that expired);
+// a subscription that expired meanwhile gets its final NOTIFY then.
 //
 // Several instances (Options.Cluster, cluster.enabled). The instances
 // share the tables; every instance keeps warm state of every publication

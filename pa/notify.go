@@ -220,7 +220,7 @@ func (s *Server) sendNotify(w *watcher, req *sip.Request, wait *flushWait, m not
 		}
 		w.dirty = true
 		w.retryAt = now.Add(s.backoff(w.failures))
-		s.subSched.Schedule(w, w.retryAt)
+		s.rearm(w)
 	default:
 		// 481 (RFC 6665 §4.2.2) or any other final refusal ends it.
 		s.log.Info("subscription ended by the watcher", "presentity", w.presURI, "watcher", w.watcherURI,

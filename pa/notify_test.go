@@ -11,6 +11,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/internal/siplisten"
 	"github.com/puaside/puaside/internal/sipphone"
@@ -211,4 +212,189 @@ func TestLargeNotifyOverTCP(t *testing.T) {
 	if len(n.Body) <= siplisten.MaxUDPRequest {
 		t.Fatalf("the document is only %d bytes: the test proves nothing", len(n.Body))
 	}
+}
+
+// refresh sends an in-dialog SUBSCRIBE of the dialog res accepted, with
+// CSeq cseq and the Contact of contact (p itself, or the peer the watcher
+// moved to).
+func (p *peer) refresh(server string, res *sip.Response, cseq uint32, expires int, contact *peer) *sip.Response {
+	p.t.Helper()
+	from, to := res.From(), res.To()
+	req := sip.NewRequest(sip.SUBSCRIBE, to.Address)
+	req.AppendHeader(&sip.FromHeader{Address: from.Address, Params: from.Params.Clone()})
+	req.AppendHeader(&sip.ToHeader{Address: to.Address, Params: to.Params.Clone()})
+	cid := sip.CallIDHeader(res.CallID().Value())
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.SUBSCRIBE})
+	req.AppendHeader(&sip.ContactHeader{Address: uri("sip:peer@" + contact.addr)})
+	req.AppendHeader(sip.NewHeader("Event", "presence"))
+	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(expires)))
+	req.SetDestination(server)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := p.cl.Do(ctx, req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return r
+}
+
+// states returns the Subscription-State of every NOTIFY p got.
+func (p *peer) states() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, n := range p.got {
+		if h := n.GetHeader("Subscription-State"); h != nil {
+			out = append(out, h.Value())
+		}
+	}
+	return out
+}
+
+// A subscription that expires while its NOTIFYs back off is ended like
+// any other, at its expiry: its terminated;reason=timeout NOTIFY is the
+// next one sent, with the retry, and no NOTIFY calls it active past its
+// expiry.
+func TestExpiryDuringBackoff(t *testing.T) {
+	t.Run("retry after the expiry", func(t *testing.T) {
+		clk := clocktest.New(time.Unix(1_700_000_000, 0))
+		cfg := DefaultConfig()
+		cfg.RetryMin, cfg.RetryMax = 200*time.Second, 200*time.Second
+		s, addr := startServer(t, cfg, Options{Clock: clk})
+		p := newPeer(t, func(n int, _ *sip.Request) int {
+			if n == 2 {
+				return 503
+			}
+			return 200
+		})
+		p.subscribe(addr, "sip:alice@example.com", "presence", 60)
+		p.waitN(1, 5*time.Second)
+		clk.Advance(50 * time.Second)
+		publishOpen(t, s, "sip:alice@example.com", "u", "t1")
+		p.waitN(2, 5*time.Second)
+		waitBackingOff(t, s) // 100 to 200s: the expiry comes first
+		clk.Advance(11 * time.Second)
+		clk.Advance(200 * time.Second)
+		got := p.waitN(3, 5*time.Second)
+		if st := p.states(); len(got) != 3 || st[2] != "terminated;reason=timeout" {
+			t.Fatalf("NOTIFYs %q, want the terminated one after the failed one", st)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for s.subscriptionCount() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("expired subscription kept")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	t.Run("retry due with the expiry", func(t *testing.T) {
+		clk := clocktest.New(time.Unix(1_700_000_000, 0))
+		s, addr := startServer(t, DefaultConfig(), Options{Clock: clk})
+		p := newPeer(t, func(n int, _ *sip.Request) int {
+			if n == 2 {
+				return 503
+			}
+			return 200
+		})
+		p.subscribe(addr, "sip:alice@example.com", "presence", 60)
+		p.waitN(1, 5*time.Second)
+		clk.Advance(59*time.Second + 900*time.Millisecond)
+		publishOpen(t, s, "sip:alice@example.com", "u", "t1")
+		p.waitN(2, 5*time.Second)
+		waitBackingOff(t, s)
+		clk.Advance(5 * time.Second) // past the expiry and the retry
+		p.waitN(3, 5*time.Second)
+		time.Sleep(50 * time.Millisecond)
+		if st := p.states(); len(st) != 3 || st[2] != "terminated;reason=timeout" {
+			t.Fatalf("NOTIFYs %q, want the terminated one after the failed one", st)
+		}
+	})
+}
+
+// waitBackingOff waits until a NOTIFY of s failed and waits for its
+// retry.
+func waitBackingOff(t *testing.T, s *Server) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		n := 0
+		for _, w := range s.subs {
+			if !w.retryAt.IsZero() {
+				n++
+			}
+		}
+		s.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no NOTIFY backing off")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A refresh shows the watcher is there, at its Contact now: the NOTIFYs
+// that failed before it (to the address it left) count no more. The one in
+// flight failing does not end the subscription just refreshed, a backoff
+// under way does not hold the refresh's NOTIFY, and the state goes to the
+// new Contact.
+func TestRefreshAfterFailedNotifies(t *testing.T) {
+	t.Run("in flight", func(t *testing.T) {
+		s, addr := startServer(t, fastRetry(), Options{}) // 3 failures end it
+		moved := newPeer(t, func(int, *sip.Request) int { return 200 })
+		inFlight := make(chan struct{}, 1)
+		old := newPeer(t, func(n int, _ *sip.Request) int {
+			switch n {
+			case 1:
+				return 200
+			case 4: // the third failure in a row is under way
+				inFlight <- struct{}{}
+			}
+			return 0 // gone: no answer
+		})
+		res := old.subscribe(addr, "sip:alice@example.com", "presence", 600)
+		old.waitN(1, 5*time.Second)
+		publishOpen(t, s, "sip:alice@example.com", "u", "t1")
+		select {
+		case <-inFlight:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no third NOTIFY attempt")
+		}
+		if r := old.refresh(addr, res, res.CSeq().SeqNo+1, 600, moved); r.StatusCode != 200 {
+			t.Fatalf("refresh: %d", r.StatusCode)
+		}
+		got := moved.waitN(1, 5*time.Second)
+		if !strings.Contains(string(got[0].Body()), `id="t1"`) {
+			t.Fatalf("NOTIFY at the new Contact lacks the state: %s", got[0].Body())
+		}
+		if ws := s.Watchers(); len(ws) != 1 {
+			t.Fatalf("refreshed subscription ended: %+v", ws)
+		}
+	})
+	t.Run("backing off", func(t *testing.T) {
+		clk := clocktest.New(time.Unix(1_700_000_000, 0)) // the retry never comes
+		s, addr := startServer(t, DefaultConfig(), Options{Clock: clk})
+		moved := newPeer(t, func(int, *sip.Request) int { return 200 })
+		old := newPeer(t, func(n int, _ *sip.Request) int {
+			if n == 1 {
+				return 200
+			}
+			return 503
+		})
+		res := old.subscribe(addr, "sip:alice@example.com", "presence", 600)
+		old.waitN(1, 5*time.Second)
+		publishOpen(t, s, "sip:alice@example.com", "u", "t1")
+		old.waitN(2, 5*time.Second)
+		waitBackingOff(t, s)
+		if r := old.refresh(addr, res, res.CSeq().SeqNo+1, 600, moved); r.StatusCode != 200 {
+			t.Fatalf("refresh: %d", r.StatusCode)
+		}
+		got := moved.waitN(1, 5*time.Second)
+		if !strings.Contains(string(got[0].Body()), `id="t1"`) {
+			t.Fatalf("NOTIFY at the new Contact lacks the state: %s", got[0].Body())
+		}
+	})
 }

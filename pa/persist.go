@@ -182,10 +182,15 @@ func (s *Server) publicationFromRecord(r PublicationRecord) (*publication, error
 
 // restore rebuilds the state from the store: expired rows are dropped
 // (and deleted), every subscription continues above its reserved CSeq.
+// The watchers whose state changed with a dropped row (a publication that
+// expired while the server was down, a presence subscription gone from a
+// presence.winfo list) are marked to be notified once Start is done;
+// the others are told their next change.
 func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clk.Now()
+	changed := map[presKey]bool{}
 	sort.Slice(pubs, func(i, j int) bool { return pubs[i].Seq < pubs[j].Seq })
 	for _, r := range pubs {
 		id := pubID{presKey{aor.Key(r.PresURI), r.Event}, r.ID}
@@ -193,6 +198,7 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 			// Several instances: another may have refreshed it meanwhile.
 			r.Expired = s.o.Cluster != nil
 			s.goneP[id] = r
+			changed[id.presKey] = true
 			continue
 		}
 		if _, ok := normalizeEvent(r.Event); !ok {
@@ -203,6 +209,7 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 		if err != nil {
 			s.log.Warn("stored publication dropped: bad body", "presentity", r.PresURI, "event", r.Event, "err", err)
 			s.goneP[id] = r
+			changed[id.presKey] = true
 			continue
 		}
 		s.seq = max(s.seq, r.Seq)
@@ -224,11 +231,52 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 		if !ok || r.Expires <= now.Unix() {
 			r.Expired = ok && s.o.Cluster != nil
 			s.goneW[k] = r
+			if ev == EventPresence {
+				changed[presKey{aor.Key(r.PresURI), EventWinfo}] = true
+			}
+			if ok && s.o.Cluster == nil {
+				s.expiredWhileDown(r, ev, now)
+			}
 			continue
 		}
 		s.attach(watcherFromRecord(r, ev, now))
 	}
+	for _, w := range s.subs {
+		// attach marks the presence.winfo watchers of every restored
+		// presence subscription: only a change is told.
+		w.dirty, w.changedAt = w.final || changed[w.pres.key], time.Time{}
+		if w.dirty {
+			w.touch(now)
+		}
+	}
 	if len(s.goneP)+len(s.goneW) > 0 {
 		s.kickWriter()
+	}
+}
+
+// expiredWhileDown keeps the subscription r, which expired while the
+// server was down (its row is being removed), for its final NOTIFY
+// terminated;reason=timeout only, as if it had expired running (s.mu
+// held). With several instances another instance may have refreshed it:
+// such rows are only removed, conditionally.
+func (s *Server) expiredWhileDown(r WatcherRecord, ev string, now time.Time) {
+	w := watcherFromRecord(r, ev, now)
+	if s.subs[w.key] != nil {
+		return // the dialog's live subscription is loaded already
+	}
+	w.final, w.reason = true, "timeout"
+	w.pres = s.presentity(presKey{w.presURI, winfoOr(ev)})
+	s.subs[w.key] = w
+}
+
+// notifyPending sends the NOTIFYs that waited for Start: the changes found
+// while loading the state, or made before the server was running.
+func (s *Server) notifyPending() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.subs {
+		if w.dirty && !w.inFlight {
+			s.kick(w)
+		}
 	}
 }

@@ -2,13 +2,16 @@ package pa
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/pua"
 )
 
@@ -147,5 +150,177 @@ func TestPublicationsListing(t *testing.T) {
 	ps := s.Publications()
 	if len(ps) != 1 || ps[0].Flag != pua.FlagUsrloc || ps[0].State != pua.StateActive || len(ps[0].ExtraHeaders) != 1 {
 		t.Fatalf("publications %+v", ps)
+	}
+}
+
+// publishSIP sends a PUBLISH from outside (RFC 3903) through cl and
+// returns its answer.
+func publishSIP(t *testing.T, cl *sipgo.Client, server, pres, event, ct string, expires int, body []byte) *sip.Response {
+	t.Helper()
+	req := sip.NewRequest(sip.PUBLISH, uri(pres))
+	req.AppendHeader(&sip.FromHeader{Address: uri(pres), Params: tagged(sip.GenerateTagN(8))})
+	req.AppendHeader(&sip.ToHeader{Address: uri(pres), Params: sip.NewParams()})
+	req.AppendHeader(sip.NewHeader("Event", event))
+	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(expires)))
+	req.AppendHeader(sip.NewHeader("Content-Type", ct))
+	req.SetBody(body)
+	req.SetDestination(server)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := cl.Do(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// A publication that expired while the server was down is gone after the
+// restart, and its watchers are told at once: the phone's lamp does not
+// stay lit with the state of a publication nobody holds any more.
+func TestRestartTellsPublicationsExpiredWhileDown(t *testing.T) {
+	st := newMemStore()
+	clk := clocktest.New(time.Unix(1_700_000_000, 0))
+	cfg := DefaultConfig()
+	cfg.Listen = []string{"udp:127.0.0.1:0"}
+	a, err := New(cfg, Options{Store: st, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(a.Addrs()[0], "udp:")
+	pres := "sip:alice@example.com"
+	p := newPeer(t, func(int, *sip.Request) int { return 200 })
+	if res := p.subscribe(addr, pres, "presence", 600); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+	}
+	p.waitN(1, 5*time.Second)
+	// The owner of sip:peer@example.com watches its watchers; one of them
+	// subscribed for a minute only.
+	owner := newPeer(t, func(int, *sip.Request) int { return 200 })
+	if res := owner.subscribe(addr, "sip:peer@example.com", "presence.winfo", 600); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE presence.winfo: %d", res.StatusCode)
+	}
+	owner.waitN(1, 5*time.Second)
+	short := newPeer(t, func(int, *sip.Request) int { return 200 })
+	if res := short.subscribe(addr, "sip:peer@example.com", "presence", 60); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+	}
+	if wi := owner.waitN(2, 5*time.Second); !strings.Contains(string(wi[1].Body()), "<watcher ") {
+		t.Fatalf("winfo without the watcher: %s", wi[1].Body())
+	}
+	if res := publishSIP(t, p.cl, addr, pres, "presence", ctPIDF, 60, presenceBody(pres, "desk", "open")); res.StatusCode != 200 {
+		t.Fatalf("PUBLISH: %d", res.StatusCode)
+	}
+	got := p.waitN(2, 5*time.Second)
+	if !strings.Contains(string(got[1].Body()), `id="desk"`) {
+		t.Fatalf("published state not notified: %s", got[1].Body())
+	}
+	if err := a.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Minute) // the publication lapses, the subscription does not
+
+	b, err := New(cfg, Options{Store: st, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Stop(context.Background()) })
+	if ps := b.Presentities(); len(ps) != 0 {
+		t.Fatalf("expired publication restored: %+v", ps)
+	}
+	got = p.waitN(3, 5*time.Second)
+	n := got[2]
+	if body := string(n.Body()); strings.Contains(body, `id="desk"`) || !strings.Contains(body, "<basic>closed</basic>") {
+		t.Fatalf("NOTIFY after the restart still tells the expired publication: %s", body)
+	}
+	if n.CSeq().SeqNo <= got[1].CSeq().SeqNo {
+		t.Fatalf("CSeq %d after %d", n.CSeq().SeqNo, got[1].CSeq().SeqNo)
+	}
+	if st := n.GetHeader("Subscription-State"); st == nil || !strings.HasPrefix(st.Value(), "active;expires=") {
+		t.Fatalf("Subscription-State %v", st)
+	}
+	// The subscription that lapsed meanwhile is gone from the owner's list.
+	if wi := owner.waitN(3, 5*time.Second); strings.Contains(string(wi[2].Body()), "<watcher ") {
+		t.Fatalf("winfo after the restart still lists the expired subscription: %s", wi[2].Body())
+	}
+}
+
+// A subscription that expired while the server was down gets its final
+// NOTIFY (terminated;reason=timeout, RFC 6665 §4.2.2) after the restart,
+// as one expiring while the server runs does: the phone learns that its
+// subscription is over and subscribes again, instead of keeping the
+// lamp's last state.
+func TestRestartEndsSubscriptionsExpiredWhileDown(t *testing.T) {
+	st := newMemStore()
+	clk := clocktest.New(time.Unix(1_700_000_000, 0))
+	cfg := DefaultConfig()
+	cfg.Listen = []string{"udp:127.0.0.1:0"}
+	a, err := New(cfg, Options{Store: st, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(a.Addrs()[0], "udp:")
+	pres := "sip:alice@example.com"
+	p := newPeer(t, func(int, *sip.Request) int { return 200 })
+	if res := p.subscribe(addr, pres, "presence", 120); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+	}
+	p.waitN(1, 5*time.Second)
+	publishOpen(t, a, pres, "usrloc", "t1")
+	last := p.waitN(2, 5*time.Second)[1]
+	if err := a.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(3 * time.Minute)
+
+	b, err := New(cfg, Options{Store: st, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Stop(context.Background()) })
+	if ws := b.Watchers(); len(ws) != 0 {
+		t.Fatalf("expired subscription listed after the restart: %+v", ws)
+	}
+	n := p.waitN(3, 5*time.Second)[2]
+	if ss := n.GetHeader("Subscription-State"); ss == nil || ss.Value() != "terminated;reason=timeout" {
+		t.Fatalf("Subscription-State %v, want terminated;reason=timeout", ss)
+	}
+	if n.CSeq().SeqNo <= last.CSeq().SeqNo {
+		t.Fatalf("CSeq %d after %d", n.CSeq().SeqNo, last.CSeq().SeqNo)
+	}
+	if ft, _ := n.From().Params.Get("tag"); ft == "" {
+		t.Fatal("final NOTIFY without the dialog's tag")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.subscriptionCount() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("expired subscription kept after its final NOTIFY")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for {
+		_, subs, _ := st.LoadPresence(context.Background())
+		if len(subs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("expired subscription still stored: %+v", subs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if c := p.count(); c != 3 {
+		t.Fatalf("%d NOTIFYs, want one final NOTIFY after the restart", c)
 	}
 }

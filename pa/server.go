@@ -212,6 +212,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.running = true
 	s.mu.Unlock()
+	s.notifyPending()
 	if s.o.Cluster != nil {
 		s.wg.Add(1)
 		go s.syncLoop()

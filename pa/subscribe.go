@@ -210,6 +210,10 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, key dialogK
 		w.contact = ct.Address.String()
 	}
 	w.flow, w.flowTransport = req.Source(), req.Transport()
+	// The watcher is there, at its Contact now: the NOTIFYs that failed
+	// before (to the address it may have left) count no more, and the
+	// next one goes now rather than after their backoff.
+	w.failures, w.retryAt = 0, time.Time{}
 	if d == 0 {
 		s.terminate(w, "timeout")
 		s.mu.Unlock()
@@ -365,19 +369,15 @@ func (w *watcher) touch(now time.Time) {
 	}
 }
 
-// fireWatchers handles due retries and expiries.
+// fireWatchers handles due expiries and retries. An expiry is handled
+// first: a retry due with it sends the terminated NOTIFY, not a last
+// active one.
 func (s *Server) fireWatchers(now time.Time, due []*watcher) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, w := range due {
 		if w.removed {
 			continue
-		}
-		if !w.retryAt.IsZero() && !w.retryAt.After(now) {
-			w.retryAt = time.Time{}
-			if !w.inFlight {
-				s.startNotify(w)
-			}
 		}
 		if !w.final && !w.expires.After(now) {
 			// Several instances: the owner writes the end; the others
@@ -387,13 +387,29 @@ func (s *Server) fireWatchers(now time.Time, due []*watcher) {
 			if s.o.Cluster != nil {
 				s.fenceGone(w, s.fenceOf(w.presURI), true)
 			}
-			continue
+			if w.removed {
+				continue
+			}
 		}
-		if !w.final {
-			s.schedule(w)
-		} else if !w.retryAt.IsZero() {
-			s.subSched.Schedule(w, w.retryAt)
+		if !w.retryAt.IsZero() && !w.retryAt.After(now) {
+			w.retryAt = time.Time{}
+			if !w.inFlight {
+				s.startNotify(w)
+			}
 		}
+		s.rearm(w)
+	}
+}
+
+// rearm schedules w's next timer after a fire or a failed NOTIFY: a live
+// subscription its expiry or its retry, whichever comes first; a
+// terminated one its retry, which sends its last NOTIFY (s.mu held).
+func (s *Server) rearm(w *watcher) {
+	switch {
+	case !w.final:
+		s.schedule(w)
+	case !w.retryAt.IsZero():
+		s.subSched.Schedule(w, w.retryAt)
 	}
 }
 
