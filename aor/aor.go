@@ -187,6 +187,33 @@ func unreserved(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.!~*'()", c) >= 0
 }
 
+// Unescape decodes every %HH escape of a URI part (a user); it reports
+// false for a '%' that starts no escape.
+func Unescape(s string) (string, bool) {
+	i := strings.IndexByte(s, '%')
+	if i < 0 {
+		return s, true
+	}
+	b := make([]byte, 0, len(s))
+	b = append(b, s[:i]...)
+	for ; i < len(s); i++ {
+		if s[i] != '%' {
+			b = append(b, s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", false
+		}
+		h, l := unhex(s[i+1]), unhex(s[i+2])
+		if h < 0 || l < 0 {
+			return "", false
+		}
+		b = append(b, byte(h<<4|l))
+		i += 2
+	}
+	return string(b), true
+}
+
 // unhex is the value of the hex digit c, -1 when it is none.
 func unhex(c byte) int {
 	switch {

@@ -1,6 +1,7 @@
 package aor
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -25,5 +26,24 @@ func FuzzNormalize(f *testing.F) {
 			t.Fatalf("Normalize(%q) = %q, %v; not a fixed point of %q", got, again, err, s)
 		}
 		_ = Key(s)
+	})
+}
+
+// FuzzUnescape: no input panics; a decoded string has no more bytes than
+// its input, and an input without '%' is its own decoding; the decoding
+// agrees with net/url's of a path segment.
+func FuzzUnescape(f *testing.F) {
+	for _, s := range []string{"alice", "al%69ce", "a%2B%2b", "%", "%4", "%zz", "%%341", "%c3%a9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := Unescape(s)
+		want, err := url.PathUnescape(s)
+		if ok != (err == nil) || ok && got != want {
+			t.Fatalf("Unescape(%q) = %q, %v; net/url: %q, %v", s, got, ok, want, err)
+		}
+		if ok && len(got) > len(s) || !strings.Contains(s, "%") && (!ok || got != s) {
+			t.Fatalf("Unescape(%q) = %q, %v", s, got, ok)
+		}
 	})
 }

@@ -217,7 +217,7 @@ func userOf(a aor.Address, s string) (string, error) {
 	if a.Port != 0 {
 		return "", fmt.Errorf("%w: %q has a port", ErrBadAddress, s)
 	}
-	user, ok := unescape(a.User)
+	user, ok := aor.Unescape(a.User)
 	if !ok || user == "" {
 		return "", fmt.Errorf("%w: user of %q", ErrBadAddress, s)
 	}
@@ -257,40 +257,4 @@ func escape(s string) string {
 		b.WriteByte(hex[c&15])
 	}
 	return b.String()
-}
-
-// unescape decodes %XX escapes; it reports false for a broken escape.
-func unescape(s string) (string, bool) {
-	if !strings.Contains(s, "%") {
-		return s, true
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '%' {
-			b.WriteByte(s[i])
-			continue
-		}
-		if i+2 >= len(s) {
-			return "", false
-		}
-		h, l := unhex(s[i+1]), unhex(s[i+2])
-		if h < 0 || l < 0 {
-			return "", false
-		}
-		b.WriteByte(byte(h<<4 | l))
-		i += 2
-	}
-	return b.String(), true
-}
-
-func unhex(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'a' && c <= 'f':
-		return int(c-'a') + 10
-	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
 }
