@@ -180,16 +180,7 @@ func publishSIP(t *testing.T, cl *sipgo.Client, server, pres, event, ct string, 
 func TestRestartTellsPublicationsExpiredWhileDown(t *testing.T) {
 	st := newMemStore()
 	clk := clocktest.New(time.Unix(1_700_000_000, 0))
-	cfg := DefaultConfig()
-	cfg.Listen = []string{"udp:127.0.0.1:0"}
-	a, err := New(cfg, Options{Store: st, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	addr := strings.TrimPrefix(a.Addrs()[0], "udp:")
+	a, addr := startServer(t, DefaultConfig(), Options{Store: st, Clock: clk})
 	pres := "sip:alice@example.com"
 	p := newPeer(t, func(int, *sip.Request) int { return 200 })
 	if res := p.subscribe(addr, pres, "presence", 600); res.StatusCode != 200 {
@@ -222,14 +213,7 @@ func TestRestartTellsPublicationsExpiredWhileDown(t *testing.T) {
 	}
 	clk.Advance(2 * time.Minute) // the publication lapses, the subscription does not
 
-	b, err := New(cfg, Options{Store: st, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Stop(context.Background()) })
+	b, _ := startServer(t, DefaultConfig(), Options{Store: st, Clock: clk})
 	if ps := b.Presentities(); len(ps) != 0 {
 		t.Fatalf("expired publication restored: %+v", ps)
 	}
@@ -258,16 +242,7 @@ func TestRestartTellsPublicationsExpiredWhileDown(t *testing.T) {
 func TestRestartEndsSubscriptionsExpiredWhileDown(t *testing.T) {
 	st := newMemStore()
 	clk := clocktest.New(time.Unix(1_700_000_000, 0))
-	cfg := DefaultConfig()
-	cfg.Listen = []string{"udp:127.0.0.1:0"}
-	a, err := New(cfg, Options{Store: st, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	addr := strings.TrimPrefix(a.Addrs()[0], "udp:")
+	a, addr := startServer(t, DefaultConfig(), Options{Store: st, Clock: clk})
 	pres := "sip:alice@example.com"
 	p := newPeer(t, func(int, *sip.Request) int { return 200 })
 	if res := p.subscribe(addr, pres, "presence", 120); res.StatusCode != 200 {
@@ -281,14 +256,7 @@ func TestRestartEndsSubscriptionsExpiredWhileDown(t *testing.T) {
 	}
 	clk.Advance(3 * time.Minute)
 
-	b, err := New(cfg, Options{Store: st, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Stop(context.Background()) })
+	b, _ := startServer(t, DefaultConfig(), Options{Store: st, Clock: clk})
 	if ws := b.Watchers(); len(ws) != 0 {
 		t.Fatalf("expired subscription listed after the restart: %+v", ws)
 	}
