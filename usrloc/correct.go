@@ -72,6 +72,10 @@ func (t *Tracker) pruneInputs() {
 			delete(t.inputs, aor)
 		}
 	}
+	if now.Before(t.latePruned.Add(lateHorizon / 4)) {
+		return // entries past their time are ignored until then
+	}
+	t.latePruned = now
 	for key, r := range t.replied {
 		if !now.Before(r.until) {
 			delete(t.replied, key)

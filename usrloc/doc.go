@@ -17,11 +17,12 @@
 //     applied at once, binding by binding in the order of RFC 3261 §10.3:
 //     a late copy of an older REGISTER of the same Call-ID neither
 //     refreshes nor removes a binding a newer one set, nor adds back one a
-//     newer one removed;
+//     newer one removed within a transaction's lifetime (after it, a lower
+//     CSeq of the same Call-ID is a phone that rebooted and is applied);
 //   - a traced or HEP copy of a REGISTER request is only remembered; its
 //     traced 2xx reply is authoritative (the complete binding set with the
 //     granted expiries); a non-2xx reply changes nothing, nor does a late
 //     copy of a 2xx already applied or older (same Call-ID, CSeq not
-//     higher) than one applied;
+//     higher) than one applied within a transaction's lifetime (64·T1);
 //   - a JSON event is a statement.
 package usrloc

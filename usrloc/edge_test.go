@@ -238,3 +238,31 @@ func TestLateRegisterAfterRemoval(t *testing.T) {
 	expectContacts(t, "overtaken REGISTER", r, aor)
 	expectOps(t, "overtaken REGISTER", r.pub.Take())
 }
+
+// TestRebootWithSameCallID: a phone that keeps its Call-ID over a reboot
+// registers again with a lower CSeq after it unregistered. Once a
+// transaction's lifetime (64·T1) has passed since the removal, that is no
+// late copy: on the t_replicate path and the traced one the new
+// registration is applied.
+func TestRebootWithSameCallID(t *testing.T) {
+	const aor = "sip:alice@example.com"
+	for _, src := range []event.Source{event.SourceReplicate, event.SourceTrace} {
+		r := newRig(t, DefaultConfig(), nil, nil)
+		register := func(cseq int, expires string) {
+			r.feedRaw(t, regReq(aliceTo, "c1", cseq, "Contact: <sip:alice@10.0.0.1>\nExpires: "+expires), src)
+			if src == event.SourceTrace {
+				granted := ""
+				if expires != "0" {
+					granted = "Contact: <sip:alice@10.0.0.1>;expires=" + expires
+				}
+				r.feedRaw(t, regRes("200 OK", aliceTo, "c1", cseq, granted), src)
+			}
+		}
+		register(100, "600")
+		register(101, "0")
+		expectContacts(t, "unregistered", r, aor)
+		r.clock.Advance(33 * time.Second)
+		register(1, "600")
+		expectContacts(t, fmt.Sprintf("%v: rebooted with the same Call-ID", src), r, aor, "sip:alice@10.0.0.1 10m0s q=-")
+	}
+}

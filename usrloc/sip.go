@@ -139,23 +139,14 @@ func (t *Tracker) handleResponse(res *sip.Response, src event.Source) {
 	t.update(func(now time.Time, ch *[]change) {
 		key := lateKey{reg.AoR, reg.CallID}
 		last, seen := t.replied[key]
-		if seen && reg.CSeq <= last.cseq {
+		if seen && now.Before(last.until) && reg.CSeq <= last.cseq {
 			t.count("reply_stale")
 			t.log.Debug("usrloc: late copy of a REGISTER 2xx changes nothing", "aor", reg.AoR,
 				"call_id", callID, "cseq", reg.CSeq, "applied_cseq", last.cseq)
 			return
 		}
 		t.applyStatement(now, reg.AoR, contacts, -1, false, txn{}, true, flag, ch)
-		until := now.Add(lateHorizon)
-		for _, c := range contacts {
-			if e := now.Add(time.Duration(c.Expires) * time.Second); e.After(until) {
-				until = e
-			}
-		}
-		if last.until.After(until) {
-			until = last.until
-		}
-		t.replied[key] = replied{cseq: reg.CSeq, until: until}
+		t.replied[key] = replied{cseq: reg.CSeq, until: now.Add(lateHorizon)}
 	})
 }
 

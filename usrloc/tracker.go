@@ -115,10 +115,15 @@ const maxBatch = 1000 // AoRs handled per timer pass before the lock is released
 // pendingTTL is how long a traced REGISTER waits for its reply (64·T1).
 const pendingTTL = 32 * time.Second
 
-// lateHorizon is how long, at least, the tracker recognises a late copy:
-// the newest 2xx applied of an AoR and Call-ID (see replied) and the
-// removal of a binding (see gone) are remembered this long.
-const lateHorizon = 2 * time.Minute
+// lateHorizon is how long the tracker recognises a late copy: the newest
+// 2xx applied of an AoR and Call-ID (see replied) and the removal of a
+// binding (see gone) are remembered this long. It is a transaction's
+// lifetime (64·T1): a late copy is a retransmission (a t_replicate copy
+// whose 200 was lost, a 2xx answering a retransmitted REGISTER) or a
+// reordered one, never older than that; a REGISTER of the same Call-ID
+// with a lower CSeq after it is new (a phone that keeps its Call-ID over
+// a reboot) and is applied.
+const lateHorizon = 64 * 500 * time.Millisecond
 
 // aorState is the tracker's view of one AoR.
 type aorState struct {
@@ -148,8 +153,8 @@ type pendingReq struct {
 // copy of it, or of an older 2xx of that Call-ID (CSeq not higher), is a
 // late copy of an answer the tracker has gone past: applying it would
 // bring back the bindings removed since (the user unregistered) or drop
-// those added since. It is kept until the bindings it granted would have
-// lapsed, and at least lateHorizon, even once the AoR is forgotten.
+// those added since. It is kept for lateHorizon, even once the AoR is
+// forgotten.
 type replied struct {
 	cseq  uint32
 	until time.Time
@@ -198,6 +203,7 @@ type Tracker struct {
 	inputs     map[string]time.Time // last input per AoR (CorrectBindings)
 	replied    map[lateKey]replied  // newest 2xx applied, by AoR and Call-ID
 	gone       map[lateKey]removal  // bindings removed by a request, by AoR and contact
+	latePruned time.Time            // when replied and gone were last pruned
 	ring       []string
 	ringPos    int
 	seq        uint64
