@@ -307,13 +307,14 @@ func (r *pubRec) sameDoc(req PublishRequest) bool {
 // from the store waits for the outcome of its first PUBLISH) it is
 // answered at once with that acceptance, even while a refresh of it is in
 // flight or waits for its retry: the outcome of that refresh is not the
-// waiter's.
+// waiter's. An acceptance whose lease has run out at the server is not
+// one: the waiter waits for the next outcome.
 func (r *pubRec) addWaiter(want bool, now time.Time) chan Result {
 	if !want {
 		return nil
 	}
 	ch := make(chan Result, 1)
-	if r.sentGen == r.gen && r.etag != "" && r.okStatus != 0 && !r.remove && !r.forceInitial {
+	if r.sentGen == r.gen && r.etag != "" && r.okStatus != 0 && !r.remove && !r.forceInitial && r.srvExpires > now.Unix() {
 		ch <- Result{Status: r.okStatus, Reason: r.okReason, ETag: r.etag,
 			Expires: time.Duration(r.srvExpires-now.Unix()) * time.Second}
 		return ch

@@ -866,7 +866,8 @@ func TestPublishWaitReportsItsOwnAcceptance(t *testing.T) {
 				t.Fatalf("initial result %+v", res)
 			}
 			fs.Push(puatest.Reply{Code: 503, Hold: tc.inFlight})
-			clk.Advance(time.Hour) // the refresh falls due
+			p, _ := e.Publication(presKey)
+			clk.Advance(p.NextRefresh.Sub(clk.Now())) // the refresh falls due, the lease still runs
 			waitFor(t, "refresh sent", countIs(fs, 2))
 			if !tc.inFlight {
 				waitFor(t, "refresh failed", func() bool { p, _ := e.Publication(presKey); return p.State == StateRetrying })
@@ -883,5 +884,35 @@ func TestPublishWaitReportsItsOwnAcceptance(t *testing.T) {
 				t.Fatalf("wait for the accepted state: %v %+v, want its 200 with etag1", err, res)
 			}
 		})
+	}
+}
+
+// TestPublishWaitAfterLapsedAcceptance: an acceptance whose lease ran out
+// at the server while every refresh failed is not reported as the
+// state's: the waiter gets the outcome of the next PUBLISH.
+func TestPublishWaitAfterLapsedAcceptance(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	e := newTestEngine(t, fs, clk, nil, nil)
+	if res := mustWait(t, e, pubReq("a")); res.Status != 200 || res.ETag != "etag1" {
+		t.Fatalf("initial result %+v", res)
+	}
+	fs.Push(puatest.Reply{Code: 503})
+	p, _ := e.Publication(presKey)
+	clk.Advance(p.NextRefresh.Sub(clk.Now())) // the refresh falls due
+	waitFor(t, "refresh failed", func() bool { p, _ := e.Publication(presKey); return p.State == StateRetrying })
+	sent := len(fs.Requests())
+	fs.Push(puatest.Reply{Code: 503, Hold: true})
+	clk.Advance(p.Expires.Sub(clk.Now()) + time.Minute) // the lease runs out at the server, the retry goes
+	waitFor(t, "retry sent", countIs(fs, sent+1))
+	ch, err := e.publish(pubReq("a"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, err := wait(ctx, ch); err != nil || res.Status == 200 {
+		t.Fatalf("wait after the lease ran out: %v %+v, want the retry's 503", err, res)
 	}
 }
