@@ -20,7 +20,8 @@
 // with exponential backoff (retry_min … retry_max); a 481, another final
 // failure, or max_retries failures in a row end the subscription. A
 // refresh in the dialog starts the count again and its NOTIFY is not held
-// by a backoff: the watcher is there, at the Contact it gives.
+// by a backoff: the watcher is there, at the Contact it gives; a NOTIFY
+// sent before the refresh that fails after it does not count either.
 // Expires: 0 is answered with a final NOTIFY `terminated`; an expired
 // subscription gets one too and is purged.
 //
@@ -50,7 +51,8 @@
 // every number it used without a write per NOTIFY. A restart notifies only
 // the watchers whose state changed while the server was down (a
 // publication, or a presence.winfo list's subscription, that expired);
-// a subscription that expired meanwhile gets its final NOTIFY then.
+// a subscription that expired meanwhile, within max_expires, gets its
+// final NOTIFY then (one instance; with several the change log tells).
 //
 // Several instances (Options.Cluster, cluster.enabled). The instances
 // share the tables; every instance keeps warm state of every publication

@@ -178,6 +178,10 @@ type watcher struct {
 	changedAt time.Time // when the oldest unnotified change happened
 	retryAt   time.Time // zero unless backing off
 	failures  int
+	// refreshes counts the refreshes in the dialog: a NOTIFY sent before
+	// the last one went where the watcher may have left, and its failure
+	// does not count.
+	refreshes uint64
 	final     bool // terminated: the next NOTIFY is the last
 	fetch     bool // Expires: 0 initial SUBSCRIBE, not stored
 	removed   bool // gone from s.subs

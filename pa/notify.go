@@ -41,7 +41,7 @@ func (s *Server) startNotify(w *watcher) {
 		tok = s.fenceOf(w.presURI)
 	}
 	s.wg.Add(1)
-	go s.sendNotify(w, req, wait, notifyMeta{changedAt: changedAt, final: final, sum: sum, fence: tok})
+	go s.sendNotify(w, req, wait, notifyMeta{changedAt: changedAt, final: final, sum: sum, fence: tok, refreshes: w.refreshes})
 }
 
 // buildNotify renders w's NOTIFY and takes its CSeq (s.mu held). When the
@@ -142,6 +142,7 @@ type notifyMeta struct {
 	final     bool
 	sum       uint64
 	fence     fenceToken
+	refreshes uint64 // the watcher's refreshes when it was sent
 }
 
 // sendNotify runs one NOTIFY transaction and acts on its outcome.
@@ -209,6 +210,14 @@ func (s *Server) sendNotify(w *watcher, req *sip.Request, wait *flushWait, m not
 	case err != nil && s.ctx.Err() != nil:
 		// Stopping: the dialog stays stored and continues after a restart.
 		w.dirty = true
+	case (err != nil || code == 408 || code >= 500 && code < 600) && m.refreshes != w.refreshes:
+		// Sent before a refresh, to the Contact the watcher may have left:
+		// the state goes at once to the one it gives now, and this
+		// failure does not count.
+		w.dirty = true
+		if !s.stopped {
+			s.startNotify(w)
+		}
 	case err != nil || code == 408 || code >= 500 && code < 600:
 		w.failures++
 		if w.failures >= s.cfg.MaxRetries {

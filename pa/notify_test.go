@@ -374,6 +374,38 @@ func TestRefreshAfterFailedNotifies(t *testing.T) {
 			t.Fatalf("refreshed subscription ended: %+v", ws)
 		}
 	})
+	t.Run("in flight, its failure after the refresh", func(t *testing.T) {
+		clk := clocktest.New(time.Unix(1_700_000_000, 0)) // a backoff's retry never comes
+		s, addr := startServer(t, fastRetry(), Options{Clock: clk})
+		moved := newPeer(t, func(int, *sip.Request) int { return 200 })
+		inFlight := make(chan struct{}, 1)
+		old := newPeer(t, func(n int, _ *sip.Request) int {
+			if n == 1 {
+				return 200
+			}
+			if n == 2 {
+				inFlight <- struct{}{}
+			}
+			return 0 // gone: no answer
+		})
+		res := old.subscribe(addr, "sip:alice@example.com", "presence", 600)
+		old.waitN(1, 5*time.Second)
+		publishOpen(t, s, "sip:alice@example.com", "u", "t1")
+		select {
+		case <-inFlight:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no NOTIFY of the change")
+		}
+		if r := old.refresh(addr, res, res.CSeq().SeqNo+1, 600, moved); r.StatusCode != 200 {
+			t.Fatalf("refresh: %d", r.StatusCode)
+		}
+		// The NOTIFY to the old Contact times out after the refresh: the
+		// state goes to the new one then, not after a backoff.
+		got := moved.waitN(1, 5*time.Second)
+		if !strings.Contains(string(got[0].Body()), `id="t1"`) {
+			t.Fatalf("NOTIFY at the new Contact lacks the state: %s", got[0].Body())
+		}
+	})
 	t.Run("backing off", func(t *testing.T) {
 		clk := clocktest.New(time.Unix(1_700_000_000, 0)) // the retry never comes
 		s, addr := startServer(t, DefaultConfig(), Options{Clock: clk})

@@ -198,7 +198,9 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 			// Several instances: another may have refreshed it meanwhile.
 			r.Expired = s.o.Cluster != nil
 			s.goneP[id] = r
-			changed[id.presKey] = true
+			// One instance: the watchers are told. Several: the change log
+			// and the shard's takeover tell them what holds.
+			changed[id.presKey] = s.o.Cluster == nil
 			continue
 		}
 		if _, ok := normalizeEvent(r.Event); !ok {
@@ -234,7 +236,9 @@ func (s *Server) restore(pubs []PublicationRecord, subs []WatcherRecord) {
 			if ev == EventPresence {
 				changed[presKey{aor.Key(r.PresURI), EventWinfo}] = true
 			}
-			if ok && s.o.Cluster == nil {
+			if ok && s.o.Cluster == nil && r.Expires > now.Add(-s.cfg.MaxExpires).Unix() {
+				// Ended within the longest lease: its watcher may still be
+				// there to be told (an older one has long given up).
 				s.expiredWhileDown(r, ev, now)
 			}
 			continue

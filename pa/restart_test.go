@@ -292,3 +292,37 @@ func TestRestartEndsSubscriptionsExpiredWhileDown(t *testing.T) {
 		t.Fatalf("%d NOTIFYs, want one final NOTIFY after the restart", c)
 	}
 }
+
+// A subscription that ended longer ago than the longest lease (max_expires)
+// while the server was down is only removed: its watcher has long given
+// up, and a restart after a long outage sends no burst of final NOTIFYs.
+func TestRestartForgetsLongExpiredSubscriptions(t *testing.T) {
+	st := newMemStore()
+	clk := clocktest.New(time.Unix(1_700_000_000, 0))
+	a, addr := startServer(t, DefaultConfig(), Options{Store: st, Clock: clk})
+	p := newPeer(t, func(int, *sip.Request) int { return 200 })
+	if res := p.subscribe(addr, "sip:alice@example.com", "presence", 120); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+	}
+	p.waitN(1, 5*time.Second)
+	if err := a.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2*time.Minute + DefaultConfig().MaxExpires + time.Second)
+	b, _ := startServer(t, DefaultConfig(), Options{Store: st, Clock: clk})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, subs, _ := st.LoadPresence(context.Background())
+		if len(subs) == 0 && b.subscriptionCount() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("long expired subscription kept: %d stored, %d in memory", len(subs), b.subscriptionCount())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if c := p.count(); c != 1 {
+		t.Fatalf("%d NOTIFYs, want none after the restart", c)
+	}
+}

@@ -214,6 +214,7 @@ func (s *Server) refresh(req *sip.Request, tx sip.ServerTransaction, key dialogK
 	// before (to the address it may have left) count no more, and the
 	// next one goes now rather than after their backoff.
 	w.failures, w.retryAt = 0, time.Time{}
+	w.refreshes++
 	if d == 0 {
 		s.terminate(w, "timeout")
 		s.mu.Unlock()
