@@ -11,6 +11,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/puaside/puaside/clock"
 	"github.com/puaside/puaside/clock/clocktest"
 	"github.com/puaside/puaside/dialogdoc"
 	"github.com/puaside/puaside/internal/siplisten"
@@ -342,70 +343,52 @@ func waitBackingOff(t *testing.T, s *Server) {
 // under way does not hold the refresh's NOTIFY, and the state goes to the
 // new Contact.
 func TestRefreshAfterFailedNotifies(t *testing.T) {
-	t.Run("in flight", func(t *testing.T) {
-		s, addr := startServer(t, fastRetry(), Options{}) // 3 failures end it
-		moved := newPeer(t, func(int, *sip.Request) int { return 200 })
-		inFlight := make(chan struct{}, 1)
-		old := newPeer(t, func(n int, _ *sip.Request) int {
-			switch n {
-			case 1:
-				return 200
-			case 4: // the third failure in a row is under way
-				inFlight <- struct{}{}
+	// In flight: the third failure in a row under way at the refresh (a
+	// real clock, fast retries), or the first one with a backoff whose
+	// retry never comes (a fake clock): either way the state goes to the
+	// new Contact at once, and the subscription stays.
+	for _, tc := range []struct {
+		name   string
+		clock  clock.Clock
+		nth    int // the NOTIFY in flight at the refresh
+		waited string
+	}{
+		{"in flight", nil, 4, "no third NOTIFY attempt"},
+		{"in flight, its failure after the refresh", clocktest.New(time.Unix(1_700_000_000, 0)), 2, "no NOTIFY of the change"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, addr := startServer(t, fastRetry(), Options{Clock: tc.clock}) // 3 failures end it
+			moved := newPeer(t, func(int, *sip.Request) int { return 200 })
+			inFlight := make(chan struct{}, 1)
+			old := newPeer(t, func(n int, _ *sip.Request) int {
+				switch n {
+				case 1:
+					return 200
+				case tc.nth:
+					inFlight <- struct{}{}
+				}
+				return 0 // gone: no answer
+			})
+			res := old.subscribe(addr, "sip:alice@example.com", "presence", 600)
+			old.waitN(1, 5*time.Second)
+			publishOpen(t, s, "sip:alice@example.com", "u", "t1")
+			select {
+			case <-inFlight:
+			case <-time.After(5 * time.Second):
+				t.Fatal(tc.waited)
 			}
-			return 0 // gone: no answer
+			if r := old.refresh(addr, res, res.CSeq().SeqNo+1, 600, moved); r.StatusCode != 200 {
+				t.Fatalf("refresh: %d", r.StatusCode)
+			}
+			got := moved.waitN(1, 5*time.Second)
+			if !strings.Contains(string(got[0].Body()), `id="t1"`) {
+				t.Fatalf("NOTIFY at the new Contact lacks the state: %s", got[0].Body())
+			}
+			if ws := s.Watchers(); len(ws) != 1 {
+				t.Fatalf("refreshed subscription ended: %+v", ws)
+			}
 		})
-		res := old.subscribe(addr, "sip:alice@example.com", "presence", 600)
-		old.waitN(1, 5*time.Second)
-		publishOpen(t, s, "sip:alice@example.com", "u", "t1")
-		select {
-		case <-inFlight:
-		case <-time.After(5 * time.Second):
-			t.Fatal("no third NOTIFY attempt")
-		}
-		if r := old.refresh(addr, res, res.CSeq().SeqNo+1, 600, moved); r.StatusCode != 200 {
-			t.Fatalf("refresh: %d", r.StatusCode)
-		}
-		got := moved.waitN(1, 5*time.Second)
-		if !strings.Contains(string(got[0].Body()), `id="t1"`) {
-			t.Fatalf("NOTIFY at the new Contact lacks the state: %s", got[0].Body())
-		}
-		if ws := s.Watchers(); len(ws) != 1 {
-			t.Fatalf("refreshed subscription ended: %+v", ws)
-		}
-	})
-	t.Run("in flight, its failure after the refresh", func(t *testing.T) {
-		clk := clocktest.New(time.Unix(1_700_000_000, 0)) // a backoff's retry never comes
-		s, addr := startServer(t, fastRetry(), Options{Clock: clk})
-		moved := newPeer(t, func(int, *sip.Request) int { return 200 })
-		inFlight := make(chan struct{}, 1)
-		old := newPeer(t, func(n int, _ *sip.Request) int {
-			if n == 1 {
-				return 200
-			}
-			if n == 2 {
-				inFlight <- struct{}{}
-			}
-			return 0 // gone: no answer
-		})
-		res := old.subscribe(addr, "sip:alice@example.com", "presence", 600)
-		old.waitN(1, 5*time.Second)
-		publishOpen(t, s, "sip:alice@example.com", "u", "t1")
-		select {
-		case <-inFlight:
-		case <-time.After(5 * time.Second):
-			t.Fatal("no NOTIFY of the change")
-		}
-		if r := old.refresh(addr, res, res.CSeq().SeqNo+1, 600, moved); r.StatusCode != 200 {
-			t.Fatalf("refresh: %d", r.StatusCode)
-		}
-		// The NOTIFY to the old Contact times out after the refresh: the
-		// state goes to the new one then, not after a backoff.
-		got := moved.waitN(1, 5*time.Second)
-		if !strings.Contains(string(got[0].Body()), `id="t1"`) {
-			t.Fatalf("NOTIFY at the new Contact lacks the state: %s", got[0].Body())
-		}
-	})
+	}
 	t.Run("backing off", func(t *testing.T) {
 		clk := clocktest.New(time.Unix(1_700_000_000, 0)) // the retry never comes
 		s, addr := startServer(t, DefaultConfig(), Options{Clock: clk})
