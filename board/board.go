@@ -26,6 +26,20 @@ const (
 	RegExpired      = "expired"      // its last binding lapsed
 )
 
+// regState is an AoR's registration state as the board holds it; String
+// is its name on the page.
+type regState uint8
+
+const (
+	regUnregistered regState = iota
+	regRegistered
+	regExpired
+)
+
+var regNames = [...]string{regUnregistered: RegUnregistered, regRegistered: RegRegistered, regExpired: RegExpired}
+
+func (r regState) String() string { return regNames[r] }
+
 // Dialog lamps of an AoR, brightest first.
 const (
 	LampTalking = "talking"
@@ -34,6 +48,22 @@ const (
 	LampTrying  = "trying"  // an outgoing call is being set up
 	LampIdle    = "idle"
 )
+
+// lamp is a dialog lamp as the board holds it, a brighter one greater;
+// String is its name on the page.
+type lamp uint8
+
+const (
+	lampIdle lamp = iota
+	lampTrying
+	lampRinging
+	lampHeld
+	lampTalking
+)
+
+var lampNames = [...]string{lampIdle: LampIdle, lampTrying: LampTrying, lampRinging: LampRinging, lampHeld: LampHeld, lampTalking: LampTalking}
+
+func (l lamp) String() string { return lampNames[l] }
 
 // Event kinds of an AoR's recent history.
 const (
@@ -85,6 +115,8 @@ type Appearance struct {
 // (Published, Removed), the engine's PUBLISH outcomes (PublishResult,
 // pua.Options.OnPublishResult) and the watchers of an embedded presence
 // server (Watchers). *Board implements it; each method returns at once.
+// Contacts keeps the slice it is given, not a copy: the caller hands over
+// a new set for each change and does not change it afterwards.
 type Observer interface {
 	SIP(m event.SIP)
 	Contacts(aor string, contacts []Contact)
@@ -160,9 +192,9 @@ type Board struct {
 	next int
 	// dirty lists the items changed since they were last rendered into the
 	// hub, in the order of their last change (see flush); others holds the
-	// pending items of the lines and the server by hub key.
+	// items of the lines and the server by hub key.
 	dirty  pendingList
-	others map[string]*pending
+	others map[string]*docItem
 	// renders counts the documents rendered into the hub.
 	renders uint64
 
@@ -173,19 +205,84 @@ type Board struct {
 	lineKeys   map[string]struct{}
 }
 
-// aorState is the board's view of one AoR.
+// aorState is the board's view of one AoR. A large site holds one for
+// each of 100,000 AoRs, most of them registered with one binding and
+// idle: that binding is held here, anything else in more.
 type aorState struct {
-	pend     pending // its place among the dirty items
-	aor      string
-	contacts []Contact
-	reg      string
-	lamp     string
-	dir      string
-	remote   string
-	since    time.Time
-	dialogs  map[string]lampState  // dialog publication id → its lamp
-	pubs     map[string]PubFailure // event → last refusal; nil until the first one
+	pend    pending // its place among the dirty items
+	aor     string
+	contact Contact  // its binding, when it has exactly one (one)
+	more    *aorMore // nil while it has nothing more (see tidy)
+	reg     regState
+	one     bool // contact is its one binding
+}
+
+// aorMore is what most AoRs lack at a given time: two or more bindings, a
+// call, a refused publication, watchers.
+type aorMore struct {
+	contacts []Contact             // its bindings, when it has two or more
+	dialogs  []dialogLamp          // its dialog publications' lamps; nil when none
+	pubs     map[string]PubFailure // event → last refusal; nil when none
 	watchers []Watcher
+}
+
+// extra returns s.more, creating it.
+func (s *aorState) extra() *aorMore {
+	if s.more == nil {
+		s.more = &aorMore{}
+	}
+	return s.more
+}
+
+// tidy drops s.more once it holds nothing.
+func (s *aorState) tidy() {
+	if m := s.more; m != nil && m.contacts == nil && m.dialogs == nil && m.pubs == nil && m.watchers == nil {
+		s.more = nil
+	}
+}
+
+// contacts returns the AoR's bindings; a single one is appended to
+// buf[:0] (nil: a new slice).
+func (s *aorState) contacts(buf []Contact) []Contact {
+	switch {
+	case s.one:
+		return append(buf[:0], s.contact)
+	case s.more != nil:
+		return s.more.contacts
+	}
+	return nil
+}
+
+// setContacts makes cs the AoR's bindings, keeping cs itself when it holds
+// two or more (see Observer).
+func (s *aorState) setContacts(cs []Contact) {
+	s.one, s.contact = len(cs) == 1, Contact{}
+	switch {
+	case len(cs) == 1:
+		s.contact = cs[0]
+	case len(cs) > 1:
+		s.extra().contacts = cs
+		return
+	}
+	if s.more != nil {
+		s.more.contacts = nil
+		s.tidy()
+	}
+}
+
+// shown is the lamp the AoR shows: the brightest of its dialogs', the
+// earliest lit of those as bright; idle without any.
+func (s *aorState) shown() lampState {
+	top := lampState{lamp: lampIdle}
+	if s.more == nil {
+		return top
+	}
+	for _, d := range s.more.dialogs {
+		if d.lamp > top.lamp || (d.lamp == top.lamp && d.since.Before(top.since)) {
+			top = d.lampState
+		}
+	}
+	return top
 }
 
 // PubFailure is a publication the presence server refuses or that cannot
@@ -267,7 +364,7 @@ func New(opts Options) *Board {
 		clock:      clock.OrReal(opts.Clock),
 		hub:        newHub(),
 		aors:       make(map[string]*aorState),
-		others:     make(map[string]*pending),
+		others:     make(map[string]*docItem),
 		linesDirty: make(chan string, 1),
 		closed:     make(chan struct{}),
 		lineKeys:   make(map[string]struct{}),
@@ -380,8 +477,8 @@ func (b *Board) state(a string) *aorState {
 func (b *Board) stateNew(a string) (s *aorState, created bool) {
 	s = b.aors[a]
 	if s == nil {
-		s = &aorState{aor: a, reg: RegUnregistered, lamp: LampIdle}
-		s.pend.key, s.pend.state = keyAoR+a, s
+		s = &aorState{aor: a} // unregistered, idle
+		s.pend.state = s
 		b.aors[a] = s
 		created = true
 	}
@@ -471,19 +568,28 @@ func (b *Board) eventsOf(a string) []Event {
 	return out
 }
 
-// pending is an item of the hub changed since it was last rendered: an
-// AoR (state, rendered from its state) or a line or the server (doc, the
-// document to encode; nil removes the item).
+// pending is an item of the hub on the list of those changed since they
+// were last rendered: an AoR (state, rendered from its state, under
+// keyAoR and its name) or a line or the server (item).
 type pending struct {
-	key        string
-	state      *aorState
-	doc        any
-	queued     bool
 	prev, next *pending
+	state      *aorState
+	item       *docItem
+}
+
+// docItem is a line or the server: its hub key and the document to encode
+// (nil removes the item).
+type docItem struct {
+	pend pending
+	key  string
+	doc  any
 }
 
 // pendingList is the dirty items in the order of their last change.
 type pendingList struct{ head, tail *pending }
+
+// has reports whether p is on the list.
+func (l *pendingList) has(p *pending) bool { return p.prev != nil || l.head == p }
 
 func (l *pendingList) remove(p *pending) {
 	if p.prev != nil {
@@ -496,11 +602,11 @@ func (l *pendingList) remove(p *pending) {
 	} else {
 		l.tail = p.prev
 	}
-	p.prev, p.next, p.queued = nil, nil, false
+	p.prev, p.next = nil, nil
 }
 
 func (l *pendingList) push(p *pending) {
-	p.prev, p.next, p.queued = l.tail, nil, true
+	p.prev, p.next = l.tail, nil
 	if l.tail != nil {
 		l.tail.next = p
 	} else {
@@ -514,7 +620,7 @@ func (l *pendingList) push(p *pending) {
 // render it (flush). Nothing is rendered here: while nobody watches, a
 // change costs a few pointers. b.mu held.
 func (b *Board) mark(p *pending) {
-	if p.queued {
+	if b.dirty.has(p) {
 		b.dirty.remove(p)
 		b.dirty.push(p)
 		return
@@ -530,13 +636,14 @@ func (b *Board) publish(s *aorState) { b.mark(&s.pend) }
 func (b *Board) change(key string, doc any) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	p := b.others[key]
-	if p == nil {
-		p = &pending{key: key}
-		b.others[key] = p
+	it := b.others[key]
+	if it == nil {
+		it = &docItem{key: key}
+		it.pend.item = it
+		b.others[key] = it
 	}
-	p.doc = doc
-	b.mark(p)
+	it.doc = doc
+	b.mark(&it.pend)
 }
 
 // flushChunk is the number of items flush renders per hold of b.mu, so
@@ -566,32 +673,36 @@ func (b *Board) flush() {
 
 // render sets p's document in the hub. b.mu held.
 func (b *Board) render(p *pending) {
-	switch {
+	switch it := p.item; {
 	case p.state != nil:
-		b.hub.set(p.key, mustJSON(b.doc(p.state)))
-	case p.doc == nil:
-		b.hub.set(p.key, nil)
-		if strings.HasPrefix(p.key, keyLine) {
-			delete(b.others, p.key) // a line gone; the server stays
+		b.hub.setPrefixed(keyAoR, p.state.aor, mustJSON(b.doc(p.state)))
+	case it.doc == nil:
+		b.hub.set(it.key, nil)
+		if strings.HasPrefix(it.key, keyLine) {
+			delete(b.others, it.key) // a line gone; the server stays
 		}
 		return
 	default:
-		b.hub.set(p.key, mustJSON(p.doc))
+		b.hub.set(it.key, mustJSON(it.doc))
 	}
 	b.renders++
 }
 
 func (b *Board) doc(s *aorState) aorDoc {
-	d := aorDoc{Kind: "aor", AoR: s.aor, Domain: aor.Domain(s.aor), Reg: s.reg, Contacts: s.contacts,
-		Lamp: s.lamp, Dir: s.dir, Remote: s.remote, Watchers: len(s.watchers)}
+	l := s.shown()
+	d := aorDoc{Kind: "aor", AoR: s.aor, Domain: aor.Domain(s.aor), Reg: s.reg.String(), Contacts: s.contacts(nil),
+		Lamp: l.lamp.String(), Dir: l.dir, Remote: l.remote}
 	if d.Contacts == nil {
 		d.Contacts = []Contact{}
 	}
-	if !s.since.IsZero() {
-		d.Since = s.since.UnixMilli()
+	if !l.since.IsZero() {
+		d.Since = l.since.UnixMilli()
 	}
-	for _, p := range s.pubs {
-		d.Pubs = append(d.Pubs, p)
+	if m := s.more; m != nil {
+		d.Watchers = len(m.watchers)
+		for _, p := range m.pubs {
+			d.Pubs = append(d.Pubs, p)
+		}
 	}
 	slices.SortFunc(d.Pubs, func(x, y PubFailure) int { return strings.Compare(x.Event, y.Event) })
 	return d
@@ -599,29 +710,31 @@ func (b *Board) doc(s *aorState) aorDoc {
 
 // Contacts is the AoR's new set of bindings (empty when none is left), as
 // the usrloc tracker settles on it. An empty set after bindings whose
-// expiry has passed is "expired", otherwise "unregistered".
+// expiry has passed is "expired", otherwise "unregistered". The board
+// keeps cs: the caller must not change it afterwards.
 func (b *Board) Contacts(a string, cs []Contact) {
 	now := b.clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.state(a)
-	switch {
+	var buf [1]Contact
+	switch old := s.contacts(buf[:0]); {
 	case len(cs) > 0:
-		s.reg = RegRegistered
-	case len(s.contacts) > 0:
-		s.reg = RegUnregistered
+		s.reg = regRegistered
+	case len(old) > 0:
+		s.reg = regUnregistered
 		lapsed := true
-		for _, c := range s.contacts {
+		for _, c := range old {
 			if c.Expires.IsZero() || c.Expires.After(now.Add(time.Second)) {
 				lapsed = false
 			}
 		}
 		if lapsed {
-			s.reg = RegExpired
+			s.reg = regExpired
 			b.note(s.aor, EventRegister, "bindings expired")
 		}
 	}
-	s.contacts = slices.Clone(cs)
+	s.setContacts(cs)
 	b.publish(s)
 }
 
@@ -670,47 +783,50 @@ func (b *Board) Removed(key pua.Key) {
 	}
 }
 
-// lampRank orders lamps, brightest first.
-func lampRank(l string) int {
-	return slices.Index([]string{LampTalking, LampHeld, LampRinging, LampTrying, LampIdle}, l)
-}
-
 // lampOf is the lamp of one dialog.
-func lampOf(d dialogdoc.Dialog) string {
+func lampOf(d dialogdoc.Dialog) lamp {
 	switch d.State {
 	case "confirmed":
 		if d.OnHold() {
-			return LampHeld
+			return lampHeld
 		}
-		return LampTalking
+		return lampTalking
 	case "early", "proceeding":
 		if d.Direction == "initiator" {
-			return LampTrying
+			return lampTrying
 		}
-		return LampRinging
+		return lampRinging
 	case "trying":
 		if d.Direction == "recipient" {
-			return LampRinging
+			return lampRinging
 		}
-		return LampTrying
+		return lampTrying
 	}
-	return LampIdle
+	return lampIdle
 }
 
 // lampState is the lamp of one dialog publication of an AoR.
 type lampState struct {
-	lamp, dir, remote string
-	since             time.Time
+	lamp        lamp
+	dir, remote string
+	since       time.Time
+}
+
+// dialogLamp is the lamp of the dialog publication id. An AoR has few at
+// a time (one a call), so they are a slice, nil when there is none.
+type dialogLamp struct {
+	id string
+	lampState
 }
 
 // setLamp sets the lamp of one of the AoR's dialog publications (id is
 // its publication id, dialogs its dialogs; none: removed); the AoR shows
 // the brightest.
 func (b *Board) setLamp(a, id string, dialogs []dialogdoc.Dialog) {
-	ls := lampState{lamp: LampIdle}
+	ls := lampState{lamp: lampIdle}
 	for _, d := range dialogs {
 		l := lampOf(d)
-		if lampRank(l) >= lampRank(ls.lamp) {
+		if l <= ls.lamp {
 			continue
 		}
 		ls.lamp, ls.dir, ls.remote = l, d.Direction, ""
@@ -724,30 +840,34 @@ func (b *Board) setLamp(a, id string, dialogs []dialogdoc.Dialog) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.state(a)
-	old, had := s.dialogs[id]
+	var ds []dialogLamp
+	if s.more != nil {
+		ds = s.more.dialogs
+	}
+	was := s.shown()
+	i := slices.IndexFunc(ds, func(d dialogLamp) bool { return d.id == id })
 	switch {
-	case ls.lamp == LampIdle:
-		delete(s.dialogs, id)
-	case had && old.lamp == ls.lamp:
-		old.dir, old.remote = ls.dir, ls.remote
-		s.dialogs[id] = old
-	default:
-		if s.dialogs == nil {
-			s.dialogs = make(map[string]lampState)
+	case ls.lamp == lampIdle:
+		if i >= 0 {
+			if ds = slices.Delete(ds, i, i+1); len(ds) == 0 {
+				ds = nil
+			}
+			s.more.dialogs = ds
 		}
+	case i >= 0 && ds[i].lamp == ls.lamp:
+		ds[i].dir, ds[i].remote = ls.dir, ls.remote
+	case i >= 0:
 		ls.since = b.clock.Now()
-		s.dialogs[id] = ls
+		ds[i].lampState = ls
+	default:
+		m := s.extra()
+		ls.since = b.clock.Now()
+		m.dialogs = append(m.dialogs, dialogLamp{id: id, lampState: ls})
 	}
-	top := lampState{lamp: LampIdle}
-	for _, d := range s.dialogs {
-		if r, tr := lampRank(d.lamp), lampRank(top.lamp); r < tr || (r == tr && d.since.Before(top.since)) {
-			top = d
-		}
-	}
-	if s.lamp == top.lamp && s.dir == top.dir && s.remote == top.remote && s.since.Equal(top.since) {
+	s.tidy()
+	if now := s.shown(); now.lamp == was.lamp && now.dir == was.dir && now.remote == was.remote && now.since.Equal(was.since) {
 		return
 	}
-	s.lamp, s.dir, s.remote, s.since = top.lamp, top.dir, top.remote, top.since
 	b.publish(s)
 }
 
@@ -767,15 +887,22 @@ func (b *Board) PublishResult(key pua.Key, op string, res pua.Result) {
 	b.noteEvent(ev)
 	event := strings.ToLower(key.Event)
 	if ok {
-		if _, refused := s.pubs[event]; refused {
-			delete(s.pubs, event)
-			changed = true
+		if m := s.more; m != nil {
+			if _, refused := m.pubs[event]; refused {
+				delete(m.pubs, event)
+				if len(m.pubs) == 0 {
+					m.pubs = nil
+					s.tidy()
+				}
+				changed = true
+			}
 		}
 	} else {
-		if s.pubs == nil { // most AoRs never have a refusal
-			s.pubs = make(map[string]PubFailure)
+		m := s.extra() // most AoRs never have a refusal
+		if m.pubs == nil {
+			m.pubs = make(map[string]PubFailure)
 		}
-		s.pubs[event] = PubFailure{Event: event, Status: res.Status, Reason: ev.text, At: b.clock.Now()}
+		m.pubs[event] = PubFailure{Event: event, Status: res.Status, Reason: ev.text, At: b.clock.Now()}
 		changed = true
 	}
 	if changed {
@@ -792,11 +919,20 @@ func (b *Board) Watchers(a string, ws []Watcher) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s, created := b.stateNew(a)
-	changed := created || len(ws) != len(s.watchers) // the row shows their number
-	if len(ws) != len(s.watchers) {
+	var had []Watcher
+	if s.more != nil {
+		had = s.more.watchers
+	}
+	changed := created || len(ws) != len(had) // the row shows their number
+	if len(ws) != len(had) {
 		b.noteEvent(histEvent{aor: s.aor, kind: EventWatcher, form: histWatchers, n: len(ws)})
 	}
-	s.watchers = slices.Clone(ws)
+	if len(ws) > 0 {
+		s.extra().watchers = slices.Clone(ws)
+	} else if s.more != nil {
+		s.more.watchers = nil
+		s.tidy()
+	}
 	if changed {
 		b.publish(s)
 	}
@@ -817,7 +953,10 @@ func (b *Board) Detail(a string) (Detail, bool) {
 	if s == nil {
 		return Detail{}, false
 	}
-	d := Detail{aorDoc: b.doc(s), Watchers: slices.Clone(s.watchers), Events: b.eventsOf(a)}
+	d := Detail{aorDoc: b.doc(s), Events: b.eventsOf(a)}
+	if s.more != nil {
+		d.Watchers = slices.Clone(s.more.watchers)
+	}
 	if d.Watchers == nil {
 		d.Watchers = []Watcher{}
 	}

@@ -39,13 +39,23 @@ func newHub() *hub {
 
 // set stores doc under key (nil removes the item) and wakes the clients.
 // An unchanged document is not a change.
-func (h *hub) set(key string, doc json.RawMessage) {
+func (h *hub) set(key string, doc json.RawMessage) { h.setPrefixed("", key, doc) }
+
+// setPrefixed is set of the key prefix+name, whose string is built only
+// for a new item: an AoR's key is not kept anywhere else.
+func (h *hub) setPrefixed(prefix, name string, doc json.RawMessage) {
+	var buf [128]byte
+	k := append(append(buf[:0], prefix...), name...)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	e := h.items[key]
+	e := h.items[string(k)]
 	if e == nil {
 		if doc == nil {
 			return
+		}
+		key := name
+		if prefix != "" {
+			key = string(k)
 		}
 		e = &entry{key: key}
 		h.items[key] = e
