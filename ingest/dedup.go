@@ -9,27 +9,38 @@ import (
 
 // dedupMaxEntries caps the keys remembered by the deduplicator; when full
 // the oldest key is forgotten early, so memory stays bounded under a flood.
+// It is about what arrives in the default 32 s window at 4,000 copies/s.
 const dedupMaxEntries = 1 << 17
+
+// dedupFirstEntries is the ring's first size: it doubles when full, up to
+// the cap, so that the deduplicator holds about what its window needs at
+// the rate seen so far (2 MiB at the cap) rather than the cap's worth from
+// the start.
+const dedupFirstEntries = 1 << 10
 
 // dedup remembers message keys for a window. A key is a 64-bit hash of
 // (input, Call-ID, CSeq number and method, request method or status,
 // From-tag, To-tag, and the Via count of a final non-2xx response); keys are kept in a map and a FIFO ring in arrival
-// order, which is also expiry order because the window is fixed.
+// order, which is also expiry order because the window is fixed. A key is
+// in the ring at most once: seen holds exactly the keys of the ring.
 type dedup struct {
-	mu     sync.Mutex
-	seed   maphash.Seed
-	window time.Duration
-	seen   map[uint64]uint64 // key -> sequence number of its ring entry
-	ring   []dedupEntry
-	head   int // oldest entry
-	n      int // entries in ring
-	seq    uint64
+	mu       sync.Mutex
+	seed     maphash.Seed
+	window   time.Duration
+	capacity int // the ring's largest size
+	seen     map[uint64]struct{}
+	ring     []dedupEntry
+	head     int       // oldest entry
+	n        int       // entries in ring
+	epoch    time.Time // the first key's arrival (see dedupEntry.at)
 }
 
 type dedupEntry struct {
 	key uint64
-	seq uint64
-	at  time.Time
+	// at is the arrival as the time since epoch: 8 bytes instead of a
+	// time.Time's 24, and the age it gives is the one now.Sub(arrival)
+	// would (with the monotonic readings when the clock has them).
+	at time.Duration
 }
 
 func newDedup(window time.Duration, capacity int) *dedup {
@@ -37,10 +48,10 @@ func newDedup(window time.Duration, capacity int) *dedup {
 		capacity = 1
 	}
 	return &dedup{
-		seed:   maphash.MakeSeed(),
-		window: window,
-		seen:   make(map[uint64]uint64),
-		ring:   make([]dedupEntry, capacity),
+		seed:     maphash.MakeSeed(),
+		window:   window,
+		capacity: capacity,
+		seen:     make(map[uint64]struct{}),
 	}
 }
 
@@ -135,29 +146,44 @@ func (d *dedup) seenBefore(key uint64, now time.Time) bool {
 		return true
 	}
 	if d.n == len(d.ring) {
-		d.pop()
+		if len(d.ring) < d.capacity {
+			d.grow()
+		} else {
+			d.pop()
+		}
 	}
-	d.seq++
-	d.ring[(d.head+d.n)%len(d.ring)] = dedupEntry{key: key, seq: d.seq, at: now}
+	if d.epoch.IsZero() {
+		d.epoch = now
+	}
+	d.ring[(d.head+d.n)%len(d.ring)] = dedupEntry{key: key, at: now.Sub(d.epoch)}
 	d.n++
-	d.seen[key] = d.seq
+	d.seen[key] = struct{}{}
 	return false
 }
 
 func (d *dedup) expire(now time.Time) {
-	for d.n > 0 && now.Sub(d.ring[d.head].at) >= d.window {
+	if d.n == 0 {
+		return
+	}
+	age := now.Sub(d.epoch)
+	for d.n > 0 && age-d.ring[d.head].at >= d.window {
 		d.pop()
 	}
 }
 
 func (d *dedup) pop() {
-	e := d.ring[d.head]
-	if d.seen[e.key] == e.seq {
-		delete(d.seen, e.key)
-	}
+	delete(d.seen, d.ring[d.head].key)
 	d.ring[d.head] = dedupEntry{}
 	d.head = (d.head + 1) % len(d.ring)
 	d.n--
+}
+
+// grow doubles the full ring, up to the capacity, keeping its order.
+func (d *dedup) grow() {
+	ring := make([]dedupEntry, min(max(2*len(d.ring), dedupFirstEntries), d.capacity))
+	k := copy(ring, d.ring[d.head:])
+	copy(ring[k:], d.ring[:d.head])
+	d.ring, d.head = ring, 0
 }
 
 // len reports the number of remembered keys.

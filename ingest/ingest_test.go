@@ -532,6 +532,43 @@ func TestDedupWindowAndBound(t *testing.T) {
 	check(t, "disabled", newDedup(0, 4).seenBefore(1, clk.Now()), false)
 }
 
+// TestDedupGrows: the deduplicator's ring starts small and grows when
+// full, keeping arrival order across its wrap-around, up to its cap; a
+// disabled one holds nothing.
+func TestDedupGrows(t *testing.T) {
+	clk := newClock()
+	d := newDedup(10*time.Second, 5000)
+	check(t, "nothing held before the first key", len(d.ring), 0)
+	record := func(from, to uint64) {
+		for k := from; k <= to; k++ {
+			check(t, "new key", d.seenBefore(k, clk.Now()), false)
+		}
+	}
+	record(1, 600)
+	clk.Advance(6 * time.Second)
+	record(601, dedupFirstEntries)
+	check(t, "first size", len(d.ring), dedupFirstEntries)
+	clk.Advance(4 * time.Second) // 1..600 expire; the next keys wrap around
+	record(dedupFirstEntries+1, dedupFirstEntries+600)
+	check(t, "full, wrapped", d.head, 600)
+	record(dedupFirstEntries+601, dedupFirstEntries+601)
+	check(t, "grown", len(d.ring), 2*dedupFirstEntries)
+	check(t, "kept", d.len(), dedupFirstEntries+1)
+	clk.Advance(6 * time.Second) // the keys of the 6 s mark expire, in order
+	check(t, "expired", d.recorded(601, clk.Now()), false)
+	check(t, "expired", d.recorded(dedupFirstEntries, clk.Now()), false)
+	check(t, "within window", d.recorded(dedupFirstEntries+1, clk.Now()), true)
+	check(t, "within window", d.recorded(dedupFirstEntries+601, clk.Now()), true)
+	check(t, "left", d.len(), 601)
+	record(10000, 19000)
+	check(t, "capped", len(d.ring), 5000)
+	check(t, "bounded", d.len(), 5000)
+
+	off := newDedup(0, dedupMaxEntries)
+	off.seenBefore(1, clk.Now())
+	check(t, "disabled holds nothing", len(off.ring), 0)
+}
+
 func TestXSiptraceHeaders(t *testing.T) {
 	regs, _ := registerSamples(t)
 	raw := bytes.Replace(regs[0].raw, []byte("Content-Length: 0"),

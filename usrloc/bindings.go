@@ -103,12 +103,12 @@ func (tx txn) notOlder(b Binding) bool {
 // ("Contact: *") is older than (zero wild: every binding). Must hold mu.
 func (t *Tracker) applyStatement(now time.Time, aor string, contacts []event.Contact, hdrExpires int,
 	removeAll bool, wild txn, complete bool, flag *bool, ch *[]change) {
-	t.noteInput(aor, now)
 	st := t.aors[aor]
 	if st == nil {
 		st = &aorState{aor: aor}
 		t.putAoR(st)
 	}
+	t.noteInput(st, now)
 	old := st.contacts
 	var next []Binding
 	switch {

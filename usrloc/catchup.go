@@ -38,7 +38,7 @@ func (t *Tracker) CatchUp(ctx context.Context, asOf time.Time) (int, error) {
 		}
 		slices.Sort(aors)
 		for _, aor := range aors {
-			if last, ok := t.inputs[aor]; ok && last.After(asOf) {
+			if last, ok := t.lastInput(aor); ok && last.After(asOf) {
 				continue
 			}
 			var next []Binding

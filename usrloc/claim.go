@@ -19,7 +19,7 @@ func (t *Tracker) claimLoaded(cl Claimer) {
 	now := t.clock.Now()
 	for aor, st := range t.aors {
 		if st.published && !cl.Claim(t.key(aor)) {
-			st.published, st.digest = false, [32]byte{}
+			st.published, st.digest = false, docDigest{}
 			t.syncPublication(st, now)
 			t.schedule(st)
 		}

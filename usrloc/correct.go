@@ -27,7 +27,7 @@ const inputHorizon = 2 * time.Minute
 func (t *Tracker) CorrectBindings(aor string, contacts []event.Contact, asked time.Time, grace time.Duration) bool {
 	applied := false
 	t.update(func(now time.Time, ch *[]change) {
-		if last, ok := t.inputs[aor]; ok && last.After(asked.Add(-grace)) {
+		if last, ok := t.lastInput(aor); ok && last.After(asked.Add(-grace)) {
 			t.count("reconcile_skipped_newer")
 			return
 		}
@@ -55,20 +55,60 @@ func (t *Tracker) CorrectBindings(aor string, contacts []event.Contact, asked ti
 	return applied
 }
 
-// noteInput records that aor received input now. Must hold mu.
-func (t *Tracker) noteInput(aor string, now time.Time) {
-	t.inputs[aor] = now
+// noteInput records that st's AoR received input now. Must hold mu.
+func (t *Tracker) noteInput(st *aorState, now time.Time) {
+	st.input = t.stampOf(now)
+}
+
+// lastInput returns the time of aor's last input, unless pruneInputs has
+// forgotten it. A known AoR keeps it in its state, a forgotten one in
+// inputs (see keepInput, takeInput). Must hold mu.
+func (t *Tracker) lastInput(aor string) (time.Time, bool) {
+	var s stamp
+	if st := t.aors[aor]; st != nil {
+		s = st.input
+	} else {
+		s = t.inputs[aor]
+	}
+	if s == 0 {
+		return time.Time{}, false
+	}
+	at := t.timeOf(s)
+	if at.Before(t.inputsCut) {
+		return time.Time{}, false // pruned
+	}
+	return at, true
+}
+
+// keepInput moves the last input of st, an AoR being forgotten, to inputs
+// unless it has been pruned already. Must hold mu.
+func (t *Tracker) keepInput(st *aorState) {
+	if st.input != 0 && !t.timeOf(st.input).Before(t.inputsCut) {
+		t.inputs[st.aor] = st.input
+	}
+}
+
+// takeInput moves the last input of st's AoR, known again, from inputs
+// to st. Must hold mu.
+func (t *Tracker) takeInput(st *aorState) {
+	if s, ok := t.inputs[st.aor]; ok {
+		st.input = s
+		delete(t.inputs, st.aor)
+	}
 }
 
 // pruneInputs forgets input times older than inputHorizon, and the 2xx
 // replies and removals remembered past their time (see replied, removal).
+// Those of known AoRs are not visited: lastInput ignores any before the
+// cut made here.
 func (t *Tracker) pruneInputs() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.clock.Now()
 	limit := now.Add(-inputHorizon)
+	t.inputsCut = limit
 	for aor, at := range t.inputs {
-		if at.Before(limit) {
+		if t.timeOf(at).Before(limit) {
 			delete(t.inputs, aor)
 		}
 	}

@@ -54,6 +54,7 @@ func (t *Tracker) HasDomain(host string) bool {
 func (t *Tracker) putAoR(st *aorState) {
 	if _, known := t.aors[st.aor]; !known {
 		t.domains.add(st.aor)
+		t.takeInput(st)
 	}
 	t.aors[st.aor] = st
 }
@@ -63,5 +64,6 @@ func (t *Tracker) dropAoR(st *aorState) {
 	if t.aors[st.aor] == st {
 		delete(t.aors, st.aor)
 		t.domains.remove(st.aor)
+		t.keepInput(st)
 	}
 }

@@ -2,7 +2,6 @@ package usrloc
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sort"
@@ -53,8 +52,8 @@ func (t *Tracker) Start(ctx context.Context) error {
 	for aor, on := range flags {
 		t.flags[aor] = on
 	}
-	closedDigest := func(aor string) [32]byte {
-		return sha256.Sum256(BuildPIDF(Entity(aor, t.cfg.EntityPrefix), nil))
+	closedDigest := func(aor string) docDigest {
+		return digestOf(BuildPIDF(Entity(aor, t.cfg.EntityPrefix), nil))
 	}
 	for aor, bs := range stored {
 		st := &aorState{aor: aor}
@@ -69,7 +68,7 @@ func (t *Tracker) Start(ctx context.Context) error {
 			}
 		}
 		if p, ok := pubs[aor]; ok {
-			st.published, st.digest = true, sha256.Sum256(p.Body)
+			st.published, st.digest = true, digestOf(p.Body)
 			st.closed = st.digest == closedDigest(aor)
 			delete(pubs, aor)
 			if st.closed && len(live) > 0 {
@@ -85,7 +84,7 @@ func (t *Tracker) Start(ctx context.Context) error {
 			}
 		} else if !haveLister && len(bs) > 0 && t.publishOn(aor) {
 			// Assume the engine holds the document of the stored set.
-			st.published, st.digest = true, sha256.Sum256(BuildPIDF(Entity(aor, t.cfg.EntityPrefix), bs))
+			st.published, st.digest = true, digestOf(BuildPIDF(Entity(aor, t.cfg.EntityPrefix), bs))
 		}
 		if len(live) != len(bs) {
 			t.dirty[aor] = struct{}{}
@@ -105,7 +104,7 @@ func (t *Tracker) Start(ctx context.Context) error {
 		}
 		// A publication without stored contacts (e.g. a closed document
 		// still lingering at shutdown): close it and let it go.
-		st := &aorState{aor: aor, published: true, digest: sha256.Sum256(p.Body)}
+		st := &aorState{aor: aor, published: true, digest: digestOf(p.Body)}
 		st.closed = st.digest == closedDigest(aor)
 		t.putAoR(st)
 		t.syncPublication(st, now)

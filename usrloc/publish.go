@@ -33,7 +33,7 @@ func (t *Tracker) syncPublication(st *aorState, now time.Time) {
 	on := t.publishOn(st.aor)
 	switch {
 	case on && len(st.contacts) > 0:
-		st.linger = time.Time{}
+		st.linger = 0
 		t.publishDoc(st, BuildPIDF(Entity(st.aor, t.cfg.EntityPrefix), st.contacts), false, now)
 	case on && st.published && !st.closed:
 		if t.cfg.ClosedLinger <= 0 {
@@ -41,12 +41,12 @@ func (t *Tracker) syncPublication(st *aorState, now time.Time) {
 			return
 		}
 		t.publishDoc(st, BuildPIDF(Entity(st.aor, t.cfg.EntityPrefix), nil), true, now)
-		st.linger = now.Add(t.cfg.ClosedLinger)
+		st.linger = now.Add(t.cfg.ClosedLinger).UnixNano()
 	case on && st.published && st.closed:
-		if st.linger.IsZero() {
-			st.linger = now.Add(t.cfg.ClosedLinger)
+		if st.linger == 0 {
+			st.linger = now.Add(t.cfg.ClosedLinger).UnixNano()
 		}
-		if !now.Before(st.linger) {
+		if now.UnixNano() >= st.linger {
 			t.remove(st)
 		}
 	case !on && st.published:
@@ -57,7 +57,7 @@ func (t *Tracker) syncPublication(st *aorState, now time.Time) {
 // publishDoc hands doc to the publisher unless it is the one already
 // published with a lease that still fits its contacts (see publishExpires).
 func (t *Tracker) publishDoc(st *aorState, doc []byte, closed bool, now time.Time) {
-	d := sha256.Sum256(doc)
+	d := digestOf(doc)
 	exp := t.publishExpires(st, now, closed)
 	if st.published && d == st.digest && !leaseTooShort(st.asked, exp) {
 		return
@@ -86,5 +86,20 @@ func (t *Tracker) remove(st *aorState) {
 		t.log.Error("usrloc: remove publication", "aor", st.aor, "err", err)
 	}
 	t.count("removed")
-	st.published, st.closed, st.linger, st.digest = false, false, time.Time{}, [32]byte{}
+	st.published, st.closed, st.linger, st.digest = false, false, 0, docDigest{}
+}
+
+// digestLen is how many bytes of a document's SHA-256 an AoR keeps to
+// tell whether a document is the one last published: 112 bits leave a
+// changed document unpublished with a chance of 2⁻¹¹², and leave room in
+// aorState for its two flags.
+const digestLen = 14
+
+// docDigest identifies a document handed to the publisher.
+type docDigest [digestLen]byte
+
+// digestOf returns the digest of a document.
+func digestOf(doc []byte) docDigest {
+	sum := sha256.Sum256(doc)
+	return docDigest(sum[:digestLen])
 }

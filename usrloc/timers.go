@@ -15,8 +15,10 @@ func (t *Tracker) schedule(st *aorState) {
 			due = b.Expires
 		}
 	}
-	if !st.linger.IsZero() && (due.IsZero() || st.linger.Before(due)) {
-		due = st.linger
+	if st.linger != 0 {
+		if l := time.Unix(0, st.linger); due.IsZero() || l.Before(due) {
+			due = l
+		}
 	}
 	if due.IsZero() {
 		t.sched.Cancel(st)

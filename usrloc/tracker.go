@@ -125,7 +125,9 @@ const pendingTTL = 32 * time.Second
 // a reboot) and is applied.
 const lateHorizon = 64 * 500 * time.Millisecond
 
-// aorState is the tracker's view of one AoR.
+// aorState is the tracker's view of one AoR. One is held per known AoR
+// (100,000 and more on a large registrar), so its fields are packed: 96
+// bytes, an allocation size class of its own (see TestAoRStateSize).
 type aorState struct {
 	aor string
 	// contacts are sorted by URI. A set is never changed in place: a new
@@ -134,11 +136,12 @@ type aorState struct {
 	contacts []Binding
 	// digest of the document last handed to the publisher; published says
 	// whether a publication exists at all.
-	digest    [32]byte
+	digest    docDigest
 	published bool
 	closed    bool          // the published document is the closed one
+	linger    int64         // when a closed publication is removed, Unix ns as in timer (0 = none)
+	input     stamp         // last input (see Tracker.lastInput; 0 = none)
 	asked     time.Duration // Expires asked for the published document (0 = unknown)
-	linger    time.Time     // when a closed publication is removed
 	timer     sched.Entry   // earliest contact expiry or linger end
 }
 
@@ -200,13 +203,15 @@ type Tracker struct {
 	dirty      map[string]struct{}
 	dirtyFlags map[string]*bool // nil value = delete
 	pending    map[string]pendingReq
-	inputs     map[string]time.Time // last input per AoR (CorrectBindings)
-	replied    map[lateKey]replied  // newest 2xx applied, by AoR and Call-ID
-	gone       map[lateKey]removal  // bindings removed by a request, by AoR and contact
-	latePruned time.Time            // when replied and gone were last pruned
+	inputs     map[string]stamp    // last input of AoRs forgotten since (see lastInput)
+	inputsCut  time.Time           // inputs before it are forgotten (see pruneInputs)
+	replied    map[lateKey]replied // newest 2xx applied, by AoR and Call-ID
+	gone       map[lateKey]removal // bindings removed by a request, by AoR and contact
+	latePruned time.Time           // when replied and gone were last pruned
 	ring       []string
 	ringPos    int
 	seq        uint64
+	epoch      time.Time // the clock's time at New (see stamp)
 
 	cbMu    sync.Mutex // serialises OnChange deliveries
 	domains domainIndex
@@ -234,7 +239,7 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 		cfg: cfg, patterns: pats, pub: opts.Publisher, store: opts.Store, log: opts.Logger,
 		m: opts.Metrics, clock: opts.Clock, onChange: opts.OnChange,
 		aors: map[string]*aorState{}, flags: map[string]bool{}, dirty: map[string]struct{}{},
-		dirtyFlags: map[string]*bool{}, pending: map[string]pendingReq{}, inputs: map[string]time.Time{},
+		dirtyFlags: map[string]*bool{}, pending: map[string]pendingReq{}, inputs: map[string]stamp{},
 		replied: map[lateKey]replied{}, gone: map[lateKey]removal{},
 		ring: make([]string, cfg.PendingMax), flagWrites: make(chan struct{}, 1),
 	}
@@ -242,6 +247,7 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 		t.log = slog.New(slog.DiscardHandler)
 	}
 	t.clock = clock.OrReal(t.clock)
+	t.epoch = t.clock.Now()
 	t.sched = sched.New(t.clock, t.expireAoRs)
 	return t, nil
 }
