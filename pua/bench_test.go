@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -59,6 +60,17 @@ func BenchmarkIdlePublicationHeap(b *testing.B) {
 		}
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/publication")
 		runtime.KeepAlive(e)
+	}
+}
+
+// TestPubRecSize holds the publication record to its size class: a
+// process holds one per publication, 100,000 and more, so each size class
+// more costs megabytes of heap (and twice that of RSS). Rare fields go to
+// pubRare, small ones pack at the end of pubRec.
+func TestPubRecSize(t *testing.T) {
+	const limit = 416
+	if n := unsafe.Sizeof(pubRec{}); n > limit {
+		t.Fatalf("pubRec takes %d bytes, more than %d", n, limit)
 	}
 }
 

@@ -16,12 +16,15 @@ import (
 
 // pubRec is one publication: the desired state given by its owner and the
 // state accepted by the server. Guarded by its shard's mutex.
+//
+// A process holds one per publication, 100,000 and more (see
+// TestPubRecSize): each part gives its words first and its small fields at
+// the end, where they pack without padding.
 type pubRec struct {
 	task
 	key   Key
 	shard *shard
 	ev    *eventInfo
-	flag  int
 
 	// desired state
 	body    []byte
@@ -30,7 +33,6 @@ type pubRec struct {
 	endAt   int64 // Unix seconds the lifetime ends; 0 = until removed
 	hdrs    []Header
 	proxy   string
-	remove  bool
 	gen     uint64
 
 	// server state
@@ -38,21 +40,49 @@ type pubRec struct {
 	srvExpires int64 // Unix seconds the server's copy expires
 	sentGen    uint64
 	minExp     time.Duration
-	version    int32
-	// srvTerminated: the server holds a dialog document with only
-	// terminated dialogs, which Kamailio never updates (dialogdoc.AllTerminated).
-	srvTerminated bool
 	// ackBody is the document the server accepted last, under ackETag (a
 	// refresh carries the ETag over); unknown when ackETag is not etag.
 	// A later generation may carry that very document (a refresh asked
 	// for, a removal called off): see serverHolds.
 	ackBody []byte
 	ackETag string
-	// okStatus and okReason are the 2xx that last accepted the publication
+	// okReason and okStatus are the 2xx that last accepted the publication
 	// (0 when none has in this run): what a waiter for a state the server
 	// holds already is told.
-	okStatus int
 	okReason string
+
+	// control
+	retryAt int64 // Unix nanoseconds a refused record is tried again; 0 = none
+	// refusedGen is the newest generation whose document the server
+	// refused outright (refusePub, refusedAheadOfRemoval).
+	refusedGen  uint64
+	nextRefresh int64 // Unix nanoseconds, so refreshes keep their spread
+	lastReason  string
+	waiters     []waiter
+
+	// The small fields of the parts above. Owner flags fit in 32 bits (see
+	// publish), and sipgo reads a status code into 16.
+
+	flag        int32 // desired state
+	version     int32 // server state
+	attempt     int32
+	refusals    int32  // refusals in a row (refused.go)
+	storedFlag  int32  // flag of the stored row, -1 if none
+	countedFlag int32  // the owner flag r is counted under (max_publications)
+	okStatus    uint16 // with okReason
+	lastStatus  uint16 // with lastReason
+	state       pubState
+
+	// desired state
+	remove bool
+	// bodyTerminated: body is a dialog document whose dialogs are all
+	// terminated (dialogdoc.AllTerminated, worked out once per body).
+	bodyTerminated bool
+
+	// server state
+	// srvTerminated: the server holds a dialog document with only
+	// terminated dialogs, which Kamailio never updates (dialogdoc.AllTerminated).
+	srvTerminated bool
 
 	// control
 	inFlight     bool
@@ -60,20 +90,11 @@ type pubRec struct {
 	backingOff   bool
 	forceInitial bool
 	forceRefresh bool // an explicit refresh was asked for (IfMatch, same state)
-	attempt      int32
-	refusals     int32 // refusals in a row (refused.go)
-	retryAt      int64 // Unix nanoseconds a refused record is tried again; 0 = none
 	deleted      bool
 	dirty        bool
-	storedFlag   int // flag of the stored row, -1 if none
 	// unclaimed: loaded from the store and not yet claimed by its owner
 	// (see Claim); one the server never accepted is held until claimed.
 	unclaimed bool
-	// countedFlag is the owner flag r is counted under (max_publications).
-	countedFlag int
-	// refusedGen is the newest generation whose document the server
-	// refused outright (refusePub, refusedAheadOfRemoval).
-	refusedGen uint64
 	// durable: an ETag of this publication has been written to the store,
 	// so the full Expires may be asked (see Config.InitialExpires).
 	durable bool
@@ -85,14 +106,6 @@ type pubRec struct {
 	// refreshed, and at the end of its lifetime it is dropped without a
 	// removal once the server holds that document (see lapses).
 	lapse bool
-	// bodyTerminated: body is a dialog document whose dialogs are all
-	// terminated (dialogdoc.AllTerminated, worked out once per body).
-	bodyTerminated bool
-	nextRefresh    int64 // Unix nanoseconds, so refreshes keep their spread
-	state          string
-	lastStatus     int
-	lastReason     string
-	waiters        []waiter
 }
 
 func (r *pubRec) base() *task { return &r.task }
@@ -110,6 +123,21 @@ const (
 
 func (k pubKind) String() string {
 	return [...]string{"none", "initial", "refresh", "modify", "remove"}[k]
+}
+
+// pubState is the state of a publication, shown as StatePending...
+type pubState uint8
+
+const (
+	pubPending pubState = iota
+	pubActive
+	pubRetrying
+	pubFailed
+	pubRemoving
+)
+
+func (s pubState) String() string {
+	return [...]string{StatePending, StateActive, StateRetrying, StateFailed, StateRemoving}[s]
 }
 
 // pubOp is a snapshot of what one PUBLISH carries.
@@ -171,8 +199,8 @@ func checkHeaders(hs []Header) error {
 // Publish sets the desired state of a publication. It returns at once; the
 // engine sends the PUBLISH (coalescing changes while one is in flight). An
 // error means the request itself was refused: unknown event
-// (ErrUnknownEvent), bad presentity URI, empty body, or an IfMatch that is
-// not the current ETag (ErrWrongETag).
+// (ErrUnknownEvent), bad presentity URI, empty body, a flag beyond 32 bits,
+// or an IfMatch that is not the current ETag (ErrWrongETag).
 func (e *Engine) Publish(req PublishRequest) error {
 	_, err := e.publish(req, false)
 	return err
@@ -206,6 +234,10 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 	}
 	if req.Expires < 0 || req.Lifetime < 0 {
 		return nil, fmt.Errorf("pua: publish %s %s: negative expires or lifetime", req.PresURI, req.Event)
+	}
+	if int(int32(req.Flag)) != req.Flag {
+		// A record keeps 32 bits of it (pubRec.flag), as the store does.
+		return nil, fmt.Errorf("pua: publish %s %s: flag %d out of range", req.PresURI, req.Event, req.Flag)
 	}
 	if !e.enter() {
 		return nil, ErrStopped
@@ -243,7 +275,7 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 			}
 			return nil, nil, fmt.Errorf("%w: %d held", ErrTooManyPublications, e.cfg.MaxPublications)
 		}
-		r = &pubRec{key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending, countedFlag: req.Flag}
+		r = &pubRec{key: key, shard: s, ev: ev, storedFlag: -1, state: pubPending, countedFlag: int32(req.Flag)}
 		s.pubs[key] = r
 	} else if e.claimPub(r); r.lapse && req.Lifetime > 0 && r.sameDoc(req) {
 		// The same terminated dialog document again: it keeps the end of
@@ -269,7 +301,7 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 		ch = r.addWaiter(withWaiter, now)
 		return ch, e.kickPubHere(r), nil
 	}
-	r.flag = req.Flag
+	r.flag = int32(req.Flag)
 	r.setDoc(bytes.Clone(req.Body))
 	r.ctype = req.ContentType
 	r.hdrs = slices.Clone(req.ExtraHeaders)
@@ -298,7 +330,7 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 // sameDoc reports whether req gives r's current document, with the same
 // owner, content type, headers and proxy. Shard locked.
 func (r *pubRec) sameDoc(req PublishRequest) bool {
-	return !r.remove && r.flag == req.Flag && bytes.Equal(r.body, req.Body) && r.ctype == req.ContentType &&
+	return !r.remove && int(r.flag) == req.Flag && bytes.Equal(r.body, req.Body) && r.ctype == req.ContentType &&
 		r.proxy == req.OutboundProxy && slices.Equal(r.hdrs, req.ExtraHeaders)
 }
 
@@ -315,7 +347,7 @@ func (r *pubRec) addWaiter(want bool, now time.Time) chan Result {
 	}
 	ch := make(chan Result, 1)
 	if r.sentGen == r.gen && r.etag != "" && r.okStatus != 0 && !r.remove && !r.forceInitial && r.srvExpires > now.Unix() {
-		ch <- Result{Status: r.okStatus, Reason: r.okReason, ETag: r.etag,
+		ch <- Result{Status: int(r.okStatus), Reason: r.okReason, ETag: r.etag,
 			Expires: time.Duration(r.srvExpires-now.Unix()) * time.Second}
 		return ch
 	}
@@ -439,13 +471,13 @@ func (e *Engine) dropPub(r *pubRec, res Result) {
 		return
 	}
 	r.deleted = true
-	r.state = StateRemoving
+	r.state = pubRemoving
 	delete(r.shard.pubs, r.key)
-	e.owned.release(r.countedFlag)
+	e.owned.release(int(r.countedFlag))
 	e.sched.Cancel(r)
 	// The stored row, and the one appended to the journal even if the
 	// database never got it.
-	for _, f := range r.staleFlags(r.storedFlag, -1) {
+	for _, f := range r.staleFlags(int(r.storedFlag), -1) {
 		e.markRemoved(Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: f})
 	}
 	resolveWaiters(&r.waiters, ^uint64(0), res)
@@ -641,7 +673,7 @@ func (e *Engine) takePubOp(r *pubRec) (op pubOp, ok bool) {
 	}
 	r.inFlight = true
 	if op.kind == pubRemove {
-		r.state = StateRemoving
+		r.state = pubRemoving
 	}
 	return op, true
 }
@@ -669,7 +701,7 @@ func (e *Engine) stillBackingOff(t tasker, backingOff bool, now time.Time) bool 
 // applyPublishResult moves r's state machine on the reply. Shard locked.
 func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 	now := e.clock.Now()
-	r.lastStatus, r.lastReason = res.Status, res.Reason
+	r.lastStatus, r.lastReason = uint16(res.Status), res.Reason
 	if res.Err != nil && res.Status == 0 {
 		r.lastReason = res.Err.Error()
 	}
@@ -716,7 +748,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			granted = time.Duration(op.expires) * time.Second
 		}
 		r.etag = res.ETag
-		r.okStatus, r.okReason = res.Status, res.Reason
+		r.okStatus, r.okReason = uint16(res.Status), res.Reason
 		r.srvExpires = now.Add(granted).Unix()
 		r.nextRefresh = refreshAt(now, granted).UnixNano()
 		if op.kind != pubRefresh {
@@ -736,7 +768,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 				r.ackETag = res.ETag // the same document, a new ETag
 			}
 		}
-		r.forceInitial, r.attempt, r.state = false, 0, StateActive
+		r.forceInitial, r.attempt, r.state = false, 0, pubActive
 		r.clearRefusal()
 		e.markDirty(r, &r.dirty)
 		// The server's row now carries this ETag only: losing it in a
@@ -792,7 +824,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		if e.pubServerBound(r) {
 			d = e.holdOff(now, d)
 		}
-		r.state, r.backingOff = StateRetrying, true
+		r.state, r.backingOff = pubRetrying, true
 		log().Warn("publish failed, retrying", "status", res.Status, "err", res.Err, "retry_in", d)
 		resolveWaiters(&r.waiters, op.gen, res)
 		e.sched.Schedule(r, now.Add(d))
@@ -900,7 +932,7 @@ func (e *Engine) PublicationStates() []StateCount {
 		s := &e.shards[i]
 		s.mu.Lock()
 		for _, r := range s.pubs {
-			counts[[2]string{r.key.Event, r.state}]++
+			counts[[2]string{r.key.Event, r.state.String()}]++
 		}
 		s.mu.Unlock()
 	}
@@ -921,13 +953,13 @@ func (r *pubRec) info() PublicationInfo {
 	if ct == "" {
 		ct = r.ev.contentType
 	}
-	pi := PublicationInfo{Key: r.key, Flag: r.flag, ContentType: ct, Body: bytes.Clone(r.body),
-		ETag: r.etag, State: r.state, LastStatus: r.lastStatus, LastReason: r.lastReason,
+	pi := PublicationInfo{Key: r.key, Flag: int(r.flag), ContentType: ct, Body: bytes.Clone(r.body),
+		ETag: r.etag, State: r.state.String(), LastStatus: int(r.lastStatus), LastReason: r.lastReason,
 		ExtraHeaders: slices.Clone(r.hdrs)}
 	if r.srvExpires != 0 {
 		pi.Expires = time.Unix(r.srvExpires, 0)
 	}
-	if r.nextRefresh != 0 && r.state == StateActive {
+	if r.nextRefresh != 0 && r.state == pubActive {
 		pi.NextRefresh = time.Unix(0, r.nextRefresh)
 	}
 	if r.failed && r.retryAt != 0 {

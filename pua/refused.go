@@ -52,7 +52,7 @@ func (e *Engine) refusePub(r *pubRec, gen uint64, status int, now time.Time, log
 		e.queue.push(r)
 		return
 	}
-	r.failed, r.state = true, StateFailed
+	r.failed, r.state = true, pubFailed
 	r.refusals++
 	at, d := e.refusedAt(now, r.refusals, r.endAt)
 	r.retryAt = at.UnixNano()
