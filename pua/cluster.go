@@ -403,7 +403,7 @@ func (e *Engine) forgetPub(r *pubRec) {
 	delete(r.shard.pubs, r.key)
 	e.owned.release(int(r.countedFlag))
 	e.sched.Cancel(r)
-	resolveWaiters(&r.waiters, ^uint64(0), Result{})
+	r.resolve(^uint64(0), Result{})
 }
 
 // forgetSub drops r from memory only. Shard locked.

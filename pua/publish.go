@@ -19,27 +19,26 @@ import (
 //
 // A process holds one per publication, 100,000 and more (see
 // TestPubRecSize): each part gives its words first and its small fields at
-// the end, where they pack without padding.
+// the end, where they pack without padding, and what few publications
+// have is in rare.
 type pubRec struct {
 	task
 	key   Key
 	shard *shard
 	ev    *eventInfo
+	rare  *pubRare // nil until needed
 
 	// desired state
 	body    []byte
 	ctype   string
 	expires time.Duration
 	endAt   int64 // Unix seconds the lifetime ends; 0 = until removed
-	hdrs    []Header
-	proxy   string
 	gen     uint64
 
 	// server state
 	etag       string
 	srvExpires int64 // Unix seconds the server's copy expires
 	sentGen    uint64
-	minExp     time.Duration
 	// ackBody is the document the server accepted last, under ackETag (a
 	// refresh carries the ETag over); unknown when ackETag is not etag.
 	// A later generation may carry that very document (a refresh asked
@@ -52,13 +51,8 @@ type pubRec struct {
 	okReason string
 
 	// control
-	retryAt int64 // Unix nanoseconds a refused record is tried again; 0 = none
-	// refusedGen is the newest generation whose document the server
-	// refused outright (refusePub, refusedAheadOfRemoval).
-	refusedGen  uint64
 	nextRefresh int64 // Unix nanoseconds, so refreshes keep their spread
 	lastReason  string
-	waiters     []waiter
 
 	// The small fields of the parts above. Owner flags fit in 32 bits (see
 	// publish), and sipgo reads a status code into 16.
@@ -66,7 +60,6 @@ type pubRec struct {
 	flag        int32 // desired state
 	version     int32 // server state
 	attempt     int32
-	refusals    int32  // refusals in a row (refused.go)
 	storedFlag  int32  // flag of the stored row, -1 if none
 	countedFlag int32  // the owner flag r is counted under (max_publications)
 	okStatus    uint16 // with okReason
@@ -106,6 +99,97 @@ type pubRec struct {
 	// refreshed, and at the end of its lifetime it is dropped without a
 	// removal once the server holds that document (see lapses).
 	lapse bool
+}
+
+// pubRare is what few publications have, out of pubRec so that the others
+// pay only for its pointer: extra headers or an outbound proxy of their
+// own (BLA's Sender, the management API), waiters (PublishWait,
+// RemoveWait), refusals, a Min-Expires raised by a 423. A record gets its
+// own on first use (more) and keeps it. Guarded by the shard's mutex.
+type pubRare struct {
+	// desired state
+	hdrs  []Header
+	proxy string
+
+	// server state
+	minExp time.Duration
+
+	// control
+	waiters []waiter
+	retryAt int64 // Unix nanoseconds a refused record is tried again; 0 = none
+	// refusedGen is the newest generation whose document the server
+	// refused outright (refusePub, refusedAheadOfRemoval).
+	refusedGen uint64
+	refusals   int32 // refusals in a row (refused.go)
+}
+
+// more returns r's rare part, allocated on first use. Shard locked.
+func (r *pubRec) more() *pubRare {
+	if r.rare == nil {
+		r.rare = new(pubRare)
+	}
+	return r.rare
+}
+
+// hdrs, proxy, minExp and refusedGen read r's rare part, zero when r has
+// none. Shard locked.
+
+func (r *pubRec) hdrs() []Header {
+	if r.rare == nil {
+		return nil
+	}
+	return r.rare.hdrs
+}
+
+func (r *pubRec) proxy() string {
+	if r.rare == nil {
+		return ""
+	}
+	return r.rare.proxy
+}
+
+func (r *pubRec) minExp() time.Duration {
+	if r.rare == nil {
+		return 0
+	}
+	return r.rare.minExp
+}
+
+func (r *pubRec) refusedGen() uint64 {
+	if r.rare == nil {
+		return 0
+	}
+	return r.rare.refusedGen
+}
+
+// setRoute gives r its extra headers and outbound proxy. Shard locked.
+func (r *pubRec) setRoute(hdrs []Header, proxy string) {
+	if r.rare == nil && hdrs == nil && proxy == "" {
+		return
+	}
+	x := r.more()
+	x.hdrs, x.proxy = hdrs, proxy
+}
+
+// docRefused counts r's document of generation gen among the refused
+// (refusedGen). Shard locked.
+func (r *pubRec) docRefused(gen uint64) {
+	x := r.more()
+	x.refusedGen = max(x.refusedGen, gen)
+}
+
+// await registers ch as a waiter for r's current generation. Shard locked.
+func (r *pubRec) await(ch chan Result) {
+	x := r.more()
+	x.waiters = append(x.waiters, waiter{gen: r.gen, ch: ch})
+}
+
+// resolve hands res to r's waiters for a generation up to gen
+// (resolveWaiters). Shard locked.
+func (r *pubRec) resolve(gen uint64, res Result) {
+	if r.rare != nil {
+		resolveWaiters(&r.rare.waiters, gen, res)
+	}
 }
 
 func (r *pubRec) base() *task { return &r.task }
@@ -304,8 +388,7 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 	r.flag = int32(req.Flag)
 	r.setDoc(bytes.Clone(req.Body))
 	r.ctype = req.ContentType
-	r.hdrs = slices.Clone(req.ExtraHeaders)
-	r.proxy = req.OutboundProxy
+	r.setRoute(slices.Clone(req.ExtraHeaders), req.OutboundProxy)
 	if !keepEnd {
 		r.expires = req.Expires
 		r.endAt = 0
@@ -331,7 +414,7 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 // owner, content type, headers and proxy. Shard locked.
 func (r *pubRec) sameDoc(req PublishRequest) bool {
 	return !r.remove && int(r.flag) == req.Flag && bytes.Equal(r.body, req.Body) && r.ctype == req.ContentType &&
-		r.proxy == req.OutboundProxy && slices.Equal(r.hdrs, req.ExtraHeaders)
+		r.proxy() == req.OutboundProxy && slices.Equal(r.hdrs(), req.ExtraHeaders)
 }
 
 // addWaiter registers a waiter for the current generation; if the server
@@ -351,7 +434,7 @@ func (r *pubRec) addWaiter(want bool, now time.Time) chan Result {
 			Expires: time.Duration(r.srvExpires-now.Unix()) * time.Second}
 		return ch
 	}
-	r.waiters = append(r.waiters, waiter{gen: r.gen, ch: ch})
+	r.await(ch)
 	return ch
 }
 
@@ -374,7 +457,7 @@ func (e *Engine) kickPubHere(r *pubRec) *pubRec {
 	if r.inFlight || r.backingOff {
 		return nil
 	}
-	if e.sendsInline && r.proxy == "" && e.running.Load() {
+	if e.sendsInline && r.proxy() == "" && e.running.Load() {
 		select {
 		case e.slots <- struct{}{}:
 			return r
@@ -448,7 +531,7 @@ func (e *Engine) removeLocked(s *shard, key Key, withWaiter, here bool) (ch chan
 	}
 	r.unclaimed = false
 	if withWaiter {
-		r.waiters = append(r.waiters, waiter{gen: r.gen, ch: ch})
+		r.await(ch)
 	}
 	if r.etag == "" && !r.inFlight {
 		e.dropPub(r, Result{})
@@ -480,7 +563,7 @@ func (e *Engine) dropPub(r *pubRec, res Result) {
 	for _, f := range r.staleFlags(int(r.storedFlag), -1) {
 		e.markRemoved(Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: f})
 	}
-	resolveWaiters(&r.waiters, ^uint64(0), res)
+	r.resolve(^uint64(0), res)
 }
 
 // nextPubOp decides what r needs now. Shard locked.
@@ -499,7 +582,7 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 			e.m.Tracker("pua", "lapsed_publication")
 			e.dropPub(r, Result{})
 			return pubOp{}
-		case r.refusedGen >= r.gen:
+		case r.refusedGen() >= r.gen:
 			// The server refused the terminated document: the one it
 			// holds instead (a lit one) is removed.
 			r.remove = true
@@ -508,10 +591,10 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 		// Otherwise the terminated document has still to reach the
 		// server: it is sent below, and the record dropped once accepted.
 	}
-	op := pubOp{gen: r.gen, presURI: r.key.PresURI, event: r.key.Event, hdrs: r.hdrs, proxy: r.proxy}
+	op := pubOp{gen: r.gen, presURI: r.key.PresURI, event: r.key.Event, hdrs: r.hdrs(), proxy: r.proxy()}
 	ahead := false
 	switch {
-	case r.remove && r.etag != "" && r.bodyPending() && !r.serverHolds() && r.gen-1 > r.refusedGen && !r.srvTerminated:
+	case r.remove && r.etag != "" && r.bodyPending() && !r.serverHolds() && r.gen-1 > r.refusedGen() && !r.srvTerminated:
 		// The document given last before the removal (usrloc's closed,
 		// say) never reached the server: it goes first, the removal once
 		// it is accepted. A server may answer a removal 200 and then fail
@@ -572,7 +655,7 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 	if ahead {
 		exp = min(exp, aheadExpires)
 	}
-	exp = max(exp, e.cfg.MinExpires, r.minExp, time.Second)
+	exp = max(exp, e.cfg.MinExpires, r.minExp(), time.Second)
 	op.expires = int((exp + time.Second - 1) / time.Second)
 	return op
 }
@@ -740,7 +823,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 				return
 			}
 			e.refusePub(r, op.gen, res.Status, now, log())
-			resolveWaiters(&r.waiters, op.gen, res)
+			r.resolve(op.gen, res)
 			return
 		}
 		granted := res.Expires
@@ -777,7 +860,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		if debug {
 			log().Debug("publish accepted", "etag", r.etag, "expires", granted)
 		}
-		resolveWaiters(&r.waiters, op.gen, res)
+		r.resolve(op.gen, res)
 		e.sweepDone(r)
 	case res.Status == 412:
 		if ahead := r.remove && op.kind == pubModify; op.kind == pubRemove || ahead {
@@ -797,7 +880,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		if op.kind == pubInitial {
 			log().Warn("publish failed: 412 to an initial PUBLISH", "status", res.Status)
 			e.refusePub(r, op.gen, res.Status, now, log())
-			resolveWaiters(&r.waiters, op.gen, res)
+			r.resolve(op.gen, res)
 			return
 		}
 		log().Info("publication unknown at the server, publishing anew", "etag", op.etag)
@@ -807,7 +890,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		// (A removal asks for no interval to raise: a 423 to it is a
 		// refusal, handled below.)
 		if res.Expires > time.Duration(op.expires)*time.Second {
-			r.minExp = res.Expires
+			r.more().minExp = res.Expires
 			log().Info("interval too brief, retrying with Min-Expires", "min_expires", res.Expires)
 			break
 		}
@@ -816,7 +899,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			return
 		}
 		e.refusePub(r, op.gen, res.Status, now, log())
-		resolveWaiters(&r.waiters, op.gen, res)
+		r.resolve(op.gen, res)
 		return
 	case retryable(res):
 		r.attempt++
@@ -826,7 +909,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		}
 		r.state, r.backingOff = pubRetrying, true
 		log().Warn("publish failed, retrying", "status", res.Status, "err", res.Err, "retry_in", d)
-		resolveWaiters(&r.waiters, op.gen, res)
+		r.resolve(op.gen, res)
 		e.sched.Schedule(r, now.Add(d))
 		return
 	case op.replace:
@@ -839,7 +922,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		if e.refusedAheadOfRemoval(r, op, res, log) {
 			return
 		}
-		resolveWaiters(&r.waiters, op.gen, res)
+		r.resolve(op.gen, res)
 		if op.kind == pubRemove {
 			if r.remove && r.gen == op.gen {
 				e.dropPub(r, res)
@@ -876,8 +959,8 @@ func (e *Engine) refusedAheadOfRemoval(r *pubRec, op pubOp, res Result, log func
 		return false
 	}
 	log().Info("document ahead of the removal refused, removing", "status", res.Status)
-	r.refusedGen = max(r.refusedGen, op.gen)
-	resolveWaiters(&r.waiters, op.gen, res)
+	r.docRefused(op.gen)
+	r.resolve(op.gen, res)
 	e.queue.push(r)
 	return true
 }
@@ -955,16 +1038,18 @@ func (r *pubRec) info() PublicationInfo {
 	}
 	pi := PublicationInfo{Key: r.key, Flag: int(r.flag), ContentType: ct, Body: bytes.Clone(r.body),
 		ETag: r.etag, State: r.state.String(), LastStatus: int(r.lastStatus), LastReason: r.lastReason,
-		ExtraHeaders: slices.Clone(r.hdrs)}
+		ExtraHeaders: slices.Clone(r.hdrs())}
 	if r.srvExpires != 0 {
 		pi.Expires = time.Unix(r.srvExpires, 0)
 	}
 	if r.nextRefresh != 0 && r.state == pubActive {
 		pi.NextRefresh = time.Unix(0, r.nextRefresh)
 	}
-	if r.failed && r.retryAt != 0 {
-		pi.NextRetry = time.Unix(0, r.retryAt)
+	if x := r.rare; x != nil {
+		if r.failed && x.retryAt != 0 {
+			pi.NextRetry = time.Unix(0, x.retryAt)
+		}
+		pi.Refusals = int(x.refusals)
 	}
-	pi.Refusals = int(r.refusals)
 	return pi
 }

@@ -161,7 +161,8 @@ func TestPublishCoalescesWhileInFlight(t *testing.T) {
 		s := e.pubShard(presKey)
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return len(s.pubs[presKey].waiters) == 1
+		r := s.pubs[presKey]
+		return r.rare != nil && len(r.rare.waiters) == 1
 	})
 	if n := len(fs.Requests()); n != 1 {
 		t.Fatalf("%d requests while the first is held", n)

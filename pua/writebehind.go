@@ -338,8 +338,8 @@ func (e *Engine) pubRecord(r *pubRec, now time.Time) Record {
 	return Record{
 		PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event,
 		Expires: r.srvExpires, DesiredExpires: r.endAt, Flag: int(r.flag), ETag: r.etag,
-		Version: int(r.version), ExtraHeaders: slices.Clone(r.hdrs), Body: r.body, ContentType: ct,
-		OutboundProxy: r.proxy, ReqExpires: int64(r.expires / time.Second), Removing: r.remove,
+		Version: int(r.version), ExtraHeaders: slices.Clone(r.hdrs()), Body: r.body, ContentType: ct,
+		OutboundProxy: r.proxy(), ReqExpires: int64(r.expires / time.Second), Removing: r.remove,
 		Modified: r.etag != "" && (r.bodyPending() || r.forceInitial),
 	}
 }
@@ -442,11 +442,11 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 		ct = ""
 	}
 	r := &pubRec{key: key, shard: s, ev: ev, flag: int32(rec.Flag), storedFlag: int32(rec.Flag),
-		ctype: ct, endAt: rec.DesiredExpires, hdrs: rec.ExtraHeaders,
-		proxy: rec.OutboundProxy, gen: 1, etag: rec.ETag, srvExpires: rec.Expires,
+		ctype: ct, endAt: rec.DesiredExpires, gen: 1, etag: rec.ETag, srvExpires: rec.Expires,
 		expires: time.Duration(rec.ReqExpires) * time.Second,
 		version: int32(rec.Version), state: pubPending,
 		durable: rec.ETag != "", unclaimed: !rec.Removing && e.ownerFlag(rec.Flag)}
+	r.setRoute(rec.ExtraHeaders, rec.OutboundProxy)
 	r.setDoc(rec.Body)
 	if r.etag != "" {
 		r.sentGen, r.state = 1, pubActive
