@@ -277,10 +277,14 @@ func (e *Engine) adoptPub(r *pubRec, rec Record, ok bool, now time.Time) {
 	r.version = int32(max(rec.Version, int(r.version)))
 	r.srvTerminated = r.ev.dialog && !rec.Modified && dialogdoc.AllTerminated(rec.Body)
 	r.ackBody, r.ackETag = nil, ""
-	if !rec.Modified {
+	held := !rec.Modified && bytes.Equal(rec.Body, r.body)
+	switch {
+	case held:
+		r.ackBody, r.ackETag = r.body, rec.ETag // the same document, kept once
+	case !rec.Modified:
 		r.ackBody, r.ackETag = rec.Body, rec.ETag // the server holds the stored document
 	}
-	if !rec.Modified && bytes.Equal(rec.Body, r.body) && !r.remove {
+	if held && !r.remove {
 		// The server holds this very document: refresh when due.
 		r.sentGen = r.gen
 		r.nextRefresh = refreshAt(now, time.Duration(rec.Expires-now.Unix())*time.Second).UnixNano()
