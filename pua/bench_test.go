@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -59,6 +60,38 @@ func BenchmarkIdlePublicationHeap(b *testing.B) {
 		}
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/publication")
 		runtime.KeepAlive(e)
+	}
+}
+
+// TestPubRecSize holds the publication record to its size class: a
+// process holds one per publication, 100,000 and more, so each size class
+// more costs megabytes of heap (and twice that of RSS). Rare fields go to
+// pubRare, small ones pack at the end of pubRec.
+func TestPubRecSize(t *testing.T) {
+	const limit = 320
+	if n := unsafe.Sizeof(pubRec{}); n > limit {
+		t.Fatalf("pubRec takes %d bytes, more than %d", n, limit)
+	}
+}
+
+// TestPlainPublicationHasNoRarePart: a publication without extra headers,
+// outbound proxy, waiter or refusal takes no pubRare (see TestPubRecSize).
+func TestPlainPublicationHasNoRarePart(t *testing.T) {
+	fs := newFakeServer(t)
+	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
+	if err := e.Publish(pubReq("a")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "publication accepted", func() bool {
+		pi, _ := e.Publication(presKey)
+		return pi.State == StateActive
+	})
+	s := e.pubShard(presKey)
+	s.mu.Lock()
+	rare := s.pubs[presKey].rare
+	s.mu.Unlock()
+	if rare != nil {
+		t.Fatalf("rare part %+v", *rare)
 	}
 }
 

@@ -268,23 +268,27 @@ func (e *Engine) adoptPub(r *pubRec, rec Record, ok bool, now time.Time) {
 		r.etag, r.srvExpires, r.sentGen, r.srvTerminated, r.durable = "", 0, 0, false, false
 		r.storedFlag = -1
 		if ok {
-			r.storedFlag = rec.Flag
+			r.storedFlag = int32(rec.Flag)
 		}
 		return
 	}
 	r.etag, r.srvExpires, r.durable = rec.ETag, rec.Expires, true
-	r.storedFlag = rec.Flag
+	r.storedFlag = int32(rec.Flag)
 	r.version = int32(max(rec.Version, int(r.version)))
 	r.srvTerminated = r.ev.dialog && !rec.Modified && dialogdoc.AllTerminated(rec.Body)
 	r.ackBody, r.ackETag = nil, ""
-	if !rec.Modified {
+	held := !rec.Modified && bytes.Equal(rec.Body, r.body)
+	switch {
+	case held:
+		r.ackBody, r.ackETag = r.body, rec.ETag // the same document, kept once
+	case !rec.Modified:
 		r.ackBody, r.ackETag = rec.Body, rec.ETag // the server holds the stored document
 	}
-	if !rec.Modified && bytes.Equal(rec.Body, r.body) && !r.remove {
+	if held && !r.remove {
 		// The server holds this very document: refresh when due.
 		r.sentGen = r.gen
 		r.nextRefresh = refreshAt(now, time.Duration(rec.Expires-now.Unix())*time.Second).UnixNano()
-		r.state = StateActive
+		r.state = pubActive
 		return
 	}
 	r.sentGen = 0 // send the current state under the stored ETag
@@ -401,9 +405,9 @@ func (e *Engine) inFlightIn(shard int) bool {
 func (e *Engine) forgetPub(r *pubRec) {
 	r.deleted = true
 	delete(r.shard.pubs, r.key)
-	e.owned.release(r.countedFlag)
+	e.owned.release(int(r.countedFlag))
 	e.sched.Cancel(r)
-	resolveWaiters(&r.waiters, ^uint64(0), Result{})
+	r.resolve(^uint64(0), Result{})
 }
 
 // forgetSub drops r from memory only. Shard locked.

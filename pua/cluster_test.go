@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/puaside/puaside/internal/puatest"
 )
@@ -144,6 +145,36 @@ func TestClusterSendsAndWritesOnlyForOwnedShards(t *testing.T) {
 	}
 	if n := len(requestsTo(fs, alice)); n != before {
 		t.Fatalf("%d PUBLISH sent for a lost shard", n-before)
+	}
+}
+
+// TestClusterAdoptedDocumentKeptOnce: a publication whose shard is taken
+// over, holding the very document the previous owner stored, keeps one
+// copy of it (not a second one as the document the server accepted).
+func TestClusterAdoptedDocumentKeptOnce(t *testing.T) {
+	fs := newFakeServer(t)
+	clk := newFakeClock()
+	st := newMemStore()
+	const bob = "sip:bob@example.com"
+	own := newFakeOwnership(map[string]int{bob: 1})
+	st.put(storedPub(clk, bob, "presence", "api", "e-bob", FlagRPCPublish, pidf("same")))
+	e := clusterEngine(t, fs, clk, st, own, nil)
+	key := Key{PresURI: bob, Event: "presence", ID: "api"}
+	if err := e.Publish(PublishRequest{Key: key, Body: pidf("same"), Flag: FlagRPCPublish}); err != nil {
+		t.Fatal(err)
+	}
+	own.set(func(o *fakeOwnership) { o.held[1] = 5 })
+	e.ShardsGained(context.Background(), map[int]int64{1: 5})
+	s := e.pubShard(key)
+	s.mu.Lock()
+	r := s.pubs[key]
+	held, once := r.serverHolds(), unsafe.SliceData(r.ackBody) == unsafe.SliceData(r.body)
+	s.mu.Unlock()
+	if !held || !once {
+		t.Fatalf("server holds the document %v, kept once %v", held, once)
+	}
+	if n := len(requestsTo(fs, bob)); n != 0 {
+		t.Fatalf("%d PUBLISH for a document the server holds", n)
 	}
 }
 

@@ -404,7 +404,7 @@ func (e *Engine) failWaiters() {
 		s := &e.shards[i]
 		s.mu.Lock()
 		for _, r := range s.pubs {
-			resolveWaiters(&r.waiters, ^uint64(0), Result{Err: ErrStopped})
+			r.resolve(^uint64(0), Result{Err: ErrStopped})
 		}
 		for _, r := range s.subs {
 			resolveWaiters(&r.waiters, ^uint64(0), Result{Err: ErrStopped})

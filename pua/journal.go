@@ -302,14 +302,14 @@ func (e *Engine) journalWrite() bool {
 			r.shard.mu.Lock()
 			r.jdirty = false
 			if !r.deleted {
-				for _, f := range r.staleFlags(r.storedFlag, r.flag) {
+				for _, f := range r.staleFlags(int(r.storedFlag), int(r.flag)) {
 					removed = append(removed, Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: f})
 				}
 				rec := e.pubRecord(r, now)
 				if e.fenceRecord(&rec) {
 					up = append(up, rec)
 					pubs = append(pubs, r)
-					r.jflag, r.jflagSet = r.flag, true
+					r.jflag, r.jflagSet = int(r.flag), true
 				}
 			}
 			r.shard.mu.Unlock()

@@ -39,7 +39,7 @@ func (e *Engine) serverHop() string {
 
 // pubServerBound reports whether r's PUBLISHes go to the presence server.
 func (e *Engine) pubServerBound(r *pubRec) bool {
-	return r.proxy == "" && e.serverHop() != ""
+	return r.proxy() == "" && e.serverHop() != ""
 }
 
 // subServerBound reports whether r subscribes to a presentity at the

@@ -16,43 +16,66 @@ import (
 
 // pubRec is one publication: the desired state given by its owner and the
 // state accepted by the server. Guarded by its shard's mutex.
+//
+// A process holds one per publication, 100,000 and more (see
+// TestPubRecSize): each part gives its words first and its small fields at
+// the end, where they pack without padding, and what few publications
+// have is in rare.
 type pubRec struct {
 	task
 	key   Key
 	shard *shard
 	ev    *eventInfo
-	flag  int
+	rare  *pubRare // nil until needed
 
 	// desired state
 	body    []byte
 	ctype   string
 	expires time.Duration
 	endAt   int64 // Unix seconds the lifetime ends; 0 = until removed
-	hdrs    []Header
-	proxy   string
-	remove  bool
 	gen     uint64
 
 	// server state
 	etag       string
 	srvExpires int64 // Unix seconds the server's copy expires
 	sentGen    uint64
-	minExp     time.Duration
-	version    int32
-	// srvTerminated: the server holds a dialog document with only
-	// terminated dialogs, which Kamailio never updates (dialogdoc.AllTerminated).
-	srvTerminated bool
 	// ackBody is the document the server accepted last, under ackETag (a
 	// refresh carries the ETag over); unknown when ackETag is not etag.
 	// A later generation may carry that very document (a refresh asked
 	// for, a removal called off): see serverHolds.
 	ackBody []byte
 	ackETag string
-	// okStatus and okReason are the 2xx that last accepted the publication
+	// okReason and okStatus are the 2xx that last accepted the publication
 	// (0 when none has in this run): what a waiter for a state the server
 	// holds already is told.
-	okStatus int
 	okReason string
+
+	// control
+	nextRefresh int64 // Unix nanoseconds, so refreshes keep their spread
+	lastReason  string
+
+	// The small fields of the parts above. Owner flags fit in 32 bits (see
+	// publish), and sipgo reads a status code into 16.
+
+	flag        int32 // desired state
+	version     int32 // server state
+	attempt     int32
+	storedFlag  int32  // flag of the stored row, -1 if none
+	countedFlag int32  // the owner flag r is counted under (max_publications)
+	okStatus    uint16 // with okReason
+	lastStatus  uint16 // with lastReason
+	state       pubState
+
+	// desired state
+	remove bool
+	// bodyTerminated: body is a dialog document whose dialogs are all
+	// terminated (dialogdoc.AllTerminated, worked out once per body).
+	bodyTerminated bool
+
+	// server state
+	// srvTerminated: the server holds a dialog document with only
+	// terminated dialogs, which Kamailio never updates (dialogdoc.AllTerminated).
+	srvTerminated bool
 
 	// control
 	inFlight     bool
@@ -60,20 +83,11 @@ type pubRec struct {
 	backingOff   bool
 	forceInitial bool
 	forceRefresh bool // an explicit refresh was asked for (IfMatch, same state)
-	attempt      int32
-	refusals     int32 // refusals in a row (refused.go)
-	retryAt      int64 // Unix nanoseconds a refused record is tried again; 0 = none
 	deleted      bool
 	dirty        bool
-	storedFlag   int // flag of the stored row, -1 if none
 	// unclaimed: loaded from the store and not yet claimed by its owner
 	// (see Claim); one the server never accepted is held until claimed.
 	unclaimed bool
-	// countedFlag is the owner flag r is counted under (max_publications).
-	countedFlag int
-	// refusedGen is the newest generation whose document the server
-	// refused outright (refusePub, refusedAheadOfRemoval).
-	refusedGen uint64
 	// durable: an ETag of this publication has been written to the store,
 	// so the full Expires may be asked (see Config.InitialExpires).
 	durable bool
@@ -85,14 +99,97 @@ type pubRec struct {
 	// refreshed, and at the end of its lifetime it is dropped without a
 	// removal once the server holds that document (see lapses).
 	lapse bool
-	// bodyTerminated: body is a dialog document whose dialogs are all
-	// terminated (dialogdoc.AllTerminated, worked out once per body).
-	bodyTerminated bool
-	nextRefresh    int64 // Unix nanoseconds, so refreshes keep their spread
-	state          string
-	lastStatus     int
-	lastReason     string
-	waiters        []waiter
+}
+
+// pubRare is what few publications have, out of pubRec so that the others
+// pay only for its pointer: extra headers or an outbound proxy of their
+// own (BLA's Sender, the management API), waiters (PublishWait,
+// RemoveWait), refusals, a Min-Expires raised by a 423. A record gets its
+// own on first use (more) and keeps it. Guarded by the shard's mutex.
+type pubRare struct {
+	// desired state
+	hdrs  []Header
+	proxy string
+
+	// server state
+	minExp time.Duration
+
+	// control
+	waiters []waiter
+	retryAt int64 // Unix nanoseconds a refused record is tried again; 0 = none
+	// refusedGen is the newest generation whose document the server
+	// refused outright (refusePub, refusedAheadOfRemoval).
+	refusedGen uint64
+	refusals   int32 // refusals in a row (refused.go)
+}
+
+// more returns r's rare part, allocated on first use. Shard locked.
+func (r *pubRec) more() *pubRare {
+	if r.rare == nil {
+		r.rare = new(pubRare)
+	}
+	return r.rare
+}
+
+// hdrs, proxy, minExp and refusedGen read r's rare part, zero when r has
+// none. Shard locked.
+
+func (r *pubRec) hdrs() []Header {
+	if r.rare == nil {
+		return nil
+	}
+	return r.rare.hdrs
+}
+
+func (r *pubRec) proxy() string {
+	if r.rare == nil {
+		return ""
+	}
+	return r.rare.proxy
+}
+
+func (r *pubRec) minExp() time.Duration {
+	if r.rare == nil {
+		return 0
+	}
+	return r.rare.minExp
+}
+
+func (r *pubRec) refusedGen() uint64 {
+	if r.rare == nil {
+		return 0
+	}
+	return r.rare.refusedGen
+}
+
+// setRoute gives r its extra headers and outbound proxy. Shard locked.
+func (r *pubRec) setRoute(hdrs []Header, proxy string) {
+	if r.rare == nil && hdrs == nil && proxy == "" {
+		return
+	}
+	x := r.more()
+	x.hdrs, x.proxy = hdrs, proxy
+}
+
+// docRefused counts r's document of generation gen among the refused
+// (refusedGen). Shard locked.
+func (r *pubRec) docRefused(gen uint64) {
+	x := r.more()
+	x.refusedGen = max(x.refusedGen, gen)
+}
+
+// await registers ch as a waiter for r's current generation. Shard locked.
+func (r *pubRec) await(ch chan Result) {
+	x := r.more()
+	x.waiters = append(x.waiters, waiter{gen: r.gen, ch: ch})
+}
+
+// resolve hands res to r's waiters for a generation up to gen
+// (resolveWaiters). Shard locked.
+func (r *pubRec) resolve(gen uint64, res Result) {
+	if r.rare != nil {
+		resolveWaiters(&r.rare.waiters, gen, res)
+	}
 }
 
 func (r *pubRec) base() *task { return &r.task }
@@ -110,6 +207,21 @@ const (
 
 func (k pubKind) String() string {
 	return [...]string{"none", "initial", "refresh", "modify", "remove"}[k]
+}
+
+// pubState is the state of a publication, shown as StatePending...
+type pubState uint8
+
+const (
+	pubPending pubState = iota
+	pubActive
+	pubRetrying
+	pubFailed
+	pubRemoving
+)
+
+func (s pubState) String() string {
+	return [...]string{StatePending, StateActive, StateRetrying, StateFailed, StateRemoving}[s]
 }
 
 // pubOp is a snapshot of what one PUBLISH carries.
@@ -171,8 +283,8 @@ func checkHeaders(hs []Header) error {
 // Publish sets the desired state of a publication. It returns at once; the
 // engine sends the PUBLISH (coalescing changes while one is in flight). An
 // error means the request itself was refused: unknown event
-// (ErrUnknownEvent), bad presentity URI, empty body, or an IfMatch that is
-// not the current ETag (ErrWrongETag).
+// (ErrUnknownEvent), bad presentity URI, empty body, a flag beyond 32 bits,
+// or an IfMatch that is not the current ETag (ErrWrongETag).
 func (e *Engine) Publish(req PublishRequest) error {
 	_, err := e.publish(req, false)
 	return err
@@ -206,6 +318,10 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 	}
 	if req.Expires < 0 || req.Lifetime < 0 {
 		return nil, fmt.Errorf("pua: publish %s %s: negative expires or lifetime", req.PresURI, req.Event)
+	}
+	if int(int32(req.Flag)) != req.Flag {
+		// A record keeps 32 bits of it (pubRec.flag), as the store does.
+		return nil, fmt.Errorf("pua: publish %s %s: flag %d out of range", req.PresURI, req.Event, req.Flag)
 	}
 	if !e.enter() {
 		return nil, ErrStopped
@@ -243,7 +359,7 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 			}
 			return nil, nil, fmt.Errorf("%w: %d held", ErrTooManyPublications, e.cfg.MaxPublications)
 		}
-		r = &pubRec{key: key, shard: s, ev: ev, storedFlag: -1, state: StatePending, countedFlag: req.Flag}
+		r = &pubRec{key: key, shard: s, ev: ev, storedFlag: -1, state: pubPending, countedFlag: int32(req.Flag)}
 		s.pubs[key] = r
 	} else if e.claimPub(r); r.lapse && req.Lifetime > 0 && r.sameDoc(req) {
 		// The same terminated dialog document again: it keeps the end of
@@ -269,11 +385,10 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 		ch = r.addWaiter(withWaiter, now)
 		return ch, e.kickPubHere(r), nil
 	}
-	r.flag = req.Flag
+	r.flag = int32(req.Flag)
 	r.setDoc(bytes.Clone(req.Body))
 	r.ctype = req.ContentType
-	r.hdrs = slices.Clone(req.ExtraHeaders)
-	r.proxy = req.OutboundProxy
+	r.setRoute(slices.Clone(req.ExtraHeaders), req.OutboundProxy)
 	if !keepEnd {
 		r.expires = req.Expires
 		r.endAt = 0
@@ -298,8 +413,8 @@ func (e *Engine) publishLocked(s *shard, key Key, ev *eventInfo, req PublishRequ
 // sameDoc reports whether req gives r's current document, with the same
 // owner, content type, headers and proxy. Shard locked.
 func (r *pubRec) sameDoc(req PublishRequest) bool {
-	return !r.remove && r.flag == req.Flag && bytes.Equal(r.body, req.Body) && r.ctype == req.ContentType &&
-		r.proxy == req.OutboundProxy && slices.Equal(r.hdrs, req.ExtraHeaders)
+	return !r.remove && int(r.flag) == req.Flag && bytes.Equal(r.body, req.Body) && r.ctype == req.ContentType &&
+		r.proxy() == req.OutboundProxy && slices.Equal(r.hdrs(), req.ExtraHeaders)
 }
 
 // addWaiter registers a waiter for the current generation; if the server
@@ -315,11 +430,11 @@ func (r *pubRec) addWaiter(want bool, now time.Time) chan Result {
 	}
 	ch := make(chan Result, 1)
 	if r.sentGen == r.gen && r.etag != "" && r.okStatus != 0 && !r.remove && !r.forceInitial && r.srvExpires > now.Unix() {
-		ch <- Result{Status: r.okStatus, Reason: r.okReason, ETag: r.etag,
+		ch <- Result{Status: int(r.okStatus), Reason: r.okReason, ETag: r.etag,
 			Expires: time.Duration(r.srvExpires-now.Unix()) * time.Second}
 		return ch
 	}
-	r.waiters = append(r.waiters, waiter{gen: r.gen, ch: ch})
+	r.await(ch)
 	return ch
 }
 
@@ -342,7 +457,7 @@ func (e *Engine) kickPubHere(r *pubRec) *pubRec {
 	if r.inFlight || r.backingOff {
 		return nil
 	}
-	if e.sendsInline && r.proxy == "" && e.running.Load() {
+	if e.sendsInline && r.proxy() == "" && e.running.Load() {
 		select {
 		case e.slots <- struct{}{}:
 			return r
@@ -416,7 +531,7 @@ func (e *Engine) removeLocked(s *shard, key Key, withWaiter, here bool) (ch chan
 	}
 	r.unclaimed = false
 	if withWaiter {
-		r.waiters = append(r.waiters, waiter{gen: r.gen, ch: ch})
+		r.await(ch)
 	}
 	if r.etag == "" && !r.inFlight {
 		e.dropPub(r, Result{})
@@ -439,16 +554,16 @@ func (e *Engine) dropPub(r *pubRec, res Result) {
 		return
 	}
 	r.deleted = true
-	r.state = StateRemoving
+	r.state = pubRemoving
 	delete(r.shard.pubs, r.key)
-	e.owned.release(r.countedFlag)
+	e.owned.release(int(r.countedFlag))
 	e.sched.Cancel(r)
 	// The stored row, and the one appended to the journal even if the
 	// database never got it.
-	for _, f := range r.staleFlags(r.storedFlag, -1) {
+	for _, f := range r.staleFlags(int(r.storedFlag), -1) {
 		e.markRemoved(Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: f})
 	}
-	resolveWaiters(&r.waiters, ^uint64(0), res)
+	r.resolve(^uint64(0), res)
 }
 
 // nextPubOp decides what r needs now. Shard locked.
@@ -467,7 +582,7 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 			e.m.Tracker("pua", "lapsed_publication")
 			e.dropPub(r, Result{})
 			return pubOp{}
-		case r.refusedGen >= r.gen:
+		case r.refusedGen() >= r.gen:
 			// The server refused the terminated document: the one it
 			// holds instead (a lit one) is removed.
 			r.remove = true
@@ -476,10 +591,10 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 		// Otherwise the terminated document has still to reach the
 		// server: it is sent below, and the record dropped once accepted.
 	}
-	op := pubOp{gen: r.gen, presURI: r.key.PresURI, event: r.key.Event, hdrs: r.hdrs, proxy: r.proxy}
+	op := pubOp{gen: r.gen, presURI: r.key.PresURI, event: r.key.Event, hdrs: r.hdrs(), proxy: r.proxy()}
 	ahead := false
 	switch {
-	case r.remove && r.etag != "" && r.bodyPending() && !r.serverHolds() && r.gen-1 > r.refusedGen && !r.srvTerminated:
+	case r.remove && r.etag != "" && r.bodyPending() && !r.serverHolds() && r.gen-1 > r.refusedGen() && !r.srvTerminated:
 		// The document given last before the removal (usrloc's closed,
 		// say) never reached the server: it goes first, the removal once
 		// it is accepted. A server may answer a removal 200 and then fail
@@ -540,7 +655,7 @@ func (e *Engine) nextPubOp(r *pubRec, now time.Time) pubOp {
 	if ahead {
 		exp = min(exp, aheadExpires)
 	}
-	exp = max(exp, e.cfg.MinExpires, r.minExp, time.Second)
+	exp = max(exp, e.cfg.MinExpires, r.minExp(), time.Second)
 	op.expires = int((exp + time.Second - 1) / time.Second)
 	return op
 }
@@ -641,7 +756,7 @@ func (e *Engine) takePubOp(r *pubRec) (op pubOp, ok bool) {
 	}
 	r.inFlight = true
 	if op.kind == pubRemove {
-		r.state = StateRemoving
+		r.state = pubRemoving
 	}
 	return op, true
 }
@@ -669,7 +784,7 @@ func (e *Engine) stillBackingOff(t tasker, backingOff bool, now time.Time) bool 
 // applyPublishResult moves r's state machine on the reply. Shard locked.
 func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 	now := e.clock.Now()
-	r.lastStatus, r.lastReason = res.Status, res.Reason
+	r.lastStatus, r.lastReason = uint16(res.Status), res.Reason
 	if res.Err != nil && res.Status == 0 {
 		r.lastReason = res.Err.Error()
 	}
@@ -708,7 +823,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 				return
 			}
 			e.refusePub(r, op.gen, res.Status, now, log())
-			resolveWaiters(&r.waiters, op.gen, res)
+			r.resolve(op.gen, res)
 			return
 		}
 		granted := res.Expires
@@ -716,7 +831,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			granted = time.Duration(op.expires) * time.Second
 		}
 		r.etag = res.ETag
-		r.okStatus, r.okReason = res.Status, res.Reason
+		r.okStatus, r.okReason = uint16(res.Status), res.Reason
 		r.srvExpires = now.Add(granted).Unix()
 		r.nextRefresh = refreshAt(now, granted).UnixNano()
 		if op.kind != pubRefresh {
@@ -736,7 +851,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 				r.ackETag = res.ETag // the same document, a new ETag
 			}
 		}
-		r.forceInitial, r.attempt, r.state = false, 0, StateActive
+		r.forceInitial, r.attempt, r.state = false, 0, pubActive
 		r.clearRefusal()
 		e.markDirty(r, &r.dirty)
 		// The server's row now carries this ETag only: losing it in a
@@ -745,7 +860,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		if debug {
 			log().Debug("publish accepted", "etag", r.etag, "expires", granted)
 		}
-		resolveWaiters(&r.waiters, op.gen, res)
+		r.resolve(op.gen, res)
 		e.sweepDone(r)
 	case res.Status == 412:
 		if ahead := r.remove && op.kind == pubModify; op.kind == pubRemove || ahead {
@@ -765,7 +880,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		if op.kind == pubInitial {
 			log().Warn("publish failed: 412 to an initial PUBLISH", "status", res.Status)
 			e.refusePub(r, op.gen, res.Status, now, log())
-			resolveWaiters(&r.waiters, op.gen, res)
+			r.resolve(op.gen, res)
 			return
 		}
 		log().Info("publication unknown at the server, publishing anew", "etag", op.etag)
@@ -775,7 +890,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		// (A removal asks for no interval to raise: a 423 to it is a
 		// refusal, handled below.)
 		if res.Expires > time.Duration(op.expires)*time.Second {
-			r.minExp = res.Expires
+			r.more().minExp = res.Expires
 			log().Info("interval too brief, retrying with Min-Expires", "min_expires", res.Expires)
 			break
 		}
@@ -784,7 +899,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 			return
 		}
 		e.refusePub(r, op.gen, res.Status, now, log())
-		resolveWaiters(&r.waiters, op.gen, res)
+		r.resolve(op.gen, res)
 		return
 	case retryable(res):
 		r.attempt++
@@ -792,9 +907,9 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		if e.pubServerBound(r) {
 			d = e.holdOff(now, d)
 		}
-		r.state, r.backingOff = StateRetrying, true
+		r.state, r.backingOff = pubRetrying, true
 		log().Warn("publish failed, retrying", "status", res.Status, "err", res.Err, "retry_in", d)
-		resolveWaiters(&r.waiters, op.gen, res)
+		r.resolve(op.gen, res)
 		e.sched.Schedule(r, now.Add(d))
 		return
 	case op.replace:
@@ -807,7 +922,7 @@ func (e *Engine) applyPublishResult(r *pubRec, op pubOp, res Result) {
 		if e.refusedAheadOfRemoval(r, op, res, log) {
 			return
 		}
-		resolveWaiters(&r.waiters, op.gen, res)
+		r.resolve(op.gen, res)
 		if op.kind == pubRemove {
 			if r.remove && r.gen == op.gen {
 				e.dropPub(r, res)
@@ -844,8 +959,8 @@ func (e *Engine) refusedAheadOfRemoval(r *pubRec, op pubOp, res Result, log func
 		return false
 	}
 	log().Info("document ahead of the removal refused, removing", "status", res.Status)
-	r.refusedGen = max(r.refusedGen, op.gen)
-	resolveWaiters(&r.waiters, op.gen, res)
+	r.docRefused(op.gen)
+	r.resolve(op.gen, res)
 	e.queue.push(r)
 	return true
 }
@@ -900,7 +1015,7 @@ func (e *Engine) PublicationStates() []StateCount {
 		s := &e.shards[i]
 		s.mu.Lock()
 		for _, r := range s.pubs {
-			counts[[2]string{r.key.Event, r.state}]++
+			counts[[2]string{r.key.Event, r.state.String()}]++
 		}
 		s.mu.Unlock()
 	}
@@ -921,18 +1036,20 @@ func (r *pubRec) info() PublicationInfo {
 	if ct == "" {
 		ct = r.ev.contentType
 	}
-	pi := PublicationInfo{Key: r.key, Flag: r.flag, ContentType: ct, Body: bytes.Clone(r.body),
-		ETag: r.etag, State: r.state, LastStatus: r.lastStatus, LastReason: r.lastReason,
-		ExtraHeaders: slices.Clone(r.hdrs)}
+	pi := PublicationInfo{Key: r.key, Flag: int(r.flag), ContentType: ct, Body: bytes.Clone(r.body),
+		ETag: r.etag, State: r.state.String(), LastStatus: int(r.lastStatus), LastReason: r.lastReason,
+		ExtraHeaders: slices.Clone(r.hdrs())}
 	if r.srvExpires != 0 {
 		pi.Expires = time.Unix(r.srvExpires, 0)
 	}
-	if r.nextRefresh != 0 && r.state == StateActive {
+	if r.nextRefresh != 0 && r.state == pubActive {
 		pi.NextRefresh = time.Unix(0, r.nextRefresh)
 	}
-	if r.failed && r.retryAt != 0 {
-		pi.NextRetry = time.Unix(0, r.retryAt)
+	if x := r.rare; x != nil {
+		if r.failed && x.retryAt != 0 {
+			pi.NextRetry = time.Unix(0, x.retryAt)
+		}
+		pi.Refusals = int(x.refusals)
 	}
-	pi.Refusals = int(r.refusals)
 	return pi
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,7 +161,8 @@ func TestPublishCoalescesWhileInFlight(t *testing.T) {
 		s := e.pubShard(presKey)
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return len(s.pubs[presKey].waiters) == 1
+		r := s.pubs[presKey]
+		return r.rare != nil && len(r.rare.waiters) == 1
 	})
 	if n := len(fs.Requests()); n != 1 {
 		t.Fatalf("%d requests while the first is held", n)
@@ -563,6 +566,32 @@ func TestPublishRefusedRequests(t *testing.T) {
 	}
 	if err := e.Publish(PublishRequest{Key: Key{PresURI: alice, Event: "as-feature-event"}, Body: []byte("x")}); err != nil {
 		t.Fatalf("registered event refused: %v", err)
+	}
+}
+
+// TestPublishFlagBeyond32Bits: a record keeps 32 bits of its owner's flag,
+// as the store does, so a wider one is refused, not cut.
+func TestPublishFlagBeyond32Bits(t *testing.T) {
+	if strconv.IntSize == 32 {
+		t.Skip("an int of 32 bits: every flag fits")
+	}
+	fs := newFakeServer(t)
+	e := newTestEngine(t, fs, newFakeClock(), nil, nil)
+	r := pubReq("a")
+	r.Flag = math.MaxInt32
+	r.Flag++
+	if err := e.Publish(r); err == nil {
+		t.Fatal("accepted")
+	}
+	if _, ok := e.Publication(presKey); ok {
+		t.Fatal("refused publication held")
+	}
+	r.Flag = math.MaxInt32
+	if res := mustWait(t, e, r); res.Status != 200 {
+		t.Fatalf("result %+v", res)
+	}
+	if pi, _ := e.Publication(presKey); pi.Flag != math.MaxInt32 {
+		t.Fatalf("flag %d, want %d", pi.Flag, math.MaxInt32)
 	}
 }
 

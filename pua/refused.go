@@ -45,35 +45,41 @@ func (e *Engine) refusedAt(now time.Time, n int32, endAt int64) (time.Time, time
 // was in flight), that state is sent at once instead: it has not been
 // refused.
 func (e *Engine) refusePub(r *pubRec, gen uint64, status int, now time.Time, log *slog.Logger) {
-	r.refusedGen = max(r.refusedGen, gen)
+	r.docRefused(gen)
 	if r.gen > gen && !r.remove {
 		e.m.Refused("PUBLISH", r.key.Event, status)
 		log.Info("publication refused, sending the newer state", "status", status)
 		e.queue.push(r)
 		return
 	}
-	r.failed, r.state = true, StateFailed
-	r.refusals++
-	at, d := e.refusedAt(now, r.refusals, r.endAt)
-	r.retryAt = at.UnixNano()
+	r.failed, r.state = true, pubFailed
+	x := r.more()
+	x.refusals++
+	at, d := e.refusedAt(now, x.refusals, r.endAt)
+	x.retryAt = at.UnixNano()
 	e.m.Refused("PUBLISH", r.key.Event, status)
-	log.Info("refused publication will be tried again", "status", status, "refusals", r.refusals, "retry_in", d)
+	log.Info("refused publication will be tried again", "status", status, "refusals", x.refusals, "retry_in", d)
 	e.sched.Schedule(r, at)
 }
 
 // retryRefusedPub re-arms a refused publication whose retry time has
 // come; nextPubOp then sends it again. Shard locked.
 func (e *Engine) retryRefusedPub(r *pubRec, now time.Time) {
-	if !r.failed || r.retryAt == 0 || now.UnixNano() < r.retryAt {
+	x := r.rare
+	if !r.failed || x == nil || x.retryAt == 0 || now.UnixNano() < x.retryAt {
 		return
 	}
-	r.failed, r.retryAt = false, 0
+	r.failed, x.retryAt = false, 0
 	e.m.RefusedRetry("PUBLISH", r.key.Event)
 }
 
 // clearRefusal forgets r's refusals (accepted, or a new state from its
 // owner). Shard locked.
-func (r *pubRec) clearRefusal() { r.refusals, r.retryAt = 0, 0 }
+func (r *pubRec) clearRefusal() {
+	if r.rare != nil {
+		r.rare.refusals, r.rare.retryAt = 0, 0
+	}
+}
 
 // refuseSub marks a subscription refused and arms its slow retry (a
 // phone answering 489 while it boots gets its subscription later).

@@ -11,13 +11,13 @@ import (
 // timer heap and in the ready queue.
 type task struct {
 	sched.Entry
-	queued bool // waiting in the ready queue
-	jdirty bool // changed since the last append to the journal (journal.go); shard locked
 	// jflag is the flag of the row last appended to the journal for this
 	// record (jflagSet), whose deletion a removal or a flag change must
 	// append too, stored in the database or not. Shard locked.
 	jflag    int
 	jflagSet bool
+	queued   bool // waiting in the ready queue
+	jdirty   bool // changed since the last append to the journal (journal.go); shard locked
 }
 
 // staleFlags returns the flags of the rows of a record's identity other

@@ -68,7 +68,8 @@ type PublishRequest struct {
 	ExtraHeaders []Header
 	// OutboundProxy overrides the engine's outbound_proxy for this record.
 	OutboundProxy string
-	// Flag is the owner's source flag (FlagUsrloc, ...).
+	// Flag is the owner's source flag (FlagUsrloc, ...): 32 bits, as the
+	// pua table's flag column holds.
 	Flag int
 	// IfMatch, when set, must equal the record's current ETag (management
 	// API callers that name an etag, as pua_mi allows); otherwise the request

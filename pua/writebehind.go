@@ -190,7 +190,7 @@ func (e *Engine) flush(ctx context.Context, final bool) error {
 			r.shard.mu.Lock()
 			if !r.deleted {
 				if r.storedFlag >= 0 && r.storedFlag != r.flag {
-					removed = append(removed, Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: r.storedFlag})
+					removed = append(removed, Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: int(r.storedFlag)})
 				}
 				rec := e.pubRecord(r, now)
 				if !e.fenceRecord(&rec) {
@@ -200,12 +200,12 @@ func (e *Engine) flush(ctx context.Context, final bool) error {
 					continue
 				}
 				if jlocked && r.jdirty {
-					for _, f := range r.staleFlags(r.storedFlag, r.flag) {
+					for _, f := range r.staleFlags(int(r.storedFlag), int(r.flag)) {
 						jremoved = append(jremoved, Record{PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event, Flag: f})
 					}
 					delta = append(delta, rec)
 					r.jdirty = false
-					r.jflag, r.jflagSet = r.flag, true
+					r.jflag, r.jflagSet = int(r.flag), true
 				}
 				r.storedFlag = r.flag // a later removal must delete this row
 				upsert = append(upsert, rec)
@@ -337,9 +337,9 @@ func (e *Engine) pubRecord(r *pubRec, now time.Time) Record {
 	}
 	return Record{
 		PresURI: r.key.PresURI, PresID: r.key.ID, EventName: r.key.Event,
-		Expires: r.srvExpires, DesiredExpires: r.endAt, Flag: r.flag, ETag: r.etag,
-		Version: int(r.version), ExtraHeaders: slices.Clone(r.hdrs), Body: r.body, ContentType: ct,
-		OutboundProxy: r.proxy, ReqExpires: int64(r.expires / time.Second), Removing: r.remove,
+		Expires: r.srvExpires, DesiredExpires: r.endAt, Flag: int(r.flag), ETag: r.etag,
+		Version: int(r.version), ExtraHeaders: slices.Clone(r.hdrs()), Body: r.body, ContentType: ct,
+		OutboundProxy: r.proxy(), ReqExpires: int64(r.expires / time.Second), Removing: r.remove,
 		Modified: r.etag != "" && (r.bodyPending() || r.forceInitial),
 	}
 }
@@ -441,15 +441,15 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 	if ct == ev.contentType {
 		ct = ""
 	}
-	r := &pubRec{key: key, shard: s, ev: ev, flag: rec.Flag, storedFlag: rec.Flag,
-		ctype: ct, endAt: rec.DesiredExpires, hdrs: rec.ExtraHeaders,
-		proxy: rec.OutboundProxy, gen: 1, etag: rec.ETag, srvExpires: rec.Expires,
+	r := &pubRec{key: key, shard: s, ev: ev, flag: int32(rec.Flag), storedFlag: int32(rec.Flag),
+		ctype: ct, endAt: rec.DesiredExpires, gen: 1, etag: rec.ETag, srvExpires: rec.Expires,
 		expires: time.Duration(rec.ReqExpires) * time.Second,
-		version: int32(rec.Version), state: StatePending,
+		version: int32(rec.Version), state: pubPending,
 		durable: rec.ETag != "", unclaimed: !rec.Removing && e.ownerFlag(rec.Flag)}
+	r.setRoute(rec.ExtraHeaders, rec.OutboundProxy)
 	r.setDoc(rec.Body)
 	if r.etag != "" {
-		r.sentGen, r.state = 1, StateActive
+		r.sentGen, r.state = 1, pubActive
 		r.srvTerminated = r.bodyTerminated
 		r.ackBody, r.ackETag = r.body, r.etag
 		if rec.Modified {
@@ -462,7 +462,7 @@ func (e *Engine) loadPub(rec Record, ev *eventInfo) {
 		r.remove, r.gen = true, 2
 	}
 	r.lapse = r.endAt != 0 && !r.remove && r.bodyTerminated && !ev.bodyAlways
-	r.countedFlag = rec.Flag
+	r.countedFlag = int32(rec.Flag)
 	e.owned.take(rec.Flag, 0, true)
 	s.pubs[key] = r
 	e.queue.push(r)
