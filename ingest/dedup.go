@@ -13,9 +13,9 @@ import (
 const dedupMaxEntries = 1 << 17
 
 // dedupFirstEntries is the ring's first size: it doubles when full, up to
-// the cap, so that the deduplicator holds about what its window needs at
-// the rate seen so far (2 MiB at the cap) rather than the cap's worth from
-// the start.
+// the cap, so that the deduplicator holds about what its window needed at
+// the highest rate seen so far (it does not shrink again; 2 MiB at the
+// cap) rather than the cap's worth from the start.
 const dedupFirstEntries = 1 << 10
 
 // dedup remembers message keys for a window. A key is a 64-bit hash of

@@ -142,8 +142,8 @@ func (e *Engine) ShardsGained(ctx context.Context, gained map[int]int64) {
 	subRows := make(map[SubKey]Record)
 	for _, rec := range rows {
 		ev := e.eventOf(rec)
-		if ev == nil {
-			continue
+		if ev == nil || !rec.IsSubscription() && !flagFits(rec.Flag) {
+			continue // unusable, as at start (load)
 		}
 		if rec.IsSubscription() {
 			subRows[SubKey{PresURI: rec.PresURI, WatcherURI: rec.WatcherURI, Event: ev.name, ID: rec.PresID}] = rec

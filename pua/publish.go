@@ -162,6 +162,10 @@ func (r *pubRec) refusedGen() uint64 {
 	return r.rare.refusedGen
 }
 
+// flagFits reports whether a publication's owner flag fits the 32 bits a
+// record keeps of it (pubRec.flag, Kamailio's INT column).
+func flagFits(flag int) bool { return int(int32(flag)) == flag }
+
 // setRoute gives r its extra headers and outbound proxy. Shard locked.
 func (r *pubRec) setRoute(hdrs []Header, proxy string) {
 	if r.rare == nil && hdrs == nil && proxy == "" {
@@ -319,7 +323,7 @@ func (e *Engine) publish(req PublishRequest, withWaiter bool) (chan Result, erro
 	if req.Expires < 0 || req.Lifetime < 0 {
 		return nil, fmt.Errorf("pua: publish %s %s: negative expires or lifetime", req.PresURI, req.Event)
 	}
-	if int(int32(req.Flag)) != req.Flag {
+	if !flagFits(req.Flag) {
 		// A record keeps 32 bits of it (pubRec.flag), as the store does.
 		return nil, fmt.Errorf("pua: publish %s %s: flag %d out of range", req.PresURI, req.Event, req.Flag)
 	}

@@ -595,6 +595,28 @@ func TestPublishFlagBeyond32Bits(t *testing.T) {
 	}
 }
 
+// TestStoredFlagBeyond32BitsNotLoaded: a stored publication row whose flag
+// does not fit the 32 bits a record keeps (no writer of Kamailio's INT
+// column makes one) is dropped at start like any unusable row, instead of
+// being held under a cut flag that no longer names its row.
+func TestStoredFlagBeyond32BitsNotLoaded(t *testing.T) {
+	if strconv.IntSize == 32 {
+		t.Skip("an int of 32 bits: every flag fits")
+	}
+	clk := newFakeClock()
+	st := newMemStore()
+	wide := Key{PresURI: alice, Event: "presence", ID: "wide"}
+	st.put(storedPub(clk, alice, "presence", wide.ID, "etag-wide", 1<<32|FlagRPCPublish, pidf("open")),
+		storedPub(clk, alice, "presence", presKey.ID, "etag-ok", FlagRPCPublish, pidf("open")))
+	e := newTestEngine(t, newFakeServer(t), clk, st, nil)
+	if _, ok := e.Publication(presKey); !ok {
+		t.Fatal("the row with a 32-bit flag was not loaded")
+	}
+	if pi, ok := e.Publication(wide); ok {
+		t.Fatalf("the row with a flag beyond 32 bits was loaded with flag %d", pi.Flag)
+	}
+}
+
 func TestRemoveNeverAcceptedSendsNothing(t *testing.T) {
 	fs := newFakeServer(t)
 	e := newTestEngine(t, fs, newFakeClock(), nil, nil)

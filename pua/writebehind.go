@@ -400,7 +400,10 @@ func (e *Engine) load(ctx context.Context) error {
 		default:
 			expired = expired || len(rec.Body) == 0 || rec.Removing
 		}
-		if ev == nil || expired || checkURI(rec.PresURI) != nil {
+		// A publication row whose flag does not fit a record's 32 bits
+		// (no writer of Kamailio's INT column makes one) is unusable.
+		unusable := !rec.IsSubscription() && !flagFits(rec.Flag)
+		if ev == nil || expired || unusable || checkURI(rec.PresURI) != nil {
 			e.markRemoved(rec)
 			dropped++
 			continue
