@@ -2,7 +2,8 @@
 // trackers (usrloc, dialoginfo, bla) and the scheduler read the time and arm
 // timers through Clock, so tests drive refreshes, expiries and timeouts with
 // the fake in clocktest instead of sleeping. Network deadlines (sockets,
-// request timeouts) use real time and stay outside it.
+// request timeouts) use real time and stay outside it. Stamp keeps one of
+// its instants in 8 bytes where a tracker holds one per AoR or per key.
 package clock
 
 import "time"

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/puaside/puaside/clock"
 )
 
 // dedupMaxEntries caps the keys remembered by the deduplicator; when full
@@ -30,17 +32,14 @@ type dedup struct {
 	capacity int // the ring's largest size
 	seen     map[uint64]struct{}
 	ring     []dedupEntry
-	head     int       // oldest entry
-	n        int       // entries in ring
-	epoch    time.Time // the first key's arrival (see dedupEntry.at)
+	head     int         // oldest entry
+	n        int         // entries in ring
+	epoch    clock.Epoch // of the arrivals: the first key's
 }
 
 type dedupEntry struct {
 	key uint64
-	// at is the arrival as the time since epoch: 8 bytes instead of a
-	// time.Time's 24, and the age it gives is the one now.Sub(arrival)
-	// would (with the monotonic readings when the clock has them).
-	at time.Duration
+	at  clock.Stamp // its arrival
 }
 
 func newDedup(window time.Duration, capacity int) *dedup {
@@ -152,21 +151,14 @@ func (d *dedup) seenBefore(key uint64, now time.Time) bool {
 			d.pop()
 		}
 	}
-	if d.epoch.IsZero() {
-		d.epoch = now
-	}
-	d.ring[(d.head+d.n)%len(d.ring)] = dedupEntry{key: key, at: now.Sub(d.epoch)}
+	d.ring[(d.head+d.n)%len(d.ring)] = dedupEntry{key: key, at: d.epoch.Stamp(now)}
 	d.n++
 	d.seen[key] = struct{}{}
 	return false
 }
 
 func (d *dedup) expire(now time.Time) {
-	if d.n == 0 {
-		return
-	}
-	age := now.Sub(d.epoch)
-	for d.n > 0 && age-d.ring[d.head].at >= d.window {
+	for d.n > 0 && now.Sub(d.epoch.Time(d.ring[d.head].at)) >= d.window {
 		d.pop()
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/puaside/puaside/clock"
 	"github.com/puaside/puaside/event"
 )
 
@@ -57,14 +58,14 @@ func (t *Tracker) CorrectBindings(aor string, contacts []event.Contact, asked ti
 
 // noteInput records that st's AoR received input now. Must hold mu.
 func (t *Tracker) noteInput(st *aorState, now time.Time) {
-	st.input = t.stampOf(now)
+	st.input = t.epoch.Stamp(now)
 }
 
 // lastInput returns the time of aor's last input, unless pruneInputs has
 // forgotten it. A known AoR keeps it in its state, a forgotten one in
 // inputs (see keepInput, takeInput). Must hold mu.
 func (t *Tracker) lastInput(aor string) (time.Time, bool) {
-	var s stamp
+	var s clock.Stamp
 	if st := t.aors[aor]; st != nil {
 		s = st.input
 	} else {
@@ -73,7 +74,7 @@ func (t *Tracker) lastInput(aor string) (time.Time, bool) {
 	if s == 0 {
 		return time.Time{}, false
 	}
-	at := t.timeOf(s)
+	at := t.epoch.Time(s)
 	if at.Before(t.inputsCut) {
 		return time.Time{}, false // pruned
 	}
@@ -83,7 +84,7 @@ func (t *Tracker) lastInput(aor string) (time.Time, bool) {
 // keepInput moves the last input of st, an AoR being forgotten, to inputs
 // unless it has been pruned already. Must hold mu.
 func (t *Tracker) keepInput(st *aorState) {
-	if st.input != 0 && !t.timeOf(st.input).Before(t.inputsCut) {
+	if st.input != 0 && !t.epoch.Time(st.input).Before(t.inputsCut) {
 		t.inputs[st.aor] = st.input
 	}
 }
@@ -108,7 +109,7 @@ func (t *Tracker) pruneInputs() {
 	limit := now.Add(-inputHorizon)
 	t.inputsCut = limit
 	for aor, at := range t.inputs {
-		if t.timeOf(at).Before(limit) {
+		if t.epoch.Time(at).Before(limit) {
 			delete(t.inputs, aor)
 		}
 	}

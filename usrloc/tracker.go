@@ -140,7 +140,7 @@ type aorState struct {
 	published bool
 	closed    bool          // the published document is the closed one
 	linger    int64         // when a closed publication is removed, Unix ns as in timer (0 = none)
-	input     stamp         // last input (see Tracker.lastInput; 0 = none)
+	input     clock.Stamp   // last input (see Tracker.lastInput; 0 = none)
 	asked     time.Duration // Expires asked for the published document (0 = unknown)
 	timer     sched.Entry   // earliest contact expiry or linger end
 }
@@ -203,15 +203,15 @@ type Tracker struct {
 	dirty      map[string]struct{}
 	dirtyFlags map[string]*bool // nil value = delete
 	pending    map[string]pendingReq
-	inputs     map[string]stamp    // last input of AoRs forgotten since (see lastInput)
-	inputsCut  time.Time           // inputs before it are forgotten (see pruneInputs)
-	replied    map[lateKey]replied // newest 2xx applied, by AoR and Call-ID
-	gone       map[lateKey]removal // bindings removed by a request, by AoR and contact
-	latePruned time.Time           // when replied and gone were last pruned
+	inputs     map[string]clock.Stamp // last input of AoRs forgotten since (see lastInput)
+	inputsCut  time.Time              // inputs before it are forgotten (see pruneInputs)
+	replied    map[lateKey]replied    // newest 2xx applied, by AoR and Call-ID
+	gone       map[lateKey]removal    // bindings removed by a request, by AoR and contact
+	latePruned time.Time              // when replied and gone were last pruned
 	ring       []string
 	ringPos    int
 	seq        uint64
-	epoch      time.Time // the clock's time at New (see stamp)
+	epoch      clock.Epoch // of the input stamps: the clock's time at New
 
 	cbMu    sync.Mutex // serialises OnChange deliveries
 	domains domainIndex
@@ -239,7 +239,7 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 		cfg: cfg, patterns: pats, pub: opts.Publisher, store: opts.Store, log: opts.Logger,
 		m: opts.Metrics, clock: opts.Clock, onChange: opts.OnChange,
 		aors: map[string]*aorState{}, flags: map[string]bool{}, dirty: map[string]struct{}{},
-		dirtyFlags: map[string]*bool{}, pending: map[string]pendingReq{}, inputs: map[string]stamp{},
+		dirtyFlags: map[string]*bool{}, pending: map[string]pendingReq{}, inputs: map[string]clock.Stamp{},
 		replied: map[lateKey]replied{}, gone: map[lateKey]removal{},
 		ring: make([]string, cfg.PendingMax), flagWrites: make(chan struct{}, 1),
 	}
@@ -247,7 +247,7 @@ func New(cfg Config, opts Options) (*Tracker, error) {
 		t.log = slog.New(slog.DiscardHandler)
 	}
 	t.clock = clock.OrReal(t.clock)
-	t.epoch = t.clock.Now()
+	t.epoch.Stamp(t.clock.Now()) // the epoch
 	t.sched = sched.New(t.clock, t.expireAoRs)
 	return t, nil
 }
