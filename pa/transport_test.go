@@ -89,10 +89,30 @@ func TestWatcherOverOwnConnection(t *testing.T) {
 			if i == 0 {
 				return
 			}
-			// The browser goes away: its NOTIFYs fail at once, without a
-			// connection being dialled back to it.
+			// The browser goes away: once the server has seen its
+			// connection close, its NOTIFYs fail at once, without a
+			// connection being dialled back to it. (A NOTIFY written
+			// before the server reads the close would go into the
+			// socket and fail only at its transaction's timeout.)
+			var flow, flowTr string
+			s.mu.Lock()
+			for _, w := range s.subs {
+				if w.presURI == pres {
+					flow, flowTr = w.flow, w.flowTransport
+				}
+			}
+			s.mu.Unlock()
+			if flow == "" {
+				t.Fatal("no subscription of " + pres)
+			}
 			before := testutil.ToFloat64(s.met.notifies.WithLabelValues(EventPresence, "error"))
 			bob.Close()
+			for n := 0; s.hasConnection(flowTr, flow); n++ {
+				if n > 5000 {
+					t.Fatal("the closed WebSocket still held by the server")
+				}
+				time.Sleep(time.Millisecond)
+			}
 			if err := s.Publish(pua.PublishRequest{Key: key, Body: presenceBody(pres, "t1", "closed")}); err != nil {
 				t.Fatal(err)
 			}
